@@ -1,0 +1,1110 @@
+//! Recipient side: peel the layers in whatever order the sender nested them (S/MIME entities,
+//! multipart/signed, EnvelopedData, AuthEnvelopedData, SignedData, CompressedData), verifying every
+//! signature against the partner the caller expects.
+
+use super::crypto::{self, AlgId, ContentAlg, Digest};
+use super::{Kek, OpenOptions, Opened};
+use crate::asn1::{self, tag, Reader, Tlv};
+use crate::cert::{self, key_usage, Certificate};
+use crate::error::{Error, Result};
+use crate::json::Json;
+use crate::keys::Identity;
+use crate::{mime, oid, time};
+use std::borrow::Cow;
+use std::ops::Range;
+
+/// How the bytes at hand are to be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Top level: DER, PEM or an S/MIME entity, detected.
+    Auto,
+    Mime,
+    /// A ContentInfo.
+    ContentInfo,
+    /// The content of a CMS layer whose eContentType is given (OID bytes interned below).
+    Content(ContentType),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ContentType {
+    Data,
+    Signed,
+    Enveloped,
+    AuthEnveloped,
+    Compressed,
+}
+
+fn content_type(o: &[u8]) -> Result<ContentType> {
+    Ok(match o {
+        x if x == oid::DATA => ContentType::Data,
+        x if x == oid::SIGNED_DATA => ContentType::Signed,
+        x if x == oid::ENVELOPED_DATA => ContentType::Enveloped,
+        x if x == oid::AUTH_ENVELOPED_DATA => ContentType::AuthEnveloped,
+        x if x == oid::COMPRESSED_DATA => ContentType::Compressed,
+        x => {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "CMS content type {}",
+                oid::name(x)
+            )))
+        }
+    })
+}
+
+/// What one step produced: new bytes, or a sub-range of the current ones.
+enum Next {
+    Owned(Vec<u8>, Kind),
+    Sub(Range<usize>, Kind),
+    Leaf(Leaf),
+    /// Inspection cannot go further (e.g. not addressed to us).
+    Stop,
+}
+
+struct Leaf {
+    range: Option<Range<usize>>,
+    owned: Option<Vec<u8>>,
+    filename: Option<String>,
+    mime_type: String,
+}
+
+/// Byte offset of `sub` within `base` (both slices of the same buffer).
+fn range_in(base: &[u8], sub: &[u8]) -> Range<usize> {
+    let start = sub.as_ptr() as usize - base.as_ptr() as usize;
+    start..start + sub.len()
+}
+
+struct State<'o> {
+    opts: &'o OpenOptions<'o>,
+    out: Opened,
+    budget: u64,
+    /// In inspect mode: one JSON object per layer; signatures are described, verified only when
+    /// a certificate is given, and failures are recorded instead of ending the walk.
+    trace: Option<Vec<Json>>,
+    verification_failed: bool,
+}
+
+pub(crate) fn open(input: &[u8], opts: &OpenOptions) -> Result<Opened> {
+    let mut st = State {
+        opts,
+        out: Opened::default(),
+        budget: opts.max_output,
+        trace: None,
+        verification_failed: false,
+    };
+    st.walk(input)?;
+    if st.out.signer.is_none() && !opts.allow_unsigned {
+        return Err(Error::Unsigned(
+            "no signature was found; refusing an unsigned document (allow it explicitly if expected)".into(),
+        ));
+    }
+    Ok(st.out)
+}
+
+/// Describe every layer of `input` as JSON. Decrypts when `opts.recipient` is ours, verifies
+/// signatures when `opts.sender`/`opts.partners` is given. Never fails: an error ends the walk
+/// and is reported in the result's `error` member.
+pub(crate) fn inspect(input: &[u8], opts: &OpenOptions) -> Json {
+    let mut st = State {
+        opts,
+        out: Opened::default(),
+        budget: opts.max_output,
+        trace: Some(Vec::new()),
+        verification_failed: false,
+    };
+    let res = st.walk(input);
+    let layers = st.trace.take().unwrap_or_default();
+    let mut j = Json::obj().with("layers", Json::Arr(layers));
+    let complete = res.is_ok() && !st.out.mime_type.is_empty();
+    j.set("complete", complete);
+    let asked = opts.sender.is_some() || opts.partners.is_some();
+    j.set(
+        "verified",
+        if !asked
+            || !st
+                .out
+                .layers
+                .iter()
+                .any(|l| l.starts_with("signedData") || l == "multipart/signed")
+        {
+            Json::Null
+        } else {
+            Json::Bool(!st.verification_failed && res.is_ok())
+        },
+    );
+    if complete {
+        j.set(
+            "signed",
+            st.out.signer.is_some() || st.out.layers.iter().any(|l| l.starts_with("signedData")),
+        );
+        j.set("encrypted", st.out.encrypted);
+    }
+    j.set(
+        "error",
+        match res {
+            Ok(()) => Json::Null,
+            Err(e) => error_json(&e),
+        },
+    );
+    j
+}
+
+pub(crate) fn error_json(e: &Error) -> Json {
+    Json::obj()
+        .with("code", e.code().as_i32() as i64)
+        .with("name", format!("LS_{}", e.code().name()))
+        .with("message", e.to_string())
+}
+
+impl<'o> State<'o> {
+    fn inspecting(&self) -> bool {
+        self.trace.is_some()
+    }
+
+    fn trace(&mut self, j: Json) {
+        if let Some(t) = &mut self.trace {
+            t.push(j);
+        }
+    }
+
+    fn walk(&mut self, input: &[u8]) -> Result<()> {
+        let opts = self.opts;
+        let st = self;
+        if input.is_empty() {
+            return Err(Error::Truncated("the input is empty".into()));
+        }
+        let mut buf: Cow<[u8]> = Cow::Borrowed(input);
+        let mut range = 0..input.len();
+        let mut kind = Kind::Auto;
+        let mut steps = 0u32;
+        loop {
+            steps += 1;
+            if steps > opts.max_depth * 2 + 4 {
+                return Err(Error::TooDeep(format!(
+                    "more than {} nested layers",
+                    opts.max_depth
+                )));
+            }
+            let cur = &buf[range.clone()];
+            match st.step(cur, kind)? {
+                Next::Owned(v, k) => {
+                    range = 0..v.len();
+                    buf = Cow::Owned(v);
+                    kind = k;
+                }
+                Next::Sub(r, k) => {
+                    range = range.start + r.start..range.start + r.end;
+                    kind = k;
+                }
+                Next::Stop => break,
+                Next::Leaf(leaf) => {
+                    let doc = match (leaf.owned, leaf.range) {
+                        (Some(v), _) => v,
+                        (None, Some(r)) => {
+                            let abs = range.start + r.start..range.start + r.end;
+                            match buf {
+                                // Reuse the buffer when the document is all of it.
+                                Cow::Owned(mut v) if abs.start == 0 && abs.end == v.len() => {
+                                    v.truncate(abs.end);
+                                    v
+                                }
+                                _ => buf[abs].to_vec(),
+                            }
+                        }
+                        (None, None) => Vec::new(),
+                    };
+                    st.trace(
+                        Json::obj()
+                            .with("layer", "document")
+                            .with("mime_type", leaf.mime_type.as_str())
+                            .with("filename", leaf.filename.clone())
+                            .with("size", doc.len()),
+                    );
+                    st.out.document = doc;
+                    st.out.filename = leaf.filename;
+                    st.out.mime_type = leaf.mime_type;
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn layer(&mut self, s: String) -> Result<()> {
+        self.out.layers.push(s);
+        let n = self.out.layers.len() as u32;
+        if n > self.opts.max_depth {
+            return Err(Error::TooDeep(format!(
+                "more than {} nested CMS/MIME layers",
+                self.opts.max_depth
+            )));
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, cur: &[u8], kind: Kind) -> Result<Next> {
+        match kind {
+            Kind::Auto => {
+                let first = cur
+                    .iter()
+                    .position(|b| !b.is_ascii_whitespace())
+                    .unwrap_or(0);
+                if cur[first..].starts_with(b"-----BEGIN") {
+                    Ok(Next::Owned(decode_pem(&cur[first..])?, Kind::ContentInfo))
+                } else if cur[0] == tag::SEQUENCE {
+                    Ok(Next::Sub(0..cur.len(), Kind::ContentInfo))
+                } else if mime::looks_like_entity(cur) {
+                    Ok(Next::Sub(0..cur.len(), Kind::Mime))
+                } else {
+                    Err(Error::Malformed(
+                        "the input is neither a CMS object (DER/BER/PEM) nor an S/MIME entity"
+                            .into(),
+                    ))
+                }
+            }
+            Kind::Mime => self.mime(cur),
+            Kind::ContentInfo => {
+                let ci = asn1::parse_single(cur).map_err(not_cms)?;
+                let ci = ci.expect(tag::SEQUENCE, "ContentInfo").map_err(not_cms)?;
+                let mut r = ci.children().map_err(not_cms)?;
+                let ct_oid = r.expect(tag::OID, "contentType").map_err(not_cms)?;
+                let ct = content_type(ct_oid.content)?;
+                let explicit = r.expect(tag::ctx(0), "content")?;
+                let inner = explicit.children()?.req("content")?;
+                self.cms(cur, ct, inner)
+            }
+            Kind::Content(ContentType::Data) => {
+                if mime::looks_like_entity(cur) {
+                    Ok(Next::Sub(0..cur.len(), Kind::Mime))
+                } else {
+                    // Plain CMS content without MIME headers (e.g. made by `openssl cms`).
+                    Ok(Next::Leaf(Leaf {
+                        range: Some(0..cur.len()),
+                        owned: None,
+                        filename: None,
+                        mime_type: "application/octet-stream".into(),
+                    }))
+                }
+            }
+            Kind::Content(ct) => {
+                let inner = asn1::parse_single(cur)?;
+                self.cms(cur, ct, inner)
+            }
+        }
+    }
+
+    fn mime(&mut self, cur: &[u8]) -> Result<Next> {
+        let e = mime::Entity::parse(cur)?;
+        let ct = e.content_type();
+        match ct.as_str() {
+            "application/pkcs7-mime" | "application/x-pkcs7-mime" => {
+                let smime_type = e.content_type_param("smime-type");
+                self.trace(
+                    Json::obj()
+                        .with("layer", "mime")
+                        .with("content_type", ct.as_str())
+                        .with("smime_type", smime_type.clone())
+                        .with("transfer_encoding", e.header("content-transfer-encoding")),
+                );
+                self.layer(format!(
+                    "S/MIME entity ({})",
+                    smime_type.unwrap_or_else(|| "no smime-type".into())
+                ))?;
+                match e.decoded_body()? {
+                    Cow::Borrowed(b) => Ok(Next::Sub(range_in(cur, b), Kind::ContentInfo)),
+                    Cow::Owned(v) => Ok(Next::Owned(v, Kind::ContentInfo)),
+                }
+            }
+            "multipart/signed" => {
+                let parts = mime::split_signed(&e)?;
+                let sig_entity = mime::Entity::parse(parts.signature)?;
+                let sct = sig_entity.content_type();
+                if !matches!(
+                    sct.as_str(),
+                    "application/pkcs7-signature" | "application/x-pkcs7-signature"
+                ) {
+                    return Err(Error::MalformedMime(format!(
+                        "the second part of multipart/signed is {sct}, not application/pkcs7-signature"
+                    )));
+                }
+                let sig = sig_entity.decoded_body()?;
+                let sd_ci = asn1::parse_single(&sig).map_err(not_cms)?;
+                let mut r = sd_ci.expect(tag::SEQUENCE, "ContentInfo")?.children()?;
+                let ct_oid = r.expect(tag::OID, "contentType")?;
+                if ct_oid.content != oid::SIGNED_DATA {
+                    return Err(Error::Malformed(format!(
+                        "the detached signature is a {}, not SignedData",
+                        oid::name(ct_oid.content)
+                    )));
+                }
+                let sd = r
+                    .expect(tag::ctx(0), "content")?
+                    .children()?
+                    .req("SignedData")?;
+                self.trace(
+                    Json::obj()
+                        .with("layer", "multipart/signed")
+                        .with("micalg", e.content_type_param("micalg"))
+                        .with("signed_part_size", parts.content.len()),
+                );
+                self.layer("multipart/signed".into())?;
+                self.signed_data(sd, Some(parts.content))?;
+                Ok(Next::Sub(range_in(cur, parts.content), Kind::Mime))
+            }
+            _ => {
+                let filename = e.filename();
+                let body = e.decoded_body()?;
+                let (range, owned) = match body {
+                    Cow::Borrowed(b) => (Some(range_in(cur, b)), None),
+                    Cow::Owned(v) => (None, Some(v)),
+                };
+                Ok(Next::Leaf(Leaf {
+                    range,
+                    owned,
+                    filename,
+                    mime_type: ct,
+                }))
+            }
+        }
+    }
+
+    fn cms(&mut self, cur: &[u8], ct: ContentType, inner: Tlv) -> Result<Next> {
+        match ct {
+            ContentType::Data => {
+                let o = inner.expect(tag::OCTET_STRING, "data")?;
+                match o.octets()? {
+                    Cow::Borrowed(b) => Ok(Next::Sub(
+                        range_in(cur, b),
+                        Kind::Content(ContentType::Data),
+                    )),
+                    Cow::Owned(v) => Ok(Next::Owned(v, Kind::Content(ContentType::Data))),
+                }
+            }
+            ContentType::Signed => {
+                let (ect, content) = self.signed_data(inner, None)?;
+                let k = Kind::Content(content_type(ect)?);
+                match content {
+                    Cow::Borrowed(b) => Ok(Next::Sub(range_in(cur, b), k)),
+                    Cow::Owned(v) => Ok(Next::Owned(v, k)),
+                }
+            }
+            ContentType::Enveloped | ContentType::AuthEnveloped => {
+                let (ect, plain) = match self.decrypt(inner, ct == ContentType::AuthEnveloped) {
+                    Err(Error::NotARecipient(_))
+                        if self.inspecting() && self.opts.recipient.is_none() =>
+                    {
+                        return Ok(Next::Stop)
+                    }
+                    other => other?,
+                };
+                self.out.encrypted = true;
+                Ok(Next::Owned(plain, Kind::Content(content_type(&ect)?)))
+            }
+            ContentType::Compressed => {
+                let (ect, plain) = self.decompress(inner)?;
+                Ok(Next::Owned(plain, Kind::Content(content_type(&ect)?)))
+            }
+        }
+    }
+
+    fn decompress(&mut self, cd: Tlv) -> Result<(Vec<u8>, Vec<u8>)> {
+        let mut r = cd.expect(tag::SEQUENCE, "CompressedData")?.children()?;
+        r.expect(tag::INTEGER, "version")?;
+        let alg = AlgId::parse(r.req("compressionAlgorithm")?)?;
+        if alg.oid != oid::ZLIB {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "compression {}",
+                alg.name()
+            )));
+        }
+        let eci = r.expect(tag::SEQUENCE, "encapContentInfo")?;
+        let mut e = eci.children()?;
+        let ect = e.expect(tag::OID, "eContentType")?.content.to_vec();
+        let data = e
+            .expect(tag::ctx(0), "eContent")?
+            .children()?
+            .expect(tag::OCTET_STRING, "eContent")?
+            .octets()?;
+        self.layer("compressedData (zlib)".into())?;
+        let compressed_size = data.len();
+        let limit = usize::try_from(self.budget).unwrap_or(usize::MAX);
+        let out = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&data, limit).map_err(|e| {
+            if e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput {
+                Error::TooLarge(format!(
+                    "the compressed content expands beyond the limit of {} bytes (decompression bomb?)",
+                    self.opts.max_output
+                ))
+            } else {
+                Error::DecompressFailed(format!("corrupt zlib data ({:?})", e.status))
+            }
+        })?;
+        self.budget = self.budget.saturating_sub(out.len() as u64);
+        self.trace(
+            Json::obj()
+                .with("layer", "compressedData")
+                .with("algorithm", "zlib")
+                .with("compressed_size", compressed_size)
+                .with("size", out.len()),
+        );
+        Ok((ect, out))
+    }
+
+    /// Verify a SignedData against the sender policy. Returns the eContentType and the content
+    /// (the encapsulated one, or `detached` for multipart/signed).
+    fn signed_data<'a>(
+        &mut self,
+        sd: Tlv<'a>,
+        detached: Option<&'a [u8]>,
+    ) -> Result<(&'a [u8], Cow<'a, [u8]>)> {
+        let mut r = sd.expect(tag::SEQUENCE, "SignedData")?.children()?;
+        r.expect(tag::INTEGER, "version")?;
+        r.expect(tag::SET, "digestAlgorithms")?;
+        let eci = r.expect(tag::SEQUENCE, "encapContentInfo")?;
+        let mut e = eci.children()?;
+        let ect = e.expect(tag::OID, "eContentType")?.content;
+        let encapsulated = match e.optional(tag::ctx(0))? {
+            Some(x) => Some(x.children()?.req("eContent")?.octets()?),
+            None => None,
+        };
+        let content: Cow<'a, [u8]> = match (encapsulated, detached) {
+            (Some(c), None) => c,
+            (None, Some(d)) => Cow::Borrowed(d),
+            (Some(_), Some(_)) => {
+                return Err(Error::Malformed(
+                    "a detached signature that also encapsulates content".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(Error::Malformed(
+                    "a detached signature without its content".into(),
+                ))
+            }
+        };
+        let mut embedded = Vec::new();
+        if let Some(certs) = r.optional(tag::ctx(0))? {
+            let mut cr = certs.children()?;
+            while let Some(c) = cr.next()? {
+                if c.tag == tag::SEQUENCE {
+                    if let Ok(cert) = Certificate::from_der(c.raw) {
+                        embedded.push(cert);
+                    }
+                }
+            }
+        }
+        r.optional(tag::ctx(1))?; // CRLs
+        let signer_infos = r.expect(tag::SET, "signerInfos")?;
+        if self.inspecting() {
+            let mut signers = Vec::new();
+            let mut sis = signer_infos.children()?;
+            while let Some(si) = sis.next()? {
+                signers.push(describe_signer(si, &embedded)?);
+            }
+            let mut j = Json::obj()
+                .with("layer", "signedData")
+                .with("content_type", oid::name(ect))
+                .with("detached", detached.is_some())
+                .with("content_size", content.len())
+                .with(
+                    "certificates",
+                    Json::Arr(embedded.iter().map(|c| Json::from(c.subject())).collect()),
+                )
+                .with("signers", Json::Arr(signers));
+            if self.opts.sender.is_none() && self.opts.partners.is_none() {
+                j.set("verified", Json::Null);
+                self.layer("signedData (not verified)".into())?;
+            } else {
+                match self.verify_signers(signer_infos, ect, &content, &embedded) {
+                    Ok(()) => j.set("verified", true),
+                    Err(e) => {
+                        j.set("verified", false);
+                        j.set("verification_error", error_json(&e));
+                        self.verification_failed = true;
+                    }
+                }
+            }
+            self.trace(j);
+            return Ok((ect, content));
+        }
+        self.verify_signers(signer_infos, ect, &content, &embedded)?;
+        Ok((ect, content))
+    }
+
+    fn verify_signers(
+        &mut self,
+        signer_infos: Tlv,
+        ect: &[u8],
+        content: &[u8],
+        embedded: &[Certificate],
+    ) -> Result<()> {
+        let mut sis = signer_infos.children()?;
+
+        let mut seen = Vec::new();
+        let mut first_error: Option<Error> = None;
+        while let Some(si) = sis.next()? {
+            match self.signer_info(si, ect, content, embedded) {
+                Ok(SignerOutcome::Verified(cert, at, desc)) => {
+                    self.layer(desc)?;
+                    if self.out.signer.is_none() {
+                        self.out.signer = Some(cert);
+                        self.out.signing_time = at;
+                    }
+                    return Ok(());
+                }
+                Ok(SignerOutcome::NotOurPartner(who)) => seen.push(who),
+                Err(e) => {
+                    // A signer that is our partner but fails is decisive: report it.
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        let who = if seen.is_empty() {
+            "nobody".to_string()
+        } else {
+            seen.join("; ")
+        };
+        Err(match (self.opts.sender, self.opts.partners) {
+            (Some(exp), _) => {
+                Error::SignerMismatch(format!("signed by {who}, expected {}", exp.subject()))
+            }
+            (None, Some(_)) => {
+                Error::UnknownSigner(format!("signed by {who}, who is not a known partner"))
+            }
+            (None, None) => Error::InvalidArgument(
+                "no sender certificate or partner store was given to verify the signature".into(),
+            ),
+        })
+    }
+
+    fn signer_info(
+        &self,
+        si: Tlv,
+        ect: &[u8],
+        content: &[u8],
+        embedded: &[Certificate],
+    ) -> Result<SignerOutcome> {
+        let mut r = si.expect(tag::SEQUENCE, "SignerInfo")?.children()?;
+        r.expect(tag::INTEGER, "version")?;
+        let sid = r.req("sid")?;
+        let dalg = AlgId::parse(r.req("digestAlgorithm")?)?;
+        let signed_attrs = r.optional(tag::ctx(0))?;
+        let salg = AlgId::parse(r.req("signatureAlgorithm")?)?;
+        let sig = r.expect(tag::OCTET_STRING, "signature")?.octets()?;
+
+        // Who is this signer, and is it the partner we expect?
+        let matches = |c: &Certificate| -> bool {
+            match sid.tag {
+                tag::SEQUENCE => issuer_serial(sid)
+                    .map(|(i, s)| c.matches_issuer_serial(i, s))
+                    .unwrap_or(false),
+                t if t == tag::ctx_prim(0) => c.matches_ski(sid.content),
+                _ => false,
+            }
+        };
+        let describe = || -> String {
+            if let Some(c) = embedded.iter().find(|c| matches(c)) {
+                return c.subject().to_string();
+            }
+            match sid.tag {
+                tag::SEQUENCE => issuer_serial(sid)
+                    .map(|(i, s)| cert::describe_issuer_serial(i, s))
+                    .unwrap_or_else(|_| "an unreadable signer id".into()),
+                _ => format!("subject key id {}", cert::hex(sid.content)),
+            }
+        };
+        let now = time::now_unix();
+        let signer: Certificate = match (self.opts.sender, self.opts.partners) {
+            (Some(exp), _) => {
+                if !matches(exp) {
+                    return Ok(SignerOutcome::NotOurPartner(describe()));
+                }
+                exp.clone()
+            }
+            (None, Some(store)) => {
+                let found = match sid.tag {
+                    tag::SEQUENCE => {
+                        let (i, s) = issuer_serial(sid)?;
+                        store.by_issuer_serial(i, s)
+                    }
+                    _ => store.by_ski(sid.content),
+                };
+                match found {
+                    Some(c) => c.clone(),
+                    None => match embedded.iter().find(|c| matches(c)) {
+                        Some(c) if !store.anchors().is_empty() => {
+                            store.verify_chain(c, embedded, now)?;
+                            c.clone()
+                        }
+                        _ => return Ok(SignerOutcome::NotOurPartner(describe())),
+                    },
+                }
+            }
+            (None, None) => return Ok(SignerOutcome::NotOurPartner(describe())),
+        };
+
+        let digest = Digest::from_oid(dalg.oid, self.opts.allow_sha1)?;
+        let sig_alg = crypto::parse_sig_alg(&salg)?;
+        if let crypto::SigAlg::RsaPss { hash, mgf, .. } = sig_alg {
+            if (hash == Digest::Sha1 || mgf == Digest::Sha1) && !self.opts.allow_sha1 {
+                return Err(Error::WeakAlgorithm("RSA-PSS with SHA-1".into()));
+            }
+        }
+        let md = crypto::digest(digest, content)?;
+        let mut signing_time = None;
+        let key = signer.public_key()?;
+        let ok = match signed_attrs {
+            Some(sa) => {
+                let mut found_md = None;
+                let mut found_ct = None;
+                let mut ar = sa.children()?;
+                while let Some(a) = ar.next()? {
+                    let mut x = a.expect(tag::SEQUENCE, "Attribute")?.children()?;
+                    let aoid = x.expect(tag::OID, "attrType")?.content;
+                    let vals = x.expect(tag::SET, "attrValues")?;
+                    let v = vals.children()?.req("attribute value")?;
+                    if aoid == oid::ATTR_MESSAGE_DIGEST {
+                        if found_md.is_some() {
+                            return Err(Error::Malformed("two message-digest attributes".into()));
+                        }
+                        found_md = Some(
+                            v.expect(tag::OCTET_STRING, "messageDigest")?
+                                .octets()?
+                                .into_owned(),
+                        );
+                    } else if aoid == oid::ATTR_CONTENT_TYPE {
+                        found_ct = Some(v.expect(tag::OID, "contentType")?.content);
+                    } else if aoid == oid::ATTR_SIGNING_TIME {
+                        signing_time = Some(time::parse_asn1_time(v.tag, v.content)?);
+                    }
+                }
+                let found_md = found_md.ok_or_else(|| {
+                    Error::Malformed("signed attributes without a message digest".into())
+                })?;
+                if found_ct != Some(ect) {
+                    return Err(Error::BadSignature(
+                        "the signed content-type attribute does not match the content".into(),
+                    ));
+                }
+                if found_md != md {
+                    return Err(Error::DigestMismatch(format!(
+                        "the content was altered after {} signed it",
+                        signer.subject()
+                    )));
+                }
+                // The signature covers the attributes re-tagged as a SET OF.
+                let mut der = sa.raw.to_vec();
+                der[0] = tag::SET;
+                crypto::verify(&key, sig_alg, digest, &der, &sig)?
+            }
+            None => crypto::verify(&key, sig_alg, digest, content, &sig)?,
+        };
+        if !ok {
+            return Err(Error::BadSignature(format!(
+                "the signature attributed to {} does not verify",
+                signer.subject()
+            )));
+        }
+        if !self.opts.allow_expired {
+            signer.check_validity(now)?;
+            if let Some(t) = signing_time {
+                signer.check_validity(t)?;
+            }
+        }
+        signer.check_key_usage(
+            key_usage::DIGITAL_SIGNATURE | key_usage::NON_REPUDIATION,
+            "signing",
+        )?;
+        let desc = format!(
+            "signedData ({} {}, by {})",
+            oid::name(dalg.oid),
+            salg.name(),
+            signer.subject()
+        );
+        Ok(SignerOutcome::Verified(signer, signing_time, desc))
+    }
+
+    fn decrypt(&mut self, body: Tlv, auth: bool) -> Result<(Vec<u8>, Vec<u8>)> {
+        let what = if auth {
+            "AuthEnvelopedData"
+        } else {
+            "EnvelopedData"
+        };
+        let mut r = body.expect(tag::SEQUENCE, what)?.children()?;
+        r.expect(tag::INTEGER, "version")?;
+        r.optional(tag::ctx(0))?; // originatorInfo
+        let ris = r.expect(tag::SET, "recipientInfos")?;
+        let eci = r.expect(tag::SEQUENCE, "encryptedContentInfo")?;
+        let mut e = eci.children()?;
+        let ect = e.expect(tag::OID, "contentType")?.content.to_vec();
+        let calg = AlgId::parse(e.req("contentEncryptionAlgorithm")?)?;
+        let params = crypto::parse_content_alg(&calg)?;
+        if params.alg.is_legacy() && !self.opts.allow_legacy_ciphers {
+            return Err(Error::WeakAlgorithm(format!(
+                "{} is refused by policy",
+                calg.name()
+            )));
+        }
+        if !params.alg.is_aead() && auth {
+            return Err(Error::Malformed(
+                "AuthEnvelopedData with a non-AEAD cipher".into(),
+            ));
+        }
+        if params.alg.is_aead() && !auth {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "{} inside EnvelopedData",
+                calg.name()
+            )));
+        }
+        let ciphertext: Cow<[u8]> = match e.next()? {
+            Some(t) if t.tag & 0x1f == 0 && t.tag & 0xc0 == 0x80 => t.octets()?,
+            Some(_) => return Err(Error::Malformed("bad encryptedContent".into())),
+            None => {
+                return Err(Error::Malformed(
+                    "detached encrypted content is not supported".into(),
+                ))
+            }
+        };
+        let (aad, mac) = if auth {
+            let aad = match r.optional(tag::ctx(1))? {
+                Some(a) => {
+                    let mut v = a.raw.to_vec();
+                    v[0] = tag::SET;
+                    v
+                }
+                None => Vec::new(),
+            };
+            let mac = r.expect(tag::OCTET_STRING, "mac")?.octets()?.into_owned();
+            (aad, mac)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+
+        if self.inspecting() {
+            let j = Json::obj()
+                .with(
+                    "layer",
+                    if auth {
+                        "authEnvelopedData"
+                    } else {
+                        "envelopedData"
+                    },
+                )
+                .with("content_encryption", calg.name())
+                .with("content_type", oid::name(&ect))
+                .with("encrypted_size", ciphertext.len())
+                .with("authenticated_attributes", auth && !aad.is_empty())
+                .with("recipients", describe_recipients(ris)?);
+            self.trace(j);
+        }
+        let (cek, how) = self.content_key(ris, params.alg)?;
+        self.layer(format!(
+            "{} ({}, {})",
+            if auth {
+                "authEnvelopedData"
+            } else {
+                "envelopedData"
+            },
+            calg.name(),
+            how
+        ))?;
+        let plain = crypto::decrypt_content(&params, &cek, &ciphertext, &aad, &mac)?;
+        Ok((ect, plain))
+    }
+
+    /// Find the RecipientInfo addressed to us and recover the content key.
+    fn content_key(&self, ris: Tlv, alg: ContentAlg) -> Result<(Vec<u8>, String)> {
+        let id = self.opts.recipient;
+        let kek = self.opts.kek;
+        let mut addressed_to = Vec::new();
+        let mut rr = ris.children()?;
+        while let Some(ri) = rr.next()? {
+            match ri.tag {
+                tag::SEQUENCE => {
+                    // KeyTransRecipientInfo
+                    let mut k = ri.children()?;
+                    k.expect(tag::INTEGER, "version")?;
+                    let rid = k.req("rid")?;
+                    let kalg = AlgId::parse(k.req("keyEncryptionAlgorithm")?)?;
+                    let ek = k.expect(tag::OCTET_STRING, "encryptedKey")?.octets()?;
+                    match id {
+                        Some(me) if rid_matches(me.certificate(), rid)? => {
+                            let cek = crypto::rsa_decrypt_key(
+                                me.private_key(),
+                                &kalg,
+                                &ek,
+                                self.opts.allow_legacy_ciphers,
+                            )?;
+                            return Ok((cek, format!("key transport {}", kalg.name())));
+                        }
+                        _ => addressed_to.push(describe_rid(rid)),
+                    }
+                }
+                t if t == tag::ctx(1) => {
+                    if let Some(r) = self.kari(ri, id, &mut addressed_to)? {
+                        return Ok(r);
+                    }
+                }
+                t if t == tag::ctx(2) => {
+                    // KEKRecipientInfo
+                    let mut k = ri.children()?;
+                    k.expect(tag::INTEGER, "version")?;
+                    let kekid = k.expect(tag::SEQUENCE, "kekid")?;
+                    let key_id = kekid
+                        .children()?
+                        .expect(tag::OCTET_STRING, "keyIdentifier")?
+                        .octets()?;
+                    let kalg = AlgId::parse(k.req("keyEncryptionAlgorithm")?)?;
+                    let ek = k.expect(tag::OCTET_STRING, "encryptedKey")?.octets()?;
+                    match kek {
+                        Some(Kek { id, key }) if id.as_slice() == &*key_id => {
+                            let n = crypto::wrap_key_len(kalg.oid)?;
+                            if key.len() != n {
+                                return Err(Error::KeyUnwrapFailed(format!(
+                                    "the key-encryption key has {} bytes, {} needs {n}",
+                                    key.len(),
+                                    kalg.name()
+                                )));
+                            }
+                            let cek = crypto::aes_unwrap(key, &ek)?;
+                            return Ok((cek, format!("KEK {}", kalg.name())));
+                        }
+                        _ => addressed_to
+                            .push(format!("key-encryption key id {}", cert::hex(&key_id))),
+                    }
+                }
+                t if t == tag::ctx(3) => addressed_to.push("a password (not supported)".into()),
+                _ => addressed_to.push("another kind of recipient".into()),
+            }
+        }
+        let _ = alg;
+        let ours = match id {
+            Some(me) => me.certificate().subject().to_string(),
+            None => "no private key was given".into(),
+        };
+        Err(Error::NotARecipient(format!(
+            "it is encrypted for {}; our identity: {ours}",
+            if addressed_to.is_empty() {
+                "nobody".into()
+            } else {
+                addressed_to.join("; ")
+            }
+        )))
+    }
+
+    fn kari(
+        &self,
+        ri: Tlv,
+        id: Option<&Identity>,
+        addressed_to: &mut Vec<String>,
+    ) -> Result<Option<(Vec<u8>, String)>> {
+        let mut k = ri.children()?;
+        k.expect(tag::INTEGER, "version")?;
+        let originator = k
+            .expect(tag::ctx(0), "originator")?
+            .children()?
+            .req("originator")?;
+        let ukm = match k.optional(tag::ctx(1))? {
+            Some(u) => Some(
+                u.children()?
+                    .expect(tag::OCTET_STRING, "ukm")?
+                    .octets()?
+                    .into_owned(),
+            ),
+            None => None,
+        };
+        let kea = AlgId::parse(k.req("keyEncryptionAlgorithm")?)?;
+        let reks = k.expect(tag::SEQUENCE, "recipientEncryptedKeys")?;
+        let mut rr = reks.children()?;
+        while let Some(rek) = rr.next()? {
+            let mut x = rek.children()?;
+            let rid = x.req("rid")?;
+            let ek = x.expect(tag::OCTET_STRING, "encryptedKey")?.octets()?;
+            let is_us = match (id, rid.tag) {
+                (Some(me), tag::SEQUENCE) => rid_matches(me.certificate(), rid)?,
+                (Some(me), t) if t == tag::ctx(0) => {
+                    let ski = rid
+                        .children()?
+                        .expect(tag::OCTET_STRING, "subjectKeyIdentifier")?;
+                    me.certificate().matches_ski(ski.content)
+                }
+                _ => false,
+            };
+            if !is_us {
+                addressed_to.push(describe_rid(rid));
+                continue;
+            }
+            let me = id.expect("matched above");
+            let scheme = crypto::parse_kdf_scheme(kea.oid)?;
+            let wrap =
+                AlgId::parse(kea.params.ok_or_else(|| {
+                    Error::Malformed("key agreement without its key wrap".into())
+                })?)?;
+            let klen = crypto::wrap_key_len(wrap.oid)?;
+            if originator.tag != tag::ctx(1) {
+                return Err(Error::UnsupportedAlgorithm(
+                    "key agreement with a static originator key".into(),
+                ));
+            }
+            let mut o = originator.children()?;
+            o.req("algorithm")?;
+            let point = o.expect(tag::BIT_STRING, "publicKey")?.bit_string_bytes()?;
+            let peer = crypto::ec_public_from_point(me.private_key(), point)?;
+            let z = crypto::ecdh(me.private_key(), &peer)?;
+            let kek = crypto::x963_kdf(scheme.hash, &z, wrap.oid, ukm.as_deref(), klen)?;
+            let cek = crypto::aes_unwrap(&kek, &ek)?;
+            return Ok(Some((
+                cek,
+                format!("key agreement {} + {}", kea.name(), wrap.name()),
+            )));
+        }
+        Ok(None)
+    }
+}
+
+enum SignerOutcome {
+    Verified(Certificate, Option<i64>, String),
+    NotOurPartner(String),
+}
+
+fn not_cms(e: Error) -> Error {
+    match e {
+        Error::Truncated(m) => Error::Truncated(m),
+        Error::TooDeep(m) => Error::TooDeep(m),
+        other => Error::Malformed(format!("not a CMS object ({other})")),
+    }
+}
+
+fn issuer_serial(t: Tlv<'_>) -> Result<(&[u8], &[u8])> {
+    let mut r: Reader = t.children()?;
+    let issuer = r.expect(tag::SEQUENCE, "issuer")?;
+    let serial = r.expect(tag::INTEGER, "serialNumber")?;
+    Ok((issuer.raw, serial.content))
+}
+
+/// A RecipientIdentifier (issuerAndSerialNumber or [0] subjectKeyIdentifier) naming `cert`.
+fn rid_matches(cert: &Certificate, rid: Tlv) -> Result<bool> {
+    Ok(match rid.tag {
+        tag::SEQUENCE => {
+            let (i, s) = issuer_serial(rid)?;
+            cert.matches_issuer_serial(i, s)
+        }
+        t if t == tag::ctx_prim(0) => cert.matches_ski(rid.content),
+        _ => false,
+    })
+}
+
+fn describe_rid(rid: Tlv) -> String {
+    match rid.tag {
+        tag::SEQUENCE => issuer_serial(rid)
+            .map(|(i, s)| cert::describe_issuer_serial(i, s))
+            .unwrap_or_else(|_| "an unreadable recipient id".into()),
+        _ => format!("subject key id {}", cert::hex(rid.content)),
+    }
+}
+
+pub(crate) fn decode_pem(text: &[u8]) -> Result<Vec<u8>> {
+    let s =
+        std::str::from_utf8(text).map_err(|_| Error::Malformed("PEM text is not ASCII".into()))?;
+    let begin = s
+        .find("-----BEGIN")
+        .ok_or_else(|| Error::Malformed("no PEM block".into()))?;
+    let after = &s[begin + 10..];
+    let hdr_end = after
+        .find("-----")
+        .ok_or_else(|| Error::Malformed("bad PEM header".into()))?;
+    let body_start = begin + 10 + hdr_end + 5;
+    let end = s[body_start..]
+        .find("-----END")
+        .ok_or_else(|| Error::Truncated("PEM block without its END line".into()))?;
+    let body = &s[body_start..body_start + end];
+    mime::base64_decode(body.as_bytes())
+        .map_err(|_| Error::Malformed("bad base64 in the PEM block".into()))
+}
+
+fn describe_signer(si: Tlv, embedded: &[Certificate]) -> Result<Json> {
+    let mut r = si.expect(tag::SEQUENCE, "SignerInfo")?.children()?;
+    r.expect(tag::INTEGER, "version")?;
+    let sid = r.req("sid")?;
+    let dalg = AlgId::parse(r.req("digestAlgorithm")?)?;
+    let signed_attrs = r.optional(tag::ctx(0))?;
+    let salg = AlgId::parse(r.req("signatureAlgorithm")?)?;
+    let mut signing_time = Json::Null;
+    if let Some(sa) = signed_attrs {
+        let mut ar = sa.children()?;
+        while let Some(a) = ar.next()? {
+            let mut x = a.children()?;
+            let aoid = x.expect(tag::OID, "attrType")?.content;
+            if aoid == oid::ATTR_SIGNING_TIME {
+                let v = x
+                    .expect(tag::SET, "attrValues")?
+                    .children()?
+                    .req("signingTime")?;
+                signing_time = time::iso8601(time::parse_asn1_time(v.tag, v.content)?).into();
+            }
+        }
+    }
+    let cert = embedded.iter().find(|c| match sid.tag {
+        tag::SEQUENCE => issuer_serial(sid)
+            .map(|(i, s)| c.matches_issuer_serial(i, s))
+            .unwrap_or(false),
+        _ => c.matches_ski(sid.content),
+    });
+    Ok(Json::obj()
+        .with("id", describe_rid(sid))
+        .with("subject", cert.map(|c| c.subject().to_string()))
+        .with("digest", dalg.name())
+        .with("signature", salg.name())
+        .with("signed_attributes", signed_attrs.is_some())
+        .with("signing_time", signing_time))
+}
+
+fn describe_recipients(ris: Tlv) -> Result<Json> {
+    let mut out = Vec::new();
+    let mut rr = ris.children()?;
+    while let Some(ri) = rr.next()? {
+        let mut k = ri.children()?;
+        k.expect(tag::INTEGER, "version")?;
+        let j = match ri.tag {
+            tag::SEQUENCE => {
+                let rid = k.req("rid")?;
+                let alg = AlgId::parse(k.req("keyEncryptionAlgorithm")?)?;
+                Json::obj()
+                    .with("type", "key transport")
+                    .with("id", describe_rid(rid))
+                    .with("algorithm", alg.name())
+            }
+            t if t == tag::ctx(1) => {
+                k.req("originator")?;
+                k.optional(tag::ctx(1))?;
+                let alg = AlgId::parse(k.req("keyEncryptionAlgorithm")?)?;
+                let mut ids = Vec::new();
+                let mut reks = k
+                    .expect(tag::SEQUENCE, "recipientEncryptedKeys")?
+                    .children()?;
+                while let Some(rek) = reks.next()? {
+                    ids.push(Json::from(describe_rid(rek.children()?.req("rid")?)));
+                }
+                Json::obj()
+                    .with("type", "key agreement")
+                    .with("ids", Json::Arr(ids))
+                    .with("algorithm", alg.name())
+            }
+            t if t == tag::ctx(2) => {
+                let kekid = k.expect(tag::SEQUENCE, "kekid")?;
+                let id = kekid
+                    .children()?
+                    .expect(tag::OCTET_STRING, "keyIdentifier")?
+                    .octets()?;
+                let alg = AlgId::parse(k.req("keyEncryptionAlgorithm")?)?;
+                Json::obj()
+                    .with("type", "key-encryption key")
+                    .with("id", cert::hex(&id))
+                    .with("algorithm", alg.name())
+            }
+            t if t == tag::ctx(3) => Json::obj().with("type", "password"),
+            _ => Json::obj().with("type", "other"),
+        };
+        out.push(j);
+    }
+    Ok(Json::Arr(out))
+}

@@ -1,0 +1,280 @@
+//! One error type for the whole core, with a stable numeric code per failure.
+//!
+//! The numeric codes are the `ls_result` values of the C ABI: they are append-only and grouped by
+//! family (hundreds digit), so a caller can branch on the family without knowing every code.
+
+use std::fmt;
+
+/// Stable numeric code of a failure. Values never change once released; new ones are appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[repr(i32)]
+pub enum ErrorCode {
+    // 1xx: the caller's arguments, files and passwords
+    NullArgument = 100,
+    InvalidArgument = 101,
+    Io = 102,
+    BadPassword = 103,
+    UnsupportedKey = 104,
+    // 2xx: cryptographic failures
+    DecryptFailed = 200,
+    NotARecipient = 201,
+    KeyUnwrapFailed = 202,
+    BadSignature = 203,
+    SignerMismatch = 204,
+    Unsigned = 205,
+    DigestMismatch = 206,
+    UnsupportedAlgorithm = 207,
+    WeakAlgorithm = 208,
+    // 3xx: certificates and trust
+    CertExpired = 300,
+    CertNotYetValid = 301,
+    CertKeyUsage = 302,
+    UnknownSigner = 303,
+    CertUntrusted = 304,
+    CertInvalid = 305,
+    KeyCertMismatch = 306,
+    CertNotFound = 307,
+    // 4xx: malformed or hostile input
+    Malformed = 400,
+    Truncated = 401,
+    MalformedMime = 402,
+    TooDeep = 403,
+    TooLarge = 404,
+    DecompressFailed = 405,
+    // 5xx protocol, 6xx transport, 7xx store: reserved for the message, transport and store layers.
+    // 9xx: bugs
+    Internal = 900,
+    Panic = 901,
+}
+
+impl ErrorCode {
+    /// Every code, in numeric order (for tables, bindings and tests).
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::NullArgument,
+        ErrorCode::InvalidArgument,
+        ErrorCode::Io,
+        ErrorCode::BadPassword,
+        ErrorCode::UnsupportedKey,
+        ErrorCode::DecryptFailed,
+        ErrorCode::NotARecipient,
+        ErrorCode::KeyUnwrapFailed,
+        ErrorCode::BadSignature,
+        ErrorCode::SignerMismatch,
+        ErrorCode::Unsigned,
+        ErrorCode::DigestMismatch,
+        ErrorCode::UnsupportedAlgorithm,
+        ErrorCode::WeakAlgorithm,
+        ErrorCode::CertExpired,
+        ErrorCode::CertNotYetValid,
+        ErrorCode::CertKeyUsage,
+        ErrorCode::UnknownSigner,
+        ErrorCode::CertUntrusted,
+        ErrorCode::CertInvalid,
+        ErrorCode::KeyCertMismatch,
+        ErrorCode::CertNotFound,
+        ErrorCode::Malformed,
+        ErrorCode::Truncated,
+        ErrorCode::MalformedMime,
+        ErrorCode::TooDeep,
+        ErrorCode::TooLarge,
+        ErrorCode::DecompressFailed,
+        ErrorCode::Internal,
+        ErrorCode::Panic,
+    ];
+
+    pub fn as_i32(self) -> i32 {
+        self as i32
+    }
+
+    pub fn from_i32(v: i32) -> Option<ErrorCode> {
+        Self::ALL.iter().copied().find(|c| c.as_i32() == v)
+    }
+
+    /// The C macro name without the `LS_` prefix, e.g. `ERR_BAD_SIGNATURE`.
+    pub fn name(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            NullArgument => "ERR_NULL_ARGUMENT",
+            InvalidArgument => "ERR_INVALID_ARGUMENT",
+            Io => "ERR_IO",
+            BadPassword => "ERR_BAD_PASSWORD",
+            UnsupportedKey => "ERR_UNSUPPORTED_KEY",
+            DecryptFailed => "ERR_DECRYPT_FAILED",
+            NotARecipient => "ERR_NOT_A_RECIPIENT",
+            KeyUnwrapFailed => "ERR_KEY_UNWRAP_FAILED",
+            BadSignature => "ERR_BAD_SIGNATURE",
+            SignerMismatch => "ERR_SIGNER_MISMATCH",
+            Unsigned => "ERR_UNSIGNED",
+            DigestMismatch => "ERR_DIGEST_MISMATCH",
+            UnsupportedAlgorithm => "ERR_UNSUPPORTED_ALGORITHM",
+            WeakAlgorithm => "ERR_WEAK_ALGORITHM",
+            CertExpired => "ERR_CERT_EXPIRED",
+            CertNotYetValid => "ERR_CERT_NOT_YET_VALID",
+            CertKeyUsage => "ERR_CERT_KEY_USAGE",
+            UnknownSigner => "ERR_UNKNOWN_SIGNER",
+            CertUntrusted => "ERR_CERT_UNTRUSTED",
+            CertInvalid => "ERR_CERT_INVALID",
+            KeyCertMismatch => "ERR_KEY_CERT_MISMATCH",
+            CertNotFound => "ERR_CERT_NOT_FOUND",
+            Malformed => "ERR_MALFORMED",
+            Truncated => "ERR_TRUNCATED",
+            MalformedMime => "ERR_MALFORMED_MIME",
+            TooDeep => "ERR_TOO_DEEP",
+            TooLarge => "ERR_TOO_LARGE",
+            DecompressFailed => "ERR_DECOMPRESS_FAILED",
+            Internal => "ERR_INTERNAL",
+            Panic => "ERR_PANIC",
+        }
+    }
+
+    /// The family of the code: "argument", "crypto", "certificate", "format" or "internal".
+    pub fn family(self) -> &'static str {
+        match self.as_i32() / 100 {
+            1 => "argument",
+            2 => "crypto",
+            3 => "certificate",
+            4 => "format",
+            5 => "protocol",
+            6 => "transport",
+            7 => "store",
+            _ => "internal",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LS_{}", self.name())
+    }
+}
+
+/// A failure of the core. Each variant carries a message meant for the user; none ever contains
+/// key material, passwords or document content.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("missing argument: {0}")]
+    NullArgument(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("wrong password or unreadable key: {0}")]
+    BadPassword(String),
+    #[error("unsupported key: {0}")]
+    UnsupportedKey(String),
+    #[error("decryption failed, the message was altered or damaged: {0}")]
+    DecryptFailed(String),
+    #[error("this message is not addressed to us: {0}")]
+    NotARecipient(String),
+    #[error("could not recover the content key with our private key: {0}")]
+    KeyUnwrapFailed(String),
+    #[error("signature does not verify: {0}")]
+    BadSignature(String),
+    #[error("signed by someone other than the expected partner: {0}")]
+    SignerMismatch(String),
+    #[error("the document is not signed: {0}")]
+    Unsigned(String),
+    #[error("the signed content does not match its digest: {0}")]
+    DigestMismatch(String),
+    #[error("unsupported algorithm: {0}")]
+    UnsupportedAlgorithm(String),
+    #[error("algorithm refused by policy: {0}")]
+    WeakAlgorithm(String),
+    #[error("certificate expired: {0}")]
+    CertExpired(String),
+    #[error("certificate not yet valid: {0}")]
+    CertNotYetValid(String),
+    #[error("certificate not allowed for this use: {0}")]
+    CertKeyUsage(String),
+    #[error("unknown signer: {0}")]
+    UnknownSigner(String),
+    #[error("certificate not trusted: {0}")]
+    CertUntrusted(String),
+    #[error("invalid certificate: {0}")]
+    CertInvalid(String),
+    #[error("private key does not belong to the certificate: {0}")]
+    KeyCertMismatch(String),
+    #[error("certificate not found: {0}")]
+    CertNotFound(String),
+    #[error("malformed input: {0}")]
+    Malformed(String),
+    #[error("truncated input: {0}")]
+    Truncated(String),
+    #[error("malformed MIME: {0}")]
+    MalformedMime(String),
+    #[error("too deeply nested: {0}")]
+    TooDeep(String),
+    #[error("too large: {0}")]
+    TooLarge(String),
+    #[error("decompression failed: {0}")]
+    DecompressFailed(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn code(&self) -> ErrorCode {
+        use Error::*;
+        match self {
+            NullArgument(_) => ErrorCode::NullArgument,
+            InvalidArgument(_) => ErrorCode::InvalidArgument,
+            Io { .. } => ErrorCode::Io,
+            BadPassword(_) => ErrorCode::BadPassword,
+            UnsupportedKey(_) => ErrorCode::UnsupportedKey,
+            DecryptFailed(_) => ErrorCode::DecryptFailed,
+            NotARecipient(_) => ErrorCode::NotARecipient,
+            KeyUnwrapFailed(_) => ErrorCode::KeyUnwrapFailed,
+            BadSignature(_) => ErrorCode::BadSignature,
+            SignerMismatch(_) => ErrorCode::SignerMismatch,
+            Unsigned(_) => ErrorCode::Unsigned,
+            DigestMismatch(_) => ErrorCode::DigestMismatch,
+            UnsupportedAlgorithm(_) => ErrorCode::UnsupportedAlgorithm,
+            WeakAlgorithm(_) => ErrorCode::WeakAlgorithm,
+            CertExpired(_) => ErrorCode::CertExpired,
+            CertNotYetValid(_) => ErrorCode::CertNotYetValid,
+            CertKeyUsage(_) => ErrorCode::CertKeyUsage,
+            UnknownSigner(_) => ErrorCode::UnknownSigner,
+            CertUntrusted(_) => ErrorCode::CertUntrusted,
+            CertInvalid(_) => ErrorCode::CertInvalid,
+            KeyCertMismatch(_) => ErrorCode::KeyCertMismatch,
+            CertNotFound(_) => ErrorCode::CertNotFound,
+            Malformed(_) => ErrorCode::Malformed,
+            Truncated(_) => ErrorCode::Truncated,
+            MalformedMime(_) => ErrorCode::MalformedMime,
+            TooDeep(_) => ErrorCode::TooDeep,
+            TooLarge(_) => ErrorCode::TooLarge,
+            DecompressFailed(_) => ErrorCode::DecompressFailed,
+            Internal(_) => ErrorCode::Internal,
+        }
+    }
+
+    /// Whether retrying the same operation later could succeed. Nothing in the document layer is
+    /// transient except I/O; the transport layers add their own transient failures.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if matches!(source.kind(),
+            std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+    }
+
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// OpenSSL errors that escape a specific mapping are internal: every expected failure is mapped
+/// where it happens, with a message that says what the user's input did wrong.
+impl From<openssl::error::ErrorStack> for Error {
+    fn from(e: openssl::error::ErrorStack) -> Error {
+        Error::Internal(format!("OpenSSL: {e}"))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,308 @@
+//! Our own identity: a private key with its certificate and chain.
+
+use crate::cert::{self, key_usage, Certificate};
+use crate::error::{Error, Result};
+use openssl::pkey::{Id, PKey, Private};
+use std::fmt;
+use std::path::Path;
+use std::sync::OnceLock;
+
+/// The key algorithm of a new identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyType {
+    /// RSA with the given modulus size in bits (2048, 3072 or 4096).
+    Rsa(u32),
+    /// ECDSA / ECDH on NIST P-256.
+    EcP256,
+}
+
+impl Default for KeyType {
+    fn default() -> Self {
+        KeyType::Rsa(3072)
+    }
+}
+
+/// A private key, its certificate and the certificates that chain it to a CA.
+#[derive(Clone)]
+pub struct Identity {
+    key: PKey<Private>,
+    cert: Certificate,
+    chain: Vec<Certificate>,
+}
+
+impl fmt::Debug for Identity {
+    // Never print the key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Identity")
+            .field("cert", &self.cert)
+            .field("chain", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A freshly generated identity with the files a user keeps and the CSR for a provider's CA.
+pub struct Generated {
+    pub identity: Identity,
+    /// PKCS#8 PEM, encrypted with AES-256-CBC when a password was given.
+    pub key_pem: Vec<u8>,
+    pub cert_pem: Vec<u8>,
+    pub csr_pem: Vec<u8>,
+}
+
+fn legacy_provider() {
+    // RC2-40 and 3DES PKCS#12 files (the default of older tools) need OpenSSL's legacy provider.
+    // Loaded once, kept for the life of the process, with the default provider still available.
+    static LEGACY: OnceLock<Option<openssl::provider::Provider>> = OnceLock::new();
+    LEGACY.get_or_init(|| openssl::provider::Provider::try_load(None, "legacy", true).ok());
+}
+
+impl Identity {
+    /// Build from parts, checking that the key belongs to the certificate.
+    pub fn new(key: PKey<Private>, cert: Certificate, chain: Vec<Certificate>) -> Result<Identity> {
+        let public = cert.public_key()?;
+        if !key.public_eq(&public) {
+            return Err(Error::KeyCertMismatch(format!(
+                "the private key is not the key of {}",
+                cert.subject()
+            )));
+        }
+        match key.id() {
+            Id::RSA | Id::EC | Id::RSA_PSS => {}
+            other => {
+                return Err(Error::UnsupportedKey(format!(
+                    "{other:?} keys are not supported (RSA and EC P-256 are)"
+                )))
+            }
+        }
+        Ok(Identity { key, cert, chain })
+    }
+
+    /// A PKCS#12 file (`.p12`/`.pfx`) with its password.
+    pub fn from_pkcs12(der: &[u8], password: &str) -> Result<Identity> {
+        legacy_provider();
+        let p12 = openssl::pkcs12::Pkcs12::from_der(der)
+            .map_err(|_| Error::Malformed("not a PKCS#12 file".into()))?;
+        let parsed = p12.parse2(password).map_err(|_| {
+            Error::BadPassword("the PKCS#12 password is wrong or the file is damaged".into())
+        })?;
+        let key = parsed
+            .pkey
+            .ok_or_else(|| Error::Malformed("the PKCS#12 file holds no private key".into()))?;
+        let cert = parsed
+            .cert
+            .ok_or_else(|| Error::Malformed("the PKCS#12 file holds no certificate".into()))?;
+        let chain = match parsed.ca {
+            Some(s) => s
+                .into_iter()
+                .map(Certificate::from_x509)
+                .collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        Self::new(key, Certificate::from_x509(cert)?, chain)
+    }
+
+    /// A PEM private key (PKCS#8, encrypted PKCS#8 or PKCS#1) and PEM certificates. When
+    /// `cert_pem` is `None` the certificates are read from the key file (a combined PEM).
+    pub fn from_pem(
+        key_pem: &[u8],
+        cert_pem: Option<&[u8]>,
+        password: Option<&str>,
+    ) -> Result<Identity> {
+        let key = parse_private_key_pem(key_pem, password)?;
+        let certs = Certificate::all_from_bytes(cert_pem.unwrap_or(key_pem))?;
+        // The certificate of the key may sit anywhere in the file; the rest is the chain.
+        let pos = certs
+            .iter()
+            .position(|c| c.public_key().map(|p| key.public_eq(&p)).unwrap_or(false))
+            .ok_or_else(|| {
+                Error::KeyCertMismatch(format!(
+                    "none of the {} certificate(s) given belongs to the private key",
+                    certs.len()
+                ))
+            })?;
+        let mut certs = certs;
+        let cert = certs.remove(pos);
+        Self::new(key, cert, certs)
+    }
+
+    /// Load from files: `key_path` is PKCS#12 (then `cert_path` is ignored) or PEM.
+    pub fn load(
+        key_path: impl AsRef<Path>,
+        cert_path: Option<&Path>,
+        password: Option<&str>,
+    ) -> Result<Identity> {
+        let key_path = key_path.as_ref();
+        let key = std::fs::read(key_path)
+            .map_err(|e| Error::io(format!("cannot read key file {}", key_path.display()), e))?;
+        if !cert::looks_like_pem(&key) {
+            return Self::from_pkcs12(&key, password.unwrap_or(""));
+        }
+        let cert =
+            match cert_path {
+                Some(p) => Some(std::fs::read(p).map_err(|e| {
+                    Error::io(format!("cannot read certificate {}", p.display()), e)
+                })?),
+                None => None,
+            };
+        Self::from_pem(&key, cert.as_deref(), password)
+    }
+
+    /// A new key pair with a self-signed certificate (CN = `party_id`, valid `days`) and a CSR.
+    pub fn generate(
+        party_id: &str,
+        key_type: KeyType,
+        days: u32,
+        password: Option<&str>,
+    ) -> Result<Generated> {
+        use openssl::asn1::Asn1Time;
+        use openssl::bn::{BigNum, MsbOption};
+        use openssl::ec::{EcGroup, EcKey};
+        use openssl::hash::MessageDigest;
+        use openssl::nid::Nid;
+        use openssl::rsa::Rsa;
+        use openssl::x509::extension::{
+            BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectKeyIdentifier,
+        };
+        use openssl::x509::{X509Builder, X509NameBuilder, X509ReqBuilder};
+
+        if party_id.is_empty() || party_id.len() > 64 || party_id.chars().any(|c| c.is_control()) {
+            return Err(Error::InvalidArgument(
+                "a party id must be 1 to 64 printable characters".into(),
+            ));
+        }
+        let key = match key_type {
+            KeyType::Rsa(bits) => {
+                if !matches!(bits, 2048 | 3072 | 4096) {
+                    return Err(Error::InvalidArgument(format!(
+                        "RSA key size {bits} is not one of 2048, 3072, 4096"
+                    )));
+                }
+                PKey::from_rsa(Rsa::generate(bits)?)?
+            }
+            KeyType::EcP256 => {
+                let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+                PKey::from_ec_key(EcKey::generate(&group)?)?
+            }
+        };
+        let mut name = X509NameBuilder::new()?;
+        name.append_entry_by_nid(Nid::COMMONNAME, party_id)
+            .map_err(|_| {
+                Error::InvalidArgument("the party id is not a valid common name".into())
+            })?;
+        let name = name.build();
+
+        let mut b = X509Builder::new()?;
+        b.set_version(2)?;
+        let mut serial = BigNum::new()?;
+        serial.rand(127, MsbOption::MAYBE_ZERO, false)?;
+        let serial = serial.to_asn1_integer()?;
+        b.set_serial_number(&serial)?;
+        b.set_subject_name(&name)?;
+        b.set_issuer_name(&name)?;
+        b.set_pubkey(&key)?;
+        let not_before = Asn1Time::days_from_now(0)?;
+        let not_after = Asn1Time::days_from_now(days)?;
+        b.set_not_before(&not_before)?;
+        b.set_not_after(&not_after)?;
+        b.append_extension(BasicConstraints::new().critical().build()?)?;
+        let mut ku = KeyUsage::new();
+        ku.critical().digital_signature().non_repudiation();
+        if key_type == KeyType::EcP256 {
+            ku.key_agreement();
+        } else {
+            ku.key_encipherment();
+        }
+        b.append_extension(ku.build()?)?;
+        b.append_extension(
+            ExtendedKeyUsage::new()
+                .email_protection()
+                .client_auth()
+                .build()?,
+        )?;
+        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
+        b.append_extension(ski)?;
+        b.sign(&key, MessageDigest::sha256())?;
+        let x509 = b.build();
+
+        let mut r = X509ReqBuilder::new()?;
+        r.set_subject_name(&name)?;
+        r.set_pubkey(&key)?;
+        r.sign(&key, MessageDigest::sha256())?;
+        let csr_pem = r.build().to_pem()?;
+
+        let key_pem = match password {
+            Some(p) if !p.is_empty() => key.private_key_to_pem_pkcs8_passphrase(
+                openssl::symm::Cipher::aes_256_cbc(),
+                p.as_bytes(),
+            )?,
+            _ => key.private_key_to_pem_pkcs8()?,
+        };
+        let cert_pem = x509.to_pem()?;
+        let identity = Identity::new(key, Certificate::from_x509(x509)?, Vec::new())?;
+        Ok(Generated {
+            identity,
+            key_pem,
+            cert_pem,
+            csr_pem,
+        })
+    }
+
+    pub fn certificate(&self) -> &Certificate {
+        &self.cert
+    }
+    pub fn chain(&self) -> &[Certificate] {
+        &self.chain
+    }
+    pub(crate) fn private_key(&self) -> &PKey<Private> {
+        &self.key
+    }
+    pub fn is_ec(&self) -> bool {
+        self.key.id() == Id::EC
+    }
+
+    /// Our certificate must allow signing before we sign with it.
+    pub(crate) fn check_can_sign(&self) -> Result<()> {
+        self.cert.check_key_usage(
+            key_usage::DIGITAL_SIGNATURE | key_usage::NON_REPUDIATION,
+            "signing",
+        )
+    }
+}
+
+fn parse_private_key_pem(pem: &[u8], password: Option<&str>) -> Result<PKey<Private>> {
+    let encrypted = cert::memfind(pem, b"ENCRYPTED").is_some();
+    if encrypted {
+        let pass = password.ok_or_else(|| {
+            Error::BadPassword("the private key is encrypted and no password was given".into())
+        })?;
+        return PKey::private_key_from_pem_passphrase(pem, pass.as_bytes()).map_err(|_| {
+            Error::BadPassword("the key password is wrong or the key is damaged".into())
+        });
+    }
+    if cert::memfind(pem, b"PRIVATE KEY-----").is_none() {
+        return Err(Error::Malformed("no PEM private key found".into()));
+    }
+    PKey::private_key_from_pem(pem)
+        .map_err(|e| Error::Malformed(format!("unreadable private key ({e})")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generate_and_reload() {
+        let g = Identity::generate("acme", KeyType::EcP256, 30, Some("pw")).unwrap();
+        let id = Identity::from_pem(&g.key_pem, Some(&g.cert_pem), Some("pw")).unwrap();
+        assert_eq!(id.certificate(), g.identity.certificate());
+        assert_eq!(id.certificate().common_name(), Some("acme"));
+        assert!(id.certificate().subject_key_id().is_some());
+        let e = Identity::from_pem(&g.key_pem, Some(&g.cert_pem), Some("nope")).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::BadPassword);
+        let e = Identity::from_pem(&g.key_pem, Some(&g.cert_pem), None).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::BadPassword);
+        let other = Identity::generate("other", KeyType::EcP256, 30, None).unwrap();
+        let e = Identity::from_pem(&g.key_pem, Some(&other.cert_pem), Some("pw")).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::KeyCertMismatch);
+    }
+}

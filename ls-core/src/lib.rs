@@ -1,0 +1,41 @@
+//! Layer Security core: seal documents as S/MIME (CMS) for their recipients and open what partners
+//! sealed for us, with proof of who sent them.
+//!
+//! ```no_run
+//! use ls_core::{seal, open, Identity, Certificate, SealOptions, OpenOptions};
+//! # fn main() -> ls_core::Result<()> {
+//! let alice = Identity::load("alice.key", Some("alice.crt".as_ref()), None)?;
+//! let bob_cert = Certificate::load("bob.crt")?;
+//! let sealed = seal(b"<Invoice/>", &alice, &[bob_cert], &SealOptions {
+//!     filename: Some("invoice.xml".into()), ..Default::default() })?;
+//!
+//! let bob = Identity::load("bob.key", Some("bob.crt".as_ref()), None)?;
+//! let alice_cert = Certificate::load("alice.crt")?;
+//! let opened = open(&sealed, &OpenOptions { recipient: Some(&bob), sender: Some(&alice_cert),
+//!     ..Default::default() })?;
+//! assert_eq!(opened.document, b"<Invoice/>");
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod asn1;
+pub mod cert;
+pub mod cms;
+pub mod error;
+pub mod json;
+pub mod keys;
+pub mod mime;
+mod oid;
+pub mod time;
+
+pub use cert::{CertStore, Certificate};
+pub use cms::{
+    inspect, open, seal, Compression, ContentCipher, Kek, OpenOptions, Opened, OutputFormat,
+    SealOptions, SignatureScheme,
+};
+pub use error::{Error, ErrorCode, Result};
+pub use json::Json;
+pub use keys::{Generated, Identity, KeyType};
+
+/// The library version (the crate version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
