@@ -1,0 +1,70 @@
+# Layer Security — build, test, demo and install.
+#   make            build the library, header and `layersec` (release)
+#   make demo       the main job: two parties, a document sealed, opened, receipted
+#   make test       every test (Rust, C examples under valgrind, Python), installing what it needs
+#   make install    PREFIX=/usr/local DESTDIR=  (library, static lib, header, pkg-config, layersec)
+#   make bench      benchmarks (criterion + the openssl cms comparison script)
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+LIBDIR  ?= $(PREFIX)/lib
+BINDIR  ?= $(PREFIX)/bin
+INCDIR  ?= $(PREFIX)/include
+CARGO   ?= cargo
+PYTHON  ?= python3
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+MAJOR   := $(firstword $(subst ., ,$(VERSION)))
+
+REL := target/release
+DBG := target/debug
+
+.PHONY: all build debug deps test test-rust test-c test-python demo install uninstall bench clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+build: deps
+	$(CARGO) build --release --workspace
+
+debug: deps
+	$(CARGO) build --workspace
+
+test: deps debug test-rust test-c test-python
+	@echo "make test: all test groups passed"
+
+test-rust:
+	$(CARGO) test --workspace --no-fail-fast
+
+test-c: debug
+	$(MAKE) -C examples-c LIBDIR=$(CURDIR)/$(DBG) run
+
+test-python: debug
+	LAYERSEC_LIB=$(CURDIR)/$(DBG)/liblayersec.so $(PYTHON) -m pytest -q bindings/python/tests
+
+demo: build
+	@bash scripts/demo.sh $(REL)
+
+bench: deps
+	$(CARGO) bench -p ls-core
+	bash scripts/bench-openssl.sh
+
+install: build
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
+	install -m 0755 $(REL)/liblayersec.so $(DESTDIR)$(LIBDIR)/liblayersec.so.$(VERSION)
+	ln -sf liblayersec.so.$(VERSION) $(DESTDIR)$(LIBDIR)/liblayersec.so.$(MAJOR)
+	ln -sf liblayersec.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/liblayersec.so
+	install -m 0644 $(REL)/liblayersec.a $(DESTDIR)$(LIBDIR)/liblayersec.a
+	install -m 0644 include/layersec.h $(DESTDIR)$(INCDIR)/layersec.h
+	install -m 0755 $(REL)/layersec $(DESTDIR)$(BINDIR)/layersec
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' layersec.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/layersec.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/liblayersec.so* $(DESTDIR)$(LIBDIR)/liblayersec.a \
+	      $(DESTDIR)$(INCDIR)/layersec.h $(DESTDIR)$(BINDIR)/layersec $(DESTDIR)$(LIBDIR)/pkgconfig/layersec.pc
+
+clean:
+	$(CARGO) clean
+	$(MAKE) -C examples-c clean

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install what building and testing need on a fresh Debian 12 machine of the project's kind.
+# Idempotent and quick when everything is present; called by `make test`, `make demo` and .ci/run.
+set -euo pipefail
+need_apt=()
+have() { command -v "$1" >/dev/null 2>&1; }
+dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
+dpkg -s pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+have openssl || need_apt+=(openssl)
+have gcc || need_apt+=(gcc)
+have g++ || need_apt+=(g++)
+have valgrind || need_apt+=(valgrind)
+have make || need_apt+=(make)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "deps: installing ${need_apt[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import pytest, asn1crypto, cryptography' >/dev/null 2>&1; then
+  echo "deps: installing Python test packages" >&2
+  "$PY" -m pip install -q --disable-pip-version-check pytest asn1crypto cryptography
+fi
