@@ -274,6 +274,10 @@ impl<'o> State<'o> {
             Kind::Content(ContentType::Data) => {
                 if mime::looks_like_entity(cur) {
                     Ok(Next::Sub(0..cur.len(), Kind::Mime))
+                } else if is_nested_cms(cur) {
+                    // Tools that nest CMS without MIME (e.g. `openssl cms -sign` output fed to
+                    // `openssl cms -encrypt`) carry a whole ContentInfo as plain data.
+                    Ok(Next::Sub(0..cur.len(), Kind::ContentInfo))
                 } else {
                     // Plain CMS content without MIME headers (e.g. made by `openssl cms`).
                     Ok(Next::Leaf(Leaf {
@@ -1107,4 +1111,27 @@ fn describe_recipients(ris: Tlv) -> Result<Json> {
         out.push(j);
     }
     Ok(Json::Arr(out))
+}
+
+/// Whether `data` is exactly one DER/BER ContentInfo of a layer type we peel.
+fn is_nested_cms(data: &[u8]) -> bool {
+    if data.first() != Some(&tag::SEQUENCE) {
+        return false;
+    }
+    let Ok(ci) = asn1::parse_single(data) else {
+        return false;
+    };
+    let Ok(mut r) = ci.children() else {
+        return false;
+    };
+    match r.next() {
+        Ok(Some(t)) if t.tag == tag::OID => matches!(
+            content_type(t.content),
+            Ok(ContentType::Signed
+                | ContentType::Enveloped
+                | ContentType::AuthEnveloped
+                | ContentType::Compressed)
+        ),
+        _ => false,
+    }
 }

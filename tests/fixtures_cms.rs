@@ -1,0 +1,1 @@
+//! Fixtures made by other implementations (filled in below).

@@ -1,0 +1,521 @@
+//! Interoperability with independent implementations, both directions:
+//! - what we seal opens with `openssl cms -decrypt` then `-verify` pinned to the sender, and the
+//!   CompressedData layer inflates with Python asn1crypto, byte-identical;
+//! - what `openssl cms` seals (GCM+OAEP, CBC+PKCS#1 v1.5, ECDH P-256, PSS, ECDSA, S/MIME
+//!   multipart/signed) opens with ours.
+
+use ls_core::*;
+use ls_tests::*;
+use std::path::Path;
+use std::process::Command;
+
+fn openssl() -> Command {
+    Command::new("openssl")
+}
+
+/// `openssl cms -decrypt` → inner S/MIME entity → `openssl cms -verify` pinned to `sender` →
+/// signed content entity. Returns the verified content entity.
+fn openssl_open(dir: &Path, sealed: &Path, rcpt: &Party, sender: &Party) -> Vec<u8> {
+    let inner = dir.join("inner.mime");
+    run_ok(
+        openssl()
+            .args(["cms", "-decrypt", "-inform", "DER", "-in"])
+            .arg(sealed)
+            .arg("-recip")
+            .arg(&rcpt.cert)
+            .arg("-inkey")
+            .arg(&rcpt.key)
+            .arg("-out")
+            .arg(&inner),
+    );
+    let inner = std::fs::read(&inner).unwrap();
+    let signed = dir.join("signed.der");
+    std::fs::write(&signed, mime_body(&inner)).unwrap();
+    let content = dir.join("content.mime");
+    // Pinned: only the sender's certificate is accepted (-nointern ignores certificates in the
+    // message), and it is its own trust anchor.
+    run_ok(
+        openssl()
+            .args([
+                "cms",
+                "-verify",
+                "-binary",
+                "-inform",
+                "DER",
+                "-nointern",
+                "-partial_chain",
+                "-in",
+            ])
+            .arg(&signed)
+            .arg("-certfile")
+            .arg(&sender.cert)
+            .arg("-CAfile")
+            .arg(&sender.cert)
+            .arg("-out")
+            .arg(&content),
+    );
+    std::fs::read(&content).unwrap()
+}
+
+/// Decompress a DER CompressedData ContentInfo with Python asn1crypto.
+fn asn1crypto_decompress(dir: &Path, der: &[u8]) -> Vec<u8> {
+    let p = dir.join("compressed.der");
+    std::fs::write(&p, der).unwrap();
+    let out = dir.join("decompressed.bin");
+    let script = "import sys\nfrom asn1crypto import cms\nci = cms.ContentInfo.load(open(sys.argv[1],'rb').read())\n\
+                  assert ci['content_type'].native == 'compressed_data', ci['content_type'].native\n\
+                  open(sys.argv[2],'wb').write(ci['content'].decompressed)\n";
+    run_ok(
+        Command::new(python())
+            .arg("-c")
+            .arg(script)
+            .arg(&p)
+            .arg(&out),
+    );
+    std::fs::read(&out).unwrap()
+}
+
+#[test]
+fn ours_opens_with_openssl_and_asn1crypto() {
+    let dir = tempdir("ours-to-openssl");
+    let alice = party(&dir, "alice", KeyType::Rsa(2048));
+    let bob = party(&dir, "bob", KeyType::Rsa(2048));
+    let carol = party(&dir, "carol", KeyType::EcP256);
+    let doc = invoice(200_000);
+    let cases = [
+        (
+            "GCM, RSA-OAEP, PKCS#1 v1.5 signature",
+            &alice,
+            &bob,
+            ContentCipher::Aes256Gcm,
+            SignatureScheme::Pkcs1v15,
+        ),
+        (
+            "CBC, RSA-OAEP, PSS signature",
+            &alice,
+            &bob,
+            ContentCipher::Aes256Cbc,
+            SignatureScheme::RsaPss,
+        ),
+        (
+            "GCM, ECDH P-256, RSA signature",
+            &alice,
+            &carol,
+            ContentCipher::Aes256Gcm,
+            SignatureScheme::Pkcs1v15,
+        ),
+        (
+            "CBC, ECDH P-256, ECDSA signature",
+            &carol,
+            &carol,
+            ContentCipher::Aes256Cbc,
+            SignatureScheme::Pkcs1v15,
+        ),
+        (
+            "GCM, RSA-OAEP, ECDSA signature",
+            &carol,
+            &bob,
+            ContentCipher::Aes256Gcm,
+            SignatureScheme::Pkcs1v15,
+        ),
+    ];
+    for (name, sender, rcpt, cipher, signature) in cases {
+        let opts = SealOptions {
+            filename: Some("invoice.xml".into()),
+            cipher,
+            signature,
+            ..Default::default()
+        };
+        let sealed = seal(
+            &doc,
+            &sender.identity,
+            &[rcpt.identity.certificate().clone()],
+            &opts,
+        )
+        .unwrap();
+        let path = dir.join("sealed.der");
+        std::fs::write(&path, &sealed).unwrap();
+        let content = openssl_open(&dir, &path, rcpt, sender);
+        // The signed content is the compressed-data entity; inflate it independently.
+        assert!(
+            String::from_utf8_lossy(&content[..200]).contains("smime-type=compressed-data"),
+            "{name}: expected a compressed-data entity"
+        );
+        let entity = asn1crypto_decompress(&dir, mime_body(&content));
+        assert!(
+            entity.starts_with(b"Content-Type: application/xml; name=\"invoice.xml\""),
+            "{name}"
+        );
+        assert_eq!(mime_body(&entity), &doc[..], "{name}: document differs");
+    }
+}
+
+#[test]
+fn openssl_verify_rejects_a_different_pinned_sender() {
+    // The pinned verification above must be able to fail: signed by alice, pinned to mallory.
+    let dir = tempdir("openssl-pin-negative");
+    let alice = party(&dir, "alice", KeyType::Rsa(2048));
+    let bob = party(&dir, "bob", KeyType::Rsa(2048));
+    let mallory = party(&dir, "mallory", KeyType::Rsa(2048));
+    let sealed = seal(
+        b"pay 100 EUR",
+        &alice.identity,
+        &[bob.identity.certificate().clone()],
+        &SealOptions::default(),
+    )
+    .unwrap();
+    let path = dir.join("sealed.der");
+    std::fs::write(&path, &sealed).unwrap();
+    let inner = dir.join("inner.mime");
+    run_ok(
+        openssl()
+            .args(["cms", "-decrypt", "-inform", "DER", "-in"])
+            .arg(&path)
+            .arg("-recip")
+            .arg(&bob.cert)
+            .arg("-inkey")
+            .arg(&bob.key)
+            .arg("-out")
+            .arg(&inner),
+    );
+    let signed = dir.join("signed.der");
+    std::fs::write(&signed, mime_body(&std::fs::read(&inner).unwrap())).unwrap();
+    let o = run(openssl()
+        .args([
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-nointern",
+            "-partial_chain",
+            "-in",
+        ])
+        .arg(&signed)
+        .arg("-certfile")
+        .arg(&mallory.cert)
+        .arg("-CAfile")
+        .arg(&mallory.cert)
+        .arg("-out")
+        .arg(dir.join("x")));
+    assert!(
+        !o.status.success(),
+        "openssl accepted a signature pinned to the wrong certificate"
+    );
+}
+
+#[test]
+fn uncompressed_and_smime_outputs_open_with_openssl() {
+    let dir = tempdir("ours-smime");
+    let alice = party(&dir, "alice", KeyType::Rsa(2048));
+    let bob = party(&dir, "bob", KeyType::Rsa(2048));
+    let doc: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let opts = SealOptions {
+        compression: Compression::Never,
+        output: OutputFormat::Smime,
+        ..Default::default()
+    };
+    let sealed = seal(
+        &doc,
+        &alice.identity,
+        &[bob.identity.certificate().clone()],
+        &opts,
+    )
+    .unwrap();
+    let path = dir.join("sealed.smime");
+    std::fs::write(&path, &sealed).unwrap();
+    let inner = dir.join("inner.mime");
+    run_ok(
+        openssl()
+            .args(["cms", "-decrypt", "-inform", "SMIME", "-in"])
+            .arg(&path)
+            .arg("-recip")
+            .arg(&bob.cert)
+            .arg("-inkey")
+            .arg(&bob.key)
+            .arg("-out")
+            .arg(&inner),
+    );
+    let signed = dir.join("signed.der");
+    std::fs::write(&signed, mime_body(&std::fs::read(&inner).unwrap())).unwrap();
+    let content = dir.join("content");
+    run_ok(
+        openssl()
+            .args([
+                "cms",
+                "-verify",
+                "-binary",
+                "-inform",
+                "DER",
+                "-nointern",
+                "-partial_chain",
+                "-in",
+            ])
+            .arg(&signed)
+            .arg("-certfile")
+            .arg(&alice.cert)
+            .arg("-CAfile")
+            .arg(&alice.cert)
+            .arg("-out")
+            .arg(&content),
+    );
+    assert_eq!(mime_body(&std::fs::read(&content).unwrap()), &doc[..]);
+}
+
+// ------------------------------------------------------------------------------------------------
+// openssl cms → ours
+
+struct Case {
+    name: &'static str,
+    sign: Vec<&'static str>,
+    encrypt: Vec<&'static str>,
+}
+
+fn openssl_seal(dir: &Path, doc: &Path, sender: &Party, rcpt: &Party, c: &Case) -> Vec<u8> {
+    let signed = dir.join("os-signed.der");
+    run_ok(
+        openssl()
+            .args([
+                "cms",
+                "-sign",
+                "-binary",
+                "-nodetach",
+                "-outform",
+                "DER",
+                "-md",
+                "sha256",
+                "-in",
+            ])
+            .arg(doc)
+            .arg("-signer")
+            .arg(&sender.cert)
+            .arg("-inkey")
+            .arg(&sender.key)
+            .args(&c.sign)
+            .arg("-out")
+            .arg(&signed),
+    );
+    let env = dir.join("os-env.der");
+    // -keyopt applies to the recipient named before it.
+    let (cipher, keyopts) = c.encrypt.split_at(1);
+    run_ok(
+        openssl()
+            .args([
+                "cms", "-encrypt", "-binary", "-inform", "DER", "-outform", "DER", "-in",
+            ])
+            .arg(&signed)
+            .args(cipher)
+            .arg("-recip")
+            .arg(&rcpt.cert)
+            .args(keyopts)
+            .arg("-out")
+            .arg(&env),
+    );
+    std::fs::read(&env).unwrap()
+}
+
+#[test]
+fn openssl_sealed_objects_open_with_ours() {
+    let dir = tempdir("openssl-to-ours");
+    let alice = party(&dir, "alice", KeyType::Rsa(2048));
+    let bob = party(&dir, "bob", KeyType::Rsa(2048));
+    let carol = party(&dir, "carol", KeyType::EcP256);
+    let doc_path = dir.join("doc.xml");
+    let doc = invoice(30_000);
+    std::fs::write(&doc_path, &doc).unwrap();
+    let oaep = vec![
+        "-keyopt",
+        "rsa_padding_mode:oaep",
+        "-keyopt",
+        "rsa_oaep_md:sha256",
+        "-keyopt",
+        "rsa_mgf1_md:sha256",
+    ];
+    let cases = [
+        (
+            Case {
+                name: "AES-256-GCM + RSA-OAEP",
+                sign: vec![],
+                encrypt: [&["-aes-256-gcm"][..], &oaep].concat(),
+            },
+            &alice,
+            &bob,
+        ),
+        (
+            Case {
+                name: "AES-256-CBC + RSA PKCS#1 v1.5",
+                sign: vec![],
+                encrypt: vec!["-aes-256-cbc"],
+            },
+            &alice,
+            &bob,
+        ),
+        (
+            Case {
+                name: "AES-128-CBC + RSA PKCS#1 v1.5",
+                sign: vec![],
+                encrypt: vec!["-aes-128-cbc"],
+            },
+            &alice,
+            &bob,
+        ),
+        (
+            Case {
+                name: "3DES + RSA PKCS#1 v1.5",
+                sign: vec![],
+                encrypt: vec!["-des3"],
+            },
+            &alice,
+            &bob,
+        ),
+        (
+            Case {
+                name: "AES-256-GCM + ECDH P-256",
+                sign: vec![],
+                encrypt: vec!["-aes-256-gcm"],
+            },
+            &alice,
+            &carol,
+        ),
+        (
+            Case {
+                name: "AES-128-CBC + ECDH P-256",
+                sign: vec![],
+                encrypt: vec!["-aes-128-cbc"],
+            },
+            &alice,
+            &carol,
+        ),
+        (
+            Case {
+                name: "RSASSA-PSS signature",
+                sign: vec![
+                    "-keyopt",
+                    "rsa_padding_mode:pss",
+                    "-keyopt",
+                    "rsa_pss_saltlen:32",
+                ],
+                encrypt: [&["-aes-256-gcm"][..], &oaep].concat(),
+            },
+            &alice,
+            &bob,
+        ),
+        (
+            Case {
+                name: "ECDSA signature",
+                sign: vec![],
+                encrypt: [&["-aes-256-gcm"][..], &oaep].concat(),
+            },
+            &carol,
+            &bob,
+        ),
+    ];
+    for (c, sender, rcpt) in &cases {
+        let sealed = openssl_seal(&dir, &doc_path, sender, rcpt, c);
+        let o = open(
+            &sealed,
+            &OpenOptions {
+                recipient: Some(&rcpt.identity),
+                sender: Some(sender.identity.certificate()),
+                ..Default::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        assert_eq!(o.document, doc, "{}", c.name);
+        assert_eq!(
+            o.signer.as_ref(),
+            Some(sender.identity.certificate()),
+            "{}",
+            c.name
+        );
+        assert!(o.encrypted && o.signing_time.is_some(), "{}", c.name);
+        // And the same object is refused when another partner is expected.
+        let e = open(
+            &sealed,
+            &OpenOptions {
+                recipient: Some(&rcpt.identity),
+                sender: Some(bob_or_alice(&alice, &bob, sender)),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::SignerMismatch, "{}: {e}", c.name);
+    }
+}
+
+fn bob_or_alice<'a>(alice: &'a Party, bob: &'a Party, sender: &Party) -> &'a Certificate {
+    if sender.identity.certificate() == alice.identity.certificate() {
+        bob.identity.certificate()
+    } else {
+        alice.identity.certificate()
+    }
+}
+
+#[test]
+fn openssl_smime_multipart_signed_opens_with_ours() {
+    // The S/MIME path: `openssl cms -sign` (detached, multipart/signed, text) then `-encrypt`
+    // with S/MIME output; ours verifies the first part byte-exact.
+    let dir = tempdir("openssl-smime");
+    let alice = party(&dir, "alice", KeyType::Rsa(2048));
+    let bob = party(&dir, "bob", KeyType::Rsa(2048));
+    let doc =
+        b"UNB+UNOC:3+SENDER+RECEIVER+261127:1525+1'\r\nUNH+1+ORDERS:D:96A:UN'\r\nUNZ+1+1'\r\n"
+            .to_vec();
+    let doc_path = dir.join("order.edi");
+    std::fs::write(&doc_path, &doc).unwrap();
+    let signed = dir.join("signed.smime");
+    run_ok(
+        openssl()
+            .args(["cms", "-sign", "-text", "-md", "sha256", "-in"])
+            .arg(&doc_path)
+            .arg("-signer")
+            .arg(&alice.cert)
+            .arg("-inkey")
+            .arg(&alice.key)
+            .arg("-out")
+            .arg(&signed),
+    );
+    let env = dir.join("env.smime");
+    run_ok(
+        openssl()
+            .args(["cms", "-encrypt", "-aes-256-cbc", "-in"])
+            .arg(&signed)
+            .arg("-recip")
+            .arg(&bob.cert)
+            .arg("-out")
+            .arg(&env),
+    );
+    let sealed = std::fs::read(&env).unwrap();
+    let o = open(
+        &sealed,
+        &OpenOptions {
+            recipient: Some(&bob.identity),
+            sender: Some(alice.identity.certificate()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(o.document, doc);
+    assert_eq!(o.mime_type, "text/plain");
+    assert!(
+        o.layers.iter().any(|l| l == "multipart/signed"),
+        "{:?}",
+        o.layers
+    );
+
+    // Flip one byte of the signed text inside the (unencrypted) multipart/signed: must fail.
+    let mut s = std::fs::read(&signed).unwrap();
+    let pos = s.windows(7).position(|w| w == b"ORDERS:").unwrap();
+    s[pos] = b'X';
+    let e = open(
+        &s,
+        &OpenOptions {
+            sender: Some(alice.identity.certificate()),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::DigestMismatch, "{e}");
+}
