@@ -126,3 +126,93 @@ fn rejections_have_their_own_codes() {
     assert_eq!(e.code(), ErrorCode::Truncated, "{e}");
     let _ = mallory_c;
 }
+
+/// A self-signed certificate for `key` valid from `from` to `to` (Unix seconds), serial 4242.
+fn dated_cert(
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+    name: &str,
+    from: i64,
+    to: i64,
+) -> Certificate {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::x509::{X509Builder, X509NameBuilder};
+    let mut n = X509NameBuilder::new().unwrap();
+    n.append_entry_by_text("CN", name).unwrap();
+    let n = n.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&BigNum::from_u32(4242).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&n).unwrap();
+    b.set_issuer_name(&n).unwrap();
+    b.set_pubkey(key).unwrap();
+    b.set_not_before(&Asn1Time::from_unix(from).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::from_unix(to).unwrap()).unwrap();
+    b.sign(key, MessageDigest::sha256()).unwrap();
+    Certificate::from_x509(b.build()).unwrap()
+}
+
+fn rsa_key() -> openssl::pkey::PKey<openssl::pkey::Private> {
+    openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap()
+}
+
+#[test]
+fn expired_and_not_yet_valid_certificates() {
+    let day = 86400;
+    let now = ls_core::time::now_unix();
+    let (bob, bob_c) = id("bob", KeyType::Rsa(2048));
+
+    // We refuse to sign with, or encrypt to, a certificate outside its validity.
+    let k = rsa_key();
+    let old = Identity::new(
+        k.clone(),
+        dated_cert(&k, "old", now - 400 * day, now - 30 * day),
+        vec![],
+    )
+    .unwrap();
+    let e = seal(b"x", &old, &[bob_c.clone()], &SealOptions::default()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::CertExpired, "{e}");
+    let future_c = dated_cert(&k, "future", now + 30 * day, now + 400 * day);
+    let e = seal(b"x", &bob, &[future_c], &SealOptions::default()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::CertNotYetValid, "{e}");
+
+    // Alice signed while her certificate was valid; the receiver's copy of her certificate (same
+    // key, issuer and serial) has since expired: refused unless explicitly allowed.
+    let k = rsa_key();
+    let alice = Identity::new(
+        k.clone(),
+        dated_cert(&k, "alice", now - 10 * day, now + 10 * day),
+        vec![],
+    )
+    .unwrap();
+    let sealed = seal(b"doc", &alice, &[bob_c.clone()], &SealOptions::default()).unwrap();
+    let alice_expired = dated_cert(&k, "alice", now - 400 * day, now - day);
+    let e = open(&sealed, &opts(&bob, &alice_expired)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::CertExpired, "{e}");
+    let o = open(
+        &sealed,
+        &OpenOptions {
+            allow_expired: true,
+            ..opts(&bob, &alice_expired)
+        },
+    )
+    .unwrap();
+    assert_eq!(o.document, b"doc");
+
+    // A stated signing time before the certificate's validity is refused too.
+    let sealed = seal(
+        b"doc",
+        &alice,
+        &[bob_c.clone()],
+        &SealOptions {
+            signing_time: Some(now - 20 * day),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = open(&sealed, &opts(&bob, alice.certificate())).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::CertNotYetValid, "{e}");
+}

@@ -243,12 +243,8 @@ impl<'o> State<'o> {
     fn step(&mut self, cur: &[u8], kind: Kind) -> Result<Next> {
         match kind {
             Kind::Auto => {
-                let first = cur
-                    .iter()
-                    .position(|b| !b.is_ascii_whitespace())
-                    .unwrap_or(0);
-                if cur[first..].starts_with(b"-----BEGIN") {
-                    Ok(Next::Owned(decode_pem(&cur[first..])?, Kind::ContentInfo))
+                if cur[0] != tag::SEQUENCE && is_pem(cur) {
+                    Ok(Next::Owned(decode_pem(cur)?, Kind::ContentInfo))
                 } else if cur[0] == tag::SEQUENCE {
                     Ok(Next::Sub(0..cur.len(), Kind::ContentInfo))
                 } else if mime::looks_like_entity(cur) {
@@ -1134,4 +1130,12 @@ fn is_nested_cms(data: &[u8]) -> bool {
         ),
         _ => false,
     }
+}
+
+/// PEM text, possibly after a few lines of explanatory text (as test-vector files have).
+fn is_pem(data: &[u8]) -> bool {
+    let head = &data[..data.len().min(4096)];
+    head.is_ascii()
+        && cert::memfind(head, b"-----BEGIN ").is_some()
+        && !mime::looks_like_entity(data)
 }
