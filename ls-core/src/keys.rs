@@ -147,6 +147,14 @@ impl Identity {
         Self::from_pem(&key, cert.as_deref(), password)
     }
 
+    /// Like `load`, from memory: `key` is PKCS#12 (then `cert` is ignored) or PEM, detected.
+    pub fn from_bytes(key: &[u8], cert: Option<&[u8]>, password: Option<&str>) -> Result<Identity> {
+        if !cert::looks_like_pem(key) {
+            return Self::from_pkcs12(key, password.unwrap_or(""));
+        }
+        Self::from_pem(key, cert, password)
+    }
+
     /// A new key pair with a self-signed certificate (CN = `party_id`, valid `days`) and a CSR.
     pub fn generate(
         party_id: &str,
