@@ -47,8 +47,7 @@ demo: build
 	@bash scripts/demo.sh $(REL)
 
 bench: deps
-	$(CARGO) bench -p ls-core
-	bash scripts/bench-openssl.sh
+	bash scripts/bench.sh
 
 install: build
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
