@@ -48,7 +48,7 @@ pub fn read_input(path: &Path, limit: Option<u64>, what: &str) -> Result<Vec<u8>
         if meta.is_dir() {
             return Err(io_err(
                 format!("cannot read the {what} {}", path.display()),
-                io::Error::new(io::ErrorKind::IsADirectory, "it is a directory"),
+                io::Error::other("it is a directory"),
             ));
         }
         if let Some(l) = limit {
@@ -140,7 +140,7 @@ pub fn stage(
         Ok(m) if m.is_dir() => {
             return Err(io_err(
                 format!("cannot write {}", dest.display()),
-                io::Error::new(io::ErrorKind::IsADirectory, "it is a directory"),
+                io::Error::other("it is a directory"),
             ))
         }
         Ok(_) if existing == Existing::Refuse => {

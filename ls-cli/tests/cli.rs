@@ -1,0 +1,1660 @@
+//! End-to-end tests of the `layersec` executable: every command, every documented exit code, and
+//! the promises around files (atomic output, nothing written on failure, no overwrite of keys).
+
+use serde_json::Value;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+const BIN: &str = env!("CARGO_BIN_EXE_layersec");
+
+// ---------------------------------------------------------------------------------------------
+// helpers
+
+/// A fresh folder under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "layersec-cli-test-{}-{}-{name}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+    fn s(&self, rel: &str) -> String {
+        self.path(rel).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+struct Run {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    stdin: Option<Vec<u8>>,
+}
+
+fn layersec<I, S>(args: I) -> Run
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    Run {
+        args: args.into_iter().map(|s| s.as_ref().to_string()).collect(),
+        env: Vec::new(),
+        stdin: None,
+    }
+}
+
+impl Run {
+    fn env(mut self, k: &str, v: &str) -> Run {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+    fn stdin(mut self, data: &[u8]) -> Run {
+        self.stdin = Some(data.to_vec());
+        self
+    }
+    fn run(self) -> Output {
+        let mut c = Command::new(BIN);
+        c.args(&self.args)
+            .env_remove("LAYERSEC_TEST_PW")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().expect("run layersec");
+        if let Some(data) = self.stdin {
+            let mut si = child.stdin.take().unwrap();
+            std::thread::spawn(move || {
+                let _ = si.write_all(&data);
+            });
+        }
+        child.wait_with_output().unwrap()
+    }
+    /// Run and require exit status `code`.
+    fn expect(self, code: i32) -> Output {
+        let desc = self.args.join(" ");
+        let out = self.run();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "layersec {desc}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&o.stdout)
+        )
+    })
+}
+
+/// The failure is reported on stderr in the documented form, with the expected code.
+fn assert_error(o: &Output, name: &str) {
+    let e = stderr(o);
+    assert!(
+        e.contains(&format!("layersec: error[LS_{name}]: ")),
+        "expected error[LS_{name}] on stderr, got: {e}"
+    );
+}
+
+/// A document that does not compress away, so a flipped byte lands in ciphertext.
+fn noise(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn invoice() -> Vec<u8> {
+    let mut v = b"<?xml version=\"1.0\"?>\n<Invoices>\n".to_vec();
+    for i in 0..200 {
+        v.extend_from_slice(
+            format!(
+                "  <Invoice id=\"{i}\"><Amount currency=\"EUR\">{}.50</Amount></Invoice>\n",
+                i * 37 % 1000
+            )
+            .as_bytes(),
+        );
+    }
+    v.extend_from_slice(b"</Invoices>\n");
+    v
+}
+
+/// Files in `dir` other than `expected` (e.g. leftover temporary files).
+fn extra_files(dir: &Path, expected: &[&str]) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !expected.contains(&n.as_str()))
+        .collect()
+}
+
+/// Parties shared by the tests, generated once through `layersec keygen`:
+/// alice (RSA 2048, key encrypted with "alice-pw"), bob (EC P-256), carol (RSA 2048).
+struct World {
+    dir: TempDir,
+}
+
+const ALICE_PW: &str = "alice-pw";
+
+impl World {
+    fn get() -> &'static World {
+        static W: OnceLock<World> = OnceLock::new();
+        W.get_or_init(|| {
+            let dir = TempDir::new("world");
+            let out = dir.s("keys");
+            layersec([
+                "keygen",
+                "--party",
+                "alice",
+                "--out",
+                &out,
+                "--rsa-bits",
+                "2048",
+                "--pass-env",
+                "LAYERSEC_TEST_PW",
+            ])
+            .env("LAYERSEC_TEST_PW", ALICE_PW)
+            .expect(0);
+            layersec([
+                "keygen",
+                "--party",
+                "bob",
+                "--out",
+                &out,
+                "--key-type",
+                "ec",
+            ])
+            .expect(0);
+            layersec([
+                "keygen",
+                "--party",
+                "carol",
+                "--out",
+                &out,
+                "--rsa-bits",
+                "2048",
+            ])
+            .expect(0);
+            World { dir }
+        })
+    }
+    fn key(&self, who: &str) -> String {
+        self.dir.s(&format!("keys/{who}.key.pem"))
+    }
+    fn cert(&self, who: &str) -> String {
+        self.dir.s(&format!("keys/{who}.cert.pem"))
+    }
+    /// `seal` args signing as alice (password from the environment) for `to`.
+    fn seal_as_alice(&self, to: &str, extra: &[&str], input: &str, output: &str) -> Run {
+        let mut a: Vec<String> = vec![
+            "seal".into(),
+            "--sign-key".into(),
+            self.key("alice"),
+            "--sign-cert".into(),
+            self.cert("alice"),
+            "--pass-env".into(),
+            "LAYERSEC_TEST_PW".into(),
+            "--to".into(),
+            self.cert(to),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.push(input.into());
+        a.push(output.into());
+        layersec(a).env("LAYERSEC_TEST_PW", ALICE_PW)
+    }
+    /// `open` args as `me` (unencrypted key) expecting `from`.
+    fn open_as(&self, me: &str, from: &str, extra: &[&str], input: &str, output: &str) -> Run {
+        let mut a: Vec<String> = vec![
+            "open".into(),
+            "--key".into(),
+            self.key(me),
+            "--cert".into(),
+            self.cert(me),
+            "--from".into(),
+            self.cert(from),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a.push(input.into());
+        a.push(output.into());
+        layersec(a)
+    }
+}
+
+fn is_iso8601(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && b[19] == b'Z'
+}
+
+// ---------------------------------------------------------------------------------------------
+// keygen → seal → open
+
+fn keygen_seal_open(key_type: &[&str], expect_type: &str) {
+    let w = World::get();
+    let t = TempDir::new("roundtrip");
+    let out = t.s("keys");
+    let o = layersec(
+        [
+            &[
+                "keygen", "--party", "dave", "--out", &out, "--json", "--days", "30",
+            ][..],
+            key_type,
+        ]
+        .concat(),
+    )
+    .expect(0);
+    let g = json(&o);
+    assert_eq!(g["party"], "dave");
+    assert_eq!(g["key_type"], expect_type);
+    assert_eq!(g["key_encrypted"], false);
+    assert_eq!(g["subject"], "CN=dave");
+    let fp = g["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(fp.len(), 32 * 3 - 1, "{fp}");
+    assert!(fp
+        .split(':')
+        .all(|h| h.len() == 2 && u8::from_str_radix(h, 16).is_ok()));
+    assert!(is_iso8601(g["not_after"].as_str().unwrap()));
+    for (k, f) in [
+        ("key", "dave.key.pem"),
+        ("cert", "dave.cert.pem"),
+        ("csr", "dave.csr.pem"),
+    ] {
+        assert_eq!(g[k], t.s(&format!("keys/{f}")));
+        assert!(t.path(&format!("keys/{f}")).is_file(), "{f}");
+    }
+    let key_pem = std::fs::read_to_string(t.path("keys/dave.key.pem")).unwrap();
+    assert!(key_pem.starts_with("-----BEGIN PRIVATE KEY-----"), "PKCS#8");
+    let mode = std::fs::metadata(t.path("keys/dave.key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(std::fs::read_to_string(t.path("keys/dave.csr.pem"))
+        .unwrap()
+        .starts_with("-----BEGIN CERTIFICATE REQUEST-----"));
+
+    let doc = invoice();
+    std::fs::write(t.path("invoice.xml"), &doc).unwrap();
+    let o = layersec([
+        "seal",
+        "--sign-key",
+        &t.s("keys/dave.key.pem"),
+        "--sign-cert",
+        &t.s("keys/dave.cert.pem"),
+        "--to",
+        &w.cert("carol"),
+        &t.s("invoice.xml"),
+        &t.s("invoice.p7m"),
+    ])
+    .expect(0);
+    assert!(o.stdout.is_empty());
+    let sealed = std::fs::read(t.path("invoice.p7m")).unwrap();
+    assert_eq!(sealed[0], 0x30, "DER by default");
+    assert!(
+        !sealed.windows(12).any(|w| w == b"<Invoice id="),
+        "the document is encrypted"
+    );
+
+    let o = w
+        .open_as("carol", "carol", &[], &t.s("invoice.p7m"), &t.s("x"))
+        .expect(4);
+    assert_error(&o, "ERR_SIGNER_MISMATCH");
+    let o = layersec([
+        "open",
+        "--key",
+        &w.key("carol"),
+        "--cert",
+        &w.cert("carol"),
+        "--from",
+        &t.s("keys/dave.cert.pem"),
+        "--json",
+        &t.s("invoice.p7m"),
+        &t.s("received.xml"),
+    ])
+    .expect(0);
+    assert_eq!(std::fs::read(t.path("received.xml")).unwrap(), doc);
+    let j = json(&o);
+    assert_eq!(j["filename"], "invoice.xml");
+    assert_eq!(j["mime_type"], "application/xml");
+    assert_eq!(j["size"], doc.len());
+    assert_eq!(j["encrypted"], true);
+    assert_eq!(j["signer"]["subject"], "CN=dave");
+    assert_eq!(j["signer"]["fingerprint"], fp.as_str());
+    assert_eq!(j["signer"]["serial"], g["serial"]);
+    assert!(
+        is_iso8601(j["signing_time"].as_str().unwrap()),
+        "{}",
+        j["signing_time"]
+    );
+    let layers: Vec<&str> = j["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert!(layers[0].starts_with("authEnvelopedData"), "{layers:?}");
+    assert!(layers
+        .iter()
+        .any(|l| l.starts_with("signedData") && l.contains("CN=dave")));
+    assert!(
+        layers.iter().any(|l| l.starts_with("compressedData")),
+        "{layers:?}"
+    );
+    // A decrypted document is private by default.
+    let mode = std::fs::metadata(t.path("received.xml"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0);
+}
+
+#[test]
+fn keygen_rsa_seal_open_round_trip() {
+    keygen_seal_open(&["--key-type", "rsa", "--rsa-bits", "2048"], "rsa-2048");
+}
+
+#[test]
+fn keygen_ec_seal_open_round_trip() {
+    keygen_seal_open(&["--key-type", "ec"], "ec-p256");
+}
+
+#[test]
+fn keygen_text_output_shows_paths_and_fingerprint() {
+    let t = TempDir::new("keygen-text");
+    let o = layersec([
+        "keygen",
+        "--party",
+        "erin",
+        "--out",
+        &t.s("k"),
+        "--key-type",
+        "ec",
+    ])
+    .expect(0);
+    let text = String::from_utf8(o.stdout.clone()).unwrap();
+    assert!(text.contains(&t.s("k/erin.key.pem")), "{text}");
+    assert!(text.contains(&t.s("k/erin.cert.pem")), "{text}");
+    assert!(text.contains(&t.s("k/erin.csr.pem")), "{text}");
+    assert!(text.contains("fingerprint:  SHA256 "), "{text}");
+    assert!(
+        stderr(&o).contains("not encrypted"),
+        "warns about a plain key"
+    );
+}
+
+#[test]
+fn keygen_refuses_to_overwrite_without_force() {
+    let t = TempDir::new("overwrite");
+    let out = t.s("k");
+    layersec([
+        "keygen",
+        "--party",
+        "acme",
+        "--out",
+        &out,
+        "--key-type",
+        "ec",
+    ])
+    .expect(0);
+    let key1 = std::fs::read(t.path("k/acme.key.pem")).unwrap();
+    let cert1 = std::fs::read(t.path("k/acme.cert.pem")).unwrap();
+    let o = layersec([
+        "keygen",
+        "--party",
+        "acme",
+        "--out",
+        &out,
+        "--key-type",
+        "ec",
+    ])
+    .expect(3);
+    assert_error(&o, "ERR_IO");
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(t.path("k/acme.key.pem")).unwrap(), key1);
+    assert_eq!(std::fs::read(t.path("k/acme.cert.pem")).unwrap(), cert1);
+
+    // Only one of the three exists: still nothing is written.
+    std::fs::remove_file(t.path("k/acme.key.pem")).unwrap();
+    std::fs::remove_file(t.path("k/acme.cert.pem")).unwrap();
+    layersec([
+        "keygen",
+        "--party",
+        "acme",
+        "--out",
+        &out,
+        "--key-type",
+        "ec",
+    ])
+    .expect(3);
+    assert!(!t.path("k/acme.key.pem").exists());
+    assert!(!t.path("k/acme.cert.pem").exists());
+
+    // --force replaces them, and the new key is 0600 even if the old file was readable by all.
+    std::fs::write(t.path("k/acme.key.pem"), b"old").unwrap();
+    std::fs::set_permissions(
+        t.path("k/acme.key.pem"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    layersec([
+        "keygen",
+        "--party",
+        "acme",
+        "--out",
+        &out,
+        "--key-type",
+        "ec",
+        "--force",
+    ])
+    .expect(0);
+    let key2 = std::fs::read(t.path("k/acme.key.pem")).unwrap();
+    assert_ne!(key2, b"old");
+    assert_ne!(key2, key1);
+    let mode = std::fs::metadata(t.path("k/acme.key.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(extra_files(
+        &t.path("k"),
+        &["acme.key.pem", "acme.cert.pem", "acme.csr.pem"]
+    )
+    .is_empty());
+}
+
+#[test]
+fn keygen_rejects_bad_arguments() {
+    let t = TempDir::new("keygen-args");
+    let out = t.s("k");
+    for args in [
+        vec!["keygen", "--party", "../evil", "--out", &out],
+        vec!["keygen", "--party", "", "--out", &out],
+        vec![
+            "keygen",
+            "--party",
+            "x",
+            "--out",
+            &out,
+            "--key-type",
+            "ec",
+            "--rsa-bits",
+            "2048",
+        ],
+        vec![
+            "keygen",
+            "--party",
+            "x",
+            "--out",
+            &out,
+            "--rsa-bits",
+            "1024",
+        ],
+        vec!["keygen", "--party", "x", "--out", &out, "--key-type", "dsa"],
+        vec!["keygen", "--party", "x", "--out", &out, "--days", "0"],
+        vec![
+            "keygen",
+            "--party",
+            "x",
+            "--out",
+            &out,
+            "--password",
+            "secret",
+        ],
+    ] {
+        let o = layersec(&args).expect(2);
+        assert!(stderr(&o).contains("error"), "{args:?}");
+    }
+    // An empty password would silently give an unencrypted key.
+    layersec([
+        "keygen",
+        "--party",
+        "x",
+        "--out",
+        &out,
+        "--pass-env",
+        "EMPTY_PW",
+    ])
+    .env("EMPTY_PW", "")
+    .expect(2);
+    assert!(!t.path("k/x.key.pem").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// streams and formats
+
+#[test]
+fn stdin_and_stdout_with_dash() {
+    let w = World::get();
+    let doc = invoice();
+    let o = w
+        .seal_as_alice("bob", &["--filename", "piped.xml", "--pem"], "-", "-")
+        .stdin(&doc)
+        .expect(0);
+    let sealed = o.stdout;
+    assert!(sealed.starts_with(b"-----BEGIN CMS-----"));
+    let o = w
+        .open_as("bob", "alice", &[], "-", "-")
+        .stdin(&sealed)
+        .expect(0);
+    assert_eq!(o.stdout, doc, "the document, and nothing else, on stdout");
+    assert!(stderr(&o).contains("piped.xml"), "{}", stderr(&o));
+
+    // Without --filename a piped document has no name.
+    let t = TempDir::new("dash");
+    let o = w
+        .seal_as_alice("bob", &["--smime"], "-", "-")
+        .stdin(b"hello")
+        .expect(0);
+    std::fs::write(t.path("m.eml"), &o.stdout).unwrap();
+    let o = w
+        .open_as("bob", "alice", &["--json"], &t.s("m.eml"), &t.s("out"))
+        .expect(0);
+    let j = json(&o);
+    assert_eq!(j["filename"], Value::Null);
+    assert_eq!(j["mime_type"], "application/octet-stream");
+    assert_eq!(std::fs::read(t.path("out")).unwrap(), b"hello");
+
+    // --json and a document on stdout cannot share it.
+    let o = w
+        .open_as("bob", "alice", &["--json"], &t.s("m.eml"), "-")
+        .expect(2);
+    assert_error(&o, "ERR_INVALID_ARGUMENT");
+}
+
+#[test]
+fn smime_pem_and_options_round_trip() {
+    let w = World::get();
+    let t = TempDir::new("formats");
+    let doc = invoice();
+    std::fs::write(t.path("invoice.xml"), &doc).unwrap();
+    let cases: [(&[&str], &str, &str, &str); 4] = [
+        (
+            &["--smime"],
+            "MIME-Version: 1.0",
+            "authEnvelopedData",
+            "compressedData",
+        ),
+        (
+            &["--pem", "--cbc"],
+            "-----BEGIN CMS-----",
+            "envelopedData",
+            "compressedData",
+        ),
+        (
+            &["--pss", "--no-compress"],
+            "\x30",
+            "RSASSA-PSS",
+            "!compressedData",
+        ),
+        (
+            &["--smime", "--cbc", "--pss"],
+            "MIME-Version",
+            "envelopedData (aes256-CBC",
+            "RSASSA-PSS",
+        ),
+    ];
+    for (i, (opts, prefix, layer1, layer2)) in cases.iter().enumerate() {
+        let sealed = t.s(&format!("s{i}"));
+        w.seal_as_alice("carol", opts, &t.s("invoice.xml"), &sealed)
+            .expect(0);
+        let bytes = std::fs::read(&sealed).unwrap();
+        assert!(bytes.starts_with(prefix.as_bytes()), "{opts:?}");
+        let o = w
+            .open_as(
+                "carol",
+                "alice",
+                &["--json"],
+                &sealed,
+                &t.s(&format!("o{i}")),
+            )
+            .expect(0);
+        assert_eq!(
+            std::fs::read(t.path(&format!("o{i}"))).unwrap(),
+            doc,
+            "{opts:?}"
+        );
+        let layers = json(&o)["layers"].to_string();
+        assert!(layers.contains(layer1), "{opts:?}: {layers}");
+        match layer2.strip_prefix('!') {
+            Some(absent) => assert!(!layers.contains(absent), "{opts:?}: {layers}"),
+            None => assert!(layers.contains(layer2), "{opts:?}: {layers}"),
+        }
+    }
+    // --smime and --pem exclude each other; --pss needs an RSA key.
+    layersec([
+        "seal",
+        "--sign-key",
+        &w.key("carol"),
+        "--sign-cert",
+        &w.cert("carol"),
+        "--to",
+        &w.cert("bob"),
+        "--smime",
+        "--pem",
+        &t.s("invoice.xml"),
+        &t.s("bad"),
+    ])
+    .expect(2);
+    let o = layersec([
+        "seal",
+        "--sign-key",
+        &w.key("bob"),
+        "--sign-cert",
+        &w.cert("bob"),
+        "--to",
+        &w.cert("carol"),
+        "--pss",
+        &t.s("invoice.xml"),
+        &t.s("bad"),
+    ])
+    .expect(2);
+    assert!(stderr(&o).contains("--pss"));
+    assert!(!t.path("bad").exists());
+}
+
+#[test]
+fn several_recipients_and_encrypt_to_self() {
+    let w = World::get();
+    let t = TempDir::new("multi");
+    std::fs::write(t.path("d.txt"), b"for both of you").unwrap();
+    w.seal_as_alice(
+        "bob",
+        &["--to", &w.cert("carol"), "--encrypt-to-self"],
+        &t.s("d.txt"),
+        &t.s("m"),
+    )
+    .expect(0);
+    for me in ["bob", "carol"] {
+        w.open_as(me, "alice", &[], &t.s("m"), &t.s(me)).expect(0);
+        assert_eq!(std::fs::read(t.path(me)).unwrap(), b"for both of you");
+    }
+    // Alice's archive copy: her own (encrypted) key, password from a file.
+    std::fs::write(t.path("pw"), format!("{ALICE_PW}\n")).unwrap();
+    layersec([
+        "open",
+        "--key",
+        &w.key("alice"),
+        "--cert",
+        &w.cert("alice"),
+        "--pass-file",
+        &t.s("pw"),
+        "--from",
+        &w.cert("alice"),
+        &t.s("m"),
+        &t.s("self"),
+    ])
+    .expect(0);
+    assert_eq!(std::fs::read(t.path("self")).unwrap(), b"for both of you");
+}
+
+// ---------------------------------------------------------------------------------------------
+// passwords and key formats
+
+#[test]
+fn passwords_from_env_and_file_and_wrong_password_is_7() {
+    let t = TempDir::new("passwords");
+    let secret = "s3cr3t-Pa55word";
+    std::fs::write(t.path("pw"), format!("{secret}\r\nsecond line ignored\n")).unwrap();
+    let o = layersec([
+        "keygen",
+        "--party",
+        "frank",
+        "--out",
+        &t.s("k"),
+        "--key-type",
+        "ec",
+        "--pass-file",
+        &t.s("pw"),
+        "--json",
+    ])
+    .expect(0);
+    assert_eq!(json(&o)["key_encrypted"], true);
+    let key = std::fs::read_to_string(t.path("k/frank.key.pem")).unwrap();
+    assert!(
+        key.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+        "{key}"
+    );
+    std::fs::write(t.path("doc.txt"), b"payload").unwrap();
+    let seal = |pass: &[&str], out: &str| {
+        let mut a = vec![
+            "seal".to_string(),
+            "--sign-key".into(),
+            t.s("k/frank.key.pem"),
+            "--sign-cert".into(),
+            t.s("k/frank.cert.pem"),
+            "--to".into(),
+            t.s("k/frank.cert.pem"),
+        ];
+        a.extend(pass.iter().map(|s| s.to_string()));
+        a.push(t.s("doc.txt"));
+        a.push(t.s(out));
+        layersec(a)
+    };
+    // The same password from a file (first line, CRLF stripped) and from the environment.
+    seal(&["--pass-file", &t.s("pw")], "a").expect(0);
+    seal(&["--pass-env", "FRANK_PW"], "b")
+        .env("FRANK_PW", secret)
+        .expect(0);
+    assert!(t.path("a").exists() && t.path("b").exists());
+
+    let checks: Vec<(Run, i32, &str)> = vec![
+        (
+            seal(&["--pass-env", "FRANK_PW"], "c").env("FRANK_PW", "wrong"),
+            7,
+            "ERR_BAD_PASSWORD",
+        ),
+        (seal(&[], "c"), 7, "ERR_BAD_PASSWORD"),
+        (
+            seal(&["--pass-env", "NOT_SET_ANYWHERE_42"], "c"),
+            2,
+            "ERR_INVALID_ARGUMENT",
+        ),
+        (seal(&["--pass-file", &t.s("missing")], "c"), 3, "ERR_IO"),
+        (
+            seal(&["--pass-env", "FRANK_PW", "--pass-file", &t.s("pw")], "c")
+                .env("FRANK_PW", secret),
+            2,
+            "ERR_INVALID_ARGUMENT",
+        ),
+    ];
+    for (run, code, name) in checks {
+        let o = run.expect(code);
+        assert_error(&o, name);
+        let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+        assert!(!all.contains(secret), "the password leaked: {all}");
+        assert!(!t.path("c").exists());
+    }
+    // Opening with a wrong password is 7 as well, with --json error on stdout.
+    let o = layersec([
+        "open",
+        "--key",
+        &t.s("k/frank.key.pem"),
+        "--cert",
+        &t.s("k/frank.cert.pem"),
+        "--pass-env",
+        "FRANK_PW",
+        "--from",
+        &t.s("k/frank.cert.pem"),
+        "--json",
+        &t.s("a"),
+        &t.s("out"),
+    ])
+    .env("FRANK_PW", "nope")
+    .expect(7);
+    assert_eq!(json(&o)["error"]["name"], "LS_ERR_BAD_PASSWORD");
+    assert!(!t.path("out").exists());
+}
+
+#[test]
+fn pkcs12_identity_needs_no_cert_option() {
+    use openssl::pkcs12::Pkcs12;
+    let w = World::get();
+    let t = TempDir::new("p12");
+    let key =
+        openssl::pkey::PKey::private_key_from_pem(&std::fs::read(w.key("carol")).unwrap()).unwrap();
+    let cert = openssl::x509::X509::from_pem(&std::fs::read(w.cert("carol")).unwrap()).unwrap();
+    let p12 = Pkcs12::builder()
+        .name("carol")
+        .pkey(&key)
+        .cert(&cert)
+        .build2("p12-pass")
+        .unwrap();
+    std::fs::write(t.path("carol.p12"), p12.to_der().unwrap()).unwrap();
+    std::fs::write(t.path("doc.csv"), b"a;b;c\n1;2;3\n").unwrap();
+    layersec([
+        "seal",
+        "--sign-key",
+        &t.s("carol.p12"),
+        "--pass-env",
+        "P12",
+        "--to",
+        &w.cert("bob"),
+        &t.s("doc.csv"),
+        &t.s("m"),
+    ])
+    .env("P12", "p12-pass")
+    .expect(0);
+    let o = w
+        .open_as("bob", "carol", &["--json"], &t.s("m"), &t.s("out"))
+        .expect(0);
+    assert_eq!(json(&o)["mime_type"], "text/csv");
+    // Seal for carol and open with the PKCS#12 file alone.
+    w.seal_as_alice("carol", &[], &t.s("doc.csv"), &t.s("m2"))
+        .expect(0);
+    layersec([
+        "open",
+        "--key",
+        &t.s("carol.p12"),
+        "--pass-env",
+        "P12",
+        "--from",
+        &w.cert("alice"),
+        &t.s("m2"),
+        &t.s("out2"),
+    ])
+    .env("P12", "p12-pass")
+    .expect(0);
+    assert_eq!(std::fs::read(t.path("out2")).unwrap(), b"a;b;c\n1;2;3\n");
+    let o = layersec([
+        "open",
+        "--key",
+        &t.s("carol.p12"),
+        "--pass-env",
+        "P12",
+        "--from",
+        &w.cert("alice"),
+        &t.s("m2"),
+        &t.s("out3"),
+    ])
+    .env("P12", "wrong")
+    .expect(7);
+    assert_error(&o, "ERR_BAD_PASSWORD");
+    // A PEM key without --cert is a usage error that names the missing option.
+    let o = layersec([
+        "open",
+        "--key",
+        &w.key("bob"),
+        "--from",
+        &w.cert("alice"),
+        &t.s("m2"),
+        &t.s("out3"),
+    ])
+    .expect(2);
+    assert!(stderr(&o).contains("--cert"), "{}", stderr(&o));
+    assert!(!t.path("out3").exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// failures: each class has its exit code, and nothing is written
+
+/// A sealed invoice from alice to bob, in `t`.
+fn sealed_for_bob(w: &World, t: &TempDir, doc: &[u8]) -> String {
+    std::fs::write(t.path("doc.bin"), doc).unwrap();
+    w.seal_as_alice("bob", &[], &t.s("doc.bin"), &t.s("m.p7m"))
+        .expect(0);
+    t.s("m.p7m")
+}
+
+#[test]
+fn wrong_recipient_is_exit_4() {
+    let w = World::get();
+    let t = TempDir::new("wrong-rcpt");
+    let m = sealed_for_bob(w, &t, b"only for bob");
+    let o = w.open_as("carol", "alice", &[], &m, &t.s("out")).expect(4);
+    assert_error(&o, "ERR_NOT_A_RECIPIENT");
+    assert!(stderr(&o).contains("not addressed to us"), "{}", stderr(&o));
+    assert!(!t.path("out").exists());
+    // Without any key.
+    let o = layersec(["open", "--from", &w.cert("alice"), &m, &t.s("out")]).expect(4);
+    assert_error(&o, "ERR_NOT_A_RECIPIENT");
+}
+
+#[test]
+fn signer_other_than_from_is_exit_4() {
+    let w = World::get();
+    let t = TempDir::new("wrong-signer");
+    let m = sealed_for_bob(w, &t, b"from alice");
+    let o = w
+        .open_as("bob", "carol", &["--json"], &m, &t.s("out"))
+        .expect(4);
+    assert_error(&o, "ERR_SIGNER_MISMATCH");
+    assert!(stderr(&o).contains("CN=alice") && stderr(&o).contains("CN=carol"));
+    let j = json(&o);
+    assert_eq!(j["error"]["code"], 204);
+    assert_eq!(j["error"]["name"], "LS_ERR_SIGNER_MISMATCH");
+    assert!(j["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("expected CN=carol"));
+    assert!(!t.path("out").exists());
+}
+
+#[test]
+fn tampered_message_is_exit_4() {
+    let w = World::get();
+    let t = TempDir::new("tampered");
+    let m = sealed_for_bob(w, &t, &noise(20_000, 7));
+    let mut bytes = std::fs::read(&m).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(t.path("bad.p7m"), &bytes).unwrap();
+    let o = w
+        .open_as("bob", "alice", &[], &t.s("bad.p7m"), &t.s("out"))
+        .expect(4);
+    assert_error(&o, "ERR_DECRYPT_FAILED");
+    assert!(!t.path("out").exists());
+}
+
+#[test]
+fn tampered_signed_content_is_exit_4() {
+    // Flip a byte of the document inside a (signed, not encrypted) SignedData built by OpenSSL.
+    let w = World::get();
+    let t = TempDir::new("tampered-sig");
+    let (key, cert) = load_pair(&w.key("carol"), &w.cert("carol"));
+    let entity = b"Content-Type: text/plain\r\n\r\nPay 100 EUR to ACME".to_vec();
+    let mut der = openssl::cms::CmsContentInfo::sign(
+        Some(&cert),
+        Some(&key),
+        None,
+        Some(&entity),
+        openssl::cms::CMSOptions::BINARY,
+    )
+    .unwrap()
+    .to_der()
+    .unwrap();
+    w.open_as("bob", "carol", &[], &write(&t, "ok.p7m", &der), &t.s("ok"))
+        .expect(0);
+    assert_eq!(std::fs::read(t.path("ok")).unwrap(), b"Pay 100 EUR to ACME");
+    let pos = der.windows(3).position(|w| w == b"100").unwrap();
+    der[pos] = b'9';
+    let o = w
+        .open_as(
+            "bob",
+            "carol",
+            &[],
+            &write(&t, "bad.p7m", &der),
+            &t.s("out"),
+        )
+        .expect(4);
+    assert_error(&o, "ERR_DIGEST_MISMATCH");
+    assert!(!t.path("out").exists());
+}
+
+#[test]
+fn truncated_and_garbage_input_is_exit_6() {
+    let w = World::get();
+    let t = TempDir::new("garbage");
+    let m = sealed_for_bob(w, &t, &invoice());
+    let bytes = std::fs::read(&m).unwrap();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("half", bytes[..bytes.len() / 2].to_vec(), "ERR_TRUNCATED"),
+        (
+            "garbage",
+            b"this is not a sealed message at all".to_vec(),
+            "ERR_MALFORMED",
+        ),
+        ("empty", Vec::new(), "ERR_TRUNCATED"),
+        ("binary", noise(3000, 99), "ERR_MALFORMED"),
+    ];
+    for (name, data, code) in cases {
+        let input = write(&t, name, &data);
+        let o = w
+            .open_as("bob", "alice", &[], &input, &t.s("out"))
+            .expect(6);
+        assert_error(&o, code);
+        assert!(!t.path("out").exists(), "{name}");
+    }
+}
+
+#[test]
+fn max_size_is_enforced_with_exit_6() {
+    let w = World::get();
+    let t = TempDir::new("max-size");
+    let m = sealed_for_bob(w, &t, &invoice());
+    let o = w
+        .open_as("bob", "alice", &["--max-size", "1K"], &m, &t.s("out"))
+        .expect(6);
+    assert_error(&o, "ERR_TOO_LARGE");
+    assert!(!t.path("out").exists());
+    w.open_as("bob", "alice", &["--max-size", "10M"], &m, &t.s("out"))
+        .expect(0);
+    w.open_as("bob", "alice", &["--max-size", "lots"], &m, &t.s("out2"))
+        .expect(2);
+}
+
+#[test]
+fn missing_files_are_exit_3() {
+    let w = World::get();
+    let t = TempDir::new("missing");
+    let m = sealed_for_bob(w, &t, b"x");
+    let o = w
+        .open_as("bob", "alice", &[], &t.s("nope.p7m"), &t.s("out"))
+        .expect(3);
+    assert_error(&o, "ERR_IO");
+    assert!(stderr(&o).contains("nope.p7m"));
+    let o = w
+        .seal_as_alice("bob", &[], &t.s("nope.xml"), &t.s("out"))
+        .expect(3);
+    assert_error(&o, "ERR_IO");
+    w.seal_as_alice(
+        "bob",
+        &["--to", &t.s("nobody.pem")],
+        &t.s("doc.bin"),
+        &t.s("out"),
+    )
+    .expect(3);
+    layersec([
+        "open",
+        "--key",
+        &t.s("nokey.pem"),
+        "--cert",
+        &w.cert("bob"),
+        "--from",
+        &w.cert("alice"),
+        &m,
+        &t.s("out"),
+    ])
+    .expect(3);
+    layersec([
+        "open",
+        "--partners",
+        &t.s("no-such-dir"),
+        "--key",
+        &w.key("bob"),
+        "--cert",
+        &w.cert("bob"),
+        &m,
+        &t.s("out"),
+    ])
+    .expect(3);
+    // An output folder that does not exist.
+    let o = w
+        .open_as("bob", "alice", &[], &m, &t.s("no/such/dir/out"))
+        .expect(3);
+    assert_error(&o, "ERR_IO");
+    assert!(!t.path("out").exists());
+    layersec(["inspect", &t.s("nope.p7m")]).expect(3);
+}
+
+#[test]
+fn nothing_written_to_out_on_failure() {
+    let w = World::get();
+    let t = TempDir::new("no-partial");
+    let m = sealed_for_bob(w, &t, &invoice());
+    // An existing OUT is left untouched by a failed open, and no temporary file remains.
+    std::fs::write(t.path("out.xml"), b"previous content").unwrap();
+    w.open_as("bob", "carol", &[], &m, &t.s("out.xml"))
+        .expect(4);
+    assert_eq!(
+        std::fs::read(t.path("out.xml")).unwrap(),
+        b"previous content"
+    );
+    let o = w.open_as("bob", "alice", &[], &m, "-").stdin(b"").expect(0);
+    assert_eq!(o.stdout, invoice(), "reading the file, not stdin");
+    // With OUT `-`, a failure writes nothing to stdout.
+    let o = w.open_as("bob", "carol", &[], &m, "-").expect(4);
+    assert!(o.stdout.is_empty());
+    // A failed seal (expired recipient would be 5; here: a recipient that is not a certificate).
+    write(
+        &t,
+        "not-a-cert.pem",
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    );
+    std::fs::write(t.path("sealed.p7m"), b"old sealed").unwrap();
+    let o = w
+        .seal_as_alice(
+            "bob",
+            &["--to", &t.s("not-a-cert.pem")],
+            &t.s("doc.bin"),
+            &t.s("sealed.p7m"),
+        )
+        .expect(5);
+    assert_error(&o, "ERR_CERT_INVALID");
+    assert_eq!(std::fs::read(t.path("sealed.p7m")).unwrap(), b"old sealed");
+    // A successful open replaces OUT atomically and keeps its permissions.
+    std::fs::set_permissions(t.path("out.xml"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    w.open_as("bob", "alice", &[], &m, &t.s("out.xml"))
+        .expect(0);
+    assert_eq!(std::fs::read(t.path("out.xml")).unwrap(), invoice());
+    let mode = std::fs::metadata(t.path("out.xml"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o640);
+    let left = extra_files(
+        &t.0,
+        &[
+            "m.p7m",
+            "doc.bin",
+            "out.xml",
+            "not-a-cert.pem",
+            "sealed.p7m",
+        ],
+    );
+    assert!(left.is_empty(), "leftovers: {left:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// certificates and trust
+
+fn load_pair(
+    key: &str,
+    cert: &str,
+) -> (
+    openssl::pkey::PKey<openssl::pkey::Private>,
+    openssl::x509::X509,
+) {
+    (
+        openssl::pkey::PKey::private_key_from_pem(&std::fs::read(key).unwrap()).unwrap(),
+        openssl::x509::X509::from_pem(&std::fs::read(cert).unwrap()).unwrap(),
+    )
+}
+
+fn write(t: &TempDir, name: &str, data: &[u8]) -> String {
+    std::fs::write(t.path(name), data).unwrap();
+    t.s(name)
+}
+
+/// An RSA key and a self-signed certificate valid from `not_before` to `not_after`
+/// (ASN.1 GeneralizedTime text, e.g. "20200101000000Z"): OpenSSL's command line cannot make one
+/// that has already expired.
+fn cert_with_validity(
+    cn: &str,
+    not_before: &str,
+    not_after: &str,
+) -> (
+    openssl::pkey::PKey<openssl::pkey::Private>,
+    openssl::x509::X509,
+) {
+    use openssl::asn1::{Asn1Integer, Asn1Time};
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectKeyIdentifier};
+    use openssl::x509::{X509Builder, X509NameBuilder};
+    let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", cn).unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    let serial = Asn1Integer::from_bn(&BigNum::from_u32(0x5eed).unwrap()).unwrap();
+    b.set_serial_number(&serial).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&Asn1Time::from_str(not_before).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::from_str(not_after).unwrap())
+        .unwrap();
+    b.append_extension(BasicConstraints::new().critical().build().unwrap())
+        .unwrap();
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .digital_signature()
+            .key_encipherment()
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let ski = SubjectKeyIdentifier::new()
+        .build(&b.x509v3_context(None, None))
+        .unwrap();
+    b.append_extension(ski).unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    (key, b.build())
+}
+
+/// What an OpenSSL-based partner sends: a MIME entity, signed (CMS), wrapped as S/MIME, then
+/// encrypted for `rcpt` (AES-256-CBC, RSA key transport). Unsigned when `signer` is `None`.
+fn openssl_sealed(
+    entity: &[u8],
+    signer: Option<(
+        &openssl::pkey::PKey<openssl::pkey::Private>,
+        &openssl::x509::X509,
+    )>,
+    rcpt: &openssl::x509::X509,
+) -> Vec<u8> {
+    use openssl::cms::{CMSOptions, CmsContentInfo};
+    let inner = match signer {
+        Some((key, cert)) => {
+            let sd = CmsContentInfo::sign(
+                Some(cert),
+                Some(key),
+                None,
+                Some(entity),
+                CMSOptions::BINARY,
+            )
+            .unwrap()
+            .to_der()
+            .unwrap();
+            let mut e = b"Content-Type: application/pkcs7-mime; smime-type=signed-data\r\n\
+                Content-Transfer-Encoding: binary\r\n\r\n"
+                .to_vec();
+            e.extend_from_slice(&sd);
+            e
+        }
+        None => entity.to_vec(),
+    };
+    let mut certs = openssl::stack::Stack::new().unwrap();
+    certs.push(rcpt.clone()).unwrap();
+    CmsContentInfo::encrypt(
+        &certs,
+        &inner,
+        openssl::symm::Cipher::aes_256_cbc(),
+        CMSOptions::BINARY,
+    )
+    .unwrap()
+    .to_der()
+    .unwrap()
+}
+
+#[test]
+fn expired_sender_certificate_is_exit_5() {
+    let w = World::get();
+    let t = TempDir::new("expired");
+    let (key, cert) = cert_with_validity("old-partner", "20200101000000Z", "20210101000000Z");
+    let cert_path = write(&t, "old.pem", &cert.to_pem().unwrap());
+    let key_path = write(&t, "old.key", &key.private_key_to_pem_pkcs8().unwrap());
+    let (_, carol_cert) = load_pair(&w.key("carol"), &w.cert("carol"));
+    let entity = b"Content-Type: text/plain\r\nContent-Disposition: attachment; filename=\"old.txt\"\r\n\r\nhello from 2020";
+    let m = write(
+        &t,
+        "m.p7m",
+        &openssl_sealed(entity, Some((&key, &cert)), &carol_cert),
+    );
+    let (carol_key, carol_crt) = (w.key("carol"), w.cert("carol"));
+    let run = |extra: &[&str], out: &str| {
+        let mut a = vec![
+            "open", "--key", &carol_key, "--cert", &carol_crt, "--from", &cert_path,
+        ];
+        a.extend_from_slice(extra);
+        let out = t.s(out);
+        a.extend_from_slice(&[&m, &out]);
+        layersec(a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    };
+    let o = run(&["--json"], "out").expect(5);
+    assert_error(&o, "ERR_CERT_EXPIRED");
+    assert!(stderr(&o).contains("CN=old-partner") && stderr(&o).contains("2021-01-01"));
+    assert_eq!(json(&o)["error"]["name"], "LS_ERR_CERT_EXPIRED");
+    assert!(!t.path("out").exists());
+    // Accepted on request, and the OpenSSL-made message opens byte-exact.
+    let o = run(&["--allow-expired", "--json"], "out").expect(0);
+    assert_eq!(std::fs::read(t.path("out")).unwrap(), b"hello from 2020");
+    assert_eq!(json(&o)["filename"], "old.txt");
+    // inspect reports but does not fail on expiry alone.
+    let o = layersec([
+        "inspect",
+        "--key",
+        &w.key("carol"),
+        "--cert",
+        &w.cert("carol"),
+        "--from",
+        &cert_path,
+        &m,
+    ])
+    .expect(0);
+    assert_eq!(json(&o)["verified"], true);
+    // We cannot seal with an expired certificate of our own either.
+    let o = layersec([
+        "seal",
+        "--sign-key",
+        &key_path,
+        "--sign-cert",
+        &cert_path,
+        "--to",
+        &w.cert("bob"),
+        &m,
+        &t.s("never"),
+    ])
+    .expect(5);
+    assert_error(&o, "ERR_CERT_EXPIRED");
+    assert!(!t.path("never").exists());
+    // Nor for an expired recipient.
+    let o = w
+        .seal_as_alice("bob", &["--to", &cert_path], &m, &t.s("never"))
+        .expect(5);
+    assert_error(&o, "ERR_CERT_EXPIRED");
+}
+
+#[test]
+fn not_yet_valid_sender_is_exit_5() {
+    let w = World::get();
+    let t = TempDir::new("future");
+    let (key, cert) = cert_with_validity("future-partner", "20990101000000Z", "21000101000000Z");
+    let cert_path = write(&t, "future.pem", &cert.to_pem().unwrap());
+    let (_, carol_cert) = load_pair(&w.key("carol"), &w.cert("carol"));
+    let m = write(
+        &t,
+        "m.p7m",
+        &openssl_sealed(
+            b"Content-Type: text/plain\r\n\r\nearly",
+            Some((&key, &cert)),
+            &carol_cert,
+        ),
+    );
+    let o = layersec([
+        "open",
+        "--key",
+        &w.key("carol"),
+        "--cert",
+        &w.cert("carol"),
+        "--from",
+        &cert_path,
+        &m,
+        &t.s("out"),
+    ])
+    .expect(5);
+    assert_error(&o, "ERR_CERT_NOT_YET_VALID");
+}
+
+#[test]
+fn partners_folder_accepts_known_and_rejects_unknown_signers() {
+    let w = World::get();
+    let t = TempDir::new("partners");
+    let m = sealed_for_bob(w, &t, b"hello partners");
+    std::fs::create_dir_all(t.path("known")).unwrap();
+    std::fs::copy(w.cert("alice"), t.path("known/alice.pem")).unwrap();
+    std::fs::copy(w.cert("carol"), t.path("known/carol.pem")).unwrap();
+    std::fs::create_dir_all(t.path("strangers")).unwrap();
+    std::fs::copy(w.cert("carol"), t.path("strangers/carol.pem")).unwrap();
+    std::fs::create_dir_all(t.path("empty")).unwrap();
+    let open = |dir: &str, out: &str| {
+        layersec([
+            "open",
+            "--key",
+            &w.key("bob"),
+            "--cert",
+            &w.cert("bob"),
+            "--partners",
+            &t.s(dir),
+            "--json",
+            &m,
+            &t.s(out),
+        ])
+    };
+    let o = open("known", "out").expect(0);
+    assert_eq!(json(&o)["signer"]["subject"], "CN=alice");
+    assert_eq!(std::fs::read(t.path("out")).unwrap(), b"hello partners");
+    let o = open("strangers", "out2").expect(5);
+    assert_error(&o, "ERR_UNKNOWN_SIGNER");
+    assert!(!t.path("out2").exists());
+    let o = open("empty", "out2").expect(2);
+    assert!(stderr(&o).contains("no certificates"), "{}", stderr(&o));
+    // --from and --partners exclude each other.
+    layersec([
+        "open",
+        "--from",
+        &w.cert("alice"),
+        "--partners",
+        &t.s("known"),
+        "--key",
+        &w.key("bob"),
+        "--cert",
+        &w.cert("bob"),
+        &m,
+        &t.s("out3"),
+    ])
+    .expect(2);
+}
+
+#[test]
+fn unsigned_messages_need_allow_unsigned() {
+    let w = World::get();
+    let t = TempDir::new("unsigned");
+    let (_, carol_cert) = load_pair(&w.key("carol"), &w.cert("carol"));
+    let m = write(
+        &t,
+        "unsigned.p7m",
+        &openssl_sealed(
+            b"Content-Type: text/plain\r\n\r\nanonymous",
+            None,
+            &carol_cert,
+        ),
+    );
+    // Fail closed: no --from/--partners and no --allow-unsigned is a usage error.
+    let o = layersec([
+        "open",
+        "--key",
+        &w.key("carol"),
+        "--cert",
+        &w.cert("carol"),
+        &m,
+        &t.s("out"),
+    ])
+    .expect(2);
+    assert!(stderr(&o).contains("--from"), "{}", stderr(&o));
+    let o = w.open_as("carol", "alice", &[], &m, &t.s("out")).expect(4);
+    assert_error(&o, "ERR_UNSIGNED");
+    assert!(!t.path("out").exists());
+    let o = layersec([
+        "open",
+        "--key",
+        &w.key("carol"),
+        "--cert",
+        &w.cert("carol"),
+        "--allow-unsigned",
+        "--json",
+        &m,
+        &t.s("out"),
+    ])
+    .expect(0);
+    assert_eq!(json(&o)["signer"], Value::Null);
+    assert_eq!(json(&o)["signing_time"], Value::Null);
+    assert_eq!(std::fs::read(t.path("out")).unwrap(), b"anonymous");
+    // --allow-unsigned does not accept a signed message without knowing the signer.
+    let signed = sealed_for_bob(w, &t, b"signed");
+    layersec([
+        "open",
+        "--key",
+        &w.key("bob"),
+        "--cert",
+        &w.cert("bob"),
+        "--allow-unsigned",
+        &signed,
+        &t.s("out2"),
+    ])
+    .expect(2);
+    assert!(!t.path("out2").exists());
+    // inspect with --from fails on an unsigned message: the certificate verifies nothing.
+    let o = layersec([
+        "inspect",
+        "--key",
+        &w.key("carol"),
+        "--cert",
+        &w.cert("carol"),
+        "--from",
+        &w.cert("alice"),
+        &m,
+    ])
+    .expect(4);
+    assert_eq!(json(&o)["signed"], false, "{}", json(&o));
+}
+
+// ---------------------------------------------------------------------------------------------
+// inspect
+
+#[test]
+fn inspect_reports_layers_recipients_signers() {
+    let w = World::get();
+    let t = TempDir::new("inspect");
+    let m = sealed_for_bob(w, &t, &invoice());
+    // No keys: the envelope only.
+    let o = layersec(["inspect", &m]).expect(0);
+    let j = json(&o);
+    let layers = j["layers"].as_array().unwrap();
+    assert_eq!(layers[0]["layer"], "authEnvelopedData");
+    let r = &layers[0]["recipients"][0];
+    assert_eq!(r["type"], "key agreement");
+    assert!(r["ids"][0].as_str().unwrap().contains("CN=bob"), "{r}");
+    assert_eq!(j["complete"], false);
+
+    // With bob's key and the right sender: every layer, verified.
+    let o = layersec([
+        "inspect",
+        "--key",
+        &w.key("bob"),
+        "--cert",
+        &w.cert("bob"),
+        "--from",
+        &w.cert("alice"),
+        &m,
+    ])
+    .expect(0);
+    let j = json(&o);
+    assert_eq!(j["verified"], true);
+    assert_eq!(j["complete"], true);
+    assert_eq!(j["signed"], true);
+    assert_eq!(j["encrypted"], true);
+    let layers = j["layers"].as_array().unwrap();
+    let sd = layers
+        .iter()
+        .find(|l| l["layer"] == "signedData")
+        .expect("signedData layer");
+    assert_eq!(sd["signers"][0]["subject"], "CN=alice");
+    assert_eq!(sd["verified"], true);
+    let doc = layers.last().unwrap();
+    assert_eq!(doc["layer"], "document");
+    assert_eq!(doc["size"], invoice().len());
+
+    // From stdin too.
+    let o = layersec(["inspect", "-"])
+        .stdin(&std::fs::read(&m).unwrap())
+        .expect(0);
+    assert_eq!(json(&o)["layers"][0]["layer"], "authEnvelopedData");
+}
+
+#[test]
+fn inspect_fails_with_wrong_from() {
+    let w = World::get();
+    let t = TempDir::new("inspect-wrong");
+    let m = sealed_for_bob(w, &t, b"x");
+    let o = layersec([
+        "inspect",
+        "--key",
+        &w.key("bob"),
+        "--cert",
+        &w.cert("bob"),
+        "--from",
+        &w.cert("carol"),
+        &m,
+    ])
+    .expect(4);
+    assert_error(&o, "ERR_SIGNER_MISMATCH");
+    let j = json(&o);
+    assert_eq!(j["verified"], false, "{j}");
+    let sd = j["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["layer"] == "signedData")
+        .unwrap()
+        .clone();
+    assert_eq!(sd["verification_error"]["name"], "LS_ERR_SIGNER_MISMATCH");
+    // Not our message: the walk ends in an error.
+    let o = layersec([
+        "inspect",
+        "--key",
+        &w.key("carol"),
+        "--cert",
+        &w.cert("carol"),
+        &m,
+    ])
+    .expect(4);
+    assert_eq!(json(&o)["error"]["name"], "LS_ERR_NOT_A_RECIPIENT");
+    // Garbage: a format error, still JSON on stdout.
+    let g = write(&t, "g", b"garbage garbage");
+    let o = layersec(["inspect", &g]).expect(6);
+    assert_eq!(json(&o)["error"]["name"], "LS_ERR_MALFORMED");
+    // A missing file: the error object on stdout.
+    let o = layersec(["inspect", &t.s("missing")]).expect(3);
+    assert_eq!(json(&o)["error"]["name"], "LS_ERR_IO");
+}
+
+// ---------------------------------------------------------------------------------------------
+// the interface itself
+
+#[test]
+fn usage_errors_are_exit_2_with_json_when_asked() {
+    let w = World::get();
+    let t = TempDir::new("usage");
+    let o = layersec(["open", "--json", "--no-such-option", "a", "b"]).expect(2);
+    let j = json(&o);
+    assert_eq!(j["error"]["code"], 101);
+    assert_eq!(j["error"]["name"], "LS_ERR_INVALID_ARGUMENT");
+    assert!(j["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("--no-such-option"));
+    assert_error(&o, "ERR_INVALID_ARGUMENT");
+    layersec(["seal", "in"]).expect(2);
+    layersec(["frobnicate"]).expect(2);
+    layersec::<[&str; 0], &str>([]).expect(2);
+    // seal needs a recipient.
+    std::fs::write(t.path("d"), b"d").unwrap();
+    let o = layersec([
+        "seal",
+        "--sign-key",
+        &w.key("bob"),
+        "--sign-cert",
+        &w.cert("bob"),
+        &t.s("d"),
+        &t.s("o"),
+    ])
+    .expect(2);
+    assert!(stderr(&o).contains("--to"));
+    // Errors without --json leave stdout empty.
+    assert!(o.stdout.is_empty());
+}
+
+#[test]
+fn help_and_version() {
+    let o = layersec(["--version"]).expect(0);
+    assert_eq!(
+        String::from_utf8(o.stdout).unwrap().trim(),
+        format!("layersec {}", env!("CARGO_PKG_VERSION"))
+    );
+    let o = layersec(["--help"]).expect(0);
+    let h = String::from_utf8(o.stdout).unwrap();
+    for needle in [
+        "Exit codes:",
+        "  4   cryptographic",
+        "  7   wrong password",
+        "--pass-env",
+        "Examples:",
+    ] {
+        assert!(h.contains(needle), "--help lacks {needle:?}");
+    }
+    for cmd in ["keygen", "seal", "open", "inspect"] {
+        let o = layersec([cmd, "--help"]).expect(0);
+        let h = String::from_utf8(o.stdout).unwrap();
+        assert!(h.contains("Example"), "{cmd} --help has no example");
+        assert!(h.contains("Exit codes:"), "{cmd} --help has no exit codes");
+        let o = layersec([cmd, "-h"]).expect(0);
+        assert!(String::from_utf8(o.stdout).unwrap().contains("Example"));
+    }
+}
