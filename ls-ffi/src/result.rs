@@ -1,0 +1,206 @@
+//! Result codes, the per-thread last error message, and the panic boundary every export goes
+//! through.
+
+use ls_core::{Error, ErrorCode};
+use std::any::Any;
+use std::cell::RefCell;
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
+
+/// The status every fallible function returns: `LS_OK` (0) or one of the `LS_ERR_*` codes.
+///
+/// The codes are grouped by family (hundreds digit: 1xx arguments, 2xx cryptography,
+/// 3xx certificates, 4xx malformed input, 9xx internal) and are append-only: a number is never
+/// reused for another meaning. Unknown codes from a newer library should be treated by family.
+#[allow(non_camel_case_types)]
+pub type ls_result = i32;
+
+pub(crate) const OK: ls_result = 0;
+
+thread_local! {
+    /// The message of the last failed call on this thread (None: the last call succeeded).
+    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+}
+
+/// A C string from text that may contain NUL bytes (certificate names and file names come from
+/// untrusted input): each NUL becomes U+FFFD so the text cannot be truncated in C.
+pub(crate) fn cstring_lossy(s: &str) -> CString {
+    match CString::new(s) {
+        Ok(c) => c,
+        Err(_) => CString::new(s.replace('\0', "\u{FFFD}")).expect("no NUL left"),
+    }
+}
+
+fn set_last_error(msg: Option<&str>) {
+    // try_with: during thread teardown the slot may be gone; then there is nobody to tell.
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = msg.map(cstring_lossy));
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "(no message)"
+    }
+}
+
+/// The boundary of every export that returns an `ls_result`: clears the last error, runs `f`,
+/// turns its error into a code plus message and a panic into `LS_ERR_PANIC` plus message. Nothing
+/// unwinds into C.
+pub(crate) fn call(func: &'static str, f: impl FnOnce() -> Result<(), Error>) -> ls_result {
+    set_last_error(None);
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => OK,
+        Ok(Err(e)) => {
+            set_last_error(Some(&e.to_string()));
+            e.code().as_i32()
+        }
+        Err(payload) => {
+            set_last_error(Some(&format!(
+                "internal error (panic) in {func}: {}",
+                panic_message(payload.as_ref())
+            )));
+            ErrorCode::Panic.as_i32()
+        }
+    }
+}
+
+/// The boundary of exports that return no `ls_result` (accessors, `_free`): they leave the last
+/// error alone, and a panic returns `fallback` with the panic recorded as the last error.
+pub(crate) fn guard<T>(func: &'static str, fallback: T, f: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(payload) => {
+            set_last_error(Some(&format!(
+                "internal error (panic) in {func}: {}",
+                panic_message(payload.as_ref())
+            )));
+            fallback
+        }
+    }
+}
+
+fn names() -> &'static [(ls_result, CString)] {
+    static NAMES: OnceLock<Vec<(ls_result, CString)>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        std::iter::once((OK, c"LS_OK".to_owned()))
+            .chain(ErrorCode::ALL.iter().map(|c| {
+                (
+                    c.as_i32(),
+                    CString::new(format!("LS_{}", c.name())).expect("names have no NUL"),
+                )
+            }))
+            .collect()
+    })
+}
+
+/// The name of a result code, e.g. `"LS_ERR_BAD_SIGNATURE"`; `"LS_UNKNOWN"` for a number this
+/// library does not know. The string is static: never free it.
+#[no_mangle]
+pub extern "C" fn ls_result_name(result: ls_result) -> *const c_char {
+    guard("ls_result_name", c"LS_UNKNOWN".as_ptr(), || {
+        names()
+            .iter()
+            .find(|(n, _)| *n == result)
+            .map_or(c"LS_UNKNOWN".as_ptr(), |(_, s)| s.as_ptr())
+    })
+}
+
+/// The message of the last failed call on this thread, for humans (logs, dialogs); branch on
+/// the `ls_result` code, not on the text. Empty (never NULL) when the last call succeeded.
+///
+/// The pointer stays valid until the next call on this thread of a function that returns an
+/// `ls_result`; accessors, `_free` functions, `ls_result_name` and `ls_version` leave it alone.
+/// Never free it. Messages never contain key material, passwords or document content.
+#[no_mangle]
+pub extern "C" fn ls_last_error_message() -> *const c_char {
+    guard("ls_last_error_message", c"".as_ptr(), || {
+        LAST_ERROR
+            .try_with(|e| match &*e.borrow() {
+                // The CString's heap buffer does not move while it stays in the slot, and the
+                // slot is only replaced by the next ls_result-returning call on this thread.
+                Some(m) => m.as_ptr(),
+                None => c"".as_ptr(),
+            })
+            .unwrap_or(c"".as_ptr())
+    })
+}
+
+/// The last error message as Rust text (for this crate's tests).
+#[doc(hidden)]
+pub fn last_error_message() -> String {
+    // SAFETY: ls_last_error_message always returns a valid NUL-terminated string.
+    unsafe { CStr::from_ptr(ls_last_error_message()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_becomes_ls_err_panic_with_message() {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {})); // keep the test output quiet
+        let rc = call("ls_test", || panic!("boom {}", 42));
+        let rc2 = call("ls_test", || -> Result<(), Error> {
+            std::panic::panic_any(7u8)
+        });
+        let g = guard("ls_test_accessor", 5, || -> i32 { panic!("accessor boom") });
+        std::panic::set_hook(prev);
+        assert_eq!(rc, ErrorCode::Panic.as_i32());
+        assert_eq!(rc, 901);
+        assert_eq!(rc2, 901);
+        assert_eq!(g, 5);
+        assert_eq!(
+            last_error_message(),
+            "internal error (panic) in ls_test_accessor: accessor boom"
+        );
+        let rc = call("ls_test", || panic!("boom {}", 42));
+        assert_eq!(rc, 901);
+        assert_eq!(
+            last_error_message(),
+            "internal error (panic) in ls_test: boom 42"
+        );
+    }
+
+    #[test]
+    fn errors_map_to_their_code_and_success_clears() {
+        let rc = call("ls_test", || Err(Error::BadSignature("x".into())));
+        assert_eq!(rc, 203);
+        assert_eq!(last_error_message(), "signature does not verify: x");
+        // Accessors leave the message alone.
+        let _ = ls_result_name(rc);
+        assert_eq!(last_error_message(), "signature does not verify: x");
+        assert_eq!(call("ls_test", || Ok(())), OK);
+        assert_eq!(last_error_message(), "");
+    }
+
+    #[test]
+    fn every_core_code_has_a_name() {
+        let name = |r| {
+            unsafe { CStr::from_ptr(ls_result_name(r)) }
+                .to_str()
+                .unwrap()
+        };
+        assert_eq!(name(0), "LS_OK");
+        assert_eq!(name(203), "LS_ERR_BAD_SIGNATURE");
+        assert_eq!(name(901), "LS_ERR_PANIC");
+        assert_eq!(name(-1), "LS_UNKNOWN");
+        assert_eq!(name(999), "LS_UNKNOWN");
+        for c in ErrorCode::ALL {
+            assert_eq!(name(c.as_i32()), format!("LS_{}", c.name()));
+        }
+    }
+
+    #[test]
+    fn nul_in_messages_is_replaced() {
+        let rc = call("ls_test", || Err(Error::Malformed("a\0b".into())));
+        assert_eq!(rc, 400);
+        assert_eq!(last_error_message(), "malformed input: a\u{FFFD}b");
+    }
+}
