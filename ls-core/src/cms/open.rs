@@ -478,24 +478,28 @@ impl<'o> State<'o> {
                 ))
             }
         };
-        let mut embedded = Vec::new();
+        // Certificates carried in the message only name the signer (or chain it to an anchor):
+        // parsed when needed, not on the common path of a pinned partner.
+        let mut raw_certs = Vec::new();
         if let Some(certs) = r.optional(tag::ctx(0))? {
             let mut cr = certs.children()?;
             while let Some(c) = cr.next()? {
                 if c.tag == tag::SEQUENCE {
-                    if let Ok(cert) = Certificate::from_der(c.raw) {
-                        embedded.push(cert);
-                    }
+                    raw_certs.push(c.raw);
                 }
             }
         }
+        let embedded = Embedded {
+            raw: raw_certs,
+            parsed: std::cell::OnceCell::new(),
+        };
         r.optional(tag::ctx(1))?; // CRLs
         let signer_infos = r.expect(tag::SET, "signerInfos")?;
         if self.inspecting() {
             let mut signers = Vec::new();
             let mut sis = signer_infos.children()?;
             while let Some(si) = sis.next()? {
-                signers.push(describe_signer(si, &embedded)?);
+                signers.push(describe_signer(si, embedded.certs())?);
             }
             let mut j = Json::obj()
                 .with("layer", "signedData")
@@ -504,7 +508,13 @@ impl<'o> State<'o> {
                 .with("content_size", content.len())
                 .with(
                     "certificates",
-                    Json::Arr(embedded.iter().map(|c| Json::from(c.subject())).collect()),
+                    Json::Arr(
+                        embedded
+                            .certs()
+                            .iter()
+                            .map(|c| Json::from(c.subject()))
+                            .collect(),
+                    ),
                 )
                 .with("signers", Json::Arr(signers));
             if self.opts.sender.is_none() && self.opts.partners.is_none() {
@@ -532,7 +542,7 @@ impl<'o> State<'o> {
         signer_infos: Tlv,
         ect: &[u8],
         content: &[u8],
-        embedded: &[Certificate],
+        embedded: &Embedded,
     ) -> Result<()> {
         let mut sis = signer_infos.children()?;
 
@@ -581,7 +591,7 @@ impl<'o> State<'o> {
         si: Tlv,
         ect: &[u8],
         content: &[u8],
-        embedded: &[Certificate],
+        embedded: &Embedded,
     ) -> Result<SignerOutcome> {
         let mut r = si.expect(tag::SEQUENCE, "SignerInfo")?.children()?;
         r.expect(tag::INTEGER, "version")?;
@@ -602,7 +612,7 @@ impl<'o> State<'o> {
             }
         };
         let describe = || -> String {
-            if let Some(c) = embedded.iter().find(|c| matches(c)) {
+            if let Some(c) = embedded.certs().iter().find(|c| matches(c)) {
                 return c.subject().to_string();
             }
             match sid.tag {
@@ -630,9 +640,9 @@ impl<'o> State<'o> {
                 };
                 match found {
                     Some(c) => c.clone(),
-                    None => match embedded.iter().find(|c| matches(c)) {
+                    None => match embedded.certs().iter().find(|c| matches(c)) {
                         Some(c) if !store.anchors().is_empty() => {
-                            store.verify_chain(c, embedded, now)?;
+                            store.verify_chain(c, embedded.certs(), now)?;
                             c.clone()
                         }
                         _ => return Ok(SignerOutcome::NotOurPartner(describe())),
@@ -958,6 +968,23 @@ impl<'o> State<'o> {
             )));
         }
         Ok(None)
+    }
+}
+
+/// Certificates carried in a SignedData, parsed on first use.
+struct Embedded<'a> {
+    raw: Vec<&'a [u8]>,
+    parsed: std::cell::OnceCell<Vec<Certificate>>,
+}
+
+impl Embedded<'_> {
+    fn certs(&self) -> &[Certificate] {
+        self.parsed.get_or_init(|| {
+            self.raw
+                .iter()
+                .filter_map(|d| Certificate::from_der(d).ok())
+                .collect()
+        })
     }
 }
 
