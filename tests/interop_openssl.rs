@@ -519,3 +519,43 @@ fn openssl_smime_multipart_signed_opens_with_ours() {
     .unwrap_err();
     assert_eq!(e.code(), ErrorCode::DigestMismatch, "{e}");
 }
+
+#[test]
+fn openssl_raw_text_content_is_not_mistaken_for_mime() {
+    // `openssl cms -encrypt` of a plain file carries it without MIME headers; a first line that
+    // looks like a header must not be taken for one.
+    let dir = tempdir("openssl-raw");
+    let bob = party(&dir, "bob", KeyType::Rsa(2048));
+    let doc = b"Note: pay by Friday\nThanks\n\nAccounts\n".to_vec();
+    let path = dir.join("note.txt");
+    std::fs::write(&path, &doc).unwrap();
+    let env = dir.join("note.der");
+    run_ok(
+        openssl()
+            .args([
+                "cms",
+                "-encrypt",
+                "-binary",
+                "-aes-256-gcm",
+                "-outform",
+                "DER",
+                "-in",
+            ])
+            .arg(&path)
+            .arg("-recip")
+            .arg(&bob.cert)
+            .arg("-out")
+            .arg(&env),
+    );
+    let o = open(
+        &std::fs::read(&env).unwrap(),
+        &OpenOptions {
+            recipient: Some(&bob.identity),
+            allow_unsigned: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(o.document, doc);
+    assert_eq!(o.mime_type, "application/octet-stream");
+}

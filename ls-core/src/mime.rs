@@ -16,16 +16,29 @@ fn bad(msg: impl Into<String>) -> Error {
     Error::MalformedMime(msg.into())
 }
 
-/// Whether `data` starts like a MIME entity (a header line with a field name and a colon).
+/// Whether `data` is a MIME entity: a header block ending in an empty line that has a
+/// `Content-*` or `MIME-Version` field. (A text document that merely starts with `Word: …` is not.)
 pub fn looks_like_entity(data: &[u8]) -> bool {
     let line_end = data.iter().take(1000).position(|&b| b == b'\n');
     let Some(end) = line_end else { return false };
     let line = &data[..end];
-    match line.iter().position(|&b| b == b':') {
+    let first_ok = match line.iter().position(|&b| b == b':') {
         Some(colon) if colon > 0 => line[..colon]
             .iter()
             .all(|&b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
         _ => false,
+    };
+    if !first_ok {
+        return false;
+    }
+    match Entity::parse(data) {
+        Ok(e) => {
+            e.body.len() < data.len()
+                && e.headers
+                    .iter()
+                    .any(|(n, _)| n.starts_with("content-") || n == "mime-version")
+        }
+        Err(_) => false,
     }
 }
 
@@ -464,6 +477,15 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0], b"Content-Type: text/plain\r\n\r\nline\nbare LF");
         assert_eq!(parts[1], b"sig");
+    }
+
+    #[test]
+    fn entity_detection() {
+        assert!(looks_like_entity(b"Content-Type: text/plain\r\n\r\nhi"));
+        assert!(looks_like_entity(b"X-Foo: 1\nMIME-Version: 1.0\n\nhi"));
+        assert!(!looks_like_entity(b"Note: pay by Friday\nThanks\n"));
+        assert!(!looks_like_entity(b"Note: pay by Friday\n\nThanks\n"));
+        assert!(!looks_like_entity(b"\x30\x82\x01\x00"));
     }
 
     #[test]
