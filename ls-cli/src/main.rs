@@ -50,6 +50,22 @@ fn error_json(code: ErrorCode, message: &str) -> String {
     .unwrap_or_default()
 }
 
+/// Text from a message (file names, MIME headers, ...) made safe for a terminal: control and
+/// bidirectional-override characters are shown escaped instead of being interpreted.
+fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let invisible = c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}');
+        if invisible {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn stderr_line(line: &str) {
     let mut e = std::io::stderr().lock();
     let _ = writeln!(e, "{line}");
@@ -57,7 +73,7 @@ fn stderr_line(line: &str) {
 
 /// Report a failure on stderr (and as JSON on stdout when asked) and give its exit status.
 fn report(code: ErrorCode, message: &str, json: bool) -> u8 {
-    stderr_line(&format!("layersec: error[{code}]: {message}"));
+    stderr_line(&format!("layersec: error[{code}]: {}", printable(message)));
     if json {
         let _ = print_stdout(&error_json(code, message));
     }
@@ -128,7 +144,7 @@ fn run(cli: &Cli) -> Result<u8, Error> {
 
 fn info(cli: &Cli, msg: &str) {
     if !cli.quiet {
-        stderr_line(&format!("layersec: {msg}"));
+        stderr_line(&format!("layersec: {}", printable(msg)));
     }
 }
 
@@ -611,7 +627,7 @@ fn inspect(a: &InspectArgs, cli: &Cli) -> Result<u8, Error> {
     };
     Ok(match failure {
         Some((code, msg)) => {
-            stderr_line(&format!("layersec: error[{code}]: {msg}"));
+            stderr_line(&format!("layersec: error[{code}]: {}", printable(&msg)));
             exit_code(code)
         }
         None => 0,

@@ -1495,6 +1495,61 @@ fn unsigned_messages_need_allow_unsigned() {
     assert_eq!(json(&o)["signed"], false, "{}", json(&o));
 }
 
+#[test]
+fn hostile_file_name_is_neither_used_nor_printed_raw() {
+    let w = World::get();
+    let t = TempDir::new("hostile-name");
+    let (_, carol_cert) = load_pair(&w.key("carol"), &w.cert("carol"));
+    let m = write(
+        &t,
+        "m.p7m",
+        &openssl_sealed(
+            b"Content-Type: text/plain\r\nContent-Disposition: attachment; \
+              filename=\"../../\x1b[2J\x1b]0;pwned\x07evil\xe2\x80\xaetxt.sh\"\r\n\r\nbody",
+            None,
+            &carol_cert,
+        ),
+    );
+    let o = layersec([
+        "open",
+        "--key",
+        &w.key("carol"),
+        "--cert",
+        &w.cert("carol"),
+        "--allow-unsigned",
+        &m,
+        &t.s("out"),
+    ])
+    .expect(0);
+    let e = stderr(&o);
+    assert!(
+        !e.contains('\x1b') && !e.contains('\x07') && !e.contains('\u{202e}'),
+        "{e:?}"
+    );
+    assert!(e.contains("evil"), "{e}");
+    assert_eq!(std::fs::read(t.path("out")).unwrap(), b"body");
+    let o = layersec([
+        "open",
+        "--key",
+        &w.key("carol"),
+        "--cert",
+        &w.cert("carol"),
+        "--allow-unsigned",
+        "--json",
+        &m,
+        &t.s("out2"),
+    ])
+    .expect(0);
+    let j = json(&o);
+    assert!(j["filename"].as_str().unwrap().starts_with("../../\x1b"));
+    let safe = j["safe_filename"].as_str().unwrap();
+    assert!(
+        !safe.contains('/') && !safe.chars().any(char::is_control),
+        "{safe:?}"
+    );
+    assert!(extra_files(&t.0, &["m.p7m", "out", "out2"]).is_empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // inspect
 
