@@ -109,7 +109,15 @@ impl Identity {
         password: Option<&str>,
     ) -> Result<Identity> {
         let key = parse_private_key_pem(key_pem, password)?;
-        let certs = Certificate::all_from_bytes(cert_pem.unwrap_or(key_pem))?;
+        let cert_source = cert_pem.unwrap_or(key_pem);
+        if cert_pem.is_none()
+            && cert::memfind(cert_source, b"-----BEGIN CERTIFICATE-----").is_none()
+        {
+            return Err(Error::InvalidArgument(
+                "the key file holds no certificate: give the certificate as well".into(),
+            ));
+        }
+        let certs = Certificate::all_from_bytes(cert_source)?;
         // The certificate of the key may sit anywhere in the file; the rest is the chain.
         let pos = certs
             .iter()

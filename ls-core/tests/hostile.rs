@@ -208,3 +208,98 @@ fn wrong_key_for_the_named_recipient() {
     let e = Identity::from_pem(&other.key_pem, Some(&g.cert_pem), None).unwrap_err();
     assert_eq!(e.code(), ErrorCode::KeyCertMismatch, "{e}");
 }
+
+#[test]
+fn output_limit_applies_without_compression_too() {
+    let (alice, alice_c) = id("alice");
+    let (bob, bob_c) = id("bob");
+    let doc: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 11) as u8)
+        .collect();
+    let sealed = seal(
+        &doc,
+        &alice,
+        &[bob_c],
+        &SealOptions {
+            compression: Compression::Never,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let e = open(
+        &sealed,
+        &OpenOptions {
+            max_output: 50_000,
+            ..opts(&bob, &alice_c)
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::TooLarge, "{e}");
+    assert_eq!(
+        open(
+            &sealed,
+            &OpenOptions {
+                max_output: 200_000,
+                ..opts(&bob, &alice_c)
+            }
+        )
+        .unwrap()
+        .document,
+        doc
+    );
+}
+
+#[test]
+fn inspect_summary_reports_a_failed_verification() {
+    let (alice, _) = id("alice");
+    let (bob, bob_c) = id("bob");
+    let (_, carol_c) = id("carol");
+    let sealed = seal(b"doc", &alice, &[bob_c], &SealOptions::default()).unwrap();
+    let j = inspect(
+        &sealed,
+        &OpenOptions {
+            recipient: Some(&bob),
+            sender: Some(&carol_c),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        j.get("verified"),
+        Some(&Json::Bool(false)),
+        "{}",
+        j.to_pretty()
+    );
+    assert_eq!(
+        j.get("signed"),
+        Some(&Json::Bool(true)),
+        "{}",
+        j.to_pretty()
+    );
+    let j = inspect(
+        &sealed,
+        &OpenOptions {
+            recipient: Some(&bob),
+            ..Default::default()
+        },
+    );
+    assert_eq!(j.get("verified"), Some(&Json::Null));
+}
+
+#[test]
+fn pss_with_an_ec_key_is_refused() {
+    let g = Identity::generate("ec", KeyType::EcP256, 30, None).unwrap();
+    let (_, bob_c) = id("bob");
+    let e = seal(
+        b"x",
+        &g.identity,
+        &[bob_c],
+        &SealOptions {
+            signature: SignatureScheme::RsaPss,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
+    let e = Identity::from_pem(&g.key_pem, None, None).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
+}

@@ -112,29 +112,24 @@ pub(crate) fn inspect(input: &[u8], opts: &OpenOptions) -> Json {
     };
     let res = st.walk(input);
     let layers = st.trace.take().unwrap_or_default();
+    // Signed = some layer carried a signature, whether or not it verified.
+    let signed = layers
+        .iter()
+        .any(|l| l.get("layer") == Some(&Json::from("signedData")));
     let mut j = Json::obj().with("layers", Json::Arr(layers));
     let complete = res.is_ok() && !st.out.mime_type.is_empty();
     j.set("complete", complete);
     let asked = opts.sender.is_some() || opts.partners.is_some();
     j.set(
         "verified",
-        if !asked
-            || !st
-                .out
-                .layers
-                .iter()
-                .any(|l| l.starts_with("signedData") || l == "multipart/signed")
-        {
-            Json::Null
-        } else {
+        if asked && signed {
             Json::Bool(!st.verification_failed && res.is_ok())
+        } else {
+            Json::Null
         },
     );
     if complete {
-        j.set(
-            "signed",
-            st.out.signer.is_some() || st.out.layers.iter().any(|l| l.starts_with("signedData")),
-        );
+        j.set("signed", signed);
         j.set("encrypted", st.out.encrypted);
     }
     j.set(
@@ -155,6 +150,17 @@ pub(crate) fn error_json(e: &Error) -> Json {
 }
 
 impl<'o> State<'o> {
+    /// Every buffer we produce, and the document itself, is bounded by `max_output`.
+    fn check_size(&self, n: usize) -> Result<()> {
+        if n as u64 > self.opts.max_output {
+            return Err(Error::TooLarge(format!(
+                "{n} bytes exceed the output limit of {} bytes",
+                self.opts.max_output
+            )));
+        }
+        Ok(())
+    }
+
     fn inspecting(&self) -> bool {
         self.trace.is_some()
     }
@@ -186,6 +192,7 @@ impl<'o> State<'o> {
             let cur = &buf[range.clone()];
             match st.step(cur, kind)? {
                 Next::Owned(v, k) => {
+                    st.check_size(v.len())?;
                     range = 0..v.len();
                     buf = Cow::Owned(v);
                     kind = k;
@@ -211,6 +218,7 @@ impl<'o> State<'o> {
                         }
                         (None, None) => Vec::new(),
                     };
+                    st.check_size(doc.len())?;
                     st.trace(
                         Json::obj()
                             .with("layer", "document")

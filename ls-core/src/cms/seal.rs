@@ -215,6 +215,11 @@ pub(crate) fn signed_data(
     let key = signer.private_key();
     let d = Digest::Sha256;
     let (sig_alg, sig_alg_id) = match (key.id(), opts.signature) {
+        (Id::EC, SignatureScheme::RsaPss) => {
+            return Err(Error::InvalidArgument(
+                "RSA-PSS was asked for, but the signing key is an EC key".into(),
+            ))
+        }
         (Id::EC, _) => (SigAlg::Ecdsa, alg_id(oid::ECDSA_SHA256, None)),
         (Id::RSA, SignatureScheme::RsaPss) | (Id::RSA_PSS, _) => (
             SigAlg::RsaPss {
