@@ -478,15 +478,9 @@ fn open(a: &OpenArgs, cli: &Cli) -> Result<(), Error> {
         max_output: max,
         ..Default::default()
     };
+    // The core bounds every buffer and the document by `max_output`.
     let opened = ls_core::open(&data, &opts)?;
     drop(data);
-    if opened.document.len() as u64 > max {
-        return Err(Error::TooLarge(format!(
-            "the document has {} bytes, more than the limit of {max} (raise --max-size if it \
-             is expected)",
-            opened.document.len()
-        )));
-    }
     if to_stdout {
         write_stdout(&opened.document)?;
     } else {
@@ -577,24 +571,14 @@ fn inspect(a: &InspectArgs, cli: &Cli) -> Result<u8, Error> {
         max_output: max,
         ..Default::default()
     };
-    let mut j = ls_core::inspect(&data, &opts);
+    let j = ls_core::inspect(&data, &opts);
     let layers: Vec<Json> = match j.get("layers") {
         Some(Json::Arr(l)) => l.clone(),
         _ => Vec::new(),
     };
-    let is_signature_layer = |l: &Json| matches!(l.get("layer"), Some(Json::Str(s)) if s == "signedData" || s == "multipart/signed");
     let verification_error = layers
         .iter()
         .find_map(|l| l.get("verification_error").and_then(json_code));
-    // ls-core 0.1.0 reports a signature that failed verification as `"verified": null,
-    // "signed": false` at the top level (only its layer says `"verified": false`): make the
-    // summary agree with the layers.
-    if verification_error.is_some() {
-        j.set("verified", false);
-    }
-    if j.get("complete") == Some(&Json::Bool(true)) && layers.iter().any(is_signature_layer) {
-        j.set("signed", true);
-    }
     print_stdout(&j.to_pretty())?;
 
     let asked = sender.is_some() || store.is_some();
