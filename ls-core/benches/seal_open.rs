@@ -2,9 +2,10 @@
 //! - the two RSA-2048 private-key operations a 1 KiB seal+open must do (sign, decrypt);
 //! - `openssl cms` (sign+encrypt, decrypt+verify) as processes on the same inputs;
 //! - compression throughput on business text.
+//!
 //! `scripts/bench-report.py` turns the results into the ratios the targets are stated in.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ls_core::*;
 use openssl::hash::MessageDigest;
 use openssl::md::Md;
