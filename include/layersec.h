@@ -252,7 +252,7 @@ typedef struct ls_seal_options {
  *
  * Whom to expect: `sender` (the one partner who must have signed), or `partners` (any partner
  * of the store, or a certificate chaining to its trust anchors). Without either, a signed
- * message fails with `LS_ERR_UNKNOWN_SIGNER`. The pointers are borrowed for the call only.
+ * message fails with `LS_ERR_INVALID_ARGUMENT`. The pointers are borrowed for the call only.
  */
 typedef struct ls_open_options {
     /**
@@ -505,8 +505,8 @@ void ls_open_options_init(struct ls_open_options *opts);
 /**
  * Opens a sealed message (DER, BER, PEM or S/MIME, detected; `in_len` bytes at `in`):
  * decrypts it with `recipient` (nullable for a signed-only message), verifies every signature
- * against the sender policy of `opts` (nullable: defaults, which expect no one and so fail
- * on a signed message with `LS_ERR_UNKNOWN_SIGNER`) and undoes compression and MIME.
+ * against the sender policy of `opts` (nullable: defaults, which name no sender and so fail
+ * on a signed message with `LS_ERR_INVALID_ARGUMENT`) and undoes compression and MIME.
  *
  * `*out` is set to NULL first, then to the opened document the caller frees with
  * `ls_opened_free`. Errors: among others `LS_ERR_NOT_A_RECIPIENT`, `LS_ERR_DECRYPT_FAILED`,

@@ -54,9 +54,9 @@ pub fn header_defines() -> String {
                      transport and store layers. */\n",
                 );
             }
-            let _ = write!(
+            let _ = writeln!(
                 s,
-                "/* {}xx {family}: {} */\n",
+                "/* {}xx {family}: {} */",
                 code.as_i32() / 100,
                 family_title(family)
             );

@@ -46,8 +46,12 @@ fn strip_comments(src: &str) -> String {
     loop {
         let block = rest.find("/*");
         let line = rest.find("//");
+        let block_first = match (block, line) {
+            (Some(b), Some(l)) => b < l,
+            (b, _) => b.is_some(),
+        };
         match (block, line) {
-            (Some(b), l) if l.map_or(true, |l| b < l) => {
+            (Some(b), _) if block_first => {
                 out.push_str(&rest[..b]);
                 let end = rest[b + 2..].find("*/").expect("unterminated comment");
                 rest = &rest[b + 2 + end + 2..];
@@ -60,7 +64,7 @@ fn strip_comments(src: &str) -> String {
                 out.push_str(rest);
                 return out;
             }
-            (Some(_), None) => unreachable!(),
+            (Some(_), None) => unreachable!("a block comment alone is handled first"),
         }
     }
 }
