@@ -480,8 +480,8 @@ void ls_seal_options_init(struct ls_seal_options *opts);
 /**
  * Seals `doc` (`doc_len` bytes): wraps it as a MIME entity, compresses it (when it pays), signs
  * it with `signer` and encrypts it to the `n_recipients` certificates of `recipients` (an array
- * of pointers; NULL when `n_recipients` is 0, which needs `LS_SEAL_ENCRYPT_TO_SELF`). `opts` is
- * nullable (defaults).
+ * of `const ls_cert *`; NULL when `n_recipients` is 0, which needs `LS_SEAL_ENCRYPT_TO_SELF`).
+ * `opts` is nullable (defaults).
  *
  * `*out` is reset first, then receives the sealed message; free it with `ls_bytes_free`.
  * Errors: `LS_ERR_INVALID_ARGUMENT`, `LS_ERR_CERT_EXPIRED`, `LS_ERR_CERT_NOT_YET_VALID`,
@@ -521,7 +521,8 @@ ls_result ls_open(const struct ls_identity *recipient,
 
 /**
  * The opened document: `*data` points to `*len` bytes owned by `opened` (valid until
- * `ls_opened_free`). Both out-pointers are set to NULL/0 first.
+ * `ls_opened_free`; never NULL on success, even for an empty document). Both out-pointers are
+ * set to NULL/0 first.
  */
 ls_result ls_opened_document(const struct ls_opened *opened, const uint8_t **data, size_t *len);
 

@@ -181,7 +181,8 @@ pub unsafe extern "C" fn ls_open(
 }
 
 /// The opened document: `*data` points to `*len` bytes owned by `opened` (valid until
-/// `ls_opened_free`). Both out-pointers are set to NULL/0 first.
+/// `ls_opened_free`; never NULL on success, even for an empty document). Both out-pointers are
+/// set to NULL/0 first.
 #[no_mangle]
 pub unsafe extern "C" fn ls_opened_document(
     opened: *const ls_opened,
@@ -192,7 +193,12 @@ pub unsafe extern "C" fn ls_opened_document(
         let data = ptr::out_arg(data, std::ptr::null(), "data")?;
         let len = ptr::out_arg(len, 0, "len")?;
         let o = ptr::arg_ref(opened, "opened")?;
-        *data = o.opened.document.as_ptr();
+        // An empty document still gets a valid pointer (C's memcpy/fwrite want one).
+        *data = if o.opened.document.is_empty() {
+            c"".as_ptr().cast()
+        } else {
+            o.opened.document.as_ptr()
+        };
         *len = o.opened.document.len();
         Ok(())
     })

@@ -125,10 +125,18 @@ pub(crate) fn arg_array<'a, T>(
 /// every version.
 pub(crate) fn versioned_size<T>(p: *const T, ours: usize, name: &str) -> Result<usize, Error> {
     const MIN: usize = 2 * std::mem::size_of::<u32>();
+    /// How much larger than ours a newer version's struct may plausibly be.
+    const MAX_GROWTH: usize = 4096;
     // SAFETY: a non-NULL options pointer points to at least `struct_size` readable bytes, and
     // every version starts with `uint32_t struct_size` (the header contract); `p` is non-NULL.
     let size = unsafe { p.cast::<u32>().read_unaligned() } as usize;
     if size < MIN {
+        return Err(Error::InvalidArgument(format!(
+            "{name}->struct_size is {size}: initialise the options with their _init function"
+        )));
+    }
+    if size > ours + MAX_GROWTH {
+        // Not a newer version but an uninitialised struct: do not read that far.
         return Err(Error::InvalidArgument(format!(
             "{name}->struct_size is {size}: initialise the options with their _init function"
         )));

@@ -158,8 +158,8 @@ pub unsafe extern "C" fn ls_seal_options_init(opts: *mut ls_seal_options) {
 
 /// Seals `doc` (`doc_len` bytes): wraps it as a MIME entity, compresses it (when it pays), signs
 /// it with `signer` and encrypts it to the `n_recipients` certificates of `recipients` (an array
-/// of pointers; NULL when `n_recipients` is 0, which needs `LS_SEAL_ENCRYPT_TO_SELF`). `opts` is
-/// nullable (defaults).
+/// of `const ls_cert *`; NULL when `n_recipients` is 0, which needs `LS_SEAL_ENCRYPT_TO_SELF`).
+/// `opts` is nullable (defaults).
 ///
 /// `*out` is reset first, then receives the sealed message; free it with `ls_bytes_free`.
 /// Errors: `LS_ERR_INVALID_ARGUMENT`, `LS_ERR_CERT_EXPIRED`, `LS_ERR_CERT_NOT_YET_VALID`,

@@ -284,28 +284,51 @@ int main(void) {{
     )
 }
 
-fn compile_and_run(compiler: &str, std_flag: &str, src_name: &str, extra: &[&str]) {
+/// How the check program links the library.
+enum Link {
+    /// `-llayersec` against the shared library (found at run time through an rpath).
+    Shared,
+    /// `liblayersec.a` plus the `Libs.private` of layersec.pc.in, as `pkg-config --static` gives.
+    Static,
+}
+
+fn compile_and_run(compiler: &str, std_flag: &str, src_name: &str, extra: &[&str], link: Link) {
     if !have(compiler) {
         panic!("{compiler} is needed to test the header (apt-get install gcc g++)");
     }
     let tmp = tempdir(&format!("header-{compiler}"));
-    let libdir = lib_link_dir(&tmp);
     let src = tmp.join(src_name);
     write(&src, &check_program());
     let exe = tmp.join("check");
-    let out = run(Command::new(compiler)
-        .arg(std_flag)
+    let mut cmd = Command::new(compiler);
+    cmd.arg(std_flag)
         .args(["-pedantic-errors", "-Wall", "-Wextra", "-Werror"])
         .args(extra)
         .arg("-I")
         .arg(workspace_dir().join("include"))
         .arg(&src)
         .arg("-o")
-        .arg(&exe)
-        .arg("-L")
-        .arg(&libdir)
-        .arg("-llayersec")
-        .arg(format!("-Wl,-rpath,{}", libdir.display())));
+        .arg(&exe);
+    match link {
+        Link::Shared => {
+            let libdir = lib_link_dir(&tmp);
+            cmd.arg("-L")
+                .arg(&libdir)
+                .arg("-llayersec")
+                .arg(format!("-Wl,-rpath,{}", libdir.display()));
+        }
+        Link::Static => {
+            let pc = std::fs::read_to_string(workspace_dir().join("layersec.pc.in"))
+                .expect("layersec.pc.in exists");
+            let private = pc
+                .lines()
+                .find_map(|l| l.strip_prefix("Libs.private:"))
+                .expect("layersec.pc.in has a Libs.private line");
+            cmd.arg(cdylib().with_file_name("liblayersec.a"))
+                .args(private.split_whitespace());
+        }
+    }
+    let out = run(&mut cmd);
     assert!(
         out.status.success(),
         "{compiler} {std_flag} rejects a program using include/layersec.h:\n{}",
@@ -328,12 +351,18 @@ fn header_compiles_as_c99() {
         "-std=c99",
         "check.c",
         &["-Wstrict-prototypes", "-Wmissing-prototypes"],
+        Link::Shared,
     );
 }
 
 #[test]
 fn header_compiles_as_cpp11() {
-    compile_and_run("g++", "-std=c++11", "check.cpp", &[]);
+    compile_and_run("g++", "-std=c++11", "check.cpp", &[], Link::Shared);
+}
+
+#[test]
+fn static_library_links_with_the_pkg_config_libs() {
+    compile_and_run("gcc", "-std=c99", "check.c", &[], Link::Static);
 }
 
 #[test]

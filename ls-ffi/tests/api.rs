@@ -285,10 +285,13 @@ fn older_smaller_options_structs_are_honoured() {
     assert!((now() - t).abs() < 120, "{t}");
     unsafe { ls_opened_free(opened) };
 
-    // Too small to be any version.
-    oo.struct_size = 0;
-    assert_eq!(open(&bob, &sealed, &oo).0, INVALID_ARGUMENT);
-    assert!(msg().contains("struct_size"), "{}", msg());
+    // Too small to be any version, or implausibly large (an uninitialised struct): refused
+    // without reading past the struct.
+    for size in [0, 4, 1 << 30] {
+        oo.struct_size = size;
+        assert_eq!(open(&bob, &sealed, &oo).0, INVALID_ARGUMENT);
+        assert!(msg().contains("struct_size"), "{}", msg());
+    }
 }
 
 #[test]
@@ -481,6 +484,7 @@ fn empty_buffers_may_be_null() {
         let mut len = 1;
         assert_eq!(ls_opened_document(opened, &mut data, &mut len), 0);
         assert_eq!(len, 0);
+        assert!(!data.is_null());
         ls_opened_free(opened);
         let mut opened = null_mut();
         assert_eq!(
