@@ -1,0 +1,724 @@
+"""Layer Security for Python: seal documents as S/MIME (CMS) for their recipients, and open what
+partners sealed for you with proof of who sent them.
+
+A thin ctypes binding of liblayersec (include/layersec.h)::
+
+    import layersec
+
+    with layersec.Identity.generate("alice", "ec") as alice, \\
+         layersec.Identity.generate("bob", "ec") as bob:
+        sealed = layersec.seal(b"<invoice/>", alice, [bob.certificate], filename="inv.xml")
+        opened = layersec.open(sealed, bob, sender=alice.certificate)
+        assert opened.document == b"<invoice/>"
+
+Handles (:class:`Identity`, :class:`Certificate`, :class:`CertStore`) free their C object on
+``close()``, at the end of a ``with`` block, or when garbage collected. Closing twice is
+harmless; using a closed handle raises :class:`ClosedError`. Closing a handle that another
+thread is using right now is safe too: the C object is freed when that call returns.
+
+Identities, certificates and filled certificate stores may be shared by any number of threads
+(the library releases the GIL while it works). ``CertStore.add_*`` waits until no other thread
+is using the store.
+
+Failures raise :class:`LayerSecError` subclasses by the library's result code; see
+:mod:`layersec._errors`. ``open`` and ``inspect`` are not in ``__all__`` (they would shadow the
+builtins of a ``from layersec import *``): call them as ``layersec.open``/``layersec.inspect``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import threading
+from ctypes import POINTER, byref, c_size_t, c_uint8
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Iterator, Optional, Sequence, Union
+
+from . import _lib
+from ._errors import (
+    ArgumentError,
+    BadPasswordError,
+    CertificateError,
+    CertificateExpiredError,
+    CertificateNotYetValidError,
+    CryptoError,
+    DecryptionError,
+    FormatError,
+    InternalError,
+    LayerSecError,
+    NotARecipientError,
+    ProtocolError,
+    StoreError,
+    TransportError,
+    SignatureError,
+    SignerMismatchError,
+    TooLargeError,
+    TruncatedError,
+    UnknownSignerError,
+    UnsignedError,
+    UnsupportedAlgorithmError,
+    WeakAlgorithmError,
+)
+from ._lib import lib
+
+__all__ = [
+    "__version__",
+    "version",
+    "Identity",
+    "Certificate",
+    "CertStore",
+    "Opened",
+    "seal",
+    "ClosedError",
+    "LayerSecError",
+    "ArgumentError",
+    "BadPasswordError",
+    "CryptoError",
+    "DecryptionError",
+    "NotARecipientError",
+    "SignatureError",
+    "SignerMismatchError",
+    "UnsignedError",
+    "UnsupportedAlgorithmError",
+    "WeakAlgorithmError",
+    "CertificateError",
+    "CertificateExpiredError",
+    "CertificateNotYetValidError",
+    "UnknownSignerError",
+    "FormatError",
+    "TooLargeError",
+    "TruncatedError",
+    "ProtocolError",
+    "TransportError",
+    "StoreError",
+    "InternalError",
+]
+
+# The exceptions show as layersec.X in tracebacks.
+for _name in __all__:
+    _obj = globals().get(_name)
+    if isinstance(_obj, type) and issubclass(_obj, LayerSecError):
+        _obj.__module__ = __name__
+del _name, _obj
+
+BytesLike = Union[bytes, bytearray, memoryview]
+StrOrBytes = Union[str, bytes]
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+
+
+def version() -> str:
+    """The version of the loaded liblayersec (``ls_version()``), e.g. ``"0.1.0"``."""
+    return _lib.version()
+
+
+__version__ = version()
+
+
+class ClosedError(ValueError):
+    """A handle (Identity, Certificate, CertStore) was used after ``close()``."""
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _bytes(value: BytesLike, what: str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{what} must be bytes, not {type(value).__name__}")
+
+
+def _cstr(value: Optional[StrOrBytes], what: str) -> Optional[bytes]:
+    """A NUL-terminated UTF-8 string argument (None stays NULL)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    elif not isinstance(value, bytes):
+        raise TypeError(f"{what} must be str, not {type(value).__name__}")
+    if b"\0" in value:
+        raise ValueError(f"{what} must not contain NUL characters")
+    return value
+
+
+def _path(value: PathLike, what: str) -> bytes:
+    try:
+        raw = os.fsencode(value)
+    except TypeError:
+        raise TypeError(f"{what} must be a path, not {type(value).__name__}") from None
+    return _cstr(raw, what)  # type: ignore[return-value]
+
+
+def _text(raw: Optional[bytes]) -> Optional[str]:
+    return None if raw is None else raw.decode("utf-8", "replace")
+
+
+def _take_bytes(func, *args) -> bytes:
+    """Calls ``func(*args, &out)`` for an ls_bytes out-parameter; copies and frees it at once."""
+    out = _lib.ls_bytes()
+    try:
+        func(*args, byref(out))
+        return ctypes.string_at(out.data, out.len) if out.data and out.len else b""
+    finally:
+        lib.ls_bytes_free(byref(out))
+
+
+# --- handles ----------------------------------------------------------------------------------
+
+
+class _Handle:
+    """Owns one C handle: frees it exactly once, never while a call uses it."""
+
+    _FREE = ""  # name of the ls_*_free function
+
+    def __init__(self) -> None:  # pragma: no cover - subclasses construct through _adopt
+        raise TypeError(f"use the classmethods of {type(self).__name__} to create one")
+
+    @classmethod
+    def _adopt(cls, ptr):
+        self = cls.__new__(cls)
+        self._setup(ptr)
+        return self
+
+    def _setup(self, ptr) -> None:
+        if not ptr:
+            raise InternalError(900, "LS_ERR_INTERNAL", "the library returned a NULL handle")
+        self._ptr = ptr
+        self._cond = threading.Condition(threading.Lock())
+        self._users = 0
+        self._closing = False
+
+    def _closed_error(self) -> ClosedError:
+        return ClosedError(f"this {type(self).__name__} is closed")
+
+    @contextlib.contextmanager
+    def _use(self) -> Iterator:
+        """Borrows the pointer for one C call (shared: any number of threads at once)."""
+        with self._cond:
+            if self._ptr is None or self._closing:
+                raise self._closed_error()
+            self._users += 1
+            ptr = self._ptr
+        try:
+            yield ptr
+        finally:
+            doomed = None
+            with self._cond:
+                self._users -= 1
+                if self._users == 0:
+                    if self._closing:
+                        doomed, self._ptr, self._closing = self._ptr, None, False
+                    self._cond.notify_all()
+            if doomed is not None:
+                getattr(lib, self._FREE)(doomed)
+
+    @contextlib.contextmanager
+    def _use_exclusive(self) -> Iterator:
+        """Borrows the pointer for a call that needs it alone (waits for the other users)."""
+        with self._cond:
+            while self._users and not self._closing and self._ptr is not None:
+                self._cond.wait()
+            if self._ptr is None or self._closing:
+                raise self._closed_error()
+            # Holding the lock keeps new users (and close) waiting until we are done.
+            yield self._ptr
+
+    @property
+    def closed(self) -> bool:
+        cond = getattr(self, "_cond", None)
+        if cond is None:
+            return True
+        with cond:
+            return self._ptr is None or self._closing
+
+    def close(self) -> None:
+        """Frees the C object (at once, or when the calls using it right now return).
+        Closing again does nothing."""
+        cond = getattr(self, "_cond", None)
+        if cond is None:
+            return
+        with cond:
+            ptr = self._ptr
+            if ptr is None or self._closing:
+                return
+            if self._users:
+                self._closing = True
+                return
+            self._ptr = None
+        getattr(lib, self._FREE)(ptr)
+
+    def __enter__(self):
+        if self.closed:
+            raise self._closed_error()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # No thread can be using the handle any more (users hold a reference). At interpreter
+        # shutdown the module may already be torn down: then leave the memory to the OS.
+        ptr = getattr(self, "_ptr", None)
+        if ptr is not None:
+            try:
+                self._ptr = None
+                getattr(lib, self._FREE)(ptr)
+            except Exception:  # pragma: no cover
+                pass
+
+    # Handles are immutable (or shared on purpose): a copy is the same object. Pickling would
+    # need the key material, which the ABI does not hand out.
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce_ex__(self, protocol):
+        raise TypeError(f"{type(self).__name__} objects cannot be pickled")
+
+
+class Certificate(_Handle):
+    """An X.509 certificate (``ls_cert``): a partner's, a trust anchor or our own. Immutable."""
+
+    _FREE = "ls_cert_free"
+
+    @classmethod
+    def load(cls, path: PathLike) -> "Certificate":
+        """Loads a PEM (first certificate) or DER file."""
+        out = POINTER(_lib.ls_cert)()
+        lib.ls_cert_load(_path(path, "path"), byref(out))
+        return cls._adopt(out)
+
+    @classmethod
+    def from_bytes(cls, data: BytesLike) -> "Certificate":
+        """A certificate from PEM or DER bytes."""
+        data = _bytes(data, "data")
+        out = POINTER(_lib.ls_cert)()
+        lib.ls_cert_from_memory(data, len(data), byref(out))
+        return cls._adopt(out)
+
+    @property
+    def subject(self) -> str:
+        """The subject name, e.g. ``"CN=acme, O=ACME Corp"``."""
+        with self._use() as p:
+            return _text(lib.ls_cert_subject(p)) or ""
+
+    def to_pem(self) -> bytes:
+        """The certificate as PEM text (bytes)."""
+        with self._use() as p:
+            return _take_bytes(lib.ls_cert_to_pem, p)
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<layersec.Certificate (closed)>"
+        return f"<layersec.Certificate {self.subject!r}>"
+
+
+_KEY_TYPES = {
+    "rsa2048": _lib.LS_KEY_RSA_2048,
+    "rsa3072": _lib.LS_KEY_RSA_3072,
+    "rsa4096": _lib.LS_KEY_RSA_4096,
+    "ec": _lib.LS_KEY_EC_P256,
+    "ec-p256": _lib.LS_KEY_EC_P256,
+    "p256": _lib.LS_KEY_EC_P256,
+}
+
+_UINT32_MAX = 2**32 - 1
+
+
+class Identity(_Handle):
+    """Our own identity (``ls_identity``): a private key, its certificate and chain. Immutable."""
+
+    _FREE = "ls_identity_free"
+
+    def _setup(self, ptr) -> None:
+        super()._setup(ptr)
+        self._cert: Optional[Certificate] = None
+
+    @classmethod
+    def load(
+        cls,
+        key_path: PathLike,
+        cert_path: Optional[PathLike] = None,
+        password: Optional[StrOrBytes] = None,
+    ) -> "Identity":
+        """Loads a PKCS#12 file (then ``cert_path`` is ignored) or a PEM private key with its
+        certificate(s) in ``cert_path`` (None: in the key file). ``password`` decrypts an
+        encrypted key or the PKCS#12 file."""
+        out = POINTER(_lib.ls_identity)()
+        lib.ls_identity_load(
+            _path(key_path, "key_path"),
+            None if cert_path is None else _path(cert_path, "cert_path"),
+            _cstr(password, "password"),
+            byref(out),
+        )
+        return cls._adopt(out)
+
+    @classmethod
+    def from_bytes(
+        cls,
+        key: BytesLike,
+        cert: Optional[BytesLike] = None,
+        password: Optional[StrOrBytes] = None,
+    ) -> "Identity":
+        """Like :meth:`load`, from memory: ``key`` is PKCS#12 DER or a PEM key; ``cert`` the PEM
+        certificate(s) for a PEM key."""
+        key = _bytes(key, "key")
+        certb = None if cert is None else _bytes(cert, "cert")
+        out = POINTER(_lib.ls_identity)()
+        lib.ls_identity_from_memory(
+            key,
+            len(key),
+            certb,
+            0 if certb is None else len(certb),
+            _cstr(password, "password"),
+            byref(out),
+        )
+        return cls._adopt(out)
+
+    @classmethod
+    def generate(
+        cls,
+        party_id: str,
+        key_type: str = "rsa3072",
+        days: int = 730,
+        password: Optional[StrOrBytes] = None,
+    ) -> "Identity":
+        """A new key pair with a self-signed certificate (CN = ``party_id``) valid for ``days``
+        days (0: expires at once, for tests) and a CSR. ``key_type`` is ``"rsa2048"``,
+        ``"rsa3072"``, ``"rsa4096"`` or ``"ec"`` (P-256). ``password`` encrypts the key PEM
+        that :meth:`key_pem` exports (the ABI fixes it here, at generation)."""
+        try:
+            kt = _KEY_TYPES[key_type.lower()]
+        except (KeyError, AttributeError):
+            raise ValueError(
+                f"key_type must be one of {sorted(_KEY_TYPES)}, not {key_type!r}"
+            ) from None
+        if isinstance(days, bool) or not isinstance(days, int):
+            raise TypeError("days must be an int")
+        if not 0 <= days <= _UINT32_MAX:
+            raise ValueError(f"days must be between 0 and {_UINT32_MAX}")
+        out = POINTER(_lib.ls_identity)()
+        lib.ls_identity_generate(
+            _cstr(party_id, "party_id"), kt, days, _cstr(password, "password"), byref(out)
+        )
+        return cls._adopt(out)
+
+    @property
+    def certificate(self) -> Certificate:
+        """Our certificate. The same object on every access until someone closes it (it is
+        independent of the identity: closing the identity leaves it open)."""
+        with self._use() as p:
+            with self._cond:
+                cert = self._cert
+            if cert is not None and not cert.closed:
+                return cert
+            out = POINTER(_lib.ls_cert)()
+            lib.ls_identity_cert(p, byref(out))
+            cert = Certificate._adopt(out)
+            with self._cond:
+                if self._cert is None or self._cert.closed:
+                    self._cert = cert
+                return self._cert
+
+    def key_pem(self) -> bytes:
+        """The private key as PKCS#8 PEM, encrypted with the password given to
+        :meth:`generate` (if any). Only for generated identities: a loaded one raises
+        :class:`ArgumentError` (its key is already in your file)."""
+        with self._use() as p:
+            return _take_bytes(lib.ls_identity_key_pem, p)
+
+    def csr_pem(self) -> bytes:
+        """The certificate signing request (PEM) of a generated identity, to send to a CA."""
+        with self._use() as p:
+            return _take_bytes(lib.ls_identity_csr_pem, p)
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<layersec.Identity (closed)>"
+        try:
+            return f"<layersec.Identity {self.certificate.subject!r}>"
+        except Exception:  # pragma: no cover - closed meanwhile
+            return "<layersec.Identity>"
+
+
+class CertStore(_Handle):
+    """Partner certificates (each optionally named by a party id) and trust anchors
+    (``ls_certstore``). Fill it, then share it: adding waits for running ``open`` calls."""
+
+    _FREE = "ls_certstore_free"
+
+    def __init__(self) -> None:
+        """A new, empty store."""
+        out = POINTER(_lib.ls_certstore)()
+        lib.ls_certstore_new(byref(out))
+        self._setup(out)
+
+    @classmethod
+    def load_dir(cls, path: PathLike) -> "CertStore":
+        """Each ``*.pem``/``*.crt``/``*.cer``/``*.der`` in ``path`` is a partner named by its file
+        name without extension; the files in ``path/anchors/`` are trust anchors."""
+        out = POINTER(_lib.ls_certstore)()
+        lib.ls_certstore_load_dir(_path(path, "path"), byref(out))
+        return cls._adopt(out)
+
+    def add_partner(self, cert: Certificate, party_id: Optional[str] = None) -> None:
+        """Adds (a copy of) a partner certificate, optionally under a party id."""
+        _check(cert, Certificate, "cert")
+        pid = _cstr(party_id, "party_id")
+        with cert._use() as c, self._use_exclusive() as s:
+            lib.ls_certstore_add_partner(s, c, pid)
+
+    def add_anchor(self, cert: Certificate) -> None:
+        """Adds (a copy of) a trust anchor (a CA certificate)."""
+        _check(cert, Certificate, "cert")
+        with cert._use() as c, self._use_exclusive() as s:
+            lib.ls_certstore_add_anchor(s, c)
+
+    def __repr__(self) -> str:
+        return "<layersec.CertStore (closed)>" if self.closed else "<layersec.CertStore>"
+
+
+def _check(value, cls, what: str, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, cls):
+        raise TypeError(f"{what} must be a layersec.{cls.__name__}, not {type(value).__name__}")
+
+
+# --- seal / open / inspect --------------------------------------------------------------------
+
+_OUTPUTS = {"der": 0, "smime": _lib.LS_SEAL_SMIME, "pem": _lib.LS_SEAL_PEM}
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _unix_time(t: Union[datetime, int], what: str) -> int:
+    if isinstance(t, datetime):
+        if t.tzinfo is None:
+            raise ValueError(f"{what} must be timezone-aware (e.g. tzinfo=timezone.utc)")
+        return (t - _EPOCH) // timedelta(seconds=1)
+    if isinstance(t, int) and not isinstance(t, bool):
+        return t
+    raise TypeError(f"{what} must be a datetime or Unix seconds")
+
+
+def seal(
+    document: BytesLike,
+    signer: Identity,
+    recipients: Union[Sequence[Certificate], Certificate],
+    *,
+    filename: Optional[str] = None,
+    mime_type: Optional[str] = None,
+    compress: Optional[bool] = None,
+    cbc: bool = False,
+    pss: bool = False,
+    output: str = "der",
+    encrypt_to_self: bool = False,
+    compression_level: Optional[int] = None,
+    signing_time: Optional[Union[datetime, int]] = None,
+) -> bytes:
+    """Seals ``document``: MIME-wraps it (with ``filename``/``mime_type``), compresses it
+    (``compress``: None when it pays, True always, False never), signs it with ``signer``
+    (RSA PKCS#1 v1.5, or RSASSA-PSS with ``pss``; ECDSA for EC keys) and encrypts it to
+    ``recipients`` (AES-256-GCM AuthEnvelopedData, or AES-256-CBC EnvelopedData with ``cbc``),
+    plus the signer with ``encrypt_to_self``.
+
+    ``output`` is ``"der"``, ``"smime"`` (an ``application/pkcs7-mime`` entity) or ``"pem"``.
+    ``compression_level`` is the zlib level 1-9 (None: the library's default);
+    ``signing_time`` (aware datetime or Unix seconds; None: now) is the time to state.
+    Returns the sealed message."""
+    doc = _bytes(document, "document")
+    _check(signer, Identity, "signer")
+    if isinstance(recipients, Certificate):
+        recipients = [recipients]
+    recipients = list(recipients)
+    for i, r in enumerate(recipients):
+        _check(r, Certificate, f"recipients[{i}]")
+
+    opts = _lib.ls_seal_options()
+    lib.ls_seal_options_init(byref(opts))
+    flags = 0
+    try:
+        flags |= _OUTPUTS[output]
+    except (KeyError, TypeError):
+        raise ValueError(f"output must be one of {sorted(_OUTPUTS)}, not {output!r}") from None
+    if compress is True:
+        flags |= _lib.LS_SEAL_FORCE_COMPRESS
+    elif compress is False:
+        flags |= _lib.LS_SEAL_NO_COMPRESS
+    elif compress is not None:
+        raise TypeError("compress must be None (when it pays), True or False")
+    if cbc:
+        flags |= _lib.LS_SEAL_CBC
+    if pss:
+        flags |= _lib.LS_SEAL_PSS
+    if encrypt_to_self:
+        flags |= _lib.LS_SEAL_ENCRYPT_TO_SELF
+    opts.flags = flags
+    opts.filename = _cstr(filename, "filename")
+    opts.mime_type = _cstr(mime_type, "mime_type")
+    if compression_level is not None:
+        if isinstance(compression_level, bool) or not isinstance(compression_level, int):
+            raise TypeError("compression_level must be an int")
+        if not 1 <= compression_level <= 9:
+            raise ValueError("compression_level must be between 1 and 9")
+        opts.compression_level = compression_level
+    if signing_time is not None:
+        t = _unix_time(signing_time, "signing_time")
+        if t == 0:
+            # The ABI reads 0 as "now"; refuse rather than silently state another time.
+            raise ValueError("signing_time 1970-01-01T00:00:00Z cannot be stated (0 means now)")
+        if not -(2**63) < t < 2**63:
+            raise ValueError("signing_time is out of range")
+        opts.signing_time = t
+
+    with contextlib.ExitStack() as stack:
+        sp = stack.enter_context(signer._use())
+        ptrs = [stack.enter_context(r._use()) for r in recipients]
+        arr = (POINTER(_lib.ls_cert) * len(ptrs))(*ptrs) if ptrs else None
+        return _take_bytes(lib.ls_seal, sp, arr, len(ptrs), doc, len(doc), byref(opts))
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An opened document with the proof of who sent it.
+
+    ``filename`` is exactly what the sender stated (it may contain directories or ``..``): to
+    write the document into a folder, use ``safe_filename``. ``signer`` is an owned copy of the
+    verified signer's certificate (None when unsigned documents were allowed and this one was).
+    ``signing_time`` is the time the signer stated (aware, UTC), or None. ``encrypted`` is True
+    when an encryption layer was removed."""
+
+    document: bytes
+    filename: Optional[str]
+    safe_filename: Optional[str]
+    mime_type: str
+    signer_subject: Optional[str]
+    signer: Optional[Certificate]
+    signing_time: Optional[datetime]
+    encrypted: bool
+
+
+def open(  # noqa: A001 - layersec.open, on purpose
+    data: BytesLike,
+    recipient: Optional[Identity] = None,
+    *,
+    sender: Optional[Certificate] = None,
+    partners: Optional[CertStore] = None,
+    allow_unsigned: bool = False,
+    allow_expired: bool = False,
+    reject_legacy: bool = False,
+    allow_sha1: bool = False,
+    max_output: Optional[int] = None,
+    kek: Optional[tuple] = None,
+) -> Opened:
+    """Opens a sealed message (DER, BER, PEM or S/MIME): decrypts it with ``recipient`` (None
+    for a signed-only message), verifies every signature against ``sender`` (the one partner
+    who must have signed) or ``partners`` (any partner of the store, or a certificate chaining
+    to its anchors), and undoes compression and MIME.
+
+    Without ``sender`` or ``partners`` a signed message fails with UnknownSignerError.
+    ``allow_unsigned`` accepts a message without signature, ``allow_expired`` a signer
+    certificate outside its validity, ``allow_sha1`` SHA-1 signatures; ``reject_legacy`` refuses
+    3DES and RSA PKCS#1 v1.5 key transport. ``max_output`` limits the document's size in bytes
+    (None: the library's 1 GiB). ``kek`` is a pre-shared ``(key_id, key)`` pair for
+    KEKRecipientInfo."""
+    data = _bytes(data, "data")
+    _check(recipient, Identity, "recipient", optional=True)
+    _check(sender, Certificate, "sender", optional=True)
+    _check(partners, CertStore, "partners", optional=True)
+
+    opts = _lib.ls_open_options()
+    lib.ls_open_options_init(byref(opts))
+    flags = 0
+    if allow_unsigned:
+        flags |= _lib.LS_OPEN_ALLOW_UNSIGNED
+    if allow_expired:
+        flags |= _lib.LS_OPEN_ALLOW_EXPIRED
+    if reject_legacy:
+        flags |= _lib.LS_OPEN_REJECT_LEGACY
+    if allow_sha1:
+        flags |= _lib.LS_OPEN_ALLOW_SHA1
+    opts.flags = flags
+    if max_output is not None:
+        if isinstance(max_output, bool) or not isinstance(max_output, int):
+            raise TypeError("max_output must be an int")
+        # 0 would mean "the default" (1 GiB) to the library: refuse it rather than surprise.
+        if not 1 <= max_output < 2**64:
+            raise ValueError("max_output must be at least 1 byte")
+        opts.max_output = max_output
+    if kek is not None:
+        try:
+            kek_id, kek_key = kek
+        except (TypeError, ValueError):
+            raise TypeError("kek must be a (key_id, key) pair of bytes") from None
+        kek_id = _bytes(kek_id, "kek key_id")
+        kek_key = _bytes(kek_key, "kek key")
+        opts.kek_id, opts.kek_id_len = kek_id, len(kek_id)
+        opts.kek, opts.kek_len = kek_key, len(kek_key)
+
+    out = POINTER(_lib.ls_opened)()
+    with contextlib.ExitStack() as stack:
+        rp = stack.enter_context(recipient._use()) if recipient is not None else None
+        if sender is not None:
+            opts.sender = stack.enter_context(sender._use())
+        if partners is not None:
+            opts.partners = stack.enter_context(partners._use())
+        lib.ls_open(rp, data, len(data), byref(opts), byref(out))
+    try:
+        return _read_opened(out)
+    finally:
+        lib.ls_opened_free(out)
+
+
+def _read_opened(o) -> Opened:
+    """Copies everything out of an ls_opened (whose pointers die with it)."""
+    dp = POINTER(c_uint8)()
+    n = c_size_t()
+    lib.ls_opened_document(o, byref(dp), byref(n))
+    document = ctypes.string_at(dp, n.value) if dp and n.value else b""
+
+    signer = None
+    signer_subject = None
+    sp = lib.ls_opened_signer(o)  # borrowed from o: copy it into an owned Certificate
+    if sp:
+        signer_subject = _text(lib.ls_cert_subject(sp))
+        signer = Certificate.from_bytes(_take_bytes(lib.ls_cert_to_pem, sp))
+
+    t = lib.ls_opened_signing_time(o)
+    signing_time = None if t == _lib.LS_NO_TIME else _EPOCH + timedelta(seconds=t)
+
+    return Opened(
+        document=document,
+        filename=_text(lib.ls_opened_filename(o)),
+        safe_filename=_text(lib.ls_opened_safe_filename(o)),
+        mime_type=_text(lib.ls_opened_mime_type(o)) or "",
+        signer_subject=signer_subject,
+        signer=signer,
+        signing_time=signing_time,
+        encrypted=bool(lib.ls_opened_was_encrypted(o)),
+    )
+
+
+def inspect(
+    data: BytesLike,
+    recipient: Optional[Identity] = None,
+    sender: Optional[Certificate] = None,
+) -> dict:
+    """Describes any CMS/S-MIME object: its layers, algorithms, recipients and signers (the
+    library's JSON, parsed). With ``recipient`` it also looks inside layers encrypted for us;
+    with ``sender`` it verifies signatures. Problems with the input do not raise: they end the
+    description and are reported in its ``"error"`` member."""
+    data = _bytes(data, "data")
+    _check(recipient, Identity, "recipient", optional=True)
+    _check(sender, Certificate, "sender", optional=True)
+    with contextlib.ExitStack() as stack:
+        rp = stack.enter_context(recipient._use()) if recipient is not None else None
+        sp = stack.enter_context(sender._use()) if sender is not None else None
+        text = _take_bytes(lib.ls_inspect, data, len(data), rp, sp)
+    return json.loads(text.decode("utf-8"))

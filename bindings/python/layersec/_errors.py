@@ -1,0 +1,202 @@
+"""The exceptions of layersec and the ``ls_result`` codes of layersec.h they map from.
+
+Every failure the library reports becomes a :class:`LayerSecError` (or a subclass) with the code
+(``.code``), its macro name (``.name``, from ``ls_result_name``) and the library's message
+(``.message``, from ``ls_last_error_message``). The class follows the code's family, the
+hundreds digit (1xx arguments, 2xx cryptography, 3xx certificates, 4xx format, 5xx/6xx/7xx
+reserved for protocol, transport and store, 9xx internal),
+with a narrower subclass for the codes a program typically handles on its own. A code this
+binding does not know (from a newer library) maps by its family, as the header asks.
+"""
+
+from __future__ import annotations
+
+# The LS_ERR_* codes of include/layersec.h (append-only there; a test checks this list against
+# the header).
+LS_ERR_NULL_ARGUMENT = 100
+LS_ERR_INVALID_ARGUMENT = 101
+LS_ERR_IO = 102
+LS_ERR_BAD_PASSWORD = 103
+LS_ERR_UNSUPPORTED_KEY = 104
+LS_ERR_DECRYPT_FAILED = 200
+LS_ERR_NOT_A_RECIPIENT = 201
+LS_ERR_KEY_UNWRAP_FAILED = 202
+LS_ERR_BAD_SIGNATURE = 203
+LS_ERR_SIGNER_MISMATCH = 204
+LS_ERR_UNSIGNED = 205
+LS_ERR_DIGEST_MISMATCH = 206
+LS_ERR_UNSUPPORTED_ALGORITHM = 207
+LS_ERR_WEAK_ALGORITHM = 208
+LS_ERR_CERT_EXPIRED = 300
+LS_ERR_CERT_NOT_YET_VALID = 301
+LS_ERR_CERT_KEY_USAGE = 302
+LS_ERR_UNKNOWN_SIGNER = 303
+LS_ERR_CERT_UNTRUSTED = 304
+LS_ERR_CERT_INVALID = 305
+LS_ERR_KEY_CERT_MISMATCH = 306
+LS_ERR_CERT_NOT_FOUND = 307
+LS_ERR_MALFORMED = 400
+LS_ERR_TRUNCATED = 401
+LS_ERR_MALFORMED_MIME = 402
+LS_ERR_TOO_DEEP = 403
+LS_ERR_TOO_LARGE = 404
+LS_ERR_DECOMPRESS_FAILED = 405
+LS_ERR_INTERNAL = 900
+LS_ERR_PANIC = 901
+
+#: Every LS_ERR_* name of this module and its number.
+CODES = {k: v for k, v in dict(globals()).items() if k.startswith("LS_ERR_")}
+
+
+class LayerSecError(Exception):
+    """A failure reported by liblayersec.
+
+    Attributes: ``code`` (the ``ls_result``, e.g. 201), ``name`` (``"LS_ERR_NOT_A_RECIPIENT"``),
+    ``message`` (the library's explanation, for humans: branch on the class or the code, not on
+    the text) and ``function`` (the C function that failed, or None).
+    """
+
+    def __init__(self, code: int, name: str, message: str, function: str | None = None):
+        self.code = code
+        self.name = name
+        self.message = message
+        self.function = function
+        super().__init__(code, name, message)
+
+    def __str__(self) -> str:
+        text = f"{self.name} ({self.code})"
+        return f"{text}: {self.message}" if self.message else text
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code!r}, {self.name!r}, {self.message!r})"
+
+
+class ArgumentError(LayerSecError):
+    """1xx: the caller's arguments, files and passwords."""
+
+
+class BadPasswordError(ArgumentError):
+    """LS_ERR_BAD_PASSWORD: the password does not decrypt the key or PKCS#12 file."""
+
+
+class CryptoError(LayerSecError):
+    """2xx: cryptographic failures."""
+
+
+class DecryptionError(CryptoError):
+    """LS_ERR_DECRYPT_FAILED, LS_ERR_KEY_UNWRAP_FAILED: the content or its key does not decrypt
+    (tampered, or not really for us)."""
+
+
+class NotARecipientError(CryptoError):
+    """LS_ERR_NOT_A_RECIPIENT: the message is not encrypted for our key."""
+
+
+class SignatureError(CryptoError):
+    """LS_ERR_BAD_SIGNATURE, LS_ERR_DIGEST_MISMATCH: a signature does not verify."""
+
+
+class SignerMismatchError(CryptoError):
+    """LS_ERR_SIGNER_MISMATCH: validly signed, but by someone other than the expected sender."""
+
+
+class UnsignedError(CryptoError):
+    """LS_ERR_UNSIGNED: the message carries no signature (and unsigned ones were not allowed)."""
+
+
+class UnsupportedAlgorithmError(CryptoError):
+    """LS_ERR_UNSUPPORTED_ALGORITHM: an algorithm this library does not implement."""
+
+
+class WeakAlgorithmError(UnsupportedAlgorithmError):
+    """LS_ERR_WEAK_ALGORITHM: an algorithm refused by policy (SHA-1, or legacy ciphers with
+    ``reject_legacy``). A subclass of UnsupportedAlgorithmError: either way the message cannot be
+    accepted as it is."""
+
+
+class CertificateError(LayerSecError):
+    """3xx: certificates and trust."""
+
+
+class CertificateExpiredError(CertificateError):
+    """LS_ERR_CERT_EXPIRED: a certificate is past its validity period."""
+
+
+class CertificateNotYetValidError(CertificateError):
+    """LS_ERR_CERT_NOT_YET_VALID: a certificate is not valid yet."""
+
+
+class UnknownSignerError(CertificateError):
+    """LS_ERR_UNKNOWN_SIGNER: the signer is neither the expected sender nor a known partner."""
+
+
+class FormatError(LayerSecError):
+    """4xx: malformed or hostile input."""
+
+
+class TruncatedError(FormatError):
+    """LS_ERR_TRUNCATED: the input ends early."""
+
+
+class TooLargeError(FormatError):
+    """LS_ERR_TOO_LARGE: the opened document would exceed ``max_output``."""
+
+
+class ProtocolError(LayerSecError):
+    """5xx: reserved by layersec.h for the message layer (no codes yet)."""
+
+
+class TransportError(LayerSecError):
+    """6xx: reserved by layersec.h for transports (no codes yet)."""
+
+
+class StoreError(LayerSecError):
+    """7xx: reserved by layersec.h for the message store (no codes yet)."""
+
+
+class InternalError(LayerSecError):
+    """9xx: a bug in the library (please report it)."""
+
+
+_BY_CODE = {
+    LS_ERR_BAD_PASSWORD: BadPasswordError,
+    LS_ERR_DECRYPT_FAILED: DecryptionError,
+    LS_ERR_KEY_UNWRAP_FAILED: DecryptionError,
+    LS_ERR_NOT_A_RECIPIENT: NotARecipientError,
+    LS_ERR_BAD_SIGNATURE: SignatureError,
+    LS_ERR_DIGEST_MISMATCH: SignatureError,
+    LS_ERR_SIGNER_MISMATCH: SignerMismatchError,
+    LS_ERR_UNSIGNED: UnsignedError,
+    LS_ERR_UNSUPPORTED_ALGORITHM: UnsupportedAlgorithmError,
+    LS_ERR_WEAK_ALGORITHM: WeakAlgorithmError,
+    LS_ERR_CERT_EXPIRED: CertificateExpiredError,
+    LS_ERR_CERT_NOT_YET_VALID: CertificateNotYetValidError,
+    LS_ERR_UNKNOWN_SIGNER: UnknownSignerError,
+    LS_ERR_TRUNCATED: TruncatedError,
+    LS_ERR_TOO_LARGE: TooLargeError,
+}
+
+_BY_FAMILY = {
+    1: ArgumentError,
+    2: CryptoError,
+    3: CertificateError,
+    4: FormatError,
+    5: ProtocolError,
+    6: TransportError,
+    7: StoreError,
+    9: InternalError,
+}
+
+
+def error_class(code: int) -> type[LayerSecError]:
+    """The exception class for an ``ls_result`` code (by the code, else by its family)."""
+    cls = _BY_CODE.get(code)
+    if cls is None:
+        cls = _BY_FAMILY.get(code // 100, LayerSecError) if code > 0 else LayerSecError
+    return cls
+
+
+def error_from_code(
+    code: int, name: str, message: str, function: str | None = None
+) -> LayerSecError:
+    return error_class(code)(code, name, message, function)
