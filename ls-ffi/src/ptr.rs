@@ -1,8 +1,8 @@
-//! The few places where pointers from C become Rust references. Every `unsafe` of the crate is
-//! here (plus the `Box` round trips of handles in `handle`), each with the caller contract it
-//! relies on: the contract stated in `layersec.h` for every function, namely that a non-NULL
-//! pointer points to a live, properly aligned object of the declared type (or to `len` readable
-//! bytes), not mutated by another thread during the call.
+//! The few places where pointers from C become Rust references, and where handles and byte
+//! buffers cross the boundary as raw pointers. Every `unsafe` of the library is here, each with
+//! the caller contract it relies on: the contract stated in `layersec.h` for every function,
+//! namely that a non-NULL pointer points to a live, properly aligned object of the declared type
+//! (or to `len` readable bytes), not mutated by another thread during the call.
 //!
 //! The lifetimes returned are unbounded; callers keep the references within the exported call.
 

@@ -4,7 +4,7 @@
 use ls_core::{Error, ErrorCode};
 use std::any::Any;
 use std::cell::RefCell;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
@@ -132,15 +132,21 @@ pub extern "C" fn ls_last_error_message() -> *const c_char {
 /// The last error message as Rust text (for this crate's tests).
 #[doc(hidden)]
 pub fn last_error_message() -> String {
-    // SAFETY: ls_last_error_message always returns a valid NUL-terminated string.
-    unsafe { CStr::from_ptr(ls_last_error_message()) }
-        .to_string_lossy()
-        .into_owned()
+    LAST_ERROR
+        .try_with(|e| {
+            e.borrow()
+                .as_ref()
+                .map(|m| m.to_string_lossy().into_owned())
+        })
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::CStr;
 
     #[test]
     fn panic_becomes_ls_err_panic_with_message() {

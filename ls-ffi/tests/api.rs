@@ -710,3 +710,41 @@ fn version_matches_the_crate() {
     assert_eq!(s(ls_version()), env!("CARGO_PKG_VERSION"));
     assert_eq!(s(ls_result_name(0)), "LS_OK");
 }
+
+#[test]
+fn handles_are_shared_across_threads() {
+    let alice = Party::new("alice", LS_KEY_EC_P256);
+    let bob = Party::new("bob", LS_KEY_EC_P256);
+    let (rc, sealed) = seal(&alice, &bob, b"shared", null());
+    assert_eq!(rc, 0, "{}", msg());
+    // Raw pointers are not Send; the header promises these handles may be shared.
+    struct Shared(*const ls_identity, *const ls_cert);
+    unsafe impl Sync for Shared {}
+    impl Shared {
+        fn get(&self) -> (*const ls_identity, *const ls_cert) {
+            (self.0, self.1)
+        }
+    }
+    let shared = Shared(bob.id, alice.cert);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let (me, sender) = shared.get();
+                for _ in 0..5 {
+                    let mut o: ls_open_options = unsafe { std::mem::zeroed() };
+                    unsafe { ls_open_options_init(&mut o) };
+                    o.sender = sender;
+                    let mut opened = null_mut();
+                    let rc = unsafe { ls_open(me, sealed.as_ptr(), sealed.len(), &o, &mut opened) };
+                    assert_eq!(rc, 0, "{}", msg());
+                    let (mut data, mut len) = (null(), 0);
+                    unsafe {
+                        assert_eq!(ls_opened_document(opened, &mut data, &mut len), 0);
+                        assert_eq!(std::slice::from_raw_parts(data, len), b"shared");
+                        ls_opened_free(opened);
+                    }
+                }
+            });
+        }
+    });
+}
