@@ -144,7 +144,7 @@ impl Certificate {
         &self.0.der
     }
     pub fn to_pem(&self) -> Vec<u8> {
-        self.0.x509.to_pem().unwrap_or_default()
+        crate::mime::pem_encode("CERTIFICATE", &self.0.der)
     }
     /// DER of the issuer Name, as it appears in the certificate.
     pub fn issuer_der(&self) -> &[u8] {

@@ -49,6 +49,9 @@ pub struct Generated {
     pub csr_pem: Vec<u8>,
 }
 
+/// The longest validity `generate` accepts (100 years).
+pub const MAX_DAYS: u32 = 36_500;
+
 fn legacy_provider() {
     // RC2-40 and 3DES PKCS#12 files (the default of older tools) need OpenSSL's legacy provider.
     // Loaded once, kept for the life of the process, with the default provider still available.
@@ -181,6 +184,11 @@ impl Identity {
         };
         use openssl::x509::{X509Builder, X509NameBuilder, X509ReqBuilder};
 
+        if days > MAX_DAYS {
+            return Err(Error::InvalidArgument(format!(
+                "a certificate validity of {days} days is more than the {MAX_DAYS} allowed"
+            )));
+        }
         if party_id.is_empty() || party_id.len() > 64 || party_id.chars().any(|c| c.is_control()) {
             return Err(Error::InvalidArgument(
                 "a party id must be 1 to 64 printable characters".into(),
@@ -317,6 +325,14 @@ mod tests {
         assert_eq!(e.code(), crate::ErrorCode::BadPassword);
         let e = Identity::from_pem(&g.key_pem, Some(&g.cert_pem), None).unwrap_err();
         assert_eq!(e.code(), crate::ErrorCode::BadPassword);
+        let e = Identity::generate("x", KeyType::EcP256, u32::MAX, None)
+            .err()
+            .unwrap();
+        assert_eq!(e.code(), crate::ErrorCode::InvalidArgument);
+        assert_eq!(
+            Certificate::from_pem(&id.certificate().to_pem()).unwrap(),
+            *id.certificate()
+        );
         let other = Identity::generate("other", KeyType::EcP256, 30, None).unwrap();
         let e = Identity::from_pem(&g.key_pem, Some(&other.cert_pem), Some("pw")).unwrap_err();
         assert_eq!(e.code(), crate::ErrorCode::KeyCertMismatch);

@@ -346,6 +346,22 @@ pub fn base64_encode_mime(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// PEM: base64 in 64-character lines between BEGIN and END lines.
+pub fn pem_encode(label: &str, der: &[u8]) -> Vec<u8> {
+    let b64 = base64_encode_mime(der);
+    let flat: Vec<u8> = b64
+        .into_iter()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let mut out = format!("-----BEGIN {label}-----\n").into_bytes();
+    for line in flat.chunks(64) {
+        out.extend_from_slice(line);
+        out.push(b'\n');
+    }
+    out.extend_from_slice(format!("-----END {label}-----\n").as_bytes());
+    out
+}
+
 /// Base64 decoding that skips white space and rejects anything else that is not base64.
 pub fn base64_decode(data: &[u8]) -> Result<Vec<u8>> {
     let mut table = [255u8; 256];

@@ -67,7 +67,7 @@ pub(crate) fn seal(
 
     Ok(match opts.output {
         OutputFormat::Der => der,
-        OutputFormat::Pem => pem("CMS", &der),
+        OutputFormat::Pem => mime::pem_encode("CMS", &der),
         OutputFormat::Smime => {
             let mut out = format!(
                 "MIME-Version: 1.0\r\nContent-Type: application/pkcs7-mime; smime-type={smime_type}; name=\"smime.p7m\"\r\n\
@@ -126,22 +126,6 @@ fn pkcs7_entity(smime_type: &str, name: &str, der: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(h.len() + der.len());
     out.extend_from_slice(h.as_bytes());
     out.extend_from_slice(der);
-    out
-}
-
-pub(crate) fn pem(label: &str, der: &[u8]) -> Vec<u8> {
-    let b64 = mime::base64_encode_mime(der);
-    let mut out = format!("-----BEGIN {label}-----\n").into_bytes();
-    // PEM lines are 64 characters; re-wrap the MIME base64.
-    let flat: Vec<u8> = b64
-        .into_iter()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    for line in flat.chunks(64) {
-        out.extend_from_slice(line);
-        out.push(b'\n');
-    }
-    out.extend_from_slice(format!("-----END {label}-----\n").as_bytes());
     out
 }
 
