@@ -584,7 +584,7 @@ def seal(
         return _take_bytes(lib.ls_seal, sp, arr, len(ptrs), doc, len(doc), byref(opts))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Opened:
     """An opened document with the proof of who sent it.
 
@@ -602,6 +602,14 @@ class Opened:
     signer: Optional[Certificate]
     signing_time: Optional[datetime]
     encrypted: bool
+
+    def __repr__(self) -> str:
+        # Not the document itself: it may be large, and confidential in logs.
+        return (
+            f"Opened(document=<{len(self.document)} bytes>, filename={self.filename!r}, "
+            f"mime_type={self.mime_type!r}, signer_subject={self.signer_subject!r}, "
+            f"signing_time={self.signing_time!r}, encrypted={self.encrypted!r})"
+        )
 
 
 def open(  # noqa: A001 - layersec.open, on purpose

@@ -215,3 +215,12 @@ def test_null_is_accepted_by_free_functions_and_bytes_free_twice():
     b = _lib.ls_bytes()
     _lib.lib.ls_bytes_free(ctypes.byref(b))
     _lib.lib.ls_bytes_free(ctypes.byref(b))
+
+
+def test_package_version_matches_library():
+    tomllib = pytest.importorskip("tomllib")
+    from conftest import PY_ROOT
+
+    meta = tomllib.loads((PY_ROOT / "pyproject.toml").read_text())
+    assert meta["project"]["name"] == "layersec"
+    assert meta["project"]["version"] == layersec.version()

@@ -275,3 +275,10 @@ def test_inspect_reports_problems_in_error_member():
     assert info["error"]["code"] == 400
     assert info["error"]["name"] == "LS_ERR_MALFORMED"
     assert layersec.inspect(b"")["error"]["name"] == "LS_ERR_TRUNCATED"
+
+
+def test_opened_repr_hides_the_document(alice_ec, bob_ec):
+    opened = layersec.open(layersec.seal(b"secret payload", alice_ec, [bob_ec.certificate]),
+                           bob_ec, sender=alice_ec.certificate)
+    r = repr(opened)
+    assert "secret payload" not in r and "<14 bytes>" in r and "CN=alice-ec" in r
