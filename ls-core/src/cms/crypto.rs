@@ -100,9 +100,16 @@ impl Digest {
 }
 
 pub fn digest(d: Digest, data: &[u8]) -> Result<Vec<u8>> {
+    digest_parts(d, &[data])
+}
+
+/// The digest of the concatenation of `parts`.
+pub fn digest_parts(d: Digest, parts: &[&[u8]]) -> Result<Vec<u8>> {
     let mut h = Hasher::new(d.md())?;
-    for c in data.chunks(CHUNK) {
-        h.update(c)?;
+    for part in parts {
+        for c in part.chunks(CHUNK) {
+            h.update(c)?;
+        }
     }
     Ok(h.finish()?.to_vec())
 }

@@ -208,12 +208,15 @@ impl<'o> State<'o> {
                         (None, Some(r)) => {
                             let abs = range.start + r.start..range.start + r.end;
                             match buf {
-                                // Reuse the buffer when the document is all of it.
-                                Cow::Owned(mut v) if abs.start == 0 && abs.end == v.len() => {
+                                // The document is the tail of the last decrypted or inflated
+                                // buffer: move it to the front instead of copying it out, so a
+                                // large document needs no second allocation.
+                                Cow::Owned(mut v) => {
                                     v.truncate(abs.end);
+                                    v.drain(..abs.start);
                                     v
                                 }
-                                _ => buf[abs].to_vec(),
+                                Cow::Borrowed(b) => b[abs].to_vec(),
                             }
                         }
                         (None, None) => Vec::new(),

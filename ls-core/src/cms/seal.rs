@@ -38,8 +38,9 @@ pub(crate) fn seal(
         r.check_key_usage(usage, "encryption")?;
     }
 
-    // 1. The document as a MIME entity.
-    let entity = document_entity(document, opts)?;
+    // 1. The document as a MIME entity: its headers, then the document itself (kept as two
+    //    slices so a large document is not copied just to be prefixed).
+    let entity_header = document_entity_header(opts)?;
 
     // 2. Compression, when it pays.
     let compress = match opts.compression {
@@ -47,19 +48,27 @@ pub(crate) fn seal(
         Compression::Always => true,
         Compression::Auto => worth_compressing(document),
     };
-    let content = if compress {
-        let der = compressed_data(&entity, opts.compression_level)?;
-        drop(entity);
-        pkcs7_entity("compressed-data", "smime.p7z", &der)
+    let compressed;
+    let compressed_header;
+    let content: [&[u8]; 2] = if compress {
+        let mut entity = Vec::with_capacity(entity_header.len() + document.len());
+        entity.extend_from_slice(&entity_header);
+        entity.extend_from_slice(document);
+        compressed = compressed_data(&entity, opts.compression_level)?;
+        compressed_header = pkcs7_entity_header("compressed-data", "smime.p7z");
+        [&compressed_header, &compressed]
     } else {
-        entity
+        [&entity_header, document]
     };
 
-    // 3. Signature.
-    let signed = signed_data(&content, signer, opts, opts.signing_time.unwrap_or(now))?;
-    drop(content);
-    let signed_entity = pkcs7_entity("signed-data", "smime.p7m", &signed);
-    drop(signed);
+    // 3. Signature, written straight behind the header of its own S/MIME entity.
+    let signed_entity = signed_data(
+        &content,
+        signer,
+        opts,
+        opts.signing_time.unwrap_or(now),
+        &pkcs7_entity_header("signed-data", "smime.p7m"),
+    )?;
 
     // 4. Encryption.
     let (der, smime_type) = enveloped(&signed_entity, &all, opts.cipher)?;
@@ -80,7 +89,7 @@ pub(crate) fn seal(
     })
 }
 
-fn document_entity(document: &[u8], opts: &SealOptions) -> Result<Vec<u8>> {
+fn document_entity_header(opts: &SealOptions) -> Result<Vec<u8>> {
     let mime_type = match (&opts.mime_type, &opts.filename) {
         (Some(t), _) => t.clone(),
         (None, Some(f)) => mime::guess_type(f).to_string(),
@@ -111,22 +120,16 @@ fn document_entity(document: &[u8], opts: &SealOptions) -> Result<Vec<u8>> {
         h.push_str(&mime::format_param("filename", f));
     }
     h.push_str("\r\nContent-Transfer-Encoding: binary\r\n\r\n");
-    let mut out = Vec::with_capacity(h.len() + document.len());
-    out.extend_from_slice(h.as_bytes());
-    out.extend_from_slice(document);
-    Ok(out)
+    Ok(h.into_bytes())
 }
 
-/// A binary `application/pkcs7-mime` entity around a CMS object.
-fn pkcs7_entity(smime_type: &str, name: &str, der: &[u8]) -> Vec<u8> {
-    let h = format!(
+/// The headers of a binary `application/pkcs7-mime` entity around a CMS object.
+fn pkcs7_entity_header(smime_type: &str, name: &str) -> Vec<u8> {
+    format!(
         "Content-Type: application/pkcs7-mime; smime-type={smime_type}; name=\"{name}\"\r\n\
          Content-Transfer-Encoding: binary\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\r\n"
-    );
-    let mut out = Vec::with_capacity(h.len() + der.len());
-    out.extend_from_slice(h.as_bytes());
-    out.extend_from_slice(der);
-    out
+    )
+    .into_bytes()
 }
 
 /// Formats that do not shrink: compressing them costs time and gains nothing.
@@ -190,11 +193,13 @@ fn attribute(attr_oid: &[u8], value: &[u8]) -> Vec<u8> {
 }
 
 /// ContentInfo(SignedData) over `content` (id-data, encapsulated).
+/// `prefix`, then ContentInfo(SignedData) encapsulating the concatenation of `content`.
 pub(crate) fn signed_data(
-    content: &[u8],
+    content: &[&[u8]],
     signer: &Identity,
     opts: &SealOptions,
     signing_time: i64,
+    prefix: &[u8],
 ) -> Result<Vec<u8>> {
     let key = signer.private_key();
     let d = Digest::Sha256;
@@ -223,7 +228,8 @@ pub(crate) fn signed_data(
             )))
         }
     };
-    let md = crypto::digest(d, content)?;
+    let md = crypto::digest_parts(d, content)?;
+    let content_len: usize = content.iter().map(|c| c.len()).sum();
     let attrs = vec![
         attribute(oid::ATTR_CONTENT_TYPE, &asn1::oid(oid::DATA)),
         attribute(
@@ -252,7 +258,7 @@ pub(crate) fn signed_data(
 
     // encapContentInfo is written around the (possibly large) content without an extra copy.
     let data_oid = asn1::oid(oid::DATA);
-    let oct_len = asn1::header_len(content.len()) + content.len();
+    let oct_len = asn1::header_len(content_len) + content_len;
     let explicit_len = asn1::header_len(oct_len) + oct_len;
     let eci_len = data_oid.len() + explicit_len;
     let version = asn1::uint(1);
@@ -267,7 +273,8 @@ pub(crate) fn signed_data(
     let ci_oid = asn1::oid(oid::SIGNED_DATA);
     let ci_inner = asn1::header_len(sd_len) + sd_len;
     let ci_len = ci_oid.len() + asn1::header_len(ci_inner) + ci_inner;
-    let mut out = Vec::with_capacity(asn1::header_len(ci_len) + ci_len);
+    let mut out = Vec::with_capacity(prefix.len() + asn1::header_len(ci_len) + ci_len);
+    out.extend_from_slice(prefix);
     asn1::write_header(&mut out, tag::SEQUENCE, ci_len);
     out.extend_from_slice(&ci_oid);
     asn1::write_header(&mut out, tag::ctx(0), ci_inner);
@@ -277,8 +284,10 @@ pub(crate) fn signed_data(
     asn1::write_header(&mut out, tag::SEQUENCE, eci_len);
     out.extend_from_slice(&data_oid);
     asn1::write_header(&mut out, tag::ctx(0), oct_len);
-    asn1::write_header(&mut out, tag::OCTET_STRING, content.len());
-    out.extend_from_slice(content);
+    asn1::write_header(&mut out, tag::OCTET_STRING, content_len);
+    for c in content {
+        out.extend_from_slice(c);
+    }
     out.extend_from_slice(&certs);
     out.extend_from_slice(&signer_infos);
     debug_assert_eq!(out.len(), out.capacity());
