@@ -119,7 +119,8 @@
 #define LS_SEAL_CBC (1 << 2)
 
 /**
- * Sign with RSASSA-PSS instead of RSA PKCS#1 v1.5 (RSA keys; EC keys always use ECDSA).
+ * Sign with RSASSA-PSS instead of RSA PKCS#1 v1.5. RSA keys only: with an EC signing key (which
+ * always signs with ECDSA) `ls_seal` fails with `LS_ERR_INVALID_ARGUMENT`.
  */
 #define LS_SEAL_PSS (1 << 3)
 
@@ -139,7 +140,8 @@
 #define LS_SEAL_ENCRYPT_TO_SELF (1 << 6)
 
 /**
- * Accept a document that carries no signature (then `ls_opened_signer` returns NULL).
+ * Accept a document that carries no signature (then `ls_opened_signer` returns NULL). Such input
+ * may also be unencrypted (plain MIME or CMS data): check `ls_opened_was_encrypted` if it matters.
  */
 #define LS_OPEN_ALLOW_UNSIGNED (1 << 0)
 

@@ -206,8 +206,8 @@ fn expired_and_not_yet_valid_certificates() {
     .unwrap();
     assert_eq!(o.document, b"doc");
 
-    // A stated signing time before the certificate's validity is refused too.
-    let sealed = seal(
+    // We refuse to state a signing time outside our own certificate's validity…
+    let e = seal(
         b"doc",
         &alice,
         &[bob_c.clone()],
@@ -216,7 +216,21 @@ fn expired_and_not_yet_valid_certificates() {
             ..Default::default()
         },
     )
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::CertNotYetValid, "{e}");
+    // …and a receiver refuses a signing time before the validity of its copy of the certificate
+    // (here: re-issued with the same key, issuer and serial, valid from two days ago).
+    let sealed = seal(
+        b"doc",
+        &alice,
+        &[bob_c.clone()],
+        &SealOptions {
+            signing_time: Some(now - 5 * day),
+            ..Default::default()
+        },
+    )
     .unwrap();
-    let e = open(&sealed, &opts(&bob, alice.certificate())).unwrap_err();
+    let alice_recent = dated_cert(&k, "alice", now - 2 * day, now + 10 * day);
+    let e = open(&sealed, &opts(&bob, &alice_recent)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::CertNotYetValid, "{e}");
 }

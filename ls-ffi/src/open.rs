@@ -9,7 +9,8 @@ use ls_core::{Error, Kek, OpenOptions, Opened};
 use std::ffi::{c_char, c_int, CString};
 use std::mem::{offset_of, size_of};
 
-/// Accept a document that carries no signature (then `ls_opened_signer` returns NULL).
+/// Accept a document that carries no signature (then `ls_opened_signer` returns NULL). Such input
+/// may also be unencrypted (plain MIME or CMS data): check `ls_opened_was_encrypted` if it matters.
 pub const LS_OPEN_ALLOW_UNSIGNED: u32 = 1 << 0;
 /// Accept a signer certificate outside its validity period.
 pub const LS_OPEN_ALLOW_EXPIRED: u32 = 1 << 1;

@@ -17,7 +17,8 @@ pub const LS_SEAL_FORCE_COMPRESS: u32 = 1 << 1;
 /// Encrypt with EnvelopedData and AES-256-CBC, for partners that cannot read the default
 /// AuthEnvelopedData with AES-256-GCM.
 pub const LS_SEAL_CBC: u32 = 1 << 2;
-/// Sign with RSASSA-PSS instead of RSA PKCS#1 v1.5 (RSA keys; EC keys always use ECDSA).
+/// Sign with RSASSA-PSS instead of RSA PKCS#1 v1.5. RSA keys only: with an EC signing key (which
+/// always signs with ECDSA) `ls_seal` fails with `LS_ERR_INVALID_ARGUMENT`.
 pub const LS_SEAL_PSS: u32 = 1 << 3;
 /// Output a complete S/MIME entity (`application/pkcs7-mime`, base64) instead of DER.
 pub const LS_SEAL_SMIME: u32 = 1 << 4;

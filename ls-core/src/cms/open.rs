@@ -653,7 +653,14 @@ impl<'o> State<'o> {
                     Some(c) => c.clone(),
                     None => match embedded.certs().iter().find(|c| matches(c)) {
                         Some(c) if !store.anchors().is_empty() => {
-                            store.verify_chain(c, embedded.certs(), now)?;
+                            // A stranger to the store is an unknown signer, whatever the reason
+                            // its certificate does not chain to our anchors.
+                            store.verify_chain(c, embedded.certs(), now).map_err(|e| {
+                                Error::UnknownSigner(format!(
+                                    "signed by {}, who is not a known partner ({e})",
+                                    c.subject()
+                                ))
+                            })?;
                             c.clone()
                         }
                         _ => return Ok(SignerOutcome::NotOurPartner(describe())),
@@ -898,9 +905,10 @@ impl<'o> State<'o> {
             }
         }
         let _ = alg;
-        let ours = match id {
-            Some(me) => me.certificate().subject().to_string(),
-            None => "no private key was given".into(),
+        let ours = match (id, kek) {
+            (Some(me), _) => me.certificate().subject().to_string(),
+            (None, Some(k)) => format!("key-encryption key id {}", cert::hex(&k.id)),
+            (None, None) => "none (no private key or key-encryption key was given)".into(),
         };
         Err(Error::NotARecipient(format!(
             "it is encrypted for {}; our identity: {ours}",

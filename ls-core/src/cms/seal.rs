@@ -24,6 +24,11 @@ pub(crate) fn seal(
     let now = time::now_unix();
     signer.check_can_sign()?;
     signer.certificate().check_validity(now)?;
+    if let Some(t) = opts.signing_time {
+        // Receivers check the stated time against the certificate too: refuse to make a
+        // message every receiver would refuse.
+        signer.certificate().check_validity(t)?;
+    }
     let mut all: Vec<&Certificate> = recipients.iter().collect();
     if opts.encrypt_to_self && !all.contains(&signer.certificate()) {
         all.push(signer.certificate());
