@@ -15,8 +15,9 @@ PYTHON  ?= python3
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 MAJOR   := $(firstword $(subst ., ,$(VERSION)))
 
-REL := target/release
-DBG := target/debug
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+REL := $(TARGET_DIR)/release
+DBG := $(TARGET_DIR)/debug
 
 .PHONY: all build debug deps test test-rust test-c test-python demo install uninstall bench clean
 
@@ -38,10 +39,10 @@ test-rust:
 	$(CARGO) test --workspace --no-fail-fast
 
 test-c: debug
-	$(MAKE) -C examples-c LIBDIR=$(CURDIR)/$(DBG) run
+	$(MAKE) -C examples-c LIBDIR=$(abspath $(DBG)) run
 
 test-python: debug
-	LAYERSEC_LIB=$(CURDIR)/$(DBG)/liblayersec.so $(PYTHON) -m pytest -q bindings/python/tests
+	LAYERSEC_LIB=$(abspath $(DBG))/liblayersec.so $(PYTHON) -m pytest -q bindings/python/tests
 
 demo: build
 	@bash scripts/demo.sh $(REL)
