@@ -19,7 +19,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 REL := $(TARGET_DIR)/release
 DBG := $(TARGET_DIR)/debug
 
-.PHONY: all build debug deps test test-rust test-c test-python demo install uninstall bench clean
+.PHONY: all build debug deps test test-rust test-c test-python test-install demo install install-files uninstall bench clean
 
 all: build
 
@@ -32,7 +32,7 @@ build: deps
 debug: deps
 	$(CARGO) build --workspace
 
-test: deps debug test-rust test-c test-python
+test: deps debug test-rust test-c test-python test-install
 	@echo "make test: all test groups passed"
 
 test-rust:
@@ -44,13 +44,21 @@ test-c: debug
 test-python: debug
 	LAYERSEC_LIB=$(abspath $(DBG))/liblayersec.so $(PYTHON) -m pytest -q bindings/python/tests
 
+# Install the debug build into a temporary prefix; build and run the C examples against it
+# through pkg-config.
+test-install: debug
+	bash scripts/test-install.sh $(abspath $(DBG))
+
 demo: build
 	@bash scripts/demo.sh $(REL)
 
 bench: deps
 	bash scripts/bench.sh
 
-install: build
+install: build install-files
+
+# The files only, from $(REL) (override REL to install another build).
+install-files:
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
 	install -m 0755 $(REL)/liblayersec.so $(DESTDIR)$(LIBDIR)/liblayersec.so.$(VERSION)
 	ln -sf liblayersec.so.$(VERSION) $(DESTDIR)$(LIBDIR)/liblayersec.so.$(MAJOR)
