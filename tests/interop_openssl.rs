@@ -559,3 +559,101 @@ fn openssl_raw_text_content_is_not_mistaken_for_mime() {
     assert_eq!(o.document, doc);
     assert_eq!(o.mime_type, "application/octet-stream");
 }
+
+#[test]
+fn signed_then_compressed_then_encrypted_opens() {
+    // The other nesting order: `openssl cms -sign` output compressed (CompressedData whose content
+    // is the SignedData ContentInfo), then `openssl cms -encrypt`. Ours peels all three.
+    use ls_core::asn1;
+    let dir = tempdir("signed-then-compressed");
+    let alice = party(&dir, "alice", KeyType::Rsa(2048));
+    let bob = party(&dir, "bob", KeyType::Rsa(2048));
+    let doc = invoice(20_000);
+    let doc_path = dir.join("doc.xml");
+    std::fs::write(&doc_path, &doc).unwrap();
+    let signed = dir.join("signed.der");
+    run_ok(
+        openssl()
+            .args([
+                "cms",
+                "-sign",
+                "-binary",
+                "-nodetach",
+                "-outform",
+                "DER",
+                "-md",
+                "sha256",
+                "-in",
+            ])
+            .arg(&doc_path)
+            .arg("-signer")
+            .arg(&alice.cert)
+            .arg("-inkey")
+            .arg(&alice.key)
+            .arg("-out")
+            .arg(&signed),
+    );
+    let signed = std::fs::read(&signed).unwrap();
+    let z = miniz_oxide::deflate::compress_to_vec_zlib(&signed, 6);
+    let id_data = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01];
+    let id_compressed = [
+        0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x01, 0x09,
+    ];
+    let zlib = [
+        0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x03, 0x08,
+    ];
+    let eci = asn1::seq(&[
+        &asn1::oid(&id_data),
+        &asn1::tlv(asn1::tag::ctx(0), &asn1::octet_string(&z)),
+    ]);
+    let cd = asn1::seq(&[&asn1::uint(0), &asn1::seq(&[&asn1::oid(&zlib)]), &eci]);
+    let ci = asn1::seq(&[
+        &asn1::oid(&id_compressed),
+        &asn1::tlv(asn1::tag::ctx(0), &cd),
+    ]);
+    let compressed = dir.join("compressed.der");
+    std::fs::write(&compressed, &ci).unwrap();
+    let env = dir.join("env.der");
+    run_ok(
+        openssl()
+            .args([
+                "cms",
+                "-encrypt",
+                "-binary",
+                "-aes-256-gcm",
+                "-inform",
+                "DER",
+                "-outform",
+                "DER",
+                "-in",
+            ])
+            .arg(&compressed)
+            .arg("-recip")
+            .arg(&bob.cert)
+            .arg("-out")
+            .arg(&env),
+    );
+    let o = open(
+        &std::fs::read(&env).unwrap(),
+        &OpenOptions {
+            recipient: Some(&bob.identity),
+            sender: Some(alice.identity.certificate()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(o.document, doc);
+    assert_eq!(o.signer.as_ref(), Some(alice.identity.certificate()));
+    let pos = |p: &str| {
+        o.layers
+            .iter()
+            .position(|l| l.starts_with(p))
+            .unwrap_or_else(|| panic!("{p}: {:?}", o.layers))
+    };
+    assert!(
+        pos("authEnvelopedData") < pos("compressedData")
+            && pos("compressedData") < pos("signedData"),
+        "{:?}",
+        o.layers
+    );
+}

@@ -234,3 +234,22 @@ fn expired_and_not_yet_valid_certificates() {
     let e = open(&sealed, &opts(&bob, &alice_recent)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::CertNotYetValid, "{e}");
 }
+
+#[test]
+fn pkcs1_and_pkcs8_pem_keys_load() {
+    let g = Identity::generate("legacy", KeyType::Rsa(2048), 30, None).unwrap();
+    let key = openssl::pkey::PKey::private_key_from_pem(&g.key_pem).unwrap();
+    let pkcs1 = key.rsa().unwrap().private_key_to_pem().unwrap();
+    assert!(String::from_utf8_lossy(&pkcs1).contains("BEGIN RSA PRIVATE KEY"));
+    let id = Identity::from_pem(&pkcs1, Some(&g.cert_pem), None).unwrap();
+    assert_eq!(id.certificate(), g.identity.certificate());
+    // Key and certificate in one file, certificate first.
+    let mut combined = g.cert_pem.clone();
+    combined.extend_from_slice(&g.key_pem);
+    assert_eq!(
+        Identity::from_pem(&combined, None, None)
+            .unwrap()
+            .certificate(),
+        g.identity.certificate()
+    );
+}
