@@ -13,13 +13,13 @@ fn openssl() -> Command {
     Command::new("openssl")
 }
 
-/// `openssl cms -decrypt` → inner S/MIME entity → `openssl cms -verify` pinned to `sender` →
-/// signed content entity. Returns the verified content entity.
-fn openssl_open(dir: &Path, sealed: &Path, rcpt: &Party, sender: &Party) -> Vec<u8> {
+/// `openssl cms -decrypt` (input `inform`: DER or SMIME) → the inner S/MIME entity's body (our
+/// SignedData), written to `dir/signed.der`.
+fn openssl_decrypt(dir: &Path, sealed: &Path, inform: &str, rcpt: &Party) -> std::path::PathBuf {
     let inner = dir.join("inner.mime");
     run_ok(
         openssl()
-            .args(["cms", "-decrypt", "-inform", "DER", "-in"])
+            .args(["cms", "-decrypt", "-inform", inform, "-in"])
             .arg(sealed)
             .arg("-recip")
             .arg(&rcpt.cert)
@@ -28,33 +28,45 @@ fn openssl_open(dir: &Path, sealed: &Path, rcpt: &Party, sender: &Party) -> Vec<
             .arg("-out")
             .arg(&inner),
     );
-    let inner = std::fs::read(&inner).unwrap();
     let signed = dir.join("signed.der");
-    std::fs::write(&signed, mime_body(&inner)).unwrap();
-    let content = dir.join("content.mime");
-    // Pinned: only the sender's certificate is accepted (-nointern ignores certificates in the
-    // message), and it is its own trust anchor.
-    run_ok(
-        openssl()
-            .args([
-                "cms",
-                "-verify",
-                "-binary",
-                "-inform",
-                "DER",
-                "-nointern",
-                "-partial_chain",
-                "-in",
-            ])
-            .arg(&signed)
-            .arg("-certfile")
-            .arg(&sender.cert)
-            .arg("-CAfile")
-            .arg(&sender.cert)
-            .arg("-out")
-            .arg(&content),
+    std::fs::write(&signed, mime_body(&std::fs::read(&inner).unwrap())).unwrap();
+    signed
+}
+
+/// `openssl cms -verify` pinned to `signer_cert`: only that certificate is accepted (-nointern
+/// ignores certificates in the message) and it is its own trust anchor. The verified content
+/// lands in `dir/content`.
+fn openssl_verify_pinned(dir: &Path, signed: &Path, signer_cert: &Path) -> std::process::Output {
+    run(openssl()
+        .args([
+            "cms",
+            "-verify",
+            "-binary",
+            "-inform",
+            "DER",
+            "-nointern",
+            "-partial_chain",
+            "-in",
+        ])
+        .arg(signed)
+        .arg("-certfile")
+        .arg(signer_cert)
+        .arg("-CAfile")
+        .arg(signer_cert)
+        .arg("-out")
+        .arg(dir.join("content")))
+}
+
+/// Decrypt, then verify pinned to `sender`; returns the verified content entity.
+fn openssl_open(dir: &Path, sealed: &Path, inform: &str, rcpt: &Party, sender: &Party) -> Vec<u8> {
+    let signed = openssl_decrypt(dir, sealed, inform, rcpt);
+    let o = openssl_verify_pinned(dir, &signed, &sender.cert);
+    assert!(
+        o.status.success(),
+        "openssl cms -verify failed: {}",
+        String::from_utf8_lossy(&o.stderr)
     );
-    std::fs::read(&content).unwrap()
+    std::fs::read(dir.join("content")).unwrap()
 }
 
 /// Decompress a DER CompressedData ContentInfo with Python asn1crypto.
@@ -135,7 +147,7 @@ fn ours_opens_with_openssl_and_asn1crypto() {
         .unwrap();
         let path = dir.join("sealed.der");
         std::fs::write(&path, &sealed).unwrap();
-        let content = openssl_open(&dir, &path, rcpt, sender);
+        let content = openssl_open(&dir, &path, "DER", rcpt, sender);
         // The signed content is the compressed-data entity; inflate it independently.
         assert!(
             String::from_utf8_lossy(&content[..200]).contains("smime-type=compressed-data"),
@@ -166,38 +178,8 @@ fn openssl_verify_rejects_a_different_pinned_sender() {
     .unwrap();
     let path = dir.join("sealed.der");
     std::fs::write(&path, &sealed).unwrap();
-    let inner = dir.join("inner.mime");
-    run_ok(
-        openssl()
-            .args(["cms", "-decrypt", "-inform", "DER", "-in"])
-            .arg(&path)
-            .arg("-recip")
-            .arg(&bob.cert)
-            .arg("-inkey")
-            .arg(&bob.key)
-            .arg("-out")
-            .arg(&inner),
-    );
-    let signed = dir.join("signed.der");
-    std::fs::write(&signed, mime_body(&std::fs::read(&inner).unwrap())).unwrap();
-    let o = run(openssl()
-        .args([
-            "cms",
-            "-verify",
-            "-binary",
-            "-inform",
-            "DER",
-            "-nointern",
-            "-partial_chain",
-            "-in",
-        ])
-        .arg(&signed)
-        .arg("-certfile")
-        .arg(&mallory.cert)
-        .arg("-CAfile")
-        .arg(&mallory.cert)
-        .arg("-out")
-        .arg(dir.join("x")));
+    let signed = openssl_decrypt(&dir, &path, "DER", &bob);
+    let o = openssl_verify_pinned(&dir, &signed, &mallory.cert);
     assert!(
         !o.status.success(),
         "openssl accepted a signature pinned to the wrong certificate"
@@ -226,42 +208,8 @@ fn uncompressed_and_smime_outputs_open_with_openssl() {
     .unwrap();
     let path = dir.join("sealed.smime");
     std::fs::write(&path, &sealed).unwrap();
-    let inner = dir.join("inner.mime");
-    run_ok(
-        openssl()
-            .args(["cms", "-decrypt", "-inform", "SMIME", "-in"])
-            .arg(&path)
-            .arg("-recip")
-            .arg(&bob.cert)
-            .arg("-inkey")
-            .arg(&bob.key)
-            .arg("-out")
-            .arg(&inner),
-    );
-    let signed = dir.join("signed.der");
-    std::fs::write(&signed, mime_body(&std::fs::read(&inner).unwrap())).unwrap();
-    let content = dir.join("content");
-    run_ok(
-        openssl()
-            .args([
-                "cms",
-                "-verify",
-                "-binary",
-                "-inform",
-                "DER",
-                "-nointern",
-                "-partial_chain",
-                "-in",
-            ])
-            .arg(&signed)
-            .arg("-certfile")
-            .arg(&alice.cert)
-            .arg("-CAfile")
-            .arg(&alice.cert)
-            .arg("-out")
-            .arg(&content),
-    );
-    assert_eq!(mime_body(&std::fs::read(&content).unwrap()), &doc[..]);
+    let content = openssl_open(&dir, &path, "SMIME", &bob, &alice);
+    assert_eq!(mime_body(&content), &doc[..]);
 }
 
 // ------------------------------------------------------------------------------------------------

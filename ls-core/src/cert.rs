@@ -29,12 +29,8 @@ struct Inner {
     /// tens of microseconds (a large share of a 1 KiB open).
     public: PKey<Public>,
     der: Vec<u8>,
-    issuer: Vec<u8>,
-    serial: Vec<u8>,
-    ski: Option<Vec<u8>>,
-    not_before: i64,
-    not_after: i64,
-    key_usage: Option<u16>,
+    /// What CMS matches on and what we check, read from the DER.
+    f: Fields,
     subject: String,
     common_name: Option<String>,
 }
@@ -47,7 +43,7 @@ impl fmt::Debug for Certificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Certificate")
             .field("subject", &self.0.subject)
-            .field("serial", &hex(&self.0.serial))
+            .field("serial", &hex(&self.0.f.serial))
             .finish()
     }
 }
@@ -126,12 +122,7 @@ impl Certificate {
             x509,
             public,
             der,
-            issuer: f.issuer,
-            serial: f.serial,
-            ski: f.ski,
-            not_before: f.not_before,
-            not_after: f.not_after,
-            key_usage: f.key_usage,
+            f,
             subject,
             common_name,
         })))
@@ -148,17 +139,17 @@ impl Certificate {
     }
     /// DER of the issuer Name, as it appears in the certificate.
     pub fn issuer_der(&self) -> &[u8] {
-        &self.0.issuer
+        &self.0.f.issuer
     }
     /// The serial number's magnitude, big-endian, without leading zeros.
     pub fn serial(&self) -> &[u8] {
-        &self.0.serial
+        &self.0.f.serial
     }
     pub fn serial_hex(&self) -> String {
-        hex(&self.0.serial)
+        hex(&self.0.f.serial)
     }
     pub fn subject_key_id(&self) -> Option<&[u8]> {
-        self.0.ski.as_deref()
+        self.0.f.ski.as_deref()
     }
     pub fn subject(&self) -> &str {
         &self.0.subject
@@ -170,13 +161,13 @@ impl Certificate {
         self.0.common_name.as_deref()
     }
     pub fn not_before(&self) -> i64 {
-        self.0.not_before
+        self.0.f.not_before
     }
     pub fn not_after(&self) -> i64 {
-        self.0.not_after
+        self.0.f.not_after
     }
     pub fn key_usage(&self) -> Option<u16> {
-        self.0.key_usage
+        self.0.f.key_usage
     }
     pub fn public_key(&self) -> Result<PKey<Public>> {
         Ok(self.0.public.clone())
@@ -192,10 +183,10 @@ impl Certificate {
     /// Whether a CMS signer/recipient identifier (issuer + serial) names this certificate.
     pub fn matches_issuer_serial(&self, issuer_der: &[u8], serial: &[u8]) -> bool {
         let serial = asn1::strip_int(serial).unwrap_or(serial);
-        if self.0.serial != serial {
+        if self.0.f.serial != serial {
             return false;
         }
-        if self.0.issuer == issuer_der {
+        if self.0.f.issuer == issuer_der {
             return true;
         }
         // Same name, different encoding: let OpenSSL compare canonically.
@@ -212,23 +203,23 @@ impl Certificate {
     }
 
     pub fn matches_ski(&self, ski: &[u8]) -> bool {
-        self.0.ski.as_deref() == Some(ski)
+        self.0.f.ski.as_deref() == Some(ski)
     }
 
     /// Validity at `at` (Unix seconds).
     pub fn check_validity(&self, at: i64) -> Result<()> {
-        if at < self.0.not_before {
+        if at < self.0.f.not_before {
             return Err(Error::CertNotYetValid(format!(
                 "{} is valid from {}",
                 self.subject(),
-                time::iso8601(self.0.not_before)
+                time::iso8601(self.0.f.not_before)
             )));
         }
-        if at > self.0.not_after {
+        if at > self.0.f.not_after {
             return Err(Error::CertExpired(format!(
                 "{} expired on {}",
                 self.subject(),
-                time::iso8601(self.0.not_after)
+                time::iso8601(self.0.f.not_after)
             )));
         }
         Ok(())
@@ -236,7 +227,7 @@ impl Certificate {
 
     /// When the certificate restricts its key usage, one of `any_of` must be allowed.
     pub fn check_key_usage(&self, any_of: u16, purpose: &str) -> Result<()> {
-        match self.0.key_usage {
+        match self.0.f.key_usage {
             Some(ku) if ku & any_of == 0 => Err(Error::CertKeyUsage(format!(
                 "the key usage of {} does not allow {purpose}",
                 self.subject()

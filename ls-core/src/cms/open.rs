@@ -604,54 +604,27 @@ impl<'o> State<'o> {
         content: &[u8],
         embedded: &Embedded,
     ) -> Result<SignerOutcome> {
-        let mut r = si.expect(tag::SEQUENCE, "SignerInfo")?.children()?;
-        r.expect(tag::INTEGER, "version")?;
-        let sid = r.req("sid")?;
-        let dalg = AlgId::parse(r.req("digestAlgorithm")?)?;
-        let signed_attrs = r.optional(tag::ctx(0))?;
-        let salg = AlgId::parse(r.req("signatureAlgorithm")?)?;
-        let sig = r.expect(tag::OCTET_STRING, "signature")?.octets()?;
-
+        let si = SignerInfo::parse(si)?;
         // Who is this signer, and is it the partner we expect?
-        let matches = |c: &Certificate| -> bool {
-            match sid.tag {
-                tag::SEQUENCE => issuer_serial(sid)
-                    .map(|(i, s)| c.matches_issuer_serial(i, s))
-                    .unwrap_or(false),
-                t if t == tag::ctx_prim(0) => c.matches_ski(sid.content),
-                _ => false,
-            }
-        };
-        let describe = || -> String {
-            if let Some(c) = embedded.certs().iter().find(|c| matches(c)) {
-                return c.subject().to_string();
-            }
-            match sid.tag {
-                tag::SEQUENCE => issuer_serial(sid)
-                    .map(|(i, s)| cert::describe_issuer_serial(i, s))
-                    .unwrap_or_else(|_| "an unreadable signer id".into()),
-                _ => format!("subject key id {}", cert::hex(sid.content)),
-            }
-        };
         let now = time::now_unix();
         let signer: Certificate = match (self.opts.sender, self.opts.partners) {
             (Some(exp), _) => {
-                if !matches(exp) {
-                    return Ok(SignerOutcome::NotOurPartner(describe()));
+                if !si.names(exp) {
+                    return Ok(SignerOutcome::NotOurPartner(si.describe(embedded.certs())));
                 }
                 exp.clone()
             }
             (None, Some(store)) => {
-                let found = match sid.tag {
+                let found = match si.sid.tag {
                     tag::SEQUENCE => {
-                        let (i, s) = issuer_serial(sid)?;
+                        let (i, s) = issuer_serial(si.sid)?;
                         store.by_issuer_serial(i, s)
                     }
-                    _ => store.by_ski(sid.content),
+                    _ => store.by_ski(si.sid.content),
                 };
                 match found {
                     Some(c) => c.clone(),
-                    None => match embedded.certs().iter().find(|c| matches(c)) {
+                    None => match embedded.certs().iter().find(|c| si.names(c)) {
                         Some(c) if !store.anchors().is_empty() => {
                             // A stranger to the store is an unknown signer, whatever the reason
                             // its certificate does not chain to our anchors.
@@ -663,57 +636,36 @@ impl<'o> State<'o> {
                             })?;
                             c.clone()
                         }
-                        _ => return Ok(SignerOutcome::NotOurPartner(describe())),
+                        _ => {
+                            return Ok(SignerOutcome::NotOurPartner(si.describe(embedded.certs())))
+                        }
                     },
                 }
             }
-            (None, None) => return Ok(SignerOutcome::NotOurPartner(describe())),
+            (None, None) => return Ok(SignerOutcome::NotOurPartner(si.describe(embedded.certs()))),
         };
 
-        let digest = Digest::from_oid(dalg.oid, self.opts.allow_sha1)?;
-        let sig_alg = crypto::parse_sig_alg(&salg)?;
+        let digest = Digest::from_oid(si.digest_alg.oid, self.opts.allow_sha1)?;
+        let sig_alg = crypto::parse_sig_alg(&si.sig_alg)?;
         if let crypto::SigAlg::RsaPss { hash, mgf, .. } = sig_alg {
             if (hash == Digest::Sha1 || mgf == Digest::Sha1) && !self.opts.allow_sha1 {
                 return Err(Error::WeakAlgorithm("RSA-PSS with SHA-1".into()));
             }
         }
         let md = crypto::digest(digest, content)?;
-        let mut signing_time = None;
         let key = signer.public_key()?;
-        let ok = match signed_attrs {
+        let attrs = si.attrs()?;
+        let ok = match si.signed_attrs {
             Some(sa) => {
-                let mut found_md = None;
-                let mut found_ct = None;
-                let mut ar = sa.children()?;
-                while let Some(a) = ar.next()? {
-                    let mut x = a.expect(tag::SEQUENCE, "Attribute")?.children()?;
-                    let aoid = x.expect(tag::OID, "attrType")?.content;
-                    let vals = x.expect(tag::SET, "attrValues")?;
-                    let v = vals.children()?.req("attribute value")?;
-                    if aoid == oid::ATTR_MESSAGE_DIGEST {
-                        if found_md.is_some() {
-                            return Err(Error::Malformed("two message-digest attributes".into()));
-                        }
-                        found_md = Some(
-                            v.expect(tag::OCTET_STRING, "messageDigest")?
-                                .octets()?
-                                .into_owned(),
-                        );
-                    } else if aoid == oid::ATTR_CONTENT_TYPE {
-                        found_ct = Some(v.expect(tag::OID, "contentType")?.content);
-                    } else if aoid == oid::ATTR_SIGNING_TIME {
-                        signing_time = Some(time::parse_asn1_time(v.tag, v.content)?);
-                    }
-                }
-                let found_md = found_md.ok_or_else(|| {
+                let found_md = attrs.message_digest.as_deref().ok_or_else(|| {
                     Error::Malformed("signed attributes without a message digest".into())
                 })?;
-                if found_ct != Some(ect) {
+                if attrs.content_type != Some(ect) {
                     return Err(Error::BadSignature(
                         "the signed content-type attribute does not match the content".into(),
                     ));
                 }
-                if found_md != md {
+                if found_md != md.as_slice() {
                     return Err(Error::DigestMismatch(format!(
                         "the content was altered after {} signed it",
                         signer.subject()
@@ -722,9 +674,9 @@ impl<'o> State<'o> {
                 // The signature covers the attributes re-tagged as a SET OF.
                 let mut der = sa.raw.to_vec();
                 der[0] = tag::SET;
-                crypto::verify(&key, sig_alg, digest, &der, &sig)?
+                crypto::verify(&key, sig_alg, digest, &der, &si.signature)?
             }
-            None => crypto::verify(&key, sig_alg, digest, content, &sig)?,
+            None => crypto::verify(&key, sig_alg, digest, content, &si.signature)?,
         };
         if !ok {
             return Err(Error::BadSignature(format!(
@@ -734,7 +686,7 @@ impl<'o> State<'o> {
         }
         if !self.opts.allow_expired {
             signer.check_validity(now)?;
-            if let Some(t) = signing_time {
+            if let Some(t) = attrs.signing_time {
                 signer.check_validity(t)?;
             }
         }
@@ -744,11 +696,11 @@ impl<'o> State<'o> {
         )?;
         let desc = format!(
             "signedData ({} {}, by {})",
-            oid::name(dalg.oid),
-            salg.name(),
+            si.digest_alg.name(),
+            si.sig_alg.name(),
             signer.subject()
         );
-        Ok(SignerOutcome::Verified(signer, signing_time, desc))
+        Ok(SignerOutcome::Verified(signer, attrs.signing_time, desc))
     }
 
     fn decrypt(&mut self, body: Tlv, auth: bool) -> Result<(Vec<u8>, Vec<u8>)> {
@@ -1068,40 +1020,97 @@ pub(crate) fn decode_pem(text: &[u8]) -> Result<Vec<u8>> {
 }
 
 fn describe_signer(si: Tlv, embedded: &[Certificate]) -> Result<Json> {
-    let mut r = si.expect(tag::SEQUENCE, "SignerInfo")?.children()?;
-    r.expect(tag::INTEGER, "version")?;
-    let sid = r.req("sid")?;
-    let dalg = AlgId::parse(r.req("digestAlgorithm")?)?;
-    let signed_attrs = r.optional(tag::ctx(0))?;
-    let salg = AlgId::parse(r.req("signatureAlgorithm")?)?;
-    let mut signing_time = Json::Null;
-    if let Some(sa) = signed_attrs {
+    let si = SignerInfo::parse(si)?;
+    let signing_time = si.attrs()?.signing_time.map(time::iso8601);
+    let cert = embedded.iter().find(|c| si.names(c));
+    Ok(Json::obj()
+        .with("id", describe_rid(si.sid))
+        .with("subject", cert.map(|c| c.subject().to_string()))
+        .with("digest", si.digest_alg.name())
+        .with("signature", si.sig_alg.name())
+        .with("signed_attributes", si.signed_attrs.is_some())
+        .with("signing_time", signing_time))
+}
+
+/// One SignerInfo of a SignedData.
+struct SignerInfo<'a> {
+    sid: Tlv<'a>,
+    digest_alg: AlgId<'a>,
+    signed_attrs: Option<Tlv<'a>>,
+    sig_alg: AlgId<'a>,
+    signature: Cow<'a, [u8]>,
+}
+
+/// The signed attributes we act on.
+#[derive(Default)]
+struct SignedAttrs<'a> {
+    message_digest: Option<Vec<u8>>,
+    content_type: Option<&'a [u8]>,
+    signing_time: Option<i64>,
+}
+
+impl<'a> SignerInfo<'a> {
+    fn parse(si: Tlv<'a>) -> Result<SignerInfo<'a>> {
+        let mut r = si.expect(tag::SEQUENCE, "SignerInfo")?.children()?;
+        r.expect(tag::INTEGER, "version")?;
+        let sid = r.req("sid")?;
+        let digest_alg = AlgId::parse(r.req("digestAlgorithm")?)?;
+        let signed_attrs = r.optional(tag::ctx(0))?;
+        let sig_alg = AlgId::parse(r.req("signatureAlgorithm")?)?;
+        let signature = r.expect(tag::OCTET_STRING, "signature")?.octets()?;
+        Ok(SignerInfo {
+            sid,
+            digest_alg,
+            signed_attrs,
+            sig_alg,
+            signature,
+        })
+    }
+
+    fn attrs(&self) -> Result<SignedAttrs<'a>> {
+        let mut out = SignedAttrs::default();
+        let Some(sa) = self.signed_attrs else {
+            return Ok(out);
+        };
         let mut ar = sa.children()?;
         while let Some(a) = ar.next()? {
-            let mut x = a.children()?;
+            let mut x = a.expect(tag::SEQUENCE, "Attribute")?.children()?;
             let aoid = x.expect(tag::OID, "attrType")?.content;
-            if aoid == oid::ATTR_SIGNING_TIME {
-                let v = x
-                    .expect(tag::SET, "attrValues")?
-                    .children()?
-                    .req("signingTime")?;
-                signing_time = time::iso8601(time::parse_asn1_time(v.tag, v.content)?).into();
+            let v = x
+                .expect(tag::SET, "attrValues")?
+                .children()?
+                .req("attribute value")?;
+            if aoid == oid::ATTR_MESSAGE_DIGEST {
+                if out.message_digest.is_some() {
+                    return Err(Error::Malformed("two message-digest attributes".into()));
+                }
+                out.message_digest = Some(
+                    v.expect(tag::OCTET_STRING, "messageDigest")?
+                        .octets()?
+                        .into_owned(),
+                );
+            } else if aoid == oid::ATTR_CONTENT_TYPE {
+                out.content_type = Some(v.expect(tag::OID, "contentType")?.content);
+            } else if aoid == oid::ATTR_SIGNING_TIME {
+                out.signing_time = Some(time::parse_asn1_time(v.tag, v.content)?);
             }
         }
+        Ok(out)
     }
-    let cert = embedded.iter().find(|c| match sid.tag {
-        tag::SEQUENCE => issuer_serial(sid)
-            .map(|(i, s)| c.matches_issuer_serial(i, s))
-            .unwrap_or(false),
-        _ => c.matches_ski(sid.content),
-    });
-    Ok(Json::obj()
-        .with("id", describe_rid(sid))
-        .with("subject", cert.map(|c| c.subject().to_string()))
-        .with("digest", dalg.name())
-        .with("signature", salg.name())
-        .with("signed_attributes", signed_attrs.is_some())
-        .with("signing_time", signing_time))
+
+    /// Whether the signer identifier names `cert`.
+    fn names(&self, cert: &Certificate) -> bool {
+        rid_matches(cert, self.sid).unwrap_or(false)
+    }
+
+    /// The signer as a person reads it: the subject of its certificate when the message carries
+    /// it, else its identifier.
+    fn describe(&self, embedded: &[Certificate]) -> String {
+        match embedded.iter().find(|c| self.names(c)) {
+            Some(c) => c.subject().to_string(),
+            None => describe_rid(self.sid),
+        }
+    }
 }
 
 fn describe_recipients(ris: Tlv) -> Result<Json> {
