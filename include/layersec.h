@@ -92,6 +92,12 @@
 #define LS_ERR_TOO_DEEP 403
 #define LS_ERR_TOO_LARGE 404
 #define LS_ERR_DECOMPRESS_FAILED 405
+/* 5xx protocol: the message protocol */
+#define LS_ERR_MUST_UNDERSTAND 500
+#define LS_ERR_SIGNATURE_REQUIRED 501
+#define LS_ERR_SIGNATURE_WRAPPING 502
+#define LS_ERR_UNSIGNED_PART 503
+#define LS_ERR_INVALID_EBMS 504
 /* 5xx protocol, 6xx transport, 7xx store: reserved for the message, transport and store layers. */
 /* 9xx internal: bugs in the library (please report them) */
 #define LS_ERR_INTERNAL 900

@@ -18,6 +18,7 @@ Exit codes:
   6   malformed or hostile input (malformed, truncated, bad MIME, too deep,
       too large, decompression failed)
   7   wrong password or unsupported key
+   8  an AS4/ebMS message breaks the protocol or the signature policy
   70  internal error (a bug; please report it)
 
 Errors go to stderr as `layersec: error[LS_ERR_…]: message`; with --json they are

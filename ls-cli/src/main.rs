@@ -32,6 +32,7 @@ pub fn exit_code(code: ErrorCode) -> u8 {
             "crypto" => 4,
             "certificate" => 5,
             "format" => 6,
+            "protocol" => 8,
             _ => 70,
         },
     }
@@ -632,6 +633,7 @@ mod tests {
                 200..=299 => 4,
                 300..=399 => 5,
                 400..=499 => 6,
+                500..=599 => 8,
                 _ => 70,
             };
             assert_eq!(exit_code(c), want, "{c}");

@@ -42,7 +42,13 @@ pub enum ErrorCode {
     TooDeep = 403,
     TooLarge = 404,
     DecompressFailed = 405,
-    // 5xx protocol, 6xx transport, 7xx store: reserved for the message, transport and store layers.
+    // 5xx: the message layer (ebMS3/AS4, SOAP, WS-Security)
+    MustUnderstand = 500,
+    SignatureRequired = 501,
+    SignatureWrapping = 502,
+    UnsignedPart = 503,
+    InvalidEbms = 504,
+    // 6xx transport, 7xx store: reserved for the transport and store layers.
     // 9xx: bugs
     Internal = 900,
     Panic = 901,
@@ -79,6 +85,11 @@ impl ErrorCode {
         ErrorCode::TooDeep,
         ErrorCode::TooLarge,
         ErrorCode::DecompressFailed,
+        ErrorCode::MustUnderstand,
+        ErrorCode::SignatureRequired,
+        ErrorCode::SignatureWrapping,
+        ErrorCode::UnsignedPart,
+        ErrorCode::InvalidEbms,
         ErrorCode::Internal,
         ErrorCode::Panic,
     ];
@@ -123,6 +134,11 @@ impl ErrorCode {
             TooDeep => "ERR_TOO_DEEP",
             TooLarge => "ERR_TOO_LARGE",
             DecompressFailed => "ERR_DECOMPRESS_FAILED",
+            MustUnderstand => "ERR_MUST_UNDERSTAND",
+            SignatureRequired => "ERR_SIGNATURE_REQUIRED",
+            SignatureWrapping => "ERR_SIGNATURE_WRAPPING",
+            UnsignedPart => "ERR_UNSIGNED_PART",
+            InvalidEbms => "ERR_INVALID_EBMS",
             Internal => "ERR_INTERNAL",
             Panic => "ERR_PANIC",
         }
@@ -214,6 +230,16 @@ pub enum Error {
     TooLarge(String),
     #[error("decompression failed: {0}")]
     DecompressFailed(String),
+    #[error("SOAP header not understood: {0}")]
+    MustUnderstand(String),
+    #[error("a signature is required: {0}")]
+    SignatureRequired(String),
+    #[error("the signature does not cover what is processed: {0}")]
+    SignatureWrapping(String),
+    #[error("part not covered by the signature: {0}")]
+    UnsignedPart(String),
+    #[error("invalid ebMS message: {0}")]
+    InvalidEbms(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -250,6 +276,11 @@ impl Error {
             TooDeep(_) => ErrorCode::TooDeep,
             TooLarge(_) => ErrorCode::TooLarge,
             DecompressFailed(_) => ErrorCode::DecompressFailed,
+            MustUnderstand(_) => ErrorCode::MustUnderstand,
+            SignatureRequired(_) => ErrorCode::SignatureRequired,
+            SignatureWrapping(_) => ErrorCode::SignatureWrapping,
+            UnsignedPart(_) => ErrorCode::UnsignedPart,
+            InvalidEbms(_) => ErrorCode::InvalidEbms,
             Internal(_) => ErrorCode::Internal,
         }
     }

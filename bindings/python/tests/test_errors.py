@@ -41,6 +41,11 @@ EXPECTED = {
     "LS_ERR_TOO_DEEP": layersec.FormatError,
     "LS_ERR_TOO_LARGE": layersec.TooLargeError,
     "LS_ERR_DECOMPRESS_FAILED": layersec.FormatError,
+    "LS_ERR_MUST_UNDERSTAND": layersec.ProtocolError,
+    "LS_ERR_SIGNATURE_REQUIRED": layersec.ProtocolError,
+    "LS_ERR_SIGNATURE_WRAPPING": layersec.ProtocolError,
+    "LS_ERR_UNSIGNED_PART": layersec.ProtocolError,
+    "LS_ERR_INVALID_EBMS": layersec.ProtocolError,
     "LS_ERR_INTERNAL": layersec.InternalError,
     "LS_ERR_PANIC": layersec.InternalError,
 }
