@@ -18,6 +18,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod as4;
 pub mod asn1;
 pub mod cert;
 pub mod cms;
