@@ -9,4 +9,5 @@
 //! - `wss`: WS-Security signatures (XMLDSig) and payload encryption (XML Encryption 1.1).
 
 pub mod c14n;
+pub mod wss;
 pub mod xml;

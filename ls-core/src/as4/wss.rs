@@ -1,0 +1,623 @@
+//! WS-Security for AS4: XML signatures over `eb:Messaging`, the Body and every attachment, and
+//! payload encryption (XML Encryption 1.1), as the eDelivery AS4 profile does it.
+
+use super::c14n;
+use super::xml::{self, by_id, child, is, text, NS_DS, NS_WSSE, NS_WSU};
+use crate::cert::{key_usage, CertStore, Certificate};
+use crate::error::{Error, Result};
+use crate::keys::Identity;
+use crate::{asn1, time};
+use openssl::hash::MessageDigest;
+use openssl::pkey::Id;
+use roxmltree::{Document, Node};
+
+pub const ALG_EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
+pub const ALG_RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
+pub const ALG_RSA_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384";
+pub const ALG_RSA_SHA512: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512";
+pub const ALG_ECDSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256";
+pub const ALG_ECDSA_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384";
+pub const ALG_ECDSA_SHA512: &str = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha512";
+pub const ALG_RSA_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#rsa-sha1";
+pub const ALG_SHA256: &str = "http://www.w3.org/2001/04/xmlenc#sha256";
+pub const ALG_SHA384: &str = "http://www.w3.org/2001/04/xmldsig-more#sha384";
+pub const ALG_SHA512: &str = "http://www.w3.org/2001/04/xmlenc#sha512";
+pub const ALG_SHA1: &str = "http://www.w3.org/2000/09/xmldsig#sha1";
+pub const ALG_ATT_CONTENT: &str =
+    "http://docs.oasis-open.org/wss/oasis-wss-SwAProfile-1.1#Attachment-Content-Signature-Transform";
+pub const ALG_ATT_COMPLETE: &str =
+    "http://docs.oasis-open.org/wss/oasis-wss-SwAProfile-1.1#Attachment-Complete-Signature-Transform";
+pub const VT_X509V3: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509v3";
+pub const VT_PKIPATH: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509PKIPathv1";
+pub const VT_SKI: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-x509-token-profile-1.0#X509SubjectKeyIdentifier";
+pub const ENC_BASE64: &str =
+    "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary";
+
+/// One reference of a signature, as verified (also what an NRR receipt copies).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedRef {
+    pub uri: String,
+    /// Transform algorithms, with the InclusiveNamespaces PrefixList of each (if any).
+    pub transforms: Vec<(String, Option<String>)>,
+    pub digest_method: String,
+    /// Base64, as in the message.
+    pub digest_value: String,
+}
+
+/// What a verified signature proves.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    pub signer: Certificate,
+    pub references: Vec<SignedRef>,
+    pub signature_method: String,
+    /// With `Covered::partial`: the attachment references that could not be checked because
+    /// the attachment was not given.
+    pub unchecked: Vec<String>,
+}
+
+/// Whom we believe and what we require.
+#[derive(Clone, Debug)]
+pub struct VerifyPolicy<'a> {
+    /// The one certificate that must have signed.
+    pub signer: Option<&'a Certificate>,
+    /// Or: a partner of this store (or a certificate chaining to its anchors).
+    pub partners: Option<&'a CertStore>,
+    /// Fail when the message carries no signature.
+    pub require_signature: bool,
+    /// Accept a signer certificate outside its validity (e.g. to inspect an old message).
+    pub allow_expired: bool,
+}
+
+impl Default for VerifyPolicy<'_> {
+    fn default() -> Self {
+        VerifyPolicy {
+            signer: None,
+            partners: None,
+            require_signature: true,
+            allow_expired: false,
+        }
+    }
+}
+
+/// The parts a signature must cover: the very `eb:Messaging` and Body elements being processed
+/// and every attachment (by Content-ID), with their bytes.
+pub struct Covered<'a, 'd, 'i> {
+    pub messaging: Option<Node<'d, 'i>>,
+    pub body: Node<'d, 'i>,
+    pub attachments: &'a [(&'a str, &'a [u8])],
+    /// Only for looking at a SOAP part on its own (`inspect`): attachment references whose
+    /// attachment is not given are reported in `Verified::unchecked` instead of failing.
+    /// Never for accepting a message.
+    pub partial: bool,
+}
+
+fn digest_alg(uri: &str) -> Result<MessageDigest> {
+    Ok(match uri {
+        ALG_SHA256 => MessageDigest::sha256(),
+        ALG_SHA384 => MessageDigest::sha384(),
+        ALG_SHA512 => MessageDigest::sha512(),
+        ALG_SHA1 => return Err(Error::WeakAlgorithm("SHA-1 digests are refused".into())),
+        other => {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "digest method {other}"
+            )))
+        }
+    })
+}
+
+fn signature_alg(uri: &str) -> Result<(MessageDigest, bool)> {
+    Ok(match uri {
+        ALG_RSA_SHA256 => (MessageDigest::sha256(), false),
+        ALG_RSA_SHA384 => (MessageDigest::sha384(), false),
+        ALG_RSA_SHA512 => (MessageDigest::sha512(), false),
+        ALG_ECDSA_SHA256 => (MessageDigest::sha256(), true),
+        ALG_ECDSA_SHA384 => (MessageDigest::sha384(), true),
+        ALG_ECDSA_SHA512 => (MessageDigest::sha512(), true),
+        ALG_RSA_SHA1 => {
+            return Err(Error::WeakAlgorithm(
+                "RSA-SHA1 signatures are refused".into(),
+            ))
+        }
+        other => {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "signature method {other}"
+            )))
+        }
+    })
+}
+
+fn alg_of<'a>(n: Node<'a, '_>) -> &'a str {
+    n.attribute("Algorithm").unwrap_or("")
+}
+
+fn b64(s: &str) -> Result<Vec<u8>> {
+    crate::mime::base64_decode(s.as_bytes())
+        .map_err(|_| Error::Malformed("bad base64 in the security header".into()))
+}
+
+pub fn b64_encode(data: &[u8]) -> String {
+    crate::mime::base64_encode_mime(data)
+        .into_iter()
+        .filter(|b| !b.is_ascii_whitespace())
+        .map(char::from)
+        .collect()
+}
+
+fn inclusive_prefixes(n: Node) -> Option<String> {
+    n.children()
+        .find(|c| is(*c, xml::NS_EC, "InclusiveNamespaces"))
+        .and_then(|c| c.attribute("PrefixList"))
+        .map(str::to_string)
+}
+
+/// The `ds:Signature` of the security header, if any.
+pub fn signature_of<'d, 'i>(security: Option<Node<'d, 'i>>) -> Option<Node<'d, 'i>> {
+    security.and_then(|s| child(s, NS_DS, "Signature"))
+}
+
+/// Verify the signature of the security header against the policy. Returns `None` when there is
+/// none and the policy does not require one.
+pub fn verify<'d, 'i>(
+    doc: &'d Document<'i>,
+    security: Option<Node<'d, 'i>>,
+    covered: &Covered<'_, 'd, 'i>,
+    policy: &VerifyPolicy,
+) -> Result<Option<Verified>> {
+    let Some(sig) = signature_of(security) else {
+        if policy.require_signature {
+            return Err(Error::SignatureRequired(
+                "the message has no WS-Security signature".into(),
+            ));
+        }
+        return Ok(None);
+    };
+    let security = security.expect("a signature implies a security header");
+    let si = child(sig, NS_DS, "SignedInfo")
+        .ok_or_else(|| Error::Malformed("ds:Signature without SignedInfo".into()))?;
+    let cm = child(si, NS_DS, "CanonicalizationMethod")
+        .ok_or_else(|| Error::Malformed("SignedInfo without CanonicalizationMethod".into()))?;
+    if alg_of(cm) != ALG_EXC_C14N {
+        return Err(Error::UnsupportedAlgorithm(format!(
+            "canonicalization {}",
+            alg_of(cm)
+        )));
+    }
+    let sm = child(si, NS_DS, "SignatureMethod")
+        .ok_or_else(|| Error::Malformed("SignedInfo without SignatureMethod".into()))?;
+    let signature_method = alg_of(sm).to_string();
+    let (md, is_ec) = signature_alg(&signature_method)?;
+
+    // 1. Every reference recomputes, and points at what we process.
+    let mut refs = Vec::new();
+    let mut saw_messaging = false;
+    let mut saw_body = false;
+    let mut seen_cids: Vec<&str> = Vec::new();
+    let mut unchecked = Vec::new();
+    for r in xml::children(si, NS_DS, "Reference") {
+        let uri = r.attribute("URI").unwrap_or("").to_string();
+        let mut transforms = Vec::new();
+        if let Some(ts) = child(r, NS_DS, "Transforms") {
+            for t in xml::children(ts, NS_DS, "Transform") {
+                transforms.push((alg_of(t).to_string(), inclusive_prefixes(t)));
+            }
+        }
+        let dm = child(r, NS_DS, "DigestMethod")
+            .ok_or_else(|| Error::Malformed("Reference without DigestMethod".into()))?;
+        let digest_method = alg_of(dm).to_string();
+        let dmd = digest_alg(&digest_method)?;
+        let dv = child(r, NS_DS, "DigestValue")
+            .ok_or_else(|| Error::Malformed("Reference without DigestValue".into()))?;
+        let digest_value = text(dv);
+        let want = b64(&digest_value)?;
+        let got = if let Some(id) = uri.strip_prefix('#') {
+            let el = by_id(doc, id)?.ok_or_else(|| {
+                Error::SignatureWrapping(format!(
+                    "the signature references #{id}, which is not in the message"
+                ))
+            })?;
+            if covered.messaging == Some(el) {
+                saw_messaging = true;
+            } else if el == covered.body {
+                saw_body = true;
+            }
+            let mut prefixes = None;
+            for (alg, pl) in &transforms {
+                if alg != ALG_EXC_C14N {
+                    return Err(Error::UnsupportedAlgorithm(format!(
+                        "transform {alg} on {uri}"
+                    )));
+                }
+                prefixes = pl.clone();
+            }
+            let pl = prefixes.unwrap_or_default();
+            let c = c14n::canonicalize(el, &c14n::prefix_list(&pl))?;
+            openssl::hash::hash(dmd, &c)?.to_vec()
+        } else if let Some(cid) = uri.strip_prefix("cid:") {
+            let cid = percent_decode(cid);
+            let Some((name, data)) = covered.attachments.iter().find(|(c, _)| *c == cid) else {
+                if covered.partial {
+                    unchecked.push(uri.clone());
+                    refs.push(SignedRef {
+                        uri,
+                        transforms,
+                        digest_method,
+                        digest_value,
+                    });
+                    continue;
+                }
+                return Err(Error::SignatureWrapping(format!(
+                    "the signature references attachment {cid}, which is not in the message"
+                )));
+            };
+            if !transforms.iter().any(|(a, _)| a == ALG_ATT_CONTENT) {
+                return Err(Error::UnsupportedAlgorithm(format!(
+                    "attachment reference {uri} without the Attachment-Content-Signature-Transform"
+                )));
+            }
+            if let Some((a, _)) = transforms.iter().find(|(a, _)| a != ALG_ATT_CONTENT) {
+                return Err(Error::UnsupportedAlgorithm(format!(
+                    "transform {a} on {uri}"
+                )));
+            }
+            seen_cids.push(name);
+            openssl::hash::hash(dmd, data)?.to_vec()
+        } else {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "reference URI {uri:?}"
+            )));
+        };
+        if got != want {
+            return Err(Error::DigestMismatch(format!(
+                "the digest of {uri} does not match (altered in transit?)"
+            )));
+        }
+        refs.push(SignedRef {
+            uri,
+            transforms,
+            digest_method,
+            digest_value,
+        });
+    }
+    if covered.messaging.is_some() && !saw_messaging {
+        return Err(Error::SignatureWrapping(
+            "the signature does not cover the eb:Messaging header being processed".into(),
+        ));
+    }
+    if !saw_body {
+        return Err(Error::SignatureWrapping(
+            "the signature does not cover the SOAP Body".into(),
+        ));
+    }
+    for (cid, _) in covered.attachments {
+        if !seen_cids.contains(cid) {
+            return Err(Error::UnsignedPart(format!(
+                "attachment {cid} is not covered by the signature"
+            )));
+        }
+    }
+
+    // 2. Who signed, and do we believe them?
+    let key_info = child(sig, NS_DS, "KeyInfo")
+        .ok_or_else(|| Error::Malformed("ds:Signature without KeyInfo".into()))?;
+    let signer = resolve_key(doc, security, key_info, policy)?;
+    accept_signer(&signer, policy)?;
+
+    // 3. The signature value over the canonical SignedInfo.
+    let si_prefixes = inclusive_prefixes(cm).unwrap_or_default();
+    let c = c14n::canonicalize(si, &c14n::prefix_list(&si_prefixes))?;
+    let sv = child(sig, NS_DS, "SignatureValue")
+        .ok_or_else(|| Error::Malformed("ds:Signature without SignatureValue".into()))?;
+    let mut value = b64(&text(sv))?;
+    let key = signer.public_key()?;
+    if is_ec != (key.id() == Id::EC) {
+        return Err(Error::BadSignature(format!(
+            "{signature_method} does not fit the signer's key"
+        )));
+    }
+    if is_ec {
+        value = ecdsa_raw_to_der(&value)?;
+    }
+    let mut v = openssl::sign::Verifier::new(md, &key)?;
+    if !v.verify_oneshot(&value, &c).unwrap_or(false) {
+        return Err(Error::BadSignature(format!(
+            "the signature of {} does not verify",
+            signer.subject()
+        )));
+    }
+    Ok(Some(Verified {
+        signer,
+        references: refs,
+        signature_method,
+        unchecked,
+    }))
+}
+
+fn percent_decode(s: &str) -> String {
+    crate::mime::param(&format!("x; v*=UTF-8''{s}"), "v").unwrap_or_else(|| s.to_string())
+}
+
+fn accept_signer(signer: &Certificate, policy: &VerifyPolicy) -> Result<()> {
+    match (policy.signer, policy.partners) {
+        (Some(p), _) => {
+            if p != signer {
+                return Err(Error::SignerMismatch(format!(
+                    "signed by {}, expected {}",
+                    signer.subject(),
+                    p.subject()
+                )));
+            }
+        }
+        (None, Some(store)) => {
+            let known = store.partners().any(|(_, c)| c == signer);
+            if !known {
+                store
+                    .verify_chain(signer, &[], time::now_unix())
+                    .map_err(|e| {
+                        Error::UnknownSigner(format!(
+                            "signed by {}, who is not a known partner ({e})",
+                            signer.subject()
+                        ))
+                    })?;
+            }
+        }
+        (None, None) => {
+            return Err(Error::InvalidArgument(
+                "no signer certificate or partner store was given to verify the signature".into(),
+            ))
+        }
+    }
+    if !policy.allow_expired {
+        signer.check_validity(time::now_unix())?;
+    }
+    signer.check_key_usage(
+        key_usage::DIGITAL_SIGNATURE | key_usage::NON_REPUDIATION,
+        "signing",
+    )
+}
+
+/// The certificate a `ds:KeyInfo` (or `xenc` KeyInfo) names: a BinarySecurityToken (X509v3 or
+/// X509PKIPathv1) by reference, an X509 issuer/serial or a subject key identifier, resolved
+/// against the tokens of the message and the certificates of the policy.
+pub fn resolve_key(
+    doc: &Document,
+    security: Node,
+    key_info: Node,
+    policy: &VerifyPolicy,
+) -> Result<Certificate> {
+    let str_ = child(key_info, NS_WSSE, "SecurityTokenReference");
+    let candidates = || -> Vec<Certificate> {
+        let mut v: Vec<Certificate> = policy.signer.into_iter().cloned().collect();
+        if let Some(s) = policy.partners {
+            v.extend(s.partners().map(|(_, c)| c.clone()));
+        }
+        for bst in xml::children(security, NS_WSSE, "BinarySecurityToken") {
+            if let Ok(certs) = bst_certificates(bst) {
+                v.extend(certs.into_iter().last());
+            }
+        }
+        v
+    };
+    if let Some(s) = str_ {
+        if let Some(r) = child(s, NS_WSSE, "Reference") {
+            let uri = r.attribute("URI").unwrap_or("");
+            let id = uri
+                .strip_prefix('#')
+                .ok_or_else(|| Error::UnsupportedAlgorithm(format!("token reference {uri:?}")))?;
+            let bst = by_id(doc, id)?.ok_or_else(|| {
+                Error::Malformed(format!("the security token #{id} is not in the message"))
+            })?;
+            if !is(bst, NS_WSSE, "BinarySecurityToken") {
+                return Err(Error::UnsupportedAlgorithm(format!(
+                    "token #{id} is a {}",
+                    bst.tag_name().name()
+                )));
+            }
+            // X509PKIPathv1 lists the path root first: the signer is the last certificate.
+            return bst_certificates(bst)?
+                .pop()
+                .ok_or_else(|| Error::CertInvalid("empty security token".into()));
+        }
+        if let Some(k) = child(s, NS_WSSE, "KeyIdentifier") {
+            if k.attribute("ValueType") != Some(VT_SKI) {
+                return Err(Error::UnsupportedAlgorithm(format!(
+                    "key identifier {:?}",
+                    k.attribute("ValueType")
+                )));
+            }
+            let ski = b64(&text(k))?;
+            return candidates()
+                .into_iter()
+                .find(|c| c.matches_ski(&ski))
+                .ok_or_else(|| {
+                    Error::UnknownSigner(format!(
+                        "no known certificate has the subject key identifier {}",
+                        crate::cert::hex(&ski)
+                    ))
+                });
+        }
+        if let Some(x) = child(s, NS_DS, "X509Data") {
+            return resolve_issuer_serial(x, candidates);
+        }
+    }
+    if let Some(x) = child(key_info, NS_DS, "X509Data") {
+        if let Some(c) = child(x, NS_DS, "X509Certificate") {
+            return Certificate::from_der(&b64(&text(c))?);
+        }
+        return resolve_issuer_serial(x, candidates);
+    }
+    Err(Error::UnsupportedAlgorithm(
+        "a KeyInfo that names no certificate we can resolve".into(),
+    ))
+}
+
+fn resolve_issuer_serial(
+    x509data: Node,
+    candidates: impl Fn() -> Vec<Certificate>,
+) -> Result<Certificate> {
+    let is_ = child(x509data, NS_DS, "X509IssuerSerial")
+        .ok_or_else(|| Error::UnsupportedAlgorithm("X509Data without X509IssuerSerial".into()))?;
+    let issuer = child(is_, NS_DS, "X509IssuerName")
+        .map(text)
+        .unwrap_or_default();
+    let serial = child(is_, NS_DS, "X509SerialNumber")
+        .map(text)
+        .unwrap_or_default();
+    let serial = decimal_to_bytes(&serial)?;
+    let want = dn_parts(&issuer);
+    candidates()
+        .into_iter()
+        .find(|c| c.serial() == serial.as_slice() && dn_parts(&c.issuer()) == want)
+        .ok_or_else(|| {
+            Error::UnknownSigner(format!(
+                "no known certificate has issuer {issuer:?} and that serial number"
+            ))
+        })
+}
+
+/// A distinguished name as a sorted list of (attribute, value), to compare `CN=a,O=b` with
+/// `O = b, CN = a` and the long forms of attribute names.
+fn dn_parts(dn: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = dn
+        .split(',')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| {
+            let k = k.trim().to_ascii_uppercase();
+            let k = match k.as_str() {
+                "EMAILADDRESS" | "E" => "EMAIL".to_string(),
+                "ST" | "S" => "ST".to_string(),
+                _ => k,
+            };
+            (k, v.trim().to_string())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn decimal_to_bytes(s: &str) -> Result<Vec<u8>> {
+    let bn = openssl::bn::BigNum::from_dec_str(s.trim())
+        .map_err(|_| Error::Malformed(format!("bad serial number {s:?}")))?;
+    Ok(bn.to_vec())
+}
+
+/// The certificates of a BinarySecurityToken (X509v3: one; X509PKIPathv1: the path).
+pub fn bst_certificates(bst: Node) -> Result<Vec<Certificate>> {
+    let der = b64(&text(bst))?;
+    match bst.attribute("ValueType").unwrap_or(VT_X509V3) {
+        VT_X509V3 => Ok(vec![Certificate::from_der(&der)?]),
+        VT_PKIPATH => {
+            let seq = asn1::parse_single(&der)?.expect(asn1::tag::SEQUENCE, "PkiPath")?;
+            let mut r = seq.children()?;
+            let mut out = Vec::new();
+            while let Some(c) = r.next()? {
+                out.push(Certificate::from_der(c.raw)?);
+            }
+            Ok(out)
+        }
+        other => Err(Error::UnsupportedAlgorithm(format!(
+            "security token type {other}"
+        ))),
+    }
+}
+
+/// XML-DSig ECDSA values are r‖s; OpenSSL wants DER.
+fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>> {
+    if raw.is_empty() || raw.len() % 2 != 0 {
+        return Err(Error::BadSignature(
+            "malformed ECDSA signature value".into(),
+        ));
+    }
+    let (r, s) = raw.split_at(raw.len() / 2);
+    let sig = openssl::ecdsa::EcdsaSig::from_private_components(
+        openssl::bn::BigNum::from_slice(r)?,
+        openssl::bn::BigNum::from_slice(s)?,
+    )?;
+    Ok(sig.to_der()?)
+}
+
+fn ecdsa_der_to_raw(der: &[u8], field_len: usize) -> Result<Vec<u8>> {
+    let sig = openssl::ecdsa::EcdsaSig::from_der(der)?;
+    let mut out = sig.r().to_vec_padded(field_len as i32)?;
+    out.extend(sig.s().to_vec_padded(field_len as i32)?);
+    Ok(out)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Signing
+
+/// A fresh `wsu:Id` value (an NCName: starts with a letter).
+pub fn new_id(prefix: &str) -> String {
+    let mut b = [0u8; 16];
+    openssl::rand::rand_bytes(&mut b).expect("the OpenSSL RNG does not fail");
+    format!("{prefix}-{}", crate::cert::hex(&b))
+}
+
+/// The `wsse:BinarySecurityToken` element for a certificate.
+pub fn bst_xml(cert: &Certificate, id: &str) -> String {
+    format!(
+        "<wsse:BinarySecurityToken xmlns:wsse=\"{NS_WSSE}\" xmlns:wsu=\"{NS_WSU}\" EncodingType=\"{ENC_BASE64}\" ValueType=\"{VT_X509V3}\" wsu:Id=\"{id}\">{}</wsse:BinarySecurityToken>",
+        b64_encode(cert.der())
+    )
+}
+
+/// Build a `ds:Signature` over the elements with the given Ids (in `doc`) and the attachments,
+/// with `signer`, naming its certificate by reference to the BST `bst_id`.
+pub fn signature_xml(
+    doc: &Document,
+    ids: &[&str],
+    attachments: &[(&str, &[u8])],
+    signer: &Identity,
+    bst_id: &str,
+) -> Result<String> {
+    let cert = signer.certificate();
+    cert.check_validity(time::now_unix())?;
+    cert.check_key_usage(
+        key_usage::DIGITAL_SIGNATURE | key_usage::NON_REPUDIATION,
+        "signing",
+    )?;
+    let is_ec = signer.is_ec();
+    let sig_alg = if is_ec {
+        ALG_ECDSA_SHA256
+    } else {
+        ALG_RSA_SHA256
+    };
+    let mut refs = String::new();
+    for id in ids {
+        let el = by_id(doc, id)?
+            .ok_or_else(|| Error::Internal(format!("no element with Id {id} to sign")))?;
+        let digest = openssl::sha::sha256(&c14n::canonicalize(el, &[])?);
+        refs.push_str(&format!(
+            "<ds:Reference URI=\"#{}\"><ds:Transforms><ds:Transform Algorithm=\"{ALG_EXC_C14N}\"/></ds:Transforms><ds:DigestMethod Algorithm=\"{ALG_SHA256}\"/><ds:DigestValue>{}</ds:DigestValue></ds:Reference>",
+            xml::escape_attr(id),
+            b64_encode(&digest)
+        ));
+    }
+    for (cid, data) in attachments {
+        let digest = openssl::sha::sha256(data);
+        refs.push_str(&format!(
+            "<ds:Reference URI=\"cid:{}\"><ds:Transforms><ds:Transform Algorithm=\"{ALG_ATT_CONTENT}\"/></ds:Transforms><ds:DigestMethod Algorithm=\"{ALG_SHA256}\"/><ds:DigestValue>{}</ds:DigestValue></ds:Reference>",
+            xml::escape_attr(cid),
+            b64_encode(&digest)
+        ));
+    }
+    let signed_info = format!(
+        "<ds:SignedInfo xmlns:ds=\"{NS_DS}\"><ds:CanonicalizationMethod Algorithm=\"{ALG_EXC_C14N}\"/><ds:SignatureMethod Algorithm=\"{sig_alg}\"/>{refs}</ds:SignedInfo>"
+    );
+    let si_doc = xml::parse(&signed_info, &xml::Limits::default())?;
+    let c = c14n::canonicalize(si_doc.root_element(), &[])?;
+    let mut s = openssl::sign::Signer::new(MessageDigest::sha256(), signer.private_key())?;
+    let mut value = s.sign_oneshot_to_vec(&c)?;
+    if is_ec {
+        let bits = signer.private_key().bits() as usize;
+        value = ecdsa_der_to_raw(&value, bits.div_ceil(8))?;
+    }
+    let str_id = new_id("STR");
+    Ok(format!(
+        "<ds:Signature xmlns:ds=\"{NS_DS}\" Id=\"{}\">{signed_info}<ds:SignatureValue>{}</ds:SignatureValue><ds:KeyInfo><wsse:SecurityTokenReference xmlns:wsse=\"{NS_WSSE}\" xmlns:wsu=\"{NS_WSU}\" wsu:Id=\"{str_id}\"><wsse:Reference URI=\"#{bst_id}\" ValueType=\"{VT_X509V3}\"/></wsse:SecurityTokenReference></ds:KeyInfo></ds:Signature>",
+        new_id("SIG"),
+        b64_encode(&value)
+    ))
+}
