@@ -259,3 +259,85 @@ fn negative_fixtures_are_refused() {
     .unwrap_err();
     assert_eq!(e.code(), ErrorCode::SignerMismatch, "{e}");
 }
+
+#[test]
+fn python_as4_user_message_decrypts_and_verifies() {
+    // The one fully decryptable fixture: signed (Messaging, Body, attachment) then encrypted
+    // (RSA-OAEP xenc11 + MGF1-SHA256, AES-128-GCM) by the Python `as4` package for PTE000002.
+    let Some(dir) = fixture_dir("as4/as4-pypi-generated") else {
+        return;
+    };
+    let raw = std::fs::read_to_string(dir.join("as4py-soap.xml")).unwrap();
+    let att = std::fs::read(dir.join("as4py-att.bin")).unwrap();
+    let doc = xml::parse(soap_text(&raw), &xml::Limits::default()).unwrap();
+    let (messaging, security, body) = parts(&doc);
+    let cid = doc
+        .descendants()
+        .find(|n| n.tag_name().name() == "CipherReference")
+        .and_then(|n| n.attribute("URI"))
+        .and_then(|u| u.strip_prefix("cid:"))
+        .unwrap()
+        .to_string();
+    let receiver = Identity::load(
+        dir.join("PTE000002.key.pem"),
+        Some(&dir.join("PTE000002.cert.pem")),
+        None,
+    )
+    .unwrap();
+    let sender = Certificate::load(dir.join("PTE000001.cert.pem")).unwrap();
+    let plain = wss::decrypt_parts(&doc, security.unwrap(), &[(&cid, &att)], &receiver).unwrap();
+    assert_eq!(plain.len(), 1);
+    assert_eq!(plain[0].content_id, cid);
+    let data = &plain[0].data;
+    assert_eq!(
+        &data[..2],
+        b"\x1f\x8b",
+        "the payload is gzip (CompressionType)"
+    );
+    let xml_payload = miniz_oxide::inflate::decompress_to_vec(&data[10..data.len() - 8]).unwrap();
+    assert!(String::from_utf8_lossy(&xml_payload).contains("StandardBusinessDocument"));
+    // All three references (Messaging, Body, the attachment as sent: gzip octets) verify.
+    let policy = VerifyPolicy {
+        signer: Some(&sender),
+        allow_expired: true,
+        ..Default::default()
+    };
+    let covered = Covered {
+        messaging,
+        body,
+        attachments: &[(&cid, data)],
+        partial: false,
+    };
+    let v = wss::verify(&doc, security, &covered, &policy)
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.references.len(), 3);
+    assert!(v.references.iter().any(|r| r.uri == format!("cid:{cid}")));
+    // The encrypted bytes do not pass for the signed ones, and a wrong key is told apart.
+    let covered = Covered {
+        messaging,
+        body,
+        attachments: &[(&cid, &att)],
+        partial: false,
+    };
+    assert_eq!(
+        wss::verify(&doc, security, &covered, &policy)
+            .unwrap_err()
+            .code(),
+        ErrorCode::DigestMismatch
+    );
+    let other = Identity::load(
+        dir.join("PTE000001.key.pem"),
+        Some(&dir.join("PTE000001.cert.pem")),
+        None,
+    )
+    .unwrap();
+    let e = wss::decrypt_parts(&doc, security.unwrap(), &[(&cid, &att)], &other).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NotARecipient, "{e}");
+    let mut tampered = att.clone();
+    let n = tampered.len();
+    tampered[n / 2] ^= 1;
+    let e =
+        wss::decrypt_parts(&doc, security.unwrap(), &[(&cid, &tampered)], &receiver).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::DecryptFailed, "{e}");
+}

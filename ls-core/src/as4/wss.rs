@@ -2,7 +2,7 @@
 //! payload encryption (XML Encryption 1.1), as the eDelivery AS4 profile does it.
 
 use super::c14n;
-use super::xml::{self, by_id, child, is, text, NS_DS, NS_WSSE, NS_WSU};
+use super::xml::{self, by_id, child, is, text, NS_DS, NS_WSSE, NS_WSU, NS_XENC};
 use crate::cert::{key_usage, CertStore, Certificate};
 use crate::error::{Error, Result};
 use crate::keys::Identity;
@@ -620,4 +620,282 @@ pub fn signature_xml(
         new_id("SIG"),
         b64_encode(&value)
     ))
+}
+
+// ------------------------------------------------------------------------------------------------
+// Encryption of payload parts (XML Encryption 1.1, SwA Attachment-Content-Only)
+
+pub const ALG_AES128_GCM: &str = "http://www.w3.org/2009/xmlenc11#aes128-gcm";
+pub const ALG_AES192_GCM: &str = "http://www.w3.org/2009/xmlenc11#aes192-gcm";
+pub const ALG_AES256_GCM: &str = "http://www.w3.org/2009/xmlenc11#aes256-gcm";
+pub const ALG_RSA_OAEP11: &str = "http://www.w3.org/2009/xmlenc11#rsa-oaep";
+pub const ALG_RSA_OAEP_MGF1P: &str = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p";
+pub const ALG_MGF1_SHA1: &str = "http://www.w3.org/2009/xmlenc11#mgf1sha1";
+pub const ALG_MGF1_SHA256: &str = "http://www.w3.org/2009/xmlenc11#mgf1sha256";
+pub const ALG_MGF1_SHA384: &str = "http://www.w3.org/2009/xmlenc11#mgf1sha384";
+pub const ALG_MGF1_SHA512: &str = "http://www.w3.org/2009/xmlenc11#mgf1sha512";
+pub const TYPE_ATT_CONTENT_ONLY: &str =
+    "http://docs.oasis-open.org/wss/oasis-wss-SwAProfile-1.1#Attachment-Content-Only";
+pub const ALG_ATT_CIPHERTEXT: &str =
+    "http://docs.oasis-open.org/wss/oasis-wss-SwAProfile-1.1#Attachment-Ciphertext-Transform";
+pub const TT_ENCRYPTED_KEY: &str =
+    "http://docs.oasis-open.org/wss/oasis-wss-soap-message-security-1.1#EncryptedKey";
+
+/// A decrypted payload part.
+#[derive(Clone, Debug)]
+pub struct DecryptedPart {
+    pub content_id: String,
+    /// The part's MIME type before encryption (`EncryptedData/@MimeType`).
+    pub mime_type: Option<String>,
+    pub data: Vec<u8>,
+}
+
+fn oaep_digest(uri: &str) -> Result<&'static openssl::md::MdRef> {
+    Ok(match uri {
+        "" | ALG_SHA1 => openssl::md::Md::sha1(),
+        ALG_SHA256 => openssl::md::Md::sha256(),
+        ALG_SHA384 => openssl::md::Md::sha384(),
+        ALG_SHA512 => openssl::md::Md::sha512(),
+        other => return Err(Error::UnsupportedAlgorithm(format!("OAEP digest {other}"))),
+    })
+}
+
+fn mgf_digest(uri: &str) -> Result<&'static openssl::md::MdRef> {
+    Ok(match uri {
+        "" | ALG_MGF1_SHA1 => openssl::md::Md::sha1(),
+        ALG_MGF1_SHA256 => openssl::md::Md::sha256(),
+        ALG_MGF1_SHA384 => openssl::md::Md::sha384(),
+        ALG_MGF1_SHA512 => openssl::md::Md::sha512(),
+        other => return Err(Error::UnsupportedAlgorithm(format!("MGF {other}"))),
+    })
+}
+
+fn gcm_cipher(uri: &str) -> Result<openssl::symm::Cipher> {
+    Ok(match uri {
+        ALG_AES128_GCM => openssl::symm::Cipher::aes_128_gcm(),
+        ALG_AES192_GCM => openssl::symm::Cipher::aes_192_gcm(),
+        ALG_AES256_GCM => openssl::symm::Cipher::aes_256_gcm(),
+        other => {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "payload encryption {other}"
+            )))
+        }
+    })
+}
+
+/// Decrypt the payload parts encrypted for `recipient`. `parts` are the attachments as received
+/// (Content-ID, bytes). Parts the security header does not encrypt are not returned.
+pub fn decrypt_parts(
+    doc: &Document,
+    security: Node,
+    parts: &[(&str, &[u8])],
+    recipient: &Identity,
+) -> Result<Vec<DecryptedPart>> {
+    let me = VerifyPolicy {
+        signer: Some(recipient.certificate()),
+        ..Default::default()
+    };
+    let mut addressed = Vec::new();
+    let mut key = None;
+    for ek in xml::children(security, NS_XENC, "EncryptedKey") {
+        let Some(ki) = child(ek, NS_DS, "KeyInfo") else {
+            continue;
+        };
+        match resolve_key(doc, security, ki, &me) {
+            Ok(c) if &c == recipient.certificate() => {
+                key = Some(ek);
+                break;
+            }
+            Ok(c) => addressed.push(c.subject().to_string()),
+            Err(_) => addressed.push("an unresolvable key".into()),
+        }
+    }
+    let Some(ek) = key else {
+        if addressed.is_empty() {
+            return Ok(Vec::new());
+        }
+        return Err(Error::NotARecipient(format!(
+            "the payloads are encrypted for {}; our identity: {}",
+            addressed.join("; "),
+            recipient.certificate().subject()
+        )));
+    };
+    let em = child(ek, NS_XENC, "EncryptionMethod")
+        .ok_or_else(|| Error::Malformed("EncryptedKey without EncryptionMethod".into()))?;
+    let (md, mgf) = match alg_of(em) {
+        ALG_RSA_OAEP11 => (
+            oaep_digest(child(em, NS_DS, "DigestMethod").map(alg_of).unwrap_or(""))?,
+            mgf_digest(child(em, xml::NS_XENC11, "MGF").map(alg_of).unwrap_or(""))?,
+        ),
+        ALG_RSA_OAEP_MGF1P => (
+            oaep_digest(child(em, NS_DS, "DigestMethod").map(alg_of).unwrap_or(""))?,
+            openssl::md::Md::sha1(),
+        ),
+        other => {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "key transport {other}"
+            )))
+        }
+    };
+    let cv = child(ek, NS_XENC, "CipherData")
+        .and_then(|c| child(c, NS_XENC, "CipherValue"))
+        .ok_or_else(|| Error::Malformed("EncryptedKey without CipherValue".into()))?;
+    let wrapped = b64(&text(cv))?;
+    let mut ctx = openssl::pkey_ctx::PkeyCtx::new(recipient.private_key())?;
+    ctx.decrypt_init()?;
+    ctx.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)?;
+    ctx.set_rsa_oaep_md(md)?;
+    ctx.set_rsa_mgf1_md(mgf)?;
+    let mut cek = Vec::new();
+    ctx.decrypt_to_vec(&wrapped, &mut cek).map_err(|_| {
+        Error::KeyUnwrapFailed("RSA-OAEP decryption of the payload key failed".into())
+    })?;
+
+    // The EncryptedData the key serves: its ReferenceList, else those whose KeyInfo names it.
+    let ek_id = xml::id_of(ek).unwrap_or("");
+    let mut eds: Vec<Node> = Vec::new();
+    if let Some(rl) = child(ek, NS_XENC, "ReferenceList") {
+        for dr in xml::children(rl, NS_XENC, "DataReference") {
+            let uri = dr.attribute("URI").unwrap_or("");
+            let id = uri
+                .strip_prefix('#')
+                .ok_or_else(|| Error::Malformed(format!("DataReference {uri:?}")))?;
+            eds.push(
+                by_id(doc, id)?
+                    .ok_or_else(|| Error::Malformed(format!("EncryptedData #{id} is missing")))?,
+            );
+        }
+    } else {
+        for ed in doc
+            .descendants()
+            .filter(|n| is(*n, NS_XENC, "EncryptedData"))
+        {
+            let names_key = ed
+                .descendants()
+                .filter(|n| is(*n, NS_WSSE, "Reference"))
+                .any(|r| r.attribute("URI") == Some(&format!("#{ek_id}")));
+            if names_key {
+                eds.push(ed);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for ed in eds {
+        if ed.attribute("Type") != Some(TYPE_ATT_CONTENT_ONLY) {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "encrypted data of type {:?} (AS4 encrypts attachment content only)",
+                ed.attribute("Type").unwrap_or("")
+            )));
+        }
+        let alg = child(ed, NS_XENC, "EncryptionMethod")
+            .map(alg_of)
+            .unwrap_or("");
+        let cipher = gcm_cipher(alg)?;
+        if cek.len() != cipher.key_len() {
+            return Err(Error::KeyUnwrapFailed(format!(
+                "a {}-byte key for {alg}",
+                cek.len()
+            )));
+        }
+        let cr = child(ed, NS_XENC, "CipherData")
+            .and_then(|c| child(c, NS_XENC, "CipherReference"))
+            .ok_or_else(|| Error::Malformed("EncryptedData without CipherReference".into()))?;
+        let uri = cr.attribute("URI").unwrap_or("");
+        let cid = percent_decode(
+            uri.strip_prefix("cid:")
+                .ok_or_else(|| Error::UnsupportedAlgorithm(format!("cipher reference {uri:?}")))?,
+        );
+        let data = parts
+            .iter()
+            .find(|(c, _)| *c == cid)
+            .map(|(_, d)| *d)
+            .ok_or_else(|| {
+                Error::Malformed(format!(
+                    "the encrypted attachment {cid} is not in the message"
+                ))
+            })?;
+        if data.len() < 12 + 16 {
+            return Err(Error::Truncated(format!(
+                "encrypted attachment {cid} is too short"
+            )));
+        }
+        let (iv, rest) = data.split_at(12);
+        let (ct, tag) = rest.split_at(rest.len() - 16);
+        let plain =
+            openssl::symm::decrypt_aead(cipher, &cek, Some(iv), &[], ct, tag).map_err(|_| {
+                Error::DecryptFailed(format!(
+                    "attachment {cid}: the authentication tag does not match"
+                ))
+            })?;
+        out.push(DecryptedPart {
+            content_id: cid,
+            mime_type: ed.attribute("MimeType").map(str::to_string),
+            data: plain,
+        });
+    }
+    Ok(out)
+}
+
+/// Encrypt payload parts for `recipient` (whose certificate travels as the BST `recipient_bst_id`):
+/// returns the `xenc:EncryptedKey` and `xenc:EncryptedData` elements for the security header and
+/// the encrypted bytes of each part (IV ‖ ciphertext ‖ tag), in order.
+pub fn encrypt_parts(
+    parts: &[(&str, &str, &[u8])], // (Content-ID, MIME type, data)
+    recipient: &Certificate,
+    recipient_bst_id: &str,
+) -> Result<(String, Vec<Vec<u8>>)> {
+    let pk = recipient.public_key()?;
+    if pk.id() != Id::RSA {
+        return Err(Error::UnsupportedKey(format!(
+            "AS4 1.x payload encryption needs an RSA recipient key ({})",
+            recipient.subject()
+        )));
+    }
+    recipient.check_validity(time::now_unix())?;
+    recipient.check_key_usage(key_usage::KEY_ENCIPHERMENT, "encryption")?;
+    let mut cek = [0u8; 16];
+    openssl::rand::rand_bytes(&mut cek)?;
+    let mut ctx = openssl::pkey_ctx::PkeyCtx::new(&pk)?;
+    ctx.encrypt_init()?;
+    ctx.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)?;
+    ctx.set_rsa_oaep_md(openssl::md::Md::sha256())?;
+    ctx.set_rsa_mgf1_md(openssl::md::Md::sha256())?;
+    let mut wrapped = Vec::new();
+    ctx.encrypt_to_vec(&cek, &mut wrapped)?;
+    let ek_id = new_id("EK");
+    let mut datas = String::new();
+    let mut refs = String::new();
+    let mut encrypted = Vec::new();
+    for (cid, mime_type, data) in parts {
+        let mut iv = [0u8; 12];
+        openssl::rand::rand_bytes(&mut iv)?;
+        let mut tag = [0u8; 16];
+        let ct = openssl::symm::encrypt_aead(
+            openssl::symm::Cipher::aes_128_gcm(),
+            &cek,
+            Some(&iv),
+            &[],
+            data,
+            &mut tag,
+        )?;
+        let mut blob = Vec::with_capacity(12 + ct.len() + 16);
+        blob.extend_from_slice(&iv);
+        blob.extend_from_slice(&ct);
+        blob.extend_from_slice(&tag);
+        encrypted.push(blob);
+        let ed_id = new_id("ED");
+        refs.push_str(&format!("<xenc:DataReference URI=\"#{ed_id}\"/>"));
+        datas.push_str(&format!(
+            "<xenc:EncryptedData xmlns:xenc=\"{NS_XENC}\" Id=\"{ed_id}\" MimeType=\"{}\" Type=\"{TYPE_ATT_CONTENT_ONLY}\"><xenc:EncryptionMethod Algorithm=\"{ALG_AES128_GCM}\"/><ds:KeyInfo xmlns:ds=\"{NS_DS}\"><wsse:SecurityTokenReference xmlns:wsse=\"{NS_WSSE}\" xmlns:wsse11=\"{}\" wsse11:TokenType=\"{TT_ENCRYPTED_KEY}\"><wsse:Reference URI=\"#{ek_id}\"/></wsse:SecurityTokenReference></ds:KeyInfo><xenc:CipherData><xenc:CipherReference URI=\"cid:{}\"><xenc:Transforms><ds:Transform xmlns:ds=\"{NS_DS}\" Algorithm=\"{ALG_ATT_CIPHERTEXT}\"/></xenc:Transforms></xenc:CipherReference></xenc:CipherData></xenc:EncryptedData>",
+            xml::escape_attr(mime_type),
+            xml::NS_WSSE11,
+            xml::escape_attr(cid)
+        ));
+    }
+    let ek = format!(
+        "<xenc:EncryptedKey xmlns:xenc=\"{NS_XENC}\" Id=\"{ek_id}\"><xenc:EncryptionMethod Algorithm=\"{ALG_RSA_OAEP11}\"><ds:DigestMethod xmlns:ds=\"{NS_DS}\" Algorithm=\"{ALG_SHA256}\"/><xenc11:MGF xmlns:xenc11=\"{}\" Algorithm=\"{ALG_MGF1_SHA256}\"/></xenc:EncryptionMethod><ds:KeyInfo xmlns:ds=\"{NS_DS}\"><wsse:SecurityTokenReference xmlns:wsse=\"{NS_WSSE}\"><wsse:Reference URI=\"#{recipient_bst_id}\" ValueType=\"{VT_X509V3}\"/></wsse:SecurityTokenReference></ds:KeyInfo><xenc:CipherData><xenc:CipherValue>{}</xenc:CipherValue></xenc:CipherData><xenc:ReferenceList>{refs}</xenc:ReferenceList></xenc:EncryptedKey>",
+        xml::NS_XENC11,
+        b64_encode(&wrapped)
+    );
+    Ok((ek + &datas, encrypted))
 }
