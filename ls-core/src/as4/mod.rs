@@ -9,5 +9,8 @@
 //! - `wss`: WS-Security signatures (XMLDSig) and payload encryption (XML Encryption 1.1).
 
 pub mod c14n;
+pub mod envelope;
+pub mod model;
+pub mod package;
 pub mod wss;
 pub mod xml;
