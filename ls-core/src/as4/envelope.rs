@@ -204,17 +204,20 @@ fn must_understand(block: Node, version: SoapVersion) -> Result<bool> {
     }
 }
 
-/// Whether a header block targets the ultimate receiver (no SOAP 1.2 `role` or 1.1 `actor`, or
-/// the ultimate receiver named explicitly).
+/// Whether a header block targets the ultimate receiver: no SOAP 1.2 `role` / 1.1 `actor`, or
+/// the ultimate receiver or "next" (every node) named explicitly.
 fn addressed_to_us(block: Node, version: SoapVersion) -> bool {
     let role = match version {
         SoapVersion::Soap12 => block.attribute((NS_SOAP12, "role")),
         SoapVersion::Soap11 => block.attribute((NS_SOAP11, "actor")),
     };
-    match role.map(str::trim) {
-        None | Some("") => true,
-        Some(r) => r == "http://www.w3.org/2003/05/soap-envelope/role/ultimateReceiver",
-    }
+    matches!(
+        role.map(str::trim),
+        None | Some("")
+            | Some("http://www.w3.org/2003/05/soap-envelope/role/ultimateReceiver")
+            | Some("http://www.w3.org/2003/05/soap-envelope/role/next")
+            | Some("http://schemas.xmlsoap.org/soap/actor/next")
+    )
 }
 
 /// `{namespace}local` for messages.
@@ -313,5 +316,11 @@ mod tests {
         let doc = parse(&t, &Limits::default()).unwrap();
         let env = read(&doc, UNDERSTOOD).unwrap();
         assert_eq!(env.security.and_then(id_of), Some("mine"));
+        let t = format!("<e:Envelope xmlns:e=\"{NS_SOAP12}\" xmlns:w=\"{NS_WSSE}\"><e:Header><w:Security e:role=\"http://www.w3.org/2003/05/soap-envelope/role/next\" Id=\"next\"/></e:Header><e:Body/></e:Envelope>");
+        let doc = parse(&t, &Limits::default()).unwrap();
+        assert_eq!(
+            read(&doc, UNDERSTOOD).unwrap().security.and_then(id_of),
+            Some("next")
+        );
     }
 }

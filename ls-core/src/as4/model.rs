@@ -617,17 +617,20 @@ fn write_reference(w: &mut String, r: &ReceiptRef) {
 
 impl Messaging {
     /// The `eb:Messaging` header block: its own namespace declarations, mustUnderstand in
-    /// `soap`'s namespace, `wsu:Id`, signals then user messages (schema order). Compact and
+    /// `soap`'s namespace, `wsu:Id` (unless empty), signals then user messages (schema order). Compact and
     /// deterministic; values are escaped.
     pub fn to_xml(&self, soap: SoapVersion, wsu_id: &str) -> String {
         let p = soap.prefix();
         let mut w = String::with_capacity(2048);
         w.push_str(&format!(
-            "<eb:Messaging xmlns:eb=\"{NS_EB}\" xmlns:{p}=\"{}\" xmlns:wsu=\"{NS_WSU}\" {p}:mustUnderstand=\"{}\" wsu:Id=\"{}\">",
+            "<eb:Messaging xmlns:eb=\"{NS_EB}\" xmlns:{p}=\"{}\" xmlns:wsu=\"{NS_WSU}\" {p}:mustUnderstand=\"{}\"",
             soap.namespace(),
             soap.must_understand_true(),
-            a(wsu_id)
         ));
+        if !wsu_id.is_empty() {
+            w.push_str(&format!(" wsu:Id=\"{}\"", a(wsu_id)));
+        }
+        w.push('>');
         for s in &self.signals {
             s.write(&mut w);
         }
@@ -1095,6 +1098,10 @@ mod tests {
             signals: vec![],
         };
         assert_eq!(reparse(&m).unwrap(), m);
+        assert!(m
+            .to_xml(SoapVersion::Soap12, "id-1")
+            .contains(" wsu:Id=\"id-1\">"));
+        assert!(!m.to_xml(SoapVersion::Soap12, "").contains("wsu:Id"));
         // Attribute white space survives normalisation; control characters cannot be carried.
         let mut u = user_message();
         u.from.ids[0].r#type = Some("a\tb\nc".into());

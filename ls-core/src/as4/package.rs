@@ -107,16 +107,20 @@ impl Package {
             &self.soap_content_type
         };
         let start = format!("soap-{}@layersec", random_hex(8)?);
-        let boundary = loop {
+        let mut boundary = None;
+        for _ in 0..8 {
             let b = format!("----=_Part_{}", random_hex(16)?);
             let delim = format!("--{b}");
             let clash = std::iter::once(&self.soap[..])
                 .chain(self.attachments.iter().map(|a| &a.data[..]))
                 .any(|d| crate::cert::memfind(d, delim.as_bytes()).is_some());
             if !clash {
-                break b;
+                boundary = Some(b);
+                break;
             }
-        };
+        }
+        let boundary = boundary
+            .ok_or_else(|| Error::Internal("no MIME boundary absent from the parts".into()))?;
         let size: usize = self.soap.len()
             + self
                 .attachments
@@ -186,7 +190,7 @@ impl Package {
         let mt = media_type(content_type);
         match mt.as_str() {
             "multipart/related" => Self::parse_multipart(content_type, body, limits),
-            "application/soap+xml" | "text/xml" | "application/xml" => {
+            "application/soap+xml" | "text/xml" => {
                 check_envelope_size(body.len(), limits)?;
                 Ok(Package {
                     soap: body.to_vec(),
@@ -243,23 +247,29 @@ impl Package {
                         cid.unwrap_or_default()
                     )));
                 }
-                check_envelope_size(e.body.len(), limits)?;
-                let data = e.decoded_body()?.into_owned();
+                let data = e.decoded_body()?;
                 check_envelope_size(data.len(), limits)?;
-                let mt = e
+                let mut mt = e
                     .header("content-type")
                     .map(media_type)
-                    .or_else(|| outer_type.clone())
+                    .or_else(|| outer_type.clone());
+                if mt.as_deref() == Some("application/xop+xml") {
+                    // MTOM: the envelope's own type is a parameter.
+                    mt = e
+                        .content_type_param("type")
+                        .or_else(|| mime::param(content_type, "start-info"));
+                }
+                let mt = mt
+                    .map(|t| media_type(&t))
                     .unwrap_or_else(|| "application/soap+xml".into());
-                soap = Some((data, mt));
+                soap = Some((data.into_owned(), mt));
                 continue;
             }
             let cid = cid.ok_or_else(|| bad(format!("MIME part {} has no Content-ID", i + 1)))?;
             if attachments.iter().any(|a| a.content_id == cid) {
                 return Err(bad(format!("two MIME parts carry the Content-ID {cid}")));
             }
-            check_part_size(e.body.len(), limits)?;
-            let data = e.decoded_body()?.into_owned();
+            let data = e.decoded_body()?;
             check_part_size(data.len(), limits)?;
             attachments.push(Attachment {
                 content_id: cid,
@@ -268,7 +278,7 @@ impl Package {
                     .unwrap_or("application/octet-stream")
                     .to_string(),
                 headers: e.headers.clone(),
-                data,
+                data: data.into_owned(),
             });
         }
         let (soap, soap_content_type) = soap.ok_or_else(|| match &start {
@@ -752,6 +762,11 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code(), ErrorCode::MalformedMime);
+        // MTOM (XOP) packaging: the envelope's type is the part's `type` parameter.
+        let body = b"--b\r\nContent-Type: application/xop+xml; charset=UTF-8; type=\"application/soap+xml\"\r\n\r\n<E/>\r\n--b--";
+        let ct = "multipart/related; boundary=b; type=\"application/xop+xml\"; start-info=\"application/soap+xml\"";
+        let p = Package::parse(ct, body, &l).unwrap();
+        assert_eq!(p.soap_content_type, "application/soap+xml");
         // A lone envelope.
         let p = Package::parse(
             "application/soap+xml; charset=UTF-8; action=\"x\"",
