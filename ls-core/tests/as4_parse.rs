@@ -1170,7 +1170,16 @@ fn truncated_and_mutated_fixtures_never_panic() {
         "derived/from-holodeck-1.nocomment.xml",
         "as4-pypi-generated/as4py-receipt.xml",
     ];
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let seed = std::env::var("LS_MUTATION_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x9e37_79b9_7f4a_7c15u64);
+    let mut rng = Rng(seed | 1);
+    // LS_MUTATIONS=n runs a longer campaign (default 300 mutants per file).
+    let rounds: usize = std::env::var("LS_MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
     for file in files {
         let orig = read(&dir, file);
         // Every truncation point near the interesting places, and a sample elsewhere.
@@ -1178,7 +1187,7 @@ fn truncated_and_mutated_fixtures_never_panic() {
         for cut in (0..orig.len()).step_by(step) {
             digest_capture(&orig[..cut], &limits);
         }
-        for _ in 0..300 {
+        for _ in 0..rounds {
             let mut m = orig.clone();
             for _ in 0..1 + rng.below(4) {
                 let at = rng.below(m.len());
