@@ -190,12 +190,17 @@ pub fn verify<'d, 'i>(
     let signature_method = alg_of(sm).to_string();
     let (md, is_ec) = signature_alg(&signature_method)?;
 
-    // 1. Every reference recomputes, and points at what we process.
-    let mut refs = Vec::new();
+    // 1. Every reference names what we process (signature wrapping is refused before any
+    //    digest is computed), then every digest recomputes.
+    enum Target<'d, 'i, 'a> {
+        Element(Node<'d, 'i>, Vec<String>),
+        Attachment(&'a [u8]),
+        Absent,
+    }
+    let mut targets = Vec::new();
     let mut saw_messaging = false;
     let mut saw_body = false;
     let mut seen_cids: Vec<&str> = Vec::new();
-    let mut unchecked = Vec::new();
     for r in xml::children(si, NS_DS, "Reference") {
         let uri = r.attribute("URI").unwrap_or("").to_string();
         let mut transforms = Vec::new();
@@ -207,12 +212,11 @@ pub fn verify<'d, 'i>(
         let dm = child(r, NS_DS, "DigestMethod")
             .ok_or_else(|| Error::Malformed("Reference without DigestMethod".into()))?;
         let digest_method = alg_of(dm).to_string();
-        let dmd = digest_alg(&digest_method)?;
+        digest_alg(&digest_method)?;
         let dv = child(r, NS_DS, "DigestValue")
             .ok_or_else(|| Error::Malformed("Reference without DigestValue".into()))?;
         let digest_value = text(dv);
-        let want = b64(&digest_value)?;
-        let got = if let Some(id) = uri.strip_prefix('#') {
+        let target = if let Some(id) = uri.strip_prefix('#') {
             let el = by_id(doc, id)?.ok_or_else(|| {
                 Error::SignatureWrapping(format!(
                     "the signature references #{id}, which is not in the message"
@@ -233,25 +237,15 @@ pub fn verify<'d, 'i>(
                 prefixes = pl.clone();
             }
             let pl = prefixes.unwrap_or_default();
-            let c = c14n::canonicalize(el, &c14n::prefix_list(&pl))?;
-            openssl::hash::hash(dmd, &c)?.to_vec()
+            Target::Element(
+                el,
+                c14n::prefix_list(&pl)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+            )
         } else if let Some(cid) = uri.strip_prefix("cid:") {
             let cid = percent_decode(cid);
-            let Some((name, data)) = covered.attachments.iter().find(|(c, _)| *c == cid) else {
-                if covered.partial {
-                    unchecked.push(uri.clone());
-                    refs.push(SignedRef {
-                        uri,
-                        transforms,
-                        digest_method,
-                        digest_value,
-                    });
-                    continue;
-                }
-                return Err(Error::SignatureWrapping(format!(
-                    "the signature references attachment {cid}, which is not in the message"
-                )));
-            };
             if !transforms.iter().any(|(a, _)| a == ALG_ATT_CONTENT) {
                 return Err(Error::UnsupportedAlgorithm(format!(
                     "attachment reference {uri} without the Attachment-Content-Signature-Transform"
@@ -262,24 +256,32 @@ pub fn verify<'d, 'i>(
                     "transform {a} on {uri}"
                 )));
             }
-            seen_cids.push(name);
-            openssl::hash::hash(dmd, data)?.to_vec()
+            match covered.attachments.iter().find(|(c, _)| *c == cid) {
+                Some((name, data)) => {
+                    seen_cids.push(name);
+                    Target::Attachment(data)
+                }
+                None if covered.partial => Target::Absent,
+                None => {
+                    return Err(Error::SignatureWrapping(format!(
+                        "the signature references attachment {cid}, which is not in the message"
+                    )))
+                }
+            }
         } else {
             return Err(Error::UnsupportedAlgorithm(format!(
                 "reference URI {uri:?}"
             )));
         };
-        if got != want {
-            return Err(Error::DigestMismatch(format!(
-                "the digest of {uri} does not match (altered in transit?)"
-            )));
-        }
-        refs.push(SignedRef {
-            uri,
-            transforms,
-            digest_method,
-            digest_value,
-        });
+        targets.push((
+            SignedRef {
+                uri,
+                transforms,
+                digest_method,
+                digest_value,
+            },
+            target,
+        ));
     }
     if covered.messaging.is_some() && !saw_messaging {
         return Err(Error::SignatureWrapping(
@@ -297,6 +299,30 @@ pub fn verify<'d, 'i>(
                 "attachment {cid} is not covered by the signature"
             )));
         }
+    }
+    let mut refs = Vec::new();
+    let mut unchecked = Vec::new();
+    for (r, target) in targets {
+        let md = digest_alg(&r.digest_method)?;
+        let got = match target {
+            Target::Element(el, prefixes) => {
+                let p: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+                openssl::hash::hash(md, &c14n::canonicalize(el, &p)?)?.to_vec()
+            }
+            Target::Attachment(data) => openssl::hash::hash(md, data)?.to_vec(),
+            Target::Absent => {
+                unchecked.push(r.uri.clone());
+                refs.push(r);
+                continue;
+            }
+        };
+        if got != b64(&r.digest_value)? {
+            return Err(Error::DigestMismatch(format!(
+                "the digest of {} does not match (altered in transit?)",
+                r.uri
+            )));
+        }
+        refs.push(r);
     }
 
     // 2. Who signed, and do we believe them?

@@ -1,0 +1,324 @@
+//! Whole AS4 messages: build → read round trips of every message type, NRR receipts, and each
+//! rejection the message layer promises.
+
+use ls_core::as4::envelope::SoapVersion;
+use ls_core::as4::message::{self, Outgoing, Payload, ReadOptions};
+use ls_core::as4::model::*;
+use ls_core::as4::wss::VerifyPolicy;
+use ls_core::*;
+
+fn id(name: &str) -> Identity {
+    Identity::generate(name, KeyType::Rsa(2048), 30, None)
+        .unwrap()
+        .identity
+}
+
+fn party(v: &str, role: &str) -> Party {
+    Party {
+        ids: vec![PartyId {
+            value: v.into(),
+            r#type: Some("urn:layersec:party".into()),
+        }],
+        role: role.into(),
+    }
+}
+
+fn user_message(from: &str, to: &str) -> UserMessage {
+    UserMessage {
+        info: MessageInfo {
+            timestamp: timestamp_now(),
+            message_id: new_message_id("layersec.test").unwrap(),
+            ref_to_message_id: None,
+        },
+        mpc: None,
+        from: party(
+            from,
+            "http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/initiator",
+        ),
+        to: party(
+            to,
+            "http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/responder",
+        ),
+        agreement_ref: None,
+        service: Service {
+            value: "urn:layersec:documents".into(),
+            r#type: None,
+        },
+        action: "Deliver".into(),
+        conversation_id: "conv-42".into(),
+        properties: vec![
+            Property::new("originalSender", from),
+            Property::new("finalRecipient", to),
+        ],
+        payloads: Vec::new(),
+    }
+}
+
+fn payloads() -> Vec<Payload> {
+    vec![
+        Payload {
+            content_id: "invoice@layersec".into(),
+            mime_type: "application/pkcs7-mime".into(),
+            data: b"<Invoice>42</Invoice>".repeat(300),
+            compress: true,
+            properties: vec![],
+        },
+        Payload {
+            content_id: "scan@layersec".into(),
+            mime_type: "application/pdf".into(),
+            data: (0..5000u32).map(|i| (i * 7 % 251) as u8).collect(),
+            compress: false,
+            properties: vec![Property::new("Note", "a scan")],
+        },
+    ]
+}
+
+struct Parties {
+    alice: Identity,
+    bob: Identity,
+}
+
+fn parties() -> Parties {
+    Parties {
+        alice: id("alice"),
+        bob: id("bob"),
+    }
+}
+
+fn send(p: &Parties, encrypt: bool) -> message::Built {
+    message::build(Outgoing {
+        messaging: Messaging {
+            user_messages: vec![user_message("alice", "bob")],
+            signals: vec![],
+        },
+        payloads: payloads(),
+        signer: &p.alice,
+        encrypt_for: if encrypt {
+            Some(p.bob.certificate())
+        } else {
+            None
+        },
+        soap: SoapVersion::Soap12,
+    })
+    .unwrap()
+}
+
+fn bob_reads<'a>(p: &'a Parties) -> ReadOptions<'a> {
+    ReadOptions {
+        recipient: Some(&p.bob),
+        policy: VerifyPolicy {
+            signer: Some(p.alice.certificate()),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+#[test]
+fn user_message_signed_and_encrypted_round_trip_with_receipt() {
+    let p = parties();
+    for encrypt in [true, false] {
+        let sent = send(&p, encrypt);
+        assert!(sent.content_type.starts_with("multipart/related"));
+        assert_eq!(
+            sent.references.len(),
+            4,
+            "Messaging, Body and two attachments"
+        );
+        let got = message::read(&sent.content_type, &sent.body, &bob_reads(&p)).unwrap();
+        assert_eq!(got.encrypted, encrypt);
+        let um = &got.messaging.user_messages[0];
+        assert_eq!(um.info.message_id, sent.message_id);
+        assert_eq!(um.from.ids[0].value, "alice");
+        assert_eq!(got.payloads.len(), 2);
+        for (want, have) in payloads().iter().zip(&got.payloads) {
+            assert_eq!(have.data, want.data);
+            assert_eq!(have.mime_type.as_deref(), Some(want.mime_type.as_str()));
+        }
+        assert_eq!(
+            got.verified.as_ref().unwrap().signer,
+            *p.alice.certificate()
+        );
+
+        // Bob's signed NRR receipt, verified by Alice against what she signed.
+        let receipt = message::build_receipt(&got, &p.bob, "layersec.test").unwrap();
+        let alice_reads = ReadOptions {
+            policy: VerifyPolicy {
+                signer: Some(p.bob.certificate()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let r = message::read(&receipt.content_type, &receipt.body, &alice_reads).unwrap();
+        message::check_receipt(&r, &sent).unwrap();
+        // A receipt for another message does not pass for this one.
+        let other = send(&p, encrypt);
+        assert_eq!(
+            message::check_receipt(&r, &other).unwrap_err().code(),
+            ErrorCode::InvalidEbms
+        );
+    }
+}
+
+#[test]
+fn signals_round_trip() {
+    let p = parties();
+    let info = || MessageInfo {
+        timestamp: timestamp_now(),
+        message_id: new_message_id("t").unwrap(),
+        ref_to_message_id: None,
+    };
+    for signal in [
+        Signal::PullRequest {
+            mpc: "urn:layersec:mpc:bob".into(),
+        },
+        Signal::Error(vec![EbmsError::new("EBMS:0006").with_ref("m@x")]),
+    ] {
+        let built = message::build(Outgoing {
+            messaging: Messaging {
+                user_messages: vec![],
+                signals: vec![SignalMessage {
+                    info: info(),
+                    signal: signal.clone(),
+                }],
+            },
+            payloads: vec![],
+            signer: &p.bob,
+            encrypt_for: None,
+            soap: SoapVersion::Soap12,
+        })
+        .unwrap();
+        assert!(built.content_type.starts_with("application/soap+xml"));
+        let opts = ReadOptions {
+            policy: VerifyPolicy {
+                signer: Some(p.bob.certificate()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let got = message::read(&built.content_type, &built.body, &opts).unwrap();
+        assert_eq!(got.messaging.signals[0].signal, signal);
+    }
+}
+
+fn replace_once(body: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at = body
+        .windows(from.len())
+        .position(|w| w == from)
+        .expect("pattern present");
+    let mut v = body[..at].to_vec();
+    v.extend_from_slice(to);
+    v.extend_from_slice(&body[at + from.len()..]);
+    v
+}
+
+#[test]
+fn rejections() {
+    let p = parties();
+    let sent = send(&p, true);
+    let read = |body: &[u8], opts: &ReadOptions| {
+        message::read(&sent.content_type, body, opts)
+            .map(|_| ())
+            .unwrap_err()
+    };
+
+    // Altered ebMS header (who it is from).
+    let e = read(
+        &replace_once(&sent.body, b">alice<", b">mallo<"),
+        &bob_reads(&p),
+    );
+    assert_eq!(e.code(), ErrorCode::DigestMismatch, "{e}");
+    // Not for us.
+    let carol = id("carol");
+    let opts = ReadOptions {
+        recipient: Some(&carol),
+        ..bob_reads(&p)
+    };
+    assert_eq!(read(&sent.body, &opts).code(), ErrorCode::NotARecipient);
+    // Signed by someone else than expected.
+    let opts = ReadOptions {
+        policy: VerifyPolicy {
+            signer: Some(carol.certificate()),
+            ..Default::default()
+        },
+        ..bob_reads(&p)
+    };
+    assert_eq!(read(&sent.body, &opts).code(), ErrorCode::SignerMismatch);
+    // An unknown mustUnderstand header.
+    let extra = b"<x:Routing xmlns:x=\"urn:x\" xmlns:S12=\"http://www.w3.org/2003/05/soap-envelope\" S12:mustUnderstand=\"true\"/>";
+    let mut with = b"<S12:Header>".to_vec();
+    with.extend_from_slice(extra);
+    let e = read(
+        &replace_once(&sent.body, b"<S12:Header>", &with),
+        &bob_reads(&p),
+    );
+    assert_eq!(e.code(), ErrorCode::MustUnderstand, "{e}");
+    // No signature at all.
+    let plain = send(&p, false);
+    let s = String::from_utf8_lossy(&plain.body).into_owned();
+    let a = s.find("<ds:Signature").unwrap();
+    let b = s.find("</ds:Signature>").unwrap() + "</ds:Signature>".len();
+    let unsigned = format!("{}{}", &s[..a], &s[b..]);
+    let e = message::read(&plain.content_type, unsigned.as_bytes(), &bob_reads(&p)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::SignatureRequired, "{e}");
+    // Signature wrapping: the signed Messaging moved out of the header, a forged one in its place.
+    let m_start = s.find("<eb:Messaging").unwrap();
+    let m_end = s.find("</eb:Messaging>").unwrap() + "</eb:Messaging>".len();
+    let signed_messaging = &s[m_start..m_end];
+    let forged = signed_messaging
+        .replace(">alice<", ">mallory<")
+        .replace("wsu:Id=\"", "wsu:Id=\"x");
+    let wrapped = format!("{}{}{}", &s[..m_start], forged, &s[m_end..]).replacen(
+        "</S12:Body>",
+        &format!("<w:Wrapper xmlns:w=\"urn:w\">{signed_messaging}</w:Wrapper></S12:Body>"),
+        1,
+    );
+    let e = message::read(&plain.content_type, wrapped.as_bytes(), &bob_reads(&p)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::SignatureWrapping, "{e}");
+    // A tampered (unencrypted) attachment: one byte of the PDF part.
+    let pdf_at = plain
+        .body
+        .windows(4)
+        .position(|w| w == [7, 14, 21, 28])
+        .unwrap();
+    let mut t = plain.body.clone();
+    t[pdf_at] ^= 0xff;
+    let e = message::read(&plain.content_type, &t, &bob_reads(&p)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::DigestMismatch, "{e}");
+    // A tampered encrypted attachment fails its GCM tag.
+    let ct_at = sent.body.len() - 200;
+    let mut t = sent.body.clone();
+    t[ct_at] ^= 1;
+    let e = message::read(&sent.content_type, &t, &bob_reads(&p)).unwrap_err();
+    assert!(
+        matches!(
+            e.code(),
+            ErrorCode::DecryptFailed | ErrorCode::MalformedMime
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_extra_unsigned_attachment_is_refused() {
+    let p = parties();
+    let sent = send(&p, false);
+    let ct = sent.content_type.clone();
+    let boundary = ls_core::mime::param(&ct, "boundary").unwrap();
+    let s = sent.body.clone();
+    let end = format!("--{boundary}--");
+    let at = s
+        .windows(end.len())
+        .position(|w| w == end.as_bytes())
+        .unwrap();
+    let mut t = s[..at].to_vec();
+    t.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-ID: <smuggled@x>\r\nContent-Type: text/plain\r\n\r\nextra\r\n"
+        )
+        .as_bytes(),
+    );
+    t.extend_from_slice(&s[at..]);
+    let e = message::read(&ct, &t, &bob_reads(&p)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UnsignedPart, "{e}");
+}
