@@ -341,3 +341,126 @@ fn python_as4_user_message_decrypts_and_verifies() {
         wss::decrypt_parts(&doc, security.unwrap(), &[(&cid, &tampered)], &receiver).unwrap_err();
     assert_eq!(e.code(), ErrorCode::DecryptFailed, "{e}");
 }
+
+#[test]
+fn domibus_key_reference_styles_resolve() {
+    // Domibus 4.0.2 test messages (pretty-printed, digests edited: structure only). Their
+    // signature and encrypted-key KeyInfos name certificates four ways; each resolves to the
+    // right one of the well-known blue_gw / red_gw sample certificates.
+    let Some(dir) = fixture_dir("as4") else {
+        return;
+    };
+    let blue = Certificate::load(dir.join("derived/blue_gw.cert.pem")).unwrap();
+    let red = Certificate::load(dir.join("derived/red_gw.cert.pem")).unwrap();
+    // The signer is Domibus' test "LEAF CERTIFICATE" (EU.TEST), carried as a token in the
+    // X509v3 message only; the others name it by issuer/serial or SKI.
+    let first =
+        std::fs::read_to_string(dir.join("domibus/dataset-as4/bst_x509v3_incoming_message.xml"))
+            .unwrap();
+    let first = xml::parse(soap_text(&first), &xml::Limits::default()).unwrap();
+    let (_, first_security, _) = parts(&first);
+    let first_sig_ki = xml::child(
+        wss::signature_of(first_security).unwrap(),
+        xml::NS_DS,
+        "KeyInfo",
+    )
+    .unwrap();
+    let leaf = wss::resolve_key(
+        &first,
+        first_security.unwrap(),
+        first_sig_ki,
+        &VerifyPolicy::default(),
+    )
+    .unwrap();
+    assert!(
+        leaf.subject().contains("LEAF CERTIFICATE"),
+        "{}",
+        leaf.subject()
+    );
+    let mut store = CertStore::new();
+    store.add_partner(blue.clone(), Some("blue_gw"));
+    store.add_partner(red.clone(), Some("red_gw"));
+    store.add_partner(leaf.clone(), Some("domibus-test"));
+    let policy = VerifyPolicy {
+        partners: Some(&store),
+        allow_expired: true,
+        ..Default::default()
+    };
+    for (file, style) in [
+        ("bst_x509v3_incoming_message.xml", "BST X509v3"),
+        (
+            "bst_X509PKIPathv1_incoming_message.xml",
+            "BST X509PKIPathv1",
+        ),
+        ("is_incoming_message.xml", "X509IssuerSerial"),
+        ("ski_incoming_message.xml", "SubjectKeyIdentifier"),
+    ] {
+        let raw = std::fs::read_to_string(dir.join("domibus/dataset-as4").join(file)).unwrap();
+        let doc = xml::parse(soap_text(&raw), &xml::Limits::default()).unwrap();
+        let (messaging, security, _) = parts(&doc);
+        assert!(messaging.is_some(), "{file}");
+        let security = security.unwrap();
+        let sig_ki = xml::child(
+            wss::signature_of(Some(security)).unwrap(),
+            xml::NS_DS,
+            "KeyInfo",
+        )
+        .unwrap();
+        let ek = xml::child(security, xml::NS_XENC, "EncryptedKey").unwrap();
+        let ek_ki = xml::child(ek, xml::NS_DS, "KeyInfo").unwrap();
+        let signer = wss::resolve_key(&doc, security, sig_ki, &policy)
+            .unwrap_or_else(|e| panic!("{file} ({style}) signature: {e}"));
+        let recipient = wss::resolve_key(&doc, security, ek_ki, &policy)
+            .unwrap_or_else(|e| panic!("{file} ({style}) key: {e}"));
+        assert_eq!(signer, leaf, "{file} ({style}): signature key");
+        assert_eq!(recipient, red, "{file} ({style}): encryption key");
+    }
+}
+
+#[test]
+fn phase4_user_message_references_verify() {
+    // A full Peppol UserMessage as phase4 sends it (MIME, signed, payload encrypted for a key
+    // that was not published). Its Messaging and Body references and the signature value verify
+    // under the certificate its signature names; the encrypted attachment cannot be checked.
+    use ls_core::as4::package::Package;
+    let Some(dir) = fixture_dir("as4") else {
+        return;
+    };
+    let raw = std::fs::read(dir.join("phase4/dump-raw.as4out")).unwrap();
+    let pkg = Package::parse_http(&raw, &xml::Limits::default()).unwrap();
+    assert_eq!(pkg.attachments.len(), 1);
+    let doc = xml::parse_bytes(&pkg.soap, &xml::Limits::default()).unwrap();
+    let (messaging, security, body) = parts(&doc);
+    let security_node = security.unwrap();
+    let ki = xml::child(wss::signature_of(security).unwrap(), xml::NS_DS, "KeyInfo").unwrap();
+    let signer = wss::resolve_key(&doc, security_node, ki, &VerifyPolicy::default()).unwrap();
+    let policy = VerifyPolicy {
+        signer: Some(&signer),
+        allow_expired: true,
+        ..Default::default()
+    };
+    let covered = Covered {
+        messaging,
+        body,
+        attachments: &[],
+        partial: true,
+    };
+    let v = wss::verify(&doc, security, &covered, &policy)
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.references.len(), 3);
+    assert_eq!(
+        v.unchecked,
+        vec![format!("cid:{}", pkg.attachments[0].content_id)]
+    );
+    // The encryption key is for someone else: a clear "not for us" with any other identity.
+    let me = Identity::generate("x", KeyType::Rsa(2048), 1, None)
+        .unwrap()
+        .identity;
+    let wire = [(
+        pkg.attachments[0].content_id.as_str(),
+        pkg.attachments[0].data.as_slice(),
+    )];
+    let e = wss::decrypt_parts(&doc, security_node, &wire, &me).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NotARecipient, "{e}");
+}
