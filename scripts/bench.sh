@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 log=$(mktemp)
 cargo bench -p ls-core --bench seal_open 2>&1 | tee "$log" | grep -E "^(ours|openssl|anchor)|time:|thrpt:|compressed seal" || true
+cargo bench -p ls-core --bench as4 2>&1 | grep -E "^as4|time:|typical" || true
+echo "openssl speed sha256 (this run):"
+openssl speed -seconds 2 -bytes 16384 sha256 2>/dev/null | tail -1 | sed "s/^/  /"
 python3 scripts/bench-report.py target/criterion
 dir=$(sed -n 's/^BENCH_DIR=//p' "$log" | tail -1)
 if [ -n "$dir" ] && [ -f "$dir/business-100MiB.txt" ]; then

@@ -250,7 +250,8 @@ pub(crate) fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() || hay.len() < needle.len() {
         return None;
     }
-    hay.windows(needle.len()).position(|w| w == needle)
+    // SIMD substring search: MIME boundaries are looked for across whole payloads.
+    memchr::memmem::find(hay, needle)
 }
 
 pub(crate) fn name_to_string(name: &openssl::x509::X509NameRef) -> String {

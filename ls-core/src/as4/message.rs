@@ -53,7 +53,7 @@ const SECURITY_SLOT: &str = "<!--ls:security-->";
 pub fn build(out: Outgoing) -> Result<Built> {
     let mut messaging = out.messaging;
     let mut attachments: Vec<(String, String, Vec<u8>)> = Vec::new(); // (cid, MIME type, signed bytes)
-    for p in &out.payloads {
+    for p in out.payloads {
         if p.content_id.is_empty() || p.content_id.contains(['<', '>', '\r', '\n', '"']) {
             return Err(Error::InvalidArgument(format!(
                 "bad Content-ID {:?}",
@@ -71,9 +71,9 @@ pub fn build(out: Outgoing) -> Result<Built> {
             props.push(Property::new("CompressionType", "application/gzip"));
             package::gzip(&p.data)
         } else {
-            p.data.clone()
+            p.data
         };
-        props.extend(p.properties.iter().cloned());
+        props.extend(p.properties);
         let um = messaging
             .user_messages
             .first_mut()
@@ -87,9 +87,9 @@ pub fn build(out: Outgoing) -> Result<Built> {
         let wire_type = if p.compress {
             "application/gzip".to_string()
         } else {
-            p.mime_type.clone()
+            p.mime_type
         };
-        attachments.push((p.content_id.clone(), wire_type, data));
+        attachments.push((p.content_id, wire_type, data));
     }
     let message_id = messaging
         .user_messages
@@ -232,19 +232,22 @@ pub struct Incoming {
 /// Read a message received with `content_type`.
 pub fn read(content_type: &str, body: &[u8], opts: &ReadOptions) -> Result<Incoming> {
     let pkg = Package::parse(content_type, body, &opts.limits)?;
-    read_package(&pkg, opts)
+    read_package(pkg, opts)
 }
 
-pub fn read_package(pkg: &Package, opts: &ReadOptions) -> Result<Incoming> {
-    let doc = xml::parse_bytes(&pkg.soap, &opts.limits)?;
+/// Read a parsed package; its attachment bytes move into the result rather than being copied.
+pub fn read_package(pkg: Package, opts: &ReadOptions) -> Result<Incoming> {
+    let Package {
+        soap, attachments, ..
+    } = pkg;
+    let doc = xml::parse_bytes(&soap, &opts.limits)?;
     let env = envelope::read(&doc, envelope::UNDERSTOOD)?;
     let messaging_node = env
         .messaging
         .ok_or_else(|| Error::InvalidEbms("the message has no eb:Messaging header".into()))?;
 
     // Decrypt what is encrypted for us (signatures cover the plaintext: sign before encrypt).
-    let wire: Vec<(&str, &[u8])> = pkg
-        .attachments
+    let wire: Vec<(&str, &[u8])> = attachments
         .iter()
         .map(|a| (a.content_id.as_str(), a.data.as_slice()))
         .collect();
@@ -263,9 +266,10 @@ pub fn read_package(pkg: &Package, opts: &ReadOptions) -> Result<Incoming> {
             encrypted = true;
         }
     }
-    for a in &pkg.attachments {
+    drop(wire);
+    for a in attachments {
         if !plain.iter().any(|(c, _, _)| *c == a.content_id) {
-            plain.push((a.content_id.clone(), a.data.clone(), None));
+            plain.push((a.content_id, a.data, None));
         }
     }
     let signed: Vec<(&str, &[u8])> = plain
@@ -286,13 +290,19 @@ pub fn read_package(pkg: &Package, opts: &ReadOptions) -> Result<Incoming> {
     for um in &messaging.user_messages {
         for pi in &um.payloads {
             let Some(cid) = pi.content_id() else { continue };
-            let (_, data, _) = plain.iter().find(|(c, _, _)| *c == cid).ok_or_else(|| {
-                Error::InvalidEbms(format!("payload cid:{cid} is not in the message"))
-            })?;
+            let at = plain
+                .iter()
+                .position(|(c, _, _)| *c == cid)
+                .ok_or_else(|| {
+                    Error::InvalidEbms(format!(
+                        "payload cid:{cid} is not in the message (or described twice)"
+                    ))
+                })?;
+            let (_, data, _) = plain.swap_remove(at);
             let data = if pi.is_gzip() {
-                package::gunzip(data, opts.limits.max_part)?
+                package::gunzip(&data, opts.limits.max_part)?
             } else {
-                data.clone()
+                data
             };
             payloads.push(ReceivedPayload {
                 content_id: cid.to_string(),
@@ -302,7 +312,7 @@ pub fn read_package(pkg: &Package, opts: &ReadOptions) -> Result<Incoming> {
             });
         }
     }
-    if payloads.len() != plain.len() {
+    if !plain.is_empty() {
         return Err(Error::InvalidEbms(
             "an attachment is not described by any PartInfo".into(),
         ));
