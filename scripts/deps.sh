@@ -11,6 +11,7 @@ have gcc || need_apt+=(gcc)
 have g++ || need_apt+=(g++)
 have valgrind || need_apt+=(valgrind)
 have make || need_apt+=(make)
+have xmlsec1 || need_apt+=(xmlsec1)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -21,4 +22,8 @@ PY=${PYTHON:-python3}
 if ! "$PY" -c 'import pytest, asn1crypto, cryptography' >/dev/null 2>&1; then
   echo "deps: installing Python test packages" >&2
   "$PY" -m pip install -q --disable-pip-version-check pytest asn1crypto cryptography
+fi
+if ! "$PY" -c 'import importlib.metadata as m, xmlsec; assert m.version("as4") == "0.2.0"' >/dev/null 2>&1; then
+  echo "deps: installing Python AS4 interop packages" >&2
+  "$PY" -m pip install -q --disable-pip-version-check 'as4==0.2.0' xmlsec
 fi
