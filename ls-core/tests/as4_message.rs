@@ -76,12 +76,15 @@ fn payloads() -> Vec<Payload> {
 struct Parties {
     alice: Identity,
     bob: Identity,
+    bob_key_pem: Vec<u8>,
 }
 
 fn parties() -> Parties {
+    let bob = Identity::generate("bob", KeyType::Rsa(2048), 30, None).unwrap();
     Parties {
         alice: id("alice"),
-        bob: id("bob"),
+        bob: bob.identity,
+        bob_key_pem: bob.key_pem,
     }
 }
 
@@ -321,4 +324,79 @@ fn an_extra_unsigned_attachment_is_refused() {
     t.extend_from_slice(&s[at..]);
     let e = message::read(&ct, &t, &bob_reads(&p)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::UnsignedPart, "{e}");
+}
+
+#[test]
+fn older_peers_rsa_oaep_mgf1p_key_transport_is_accepted() {
+    // Holodeck-era senders wrap the payload key with `xmlenc#rsa-oaep-mgf1p` (OAEP with SHA-1 and
+    // MGF1-SHA-1). Re-wrap the key of one of our messages that way: it must still open.
+    use openssl::pkey_ctx::PkeyCtx;
+    let p = parties();
+    let sent = send(&p, true);
+    let body = &sent.body;
+    let find = |pat: &[u8], from: usize| {
+        body[from..]
+            .windows(pat.len())
+            .position(|w| w == pat)
+            .map(|i| i + from)
+            .unwrap()
+    };
+    let cv_start = find(b"<xenc:CipherValue>", 0) + "<xenc:CipherValue>".len();
+    let cv_end = find(b"</xenc:CipherValue>", cv_start);
+    let wrapped =
+        openssl::base64::decode_block(std::str::from_utf8(&body[cv_start..cv_end]).unwrap())
+            .unwrap();
+    let bob_key = openssl::pkey::PKey::private_key_from_pem(&p.bob_key_pem).unwrap();
+    let mut ctx = PkeyCtx::new(&bob_key).unwrap();
+    ctx.decrypt_init().unwrap();
+    ctx.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)
+        .unwrap();
+    ctx.set_rsa_oaep_md(openssl::md::Md::sha256()).unwrap();
+    ctx.set_rsa_mgf1_md(openssl::md::Md::sha256()).unwrap();
+    let mut cek = Vec::new();
+    ctx.decrypt_to_vec(&wrapped, &mut cek).unwrap();
+    let mut ctx = PkeyCtx::new(&bob_key).unwrap();
+    ctx.encrypt_init().unwrap();
+    ctx.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)
+        .unwrap();
+    let mut sha1_wrapped = Vec::new();
+    ctx.encrypt_to_vec(&cek, &mut sha1_wrapped).unwrap();
+    let method_start = find(
+        b"<xenc:EncryptionMethod Algorithm=\"http://www.w3.org/2009/xmlenc11#rsa-oaep\">",
+        0,
+    );
+    let method_end =
+        find(b"</xenc:EncryptionMethod>", method_start) + "</xenc:EncryptionMethod>".len();
+    let mut old = body[..method_start].to_vec();
+    old.extend_from_slice(
+        b"<xenc:EncryptionMethod Algorithm=\"http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p\"/>",
+    );
+    old.extend_from_slice(&body[method_end..cv_start]);
+    old.extend_from_slice(openssl::base64::encode_block(&sha1_wrapped).as_bytes());
+    old.extend_from_slice(&body[cv_end..]);
+    let got = message::read(&sent.content_type, &old, &bob_reads(&p)).unwrap();
+    assert_eq!(got.payloads[0].data, payloads()[0].data);
+}
+
+#[test]
+fn duplicate_ids_are_refused() {
+    let p = parties();
+    let plain = send(&p, false);
+    let s = String::from_utf8_lossy(&plain.body).into_owned();
+    let id_at = s.find("<eb:Messaging").unwrap();
+    let id = s[id_at..]
+        .split("wsu:Id=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let dup = s.replacen(
+        "</S12:Body>",
+        &format!("<x:Decoy xmlns:x=\"urn:x\" xmlns:wsu=\"http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-utility-1.0.xsd\" wsu:Id=\"{id}\"/></S12:Body>"),
+        1,
+    );
+    let e = message::read(&plain.content_type, dup.as_bytes(), &bob_reads(&p)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::SignatureWrapping, "{e}");
 }
