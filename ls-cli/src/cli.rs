@@ -18,7 +18,7 @@ Exit codes:
   6   malformed or hostile input (malformed, truncated, bad MIME, too deep,
       too large, decompression failed)
   7   wrong password or unsupported key
-   8  an AS4/ebMS message breaks the protocol or the signature policy
+  8   an AS4/ebMS message breaks the protocol or the signature policy
   70  internal error (a bug; please report it)
 
 Errors go to stderr as `layersec: error[LS_ERR_…]: message`; with --json they are
@@ -299,29 +299,40 @@ pub struct OpenArgs {
     pub output: PathBuf,
 }
 
-/// Describe any CMS/S-MIME object as JSON (layers, algorithms, recipients, signers).
+/// Describe a CMS/S-MIME object or an AS4 message as JSON (layers, signers, ebMS headers, parts).
 #[derive(Args, Debug)]
 #[command(
-    long_about = "Describe the CMS/S-MIME object FILE as JSON on stdout: its layers, \
-algorithms, recipients and signers. With --key it looks inside layers encrypted for us; with \
+    long_about = "Describe FILE as JSON on stdout. A CMS/S-MIME object: its layers, \
+algorithms, recipients and signers; with --key it looks inside layers encrypted for us, with \
 --from or --partners it verifies the signatures (reported in \"verified\").\n\n\
+An AS4 message (detected: an XML SOAP envelope, an HTTP capture or MIME entity of type \
+multipart/related or application/soap+xml, or a bare body with --content-type): its ebMS \
+headers, MIME parts and WS-Security header; with --verify-with CERT each signed reference and \
+the signature value are checked (reported in \"verification\"), with --decrypt-with KEY the \
+encrypted attachments are decrypted so that their digests can be checked too.\n\n\
 Exit status: non-zero when a given certificate does not verify the message (\"verified\": \
-false, or the message turns out to be unsigned), or when the walk ended in an error \
-(\"error\" is set); 0 otherwise. An expired certificate alone does not fail inspect. \
-Exit 0 does not mean the message was verified unless \"verified\" is true: use `open` \
-to accept documents.",
-    after_help = "Example:\n  layersec inspect --from partners/acme.pem invoice.xml.p7m",
+false: a signature or digest that does not match, signed by someone else, unsigned, \
+signature wrapping or unsigned parts), when a given key cannot decrypt, or when reading \
+ended in an error (\"error\" is set); 0 otherwise. An expired certificate alone does not \
+fail inspect. Exit 0 does not mean the message was verified unless \"verified\" is true: \
+use `open` to accept documents.",
+    after_help = "Examples:\n  layersec inspect --from partners/acme.pem invoice.xml.p7m\n  layersec inspect --verify-with partners/acme.pem capture.as4in",
     after_long_help = concat!(
         "Examples:\n",
         "  layersec inspect invoice.xml.p7m\n",
         "  layersec inspect --key keys/globex.key.pem --cert keys/globex.cert.pem \\\n",
-        "      --pass-env GLOBEX_KEY_PASS --from partners/acme.pem invoice.xml.p7m\n\n",
+        "      --pass-env GLOBEX_KEY_PASS --from partners/acme.pem invoice.xml.p7m\n",
+        "  # an AS4 HTTP capture, verified against the partner, attachments decrypted:\n",
+        "  layersec inspect --verify-with partners/acme.pem --decrypt-with keys/globex.key.pem \\\n",
+        "      --cert keys/globex.cert.pem --pass-env GLOBEX_KEY_PASS capture.as4in\n",
+        "  # a MIME body whose HTTP headers were kept apart:\n",
+        "  layersec inspect --content-type 'multipart/related; boundary=\"b1\"; type=\"application/soap+xml\"' body.mime\n\n",
         exit_codes!(),
     ),
 )]
 pub struct InspectArgs {
-    /// Our private key (PEM or PKCS#12), to look inside encrypted layers.
-    #[arg(long, value_name = "KEY")]
+    /// Our private key (PEM or PKCS#12), to look inside encrypted layers / decrypt AS4 attachments.
+    #[arg(long, visible_alias = "decrypt-with", value_name = "KEY")]
     pub key: Option<PathBuf>,
 
     /// Our certificate; not needed when KEY is PKCS#12 or a PEM with the certificate.
@@ -329,14 +340,23 @@ pub struct InspectArgs {
     pub cert: Option<PathBuf>,
 
     /// Verify the signatures against this partner certificate.
-    #[arg(long, value_name = "CERT", conflicts_with = "partners")]
+    #[arg(
+        long,
+        visible_alias = "verify-with",
+        value_name = "CERT",
+        conflicts_with = "partners"
+    )]
     pub from: Option<PathBuf>,
 
-    /// Verify the signatures against this folder of partner certificates.
+    /// Verify the signatures against this folder of partner certificates (CMS only).
     #[arg(long, value_name = "DIR")]
     pub partners: Option<PathBuf>,
 
-    /// Accept SHA-1 signatures when verifying.
+    /// The Content-Type of FILE when it is an AS4 message body without its HTTP headers.
+    #[arg(long, value_name = "VALUE")]
+    pub content_type: Option<String>,
+
+    /// Accept SHA-1 signatures when verifying (CMS only).
     #[arg(long)]
     pub allow_sha1: bool,
 

@@ -557,13 +557,17 @@ fn inspect(a: &InspectArgs, cli: &Cli) -> Result<u8, Error> {
         None => None,
     };
     let sender = a.from.as_ref().map(Certificate::load).transpose()?;
-    let store = a.partners.as_deref().map(load_partners).transpose()?;
     let max = a.max_size.unwrap_or(DEFAULT_MAX_SIZE);
     let data = read_input(
         &a.file,
         Some(max.saturating_mul(2).saturating_add(1 << 20)),
         "input",
     )?;
+    // An AS4 message (SOAP envelope, multipart/related) or a CMS/S-MIME object?
+    if ls_core::as4::inspect::is_as4(&data, a.content_type.as_deref()) {
+        return inspect_as4(a, cli, &data, sender.as_ref(), identity.as_ref(), max);
+    }
+    let store = a.partners.as_deref().map(load_partners).transpose()?;
     let opts = OpenOptions {
         recipient: identity.as_ref(),
         sender: sender.as_ref(),
@@ -610,6 +614,83 @@ fn inspect(a: &InspectArgs, cli: &Cli) -> Result<u8, Error> {
         }
         None
     };
+    Ok(match failure {
+        Some((code, msg)) => {
+            stderr_line(&format!("layersec: error[{code}]: {}", printable(&msg)));
+            exit_code(code)
+        }
+        None => 0,
+    })
+}
+
+/// `inspect` of an AS4 message: the core's AS4 description, and the exit status of the first
+/// failure among verification, reading and decryption.
+fn inspect_as4(
+    a: &InspectArgs,
+    cli: &Cli,
+    data: &[u8],
+    sender: Option<&Certificate>,
+    identity: Option<&Identity>,
+    max: u64,
+) -> Result<u8, Error> {
+    if a.partners.is_some() {
+        return Err(usage(
+            "--partners applies to CMS objects; for an AS4 message give the partner's \
+             certificate with --verify-with CERT",
+        ));
+    }
+    if a.allow_sha1 {
+        return Err(usage(
+            "--allow-sha1 applies to CMS objects (AS4 signatures with SHA-1 are always refused)",
+        ));
+    }
+    let limits = ls_core::as4::xml::Limits {
+        max_part: max,
+        ..Default::default()
+    };
+    let j =
+        ls_core::as4::inspect::inspect(data, a.content_type.as_deref(), sender, identity, &limits);
+    print_stdout(&j.to_pretty())?;
+    let section_error = |section: &str| {
+        j.get(section)
+            .and_then(|s| s.get("error"))
+            .and_then(json_code)
+    };
+    let failure = section_error("verification")
+        .or_else(|| j.get("error").and_then(json_code))
+        .or_else(|| section_error("decryption"))
+        .or_else(|| {
+            (j.get("verified") == Some(&Json::Bool(false))).then(|| {
+                (
+                    ErrorCode::BadSignature,
+                    "the signature does not verify".to_string(),
+                )
+            })
+        });
+    if failure.is_none() && sender.is_some() && j.get("verified") == Some(&Json::Null) {
+        // Say why, from the first reference that was not checked.
+        let why = match j.get("verification").and_then(|v| v.get("references")) {
+            Some(Json::Arr(refs)) => refs.iter().find_map(|r| match r.get("result") {
+                Some(Json::Str(s)) if s != "ok" => Some(format!(
+                    "{}: {}",
+                    match r.get("uri") {
+                        Some(Json::Str(u)) => u.as_str(),
+                        _ => "?",
+                    },
+                    s.trim_start_matches("not checked: ")
+                )),
+                _ => None,
+            }),
+            _ => None,
+        };
+        info(
+            cli,
+            &format!(
+                "note: not every signed reference could be checked ({}); \"verified\" is null",
+                why.unwrap_or_default()
+            ),
+        );
+    }
     Ok(match failure {
         Some((code, msg)) => {
             stderr_line(&format!("layersec: error[{code}]: {}", printable(&msg)));

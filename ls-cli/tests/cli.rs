@@ -1713,3 +1713,475 @@ fn help_and_version() {
         assert!(String::from_utf8(o.stdout).unwrap().contains("Example"));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// inspect: AS4 messages
+
+/// `../shared/fixtures/as4` beside the checkout (or `$LS_FIXTURES/as4`); `None` (after printing
+/// SKIPPED) when absent.
+fn as4_fixtures() -> Option<PathBuf> {
+    let base = std::env::var_os("LS_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+    let dir = base.join("as4");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: {} not found (expected ../shared/fixtures beside the checkout, or LS_FIXTURES)",
+            dir.display()
+        );
+        None
+    }
+}
+
+fn p(dir: &Path, rel: &str) -> String {
+    dir.join(rel).to_str().unwrap().to_string()
+}
+
+/// The `result` of each entry of `verification.references`.
+fn reference_results(j: &Value) -> Vec<String> {
+    j["verification"]["references"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no verification.references in {j}"))
+        .iter()
+        .map(|r| r["result"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn inspect_as4_receipt_verifies_with_an_expired_certificate() {
+    let Some(dir) = as4_fixtures() else { return };
+    let o = layersec([
+        "inspect",
+        "--verify-with",
+        &p(&dir, "derived/helger.signer.cert.pem"),
+        &p(&dir, "derived/helger.soap.xml"),
+    ])
+    .expect(0);
+    let j = json(&o);
+    assert_eq!(j["kind"], "as4");
+    assert_eq!(j["input"], "soap");
+    assert_eq!(j["soap_version"], "1.2");
+    assert_eq!(j["error"], Value::Null);
+    let receipt = &j["messaging"]["signals"][0];
+    assert_eq!(receipt["type"], "receipt");
+    assert_eq!(
+        receipt["ref_to_message_id"],
+        "3b3775c9-e88d-47f9-be5a-8e045ca2bc07@phase4"
+    );
+    assert_eq!(receipt["non_repudiation"].as_array().unwrap().len(), 3);
+    let sig = &j["security"]["signature"];
+    assert_eq!(
+        sig["signature_method"],
+        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+    );
+    assert_eq!(
+        sig["canonicalization"],
+        "http://www.w3.org/2001/10/xml-exc-c14n#"
+    );
+    assert_eq!(sig["key_info"]["type"], "token_reference");
+    assert!(sig["signer"]["subject"]
+        .as_str()
+        .unwrap()
+        .contains("CN=POP000306"));
+    assert_eq!(
+        j["security"]["tokens"][0]["certificates"][0]["expired"],
+        true
+    );
+    let v = &j["verification"];
+    assert_eq!(reference_results(&j), ["ok", "ok"]);
+    assert_eq!(v["references"][0]["target"], "eb:Messaging");
+    assert_eq!(v["references"][1]["target"], "S12:Body");
+    assert_eq!(v["signature_value"], "ok");
+    assert_eq!(v["signer_matches"], true);
+    assert_eq!(v["certificate_expired"], true);
+    assert_eq!(v["error"], Value::Null);
+    assert_eq!(j["verified"], true);
+    // The raw HTTP capture of the same receipt reads the same (headers skipped).
+    let o = layersec([
+        "inspect",
+        "--verify-with",
+        &p(&dir, "derived/helger.signer.cert.pem"),
+        &p(&dir, "phase4/verify/helger.as4in"),
+    ])
+    .expect(0);
+    let j = json(&o);
+    assert_eq!(j["input"], "http");
+    assert!(j["content_type"]
+        .as_str()
+        .unwrap()
+        .starts_with("application/soap+xml"));
+    assert_eq!(j["verified"], true);
+}
+
+#[test]
+fn inspect_as4_names_the_altered_messaging_header() {
+    let Some(dir) = as4_fixtures() else { return };
+    // Holodeck receipt whose eb:Messaging attribute was edited after signing.
+    let o = layersec([
+        "inspect",
+        "--verify-with",
+        &p(&dir, "derived/dataport1-mustunderstand.signer.cert.pem"),
+        &p(&dir, "phase4/verify/dataport1.as4in"),
+    ])
+    .expect(4);
+    assert_error(&o, "ERR_DIGEST_MISMATCH");
+    let j = json(&o);
+    let refs = j["verification"]["references"].as_array().unwrap();
+    let messaging = refs
+        .iter()
+        .find(|r| r["target"].as_str().unwrap_or("").ends_with(":Messaging"))
+        .unwrap_or_else(|| panic!("no Messaging reference: {j}"));
+    assert_eq!(messaging["result"], "digest mismatch");
+    let body = refs
+        .iter()
+        .find(|r| r["target"].as_str().unwrap_or("").ends_with(":Body"))
+        .unwrap();
+    assert_eq!(body["result"], "ok");
+    assert_eq!(j["verification"]["error"]["name"], "LS_ERR_DIGEST_MISMATCH");
+    assert_eq!(j["verification"]["signer_matches"], true);
+    assert_eq!(j["verified"], false);
+    // The header is still described, as received.
+    assert_eq!(j["messaging"]["signals"][0]["type"], "receipt");
+    assert_eq!(j["error"], Value::Null);
+    // The untampered original verifies.
+    layersec([
+        "inspect",
+        "--verify-with",
+        &p(&dir, "derived/dataport1-mustunderstand.signer.cert.pem"),
+        &p(&dir, "phase4/verify/dataport1-mustunderstand.as4in"),
+    ])
+    .expect(0);
+}
+
+/// The Content-Type the Python `as4` package sent its message with (kept in a JSON file).
+fn as4py_content_type(dir: &Path) -> String {
+    let h: Value = serde_json::from_slice(
+        &std::fs::read(dir.join("as4-pypi-generated/as4py-usermessage.headers.json")).unwrap(),
+    )
+    .unwrap();
+    h["Content-Type"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn inspect_as4_python_message_decrypted_and_verified() {
+    let Some(dir) = as4_fixtures() else { return };
+    let ct = as4py_content_type(&dir);
+    let o = layersec([
+        "inspect",
+        "--content-type",
+        &ct,
+        "--verify-with",
+        &p(&dir, "as4-pypi-generated/PTE000001.cert.pem"),
+        "--decrypt-with",
+        &p(&dir, "as4-pypi-generated/PTE000002.key.pem"),
+        "--cert",
+        &p(&dir, "as4-pypi-generated/PTE000002.cert.pem"),
+        &p(&dir, "as4-pypi-generated/as4py-usermessage.mime"),
+    ])
+    .expect(0);
+    let j = json(&o);
+    assert_eq!(j["input"], "body");
+    assert_eq!(j["content_type"], ct.as_str());
+    let um = &j["messaging"]["user_messages"][0];
+    assert_eq!(um["from"]["party_ids"][0]["value"], "PTE000001");
+    assert_eq!(
+        um["from"]["party_ids"][0]["type"],
+        "urn:fdc:peppol.eu:2017:identifiers:ap"
+    );
+    assert_eq!(um["to"]["party_ids"][0]["value"], "PTE000002");
+    assert_eq!(
+        um["service"]["value"],
+        "urn:fdc:peppol.eu:2017:poacc:billing:01:1.0"
+    );
+    assert_eq!(um["message_properties"][0]["name"], "originalSender");
+    let part = &j["parts"][0];
+    let cid = part["content_id"].as_str().unwrap();
+    assert_eq!(um["payloads"][0]["href"], format!("cid:{cid}"));
+    assert_eq!(part["encrypted"], true);
+    assert_eq!(part["signed"], true);
+    assert_eq!(part["compression"], "application/gzip");
+    let (size, dec, unz) = (
+        part["size"].as_u64().unwrap(),
+        part["decrypted_size"].as_u64().unwrap(),
+        part["decompressed_size"].as_u64().unwrap(),
+    );
+    assert_eq!(size, dec + 28, "AES-GCM IV and tag");
+    assert!(unz > dec, "{unz} {dec}");
+    assert_eq!(j["decryption"]["decrypted"][0], cid);
+    let ek = &j["security"]["encrypted_keys"][0];
+    assert_eq!(ek["algorithm"], "http://www.w3.org/2009/xmlenc11#rsa-oaep");
+    assert_eq!(ek["for_us"], true);
+    assert_eq!(ek["parts"][0], cid);
+    assert_eq!(reference_results(&j), ["ok", "ok", "ok"]);
+    assert_eq!(j["verification"]["references"][2]["target"], "attachment");
+    assert_eq!(j["verification"]["signature_value"], "ok");
+    assert_eq!(j["verification"]["certificate_expired"], false);
+    assert_eq!(j["verified"], true);
+    assert_eq!(j["warnings"].as_array().unwrap().len(), 0, "{j}");
+}
+
+#[test]
+fn inspect_as4_python_message_without_the_key() {
+    let Some(dir) = as4_fixtures() else { return };
+    let ct = as4py_content_type(&dir);
+    let msg = p(&dir, "as4-pypi-generated/as4py-usermessage.mime");
+    let o = layersec([
+        "inspect",
+        "--content-type",
+        &ct,
+        "--verify-with",
+        &p(&dir, "as4-pypi-generated/PTE000001.cert.pem"),
+        &msg,
+    ])
+    .expect(0);
+    let j = json(&o);
+    assert_eq!(
+        reference_results(&j),
+        ["ok", "ok", "not checked: attachment encrypted and no key"]
+    );
+    assert_eq!(j["verification"]["signature_value"], "ok");
+    assert_eq!(j["verified"], Value::Null);
+    assert_eq!(j["parts"][0]["decrypted_size"], Value::Null);
+    assert!(stderr(&o).contains("not every signed reference could be checked"));
+
+    // The wrong partner certificate: the signature is someone else's.
+    let o = layersec([
+        "inspect",
+        "--content-type",
+        &ct,
+        "--verify-with",
+        &p(&dir, "as4-pypi-generated/PTE000002.cert.pem"),
+        &msg,
+    ])
+    .expect(4);
+    assert_error(&o, "ERR_SIGNER_MISMATCH");
+    let j = json(&o);
+    assert_eq!(j["verification"]["signer_matches"], false);
+    assert_eq!(j["verified"], false);
+    // The wrong key: not a recipient (and the attachment stays unchecked).
+    let o = layersec([
+        "inspect",
+        "--content-type",
+        &ct,
+        "--decrypt-with",
+        &p(&dir, "as4-pypi-generated/PTE000001.key.pem"),
+        "--cert",
+        &p(&dir, "as4-pypi-generated/PTE000001.cert.pem"),
+        &msg,
+    ])
+    .expect(4);
+    assert_error(&o, "ERR_NOT_A_RECIPIENT");
+    assert_eq!(
+        json(&o)["decryption"]["error"]["name"],
+        "LS_ERR_NOT_A_RECIPIENT"
+    );
+    // --partners is for CMS only.
+    let o = layersec([
+        "inspect",
+        "--content-type",
+        &ct,
+        "--partners",
+        &p(&dir, "as4-pypi-generated"),
+        &msg,
+    ])
+    .expect(2);
+    assert!(stderr(&o).contains("--verify-with"), "{}", stderr(&o));
+}
+
+#[test]
+fn inspect_as4_malformed_and_protocol_errors() {
+    let Some(dir) = as4_fixtures() else { return };
+    // A header block marked mustUnderstand that AS4 does not know (a typo in the WS-Security
+    // namespace of the AS4 specification's example): exit 8, the PullRequest still described.
+    let o = layersec(["inspect", &p(&dir, "phase4/soap12test/PullRequest12.xml")]).expect(8);
+    assert_error(&o, "ERR_MUST_UNDERSTAND");
+    let j = json(&o);
+    assert_eq!(j["messaging"]["signals"][0]["type"], "pull_request");
+    assert_eq!(
+        j["messaging"]["signals"][0]["mpc"],
+        "http://as4.bigco.example.com/queues/q_456"
+    );
+    // Not well-formed XML (a comment before the XML declaration): exit 6.
+    let o = layersec(["inspect", &p(&dir, "phase4/holodeck/from-holodeck-1.xml")]).expect(6);
+    assert_eq!(json(&o)["error"]["name"], "LS_ERR_MALFORMED");
+    // Unsupported signature algorithm, given a certificate: exit 4, reported per section.
+    let o = layersec([
+        "inspect",
+        "--verify-with",
+        &p(&dir, "derived/TestReceipt12.signer.cert.pem"),
+        &p(&dir, "phase4/testfiles/WrongSigningAlgorithm.xml"),
+    ])
+    .expect(4);
+    let j = json(&o);
+    assert_eq!(
+        j["verification"]["error"]["name"],
+        "LS_ERR_UNSUPPORTED_ALGORITHM"
+    );
+    assert!(j["verification"]["signature_value"]
+        .as_str()
+        .unwrap()
+        .starts_with("not checked"));
+    // An unsigned message, given a certificate: exit 8 (signature required).
+    let o = layersec([
+        "inspect",
+        "--verify-with",
+        &p(&dir, "derived/helger.signer.cert.pem"),
+        &p(&dir, "phase4/soap12test/UserMessage12.xml"),
+    ])
+    .expect(8);
+    assert_error(&o, "ERR_SIGNATURE_REQUIRED");
+}
+
+#[test]
+fn inspect_as4_message_built_by_us() {
+    use ls_core::as4::envelope::SoapVersion;
+    use ls_core::as4::message::{self, Outgoing, Payload};
+    use ls_core::as4::model::*;
+    // carol signs (unencrypted key); the payloads are encrypted for alice (password-protected key).
+    let w = World::get();
+    let t = TempDir::new("inspect-as4");
+    let carol =
+        ls_core::Identity::load(w.key("carol"), Some(w.cert("carol").as_ref()), None).unwrap();
+    let alice_cert = ls_core::Certificate::load(w.cert("alice")).unwrap();
+    let party = |v: &str, role: &str| Party {
+        ids: vec![PartyId {
+            value: v.into(),
+            r#type: Some("urn:layersec:party".into()),
+        }],
+        role: role.into(),
+    };
+    let um = UserMessage {
+        info: MessageInfo {
+            timestamp: timestamp_now(),
+            message_id: new_message_id("layersec.test").unwrap(),
+            ref_to_message_id: None,
+        },
+        mpc: None,
+        from: party("carol", "initiator"),
+        to: party("alice", "responder"),
+        agreement_ref: Some(AgreementRef {
+            value: "urn:layersec:agreement".into(),
+            r#type: None,
+            pmode: Some("pm-1".into()),
+        }),
+        service: Service {
+            value: "urn:layersec:documents".into(),
+            r#type: None,
+        },
+        action: "Deliver".into(),
+        conversation_id: "conv-1".into(),
+        properties: vec![Property::new("finalRecipient", "alice")],
+        payloads: vec![],
+    };
+    let built = message::build(Outgoing {
+        messaging: Messaging {
+            user_messages: vec![um],
+            signals: vec![],
+        },
+        payloads: vec![Payload {
+            content_id: "invoice@layersec".into(),
+            mime_type: "application/xml".into(),
+            data: invoice(),
+            compress: true,
+            properties: vec![],
+        }],
+        signer: &carol,
+        encrypt_for: Some(&alice_cert),
+        soap: SoapVersion::Soap12,
+    })
+    .unwrap();
+    // As an HTTP capture: no --content-type needed.
+    let capture = [
+        format!(
+            "POST /as4 HTTP/1.1\r\nHost: gw.example\r\nContent-Type: {}\r\n\r\n",
+            built.content_type
+        )
+        .into_bytes(),
+        built.body.clone(),
+    ]
+    .concat();
+    std::fs::write(t.path("capture.http"), &capture).unwrap();
+    let o = layersec([
+        "inspect",
+        "--verify-with",
+        &w.cert("carol"),
+        "--decrypt-with",
+        &w.key("alice"),
+        "--cert",
+        &w.cert("alice"),
+        "--pass-env",
+        "LAYERSEC_TEST_PW",
+        &t.s("capture.http"),
+    ])
+    .env("LAYERSEC_TEST_PW", ALICE_PW)
+    .expect(0);
+    let j = json(&o);
+    assert_eq!(j["input"], "http");
+    let um = &j["messaging"]["user_messages"][0];
+    assert_eq!(um["message_id"], built.message_id.as_str());
+    assert_eq!(um["agreement_ref"]["pmode"], "pm-1");
+    assert_eq!(um["payloads"][0]["href"], "cid:invoice@layersec");
+    assert_eq!(
+        j["parts"][0]["decompressed_size"].as_u64().unwrap(),
+        invoice().len() as u64
+    );
+    assert_eq!(reference_results(&j), ["ok", "ok", "ok"]);
+    assert_eq!(j["verified"], true);
+    // From stdin, as a bare body with --content-type.
+    let o = layersec([
+        "inspect",
+        "--content-type",
+        &built.content_type,
+        "--verify-with",
+        &w.cert("carol"),
+        "-",
+    ])
+    .stdin(&built.body)
+    .expect(0);
+    assert_eq!(json(&o)["verified"], Value::Null);
+    // A flipped byte in the encrypted attachment: decryption fails (exit 4), nothing else does.
+    let mut body = built.body.clone();
+    let n = body.len();
+    body[n - 60] ^= 1;
+    std::fs::write(t.path("bad.mime"), &body).unwrap();
+    let o = layersec([
+        "inspect",
+        "--content-type",
+        &built.content_type,
+        "--verify-with",
+        &w.cert("carol"),
+        "--decrypt-with",
+        &w.key("alice"),
+        "--cert",
+        &w.cert("alice"),
+        "--pass-env",
+        "LAYERSEC_TEST_PW",
+        &t.s("bad.mime"),
+    ])
+    .env("LAYERSEC_TEST_PW", ALICE_PW)
+    .expect(4);
+    assert_error(&o, "ERR_DECRYPT_FAILED");
+    let j = json(&o);
+    assert_eq!(
+        reference_results(&j),
+        [
+            "ok",
+            "ok",
+            "not checked: attachment encrypted and could not be decrypted"
+        ]
+    );
+    // Someone else's certificate: exit 4, signer_matches false.
+    let o = layersec([
+        "inspect",
+        "--content-type",
+        &built.content_type,
+        "--verify-with",
+        &w.cert("alice"),
+        &t.s("bad.mime"),
+    ])
+    .expect(4);
+    assert_error(&o, "ERR_SIGNER_MISMATCH");
+    assert_eq!(json(&o)["verification"]["signer_matches"], false);
+}

@@ -10,6 +10,7 @@
 
 pub mod c14n;
 pub mod envelope;
+pub mod inspect;
 pub mod message;
 pub mod model;
 pub mod package;
