@@ -81,6 +81,16 @@ impl Json {
     }
 }
 
+impl crate::error::Error {
+    /// `{code, name, message}`, as `inspect` and machine output report an error.
+    pub fn to_json(&self) -> Json {
+        Json::obj()
+            .with("code", self.code().as_i32() as i64)
+            .with("name", format!("LS_{}", self.code().name()))
+            .with("message", self.to_string())
+    }
+}
+
 fn pad(s: &mut String, n: usize) {
     for _ in 0..n {
         s.push_str("  ");

@@ -9,7 +9,6 @@
 //! named, not just the first. Like the CMS inspect this never fails: a problem ends up in an
 //! `error` member, next to everything that could still be read.
 
-use super::c14n;
 use super::envelope::{self, Envelope, SoapVersion};
 use super::model::{
     MessageInfo, Messaging, PartInfo, Party, Property, Signal, SignalMessage, UserMessage,
@@ -24,7 +23,6 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::json::Json;
 use crate::keys::Identity;
 use crate::time;
-use openssl::hash::MessageDigest;
 use roxmltree::{Document, Node};
 
 /// Whether `input` should be read as an AS4 message rather than a CMS/S-MIME object: a
@@ -132,7 +130,7 @@ impl Report {
                 "warnings",
                 Json::Arr(self.warnings.into_iter().map(Json::from).collect()),
             )
-            .with("error", self.error.as_ref().map(error_json))
+            .with("error", self.error.as_ref().map(Error::to_json))
     }
 
     fn run(
@@ -351,7 +349,7 @@ impl Report {
                 Err(e) => {
                     decryption_failed = true;
                     j.set("decrypted", Json::Arr(Vec::new()));
-                    j.set("error", error_json(&e));
+                    j.set("error", e.to_json());
                 }
             }
             self.decryption = Some(j);
@@ -497,7 +495,7 @@ fn describe_parts(pkg: &Package, parts: &[PartView]) -> Vec<Json> {
                 .with("encrypted", p.encrypted)
                 .with("decrypted_size", p.plain.as_ref().map(Vec::len))
                 .with("decompressed_size", p.decompressed_size)
-                .with("error", p.error.as_ref().map(error_json))
+                .with("error", p.error.as_ref().map(Error::to_json))
         })
         .collect()
 }
@@ -664,6 +662,8 @@ fn messaging_json(m: &Messaging) -> Json {
 
 /// A `ds:Reference` as written (read tolerantly, for description).
 struct RefInfo {
+    /// The reference as `wss` reads it (used to recompute its digest).
+    signed: wss::SignedRef,
     uri: String,
     /// What the URI names: the element's qualified name as written, or `attachment`.
     target: Option<String>,
@@ -685,32 +685,27 @@ fn prefix_list_of(n: Node) -> Option<String> {
 }
 
 fn read_references(doc: &Document, pkg: &Package, si: Node) -> Vec<RefInfo> {
-    children(si, NS_DS, "Reference")
+    wss::signed_info_references(si)
+        .into_iter()
         .map(|r| {
-            let uri = r.attribute("URI").unwrap_or("");
-            let target = if let Some(id) = uri.strip_prefix('#') {
+            let target = if let Some(id) = r.uri.strip_prefix('#') {
                 xml::by_id(doc, id)
                     .ok()
                     .flatten()
                     .map(|el| xml::source_qname(el).to_string())
-            } else if is_cid(uri) {
-                pkg.attachment(uri).map(|_| "attachment".to_string())
+            } else if is_cid(&r.uri) {
+                pkg.attachment(&r.uri).map(|_| "attachment".to_string())
             } else {
                 None
             };
-            let ts: Vec<Node> = child(r, NS_DS, "Transforms")
-                .map(|t| children(t, NS_DS, "Transform").collect())
-                .unwrap_or_default();
             RefInfo {
-                uri: uri.to_string(),
+                uri: r.uri.clone(),
                 target,
-                transforms: ts
-                    .iter()
-                    .map(|t| alg_of(Some(*t)).unwrap_or_default())
-                    .collect(),
-                inclusive_prefixes: ts.iter().rev().find_map(|t| prefix_list_of(*t)),
-                digest_method: alg_of(child(r, NS_DS, "DigestMethod")).unwrap_or_default(),
-                digest_value: child(r, NS_DS, "DigestValue").map(text).unwrap_or_default(),
+                transforms: r.transforms.iter().map(|(a, _)| a.clone()).collect(),
+                inclusive_prefixes: r.transforms.iter().rev().find_map(|(_, p)| p.clone()),
+                digest_method: r.digest_method.clone(),
+                digest_value: r.digest_value.clone(),
+                signed: r,
             }
         })
         .collect()
@@ -1145,7 +1140,7 @@ fn verify(
         )
         .with("signature_value", signature_value)
         .with("verified", verdict)
-        .with("error", error.as_ref().map(error_json));
+        .with("error", error.as_ref().map(Error::to_json));
     (j, verdict)
 }
 
@@ -1175,59 +1170,26 @@ fn own_signature_value(
     }
 }
 
-fn digest_for(uri: &str) -> std::result::Result<MessageDigest, String> {
-    match uri {
-        wss::ALG_SHA256 => Ok(MessageDigest::sha256()),
-        wss::ALG_SHA384 => Ok(MessageDigest::sha384()),
-        wss::ALG_SHA512 => Ok(MessageDigest::sha512()),
-        wss::ALG_SHA1 => Err("not checked: SHA-1 digests are refused".into()),
-        other => Err(format!("not checked: unsupported digest method {other}")),
-    }
-}
-
 /// Recompute one reference's digest: `ok`, `digest mismatch` or `not checked: …`.
 fn check_reference<'p>(
     doc: &Document,
     r: &RefInfo,
     plain_of: &dyn Fn(&str) -> std::result::Result<&'p [u8], String>,
 ) -> String {
-    let md = match digest_for(&r.digest_method) {
-        Ok(md) => md,
-        Err(why) => return why,
-    };
-    let data: Vec<u8> = if let Some(id) = r.uri.strip_prefix('#') {
-        let el = match xml::by_id(doc, id) {
-            Ok(Some(el)) => el,
-            Ok(None) => return format!("not checked: no element with Id {id} in the message"),
-            Err(e) => return format!("not checked: {e}"),
-        };
-        if let Some(t) = r.transforms.iter().find(|t| *t != wss::ALG_EXC_C14N) {
-            return format!("not checked: unsupported transform {t}");
-        }
-        let pl = r.inclusive_prefixes.clone().unwrap_or_default();
-        match c14n::canonicalize(el, &c14n::prefix_list(&pl)) {
-            Ok(c) => c,
-            Err(e) => return format!("not checked: {e}"),
-        }
-    } else if is_cid(&r.uri) {
-        if let Some(t) = r.transforms.iter().find(|t| *t != wss::ALG_ATT_CONTENT) {
-            return format!("not checked: unsupported transform {t}");
-        }
-        if r.transforms.is_empty() {
-            return "not checked: no Attachment-Content-Signature-Transform".into();
-        }
+    let attachment = if is_cid(&r.uri) {
         match plain_of(&r.uri) {
-            Ok(d) => d.to_vec(),
+            Ok(d) => Some(d),
             Err(why) => return why,
         }
     } else {
-        return format!("not checked: unsupported reference URI {:?}", r.uri);
+        None
     };
-    let Ok(got) = openssl::hash::hash(md, &data) else {
-        return "not checked: digest failed".into();
+    let got = match wss::reference_digest(doc, &r.signed, attachment) {
+        Ok(d) => d,
+        Err(e) => return format!("not checked: {e}"),
     };
     match crate::mime::base64_decode(r.digest_value.as_bytes()) {
-        Ok(want) if want == got.to_vec() => "ok".into(),
+        Ok(want) if want == got => "ok".into(),
         Ok(_) => "digest mismatch".into(),
         Err(_) => "not checked: the DigestValue is not base64".into(),
     }
@@ -1235,13 +1197,6 @@ fn check_reference<'p>(
 
 // ------------------------------------------------------------------------------------------------
 // Small helpers
-
-fn error_json(e: &Error) -> Json {
-    Json::obj()
-        .with("code", e.code().as_i32() as i64)
-        .with("name", format!("LS_{}", e.code().name()))
-        .with("message", e.to_string())
-}
 
 fn is_cid(uri: &str) -> bool {
     uri.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("cid:"))

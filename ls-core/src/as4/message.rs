@@ -157,7 +157,7 @@ pub fn build(out: Outgoing) -> Result<Built> {
     let e = envelope::read(&doc, envelope::UNDERSTOOD)?;
     let references = wss::signature_of(e.security)
         .and_then(|s| xml::child(s, xml::NS_DS, "SignedInfo"))
-        .map(|si| refs_of(si))
+        .map(wss::signed_info_references)
         .unwrap_or_default();
     let pkg = Package {
         soap: env.into_bytes(),
@@ -175,28 +175,6 @@ pub fn build(out: Outgoing) -> Result<Built> {
         message_id,
         references,
     })
-}
-
-fn refs_of(si: roxmltree::Node) -> Vec<SignedRef> {
-    xml::children(si, xml::NS_DS, "Reference")
-        .map(|r| SignedRef {
-            uri: r.attribute("URI").unwrap_or("").to_string(),
-            transforms: xml::child(r, xml::NS_DS, "Transforms")
-                .map(|ts| {
-                    xml::children(ts, xml::NS_DS, "Transform")
-                        .map(|t| (t.attribute("Algorithm").unwrap_or("").to_string(), None))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            digest_method: xml::child(r, xml::NS_DS, "DigestMethod")
-                .and_then(|d| d.attribute("Algorithm"))
-                .unwrap_or("")
-                .to_string(),
-            digest_value: xml::child(r, xml::NS_DS, "DigestValue")
-                .map(xml::text)
-                .unwrap_or_default(),
-        })
-        .collect()
 }
 
 /// How to read a message.

@@ -192,31 +192,15 @@ pub fn verify<'d, 'i>(
 
     // 1. Every reference names what we process (signature wrapping is refused before any
     //    digest is computed), then every digest recomputes.
-    enum Target<'d, 'i, 'a> {
-        Element(Node<'d, 'i>, Vec<String>),
-        Attachment(&'a [u8]),
-        Absent,
-    }
-    let mut targets = Vec::new();
+    let refs = signed_info_references(si);
     let mut saw_messaging = false;
     let mut saw_body = false;
     let mut seen_cids: Vec<&str> = Vec::new();
-    for r in xml::children(si, NS_DS, "Reference") {
-        let uri = r.attribute("URI").unwrap_or("").to_string();
-        let mut transforms = Vec::new();
-        if let Some(ts) = child(r, NS_DS, "Transforms") {
-            for t in xml::children(ts, NS_DS, "Transform") {
-                transforms.push((alg_of(t).to_string(), inclusive_prefixes(t)));
-            }
-        }
-        let dm = child(r, NS_DS, "DigestMethod")
-            .ok_or_else(|| Error::Malformed("Reference without DigestMethod".into()))?;
-        let digest_method = alg_of(dm).to_string();
-        digest_alg(&digest_method)?;
-        let dv = child(r, NS_DS, "DigestValue")
-            .ok_or_else(|| Error::Malformed("Reference without DigestValue".into()))?;
-        let digest_value = text(dv);
-        let target = if let Some(id) = uri.strip_prefix('#') {
+    let mut targets: Vec<Option<&[u8]>> = Vec::new(); // attachment bytes for cid: references
+    for r in &refs {
+        // Unknown or weak algorithms are named before anything else is judged.
+        digest_alg(&r.digest_method)?;
+        if let Some(id) = r.uri.strip_prefix('#') {
             let el = by_id(doc, id)?.ok_or_else(|| {
                 Error::SignatureWrapping(format!(
                     "the signature references #{id}, which is not in the message"
@@ -227,41 +211,15 @@ pub fn verify<'d, 'i>(
             } else if el == covered.body {
                 saw_body = true;
             }
-            let mut prefixes = None;
-            for (alg, pl) in &transforms {
-                if alg != ALG_EXC_C14N {
-                    return Err(Error::UnsupportedAlgorithm(format!(
-                        "transform {alg} on {uri}"
-                    )));
-                }
-                prefixes = pl.clone();
-            }
-            let pl = prefixes.unwrap_or_default();
-            Target::Element(
-                el,
-                c14n::prefix_list(&pl)
-                    .into_iter()
-                    .map(str::to_string)
-                    .collect(),
-            )
-        } else if let Some(cid) = uri.strip_prefix("cid:") {
+            targets.push(None);
+        } else if let Some(cid) = r.uri.strip_prefix("cid:") {
             let cid = percent_decode(cid);
-            if !transforms.iter().any(|(a, _)| a == ALG_ATT_CONTENT) {
-                return Err(Error::UnsupportedAlgorithm(format!(
-                    "attachment reference {uri} without the Attachment-Content-Signature-Transform"
-                )));
-            }
-            if let Some((a, _)) = transforms.iter().find(|(a, _)| a != ALG_ATT_CONTENT) {
-                return Err(Error::UnsupportedAlgorithm(format!(
-                    "transform {a} on {uri}"
-                )));
-            }
             match covered.attachments.iter().find(|(c, _)| *c == cid) {
                 Some((name, data)) => {
                     seen_cids.push(name);
-                    Target::Attachment(data)
+                    targets.push(Some(data));
                 }
-                None if covered.partial => Target::Absent,
+                None if covered.partial => targets.push(None),
                 None => {
                     return Err(Error::SignatureWrapping(format!(
                         "the signature references attachment {cid}, which is not in the message"
@@ -270,18 +228,10 @@ pub fn verify<'d, 'i>(
             }
         } else {
             return Err(Error::UnsupportedAlgorithm(format!(
-                "reference URI {uri:?}"
+                "reference URI {:?}",
+                r.uri
             )));
-        };
-        targets.push((
-            SignedRef {
-                uri,
-                transforms,
-                digest_method,
-                digest_value,
-            },
-            target,
-        ));
+        }
     }
     if covered.messaging.is_some() && !saw_messaging {
         return Err(Error::SignatureWrapping(
@@ -300,29 +250,18 @@ pub fn verify<'d, 'i>(
             )));
         }
     }
-    let mut refs = Vec::new();
     let mut unchecked = Vec::new();
-    for (r, target) in targets {
-        let md = digest_alg(&r.digest_method)?;
-        let got = match target {
-            Target::Element(el, prefixes) => {
-                let p: Vec<&str> = prefixes.iter().map(String::as_str).collect();
-                openssl::hash::hash(md, &c14n::canonicalize(el, &p)?)?.to_vec()
-            }
-            Target::Attachment(data) => openssl::hash::hash(md, data)?.to_vec(),
-            Target::Absent => {
-                unchecked.push(r.uri.clone());
-                refs.push(r);
-                continue;
-            }
-        };
-        if got != b64(&r.digest_value)? {
+    for (r, attachment) in refs.iter().zip(targets) {
+        if attachment.is_none() && r.uri.starts_with("cid:") {
+            unchecked.push(r.uri.clone());
+            continue;
+        }
+        if reference_digest(doc, r, attachment)? != b64(&r.digest_value)? {
             return Err(Error::DigestMismatch(format!(
                 "the digest of {} does not match (altered in transit?)",
                 r.uri
             )));
         }
-        refs.push(r);
     }
 
     // 2. Who signed, and do we believe them?
@@ -359,6 +298,78 @@ pub fn verify<'d, 'i>(
         signature_method,
         unchecked,
     }))
+}
+
+/// The references of a `ds:SignedInfo`, as written.
+pub fn signed_info_references(si: Node) -> Vec<SignedRef> {
+    xml::children(si, NS_DS, "Reference")
+        .map(|r| SignedRef {
+            uri: r.attribute("URI").unwrap_or("").to_string(),
+            transforms: child(r, NS_DS, "Transforms")
+                .map(|ts| {
+                    xml::children(ts, NS_DS, "Transform")
+                        .map(|t| (alg_of(t).to_string(), inclusive_prefixes(t)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            digest_method: child(r, NS_DS, "DigestMethod")
+                .map(alg_of)
+                .unwrap_or("")
+                .to_string(),
+            digest_value: child(r, NS_DS, "DigestValue").map(text).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Recompute the digest of one reference: an element of `doc` by `#Id` (exclusive C14N, the only
+/// transform allowed), or an attachment's bytes (`cid:`, with the
+/// Attachment-Content-Signature-Transform). Unknown or weak algorithms are errors.
+pub fn reference_digest(
+    doc: &Document,
+    r: &SignedRef,
+    attachment: Option<&[u8]>,
+) -> Result<Vec<u8>> {
+    let md = digest_alg(&r.digest_method)?;
+    if let Some(id) = r.uri.strip_prefix('#') {
+        let mut prefixes = String::new();
+        for (alg, pl) in &r.transforms {
+            if alg != ALG_EXC_C14N {
+                return Err(Error::UnsupportedAlgorithm(format!(
+                    "transform {alg} on {}",
+                    r.uri
+                )));
+            }
+            prefixes = pl.clone().unwrap_or_default();
+        }
+        let el = by_id(doc, id)?.ok_or_else(|| {
+            Error::SignatureWrapping(format!("no element with Id {id} in the message"))
+        })?;
+        Ok(
+            openssl::hash::hash(md, &c14n::canonicalize(el, &c14n::prefix_list(&prefixes))?)?
+                .to_vec(),
+        )
+    } else if r.uri.starts_with("cid:") {
+        if !r.transforms.iter().any(|(a, _)| a == ALG_ATT_CONTENT) {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "attachment reference {} without the Attachment-Content-Signature-Transform",
+                r.uri
+            )));
+        }
+        if let Some((a, _)) = r.transforms.iter().find(|(a, _)| a != ALG_ATT_CONTENT) {
+            return Err(Error::UnsupportedAlgorithm(format!(
+                "transform {a} on {}",
+                r.uri
+            )));
+        }
+        let data =
+            attachment.ok_or_else(|| Error::Internal(format!("no bytes given for {}", r.uri)))?;
+        Ok(openssl::hash::hash(md, data)?.to_vec())
+    } else {
+        Err(Error::UnsupportedAlgorithm(format!(
+            "reference URI {:?}",
+            r.uri
+        )))
+    }
 }
 
 fn percent_decode(s: &str) -> String {

@@ -136,17 +136,10 @@ pub(crate) fn inspect(input: &[u8], opts: &OpenOptions) -> Json {
         "error",
         match res {
             Ok(()) => Json::Null,
-            Err(e) => error_json(&e),
+            Err(e) => e.to_json(),
         },
     );
     j
-}
-
-pub(crate) fn error_json(e: &Error) -> Json {
-    Json::obj()
-        .with("code", e.code().as_i32() as i64)
-        .with("name", format!("LS_{}", e.code().name()))
-        .with("message", e.to_string())
 }
 
 impl<'o> State<'o> {
@@ -536,7 +529,7 @@ impl<'o> State<'o> {
                     Ok(()) => j.set("verified", true),
                     Err(e) => {
                         j.set("verified", false);
-                        j.set("verification_error", error_json(&e));
+                        j.set("verification_error", e.to_json());
                         self.verification_failed = true;
                     }
                 }
