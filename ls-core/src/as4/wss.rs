@@ -381,9 +381,11 @@ fn accept_signer(signer: &Certificate, policy: &VerifyPolicy) -> Result<()> {
         (Some(p), _) => {
             if p != signer {
                 return Err(Error::SignerMismatch(format!(
-                    "signed by {}, expected {}",
+                    "signed by {} (serial {}), expected {} (serial {})",
                     signer.subject(),
-                    p.subject()
+                    signer.serial_hex(),
+                    p.subject(),
+                    p.serial_hex()
                 )));
             }
         }
