@@ -19,7 +19,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 REL := $(TARGET_DIR)/release
 DBG := $(TARGET_DIR)/debug
 
-.PHONY: all build debug deps test test-rust test-c test-python test-install demo install install-files uninstall bench clean
+.PHONY: all build debug deps test test-rust test-c test-python test-install test-fuzz demo install install-files uninstall bench clean
 
 all: build
 
@@ -32,7 +32,7 @@ build: deps
 debug: deps
 	$(CARGO) build --workspace
 
-test: deps debug test-rust test-c test-python test-install
+test: deps debug test-rust test-c test-python test-install test-fuzz
 	@echo "make test: all test groups passed"
 
 test-rust:
@@ -48,6 +48,11 @@ test-python: debug
 # through pkg-config.
 test-install: debug
 	bash scripts/test-install.sh $(abspath $(DBG))
+
+# Smoke-run the cargo-fuzz targets of fuzz/ (libFuzzer + ASan; RUSTC_BOOTSTRAP=1 on stable) for a
+# short time each on generated and fixture seeds; fails on any crash. FUZZ_SECONDS=N per target.
+test-fuzz: debug
+	bash scripts/fuzz-smoke.sh $(abspath $(DBG))/layersec
 
 demo: build
 	@bash scripts/demo.sh $(REL)

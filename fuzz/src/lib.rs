@@ -1,0 +1,289 @@
+//! The bodies of the fuzz targets (one public function per target, called by
+//! `fuzz_targets/<name>.rs`). Each feeds arbitrary bytes to public ls-core APIs and must never
+//! panic: every hostile input is an `Err`, never a crash. The few `assert!`s check properties the
+//! API promises (limits, round trips); a failed one is a bug like any other panic.
+//!
+//! Keys: by default one identity is generated per process (RSA-2048, in a `OnceLock`) and used
+//! both as our recipient key and as the pinned partner certificate. `scripts/fuzz-smoke.sh`
+//! instead hands over keys made with `layersec keygen` (and seeds sealed with them) so that
+//! mutated inputs get past decryption and signature checks into the inner layers:
+//!
+//! - `LS_FUZZ_KEY`, `LS_FUZZ_CERT`: our identity (PEM key and certificate)
+//! - `LS_FUZZ_SENDER`: the partner certificate expected on CMS signatures
+//! - `LS_FUZZ_PARTNERS`: a folder of partner certificates (`CertStore::load_dir`) for AS4
+//!   signatures, so fixture messages verify up to their signature value
+
+use ls_core::as4::{c14n, wss, xml};
+use ls_core::mime::{self, Entity};
+use ls_core::{CertStore, Certificate, Identity, KeyType, OpenOptions};
+use std::path::Path;
+use std::sync::OnceLock;
+
+struct Keys {
+    identity: Identity,
+    sender: Certificate,
+    partners: Option<CertStore>,
+}
+
+fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let env = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        let identity = match (env("LS_FUZZ_KEY"), env("LS_FUZZ_CERT")) {
+            (Some(key), Some(cert)) => {
+                Identity::load(Path::new(&key), Some(Path::new(&cert)), None)
+                    .expect("LS_FUZZ_KEY/LS_FUZZ_CERT: cannot load the identity")
+            }
+            _ => {
+                Identity::generate("fuzz-recipient", KeyType::Rsa(2048), 30, None)
+                    .expect("cannot generate the fuzzing identity")
+                    .identity
+            }
+        };
+        let sender = match env("LS_FUZZ_SENDER") {
+            Some(path) => Certificate::load(&path).expect("LS_FUZZ_SENDER: cannot load"),
+            None => identity.certificate().clone(),
+        };
+        let partners = env("LS_FUZZ_PARTNERS")
+            .map(|dir| CertStore::load_dir(&dir).expect("LS_FUZZ_PARTNERS: cannot load"));
+        Keys {
+            identity,
+            sender,
+            partners,
+        }
+    })
+}
+
+/// The output limit of `cms_open`.
+const MAX_OUTPUT: u64 = 1 << 20;
+
+/// S/MIME entity parsing, BER, every CMS content type and the layer walker: `open` with our key
+/// and a pinned sender, and `inspect` without and with keys.
+pub fn cms_open(data: &[u8]) {
+    let k = keys();
+    let opts = OpenOptions {
+        recipient: Some(&k.identity),
+        sender: Some(&k.sender),
+        allow_unsigned: true,
+        max_output: MAX_OUTPUT,
+        ..Default::default()
+    };
+    if let Ok(opened) = ls_core::open(data, &opts) {
+        assert!(
+            opened.document.len() as u64 <= MAX_OUTPUT,
+            "open returned {} bytes, above max_output",
+            opened.document.len()
+        );
+        if let Some(name) = opened.safe_filename() {
+            assert!(!name.contains('/') && !name.contains('\\') && !name.is_empty());
+        }
+    }
+    let _ = ls_core::inspect(data, &OpenOptions::default()).to_pretty();
+    let _ = ls_core::inspect(data, &opts).to_pretty();
+}
+
+/// Subslice check: `part` lies inside `whole` (the MIME splitters return views, never copies).
+fn within(whole: &[u8], part: &[u8]) -> bool {
+    let (w, p) = (whole.as_ptr() as usize, part.as_ptr() as usize);
+    part.is_empty() || (p >= w && p + part.len() <= w + whole.len())
+}
+
+fn entity(data: &[u8], depth: u32) {
+    let _ = mime::looks_like_entity(data);
+    let Ok(e) = Entity::parse(data) else { return };
+    assert!(within(data, e.body), "Entity::parse: body outside its input");
+    let _ = e.content_type();
+    let _ = e.filename();
+    let _ = e.header("content-type");
+    let _ = e.content_type_param("boundary");
+    let _ = e.decoded_body();
+    if let Ok(parts) = mime::split_signed(&e) {
+        assert!(within(data, parts.content) && within(data, parts.signature));
+        if depth < 2 {
+            entity(parts.content, depth + 1);
+            entity(parts.signature, depth + 1);
+        }
+    }
+    if let Some(b) = e.content_type_param("boundary") {
+        if let Ok(parts) = mime::split_multipart(e.body, &b) {
+            for p in parts {
+                assert!(within(e.body, p), "split_multipart: part outside its body");
+            }
+        }
+    }
+}
+
+/// MIME: entity headers, parameters, transfer encodings, multipart splitting, base64.
+pub fn mime_entity(data: &[u8]) {
+    entity(data, 0);
+    if let Ok(parts) = mime::split_multipart(data, "b") {
+        for p in parts {
+            assert!(within(data, p), "split_multipart: part outside its input");
+        }
+    }
+    let _ = mime::base64_decode(data);
+    // What we write, we read back.
+    let enc = mime::base64_encode_mime(data);
+    assert_eq!(
+        mime::base64_decode(&enc).ok().as_deref(),
+        Some(data),
+        "base64 round trip"
+    );
+    let _ = mime::param(&String::from_utf8_lossy(data), "filename");
+    // Parameter values are file names and boundaries: a short prefix is enough (format_param
+    // costs a formatted string per byte, which would dominate on large inputs).
+    let text = String::from_utf8_lossy(&data[..data.len().min(256)]);
+    let header = format!("application/octet-stream; {}", mime::format_param("name", &text));
+    assert_eq!(
+        mime::param(&header, "name").as_deref(),
+        Some(&*text),
+        "format_param/param round trip of {header:?}"
+    );
+    let _ = mime::guess_type(&text);
+}
+
+/// Elements whose local name is `name`, in any namespace.
+fn named<'a, 'i>(
+    doc: &'a roxmltree::Document<'i>,
+    name: &str,
+) -> Option<roxmltree::Node<'a, 'i>> {
+    doc.descendants()
+        .find(|n| n.is_element() && n.tag_name().name() == name)
+}
+
+/// The AS4 XML layer: bounded parsing, Id lookup, exclusive C14N, WS-Security verification.
+pub fn as4_xml(data: &[u8]) {
+    let Ok(doc) = xml::parse_bytes(data, &xml::Limits::default()) else {
+        return;
+    };
+    let root = doc.root_element();
+    let _ = c14n::canonicalize(root, &[]);
+    let _ = c14n::canonicalize(root, &["#default", "soap", "eb", "S12"]);
+
+    // Every Id in the document (a few), and some that are not there.
+    let mut ids: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.is_element())
+        .filter_map(xml::id_of)
+        .take(8)
+        .collect();
+    ids.extend(["", "body", "_1"]);
+    for id in ids {
+        if let Ok(Some(n)) = xml::by_id(&doc, id) {
+            assert_eq!(xml::id_of(n), Some(id), "by_id found an element with another Id");
+            let _ = c14n::canonicalize(n, &[]);
+        }
+    }
+    for n in doc.descendants().filter(|n| n.is_element()).take(64) {
+        let _ = xml::source_qname(n);
+        let _ = xml::text(n);
+        if let Some(pl) = n.attribute("PrefixList") {
+            let _ = c14n::canonicalize(root, &c14n::prefix_list(pl));
+        }
+    }
+
+    let security = named(&doc, "Security");
+    let body = named(&doc, "Body").unwrap_or(root);
+    let messaging = named(&doc, "Messaging");
+    let k = keys();
+    let pinned = wss::VerifyPolicy {
+        signer: Some(k.identity.certificate()),
+        ..Default::default()
+    };
+    let covered = wss::Covered {
+        messaging,
+        body,
+        attachments: &[],
+        partial: false,
+    };
+    let _ = wss::verify(&doc, security, &covered, &pinned);
+    let attachment: &[(&str, &[u8])] = &[("payload@fuzz", b"payload")];
+    let partial = wss::Covered {
+        messaging,
+        body,
+        attachments: attachment,
+        partial: true,
+    };
+    let _ = wss::verify(&doc, security, &partial, &pinned);
+    if let Some(store) = &k.partners {
+        let partners = wss::VerifyPolicy {
+            partners: Some(store),
+            allow_expired: true,
+            ..Default::default()
+        };
+        let _ = wss::verify(&doc, security, &covered, &partners);
+        let _ = wss::verify(&doc, security, &partial, &partners);
+    }
+}
+
+/// What a received AS4 message goes through: a raw HTTP capture or a body with its Content-Type
+/// into a SOAP-with-attachments package, the SOAP envelope (mustUnderstand, one Messaging, one
+/// Security), the ebMS3 header model, gzip, and the whole read (decrypt, verify, payloads).
+pub fn as4_package(data: &[u8]) {
+    use ls_core::as4::package::{self, Package};
+    use ls_core::as4::{envelope, message, model};
+
+    let limits = xml::Limits::default();
+    let k = keys();
+    let mut pkgs = Vec::new();
+    if let Ok(p) = Package::parse_http(data, &limits) {
+        pkgs.push(p);
+    }
+    for ct in [
+        "multipart/related; boundary=b; type=\"application/soap+xml\"; start=\"<soap@x>\"",
+        "application/soap+xml",
+    ] {
+        if let Ok(p) = Package::parse(ct, data, &limits) {
+            pkgs.push(p);
+        }
+    }
+    for pkg in &pkgs {
+        for a in &pkg.attachments {
+            assert!(
+                pkg.attachment(&format!("cid:{}", a.content_id)).is_some(),
+                "attachment {:?} not found by its own Content-ID",
+                a.content_id
+            );
+            let _ = package::gunzip(&a.data, MAX_OUTPUT);
+        }
+        if let Ok(doc) = xml::parse_bytes(&pkg.soap, &limits) {
+            if let Ok(env) = envelope::read(&doc, envelope::UNDERSTOOD) {
+                if let Some(m) = env.messaging {
+                    let _ = model::Messaging::parse(m);
+                }
+            }
+        }
+        // What we would forward or store reads back the same.
+        if let Ok((ct, body)) = pkg.to_mime() {
+            let back = Package::parse(&ct, &body, &limits)
+                .unwrap_or_else(|e| panic!("to_mime output does not parse back: {e}"));
+            assert_eq!(back.soap, pkg.soap, "to_mime/parse: SOAP part differs");
+            let ids = |p: &Package| -> Vec<(String, Vec<u8>)> {
+                p.attachments
+                    .iter()
+                    .map(|a| (a.content_id.clone(), a.data.clone()))
+                    .collect()
+            };
+            assert_eq!(ids(&back), ids(pkg), "to_mime/parse: attachments differ");
+            // With the fixture signers as partners when given (gets fixture messages past the
+            // signer check), else our pinned sender (fails there, after the digests).
+            let policy = match &k.partners {
+                Some(store) => wss::VerifyPolicy {
+                    partners: Some(store),
+                    allow_expired: true,
+                    ..Default::default()
+                },
+                None => wss::VerifyPolicy {
+                    signer: Some(&k.sender),
+                    ..Default::default()
+                },
+            };
+            let opts = message::ReadOptions {
+                recipient: Some(&k.identity),
+                policy,
+                ..Default::default()
+            };
+            let _ = message::read(&ct, &body, &opts);
+        }
+    }
+}
