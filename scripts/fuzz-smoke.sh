@@ -137,11 +137,18 @@ for t in $targets; do
   else
     failed+=("$t")
     summary+=("fuzz-smoke: $t: FAILED (exit $rc) after ${runs:-?} executions")
-    echo "---- $t: libFuzzer output (tail) ----" >&2
-    grep -v '^#[0-9]' "$log" | tail -60 >&2
+    # From the panic or sanitizer report on (the full log is libFuzzer's progress besides).
+    first=$(grep -an -m1 -E "panicked at|==[0-9]+==ERROR|ERROR: libFuzzer|^SUMMARY:" "$log" | cut -d: -f1)
+    echo "---- $t: libFuzzer output ----" >&2
+    # Repeated stack frames (deep recursion) are shown once.
+    { sed -n "${first:-1},/^Error: Fuzz target exited/p" "$log" | grep -av '^#[0-9]' | cut -c1-300 |
+      awk '{ k = $0; sub(/^ *#[0-9]+ 0x[0-9a-f]+ /, "", k) }
+           k == prev { n++; next }
+           { if (n) print "    ... the frame above repeated " n " more times"; n = 0; print; prev = k }' |
+      head -100 >&2; } || true
     for a in $(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log"); do
-      echo "---- $t: crashing input $a ($(wc -c <"$a") bytes), hex (first 4 KiB):" >&2
-      head -c 4096 "$a" | od -An -v -tx1 | tr -d ' \n' | fold -w 128 >&2
+      echo "---- $t: crashing input $a ($(wc -c <"$a") bytes), hex (first 1 KiB):" >&2
+      head -c 1024 "$a" | od -An -v -tx1 | tr -d ' \n' | fold -w 128 >&2
       echo >&2
       echo "reproduce: RUSTC_BOOTSTRAP=1 cargo fuzz run $t $a" >&2
     done
