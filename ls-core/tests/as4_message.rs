@@ -400,3 +400,24 @@ fn duplicate_ids_are_refused() {
     let e = message::read(&plain.content_type, dup.as_bytes(), &bob_reads(&p)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::SignatureWrapping, "{e}");
 }
+
+#[test]
+fn deep_nesting_in_a_signed_body_is_refused_not_a_crash() {
+    // Found by fuzzing: nesting that ends in text once escaped the depth limit and overflowed the
+    // stack in C14N, before any signer check.
+    let p = parties();
+    let plain = send(&p, false);
+    let s = String::from_utf8_lossy(&plain.body).into_owned();
+    let deep = "<a>".repeat(45_000) + "x" + &"</a>".repeat(45_000);
+    let body_end = s.find("</S12:Body>").unwrap();
+    let t = format!("{}{}{}", &s[..body_end], deep, &s[body_end..]);
+    let opts = ReadOptions {
+        limits: ls_core::as4::xml::Limits {
+            max_envelope: 8 << 20,
+            ..Default::default()
+        },
+        ..bob_reads(&p)
+    };
+    let e = message::read(&plain.content_type, t.as_bytes(), &opts).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::TooDeep, "{e}");
+}

@@ -21,7 +21,7 @@ pub fn canonicalize(apex: Node, inclusive: &[&str]) -> Result<Vec<u8>> {
         .map(|p| if *p == "#default" { "" } else { *p })
         .collect();
     let mut rendered: Vec<(String, String)> = Vec::new();
-    element(apex, &inclusive, &mut rendered, &mut out)?;
+    element(apex, &inclusive, &mut rendered, &mut out, 0)?;
     Ok(out)
 }
 
@@ -36,12 +36,22 @@ fn in_scope<'a>(n: Node<'a, '_>, prefix: &str) -> Option<&'a str> {
         .map(|ns| ns.uri())
 }
 
+/// Recursion bound: `xml::parse` already refuses deeper documents; this guards documents parsed
+/// some other way.
+const MAX_DEPTH: usize = 256;
+
 fn element(
     n: Node,
     inclusive: &[&str],
     rendered: &mut Vec<(String, String)>,
     out: &mut Vec<u8>,
+    depth: usize,
 ) -> Result<()> {
+    if depth > MAX_DEPTH {
+        return Err(Error::TooDeep(format!(
+            "XML nested more than {MAX_DEPTH} levels deep"
+        )));
+    }
     let qname = source_qname(n);
     let src = n.document().input_text();
 
@@ -124,7 +134,7 @@ fn element(
     out.push(b'>');
     for c in n.children() {
         match c.node_type() {
-            NodeType::Element => element(c, inclusive, rendered, out)?,
+            NodeType::Element => element(c, inclusive, rendered, out, depth + 1)?,
             NodeType::Text => escape_text(c.text().unwrap_or(""), out),
             NodeType::PI => {
                 if let Some(pi) = c.pi() {

@@ -67,17 +67,21 @@ pub fn parse<'a>(text: &'a str, limits: &Limits) -> Result<Document<'a>> {
         }
         other => Error::Malformed(format!("XML: {other}")),
     })?;
-    let deepest = doc
-        .descendants()
-        .filter(|n| n.is_element() && n.first_child().is_none())
-        .map(|n| n.ancestors().count())
-        .max()
-        .unwrap_or(0);
-    if deepest > limits.max_depth {
-        return Err(Error::TooDeep(format!(
-            "XML nested {deepest} levels deep (limit {})",
-            limits.max_depth
-        )));
+    // Depth of every node (text and comments included), in one pass: nodes come in document
+    // order, so a parent's depth is known before its children's.
+    let mut depth = vec![0usize; doc.descendants().count() + 2];
+    for n in doc.descendants() {
+        let d = n
+            .parent()
+            .map(|p| depth[p.id().get_usize()] + 1)
+            .unwrap_or(0);
+        if d > limits.max_depth {
+            return Err(Error::TooDeep(format!(
+                "XML nested more than {} levels deep",
+                limits.max_depth
+            )));
+        }
+        depth[n.id().get_usize()] = d;
     }
     Ok(doc)
 }
