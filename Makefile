@@ -81,3 +81,4 @@ uninstall:
 clean:
 	$(CARGO) clean
 	$(MAKE) -C examples-c clean
+	rm -rf fuzz/target fuzz/artifacts
