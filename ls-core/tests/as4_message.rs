@@ -421,3 +421,51 @@ fn deep_nesting_in_a_signed_body_is_refused_not_a_crash() {
     let e = message::read(&plain.content_type, t.as_bytes(), &opts).unwrap_err();
     assert_eq!(e.code(), ErrorCode::TooDeep, "{e}");
 }
+
+#[test]
+fn ecdsa_signer_and_partner_store() {
+    // An EC P-256 sender signs with ECDSA-SHA256 (r‖s signature values); the receiver checks the
+    // signer against its partner store instead of one pinned certificate.
+    let p = parties();
+    let carol = Identity::generate("carol", KeyType::EcP256, 30, None)
+        .unwrap()
+        .identity;
+    let built = message::build(Outgoing {
+        messaging: Messaging {
+            user_messages: vec![user_message("carol", "bob")],
+            signals: vec![],
+        },
+        payloads: payloads(),
+        signer: &carol,
+        encrypt_for: Some(p.bob.certificate()),
+        soap: SoapVersion::Soap12,
+    })
+    .unwrap();
+    assert!(String::from_utf8_lossy(&built.body).contains("xmldsig-more#ecdsa-sha256"));
+    let mut store = CertStore::new();
+    store.add_partner(p.alice.certificate().clone(), Some("alice"));
+    store.add_partner(carol.certificate().clone(), Some("carol"));
+    let opts = ReadOptions {
+        recipient: Some(&p.bob),
+        policy: VerifyPolicy {
+            partners: Some(&store),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let got = message::read(&built.content_type, &built.body, &opts).unwrap();
+    assert_eq!(got.verified.unwrap().signer, *carol.certificate());
+    assert_eq!(got.payloads[1].data, payloads()[1].data);
+    // A store that does not know carol.
+    let mut others = CertStore::new();
+    others.add_partner(p.alice.certificate().clone(), Some("alice"));
+    let opts = ReadOptions {
+        policy: VerifyPolicy {
+            partners: Some(&others),
+            ..Default::default()
+        },
+        ..opts
+    };
+    let e = message::read(&built.content_type, &built.body, &opts).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::UnknownSigner, "{e}");
+}
