@@ -469,3 +469,32 @@ fn ecdsa_signer_and_partner_store() {
     let e = message::read(&built.content_type, &built.body, &opts).unwrap_err();
     assert_eq!(e.code(), ErrorCode::UnknownSigner, "{e}");
 }
+
+#[test]
+fn owned_buffers_give_the_same_results() {
+    // `read_owned` / `Package::parse_owned` and `Package::into_mime` reuse buffers instead of
+    // copying large payloads; they must agree with the borrowing forms.
+    use ls_core::as4::package::Package;
+    let p = parties();
+    for encrypt in [true, false] {
+        let sent = send(&p, encrypt);
+        let a = message::read(&sent.content_type, &sent.body, &bob_reads(&p)).unwrap();
+        let b = message::read_owned(&sent.content_type, sent.body.clone(), &bob_reads(&p)).unwrap();
+        assert_eq!(a.payloads.len(), b.payloads.len());
+        for (x, y) in a.payloads.iter().zip(&b.payloads) {
+            assert_eq!(x.data, y.data);
+            assert_eq!(x.content_id, y.content_id);
+        }
+        let limits = ls_core::as4::xml::Limits::default();
+        let pkg = Package::parse(&sent.content_type, &sent.body, &limits).unwrap();
+        let owned = Package::parse_owned(&sent.content_type, sent.body.clone(), &limits).unwrap();
+        assert_eq!(pkg, owned);
+        let (ct, body) = pkg.clone().into_mime().unwrap();
+        let again = Package::parse(&ct, &body, &limits).unwrap();
+        assert_eq!(again.soap, pkg.soap);
+        assert_eq!(again.attachments.len(), pkg.attachments.len());
+        for (x, y) in again.attachments.iter().zip(&pkg.attachments) {
+            assert_eq!((&x.content_id, &x.data), (&y.content_id, &y.data));
+        }
+    }
+}

@@ -167,7 +167,7 @@ pub fn build(out: Outgoing) -> Result<Built> {
     let (content_type, body) = if pkg.attachments.is_empty() {
         (format!("{}; charset=UTF-8", soap.content_type()), pkg.soap)
     } else {
-        pkg.to_mime()?
+        pkg.into_mime()?
     };
     Ok(Built {
         content_type,
@@ -210,6 +210,12 @@ pub struct Incoming {
 /// Read a message received with `content_type`.
 pub fn read(content_type: &str, body: &[u8], opts: &ReadOptions) -> Result<Incoming> {
     let pkg = Package::parse(content_type, body, &opts.limits)?;
+    read_package(pkg, opts)
+}
+
+/// As [`read`], taking the received body: the largest payload keeps its buffer.
+pub fn read_owned(content_type: &str, body: Vec<u8>, opts: &ReadOptions) -> Result<Incoming> {
+    let pkg = Package::parse_owned(content_type, body, &opts.limits)?;
     read_package(pkg, opts)
 }
 

@@ -101,6 +101,29 @@ impl Package {
     /// type=…; start=…`) and the body. The SOAP part comes first; every part is binary with
     /// CRLF line ends in its headers. The boundary is random and checked not to occur in any part.
     pub fn to_mime(&self) -> Result<(String, Vec<u8>)> {
+        let (content_type, body, _) = self.write_mime(None)?;
+        Ok((content_type, body))
+    }
+
+    /// As [`Package::to_mime`], consuming the package: the MIME framing is written around the
+    /// largest attachment's own buffer instead of copying it into a new one (for large payloads
+    /// a fresh buffer costs as much as hashing them).
+    pub fn into_mime(mut self) -> Result<(String, Vec<u8>)> {
+        let Some(k) = (0..self.attachments.len()).max_by_key(|&i| self.attachments[i].data.len())
+        else {
+            return self.to_mime();
+        };
+        let (content_type, frame, at) = self.write_mime(Some(k))?;
+        let mut data = std::mem::take(&mut self.attachments[k].data);
+        data.reserve(frame.len());
+        data.splice(0..0, frame[..at].iter().copied());
+        data.extend_from_slice(&frame[at..]);
+        Ok((content_type, data))
+    }
+
+    /// The MIME body without the data of attachment `skip` (if given), and the offset where that
+    /// data belongs.
+    fn write_mime(&self, skip: Option<usize>) -> Result<(String, Vec<u8>, usize)> {
         let soap_type = if self.soap_content_type.is_empty() {
             "application/soap+xml"
         } else {
@@ -125,8 +148,16 @@ impl Package {
             + self
                 .attachments
                 .iter()
-                .map(|a| a.data.len() + 256)
+                .enumerate()
+                .map(|(i, a)| {
+                    if Some(i) == skip {
+                        256
+                    } else {
+                        a.data.len() + 256
+                    }
+                })
                 .sum::<usize>();
+        let mut skipped_at = 0;
         let mut out = Vec::with_capacity(size + 512);
         out.extend_from_slice(
             format!(
@@ -135,7 +166,7 @@ impl Package {
             .as_bytes(),
         );
         out.extend_from_slice(&self.soap);
-        for a in &self.attachments {
+        for (i, a) in self.attachments.iter().enumerate() {
             let cid = strip_cid(&a.content_id);
             if cid.is_empty() || cid.contains(['\r', '\n', '<', '>']) {
                 return Err(Error::InvalidArgument(format!(
@@ -174,29 +205,58 @@ impl Package {
                 out.extend_from_slice(format!("{}: {value}\r\n", header_case(name)).as_bytes());
             }
             out.extend_from_slice(b"\r\n");
-            out.extend_from_slice(&a.data);
+            if Some(i) == skip {
+                skipped_at = out.len();
+            } else {
+                out.extend_from_slice(&a.data);
+            }
         }
         out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let content_type = format!(
             "multipart/related; boundary=\"{boundary}\"; type=\"{soap_type}\"; start=\"<{start}>\""
         );
-        Ok((content_type, out))
+        Ok((content_type, out, skipped_at))
     }
 
     /// Read a message body given its Content-Type: `multipart/related` (the SOAP part is the
     /// `start` part, else the first) or a lone SOAP envelope (`application/soap+xml`,
     /// `text/xml`). Bounded by `limits` (parts, envelope and part sizes).
     pub fn parse(content_type: &str, body: &[u8], limits: &Limits) -> Result<Package> {
+        Self::parse_impl(content_type, body, limits, false).map(|(p, _)| p)
+    }
+
+    /// As [`Package::parse`], taking the body: the largest attachment keeps the body's buffer
+    /// (its bytes moved to the front) instead of being copied into a new one.
+    pub fn parse_owned(content_type: &str, body: Vec<u8>, limits: &Limits) -> Result<Package> {
+        let (mut pkg, deferred) = Self::parse_impl(content_type, &body, limits, true)?;
+        if let Some((i, range)) = deferred {
+            let mut body = body;
+            body.truncate(range.end);
+            body.drain(..range.start);
+            pkg.attachments[i].data = body;
+        }
+        Ok(pkg)
+    }
+
+    /// `defer_largest`: leave the largest attachment's data empty when it is a slice of `body`,
+    /// and return its index and range.
+    fn parse_impl(
+        content_type: &str,
+        body: &[u8],
+        limits: &Limits,
+        defer_largest: bool,
+    ) -> Result<(Package, Option<(usize, std::ops::Range<usize>)>)> {
         let mt = media_type(content_type);
         match mt.as_str() {
-            "multipart/related" => Self::parse_multipart(content_type, body, limits),
+            "multipart/related" => Self::parse_multipart(content_type, body, limits, defer_largest),
             "application/soap+xml" | "text/xml" => {
                 check_envelope_size(body.len(), limits)?;
-                Ok(Package {
+                let pkg = Package {
                     soap: body.to_vec(),
                     soap_content_type: mt,
                     attachments: Vec::new(),
-                })
+                };
+                Ok((pkg, None))
             }
             "" => Err(bad("the message has no Content-Type")),
             other => Err(bad(format!(
@@ -205,7 +265,12 @@ impl Package {
         }
     }
 
-    fn parse_multipart(content_type: &str, body: &[u8], limits: &Limits) -> Result<Package> {
+    fn parse_multipart(
+        content_type: &str,
+        body: &[u8],
+        limits: &Limits,
+        defer_largest: bool,
+    ) -> Result<(Package, Option<(usize, std::ops::Range<usize>)>)> {
         let boundary = mime::param(content_type, "boundary")
             .filter(|b| !b.is_empty())
             .ok_or_else(|| bad("multipart/related without a boundary"))?;
@@ -230,6 +295,10 @@ impl Package {
 
         let mut soap: Option<(Vec<u8>, String)> = None;
         let mut attachments: Vec<Attachment> = Vec::new();
+        let largest = (0..parts.len())
+            .filter(|_| defer_largest)
+            .max_by_key(|&i| parts[i].len());
+        let mut deferred = None;
         for (i, raw) in parts.iter().enumerate() {
             let e = Entity::parse(raw)?;
             let cid = e
@@ -271,6 +340,14 @@ impl Package {
             }
             let data = e.decoded_body()?;
             check_part_size(data.len(), limits)?;
+            let data = match data {
+                std::borrow::Cow::Borrowed(b) if Some(i) == largest => {
+                    let start = b.as_ptr() as usize - body.as_ptr() as usize;
+                    deferred = Some((attachments.len(), start..start + b.len()));
+                    Vec::new()
+                }
+                d => d.into_owned(),
+            };
             attachments.push(Attachment {
                 content_id: cid,
                 content_type: e
@@ -278,18 +355,19 @@ impl Package {
                     .unwrap_or("application/octet-stream")
                     .to_string(),
                 headers: e.headers.clone(),
-                data: data.into_owned(),
+                data,
             });
         }
         let (soap, soap_content_type) = soap.ok_or_else(|| match &start {
             Some(s) => bad(format!("no MIME part has the start Content-ID {s}")),
             None => bad("multipart/related without parts"),
         })?;
-        Ok(Package {
+        let pkg = Package {
             soap,
             soap_content_type,
             attachments,
-        })
+        };
+        Ok((pkg, deferred))
     }
 
     /// Read a raw capture: HTTP headers (after an optional request or status line), an empty line,
