@@ -13,7 +13,7 @@ use super::envelope::{self, Envelope, SoapVersion};
 use super::model::{
     MessageInfo, Messaging, PartInfo, Party, Property, Signal, SignalMessage, UserMessage,
 };
-use super::package::{self, Package};
+use super::package::{self, media_type, Package};
 use super::wss::{self, Covered, VerifyPolicy};
 use super::xml::{
     self, child, children, id_of, text, Limits, NS_DS, NS_EB, NS_WSSE, NS_WSU, NS_XENC,
@@ -1206,14 +1206,6 @@ fn trim_start(b: &[u8]) -> &[u8] {
     let b = b.strip_prefix(b"\xef\xbb\xbf").unwrap_or(b);
     let n = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
     &b[n..]
-}
-
-fn media_type(ct: &str) -> String {
-    ct.split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
 }
 
 fn is_soap_type(mt: &str) -> bool {

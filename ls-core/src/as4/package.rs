@@ -56,7 +56,7 @@ fn strip_cid(v: &str) -> &str {
 }
 
 /// The media type of a Content-Type value, lower case, without parameters.
-fn media_type(ct: &str) -> String {
+pub fn media_type(ct: &str) -> String {
     ct.split(';')
         .next()
         .unwrap_or("")
