@@ -498,3 +498,18 @@ fn owned_buffers_give_the_same_results() {
         }
     }
 }
+
+#[test]
+fn comments_in_signed_values_are_not_read() {
+    // XML comment injection (the SAML-library bug class): exclusive C14N without comments leaves
+    // comments out of the digest, so text read from a comment would be unsigned. A comment-only
+    // edit keeps the signature valid and must not change any value we return.
+    let p = parties();
+    let plain = send(&p, false);
+    let body = replace_once(&plain.body, b">Deliver<", b">Deliver<!--AndDelete--><");
+    let body = replace_once(&body, b">conv-42<", b"><!--hijacked-->conv-42<");
+    let got = message::read(&plain.content_type, &body, &bob_reads(&p)).unwrap();
+    let um = &got.messaging.user_messages[0];
+    assert_eq!(um.action, "Deliver");
+    assert_eq!(um.conversation_id, "conv-42");
+}

@@ -113,9 +113,12 @@ pub fn children<'a, 'i>(
     n.children().filter(move |c| is(*c, ns, local))
 }
 
-/// The text content of an element (its text children joined), trimmed.
+/// The text content of an element (its text children joined), trimmed. Comments are not text:
+/// exclusive C14N without comments leaves them out of every digest, so a value read from a
+/// comment would be unsigned (roxmltree's `Node::text` returns a comment's content too).
 pub fn text(n: Node) -> String {
     n.children()
+        .filter(|c| c.is_text())
         .filter_map(|c| c.text())
         .collect::<String>()
         .trim()
