@@ -310,6 +310,15 @@ impl<'a> Reader<'a> {
     pub fn is_empty(&self) -> bool {
         self.rest.is_empty()
     }
+
+    /// The number of remaining children (each one parsed, so malformed input is an error).
+    pub fn count_all(mut self) -> Result<usize> {
+        let mut n = 0;
+        while self.next()?.is_some() {
+            n += 1;
+        }
+        Ok(n)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

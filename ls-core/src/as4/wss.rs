@@ -36,6 +36,10 @@ pub const VT_SKI: &str =
 pub const ENC_BASE64: &str =
     "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-soap-message-security-1.0#Base64Binary";
 
+/// Most references a signature may carry: eb:Messaging, the Body and the attachments (the parts
+/// limit), with room to spare. More is refused before any work is done for them.
+pub const MAX_REFERENCES: usize = 128;
+
 /// One reference of a signature, as verified (also what an NRR receipt copies).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedRef {
@@ -193,6 +197,20 @@ pub fn verify<'d, 'i>(
     // 1. Every reference names what we process (signature wrapping is refused before any
     //    digest is computed), then every digest recomputes.
     let refs = signed_info_references(si);
+    if refs.len() > MAX_REFERENCES {
+        return Err(Error::TooLarge(format!(
+            "the signature has {} references (at most {MAX_REFERENCES})",
+            refs.len()
+        )));
+    }
+    for (i, r) in refs.iter().enumerate() {
+        if refs[..i].iter().any(|o| o.uri == r.uri) {
+            return Err(Error::SignatureWrapping(format!(
+                "two references to {}",
+                r.uri
+            )));
+        }
+    }
     let mut saw_messaging = false;
     let mut saw_body = false;
     let mut seen_cids: Vec<&str> = Vec::new();
@@ -250,27 +268,14 @@ pub fn verify<'d, 'i>(
             )));
         }
     }
-    let mut unchecked = Vec::new();
-    for (r, attachment) in refs.iter().zip(targets) {
-        if attachment.is_none() && r.uri.starts_with("cid:") {
-            unchecked.push(r.uri.clone());
-            continue;
-        }
-        if reference_digest(doc, r, attachment)? != b64(&r.digest_value)? {
-            return Err(Error::DigestMismatch(format!(
-                "the digest of {} does not match (altered in transit?)",
-                r.uri
-            )));
-        }
-    }
-
-    // 2. Who signed, and do we believe them?
+    // 2. Who signed, and do we believe them? (Before any referenced content is hashed: a
+    //    stranger's message costs one signature check, not a hash of every part it names.)
     let key_info = child(sig, NS_DS, "KeyInfo")
         .ok_or_else(|| Error::Malformed("ds:Signature without KeyInfo".into()))?;
     let signer = resolve_key(doc, security, key_info, policy)?;
     accept_signer(&signer, policy)?;
 
-    // 3. The signature value over the canonical SignedInfo.
+    // 3. The signature value over the canonical SignedInfo, then every digest it vouches for.
     let si_prefixes = inclusive_prefixes(cm).unwrap_or_default();
     let c = c14n::canonicalize(si, &c14n::prefix_list(&si_prefixes))?;
     let sv = child(sig, NS_DS, "SignatureValue")
@@ -292,6 +297,20 @@ pub fn verify<'d, 'i>(
             signer.subject()
         )));
     }
+    let mut unchecked = Vec::new();
+    for (r, attachment) in refs.iter().zip(targets) {
+        if attachment.is_none() && r.uri.starts_with("cid:") {
+            unchecked.push(r.uri.clone());
+            continue;
+        }
+        if reference_digest(doc, r, attachment)? != b64(&r.digest_value)? {
+            return Err(Error::DigestMismatch(format!(
+                "the digest of {} does not match (altered in transit?)",
+                r.uri
+            )));
+        }
+    }
+
     Ok(Some(Verified {
         signer,
         references: refs,
@@ -818,8 +837,22 @@ pub fn decrypt_parts(
             }
         }
     }
-    let mut out = Vec::new();
+    if eds.len() > MAX_REFERENCES {
+        return Err(Error::TooLarge(format!(
+            "{} encrypted parts (at most {MAX_REFERENCES})",
+            eds.len()
+        )));
+    }
+    let mut out: Vec<DecryptedPart> = Vec::new();
+    let mut done: Vec<Node> = Vec::new();
     for ed in eds {
+        // Each EncryptedData, and each attachment, is decrypted once.
+        if done.contains(&ed) {
+            return Err(Error::Malformed(
+                "two references to the same EncryptedData".into(),
+            ));
+        }
+        done.push(ed);
         if ed.attribute("Type") != Some(TYPE_ATT_CONTENT_ONLY) {
             return Err(Error::UnsupportedAlgorithm(format!(
                 "encrypted data of type {:?} (AS4 encrypts attachment content only)",
@@ -853,6 +886,11 @@ pub fn decrypt_parts(
                     "the encrypted attachment {cid} is not in the message"
                 ))
             })?;
+        if out.iter().any(|d| d.content_id == cid) {
+            return Err(Error::Malformed(format!(
+                "attachment {cid} is encrypted twice"
+            )));
+        }
         if data.len() < 12 + 16 {
             return Err(Error::Truncated(format!(
                 "encrypted attachment {cid} is too short"

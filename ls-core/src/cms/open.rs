@@ -66,6 +66,9 @@ struct Leaf {
     mime_type: String,
 }
 
+/// Most SignerInfos in one SignedData (real messages have one or two).
+const MAX_SIGNERS: usize = 16;
+
 /// Byte offset of `sub` within `base` (both slices of the same buffer).
 fn range_in(base: &[u8], sub: &[u8]) -> Range<usize> {
     let start = sub.as_ptr() as usize - base.as_ptr() as usize;
@@ -549,6 +552,9 @@ impl<'o> State<'o> {
         embedded: &Embedded,
     ) -> Result<()> {
         let mut sis = signer_infos.children()?;
+        if signer_infos.children()?.count_all()? > MAX_SIGNERS {
+            return Err(Error::TooLarge(format!("more than {MAX_SIGNERS} signers")));
+        }
 
         let mut seen = Vec::new();
         let mut first_error: Option<Error> = None;
@@ -645,11 +651,23 @@ impl<'o> State<'o> {
                 return Err(Error::WeakAlgorithm("RSA-PSS with SHA-1".into()));
             }
         }
-        let md = crypto::digest(digest, content)?;
         let key = signer.public_key()?;
         let attrs = si.attrs()?;
-        let ok = match si.signed_attrs {
+        let not_verified = || {
+            Error::BadSignature(format!(
+                "the signature attributed to {} does not verify",
+                signer.subject()
+            ))
+        };
+        match si.signed_attrs {
             Some(sa) => {
+                // The signature over the attributes first: a forged SignerInfo costs one
+                // signature check, not a hash of the whole content.
+                let mut der = sa.raw.to_vec();
+                der[0] = tag::SET; // signed as a SET OF
+                if !crypto::verify(&key, sig_alg, digest, &der, &si.signature)? {
+                    return Err(not_verified());
+                }
                 let found_md = attrs.message_digest.as_deref().ok_or_else(|| {
                     Error::Malformed("signed attributes without a message digest".into())
                 })?;
@@ -658,24 +676,18 @@ impl<'o> State<'o> {
                         "the signed content-type attribute does not match the content".into(),
                     ));
                 }
-                if found_md != md.as_slice() {
+                if found_md != crypto::digest(digest, content)?.as_slice() {
                     return Err(Error::DigestMismatch(format!(
                         "the content was altered after {} signed it",
                         signer.subject()
                     )));
                 }
-                // The signature covers the attributes re-tagged as a SET OF.
-                let mut der = sa.raw.to_vec();
-                der[0] = tag::SET;
-                crypto::verify(&key, sig_alg, digest, &der, &si.signature)?
             }
-            None => crypto::verify(&key, sig_alg, digest, content, &si.signature)?,
-        };
-        if !ok {
-            return Err(Error::BadSignature(format!(
-                "the signature attributed to {} does not verify",
-                signer.subject()
-            )));
+            None => {
+                if !crypto::verify(&key, sig_alg, digest, content, &si.signature)? {
+                    return Err(not_verified());
+                }
+            }
         }
         if !self.opts.allow_expired {
             signer.check_validity(now)?;
