@@ -85,12 +85,20 @@ impl<'a> Entity<'a> {
                     None => return Err(bad("a MIME entity starts with a continuation line")),
                 }
             } else {
-                let colon = text
-                    .find(':')
-                    .ok_or_else(|| bad(format!("header line without a colon: {:.60}", text)))?;
+                // Errors give the position, never the text: a decrypted part's lines may be the
+                // document itself.
+                let colon = text.find(':').ok_or_else(|| {
+                    bad(format!(
+                        "MIME header line {} has no colon",
+                        headers.len() + 1
+                    ))
+                })?;
                 let name = text[..colon].trim();
                 if name.is_empty() || name.contains(' ') {
-                    return Err(bad(format!("bad header name: {:.60}", name)));
+                    return Err(bad(format!(
+                        "bad MIME header name on line {}",
+                        headers.len() + 1
+                    )));
                 }
                 headers.push((
                     name.to_ascii_lowercase(),

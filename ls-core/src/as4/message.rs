@@ -247,7 +247,9 @@ pub fn read_package(pkg: Package, opts: &ReadOptions) -> Result<Incoming> {
             for d in wss::decrypt_parts(&doc, sec, &wire, me)? {
                 plain.push((d.content_id, d.data, d.mime_type));
             }
-            encrypted = true;
+            // The security header is not signed: only claim confidentiality for what was
+            // actually decrypted — every payload.
+            encrypted = !plain.is_empty() && plain.len() == wire.len();
         }
     }
     drop(wire);

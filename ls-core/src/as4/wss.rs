@@ -813,6 +813,12 @@ pub fn decrypt_parts(
     let ek_id = xml::id_of(ek).unwrap_or("");
     let mut eds: Vec<Node> = Vec::new();
     if let Some(rl) = child(ek, NS_XENC, "ReferenceList") {
+        let n = xml::children(rl, NS_XENC, "DataReference").count();
+        if n > MAX_REFERENCES {
+            return Err(Error::TooLarge(format!(
+                "{n} encrypted parts (at most {MAX_REFERENCES})"
+            )));
+        }
         for dr in xml::children(rl, NS_XENC, "DataReference") {
             let uri = dr.attribute("URI").unwrap_or("");
             let id = uri

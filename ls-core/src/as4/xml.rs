@@ -17,6 +17,9 @@ pub const NS_XENC: &str = "http://www.w3.org/2001/04/xmlenc#";
 pub const NS_XENC11: &str = "http://www.w3.org/2009/xmlenc11#";
 pub const NS_EC: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 
+/// Most `xmlns` declarations an envelope may carry.
+pub const MAX_NAMESPACE_DECLARATIONS: usize = 512;
+
 /// Limits on what we parse (all configurable by the caller of the message layer).
 #[derive(Clone, Debug)]
 pub struct Limits {
@@ -51,6 +54,15 @@ pub fn parse<'a>(text: &'a str, limits: &Limits) -> Result<Document<'a>> {
             "SOAP envelope of {} bytes exceeds the limit of {}",
             text.len(),
             limits.max_envelope
+        )));
+    }
+    // roxmltree copies and scans the in-scope namespaces for every element that declares one:
+    // thousands of declarations make parsing quadratic (roxmltree issue #153). Real envelopes
+    // declare a few dozen.
+    let declarations = memchr::memmem::find_iter(text.as_bytes(), b"xmlns").count();
+    if declarations > MAX_NAMESPACE_DECLARATIONS {
+        return Err(Error::TooLarge(format!(
+            "the XML declares more than {MAX_NAMESPACE_DECLARATIONS} namespaces"
         )));
     }
     let opts = ParsingOptions {
@@ -207,6 +219,25 @@ mod tests {
         };
         assert_eq!(
             parse(&big, &small).unwrap_err().code(),
+            crate::ErrorCode::TooLarge
+        );
+    }
+
+    #[test]
+    fn namespace_floods_are_refused_quickly() {
+        // Found in review: K declarations on the root and M children declaring one more made
+        // roxmltree quadratic (K=2000, M=400 took 1.45 s).
+        let mut x = String::from("<r");
+        for i in 0..2000 {
+            x += &format!(" xmlns:n{i}=\"u\"");
+        }
+        x += ">";
+        for _ in 0..400 {
+            x += "<b xmlns:z=\"v\"/>";
+        }
+        x += "</r>";
+        assert_eq!(
+            parse(&x, &Limits::default()).unwrap_err().code(),
             crate::ErrorCode::TooLarge
         );
     }

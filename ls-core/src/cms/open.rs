@@ -684,6 +684,12 @@ impl<'o> State<'o> {
                 }
             }
             None => {
+                // Nothing signed binds another content type (RFC 5652 5.3).
+                if ect != oid::DATA {
+                    return Err(Error::BadSignature(
+                        "a content type other than data without signed attributes".into(),
+                    ));
+                }
                 if !crypto::verify(&key, sig_alg, digest, content, &si.signature)? {
                     return Err(not_verified());
                 }
