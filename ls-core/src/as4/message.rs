@@ -2,9 +2,7 @@
 //! envelope → decrypt → verify → ebMS → decompress), and the signed NRR receipts of AS4.
 
 use super::envelope::{self, SoapVersion};
-use super::model::{
-    MessageInfo, Messaging, PartInfo, Property, ReceiptRef, Signal, SignalMessage, Transform,
-};
+use super::model::{Messaging, PartInfo, Property, Signal};
 use super::package::{self, Attachment, Package};
 use super::wss::{self, Covered, SignedRef, Verified, VerifyPolicy};
 use super::xml::{self, Limits, NS_WSSE, NS_WSU};
@@ -314,54 +312,10 @@ pub fn read_package(pkg: Package, opts: &ReadOptions) -> Result<Incoming> {
 
 /// A signed NRR receipt for a received UserMessage: its references are the ones the sender signed.
 pub fn build_receipt(received: &Incoming, signer: &Identity, domain: &str) -> Result<Built> {
-    let um = received
-        .messaging
-        .user_messages
-        .first()
-        .ok_or_else(|| Error::InvalidArgument("a receipt answers a UserMessage".into()))?;
     let verified = received.verified.as_ref().ok_or_else(|| {
         Error::SignatureRequired("a non-repudiation receipt needs a signed message".into())
     })?;
-    let nrr = verified
-        .references
-        .iter()
-        .map(|r| ReceiptRef {
-            uri: r.uri.clone(),
-            transforms: r
-                .transforms
-                .iter()
-                .map(|(a, p)| Transform {
-                    algorithm: a.clone(),
-                    inclusive_prefixes: p.clone(),
-                })
-                .collect(),
-            digest_method: r.digest_method.clone(),
-            digest_value: r.digest_value.clone(),
-        })
-        .collect();
-    let info = MessageInfo {
-        timestamp: super::model::timestamp_now(),
-        message_id: super::model::new_message_id(domain)?,
-        ref_to_message_id: Some(um.info.message_id.clone()),
-    };
-    let messaging = Messaging {
-        user_messages: Vec::new(),
-        signals: vec![SignalMessage {
-            info,
-            signal: Signal::Receipt {
-                nrr,
-                user_message: false,
-                raw_other: None,
-            },
-        }],
-    };
-    build(Outgoing {
-        messaging,
-        payloads: Vec::new(),
-        signer,
-        encrypt_for: None,
-        soap: received.soap,
-    })
+    super::exchange::receipt_for(received.soap, &received.messaging, verified, signer, domain)
 }
 
 /// Check that a received (and verified) receipt acknowledges `sent`: it refers to its MessageId

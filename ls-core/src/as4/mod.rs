@@ -6,10 +6,12 @@
 //! - `model`: the ebMS3 header (UserMessage, SignalMessage: PullRequest, Receipt, Error).
 //! - `envelope`: SOAP 1.2 building, SOAP 1.1/1.2 reading, mustUnderstand.
 //! - `package`: SOAP with attachments (multipart/related), gzip payload compression.
+//! - `exchange`: the push / pull / receipt exchange with a Messaging Service, both sides.
 //! - `wss`: WS-Security signatures (XMLDSig) and payload encryption (XML Encryption 1.1).
 
 pub mod c14n;
 pub mod envelope;
+pub mod exchange;
 pub mod inspect;
 pub mod message;
 pub mod model;

@@ -391,7 +391,7 @@ pub fn reference_digest(
     }
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     crate::mime::param(&format!("x; v*=UTF-8''{s}"), "v").unwrap_or_else(|| s.to_string())
 }
 

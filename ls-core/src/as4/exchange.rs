@@ -1,0 +1,438 @@
+//! The AS4 exchange with a Messaging Service, from both sides.
+//!
+//! - The service authenticates what it receives with [`authenticate`]: the signature is checked
+//!   against the certificates registered for the party the (not yet trusted) header names, and
+//!   answers with [`receipt_for`], [`error_signal`] or the stored message.
+//! - A client pushes with [`Exchange::push`] (and checks the service's signed receipt), pulls
+//!   with [`Exchange::pull`] and confirms delivery with [`Exchange::post_receipt`].
+//!
+//! Message ids, MPCs and party ids are the sender's; the service never rewrites a message.
+
+use super::envelope::{self, SoapVersion};
+use super::message::{self, Built, Incoming, Outgoing, ReadOptions};
+use super::model::{
+    EbmsError, MessageInfo, Messaging, Party, PartyId, ReceiptRef, Service, Severity, Signal,
+    SignalMessage, Transform, UserMessage,
+};
+use super::package::{self, Package};
+use super::wss::{self, Covered, Verified, VerifyPolicy};
+use super::xml::{self, Limits};
+use crate::cert::{CertStore, Certificate};
+use crate::error::{Error, Result};
+use crate::keys::Identity;
+use crate::transport::{HttpResponse, Transport};
+
+/// The MPC where messages for a party wait at a Layer Security service:
+/// `urn:layersec:mpc:<party id>` (characters outside the URN set percent-encoded).
+pub fn party_mpc(party_id: &str) -> String {
+    let mut s = String::from("urn:layersec:mpc:");
+    for b in party_id.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:@!$&'()*+,;=/".contains(&b) {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    s
+}
+
+/// The default initiator role of ebMS3.
+pub const ROLE_INITIATOR: &str =
+    "http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/initiator";
+/// The default responder role of ebMS3.
+pub const ROLE_RESPONDER: &str =
+    "http://docs.oasis-open.org/ebxml-msg/ebms/v3.0/ns/core/200704/responder";
+
+/// A UserMessage header from `from` to `to` (party ids without a type), with a new MessageId
+/// in `domain` and the conversation `conversation` (a new one when empty). Payloads are added
+/// by [`message::build`].
+pub fn user_message(
+    from: &str,
+    to: &str,
+    service: &str,
+    action: &str,
+    conversation: &str,
+    domain: &str,
+) -> Result<UserMessage> {
+    let party = |id: &str, role: &str| Party {
+        ids: vec![PartyId {
+            value: id.to_string(),
+            r#type: None,
+        }],
+        role: role.to_string(),
+    };
+    let message_id = super::model::new_message_id(domain)?;
+    Ok(UserMessage {
+        info: MessageInfo {
+            timestamp: super::model::timestamp_now(),
+            message_id: message_id.clone(),
+            ref_to_message_id: None,
+        },
+        mpc: None,
+        from: party(from, ROLE_INITIATOR),
+        to: party(to, ROLE_RESPONDER),
+        agreement_ref: None,
+        service: Service {
+            value: service.to_string(),
+            r#type: None,
+        },
+        action: action.to_string(),
+        conversation_id: if conversation.is_empty() {
+            message_id
+        } else {
+            conversation.to_string()
+        },
+        properties: Vec::new(),
+        payloads: Vec::new(),
+    })
+}
+
+/// A message whose signature was checked against the party it claims to come from.
+#[derive(Debug)]
+pub struct Authenticated {
+    pub soap: SoapVersion,
+    /// The header, covered by the verified signature.
+    pub messaging: Messaging,
+    pub verified: Verified,
+    /// The payloads are WS-Security encrypted for the recipient: their signed digests (over the
+    /// plaintext) could not be checked here and are listed in `verified.unchecked`.
+    pub encrypted: bool,
+}
+
+/// Parse a message and check its signature against the certificates `trust` returns for its
+/// header. `trust` sees the header before the signature is checked: it may only use it to
+/// choose whom to believe (the registered certificates of the party it names). Every
+/// attachment must be covered by the signature; when the payloads are encrypted for someone
+/// else, their digests are left to the recipient (see [`Authenticated::encrypted`]).
+pub fn authenticate<F>(
+    content_type: &str,
+    body: &[u8],
+    limits: &Limits,
+    trust: F,
+) -> Result<Authenticated>
+where
+    F: FnOnce(&Messaging) -> Result<Vec<Certificate>>,
+{
+    let pkg = Package::parse(content_type, body, limits)?;
+    let doc = xml::parse_bytes(&pkg.soap, limits)?;
+    let env = envelope::read(&doc, envelope::UNDERSTOOD)?;
+    let node = env
+        .messaging
+        .ok_or_else(|| Error::InvalidEbms("the message has no eb:Messaging header".into()))?;
+    let messaging = Messaging::parse(node)?;
+    let certs = trust(&messaging)?;
+    if certs.is_empty() {
+        return Err(Error::UnknownSigner(
+            "no certificate is registered for the sender".into(),
+        ));
+    }
+    let mut store = CertStore::new();
+    for c in certs {
+        store.add_partner(c, None);
+    }
+    let policy = VerifyPolicy {
+        partners: Some(&store),
+        ..Default::default()
+    };
+    let encrypted = env
+        .security
+        .is_some_and(|s| xml::child(s, xml::NS_XENC, "EncryptedKey").is_some());
+    let attachments: Vec<(&str, &[u8])> = pkg
+        .attachments
+        .iter()
+        .map(|a| (a.content_id.as_str(), a.data.as_slice()))
+        .collect();
+    let covered = Covered {
+        messaging: Some(node),
+        body: env.body,
+        attachments: if encrypted { &[] } else { &attachments },
+        partial: encrypted,
+    };
+    let verified = wss::verify(&doc, env.security, &covered, &policy)?
+        .ok_or_else(|| Error::SignatureRequired("the message is not signed".into()))?;
+    if encrypted {
+        // Every attachment is named by the signature, and the signature names nothing else.
+        for (cid, _) in &attachments {
+            if !verified.unchecked.iter().any(|u| cid_matches(u, cid)) {
+                return Err(Error::UnsignedPart(format!(
+                    "attachment {cid} is not covered by the signature"
+                )));
+            }
+        }
+        for u in &verified.unchecked {
+            if !attachments.iter().any(|(cid, _)| cid_matches(u, cid)) {
+                return Err(Error::SignatureWrapping(format!(
+                    "the signature references {u}, which is not in the message"
+                )));
+            }
+        }
+    }
+    Ok(Authenticated {
+        soap: env.version,
+        messaging,
+        verified,
+        encrypted,
+    })
+}
+
+fn cid_matches(uri: &str, cid: &str) -> bool {
+    // References may percent-encode the Content-ID.
+    uri.strip_prefix("cid:")
+        .is_some_and(|u| u == cid || wss::percent_decode(u) == cid)
+}
+
+fn new_info(domain: &str, ref_to: Option<&str>) -> Result<MessageInfo> {
+    Ok(MessageInfo {
+        timestamp: super::model::timestamp_now(),
+        message_id: super::model::new_message_id(domain)?,
+        ref_to_message_id: ref_to.map(str::to_string),
+    })
+}
+
+fn signal(
+    soap: SoapVersion,
+    signer: &Identity,
+    info: MessageInfo,
+    signal: Signal,
+) -> Result<Built> {
+    message::build(Outgoing {
+        messaging: Messaging {
+            user_messages: Vec::new(),
+            signals: vec![SignalMessage { info, signal }],
+        },
+        payloads: Vec::new(),
+        signer,
+        encrypt_for: None,
+        soap,
+    })
+}
+
+/// The signed non-repudiation receipt for the (first) UserMessage of `messaging`, whose
+/// signature was verified as `verified`.
+pub fn receipt_for(
+    soap: SoapVersion,
+    messaging: &Messaging,
+    verified: &Verified,
+    signer: &Identity,
+    domain: &str,
+) -> Result<Built> {
+    let um = messaging
+        .user_messages
+        .first()
+        .ok_or_else(|| Error::InvalidArgument("a receipt answers a UserMessage".into()))?;
+    let nrr = verified
+        .references
+        .iter()
+        .map(|r| ReceiptRef {
+            uri: r.uri.clone(),
+            transforms: r
+                .transforms
+                .iter()
+                .map(|(a, p)| Transform {
+                    algorithm: a.clone(),
+                    inclusive_prefixes: p.clone(),
+                })
+                .collect(),
+            digest_method: r.digest_method.clone(),
+            digest_value: r.digest_value.clone(),
+        })
+        .collect();
+    signal(
+        soap,
+        signer,
+        new_info(domain, Some(&um.info.message_id))?,
+        Signal::Receipt {
+            nrr,
+            user_message: false,
+            raw_other: None,
+        },
+    )
+}
+
+/// A signed error signal.
+pub fn error_signal(
+    soap: SoapVersion,
+    errors: Vec<EbmsError>,
+    ref_to: Option<&str>,
+    signer: &Identity,
+    domain: &str,
+) -> Result<Built> {
+    signal(
+        soap,
+        signer,
+        new_info(domain, ref_to)?,
+        Signal::Error(errors),
+    )
+}
+
+/// A signed PullRequest for `mpc`.
+pub fn pull_request(
+    soap: SoapVersion,
+    mpc: &str,
+    signer: &Identity,
+    domain: &str,
+) -> Result<Built> {
+    signal(
+        soap,
+        signer,
+        new_info(domain, None)?,
+        Signal::PullRequest {
+            mpc: mpc.to_string(),
+        },
+    )
+}
+
+/// The header of a message, read without checking anything but its form: for choosing how to
+/// verify it.
+pub fn peek(content_type: &str, body: &[u8], limits: &Limits) -> Result<Messaging> {
+    let pkg = Package::parse(content_type, body, limits)?;
+    let doc = xml::parse_bytes(&pkg.soap, limits)?;
+    let env = envelope::read(&doc, envelope::UNDERSTOOD)?;
+    let node = env
+        .messaging
+        .ok_or_else(|| Error::InvalidEbms("the message has no eb:Messaging header".into()))?;
+    Messaging::parse(node)
+}
+
+/// The first failure (or, without one, the first error) of an error signal, as an [`Error`].
+pub fn error_of(errors: &[EbmsError]) -> Error {
+    let e = errors
+        .iter()
+        .find(|e| e.severity == Severity::Failure)
+        .or_else(|| errors.first());
+    match e {
+        Some(e) => Error::EbmsError {
+            ebms_code: e.code.clone(),
+            message: [
+                e.short_description.as_deref(),
+                e.description.as_deref(),
+                e.error_detail.as_deref(),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(": "),
+        },
+        None => Error::InvalidEbms("an error signal without errors".into()),
+    }
+}
+
+fn is_ebms_response(r: &HttpResponse) -> bool {
+    let mt = package::media_type(&r.content_type);
+    !r.body.is_empty()
+        && matches!(
+            mt.as_str(),
+            "application/soap+xml" | "text/xml" | "multipart/related"
+        )
+}
+
+fn status_error(r: &HttpResponse) -> Error {
+    // TRANSPORT-ERRORS: becomes Error::HttpStatus once the transport codes land.
+    Error::InvalidEbms(format!("the service answered HTTP {}", r.status))
+}
+
+/// A message pulled from the service, exactly as its sender signed it.
+#[derive(Clone, Debug)]
+pub struct Pulled {
+    pub content_type: String,
+    pub body: Vec<u8>,
+    /// The header (not yet verified: read the message with the sender's certificate).
+    pub messaging: Messaging,
+}
+
+/// A client's side of the exchange with one service.
+pub struct Exchange<'a> {
+    pub transport: &'a dyn Transport,
+    /// Our identity: signs pull requests and receipts.
+    pub me: &'a Identity,
+    /// The service's signing certificate: its receipts and signals must verify against it.
+    pub service: &'a Certificate,
+    pub soap: SoapVersion,
+    /// For MessageIds of our signals.
+    pub domain: String,
+    pub limits: Limits,
+}
+
+impl Exchange<'_> {
+    fn read_signal(&self, r: &HttpResponse) -> Result<Incoming> {
+        if !is_ebms_response(r) {
+            return Err(if r.status >= 300 {
+                status_error(r)
+            } else {
+                Error::InvalidEbms(/*TRANSPORT-ERRORS BadResponse*/ format!(
+                    "the service answered HTTP {} with {:?}, not an ebMS message",
+                    r.status, r.content_type
+                ))
+            });
+        }
+        let incoming = message::read(
+            &r.content_type,
+            &r.body,
+            &ReadOptions {
+                recipient: None,
+                policy: VerifyPolicy {
+                    signer: Some(self.service),
+                    ..Default::default()
+                },
+                limits: self.limits.clone(),
+            },
+        )?;
+        if let Some(errors) = incoming.messaging.signals.iter().find_map(|s| match &s.signal {
+            Signal::Error(e) => Some(e),
+            _ => None,
+        }) {
+            return Err(error_of(errors));
+        }
+        Ok(incoming)
+    }
+
+    /// Push a built UserMessage; returns the service's verified receipt once it has checked
+    /// that the receipt acknowledges exactly what we signed.
+    pub fn push(&self, built: &Built) -> Result<Incoming> {
+        let r = self.transport.post(&built.content_type, &built.body)?;
+        let receipt = self.read_signal(&r)?;
+        message::check_receipt(&receipt, built)?;
+        Ok(receipt)
+    }
+
+    /// Pull the oldest message waiting in `mpc`; `None` when there is none (EBMS:0006).
+    pub fn pull(&self, mpc: &str) -> Result<Option<Pulled>> {
+        let req = pull_request(self.soap, mpc, self.me, &self.domain)?;
+        let r = self.transport.post(&req.content_type, &req.body)?;
+        if !is_ebms_response(&r) {
+            return Err(if r.status >= 300 {
+                status_error(&r)
+            } else {
+                Error::InvalidEbms(/*TRANSPORT-ERRORS BadResponse*/ format!(
+                    "the service answered HTTP {} with {:?}, not an ebMS message",
+                    r.status, r.content_type
+                ))
+            });
+        }
+        let messaging = peek(&r.content_type, &r.body, &self.limits)?;
+        if !messaging.user_messages.is_empty() {
+            return Ok(Some(Pulled {
+                content_type: r.content_type,
+                body: r.body,
+                messaging,
+            }));
+        }
+        // A signal from the service: it must be signed by it.
+        match self.read_signal(&r) {
+            Ok(_) => Err(Error::InvalidEbms(
+                "the service answered the pull request with neither a message nor an error".into(),
+            )),
+            Err(Error::EbmsError { ebms_code, .. }) if ebms_code == "EBMS:0006" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Tell the service (and through it the sender) that a pulled message was received.
+    pub fn post_receipt(&self, receipt: &Built) -> Result<()> {
+        let r = self.transport.post(&receipt.content_type, &receipt.body)?;
+        if r.status / 100 == 2 && r.body.is_empty() {
+            return Ok(());
+        }
+        self.read_signal(&r).map(|_| ())
+    }
+}

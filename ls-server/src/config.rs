@@ -1,0 +1,324 @@
+//! The service's one TOML configuration file. Relative paths are relative to the file's folder.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub service: ServiceSection,
+    pub tls: TlsSection,
+    pub identity: IdentitySection,
+    #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
+    pub delivery: DeliverySection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+    /// The folder of the configuration file; relative paths start there.
+    #[serde(skip)]
+    pub base: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// Address of the AS4 endpoint, e.g. "127.0.0.1:8443".
+    pub listen: String,
+    /// The domain of the MessageIds the service makes (receipts, errors).
+    #[serde(default = "default_domain")]
+    pub domain: String,
+}
+
+fn default_domain() -> String {
+    "layersec.local".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM certificate (chain) and unencrypted PEM key of the endpoint.
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    /// PEM CA certificates for client certificates (mTLS).
+    pub client_ca: Option<PathBuf>,
+    /// Refuse connections without a client certificate (needs `client_ca`).
+    #[serde(default)]
+    pub require_client_certificate: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySection {
+    /// The key and certificate that sign receipts and error signals.
+    pub key: PathBuf,
+    pub certificate: Option<PathBuf>,
+    /// Environment variable or file holding the key's password (never the password itself).
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// "sqlite" (embedded, the default).
+    #[serde(default = "default_store_kind")]
+    pub kind: String,
+    /// Folder of the embedded store.
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+    /// Bodies up to this size are kept in the database, larger ones in synced files.
+    #[serde(default = "default_inline_max")]
+    pub inline_max_bytes: usize,
+}
+
+fn default_store_kind() -> String {
+    "sqlite".into()
+}
+fn default_store_path() -> PathBuf {
+    "data".into()
+}
+fn default_inline_max() -> usize {
+    256 * 1024
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            kind: default_store_kind(),
+            path: default_store_path(),
+            inline_max_bytes: default_inline_max(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySection {
+    /// A pulled message not receipted within this time is offered again.
+    #[serde(default = "default_redeliver")]
+    pub redeliver_after_secs: u64,
+    /// Delivered messages are purged after this time.
+    #[serde(default = "default_keep_delivered")]
+    pub keep_delivered_hours: u64,
+    /// Undelivered messages expire (with a record) after this time.
+    #[serde(default = "default_expire")]
+    pub expire_undelivered_hours: u64,
+    /// How often retention runs.
+    #[serde(default = "default_purge_interval")]
+    pub purge_interval_secs: u64,
+}
+
+fn default_redeliver() -> u64 {
+    300
+}
+fn default_keep_delivered() -> u64 {
+    7 * 24
+}
+fn default_expire() -> u64 {
+    30 * 24
+}
+fn default_purge_interval() -> u64 {
+    600
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        DeliverySection {
+            redeliver_after_secs: default_redeliver(),
+            keep_delivered_hours: default_keep_delivered(),
+            expire_undelivered_hours: default_expire(),
+            purge_interval_secs: default_purge_interval(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "default_max_message")]
+    pub max_message_bytes: u64,
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+fn default_max_message() -> u64 {
+    100 * 1024 * 1024
+}
+fn default_header_timeout() -> u64 {
+    10
+}
+fn default_body_timeout() -> u64 {
+    300
+}
+fn default_idle_timeout() -> u64 {
+    30
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            max_connections: default_max_connections(),
+            max_message_bytes: default_max_message(),
+            header_timeout_secs: default_header_timeout(),
+            body_timeout_secs: default_body_timeout(),
+            idle_timeout_secs: default_idle_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address of the admin HTTP API (plain HTTP: keep it on loopback). None: no admin API.
+    pub listen: Option<String>,
+    /// File holding the bearer token the admin API requires.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Read and check the file. Errors name the file and the key.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read the configuration: {e}", path.display()))?;
+        let mut c: Config =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        c.base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        c.check().map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(c)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.store.kind != "sqlite" {
+            return Err(format!(
+                "store.kind = {:?}: only \"sqlite\" is available in this version",
+                self.store.kind
+            ));
+        }
+        if self.tls.require_client_certificate && self.tls.client_ca.is_none() {
+            return Err("tls.require_client_certificate needs tls.client_ca".into());
+        }
+        if self.admin.listen.is_some() && self.admin.token_file.is_none() {
+            return Err("admin.listen needs admin.token_file (the admin API always asks for a token)".into());
+        }
+        if self.limits.max_connections == 0 {
+            return Err("limits.max_connections must be at least 1".into());
+        }
+        if self.delivery.redeliver_after_secs == 0 {
+            return Err("delivery.redeliver_after_secs must be at least 1".into());
+        }
+        if self.service.domain.is_empty() || self.service.domain.contains(['<', '>', ' ']) {
+            return Err(format!(
+                "service.domain = {:?}: expected a domain name",
+                self.service.domain
+            ));
+        }
+        Ok(())
+    }
+
+    /// `p` relative to the configuration's folder.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    pub fn http_limits(&self) -> crate::http::Limits {
+        crate::http::Limits {
+            max_connections: self.limits.max_connections,
+            max_body_bytes: self.limits.max_message_bytes,
+            header_timeout: Duration::from_secs(self.limits.header_timeout_secs),
+            body_timeout: Duration::from_secs(self.limits.body_timeout_secs),
+            idle_timeout: Duration::from_secs(self.limits.idle_timeout_secs),
+            ..Default::default()
+        }
+    }
+
+    /// The key's password, from the environment variable or file the configuration names.
+    pub fn identity_password(&self) -> Result<Option<String>, String> {
+        if let Some(var) = &self.identity.password_env {
+            return std::env::var(var).map(Some).map_err(|_| {
+                format!("identity.password_env: the environment variable {var} is not set")
+            });
+        }
+        if let Some(f) = &self.identity.password_file {
+            let p = self.path(f);
+            let s = std::fs::read_to_string(&p)
+                .map_err(|e| format!("identity.password_file: {}: {e}", p.display()))?;
+            return Ok(Some(s.trim_end_matches(['\r', '\n']).to_string()));
+        }
+        Ok(None)
+    }
+}
+
+/// The commented configuration `init` writes.
+pub fn template(listen: &str, admin_listen: &str, domain: &str) -> String {
+    format!(
+        r#"# layersec-server configuration. Relative paths are relative to this file's folder.
+
+[service]
+# Where the AS4 endpoint listens (HTTPS). Clients push to and pull from https://<this>/as4
+listen = "{listen}"
+# Domain of the MessageIds of receipts and errors the service signs.
+domain = "{domain}"
+
+[tls]
+# The endpoint's certificate (chain) and key, PEM. `init` made a self-signed pair for a first
+# run; replace it with one from your CA before clients outside this machine use it.
+certificate = "tls/server.crt"
+key = "tls/server.key"
+# Client certificates (mTLS): trust these CAs, and optionally require a certificate.
+# client_ca = "tls/client-ca.pem"
+# require_client_certificate = false
+
+[identity]
+# The key and certificate that sign receipts and error signals. Clients pin this certificate.
+key = "identity/service.key"
+certificate = "identity/service.crt"
+# For an encrypted key: the password comes from an environment variable or a file, never here.
+# password_env = "LAYERSEC_SERVER_KEY_PASSWORD"
+# password_file = "identity/password"
+
+[store]
+kind = "sqlite"          # the embedded store (SQLite, WAL, synced commits)
+path = "data"
+inline_max_bytes = 262144  # larger bodies are kept in synced files beside the database
+
+[delivery]
+redeliver_after_secs = 300       # a pulled message without a receipt is offered again
+keep_delivered_hours = 168       # delivered messages are purged after this
+expire_undelivered_hours = 720   # undelivered messages expire (the record stays)
+purge_interval_secs = 600
+
+[limits]
+max_connections = 256
+max_message_bytes = 104857600
+header_timeout_secs = 10
+body_timeout_secs = 300
+idle_timeout_secs = 30
+
+[admin]
+# The admin HTTP API (plain HTTP: keep it on loopback). Every call needs
+# "Authorization: Bearer <token>" with the token from token_file.
+listen = "{admin_listen}"
+token_file = "admin.token"
+"#
+    )
+}

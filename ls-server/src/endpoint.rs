@@ -1,0 +1,522 @@
+//! The AS4 endpoint: push (a signed UserMessage, answered with the service's signed receipt),
+//! pull (a signed PullRequest, answered with the oldest waiting message byte for byte, or
+//! EBMS:0006), and the recipient's receipt (marks the message delivered).
+//!
+//! Every request is authenticated by its WS-Security signature against the certificate(s)
+//! registered for the party it concerns — the From party of a UserMessage, the owner of the
+//! MPC of a PullRequest, the recipient of the message a Receipt acknowledges — before anything
+//! is stored or handed out. Refusals are signed ebMS error signals (HTTP 200); a store failure
+//! is HTTP 503, so that clients retry.
+
+use crate::http::{Handler, Request, Response};
+use crate::log::{self, V};
+use crate::metrics::Metrics;
+use crate::store::{Accepted, Delivery, NewMessage, Party, PartyKey, Store, StoreError};
+use ls_core::as4::envelope::SoapVersion;
+use ls_core::as4::exchange::{self, Authenticated};
+use ls_core::as4::message::Built;
+use ls_core::as4::model::{EbmsError, Messaging, Signal, DEFAULT_MPC};
+use ls_core::as4::xml::Limits;
+use ls_core::time::now_unix;
+use ls_core::{Certificate, Error, Identity};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The AS4 path (`POST /` is accepted too).
+pub const AS4_PATH: &str = "/as4";
+
+pub struct Service {
+    pub store: Arc<dyn Store>,
+    pub identity: Identity,
+    pub domain: String,
+    pub limits: Limits,
+    pub lease_secs: i64,
+    pub metrics: Arc<Metrics>,
+    pub http_stats: Arc<crate::http::HttpStats>,
+}
+
+/// Why a request is refused: the ebMS error to answer with and a short reason for the
+/// metrics and the log.
+struct Refusal {
+    code: &'static str,
+    reason: &'static str,
+    detail: String,
+    ref_to: Option<String>,
+}
+
+impl Refusal {
+    fn new(code: &'static str, reason: &'static str, detail: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            reason,
+            detail: detail.into(),
+            ref_to: None,
+        }
+    }
+}
+
+/// What went wrong while handling a request.
+enum Failure {
+    Refused(Refusal),
+    /// The store (or signing) failed: tell the client to retry.
+    Unavailable(String),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Unavailable(e.to_string())
+    }
+}
+
+/// The ebMS error for a failure to read or authenticate a message.
+fn refusal_of(e: &Error) -> Refusal {
+    use ls_core::ErrorCode as C;
+    let code = e.code();
+    let (ebms, reason) = match code {
+        C::BadSignature
+        | C::SignerMismatch
+        | C::UnknownSigner
+        | C::CertUntrusted
+        | C::CertExpired
+        | C::CertNotYetValid
+        | C::CertKeyUsage
+        | C::CertInvalid
+        | C::DigestMismatch => ("EBMS:0101", "authentication"),
+        C::SignatureRequired
+        | C::Unsigned
+        | C::UnsignedPart
+        | C::SignatureWrapping
+        | C::WeakAlgorithm
+        | C::UnsupportedAlgorithm => ("EBMS:0103", "policy"),
+        C::TooLarge => ("EBMS:0004", "too_large"),
+        C::InvalidEbms => ("EBMS:0009", "invalid_header"),
+        _ => ("EBMS:0004", "malformed"),
+    };
+    // The detail names the failure class only: no echo of attacker-chosen input beyond the
+    // core's own messages, which never quote content.
+    Refusal::new(ebms, reason, format!("{}: {e}", code.name()))
+}
+
+impl Service {
+    fn usable_party(&self, key: &PartyKey) -> std::result::Result<Party, Refusal> {
+        match self.store.party(key) {
+            Ok(Some(p)) if p.is_usable() => Ok(p),
+            Ok(Some(p)) => Err(Refusal::new(
+                "EBMS:0101",
+                if p.is_usable() { "" } else { "party_not_active" },
+                format!("party {key} is revoked or its account is suspended"),
+            )),
+            Ok(None) => Err(Refusal::new(
+                "EBMS:0101",
+                "unknown_party",
+                format!("party {key} is not registered"),
+            )),
+            Err(e) => Err(Refusal::new("EBMS:0004", "store", e.to_string())),
+        }
+    }
+
+    fn current_certs(&self, key: &PartyKey) -> Vec<Certificate> {
+        let now = now_unix();
+        self.store
+            .certificates(key)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.is_current(now))
+            .filter_map(|c| Certificate::from_der(&c.der).ok())
+            .collect()
+    }
+
+    fn signed(&self, soap: SoapVersion, refusal: &Refusal) -> Response {
+        let err = EbmsError::new(refusal.code).with_description(&refusal.detail);
+        let err = match &refusal.ref_to {
+            Some(r) => err.with_ref(r),
+            None => err,
+        };
+        match exchange::error_signal(soap, vec![err], refusal.ref_to.as_deref(), &self.identity, &self.domain) {
+            Ok(b) => built(b),
+            Err(e) => Response::text(500, &format!("cannot sign the error signal: {e}")),
+        }
+    }
+
+    fn as4(&self, req: Request) -> Response {
+        let started = Instant::now();
+        let ct = req.header("content-type").unwrap_or("").to_string();
+        let soap = if ct.to_ascii_lowercase().contains("text/xml") {
+            SoapVersion::Soap11
+        } else {
+            SoapVersion::Soap12
+        };
+        // Classify by the (unverified) header, then authenticate against the right party.
+        let messaging = match exchange::peek(&ct, &req.body, &self.limits) {
+            Ok(m) => m,
+            Err(e) => return self.refuse(soap, "as4", refusal_of(&e), started),
+        };
+        let (kind, result) = if !messaging.user_messages.is_empty() {
+            ("push", self.push(&ct, req.body, &messaging))
+        } else {
+            match messaging.signals.first().map(|s| &s.signal) {
+                Some(Signal::PullRequest { mpc }) => ("pull", self.pull(&ct, &req.body, mpc)),
+                Some(Signal::Receipt { .. }) => ("receipt", self.receipt(&ct, &req.body, &messaging)),
+                Some(Signal::Error(_)) => ("error", self.error_from_client(&ct, &req.body, &messaging)),
+                None => (
+                    "as4",
+                    Err(Failure::Refused(Refusal::new(
+                        "EBMS:0009",
+                        "invalid_header",
+                        "eb:Messaging holds neither a UserMessage nor a signal",
+                    ))),
+                ),
+            }
+        };
+        match result {
+            Ok(r) => {
+                self.metrics.observe(kind, started.elapsed());
+                r
+            }
+            Err(Failure::Refused(r)) => self.refuse(soap, kind, r, started),
+            Err(Failure::Unavailable(why)) => {
+                self.metrics.reject("unavailable");
+                log::error(
+                    "store_unavailable",
+                    &[("kind", kind.into()), ("error", V::S(&why))],
+                );
+                let mut r = Response::text(503, "the service cannot store or read messages right now; retry later");
+                r.headers.push(("Retry-After".into(), "5".into()));
+                r
+            }
+        }
+    }
+
+    fn refuse(&self, soap: SoapVersion, kind: &'static str, r: Refusal, started: Instant) -> Response {
+        self.metrics.reject(r.reason);
+        self.metrics.observe(kind, started.elapsed());
+        log::warn(
+            "refused",
+            &[
+                ("kind", kind.into()),
+                ("ebms_code", r.code.into()),
+                ("reason", r.reason.into()),
+                ("detail", V::S(&r.detail)),
+                ("ref_to", V::S(r.ref_to.as_deref().unwrap_or(""))),
+            ],
+        );
+        self.signed(soap, &r)
+    }
+
+    fn authenticate<F>(&self, ct: &str, body: &[u8], trust: F) -> std::result::Result<Authenticated, Failure>
+    where
+        F: FnOnce(&Messaging) -> std::result::Result<Vec<Certificate>, Refusal>,
+    {
+        let mut refused = None;
+        let r = exchange::authenticate(ct, body, &self.limits, |m| match trust(m) {
+            Ok(c) => Ok(c),
+            Err(r) => {
+                refused = Some(r);
+                Err(Error::UnknownSigner("refused".into()))
+            }
+        });
+        match (r, refused) {
+            (_, Some(r)) => Err(Failure::Refused(r)),
+            (Ok(a), None) => Ok(a),
+            (Err(e), None) => Err(Failure::Refused(refusal_of(&e))),
+        }
+    }
+
+    fn push(&self, ct: &str, body: Vec<u8>, peeked: &Messaging) -> std::result::Result<Response, Failure> {
+        let um = &peeked.user_messages[0];
+        let ref_to = um.info.message_id.clone();
+        let with_ref = |mut r: Refusal| {
+            r.ref_to = Some(ref_to.clone());
+            r
+        };
+        if peeked.user_messages.len() != 1 || !peeked.signals.is_empty() {
+            return Err(Failure::Refused(with_ref(Refusal::new(
+                "EBMS:0003",
+                "policy",
+                "one UserMessage per push, without signals",
+            ))));
+        }
+        let auth = self
+            .authenticate(ct, &body, |m| {
+                let um = &m.user_messages[0];
+                let from = party_key(&um.from.ids);
+                let from = from.ok_or_else(|| {
+                    Refusal::new("EBMS:0009", "invalid_header", "the From party has no PartyId")
+                })?;
+                self.usable_party(&from)?;
+                Ok(self.current_certs(&from))
+            })
+            .map_err(|f| match f {
+                Failure::Refused(r) => Failure::Refused(with_ref(r)),
+                other => other,
+            })?;
+        let um = &auth.messaging.user_messages[0];
+        let from = party_key(&um.from.ids).expect("checked in trust");
+        let to = party_key(&um.to.ids).ok_or_else(|| {
+            Failure::Refused(with_ref(Refusal::new(
+                "EBMS:0009",
+                "invalid_header",
+                "the To party has no PartyId",
+            )))
+        })?;
+        let recipient = match self.store.party(&to)? {
+            Some(p) if p.is_usable() => p,
+            _ => {
+                return Err(Failure::Refused(with_ref(Refusal::new(
+                    "EBMS:0003",
+                    "unknown_recipient",
+                    format!("the To party {to} is not a registered, active party of this service"),
+                ))))
+            }
+        };
+        if let Some(mpc) = &um.mpc {
+            if mpc != DEFAULT_MPC && *mpc != recipient.mpc {
+                return Err(Failure::Refused(with_ref(Refusal::new(
+                    "EBMS:0003",
+                    "policy",
+                    format!("the message names the MPC {mpc}, which is not the recipient's"),
+                ))));
+            }
+        }
+        let receipt = exchange::receipt_for(auth.soap, &auth.messaging, &auth.verified, &self.identity, &self.domain)
+            .map_err(|e| Failure::Unavailable(format!("cannot sign the receipt: {e}")))?;
+        let size = body.len() as u64;
+        let msg = NewMessage {
+            sender: from.clone(),
+            recipient: to.clone(),
+            mpc: recipient.mpc.clone(),
+            message_id: um.info.message_id.clone(),
+            conversation_id: um.conversation_id.clone(),
+            service: um.service.value.clone(),
+            action: um.action.clone(),
+            content_type: ct.to_string(),
+            body,
+            receipt_content_type: receipt.content_type.clone(),
+            receipt: receipt.body.clone(),
+            received_at: now_unix(),
+        };
+        match self.store.accept(&msg)? {
+            Accepted::Stored => {
+                self.metrics.accepted.fetch_add(1, Relaxed);
+                self.metrics.bytes_in.fetch_add(size, Relaxed);
+                log::info(
+                    "accepted",
+                    &[
+                        ("message_id", V::S(&msg.message_id)),
+                        ("from", V::S(&from.to_string())),
+                        ("to", V::S(&to.to_string())),
+                        ("size", size.into()),
+                        ("encrypted_payloads", V::S(if auth.encrypted { "yes" } else { "no" })),
+                    ],
+                );
+                Ok(built(receipt))
+            }
+            Accepted::Duplicate {
+                receipt_content_type,
+                receipt,
+            } => {
+                self.metrics.duplicates.fetch_add(1, Relaxed);
+                log::info(
+                    "duplicate",
+                    &[
+                        ("message_id", V::S(&msg.message_id)),
+                        ("from", V::S(&from.to_string())),
+                    ],
+                );
+                Ok(Response::new(200, &receipt_content_type, receipt))
+            }
+        }
+    }
+
+    fn pull(&self, ct: &str, body: &[u8], mpc: &str) -> std::result::Result<Response, Failure> {
+        // The MPC's owner must have signed the request; anyone else learns nothing about it.
+        let owner = if mpc == DEFAULT_MPC {
+            None
+        } else {
+            self.store.party_by_mpc(mpc)?
+        };
+        let auth = self.authenticate(ct, body, |_| {
+            let Some(p) = owner.as_ref() else {
+                return Err(Refusal::new(
+                    "EBMS:0101",
+                    "pull_unknown_mpc",
+                    "pull requests must name the MPC of a registered party",
+                ));
+            };
+            if !p.is_usable() {
+                return Err(Refusal::new(
+                    "EBMS:0101",
+                    "party_not_active",
+                    "the MPC's party is revoked or its account is suspended",
+                ));
+            }
+            let certs = self.current_certs(&p.key);
+            if certs.is_empty() {
+                return Err(Refusal::new("EBMS:0101", "authentication", "no current certificate"));
+            }
+            Ok(certs)
+        })?;
+        let owner = owner.expect("authenticated");
+        let request_id = auth
+            .messaging
+            .signals
+            .first()
+            .map(|s| s.info.message_id.clone())
+            .unwrap_or_default();
+        match self.store.claim_next(mpc, now_unix(), self.lease_secs)? {
+            Some(m) => {
+                self.metrics.pulled.fetch_add(1, Relaxed);
+                self.metrics.bytes_out.fetch_add(m.body.len() as u64, Relaxed);
+                log::info(
+                    "pulled",
+                    &[
+                        ("message_id", V::S(&m.message_id)),
+                        ("from", V::S(&m.sender.to_string())),
+                        ("to", V::S(&owner.key.to_string())),
+                        ("attempt", (m.attempt as u64).into()),
+                        ("size", m.body.len().into()),
+                    ],
+                );
+                Ok(Response::new(200, &m.content_type, m.body))
+            }
+            None => {
+                self.metrics.empty_pulls.fetch_add(1, Relaxed);
+                let err = EbmsError::new("EBMS:0006").with_ref(&request_id);
+                match exchange::error_signal(auth.soap, vec![err], Some(&request_id), &self.identity, &self.domain) {
+                    Ok(b) => Ok(built(b)),
+                    Err(e) => Err(Failure::Unavailable(format!("cannot sign the signal: {e}"))),
+                }
+            }
+        }
+    }
+
+    fn receipt(&self, ct: &str, body: &[u8], peeked: &Messaging) -> std::result::Result<Response, Failure> {
+        let ref_to = peeked
+            .signals
+            .first()
+            .and_then(|s| s.info.ref_to_message_id.clone())
+            .ok_or_else(|| {
+                Failure::Refused(Refusal::new(
+                    "EBMS:0009",
+                    "invalid_header",
+                    "the receipt has no RefToMessageId",
+                ))
+            })?;
+        // Only a recipient of that message may receipt it.
+        let mut candidates: Vec<(PartyKey, Vec<Certificate>)> = Vec::new();
+        for key in self.store.recipients_of(&ref_to)? {
+            if let Ok(p) = self.usable_party(&key) {
+                candidates.push((p.key.clone(), self.current_certs(&p.key)));
+            }
+        }
+        let all: Vec<Certificate> = candidates.iter().flat_map(|(_, c)| c.iter().cloned()).collect();
+        let auth = self.authenticate(ct, body, |_| {
+            if all.is_empty() {
+                return Err(Refusal {
+                    ref_to: Some(ref_to.clone()),
+                    ..Refusal::new(
+                        "EBMS:0101",
+                        "receipt_unknown_message",
+                        "no message with that id waits for a party you could be",
+                    )
+                });
+            }
+            Ok(all.clone())
+        })?;
+        let signer = &auth.verified.signer;
+        let Some((recipient, _)) = candidates.iter().find(|(_, certs)| certs.iter().any(|c| c == signer)) else {
+            return Err(Failure::Refused(Refusal::new("EBMS:0101", "authentication", "signer is not the recipient")));
+        };
+        match self.store.mark_delivered(recipient, &ref_to, body, now_unix())? {
+            Delivery::Delivered => {
+                self.metrics.delivered.fetch_add(1, Relaxed);
+                log::info(
+                    "delivered",
+                    &[("message_id", V::S(&ref_to)), ("to", V::S(&recipient.to_string()))],
+                );
+            }
+            Delivery::AlreadyDelivered => {}
+            Delivery::Unknown => {
+                return Err(Failure::Refused(Refusal {
+                    ref_to: Some(ref_to.clone()),
+                    ..Refusal::new("EBMS:0004", "receipt_unknown_message", "no such message waits for you")
+                }))
+            }
+        }
+        Ok(Response::new(200, "text/plain", Vec::new()))
+    }
+
+    fn error_from_client(&self, ct: &str, body: &[u8], peeked: &Messaging) -> std::result::Result<Response, Failure> {
+        // A recipient reporting that it could not process a pulled message: logged, not stored.
+        let ref_to = peeked
+            .signals
+            .first()
+            .and_then(|s| s.info.ref_to_message_id.clone())
+            .unwrap_or_default();
+        let mut certs = Vec::new();
+        for key in self.store.recipients_of(&ref_to)? {
+            certs.extend(self.current_certs(&key));
+        }
+        let auth = self.authenticate(ct, body, |_| {
+            if certs.is_empty() {
+                Err(Refusal::new("EBMS:0101", "authentication", "unknown message"))
+            } else {
+                Ok(certs.clone())
+            }
+        })?;
+        if let Some(Signal::Error(errs)) = auth.messaging.signals.first().map(|s| &s.signal) {
+            for e in errs {
+                log::warn(
+                    "recipient_error",
+                    &[("message_id", V::S(&ref_to)), ("ebms_code", V::S(&e.code))],
+                );
+            }
+        }
+        Ok(Response::new(200, "text/plain", Vec::new()))
+    }
+
+    fn metrics_text(&self) -> Response {
+        let queues: Vec<(String, u64)> = self
+            .store
+            .queue_depths()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, n)| (k.to_string(), n))
+            .collect();
+        Response::new(
+            200,
+            "text/plain; version=0.0.4",
+            self.metrics.render(&queues, &self.http_stats).into_bytes(),
+        )
+    }
+}
+
+fn built(b: Built) -> Response {
+    Response::new(200, &b.content_type, b.body)
+}
+
+/// The first PartyId of a From/To party.
+fn party_key(ids: &[ls_core::as4::model::PartyId]) -> Option<PartyKey> {
+    ids.first()
+        .map(|p| PartyKey::new(p.r#type.as_deref().unwrap_or(""), &p.value))
+}
+
+impl Handler for Service {
+    fn handle(&self, req: Request) -> Response {
+        match (req.method.as_str(), req.path.as_str()) {
+            ("POST", AS4_PATH) | ("POST", "/") => self.as4(req),
+            ("GET", "/health") => match self.store.queue_depths() {
+                Ok(_) => Response::text(200, "ok\n"),
+                Err(e) => Response::text(503, &format!("store unavailable: {e}\n")),
+            },
+            ("GET", "/metrics") => self.metrics_text(),
+            (_, AS4_PATH) => {
+                let mut r = Response::text(405, "POST AS4 messages here\n");
+                r.headers.push(("Allow".into(), "POST".into()));
+                r
+            }
+            _ => Response::text(404, "not found\n"),
+        }
+    }
+}

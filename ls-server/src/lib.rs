@@ -1,0 +1,17 @@
+//! The Layer Security Messaging Service: accepts AS4 messages pushed over TLS, authenticates
+//! each by its signature against the sender's registered certificate, routes it to the
+//! recipient's MPC, holds it until the recipient pulls it, and records the recipient's receipt.
+//!
+//! Layers: [`http`] (TLS and HTTP/1.1 with limits and timeouts) → [`endpoint`] (the AS4
+//! push / pull / receipt exchange) → [`store`] (accounts, parties, messages). [`admin`] holds
+//! the provider's operations, used by the command line and the admin HTTP API.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod endpoint;
+pub mod http;
+pub mod log;
+pub mod metrics;
+pub mod store;

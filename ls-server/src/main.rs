@@ -1,0 +1,524 @@
+//! `layersec-server`: the Messaging Service executable.
+//!
+//! - `init` writes a commented configuration, a self-signed TLS certificate, the service's
+//!   signing identity and an admin token;
+//! - `serve` runs the AS4 endpoint (and the admin API);
+//! - `admin …` does the provider's operations on the store directly.
+
+use clap::{Args, Parser, Subcommand};
+use ls_core::KeyType;
+use ls_server::admin::{self, Admin, AdminApi};
+use ls_server::config::{self, Config};
+use ls_server::endpoint::Service;
+use ls_server::http;
+use ls_server::log::{self, V};
+use ls_server::metrics::Metrics;
+use ls_server::store::sqlite::SqliteStore;
+use ls_server::store::{NewSubscriber, PartyKey, Store};
+use serde_json::Value;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "layersec-server", version, about = "The Layer Security Messaging Service")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write a configuration, a self-signed TLS certificate, the signing identity and an admin token.
+    Init(InitArgs),
+    /// Run the service.
+    Serve {
+        #[arg(long, short, default_value = "layersec-server.toml")]
+        config: PathBuf,
+        /// Override service.listen (e.g. 127.0.0.1:0 for any free port; the log says which).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Override admin.listen.
+        #[arg(long)]
+        admin_listen: Option<String>,
+        /// debug, info, warn or error.
+        #[arg(long, default_value = "info")]
+        log_level: String,
+    },
+    /// Provider operations on the store (works while the service runs).
+    Admin {
+        #[arg(long, short, default_value = "layersec-server.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        op: AdminOp,
+    },
+}
+
+#[derive(Args)]
+struct InitArgs {
+    /// Folder for the configuration and its files.
+    #[arg(long, default_value = ".")]
+    dir: PathBuf,
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    listen: String,
+    #[arg(long, default_value = "127.0.0.1:8444")]
+    admin_listen: String,
+    /// Host names for the TLS certificate (localhost and 127.0.0.1 are always included).
+    #[arg(long = "hostname")]
+    hostnames: Vec<String>,
+    #[arg(long, default_value = "layersec.local")]
+    domain: String,
+    /// Key type of the TLS and signing keys: rsa3072, rsa2048 or ec.
+    #[arg(long, default_value = "ec")]
+    key_type: String,
+    /// Replace files that exist.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Subcommand)]
+enum AdminOp {
+    /// Subscriber accounts.
+    Subscriber {
+        #[command(subcommand)]
+        op: SubscriberOp,
+    },
+    /// Registered parties (installations).
+    Party {
+        #[command(subcommand)]
+        op: PartyOp,
+    },
+    /// Messages and bytes per account in a period, for billing.
+    Usage {
+        /// First day (YYYY-MM-DD, UTC), included.
+        #[arg(long)]
+        from: String,
+        /// Last day (YYYY-MM-DD, UTC), excluded.
+        #[arg(long)]
+        to: String,
+        /// json or csv.
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
+    /// Records of recent messages (no content).
+    Messages {
+        #[arg(long)]
+        party: Option<String>,
+        #[arg(long, default_value = "")]
+        party_type: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubscriberOp {
+    Add {
+        #[arg(long)]
+        organisation: String,
+        #[arg(long, default_value = "")]
+        contact: String,
+        #[arg(long, default_value = "")]
+        contract: String,
+        #[arg(long, default_value = "standard")]
+        plan: String,
+    },
+    List,
+    Suspend { id: i64 },
+    Resume { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum PartyOp {
+    /// Register a party for a subscriber with its certificate.
+    Add {
+        #[arg(long)]
+        subscriber: i64,
+        #[arg(long)]
+        party: String,
+        #[arg(long, default_value = "")]
+        party_type: String,
+        /// The party's signing certificate (PEM or DER).
+        #[arg(long)]
+        certificate: PathBuf,
+    },
+    List {
+        #[arg(long)]
+        subscriber: Option<i64>,
+    },
+    Show {
+        party: String,
+        #[arg(long, default_value = "")]
+        party_type: String,
+    },
+    /// Register a new certificate; the current one stays valid for the overlap.
+    ReplaceCertificate {
+        party: String,
+        #[arg(long, default_value = "")]
+        party_type: String,
+        #[arg(long)]
+        certificate: PathBuf,
+        #[arg(long, default_value_t = 168)]
+        overlap_hours: u64,
+    },
+    Revoke {
+        party: String,
+        #[arg(long, default_value = "")]
+        party_type: String,
+    },
+}
+
+/// Exit codes: 0 ok, 2 usage or configuration, 3 refused (bad input, unknown, conflict),
+/// 4 store or I/O failure.
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Init(a) => init(&a),
+        Cmd::Serve {
+            config,
+            listen,
+            admin_listen,
+            log_level,
+        } => serve(&config, listen, admin_listen, &log_level),
+        Cmd::Admin { config, op } => admin_cmd(&config, op),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, msg)) => {
+            eprintln!("layersec-server: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+type CliResult = Result<(), (u8, String)>;
+
+fn cfg_err(e: String) -> (u8, String) {
+    (2, e)
+}
+
+fn io_err(p: &Path, e: std::io::Error) -> (u8, String) {
+    (4, format!("{}: {e}", p.display()))
+}
+
+fn write_file(path: &Path, data: &[u8], private: bool, force: bool) -> CliResult {
+    if path.exists() && !force {
+        return Err((
+            2,
+            format!("{} exists (use --force to replace it)", path.display()),
+        ));
+    }
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| io_err(d, e))?;
+    }
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    if private {
+        o.mode(0o600);
+    }
+    let mut f = o.open(path).map_err(|e| io_err(path, e))?;
+    f.write_all(data).map_err(|e| io_err(path, e))?;
+    f.sync_all().map_err(|e| io_err(path, e))
+}
+
+fn key_type(s: &str) -> Result<KeyType, (u8, String)> {
+    Ok(match s {
+        "ec" | "p256" => KeyType::EcP256,
+        "rsa" | "rsa3072" => KeyType::Rsa(3072),
+        "rsa2048" => KeyType::Rsa(2048),
+        "rsa4096" => KeyType::Rsa(4096),
+        o => return Err((2, format!("--key-type {o}: expected ec, rsa2048, rsa3072 or rsa4096"))),
+    })
+}
+
+/// A self-signed TLS server certificate for `names` (DNS names or IP addresses).
+fn tls_self_signed(names: &[String], kt: KeyType) -> Result<(Vec<u8>, Vec<u8>), openssl::error::ErrorStack> {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::{BigNum, MsbOption};
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::extension::{
+        BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+    };
+    use openssl::x509::{X509Builder, X509NameBuilder};
+    let key = match kt {
+        KeyType::EcP256 => {
+            {
+            let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
+            PKey::from_ec_key(EcKey::generate(&group)?)?
+        }
+        }
+        KeyType::Rsa(bits) => PKey::from_rsa(Rsa::generate(bits)?)?,
+    };
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_nid(Nid::COMMONNAME, &names[0])?;
+    name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "layersec-server (self-signed)")?;
+    let name = name.build();
+    let mut b = X509Builder::new()?;
+    b.set_version(2)?;
+    let mut serial = BigNum::new()?;
+    serial.rand(127, MsbOption::MAYBE_ZERO, false)?;
+    let serial = serial.to_asn1_integer()?;
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(&name)?;
+    b.set_issuer_name(&name)?;
+    b.set_pubkey(&key)?;
+    let nb = Asn1Time::days_from_now(0)?;
+    b.set_not_before(&nb)?;
+    let na = Asn1Time::days_from_now(825)?;
+    b.set_not_after(&na)?;
+    b.append_extension(BasicConstraints::new().build()?)?;
+    b.append_extension(KeyUsage::new().critical().digital_signature().key_encipherment().build()?)?;
+    b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
+    let mut san = SubjectAlternativeName::new();
+    for n in names {
+        if n.parse::<std::net::IpAddr>().is_ok() {
+            san.ip(n);
+        } else {
+            san.dns(n);
+        }
+    }
+    let san = san.build(&b.x509v3_context(None, None))?;
+    b.append_extension(san)?;
+    b.sign(&key, MessageDigest::sha256())?;
+    let cert = b.build();
+    Ok((
+        cert.to_pem()?,
+        key.private_key_to_pem_pkcs8()?,
+    ))
+}
+
+fn init(a: &InitArgs) -> CliResult {
+    let kt = key_type(&a.key_type)?;
+    let dir = &a.dir;
+    let cfg_path = dir.join("layersec-server.toml");
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    names.extend(a.hostnames.iter().cloned());
+    let (tls_crt, tls_key) = tls_self_signed(&names, kt).map_err(|e| (4, e.to_string()))?;
+    let ident = ls_core::Identity::generate(&a.domain, kt, 825, None).map_err(|e| (4, e.to_string()))?;
+    let mut token = [0u8; 32];
+    openssl::rand::rand_bytes(&mut token).map_err(|e| (4, e.to_string()))?;
+    let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
+    write_file(
+        &cfg_path,
+        config::template(&a.listen, &a.admin_listen, &a.domain).as_bytes(),
+        false,
+        a.force,
+    )?;
+    write_file(&dir.join("tls/server.crt"), &tls_crt, false, a.force)?;
+    write_file(&dir.join("tls/server.key"), &tls_key, true, a.force)?;
+    write_file(&dir.join("identity/service.crt"), &ident.cert_pem, false, a.force)?;
+    write_file(&dir.join("identity/service.key"), &ident.key_pem, true, a.force)?;
+    write_file(&dir.join("admin.token"), format!("{token}\n").as_bytes(), true, a.force)?;
+    let tls_fp = ls_core::Certificate::from_pem(&tls_crt).map_err(|e| (4, e.to_string()))?.sha256_fingerprint();
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "config": cfg_path.display().to_string(),
+            "endpoint": format!("https://{}{}", a.listen, ls_server::endpoint::AS4_PATH),
+            "tls_certificate": dir.join("tls/server.crt").display().to_string(),
+            "tls_certificate_sha256": tls_fp,
+            "service_certificate": dir.join("identity/service.crt").display().to_string(),
+            "service_certificate_sha256": ident.identity.certificate().sha256_fingerprint(),
+            "admin_token_file": dir.join("admin.token").display().to_string(),
+        }))
+        .unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn open_store(c: &Config) -> Result<Arc<dyn Store>, (u8, String)> {
+    let path = c.path(&c.store.path);
+    let s = SqliteStore::open(&path, c.store.inline_max_bytes)
+        .map_err(|e| (4, format!("store {}: {e}", path.display())))?;
+    Ok(Arc::new(s))
+}
+
+fn read(p: &Path) -> Result<Vec<u8>, (u8, String)> {
+    std::fs::read(p).map_err(|e| io_err(p, e))
+}
+
+fn serve(cfg_path: &Path, listen: Option<String>, admin_listen: Option<String>, level: &str) -> CliResult {
+    log::set_level(log::Level::parse(level).ok_or_else(|| (2, format!("--log-level {level}: expected debug, info, warn or error")))?);
+    let mut c = Config::load(cfg_path).map_err(cfg_err)?;
+    if let Some(l) = listen {
+        c.service.listen = l;
+    }
+    if let Some(l) = admin_listen {
+        c.admin.listen = Some(l);
+    }
+    let store = open_store(&c)?;
+    let password = c.identity_password().map_err(cfg_err)?;
+    let key_path = c.path(&c.identity.key);
+    let cert_path = c.identity.certificate.as_ref().map(|p| c.path(p));
+    let identity = ls_core::Identity::load(&key_path, cert_path.as_deref(), password.as_deref())
+        .map_err(|e| (2, format!("identity: {}: {e}", key_path.display())))?;
+    let tls_cert = read(&c.path(&c.tls.certificate))?;
+    let tls_key = read(&c.path(&c.tls.key))?;
+    let client_ca = match &c.tls.client_ca {
+        Some(p) => Some(read(&c.path(p))?),
+        None => None,
+    };
+    let acceptor = http::tls_acceptor(&tls_cert, &tls_key, client_ca.as_deref(), c.tls.require_client_certificate)
+        .map_err(|e| (2, format!("tls: {e}")))?;
+    let listener = TcpListener::bind(&c.service.listen).map_err(|e| (4, format!("service.listen {}: {e}", c.service.listen)))?;
+    let as4_addr = listener.local_addr().map_err(|e| (4, e.to_string()))?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(http::HttpStats::default());
+    let metrics = Arc::new(Metrics::default());
+
+    let mut admin_addr = String::new();
+    if let Some(l) = &c.admin.listen {
+        let token_file = c.path(c.admin.token_file.as_ref().expect("checked by Config::load"));
+        let token = std::fs::read_to_string(&token_file)
+            .map_err(|e| io_err(&token_file, e))?
+            .trim()
+            .to_string();
+        if token.len() < 16 {
+            return Err((2, format!("{}: the admin token must be at least 16 characters", token_file.display())));
+        }
+        let al = TcpListener::bind(l).map_err(|e| (4, format!("admin.listen {l}: {e}")))?;
+        admin_addr = al.local_addr().map_err(|e| (4, e.to_string()))?.to_string();
+        let api = Arc::new(AdminApi {
+            admin: Admin { store: store.clone() },
+            token,
+        });
+        let sd = shutdown.clone();
+        let limits = http::Limits {
+            max_connections: 16,
+            max_body_bytes: 1024 * 1024,
+            ..c.http_limits()
+        };
+        std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || {
+                if let Err(e) = http::serve(al, None, limits, api, sd) {
+                    log::error("admin_api_stopped", &[("error", V::S(&e.to_string()))]);
+                }
+            })
+            .map_err(|e| (4, e.to_string()))?;
+    }
+
+    // Retention.
+    {
+        let store = store.clone();
+        let keep = c.delivery.keep_delivered_hours as i64 * 3600;
+        let expire = c.delivery.expire_undelivered_hours as i64 * 3600;
+        let every = Duration::from_secs(c.delivery.purge_interval_secs.max(1));
+        std::thread::Builder::new()
+            .name("retention".into())
+            .spawn(move || loop {
+                let now = ls_core::time::now_unix();
+                match store.purge(now - keep, now - expire) {
+                    Ok(p) if p.delivered + p.expired > 0 => log::info(
+                        "retention",
+                        &[("purged_delivered", p.delivered.into()), ("expired_undelivered", p.expired.into())],
+                    ),
+                    Ok(_) => {}
+                    Err(e) => log::error("retention_failed", &[("error", V::S(&e.to_string()))]),
+                }
+                std::thread::sleep(every);
+            })
+            .map_err(|e| (4, e.to_string()))?;
+    }
+
+    let service = Arc::new(Service {
+        store,
+        identity,
+        domain: c.service.domain.clone(),
+        limits: ls_core::as4::xml::Limits {
+            max_part: c.limits.max_message_bytes,
+            ..Default::default()
+        },
+        lease_secs: c.delivery.redeliver_after_secs as i64,
+        metrics,
+        http_stats: stats.clone(),
+    });
+    log::info(
+        "listening",
+        &[
+            ("as4", V::S(&format!("https://{as4_addr}{}", ls_server::endpoint::AS4_PATH))),
+            ("admin", V::S(&admin_addr)),
+            ("pid", (std::process::id() as u64).into()),
+        ],
+    );
+    http::serve_with_stats(listener, Some(acceptor), c.http_limits(), service, shutdown, stats)
+        .map_err(|e| (4, format!("serve: {e}")))
+}
+
+fn print_json(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
+    let c = Config::load(cfg_path).map_err(cfg_err)?;
+    let a = Admin { store: open_store(&c)? };
+    let fail = |e: admin::AdminError| (if e.status >= 500 { 4 } else { 3 }, e.message);
+    match op {
+        AdminOp::Subscriber { op } => match op {
+            SubscriberOp::Add { organisation, contact, contract, plan } => print_json(
+                &a.create_subscriber(&NewSubscriber { organisation, contact, contract_ref: contract, plan })
+                    .map_err(fail)?,
+            ),
+            SubscriberOp::List => print_json(&a.subscribers().map_err(fail)?),
+            SubscriberOp::Suspend { id } => print_json(&a.set_status(id, true).map_err(fail)?),
+            SubscriberOp::Resume { id } => print_json(&a.set_status(id, false).map_err(fail)?),
+        },
+        AdminOp::Party { op } => match op {
+            PartyOp::Add { subscriber, party, party_type, certificate } => print_json(
+                &a.register_party(subscriber, &PartyKey::new(&party_type, &party), &read(&certificate)?)
+                    .map_err(fail)?,
+            ),
+            PartyOp::List { subscriber } => print_json(&a.parties(subscriber).map_err(fail)?),
+            PartyOp::Show { party, party_type } => {
+                print_json(&a.party(&PartyKey::new(&party_type, &party)).map_err(fail)?)
+            }
+            PartyOp::ReplaceCertificate { party, party_type, certificate, overlap_hours } => print_json(
+                &a.replace_certificate(&PartyKey::new(&party_type, &party), &read(&certificate)?, overlap_hours)
+                    .map_err(fail)?,
+            ),
+            PartyOp::Revoke { party, party_type } => {
+                print_json(&a.revoke(&PartyKey::new(&party_type, &party)).map_err(fail)?)
+            }
+        },
+        AdminOp::Usage { from, to, format } => {
+            let from = admin::parse_day(&from).map_err(fail)?;
+            let to = admin::parse_day(&to).map_err(fail)?;
+            let rows = a.usage(from, to).map_err(fail)?;
+            match format.as_str() {
+                "json" => print_json(&admin::usage_json(from, to, &rows)),
+                "csv" => print!("{}", admin::usage_csv(from, to, &rows)),
+                o => return Err((2, format!("--format {o}: expected json or csv"))),
+            }
+        }
+        AdminOp::Messages { party, party_type, limit } => {
+            let key = party.map(|p| PartyKey::new(&party_type, &p));
+            let rows = a.store.messages(key.as_ref(), limit).map_err(|e| fail(e.into()))?;
+            print_json(&Value::Array(
+                rows.iter()
+                    .map(|m| {
+                        serde_json::json!({
+                            "message_id": m.message_id,
+                            "from": m.sender.to_string(),
+                            "to": m.recipient.to_string(),
+                            "state": m.state,
+                            "size": m.size,
+                            "received_at": ls_core::time::iso8601(m.received_at),
+                            "attempts": m.attempts,
+                            "delivered_at": m.delivered_at.map(ls_core::time::iso8601),
+                        })
+                    })
+                    .collect(),
+            ));
+        }
+    }
+    Ok(())
+}
