@@ -98,7 +98,14 @@
 #define LS_ERR_SIGNATURE_WRAPPING 502
 #define LS_ERR_UNSIGNED_PART 503
 #define LS_ERR_INVALID_EBMS 504
-/* 5xx protocol, 6xx transport, 7xx store: reserved for the message, transport and store layers. */
+#define LS_ERR_EBMS_ERROR 505
+/* 6xx transport: transports (connecting, TLS, HTTP) */
+#define LS_ERR_CONNECT_FAILED 600
+#define LS_ERR_TIMEOUT 601
+#define LS_ERR_TLS_FAILED 602
+#define LS_ERR_HTTP_STATUS 603
+#define LS_ERR_BAD_RESPONSE 604
+/* 7xx store: reserved for the message store. */
 /* 9xx internal: bugs in the library (please report them) */
 #define LS_ERR_INTERNAL 900
 #define LS_ERR_PANIC 901
@@ -195,8 +202,9 @@ typedef struct ls_opened ls_opened;
  * The status every fallible function returns: `LS_OK` (0) or one of the `LS_ERR_*` codes.
  *
  * The codes are grouped by family (hundreds digit: 1xx arguments, 2xx cryptography,
- * 3xx certificates, 4xx malformed input, 9xx internal) and are append-only: a number is never
- * reused for another meaning. Unknown codes from a newer library should be treated by family.
+ * 3xx certificates, 4xx malformed input, 5xx message protocol, 6xx transport, 7xx store,
+ * 9xx internal) and are append-only: a number is never reused for another meaning. Unknown
+ * codes from a newer library should be treated by family.
  */
 typedef int32_t ls_result;
 

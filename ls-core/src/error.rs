@@ -48,7 +48,14 @@ pub enum ErrorCode {
     SignatureWrapping = 502,
     UnsignedPart = 503,
     InvalidEbms = 504,
-    // 6xx transport, 7xx store: reserved for the transport and store layers.
+    EbmsError = 505,
+    // 6xx: carrying messages (HTTPS)
+    ConnectFailed = 600,
+    Timeout = 601,
+    TlsFailed = 602,
+    HttpStatus = 603,
+    BadResponse = 604,
+    // 7xx store: reserved for the store layer.
     // 9xx: bugs
     Internal = 900,
     Panic = 901,
@@ -90,6 +97,12 @@ impl ErrorCode {
         ErrorCode::SignatureWrapping,
         ErrorCode::UnsignedPart,
         ErrorCode::InvalidEbms,
+        ErrorCode::EbmsError,
+        ErrorCode::ConnectFailed,
+        ErrorCode::Timeout,
+        ErrorCode::TlsFailed,
+        ErrorCode::HttpStatus,
+        ErrorCode::BadResponse,
         ErrorCode::Internal,
         ErrorCode::Panic,
     ];
@@ -139,12 +152,19 @@ impl ErrorCode {
             SignatureWrapping => "ERR_SIGNATURE_WRAPPING",
             UnsignedPart => "ERR_UNSIGNED_PART",
             InvalidEbms => "ERR_INVALID_EBMS",
+            EbmsError => "ERR_EBMS_ERROR",
+            ConnectFailed => "ERR_CONNECT_FAILED",
+            Timeout => "ERR_TIMEOUT",
+            TlsFailed => "ERR_TLS_FAILED",
+            HttpStatus => "ERR_HTTP_STATUS",
+            BadResponse => "ERR_BAD_RESPONSE",
             Internal => "ERR_INTERNAL",
             Panic => "ERR_PANIC",
         }
     }
 
-    /// The family of the code: "argument", "crypto", "certificate", "format" or "internal".
+    /// The family of the code: "argument", "crypto", "certificate", "format", "protocol",
+    /// "transport", "store" or "internal".
     pub fn family(self) -> &'static str {
         match self.as_i32() / 100 {
             1 => "argument",
@@ -240,6 +260,25 @@ pub enum Error {
     UnsignedPart(String),
     #[error("invalid ebMS message: {0}")]
     InvalidEbms(String),
+    /// The other side answered with an ebMS error signal (`ebms_code` e.g. `EBMS:0101`).
+    #[error("the partner refused the message: {ebms_code} {message}")]
+    EbmsError { ebms_code: String, message: String },
+    /// DNS failed, the TCP connect was refused or unreachable, or the connection dropped before
+    /// a response began.
+    #[error("cannot reach the service: {0}")]
+    ConnectFailed(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The TLS handshake failed or the server's certificate was refused (untrusted, wrong host
+    /// name, pin mismatch: the message says which).
+    #[error("TLS failed: {0}")]
+    TlsFailed(String),
+    /// An HTTP status that the caller treats as a failure.
+    #[error("HTTP status {status}: {message}")]
+    HttpStatus { status: u16, message: String },
+    /// Not HTTP, truncated, or badly framed.
+    #[error("bad HTTP response: {0}")]
+    BadResponse(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -281,15 +320,31 @@ impl Error {
             SignatureWrapping(_) => ErrorCode::SignatureWrapping,
             UnsignedPart(_) => ErrorCode::UnsignedPart,
             InvalidEbms(_) => ErrorCode::InvalidEbms,
+            EbmsError { .. } => ErrorCode::EbmsError,
+            ConnectFailed(_) => ErrorCode::ConnectFailed,
+            Timeout(_) => ErrorCode::Timeout,
+            TlsFailed(_) => ErrorCode::TlsFailed,
+            HttpStatus { .. } => ErrorCode::HttpStatus,
+            BadResponse(_) => ErrorCode::BadResponse,
             Internal(_) => ErrorCode::Internal,
         }
     }
 
     /// Whether retrying the same operation later could succeed. Nothing in the document layer is
-    /// transient except I/O; the transport layers add their own transient failures.
+    /// transient except I/O; of the transport's failures, `ConnectFailed`, `Timeout` and
+    /// `HttpStatus` for 5xx, 408 and 429 are (`TlsFailed` and `BadResponse` are not).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Io { source, .. } if matches!(source.kind(),
-            std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut))
+        match self {
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::TimedOut
+            ),
+            Error::ConnectFailed(_) | Error::Timeout(_) => true,
+            Error::HttpStatus { status, .. } => matches!(status, 500..=599 | 408 | 429),
+            _ => false,
+        }
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {

@@ -28,6 +28,7 @@ pub mod keys;
 pub mod mime;
 mod oid;
 pub mod time;
+pub mod transport;
 
 pub use cert::{CertStore, Certificate};
 pub use cms::{

@@ -12,7 +12,7 @@ fn family_title(family: &str) -> &'static str {
         "certificate" => "certificates and trust",
         "format" => "malformed or hostile input",
         "protocol" => "the message protocol",
-        "transport" => "transports",
+        "transport" => "transports (connecting, TLS, HTTP)",
         "store" => "the message store",
         _ => "bugs in the library (please report them)",
     }
@@ -49,10 +49,7 @@ pub fn header_defines() -> String {
         if code.family() != family {
             family = code.family();
             if code.as_i32() >= 900 {
-                s.push_str(
-                    "/* 5xx protocol, 6xx transport, 7xx store: reserved for the message, \
-                     transport and store layers. */\n",
-                );
+                s.push_str("/* 7xx store: reserved for the message store. */\n");
             }
             let _ = writeln!(
                 s,

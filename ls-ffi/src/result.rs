@@ -11,8 +11,9 @@ use std::sync::OnceLock;
 /// The status every fallible function returns: `LS_OK` (0) or one of the `LS_ERR_*` codes.
 ///
 /// The codes are grouped by family (hundreds digit: 1xx arguments, 2xx cryptography,
-/// 3xx certificates, 4xx malformed input, 9xx internal) and are append-only: a number is never
-/// reused for another meaning. Unknown codes from a newer library should be treated by family.
+/// 3xx certificates, 4xx malformed input, 5xx message protocol, 6xx transport, 7xx store,
+/// 9xx internal) and are append-only: a number is never reused for another meaning. Unknown
+/// codes from a newer library should be treated by family.
 #[allow(non_camel_case_types)]
 pub type ls_result = i32;
 

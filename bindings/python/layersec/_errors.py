@@ -3,8 +3,8 @@
 Every failure the library reports becomes a :class:`LayerSecError` (or a subclass) with the code
 (``.code``), its macro name (``.name``, from ``ls_result_name``) and the library's message
 (``.message``, from ``ls_last_error_message``). The class follows the code's family, the
-hundreds digit (1xx arguments, 2xx cryptography, 3xx certificates, 4xx format, 5xx/6xx/7xx
-reserved for protocol, transport and store, 9xx internal),
+hundreds digit (1xx arguments, 2xx cryptography, 3xx certificates, 4xx format, 5xx message
+protocol, 6xx transport, 7xx reserved for the store, 9xx internal),
 with a narrower subclass for the codes a program typically handles on its own. A code this
 binding does not know (from a newer library) maps by its family, as the header asks.
 """
@@ -46,6 +46,12 @@ LS_ERR_SIGNATURE_REQUIRED = 501
 LS_ERR_SIGNATURE_WRAPPING = 502
 LS_ERR_UNSIGNED_PART = 503
 LS_ERR_INVALID_EBMS = 504
+LS_ERR_EBMS_ERROR = 505
+LS_ERR_CONNECT_FAILED = 600
+LS_ERR_TIMEOUT = 601
+LS_ERR_TLS_FAILED = 602
+LS_ERR_HTTP_STATUS = 603
+LS_ERR_BAD_RESPONSE = 604
 LS_ERR_INTERNAL = 900
 LS_ERR_PANIC = 901
 
@@ -148,11 +154,13 @@ class TooLargeError(FormatError):
 
 
 class ProtocolError(LayerSecError):
-    """5xx: reserved by layersec.h for the message layer (no codes yet)."""
+    """5xx: the message protocol (ebMS3/AS4, SOAP, WS-Security)."""
 
 
 class TransportError(LayerSecError):
-    """6xx: reserved by layersec.h for transports (no codes yet)."""
+    """6xx: carrying messages: LS_ERR_CONNECT_FAILED, LS_ERR_TIMEOUT, LS_ERR_TLS_FAILED,
+    LS_ERR_HTTP_STATUS, LS_ERR_BAD_RESPONSE. Connect failures, timeouts and HTTP 5xx/408/429
+    are worth a retry; TLS failures and bad responses are not."""
 
 
 class StoreError(LayerSecError):

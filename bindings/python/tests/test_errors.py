@@ -46,6 +46,12 @@ EXPECTED = {
     "LS_ERR_SIGNATURE_WRAPPING": layersec.ProtocolError,
     "LS_ERR_UNSIGNED_PART": layersec.ProtocolError,
     "LS_ERR_INVALID_EBMS": layersec.ProtocolError,
+    "LS_ERR_EBMS_ERROR": layersec.ProtocolError,
+    "LS_ERR_CONNECT_FAILED": layersec.TransportError,
+    "LS_ERR_TIMEOUT": layersec.TransportError,
+    "LS_ERR_TLS_FAILED": layersec.TransportError,
+    "LS_ERR_HTTP_STATUS": layersec.TransportError,
+    "LS_ERR_BAD_RESPONSE": layersec.TransportError,
     "LS_ERR_INTERNAL": layersec.InternalError,
     "LS_ERR_PANIC": layersec.InternalError,
 }
@@ -98,6 +104,8 @@ def test_unknown_codes_map_by_family():
     assert _errors.error_class(299) is layersec.CryptoError
     assert _errors.error_class(150) is layersec.ArgumentError
     assert _errors.error_class(550) is layersec.ProtocolError
+    assert _errors.error_class(650) is layersec.TransportError
+    assert _errors.error_class(750) is layersec.StoreError
     assert _errors.error_class(999) is layersec.InternalError
     assert _errors.error_class(850) is layersec.LayerSecError
     assert _errors.error_class(-3) is layersec.LayerSecError
