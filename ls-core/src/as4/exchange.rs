@@ -327,8 +327,10 @@ fn is_ebms_response(r: &HttpResponse) -> bool {
 }
 
 fn status_error(r: &HttpResponse) -> Error {
-    // TRANSPORT-ERRORS: becomes Error::HttpStatus once the transport codes land.
-    Error::InvalidEbms(format!("the service answered HTTP {}", r.status))
+    Error::HttpStatus {
+        status: r.status,
+        message: format!("the service answered HTTP {}", r.status),
+    }
 }
 
 /// A message pulled from the service, exactly as its sender signed it.
@@ -359,7 +361,7 @@ impl Exchange<'_> {
             return Err(if r.status >= 300 {
                 status_error(r)
             } else {
-                Error::InvalidEbms(/*TRANSPORT-ERRORS BadResponse*/ format!(
+                Error::BadResponse(format!(
                     "the service answered HTTP {} with {:?}, not an ebMS message",
                     r.status, r.content_type
                 ))
@@ -403,7 +405,7 @@ impl Exchange<'_> {
             return Err(if r.status >= 300 {
                 status_error(&r)
             } else {
-                Error::InvalidEbms(/*TRANSPORT-ERRORS BadResponse*/ format!(
+                Error::BadResponse(format!(
                     "the service answered HTTP {} with {:?}, not an ebMS message",
                     r.status, r.content_type
                 ))
