@@ -1,0 +1,317 @@
+//! Real `layersec-server` processes over TLS on loopback, and clients made of ls-core's AS4
+//! exchange and HTTPS transport.
+#![allow(dead_code)]
+
+use ls_core::as4::envelope::SoapVersion;
+use ls_core::as4::exchange::{self, party_mpc, Exchange, Pulled};
+use ls_core::as4::message::{self, Built, Incoming, Outgoing, Payload, ReadOptions};
+use ls_core::as4::model::Messaging;
+use ls_core::as4::wss::VerifyPolicy;
+use ls_core::as4::xml::Limits;
+use ls_core::transport::{HttpsConfig, HttpsTransport, Transport};
+use ls_core::{Certificate, Identity, KeyType};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_layersec-server");
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "ls-server-test-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Run `layersec-server` with `args`; returns (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(BIN).args(args).output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+pub fn run_ok(args: &[&str]) -> serde_json::Value {
+    let (code, out, err) = run(args);
+    assert_eq!(code, 0, "layersec-server {args:?} failed: {err}");
+    serde_json::from_str(&out).unwrap_or(serde_json::Value::Null)
+}
+
+/// A service directory made by `init`, and the running process (if any).
+pub struct Server {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub child: Option<Child>,
+    pub url: String,
+    pub admin: String,
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// `init` a new service; `tweak` edits the configuration text.
+    pub fn init(name: &str, tweak: impl FnOnce(String) -> String) -> Server {
+        let dir = temp_dir(name);
+        run_ok(&[
+            "init",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ]);
+        let config = dir.join("layersec-server.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, tweak(text)).unwrap();
+        Server {
+            dir,
+            config,
+            child: None,
+            url: String::new(),
+            admin: String::new(),
+            log: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    pub fn start(&mut self) {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--config", self.config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("\"event\":\"listening\"") {
+                    if let Some(t) = tx.take() {
+                        let _ = t.send(line.clone());
+                    }
+                }
+                log.lock().unwrap().push(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server did not start listening");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        self.url = v["as4"].as_str().unwrap().to_string();
+        self.admin = v["admin"].as_str().unwrap().to_string();
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, no goodbye.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn admin_cli(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["admin", "--config", self.config.to_str().unwrap()];
+        a.extend_from_slice(args);
+        run_ok(&a)
+    }
+
+    pub fn admin_cli_raw(&self, args: &[&str]) -> (i32, String, String) {
+        let mut a = vec!["admin", "--config", self.config.to_str().unwrap()];
+        a.extend_from_slice(args);
+        run(&a)
+    }
+
+    pub fn tls_ca(&self) -> Vec<u8> {
+        std::fs::read(self.dir.join("tls/server.crt")).unwrap()
+    }
+
+    pub fn service_cert(&self) -> Certificate {
+        Certificate::load(self.dir.join("identity/service.crt")).unwrap()
+    }
+
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    pub fn transport(&self) -> HttpsTransport {
+        let mut c = HttpsConfig::new(&self.url);
+        c.ca_pem = Some(self.tls_ca());
+        c.timeout = Duration::from_secs(60);
+        HttpsTransport::new(c).unwrap()
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// A subscriber with one party registered under `id` for a new EC identity.
+    pub fn party(&self, id: &str) -> Party {
+        let sub = self.admin_cli(&["subscriber", "add", "--organisation", &format!("{id} Ltd"), "--contact", "ops@example.com", "--contract", &format!("C-{id}")]);
+        let sub_id = sub["id"].as_i64().unwrap();
+        let p = Party::new(id);
+        let cert = self.dir.join(format!("{id}.crt"));
+        std::fs::write(&cert, p.identity.certificate().to_pem()).unwrap();
+        self.admin_cli(&["party", "add", "--subscriber", &sub_id.to_string(), "--party", id, "--certificate", cert.to_str().unwrap()]);
+        Party { subscriber: sub_id, ..p }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub struct Party {
+    pub id: String,
+    pub identity: Identity,
+    pub subscriber: i64,
+}
+
+impl Party {
+    pub fn new(id: &str) -> Party {
+        Party {
+            id: id.to_string(),
+            identity: Identity::generate(id, KeyType::EcP256, 30, None).unwrap().identity,
+            subscriber: 0,
+        }
+    }
+
+    pub fn mpc(&self) -> String {
+        party_mpc(&self.id)
+    }
+
+    /// A signed UserMessage from `self` to `to` carrying `data` (not encrypted: the document
+    /// layer encrypts end to end).
+    pub fn message(&self, to: &str, data: &[u8]) -> Built {
+        self.message_signed_by(to, data, &self.identity)
+    }
+
+    pub fn message_signed_by(&self, to: &str, data: &[u8], signer: &Identity) -> Built {
+        let um = exchange::user_message(&self.id, to, "urn:layersec:test", "Deliver", "", "test.example").unwrap();
+        message::build(Outgoing {
+            messaging: Messaging {
+                user_messages: vec![um],
+                signals: Vec::new(),
+            },
+            payloads: vec![Payload {
+                content_id: "doc@test".into(),
+                mime_type: "application/octet-stream".into(),
+                data: data.to_vec(),
+                compress: false,
+                properties: Vec::new(),
+            }],
+            signer,
+            encrypt_for: None,
+            soap: SoapVersion::Soap12,
+        })
+        .unwrap()
+    }
+
+    pub fn exchange<'a>(&'a self, t: &'a dyn Transport, service: &'a Certificate) -> Exchange<'a> {
+        Exchange {
+            transport: t,
+            me: &self.identity,
+            service,
+            soap: SoapVersion::Soap12,
+            domain: "test.example".into(),
+            limits: Limits {
+                max_part: 64 * 1024 * 1024,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Read a pulled message, verifying the sender's signature, and build our receipt.
+    pub fn read_pulled(&self, p: &Pulled, sender: &Certificate) -> (Incoming, Built) {
+        let inc = message::read(
+            &p.content_type,
+            &p.body,
+            &ReadOptions {
+                recipient: Some(&self.identity),
+                policy: VerifyPolicy {
+                    signer: Some(sender),
+                    ..Default::default()
+                },
+                limits: Limits {
+                    max_part: 64 * 1024 * 1024,
+                    ..Default::default()
+                },
+            },
+        )
+        .unwrap();
+        let receipt = message::build_receipt(&inc, &self.identity, "test.example").unwrap();
+        (inc, receipt)
+    }
+}
+
+/// The ebMS code of an error, for asserts.
+pub fn ebms_code(e: &ls_core::Error) -> String {
+    match e {
+        ls_core::Error::EbmsError { ebms_code, .. } => ebms_code.clone(),
+        other => format!("not an ebMS error: {other}"),
+    }
+}
+
+/// GET over TLS with the server's certificate as CA, for /health and /metrics.
+pub fn https_get(server: &Server, path: &str) -> (u16, String) {
+    use openssl::ssl::{SslConnector, SslMethod};
+    use std::io::{Read, Write};
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    let ca = openssl::x509::X509::from_pem(&server.tls_ca()).unwrap();
+    b.cert_store_mut().add_cert(ca).unwrap();
+    let conn = b.build();
+    let hostport = server.url.trim_start_matches("https://").split('/').next().unwrap().to_string();
+    let tcp = std::net::TcpStream::connect(&hostport).unwrap();
+    let mut s = conn.connect("localhost", tcp).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// A metric's value from the Prometheus text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
