@@ -366,16 +366,26 @@ impl AdminApi {
             }
             ("POST", "/admin/parties/certificate") => {
                 let b = body()?;
-                let overlap = b.get("overlap_hours").and_then(Value::as_u64).unwrap_or(168);
+                let overlap = b
+                    .get("overlap_hours")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(168);
                 a.replace_certificate(&key_of(&b), s(&b, "certificate_pem").as_bytes(), overlap)?
             }
             ("POST", "/admin/parties/revoke") => a.revoke(&key_of(&body()?))?,
             ("GET", "/admin/usage") => {
-                let from = parse_day(query_param(&req.query, "from").ok_or_else(|| bad("from: required"))?)?;
-                let to = parse_day(query_param(&req.query, "to").ok_or_else(|| bad("to: required"))?)?;
+                let from = parse_day(
+                    query_param(&req.query, "from").ok_or_else(|| bad("from: required"))?,
+                )?;
+                let to =
+                    parse_day(query_param(&req.query, "to").ok_or_else(|| bad("to: required"))?)?;
                 let rows = a.usage(from, to)?;
                 if query_param(&req.query, "format") == Some("csv") {
-                    return Ok(Response::new(200, "text/csv; charset=utf-8", usage_csv(from, to, &rows).into_bytes()));
+                    return Ok(Response::new(
+                        200,
+                        "text/csv; charset=utf-8",
+                        usage_csv(from, to, &rows).into_bytes(),
+                    ));
                 }
                 usage_json(from, to, &rows)
             }

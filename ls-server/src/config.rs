@@ -214,7 +214,10 @@ impl Config {
             return Err("tls.require_client_certificate needs tls.client_ca".into());
         }
         if self.admin.listen.is_some() && self.admin.token_file.is_none() {
-            return Err("admin.listen needs admin.token_file (the admin API always asks for a token)".into());
+            return Err(
+                "admin.listen needs admin.token_file (the admin API always asks for a token)"
+                    .into(),
+            );
         }
         if self.limits.max_connections == 0 {
             return Err("limits.max_connections must be at least 1".into());

@@ -104,7 +104,11 @@ impl Service {
             Ok(Some(p)) if p.is_usable() => Ok(p),
             Ok(Some(p)) => Err(Refusal::new(
                 "EBMS:0101",
-                if p.is_usable() { "" } else { "party_not_active" },
+                if p.is_usable() {
+                    ""
+                } else {
+                    "party_not_active"
+                },
                 format!("party {key} is revoked or its account is suspended"),
             )),
             Ok(None) => Err(Refusal::new(
@@ -133,7 +137,13 @@ impl Service {
             Some(r) => err.with_ref(r),
             None => err,
         };
-        match exchange::error_signal(soap, vec![err], refusal.ref_to.as_deref(), &self.identity, &self.domain) {
+        match exchange::error_signal(
+            soap,
+            vec![err],
+            refusal.ref_to.as_deref(),
+            &self.identity,
+            &self.domain,
+        ) {
             Ok(b) => built(b),
             Err(e) => Response::text(500, &format!("cannot sign the error signal: {e}")),
         }
@@ -157,8 +167,12 @@ impl Service {
         } else {
             match messaging.signals.first().map(|s| &s.signal) {
                 Some(Signal::PullRequest { mpc }) => ("pull", self.pull(&ct, &req.body, mpc)),
-                Some(Signal::Receipt { .. }) => ("receipt", self.receipt(&ct, &req.body, &messaging)),
-                Some(Signal::Error(_)) => ("error", self.error_from_client(&ct, &req.body, &messaging)),
+                Some(Signal::Receipt { .. }) => {
+                    ("receipt", self.receipt(&ct, &req.body, &messaging))
+                }
+                Some(Signal::Error(_)) => {
+                    ("error", self.error_from_client(&ct, &req.body, &messaging))
+                }
                 None => (
                     "as4",
                     Err(Failure::Refused(Refusal::new(
@@ -181,14 +195,23 @@ impl Service {
                     "store_unavailable",
                     &[("kind", kind.into()), ("error", V::S(&why))],
                 );
-                let mut r = Response::text(503, "the service cannot store or read messages right now; retry later");
+                let mut r = Response::text(
+                    503,
+                    "the service cannot store or read messages right now; retry later",
+                );
                 r.headers.push(("Retry-After".into(), "5".into()));
                 r
             }
         }
     }
 
-    fn refuse(&self, soap: SoapVersion, kind: &'static str, r: Refusal, started: Instant) -> Response {
+    fn refuse(
+        &self,
+        soap: SoapVersion,
+        kind: &'static str,
+        r: Refusal,
+        started: Instant,
+    ) -> Response {
         self.metrics.reject(r.reason);
         self.metrics.observe(kind, started.elapsed());
         log::warn(
@@ -204,7 +227,12 @@ impl Service {
         self.signed(soap, &r)
     }
 
-    fn authenticate<F>(&self, ct: &str, body: &[u8], trust: F) -> std::result::Result<Authenticated, Failure>
+    fn authenticate<F>(
+        &self,
+        ct: &str,
+        body: &[u8],
+        trust: F,
+    ) -> std::result::Result<Authenticated, Failure>
     where
         F: FnOnce(&Messaging) -> std::result::Result<Vec<Certificate>, Refusal>,
     {
@@ -223,7 +251,12 @@ impl Service {
         }
     }
 
-    fn push(&self, ct: &str, body: Vec<u8>, peeked: &Messaging) -> std::result::Result<Response, Failure> {
+    fn push(
+        &self,
+        ct: &str,
+        body: Vec<u8>,
+        peeked: &Messaging,
+    ) -> std::result::Result<Response, Failure> {
         let um = &peeked.user_messages[0];
         let ref_to = um.info.message_id.clone();
         let with_ref = |mut r: Refusal| {
@@ -242,7 +275,11 @@ impl Service {
                 let um = &m.user_messages[0];
                 let from = party_key(&um.from.ids);
                 let from = from.ok_or_else(|| {
-                    Refusal::new("EBMS:0009", "invalid_header", "the From party has no PartyId")
+                    Refusal::new(
+                        "EBMS:0009",
+                        "invalid_header",
+                        "the From party has no PartyId",
+                    )
                 })?;
                 self.usable_party(&from)?;
                 Ok(self.current_certs(&from))
@@ -279,8 +316,14 @@ impl Service {
                 ))));
             }
         }
-        let receipt = exchange::receipt_for(auth.soap, &auth.messaging, &auth.verified, &self.identity, &self.domain)
-            .map_err(|e| Failure::Unavailable(format!("cannot sign the receipt: {e}")))?;
+        let receipt = exchange::receipt_for(
+            auth.soap,
+            &auth.messaging,
+            &auth.verified,
+            &self.identity,
+            &self.domain,
+        )
+        .map_err(|e| Failure::Unavailable(format!("cannot sign the receipt: {e}")))?;
         let size = body.len() as u64;
         let msg = NewMessage {
             sender: from.clone(),
@@ -307,7 +350,10 @@ impl Service {
                         ("from", V::S(&from.to_string())),
                         ("to", V::S(&to.to_string())),
                         ("size", size.into()),
-                        ("encrypted_payloads", V::S(if auth.encrypted { "yes" } else { "no" })),
+                        (
+                            "encrypted_payloads",
+                            V::S(if auth.encrypted { "yes" } else { "no" }),
+                        ),
                     ],
                 );
                 Ok(built(receipt))
@@ -353,7 +399,11 @@ impl Service {
             }
             let certs = self.current_certs(&p.key);
             if certs.is_empty() {
-                return Err(Refusal::new("EBMS:0101", "authentication", "no current certificate"));
+                return Err(Refusal::new(
+                    "EBMS:0101",
+                    "authentication",
+                    "no current certificate",
+                ));
             }
             Ok(certs)
         })?;
@@ -367,7 +417,9 @@ impl Service {
         match self.store.claim_next(mpc, now_unix(), self.lease_secs)? {
             Some(m) => {
                 self.metrics.pulled.fetch_add(1, Relaxed);
-                self.metrics.bytes_out.fetch_add(m.body.len() as u64, Relaxed);
+                self.metrics
+                    .bytes_out
+                    .fetch_add(m.body.len() as u64, Relaxed);
                 log::info(
                     "pulled",
                     &[
@@ -383,7 +435,13 @@ impl Service {
             None => {
                 self.metrics.empty_pulls.fetch_add(1, Relaxed);
                 let err = EbmsError::new("EBMS:0006").with_ref(&request_id);
-                match exchange::error_signal(auth.soap, vec![err], Some(&request_id), &self.identity, &self.domain) {
+                match exchange::error_signal(
+                    auth.soap,
+                    vec![err],
+                    Some(&request_id),
+                    &self.identity,
+                    &self.domain,
+                ) {
                     Ok(b) => Ok(built(b)),
                     Err(e) => Err(Failure::Unavailable(format!("cannot sign the signal: {e}"))),
                 }
@@ -391,7 +449,12 @@ impl Service {
         }
     }
 
-    fn receipt(&self, ct: &str, body: &[u8], peeked: &Messaging) -> std::result::Result<Response, Failure> {
+    fn receipt(
+        &self,
+        ct: &str,
+        body: &[u8],
+        peeked: &Messaging,
+    ) -> std::result::Result<Response, Failure> {
         let ref_to = peeked
             .signals
             .first()
@@ -410,7 +473,10 @@ impl Service {
                 candidates.push((p.key.clone(), self.current_certs(&p.key)));
             }
         }
-        let all: Vec<Certificate> = candidates.iter().flat_map(|(_, c)| c.iter().cloned()).collect();
+        let all: Vec<Certificate> = candidates
+            .iter()
+            .flat_map(|(_, c)| c.iter().cloned())
+            .collect();
         let auth = self.authenticate(ct, body, |_| {
             if all.is_empty() {
                 return Err(Refusal {
@@ -425,29 +491,51 @@ impl Service {
             Ok(all.clone())
         })?;
         let signer = &auth.verified.signer;
-        let Some((recipient, _)) = candidates.iter().find(|(_, certs)| certs.iter().any(|c| c == signer)) else {
-            return Err(Failure::Refused(Refusal::new("EBMS:0101", "authentication", "signer is not the recipient")));
+        let Some((recipient, _)) = candidates
+            .iter()
+            .find(|(_, certs)| certs.iter().any(|c| c == signer))
+        else {
+            return Err(Failure::Refused(Refusal::new(
+                "EBMS:0101",
+                "authentication",
+                "signer is not the recipient",
+            )));
         };
-        match self.store.mark_delivered(recipient, &ref_to, body, now_unix())? {
+        match self
+            .store
+            .mark_delivered(recipient, &ref_to, body, now_unix())?
+        {
             Delivery::Delivered => {
                 self.metrics.delivered.fetch_add(1, Relaxed);
                 log::info(
                     "delivered",
-                    &[("message_id", V::S(&ref_to)), ("to", V::S(&recipient.to_string()))],
+                    &[
+                        ("message_id", V::S(&ref_to)),
+                        ("to", V::S(&recipient.to_string())),
+                    ],
                 );
             }
             Delivery::AlreadyDelivered => {}
             Delivery::Unknown => {
                 return Err(Failure::Refused(Refusal {
                     ref_to: Some(ref_to.clone()),
-                    ..Refusal::new("EBMS:0004", "receipt_unknown_message", "no such message waits for you")
+                    ..Refusal::new(
+                        "EBMS:0004",
+                        "receipt_unknown_message",
+                        "no such message waits for you",
+                    )
                 }))
             }
         }
         Ok(Response::new(200, "text/plain", Vec::new()))
     }
 
-    fn error_from_client(&self, ct: &str, body: &[u8], peeked: &Messaging) -> std::result::Result<Response, Failure> {
+    fn error_from_client(
+        &self,
+        ct: &str,
+        body: &[u8],
+        peeked: &Messaging,
+    ) -> std::result::Result<Response, Failure> {
         // A recipient reporting that it could not process a pulled message: logged, not stored.
         let ref_to = peeked
             .signals
@@ -460,7 +548,11 @@ impl Service {
         }
         let auth = self.authenticate(ct, body, |_| {
             if certs.is_empty() {
-                Err(Refusal::new("EBMS:0101", "authentication", "unknown message"))
+                Err(Refusal::new(
+                    "EBMS:0101",
+                    "authentication",
+                    "unknown message",
+                ))
             } else {
                 Ok(certs.clone())
             }

@@ -24,7 +24,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "layersec-server", version, about = "The Layer Security Messaging Service")]
+#[command(
+    name = "layersec-server",
+    version,
+    about = "The Layer Security Messaging Service"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -127,8 +131,12 @@ enum SubscriberOp {
         plan: String,
     },
     List,
-    Suspend { id: i64 },
-    Resume { id: i64 },
+    Suspend {
+        id: i64,
+    },
+    Resume {
+        id: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -232,12 +240,20 @@ fn key_type(s: &str) -> Result<KeyType, (u8, String)> {
         "rsa" | "rsa3072" => KeyType::Rsa(3072),
         "rsa2048" => KeyType::Rsa(2048),
         "rsa4096" => KeyType::Rsa(4096),
-        o => return Err((2, format!("--key-type {o}: expected ec, rsa2048, rsa3072 or rsa4096"))),
+        o => {
+            return Err((
+                2,
+                format!("--key-type {o}: expected ec, rsa2048, rsa3072 or rsa4096"),
+            ))
+        }
     })
 }
 
 /// A self-signed TLS server certificate for `names` (DNS names or IP addresses).
-fn tls_self_signed(names: &[String], kt: KeyType) -> Result<(Vec<u8>, Vec<u8>), openssl::error::ErrorStack> {
+fn tls_self_signed(
+    names: &[String],
+    kt: KeyType,
+) -> Result<(Vec<u8>, Vec<u8>), openssl::error::ErrorStack> {
     use openssl::asn1::Asn1Time;
     use openssl::bn::{BigNum, MsbOption};
     use openssl::ec::{EcGroup, EcKey};
@@ -251,10 +267,8 @@ fn tls_self_signed(names: &[String], kt: KeyType) -> Result<(Vec<u8>, Vec<u8>), 
     use openssl::x509::{X509Builder, X509NameBuilder};
     let key = match kt {
         KeyType::EcP256 => {
-            {
             let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
             PKey::from_ec_key(EcKey::generate(&group)?)?
-        }
         }
         KeyType::Rsa(bits) => PKey::from_rsa(Rsa::generate(bits)?)?,
     };
@@ -276,7 +290,13 @@ fn tls_self_signed(names: &[String], kt: KeyType) -> Result<(Vec<u8>, Vec<u8>), 
     let na = Asn1Time::days_from_now(825)?;
     b.set_not_after(&na)?;
     b.append_extension(BasicConstraints::new().build()?)?;
-    b.append_extension(KeyUsage::new().critical().digital_signature().key_encipherment().build()?)?;
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .digital_signature()
+            .key_encipherment()
+            .build()?,
+    )?;
     b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
     let mut san = SubjectAlternativeName::new();
     for n in names {
@@ -290,20 +310,22 @@ fn tls_self_signed(names: &[String], kt: KeyType) -> Result<(Vec<u8>, Vec<u8>), 
     b.append_extension(san)?;
     b.sign(&key, MessageDigest::sha256())?;
     let cert = b.build();
-    Ok((
-        cert.to_pem()?,
-        key.private_key_to_pem_pkcs8()?,
-    ))
+    Ok((cert.to_pem()?, key.private_key_to_pem_pkcs8()?))
 }
 
 fn init(a: &InitArgs) -> CliResult {
     let kt = key_type(&a.key_type)?;
     let dir = &a.dir;
     let cfg_path = dir.join("layersec-server.toml");
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
     names.extend(a.hostnames.iter().cloned());
     let (tls_crt, tls_key) = tls_self_signed(&names, kt).map_err(|e| (4, e.to_string()))?;
-    let ident = ls_core::Identity::generate(&a.domain, kt, 825, None).map_err(|e| (4, e.to_string()))?;
+    let ident =
+        ls_core::Identity::generate(&a.domain, kt, 825, None).map_err(|e| (4, e.to_string()))?;
     let mut token = [0u8; 32];
     openssl::rand::rand_bytes(&mut token).map_err(|e| (4, e.to_string()))?;
     let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
@@ -315,10 +337,27 @@ fn init(a: &InitArgs) -> CliResult {
     )?;
     write_file(&dir.join("tls/server.crt"), &tls_crt, false, a.force)?;
     write_file(&dir.join("tls/server.key"), &tls_key, true, a.force)?;
-    write_file(&dir.join("identity/service.crt"), &ident.cert_pem, false, a.force)?;
-    write_file(&dir.join("identity/service.key"), &ident.key_pem, true, a.force)?;
-    write_file(&dir.join("admin.token"), format!("{token}\n").as_bytes(), true, a.force)?;
-    let tls_fp = ls_core::Certificate::from_pem(&tls_crt).map_err(|e| (4, e.to_string()))?.sha256_fingerprint();
+    write_file(
+        &dir.join("identity/service.crt"),
+        &ident.cert_pem,
+        false,
+        a.force,
+    )?;
+    write_file(
+        &dir.join("identity/service.key"),
+        &ident.key_pem,
+        true,
+        a.force,
+    )?;
+    write_file(
+        &dir.join("admin.token"),
+        format!("{token}\n").as_bytes(),
+        true,
+        a.force,
+    )?;
+    let tls_fp = ls_core::Certificate::from_pem(&tls_crt)
+        .map_err(|e| (4, e.to_string()))?
+        .sha256_fingerprint();
     println!(
         "{}",
         serde_json::to_string_pretty(&serde_json::json!({
@@ -346,8 +385,18 @@ fn read(p: &Path) -> Result<Vec<u8>, (u8, String)> {
     std::fs::read(p).map_err(|e| io_err(p, e))
 }
 
-fn serve(cfg_path: &Path, listen: Option<String>, admin_listen: Option<String>, level: &str) -> CliResult {
-    log::set_level(log::Level::parse(level).ok_or_else(|| (2, format!("--log-level {level}: expected debug, info, warn or error")))?);
+fn serve(
+    cfg_path: &Path,
+    listen: Option<String>,
+    admin_listen: Option<String>,
+    level: &str,
+) -> CliResult {
+    log::set_level(log::Level::parse(level).ok_or_else(|| {
+        (
+            2,
+            format!("--log-level {level}: expected debug, info, warn or error"),
+        )
+    })?);
     let mut c = Config::load(cfg_path).map_err(cfg_err)?;
     if let Some(l) = listen {
         c.service.listen = l;
@@ -367,9 +416,15 @@ fn serve(cfg_path: &Path, listen: Option<String>, admin_listen: Option<String>, 
         Some(p) => Some(read(&c.path(p))?),
         None => None,
     };
-    let acceptor = http::tls_acceptor(&tls_cert, &tls_key, client_ca.as_deref(), c.tls.require_client_certificate)
-        .map_err(|e| (2, format!("tls: {e}")))?;
-    let listener = TcpListener::bind(&c.service.listen).map_err(|e| (4, format!("service.listen {}: {e}", c.service.listen)))?;
+    let acceptor = http::tls_acceptor(
+        &tls_cert,
+        &tls_key,
+        client_ca.as_deref(),
+        c.tls.require_client_certificate,
+    )
+    .map_err(|e| (2, format!("tls: {e}")))?;
+    let listener = TcpListener::bind(&c.service.listen)
+        .map_err(|e| (4, format!("service.listen {}: {e}", c.service.listen)))?;
     let as4_addr = listener.local_addr().map_err(|e| (4, e.to_string()))?;
     let shutdown = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(http::HttpStats::default());
@@ -377,18 +432,31 @@ fn serve(cfg_path: &Path, listen: Option<String>, admin_listen: Option<String>, 
 
     let mut admin_addr = String::new();
     if let Some(l) = &c.admin.listen {
-        let token_file = c.path(c.admin.token_file.as_ref().expect("checked by Config::load"));
+        let token_file = c.path(
+            c.admin
+                .token_file
+                .as_ref()
+                .expect("checked by Config::load"),
+        );
         let token = std::fs::read_to_string(&token_file)
             .map_err(|e| io_err(&token_file, e))?
             .trim()
             .to_string();
         if token.len() < 16 {
-            return Err((2, format!("{}: the admin token must be at least 16 characters", token_file.display())));
+            return Err((
+                2,
+                format!(
+                    "{}: the admin token must be at least 16 characters",
+                    token_file.display()
+                ),
+            ));
         }
         let al = TcpListener::bind(l).map_err(|e| (4, format!("admin.listen {l}: {e}")))?;
         admin_addr = al.local_addr().map_err(|e| (4, e.to_string()))?.to_string();
         let api = Arc::new(AdminApi {
-            admin: Admin { store: store.clone() },
+            admin: Admin {
+                store: store.clone(),
+            },
             token,
         });
         let sd = shutdown.clone();
@@ -420,7 +488,10 @@ fn serve(cfg_path: &Path, listen: Option<String>, admin_listen: Option<String>, 
                 match store.purge(now - keep, now - expire) {
                     Ok(p) if p.delivered + p.expired > 0 => log::info(
                         "retention",
-                        &[("purged_delivered", p.delivered.into()), ("expired_undelivered", p.expired.into())],
+                        &[
+                            ("purged_delivered", p.delivered.into()),
+                            ("expired_undelivered", p.expired.into()),
+                        ],
                     ),
                     Ok(_) => {}
                     Err(e) => log::error("retention_failed", &[("error", V::S(&e.to_string()))]),
@@ -445,13 +516,26 @@ fn serve(cfg_path: &Path, listen: Option<String>, admin_listen: Option<String>, 
     log::info(
         "listening",
         &[
-            ("as4", V::S(&format!("https://{as4_addr}{}", ls_server::endpoint::AS4_PATH))),
+            (
+                "as4",
+                V::S(&format!(
+                    "https://{as4_addr}{}",
+                    ls_server::endpoint::AS4_PATH
+                )),
+            ),
             ("admin", V::S(&admin_addr)),
             ("pid", (std::process::id() as u64).into()),
         ],
     );
-    http::serve_with_stats(listener, Some(acceptor), c.http_limits(), service, shutdown, stats)
-        .map_err(|e| (4, format!("serve: {e}")))
+    http::serve_with_stats(
+        listener,
+        Some(acceptor),
+        c.http_limits(),
+        service,
+        shutdown,
+        stats,
+    )
+    .map_err(|e| (4, format!("serve: {e}")))
 }
 
 fn print_json(v: &Value) {
@@ -460,34 +544,65 @@ fn print_json(v: &Value) {
 
 fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
     let c = Config::load(cfg_path).map_err(cfg_err)?;
-    let a = Admin { store: open_store(&c)? };
+    let a = Admin {
+        store: open_store(&c)?,
+    };
     let fail = |e: admin::AdminError| (if e.status >= 500 { 4 } else { 3 }, e.message);
     match op {
         AdminOp::Subscriber { op } => match op {
-            SubscriberOp::Add { organisation, contact, contract, plan } => print_json(
-                &a.create_subscriber(&NewSubscriber { organisation, contact, contract_ref: contract, plan })
-                    .map_err(fail)?,
+            SubscriberOp::Add {
+                organisation,
+                contact,
+                contract,
+                plan,
+            } => print_json(
+                &a.create_subscriber(&NewSubscriber {
+                    organisation,
+                    contact,
+                    contract_ref: contract,
+                    plan,
+                })
+                .map_err(fail)?,
             ),
             SubscriberOp::List => print_json(&a.subscribers().map_err(fail)?),
             SubscriberOp::Suspend { id } => print_json(&a.set_status(id, true).map_err(fail)?),
             SubscriberOp::Resume { id } => print_json(&a.set_status(id, false).map_err(fail)?),
         },
         AdminOp::Party { op } => match op {
-            PartyOp::Add { subscriber, party, party_type, certificate } => print_json(
-                &a.register_party(subscriber, &PartyKey::new(&party_type, &party), &read(&certificate)?)
-                    .map_err(fail)?,
+            PartyOp::Add {
+                subscriber,
+                party,
+                party_type,
+                certificate,
+            } => print_json(
+                &a.register_party(
+                    subscriber,
+                    &PartyKey::new(&party_type, &party),
+                    &read(&certificate)?,
+                )
+                .map_err(fail)?,
             ),
             PartyOp::List { subscriber } => print_json(&a.parties(subscriber).map_err(fail)?),
             PartyOp::Show { party, party_type } => {
                 print_json(&a.party(&PartyKey::new(&party_type, &party)).map_err(fail)?)
             }
-            PartyOp::ReplaceCertificate { party, party_type, certificate, overlap_hours } => print_json(
-                &a.replace_certificate(&PartyKey::new(&party_type, &party), &read(&certificate)?, overlap_hours)
+            PartyOp::ReplaceCertificate {
+                party,
+                party_type,
+                certificate,
+                overlap_hours,
+            } => print_json(
+                &a.replace_certificate(
+                    &PartyKey::new(&party_type, &party),
+                    &read(&certificate)?,
+                    overlap_hours,
+                )
+                .map_err(fail)?,
+            ),
+            PartyOp::Revoke { party, party_type } => print_json(
+                &a.revoke(&PartyKey::new(&party_type, &party))
                     .map_err(fail)?,
             ),
-            PartyOp::Revoke { party, party_type } => {
-                print_json(&a.revoke(&PartyKey::new(&party_type, &party)).map_err(fail)?)
-            }
         },
         AdminOp::Usage { from, to, format } => {
             let from = admin::parse_day(&from).map_err(fail)?;
@@ -499,9 +614,16 @@ fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
                 o => return Err((2, format!("--format {o}: expected json or csv"))),
             }
         }
-        AdminOp::Messages { party, party_type, limit } => {
+        AdminOp::Messages {
+            party,
+            party_type,
+            limit,
+        } => {
             let key = party.map(|p| PartyKey::new(&party_type, &p));
-            let rows = a.store.messages(key.as_ref(), limit).map_err(|e| fail(e.into()))?;
+            let rows = a
+                .store
+                .messages(key.as_ref(), limit)
+                .map_err(|e| fail(e.into()))?;
             print_json(&Value::Array(
                 rows.iter()
                     .map(|m| {

@@ -54,10 +54,7 @@ impl Metrics {
     pub fn render(&self, queues: &[(String, u64)], http: &crate::http::HttpStats) -> String {
         let mut o = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                o,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
         counter(
             "layersec_messages_accepted_total",
@@ -98,7 +95,12 @@ impl Metrics {
             o,
             "# HELP layersec_messages_rejected_total Requests refused, by reason.\n# TYPE layersec_messages_rejected_total counter"
         );
-        for (reason, n) in self.rejected.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (reason, n) in self
+            .rejected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             let _ = writeln!(
                 o,
                 "layersec_messages_rejected_total{{reason=\"{}\"}} {n}",
@@ -116,7 +118,12 @@ impl Metrics {
             o,
             "# HELP layersec_request_seconds AS4 request latency by kind.\n# TYPE layersec_request_seconds histogram"
         );
-        for (kind, h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        for (kind, h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
             for (i, b) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     o,
@@ -136,10 +143,7 @@ impl Metrics {
             http.open_connections.load(Relaxed)
         );
         let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(
-                o,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
-            );
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
         counter(
             "layersec_http_connections_total",

@@ -43,7 +43,11 @@ fn push_pull_receipt_between_two_parties() {
     ex.post_receipt(&rcpt).expect("repeated receipt");
     assert!(ex.pull(&bob.mpc()).unwrap().is_none(), "nothing else waits");
     // alice's MPC is empty too.
-    assert!(alice.exchange(&t, &svc).pull(&alice.mpc()).unwrap().is_none());
+    assert!(alice
+        .exchange(&t, &svc)
+        .pull(&alice.mpc())
+        .unwrap()
+        .is_none());
 
     let (code, m) = https_get(&s, "/metrics");
     assert_eq!(code, 200);
@@ -78,7 +82,10 @@ fn every_refusal_gets_its_ebms_error_and_nothing_is_stored() {
 
     // Unknown sender.
     let mallory = Party::new("mallory");
-    assert_eq!(ebms_code(&push(&mallory, &mallory.message("bob", b"x"))), "EBMS:0101");
+    assert_eq!(
+        ebms_code(&push(&mallory, &mallory.message("bob", b"x"))),
+        "EBMS:0101"
+    );
     // Signed by someone else than the registered party (carol's key, alice's name).
     let forged = alice.message_signed_by("bob", b"x", &carol.identity);
     assert_eq!(ebms_code(&push(&alice, &forged)), "EBMS:0101");
@@ -91,7 +98,10 @@ fn every_refusal_gets_its_ebms_error_and_nothing_is_stored() {
     tampered.body[at] = b'9';
     assert_eq!(ebms_code(&push(&alice, &tampered)), "EBMS:0101");
     // Unregistered recipient.
-    assert_eq!(ebms_code(&push(&alice, &alice.message("nobody", b"x"))), "EBMS:0003");
+    assert_eq!(
+        ebms_code(&push(&alice, &alice.message("nobody", b"x"))),
+        "EBMS:0003"
+    );
     // Malformed.
     let junk = Built {
         content_type: "application/soap+xml".into(),
@@ -113,12 +123,21 @@ fn every_refusal_gets_its_ebms_error_and_nothing_is_stored() {
 
     // Revoked sender.
     s.admin_cli(&["party", "revoke", "carol"]);
-    assert_eq!(ebms_code(&push(&carol, &carol.message("bob", b"x"))), "EBMS:0101");
+    assert_eq!(
+        ebms_code(&push(&carol, &carol.message("bob", b"x"))),
+        "EBMS:0101"
+    );
     // Revoked recipient.
-    assert_eq!(ebms_code(&push(&alice, &alice.message("carol", b"x"))), "EBMS:0003");
+    assert_eq!(
+        ebms_code(&push(&alice, &alice.message("carol", b"x"))),
+        "EBMS:0003"
+    );
     // Suspended account: its party can neither send nor pull.
     s.admin_cli(&["subscriber", "suspend", &dave.subscriber.to_string()]);
-    assert_eq!(ebms_code(&push(&dave, &dave.message("bob", b"x"))), "EBMS:0101");
+    assert_eq!(
+        ebms_code(&push(&dave, &dave.message("bob", b"x"))),
+        "EBMS:0101"
+    );
     let e = dave.exchange(&t, &svc).pull(&dave.mpc()).unwrap_err();
     assert_eq!(ebms_code(&e), "EBMS:0101");
 
@@ -132,7 +151,9 @@ fn every_refusal_gets_its_ebms_error_and_nothing_is_stored() {
 
     // Resumed: dave can send again.
     s.admin_cli(&["subscriber", "resume", &dave.subscriber.to_string()]);
-    dave.exchange(&t, &svc).push(&dave.message("bob", b"x")).unwrap();
+    dave.exchange(&t, &svc)
+        .push(&dave.message("bob", b"x"))
+        .unwrap();
 }
 
 #[test]
@@ -143,15 +164,29 @@ fn a_party_cannot_pull_another_partys_mpc() {
     let bob = s.party("bob");
     let t = s.transport();
     let svc = s.service_cert();
-    alice.exchange(&t, &svc).push(&alice.message("bob", b"for bob only")).unwrap();
+    alice
+        .exchange(&t, &svc)
+        .push(&alice.message("bob", b"for bob only"))
+        .unwrap();
 
     // alice (registered, validly signed) asks for bob's MPC.
     let e = alice.exchange(&t, &svc).pull(&bob.mpc()).unwrap_err();
     assert_eq!(ebms_code(&e), "EBMS:0101");
     // A stranger too; and an MPC nobody owns.
     let mallory = Party::new("mallory");
-    assert_eq!(ebms_code(&mallory.exchange(&t, &svc).pull(&bob.mpc()).unwrap_err()), "EBMS:0101");
-    assert_eq!(ebms_code(&alice.exchange(&t, &svc).pull(&party_mpc("nobody")).unwrap_err()), "EBMS:0101");
+    assert_eq!(
+        ebms_code(&mallory.exchange(&t, &svc).pull(&bob.mpc()).unwrap_err()),
+        "EBMS:0101"
+    );
+    assert_eq!(
+        ebms_code(
+            &alice
+                .exchange(&t, &svc)
+                .pull(&party_mpc("nobody"))
+                .unwrap_err()
+        ),
+        "EBMS:0101"
+    );
     // bob still gets it.
     assert!(bob.exchange(&t, &svc).pull(&bob.mpc()).unwrap().is_some());
 }
@@ -194,14 +229,23 @@ fn a_pulled_message_without_receipt_is_offered_again() {
     alice.exchange(&t, &svc).push(&m).unwrap();
     let ex = bob.exchange(&t, &svc);
     let first = ex.pull(&bob.mpc()).unwrap().unwrap();
-    assert!(ex.pull(&bob.mpc()).unwrap().is_none(), "leased, not offered twice at once");
+    assert!(
+        ex.pull(&bob.mpc()).unwrap().is_none(),
+        "leased, not offered twice at once"
+    );
     std::thread::sleep(Duration::from_millis(2500));
-    let again = ex.pull(&bob.mpc()).unwrap().expect("offered again after the lease");
+    let again = ex
+        .pull(&bob.mpc())
+        .unwrap()
+        .expect("offered again after the lease");
     assert_eq!(again.body, first.body);
     let (_, rcpt) = bob.read_pulled(&again, alice.identity.certificate());
     ex.post_receipt(&rcpt).unwrap();
     std::thread::sleep(Duration::from_millis(2500));
-    assert!(ex.pull(&bob.mpc()).unwrap().is_none(), "delivered: never offered again");
+    assert!(
+        ex.pull(&bob.mpc()).unwrap().is_none(),
+        "delivered: never offered again"
+    );
     let msgs = s.admin_cli(&["messages"]);
     assert_eq!(msgs[0]["attempts"], 2);
     assert_eq!(msgs[0]["state"], "delivered");
@@ -230,9 +274,18 @@ fn sigkill_right_after_the_receipt_loses_nothing() {
     while let Some(p) = ex.pull(&bob.mpc()).unwrap() {
         let (inc, rcpt) = bob.read_pulled(&p, alice.identity.certificate());
         ex.post_receipt(&rcpt).unwrap();
-        got.push((inc.messaging.user_messages[0].info.message_id.clone(), inc.payloads[0].data.len()));
+        got.push((
+            inc.messaging.user_messages[0].info.message_id.clone(),
+            inc.payloads[0].data.len(),
+        ));
     }
-    assert_eq!(got, vec![(small.message_id.clone(), 5), (large.message_id.clone(), big.len())]);
+    assert_eq!(
+        got,
+        vec![
+            (small.message_id.clone(), 5),
+            (large.message_id.clone(), big.len())
+        ]
+    );
 
     // Killed again after the receipts: still delivered exactly once.
     s.kill();
@@ -308,20 +361,34 @@ fn a_silent_client_does_not_delay_the_others() {
     s.start();
     let alice = s.party("alice");
     let _bob = s.party("bob");
-    let hostport = s.url.trim_start_matches("https://").split('/').next().unwrap().to_string();
+    let hostport = s
+        .url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     // Ten connections that say nothing (no TLS handshake), and one that starts a request and stops.
-    let silent: Vec<_> = (0..10).map(|_| std::net::TcpStream::connect(&hostport).unwrap()).collect();
+    let silent: Vec<_> = (0..10)
+        .map(|_| std::net::TcpStream::connect(&hostport).unwrap())
+        .collect();
     let mut slow = std::net::TcpStream::connect(&hostport).unwrap();
     slow.write_all(&[0x16, 0x03, 0x01]).unwrap(); // the first bytes of a ClientHello, then nothing
     let t = s.transport();
     let svc = s.service_cert();
     let started = Instant::now();
     for i in 0..5 {
-        alice.exchange(&t, &svc).push(&alice.message("bob", format!("{i}").as_bytes())).unwrap();
+        alice
+            .exchange(&t, &svc)
+            .push(&alice.message("bob", format!("{i}").as_bytes()))
+            .unwrap();
     }
     let took = started.elapsed();
     // The handshake timeout is 10 s; the pushes must not wait for it.
-    assert!(took < Duration::from_secs(5), "pushes took {took:?} next to silent clients");
+    assert!(
+        took < Duration::from_secs(5),
+        "pushes took {took:?} next to silent clients"
+    );
     drop(silent);
     drop(slow);
 }
@@ -338,17 +405,44 @@ fn certificate_replacement_with_overlap() {
     let new_crt = s.dir.join("alice-new.crt");
     std::fs::write(&new_crt, new.identity.certificate().to_pem()).unwrap();
     // With an overlap both keys work.
-    s.admin_cli(&["party", "replace-certificate", "alice", "--certificate", path_str(&new_crt), "--overlap-hours", "1"]);
-    alice.exchange(&t, &svc).push(&alice.message("bob", b"old key")).unwrap();
-    new.exchange(&t, &svc).push(&new.message("bob", b"new key")).unwrap();
+    s.admin_cli(&[
+        "party",
+        "replace-certificate",
+        "alice",
+        "--certificate",
+        path_str(&new_crt),
+        "--overlap-hours",
+        "1",
+    ]);
+    alice
+        .exchange(&t, &svc)
+        .push(&alice.message("bob", b"old key"))
+        .unwrap();
+    new.exchange(&t, &svc)
+        .push(&new.message("bob", b"new key"))
+        .unwrap();
     // Without: only the new one.
     let newer = Party::new("alice");
     let newer_crt = s.dir.join("alice-newer.crt");
     std::fs::write(&newer_crt, newer.identity.certificate().to_pem()).unwrap();
-    s.admin_cli(&["party", "replace-certificate", "alice", "--certificate", path_str(&newer_crt), "--overlap-hours", "0"]);
-    let e = new.exchange(&t, &svc).push(&new.message("bob", b"retired key")).unwrap_err();
+    s.admin_cli(&[
+        "party",
+        "replace-certificate",
+        "alice",
+        "--certificate",
+        path_str(&newer_crt),
+        "--overlap-hours",
+        "0",
+    ]);
+    let e = new
+        .exchange(&t, &svc)
+        .push(&new.message("bob", b"retired key"))
+        .unwrap_err();
     assert_eq!(ebms_code(&e), "EBMS:0101");
-    newer.exchange(&t, &svc).push(&newer.message("bob", b"newest key")).unwrap();
+    newer
+        .exchange(&t, &svc)
+        .push(&newer.message("bob", b"newest key"))
+        .unwrap();
     let shown = s.admin_cli(&["party", "show", "alice"]);
     assert_eq!(shown["certificates"].as_array().unwrap().len(), 3);
 }
@@ -361,28 +455,73 @@ fn admin_cli_refuses_bad_input() {
     // A file that is not a certificate.
     let junk = s.dir.join("junk.crt");
     std::fs::write(&junk, b"not a certificate").unwrap();
-    let (code, _, err) = s.admin_cli_raw(&["party", "add", "--subscriber", &id, "--party", "p", "--certificate", path_str(&junk)]);
+    let (code, _, err) = s.admin_cli_raw(&[
+        "party",
+        "add",
+        "--subscriber",
+        &id,
+        "--party",
+        "p",
+        "--certificate",
+        path_str(&junk),
+    ]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("certificate"), "{err}");
     // The same party twice.
     let p = Party::new("p");
     let crt = s.dir.join("p.crt");
     std::fs::write(&crt, p.identity.certificate().to_pem()).unwrap();
-    s.admin_cli(&["party", "add", "--subscriber", &id, "--party", "p", "--certificate", path_str(&crt)]);
-    let (code, _, err) = s.admin_cli_raw(&["party", "add", "--subscriber", &id, "--party", "p", "--certificate", path_str(&crt)]);
+    s.admin_cli(&[
+        "party",
+        "add",
+        "--subscriber",
+        &id,
+        "--party",
+        "p",
+        "--certificate",
+        path_str(&crt),
+    ]);
+    let (code, _, err) = s.admin_cli_raw(&[
+        "party",
+        "add",
+        "--subscriber",
+        &id,
+        "--party",
+        "p",
+        "--certificate",
+        path_str(&crt),
+    ]);
     assert_eq!(code, 3, "{err}");
     // Unknown subscriber.
-    let (code, _, _) = s.admin_cli_raw(&["party", "add", "--subscriber", "999", "--party", "q", "--certificate", path_str(&crt)]);
+    let (code, _, _) = s.admin_cli_raw(&[
+        "party",
+        "add",
+        "--subscriber",
+        "999",
+        "--party",
+        "q",
+        "--certificate",
+        path_str(&crt),
+    ]);
     assert_eq!(code, 3);
     // Unknown party.
     let (code, _, _) = s.admin_cli_raw(&["party", "revoke", "nobody"]);
     assert_eq!(code, 3);
     // A bad configuration names the file and the key.
     let bad = s.dir.join("bad.toml");
-    std::fs::write(&bad, std::fs::read_to_string(&s.config).unwrap().replace("kind = \"sqlite\"", "kind = \"oracle\"")).unwrap();
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&s.config)
+            .unwrap()
+            .replace("kind = \"sqlite\"", "kind = \"oracle\""),
+    )
+    .unwrap();
     let (code, _, err) = run(&["admin", "--config", path_str(&bad), "subscriber", "list"]);
     assert_eq!(code, 2);
-    assert!(err.contains("bad.toml") && err.contains("store.kind"), "{err}");
+    assert!(
+        err.contains("bad.toml") && err.contains("store.kind"),
+        "{err}"
+    );
 }
 
 /// The admin HTTP API, its token, and the usage report.
@@ -408,13 +547,25 @@ fn admin_api_and_usage_report() {
     };
     assert_eq!(call("GET", "/admin/subscribers", "", "wrong-token").0, 401);
     assert_eq!(call("GET", "/admin/subscribers", "", "").0, 401);
-    let (st, body) = call("POST", "/admin/subscribers", r#"{"organisation":"Acme","contact":"a@acme.example","contract_ref":"K-1","plan":"gold"}"#, &token);
+    let (st, body) = call(
+        "POST",
+        "/admin/subscribers",
+        r#"{"organisation":"Acme","contact":"a@acme.example","contract_ref":"K-1","plan":"gold"}"#,
+        &token,
+    );
     assert_eq!(st, 201, "{body}");
     let acme: serde_json::Value = serde_json::from_str(&body).unwrap();
     let acme_id = acme["id"].as_i64().unwrap();
-    let (st, body) = call("POST", "/admin/subscribers", r#"{"organisation":"Globex"}"#, &token);
+    let (st, body) = call(
+        "POST",
+        "/admin/subscribers",
+        r#"{"organisation":"Globex"}"#,
+        &token,
+    );
     assert_eq!(st, 201, "{body}");
-    let globex_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_i64().unwrap();
+    let globex_id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_i64()
+        .unwrap();
     let a = Party::new("acme");
     let g = Party::new("globex");
     for (p, sub) in [(&a, acme_id), (&g, globex_id)] {
@@ -425,11 +576,23 @@ fn admin_api_and_usage_report() {
         let (st, body) = call("POST", "/admin/parties", &req.to_string(), &token);
         assert_eq!(st, 201, "{body}");
     }
-    let (st, _) = call("POST", "/admin/parties", r#"{"subscriber_id":1,"party_id":"x","certificate_pem":"junk"}"#, &token);
+    let (st, _) = call(
+        "POST",
+        "/admin/parties",
+        r#"{"subscriber_id":1,"party_id":"x","certificate_pem":"junk"}"#,
+        &token,
+    );
     assert_eq!(st, 400);
     let (st, body) = call("GET", "/admin/parties", "", &token);
     assert_eq!(st, 200);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap().as_array().unwrap().len(), 2);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 
     // Traffic: acme sends two messages to globex, globex receipts one.
     let t = s.transport();
@@ -448,16 +611,37 @@ fn admin_api_and_usage_report() {
     let (y2, mo2, d2, ..) = ls_core::time::parts_from_unix(today + 86400);
     let from = format!("{y:04}-{mo:02}-{d:02}");
     let to = format!("{y2:04}-{mo2:02}-{d2:02}");
-    let (st, body) = call("GET", &format!("/admin/usage?from={from}&to={to}"), "", &token);
+    let (st, body) = call(
+        "GET",
+        &format!("/admin/usage?from={from}&to={to}"),
+        "",
+        &token,
+    );
     assert_eq!(st, 200, "{body}");
     let u: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let row = |id: i64| u["accounts"].as_array().unwrap().iter().find(|r| r["subscriber_id"] == id).unwrap().clone();
+    let row = |id: i64| {
+        u["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["subscriber_id"] == id)
+            .unwrap()
+            .clone()
+    };
     assert_eq!(row(acme_id)["sent_messages"], 2);
-    assert_eq!(row(acme_id)["sent_bytes"], (m1.body.len() + m2.body.len()) as u64);
+    assert_eq!(
+        row(acme_id)["sent_bytes"],
+        (m1.body.len() + m2.body.len()) as u64
+    );
     assert_eq!(row(acme_id)["received_messages"], 0);
     assert_eq!(row(globex_id)["received_messages"], 1);
     assert_eq!(row(globex_id)["received_bytes"], m1.body.len() as u64);
-    let (st, csv) = call("GET", &format!("/admin/usage?from={from}&to={to}&format=csv"), "", &token);
+    let (st, csv) = call(
+        "GET",
+        &format!("/admin/usage?from={from}&to={to}&format=csv"),
+        "",
+        &token,
+    );
     assert_eq!(st, 200);
     assert!(csv.starts_with("subscriber_id,organisation,"), "{csv}");
     assert!(csv.contains(&format!("{acme_id},\"Acme\",")), "{csv}");
@@ -465,9 +649,17 @@ fn admin_api_and_usage_report() {
     let cli = s.admin_cli(&["usage", "--from", &from, "--to", &to]);
     assert_eq!(cli["accounts"], u["accounts"]);
     // Suspend over the API.
-    let (st, body) = call("POST", "/admin/subscribers/suspend", &format!("{{\"id\":{acme_id}}}"), &token);
+    let (st, body) = call(
+        "POST",
+        "/admin/subscribers/suspend",
+        &format!("{{\"id\":{acme_id}}}"),
+        &token,
+    );
     assert_eq!(st, 200, "{body}");
     assert!(body.contains("suspended"));
-    let e = a.exchange(&t, &svc).push(&a.message("globex", b"x")).unwrap_err();
+    let e = a
+        .exchange(&t, &svc)
+        .push(&a.message("globex", b"x"))
+        .unwrap_err();
     assert_eq!(ebms_code(&e), "EBMS:0101");
 }

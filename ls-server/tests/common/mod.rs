@@ -162,13 +162,34 @@ impl Server {
 
     /// A subscriber with one party registered under `id` for a new EC identity.
     pub fn party(&self, id: &str) -> Party {
-        let sub = self.admin_cli(&["subscriber", "add", "--organisation", &format!("{id} Ltd"), "--contact", "ops@example.com", "--contract", &format!("C-{id}")]);
+        let sub = self.admin_cli(&[
+            "subscriber",
+            "add",
+            "--organisation",
+            &format!("{id} Ltd"),
+            "--contact",
+            "ops@example.com",
+            "--contract",
+            &format!("C-{id}"),
+        ]);
         let sub_id = sub["id"].as_i64().unwrap();
         let p = Party::new(id);
         let cert = self.dir.join(format!("{id}.crt"));
         std::fs::write(&cert, p.identity.certificate().to_pem()).unwrap();
-        self.admin_cli(&["party", "add", "--subscriber", &sub_id.to_string(), "--party", id, "--certificate", cert.to_str().unwrap()]);
-        Party { subscriber: sub_id, ..p }
+        self.admin_cli(&[
+            "party",
+            "add",
+            "--subscriber",
+            &sub_id.to_string(),
+            "--party",
+            id,
+            "--certificate",
+            cert.to_str().unwrap(),
+        ]);
+        Party {
+            subscriber: sub_id,
+            ..p
+        }
     }
 }
 
@@ -191,7 +212,9 @@ impl Party {
     pub fn new(id: &str) -> Party {
         Party {
             id: id.to_string(),
-            identity: Identity::generate(id, KeyType::EcP256, 30, None).unwrap().identity,
+            identity: Identity::generate(id, KeyType::EcP256, 30, None)
+                .unwrap()
+                .identity,
             subscriber: 0,
         }
     }
@@ -207,7 +230,15 @@ impl Party {
     }
 
     pub fn message_signed_by(&self, to: &str, data: &[u8], signer: &Identity) -> Built {
-        let um = exchange::user_message(&self.id, to, "urn:layersec:test", "Deliver", "", "test.example").unwrap();
+        let um = exchange::user_message(
+            &self.id,
+            to,
+            "urn:layersec:test",
+            "Deliver",
+            "",
+            "test.example",
+        )
+        .unwrap();
         message::build(Outgoing {
             messaging: Messaging {
                 user_messages: vec![um],
@@ -280,15 +311,32 @@ pub fn https_get(server: &Server, path: &str) -> (u16, String) {
     let ca = openssl::x509::X509::from_pem(&server.tls_ca()).unwrap();
     b.cert_store_mut().add_cert(ca).unwrap();
     let conn = b.build();
-    let hostport = server.url.trim_start_matches("https://").split('/').next().unwrap().to_string();
+    let hostport = server
+        .url
+        .trim_start_matches("https://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
     let tcp = std::net::TcpStream::connect(&hostport).unwrap();
     let mut s = conn.connect("localhost", tcp).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
