@@ -19,8 +19,9 @@ use ls_core::as4::model::{EbmsError, Messaging, Signal, DEFAULT_MPC};
 use ls_core::as4::xml::Limits;
 use ls_core::time::now_unix;
 use ls_core::{Certificate, Error, Identity};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// The AS4 path (`POST /` is accepted too).
@@ -34,7 +35,11 @@ pub struct Service {
     pub lease_secs: i64,
     pub metrics: Arc<Metrics>,
     pub http_stats: Arc<crate::http::HttpStats>,
+    /// Parsed registered certificates by fingerprint.
+    pub cert_cache: Mutex<HashMap<String, Certificate>>,
 }
+
+const CERT_CACHE_MAX: usize = 10_000;
 
 /// Why a request is refused: the ebMS error to answer with and a short reason for the
 /// metrics and the log.
@@ -120,14 +125,28 @@ impl Service {
         }
     }
 
+    /// The party's certificates that are current now. Parsed certificates are cached by
+    /// fingerprint (a registered certificate never changes; which ones are current is read
+    /// from the store every time, so the admin CLI's changes apply at once).
     fn current_certs(&self, key: &PartyKey) -> Vec<Certificate> {
         let now = now_unix();
+        let mut cache = self.cert_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > CERT_CACHE_MAX {
+            cache.clear();
+        }
         self.store
             .certificates(key)
             .unwrap_or_default()
             .into_iter()
             .filter(|c| c.is_current(now))
-            .filter_map(|c| Certificate::from_der(&c.der).ok())
+            .filter_map(|c| match cache.get(&c.fingerprint) {
+                Some(parsed) => Some(parsed.clone()),
+                None => {
+                    let parsed = Certificate::from_der(&c.der).ok()?;
+                    cache.insert(c.fingerprint, parsed.clone());
+                    Some(parsed)
+                }
+            })
             .collect()
     }
 

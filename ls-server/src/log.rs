@@ -77,6 +77,15 @@ pub fn event(level: Level, event: &str, fields: &[(&str, V)]) {
     if (level as u8) < MIN.load(Ordering::Relaxed) {
         return;
     }
+    write(level, event, fields)
+}
+
+/// An info line written whatever the level (start-up: where the service listens).
+pub fn always(ev: &str, fields: &[(&str, V)]) {
+    write(Level::Info, ev, fields)
+}
+
+fn write(level: Level, event: &str, fields: &[(&str, V)]) {
     let mut m = serde_json::Map::new();
     m.insert(
         "ts".into(),

@@ -512,8 +512,9 @@ fn serve(
         lease_secs: c.delivery.redeliver_after_secs as i64,
         metrics,
         http_stats: stats.clone(),
+        cert_cache: Default::default(),
     });
-    log::info(
+    log::always(
         "listening",
         &[
             (

@@ -379,10 +379,15 @@ impl Exchange<'_> {
                 limits: self.limits.clone(),
             },
         )?;
-        if let Some(errors) = incoming.messaging.signals.iter().find_map(|s| match &s.signal {
-            Signal::Error(e) => Some(e),
-            _ => None,
-        }) {
+        if let Some(errors) = incoming
+            .messaging
+            .signals
+            .iter()
+            .find_map(|s| match &s.signal {
+                Signal::Error(e) => Some(e),
+                _ => None,
+            })
+        {
             return Err(error_of(errors));
         }
         Ok(incoming)

@@ -473,10 +473,7 @@ pub fn resolve_key(
                     bst.tag_name().name()
                 )));
             }
-            // X509PKIPathv1 lists the path root first: the signer is the last certificate.
-            return bst_certificates(bst)?
-                .pop()
-                .ok_or_else(|| Error::CertInvalid("empty security token".into()));
+            return bst_signer(bst, policy);
         }
         if let Some(k) = child(s, NS_WSSE, "KeyIdentifier") {
             if k.attribute("ValueType") != Some(VT_SKI) {
@@ -502,7 +499,7 @@ pub fn resolve_key(
     }
     if let Some(x) = child(key_info, NS_DS, "X509Data") {
         if let Some(c) = child(x, NS_DS, "X509Certificate") {
-            return Certificate::from_der(&b64(&text(c))?);
+            return known_or_parse(&b64(&text(c))?, policy);
         }
         return resolve_issuer_serial(x, candidates);
     }
@@ -559,6 +556,46 @@ fn decimal_to_bytes(s: &str) -> Result<Vec<u8>> {
     let bn = openssl::bn::BigNum::from_dec_str(s.trim())
         .map_err(|_| Error::Malformed(format!("bad serial number {s:?}")))?;
     Ok(bn.to_vec())
+}
+
+/// The certificate with this DER: the policy's own object when it is one we already know
+/// (parsing a certificate is the most expensive step of verifying a small message with
+/// OpenSSL 3), else parsed.
+fn known_or_parse(der: &[u8], policy: &VerifyPolicy) -> Result<Certificate> {
+    if let Some(c) = policy.signer.filter(|c| c.der() == der) {
+        return Ok(c.clone());
+    }
+    if let Some(c) = policy
+        .partners
+        .and_then(|s| s.partners().map(|(_, c)| c).find(|c| c.der() == der))
+    {
+        return Ok(c.clone());
+    }
+    Certificate::from_der(der)
+}
+
+/// The signer's certificate in a BinarySecurityToken (X509PKIPathv1 lists the path root first:
+/// the signer is the last certificate).
+fn bst_signer(bst: Node, policy: &VerifyPolicy) -> Result<Certificate> {
+    let der = b64(&text(bst))?;
+    match bst.attribute("ValueType").unwrap_or(VT_X509V3) {
+        VT_X509V3 => known_or_parse(&der, policy),
+        VT_PKIPATH => {
+            let seq = asn1::parse_single(&der)?.expect(asn1::tag::SEQUENCE, "PkiPath")?;
+            let mut r = seq.children()?;
+            let mut last = None;
+            while let Some(c) = r.next()? {
+                last = Some(c.raw);
+            }
+            known_or_parse(
+                last.ok_or_else(|| Error::CertInvalid("empty security token".into()))?,
+                policy,
+            )
+        }
+        other => Err(Error::UnsupportedAlgorithm(format!(
+            "security token type {other}"
+        ))),
+    }
 }
 
 /// The certificates of a BinarySecurityToken (X509v3: one; X509PKIPathv1: the path).

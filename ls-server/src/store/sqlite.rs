@@ -200,13 +200,34 @@ impl SqliteStore {
         conn
     }
 
-    /// Run `f` in one `BEGIN IMMEDIATE` transaction, committed when `f` succeeds.
+    /// Run `f` in one `BEGIN IMMEDIATE` transaction, committed and synced when `f` succeeds.
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let v = f(&tx)?;
         tx.commit()?;
         Ok(v)
+    }
+
+    /// As [`Self::write`], but the commit is not synced (`synchronous=NORMAL` for this one
+    /// transaction): it survives the process being killed, and the next synced commit or
+    /// checkpoint makes it durable. For changes that are safe to lose on power failure —
+    /// a lease (the message is offered again) or a delivery mark (the recipient receipts the
+    /// offer again and does not write it twice).
+    fn write_unsynced<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut conn = self.conn();
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let v = f(&tx)?;
+            tx.commit()?;
+            Ok(v)
+        })();
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        result
     }
 
     /// Run `f` in one read (deferred) transaction.
@@ -855,7 +876,7 @@ impl Store for SqliteStore {
         if lease_secs < 0 {
             return Err(StoreError::Invalid("negative lease".into()));
         }
-        self.write(|tx| {
+        self.write_unsynced(|tx| {
             let row = tx
                 .prepare_cached(
                     "SELECT seq, message_id, sender_ptype, sender_id, recipient_ptype, \
@@ -912,7 +933,7 @@ impl Store for SqliteStore {
         receipt: &[u8],
         now: Unix,
     ) -> StoreResult<Delivery> {
-        self.write(|tx| {
+        self.write_unsynced(|tx| {
             let mut stmt = tx.prepare_cached(
                 "SELECT seq, state, size FROM messages \
                  WHERE recipient_ptype = ?1 AND recipient_id = ?2 AND message_id = ?3",
