@@ -663,3 +663,142 @@ fn admin_api_and_usage_report() {
         .unwrap_err();
     assert_eq!(ebms_code(&e), "EBMS:0101");
 }
+
+#[test]
+fn retention_purges_delivered_and_expires_undelivered() {
+    let mut s = Server::init("retention", |c| {
+        c.replace("keep_delivered_hours = 168", "keep_delivered_hours = 0")
+            .replace(
+                "expire_undelivered_hours = 720",
+                "expire_undelivered_hours = 0",
+            )
+            .replace("purge_interval_secs = 600", "purge_interval_secs = 1")
+    });
+    s.start();
+    let alice = s.party("alice");
+    let bob = s.party("bob");
+    let carol = s.party("carol");
+    let t = s.transport();
+    let svc = s.service_cert();
+    // Expiry counts whole seconds: wait until a message is old enough in the retention thread.
+    alice
+        .exchange(&t, &svc)
+        .push(&alice.message("bob", b"delivered"))
+        .unwrap();
+    let ex = bob.exchange(&t, &svc);
+    let p = ex.pull(&bob.mpc()).unwrap().unwrap();
+    let (_, r) = bob.read_pulled(&p, alice.identity.certificate());
+    ex.post_receipt(&r).unwrap();
+    alice
+        .exchange(&t, &svc)
+        .push(&alice.message("carol", b"never pulled"))
+        .unwrap();
+    let states = || -> Vec<String> {
+        let mut v: Vec<String> = s
+            .admin_cli(&["messages"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["state"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || states()
+            == ["expired", "purged"]),
+        "states: {:?}",
+        states()
+    );
+    // The expired message is no longer offered; its record stays.
+    assert!(carol
+        .exchange(&t, &svc)
+        .pull(&carol.mpc())
+        .unwrap()
+        .is_none());
+    assert!(s
+        .logs()
+        .iter()
+        .any(|l| l.contains("\"event\":\"retention\"")));
+}
+
+#[test]
+fn oversized_requests_are_refused_before_they_are_read() {
+    let mut s = Server::init("oversize", |c| {
+        c.replace("max_message_bytes = 104857600", "max_message_bytes = 65536")
+    });
+    s.start();
+    let alice = s.party("alice");
+    let _bob = s.party("bob");
+    let t = s.transport();
+    let svc = s.service_cert();
+    let e = alice
+        .exchange(&t, &svc)
+        .push(&alice.message("bob", &vec![7u8; 200_000]))
+        .unwrap_err();
+    match e {
+        ls_core::Error::HttpStatus { status, .. } => assert_eq!(status, 413),
+        other => panic!("expected HTTP 413, got {other}"),
+    }
+    assert!(!e_is_transient(413));
+    // Small messages still pass.
+    alice
+        .exchange(&t, &svc)
+        .push(&alice.message("bob", b"small"))
+        .unwrap();
+}
+
+fn e_is_transient(status: u16) -> bool {
+    ls_core::Error::HttpStatus {
+        status,
+        message: String::new(),
+    }
+    .is_transient()
+}
+
+#[test]
+fn client_certificates_when_the_service_requires_them() {
+    // The client's own self-signed certificate is the CA the service trusts for mTLS.
+    let client = Party::new("mtls-client");
+    let mut s = Server::init("mtls", |c| {
+        c.replace(
+            "# client_ca = \"tls/client-ca.pem\"",
+            "client_ca = \"tls/client-ca.pem\"",
+        )
+        .replace(
+            "# require_client_certificate = false",
+            "require_client_certificate = true",
+        )
+    });
+    std::fs::write(
+        s.dir.join("tls/client-ca.pem"),
+        client.identity.certificate().to_pem(),
+    )
+    .unwrap();
+    s.start();
+    let alice = s.party("alice");
+    let _bob = s.party("bob");
+    let svc = s.service_cert();
+    // Without a client certificate: no TLS session.
+    let t = s.transport();
+    let e = alice
+        .exchange(&t, &svc)
+        .push(&alice.message("bob", b"x"))
+        .unwrap_err();
+    assert!(
+        matches!(
+            e.code(),
+            ls_core::ErrorCode::TlsFailed | ls_core::ErrorCode::ConnectFailed
+        ),
+        "{e}"
+    );
+    // With it.
+    let mut c = ls_core::transport::HttpsConfig::new(&s.url);
+    c.ca_pem = Some(s.tls_ca());
+    c.client = Some(client.identity.clone());
+    let t = ls_core::transport::HttpsTransport::new(c).unwrap();
+    alice
+        .exchange(&t, &svc)
+        .push(&alice.message("bob", b"x"))
+        .unwrap();
+}
