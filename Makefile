@@ -3,7 +3,7 @@
 #   make demo       the main job: two parties, a document sealed, opened, receipted
 #   make test       every test (Rust, C examples under valgrind, Python), installing what it needs
 #   make install    PREFIX=/usr/local DESTDIR=  (library, static lib, header, pkg-config, layersec)
-#   make bench      benchmarks (criterion + the openssl cms comparison script)
+#   make bench      benchmarks (criterion + the openssl cms comparison script + the service)
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -59,6 +59,7 @@ demo: build
 
 bench: deps
 	bash scripts/bench.sh
+	bash scripts/bench-server.sh
 
 install: build install-files
 
