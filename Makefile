@@ -72,12 +72,14 @@ install-files:
 	install -m 0644 $(REL)/liblayersec.a $(DESTDIR)$(LIBDIR)/liblayersec.a
 	install -m 0644 include/layersec.h $(DESTDIR)$(INCDIR)/layersec.h
 	install -m 0755 $(REL)/layersec $(DESTDIR)$(BINDIR)/layersec
+	install -m 0755 $(REL)/layersec-server $(DESTDIR)$(BINDIR)/layersec-server
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
 	    -e 's|@VERSION@|$(VERSION)|g' layersec.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/layersec.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/liblayersec.so* $(DESTDIR)$(LIBDIR)/liblayersec.a \
-	      $(DESTDIR)$(INCDIR)/layersec.h $(DESTDIR)$(BINDIR)/layersec $(DESTDIR)$(LIBDIR)/pkgconfig/layersec.pc
+	      $(DESTDIR)$(INCDIR)/layersec.h $(DESTDIR)$(BINDIR)/layersec $(DESTDIR)$(BINDIR)/layersec-server \
+	      $(DESTDIR)$(LIBDIR)/pkgconfig/layersec.pc
 
 clean:
 	$(CARGO) clean

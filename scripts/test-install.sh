@@ -12,7 +12,7 @@ lib="$prefix/lib"
 test -L "$lib/liblayersec.so" && test -L "$lib/liblayersec.so.0"
 soname=$(readelf -d "$lib/liblayersec.so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
 [ "$soname" = liblayersec.so.0 ] || { echo "test-install: SONAME is '$soname'" >&2; exit 1; }
-for f in include/layersec.h lib/liblayersec.a lib/pkgconfig/layersec.pc bin/layersec; do
+for f in include/layersec.h lib/liblayersec.a lib/pkgconfig/layersec.pc bin/layersec bin/layersec-server; do
   test -e "$prefix/$f" || { echo "test-install: $f not installed" >&2; exit 1; }
 done
 export PKG_CONFIG_PATH="$lib/pkgconfig"
