@@ -37,9 +37,60 @@ pub struct Service {
     pub http_stats: Arc<crate::http::HttpStats>,
     /// Parsed registered certificates by fingerprint.
     pub cert_cache: Mutex<HashMap<String, Certificate>>,
+    /// Recent pull request MessageIds (replay detection).
+    pub seen: Mutex<HashMap<String, i64>>,
 }
 
 const CERT_CACHE_MAX: usize = 10_000;
+
+/// How far a pull request's Timestamp may be from now (clock skew allowed), in seconds.
+pub const FRESHNESS_SECS: i64 = 600;
+/// Pull request ids remembered for replay detection before old ones are dropped.
+const SEEN_MAX: usize = 100_000;
+
+/// `YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm)` → Unix seconds.
+fn parse_timestamp(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let t = ls_core::time::unix_from_parts(
+        n(0..4)?,
+        n(5..7)?,
+        n(8..10)?,
+        n(11..13)?,
+        n(14..16)?,
+        n(17..19)?,
+    );
+    let mut rest = &s[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        let digits = r.bytes().take_while(u8::is_ascii_digit).count();
+        rest = &r[digits..];
+    }
+    let offset = match rest {
+        "" | "Z" => 0,
+        _ if rest.len() == 6
+            && (rest.starts_with('+') || rest.starts_with('-'))
+            && &rest[3..4] == ":" =>
+        {
+            let m = rest[1..3].parse::<i64>().ok()? * 3600 + rest[4..6].parse::<i64>().ok()? * 60;
+            if rest.starts_with('+') {
+                m
+            } else {
+                -m
+            }
+        }
+        _ => return None,
+    };
+    Some(t - offset)
+}
 
 /// Why a request is refused: the ebMS error to answer with and a short reason for the
 /// metrics and the log.
@@ -427,12 +478,9 @@ impl Service {
             Ok(certs)
         })?;
         let owner = owner.expect("authenticated");
-        let request_id = auth
-            .messaging
-            .signals
-            .first()
-            .map(|s| s.info.message_id.clone())
-            .unwrap_or_default();
+        let info = &auth.messaging.signals[0].info;
+        self.fresh(&info.message_id, &info.timestamp)?;
+        let request_id = info.message_id.clone();
         match self.store.claim_next(mpc, now_unix(), self.lease_secs)? {
             Some(m) => {
                 self.metrics.pulled.fetch_add(1, Relaxed);
@@ -587,6 +635,39 @@ impl Service {
         Ok(Response::new(200, "text/plain", Vec::new()))
     }
 
+    /// A signed pull request cannot be replayed: its Timestamp (covered by the signature) must
+    /// be within [`FRESHNESS_SECS`] of now, and its MessageId not seen in that window. (A replayed
+    /// pull would lease the owner's next message away from it.)
+    fn fresh(&self, message_id: &str, timestamp: &str) -> std::result::Result<(), Failure> {
+        let now = now_unix();
+        let t = parse_timestamp(timestamp).ok_or_else(|| {
+            Failure::Refused(Refusal::new(
+                "EBMS:0009",
+                "invalid_header",
+                "the Timestamp is not an xsd:dateTime",
+            ))
+        })?;
+        if (now - t).abs() > FRESHNESS_SECS {
+            return Err(Failure::Refused(Refusal::new(
+                "EBMS:0101",
+                "replay",
+                format!("the request's Timestamp is more than {FRESHNESS_SECS} s from the service's clock"),
+            )));
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() > SEEN_MAX {
+            seen.retain(|_, at| now - *at <= FRESHNESS_SECS);
+        }
+        if seen.insert(message_id.to_string(), now).is_some() {
+            return Err(Failure::Refused(Refusal::new(
+                "EBMS:0101",
+                "replay",
+                "this request was already processed (replayed MessageId)",
+            )));
+        }
+        Ok(())
+    }
+
     fn metrics_text(&self) -> Response {
         let queues: Vec<(String, u64)> = self
             .store
@@ -629,5 +710,22 @@ impl Handler for Service {
             }
             _ => Response::text(404, "not found\n"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_timestamp;
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_timestamp("1970-01-01T01:00:00.123Z"), Some(3600));
+        assert_eq!(parse_timestamp("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_timestamp("1970-01-01T00:00:00-00:30"), Some(1800));
+        assert_eq!(parse_timestamp("1970-01-01T00:00:00"), Some(0));
+        assert_eq!(parse_timestamp("1970-01-01 00:00:00Z"), None);
+        assert_eq!(parse_timestamp("yesterday"), None);
+        assert_eq!(parse_timestamp("1970-01-01T00:00:00Zjunk"), None);
     }
 }

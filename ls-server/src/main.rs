@@ -513,6 +513,7 @@ fn serve(
         metrics,
         http_stats: stats.clone(),
         cert_cache: Default::default(),
+        seen: Default::default(),
     });
     log::always(
         "listening",

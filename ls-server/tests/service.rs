@@ -802,3 +802,44 @@ fn client_certificates_when_the_service_requires_them() {
         .push(&alice.message("bob", b"x"))
         .unwrap();
 }
+
+#[test]
+fn a_replayed_pull_request_gets_nothing() {
+    use ls_core::as4::envelope::SoapVersion;
+    use ls_core::transport::Transport;
+    let mut s = Server::init("replay", |c| c);
+    s.start();
+    let alice = s.party("alice");
+    let bob = s.party("bob");
+    let t = s.transport();
+    let svc = s.service_cert();
+    alice
+        .exchange(&t, &svc)
+        .push(&alice.message("bob", b"one"))
+        .unwrap();
+    alice
+        .exchange(&t, &svc)
+        .push(&alice.message("bob", b"two"))
+        .unwrap();
+    let req = ls_core::as4::exchange::pull_request(
+        SoapVersion::Soap12,
+        &bob.mpc(),
+        &bob.identity,
+        "test.example",
+    )
+    .unwrap();
+    let first = t.post(&req.content_type, &req.body).unwrap();
+    let m = ls_core::as4::exchange::peek(&first.content_type, &first.body, &Default::default())
+        .unwrap();
+    assert_eq!(m.user_messages.len(), 1, "the first request gets a message");
+    // The same signed request again (captured and replayed): refused, the second message stays.
+    let again = t.post(&req.content_type, &req.body).unwrap();
+    let m = ls_core::as4::exchange::peek(&again.content_type, &again.body, &Default::default())
+        .unwrap();
+    assert!(m.user_messages.is_empty());
+    match &m.signals[0].signal {
+        ls_core::as4::model::Signal::Error(e) => assert_eq!(e[0].code, "EBMS:0101"),
+        other => panic!("{other:?}"),
+    }
+    assert!(bob.exchange(&t, &svc).pull(&bob.mpc()).unwrap().is_some());
+}
