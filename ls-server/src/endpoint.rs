@@ -516,6 +516,27 @@ impl Service {
         }
     }
 
+    /// The active recipients of the messages with this id, with their current certificates,
+    /// and all those certificates together.
+    #[allow(clippy::type_complexity)]
+    fn recipients(
+        &self,
+        message_id: &str,
+    ) -> std::result::Result<(Vec<(PartyKey, Vec<Certificate>)>, Vec<Certificate>), Failure> {
+        let mut candidates = Vec::new();
+        for key in self.store.recipients_of(message_id)? {
+            if let Ok(p) = self.usable_party(&key) {
+                let certs = self.current_certs(&p.key);
+                candidates.push((p.key, certs));
+            }
+        }
+        let all = candidates
+            .iter()
+            .flat_map(|(_, c): &(PartyKey, Vec<Certificate>)| c.iter().cloned())
+            .collect();
+        Ok((candidates, all))
+    }
+
     fn receipt(
         &self,
         ct: &str,
@@ -534,16 +555,7 @@ impl Service {
                 ))
             })?;
         // Only a recipient of that message may receipt it.
-        let mut candidates: Vec<(PartyKey, Vec<Certificate>)> = Vec::new();
-        for key in self.store.recipients_of(&ref_to)? {
-            if let Ok(p) = self.usable_party(&key) {
-                candidates.push((p.key.clone(), self.current_certs(&p.key)));
-            }
-        }
-        let all: Vec<Certificate> = candidates
-            .iter()
-            .flat_map(|(_, c)| c.iter().cloned())
-            .collect();
+        let (candidates, all) = self.recipients(&ref_to)?;
         let auth = self.authenticate(ct, body, |_| {
             if all.is_empty() {
                 return Err(Refusal {
@@ -609,10 +621,7 @@ impl Service {
             .first()
             .and_then(|s| s.info.ref_to_message_id.clone())
             .unwrap_or_default();
-        let mut certs = Vec::new();
-        for key in self.store.recipients_of(&ref_to)? {
-            certs.extend(self.current_certs(&key));
-        }
+        let (_, certs) = self.recipients(&ref_to)?;
         let auth = self.authenticate(ct, body, |_| {
             if certs.is_empty() {
                 Err(Refusal::new(

@@ -326,11 +326,22 @@ fn is_ebms_response(r: &HttpResponse) -> bool {
         )
 }
 
-fn status_error(r: &HttpResponse) -> Error {
-    Error::HttpStatus {
-        status: r.status,
-        message: format!("the service answered HTTP {}", r.status),
+/// An ebMS message in the response, or the HTTP status (5xx: transient) as the error.
+fn expect_ebms(r: &HttpResponse) -> Result<()> {
+    if is_ebms_response(r) {
+        return Ok(());
     }
+    Err(if r.status >= 300 {
+        Error::HttpStatus {
+            status: r.status,
+            message: format!("the service answered HTTP {}", r.status),
+        }
+    } else {
+        Error::BadResponse(format!(
+            "the service answered HTTP {} with {:?}, not an ebMS message",
+            r.status, r.content_type
+        ))
+    })
 }
 
 /// A message pulled from the service, exactly as its sender signed it.
@@ -357,16 +368,7 @@ pub struct Exchange<'a> {
 
 impl Exchange<'_> {
     fn read_signal(&self, r: &HttpResponse) -> Result<Incoming> {
-        if !is_ebms_response(r) {
-            return Err(if r.status >= 300 {
-                status_error(r)
-            } else {
-                Error::BadResponse(format!(
-                    "the service answered HTTP {} with {:?}, not an ebMS message",
-                    r.status, r.content_type
-                ))
-            });
-        }
+        expect_ebms(r)?;
         let incoming = message::read(
             &r.content_type,
             &r.body,
@@ -406,16 +408,7 @@ impl Exchange<'_> {
     pub fn pull(&self, mpc: &str) -> Result<Option<Pulled>> {
         let req = pull_request(self.soap, mpc, self.me, &self.domain)?;
         let r = self.transport.post(&req.content_type, &req.body)?;
-        if !is_ebms_response(&r) {
-            return Err(if r.status >= 300 {
-                status_error(&r)
-            } else {
-                Error::BadResponse(format!(
-                    "the service answered HTTP {} with {:?}, not an ebMS message",
-                    r.status, r.content_type
-                ))
-            });
-        }
+        expect_ebms(&r)?;
         let messaging = peek(&r.content_type, &r.body, &self.limits)?;
         if !messaging.user_messages.is_empty() {
             return Ok(Some(Pulled {
