@@ -105,7 +105,10 @@
 #define LS_ERR_TLS_FAILED 602
 #define LS_ERR_HTTP_STATUS 603
 #define LS_ERR_BAD_RESPONSE 604
-/* 7xx store: reserved for the message store. */
+/* 7xx store: the client's configuration and local state */
+#define LS_ERR_STATE_CORRUPT 700
+#define LS_ERR_CONFIG_INVALID 701
+#define LS_ERR_STATE_LOCKED 702
 /* 9xx internal: bugs in the library (please report them) */
 #define LS_ERR_INTERNAL 900
 #define LS_ERR_PANIC 901

@@ -55,7 +55,10 @@ pub enum ErrorCode {
     TlsFailed = 602,
     HttpStatus = 603,
     BadResponse = 604,
-    // 7xx store: reserved for the store layer.
+    // 7xx store: the client's configuration and local state (journal, folders)
+    StateCorrupt = 700,
+    ConfigInvalid = 701,
+    StateLocked = 702,
     // 9xx: bugs
     Internal = 900,
     Panic = 901,
@@ -103,6 +106,9 @@ impl ErrorCode {
         ErrorCode::TlsFailed,
         ErrorCode::HttpStatus,
         ErrorCode::BadResponse,
+        ErrorCode::StateCorrupt,
+        ErrorCode::ConfigInvalid,
+        ErrorCode::StateLocked,
         ErrorCode::Internal,
         ErrorCode::Panic,
     ];
@@ -158,6 +164,9 @@ impl ErrorCode {
             TlsFailed => "ERR_TLS_FAILED",
             HttpStatus => "ERR_HTTP_STATUS",
             BadResponse => "ERR_BAD_RESPONSE",
+            StateCorrupt => "ERR_STATE_CORRUPT",
+            ConfigInvalid => "ERR_CONFIG_INVALID",
+            StateLocked => "ERR_STATE_LOCKED",
             Internal => "ERR_INTERNAL",
             Panic => "ERR_PANIC",
         }
@@ -279,6 +288,16 @@ pub enum Error {
     /// Not HTTP, truncated, or badly framed.
     #[error("bad HTTP response: {0}")]
     BadResponse(String),
+    /// A file of the client's journal (its state folder) cannot be read as written.
+    #[error("the client's state is damaged: {0}")]
+    StateCorrupt(String),
+    /// The client's configuration file is missing, unreadable or has a bad setting; the message
+    /// is `<file>: <key>: <what is expected>`.
+    #[error("invalid configuration: {0}")]
+    ConfigInvalid(String),
+    /// Another process (or thread) is working on the same part of the client's state.
+    #[error("busy: {0}")]
+    StateLocked(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -326,6 +345,9 @@ impl Error {
             TlsFailed(_) => ErrorCode::TlsFailed,
             HttpStatus { .. } => ErrorCode::HttpStatus,
             BadResponse(_) => ErrorCode::BadResponse,
+            StateCorrupt(_) => ErrorCode::StateCorrupt,
+            ConfigInvalid(_) => ErrorCode::ConfigInvalid,
+            StateLocked(_) => ErrorCode::StateLocked,
             Internal(_) => ErrorCode::Internal,
         }
     }

@@ -21,6 +21,7 @@
 pub mod as4;
 pub mod asn1;
 pub mod cert;
+pub mod client;
 pub mod cms;
 pub mod error;
 pub mod json;

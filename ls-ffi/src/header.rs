@@ -13,7 +13,7 @@ fn family_title(family: &str) -> &'static str {
         "format" => "malformed or hostile input",
         "protocol" => "the message protocol",
         "transport" => "transports (connecting, TLS, HTTP)",
-        "store" => "the message store",
+        "store" => "the client's configuration and local state",
         _ => "bugs in the library (please report them)",
     }
 }
@@ -48,7 +48,7 @@ pub fn header_defines() -> String {
     for code in ErrorCode::ALL {
         if code.family() != family {
             family = code.family();
-            if code.as_i32() >= 900 {
+            if code.as_i32() >= 900 && !ErrorCode::ALL.iter().any(|c| c.family() == "store") {
                 s.push_str("/* 7xx store: reserved for the message store. */\n");
             }
             let _ = writeln!(

@@ -4,7 +4,7 @@ Every failure the library reports becomes a :class:`LayerSecError` (or a subclas
 (``.code``), its macro name (``.name``, from ``ls_result_name``) and the library's message
 (``.message``, from ``ls_last_error_message``). The class follows the code's family, the
 hundreds digit (1xx arguments, 2xx cryptography, 3xx certificates, 4xx format, 5xx message
-protocol, 6xx transport, 7xx reserved for the store, 9xx internal),
+protocol, 6xx transport, 7xx the client's configuration and state, 9xx internal),
 with a narrower subclass for the codes a program typically handles on its own. A code this
 binding does not know (from a newer library) maps by its family, as the header asks.
 """
@@ -52,6 +52,9 @@ LS_ERR_TIMEOUT = 601
 LS_ERR_TLS_FAILED = 602
 LS_ERR_HTTP_STATUS = 603
 LS_ERR_BAD_RESPONSE = 604
+LS_ERR_STATE_CORRUPT = 700
+LS_ERR_CONFIG_INVALID = 701
+LS_ERR_STATE_LOCKED = 702
 LS_ERR_INTERNAL = 900
 LS_ERR_PANIC = 901
 
@@ -164,7 +167,10 @@ class TransportError(LayerSecError):
 
 
 class StoreError(LayerSecError):
-    """7xx: reserved by layersec.h for the message store (no codes yet)."""
+    """7xx: the client's configuration and local state: LS_ERR_STATE_CORRUPT (a journal file
+    cannot be read as written), LS_ERR_CONFIG_INVALID (a missing or bad setting; the message is
+    ``<file>: <key>: <what is expected>``), LS_ERR_STATE_LOCKED (another process works on the
+    same state; try again later)."""
 
 
 class InternalError(LayerSecError):

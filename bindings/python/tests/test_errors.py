@@ -52,6 +52,9 @@ EXPECTED = {
     "LS_ERR_TLS_FAILED": layersec.TransportError,
     "LS_ERR_HTTP_STATUS": layersec.TransportError,
     "LS_ERR_BAD_RESPONSE": layersec.TransportError,
+    "LS_ERR_STATE_CORRUPT": layersec.StoreError,
+    "LS_ERR_CONFIG_INVALID": layersec.StoreError,
+    "LS_ERR_STATE_LOCKED": layersec.StoreError,
     "LS_ERR_INTERNAL": layersec.InternalError,
     "LS_ERR_PANIC": layersec.InternalError,
 }

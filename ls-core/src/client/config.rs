@@ -1,0 +1,893 @@
+//! The client's configuration: one TOML file (see [`Config::template`] for every setting).
+//!
+//! Paths are relative to the folder of the configuration file. Passwords are never in the
+//! file: `password_env` names an environment variable, `password_file` a file whose first
+//! line is the password. Every problem is reported as [`Error::ConfigInvalid`] with the
+//! message `<file>: <key>: <what is expected>`.
+
+use crate::cms::{Compression, ContentCipher};
+use crate::error::{Error, Result};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The default ebMS Service of documents sent by the client.
+pub const DEFAULT_SERVICE: &str = "urn:layersec:service:document";
+/// The default ebMS Action of documents sent by the client.
+pub const DEFAULT_ACTION: &str = "Deliver";
+
+/// The whole configuration, with every path absolute.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The configuration file this was loaded from.
+    #[serde(skip)]
+    pub file: PathBuf,
+    pub party: PartyConfig,
+    pub identity: IdentityConfig,
+    pub service: ServiceConfig,
+    #[serde(default)]
+    pub partners: PartnersConfig,
+    #[serde(default)]
+    pub defaults: DefaultsConfig,
+    #[serde(default)]
+    pub folders: FoldersConfig,
+    #[serde(default)]
+    pub polling: PollingConfig,
+    #[serde(default)]
+    pub retry: RetryConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+}
+
+/// `[party]`: who we are at the service.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartyConfig {
+    /// Our party id (the From of what we send; our MPC is `urn:layersec:mpc:<id>`).
+    pub id: String,
+    /// The right-hand side of our MessageIds (default: derived from the party id).
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+/// `[identity]`: our signing and decryption key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// PEM private key, or a PKCS#12 file (then `certificate` is not needed).
+    pub key: PathBuf,
+    #[serde(default)]
+    pub certificate: Option<PathBuf>,
+    /// The environment variable that holds the key's password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// A file whose first line is the key's password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Only to refuse it with a clear message: passwords are never kept in this file.
+    #[serde(default)]
+    password: Option<IgnoredAny>,
+}
+
+/// `[service]`: the Messaging Service.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// `https://host[:port]/as4`.
+    pub url: String,
+    /// The service's signing certificate: its receipts and signals must verify against it.
+    pub service_certificate: PathBuf,
+    /// Trust these CA (or self-signed server) certificates for TLS instead of the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Or: the SHA-256 of the server's TLS certificate (hex, `:` allowed).
+    #[serde(default)]
+    pub pinned_sha256: Option<String>,
+    /// Mutual TLS: our TLS client certificate and key (the key's password is the identity's).
+    #[serde(default)]
+    pub client_certificate: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// Allow `http://` (tests and local demonstrations only).
+    #[serde(default)]
+    pub allow_plain_http: bool,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_connect_timeout() -> u64 {
+    10
+}
+fn default_timeout() -> u64 {
+    300
+}
+
+/// `[partners]`: partner certificates, `<dir>/<party id>.crt` (or `.pem`, `.cer`, `.der`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PartnersConfig {
+    pub dir: PathBuf,
+}
+
+impl Default for PartnersConfig {
+    fn default() -> Self {
+        PartnersConfig {
+            dir: "partners".into(),
+        }
+    }
+}
+
+/// `[defaults]`: the ebMS header of what we send unless the caller says otherwise.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DefaultsConfig {
+    pub service: String,
+    pub action: String,
+    pub agreement_ref: Option<String>,
+}
+
+impl Default for DefaultsConfig {
+    fn default() -> Self {
+        DefaultsConfig {
+            service: DEFAULT_SERVICE.into(),
+            action: DEFAULT_ACTION.into(),
+            agreement_ref: None,
+        }
+    }
+}
+
+/// `[folders]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FoldersConfig {
+    /// Documents to send: `outbox/<partner id>/<file>`.
+    pub outbox: PathBuf,
+    /// Sent documents, each with `<name>.sent.json`.
+    pub sent: PathBuf,
+    /// Documents that could not be sent, each with `<name>.reason.txt`.
+    pub failed: PathBuf,
+    /// Received documents, each with `<name>.meta.json`.
+    pub inbox: PathBuf,
+    /// The client's journal.
+    pub state: PathBuf,
+}
+
+impl Default for FoldersConfig {
+    fn default() -> Self {
+        FoldersConfig {
+            outbox: "outbox".into(),
+            sent: "sent".into(),
+            failed: "failed".into(),
+            inbox: "inbox".into(),
+            state: "state".into(),
+        }
+    }
+}
+
+/// `[polling]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollingConfig {
+    pub interval_secs: u64,
+    /// Each wait (polling and retries) is varied by up to this many percent.
+    pub jitter_percent: u8,
+}
+
+impl Default for PollingConfig {
+    fn default() -> Self {
+        PollingConfig {
+            interval_secs: 60,
+            jitter_percent: 10,
+        }
+    }
+}
+
+/// `[retry]`: back-off of sends that failed for a reason that may pass.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub initial_secs: u64,
+    pub max_secs: u64,
+    /// After this many failed attempts the document goes to `failed/`.
+    pub max_attempts: u32,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            initial_secs: 30,
+            max_secs: 3600,
+            max_attempts: 48,
+        }
+    }
+}
+
+/// Whether to compress documents before sealing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressChoice {
+    #[default]
+    Auto,
+    Never,
+    Always,
+}
+
+/// The content cipher of sealed documents.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+pub enum CipherChoice {
+    #[default]
+    #[serde(rename = "aes-256-gcm")]
+    Aes256Gcm,
+    /// For partners that cannot read AuthEnvelopedData.
+    #[serde(rename = "aes-256-cbc")]
+    Aes256Cbc,
+}
+
+/// `[policy]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Accept documents that partners encrypted with legacy CBC/3DES content ciphers or RSA
+    /// PKCS#1 v1.5 key transport.
+    pub accept_legacy_ciphers: bool,
+    pub compress: CompressChoice,
+    pub cipher: CipherChoice,
+}
+
+impl PolicyConfig {
+    pub fn compression(&self) -> Compression {
+        match self.compress {
+            CompressChoice::Auto => Compression::Auto,
+            CompressChoice::Never => Compression::Never,
+            CompressChoice::Always => Compression::Always,
+        }
+    }
+    pub fn content_cipher(&self) -> ContentCipher {
+        match self.cipher {
+            CipherChoice::Aes256Gcm => ContentCipher::Aes256Gcm,
+            CipherChoice::Aes256Cbc => ContentCipher::Aes256Cbc,
+        }
+    }
+}
+
+/// The dotted key (`section.key`) at a byte offset of a TOML text: the key of the line (if it
+/// is a `key = value` line) under the last `[section]` header before it.
+fn key_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let line = text[line_start..line_end].trim();
+    let header = |l: &str| -> Option<String> {
+        let l = l.trim();
+        let inner = l.strip_prefix('[')?;
+        let end = inner.find(']')?;
+        Some(inner[..end].trim().trim_matches('[').trim().to_string())
+    };
+    if let Some(h) = header(line) {
+        return h;
+    }
+    let section = text[..line_start].lines().rev().find_map(header);
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string())
+        .filter(|k| !k.is_empty() && !k.starts_with('#'));
+    match (section, key) {
+        (Some(s), Some(k)) => format!("{s}.{k}"),
+        (None, Some(k)) => k,
+        (Some(s), None) => s,
+        (None, None) => "(top level)".into(),
+    }
+}
+
+/// `missing field `x`` → `x`.
+fn missing_field(msg: &str) -> Option<&str> {
+    let rest = msg.strip_prefix("missing field `")?;
+    rest.split('`').next()
+}
+
+impl Config {
+    fn invalid(&self, key: &str, what: impl std::fmt::Display) -> Error {
+        Error::ConfigInvalid(format!("{}: {key}: {what}", self.file.display()))
+    }
+
+    /// Read, check and resolve a configuration file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config> {
+        let path = path.as_ref();
+        let shown = path.display();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::ConfigInvalid(format!("{shown}: (file): cannot read the file: {e}"))
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse `text` as if read from `path` (relative paths resolve against its folder).
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let shown = path.display();
+        let mut cfg: Config = toml::from_str(text).map_err(|e| {
+            let msg = e.message().trim().to_string();
+            let at = e.span().map(|s| s.start);
+            let key = match (missing_field(&msg), at) {
+                // A missing key: serde points at the table that lacks it.
+                (Some(f), Some(at)) => {
+                    let table = key_at(text, at);
+                    if table == "(top level)" || table.contains('.') {
+                        f.to_string()
+                    } else {
+                        format!("{table}.{f}")
+                    }
+                }
+                (Some(f), None) => f.to_string(),
+                (None, Some(at)) => key_at(text, at),
+                (None, None) => "(file)".into(),
+            };
+            let line = at.map(|a| text[..a.min(text.len())].matches('\n').count() + 1);
+            match line {
+                Some(l) => Error::ConfigInvalid(format!("{shown}: {key}: {msg} (line {l})")),
+                None => Error::ConfigInvalid(format!("{shown}: {key}: {msg}")),
+            }
+        })?;
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        cfg.file = abs.clone();
+        let base = abs.parent().map(Path::to_path_buf).unwrap_or_default();
+        cfg.resolve(&base);
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let r = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        r(&mut self.identity.key);
+        if let Some(p) = &mut self.identity.certificate {
+            r(p);
+        }
+        if let Some(p) = &mut self.identity.password_file {
+            r(p);
+        }
+        r(&mut self.service.service_certificate);
+        for p in [
+            &mut self.service.ca_file,
+            &mut self.service.client_certificate,
+            &mut self.service.client_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            r(p);
+        }
+        r(&mut self.partners.dir);
+        let f = &mut self.folders;
+        for p in [
+            &mut f.outbox,
+            &mut f.sent,
+            &mut f.failed,
+            &mut f.inbox,
+            &mut f.state,
+        ] {
+            r(p);
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        let id = &self.party.id;
+        if id.trim().is_empty() || id.len() > 255 || id.chars().any(char::is_control) {
+            return Err(self.invalid(
+                "party.id",
+                "a party id of 1 to 255 printable characters is expected",
+            ));
+        }
+        if let Some(d) = &self.party.domain {
+            if d.is_empty()
+                || !d
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+            {
+                return Err(self.invalid(
+                    "party.domain",
+                    "a domain of letters, digits, '.' and '-' is expected",
+                ));
+            }
+        }
+        if self.identity.password.is_some() {
+            return Err(self.invalid(
+                "identity.password",
+                "passwords are never kept in the configuration file: name an environment \
+                 variable with password_env or a file with password_file",
+            ));
+        }
+        if self.identity.password_env.is_some() && self.identity.password_file.is_some() {
+            return Err(self.invalid(
+                "identity.password_env",
+                "either password_env or password_file is expected, not both",
+            ));
+        }
+        if let Some(v) = &self.identity.password_env {
+            if v.is_empty() || v.contains('=') || v.contains('\0') {
+                return Err(self.invalid(
+                    "identity.password_env",
+                    "the name of an environment variable is expected",
+                ));
+            }
+        }
+        let must_exist = |key: &str, p: &Path| -> Result<()> {
+            if p.is_file() {
+                Ok(())
+            } else {
+                Err(self.invalid(key, format!("{} is not a readable file", p.display())))
+            }
+        };
+        must_exist("identity.key", &self.identity.key)?;
+        if let Some(p) = &self.identity.certificate {
+            must_exist("identity.certificate", p)?;
+        }
+        if let Some(p) = &self.identity.password_file {
+            must_exist("identity.password_file", p)?;
+        }
+        let url = self.service.url.trim().to_ascii_lowercase();
+        if !(url.starts_with("https://")
+            || (url.starts_with("http://") && self.service.allow_plain_http))
+        {
+            return Err(self.invalid(
+                "service.url",
+                if url.starts_with("http://") {
+                    "an https:// URL is expected (http:// only with allow_plain_http = true)"
+                } else {
+                    "an https:// URL is expected"
+                },
+            ));
+        }
+        must_exist(
+            "service.service_certificate",
+            &self.service.service_certificate,
+        )?;
+        if let Some(p) = &self.service.ca_file {
+            must_exist("service.ca_file", p)?;
+        }
+        if let Some(pin) = &self.service.pinned_sha256 {
+            let hex: String = pin.chars().filter(|c| *c != ':').collect();
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(self.invalid(
+                    "service.pinned_sha256",
+                    "64 hex digits (the SHA-256 of the server's certificate, ':' allowed) are \
+                     expected",
+                ));
+            }
+        }
+        match (&self.service.client_certificate, &self.service.client_key) {
+            (Some(_), None) => {
+                return Err(self.invalid(
+                    "service.client_key",
+                    "the key of client_certificate is expected too",
+                ))
+            }
+            (c, Some(k)) => {
+                must_exist("service.client_key", k)?;
+                if let Some(c) = c {
+                    must_exist("service.client_certificate", c)?;
+                }
+            }
+            (None, None) => {}
+        }
+        if self.service.connect_timeout_secs == 0 || self.service.timeout_secs == 0 {
+            return Err(self.invalid(
+                if self.service.connect_timeout_secs == 0 {
+                    "service.connect_timeout_secs"
+                } else {
+                    "service.timeout_secs"
+                },
+                "a number of seconds of at least 1 is expected",
+            ));
+        }
+        if self.defaults.service.trim().is_empty() {
+            return Err(self.invalid("defaults.service", "a non-empty ebMS Service is expected"));
+        }
+        if self.defaults.action.trim().is_empty() {
+            return Err(self.invalid("defaults.action", "a non-empty ebMS Action is expected"));
+        }
+        if self.polling.interval_secs == 0 {
+            return Err(self.invalid(
+                "polling.interval_secs",
+                "a number of seconds of at least 1 is expected",
+            ));
+        }
+        if self.polling.jitter_percent > 100 {
+            return Err(self.invalid(
+                "polling.jitter_percent",
+                "a percentage from 0 to 100 is expected",
+            ));
+        }
+        if self.retry.initial_secs == 0 {
+            return Err(self.invalid(
+                "retry.initial_secs",
+                "a number of seconds of at least 1 is expected",
+            ));
+        }
+        if self.retry.max_secs < self.retry.initial_secs {
+            return Err(self.invalid(
+                "retry.max_secs",
+                "a number of seconds no smaller than initial_secs is expected",
+            ));
+        }
+        if self.retry.max_attempts == 0 {
+            return Err(self.invalid("retry.max_attempts", "at least 1 is expected"));
+        }
+        let f = &self.folders;
+        let named = [
+            ("folders.outbox", &f.outbox),
+            ("folders.sent", &f.sent),
+            ("folders.failed", &f.failed),
+            ("folders.inbox", &f.inbox),
+            ("folders.state", &f.state),
+            ("partners.dir", &self.partners.dir),
+        ];
+        for (i, (k, p)) in named.iter().enumerate() {
+            for (k2, p2) in &named[..i] {
+                if p == p2 {
+                    return Err(self.invalid(k, format!("a folder other than {k2}'s is expected")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The password of our key: from `password_env` or `password_file`, `None` without either.
+    pub fn password(&self) -> Result<Option<String>> {
+        if let Some(var) = &self.identity.password_env {
+            return match std::env::var(var) {
+                Ok(v) => Ok(Some(v)),
+                Err(_) => Err(self.invalid(
+                    "identity.password_env",
+                    format!("the environment variable {var} is expected to hold the password"),
+                )),
+            };
+        }
+        if let Some(p) = &self.identity.password_file {
+            let s = std::fs::read_to_string(p).map_err(|e| {
+                self.invalid(
+                    "identity.password_file",
+                    format!("{} is not readable: {e}", p.display()),
+                )
+            })?;
+            return Ok(Some(s.lines().next().unwrap_or("").to_string()));
+        }
+        Ok(None)
+    }
+
+    /// The domain of our MessageIds.
+    pub fn domain(&self) -> String {
+        if let Some(d) = &self.party.domain {
+            return d.clone();
+        }
+        let d: String = self
+            .party
+            .id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let d = d.trim_matches(['.', '-']).to_string();
+        if d.is_empty() {
+            "layersec.client".into()
+        } else {
+            format!("{d}.layersec")
+        }
+    }
+
+    /// The commented configuration file `layersec init` writes.
+    pub fn template(t: &TemplateOptions) -> String {
+        let q = toml_string;
+        let opt = |key: &str, v: &Option<String>, example: &str| match v {
+            Some(v) => format!("{key} = {}\n", q(v)),
+            None => format!("# {key} = {}\n", q(example)),
+        };
+        let mut s = String::new();
+        s.push_str(&format!(
+            "# Layer Security client ({}).\n\
+             # Relative paths are relative to the folder of this file.\n\
+             # Passwords are never written here: see [identity].\n\n",
+            crate::VERSION
+        ));
+        s.push_str(&format!(
+            "[party]\n\
+             # Our party id at the Messaging Service: the From of what we send. Partners drop\n\
+             # documents for us under this id, and we pull them from urn:layersec:mpc:<id>.\n\
+             id = {}\n\
+             # The right-hand side of our MessageIds (default: derived from the id).\n\
+             # domain = \"example.com\"\n\n",
+            q(&t.party_id)
+        ));
+        s.push_str(&format!(
+            "[identity]\n\
+             # Our private key (PEM, or a PKCS#12 file without a separate certificate) and\n\
+             # certificate. They sign what we send and open what partners seal for us.\n\
+             key = {}\n\
+             certificate = {}\n\
+             # The key's password: the name of an environment variable, or a file whose\n\
+             # first line is the password. Leave both out for a key without password.\n\
+             {}\
+             # password_file = \"secrets/key-password\"\n\n",
+            q(&t.key),
+            q(&t.certificate),
+            opt("password_env", &t.password_env, "LAYERSEC_KEY_PASSWORD"),
+        ));
+        s.push_str(&format!(
+            "[service]\n\
+             # The Messaging Service's AS4 endpoint.\n\
+             url = {}\n\
+             # The service's signing certificate: its receipts must verify against it.\n\
+             service_certificate = {}\n\
+             # TLS trust: the CA (or the server's self-signed certificate) to trust instead of\n\
+             # the system's, or the SHA-256 of the server's certificate. Neither: the system's\n\
+             # trust store.\n\
+             {}{}\
+             # Mutual TLS, if the service asks for it (the key's password is the identity's).\n\
+             # client_certificate = \"tls/client.crt\"\n\
+             # client_key = \"tls/client.key\"\n\
+             # connect_timeout_secs = 10\n\
+             # timeout_secs = 300\n\n",
+            q(&t.service_url),
+            q(&t.service_certificate),
+            opt("ca_file", &t.ca_file, "service/ca.crt"),
+            opt(
+                "pinned_sha256",
+                &t.pinned_sha256,
+                "0000000000000000000000000000000000000000000000000000000000000000"
+            ),
+        ));
+        s.push_str(
+            "[partners]\n\
+             # Partner certificates: <dir>/<party id>.crt (or .pem, .cer, .der). The file name\n\
+             # is the partner's party id: partners/bob.crt is party \"bob\".\n\
+             # `layersec partners add <id> <certificate>` puts one there.\n\
+             dir = \"partners\"\n\n",
+        );
+        s.push_str(&format!(
+            "[defaults]\n\
+             # The ebMS Service and Action of what we send, unless given for one document.\n\
+             service = {}\n\
+             action = {}\n\
+             # agreement_ref = \"urn:example:agreement\"\n\n",
+            q(DEFAULT_SERVICE),
+            q(DEFAULT_ACTION)
+        ));
+        s.push_str(
+            "[folders]\n\
+             # Put a document in outbox/<partner id>/ to send it to that partner (write it\n\
+             # under a name starting with '.' or ending in .tmp or .part, then rename it).\n\
+             outbox = \"outbox\"\n\
+             # Sent documents, each with <name>.sent.json (MessageId, receipt).\n\
+             sent = \"sent\"\n\
+             # Documents that could not be sent, each with <name>.reason.txt.\n\
+             failed = \"failed\"\n\
+             # Received documents, opened and verified, each with <name>.meta.json.\n\
+             inbox = \"inbox\"\n\
+             # The client's journal: keep it (and keep it on the same file system as outbox).\n\
+             state = \"state\"\n\n\
+             [polling]\n\
+             # How often to pull documents for us from the service.\n\
+             interval_secs = 60\n\
+             # Waits are varied by up to this many percent.\n\
+             jitter_percent = 10\n\n\
+             [retry]\n\
+             # A send that failed for a passing reason (service unreachable, HTTP 5xx) is\n\
+             # retried after initial_secs, doubling up to max_secs; after max_attempts the\n\
+             # document goes to failed/.\n\
+             initial_secs = 30\n\
+             max_secs = 3600\n\
+             max_attempts = 48\n\n\
+             [policy]\n\
+             # Accept documents partners encrypted with legacy ciphers (AES-CBC, 3DES).\n\
+             accept_legacy_ciphers = false\n\
+             # Compress documents before sealing: \"auto\" (unless already compressed),\n\
+             # \"never\" or \"always\".\n\
+             compress = \"auto\"\n\
+             # \"aes-256-gcm\", or \"aes-256-cbc\" for partners that cannot read it.\n\
+             cipher = \"aes-256-gcm\"\n",
+        );
+        s
+    }
+}
+
+/// What [`Config::template`] fills in. Paths as they should appear in the file (relative to
+/// it, or absolute).
+#[derive(Clone, Debug)]
+pub struct TemplateOptions {
+    pub party_id: String,
+    pub service_url: String,
+    pub key: String,
+    pub certificate: String,
+    pub service_certificate: String,
+    pub password_env: Option<String>,
+    pub ca_file: Option<String>,
+    pub pinned_sha256: Option<String>,
+}
+
+impl TemplateOptions {
+    /// A template for `party_id` at `service_url` with the usual file names (`identity/key.pem`,
+    /// `identity/cert.pem`, `service/service.crt`), a key without password and the system's
+    /// TLS trust.
+    pub fn new(party_id: &str, service_url: &str) -> TemplateOptions {
+        TemplateOptions {
+            party_id: party_id.into(),
+            service_url: service_url.into(),
+            key: "identity/key.pem".into(),
+            certificate: "identity/cert.pem".into(),
+            service_certificate: "service/service.crt".into(),
+            password_env: None,
+            ca_file: None,
+            pinned_sha256: None,
+        }
+    }
+}
+
+/// A TOML basic string.
+fn toml_string(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\t' => o.push_str("\\t"),
+            '\r' => o.push_str("\\r"),
+            c if c.is_control() => o.push_str(&format!("\\u{:04X}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::fsutil::random_hex;
+    use std::fs;
+
+    struct Dir(PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn setup() -> Dir {
+        let d = std::env::temp_dir().join(format!("ls-cfg-{}", random_hex(6)));
+        fs::create_dir_all(d.join("identity")).unwrap();
+        fs::create_dir_all(d.join("service")).unwrap();
+        for f in [
+            "identity/key.pem",
+            "identity/cert.pem",
+            "service/service.crt",
+        ] {
+            fs::write(d.join(f), "x").unwrap();
+        }
+        Dir(d)
+    }
+
+    fn minimal() -> String {
+        "[party]\nid = \"alice\"\n\n[identity]\nkey = \"identity/key.pem\"\n\
+         certificate = \"identity/cert.pem\"\n\n[service]\nurl = \"https://svc.example/as4\"\n\
+         service_certificate = \"service/service.crt\"\n"
+            .to_string()
+    }
+
+    fn err(d: &Dir, text: &str) -> String {
+        let p = d.0.join("client.toml");
+        fs::write(&p, text).unwrap();
+        let e = Config::load(&p).unwrap_err();
+        assert_eq!(e.code(), crate::ErrorCode::ConfigInvalid, "{e}");
+        let m = e.to_string();
+        assert!(m.contains(&p.display().to_string()), "{m}");
+        m
+    }
+
+    #[test]
+    fn template_loads_and_paths_are_relative_to_the_file() {
+        let d = setup();
+        let p = d.0.join("client.toml");
+        let mut t = TemplateOptions::new("alice \"A\"", "https://svc.example/as4");
+        t.pinned_sha256 = Some("ab".repeat(32));
+        fs::write(&p, Config::template(&t)).unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.party.id, "alice \"A\"");
+        assert_eq!(c.identity.key, d.0.join("identity/key.pem"));
+        assert_eq!(c.folders.outbox, d.0.join("outbox"));
+        assert_eq!(c.partners.dir, d.0.join("partners"));
+        assert_eq!(c.defaults.service, DEFAULT_SERVICE);
+        assert_eq!(c.retry.max_attempts, 48);
+        assert_eq!(c.policy.compression(), Compression::Auto);
+        assert!(!c.policy.accept_legacy_ciphers);
+        assert_eq!(c.service.pinned_sha256.as_deref(), Some(&*"ab".repeat(32)));
+        assert_eq!(c.password().unwrap(), None);
+        assert_eq!(c.domain(), "alice--a.layersec");
+        // Minimal file: defaults everywhere.
+        fs::write(&p, minimal()).unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.polling.interval_secs, 60);
+        assert_eq!(c.policy.content_cipher(), ContentCipher::Aes256Gcm);
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        let d = setup();
+        let m = err(&d, &(minimal() + "\n[polling]\ninterval = 5\n"));
+        assert!(
+            m.contains("polling.interval") && m.contains("unknown field"),
+            "{m}"
+        );
+        let m = err(&d, &(minimal() + "\n[polling]\ninterval_secs = \"soon\"\n"));
+        assert!(m.contains("polling.interval_secs"), "{m}");
+        let m = err(
+            &d,
+            &minimal().replace("url = \"https://svc.example/as4\"\n", ""),
+        );
+        assert!(m.contains("service.url") && m.contains("missing"), "{m}");
+        let m = err(&d, &minimal().replace("https://", "http://"));
+        assert!(m.contains("service.url: an https:// URL"), "{m}");
+        let m = err(&d, &minimal().replace("[service]", "[servce]"));
+        assert!(m.contains("servce"), "{m}");
+        let m = err(
+            &d,
+            &minimal().replace("[service]", "password = \"hunter2\"\n[service]"),
+        );
+        assert!(m.contains("identity.password:"), "{m}");
+        assert!(!m.contains("hunter2"), "{m}");
+        let m = err(
+            &d,
+            &minimal().replace("identity/key.pem", "identity/nope.pem"),
+        );
+        assert!(m.contains("identity.key:") && m.contains("nope.pem"), "{m}");
+        let m = err(
+            &d,
+            &(minimal() + "\n[retry]\ninitial_secs = 60\nmax_secs = 10\n"),
+        );
+        assert!(m.contains("retry.max_secs"), "{m}");
+        let m = err(&d, &(minimal() + "\n[folders]\ninbox = \"outbox\"\n"));
+        assert!(m.contains("folders.inbox"), "{m}");
+        let m = err(&d, &(minimal() + "\n[policy]\ncipher = \"des\"\n"));
+        assert!(m.contains("policy.cipher"), "{m}");
+        let m = err(&d, "[party\nid = 1");
+        assert!(m.contains("line"), "{m}");
+        let p = d.0.join("missing.toml");
+        let e = Config::load(&p).unwrap_err();
+        assert!(e.to_string().contains("missing.toml"), "{e}");
+    }
+
+    #[test]
+    fn password_from_env_or_file() {
+        let d = setup();
+        let p = d.0.join("client.toml");
+        let var = format!("LS_TEST_PW_{}", random_hex(4).to_uppercase());
+        fs::write(
+            &p,
+            minimal().replace("[service]", &format!("password_env = \"{var}\"\n[service]")),
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        let e = c.password().unwrap_err();
+        assert!(e.to_string().contains(&var), "{e}");
+        std::env::set_var(&var, "s3cret");
+        assert_eq!(c.password().unwrap().as_deref(), Some("s3cret"));
+        fs::write(d.0.join("pw"), "filepw\nignored\n").unwrap();
+        fs::write(
+            &p,
+            minimal().replace("[service]", "password_file = \"pw\"\n[service]"),
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.password().unwrap().as_deref(), Some("filepw"));
+    }
+}

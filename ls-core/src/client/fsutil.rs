@@ -1,0 +1,445 @@
+//! File-system building blocks of the client's journal: synced and atomic writes, no-clobber
+//! moves, unique names, and lock files that a crashed process does not leave behind for good.
+
+use crate::error::{Error, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+
+pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::io(format!("{what} {}", path.display()), e)
+}
+
+/// Random lowercase hex of `bytes` random bytes.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    // rand_bytes only fails when OpenSSL's generator is broken; fall back to the clock then.
+    if openssl::rand::rand_bytes(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (t >> ((i % 16) * 8)) as u8 ^ (std::process::id() as u8);
+        }
+    }
+    hex(&b)
+}
+
+/// A random number in `[0, 1)`.
+pub(crate) fn random_unit() -> f64 {
+    let mut b = [0u8; 4];
+    let _ = openssl::rand::rand_bytes(&mut b);
+    u32::from_be_bytes(b) as f64 / (u32::MAX as f64 + 1.0)
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    hex(&openssl::sha::sha256(data))
+}
+
+/// Make a folder's entries durable (a new, renamed or removed file). A no-op where folders
+/// cannot be opened (Windows).
+pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let f = File::open(dir).map_err(|e| io_err("cannot open folder", dir, e))?;
+        f.sync_all()
+            .map_err(|e| io_err("cannot sync folder", dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Create or truncate `path`, write `data` and sync it to disk (not its folder entry).
+pub(crate) fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(|e| io_err("cannot create", path, e))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| io_err("cannot write", path, e))
+}
+
+/// Replace `path` with `data` atomically: a hidden temporary file in the same folder, synced,
+/// renamed over `path`, and the folder synced.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = parent_of(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".tmp-{}-{name}", random_hex(6)));
+    if let Err(e) = write_synced(&tmp, data) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err("cannot replace", path, e));
+    }
+    fsync_dir(dir)
+}
+
+/// Read a file, `None` when it does not exist.
+pub(crate) fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err("cannot read", path, e)),
+    }
+}
+
+/// Read a JSON file written by the journal; `None` when it does not exist, `StateCorrupt` when
+/// it does not parse.
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match read_opt(path)? {
+        None => Ok(None),
+        Some(d) => serde_json::from_slice(&d)
+            .map(Some)
+            .map_err(|e| Error::StateCorrupt(format!("{}: {e}", path.display()))),
+    }
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    let mut s = serde_json::to_vec_pretty(v).unwrap_or_default();
+    s.push(b'\n');
+    s
+}
+
+/// Move `from` to `to` without ever replacing an existing `to` (a hard link then unlink where
+/// the file system has them, else a rename after a check), then sync both folders.
+/// `AlreadyExists` when `to` exists; `NotFound` when `from` does not.
+pub(crate) fn move_no_clobber(from: &Path, to: &Path) -> std::io::Result<()> {
+    match fs::hard_link(from, to) {
+        Ok(()) => {
+            fs::remove_file(from)?;
+        }
+        Err(e) if matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::NotFound) => {
+            return Err(e)
+        }
+        Err(_) => {
+            if fs::symlink_metadata(to).is_ok() {
+                return Err(std::io::Error::new(
+                    ErrorKind::AlreadyExists,
+                    "the target exists",
+                ));
+            }
+            fs::rename(from, to)?;
+        }
+    }
+    let _ = fsync_dir(parent_of(to));
+    let _ = fsync_dir(parent_of(from));
+    Ok(())
+}
+
+fn exists(p: &Path) -> bool {
+    fs::symlink_metadata(p).is_ok()
+}
+
+/// The `n`th candidate for `name`: `name`, then `stem-1.ext`, `stem-2.ext`…
+pub(crate) fn candidate(name: &str, n: u32) -> String {
+    if n == 0 {
+        return name.to_string();
+    }
+    match name.rfind('.') {
+        Some(i) if i > 0 => format!("{}-{n}{}", &name[..i], &name[i..]),
+        _ => format!("{name}-{n}"),
+    }
+}
+
+/// Whether `name` is free in `dir`: neither `name` nor `name + companion` exists.
+pub(crate) fn is_free(dir: &Path, name: &str, companion: &str) -> bool {
+    !exists(&dir.join(name)) && !exists(&dir.join(format!("{name}{companion}")))
+}
+
+/// Reserve a name for a document in `dir` by creating its companion file (`name + companion`,
+/// e.g. `invoice.xml.sent.json`) exclusively with `content`. A companion that already holds
+/// `marker` (the job's own id, from an earlier try that crashed) is taken over. Returns the
+/// name; the document itself is moved there by the caller.
+pub(crate) fn reserve_name(
+    dir: &Path,
+    name: &str,
+    companion: &str,
+    marker: &str,
+    content: &[u8],
+) -> Result<String> {
+    for n in 0..100_000 {
+        let cand = candidate(name, n);
+        let comp = dir.join(format!("{cand}{companion}"));
+        if let Some(existing) = read_opt(&comp)? {
+            if contains(&existing, marker.as_bytes()) {
+                write_atomic(&comp, content)?;
+                return Ok(cand);
+            }
+            continue;
+        }
+        if exists(&dir.join(&cand)) {
+            continue;
+        }
+        match OpenOptions::new().write(true).create_new(true).open(&comp) {
+            Ok(mut f) => {
+                f.write_all(content)
+                    .and_then(|_| f.sync_all())
+                    .map_err(|e| io_err("cannot write", &comp, e))?;
+                fsync_dir(dir)?;
+                return Ok(cand);
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_err("cannot create", &comp, e)),
+        }
+    }
+    Err(Error::Io {
+        context: format!("no free name for {name} in {}", dir.display()),
+        source: std::io::Error::new(ErrorKind::AlreadyExists, "too many files of that name"),
+    })
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A file name reduced to a safe base name: no folders, no control characters, no `:`, no
+/// leading dots, at most 255 bytes. `None` when nothing is left.
+pub(crate) fn safe_name(name: &str) -> Option<String> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = base
+        .chars()
+        .filter(|c| !c.is_control() && *c != ':')
+        .collect::<String>()
+        .trim()
+        .trim_start_matches('.')
+        .trim()
+        .to_string();
+    if clean.is_empty() || clean.len() > 200 {
+        None
+    } else {
+        Some(clean)
+    }
+}
+
+/// Regular files and folders of `dir` (sorted by name), `[]` when it does not exist.
+pub(crate) fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf, fs::Metadata)>> {
+    let rd = match fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("cannot list", dir, e)),
+    };
+    let mut out = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| io_err("cannot list", dir, e))?;
+        let Ok(name) = ent.file_name().into_string() else {
+            continue;
+        };
+        let path = ent.path();
+        let Ok(md) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        out.push((name, path, md));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Locks
+
+/// The start time of a process (clock ticks since boot, from `/proc/<pid>/stat`): with the pid
+/// it names a process uniquely, even when pids are reused (a daemon restarted as pid 1).
+fn process_start(pid: u32) -> Option<u64> {
+    let mut s = String::new();
+    File::open(format!("/proc/{pid}/stat"))
+        .ok()?
+        .read_to_string(&mut s)
+        .ok()?;
+    let after = &s[s.rfind(')')? + 1..];
+    // Fields after the command: state (3) … starttime (22).
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Where `/proc` cannot tell whether the holder lives, a lock is stale after this long.
+const STALE_WITHOUT_PROC_SECS: u64 = 6 * 3600;
+
+/// An exclusive lock: a file created with `create_new` holding the owner's pid, its start
+/// time and a random token. Removed on drop. A lock whose owner is gone (on Linux: no process
+/// with that pid and start time; elsewhere: older than six hours) is stale and taken over.
+#[derive(Debug)]
+pub(crate) struct Lock {
+    path: PathBuf,
+    token: String,
+}
+
+impl Lock {
+    /// Take the lock at `path`, `Ok(None)` when a live owner holds it (`holder` tells whom).
+    pub(crate) fn try_acquire(path: &Path) -> Result<Option<Lock>> {
+        let pid = std::process::id();
+        let token = random_hex(8);
+        let content = format!(
+            "pid={pid}\nstart={}\ntoken={token}\n",
+            process_start(pid).map_or(String::from("?"), |s| s.to_string())
+        );
+        for _ in 0..3 {
+            match OpenOptions::new().write(true).create_new(true).open(path) {
+                Ok(mut f) => {
+                    f.write_all(content.as_bytes())
+                        .map_err(|e| io_err("cannot write", path, e))?;
+                    return Ok(Some(Lock {
+                        path: path.to_path_buf(),
+                        token,
+                    }));
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    if !Self::is_stale(path) {
+                        return Ok(None);
+                    }
+                    // Take a stale lock over by renaming it away first: of two processes
+                    // that both found it stale, only one renames it.
+                    let away = path.with_extension(format!("stale-{}", random_hex(4)));
+                    if fs::rename(path, &away).is_ok() {
+                        let _ = fs::remove_file(&away);
+                    }
+                }
+                Err(e) => return Err(io_err("cannot create lock", path, e)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// The lock file was moved along with its folder.
+    pub(crate) fn relocate(&mut self, to: PathBuf) {
+        self.path = to;
+    }
+
+    /// Who holds the lock at `path`, for messages.
+    pub(crate) fn holder(path: &Path) -> String {
+        let s = fs::read_to_string(path).unwrap_or_default();
+        s.lines()
+            .find_map(|l| l.strip_prefix("pid="))
+            .map_or_else(|| "another process".to_string(), |p| format!("process {p}"))
+    }
+
+    fn is_stale(path: &Path) -> bool {
+        let Ok(s) = fs::read_to_string(path) else {
+            // Gone meanwhile (released): not stale, just retry.
+            return false;
+        };
+        let field = |k: &str| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(str::to_string)
+        };
+        let pid: Option<u32> = field("pid=").and_then(|p| p.parse().ok());
+        let start: Option<u64> = field("start=").and_then(|p| p.parse().ok());
+        if process_start(std::process::id()).is_some() {
+            // /proc works here: the holder lives iff a process with its pid and start time does.
+            return match (pid, start) {
+                (Some(pid), Some(start)) => process_start(pid) != Some(start),
+                (Some(pid), None) => process_start(pid).is_none(),
+                // Half-written by a process that died while creating it.
+                _ => age_secs(path) > 5,
+            };
+        }
+        age_secs(path) > STALE_WITHOUT_PROC_SECS
+    }
+}
+
+pub(crate) fn age_secs(path: &Path) -> u64 {
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // Only remove our own lock (it may have been taken over as stale, or its folder removed).
+        if let Ok(s) = fs::read_to_string(&self.path) {
+            if s.contains(&format!("token={}\n", self.token)) {
+                let _ = fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidates_and_safe_names() {
+        assert_eq!(candidate("invoice.xml", 0), "invoice.xml");
+        assert_eq!(candidate("invoice.xml", 2), "invoice-2.xml");
+        assert_eq!(candidate("README", 1), "README-1");
+        assert_eq!(candidate(".profile", 1), ".profile-1");
+        assert_eq!(safe_name("../../etc/passwd").as_deref(), Some("passwd"));
+        assert_eq!(safe_name("C:\\x\\a:b.txt").as_deref(), Some("ab.txt"));
+        assert_eq!(safe_name("..").as_deref(), None);
+        assert_eq!(safe_name(" .hidden ").as_deref(), Some("hidden"));
+        assert_eq!(safe_name("a\nb").as_deref(), Some("ab"));
+    }
+
+    #[test]
+    fn locks_exclude_and_stale_locks_are_taken_over() {
+        let dir = std::env::temp_dir().join(format!("ls-lock-{}", random_hex(6)));
+        fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("x.lock");
+        let a = Lock::try_acquire(&p).unwrap().expect("free");
+        assert!(Lock::try_acquire(&p).unwrap().is_none(), "held by us");
+        assert!(Lock::holder(&p).contains(&std::process::id().to_string()));
+        drop(a);
+        assert!(!p.exists());
+        // A lock left by a process that no longer exists.
+        if process_start(std::process::id()).is_some() {
+            fs::write(&p, "pid=4194304\nstart=1\ntoken=abc\n").unwrap();
+            let b = Lock::try_acquire(&p)
+                .unwrap()
+                .expect("stale lock taken over");
+            drop(b);
+            // Our pid but another start time: a previous life of a reused pid.
+            fs::write(
+                &p,
+                format!("pid={}\nstart=1\ntoken=abc\n", std::process::id()),
+            )
+            .unwrap();
+            assert!(Lock::try_acquire(&p).unwrap().is_some());
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reserve_name_skips_taken_and_takes_over_its_own() {
+        let dir = std::env::temp_dir().join(format!("ls-res-{}", random_hex(6)));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("a.txt"), "x").unwrap();
+        let n = reserve_name(&dir, "a.txt", ".sent.json", "job-1", b"{\"job\":\"job-1\"}").unwrap();
+        assert_eq!(n, "a-1.txt");
+        let n2 =
+            reserve_name(&dir, "a.txt", ".sent.json", "job-2", b"{\"job\":\"job-2\"}").unwrap();
+        assert_eq!(n2, "a-2.txt");
+        // job-1 again (a retry after a crash): its own reservation.
+        let n3 =
+            reserve_name(&dir, "a.txt", ".sent.json", "job-1", b"{\"job\":\"job-1\"}").unwrap();
+        assert_eq!(n3, "a-1.txt");
+        let src = dir.join("src");
+        fs::write(&src, "doc").unwrap();
+        assert_eq!(
+            move_no_clobber(&src, &dir.join("a.txt"))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::AlreadyExists
+        );
+        move_no_clobber(&src, &dir.join(&n)).unwrap();
+        assert!(!src.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

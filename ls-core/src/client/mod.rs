@@ -1,0 +1,650 @@
+//! The client of a Layer Security Messaging Service: what a business installs so that a
+//! document dropped in a folder (or handed to the library) arrives, opened and verified, in the
+//! partner's folder.
+//!
+//! - Sending: the document is sealed with CMS for the partner (signed by us, encrypted for the
+//!   partner and to ourselves), carried as the one payload of a signed AS4 UserMessage from us
+//!   to the partner, and pushed to the service, whose signed receipt is checked against what we
+//!   signed. Put a file in `outbox/<partner id>/` or call [`Client::send_bytes`] /
+//!   [`Client::send_file`].
+//! - Receiving: [`Client::poll`] pulls from our MPC until it is empty, verifies each message and
+//!   its document against the certificate of the partner it comes from, writes the document and
+//!   its metadata into `inbox/`, and only then receipts it.
+//! - [`Client::run`] does both in a loop.
+//!
+//! # The journal (`state/`)
+//!
+//! Sending: every send is a job folder `state/outgoing/<job>/` holding the document, the built
+//! message (`message.bin`) and `job.json` (MessageId, partner, name, attempts, next attempt,
+//! last error, outcome), all synced before the first push. A job is created under a hidden name
+//! and renamed into place with its lock held, so no other process sees it half-made. A resumed
+//! job pushes the very same bytes again: the service keeps one copy per sender and MessageId and
+//! answers a repeat with the same receipt, so a retry after a crash is harmless. Once the
+//! receipt is checked, the outcome is written to `job.json` first; then `sent/<name>.sent.json`
+//! is created exclusively (reserving a unique name; it names the job, so a retry after a crash
+//! takes its own reservation over), the document is moved next to it without replacing
+//! anything, and the job folder is removed. A permanent failure does the same into `failed/`
+//! with `<name>.reason.txt`. An outbox file is claimed by renaming it into a new job folder
+//! (after `claim.json` says where it came from); a job folder without `job.json` was never
+//! pushed and is rebuilt from its claim, or dropped when it came from the API (whose caller got
+//! no MessageId). Jobs are locked by a lock file while worked on, so a daemon and a `send` from
+//! another process do not push the same job at once.
+//!
+//! Receiving: the key of a message is `hex(sha256(sender || 0 || MessageId))`. If
+//! `state/delivered/<key>` exists the message was written already and is only receipted again.
+//! Otherwise the document and its metadata go to `inbox/.tmp-<key>` and `inbox/.tmp-<key>.meta`
+//! (synced), then `state/delivered/<key>` records the final name (synced), then both are renamed
+//! (metadata first) and the inbox folder synced, and only then the receipt is posted. Temporary
+//! files with a journal entry are renamed at the next poll; those without one are removed (the
+//! message was not receipted, so the service offers it again). A `kill -9` at any point
+//! neither loses nor duplicates a document.
+
+pub mod config;
+mod fsutil;
+mod incoming;
+mod outgoing;
+#[cfg(test)]
+mod tests;
+
+pub use config::{Config, TemplateOptions};
+pub use incoming::{IncomingFailure, PollReport, Received};
+pub use outgoing::{FailedSend, JobStatus, JobsReport, OutboxReport, SendOptions, Sent};
+
+use crate::as4::envelope::SoapVersion;
+use crate::as4::exchange::Exchange;
+use crate::as4::wss::VerifyPolicy;
+use crate::as4::xml::Limits;
+use crate::cert::{CertStore, Certificate};
+use crate::error::{Error, ErrorCode, Result};
+use crate::keys::Identity;
+use crate::time;
+use crate::transport::{HttpsConfig, HttpsTransport, Transport};
+use fsutil::{io_err, list_dir, random_unit};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+/// An error as reports and events carry it: the code's name and the message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Problem {
+    /// `LS_ERR_…`.
+    pub code: String,
+    pub message: String,
+    /// Whether trying again later may succeed.
+    pub transient: bool,
+}
+
+impl From<&Error> for Problem {
+    fn from(e: &Error) -> Problem {
+        Problem {
+            code: e.code().to_string(),
+            message: e.to_string(),
+            transient: e.is_transient(),
+        }
+    }
+}
+
+/// A partner certificate in the partners folder.
+#[derive(Clone, Debug, Serialize)]
+pub struct PartnerInfo {
+    pub party_id: String,
+    pub subject: String,
+    pub serial: String,
+    pub not_before: String,
+    pub not_after: String,
+    pub sha256: String,
+    /// Within its validity period now.
+    pub valid_now: bool,
+}
+
+impl PartnerInfo {
+    fn of(party_id: &str, c: &Certificate) -> PartnerInfo {
+        PartnerInfo {
+            party_id: party_id.to_string(),
+            subject: c.subject().to_string(),
+            serial: c.serial_hex(),
+            not_before: time::iso8601(c.not_before()),
+            not_after: time::iso8601(c.not_after()),
+            sha256: c.sha256_fingerprint(),
+            valid_now: c.check_validity(time::now_unix()).is_ok(),
+        }
+    }
+}
+
+/// The last poll, as `state/status.json` keeps it.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+pub struct PollStatus {
+    /// Unix seconds.
+    pub at: i64,
+    pub ok: bool,
+    pub error: Option<String>,
+    /// The last poll that reached the service (Unix seconds).
+    pub last_ok_at: Option<i64>,
+}
+
+/// What the client is doing: [`Client::status`].
+#[derive(Clone, Debug, Serialize)]
+pub struct Status {
+    pub party_id: String,
+    pub service_url: String,
+    /// Sends waiting for a (first or next) attempt.
+    pub pending: Vec<JobStatus>,
+    /// Documents in `sent/`.
+    pub sent: usize,
+    /// Documents in `failed/`.
+    pub failed: usize,
+    /// Documents in `inbox/` (not yet taken away).
+    pub inbox: usize,
+    /// Messages for us that could not be accepted (not receipted; the service offers them
+    /// again).
+    pub incoming_failures: Vec<IncomingFailure>,
+    pub last_poll: Option<PollStatus>,
+    /// The most recent problems, newest first.
+    pub last_errors: Vec<String>,
+}
+
+impl Status {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// What [`Client::run`] reports as it goes.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Started {
+        party_id: String,
+    },
+    /// Delivered to the service, receipt checked.
+    Sent(Sent),
+    /// An attempt failed for a reason that may pass; tried again later.
+    Retrying(Sent),
+    /// Moved to `failed/`.
+    SendFailed(FailedSend),
+    /// Written to `inbox/`.
+    Received(Received),
+    /// A message for us that could not be accepted.
+    ReceiveFailed(IncomingFailure),
+    /// A file in the outbox that is not in a partner's folder.
+    Ignored {
+        path: String,
+        reason: String,
+    },
+    /// The service could not be reached; the next try is in `retry_in_secs`.
+    Unreachable {
+        error: Problem,
+        retry_in_secs: u64,
+    },
+    /// The service is reachable again.
+    Reachable,
+    /// Something else went wrong (the loop goes on).
+    Error {
+        context: String,
+        error: Problem,
+    },
+    Stopped,
+}
+
+/// How often [`Client::run`] looks at the outbox and the due jobs.
+const OUTBOX_SCAN: Duration = Duration::from_secs(2);
+
+/// The client: our identity, our partners, the service and the folders of one configuration.
+pub struct Client {
+    cfg: Config,
+    me: Identity,
+    service_cert: Certificate,
+    partners: RwLock<CertStore>,
+    transport: Box<dyn Transport>,
+    domain: String,
+    limits: Limits,
+    #[cfg(test)]
+    failpoint: std::sync::Mutex<Option<&'static str>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("party", &self.cfg.party.id)
+            .field("service", &self.cfg.service.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client for a configuration: loads our identity, the partners and the service's
+    /// certificate, sets up HTTPS to the service and creates the folders that are missing.
+    pub fn from_config(cfg: &Config) -> Result<Client> {
+        let password = cfg.password()?;
+        let s = &cfg.service;
+        let mut https = HttpsConfig::new(s.url.clone());
+        if let Some(ca) = &s.ca_file {
+            https.ca_pem =
+                Some(std::fs::read(ca).map_err(|e| io_err("cannot read ca_file", ca, e))?);
+        }
+        https.pinned_sha256 = s.pinned_sha256.clone();
+        if let Some(key) = &s.client_key {
+            https.client = Some(Identity::load(
+                key,
+                s.client_certificate.as_deref(),
+                password.as_deref(),
+            )?);
+        }
+        https.connect_timeout = Duration::from_secs(s.connect_timeout_secs);
+        https.timeout = Duration::from_secs(s.timeout_secs);
+        https.allow_plain_http = s.allow_plain_http;
+        let transport = HttpsTransport::new(https).map_err(|e| match e {
+            Error::InvalidArgument(m) => {
+                Error::ConfigInvalid(format!("{}: service: {m}", cfg.file.display()))
+            }
+            other => other,
+        })?;
+        Self::build(cfg.clone(), Box::new(transport), password)
+    }
+
+    /// A client that reaches the service through `transport` (tests, other carriers).
+    pub fn with_transport(cfg: &Config, transport: Box<dyn Transport>) -> Result<Client> {
+        let password = cfg.password()?;
+        Self::build(cfg.clone(), transport, password)
+    }
+
+    fn build(
+        cfg: Config,
+        transport: Box<dyn Transport>,
+        password: Option<String>,
+    ) -> Result<Client> {
+        let me = Identity::load(
+            &cfg.identity.key,
+            cfg.identity.certificate.as_deref(),
+            password.as_deref(),
+        )?;
+        let service_cert = Certificate::load(&cfg.service.service_certificate)?;
+        let f = &cfg.folders;
+        for d in [
+            &f.outbox,
+            &f.sent,
+            &f.failed,
+            &f.inbox,
+            &f.state,
+            &cfg.partners.dir,
+        ] {
+            std::fs::create_dir_all(d).map_err(|e| io_err("cannot create folder", d, e))?;
+        }
+        for sub in [outgoing::OUTGOING, incoming::DELIVERED, incoming::FAILED_IN] {
+            let d = f.state.join(sub);
+            std::fs::create_dir_all(&d).map_err(|e| io_err("cannot create folder", &d, e))?;
+        }
+        let partners = CertStore::load_dir(&cfg.partners.dir)?;
+        let domain = cfg.domain();
+        Ok(Client {
+            cfg,
+            me,
+            service_cert,
+            partners: RwLock::new(partners),
+            transport,
+            domain,
+            limits: Limits::default(),
+            #[cfg(test)]
+            failpoint: std::sync::Mutex::new(None),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn party_id(&self) -> &str {
+        &self.cfg.party.id
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.me
+    }
+
+    fn exchange(&self) -> Exchange<'_> {
+        Exchange {
+            transport: &*self.transport,
+            me: &self.me,
+            service: &self.service_cert,
+            soap: SoapVersion::Soap12,
+            domain: self.domain.clone(),
+            limits: self.limits.clone(),
+        }
+    }
+
+    fn state(&self, sub: &str) -> PathBuf {
+        self.cfg.folders.state.join(sub)
+    }
+
+    /// A simulated crash point for the tests: returns an error once when armed.
+    fn fail_at(&self, point: &'static str) -> Result<()> {
+        #[cfg(test)]
+        {
+            let mut f = self.failpoint.lock().unwrap_or_else(|e| e.into_inner());
+            if *f == Some(point) {
+                *f = None;
+                return Err(Error::Internal(format!("simulated crash at {point}")));
+            }
+        }
+        let _ = point;
+        Ok(())
+    }
+
+    /// `secs` varied by up to ± `polling.jitter_percent`, at least 1.
+    fn jitter(&self, secs: u64) -> u64 {
+        let j = f64::from(self.cfg.polling.jitter_percent.min(100)) / 100.0;
+        let f = 1.0 + j * (2.0 * random_unit() - 1.0);
+        ((secs as f64 * f).round() as u64).max(1)
+    }
+
+    /// The wait before try number `failures + 1`: `retry.initial_secs` doubling up to
+    /// `retry.max_secs`, with jitter.
+    fn backoff(&self, failures: u32) -> u64 {
+        let r = &self.cfg.retry;
+        let shift = failures.saturating_sub(1).min(40);
+        let base = r.initial_secs.saturating_mul(1u64 << shift).min(r.max_secs);
+        self.jitter(base).min(r.max_secs.max(1))
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Partners
+
+    /// The certificates of partner `party_id`: those of the files named after it in the
+    /// partners folder (several during a certificate rollover). The subject name is not looked
+    /// at: the file name is the party id.
+    fn partner_certs(&self, party_id: &str) -> Vec<Certificate> {
+        let store = self.partners.read().unwrap_or_else(|e| e.into_inner());
+        store
+            .partners()
+            .filter(|(p, _)| *p == Some(party_id))
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+
+    /// Read the partners folder again (certificates added by another process).
+    pub fn reload_partners(&self) -> Result<()> {
+        let store = CertStore::load_dir(&self.cfg.partners.dir)?;
+        *self.partners.write().unwrap_or_else(|e| e.into_inner()) = store;
+        Ok(())
+    }
+
+    /// Add a partner: check that `cert_path` holds a certificate that is valid now and copy it
+    /// to `<partners>/<party_id>.crt` (a different certificate for a known partner is added
+    /// next to the old one, for a rollover).
+    pub fn partners_add(&self, party_id: &str, cert_path: &Path) -> Result<PartnerInfo> {
+        if party_id.is_empty()
+            || party_id.len() > 200
+            || party_id.starts_with('.')
+            || party_id
+                .chars()
+                .any(|c| c.is_control() || c == '/' || c == '\\')
+        {
+            return Err(Error::InvalidArgument(
+                "a partner's party id must be 1 to 200 characters without '/', '\\' or control \
+                 characters, not starting with '.'"
+                    .into(),
+            ));
+        }
+        let cert = Certificate::load(cert_path)?;
+        cert.check_validity(time::now_unix())?;
+        let target = self.cfg.partners.dir.join(format!("{party_id}.crt"));
+        let mut pem = Vec::new();
+        if let Some(existing) = fsutil::read_opt(&target)? {
+            let certs = Certificate::all_from_bytes(&existing)
+                .map_err(|e| Error::CertInvalid(format!("{}: {e}", target.display())))?;
+            if certs.contains(&cert) {
+                self.reload_partners()?;
+                return Ok(PartnerInfo::of(party_id, &cert));
+            }
+            for c in certs {
+                pem.extend_from_slice(&c.to_pem());
+            }
+        }
+        pem.extend_from_slice(&cert.to_pem());
+        fsutil::write_atomic(&target, &pem)?;
+        self.reload_partners()?;
+        Ok(PartnerInfo::of(party_id, &cert))
+    }
+
+    /// The partners and their certificates, as the partners folder holds them now.
+    pub fn partners_list(&self) -> Result<Vec<PartnerInfo>> {
+        self.reload_partners()?;
+        let store = self.partners.read().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<PartnerInfo> = store
+            .partners()
+            .filter_map(|(p, c)| p.map(|p| PartnerInfo::of(p, c)))
+            .collect();
+        v.sort_by(|a, b| {
+            a.party_id
+                .cmp(&b.party_id)
+                .then(a.not_after.cmp(&b.not_after))
+        });
+        Ok(v)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Status and the daemon loop
+
+    /// Pending jobs, counts of the folders, incoming failures and the last problems.
+    pub fn status(&self) -> Result<Status> {
+        let pending = self.jobs()?;
+        let count = |dir: &Path, companion: &str| -> Result<usize> {
+            Ok(list_dir(dir)?
+                .into_iter()
+                .filter(|(n, _, md)| md.is_file() && !n.starts_with('.') && !n.ends_with(companion))
+                .count())
+        };
+        let incoming_failures = self.incoming_failures()?;
+        let last_poll: Option<PollStatus> = fsutil::read_json(&self.state(incoming::STATUS))?;
+        let mut last: Vec<(i64, String)> = Vec::new();
+        for j in &pending {
+            if let Some(e) = &j.last_error {
+                last.push((
+                    j.last_attempt.unwrap_or(j.created),
+                    format!("sending {} to {}: {e}", j.name, j.to),
+                ));
+            }
+        }
+        for f in &incoming_failures {
+            last.push((
+                f.last_seen,
+                format!("message {} from {}: {}", f.message_id, f.sender, f.error),
+            ));
+        }
+        if let Some(p) = &last_poll {
+            if let Some(e) = &p.error {
+                last.push((p.at, format!("polling: {e}")));
+            }
+        }
+        last.sort_by_key(|e| std::cmp::Reverse(e.0));
+        Ok(Status {
+            party_id: self.cfg.party.id.clone(),
+            service_url: self.cfg.service.url.clone(),
+            pending,
+            sent: count(&self.cfg.folders.sent, ".sent.json")?,
+            failed: count(&self.cfg.folders.failed, ".reason.txt")?,
+            inbox: count(&self.cfg.folders.inbox, ".meta.json")?,
+            incoming_failures,
+            last_poll,
+            last_errors: last
+                .into_iter()
+                .take(20)
+                .map(|(t, m)| format!("{} {m}", time::iso8601(t)))
+                .collect(),
+        })
+    }
+
+    /// Finish what a previous run left: pending inbox renames and every due send.
+    pub fn resume(&self) -> Result<JobsReport> {
+        if let Some(_lock) = fsutil::Lock::try_acquire(&self.state(incoming::POLL_LOCK))? {
+            self.recover_inbox()?;
+        }
+        self.run_due_jobs()
+    }
+
+    /// The daemon: sends what is in the outbox and due (every 2 s), polls every
+    /// `polling.interval_secs` (with jitter), backs off while the service is unreachable
+    /// (`retry.initial_secs` doubling up to `retry.max_secs`), and tells `on_event` what
+    /// happens. Returns within about 0.2 s once `stop` is set (or once the operation under way,
+    /// such as a push, has ended).
+    pub fn run(&self, stop: &AtomicBool, mut on_event: impl FnMut(&Event)) -> Result<()> {
+        on_event(&Event::Started {
+            party_id: self.cfg.party.id.clone(),
+        });
+        let mut ignored_seen = std::collections::HashSet::new();
+        let mut next_outbox = Instant::now();
+        let mut next_poll = Instant::now();
+        let mut poll_failures = 0u32;
+        let mut unreachable = false;
+        while !stop.load(Ordering::Relaxed) {
+            if Instant::now() >= next_outbox {
+                if let Err(e) = self.reload_partners() {
+                    on_event(&Event::Error {
+                        context: "reading the partners folder".into(),
+                        error: (&e).into(),
+                    });
+                }
+                match self.process_outbox() {
+                    Ok(r) => {
+                        for i in &r.ignored {
+                            if ignored_seen.insert(i.path.clone()) {
+                                on_event(&Event::Ignored {
+                                    path: i.path.clone(),
+                                    reason: i.reason.clone(),
+                                });
+                            }
+                        }
+                        emit_jobs(&r.jobs, &mut on_event);
+                    }
+                    Err(e) => on_event(&Event::Error {
+                        context: "sending".into(),
+                        error: (&e).into(),
+                    }),
+                }
+                next_outbox = Instant::now() + OUTBOX_SCAN;
+            }
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if Instant::now() >= next_poll {
+                let result = self.poll(|r| on_event(&Event::Received(r.clone())));
+                let wait = match result {
+                    Ok(report) => {
+                        for f in &report.failed {
+                            on_event(&Event::ReceiveFailed(f.clone()));
+                        }
+                        for e in &report.receipt_errors {
+                            on_event(&Event::Error {
+                                context: "posting a receipt".into(),
+                                error: e.clone(),
+                            });
+                        }
+                        if unreachable {
+                            on_event(&Event::Reachable);
+                        }
+                        unreachable = false;
+                        poll_failures = 0;
+                        self.jitter(self.cfg.polling.interval_secs)
+                    }
+                    Err(e) if e.code() == ErrorCode::StateLocked => {
+                        on_event(&Event::Error {
+                            context: "polling".into(),
+                            error: (&e).into(),
+                        });
+                        self.jitter(self.cfg.polling.interval_secs)
+                    }
+                    Err(e) => {
+                        poll_failures += 1;
+                        let wait = self.backoff(poll_failures);
+                        if is_unreachable(&e) {
+                            unreachable = true;
+                            on_event(&Event::Unreachable {
+                                error: (&e).into(),
+                                retry_in_secs: wait,
+                            });
+                        } else {
+                            on_event(&Event::Error {
+                                context: "polling".into(),
+                                error: (&e).into(),
+                            });
+                        }
+                        wait
+                    }
+                };
+                next_poll = Instant::now() + Duration::from_secs(wait);
+            }
+            let until = next_outbox.min(next_poll);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                std::thread::sleep(
+                    until
+                        .saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(100)),
+                );
+            }
+        }
+        on_event(&Event::Stopped);
+        Ok(())
+    }
+}
+
+/// Failures that mean the service cannot be reached (rather than that it refused something).
+fn is_unreachable(e: &Error) -> bool {
+    e.is_transient()
+        || matches!(
+            e.code(),
+            ErrorCode::ConnectFailed | ErrorCode::Timeout | ErrorCode::TlsFailed
+        )
+}
+
+fn emit_jobs(r: &JobsReport, on_event: &mut impl FnMut(&Event)) {
+    for s in &r.sent {
+        on_event(&Event::Sent(s.clone()));
+    }
+    for s in &r.retrying {
+        on_event(&Event::Retrying(s.clone()));
+    }
+    for f in &r.failed {
+        on_event(&Event::SendFailed(f.clone()));
+    }
+    for e in &r.errors {
+        on_event(&Event::Error {
+            context: "a send job".into(),
+            error: e.clone(),
+        });
+    }
+}
+
+/// How to verify what comes from a partner with these certificates: the one certificate, or
+/// (during a rollover) a store of just these.
+fn partner_policy(certs: &[Certificate]) -> (Option<&Certificate>, Option<CertStore>) {
+    if certs.len() == 1 {
+        (Some(&certs[0]), None)
+    } else {
+        let mut s = CertStore::new();
+        for c in certs {
+            s.add_partner(c.clone(), None);
+        }
+        (None, Some(s))
+    }
+}
+
+fn verify_policy<'a>(
+    signer: Option<&'a Certificate>,
+    store: Option<&'a CertStore>,
+) -> VerifyPolicy<'a> {
+    VerifyPolicy {
+        signer,
+        partners: store,
+        ..Default::default()
+    }
+}
+
+/// The partner certificate to seal for: the one valid now that expires last.
+fn best_cert(certs: &[Certificate]) -> Option<&Certificate> {
+    let now = time::now_unix();
+    certs
+        .iter()
+        .max_by_key(|c| (c.check_validity(now).is_ok(), c.not_after()))
+}

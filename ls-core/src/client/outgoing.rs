@@ -1,0 +1,993 @@
+//! Sending: jobs in `state/outgoing/<job>/`, pushed until the service's receipt is checked,
+//! then moved to `sent/` (or `failed/`). See the module documentation of `client`.
+
+use super::fsutil::{
+    self, fsync_dir, io_err, list_dir, move_no_clobber, random_hex, read_json, reserve_name,
+    safe_name, sha256_hex, to_json, write_atomic, write_synced, Lock,
+};
+use super::{best_cert, Client, Problem};
+use crate::as4::exchange;
+use crate::as4::message::{self, Built, Outgoing, Payload};
+use crate::as4::model::{AgreementRef, Messaging, Signal};
+use crate::as4::wss::SignedRef;
+use crate::cms::SealOptions;
+use crate::error::{Error, ErrorCode, Result};
+use crate::time;
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+pub(super) const OUTGOING: &str = "outgoing";
+const JOB: &str = "job.json";
+const CLAIM: &str = "claim.json";
+const DOCUMENT: &str = "document";
+const MESSAGE: &str = "message.bin";
+const LOCK: &str = "lock";
+const NEW_PREFIX: &str = ".new-";
+/// An outbox file must not have changed for this long before it is claimed.
+const SETTLE: Duration = Duration::from_millis(500);
+
+/// The ebMS header of one send; what is not given comes from `[defaults]`.
+#[derive(Clone, Debug, Default)]
+pub struct SendOptions {
+    pub service: Option<String>,
+    pub action: Option<String>,
+    /// The ConversationId (a new one, equal to the MessageId, when absent).
+    pub conversation: Option<String>,
+}
+
+/// A send: delivered (the service's receipt checked) or waiting for another attempt.
+#[derive(Clone, Debug, Serialize)]
+pub struct Sent {
+    pub job: String,
+    pub message_id: String,
+    pub conversation_id: String,
+    pub to: String,
+    /// The document's name.
+    pub name: String,
+    pub size: u64,
+    /// The MessageId of the service's receipt (`None`: not delivered yet, see `next_attempt`).
+    pub receipt_message_id: Option<String>,
+    /// The receipt's timestamp, as the service wrote it.
+    pub receipt_time: Option<String>,
+    /// Where the document is now in `sent/` once delivered.
+    pub path: Option<PathBuf>,
+    pub attempts: u32,
+    /// Unix seconds of the next attempt while not delivered.
+    pub next_attempt: Option<i64>,
+    pub last_error: Option<Problem>,
+}
+
+impl Sent {
+    pub fn is_delivered(&self) -> bool {
+        self.receipt_message_id.is_some()
+    }
+}
+
+/// A document moved to `failed/`.
+#[derive(Clone, Debug, Serialize)]
+pub struct FailedSend {
+    pub job: String,
+    /// Empty when it failed before a message was built.
+    pub message_id: String,
+    pub to: String,
+    pub name: String,
+    /// The document in `failed/` and the reason file next to it.
+    pub path: PathBuf,
+    pub reason_file: PathBuf,
+    pub error: Problem,
+}
+
+/// What a run over the jobs did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct JobsReport {
+    pub sent: Vec<Sent>,
+    pub retrying: Vec<Sent>,
+    pub failed: Vec<FailedSend>,
+    /// Jobs another process (or thread) was working on.
+    pub busy: usize,
+    /// Jobs that could not be handled (a damaged journal entry, a full disk): left as they are.
+    pub errors: Vec<Problem>,
+    /// The run stopped early because the service could not be reached; the other due jobs
+    /// wait for the next run.
+    pub interrupted: Option<Problem>,
+}
+
+/// A file of the outbox that is not taken.
+#[derive(Clone, Debug, Serialize)]
+pub struct Ignored {
+    pub path: String,
+    pub reason: String,
+}
+
+/// What [`Client::process_outbox`] did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OutboxReport {
+    /// Files taken from the outbox.
+    pub claimed: usize,
+    /// Files not taken (not in a partner's folder).
+    pub ignored: Vec<Ignored>,
+    pub jobs: JobsReport,
+}
+
+/// A waiting send, for [`Client::status`].
+#[derive(Clone, Debug, Serialize)]
+pub struct JobStatus {
+    pub job: String,
+    pub message_id: String,
+    pub to: String,
+    pub name: String,
+    pub created: i64,
+    pub attempts: u32,
+    pub next_attempt: i64,
+    pub last_attempt: Option<i64>,
+    pub last_error: Option<String>,
+    pub last_error_code: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RefRecord {
+    uri: String,
+    transforms: Vec<(String, Option<String>)>,
+    digest_method: String,
+    digest_value: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Outcome {
+    Pending,
+    Sent {
+        receipt_message_id: String,
+        receipt_time: String,
+        at: i64,
+    },
+    Failed {
+        code: String,
+        error: String,
+        transient: bool,
+        what_failed: String,
+        advice: String,
+        at: i64,
+    },
+}
+
+/// `job.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct JobRecord {
+    version: u32,
+    job: String,
+    message_id: String,
+    conversation_id: String,
+    to: String,
+    name: String,
+    service: String,
+    action: String,
+    size: u64,
+    sha256: String,
+    created: i64,
+    /// Of the built message in `message.bin`.
+    content_type: String,
+    /// What our signature covers: the receipt must return exactly these.
+    references: Vec<RefRecord>,
+    attempts: u32,
+    next_attempt: i64,
+    last_attempt: Option<i64>,
+    last_error: Option<Problem>,
+    outcome: Outcome,
+}
+
+/// `claim.json`: an outbox file being taken into this job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ClaimRecord {
+    to: String,
+    name: String,
+    from: String,
+    claimed_at: i64,
+}
+
+/// `sent/<name>.sent.json`.
+#[derive(Serialize)]
+struct SentRecord<'a> {
+    job: &'a str,
+    message_id: &'a str,
+    conversation_id: &'a str,
+    to: &'a str,
+    from: &'a str,
+    name: &'a str,
+    service: &'a str,
+    action: &'a str,
+    size: u64,
+    sha256: &'a str,
+    receipt_message_id: &'a str,
+    receipt_time: &'a str,
+    receipt_checked_at: String,
+    attempts: u32,
+}
+
+/// What became of a job.
+enum Attempt {
+    Delivered(Sent),
+    Retrying(Sent, Error),
+    /// With the error when it failed just now (not when a crash interrupted an earlier
+    /// failure's finishing).
+    Failed(FailedSend, Option<Error>),
+    /// Built, not pushed yet.
+    Queued,
+}
+
+/// A new job id: sortable by creation time.
+fn new_job_id() -> String {
+    let (y, mo, d, h, mi, s) = time::parts_from_unix(time::now_unix());
+    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}-{}", random_hex(5))
+}
+
+/// Whether a push failure is final: the service refused the message (an ebMS error), or an
+/// HTTP status that no retry changes. Anything else — the service unreachable, TLS, a bad
+/// or unverifiable answer — is tried again with the same bytes: the service may have stored
+/// the message, and a repeat only gets its receipt.
+fn is_final(e: &Error) -> bool {
+    match e {
+        Error::EbmsError { .. } => true,
+        Error::HttpStatus { .. } => !e.is_transient(),
+        _ => false,
+    }
+}
+
+/// What to do about a failure, for the reason file.
+fn advice(e: &Error, to: &str) -> String {
+    let again = format!(
+        "To send it again, move the document back to the outbox folder {to}/ (it gets a new \
+         MessageId)."
+    );
+    let what = match e {
+        Error::EbmsError { ebms_code, .. } => match ebms_code.as_str() {
+            "EBMS:0101" => "The service did not accept our signature: check that our party id \
+                            and our current certificate are registered at the service."
+                .to_string(),
+            "EBMS:0003" => format!(
+                "The service refused the header: check that \"{to}\" (the name of the outbox \
+                 folder) is the partner's party id at the service."
+            ),
+            "EBMS:0103" => "The service's security policy refused the message: ask the \
+                            service's operator which algorithms it requires."
+                .to_string(),
+            "EBMS:0004" => "The service could not process the message: ask its operator; the \
+                            detail above says why."
+                .to_string(),
+            other => format!("The service refused the message with {other}."),
+        },
+        Error::CertNotFound(_) => format!(
+            "Add the partner's certificate with `layersec partners add {to} <certificate file>`."
+        ),
+        Error::CertExpired(_) | Error::CertNotYetValid(_) => format!(
+            "The partner's certificate is not valid now: get its current certificate and add it \
+             with `layersec partners add {to} <certificate file>`."
+        ),
+        Error::Io { .. } => "The document could not be read: check the file and its \
+                             permissions."
+            .to_string(),
+        _ if e.is_transient() => "The service could not be reached for too long: check the \
+                                  network and the service URL."
+            .to_string(),
+        _ => "See the error above.".to_string(),
+    };
+    format!("{what}\n{again}")
+}
+
+impl Client {
+    fn outgoing(&self) -> PathBuf {
+        self.state(OUTGOING)
+    }
+
+    /// A new job folder, created under a hidden name with its lock taken and then renamed into
+    /// place, so that no other process sees it without a live lock.
+    fn new_job_dir(&self) -> Result<(PathBuf, Lock, String)> {
+        let out = self.outgoing();
+        let id = new_job_id();
+        let tmp = out.join(format!("{NEW_PREFIX}{id}"));
+        fs::create_dir(&tmp).map_err(|e| io_err("cannot create job folder", &tmp, e))?;
+        let mut lock = Lock::try_acquire(&tmp.join(LOCK))?
+            .ok_or_else(|| Error::StateLocked(format!("{} is locked", tmp.display())))?;
+        let dir = out.join(&id);
+        fs::rename(&tmp, &dir).map_err(|e| io_err("cannot create job folder", &dir, e))?;
+        lock.relocate(dir.join(LOCK));
+        fsync_dir(&out)?;
+        Ok((dir, lock, id))
+    }
+
+    /// Seal `data` for `to` and build the signed AS4 message; the job record to go with it.
+    fn prepare(
+        &self,
+        job: &str,
+        name: &str,
+        data: &[u8],
+        to: &str,
+        opts: &SendOptions,
+    ) -> Result<(JobRecord, Built)> {
+        let certs = self.partner_certs(to);
+        let rcpt = best_cert(&certs).ok_or_else(|| {
+            Error::CertNotFound(format!(
+                "no certificate for partner {to} in {}",
+                self.cfg.partners.dir.display()
+            ))
+        })?;
+        let sealed = crate::seal(
+            data,
+            &self.me,
+            std::slice::from_ref(rcpt),
+            &SealOptions {
+                filename: Some(name.to_string()),
+                compression: self.cfg.policy.compression(),
+                cipher: self.cfg.policy.content_cipher(),
+                encrypt_to_self: true,
+                ..Default::default()
+            },
+        )?;
+        let d = &self.cfg.defaults;
+        let service = opts.service.clone().unwrap_or_else(|| d.service.clone());
+        let action = opts.action.clone().unwrap_or_else(|| d.action.clone());
+        let mut um = exchange::user_message(
+            &self.cfg.party.id,
+            to,
+            &service,
+            &action,
+            opts.conversation.as_deref().unwrap_or(""),
+            &self.domain,
+        )?;
+        um.agreement_ref = d.agreement_ref.as_ref().map(|a| AgreementRef {
+            value: a.clone(),
+            r#type: None,
+            pmode: None,
+        });
+        let conversation_id = um.conversation_id.clone();
+        let built = message::build(Outgoing {
+            messaging: Messaging {
+                user_messages: vec![um],
+                signals: Vec::new(),
+            },
+            payloads: vec![Payload {
+                content_id: format!("document@{}", self.domain),
+                mime_type: "application/pkcs7-mime".into(),
+                data: sealed,
+                compress: false,
+                properties: Vec::new(),
+            }],
+            signer: &self.me,
+            encrypt_for: None,
+            soap: crate::as4::envelope::SoapVersion::Soap12,
+        })?;
+        let now = time::now_unix();
+        let rec = JobRecord {
+            version: 1,
+            job: job.to_string(),
+            message_id: built.message_id.clone(),
+            conversation_id,
+            to: to.to_string(),
+            name: name.to_string(),
+            service,
+            action,
+            size: data.len() as u64,
+            sha256: sha256_hex(data),
+            created: now,
+            content_type: built.content_type.clone(),
+            references: built
+                .references
+                .iter()
+                .map(|r| RefRecord {
+                    uri: r.uri.clone(),
+                    transforms: r.transforms.clone(),
+                    digest_method: r.digest_method.clone(),
+                    digest_value: r.digest_value.clone(),
+                })
+                .collect(),
+            attempts: 0,
+            next_attempt: now,
+            last_attempt: None,
+            last_error: None,
+            outcome: Outcome::Pending,
+        };
+        Ok((rec, built))
+    }
+
+    /// Write the built message and then `job.json`: from here on the job is pushed with
+    /// exactly these bytes.
+    fn write_job(&self, dir: &Path, rec: &JobRecord, body: &[u8]) -> Result<()> {
+        write_synced(&dir.join(MESSAGE), body)?;
+        write_atomic(&dir.join(JOB), &to_json(rec))
+    }
+
+    /// Send a document now: seal it for partner `to`, push it and check the service's receipt.
+    ///
+    /// `Ok` with [`Sent::is_delivered`] once the receipt is checked (the document's copy is in
+    /// `sent/`); `Ok` without it when the service could not be reached — the job is kept and
+    /// retried by [`Client::run_due_jobs`] (or the daemon) with the same MessageId. `Err` when
+    /// nothing was queued (unknown partner, bad name, the document cannot be sealed) or when
+    /// the service refused the message (the document is then in `failed/` with its reason).
+    pub fn send_bytes(
+        &self,
+        name: &str,
+        data: &[u8],
+        to: &str,
+        opts: &SendOptions,
+    ) -> Result<Sent> {
+        let name = safe_name(name).ok_or_else(|| {
+            Error::InvalidArgument("the document needs a file name (a base name)".into())
+        })?;
+        let (mut rec, built) = self.prepare("", &name, data, to, opts)?;
+        let (dir, _lock, id) = self.new_job_dir()?;
+        rec.job = id;
+        write_synced(&dir.join(DOCUMENT), data)?;
+        self.write_job(&dir, &rec, &built.body)?;
+        fsync_dir(&dir)?;
+        self.fail_at("send:after-job")?;
+        match self.attempt(&dir, rec, Some(built))? {
+            Attempt::Delivered(s) | Attempt::Retrying(s, _) => Ok(s),
+            Attempt::Failed(_, Some(e)) => Err(e),
+            Attempt::Failed(f, None) => Err(Error::Internal(f.error.message)),
+            Attempt::Queued => Err(Error::Internal("the job was not attempted".into())),
+        }
+    }
+
+    /// [`Client::send_bytes`] with the content and name of a file (the file stays where it is).
+    pub fn send_file(&self, path: &Path, to: &str, opts: &SendOptions) -> Result<Sent> {
+        let data = fs::read(path).map_err(|e| io_err("cannot read", path, e))?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.send_bytes(&name, &data, to, opts)
+    }
+
+    /// Push a job's message once and record what became of it.
+    fn attempt(&self, dir: &Path, mut rec: JobRecord, built: Option<Built>) -> Result<Attempt> {
+        let built = match built {
+            Some(b) => b,
+            None => {
+                let body = fs::read(dir.join(MESSAGE)).map_err(|e| {
+                    Error::StateCorrupt(format!(
+                        "{}: the built message is missing: {e}",
+                        dir.display()
+                    ))
+                })?;
+                Built {
+                    content_type: rec.content_type.clone(),
+                    body,
+                    message_id: rec.message_id.clone(),
+                    references: rec
+                        .references
+                        .iter()
+                        .map(|r| SignedRef {
+                            uri: r.uri.clone(),
+                            transforms: r.transforms.clone(),
+                            digest_method: r.digest_method.clone(),
+                            digest_value: r.digest_value.clone(),
+                        })
+                        .collect(),
+                }
+            }
+        };
+        let now = time::now_unix();
+        rec.attempts += 1;
+        rec.last_attempt = Some(now);
+        match self.exchange().push(&built) {
+            Ok(receipt) => {
+                self.fail_at("send:after-push")?;
+                let info = receipt
+                    .messaging
+                    .signals
+                    .iter()
+                    .find(|s| matches!(s.signal, Signal::Receipt { .. }))
+                    .map(|s| s.info.clone())
+                    .ok_or_else(|| Error::Internal("a checked receipt without a Receipt".into()))?;
+                rec.outcome = Outcome::Sent {
+                    receipt_message_id: info.message_id,
+                    receipt_time: info.timestamp,
+                    at: now,
+                };
+                rec.last_error = None;
+                write_atomic(&dir.join(JOB), &to_json(&rec))?;
+                self.fail_at("send:after-outcome")?;
+                self.finish(dir, &rec)
+            }
+            Err(e) if is_final(&e) || rec.attempts >= self.cfg.retry.max_attempts => {
+                let what = if is_final(&e) {
+                    "The service refused the message.".to_string()
+                } else {
+                    format!("Gave up after {} attempts.", rec.attempts)
+                };
+                self.fail_job(dir, rec, e, what)
+            }
+            Err(e) => {
+                rec.last_error = Some((&e).into());
+                rec.next_attempt = now + self.backoff(rec.attempts) as i64;
+                write_atomic(&dir.join(JOB), &to_json(&rec))?;
+                Ok(Attempt::Retrying(self.sent_of(&rec, None), e))
+            }
+        }
+    }
+
+    fn fail_job(
+        &self,
+        dir: &Path,
+        mut rec: JobRecord,
+        e: Error,
+        what_failed: String,
+    ) -> Result<Attempt> {
+        rec.last_error = Some((&e).into());
+        rec.outcome = Outcome::Failed {
+            code: e.code().to_string(),
+            error: e.to_string(),
+            transient: e.is_transient(),
+            what_failed,
+            advice: advice(&e, &rec.to),
+            at: time::now_unix(),
+        };
+        write_atomic(&dir.join(JOB), &to_json(&rec))?;
+        match self.finish(dir, &rec)? {
+            Attempt::Failed(f, _) => Ok(Attempt::Failed(f, Some(e))),
+            other => Ok(other),
+        }
+    }
+
+    fn sent_of(&self, rec: &JobRecord, path: Option<PathBuf>) -> Sent {
+        let (rid, rtime) = match &rec.outcome {
+            Outcome::Sent {
+                receipt_message_id,
+                receipt_time,
+                ..
+            } => (Some(receipt_message_id.clone()), Some(receipt_time.clone())),
+            _ => (None, None),
+        };
+        Sent {
+            job: rec.job.clone(),
+            message_id: rec.message_id.clone(),
+            conversation_id: rec.conversation_id.clone(),
+            to: rec.to.clone(),
+            name: rec.name.clone(),
+            size: rec.size,
+            next_attempt: rid.is_none().then_some(rec.next_attempt),
+            receipt_message_id: rid,
+            receipt_time: rtime,
+            path,
+            attempts: rec.attempts,
+            last_error: rec.last_error.clone(),
+        }
+    }
+
+    /// Carry out a decided outcome (idempotent, so a crash anywhere in it is finished by the
+    /// next run): the record or reason file reserves a unique name, the document moves next to
+    /// it, the job folder goes.
+    fn finish(&self, dir: &Path, rec: &JobRecord) -> Result<Attempt> {
+        let (target_dir, companion, content, marker) = match &rec.outcome {
+            Outcome::Pending => {
+                return Err(Error::Internal("finishing a pending job".into()));
+            }
+            Outcome::Sent {
+                receipt_message_id,
+                receipt_time,
+                at,
+            } => {
+                let r = SentRecord {
+                    job: &rec.job,
+                    message_id: &rec.message_id,
+                    conversation_id: &rec.conversation_id,
+                    to: &rec.to,
+                    from: &self.cfg.party.id,
+                    name: &rec.name,
+                    service: &rec.service,
+                    action: &rec.action,
+                    size: rec.size,
+                    sha256: &rec.sha256,
+                    receipt_message_id,
+                    receipt_time,
+                    receipt_checked_at: time::iso8601(*at),
+                    attempts: rec.attempts,
+                };
+                (
+                    &self.cfg.folders.sent,
+                    ".sent.json",
+                    to_json(&r),
+                    format!(
+                        "\"job\": {}",
+                        serde_json::to_string(&rec.job).unwrap_or_default()
+                    ),
+                )
+            }
+            Outcome::Failed {
+                code,
+                error,
+                what_failed,
+                advice,
+                at,
+                ..
+            } => {
+                let text = format!(
+                    "layersec could not send this document.\n\n\
+                     Document:   {}\n\
+                     To:         {}\n\
+                     MessageId:  {}\n\
+                     When:       {}\n\
+                     Attempts:   {}\n\
+                     Error:      {code}\n\
+                     What:       {what_failed} {error}\n\n\
+                     {}\n\n\
+                     Job:        {}\n",
+                    rec.name,
+                    rec.to,
+                    if rec.message_id.is_empty() {
+                        "(none: no message was built)"
+                    } else {
+                        &rec.message_id
+                    },
+                    time::iso8601(*at),
+                    rec.attempts,
+                    advice,
+                    rec.job,
+                );
+                (
+                    &self.cfg.folders.failed,
+                    ".reason.txt",
+                    text.into_bytes(),
+                    format!("Job:        {}\n", rec.job),
+                )
+            }
+        };
+        let doc = dir.join(DOCUMENT);
+        let mut name = String::new();
+        for _ in 0..10 {
+            name = reserve_name(target_dir, &rec.name, companion, &marker, &content)?;
+            match move_no_clobber(&doc, &target_dir.join(&name)) {
+                Ok(()) => break,
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    // Moved by an earlier try that crashed (or by another process): done.
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                    // Someone put a file of that name there meanwhile: give the name up.
+                    let _ = fs::remove_file(target_dir.join(format!("{name}{companion}")));
+                    continue;
+                }
+                Err(e) => return Err(io_err("cannot move", &doc, e)),
+            }
+        }
+        self.fail_at("finish:after-move")?;
+        fs::remove_dir_all(dir).or_else(|e| {
+            if e.kind() == ErrorKind::NotFound {
+                Ok(())
+            } else {
+                Err(io_err("cannot remove job folder", dir, e))
+            }
+        })?;
+        fsync_dir(&self.outgoing())?;
+        let path = target_dir.join(&name);
+        Ok(match &rec.outcome {
+            Outcome::Sent { .. } => Attempt::Delivered(self.sent_of(rec, Some(path))),
+            Outcome::Failed {
+                code,
+                error,
+                transient,
+                ..
+            } => {
+                let problem = Problem {
+                    code: code.clone(),
+                    message: error.clone(),
+                    transient: *transient,
+                };
+                Attempt::Failed(
+                    FailedSend {
+                        job: rec.job.clone(),
+                        message_id: rec.message_id.clone(),
+                        to: rec.to.clone(),
+                        name: rec.name.clone(),
+                        reason_file: target_dir.join(format!("{name}{companion}")),
+                        path,
+                        error: problem,
+                    },
+                    None,
+                )
+            }
+            Outcome::Pending => unreachable!("checked above"),
+        })
+    }
+
+    /// Take the settled files of `outbox/<partner id>/` into jobs, then run the due jobs.
+    pub fn process_outbox(&self) -> Result<OutboxReport> {
+        let mut report = OutboxReport::default();
+        let outbox = &self.cfg.folders.outbox;
+        for (pname, ppath, md) in list_dir(outbox)? {
+            if pname.starts_with('.') {
+                continue;
+            }
+            if !md.is_dir() {
+                report.ignored.push(Ignored {
+                    path: ppath.display().to_string(),
+                    reason: "documents go into a folder named after the partner: \
+                             outbox/<partner id>/<file>"
+                        .into(),
+                });
+                continue;
+            }
+            for (fname, fpath, fmd) in list_dir(&ppath)? {
+                let lower = fname.to_ascii_lowercase();
+                if fname.starts_with('.')
+                    || lower.ends_with(".tmp")
+                    || lower.ends_with(".part")
+                    || !fmd.is_file()
+                    || !settled(&fmd)
+                {
+                    continue;
+                }
+                if let Some(()) = self.claim(&fpath, &pname, &fname, &mut report.jobs)? {
+                    report.claimed += 1;
+                }
+            }
+        }
+        let jobs = self.run_due_jobs()?;
+        let j = &mut report.jobs;
+        j.sent.extend(jobs.sent);
+        j.retrying.extend(jobs.retrying);
+        j.failed.extend(jobs.failed);
+        j.busy += jobs.busy;
+        j.errors.extend(jobs.errors);
+        j.interrupted = jobs.interrupted;
+        Ok(report)
+    }
+
+    /// Move an outbox file into a new job (`None` if someone else took it first) and build
+    /// its message; a document that cannot be sent goes to `failed/` at once.
+    fn claim(
+        &self,
+        src: &Path,
+        to: &str,
+        fname: &str,
+        report: &mut JobsReport,
+    ) -> Result<Option<()>> {
+        let name = safe_name(fname).unwrap_or_else(|| "document".into());
+        let (dir, _lock, id) = self.new_job_dir()?;
+        let claim = ClaimRecord {
+            to: to.to_string(),
+            name,
+            from: src.display().to_string(),
+            claimed_at: time::now_unix(),
+        };
+        write_atomic(&dir.join(CLAIM), &to_json(&claim))?;
+        if let Err(e) = fs::rename(src, dir.join(DOCUMENT)) {
+            let _ = fs::remove_dir_all(&dir);
+            if e.kind() == ErrorKind::NotFound {
+                return Ok(None);
+            }
+            return Err(Error::io(
+                format!(
+                    "cannot take {} into the journal (the outbox and the state folder must be \
+                     on the same file system)",
+                    src.display()
+                ),
+                e,
+            ));
+        }
+        fsync_dir(&dir)?;
+        if let Some(p) = src.parent() {
+            fsync_dir(p)?;
+        }
+        self.fail_at("outbox:after-claim")?;
+        if let Attempt::Failed(f, _) = self.init_claimed(&dir, &id, &claim)? {
+            report.failed.push(f);
+        }
+        Ok(Some(()))
+    }
+
+    /// Build the message of a claimed document (it is pushed by the run over due jobs):
+    /// `Queued`, or `Failed` when the document cannot be sent.
+    fn init_claimed(&self, dir: &Path, id: &str, claim: &ClaimRecord) -> Result<Attempt> {
+        let prepared = fs::read(dir.join(DOCUMENT))
+            .map_err(|e| io_err("cannot read", &dir.join(DOCUMENT), e))
+            .and_then(|data| {
+                let opts = SendOptions::default();
+                self.prepare(id, &claim.name, &data, &claim.to, &opts)
+            });
+        match prepared {
+            Ok((rec, built)) => {
+                self.write_job(dir, &rec, &built.body)?;
+                Ok(Attempt::Queued)
+            }
+            Err(e) => {
+                let rec = JobRecord {
+                    version: 1,
+                    job: id.to_string(),
+                    message_id: String::new(),
+                    conversation_id: String::new(),
+                    to: claim.to.clone(),
+                    name: claim.name.clone(),
+                    service: self.cfg.defaults.service.clone(),
+                    action: self.cfg.defaults.action.clone(),
+                    size: fs::metadata(dir.join(DOCUMENT)).map_or(0, |m| m.len()),
+                    sha256: String::new(),
+                    created: time::now_unix(),
+                    content_type: String::new(),
+                    references: Vec::new(),
+                    attempts: 0,
+                    next_attempt: 0,
+                    last_attempt: None,
+                    last_error: None,
+                    outcome: Outcome::Pending,
+                };
+                self.fail_job(
+                    dir,
+                    rec,
+                    e,
+                    "The document could not be prepared for sending.".into(),
+                )
+            }
+        }
+    }
+
+    /// Push every job that is due (and finish those a crash interrupted). Called at start-up
+    /// and by the daemon; a `send` from another process is not disturbed (its job is locked).
+    pub fn run_due_jobs(&self) -> Result<JobsReport> {
+        self.run_jobs_at(time::now_unix())
+    }
+
+    pub(super) fn run_jobs_at(&self, now: i64) -> Result<JobsReport> {
+        let mut report = JobsReport::default();
+        let out = self.outgoing();
+        for (name, path, md) in list_dir(&out)? {
+            if !md.is_dir() {
+                continue;
+            }
+            if name.starts_with(NEW_PREFIX) {
+                // A job being created (its lock is live), or a creation that crashed before
+                // anything was pushed (left alone for a minute: its creator may be between
+                // creating the folder and taking the lock).
+                if fsutil::age_secs(&path) > 60 {
+                    if let Some(_l) = Lock::try_acquire(&path.join(LOCK))? {
+                        let _ = fs::remove_dir_all(&path);
+                    }
+                }
+                continue;
+            }
+            if name.starts_with('.') {
+                continue;
+            }
+            let Some(lock) = Lock::try_acquire(&path.join(LOCK)).or_else(|e| {
+                // The folder went away meanwhile (finished by another process).
+                if path.exists() {
+                    Err(e)
+                } else {
+                    Ok(None)
+                }
+            })?
+            else {
+                if path.exists() {
+                    report.busy += 1;
+                }
+                continue;
+            };
+            match self.run_job(&path, &name, now) {
+                Ok(None) => {}
+                Ok(Some(Attempt::Delivered(s))) => report.sent.push(s),
+                Ok(Some(Attempt::Failed(f, _))) => report.failed.push(f),
+                Ok(Some(Attempt::Queued)) => {}
+                Ok(Some(Attempt::Retrying(s, e))) => {
+                    let stop = super::is_unreachable(&e);
+                    report.retrying.push(s);
+                    if stop {
+                        // The service is unreachable: the other due jobs wait for the next run.
+                        report.interrupted = Some((&e).into());
+                        drop(lock);
+                        break;
+                    }
+                }
+                // A bug (or a simulated crash in the tests): stop.
+                Err(e) if e.code() == ErrorCode::Internal => return Err(e),
+                Err(e) => report.errors.push(Problem {
+                    message: format!("job {name}: {e}"),
+                    ..(&e).into()
+                }),
+            }
+            drop(lock);
+        }
+        Ok(report)
+    }
+
+    /// One job folder, locked: finish it, rebuild it, or push it if due. `None`: not due, or
+    /// nothing to do.
+    fn run_job(&self, dir: &Path, id: &str, now: i64) -> Result<Option<Attempt>> {
+        let rec: Option<JobRecord> = read_json(&dir.join(JOB))?;
+        let Some(rec) = rec else {
+            // Never pushed. Claimed from the outbox: build it now. From the API (whose caller
+            // got no MessageId) or a claim whose move did not happen: drop it.
+            let claim: Option<ClaimRecord> = read_json(&dir.join(CLAIM))?;
+            match claim {
+                Some(c) if dir.join(DOCUMENT).exists() => {
+                    return match self.init_claimed(dir, id, &c)? {
+                        Attempt::Queued => self.run_job(dir, id, now),
+                        other => Ok(Some(other)),
+                    };
+                }
+                _ => {
+                    fs::remove_dir_all(dir)
+                        .map_err(|e| io_err("cannot remove job folder", dir, e))?;
+                    fsync_dir(&self.outgoing())?;
+                    return Ok(None);
+                }
+            }
+        };
+        match rec.outcome {
+            Outcome::Sent { .. } | Outcome::Failed { .. } => Ok(Some(self.finish(dir, &rec)?)),
+            Outcome::Pending if rec.next_attempt <= now => Ok(Some(self.attempt(dir, rec, None)?)),
+            Outcome::Pending => Ok(None),
+        }
+    }
+
+    /// The waiting sends.
+    pub(super) fn jobs(&self) -> Result<Vec<JobStatus>> {
+        let mut v = Vec::new();
+        for (name, path, md) in list_dir(&self.outgoing())? {
+            if !md.is_dir() || name.starts_with('.') {
+                continue;
+            }
+            let rec: Option<JobRecord> = match read_json(&path.join(JOB)) {
+                Ok(r) => r,
+                Err(e) => {
+                    v.push(JobStatus {
+                        job: name.clone(),
+                        message_id: String::new(),
+                        to: String::new(),
+                        name: String::new(),
+                        created: 0,
+                        attempts: 0,
+                        next_attempt: 0,
+                        last_attempt: None,
+                        last_error: Some(e.to_string()),
+                        last_error_code: Some(e.code().to_string()),
+                    });
+                    continue;
+                }
+            };
+            let Some(rec) = rec else {
+                let claim: Option<ClaimRecord> = read_json(&path.join(CLAIM)).unwrap_or(None);
+                if let Some(c) = claim {
+                    v.push(JobStatus {
+                        job: name.clone(),
+                        message_id: String::new(),
+                        to: c.to,
+                        name: c.name,
+                        created: c.claimed_at,
+                        attempts: 0,
+                        next_attempt: c.claimed_at,
+                        last_attempt: None,
+                        last_error: None,
+                        last_error_code: None,
+                    });
+                }
+                continue;
+            };
+            v.push(JobStatus {
+                job: rec.job,
+                message_id: rec.message_id,
+                to: rec.to,
+                name: rec.name,
+                created: rec.created,
+                attempts: rec.attempts,
+                next_attempt: rec.next_attempt,
+                last_attempt: rec.last_attempt,
+                last_error: rec.last_error.as_ref().map(|p| p.message.clone()),
+                last_error_code: rec.last_error.map(|p| p.code),
+            });
+        }
+        Ok(v)
+    }
+}
+
+/// Whether an outbox file has not been modified for [`SETTLE`] (a modification time far in
+/// the future — a skewed clock — counts as settled).
+fn settled(md: &fs::Metadata) -> bool {
+    let Ok(m) = md.modified() else { return true };
+    match SystemTime::now().duration_since(m) {
+        Ok(age) => age >= SETTLE,
+        Err(ahead) => ahead.duration() > Duration::from_secs(5),
+    }
+}

@@ -1,0 +1,1150 @@
+//! The client against an in-memory Messaging Service: a `StubTransport` whose fake service
+//! authenticates pushes, pulls and receipts with the parties' certificates, stores pushed
+//! messages per recipient (once per sender and MessageId), hands them out with a lease, and
+//! answers with real receipts and error signals signed by its own identity.
+
+use super::*;
+use crate::as4::envelope::SoapVersion;
+use crate::as4::exchange::{self, party_mpc};
+use crate::as4::message::Built;
+use crate::as4::model::{EbmsError, Messaging, Signal};
+use crate::as4::xml::Limits;
+use crate::keys::KeyType;
+use crate::transport::{HttpResponse, StubTransport};
+use fsutil::random_hex;
+use std::collections::HashMap;
+use std::fs;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+const DOMAIN: &str = "svc.test";
+
+struct Stored {
+    sender: String,
+    recipient: String,
+    message_id: String,
+    content_type: String,
+    body: Vec<u8>,
+    receipt: (String, Vec<u8>),
+    leased: bool,
+    delivered: bool,
+}
+
+#[derive(Default)]
+struct Faults {
+    /// Answer the next n requests with HTTP 503.
+    unavailable: usize,
+    /// Store the next n pushes, then drop the connection before answering.
+    drop_after_store: usize,
+    /// Flip a byte of the payload of what is pulled.
+    tamper_pulls: bool,
+}
+
+struct FakeService {
+    id: Identity,
+    certs: Mutex<HashMap<String, Certificate>>,
+    messages: Mutex<Vec<Stored>>,
+    faults: Mutex<Faults>,
+    /// MessageIds of every push that reached the store (repeats included).
+    pushes: Mutex<Vec<String>>,
+    /// RefToMessageIds of error signals from recipients.
+    client_errors: Mutex<Vec<String>>,
+}
+
+impl FakeService {
+    fn new() -> Arc<FakeService> {
+        Arc::new(FakeService {
+            id: Identity::generate("service", KeyType::EcP256, 30, None)
+                .unwrap()
+                .identity,
+            certs: Mutex::new(HashMap::new()),
+            messages: Mutex::new(Vec::new()),
+            faults: Mutex::new(Faults::default()),
+            pushes: Mutex::new(Vec::new()),
+            client_errors: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn built(b: Built) -> Result<HttpResponse> {
+        Ok(HttpResponse::new(200, b.content_type, b.body))
+    }
+
+    fn refuse(&self, code: &str, ref_to: Option<&str>) -> Result<HttpResponse> {
+        let mut e = EbmsError::new(code);
+        if let Some(r) = ref_to {
+            e = e.with_ref(r);
+        }
+        Self::built(exchange::error_signal(
+            SoapVersion::Soap12,
+            vec![e],
+            ref_to,
+            &self.id,
+            DOMAIN,
+        )?)
+    }
+
+    fn cert_of(&self, party: &str) -> Vec<Certificate> {
+        self.certs
+            .lock()
+            .unwrap()
+            .get(party)
+            .cloned()
+            .into_iter()
+            .collect()
+    }
+
+    fn handle(&self, ct: &str, body: &[u8]) -> Result<HttpResponse> {
+        {
+            let mut f = self.faults.lock().unwrap();
+            if f.unavailable > 0 {
+                f.unavailable -= 1;
+                return Ok(HttpResponse::new(503, "text/plain", b"busy".to_vec()));
+            }
+        }
+        let limits = Limits::default();
+        let m = match exchange::peek(ct, body, &limits) {
+            Ok(m) => m,
+            Err(_) => return self.refuse("EBMS:0004", None),
+        };
+        if !m.user_messages.is_empty() {
+            return self.push(ct, body, &m);
+        }
+        match &m.signals[0].signal {
+            Signal::PullRequest { mpc } => self.pull(ct, body, mpc),
+            Signal::Receipt { .. } => self.receipt(ct, body, &m),
+            Signal::Error(_) => {
+                let r = m.signals[0]
+                    .info
+                    .ref_to_message_id
+                    .clone()
+                    .unwrap_or_default();
+                self.client_errors.lock().unwrap().push(r);
+                Ok(HttpResponse::new(200, "text/plain", Vec::new()))
+            }
+        }
+    }
+
+    fn push(&self, ct: &str, body: &[u8], m: &Messaging) -> Result<HttpResponse> {
+        let um = &m.user_messages[0];
+        let from = um.from.ids[0].value.clone();
+        let to = um.to.ids[0].value.clone();
+        let mid = um.info.message_id.clone();
+        let auth =
+            match exchange::authenticate(ct, body, &Limits::default(), |_| Ok(self.cert_of(&from)))
+            {
+                Ok(a) => a,
+                Err(_) => return self.refuse("EBMS:0101", Some(&mid)),
+            };
+        if self.cert_of(&to).is_empty() {
+            return self.refuse("EBMS:0003", Some(&mid));
+        }
+        self.pushes.lock().unwrap().push(mid.clone());
+        let answer = {
+            let mut msgs = self.messages.lock().unwrap();
+            match msgs
+                .iter()
+                .find(|s| s.sender == from && s.message_id == mid)
+            {
+                Some(s) => s.receipt.clone(),
+                None => {
+                    let r = exchange::receipt_for(
+                        auth.soap,
+                        &auth.messaging,
+                        &auth.verified,
+                        &self.id,
+                        DOMAIN,
+                    )?;
+                    let receipt = (r.content_type, r.body);
+                    msgs.push(Stored {
+                        sender: from,
+                        recipient: to,
+                        message_id: mid,
+                        content_type: ct.to_string(),
+                        body: body.to_vec(),
+                        receipt: receipt.clone(),
+                        leased: false,
+                        delivered: false,
+                    });
+                    receipt
+                }
+            }
+        };
+        let mut f = self.faults.lock().unwrap();
+        if f.drop_after_store > 0 {
+            f.drop_after_store -= 1;
+            return Err(Error::ConnectFailed(
+                "the connection was reset before the response".into(),
+            ));
+        }
+        Ok(HttpResponse::new(200, answer.0, answer.1))
+    }
+
+    fn pull(&self, ct: &str, body: &[u8], mpc: &str) -> Result<HttpResponse> {
+        let owner = self
+            .certs
+            .lock()
+            .unwrap()
+            .keys()
+            .find(|p| party_mpc(p) == mpc)
+            .cloned();
+        let Some(owner) = owner else {
+            return self.refuse("EBMS:0101", None);
+        };
+        let auth = match exchange::authenticate(ct, body, &Limits::default(), |_| {
+            Ok(self.cert_of(&owner))
+        }) {
+            Ok(a) => a,
+            Err(_) => return self.refuse("EBMS:0101", None),
+        };
+        let request_id = auth.messaging.signals[0].info.message_id.clone();
+        let mut msgs = self.messages.lock().unwrap();
+        if let Some(s) = msgs
+            .iter_mut()
+            .find(|s| s.recipient == owner && !s.leased && !s.delivered)
+        {
+            s.leased = true;
+            let mut body = s.body.clone();
+            if self.faults.lock().unwrap().tamper_pulls {
+                // The payload is the last part: a byte shortly before the closing boundary.
+                let i = body.len() - 120;
+                body[i] ^= 0x01;
+            }
+            return Ok(HttpResponse::new(200, s.content_type.clone(), body));
+        }
+        drop(msgs);
+        self.refuse("EBMS:0006", Some(&request_id))
+    }
+
+    fn receipt(&self, ct: &str, body: &[u8], m: &Messaging) -> Result<HttpResponse> {
+        let ref_to = m.signals[0]
+            .info
+            .ref_to_message_id
+            .clone()
+            .unwrap_or_default();
+        let recipient = self
+            .messages
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| s.message_id == ref_to)
+            .map(|s| s.recipient.clone());
+        let Some(recipient) = recipient else {
+            return self.refuse("EBMS:0004", Some(&ref_to));
+        };
+        if exchange::authenticate(ct, body, &Limits::default(), |_| {
+            Ok(self.cert_of(&recipient))
+        })
+        .is_err()
+        {
+            return self.refuse("EBMS:0101", Some(&ref_to));
+        }
+        for s in self.messages.lock().unwrap().iter_mut() {
+            if s.message_id == ref_to {
+                s.delivered = true;
+            }
+        }
+        Ok(HttpResponse::new(200, "text/plain", Vec::new()))
+    }
+
+    /// The leases of handed-out messages that were not receipted run out.
+    fn expire_leases(&self) {
+        for s in self.messages.lock().unwrap().iter_mut() {
+            s.leased = false;
+        }
+    }
+
+    fn stored(&self) -> usize {
+        self.messages.lock().unwrap().len()
+    }
+
+    fn delivered(&self, message_id: &str) -> bool {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.message_id == message_id && s.delivered)
+    }
+
+    fn pushes_of(&self, message_id: &str) -> usize {
+        self.pushes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| *m == message_id)
+            .count()
+    }
+}
+
+struct World {
+    dir: PathBuf,
+    svc: Arc<FakeService>,
+    certs: HashMap<String, Certificate>,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Parties `alice`, `bob` and `carol`, registered at the service. Alice and bob know each
+/// other; carol knows bob, but bob does not know carol.
+fn world() -> World {
+    let dir = std::env::temp_dir().join(format!("ls-client-{}", random_hex(6)));
+    let svc = FakeService::new();
+    let mut certs = HashMap::new();
+    let mut gens = HashMap::new();
+    for p in ["alice", "bob", "carol"] {
+        let g = Identity::generate(p, KeyType::EcP256, 30, None).unwrap();
+        certs.insert(p.to_string(), g.identity.certificate().clone());
+        svc.certs
+            .lock()
+            .unwrap()
+            .insert(p.to_string(), g.identity.certificate().clone());
+        gens.insert(p, g);
+    }
+    for p in ["alice", "bob", "carol"] {
+        let d = dir.join(p);
+        fs::create_dir_all(d.join("identity")).unwrap();
+        fs::create_dir_all(d.join("partners")).unwrap();
+        fs::write(d.join("identity/key.pem"), &gens[p].key_pem).unwrap();
+        fs::write(d.join("identity/cert.pem"), &gens[p].cert_pem).unwrap();
+        fs::write(d.join("service.crt"), svc.id.certificate().to_pem()).unwrap();
+        fs::write(
+            d.join("client.toml"),
+            format!(
+                "[party]\nid = \"{p}\"\n\n[identity]\nkey = \"identity/key.pem\"\n\
+                 certificate = \"identity/cert.pem\"\n\n[service]\nurl = \"https://svc.test/as4\"\n\
+                 service_certificate = \"service.crt\"\n\n[polling]\ninterval_secs = 1\n\
+                 jitter_percent = 0\n\n[retry]\ninitial_secs = 10\nmax_secs = 40\n\
+                 max_attempts = 4\n"
+            ),
+        )
+        .unwrap();
+    }
+    let know = |who: &str, whom: &str| {
+        fs::write(
+            dir.join(who).join(format!("partners/{whom}.crt")),
+            &gens[whom].cert_pem,
+        )
+        .unwrap();
+    };
+    know("alice", "bob");
+    know("bob", "alice");
+    know("carol", "bob");
+    World { dir, svc, certs }
+}
+
+impl World {
+    fn cfg(&self, who: &str) -> Config {
+        Config::load(self.dir.join(who).join("client.toml")).unwrap()
+    }
+
+    /// A client process of `who` (a new one stands for a restart after a crash).
+    fn client(&self, who: &str) -> Client {
+        let svc = Arc::clone(&self.svc);
+        Client::with_transport(
+            &self.cfg(who),
+            Box::new(StubTransport::new(move |ct, body| svc.handle(ct, body))),
+        )
+        .unwrap()
+    }
+
+    fn path(&self, who: &str, rel: &str) -> PathBuf {
+        self.dir.join(who).join(rel)
+    }
+
+    /// The non-hidden file names of a folder, sorted.
+    fn files(&self, who: &str, rel: &str) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.path(who, rel))
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| !n.starts_with('.'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Every name in a folder, hidden ones included.
+    fn all_files(&self, who: &str, rel: &str) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(self.path(who, rel))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn json(&self, who: &str, rel: &str) -> serde_json::Value {
+        serde_json::from_slice(&fs::read(self.path(who, rel)).unwrap()).unwrap()
+    }
+}
+
+fn arm(c: &Client, point: &'static str) {
+    *c.failpoint.lock().unwrap() = Some(point);
+}
+
+fn age(path: &Path, secs: u64) {
+    fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(secs))
+        .unwrap();
+}
+
+const INVOICE: &[u8] = b"<Invoice><ID>42</ID><Amount currency=\"EUR\">100.00</Amount></Invoice>\n";
+
+#[test]
+fn send_delivers_and_the_partner_receives_it_opened_and_verified() {
+    let w = world();
+    let alice = w.client("alice");
+    let sent = alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    assert!(sent.is_delivered(), "{sent:?}");
+    assert_eq!(sent.attempts, 1);
+    assert!(sent.message_id.ends_with("@alice.layersec"));
+    assert_eq!(sent.conversation_id, sent.message_id);
+    // The document and its record in sent/, the job gone.
+    assert_eq!(
+        w.files("alice", "sent"),
+        ["invoice.xml", "invoice.xml.sent.json"]
+    );
+    assert_eq!(
+        fs::read(w.path("alice", "sent/invoice.xml")).unwrap(),
+        INVOICE
+    );
+    let rec = w.json("alice", "sent/invoice.xml.sent.json");
+    assert_eq!(rec["message_id"], sent.message_id.as_str());
+    assert_eq!(rec["to"], "bob");
+    assert_eq!(
+        rec["receipt_message_id"],
+        sent.receipt_message_id.as_deref().unwrap()
+    );
+    assert!(rec["receipt_time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        sent.path.as_deref(),
+        Some(&*w.path("alice", "sent/invoice.xml"))
+    );
+    assert!(w.all_files("alice", "state/outgoing").is_empty());
+    assert_eq!(w.svc.stored(), 1);
+
+    // A second document of the same name gets a unique name in sent/.
+    let opts = SendOptions {
+        action: Some("Credit".into()),
+        conversation: Some("conv-1".into()),
+        ..Default::default()
+    };
+    let sent2 = alice
+        .send_bytes("invoice.xml", b"second", "bob", &opts)
+        .unwrap();
+    assert_eq!(sent2.conversation_id, "conv-1");
+    assert_eq!(
+        w.files("alice", "sent"),
+        [
+            "invoice-1.xml",
+            "invoice-1.xml.sent.json",
+            "invoice.xml",
+            "invoice.xml.sent.json"
+        ]
+    );
+
+    let bob = w.client("bob");
+    let mut seen = Vec::new();
+    let report = bob.poll(|r| seen.push(r.clone())).unwrap();
+    assert_eq!(report.pulled, 2);
+    assert_eq!(report.received.len(), 2);
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
+    assert_eq!(seen.len(), 2);
+    let r = &seen[0];
+    assert_eq!(r.name, "invoice.xml");
+    assert_eq!(r.sender, "alice");
+    assert_eq!(r.message_id, sent.message_id);
+    assert_eq!(r.size, INVOICE.len() as u64);
+    assert!(r.signing_time.is_some());
+    assert_eq!(fs::read(&r.path).unwrap(), INVOICE);
+    assert_eq!(seen[1].name, "invoice-1.xml");
+    assert_eq!(seen[1].action, "Credit");
+    assert_eq!(seen[1].conversation_id, "conv-1");
+    assert_eq!(fs::read(&seen[1].path).unwrap(), b"second");
+    // The metadata, no temporary files, a journal entry per message; both receipted.
+    assert_eq!(
+        w.all_files("bob", "inbox"),
+        [
+            "invoice-1.xml",
+            "invoice-1.xml.meta.json",
+            "invoice.xml",
+            "invoice.xml.meta.json"
+        ]
+    );
+    let meta = w.json("bob", "inbox/invoice.xml.meta.json");
+    assert_eq!(meta["sender"], "alice");
+    assert_eq!(meta["recipient"], "bob");
+    assert_eq!(meta["message_id"], sent.message_id.as_str());
+    assert_eq!(meta["service"], config::DEFAULT_SERVICE);
+    assert_eq!(meta["action"], config::DEFAULT_ACTION);
+    assert_eq!(meta["size"], INVOICE.len());
+    assert_eq!(meta["sha256"], fsutil::sha256_hex(INVOICE).as_str());
+    assert!(meta["signing_time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(meta["encrypted"], true);
+    assert_eq!(w.files("bob", "state/delivered").len(), 2);
+    assert!(w.svc.delivered(&sent.message_id));
+    assert!(w.svc.delivered(&sent2.message_id));
+    // Nothing more waits.
+    let again = bob.poll(|_| panic!("nothing new")).unwrap();
+    assert_eq!(again.pulled, 0);
+    let st = bob.status().unwrap();
+    assert_eq!(st.inbox, 2);
+    assert!(st.last_poll.as_ref().unwrap().ok);
+}
+
+#[test]
+fn the_sender_keeps_a_readable_copy_and_nothing_leaks_in_the_as4_header() {
+    let w = world();
+    let alice = w.client("alice");
+    alice
+        .send_file(
+            &{
+                let p = w.path("alice", "report.txt");
+                fs::write(&p, INVOICE).unwrap();
+                p
+            },
+            "bob",
+            &SendOptions::default(),
+        )
+        .unwrap();
+    let msgs = w.svc.messages.lock().unwrap();
+    let body = &msgs[0].body;
+    // The file name and the content travel inside the CMS envelope only.
+    assert!(!body.windows(10).any(|x| x == b"report.txt"));
+    assert!(!body.windows(9).any(|x| x == b"<Invoice>"));
+    // Encrypted to self too: alice can open the payload.
+    let incoming = message::read(
+        &msgs[0].content_type,
+        body,
+        &crate::as4::message::ReadOptions {
+            recipient: None,
+            policy: verify_policy(Some(alice.identity().certificate()), None),
+            limits: Limits::default(),
+        },
+    )
+    .unwrap();
+    let opened = crate::open(
+        &incoming.payloads[0].data,
+        &crate::OpenOptions {
+            recipient: Some(alice.identity()),
+            sender: Some(alice.identity().certificate()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(opened.document, INVOICE);
+    assert_eq!(opened.filename.as_deref(), Some("report.txt"));
+}
+
+use crate::as4::message;
+
+#[test]
+fn a_push_whose_answer_was_lost_is_repeated_with_the_same_message_id() {
+    let w = world();
+    let alice = w.client("alice");
+    // The service stores the message, then the connection drops before its receipt arrives.
+    w.svc.faults.lock().unwrap().drop_after_store = 1;
+    let sent = alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    assert!(!sent.is_delivered());
+    assert_eq!(
+        sent.last_error.as_ref().unwrap().code,
+        "LS_ERR_CONNECT_FAILED"
+    );
+    assert!(w.files("alice", "sent").is_empty());
+    let st = alice.status().unwrap();
+    assert_eq!(st.pending.len(), 1);
+    assert_eq!(st.pending[0].message_id, sent.message_id);
+    assert_eq!(st.pending[0].attempts, 1);
+    assert!(
+        st.last_errors[0].contains("cannot reach"),
+        "{:?}",
+        st.last_errors
+    );
+    drop(alice);
+
+    // A restart: the job is pushed again, byte for byte; the service answers with the same
+    // receipt and keeps one copy.
+    let alice = w.client("alice");
+    let r = alice.run_jobs_at(time::now_unix() + 3600).unwrap();
+    assert_eq!(r.sent.len(), 1, "{r:?}");
+    assert_eq!(r.sent[0].message_id, sent.message_id);
+    assert_eq!(r.sent[0].attempts, 2);
+    assert_eq!(w.svc.pushes_of(&sent.message_id), 2);
+    assert_eq!(w.svc.stored(), 1);
+    assert_eq!(
+        w.files("alice", "sent"),
+        ["invoice.xml", "invoice.xml.sent.json"]
+    );
+    assert!(w.all_files("alice", "state/outgoing").is_empty());
+
+    let bob = w.client("bob");
+    assert_eq!(bob.poll(|_| {}).unwrap().received.len(), 1);
+    assert_eq!(bob.poll(|_| {}).unwrap().pulled, 0);
+}
+
+#[test]
+fn a_crash_at_any_step_of_sending_neither_loses_nor_duplicates() {
+    for point in [
+        "send:after-job",
+        "send:after-push",
+        "send:after-outcome",
+        "finish:after-move",
+    ] {
+        let w = world();
+        let alice = w.client("alice");
+        arm(&alice, point);
+        let e = alice
+            .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Internal, "{point}: {e}");
+        drop(alice);
+        let jobs = w.files("alice", "state/outgoing");
+        assert_eq!(jobs.len(), 1, "{point}");
+        let job = w.json("alice", &format!("state/outgoing/{}/job.json", jobs[0]));
+        let mid = job["message_id"].as_str().unwrap().to_string();
+
+        // Restarted.
+        let alice = w.client("alice");
+        let r = alice.resume().unwrap();
+        assert_eq!(r.sent.len(), 1, "{point}: {r:?}");
+        assert_eq!(r.sent[0].message_id, mid, "{point}");
+        let pushes = w.svc.pushes_of(&mid);
+        match point {
+            "send:after-job" => assert_eq!(pushes, 1, "{point}"),
+            "send:after-push" => assert_eq!(pushes, 2, "{point}"),
+            _ => assert_eq!(pushes, 1, "{point}: finished without pushing again"),
+        }
+        assert_eq!(w.svc.stored(), 1, "{point}");
+        assert_eq!(
+            w.files("alice", "sent"),
+            ["invoice.xml", "invoice.xml.sent.json"],
+            "{point}"
+        );
+        assert_eq!(
+            fs::read(w.path("alice", "sent/invoice.xml")).unwrap(),
+            INVOICE
+        );
+        assert!(w.all_files("alice", "state/outgoing").is_empty(), "{point}");
+        let bob = w.client("bob");
+        assert_eq!(bob.poll(|_| {}).unwrap().received.len(), 1, "{point}");
+    }
+}
+
+#[test]
+fn transient_failures_back_off_then_succeed_or_give_up() {
+    let w = world();
+    let alice = w.client("alice");
+    w.svc.faults.lock().unwrap().unavailable = 2;
+    let t0 = time::now_unix();
+    let sent = alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    assert!(!sent.is_delivered());
+    assert_eq!(sent.last_error.as_ref().unwrap().code, "LS_ERR_HTTP_STATUS");
+    assert!(sent.last_error.as_ref().unwrap().transient);
+    // initial_secs = 10, no jitter.
+    let next = sent.next_attempt.unwrap();
+    assert!(
+        (t0 + 10..=time::now_unix() + 10).contains(&next),
+        "{next} {t0}"
+    );
+    // Not due yet: nothing happens.
+    let r = alice.run_due_jobs().unwrap();
+    assert!(r.sent.is_empty() && r.retrying.is_empty(), "{r:?}");
+    // Due: fails again, waits twice as long.
+    let r = alice.run_jobs_at(next).unwrap();
+    assert_eq!(r.retrying.len(), 1);
+    assert!(r.interrupted.is_some());
+    let next2 = r.retrying[0].next_attempt.unwrap();
+    assert!(
+        next2 - time::now_unix() >= 19 && next2 - time::now_unix() <= 20,
+        "{next2}"
+    );
+    assert_eq!(r.retrying[0].attempts, 2);
+    // Then the service is back.
+    let r = alice.run_jobs_at(next2).unwrap();
+    assert_eq!(r.sent.len(), 1);
+    assert_eq!(r.sent[0].attempts, 3);
+    assert_eq!(w.svc.pushes_of(&sent.message_id), 1);
+
+    // Unavailable for good: after max_attempts (4) the document goes to failed/.
+    w.svc.faults.lock().unwrap().unavailable = 100;
+    let s = alice
+        .send_bytes("order.xml", b"<Order/>", "bob", &SendOptions::default())
+        .unwrap();
+    assert!(!s.is_delivered());
+    let mut failed = Vec::new();
+    for _ in 0..5 {
+        let r = alice.run_jobs_at(time::now_unix() + 100_000).unwrap();
+        failed.extend(r.failed);
+    }
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].name, "order.xml");
+    assert_eq!(
+        w.files("alice", "failed"),
+        ["order.xml", "order.xml.reason.txt"]
+    );
+    let reason = fs::read_to_string(w.path("alice", "failed/order.xml.reason.txt")).unwrap();
+    assert!(reason.contains("Gave up after 4 attempts"), "{reason}");
+    assert!(reason.contains("LS_ERR_HTTP_STATUS"), "{reason}");
+    assert!(reason.contains("outbox folder bob/"), "{reason}");
+    assert!(w.all_files("alice", "state/outgoing").is_empty());
+}
+
+#[test]
+fn permanent_failures_go_to_failed_with_a_reason() {
+    let w = world();
+    // alice knows carol's certificate, but carol is unknown at this service.
+    w.svc.certs.lock().unwrap().remove("carol");
+    fs::write(
+        w.path("alice", "partners/carol.crt"),
+        w.certs["carol"].to_pem(),
+    )
+    .unwrap();
+    let alice = w.client("alice");
+    let e = alice
+        .send_bytes("invoice.xml", INVOICE, "carol", &SendOptions::default())
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::EbmsError, "{e}");
+    assert!(e.to_string().contains("EBMS:0003"), "{e}");
+    assert_eq!(
+        w.files("alice", "failed"),
+        ["invoice.xml", "invoice.xml.reason.txt"]
+    );
+    assert_eq!(
+        fs::read(w.path("alice", "failed/invoice.xml")).unwrap(),
+        INVOICE
+    );
+    let reason = fs::read_to_string(w.path("alice", "failed/invoice.xml.reason.txt")).unwrap();
+    assert!(reason.contains("LS_ERR_EBMS_ERROR"), "{reason}");
+    assert!(reason.contains("EBMS:0003"), "{reason}");
+    assert!(reason.contains("party id"), "{reason}");
+    assert!(!reason.contains("<Invoice>"), "{reason}");
+    assert!(w.all_files("alice", "state/outgoing").is_empty());
+
+    // Through the API an unknown partner is an error at once, nothing is queued.
+    let e = alice
+        .send_bytes("x.xml", b"x", "dave", &SendOptions::default())
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::CertNotFound);
+    assert!(w.all_files("alice", "state/outgoing").is_empty());
+
+    // From the outbox: to failed/ with advice.
+    fs::create_dir_all(w.path("alice", "outbox/dave")).unwrap();
+    let p = w.path("alice", "outbox/dave/note.txt");
+    fs::write(&p, "hello").unwrap();
+    age(&p, 5);
+    let r = alice.process_outbox().unwrap();
+    assert_eq!(r.claimed, 1);
+    assert_eq!(r.jobs.failed.len(), 1);
+    assert_eq!(r.jobs.failed[0].error.code, "LS_ERR_CERT_NOT_FOUND");
+    let reason = fs::read_to_string(w.path("alice", "failed/note.txt.reason.txt")).unwrap();
+    assert!(reason.contains("layersec partners add dave"), "{reason}");
+    assert!(!p.exists());
+    let st = alice.status().unwrap();
+    assert_eq!(st.failed, 2);
+    assert!(st.pending.is_empty());
+}
+
+#[test]
+fn the_outbox_takes_settled_files_of_partner_folders_only() {
+    let w = world();
+    let alice = w.client("alice");
+    let ob = w.path("alice", "outbox/bob");
+    fs::create_dir_all(&ob).unwrap();
+    for n in ["a.xml", ".hidden.xml", "b.xml.part", "c.TMP", "fresh.xml"] {
+        fs::write(ob.join(n), n).unwrap();
+        if n != "fresh.xml" {
+            age(&ob.join(n), 10);
+        }
+    }
+    fs::create_dir_all(ob.join("sub")).unwrap();
+    fs::write(w.path("alice", "outbox/stray.xml"), "x").unwrap();
+    let r = alice.process_outbox().unwrap();
+    assert_eq!(r.claimed, 1, "{r:?}");
+    assert_eq!(r.jobs.sent.len(), 1);
+    assert_eq!(r.jobs.sent[0].name, "a.xml");
+    assert_eq!(r.ignored.len(), 1);
+    assert!(r.ignored[0].path.ends_with("stray.xml"));
+    let mut left = w.all_files("alice", "outbox/bob");
+    left.sort();
+    assert_eq!(
+        left,
+        [".hidden.xml", "b.xml.part", "c.TMP", "fresh.xml", "sub"]
+    );
+    assert_eq!(w.files("alice", "sent"), ["a.xml", "a.xml.sent.json"]);
+    let rec = w.json("alice", "sent/a.xml.sent.json");
+    assert_eq!(rec["to"], "bob");
+
+    // Once the writer is done (renamed into place, not modified for a while) it goes.
+    fs::rename(ob.join("b.xml.part"), ob.join("b.xml")).unwrap();
+    let r = alice.process_outbox().unwrap();
+    assert_eq!(r.claimed, 1);
+    assert_eq!(r.jobs.sent[0].name, "b.xml");
+    age(&ob.join("fresh.xml"), 1);
+    let r = alice.process_outbox().unwrap();
+    assert_eq!(r.claimed, 1);
+
+    // A crash right after the claim: the job is rebuilt from its claim and sent once.
+    fs::write(ob.join("d.xml"), "d").unwrap();
+    age(&ob.join("d.xml"), 10);
+    arm(&alice, "outbox:after-claim");
+    assert!(alice.process_outbox().is_err());
+    assert!(!ob.join("d.xml").exists());
+    drop(alice);
+    let alice = w.client("alice");
+    let r = alice.resume().unwrap();
+    assert_eq!(r.sent.len(), 1, "{r:?}");
+    assert_eq!(r.sent[0].name, "d.xml");
+    let bob = w.client("bob");
+    let got = bob.poll(|_| {}).unwrap();
+    let mut names: Vec<_> = got.received.iter().map(|r| r.name.clone()).collect();
+    names.sort();
+    assert_eq!(names, ["a.xml", "b.xml", "d.xml", "fresh.xml"]);
+}
+
+#[test]
+fn a_message_offered_again_after_delivery_is_receipted_not_written_twice() {
+    let w = world();
+    let alice = w.client("alice");
+    let sent = alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    // Bob writes the document, then dies before the receipt goes out.
+    let bob = w.client("bob");
+    arm(&bob, "poll:after-rename");
+    let mut seen = 0;
+    assert!(bob.poll(|_| seen += 1).is_err());
+    assert_eq!(seen, 0);
+    assert_eq!(
+        w.files("bob", "inbox"),
+        ["invoice.xml", "invoice.xml.meta.json"]
+    );
+    assert!(!w.svc.delivered(&sent.message_id));
+    drop(bob);
+    // The lease runs out; the service offers it again to the restarted client.
+    w.svc.expire_leases();
+    let bob = w.client("bob");
+    let r = bob.poll(|_| seen += 1).unwrap();
+    assert_eq!(r.pulled, 1);
+    assert_eq!(r.duplicates, 1);
+    assert!(r.received.is_empty());
+    assert_eq!(seen, 0);
+    assert_eq!(
+        w.files("bob", "inbox"),
+        ["invoice.xml", "invoice.xml.meta.json"]
+    );
+    assert!(w.svc.delivered(&sent.message_id));
+}
+
+#[test]
+fn a_crash_at_any_step_of_receiving_neither_loses_nor_duplicates() {
+    for point in ["poll:after-temp", "poll:after-journal", "poll:after-rename"] {
+        let w = world();
+        let alice = w.client("alice");
+        let sent = alice
+            .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+            .unwrap();
+        let bob = w.client("bob");
+        arm(&bob, point);
+        assert!(bob.poll(|_| {}).is_err(), "{point}");
+        let hidden = w
+            .all_files("bob", "inbox")
+            .into_iter()
+            .filter(|n| n.starts_with(".tmp-"))
+            .count();
+        assert_eq!(
+            hidden,
+            if point == "poll:after-rename" { 0 } else { 2 },
+            "{point}"
+        );
+        drop(bob);
+        // Restart: pending renames are finished (or orphans removed) before anything else.
+        let bob = w.client("bob");
+        bob.resume().unwrap();
+        let expect: &[&str] = if point == "poll:after-temp" {
+            &[]
+        } else {
+            &["invoice.xml", "invoice.xml.meta.json"]
+        };
+        assert_eq!(w.all_files("bob", "inbox"), expect, "{point}");
+        // The service offers it again: written once in all, receipted.
+        w.svc.expire_leases();
+        let r = bob.poll(|_| {}).unwrap();
+        assert_eq!(r.pulled, 1, "{point}");
+        assert_eq!(
+            r.duplicates,
+            if point == "poll:after-temp" { 0 } else { 1 },
+            "{point}"
+        );
+        assert_eq!(
+            w.all_files("bob", "inbox"),
+            ["invoice.xml", "invoice.xml.meta.json"],
+            "{point}"
+        );
+        assert_eq!(
+            fs::read(w.path("bob", "inbox/invoice.xml")).unwrap(),
+            INVOICE
+        );
+        assert!(w.svc.delivered(&sent.message_id), "{point}");
+    }
+}
+
+#[test]
+fn recovery_renames_even_when_the_name_was_taken_meanwhile() {
+    let w = world();
+    let alice = w.client("alice");
+    alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let bob = w.client("bob");
+    arm(&bob, "poll:after-journal");
+    assert!(bob.poll(|_| {}).is_err());
+    // Someone puts a file of the journalled name into the inbox before the restart.
+    fs::write(w.path("bob", "inbox/invoice.xml"), "mine").unwrap();
+    drop(bob);
+    let bob = w.client("bob");
+    bob.resume().unwrap();
+    assert_eq!(
+        w.all_files("bob", "inbox"),
+        ["invoice-1.xml", "invoice-1.xml.meta.json", "invoice.xml"]
+    );
+    assert_eq!(
+        fs::read(w.path("bob", "inbox/invoice.xml")).unwrap(),
+        b"mine"
+    );
+    assert_eq!(
+        fs::read(w.path("bob", "inbox/invoice-1.xml")).unwrap(),
+        INVOICE
+    );
+    w.svc.expire_leases();
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.duplicates, 1);
+    assert_eq!(w.all_files("bob", "inbox").len(), 3);
+}
+
+#[test]
+fn an_unknown_sender_is_not_written_nor_receipted_and_does_not_block_the_queue() {
+    let w = world();
+    let carol = w.client("carol");
+    let from_carol = carol
+        .send_bytes("spam.xml", b"<Spam/>", "bob", &SendOptions::default())
+        .unwrap();
+    let alice = w.client("alice");
+    let from_alice = alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let bob = w.client("bob");
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.pulled, 2);
+    assert_eq!(r.failed.len(), 1);
+    assert_eq!(r.failed[0].sender, "carol");
+    assert_eq!(r.failed[0].message_id, from_carol.message_id);
+    assert_eq!(r.failed[0].code, "LS_ERR_UNKNOWN_SIGNER");
+    assert_eq!(r.received.len(), 1);
+    assert_eq!(
+        w.files("bob", "inbox"),
+        ["invoice.xml", "invoice.xml.meta.json"]
+    );
+    assert!(!w.svc.delivered(&from_carol.message_id));
+    assert!(w.svc.delivered(&from_alice.message_id));
+    let st = bob.status().unwrap();
+    assert_eq!(st.incoming_failures.len(), 1);
+    assert!(st.last_errors[0].contains("carol"), "{:?}", st.last_errors);
+
+    // Offered again after each lease: recorded each time; after 3 attempts the service is
+    // told once with an error signal.
+    for n in 2..=4 {
+        w.svc.expire_leases();
+        let r = bob.poll(|_| {}).unwrap();
+        assert_eq!(r.failed[0].attempts, n);
+        assert_eq!(r.failed[0].signalled, n >= 3);
+    }
+    assert_eq!(
+        *w.svc.client_errors.lock().unwrap(),
+        std::slice::from_ref(&from_carol.message_id)
+    );
+    assert_eq!(w.files("bob", "inbox").len(), 2);
+
+    // Once bob adds carol's certificate, the message is accepted and the failure forgotten.
+    let crt = w.path("bob", "carol-cert.pem");
+    fs::write(&crt, w.certs["carol"].to_pem()).unwrap();
+    let info = bob.partners_add("carol", &crt).unwrap();
+    assert_eq!(info.party_id, "carol");
+    assert!(info.valid_now);
+    w.svc.expire_leases();
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.received.len(), 1);
+    assert_eq!(r.received[0].sender, "carol");
+    assert!(bob.status().unwrap().incoming_failures.is_empty());
+    assert!(w.svc.delivered(&from_carol.message_id));
+}
+
+#[test]
+fn a_tampered_message_is_not_written() {
+    let w = world();
+    let alice = w.client("alice");
+    let sent = alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    w.svc.faults.lock().unwrap().tamper_pulls = true;
+    let bob = w.client("bob");
+    let r = bob.poll(|_| panic!("must not be delivered")).unwrap();
+    assert_eq!(r.failed.len(), 1);
+    assert!(
+        [
+            "LS_ERR_DIGEST_MISMATCH",
+            "LS_ERR_BAD_SIGNATURE",
+            "LS_ERR_MALFORMED"
+        ]
+        .contains(&r.failed[0].code.as_str()),
+        "{:?}",
+        r.failed[0]
+    );
+    assert!(w.all_files("bob", "inbox").is_empty());
+    assert!(w.files("bob", "state/delivered").is_empty());
+    assert!(!w.svc.delivered(&sent.message_id));
+    // Untampered on the next offer: accepted.
+    w.svc.faults.lock().unwrap().tamper_pulls = false;
+    w.svc.expire_leases();
+    assert_eq!(bob.poll(|_| {}).unwrap().received.len(), 1);
+}
+
+#[test]
+fn a_second_poller_on_the_same_state_is_refused() {
+    let w = world();
+    let bob = w.client("bob");
+    let lock = fsutil::Lock::try_acquire(&w.path("bob", "state/poll.lock"))
+        .unwrap()
+        .unwrap();
+    let e = bob.poll(|_| {}).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::StateLocked);
+    assert!(e.to_string().contains("already polling"), "{e}");
+    drop(lock);
+    bob.poll(|_| {}).unwrap();
+}
+
+#[test]
+fn partners_are_added_checked_and_listed() {
+    let w = world();
+    let alice = w.client("alice");
+    let crt = w.path("alice", "carol.pem");
+    fs::write(&crt, w.certs["carol"].to_pem()).unwrap();
+    alice.partners_add("carol", &crt).unwrap();
+    alice.partners_add("carol", &crt).unwrap();
+    let list = alice.partners_list().unwrap();
+    let ids: Vec<_> = list.iter().map(|p| p.party_id.as_str()).collect();
+    assert_eq!(ids, ["bob", "carol"]);
+    assert_eq!(list[1].sha256, w.certs["carol"].sha256_fingerprint());
+    assert!(w.path("alice", "partners/carol.crt").exists());
+    // Now carol can be sent to.
+    assert!(alice
+        .send_bytes("x.xml", b"x", "carol", &SendOptions::default())
+        .unwrap()
+        .is_delivered());
+    // Bad input.
+    fs::write(w.path("alice", "junk.pem"), "not a certificate").unwrap();
+    assert!(alice
+        .partners_add("dave", &w.path("alice", "junk.pem"))
+        .is_err());
+    assert_eq!(
+        alice.partners_add("../x", &crt).unwrap_err().code(),
+        ErrorCode::InvalidArgument
+    );
+    assert!(!w.path("alice", "partners/dave.crt").exists());
+}
+
+#[test]
+fn status_serialises_to_json() {
+    let w = world();
+    let alice = w.client("alice");
+    w.svc.faults.lock().unwrap().unavailable = 1;
+    alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let st = alice.status().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&st.to_json()).unwrap();
+    assert_eq!(v["party_id"], "alice");
+    assert_eq!(v["pending"][0]["name"], "invoice.xml");
+    assert_eq!(v["pending"][0]["to"], "bob");
+    assert_eq!(v["pending"][0]["attempts"], 1);
+    assert_eq!(v["pending"][0]["last_error_code"], "LS_ERR_HTTP_STATUS");
+    assert_eq!(v["sent"], 0);
+    // No key material or document content anywhere in it.
+    let text = st.to_json();
+    assert!(!text.contains("PRIVATE") && !text.contains("<Invoice>"));
+}
+
+#[test]
+fn the_daemon_sends_receives_backs_off_and_stops_promptly() {
+    let w = world();
+    let alice = w.client("alice");
+    let bob = w.client("bob");
+    fs::create_dir_all(w.path("alice", "outbox/bob")).unwrap();
+    let p = w.path("alice", "outbox/bob/invoice.xml");
+    fs::write(&p, INVOICE).unwrap();
+    age(&p, 5);
+    let stop = AtomicBool::new(false);
+    let events = Mutex::new(Vec::<Event>::new());
+    std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            alice
+                .run(&stop, |e| events.lock().unwrap().push(e.clone()))
+                .unwrap()
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::Sent(_)))
+        {
+            assert!(Instant::now() < deadline, "not sent");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The service becomes unreachable: the daemon says so and backs off.
+        w.svc.faults.lock().unwrap().unavailable = 1_000;
+        while !events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| matches!(e, Event::Unreachable { .. }))
+        {
+            assert!(Instant::now() < deadline, "no back-off reported");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let t = Instant::now();
+        stop.store(true, Ordering::Relaxed);
+        h.join().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    });
+    let ev = events.into_inner().unwrap();
+    assert!(matches!(ev.first(), Some(Event::Started { .. })));
+    assert!(matches!(ev.last(), Some(Event::Stopped)));
+    let retry = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::Unreachable { retry_in_secs, .. } => Some(*retry_in_secs),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(retry, 10, "retry.initial_secs");
+    // Events serialise for logs.
+    let j = serde_json::to_string(&ev[1..]).unwrap();
+    assert!(j.contains("\"event\":\"sent\""), "{j}");
+    w.svc.faults.lock().unwrap().unavailable = 0;
+    assert_eq!(bob.poll(|_| {}).unwrap().received.len(), 1);
+}
