@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub(super) const DELIVERED: &str = "delivered";
 pub(super) const FAILED_IN: &str = "incoming-failed";
@@ -182,7 +183,16 @@ impl Client {
     /// recorded in `state/incoming-failed/`; the poll goes on with the next message. `Err` when
     /// the service cannot be reached or answers wrongly, when our disk fails, or
     /// `StateLocked` when another process is polling with the same state folder.
-    pub fn poll(&self, mut on_document: impl FnMut(&Received)) -> Result<PollReport> {
+    pub fn poll(&self, on_document: impl FnMut(&Received)) -> Result<PollReport> {
+        self.poll_until(on_document, &super::NEVER)
+    }
+
+    /// [`Client::poll`], ending early (after the message under way) once `stop` is set.
+    pub(super) fn poll_until(
+        &self,
+        mut on_document: impl FnMut(&Received),
+        stop: &AtomicBool,
+    ) -> Result<PollReport> {
         let lock_path = self.state(POLL_LOCK);
         let _lock = Lock::try_acquire(&lock_path)?.ok_or_else(|| {
             Error::StateLocked(format!(
@@ -193,7 +203,7 @@ impl Client {
         })?;
         self.recover_inbox()?;
         let mut report = PollReport::default();
-        let result = self.poll_locked(&mut on_document, &mut report);
+        let result = self.poll_locked(&mut on_document, &mut report, stop);
         let now = time::now_unix();
         let prev: Option<PollStatus> = read_json(&self.state(STATUS)).unwrap_or(None);
         let reached = match &result {
@@ -219,11 +229,13 @@ impl Client {
         &self,
         on_document: &mut dyn FnMut(&Received),
         report: &mut PollReport,
+        stop: &AtomicBool,
     ) -> Result<()> {
         let ex = self.exchange();
         let mpc = party_mpc(&self.cfg.party.id);
         let mut failed_now: HashSet<String> = HashSet::new();
-        while let Some(pulled) = ex.pull(&mpc)? {
+        while !stop.load(Ordering::Relaxed) {
+            let Some(pulled) = ex.pull(&mpc)? else { break };
             report.pulled += 1;
             let um = &pulled.messaging.user_messages[0];
             let sender = um

@@ -191,6 +191,9 @@ pub enum Event {
 /// How often [`Client::run`] looks at the outbox and the due jobs.
 const OUTBOX_SCAN: Duration = Duration::from_secs(2);
 
+/// The stop flag of the operations called on their own.
+static NEVER: AtomicBool = AtomicBool::new(false);
+
 /// The client: our identity, our partners, the service and the folders of one configuration.
 pub struct Client {
     cfg: Config,
@@ -354,13 +357,21 @@ impl Client {
     /// The certificates of partner `party_id`: those of the files named after it in the
     /// partners folder (several during a certificate rollover). The subject name is not looked
     /// at: the file name is the party id.
+    /// For a party not known yet the folder is read again first (added by another process).
     fn partner_certs(&self, party_id: &str) -> Vec<Certificate> {
-        let store = self.partners.read().unwrap_or_else(|e| e.into_inner());
-        store
-            .partners()
-            .filter(|(p, _)| *p == Some(party_id))
-            .map(|(_, c)| c.clone())
-            .collect()
+        let find = || {
+            let store = self.partners.read().unwrap_or_else(|e| e.into_inner());
+            store
+                .partners()
+                .filter(|(p, _)| *p == Some(party_id))
+                .map(|(_, c)| c.clone())
+                .collect::<Vec<_>>()
+        };
+        let found = find();
+        if found.is_empty() && self.reload_partners().is_ok() {
+            return find();
+        }
+        found
     }
 
     /// Read the partners folder again (certificates added by another process).
@@ -487,8 +498,9 @@ impl Client {
     /// The daemon: sends what is in the outbox and due (every 2 s), polls every
     /// `polling.interval_secs` (with jitter), backs off while the service is unreachable
     /// (`retry.initial_secs` doubling up to `retry.max_secs`), and tells `on_event` what
-    /// happens. Returns within about 0.2 s once `stop` is set (or once the operation under way,
-    /// such as a push, has ended).
+    /// happens. Returns within about 0.1 s once `stop` is set, or once the request under way
+    /// (one push, pull or receipt) has ended: `stop` is also checked between jobs and between
+    /// pulled messages.
     pub fn run(&self, stop: &AtomicBool, mut on_event: impl FnMut(&Event)) -> Result<()> {
         on_event(&Event::Started {
             party_id: self.cfg.party.id.clone(),
@@ -500,13 +512,7 @@ impl Client {
         let mut unreachable = false;
         while !stop.load(Ordering::Relaxed) {
             if Instant::now() >= next_outbox {
-                if let Err(e) = self.reload_partners() {
-                    on_event(&Event::Error {
-                        context: "reading the partners folder".into(),
-                        error: (&e).into(),
-                    });
-                }
-                match self.process_outbox() {
+                match self.process_outbox_until(stop) {
                     Ok(r) => {
                         for i in &r.ignored {
                             if ignored_seen.insert(i.path.clone()) {
@@ -529,7 +535,15 @@ impl Client {
                 break;
             }
             if Instant::now() >= next_poll {
-                let result = self.poll(|r| on_event(&Event::Received(r.clone())));
+                // New certificates of known partners (a rollover) are picked up here; unknown
+                // partners are looked up again when they are needed.
+                if let Err(e) = self.reload_partners() {
+                    on_event(&Event::Error {
+                        context: "reading the partners folder".into(),
+                        error: (&e).into(),
+                    });
+                }
+                let result = self.poll_until(|r| on_event(&Event::Received(r.clone())), stop);
                 let wait = match result {
                     Ok(report) => {
                         for f in &report.failed {

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 pub(super) const OUTGOING: &str = "outgoing";
@@ -695,6 +696,10 @@ impl Client {
 
     /// Take the settled files of `outbox/<partner id>/` into jobs, then run the due jobs.
     pub fn process_outbox(&self) -> Result<OutboxReport> {
+        self.process_outbox_until(&super::NEVER)
+    }
+
+    pub(super) fn process_outbox_until(&self, stop: &AtomicBool) -> Result<OutboxReport> {
         let mut report = OutboxReport::default();
         let outbox = &self.cfg.folders.outbox;
         for (pname, ppath, md) in list_dir(outbox)? {
@@ -711,6 +716,9 @@ impl Client {
                 continue;
             }
             for (fname, fpath, fmd) in list_dir(&ppath)? {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(report);
+                }
                 let lower = fname.to_ascii_lowercase();
                 if fname.starts_with('.')
                     || lower.ends_with(".tmp")
@@ -725,7 +733,7 @@ impl Client {
                 }
             }
         }
-        let jobs = self.run_due_jobs()?;
+        let jobs = self.run_jobs(time::now_unix(), stop)?;
         let j = &mut report.jobs;
         j.sent.extend(jobs.sent);
         j.retrying.extend(jobs.retrying);
@@ -827,13 +835,22 @@ impl Client {
     /// Push every job that is due (and finish those a crash interrupted). Called at start-up
     /// and by the daemon; a `send` from another process is not disturbed (its job is locked).
     pub fn run_due_jobs(&self) -> Result<JobsReport> {
-        self.run_jobs_at(time::now_unix())
+        self.run_jobs(time::now_unix(), &super::NEVER)
     }
 
+    /// The jobs due at `now` (the tests move the clock).
+    #[cfg(test)]
     pub(super) fn run_jobs_at(&self, now: i64) -> Result<JobsReport> {
+        self.run_jobs(now, &super::NEVER)
+    }
+
+    fn run_jobs(&self, now: i64, stop: &AtomicBool) -> Result<JobsReport> {
         let mut report = JobsReport::default();
         let out = self.outgoing();
         for (name, path, md) in list_dir(&out)? {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
             if !md.is_dir() {
                 continue;
             }

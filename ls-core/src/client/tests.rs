@@ -1148,3 +1148,33 @@ fn the_daemon_sends_receives_backs_off_and_stops_promptly() {
     w.svc.faults.lock().unwrap().unavailable = 0;
     assert_eq!(bob.poll(|_| {}).unwrap().received.len(), 1);
 }
+
+#[test]
+fn a_partner_certificate_put_in_the_folder_by_another_process_is_found() {
+    let w = world();
+    let alice = w.client("alice");
+    // `layersec partners add` in another process (or a plain copy) while this client runs.
+    fs::write(
+        w.path("alice", "partners/carol.crt"),
+        w.certs["carol"].to_pem(),
+    )
+    .unwrap();
+    let s = alice
+        .send_bytes("x.xml", b"<X/>", "carol", &SendOptions::default())
+        .unwrap();
+    assert!(s.is_delivered());
+    // And a sender bob did not know when he started.
+    let bob = w.client("bob");
+    let carol = w.client("carol");
+    carol
+        .send_bytes("y.xml", b"<Y/>", "bob", &SendOptions::default())
+        .unwrap();
+    fs::write(
+        w.path("bob", "partners/carol.crt"),
+        w.certs["carol"].to_pem(),
+    )
+    .unwrap();
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.received.len(), 1, "{r:?}");
+    assert_eq!(r.received[0].sender, "carol");
+}
