@@ -48,7 +48,7 @@ mod tests;
 
 pub use config::{Config, TemplateOptions};
 pub use incoming::{IncomingFailure, PollReport, Received};
-pub use outgoing::{FailedSend, JobStatus, JobsReport, OutboxReport, SendOptions, Sent};
+pub use outgoing::{FailedSend, Ignored, JobStatus, JobsReport, OutboxReport, SendOptions, Sent};
 
 use crate::as4::envelope::SoapVersion;
 use crate::as4::exchange::Exchange;
