@@ -60,6 +60,7 @@ demo: build
 bench: deps
 	bash scripts/bench.sh
 	bash scripts/bench-server.sh
+	bash scripts/bench-client.sh
 
 install: build install-files
 

@@ -1,22 +1,46 @@
 #!/usr/bin/env bash
-# The main job on the embedded defaults (until the Messaging Service exists): two parties get
-# identities, ACME seals a sample invoice for Globex, Globex opens it and proves who sent it.
+# The main job, on the embedded defaults: a local Messaging Service (embedded store, self-signed
+# TLS) is started, two subscribers are created and their parties registered, ACME sends a sample
+# invoice to Globex with `layersec`, Globex polls it, and the opened document, its verified
+# sender and the receipt are shown. Then the service is stopped.
 set -euo pipefail
 BIN=${1:-target/release}
 LS="$BIN/layersec"
+SRV="$BIN/layersec-server"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/layersec-demo.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
 say() { printf '\n== %s\n' "$*"; }
+field() { python3 -c 'import json,sys; v=json.load(sys.stdin); print(v'"$1"')'; }
 
-say "1. Two parties generate their identities (key, self-signed certificate, CSR)"
-"$LS" keygen --party acme   --out "$WORK/acme"   --key-type rsa
-"$LS" keygen --party globex --out "$WORK/globex" --key-type ec
-# They exchange certificates (in production: registered with the Messaging Service provider).
-mkdir -p "$WORK/acme/partners" "$WORK/globex/partners"
-cp "$WORK/globex/globex.cert.pem" "$WORK/acme/partners/globex.pem"
-cp "$WORK/acme/acme.cert.pem"     "$WORK/globex/partners/acme.pem"
+say "1. The provider starts a Messaging Service (embedded SQLite store, self-signed TLS on loopback)"
+"$SRV" init --dir "$WORK/service" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >/dev/null
+"$SRV" serve --config "$WORK/service/layersec-server.toml" 2>"$WORK/service.log" &
+pid=$!
+for _ in $(seq 100); do grep -q '"listening"' "$WORK/service.log" 2>/dev/null && break; sleep 0.1; done
+URL=$(sed -n 's/.*"as4":"\([^"]*\)".*/\1/p' "$WORK/service.log" | head -1)
+[ -n "$URL" ] || { echo "demo: the service did not start" >&2; cat "$WORK/service.log" >&2; exit 1; }
+echo "Messaging Service at $URL (pid $pid)"
+ADMIN=("$SRV" admin --config "$WORK/service/layersec-server.toml")
 
-say "2. ACME's accounting system drops an invoice; layersec compresses, signs and encrypts it for Globex"
+say "2. Two businesses install layersec; the provider signs them up and registers their parties"
+for party in acme globex; do
+  "$LS" init --party "$party" --service "$URL" --dir "$WORK/$party" \
+      --service-cert "$WORK/service/identity/service.crt" --ca-file "$WORK/service/tls/server.crt" \
+      --json > "$WORK/$party.init.json"
+  cert=$(field '["certificate"]' < "$WORK/$party.init.json")
+  org=$([ "$party" = acme ] && echo "ACME Ltd" || echo "Globex Corporation")
+  sub=$("${ADMIN[@]}" subscriber add --organisation "$org" --contact "it@$party.example" \
+        --contract "LS-2026-$party" --plan standard | field '["id"]')
+  "${ADMIN[@]}" party add --subscriber "$sub" --party "$party" --certificate "$cert" >/dev/null
+  echo "$org: subscriber $sub, party '$party', MPC $(field '["mpc"]' < "$WORK/$party.init.json")"
+done
+# The partners exchange certificates (each client checks the other's signature itself).
+"$LS" partners add globex "$(field '["certificate"]' < "$WORK/globex.init.json")" -c "$WORK/acme/layersec.toml" >/dev/null
+"$LS" partners add acme "$(field '["certificate"]' < "$WORK/acme.init.json")" -c "$WORK/globex/layersec.toml" >/dev/null
+
+say "3. ACME's accounting system hands over an invoice: sealed (S/MIME), signed AS4, pushed"
 cat > "$WORK/invoice-2026-0042.xml" <<'XML'
 <?xml version="1.0" encoding="UTF-8"?>
 <Invoice xmlns="urn:oasis:names:specification:ubl:schema:xsd:Invoice-2">
@@ -28,28 +52,39 @@ cat > "$WORK/invoice-2026-0042.xml" <<'XML'
   <LegalMonetaryTotal><PayableAmount currencyID="EUR">1713.60</PayableAmount></LegalMonetaryTotal>
 </Invoice>
 XML
-"$LS" seal --sign-key "$WORK/acme/acme.key.pem" --sign-cert "$WORK/acme/acme.cert.pem" \
-    --to "$WORK/acme/partners/globex.pem" "$WORK/invoice-2026-0042.xml" "$WORK/invoice.p7m"
-echo "sealed: $(stat -c %s "$WORK/invoice.p7m") bytes"
+MID=$("$LS" send "$WORK/invoice-2026-0042.xml" --to globex -c "$WORK/acme/layersec.toml")
+echo "sent, the service's signed receipt verified; MessageId $MID"
 
-say "3. What travels (layersec inspect, no keys: only the envelope is visible)"
-"$LS" inspect "$WORK/invoice.p7m" | head -30
+say "4. Globex polls: the message is verified, the document opened and written, then receipted"
+"$LS" poll --json -c "$WORK/globex/layersec.toml" > "$WORK/poll.json"
+python3 - "$WORK/poll.json" "$WORK/invoice-2026-0042.xml" <<'PY'
+import hashlib, json, sys
+docs = [json.loads(l) for l in open(sys.argv[1]) if l.strip() and "summary" not in json.loads(l)]
+assert len(docs) == 1, docs
+d = docs[0]
+sent = open(sys.argv[2], "rb").read()
+got = open(d["path"], "rb").read()
+assert got == sent, "the opened document differs from the one sent"
+print(f"document:       {d['name']} ({d['size']} bytes), written to {d['path']}")
+print(f"verified sender: {d['sender']} (S/MIME signature and AS4 signature checked against its certificate)")
+print(f"MessageId:      {d['message_id']}")
+print(f"signed at:      {d.get('signing_time')}")
+print("byte-identical to what ACME sent")
+PY
 
-say "4. Globex opens it, verifying that ACME signed it"
-"$LS" open --key "$WORK/globex/globex.key.pem" --cert "$WORK/globex/globex.cert.pem" \
-    --from "$WORK/globex/partners/acme.pem" --json "$WORK/invoice.p7m" "$WORK/received.xml"
-cmp "$WORK/invoice-2026-0042.xml" "$WORK/received.xml"
-echo "the opened document is byte-identical to the one ACME sent"
+say "5. The receipts"
+python3 - "$WORK/acme/sent" <<'PY'
+import glob, json, sys
+for f in glob.glob(sys.argv[1] + "/*.sent.json"):
+    r = json.load(open(f))
+    keys = [k for k in r if "receipt" in k]
+    print("ACME's record of the service's signed receipt:", {k: r[k] for k in keys})
+PY
+"${ADMIN[@]}" messages | python3 -c '
+import json, sys
+for m in json.load(sys.stdin):
+    print(f"at the service: {m[\"message_id\"]} {m[\"from\"]} -> {m[\"to\"]}: {m[\"state\"]} (Globex receipted it at {m[\"delivered_at\"]})")'
 
-say "5. A forger cannot pass as ACME"
-"$LS" keygen --party mallory --out "$WORK/mallory" >/dev/null
-"$LS" seal --sign-key "$WORK/mallory/mallory.key.pem" --sign-cert "$WORK/mallory/mallory.cert.pem" \
-    --to "$WORK/acme/partners/globex.pem" "$WORK/invoice-2026-0042.xml" "$WORK/forged.p7m"
-set +e
-"$LS" open --key "$WORK/globex/globex.key.pem" --cert "$WORK/globex/globex.cert.pem" \
-    --from "$WORK/globex/partners/acme.pem" "$WORK/forged.p7m" "$WORK/forged.xml"
-rc=$?
-set -e
-[ "$rc" -ne 0 ] && [ ! -e "$WORK/forged.xml" ] || { echo "demo: the forgery was not refused" >&2; exit 1; }
-echo "refused with exit code $rc, nothing written"
-say "Demo complete"
+say "6. The service is stopped"
+kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+echo "Demo complete"

@@ -1,0 +1,484 @@
+//! The whole path through real processes over TLS on loopback: `layersec-server`, and a
+//! `layersec` client per party (init, partners, send, poll, run), with real kill -9.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const LAYERSEC: &str = env!("CARGO_BIN_EXE_layersec");
+
+/// `layersec-server` beside `layersec` in the target folder (built if it is not there yet).
+fn server_bin() -> PathBuf {
+    let p = Path::new(LAYERSEC).with_file_name("layersec-server");
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        if !p.exists() {
+            let st = Command::new(env!("CARGO"))
+                .args(["build", "-p", "ls-server", "--bin", "layersec-server"])
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+    });
+    assert!(p.exists(), "{} is missing", p.display());
+    p
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "ls-e2e-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    })
+}
+
+struct Service {
+    dir: PathBuf,
+    config: PathBuf,
+    child: Option<Child>,
+    url: String,
+    listen: String,
+}
+
+impl Service {
+    fn start(name: &str) -> Service {
+        let dir = temp_dir(name);
+        let o = Command::new(server_bin())
+            .args(["init", "--dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let config = dir.join("layersec-server.toml");
+        let text = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, text.replace("redeliver_after_secs = 300", "redeliver_after_secs = 2")).unwrap();
+        let mut s = Service {
+            dir,
+            config,
+            child: None,
+            url: String::new(),
+            listen: "127.0.0.1:0".into(),
+        };
+        s.serve();
+        s
+    }
+
+    fn serve(&mut self) {
+        let mut child = Command::new(server_bin())
+            .args(["serve", "--config", self.config.to_str().unwrap(), "--listen", &self.listen])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("\"event\":\"listening\"") {
+                    if let Some(t) = tx.take() {
+                        let _ = t.send(line);
+                    }
+                }
+            }
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("the service did not start");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        self.url = v["as4"].as_str().unwrap().to_string();
+        // Restarts keep the port, so clients' configurations stay valid.
+        self.listen = self.url.trim_start_matches("https://").split('/').next().unwrap().to_string();
+        self.child = Some(child);
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn admin(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["admin", "--config", self.config.to_str().unwrap()];
+        a.extend_from_slice(args);
+        let o = Command::new(server_bin()).args(&a).output().unwrap();
+        assert!(o.status.success(), "admin {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        json(&o)
+    }
+
+    /// A party's client: `layersec init`, registered at the service with its certificate.
+    fn party(&self, id: &str, register: bool) -> Party {
+        let dir = self.dir.join(format!("client-{id}"));
+        let o = Command::new(LAYERSEC)
+            .args([
+                "init",
+                "--party",
+                id,
+                "--service",
+                &self.url,
+                "--dir",
+                dir.to_str().unwrap(),
+                "--service-cert",
+                self.dir.join("identity/service.crt").to_str().unwrap(),
+                "--ca-file",
+                self.dir.join("tls/server.crt").to_str().unwrap(),
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "init: {}", String::from_utf8_lossy(&o.stderr));
+        let v = json(&o);
+        let cert = PathBuf::from(v["certificate"].as_str().unwrap());
+        let cert = if cert.is_absolute() { cert } else { dir.join(cert) };
+        assert_eq!(v["mpc"], format!("urn:layersec:mpc:{id}"));
+        let config = PathBuf::from(v["config"].as_str().unwrap());
+        // Poll every second, retry soon: the tests wait for deliveries.
+        let text = std::fs::read_to_string(&config).unwrap();
+        let text = text
+            .replace("interval_secs = 60", "interval_secs = 1")
+            .replace("initial_secs = 30", "initial_secs = 1")
+            .replace("max_secs = 3600", "max_secs = 2");
+        std::fs::write(&config, text).unwrap();
+        if register {
+            let sub = self.admin(&["subscriber", "add", "--organisation", id]);
+            self.admin(&["party", "add", "--subscriber", &sub["id"].to_string(), "--party", id, "--certificate", cert.to_str().unwrap()]);
+        }
+        Party {
+            id: id.to_string(),
+            dir,
+            config,
+            cert,
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.stop();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+struct Party {
+    id: String,
+    dir: PathBuf,
+    config: PathBuf,
+    cert: PathBuf,
+}
+
+impl Party {
+    fn cmd(&self, args: &[&str]) -> Output {
+        let mut a: Vec<&str> = args.to_vec();
+        a.extend_from_slice(&["--config", self.config.to_str().unwrap()]);
+        Command::new(LAYERSEC).args(&a).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let o = self.cmd(args);
+        assert!(
+            o.status.success(),
+            "layersec {args:?} ({}): exit {:?}: {}",
+            self.id,
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+
+    fn trust(&self, other: &Party) {
+        self.ok(&["partners", "add", &other.id, other.cert.to_str().unwrap()]);
+    }
+
+    fn spawn_run(&self) -> Child {
+        Command::new(LAYERSEC)
+            .args(["run", "--json", "--config", self.config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Documents in a folder (not metadata, records or temporary files).
+    fn documents(&self, folder: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.dir.join(folder))
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.retain(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            p.is_file()
+                && !n.starts_with('.')
+                && !n.ends_with(".meta.json")
+                && !n.ends_with(".sent.json")
+                && !n.ends_with(".reason.txt")
+        });
+        v.sort();
+        v
+    }
+}
+
+fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+fn pseudo_random(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+fn document(seed: u64, len: usize) -> Vec<u8> {
+    let mut s = seed | 1;
+    let mut v = Vec::with_capacity(len);
+    while v.len() < len {
+        v.extend_from_slice(&pseudo_random(&mut s).to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+fn sigterm(c: &mut Child) -> Option<i32> {
+    let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10) {
+        if let Some(st) = c.try_wait().unwrap() {
+            return st.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = c.kill();
+    None
+}
+
+#[test]
+fn documents_of_1_kib_and_20_mib_arrive_opened_and_verified() {
+    let svc = Service::start("sizes");
+    let alice = svc.party("alice", true);
+    let bob = svc.party("bob", true);
+    alice.trust(&bob);
+    bob.trust(&alice);
+    let small = document(1, 1024);
+    let large = document(2, 20 * 1024 * 1024);
+    let work = alice.dir.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("invoice-1k.xml"), &small).unwrap();
+    std::fs::write(work.join("archive-20m.bin"), &large).unwrap();
+    let mut ids = Vec::new();
+    for f in ["invoice-1k.xml", "archive-20m.bin"] {
+        let o = alice.ok(&["send", work.join(f).to_str().unwrap(), "--to", "bob", "--json"]);
+        let v = json(&o);
+        assert_eq!(v["delivered"], true);
+        ids.push(v["message_id"].as_str().unwrap().to_string());
+    }
+    let o = bob.ok(&["poll", "--json"]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("summary").is_none())
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    for (v, (want, id)) in lines.iter().zip([(&small, &ids[0]), (&large, &ids[1])]) {
+        assert_eq!(v["sender"], "alice");
+        assert_eq!(v["message_id"], id.as_str());
+        let got = std::fs::read(v["path"].as_str().unwrap()).unwrap();
+        assert!(got == *want, "document content differs");
+    }
+    // Metadata beside each document, before the receipt.
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(bob.dir.join("inbox/invoice-1k.xml.meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["message_id"], ids[0].as_str());
+    assert_eq!(meta["sender"], "alice");
+    // Delivered at the service; nothing more waits.
+    let msgs = svc.admin(&["messages"]);
+    assert!(msgs.as_array().unwrap().iter().all(|m| m["state"] == "delivered"), "{msgs}");
+    let o = bob.ok(&["poll", "--json"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("\"path\""));
+    // The sender's records.
+    assert_eq!(alice.documents("sent").len(), 2);
+    let status = json(&alice.ok(&["status", "--json"]));
+    assert_eq!(status["sent"], 2, "{status}");
+}
+
+#[test]
+fn outbox_to_inbox_with_both_daemons() {
+    let svc = Service::start("daemons");
+    let alice = svc.party("alice", true);
+    let bob = svc.party("bob", true);
+    alice.trust(&bob);
+    bob.trust(&alice);
+    let mut a = alice.spawn_run();
+    let mut b = bob.spawn_run();
+    let out = alice.dir.join("outbox/bob");
+    std::fs::create_dir_all(&out).unwrap();
+    for i in 0..5 {
+        // Written under a temporary name, then renamed: the client never takes a half file.
+        let tmp = out.join(format!(".doc{i}.tmp"));
+        std::fs::write(&tmp, document(10 + i, 4096)).unwrap();
+        std::fs::rename(&tmp, out.join(format!("doc{i}.txt"))).unwrap();
+    }
+    assert!(
+        wait_until(Duration::from_secs(60), || bob.documents("inbox").len() == 5),
+        "inbox: {:?}",
+        bob.documents("inbox")
+    );
+    assert_eq!(sigterm(&mut a), Some(0), "alice's daemon stops cleanly on SIGTERM");
+    assert_eq!(sigterm(&mut b), Some(0), "bob's daemon stops cleanly on SIGTERM");
+    for i in 0..5 {
+        assert_eq!(std::fs::read(bob.dir.join(format!("inbox/doc{i}.txt"))).unwrap(), document(10 + i, 4096));
+    }
+    assert_eq!(alice.documents("sent").len(), 5);
+    assert!(alice.documents("outbox/bob").is_empty());
+}
+
+#[test]
+fn every_failure_class() {
+    let mut svc = Service::start("failures");
+    let alice = svc.party("alice", true);
+    let bob = svc.party("bob", true);
+    let dave = svc.party("dave", false); // has a key, is not registered at the service
+    alice.trust(&bob);
+    alice.trust(&dave);
+    let doc = alice.dir.join("doc.txt");
+    std::fs::write(&doc, b"hello").unwrap();
+
+    // A partner whose certificate we do not have: nothing is queued.
+    let o = alice.cmd(&["send", doc.to_str().unwrap(), "--to", "carol"]);
+    assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("carol"));
+
+    // Refused by the service (the recipient is not registered there): permanent, failed/ with a reason.
+    let o = alice.cmd(&["send", doc.to_str().unwrap(), "--to", "dave"]);
+    assert_eq!(o.status.code(), Some(10), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("EBMS:0003"));
+    let reasons: Vec<_> = std::fs::read_dir(alice.dir.join("failed")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".reason.txt")).collect();
+    assert_eq!(reasons.len(), 1);
+    let reason = std::fs::read_to_string(reasons[0].path()).unwrap();
+    assert!(reason.contains("EBMS:0003"), "{reason}");
+
+    // The service is down: transient, queued, exit 9; delivered once it is back.
+    svc.stop();
+    let o = alice.cmd(&["send", doc.to_str().unwrap(), "--to", "bob", "--json"]);
+    assert_eq!(o.status.code(), Some(9), "{}", String::from_utf8_lossy(&o.stderr));
+    let queued_id = json(&o)["message_id"].as_str().unwrap().to_string();
+    let status = json(&alice.ok(&["status", "--json"]));
+    assert!(status.to_string().contains(&queued_id), "{status}");
+    let o = bob.cmd(&["poll"]);
+    assert_eq!(o.status.code(), Some(9), "poll with the service down");
+    svc.serve();
+    let mut a = alice.spawn_run();
+    assert!(wait_until(Duration::from_secs(30), || alice.documents("sent").len() == 1), "the queued document was not sent");
+    sigterm(&mut a);
+
+    // The recipient does not know the sender yet: not written, not receipted; offered again later.
+    let o = bob.ok(&["poll", "--json"]);
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("\"path\""));
+    assert!(bob.documents("inbox").is_empty());
+    let msgs = svc.admin(&["messages", "--party", "bob"]);
+    assert_ne!(msgs[0]["state"], "delivered");
+    bob.trust(&alice);
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            bob.cmd(&["poll"]);
+            bob.documents("inbox").len() == 1
+        }),
+        "the message was not offered again"
+    );
+    let msgs = svc.admin(&["messages", "--party", "bob"]);
+    assert_eq!(msgs[0]["message_id"], queued_id.as_str());
+    assert_eq!(msgs[0]["state"], "delivered");
+
+    // A bad configuration names the file and the key.
+    let bad = alice.dir.join("bad.toml");
+    std::fs::write(&bad, std::fs::read_to_string(&alice.config).unwrap().replace("[polling]", "[polling]\nintervall = 3")).unwrap();
+    let o = Command::new(LAYERSEC).args(["status", "--config", bad.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("bad.toml") && e.contains("intervall"), "{e}");
+}
+
+/// kill -9 of both clients at arbitrary moments while documents flow; restart until done.
+/// Every document arrives exactly once, none is sent twice to the partner's inbox.
+#[test]
+fn kill_9_at_any_moment_loses_nothing_and_duplicates_nothing() {
+    let svc = Service::start("kill9");
+    let alice = svc.party("alice", true);
+    let bob = svc.party("bob", true);
+    alice.trust(&bob);
+    bob.trust(&alice);
+    const N: u64 = 30;
+    let out = alice.dir.join("outbox/bob");
+    std::fs::create_dir_all(&out).unwrap();
+    for i in 0..N {
+        // Sizes from 1 KiB to ~1 MiB so kills land in every phase.
+        let len = 1024 + (i as usize * 37_000);
+        let tmp = out.join(format!(".d{i}.part"));
+        std::fs::write(&tmp, document(100 + i, len)).unwrap();
+        std::fs::rename(&tmp, out.join(format!("d{i:02}.bin"))).unwrap();
+    }
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let started = Instant::now();
+    let mut kills = 0;
+    while bob.documents("inbox").len() < N as usize && started.elapsed() < Duration::from_secs(120) {
+        let mut a = alice.spawn_run();
+        let mut b = bob.spawn_run();
+        let wait = 150 + pseudo_random(&mut seed) % 900;
+        std::thread::sleep(Duration::from_millis(wait));
+        // SIGKILL: no chance to clean up.
+        let _ = a.kill();
+        let _ = b.kill();
+        let _ = a.wait();
+        let _ = b.wait();
+        kills += 1;
+        if kills >= 12 {
+            break;
+        }
+    }
+    // Then let them finish undisturbed.
+    let mut a = alice.spawn_run();
+    let mut b = bob.spawn_run();
+    let done = wait_until(Duration::from_secs(120), || {
+        bob.documents("inbox").len() >= N as usize && alice.documents("sent").len() >= N as usize
+    });
+    sigterm(&mut a);
+    sigterm(&mut b);
+    assert!(done, "after {kills} kills: inbox {} sent {}", bob.documents("inbox").len(), alice.documents("sent").len());
+    // Exactly once, byte for byte.
+    let inbox = bob.documents("inbox");
+    assert_eq!(inbox.len(), N as usize, "{inbox:?}");
+    for i in 0..N {
+        let len = 1024 + (i as usize * 37_000);
+        assert_eq!(std::fs::read(bob.dir.join(format!("inbox/d{i:02}.bin"))).unwrap(), document(100 + i, len), "d{i:02}");
+    }
+    assert_eq!(alice.documents("sent").len(), N as usize);
+    assert!(alice.documents("failed").is_empty());
+    // The service stored each document once (a re-pushed job keeps its MessageId).
+    let msgs = svc.admin(&["messages", "--limit", "1000"]);
+    let msgs = msgs.as_array().unwrap();
+    assert_eq!(msgs.len(), N as usize, "each document stored once at the service");
+    assert!(msgs.iter().all(|m| m["state"] == "delivered"));
+    eprintln!("kill -9 test: {kills} rounds of kills before the final run");
+}
