@@ -187,8 +187,9 @@ impl Client {
         self.poll_until(on_document, &super::NEVER)
     }
 
-    /// [`Client::poll`], ending early (after the message under way) once `stop` is set.
-    pub(super) fn poll_until(
+    /// [`Client::poll`], ending early once `stop` is set: it is checked before each pull, so a
+    /// document whose `on_document` sets it is still receipted before the poll returns.
+    pub fn poll_until(
         &self,
         mut on_document: impl FnMut(&Received),
         stop: &AtomicBool,
