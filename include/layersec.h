@@ -190,6 +190,19 @@ typedef struct ls_cert ls_cert;
 typedef struct ls_certstore ls_certstore;
 
 /**
+ * The client of one configuration file (the file `layersec init` writes): our party id and
+ * identity, our partners' certificates (`<partners dir>/<party id>.crt`), the Messaging
+ * Service, and the folders (`sent/`, `failed/`, `inbox/`, and `state/`, the journal that makes
+ * sends and deliveries survive crashes).
+ *
+ * Use a client from one thread at a time: no function taking it may run while another thread
+ * uses the same client (it may be handed to another thread between calls). Different clients
+ * are independent, even of the same configuration: they coordinate through the state folder,
+ * as `layersec` processes do.
+ */
+typedef struct ls_client ls_client;
+
+/**
  * Our own identity: a private key, its certificate and the chain to its CA. Immutable once
  * made: may be shared by any number of threads.
  */
@@ -308,6 +321,82 @@ typedef struct ls_open_options {
     const uint8_t *kek;
     size_t kek_len;
 } ls_open_options;
+
+/**
+ * Options of `ls_client_send` and `ls_client_send_file`: the ebMS header of one send.
+ * Initialise with `ls_send_options_init` (or set every byte to zero and `struct_size` to
+ * `sizeof(ls_send_options)`), then set what you need: a NULL field means its default. Fields may
+ * be appended in later versions; `struct_size` tells the library which ones the caller knows.
+ * The strings are borrowed for the call only.
+ */
+typedef struct ls_send_options {
+    /**
+     * `sizeof(ls_send_options)` as the caller was compiled.
+     */
+    uint32_t struct_size;
+    /**
+     * No flags are defined yet: 0 (other bits are an error).
+     */
+    uint32_t flags;
+    /**
+     * The ebMS Service (nullable: the configuration's `[defaults] service`).
+     */
+    const char *service;
+    /**
+     * The ebMS Action (nullable: the configuration's `[defaults] action`).
+     */
+    const char *action;
+    /**
+     * The ConversationId (nullable: a new conversation, whose id is the MessageId).
+     */
+    const char *conversation;
+} ls_send_options;
+
+/**
+ * A document `ls_client_poll` wrote to the inbox, as its callback sees it. Every pointer is
+ * borrowed (NUL-terminated UTF-8) and valid only during the callback: copy what you keep.
+ * The library makes these, so later versions may append fields.
+ */
+typedef struct ls_received {
+    /**
+     * The document in the inbox folder (its metadata is `<path>.meta.json`).
+     */
+    const char *path;
+    /**
+     * Its file name there: the sender's name made safe, with `-1`, `-2`… if it was taken.
+     */
+    const char *name;
+    /**
+     * The sender's party id, verified: the message and the document are signed with the
+     * certificate of that partner.
+     */
+    const char *sender;
+    const char *message_id;
+    const char *conversation_id;
+    /**
+     * The document's size in bytes.
+     */
+    uint64_t size;
+    /**
+     * The signing time the sender stated, in Unix seconds; 0 if it stated none.
+     */
+    int64_t signing_time;
+    /**
+     * When the document was written to the inbox, in Unix seconds.
+     */
+    int64_t received_at;
+} ls_received;
+
+/**
+ * Called by `ls_client_poll` once for each document written to the inbox, with the caller's
+ * `userdata`. Return 0 to go on; any other value stops the poll after this document — it is
+ * already written to the inbox, and its receipt is still posted before `ls_client_poll`
+ * returns, so it is not offered again.
+ *
+ * The callback must not free the client. It may send with it; a nested `ls_client_poll` of
+ * the same client fails with `LS_ERR_STATE_LOCKED`.
+ */
+typedef int32_t (*ls_received_cb)(void *userdata, const struct ls_received *doc);
 
 /**
  * RSA, 2048-bit modulus.
@@ -601,6 +690,89 @@ ls_result ls_inspect(const uint8_t *in,
                      const struct ls_identity *recipient,
                      const struct ls_cert *sender,
                      struct ls_bytes *json_out);
+
+/**
+ * Reads the configuration file `config_path` (as `layersec init` writes it; relative paths in
+ * it are relative to its folder), loads our identity, the partners' and the service's
+ * certificates, and creates the folders that are missing. Nothing is sent yet.
+ *
+ * `*out` is set to NULL first, then to a new client the caller frees with `ls_client_free`.
+ * Errors: `LS_ERR_CONFIG_INVALID` (the file is missing or unreadable, or a setting is bad; the
+ * message says `<file>: <key>: <what is expected>`), `LS_ERR_IO` (a folder cannot be
+ * created), `LS_ERR_BAD_PASSWORD`, `LS_ERR_KEY_CERT_MISMATCH`, `LS_ERR_CERT_INVALID`.
+ */
+ls_result ls_client_new_from_config(const char *config_path, struct ls_client **out);
+
+/**
+ * Sets `*opts` to the defaults (every field NULL: the configuration's `[defaults]` and a new
+ * conversation) with `struct_size = sizeof(ls_send_options)`. NULL is a no-op.
+ */
+void ls_send_options_init(struct ls_send_options *opts);
+
+/**
+ * Sends a document now: seals `data` (`len` bytes; NULL with 0 for an empty document) under the
+ * file name `name` (a base name, which the partner's inbox uses) for partner `to` (a party id
+ * with a certificate in the partners folder), carries it in a signed AS4 message to the
+ * service and checks the service's signed receipt. `opts` is nullable (defaults).
+ *
+ * `message_id_out` is reset to `{NULL, 0}` first. Results:
+ * - `LS_OK`: delivered, the receipt verified; `*message_id_out` holds the MessageId (text) and
+ *   the document's copy is in the `sent/` folder.
+ * - Queued for retry: the service could not be reached (or answered in a way worth retrying);
+ *   the send is kept in the journal of the state folder and pushed again, with the same
+ *   MessageId, by the client daemon of the configuration (`layersec run`). The code is that
+ *   of the failed attempt (usually 6xx: `LS_ERR_CONNECT_FAILED`, `LS_ERR_TIMEOUT`,
+ *   `LS_ERR_HTTP_STATUS`…) and `*message_id_out` STILL holds the MessageId, so the caller
+ *   can track it.
+ * - Any other failure: nothing was queued and `*message_id_out` stays `{NULL, 0}`:
+ *   `LS_ERR_CERT_NOT_FOUND` (no certificate for `to`), `LS_ERR_INVALID_ARGUMENT` (a bad name),
+ *   `LS_ERR_EBMS_ERROR` (the service refused the message: the document is in `failed/` with
+ *   the reason), `LS_ERR_IO`, `LS_ERR_STATE_CORRUPT`.
+ *
+ * So after a failure, `message_id_out->data != NULL` means "queued, not lost". Freeing
+ * `*message_id_out` with `ls_bytes_free` is right in every case.
+ */
+ls_result ls_client_send(struct ls_client *c,
+                         const uint8_t *data,
+                         size_t len,
+                         const char *name,
+                         const char *to,
+                         const struct ls_send_options *opts,
+                         struct ls_bytes *message_id_out);
+
+/**
+ * `ls_client_send` with the content and the base name of the file at `path` (the file stays
+ * where it is). Results as for `ls_client_send`; `LS_ERR_IO` when the file cannot be read.
+ */
+ls_result ls_client_send_file(struct ls_client *c,
+                              const char *path,
+                              const char *to,
+                              const struct ls_send_options *opts,
+                              struct ls_bytes *message_id_out);
+
+/**
+ * Fetches every document waiting for us at the service: pulls until none is left, verifies
+ * each message and its document against the certificate of the partner it comes from, writes
+ * the document and its metadata to the inbox folder, calls `cb` (nullable: the documents are
+ * only counted) with `userdata`, then posts the receipt. A kill at any point neither loses nor
+ * duplicates a document (see the journal in the state folder).
+ *
+ * A message that cannot be accepted (unknown sender, bad signature, cannot be opened) is
+ * neither written nor receipted — the service offers it again later — and is recorded in the
+ * state folder (`layersec status` lists it); the poll goes on with the next one.
+ *
+ * `*count_out` is set to 0 first, then to the number of documents written to the inbox (and
+ * passed to `cb`) — also when the poll fails part way. Errors: transport failures (6xx: the
+ * service cannot be reached or answers wrongly), `LS_ERR_STATE_LOCKED` (another client polls
+ * with the same state folder), `LS_ERR_IO`, `LS_ERR_STATE_CORRUPT`.
+ */
+ls_result ls_client_poll(struct ls_client *c, ls_received_cb cb, void *userdata, size_t *count_out);
+
+/**
+ * Frees a client. NULL is a no-op. Sends queued for retry stay in the journal of the state
+ * folder, where the client daemon of the same configuration (`layersec run`) takes them up.
+ */
+void ls_client_free(struct ls_client *c);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -15,7 +15,8 @@
 // `# Safety` section repeated on each of them; see the crate documentation.
 #![allow(clippy::missing_safety_doc)]
 
-// The order of the header's sections: results, bytes, identities, certificates, seal, open.
+// The order of the header's sections: results, bytes, identities, certificates, seal, open,
+// client.
 mod result;
 
 mod bytes;
@@ -28,11 +29,14 @@ mod seal;
 
 mod open;
 
+mod client;
+
 mod header;
 mod ptr;
 
 pub use bytes::*;
 pub use cert::*;
+pub use client::*;
 pub use header::header_defines;
 pub use identity::*;
 pub use open::*;
@@ -56,4 +60,7 @@ const _: () = {
     shareable::<ls_cert>();
     shareable::<ls_certstore>();
     shareable::<ls_opened>();
+    // A client is used by one thread at a time, but may move between threads.
+    const fn movable<T: Send>() {}
+    movable::<ls_client>();
 };

@@ -7,7 +7,7 @@
 //! The lifetimes returned are unbounded; callers keep the references within the exported call.
 
 use ls_core::Error;
-use std::ffi::{c_char, CStr};
+use std::ffi::{c_char, c_void, CStr};
 
 fn null(name: &str) -> Error {
     Error::NullArgument(format!("{name} is NULL"))
@@ -164,6 +164,18 @@ pub(crate) fn versioned_field<T, F: Copy>(p: *const T, size: usize, offset: usiz
     // field lies within them; `offset` comes from `offset_of!` on the same struct, so the bytes
     // are an F written by the caller. Unaligned read: the caller's struct may be any version.
     Some(unsafe { p.cast::<u8>().add(offset).cast::<F>().read_unaligned() })
+}
+
+/// Calls a caller's callback `f(userdata, arg)` and returns what it returns.
+pub(crate) fn call_back<A>(
+    f: unsafe extern "C" fn(*mut c_void, *const A) -> i32,
+    userdata: *mut c_void,
+    arg: &A,
+) -> i32 {
+    // SAFETY: `f` is a function of this signature (the header contract for callbacks), given
+    // `userdata` unchanged as the caller passed it (the library never dereferences it) and a
+    // pointer to an `A` that lives until the call returns. C code does not unwind.
+    unsafe { f(userdata, arg) }
 }
 
 /// A new handle for C: the value moves to the heap and C owns it until its `_free` function.

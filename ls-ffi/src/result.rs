@@ -48,16 +48,47 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
+/// A failure as an export reports it: a code and the message for `ls_last_error_message`.
+/// Mostly an `Error`; a few results (a send queued for retry) report the code of an earlier
+/// failure with a message of their own.
+pub(crate) struct Failure {
+    code: ErrorCode,
+    message: String,
+}
+
+impl Failure {
+    pub(crate) fn new(code: ErrorCode, message: String) -> Failure {
+        Failure { code, message }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+}
+
 /// The boundary of every export that returns an `ls_result`: clears the last error, runs `f`,
 /// turns its error into a code plus message and a panic into `LS_ERR_PANIC` plus message. Nothing
 /// unwinds into C.
 pub(crate) fn call(func: &'static str, f: impl FnOnce() -> Result<(), Error>) -> ls_result {
+    call_failure(func, || f().map_err(Failure::from))
+}
+
+/// `call` for exports whose failures are not all an `Error` (see `Failure`).
+pub(crate) fn call_failure(
+    func: &'static str,
+    f: impl FnOnce() -> Result<(), Failure>,
+) -> ls_result {
     set_last_error(None);
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => OK,
         Ok(Err(e)) => {
-            set_last_error(Some(&e.to_string()));
-            e.code().as_i32()
+            set_last_error(Some(&e.message));
+            e.code.as_i32()
         }
         Err(payload) => {
             set_last_error(Some(&format!(
