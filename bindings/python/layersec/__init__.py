@@ -20,6 +20,14 @@ Identities, certificates and filled certificate stores may be shared by any numb
 (the library releases the GIL while it works). ``CertStore.add_*`` waits until no other thread
 is using the store.
 
+A :class:`Client` sends documents to partners through a Layer Security Messaging Service and
+fetches what partners sent, as a ``layersec`` configuration file describes it::
+
+    with layersec.Client("alice/layersec.toml") as client:
+        message_id = client.send(b"<invoice/>", "invoice.xml", to="bob")
+        for doc in client.poll():
+            print(doc.path, doc.sender, doc.size)
+
 Failures raise :class:`LayerSecError` subclasses by the library's result code; see
 :mod:`layersec._errors`. ``open`` and ``inspect`` are not in ``__all__`` (they would shadow the
 builtins of a ``from layersec import *``): call them as ``layersec.open``/``layersec.inspect``.
@@ -51,6 +59,7 @@ from ._errors import (
     LayerSecError,
     NotARecipientError,
     ProtocolError,
+    QueuedForRetry,
     StoreError,
     TransportError,
     SignatureError,
@@ -72,7 +81,10 @@ __all__ = [
     "CertStore",
     "Opened",
     "seal",
+    "Client",
+    "Received",
     "ClosedError",
+    "QueuedForRetry",
     "LayerSecError",
     "ArgumentError",
     "BadPasswordError",
@@ -730,3 +742,172 @@ def inspect(
         sp = stack.enter_context(sender._use()) if sender is not None else None
         text = _take_bytes(lib.ls_inspect, data, len(data), rp, sp)
     return json.loads(text.decode("utf-8"))
+
+
+# --- the client of a Messaging Service --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Received:
+    """A document :meth:`Client.poll` wrote to the inbox folder.
+
+    ``path`` is the document in the inbox (its metadata is ``<path>.meta.json``), ``name`` its
+    file name there (the sender's, made safe, with ``-1``, ``-2``... if it was taken). ``sender``
+    is the sender's party id, verified: the message and the document are signed with that
+    partner's certificate. ``signing_time`` is the time the sender stated (aware, UTC) or None;
+    ``received_at`` when the document was written (aware, UTC)."""
+
+    path: str
+    name: str
+    sender: str
+    message_id: str
+    conversation_id: str
+    size: int
+    signing_time: Optional[datetime]
+    received_at: datetime
+
+    @classmethod
+    def _from_c(cls, r: "_lib.ls_received") -> "Received":
+        return cls(
+            path=_text(r.path) or "",
+            name=_text(r.name) or "",
+            sender=_text(r.sender) or "",
+            message_id=_text(r.message_id) or "",
+            conversation_id=_text(r.conversation_id) or "",
+            size=int(r.size),
+            signing_time=(
+                None if r.signing_time == 0 else _EPOCH + timedelta(seconds=r.signing_time)
+            ),
+            received_at=_EPOCH + timedelta(seconds=r.received_at),
+        )
+
+
+class Client(_Handle):
+    """The client of a Layer Security Messaging Service (``ls_client``), as the configuration
+    file ``layersec init`` writes describes it: our party id and identity, our partners'
+    certificates (``<partners dir>/<party id>.crt``), the service, and the folders (``sent/``,
+    ``failed/``, ``inbox/`` and ``state/``, the journal that makes sends and deliveries survive
+    crashes).
+
+    One call at a time: calls from several threads wait for each other (the C client is used by
+    one thread at a time). Several clients of the same configuration coordinate through the
+    state folder, as ``layersec`` processes do.
+    """
+
+    _FREE = "ls_client_free"
+
+    def __init__(self, config_path: PathLike) -> None:
+        """Reads the configuration file, loads our identity and the certificates, and creates
+        the folders that are missing. Nothing is sent yet. A missing file or a bad setting
+        raises :class:`StoreError` (LS_ERR_CONFIG_INVALID, the message names file and key)."""
+        out = POINTER(_lib.ls_client)()
+        lib.ls_client_new_from_config(_path(config_path, "config_path"), byref(out))
+        self._setup(out)
+
+    def send(
+        self,
+        data: BytesLike,
+        name: str,
+        to: str,
+        service: Optional[str] = None,
+        action: Optional[str] = None,
+        conversation: Optional[str] = None,
+    ) -> str:
+        """Sends ``data`` as the document ``name`` (a base name: the partner's inbox uses it)
+        to partner ``to`` (a party id with a certificate in the partners folder): seals it,
+        carries it in a signed AS4 message to the service and checks the service's signed
+        receipt. ``service``/``action`` default to the configuration's ``[defaults]``;
+        ``conversation`` (None: a new one, named by the MessageId) is the ConversationId.
+
+        Returns the MessageId once delivered (the document's copy is then in ``sent/``).
+        Raises :class:`QueuedForRetry` (with ``.message_id``) when the attempt failed for a
+        reason that may pass and the send waits in the journal; any other
+        :class:`LayerSecError` means nothing is queued — e.g. :class:`CertificateError`
+        (LS_ERR_CERT_NOT_FOUND) for a partner without certificate, :class:`ProtocolError`
+        (LS_ERR_EBMS_ERROR) when the service refused the message (the document is then in
+        ``failed/`` with the reason)."""
+        data = _bytes(data, "data")
+        return self._send(
+            lib.ls_client_send,
+            (data, len(data), _cstr(name, "name"), _cstr(to, "to")),
+            service,
+            action,
+            conversation,
+        )
+
+    def send_file(
+        self,
+        path: PathLike,
+        to: str,
+        service: Optional[str] = None,
+        action: Optional[str] = None,
+        conversation: Optional[str] = None,
+    ) -> str:
+        """:meth:`send` with the content and the base name of the file at ``path`` (which stays
+        where it is). A file that cannot be read raises :class:`ArgumentError` (LS_ERR_IO)."""
+        return self._send(
+            lib.ls_client_send_file,
+            (_path(path, "path"), _cstr(to, "to")),
+            service,
+            action,
+            conversation,
+        )
+
+    def _send(self, func, args, service, action, conversation) -> str:
+        opts = _lib.ls_send_options()
+        lib.ls_send_options_init(byref(opts))
+        opts.service = _cstr(service, "service")
+        opts.action = _cstr(action, "action")
+        opts.conversation = _cstr(conversation, "conversation")
+        out = _lib.ls_bytes()
+        try:
+            with self._use_exclusive() as p:
+                try:
+                    func(p, *args, byref(opts), byref(out))
+                except LayerSecError as e:
+                    if out.data:
+                        # Not delivered, but queued: the library still gave the MessageId.
+                        mid = ctypes.string_at(out.data, out.len).decode("utf-8", "replace")
+                        raise QueuedForRetry(mid, e) from e
+                    raise
+            return ctypes.string_at(out.data, out.len).decode("utf-8", "replace")
+        finally:
+            lib.ls_bytes_free(byref(out))
+
+    def poll(self) -> "list[Received]":
+        """Fetches every document waiting for us: pulls until none is left, verifies each
+        message and its document against the certificate of the partner it comes from, writes
+        the document and its metadata to the inbox folder and then receipts it. Returns the
+        documents written, in order.
+
+        A message that cannot be accepted (unknown sender, bad signature) is neither written
+        nor receipted (the service offers it again later) and does not fail the poll. Failing
+        to reach the service raises :class:`TransportError`; another client polling the same
+        state folder :class:`StoreError` (LS_ERR_STATE_LOCKED). If the poll fails part way, the
+        exception's ``received`` attribute lists the documents written before."""
+        received: "list[Received]" = []
+        problems: "list[BaseException]" = []
+
+        def on_document(_userdata, doc) -> int:
+            # Runs inside the C call (with the GIL): copy now, the strings die with the call.
+            try:
+                received.append(Received._from_c(doc.contents))
+                return 0
+            except BaseException as e:  # pragma: no cover - a copy cannot fail in practice
+                problems.append(e)
+                return 1  # stop after this document (written and receipted all the same)
+
+        cb = _lib.ls_received_cb(on_document)  # referenced until the call returns
+        count = c_size_t()
+        try:
+            with self._use_exclusive() as p:
+                lib.ls_client_poll(p, cb, None, byref(count))
+        except LayerSecError as e:
+            e.received = received
+            raise
+        if problems:  # pragma: no cover
+            raise problems[0]
+        return received
+
+    def __repr__(self) -> str:
+        return "<layersec.Client (closed)>" if self.closed else "<layersec.Client>"

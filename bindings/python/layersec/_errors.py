@@ -177,6 +177,30 @@ class InternalError(LayerSecError):
     """9xx: a bug in the library (please report it)."""
 
 
+class QueuedForRetry(LayerSecError):
+    """A send that is not delivered yet but not lost either (``Client.send``/``send_file``).
+
+    The attempt failed for a reason that may pass (the service could not be reached, timed out,
+    answered HTTP 5xx...). The message stays in the client's journal (its state folder) and is
+    pushed again with the same MessageId by the client daemon of the configuration
+    (``layersec run``). ``message_id`` is that MessageId, to track the document; ``code``,
+    ``name`` and ``message`` describe the failed attempt, and ``cause`` is the exception it
+    would have raised (usually a :class:`TransportError`, e.g. LS_ERR_CONNECT_FAILED).
+
+    Not a subclass of that exception on purpose: a :class:`TransportError` (or any other
+    failure) raised by a send means nothing is queued (e.g. HTTP 400: the document was moved to
+    ``failed/``), while this means the document will still go.
+    """
+
+    def __init__(self, message_id: str, cause: LayerSecError):
+        super().__init__(cause.code, cause.name, cause.message, cause.function)
+        self.message_id = message_id
+        self.cause = cause
+
+    def __repr__(self) -> str:
+        return f"QueuedForRetry({self.message_id!r}, {self.cause!r})"
+
+
 _BY_CODE = {
     LS_ERR_BAD_PASSWORD: BadPasswordError,
     LS_ERR_DECRYPT_FAILED: DecryptionError,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import os
 from ctypes import (
+    CFUNCTYPE,
     POINTER,
     Structure,
     c_char_p,
@@ -30,6 +31,7 @@ from ctypes import (
     c_uint8,
     c_uint32,
     c_uint64,
+    c_void_p,
 )
 
 from ._errors import error_from_code
@@ -87,6 +89,10 @@ class ls_opened(Structure):
     """Opaque."""
 
 
+class ls_client(Structure):
+    """Opaque."""
+
+
 class ls_bytes(Structure):
     _fields_ = [
         ("data", POINTER(c_uint8)),
@@ -121,6 +127,36 @@ class ls_open_options(Structure):
         ("kek", c_char_p),
         ("kek_len", c_size_t),
     ]
+
+
+class ls_send_options(Structure):
+    # Field order and types exactly as in layersec.h.
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("flags", c_uint32),
+        ("service", c_char_p),
+        ("action", c_char_p),
+        ("conversation", c_char_p),
+    ]
+
+
+class ls_received(Structure):
+    # Field order and types exactly as in layersec.h. Made by the library; the strings are
+    # borrowed for the duration of the callback only.
+    _fields_ = [
+        ("path", c_char_p),
+        ("name", c_char_p),
+        ("sender", c_char_p),
+        ("message_id", c_char_p),
+        ("conversation_id", c_char_p),
+        ("size", c_uint64),
+        ("signing_time", c_int64),
+        ("received_at", c_int64),
+    ]
+
+
+# typedef int32_t (*ls_received_cb)(void *userdata, const ls_received *doc);
+ls_received_cb = CFUNCTYPE(c_int32, c_void_p, POINTER(ls_received))
 
 
 # `const uint8_t *` inputs are passed as c_char_p: Python bytes go in without a copy, and the
@@ -196,6 +232,29 @@ _FUNCTIONS = {
         _RESULT,
         [_buf, c_size_t, POINTER(ls_identity), POINTER(ls_cert), POINTER(ls_bytes)],
     ),
+    "ls_client_new_from_config": (_RESULT, [_str, POINTER(POINTER(ls_client))]),
+    "ls_send_options_init": (None, [POINTER(ls_send_options)]),
+    "ls_client_send": (
+        _RESULT,
+        [
+            POINTER(ls_client),
+            _buf,
+            c_size_t,
+            _str,
+            _str,
+            POINTER(ls_send_options),
+            POINTER(ls_bytes),
+        ],
+    ),
+    "ls_client_send_file": (
+        _RESULT,
+        [POINTER(ls_client), _str, _str, POINTER(ls_send_options), POINTER(ls_bytes)],
+    ),
+    "ls_client_poll": (
+        _RESULT,
+        [POINTER(ls_client), ls_received_cb, c_void_p, POINTER(c_size_t)],
+    ),
+    "ls_client_free": (None, [POINTER(ls_client)]),
 }
 
 

@@ -82,6 +82,10 @@ _BASE = {
     "ls_bytes": _lib.ls_bytes,
     "ls_seal_options": _lib.ls_seal_options,
     "ls_open_options": _lib.ls_open_options,
+    "ls_client": _lib.ls_client,
+    "ls_send_options": _lib.ls_send_options,
+    "ls_received": _lib.ls_received,
+    "ls_received_cb": _lib.ls_received_cb,
 }
 
 
@@ -93,6 +97,8 @@ def ctype_of(c_type: str, allow_buffer: bool = True):
     stars = c_type.count("*")
     words = [w for w in re.sub(r"\*", " ", c_type).split() if w not in ("const", "struct")]
     assert len(words) == 1, c_type
+    if words[0] == "void" and stars == 1:
+        return ctypes.c_void_p  # userdata, passed through untouched
     base = _BASE[words[0]]
     if stars == 1 and base is ctypes.c_char:
         return ctypes.c_char_p
@@ -145,7 +151,13 @@ def header_struct_fields(header_text: str, name: str) -> list[str]:
             for decl in m.group(1).split(";") if decl.strip()]
 
 
-STRUCTS = [_lib.ls_bytes, _lib.ls_seal_options, _lib.ls_open_options]
+STRUCTS = [
+    _lib.ls_bytes,
+    _lib.ls_seal_options,
+    _lib.ls_open_options,
+    _lib.ls_send_options,
+    _lib.ls_received,
+]
 
 
 @pytest.mark.parametrize("struct", STRUCTS, ids=lambda s: s.__name__)
@@ -206,10 +218,24 @@ def test_options_init_fills_struct_size():
     assert oo.struct_size == ctypes.sizeof(_lib.ls_open_options)
     assert oo.flags == 0 and oo.max_output == 0
     assert not oo.sender and not oo.partners
+    sendo = _lib.ls_send_options()
+    _lib.lib.ls_send_options_init(ctypes.byref(sendo))
+    assert sendo.struct_size == ctypes.sizeof(_lib.ls_send_options)
+    assert (sendo.flags, sendo.service, sendo.action, sendo.conversation) == (0, None, None, None)
+
+
+def test_received_callback_type_matches_header(header_text):
+    code = " ".join(header_code(header_text).split())
+    m = re.search(r"typedef (\w+) \(\*ls_received_cb\)\(([^)]*)\);", code)
+    assert m, "ls_received_cb is declared"
+    params = [re.sub(r"\b\w+$", "", p.strip()).strip() for p in m.group(2).split(",")]
+    assert ctype_of(m.group(1)) is _lib.ls_received_cb._restype_
+    assert list(_lib.ls_received_cb._argtypes_) == [ctype_of(p) for p in params]
 
 
 def test_null_is_accepted_by_free_functions_and_bytes_free_twice():
-    for free in ("ls_identity_free", "ls_cert_free", "ls_certstore_free", "ls_opened_free"):
+    for free in ("ls_identity_free", "ls_cert_free", "ls_certstore_free", "ls_opened_free",
+                 "ls_client_free"):
         getattr(_lib.lib, free)(None)
     _lib.lib.ls_bytes_free(None)
     b = _lib.ls_bytes()
