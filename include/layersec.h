@@ -9,7 +9,7 @@
  *   ls_last_error_message() explains it (per thread; see there). ls_result_name() names a code.
  * - Inputs come first, outputs last. A function that returns a new handle through
  *   `ls_x **out` sets `*out = NULL` first, so after a failure there is nothing to free.
- * - Handles (ls_identity, ls_cert, ls_certstore, ls_opened) are opaque; the caller frees each one
+ * - Handles (ls_identity, ls_cert, ls_certstore, ls_opened, ls_client) are opaque; the caller frees each one
  *   it received with its ls_x_free() function. Every _free function accepts NULL.
  * - Bytes the library returns come as an ls_bytes the caller frees with ls_bytes_free() (never
  *   free()). Strings returned as `const char *` are owned by the library: by a handle (valid
@@ -17,7 +17,7 @@
  * - Strings passed in are NUL-terminated UTF-8; invalid UTF-8 gives LS_ERR_INVALID_ARGUMENT. A
  *   NULL pointer where one is required gives LS_ERR_NULL_ARGUMENT; arguments documented as
  *   nullable may be NULL. Byte buffers are (pointer, length); NULL is accepted with length 0.
- * - Options structs (ls_seal_options, ls_open_options) start with struct_size: initialise them
+ * - Options structs (ls_seal_options, ls_open_options, ls_send_options) start with struct_size: initialise them
  *   with their _init function so programs built against this header keep working with later
  *   versions of the library, whose structs may have more fields.
  * - No function aborts the process or lets a Rust panic escape: an internal failure returns
@@ -27,6 +27,8 @@
  * - ls_identity, ls_cert, ls_opened and a filled ls_certstore are immutable and may be used by
  *   any number of threads at once. Functions taking a non-const handle (ls_certstore_add_*) must
  *   not run while another thread uses the same handle. A handle must not be freed while in use.
+ * - An ls_client is used by one thread at a time (it may move between threads). Several
+ *   processes may use the same configuration: the client's journal keeps them apart.
  * - ls_last_error_message() is per thread.
  *
  * Security
@@ -767,6 +769,14 @@ ls_result ls_client_send_file(struct ls_client *c,
  * with the same state folder), `LS_ERR_IO`, `LS_ERR_STATE_CORRUPT`.
  */
 ls_result ls_client_poll(struct ls_client *c, ls_received_cb cb, void *userdata, size_t *count_out);
+
+/**
+ * Sends what is due: documents queued for retry (whose back-off has passed) and files in the
+ * outbox folder of the configuration. `*sent_out` (nullable) receives how many were delivered
+ * (receipt verified). A service that cannot be reached is not an error here: the documents stay
+ * queued (see `layersec status`); LS_OK means the journal was processed.
+ */
+ls_result ls_client_run_due_jobs(struct ls_client *c, size_t *sent_out);
 
 /**
  * Frees a client. NULL is a no-op. Sends queued for retry stay in the journal of the state

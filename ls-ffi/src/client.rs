@@ -328,6 +328,25 @@ pub unsafe extern "C" fn ls_client_poll(
     })
 }
 
+/// Sends what is due: documents queued for retry (whose back-off has passed) and files in the
+/// outbox folder of the configuration. `*sent_out` (nullable) receives how many were delivered
+/// (receipt verified). A service that cannot be reached is not an error here: the documents stay
+/// queued (see `layersec status`); LS_OK means the journal was processed.
+#[no_mangle]
+pub unsafe extern "C" fn ls_client_run_due_jobs(
+    c: *mut ls_client,
+    sent_out: *mut usize,
+) -> ls_result {
+    call("ls_client_run_due_jobs", || {
+        let c = ptr::arg_ref(c.cast_const(), "c")?;
+        let sent = c.client.process_outbox()?.jobs.sent.len();
+        if !sent_out.is_null() {
+            *ptr::out_arg(sent_out, 0, "sent_out")? = sent;
+        }
+        Ok(())
+    })
+}
+
 /// Frees a client. NULL is a no-op. Sends queued for retry stay in the journal of the state
 /// folder, where the client daemon of the same configuration (`layersec run`) takes them up.
 #[no_mangle]

@@ -564,6 +564,15 @@ fn a_send_to_a_service_that_is_down_is_queued_with_its_message_id() {
         .collect();
     assert_eq!(jobs.len(), 1);
 
+    // Running the due jobs while the service is still down: LS_OK, nothing delivered, the job
+    // stays (its back-off has not passed either).
+    let mut sent = 99usize;
+    let rc = unsafe { ls_client_run_due_jobs(c.0, &mut sent) };
+    assert_eq!((rc, sent), (0, 0), "{}", msg());
+    assert_eq!(unsafe { ls_client_run_due_jobs(c.0, std::ptr::null_mut()) }, 0);
+    assert_eq!(unsafe { ls_client_run_due_jobs(std::ptr::null_mut(), &mut sent) }, 100);
+    assert_eq!(std::fs::read_dir(erin.dir.join("state/outgoing")).unwrap().count(), 1);
+
     // Nothing is queued for a partner without a certificate: no MessageId.
     let (rc, id) = c.send(b"doc", "doc.txt", "nobody", null());
     assert_eq!(rc, CERT_NOT_FOUND, "{}", msg());

@@ -909,5 +909,14 @@ class Client(_Handle):
             raise problems[0]
         return received
 
+    def run_due_jobs(self) -> int:
+        """Sends what is due: documents queued for retry whose back-off has passed, and files
+        in the outbox folder. Returns how many were delivered. A service that cannot be reached
+        is not an error here: the documents stay queued."""
+        sent = c_size_t()
+        with self._use_exclusive() as p:
+            lib.ls_client_run_due_jobs(p, byref(sent))
+        return sent.value
+
     def __repr__(self) -> str:
         return "<layersec.Client (closed)>" if self.closed else "<layersec.Client>"

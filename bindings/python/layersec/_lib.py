@@ -254,6 +254,7 @@ _FUNCTIONS = {
         _RESULT,
         [POINTER(ls_client), ls_received_cb, c_void_p, POINTER(c_size_t)],
     ),
+    "ls_client_run_due_jobs": (_RESULT, [POINTER(ls_client), POINTER(c_size_t)]),
     "ls_client_free": (None, [POINTER(ls_client)]),
 }
 

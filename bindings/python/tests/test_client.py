@@ -191,6 +191,8 @@ def test_service_down_queues_for_retry(tmp_path):
         assert isinstance(e, layersec.LayerSecError) and not isinstance(e, layersec.TransportError)
         assert e.__cause__ is e.cause
         assert len(list((a.folder / "state" / "outgoing").iterdir())) == 1  # waits there
+        assert c.run_due_jobs() == 0  # still down: nothing delivered, still queued
+        assert len(list((a.folder / "state" / "outgoing").iterdir())) == 1
         # Polling a service that is down raises the transport error itself.
         with pytest.raises(layersec.TransportError) as pe:
             c.poll()
