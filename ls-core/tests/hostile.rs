@@ -135,7 +135,7 @@ fn random_mutations_never_panic_nor_pass_altered_content() {
             let sealed = seal(
                 &doc,
                 &alice,
-                &[bob_c.clone()],
+                std::slice::from_ref(&bob_c),
                 &SealOptions {
                     output,
                     cipher,

@@ -98,13 +98,25 @@ fn rejections_have_their_own_codes() {
     let (bob, bob_c) = id("bob", KeyType::Rsa(2048));
     let (mallory, mallory_c) = id("mallory", KeyType::Rsa(2048));
     let doc = invoice(4000);
-    let sealed = seal(&doc, &alice, &[bob_c.clone()], &SealOptions::default()).unwrap();
+    let sealed = seal(
+        &doc,
+        &alice,
+        std::slice::from_ref(&bob_c),
+        &SealOptions::default(),
+    )
+    .unwrap();
 
     // Wrong recipient.
     let e = open(&sealed, &opts(&mallory, &alice_c)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::NotARecipient, "{e}");
     // Someone else signed (validly) for bob.
-    let forged = seal(&doc, &mallory, &[bob_c.clone()], &SealOptions::default()).unwrap();
+    let forged = seal(
+        &doc,
+        &mallory,
+        std::slice::from_ref(&bob_c),
+        &SealOptions::default(),
+    )
+    .unwrap();
     let e = open(&forged, &opts(&bob, &alice_c)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::SignerMismatch, "{e}");
     // Tampered ciphertext (GCM tag fails).
@@ -177,7 +189,13 @@ fn expired_and_not_yet_valid_certificates() {
         vec![],
     )
     .unwrap();
-    let e = seal(b"x", &old, &[bob_c.clone()], &SealOptions::default()).unwrap_err();
+    let e = seal(
+        b"x",
+        &old,
+        std::slice::from_ref(&bob_c),
+        &SealOptions::default(),
+    )
+    .unwrap_err();
     assert_eq!(e.code(), ErrorCode::CertExpired, "{e}");
     let future_c = dated_cert(&k, "future", now + 30 * day, now + 400 * day);
     let e = seal(b"x", &bob, &[future_c], &SealOptions::default()).unwrap_err();
@@ -192,7 +210,13 @@ fn expired_and_not_yet_valid_certificates() {
         vec![],
     )
     .unwrap();
-    let sealed = seal(b"doc", &alice, &[bob_c.clone()], &SealOptions::default()).unwrap();
+    let sealed = seal(
+        b"doc",
+        &alice,
+        std::slice::from_ref(&bob_c),
+        &SealOptions::default(),
+    )
+    .unwrap();
     let alice_expired = dated_cert(&k, "alice", now - 400 * day, now - day);
     let e = open(&sealed, &opts(&bob, &alice_expired)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::CertExpired, "{e}");
@@ -210,7 +234,7 @@ fn expired_and_not_yet_valid_certificates() {
     let e = seal(
         b"doc",
         &alice,
-        &[bob_c.clone()],
+        std::slice::from_ref(&bob_c),
         &SealOptions {
             signing_time: Some(now - 20 * day),
             ..Default::default()
@@ -223,7 +247,7 @@ fn expired_and_not_yet_valid_certificates() {
     let sealed = seal(
         b"doc",
         &alice,
-        &[bob_c.clone()],
+        std::slice::from_ref(&bob_c),
         &SealOptions {
             signing_time: Some(now - 5 * day),
             ..Default::default()

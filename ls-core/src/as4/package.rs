@@ -46,6 +46,9 @@ fn bad(msg: impl Into<String>) -> Error {
     Error::MalformedMime(msg.into())
 }
 
+/// Which attachment is the largest and where its bytes are in the body (for the owned path).
+type LargestPart = (usize, std::ops::Range<usize>);
+
 /// A Content-ID without white space and angle brackets.
 fn strip_cid(v: &str) -> &str {
     let v = v.trim();
@@ -245,7 +248,7 @@ impl Package {
         body: &[u8],
         limits: &Limits,
         defer_largest: bool,
-    ) -> Result<(Package, Option<(usize, std::ops::Range<usize>)>)> {
+    ) -> Result<(Package, Option<LargestPart>)> {
         let mt = media_type(content_type);
         match mt.as_str() {
             "multipart/related" => Self::parse_multipart(content_type, body, limits, defer_largest),
@@ -270,7 +273,7 @@ impl Package {
         body: &[u8],
         limits: &Limits,
         defer_largest: bool,
-    ) -> Result<(Package, Option<(usize, std::ops::Range<usize>)>)> {
+    ) -> Result<(Package, Option<LargestPart>)> {
         let boundary = mime::param(content_type, "boundary")
             .filter(|b| !b.is_empty())
             .ok_or_else(|| bad("multipart/related without a boundary"))?;
