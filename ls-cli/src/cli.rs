@@ -9,7 +9,7 @@ macro_rules! exit_codes {
         "\
 Exit codes:
   0   success
-  2   usage error or invalid argument
+  2   usage error, invalid argument or invalid configuration file
   3   I/O error (file missing, unreadable or unwritable; refusing to overwrite)
   4   cryptographic failure (decryption failed, not a recipient, bad signature,
       signed by someone else, unsigned, digest mismatch, weak/unsupported algorithm)
@@ -19,6 +19,11 @@ Exit codes:
       too large, decompression failed)
   7   wrong password or unsupported key
   8   an AS4/ebMS message breaks the protocol or the signature policy
+  9   the service could not be reached or failed for now (connection, timeout,
+      TLS, HTTP status, bad response); for `send`: the document is queued and
+      `layersec run` (or the next `layersec poll`) sends it
+  10  refused by the service or the partner (an ebMS error)
+  11  the client's state folder is busy (another process) or damaged
   70  internal error (a bug; please report it)
 
 Errors go to stderr as `layersec: error[LS_ERR_…]: message`; with --json they are
@@ -34,11 +39,15 @@ of an environment variable) or --pass-file FILE (its first line).\n"
     name = "layersec",
     version,
     propagate_version = true,
-    about = "Layer Security: seal documents as signed and encrypted S/MIME, and open them",
+    about = "Layer Security: seal documents as signed and encrypted S/MIME, open them, and \
+exchange them with partners through a Messaging Service",
     long_about = "Layer Security: seal documents for business partners as S/MIME (compressed, \
 signed, then encrypted) and open what partners sent, with proof of who sent it.\n\n\
 Every command that opens a document fails closed: it needs to know which partner is \
-expected (--from or --partners) and writes nothing when anything is wrong.",
+expected (--from or --partners) and writes nothing when anything is wrong.\n\n\
+The client commands (init, send, poll, run, status, partners) exchange documents with \
+partners through a Layer Security Messaging Service, as signed AS4 messages whose receipts \
+are checked, configured by one file (--config).",
     after_help = "Run `layersec <COMMAND> --help` for the options and examples of a command; \
 `layersec --help` also lists the exit codes.",
     after_long_help = concat!(
@@ -48,7 +57,12 @@ expected (--from or --partners) and writes nothing when anything is wrong.",
         "      --pass-env ACME_KEY_PASS --to partners/globex.pem invoice.xml invoice.xml.p7m\n",
         "  layersec open --key keys/globex.key.pem --cert keys/globex.cert.pem \\\n",
         "      --from partners/acme.pem --json invoice.xml.p7m invoice.xml\n",
-        "  layersec inspect invoice.xml.p7m\n\n",
+        "  layersec inspect invoice.xml.p7m\n",
+        "  layersec init --party acme --service https://ls.example:8443/as4 --service-cert service.crt\n",
+        "  layersec partners add globex globex.crt\n",
+        "  layersec send invoice.xml --to globex\n",
+        "  layersec poll\n",
+        "  layersec run --json\n\n",
         exit_codes!(),
     ),
 )]
@@ -61,6 +75,11 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
+    /// The client's configuration file (send, poll, run, status, partners)
+    /// [default: $LAYERSEC_CONFIG, else ./layersec.toml].
+    #[arg(short = 'c', long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -71,6 +90,31 @@ pub enum Command {
     Seal(SealArgs),
     Open(OpenArgs),
     Inspect(InspectArgs),
+    Init(InitArgs),
+    Send(SendArgs),
+    Poll(PollArgs),
+    Run(RunArgs),
+    Status(StatusArgs),
+    Partners(PartnersArgs),
+}
+
+impl Command {
+    /// The client commands, which read the configuration file.
+    pub fn is_client(&self) -> bool {
+        matches!(
+            self,
+            Command::Send(_)
+                | Command::Poll(_)
+                | Command::Run(_)
+                | Command::Status(_)
+                | Command::Partners(_)
+        )
+    }
+
+    /// The commands whose `--json` output is a stream of JSON lines.
+    pub fn streams(&self) -> bool {
+        matches!(self, Command::Poll(_) | Command::Run(_))
+    }
 }
 
 /// Where a password comes from. Never from the command line itself.
@@ -371,6 +415,246 @@ pub struct InspectArgs {
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
 }
+
+// ---------------------------------------------------------------------------------------------
+// The client commands
+
+/// The key algorithm of `init`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitKeyType {
+    /// ECDSA/ECDH on NIST P-256 (fast, small)
+    #[value(name = "ec")]
+    Ec,
+    /// RSA, 2048 bits
+    #[value(name = "rsa2048")]
+    Rsa2048,
+    /// RSA, 3072 bits
+    #[value(name = "rsa3072")]
+    Rsa3072,
+    /// RSA, 4096 bits
+    #[value(name = "rsa4096")]
+    Rsa4096,
+}
+
+/// Set up a client: configuration file, identity, service certificate and folders.
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Set up a client of a Messaging Service in DIR: writes DIR/layersec.toml (every \
+setting explained in its comments), generates our identity (DIR/identity/key.pem, mode 0600, \
+encrypted with the value of --pass-env VAR when given; DIR/identity/cert.pem, self-signed, \
+CN = ID), copies the service's signing certificate to DIR/service/service.crt and the TLS CA to \
+DIR/service/ca.crt, and creates the folders outbox, sent, failed, inbox, state and partners.\n\n\
+Prints what the provider needs to register us: the party id, our MPC, the certificate's \
+SHA-256 fingerprint and the certificate itself (PEM). Refuses to replace existing files \
+unless --force is given.\n\n\
+Without --service-cert, put the service's signing certificate at DIR/service/service.crt \
+before `send` or `poll`: every receipt must verify against it.",
+    after_help = "Example:\n  layersec init --party acme --service https://ls.example:8443/as4 --service-cert service.crt",
+    after_long_help = concat!(
+        "Examples:\n",
+        "  layersec init --party acme --service https://ls.example:8443/as4 --service-cert service.crt\n",
+        "  # in /srv/acme, RSA, the key encrypted, a self-signed service trusted for TLS:\n",
+        "  ACME_KEY_PASS=… layersec init --party acme --service https://ls.example:8443/as4 \\\n",
+        "      --dir /srv/acme --key-type rsa3072 --pass-env ACME_KEY_PASS \\\n",
+        "      --service-cert service.crt --ca-file service-tls.crt --json\n\n",
+        exit_codes!(),
+    ),
+)]
+pub struct InitArgs {
+    /// Our party id at the Messaging Service (the From of what we send; our certificate's CN).
+    #[arg(long, value_name = "ID")]
+    pub party: String,
+
+    /// The service's AS4 endpoint, `https://host[:port]/path`.
+    #[arg(long, value_name = "URL")]
+    pub service: String,
+
+    /// The folder of the client: configuration, identity, folders.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
+
+    /// The service's signing certificate (its receipts must verify against it).
+    #[arg(long, value_name = "FILE")]
+    pub service_cert: Option<PathBuf>,
+
+    /// CA (or the server's self-signed certificate) to trust for TLS instead of the system's.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// Or: trust exactly the TLS server certificate with this SHA-256 (hex, `:` allowed).
+    #[arg(long, value_name = "SHA256")]
+    pub pin: Option<String>,
+
+    /// The key algorithm.
+    #[arg(long, value_enum, default_value_t = InitKeyType::Ec)]
+    pub key_type: InitKeyType,
+
+    /// Days the self-signed certificate is valid.
+    #[arg(long, value_name = "N", default_value_t = 825,
+          value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub days: u32,
+
+    /// Encrypt the key with the value of the environment variable VAR; the configuration names
+    /// VAR (`password_env`), so the commands need it set too.
+    #[arg(long, value_name = "VAR")]
+    pub pass_env: Option<String>,
+
+    /// Replace an existing configuration, identity and service certificates.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Send a document to a partner now: seal, sign, push, check the service's receipt.
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Send FILE to partner PARTY now: seal it for the partner's certificate (from the \
+partners folder), sign it, carry it in a signed AS4 message to the service and check the \
+service's signed receipt. Prints the MessageId (with --json: the whole record); the \
+document's copy goes to sent/ with <name>.sent.json. FILE stays where it is.\n\n\
+Exit 0: delivered (the receipt checked). Exit 9: the service could not be reached or failed \
+for now: the document is queued in the journal with its MessageId, and `layersec run` (or \
+the next `layersec poll`) pushes the very same message again. Exit 10: the service refused \
+it: the document is in failed/ with <name>.reason.txt. Nothing is queued for the other \
+failures (unknown partner: exit 5).",
+    after_help = "Example:\n  layersec send invoice.xml --to globex",
+    after_long_help = concat!(
+        "Examples:\n",
+        "  layersec send invoice.xml --to globex\n",
+        "  layersec send order.xml --to globex --action Order --conversation PO-4711 --json\n",
+        "  layersec -c /srv/acme/layersec.toml send invoice.xml --to globex\n\n",
+        exit_codes!(),
+    ),
+)]
+pub struct SendArgs {
+    /// The document to send.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// The partner's party id (its certificate is <partners>/PARTY.crt).
+    #[arg(long, value_name = "PARTY")]
+    pub to: String,
+
+    /// The ebMS Service [default: from the configuration's [defaults]].
+    #[arg(long, value_name = "S")]
+    pub service: Option<String>,
+
+    /// The ebMS Action [default: from the configuration's [defaults]].
+    #[arg(long, value_name = "A")]
+    pub action: Option<String>,
+
+    /// The ConversationId [default: a new one, the MessageId].
+    #[arg(long, value_name = "C")]
+    pub conversation: Option<String>,
+}
+
+/// Receive: finish pending sends, then pull every document waiting for us into inbox/.
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Finish what an earlier run left (sends queued for retry that are due, inbox \
+writes), then pull every message waiting for us at the service: each is verified against \
+the certificate of the partner it comes from, opened, written to inbox/ with \
+<name>.meta.json, and only then receipted. Prints one line per document: \
+`<path>TAB<sender>TAB<message id>` (with --json: one JSON object per line, then \
+{\"summary\": …}).\n\n\
+A message that cannot be accepted (unknown sender, bad signature) is not written and not \
+receipted: the service offers it again later; it is reported on stderr and in `status`. \
+Exit 0 also when nothing waited; 9 when the service could not be reached.",
+    after_help = "Example:\n  layersec poll",
+    after_long_help = concat!(
+        "Examples:\n",
+        "  layersec poll\n",
+        "  layersec poll --json | jq -c 'select(.summary | not)'\n\n",
+        exit_codes!(),
+    ),
+)]
+pub struct PollArgs {}
+
+/// The daemon: send what is put in the outbox, poll, retry, until SIGTERM or SIGINT.
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Run until SIGTERM or SIGINT: send every document put in outbox/<partner id>/ \
+(then moved to sent/ or failed/), retry queued sends with back-off, and poll the service \
+every [polling] interval_secs into inbox/. Prints one line per event on stdout as it \
+happens (with --json: one JSON object per line, {\"event\": \"sent\", …}). On SIGTERM or \
+SIGINT it finishes the request under way and exits 0; a second signal ends it at once \
+(exit 1; the journal makes that safe too).",
+    after_help = "Example:\n  layersec run --json",
+    after_long_help = concat!(
+        "Examples:\n",
+        "  layersec run\n",
+        "  layersec -c /srv/acme/layersec.toml run --json >> /var/log/layersec.jsonl\n\n",
+        exit_codes!(),
+    ),
+)]
+pub struct RunArgs {}
+
+/// What the client is doing: pending sends, folders, failures, the last poll.
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Show the sends waiting for a retry (with their MessageIds and last errors), \
+the number of documents in sent/, failed/ and inbox/, messages for us that could not be \
+accepted, the last poll, and the most recent problems.",
+    after_help = "Example:\n  layersec status --json",
+    after_long_help = concat!(
+        "Examples:\n",
+        "  layersec status\n",
+        "  layersec status --json | jq '.pending | length'\n\n",
+        exit_codes!(),
+    ),
+)]
+pub struct StatusArgs {}
+
+/// Partner certificates: add one, list them.
+#[derive(Args, Debug)]
+#[command(after_long_help = exit_codes!())]
+pub struct PartnersArgs {
+    #[command(subcommand)]
+    pub command: PartnersCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PartnersCommand {
+    Add(PartnersAddArgs),
+    List(PartnersListArgs),
+}
+
+/// Add a partner's certificate (checked, valid now) to the partners folder.
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Check that CERT is a certificate that is valid now and copy it to \
+<partners>/PARTY.crt: documents for PARTY are sealed for it, and what PARTY sends must be \
+signed with it. A new certificate of a known partner is added next to the old one (a \
+rollover: both are accepted, the newest is sealed for).",
+    after_help = "Example:\n  layersec partners add globex globex.crt",
+    after_long_help = concat!(
+        "Examples:\n",
+        "  layersec partners add globex globex.crt\n",
+        "  layersec partners add globex globex-2027.crt --json\n\n",
+        exit_codes!(),
+    ),
+)]
+pub struct PartnersAddArgs {
+    /// The partner's party id at the service.
+    #[arg(value_name = "PARTY")]
+    pub party: String,
+
+    /// The partner's certificate (PEM or DER).
+    #[arg(value_name = "CERT")]
+    pub cert: PathBuf,
+}
+
+/// List the partners and their certificates.
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  layersec partners list --json",
+    after_long_help = concat!(
+        "Examples:\n",
+        "  layersec partners list\n",
+        "  layersec partners list --json\n\n",
+        exit_codes!(),
+    ),
+)]
+pub struct PartnersListArgs {}
 
 /// `1048576`, `512K`, `10M`, `1G`, `2GiB` (powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {

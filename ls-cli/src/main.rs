@@ -1,5 +1,6 @@
 //! `layersec`: the Layer Security command line — generate identities, seal documents for partners,
-//! open what partners sent, and inspect any CMS/S-MIME object.
+//! open what partners sent, inspect any CMS/S-MIME object or AS4 message, and exchange documents
+//! through a Messaging Service (`init`, `send`, `poll`, `run`, `status`, `partners`).
 //!
 //! Exit codes, JSON shapes and password sources are documented in `docs/CLI.md` and `--help`.
 
@@ -7,8 +8,16 @@ mod cli;
 mod fsio;
 
 use clap::Parser;
-use cli::{Cli, Command, InspectArgs, KeyKind, KeygenArgs, OpenArgs, PassArgs, SealArgs};
+use cli::{
+    Cli, Command, InitArgs, InitKeyType, InspectArgs, KeyKind, KeygenArgs, OpenArgs,
+    PartnersCommand, PassArgs, SealArgs, SendArgs,
+};
 use fsio::{io_err, is_dash, print_stdout, read_input, usage, write_atomic, write_stdout};
+use ls_core::client::{
+    Client, Config, Event, JobsReport, PollReport, Received, SendOptions, Sent, Status,
+    TemplateOptions,
+};
+use ls_core::transport::{HttpResponse, Transport};
 use ls_core::{
     CertStore, Certificate, Compression, ContentCipher, Error, ErrorCode, Identity, Json, KeyType,
     OpenOptions, OutputFormat, SealOptions, SignatureScheme,
@@ -18,17 +27,34 @@ use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 
 /// The default limit on an opened document (the core's default).
 const DEFAULT_MAX_SIZE: u64 = 1 << 30;
 
+/// The exit status of a document queued for retry by `send` (and of the service unreachable).
+const EXIT_UNREACHABLE: u8 = 9;
+
 /// The process exit status for a failure of the given code.
 pub fn exit_code(code: ErrorCode) -> u8 {
+    use ErrorCode as C;
     match code {
-        ErrorCode::Io => 3,
-        ErrorCode::BadPassword | ErrorCode::UnsupportedKey => 7,
+        // Configuration problems are usage problems.
+        C::NullArgument | C::InvalidArgument | C::ConfigInvalid => 2,
+        C::Io => 3,
+        C::BadPassword | C::UnsupportedKey => 7,
+        // The service could not be reached or answered with a (possibly passing) failure.
+        C::ConnectFailed | C::Timeout | C::TlsFailed | C::HttpStatus | C::BadResponse => {
+            EXIT_UNREACHABLE
+        }
+        // Refused by the service or the partner.
+        C::EbmsError => 10,
+        // The client's journal is busy or damaged.
+        C::StateCorrupt | C::StateLocked => 11,
+        C::Internal | C::Panic => 70,
         _ => match code.family() {
-            "argument" => 2,
             "crypto" => 4,
             "certificate" => 5,
             "format" => 6,
@@ -38,8 +64,18 @@ pub fn exit_code(code: ErrorCode) -> u8 {
     }
 }
 
-fn error_json(code: ErrorCode, message: &str) -> String {
-    serde_json::to_string_pretty(&json!({
+/// How an error is printed on stdout besides stderr.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JsonOut {
+    No,
+    /// One pretty-printed object (the commands with one result).
+    Pretty,
+    /// One line (the commands that print a stream of JSON lines).
+    Line,
+}
+
+fn error_json(code: ErrorCode, message: &str, style: JsonOut) -> String {
+    let v = json!({
         "error": {
             "code": code.as_i32(),
             "name": code.to_string(),
@@ -47,8 +83,12 @@ fn error_json(code: ErrorCode, message: &str) -> String {
             "message": message,
             "exit_code": exit_code(code),
         }
-    }))
-    .unwrap_or_default()
+    });
+    if style == JsonOut::Line {
+        serde_json::to_string(&v).unwrap_or_default()
+    } else {
+        serde_json::to_string_pretty(&v).unwrap_or_default()
+    }
 }
 
 /// Text from a message (file names, MIME headers, ...) made safe for a terminal: control and
@@ -73,10 +113,10 @@ fn stderr_line(line: &str) {
 }
 
 /// Report a failure on stderr (and as JSON on stdout when asked) and give its exit status.
-fn report(code: ErrorCode, message: &str, json: bool) -> u8 {
+fn report(code: ErrorCode, message: &str, json: JsonOut) -> u8 {
     stderr_line(&format!("layersec: error[{code}]: {}", printable(message)));
-    if json {
-        let _ = print_stdout(&error_json(code, message));
+    if json != JsonOut::No {
+        let _ = print_stdout(&error_json(code, message, json));
     }
     exit_code(code)
 }
@@ -87,7 +127,13 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return ExitCode::from(clap_error(e, &args)),
     };
-    let json = cli.json || matches!(cli.command, Command::Inspect(_));
+    let json = if !(cli.json || matches!(cli.command, Command::Inspect(_))) {
+        JsonOut::No
+    } else if cli.command.streams() {
+        JsonOut::Line
+    } else {
+        JsonOut::Pretty
+    };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&cli)));
     let status = match result {
         Ok(Ok(status)) => status,
@@ -129,17 +175,38 @@ fn clap_error(e: clap::Error, args: &[OsString]) -> u8 {
         }
     }
     if json {
-        let _ = print_stdout(&error_json(ErrorCode::InvalidArgument, &first));
+        let _ = print_stdout(&error_json(
+            ErrorCode::InvalidArgument,
+            &first,
+            JsonOut::Pretty,
+        ));
     }
     2
 }
 
 fn run(cli: &Cli) -> Result<u8, Error> {
+    if cli.config.is_some() && !cli.command.is_client() {
+        return Err(usage(if matches!(cli.command, Command::Init(_)) {
+            "init writes DIR/layersec.toml: give the folder with --dir DIR (--config names the \
+             file the other client commands read)"
+        } else {
+            "--config applies to the client commands (send, poll, run, status, partners)"
+        }));
+    }
     match &cli.command {
         Command::Keygen(a) => keygen(a, cli).map(|_| 0),
         Command::Seal(a) => seal(a, cli).map(|_| 0),
         Command::Open(a) => open(a, cli).map(|_| 0),
         Command::Inspect(a) => inspect(a, cli),
+        Command::Init(a) => init(a, cli).map(|_| 0),
+        Command::Send(a) => send(a, cli),
+        Command::Poll(_) => poll(cli).map(|_| 0),
+        Command::Run(_) => daemon(cli).map(|_| 0),
+        Command::Status(_) => status(cli).map(|_| 0),
+        Command::Partners(p) => match &p.command {
+            PartnersCommand::Add(a) => partners_add(&a.party, &a.cert, cli).map(|_| 0),
+            PartnersCommand::List(_) => partners_list(cli).map(|_| 0),
+        },
     }
 }
 
@@ -700,22 +767,846 @@ fn inspect_as4(
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// The client commands: init, send, poll, run, status, partners
+
+/// Documents from this size on show their stages on a terminal.
+const PROGRESS_MIN: u64 = 1 << 20;
+
+/// The configuration file: `--config`, else `$LAYERSEC_CONFIG`, else `./layersec.toml`; and
+/// whether it was named (rather than the default).
+fn config_path(cli: &Cli) -> (PathBuf, bool) {
+    if let Some(p) = &cli.config {
+        return (p.clone(), true);
+    }
+    match std::env::var_os("LAYERSEC_CONFIG") {
+        Some(v) if !v.is_empty() => (PathBuf::from(v), true),
+        _ => (PathBuf::from("layersec.toml"), false),
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config, Error> {
+    let (path, named) = config_path(cli);
+    Config::load(&path).map_err(|e| match e {
+        Error::ConfigInvalid(m) if !named && !path.exists() => Error::ConfigInvalid(format!(
+            "{m} (name the configuration file with --config FILE or LAYERSEC_CONFIG, or create \
+             one with `layersec init`)"
+        )),
+        other => other,
+    })
+}
+
+fn load_client(cli: &Cli) -> Result<Client, Error> {
+    Client::from_config(&load_config(cli)?)
+}
+
+fn iso(t: i64) -> String {
+    ls_core::time::iso8601(t)
+}
+
+fn mib(n: u64) -> String {
+    format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
+}
+
+/// Print one JSON value on one line (the streams of `poll` and `run`).
+fn print_json_line(v: &serde_json::Value) -> Result<(), Error> {
+    print_stdout(&serde_json::to_string(v).unwrap_or_default())
+}
+
+fn print_json_pretty(v: &serde_json::Value) -> Result<(), Error> {
+    print_stdout(&serde_json::to_string_pretty(v).unwrap_or_default())
+}
+
+// ---------------------------------------------------------------------------------------------
+// init
+
+fn init(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
+    use std::os::unix::fs::DirBuilderExt;
+    let party = a.party.as_str();
+    if party.trim().is_empty() || party.len() > 255 || party.chars().any(char::is_control) {
+        return Err(usage(format!(
+            "--party {party:?}: a party id of 1 to 255 printable characters is expected"
+        )));
+    }
+    let url = a.service.trim();
+    let lower = url.to_ascii_lowercase();
+    if !lower.starts_with("https://")
+        || lower.len() <= "https://".len()
+        || url.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(usage(format!(
+            "--service {:?}: the https:// URL of the service's AS4 endpoint is expected \
+             (e.g. https://ls.example:8443/as4)",
+            a.service
+        )));
+    }
+    if let Some(pin) = &a.pin {
+        let hex: String = pin.chars().filter(|c| *c != ':').collect();
+        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(usage(
+                "--pin: the SHA-256 of the service's TLS certificate is expected (64 hex \
+                 digits, ':' allowed)",
+            ));
+        }
+    }
+    let password = match &a.pass_env {
+        Some(var) => {
+            if var.is_empty() || var.contains(['=', '\0']) {
+                return Err(usage(format!(
+                    "--pass-env {var:?}: the name of an environment variable is expected"
+                )));
+            }
+            match fsio::password(&PassArgs {
+                pass_env: Some(var.clone()),
+                pass_file: None,
+            })? {
+                Some(pw) if !pw.as_str().is_empty() => Some(pw),
+                _ => {
+                    return Err(usage(format!(
+                        "--pass-env: the environment variable {var} is empty; set it to the \
+                         key's password, or leave --pass-env out for a key without password"
+                    )))
+                }
+            }
+        }
+        None => None,
+    };
+    let service_cert = a.service_cert.as_ref().map(Certificate::load).transpose()?;
+    let ca_pem = match &a.ca_file {
+        Some(p) => {
+            let data = read_input(p, Some(16 << 20), "CA file")?;
+            let certs = Certificate::all_from_bytes(&data).map_err(|e| match e {
+                Error::CertInvalid(m) => Error::CertInvalid(format!("{}: {m}", p.display())),
+                other => other,
+            })?;
+            if certs.is_empty() {
+                return Err(Error::CertInvalid(format!(
+                    "{}: no certificate in the file",
+                    p.display()
+                )));
+            }
+            Some(certs.iter().flat_map(|c| c.to_pem()).collect::<Vec<u8>>())
+        }
+        None => None,
+    };
+
+    let mut t = TemplateOptions::new(party, url);
+    t.password_env = a.pass_env.clone();
+    t.pinned_sha256 = a.pin.clone();
+    if ca_pem.is_some() {
+        t.ca_file = Some("service/ca.crt".into());
+    }
+    let dir = std::path::absolute(&a.dir)
+        .map_err(|e| io_err(format!("cannot use the folder {}", a.dir.display()), e))?;
+    let config_file = dir.join("layersec.toml");
+    let key_file = dir.join(&t.key);
+    let cert_file = dir.join(&t.certificate);
+    let service_file = dir.join(&t.service_certificate);
+    let ca_file = t.ca_file.as_ref().map(|c| dir.join(c));
+    let mut targets = vec![&config_file, &key_file, &cert_file];
+    if service_cert.is_some() {
+        targets.push(&service_file);
+    }
+    targets.extend(ca_file.as_ref());
+    if !a.force {
+        for p in &targets {
+            if std::fs::symlink_metadata(p).is_ok() {
+                return Err(fsio::already_exists_error(p));
+            }
+        }
+    }
+    let mkdir = |p: &Path, mode: u32| {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(p)
+            .map_err(|e| io_err(format!("cannot create the folder {}", p.display()), e))
+    };
+    mkdir(&dir, 0o755)?;
+    // The service's certificate goes into its folder now or later.
+    for p in targets.iter().copied().chain([&service_file]) {
+        if let Some(parent) = p.parent() {
+            // The key's folder is private; the others as usual.
+            let private = p == &key_file;
+            mkdir(parent, if private { 0o700 } else { 0o755 })?;
+        }
+    }
+
+    let key_type = match a.key_type {
+        InitKeyType::Ec => KeyType::EcP256,
+        InitKeyType::Rsa2048 => KeyType::Rsa(2048),
+        InitKeyType::Rsa3072 => KeyType::Rsa(3072),
+        InitKeyType::Rsa4096 => KeyType::Rsa(4096),
+    };
+    let g = Identity::generate(
+        party,
+        key_type,
+        a.days,
+        password.as_ref().map(|p| p.as_str()),
+    )?;
+    let existing = if a.force {
+        fsio::Existing::Replace
+    } else {
+        fsio::Existing::Refuse
+    };
+    let template = Config::template(&t);
+    // Stage everything, then move it into place, the configuration last; undo on failure.
+    let mut staged = vec![
+        fsio::stage(&key_file, &g.key_pem, 0o600, false, existing)?,
+        fsio::stage(&cert_file, &g.cert_pem, 0o644, false, existing)?,
+    ];
+    if let Some(c) = &service_cert {
+        staged.push(fsio::stage(
+            &service_file,
+            &c.to_pem(),
+            0o644,
+            false,
+            existing,
+        )?);
+    }
+    if let (Some(pem), Some(f)) = (&ca_pem, &ca_file) {
+        staged.push(fsio::stage(f, pem, 0o644, false, existing)?);
+    }
+    staged.push(fsio::stage(
+        &config_file,
+        template.as_bytes(),
+        0o644,
+        false,
+        existing,
+    )?);
+    let mut done: Vec<PathBuf> = Vec::new();
+    for s in staged {
+        let dest = s.dest().to_path_buf();
+        if let Err(e) = s.commit() {
+            if !a.force {
+                for d in &done {
+                    let _ = std::fs::remove_file(d);
+                }
+            }
+            return Err(e);
+        }
+        done.push(dest);
+    }
+    for (f, mode) in [
+        ("outbox", 0o755),
+        ("sent", 0o755),
+        ("failed", 0o755),
+        ("inbox", 0o755),
+        // The journal holds the documents being sent.
+        ("state", 0o700),
+        ("partners", 0o755),
+    ] {
+        mkdir(&dir.join(f), mode)?;
+    }
+    let service_present = service_file.is_file();
+    if service_present {
+        // What we wrote must load (the other commands read it).
+        Config::load(&config_file)?;
+    }
+
+    let cert = g.identity.certificate();
+    let mpc = ls_core::as4::exchange::party_mpc(party);
+    let pem = String::from_utf8_lossy(&g.cert_pem).into_owned();
+    let kt = match key_type {
+        KeyType::Rsa(b) => format!("rsa-{b}"),
+        KeyType::EcP256 => "ec-p256".into(),
+    };
+    let missing_note = format!(
+        "the service's signing certificate must be placed at {} before `layersec send` or \
+         `layersec poll` (ask the provider for it; receipts are checked against it)",
+        service_file.display()
+    );
+    if cli.json {
+        print_json_pretty(&json!({
+            "config": config_file.display().to_string(),
+            "party": party,
+            "mpc": mpc,
+            "certificate": cert_file.display().to_string(),
+            "certificate_sha256": cert.sha256_fingerprint(),
+            "certificate_pem": pem,
+            "certificate_not_after": iso(cert.not_after()),
+            "key": key_file.display().to_string(),
+            "key_type": kt,
+            "key_encrypted": password.is_some(),
+            "password_env": a.pass_env,
+            "service": url,
+            "service_certificate": service_file.display().to_string(),
+            "service_certificate_present": service_present,
+            "ca_file": ca_file.as_ref().map(|p| p.display().to_string()),
+        }))?;
+    } else {
+        let mut out = format!(
+            "configuration:        {}\n\
+             party id:             {}\n\
+             MPC:                  {mpc}\n\
+             private key:          {} ({kt}, {})\n\
+             certificate:          {} (valid until {})\n\
+             SHA-256 fingerprint:  {}\n\
+             service certificate:  {}{}\n",
+            config_file.display(),
+            printable(party),
+            key_file.display(),
+            match &a.pass_env {
+                Some(v) => format!("encrypted; password from ${v}"),
+                None => "NOT encrypted".into(),
+            },
+            cert_file.display(),
+            iso(cert.not_after()),
+            cert.sha256_fingerprint(),
+            service_file.display(),
+            if service_present { "" } else { " (MISSING)" },
+        );
+        out.push_str(&format!(
+            "\nFor the provider, to register party {} (MPC {mpc}) with this certificate:\n\n{}",
+            printable(party),
+            pem.trim_end()
+        ));
+        print_stdout(&out)?;
+    }
+    if !service_present {
+        stderr_line(&format!("layersec: note: {missing_note}"));
+    }
+    if password.is_none() {
+        info(
+            cli,
+            "warning: the private key is not encrypted; use --pass-env VAR to protect it",
+        );
+    }
+    info(
+        cli,
+        "next: register with the provider, then add partners with `layersec partners add ID CERT`",
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// send
+
+/// A transport that says on stderr when the built message goes out: the stage after sealing and
+/// signing, before the receipt is checked.
+struct Progress<T> {
+    inner: T,
+}
+
+impl<T: Transport> Transport for Progress<T> {
+    fn post(&self, content_type: &str, body: &[u8]) -> ls_core::Result<HttpResponse> {
+        stderr_line(&format!(
+            "layersec: pushing {} to the service …",
+            mib(body.len() as u64)
+        ));
+        let t = Instant::now();
+        let r = self.inner.post(content_type, body);
+        if r.is_ok() {
+            stderr_line(&format!(
+                "layersec: pushed in {:.1} s; checking the receipt …",
+                t.elapsed().as_secs_f64()
+            ));
+        }
+        r
+    }
+}
+
+fn sent_json(s: &Sent) -> serde_json::Value {
+    let mut v = serde_json::to_value(s).unwrap_or_else(|_| json!({}));
+    v["delivered"] = json!(s.is_delivered());
+    v["next_attempt_at"] = json!(s.next_attempt.map(iso));
+    v
+}
+
+fn send(a: &SendArgs, cli: &Cli) -> Result<u8, Error> {
+    let cfg = load_config(cli)?;
+    let size = std::fs::metadata(&a.file)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    let progress =
+        !cli.quiet && size.is_some_and(|n| n >= PROGRESS_MIN) && std::io::stderr().is_terminal();
+    let client = if progress {
+        let inner = Client::https_transport(&cfg)?;
+        Client::with_transport(&cfg, Box::new(Progress { inner }))?
+    } else {
+        Client::from_config(&cfg)?
+    };
+    let name = a
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if progress {
+        info(
+            cli,
+            &format!(
+                "sealing and signing {name} ({}) for {} …",
+                mib(size.unwrap_or(0)),
+                a.to
+            ),
+        );
+    }
+    let opts = SendOptions {
+        service: a.service.clone(),
+        action: a.action.clone(),
+        conversation: a.conversation.clone(),
+    };
+    let started = Instant::now();
+    let sent = client.send_file(&a.file, &a.to, &opts)?;
+    if cli.json {
+        print_json_pretty(&sent_json(&sent))?;
+    } else {
+        print_stdout(&sent.message_id)?;
+    }
+    if sent.is_delivered() {
+        let rid = sent.receipt_message_id.as_deref().unwrap_or_default();
+        if progress {
+            info(
+                cli,
+                &format!(
+                    "receipt verified ({rid}); {name} delivered to {} in {:.1} s",
+                    a.to,
+                    started.elapsed().as_secs_f64()
+                ),
+            );
+        } else {
+            info(
+                cli,
+                &format!(
+                    "{} delivered to {} (MessageId {}, receipt {rid} verified)",
+                    sent.name, sent.to, sent.message_id
+                ),
+            );
+        }
+        return Ok(0);
+    }
+    // Queued: the journal keeps the built message and pushes the same bytes again.
+    let why = sent
+        .last_error
+        .as_ref()
+        .map(|p| format!("[{}] {}", p.code, p.message))
+        .unwrap_or_else(|| "the service could not be reached".into());
+    stderr_line(&format!(
+        "layersec: queued for retry: {} to {} (MessageId {}) was not delivered now: {}; \
+         `layersec run` (or the next `layersec poll`) sends it{}",
+        printable(&sent.name),
+        printable(&sent.to),
+        sent.message_id,
+        printable(&why),
+        sent.next_attempt
+            .map(|t| format!(" (next attempt at {})", iso(t)))
+            .unwrap_or_default()
+    ));
+    Ok(EXIT_UNREACHABLE)
+}
+
+// ---------------------------------------------------------------------------------------------
+// poll
+
+/// What a run over the queued sends did, on stderr.
+fn report_jobs(r: &JobsReport, cli: &Cli) {
+    for s in &r.sent {
+        info(
+            cli,
+            &format!(
+                "sent {} to {} (MessageId {}, receipt {} verified)",
+                s.name,
+                s.to,
+                s.message_id,
+                s.receipt_message_id.as_deref().unwrap_or_default()
+            ),
+        );
+    }
+    for s in &r.retrying {
+        stderr_line(&format!(
+            "layersec: still queued: {} to {} (MessageId {}): {}{}",
+            printable(&s.name),
+            printable(&s.to),
+            s.message_id,
+            printable(
+                &s.last_error
+                    .as_ref()
+                    .map(|p| p.message.clone())
+                    .unwrap_or_default()
+            ),
+            s.next_attempt
+                .map(|t| format!("; next attempt at {}", iso(t)))
+                .unwrap_or_default()
+        ));
+    }
+    for f in &r.failed {
+        stderr_line(&format!(
+            "layersec: could not send {} to {} (MessageId {}): {}; moved to {} (see {})",
+            printable(&f.name),
+            printable(&f.to),
+            f.message_id,
+            printable(&f.error.message),
+            f.path.display(),
+            f.reason_file.display()
+        ));
+    }
+    for e in &r.errors {
+        stderr_line(&format!(
+            "layersec: a queued send could not be handled: [{}] {}",
+            e.code,
+            printable(&e.message)
+        ));
+    }
+}
+
+fn received_json(r: &Received) -> serde_json::Value {
+    json!({
+        "path": r.path.display().to_string(),
+        "name": r.name,
+        "original_name": r.original_name,
+        "size": r.size,
+        "sha256": r.sha256,
+        "mime_type": r.mime_type,
+        "sender": r.sender,
+        "message_id": r.message_id,
+        "conversation_id": r.conversation_id,
+        "service": r.service,
+        "action": r.action,
+        "signing_time": r.signing_time.map(iso),
+        "received_at": iso(r.received_at),
+    })
+}
+
+fn poll_summary(report: &PollReport, resumed: &JobsReport) -> serde_json::Value {
+    let mut v = serde_json::to_value(report).unwrap_or_else(|_| json!({}));
+    v["resumed"] = serde_json::to_value(resumed).unwrap_or_default();
+    json!({ "summary": v })
+}
+
+fn poll(cli: &Cli) -> Result<(), Error> {
+    let client = load_client(cli)?;
+    // First what an earlier run left: due sends, inbox writes.
+    let resumed = client.resume()?;
+    report_jobs(&resumed, cli);
+    let mut write_error: Option<Error> = None;
+    let report = client.poll(|r| {
+        let line = if cli.json {
+            serde_json::to_string(&received_json(r)).unwrap_or_default()
+        } else {
+            format!(
+                "{}\t{}\t{}",
+                printable(&r.path.display().to_string()),
+                printable(&r.sender),
+                printable(&r.message_id)
+            )
+        };
+        if write_error.is_none() {
+            write_error = print_stdout(&line).err();
+        }
+    })?;
+    for f in &report.failed {
+        stderr_line(&format!(
+            "layersec: not accepted: message {} from {}: [{}] {} (attempt {}; not receipted, \
+             the service offers it again)",
+            printable(&f.message_id),
+            printable(&f.sender),
+            f.code,
+            printable(&f.error),
+            f.attempts
+        ));
+    }
+    for e in &report.receipt_errors {
+        stderr_line(&format!(
+            "layersec: the service refused a receipt (the document is in the inbox): [{}] {}",
+            e.code,
+            printable(&e.message)
+        ));
+    }
+    if let Some(e) = write_error {
+        return Err(e);
+    }
+    if cli.json {
+        print_json_line(&poll_summary(&report, &resumed))?;
+    } else {
+        let mut parts = vec![format!("{} received", report.received.len())];
+        if report.duplicates > 0 {
+            parts.push(format!(
+                "{} received before (receipted again)",
+                report.duplicates
+            ));
+        }
+        if !report.failed.is_empty() {
+            parts.push(format!("{} not accepted", report.failed.len()));
+        }
+        if !resumed.sent.is_empty() || !resumed.retrying.is_empty() || !resumed.failed.is_empty() {
+            parts.push(format!(
+                "queued sends: {} sent, {} still queued, {} failed",
+                resumed.sent.len(),
+                resumed.retrying.len(),
+                resumed.failed.len()
+            ));
+        }
+        info(
+            cli,
+            &format!(
+                "poll: {} message(s) pulled; {}",
+                report.pulled,
+                parts.join(", ")
+            ),
+        );
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// run
+
+fn event_text(ev: &Event) -> String {
+    let err = |p: &Option<ls_core::client::Problem>| {
+        p.as_ref()
+            .map(|p| format!("[{}] {}", p.code, p.message))
+            .unwrap_or_default()
+    };
+    match ev {
+        Event::Started { party_id } => format!("started: party {party_id}"),
+        Event::Sent(s) => format!(
+            "sent {} to {} (MessageId {}, receipt {} verified)",
+            s.name,
+            s.to,
+            s.message_id,
+            s.receipt_message_id.as_deref().unwrap_or_default()
+        ),
+        Event::Retrying(s) => format!(
+            "not delivered now, retrying: {} to {} (MessageId {}, attempt {}): {}{}",
+            s.name,
+            s.to,
+            s.message_id,
+            s.attempts,
+            err(&s.last_error),
+            s.next_attempt
+                .map(|t| format!("; next attempt at {}", iso(t)))
+                .unwrap_or_default()
+        ),
+        Event::SendFailed(f) => format!(
+            "could not send {} to {} (MessageId {}): [{}] {}; moved to {} (see {})",
+            f.name,
+            f.to,
+            f.message_id,
+            f.error.code,
+            f.error.message,
+            f.path.display(),
+            f.reason_file.display()
+        ),
+        Event::Received(r) => format!(
+            "received {} from {} (MessageId {})",
+            r.path.display(),
+            r.sender,
+            r.message_id
+        ),
+        Event::ReceiveFailed(f) => format!(
+            "not accepted: message {} from {}: [{}] {} (attempt {}; offered again later)",
+            f.message_id, f.sender, f.code, f.error, f.attempts
+        ),
+        Event::Ignored { path, reason } => format!("ignored {path}: {reason}"),
+        Event::Unreachable {
+            error,
+            retry_in_secs,
+        } => format!(
+            "the service cannot be reached: [{}] {}; next try in {retry_in_secs} s",
+            error.code, error.message
+        ),
+        Event::Reachable => "the service is reachable again".into(),
+        Event::Error { context, error } => {
+            format!("error while {context}: [{}] {}", error.code, error.message)
+        }
+        Event::Stopped => "stopped".into(),
+    }
+}
+
+fn daemon(cli: &Cli) -> Result<(), Error> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let client = load_client(cli)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        // The first signal asks for a clean stop; a second one (the flag already set) ends the
+        // process at once, with status 1.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
+            .map_err(|e| io_err("cannot install the signal handlers", e))?;
+    }
+    let json = cli.json;
+    client.run(&stop, |ev| {
+        let line = if json {
+            serde_json::to_string(ev).unwrap_or_default()
+        } else {
+            format!(
+                "{} {}",
+                iso(ls_core::time::now_unix()),
+                printable(&event_text(ev))
+            )
+        };
+        // Each event is flushed as it happens; a closed stdout does not stop the daemon.
+        let _ = print_stdout(&line);
+    })?;
+    debug_assert!(stop.load(Ordering::Relaxed));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// status
+
+fn status_text(st: &Status) -> String {
+    let mut o = String::new();
+    let mut line = |l: String| {
+        o.push_str(&printable(&l));
+        o.push('\n');
+    };
+    line(format!("party:          {}", st.party_id));
+    line(format!("service:        {}", st.service_url));
+    line(format!(
+        "last poll:      {}",
+        match &st.last_poll {
+            None => "never".to_string(),
+            Some(p) => format!(
+                "{}{}{}",
+                iso(p.at),
+                match &p.error {
+                    Some(e) if !p.ok => format!(", failed: {e}"),
+                    _ => ", ok".to_string(),
+                },
+                match p.last_ok_at {
+                    Some(t) if !p.ok => format!(" (last reached {})", iso(t)),
+                    None if !p.ok => " (never reached)".to_string(),
+                    _ => String::new(),
+                }
+            ),
+        }
+    ));
+    line(format!("queued sends:   {}", st.pending.len()));
+    for j in &st.pending {
+        line(format!(
+            "  {} to {} (MessageId {}): {} attempt(s), next at {}{}",
+            j.name,
+            j.to,
+            j.message_id,
+            j.attempts,
+            iso(j.next_attempt),
+            j.last_error
+                .as_ref()
+                .map(|e| format!("; last error: {e}"))
+                .unwrap_or_default()
+        ));
+    }
+    line(format!("sent:           {}", st.sent));
+    line(format!("failed:         {}", st.failed));
+    line(format!("inbox:          {}", st.inbox));
+    line(format!("not accepted:   {}", st.incoming_failures.len()));
+    for f in &st.incoming_failures {
+        line(format!(
+            "  message {} from {}: [{}] {} ({} attempt(s), last {})",
+            f.message_id,
+            f.sender,
+            f.code,
+            f.error,
+            f.attempts,
+            iso(f.last_seen)
+        ));
+    }
+    if !st.last_errors.is_empty() {
+        line("recent problems:".into());
+        for e in &st.last_errors {
+            line(format!("  {e}"));
+        }
+    }
+    o.truncate(o.trim_end().len());
+    o
+}
+
+fn status(cli: &Cli) -> Result<(), Error> {
+    let client = load_client(cli)?;
+    let st = client.status()?;
+    if cli.json {
+        print_stdout(&st.to_json())
+    } else {
+        print_stdout(&status_text(&st))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// partners
+
+fn partners_add(party: &str, cert: &Path, cli: &Cli) -> Result<(), Error> {
+    let client = load_client(cli)?;
+    let p = client.partners_add(party, cert)?;
+    let file = client.config().partners.dir.join(format!("{party}.crt"));
+    if cli.json {
+        let mut v = serde_json::to_value(&p).unwrap_or_else(|_| json!({}));
+        v["file"] = json!(file.display().to_string());
+        print_json_pretty(&v)
+    } else {
+        print_stdout(&format!(
+            "partner:      {}\nfile:         {}\nsubject:      {}\nserial:       {}\n\
+             valid:        {} to {}\nfingerprint:  SHA256 {}",
+            printable(&p.party_id),
+            printable(&file.display().to_string()),
+            printable(&p.subject),
+            p.serial,
+            p.not_before,
+            p.not_after,
+            p.sha256
+        ))
+    }
+}
+
+fn partners_list(cli: &Cli) -> Result<(), Error> {
+    let client = load_client(cli)?;
+    let list = client.partners_list()?;
+    if cli.json {
+        return print_json_pretty(&json!({ "partners": list }));
+    }
+    if list.is_empty() {
+        info(
+            cli,
+            &format!(
+                "no partners in {} yet: add one with `layersec partners add ID CERT`",
+                client.config().partners.dir.display()
+            ),
+        );
+        return Ok(());
+    }
+    let lines: Vec<String> = list
+        .iter()
+        .map(|p| {
+            format!(
+                "{}\t{}\tvalid until {}{}\tSHA256 {}",
+                printable(&p.party_id),
+                printable(&p.subject),
+                p.not_after,
+                if p.valid_now { "" } else { " (NOT valid now)" },
+                p.sha256
+            )
+        })
+        .collect();
+    print_stdout(&lines.join("\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Every code of the core, one by one: a new code fails this test until its exit status is
+    /// decided here (and in `exit_codes!`, docs/CLI.md and README.md).
     #[test]
     fn every_code_has_its_documented_exit_status() {
         for &c in ErrorCode::ALL {
             let want = match c.as_i32() {
-                100 | 101 => 2,
+                // usage, argument, configuration
+                100 | 101 | 701 => 2,
                 102 => 3,
                 103 | 104 => 7,
-                200..=299 => 4,
-                300..=399 => 5,
-                400..=499 => 6,
-                500..=599 => 8,
-                _ => 70,
+                200..=208 => 4,
+                300..=307 => 5,
+                400..=405 => 6,
+                500..=504 => 8,
+                // the service refused (an ebMS error)
+                505 => 10,
+                // the service unreachable or failing for now
+                600..=604 => 9,
+                // the client's state busy or damaged
+                700 | 702 => 11,
+                900 | 901 => 70,
+                other => panic!("{c} ({other}) has no exit status decided: add it here"),
             };
             assert_eq!(exit_code(c), want, "{c}");
         }

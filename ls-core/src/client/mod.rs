@@ -221,6 +221,13 @@ impl Client {
     /// certificate, sets up HTTPS to the service and creates the folders that are missing.
     pub fn from_config(cfg: &Config) -> Result<Client> {
         let password = cfg.password()?;
+        let transport = Self::https_transport(cfg)?;
+        Self::build(cfg.clone(), Box::new(transport), password)
+    }
+
+    /// The HTTPS transport to the service that [`Client::from_config`] sets up, for a caller
+    /// that wraps it (a progress display) and hands it to [`Client::with_transport`].
+    pub fn https_transport(cfg: &Config) -> Result<HttpsTransport> {
         let s = &cfg.service;
         let mut https = HttpsConfig::new(s.url.clone());
         if let Some(ca) = &s.ca_file {
@@ -229,6 +236,7 @@ impl Client {
         }
         https.pinned_sha256 = s.pinned_sha256.clone();
         if let Some(key) = &s.client_key {
+            let password = cfg.password()?;
             https.client = Some(Identity::load(
                 key,
                 s.client_certificate.as_deref(),
@@ -238,13 +246,12 @@ impl Client {
         https.connect_timeout = Duration::from_secs(s.connect_timeout_secs);
         https.timeout = Duration::from_secs(s.timeout_secs);
         https.allow_plain_http = s.allow_plain_http;
-        let transport = HttpsTransport::new(https).map_err(|e| match e {
+        HttpsTransport::new(https).map_err(|e| match e {
             Error::InvalidArgument(m) => {
                 Error::ConfigInvalid(format!("{}: service: {m}", cfg.file.display()))
             }
             other => other,
-        })?;
-        Self::build(cfg.clone(), Box::new(transport), password)
+        })
     }
 
     /// A client that reaches the service through `transport` (tests, other carriers).
