@@ -1416,7 +1416,7 @@ fn event_text(ev: &Event) -> String {
 
 fn daemon(cli: &Cli) -> Result<(), Error> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let client = load_client(cli)?;
+    // The handlers first: a signal while the client loads stops it cleanly right after.
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGTERM, SIGINT] {
         // The first signal asks for a clean stop; a second one (the flag already set) ends the
@@ -1425,6 +1425,7 @@ fn daemon(cli: &Cli) -> Result<(), Error> {
             .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
             .map_err(|e| io_err("cannot install the signal handlers", e))?;
     }
+    let client = load_client(cli)?;
     let json = cli.json;
     client.run(&stop, |ev| {
         let line = if json {
