@@ -4,7 +4,6 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const LAYERSEC: &str = env!("CARGO_BIN_EXE_layersec");
@@ -61,13 +60,25 @@ impl Service {
     fn start(name: &str) -> Service {
         let dir = temp_dir(name);
         let o = Command::new(server_bin())
-            .args(["init", "--dir", dir.to_str().unwrap(), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args([
+                "init",
+                "--dir",
+                dir.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let config = dir.join("layersec-server.toml");
         let text = std::fs::read_to_string(&config).unwrap();
-        std::fs::write(&config, text.replace("redeliver_after_secs = 300", "redeliver_after_secs = 2")).unwrap();
+        std::fs::write(
+            &config,
+            text.replace("redeliver_after_secs = 300", "redeliver_after_secs = 2"),
+        )
+        .unwrap();
         let mut s = Service {
             dir,
             config,
@@ -81,7 +92,13 @@ impl Service {
 
     fn serve(&mut self) {
         let mut child = Command::new(server_bin())
-            .args(["serve", "--config", self.config.to_str().unwrap(), "--listen", &self.listen])
+            .args([
+                "serve",
+                "--config",
+                self.config.to_str().unwrap(),
+                "--listen",
+                &self.listen,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -99,11 +116,19 @@ impl Service {
                 }
             }
         });
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("the service did not start");
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the service did not start");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         self.url = v["as4"].as_str().unwrap().to_string();
         // Restarts keep the port, so clients' configurations stay valid.
-        self.listen = self.url.trim_start_matches("https://").split('/').next().unwrap().to_string();
+        self.listen = self
+            .url
+            .trim_start_matches("https://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
         self.child = Some(child);
     }
 
@@ -118,7 +143,11 @@ impl Service {
         let mut a = vec!["admin", "--config", self.config.to_str().unwrap()];
         a.extend_from_slice(args);
         let o = Command::new(server_bin()).args(&a).output().unwrap();
-        assert!(o.status.success(), "admin {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "admin {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         json(&o)
     }
 
@@ -142,10 +171,18 @@ impl Service {
             ])
             .output()
             .unwrap();
-        assert!(o.status.success(), "init: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "init: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let v = json(&o);
         let cert = PathBuf::from(v["certificate"].as_str().unwrap());
-        let cert = if cert.is_absolute() { cert } else { dir.join(cert) };
+        let cert = if cert.is_absolute() {
+            cert
+        } else {
+            dir.join(cert)
+        };
         assert_eq!(v["mpc"], format!("urn:layersec:mpc:{id}"));
         let config = PathBuf::from(v["config"].as_str().unwrap());
         // Poll every second, retry soon: the tests wait for deliveries.
@@ -157,7 +194,16 @@ impl Service {
         std::fs::write(&config, text).unwrap();
         if register {
             let sub = self.admin(&["subscriber", "add", "--organisation", id]);
-            self.admin(&["party", "add", "--subscriber", &sub["id"].to_string(), "--party", id, "--certificate", cert.to_str().unwrap()]);
+            self.admin(&[
+                "party",
+                "add",
+                "--subscriber",
+                &sub["id"].to_string(),
+                "--party",
+                id,
+                "--certificate",
+                cert.to_str().unwrap(),
+            ]);
         }
         Party {
             id: id.to_string(),
@@ -263,7 +309,9 @@ fn document(seed: u64, len: usize) -> Vec<u8> {
 }
 
 fn sigterm(c: &mut Child) -> Option<i32> {
-    let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &c.id().to_string()])
+        .status();
     let t = Instant::now();
     while t.elapsed() < Duration::from_secs(10) {
         if let Some(st) = c.try_wait().unwrap() {
@@ -290,7 +338,13 @@ fn documents_of_1_kib_and_20_mib_arrive_opened_and_verified() {
     std::fs::write(work.join("archive-20m.bin"), &large).unwrap();
     let mut ids = Vec::new();
     for f in ["invoice-1k.xml", "archive-20m.bin"] {
-        let o = alice.ok(&["send", work.join(f).to_str().unwrap(), "--to", "bob", "--json"]);
+        let o = alice.ok(&[
+            "send",
+            work.join(f).to_str().unwrap(),
+            "--to",
+            "bob",
+            "--json",
+        ]);
         let v = json(&o);
         assert_eq!(v["delivered"], true);
         ids.push(v["message_id"].as_str().unwrap().to_string());
@@ -309,12 +363,21 @@ fn documents_of_1_kib_and_20_mib_arrive_opened_and_verified() {
         assert!(got == *want, "document content differs");
     }
     // Metadata beside each document, before the receipt.
-    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(bob.dir.join("inbox/invoice-1k.xml.meta.json")).unwrap()).unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(bob.dir.join("inbox/invoice-1k.xml.meta.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(meta["message_id"], ids[0].as_str());
     assert_eq!(meta["sender"], "alice");
     // Delivered at the service; nothing more waits.
     let msgs = svc.admin(&["messages"]);
-    assert!(msgs.as_array().unwrap().iter().all(|m| m["state"] == "delivered"), "{msgs}");
+    assert!(
+        msgs.as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["state"] == "delivered"),
+        "{msgs}"
+    );
     let o = bob.ok(&["poll", "--json"]);
     assert!(!String::from_utf8_lossy(&o.stdout).contains("\"path\""));
     // The sender's records.
@@ -341,14 +404,26 @@ fn outbox_to_inbox_with_both_daemons() {
         std::fs::rename(&tmp, out.join(format!("doc{i}.txt"))).unwrap();
     }
     assert!(
-        wait_until(Duration::from_secs(60), || bob.documents("inbox").len() == 5),
+        wait_until(Duration::from_secs(60), || bob.documents("inbox").len()
+            == 5),
         "inbox: {:?}",
         bob.documents("inbox")
     );
-    assert_eq!(sigterm(&mut a), Some(0), "alice's daemon stops cleanly on SIGTERM");
-    assert_eq!(sigterm(&mut b), Some(0), "bob's daemon stops cleanly on SIGTERM");
+    assert_eq!(
+        sigterm(&mut a),
+        Some(0),
+        "alice's daemon stops cleanly on SIGTERM"
+    );
+    assert_eq!(
+        sigterm(&mut b),
+        Some(0),
+        "bob's daemon stops cleanly on SIGTERM"
+    );
     for i in 0..5 {
-        assert_eq!(std::fs::read(bob.dir.join(format!("inbox/doc{i}.txt"))).unwrap(), document(10 + i, 4096));
+        assert_eq!(
+            std::fs::read(bob.dir.join(format!("inbox/doc{i}.txt"))).unwrap(),
+            document(10 + i, 4096)
+        );
     }
     assert_eq!(alice.documents("sent").len(), 5);
     assert!(alice.documents("outbox/bob").is_empty());
@@ -367,14 +442,28 @@ fn every_failure_class() {
 
     // A partner whose certificate we do not have: nothing is queued.
     let o = alice.cmd(&["send", doc.to_str().unwrap(), "--to", "carol"]);
-    assert_eq!(o.status.code(), Some(5), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("carol"));
 
     // Refused by the service (the recipient is not registered there): permanent, failed/ with a reason.
     let o = alice.cmd(&["send", doc.to_str().unwrap(), "--to", "dave"]);
-    assert_eq!(o.status.code(), Some(10), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(10),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("EBMS:0003"));
-    let reasons: Vec<_> = std::fs::read_dir(alice.dir.join("failed")).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".reason.txt")).collect();
+    let reasons: Vec<_> = std::fs::read_dir(alice.dir.join("failed"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".reason.txt"))
+        .collect();
     assert_eq!(reasons.len(), 1);
     let reason = std::fs::read_to_string(reasons[0].path()).unwrap();
     assert!(reason.contains("EBMS:0003"), "{reason}");
@@ -382,7 +471,12 @@ fn every_failure_class() {
     // The service is down: transient, queued, exit 9; delivered once it is back.
     svc.stop();
     let o = alice.cmd(&["send", doc.to_str().unwrap(), "--to", "bob", "--json"]);
-    assert_eq!(o.status.code(), Some(9), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let queued_id = json(&o)["message_id"].as_str().unwrap().to_string();
     let status = json(&alice.ok(&["status", "--json"]));
     assert!(status.to_string().contains(&queued_id), "{status}");
@@ -390,7 +484,11 @@ fn every_failure_class() {
     assert_eq!(o.status.code(), Some(9), "poll with the service down");
     svc.serve();
     let mut a = alice.spawn_run();
-    assert!(wait_until(Duration::from_secs(30), || alice.documents("sent").len() == 1), "the queued document was not sent");
+    assert!(
+        wait_until(Duration::from_secs(30), || alice.documents("sent").len()
+            == 1),
+        "the queued document was not sent"
+    );
     sigterm(&mut a);
 
     // The recipient does not know the sender yet: not written, not receipted; offered again later.
@@ -413,8 +511,17 @@ fn every_failure_class() {
 
     // A bad configuration names the file and the key.
     let bad = alice.dir.join("bad.toml");
-    std::fs::write(&bad, std::fs::read_to_string(&alice.config).unwrap().replace("[polling]", "[polling]\nintervall = 3")).unwrap();
-    let o = Command::new(LAYERSEC).args(["status", "--config", bad.to_str().unwrap()]).output().unwrap();
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&alice.config)
+            .unwrap()
+            .replace("[polling]", "[polling]\nintervall = 3"),
+    )
+    .unwrap();
+    let o = Command::new(LAYERSEC)
+        .args(["status", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("bad.toml") && e.contains("intervall"), "{e}");
@@ -429,12 +536,13 @@ fn kill_9_at_any_moment_loses_nothing_and_duplicates_nothing() {
     let bob = svc.party("bob", true);
     alice.trust(&bob);
     bob.trust(&alice);
-    const N: u64 = 30;
+    const N: u64 = 40;
+    let size = |i: u64| 1024 + (i as usize * 80_000);
     let out = alice.dir.join("outbox/bob");
     std::fs::create_dir_all(&out).unwrap();
     for i in 0..N {
-        // Sizes from 1 KiB to ~1 MiB so kills land in every phase.
-        let len = 1024 + (i as usize * 37_000);
+        // Sizes from 1 KiB to ~3 MiB so kills land in every phase.
+        let len = size(i);
         let tmp = out.join(format!(".d{i}.part"));
         std::fs::write(&tmp, document(100 + i, len)).unwrap();
         std::fs::rename(&tmp, out.join(format!("d{i:02}.bin"))).unwrap();
@@ -442,10 +550,13 @@ fn kill_9_at_any_moment_loses_nothing_and_duplicates_nothing() {
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let started = Instant::now();
     let mut kills = 0;
-    while bob.documents("inbox").len() < N as usize && started.elapsed() < Duration::from_secs(120) {
+    // Rounds whose kill landed while documents were still on their way.
+    let mut mid_flight = 0;
+    while bob.documents("inbox").len() < N as usize && started.elapsed() < Duration::from_secs(120)
+    {
         let mut a = alice.spawn_run();
         let mut b = bob.spawn_run();
-        let wait = 150 + pseudo_random(&mut seed) % 900;
+        let wait = 100 + pseudo_random(&mut seed) % 500;
         std::thread::sleep(Duration::from_millis(wait));
         // SIGKILL: no chance to clean up.
         let _ = a.kill();
@@ -453,10 +564,18 @@ fn kill_9_at_any_moment_loses_nothing_and_duplicates_nothing() {
         let _ = a.wait();
         let _ = b.wait();
         kills += 1;
-        if kills >= 12 {
+        let arrived = bob.documents("inbox").len();
+        if arrived > 0 && arrived < N as usize {
+            mid_flight += 1;
+        }
+        if kills >= 20 {
             break;
         }
     }
+    assert!(
+        mid_flight >= 2,
+        "only {mid_flight} of {kills} kills landed mid-flight"
+    );
     // Then let them finish undisturbed.
     let mut a = alice.spawn_run();
     let mut b = bob.spawn_run();
@@ -465,20 +584,35 @@ fn kill_9_at_any_moment_loses_nothing_and_duplicates_nothing() {
     });
     sigterm(&mut a);
     sigterm(&mut b);
-    assert!(done, "after {kills} kills: inbox {} sent {}", bob.documents("inbox").len(), alice.documents("sent").len());
+    assert!(
+        done,
+        "after {kills} kills: inbox {} sent {}",
+        bob.documents("inbox").len(),
+        alice.documents("sent").len()
+    );
     // Exactly once, byte for byte.
     let inbox = bob.documents("inbox");
     assert_eq!(inbox.len(), N as usize, "{inbox:?}");
     for i in 0..N {
-        let len = 1024 + (i as usize * 37_000);
-        assert_eq!(std::fs::read(bob.dir.join(format!("inbox/d{i:02}.bin"))).unwrap(), document(100 + i, len), "d{i:02}");
+        let len = size(i);
+        assert_eq!(
+            std::fs::read(bob.dir.join(format!("inbox/d{i:02}.bin"))).unwrap(),
+            document(100 + i, len),
+            "d{i:02}"
+        );
     }
     assert_eq!(alice.documents("sent").len(), N as usize);
     assert!(alice.documents("failed").is_empty());
     // The service stored each document once (a re-pushed job keeps its MessageId).
     let msgs = svc.admin(&["messages", "--limit", "1000"]);
     let msgs = msgs.as_array().unwrap();
-    assert_eq!(msgs.len(), N as usize, "each document stored once at the service");
+    assert_eq!(
+        msgs.len(),
+        N as usize,
+        "each document stored once at the service"
+    );
     assert!(msgs.iter().all(|m| m["state"] == "delivered"));
-    eprintln!("kill -9 test: {kills} rounds of kills before the final run");
+    eprintln!(
+        "kill -9 test: {kills} rounds of kills ({mid_flight} mid-flight) before the final run"
+    );
 }
