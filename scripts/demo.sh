@@ -28,7 +28,7 @@ say "2. Two businesses install layersec; the provider signs them up and register
 for party in acme globex; do
   "$LS" init --party "$party" --service "$URL" --dir "$WORK/$party" \
       --service-cert "$WORK/service/identity/service.crt" --ca-file "$WORK/service/tls/server.crt" \
-      --json > "$WORK/$party.init.json"
+      --json > "$WORK/$party.init.json" 2>"$WORK/$party.init.log"
   cert=$(field '["certificate"]' < "$WORK/$party.init.json")
   org=$([ "$party" = acme ] && echo "ACME Ltd" || echo "Globex Corporation")
   sub=$("${ADMIN[@]}" subscriber add --organisation "$org" --contact "it@$party.example" \
@@ -80,10 +80,13 @@ for f in glob.glob(sys.argv[1] + "/*.sent.json"):
     keys = [k for k in r if "receipt" in k]
     print("ACME's record of the service's signed receipt:", {k: r[k] for k in keys})
 PY
-"${ADMIN[@]}" messages | python3 -c '
+"${ADMIN[@]}" messages > "$WORK/messages.json"
+python3 - "$WORK/messages.json" <<'PY'
 import json, sys
-for m in json.load(sys.stdin):
-    print(f"at the service: {m[\"message_id\"]} {m[\"from\"]} -> {m[\"to\"]}: {m[\"state\"]} (Globex receipted it at {m[\"delivered_at\"]})")'
+for m in json.load(open(sys.argv[1])):
+    print(f"at the service: {m['message_id']} {m['from']} -> {m['to']}: {m['state']}"
+          f" (Globex's signed receipt arrived {m['delivered_at']})")
+PY
 
 say "6. The service is stopped"
 kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
