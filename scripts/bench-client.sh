@@ -54,7 +54,7 @@ for i in range(n):
         f.write((f"<Invoice><ID>{i}</ID>" + "<Line>x</Line>" * 60 + "</Invoice>").encode())
     t = time.monotonic()
     subprocess.run([ls, "send", p, "--to", "bob", "-c", os.path.join(d, "alice", "layersec.toml")],
-                   check=True, stdout=subprocess.DEVNULL)
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sent_at[name] = time.monotonic()
     send_wall.append(sent_at[name] - t)
     time.sleep(rng.uniform(0, 0.2))
