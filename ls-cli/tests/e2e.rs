@@ -468,6 +468,66 @@ fn every_failure_class() {
     let reason = std::fs::read_to_string(reasons[0].path()).unwrap();
     assert!(reason.contains("EBMS:0003"), "{reason}");
 
+    // Authentication refused (the sender's party was revoked at the service): permanent.
+    let erin = svc.party("erin", true);
+    erin.trust(&bob);
+    svc.admin(&["party", "revoke", "erin"]);
+    let edoc = erin.dir.join("doc.txt");
+    std::fs::write(&edoc, b"from a revoked party").unwrap();
+    let o = erin.cmd(&["send", edoc.to_str().unwrap(), "--to", "bob"]);
+    assert_eq!(
+        o.status.code(),
+        Some(10),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("EBMS:0101"));
+    assert_eq!(erin.documents("failed").len(), 1);
+
+    // The service's TLS certificate is not the one the client trusts: no connection, not sent.
+    let mallory_ca = svc.dir.join("other-ca.crt");
+    std::fs::copy(alice.cert.as_path(), &mallory_ca).unwrap();
+    // (erin's folder: the queued send stays in erin's journal, which no daemon runs.)
+    let wrong = erin.dir.join("wrong-ca.toml");
+    let text = std::fs::read_to_string(&erin.config).unwrap();
+    let ca_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("ca_file"))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &wrong,
+        text.replace(
+            &ca_line,
+            &format!("ca_file = {:?}", mallory_ca.to_str().unwrap()),
+        ),
+    )
+    .unwrap();
+    let o = Command::new(LAYERSEC)
+        .args([
+            "send",
+            edoc.to_str().unwrap(),
+            "--to",
+            "bob",
+            "--config",
+            wrong.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .to_lowercase()
+            .contains("certificate"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
     // The service is down: transient, queued, exit 9; delivered once it is back.
     svc.stop();
     let o = alice.cmd(&["send", doc.to_str().unwrap(), "--to", "bob", "--json"]);
