@@ -4,6 +4,10 @@ use ls_core::{Identity, KeyType};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A real `layersec-server` process for tests: [`service::RunningService`].
+#[path = "harness/service.rs"]
+pub mod service;
+
 /// `../shared/fixtures` beside the checkout (or `$LS_FIXTURES`), if present.
 pub fn fixtures() -> Option<PathBuf> {
     let p = std::env::var_os("LS_FIXTURES")

@@ -1,42 +1,12 @@
 //! The whole path through real processes over TLS on loopback: `layersec-server`, and a
 //! `layersec` client per party (init, partners, send, poll, run), with real kill -9.
 
-use std::io::{BufRead, BufReader};
+use ls_tests::service::{server_bin_beside, RunningService};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const LAYERSEC: &str = env!("CARGO_BIN_EXE_layersec");
-
-/// `layersec-server` beside `layersec` in the target folder (built if it is not there yet).
-fn server_bin() -> PathBuf {
-    let p = Path::new(LAYERSEC).with_file_name("layersec-server");
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    BUILD.call_once(|| {
-        if !p.exists() {
-            let st = Command::new(env!("CARGO"))
-                .args(["build", "-p", "ls-server", "--bin", "layersec-server"])
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
-    });
-    assert!(p.exists(), "{} is missing", p.display());
-    p
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "ls-e2e-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
@@ -48,109 +18,22 @@ fn json(o: &Output) -> serde_json::Value {
     })
 }
 
-struct Service {
-    dir: PathBuf,
-    config: PathBuf,
-    child: Option<Child>,
-    url: String,
-    listen: String,
+/// `layersec-server` (beside `layersec`) redelivering after 2 s, started.
+fn start_service(name: &str) -> RunningService {
+    let bin = server_bin_beside(Path::new(LAYERSEC));
+    let mut s = RunningService::init(&bin, name, |text| {
+        text.replace("redeliver_after_secs = 300", "redeliver_after_secs = 2")
+    });
+    s.serve();
+    s
 }
 
-impl Service {
-    fn start(name: &str) -> Service {
-        let dir = temp_dir(name);
-        let o = Command::new(server_bin())
-            .args([
-                "init",
-                "--dir",
-                dir.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let config = dir.join("layersec-server.toml");
-        let text = std::fs::read_to_string(&config).unwrap();
-        std::fs::write(
-            &config,
-            text.replace("redeliver_after_secs = 300", "redeliver_after_secs = 2"),
-        )
-        .unwrap();
-        let mut s = Service {
-            dir,
-            config,
-            child: None,
-            url: String::new(),
-            listen: "127.0.0.1:0".into(),
-        };
-        s.serve();
-        s
-    }
+/// `layersec` clients of the service's parties.
+trait Parties {
+    fn party(&self, id: &str, register: bool) -> Party;
+}
 
-    fn serve(&mut self) {
-        let mut child = Command::new(server_bin())
-            .args([
-                "serve",
-                "--config",
-                self.config.to_str().unwrap(),
-                "--listen",
-                &self.listen,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("\"event\":\"listening\"") {
-                    if let Some(t) = tx.take() {
-                        let _ = t.send(line);
-                    }
-                }
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the service did not start");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        self.url = v["as4"].as_str().unwrap().to_string();
-        // Restarts keep the port, so clients' configurations stay valid.
-        self.listen = self
-            .url
-            .trim_start_matches("https://")
-            .split('/')
-            .next()
-            .unwrap()
-            .to_string();
-        self.child = Some(child);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn admin(&self, args: &[&str]) -> serde_json::Value {
-        let mut a = vec!["admin", "--config", self.config.to_str().unwrap()];
-        a.extend_from_slice(args);
-        let o = Command::new(server_bin()).args(&a).output().unwrap();
-        assert!(
-            o.status.success(),
-            "admin {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        json(&o)
-    }
-
+impl Parties for RunningService {
     /// A party's client: `layersec init`, registered at the service with its certificate.
     fn party(&self, id: &str, register: bool) -> Party {
         let dir = self.dir.join(format!("client-{id}"));
@@ -164,9 +47,9 @@ impl Service {
                 "--dir",
                 dir.to_str().unwrap(),
                 "--service-cert",
-                self.dir.join("identity/service.crt").to_str().unwrap(),
+                self.service_cert_path().to_str().unwrap(),
                 "--ca-file",
-                self.dir.join("tls/server.crt").to_str().unwrap(),
+                self.tls_cert_path().to_str().unwrap(),
                 "--json",
             ])
             .output()
@@ -210,15 +93,6 @@ impl Service {
             dir,
             config,
             cert,
-        }
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        self.stop();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
@@ -325,7 +199,7 @@ fn sigterm(c: &mut Child) -> Option<i32> {
 
 #[test]
 fn documents_of_1_kib_and_20_mib_arrive_opened_and_verified() {
-    let svc = Service::start("sizes");
+    let svc = start_service("sizes");
     let alice = svc.party("alice", true);
     let bob = svc.party("bob", true);
     alice.trust(&bob);
@@ -388,7 +262,7 @@ fn documents_of_1_kib_and_20_mib_arrive_opened_and_verified() {
 
 #[test]
 fn outbox_to_inbox_with_both_daemons() {
-    let svc = Service::start("daemons");
+    let svc = start_service("daemons");
     let alice = svc.party("alice", true);
     let bob = svc.party("bob", true);
     alice.trust(&bob);
@@ -431,7 +305,7 @@ fn outbox_to_inbox_with_both_daemons() {
 
 #[test]
 fn every_failure_class() {
-    let mut svc = Service::start("failures");
+    let mut svc = start_service("failures");
     let alice = svc.party("alice", true);
     let bob = svc.party("bob", true);
     let dave = svc.party("dave", false); // has a key, is not registered at the service
@@ -591,7 +465,7 @@ fn every_failure_class() {
 /// Every document arrives exactly once, none is sent twice to the partner's inbox.
 #[test]
 fn kill_9_at_any_moment_loses_nothing_and_duplicates_nothing() {
-    let svc = Service::start("kill9");
+    let svc = start_service("kill9");
     let alice = svc.party("alice", true);
     let bob = svc.party("bob", true);
     alice.trust(&bob);

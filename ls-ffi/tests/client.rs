@@ -12,12 +12,11 @@ use common::*;
 use layersec::*;
 use ls_core::client::{Config, TemplateOptions};
 use ls_core::{Identity, KeyType};
+use ls_tests::service::{server_bin_beside, RunningService};
 use std::ffi::{c_char, c_void, CStr, CString};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::ptr::{null, null_mut};
-use std::time::Duration;
 
 const NULL_ARGUMENT: ls_result = 100;
 const INVALID_ARGUMENT: ls_result = 101;
@@ -48,148 +47,31 @@ fn path_cstr(p: &Path) -> CString {
     cstr(p.to_str().expect("test paths are UTF-8"))
 }
 
-/// `layersec-server` in the target folder of this test (built if it is not there yet).
-fn server_bin() -> PathBuf {
-    let profile_dir = profile_dir();
-    let bin = profile_dir.join("layersec-server");
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    BUILD.call_once(|| {
-        if bin.exists() {
-            return;
-        }
-        // The same target folder and profile as this test, whatever CARGO_TARGET_DIR says.
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(workspace_dir())
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "ls-server",
-                "--bin",
-                "layersec-server",
-            ])
-            .arg("--target-dir")
-            .arg(profile_dir.parent().expect("target dir"));
-        match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") => {}
-            Some("release") => {
-                cmd.arg("--release");
-            }
-            Some(other) => {
-                cmd.args(["--profile", other]);
-            }
-            None => {}
-        }
-        let out = run(&mut cmd);
-        assert!(
-            out.status.success(),
-            "building layersec-server failed:\n{}",
-            text(&out)
-        );
-    });
-    assert!(bin.is_file(), "{} is missing", bin.display());
-    bin
+/// A running `layersec-server` (the shared harness) in a folder of its own, from the target
+/// folder of this test (built if it is not there yet); stopped (and the folder removed) on drop.
+fn start_service(name: &str) -> RunningService {
+    let mut s = RunningService::init(&server_bin_beside(&profile_dir()), name, |c| c);
+    s.serve();
+    s
 }
 
-/// The string value of `"key":"…"` in a line of JSON (no escapes in the values we read).
-fn json_str(json: &str, key: &str) -> Option<String> {
-    let pat = format!("\"{key}\":");
-    let rest = json[json.find(&pat)? + pat.len()..].trim_start();
-    let rest = rest.strip_prefix('"')?;
-    Some(rest[..rest.find('"')?].to_string())
+/// Clients of the service's parties.
+trait Parties {
+    fn party(&self, id: &str) -> Party;
 }
 
-/// The number of `"key": 12` in JSON text.
-fn json_num(json: &str, key: &str) -> Option<i64> {
-    let pat = format!("\"{key}\":");
-    let rest = json[json.find(&pat)? + pat.len()..].trim_start();
-    let end = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
-/// A running `layersec-server` in a folder of its own, stopped (and the folder removed) on drop.
-struct Service {
-    dir: PathBuf,
-    config: PathBuf,
-    child: Child,
-    url: String,
-}
-
-impl Service {
-    fn start(name: &str) -> Service {
-        let dir = tempdir(name);
-        let out = run(Command::new(server_bin()).args([
-            "init",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ]));
-        assert!(
-            out.status.success(),
-            "layersec-server init:\n{}",
-            text(&out)
-        );
-        let config = dir.join("layersec-server.toml");
-        let mut child = Command::new(server_bin())
-            .args(["serve", "--config", config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("layersec-server serve starts");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Reads the log to its end, so the service never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("\"event\":\"listening\"") {
-                    if let Some(t) = tx.take() {
-                        let _ = t.send(line);
-                    }
-                }
-            }
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("layersec-server did not report listening");
-            }
-        };
-        let url = json_str(&line, "as4").expect("the listening event names the as4 URL");
-        Service {
-            dir,
-            config,
-            child,
-            url,
-        }
-    }
-
-    fn admin(&self, args: &[&str]) -> String {
-        let out = run(Command::new(server_bin())
-            .args(["admin", "--config", self.config.to_str().unwrap()])
-            .args(args));
-        assert!(out.status.success(), "admin {args:?}:\n{}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
+impl Parties for RunningService {
     /// A party with a client configuration, registered at the service with its certificate.
     fn party(&self, id: &str) -> Party {
         let p = Party::new(
             &self.dir,
             id,
             &self.url,
-            &self.dir.join("identity/service.crt"),
-            Some(&self.dir.join("tls/server.crt")),
+            &self.service_cert_path(),
+            Some(&self.tls_cert_path()),
         );
         let sub = self.admin(&["subscriber", "add", "--organisation", id]);
-        let sub = json_num(&sub, "id").expect("subscriber add answers its id");
+        let sub = sub["id"].as_i64().expect("subscriber add answers its id");
         self.admin(&[
             "party",
             "add",
@@ -201,16 +83,6 @@ impl Service {
             p.cert.to_str().unwrap(),
         ]);
         p
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
     }
 }
 
@@ -387,7 +259,7 @@ fn build_send_poll(build: &Path) -> PathBuf {
 
 #[test]
 fn send_poll_example_against_a_real_service() {
-    let svc = Service::start("send-poll");
+    let svc = start_service("send-poll");
     let alice = svc.party("alice");
     let bob = svc.party("bob");
     alice.trust(&bob);
@@ -459,7 +331,7 @@ fn send_poll_example_against_a_real_service() {
 
 #[test]
 fn poll_callback_sees_each_document_and_can_stop() {
-    let svc = Service::start("poll-cb");
+    let svc = start_service("poll-cb");
     let carol = svc.party("carol");
     let dave = svc.party("dave");
     carol.trust(&dave);
@@ -569,9 +441,20 @@ fn a_send_to_a_service_that_is_down_is_queued_with_its_message_id() {
     let mut sent = 99usize;
     let rc = unsafe { ls_client_run_due_jobs(c.0, &mut sent) };
     assert_eq!((rc, sent), (0, 0), "{}", msg());
-    assert_eq!(unsafe { ls_client_run_due_jobs(c.0, std::ptr::null_mut()) }, 0);
-    assert_eq!(unsafe { ls_client_run_due_jobs(std::ptr::null_mut(), &mut sent) }, 100);
-    assert_eq!(std::fs::read_dir(erin.dir.join("state/outgoing")).unwrap().count(), 1);
+    assert_eq!(
+        unsafe { ls_client_run_due_jobs(c.0, std::ptr::null_mut()) },
+        0
+    );
+    assert_eq!(
+        unsafe { ls_client_run_due_jobs(std::ptr::null_mut(), &mut sent) },
+        100
+    );
+    assert_eq!(
+        std::fs::read_dir(erin.dir.join("state/outgoing"))
+            .unwrap()
+            .count(),
+        1
+    );
 
     // Nothing is queued for a partner without a certificate: no MessageId.
     let (rc, id) = c.send(b"doc", "doc.txt", "nobody", null());

@@ -18,7 +18,7 @@ fn depth(s: &Server, party: &str) -> f64 {
 #[test]
 fn push_pull_receipt_between_two_parties() {
     let mut s = Server::init("basic", |c| c);
-    s.start();
+    s.serve();
     let alice = s.party("alice");
     let bob = s.party("bob");
     let t = s.transport();
@@ -57,7 +57,7 @@ fn push_pull_receipt_between_two_parties() {
     assert_eq!(depth(&s, "bob"), 0.0);
     assert_eq!(https_get(&s, "/health").0, 200);
 
-    let msgs = s.admin_cli(&["messages", "--party", "bob"]);
+    let msgs = s.admin(&["messages", "--party", "bob"]);
     assert_eq!(msgs[0]["state"], "delivered");
     assert_eq!(msgs[0]["message_id"], sent.message_id);
 
@@ -71,7 +71,7 @@ fn push_pull_receipt_between_two_parties() {
 #[test]
 fn every_refusal_gets_its_ebms_error_and_nothing_is_stored() {
     let mut s = Server::init("refusals", |c| c);
-    s.start();
+    s.serve();
     let alice = s.party("alice");
     let bob = s.party("bob");
     let carol = s.party("carol");
@@ -122,7 +122,7 @@ fn every_refusal_gets_its_ebms_error_and_nothing_is_stored() {
     assert_eq!(ebms_code(&push(&alice, &unsigned)), "EBMS:0103");
 
     // Revoked sender.
-    s.admin_cli(&["party", "revoke", "carol"]);
+    s.admin(&["party", "revoke", "carol"]);
     assert_eq!(
         ebms_code(&push(&carol, &carol.message("bob", b"x"))),
         "EBMS:0101"
@@ -133,7 +133,7 @@ fn every_refusal_gets_its_ebms_error_and_nothing_is_stored() {
         "EBMS:0003"
     );
     // Suspended account: its party can neither send nor pull.
-    s.admin_cli(&["subscriber", "suspend", &dave.subscriber.to_string()]);
+    s.admin(&["subscriber", "suspend", &dave.subscriber.to_string()]);
     assert_eq!(
         ebms_code(&push(&dave, &dave.message("bob", b"x"))),
         "EBMS:0101"
@@ -142,7 +142,7 @@ fn every_refusal_gets_its_ebms_error_and_nothing_is_stored() {
     assert_eq!(ebms_code(&e), "EBMS:0101");
 
     // Nothing was stored.
-    assert!(s.admin_cli(&["messages"]).as_array().unwrap().is_empty());
+    assert!(s.admin(&["messages"]).as_array().unwrap().is_empty());
     assert!(bob.exchange(&t, &svc).pull(&bob.mpc()).unwrap().is_none());
     let (_, m) = https_get(&s, "/metrics");
     assert_eq!(metric(&m, "layersec_messages_accepted_total"), 0.0);
@@ -150,7 +150,7 @@ fn every_refusal_gets_its_ebms_error_and_nothing_is_stored() {
     assert!(m.contains("layersec_messages_rejected_total{reason=\"unknown_recipient\"}"));
 
     // Resumed: dave can send again.
-    s.admin_cli(&["subscriber", "resume", &dave.subscriber.to_string()]);
+    s.admin(&["subscriber", "resume", &dave.subscriber.to_string()]);
     dave.exchange(&t, &svc)
         .push(&dave.message("bob", b"x"))
         .unwrap();
@@ -159,7 +159,7 @@ fn every_refusal_gets_its_ebms_error_and_nothing_is_stored() {
 #[test]
 fn a_party_cannot_pull_another_partys_mpc() {
     let mut s = Server::init("mpc", |c| c);
-    s.start();
+    s.serve();
     let alice = s.party("alice");
     let bob = s.party("bob");
     let t = s.transport();
@@ -194,7 +194,7 @@ fn a_party_cannot_pull_another_partys_mpc() {
 #[test]
 fn a_repeated_push_is_stored_once_and_answered_with_the_same_receipt() {
     let mut s = Server::init("dup", |c| c);
-    s.start();
+    s.serve();
     let alice = s.party("alice");
     let bob = s.party("bob");
     let t = s.transport();
@@ -220,7 +220,7 @@ fn a_pulled_message_without_receipt_is_offered_again() {
     let mut s = Server::init("redeliver", |c| {
         c.replace("redeliver_after_secs = 300", "redeliver_after_secs = 2")
     });
-    s.start();
+    s.serve();
     let alice = s.party("alice");
     let bob = s.party("bob");
     let t = s.transport();
@@ -246,7 +246,7 @@ fn a_pulled_message_without_receipt_is_offered_again() {
         ex.pull(&bob.mpc()).unwrap().is_none(),
         "delivered: never offered again"
     );
-    let msgs = s.admin_cli(&["messages"]);
+    let msgs = s.admin(&["messages"]);
     assert_eq!(msgs[0]["attempts"], 2);
     assert_eq!(msgs[0]["state"], "delivered");
 }
@@ -254,7 +254,7 @@ fn a_pulled_message_without_receipt_is_offered_again() {
 #[test]
 fn sigkill_right_after_the_receipt_loses_nothing() {
     let mut s = Server::init("kill", |c| c);
-    s.start();
+    s.serve();
     let alice = s.party("alice");
     let bob = s.party("bob");
     let svc = s.service_cert();
@@ -266,8 +266,8 @@ fn sigkill_right_after_the_receipt_loses_nothing() {
         alice.exchange(&t, &svc).push(&small).unwrap();
         alice.exchange(&t, &svc).push(&large).unwrap();
     }
-    s.kill();
-    s.start();
+    s.stop();
+    s.serve();
     let t = s.transport();
     let ex = bob.exchange(&t, &svc);
     let mut got = Vec::new();
@@ -288,8 +288,8 @@ fn sigkill_right_after_the_receipt_loses_nothing() {
     );
 
     // Killed again after the receipts: still delivered exactly once.
-    s.kill();
-    s.start();
+    s.stop();
+    s.serve();
     let t = s.transport();
     assert!(bob.exchange(&t, &svc).pull(&bob.mpc()).unwrap().is_none());
 }
@@ -297,7 +297,7 @@ fn sigkill_right_after_the_receipt_loses_nothing() {
 #[test]
 fn two_hundred_messages_from_concurrent_senders_are_delivered_exactly_once() {
     let mut s = Server::init("load", |c| c);
-    s.start();
+    s.serve();
     let bob = s.party("bob");
     let senders: Vec<Party> = (0..4).map(|i| s.party(&format!("sender{i}"))).collect();
     let svc = s.service_cert();
@@ -358,16 +358,10 @@ fn two_hundred_messages_from_concurrent_senders_are_delivered_exactly_once() {
 #[test]
 fn a_silent_client_does_not_delay_the_others() {
     let mut s = Server::init("silent", |c| c);
-    s.start();
+    s.serve();
     let alice = s.party("alice");
     let _bob = s.party("bob");
-    let hostport = s
-        .url
-        .trim_start_matches("https://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let hostport = s.hostport().to_string();
     // Ten connections that say nothing (no TLS handshake), and one that starts a request and stops.
     let silent: Vec<_> = (0..10)
         .map(|_| std::net::TcpStream::connect(&hostport).unwrap())
@@ -396,7 +390,7 @@ fn a_silent_client_does_not_delay_the_others() {
 #[test]
 fn certificate_replacement_with_overlap() {
     let mut s = Server::init("rollover", |c| c);
-    s.start();
+    s.serve();
     let alice = s.party("alice");
     let _bob = s.party("bob");
     let t = s.transport();
@@ -405,7 +399,7 @@ fn certificate_replacement_with_overlap() {
     let new_crt = s.dir.join("alice-new.crt");
     std::fs::write(&new_crt, new.identity.certificate().to_pem()).unwrap();
     // With an overlap both keys work.
-    s.admin_cli(&[
+    s.admin(&[
         "party",
         "replace-certificate",
         "alice",
@@ -425,7 +419,7 @@ fn certificate_replacement_with_overlap() {
     let newer = Party::new("alice");
     let newer_crt = s.dir.join("alice-newer.crt");
     std::fs::write(&newer_crt, newer.identity.certificate().to_pem()).unwrap();
-    s.admin_cli(&[
+    s.admin(&[
         "party",
         "replace-certificate",
         "alice",
@@ -443,19 +437,19 @@ fn certificate_replacement_with_overlap() {
         .exchange(&t, &svc)
         .push(&newer.message("bob", b"newest key"))
         .unwrap();
-    let shown = s.admin_cli(&["party", "show", "alice"]);
+    let shown = s.admin(&["party", "show", "alice"]);
     assert_eq!(shown["certificates"].as_array().unwrap().len(), 3);
 }
 
 #[test]
 fn admin_cli_refuses_bad_input() {
     let s = Server::init("admin-cli", |c| c);
-    let sub = s.admin_cli(&["subscriber", "add", "--organisation", "Acme"]);
+    let sub = s.admin(&["subscriber", "add", "--organisation", "Acme"]);
     let id = sub["id"].as_i64().unwrap().to_string();
     // A file that is not a certificate.
     let junk = s.dir.join("junk.crt");
     std::fs::write(&junk, b"not a certificate").unwrap();
-    let (code, _, err) = s.admin_cli_raw(&[
+    let (code, _, err) = outcome(&s.admin_raw(&[
         "party",
         "add",
         "--subscriber",
@@ -464,14 +458,14 @@ fn admin_cli_refuses_bad_input() {
         "p",
         "--certificate",
         path_str(&junk),
-    ]);
+    ]));
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("certificate"), "{err}");
     // The same party twice.
     let p = Party::new("p");
     let crt = s.dir.join("p.crt");
     std::fs::write(&crt, p.identity.certificate().to_pem()).unwrap();
-    s.admin_cli(&[
+    s.admin(&[
         "party",
         "add",
         "--subscriber",
@@ -481,7 +475,7 @@ fn admin_cli_refuses_bad_input() {
         "--certificate",
         path_str(&crt),
     ]);
-    let (code, _, err) = s.admin_cli_raw(&[
+    let (code, _, err) = outcome(&s.admin_raw(&[
         "party",
         "add",
         "--subscriber",
@@ -490,10 +484,10 @@ fn admin_cli_refuses_bad_input() {
         "p",
         "--certificate",
         path_str(&crt),
-    ]);
+    ]));
     assert_eq!(code, 3, "{err}");
     // Unknown subscriber.
-    let (code, _, _) = s.admin_cli_raw(&[
+    let (code, _, _) = outcome(&s.admin_raw(&[
         "party",
         "add",
         "--subscriber",
@@ -502,10 +496,10 @@ fn admin_cli_refuses_bad_input() {
         "q",
         "--certificate",
         path_str(&crt),
-    ]);
+    ]));
     assert_eq!(code, 3);
     // Unknown party.
-    let (code, _, _) = s.admin_cli_raw(&["party", "revoke", "nobody"]);
+    let (code, _, _) = outcome(&s.admin_raw(&["party", "revoke", "nobody"]));
     assert_eq!(code, 3);
     // A bad configuration names the file and the key.
     let bad = s.dir.join("bad.toml");
@@ -529,8 +523,8 @@ fn admin_cli_refuses_bad_input() {
 fn admin_api_and_usage_report() {
     use std::io::Read;
     let mut s = Server::init("admin-api", |c| c);
-    s.start();
-    let admin = s.admin.clone();
+    s.serve();
+    let admin = s.admin_addr.clone();
     let token = s.admin_token();
     let call = |method: &str, path: &str, body: &str, token: &str| -> (u16, String) {
         let mut c = std::net::TcpStream::connect(&admin).unwrap();
@@ -646,7 +640,7 @@ fn admin_api_and_usage_report() {
     assert!(csv.starts_with("subscriber_id,organisation,"), "{csv}");
     assert!(csv.contains(&format!("{acme_id},\"Acme\",")), "{csv}");
     // The CLI gives the same report.
-    let cli = s.admin_cli(&["usage", "--from", &from, "--to", &to]);
+    let cli = s.admin(&["usage", "--from", &from, "--to", &to]);
     assert_eq!(cli["accounts"], u["accounts"]);
     // Suspend over the API.
     let (st, body) = call(
@@ -674,7 +668,7 @@ fn retention_purges_delivered_and_expires_undelivered() {
             )
             .replace("purge_interval_secs = 600", "purge_interval_secs = 1")
     });
-    s.start();
+    s.serve();
     let alice = s.party("alice");
     let bob = s.party("bob");
     let carol = s.party("carol");
@@ -695,7 +689,7 @@ fn retention_purges_delivered_and_expires_undelivered() {
         .unwrap();
     let states = || -> Vec<String> {
         let mut v: Vec<String> = s
-            .admin_cli(&["messages"])
+            .admin(&["messages"])
             .as_array()
             .unwrap()
             .iter()
@@ -727,7 +721,7 @@ fn oversized_requests_are_refused_before_they_are_read() {
     let mut s = Server::init("oversize", |c| {
         c.replace("max_message_bytes = 104857600", "max_message_bytes = 65536")
     });
-    s.start();
+    s.serve();
     let alice = s.party("alice");
     let _bob = s.party("bob");
     let t = s.transport();
@@ -775,7 +769,7 @@ fn client_certificates_when_the_service_requires_them() {
         client.identity.certificate().to_pem(),
     )
     .unwrap();
-    s.start();
+    s.serve();
     let alice = s.party("alice");
     let _bob = s.party("bob");
     let svc = s.service_cert();
@@ -808,7 +802,7 @@ fn a_replayed_pull_request_gets_nothing() {
     use ls_core::as4::envelope::SoapVersion;
     use ls_core::transport::Transport;
     let mut s = Server::init("replay", |c| c);
-    s.start();
+    s.serve();
     let alice = s.party("alice");
     let bob = s.party("bob");
     let t = s.transport();

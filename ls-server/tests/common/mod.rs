@@ -10,30 +10,21 @@ use ls_core::as4::wss::VerifyPolicy;
 use ls_core::as4::xml::Limits;
 use ls_core::transport::{HttpsConfig, HttpsTransport, Transport};
 use ls_core::{Certificate, Identity, KeyType};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use ls_tests::service::RunningService;
+use std::ops::{Deref, DerefMut};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_layersec-server");
 
-pub fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "ls-server-test-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// Run `layersec-server` with `args`; returns (exit code, stdout, stderr).
 pub fn run(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(BIN).args(args).output().unwrap();
+    outcome(&Command::new(BIN).args(args).output().unwrap())
+}
+
+/// (exit code, stdout, stderr) of a finished command.
+pub fn outcome(o: &Output) -> (i32, String, String) {
     (
         o.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -41,105 +32,35 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-pub fn run_ok(args: &[&str]) -> serde_json::Value {
-    let (code, out, err) = run(args);
-    assert_eq!(code, 0, "layersec-server {args:?} failed: {err}");
-    serde_json::from_str(&out).unwrap_or(serde_json::Value::Null)
+/// A service directory made by `init`, and the running process (if any): the shared harness,
+/// plus clients made of ls-core.
+pub struct Server(RunningService);
+
+impl Deref for Server {
+    type Target = RunningService;
+    fn deref(&self) -> &RunningService {
+        &self.0
+    }
 }
 
-/// A service directory made by `init`, and the running process (if any).
-pub struct Server {
-    pub dir: PathBuf,
-    pub config: PathBuf,
-    pub child: Option<Child>,
-    pub url: String,
-    pub admin: String,
-    pub log: Arc<Mutex<Vec<String>>>,
+impl DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut RunningService {
+        &mut self.0
+    }
 }
 
 impl Server {
     /// `init` a new service; `tweak` edits the configuration text.
     pub fn init(name: &str, tweak: impl FnOnce(String) -> String) -> Server {
-        let dir = temp_dir(name);
-        run_ok(&[
-            "init",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ]);
-        let config = dir.join("layersec-server.toml");
-        let text = std::fs::read_to_string(&config).unwrap();
-        std::fs::write(&config, tweak(text)).unwrap();
-        Server {
-            dir,
-            config,
-            child: None,
-            url: String::new(),
-            admin: String::new(),
-            log: Arc::new(Mutex::new(Vec::new())),
-        }
-    }
-
-    pub fn start(&mut self) {
-        let mut child = Command::new(BIN)
-            .args(["serve", "--config", self.config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let log = self.log.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if line.contains("\"event\":\"listening\"") {
-                    if let Some(t) = tx.take() {
-                        let _ = t.send(line.clone());
-                    }
-                }
-                log.lock().unwrap().push(line);
-            }
-        });
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server did not start listening");
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        self.url = v["as4"].as_str().unwrap().to_string();
-        self.admin = v["admin"].as_str().unwrap().to_string();
-        self.child = Some(child);
-    }
-
-    /// SIGKILL, no goodbye.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn admin_cli(&self, args: &[&str]) -> serde_json::Value {
-        let mut a = vec!["admin", "--config", self.config.to_str().unwrap()];
-        a.extend_from_slice(args);
-        run_ok(&a)
-    }
-
-    pub fn admin_cli_raw(&self, args: &[&str]) -> (i32, String, String) {
-        let mut a = vec!["admin", "--config", self.config.to_str().unwrap()];
-        a.extend_from_slice(args);
-        run(&a)
+        Server(RunningService::init(Path::new(BIN), name, tweak))
     }
 
     pub fn tls_ca(&self) -> Vec<u8> {
-        std::fs::read(self.dir.join("tls/server.crt")).unwrap()
+        std::fs::read(self.tls_cert_path()).unwrap()
     }
 
     pub fn service_cert(&self) -> Certificate {
-        Certificate::load(self.dir.join("identity/service.crt")).unwrap()
+        Certificate::load(self.service_cert_path()).unwrap()
     }
 
     pub fn admin_token(&self) -> String {
@@ -156,13 +77,9 @@ impl Server {
         HttpsTransport::new(c).unwrap()
     }
 
-    pub fn logs(&self) -> Vec<String> {
-        self.log.lock().unwrap().clone()
-    }
-
     /// A subscriber with one party registered under `id` for a new EC identity.
     pub fn party(&self, id: &str) -> Party {
-        let sub = self.admin_cli(&[
+        let sub = self.admin(&[
             "subscriber",
             "add",
             "--organisation",
@@ -176,7 +93,7 @@ impl Server {
         let p = Party::new(id);
         let cert = self.dir.join(format!("{id}.crt"));
         std::fs::write(&cert, p.identity.certificate().to_pem()).unwrap();
-        self.admin_cli(&[
+        self.admin(&[
             "party",
             "add",
             "--subscriber",
@@ -189,15 +106,6 @@ impl Server {
         Party {
             subscriber: sub_id,
             ..p
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
@@ -311,14 +219,7 @@ pub fn https_get(server: &Server, path: &str) -> (u16, String) {
     let ca = openssl::x509::X509::from_pem(&server.tls_ca()).unwrap();
     b.cert_store_mut().add_cert(ca).unwrap();
     let conn = b.build();
-    let hostport = server
-        .url
-        .trim_start_matches("https://")
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
-    let tcp = std::net::TcpStream::connect(&hostport).unwrap();
+    let tcp = std::net::TcpStream::connect(server.hostport()).unwrap();
     let mut s = conn.connect("localhost", tcp).unwrap();
     write!(
         s,
