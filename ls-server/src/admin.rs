@@ -164,6 +164,7 @@ impl Admin {
         check_text("party_id", &key.id, 255)?;
         check_text("party_type", &key.ptype, 255)?;
         let cert = check_party_certificate(cert_pem)?;
+        self.not_registered_elsewhere(&cert, key)?;
         let mpc = party_mpc(&key.id);
         let p = self.store.register_party(
             subscriber_id,
@@ -184,15 +185,34 @@ impl Admin {
         overlap_hours: u64,
     ) -> AdminResult<Value> {
         let cert = check_party_certificate(cert_pem)?;
+        self.not_registered_elsewhere(&cert, key)?;
         let now = now_unix();
         self.store.replace_certificate(
             key,
             cert.der(),
             &cert.sha256_fingerprint(),
-            now + (overlap_hours as i64) * 3600,
+            now.saturating_add((overlap_hours.min(i64::MAX as u64 / 3600) as i64) * 3600),
             now,
         )?;
         self.party(key)
+    }
+
+    /// One certificate identifies one party: the service finds the party a receipt or a pull
+    /// comes from by its signer.
+    fn not_registered_elsewhere(&self, cert: &Certificate, key: &PartyKey) -> AdminResult<()> {
+        let owners = self
+            .store
+            .parties_by_fingerprint(&cert.sha256_fingerprint())?;
+        match owners.iter().find(|p| p.key != *key) {
+            Some(other) => Err(AdminError {
+                status: 409,
+                message: format!(
+                    "this certificate is registered for party {} already; each party needs its own",
+                    other.key
+                ),
+            }),
+            None => Ok(()),
+        }
     }
 
     pub fn revoke(&self, key: &PartyKey) -> AdminResult<Value> {
@@ -292,6 +312,8 @@ pub fn parse_day(s: &str) -> AdminResult<i64> {
 pub struct AdminApi {
     pub admin: Admin,
     pub token: String,
+    /// The service's Prometheus text, served as `GET /metrics` behind the token.
+    pub metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
 }
 
 fn json_response(status: u16, v: &Value) -> Response {
@@ -326,6 +348,14 @@ impl AdminApi {
         let key_of = |v: &Value| PartyKey::new(&s(v, "party_type"), &s(v, "party_id"));
         let a = &self.admin;
         let v = match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/metrics") => {
+                let text = self.metrics.as_ref().map(|m| m()).unwrap_or_default();
+                return Ok(Response::new(
+                    200,
+                    "text/plain; version=0.0.4",
+                    text.into_bytes(),
+                ));
+            }
             ("GET", "/admin/subscribers") => a.subscribers()?,
             ("POST", "/admin/subscribers") => {
                 let b = body()?;

@@ -119,6 +119,12 @@ enum Failure {
     Unavailable(String),
 }
 
+impl From<Refusal> for Failure {
+    fn from(r: Refusal) -> Self {
+        Failure::Refused(r)
+    }
+}
+
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
         Failure::Unavailable(e.to_string())
@@ -155,39 +161,35 @@ fn refusal_of(e: &Error) -> Refusal {
 }
 
 impl Service {
-    fn usable_party(&self, key: &PartyKey) -> std::result::Result<Party, Refusal> {
-        match self.store.party(key) {
-            Ok(Some(p)) if p.is_usable() => Ok(p),
-            Ok(Some(p)) => Err(Refusal::new(
+    /// The party, if it may send and receive now. A store failure is `Unavailable` (HTTP 503,
+    /// the client retries), never a refusal.
+    fn usable_party(&self, key: &PartyKey) -> std::result::Result<Party, Failure> {
+        match self.store.party(key)? {
+            Some(p) if p.is_usable() => Ok(p),
+            Some(_) => Err(Failure::Refused(Refusal::new(
                 "EBMS:0101",
-                if p.is_usable() {
-                    ""
-                } else {
-                    "party_not_active"
-                },
+                "party_not_active",
                 format!("party {key} is revoked or its account is suspended"),
-            )),
-            Ok(None) => Err(Refusal::new(
+            ))),
+            None => Err(Failure::Refused(Refusal::new(
                 "EBMS:0101",
                 "unknown_party",
                 format!("party {key} is not registered"),
-            )),
-            Err(e) => Err(Refusal::new("EBMS:0004", "store", e.to_string())),
+            ))),
         }
     }
 
     /// The party's certificates that are current now. Parsed certificates are cached by
     /// fingerprint (a registered certificate never changes; which ones are current is read
     /// from the store every time, so the admin CLI's changes apply at once).
-    fn current_certs(&self, key: &PartyKey) -> Vec<Certificate> {
+    fn current_certs(&self, key: &PartyKey) -> std::result::Result<Vec<Certificate>, Failure> {
         let now = now_unix();
+        let registered = self.store.certificates(key)?;
         let mut cache = self.cert_cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() > CERT_CACHE_MAX {
             cache.clear();
         }
-        self.store
-            .certificates(key)
-            .unwrap_or_default()
+        Ok(registered
             .into_iter()
             .filter(|c| c.is_current(now))
             .filter_map(|c| match cache.get(&c.fingerprint) {
@@ -198,7 +200,7 @@ impl Service {
                     Some(parsed)
                 }
             })
-            .collect()
+            .collect())
     }
 
     fn signed(&self, soap: SoapVersion, refusal: &Refusal) -> Response {
@@ -304,18 +306,18 @@ impl Service {
         trust: F,
     ) -> std::result::Result<Authenticated, Failure>
     where
-        F: FnOnce(&Messaging) -> std::result::Result<Vec<Certificate>, Refusal>,
+        F: FnOnce(&Messaging) -> std::result::Result<Vec<Certificate>, Failure>,
     {
         let mut refused = None;
         let r = exchange::authenticate(ct, body, &self.limits, |m| match trust(m) {
             Ok(c) => Ok(c),
-            Err(r) => {
-                refused = Some(r);
+            Err(f) => {
+                refused = Some(f);
                 Err(Error::UnknownSigner("refused".into()))
             }
         });
         match (r, refused) {
-            (_, Some(r)) => Err(Failure::Refused(r)),
+            (_, Some(f)) => Err(f),
             (Ok(a), None) => Ok(a),
             (Err(e), None) => Err(Failure::Refused(refusal_of(&e))),
         }
@@ -352,7 +354,7 @@ impl Service {
                     )
                 })?;
                 self.usable_party(&from)?;
-                Ok(self.current_certs(&from))
+                self.current_certs(&from)
             })
             .map_err(|f| match f {
                 Failure::Refused(r) => Failure::Refused(with_ref(r)),
@@ -409,7 +411,17 @@ impl Service {
             receipt: receipt.body.clone(),
             received_at: now_unix(),
         };
-        match self.store.accept(&msg)? {
+        let accepted = match self.store.accept(&msg) {
+            Err(StoreError::Conflict(detail)) => {
+                return Err(Failure::Refused(with_ref(Refusal::new(
+                    "EBMS:0003",
+                    "message_id_conflict",
+                    detail,
+                ))))
+            }
+            other => other?,
+        };
+        match accepted {
             Accepted::Stored => {
                 self.metrics.accepted.fetch_add(1, Relaxed);
                 self.metrics.bytes_in.fetch_add(size, Relaxed);
@@ -458,22 +470,22 @@ impl Service {
                     "EBMS:0101",
                     "pull_unknown_mpc",
                     "pull requests must name the MPC of a registered party",
-                ));
+                )
+                .into());
             };
             if !p.is_usable() {
                 return Err(Refusal::new(
                     "EBMS:0101",
                     "party_not_active",
                     "the MPC's party is revoked or its account is suspended",
-                ));
+                )
+                .into());
             }
-            let certs = self.current_certs(&p.key);
+            let certs = self.current_certs(&p.key)?;
             if certs.is_empty() {
-                return Err(Refusal::new(
-                    "EBMS:0101",
-                    "authentication",
-                    "no current certificate",
-                ));
+                return Err(
+                    Refusal::new("EBMS:0101", "authentication", "no current certificate").into(),
+                );
             }
             Ok(certs)
         })?;
@@ -525,10 +537,13 @@ impl Service {
     ) -> std::result::Result<(Vec<(PartyKey, Vec<Certificate>)>, Vec<Certificate>), Failure> {
         let mut candidates = Vec::new();
         for key in self.store.recipients_of(message_id)? {
-            if let Ok(p) = self.usable_party(&key) {
-                let certs = self.current_certs(&p.key);
-                candidates.push((p.key, certs));
-            }
+            let p = match self.usable_party(&key) {
+                Ok(p) => p,
+                Err(Failure::Refused(_)) => continue,
+                Err(unavailable) => return Err(unavailable),
+            };
+            let certs = self.current_certs(&p.key)?;
+            candidates.push((p.key, certs));
         }
         let all = candidates
             .iter()
@@ -565,7 +580,8 @@ impl Service {
                         "receipt_unknown_message",
                         "no message with that id waits for a party you could be",
                     )
-                });
+                }
+                .into());
             }
             Ok(all.clone())
         })?;
@@ -624,11 +640,7 @@ impl Service {
         let (_, certs) = self.recipients(&ref_to)?;
         let auth = self.authenticate(ct, body, |_| {
             if certs.is_empty() {
-                Err(Refusal::new(
-                    "EBMS:0101",
-                    "authentication",
-                    "unknown message",
-                ))
+                Err(Refusal::new("EBMS:0101", "authentication", "unknown message").into())
             } else {
                 Ok(certs.clone())
             }
@@ -665,7 +677,9 @@ impl Service {
         }
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.len() > SEEN_MAX {
-            seen.retain(|_, at| now - *at <= FRESHNESS_SECS);
+            // A Timestamp may be up to FRESHNESS_SECS ahead: a request stays acceptable for
+            // twice that after it is first seen, so its id is kept that long.
+            seen.retain(|_, at| now - *at <= 2 * FRESHNESS_SECS);
         }
         if seen.insert(message_id.to_string(), now).is_some() {
             return Err(Failure::Refused(Refusal::new(
@@ -677,7 +691,9 @@ impl Service {
         Ok(())
     }
 
-    fn metrics_text(&self) -> Response {
+    /// The Prometheus text (served on the admin listener, behind its token: it names every
+    /// registered party).
+    pub fn metrics_text(&self) -> String {
         let queues: Vec<(String, u64)> = self
             .store
             .queue_depths()
@@ -685,11 +701,7 @@ impl Service {
             .into_iter()
             .map(|(k, n)| (k.to_string(), n))
             .collect();
-        Response::new(
-            200,
-            "text/plain; version=0.0.4",
-            self.metrics.render(&queues, &self.http_stats).into_bytes(),
-        )
+        self.metrics.render(&queues, &self.http_stats)
     }
 }
 
@@ -707,11 +719,14 @@ impl Handler for Service {
     fn handle(&self, req: Request) -> Response {
         match (req.method.as_str(), req.path.as_str()) {
             ("POST", AS4_PATH) | ("POST", "/") => self.as4(req),
-            ("GET", "/health") => match self.store.queue_depths() {
+            // A cheap store read; the failure's detail goes to the log, not to the caller.
+            ("GET", "/health") => match self.store.subscriber(0) {
                 Ok(_) => Response::text(200, "ok\n"),
-                Err(e) => Response::text(503, &format!("store unavailable: {e}\n")),
+                Err(e) => {
+                    log::error("health", &[("error", V::S(&e.to_string()))]);
+                    Response::text(503, "store unavailable\n")
+                }
             },
-            ("GET", "/metrics") => self.metrics_text(),
             (_, AS4_PATH) => {
                 let mut r = Response::text(405, "POST AS4 messages here\n");
                 r.headers.push(("Allow".into(), "POST".into()));

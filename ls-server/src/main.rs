@@ -430,51 +430,6 @@ fn serve(
     let stats = Arc::new(http::HttpStats::default());
     let metrics = Arc::new(Metrics::default());
 
-    let mut admin_addr = String::new();
-    if let Some(l) = &c.admin.listen {
-        let token_file = c.path(
-            c.admin
-                .token_file
-                .as_ref()
-                .expect("checked by Config::load"),
-        );
-        let token = std::fs::read_to_string(&token_file)
-            .map_err(|e| io_err(&token_file, e))?
-            .trim()
-            .to_string();
-        if token.len() < 16 {
-            return Err((
-                2,
-                format!(
-                    "{}: the admin token must be at least 16 characters",
-                    token_file.display()
-                ),
-            ));
-        }
-        let al = TcpListener::bind(l).map_err(|e| (4, format!("admin.listen {l}: {e}")))?;
-        admin_addr = al.local_addr().map_err(|e| (4, e.to_string()))?.to_string();
-        let api = Arc::new(AdminApi {
-            admin: Admin {
-                store: store.clone(),
-            },
-            token,
-        });
-        let sd = shutdown.clone();
-        let limits = http::Limits {
-            max_connections: 16,
-            max_body_bytes: 1024 * 1024,
-            ..c.http_limits()
-        };
-        std::thread::Builder::new()
-            .name("admin".into())
-            .spawn(move || {
-                if let Err(e) = http::serve(al, None, limits, api, sd) {
-                    log::error("admin_api_stopped", &[("error", V::S(&e.to_string()))]);
-                }
-            })
-            .map_err(|e| (4, e.to_string()))?;
-    }
-
     // Retention.
     {
         let store = store.clone();
@@ -515,6 +470,53 @@ fn serve(
         cert_cache: Default::default(),
         seen: Default::default(),
     });
+    let mut admin_addr = String::new();
+    if let Some(l) = &c.admin.listen {
+        let token_file = c.path(
+            c.admin
+                .token_file
+                .as_ref()
+                .expect("checked by Config::load"),
+        );
+        let token = std::fs::read_to_string(&token_file)
+            .map_err(|e| io_err(&token_file, e))?
+            .trim()
+            .to_string();
+        if token.len() < 16 {
+            return Err((
+                2,
+                format!(
+                    "{}: the admin token must be at least 16 characters",
+                    token_file.display()
+                ),
+            ));
+        }
+        let al = TcpListener::bind(l).map_err(|e| (4, format!("admin.listen {l}: {e}")))?;
+        admin_addr = al.local_addr().map_err(|e| (4, e.to_string()))?.to_string();
+        let svc = service.clone();
+        let api = Arc::new(AdminApi {
+            admin: Admin {
+                store: service.store.clone(),
+            },
+            token,
+            metrics: Some(Arc::new(move || svc.metrics_text())),
+        });
+        let sd = shutdown.clone();
+        let limits = http::Limits {
+            max_connections: 16,
+            max_body_bytes: 1024 * 1024,
+            ..c.http_limits()
+        };
+        std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || {
+                if let Err(e) = http::serve(al, None, limits, api, sd) {
+                    log::error("admin_api_stopped", &[("error", V::S(&e.to_string()))]);
+                }
+            })
+            .map_err(|e| (4, e.to_string()))?;
+    }
+
     log::always(
         "listening",
         &[

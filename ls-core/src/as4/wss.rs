@@ -92,9 +92,10 @@ pub struct Covered<'a, 'd, 'i> {
     pub messaging: Option<Node<'d, 'i>>,
     pub body: Node<'d, 'i>,
     pub attachments: &'a [(&'a str, &'a [u8])],
-    /// Only for looking at a SOAP part on its own (`inspect`): attachment references whose
+    /// For looking at a SOAP part on its own (`inspect`), and for a service routing payloads
+    /// encrypted for someone else (`exchange::authenticate`): attachment references whose
     /// attachment is not given are reported in `Verified::unchecked` instead of failing.
-    /// Never for accepting a message.
+    /// Never for accepting a message's content.
     pub partial: bool,
 }
 

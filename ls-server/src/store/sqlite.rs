@@ -833,6 +833,23 @@ impl Store for SqliteStore {
             if let Some(duplicate) = find_duplicate(tx, m)? {
                 return Ok(duplicate);
             }
+            // A MessageId another sender already used for this recipient: a receipt names only
+            // the MessageId, so it could not tell the two apart.
+            let taken: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM messages WHERE recipient_ptype = ?1 \
+                     AND recipient_id = ?2 AND message_id = ?3)",
+                )?
+                .query_row(
+                    params![m.recipient.ptype, m.recipient.id, m.message_id],
+                    |r| r.get(0),
+                )?;
+            if taken {
+                return Err(StoreError::Conflict(format!(
+                    "MessageId {} is already used by another sender for this recipient",
+                    m.message_id
+                )));
+            }
             let inline: Option<&[u8]> = if file.is_none() { Some(&m.body) } else { None };
             let size = to_i64(m.body.len());
             tx.prepare_cached(
@@ -952,6 +969,8 @@ impl Store for SqliteStore {
             let mut already = false;
             for (seq, state, size) in found {
                 match state.as_str() {
+                    // (One row at most: `accept` refuses a MessageId another sender already
+                    // used for the same recipient.)
                     "waiting" | "leased" => {
                         tx.prepare_cached(
                             "UPDATE messages SET state = 'delivered', delivered_at = ?2, \
@@ -1944,9 +1963,13 @@ mod tests {
             .register_party(s.id, &c, "mpc-c", b"cert-c", &fp(3), 1000)
             .unwrap();
         assert!(store.recipients_of("x").unwrap().is_empty());
-        // The same MessageId from two senders to two recipients, and once more to B.
+        // The same MessageId to two recipients; a second sender cannot reuse it for B (a
+        // receipt names only the MessageId).
         store.accept(&msg(&a, &b, "mpc-b", "x", b"1", 10)).unwrap();
-        store.accept(&msg(&c, &b, "mpc-b", "x", b"2", 10)).unwrap();
+        assert!(matches!(
+            store.accept(&msg(&c, &b, "mpc-b", "x", b"2", 10)),
+            Err(StoreError::Conflict(_))
+        ));
         store.accept(&msg(&b, &c, "mpc-c", "x", b"3", 10)).unwrap();
         store.accept(&msg(&a, &b, "mpc-b", "y", b"4", 10)).unwrap();
         assert_eq!(

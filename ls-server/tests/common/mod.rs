@@ -241,6 +241,31 @@ pub fn https_get(server: &Server, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// `GET path` on the admin listener (plain HTTP on loopback), with or without the token.
+pub fn admin_get(server: &Server, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(&server.admin_addr).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        c,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    (status, out.split_once("\r\n\r\n").unwrap().1.to_string())
+}
+
+/// The service's Prometheus text (on the admin listener, behind the token).
+pub fn metrics(server: &Server) -> String {
+    let (status, text) = admin_get(server, "/metrics", Some(&server.admin_token()));
+    assert_eq!(status, 200, "{text}");
+    text
+}
+
 /// A metric's value from the Prometheus text.
 pub fn metric(text: &str, name: &str) -> f64 {
     text.lines()
