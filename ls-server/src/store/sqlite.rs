@@ -203,6 +203,8 @@ impl SqliteStore {
     /// Run `f` in one `BEGIN IMMEDIATE` transaction, committed and synced when `f` succeeds.
     fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
         let mut conn = self.conn();
+        // Re-asserted each time: an unsynced write that panicked may have left NORMAL behind.
+        conn.pragma_update(None, "synchronous", "FULL")?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let v = f(&tx)?;
         tx.commit()?;
