@@ -64,7 +64,17 @@ fn parent_of(path: &Path) -> &Path {
 
 /// Create or truncate `path`, write `data` and sync it to disk (not its folder entry).
 pub(crate) fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
-    let mut f = File::create(path).map_err(|e| io_err("cannot create", path, e))?;
+    // Never through a planted symlink: whatever is at the path is removed, the file is new.
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("cannot replace", path, e)),
+    }
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| io_err("cannot create", path, e))?;
     f.write_all(data)
         .and_then(|_| f.sync_all())
         .map_err(|e| io_err("cannot write", path, e))
@@ -116,12 +126,26 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
     s
 }
 
+/// Whether two paths name the same file (not following symlinks).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
+        (Ok(x), Ok(y)) => x.is_file() && x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 /// Move `from` to `to` without ever replacing an existing `to` (a hard link then unlink where
 /// the file system has them, else a rename after a check), then sync both folders.
 /// `AlreadyExists` when `to` exists; `NotFound` when `from` does not.
 pub(crate) fn move_no_clobber(from: &Path, to: &Path) -> std::io::Result<()> {
     match fs::hard_link(from, to) {
         Ok(()) => {
+            fs::remove_file(from)?;
+        }
+        // A crash between the link and the unlink left both names on one file: the move
+        // happened, finish it (else the caller would pick another name: a duplicate).
+        Err(e) if e.kind() == ErrorKind::AlreadyExists && same_file(from, to) => {
             fs::remove_file(from)?;
         }
         Err(e) if matches!(e.kind(), ErrorKind::AlreadyExists | ErrorKind::NotFound) => {
@@ -222,6 +246,12 @@ pub(crate) fn safe_name(name: &str) -> Option<String> {
         .to_string();
     if clean.is_empty() || clean.len() > 200 {
         None
+    } else if clean.ends_with(".meta.json")
+        || clean.ends_with(".sent.json")
+        || clean.ends_with(".reason.txt")
+    {
+        // Never mistaken for the client's own records beside a document.
+        Some(format!("{clean}.bin"))
     } else {
         Some(clean)
     }
@@ -386,6 +416,36 @@ mod tests {
         assert_eq!(safe_name("..").as_deref(), None);
         assert_eq!(safe_name(" .hidden ").as_deref(), Some("hidden"));
         assert_eq!(safe_name("a\nb").as_deref(), Some("ab"));
+        assert_eq!(safe_name("x.meta.json").as_deref(), Some("x.meta.json.bin"));
+        assert_eq!(safe_name("x.sent.json").as_deref(), Some("x.sent.json.bin"));
+    }
+
+    #[test]
+    fn a_move_interrupted_between_link_and_unlink_is_finished_not_duplicated() {
+        let d = std::env::temp_dir().join(format!("ls-fsutil-{}", random_hex(6)));
+        fs::create_dir_all(&d).unwrap();
+        let (from, to) = (d.join(".tmp-x"), d.join("x.pdf"));
+        fs::write(&from, b"doc").unwrap();
+        // The crash: the link was made, the unlink not.
+        fs::hard_link(&from, &to).unwrap();
+        move_no_clobber(&from, &to).unwrap();
+        assert!(!from.exists());
+        assert_eq!(fs::read(&to).unwrap(), b"doc");
+        // A different file at the target is still refused.
+        fs::write(&from, b"other").unwrap();
+        assert_eq!(
+            move_no_clobber(&from, &to).unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
+        // A planted symlink at a temporary name is replaced, not followed.
+        let victim = d.join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        let tmp = d.join(".tmp-y");
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        write_synced(&tmp, b"new").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(fs::read(&tmp).unwrap(), b"new");
+        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

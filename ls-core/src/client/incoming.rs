@@ -399,6 +399,14 @@ impl Client {
         let entry = self.finish_delivery(key, entry).map_err(stop)?;
         self.fail_at("poll:after-rename").map_err(stop)?;
         let path = self.inbox().join(&entry.name);
+        // Never receipt a document that is not in the inbox (e.g. another process removed the
+        // temporary files under us): the message stays with the service and is offered again.
+        if !path.is_file() {
+            return Err(stop(Error::StateCorrupt(format!(
+                "{} was not written to the inbox; the message is not receipted",
+                entry.name
+            ))));
+        }
         let received = Received {
             path,
             name: entry.name,
@@ -567,7 +575,11 @@ impl Client {
         if f.attempts >= SIGNAL_AFTER && !f.signalled {
             let err = EbmsError::new(ebms_code_of(e))
                 .with_ref(message_id)
-                .with_description(&format!("{}: {e}", e.code().name()));
+                // The code's name only: the message may name local paths.
+                .with_description(&format!(
+                    "the recipient could not accept the message ({})",
+                    e.code().name()
+                ));
             let sent = exchange::error_signal(
                 crate::as4::envelope::SoapVersion::Soap12,
                 vec![err],

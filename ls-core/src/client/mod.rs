@@ -211,7 +211,10 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("party", &self.cfg.party.id)
-            .field("service", &self.cfg.service.url)
+            .field(
+                "service",
+                &crate::transport::https::redact_userinfo(&self.cfg.service.url),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -479,7 +482,7 @@ impl Client {
         last.sort_by_key(|e| std::cmp::Reverse(e.0));
         Ok(Status {
             party_id: self.cfg.party.id.clone(),
-            service_url: self.cfg.service.url.clone(),
+            service_url: crate::transport::https::redact_userinfo(&self.cfg.service.url),
             pending,
             sent: count(&self.cfg.folders.sent, ".sent.json")?,
             failed: count(&self.cfg.folders.failed, ".reason.txt")?,
