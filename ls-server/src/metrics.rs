@@ -53,40 +53,44 @@ impl Metrics {
     /// The Prometheus text exposition, with queue depths and the HTTP layer's counters.
     pub fn render(&self, queues: &[(String, u64)], http: &crate::http::HttpStats) -> String {
         let mut o = String::new();
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
         counter(
+            &mut o,
             "layersec_messages_accepted_total",
             "Messages accepted (stored) from senders.",
             self.accepted.load(Relaxed),
         );
         counter(
+            &mut o,
             "layersec_messages_duplicate_total",
             "Pushes of a MessageId already accepted from the same sender.",
             self.duplicates.load(Relaxed),
         );
         counter(
+            &mut o,
             "layersec_messages_pulled_total",
             "Messages handed to pulling recipients (including offers again).",
             self.pulled.load(Relaxed),
         );
         counter(
+            &mut o,
             "layersec_pulls_empty_total",
             "Pull requests that found nothing waiting.",
             self.empty_pulls.load(Relaxed),
         );
         counter(
+            &mut o,
             "layersec_messages_delivered_total",
             "Messages receipted by their recipients.",
             self.delivered.load(Relaxed),
         );
         counter(
+            &mut o,
             "layersec_bytes_received_total",
             "Bytes of accepted messages.",
             self.bytes_in.load(Relaxed),
         );
         counter(
+            &mut o,
             "layersec_bytes_sent_total",
             "Bytes of messages handed to pullers.",
             self.bytes_out.load(Relaxed),
@@ -142,36 +146,42 @@ impl Metrics {
             "# HELP layersec_http_connections_open Open client connections.\n# TYPE layersec_http_connections_open gauge\nlayersec_http_connections_open {}",
             http.open_connections.load(Relaxed)
         );
-        let mut counter = |name: &str, help: &str, v: u64| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
         counter(
+            &mut o,
             "layersec_http_connections_total",
             "Connections accepted.",
             http.accepted.load(Relaxed),
         );
         counter(
+            &mut o,
             "layersec_http_connections_refused_total",
             "Connections closed at once because max_connections were open.",
             http.refused_over_limit.load(Relaxed),
         );
         counter(
+            &mut o,
             "layersec_http_timeouts_total",
             "Connections closed for a handshake, header or body timeout.",
             http.timeouts.load(Relaxed),
         );
         counter(
+            &mut o,
             "layersec_http_bad_requests_total",
             "Requests refused by the HTTP layer (malformed, too large).",
             http.bad_requests.load(Relaxed),
         );
         counter(
+            &mut o,
             "layersec_tls_failures_total",
             "Failed TLS handshakes.",
             http.tls_failures.load(Relaxed),
         );
         o
     }
+}
+
+fn counter(o: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
 }
 
 fn esc(s: &str) -> String {
