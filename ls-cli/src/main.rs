@@ -330,19 +330,7 @@ fn keygen(a: &KeygenArgs, cli: &Cli) -> Result<(), Error> {
         fsio::stage(&cert_path, &g.cert_pem, 0o644, false, existing)?,
         fsio::stage(&csr_path, &g.csr_pem, 0o644, false, existing)?,
     ];
-    let mut done: Vec<PathBuf> = Vec::new();
-    for s in staged {
-        let dest = s.dest().to_path_buf();
-        if let Err(e) = s.commit() {
-            if !a.force {
-                for d in &done {
-                    let _ = std::fs::remove_file(d);
-                }
-            }
-            return Err(e);
-        }
-        done.push(dest);
-    }
+    commit_all(staged, a.force)?;
 
     let cert = g.identity.certificate();
     let encrypted = pw.is_some();
@@ -974,19 +962,7 @@ fn init(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
         false,
         existing,
     )?);
-    let mut done: Vec<PathBuf> = Vec::new();
-    for s in staged {
-        let dest = s.dest().to_path_buf();
-        if let Err(e) = s.commit() {
-            if !a.force {
-                for d in &done {
-                    let _ = std::fs::remove_file(d);
-                }
-            }
-            return Err(e);
-        }
-        done.push(dest);
-    }
+    commit_all(staged, a.force)?;
     for (f, mode) in [
         ("outbox", 0o755),
         ("sent", 0o755),
@@ -1580,6 +1556,25 @@ fn partners_list(cli: &Cli) -> Result<(), Error> {
         })
         .collect();
     print_stdout(&lines.join("\n"))
+}
+
+/// Commit staged files in order; when one fails (and we were not replacing files on purpose),
+/// the ones already committed are removed again, so a half-written set is not left behind.
+fn commit_all(staged: Vec<fsio::Staged>, force: bool) -> Result<(), Error> {
+    let mut done: Vec<PathBuf> = Vec::new();
+    for s in staged {
+        let dest = s.dest().to_path_buf();
+        if let Err(e) = s.commit() {
+            if !force {
+                for d in &done {
+                    let _ = std::fs::remove_file(d);
+                }
+            }
+            return Err(e);
+        }
+        done.push(dest);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

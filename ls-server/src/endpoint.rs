@@ -558,17 +558,13 @@ impl Service {
         body: &[u8],
         peeked: &Messaging,
     ) -> std::result::Result<Response, Failure> {
-        let ref_to = peeked
-            .signals
-            .first()
-            .and_then(|s| s.info.ref_to_message_id.clone())
-            .ok_or_else(|| {
-                Failure::Refused(Refusal::new(
-                    "EBMS:0009",
-                    "invalid_header",
-                    "the receipt has no RefToMessageId",
-                ))
-            })?;
+        let ref_to = ref_to_of(peeked).ok_or_else(|| {
+            Failure::Refused(Refusal::new(
+                "EBMS:0009",
+                "invalid_header",
+                "the receipt has no RefToMessageId",
+            ))
+        })?;
         // Only a recipient of that message may receipt it.
         let (candidates, all) = self.recipients(&ref_to)?;
         let auth = self.authenticate(ct, body, |_| {
@@ -632,11 +628,7 @@ impl Service {
         peeked: &Messaging,
     ) -> std::result::Result<Response, Failure> {
         // A recipient reporting that it could not process a pulled message: logged, not stored.
-        let ref_to = peeked
-            .signals
-            .first()
-            .and_then(|s| s.info.ref_to_message_id.clone())
-            .unwrap_or_default();
+        let ref_to = ref_to_of(peeked).unwrap_or_default();
         let (_, certs) = self.recipients(&ref_to)?;
         let auth = self.authenticate(ct, body, |_| {
             if certs.is_empty() {
@@ -703,6 +695,13 @@ impl Service {
             .collect();
         self.metrics.render(&queues, &self.http_stats)
     }
+}
+
+/// The RefToMessageId of the (first) signal.
+fn ref_to_of(m: &Messaging) -> Option<String> {
+    m.signals
+        .first()
+        .and_then(|s| s.info.ref_to_message_id.clone())
 }
 
 fn built(b: Built) -> Response {
