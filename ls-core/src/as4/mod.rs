@@ -10,6 +10,7 @@
 //! - `wss`: WS-Security signatures (XMLDSig) and payload encryption (XML Encryption 1.1).
 
 pub mod c14n;
+pub mod coordination;
 pub mod envelope;
 pub mod exchange;
 pub mod inspect;

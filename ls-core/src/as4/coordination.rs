@@ -1,0 +1,293 @@
+//! What the client and the Messaging Service agree on beyond ebMS3 itself: size limits, the
+//! Layer Security ebMS error codes, and co-ordination messages between end points.
+//!
+//! # Sizes
+//!
+//! The service has one limit for a whole message (`limits.max_message_bytes`; a larger upload
+//! is answered with HTTP 413 naming it in [`MAX_MESSAGE_BYTES_HEADER`]). A client has one limit
+//! for a document (`[limits] max_document_bytes`), which is also part of its party's
+//! registration at the service: a message larger than [`message_limit_for`] that limit is
+//! refused at push time with [`errors::RECIPIENT_LIMIT`], so the service never accepts what its
+//! recipient cannot take.
+//!
+//! # Refusal notices
+//!
+//! A recipient that refuses a message for good (too large, cannot be opened, a known partner's
+//! bad signature, its policy) answers it with one *refusal notice*: an ordinary signed
+//! UserMessage from the recipient to the sender, Service [`SERVICE`], Action
+//! [`ACTION_REFUSAL`], `RefToMessageId` the refused message, no payload, and two message
+//! properties: [`PROP_PAYLOAD_SHA256`] (hex SHA-256 of the payload bytes it received) and
+//! [`PROP_FAILURE_CLASS`] (a [`FailureClass`]). The service, seeing that the notice comes from
+//! a recipient of the message it names and goes to that message's sender, marks the message
+//! failed (it is not offered again) and routes the notice to the sender like any message; the
+//! sender verifies the recipient's signature and records the refusal on its sent document.
+
+use super::model::{Property, UserMessage};
+use crate::error::{Error, Result};
+
+/// The HTTP response header of a 413 that states the service's limit in bytes.
+pub const MAX_MESSAGE_BYTES_HEADER: &str = "LayerSec-Max-Message-Bytes";
+
+/// What a message may add to a document: the AS4 envelope and MIME framing, the CMS layers and
+/// their certificates. A party that accepts documents of `n` bytes accepts messages of
+/// `n + MESSAGE_OVERHEAD`.
+pub const MESSAGE_OVERHEAD: u64 = 1 << 20;
+
+/// The largest message (pull response, push) that carries a document of at most
+/// `max_document_bytes`.
+pub fn message_limit_for(max_document_bytes: u64) -> u64 {
+    max_document_bytes.saturating_add(MESSAGE_OVERHEAD)
+}
+
+/// The default document limit of a client (`[limits] max_document_bytes`), of `layersec open
+/// --max-size`, and of a party registered without one: 100 MiB, the service's default
+/// `limits.max_message_bytes`.
+pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 100 << 20;
+
+/// ebMS `errorCode`s of Layer Security, for refusals ebMS3 has no code of its own for. They
+/// are failures (severity `failure`) and permanent: sending the same message again cannot
+/// succeed.
+pub mod errors {
+    /// The message is larger than its recipient accepts (its registered document limit plus
+    /// [`super::MESSAGE_OVERHEAD`]).
+    pub const RECIPIENT_LIMIT: &str = "LS:0001";
+    /// The sender's account holds more undelivered bytes at the service than its quota allows.
+    /// Permanent for this message as sent; the client reports it and does not retry.
+    pub const QUOTA_EXCEEDED: &str = "LS:0002";
+    /// The MessageId was already used by this sender for a message with other content or for
+    /// another recipient.
+    pub const MESSAGE_ID_REUSED: &str = "LS:0003";
+    /// The message was refused by its recipient (a refusal notice names the class).
+    pub const REFUSED_BY_RECIPIENT: &str = "LS:0004";
+
+    /// Whether `code` is one of ours.
+    pub fn is_layersec(code: &str) -> bool {
+        code.starts_with("LS:")
+    }
+}
+
+/// The Service of co-ordination messages between end points.
+pub const SERVICE: &str = "urn:layersec:coordination";
+/// The Action of a refusal notice.
+pub const ACTION_REFUSAL: &str = "RefusalNotice";
+/// Message property: hex SHA-256 of the refused message's payload bytes as received.
+pub const PROP_PAYLOAD_SHA256: &str = "PayloadSHA256";
+/// Message property: the [`FailureClass`].
+pub const PROP_FAILURE_CLASS: &str = "FailureClass";
+
+/// Why a recipient refused a message for good. The classes say nothing about which
+/// cryptographic step failed: everything from decryption on (key unwrap, content decryption,
+/// the inner signature, the document's format) is [`FailureClass::CannotOpen`], so that a
+/// sender cannot use refusals as a padding or decryption oracle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// Larger than the recipient accepts (the message, or the document it expands to).
+    TooLarge,
+    /// The message's signature does not verify against the certificate the recipient holds
+    /// for its sender (checked before anything is decrypted).
+    NotTrusted,
+    /// The recipient's policy refuses the message as it stands (checked before anything is
+    /// decrypted): e.g. an algorithm it does not accept, not exactly one payload.
+    Policy,
+    /// The AS4 message itself is malformed.
+    Malformed,
+    /// The document cannot be opened: decryption, its signature or its format.
+    CannotOpen,
+    /// Handling the message stopped the recipient's client more than once; it was set aside.
+    Quarantined,
+}
+
+impl FailureClass {
+    pub const ALL: [FailureClass; 6] = [
+        FailureClass::TooLarge,
+        FailureClass::NotTrusted,
+        FailureClass::Policy,
+        FailureClass::Malformed,
+        FailureClass::CannotOpen,
+        FailureClass::Quarantined,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::TooLarge => "too_large",
+            FailureClass::NotTrusted => "not_trusted",
+            FailureClass::Policy => "policy",
+            FailureClass::Malformed => "malformed",
+            FailureClass::CannotOpen => "cannot_open",
+            FailureClass::Quarantined => "quarantined",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FailureClass> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// What the class means, for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            FailureClass::TooLarge => "it is larger than the recipient accepts",
+            FailureClass::NotTrusted => {
+                "its signature does not verify against the certificate the recipient holds for \
+                 the sender"
+            }
+            FailureClass::Policy => "the recipient's policy does not accept it",
+            FailureClass::Malformed => "the message is malformed",
+            FailureClass::CannotOpen => "the recipient cannot open the document",
+            FailureClass::Quarantined => {
+                "handling it stopped the recipient's client; it was set aside"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for FailureClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The content of a refusal notice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusalNotice {
+    /// The refused message.
+    pub message_id: String,
+    /// Hex SHA-256 of its payload bytes as the recipient received them (of the whole message
+    /// body when it could not be split into parts).
+    pub payload_sha256: String,
+    pub class: FailureClass,
+}
+
+/// The header of a refusal notice from `from` (the refusing recipient) to `to` (the sender of
+/// the refused message). Build it with [`super::message::build`] and no payloads.
+pub fn refusal_notice(
+    from: &str,
+    to: &str,
+    notice: &RefusalNotice,
+    domain: &str,
+) -> Result<UserMessage> {
+    let mut um = super::exchange::user_message(from, to, SERVICE, ACTION_REFUSAL, "", domain)?;
+    um.info.ref_to_message_id = Some(notice.message_id.clone());
+    um.properties = vec![
+        Property::new(PROP_PAYLOAD_SHA256, &notice.payload_sha256),
+        Property::new(PROP_FAILURE_CLASS, notice.class.as_str()),
+    ];
+    Ok(um)
+}
+
+/// Whether a UserMessage is a co-ordination message (not a document for the inbox).
+pub fn is_coordination(um: &UserMessage) -> bool {
+    um.service.value == SERVICE
+}
+
+/// The refusal notice a UserMessage carries: `None` when it is not one, `Err` when it says it
+/// is one but is not well formed.
+pub fn read_refusal(um: &UserMessage) -> Option<Result<RefusalNotice>> {
+    if !is_coordination(um) || um.action != ACTION_REFUSAL {
+        return None;
+    }
+    Some((|| {
+        let bad = |what: &str| Error::InvalidEbms(format!("refusal notice: {what}"));
+        let message_id = um
+            .info
+            .ref_to_message_id
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| bad("no RefToMessageId"))?;
+        let sha = um
+            .property(PROP_PAYLOAD_SHA256)
+            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| bad("no hex SHA-256 in PayloadSHA256"))?;
+        let class = um
+            .property(PROP_FAILURE_CLASS)
+            .and_then(FailureClass::parse)
+            .ok_or_else(|| bad("no known FailureClass"))?;
+        if !um.payloads.is_empty() {
+            return Err(bad("a refusal notice has no payload"));
+        }
+        Ok(RefusalNotice {
+            message_id,
+            payload_sha256: sha.to_ascii_lowercase(),
+            class,
+        })
+    })())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_round_trip() {
+        for c in FailureClass::ALL {
+            assert_eq!(FailureClass::parse(c.as_str()), Some(c));
+            assert_eq!(
+                serde_json::to_string(&c).unwrap(),
+                format!("\"{}\"", c.as_str())
+            );
+        }
+        assert_eq!(FailureClass::parse("decrypt_failed"), None);
+    }
+
+    #[test]
+    fn notice_header_round_trip() {
+        let n = RefusalNotice {
+            message_id: "m1@example".into(),
+            payload_sha256: "ab".repeat(32),
+            class: FailureClass::CannotOpen,
+        };
+        let um = refusal_notice("rcpt", "sndr", &n, "example").unwrap();
+        assert_eq!(um.info.ref_to_message_id.as_deref(), Some("m1@example"));
+        assert_eq!(read_refusal(&um).unwrap().unwrap(), n);
+        let mut bad = um.clone();
+        bad.properties.retain(|p| p.name != PROP_FAILURE_CLASS);
+        assert!(read_refusal(&bad).unwrap().is_err());
+        let mut other = um;
+        other.action = "Something".into();
+        assert!(read_refusal(&other).is_none());
+        assert_eq!(message_limit_for(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn notice_is_a_signed_message_without_payloads() {
+        use crate::as4::envelope::SoapVersion;
+        use crate::as4::message::{self, Outgoing, ReadOptions};
+        use crate::as4::model::Messaging;
+        use crate::as4::wss::VerifyPolicy;
+        use crate::keys::{Identity, KeyType};
+        let me = Identity::generate("rcpt", KeyType::EcP256, 2, None)
+            .unwrap()
+            .identity;
+        let n = RefusalNotice {
+            message_id: "m2@example".into(),
+            payload_sha256: "0f".repeat(32),
+            class: FailureClass::TooLarge,
+        };
+        let built = message::build(Outgoing {
+            messaging: Messaging {
+                user_messages: vec![refusal_notice("rcpt", "sndr", &n, "example").unwrap()],
+                signals: Vec::new(),
+            },
+            payloads: Vec::new(),
+            signer: &me,
+            encrypt_for: None,
+            soap: SoapVersion::Soap12,
+        })
+        .unwrap();
+        let read = message::read(
+            &built.content_type,
+            &built.body,
+            &ReadOptions {
+                policy: VerifyPolicy {
+                    signer: Some(me.certificate()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let um = &read.messaging.user_messages[0];
+        assert!(is_coordination(um));
+        assert_eq!(read_refusal(um).unwrap().unwrap(), n);
+    }
+}
