@@ -49,8 +49,8 @@ pub fn exit_code(code: ErrorCode) -> u8 {
         C::ConnectFailed | C::Timeout | C::TlsFailed | C::HttpStatus | C::BadResponse => {
             EXIT_UNREACHABLE
         }
-        // Refused by the service or the partner.
-        C::EbmsError => 10,
+        // Refused by the service or the partner, for good.
+        C::EbmsError | C::Refused => 10,
         // The client's journal is busy or damaged.
         C::StateCorrupt | C::StateLocked => 11,
         C::Internal | C::Panic => 70,
@@ -1593,10 +1593,10 @@ mod tests {
                 103 | 104 => 7,
                 200..=208 => 4,
                 300..=307 => 5,
-                400..=405 => 6,
+                400..=406 => 6,
                 500..=504 => 8,
-                // the service refused (an ebMS error)
-                505 => 10,
+                // the service refused (an ebMS error, or a permanent HTTP status)
+                505 | 605 => 10,
                 // the service unreachable or failing for now
                 600..=604 => 9,
                 // the client's state busy or damaged

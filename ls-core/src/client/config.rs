@@ -38,6 +38,8 @@ pub struct Config {
     pub retry: RetryConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 /// `[party]`: who we are at the service.
@@ -153,6 +155,10 @@ pub struct FoldersConfig {
     pub inbox: PathBuf,
     /// The client's journal.
     pub state: PathBuf,
+    /// Documents are written `0600` in `0700` folders; with this set, `0640` in `2750` folders
+    /// (set-group-ID, so files take the folder's group: `chgrp` the folders to the group that
+    /// must read them).
+    pub group_readable: bool,
 }
 
 impl Default for FoldersConfig {
@@ -163,6 +169,7 @@ impl Default for FoldersConfig {
             failed: "failed".into(),
             inbox: "inbox".into(),
             state: "state".into(),
+            group_readable: false,
         }
     }
 }
@@ -201,6 +208,40 @@ impl Default for RetryConfig {
             initial_secs: 30,
             max_secs: 3600,
             max_attempts: 48,
+        }
+    }
+}
+
+/// `[limits]`: what we take from partners and from the service.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// The largest document we accept, as it is once opened (decompressed). Also our party's
+    /// receive limit in its registration at the service, which then refuses larger messages
+    /// at push time; a pull response may be this plus the message overhead
+    /// ([`crate::as4::coordination::MESSAGE_OVERHEAD`]).
+    pub max_document_bytes: u64,
+    /// One poll takes at most this many messages…
+    pub max_messages_per_poll: u32,
+    /// …and at most this many bytes of messages; the rest waits for the next poll.
+    pub max_bytes_per_poll: u64,
+    /// How long the journal remembers a received message (`state/delivered/`), so that one
+    /// offered again is receipted, not written twice. At least the service's
+    /// `expire_undelivered_hours` (720 by default).
+    pub remember_delivered_hours: u64,
+    /// At most this many records of messages we could not accept
+    /// (`state/incoming-failed/`); the oldest go first.
+    pub max_refused_records: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_document_bytes: crate::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES,
+            max_messages_per_poll: 1000,
+            max_bytes_per_poll: 1 << 30,
+            remember_delivered_hours: 60 * 24,
+            max_refused_records: 10_000,
         }
     }
 }
@@ -517,6 +558,32 @@ impl Config {
         if self.retry.max_attempts == 0 {
             return Err(self.invalid("retry.max_attempts", "at least 1 is expected"));
         }
+        let l = &self.limits;
+        if l.max_document_bytes < 1024 {
+            return Err(self.invalid(
+                "limits.max_document_bytes",
+                "a number of bytes of at least 1024 is expected",
+            ));
+        }
+        if l.max_messages_per_poll == 0 {
+            return Err(self.invalid("limits.max_messages_per_poll", "at least 1 is expected"));
+        }
+        if l.max_bytes_per_poll < l.max_document_bytes {
+            return Err(self.invalid(
+                "limits.max_bytes_per_poll",
+                "a number of bytes no smaller than max_document_bytes is expected",
+            ));
+        }
+        if l.remember_delivered_hours < 24 {
+            return Err(self.invalid(
+                "limits.remember_delivered_hours",
+                "at least 24 hours (and no less than the service's expire_undelivered_hours) \
+                 is expected",
+            ));
+        }
+        if l.max_refused_records == 0 {
+            return Err(self.invalid("limits.max_refused_records", "at least 1 is expected"));
+        }
         let f = &self.folders;
         let named = [
             ("folders.outbox", &f.outbox),
@@ -673,7 +740,10 @@ impl Config {
              # Received documents, opened and verified, each with <name>.meta.json.\n\
              inbox = \"inbox\"\n\
              # The client's journal: keep it (and keep it on the same file system as outbox).\n\
-             state = \"state\"\n\n\
+             state = \"state\"\n\
+             # Documents are written readable by us only (0600, folders 0700). With true: also\n\
+             # by the folders' group (0640, folders 2750): chgrp the folders to that group.\n\
+             group_readable = false\n\n\
              [polling]\n\
              # How often to pull documents for us from the service.\n\
              interval_secs = 60\n\
@@ -693,7 +763,20 @@ impl Config {
              # \"never\" or \"always\".\n\
              compress = \"auto\"\n\
              # \"aes-256-gcm\", or \"aes-256-cbc\" for partners that cannot read it.\n\
-             cipher = \"aes-256-gcm\"\n",
+             cipher = \"aes-256-gcm\"\n\n\
+             [limits]\n\
+             # The largest document we accept (as opened, after decompression). Give the same\n\
+             # number to the service's operator: it is part of our registration there, and\n\
+             # the service refuses larger messages for us when they are sent.\n\
+             max_document_bytes = 104857600\n\
+             # One poll takes at most this many messages and bytes; the rest comes next poll.\n\
+             max_messages_per_poll = 1000\n\
+             max_bytes_per_poll = 1073741824\n\
+             # How long received messages are remembered, so that one offered again is not\n\
+             # written twice: at least the service's expire_undelivered_hours.\n\
+             remember_delivered_hours = 1440\n\
+             # Records kept of messages we could not accept (the oldest go first).\n\
+             max_refused_records = 10000\n",
         );
         s
     }

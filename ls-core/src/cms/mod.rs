@@ -103,6 +103,10 @@ impl std::fmt::Debug for Kek {
     }
 }
 
+/// How much larger than the document (`OpenOptions::max_output`) the layers around it may be:
+/// MIME headers, signatures, certificates.
+pub const WRAPPING_ALLOWANCE: u64 = 512 << 10;
+
 /// What `open` needs to know: our keys, whom we expect, and what we tolerate.
 #[derive(Clone, Debug)]
 pub struct OpenOptions<'a> {
@@ -122,7 +126,10 @@ pub struct OpenOptions<'a> {
     pub allow_legacy_ciphers: bool,
     /// Accept SHA-1 signatures (off by default).
     pub allow_sha1: bool,
-    /// Limit on the opened document's size (decompression bombs). Default 1 GiB.
+    /// Limit on the opened document's size. The layers around it may be up to
+    /// [`WRAPPING_ALLOWANCE`] larger; encrypted content larger than that is refused before it
+    /// is decrypted, and compressed content is refused as soon as it expands beyond it,
+    /// without being held in memory (decompression bombs). Default 1 GiB.
     pub max_output: u64,
     /// Limit on the number of nested layers. Default 8.
     pub max_depth: u32,
