@@ -1370,9 +1370,35 @@ fn event_text(ev: &Event) -> String {
             r.sender,
             r.message_id
         ),
-        Event::ReceiveFailed(f) => format!(
-            "not accepted: message {} from {}: [{}] {} (attempt {}; offered again later)",
-            f.message_id, f.sender, f.code, f.error, f.attempts
+        Event::ReceiveFailed(f) => match f.refused {
+            Some(class) => format!(
+                "refused: message {} from {}: [{}] {}; the sender was told \"{class}\"{}",
+                f.message_id,
+                f.sender,
+                f.code,
+                f.error,
+                if f.notice_sent {
+                    ""
+                } else {
+                    " (the notice goes out at the next poll)"
+                }
+            ),
+            None => format!(
+                "not accepted: message {} from {}: [{}] {} (attempt {}; offered again later)",
+                f.message_id, f.sender, f.code, f.error, f.attempts
+            ),
+        },
+        Event::RefusedByPartner(r) => format!(
+            "{} refused our message {}{}: {} ({}); its signed notice is {}",
+            r.partner,
+            r.message_id,
+            r.document
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default(),
+            r.reason,
+            r.class,
+            r.notice_file.display()
         ),
         Event::Ignored { path, reason } => format!("ignored {path}: {reason}"),
         Event::Unreachable {

@@ -80,6 +80,19 @@ pub(crate) fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
         .map_err(|e| io_err("cannot write", path, e))
 }
 
+/// Set a file's or folder's permission bits (Unix; a no-op elsewhere).
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(|e| io_err("cannot set the permissions of", path, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
 /// Replace `path` with `data` atomically: a hidden temporary file in the same folder, synced,
 /// renamed over `path`, and the folder synced.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {

@@ -28,6 +28,8 @@ struct Stored {
     receipt: (String, Vec<u8>),
     leased: bool,
     delivered: bool,
+    /// Refused by its recipient (a refusal notice): never offered again.
+    failed: bool,
 }
 
 #[derive(Default)]
@@ -138,6 +140,23 @@ impl FakeService {
         if self.cert_of(&to).is_empty() {
             return self.refuse("EBMS:0003", Some(&mid));
         }
+        // A recipient's refusal notice: the message it names is not offered again.
+        if let Some(n) = crate::as4::coordination::read_refusal(&auth.messaging.user_messages[0]) {
+            let Ok(n) = n else {
+                return self.refuse("EBMS:0009", Some(&mid));
+            };
+            let mut msgs = self.messages.lock().unwrap();
+            match msgs
+                .iter_mut()
+                .find(|s| s.message_id == n.message_id && s.recipient == from && s.sender == to)
+            {
+                Some(s) => s.failed = true,
+                None => {
+                    drop(msgs);
+                    return self.refuse("EBMS:0004", Some(&mid));
+                }
+            }
+        }
         self.pushes.lock().unwrap().push(mid.clone());
         let answer = {
             let mut msgs = self.messages.lock().unwrap();
@@ -164,6 +183,7 @@ impl FakeService {
                         receipt: receipt.clone(),
                         leased: false,
                         delivered: false,
+                        failed: false,
                     });
                     receipt
                 }
@@ -200,7 +220,7 @@ impl FakeService {
         let mut msgs = self.messages.lock().unwrap();
         if let Some(s) = msgs
             .iter_mut()
-            .find(|s| s.recipient == owner && !s.leased && !s.delivered)
+            .find(|s| s.recipient == owner && !s.leased && !s.delivered && !s.failed)
         {
             s.leased = true;
             let mut body = s.body.clone();
@@ -251,6 +271,14 @@ impl FakeService {
         for s in self.messages.lock().unwrap().iter_mut() {
             s.leased = false;
         }
+    }
+
+    fn failed(&self, message_id: &str) -> bool {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.message_id == message_id && s.failed)
     }
 
     fn stored(&self) -> usize {
@@ -994,7 +1022,7 @@ fn an_unknown_sender_is_not_written_nor_receipted_and_does_not_block_the_queue()
 }
 
 #[test]
-fn a_tampered_message_is_not_written() {
+fn a_tampered_message_is_refused_with_a_signed_notice_the_sender_records() {
     let w = world();
     let alice = w.client("alice");
     let sent = alice
@@ -1004,23 +1032,47 @@ fn a_tampered_message_is_not_written() {
     let bob = w.client("bob");
     let r = bob.poll(|_| panic!("must not be delivered")).unwrap();
     assert_eq!(r.failed.len(), 1);
+    let f = &r.failed[0];
     assert!(
         [
             "LS_ERR_DIGEST_MISMATCH",
             "LS_ERR_BAD_SIGNATURE",
             "LS_ERR_MALFORMED"
         ]
-        .contains(&r.failed[0].code.as_str()),
-        "{:?}",
-        r.failed[0]
+        .contains(&f.code.as_str()),
+        "{f:?}"
     );
+    assert!(f.refused.is_some() && f.notice_sent, "{f:?}");
     assert!(w.all_files("bob", "inbox").is_empty());
     assert!(w.files("bob", "state/delivered").is_empty());
     assert!(!w.svc.delivered(&sent.message_id));
-    // Untampered on the next offer: accepted.
+    // The service has the notice: the message is not offered again, even after its lease.
+    assert!(w.svc.failed(&sent.message_id));
     w.svc.faults.lock().unwrap().tamper_pulls = false;
     w.svc.expire_leases();
-    assert_eq!(bob.poll(|_| {}).unwrap().received.len(), 1);
+    let again = bob.poll(|_| panic!("not offered again")).unwrap();
+    assert_eq!(again.pulled, 0);
+    // Alice pulls bob's notice, verifies it and records it on her sent document.
+    let ra = alice
+        .poll(|_| panic!("a notice is not a document"))
+        .unwrap();
+    assert_eq!(ra.refused_by_partners.len(), 1, "{ra:?}");
+    let n = &ra.refused_by_partners[0];
+    assert_eq!(n.partner, "bob");
+    assert_eq!(n.message_id, sent.message_id);
+    assert_eq!(n.document.as_deref(), Some("invoice.xml"));
+    // Bob saw other bytes than alice sent.
+    assert_eq!(n.payload_matches, Some(false));
+    let rec: serde_json::Value =
+        serde_json::from_slice(&fs::read(w.path("alice", "sent/invoice.xml.sent.json")).unwrap())
+            .unwrap();
+    assert_eq!(rec["refused"]["partner"], "bob");
+    assert_eq!(rec["refused"]["class"], n.class.as_str());
+    assert!(n.notice_file.is_file());
+    let st = alice.status().unwrap();
+    assert_eq!(st.refused_by_partners.len(), 1);
+    // The notice itself was receipted: offered once.
+    assert_eq!(alice.poll(|_| {}).unwrap().pulled, 0);
 }
 
 #[test]
