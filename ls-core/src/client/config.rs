@@ -891,6 +891,16 @@ mod tests {
         assert_eq!(c.partners.dir, d.0.join("partners"));
         assert_eq!(c.defaults.service, DEFAULT_SERVICE);
         assert_eq!(c.retry.max_attempts, 48);
+        // The template states the defaults.
+        let d0 = LimitsConfig::default();
+        assert_eq!(c.limits.max_document_bytes, d0.max_document_bytes);
+        assert_eq!(c.limits.max_messages_per_poll, d0.max_messages_per_poll);
+        assert_eq!(c.limits.max_bytes_per_poll, d0.max_bytes_per_poll);
+        assert_eq!(
+            c.limits.remember_delivered_hours,
+            d0.remember_delivered_hours
+        );
+        assert_eq!(c.limits.max_refused_records, d0.max_refused_records);
         assert_eq!(c.policy.compression(), Compression::Auto);
         assert!(!c.policy.accept_legacy_ciphers);
         assert_eq!(c.service.pinned_sha256.as_deref(), Some(&*"ab".repeat(32)));
@@ -901,6 +911,11 @@ mod tests {
         let c = Config::load(&p).unwrap();
         assert_eq!(c.polling.interval_secs, 60);
         assert_eq!(c.policy.content_cipher(), ContentCipher::Aes256Gcm);
+        assert_eq!(
+            c.limits.max_document_bytes,
+            crate::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES
+        );
+        assert!(!c.folders.group_readable);
     }
 
     #[test]
@@ -942,6 +957,19 @@ mod tests {
         assert!(m.contains("folders.inbox"), "{m}");
         let m = err(&d, &(minimal() + "\n[policy]\ncipher = \"des\"\n"));
         assert!(m.contains("policy.cipher"), "{m}");
+        let m = err(&d, &(minimal() + "\n[limits]\nmax_document_bytes = 10\n"));
+        assert!(m.contains("limits.max_document_bytes"), "{m}");
+        let m = err(
+            &d,
+            &(minimal()
+                + "\n[limits]\nmax_document_bytes = 2000000\nmax_bytes_per_poll = 1000000\n"),
+        );
+        assert!(m.contains("limits.max_bytes_per_poll"), "{m}");
+        let m = err(
+            &d,
+            &(minimal() + "\n[limits]\nremember_delivered_hours = 1\n"),
+        );
+        assert!(m.contains("limits.remember_delivered_hours"), "{m}");
         let m = err(&d, "[party\nid = 1");
         assert!(m.contains("line"), "{m}");
         let p = d.0.join("missing.toml");
