@@ -245,25 +245,15 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A file name reduced to a safe base name: no folders, no control characters, no `:`, no
-/// leading dots, at most 255 bytes. `None` when nothing is left.
+/// A file name made safe ([`crate::mime::safe_filename`]) that is never mistaken for one of
+/// the client's own records beside a document (`.meta.json`, `.sent.json`, `.reason.txt` get
+/// `.bin` appended). `None` when nothing is left.
 pub(crate) fn safe_name(name: &str) -> Option<String> {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let clean: String = base
-        .chars()
-        .filter(|c| !c.is_control() && *c != ':')
-        .collect::<String>()
-        .trim()
-        .trim_start_matches('.')
-        .trim()
-        .to_string();
-    if clean.is_empty() || clean.len() > 200 {
-        None
-    } else if clean.ends_with(".meta.json")
+    let clean = crate::mime::safe_filename(name)?;
+    if clean.ends_with(".meta.json")
         || clean.ends_with(".sent.json")
         || clean.ends_with(".reason.txt")
     {
-        // Never mistaken for the client's own records beside a document.
         Some(format!("{clean}.bin"))
     } else {
         Some(clean)
@@ -431,6 +421,23 @@ mod tests {
         assert_eq!(safe_name("a\nb").as_deref(), Some("ab"));
         assert_eq!(safe_name("x.meta.json").as_deref(), Some("x.meta.json.bin"));
         assert_eq!(safe_name("x.sent.json").as_deref(), Some("x.sent.json.bin"));
+        // Invisible characters that change what is shown are gone.
+        assert_eq!(
+            safe_name("invoice\u{202E}fdp.exe").as_deref(),
+            Some("invoicefdp.exe")
+        );
+        assert_eq!(
+            safe_name("a\u{200B}b\u{2066}c\u{FEFF}.pdf\u{2029}").as_deref(),
+            Some("abc.pdf")
+        );
+        assert_eq!(safe_name("\u{202E}\u{200F}"), None);
+        // Long names are shortened before their extension, on a character boundary.
+        let long = format!("{}.pdf", "é".repeat(150));
+        let s = safe_name(&long).unwrap();
+        assert!(
+            s.len() <= crate::mime::MAX_SAFE_FILENAME && s.ends_with(".pdf"),
+            "{s}"
+        );
     }
 
     #[test]

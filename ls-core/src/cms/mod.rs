@@ -172,20 +172,7 @@ impl Opened {
     /// The file name reduced to a safe base name (no directories, no control characters), for
     /// writing the document into a folder.
     pub fn safe_filename(&self) -> Option<String> {
-        let name = self.filename.as_deref()?;
-        let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-        let clean: String = base
-            .chars()
-            .filter(|c| !c.is_control() && *c != ':')
-            .collect::<String>()
-            .trim()
-            .trim_start_matches('.')
-            .to_string();
-        if clean.is_empty() || clean.len() > 255 {
-            None
-        } else {
-            Some(clean)
-        }
+        crate::mime::safe_filename(self.filename.as_deref()?)
     }
 }
 
