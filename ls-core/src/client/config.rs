@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
 
 /// The default ebMS Service of documents sent by the client.
 pub const DEFAULT_SERVICE: &str = "urn:layersec:service:document";
@@ -604,10 +605,11 @@ impl Config {
     }
 
     /// The password of our key: from `password_env` or `password_file`, `None` without either.
-    pub fn password(&self) -> Result<Option<String>> {
+    /// Wiped from memory when dropped.
+    pub fn password(&self) -> Result<Option<Zeroizing<String>>> {
         if let Some(var) = &self.identity.password_env {
             return match std::env::var(var) {
-                Ok(v) => Ok(Some(v)),
+                Ok(v) => Ok(Some(Zeroizing::new(v))),
                 Err(_) => Err(self.invalid(
                     "identity.password_env",
                     format!("the environment variable {var} is expected to hold the password"),
@@ -615,13 +617,15 @@ impl Config {
             };
         }
         if let Some(p) = &self.identity.password_file {
-            let s = std::fs::read_to_string(p).map_err(|e| {
+            let s = Zeroizing::new(std::fs::read_to_string(p).map_err(|e| {
                 self.invalid(
                     "identity.password_file",
                     format!("{} is not readable: {e}", p.display()),
                 )
-            })?;
-            return Ok(Some(s.lines().next().unwrap_or("").to_string()));
+            })?);
+            return Ok(Some(Zeroizing::new(
+                s.lines().next().unwrap_or("").to_string(),
+            )));
         }
         Ok(None)
     }
@@ -904,7 +908,7 @@ mod tests {
         assert_eq!(c.policy.compression(), Compression::Auto);
         assert!(!c.policy.accept_legacy_ciphers);
         assert_eq!(c.service.pinned_sha256.as_deref(), Some(&*"ab".repeat(32)));
-        assert_eq!(c.password().unwrap(), None);
+        assert!(c.password().unwrap().is_none());
         assert_eq!(c.domain(), "alice--a.layersec");
         // Minimal file: defaults everywhere.
         fs::write(&p, minimal()).unwrap();
@@ -991,7 +995,10 @@ mod tests {
         let e = c.password().unwrap_err();
         assert!(e.to_string().contains(&var), "{e}");
         std::env::set_var(&var, "s3cret");
-        assert_eq!(c.password().unwrap().as_deref(), Some("s3cret"));
+        assert_eq!(
+            c.password().unwrap().as_deref().map(String::as_str),
+            Some("s3cret")
+        );
         fs::write(d.0.join("pw"), "filepw\nignored\n").unwrap();
         fs::write(
             &p,
@@ -999,6 +1006,9 @@ mod tests {
         )
         .unwrap();
         let c = Config::load(&p).unwrap();
-        assert_eq!(c.password().unwrap().as_deref(), Some("filepw"));
+        assert_eq!(
+            c.password().unwrap().as_deref().map(String::as_str),
+            Some("filepw")
+        );
     }
 }

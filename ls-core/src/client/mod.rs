@@ -251,7 +251,7 @@ impl Client {
             https.client = Some(Identity::load(
                 key,
                 s.client_certificate.as_deref(),
-                password.as_deref(),
+                password.as_deref().map(String::as_str),
             )?);
         }
         https.connect_timeout = Duration::from_secs(s.connect_timeout_secs);
@@ -277,12 +277,12 @@ impl Client {
     fn build(
         cfg: Config,
         transport: Box<dyn Transport>,
-        password: Option<String>,
+        password: Option<zeroize::Zeroizing<String>>,
     ) -> Result<Client> {
         let me = Identity::load(
             &cfg.identity.key,
             cfg.identity.certificate.as_deref(),
-            password.as_deref(),
+            password.as_deref().map(String::as_str),
         )?;
         let service_cert = Certificate::load(&cfg.service.service_certificate)?;
         let f = &cfg.folders;

@@ -831,7 +831,7 @@ impl<'o> State<'o> {
     }
 
     /// Find the RecipientInfo addressed to us and recover the content key.
-    fn content_key(&self, ris: Tlv, alg: ContentAlg) -> Result<(Vec<u8>, String)> {
+    fn content_key(&self, ris: Tlv, alg: ContentAlg) -> Result<(crypto::Secret, String)> {
         let id = self.opts.recipient;
         let kek = self.opts.kek;
         let mut addressed_to = Vec::new();
@@ -916,7 +916,7 @@ impl<'o> State<'o> {
         ri: Tlv,
         id: Option<&Identity>,
         addressed_to: &mut Vec<String>,
-    ) -> Result<Option<(Vec<u8>, String)>> {
+    ) -> Result<Option<(crypto::Secret, String)>> {
         let mut k = ri.children()?;
         k.expect(tag::INTEGER, "version")?;
         let originator = k
