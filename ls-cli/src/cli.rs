@@ -328,7 +328,8 @@ pub struct OpenArgs {
     #[arg(long)]
     pub allow_sha1: bool,
 
-    /// Largest document accepted, in bytes (suffixes K, M, G: powers of 1024) [default: 1G].
+    /// Largest document accepted, in bytes (suffixes K, M, G: powers of 1024); the layers
+    /// around it do not count [default: 100M, the client's limits.max_document_bytes].
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub max_size: Option<u64>,
 
@@ -405,7 +406,7 @@ pub struct InspectArgs {
     #[arg(long)]
     pub allow_sha1: bool,
 
-    /// Largest content accepted, in bytes (suffixes K, M, G) [default: 1G].
+    /// Largest content accepted, in bytes (suffixes K, M, G) [default: 100M].
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub max_size: Option<u64>,
 
