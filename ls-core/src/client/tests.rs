@@ -1437,3 +1437,24 @@ fn the_journal_forgets_delivered_messages_only_after_the_configured_hours() {
     bob.poll(|_| {}).unwrap();
     assert!(!entry.exists());
 }
+
+#[test]
+fn a_message_that_makes_the_client_panic_is_set_aside_and_the_poll_goes_on() {
+    let w = world();
+    let alice = w.client("alice");
+    let bad = alice
+        .send_bytes("bad.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    alice
+        .send_bytes("good.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let bob = w.client("bob");
+    arm(&bob, "poll:panic");
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.received.len(), 1);
+    assert_eq!(r.received[0].name, "good.xml");
+    assert_eq!(r.failed[0].message_id, bad.message_id);
+    assert_eq!(r.failed[0].refused, Some(FailureClass::Quarantined));
+    assert!(r.failed[0].quarantined.as_ref().unwrap().is_file());
+    assert!(w.svc.failed(&bad.message_id));
+}
