@@ -1002,6 +1002,7 @@ fn init(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
             "certificate_sha256": cert.sha256_fingerprint(),
             "certificate_pem": pem,
             "certificate_not_after": iso(cert.not_after()),
+            "max_document_bytes": ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES,
             "key": key_file.display().to_string(),
             "key_type": kt,
             "key_encrypted": password.is_some(),
@@ -1034,8 +1035,10 @@ fn init(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
             if service_present { "" } else { " (MISSING)" },
         );
         out.push_str(&format!(
-            "\nFor the provider, to register party {} (MPC {mpc}) with this certificate:\n\n{}",
+            "\nFor the provider, to register party {} (MPC {mpc}, documents up to {} bytes: \
+             [limits] max_document_bytes) with this certificate:\n\n{}",
             printable(party),
+            ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES,
             pem.trim_end()
         ));
         print_stdout(&out)?;
