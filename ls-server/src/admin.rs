@@ -698,3 +698,91 @@ impl Handler for AdminApi {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_decoded() {
+        assert_eq!(url_decode("a%3A%3Ab+c"), "a::b c");
+        assert_eq!(url_decode("%zz%4"), "%zz%4");
+        assert_eq!(url_decode("plain"), "plain");
+    }
+
+    #[test]
+    fn limits_are_numbers_or_absent() {
+        let v: Value = serde_json::from_str(r#"{"a": 5, "b": null, "c": "5", "d": -1}"#).unwrap();
+        assert_eq!(opt_u64(&v, "a").unwrap(), Some(5));
+        assert_eq!(opt_u64(&v, "b").unwrap(), None);
+        assert_eq!(opt_u64(&v, "missing").unwrap(), None);
+        assert!(opt_u64(&v, "c").is_err());
+        assert!(opt_u64(&v, "d").is_err());
+        assert!(check_limit(0).is_err());
+        assert!(check_limit(u64::MAX).is_err());
+        assert!(check_limit(1).is_ok());
+    }
+
+    #[test]
+    fn ca_certificates_are_told_from_end_entity_ones() {
+        use openssl::x509::extension::{BasicConstraints, KeyUsage};
+        let ee = ls_core::Identity::generate("ee", ls_core::KeyType::EcP256, 2, None).unwrap();
+        assert!(ca_marks(ee.identity.certificate()).unwrap().is_empty());
+        // A self-signed certificate with the given extensions.
+        let make = |ca: bool, cert_sign: bool| {
+            let group =
+                openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+            let key =
+                openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap())
+                    .unwrap();
+            let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+            name.append_entry_by_text("CN", "x").unwrap();
+            let name = name.build();
+            let mut b = openssl::x509::X509Builder::new().unwrap();
+            b.set_version(2).unwrap();
+            b.set_subject_name(&name).unwrap();
+            b.set_issuer_name(&name).unwrap();
+            b.set_pubkey(&key).unwrap();
+            b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+                .unwrap();
+            b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(2).unwrap())
+                .unwrap();
+            let mut bc = BasicConstraints::new();
+            if ca {
+                bc.critical().ca();
+            }
+            b.append_extension(bc.build().unwrap()).unwrap();
+            let mut ku = KeyUsage::new();
+            ku.digital_signature();
+            if cert_sign {
+                ku.key_cert_sign();
+            }
+            b.append_extension(ku.build().unwrap()).unwrap();
+            b.sign(&key, openssl::hash::MessageDigest::sha256())
+                .unwrap();
+            Certificate::from_der(&b.build().to_der().unwrap()).unwrap()
+        };
+        assert!(ca_marks(&make(false, false)).unwrap().is_empty());
+        assert_eq!(
+            ca_marks(&make(true, true)).unwrap(),
+            ["basicConstraints CA:TRUE", "keyUsage keyCertSign"]
+        );
+        assert_eq!(
+            ca_marks(&make(false, true)).unwrap(),
+            ["keyUsage keyCertSign"]
+        );
+        let e = check_party_certificate(&make(true, false).to_pem(), CertificatePolicy::default())
+            .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(
+            e.message.contains("--allow-ca-certificate"),
+            "{}",
+            e.message
+        );
+        check_party_certificate(
+            &make(true, false).to_pem(),
+            CertificatePolicy { allow_ca: true },
+        )
+        .unwrap();
+    }
+}

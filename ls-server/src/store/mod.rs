@@ -535,3 +535,69 @@ pub trait Store: Send + Sync {
     /// Usage per account for messages accepted / delivered in `[from, to)`.
     fn usage(&self, from: Unix, to: Unix) -> StoreResult<Vec<Usage>>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ls_core::as4::model::Property;
+    use ls_core::as4::wss::SignedRef;
+
+    fn r(uri: &str, digest: &str) -> SignedRef {
+        SignedRef {
+            uri: uri.into(),
+            transforms: Vec::new(),
+            digest_method: "http://www.w3.org/2001/04/xmlenc#sha256".into(),
+            digest_value: digest.into(),
+        }
+    }
+
+    #[test]
+    fn the_content_fingerprint_ignores_how_a_message_was_signed() {
+        let um = ls_core::as4::exchange::user_message("a", "b", "svc", "act", "", "x").unwrap();
+        let to = PartyKey::new("", "b");
+        let base = content_fingerprint(
+            &to,
+            &um,
+            &[
+                r("#messaging", "m1"),
+                r("cid:one", "d1"),
+                r("cid:two", "d2"),
+            ],
+        );
+        assert_eq!(base.len(), 64);
+        // Signed again: other header digests, other Content-IDs, references in another order.
+        let mut again = um.clone();
+        again.info.message_id = "other-timestamp-and-id".into();
+        again.info.timestamp = "2030-01-01T00:00:00Z".into();
+        assert_eq!(
+            content_fingerprint(
+                &to,
+                &again,
+                &[r("cid:B", "d2"), r("#m2", "m2"), r("cid:A", "d1")]
+            ),
+            base
+        );
+        // What the message says changes it.
+        let differs = |to: &PartyKey, um: &ls_core::as4::model::UserMessage, refs: &[SignedRef]| {
+            assert_ne!(content_fingerprint(to, um, refs), base);
+        };
+        let refs = [r("cid:one", "d1"), r("cid:two", "d2")];
+        differs(&to, &um, &[r("cid:one", "d1"), r("cid:two", "d3")]);
+        differs(&to, &um, &[r("cid:one", "d1")]);
+        differs(&PartyKey::new("t", "b"), &um, &refs);
+        let mut u = um.clone();
+        u.action = "other".into();
+        differs(&to, &u, &refs);
+        let mut u = um.clone();
+        u.info.ref_to_message_id = Some("m0".into());
+        differs(&to, &u, &refs);
+        let mut u = um.clone();
+        u.properties.push(Property::new("FailureClass", "policy"));
+        differs(&to, &u, &refs);
+        // Fields are length-prefixed: moving a boundary changes the fingerprint.
+        let mut u = um.clone();
+        u.service.value = "sv".into();
+        u.action = "cact".into();
+        differs(&to, &u, &refs);
+    }
+}
