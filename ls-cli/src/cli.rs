@@ -16,13 +16,14 @@ Exit codes:
   5   certificate or trust failure (expired, not yet valid, key usage, unknown
       signer, untrusted, invalid certificate, key does not match certificate)
   6   malformed or hostile input (malformed, truncated, bad MIME, too deep,
-      too large, decompression failed)
+      too large, decompression failed, expands beyond the limit)
   7   wrong password or unsupported key
   8   an AS4/ebMS message breaks the protocol or the signature policy
   9   the service could not be reached or failed for now (connection, timeout,
       TLS, HTTP status, bad response); for `send`: the document is queued and
       `layersec run` (or the next `layersec poll`) sends it
-  10  refused by the service or the partner (an ebMS error)
+  10  refused by the service or the partner for good (an ebMS error, or a
+      permanent HTTP status such as 413: larger than the service accepts)
   11  the client's state folder is busy (another process) or damaged
   70  internal error (a bug; please report it)
 
@@ -327,7 +328,8 @@ pub struct OpenArgs {
     #[arg(long)]
     pub allow_sha1: bool,
 
-    /// Largest document accepted, in bytes (suffixes K, M, G: powers of 1024) [default: 1G].
+    /// Largest document accepted, in bytes (suffixes K, M, G: powers of 1024); the layers
+    /// around it do not count [default: 100M, the client's limits.max_document_bytes].
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub max_size: Option<u64>,
 
@@ -404,7 +406,7 @@ pub struct InspectArgs {
     #[arg(long)]
     pub allow_sha1: bool,
 
-    /// Largest content accepted, in bytes (suffixes K, M, G) [default: 1G].
+    /// Largest content accepted, in bytes (suffixes K, M, G) [default: 100M].
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub max_size: Option<u64>,
 

@@ -31,8 +31,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The default limit on an opened document (the core's default).
-const DEFAULT_MAX_SIZE: u64 = 1 << 30;
+/// The default limit on an opened document: the client's default `[limits] max_document_bytes`
+/// (100 MiB), so that `open` takes what `poll` takes.
+const DEFAULT_MAX_SIZE: u64 = ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES;
 
 /// The exit status of a document queued for retry by `send` (and of the service unreachable).
 const EXIT_UNREACHABLE: u8 = 9;
@@ -49,8 +50,8 @@ pub fn exit_code(code: ErrorCode) -> u8 {
         C::ConnectFailed | C::Timeout | C::TlsFailed | C::HttpStatus | C::BadResponse => {
             EXIT_UNREACHABLE
         }
-        // Refused by the service or the partner.
-        C::EbmsError => 10,
+        // Refused by the service or the partner, for good.
+        C::EbmsError | C::Refused => 10,
         // The client's journal is busy or damaged.
         C::StateCorrupt | C::StateLocked => 11,
         C::Internal | C::Panic => 70,
@@ -1272,14 +1273,43 @@ fn poll(cli: &Cli) -> Result<(), Error> {
         }
     })?;
     for f in &report.failed {
+        stderr_line(&match f.refused {
+            Some(class) => format!(
+                "layersec: refused: message {} from {}: [{}] {}; the sender is told \"{class}\" \
+                 in a signed notice{}",
+                printable(&f.message_id),
+                printable(&f.sender),
+                f.code,
+                printable(&f.error),
+                if f.notice_sent {
+                    " and the service no longer offers it"
+                } else {
+                    " (sent at the next poll)"
+                }
+            ),
+            None => format!(
+                "layersec: not accepted: message {} from {}: [{}] {} (attempt {}; not \
+                 receipted, the service offers it again)",
+                printable(&f.message_id),
+                printable(&f.sender),
+                f.code,
+                printable(&f.error),
+                f.attempts
+            ),
+        });
+    }
+    for r in &report.refused_by_partners {
         stderr_line(&format!(
-            "layersec: not accepted: message {} from {}: [{}] {} (attempt {}; not receipted, \
-             the service offers it again)",
-            printable(&f.message_id),
-            printable(&f.sender),
-            f.code,
-            printable(&f.error),
-            f.attempts
+            "layersec: {} refused our message {}{}: {} ({}); its signed notice is {}",
+            printable(&r.partner),
+            printable(&r.message_id),
+            r.document
+                .as_deref()
+                .map(|d| format!(" ({})", printable(d)))
+                .unwrap_or_default(),
+            r.reason,
+            r.class,
+            r.notice_file.display()
         ));
     }
     for e in &report.receipt_errors {
@@ -1304,6 +1334,15 @@ fn poll(cli: &Cli) -> Result<(), Error> {
         }
         if !report.failed.is_empty() {
             parts.push(format!("{} not accepted", report.failed.len()));
+        }
+        if !report.refused_by_partners.is_empty() {
+            parts.push(format!(
+                "{} of ours refused by partners",
+                report.refused_by_partners.len()
+            ));
+        }
+        if report.limited {
+            parts.push("more waiting (limits of one poll reached)".into());
         }
         if !resumed.sent.is_empty() || !resumed.retrying.is_empty() || !resumed.failed.is_empty() {
             parts.push(format!(
@@ -1370,9 +1409,35 @@ fn event_text(ev: &Event) -> String {
             r.sender,
             r.message_id
         ),
-        Event::ReceiveFailed(f) => format!(
-            "not accepted: message {} from {}: [{}] {} (attempt {}; offered again later)",
-            f.message_id, f.sender, f.code, f.error, f.attempts
+        Event::ReceiveFailed(f) => match f.refused {
+            Some(class) => format!(
+                "refused: message {} from {}: [{}] {}; the sender was told \"{class}\"{}",
+                f.message_id,
+                f.sender,
+                f.code,
+                f.error,
+                if f.notice_sent {
+                    ""
+                } else {
+                    " (the notice goes out at the next poll)"
+                }
+            ),
+            None => format!(
+                "not accepted: message {} from {}: [{}] {} (attempt {}; offered again later)",
+                f.message_id, f.sender, f.code, f.error, f.attempts
+            ),
+        },
+        Event::RefusedByPartner(r) => format!(
+            "{} refused our message {}{}: {} ({}); its signed notice is {}",
+            r.partner,
+            r.message_id,
+            r.document
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default(),
+            r.reason,
+            r.class,
+            r.notice_file.display()
         ),
         Event::Ignored { path, reason } => format!("ignored {path}: {reason}"),
         Event::Unreachable {
@@ -1471,13 +1536,35 @@ fn status_text(st: &Status) -> String {
     line(format!("not accepted:   {}", st.incoming_failures.len()));
     for f in &st.incoming_failures {
         line(format!(
-            "  message {} from {}: [{}] {} ({} attempt(s), last {})",
+            "  message {} from {}: [{}] {} ({} attempt(s), last {}){}",
             f.message_id,
             f.sender,
             f.code,
             f.error,
             f.attempts,
-            iso(f.last_seen)
+            iso(f.last_seen),
+            match f.refused {
+                Some(c) if f.notice_sent => format!("; refused as \"{c}\", the sender was told"),
+                Some(c) => format!("; refused as \"{c}\", the notice is not sent yet"),
+                None => String::new(),
+            }
+        ));
+    }
+    line(format!(
+        "refused by partners: {}",
+        st.refused_by_partners.len()
+    ));
+    for r in &st.refused_by_partners {
+        line(format!(
+            "  {} refused {}{} ({}): {}",
+            r.partner,
+            r.message_id,
+            r.document
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default(),
+            r.class,
+            r.reason
         ));
     }
     if !st.last_errors.is_empty() {
@@ -1593,10 +1680,10 @@ mod tests {
                 103 | 104 => 7,
                 200..=208 => 4,
                 300..=307 => 5,
-                400..=405 => 6,
+                400..=406 => 6,
                 500..=504 => 8,
-                // the service refused (an ebMS error)
-                505 => 10,
+                // the service refused (an ebMS error, or a permanent HTTP status)
+                505 | 605 => 10,
                 // the service unreachable or failing for now
                 600..=604 => 9,
                 // the client's state busy or damaged

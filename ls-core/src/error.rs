@@ -42,6 +42,7 @@ pub enum ErrorCode {
     TooDeep = 403,
     TooLarge = 404,
     DecompressFailed = 405,
+    ExpansionTooLarge = 406,
     // 5xx: the message layer (ebMS3/AS4, SOAP, WS-Security)
     MustUnderstand = 500,
     SignatureRequired = 501,
@@ -55,6 +56,7 @@ pub enum ErrorCode {
     TlsFailed = 602,
     HttpStatus = 603,
     BadResponse = 604,
+    Refused = 605,
     // 7xx store: the client's configuration and local state (journal, folders)
     StateCorrupt = 700,
     ConfigInvalid = 701,
@@ -95,6 +97,7 @@ impl ErrorCode {
         ErrorCode::TooDeep,
         ErrorCode::TooLarge,
         ErrorCode::DecompressFailed,
+        ErrorCode::ExpansionTooLarge,
         ErrorCode::MustUnderstand,
         ErrorCode::SignatureRequired,
         ErrorCode::SignatureWrapping,
@@ -106,6 +109,7 @@ impl ErrorCode {
         ErrorCode::TlsFailed,
         ErrorCode::HttpStatus,
         ErrorCode::BadResponse,
+        ErrorCode::Refused,
         ErrorCode::StateCorrupt,
         ErrorCode::ConfigInvalid,
         ErrorCode::StateLocked,
@@ -153,6 +157,7 @@ impl ErrorCode {
             TooDeep => "ERR_TOO_DEEP",
             TooLarge => "ERR_TOO_LARGE",
             DecompressFailed => "ERR_DECOMPRESS_FAILED",
+            ExpansionTooLarge => "ERR_EXPANSION_TOO_LARGE",
             MustUnderstand => "ERR_MUST_UNDERSTAND",
             SignatureRequired => "ERR_SIGNATURE_REQUIRED",
             SignatureWrapping => "ERR_SIGNATURE_WRAPPING",
@@ -164,6 +169,7 @@ impl ErrorCode {
             TlsFailed => "ERR_TLS_FAILED",
             HttpStatus => "ERR_HTTP_STATUS",
             BadResponse => "ERR_BAD_RESPONSE",
+            Refused => "ERR_REFUSED",
             StateCorrupt => "ERR_STATE_CORRUPT",
             ConfigInvalid => "ERR_CONFIG_INVALID",
             StateLocked => "ERR_STATE_LOCKED",
@@ -259,6 +265,10 @@ pub enum Error {
     TooLarge(String),
     #[error("decompression failed: {0}")]
     DecompressFailed(String),
+    /// Compressed content that expands to more than the limit (a decompression bomb, or a
+    /// document larger than the recipient accepts). Found without holding the expanded data.
+    #[error("expands beyond the limit: {0}")]
+    ExpansionTooLarge(String),
     #[error("SOAP header not understood: {0}")]
     MustUnderstand(String),
     #[error("a signature is required: {0}")]
@@ -288,6 +298,11 @@ pub enum Error {
     /// Not HTTP, truncated, or badly framed.
     #[error("bad HTTP response: {0}")]
     BadResponse(String),
+    /// The service refused the request for good with an HTTP status (a 4xx other than 408
+    /// and 429; 413: the message is larger than the service accepts). Sending it again cannot
+    /// succeed.
+    #[error("the service refused the message: {0}")]
+    Refused(String),
     /// A file of the client's journal (its state folder) cannot be read as written.
     #[error("the client's state is damaged: {0}")]
     StateCorrupt(String),
@@ -334,6 +349,7 @@ impl Error {
             TooDeep(_) => ErrorCode::TooDeep,
             TooLarge(_) => ErrorCode::TooLarge,
             DecompressFailed(_) => ErrorCode::DecompressFailed,
+            ExpansionTooLarge(_) => ErrorCode::ExpansionTooLarge,
             MustUnderstand(_) => ErrorCode::MustUnderstand,
             SignatureRequired(_) => ErrorCode::SignatureRequired,
             SignatureWrapping(_) => ErrorCode::SignatureWrapping,
@@ -345,6 +361,7 @@ impl Error {
             TlsFailed(_) => ErrorCode::TlsFailed,
             HttpStatus { .. } => ErrorCode::HttpStatus,
             BadResponse(_) => ErrorCode::BadResponse,
+            Refused(_) => ErrorCode::Refused,
             StateCorrupt(_) => ErrorCode::StateCorrupt,
             ConfigInvalid(_) => ErrorCode::ConfigInvalid,
             StateLocked(_) => ErrorCode::StateLocked,

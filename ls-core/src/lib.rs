@@ -24,6 +24,7 @@ pub mod cert;
 pub mod client;
 pub mod cms;
 pub mod error;
+mod inflate;
 pub mod json;
 pub mod keys;
 pub mod mime;

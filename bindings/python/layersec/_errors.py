@@ -41,6 +41,7 @@ LS_ERR_MALFORMED_MIME = 402
 LS_ERR_TOO_DEEP = 403
 LS_ERR_TOO_LARGE = 404
 LS_ERR_DECOMPRESS_FAILED = 405
+LS_ERR_EXPANSION_TOO_LARGE = 406
 LS_ERR_MUST_UNDERSTAND = 500
 LS_ERR_SIGNATURE_REQUIRED = 501
 LS_ERR_SIGNATURE_WRAPPING = 502
@@ -52,6 +53,7 @@ LS_ERR_TIMEOUT = 601
 LS_ERR_TLS_FAILED = 602
 LS_ERR_HTTP_STATUS = 603
 LS_ERR_BAD_RESPONSE = 604
+LS_ERR_REFUSED = 605
 LS_ERR_STATE_CORRUPT = 700
 LS_ERR_CONFIG_INVALID = 701
 LS_ERR_STATE_LOCKED = 702
@@ -153,7 +155,9 @@ class TruncatedError(FormatError):
 
 
 class TooLargeError(FormatError):
-    """LS_ERR_TOO_LARGE: the opened document would exceed ``max_output``."""
+    """LS_ERR_TOO_LARGE: the input or the opened document would exceed its limit
+    (``max_output``); LS_ERR_EXPANSION_TOO_LARGE: compressed content expands beyond it (a
+    decompression bomb is refused without being expanded in memory)."""
 
 
 class ProtocolError(LayerSecError):
@@ -162,8 +166,9 @@ class ProtocolError(LayerSecError):
 
 class TransportError(LayerSecError):
     """6xx: carrying messages: LS_ERR_CONNECT_FAILED, LS_ERR_TIMEOUT, LS_ERR_TLS_FAILED,
-    LS_ERR_HTTP_STATUS, LS_ERR_BAD_RESPONSE. Connect failures, timeouts and HTTP 5xx/408/429
-    are worth a retry; TLS failures and bad responses are not."""
+    LS_ERR_HTTP_STATUS, LS_ERR_BAD_RESPONSE, LS_ERR_REFUSED. Connect failures, timeouts and HTTP
+    5xx/408/429 are worth a retry; TLS failures, bad responses and refusals (a permanent HTTP
+    status such as 413: larger than the service accepts) are not."""
 
 
 class StoreError(LayerSecError):
@@ -217,6 +222,7 @@ _BY_CODE = {
     LS_ERR_UNKNOWN_SIGNER: UnknownSignerError,
     LS_ERR_TRUNCATED: TruncatedError,
     LS_ERR_TOO_LARGE: TooLargeError,
+    LS_ERR_EXPANSION_TOO_LARGE: TooLargeError,
 }
 
 _BY_FAMILY = {

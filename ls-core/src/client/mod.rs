@@ -42,14 +42,17 @@
 pub mod config;
 mod fsutil;
 mod incoming;
+mod notices;
 mod outgoing;
 #[cfg(test)]
 mod tests;
 
 pub use config::{Config, TemplateOptions};
 pub use incoming::{IncomingFailure, PollReport, Received};
+pub use notices::PartnerRefusal;
 pub use outgoing::{FailedSend, Ignored, JobStatus, JobsReport, OutboxReport, SendOptions, Sent};
 
+use crate::as4::coordination::message_limit_for;
 use crate::as4::envelope::SoapVersion;
 use crate::as4::exchange::Exchange;
 use crate::as4::wss::VerifyPolicy;
@@ -137,9 +140,12 @@ pub struct Status {
     pub failed: usize,
     /// Documents in `inbox/` (not yet taken away).
     pub inbox: usize,
-    /// Messages for us that could not be accepted (not receipted; the service offers them
-    /// again).
+    /// Messages for us that could not be accepted: refused for good (`refused`: the class our
+    /// signed notice told the sender; the service no longer offers them) or left with the
+    /// service (unknown senders: offered again until they expire).
     pub incoming_failures: Vec<IncomingFailure>,
+    /// Partners' signed refusals of documents we sent, newest first.
+    pub refused_by_partners: Vec<PartnerRefusal>,
     pub last_poll: Option<PollStatus>,
     /// The most recent problems, newest first.
     pub last_errors: Vec<String>,
@@ -168,6 +174,8 @@ pub enum Event {
     Received(Received),
     /// A message for us that could not be accepted.
     ReceiveFailed(IncomingFailure),
+    /// A partner refused a document we sent (its signed notice).
+    RefusedByPartner(PartnerRefusal),
     /// A file in the outbox that is not in a partner's folder.
     Ignored {
         path: String,
@@ -243,12 +251,15 @@ impl Client {
             https.client = Some(Identity::load(
                 key,
                 s.client_certificate.as_deref(),
-                password.as_deref(),
+                password.as_deref().map(String::as_str),
             )?);
         }
         https.connect_timeout = Duration::from_secs(s.connect_timeout_secs);
         https.timeout = Duration::from_secs(s.timeout_secs);
         https.allow_plain_http = s.allow_plain_http;
+        // A pulled message is a document of at most our limit, wrapped; a longer response is
+        // read to its end but not kept (the message is refused as too large).
+        https.max_response_bytes = message_limit_for(cfg.limits.max_document_bytes);
         HttpsTransport::new(https).map_err(|e| match e {
             Error::InvalidArgument(m) => {
                 Error::ConfigInvalid(format!("{}: service: {m}", cfg.file.display()))
@@ -266,15 +277,24 @@ impl Client {
     fn build(
         cfg: Config,
         transport: Box<dyn Transport>,
-        password: Option<String>,
+        password: Option<zeroize::Zeroizing<String>>,
     ) -> Result<Client> {
         let me = Identity::load(
             &cfg.identity.key,
             cfg.identity.certificate.as_deref(),
-            password.as_deref(),
+            password.as_deref().map(String::as_str),
         )?;
         let service_cert = Certificate::load(&cfg.service.service_certificate)?;
         let f = &cfg.folders;
+        // Our folders are ours: 0700 (2750 with group_readable) when we create them. Folders
+        // that exist keep the permissions their owner gave them.
+        let dir_mode = if f.group_readable { 0o2750 } else { 0o700 };
+        let state_subs = [
+            outgoing::OUTGOING,
+            incoming::DELIVERED,
+            incoming::FAILED_IN,
+            notices::REFUSED,
+        ];
         for d in [
             &f.outbox,
             &f.sent,
@@ -282,15 +302,19 @@ impl Client {
             &f.inbox,
             &f.state,
             &cfg.partners.dir,
-        ] {
-            std::fs::create_dir_all(d).map_err(|e| io_err("cannot create folder", d, e))?;
-        }
-        for sub in [outgoing::OUTGOING, incoming::DELIVERED, incoming::FAILED_IN] {
-            let d = f.state.join(sub);
-            std::fs::create_dir_all(&d).map_err(|e| io_err("cannot create folder", &d, e))?;
+        ]
+        .into_iter()
+        .cloned()
+        .chain(state_subs.iter().map(|s| f.state.join(s)))
+        {
+            if !d.exists() {
+                std::fs::create_dir_all(&d).map_err(|e| io_err("cannot create folder", &d, e))?;
+                fsutil::set_mode(&d, dir_mode)?;
+            }
         }
         let partners = CertStore::load_dir(&cfg.partners.dir)?;
         let domain = cfg.domain();
+        let cfg_limits = cfg.limits.clone();
         Ok(Client {
             cfg,
             me,
@@ -298,7 +322,10 @@ impl Client {
             partners: RwLock::new(partners),
             transport,
             domain,
-            limits: Limits::default(),
+            limits: Limits {
+                max_part: message_limit_for(cfg_limits.max_document_bytes),
+                ..Limits::default()
+            },
             #[cfg(test)]
             failpoint: std::sync::Mutex::new(None),
         })
@@ -458,6 +485,7 @@ impl Client {
                 .count())
         };
         let incoming_failures = self.incoming_failures()?;
+        let refused_by_partners = self.partner_refusals()?;
         let last_poll: Option<PollStatus> = fsutil::read_json(&self.state(incoming::STATUS))?;
         let mut last: Vec<(i64, String)> = Vec::new();
         for j in &pending {
@@ -474,6 +502,22 @@ impl Client {
                 format!("message {} from {}: {}", f.message_id, f.sender, f.error),
             ));
         }
+        for r in &refused_by_partners {
+            last.push((
+                r.received_at,
+                format!(
+                    "{} refused our message {}{}: {} ({})",
+                    r.partner,
+                    r.message_id,
+                    r.document
+                        .as_deref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default(),
+                    r.reason,
+                    r.class
+                ),
+            ));
+        }
         if let Some(p) = &last_poll {
             if let Some(e) = &p.error {
                 last.push((p.at, format!("polling: {e}")));
@@ -488,6 +532,7 @@ impl Client {
             failed: count(&self.cfg.folders.failed, ".reason.txt")?,
             inbox: count(&self.cfg.folders.inbox, ".meta.json")?,
             incoming_failures,
+            refused_by_partners,
             last_poll,
             last_errors: last
                 .into_iter()
@@ -559,6 +604,9 @@ impl Client {
                         for f in &report.failed {
                             on_event(&Event::ReceiveFailed(f.clone()));
                         }
+                        for r in &report.refused_by_partners {
+                            on_event(&Event::RefusedByPartner(r.clone()));
+                        }
                         for e in &report.receipt_errors {
                             on_event(&Event::Error {
                                 context: "posting a receipt".into(),
@@ -570,7 +618,12 @@ impl Client {
                         }
                         unreachable = false;
                         poll_failures = 0;
-                        self.jitter(self.cfg.polling.interval_secs)
+                        if report.limited {
+                            // More is waiting: the next poll soon, after the outbox.
+                            1
+                        } else {
+                            self.jitter(self.cfg.polling.interval_secs)
+                        }
                     }
                     Err(e) if e.code() == ErrorCode::StateLocked => {
                         on_event(&Event::Error {

@@ -6,6 +6,7 @@ use super::fsutil::{
     safe_name, sha256_hex, to_json, write_atomic, write_synced, Lock,
 };
 use super::{best_cert, Client, Problem};
+use crate::as4::coordination;
 use crate::as4::exchange;
 use crate::as4::message::{self, Built, Outgoing, Payload};
 use crate::as4::model::{AgreementRef, Messaging, Signal};
@@ -128,12 +129,35 @@ pub struct JobStatus {
     pub last_error_code: Option<String>,
 }
 
+/// A reference our signature covers, as the journal keeps it (a receipt must return it).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct RefRecord {
+pub(super) struct RefRecord {
     uri: String,
     transforms: Vec<(String, Option<String>)>,
     digest_method: String,
     digest_value: String,
+}
+
+impl From<&SignedRef> for RefRecord {
+    fn from(r: &SignedRef) -> RefRecord {
+        RefRecord {
+            uri: r.uri.clone(),
+            transforms: r.transforms.clone(),
+            digest_method: r.digest_method.clone(),
+            digest_value: r.digest_value.clone(),
+        }
+    }
+}
+
+impl From<&RefRecord> for SignedRef {
+    fn from(r: &RefRecord) -> SignedRef {
+        SignedRef {
+            uri: r.uri.clone(),
+            transforms: r.transforms.clone(),
+            digest_method: r.digest_method.clone(),
+            digest_value: r.digest_value.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -168,6 +192,9 @@ struct JobRecord {
     action: String,
     size: u64,
     sha256: String,
+    /// Of the sealed payload in the message (a partner's refusal notice names it).
+    #[serde(default)]
+    payload_sha256: String,
     created: i64,
     /// Of the built message in `message.bin`.
     content_type: String,
@@ -202,6 +229,7 @@ struct SentRecord<'a> {
     action: &'a str,
     size: u64,
     sha256: &'a str,
+    payload_sha256: &'a str,
     receipt_message_id: &'a str,
     receipt_time: &'a str,
     receipt_checked_at: String,
@@ -231,7 +259,7 @@ fn new_job_id() -> String {
 /// the message, and a repeat only gets its receipt.
 fn is_final(e: &Error) -> bool {
     match e {
-        Error::EbmsError { .. } => true,
+        Error::EbmsError { .. } | Error::Refused(_) => true,
         Error::HttpStatus { .. } => !e.is_transient(),
         _ => false,
     }
@@ -258,8 +286,24 @@ fn advice(e: &Error, to: &str) -> String {
             "EBMS:0004" => "The service could not process the message: ask its operator; the \
                             detail above says why."
                 .to_string(),
+            c if c == coordination::errors::RECIPIENT_LIMIT => format!(
+                "The document is larger than \"{to}\" accepts (the detail above says how large \
+                 each is): send it in parts, or ask the partner to raise its \
+                 limits.max_document_bytes and the service's operator its registered limit."
+            ),
+            c if c == coordination::errors::QUOTA_EXCEEDED => "Our account holds as many \
+                 undelivered bytes at the service as it may: wait until partners have fetched \
+                 what we sent, or ask the service's operator for a larger quota."
+                .to_string(),
+            c if c == coordination::errors::MESSAGE_ID_REUSED => "The service already holds \
+                 another message of ours with this MessageId."
+                .to_string(),
             other => format!("The service refused the message with {other}."),
         },
+        Error::Refused(_) => "The service refused the message for good (the detail above says \
+                              why; a message larger than the service accepts cannot be sent \
+                              through it)."
+            .to_string(),
         Error::CertNotFound(_) => format!(
             "Add the partner's certificate with `layersec partners add {to} <certificate file>`."
         ),
@@ -327,6 +371,7 @@ impl Client {
                 ..Default::default()
             },
         )?;
+        let payload_sha256 = sha256_hex(&sealed);
         let d = &self.cfg.defaults;
         let service = opts.service.clone().unwrap_or_else(|| d.service.clone());
         let action = opts.action.clone().unwrap_or_else(|| d.action.clone());
@@ -372,18 +417,10 @@ impl Client {
             action,
             size: data.len() as u64,
             sha256: sha256_hex(data),
+            payload_sha256,
             created: now,
             content_type: built.content_type.clone(),
-            references: built
-                .references
-                .iter()
-                .map(|r| RefRecord {
-                    uri: r.uri.clone(),
-                    transforms: r.transforms.clone(),
-                    digest_method: r.digest_method.clone(),
-                    digest_value: r.digest_value.clone(),
-                })
-                .collect(),
+            references: built.references.iter().map(RefRecord::from).collect(),
             attempts: 0,
             next_attempt: now,
             last_attempt: None,
@@ -457,16 +494,7 @@ impl Client {
                     content_type: rec.content_type.clone(),
                     body,
                     message_id: rec.message_id.clone(),
-                    references: rec
-                        .references
-                        .iter()
-                        .map(|r| SignedRef {
-                            uri: r.uri.clone(),
-                            transforms: r.transforms.clone(),
-                            digest_method: r.digest_method.clone(),
-                            digest_value: r.digest_value.clone(),
-                        })
-                        .collect(),
+                    references: rec.references.iter().map(SignedRef::from).collect(),
                 }
             }
         };
@@ -582,6 +610,7 @@ impl Client {
                     action: &rec.action,
                     size: rec.size,
                     sha256: &rec.sha256,
+                    payload_sha256: &rec.payload_sha256,
                     receipt_message_id,
                     receipt_time,
                     receipt_checked_at: time::iso8601(*at),
@@ -641,7 +670,14 @@ impl Client {
         for _ in 0..10 {
             name = reserve_name(target_dir, &rec.name, companion, &marker, &content)?;
             match move_no_clobber(&doc, &target_dir.join(&name)) {
-                Ok(()) => break,
+                Ok(()) => {
+                    // The document keeps no permissions it had in the outbox: ours only (or
+                    // the folder's group's).
+                    let mode = self.file_mode();
+                    fsutil::set_mode(&target_dir.join(&name), mode)?;
+                    fsutil::set_mode(&target_dir.join(format!("{name}{companion}")), mode)?;
+                    break;
+                }
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     // Moved by an earlier try that crashed (or by another process): done.
                     break;
@@ -813,6 +849,7 @@ impl Client {
                     action: self.cfg.defaults.action.clone(),
                     size: fs::metadata(dir.join(DOCUMENT)).map_or(0, |m| m.len()),
                     sha256: String::new(),
+                    payload_sha256: String::new(),
                     created: time::now_unix(),
                     content_type: String::new(),
                     references: Vec::new(),

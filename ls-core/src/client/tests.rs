@@ -4,6 +4,7 @@
 //! answers with real receipts and error signals signed by its own identity.
 
 use super::*;
+use crate::as4::coordination::FailureClass;
 use crate::as4::envelope::SoapVersion;
 use crate::as4::exchange::{self, party_mpc};
 use crate::as4::message::Built;
@@ -28,6 +29,8 @@ struct Stored {
     receipt: (String, Vec<u8>),
     leased: bool,
     delivered: bool,
+    /// Refused by its recipient (a refusal notice): never offered again.
+    failed: bool,
 }
 
 #[derive(Default)]
@@ -138,6 +141,23 @@ impl FakeService {
         if self.cert_of(&to).is_empty() {
             return self.refuse("EBMS:0003", Some(&mid));
         }
+        // A recipient's refusal notice: the message it names is not offered again.
+        if let Some(n) = crate::as4::coordination::read_refusal(&auth.messaging.user_messages[0]) {
+            let Ok(n) = n else {
+                return self.refuse("EBMS:0009", Some(&mid));
+            };
+            let mut msgs = self.messages.lock().unwrap();
+            match msgs
+                .iter_mut()
+                .find(|s| s.message_id == n.message_id && s.recipient == from && s.sender == to)
+            {
+                Some(s) => s.failed = true,
+                None => {
+                    drop(msgs);
+                    return self.refuse("EBMS:0004", Some(&mid));
+                }
+            }
+        }
         self.pushes.lock().unwrap().push(mid.clone());
         let answer = {
             let mut msgs = self.messages.lock().unwrap();
@@ -164,6 +184,7 @@ impl FakeService {
                         receipt: receipt.clone(),
                         leased: false,
                         delivered: false,
+                        failed: false,
                     });
                     receipt
                 }
@@ -200,7 +221,7 @@ impl FakeService {
         let mut msgs = self.messages.lock().unwrap();
         if let Some(s) = msgs
             .iter_mut()
-            .find(|s| s.recipient == owner && !s.leased && !s.delivered)
+            .find(|s| s.recipient == owner && !s.leased && !s.delivered && !s.failed)
         {
             s.leased = true;
             let mut body = s.body.clone();
@@ -251,6 +272,14 @@ impl FakeService {
         for s in self.messages.lock().unwrap().iter_mut() {
             s.leased = false;
         }
+    }
+
+    fn failed(&self, message_id: &str) -> bool {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.message_id == message_id && s.failed)
     }
 
     fn stored(&self) -> usize {
@@ -994,7 +1023,7 @@ fn an_unknown_sender_is_not_written_nor_receipted_and_does_not_block_the_queue()
 }
 
 #[test]
-fn a_tampered_message_is_not_written() {
+fn a_tampered_message_is_refused_with_a_signed_notice_the_sender_records() {
     let w = world();
     let alice = w.client("alice");
     let sent = alice
@@ -1004,23 +1033,47 @@ fn a_tampered_message_is_not_written() {
     let bob = w.client("bob");
     let r = bob.poll(|_| panic!("must not be delivered")).unwrap();
     assert_eq!(r.failed.len(), 1);
+    let f = &r.failed[0];
     assert!(
         [
             "LS_ERR_DIGEST_MISMATCH",
             "LS_ERR_BAD_SIGNATURE",
             "LS_ERR_MALFORMED"
         ]
-        .contains(&r.failed[0].code.as_str()),
-        "{:?}",
-        r.failed[0]
+        .contains(&f.code.as_str()),
+        "{f:?}"
     );
+    assert!(f.refused.is_some() && f.notice_sent, "{f:?}");
     assert!(w.all_files("bob", "inbox").is_empty());
     assert!(w.files("bob", "state/delivered").is_empty());
     assert!(!w.svc.delivered(&sent.message_id));
-    // Untampered on the next offer: accepted.
+    // The service has the notice: the message is not offered again, even after its lease.
+    assert!(w.svc.failed(&sent.message_id));
     w.svc.faults.lock().unwrap().tamper_pulls = false;
     w.svc.expire_leases();
-    assert_eq!(bob.poll(|_| {}).unwrap().received.len(), 1);
+    let again = bob.poll(|_| panic!("not offered again")).unwrap();
+    assert_eq!(again.pulled, 0);
+    // Alice pulls bob's notice, verifies it and records it on her sent document.
+    let ra = alice
+        .poll(|_| panic!("a notice is not a document"))
+        .unwrap();
+    assert_eq!(ra.refused_by_partners.len(), 1, "{ra:?}");
+    let n = &ra.refused_by_partners[0];
+    assert_eq!(n.partner, "bob");
+    assert_eq!(n.message_id, sent.message_id);
+    assert_eq!(n.document.as_deref(), Some("invoice.xml"));
+    // Bob saw other bytes than alice sent.
+    assert_eq!(n.payload_matches, Some(false));
+    let rec: serde_json::Value =
+        serde_json::from_slice(&fs::read(w.path("alice", "sent/invoice.xml.sent.json")).unwrap())
+            .unwrap();
+    assert_eq!(rec["refused"]["partner"], "bob");
+    assert_eq!(rec["refused"]["class"], n.class.as_str());
+    assert!(n.notice_file.is_file());
+    let st = alice.status().unwrap();
+    assert_eq!(st.refused_by_partners.len(), 1);
+    // The notice itself was receipted: offered once.
+    assert_eq!(alice.poll(|_| {}).unwrap().pulled, 0);
 }
 
 #[test]
@@ -1177,4 +1230,210 @@ fn a_partner_certificate_put_in_the_folder_by_another_process_is_found() {
     let r = bob.poll(|_| {}).unwrap();
     assert_eq!(r.received.len(), 1, "{r:?}");
     assert_eq!(r.received[0].sender, "carol");
+}
+
+impl World {
+    /// Append settings to `who`'s configuration file.
+    fn configure(&self, who: &str, extra: &str) {
+        let p = self.path(who, "client.toml");
+        let mut text = fs::read_to_string(&p).unwrap();
+        text.push_str(extra);
+        fs::write(p, text).unwrap();
+    }
+}
+
+fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn a_document_that_expands_beyond_the_limit_is_refused_as_too_large_and_not_offered_again() {
+    let w = world();
+    w.configure("bob", "\n[limits]\nmax_document_bytes = 100000\n");
+    let alice = w.client("alice");
+    // 2 MB of text compresses to a few KB: small on the wire, too large once opened.
+    let doc = b"<Line>the same line again</Line>\n".repeat(60_000);
+    let sent = alice
+        .send_bytes("big.xml", &doc, "bob", &SendOptions::default())
+        .unwrap();
+    let ok = alice
+        .send_bytes("small.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let bob = w.client("bob");
+    let r = bob.poll(|_| {}).unwrap();
+    // The refused one does not block the one behind it.
+    assert_eq!(r.received.len(), 1, "{r:?}");
+    assert_eq!(r.received[0].message_id, ok.message_id);
+    assert_eq!(r.failed.len(), 1);
+    let f = &r.failed[0];
+    assert_eq!(f.code, "LS_ERR_EXPANSION_TOO_LARGE", "{f:?}");
+    assert_eq!(f.refused, Some(FailureClass::TooLarge));
+    assert!(f.notice_sent);
+    assert!(w.svc.failed(&sent.message_id));
+    w.svc.expire_leases();
+    assert_eq!(bob.poll(|_| {}).unwrap().pulled, 0);
+    let ra = alice.poll(|_| {}).unwrap();
+    let n = &ra.refused_by_partners[0];
+    assert_eq!(n.class, FailureClass::TooLarge);
+    assert_eq!(n.payload_matches, Some(true));
+    assert_eq!(n.document.as_deref(), Some("big.xml"));
+}
+
+#[test]
+fn a_notice_the_service_cannot_take_now_goes_out_at_the_next_poll() {
+    let w = world();
+    w.configure("bob", "\n[limits]\nmax_document_bytes = 2000\n");
+    let alice = w.client("alice");
+    let sent = alice
+        .send_bytes("a.bin", &[7u8; 5000], "bob", &SendOptions::default())
+        .unwrap();
+    let bob = w.client("bob");
+    // The pull and then the notice's push: the push fails (503), after the message was
+    // pulled.
+    let svc = Arc::clone(&w.svc);
+    let flaky = Client::with_transport(
+        &w.cfg("bob"),
+        Box::new(StubTransport::new(move |ct, body| {
+            let m = exchange::peek(ct, body, &Limits::default()).unwrap();
+            if !m.user_messages.is_empty() {
+                return Ok(HttpResponse::new(503, "text/plain", b"busy".to_vec()));
+            }
+            svc.handle(ct, body)
+        })),
+    )
+    .unwrap();
+    let e = flaky.poll(|_| {}).unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert!(!w.svc.failed(&sent.message_id));
+    let pending: Vec<String> = w
+        .files("bob", "state/incoming-failed")
+        .into_iter()
+        .filter(|n| n.ends_with(".notice"))
+        .collect();
+    assert_eq!(pending.len(), 1);
+    // The next poll pushes the same notice first.
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.pulled, 0);
+    assert!(w.svc.failed(&sent.message_id));
+    assert!(!w
+        .files("bob", "state/incoming-failed")
+        .iter()
+        .any(|n| n.contains(".notice")));
+    let f = &bob.status().unwrap().incoming_failures[0];
+    assert!(
+        f.notice_sent && f.refused == Some(FailureClass::TooLarge),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_message_that_stopped_the_client_three_times_is_quarantined() {
+    let w = world();
+    let alice = w.client("alice");
+    let sent = alice
+        .send_bytes("poison.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let key = incoming::delivery_key("alice", &sent.message_id);
+    // Three lives of bob's client that died while verifying or opening it.
+    for _ in 0..3 {
+        let bob = w.client("bob");
+        fs::write(
+            w.path("bob", "state/incoming-in-flight.json"),
+            format!(
+                "{{\"key\":\"{key}\",\"sender\":\"alice\",\"message_id\":\"{}\",\"pid\":1}}",
+                sent.message_id
+            ),
+        )
+        .unwrap();
+        bob.poll_until(|_| {}, &AtomicBool::new(true)).unwrap();
+    }
+    let bob = w.client("bob");
+    let r = bob.poll(|_| panic!("not opened")).unwrap();
+    let f = &r.failed[0];
+    assert_eq!(f.refused, Some(FailureClass::Quarantined), "{f:?}");
+    assert_eq!(f.crashes, 3);
+    let q = f.quarantined.clone().unwrap();
+    assert!(fs::read(&q).unwrap().starts_with(b"Content-Type: "));
+    assert_eq!(mode_of(&q), 0o600);
+    assert!(w.svc.failed(&sent.message_id));
+    assert_eq!(
+        alice.poll(|_| {}).unwrap().refused_by_partners[0].class,
+        FailureClass::Quarantined
+    );
+}
+
+#[test]
+fn a_poll_stops_at_its_bounds_and_the_next_one_goes_on() {
+    let w = world();
+    w.configure("bob", "\n[limits]\nmax_messages_per_poll = 2\n");
+    let alice = w.client("alice");
+    for i in 0..5 {
+        alice
+            .send_bytes(
+                &format!("d{i}.xml"),
+                INVOICE,
+                "bob",
+                &SendOptions::default(),
+            )
+            .unwrap();
+    }
+    let bob = w.client("bob");
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!((r.received.len(), r.limited), (2, true));
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!((r.received.len(), r.limited), (2, true));
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!((r.received.len(), r.limited), (1, false));
+}
+
+#[test]
+fn documents_and_folders_are_private_unless_a_group_must_read_them() {
+    let w = world();
+    let alice = w.client("alice");
+    alice
+        .send_bytes("a.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let bob = w.client("bob");
+    let got = bob.poll(|_| {}).unwrap().received[0].path.clone();
+    assert_eq!(mode_of(&got), 0o600);
+    assert_eq!(
+        mode_of(&PathBuf::from(format!("{}.meta.json", got.display()))),
+        0o600
+    );
+    assert_eq!(mode_of(&w.path("bob", "inbox")), 0o700);
+    assert_eq!(mode_of(&w.path("alice", "sent/a.xml")), 0o600);
+    assert_eq!(mode_of(&w.path("alice", "sent/a.xml.sent.json")), 0o600);
+    assert_eq!(mode_of(&w.path("alice", "state")), 0o700);
+    // A group that must read them.
+    w.configure("carol", "\n[folders]\ngroup_readable = true\n");
+    let carol = w.client("carol");
+    assert_eq!(mode_of(&w.path("carol", "inbox")), 0o2750);
+    carol
+        .send_bytes("c.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    assert_eq!(mode_of(&w.path("carol", "sent/c.xml")), 0o640);
+}
+
+#[test]
+fn the_journal_forgets_delivered_messages_only_after_the_configured_hours() {
+    let w = world();
+    let alice = w.client("alice");
+    alice
+        .send_bytes("a.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let bob = w.client("bob");
+    bob.poll(|_| {}).unwrap();
+    let entries = w.files("bob", "state/delivered");
+    assert_eq!(entries.len(), 1);
+    let entry = w.path("bob", &format!("state/delivered/{}", entries[0]));
+    // Younger than remember_delivered_hours (1440 by default): kept.
+    age(&entry, 1439 * 3600);
+    let _ = fs::remove_file(w.path("bob", "state/pruned-at"));
+    bob.poll(|_| {}).unwrap();
+    assert!(entry.exists());
+    age(&entry, 1441 * 3600);
+    let _ = fs::remove_file(w.path("bob", "state/pruned-at"));
+    bob.poll(|_| {}).unwrap();
+    assert!(!entry.exists());
 }

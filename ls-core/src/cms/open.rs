@@ -66,6 +66,10 @@ struct Leaf {
     mime_type: String,
 }
 
+fn wrapped_limit(max_output: u64) -> u64 {
+    max_output.saturating_add(super::WRAPPING_ALLOWANCE)
+}
+
 /// Most SignerInfos in one SignedData (real messages have one or two).
 const MAX_SIGNERS: usize = 16;
 
@@ -89,7 +93,7 @@ pub(crate) fn open(input: &[u8], opts: &OpenOptions) -> Result<Opened> {
     let mut st = State {
         opts,
         out: Opened::default(),
-        budget: opts.max_output,
+        budget: wrapped_limit(opts.max_output),
         trace: None,
         verification_failed: false,
     };
@@ -109,7 +113,7 @@ pub(crate) fn inspect(input: &[u8], opts: &OpenOptions) -> Json {
     let mut st = State {
         opts,
         out: Opened::default(),
-        budget: opts.max_output,
+        budget: wrapped_limit(opts.max_output),
         trace: Some(Vec::new()),
         verification_failed: false,
     };
@@ -146,11 +150,25 @@ pub(crate) fn inspect(input: &[u8], opts: &OpenOptions) -> Json {
 }
 
 impl<'o> State<'o> {
-    /// Every buffer we produce, and the document itself, is bounded by `max_output`.
+    /// The document is bounded by `max_output`.
     fn check_size(&self, n: usize) -> Result<()> {
         if n as u64 > self.opts.max_output {
             return Err(Error::TooLarge(format!(
-                "{n} bytes exceed the output limit of {} bytes",
+                "the document of {n} bytes is larger than the limit of {} bytes",
+                self.opts.max_output
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every buffer on the way to it (a decrypted or inflated layer, which still holds MIME
+    /// headers, signatures and certificates around the document) by `max_output` plus
+    /// [`super::WRAPPING_ALLOWANCE`]: a document of exactly the limit opens.
+    fn check_wrapped(&self, n: usize, what: &str) -> Result<()> {
+        let max = wrapped_limit(self.opts.max_output);
+        if n as u64 > max {
+            return Err(Error::TooLarge(format!(
+                "{what} of {n} bytes cannot hold a document within the limit of {} bytes",
                 self.opts.max_output
             )));
         }
@@ -188,7 +206,7 @@ impl<'o> State<'o> {
             let cur = &buf[range.clone()];
             match st.step(cur, kind)? {
                 Next::Owned(v, k) => {
-                    st.check_size(v.len())?;
+                    st.check_wrapped(v.len(), "a layer")?;
                     range = 0..v.len();
                     buf = Cow::Owned(v);
                     kind = k;
@@ -432,17 +450,24 @@ impl<'o> State<'o> {
             .octets()?;
         self.layer("compressedData (zlib)".into())?;
         let compressed_size = data.len();
-        let limit = usize::try_from(self.budget).unwrap_or(usize::MAX);
-        let out = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&data, limit).map_err(|e| {
-            if e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput {
-                Error::TooLarge(format!(
-                    "the compressed content expands beyond the limit of {} bytes (decompression bomb?)",
+        let out = match crate::inflate::inflate(&data, true, self.budget) {
+            Ok(done) => done.data,
+            Err(crate::inflate::Failure::TooLarge { .. }) => {
+                return Err(Error::ExpansionTooLarge(format!(
+                    "the compressed content expands beyond the limit of {} bytes (decompression \
+                     bomb?)",
                     self.opts.max_output
-                ))
-            } else {
-                Error::DecompressFailed(format!("corrupt zlib data ({:?})", e.status))
+                )))
             }
-        })?;
+            Err(crate::inflate::Failure::Truncated) => {
+                return Err(Error::DecompressFailed("truncated zlib data".into()))
+            }
+            Err(crate::inflate::Failure::Corrupt(why)) => {
+                return Err(Error::DecompressFailed(format!(
+                    "corrupt zlib data ({why})"
+                )))
+            }
+        };
         self.budget = self.budget.saturating_sub(out.len() as u64);
         self.trace(
             Json::obj()
@@ -755,6 +780,9 @@ impl<'o> State<'o> {
                 ))
             }
         };
+        // Before anything is decrypted: content this large cannot be a document we accept
+        // (compressed content is bounded while it is inflated).
+        self.check_wrapped(ciphertext.len(), "the encrypted content")?;
         let (aad, mac) = if auth {
             let aad = match r.optional(tag::ctx(1))? {
                 Some(a) => {
@@ -803,7 +831,7 @@ impl<'o> State<'o> {
     }
 
     /// Find the RecipientInfo addressed to us and recover the content key.
-    fn content_key(&self, ris: Tlv, alg: ContentAlg) -> Result<(Vec<u8>, String)> {
+    fn content_key(&self, ris: Tlv, alg: ContentAlg) -> Result<(crypto::Secret, String)> {
         let id = self.opts.recipient;
         let kek = self.opts.kek;
         let mut addressed_to = Vec::new();
@@ -888,7 +916,7 @@ impl<'o> State<'o> {
         ri: Tlv,
         id: Option<&Identity>,
         addressed_to: &mut Vec<String>,
-    ) -> Result<Option<(Vec<u8>, String)>> {
+    ) -> Result<Option<(crypto::Secret, String)>> {
         let mut k = ri.children()?;
         k.expect(tag::INTEGER, "version")?;
         let originator = k
