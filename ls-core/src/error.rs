@@ -301,7 +301,7 @@ pub enum Error {
     /// The service refused the request for good with an HTTP status (a 4xx other than 408
     /// and 429; 413: the message is larger than the service accepts). Sending it again cannot
     /// succeed.
-    #[error("the service refused the message: {0}")]
+    #[error("refused for good: {0}")]
     Refused(String),
     /// A file of the client's journal (its state folder) cannot be read as written.
     #[error("the client's state is damaged: {0}")]

@@ -368,15 +368,27 @@ impl Client {
                     FailureClass::Quarantined,
                 ))
             } else {
-                self.handle(
-                    &ex,
-                    &pulled,
-                    &sender,
-                    &message_id,
-                    &key,
-                    on_document,
-                    report,
-                )
+                // A bug that panics on what a partner sent must not take the daemon down, nor
+                // come back at every poll: the message is set aside at once.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.handle(
+                        &ex,
+                        &pulled,
+                        &sender,
+                        &message_id,
+                        &key,
+                        on_document,
+                        report,
+                    )
+                }))
+                .unwrap_or_else(|_| {
+                    Err(Fault::Refuse(
+                        Error::Internal(
+                            "verifying or opening this message panicked; it was set aside".into(),
+                        ),
+                        FailureClass::Quarantined,
+                    ))
+                })
             };
             match outcome {
                 Ok(()) => {
@@ -435,6 +447,9 @@ impl Client {
         // journal names the message meanwhile, so that a crash in there is laid at its door.
         self.mark_in_flight(key, sender, message_id)
             .map_err(Fault::Stop)?;
+        if self.fail_at("poll:panic").is_err() {
+            panic!("a simulated bug while reading a message");
+        }
         let incoming = message::read(
             &pulled.content_type,
             &pulled.body,

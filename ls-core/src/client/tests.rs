@@ -1437,3 +1437,62 @@ fn the_journal_forgets_delivered_messages_only_after_the_configured_hours() {
     bob.poll(|_| {}).unwrap();
     assert!(!entry.exists());
 }
+
+#[test]
+fn a_message_that_makes_the_client_panic_is_set_aside_and_the_poll_goes_on() {
+    let w = world();
+    let alice = w.client("alice");
+    let bad = alice
+        .send_bytes("bad.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    alice
+        .send_bytes("good.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let bob = w.client("bob");
+    arm(&bob, "poll:panic");
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.received.len(), 1);
+    assert_eq!(r.received[0].name, "good.xml");
+    assert_eq!(r.failed[0].message_id, bad.message_id);
+    assert_eq!(r.failed[0].refused, Some(FailureClass::Quarantined));
+    assert!(r.failed[0].quarantined.as_ref().unwrap().is_file());
+    assert!(w.svc.failed(&bad.message_id));
+}
+
+#[test]
+fn a_pulled_message_too_large_to_keep_is_identified_from_its_head_and_refused() {
+    let w = world();
+    let alice = w.client("alice");
+    let sent = alice
+        .send_bytes("big.bin", &[9u8; 3000], "bob", &SendOptions::default())
+        .unwrap();
+    // Bob's transport keeps the first 1500 bytes of a pulled message, as the HTTPS transport
+    // does beyond its limit, with the whole body's length and digest.
+    let svc = Arc::clone(&w.svc);
+    let bob = Client::with_transport(
+        &w.cfg("bob"),
+        Box::new(StubTransport::new(move |ct, body| {
+            let mut r = svc.handle(ct, body)?;
+            let m = exchange::peek(&r.content_type, &r.body, &Limits::default());
+            if m.is_ok_and(|m| !m.user_messages.is_empty()) {
+                r.oversized = Some(crate::transport::Oversized {
+                    length: r.body.len() as u64,
+                    sha256: openssl::sha::sha256(&r.body),
+                    limit: 1500,
+                });
+                r.body.truncate(r.body.len() - 1000);
+            }
+            Ok(r)
+        })),
+    )
+    .unwrap();
+    let r = bob.poll(|_| panic!("not written")).unwrap();
+    let f = &r.failed[0];
+    assert_eq!(f.message_id, sent.message_id);
+    assert_eq!(f.refused, Some(FailureClass::TooLarge), "{f:?}");
+    assert!(f.error.contains("limits.max_document_bytes"), "{f:?}");
+    assert!(f.notice_sent);
+    assert!(w.svc.failed(&sent.message_id));
+    let n = &alice.poll(|_| {}).unwrap().refused_by_partners[0];
+    assert_eq!(n.class, FailureClass::TooLarge);
+}
