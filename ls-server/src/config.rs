@@ -110,6 +110,10 @@ pub struct DeliverySection {
     /// How often retention runs.
     #[serde(default = "default_purge_interval")]
     pub purge_interval_secs: u64,
+    /// Records of finished messages (purged, expired or failed) are removed this long after
+    /// the message was received. Until then a re-sent message is recognised as a duplicate.
+    #[serde(default = "default_keep_records")]
+    pub keep_records_hours: u64,
 }
 
 fn default_redeliver() -> u64 {
@@ -124,6 +128,9 @@ fn default_expire() -> u64 {
 fn default_purge_interval() -> u64 {
     600
 }
+fn default_keep_records() -> u64 {
+    30 * 24
+}
 
 impl Default for DeliverySection {
     fn default() -> Self {
@@ -132,6 +139,7 @@ impl Default for DeliverySection {
             keep_delivered_hours: default_keep_delivered(),
             expire_undelivered_hours: default_expire(),
             purge_interval_secs: default_purge_interval(),
+            keep_records_hours: default_keep_records(),
         }
     }
 }
@@ -149,6 +157,14 @@ pub struct LimitsSection {
     pub body_timeout_secs: u64,
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_secs: u64,
+    /// Free bytes the store's file system keeps: a push that would leave less is refused with
+    /// HTTP 503 (transient), so that pulls, receipts and retention, which free space, go on.
+    #[serde(default = "default_min_free")]
+    pub min_free_bytes: u64,
+    /// Bytes of undelivered messages the parties of one subscriber may have waiting (0: no
+    /// quota); more is refused with the ebMS error LS:0002.
+    #[serde(default = "default_max_queued")]
+    pub max_queued_bytes_per_subscriber: u64,
 }
 
 fn default_max_connections() -> usize {
@@ -166,6 +182,12 @@ fn default_body_timeout() -> u64 {
 fn default_idle_timeout() -> u64 {
     30
 }
+fn default_min_free() -> u64 {
+    256 * 1024 * 1024
+}
+fn default_max_queued() -> u64 {
+    10 * 1024 * 1024 * 1024
+}
 
 impl Default for LimitsSection {
     fn default() -> Self {
@@ -175,6 +197,8 @@ impl Default for LimitsSection {
             header_timeout_secs: default_header_timeout(),
             body_timeout_secs: default_body_timeout(),
             idle_timeout_secs: default_idle_timeout(),
+            min_free_bytes: default_min_free(),
+            max_queued_bytes_per_subscriber: default_max_queued(),
         }
     }
 }
@@ -254,6 +278,14 @@ impl Config {
         }
     }
 
+    /// What pushes are held to besides the recipient's limit.
+    pub fn accept_limits(&self) -> crate::store::AcceptLimits {
+        crate::store::AcceptLimits {
+            min_free_bytes: self.limits.min_free_bytes,
+            max_queued_bytes_per_subscriber: self.limits.max_queued_bytes_per_subscriber,
+        }
+    }
+
     /// The key's password, from the environment variable or file the configuration names.
     pub fn identity_password(&self) -> Result<Option<String>, String> {
         if let Some(var) = &self.identity.password_env {
@@ -308,6 +340,7 @@ inline_max_bytes = 262144  # larger bodies are kept in synced files beside the d
 redeliver_after_secs = 300       # a pulled message without a receipt is offered again
 keep_delivered_hours = 168       # delivered messages are purged after this
 expire_undelivered_hours = 720   # undelivered messages expire (the record stays)
+keep_records_hours = 720         # records of finished messages are removed after this
 purge_interval_secs = 600
 
 [limits]
@@ -316,6 +349,11 @@ max_message_bytes = 104857600
 header_timeout_secs = 10
 body_timeout_secs = 300
 idle_timeout_secs = 30
+# Pushes that would leave less than this free on the store's file system get HTTP 503
+# (retry later); pulls and receipts go on.
+min_free_bytes = 268435456
+# Undelivered bytes the parties of one subscriber may have waiting (0: no quota).
+max_queued_bytes_per_subscriber = 10737418240
 
 [admin]
 # The admin HTTP API (plain HTTP: keep it on loopback). Every call needs
