@@ -113,7 +113,15 @@ pub(super) fn build_refusal(
         payload_sha256: payload_sha256(client, pulled),
         class,
     };
-    let um = coordination::refusal_notice(&client.cfg.party.id, sender, &notice, &client.domain)?;
+    let mut um =
+        coordination::refusal_notice(&client.cfg.party.id, sender, &notice, &client.domain)?;
+    // Addressed to the sender exactly as it named itself (a typed PartyId too), so that the
+    // service finds the refused message's sender in it.
+    if let Some(refused) = pulled.messaging.user_messages.first() {
+        if !refused.from.ids.is_empty() {
+            um.to.ids = refused.from.ids.clone();
+        }
+    }
     let built = message::build(Outgoing {
         messaging: Messaging {
             user_messages: vec![um],
