@@ -694,3 +694,74 @@ fn a_document_of_70_mib_arrives() {
     let got = std::fs::read(bob.dir.join("inbox/seventy.bin")).unwrap();
     assert!(got == doc, "the 70 MiB document differs");
 }
+
+/// The recipient's limit is part of its registration: a larger document is refused at push
+/// time (exit 10, LS:0001 naming the sizes). A client whose own limit is smaller than its
+/// registration refuses the message itself, with a signed notice, and the service stops
+/// offering it.
+#[test]
+fn limits_meet_through_the_registration() {
+    let svc = start_service("reg-limit");
+    let alice = svc.party("alice", true);
+    let bob = svc.party("bob", true);
+    alice.trust(&bob);
+    bob.trust(&alice);
+    svc.admin(&[
+        "party",
+        "set-limit",
+        "bob",
+        "--max-document-bytes",
+        "1048576",
+    ]);
+    let doc = alice.dir.join("three.bin");
+    std::fs::write(&doc, document(3, 3 << 20)).unwrap();
+    let o = alice.cmd(&["send", doc.to_str().unwrap(), "--to", "bob"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(10), "{stderr}");
+    let reason = std::fs::read_to_string(alice.dir.join("failed/three.bin.reason.txt")).unwrap();
+    assert!(reason.contains("LS:0001"), "{reason}");
+    assert!(reason.contains("1048576"), "{reason}");
+    assert!(svc.admin(&["messages"]).as_array().unwrap().is_empty());
+
+    // Registered for 100 MiB again, but bob's client takes 1 MiB only.
+    svc.admin(&[
+        "party",
+        "set-limit",
+        "bob",
+        "--max-document-bytes",
+        "104857600",
+    ]);
+    let text = std::fs::read_to_string(&bob.config).unwrap();
+    let text = text.replace(
+        "max_document_bytes = 104857600",
+        "max_document_bytes = 1048576",
+    );
+    std::fs::write(&bob.config, text).unwrap();
+    let v = json(&alice.ok(&["send", doc.to_str().unwrap(), "--to", "bob", "--json"]));
+    let id = v["message_id"].as_str().unwrap().to_string();
+    let o = bob.ok(&["poll"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("too_large"), "{stderr}");
+    assert!(bob.documents("inbox").is_empty());
+    let msgs = svc.admin(&["messages"]);
+    let m = msgs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(m["state"], "failed", "{m}");
+    assert_eq!(m["failure_class"], "too_large", "{m}");
+    alice.ok(&["poll"]);
+    let st = json(&alice.ok(&["status", "--json"]));
+    assert_eq!(
+        st["refused_by_partners"][0]["message_id"],
+        id.as_str(),
+        "{st}"
+    );
+    assert_eq!(
+        st["refused_by_partners"][0]["payload_matches"], true,
+        "{st}"
+    );
+}

@@ -149,7 +149,8 @@ pub struct PartnerRefusal {
     pub class: FailureClass,
     /// What the class means.
     pub reason: String,
-    /// The SHA-256 of the payload as the partner received it…
+    /// The SHA-256 of the payload as the partner received it (of the whole message when it was
+    /// too large to split)…
     pub payload_sha256: String,
     /// …and whether it is what we sent (`None` when we no longer know what we sent).
     pub payload_matches: Option<bool>,
@@ -190,9 +191,11 @@ impl Client {
             class: notice.class,
             reason: notice.class.describe().to_string(),
             payload_sha256: notice.payload_sha256.clone(),
-            payload_matches: sent_sha
-                .filter(|s| !s.is_empty())
-                .map(|s| s.eq_ignore_ascii_case(&notice.payload_sha256)),
+            payload_matches: (!sent_sha.is_empty()).then(|| {
+                sent_sha
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(&notice.payload_sha256))
+            }),
             notice_message_id: um.info.message_id.clone(),
             notice_timestamp: um.info.timestamp.clone(),
             received_at: time::now_unix(),
@@ -215,10 +218,11 @@ impl Client {
         Ok(r)
     }
 
-    /// The `<name>.sent.json` in `sent/` of our message `message_id`, and the payload digest
-    /// it records.
+    /// The `<name>.sent.json` in `sent/` of our message `message_id`, and the digests it
+    /// records (of the payload and of the whole message: a recipient that could not split the
+    /// message names the latter).
     #[allow(clippy::type_complexity)]
-    fn find_sent(&self, message_id: &str) -> Result<(Option<(String, PathBuf)>, Option<String>)> {
+    fn find_sent(&self, message_id: &str) -> Result<(Option<(String, PathBuf)>, Vec<String>)> {
         let needle = serde_json::to_string(message_id).unwrap_or_default();
         for (name, path, md) in list_dir(&self.cfg.folders.sent)? {
             let Some(doc) = name.strip_suffix(".sent.json") else {
@@ -238,14 +242,16 @@ impl Client {
                 Err(_) => continue,
             };
             if v.get("message_id").and_then(|m| m.as_str()) == Some(message_id) {
-                let sha = v
-                    .get("payload_sha256")
-                    .and_then(|s| s.as_str())
-                    .map(str::to_string);
-                return Ok((Some((doc.to_string(), path)), sha));
+                let shas = ["payload_sha256", "message_sha256"]
+                    .iter()
+                    .filter_map(|k| v.get(*k).and_then(|s| s.as_str()))
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                return Ok((Some((doc.to_string(), path)), shas));
             }
         }
-        Ok((None, None))
+        Ok((None, Vec::new()))
     }
 
     /// Partners' refusals of what we sent, newest first.

@@ -192,9 +192,12 @@ struct JobRecord {
     action: String,
     size: u64,
     sha256: String,
-    /// Of the sealed payload in the message (a partner's refusal notice names it).
+    /// Of the sealed payload in the message, and of the whole message as pushed (a partner's
+    /// refusal notice names one of them).
     #[serde(default)]
     payload_sha256: String,
+    #[serde(default)]
+    message_sha256: String,
     created: i64,
     /// Of the built message in `message.bin`.
     content_type: String,
@@ -230,6 +233,7 @@ struct SentRecord<'a> {
     size: u64,
     sha256: &'a str,
     payload_sha256: &'a str,
+    message_sha256: &'a str,
     receipt_message_id: &'a str,
     receipt_time: &'a str,
     receipt_checked_at: String,
@@ -418,6 +422,7 @@ impl Client {
             size: data.len() as u64,
             sha256: sha256_hex(data),
             payload_sha256,
+            message_sha256: sha256_hex(&built.body),
             created: now,
             content_type: built.content_type.clone(),
             references: built.references.iter().map(RefRecord::from).collect(),
@@ -611,6 +616,7 @@ impl Client {
                     size: rec.size,
                     sha256: &rec.sha256,
                     payload_sha256: &rec.payload_sha256,
+                    message_sha256: &rec.message_sha256,
                     receipt_message_id,
                     receipt_time,
                     receipt_checked_at: time::iso8601(*at),
@@ -850,6 +856,7 @@ impl Client {
                     size: fs::metadata(dir.join(DOCUMENT)).map_or(0, |m| m.len()),
                     sha256: String::new(),
                     payload_sha256: String::new(),
+                    message_sha256: String::new(),
                     created: time::now_unix(),
                     content_type: String::new(),
                     references: Vec::new(),
