@@ -1496,3 +1496,41 @@ fn a_pulled_message_too_large_to_keep_is_identified_from_its_head_and_refused() 
     let n = &alice.poll(|_| {}).unwrap().refused_by_partners[0];
     assert_eq!(n.class, FailureClass::TooLarge);
 }
+
+#[test]
+fn an_as4_gzip_bomb_is_refused_as_too_large_without_being_expanded() {
+    use crate::as4::message::{self, Outgoing, Payload};
+    let w = world();
+    w.configure("bob", "\n[limits]\nmax_document_bytes = 100000\n");
+    let alice = w.client("alice");
+    // A partner's gateway that gzips the payload at the AS4 level: 64 MiB of zeros.
+    let um = exchange::user_message("alice", "bob", "svc", "act", "", "alice.test").unwrap();
+    let id = um.info.message_id.clone();
+    let built = message::build(Outgoing {
+        messaging: Messaging {
+            user_messages: vec![um],
+            signals: Vec::new(),
+        },
+        payloads: vec![Payload {
+            content_id: "bomb@alice.test".into(),
+            mime_type: "application/octet-stream".into(),
+            data: vec![0u8; 64 << 20],
+            compress: true,
+            properties: Vec::new(),
+        }],
+        signer: alice.identity(),
+        encrypt_for: None,
+        soap: SoapVersion::Soap12,
+    })
+    .unwrap();
+    assert!(built.body.len() < 1 << 20, "{}", built.body.len());
+    let r = w.svc.handle(&built.content_type, &built.body).unwrap();
+    assert_eq!(r.status, 200);
+    let bob = w.client("bob");
+    let r = bob.poll(|_| panic!("not written")).unwrap();
+    let f = &r.failed[0];
+    assert_eq!(f.message_id, id);
+    assert_eq!(f.code, "LS_ERR_EXPANSION_TOO_LARGE", "{f:?}");
+    assert_eq!(f.refused, Some(FailureClass::TooLarge));
+    assert!(w.svc.failed(&id));
+}
