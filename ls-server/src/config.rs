@@ -265,6 +265,8 @@ impl Config {
             max_connections: self.limits.max_connections,
             max_connections_per_address: self.limits.max_connections_per_address,
             max_body_bytes: self.limits.max_message_bytes,
+            // The TLS handshake too, as documented.
+            handshake_timeout: Duration::from_secs(self.limits.header_timeout_secs),
             header_timeout: Duration::from_secs(self.limits.header_timeout_secs),
             body_timeout: Duration::from_secs(self.limits.body_timeout_secs),
             idle_timeout: Duration::from_secs(self.limits.idle_timeout_secs),

@@ -21,7 +21,7 @@ use tokio::time::Sleep;
 use super::{bump, HttpStats, Limits, LINGER_BYTES, LINGER_TIME};
 
 /// What the server sends when a request head does not arrive within its deadline.
-const HEAD_TIMEOUT_REPLY: &[u8] = b"HTTP/1.1 408 Request Timeout\r\n\
+pub(super) const HEAD_TIMEOUT_REPLY: &[u8] = b"HTTP/1.1 408 Request Timeout\r\n\
 Content-Type: text/plain; charset=utf-8\r\nContent-Length: 16\r\nConnection: close\r\n\r\n\
 request timeout\n";
 
@@ -130,11 +130,12 @@ impl ConnState {
     }
 }
 
-/// A stream with the deadlines of [`ConnState`]'s phases, and a byte read before hyper took
-/// over (the first byte of the first request) given back first.
+/// A stream with the deadlines of [`ConnState`]'s phases, and the bytes read before hyper took
+/// over (the first request's head) given back first.
 pub(super) struct DeadlineIo<S> {
     inner: S,
-    first: Option<u8>,
+    prefix: Vec<u8>,
+    prefix_read: usize,
     state: Arc<ConnState>,
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
@@ -168,10 +169,11 @@ fn timed_out(what: &str) -> io::Error {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> DeadlineIo<S> {
-    pub fn new(inner: S, first: u8, state: Arc<ConnState>) -> DeadlineIo<S> {
+    pub fn new(inner: S, prefix: Vec<u8>, state: Arc<ConnState>) -> DeadlineIo<S> {
         DeadlineIo {
             inner,
-            first: Some(first),
+            prefix,
+            prefix_read: 0,
             state,
             read_timer: None,
             write_timer: None,
@@ -260,8 +262,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for DeadlineIo<S> {
         if buf.remaining() == 0 {
             return Poll::Ready(Ok(()));
         }
-        if let Some(b) = this.first.take() {
-            buf.put_slice(&[b]);
+        if this.prefix_read < this.prefix.len() {
+            let n = buf.remaining().min(this.prefix.len() - this.prefix_read);
+            buf.put_slice(&this.prefix[this.prefix_read..this.prefix_read + n]);
+            this.prefix_read += n;
+            if this.prefix_read == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.prefix_read = 0;
+            }
             return Poll::Ready(Ok(()));
         }
         let before = buf.filled().len();

@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{watch, Semaphore};
 use tokio_openssl::SslStream;
 
-use super::io::{ConnState, DeadlineIo, Phase};
+use super::io::{ConnState, DeadlineIo, Phase, HEAD_TIMEOUT_REPLY};
 use super::service::{respond, ConnInfo, HttpResponse, Shared};
 use super::{
     bump, Handler, HttpStats, Limits, ListenerGuard, Shutdown, Stopped, MAX_CONCURRENT_HANDLERS,
@@ -144,14 +144,16 @@ impl Server {
         };
 
         let deadline = tokio::time::Instant::now() + limits.handshake_timeout;
-        // No TLS session until the client says something.
+        // No TLS session until the client has sent something (readiness alone can be
+        // spurious: peek waits for a byte, or the end of the stream).
+        let mut peeked = [0u8; 1];
         let said = tokio::select! {
-            r = tokio::time::timeout_at(deadline, tcp.readable()) => r,
+            r = tokio::time::timeout_at(deadline, tcp.peek(&mut peeked)) => r,
             _ = reached(&mut phase, STOPPING) => return,
         };
         match said {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return,
+            Ok(Ok(1..)) => {}
+            Ok(_) => return,
             Err(_) => {
                 bump(&stats.tls_failures);
                 return bump(&stats.timeouts);
@@ -183,7 +185,10 @@ impl Server {
         self.first_request(stream, peer, cert, ready, phase).await
     }
 
-    /// Wait for the first byte of the first request without any HTTP state, then serve.
+    /// Collect the first request's head without any HTTP state (a few bytes per connection,
+    /// however slowly they come), then serve. The head must start within `deadline` and be
+    /// complete within `header_timeout` of its first byte (else 408). hyper parses it: this
+    /// only waits for the empty line that ends it, or for more than `max_header_bytes`.
     async fn first_request<S>(
         &self,
         mut stream: S,
@@ -194,29 +199,53 @@ impl Server {
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let mut first = [0u8; 1];
-        let got = tokio::select! {
-            r = tokio::time::timeout_at(deadline.into(), stream.read(&mut first)) => r,
-            _ = reached(&mut phase, STOPPING) => {
-                return quiet_close(stream, &self.shared.limits).await;
+        let limits = &self.shared.limits;
+        let mut head = HeadCollector::default();
+        let mut chunk = [0u8; 512];
+        let mut deadline = deadline;
+        let mut started = None;
+        while !head.complete(limits.max_header_bytes) {
+            let got = tokio::select! {
+                r = tokio::time::timeout_at(deadline.into(), stream.read(&mut chunk)) => r,
+                _ = reached(&mut phase, STOPPING) => {
+                    return quiet_close(stream, limits).await;
+                }
+            };
+            match got {
+                Ok(Ok(0)) | Ok(Err(_)) => return,
+                Ok(Ok(n)) => head.bytes.extend_from_slice(&chunk[..n]),
+                Err(_) if started.is_none() => {
+                    // The first request never started.
+                    bump(&self.shared.stats.timeouts);
+                    return quiet_close(stream, limits).await;
+                }
+                Err(_) => {
+                    bump(&self.shared.stats.timeouts);
+                    let _ = tokio::time::timeout(limits.write_timeout, async {
+                        stream.write_all(HEAD_TIMEOUT_REPLY).await?;
+                        stream.flush().await
+                    })
+                    .await;
+                    return quiet_close(stream, limits).await;
+                }
             }
-        };
-        match got {
-            Ok(Ok(1)) => {}
-            Ok(_) => return,
-            Err(_) => {
-                bump(&self.shared.stats.timeouts);
-                return quiet_close(stream, &self.shared.limits).await;
+            if started.is_none() {
+                let now = Instant::now();
+                started = Some(now);
+                deadline = now + limits.header_timeout;
             }
         }
-        // Boxed: the HTTP state is only allocated for connections that send a request.
-        Box::pin(self.http_session(stream, first[0], peer, client_cert, phase)).await
+        let head_deadline = deadline;
+        // Boxed: the HTTP state is only allocated for connections that sent a head.
+        Box::pin(self.http_session(stream, head.bytes, head_deadline, peer, client_cert, phase))
+            .await
     }
 
     async fn http_session<S>(
         &self,
         stream: S,
-        first: u8,
+        head: Vec<u8>,
+        head_deadline: Instant,
         peer: SocketAddr,
         client_cert: Option<Vec<u8>>,
         mut phase: watch::Receiver<u8>,
@@ -225,7 +254,7 @@ impl Server {
     {
         let limits = &self.shared.limits;
         let state = Arc::new(ConnState::new(
-            Phase::Head(Instant::now() + limits.header_timeout),
+            Phase::Head(head_deadline),
             limits,
             self.shared.stats.clone(),
         ));
@@ -240,7 +269,7 @@ impl Server {
                 Box::pin(respond(req, shared.clone(), info.clone()));
             fut
         });
-        let io = TokioIo::new(DeadlineIo::new(stream, first, state.clone()));
+        let io = TokioIo::new(DeadlineIo::new(stream, head, state.clone()));
         let mut conn = self.http.serve_connection(io, service);
 
         let mut stopping = false;
@@ -281,6 +310,36 @@ async fn quiet_close<S: AsyncWrite + Unpin>(mut stream: S, limits: &Limits) {
         stream.shutdown(),
     )
     .await;
+}
+
+/// The bytes of a first request head as they arrive, and whether they end in the empty line
+/// that ends a head (CRLF or bare LF line endings; empty lines before the request line, which
+/// hyper skips, are skipped here too).
+#[derive(Default)]
+struct HeadCollector {
+    bytes: Vec<u8>,
+    /// Bytes already scanned without finding the end.
+    scanned: usize,
+}
+
+impl HeadCollector {
+    fn complete(&mut self, max: usize) -> bool {
+        if self.bytes.len() > max {
+            // hyper answers 431.
+            return true;
+        }
+        let lead = self
+            .bytes
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        let from = self.scanned.saturating_sub(2).max(lead);
+        let rest = &self.bytes[from..];
+        let found =
+            rest.windows(2).any(|w| w == b"\n\n") || rest.windows(3).any(|w| w == b"\n\r\n");
+        self.scanned = self.bytes.len();
+        found
+    }
 }
 
 /// Resolves with the phase once it is at least `level` (never, if the server is gone).

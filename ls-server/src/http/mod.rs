@@ -13,8 +13,11 @@
 //! ([`HttpStats::refused_over_limit`], [`HttpStats::refused_per_address`]).
 //!
 //! A connection costs little until it proves itself: a TLS session is only allocated once the
-//! client has sent its first bytes, and hyper's buffers only once the first byte of a request
-//! has arrived.
+//! client has sent its first bytes, and hyper's buffers (about 24 KiB) only once the first
+//! request's head is complete (until then its bytes are kept as they come, and only the empty
+//! line ending it is looked for; hyper parses it). Measured with a debug build: a silent TCP
+//! connection about 2 KiB, a silent TLS one about 15 KiB, one trickling its head over TLS
+//! about 17 KiB.
 //!
 //! # Deadlines
 //!

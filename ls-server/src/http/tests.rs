@@ -593,37 +593,49 @@ fn slowloris_head_is_cut_at_the_header_deadline() {
         },
         None,
     );
-    let c = plain(server.addr);
-    let mut reader = c.try_clone().unwrap();
-    let done = Arc::new(AtomicBool::new(false));
-    let done2 = done.clone();
-    let start = Instant::now();
-    let writer = thread::spawn(move || {
-        let mut c = c;
-        let request = b"GET /slowly-slowly-slowly-slowly-slowly HTTP/1.1\r\nHost: x\r\n\r\n";
-        for b in request.iter() {
-            if done2.load(Ordering::SeqCst) || c.write_all(&[*b]).is_err() {
-                return;
+    // The first request of a connection (collected before hyper sees it), and a second one
+    // on a kept-alive connection (read by hyper, under the stream's deadline).
+    for (i, earlier) in [&b""[..], b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n"]
+        .into_iter()
+        .enumerate()
+    {
+        let mut c = plain(server.addr);
+        let mut got = Vec::new();
+        if !earlier.is_empty() {
+            let r = roundtrip(&mut c, earlier);
+            assert_eq!(r.status, 200);
+        }
+        let mut reader = c.try_clone().unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let done2 = done.clone();
+        let start = Instant::now();
+        let writer = thread::spawn(move || {
+            let mut c = c;
+            let request = b"GET /slowly-slowly-slowly-slowly-slowly HTTP/1.1\r\nHost: x\r\n\r\n";
+            for b in request.iter() {
+                if done2.load(Ordering::SeqCst) || c.write_all(&[*b]).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_millis(200));
             }
-            thread::sleep(Duration::from_millis(200));
+        });
+        let mut chunk = [0u8; 1024];
+        loop {
+            match reader.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&chunk[..n]),
+            }
         }
-    });
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 1024];
-    loop {
-        match reader.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&chunk[..n]),
-        }
+        let elapsed = start.elapsed();
+        done.store(true, Ordering::SeqCst);
+        writer.join().unwrap();
+        assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
+        assert!(elapsed < Duration::from_secs(3), "closed after {elapsed:?}");
+        let got = String::from_utf8_lossy(&got);
+        assert!(got.starts_with("HTTP/1.1 408 "), "{got}");
+        assert!(got.contains("Connection: close"), "{got}");
+        server.wait_for("timeouts", |s| s.timeouts == i as u64 + 1);
     }
-    let elapsed = start.elapsed();
-    done.store(true, Ordering::SeqCst);
-    writer.join().unwrap();
-    assert!(elapsed >= Duration::from_millis(900), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(3), "closed after {elapsed:?}");
-    let got = String::from_utf8_lossy(&got);
-    assert!(got.starts_with("HTTP/1.1 408 "), "{got}");
-    server.wait_for("timeouts", |s| s.timeouts == 1);
 }
 
 #[test]
