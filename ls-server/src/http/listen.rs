@@ -205,9 +205,12 @@ impl Server {
         let mut deadline = deadline;
         let mut started = None;
         while !head.complete(limits.max_header_bytes) {
+            // A stop closes a connection still waiting for its first request; one whose request
+            // has begun is served (with Connection: close) unless the grace runs out.
+            let stop_at = if started.is_none() { STOPPING } else { CUT };
             let got = tokio::select! {
                 r = tokio::time::timeout_at(deadline.into(), stream.read(&mut chunk)) => r,
-                _ = reached(&mut phase, STOPPING) => {
+                _ = reached(&mut phase, stop_at) => {
                     return quiet_close(stream, limits).await;
                 }
             };

@@ -835,7 +835,18 @@ fn shutdown_stops_serve() {
     let r = read_response(&mut busy, &mut buf, false).unwrap();
     assert_eq!(r.text(), "slow");
     assert_eq!(r.header("connection"), Some("close"));
-    server.handle.take().unwrap().join().unwrap().unwrap();
+    assert!(
+        wait_until_refused(server.addr),
+        "the listener is closed once the stop began"
+    );
+    let stopped = server.handle.take().unwrap().join().unwrap().unwrap();
+    assert_eq!(
+        stopped,
+        Stopped {
+            open_at_stop: 2,
+            cut: 0
+        }
+    );
     let elapsed = start.elapsed();
     assert!(
         elapsed < Duration::from_secs(3),
@@ -924,6 +935,18 @@ fn tls_acceptor_inputs() {
     let e = tls_acceptor(&cert, &pkcs8, None, true).err().unwrap();
     assert!(e.contains("no client CA"), "{e}");
     assert!(tls_acceptor(&cert, &pkcs8, Some(b"junk"), true).is_err());
+}
+
+/// Wait (generously) until connecting to `addr` is refused.
+fn wait_until_refused(addr: SocketAddr) -> bool {
+    let end = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < end {
+        if TcpStream::connect(addr).is_err() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    false
 }
 
 /// Send raw bytes on a fresh connection; return the response and whether the server then
