@@ -108,7 +108,8 @@ pub struct Request {
     /// The path without the query string.
     pub path: String,
     pub query: String,
-    /// Header names lower-cased, in order.
+    /// Header names lower-cased. The values of a repeated name keep their order; the order
+    /// between different names is hyper's `HeaderMap` order, not necessarily the wire order.
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub peer: SocketAddr,
