@@ -3,7 +3,8 @@
 #   make demo       the main job: two parties, a document sealed, opened, receipted
 #   make test       every test (Rust, C examples under valgrind, Python), installing what it needs
 #   make install    PREFIX=/usr/local DESTDIR=  (library, static lib, header, pkg-config, layersec)
-#   make bench      benchmarks (criterion + the openssl cms comparison script + the service)
+#   make bench      benchmarks (criterion + the openssl cms comparison script + the service,
+#                   also under 10,000 idle or trickling connections)
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -61,6 +62,7 @@ bench: deps
 	bash scripts/bench.sh
 	bash scripts/bench-server.sh
 	bash scripts/bench-client.sh
+	bash scripts/bench-lockout.sh
 
 install: build install-files
 

@@ -31,6 +31,14 @@ pub struct ServiceSection {
     /// The domain of the MessageIds the service makes (receipts, errors).
     #[serde(default = "default_domain")]
     pub domain: String,
+    /// On SIGTERM/SIGINT: how long requests in progress may take to finish before their
+    /// connections are cut.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+fn default_shutdown_grace() -> u64 {
+    30
 }
 
 fn default_domain() -> String {
@@ -149,6 +157,8 @@ impl Default for DeliverySection {
 pub struct LimitsSection {
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
     #[serde(default = "default_max_message")]
     pub max_message_bytes: u64,
     #[serde(default = "default_header_timeout")]
@@ -168,7 +178,10 @@ pub struct LimitsSection {
 }
 
 fn default_max_connections() -> usize {
-    256
+    20_000
+}
+fn default_max_connections_per_address() -> usize {
+    128
 }
 fn default_max_message() -> u64 {
     100 * 1024 * 1024
@@ -193,6 +206,7 @@ impl Default for LimitsSection {
     fn default() -> Self {
         LimitsSection {
             max_connections: default_max_connections(),
+            max_connections_per_address: default_max_connections_per_address(),
             max_message_bytes: default_max_message(),
             header_timeout_secs: default_header_timeout(),
             body_timeout_secs: default_body_timeout(),
@@ -246,6 +260,9 @@ impl Config {
         if self.limits.max_connections == 0 {
             return Err("limits.max_connections must be at least 1".into());
         }
+        if self.limits.max_connections_per_address == 0 {
+            return Err("limits.max_connections_per_address must be at least 1".into());
+        }
         if self.delivery.redeliver_after_secs == 0 {
             return Err("delivery.redeliver_after_secs must be at least 1".into());
         }
@@ -270,10 +287,14 @@ impl Config {
     pub fn http_limits(&self) -> crate::http::Limits {
         crate::http::Limits {
             max_connections: self.limits.max_connections,
+            max_connections_per_address: self.limits.max_connections_per_address,
             max_body_bytes: self.limits.max_message_bytes,
+            // The TLS handshake too, as documented.
+            handshake_timeout: Duration::from_secs(self.limits.header_timeout_secs),
             header_timeout: Duration::from_secs(self.limits.header_timeout_secs),
             body_timeout: Duration::from_secs(self.limits.body_timeout_secs),
             idle_timeout: Duration::from_secs(self.limits.idle_timeout_secs),
+            shutdown_grace: Duration::from_secs(self.service.shutdown_grace_secs),
             ..Default::default()
         }
     }
@@ -313,6 +334,9 @@ pub fn template(listen: &str, admin_listen: &str, domain: &str) -> String {
 listen = "{listen}"
 # Domain of the MessageIds of receipts and errors the service signs.
 domain = "{domain}"
+# On SIGTERM or SIGINT the service stops accepting, lets requests in progress finish for at
+# most this long, then exits 0.
+shutdown_grace_secs = 30
 
 [tls]
 # The endpoint's certificate (chain) and key, PEM. `init` made a self-signed pair for a first
@@ -344,7 +368,12 @@ keep_records_hours = 720         # records of finished messages are removed afte
 purge_interval_secs = 600
 
 [limits]
-max_connections = 256
+# Connections are cheap (no thread each); max_connections needs as many open files (the service
+# raises its own limit towards the system's hard limit and says so when it cannot).
+max_connections = 20000
+# From one client IP address (clients behind one NAT share it).
+max_connections_per_address = 128
+# Larger requests get HTTP 413, which states this limit, before their body is read.
 max_message_bytes = 104857600
 header_timeout_secs = 10
 body_timeout_secs = 300

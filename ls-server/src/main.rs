@@ -20,8 +20,9 @@ use serde_json::Value;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
 #[command(
@@ -454,7 +455,7 @@ fn serve(
     let listener = TcpListener::bind(&c.service.listen)
         .map_err(|e| (4, format!("service.listen {}: {e}", c.service.listen)))?;
     let as4_addr = listener.local_addr().map_err(|e| (4, e.to_string()))?;
-    let shutdown = Arc::new(AtomicBool::new(false));
+    let shutdown = http::Shutdown::new();
     let stats = Arc::new(http::HttpStats::default());
     let metrics = Arc::new(Metrics::default());
 
@@ -478,6 +479,7 @@ fn serve(
         decoy: Default::default(),
     });
     let mut admin_addr = String::new();
+    let mut admin_server = None;
     if let Some(l) = &c.admin.listen {
         let token_file = c.path(
             c.admin
@@ -508,45 +510,126 @@ fn serve(
             token,
             metrics: Some(Arc::new(move || svc.metrics_text())),
         });
-        let sd = shutdown.clone();
         let limits = http::Limits {
             max_connections: 16,
+            max_connections_per_address: 16,
             max_body_bytes: 1024 * 1024,
             ..c.http_limits()
         };
-        std::thread::Builder::new()
-            .name("admin".into())
-            .spawn(move || {
-                if let Err(e) = http::serve(al, None, limits, api, sd) {
-                    log::error("admin_api_stopped", &[("error", V::S(&e.to_string()))]);
-                }
-            })
-            .map_err(|e| (4, e.to_string()))?;
+        admin_server = Some((al, limits, api));
     }
-
-    log::always(
-        "listening",
-        &[
-            (
-                "as4",
-                V::S(&format!(
-                    "https://{as4_addr}{}",
-                    ls_server::endpoint::AS4_PATH
-                )),
-            ),
-            ("admin", V::S(&admin_addr)),
-            ("pid", (std::process::id() as u64).into()),
-        ],
+    let as4_limits = c.http_limits();
+    open_files_limit(
+        as4_limits.max_connections + admin_server.as_ref().map_or(0, |a| a.1.max_connections),
     );
-    http::serve_with_stats(
-        listener,
-        Some(acceptor),
-        c.http_limits(),
-        service,
-        shutdown,
-        stats,
-    )
-    .map_err(|e| (4, format!("serve: {e}")))
+
+    // One runtime for both listeners. The handlers block (store, signatures): they run on its
+    // blocking pool, bounded per listener.
+    let rt = http::runtime().map_err(|e| (4, format!("runtime: {e}")))?;
+    let outcome = rt.block_on(async {
+        // Signals first: a SIGTERM right after the listening line is a clean stop too.
+        let mut sigterm =
+            signal(SignalKind::terminate()).map_err(|e| (4, format!("signals: {e}")))?;
+        let mut sigint =
+            signal(SignalKind::interrupt()).map_err(|e| (4, format!("signals: {e}")))?;
+        let mut as4 = tokio::spawn(http::run(
+            listener,
+            Some(acceptor),
+            as4_limits,
+            service,
+            shutdown.clone(),
+            stats,
+        ));
+        let admin = admin_server.map(|(al, limits, api)| {
+            tokio::spawn(http::run(
+                al,
+                None,
+                limits,
+                api,
+                shutdown.clone(),
+                Arc::new(http::HttpStats::default()),
+            ))
+        });
+        log::always(
+            "listening",
+            &[
+                (
+                    "as4",
+                    V::S(&format!(
+                        "https://{as4_addr}{}",
+                        ls_server::endpoint::AS4_PATH
+                    )),
+                ),
+                ("admin", V::S(&admin_addr)),
+                ("pid", (std::process::id() as u64).into()),
+            ],
+        );
+        let signal = tokio::select! {
+            _ = sigterm.recv() => "SIGTERM",
+            _ = sigint.recv() => "SIGINT",
+            r = &mut as4 => {
+                let e = match r {
+                    Ok(Ok(_)) => "the listener closed".to_string(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                return Err((4, format!("serve: {e}")));
+            }
+        };
+        shutdown.trigger();
+        shutdown.listeners_closed().await;
+        log::always(
+            "stopping",
+            &[
+                ("signal", V::S(signal)),
+                ("grace_secs", c.service.shutdown_grace_secs.into()),
+            ],
+        );
+        let stopped = match as4.await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err((4, format!("serve: {e}"))),
+            Err(e) => return Err((4, format!("serve: {e}"))),
+        };
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+        log::always(
+            "stopped",
+            &[
+                ("open_at_stop", stopped.open_at_stop.into()),
+                ("cut_at_grace", stopped.cut.into()),
+            ],
+        );
+        Ok(())
+    });
+    // Handler calls cut at the end of the grace may still run: do not wait for them.
+    rt.shutdown_background();
+    outcome
+}
+
+/// Raise the open-files limit towards what `connections` need; say so when it cannot.
+fn open_files_limit(connections: usize) {
+    // Sockets, plus the store, logs and payload files.
+    let wanted = connections as u64 + 256;
+    match http::raise_open_files_limit(wanted) {
+        Ok((soft, _)) if soft >= wanted => {}
+        Ok((soft, hard)) => log::warn(
+            "open_files_limit",
+            &[
+                ("wanted", wanted.into()),
+                ("soft", soft.into()),
+                ("hard", hard.into()),
+                (
+                    "effect",
+                    V::S("fewer connections than limits.max_connections can be open"),
+                ),
+            ],
+        ),
+        Err(e) => log::warn(
+            "open_files_limit",
+            &[("wanted", wanted.into()), ("error", V::S(&e.to_string()))],
+        ),
+    }
 }
 
 /// Write `text` on standard output. A closed or failing standard output (`… | head`) is

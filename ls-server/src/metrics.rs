@@ -245,6 +245,12 @@ impl Metrics {
         );
         counter(
             &mut o,
+            "layersec_http_connections_refused_per_address_total",
+            "Connections closed at once because max_connections_per_address were open from the same address.",
+            http.refused_per_address.load(Relaxed),
+        );
+        counter(
+            &mut o,
             "layersec_http_timeouts_total",
             "Connections closed for a handshake, header or body timeout.",
             http.timeouts.load(Relaxed),

@@ -2,6 +2,8 @@
 //! exchange and HTTPS transport.
 #![allow(dead_code)]
 
+pub mod attack;
+
 use ls_core::as4::coordination::{self, FailureClass, RefusalNotice};
 use ls_core::as4::envelope::SoapVersion;
 use ls_core::as4::exchange::{self, party_mpc, Exchange, Pulled};
