@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -308,17 +309,24 @@ impl Config {
     }
 
     /// The key's password, from the environment variable or file the configuration names.
-    pub fn identity_password(&self) -> Result<Option<String>, String> {
+    /// The password of the signing key, wiped from memory when dropped.
+    pub fn identity_password(&self) -> Result<Option<Zeroizing<String>>, String> {
         if let Some(var) = &self.identity.password_env {
-            return std::env::var(var).map(Some).map_err(|_| {
-                format!("identity.password_env: the environment variable {var} is not set")
-            });
+            return std::env::var(var)
+                .map(|v| Some(Zeroizing::new(v)))
+                .map_err(|_| {
+                    format!("identity.password_env: the environment variable {var} is not set")
+                });
         }
         if let Some(f) = &self.identity.password_file {
             let p = self.path(f);
-            let s = std::fs::read_to_string(&p)
-                .map_err(|e| format!("identity.password_file: {}: {e}", p.display()))?;
-            return Ok(Some(s.trim_end_matches(['\r', '\n']).to_string()));
+            let s = Zeroizing::new(
+                std::fs::read_to_string(&p)
+                    .map_err(|e| format!("identity.password_file: {}: {e}", p.display()))?,
+            );
+            return Ok(Some(Zeroizing::new(
+                s.trim_end_matches(['\r', '\n']).to_string(),
+            )));
         }
         Ok(None)
     }

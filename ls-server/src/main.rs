@@ -436,8 +436,12 @@ fn serve(
     let password = c.identity_password().map_err(cfg_err)?;
     let key_path = c.path(&c.identity.key);
     let cert_path = c.identity.certificate.as_ref().map(|p| c.path(p));
-    let identity = ls_core::Identity::load(&key_path, cert_path.as_deref(), password.as_deref())
-        .map_err(|e| (2, format!("identity: {}: {e}", key_path.display())))?;
+    let identity = ls_core::Identity::load(
+        &key_path,
+        cert_path.as_deref(),
+        password.as_deref().map(String::as_str),
+    )
+    .map_err(|e| (2, format!("identity: {}: {e}", key_path.display())))?;
     let tls_cert = read(&c.path(&c.tls.certificate))?;
     let tls_key = read(&c.path(&c.tls.key))?;
     let client_ca = match &c.tls.client_ca {
