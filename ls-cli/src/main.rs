@@ -1303,15 +1303,8 @@ fn poll(cli: &Cli) -> Result<(), Error> {
     }
     for r in &report.refused_by_partners {
         stderr_line(&format!(
-            "layersec: {} refused our message {}{}: {} ({}); its signed notice is {}",
-            printable(&r.partner),
-            printable(&r.message_id),
-            r.document
-                .as_deref()
-                .map(|d| format!(" ({})", printable(d)))
-                .unwrap_or_default(),
-            r.reason,
-            r.class,
+            "layersec: {}; its signed notice is {}",
+            printable(&r.summary()),
             r.notice_file.display()
         ));
     }
@@ -1431,15 +1424,8 @@ fn event_text(ev: &Event) -> String {
             ),
         },
         Event::RefusedByPartner(r) => format!(
-            "{} refused our message {}{}: {} ({}); its signed notice is {}",
-            r.partner,
-            r.message_id,
-            r.document
-                .as_deref()
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default(),
-            r.reason,
-            r.class,
+            "{}; its signed notice is {}",
+            r.summary(),
             r.notice_file.display()
         ),
         Event::Ignored { path, reason } => format!("ignored {path}: {reason}"),

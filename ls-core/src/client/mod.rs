@@ -503,20 +503,7 @@ impl Client {
             ));
         }
         for r in &refused_by_partners {
-            last.push((
-                r.received_at,
-                format!(
-                    "{} refused our message {}{}: {} ({})",
-                    r.partner,
-                    r.message_id,
-                    r.document
-                        .as_deref()
-                        .map(|d| format!(" ({d})"))
-                        .unwrap_or_default(),
-                    r.reason,
-                    r.class
-                ),
-            ));
+            last.push((r.received_at, r.summary()));
         }
         if let Some(p) = &last_poll {
             if let Some(e) = &p.error {

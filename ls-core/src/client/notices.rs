@@ -165,6 +165,23 @@ pub struct PartnerRefusal {
     pub notice_file: PathBuf,
 }
 
+impl PartnerRefusal {
+    /// One line for people: who refused which of our messages, and why.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} refused our message {}{}: {} ({})",
+            self.partner,
+            self.message_id,
+            self.document
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default(),
+            self.reason,
+            self.class
+        )
+    }
+}
+
 impl Client {
     /// Record a partner's verified refusal notice (idempotent: a notice offered again is
     /// recorded once).
