@@ -13,7 +13,7 @@ use cli::{
     PartnersCommand, PassArgs, SealArgs, SendArgs,
 };
 use fsio::{io_err, is_dash, print_stdout, read_input, usage, write_atomic, write_stdout};
-use ls_core::client::{
+use ls_client::{
     Client, Config, Event, JobsReport, PollReport, Received, SendOptions, Sent, Status,
     TemplateOptions,
 };
@@ -1364,7 +1364,7 @@ fn poll(cli: &Cli) -> Result<(), Error> {
 // run
 
 fn event_text(ev: &Event) -> String {
-    let err = |p: &Option<ls_core::client::Problem>| {
+    let err = |p: &Option<ls_client::Problem>| {
         p.as_ref()
             .map(|p| format!("[{}] {}", p.code, p.message))
             .unwrap_or_default()

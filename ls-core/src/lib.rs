@@ -21,7 +21,6 @@
 pub mod as4;
 pub mod asn1;
 pub mod cert;
-pub mod client;
 pub mod cms;
 pub mod error;
 mod inflate;

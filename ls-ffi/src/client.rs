@@ -4,7 +4,7 @@
 use crate::bytes::ls_bytes;
 use crate::ptr;
 use crate::result::{call, call_failure, cstring_lossy, guard, ls_result, Failure};
-use ls_core::client::{Client, Config, Received, SendOptions, Sent};
+use ::ls_client::{Client, Config, Received, SendOptions, Sent};
 use ls_core::{Error, ErrorCode};
 use std::ffi::{c_char, c_void, CString};
 use std::mem::{offset_of, size_of};

@@ -94,7 +94,7 @@ impl fmt::Debug for HttpsConfig {
 }
 
 /// The URL with any `user:password@` replaced, for Debug output.
-pub(crate) fn redact_userinfo(url: &str) -> String {
+pub fn redact_userinfo(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
     let end = url[start..]
         .find(['/', '?', '#'])

@@ -8,13 +8,13 @@ use super::fsutil::{
 };
 use super::notices;
 use super::{partner_policy, verify_policy, Client, PollStatus, Problem};
-use crate::as4::coordination::{self, FailureClass};
-use crate::as4::exchange::{self, party_mpc, Exchange, Pulled};
-use crate::as4::message::{self, Incoming, ReadOptions};
-use crate::as4::model::EbmsError;
-use crate::cms::OpenOptions;
-use crate::error::{Error, ErrorCode, Result};
-use crate::time;
+use ls_core::as4::coordination::{self, FailureClass};
+use ls_core::as4::exchange::{self, party_mpc, Exchange, Pulled};
+use ls_core::as4::message::{self, Incoming, ReadOptions};
+use ls_core::as4::model::EbmsError;
+use ls_core::cms::OpenOptions;
+use ls_core::error::{Error, ErrorCode, Result};
+use ls_core::time;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::fs;
@@ -509,7 +509,7 @@ impl Client {
                 FailureClass::Policy,
             ));
         }
-        let opened = crate::open(
+        let opened = ls_core::open(
             &incoming.payloads[0].data,
             &OpenOptions {
                 recipient: Some(&self.me),
@@ -794,7 +794,7 @@ impl Client {
                     e.code().name()
                 ));
             let sent = exchange::error_signal(
-                crate::as4::envelope::SoapVersion::Soap12,
+                ls_core::as4::envelope::SoapVersion::Soap12,
                 vec![err],
                 Some(message_id),
                 &self.me,

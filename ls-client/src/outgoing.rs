@@ -6,14 +6,14 @@ use super::fsutil::{
     safe_name, sha256_hex, to_json, write_atomic, write_synced, Lock,
 };
 use super::{best_cert, Client, Problem};
-use crate::as4::coordination;
-use crate::as4::exchange;
-use crate::as4::message::{self, Built, Outgoing, Payload};
-use crate::as4::model::{AgreementRef, Messaging, Signal};
-use crate::as4::wss::SignedRef;
-use crate::cms::SealOptions;
-use crate::error::{Error, ErrorCode, Result};
-use crate::time;
+use ls_core::as4::coordination;
+use ls_core::as4::exchange;
+use ls_core::as4::message::{self, Built, Outgoing, Payload};
+use ls_core::as4::model::{AgreementRef, Messaging, Signal};
+use ls_core::as4::wss::SignedRef;
+use ls_core::cms::SealOptions;
+use ls_core::error::{Error, ErrorCode, Result};
+use ls_core::time;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::ErrorKind;
@@ -363,7 +363,7 @@ impl Client {
                 self.cfg.partners.dir.display()
             ))
         })?;
-        let sealed = crate::seal(
+        let sealed = ls_core::seal(
             data,
             &self.me,
             std::slice::from_ref(rcpt),
@@ -407,7 +407,7 @@ impl Client {
             }],
             signer: &self.me,
             encrypt_for: None,
-            soap: crate::as4::envelope::SoapVersion::Soap12,
+            soap: ls_core::as4::envelope::SoapVersion::Soap12,
         })?;
         let now = time::now_unix();
         let rec = JobRecord {

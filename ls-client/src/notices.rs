@@ -1,4 +1,4 @@
-//! Refusal notices, both ways (see [`crate::as4::coordination`]).
+//! Refusal notices, both ways (see [`ls_core::as4::coordination`]).
 //!
 //! - As a recipient: a message refused for good is answered with one signed notice, built
 //!   once and journalled in `state/incoming-failed/<key>.notice` (+ `.notice.bin`, the exact
@@ -10,15 +10,15 @@
 use super::fsutil::{io_err, list_dir, read_json, read_opt, to_json, write_atomic, write_synced};
 use super::outgoing::RefRecord;
 use super::Client;
-use crate::as4::coordination::{self, FailureClass, RefusalNotice};
-use crate::as4::envelope::SoapVersion;
-use crate::as4::exchange::Pulled;
-use crate::as4::message::{self, Built, Outgoing};
-use crate::as4::model::{Messaging, UserMessage};
-use crate::as4::package::Package;
-use crate::as4::wss::SignedRef;
-use crate::error::{Error, Result};
-use crate::time;
+use ls_core::as4::coordination::{self, FailureClass, RefusalNotice};
+use ls_core::as4::envelope::SoapVersion;
+use ls_core::as4::exchange::Pulled;
+use ls_core::as4::message::{self, Built, Outgoing};
+use ls_core::as4::model::{Messaging, UserMessage};
+use ls_core::as4::package::Package;
+use ls_core::as4::wss::SignedRef;
+use ls_core::error::{Error, Result};
+use ls_core::time;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::ErrorKind;
@@ -90,7 +90,7 @@ pub(super) fn remove_pending(path: &Path) -> Result<()> {
 /// body when it cannot be split into parts.
 fn payload_sha256(client: &Client, pulled: &Pulled) -> String {
     if let Some(o) = pulled.oversized {
-        return crate::cert::hex(&o.sha256);
+        return ls_core::cert::hex(&o.sha256);
     }
     let pkg = Package::parse(&pulled.content_type, &pulled.body, &client.limits).ok();
     let data = pkg
@@ -251,7 +251,7 @@ impl Client {
             let Some(bytes) = read_opt(&path)? else {
                 continue;
             };
-            if crate::cert::memfind(&bytes, needle.as_bytes()).is_none() {
+            if ls_core::cert::memfind(&bytes, needle.as_bytes()).is_none() {
                 continue;
             }
             let v: serde_json::Value = match serde_json::from_slice(&bytes) {

@@ -39,6 +39,8 @@
 //! message was not receipted, so the service offers it again). A `kill -9` at any point
 //! neither loses nor duplicates a document.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 mod fsutil;
 mod incoming;
@@ -52,17 +54,17 @@ pub use incoming::{IncomingFailure, PollReport, Received};
 pub use notices::PartnerRefusal;
 pub use outgoing::{FailedSend, Ignored, JobStatus, JobsReport, OutboxReport, SendOptions, Sent};
 
-use crate::as4::coordination::message_limit_for;
-use crate::as4::envelope::SoapVersion;
-use crate::as4::exchange::Exchange;
-use crate::as4::wss::VerifyPolicy;
-use crate::as4::xml::Limits;
-use crate::cert::{CertStore, Certificate};
-use crate::error::{Error, ErrorCode, Result};
-use crate::keys::Identity;
-use crate::time;
-use crate::transport::{HttpsConfig, HttpsTransport, Transport};
 use fsutil::{io_err, list_dir, random_unit};
+use ls_core::as4::coordination::message_limit_for;
+use ls_core::as4::envelope::SoapVersion;
+use ls_core::as4::exchange::Exchange;
+use ls_core::as4::wss::VerifyPolicy;
+use ls_core::as4::xml::Limits;
+use ls_core::cert::{CertStore, Certificate};
+use ls_core::error::{Error, ErrorCode, Result};
+use ls_core::keys::Identity;
+use ls_core::time;
+use ls_core::transport::{HttpsConfig, HttpsTransport, Transport};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -221,7 +223,7 @@ impl std::fmt::Debug for Client {
             .field("party", &self.cfg.party.id)
             .field(
                 "service",
-                &crate::transport::https::redact_userinfo(&self.cfg.service.url),
+                &ls_core::transport::https::redact_userinfo(&self.cfg.service.url),
             )
             .finish_non_exhaustive()
     }
@@ -513,7 +515,7 @@ impl Client {
         last.sort_by_key(|e| std::cmp::Reverse(e.0));
         Ok(Status {
             party_id: self.cfg.party.id.clone(),
-            service_url: crate::transport::https::redact_userinfo(&self.cfg.service.url),
+            service_url: ls_core::transport::https::redact_userinfo(&self.cfg.service.url),
             pending,
             sent: count(&self.cfg.folders.sent, ".sent.json")?,
             failed: count(&self.cfg.folders.failed, ".reason.txt")?,

@@ -1,7 +1,7 @@
 //! File-system building blocks of the client's journal: synced and atomic writes, no-clobber
 //! moves, unique names, and lock files that a crashed process does not leave behind for good.
 
-use crate::error::{Error, Result};
+use ls_core::error::{Error, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
@@ -245,11 +245,11 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A file name made safe ([`crate::mime::safe_filename`]) that is never mistaken for one of
+/// A file name made safe ([`ls_core::mime::safe_filename`]) that is never mistaken for one of
 /// the client's own records beside a document (`.meta.json`, `.sent.json`, `.reason.txt` get
 /// `.bin` appended). `None` when nothing is left.
 pub(crate) fn safe_name(name: &str) -> Option<String> {
-    let clean = crate::mime::safe_filename(name)?;
+    let clean = ls_core::mime::safe_filename(name)?;
     if clean.ends_with(".meta.json")
         || clean.ends_with(".sent.json")
         || clean.ends_with(".reason.txt")
@@ -400,7 +400,7 @@ mod tests {
         let long = format!("{}.pdf", "é".repeat(150));
         let s = safe_name(&long).unwrap();
         assert!(
-            s.len() <= crate::mime::MAX_SAFE_FILENAME && s.ends_with(".pdf"),
+            s.len() <= ls_core::mime::MAX_SAFE_FILENAME && s.ends_with(".pdf"),
             "{s}"
         );
     }

@@ -5,8 +5,8 @@
 //! line is the password. Every problem is reported as [`Error::ConfigInvalid`] with the
 //! message `<file>: <key>: <what is expected>`.
 
-use crate::cms::{Compression, ContentCipher};
-use crate::error::{Error, Result};
+use ls_core::cms::{Compression, ContentCipher};
+use ls_core::error::{Error, Result};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -220,7 +220,7 @@ pub struct LimitsConfig {
     /// The largest document we accept, as it is once opened (decompressed). Also our party's
     /// receive limit in its registration at the service, which then refuses larger messages
     /// at push time; a pull response may be this plus the message overhead
-    /// ([`crate::as4::coordination::MESSAGE_OVERHEAD`]).
+    /// ([`ls_core::as4::coordination::MESSAGE_OVERHEAD`]).
     pub max_document_bytes: u64,
     /// One poll takes at most this many messages…
     pub max_messages_per_poll: u32,
@@ -238,7 +238,7 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
-            max_document_bytes: crate::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES,
+            max_document_bytes: ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES,
             max_messages_per_poll: 1000,
             max_bytes_per_poll: 1 << 30,
             remember_delivered_hours: 60 * 24,
@@ -667,7 +667,7 @@ impl Config {
             "# Layer Security client ({}).\n\
              # Relative paths are relative to the folder of this file.\n\
              # Passwords are never written here: see [identity].\n\n",
-            crate::VERSION
+            ls_core::VERSION
         ));
         s.push_str(&format!(
             "[party]\n\
@@ -840,7 +840,7 @@ fn toml_string(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::fsutil::random_hex;
+    use crate::fsutil::random_hex;
     use std::fs;
 
     struct Dir(PathBuf);
@@ -875,7 +875,7 @@ mod tests {
         let p = d.0.join("client.toml");
         fs::write(&p, text).unwrap();
         let e = Config::load(&p).unwrap_err();
-        assert_eq!(e.code(), crate::ErrorCode::ConfigInvalid, "{e}");
+        assert_eq!(e.code(), ls_core::ErrorCode::ConfigInvalid, "{e}");
         let m = e.to_string();
         assert!(m.contains(&p.display().to_string()), "{m}");
         m
@@ -917,7 +917,7 @@ mod tests {
         assert_eq!(c.policy.content_cipher(), ContentCipher::Aes256Gcm);
         assert_eq!(
             c.limits.max_document_bytes,
-            crate::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES
+            ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES
         );
         assert!(!c.folders.group_readable);
     }

@@ -4,15 +4,15 @@
 //! answers with real receipts and error signals signed by its own identity.
 
 use super::*;
-use crate::as4::coordination::FailureClass;
-use crate::as4::envelope::SoapVersion;
-use crate::as4::exchange::{self, party_mpc};
-use crate::as4::message::Built;
-use crate::as4::model::{EbmsError, Messaging, Signal};
-use crate::as4::xml::Limits;
-use crate::keys::KeyType;
-use crate::transport::{HttpResponse, StubTransport};
 use fsutil::random_hex;
+use ls_core::as4::coordination::FailureClass;
+use ls_core::as4::envelope::SoapVersion;
+use ls_core::as4::exchange::{self, party_mpc};
+use ls_core::as4::message::Built;
+use ls_core::as4::model::{EbmsError, Messaging, Signal};
+use ls_core::as4::xml::Limits;
+use ls_core::keys::KeyType;
+use ls_core::transport::{HttpResponse, StubTransport};
 use std::collections::HashMap;
 use std::fs;
 use std::sync::{Arc, Mutex};
@@ -142,7 +142,8 @@ impl FakeService {
             return self.refuse("EBMS:0003", Some(&mid));
         }
         // A recipient's refusal notice: the message it names is not offered again.
-        if let Some(n) = crate::as4::coordination::read_refusal(&auth.messaging.user_messages[0]) {
+        if let Some(n) = ls_core::as4::coordination::read_refusal(&auth.messaging.user_messages[0])
+        {
             let Ok(n) = n else {
                 return self.refuse("EBMS:0009", Some(&mid));
             };
@@ -556,16 +557,16 @@ fn the_sender_keeps_a_readable_copy_and_nothing_leaks_in_the_as4_header() {
     let incoming = message::read(
         &msgs[0].content_type,
         body,
-        &crate::as4::message::ReadOptions {
+        &ls_core::as4::message::ReadOptions {
             recipient: None,
             policy: verify_policy(Some(alice.identity().certificate()), None),
             limits: Limits::default(),
         },
     )
     .unwrap();
-    let opened = crate::open(
+    let opened = ls_core::open(
         &incoming.payloads[0].data,
-        &crate::OpenOptions {
+        &ls_core::OpenOptions {
             recipient: Some(alice.identity()),
             sender: Some(alice.identity().certificate()),
             ..Default::default()
@@ -576,7 +577,7 @@ fn the_sender_keeps_a_readable_copy_and_nothing_leaks_in_the_as4_header() {
     assert_eq!(opened.filename.as_deref(), Some("report.txt"));
 }
 
-use crate::as4::message;
+use ls_core::as4::message;
 
 #[test]
 fn a_push_whose_answer_was_lost_is_repeated_with_the_same_message_id() {
@@ -1475,7 +1476,7 @@ fn a_pulled_message_too_large_to_keep_is_identified_from_its_head_and_refused() 
             let mut r = svc.handle(ct, body)?;
             let m = exchange::peek(&r.content_type, &r.body, &Limits::default());
             if m.is_ok_and(|m| !m.user_messages.is_empty()) {
-                r.oversized = Some(crate::transport::Oversized {
+                r.oversized = Some(ls_core::transport::Oversized {
                     length: r.body.len() as u64,
                     sha256: openssl::sha::sha256(&r.body),
                     limit: 1500,
@@ -1499,7 +1500,7 @@ fn a_pulled_message_too_large_to_keep_is_identified_from_its_head_and_refused() 
 
 #[test]
 fn an_as4_gzip_bomb_is_refused_as_too_large_without_being_expanded() {
-    use crate::as4::message::{self, Outgoing, Payload};
+    use ls_core::as4::message::{self, Outgoing, Payload};
     let w = world();
     w.configure("bob", "\n[limits]\nmax_document_bytes = 100000\n");
     let alice = w.client("alice");
