@@ -2602,7 +2602,11 @@ fn send_with_the_service_unreachable_is_queued_with_exit_9() {
     assert_eq!(v["name"], "invoice.xml");
     assert_eq!(v["size"], invoice().len());
     assert!(v["receipt_message_id"].is_null());
-    assert_eq!(v["last_error"]["code"], "LS_ERR_CONNECT_FAILED");
+    // The one error object: `code` a number (it was the name), `name` and `family` beside it.
+    assert_eq!(v["last_error"]["code"], 600, "{v}");
+    assert_eq!(v["last_error"]["name"], "LS_ERR_CONNECT_FAILED");
+    assert_eq!(v["last_error"]["family"], "transport");
+    assert_eq!(v["last_error"]["transient"], true);
     assert!(is_iso8601(v["next_attempt_at"].as_str().unwrap()), "{v}");
     let id = v["message_id"].as_str().unwrap().to_string();
     let e = stderr(&o);

@@ -125,8 +125,7 @@ pub struct JobStatus {
     pub attempts: u32,
     pub next_attempt: i64,
     pub last_attempt: Option<i64>,
-    pub last_error: Option<String>,
-    pub last_error_code: Option<String>,
+    pub last_error: Option<Problem>,
 }
 
 /// A reference our signature covers, as the journal keeps it (a receipt must return it).
@@ -206,8 +205,44 @@ struct JobRecord {
     attempts: u32,
     next_attempt: i64,
     last_attempt: Option<i64>,
-    last_error: Option<Problem>,
+    last_error: Option<StoredProblem>,
     outcome: Outcome,
+}
+
+/// An error as `job.json` keeps it (`code` the name, `LS_ERR_…`: the journal's format stays as
+/// older clients wrote and read it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StoredProblem {
+    code: String,
+    message: String,
+    transient: bool,
+}
+
+impl From<&Error> for StoredProblem {
+    fn from(e: &Error) -> StoredProblem {
+        StoredProblem {
+            code: e.code().to_string(),
+            message: e.to_string(),
+            transient: e.is_transient(),
+        }
+    }
+}
+
+impl StoredProblem {
+    fn report(&self) -> Problem {
+        stored_report(&self.code, &self.message, self.transient)
+    }
+}
+
+/// The error object of an error the journal keeps by its code's name.
+fn stored_report(code: &str, message: &str, transient: bool) -> Problem {
+    Problem {
+        transient,
+        ..Problem::new(
+            ErrorCode::from_name(code).unwrap_or(ErrorCode::Internal),
+            message,
+        )
+    }
 }
 
 /// `claim.json`: an outbox file being taken into this job.
@@ -587,7 +622,7 @@ impl Client {
             receipt_time: rtime,
             path,
             attempts: rec.attempts,
-            last_error: rec.last_error.clone(),
+            last_error: rec.last_error.as_ref().map(StoredProblem::report),
         }
     }
 
@@ -714,11 +749,7 @@ impl Client {
                 transient,
                 ..
             } => {
-                let problem = Problem {
-                    code: code.clone(),
-                    message: error.clone(),
-                    transient: *transient,
-                };
+                let problem = stored_report(code, error, *transient);
                 Attempt::Failed(
                     FailedSend {
                         job: rec.job.clone(),
@@ -1002,8 +1033,7 @@ impl Client {
                         attempts: 0,
                         next_attempt: 0,
                         last_attempt: None,
-                        last_error: Some(e.to_string()),
-                        last_error_code: Some(e.code().to_string()),
+                        last_error: Some((&e).into()),
                     });
                     continue;
                 }
@@ -1021,7 +1051,6 @@ impl Client {
                         next_attempt: c.claimed_at,
                         last_attempt: None,
                         last_error: None,
-                        last_error_code: None,
                     });
                 }
                 continue;
@@ -1035,8 +1064,7 @@ impl Client {
                 attempts: rec.attempts,
                 next_attempt: rec.next_attempt,
                 last_attempt: rec.last_attempt,
-                last_error: rec.last_error.as_ref().map(|p| p.message.clone()),
-                last_error_code: rec.last_error.map(|p| p.code),
+                last_error: rec.last_error.as_ref().map(StoredProblem::report),
             });
         }
         Ok(v)
