@@ -305,19 +305,39 @@ fn is_final(e: &Error) -> bool {
 }
 
 /// What to do about a failure, for the reason file.
-fn advice(e: &Error, to: &str) -> String {
-    let again = format!(
-        "To send it again, move the document back to the outbox folder {to}/ (it gets a new \
-         MessageId)."
-    );
+/// How a document came to be sent, for the advice on sending it again.
+enum Origin<'a> {
+    /// Put in `outbox/<partner>/` (this folder) and taken by `run` or `poll`.
+    Outbox(&'a Path),
+    /// Handed to `layersec send` or the library's send call.
+    Send,
+}
+
+/// What to do about a document that could not be sent, and how to send it again.
+fn advice(e: &Error, to: &str, origin: Origin) -> String {
+    let again = match origin {
+        Origin::Outbox(dir) => format!(
+            "To send it again, move the document back to the outbox folder {} (it gets a new \
+             MessageId).",
+            dir.display()
+        ),
+        Origin::Send => format!(
+            "To send it again, send this document again: `layersec send <this file> --to {to}` \
+             (or the library's send call; it gets a new MessageId)."
+        ),
+    };
+    let named = match origin {
+        Origin::Outbox(_) => "the name of the outbox folder",
+        Origin::Send => "the partner given to send",
+    };
     let what = match e {
         Error::EbmsError { ebms_code, .. } => match ebms_code.as_str() {
             "EBMS:0101" => "The service did not accept our signature: check that our party id \
                             and our current certificate are registered at the service."
                 .to_string(),
             "EBMS:0003" => format!(
-                "The service refused the header: check that \"{to}\" (the name of the outbox \
-                 folder) is the partner's party id at the service."
+                "The service refused the header: check that \"{to}\" ({named}) is the \
+                 partner's party id at the service, registered and not revoked there."
             ),
             "EBMS:0103" => "The service's security policy refused the message: ask the \
                             service's operator which algorithms it requires."
@@ -586,12 +606,19 @@ impl Client {
         what_failed: String,
     ) -> Result<Attempt> {
         rec.last_error = Some((&e).into());
+        // A job claimed from the outbox keeps its claim; one from a send call has none.
+        let outbox = self.cfg.folders.outbox.join(&rec.to);
+        let origin = if dir.join(CLAIM).exists() {
+            Origin::Outbox(&outbox)
+        } else {
+            Origin::Send
+        };
         rec.outcome = Outcome::Failed {
             code: e.code().to_string(),
             error: e.to_string(),
             transient: e.is_transient(),
             what_failed,
-            advice: advice(&e, &rec.to),
+            advice: advice(&e, &rec.to, origin),
             at: time::now_unix(),
         };
         write_atomic(&dir.join(JOB), &to_json(&rec))?;

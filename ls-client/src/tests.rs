@@ -733,7 +733,12 @@ fn transient_failures_back_off_then_succeed_or_give_up() {
     let reason = fs::read_to_string(w.path("alice", "failed/order.xml.reason.txt")).unwrap();
     assert!(reason.contains("Gave up after 4 attempts"), "{reason}");
     assert!(reason.contains("LS_ERR_HTTP_STATUS"), "{reason}");
-    assert!(reason.contains("outbox folder bob/"), "{reason}");
+    // It was handed to a send call: sent again the same way, not from an outbox folder.
+    assert!(
+        reason.contains("layersec send <this file> --to bob"),
+        "{reason}"
+    );
+    assert!(!reason.contains("outbox"), "{reason}");
     assert!(w.all_files("alice", "state/outgoing").is_empty());
 }
 
@@ -753,6 +758,12 @@ fn permanent_failures_go_to_failed_with_a_reason() {
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::EbmsError, "{e}");
     assert!(e.to_string().contains("EBMS:0003"), "{e}");
+    // The service refused it (not the partner), and the message says so.
+    assert!(
+        e.to_string()
+            .starts_with("the service refused the message: EBMS:0003"),
+        "{e}"
+    );
     assert_eq!(
         w.files("alice", "failed"),
         ["invoice.xml", "invoice.xml.reason.txt"]
@@ -766,6 +777,13 @@ fn permanent_failures_go_to_failed_with_a_reason() {
     assert!(reason.contains("EBMS:0003"), "{reason}");
     assert!(reason.contains("party id"), "{reason}");
     assert!(!reason.contains("<Invoice>"), "{reason}");
+    // Sent by a send call, not from the outbox: the reason says to send it again, and does not
+    // point at an outbox folder it never was in.
+    assert!(
+        reason.contains("`layersec send <this file> --to carol`"),
+        "{reason}"
+    );
+    assert!(!reason.contains("outbox"), "{reason}");
     assert!(w.all_files("alice", "state/outgoing").is_empty());
 
     // Through the API an unknown partner is an error at once, nothing is queued.
@@ -786,6 +804,16 @@ fn permanent_failures_go_to_failed_with_a_reason() {
     assert_eq!(r.jobs.failed[0].error.code, ErrorCode::CertNotFound);
     let reason = fs::read_to_string(w.path("alice", "failed/note.txt.reason.txt")).unwrap();
     assert!(reason.contains("layersec partners add dave"), "{reason}");
+    // It came from the outbox: moving it back there sends it again.
+    let outbox_dir = w.path("alice", "outbox/dave");
+    assert!(
+        reason.contains(&format!(
+            "move the document back to the outbox folder {}",
+            outbox_dir.display()
+        )),
+        "{reason}"
+    );
+    assert!(!reason.contains("layersec send"), "{reason}");
     assert!(!p.exists());
     let st = alice.status().unwrap();
     assert_eq!(st.failed, 2);
@@ -1499,7 +1527,10 @@ fn a_pulled_message_too_large_to_keep_is_identified_from_its_head_and_refused() 
     let f = &r.failed[0];
     assert_eq!(f.message_id, sent.message_id);
     assert_eq!(f.refused, Some(FailureClass::TooLarge), "{f:?}");
-    assert!(f.error.message.contains("limits.max_document_bytes"), "{f:?}");
+    assert!(
+        f.error.message.contains("limits.max_document_bytes"),
+        "{f:?}"
+    );
     assert!(f.notice_sent);
     assert!(w.svc.failed(&sent.message_id));
     let n = &alice.poll(|_| {}).unwrap().refused_by_partners[0];

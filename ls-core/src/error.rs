@@ -285,9 +285,16 @@ pub enum Error {
     UnsignedPart(String),
     #[error("invalid ebMS message: {0}")]
     InvalidEbms(String),
-    /// The other side answered with an ebMS error signal (`ebms_code` e.g. `EBMS:0101`).
-    #[error("the partner refused the message: {ebms_code} {message}")]
-    EbmsError { ebms_code: String, message: String },
+    /// The service answered a request of ours with a signed ebMS error signal (`ebms_code` e.g.
+    /// `EBMS:0101`): it refused `refused` — the message we pushed, our pull request or our
+    /// receipt. (A partner refuses what we sent with a signed refusal notice, not with this.)
+    #[error("the service refused {refused}: {ebms_code} {message}")]
+    EbmsError {
+        ebms_code: String,
+        message: String,
+        /// What was refused: `the message`, `the pull request`, `the receipt`.
+        refused: &'static str,
+    },
     /// DNS failed, the TCP connect was refused or unreachable, or the connection dropped before
     /// a response began.
     #[error("cannot reach the service: {0}")]
@@ -510,5 +517,57 @@ impl<'de> serde::Deserialize<'de> for ErrorReport {
             transient: raw.transient,
             exit_code: raw.exit_code,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_object_is_one_shape() {
+        let e = Error::SignerMismatch("signed by CN=mallory".into());
+        let r = ErrorReport::from(&e);
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"code":204,"name":"LS_ERR_SIGNER_MISMATCH","family":"crypto","message":"signed by someone other than the expected partner: signed by CN=mallory","transient":false}"#
+        );
+        let r = ErrorReport::from(&Error::Timeout("30 s".into())).with_exit_code(9);
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"code":601,"name":"LS_ERR_TIMEOUT","family":"transport","message":"timed out: 30 s","transient":true,"exit_code":9}"#
+        );
+        // Read back, and from the shape the client's journal keeps (the code by its name).
+        let back: ErrorReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        let old: ErrorReport = serde_json::from_str(
+            r#"{"code":"LS_ERR_CONNECT_FAILED","message":"m","transient":true}"#,
+        )
+        .unwrap();
+        assert_eq!(old.code, ErrorCode::ConnectFailed);
+        assert!(old.transient && old.exit_code.is_none());
+        assert!(serde_json::from_str::<ErrorReport>(r#"{"code":999,"message":"m"}"#).is_err());
+    }
+
+    #[test]
+    fn codes_by_name() {
+        for &c in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_name(&c.to_string()), Some(c));
+            assert_eq!(ErrorCode::from_name(c.name()), Some(c));
+        }
+        assert_eq!(ErrorCode::from_name("LS_ERR_NOPE"), None);
+    }
+
+    #[test]
+    fn an_ebms_refusal_says_who_refused_what() {
+        let e = Error::EbmsError {
+            ebms_code: "EBMS:0101".into(),
+            message: "FailedAuthentication".into(),
+            refused: "the pull request",
+        };
+        assert_eq!(
+            e.to_string(),
+            "the service refused the pull request: EBMS:0101 FailedAuthentication"
+        );
     }
 }

@@ -149,3 +149,123 @@ pub struct Signer {
     /// ISO 8601, as the signer stated it.
     pub signing_time: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{Identity, KeyType};
+    use crate::{seal, SealOptions};
+
+    #[test]
+    fn a_walk_that_ends_in_an_error_serialises_as_documented() {
+        let r = inspect(b"not CMS at all", &OpenOptions::default());
+        assert_eq!(
+            r.to_json_pretty(),
+            r#"{
+  "layers": [],
+  "complete": false,
+  "verified": null,
+  "error": {
+    "code": 400,
+    "name": "LS_ERR_MALFORMED",
+    "family": "format",
+    "message": "malformed input: the input is neither a CMS object (DER/BER/PEM) nor an S/MIME entity",
+    "transient": false
+  }
+}"#
+        );
+    }
+
+    /// The members of each layer object, in the order printed.
+    fn layer_keys(pretty: &str) -> Vec<Vec<String>> {
+        let mut out: Vec<Vec<String>> = Vec::new();
+        for line in pretty.lines() {
+            if line == "    {" {
+                out.push(Vec::new());
+            } else if let Some(rest) = line.strip_prefix("      \"") {
+                if let (Some(k), Some(last)) = (rest.split('"').next(), out.last_mut()) {
+                    last.push(k.to_string());
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn layers_serialise_in_the_documented_order() {
+        let alice = Identity::generate("alice", KeyType::EcP256, 2, None).unwrap();
+        let bob = Identity::generate("bob", KeyType::Rsa(2048), 2, None).unwrap();
+        let sealed = seal(
+            &b"<Invoice/>".repeat(100),
+            &alice.identity,
+            &[bob.identity.certificate().clone()],
+            &SealOptions {
+                filename: Some("invoice.xml".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let r = inspect(
+            &sealed,
+            &OpenOptions {
+                recipient: Some(&bob.identity),
+                sender: Some(bob.identity.certificate()),
+                ..Default::default()
+            },
+        );
+        let text = r.to_json_pretty();
+        let keys = layer_keys(&text);
+        let k = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            keys,
+            [
+                k(&[
+                    "layer",
+                    "content_encryption",
+                    "content_type",
+                    "encrypted_size",
+                    "authenticated_attributes",
+                    "recipients"
+                ]),
+                k(&["layer", "content_type", "smime_type", "transfer_encoding"]),
+                k(&[
+                    "layer",
+                    "content_type",
+                    "detached",
+                    "content_size",
+                    "certificates",
+                    "signers",
+                    "verified",
+                    "verification_error"
+                ]),
+                k(&["layer", "content_type", "smime_type", "transfer_encoding"]),
+                k(&["layer", "algorithm", "compressed_size", "size"]),
+                k(&["layer", "mime_type", "filename", "size"]),
+            ],
+            "{text}"
+        );
+        // Signed by alice, verified against bob's certificate: the layer says why not.
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["verified"], false);
+        assert_eq!(v["signed"], true);
+        assert_eq!(v["encrypted"], true);
+        assert_eq!(v["layers"][2]["verification_error"]["code"], 204);
+        assert_eq!(v["layers"][2]["verification_error"]["family"], "crypto");
+        assert_eq!(v["layers"][0]["recipients"][0]["type"], "key transport");
+        let top: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("  \"")?.split('"').next())
+            .collect();
+        assert_eq!(
+            top,
+            [
+                "layers",
+                "complete",
+                "verified",
+                "signed",
+                "encrypted",
+                "error"
+            ]
+        );
+    }
+}

@@ -485,3 +485,42 @@ fn detection() {
         None
     ));
 }
+
+#[test]
+fn the_report_serialises_in_the_documented_order_with_one_error_object() {
+    let r = inspect(b"<not xml", None, None, None, &Limits::default());
+    let text = r.to_json_pretty();
+    let top: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("  \"")?.split('"').next())
+        .collect();
+    assert_eq!(
+        top,
+        [
+            "kind",
+            "input",
+            "content_type",
+            "soap_version",
+            "envelope",
+            "messaging",
+            "parts",
+            "security",
+            "decryption",
+            "verification",
+            "verified",
+            "warnings",
+            "error"
+        ],
+        "{text}"
+    );
+    let v: Json = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["code"], 400);
+    assert_eq!(v["error"]["name"], "LS_ERR_MALFORMED");
+    assert_eq!(v["error"]["family"], "format");
+    assert_eq!(v["error"]["transient"], false);
+    // The signer resolves: no error object beside it.
+    let b = build(false);
+    let j = run(&b, true, false);
+    let sec = pretty(s(&j, &["security", "signature"]));
+    assert!(sec.contains("\"signer_error\": null"), "{sec}");
+}
