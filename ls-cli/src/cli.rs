@@ -693,6 +693,44 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    /// `init` and `keygen` list every `--key-type` value they accept, in the short and the
+    /// long help.
+    #[test]
+    fn help_lists_every_key_type() {
+        for sub in ["init", "keygen"] {
+            let mut cmd = Cli::command();
+            let c = cmd.find_subcommand_mut(sub).unwrap();
+            let values: Vec<String> = c
+                .get_arguments()
+                .find(|a| a.get_id() == "key_type")
+                .unwrap()
+                .get_possible_values()
+                .iter()
+                .map(|v| v.get_name().to_string())
+                .collect();
+            let want: Vec<String> = match sub {
+                "init" => InitKeyType::value_variants()
+                    .iter()
+                    .map(|v| v.to_possible_value().unwrap().get_name().to_string())
+                    .collect(),
+                _ => KeyKind::value_variants()
+                    .iter()
+                    .map(|v| v.to_possible_value().unwrap().get_name().to_string())
+                    .collect(),
+            };
+            assert_eq!(values, want);
+            let short = c.render_help().to_string();
+            let long = c.render_long_help().to_string();
+            for v in &want {
+                assert!(short.contains(v.as_str()), "{sub} -h lacks {v}:\n{short}");
+                assert!(
+                    long.contains(&format!("- {v}:")),
+                    "{sub} --help lacks {v}:\n{long}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn sizes() {
         assert_eq!(parse_size("1048576"), Ok(1 << 20));
