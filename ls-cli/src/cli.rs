@@ -22,13 +22,14 @@ Exit codes:
   9   the service could not be reached or failed for now (connection, timeout,
       TLS, HTTP status, bad response); for `send`: the document is queued and
       `layersec run` (or the next `layersec poll`) sends it
-  10  refused by the service or the partner for good (an ebMS error, or a
-      permanent HTTP status such as 413: larger than the service accepts)
+  10  refused by the service for good (an ebMS error, or a permanent HTTP
+      status such as 413: larger than the service accepts)
   11  the client's state folder is busy (another process) or damaged
   70  internal error (a bug; please report it)
 
 Errors go to stderr as `layersec: error[LS_ERR_…]: message`; with --json they are
-also printed on stdout as {\"error\": {\"code\", \"name\", \"family\", \"message\", \"exit_code\"}}.
+also printed on stdout as {\"error\": {\"code\", \"name\", \"family\", \"message\",
+\"transient\", \"exit_code\"}}.
 
 Passwords are never taken from the command line: use --pass-env VAR (the value
 of an environment variable) or --pass-file FILE (its first line).\n"
@@ -560,7 +561,9 @@ the certificate of the partner it comes from, opened, written to inbox/ with \
 {\"summary\": …}).\n\n\
 A message that cannot be accepted (unknown sender, bad signature) is not written and not \
 receipted: the service offers it again later; it is reported on stderr and in `status`. \
-Exit 0 also when nothing waited; 9 when the service could not be reached.",
+Exit 0 also when nothing waited; 9 when the service could not be reached; 10 when the service \
+refused the pull request (our party unknown, revoked or suspended there); 11 when another \
+process polls with the same state folder.",
     after_help = "Example:\n  layersec poll",
     after_long_help = concat!(
         "Examples:\n",
