@@ -15,7 +15,11 @@ status=${2:?usage: test-summary.sh LOG STATUS}
 skips=$(grep -o 'SKIPPED .*' "$log" | sort | uniq)
 echo
 if [ -n "$skips" ]; then
-  echo "make test: skipped (set LS_REQUIRE_FIXTURES=1 to make a missing fixture, tool or service a failure):"
+  if [ "${LS_REQUIRE_FIXTURES:-}" = 1 ]; then
+    echo "make test: skipped for other reasons than a missing fixture, tool or service (which fail under LS_REQUIRE_FIXTURES=1):"
+  else
+    echo "make test: skipped (set LS_REQUIRE_FIXTURES=1 to make a missing fixture, tool or service a failure):"
+  fi
   printf '%s\n' "$skips" | sed 's/^/  /'
 else
   echo "make test: nothing skipped"
