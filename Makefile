@@ -1,11 +1,16 @@
 # Layer Security — build, test, demo and install.
 #   make            build the library, header and `layersec` (release)
 #   make demo       the main job: two parties, a document sealed, opened, receipted
-#   make test       every test (Rust, C examples under valgrind, Python), installing what it needs
-#   make install    PREFIX=/usr/local DESTDIR=  (library, static lib, header, pkg-config, layersec)
+#   make test       formatting and clippy first, then every test (Rust, C examples under valgrind,
+#                   Python, the install, fuzzing smoke), installing what it needs; ends with the
+#                   list of skipped tests (LS_REQUIRE_FIXTURES=1, as in CI: a skip is a failure)
+#   make lint       cargo fmt --check and cargo clippy -D warnings (the first step of make test)
+#   make install    PREFIX=/usr/local DESTDIR=  (library, static lib, header, pkg-config, layersec,
+#                   layersec-server; stripped: KEEP_DEBUG=1 keeps the debug info in <file>.debug)
 #   make bench      benchmarks (criterion + the openssl cms comparison script + the service,
 #                   also under 10,000 idle or trickling connections)
 
+SHELL   := /bin/bash
 PREFIX  ?= /usr/local
 DESTDIR ?=
 LIBDIR  ?= $(PREFIX)/lib
@@ -13,14 +18,22 @@ BINDIR  ?= $(PREFIX)/bin
 INCDIR  ?= $(PREFIX)/include
 CARGO   ?= cargo
 PYTHON  ?= python3
+STRIP   ?= strip
+OBJCOPY ?= objcopy
+KEEP_DEBUG ?= 0
+# The one place of the version: the workspace's (Cargo.toml [workspace.package]). The SONAME is
+# liblayersec.so.<major>, as ls-ffi/build.rs gives it.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 MAJOR   := $(firstword $(subst ., ,$(VERSION)))
+SONAME  := liblayersec.so.$(MAJOR)
 
 TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 REL := $(TARGET_DIR)/release
 DBG := $(TARGET_DIR)/debug
+# What the test groups printed, read at the end for the list of skips.
+TEST_LOG ?= $(TARGET_DIR)/make-test.log
 
-.PHONY: all build debug deps test test-rust test-c test-python test-install test-fuzz demo install install-files uninstall bench clean
+.PHONY: all build debug deps lint test test-groups test-rust test-c test-python test-install test-fuzz demo install install-files uninstall bench clean
 
 all: build
 
@@ -33,8 +46,19 @@ build: deps
 debug: deps
 	$(CARGO) build --workspace
 
-test: deps debug test-rust test-c test-python test-install test-fuzz
-	@echo "make test: all test groups passed"
+# Lint first (fails fast), then the test groups with their output also in $(TEST_LOG); the
+# summary lists every skip found there (whether the groups passed or not).
+test: deps
+	@$(MAKE) --no-print-directory lint
+	@mkdir -p $(TARGET_DIR); set -o pipefail; \
+	$(MAKE) --no-print-directory test-groups 2>&1 | tee $(TEST_LOG); rc=$$?; \
+	bash scripts/test-summary.sh $(TEST_LOG) $$rc
+
+test-groups: debug test-rust test-c test-python test-install test-fuzz
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 test-rust:
 	$(CARGO) test --workspace --no-fail-fast
@@ -42,13 +66,17 @@ test-rust:
 test-c: debug
 	$(MAKE) -C examples-c LIBDIR=$(abspath $(DBG)) run
 
+# -rs: the reason of every skip in pytest's summary. The temporary folders of the tests go to a
+# folder of this run, removed after it.
 test-python: debug
-	LAYERSEC_LIB=$(abspath $(DBG))/liblayersec.so $(PYTHON) -m pytest -q bindings/python/tests
+	tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/layersec-pytest.XXXXXX"); \
+	LAYERSEC_LIB=$(abspath $(DBG))/liblayersec.so $(PYTHON) -m pytest -q -rs -p no:cacheprovider \
+	    --basetemp "$$tmp/t" bindings/python/tests; rc=$$?; rm -rf "$$tmp"; exit $$rc
 
 # Install the debug build into a temporary prefix; build and run the C examples against it
 # through pkg-config.
 test-install: debug
-	bash scripts/test-install.sh $(abspath $(DBG))
+	SONAME=$(SONAME) VERSION=$(VERSION) bash scripts/test-install.sh $(abspath $(DBG))
 
 # Smoke-run the cargo-fuzz targets of fuzz/ (libFuzzer + ASan; RUSTC_BOOTSTRAP=1 on stable) for a
 # short time each on generated and fixture seeds; fails on any crash. FUZZ_SECONDS=N per target.
@@ -66,22 +94,34 @@ bench: deps
 
 install: build install-files
 
+# $(call install_stripped,FILE,DEST): FILE installed as DEST without its symbol table and debug
+# info; with KEEP_DEBUG=1 the debug info goes to DEST.debug first, linked from DEST by
+# .gnu_debuglink (gdb finds it beside DEST).
+define install_stripped
+install -m 0755 $(1) $(2)
+$(if $(filter 1,$(KEEP_DEBUG)),$(OBJCOPY) --only-keep-debug $(2) $(2).debug && chmod 0644 $(2).debug)
+$(STRIP) --strip-unneeded $(2)
+$(if $(filter 1,$(KEEP_DEBUG)),$(OBJCOPY) --add-gnu-debuglink=$(2).debug $(2))
+endef
+
 # The files only, from $(REL) (override REL to install another build).
 install-files:
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig
-	install -m 0755 $(REL)/liblayersec.so $(DESTDIR)$(LIBDIR)/liblayersec.so.$(VERSION)
-	ln -sf liblayersec.so.$(VERSION) $(DESTDIR)$(LIBDIR)/liblayersec.so.$(MAJOR)
-	ln -sf liblayersec.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/liblayersec.so
+	$(call install_stripped,$(REL)/liblayersec.so,$(DESTDIR)$(LIBDIR)/liblayersec.so.$(VERSION))
+	ln -sf liblayersec.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/liblayersec.so
 	install -m 0644 $(REL)/liblayersec.a $(DESTDIR)$(LIBDIR)/liblayersec.a
+	$(STRIP) --strip-debug $(DESTDIR)$(LIBDIR)/liblayersec.a
 	install -m 0644 include/layersec.h $(DESTDIR)$(INCDIR)/layersec.h
-	install -m 0755 $(REL)/layersec $(DESTDIR)$(BINDIR)/layersec
-	install -m 0755 $(REL)/layersec-server $(DESTDIR)$(BINDIR)/layersec-server
+	$(call install_stripped,$(REL)/layersec,$(DESTDIR)$(BINDIR)/layersec)
+	$(call install_stripped,$(REL)/layersec-server,$(DESTDIR)$(BINDIR)/layersec-server)
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCDIR@|$(INCDIR)|g' \
 	    -e 's|@VERSION@|$(VERSION)|g' layersec.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/layersec.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/liblayersec.so* $(DESTDIR)$(LIBDIR)/liblayersec.a \
 	      $(DESTDIR)$(INCDIR)/layersec.h $(DESTDIR)$(BINDIR)/layersec $(DESTDIR)$(BINDIR)/layersec-server \
+	      $(DESTDIR)$(BINDIR)/layersec.debug $(DESTDIR)$(BINDIR)/layersec-server.debug \
 	      $(DESTDIR)$(LIBDIR)/pkgconfig/layersec.pc
 
 clean:

@@ -1,7 +1,10 @@
-//! Gives the shared library its SONAME, so programs linked against `liblayersec.so` record
-//! `liblayersec.so.0` and keep working across compatible (0.x.y) updates.
+//! Gives the shared library its SONAME, `liblayersec.so.<major>` from the crate's version (the
+//! workspace version): programs linked against `liblayersec.so` record it and keep working
+//! across compatible updates (for 0.x.y, every 0.x.y, as the SONAME says).
 
 fn main() {
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,liblayersec.so.0");
+    let major =
+        std::env::var("CARGO_PKG_VERSION_MAJOR").expect("cargo sets CARGO_PKG_VERSION_MAJOR");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,liblayersec.so.{major}");
     println!("cargo:rerun-if-changed=build.rs");
 }

@@ -1,7 +1,7 @@
 //! CMS/S-MIME objects made by other implementations (../shared/fixtures/cms, see its README):
 //! Mendelson AS2 and IBM Sterling captures, the RFC 9216 / draft-ireland examples, OpenSSL's own
 //! AuthEnvelopedData vectors and BouncyCastle's ECDH message. Each test prints SKIPPED and
-//! returns when the fixtures are absent.
+//! returns when the fixtures are absent (and fails under `LS_REQUIRE_FIXTURES=1`).
 
 use ls_core::*;
 use ls_tests::*;

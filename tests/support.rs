@@ -20,33 +20,114 @@ pub fn fixtures() -> Option<PathBuf> {
     }
 }
 
-/// Fixture folder `sub`, or a clear skip message (the test then returns early).
+/// Fixture folder `sub`, or `None` after [`skip`] (the test then returns early).
+#[track_caller]
 pub fn fixture_dir(sub: &str) -> Option<PathBuf> {
     match fixtures() {
         Some(f) if f.join(sub).is_dir() => Some(f.join(sub)),
         _ => {
-            eprintln!("SKIPPED: fixtures folder {sub} not found (expected ../shared/fixtures beside the checkout, or LS_FIXTURES)");
+            skip(format_args!(
+                "fixtures folder {sub} not found (expected ../shared/fixtures beside the checkout, or LS_FIXTURES)"
+            ));
             None
         }
     }
 }
 
-/// A fresh temporary folder for one test.
-pub fn tempdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "ls-tests-{}-{}-{}",
-        name,
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// Whether a test that misses a fixture, a tool or a service must fail instead of skipping:
+/// `LS_REQUIRE_FIXTURES=1`, as `.ci/run` sets it.
+pub fn skips_forbidden() -> bool {
+    std::env::var("LS_REQUIRE_FIXTURES").is_ok_and(|v| v == "1")
 }
 
-fn rand_suffix() -> u64 {
-    let mut b = [0u8; 8];
-    openssl::rand::rand_bytes(&mut b).unwrap();
-    u64::from_le_bytes(b)
+/// The calling test cannot run here (a fixture, a tool or a service is missing): under
+/// `LS_REQUIRE_FIXTURES=1` this fails the test; otherwise it prints
+/// `SKIPPED <test>: <why>` on standard error and the test returns early.
+///
+/// The line is written to the process's standard error directly, not through `eprintln!`,
+/// which the test harness captures and shows for failed tests only: a skip stays visible in
+/// every run, and `make test` lists the skips at the end.
+#[track_caller]
+pub fn skip(why: impl std::fmt::Display) {
+    if skips_forbidden() {
+        panic!("{why} (LS_REQUIRE_FIXTURES=1: a missing fixture, tool or service fails the test)");
+    }
+    let thread = std::thread::current();
+    let test = match thread.name() {
+        Some(name) if name != "main" => name,
+        _ => "a test",
+    };
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
+}
+
+/// A temporary folder, removed when dropped. When the test fails (the drop happens while
+/// panicking) the folder is kept for inspection and its path printed.
+pub struct TempDir(Option<tempfile::TempDir>);
+
+impl TempDir {
+    pub fn path(&self) -> &Path {
+        self.0.as_ref().expect("present until dropped").path()
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.path()
+    }
+}
+
+impl AsRef<Path> for TempDir {
+    fn as_ref(&self) -> &Path {
+        self.path()
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TempDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path().as_os_str()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            if std::thread::panicking() {
+                let kept = d.keep();
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr().lock(),
+                    "kept {} for inspection (the test failed)",
+                    kept.display()
+                );
+            }
+        }
+    }
+}
+
+/// A fresh temporary folder for one test, `ls-tests-<name>-XXXXXX` in the system's temporary
+/// folder; removed when the returned guard is dropped.
+pub fn tempdir(name: &str) -> TempDir {
+    let d = tempfile::Builder::new()
+        .prefix(&format!("ls-tests-{name}-"))
+        .tempdir()
+        .unwrap_or_else(|e| panic!("cannot make a temporary folder: {e}"));
+    TempDir(Some(d))
+}
+
+/// Waits until `cond` holds, checking every 20 ms; panics naming `what` when it still does not
+/// after `timeout` (a bound that only detects a hang: pick it generously).
+#[track_caller]
+pub fn wait_for(what: &str, timeout: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// A generated identity written to `dir` as `<name>.key` and `<name>.crt`.

@@ -652,8 +652,16 @@ fn a_decompression_bomb_costs_the_recipient_nothing_and_is_refused_once() {
     assert_eq!(f["message_id"], message_id.as_str(), "{st}");
     assert_eq!(f["refused"], "too_large");
     assert_eq!(f["notice_sent"], true);
-    // Not offered again, even after the lease (2 s here).
-    std::thread::sleep(Duration::from_secs(3));
+    // Not offered again, even after the lease (2 s here): the notice made it `failed` at the
+    // service (body removed, never claimed again), so the next poll finds nothing.
+    let msgs = svc.admin(&["messages"]);
+    let rec = msgs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == message_id.as_str())
+        .unwrap_or_else(|| panic!("{msgs}"));
+    assert_eq!(rec["state"], "failed", "{rec}");
     let v = bob.ok(&["poll", "--json"]);
     let summary: serde_json::Value = String::from_utf8_lossy(&v.stdout)
         .lines()

@@ -272,8 +272,9 @@ pub enum CipherChoice {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
-    /// Accept documents that partners encrypted with legacy CBC/3DES content ciphers or RSA
-    /// PKCS#1 v1.5 key transport.
+    /// Accept documents that partners encrypted with legacy ciphers: AES-CBC or 3DES content
+    /// encryption (EnvelopedData) or RSA PKCS#1 v1.5 key transport. Off (the default): only
+    /// AuthEnvelopedData (AES-GCM), with RSA-OAEP or ECDH, is opened.
     pub accept_legacy_ciphers: bool,
     pub compress: CompressChoice,
     pub cipher: CipherChoice,
@@ -761,12 +762,14 @@ impl Config {
              max_secs = 3600\n\
              max_attempts = 48\n\n\
              [policy]\n\
-             # Accept documents partners encrypted with legacy ciphers (AES-CBC, 3DES).\n\
+             # Accept documents partners encrypted with legacy ciphers (AES-CBC, 3DES, RSA\n\
+             # PKCS#1 v1.5 key transport). false: AES-GCM only, other documents are refused.\n\
              accept_legacy_ciphers = false\n\
              # Compress documents before sealing: \"auto\" (unless already compressed),\n\
              # \"never\" or \"always\".\n\
              compress = \"auto\"\n\
-             # \"aes-256-gcm\", or \"aes-256-cbc\" for partners that cannot read it.\n\
+             # \"aes-256-gcm\", or \"aes-256-cbc\" for partners that cannot read it (a Layer\n\
+             # Security partner then needs accept_legacy_ciphers = true).\n\
              cipher = \"aes-256-gcm\"\n\n\
              [limits]\n\
              # The largest document we accept (as opened, after decompression). Give the same\n\

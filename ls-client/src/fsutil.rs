@@ -407,8 +407,11 @@ mod tests {
 
     #[test]
     fn a_move_interrupted_between_link_and_unlink_is_finished_not_duplicated() {
-        let d = std::env::temp_dir().join(format!("ls-fsutil-{}", random_hex(6)));
-        fs::create_dir_all(&d).unwrap();
+        let guard = tempfile::Builder::new()
+            .prefix("ls-fsutil-")
+            .tempdir()
+            .unwrap();
+        let d = guard.path();
         let (from, to) = (d.join(".tmp-x"), d.join("x.pdf"));
         fs::write(&from, b"doc").unwrap();
         // The crash: the link was made, the unlink not.
@@ -430,13 +433,15 @@ mod tests {
         write_synced(&tmp, b"new").unwrap();
         assert_eq!(fs::read(&victim).unwrap(), b"keep");
         assert_eq!(fs::read(&tmp).unwrap(), b"new");
-        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
     fn locks_exclude_and_are_released_with_their_holder() {
-        let dir = std::env::temp_dir().join(format!("ls-lock-{}", random_hex(6)));
-        fs::create_dir_all(&dir).unwrap();
+        let guard = tempfile::Builder::new()
+            .prefix("ls-lock-")
+            .tempdir()
+            .unwrap();
+        let dir = guard.path();
         let p = dir.join("x.lock");
         let a = Lock::try_acquire(&p).unwrap().expect("free");
         assert!(Lock::try_acquire(&p).unwrap().is_none(), "held");
@@ -472,22 +477,22 @@ mod tests {
             t.join().unwrap();
         }
         assert!(taken.load(std::sync::atomic::Ordering::SeqCst) > 0);
-        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn reserve_name_skips_taken_and_takes_over_its_own() {
-        let dir = std::env::temp_dir().join(format!("ls-res-{}", random_hex(6)));
-        fs::create_dir_all(&dir).unwrap();
+        let guard = tempfile::Builder::new()
+            .prefix("ls-res-")
+            .tempdir()
+            .unwrap();
+        let dir = guard.path();
         fs::write(dir.join("a.txt"), "x").unwrap();
-        let n = reserve_name(&dir, "a.txt", ".sent.json", "job-1", b"{\"job\":\"job-1\"}").unwrap();
+        let n = reserve_name(dir, "a.txt", ".sent.json", "job-1", b"{\"job\":\"job-1\"}").unwrap();
         assert_eq!(n, "a-1.txt");
-        let n2 =
-            reserve_name(&dir, "a.txt", ".sent.json", "job-2", b"{\"job\":\"job-2\"}").unwrap();
+        let n2 = reserve_name(dir, "a.txt", ".sent.json", "job-2", b"{\"job\":\"job-2\"}").unwrap();
         assert_eq!(n2, "a-2.txt");
         // job-1 again (a retry after a crash): its own reservation.
-        let n3 =
-            reserve_name(&dir, "a.txt", ".sent.json", "job-1", b"{\"job\":\"job-1\"}").unwrap();
+        let n3 = reserve_name(dir, "a.txt", ".sent.json", "job-1", b"{\"job\":\"job-1\"}").unwrap();
         assert_eq!(n3, "a-1.txt");
         let src = dir.join("src");
         fs::write(&src, "doc").unwrap();
@@ -499,6 +504,5 @@ mod tests {
         );
         move_no_clobber(&src, &dir.join(&n)).unwrap();
         assert!(!src.exists());
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -569,6 +569,7 @@ impl Client {
                 sender: one,
                 partners: store.as_ref(),
                 allow_legacy_ciphers: self.cfg.policy.accept_legacy_ciphers,
+                allow_cbc: self.cfg.policy.accept_legacy_ciphers,
                 max_output: self.cfg.limits.max_document_bytes,
                 ..Default::default()
             },

@@ -16,18 +16,10 @@ const SWA_CONTENT: &str = "http://docs.oasis-open.org/wss/oasis-wss-SwAProfile-1
 const PEPPOL_AP: &str = "urn:fdc:peppol.eu:2017:identifiers:ap";
 const PEPPOL_ACTION: &str = "busdox-docid-qns::urn:oasis:names:specification:ubl:schema:xsd:Invoice-2::Invoice##urn:cen.eu:en16931:2017#compliant#urn:fdc:peppol.eu:2017:poacc:billing:3.0::2.1";
 
-/// `../shared/fixtures/as4` beside the checkout (or `$LS_FIXTURES/as4`), or a skip message.
+/// `../shared/fixtures/as4` beside the checkout (or `$LS_FIXTURES/as4`), or `None` after a
+/// visible skip (a failure under `LS_REQUIRE_FIXTURES=1`).
 fn as4_fixtures() -> Option<PathBuf> {
-    let base = std::env::var_os("LS_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
-    let dir = base.join("as4");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: {} not found (expected ../shared/fixtures beside the checkout, or LS_FIXTURES)", dir.display());
-        None
-    }
+    ls_tests::fixture_dir("as4")
 }
 
 fn read(dir: &Path, file: &str) -> Vec<u8> {
@@ -1111,7 +1103,7 @@ fn gzip_interop_with_the_gzip_tool() {
         .flat_map(|i| format!("<Line n=\"{i}\">{}</Line>\n", i * 7919 % 10007).into_bytes())
         .collect();
     let Some(theirs) = run(&["-d", "-c"], &gzip(&data)) else {
-        eprintln!("SKIPPED: the gzip tool is not installed");
+        ls_tests::skip("the gzip tool is not installed");
         return;
     };
     assert_eq!(theirs, data, "gzip -d reads ours");

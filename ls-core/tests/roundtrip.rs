@@ -277,3 +277,31 @@ fn pkcs1_and_pkcs8_pem_keys_load() {
         g.identity.certificate()
     );
 }
+
+#[test]
+fn cbc_is_refused_when_not_allowed_and_gcm_is_not() {
+    let (alice, alice_c) = id("alice", KeyType::EcP256);
+    let (bob, bob_c) = id("bob", KeyType::EcP256);
+    let doc = invoice(2_000);
+    for cipher in [ContentCipher::Aes256Cbc, ContentCipher::Aes256Gcm] {
+        let so = SealOptions {
+            cipher,
+            ..Default::default()
+        };
+        let sealed = seal(&doc, &alice, std::slice::from_ref(&bob_c), &so).unwrap();
+        // Accepted by default.
+        assert_eq!(open(&sealed, &opts(&bob, &alice_c)).unwrap().document, doc);
+        let strict = OpenOptions {
+            allow_cbc: false,
+            ..opts(&bob, &alice_c)
+        };
+        match cipher {
+            ContentCipher::Aes256Cbc => {
+                let e = open(&sealed, &strict).unwrap_err();
+                assert_eq!(e.code(), ErrorCode::WeakAlgorithm, "{e}");
+                assert!(e.to_string().contains("CBC"), "{e}");
+            }
+            _ => assert_eq!(open(&sealed, &strict).unwrap().document, doc),
+        }
+    }
+}

@@ -165,7 +165,7 @@ fn exported_symbols() {
         .and_then(|s| s.split(']').next());
     assert_eq!(
         soname,
-        Some("liblayersec.so.0"),
+        Some(common::soname().as_str()),
         "SONAME of {}:\n{dynamic}",
         lib.display()
     );
@@ -185,15 +185,15 @@ fn exported_symbols() {
     );
 }
 
-/// A folder with `liblayersec.so` and `liblayersec.so.0` (the SONAME programs ask for) pointing
-/// at the library under test.
+/// A folder with `liblayersec.so` and `liblayersec.so.<major>` (the SONAME programs ask for)
+/// pointing at the library under test.
 fn lib_link_dir(tmp: &Path) -> PathBuf {
     let dir = tmp.join("lib");
     std::fs::create_dir_all(&dir).unwrap();
     let lib = cdylib();
-    for name in ["liblayersec.so", "liblayersec.so.0"] {
-        let _ = std::fs::remove_file(dir.join(name));
-        std::os::unix::fs::symlink(&lib, dir.join(name)).unwrap();
+    for name in ["liblayersec.so".to_string(), soname()] {
+        let _ = std::fs::remove_file(dir.join(&name));
+        std::os::unix::fs::symlink(&lib, dir.join(&name)).unwrap();
     }
     dir
 }
@@ -341,7 +341,6 @@ fn compile_and_run(compiler: &str, std_flag: &str, src_name: &str, extra: &[&str
         "the {compiler} header check program failed:\n{}",
         text(&out)
     );
-    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 #[test]

@@ -631,8 +631,7 @@ fn generated_identity_exports_and_reloads() {
         );
 
         // Files too, and a certificate store from a folder.
-        let dir = std::env::temp_dir().join(format!("ls-ffi-api-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = ls_tests::tempdir("ffi-api");
         std::fs::write(dir.join("acme.key"), bytes_vec(&key)).unwrap();
         std::fs::write(dir.join("acme.pem"), bytes_vec(&pem)).unwrap();
         let kp = CString::new(dir.join("acme.key").to_str().unwrap()).unwrap();
@@ -661,7 +660,7 @@ fn generated_identity_exports_and_reloads() {
             s(ls_result_name(ls_cert_load(missing.as_ptr(), &mut c2))),
             "LS_ERR_IO"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
+        drop(dir);
 
         ls_cert_free(cert);
         ls_bytes_free(&mut key);

@@ -270,7 +270,7 @@ fn send_poll_example_against_a_real_service() {
     if have("valgrind") {
         runners.push(VALGRIND);
     } else {
-        eprintln!("SKIPPED: the valgrind run of send_poll (valgrind is not installed)");
+        ls_tests::skip("the valgrind run of send_poll: valgrind is not installed");
     }
     for (i, runner) in runners.into_iter().enumerate() {
         let doc = svc.dir.join(format!("invoice-{i}.xml"));
@@ -481,7 +481,6 @@ fn a_send_to_a_service_that_is_down_is_queued_with_its_message_id() {
     assert_eq!((rc, n), (CONNECT_FAILED, 0), "{}", msg());
     assert!(col.seen.is_empty());
     drop(c);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
@@ -599,7 +598,6 @@ fn client_arguments_are_checked() {
     assert_eq!(rc, NULL_ARGUMENT);
     assert!(msg().contains("data"), "{}", msg());
     drop(c);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 fn id_out() -> ls_bytes {

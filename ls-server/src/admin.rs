@@ -309,6 +309,18 @@ impl Admin {
         overlap_hours: u64,
         policy: CertificatePolicy,
     ) -> AdminResult<Value> {
+        self.hinted(key, || {
+            self.replace_certificate_of(key, cert_pem, overlap_hours, policy)
+        })
+    }
+
+    fn replace_certificate_of(
+        &self,
+        key: &PartyKey,
+        cert_pem: &[u8],
+        overlap_hours: u64,
+        policy: CertificatePolicy,
+    ) -> AdminResult<Value> {
         let cert = check_party_certificate(cert_pem, policy)?;
         self.not_registered_elsewhere(&cert, key)?;
         let now = now_unix();
@@ -326,13 +338,24 @@ impl Admin {
     /// `coordination::message_limit_for` that are refused).
     pub fn set_limit(&self, key: &PartyKey, max_document_bytes: u64) -> AdminResult<Value> {
         check_limit(max_document_bytes)?;
-        self.store.set_party_limit(key, max_document_bytes)?;
-        self.party(key)
+        self.hinted(key, || {
+            self.store.set_party_limit(key, max_document_bytes)?;
+            self.party(key)
+        })
     }
 
     /// Make a revoked party active again, with its certificates as they were or with a new
     /// one that replaces them at once.
     pub fn reinstate(
+        &self,
+        key: &PartyKey,
+        cert_pem: Option<&[u8]>,
+        policy: CertificatePolicy,
+    ) -> AdminResult<Value> {
+        self.hinted(key, || self.reinstate_party(key, cert_pem, policy))
+    }
+
+    fn reinstate_party(
         &self,
         key: &PartyKey,
         cert_pem: Option<&[u8]>,
@@ -402,16 +425,52 @@ impl Admin {
     }
 
     pub fn revoke(&self, key: &PartyKey) -> AdminResult<Value> {
-        self.store.revoke_party(key, now_unix())?;
-        self.party(key)
+        self.hinted(key, || {
+            self.store.revoke_party(key, now_unix())?;
+            self.party(key)
+        })
     }
 
     pub fn party(&self, key: &PartyKey) -> AdminResult<Value> {
-        let p = self
-            .store
-            .party(key)?
-            .ok_or_else(|| AdminError::from(StoreError::NotFound(format!("party {key}"))))?;
-        Ok(party_json(&p, &self.store.certificates(key)?))
+        self.hinted(key, || {
+            let p = self
+                .store
+                .party(key)?
+                .ok_or_else(|| AdminError::from(StoreError::NotFound(format!("party {key}"))))?;
+            Ok(party_json(&p, &self.store.certificates(key)?))
+        })
+    }
+
+    /// `op` on a party; when it is not found under a key without a type while parties of that
+    /// id are registered with a type (a PartyId type is part of the key: such a party is found
+    /// only with it), the message names the types to give.
+    fn hinted(
+        &self,
+        key: &PartyKey,
+        op: impl FnOnce() -> AdminResult<Value>,
+    ) -> AdminResult<Value> {
+        op().map_err(|mut e| {
+            if e.status != 404 || !key.ptype.is_empty() || e.message.contains("--party-type") {
+                return e;
+            }
+            let typed: Vec<String> = self
+                .store
+                .parties(None)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| p.key.id == key.id && !p.key.ptype.is_empty())
+                .map(|p| format!("--party-type {}", p.key.ptype))
+                .collect();
+            if !typed.is_empty() {
+                e.message.push_str(&format!(
+                    "; {} is registered with a party type: name it with {} (admin API: \
+                     \"party_type\")",
+                    key.id,
+                    typed.join(" or ")
+                ));
+            }
+            e
+        })
     }
 
     pub fn parties(&self, subscriber: Option<i64>) -> AdminResult<Value> {

@@ -75,7 +75,9 @@ struct InitArgs {
     hostnames: Vec<String>,
     #[arg(long, default_value = "layersec.local")]
     domain: String,
-    /// Key type of the TLS and signing keys: rsa3072, rsa2048 or ec.
+    /// Key type of the TLS and signing keys: ec, rsa2048, rsa3072 or rsa4096. AS4 peers that
+    /// verify RSA signatures only (they cannot check receipts signed with an EC key) need an
+    /// RSA key: rsa2048.
     #[arg(long, default_value = "ec")]
     key_type: String,
     /// Replace files that exist.
@@ -95,12 +97,14 @@ enum AdminOp {
         #[command(subcommand)]
         op: PartyOp,
     },
-    /// Messages and bytes per account in a period, for billing.
+    /// Messages and bytes per account in a period, for billing: the days from --from up to,
+    /// not including, --to (UTC).
     Usage {
-        /// First day (YYYY-MM-DD, UTC), included.
+        /// The first day of the period (YYYY-MM-DD, UTC), included.
         #[arg(long)]
         from: String,
-        /// Last day (YYYY-MM-DD, UTC), excluded.
+        /// The day after the period (YYYY-MM-DD, UTC), excluded: --from 2026-11-01 --to
+        /// 2026-12-01 is November.
         #[arg(long)]
         to: String,
         /// json or csv.
@@ -111,6 +115,8 @@ enum AdminOp {
     Messages {
         #[arg(long)]
         party: Option<String>,
+        /// The PartyId type the party was registered with: a party registered with a type is
+        /// found only with it.
         #[arg(long, default_value = "")]
         party_type: String,
         #[arg(long, default_value_t = 50)]
@@ -147,6 +153,8 @@ enum PartyOp {
         subscriber: i64,
         #[arg(long)]
         party: String,
+        /// The PartyId type, if the party's PartyId has one: part of its key, to be given
+        /// again (--party-type) to show, change or revoke it.
         #[arg(long, default_value = "")]
         party_type: String,
         /// The party's signing certificate (PEM or DER): an end-entity certificate.
@@ -164,6 +172,8 @@ enum PartyOp {
     /// Change the largest document a party accepts.
     SetLimit {
         party: String,
+        /// The PartyId type the party was registered with: a party registered with a type is
+        /// found only with it.
         #[arg(long, default_value = "")]
         party_type: String,
         #[arg(long)]
@@ -173,14 +183,19 @@ enum PartyOp {
         #[arg(long)]
         subscriber: Option<i64>,
     },
+    /// A party: its certificates, MPC, limits and status.
     Show {
         party: String,
+        /// The PartyId type the party was registered with: a party registered with a type is
+        /// found only with it.
         #[arg(long, default_value = "")]
         party_type: String,
     },
     /// Register a new certificate; the current one stays valid for the overlap.
     ReplaceCertificate {
         party: String,
+        /// The PartyId type the party was registered with: a party registered with a type is
+        /// found only with it.
         #[arg(long, default_value = "")]
         party_type: String,
         #[arg(long)]
@@ -191,8 +206,11 @@ enum PartyOp {
         #[arg(long)]
         allow_ca_certificate: bool,
     },
+    /// Revoke a party: it can no longer send, pull or receive.
     Revoke {
         party: String,
+        /// The PartyId type the party was registered with: a party registered with a type is
+        /// found only with it.
         #[arg(long, default_value = "")]
         party_type: String,
     },
@@ -200,6 +218,8 @@ enum PartyOp {
     /// certificate that replaces them at once.
     Reinstate {
         party: String,
+        /// The PartyId type the party was registered with: a party registered with a type is
+        /// found only with it.
         #[arg(long, default_value = "")]
         party_type: String,
         #[arg(long)]

@@ -12,7 +12,8 @@ use std::time::Duration;
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A service folder made by `layersec-server init`, and its running process (if any).
-/// Dropping it kills the process and removes the folder (kept when the test panics).
+/// Dropping it kills the process and removes the folder (kept, and its path printed, when the
+/// test panics).
 pub struct RunningService {
     /// The service folder (configuration, identity/, tls/, store).
     pub dir: PathBuf,
@@ -28,13 +29,16 @@ pub struct RunningService {
     bin: PathBuf,
     /// `host:port` of the AS4 listener once known: restarts keep the port.
     listen: Option<String>,
+    /// Removes `dir` when dropped, after the process (see `Drop`).
+    _tmp: crate::TempDir,
 }
 
 impl RunningService {
     /// `bin init` a new service listening on loopback ports of the system's choice; `tweak`
     /// edits the configuration text. Not started: see [`RunningService::serve`].
     pub fn init(bin: &Path, name: &str, tweak: impl FnOnce(String) -> String) -> RunningService {
-        let dir = crate::tempdir(name);
+        let tmp = crate::tempdir(name);
+        let dir = tmp.to_path_buf();
         let out = crate::run(Command::new(bin).args([
             "init",
             "--dir",
@@ -61,6 +65,7 @@ impl RunningService {
             child: None,
             bin: bin.to_path_buf(),
             listen: None,
+            _tmp: tmp,
         }
     }
 
@@ -208,10 +213,8 @@ impl RunningService {
 
 impl Drop for RunningService {
     fn drop(&mut self) {
+        // The process first; the folder goes with `_tmp` afterwards.
         self.stop();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
     }
 }
 

@@ -11,6 +11,10 @@ binding does not know (from a newer library) maps by its family, as the header a
 
 from __future__ import annotations
 
+import errno as _errno
+import os
+import re
+
 # The LS_ERR_* codes of include/layersec.h (append-only there; a test checks this list against
 # the header).
 LS_ERR_NULL_ARGUMENT = 100
@@ -100,6 +104,44 @@ class ArgumentError(LayerSecError):
 
 class BadPasswordError(ArgumentError):
     """LS_ERR_BAD_PASSWORD: the password does not decrypt the key or PKCS#12 file."""
+
+
+class FileError(ArgumentError, OSError):
+    """LS_ERR_IO: a file cannot be read or written. Also an :class:`OSError`, as Python's own
+    file functions raise: ``errno`` and ``strerror`` are the system's error when the library
+    names it (else None and the message), ``filename`` the path argument the message names.
+    A missing file is a :class:`MissingFileError` (a :class:`FileNotFoundError` too), one the
+    process may not open a :class:`FilePermissionError` (a :class:`PermissionError` too)."""
+
+    def __init__(self, code: int, name: str, message: str, function: str | None = None):
+        super().__init__(code, name, message, function)
+        # OSError's __init__ took (code, name, message) for (errno, strerror, filename).
+        self.args = (code, name, message)
+        number = _os_errno(message)
+        self.errno = number
+        self.strerror = os.strerror(number) if number is not None else message
+        self.filename = None
+
+
+class MissingFileError(FileError, FileNotFoundError):
+    """LS_ERR_IO for a file that does not exist (ENOENT)."""
+
+
+class FilePermissionError(FileError, PermissionError):
+    """LS_ERR_IO for a file the process may not open (EACCES, EPERM)."""
+
+
+def _os_errno(message: str) -> int | None:
+    """The system error number a library message ends with (``... (os error 2)``), if any."""
+    m = re.search(r"\(os error (\d+)\)", message)
+    return int(m.group(1)) if m else None
+
+
+_FILE_ERRORS = {
+    _errno.ENOENT: MissingFileError,
+    _errno.EACCES: FilePermissionError,
+    _errno.EPERM: FilePermissionError,
+}
 
 
 class CryptoError(LayerSecError):
@@ -214,6 +256,7 @@ class QueuedForRetry(LayerSecError):
 
 
 _BY_CODE = {
+    LS_ERR_IO: FileError,
     LS_ERR_BAD_PASSWORD: BadPasswordError,
     LS_ERR_DECRYPT_FAILED: DecryptionError,
     LS_ERR_KEY_UNWRAP_FAILED: DecryptionError,
@@ -255,7 +298,10 @@ def error_class(code: int) -> type[LayerSecError]:
 def error_from_code(
     code: int, name: str, message: str, function: str | None = None
 ) -> LayerSecError:
-    return error_class(code)(code, name, message, function)
+    cls = error_class(code)
+    if cls is FileError:
+        cls = _FILE_ERRORS.get(_os_errno(message), FileError)
+    return cls(code, name, message, function)
 
 
 _FAMILY_NAMES = {

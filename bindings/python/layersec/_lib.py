@@ -36,6 +36,8 @@ from ctypes import (
 
 from ._errors import error_from_code
 
+# liblayersec.so.<major> of the library version this binding is for (a test checks it against
+# the loaded library's ls_version()).
 SONAME = "liblayersec.so.0"
 ENV_VAR = "LAYERSEC_LIB"
 
@@ -297,12 +299,19 @@ def _errcheck(result, func, args):
         raw = lib.ls_last_error_message()
         message = raw.decode("utf-8", "replace") if raw else ""
         name = lib.ls_result_name(result)
-        raise error_from_code(
+        error = error_from_code(
             int(result),
             name.decode("ascii", "replace") if name else "LS_UNKNOWN",
             message,
             func.__name__,
         )
+        if isinstance(error, OSError):
+            # The file: the path argument the message names.
+            for arg in args:
+                if isinstance(arg, bytes) and arg and os.fsdecode(arg) in message:
+                    error.filename = os.fsdecode(arg)
+                    break
+        raise error
     return result
 
 

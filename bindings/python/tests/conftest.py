@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -20,10 +21,27 @@ if str(PY_ROOT) not in sys.path:
 import layersec  # noqa: E402
 
 
+def skip_or_fail(reason: str):
+    """A tool, package or service the test needs is missing: the test is skipped (pytest -rs
+    lists the reason), or fails under LS_REQUIRE_FIXTURES=1, as in CI."""
+    if os.environ.get("LS_REQUIRE_FIXTURES") == "1":
+        pytest.fail(f"{reason} (LS_REQUIRE_FIXTURES=1: a missing fixture, tool or service fails "
+                    "the test)")
+    pytest.skip(reason)
+
+
+def import_or_skip(module: str):
+    """The module, or :func:`skip_or_fail` when it cannot be imported."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        skip_or_fail(f"cannot import {module}: {e} (scripts/deps.sh installs it)")
+
+
 def run_openssl(*args, input: bytes | None = None, cwd=None) -> bytes:
     """Runs the openssl CLI; fails the test with its stderr if it fails."""
     if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed")
+        skip_or_fail("the openssl command is not installed")
     p = subprocess.run(["openssl", *map(str, args)], input=input, capture_output=True, cwd=cwd)
     if p.returncode != 0:
         pytest.fail(f"openssl {' '.join(map(str, args))} failed: {p.stderr.decode(errors='replace')}")
@@ -33,7 +51,7 @@ def run_openssl(*args, input: bytes | None = None, cwd=None) -> bytes:
 @pytest.fixture(scope="session")
 def header_text() -> str:
     if not HEADER.exists():
-        pytest.skip(f"{HEADER} not found")
+        skip_or_fail(f"{HEADER} not found")
     return HEADER.read_text()
 
 

@@ -12,6 +12,7 @@ from ctypes import POINTER
 import pytest
 
 import layersec
+from conftest import skip_or_fail
 from layersec import _lib
 
 
@@ -172,7 +173,7 @@ def c_layout(tmp_path_factory, header_text):
 
     cc = shutil.which("gcc") or shutil.which("cc")
     if cc is None:
-        pytest.skip("no C compiler (gcc) to check the struct layout against")
+        skip_or_fail("no C compiler (gcc) to check the struct layout against")
     d = tmp_path_factory.mktemp("layout")
     lines = ["#include <stdio.h>", "#include <stddef.h>", '#include "layersec.h"', "int main(void) {"]
     for s in STRUCTS:

@@ -18,7 +18,7 @@ import pytest
 import layersec
 from layersec import _errors, _lib
 
-from conftest import write_identity
+from conftest import skip_or_fail, write_identity
 
 
 def server_binary() -> Path:
@@ -30,7 +30,7 @@ def service(tmp_path_factory):
     """A running layersec-server: (folder, config file, AS4 URL)."""
     exe = server_binary()
     if not exe.is_file():
-        pytest.skip(
+        skip_or_fail(
             f"{exe} is not built (cargo build -p ls-server): the client tests need a real service"
         )
     d = tmp_path_factory.mktemp("service")

@@ -3,6 +3,8 @@ and failures carry the code, its name and the library's message."""
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import threading
 
@@ -15,7 +17,7 @@ from layersec import _errors, _lib
 EXPECTED = {
     "LS_ERR_NULL_ARGUMENT": layersec.ArgumentError,
     "LS_ERR_INVALID_ARGUMENT": layersec.ArgumentError,
-    "LS_ERR_IO": layersec.ArgumentError,
+    "LS_ERR_IO": layersec.FileError,
     "LS_ERR_BAD_PASSWORD": layersec.BadPasswordError,
     "LS_ERR_UNSUPPORTED_KEY": layersec.ArgumentError,
     "LS_ERR_DECRYPT_FAILED": layersec.DecryptionError,
@@ -136,12 +138,38 @@ def test_failure_carries_code_name_message_and_function(tmp_path):
     with pytest.raises(layersec.ArgumentError) as ei:
         layersec.Identity.load(tmp_path / "missing.key")
     e = ei.value
-    assert type(e) is layersec.ArgumentError
+    assert type(e) is layersec.MissingFileError
     assert e.code == _errors.LS_ERR_IO == 102
     assert e.name == "LS_ERR_IO"
     assert "missing.key" in e.message
     assert e.function == "ls_identity_load"
     assert str(e).startswith("LS_ERR_IO (102): ")
+
+
+def test_a_missing_file_is_a_layersec_error_and_a_file_not_found_error(tmp_path):
+    """Python's own file functions raise OSError: so does a file the library cannot read, as a
+    LayerSecError of the arguments' family too."""
+    missing = tmp_path / "missing.key"
+    with pytest.raises(FileNotFoundError) as ei:
+        layersec.Identity.load(missing)
+    e = ei.value
+    assert isinstance(e, layersec.LayerSecError) and isinstance(e, layersec.ArgumentError)
+    assert isinstance(e, layersec.FileError) and isinstance(e, OSError)
+    assert (e.code, e.name) == (_errors.LS_ERR_IO, "LS_ERR_IO")
+    assert e.errno == errno.ENOENT and e.strerror == os.strerror(errno.ENOENT)
+    assert e.filename == str(missing)
+    assert "missing.key" in str(e)
+    try:
+        layersec.Certificate.load(tmp_path / "missing.crt")
+    except OSError as caught:  # the way a program catches file errors
+        assert isinstance(caught, layersec.MissingFileError)
+        assert caught.filename == str(tmp_path / "missing.crt")
+    else:
+        pytest.fail("no error for a missing certificate file")
+    # A folder: an OSError with its errno, not a FileNotFoundError.
+    with pytest.raises(layersec.FileError) as ei:
+        layersec.Identity.load(tmp_path)
+    assert ei.value.errno == errno.EISDIR and not isinstance(ei.value, FileNotFoundError)
 
 
 def test_messages_are_per_thread(alice_ec, bob_ec, carol):

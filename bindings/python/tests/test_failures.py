@@ -9,7 +9,7 @@ import os
 import pytest
 
 import layersec
-from conftest import run_openssl, write_identity
+from conftest import import_or_skip, run_openssl, write_identity
 
 DOC = os.urandom(20000)
 
@@ -188,7 +188,7 @@ def test_legacy_accepted_unless_rejected(files, alice_rsa, bob_rsa, cipher, keyo
 
 def _self_signed(tmp_path, name, not_before, not_after):
     """A key and self-signed certificate with the given validity (made with `cryptography`)."""
-    x509 = pytest.importorskip("cryptography.x509")
+    x509 = import_or_skip("cryptography.x509")
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID

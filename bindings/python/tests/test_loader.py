@@ -63,15 +63,23 @@ def test_library_next_to_the_package(pkg_copy, where):
 def test_soname_through_the_loader_search(pkg_copy, tmp_path):
     libdir = tmp_path / "lib"
     libdir.mkdir()
-    (libdir / "liblayersec.so.0").symlink_to(LIB)
+    (libdir / _lib.SONAME).symlink_to(LIB)
     p = run_probe(pkg_copy, {"LD_LIBRARY_PATH": str(libdir)})
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines()[0] == "liblayersec.so.0"
+    assert p.stdout.splitlines()[0] == _lib.SONAME
 
 
 def test_nothing_found_explains_what_to_do(pkg_copy):
     p = run_probe(pkg_copy, {})
     if p.returncode == 0:
-        pytest.skip("liblayersec.so.0 is installed system-wide")
+        pytest.skip(f"{_lib.SONAME} is installed system-wide")
     assert "ImportError" in p.stderr
-    assert "LAYERSEC_LIB" in p.stderr and "liblayersec.so.0" in p.stderr
+    assert "LAYERSEC_LIB" in p.stderr and _lib.SONAME in p.stderr
+
+
+def test_soname_is_the_one_of_the_library_version():
+    """The binding looks for the SONAME before it can ask the library anything: the name it
+    knows is the one the library of its version has (liblayersec.so.<major>, ls-ffi/build.rs)."""
+    import layersec
+
+    assert _lib.SONAME == f"liblayersec.so.{layersec.version().split('.')[0]}"

@@ -124,6 +124,10 @@ pub struct OpenOptions<'a> {
     pub allow_expired: bool,
     /// Accept 3DES and RSA PKCS#1 v1.5 key transport from legacy partners (on by default).
     pub allow_legacy_ciphers: bool,
+    /// Accept content encrypted in CBC mode (EnvelopedData with AES-CBC or 3DES, which has no
+    /// integrity of its own) rather than AuthEnvelopedData (on by default; off: AES-GCM or
+    /// ChaCha20-Poly1305 only, as the client's `accept_legacy_ciphers = false` wants).
+    pub allow_cbc: bool,
     /// Accept SHA-1 signatures (off by default).
     pub allow_sha1: bool,
     /// Limit on the opened document's size. The layers around it may be up to
@@ -145,6 +149,7 @@ impl Default for OpenOptions<'_> {
             allow_unsigned: false,
             allow_expired: false,
             allow_legacy_ciphers: true,
+            allow_cbc: true,
             allow_sha1: false,
             max_output: 1 << 30,
             max_depth: 8,

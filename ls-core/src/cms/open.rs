@@ -732,6 +732,12 @@ impl<'o> State<'o> {
                 calg.name()
             )));
         }
+        if !params.alg.is_aead() && !self.opts.allow_cbc {
+            return Err(Error::WeakAlgorithm(format!(
+                "{} (CBC, without authenticated encryption) is refused by policy",
+                calg.name()
+            )));
+        }
         if !params.alg.is_aead() && auth {
             return Err(Error::Malformed(
                 "AuthEnvelopedData with a non-AEAD cipher".into(),

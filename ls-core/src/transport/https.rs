@@ -861,6 +861,8 @@ mod tests {
         requests: Arc<Mutex<Vec<Recorded>>>,
         /// The client certificate of each TLS connection (None: none was sent).
         client_certs: Arc<Mutex<Vec<Option<Vec<u8>>>>>,
+        /// Connections a mute server let go (after holding them for 10 s).
+        released: Arc<AtomicUsize>,
     }
 
     impl Server {
@@ -939,26 +941,30 @@ mod tests {
             accepted: Arc::default(),
             requests: Arc::default(),
             client_certs: Arc::default(),
+            released: Arc::default(),
         };
-        let (accepted, requests, client_certs) = (
+        let (accepted, requests, client_certs, released) = (
             Arc::clone(&server.accepted),
             Arc::clone(&server.requests),
             Arc::clone(&server.client_certs),
+            Arc::clone(&server.released),
         );
         thread::spawn(move || {
             for tcp in listener.incoming() {
                 let Ok(tcp) = tcp else { return };
                 accepted.fetch_add(1, Ordering::SeqCst);
-                let (acceptor, requests, client_certs, mode) = (
+                let (acceptor, requests, client_certs, released, mode) = (
                     acceptor.clone(),
                     Arc::clone(&requests),
                     Arc::clone(&client_certs),
+                    Arc::clone(&released),
                     mode.clone(),
                 );
                 thread::spawn(move || {
                     if let Mode::Mute = mode {
                         thread::sleep(Duration::from_secs(10));
                         drop(tcp);
+                        released.fetch_add(1, Ordering::SeqCst);
                         return;
                     }
                     let stream: Box<dyn Stream> = match acceptor {
@@ -1017,6 +1023,8 @@ mod tests {
                             }
                             _ => {
                                 thread::sleep(Duration::from_secs(10));
+                                drop(r);
+                                released.fetch_add(1, Ordering::SeqCst);
                                 return;
                             }
                         }
@@ -1298,7 +1306,12 @@ mod tests {
         assert_eq!(e.code(), ErrorCode::Timeout, "{e}");
         assert!(e.is_transient());
         assert!(took >= Duration::from_millis(900), "{took:?}");
-        assert!(took < Duration::from_secs(5), "{took:?}");
+        // Our timeout, while the server still held the connection (it lets go after 10 s).
+        assert_eq!(
+            s.released.load(Ordering::SeqCst),
+            0,
+            "the server let go first ({took:?})"
+        );
     }
 
     #[test]

@@ -117,15 +117,15 @@ pub fn have(prog: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A fresh temporary folder for one test.
-pub fn tempdir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let d = std::env::temp_dir().join(format!("ls-ffi-{name}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// A fresh temporary folder for one test, removed when the guard is dropped.
+pub fn tempdir(name: &str) -> ls_tests::TempDir {
+    ls_tests::tempdir(&format!("ffi-{name}"))
+}
+
+/// The library's SONAME, `liblayersec.so.<major>`, from the crate version (as build.rs sets
+/// it).
+pub fn soname() -> String {
+    format!("liblayersec.so.{}", env!("CARGO_PKG_VERSION_MAJOR"))
 }
 
 pub fn write(path: &Path, text: &str) {
