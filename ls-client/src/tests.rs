@@ -1597,8 +1597,8 @@ fn aes_cbc_documents_are_opened_only_when_legacy_ciphers_are_accepted() {
     assert_eq!(r.failed.len(), 1, "{r:?}");
     let f = &r.failed[0];
     assert_eq!(f.message_id, refused.message_id);
-    assert_eq!(f.code, "LS_ERR_WEAK_ALGORITHM", "{f:?}");
-    assert!(f.error.contains("CBC"), "{f:?}");
+    assert_eq!(f.error.code, ErrorCode::WeakAlgorithm, "{f:?}");
+    assert!(f.error.message.contains("CBC"), "{f:?}");
     assert_eq!(f.refused, Some(FailureClass::CannotOpen), "{f:?}");
 
     w.configure("bob", "\n[policy]\naccept_legacy_ciphers = true\n");
