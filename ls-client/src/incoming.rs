@@ -3,8 +3,8 @@
 //! documentation of `client`.
 
 use super::fsutil::{
-    self, candidate, fsync_dir, hex, io_err, is_free, list_dir, move_no_clobber, read_json,
-    safe_name, sha256_hex, to_json, write_atomic, write_synced, Lock,
+    self, candidate, fsync_dir, io_err, is_free, list_dir, move_no_clobber, read_json, safe_name,
+    to_json, write_atomic, write_synced, Lock,
 };
 use super::notices;
 use super::{partner_policy, verify_policy, Client, PollStatus, Problem};
@@ -12,6 +12,7 @@ use ls_core::as4::coordination::{self, FailureClass};
 use ls_core::as4::exchange::{self, party_mpc, Exchange, Pulled};
 use ls_core::as4::message::{self, Incoming, ReadOptions};
 use ls_core::as4::model::EbmsError;
+use ls_core::bytes::sha256_hex;
 use ls_core::cms::OpenOptions;
 use ls_core::error::{Error, ErrorCode, Result};
 use ls_core::time;
@@ -171,7 +172,7 @@ pub(super) fn delivery_key(sender: &str, message_id: &str) -> String {
     b.extend_from_slice(sender.as_bytes());
     b.push(0);
     b.extend_from_slice(message_id.as_bytes());
-    hex(&openssl::sha::sha256(&b))
+    sha256_hex(&b)
 }
 
 fn is_key(s: &str) -> bool {

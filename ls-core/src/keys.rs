@@ -115,7 +115,7 @@ impl Identity {
         let key = parse_private_key_pem(key_pem, password)?;
         let cert_source = cert_pem.unwrap_or(key_pem);
         if cert_pem.is_none()
-            && cert::memfind(cert_source, b"-----BEGIN CERTIFICATE-----").is_none()
+            && !crate::bytes::contains(cert_source, b"-----BEGIN CERTIFICATE-----")
         {
             return Err(Error::InvalidArgument(
                 "the key file holds no certificate: give the certificate as well".into(),
@@ -299,7 +299,7 @@ impl Identity {
 }
 
 fn parse_private_key_pem(pem: &[u8], password: Option<&str>) -> Result<PKey<Private>> {
-    let encrypted = cert::memfind(pem, b"ENCRYPTED").is_some();
+    let encrypted = crate::bytes::contains(pem, b"ENCRYPTED");
     if encrypted {
         let pass = password.ok_or_else(|| {
             Error::BadPassword("the private key is encrypted and no password was given".into())
@@ -308,7 +308,7 @@ fn parse_private_key_pem(pem: &[u8], password: Option<&str>) -> Result<PKey<Priv
             Error::BadPassword("the key password is wrong or the key is damaged".into())
         });
     }
-    if cert::memfind(pem, b"PRIVATE KEY-----").is_none() {
+    if !crate::bytes::contains(pem, b"PRIVATE KEY-----") {
         return Err(Error::Malformed("no PEM private key found".into()));
     }
     PKey::private_key_from_pem(pem)

@@ -20,6 +20,7 @@
 
 pub mod as4;
 pub mod asn1;
+pub mod bytes;
 pub mod cert;
 pub mod cms;
 pub mod error;

@@ -263,7 +263,7 @@ pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8
     // Find every delimiter at the start of a line.
     let mut starts = Vec::new(); // (line start, index after the delimiter line)
     let mut i = 0;
-    while let Some(off) = crate::cert::memfind(&body[i..], d) {
+    while let Some(off) = crate::bytes::find(&body[i..], d) {
         let at = i + off;
         let at_line_start = at == 0 || body[at - 1] == b'\n';
         if at_line_start {

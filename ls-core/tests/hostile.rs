@@ -87,7 +87,7 @@ fn unknown_content_cipher_is_named() {
     let mut sealed = seal(b"doc", &alice, &[bob_c], &SealOptions::default()).unwrap();
     // aes256-GCM is 2.16.840.1.101.3.4.1.46: turn it into the unknown ...4.1.127.
     let gcm = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2e];
-    let at = sealed.windows(gcm.len()).position(|w| w == gcm).unwrap();
+    let at = ls_core::bytes::find(&sealed, &gcm).unwrap();
     sealed[at + 8] = 0x7f;
     let e = open(&sealed, &opts(&bob, &alice_c)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::UnsupportedAlgorithm, "{e}");

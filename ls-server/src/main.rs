@@ -361,7 +361,7 @@ fn init(a: &InitArgs) -> CliResult {
         ls_core::Identity::generate(&a.domain, kt, 825, None).map_err(|e| (4, e.to_string()))?;
     let mut token = [0u8; 32];
     openssl::rand::rand_bytes(&mut token).map_err(|e| (4, e.to_string()))?;
-    let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
+    let token = ls_core::bytes::hex(&token);
     write_file(
         &cfg_path,
         config::template(&a.listen, &a.admin_listen, &a.domain).as_bytes(),

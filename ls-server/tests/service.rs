@@ -96,12 +96,7 @@ fn every_refusal_gets_its_ebms_error_and_nothing_is_stored() {
     assert_eq!(ebms_code(&push(&alice, &forged)), "EBMS:0101");
     // Altered in transit (the payload's digest no longer matches).
     let mut tampered = alice.message("bob", b"pay 100 EUR");
-    let at = tampered
-        .body
-        .windows(11)
-        .position(|w| w == b"pay 100 EUR")
-        .unwrap()
-        + 4;
+    let at = ls_core::bytes::find(&tampered.body, b"pay 100 EUR").unwrap() + 4;
     tampered.body[at] = b'9';
     assert_eq!(ebms_code(&push(&alice, &tampered)), "EBMS:0101");
     // Unregistered recipient.

@@ -490,7 +490,7 @@ pub fn resolve_key(
                 .ok_or_else(|| {
                     Error::UnknownSigner(format!(
                         "no known certificate has the subject key identifier {}",
-                        crate::cert::hex(&ski)
+                        crate::bytes::hex(&ski)
                     ))
                 });
         }
@@ -648,7 +648,7 @@ fn ecdsa_der_to_raw(der: &[u8], field_len: usize) -> Result<Vec<u8>> {
 pub fn new_id(prefix: &str) -> String {
     let mut b = [0u8; 16];
     openssl::rand::rand_bytes(&mut b).expect("the OpenSSL RNG does not fail");
-    format!("{prefix}-{}", crate::cert::hex(&b))
+    format!("{prefix}-{}", crate::bytes::hex(&b))
 }
 
 /// The `wsse:BinarySecurityToken` element for a certificate.

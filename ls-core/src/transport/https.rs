@@ -288,10 +288,7 @@ fn parse_early(endpoint: &str, raw: &[u8]) -> Result<HttpResponse> {
             "{endpoint} answered before the request was sent, with something that is not HTTP"
         ))
     };
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(bad)?;
+    let end = crate::bytes::find(raw, b"\r\n\r\n").ok_or_else(bad)?;
     let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad())?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().ok_or_else(bad)?;
@@ -501,23 +498,11 @@ struct OpensslConnector {
 }
 
 fn parse_pin(pin: &str) -> Result<[u8; 32]> {
-    let hex: String = pin
-        .chars()
-        .filter(|c| !matches!(c, ':' | ' '))
-        .collect::<String>();
-    let bad = || {
+    crate::bytes::parse_sha256(pin).ok_or_else(|| {
         Error::InvalidArgument(
             "pinned_sha256 must be 64 hex digits (the SHA-256 of the certificate's DER)".into(),
         )
-    };
-    if hex.len() != 64 || !hex.is_ascii() {
-        return Err(bad());
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
-    Ok(out)
+    })
 }
 
 fn leaf_sha256(ctx: &X509StoreContextRef) -> Option<[u8; 32]> {
@@ -578,7 +563,8 @@ impl OpensslConnector {
                 match leaf_sha256(ctx) {
                     Some(got) if got == pin => chain_ok,
                     got => {
-                        let got = got.map_or_else(|| "unreadable".into(), |g| crate::cert::hex(&g));
+                        let got =
+                            got.map_or_else(|| "unreadable".into(), |g| crate::bytes::hex(&g));
                         if let Ok(mut s) = seen.lock() {
                             *s = Some(got);
                         }
@@ -715,7 +701,7 @@ impl TlsStream {
 
 /// Whether `raw` holds a whole response head and as much body as its Content-Length says.
 fn early_complete(raw: &[u8]) -> bool {
-    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+    let Some(end) = crate::bytes::find(raw, b"\r\n\r\n") else {
         return false;
     };
     let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
@@ -1035,7 +1021,7 @@ mod tests {
     }
 
     fn sha256_hex(cert: &X509) -> String {
-        crate::cert::hex(&openssl::sha::sha256(&cert.to_der().unwrap()))
+        crate::bytes::sha256_hex(&cert.to_der().unwrap())
     }
 
     const CT: &str = "multipart/related; boundary=\"b1\"; type=\"application/soap+xml\"";

@@ -291,7 +291,7 @@ impl Resp {
 /// read beyond it.
 fn read_response(r: &mut impl Read, buf: &mut Vec<u8>, head_request: bool) -> Option<Resp> {
     let end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(i) = ls_core::bytes::find(buf, b"\r\n\r\n") {
             break i + 4;
         }
         let mut chunk = [0u8; 4096];

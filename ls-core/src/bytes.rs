@@ -1,0 +1,112 @@
+//! Small helpers on bytes that every layer uses: lower-case hex, SHA-256 fingerprints, and
+//! substring search. One of each, here, so that the crates above do not grow their own.
+
+use std::fmt::Write as _;
+
+/// Lower-case hex without separators (`ef45…`): how digests, serial numbers, key ids and
+/// fingerprints are printed everywhere.
+pub fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+/// [`hex`] of the SHA-256 of `data`: the form of every fingerprint and digest Layer Security
+/// prints (as `sha256sum` prints it).
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&openssl::sha::sha256(data))
+}
+
+/// A SHA-256 fingerprint as people give it: 64 hex digits, upper or lower case, with or without
+/// `:` (or space) between the pairs (`EF:45:…` as OpenSSL prints it, `ef45…` as we do). `None`
+/// for anything else.
+pub fn parse_sha256(s: &str) -> Option<[u8; 32]> {
+    let digits: Vec<u8> = s.bytes().filter(|b| !matches!(b, b':' | b' ')).collect();
+    if digits.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| (c as char).to_digit(16).map(|v| v as u8);
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *o = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+/// The first position of `needle` in `hay` (SIMD search through memchr's `memmem`: MIME
+/// boundaries are looked for across whole payloads). `None` for an empty needle.
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    memchr::memmem::find(hay, needle)
+}
+
+/// Whether `needle` occurs in `hay` (an empty needle never does).
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    find(hay, needle).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_is_lower_case_without_separators() {
+        assert_eq!(hex(&[]), "");
+        assert_eq!(hex(&[0x00, 0x0f, 0xef, 0x45, 0xff]), "000fef45ff");
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn fingerprints_are_read_in_every_form_people_give() {
+        let d = openssl::sha::sha256(b"abc");
+        let lower = sha256_hex(b"abc");
+        let upper = lower.to_ascii_uppercase();
+        let colons = |s: &str| {
+            s.as_bytes()
+                .chunks(2)
+                .map(|p| std::str::from_utf8(p).unwrap())
+                .collect::<Vec<_>>()
+                .join(":")
+        };
+        for s in [
+            lower.clone(),
+            upper.clone(),
+            colons(&lower),
+            colons(&upper),
+            colons(&lower).replace(':', " "),
+        ] {
+            assert_eq!(parse_sha256(&s), Some(d), "{s}");
+        }
+        for bad in [
+            "",
+            "abc",
+            &"zz".repeat(32),
+            &"00".repeat(33),
+            &"00".repeat(31),
+            &format!("+{}", &lower[1..]),
+            &format!("{lower}\n"),
+        ] {
+            assert_eq!(parse_sha256(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn find_and_contains() {
+        assert_eq!(find(b"hello world", b"world"), Some(6));
+        assert_eq!(find(b"hello", b"hello world"), None);
+        assert_eq!(find(b"hello", b""), None);
+        assert_eq!(find(b"", b"x"), None);
+        assert_eq!(find(b"aaab", b"ab"), Some(2));
+        assert!(contains(b"-----BEGIN CERTIFICATE-----", b"BEGIN"));
+        assert!(!contains(b"abc", b""));
+        assert!(!contains(b"abc", b"abd"));
+    }
+}
