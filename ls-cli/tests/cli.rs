@@ -303,10 +303,10 @@ fn keygen_seal_open(key_type: &[&str], expect_type: &str) {
     assert_eq!(g["key_encrypted"], false);
     assert_eq!(g["subject"], "CN=dave");
     let fp = g["fingerprint"].as_str().unwrap().to_string();
-    assert_eq!(fp.len(), 32 * 3 - 1, "{fp}");
-    assert!(fp
-        .split(':')
-        .all(|h| h.len() == 2 && u8::from_str_radix(h, 16).is_ok()));
+    assert!(
+        fp.len() == 64 && fp.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "{fp:?}: lower-case hex without separators"
+    );
     assert!(is_iso8601(g["not_after"].as_str().unwrap()));
     for (k, f) in [
         ("key", "dave.key.pem"),
@@ -429,7 +429,14 @@ fn keygen_text_output_shows_paths_and_fingerprint() {
     assert!(text.contains(&t.s("k/erin.key.pem")), "{text}");
     assert!(text.contains(&t.s("k/erin.cert.pem")), "{text}");
     assert!(text.contains(&t.s("k/erin.csr.pem")), "{text}");
-    assert!(text.contains("fingerprint:  SHA256 "), "{text}");
+    let fp = text
+        .split_once("fingerprint:  SHA256 ")
+        .map(|(_, rest)| rest.lines().next().unwrap_or(""))
+        .unwrap_or_else(|| panic!("no fingerprint in {text}"));
+    assert!(
+        fp.len() == 64 && fp.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "{fp:?}: lower-case hex without separators"
+    );
     assert!(
         stderr(&o).contains("not encrypted"),
         "warns about a plain key"
@@ -2273,9 +2280,14 @@ fn init_writes_a_loadable_config_and_prints_what_the_provider_needs() {
     assert_eq!(v["key_type"], "ec-p256");
     assert_eq!(v["service_certificate_present"], true);
     let fp = v["certificate_sha256"].as_str().unwrap();
-    assert_eq!(fp.len(), 32 * 3 - 1, "{fp}");
     let pem = v["certificate_pem"].as_str().unwrap();
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    // As sha256sum prints it: lower-case hex of the DER's SHA-256, no separators.
+    let der = openssl::x509::X509::from_pem(pem.as_bytes())
+        .unwrap()
+        .to_der()
+        .unwrap();
+    assert_eq!(fp, ls_core::bytes::sha256_hex(&der));
     assert_eq!(
         std::fs::read_to_string(s.path("identity/cert.pem")).unwrap(),
         pem

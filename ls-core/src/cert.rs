@@ -168,12 +168,11 @@ impl Certificate {
     pub fn public_key(&self) -> Result<PKey<Public>> {
         Ok(self.0.public.clone())
     }
+    /// The SHA-256 of the DER, as Layer Security prints every fingerprint: lower-case hex
+    /// without separators (`ef45…`, as `sha256sum` prints it). Read one back with
+    /// [`crate::bytes::parse_sha256`], which also takes OpenSSL's `EF:45:…`.
     pub fn sha256_fingerprint(&self) -> String {
-        let d = openssl::sha::sha256(&self.0.der);
-        d.iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":")
+        bytes::sha256_hex(&self.0.der)
     }
 
     /// Whether a CMS signer/recipient identifier (issuer + serial) names this certificate.

@@ -81,20 +81,15 @@ fn check_document_limit(n: u64) -> StoreResult<()> {
     Ok(())
 }
 
-/// The fingerprint as stored: lower-case hex SHA-256 (the trait's form). Also accepted: upper
-/// case and colon-separated pairs (`AB:CD:…`, what `Certificate::sha256_fingerprint` gives).
+/// The fingerprint as stored: lower-case hex SHA-256 (the trait's form, and what
+/// `Certificate::sha256_fingerprint` gives). Also accepted: upper case and `:`-separated pairs
+/// (`AB:CD:…`, as OpenSSL prints it), through [`ls_core::bytes::parse_sha256`].
 fn normalize_fingerprint(fingerprint: &str) -> StoreResult<String> {
-    let hex: String = fingerprint
-        .chars()
-        .filter(|c| *c != ':')
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        Ok(hex)
-    } else {
-        Err(StoreError::Invalid(
+    match ls_core::bytes::parse_sha256(fingerprint) {
+        Some(d) => Ok(ls_core::bytes::hex(&d)),
+        None => Err(StoreError::Invalid(
             "a certificate fingerprint is the hex SHA-256 of its DER".into(),
-        ))
+        )),
     }
 }
 
