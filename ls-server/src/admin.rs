@@ -10,7 +10,7 @@ use crate::store::{
 use ls_core::as4::coordination::{self, DEFAULT_MAX_DOCUMENT_BYTES};
 use ls_core::as4::exchange::party_mpc;
 use ls_core::asn1::{self, tag};
-use ls_core::time::{iso8601, now_unix, unix_from_parts};
+use ls_core::time::{iso8601, now_unix};
 use ls_core::Certificate;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -458,22 +458,12 @@ fn csv_field(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// `YYYY-MM-DD` (start of that day, UTC) or a Unix time.
+/// `YYYY-MM-DD` (start of that day, UTC; [`ls_core::time::parse_date`]) or a Unix time.
 pub fn parse_day(s: &str) -> AdminResult<i64> {
-    if let Ok(n) = s.parse::<i64>() {
-        return Ok(n);
-    }
-    let p: Vec<&str> = s.split('-').collect();
-    let n = |x: &str| x.parse::<i64>().ok();
-    match p.as_slice() {
-        [y, m, d] => match (n(y), n(m), n(d)) {
-            (Some(y), Some(m), Some(d)) if (1..=12).contains(&m) && (1..=31).contains(&d) => {
-                Ok(unix_from_parts(y, m, d, 0, 0, 0))
-            }
-            _ => Err(bad(format!("{s:?}: expected YYYY-MM-DD"))),
-        },
-        _ => Err(bad(format!("{s:?}: expected YYYY-MM-DD"))),
-    }
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| ls_core::time::parse_date(s))
+        .ok_or_else(|| bad(format!("{s:?}: expected YYYY-MM-DD")))
 }
 
 /// The admin HTTP API. Every request needs `Authorization: Bearer <token>`.
@@ -708,6 +698,26 @@ mod tests {
         assert_eq!(url_decode("a%3A%3Ab+c"), "a::b c");
         assert_eq!(url_decode("%zz%4"), "%zz%4");
         assert_eq!(url_decode("plain"), "plain");
+    }
+
+    /// The usage report's `--from`/`--to` (and `from`/`to` of the API): a date or a Unix time.
+    #[test]
+    fn days_are_dates_or_unix_times() {
+        assert_eq!(parse_day("2026-11-27").unwrap(), 1_795_737_600);
+        assert_eq!(parse_day("1970-01-01").unwrap(), 0);
+        assert_eq!(parse_day("1795737600").unwrap(), 1_795_737_600);
+        assert_eq!(parse_day("-5").unwrap(), -5);
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2026-11-27T00:00:00Z",
+            "27.11.2026",
+        ] {
+            let e = parse_day(bad).unwrap_err();
+            assert_eq!(e.status, 400, "{bad:?}");
+            assert!(e.message.contains("YYYY-MM-DD"), "{}", e.message);
+        }
     }
 
     #[test]

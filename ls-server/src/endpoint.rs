@@ -88,50 +88,6 @@ pub const FRESHNESS_SECS: i64 = 600;
 /// Pull request ids remembered for replay detection before old ones are dropped.
 const SEEN_MAX: usize = 100_000;
 
-/// `YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm)` → Unix seconds.
-fn parse_timestamp(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let t = ls_core::time::unix_from_parts(
-        n(0..4)?,
-        n(5..7)?,
-        n(8..10)?,
-        n(11..13)?,
-        n(14..16)?,
-        n(17..19)?,
-    );
-    let mut rest = &s[19..];
-    if let Some(r) = rest.strip_prefix('.') {
-        let digits = r.bytes().take_while(u8::is_ascii_digit).count();
-        rest = &r[digits..];
-    }
-    let offset = match rest {
-        "" | "Z" => 0,
-        _ if rest.len() == 6
-            && (rest.starts_with('+') || rest.starts_with('-'))
-            && &rest[3..4] == ":" =>
-        {
-            let m = rest[1..3].parse::<i64>().ok()? * 3600 + rest[4..6].parse::<i64>().ok()? * 60;
-            if rest.starts_with('+') {
-                m
-            } else {
-                -m
-            }
-        }
-        _ => return None,
-    };
-    Some(t - offset)
-}
-
 /// Why a request is refused: the ebMS error to answer with and a short reason for the
 /// metrics and the log.
 struct Refusal {
@@ -826,7 +782,7 @@ impl Service {
     /// pull would lease the owner's next message away from it.)
     fn fresh(&self, message_id: &str, timestamp: &str) -> std::result::Result<(), Failure> {
         let now = now_unix();
-        let t = parse_timestamp(timestamp).ok_or_else(|| {
+        let t = ls_core::time::parse_date_time(timestamp).ok_or_else(|| {
             Failure::Refused(Refusal::new(
                 "EBMS:0009",
                 "invalid_header",
@@ -927,22 +883,5 @@ impl Handler for Service {
             }
             _ => Response::text(404, "not found\n"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_timestamp;
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_timestamp("1970-01-01T01:00:00.123Z"), Some(3600));
-        assert_eq!(parse_timestamp("1970-01-01T01:00:00+01:00"), Some(0));
-        assert_eq!(parse_timestamp("1970-01-01T00:00:00-00:30"), Some(1800));
-        assert_eq!(parse_timestamp("1970-01-01T00:00:00"), Some(0));
-        assert_eq!(parse_timestamp("1970-01-01 00:00:00Z"), None);
-        assert_eq!(parse_timestamp("yesterday"), None);
-        assert_eq!(parse_timestamp("1970-01-01T00:00:00Zjunk"), None);
     }
 }
