@@ -52,6 +52,8 @@ struct FakeService {
     pushes: Mutex<Vec<String>>,
     /// RefToMessageIds of error signals from recipients.
     client_errors: Mutex<Vec<String>>,
+    /// The errors (code, description) those signals carried.
+    client_error_codes: Mutex<Vec<(String, Option<String>)>>,
 }
 
 impl FakeService {
@@ -65,6 +67,7 @@ impl FakeService {
             faults: Mutex::new(Faults::default()),
             pushes: Mutex::new(Vec::new()),
             client_errors: Mutex::new(Vec::new()),
+            client_error_codes: Mutex::new(Vec::new()),
         })
     }
 
@@ -115,7 +118,12 @@ impl FakeService {
         match &m.signals[0].signal {
             Signal::PullRequest { mpc } => self.pull(ct, body, mpc),
             Signal::Receipt { .. } => self.receipt(ct, body, &m),
-            Signal::Error(_) => {
+            Signal::Error(errors) => {
+                self.client_error_codes.lock().unwrap().extend(
+                    errors
+                        .iter()
+                        .map(|e| (e.code.clone(), e.description.clone())),
+                );
                 let r = m.signals[0]
                     .info
                     .ref_to_message_id
@@ -1006,6 +1014,15 @@ fn an_unknown_sender_is_not_written_nor_receipted_and_does_not_block_the_queue()
     assert_eq!(
         *w.svc.client_errors.lock().unwrap(),
         std::slice::from_ref(&from_carol.message_id)
+    );
+    // About an unknown sender it says no more than that: FailedAuthentication and the error's
+    // name (ls_core's one mapping, MessageFailure), no party, path or detail.
+    assert_eq!(
+        *w.svc.client_error_codes.lock().unwrap(),
+        [(
+            "EBMS:0101".to_string(),
+            Some("the recipient could not accept the message (ERR_UNKNOWN_SIGNER)".to_string())
+        )]
     );
     assert_eq!(w.files("bob", "inbox").len(), 2);
 

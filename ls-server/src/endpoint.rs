@@ -24,7 +24,7 @@ use crate::store::{
     content_fingerprint, AcceptLimits, Accepted, Delivery, NewMessage, NoticeEffect, Party,
     PartyKey, RefusalOf, Refused, Store, StoreError,
 };
-use ls_core::as4::coordination::{self, errors as ls_errors};
+use ls_core::as4::coordination::{self, errors as ls_errors, MessageFailure};
 use ls_core::as4::envelope::SoapVersion;
 use ls_core::as4::exchange::{self, Authenticated};
 use ls_core::as4::message::Built;
@@ -147,33 +147,18 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// The ebMS error for a failure to read or authenticate a message.
+/// The ebMS error for a failure to read or authenticate a message (the one mapping both ends
+/// use, [`MessageFailure`]); before a signature verifies the answer is the uniform one anyway
+/// ([`Refusal::unauthenticated`]) and this reason goes to the log and the metrics only.
 fn refusal_of(e: &Error) -> Refusal {
-    use ls_core::ErrorCode as C;
-    let code = e.code();
-    let (ebms, reason) = match code {
-        C::BadSignature
-        | C::SignerMismatch
-        | C::UnknownSigner
-        | C::CertUntrusted
-        | C::CertExpired
-        | C::CertNotYetValid
-        | C::CertKeyUsage
-        | C::CertInvalid
-        | C::DigestMismatch => ("EBMS:0101", "authentication"),
-        C::SignatureRequired
-        | C::Unsigned
-        | C::UnsignedPart
-        | C::SignatureWrapping
-        | C::WeakAlgorithm
-        | C::UnsupportedAlgorithm => ("EBMS:0103", "policy"),
-        C::TooLarge => ("EBMS:0004", "too_large"),
-        C::InvalidEbms => ("EBMS:0009", "invalid_header"),
-        _ => ("EBMS:0004", "malformed"),
-    };
+    let f = MessageFailure::of(e);
     // The detail names the failure class only: no echo of attacker-chosen input beyond the
     // core's own messages, which never quote content.
-    Refusal::new(ebms, reason, format!("{}: {e}", code.name()))
+    Refusal::new(
+        f.ebms_code(),
+        f.reason(),
+        format!("{}: {e}", e.code().name()),
+    )
 }
 
 impl Service {
