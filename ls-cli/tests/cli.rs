@@ -1196,7 +1196,7 @@ fn write(t: &TempDir, name: &str, data: &[u8]) -> String {
     t.s(name)
 }
 
-/// An RSA key and a self-signed certificate valid from `not_before` to `not_after`
+/// An RSA key and a self-signed party certificate valid from `not_before` to `not_after`
 /// (ASN.1 GeneralizedTime text, e.g. "20200101000000Z"): OpenSSL's command line cannot make one
 /// that has already expired.
 fn cert_with_validity(
@@ -1207,43 +1207,16 @@ fn cert_with_validity(
     openssl::pkey::PKey<openssl::pkey::Private>,
     openssl::x509::X509,
 ) {
-    use openssl::asn1::{Asn1Integer, Asn1Time};
-    use openssl::bn::BigNum;
-    use openssl::hash::MessageDigest;
-    use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectKeyIdentifier};
-    use openssl::x509::{X509Builder, X509NameBuilder};
-    let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", cn).unwrap();
-    let name = name.build();
-    let mut b = X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    let serial = Asn1Integer::from_bn(&BigNum::from_u32(0x5eed).unwrap()).unwrap();
-    b.set_serial_number(&serial).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::from_str(not_before).unwrap())
+    let at = |t: &str| ls_core::time::parse_asn1_time(0x18, t.as_bytes()).unwrap();
+    let g = ls_core::CertificateBuilder::new(cn, ls_core::CertPurpose::Party)
+        .key_type(ls_core::KeyType::Rsa(2048))
+        .validity(at(not_before), at(not_after))
+        .build(None)
         .unwrap();
-    b.set_not_after(&Asn1Time::from_str(not_after).unwrap())
-        .unwrap();
-    b.append_extension(BasicConstraints::new().critical().build().unwrap())
-        .unwrap();
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .digital_signature()
-            .key_encipherment()
-            .build()
-            .unwrap(),
+    (
+        openssl::pkey::PKey::private_key_from_pem(&g.key_pem).unwrap(),
+        g.identity.certificate().x509().clone(),
     )
-    .unwrap();
-    let ski = SubjectKeyIdentifier::new()
-        .build(&b.x509v3_context(None, None))
-        .unwrap();
-    b.append_extension(ski).unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    (key, b.build())
 }
 
 /// What an OpenSSL-based partner sends: a MIME entity, signed (CMS), wrapped as S/MIME, then

@@ -39,6 +39,7 @@ pub use cms::{
 };
 pub use error::{Error, ErrorCode, Result};
 pub use json::Json;
+pub use keys::builder::{CertPurpose, CertificateBuilder};
 pub use keys::{Generated, Identity, KeyType};
 
 /// The library version (the crate version).
