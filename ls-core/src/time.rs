@@ -55,39 +55,18 @@ pub fn iso8601(t: i64) -> String {
 
 // --- parsing: one scanner and one set of field checks for every notation we read.
 
-/// The fields of a date and time as written, before they are checked.
-struct Fields {
-    year: i64,
-    month: i64,
-    day: i64,
-    hour: i64,
-    minute: i64,
-    second: i64,
-    /// East of UTC, in seconds.
-    offset: i64,
-}
-
-impl Fields {
-    /// Unix seconds, when every field is in range: month 1–12, day 1–31, hour 0–23, minute
-    /// 0–59, second 0–60 (a leap second), an offset of at most 23:59.
-    fn unix(&self) -> Option<i64> {
-        let ok = (1..=12).contains(&self.month)
-            && (1..=31).contains(&self.day)
-            && (0..=23).contains(&self.hour)
-            && (0..=59).contains(&self.minute)
-            && (0..=60).contains(&self.second)
-            && self.offset.abs() < 24 * 3600;
-        ok.then(|| {
-            unix_from_parts(
-                self.year,
-                self.month,
-                self.day,
-                self.hour,
-                self.minute,
-                self.second,
-            ) - self.offset
-        })
-    }
+/// Unix seconds of a date `(year, month, day)` and time `(hour, minute, second)` written with
+/// `offset` seconds east of UTC, when every field is in range: month 1–12, day 1–31, hour 0–23,
+/// minute 0–59, second 0–60 (a leap second), an offset under 24 hours.
+fn checked_unix(date: (i64, i64, i64), time: (i64, i64, i64), offset: i64) -> Option<i64> {
+    let ((y, mo, d), (h, mi, s)) = (date, time);
+    let ok = (1..=12).contains(&mo)
+        && (1..=31).contains(&d)
+        && (0..=23).contains(&h)
+        && (0..=59).contains(&mi)
+        && (0..=60).contains(&s)
+        && offset.abs() < 24 * 3600;
+    ok.then(|| unix_from_parts(y, mo, d, h, mi, s) - offset)
 }
 
 /// A cursor over the text being parsed.
@@ -171,10 +150,8 @@ impl<'a> Scan<'a> {
 /// `Timestamp` (and of what [`iso8601`] writes).
 pub fn parse_date_time(s: &str) -> Option<i64> {
     let mut p = Scan::new(s.as_bytes());
-    let (year, month, day) = iso_date(&mut p)?;
-    if !p.eat(b'T') {
-        return None;
-    }
+    let date = iso_date(&mut p)?;
+    p.eat(b'T').then_some(())?;
     let hour = p.digits(2)?;
     p.eat(b':').then_some(())?;
     let minute = p.digits(2)?;
@@ -182,33 +159,15 @@ pub fn parse_date_time(s: &str) -> Option<i64> {
     let second = p.digits(2)?;
     p.fraction(b".");
     let offset = p.zone_and_end(true)?;
-    Fields {
-        year,
-        month,
-        day,
-        hour,
-        minute,
-        second,
-        offset,
-    }
-    .unix()
+    checked_unix(date, (hour, minute, second), offset)
 }
 
 /// An ISO 8601 calendar date, `YYYY-MM-DD` → the start of that day (UTC) in Unix seconds.
 pub fn parse_date(s: &str) -> Option<i64> {
     let mut p = Scan::new(s.as_bytes());
-    let (year, month, day) = iso_date(&mut p)?;
+    let date = iso_date(&mut p)?;
     p.at_end().then_some(())?;
-    Fields {
-        year,
-        month,
-        day,
-        hour: 0,
-        minute: 0,
-        second: 0,
-        offset: 0,
-    }
-    .unix()
+    checked_unix(date, (0, 0, 0), 0)
 }
 
 /// `YYYY-MM-DD`.
@@ -239,26 +198,12 @@ pub fn parse_asn1_time(tag: u8, c: &[u8]) -> Result<i64> {
         }
     };
     let fields = (|| {
-        let (year, month, day, hour, minute) = (
-            year?,
-            p.digits(2)?,
-            p.digits(2)?,
-            p.digits(2)?,
-            p.digits(2)?,
-        );
+        let date = (year?, p.digits(2)?, p.digits(2)?);
+        let (hour, minute) = (p.digits(2)?, p.digits(2)?);
         let second = p.opt_digits2()?.unwrap_or(0);
         p.fraction(b".,");
         let offset = p.zone_and_end(false)?;
-        Fields {
-            year,
-            month,
-            day,
-            hour,
-            minute,
-            second,
-            offset,
-        }
-        .unix()
+        checked_unix(date, (hour, minute, second), offset)
     })();
     fields.ok_or_else(|| Error::Malformed(format!("bad {what}")))
 }

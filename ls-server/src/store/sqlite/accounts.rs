@@ -81,6 +81,31 @@ fn check_document_limit(n: u64) -> StoreResult<()> {
     Ok(())
 }
 
+/// Register `der` for the party (row id `party`) from `now`; with `retire_others_at`, the
+/// party's other certificates end then (those that would end later are cut short to it).
+fn add_certificate(
+    tx: &Transaction<'_>,
+    party: i64,
+    der: &[u8],
+    fingerprint: &str,
+    now: Unix,
+    retire_others_at: Option<Unix>,
+) -> StoreResult<()> {
+    if let Some(at) = retire_others_at {
+        tx.prepare_cached(
+            "UPDATE certificates SET retired_at = ?2 \
+             WHERE party_id = ?1 AND (retired_at IS NULL OR retired_at > ?2)",
+        )?
+        .execute(params![party, at])?;
+    }
+    tx.prepare_cached(
+        "INSERT INTO certificates (party_id, der, fingerprint, registered_at) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![party, der, fingerprint, now])?;
+    Ok(())
+}
+
 /// The fingerprint as stored: lower-case hex SHA-256 (the trait's form, and what
 /// `Certificate::sha256_fingerprint` gives). Also accepted: upper case and `:`-separated pairs
 /// (`AB:CD:…`, as OpenSSL prints it), through [`ls_core::bytes::parse_sha256`].
@@ -220,11 +245,7 @@ pub(super) fn register_party(
             limit_to_i64(max_document_bytes)
         ])?;
         let party = tx.last_insert_rowid();
-        tx.prepare_cached(
-            "INSERT INTO certificates (party_id, der, fingerprint, registered_at) \
-             VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![party, cert_der, fingerprint, now])?;
+        add_certificate(tx, party, cert_der, &fingerprint, now, None)?;
         get_party(tx, key)?.ok_or_else(|| StoreError::Backend(format!("party {key} vanished")))
     })
 }
@@ -274,17 +295,7 @@ pub(super) fn replace_certificate(
         // Current certificates are retired at the end of the overlap; certificates still in
         // an earlier, longer overlap are cut short to it too (so an emergency replacement
         // with `overlap_until = now` ends every older certificate).
-        tx.prepare_cached(
-            "UPDATE certificates SET retired_at = ?2 \
-             WHERE party_id = ?1 AND (retired_at IS NULL OR retired_at > ?2)",
-        )?
-        .execute(params![party, overlap_until])?;
-        tx.prepare_cached(
-            "INSERT INTO certificates (party_id, der, fingerprint, registered_at) \
-             VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![party, cert_der, fingerprint, now])?;
-        Ok(())
+        add_certificate(tx, party, cert_der, &fingerprint, now, Some(overlap_until))
     })
 }
 
@@ -321,16 +332,7 @@ pub(super) fn reinstate_party(
         tx.prepare_cached("UPDATE parties SET status = ?2, revoked_at = NULL WHERE id = ?1")?
             .execute(params![party, PartyStatus::Active])?;
         if let Some((der, fingerprint)) = &new_cert {
-            tx.prepare_cached(
-                "UPDATE certificates SET retired_at = ?2 \
-                 WHERE party_id = ?1 AND (retired_at IS NULL OR retired_at > ?2)",
-            )?
-            .execute(params![party, now])?;
-            tx.prepare_cached(
-                "INSERT INTO certificates (party_id, der, fingerprint, registered_at) \
-                 VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![party, der, fingerprint, now])?;
+            add_certificate(tx, party, der, fingerprint, now, Some(now))?;
         }
         Ok(())
     })
