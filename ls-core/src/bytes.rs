@@ -50,6 +50,41 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     find(hay, needle).is_some()
 }
 
+/// `%XX` escapes (two hex digits) decoded, as URIs, RFC 2231 parameter values and query strings
+/// carry them. A `%` that does not begin an escape is kept as it is.
+pub fn percent_decode(s: &str) -> Vec<u8> {
+    decode_escapes(s.as_bytes()).0
+}
+
+/// [`percent_decode`], or `None` when a `%` does not begin an escape.
+pub fn percent_decode_strict(s: &str) -> Option<Vec<u8>> {
+    let (out, well_formed) = decode_escapes(s.as_bytes());
+    well_formed.then_some(out)
+}
+
+fn decode_escapes(b: &[u8]) -> (Vec<u8>, bool) {
+    let hex_digit = |c: u8| (c as char).to_digit(16).map(|v| v as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut well_formed = true;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let escape = b
+                .get(i + 1..i + 3)
+                .and_then(|h| Some((hex_digit(h[0])?, hex_digit(h[1])?)));
+            if let Some((hi, lo)) = escape {
+                out.push(hi << 4 | lo);
+                i += 3;
+                continue;
+            }
+            well_formed = false;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    (out, well_formed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +131,23 @@ mod tests {
         ] {
             assert_eq!(parse_sha256(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn percent_escapes() {
+        assert_eq!(percent_decode("a%3A%3ab%20c"), b"a::b c");
+        assert_eq!(percent_decode("caf%C3%A9"), "café".as_bytes());
+        // What is not an escape stays as it is (a sign is not a hex digit).
+        assert_eq!(percent_decode("%zz%4"), b"%zz%4");
+        assert_eq!(percent_decode("%+4x%"), b"%+4x%");
+        assert_eq!(percent_decode("plain+text"), b"plain+text");
+        assert_eq!(percent_decode_strict("a%2Fb").as_deref(), Some(&b"a/b"[..]));
+        assert_eq!(
+            percent_decode_strict("no escapes").as_deref(),
+            Some(&b"no escapes"[..])
+        );
+        assert_eq!(percent_decode_strict("a%2"), None);
+        assert_eq!(percent_decode_strict("a%g0"), None);
     }
 
     #[test]

@@ -201,30 +201,12 @@ pub fn param(value: &str, name: &str) -> Option<String> {
             // charset'language'percent-encoded
             let parts: Vec<&str> = val.splitn(3, '\'').collect();
             let enc = if parts.len() == 3 { parts[2] } else { &val };
-            extended = Some(percent_decode(enc));
+            extended =
+                Some(String::from_utf8_lossy(&crate::bytes::percent_decode(enc)).into_owned());
         }
         rest = remaining;
     }
     extended.or(plain)
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
-            if let Ok(v) = u8::from_str_radix(hex, 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Quote a parameter value for a header we write; non-ASCII values use RFC 2231.

@@ -517,25 +517,7 @@ fn cert_policy(v: &Value) -> AdminResult<CertificatePolicy> {
 
 /// A query string value: `+` is a space, `%XX` a byte (a malformed escape is kept as is).
 fn url_decode(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&ls_core::bytes::percent_decode(&v.replace('+', " "))).into_owned()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -392,8 +392,9 @@ pub fn reference_digest(
     }
 }
 
+/// A `cid:` reference's Content-ID, percent-decoded (RFC 2392).
 pub(crate) fn percent_decode(s: &str) -> String {
-    crate::mime::param(&format!("x; v*=UTF-8''{s}"), "v").unwrap_or_else(|| s.to_string())
+    String::from_utf8_lossy(&crate::bytes::percent_decode(s)).into_owned()
 }
 
 fn accept_signer(signer: &Certificate, policy: &VerifyPolicy) -> Result<()> {
