@@ -50,6 +50,21 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     find(hay, needle).is_some()
 }
 
+/// `s` with every byte but ASCII letters, digits and those in `keep` written as `%XX` (upper
+/// case hex).
+pub fn percent_encode(s: &str, keep: &[u8]) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
 /// `%XX` escapes (two hex digits) decoded, as URIs, RFC 2231 parameter values and query strings
 /// carry them. A `%` that does not begin an escape is kept as it is.
 pub fn percent_decode(s: &str) -> Vec<u8> {
@@ -148,6 +163,9 @@ mod tests {
         );
         assert_eq!(percent_decode_strict("a%2"), None);
         assert_eq!(percent_decode_strict("a%g0"), None);
+        let enc = percent_encode("a b/é%", b"-/");
+        assert_eq!(enc, "a%20b/%C3%A9%25");
+        assert_eq!(percent_decode(&enc), "a b/é%".as_bytes());
     }
 
     #[test]

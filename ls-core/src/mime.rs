@@ -215,14 +215,7 @@ pub fn format_param(name: &str, value: &str) -> String {
         let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
         format!("{name}=\"{escaped}\"")
     } else {
-        let mut enc = String::new();
-        for b in value.bytes() {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                enc.push(b as char);
-            } else {
-                enc.push_str(&format!("%{b:02X}"));
-            }
-        }
+        let enc = crate::bytes::percent_encode(value, b"-._~");
         format!("{name}*=UTF-8''{enc}")
     }
 }
