@@ -341,6 +341,14 @@ fn every_failure_class() {
     assert_eq!(reasons.len(), 1);
     let reason = std::fs::read_to_string(reasons[0].path()).unwrap();
     assert!(reason.contains("EBMS:0003"), "{reason}");
+    // Who refused: the service, not the partner. Sent with `layersec send`: sent again so.
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("the service refused the message: EBMS:0003"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(reason.contains("layersec send"), "{reason}");
+    assert!(!reason.contains("outbox"), "{reason}");
 
     // Authentication refused (the sender's party was revoked at the service): permanent.
     let erin = svc.party("erin", true);
@@ -357,6 +365,26 @@ fn every_failure_class() {
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("EBMS:0101"));
     assert_eq!(erin.documents("failed").len(), 1);
+    // Its pull requests are refused too: exit 10, and the message says the service refused it.
+    let o = erin.cmd(&["poll"]);
+    assert_eq!(
+        o.status.code(),
+        Some(10),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("the service refused the pull request: EBMS:0101"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = erin.cmd(&["poll", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["code"], 505, "{v}");
+    assert_eq!(v["error"]["name"], "LS_ERR_EBMS_ERROR");
+    assert_eq!(v["error"]["family"], "protocol");
+    assert_eq!(v["error"]["exit_code"], 10);
 
     // The service's TLS certificate is not the one the client trusts: no connection, not sent.
     let mallory_ca = svc.dir.join("other-ca.crt");
@@ -428,6 +456,13 @@ fn every_failure_class() {
     // The recipient does not know the sender yet: not written, not receipted; offered again later.
     let o = bob.ok(&["poll", "--json"]);
     assert!(!String::from_utf8_lossy(&o.stdout).contains("\"path\""));
+    // The summary's failures carry the one error object (the code a number).
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let f = &summary["summary"]["failed"][0];
+    assert_eq!(f["error"]["code"], 303, "{summary}");
+    assert_eq!(f["error"]["name"], "LS_ERR_UNKNOWN_SIGNER");
+    assert!(f.get("code").is_none(), "{summary}");
     assert!(bob.documents("inbox").is_empty());
     let msgs = svc.admin(&["messages", "--party", "bob"]);
     assert_ne!(msgs[0]["state"], "delivered");

@@ -66,9 +66,62 @@ pub struct Received {
     pub received_at: i64,
 }
 
-/// A message for us that could not be accepted; kept in `state/incoming-failed/`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A message for us that could not be accepted (reported by `poll`, `run` and `status`).
+#[derive(Clone, Debug, Serialize)]
 pub struct IncomingFailure {
+    /// As the (unverified) header names it.
+    pub sender: String,
+    pub message_id: String,
+    pub attempts: u32,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// Why it was not accepted (the last time).
+    pub error: Problem,
+    /// Whether an ebMS error signal about it was posted to the service (messages from senders
+    /// we do not know, which stay with the service until they expire).
+    pub signalled: bool,
+    /// Refused for good: the class our signed refusal notice told the sender (the service
+    /// then stops offering the message).
+    pub refused: Option<FailureClass>,
+    /// That notice's MessageId…
+    pub notice_message_id: Option<String>,
+    /// …and whether the service has taken it (else it is pushed again at the next poll).
+    pub notice_sent: bool,
+    /// Why the service did not take the notice, if it refused it (its message).
+    pub notice_error: Option<String>,
+    /// How often the client stopped (crashed, was killed) while verifying or opening it.
+    pub crashes: u32,
+    /// Where the message was set aside after stopping the client [`QUARANTINE_AFTER`] times.
+    pub quarantined: Option<PathBuf>,
+}
+
+impl From<&FailureRecord> for IncomingFailure {
+    fn from(f: &FailureRecord) -> IncomingFailure {
+        IncomingFailure {
+            sender: f.sender.clone(),
+            message_id: f.message_id.clone(),
+            attempts: f.attempts,
+            first_seen: f.first_seen,
+            last_seen: f.last_seen,
+            error: Problem::new(
+                ErrorCode::from_name(&f.code).unwrap_or(ErrorCode::Internal),
+                f.error.clone(),
+            ),
+            signalled: f.signalled,
+            refused: f.refused,
+            notice_message_id: f.notice_message_id.clone(),
+            notice_sent: f.notice_sent,
+            notice_error: f.notice_error.clone(),
+            crashes: f.crashes,
+            quarantined: f.quarantined.clone(),
+        }
+    }
+}
+
+/// The journal's record of a message for us that could not be accepted:
+/// `state/incoming-failed/<key>.json` (its format is kept as it is: older clients read it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct FailureRecord {
     /// As the (unverified) header names it.
     pub sender: String,
     pub message_id: String,
@@ -315,12 +368,12 @@ impl Client {
                 // Offered again within this poll (its lease ran out): try it next time.
                 break;
             }
-            let prev: Option<IncomingFailure> = read_json(&self.failure_path(&key))?;
+            let prev: Option<FailureRecord> = read_json(&self.failure_path(&key))?;
             if let Some(f) = prev.as_ref().filter(|f| f.refused.is_some()) {
                 // Refused already; the service offers it until it has our notice.
                 failed_now.insert(key.clone());
                 self.flush_notice(&ex, &key)?;
-                report.failed.push(f.clone());
+                report.failed.push(f.into());
                 continue;
             }
             let crashes = prev.as_ref().map_or(0, |f| f.crashes);
@@ -362,12 +415,12 @@ impl Client {
                 Err(Fault::Refuse(e, class)) => {
                     failed_now.insert(key.clone());
                     let f = self.refuse(&ex, &pulled, &sender, &message_id, &key, &e, class)?;
-                    report.failed.push(f);
+                    report.failed.push((&f).into());
                 }
                 Err(Fault::Skip(e)) => {
                     failed_now.insert(key.clone());
                     let f = self.record_failure(&ex, &sender, &message_id, &key, &e)?;
-                    report.failed.push(f);
+                    report.failed.push((&f).into());
                 }
                 Err(Fault::Stop(e)) => return Err(e),
             }
@@ -717,10 +770,10 @@ impl Client {
         Ok(())
     }
 
-    fn new_failure(&self, sender: &str, message_id: &str, key: &str) -> Result<IncomingFailure> {
+    fn new_failure(&self, sender: &str, message_id: &str, key: &str) -> Result<FailureRecord> {
         let now = time::now_unix();
-        let prev: Option<IncomingFailure> = read_json(&self.failure_path(key)).unwrap_or(None);
-        Ok(prev.unwrap_or(IncomingFailure {
+        let prev: Option<FailureRecord> = read_json(&self.failure_path(key)).unwrap_or(None);
+        Ok(prev.unwrap_or(FailureRecord {
             sender: sender.to_string(),
             message_id: message_id.to_string(),
             attempts: 0,
@@ -747,7 +800,7 @@ impl Client {
         message_id: &str,
         key: &str,
         e: &Error,
-    ) -> Result<IncomingFailure> {
+    ) -> Result<FailureRecord> {
         let mut f = self.new_failure(sender, message_id, key)?;
         f.attempts += 1;
         f.last_seen = time::now_unix();
@@ -790,7 +843,7 @@ impl Client {
         key: &str,
         e: &Error,
         class: FailureClass,
-    ) -> Result<IncomingFailure> {
+    ) -> Result<FailureRecord> {
         self.clear_in_flight();
         let mut f = self.new_failure(sender, message_id, key)?;
         f.attempts += 1;
@@ -828,7 +881,7 @@ impl Client {
             return Ok(());
         };
         let result = ex.push(&notice.built());
-        let mut f: Option<IncomingFailure> = read_json(&self.failure_path(key))?;
+        let mut f: Option<FailureRecord> = read_json(&self.failure_path(key))?;
         match result {
             Ok(_) => {
                 if let Some(f) = &mut f {
@@ -938,7 +991,7 @@ impl Client {
             if !md.is_file() || !is_key(key) {
                 continue;
             }
-            let f: Option<IncomingFailure> = read_json(&path).unwrap_or(None);
+            let f: Option<FailureRecord> = read_json(&path).unwrap_or(None);
             let last = f.map_or(0, |f| f.last_seen);
             records.push((last, key.to_string()));
         }
@@ -956,11 +1009,11 @@ impl Client {
     }
 
     pub(super) fn incoming_failures(&self) -> Result<Vec<IncomingFailure>> {
-        let mut v = Vec::new();
+        let mut v: Vec<IncomingFailure> = Vec::new();
         for (name, path, md) in list_dir(&self.state(FAILED_IN))? {
             if md.is_file() && name.ends_with(".json") && !name.starts_with('.') {
-                if let Some(f) = read_json::<IncomingFailure>(&path)? {
-                    v.push(f);
+                if let Some(f) = read_json::<FailureRecord>(&path)? {
+                    v.push((&f).into());
                 }
             }
         }

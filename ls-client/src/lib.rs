@@ -71,25 +71,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-/// An error as reports and events carry it: the code's name and the message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Problem {
-    /// `LS_ERR_…`.
-    pub code: String,
-    pub message: String,
-    /// Whether trying again later may succeed.
-    pub transient: bool,
-}
-
-impl From<&Error> for Problem {
-    fn from(e: &Error) -> Problem {
-        Problem {
-            code: e.code().to_string(),
-            message: e.to_string(),
-            transient: e.is_transient(),
-        }
-    }
-}
+/// An error as reports and events carry it: the one error object of Layer Security
+/// (`{"code": 601, "name": "LS_ERR_TIMEOUT", "family": "transport", "message": "…",
+/// "transient": true}`), [`ls_core::ErrorReport`].
+pub type Problem = ls_core::error::ErrorReport;
 
 /// A partner certificate in the partners folder.
 #[derive(Clone, Debug, Serialize)]
@@ -494,14 +479,17 @@ impl Client {
             if let Some(e) = &j.last_error {
                 last.push((
                     j.last_attempt.unwrap_or(j.created),
-                    format!("sending {} to {}: {e}", j.name, j.to),
+                    format!("sending {} to {}: {}", j.name, j.to, e.message),
                 ));
             }
         }
         for f in &incoming_failures {
             last.push((
                 f.last_seen,
-                format!("message {} from {}: {}", f.message_id, f.sender, f.error),
+                format!(
+                    "message {} from {}: {}",
+                    f.message_id, f.sender, f.error.message
+                ),
             ));
         }
         for r in &refused_by_partners {

@@ -126,8 +126,7 @@ pub struct JobStatus {
     pub attempts: u32,
     pub next_attempt: i64,
     pub last_attempt: Option<i64>,
-    pub last_error: Option<String>,
-    pub last_error_code: Option<String>,
+    pub last_error: Option<Problem>,
 }
 
 /// A reference our signature covers, as the journal keeps it (a receipt must return it).
@@ -207,8 +206,44 @@ struct JobRecord {
     attempts: u32,
     next_attempt: i64,
     last_attempt: Option<i64>,
-    last_error: Option<Problem>,
+    last_error: Option<StoredProblem>,
     outcome: Outcome,
+}
+
+/// An error as `job.json` keeps it (`code` the name, `LS_ERR_…`: the journal's format stays as
+/// older clients wrote and read it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StoredProblem {
+    code: String,
+    message: String,
+    transient: bool,
+}
+
+impl From<&Error> for StoredProblem {
+    fn from(e: &Error) -> StoredProblem {
+        StoredProblem {
+            code: e.code().to_string(),
+            message: e.to_string(),
+            transient: e.is_transient(),
+        }
+    }
+}
+
+impl StoredProblem {
+    fn report(&self) -> Problem {
+        stored_report(&self.code, &self.message, self.transient)
+    }
+}
+
+/// The error object of an error the journal keeps by its code's name.
+fn stored_report(code: &str, message: &str, transient: bool) -> Problem {
+    Problem {
+        transient,
+        ..Problem::new(
+            ErrorCode::from_name(code).unwrap_or(ErrorCode::Internal),
+            message,
+        )
+    }
 }
 
 /// `claim.json`: an outbox file being taken into this job.
@@ -271,19 +306,39 @@ fn is_final(e: &Error) -> bool {
 }
 
 /// What to do about a failure, for the reason file.
-fn advice(e: &Error, to: &str) -> String {
-    let again = format!(
-        "To send it again, move the document back to the outbox folder {to}/ (it gets a new \
-         MessageId)."
-    );
+/// How a document came to be sent, for the advice on sending it again.
+enum Origin<'a> {
+    /// Put in `outbox/<partner>/` (this folder) and taken by `run` or `poll`.
+    Outbox(&'a Path),
+    /// Handed to `layersec send` or the library's send call.
+    Send,
+}
+
+/// What to do about a document that could not be sent, and how to send it again.
+fn advice(e: &Error, to: &str, origin: Origin) -> String {
+    let again = match origin {
+        Origin::Outbox(dir) => format!(
+            "To send it again, move the document back to the outbox folder {} (it gets a new \
+             MessageId).",
+            dir.display()
+        ),
+        Origin::Send => format!(
+            "To send it again, send this document again: `layersec send <this file> --to {to}` \
+             (or the library's send call; it gets a new MessageId)."
+        ),
+    };
+    let named = match origin {
+        Origin::Outbox(_) => "the name of the outbox folder",
+        Origin::Send => "the partner given to send",
+    };
     let what = match e {
         Error::EbmsError { ebms_code, .. } => match ebms_code.as_str() {
             "EBMS:0101" => "The service did not accept our signature: check that our party id \
                             and our current certificate are registered at the service."
                 .to_string(),
             "EBMS:0003" => format!(
-                "The service refused the header: check that \"{to}\" (the name of the outbox \
-                 folder) is the partner's party id at the service."
+                "The service refused the header: check that \"{to}\" ({named}) is the \
+                 partner's party id at the service, registered and not revoked there."
             ),
             "EBMS:0103" => "The service's security policy refused the message: ask the \
                             service's operator which algorithms it requires."
@@ -552,12 +607,19 @@ impl Client {
         what_failed: String,
     ) -> Result<Attempt> {
         rec.last_error = Some((&e).into());
+        // A job claimed from the outbox keeps its claim; one from a send call has none.
+        let outbox = self.cfg.folders.outbox.join(&rec.to);
+        let origin = if dir.join(CLAIM).exists() {
+            Origin::Outbox(&outbox)
+        } else {
+            Origin::Send
+        };
         rec.outcome = Outcome::Failed {
             code: e.code().to_string(),
             error: e.to_string(),
             transient: e.is_transient(),
             what_failed,
-            advice: advice(&e, &rec.to),
+            advice: advice(&e, &rec.to, origin),
             at: time::now_unix(),
         };
         write_atomic(&dir.join(JOB), &to_json(&rec))?;
@@ -588,7 +650,7 @@ impl Client {
             receipt_time: rtime,
             path,
             attempts: rec.attempts,
-            last_error: rec.last_error.clone(),
+            last_error: rec.last_error.as_ref().map(StoredProblem::report),
         }
     }
 
@@ -715,11 +777,7 @@ impl Client {
                 transient,
                 ..
             } => {
-                let problem = Problem {
-                    code: code.clone(),
-                    message: error.clone(),
-                    transient: *transient,
-                };
+                let problem = stored_report(code, error, *transient);
                 Attempt::Failed(
                     FailedSend {
                         job: rec.job.clone(),
@@ -1003,8 +1061,7 @@ impl Client {
                         attempts: 0,
                         next_attempt: 0,
                         last_attempt: None,
-                        last_error: Some(e.to_string()),
-                        last_error_code: Some(e.code().to_string()),
+                        last_error: Some((&e).into()),
                     });
                     continue;
                 }
@@ -1022,7 +1079,6 @@ impl Client {
                         next_attempt: c.claimed_at,
                         last_attempt: None,
                         last_error: None,
-                        last_error_code: None,
                     });
                 }
                 continue;
@@ -1036,8 +1092,7 @@ impl Client {
                 attempts: rec.attempts,
                 next_attempt: rec.next_attempt,
                 last_attempt: rec.last_attempt,
-                last_error: rec.last_error.as_ref().map(|p| p.message.clone()),
-                last_error_code: rec.last_error.map(|p| p.code),
+                last_error: rec.last_error.as_ref().map(StoredProblem::report),
             });
         }
         Ok(v)

@@ -599,7 +599,7 @@ fn a_push_whose_answer_was_lost_is_repeated_with_the_same_message_id() {
     assert!(!sent.is_delivered());
     assert_eq!(
         sent.last_error.as_ref().unwrap().code,
-        "LS_ERR_CONNECT_FAILED"
+        ErrorCode::ConnectFailed
     );
     assert!(w.files("alice", "sent").is_empty());
     let st = alice.status().unwrap();
@@ -691,7 +691,10 @@ fn transient_failures_back_off_then_succeed_or_give_up() {
         .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
         .unwrap();
     assert!(!sent.is_delivered());
-    assert_eq!(sent.last_error.as_ref().unwrap().code, "LS_ERR_HTTP_STATUS");
+    assert_eq!(
+        sent.last_error.as_ref().unwrap().code,
+        ErrorCode::HttpStatus
+    );
     assert!(sent.last_error.as_ref().unwrap().transient);
     // initial_secs = 10, no jitter.
     let next = sent.next_attempt.unwrap();
@@ -738,7 +741,12 @@ fn transient_failures_back_off_then_succeed_or_give_up() {
     let reason = fs::read_to_string(w.path("alice", "failed/order.xml.reason.txt")).unwrap();
     assert!(reason.contains("Gave up after 4 attempts"), "{reason}");
     assert!(reason.contains("LS_ERR_HTTP_STATUS"), "{reason}");
-    assert!(reason.contains("outbox folder bob/"), "{reason}");
+    // It was handed to a send call: sent again the same way, not from an outbox folder.
+    assert!(
+        reason.contains("layersec send <this file> --to bob"),
+        "{reason}"
+    );
+    assert!(!reason.contains("outbox"), "{reason}");
     assert!(w.all_files("alice", "state/outgoing").is_empty());
 }
 
@@ -758,6 +766,12 @@ fn permanent_failures_go_to_failed_with_a_reason() {
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::EbmsError, "{e}");
     assert!(e.to_string().contains("EBMS:0003"), "{e}");
+    // The service refused it (not the partner), and the message says so.
+    assert!(
+        e.to_string()
+            .starts_with("the service refused the message: EBMS:0003"),
+        "{e}"
+    );
     assert_eq!(
         w.files("alice", "failed"),
         ["invoice.xml", "invoice.xml.reason.txt"]
@@ -771,6 +785,13 @@ fn permanent_failures_go_to_failed_with_a_reason() {
     assert!(reason.contains("EBMS:0003"), "{reason}");
     assert!(reason.contains("party id"), "{reason}");
     assert!(!reason.contains("<Invoice>"), "{reason}");
+    // Sent by a send call, not from the outbox: the reason says to send it again, and does not
+    // point at an outbox folder it never was in.
+    assert!(
+        reason.contains("`layersec send <this file> --to carol`"),
+        "{reason}"
+    );
+    assert!(!reason.contains("outbox"), "{reason}");
     assert!(w.all_files("alice", "state/outgoing").is_empty());
 
     // Through the API an unknown partner is an error at once, nothing is queued.
@@ -788,9 +809,19 @@ fn permanent_failures_go_to_failed_with_a_reason() {
     let r = alice.process_outbox().unwrap();
     assert_eq!(r.claimed, 1);
     assert_eq!(r.jobs.failed.len(), 1);
-    assert_eq!(r.jobs.failed[0].error.code, "LS_ERR_CERT_NOT_FOUND");
+    assert_eq!(r.jobs.failed[0].error.code, ErrorCode::CertNotFound);
     let reason = fs::read_to_string(w.path("alice", "failed/note.txt.reason.txt")).unwrap();
     assert!(reason.contains("layersec partners add dave"), "{reason}");
+    // It came from the outbox: moving it back there sends it again.
+    let outbox_dir = w.path("alice", "outbox/dave");
+    assert!(
+        reason.contains(&format!(
+            "move the document back to the outbox folder {}",
+            outbox_dir.display()
+        )),
+        "{reason}"
+    );
+    assert!(!reason.contains("layersec send"), "{reason}");
     assert!(!p.exists());
     let st = alice.status().unwrap();
     assert_eq!(st.failed, 2);
@@ -991,7 +1022,7 @@ fn an_unknown_sender_is_not_written_nor_receipted_and_does_not_block_the_queue()
     assert_eq!(r.failed.len(), 1);
     assert_eq!(r.failed[0].sender, "carol");
     assert_eq!(r.failed[0].message_id, from_carol.message_id);
-    assert_eq!(r.failed[0].code, "LS_ERR_UNKNOWN_SIGNER");
+    assert_eq!(r.failed[0].error.code, ErrorCode::UnknownSigner);
     assert_eq!(r.received.len(), 1);
     assert_eq!(
         w.files("bob", "inbox"),
@@ -1054,11 +1085,11 @@ fn a_tampered_message_is_refused_with_a_signed_notice_the_sender_records() {
     let f = &r.failed[0];
     assert!(
         [
-            "LS_ERR_DIGEST_MISMATCH",
-            "LS_ERR_BAD_SIGNATURE",
-            "LS_ERR_MALFORMED"
+            ErrorCode::DigestMismatch,
+            ErrorCode::BadSignature,
+            ErrorCode::Malformed
         ]
-        .contains(&f.code.as_str()),
+        .contains(&f.error.code),
         "{f:?}"
     );
     assert!(f.refused.is_some() && f.notice_sent, "{f:?}");
@@ -1152,7 +1183,12 @@ fn status_serialises_to_json() {
     assert_eq!(v["pending"][0]["name"], "invoice.xml");
     assert_eq!(v["pending"][0]["to"], "bob");
     assert_eq!(v["pending"][0]["attempts"], 1);
-    assert_eq!(v["pending"][0]["last_error_code"], "LS_ERR_HTTP_STATUS");
+    // One error object: the code a number, its name and family beside it.
+    assert_eq!(v["pending"][0]["last_error"]["code"], 603);
+    assert_eq!(v["pending"][0]["last_error"]["name"], "LS_ERR_HTTP_STATUS");
+    assert_eq!(v["pending"][0]["last_error"]["family"], "transport");
+    assert_eq!(v["pending"][0]["last_error"]["transient"], true);
+    assert!(v["pending"][0].get("last_error_code").is_none(), "{v}");
     assert_eq!(v["sent"], 0);
     // No key material or document content anywhere in it.
     let text = st.to_json();
@@ -1285,7 +1321,7 @@ fn a_document_that_expands_beyond_the_limit_is_refused_as_too_large_and_not_offe
     assert_eq!(r.received[0].message_id, ok.message_id);
     assert_eq!(r.failed.len(), 1);
     let f = &r.failed[0];
-    assert_eq!(f.code, "LS_ERR_EXPANSION_TOO_LARGE", "{f:?}");
+    assert_eq!(f.error.code, ErrorCode::ExpansionTooLarge, "{f:?}");
     assert_eq!(f.refused, Some(FailureClass::TooLarge));
     assert!(f.notice_sent);
     assert!(w.svc.failed(&sent.message_id));
@@ -1508,7 +1544,10 @@ fn a_pulled_message_too_large_to_keep_is_identified_from_its_head_and_refused() 
     let f = &r.failed[0];
     assert_eq!(f.message_id, sent.message_id);
     assert_eq!(f.refused, Some(FailureClass::TooLarge), "{f:?}");
-    assert!(f.error.contains("limits.max_document_bytes"), "{f:?}");
+    assert!(
+        f.error.message.contains("limits.max_document_bytes"),
+        "{f:?}"
+    );
     assert!(f.notice_sent);
     assert!(w.svc.failed(&sent.message_id));
     let n = &alice.poll(|_| {}).unwrap().refused_by_partners[0];
@@ -1548,7 +1587,7 @@ fn an_as4_gzip_bomb_is_refused_as_too_large_without_being_expanded() {
     let r = bob.poll(|_| panic!("not written")).unwrap();
     let f = &r.failed[0];
     assert_eq!(f.message_id, id);
-    assert_eq!(f.code, "LS_ERR_EXPANSION_TOO_LARGE", "{f:?}");
+    assert_eq!(f.error.code, ErrorCode::ExpansionTooLarge, "{f:?}");
     assert_eq!(f.refused, Some(FailureClass::TooLarge));
     assert!(w.svc.failed(&id));
 }

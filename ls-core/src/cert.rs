@@ -241,11 +241,6 @@ pub(crate) fn looks_like_pem(data: &[u8]) -> bool {
         || bytes::contains(data, b"-----BEGIN ") && data.is_ascii()
 }
 
-/// [`crate::bytes::find`] under its former name, for `as4/inspect.rs`'s tests until that
-/// file's split lands (then they call `bytes::find` and this goes).
-#[doc(hidden)]
-pub use crate::bytes::find as memfind;
-
 pub(crate) fn name_to_string(name: &openssl::x509::X509NameRef) -> String {
     let parts: Vec<String> = name
         .entries()

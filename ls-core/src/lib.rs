@@ -25,7 +25,6 @@ pub mod cert;
 pub mod cms;
 pub mod error;
 mod inflate;
-pub mod json;
 pub mod keys;
 pub mod mime;
 mod oid;
@@ -34,11 +33,10 @@ pub mod transport;
 
 pub use cert::{CertStore, Certificate};
 pub use cms::{
-    inspect, open, seal, Compression, ContentCipher, Kek, OpenOptions, Opened, OutputFormat,
-    SealOptions, SignatureScheme,
+    inspect, open, seal, Compression, ContentCipher, InspectReport, Kek, OpenOptions, Opened,
+    OutputFormat, SealOptions, SignatureScheme,
 };
-pub use error::{Error, ErrorCode, Result};
-pub use json::Json;
+pub use error::{Error, ErrorCode, ErrorReport, Result};
 pub use keys::builder::{CertPurpose, CertificateBuilder};
 pub use keys::{Generated, Identity, KeyType};
 

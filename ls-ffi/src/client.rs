@@ -128,13 +128,7 @@ fn sent(sent: Sent, message_id_out: &mut ls_bytes) -> Result<(), Failure> {
     let code = sent
         .last_error
         .as_ref()
-        .and_then(|p| {
-            ErrorCode::ALL
-                .iter()
-                .copied()
-                .find(|c| c.to_string() == p.code)
-        })
-        .unwrap_or(ErrorCode::ConnectFailed);
+        .map_or(ErrorCode::ConnectFailed, |p| p.code);
     let why = sent
         .last_error
         .as_ref()

@@ -11,7 +11,7 @@ use ls_core::as4::coordination::{self, DEFAULT_MAX_DOCUMENT_BYTES};
 use ls_core::as4::exchange::party_mpc;
 use ls_core::asn1::{self, tag};
 use ls_core::time::{iso8601, now_unix};
-use ls_core::Certificate;
+use ls_core::{Certificate, ErrorCode, ErrorReport};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -21,6 +21,24 @@ pub struct AdminError {
     /// HTTP status for the API (400 bad input, 404 unknown, 409 conflict, 500 store).
     pub status: u16,
     pub message: String,
+}
+
+impl AdminError {
+    /// The error object of the admin API. The HTTP status says more than the code: 400 bad
+    /// input, 404 unknown and 409 conflict are all `LS_ERR_INVALID_ARGUMENT` (the request
+    /// names what cannot be done), 401 is `LS_ERR_BAD_PASSWORD` (the token), a store failure
+    /// (5xx) `LS_ERR_INTERNAL`, transient.
+    pub fn report(&self) -> ErrorReport {
+        let code = match self.status {
+            401 => ErrorCode::BadPassword,
+            400..=499 => ErrorCode::InvalidArgument,
+            _ => ErrorCode::Internal,
+        };
+        ErrorReport {
+            transient: self.status >= 500,
+            ..ErrorReport::new(code, self.message.clone())
+        }
+    }
 }
 
 impl std::fmt::Display for AdminError {
@@ -482,8 +500,11 @@ fn json_response(status: u16, v: &Value) -> Response {
     )
 }
 
+/// `{"error": {code, name, family, message, transient}}`: the one error object of Layer
+/// Security (`ls_core::ErrorReport`), with the HTTP status as before.
 fn error_response(e: AdminError) -> Response {
-    json_response(e.status, &json!({ "error": e.message }))
+    let report = e.report();
+    json_response(e.status, &json!({ "error": report }))
 }
 
 fn query_param<'a>(q: &'a str, name: &str) -> Option<&'a str> {
@@ -660,7 +681,10 @@ impl Handler for AdminApi {
             .and_then(|h| h.strip_prefix("Bearer "))
             .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), self.token.as_bytes()));
         if !ok || self.token.is_empty() {
-            let mut r = json_response(401, &json!({"error": "a valid admin token is required"}));
+            let mut r = error_response(AdminError {
+                status: 401,
+                message: "a valid admin token is required".into(),
+            });
             r.headers.push(("WWW-Authenticate".into(), "Bearer".into()));
             return r;
         }

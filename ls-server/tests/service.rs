@@ -580,8 +580,28 @@ fn admin_api_and_usage_report() {
         let status = out[9..12].parse().unwrap();
         (status, out.split_once("\r\n\r\n").unwrap().1.to_string())
     };
-    assert_eq!(call("GET", "/admin/subscribers", "", "wrong-token").0, 401);
+    // Every error body is the one error object of Layer Security, beside the HTTP status.
+    let error_of = |body: &str| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let e = v["error"].clone();
+        assert!(e["code"].is_i64(), "{body}");
+        for k in ["name", "family", "message"] {
+            assert!(e[k].is_string(), "{k}: {body}");
+        }
+        assert!(e["transient"].is_boolean(), "{body}");
+        e
+    };
+    let (st, body) = call("GET", "/admin/subscribers", "", "wrong-token");
+    assert_eq!(st, 401);
+    let e = error_of(&body);
+    assert_eq!(e["code"], 103, "{body}");
+    assert_eq!(e["name"], "LS_ERR_BAD_PASSWORD");
+    assert_eq!(e["family"], "argument");
+    assert_eq!(e["message"], "a valid admin token is required");
     assert_eq!(call("GET", "/admin/subscribers", "", "").0, 401);
+    let (st, body) = call("GET", "/admin/nothing-here", "", &token);
+    assert_eq!(st, 404);
+    assert_eq!(error_of(&body)["name"], "LS_ERR_INVALID_ARGUMENT", "{body}");
     let (st, body) = call(
         "POST",
         "/admin/subscribers",
@@ -611,13 +631,17 @@ fn admin_api_and_usage_report() {
         let (st, body) = call("POST", "/admin/parties", &req.to_string(), &token);
         assert_eq!(st, 201, "{body}");
     }
-    let (st, _) = call(
+    let (st, body) = call(
         "POST",
         "/admin/parties",
         r#"{"subscriber_id":1,"party_id":"x","certificate_pem":"junk"}"#,
         &token,
     );
     assert_eq!(st, 400);
+    let e = error_of(&body);
+    assert_eq!(e["code"], 101, "{body}");
+    assert_eq!(e["family"], "argument");
+    assert_eq!(e["transient"], false);
     let (st, body) = call("GET", "/admin/parties", "", &token);
     assert_eq!(st, 200);
     assert_eq!(

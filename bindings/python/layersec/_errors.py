@@ -86,6 +86,13 @@ class LayerSecError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code!r}, {self.name!r}, {self.message!r})"
 
+    @property
+    def family(self) -> str:
+        """The code's family, as the error objects of the JSON output name it: ``argument``,
+        ``crypto``, ``certificate``, ``format``, ``protocol``, ``transport``, ``store`` or
+        ``internal``."""
+        return family_of(self.code)
+
 
 class ArgumentError(LayerSecError):
     """1xx: the caller's arguments, files and passwords."""
@@ -249,3 +256,35 @@ def error_from_code(
     code: int, name: str, message: str, function: str | None = None
 ) -> LayerSecError:
     return error_class(code)(code, name, message, function)
+
+
+_FAMILY_NAMES = {
+    1: "argument",
+    2: "crypto",
+    3: "certificate",
+    4: "format",
+    5: "protocol",
+    6: "transport",
+    7: "store",
+}
+
+
+def family_of(code: int) -> str:
+    """The family of an ``ls_result`` code (its hundreds digit), as the JSON names it."""
+    return _FAMILY_NAMES.get(code // 100, "internal") if code > 0 else "internal"
+
+
+def error_from_report(report: dict) -> LayerSecError:
+    """The exception for an error object of the library's JSON output — ``{"code": 400,
+    "name": "LS_ERR_MALFORMED", "family": "format", "message": "…", "transient": false}``, as
+    :func:`layersec.inspect` reports it in ``"error"`` (and ``layersec --json``, ``layersec
+    status --json`` and the service's admin API print it). Raises ``ValueError`` for anything
+    else, such as the earlier form whose ``code`` was the name."""
+    if not isinstance(report, dict):
+        raise ValueError(f"not an error object: {report!r}")
+    code, name, message = report.get("code"), report.get("name"), report.get("message")
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise ValueError(f"not an error object (its code must be a number): {report!r}")
+    if not isinstance(name, str) or not isinstance(message, str):
+        raise ValueError(f"not an error object (name and message are text): {report!r}")
+    return error_from_code(code, name, message)

@@ -287,8 +287,9 @@ pub fn peek(content_type: &str, body: &[u8], limits: &Limits) -> Result<Messagin
     Messaging::parse(node)
 }
 
-/// The first failure (or, without one, the first error) of an error signal, as an [`Error`].
-pub fn error_of(errors: &[EbmsError]) -> Error {
+/// The first failure (or, without one, the first error) of an error signal the service sent in
+/// answer to `refused` (`the message`, `the pull request`, `the receipt`), as an [`Error`].
+pub fn error_of(errors: &[EbmsError], refused: &'static str) -> Error {
     let e = errors
         .iter()
         .find(|e| e.severity == Severity::Failure)
@@ -305,6 +306,7 @@ pub fn error_of(errors: &[EbmsError]) -> Error {
             .flatten()
             .collect::<Vec<_>>()
             .join(": "),
+            refused,
         },
         None => Error::InvalidEbms("an error signal without errors".into()),
     }
@@ -405,7 +407,9 @@ pub struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
-    fn read_signal(&self, r: HttpResponse, sent: usize) -> Result<Incoming> {
+    /// The service's signed answer to a request of ours (`what`: how an error signal names the
+    /// request it refuses).
+    fn read_signal(&self, r: HttpResponse, sent: usize, what: &'static str) -> Result<Incoming> {
         let r = &r.whole()?;
         expect_ebms(r, sent)?;
         let incoming = message::read(
@@ -429,7 +433,7 @@ impl Exchange<'_> {
                 _ => None,
             })
         {
-            return Err(error_of(errors));
+            return Err(error_of(errors, what));
         }
         Ok(incoming)
     }
@@ -438,7 +442,7 @@ impl Exchange<'_> {
     /// that the receipt acknowledges exactly what we signed.
     pub fn push(&self, built: &Built) -> Result<Incoming> {
         let r = self.transport.post(&built.content_type, &built.body)?;
-        let receipt = self.read_signal(r, built.body.len())?;
+        let receipt = self.read_signal(r, built.body.len(), "the message")?;
         message::check_receipt(&receipt, built)?;
         Ok(receipt)
     }
@@ -460,7 +464,7 @@ impl Exchange<'_> {
             }));
         }
         // A signal from the service: it must be signed by it.
-        match self.read_signal(r, req.body.len()) {
+        match self.read_signal(r, req.body.len(), "the pull request") {
             Ok(_) => Err(Error::InvalidEbms(
                 "the service answered the pull request with neither a message nor an error".into(),
             )),
@@ -475,7 +479,8 @@ impl Exchange<'_> {
         if r.status / 100 == 2 && r.body.is_empty() && r.oversized.is_none() {
             return Ok(());
         }
-        self.read_signal(r, receipt.body.len()).map(|_| ())
+        self.read_signal(r, receipt.body.len(), "the receipt")
+            .map(|_| ())
     }
 }
 

@@ -2,7 +2,7 @@
 //! and describe any CMS/S-MIME object.
 
 pub(crate) mod crypto;
-mod inspect;
+pub mod inspect;
 mod open;
 mod seal;
 
@@ -10,7 +10,7 @@ use crate::cert::{CertStore, Certificate};
 use crate::error::Result;
 use crate::keys::Identity;
 
-pub use inspect::inspect;
+pub use inspect::{inspect, InspectReport};
 
 /// Whether to compress the document before signing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -372,7 +372,7 @@ impl Admission {
     }
 
     fn admit(&self, ip: IpAddr, limits: &Limits, stats: &Arc<HttpStats>) -> Result<Slot, Refused> {
-        let ip = ip.to_canonical();
+        let ip = address_key(ip);
         if self.live() >= limits.max_connections {
             return Err(Refused::OverLimit);
         }
@@ -392,6 +392,19 @@ impl Admission {
             per_address: self.per_address.clone(),
             stats: stats.clone(),
         })
+    }
+}
+
+/// Whose connections count together for `max_connections_per_address`: an IPv4 address (also
+/// IPv4-mapped IPv6), or an IPv6 /64 — the smallest network one site gets, whose 2^64 addresses
+/// a client can use at will.
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let net = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(net.into())
+        }
+        v4 => v4,
     }
 }
 
@@ -416,5 +429,20 @@ impl Drop for Slot {
         }
         self.stats.open_connections.fetch_sub(1, Ordering::Relaxed);
         self.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_key;
+    use std::net::IpAddr;
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64_bit_network() {
+        let k = |s: &str| address_key(s.parse::<IpAddr>().unwrap());
+        assert_eq!(k("2001:db8:1:2::1"), k("2001:db8:1:2:ffff:ffff:ffff:ffff"));
+        assert_ne!(k("2001:db8:1:2::1"), k("2001:db8:1:3::1"));
+        assert_eq!(k("::ffff:192.0.2.7"), k("192.0.2.7"));
+        assert_ne!(k("192.0.2.7"), k("192.0.2.8"));
     }
 }
