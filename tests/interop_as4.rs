@@ -374,16 +374,13 @@ fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     p
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// The same message with one character of the eb:MessageId text (inside eb:Messaging) changed.
 fn flip_in_messaging(body: &[u8]) -> Vec<u8> {
-    let start = find(body, b"<eb:Messaging").expect("eb:Messaging");
-    let end = find(body, b"</eb:Messaging>").expect("/eb:Messaging");
+    let start = ls_core::bytes::find(body, b"<eb:Messaging").expect("eb:Messaging");
+    let end = ls_core::bytes::find(body, b"</eb:Messaging>").expect("/eb:Messaging");
     let at = start
-        + find(&body[start..end], b"<eb:MessageId>").expect("eb:MessageId in eb:Messaging")
+        + ls_core::bytes::find(&body[start..end], b"<eb:MessageId>")
+            .expect("eb:MessageId in eb:Messaging")
         + b"<eb:MessageId>".len();
     let mut v = body.to_vec();
     v[at] = if v[at] == b'0' { b'1' } else { b'0' };
@@ -614,7 +611,8 @@ fn as4_verifies_and_decrypts_our_peppol_user_message_and_accepts_our_receipt() {
     // 4. One byte of the ciphertext changed: the GCM tag fails.
     let part_header = format!("Content-ID: <{cid}>\r\n\r\n");
     // Past the 12-byte GCM nonce, inside the ciphertext proper.
-    let at = find(&sent.body, part_header.as_bytes()).unwrap() + part_header.len() + 40;
+    let at =
+        ls_core::bytes::find(&sent.body, part_header.as_bytes()).unwrap() + part_header.len() + 40;
     assert!(at + 16 < sent.body.len());
     let mut ct_t = sent.body.clone();
     ct_t[at] ^= 0x40;

@@ -455,7 +455,7 @@ fn openssl_smime_multipart_signed_opens_with_ours() {
 
     // Flip one byte of the signed text inside the (unencrypted) multipart/signed: must fail.
     let mut s = std::fs::read(&signed).unwrap();
-    let pos = s.windows(7).position(|w| w == b"ORDERS:").unwrap();
+    let pos = ls_core::bytes::find(&s, b"ORDERS:").unwrap();
     s[pos] = b'X';
     let e = open(
         &s,

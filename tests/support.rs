@@ -170,13 +170,10 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 
 /// The body of a MIME entity (after the first empty line).
 pub fn mime_body(entity: &[u8]) -> &[u8] {
-    if let Some(i) = entity.windows(4).position(|w| w == b"\r\n\r\n") {
+    if let Some(i) = ls_core::bytes::find(entity, b"\r\n\r\n") {
         return &entity[i + 4..];
     }
-    let i = entity
-        .windows(2)
-        .position(|w| w == b"\n\n")
-        .expect("no header/body separator");
+    let i = ls_core::bytes::find(entity, b"\n\n").expect("no header/body separator");
     &entity[i + 2..]
 }
 

@@ -314,10 +314,10 @@ fn keygen_seal_open(key_type: &[&str], expect_type: &str) {
     assert_eq!(g["key_encrypted"], false);
     assert_eq!(g["subject"], "CN=dave");
     let fp = g["fingerprint"].as_str().unwrap().to_string();
-    assert_eq!(fp.len(), 32 * 3 - 1, "{fp}");
-    assert!(fp
-        .split(':')
-        .all(|h| h.len() == 2 && u8::from_str_radix(h, 16).is_ok()));
+    assert!(
+        fp.len() == 64 && fp.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "{fp:?}: lower-case hex without separators"
+    );
     assert!(is_iso8601(g["not_after"].as_str().unwrap()));
     for (k, f) in [
         ("key", "dave.key.pem"),
@@ -356,7 +356,7 @@ fn keygen_seal_open(key_type: &[&str], expect_type: &str) {
     let sealed = std::fs::read(t.path("invoice.p7m")).unwrap();
     assert_eq!(sealed[0], 0x30, "DER by default");
     assert!(
-        !sealed.windows(12).any(|w| w == b"<Invoice id="),
+        !ls_core::bytes::contains(&sealed, b"<Invoice id="),
         "the document is encrypted"
     );
 
@@ -440,7 +440,14 @@ fn keygen_text_output_shows_paths_and_fingerprint() {
     assert!(text.contains(&t.s("k/erin.key.pem")), "{text}");
     assert!(text.contains(&t.s("k/erin.cert.pem")), "{text}");
     assert!(text.contains(&t.s("k/erin.csr.pem")), "{text}");
-    assert!(text.contains("fingerprint:  SHA256 "), "{text}");
+    let fp = text
+        .split_once("fingerprint:  SHA256 ")
+        .map(|(_, rest)| rest.lines().next().unwrap_or(""))
+        .unwrap_or_else(|| panic!("no fingerprint in {text}"));
+    assert!(
+        fp.len() == 64 && fp.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')),
+        "{fp:?}: lower-case hex without separators"
+    );
     assert!(
         stderr(&o).contains("not encrypted"),
         "warns about a plain key"
@@ -1010,7 +1017,7 @@ fn tampered_signed_content_is_exit_4() {
     w.open_as("bob", "carol", &[], &write(&t, "ok.p7m", &der), &t.s("ok"))
         .expect(0);
     assert_eq!(std::fs::read(t.path("ok")).unwrap(), b"Pay 100 EUR to ACME");
-    let pos = der.windows(3).position(|w| w == b"100").unwrap();
+    let pos = ls_core::bytes::find(&der, b"100").unwrap();
     der[pos] = b'9';
     let o = w
         .open_as(
@@ -1200,7 +1207,7 @@ fn write(t: &TempDir, name: &str, data: &[u8]) -> String {
     t.s(name)
 }
 
-/// An RSA key and a self-signed certificate valid from `not_before` to `not_after`
+/// An RSA key and a self-signed party certificate valid from `not_before` to `not_after`
 /// (ASN.1 GeneralizedTime text, e.g. "20200101000000Z"): OpenSSL's command line cannot make one
 /// that has already expired.
 fn cert_with_validity(
@@ -1211,43 +1218,16 @@ fn cert_with_validity(
     openssl::pkey::PKey<openssl::pkey::Private>,
     openssl::x509::X509,
 ) {
-    use openssl::asn1::{Asn1Integer, Asn1Time};
-    use openssl::bn::BigNum;
-    use openssl::hash::MessageDigest;
-    use openssl::x509::extension::{BasicConstraints, KeyUsage, SubjectKeyIdentifier};
-    use openssl::x509::{X509Builder, X509NameBuilder};
-    let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", cn).unwrap();
-    let name = name.build();
-    let mut b = X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    let serial = Asn1Integer::from_bn(&BigNum::from_u32(0x5eed).unwrap()).unwrap();
-    b.set_serial_number(&serial).unwrap();
-    b.set_subject_name(&name).unwrap();
-    b.set_issuer_name(&name).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::from_str(not_before).unwrap())
+    let at = |t: &str| ls_core::time::parse_asn1_time(0x18, t.as_bytes()).unwrap();
+    let g = ls_core::CertificateBuilder::new(cn, ls_core::CertPurpose::Party)
+        .key_type(ls_core::KeyType::Rsa(2048))
+        .validity(at(not_before), at(not_after))
+        .build(None)
         .unwrap();
-    b.set_not_after(&Asn1Time::from_str(not_after).unwrap())
-        .unwrap();
-    b.append_extension(BasicConstraints::new().critical().build().unwrap())
-        .unwrap();
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .digital_signature()
-            .key_encipherment()
-            .build()
-            .unwrap(),
+    (
+        openssl::pkey::PKey::private_key_from_pem(&g.key_pem).unwrap(),
+        g.identity.certificate().x509().clone(),
     )
-    .unwrap();
-    let ski = SubjectKeyIdentifier::new()
-        .build(&b.x509v3_context(None, None))
-        .unwrap();
-    b.append_extension(ski).unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    (key, b.build())
 }
 
 /// What an OpenSSL-based partner sends: a MIME entity, signed (CMS), wrapped as S/MIME, then
@@ -2285,9 +2265,14 @@ fn init_writes_a_loadable_config_and_prints_what_the_provider_needs() {
     assert_eq!(v["key_type"], "ec-p256");
     assert_eq!(v["service_certificate_present"], true);
     let fp = v["certificate_sha256"].as_str().unwrap();
-    assert_eq!(fp.len(), 32 * 3 - 1, "{fp}");
     let pem = v["certificate_pem"].as_str().unwrap();
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"), "{pem}");
+    // As sha256sum prints it: lower-case hex of the DER's SHA-256, no separators.
+    let der = openssl::x509::X509::from_pem(pem.as_bytes())
+        .unwrap()
+        .to_der()
+        .unwrap();
+    assert_eq!(fp, ls_core::bytes::sha256_hex(&der));
     assert_eq!(
         std::fs::read_to_string(s.path("identity/cert.pem")).unwrap(),
         pem

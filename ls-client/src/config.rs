@@ -493,8 +493,7 @@ impl Config {
             must_exist("service.ca_file", p)?;
         }
         if let Some(pin) = &self.service.pinned_sha256 {
-            let hex: String = pin.chars().filter(|c| *c != ':').collect();
-            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            if ls_core::bytes::parse_sha256(pin).is_none() {
                 return Err(self.invalid(
                     "service.pinned_sha256",
                     "64 hex digits (the SHA-256 of the server's certificate, ':' allowed) are \
@@ -923,6 +922,29 @@ mod tests {
             ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES
         );
         assert!(!c.folders.group_readable);
+    }
+
+    #[test]
+    fn a_pin_is_taken_as_printed_by_us_or_by_openssl() {
+        let d = setup();
+        let p = d.0.join("client.toml");
+        let with_pin = |pin: &str| {
+            minimal().replace(
+                "[service]\n",
+                &format!("[service]\npinned_sha256 = \"{pin}\"\n"),
+            )
+        };
+        let ours = "ef45".repeat(16);
+        let openssl = ["EF", "45"].repeat(16).join(":");
+        for pin in [&ours, &openssl] {
+            fs::write(&p, with_pin(pin)).unwrap();
+            let c = Config::load(&p).unwrap();
+            assert_eq!(c.service.pinned_sha256.as_deref(), Some(pin.as_str()));
+        }
+        for bad in ["abcd", &"zz".repeat(32), &"ab".repeat(33)] {
+            let m = err(&d, &with_pin(bad));
+            assert!(m.contains("service.pinned_sha256"), "{m}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! File-system building blocks of the client's journal: synced and atomic writes, no-clobber
 //! moves, unique names, and lock files that a crashed process does not leave behind for good.
 
+use ls_core::bytes::{self, hex};
 use ls_core::error::{Error, Result};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
@@ -31,14 +32,6 @@ pub(crate) fn random_unit() -> f64 {
     let mut b = [0u8; 4];
     let _ = openssl::rand::rand_bytes(&mut b);
     u32::from_be_bytes(b) as f64 / (u32::MAX as f64 + 1.0)
-}
-
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-pub(crate) fn sha256_hex(data: &[u8]) -> String {
-    hex(&openssl::sha::sha256(data))
 }
 
 /// Make a folder's entries durable (a new, renamed or removed file). A no-op where folders
@@ -214,7 +207,7 @@ pub(crate) fn reserve_name(
         let cand = candidate(name, n);
         let comp = dir.join(format!("{cand}{companion}"));
         if let Some(existing) = read_opt(&comp)? {
-            if contains(&existing, marker.as_bytes()) {
+            if bytes::contains(&existing, marker.as_bytes()) {
                 write_atomic(&comp, content)?;
                 return Ok(cand);
             }
@@ -239,10 +232,6 @@ pub(crate) fn reserve_name(
         context: format!("no free name for {name} in {}", dir.display()),
         source: std::io::Error::new(ErrorKind::AlreadyExists, "too many files of that name"),
     })
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
 /// A file name made safe ([`ls_core::mime::safe_filename`]) that is never mistaken for one of

@@ -3,15 +3,16 @@
 //! documentation of `client`.
 
 use super::fsutil::{
-    self, candidate, fsync_dir, hex, io_err, is_free, list_dir, move_no_clobber, read_json,
-    safe_name, sha256_hex, to_json, write_atomic, write_synced, Lock,
+    self, candidate, fsync_dir, io_err, is_free, list_dir, move_no_clobber, read_json, safe_name,
+    to_json, write_atomic, write_synced, Lock,
 };
 use super::notices;
 use super::{partner_policy, verify_policy, Client, PollStatus, Problem};
-use ls_core::as4::coordination::{self, FailureClass};
+use ls_core::as4::coordination::{self, FailureClass, MessageFailure};
 use ls_core::as4::exchange::{self, party_mpc, Exchange, Pulled};
 use ls_core::as4::message::{self, Incoming, ReadOptions};
 use ls_core::as4::model::EbmsError;
+use ls_core::bytes::sha256_hex;
 use ls_core::cms::OpenOptions;
 use ls_core::error::{Error, ErrorCode, Result};
 use ls_core::time;
@@ -224,38 +225,11 @@ pub(super) fn delivery_key(sender: &str, message_id: &str) -> String {
     b.extend_from_slice(sender.as_bytes());
     b.push(0);
     b.extend_from_slice(message_id.as_bytes());
-    hex(&openssl::sha::sha256(&b))
+    sha256_hex(&b)
 }
 
 fn is_key(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// The class of a failure to read the AS4 message (before anything of the document is
-/// decrypted: what it reveals is no oracle).
-fn class_of_message_error(e: &Error) -> FailureClass {
-    use ErrorCode as C;
-    match e.code() {
-        C::TooLarge | C::ExpansionTooLarge => FailureClass::TooLarge,
-        C::BadSignature
-        | C::SignerMismatch
-        | C::UnknownSigner
-        | C::CertUntrusted
-        | C::CertExpired
-        | C::CertNotYetValid
-        | C::CertKeyUsage
-        | C::CertInvalid
-        | C::DigestMismatch
-        | C::SignatureRequired
-        | C::Unsigned
-        | C::UnsignedPart
-        | C::SignatureWrapping => FailureClass::NotTrusted,
-        C::WeakAlgorithm | C::UnsupportedAlgorithm => FailureClass::Policy,
-        // Payloads WS-Security-encrypted for us are decrypted while the message is read: a
-        // failure there is told as one class with everything else about opening.
-        C::DecryptFailed | C::KeyUnwrapFailed | C::NotARecipient => FailureClass::CannotOpen,
-        _ => FailureClass::Malformed,
-    }
 }
 
 /// The class of a failure to open the sealed document. One class for every step from
@@ -266,15 +240,6 @@ fn class_of_opening_error(e: &Error) -> FailureClass {
     match e.code() {
         ErrorCode::TooLarge | ErrorCode::ExpansionTooLarge => FailureClass::TooLarge,
         _ => FailureClass::CannotOpen,
-    }
-}
-
-/// The ebMS error code of the signal about a message from an unknown sender.
-fn ebms_code_of(e: &Error) -> &'static str {
-    use ErrorCode as C;
-    match e.code() {
-        C::UnknownSigner | C::CertNotFound => "EBMS:0101",
-        _ => "EBMS:0004",
     }
 }
 
@@ -512,8 +477,11 @@ impl Client {
                 limits: self.limits.clone(),
             },
         )
+        // The class of a failure to read the AS4 message (nothing of the document is decrypted
+        // yet: what it reveals is no oracle; payloads WS-Security-encrypted for us are, and a
+        // failure there is told as one class with everything else about opening).
         .map_err(|e| {
-            let class = class_of_message_error(&e);
+            let class = MessageFailure::of(&e).class();
             Fault::Refuse(e, class)
         })?;
         let um = incoming.messaging.user_messages.first().ok_or_else(|| {
@@ -840,7 +808,9 @@ impl Client {
         f.code = e.code().to_string();
         f.error = e.to_string();
         if f.attempts >= SIGNAL_AFTER && !f.signalled {
-            let err = EbmsError::new(ebms_code_of(e))
+            // The sender is unknown or its message unreadable: the one mapping's code (an
+            // unknown sender is EBMS:0101) and, in words, the error's name only.
+            let err = EbmsError::new(MessageFailure::of(e).ebms_code())
                 .with_ref(message_id)
                 // The code's name only: the message may name local paths.
                 .with_description(&format!(

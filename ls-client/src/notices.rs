@@ -90,14 +90,14 @@ pub(super) fn remove_pending(path: &Path) -> Result<()> {
 /// body when it cannot be split into parts.
 fn payload_sha256(client: &Client, pulled: &Pulled) -> String {
     if let Some(o) = pulled.oversized {
-        return ls_core::cert::hex(&o.sha256);
+        return ls_core::bytes::hex(&o.sha256);
     }
     let pkg = Package::parse(&pulled.content_type, &pulled.body, &client.limits).ok();
     let data = pkg
         .as_ref()
         .and_then(|p| p.attachments.first())
         .map_or(&pulled.body[..], |a| &a.data[..]);
-    super::fsutil::sha256_hex(data)
+    ls_core::bytes::sha256_hex(data)
 }
 
 /// Our signed refusal notice of `message_id` for its sender.
@@ -251,7 +251,7 @@ impl Client {
             let Some(bytes) = read_opt(&path)? else {
                 continue;
             };
-            if ls_core::cert::memfind(&bytes, needle.as_bytes()).is_none() {
+            if !ls_core::bytes::contains(&bytes, needle.as_bytes()) {
                 continue;
             }
             let v: serde_json::Value = match serde_json::from_slice(&bytes) {

@@ -3,7 +3,7 @@
 
 use super::fsutil::{
     self, fsync_dir, io_err, list_dir, move_no_clobber, random_hex, read_json, reserve_name,
-    safe_name, sha256_hex, to_json, write_atomic, write_synced, Lock,
+    safe_name, to_json, write_atomic, write_synced, Lock,
 };
 use super::{best_cert, Client, Problem};
 use ls_core::as4::coordination;
@@ -11,6 +11,7 @@ use ls_core::as4::exchange;
 use ls_core::as4::message::{self, Built, Outgoing, Payload};
 use ls_core::as4::model::{AgreementRef, Messaging, Signal};
 use ls_core::as4::wss::SignedRef;
+use ls_core::bytes::sha256_hex;
 use ls_core::cms::SealOptions;
 use ls_core::error::{Error, ErrorCode, Result};
 use ls_core::time;

@@ -52,6 +52,8 @@ struct FakeService {
     pushes: Mutex<Vec<String>>,
     /// RefToMessageIds of error signals from recipients.
     client_errors: Mutex<Vec<String>>,
+    /// The errors (code, description) those signals carried.
+    client_error_codes: Mutex<Vec<(String, Option<String>)>>,
 }
 
 impl FakeService {
@@ -65,6 +67,7 @@ impl FakeService {
             faults: Mutex::new(Faults::default()),
             pushes: Mutex::new(Vec::new()),
             client_errors: Mutex::new(Vec::new()),
+            client_error_codes: Mutex::new(Vec::new()),
         })
     }
 
@@ -115,7 +118,12 @@ impl FakeService {
         match &m.signals[0].signal {
             Signal::PullRequest { mpc } => self.pull(ct, body, mpc),
             Signal::Receipt { .. } => self.receipt(ct, body, &m),
-            Signal::Error(_) => {
+            Signal::Error(errors) => {
+                self.client_error_codes.lock().unwrap().extend(
+                    errors
+                        .iter()
+                        .map(|e| (e.code.clone(), e.description.clone())),
+                );
                 let r = m.signals[0]
                     .info
                     .ref_to_message_id
@@ -519,7 +527,7 @@ fn send_delivers_and_the_partner_receives_it_opened_and_verified() {
     assert_eq!(meta["service"], config::DEFAULT_SERVICE);
     assert_eq!(meta["action"], config::DEFAULT_ACTION);
     assert_eq!(meta["size"], INVOICE.len());
-    assert_eq!(meta["sha256"], fsutil::sha256_hex(INVOICE).as_str());
+    assert_eq!(meta["sha256"], ls_core::bytes::sha256_hex(INVOICE).as_str());
     assert!(meta["signing_time"].as_str().unwrap().ends_with('Z'));
     assert_eq!(meta["encrypted"], true);
     assert_eq!(w.files("bob", "state/delivered").len(), 2);
@@ -551,8 +559,8 @@ fn the_sender_keeps_a_readable_copy_and_nothing_leaks_in_the_as4_header() {
     let msgs = w.svc.messages.lock().unwrap();
     let body = &msgs[0].body;
     // The file name and the content travel inside the CMS envelope only.
-    assert!(!body.windows(10).any(|x| x == b"report.txt"));
-    assert!(!body.windows(9).any(|x| x == b"<Invoice>"));
+    assert!(!ls_core::bytes::contains(body, b"report.txt"));
+    assert!(!ls_core::bytes::contains(body, b"<Invoice>"));
     // Encrypted to self too: alice can open the payload.
     let incoming = message::read(
         &msgs[0].content_type,
@@ -1037,6 +1045,15 @@ fn an_unknown_sender_is_not_written_nor_receipted_and_does_not_block_the_queue()
     assert_eq!(
         *w.svc.client_errors.lock().unwrap(),
         std::slice::from_ref(&from_carol.message_id)
+    );
+    // About an unknown sender it says no more than that: FailedAuthentication and the error's
+    // name (ls_core's one mapping, MessageFailure), no party, path or detail.
+    assert_eq!(
+        *w.svc.client_error_codes.lock().unwrap(),
+        [(
+            "EBMS:0101".to_string(),
+            Some("the recipient could not accept the message (ERR_UNKNOWN_SIGNER)".to_string())
+        )]
     );
     assert_eq!(w.files("bob", "inbox").len(), 2);
 

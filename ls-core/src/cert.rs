@@ -6,7 +6,7 @@
 
 use crate::asn1::{self, tag};
 use crate::error::{Error, Result};
-use crate::{oid, time};
+use crate::{bytes, oid, time};
 use openssl::pkey::{PKey, Public};
 use openssl::x509::X509;
 use std::fmt;
@@ -43,7 +43,7 @@ impl fmt::Debug for Certificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Certificate")
             .field("subject", &self.0.subject)
-            .field("serial", &hex(&self.0.f.serial))
+            .field("serial", &bytes::hex(&self.0.f.serial))
             .finish()
     }
 }
@@ -54,10 +54,6 @@ impl PartialEq for Certificate {
     }
 }
 impl Eq for Certificate {}
-
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 impl Certificate {
     pub fn from_der(der: &[u8]) -> Result<Certificate> {
@@ -146,7 +142,7 @@ impl Certificate {
         &self.0.f.serial
     }
     pub fn serial_hex(&self) -> String {
-        hex(&self.0.f.serial)
+        bytes::hex(&self.0.f.serial)
     }
     pub fn subject_key_id(&self) -> Option<&[u8]> {
         self.0.f.ski.as_deref()
@@ -172,12 +168,11 @@ impl Certificate {
     pub fn public_key(&self) -> Result<PKey<Public>> {
         Ok(self.0.public.clone())
     }
+    /// The SHA-256 of the DER, as Layer Security prints every fingerprint: lower-case hex
+    /// without separators (`ef45…`, as `sha256sum` prints it). Read one back with
+    /// [`crate::bytes::parse_sha256`], which also takes OpenSSL's `EF:45:…`.
     pub fn sha256_fingerprint(&self) -> String {
-        let d = openssl::sha::sha256(&self.0.der);
-        d.iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":")
+        bytes::sha256_hex(&self.0.der)
     }
 
     /// Whether a CMS signer/recipient identifier (issuer + serial) names this certificate.
@@ -243,15 +238,7 @@ pub(crate) fn looks_like_pem(data: &[u8]) -> bool {
         .position(|b| !b.is_ascii_whitespace())
         .unwrap_or(0);
     data[start..].starts_with(b"-----BEGIN")
-        || memfind(data, b"-----BEGIN ").is_some() && data.is_ascii()
-}
-
-pub fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
-    }
-    // SIMD substring search: MIME boundaries are looked for across whole payloads.
-    memchr::memmem::find(hay, needle)
+        || bytes::contains(data, b"-----BEGIN ") && data.is_ascii()
 }
 
 pub(crate) fn name_to_string(name: &openssl::x509::X509NameRef) -> String {
@@ -493,6 +480,6 @@ pub(crate) fn describe_issuer_serial(issuer_der: &[u8], serial: &[u8]) -> String
         .unwrap_or_else(|_| "(unreadable issuer)".into());
     format!(
         "issuer {issuer}, serial {}",
-        hex(asn1::strip_int(serial).unwrap_or(serial))
+        bytes::hex(asn1::strip_int(serial).unwrap_or(serial))
     )
 }

@@ -1,4 +1,7 @@
-//! Our own identity: a private key with its certificate and chain.
+//! Our own identity: a private key with its certificate and chain; new keys and certificates
+//! ([`builder`]).
+
+pub mod builder;
 
 use crate::cert::{self, key_usage, Certificate};
 use crate::error::{Error, Result};
@@ -115,7 +118,7 @@ impl Identity {
         let key = parse_private_key_pem(key_pem, password)?;
         let cert_source = cert_pem.unwrap_or(key_pem);
         if cert_pem.is_none()
-            && cert::memfind(cert_source, b"-----BEGIN CERTIFICATE-----").is_none()
+            && !crate::bytes::contains(cert_source, b"-----BEGIN CERTIFICATE-----")
         {
             return Err(Error::InvalidArgument(
                 "the key file holds no certificate: give the certificate as well".into(),
@@ -171,24 +174,14 @@ impl Identity {
         Self::from_pem(key, cert, password)
     }
 
-    /// A new key pair with a self-signed certificate (CN = `party_id`, valid `days`) and a CSR.
+    /// A new key pair with a self-signed certificate for a party (CN = `party_id`, valid
+    /// `days`; [`builder::CertPurpose::Party`]) and a CSR.
     pub fn generate(
         party_id: &str,
         key_type: KeyType,
         days: u32,
         password: Option<&str>,
     ) -> Result<Generated> {
-        use openssl::asn1::Asn1Time;
-        use openssl::bn::{BigNum, MsbOption};
-        use openssl::ec::{EcGroup, EcKey};
-        use openssl::hash::MessageDigest;
-        use openssl::nid::Nid;
-        use openssl::rsa::Rsa;
-        use openssl::x509::extension::{
-            BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectKeyIdentifier,
-        };
-        use openssl::x509::{X509Builder, X509NameBuilder, X509ReqBuilder};
-
         if days > MAX_DAYS {
             return Err(Error::InvalidArgument(format!(
                 "a certificate validity of {days} days is more than the {MAX_DAYS} allowed"
@@ -199,81 +192,10 @@ impl Identity {
                 "a party id must be 1 to 64 printable characters".into(),
             ));
         }
-        let key = match key_type {
-            KeyType::Rsa(bits) => {
-                if !matches!(bits, 2048 | 3072 | 4096) {
-                    return Err(Error::InvalidArgument(format!(
-                        "RSA key size {bits} is not one of 2048, 3072, 4096"
-                    )));
-                }
-                PKey::from_rsa(Rsa::generate(bits)?)?
-            }
-            KeyType::EcP256 => {
-                let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
-                PKey::from_ec_key(EcKey::generate(&group)?)?
-            }
-        };
-        let mut name = X509NameBuilder::new()?;
-        name.append_entry_by_nid(Nid::COMMONNAME, party_id)
-            .map_err(|_| {
-                Error::InvalidArgument("the party id is not a valid common name".into())
-            })?;
-        let name = name.build();
-
-        let mut b = X509Builder::new()?;
-        b.set_version(2)?;
-        let mut serial = BigNum::new()?;
-        serial.rand(127, MsbOption::MAYBE_ZERO, false)?;
-        let serial = serial.to_asn1_integer()?;
-        b.set_serial_number(&serial)?;
-        b.set_subject_name(&name)?;
-        b.set_issuer_name(&name)?;
-        b.set_pubkey(&key)?;
-        let not_before = Asn1Time::days_from_now(0)?;
-        let not_after = Asn1Time::days_from_now(days)?;
-        b.set_not_before(&not_before)?;
-        b.set_not_after(&not_after)?;
-        b.append_extension(BasicConstraints::new().critical().build()?)?;
-        let mut ku = KeyUsage::new();
-        ku.critical().digital_signature().non_repudiation();
-        if key_type == KeyType::EcP256 {
-            ku.key_agreement();
-        } else {
-            ku.key_encipherment();
-        }
-        b.append_extension(ku.build()?)?;
-        b.append_extension(
-            ExtendedKeyUsage::new()
-                .email_protection()
-                .client_auth()
-                .build()?,
-        )?;
-        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
-        b.append_extension(ski)?;
-        b.sign(&key, MessageDigest::sha256())?;
-        let x509 = b.build();
-
-        let mut r = X509ReqBuilder::new()?;
-        r.set_subject_name(&name)?;
-        r.set_pubkey(&key)?;
-        r.sign(&key, MessageDigest::sha256())?;
-        let csr_pem = r.build().to_pem()?;
-
-        let key_pem = match password {
-            Some(p) if !p.is_empty() => key.private_key_to_pem_pkcs8_passphrase(
-                openssl::symm::Cipher::aes_256_cbc(),
-                p.as_bytes(),
-            )?,
-            _ => key.private_key_to_pem_pkcs8()?,
-        };
-        let cert_pem = x509.to_pem()?;
-        let identity = Identity::new(key, Certificate::from_x509(x509)?, Vec::new())?;
-        Ok(Generated {
-            identity,
-            key_pem: zeroize::Zeroizing::new(key_pem),
-            cert_pem,
-            csr_pem,
-        })
+        builder::CertificateBuilder::new(party_id, builder::CertPurpose::Party)
+            .key_type(key_type)
+            .valid_days(days)
+            .build(password)
     }
 
     pub fn certificate(&self) -> &Certificate {
@@ -299,7 +221,7 @@ impl Identity {
 }
 
 fn parse_private_key_pem(pem: &[u8], password: Option<&str>) -> Result<PKey<Private>> {
-    let encrypted = cert::memfind(pem, b"ENCRYPTED").is_some();
+    let encrypted = crate::bytes::contains(pem, b"ENCRYPTED");
     if encrypted {
         let pass = password.ok_or_else(|| {
             Error::BadPassword("the private key is encrypted and no password was given".into())
@@ -308,7 +230,7 @@ fn parse_private_key_pem(pem: &[u8], password: Option<&str>) -> Result<PKey<Priv
             Error::BadPassword("the key password is wrong or the key is damaged".into())
         });
     }
-    if cert::memfind(pem, b"PRIVATE KEY-----").is_none() {
+    if !crate::bytes::contains(pem, b"PRIVATE KEY-----") {
         return Err(Error::Malformed("no PEM private key found".into()));
     }
     PKey::private_key_from_pem(pem)

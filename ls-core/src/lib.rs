@@ -20,6 +20,7 @@
 
 pub mod as4;
 pub mod asn1;
+pub mod bytes;
 pub mod cert;
 pub mod cms;
 pub mod error;
@@ -36,6 +37,7 @@ pub use cms::{
     OutputFormat, SealOptions, SignatureScheme,
 };
 pub use error::{Error, ErrorCode, ErrorReport, Result};
+pub use keys::builder::{CertPurpose, CertificateBuilder};
 pub use keys::{Generated, Identity, KeyType};
 
 /// The library version (the crate version).

@@ -201,30 +201,12 @@ pub fn param(value: &str, name: &str) -> Option<String> {
             // charset'language'percent-encoded
             let parts: Vec<&str> = val.splitn(3, '\'').collect();
             let enc = if parts.len() == 3 { parts[2] } else { &val };
-            extended = Some(percent_decode(enc));
+            extended =
+                Some(String::from_utf8_lossy(&crate::bytes::percent_decode(enc)).into_owned());
         }
         rest = remaining;
     }
     extended.or(plain)
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("");
-            if let Ok(v) = u8::from_str_radix(hex, 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Quote a parameter value for a header we write; non-ASCII values use RFC 2231.
@@ -233,14 +215,7 @@ pub fn format_param(name: &str, value: &str) -> String {
         let escaped = value.replace('\\', "\\\\").replace('"', "\\\"");
         format!("{name}=\"{escaped}\"")
     } else {
-        let mut enc = String::new();
-        for b in value.bytes() {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                enc.push(b as char);
-            } else {
-                enc.push_str(&format!("%{b:02X}"));
-            }
-        }
+        let enc = crate::bytes::percent_encode(value, b"-._~");
         format!("{name}*=UTF-8''{enc}")
     }
 }
@@ -263,7 +238,7 @@ pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8
     // Find every delimiter at the start of a line.
     let mut starts = Vec::new(); // (line start, index after the delimiter line)
     let mut i = 0;
-    while let Some(off) = crate::cert::memfind(&body[i..], d) {
+    while let Some(off) = crate::bytes::find(&body[i..], d) {
         let at = i + off;
         let at_line_start = at == 0 || body[at - 1] == b'\n';
         if at_line_start {

@@ -1,4 +1,6 @@
-//! Calendar arithmetic for ASN.1 times (UTCTime, GeneralizedTime) and ISO 8601 output.
+//! Time: calendar arithmetic, ISO 8601 output, and the one parser of the dates and times we
+//! read — ASN.1 UTCTime/GeneralizedTime (certificates, signing times), ISO 8601 date-times
+//! (ebMS Timestamps) and calendar dates (the admin's usage report).
 
 use crate::error::{Error, Result};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -51,68 +53,159 @@ pub fn iso8601(t: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
-fn digits(s: &[u8], what: &str) -> Result<i64> {
-    if s.is_empty() || !s.iter().all(|b| b.is_ascii_digit()) {
-        return Err(Error::Malformed(format!("bad {what}")));
-    }
-    Ok(s.iter().fold(0i64, |a, &b| a * 10 + (b - b'0') as i64))
+// --- parsing: one scanner and one set of field checks for every notation we read.
+
+/// Unix seconds of a date `(year, month, day)` and time `(hour, minute, second)` written with
+/// `offset` seconds east of UTC, when every field is in range: month 1–12, day 1–31, hour 0–23,
+/// minute 0–59, second 0–60 (a leap second), an offset under 24 hours.
+fn checked_unix(date: (i64, i64, i64), time: (i64, i64, i64), offset: i64) -> Option<i64> {
+    let ((y, mo, d), (h, mi, s)) = (date, time);
+    let ok = (1..=12).contains(&mo)
+        && (1..=31).contains(&d)
+        && (0..=23).contains(&h)
+        && (0..=59).contains(&mi)
+        && (0..=60).contains(&s)
+        && offset.abs() < 24 * 3600;
+    ok.then(|| unix_from_parts(y, mo, d, h, mi, s) - offset)
 }
 
-/// Parse the content of a UTCTime (`tag` 0x17) or GeneralizedTime (0x18) to Unix seconds.
-/// Accepts the forms seen in the field: with or without seconds, fractional seconds, `Z` or an offset.
+/// A cursor over the text being parsed.
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn new(b: &'a [u8]) -> Scan<'a> {
+        Scan { b, i: 0 }
+    }
+
+    /// Exactly `n` ASCII digits.
+    fn digits(&mut self, n: usize) -> Option<i64> {
+        let d = self.b.get(self.i..self.i + n)?;
+        if !d.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        self.i += n;
+        Some(d.iter().fold(0, |a, &c| a * 10 + i64::from(c - b'0')))
+    }
+
+    /// The byte `c`, if it is next.
+    fn eat(&mut self, c: u8) -> bool {
+        let found = self.b.get(self.i) == Some(&c);
+        self.i += usize::from(found);
+        found
+    }
+
+    /// Two digits when a digit is next.
+    fn opt_digits2(&mut self) -> Option<Option<i64>> {
+        match self.b.get(self.i) {
+            Some(c) if c.is_ascii_digit() => self.digits(2).map(Some),
+            _ => Some(None),
+        }
+    }
+
+    /// A fraction of a second (ignored): one of `separators`, then any number of digits.
+    fn fraction(&mut self, separators: &[u8]) {
+        if self.b.get(self.i).is_some_and(|c| separators.contains(c)) {
+            self.i += 1;
+            while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+                self.i += 1;
+            }
+        }
+    }
+
+    /// The zone: nothing (UTC), `Z`, or `±hh` `colon` `mm`; then the end of the text.
+    fn zone_and_end(&mut self, colon: bool) -> Option<i64> {
+        let offset = if self.at_end() || self.eat(b'Z') {
+            0
+        } else {
+            let sign = if self.eat(b'+') {
+                1
+            } else if self.eat(b'-') {
+                -1
+            } else {
+                return None;
+            };
+            let h = self.digits(2)?;
+            if colon && !self.eat(b':') {
+                return None;
+            }
+            let m = self.digits(2)?;
+            if m > 59 {
+                return None;
+            }
+            sign * (h * 3600 + m * 60)
+        };
+        self.at_end().then_some(offset)
+    }
+
+    fn at_end(&self) -> bool {
+        self.i == self.b.len()
+    }
+}
+
+/// An ISO 8601 / xs:dateTime date and time: `YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm)`, the zone
+/// optional (then UTC), fractions of a second ignored → Unix seconds. The form of an ebMS
+/// `Timestamp` (and of what [`iso8601`] writes).
+pub fn parse_date_time(s: &str) -> Option<i64> {
+    let mut p = Scan::new(s.as_bytes());
+    let date = iso_date(&mut p)?;
+    p.eat(b'T').then_some(())?;
+    let hour = p.digits(2)?;
+    p.eat(b':').then_some(())?;
+    let minute = p.digits(2)?;
+    p.eat(b':').then_some(())?;
+    let second = p.digits(2)?;
+    p.fraction(b".");
+    let offset = p.zone_and_end(true)?;
+    checked_unix(date, (hour, minute, second), offset)
+}
+
+/// An ISO 8601 calendar date, `YYYY-MM-DD` → the start of that day (UTC) in Unix seconds.
+pub fn parse_date(s: &str) -> Option<i64> {
+    let mut p = Scan::new(s.as_bytes());
+    let date = iso_date(&mut p)?;
+    p.at_end().then_some(())?;
+    checked_unix(date, (0, 0, 0), 0)
+}
+
+/// `YYYY-MM-DD`.
+fn iso_date(p: &mut Scan<'_>) -> Option<(i64, i64, i64)> {
+    let year = p.digits(4)?;
+    p.eat(b'-').then_some(())?;
+    let month = p.digits(2)?;
+    p.eat(b'-').then_some(())?;
+    let day = p.digits(2)?;
+    Some((year, month, day))
+}
+
+/// Parse the content of a UTCTime (`tag` 0x17: `YYMMDDhhmm[ss]`, years 1950–2049) or a
+/// GeneralizedTime (0x18: `YYYYMMDDhhmm[ss]`) to Unix seconds. Accepts the forms seen in the
+/// field: with or without seconds, a fraction of a second (`.` or `,`), `Z`, `±hhmm` or no zone.
 pub fn parse_asn1_time(tag: u8, c: &[u8]) -> Result<i64> {
     let what = "ASN.1 time";
-    let (year, rest) = match tag {
-        0x17 => {
-            if c.len() < 10 {
-                return Err(Error::Malformed(format!("bad {what}")));
-            }
-            let yy = digits(&c[..2], what)?;
-            (if yy < 50 { 2000 + yy } else { 1900 + yy }, &c[2..])
-        }
-        0x18 => {
-            if c.len() < 12 {
-                return Err(Error::Malformed(format!("bad {what}")));
-            }
-            (digits(&c[..4], what)?, &c[4..])
-        }
+    let mut p = Scan::new(c);
+    let year = match tag {
+        0x17 => p
+            .digits(2)
+            .map(|yy| if yy < 50 { 2000 + yy } else { 1900 + yy }),
+        0x18 => p.digits(4),
         _ => {
             return Err(Error::Malformed(format!(
                 "{what}: unexpected tag 0x{tag:02x}"
             )))
         }
     };
-    let mo = digits(&rest[0..2], what)?;
-    let d = digits(&rest[2..4], what)?;
-    let h = digits(&rest[4..6], what)?;
-    let mi = digits(&rest[6..8], what)?;
-    let mut i = 8;
-    let mut s = 0;
-    if rest.len() >= i + 2 && rest[i].is_ascii_digit() {
-        s = digits(&rest[i..i + 2], what)?;
-        i += 2;
-    }
-    if rest.get(i) == Some(&b'.') || rest.get(i) == Some(&b',') {
-        i += 1;
-        while rest.get(i).is_some_and(|b| b.is_ascii_digit()) {
-            i += 1;
-        }
-    }
-    let mut offset = 0;
-    match rest.get(i) {
-        Some(b'Z') => {}
-        Some(&sign @ (b'+' | b'-')) if rest.len() >= i + 5 => {
-            let oh = digits(&rest[i + 1..i + 3], what)?;
-            let om = digits(&rest[i + 3..i + 5], what)?;
-            offset = (oh * 3600 + om * 60) * if sign == b'+' { 1 } else { -1 };
-        }
-        None => {}
-        _ => return Err(Error::Malformed(format!("bad {what}"))),
-    }
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
-        return Err(Error::Malformed(format!("bad {what}")));
-    }
-    Ok(unix_from_parts(year, mo, d, h, mi, s) - offset)
+    let fields = (|| {
+        let date = (year?, p.digits(2)?, p.digits(2)?);
+        let (hour, minute) = (p.digits(2)?, p.digits(2)?);
+        let second = p.opt_digits2()?.unwrap_or(0);
+        p.fraction(b".,");
+        let offset = p.zone_and_end(false)?;
+        checked_unix(date, (hour, minute, second), offset)
+    })();
+    fields.ok_or_else(|| Error::Malformed(format!("bad {what}")))
 }
 
 /// DER encoding of a signing time: UTCTime through 2049, GeneralizedTime after (RFC 5652 11.3).
@@ -143,5 +236,100 @@ mod tests {
             parse_asn1_time(0x17, b"2611271525+0100").unwrap(),
             unix_from_parts(2026, 11, 27, 14, 25, 0)
         );
+    }
+
+    /// Every ASN.1 form certificates and signing times use: UTCTime (two-digit years, 1950 to
+    /// 2049) and GeneralizedTime, with or without seconds, fractions, `Z`, `±hhmm`, no zone.
+    #[test]
+    fn asn1_times() {
+        let t = |tag, s: &str| parse_asn1_time(tag, s.as_bytes()).ok();
+        let at = |y, mo, d, h, mi, s| Some(unix_from_parts(y, mo, d, h, mi, s));
+        assert_eq!(t(0x17, "261127152535Z"), at(2026, 11, 27, 15, 25, 35));
+        assert_eq!(t(0x17, "4912312359Z"), at(2049, 12, 31, 23, 59, 0));
+        assert_eq!(t(0x17, "500101000000Z"), at(1950, 1, 1, 0, 0, 0));
+        assert_eq!(t(0x17, "2611271525-0130"), at(2026, 11, 27, 16, 55, 0));
+        assert_eq!(t(0x17, "261127152535"), at(2026, 11, 27, 15, 25, 35));
+        assert_eq!(t(0x17, "2611271525"), at(2026, 11, 27, 15, 25, 0));
+        assert_eq!(t(0x18, "20261127152535Z"), at(2026, 11, 27, 15, 25, 35));
+        assert_eq!(t(0x18, "20261127152535.123Z"), at(2026, 11, 27, 15, 25, 35));
+        assert_eq!(
+            t(0x18, "20261127152535,5+0200"),
+            at(2026, 11, 27, 13, 25, 35)
+        );
+        assert_eq!(t(0x18, "205012312359Z"), at(2050, 12, 31, 23, 59, 0));
+        assert_eq!(t(0x18, "20161231235960Z"), at(2016, 12, 31, 23, 59, 60));
+        for bad in [
+            "",
+            "26112715Z",
+            "261327152535Z",
+            "261100152535Z",
+            "261127242535Z",
+            "261127156035Z",
+            "2611271525355Z",
+            "261127152535Q",
+            "261127152535+01",
+            "261127152535Zjunk",
+            "26-1127152535Z",
+        ] {
+            assert_eq!(t(0x17, bad), None, "{bad:?}");
+        }
+        assert_eq!(t(0x18, "261127152535Z"), None);
+        assert!(parse_asn1_time(0x04, b"261127152535Z").is_err());
+    }
+
+    /// ebMS Timestamps (xs:dateTime): what the service accepted before this parser moved here.
+    #[test]
+    fn date_times() {
+        assert_eq!(parse_date_time("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_date_time("1970-01-01T01:00:00.123Z"), Some(3600));
+        assert_eq!(parse_date_time("1970-01-01T01:00:00.Z"), Some(3600));
+        assert_eq!(parse_date_time("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(parse_date_time("1970-01-01T00:00:00-00:30"), Some(1800));
+        assert_eq!(parse_date_time("1970-01-01T00:00:00"), Some(0));
+        assert_eq!(
+            parse_date_time("2026-11-27T14:07:22.307+00:00"),
+            Some(unix_from_parts(2026, 11, 27, 14, 7, 22))
+        );
+        // What we write is read back.
+        let t = 1_800_000_123;
+        assert_eq!(parse_date_time(&iso8601(t)), Some(t));
+        for bad in [
+            "1970-01-01 00:00:00Z",
+            "yesterday",
+            "1970-01-01T00:00:00Zjunk",
+            "1970-01-01T00:00Z",
+            "1970-01-01",
+            "1970-13-01T00:00:00Z",
+            "1970-01-01T24:00:00Z",
+            "1970-01-01T00:00:00+0100",
+            "1970-01-01T00:00:00+01:60",
+            "1970-1-01T00:00:00Z",
+            "+970-01-01T00:00:00Z",
+        ] {
+            assert_eq!(parse_date_time(bad), None, "{bad:?}");
+        }
+    }
+
+    /// Calendar dates (the admin's usage report): the start of the day, UTC.
+    #[test]
+    fn dates() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(
+            parse_date("2026-11-27"),
+            Some(unix_from_parts(2026, 11, 27, 0, 0, 0))
+        );
+        for bad in [
+            "",
+            "2026-11-27T00:00:00Z",
+            "2026-1-5",
+            "26-11-27",
+            "2026-13-01",
+            "2026-11-32",
+            "2026-11-00",
+            "2026/11/27",
+            "1800000000",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad:?}");
+        }
     }
 }

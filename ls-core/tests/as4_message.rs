@@ -205,10 +205,7 @@ fn signals_round_trip() {
 }
 
 fn replace_once(body: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let at = body
-        .windows(from.len())
-        .position(|w| w == from)
-        .expect("pattern present");
+    let at = ls_core::bytes::find(body, from).expect("pattern present");
     let mut v = body[..at].to_vec();
     v.extend_from_slice(to);
     v.extend_from_slice(&body[at + from.len()..]);
@@ -279,11 +276,7 @@ fn rejections() {
     let e = message::read(&plain.content_type, wrapped.as_bytes(), &bob_reads(&p)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::SignatureWrapping, "{e}");
     // A tampered (unencrypted) attachment: one byte of the PDF part.
-    let pdf_at = plain
-        .body
-        .windows(4)
-        .position(|w| w == [7, 14, 21, 28])
-        .unwrap();
+    let pdf_at = ls_core::bytes::find(&plain.body, &[7, 14, 21, 28]).unwrap();
     let mut t = plain.body.clone();
     t[pdf_at] ^= 0xff;
     let e = message::read(&plain.content_type, &t, &bob_reads(&p)).unwrap_err();
@@ -310,10 +303,7 @@ fn an_extra_unsigned_attachment_is_refused() {
     let boundary = ls_core::mime::param(&ct, "boundary").unwrap();
     let s = sent.body.clone();
     let end = format!("--{boundary}--");
-    let at = s
-        .windows(end.len())
-        .position(|w| w == end.as_bytes())
-        .unwrap();
+    let at = ls_core::bytes::find(&s, end.as_bytes()).unwrap();
     let mut t = s[..at].to_vec();
     t.extend_from_slice(
         format!(
@@ -335,9 +325,7 @@ fn older_peers_rsa_oaep_mgf1p_key_transport_is_accepted() {
     let sent = send(&p, true);
     let body = &sent.body;
     let find = |pat: &[u8], from: usize| {
-        body[from..]
-            .windows(pat.len())
-            .position(|w| w == pat)
+        ls_core::bytes::find(&body[from..], pat)
             .map(|i| i + from)
             .unwrap()
     };

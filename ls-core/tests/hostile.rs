@@ -87,7 +87,7 @@ fn unknown_content_cipher_is_named() {
     let mut sealed = seal(b"doc", &alice, &[bob_c], &SealOptions::default()).unwrap();
     // aes256-GCM is 2.16.840.1.101.3.4.1.46: turn it into the unknown ...4.1.127.
     let gcm = [0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x01, 0x2e];
-    let at = sealed.windows(gcm.len()).position(|w| w == gcm).unwrap();
+    let at = ls_core::bytes::find(&sealed, &gcm).unwrap();
     sealed[at + 8] = 0x7f;
     let e = open(&sealed, &opts(&bob, &alice_c)).unwrap_err();
     assert_eq!(e.code(), ErrorCode::UnsupportedAlgorithm, "{e}");
@@ -168,33 +168,15 @@ fn random_mutations_never_panic_nor_pass_altered_content() {
 
 #[test]
 fn key_usage_is_enforced() {
-    use openssl::asn1::Asn1Time;
-    use openssl::hash::MessageDigest;
-    use openssl::x509::extension::KeyUsage;
-    use openssl::x509::{X509Builder, X509NameBuilder};
-    let key = openssl::pkey::PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
-    let mut n = X509NameBuilder::new().unwrap();
-    n.append_entry_by_text("CN", "sign-only").unwrap();
-    let n = n.build();
-    let mut b = X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    b.set_subject_name(&n).unwrap();
-    b.set_issuer_name(&n).unwrap();
-    b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(10).unwrap())
-        .unwrap();
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .digital_signature()
-            .build()
-            .unwrap(),
-    )
-    .unwrap();
-    b.sign(&key, MessageDigest::sha256()).unwrap();
-    let sign_only = Certificate::from_x509(b.build()).unwrap();
+    // A TLS client's certificate: its key usage allows signing only, not key transport.
+    let sign_only = ls_core::CertificateBuilder::new("sign-only", ls_core::CertPurpose::TlsClient)
+        .key_type(KeyType::Rsa(2048))
+        .valid_days(10)
+        .build(None)
+        .unwrap()
+        .identity
+        .certificate()
+        .clone();
     let (alice, _) = id("alice");
     let e = seal(b"x", &alice, &[sign_only], &SealOptions::default()).unwrap_err();
     assert_eq!(e.code(), ErrorCode::CertKeyUsage, "{e}");

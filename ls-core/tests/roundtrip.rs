@@ -143,32 +143,23 @@ fn rejections_have_their_own_codes() {
     let _ = mallory_c;
 }
 
-/// A self-signed certificate for `key` valid from `from` to `to` (Unix seconds), serial 4242.
+/// A self-signed certificate for `key` valid from `from` to `to` (Unix seconds), serial 4242:
+/// the same key, issuer and serial again and again, at other times.
 fn dated_cert(
     key: &openssl::pkey::PKey<openssl::pkey::Private>,
     name: &str,
     from: i64,
     to: i64,
 ) -> Certificate {
-    use openssl::asn1::Asn1Time;
-    use openssl::bn::BigNum;
-    use openssl::hash::MessageDigest;
-    use openssl::x509::{X509Builder, X509NameBuilder};
-    let mut n = X509NameBuilder::new().unwrap();
-    n.append_entry_by_text("CN", name).unwrap();
-    let n = n.build();
-    let mut b = X509Builder::new().unwrap();
-    b.set_version(2).unwrap();
-    b.set_serial_number(&BigNum::from_u32(4242).unwrap().to_asn1_integer().unwrap())
-        .unwrap();
-    b.set_subject_name(&n).unwrap();
-    b.set_issuer_name(&n).unwrap();
-    b.set_pubkey(key).unwrap();
-    b.set_not_before(&Asn1Time::from_unix(from).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::from_unix(to).unwrap()).unwrap();
-    b.sign(key, MessageDigest::sha256()).unwrap();
-    Certificate::from_x509(b.build()).unwrap()
+    ls_core::CertificateBuilder::new(name, ls_core::CertPurpose::Party)
+        .key(key.clone())
+        .serial(4242)
+        .validity(from, to)
+        .build(None)
+        .unwrap()
+        .identity
+        .certificate()
+        .clone()
 }
 
 fn rsa_key() -> openssl::pkey::PKey<openssl::pkey::Private> {

@@ -10,16 +10,15 @@
 //! the clock starts (building a message is the sender's work, not the service's).
 
 mod common;
-use common::register;
+use common::{build, register};
 
 use ls_core::as4::envelope::SoapVersion;
-use ls_core::as4::exchange::{self, party_mpc, Exchange};
-use ls_core::as4::message::{self, Built, Outgoing, Payload, ReadOptions};
-use ls_core::as4::model::Messaging;
+use ls_core::as4::exchange::{party_mpc, Exchange};
+use ls_core::as4::message::{self, Built, ReadOptions};
 use ls_core::as4::wss::VerifyPolicy;
 use ls_core::as4::xml::Limits;
 use ls_core::transport::{HttpsConfig, HttpsTransport, Transport};
-use ls_core::{Certificate, Identity};
+use ls_core::Certificate;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -29,35 +28,6 @@ fn transport(url: &str, ca: &[u8]) -> HttpsTransport {
     c.ca_pem = Some(ca.to_vec());
     c.timeout = Duration::from_secs(120);
     HttpsTransport::new(c).unwrap()
-}
-
-fn build(from: &str, to: &str, me: &Identity, data: &[u8]) -> Built {
-    let um = exchange::user_message(
-        from,
-        to,
-        "urn:layersec:bench",
-        "Deliver",
-        "",
-        "bench.example",
-    )
-    .unwrap();
-    message::build(Outgoing {
-        messaging: Messaging {
-            user_messages: vec![um],
-            signals: Vec::new(),
-        },
-        payloads: vec![Payload {
-            content_id: "doc@bench".into(),
-            mime_type: "application/pkcs7-mime".into(),
-            data: data.to_vec(),
-            compress: false,
-            properties: Vec::new(),
-        }],
-        signer: me,
-        encrypt_for: None,
-        soap: SoapVersion::Soap12,
-    })
-    .unwrap()
 }
 
 fn main() {

@@ -7,15 +7,14 @@
 //!        [<held connections>]
 
 mod common;
-use common::register;
+use common::{build, register};
 
 #[path = "../tests/common/attack.rs"]
 mod attack;
 
 use ls_core::as4::envelope::SoapVersion;
-use ls_core::as4::exchange::{self, party_mpc, Exchange};
-use ls_core::as4::message::{self, Built, Outgoing, Payload, ReadOptions};
-use ls_core::as4::model::Messaging;
+use ls_core::as4::exchange::{party_mpc, Exchange};
+use ls_core::as4::message::{self, Built, ReadOptions};
 use ls_core::as4::wss::VerifyPolicy;
 use ls_core::as4::xml::Limits;
 use ls_core::transport::{HttpsConfig, HttpsTransport};
@@ -23,35 +22,6 @@ use ls_core::{Certificate, Identity};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-fn build(from: &str, to: &str, me: &Identity, data: &[u8]) -> Built {
-    let um = exchange::user_message(
-        from,
-        to,
-        "urn:layersec:bench",
-        "Deliver",
-        "",
-        "bench.example",
-    )
-    .unwrap();
-    message::build(Outgoing {
-        messaging: Messaging {
-            user_messages: vec![um],
-            signals: Vec::new(),
-        },
-        payloads: vec![Payload {
-            content_id: "doc@bench".into(),
-            mime_type: "application/pkcs7-mime".into(),
-            data: data.to_vec(),
-            compress: false,
-            properties: Vec::new(),
-        }],
-        signer: me,
-        encrypt_for: None,
-        soap: SoapVersion::Soap12,
-    })
-    .unwrap()
-}
 
 fn peak_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();

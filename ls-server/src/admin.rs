@@ -10,7 +10,7 @@ use crate::store::{
 use ls_core::as4::coordination::{self, DEFAULT_MAX_DOCUMENT_BYTES};
 use ls_core::as4::exchange::party_mpc;
 use ls_core::asn1::{self, tag};
-use ls_core::time::{iso8601, now_unix, unix_from_parts};
+use ls_core::time::{iso8601, now_unix};
 use ls_core::{Certificate, ErrorCode, ErrorReport};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -535,22 +535,12 @@ fn csv_field(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-/// `YYYY-MM-DD` (start of that day, UTC) or a Unix time.
+/// `YYYY-MM-DD` (start of that day, UTC; [`ls_core::time::parse_date`]) or a Unix time.
 pub fn parse_day(s: &str) -> AdminResult<i64> {
-    if let Ok(n) = s.parse::<i64>() {
-        return Ok(n);
-    }
-    let p: Vec<&str> = s.split('-').collect();
-    let n = |x: &str| x.parse::<i64>().ok();
-    match p.as_slice() {
-        [y, m, d] => match (n(y), n(m), n(d)) {
-            (Some(y), Some(m), Some(d)) if (1..=12).contains(&m) && (1..=31).contains(&d) => {
-                Ok(unix_from_parts(y, m, d, 0, 0, 0))
-            }
-            _ => Err(bad(format!("{s:?}: expected YYYY-MM-DD"))),
-        },
-        _ => Err(bad(format!("{s:?}: expected YYYY-MM-DD"))),
-    }
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| ls_core::time::parse_date(s))
+        .ok_or_else(|| bad(format!("{s:?}: expected YYYY-MM-DD")))
 }
 
 /// The admin HTTP API. Every request needs `Authorization: Bearer <token>`.
@@ -607,25 +597,7 @@ fn cert_policy(v: &Value) -> AdminResult<CertificatePolicy> {
 
 /// A query string value: `+` is a space, `%XX` a byte (a malformed escape is kept as is).
 fn url_decode(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&ls_core::bytes::percent_decode(&v.replace('+', " "))).into_owned()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -791,6 +763,26 @@ mod tests {
         assert_eq!(url_decode("a%3A%3Ab+c"), "a::b c");
         assert_eq!(url_decode("%zz%4"), "%zz%4");
         assert_eq!(url_decode("plain"), "plain");
+    }
+
+    /// The usage report's `--from`/`--to` (and `from`/`to` of the API): a date or a Unix time.
+    #[test]
+    fn days_are_dates_or_unix_times() {
+        assert_eq!(parse_day("2026-11-27").unwrap(), 1_795_737_600);
+        assert_eq!(parse_day("1970-01-01").unwrap(), 0);
+        assert_eq!(parse_day("1795737600").unwrap(), 1_795_737_600);
+        assert_eq!(parse_day("-5").unwrap(), -5);
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2026-11-27T00:00:00Z",
+            "27.11.2026",
+        ] {
+            let e = parse_day(bad).unwrap_err();
+            assert_eq!(e.status, 400, "{bad:?}");
+            assert!(e.message.contains("YYYY-MM-DD"), "{}", e.message);
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::store::{
     content_fingerprint, AcceptLimits, Accepted, Delivery, NewMessage, NoticeEffect, Party,
     PartyKey, RefusalOf, Refused, Store, StoreError,
 };
-use ls_core::as4::coordination::{self, errors as ls_errors};
+use ls_core::as4::coordination::{self, errors as ls_errors, MessageFailure};
 use ls_core::as4::envelope::SoapVersion;
 use ls_core::as4::exchange::{self, Authenticated};
 use ls_core::as4::message::Built;
@@ -88,50 +88,6 @@ pub const FRESHNESS_SECS: i64 = 600;
 /// Pull request ids remembered for replay detection before old ones are dropped.
 const SEEN_MAX: usize = 100_000;
 
-/// `YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm)` → Unix seconds.
-fn parse_timestamp(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b'T'
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let n = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let t = ls_core::time::unix_from_parts(
-        n(0..4)?,
-        n(5..7)?,
-        n(8..10)?,
-        n(11..13)?,
-        n(14..16)?,
-        n(17..19)?,
-    );
-    let mut rest = &s[19..];
-    if let Some(r) = rest.strip_prefix('.') {
-        let digits = r.bytes().take_while(u8::is_ascii_digit).count();
-        rest = &r[digits..];
-    }
-    let offset = match rest {
-        "" | "Z" => 0,
-        _ if rest.len() == 6
-            && (rest.starts_with('+') || rest.starts_with('-'))
-            && &rest[3..4] == ":" =>
-        {
-            let m = rest[1..3].parse::<i64>().ok()? * 3600 + rest[4..6].parse::<i64>().ok()? * 60;
-            if rest.starts_with('+') {
-                m
-            } else {
-                -m
-            }
-        }
-        _ => return None,
-    };
-    Some(t - offset)
-}
-
 /// Why a request is refused: the ebMS error to answer with and a short reason for the
 /// metrics and the log.
 struct Refusal {
@@ -191,33 +147,18 @@ impl From<StoreError> for Failure {
     }
 }
 
-/// The ebMS error for a failure to read or authenticate a message.
+/// The ebMS error for a failure to read or authenticate a message (the one mapping both ends
+/// use, [`MessageFailure`]); before a signature verifies the answer is the uniform one anyway
+/// ([`Refusal::unauthenticated`]) and this reason goes to the log and the metrics only.
 fn refusal_of(e: &Error) -> Refusal {
-    use ls_core::ErrorCode as C;
-    let code = e.code();
-    let (ebms, reason) = match code {
-        C::BadSignature
-        | C::SignerMismatch
-        | C::UnknownSigner
-        | C::CertUntrusted
-        | C::CertExpired
-        | C::CertNotYetValid
-        | C::CertKeyUsage
-        | C::CertInvalid
-        | C::DigestMismatch => ("EBMS:0101", "authentication"),
-        C::SignatureRequired
-        | C::Unsigned
-        | C::UnsignedPart
-        | C::SignatureWrapping
-        | C::WeakAlgorithm
-        | C::UnsupportedAlgorithm => ("EBMS:0103", "policy"),
-        C::TooLarge => ("EBMS:0004", "too_large"),
-        C::InvalidEbms => ("EBMS:0009", "invalid_header"),
-        _ => ("EBMS:0004", "malformed"),
-    };
+    let f = MessageFailure::of(e);
     // The detail names the failure class only: no echo of attacker-chosen input beyond the
     // core's own messages, which never quote content.
-    Refusal::new(ebms, reason, format!("{}: {e}", code.name()))
+    Refusal::new(
+        f.ebms_code(),
+        f.reason(),
+        format!("{}: {e}", e.code().name()),
+    )
 }
 
 impl Service {
@@ -826,7 +767,7 @@ impl Service {
     /// pull would lease the owner's next message away from it.)
     fn fresh(&self, message_id: &str, timestamp: &str) -> std::result::Result<(), Failure> {
         let now = now_unix();
-        let t = parse_timestamp(timestamp).ok_or_else(|| {
+        let t = ls_core::time::parse_date_time(timestamp).ok_or_else(|| {
             Failure::Refused(Refusal::new(
                 "EBMS:0009",
                 "invalid_header",
@@ -927,22 +868,5 @@ impl Handler for Service {
             }
             _ => Response::text(404, "not found\n"),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_timestamp;
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(parse_timestamp("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_timestamp("1970-01-01T01:00:00.123Z"), Some(3600));
-        assert_eq!(parse_timestamp("1970-01-01T01:00:00+01:00"), Some(0));
-        assert_eq!(parse_timestamp("1970-01-01T00:00:00-00:30"), Some(1800));
-        assert_eq!(parse_timestamp("1970-01-01T00:00:00"), Some(0));
-        assert_eq!(parse_timestamp("1970-01-01 00:00:00Z"), None);
-        assert_eq!(parse_timestamp("yesterday"), None);
-        assert_eq!(parse_timestamp("1970-01-01T00:00:00Zjunk"), None);
     }
 }

@@ -302,68 +302,15 @@ fn key_type(s: &str) -> Result<KeyType, (u8, String)> {
     })
 }
 
-/// A self-signed TLS server certificate for `names` (DNS names or IP addresses).
-fn tls_self_signed(
-    names: &[String],
-    kt: KeyType,
-) -> Result<(Vec<u8>, Vec<u8>), openssl::error::ErrorStack> {
-    use openssl::asn1::Asn1Time;
-    use openssl::bn::{BigNum, MsbOption};
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::hash::MessageDigest;
-    use openssl::nid::Nid;
-    use openssl::pkey::PKey;
-    use openssl::rsa::Rsa;
-    use openssl::x509::extension::{
-        BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-    };
-    use openssl::x509::{X509Builder, X509NameBuilder};
-    let key = match kt {
-        KeyType::EcP256 => {
-            let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?;
-            PKey::from_ec_key(EcKey::generate(&group)?)?
-        }
-        KeyType::Rsa(bits) => PKey::from_rsa(Rsa::generate(bits)?)?,
-    };
-    let mut name = X509NameBuilder::new()?;
-    name.append_entry_by_nid(Nid::COMMONNAME, &names[0])?;
-    name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "layersec-server (self-signed)")?;
-    let name = name.build();
-    let mut b = X509Builder::new()?;
-    b.set_version(2)?;
-    let mut serial = BigNum::new()?;
-    serial.rand(127, MsbOption::MAYBE_ZERO, false)?;
-    let serial = serial.to_asn1_integer()?;
-    b.set_serial_number(&serial)?;
-    b.set_subject_name(&name)?;
-    b.set_issuer_name(&name)?;
-    b.set_pubkey(&key)?;
-    let nb = Asn1Time::days_from_now(0)?;
-    b.set_not_before(&nb)?;
-    let na = Asn1Time::days_from_now(825)?;
-    b.set_not_after(&na)?;
-    b.append_extension(BasicConstraints::new().build()?)?;
-    b.append_extension(
-        KeyUsage::new()
-            .critical()
-            .digital_signature()
-            .key_encipherment()
-            .build()?,
-    )?;
-    b.append_extension(ExtendedKeyUsage::new().server_auth().build()?)?;
-    let mut san = SubjectAlternativeName::new();
-    for n in names {
-        if n.parse::<std::net::IpAddr>().is_ok() {
-            san.ip(n);
-        } else {
-            san.dns(n);
-        }
-    }
-    let san = san.build(&b.x509v3_context(None, None))?;
-    b.append_extension(san)?;
-    b.sign(&key, MessageDigest::sha256())?;
-    let cert = b.build();
-    Ok((cert.to_pem()?, key.private_key_to_pem_pkcs8()?))
+/// A self-signed TLS server certificate for `names` (DNS names or IP addresses, the first
+/// also the CN), valid 825 days, and its key.
+fn tls_self_signed(names: &[String], kt: KeyType) -> ls_core::Result<ls_core::Generated> {
+    ls_core::CertificateBuilder::new(&names[0], ls_core::CertPurpose::TlsServer)
+        .organisation("layersec-server (self-signed)")
+        .key_type(kt)
+        .valid_days(825)
+        .subject_alt_names(names)
+        .build(None)
 }
 
 fn init(a: &InitArgs) -> CliResult {
@@ -376,20 +323,20 @@ fn init(a: &InitArgs) -> CliResult {
         "::1".to_string(),
     ];
     names.extend(a.hostnames.iter().cloned());
-    let (tls_crt, tls_key) = tls_self_signed(&names, kt).map_err(|e| (4, e.to_string()))?;
+    let tls = tls_self_signed(&names, kt).map_err(|e| (4, e.to_string()))?;
     let ident =
         ls_core::Identity::generate(&a.domain, kt, 825, None).map_err(|e| (4, e.to_string()))?;
     let mut token = [0u8; 32];
     openssl::rand::rand_bytes(&mut token).map_err(|e| (4, e.to_string()))?;
-    let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
+    let token = ls_core::bytes::hex(&token);
     write_file(
         &cfg_path,
         config::template(&a.listen, &a.admin_listen, &a.domain).as_bytes(),
         false,
         a.force,
     )?;
-    write_file(&dir.join("tls/server.crt"), &tls_crt, false, a.force)?;
-    write_file(&dir.join("tls/server.key"), &tls_key, true, a.force)?;
+    write_file(&dir.join("tls/server.crt"), &tls.cert_pem, false, a.force)?;
+    write_file(&dir.join("tls/server.key"), &tls.key_pem, true, a.force)?;
     write_file(
         &dir.join("identity/service.crt"),
         &ident.cert_pem,
@@ -408,9 +355,7 @@ fn init(a: &InitArgs) -> CliResult {
         true,
         a.force,
     )?;
-    let tls_fp = ls_core::Certificate::from_pem(&tls_crt)
-        .map_err(|e| (4, e.to_string()))?
-        .sha256_fingerprint();
+    let tls_fp = tls.identity.certificate().sha256_fingerprint();
     print_json(&serde_json::json!({
         "config": cfg_path.display().to_string(),
         "endpoint": format!("https://{}{}", a.listen, ls_server::endpoint::AS4_PATH),

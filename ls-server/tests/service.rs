@@ -96,12 +96,7 @@ fn every_refusal_gets_its_ebms_error_and_nothing_is_stored() {
     assert_eq!(ebms_code(&push(&alice, &forged)), "EBMS:0101");
     // Altered in transit (the payload's digest no longer matches).
     let mut tampered = alice.message("bob", b"pay 100 EUR");
-    let at = tampered
-        .body
-        .windows(11)
-        .position(|w| w == b"pay 100 EUR")
-        .unwrap()
-        + 4;
+    let at = ls_core::bytes::find(&tampered.body, b"pay 100 EUR").unwrap() + 4;
     tampered.body[at] = b'9';
     assert_eq!(ebms_code(&push(&alice, &tampered)), "EBMS:0101");
     // Unregistered recipient.
@@ -505,6 +500,32 @@ fn certificate_replacement_with_overlap() {
         .unwrap();
     let shown = s.admin(&["party", "show", "alice"]);
     assert_eq!(shown["certificates"].as_array().unwrap().len(), 3);
+}
+
+/// `init` and `admin party show` print fingerprints as `sha256sum` prints them (lower-case hex
+/// of the DER's SHA-256, no separators), the form the client prints too.
+#[test]
+fn fingerprints_are_printed_as_sha256sum_prints_them() {
+    let dir = ls_tests::tempdir("init-fingerprints");
+    let (code, out, err) = run(&["init", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for (key, file) in [
+        ("tls_certificate_sha256", "tls/server.crt"),
+        ("service_certificate_sha256", "identity/service.crt"),
+    ] {
+        let cert = ls_core::Certificate::load(dir.join(file)).unwrap();
+        assert_eq!(v[key], ls_core::bytes::sha256_hex(cert.der()), "{key}: {v}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let s = Server::init("fingerprints", |c| c);
+    let p = s.party("alice");
+    let shown = s.admin(&["party", "show", "alice"]);
+    assert_eq!(
+        shown["certificates"][0]["sha256"],
+        ls_core::bytes::sha256_hex(p.identity.certificate().der())
+    );
 }
 
 #[test]

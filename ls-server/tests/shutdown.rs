@@ -29,7 +29,7 @@ fn tls_to(s: &Server) -> SslStream<TcpStream> {
 fn read_response(c: &mut impl Read) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut buf = Vec::new();
     let end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(i) = ls_core::bytes::find(&buf, b"\r\n\r\n") {
             break i + 4;
         }
         let mut chunk = [0u8; 4096];

@@ -15,16 +15,12 @@ pub mod status;
 use crate::cli::{Cli, PassArgs};
 use crate::fsio::{self, usage};
 use ls_client::{Client, Config};
-use ls_core::{CertStore, Error, Identity};
+use ls_core::{bytes, CertStore, Error, Identity};
 use std::path::{Path, PathBuf};
 
 /// The default limit on an opened document: the client's default `[limits] max_document_bytes`
 /// (100 MiB), so that `open` takes what `poll` takes.
 pub const DEFAULT_MAX_SIZE: u64 = ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES;
-
-fn memfind(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
 
 /// Our identity from a PEM key (+ certificate) or a PKCS#12 file.
 pub fn load_identity(
@@ -38,7 +34,9 @@ pub fn load_identity(
         // A PEM key alone cannot be used: say which option is missing rather than failing on
         // "no certificate in the PEM text".
         if let Ok(data) = std::fs::read(key) {
-            if memfind(&data, b"-----BEGIN") && !memfind(&data, b"-----BEGIN CERTIFICATE") {
+            if bytes::contains(&data, b"-----BEGIN")
+                && !bytes::contains(&data, b"-----BEGIN CERTIFICATE")
+            {
                 return Err(usage(format!(
                     "{} is a PEM private key without its certificate: give {cert_option} CERT",
                     key.display()

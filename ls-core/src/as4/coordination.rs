@@ -21,9 +21,19 @@
 //! a recipient of the message it names and goes to that message's sender, marks the message
 //! failed (it is not offered again) and routes the notice to the sender like any message; the
 //! sender verifies the recipient's signature and records the refusal on its sent document.
+//!
+//! # Refusing a message that cannot be read
+//!
+//! Both ends refuse what they cannot read or authenticate — the service a push or a pull, a
+//! client a pulled message — and tell the failure the same way: [`MessageFailure::of`] sorts an
+//! [`Error`] into one family, which names the ebMS error of the answer
+//! ([`MessageFailure::ebms_code`]), the reason the service counts and logs
+//! ([`MessageFailure::reason`]) and the class of a client's refusal notice
+//! ([`MessageFailure::class`]). What each end may reveal (the service: one uniform refusal until
+//! a signature verifies; a client: nothing but that about an unknown sender) is that end's rule.
 
 use super::model::{Property, UserMessage};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// The HTTP response header of a 413 that states the service's limit in bytes.
 pub const MAX_MESSAGE_BYTES_HEADER: &str = "LayerSec-Max-Message-Bytes";
@@ -147,6 +157,95 @@ impl std::fmt::Display for FailureClass {
     }
 }
 
+/// The family of a failure to read or authenticate an AS4 message: the one mapping from an
+/// [`ErrorCode`] to what the service and a client answer with. Nothing of the document has been
+/// decrypted when these are told (see [`FailureClass`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MessageFailure {
+    /// Larger than accepted (the message, a part, or what it expands to).
+    TooLarge,
+    /// The signature does not verify against the certificates held for the signer, or there
+    /// are none to check it with: `EBMS:0101` FailedAuthentication.
+    Authentication,
+    /// Signed, but not as the policy requires: no signature, an unsigned part, signature
+    /// wrapping: `EBMS:0103` PolicyNoncompliance.
+    Unsigned,
+    /// A weak or unknown algorithm: `EBMS:0103` PolicyNoncompliance.
+    Algorithm,
+    /// A part WS-Security-encrypted for the reader cannot be decrypted (a client reads these
+    /// while it reads the message; the service never decrypts).
+    Decryption,
+    /// The ebMS header is missing or wrong: `EBMS:0009` InvalidHeader.
+    InvalidHeader,
+    /// Anything else about the form (MIME, XML, SOAP): `EBMS:0004` Other.
+    Malformed,
+}
+
+impl MessageFailure {
+    /// The family of `e`.
+    pub fn of(e: &Error) -> MessageFailure {
+        use ErrorCode as C;
+        match e.code() {
+            C::TooLarge | C::ExpansionTooLarge => MessageFailure::TooLarge,
+            C::BadSignature
+            | C::SignerMismatch
+            | C::UnknownSigner
+            | C::CertNotFound
+            | C::CertUntrusted
+            | C::CertExpired
+            | C::CertNotYetValid
+            | C::CertKeyUsage
+            | C::CertInvalid
+            | C::DigestMismatch => MessageFailure::Authentication,
+            C::SignatureRequired | C::Unsigned | C::UnsignedPart | C::SignatureWrapping => {
+                MessageFailure::Unsigned
+            }
+            C::WeakAlgorithm | C::UnsupportedAlgorithm => MessageFailure::Algorithm,
+            C::DecryptFailed | C::KeyUnwrapFailed | C::NotARecipient => MessageFailure::Decryption,
+            C::InvalidEbms => MessageFailure::InvalidHeader,
+            _ => MessageFailure::Malformed,
+        }
+    }
+
+    /// The ebMS `errorCode` that answers it. A decryption failure is `EBMS:0004` (Other), not
+    /// `EBMS:0102` FailedDecryption: which step failed is not told.
+    pub fn ebms_code(self) -> &'static str {
+        match self {
+            MessageFailure::Authentication => "EBMS:0101",
+            MessageFailure::Unsigned | MessageFailure::Algorithm => "EBMS:0103",
+            MessageFailure::InvalidHeader => "EBMS:0009",
+            MessageFailure::TooLarge | MessageFailure::Decryption | MessageFailure::Malformed => {
+                "EBMS:0004"
+            }
+        }
+    }
+
+    /// A short name for logs and metrics (the service's
+    /// `layersec_messages_rejected_total{reason}`).
+    pub fn reason(self) -> &'static str {
+        match self {
+            MessageFailure::TooLarge => "too_large",
+            MessageFailure::Authentication => "authentication",
+            MessageFailure::Unsigned | MessageFailure::Algorithm => "policy",
+            MessageFailure::Decryption => "cannot_open",
+            MessageFailure::InvalidHeader => "invalid_header",
+            MessageFailure::Malformed => "malformed",
+        }
+    }
+
+    /// The class of a refusal notice about it. A message that is not signed as required is
+    /// `not_trusted` (its sender cannot be believed); only algorithms are `policy`.
+    pub fn class(self) -> FailureClass {
+        match self {
+            MessageFailure::TooLarge => FailureClass::TooLarge,
+            MessageFailure::Authentication | MessageFailure::Unsigned => FailureClass::NotTrusted,
+            MessageFailure::Algorithm => FailureClass::Policy,
+            MessageFailure::Decryption => FailureClass::CannotOpen,
+            MessageFailure::InvalidHeader | MessageFailure::Malformed => FailureClass::Malformed,
+        }
+    }
+}
+
 /// The content of a refusal notice.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RefusalNotice {
@@ -227,6 +326,59 @@ mod tests {
             );
         }
         assert_eq!(FailureClass::parse("decrypt_failed"), None);
+    }
+
+    /// The one mapping, where the service's and the client's tables disagreed: `CertNotFound`
+    /// is an authentication failure (the client's), `InvalidEbms` an invalid header and a bad
+    /// signature `EBMS:0101` (the service's); the notice classes are the client's.
+    #[test]
+    fn read_failures_map_to_one_ebms_error_reason_and_class() {
+        let f = |e: Error| {
+            let m = MessageFailure::of(&e);
+            (m.ebms_code(), m.reason(), m.class())
+        };
+        use FailureClass as K;
+        let s = String::new;
+        assert_eq!(
+            f(Error::TooLarge(s())),
+            ("EBMS:0004", "too_large", K::TooLarge)
+        );
+        assert_eq!(
+            f(Error::ExpansionTooLarge(s())),
+            ("EBMS:0004", "too_large", K::TooLarge)
+        );
+        for e in [
+            Error::BadSignature(s()),
+            Error::UnknownSigner(s()),
+            Error::CertNotFound(s()),
+            Error::CertExpired(s()),
+            Error::DigestMismatch(s()),
+        ] {
+            assert_eq!(f(e), ("EBMS:0101", "authentication", K::NotTrusted));
+        }
+        for e in [
+            Error::SignatureRequired(s()),
+            Error::UnsignedPart(s()),
+            Error::SignatureWrapping(s()),
+        ] {
+            assert_eq!(f(e), ("EBMS:0103", "policy", K::NotTrusted));
+        }
+        assert_eq!(
+            f(Error::WeakAlgorithm(s())),
+            ("EBMS:0103", "policy", K::Policy)
+        );
+        assert_eq!(
+            f(Error::DecryptFailed(s())),
+            ("EBMS:0004", "cannot_open", K::CannotOpen)
+        );
+        assert_eq!(
+            f(Error::InvalidEbms(s())),
+            ("EBMS:0009", "invalid_header", K::Malformed)
+        );
+        assert_eq!(
+            f(Error::Malformed(s())),
+            ("EBMS:0004", "malformed", K::Malformed)
+        );
     }
 
     #[test]

@@ -25,15 +25,8 @@ use crate::transport::{HttpResponse, Oversized, Transport};
 /// The MPC where messages for a party wait at a Layer Security service:
 /// `urn:layersec:mpc:<party id>` (characters outside the URN set percent-encoded).
 pub fn party_mpc(party_id: &str) -> String {
-    let mut s = String::from("urn:layersec:mpc:");
-    for b in party_id.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:@!$&'()*+,;=/".contains(&b) {
-            s.push(b as char);
-        } else {
-            s.push_str(&format!("%{b:02X}"));
-        }
-    }
-    s
+    let id = crate::bytes::percent_encode(party_id, b"-._~:@!$&'()*+,;=/");
+    format!("urn:layersec:mpc:{id}")
 }
 
 /// The default initiator role of ebMS3.
@@ -488,5 +481,19 @@ impl Exchange<'_> {
         }
         self.read_signal(r, receipt.body.len(), "the receipt")
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::party_mpc;
+
+    #[test]
+    fn party_mpcs_escape_what_a_urn_cannot_hold() {
+        assert_eq!(party_mpc("acme"), "urn:layersec:mpc:acme");
+        assert_eq!(
+            party_mpc("0088:123 GmbH/ü"),
+            "urn:layersec:mpc:0088:123%20GmbH/%C3%BC"
+        );
     }
 }

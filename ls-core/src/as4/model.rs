@@ -386,7 +386,7 @@ pub fn new_message_id(domain: &str) -> Result<String> {
     openssl::rand::rand_bytes(&mut b)?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let h = crate::bytes::hex(&b);
     Ok(format!(
         "{}-{}-{}-{}-{}@{domain}",
         &h[..8],

@@ -70,7 +70,7 @@ pub fn media_type(ct: &str) -> String {
 fn random_hex(n: usize) -> Result<String> {
     let mut b = vec![0u8; n];
     openssl::rand::rand_bytes(&mut b)?;
-    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+    Ok(crate::bytes::hex(&b))
 }
 
 impl Package {
@@ -139,7 +139,7 @@ impl Package {
             let delim = format!("--{b}");
             let clash = std::iter::once(&self.soap[..])
                 .chain(self.attachments.iter().map(|a| &a.data[..]))
-                .any(|d| crate::cert::memfind(d, delim.as_bytes()).is_some());
+                .any(|d| crate::bytes::contains(d, delim.as_bytes()));
             if !clash {
                 boundary = Some(b);
                 break;
@@ -436,7 +436,7 @@ fn count_delimiters(body: &[u8], boundary: &str, cap: usize) -> usize {
     let mut count = 0;
     let mut i = 0;
     while count < cap {
-        let Some(off) = crate::cert::memfind(&body[i..], d) else {
+        let Some(off) = crate::bytes::find(&body[i..], d) else {
             break;
         };
         let at = i + off;
@@ -482,24 +482,12 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// A Content-ID percent-decoded, when it has escapes and they all decode to UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
     if !s.contains('%') {
         return None;
     }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    String::from_utf8(crate::bytes::percent_decode_strict(s)?).ok()
 }
 
 /// `content-description` → `Content-Description`.

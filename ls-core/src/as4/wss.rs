@@ -392,8 +392,9 @@ pub fn reference_digest(
     }
 }
 
+/// A `cid:` reference's Content-ID, percent-decoded (RFC 2392).
 pub(crate) fn percent_decode(s: &str) -> String {
-    crate::mime::param(&format!("x; v*=UTF-8''{s}"), "v").unwrap_or_else(|| s.to_string())
+    String::from_utf8_lossy(&crate::bytes::percent_decode(s)).into_owned()
 }
 
 fn accept_signer(signer: &Certificate, policy: &VerifyPolicy) -> Result<()> {
@@ -490,7 +491,7 @@ pub fn resolve_key(
                 .ok_or_else(|| {
                     Error::UnknownSigner(format!(
                         "no known certificate has the subject key identifier {}",
-                        crate::cert::hex(&ski)
+                        crate::bytes::hex(&ski)
                     ))
                 });
         }
@@ -648,7 +649,7 @@ fn ecdsa_der_to_raw(der: &[u8], field_len: usize) -> Result<Vec<u8>> {
 pub fn new_id(prefix: &str) -> String {
     let mut b = [0u8; 16];
     openssl::rand::rand_bytes(&mut b).expect("the OpenSSL RNG does not fail");
-    format!("{prefix}-{}", crate::cert::hex(&b))
+    format!("{prefix}-{}", crate::bytes::hex(&b))
 }
 
 /// The `wsse:BinarySecurityToken` element for a certificate.

@@ -862,8 +862,10 @@ impl<'o> State<'o> {
                             let cek = crypto::aes_unwrap(key, &ek)?;
                             return Ok((cek, format!("KEK {}", kalg.name())));
                         }
-                        _ => addressed_to
-                            .push(format!("key-encryption key id {}", cert::hex(&key_id))),
+                        _ => addressed_to.push(format!(
+                            "key-encryption key id {}",
+                            crate::bytes::hex(&key_id)
+                        )),
                     }
                 }
                 t if t == tag::ctx(3) => addressed_to.push("a password (not supported)".into()),
@@ -873,7 +875,7 @@ impl<'o> State<'o> {
         let _ = alg;
         let ours = match (id, kek) {
             (Some(me), _) => me.certificate().subject().to_string(),
-            (None, Some(k)) => format!("key-encryption key id {}", cert::hex(&k.id)),
+            (None, Some(k)) => format!("key-encryption key id {}", crate::bytes::hex(&k.id)),
             (None, None) => "none (no private key or key-encryption key was given)".into(),
         };
         Err(Error::NotARecipient(format!(
@@ -1010,7 +1012,7 @@ fn describe_rid(rid: Tlv) -> String {
         tag::SEQUENCE => issuer_serial(rid)
             .map(|(i, s)| cert::describe_issuer_serial(i, s))
             .unwrap_or_else(|_| "an unreadable recipient id".into()),
-        _ => format!("subject key id {}", cert::hex(rid.content)),
+        _ => format!("subject key id {}", crate::bytes::hex(rid.content)),
     }
 }
 
@@ -1167,7 +1169,7 @@ fn describe_recipients(ris: Tlv) -> Result<Vec<Recipient>> {
                     .octets()?;
                 let alg = AlgId::parse(k.req("keyEncryptionAlgorithm")?)?;
                 Recipient::Kek {
-                    id: cert::hex(&id),
+                    id: crate::bytes::hex(&id),
                     algorithm: alg.name(),
                 }
             }
@@ -1206,6 +1208,6 @@ fn is_nested_cms(data: &[u8]) -> bool {
 fn is_pem(data: &[u8]) -> bool {
     let head = &data[..data.len().min(4096)];
     head.is_ascii()
-        && cert::memfind(head, b"-----BEGIN ").is_some()
+        && crate::bytes::contains(head, b"-----BEGIN ")
         && !mime::looks_like_entity(data)
 }

@@ -288,10 +288,7 @@ fn parse_early(endpoint: &str, raw: &[u8]) -> Result<HttpResponse> {
             "{endpoint} answered before the request was sent, with something that is not HTTP"
         ))
     };
-    let end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(bad)?;
+    let end = crate::bytes::find(raw, b"\r\n\r\n").ok_or_else(bad)?;
     let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad())?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().ok_or_else(bad)?;
@@ -501,23 +498,11 @@ struct OpensslConnector {
 }
 
 fn parse_pin(pin: &str) -> Result<[u8; 32]> {
-    let hex: String = pin
-        .chars()
-        .filter(|c| !matches!(c, ':' | ' '))
-        .collect::<String>();
-    let bad = || {
+    crate::bytes::parse_sha256(pin).ok_or_else(|| {
         Error::InvalidArgument(
             "pinned_sha256 must be 64 hex digits (the SHA-256 of the certificate's DER)".into(),
         )
-    };
-    if hex.len() != 64 || !hex.is_ascii() {
-        return Err(bad());
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
-    Ok(out)
+    })
 }
 
 fn leaf_sha256(ctx: &X509StoreContextRef) -> Option<[u8; 32]> {
@@ -578,7 +563,8 @@ impl OpensslConnector {
                 match leaf_sha256(ctx) {
                     Some(got) if got == pin => chain_ok,
                     got => {
-                        let got = got.map_or_else(|| "unreadable".into(), |g| crate::cert::hex(&g));
+                        let got =
+                            got.map_or_else(|| "unreadable".into(), |g| crate::bytes::hex(&g));
                         if let Ok(mut s) = seen.lock() {
                             *s = Some(got);
                         }
@@ -715,7 +701,7 @@ impl TlsStream {
 
 /// Whether `raw` holds a whole response head and as much body as its Content-Length says.
 fn early_complete(raw: &[u8]) -> bool {
-    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+    let Some(end) = crate::bytes::find(raw, b"\r\n\r\n") else {
         return false;
     };
     let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
@@ -770,54 +756,35 @@ impl ureq::ReadWrite for TlsStream {
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
-    use openssl::asn1::Asn1Time;
-    use openssl::bn::{BigNum, MsbOption};
-    use openssl::ec::{EcGroup, EcKey};
-    use openssl::hash::MessageDigest;
-    use openssl::nid::Nid;
     use openssl::pkey::{PKey, Private};
     use openssl::ssl::SslAcceptor;
-    use openssl::x509::extension::SubjectAlternativeName;
-    use openssl::x509::{X509NameBuilder, X509};
+    use openssl::x509::X509;
     use std::io::{BufRead, BufReader};
     use std::net::{SocketAddr, TcpListener};
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::thread;
     use std::time::Instant;
 
-    /// A throwaway EC P-256 self-signed certificate for `cn` with the given SANs.
+    /// A throwaway EC P-256 self-signed certificate for `cn` with the given SANs (the core's
+    /// builder: a TLS server's, or a TLS client's without SANs).
     fn self_signed(cn: &str, dns: &[&str], ips: &[&str]) -> (PKey<Private>, X509) {
-        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
-        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
-        let mut name = X509NameBuilder::new().unwrap();
-        name.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
-        let name = name.build();
-        let mut b = X509::builder().unwrap();
-        b.set_version(2).unwrap();
-        let mut serial = BigNum::new().unwrap();
-        serial.rand(64, MsbOption::MAYBE_ZERO, false).unwrap();
-        b.set_serial_number(&serial.to_asn1_integer().unwrap())
+        use crate::keys::builder::{CertPurpose, CertificateBuilder};
+        let names: Vec<&str> = dns.iter().chain(ips).copied().collect();
+        let purpose = if names.is_empty() {
+            CertPurpose::TlsClient
+        } else {
+            CertPurpose::TlsServer
+        };
+        let g = CertificateBuilder::new(cn, purpose)
+            .key_type(crate::KeyType::EcP256)
+            .valid_days(2)
+            .subject_alt_names(&names)
+            .build(None)
             .unwrap();
-        b.set_subject_name(&name).unwrap();
-        b.set_issuer_name(&name).unwrap();
-        b.set_pubkey(&key).unwrap();
-        b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-            .unwrap();
-        b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-            .unwrap();
-        if !dns.is_empty() || !ips.is_empty() {
-            let mut san = SubjectAlternativeName::new();
-            for d in dns {
-                san.dns(d);
-            }
-            for i in ips {
-                san.ip(i);
-            }
-            let ext = san.build(&b.x509v3_context(None, None)).unwrap();
-            b.append_extension(ext).unwrap();
-        }
-        b.sign(&key, MessageDigest::sha256()).unwrap();
-        (key, b.build())
+        (
+            g.identity.private_key().clone(),
+            g.identity.certificate().x509().clone(),
+        )
     }
 
     fn localhost_cert() -> (PKey<Private>, X509) {
@@ -1043,7 +1010,7 @@ mod tests {
     }
 
     fn sha256_hex(cert: &X509) -> String {
-        crate::cert::hex(&openssl::sha::sha256(&cert.to_der().unwrap()))
+        crate::bytes::sha256_hex(&cert.to_der().unwrap())
     }
 
     const CT: &str = "multipart/related; boundary=\"b1\"; type=\"application/soap+xml\"";

@@ -1,6 +1,10 @@
 //! What the benchmark programs share: registering parties through the admin CLI of a service
-//! folder made by `layersec-server init`.
+//! folder made by `layersec-server init`, and building the signed message they push.
 
+use ls_core::as4::envelope::SoapVersion;
+use ls_core::as4::exchange;
+use ls_core::as4::message::{self, Built, Outgoing, Payload};
+use ls_core::as4::model::Messaging;
 use ls_core::{Identity, KeyType};
 use std::path::Path;
 use std::process::Command;
@@ -42,4 +46,34 @@ pub fn register(server_bin: &Path, dir: &Path, id: &str) -> Identity {
         ],
     );
     ident
+}
+
+/// A signed UserMessage from `from` to `to` carrying `data` as one payload.
+pub fn build(from: &str, to: &str, me: &Identity, data: &[u8]) -> Built {
+    let um = exchange::user_message(
+        from,
+        to,
+        "urn:layersec:bench",
+        "Deliver",
+        "",
+        "bench.example",
+    )
+    .unwrap();
+    message::build(Outgoing {
+        messaging: Messaging {
+            user_messages: vec![um],
+            signals: Vec::new(),
+        },
+        payloads: vec![Payload {
+            content_id: "doc@bench".into(),
+            mime_type: "application/pkcs7-mime".into(),
+            data: data.to_vec(),
+            compress: false,
+            properties: Vec::new(),
+        }],
+        signer: me,
+        encrypt_for: None,
+        soap: SoapVersion::Soap12,
+    })
+    .unwrap()
 }

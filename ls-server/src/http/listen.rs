@@ -339,7 +339,7 @@ impl HeadCollector {
         let from = self.scanned.saturating_sub(2).max(lead);
         let rest = &self.bytes[from..];
         let found =
-            rest.windows(2).any(|w| w == b"\n\n") || rest.windows(3).any(|w| w == b"\n\r\n");
+            ls_core::bytes::contains(rest, b"\n\n") || ls_core::bytes::contains(rest, b"\n\r\n");
         self.scanned = self.bytes.len();
         found
     }

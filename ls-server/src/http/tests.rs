@@ -2,20 +2,14 @@
 //! HTTP bytes so every framing decision is visible.
 
 use super::*;
-use openssl::asn1::Asn1Time;
-use openssl::bn::BigNum;
+use ls_core::{CertPurpose, CertificateBuilder, Identity};
 use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::PKey;
 use openssl::pkey::Private;
 use openssl::ssl::SslConnector;
 use openssl::ssl::{SslMethod, SslStream, SslVerifyMode};
 use openssl::symm::Cipher;
-use openssl::x509::extension::{
-    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-};
-use openssl::x509::X509NameBuilder;
 use openssl::x509::X509;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -32,84 +26,32 @@ fn ec_key() -> PKey<Private> {
     PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
 }
 
-/// A certificate for `key`, self-signed or signed by `issuer`.
+/// A certificate for `key` from the core's builder, self-signed or issued by `issuer` (a
+/// TLS server's and a TLS client's name `localhost` too).
 fn make_cert(
     cn: &str,
     key: &PKey<Private>,
-    issuer: Option<(&X509, &PKey<Private>)>,
-    ca: bool,
-    client: bool,
-) -> X509 {
-    let mut name = X509NameBuilder::new().unwrap();
-    name.append_entry_by_text("CN", cn).unwrap();
-    let name = name.build();
-    let mut b = X509::builder().unwrap();
-    b.set_version(2).unwrap();
-    let serial = BigNum::from_u32(rand_serial()).unwrap();
-    b.set_serial_number(&serial.to_asn1_integer().unwrap())
-        .unwrap();
-    b.set_subject_name(&name).unwrap();
-    match issuer {
-        Some((cert, _)) => b.set_issuer_name(cert.subject_name()).unwrap(),
-        None => b.set_issuer_name(&name).unwrap(),
+    issuer: Option<&Identity>,
+    purpose: CertPurpose,
+) -> Identity {
+    let mut b = CertificateBuilder::new(cn, purpose)
+        .key(key.clone())
+        .valid_days(2);
+    if purpose != CertPurpose::Ca {
+        b = b.subject_alt_names(&["localhost"]);
     }
-    b.set_pubkey(key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(2).unwrap())
-        .unwrap();
-    if ca {
-        b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
-            .unwrap();
-        b.append_extension(
-            KeyUsage::new()
-                .critical()
-                .key_cert_sign()
-                .crl_sign()
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-    } else {
-        b.append_extension(BasicConstraints::new().build().unwrap())
-            .unwrap();
-        b.append_extension(
-            KeyUsage::new()
-                .critical()
-                .digital_signature()
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
-        let eku = if client {
-            ExtendedKeyUsage::new().client_auth().build().unwrap()
-        } else {
-            ExtendedKeyUsage::new().server_auth().build().unwrap()
-        };
-        b.append_extension(eku).unwrap();
-        let san = SubjectAlternativeName::new()
-            .dns("localhost")
-            .build(&b.x509v3_context(issuer.map(|(c, _)| &**c), None))
-            .unwrap();
-        b.append_extension(san).unwrap();
+    if let Some(ca) = issuer {
+        b = b.issuer(ca);
     }
-    let signer = issuer.map_or(key, |(_, k)| k);
-    b.sign(signer, MessageDigest::sha256()).unwrap();
-    b.build()
-}
-
-fn rand_serial() -> u32 {
-    let mut bytes = [0u8; 4];
-    openssl::rand::rand_bytes(&mut bytes).unwrap();
-    u32::from_be_bytes(bytes) >> 1
+    b.build(None).unwrap().identity
 }
 
 /// A server identity: (acceptor, certificate PEM, PKCS#8 key PEM).
 fn server_identity() -> (Vec<u8>, Vec<u8>) {
     let key = ec_key();
-    let cert = make_cert("localhost", &key, None, false, false);
+    let cert = make_cert("localhost", &key, None, CertPurpose::TlsServer);
     (
-        cert.to_pem().unwrap(),
+        cert.certificate().to_pem(),
         key.private_key_to_pem_pkcs8().unwrap(),
     )
 }
@@ -342,7 +284,7 @@ impl Resp {
 /// read beyond it.
 fn read_response(r: &mut impl Read, buf: &mut Vec<u8>, head_request: bool) -> Option<Resp> {
     let end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+        if let Some(i) = ls_core::bytes::find(buf, b"\r\n\r\n") {
             break i + 4;
         }
         let mut chunk = [0u8; 4096];
@@ -935,20 +877,23 @@ fn shutdown_stops_serve() {
 #[test]
 fn mutual_tls() {
     let ca_key = ec_key();
-    let ca = make_cert("Test CA", &ca_key, None, true, false);
+    let ca = make_cert("Test CA", &ca_key, None, CertPurpose::Ca);
     let client_key = ec_key();
-    let client = make_cert("client", &client_key, Some((&ca, &ca_key)), false, true);
+    let client = make_cert("client", &client_key, Some(&ca), CertPurpose::TlsClient);
     let other_ca_key = ec_key();
-    let other_ca = make_cert("Other CA", &other_ca_key, None, true, false);
+    let other_ca = make_cert("Other CA", &other_ca_key, None, CertPurpose::Ca);
     let stranger = make_cert(
         "stranger",
         &client_key,
-        Some((&other_ca, &other_ca_key)),
-        false,
-        true,
+        Some(&other_ca),
+        CertPurpose::TlsClient,
+    );
+    let (client, stranger) = (
+        client.certificate().x509().clone(),
+        stranger.certificate().x509().clone(),
     );
     let (cert_pem, key_pem) = server_identity();
-    let ca_pem = ca.to_pem().unwrap();
+    let ca_pem = ca.certificate().to_pem();
 
     let acceptor = tls_acceptor(&cert_pem, &key_pem, Some(&ca_pem), true).unwrap();
     let server = TestServer::start(limits(), Some(acceptor));
@@ -988,9 +933,9 @@ fn mutual_tls() {
 #[test]
 fn tls_acceptor_inputs() {
     let key = ec_key();
-    let cert = make_cert("localhost", &key, None, false, false)
-        .to_pem()
-        .unwrap();
+    let cert = make_cert("localhost", &key, None, CertPurpose::TlsServer)
+        .certificate()
+        .to_pem();
     let traditional = key.ec_key().unwrap().private_key_to_pem().unwrap();
     assert!(String::from_utf8_lossy(&traditional).contains("BEGIN EC PRIVATE KEY"));
     let pkcs8 = key.private_key_to_pem_pkcs8().unwrap();

@@ -37,7 +37,7 @@ pub fn tls_acceptor(
             .map_err(|e| format!("cannot add an intermediate certificate: {e}"))?;
     }
 
-    if contains(key_pem, b"ENCRYPTED") {
+    if ls_core::bytes::contains(key_pem, b"ENCRYPTED") {
         return Err("the private key PEM is encrypted; an unencrypted key is required".into());
     }
     // The callback keeps OpenSSL from prompting on the terminal for a passphrase.
@@ -93,8 +93,4 @@ pub fn tls_acceptor(
         .set_session_id_context(b"layersec-server")
         .map_err(|e| format!("TLS setup failed: {e}"))?;
     Ok(builder.build())
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }

@@ -267,7 +267,7 @@ pub fn content_fingerprint(
         h.update(&(f.len() as u64).to_be_bytes());
         h.update(f.as_bytes());
     }
-    h.finish().iter().map(|b| format!("{b:02x}")).collect()
+    ls_core::bytes::hex(&h.finish())
 }
 
 /// What [`Store::accept`] enforces besides duplicates.

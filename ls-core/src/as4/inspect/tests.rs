@@ -249,9 +249,9 @@ fn every_altered_part_is_named() {
     let b = build(false);
     // Alter the Action (in eb:Messaging) and a byte of the uncompressed attachment.
     let mut body = b.body.clone();
-    let at = crate::cert::memfind(&body, b">Deliver<").unwrap();
+    let at = crate::bytes::find(&body, b">Deliver<").unwrap();
     body[at + 1] = b'd';
-    let at = crate::cert::memfind(&body, &[7u8; 1000]).unwrap();
+    let at = crate::bytes::find(&body, &[7u8; 1000]).unwrap();
     body[at + 500] = 8;
     let i = ids();
     let j = inspect_v(
@@ -407,7 +407,7 @@ fn malformed_messages_report_what_they_can() {
     assert_eq!(s(&j, &["messaging"]), &Json::Null);
     // A header block we must understand but do not: reported, the rest still described.
     let b = build(false);
-    let soap_end = crate::cert::memfind(&b.body, b"</S12:Header>").unwrap();
+    let soap_end = crate::bytes::find(&b.body, b"</S12:Header>").unwrap();
     let mut body = b.body.clone();
     body.splice(
         soap_end..soap_end,
@@ -424,7 +424,7 @@ fn malformed_messages_report_what_they_can() {
     assert_eq!(arr(s(&j, &["parts"])).len(), 2);
     // A broken ebMS header: MessageIds still named; a MIME part left undescribed.
     let mut body = b.body.clone();
-    let at = crate::cert::memfind(&body, b"<eb:Action>").unwrap();
+    let at = crate::bytes::find(&body, b"<eb:Action>").unwrap();
     body.splice(at..at, b"<eb:Bogus/>".iter().copied());
     let j = inspect_v(&body, Some(&b.content_type), None, None, &Limits::default());
     assert_eq!(s(&j, &["error", "name"]), &json!("LS_ERR_INVALID_EBMS"));

@@ -1,0 +1,191 @@
+use super::*;
+
+#[test]
+fn subscriber_party_certificate_lifecycle() {
+    let dir = TempDir::new("parties");
+    let store = SqliteStore::open(&dir.0, 16).unwrap();
+    let s = subscriber(&store, "alpha");
+    assert_eq!(s.status, AccountStatus::Active);
+    assert_eq!(
+        store.subscriber(s.id).unwrap().unwrap().organisation,
+        "alpha"
+    );
+    assert!(store.subscriber(s.id + 100).unwrap().is_none());
+    let s2 = subscriber(&store, "beta");
+    let all: Vec<i64> = store.subscribers().unwrap().iter().map(|s| s.id).collect();
+    assert_eq!(all, vec![s.id, s2.id]);
+
+    let key = PartyKey::new("t", "p1");
+    let party = store
+        .register(s.id, &key, "mpc-1", b"der-1", &fp(1), 2000)
+        .unwrap();
+    assert_eq!(party.key, key);
+    assert_eq!(party.subscriber_id, s.id);
+    assert_eq!(party.status, PartyStatus::Active);
+    assert_eq!(party.account_status, AccountStatus::Active);
+    assert_eq!(party.mpc, "mpc-1");
+    assert_eq!(party.created_at, 2000);
+    assert!(party.is_usable());
+
+    // Conflicts and unknown subscriber.
+    let e = store.register(s.id, &key, "mpc-x", b"d", &fp(9), 2000);
+    assert!(matches!(e, Err(StoreError::Conflict(_))), "{e:?}");
+    let e = store.register(
+        s2.id,
+        &PartyKey::new("t", "p2"),
+        "mpc-1",
+        b"d",
+        &fp(9),
+        2000,
+    );
+    assert!(matches!(e, Err(StoreError::Conflict(_))), "{e:?}");
+    let e = store.register(999, &PartyKey::new("t", "p3"), "mpc-3", b"d", &fp(9), 2000);
+    assert!(matches!(e, Err(StoreError::NotFound(_))), "{e:?}");
+    let e = store.register(s.id, &PartyKey::new("t", "p4"), "mpc-4", b"d", "ABC", 2000);
+    assert!(matches!(e, Err(StoreError::Invalid(_))), "{e:?}");
+    // Same id with another type is another party.
+    store
+        .register(
+            s2.id,
+            &PartyKey::new("", "p1"),
+            "mpc-2",
+            b"der-2",
+            &fp(2),
+            2000,
+        )
+        .unwrap();
+
+    assert_eq!(store.party_by_mpc("mpc-1").unwrap().unwrap().key, key);
+    assert!(store.party_by_mpc("nope").unwrap().is_none());
+    assert_eq!(store.parties(None).unwrap().len(), 2);
+    assert_eq!(store.parties(Some(s.id)).unwrap().len(), 1);
+    assert_eq!(
+        store.parties(Some(s2.id)).unwrap()[0].key,
+        PartyKey::new("", "p1")
+    );
+
+    // Replace with an overlap until 3000, then an emergency replacement at 2600.
+    store
+        .replace_certificate(&key, b"der-1b", &fp(3), 3000, 2500)
+        .unwrap();
+    let certs = store.certificates(&key).unwrap();
+    assert_eq!(certs.len(), 2);
+    assert_eq!(certs[0].der, b"der-1b");
+    assert_eq!(certs[0].fingerprint, fp(3));
+    assert_eq!(certs[0].registered_at, 2500);
+    assert_eq!(certs[0].retired_at, None);
+    assert_eq!(certs[1].der, b"der-1");
+    assert_eq!(certs[1].retired_at, Some(3000));
+    assert!(certs[1].is_current(2999));
+    assert!(!certs[1].is_current(3000));
+    store
+        .replace_certificate(&key, b"der-1c", &fp(4), 2600, 2600)
+        .unwrap();
+    let certs = store.certificates(&key).unwrap();
+    let retired: Vec<Option<Unix>> = certs.iter().map(|c| c.retired_at).collect();
+    assert_eq!(retired, vec![None, Some(2600), Some(2600)]);
+    let e = store.replace_certificate(&key, b"d", &fp(5), 100, 2600);
+    assert!(matches!(e, Err(StoreError::Invalid(_))), "{e:?}");
+    let e = store.replace_certificate(&PartyKey::new("t", "zz"), b"d", &fp(5), 3000, 2600);
+    assert!(matches!(e, Err(StoreError::NotFound(_))), "{e:?}");
+    assert!(store
+        .certificates(&PartyKey::new("t", "zz"))
+        .unwrap()
+        .is_empty());
+
+    // Fingerprints in the `AB:CD:…` form are stored lower-case, plain hex.
+    let colons = PartyKey::new("t", "colons");
+    let upper = ["AB"; 32].join(":");
+    store
+        .register(s2.id, &colons, "mpc-c", b"der-c", &upper, 2600)
+        .unwrap();
+    assert_eq!(
+        store.certificates(&colons).unwrap()[0].fingerprint,
+        "ab".repeat(32)
+    );
+    assert_eq!(store.parties_by_fingerprint(&upper).unwrap()[0].key, colons);
+    assert_eq!(
+        store.parties_by_fingerprint(&"ab".repeat(32)).unwrap()[0].key,
+        colons
+    );
+    assert!(matches!(
+        store.parties_by_fingerprint("nope"),
+        Err(StoreError::Invalid(_))
+    ));
+
+    // Fingerprint lookup finds old and new certificates.
+    assert_eq!(store.parties_by_fingerprint(&fp(1)).unwrap()[0].key, key);
+    assert_eq!(store.parties_by_fingerprint(&fp(4)).unwrap()[0].key, key);
+    assert!(store.parties_by_fingerprint(&fp(7)).unwrap().is_empty());
+
+    // Suspended account.
+    store
+        .set_account_status(s.id, AccountStatus::Suspended)
+        .unwrap();
+    let p = store.party(&key).unwrap().unwrap();
+    assert_eq!(p.account_status, AccountStatus::Suspended);
+    assert_eq!(p.status, PartyStatus::Active);
+    assert!(!p.is_usable());
+    assert!(matches!(
+        store.set_account_status(999, AccountStatus::Active),
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .set_account_status(s.id, AccountStatus::Active)
+        .unwrap();
+    assert!(store.party(&key).unwrap().unwrap().is_usable());
+
+    // Revocation.
+    store.revoke_party(&key, 4000).unwrap();
+    let p = store.party(&key).unwrap().unwrap();
+    assert_eq!(p.status, PartyStatus::Revoked);
+    assert_eq!(p.revoked_at, Some(4000));
+    assert!(!p.is_usable());
+    store.revoke_party(&key, 5000).unwrap();
+    assert_eq!(store.party(&key).unwrap().unwrap().revoked_at, Some(4000));
+    let e = store.replace_certificate(&key, b"d", &fp(6), 5000, 5000);
+    assert!(matches!(e, Err(StoreError::Conflict(_))), "{e:?}");
+    let e = store.register(s.id, &key, "mpc-9", b"d", &fp(6), 5000);
+    assert!(matches!(e, Err(StoreError::Conflict(_))), "{e:?}");
+    assert!(matches!(
+        store.revoke_party(&PartyKey::new("t", "zz"), 1),
+        Err(StoreError::NotFound(_))
+    ));
+    // Revoked parties are still found by fingerprint.
+    assert_eq!(store.parties_by_fingerprint(&fp(1)).unwrap().len(), 1);
+}
+
+#[test]
+fn a_revoked_party_can_be_reinstated() {
+    let dir = TempDir::new("reinstate");
+    let store = SqliteStore::open(&dir.0, 16).unwrap();
+    let (a, _) = setup(&store);
+    assert!(matches!(
+        store.reinstate_party(&a, None, 2000),
+        Err(StoreError::Conflict(_))
+    ));
+    store.revoke_party(&a, 2000).unwrap();
+    let sub = store.party(&a).unwrap().unwrap().subscriber_id;
+    match store.register(sub, &a, "mpc-x", b"d", &fp(7), 2100) {
+        Err(StoreError::Conflict(m)) => assert!(m.contains("reinstate"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    store.reinstate_party(&a, None, 2200).unwrap();
+    let p = store.party(&a).unwrap().unwrap();
+    assert!(p.is_usable());
+    assert_eq!(p.revoked_at, None);
+    assert_eq!(store.certificates(&a).unwrap().len(), 1);
+    // With a new certificate, the old ones end at once.
+    store.revoke_party(&a, 2300).unwrap();
+    store
+        .reinstate_party(&a, Some((b"new-der", &fp(8))), 2400)
+        .unwrap();
+    let certs = store.certificates(&a).unwrap();
+    assert_eq!(certs[0].fingerprint, fp(8));
+    assert_eq!(certs[0].retired_at, None);
+    assert_eq!(certs[1].retired_at, Some(2400));
+    assert!(matches!(
+        store.reinstate_party(&PartyKey::new("", "nobody"), None, 1),
+        Err(StoreError::NotFound(_))
+    ));
+}
