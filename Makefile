@@ -4,6 +4,10 @@
 #   make test       every test (Rust, C examples under valgrind, Python), installing what it needs
 #   make install    PREFIX=/usr/local DESTDIR=  (library, static lib, header, pkg-config, layersec)
 #   make bench      benchmarks (criterion + the openssl cms comparison script + the service)
+#   make fuzz-long  every fuzz target for 10 million executions or 30 minutes (not in `make test`
+#                   or CI; resumable: run it again after an interruption; `nice -n 19 make
+#                   fuzz-long` on a shared machine); then minimised seeds in fuzz/seeds/<target>.
+#                   See fuzz/README.md. `make test` runs each target for 25 s (test-fuzz).
 
 PREFIX  ?= /usr/local
 DESTDIR ?=
@@ -19,7 +23,7 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 REL := $(TARGET_DIR)/release
 DBG := $(TARGET_DIR)/debug
 
-.PHONY: all build debug deps test test-rust test-c test-python test-install test-fuzz demo install install-files uninstall bench clean
+.PHONY: all build debug deps test test-rust test-c test-python test-install test-fuzz fuzz-long demo install install-files uninstall bench clean
 
 all: build
 
@@ -53,6 +57,12 @@ test-install: debug
 # short time each on generated and fixture seeds; fails on any crash. FUZZ_SECONDS=N per target.
 test-fuzz: debug
 	bash scripts/fuzz-smoke.sh $(abspath $(DBG))/layersec
+
+# The long fuzzing run: every target for 10 million executions or 30 minutes, corpus kept in
+# fuzz/corpus (ignored), resumable, seeds of fuzz/seeds/<target> refreshed at the end.
+fuzz-long: deps
+	$(CARGO) build -p ls-cli
+	bash scripts/fuzz-long.sh $(abspath $(DBG))/layersec
 
 demo: build
 	@bash scripts/demo.sh $(REL)
