@@ -155,7 +155,7 @@ for t in $targets; do
   load_state "$t"
   corpus="$root/fuzz/corpus/$t"
   nfiles=$(find "$corpus" -type f 2>/dev/null | wc -l)
-  kb=$(du -sk "$corpus" 2>/dev/null | cut -f1)
+  kb=$(find "$corpus" -type f -printf '%s\n' 2>/dev/null | awk '{ s += $1 } END { printf "%d", (s + 1023) / 1024 }')
   nseeds=$(find "$root/fuzz/seeds/$t" -type f 2>/dev/null | wc -l)
   line="fuzz-long: $t: $status, $runs executions in ${secs}s, corpus $nfiles files (${kb:-0} KiB), $nseeds committed seeds"
   if [ "$status" = crashed ]; then
