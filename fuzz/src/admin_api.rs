@@ -44,7 +44,6 @@ use ls_server::store::sqlite::SqliteStore;
 use ls_server::store::{NewSubscriber, PartyKey, Store};
 use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Requests per input, at most.
@@ -59,7 +58,14 @@ struct Env {
     dir: PathBuf,
     /// `@CERT0@` … `@CERT3@`: JSON string contents (without the quotes).
     certs: Vec<String>,
-    api: Mutex<(u64, AdminApi)>,
+    api: Mutex<Current>,
+}
+
+/// The store in use: its number (`store-<n>`), the inputs it has seen, the API over it.
+struct Current {
+    n: u64,
+    inputs: u64,
+    api: AdminApi,
 }
 
 fn env() -> &'static Env {
@@ -84,7 +90,11 @@ fn env() -> &'static Env {
         Env {
             dir,
             certs,
-            api: Mutex::new((0, api)),
+            api: Mutex::new(Current {
+                n: 0,
+                inputs: 0,
+                api,
+            }),
         }
     })
 }
@@ -188,17 +198,20 @@ fn split_requests(data: &[u8]) -> Vec<&[u8]> {
 }
 
 pub fn admin_api(data: &[u8]) {
-    static INPUTS: AtomicU64 = AtomicU64::new(0);
     let e = env();
-    let mut guard = e.api.lock().unwrap_or_else(|p| p.into_inner());
-    let n = INPUTS.fetch_add(1, Ordering::Relaxed);
-    if n > 0 && n % RESET_EVERY == 0 {
-        let next = guard.0 + 1;
-        let old = e.dir.join(format!("store-{}", guard.0));
-        *guard = (next, new_api(&e.dir, next, &e.certs));
+    let mut cur = e.api.lock().unwrap_or_else(|p| p.into_inner());
+    if cur.inputs == RESET_EVERY {
+        let old = e.dir.join(format!("store-{}", cur.n));
+        let n = cur.n + 1;
+        *cur = Current {
+            n,
+            inputs: 0,
+            api: new_api(&e.dir, n, &e.certs),
+        };
         let _ = std::fs::remove_dir_all(old);
     }
-    let api = &guard.1;
+    cur.inputs += 1;
+    let api = &cur.api;
     for part in split_requests(data) {
         let Some(req) = request(part, &e.certs) else {
             continue;
