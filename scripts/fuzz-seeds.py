@@ -6,8 +6,9 @@ generated ones (gen-<sha256 prefix>). This replaces the generated ones with a sm
 from the corpus: the inputs that add the most coverage (libFuzzer features, from a -merge=1
 control file) over the hand-written and regression seeds, greedily, up to --max-files files and
 --max-kb KiB. An input is never taken when it holds a private key or shares 64 bytes or more
-with a file of the fixtures folder (fixtures are not ours to copy, nor byte-for-byte derivations
-of them); inputs over 16 KiB are not taken either.
+with a file of the fixtures folder that our own files (--own: sources, hand-written seeds) do not
+also hold (fixtures are not ours to copy, nor byte-for-byte derivations of them); inputs over
+16 KiB are not taken either.
 """
 
 import argparse
@@ -33,6 +34,21 @@ def fixture_index(folder):
             for i in range(0, max(len(data) - WINDOW + 1, 0), STRIDE):
                 index.add(hash(data[i:i + WINDOW]))
     return index
+
+
+def forget_own(index, folders):
+    """Drop from the fixture index the windows our own files hold too (the namespace URIs and
+    OIDs of the standards, in ls-core's source and our hand-written seeds): sharing those says
+    nothing about where an input came from."""
+    for folder in folders:
+        for base, _, files in os.walk(folder):
+            for name in files:
+                if name.startswith("gen-"):
+                    continue
+                with open(os.path.join(base, name), "rb") as f:
+                    data = f.read()
+                for i in range(len(data) - WINDOW + 1):
+                    index.discard(hash(data[i:i + WINDOW]))
 
 
 def shares_fixture_bytes(data, index):
@@ -68,9 +84,14 @@ def main():
     ap = argparse.ArgumentParser()
     for a in ("--target", "--binary", "--corpus", "--seeds", "--fixtures", "--scratch"):
         ap.add_argument(a, required=True)
+    ap.add_argument("--own", action="append",
+                    help="a folder of our own files (default: ls-core/src, ls-server/src, fuzz/seeds)")
     ap.add_argument("--max-files", type=int, default=24)
     ap.add_argument("--max-kb", type=int, default=192)
     o = ap.parse_args()
+    if o.own is None:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        o.own = [os.path.join(root, d) for d in ("ls-core/src", "ls-server/src", "fuzz/seeds")]
 
     shutil.rmtree(o.scratch, ignore_errors=True)
     base_dir = os.path.join(o.scratch, "base")
@@ -83,6 +104,7 @@ def main():
         shutil.copy(os.path.join(o.seeds, n), os.path.join(base_dir, n))
 
     index = fixture_index(o.fixtures)
+    forget_own(index, o.own)
     if not os.path.isdir(o.fixtures):
         print(f"fuzz-seeds: {o.target}: no fixtures at {o.fixtures}: inputs not checked against them")
     refused = {"large": 0, "key": 0, "fixture": 0}
