@@ -3,7 +3,8 @@
 # for FUZZ_LONG_RUNS executions (default 10 million) or FUZZ_LONG_SECONDS of fuzzing (default
 # 1800), whichever comes first, on the same seeds as the smoke run (scripts/fuzz-common.sh).
 # Then each corpus is minimised (libFuzzer -merge=1) and fuzz/seeds/<target> gets a small set of
-# the corpus inputs that add the most coverage (scripts/fuzz-seeds.py; commit them by hand).
+# the corpus inputs that add the most coverage (scripts/fuzz-seeds.py; commit them by hand); a
+# target that crashed is minimised too (its corpus holds no crashing input).
 # Prints per target: executions, time, corpus size, crashes (with the crashing input as hex).
 #
 # Resumable: the working corpus is fuzz/corpus/<target> (ignored by git) and
@@ -39,18 +40,19 @@ fuzz_sealed
 fuzz_fixtures
 fuzz_build
 
-# The state of a target: runs= secs= status=(running|done|crashed) artifact=
+# The state of a target: runs= secs= status=(running|done|crashed) artifact= minimised=(yes|no)
 load_state() {
-  runs=0 secs=0 status=running artifact=
+  runs=0 secs=0 status=running artifact= minimised=no
   local f="$state_dir/$1.state"
   [ -f "$f" ] || return 0
   runs=$(sed -n 's/^runs=//p' "$f"); secs=$(sed -n 's/^secs=//p' "$f")
   status=$(sed -n 's/^status=//p' "$f"); artifact=$(sed -n 's/^artifact=//p' "$f")
-  runs=${runs:-0} secs=${secs:-0} status=${status:-running}
+  minimised=$(sed -n 's/^minimised=//p' "$f")
+  runs=${runs:-0} secs=${secs:-0} status=${status:-running} minimised=${minimised:-no}
 }
 save_state() {
-  printf 'runs=%s\nsecs=%s\nstatus=%s\nartifact=%s\nupdated=%s\n' \
-    "$runs" "$secs" "$status" "$artifact" "$(date -u +%FT%TZ)" >"$state_dir/$1.state.tmp"
+  printf 'runs=%s\nsecs=%s\nstatus=%s\nartifact=%s\nminimised=%s\nupdated=%s\n' \
+    "$runs" "$secs" "$status" "$artifact" "$minimised" "$(date -u +%FT%TZ)" >"$state_dir/$1.state.tmp"
   mv "$state_dir/$1.state.tmp" "$state_dir/$1.state"
 }
 
@@ -133,18 +135,23 @@ for t in $targets; do
     if [ -n "$artifact" ] && [ -f "$artifact" ] &&
        ! TMPDIR="$fuzz_tmp" "$fuzz_bin_dir/$t" "$artifact" >"$tmp/$t.retry.log" 2>&1; then
       echo "fuzz-long: $t: still crashes on $artifact (see $state_dir/$t.crash.log); skipped"
+      # The corpus holds no crashing input: it is minimised and gives seeds all the same.
+      if [ "$minimised" != yes ] && minimise "$t"; then
+        minimised=yes
+        save_state "$t"
+      fi
       continue
     fi
     echo "fuzz-long: $t: the recorded crash no longer reproduces; resuming"
     status=running artifact=
     save_state "$t"
   fi
+  minimised=no
   run_target "$t"
-  if [ "$status" != crashed ]; then
-    minimise "$t" || true
-    status=done
-    save_state "$t"
-  fi
+  # After a crash too: the corpus holds no crashing input (libFuzzer does not add them).
+  minimise "$t" && minimised=yes
+  [ "$status" = crashed ] || status=done
+  save_state "$t"
 done
 
 # The summary, from the state files (so a resumed run reports the whole campaign).
