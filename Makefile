@@ -3,7 +3,8 @@
 #   make demo       the main job: two parties, a document sealed, opened, receipted
 #   make test       every test (Rust, C examples under valgrind, Python), installing what it needs
 #   make install    PREFIX=/usr/local DESTDIR=  (library, static lib, header, pkg-config, layersec)
-#   make bench      benchmarks (criterion + the openssl cms comparison script + the service)
+#   make bench      benchmarks (criterion + the openssl cms comparison script + the service,
+#                   also under 10,000 idle or trickling connections)
 #   make fuzz-long  every fuzz target for 10 million executions or 30 minutes (not in `make test`
 #                   or CI; resumable: run it again after an interruption; `nice -n 19 make
 #                   fuzz-long` on a shared machine); then minimised seeds in fuzz/seeds/<target>.
@@ -71,6 +72,7 @@ bench: deps
 	bash scripts/bench.sh
 	bash scripts/bench-server.sh
 	bash scripts/bench-client.sh
+	bash scripts/bench-lockout.sh
 
 install: build install-files
 

@@ -94,6 +94,7 @@
 #define LS_ERR_TOO_DEEP 403
 #define LS_ERR_TOO_LARGE 404
 #define LS_ERR_DECOMPRESS_FAILED 405
+#define LS_ERR_EXPANSION_TOO_LARGE 406
 /* 5xx protocol: the message protocol */
 #define LS_ERR_MUST_UNDERSTAND 500
 #define LS_ERR_SIGNATURE_REQUIRED 501
@@ -107,6 +108,7 @@
 #define LS_ERR_TLS_FAILED 602
 #define LS_ERR_HTTP_STATUS 603
 #define LS_ERR_BAD_RESPONSE 604
+#define LS_ERR_REFUSED 605
 /* 7xx store: the client's configuration and local state */
 #define LS_ERR_STATE_CORRUPT 700
 #define LS_ERR_CONFIG_INVALID 701

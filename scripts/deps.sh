@@ -12,6 +12,8 @@ have g++ || need_apt+=(g++)
 have valgrind || need_apt+=(valgrind)
 have make || need_apt+=(make)
 have xmlsec1 || need_apt+=(xmlsec1)
+# GNU time: tests bound the peak memory of child processes with it.
+[ -x /usr/bin/time ] || need_apt+=(time)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -85,13 +85,13 @@ def main():
     for a in ("--target", "--binary", "--corpus", "--seeds", "--fixtures", "--scratch"):
         ap.add_argument(a, required=True)
     ap.add_argument("--own", action="append",
-                    help="a folder of our own files (default: ls-core/src, ls-server/src, fuzz/seeds)")
+                    help="a folder of our own files (default: ls-core/src, ls-client/src, ls-server/src, fuzz/seeds)")
     ap.add_argument("--max-files", type=int, default=24)
     ap.add_argument("--max-kb", type=int, default=192)
     o = ap.parse_args()
     if o.own is None:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        o.own = [os.path.join(root, d) for d in ("ls-core/src", "ls-server/src", "fuzz/seeds")]
+        o.own = [os.path.join(root, d) for d in ("ls-core/src", "ls-client/src", "ls-server/src", "fuzz/seeds")]
 
     shutil.rmtree(o.scratch, ignore_errors=True)
     base_dir = os.path.join(o.scratch, "base")

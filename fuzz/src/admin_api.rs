@@ -33,7 +33,7 @@
 //! # What must hold
 //!
 //! Every request gets an answer (no panic); a JSON answer is valid JSON, and an error answer is
-//! `{"error": "…"}`; without the token the answer is 401; an admin request never gets a 5xx
+//! the one error object `{"error": {"code": …, "message": "…", …}}`; without the token the answer is 401; an admin request never gets a 5xx
 //! (the store is a working SQLite database on a working disk: a 5xx would be input that passed
 //! validation and then broke the store).
 
@@ -41,7 +41,7 @@ use ls_core::{Identity, KeyType};
 use ls_server::admin::{Admin, AdminApi};
 use ls_server::http::{Handler, Request};
 use ls_server::store::sqlite::SqliteStore;
-use ls_server::store::{NewSubscriber, PartyKey, Store};
+use ls_server::store::{NewSubscriber, Store};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -119,15 +119,26 @@ fn new_api(dir: &std::path::Path, n: u64, certs: &[String]) -> AdminApi {
         .create_subscriber(&sub("Fuzz Suspended Ltd"))
         .expect("baseline subscriber 2");
     admin.set_status(2, true).expect("baseline: suspend 2");
-    let pem: String = serde_json::from_str(&format!("\"{}\"", certs[0])).expect("PEM back");
-    admin
-        .register_party(1, &PartyKey::new("", "fuzz-base"), pem.as_bytes())
-        .expect("baseline party");
-    AdminApi {
+    let api = AdminApi {
         admin,
         token: TOKEN.into(),
         metrics: Some(Arc::new(|| METRICS.to_string())),
-    }
+    };
+    // The baseline party through the API itself (the route's own argument handling).
+    let body = format!(
+        "{{\"subscriber_id\": 1, \"party_id\": \"fuzz-base\", \"certificate_pem\": \"{}\"}}",
+        certs[0]
+    );
+    let req = request(format!("POST /admin/parties\n\n{body}").as_bytes(), certs)
+        .expect("the baseline request");
+    let resp = api.handle(req);
+    assert_eq!(
+        resp.status,
+        201,
+        "baseline party: {}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    api
 }
 
 /// One request of the input: `None` when the head is not text.
@@ -242,9 +253,14 @@ pub fn admin_api(data: &[u8]) {
             let v: Value = serde_json::from_slice(&resp.body)
                 .unwrap_or_else(|err| panic!("{shown}: the answer is not JSON: {err}"));
             if resp.status >= 400 {
+                // The one error object: {"error": {"code": …, "message": …, …}}.
+                let message = v
+                    .get("error")
+                    .and_then(|e| e.get("message"))
+                    .and_then(Value::as_str);
                 assert!(
-                    v.get("error").and_then(Value::as_str).is_some(),
-                    "{shown}: an error answer without \"error\": {v}"
+                    message.is_some_and(|m| !m.is_empty()),
+                    "{shown}: an error answer without an error message: {v}"
                 );
             }
         }

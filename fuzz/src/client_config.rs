@@ -1,4 +1,4 @@
-//! The `client_config` target: `ls_core::client::Config::parse` on arbitrary TOML text, and
+//! The `client_config` target: `ls_client::Config::parse` on arbitrary TOML text, and
 //! when it parses, what the client derives from it.
 //!
 //! The configuration is parsed as if read from `<tmp>/client.toml`, where `<tmp>` is a folder
@@ -25,7 +25,7 @@
 //!   and `status`/`partners_list` run; the folders it made are removed afterwards. Nothing is
 //!   read or created outside `<tmp>` (a configuration naming `/etc/…` is only parsed).
 
-use ls_core::client::{Client, Config, TemplateOptions};
+use ls_client::{Client, Config, TemplateOptions};
 use ls_core::{ErrorCode, Identity, KeyType};
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;

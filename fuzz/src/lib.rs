@@ -85,8 +85,8 @@ pub fn cms_open(data: &[u8]) {
             assert!(!name.contains('/') && !name.contains('\\') && !name.is_empty());
         }
     }
-    let _ = ls_core::inspect(data, &OpenOptions::default()).to_pretty();
-    let _ = ls_core::inspect(data, &opts).to_pretty();
+    let _ = ls_core::inspect(data, &OpenOptions::default()).to_json_pretty();
+    let _ = ls_core::inspect(data, &opts).to_json_pretty();
 }
 
 /// Subslice check: `part` lies inside `whole` (the MIME splitters return views, never copies).

@@ -16,18 +16,20 @@ Exit codes:
   5   certificate or trust failure (expired, not yet valid, key usage, unknown
       signer, untrusted, invalid certificate, key does not match certificate)
   6   malformed or hostile input (malformed, truncated, bad MIME, too deep,
-      too large, decompression failed)
+      too large, decompression failed, expands beyond the limit)
   7   wrong password or unsupported key
   8   an AS4/ebMS message breaks the protocol or the signature policy
   9   the service could not be reached or failed for now (connection, timeout,
       TLS, HTTP status, bad response); for `send`: the document is queued and
       `layersec run` (or the next `layersec poll`) sends it
-  10  refused by the service or the partner (an ebMS error)
+  10  refused by the service for good (an ebMS error, or a permanent HTTP
+      status such as 413: larger than the service accepts)
   11  the client's state folder is busy (another process) or damaged
   70  internal error (a bug; please report it)
 
 Errors go to stderr as `layersec: error[LS_ERR_…]: message`; with --json they are
-also printed on stdout as {\"error\": {\"code\", \"name\", \"family\", \"message\", \"exit_code\"}}.
+also printed on stdout as {\"error\": {\"code\", \"name\", \"family\", \"message\",
+\"transient\", \"exit_code\"}}.
 
 Passwords are never taken from the command line: use --pass-env VAR (the value
 of an environment variable) or --pass-file FILE (its first line).\n"
@@ -327,7 +329,8 @@ pub struct OpenArgs {
     #[arg(long)]
     pub allow_sha1: bool,
 
-    /// Largest document accepted, in bytes (suffixes K, M, G: powers of 1024) [default: 1G].
+    /// Largest document accepted, in bytes (suffixes K, M, G: powers of 1024); the layers
+    /// around it do not count [default: 100M, the client's limits.max_document_bytes].
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub max_size: Option<u64>,
 
@@ -404,7 +407,7 @@ pub struct InspectArgs {
     #[arg(long)]
     pub allow_sha1: bool,
 
-    /// Largest content accepted, in bytes (suffixes K, M, G) [default: 1G].
+    /// Largest content accepted, in bytes (suffixes K, M, G) [default: 100M].
     #[arg(long, value_name = "BYTES", value_parser = parse_size)]
     pub max_size: Option<u64>,
 
@@ -558,7 +561,9 @@ the certificate of the partner it comes from, opened, written to inbox/ with \
 {\"summary\": …}).\n\n\
 A message that cannot be accepted (unknown sender, bad signature) is not written and not \
 receipted: the service offers it again later; it is reported on stderr and in `status`. \
-Exit 0 also when nothing waited; 9 when the service could not be reached.",
+Exit 0 also when nothing waited; 9 when the service could not be reached; 10 when the service \
+refused the pull request (our party unknown, revoked or suspended there); 11 when another \
+process polls with the same state folder.",
     after_help = "Example:\n  layersec poll",
     after_long_help = concat!(
         "Examples:\n",
@@ -689,6 +694,44 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// `init` and `keygen` list every `--key-type` value they accept, in the short and the
+    /// long help.
+    #[test]
+    fn help_lists_every_key_type() {
+        for sub in ["init", "keygen"] {
+            let mut cmd = Cli::command();
+            let c = cmd.find_subcommand_mut(sub).unwrap();
+            let values: Vec<String> = c
+                .get_arguments()
+                .find(|a| a.get_id() == "key_type")
+                .unwrap()
+                .get_possible_values()
+                .iter()
+                .map(|v| v.get_name().to_string())
+                .collect();
+            let want: Vec<String> = match sub {
+                "init" => InitKeyType::value_variants()
+                    .iter()
+                    .map(|v| v.to_possible_value().unwrap().get_name().to_string())
+                    .collect(),
+                _ => KeyKind::value_variants()
+                    .iter()
+                    .map(|v| v.to_possible_value().unwrap().get_name().to_string())
+                    .collect(),
+            };
+            assert_eq!(values, want);
+            let short = c.render_help().to_string();
+            let long = c.render_long_help().to_string();
+            for v in &want {
+                assert!(short.contains(v.as_str()), "{sub} -h lacks {v}:\n{short}");
+                assert!(
+                    long.contains(&format!("- {v}:")),
+                    "{sub} --help lacks {v}:\n{long}"
+                );
+            }
+        }
     }
 
     #[test]

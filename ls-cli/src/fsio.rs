@@ -249,10 +249,14 @@ pub fn already_exists_error(dest: &Path) -> Error {
     already_exists(dest)
 }
 
-/// A password, wiped from memory when dropped and never printed.
-pub struct Password(String);
+/// A password, wiped from memory when dropped (zeroize) and never printed.
+pub struct Password(zeroize::Zeroizing<String>);
 
 impl Password {
+    fn new(s: String) -> Password {
+        Password(zeroize::Zeroizing::new(s))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -261,14 +265,6 @@ impl Password {
 impl std::fmt::Debug for Password {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Password(…)")
-    }
-}
-
-impl Drop for Password {
-    fn drop(&mut self) {
-        let mut bytes = std::mem::take(&mut self.0).into_bytes();
-        bytes.fill(0);
-        std::hint::black_box(&bytes);
     }
 }
 
@@ -285,26 +281,24 @@ pub fn password(p: &PassArgs) -> Result<Option<Password>, Error> {
                 "--pass-env: the environment variable {var} is not valid UTF-8"
             ))
         })?;
-        return Ok(Some(Password(s)));
+        return Ok(Some(Password::new(s)));
     }
     if let Some(path) = &p.pass_file {
-        let raw = fs::read(path).map_err(|e| {
+        let raw = zeroize::Zeroizing::new(fs::read(path).map_err(|e| {
             io_err(
                 format!("cannot read the password file {}", path.display()),
                 e,
             )
-        })?;
-        let raw = Password(String::from_utf8(raw).map_err(|e| {
-            let mut b = e.into_bytes();
-            b.fill(0);
+        })?);
+        let raw = std::str::from_utf8(&raw).map_err(|_| {
             usage(format!(
                 "the password file {} is not valid UTF-8",
                 path.display()
             ))
-        })?);
-        let first = raw.as_str().split('\n').next().unwrap_or("");
+        })?;
+        let first = raw.split('\n').next().unwrap_or("");
         let first = first.strip_suffix('\r').unwrap_or(first);
-        return Ok(Some(Password(first.to_string())));
+        return Ok(Some(Password::new(first.to_string())));
     }
     Ok(None)
 }

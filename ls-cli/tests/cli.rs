@@ -1640,6 +1640,10 @@ fn inspect_fails_with_wrong_from() {
         .unwrap()
         .clone();
     assert_eq!(sd["verification_error"]["name"], "LS_ERR_SIGNER_MISMATCH");
+    // The one error object: code, name, family, message, transient.
+    assert_eq!(sd["verification_error"]["code"], 204);
+    assert_eq!(sd["verification_error"]["family"], "crypto");
+    assert_eq!(sd["verification_error"]["transient"], false);
     // Not our message: the walk ends in an error.
     let o = layersec([
         "inspect",
@@ -1654,10 +1658,16 @@ fn inspect_fails_with_wrong_from() {
     // Garbage: a format error, still JSON on stdout.
     let g = write(&t, "g", b"garbage garbage");
     let o = layersec(["inspect", &g]).expect(6);
-    assert_eq!(json(&o)["error"]["name"], "LS_ERR_MALFORMED");
+    let e = &json(&o)["error"];
+    assert_eq!(e["name"], "LS_ERR_MALFORMED");
+    assert_eq!(e["code"], 400);
+    assert_eq!(e["family"], "format");
+    // Inside the report: no exit status (the command's is the process's).
+    assert!(e.get("exit_code").is_none(), "{e}");
     // A missing file: the error object on stdout.
     let o = layersec(["inspect", &t.s("missing")]).expect(3);
     assert_eq!(json(&o)["error"]["name"], "LS_ERR_IO");
+    assert_eq!(json(&o)["error"]["exit_code"], 3);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1671,6 +1681,9 @@ fn usage_errors_are_exit_2_with_json_when_asked() {
     let j = json(&o);
     assert_eq!(j["error"]["code"], 101);
     assert_eq!(j["error"]["name"], "LS_ERR_INVALID_ARGUMENT");
+    assert_eq!(j["error"]["family"], "argument");
+    assert_eq!(j["error"]["transient"], false);
+    assert_eq!(j["error"]["exit_code"], 2);
     assert!(j["error"]["message"]
         .as_str()
         .unwrap()
@@ -2602,7 +2615,11 @@ fn send_with_the_service_unreachable_is_queued_with_exit_9() {
     assert_eq!(v["name"], "invoice.xml");
     assert_eq!(v["size"], invoice().len());
     assert!(v["receipt_message_id"].is_null());
-    assert_eq!(v["last_error"]["code"], "LS_ERR_CONNECT_FAILED");
+    // The one error object: `code` a number (it was the name), `name` and `family` beside it.
+    assert_eq!(v["last_error"]["code"], 600, "{v}");
+    assert_eq!(v["last_error"]["name"], "LS_ERR_CONNECT_FAILED");
+    assert_eq!(v["last_error"]["family"], "transport");
+    assert_eq!(v["last_error"]["transient"], true);
     assert!(is_iso8601(v["next_attempt_at"].as_str().unwrap()), "{v}");
     let id = v["message_id"].as_str().unwrap().to_string();
     let e = stderr(&o);
@@ -2631,6 +2648,13 @@ fn send_with_the_service_unreachable_is_queued_with_exit_9() {
         "{st}"
     );
     assert!(doc.is_file());
+    // Each with the one error object of its last attempt (the code a number; there is no
+    // last_error_code any more).
+    let e = &st["pending"][0]["last_error"];
+    assert_eq!(e["code"], 600, "{st}");
+    assert_eq!(e["name"], "LS_ERR_CONNECT_FAILED");
+    assert_eq!(e["family"], "transport");
+    assert!(st["pending"][0].get("last_error_code").is_none(), "{st}");
     let o = s.cmd(&["status"]).expect(0);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -2658,6 +2682,9 @@ fn poll_with_the_service_unreachable_is_exit_9() {
     assert_eq!(out.lines().count(), 1, "{out}");
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["error"]["name"], "LS_ERR_CONNECT_FAILED");
+    assert_eq!(v["error"]["code"], 600);
+    assert_eq!(v["error"]["family"], "transport");
+    assert_eq!(v["error"]["transient"], true);
     assert_eq!(v["error"]["exit_code"], 9);
     // The failed poll is in the status.
     let st = json(&s.cmd(&["status", "--json"]).expect(0));
@@ -2743,6 +2770,17 @@ fn run_stops_cleanly_on_sigterm() {
         };
         let v: Value = serde_json::from_str(&l).unwrap();
         let ev = v["event"].as_str().unwrap().to_string();
+        // Errors in events are the one error object: the code a number, name and family.
+        let e = match ev.as_str() {
+            "unreachable" => &v["error"],
+            "retrying" => &v["last_error"],
+            _ => &Value::Null,
+        };
+        if !e.is_null() {
+            assert_eq!(e["code"], 600, "{l}");
+            assert_eq!(e["name"], "LS_ERR_CONNECT_FAILED", "{l}");
+            assert_eq!(e["family"], "transport", "{l}");
+        }
         seen.push(ev);
         if seen.iter().any(|e| e == "unreachable") && seen.iter().any(|e| e == "retrying") {
             break;

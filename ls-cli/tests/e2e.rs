@@ -341,6 +341,14 @@ fn every_failure_class() {
     assert_eq!(reasons.len(), 1);
     let reason = std::fs::read_to_string(reasons[0].path()).unwrap();
     assert!(reason.contains("EBMS:0003"), "{reason}");
+    // Who refused: the service, not the partner. Sent with `layersec send`: sent again so.
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("the service refused the message: EBMS:0003"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(reason.contains("layersec send"), "{reason}");
+    assert!(!reason.contains("outbox"), "{reason}");
 
     // Authentication refused (the sender's party was revoked at the service): permanent.
     let erin = svc.party("erin", true);
@@ -357,6 +365,26 @@ fn every_failure_class() {
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("EBMS:0101"));
     assert_eq!(erin.documents("failed").len(), 1);
+    // Its pull requests are refused too: exit 10, and the message says the service refused it.
+    let o = erin.cmd(&["poll"]);
+    assert_eq!(
+        o.status.code(),
+        Some(10),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("the service refused the pull request: EBMS:0101"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = erin.cmd(&["poll", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["code"], 505, "{v}");
+    assert_eq!(v["error"]["name"], "LS_ERR_EBMS_ERROR");
+    assert_eq!(v["error"]["family"], "protocol");
+    assert_eq!(v["error"]["exit_code"], 10);
 
     // The service's TLS certificate is not the one the client trusts: no connection, not sent.
     let mallory_ca = svc.dir.join("other-ca.crt");
@@ -428,6 +456,13 @@ fn every_failure_class() {
     // The recipient does not know the sender yet: not written, not receipted; offered again later.
     let o = bob.ok(&["poll", "--json"]);
     assert!(!String::from_utf8_lossy(&o.stdout).contains("\"path\""));
+    // The summary's failures carry the one error object (the code a number).
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let f = &summary["summary"]["failed"][0];
+    assert_eq!(f["error"]["code"], 303, "{summary}");
+    assert_eq!(f["error"]["name"], "LS_ERR_UNKNOWN_SIGNER");
+    assert!(f.get("code").is_none(), "{summary}");
     assert!(bob.documents("inbox").is_empty());
     let msgs = svc.admin(&["messages", "--party", "bob"]);
     assert_ne!(msgs[0]["state"], "delivered");
@@ -548,5 +583,220 @@ fn kill_9_at_any_moment_loses_nothing_and_duplicates_nothing() {
     assert!(msgs.iter().all(|m| m["state"] == "delivered"));
     eprintln!(
         "kill -9 test: {kills} rounds of kills ({mid_flight} mid-flight) before the final run"
+    );
+}
+
+/// Run `cmd` under GNU time: its output and its peak resident memory in KiB.
+fn peak_rss(cmd: &mut Command, dir: &Path) -> (Output, u64) {
+    let report = dir.join(format!("time-{}.txt", std::process::id()));
+    let prog = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let o = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&report)
+        .arg(prog)
+        .args(args)
+        .output()
+        .expect("/usr/bin/time (Debian package time; scripts/deps.sh installs it)");
+    let kib = std::fs::read_to_string(&report)
+        .unwrap()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("GNU time's %M");
+    let _ = std::fs::remove_file(report);
+    (o, kib)
+}
+
+/// A document compressed 200:1 inside the sealed message (a CMS CompressedData of ~5 MB that
+/// expands to 1 GiB): the recipient refuses it with its default limit while holding next to
+/// nothing, tells the sender once, and is not offered it again.
+#[test]
+fn a_decompression_bomb_costs_the_recipient_nothing_and_is_refused_once() {
+    let svc = start_service("bomb");
+    let alice = svc.party("alice", true);
+    let bob = svc.party("bob", true);
+    alice.trust(&bob);
+    bob.trust(&alice);
+    let bomb = alice.dir.join("zeros.bin");
+    // 1 GiB of zeros (sparse on disk).
+    std::fs::File::create(&bomb)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let v = json(&alice.ok(&["send", bomb.to_str().unwrap(), "--to", "bob", "--json"]));
+    assert_eq!(v["delivered"], true, "{v}");
+    let message_id = v["message_id"].as_str().unwrap().to_string();
+    std::fs::remove_file(alice.dir.join("sent/zeros.bin")).unwrap();
+    let msgs = svc.admin(&["messages"]);
+    let size = msgs[0]["size"].as_u64().unwrap();
+    assert!(size < 8 << 20, "the sealed message is {size} bytes");
+
+    let mut poll = Command::new(LAYERSEC);
+    poll.args(["poll", "--json", "--config", bob.config.to_str().unwrap()]);
+    let (o, kib) = peak_rss(&mut poll, &bob.dir);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(
+        kib <= 64 * 1024,
+        "poll peaked at {kib} KiB refusing the bomb (bound 64 MiB)"
+    );
+    eprintln!("poll refusing a 1 GiB decompression bomb: peak RSS {kib} KiB");
+    assert!(stderr.contains("LS_ERR_EXPANSION_TOO_LARGE"), "{stderr}");
+    assert!(stderr.contains("too_large"), "{stderr}");
+    assert!(bob.documents("inbox").is_empty());
+    let st = json(&bob.ok(&["status", "--json"]));
+    let f = &st["incoming_failures"][0];
+    assert_eq!(f["message_id"], message_id.as_str(), "{st}");
+    assert_eq!(f["refused"], "too_large");
+    assert_eq!(f["notice_sent"], true);
+    // Not offered again, even after the lease (2 s here).
+    std::thread::sleep(Duration::from_secs(3));
+    let v = bob.ok(&["poll", "--json"]);
+    let summary: serde_json::Value = String::from_utf8_lossy(&v.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find_map(|v| v.get("summary").cloned())
+        .unwrap();
+    assert_eq!(summary["pulled"], 0, "{summary}");
+    // The sender learns it, signed by bob, on its sent record.
+    let o = alice.ok(&["poll", "--json"]);
+    let st = json(&alice.ok(&["status", "--json"]));
+    let r = &st["refused_by_partners"][0];
+    assert_eq!(
+        r["partner"],
+        "bob",
+        "{st} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(r["message_id"], message_id.as_str());
+    assert_eq!(r["class"], "too_large");
+    assert_eq!(r["payload_matches"], true);
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(alice.dir.join("sent/zeros.bin.sent.json")).unwrap())
+            .unwrap();
+    assert_eq!(rec["refused"]["class"], "too_large");
+}
+
+/// A document larger than the service takes is refused for good (exit 10), not queued and
+/// re-uploaded, and the reason names its size and the service's limit.
+#[test]
+fn a_document_over_the_services_limit_fails_at_once_naming_both_sizes() {
+    let bin = server_bin_beside(Path::new(LAYERSEC));
+    let mut svc = RunningService::init(&bin, "limit", |text| {
+        text.replace(
+            "max_message_bytes = 104857600",
+            "max_message_bytes = 2097152",
+        )
+    });
+    svc.serve();
+    let alice = svc.party("alice", true);
+    let bob = svc.party("bob", true);
+    alice.trust(&bob);
+    let doc = alice.dir.join("big.bin");
+    std::fs::write(&doc, document(7, 6 << 20)).unwrap();
+    let o = alice.cmd(&["send", doc.to_str().unwrap(), "--to", "bob"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(10), "{stderr}");
+    assert!(stderr.contains("LS_ERR_REFUSED"), "{stderr}");
+    assert!(alice.documents("failed").len() == 1, "{stderr}");
+    let reason = std::fs::read_to_string(alice.dir.join("failed/big.bin.reason.txt")).unwrap();
+    assert!(reason.contains("413"), "{reason}");
+    assert!(reason.contains("2097152"), "{reason}");
+    let st = json(&alice.ok(&["status", "--json"]));
+    assert_eq!(st["pending"].as_array().unwrap().len(), 0, "{st}");
+    // Nothing reached the store.
+    assert!(svc.admin(&["messages"]).as_array().unwrap().is_empty());
+}
+
+/// Between the old hard-coded 64 MiB response cap and the 100 MiB default limits: delivered.
+#[test]
+fn a_document_of_70_mib_arrives() {
+    let svc = start_service("seventy");
+    let alice = svc.party("alice", true);
+    let bob = svc.party("bob", true);
+    alice.trust(&bob);
+    bob.trust(&alice);
+    let doc = document(70, 70 << 20);
+    let path = alice.dir.join("seventy.bin");
+    std::fs::write(&path, &doc).unwrap();
+    let v = json(&alice.ok(&["send", path.to_str().unwrap(), "--to", "bob", "--json"]));
+    assert_eq!(v["delivered"], true);
+    drop(path);
+    bob.ok(&["poll"]);
+    let got = std::fs::read(bob.dir.join("inbox/seventy.bin")).unwrap();
+    assert!(got == doc, "the 70 MiB document differs");
+}
+
+/// The recipient's limit is part of its registration: a larger document is refused at push
+/// time (exit 10, LS:0001 naming the sizes). A client whose own limit is smaller than its
+/// registration refuses the message itself, with a signed notice, and the service stops
+/// offering it.
+#[test]
+fn limits_meet_through_the_registration() {
+    let svc = start_service("reg-limit");
+    let alice = svc.party("alice", true);
+    let bob = svc.party("bob", true);
+    alice.trust(&bob);
+    bob.trust(&alice);
+    svc.admin(&[
+        "party",
+        "set-limit",
+        "bob",
+        "--max-document-bytes",
+        "1048576",
+    ]);
+    let doc = alice.dir.join("three.bin");
+    std::fs::write(&doc, document(3, 3 << 20)).unwrap();
+    let o = alice.cmd(&["send", doc.to_str().unwrap(), "--to", "bob"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(10), "{stderr}");
+    let reason = std::fs::read_to_string(alice.dir.join("failed/three.bin.reason.txt")).unwrap();
+    assert!(reason.contains("LS:0001"), "{reason}");
+    assert!(reason.contains("1048576"), "{reason}");
+    assert!(svc.admin(&["messages"]).as_array().unwrap().is_empty());
+
+    // Registered for 100 MiB again, but bob's client takes 1 MiB only.
+    svc.admin(&[
+        "party",
+        "set-limit",
+        "bob",
+        "--max-document-bytes",
+        "104857600",
+    ]);
+    let text = std::fs::read_to_string(&bob.config).unwrap();
+    let text = text.replace(
+        "max_document_bytes = 104857600",
+        "max_document_bytes = 1048576",
+    );
+    std::fs::write(&bob.config, text).unwrap();
+    let v = json(&alice.ok(&["send", doc.to_str().unwrap(), "--to", "bob", "--json"]));
+    let id = v["message_id"].as_str().unwrap().to_string();
+    let o = bob.ok(&["poll"]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("too_large"), "{stderr}");
+    assert!(bob.documents("inbox").is_empty());
+    let msgs = svc.admin(&["messages"]);
+    let m = msgs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(m["state"], "failed", "{m}");
+    assert_eq!(m["failure_class"], "too_large", "{m}");
+    alice.ok(&["poll"]);
+    let st = json(&alice.ok(&["status", "--json"]));
+    assert_eq!(
+        st["refused_by_partners"][0]["message_id"],
+        id.as_str(),
+        "{st}"
+    );
+    assert_eq!(
+        st["refused_by_partners"][0]["payload_matches"], true,
+        "{st}"
     );
 }

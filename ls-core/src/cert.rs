@@ -55,7 +55,7 @@ impl PartialEq for Certificate {
 }
 impl Eq for Certificate {}
 
-pub(crate) fn hex(b: &[u8]) -> String {
+pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -246,7 +246,7 @@ pub(crate) fn looks_like_pem(data: &[u8]) -> bool {
         || memfind(data, b"-----BEGIN ").is_some() && data.is_ascii()
 }
 
-pub(crate) fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
+pub fn memfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
     if needle.is_empty() || hay.len() < needle.len() {
         return None;
     }

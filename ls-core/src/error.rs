@@ -42,6 +42,7 @@ pub enum ErrorCode {
     TooDeep = 403,
     TooLarge = 404,
     DecompressFailed = 405,
+    ExpansionTooLarge = 406,
     // 5xx: the message layer (ebMS3/AS4, SOAP, WS-Security)
     MustUnderstand = 500,
     SignatureRequired = 501,
@@ -55,6 +56,7 @@ pub enum ErrorCode {
     TlsFailed = 602,
     HttpStatus = 603,
     BadResponse = 604,
+    Refused = 605,
     // 7xx store: the client's configuration and local state (journal, folders)
     StateCorrupt = 700,
     ConfigInvalid = 701,
@@ -95,6 +97,7 @@ impl ErrorCode {
         ErrorCode::TooDeep,
         ErrorCode::TooLarge,
         ErrorCode::DecompressFailed,
+        ErrorCode::ExpansionTooLarge,
         ErrorCode::MustUnderstand,
         ErrorCode::SignatureRequired,
         ErrorCode::SignatureWrapping,
@@ -106,6 +109,7 @@ impl ErrorCode {
         ErrorCode::TlsFailed,
         ErrorCode::HttpStatus,
         ErrorCode::BadResponse,
+        ErrorCode::Refused,
         ErrorCode::StateCorrupt,
         ErrorCode::ConfigInvalid,
         ErrorCode::StateLocked,
@@ -119,6 +123,12 @@ impl ErrorCode {
 
     pub fn from_i32(v: i32) -> Option<ErrorCode> {
         Self::ALL.iter().copied().find(|c| c.as_i32() == v)
+    }
+
+    /// The code of a name as [`ErrorCode::name`] or `Display` give it: `ERR_IO` or `LS_ERR_IO`.
+    pub fn from_name(name: &str) -> Option<ErrorCode> {
+        let bare = name.strip_prefix("LS_").unwrap_or(name);
+        Self::ALL.iter().copied().find(|c| c.name() == bare)
     }
 
     /// The C macro name without the `LS_` prefix, e.g. `ERR_BAD_SIGNATURE`.
@@ -153,6 +163,7 @@ impl ErrorCode {
             TooDeep => "ERR_TOO_DEEP",
             TooLarge => "ERR_TOO_LARGE",
             DecompressFailed => "ERR_DECOMPRESS_FAILED",
+            ExpansionTooLarge => "ERR_EXPANSION_TOO_LARGE",
             MustUnderstand => "ERR_MUST_UNDERSTAND",
             SignatureRequired => "ERR_SIGNATURE_REQUIRED",
             SignatureWrapping => "ERR_SIGNATURE_WRAPPING",
@@ -164,6 +175,7 @@ impl ErrorCode {
             TlsFailed => "ERR_TLS_FAILED",
             HttpStatus => "ERR_HTTP_STATUS",
             BadResponse => "ERR_BAD_RESPONSE",
+            Refused => "ERR_REFUSED",
             StateCorrupt => "ERR_STATE_CORRUPT",
             ConfigInvalid => "ERR_CONFIG_INVALID",
             StateLocked => "ERR_STATE_LOCKED",
@@ -259,6 +271,10 @@ pub enum Error {
     TooLarge(String),
     #[error("decompression failed: {0}")]
     DecompressFailed(String),
+    /// Compressed content that expands to more than the limit (a decompression bomb, or a
+    /// document larger than the recipient accepts). Found without holding the expanded data.
+    #[error("expands beyond the limit: {0}")]
+    ExpansionTooLarge(String),
     #[error("SOAP header not understood: {0}")]
     MustUnderstand(String),
     #[error("a signature is required: {0}")]
@@ -269,9 +285,16 @@ pub enum Error {
     UnsignedPart(String),
     #[error("invalid ebMS message: {0}")]
     InvalidEbms(String),
-    /// The other side answered with an ebMS error signal (`ebms_code` e.g. `EBMS:0101`).
-    #[error("the partner refused the message: {ebms_code} {message}")]
-    EbmsError { ebms_code: String, message: String },
+    /// The service answered a request of ours with a signed ebMS error signal (`ebms_code` e.g.
+    /// `EBMS:0101`): it refused `refused` — the message we pushed, our pull request or our
+    /// receipt. (A partner refuses what we sent with a signed refusal notice, not with this.)
+    #[error("the service refused {refused}: {ebms_code} {message}")]
+    EbmsError {
+        ebms_code: String,
+        message: String,
+        /// What was refused: `the message`, `the pull request`, `the receipt`.
+        refused: &'static str,
+    },
     /// DNS failed, the TCP connect was refused or unreachable, or the connection dropped before
     /// a response began.
     #[error("cannot reach the service: {0}")]
@@ -288,6 +311,11 @@ pub enum Error {
     /// Not HTTP, truncated, or badly framed.
     #[error("bad HTTP response: {0}")]
     BadResponse(String),
+    /// The service refused the request for good with an HTTP status (a 4xx other than 408
+    /// and 429; 413: the message is larger than the service accepts). Sending it again cannot
+    /// succeed.
+    #[error("refused for good: {0}")]
+    Refused(String),
     /// A file of the client's journal (its state folder) cannot be read as written.
     #[error("the client's state is damaged: {0}")]
     StateCorrupt(String),
@@ -334,6 +362,7 @@ impl Error {
             TooDeep(_) => ErrorCode::TooDeep,
             TooLarge(_) => ErrorCode::TooLarge,
             DecompressFailed(_) => ErrorCode::DecompressFailed,
+            ExpansionTooLarge(_) => ErrorCode::ExpansionTooLarge,
             MustUnderstand(_) => ErrorCode::MustUnderstand,
             SignatureRequired(_) => ErrorCode::SignatureRequired,
             SignatureWrapping(_) => ErrorCode::SignatureWrapping,
@@ -345,6 +374,7 @@ impl Error {
             TlsFailed(_) => ErrorCode::TlsFailed,
             HttpStatus { .. } => ErrorCode::HttpStatus,
             BadResponse(_) => ErrorCode::BadResponse,
+            Refused(_) => ErrorCode::Refused,
             StateCorrupt(_) => ErrorCode::StateCorrupt,
             ConfigInvalid(_) => ErrorCode::ConfigInvalid,
             StateLocked(_) => ErrorCode::StateLocked,
@@ -369,7 +399,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Error {
+    /// An I/O failure with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
         Error::Io {
             context: context.into(),
             source,
@@ -386,3 +417,157 @@ impl From<openssl::error::ErrorStack> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A failure as machine output reports it — the same object everywhere: the CLI's `--json`
+/// errors, the `error` members of `inspect`, the client's reports and events (`send`, `poll`,
+/// `run`, `status`) and the service's admin API.
+///
+/// Serialised as `{"code": 204, "name": "LS_ERR_SIGNER_MISMATCH", "family": "crypto",
+/// "message": "…", "transient": false}`, plus `"exit_code"` where a command prints it. `code`
+/// and `name` are the C ABI's `ls_result` and its macro name, `family` is
+/// [`ErrorCode::family`], `transient` is [`Error::is_transient`]: whether trying again later
+/// may succeed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorReport {
+    pub code: ErrorCode,
+    pub message: String,
+    pub transient: bool,
+    /// The process exit status, where a command prints the error (`layersec --json`).
+    pub exit_code: Option<u8>,
+}
+
+impl ErrorReport {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ErrorReport {
+        ErrorReport {
+            code,
+            message: message.into(),
+            transient: false,
+            exit_code: None,
+        }
+    }
+
+    pub fn with_exit_code(mut self, exit_code: u8) -> ErrorReport {
+        self.exit_code = Some(exit_code);
+        self
+    }
+}
+
+impl From<&Error> for ErrorReport {
+    fn from(e: &Error) -> ErrorReport {
+        ErrorReport {
+            code: e.code(),
+            message: e.to_string(),
+            transient: e.is_transient(),
+            exit_code: None,
+        }
+    }
+}
+
+impl From<Error> for ErrorReport {
+    fn from(e: Error) -> ErrorReport {
+        ErrorReport::from(&e)
+    }
+}
+
+impl serde::Serialize for ErrorReport {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let n = if self.exit_code.is_some() { 6 } else { 5 };
+        let mut st = s.serialize_struct("ErrorReport", n)?;
+        st.serialize_field("code", &self.code.as_i32())?;
+        st.serialize_field("name", &self.code.to_string())?;
+        st.serialize_field("family", self.code.family())?;
+        st.serialize_field("message", &self.message)?;
+        st.serialize_field("transient", &self.transient)?;
+        if let Some(x) = self.exit_code {
+            st.serialize_field("exit_code", &x)?;
+        }
+        st.end()
+    }
+}
+
+/// Read back what [`ErrorReport`] writes. `code` may also be a name (`"LS_ERR_IO"`), as the
+/// client's earlier reports had it; `name` and `family` follow from the code.
+impl<'de> serde::Deserialize<'de> for ErrorReport {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Code {
+            Number(i32),
+            Name(String),
+        }
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            code: Code,
+            message: String,
+            #[serde(default)]
+            transient: bool,
+            #[serde(default)]
+            exit_code: Option<u8>,
+        }
+        let raw = Raw::deserialize(d)?;
+        let code = match &raw.code {
+            Code::Number(n) => ErrorCode::from_i32(*n),
+            Code::Name(s) => ErrorCode::from_name(s),
+        }
+        .ok_or_else(|| serde::de::Error::custom("an unknown error code"))?;
+        Ok(ErrorReport {
+            code,
+            message: raw.message,
+            transient: raw.transient,
+            exit_code: raw.exit_code,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_error_object_is_one_shape() {
+        let e = Error::SignerMismatch("signed by CN=mallory".into());
+        let r = ErrorReport::from(&e);
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"code":204,"name":"LS_ERR_SIGNER_MISMATCH","family":"crypto","message":"signed by someone other than the expected partner: signed by CN=mallory","transient":false}"#
+        );
+        let r = ErrorReport::from(&Error::Timeout("30 s".into())).with_exit_code(9);
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"code":601,"name":"LS_ERR_TIMEOUT","family":"transport","message":"timed out: 30 s","transient":true,"exit_code":9}"#
+        );
+        // Read back, and from the shape the client's journal keeps (the code by its name).
+        let back: ErrorReport = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        let old: ErrorReport = serde_json::from_str(
+            r#"{"code":"LS_ERR_CONNECT_FAILED","message":"m","transient":true}"#,
+        )
+        .unwrap();
+        assert_eq!(old.code, ErrorCode::ConnectFailed);
+        assert!(old.transient && old.exit_code.is_none());
+        assert!(serde_json::from_str::<ErrorReport>(r#"{"code":999,"message":"m"}"#).is_err());
+    }
+
+    #[test]
+    fn codes_by_name() {
+        for &c in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_name(&c.to_string()), Some(c));
+            assert_eq!(ErrorCode::from_name(c.name()), Some(c));
+        }
+        assert_eq!(ErrorCode::from_name("LS_ERR_NOPE"), None);
+    }
+
+    #[test]
+    fn an_ebms_refusal_says_who_refused_what() {
+        let e = Error::EbmsError {
+            ebms_code: "EBMS:0101".into(),
+            message: "FailedAuthentication".into(),
+            refused: "the pull request",
+        };
+        assert_eq!(
+            e.to_string(),
+            "the service refused the pull request: EBMS:0101 FailedAuthentication"
+        );
+    }
+}

@@ -43,8 +43,9 @@ impl fmt::Debug for Identity {
 /// A freshly generated identity with the files a user keeps and the CSR for a provider's CA.
 pub struct Generated {
     pub identity: Identity,
-    /// PKCS#8 PEM, encrypted with AES-256-CBC when a password was given.
-    pub key_pem: Vec<u8>,
+    /// PKCS#8 PEM, encrypted with AES-256-CBC when a password was given. Wiped from memory
+    /// when dropped.
+    pub key_pem: zeroize::Zeroizing<Vec<u8>>,
     pub cert_pem: Vec<u8>,
     pub csr_pem: Vec<u8>,
 }
@@ -143,8 +144,12 @@ impl Identity {
         password: Option<&str>,
     ) -> Result<Identity> {
         let key_path = key_path.as_ref();
-        let key = std::fs::read(key_path)
-            .map_err(|e| Error::io(format!("cannot read key file {}", key_path.display()), e))?;
+        // The key file's bytes are wiped once parsed (OpenSSL wipes its own copy when the key
+        // is freed).
+        let key =
+            zeroize::Zeroizing::new(std::fs::read(key_path).map_err(|e| {
+                Error::io(format!("cannot read key file {}", key_path.display()), e)
+            })?);
         if !cert::looks_like_pem(&key) {
             return Self::from_pkcs12(&key, password.unwrap_or(""));
         }
@@ -265,7 +270,7 @@ impl Identity {
         let identity = Identity::new(key, Certificate::from_x509(x509)?, Vec::new())?;
         Ok(Generated {
             identity,
-            key_pem,
+            key_pem: zeroize::Zeroizing::new(key_pem),
             cert_pem,
             csr_pem,
         })

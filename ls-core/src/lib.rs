@@ -21,10 +21,9 @@
 pub mod as4;
 pub mod asn1;
 pub mod cert;
-pub mod client;
 pub mod cms;
 pub mod error;
-pub mod json;
+mod inflate;
 pub mod keys;
 pub mod mime;
 mod oid;
@@ -33,11 +32,10 @@ pub mod transport;
 
 pub use cert::{CertStore, Certificate};
 pub use cms::{
-    inspect, open, seal, Compression, ContentCipher, Kek, OpenOptions, Opened, OutputFormat,
-    SealOptions, SignatureScheme,
+    inspect, open, seal, Compression, ContentCipher, InspectReport, Kek, OpenOptions, Opened,
+    OutputFormat, SealOptions, SignatureScheme,
 };
-pub use error::{Error, ErrorCode, Result};
-pub use json::Json;
+pub use error::{Error, ErrorCode, ErrorReport, Result};
 pub use keys::{Generated, Identity, KeyType};
 
 /// The library version (the crate version).

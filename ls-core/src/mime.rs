@@ -441,6 +441,58 @@ fn qp_decode(data: &[u8]) -> Vec<u8> {
 }
 
 /// A MIME type for a file name, by extension; `application/octet-stream` when unknown.
+/// The longest file name [`safe_filename`] returns, in bytes: room is left for what a receiver
+/// adds (`-12`, `.meta.json`, `.bin`) within the usual 255-byte limit of file systems.
+pub const MAX_SAFE_FILENAME: usize = 200;
+
+/// Characters that are not shown but change what is shown: format characters (Unicode
+/// category Cf: bidirectional controls such as U+202E RIGHT-TO-LEFT OVERRIDE, which makes
+/// `invoice\u{202E}fdp.exe` display as `invoiceexe.pdf`, zero-width characters, the byte order
+/// mark, tags) and the line and paragraph separators.
+fn is_invisible(c: char) -> bool {
+    matches!(c as u32,
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x0890..=0x0891 | 0x08E2
+        | 0x180E | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F
+        | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F
+        | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
+}
+
+/// A file name a sender gave, reduced to a safe base name: no folders, no control or invisible
+/// characters (bidirectional overrides, zero-width characters), no `:`, no leading dots or
+/// spaces, at most [`MAX_SAFE_FILENAME`] bytes (a longer name is shortened before its
+/// extension). `None` when nothing is left.
+pub fn safe_filename(name: &str) -> Option<String> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = base
+        .chars()
+        .filter(|&c| !c.is_control() && !is_invisible(c) && c != ':')
+        .collect::<String>()
+        .trim()
+        .trim_start_matches('.')
+        .trim()
+        .to_string();
+    if clean.is_empty() {
+        return None;
+    }
+    if clean.len() <= MAX_SAFE_FILENAME {
+        return Some(clean);
+    }
+    // Keep a short extension; cut the stem at a character boundary.
+    let ext = clean
+        .rfind('.')
+        .map(|i| &clean[i..])
+        .filter(|e| e.len() <= 16)
+        .unwrap_or("");
+    let mut stem = &clean[..clean.len() - ext.len()];
+    let room = MAX_SAFE_FILENAME - ext.len();
+    let mut cut = room.min(stem.len());
+    while !stem.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    stem = stem[..cut].trim_end();
+    Some(format!("{stem}{ext}"))
+}
+
 pub fn guess_type(filename: &str) -> &'static str {
     let ext = filename
         .rsplit('.')

@@ -84,7 +84,7 @@ fn parties() -> Parties {
     Parties {
         alice: id("alice"),
         bob: bob.identity,
-        bob_key_pem: bob.key_pem,
+        bob_key_pem: bob.key_pem.to_vec(),
     }
 }
 

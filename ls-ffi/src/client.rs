@@ -4,7 +4,7 @@
 use crate::bytes::ls_bytes;
 use crate::ptr;
 use crate::result::{call, call_failure, cstring_lossy, guard, ls_result, Failure};
-use ls_core::client::{Client, Config, Received, SendOptions, Sent};
+use ::ls_client::{Client, Config, Received, SendOptions, Sent};
 use ls_core::{Error, ErrorCode};
 use std::ffi::{c_char, c_void, CString};
 use std::mem::{offset_of, size_of};
@@ -128,13 +128,7 @@ fn sent(sent: Sent, message_id_out: &mut ls_bytes) -> Result<(), Failure> {
     let code = sent
         .last_error
         .as_ref()
-        .and_then(|p| {
-            ErrorCode::ALL
-                .iter()
-                .copied()
-                .find(|c| c.to_string() == p.code)
-        })
-        .unwrap_or(ErrorCode::ConnectFailed);
+        .map_or(ErrorCode::ConnectFailed, |p| p.code);
     let why = sent
         .last_error
         .as_ref()

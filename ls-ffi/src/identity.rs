@@ -27,7 +27,7 @@ pub struct ls_identity {
     pub(crate) identity: Identity,
     /// For a generated identity: the private key PEM (encrypted when a password was given) and
     /// the CSR PEM, the files a user keeps.
-    generated: Option<(Vec<u8>, Vec<u8>)>,
+    generated: Option<(zeroize::Zeroizing<Vec<u8>>, Vec<u8>)>,
 }
 
 /// Loads an identity from files. `key_path` is either a PKCS#12 file (`.p12`/`.pfx`; then
@@ -125,7 +125,11 @@ pub unsafe extern "C" fn ls_identity_generate(
     })
 }
 
-fn generated<'a>(id: &'a ls_identity, what: &str) -> Result<&'a (Vec<u8>, Vec<u8>), Error> {
+#[allow(clippy::type_complexity)]
+fn generated<'a>(
+    id: &'a ls_identity,
+    what: &str,
+) -> Result<&'a (zeroize::Zeroizing<Vec<u8>>, Vec<u8>), Error> {
     id.generated.as_ref().ok_or_else(|| {
         Error::InvalidArgument(format!(
             "only an identity made by ls_identity_generate exports its {what}"
@@ -144,7 +148,7 @@ pub unsafe extern "C" fn ls_identity_key_pem(
     call("ls_identity_key_pem", || {
         let out = ptr::out_arg(out, ls_bytes::EMPTY, "out")?;
         let id = ptr::arg_ref(identity, "identity")?;
-        *out = ls_bytes::from_vec(generated(id, "private key")?.0.clone());
+        *out = ls_bytes::from_vec(generated(id, "private key")?.0.to_vec());
         Ok(())
     })
 }

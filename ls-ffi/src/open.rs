@@ -298,7 +298,7 @@ pub unsafe extern "C" fn ls_inspect(
             ..OpenOptions::default()
         };
         let json = ls_core::inspect(input, &opts);
-        *out = ls_bytes::from_vec(json.to_pretty().into_bytes());
+        *out = ls_bytes::from_vec(json.to_json_pretty().into_bytes());
         Ok(())
     })
 }

@@ -208,6 +208,8 @@ pub(crate) fn bytes_free_raw(data: *mut u8, len: usize) {
         // SAFETY: `data`/`len` come unchanged from `bytes_into_raw` (the header contract: an
         // ls_bytes is filled by the library and given back as it is), whose allocation is a
         // Box<[u8]> of `len + 1` bytes.
-        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(data, len + 1)) });
+        let mut b = unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(data, len + 1)) };
+        // What the library handed out may be a private key or an opened document: wiped.
+        zeroize::Zeroize::zeroize(&mut b[..]);
     }
 }

@@ -8,9 +8,9 @@
 
 mod common;
 
+use ::ls_client::{Config, TemplateOptions};
 use common::*;
 use layersec::*;
-use ls_core::client::{Config, TemplateOptions};
 use ls_core::{Identity, KeyType};
 use ls_tests::service::{server_bin_beside, RunningService};
 use std::ffi::{c_char, c_void, CStr, CString};

@@ -9,6 +9,9 @@
 //! certificates, and the admin CLI). Parties are registered here, messages are built before
 //! the clock starts (building a message is the sender's work, not the service's).
 
+mod common;
+use common::register;
+
 use ls_core::as4::envelope::SoapVersion;
 use ls_core::as4::exchange::{self, party_mpc, Exchange};
 use ls_core::as4::message::{self, Built, Outgoing, Payload, ReadOptions};
@@ -16,48 +19,10 @@ use ls_core::as4::model::Messaging;
 use ls_core::as4::wss::VerifyPolicy;
 use ls_core::as4::xml::Limits;
 use ls_core::transport::{HttpsConfig, HttpsTransport, Transport};
-use ls_core::{Certificate, Identity, KeyType};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use ls_core::{Certificate, Identity};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-fn admin(server_bin: &Path, dir: &Path, args: &[&str]) -> serde_json::Value {
-    let cfg = dir.join("layersec-server.toml");
-    let mut a = vec!["admin", "--config", cfg.to_str().unwrap()];
-    a.extend_from_slice(args);
-    let o = Command::new(server_bin).args(&a).output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
-fn register(server_bin: &Path, dir: &Path, id: &str) -> Identity {
-    let ident = Identity::generate(id, KeyType::EcP256, 30, None)
-        .unwrap()
-        .identity;
-    let sub = admin(
-        server_bin,
-        dir,
-        &["subscriber", "add", "--organisation", id],
-    );
-    let crt = dir.join(format!("{id}.crt"));
-    std::fs::write(&crt, ident.certificate().to_pem()).unwrap();
-    admin(
-        server_bin,
-        dir,
-        &[
-            "party",
-            "add",
-            "--subscriber",
-            &sub["id"].to_string(),
-            "--party",
-            id,
-            "--certificate",
-            crt.to_str().unwrap(),
-        ],
-    );
-    ident
-}
 
 fn transport(url: &str, ca: &[u8]) -> HttpsTransport {
     let mut c = HttpsConfig::new(url);

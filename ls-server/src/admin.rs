@@ -4,11 +4,14 @@
 
 use crate::http::{Handler, Request, Response};
 use crate::store::{
-    AccountStatus, NewSubscriber, Party, PartyKey, Store, StoreError, Subscriber, Usage,
+    AccountStatus, MessageRecord, NewParty, NewSubscriber, Party, PartyKey, Store, StoreError,
+    Subscriber, Usage,
 };
+use ls_core::as4::coordination::{self, DEFAULT_MAX_DOCUMENT_BYTES};
 use ls_core::as4::exchange::party_mpc;
+use ls_core::asn1::{self, tag};
 use ls_core::time::{iso8601, now_unix, unix_from_parts};
-use ls_core::Certificate;
+use ls_core::{Certificate, ErrorCode, ErrorReport};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -18,6 +21,24 @@ pub struct AdminError {
     /// HTTP status for the API (400 bad input, 404 unknown, 409 conflict, 500 store).
     pub status: u16,
     pub message: String,
+}
+
+impl AdminError {
+    /// The error object of the admin API. The HTTP status says more than the code: 400 bad
+    /// input, 404 unknown and 409 conflict are all `LS_ERR_INVALID_ARGUMENT` (the request
+    /// names what cannot be done), 401 is `LS_ERR_BAD_PASSWORD` (the token), a store failure
+    /// (5xx) `LS_ERR_INTERNAL`, transient.
+    pub fn report(&self) -> ErrorReport {
+        let code = match self.status {
+            401 => ErrorCode::BadPassword,
+            400..=499 => ErrorCode::InvalidArgument,
+            _ => ErrorCode::Internal,
+        };
+        ErrorReport {
+            transient: self.status >= 500,
+            ..ErrorReport::new(code, self.message.clone())
+        }
+    }
 }
 
 impl std::fmt::Display for AdminError {
@@ -73,6 +94,8 @@ pub fn party_json(p: &Party, certs: &[crate::store::PartyCert]) -> Value {
         "mpc": p.mpc,
         "created_at": iso8601(p.created_at),
         "revoked_at": p.revoked_at.map(iso8601),
+        "max_document_bytes": p.max_document_bytes,
+        "max_message_bytes": coordination::message_limit_for(p.max_document_bytes),
         "certificates": certs.iter().map(|c| {
             let cert = Certificate::from_der(&c.der).ok();
             json!({
@@ -87,6 +110,18 @@ pub fn party_json(p: &Party, certs: &[crate::store::PartyCert]) -> Value {
     })
 }
 
+/// A document limit: at least 1 byte, and no more than the store can hold.
+fn check_limit(n: u64) -> AdminResult<()> {
+    if n == 0 || i64::try_from(n).is_err() {
+        return Err(bad(format!(
+            "max_document_bytes = {n}: expected a number of bytes from 1 to {} (default {})",
+            i64::MAX,
+            DEFAULT_MAX_DOCUMENT_BYTES
+        )));
+    }
+    Ok(())
+}
+
 fn check_text(name: &str, v: &str, max: usize) -> AdminResult<()> {
     if v.len() > max || v.chars().any(char::is_control) {
         return Err(bad(format!(
@@ -96,8 +131,35 @@ fn check_text(name: &str, v: &str, max: usize) -> AdminResult<()> {
     Ok(())
 }
 
-/// A certificate a party registers: parseable, currently valid, allowed to sign.
-pub fn check_party_certificate(pem_or_der: &[u8]) -> AdminResult<Certificate> {
+pub fn message_json(m: &MessageRecord) -> Value {
+    json!({
+        "message_id": m.message_id,
+        "from": m.sender.to_string(),
+        "to": m.recipient.to_string(),
+        "state": m.state,
+        "size": m.size,
+        "received_at": iso8601(m.received_at),
+        "attempts": m.attempts,
+        "delivered_at": m.delivered_at.map(iso8601),
+        "failure_class": m.refusal.as_ref().map(|r| r.class.clone()),
+        "refusal_notice_id": m.refusal.as_ref().map(|r| r.notice_id.clone()),
+        "refused_at": m.refusal.as_ref().map(|r| iso8601(r.at)),
+    })
+}
+
+/// How [`check_party_certificate`] judges a certificate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CertificatePolicy {
+    /// Register a CA certificate (basicConstraints CA:TRUE or keyUsage keyCertSign) anyway.
+    pub allow_ca: bool,
+}
+
+/// A certificate a party registers: parseable, currently valid, allowed to sign, and an
+/// end-entity certificate unless the operator forces it.
+pub fn check_party_certificate(
+    pem_or_der: &[u8],
+    policy: CertificatePolicy,
+) -> AdminResult<Certificate> {
     let c = Certificate::from_bytes(pem_or_der)
         .map_err(|e| bad(format!("the certificate cannot be read: {e}")))?;
     c.check_validity(now_unix())
@@ -107,7 +169,69 @@ pub fn check_party_certificate(pem_or_der: &[u8]) -> AdminResult<Certificate> {
         "signing",
     )
     .map_err(|e| bad(format!("the certificate cannot be registered: {e}")))?;
+    let ca = ca_marks(&c).map_err(|e| bad(format!("the certificate cannot be read: {e}")))?;
+    if !ca.is_empty() && !policy.allow_ca {
+        return Err(bad(format!(
+            "the certificate is a CA certificate ({}): parties sign messages with end-entity \
+             certificates, and some AS4 gateways refuse messages signed with a CA certificate. \
+             Register an end-entity certificate (`layersec keygen` makes one; `openssl req \
+             -x509` needs `-addext basicConstraints=critical,CA:FALSE`), or register this one \
+             anyway with --allow-ca-certificate (admin API: \"allow_ca_certificate\": true)",
+            ca.join(", ")
+        )));
+    }
     Ok(c)
+}
+
+/// What makes a certificate a CA certificate: `basicConstraints CA:TRUE`, `keyUsage
+/// keyCertSign` (empty for an end-entity certificate). Read from the DER (rust-openssl has no
+/// accessor for basicConstraints).
+fn ca_marks(c: &Certificate) -> ls_core::Result<Vec<&'static str>> {
+    const BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13]; // 2.5.29.19
+    let mut marks = Vec::new();
+    let cert = asn1::parse_single(c.der())?.expect(tag::SEQUENCE, "Certificate")?;
+    let tbs = cert.children()?.expect(tag::SEQUENCE, "tbsCertificate")?;
+    let mut fields = tbs.children()?;
+    while let Some(field) = fields.next()? {
+        if field.tag != tag::ctx(3) {
+            continue;
+        }
+        let exts = field.children()?.expect(tag::SEQUENCE, "extensions")?;
+        let mut exts = exts.children()?;
+        while let Some(ext) = exts.next()? {
+            let mut e = ext.children()?;
+            let id = e.expect(tag::OID, "extnID")?;
+            e.optional(tag::BOOLEAN)?;
+            let value = e.expect(tag::OCTET_STRING, "extnValue")?;
+            if id.content == BASIC_CONSTRAINTS {
+                let bc =
+                    asn1::parse_single(value.content)?.expect(tag::SEQUENCE, "basicConstraints")?;
+                // cA BOOLEAN DEFAULT FALSE (absent in DER when false).
+                if let Some(ca) = bc.children()?.optional(tag::BOOLEAN)? {
+                    if ca.content.iter().any(|b| *b != 0) {
+                        marks.push("basicConstraints CA:TRUE");
+                    }
+                }
+            }
+        }
+    }
+    if c.key_usage()
+        .is_some_and(|ku| ku & ls_core::cert::key_usage::KEY_CERT_SIGN != 0)
+    {
+        marks.push("keyUsage keyCertSign");
+    }
+    Ok(marks)
+}
+
+/// A party to register (the command line's `party add`, the API's `POST /admin/parties`).
+#[derive(Clone, Debug)]
+pub struct PartyRegistration {
+    pub subscriber_id: i64,
+    pub key: PartyKey,
+    /// PEM or DER.
+    pub certificate: Vec<u8>,
+    pub max_document_bytes: u64,
+    pub certificate_policy: CertificatePolicy,
 }
 
 pub struct Admin {
@@ -152,26 +276,26 @@ impl Admin {
         Ok(subscriber_json(&s))
     }
 
-    pub fn register_party(
-        &self,
-        subscriber_id: i64,
-        key: &PartyKey,
-        cert_pem: &[u8],
-    ) -> AdminResult<Value> {
+    pub fn register_party(&self, r: &PartyRegistration) -> AdminResult<Value> {
+        let key = &r.key;
         if key.id.is_empty() {
             return Err(bad("party_id: required"));
         }
         check_text("party_id", &key.id, 255)?;
         check_text("party_type", &key.ptype, 255)?;
-        let cert = check_party_certificate(cert_pem)?;
+        check_limit(r.max_document_bytes)?;
+        let cert = check_party_certificate(&r.certificate, r.certificate_policy)?;
         self.not_registered_elsewhere(&cert, key)?;
         let mpc = party_mpc(&key.id);
         let p = self.store.register_party(
-            subscriber_id,
-            key,
-            &mpc,
-            cert.der(),
-            &cert.sha256_fingerprint(),
+            &NewParty {
+                subscriber_id: r.subscriber_id,
+                key,
+                mpc: &mpc,
+                cert_der: cert.der(),
+                fingerprint: &cert.sha256_fingerprint(),
+                max_document_bytes: r.max_document_bytes,
+            },
             now_unix(),
         )?;
         let certs = self.store.certificates(key)?;
@@ -183,8 +307,9 @@ impl Admin {
         key: &PartyKey,
         cert_pem: &[u8],
         overlap_hours: u64,
+        policy: CertificatePolicy,
     ) -> AdminResult<Value> {
-        let cert = check_party_certificate(cert_pem)?;
+        let cert = check_party_certificate(cert_pem, policy)?;
         self.not_registered_elsewhere(&cert, key)?;
         let now = now_unix();
         self.store.replace_certificate(
@@ -195,6 +320,67 @@ impl Admin {
             now,
         )?;
         self.party(key)
+    }
+
+    /// Change the largest document a party accepts (pushes to it above
+    /// `coordination::message_limit_for` that are refused).
+    pub fn set_limit(&self, key: &PartyKey, max_document_bytes: u64) -> AdminResult<Value> {
+        check_limit(max_document_bytes)?;
+        self.store.set_party_limit(key, max_document_bytes)?;
+        self.party(key)
+    }
+
+    /// Make a revoked party active again, with its certificates as they were or with a new
+    /// one that replaces them at once.
+    pub fn reinstate(
+        &self,
+        key: &PartyKey,
+        cert_pem: Option<&[u8]>,
+        policy: CertificatePolicy,
+    ) -> AdminResult<Value> {
+        let cert = match cert_pem {
+            Some(pem) => {
+                let c = check_party_certificate(pem, policy)?;
+                self.not_registered_elsewhere(&c, key)?;
+                Some(c)
+            }
+            None => None,
+        };
+        if cert.is_none() {
+            // Refused before anything changes: a party without a usable certificate could
+            // neither send nor pull.
+            let now = now_unix();
+            let usable = self.store.certificates(key)?.iter().any(|c| {
+                c.is_current(now)
+                    && Certificate::from_der(&c.der).is_ok_and(|x| x.check_validity(now).is_ok())
+            });
+            if self.store.party(key)?.is_some() && !usable {
+                return Err(AdminError {
+                    status: 409,
+                    message: format!(
+                        "party {key} has no current, valid certificate: reinstate it with a new \
+                         one (--certificate F; admin API: \"certificate_pem\")"
+                    ),
+                });
+            }
+        }
+        let fp = cert.as_ref().map(Certificate::sha256_fingerprint);
+        let new_cert = cert
+            .as_ref()
+            .zip(fp.as_deref())
+            .map(|(c, fp)| (c.der(), fp));
+        self.store.reinstate_party(key, new_cert, now_unix())?;
+        self.party(key)
+    }
+
+    pub fn messages(&self, party: Option<&PartyKey>, limit: u32) -> AdminResult<Value> {
+        Ok(Value::Array(
+            self.store
+                .messages(party, limit)?
+                .iter()
+                .map(message_json)
+                .collect(),
+        ))
     }
 
     /// One certificate identifies one party: the service finds the party a receipt or a pull
@@ -324,8 +510,11 @@ fn json_response(status: u16, v: &Value) -> Response {
     )
 }
 
+/// `{"error": {code, name, family, message, transient}}`: the one error object of Layer
+/// Security (`ls_core::ErrorReport`), with the HTTP status as before.
 fn error_response(e: AdminError) -> Response {
-    json_response(e.status, &json!({ "error": e.message }))
+    let report = e.report();
+    json_response(e.status, &json!({ "error": report }))
 }
 
 fn query_param<'a>(q: &'a str, name: &str) -> Option<&'a str> {
@@ -333,6 +522,51 @@ fn query_param<'a>(q: &'a str, name: &str) -> Option<&'a str> {
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
+}
+
+/// An optional non-negative integer field: absent or null is `None`, anything else but a
+/// number is refused (a limit is never silently replaced by its default).
+fn opt_u64(v: &Value, key: &str) -> AdminResult<Option<u64>> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => x
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| bad(format!("{key}: a whole number of bytes"))),
+    }
+}
+
+/// `allow_ca_certificate` (optional, default false).
+fn cert_policy(v: &Value) -> AdminResult<CertificatePolicy> {
+    let allow_ca = match v.get("allow_ca_certificate") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(bad("allow_ca_certificate: true or false")),
+    };
+    Ok(CertificatePolicy { allow_ca })
+}
+
+/// A query string value: `+` is a space, `%XX` a byte (a malformed escape is kept as is).
+fn url_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -391,7 +625,14 @@ impl AdminApi {
                     .ok_or_else(|| bad("subscriber_id: required"))?;
                 return Ok(json_response(
                     201,
-                    &a.register_party(sub, &key_of(&b), s(&b, "certificate_pem").as_bytes())?,
+                    &a.register_party(&PartyRegistration {
+                        subscriber_id: sub,
+                        key: key_of(&b),
+                        certificate: s(&b, "certificate_pem").into_bytes(),
+                        max_document_bytes: opt_u64(&b, "max_document_bytes")?
+                            .unwrap_or(DEFAULT_MAX_DOCUMENT_BYTES),
+                        certificate_policy: cert_policy(&b)?,
+                    })?,
                 ));
             }
             ("POST", "/admin/parties/certificate") => {
@@ -400,9 +641,40 @@ impl AdminApi {
                     .get("overlap_hours")
                     .and_then(Value::as_u64)
                     .unwrap_or(168);
-                a.replace_certificate(&key_of(&b), s(&b, "certificate_pem").as_bytes(), overlap)?
+                a.replace_certificate(
+                    &key_of(&b),
+                    s(&b, "certificate_pem").as_bytes(),
+                    overlap,
+                    cert_policy(&b)?,
+                )?
+            }
+            ("POST", "/admin/parties/limit") => {
+                let b = body()?;
+                let n = opt_u64(&b, "max_document_bytes")?
+                    .ok_or_else(|| bad("max_document_bytes: required"))?;
+                a.set_limit(&key_of(&b), n)?
             }
             ("POST", "/admin/parties/revoke") => a.revoke(&key_of(&body()?))?,
+            ("POST", "/admin/parties/reinstate") => {
+                let b = body()?;
+                let pem = match b.get("certificate_pem") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(pem)) => Some(pem.as_bytes()),
+                    Some(_) => return Err(bad("certificate_pem: a PEM string")),
+                };
+                a.reinstate(&key_of(&b), pem, cert_policy(&b)?)?
+            }
+            ("GET", "/admin/messages") => {
+                let party = query_param(&req.query, "party").map(|p| {
+                    let ptype = query_param(&req.query, "party_type").unwrap_or("");
+                    PartyKey::new(&url_decode(ptype), &url_decode(p))
+                });
+                let limit = query_param(&req.query, "limit")
+                    .map(|v| v.parse::<u32>().map_err(|_| bad("limit: a number")))
+                    .transpose()?
+                    .unwrap_or(50);
+                a.messages(party.as_ref(), limit)?
+            }
             ("GET", "/admin/usage") => {
                 let from = parse_day(
                     query_param(&req.query, "from").ok_or_else(|| bad("from: required"))?,
@@ -437,7 +709,10 @@ impl Handler for AdminApi {
             .and_then(|h| h.strip_prefix("Bearer "))
             .is_some_and(|t| constant_time_eq(t.trim().as_bytes(), self.token.as_bytes()));
         if !ok || self.token.is_empty() {
-            let mut r = json_response(401, &json!({"error": "a valid admin token is required"}));
+            let mut r = error_response(AdminError {
+                status: 401,
+                message: "a valid admin token is required".into(),
+            });
             r.headers.push(("WWW-Authenticate".into(), "Bearer".into()));
             return r;
         }
@@ -445,5 +720,93 @@ impl Handler for AdminApi {
             Ok(r) => r,
             Err(e) => error_response(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_decoded() {
+        assert_eq!(url_decode("a%3A%3Ab+c"), "a::b c");
+        assert_eq!(url_decode("%zz%4"), "%zz%4");
+        assert_eq!(url_decode("plain"), "plain");
+    }
+
+    #[test]
+    fn limits_are_numbers_or_absent() {
+        let v: Value = serde_json::from_str(r#"{"a": 5, "b": null, "c": "5", "d": -1}"#).unwrap();
+        assert_eq!(opt_u64(&v, "a").unwrap(), Some(5));
+        assert_eq!(opt_u64(&v, "b").unwrap(), None);
+        assert_eq!(opt_u64(&v, "missing").unwrap(), None);
+        assert!(opt_u64(&v, "c").is_err());
+        assert!(opt_u64(&v, "d").is_err());
+        assert!(check_limit(0).is_err());
+        assert!(check_limit(u64::MAX).is_err());
+        assert!(check_limit(1).is_ok());
+    }
+
+    #[test]
+    fn ca_certificates_are_told_from_end_entity_ones() {
+        use openssl::x509::extension::{BasicConstraints, KeyUsage};
+        let ee = ls_core::Identity::generate("ee", ls_core::KeyType::EcP256, 2, None).unwrap();
+        assert!(ca_marks(ee.identity.certificate()).unwrap().is_empty());
+        // A self-signed certificate with the given extensions.
+        let make = |ca: bool, cert_sign: bool| {
+            let group =
+                openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+            let key =
+                openssl::pkey::PKey::from_ec_key(openssl::ec::EcKey::generate(&group).unwrap())
+                    .unwrap();
+            let mut name = openssl::x509::X509NameBuilder::new().unwrap();
+            name.append_entry_by_text("CN", "x").unwrap();
+            let name = name.build();
+            let mut b = openssl::x509::X509Builder::new().unwrap();
+            b.set_version(2).unwrap();
+            b.set_subject_name(&name).unwrap();
+            b.set_issuer_name(&name).unwrap();
+            b.set_pubkey(&key).unwrap();
+            b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+                .unwrap();
+            b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(2).unwrap())
+                .unwrap();
+            let mut bc = BasicConstraints::new();
+            if ca {
+                bc.critical().ca();
+            }
+            b.append_extension(bc.build().unwrap()).unwrap();
+            let mut ku = KeyUsage::new();
+            ku.digital_signature();
+            if cert_sign {
+                ku.key_cert_sign();
+            }
+            b.append_extension(ku.build().unwrap()).unwrap();
+            b.sign(&key, openssl::hash::MessageDigest::sha256())
+                .unwrap();
+            Certificate::from_der(&b.build().to_der().unwrap()).unwrap()
+        };
+        assert!(ca_marks(&make(false, false)).unwrap().is_empty());
+        assert_eq!(
+            ca_marks(&make(true, true)).unwrap(),
+            ["basicConstraints CA:TRUE", "keyUsage keyCertSign"]
+        );
+        assert_eq!(
+            ca_marks(&make(false, true)).unwrap(),
+            ["keyUsage keyCertSign"]
+        );
+        let e = check_party_certificate(&make(true, false).to_pem(), CertificatePolicy::default())
+            .unwrap_err();
+        assert_eq!(e.status, 400);
+        assert!(
+            e.message.contains("--allow-ca-certificate"),
+            "{}",
+            e.message
+        );
+        check_party_certificate(
+            &make(true, false).to_pem(),
+            CertificatePolicy { allow_ca: true },
+        )
+        .unwrap();
     }
 }

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use zeroize::Zeroizing;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +32,14 @@ pub struct ServiceSection {
     /// The domain of the MessageIds the service makes (receipts, errors).
     #[serde(default = "default_domain")]
     pub domain: String,
+    /// On SIGTERM/SIGINT: how long requests in progress may take to finish before their
+    /// connections are cut.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+fn default_shutdown_grace() -> u64 {
+    30
 }
 
 fn default_domain() -> String {
@@ -110,6 +119,10 @@ pub struct DeliverySection {
     /// How often retention runs.
     #[serde(default = "default_purge_interval")]
     pub purge_interval_secs: u64,
+    /// Records of finished messages (purged, expired or failed) are removed this long after
+    /// the message was received. Until then a re-sent message is recognised as a duplicate.
+    #[serde(default = "default_keep_records")]
+    pub keep_records_hours: u64,
 }
 
 fn default_redeliver() -> u64 {
@@ -124,6 +137,9 @@ fn default_expire() -> u64 {
 fn default_purge_interval() -> u64 {
     600
 }
+fn default_keep_records() -> u64 {
+    30 * 24
+}
 
 impl Default for DeliverySection {
     fn default() -> Self {
@@ -132,6 +148,7 @@ impl Default for DeliverySection {
             keep_delivered_hours: default_keep_delivered(),
             expire_undelivered_hours: default_expire(),
             purge_interval_secs: default_purge_interval(),
+            keep_records_hours: default_keep_records(),
         }
     }
 }
@@ -141,6 +158,8 @@ impl Default for DeliverySection {
 pub struct LimitsSection {
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    #[serde(default = "default_max_connections_per_address")]
+    pub max_connections_per_address: usize,
     #[serde(default = "default_max_message")]
     pub max_message_bytes: u64,
     #[serde(default = "default_header_timeout")]
@@ -149,10 +168,21 @@ pub struct LimitsSection {
     pub body_timeout_secs: u64,
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_secs: u64,
+    /// Free bytes the store's file system keeps: a push that would leave less is refused with
+    /// HTTP 503 (transient), so that pulls, receipts and retention, which free space, go on.
+    #[serde(default = "default_min_free")]
+    pub min_free_bytes: u64,
+    /// Bytes of undelivered messages the parties of one subscriber may have waiting (0: no
+    /// quota); more is refused with the ebMS error LS:0002.
+    #[serde(default = "default_max_queued")]
+    pub max_queued_bytes_per_subscriber: u64,
 }
 
 fn default_max_connections() -> usize {
-    256
+    20_000
+}
+fn default_max_connections_per_address() -> usize {
+    128
 }
 fn default_max_message() -> u64 {
     100 * 1024 * 1024
@@ -166,15 +196,24 @@ fn default_body_timeout() -> u64 {
 fn default_idle_timeout() -> u64 {
     30
 }
+fn default_min_free() -> u64 {
+    256 * 1024 * 1024
+}
+fn default_max_queued() -> u64 {
+    10 * 1024 * 1024 * 1024
+}
 
 impl Default for LimitsSection {
     fn default() -> Self {
         LimitsSection {
             max_connections: default_max_connections(),
+            max_connections_per_address: default_max_connections_per_address(),
             max_message_bytes: default_max_message(),
             header_timeout_secs: default_header_timeout(),
             body_timeout_secs: default_body_timeout(),
             idle_timeout_secs: default_idle_timeout(),
+            min_free_bytes: default_min_free(),
+            max_queued_bytes_per_subscriber: default_max_queued(),
         }
     }
 }
@@ -222,6 +261,9 @@ impl Config {
         if self.limits.max_connections == 0 {
             return Err("limits.max_connections must be at least 1".into());
         }
+        if self.limits.max_connections_per_address == 0 {
+            return Err("limits.max_connections_per_address must be at least 1".into());
+        }
         if self.delivery.redeliver_after_secs == 0 {
             return Err("delivery.redeliver_after_secs must be at least 1".into());
         }
@@ -246,26 +288,45 @@ impl Config {
     pub fn http_limits(&self) -> crate::http::Limits {
         crate::http::Limits {
             max_connections: self.limits.max_connections,
+            max_connections_per_address: self.limits.max_connections_per_address,
             max_body_bytes: self.limits.max_message_bytes,
+            // The TLS handshake too, as documented.
+            handshake_timeout: Duration::from_secs(self.limits.header_timeout_secs),
             header_timeout: Duration::from_secs(self.limits.header_timeout_secs),
             body_timeout: Duration::from_secs(self.limits.body_timeout_secs),
             idle_timeout: Duration::from_secs(self.limits.idle_timeout_secs),
+            shutdown_grace: Duration::from_secs(self.service.shutdown_grace_secs),
             ..Default::default()
         }
     }
 
+    /// What pushes are held to besides the recipient's limit.
+    pub fn accept_limits(&self) -> crate::store::AcceptLimits {
+        crate::store::AcceptLimits {
+            min_free_bytes: self.limits.min_free_bytes,
+            max_queued_bytes_per_subscriber: self.limits.max_queued_bytes_per_subscriber,
+        }
+    }
+
     /// The key's password, from the environment variable or file the configuration names.
-    pub fn identity_password(&self) -> Result<Option<String>, String> {
+    /// The password of the signing key, wiped from memory when dropped.
+    pub fn identity_password(&self) -> Result<Option<Zeroizing<String>>, String> {
         if let Some(var) = &self.identity.password_env {
-            return std::env::var(var).map(Some).map_err(|_| {
-                format!("identity.password_env: the environment variable {var} is not set")
-            });
+            return std::env::var(var)
+                .map(|v| Some(Zeroizing::new(v)))
+                .map_err(|_| {
+                    format!("identity.password_env: the environment variable {var} is not set")
+                });
         }
         if let Some(f) = &self.identity.password_file {
             let p = self.path(f);
-            let s = std::fs::read_to_string(&p)
-                .map_err(|e| format!("identity.password_file: {}: {e}", p.display()))?;
-            return Ok(Some(s.trim_end_matches(['\r', '\n']).to_string()));
+            let s = Zeroizing::new(
+                std::fs::read_to_string(&p)
+                    .map_err(|e| format!("identity.password_file: {}: {e}", p.display()))?,
+            );
+            return Ok(Some(Zeroizing::new(
+                s.trim_end_matches(['\r', '\n']).to_string(),
+            )));
         }
         Ok(None)
     }
@@ -281,6 +342,9 @@ pub fn template(listen: &str, admin_listen: &str, domain: &str) -> String {
 listen = "{listen}"
 # Domain of the MessageIds of receipts and errors the service signs.
 domain = "{domain}"
+# On SIGTERM or SIGINT the service stops accepting, lets requests in progress finish for at
+# most this long, then exits 0.
+shutdown_grace_secs = 30
 
 [tls]
 # The endpoint's certificate (chain) and key, PEM. `init` made a self-signed pair for a first
@@ -308,14 +372,25 @@ inline_max_bytes = 262144  # larger bodies are kept in synced files beside the d
 redeliver_after_secs = 300       # a pulled message without a receipt is offered again
 keep_delivered_hours = 168       # delivered messages are purged after this
 expire_undelivered_hours = 720   # undelivered messages expire (the record stays)
+keep_records_hours = 720         # records of finished messages are removed after this
 purge_interval_secs = 600
 
 [limits]
-max_connections = 256
+# Connections are cheap (no thread each); max_connections needs as many open files (the service
+# raises its own limit towards the system's hard limit and says so when it cannot).
+max_connections = 20000
+# From one client IP address (clients behind one NAT share it).
+max_connections_per_address = 128
+# Larger requests get HTTP 413, which states this limit, before their body is read.
 max_message_bytes = 104857600
 header_timeout_secs = 10
 body_timeout_secs = 300
 idle_timeout_secs = 30
+# Pushes that would leave less than this free on the store's file system get HTTP 503
+# (retry later); pulls and receipts go on.
+min_free_bytes = 268435456
+# Undelivered bytes the parties of one subscriber may have waiting (0: no quota).
+max_queued_bytes_per_subscriber = 10737418240
 
 [admin]
 # The admin HTTP API (plain HTTP: keep it on loopback). Every call needs

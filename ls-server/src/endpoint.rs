@@ -6,23 +6,41 @@
 //! registered for the party it concerns — the From party of a UserMessage, the owner of the
 //! MPC of a PullRequest, the recipient of the message a Receipt acknowledges — before anything
 //! is stored or handed out. Refusals are signed ebMS error signals (HTTP 200); a store failure
-//! is HTTP 503, so that clients retry.
+//! (or a push that would eat into the free-space reserve) is HTTP 503, so that clients retry.
+//!
+//! Until a signature verifies, every refusal is the same: [`UNAUTHENTICATED_CODE`] with
+//! [`UNAUTHENTICATED`], whatever the reason (unknown, revoked or suspended party, unknown MPC or
+//! MessageId, bad signature, malformed message); the reason goes to the log and the metrics
+//! only. A request that names no usable party is checked against a decoy certificate nobody
+//! holds the key for, so that it costs the service the same work as one that does.
+//!
+//! A refusal notice (`coordination::SERVICE` / `ACTION_REFUSAL`) from the recipient of a
+//! message held here marks that message failed and goes to its sender like any message.
 
 use crate::http::{Handler, Request, Response};
 use crate::log::{self, V};
 use crate::metrics::Metrics;
-use crate::store::{Accepted, Delivery, NewMessage, Party, PartyKey, Store, StoreError};
+use crate::store::{
+    content_fingerprint, AcceptLimits, Accepted, Delivery, NewMessage, NoticeEffect, Party,
+    PartyKey, RefusalOf, Refused, Store, StoreError,
+};
+use ls_core::as4::coordination::{self, errors as ls_errors};
 use ls_core::as4::envelope::SoapVersion;
 use ls_core::as4::exchange::{self, Authenticated};
 use ls_core::as4::message::Built;
 use ls_core::as4::model::{EbmsError, Messaging, Signal, DEFAULT_MPC};
 use ls_core::as4::xml::Limits;
 use ls_core::time::now_unix;
-use ls_core::{Certificate, Error, Identity};
+use ls_core::{Certificate, Error, Identity, KeyType};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
+
+/// The ebMS error of every refusal before a signature verifies.
+pub const UNAUTHENTICATED_CODE: &str = "EBMS:0101";
+/// Its description: the same whatever the reason.
+pub const UNAUTHENTICATED: &str = "the message could not be authenticated";
 
 /// The AS4 path (`POST /` is accepted too).
 pub const AS4_PATH: &str = "/as4";
@@ -39,6 +57,28 @@ pub struct Service {
     pub cert_cache: Mutex<HashMap<String, Certificate>>,
     /// Recent pull request MessageIds (replay detection).
     pub seen: Mutex<HashMap<String, i64>>,
+    /// The free-space reserve and the account quota pushes are held to.
+    pub accept_limits: AcceptLimits,
+    /// Whom a request that names no usable party is checked against.
+    pub decoy: Decoy,
+}
+
+/// A certificate whose private key was thrown away when it was made (on first use): requests
+/// that name no usable party are verified against it, so they fail at the same step, after
+/// the same work, as a request signed by the wrong key for a registered party.
+#[derive(Default)]
+pub struct Decoy(OnceLock<Vec<Certificate>>);
+
+impl Decoy {
+    fn certificates(&self) -> Vec<Certificate> {
+        self.0
+            .get_or_init(|| {
+                Identity::generate("layersec-decoy", KeyType::EcP256, 1, None)
+                    .map(|g| vec![g.identity.certificate().clone()])
+                    .unwrap_or_default()
+            })
+            .clone()
+    }
 }
 
 const CERT_CACHE_MAX: usize = 10_000;
@@ -99,6 +139,9 @@ struct Refusal {
     reason: &'static str,
     detail: String,
     ref_to: Option<String>,
+    /// Refused before a signature verified: answered with [`UNAUTHENTICATED`], the detail
+    /// only logged.
+    unauthenticated: bool,
 }
 
 impl Refusal {
@@ -108,6 +151,18 @@ impl Refusal {
             reason,
             detail: detail.into(),
             ref_to: None,
+            unauthenticated: false,
+        }
+    }
+
+    /// This refusal, made before a signature verified: the answer is the uniform one, with
+    /// the request's own MessageId (if it could be read) as RefToMessageId.
+    fn unauthenticated(self, request_id: Option<&str>) -> Refusal {
+        Refusal {
+            code: UNAUTHENTICATED_CODE,
+            ref_to: request_id.map(str::to_string),
+            unauthenticated: true,
+            ..self
         }
     }
 }
@@ -117,6 +172,8 @@ enum Failure {
     Refused(Refusal),
     /// The store (or signing) failed: tell the client to retry.
     Unavailable(String),
+    /// Storing the push would leave less free space than the reserve: retry later.
+    LowSpace(String),
 }
 
 impl From<Refusal> for Failure {
@@ -127,7 +184,10 @@ impl From<Refusal> for Failure {
 
 impl From<StoreError> for Failure {
     fn from(e: StoreError) -> Self {
-        Failure::Unavailable(e.to_string())
+        match e {
+            StoreError::LowSpace { .. } => Failure::LowSpace(e.to_string()),
+            _ => Failure::Unavailable(e.to_string()),
+        }
     }
 }
 
@@ -204,7 +264,17 @@ impl Service {
     }
 
     fn signed(&self, soap: SoapVersion, refusal: &Refusal) -> Response {
-        let err = EbmsError::new(refusal.code).with_description(&refusal.detail);
+        let description = if refusal.unauthenticated {
+            UNAUTHENTICATED
+        } else {
+            &refusal.detail
+        };
+        let mut err = EbmsError::new(refusal.code).with_description(description);
+        if let Some(short) = ls_short_description(refusal.code) {
+            err.short_description = Some(short.into());
+            err.category = Some("Content".into());
+            err.origin = Some("ebMS".into());
+        }
         let err = match &refusal.ref_to {
             Some(r) => err.with_ref(r),
             None => err,
@@ -232,26 +302,42 @@ impl Service {
         // Classify by the (unverified) header, then authenticate against the right party.
         let messaging = match exchange::peek(&ct, &req.body, &self.limits) {
             Ok(m) => m,
-            Err(e) => return self.refuse(soap, "as4", refusal_of(&e), started),
+            Err(e) => {
+                return self.refuse(soap, "as4", refusal_of(&e).unauthenticated(None), started)
+            }
         };
+        let request_id = messaging
+            .user_messages
+            .first()
+            .map(|u| &u.info)
+            .or(messaging.signals.first().map(|s| &s.info))
+            .map(|i| i.message_id.clone());
+        let request_id = request_id.as_deref();
         let (kind, result) = if !messaging.user_messages.is_empty() {
-            ("push", self.push(&ct, req.body, &messaging))
+            ("push", self.push(&ct, req.body, request_id))
         } else {
             match messaging.signals.first().map(|s| &s.signal) {
-                Some(Signal::PullRequest { mpc }) => ("pull", self.pull(&ct, &req.body, mpc)),
-                Some(Signal::Receipt { .. }) => {
-                    ("receipt", self.receipt(&ct, &req.body, &messaging))
+                Some(Signal::PullRequest { mpc }) => {
+                    ("pull", self.pull(&ct, &req.body, mpc, request_id))
                 }
-                Some(Signal::Error(_)) => {
-                    ("error", self.error_from_client(&ct, &req.body, &messaging))
-                }
+                Some(Signal::Receipt { .. }) => (
+                    "receipt",
+                    self.receipt(&ct, &req.body, &messaging, request_id),
+                ),
+                Some(Signal::Error(_)) => (
+                    "error",
+                    self.error_from_client(&ct, &req.body, &messaging, request_id),
+                ),
                 None => (
                     "as4",
-                    Err(Failure::Refused(Refusal::new(
-                        "EBMS:0009",
-                        "invalid_header",
-                        "eb:Messaging holds neither a UserMessage nor a signal",
-                    ))),
+                    Err(Failure::Refused(
+                        Refusal::new(
+                            "EBMS:0009",
+                            "invalid_header",
+                            "eb:Messaging holds neither a UserMessage nor a signal",
+                        )
+                        .unauthenticated(request_id),
+                    )),
                 ),
             }
         };
@@ -272,6 +358,21 @@ impl Service {
                     "the service cannot store or read messages right now; retry later",
                 );
                 r.headers.push(("Retry-After".into(), "5".into()));
+                r
+            }
+            Err(Failure::LowSpace(why)) => {
+                self.metrics.reject("low_disk_space");
+                self.metrics.observe(kind, started.elapsed());
+                log::warn(
+                    "low_disk_space",
+                    &[("kind", kind.into()), ("detail", V::S(&why))],
+                );
+                let mut r = Response::text(
+                    503,
+                    "the service cannot take new messages right now (its store is nearly full); \
+                     retry later",
+                );
+                r.headers.push(("Retry-After".into(), "60".into()));
                 r
             }
         }
@@ -299,27 +400,40 @@ impl Service {
         self.signed(soap, &r)
     }
 
+    /// Check the request's signature against the certificates `trust` names for its header.
+    /// Every refusal until the signature verifies (by `trust`, or by the check itself) is the
+    /// uniform one; when `trust` refuses, the signature is checked against the decoy, so that
+    /// the answer costs the same. A store failure is `Unavailable`.
     fn authenticate<F>(
         &self,
         ct: &str,
         body: &[u8],
+        request_id: Option<&str>,
         trust: F,
     ) -> std::result::Result<Authenticated, Failure>
     where
         F: FnOnce(&Messaging) -> std::result::Result<Vec<Certificate>, Failure>,
     {
         let mut refused = None;
+        let mut unavailable = None;
         let r = exchange::authenticate(ct, body, &self.limits, |m| match trust(m) {
             Ok(c) => Ok(c),
-            Err(f) => {
-                refused = Some(f);
-                Err(Error::UnknownSigner("refused".into()))
+            Err(Failure::Refused(r)) => {
+                refused = Some(r);
+                Ok(self.decoy.certificates())
+            }
+            Err(other) => {
+                unavailable = Some(other);
+                Err(Error::UnknownSigner("the store is unavailable".into()))
             }
         });
+        if let Some(f) = unavailable {
+            return Err(f);
+        }
         match (r, refused) {
-            (_, Some(f)) => Err(f),
+            (_, Some(r)) => Err(Failure::Refused(r.unauthenticated(request_id))),
             (Ok(a), None) => Ok(a),
-            (Err(e), None) => Err(Failure::Refused(refusal_of(&e))),
+            (Err(e), None) => Err(Failure::Refused(refusal_of(&e).unauthenticated(request_id))),
         }
     }
 
@@ -327,65 +441,75 @@ impl Service {
         &self,
         ct: &str,
         body: Vec<u8>,
-        peeked: &Messaging,
+        request_id: Option<&str>,
     ) -> std::result::Result<Response, Failure> {
-        let um = &peeked.user_messages[0];
+        let auth = self.authenticate(ct, &body, request_id, |m| {
+            let from = party_key(&m.user_messages[0].from.ids).ok_or_else(|| {
+                Refusal::new(
+                    "EBMS:0009",
+                    "invalid_header",
+                    "the From party has no PartyId",
+                )
+            })?;
+            self.usable_party(&from)?;
+            self.current_certs(&from)
+        })?;
+        // Authenticated: from here on refusals say precisely what is wrong.
+        let um = &auth.messaging.user_messages[0];
         let ref_to = um.info.message_id.clone();
-        let with_ref = |mut r: Refusal| {
-            r.ref_to = Some(ref_to.clone());
-            r
+        let refuse = |code, reason, detail: String| {
+            Failure::Refused(Refusal {
+                ref_to: Some(ref_to.clone()),
+                ..Refusal::new(code, reason, detail)
+            })
         };
-        if peeked.user_messages.len() != 1 || !peeked.signals.is_empty() {
-            return Err(Failure::Refused(with_ref(Refusal::new(
+        if auth.messaging.user_messages.len() != 1 || !auth.messaging.signals.is_empty() {
+            return Err(refuse(
                 "EBMS:0003",
                 "policy",
-                "one UserMessage per push, without signals",
-            ))));
+                "one UserMessage per push, without signals".into(),
+            ));
         }
-        let auth = self
-            .authenticate(ct, &body, |m| {
-                let um = &m.user_messages[0];
-                let from = party_key(&um.from.ids);
-                let from = from.ok_or_else(|| {
-                    Refusal::new(
-                        "EBMS:0009",
-                        "invalid_header",
-                        "the From party has no PartyId",
-                    )
-                })?;
-                self.usable_party(&from)?;
-                self.current_certs(&from)
-            })
-            .map_err(|f| match f {
-                Failure::Refused(r) => Failure::Refused(with_ref(r)),
-                other => other,
-            })?;
-        let um = &auth.messaging.user_messages[0];
         let from = party_key(&um.from.ids).expect("checked in trust");
         let to = party_key(&um.to.ids).ok_or_else(|| {
-            Failure::Refused(with_ref(Refusal::new(
+            refuse(
                 "EBMS:0009",
                 "invalid_header",
-                "the To party has no PartyId",
-            )))
+                "the To party has no PartyId".into(),
+            )
         })?;
+        let notice = match coordination::read_refusal(um) {
+            None => None,
+            Some(Ok(n)) => Some(n),
+            Some(Err(e)) => {
+                return Err(refuse(
+                    "EBMS:0009",
+                    "invalid_refusal_notice",
+                    format!("{}: {e}", e.code().name()),
+                ))
+            }
+        };
         let recipient = match self.store.party(&to)? {
             Some(p) if p.is_usable() => p,
+            // A refusal notice goes back to the sender of the message it refuses (the store
+            // checks that it is that sender), even when that party has been revoked or
+            // suspended since: it waits there like any message.
+            Some(p) if notice.is_some() => p,
             _ => {
-                return Err(Failure::Refused(with_ref(Refusal::new(
+                return Err(refuse(
                     "EBMS:0003",
                     "unknown_recipient",
                     format!("the To party {to} is not a registered, active party of this service"),
-                ))))
+                ))
             }
         };
         if let Some(mpc) = &um.mpc {
             if mpc != DEFAULT_MPC && *mpc != recipient.mpc {
-                return Err(Failure::Refused(with_ref(Refusal::new(
+                return Err(refuse(
                     "EBMS:0003",
                     "policy",
                     format!("the message names the MPC {mpc}, which is not the recipient's"),
-                ))));
+                ));
             }
         }
         let receipt = exchange::receipt_for(
@@ -410,19 +534,39 @@ impl Service {
             receipt_content_type: receipt.content_type.clone(),
             receipt: receipt.body.clone(),
             received_at: now_unix(),
+            content_sha256: content_fingerprint(&to, um, &auth.verified.references),
+            refuses: notice.as_ref().map(|n| RefusalOf {
+                message_id: n.message_id.clone(),
+                class: n.class.as_str().to_string(),
+            }),
         };
-        let accepted = match self.store.accept(&msg) {
+        let accepted = match self.store.accept(&msg, &self.accept_limits) {
             Err(StoreError::Conflict(detail)) => {
-                return Err(Failure::Refused(with_ref(Refusal::new(
-                    "EBMS:0003",
-                    "message_id_conflict",
-                    detail,
-                ))))
+                return Err(refuse("EBMS:0003", "message_id_conflict", detail))
             }
+            Err(StoreError::Refused(r)) => {
+                let (code, reason) = match &r {
+                    Refused::MessageIdReused { .. } => {
+                        (ls_errors::MESSAGE_ID_REUSED, "message_id_reused")
+                    }
+                    Refused::RecipientLimit { .. } => {
+                        (ls_errors::RECIPIENT_LIMIT, "recipient_limit")
+                    }
+                    Refused::QuotaExceeded { subscriber_id, .. } => {
+                        self.metrics.quota_refused(*subscriber_id);
+                        (ls_errors::QUOTA_EXCEEDED, "quota_exceeded")
+                    }
+                    Refused::RefusedMessageUnknown { .. }
+                    | Refused::RefusedMessageOtherSender { .. }
+                    | Refused::AlreadyRefused { .. } => ("EBMS:0004", "invalid_refusal_notice"),
+                };
+                return Err(refuse(code, reason, r.to_string()));
+            }
+            Err(e @ StoreError::LowSpace { .. }) => return Err(Failure::LowSpace(e.to_string())),
             other => other?,
         };
         match accepted {
-            Accepted::Stored => {
+            Accepted::Stored | Accepted::NoticeStored(_) => {
                 self.metrics.accepted.fetch_add(1, Relaxed);
                 self.metrics.bytes_in.fetch_add(size, Relaxed);
                 log::info(
@@ -438,6 +582,27 @@ impl Service {
                         ),
                     ],
                 );
+                if let (Accepted::NoticeStored(effect), Some(n)) = (&accepted, &notice) {
+                    self.metrics.refusal_notice(n.class.as_str());
+                    log::info(
+                        "refused_by_recipient",
+                        &[
+                            ("message_id", V::S(&n.message_id)),
+                            ("notice_id", V::S(&msg.message_id)),
+                            ("recipient", V::S(&from.to_string())),
+                            ("sender", V::S(&to.to_string())),
+                            ("class", n.class.as_str().into()),
+                            (
+                                "state",
+                                match effect {
+                                    NoticeEffect::Failed => "failed",
+                                    NoticeEffect::AfterDelivery => "delivered",
+                                }
+                                .into(),
+                            ),
+                        ],
+                    );
+                }
                 Ok(built(receipt))
             }
             Accepted::Duplicate {
@@ -457,14 +622,20 @@ impl Service {
         }
     }
 
-    fn pull(&self, ct: &str, body: &[u8], mpc: &str) -> std::result::Result<Response, Failure> {
+    fn pull(
+        &self,
+        ct: &str,
+        body: &[u8],
+        mpc: &str,
+        request_id: Option<&str>,
+    ) -> std::result::Result<Response, Failure> {
         // The MPC's owner must have signed the request; anyone else learns nothing about it.
         let owner = if mpc == DEFAULT_MPC {
             None
         } else {
             self.store.party_by_mpc(mpc)?
         };
-        let auth = self.authenticate(ct, body, |_| {
+        let auth = self.authenticate(ct, body, request_id, |_| {
             let Some(p) = owner.as_ref() else {
                 return Err(Refusal::new(
                     "EBMS:0101",
@@ -557,26 +728,27 @@ impl Service {
         ct: &str,
         body: &[u8],
         peeked: &Messaging,
+        request_id: Option<&str>,
     ) -> std::result::Result<Response, Failure> {
         let ref_to = ref_to_of(peeked).ok_or_else(|| {
-            Failure::Refused(Refusal::new(
-                "EBMS:0009",
-                "invalid_header",
-                "the receipt has no RefToMessageId",
-            ))
+            Failure::Refused(
+                Refusal::new(
+                    "EBMS:0009",
+                    "invalid_header",
+                    "the receipt has no RefToMessageId",
+                )
+                .unauthenticated(request_id),
+            )
         })?;
         // Only a recipient of that message may receipt it.
         let (candidates, all) = self.recipients(&ref_to)?;
-        let auth = self.authenticate(ct, body, |_| {
+        let auth = self.authenticate(ct, body, request_id, |_| {
             if all.is_empty() {
-                return Err(Refusal {
-                    ref_to: Some(ref_to.clone()),
-                    ..Refusal::new(
-                        "EBMS:0101",
-                        "receipt_unknown_message",
-                        "no message with that id waits for a party you could be",
-                    )
-                }
+                return Err(Refusal::new(
+                    "EBMS:0101",
+                    "receipt_unknown_message",
+                    format!("no message {ref_to} waits for a party the signer could be"),
+                )
                 .into());
             }
             Ok(all.clone())
@@ -626,11 +798,12 @@ impl Service {
         ct: &str,
         body: &[u8],
         peeked: &Messaging,
+        request_id: Option<&str>,
     ) -> std::result::Result<Response, Failure> {
         // A recipient reporting that it could not process a pulled message: logged, not stored.
         let ref_to = ref_to_of(peeked).unwrap_or_default();
         let (_, certs) = self.recipients(&ref_to)?;
-        let auth = self.authenticate(ct, body, |_| {
+        let auth = self.authenticate(ct, body, request_id, |_| {
             if certs.is_empty() {
                 Err(Refusal::new("EBMS:0101", "authentication", "unknown message").into())
             } else {
@@ -693,8 +866,29 @@ impl Service {
             .into_iter()
             .map(|(k, n)| (k.to_string(), n))
             .collect();
-        self.metrics.render(&queues, &self.http_stats)
+        let queued = self.store.queued_bytes().unwrap_or_default();
+        let free = self.store.free_bytes().ok().flatten();
+        self.metrics.render(
+            &crate::metrics::StoreGauges {
+                queues: &queues,
+                queued_bytes: &queued,
+                free_bytes: free,
+                min_free_bytes: self.accept_limits.min_free_bytes,
+            },
+            &self.http_stats,
+        )
     }
+}
+
+/// The short description of a Layer Security ebMS error code (ebMS3 knows only its own).
+fn ls_short_description(code: &str) -> Option<&'static str> {
+    Some(match code {
+        ls_errors::RECIPIENT_LIMIT => "RecipientLimit",
+        ls_errors::QUOTA_EXCEEDED => "QuotaExceeded",
+        ls_errors::MESSAGE_ID_REUSED => "MessageIdReused",
+        ls_errors::REFUSED_BY_RECIPIENT => "RefusedByRecipient",
+        _ => return None,
+    })
 }
 
 /// The RefToMessageId of the (first) signal.

@@ -14,4 +14,5 @@ pub mod endpoint;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod retention;
 pub mod store;

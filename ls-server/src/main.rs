@@ -6,8 +6,9 @@
 //! - `admin …` does the provider's operations on the store directly.
 
 use clap::{Args, Parser, Subcommand};
+use ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES;
 use ls_core::KeyType;
-use ls_server::admin::{self, Admin, AdminApi};
+use ls_server::admin::{self, Admin, AdminApi, CertificatePolicy, PartyRegistration};
 use ls_server::config::{self, Config};
 use ls_server::endpoint::Service;
 use ls_server::http;
@@ -19,9 +20,8 @@ use serde_json::Value;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
 #[command(
@@ -149,9 +149,25 @@ enum PartyOp {
         party: String,
         #[arg(long, default_value = "")]
         party_type: String,
-        /// The party's signing certificate (PEM or DER).
+        /// The party's signing certificate (PEM or DER): an end-entity certificate.
         #[arg(long)]
         certificate: PathBuf,
+        /// The largest document the party accepts (its client's `[limits]
+        /// max_document_bytes`); messages to it above that plus 1 MiB are refused.
+        #[arg(long, default_value_t = DEFAULT_MAX_DOCUMENT_BYTES)]
+        max_document_bytes: u64,
+        /// Register a CA certificate (basicConstraints CA:TRUE) as the signing certificate
+        /// anyway (some AS4 gateways refuse messages signed with one).
+        #[arg(long)]
+        allow_ca_certificate: bool,
+    },
+    /// Change the largest document a party accepts.
+    SetLimit {
+        party: String,
+        #[arg(long, default_value = "")]
+        party_type: String,
+        #[arg(long)]
+        max_document_bytes: u64,
     },
     List {
         #[arg(long)]
@@ -171,16 +187,31 @@ enum PartyOp {
         certificate: PathBuf,
         #[arg(long, default_value_t = 168)]
         overlap_hours: u64,
+        /// Register a CA certificate anyway (see `party add`).
+        #[arg(long)]
+        allow_ca_certificate: bool,
     },
     Revoke {
         party: String,
         #[arg(long, default_value = "")]
         party_type: String,
     },
+    /// Make a revoked party active again: with its certificates as they were, or with a new
+    /// certificate that replaces them at once.
+    Reinstate {
+        party: String,
+        #[arg(long, default_value = "")]
+        party_type: String,
+        #[arg(long)]
+        certificate: Option<PathBuf>,
+        /// Register a CA certificate anyway (see `party add`).
+        #[arg(long)]
+        allow_ca_certificate: bool,
+    },
 }
 
-/// Exit codes: 0 ok, 2 usage or configuration, 3 refused (bad input, unknown, conflict),
-/// 4 store or I/O failure.
+/// Exit codes: 0 ok, 2 usage or configuration, 3 refused (bad input, unknown, conflict) or
+/// standard output closed (as `layersec`), 4 store or I/O failure.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
@@ -196,7 +227,9 @@ fn main() -> ExitCode {
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, msg)) => {
-            eprintln!("layersec-server: {msg}");
+            use std::io::Write;
+            // Not eprintln!: a closed standard error must not panic either.
+            let _ = writeln!(std::io::stderr(), "layersec-server: {msg}");
             ExitCode::from(code)
         }
     }
@@ -358,20 +391,15 @@ fn init(a: &InitArgs) -> CliResult {
     let tls_fp = ls_core::Certificate::from_pem(&tls_crt)
         .map_err(|e| (4, e.to_string()))?
         .sha256_fingerprint();
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::json!({
-            "config": cfg_path.display().to_string(),
-            "endpoint": format!("https://{}{}", a.listen, ls_server::endpoint::AS4_PATH),
-            "tls_certificate": dir.join("tls/server.crt").display().to_string(),
-            "tls_certificate_sha256": tls_fp,
-            "service_certificate": dir.join("identity/service.crt").display().to_string(),
-            "service_certificate_sha256": ident.identity.certificate().sha256_fingerprint(),
-            "admin_token_file": dir.join("admin.token").display().to_string(),
-        }))
-        .unwrap_or_default()
-    );
-    Ok(())
+    print_json(&serde_json::json!({
+        "config": cfg_path.display().to_string(),
+        "endpoint": format!("https://{}{}", a.listen, ls_server::endpoint::AS4_PATH),
+        "tls_certificate": dir.join("tls/server.crt").display().to_string(),
+        "tls_certificate_sha256": tls_fp,
+        "service_certificate": dir.join("identity/service.crt").display().to_string(),
+        "service_certificate_sha256": ident.identity.certificate().sha256_fingerprint(),
+        "admin_token_file": dir.join("admin.token").display().to_string(),
+    }))
 }
 
 fn open_store(c: &Config) -> Result<Arc<dyn Store>, (u8, String)> {
@@ -408,8 +436,12 @@ fn serve(
     let password = c.identity_password().map_err(cfg_err)?;
     let key_path = c.path(&c.identity.key);
     let cert_path = c.identity.certificate.as_ref().map(|p| c.path(p));
-    let identity = ls_core::Identity::load(&key_path, cert_path.as_deref(), password.as_deref())
-        .map_err(|e| (2, format!("identity: {}: {e}", key_path.display())))?;
+    let identity = ls_core::Identity::load(
+        &key_path,
+        cert_path.as_deref(),
+        password.as_deref().map(String::as_str),
+    )
+    .map_err(|e| (2, format!("identity: {}: {e}", key_path.display())))?;
     let tls_cert = read(&c.path(&c.tls.certificate))?;
     let tls_key = read(&c.path(&c.tls.key))?;
     let client_ca = match &c.tls.client_ca {
@@ -426,35 +458,12 @@ fn serve(
     let listener = TcpListener::bind(&c.service.listen)
         .map_err(|e| (4, format!("service.listen {}: {e}", c.service.listen)))?;
     let as4_addr = listener.local_addr().map_err(|e| (4, e.to_string()))?;
-    let shutdown = Arc::new(AtomicBool::new(false));
+    let shutdown = http::Shutdown::new();
     let stats = Arc::new(http::HttpStats::default());
     let metrics = Arc::new(Metrics::default());
 
-    // Retention.
-    {
-        let store = store.clone();
-        let keep = c.delivery.keep_delivered_hours as i64 * 3600;
-        let expire = c.delivery.expire_undelivered_hours as i64 * 3600;
-        let every = Duration::from_secs(c.delivery.purge_interval_secs.max(1));
-        std::thread::Builder::new()
-            .name("retention".into())
-            .spawn(move || loop {
-                let now = ls_core::time::now_unix();
-                match store.purge(now - keep, now - expire) {
-                    Ok(p) if p.delivered + p.expired > 0 => log::info(
-                        "retention",
-                        &[
-                            ("purged_delivered", p.delivered.into()),
-                            ("expired_undelivered", p.expired.into()),
-                        ],
-                    ),
-                    Ok(_) => {}
-                    Err(e) => log::error("retention_failed", &[("error", V::S(&e.to_string()))]),
-                }
-                std::thread::sleep(every);
-            })
-            .map_err(|e| (4, e.to_string()))?;
-    }
+    ls_server::retention::spawn(store.clone(), c.delivery.clone())
+        .map_err(|e| (4, e.to_string()))?;
 
     let service = Arc::new(Service {
         store,
@@ -469,8 +478,11 @@ fn serve(
         http_stats: stats.clone(),
         cert_cache: Default::default(),
         seen: Default::default(),
+        accept_limits: c.accept_limits(),
+        decoy: Default::default(),
     });
     let mut admin_addr = String::new();
+    let mut admin_server = None;
     if let Some(l) = &c.admin.listen {
         let token_file = c.path(
             c.admin
@@ -501,49 +513,143 @@ fn serve(
             token,
             metrics: Some(Arc::new(move || svc.metrics_text())),
         });
-        let sd = shutdown.clone();
         let limits = http::Limits {
             max_connections: 16,
+            max_connections_per_address: 16,
             max_body_bytes: 1024 * 1024,
             ..c.http_limits()
         };
-        std::thread::Builder::new()
-            .name("admin".into())
-            .spawn(move || {
-                if let Err(e) = http::serve(al, None, limits, api, sd) {
-                    log::error("admin_api_stopped", &[("error", V::S(&e.to_string()))]);
-                }
-            })
-            .map_err(|e| (4, e.to_string()))?;
+        admin_server = Some((al, limits, api));
     }
-
-    log::always(
-        "listening",
-        &[
-            (
-                "as4",
-                V::S(&format!(
-                    "https://{as4_addr}{}",
-                    ls_server::endpoint::AS4_PATH
-                )),
-            ),
-            ("admin", V::S(&admin_addr)),
-            ("pid", (std::process::id() as u64).into()),
-        ],
+    let as4_limits = c.http_limits();
+    open_files_limit(
+        as4_limits.max_connections + admin_server.as_ref().map_or(0, |a| a.1.max_connections),
     );
-    http::serve_with_stats(
-        listener,
-        Some(acceptor),
-        c.http_limits(),
-        service,
-        shutdown,
-        stats,
-    )
-    .map_err(|e| (4, format!("serve: {e}")))
+
+    // One runtime for both listeners. The handlers block (store, signatures): they run on its
+    // blocking pool, bounded per listener.
+    let rt = http::runtime().map_err(|e| (4, format!("runtime: {e}")))?;
+    let outcome = rt.block_on(async {
+        // Signals first: a SIGTERM right after the listening line is a clean stop too.
+        let mut sigterm =
+            signal(SignalKind::terminate()).map_err(|e| (4, format!("signals: {e}")))?;
+        let mut sigint =
+            signal(SignalKind::interrupt()).map_err(|e| (4, format!("signals: {e}")))?;
+        let mut as4 = tokio::spawn(http::run(
+            listener,
+            Some(acceptor),
+            as4_limits,
+            service,
+            shutdown.clone(),
+            stats,
+        ));
+        let admin = admin_server.map(|(al, limits, api)| {
+            tokio::spawn(http::run(
+                al,
+                None,
+                limits,
+                api,
+                shutdown.clone(),
+                Arc::new(http::HttpStats::default()),
+            ))
+        });
+        log::always(
+            "listening",
+            &[
+                (
+                    "as4",
+                    V::S(&format!(
+                        "https://{as4_addr}{}",
+                        ls_server::endpoint::AS4_PATH
+                    )),
+                ),
+                ("admin", V::S(&admin_addr)),
+                ("pid", (std::process::id() as u64).into()),
+            ],
+        );
+        let signal = tokio::select! {
+            _ = sigterm.recv() => "SIGTERM",
+            _ = sigint.recv() => "SIGINT",
+            r = &mut as4 => {
+                let e = match r {
+                    Ok(Ok(_)) => "the listener closed".to_string(),
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                return Err((4, format!("serve: {e}")));
+            }
+        };
+        shutdown.trigger();
+        shutdown.listeners_closed().await;
+        log::always(
+            "stopping",
+            &[
+                ("signal", V::S(signal)),
+                ("grace_secs", c.service.shutdown_grace_secs.into()),
+            ],
+        );
+        let stopped = match as4.await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err((4, format!("serve: {e}"))),
+            Err(e) => return Err((4, format!("serve: {e}"))),
+        };
+        if let Some(admin) = admin {
+            let _ = admin.await;
+        }
+        log::always(
+            "stopped",
+            &[
+                ("open_at_stop", stopped.open_at_stop.into()),
+                ("cut_at_grace", stopped.cut.into()),
+            ],
+        );
+        Ok(())
+    });
+    // Handler calls cut at the end of the grace may still run: do not wait for them.
+    rt.shutdown_background();
+    outcome
 }
 
-fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+/// Raise the open-files limit towards what `connections` need; say so when it cannot.
+fn open_files_limit(connections: usize) {
+    // Sockets, plus the store, logs and payload files.
+    let wanted = connections as u64 + 256;
+    match http::raise_open_files_limit(wanted) {
+        Ok((soft, _)) if soft >= wanted => {}
+        Ok((soft, hard)) => log::warn(
+            "open_files_limit",
+            &[
+                ("wanted", wanted.into()),
+                ("soft", soft.into()),
+                ("hard", hard.into()),
+                (
+                    "effect",
+                    V::S("fewer connections than limits.max_connections can be open"),
+                ),
+            ],
+        ),
+        Err(e) => log::warn(
+            "open_files_limit",
+            &[("wanted", wanted.into()), ("error", V::S(&e.to_string()))],
+        ),
+    }
+}
+
+/// Write `text` on standard output. A closed or failing standard output (`… | head`) is
+/// exit status 3 with one line on standard error, as `layersec` does, never a panic.
+fn print_out(text: &str) -> CliResult {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| (3, format!("cannot write to standard output: {e}")))
+}
+
+fn print_json(v: &Value) -> CliResult {
+    print_out(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(v).unwrap_or_default()
+    ))
 }
 
 fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
@@ -552,6 +658,7 @@ fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
         store: open_store(&c)?,
     };
     let fail = |e: admin::AdminError| (if e.status >= 500 { 4 } else { 3 }, e.message);
+    let policy = |allow_ca: bool| CertificatePolicy { allow_ca };
     match op {
         AdminOp::Subscriber { op } => match op {
             SubscriberOp::Add {
@@ -578,13 +685,25 @@ fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
                 party,
                 party_type,
                 certificate,
+                max_document_bytes,
+                allow_ca_certificate,
             } => print_json(
-                &a.register_party(
-                    subscriber,
-                    &PartyKey::new(&party_type, &party),
-                    &read(&certificate)?,
-                )
+                &a.register_party(&PartyRegistration {
+                    subscriber_id: subscriber,
+                    key: PartyKey::new(&party_type, &party),
+                    certificate: read(&certificate)?,
+                    max_document_bytes,
+                    certificate_policy: policy(allow_ca_certificate),
+                })
                 .map_err(fail)?,
+            ),
+            PartyOp::SetLimit {
+                party,
+                party_type,
+                max_document_bytes,
+            } => print_json(
+                &a.set_limit(&PartyKey::new(&party_type, &party), max_document_bytes)
+                    .map_err(fail)?,
             ),
             PartyOp::List { subscriber } => print_json(&a.parties(subscriber).map_err(fail)?),
             PartyOp::Show { party, party_type } => {
@@ -595,11 +714,13 @@ fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
                 party_type,
                 certificate,
                 overlap_hours,
+                allow_ca_certificate,
             } => print_json(
                 &a.replace_certificate(
                     &PartyKey::new(&party_type, &party),
                     &read(&certificate)?,
                     overlap_hours,
+                    policy(allow_ca_certificate),
                 )
                 .map_err(fail)?,
             ),
@@ -607,6 +728,22 @@ fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
                 &a.revoke(&PartyKey::new(&party_type, &party))
                     .map_err(fail)?,
             ),
+            PartyOp::Reinstate {
+                party,
+                party_type,
+                certificate,
+                allow_ca_certificate,
+            } => {
+                let pem = certificate.as_deref().map(read).transpose()?;
+                print_json(
+                    &a.reinstate(
+                        &PartyKey::new(&party_type, &party),
+                        pem.as_deref(),
+                        policy(allow_ca_certificate),
+                    )
+                    .map_err(fail)?,
+                )
+            }
         },
         AdminOp::Usage { from, to, format } => {
             let from = admin::parse_day(&from).map_err(fail)?;
@@ -614,8 +751,8 @@ fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
             let rows = a.usage(from, to).map_err(fail)?;
             match format.as_str() {
                 "json" => print_json(&admin::usage_json(from, to, &rows)),
-                "csv" => print!("{}", admin::usage_csv(from, to, &rows)),
-                o => return Err((2, format!("--format {o}: expected json or csv"))),
+                "csv" => print_out(&admin::usage_csv(from, to, &rows)),
+                o => Err((2, format!("--format {o}: expected json or csv"))),
             }
         }
         AdminOp::Messages {
@@ -624,27 +761,7 @@ fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
             limit,
         } => {
             let key = party.map(|p| PartyKey::new(&party_type, &p));
-            let rows = a
-                .store
-                .messages(key.as_ref(), limit)
-                .map_err(|e| fail(e.into()))?;
-            print_json(&Value::Array(
-                rows.iter()
-                    .map(|m| {
-                        serde_json::json!({
-                            "message_id": m.message_id,
-                            "from": m.sender.to_string(),
-                            "to": m.recipient.to_string(),
-                            "state": m.state,
-                            "size": m.size,
-                            "received_at": ls_core::time::iso8601(m.received_at),
-                            "attempts": m.attempts,
-                            "delivered_at": m.delivered_at.map(ls_core::time::iso8601),
-                        })
-                    })
-                    .collect(),
-            ));
+            print_json(&a.messages(key.as_ref(), limit).map_err(fail)?)
         }
     }
-    Ok(())
 }

@@ -29,9 +29,41 @@ pub struct Metrics {
     pub bytes_out: AtomicU64,
     rejected: Mutex<BTreeMap<String, u64>>,
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    /// Refusal notices accepted, by failure class.
+    refusal_notices: Mutex<BTreeMap<String, u64>>,
+    /// Pushes refused for the account quota, by subscriber id.
+    quota_refusals: Mutex<BTreeMap<i64, u64>>,
+}
+
+/// What the store reports at each scrape.
+pub struct StoreGauges<'a> {
+    /// Messages waiting or leased, per recipient party.
+    pub queues: &'a [(String, u64)],
+    /// Bytes of undelivered messages per subscriber of their senders.
+    pub queued_bytes: &'a [(i64, u64)],
+    /// Bytes free for payloads on the store's file system.
+    pub free_bytes: Option<u64>,
+    /// The configured free-space reserve.
+    pub min_free_bytes: u64,
 }
 
 impl Metrics {
+    pub fn refusal_notice(&self, class: &str) {
+        let mut r = self
+            .refusal_notices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *r.entry(class.to_string()).or_default() += 1;
+    }
+
+    pub fn quota_refused(&self, subscriber_id: i64) {
+        let mut r = self
+            .quota_refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *r.entry(subscriber_id).or_default() += 1;
+    }
+
     pub fn reject(&self, reason: &str) {
         let mut r = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
         *r.entry(reason.to_string()).or_default() += 1;
@@ -50,8 +82,9 @@ impl Metrics {
         h.sum += s;
     }
 
-    /// The Prometheus text exposition, with queue depths and the HTTP layer's counters.
-    pub fn render(&self, queues: &[(String, u64)], http: &crate::http::HttpStats) -> String {
+    /// The Prometheus text exposition, with the store's gauges and the HTTP layer's counters.
+    pub fn render(&self, store: &StoreGauges<'_>, http: &crate::http::HttpStats) -> String {
+        let queues = store.queues;
         let mut o = String::new();
         counter(
             &mut o,
@@ -120,6 +153,58 @@ impl Metrics {
         }
         let _ = writeln!(
             o,
+            "# HELP layersec_queued_bytes Bytes of undelivered messages sent by the parties of each subscriber (the quota counts these).\n# TYPE layersec_queued_bytes gauge"
+        );
+        for (subscriber, n) in store.queued_bytes {
+            let _ = writeln!(
+                o,
+                "layersec_queued_bytes{{subscriber=\"{subscriber}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP layersec_quota_refusals_total Pushes refused because the sender's account would exceed its quota of queued bytes.\n# TYPE layersec_quota_refusals_total counter"
+        );
+        for (subscriber, n) in self
+            .quota_refusals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                o,
+                "layersec_quota_refusals_total{{subscriber=\"{subscriber}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP layersec_refusal_notices_total Messages refused by their recipients (refusal notices accepted), by failure class.\n# TYPE layersec_refusal_notices_total counter"
+        );
+        for (class, n) in self
+            .refusal_notices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                o,
+                "layersec_refusal_notices_total{{class=\"{}\"}} {n}",
+                esc(class)
+            );
+        }
+        if let Some(free) = store.free_bytes {
+            let _ = writeln!(
+                o,
+                "# HELP layersec_store_free_bytes Bytes free on the store's file system.\n# TYPE layersec_store_free_bytes gauge\nlayersec_store_free_bytes {free}"
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP layersec_store_min_free_bytes The free-space reserve: pushes that would leave less free are refused with HTTP 503.\n# TYPE layersec_store_min_free_bytes gauge\nlayersec_store_min_free_bytes {}",
+            store.min_free_bytes
+        );
+        let _ = writeln!(
+            o,
             "# HELP layersec_request_seconds AS4 request latency by kind.\n# TYPE layersec_request_seconds histogram"
         );
         for (kind, h) in self
@@ -157,6 +242,12 @@ impl Metrics {
             "layersec_http_connections_refused_total",
             "Connections closed at once because max_connections were open.",
             http.refused_over_limit.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "layersec_http_connections_refused_per_address_total",
+            "Connections closed at once because max_connections_per_address were open from the same address.",
+            http.refused_per_address.load(Relaxed),
         );
         counter(
             &mut o,

@@ -109,14 +109,14 @@ fn every_refusal_gets_its_ebms_error_and_nothing_is_stored() {
         ebms_code(&push(&alice, &alice.message("nobody", b"x"))),
         "EBMS:0003"
     );
-    // Malformed.
+    // Malformed: nothing verified, so the uniform refusal (the reason is in the metrics).
     let junk = Built {
         content_type: "application/soap+xml".into(),
         body: b"<not-soap/>".to_vec(),
         message_id: "x".into(),
         references: Vec::new(),
     };
-    assert_eq!(ebms_code(&push(&alice, &junk)), "EBMS:0004");
+    assert_eq!(ebms_code(&push(&alice, &junk)), "EBMS:0101");
     // Unsigned: the security header removed.
     let signed = alice.message("bob", b"x");
     let text = String::from_utf8_lossy(&signed.body).into_owned();
@@ -126,7 +126,7 @@ fn every_refusal_gets_its_ebms_error_and_nothing_is_stored() {
         body: format!("{}{}", &text[..start], &text[end..]).into_bytes(),
         ..signed.clone()
     };
-    assert_eq!(ebms_code(&push(&alice, &unsigned)), "EBMS:0103");
+    assert_eq!(ebms_code(&push(&alice, &unsigned)), "EBMS:0101");
 
     // Revoked sender.
     s.admin(&["party", "revoke", "carol"]);
@@ -153,8 +153,21 @@ fn every_refusal_gets_its_ebms_error_and_nothing_is_stored() {
     assert!(bob.exchange(&t, &svc).pull(&bob.mpc()).unwrap().is_none());
     let m = metrics(&s);
     assert_eq!(metric(&m, "layersec_messages_accepted_total"), 0.0);
-    assert!(m.contains("layersec_messages_rejected_total{reason=\"authentication\"}"));
-    assert!(m.contains("layersec_messages_rejected_total{reason=\"unknown_recipient\"}"));
+    for reason in [
+        "authentication",
+        "unknown_recipient",
+        "unknown_party",
+        "party_not_active",
+        "malformed",
+        "policy",
+    ] {
+        assert!(
+            m.contains(&format!(
+                "layersec_messages_rejected_total{{reason=\"{reason}\"}}"
+            )),
+            "{reason}: {m}"
+        );
+    }
 
     // Resumed: dave can send again.
     s.admin(&["subscriber", "resume", &dave.subscriber.to_string()]);
@@ -546,8 +559,28 @@ fn admin_api_and_usage_report() {
         let status = out[9..12].parse().unwrap();
         (status, out.split_once("\r\n\r\n").unwrap().1.to_string())
     };
-    assert_eq!(call("GET", "/admin/subscribers", "", "wrong-token").0, 401);
+    // Every error body is the one error object of Layer Security, beside the HTTP status.
+    let error_of = |body: &str| -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let e = v["error"].clone();
+        assert!(e["code"].is_i64(), "{body}");
+        for k in ["name", "family", "message"] {
+            assert!(e[k].is_string(), "{k}: {body}");
+        }
+        assert!(e["transient"].is_boolean(), "{body}");
+        e
+    };
+    let (st, body) = call("GET", "/admin/subscribers", "", "wrong-token");
+    assert_eq!(st, 401);
+    let e = error_of(&body);
+    assert_eq!(e["code"], 103, "{body}");
+    assert_eq!(e["name"], "LS_ERR_BAD_PASSWORD");
+    assert_eq!(e["family"], "argument");
+    assert_eq!(e["message"], "a valid admin token is required");
     assert_eq!(call("GET", "/admin/subscribers", "", "").0, 401);
+    let (st, body) = call("GET", "/admin/nothing-here", "", &token);
+    assert_eq!(st, 404);
+    assert_eq!(error_of(&body)["name"], "LS_ERR_INVALID_ARGUMENT", "{body}");
     let (st, body) = call(
         "POST",
         "/admin/subscribers",
@@ -577,13 +610,17 @@ fn admin_api_and_usage_report() {
         let (st, body) = call("POST", "/admin/parties", &req.to_string(), &token);
         assert_eq!(st, 201, "{body}");
     }
-    let (st, _) = call(
+    let (st, body) = call(
         "POST",
         "/admin/parties",
         r#"{"subscriber_id":1,"party_id":"x","certificate_pem":"junk"}"#,
         &token,
     );
     assert_eq!(st, 400);
+    let e = error_of(&body);
+    assert_eq!(e["code"], 101, "{body}");
+    assert_eq!(e["family"], "argument");
+    assert_eq!(e["transient"], false);
     let (st, body) = call("GET", "/admin/parties", "", &token);
     assert_eq!(st, 200);
     assert_eq!(
@@ -737,9 +774,10 @@ fn oversized_requests_are_refused_before_they_are_read() {
         .exchange(&t, &svc)
         .push(&alice.message("bob", &vec![7u8; 200_000]))
         .unwrap_err();
+    // The client reads the early 413 as the service's permanent refusal (not a broken pipe).
     match e {
-        ls_core::Error::HttpStatus { status, .. } => assert_eq!(status, 413),
-        other => panic!("expected HTTP 413, got {other}"),
+        ls_core::Error::Refused(m) if m.starts_with("HTTP 413") => {}
+        other => panic!("expected HTTP 413, got {other:?}"),
     }
     // Small messages still pass.
     alice

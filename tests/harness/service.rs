@@ -122,6 +122,34 @@ impl RunningService {
         }
     }
 
+    /// SIGTERM to the running process (a graceful stop); does not wait. Nothing if not running.
+    pub fn terminate(&self) {
+        if let Some(c) = &self.child {
+            let status = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(status.success(), "kill -TERM {}", c.id());
+        }
+    }
+
+    /// Wait up to `timeout` for the process to end; its exit status, or None if it still runs
+    /// (or was not started). Once it ended, the service counts as stopped.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let end = std::time::Instant::now() + timeout;
+        loop {
+            let status = self.child.as_mut()?.try_wait().expect("try_wait");
+            if let Some(status) = status {
+                self.child = None;
+                return Some(status);
+            }
+            if std::time::Instant::now() >= end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// `host:port` of the AS4 endpoint (empty before the first `serve`).
     pub fn hostport(&self) -> &str {
         self.url

@@ -70,6 +70,7 @@ from ._errors import (
     UnsignedError,
     UnsupportedAlgorithmError,
     WeakAlgorithmError,
+    error_from_report,
 )
 from ._lib import lib
 
@@ -107,6 +108,7 @@ __all__ = [
     "TransportError",
     "StoreError",
     "InternalError",
+    "error_from_report",
 ]
 
 # The exceptions show as layersec.X in tracebacks.
@@ -733,7 +735,10 @@ def inspect(
     """Describes any CMS/S-MIME object: its layers, algorithms, recipients and signers (the
     library's JSON, parsed). With ``recipient`` it also looks inside layers encrypted for us;
     with ``sender`` it verifies signatures. Problems with the input do not raise: they end the
-    description and are reported in its ``"error"`` member."""
+    description and are reported in its ``"error"`` member — ``None``, or the library's error
+    object ``{"code", "name", "family", "message", "transient"}`` (a failed signature layer's
+    ``"verification_error"`` too); :func:`error_from_report` turns one into the exception the
+    library would raise for it."""
     data = _bytes(data, "data")
     _check(recipient, Identity, "recipient", optional=True)
     _check(sender, Certificate, "sender", optional=True)

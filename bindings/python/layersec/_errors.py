@@ -41,6 +41,7 @@ LS_ERR_MALFORMED_MIME = 402
 LS_ERR_TOO_DEEP = 403
 LS_ERR_TOO_LARGE = 404
 LS_ERR_DECOMPRESS_FAILED = 405
+LS_ERR_EXPANSION_TOO_LARGE = 406
 LS_ERR_MUST_UNDERSTAND = 500
 LS_ERR_SIGNATURE_REQUIRED = 501
 LS_ERR_SIGNATURE_WRAPPING = 502
@@ -52,6 +53,7 @@ LS_ERR_TIMEOUT = 601
 LS_ERR_TLS_FAILED = 602
 LS_ERR_HTTP_STATUS = 603
 LS_ERR_BAD_RESPONSE = 604
+LS_ERR_REFUSED = 605
 LS_ERR_STATE_CORRUPT = 700
 LS_ERR_CONFIG_INVALID = 701
 LS_ERR_STATE_LOCKED = 702
@@ -83,6 +85,13 @@ class LayerSecError(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.code!r}, {self.name!r}, {self.message!r})"
+
+    @property
+    def family(self) -> str:
+        """The code's family, as the error objects of the JSON output name it: ``argument``,
+        ``crypto``, ``certificate``, ``format``, ``protocol``, ``transport``, ``store`` or
+        ``internal``."""
+        return family_of(self.code)
 
 
 class ArgumentError(LayerSecError):
@@ -153,7 +162,9 @@ class TruncatedError(FormatError):
 
 
 class TooLargeError(FormatError):
-    """LS_ERR_TOO_LARGE: the opened document would exceed ``max_output``."""
+    """LS_ERR_TOO_LARGE: the input or the opened document would exceed its limit
+    (``max_output``); LS_ERR_EXPANSION_TOO_LARGE: compressed content expands beyond it (a
+    decompression bomb is refused without being expanded in memory)."""
 
 
 class ProtocolError(LayerSecError):
@@ -162,8 +173,9 @@ class ProtocolError(LayerSecError):
 
 class TransportError(LayerSecError):
     """6xx: carrying messages: LS_ERR_CONNECT_FAILED, LS_ERR_TIMEOUT, LS_ERR_TLS_FAILED,
-    LS_ERR_HTTP_STATUS, LS_ERR_BAD_RESPONSE. Connect failures, timeouts and HTTP 5xx/408/429
-    are worth a retry; TLS failures and bad responses are not."""
+    LS_ERR_HTTP_STATUS, LS_ERR_BAD_RESPONSE, LS_ERR_REFUSED. Connect failures, timeouts and HTTP
+    5xx/408/429 are worth a retry; TLS failures, bad responses and refusals (a permanent HTTP
+    status such as 413: larger than the service accepts) are not."""
 
 
 class StoreError(LayerSecError):
@@ -217,6 +229,7 @@ _BY_CODE = {
     LS_ERR_UNKNOWN_SIGNER: UnknownSignerError,
     LS_ERR_TRUNCATED: TruncatedError,
     LS_ERR_TOO_LARGE: TooLargeError,
+    LS_ERR_EXPANSION_TOO_LARGE: TooLargeError,
 }
 
 _BY_FAMILY = {
@@ -243,3 +256,35 @@ def error_from_code(
     code: int, name: str, message: str, function: str | None = None
 ) -> LayerSecError:
     return error_class(code)(code, name, message, function)
+
+
+_FAMILY_NAMES = {
+    1: "argument",
+    2: "crypto",
+    3: "certificate",
+    4: "format",
+    5: "protocol",
+    6: "transport",
+    7: "store",
+}
+
+
+def family_of(code: int) -> str:
+    """The family of an ``ls_result`` code (its hundreds digit), as the JSON names it."""
+    return _FAMILY_NAMES.get(code // 100, "internal") if code > 0 else "internal"
+
+
+def error_from_report(report: dict) -> LayerSecError:
+    """The exception for an error object of the library's JSON output — ``{"code": 400,
+    "name": "LS_ERR_MALFORMED", "family": "format", "message": "…", "transient": false}``, as
+    :func:`layersec.inspect` reports it in ``"error"`` (and ``layersec --json``, ``layersec
+    status --json`` and the service's admin API print it). Raises ``ValueError`` for anything
+    else, such as the earlier form whose ``code`` was the name."""
+    if not isinstance(report, dict):
+        raise ValueError(f"not an error object: {report!r}")
+    code, name, message = report.get("code"), report.get("name"), report.get("message")
+    if not isinstance(code, int) or isinstance(code, bool):
+        raise ValueError(f"not an error object (its code must be a number): {report!r}")
+    if not isinstance(name, str) or not isinstance(message, str):
+        raise ValueError(f"not an error object (name and message are text): {report!r}")
+    return error_from_code(code, name, message)

@@ -276,6 +276,35 @@ def test_inspect_reports_problems_in_error_member():
     assert layersec.inspect(b"")["error"]["name"] == "LS_ERR_TRUNCATED"
 
 
+def test_inspect_errors_are_the_one_error_object():
+    err = layersec.inspect(b"this is not CMS")["error"]
+    assert set(err) == {"code", "name", "family", "message", "transient"}
+    assert err["family"] == "format" and err["transient"] is False
+    exc = layersec.error_from_report(err)
+    assert isinstance(exc, layersec.FormatError)
+    assert (exc.code, exc.name, exc.family) == (400, "LS_ERR_MALFORMED", "format")
+    assert exc.message == err["message"]
+    truncated = layersec.error_from_report(layersec.inspect(b"")["error"])
+    assert isinstance(truncated, layersec.TruncatedError)
+
+
+def test_inspect_verification_error_is_the_error_object(alice_rsa, bob_rsa, alice_ec):
+    sealed = layersec.seal(DOC, alice_rsa, [bob_rsa.certificate])
+    info = layersec.inspect(sealed, recipient=bob_rsa, sender=alice_ec.certificate)
+    assert info["verified"] is False
+    signed = [layer for layer in info["layers"] if layer["layer"] == "signedData"][0]
+    exc = layersec.error_from_report(signed["verification_error"])
+    assert isinstance(exc, layersec.SignerMismatchError)
+    assert exc.family == "crypto"
+
+
+def test_error_from_report_refuses_what_is_not_an_error_object():
+    for bad in (None, "LS_ERR_IO", {"code": "LS_ERR_IO", "name": "LS_ERR_IO", "message": "m"},
+                {"code": True, "name": "x", "message": "m"}, {"code": 102, "message": "m"}):
+        with pytest.raises(ValueError):
+            layersec.error_from_report(bad)
+
+
 def test_opened_repr_hides_the_document(alice_ec, bob_ec):
     opened = layersec.open(layersec.seal(b"secret payload", alice_ec, [bob_ec.certificate]),
                            bob_ec, sender=alice_ec.certificate)

@@ -20,7 +20,7 @@ use super::xml::{self, Limits};
 use crate::cert::{CertStore, Certificate};
 use crate::error::{Error, Result};
 use crate::keys::Identity;
-use crate::transport::{HttpResponse, Transport};
+use crate::transport::{HttpResponse, Oversized, Transport};
 
 /// The MPC where messages for a party wait at a Layer Security service:
 /// `urn:layersec:mpc:<party id>` (characters outside the URN set percent-encoded).
@@ -294,8 +294,9 @@ pub fn peek(content_type: &str, body: &[u8], limits: &Limits) -> Result<Messagin
     Messaging::parse(node)
 }
 
-/// The first failure (or, without one, the first error) of an error signal, as an [`Error`].
-pub fn error_of(errors: &[EbmsError]) -> Error {
+/// The first failure (or, without one, the first error) of an error signal the service sent in
+/// answer to `refused` (`the message`, `the pull request`, `the receipt`), as an [`Error`].
+pub fn error_of(errors: &[EbmsError], refused: &'static str) -> Error {
     let e = errors
         .iter()
         .find(|e| e.severity == Severity::Failure)
@@ -312,6 +313,7 @@ pub fn error_of(errors: &[EbmsError]) -> Error {
             .flatten()
             .collect::<Vec<_>>()
             .join(": "),
+            refused,
         },
         None => Error::InvalidEbms("an error signal without errors".into()),
     }
@@ -326,22 +328,63 @@ fn is_ebms_response(r: &HttpResponse) -> bool {
         )
 }
 
-/// An ebMS message in the response, or the HTTP status (5xx: transient) as the error.
-fn expect_ebms(r: &HttpResponse) -> Result<()> {
+/// An ebMS message in the response, or the HTTP status as the error: transient for 5xx, 408
+/// and 429 (`HttpStatus`), a refusal for good for any other 4xx (`Refused`; a 413 names the
+/// service's limit and the size of what was sent).
+fn expect_ebms(r: &HttpResponse, sent: usize) -> Result<()> {
     if is_ebms_response(r) {
         return Ok(());
     }
     Err(if r.status >= 300 {
-        Error::HttpStatus {
-            status: r.status,
-            message: format!("the service answered HTTP {}", r.status),
-        }
+        status_error(r, sent)
     } else {
         Error::BadResponse(format!(
             "the service answered HTTP {} with {:?}, not an ebMS message",
             r.status, r.content_type
         ))
     })
+}
+
+/// Printable text of a short plain-text body, for messages (never more than a line).
+fn short_text(r: &HttpResponse) -> Option<String> {
+    if !package::media_type(&r.content_type).starts_with("text/plain") {
+        return None;
+    }
+    let t: String = String::from_utf8_lossy(&r.body)
+        .chars()
+        .take(300)
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let t = t.trim().to_string();
+    (!t.is_empty()).then_some(t)
+}
+
+fn status_error(r: &HttpResponse, sent: usize) -> Error {
+    let transient = matches!(r.status, 500..=599 | 408 | 429);
+    if r.status == 413 {
+        let limit = r
+            .header(super::coordination::MAX_MESSAGE_BYTES_HEADER)
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        return Error::Refused(match limit {
+            Some(l) => format!(
+                "HTTP 413: the message of {sent} bytes is larger than the service accepts \
+                 ({l} bytes)"
+            ),
+            None => format!(
+                "HTTP 413: the message of {sent} bytes is larger than the service accepts{}",
+                short_text(r).map(|t| format!(" ({t})")).unwrap_or_default()
+            ),
+        });
+    }
+    let detail = short_text(r).map(|t| format!(": {t}")).unwrap_or_default();
+    if transient || r.status < 400 {
+        Error::HttpStatus {
+            status: r.status,
+            message: format!("the service answered HTTP {}{detail}", r.status),
+        }
+    } else {
+        Error::Refused(format!("HTTP {}{detail}", r.status))
+    }
 }
 
 /// A message pulled from the service, exactly as its sender signed it.
@@ -351,6 +394,10 @@ pub struct Pulled {
     pub body: Vec<u8>,
     /// The header (not yet verified: read the message with the sender's certificate).
     pub messaging: Messaging,
+    /// Set when the message is larger than we accept ([`Exchange::limits`]' `max_part` and the
+    /// transport's response limit): `body` is then only its head, enough for the header, and
+    /// the message can only be refused.
+    pub oversized: Option<Oversized>,
 }
 
 /// A client's side of the exchange with one service.
@@ -367,8 +414,11 @@ pub struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
-    fn read_signal(&self, r: &HttpResponse) -> Result<Incoming> {
-        expect_ebms(r)?;
+    /// The service's signed answer to a request of ours (`what`: how an error signal names the
+    /// request it refuses).
+    fn read_signal(&self, r: HttpResponse, sent: usize, what: &'static str) -> Result<Incoming> {
+        let r = &r.whole()?;
+        expect_ebms(r, sent)?;
         let incoming = message::read(
             &r.content_type,
             &r.body,
@@ -390,7 +440,7 @@ impl Exchange<'_> {
                 _ => None,
             })
         {
-            return Err(error_of(errors));
+            return Err(error_of(errors, what));
         }
         Ok(incoming)
     }
@@ -399,7 +449,7 @@ impl Exchange<'_> {
     /// that the receipt acknowledges exactly what we signed.
     pub fn push(&self, built: &Built) -> Result<Incoming> {
         let r = self.transport.post(&built.content_type, &built.body)?;
-        let receipt = self.read_signal(&r)?;
+        let receipt = self.read_signal(r, built.body.len(), "the message")?;
         message::check_receipt(&receipt, built)?;
         Ok(receipt)
     }
@@ -408,17 +458,20 @@ impl Exchange<'_> {
     pub fn pull(&self, mpc: &str) -> Result<Option<Pulled>> {
         let req = pull_request(self.soap, mpc, self.me, &self.domain)?;
         let r = self.transport.post(&req.content_type, &req.body)?;
-        expect_ebms(&r)?;
+        expect_ebms(&r, req.body.len())?;
+        // Of a message too large to keep, the head holds the header (the SOAP part comes
+        // first): enough to say who sent what, and to refuse it.
         let messaging = peek(&r.content_type, &r.body, &self.limits)?;
         if !messaging.user_messages.is_empty() {
             return Ok(Some(Pulled {
                 content_type: r.content_type,
                 body: r.body,
                 messaging,
+                oversized: r.oversized,
             }));
         }
         // A signal from the service: it must be signed by it.
-        match self.read_signal(&r) {
+        match self.read_signal(r, req.body.len(), "the pull request") {
             Ok(_) => Err(Error::InvalidEbms(
                 "the service answered the pull request with neither a message nor an error".into(),
             )),
@@ -430,9 +483,10 @@ impl Exchange<'_> {
     /// Tell the service (and through it the sender) that a pulled message was received.
     pub fn post_receipt(&self, receipt: &Built) -> Result<()> {
         let r = self.transport.post(&receipt.content_type, &receipt.body)?;
-        if r.status / 100 == 2 && r.body.is_empty() {
+        if r.status / 100 == 2 && r.body.is_empty() && r.oversized.is_none() {
             return Ok(());
         }
-        self.read_signal(&r).map(|_| ())
+        self.read_signal(r, receipt.body.len(), "the receipt")
+            .map(|_| ())
     }
 }

@@ -568,7 +568,8 @@ fn corrupt(msg: impl Into<String>) -> Error {
 }
 
 /// gunzip `data` (one or more members), checking each member's header, CRC-32 and length.
-/// Output beyond `limit` bytes is [`Error::TooLarge`] (a decompression bomb stops there).
+/// Output beyond `limit` bytes is [`Error::ExpansionTooLarge`], found without expanding it (a
+/// decompression bomb costs no memory).
 pub fn gunzip(data: &[u8], limit: u64) -> Result<Vec<u8>> {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut out = Vec::new();
@@ -641,49 +642,21 @@ fn skip_header(d: &[u8]) -> Result<&[u8]> {
     d.get(pos..).ok_or_else(truncated)
 }
 
-/// Inflate raw deflate data onto `out` (at most `limit` bytes in all); the input bytes used.
+/// Inflate the raw deflate data of one gzip member onto `out` (at most `limit` bytes in all,
+/// refused without expanding it when more); the input bytes used.
 fn inflate_into(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<usize> {
-    use miniz_oxide::inflate::core::{decompress, inflate_flags, DecompressorOxide};
-    use miniz_oxide::inflate::TINFLStatus;
-    let flags = inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
-    let mut state = Box::<DecompressorOxide>::default();
-    // The decompressor needs the whole member's output in one buffer (back-references).
-    let base = out.len();
-    let mut member: Vec<u8> = vec![
-        0;
-        input
-            .len()
-            .saturating_mul(4)
-            .clamp(64, 1 << 20)
-            .min(limit - base.min(limit))
-    ];
-    let mut pos = 0;
-    let mut used = 0;
-    loop {
-        let (status, in_used, out_used) =
-            decompress(&mut state, &input[used..], &mut member, pos, flags);
-        used += in_used;
-        pos += out_used;
-        match status {
-            TINFLStatus::Done => {
-                out.extend_from_slice(&member[..pos]);
-                return Ok(used);
-            }
-            TINFLStatus::HasMoreOutput => {
-                let room = limit.saturating_sub(base);
-                if member.len() >= room {
-                    return Err(Error::TooLarge(format!(
-                        "the gzip data expands beyond the limit of {limit} bytes (decompression bomb?)"
-                    )));
-                }
-                let grown = member.len().saturating_mul(2).max(64).min(room);
-                member.resize(grown, 0);
-            }
-            TINFLStatus::NeedsMoreInput | TINFLStatus::FailedCannotMakeProgress => {
-                return Err(corrupt("the gzip data is truncated"))
-            }
-            other => return Err(corrupt(format!("corrupt deflate data ({other:?})"))),
+    use crate::inflate::{inflate, Failure};
+    let room = limit.saturating_sub(out.len());
+    match inflate(input, false, room as u64) {
+        Ok(done) => {
+            out.extend_from_slice(&done.data);
+            Ok(done.used)
         }
+        Err(Failure::TooLarge { .. }) => Err(Error::ExpansionTooLarge(format!(
+            "the gzip data expands beyond the limit of {limit} bytes (decompression bomb?)"
+        ))),
+        Err(Failure::Truncated) => Err(corrupt("the gzip data is truncated")),
+        Err(Failure::Corrupt(why)) => Err(corrupt(format!("corrupt deflate data ({why})"))),
     }
 }
 
@@ -711,7 +684,7 @@ mod tests {
             if n > 0 {
                 assert_eq!(
                     gunzip(&z, n as u64 - 1).unwrap_err().code(),
-                    ErrorCode::TooLarge,
+                    ErrorCode::ExpansionTooLarge,
                     "{n}"
                 );
             }
@@ -720,7 +693,10 @@ mod tests {
         let mut two = gzip(b"hello ");
         two.extend_from_slice(&gzip(b"world"));
         assert_eq!(gunzip(&two, 100).unwrap(), b"hello world");
-        assert_eq!(gunzip(&two, 8).unwrap_err().code(), ErrorCode::TooLarge);
+        assert_eq!(
+            gunzip(&two, 8).unwrap_err().code(),
+            ErrorCode::ExpansionTooLarge
+        );
     }
 
     #[test]

@@ -114,6 +114,16 @@ pub fn digest_parts(d: Digest, parts: &[&[u8]]) -> Result<Vec<u8>> {
     Ok(h.finish()?.to_vec())
 }
 
+/// Key material: wiped from memory when dropped.
+pub type Secret = zeroize::Zeroizing<Vec<u8>>;
+
+/// A new random key of `n` bytes.
+pub fn random_key(n: usize) -> Result<Secret> {
+    let mut v = Secret::new(vec![0u8; n]);
+    openssl::rand::rand_bytes(&mut v)?;
+    Ok(v)
+}
+
 pub fn random(n: usize) -> Result<Vec<u8>> {
     let mut v = vec![0u8; n];
     openssl::rand::rand_bytes(&mut v)?;
@@ -424,7 +434,7 @@ pub fn rsa_decrypt_key(
     alg: &AlgId,
     enc: &[u8],
     allow_legacy: bool,
-) -> Result<Vec<u8>> {
+) -> Result<Secret> {
     if key.id() != Id::RSA {
         return Err(Error::NotARecipient(
             "RSA key transport to a non-RSA key".into(),
@@ -453,7 +463,7 @@ pub fn rsa_decrypt_key(
             alg.name()
         )));
     }
-    let mut out = Vec::new();
+    let mut out = Secret::default();
     ctx.decrypt_to_vec(enc, &mut out).map_err(|_| {
         Error::KeyUnwrapFailed("RSA decryption of the content key failed (wrong key?)".into())
     })?;
@@ -504,7 +514,7 @@ pub fn x963_kdf(
     wrap_oid: &[u8],
     ukm: Option<&[u8]>,
     key_len: usize,
-) -> Result<Vec<u8>> {
+) -> Result<Secret> {
     let mut parts: Vec<Vec<u8>> = vec![alg_id(wrap_oid, None)];
     if let Some(u) = ukm {
         parts.push(asn1::tlv(tag::ctx(0), &asn1::octet_string(u)));
@@ -515,7 +525,7 @@ pub fn x963_kdf(
     ));
     let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
     let shared_info = asn1::seq(&refs);
-    let mut out = Vec::new();
+    let mut out = Secret::default();
     let mut counter: u32 = 1;
     while out.len() < key_len {
         let mut h = Hasher::new(hash.md())?;
@@ -539,24 +549,24 @@ pub fn aes_wrap(kek: &[u8], key: &[u8]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-pub fn aes_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Vec<u8>> {
+pub fn aes_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Secret> {
     if wrapped.len() < 24 || wrapped.len() % 8 != 0 {
         return Err(Error::Malformed("wrapped key of a bad length".into()));
     }
     let k = openssl::aes::AesKey::new_decrypt(kek)
         .map_err(|_| Error::KeyUnwrapFailed("key-encryption key of a bad length".into()))?;
-    let mut out = vec![0u8; wrapped.len() - 8];
+    let mut out = Secret::new(vec![0u8; wrapped.len() - 8]);
     let n = openssl::aes::unwrap_key(&k, None, &mut out, wrapped)
         .map_err(|_| Error::KeyUnwrapFailed("AES key unwrap failed (wrong key?)".into()))?;
     out.truncate(n);
     Ok(out)
 }
 
-pub fn ecdh(ours: &PKeyRef<Private>, peer: &PKeyRef<Public>) -> Result<Vec<u8>> {
+pub fn ecdh(ours: &PKeyRef<Private>, peer: &PKeyRef<Public>) -> Result<Secret> {
     let mut d = openssl::derive::Deriver::new(ours)?;
     d.set_peer(peer)
         .map_err(|_| Error::Malformed("the originator's EC key is not on our curve".into()))?;
-    Ok(d.derive_to_vec()?)
+    Ok(Secret::new(d.derive_to_vec()?))
 }
 
 /// An EC public key from an uncompressed/compressed point on the group of `like`.

@@ -2,7 +2,7 @@
 //! and describe any CMS/S-MIME object.
 
 pub(crate) mod crypto;
-mod inspect;
+pub mod inspect;
 mod open;
 mod seal;
 
@@ -10,7 +10,7 @@ use crate::cert::{CertStore, Certificate};
 use crate::error::Result;
 use crate::keys::Identity;
 
-pub use inspect::inspect;
+pub use inspect::{inspect, InspectReport};
 
 /// Whether to compress the document before signing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -103,6 +103,10 @@ impl std::fmt::Debug for Kek {
     }
 }
 
+/// How much larger than the document (`OpenOptions::max_output`) the layers around it may be:
+/// MIME headers, signatures, certificates.
+pub const WRAPPING_ALLOWANCE: u64 = 512 << 10;
+
 /// What `open` needs to know: our keys, whom we expect, and what we tolerate.
 #[derive(Clone, Debug)]
 pub struct OpenOptions<'a> {
@@ -122,7 +126,10 @@ pub struct OpenOptions<'a> {
     pub allow_legacy_ciphers: bool,
     /// Accept SHA-1 signatures (off by default).
     pub allow_sha1: bool,
-    /// Limit on the opened document's size (decompression bombs). Default 1 GiB.
+    /// Limit on the opened document's size. The layers around it may be up to
+    /// [`WRAPPING_ALLOWANCE`] larger; encrypted content larger than that is refused before it
+    /// is decrypted, and compressed content is refused as soon as it expands beyond it,
+    /// without being held in memory (decompression bombs). Default 1 GiB.
     pub max_output: u64,
     /// Limit on the number of nested layers. Default 8.
     pub max_depth: u32,
@@ -165,20 +172,7 @@ impl Opened {
     /// The file name reduced to a safe base name (no directories, no control characters), for
     /// writing the document into a folder.
     pub fn safe_filename(&self) -> Option<String> {
-        let name = self.filename.as_deref()?;
-        let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-        let clean: String = base
-            .chars()
-            .filter(|c| !c.is_control() && *c != ':')
-            .collect::<String>()
-            .trim()
-            .trim_start_matches('.')
-            .to_string();
-        if clean.is_empty() || clean.len() > 255 {
-            None
-        } else {
-            Some(clean)
-        }
+        crate::mime::safe_filename(self.filename.as_deref()?)
     }
 }
 

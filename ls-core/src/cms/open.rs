@@ -3,11 +3,11 @@
 //! signature against the partner the caller expects.
 
 use super::crypto::{self, AlgId, ContentAlg, Digest};
+use super::inspect::{EnvelopedLayer, InspectReport, Layer, Recipient, SignedLayer, Signer};
 use super::{Kek, OpenOptions, Opened};
 use crate::asn1::{self, tag, Reader, Tlv};
 use crate::cert::{self, key_usage, Certificate};
 use crate::error::{Error, Result};
-use crate::json::Json;
 use crate::keys::Identity;
 use crate::{mime, oid, time};
 use std::borrow::Cow;
@@ -66,6 +66,10 @@ struct Leaf {
     mime_type: String,
 }
 
+fn wrapped_limit(max_output: u64) -> u64 {
+    max_output.saturating_add(super::WRAPPING_ALLOWANCE)
+}
+
 /// Most SignerInfos in one SignedData (real messages have one or two).
 const MAX_SIGNERS: usize = 16;
 
@@ -79,9 +83,9 @@ struct State<'o> {
     opts: &'o OpenOptions<'o>,
     out: Opened,
     budget: u64,
-    /// In inspect mode: one JSON object per layer; signatures are described, verified only when
-    /// a certificate is given, and failures are recorded instead of ending the walk.
-    trace: Option<Vec<Json>>,
+    /// In inspect mode: one report per layer; signatures are described, verified only when a
+    /// certificate is given, and failures are recorded instead of ending the walk.
+    trace: Option<Vec<Layer>>,
     verification_failed: bool,
 }
 
@@ -89,7 +93,7 @@ pub(crate) fn open(input: &[u8], opts: &OpenOptions) -> Result<Opened> {
     let mut st = State {
         opts,
         out: Opened::default(),
-        budget: opts.max_output,
+        budget: wrapped_limit(opts.max_output),
         trace: None,
         verification_failed: false,
     };
@@ -102,55 +106,53 @@ pub(crate) fn open(input: &[u8], opts: &OpenOptions) -> Result<Opened> {
     Ok(st.out)
 }
 
-/// Describe every layer of `input` as JSON. Decrypts when `opts.recipient` is ours, verifies
-/// signatures when `opts.sender`/`opts.partners` is given. Never fails: an error ends the walk
-/// and is reported in the result's `error` member.
-pub(crate) fn inspect(input: &[u8], opts: &OpenOptions) -> Json {
+/// Describe every layer of `input`. Decrypts when `opts.recipient` is ours, verifies signatures
+/// when `opts.sender`/`opts.partners` is given. Never fails: an error ends the walk and is
+/// reported in the result's `error` member.
+pub(crate) fn inspect(input: &[u8], opts: &OpenOptions) -> InspectReport {
     let mut st = State {
         opts,
         out: Opened::default(),
-        budget: opts.max_output,
+        budget: wrapped_limit(opts.max_output),
         trace: Some(Vec::new()),
         verification_failed: false,
     };
     let res = st.walk(input);
     let layers = st.trace.take().unwrap_or_default();
     // Signed = some layer carried a signature, whether or not it verified.
-    let signed = layers
-        .iter()
-        .any(|l| l.get("layer") == Some(&Json::from("signedData")));
-    let mut j = Json::obj().with("layers", Json::Arr(layers));
+    let signed = layers.iter().any(|l| matches!(l, Layer::SignedData(_)));
     let complete = res.is_ok() && !st.out.mime_type.is_empty();
-    j.set("complete", complete);
     let asked = opts.sender.is_some() || opts.partners.is_some();
-    j.set(
-        "verified",
-        if asked && signed {
-            Json::Bool(!st.verification_failed && res.is_ok())
-        } else {
-            Json::Null
-        },
-    );
-    if complete {
-        j.set("signed", signed);
-        j.set("encrypted", st.out.encrypted);
+    InspectReport {
+        layers,
+        complete,
+        verified: (asked && signed).then(|| !st.verification_failed && res.is_ok()),
+        signed: complete.then_some(signed),
+        encrypted: complete.then_some(st.out.encrypted),
+        error: res.err().map(|e| (&e).into()),
     }
-    j.set(
-        "error",
-        match res {
-            Ok(()) => Json::Null,
-            Err(e) => e.to_json(),
-        },
-    );
-    j
 }
 
 impl<'o> State<'o> {
-    /// Every buffer we produce, and the document itself, is bounded by `max_output`.
+    /// The document is bounded by `max_output`.
     fn check_size(&self, n: usize) -> Result<()> {
         if n as u64 > self.opts.max_output {
             return Err(Error::TooLarge(format!(
-                "{n} bytes exceed the output limit of {} bytes",
+                "the document of {n} bytes is larger than the limit of {} bytes",
+                self.opts.max_output
+            )));
+        }
+        Ok(())
+    }
+
+    /// Every buffer on the way to it (a decrypted or inflated layer, which still holds MIME
+    /// headers, signatures and certificates around the document) by `max_output` plus
+    /// [`super::WRAPPING_ALLOWANCE`]: a document of exactly the limit opens.
+    fn check_wrapped(&self, n: usize, what: &str) -> Result<()> {
+        let max = wrapped_limit(self.opts.max_output);
+        if n as u64 > max {
+            return Err(Error::TooLarge(format!(
+                "{what} of {n} bytes cannot hold a document within the limit of {} bytes",
                 self.opts.max_output
             )));
         }
@@ -161,7 +163,7 @@ impl<'o> State<'o> {
         self.trace.is_some()
     }
 
-    fn trace(&mut self, j: Json) {
+    fn trace(&mut self, j: Layer) {
         if let Some(t) = &mut self.trace {
             t.push(j);
         }
@@ -188,7 +190,7 @@ impl<'o> State<'o> {
             let cur = &buf[range.clone()];
             match st.step(cur, kind)? {
                 Next::Owned(v, k) => {
-                    st.check_size(v.len())?;
+                    st.check_wrapped(v.len(), "a layer")?;
                     range = 0..v.len();
                     buf = Cow::Owned(v);
                     kind = k;
@@ -218,13 +220,11 @@ impl<'o> State<'o> {
                         (None, None) => Vec::new(),
                     };
                     st.check_size(doc.len())?;
-                    st.trace(
-                        Json::obj()
-                            .with("layer", "document")
-                            .with("mime_type", leaf.mime_type.as_str())
-                            .with("filename", leaf.filename.clone())
-                            .with("size", doc.len()),
-                    );
+                    st.trace(Layer::Document {
+                        mime_type: leaf.mime_type.clone(),
+                        filename: leaf.filename.clone(),
+                        size: doc.len(),
+                    });
                     st.out.document = doc;
                     st.out.filename = leaf.filename;
                     st.out.mime_type = leaf.mime_type;
@@ -304,13 +304,11 @@ impl<'o> State<'o> {
         match ct.as_str() {
             "application/pkcs7-mime" | "application/x-pkcs7-mime" => {
                 let smime_type = e.content_type_param("smime-type");
-                self.trace(
-                    Json::obj()
-                        .with("layer", "mime")
-                        .with("content_type", ct.as_str())
-                        .with("smime_type", smime_type.clone())
-                        .with("transfer_encoding", e.header("content-transfer-encoding")),
-                );
+                self.trace(Layer::Mime {
+                    content_type: ct.clone(),
+                    smime_type: smime_type.clone(),
+                    transfer_encoding: e.header("content-transfer-encoding").map(str::to_string),
+                });
                 self.layer(format!(
                     "S/MIME entity ({})",
                     smime_type.unwrap_or_else(|| "no smime-type".into())
@@ -346,12 +344,10 @@ impl<'o> State<'o> {
                     .expect(tag::ctx(0), "content")?
                     .children()?
                     .req("SignedData")?;
-                self.trace(
-                    Json::obj()
-                        .with("layer", "multipart/signed")
-                        .with("micalg", e.content_type_param("micalg"))
-                        .with("signed_part_size", parts.content.len()),
-                );
+                self.trace(Layer::MultipartSigned {
+                    micalg: e.content_type_param("micalg"),
+                    signed_part_size: parts.content.len(),
+                });
                 self.layer("multipart/signed".into())?;
                 self.signed_data(sd, Some(parts.content))?;
                 Ok(Next::Sub(range_in(cur, parts.content), Kind::Mime))
@@ -432,25 +428,30 @@ impl<'o> State<'o> {
             .octets()?;
         self.layer("compressedData (zlib)".into())?;
         let compressed_size = data.len();
-        let limit = usize::try_from(self.budget).unwrap_or(usize::MAX);
-        let out = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(&data, limit).map_err(|e| {
-            if e.status == miniz_oxide::inflate::TINFLStatus::HasMoreOutput {
-                Error::TooLarge(format!(
-                    "the compressed content expands beyond the limit of {} bytes (decompression bomb?)",
+        let out = match crate::inflate::inflate(&data, true, self.budget) {
+            Ok(done) => done.data,
+            Err(crate::inflate::Failure::TooLarge { .. }) => {
+                return Err(Error::ExpansionTooLarge(format!(
+                    "the compressed content expands beyond the limit of {} bytes (decompression \
+                     bomb?)",
                     self.opts.max_output
-                ))
-            } else {
-                Error::DecompressFailed(format!("corrupt zlib data ({:?})", e.status))
+                )))
             }
-        })?;
+            Err(crate::inflate::Failure::Truncated) => {
+                return Err(Error::DecompressFailed("truncated zlib data".into()))
+            }
+            Err(crate::inflate::Failure::Corrupt(why)) => {
+                return Err(Error::DecompressFailed(format!(
+                    "corrupt zlib data ({why})"
+                )))
+            }
+        };
         self.budget = self.budget.saturating_sub(out.len() as u64);
-        self.trace(
-            Json::obj()
-                .with("layer", "compressedData")
-                .with("algorithm", "zlib")
-                .with("compressed_size", compressed_size)
-                .with("size", out.len()),
-        );
+        self.trace(Layer::CompressedData {
+            algorithm: "zlib".into(),
+            compressed_size,
+            size: out.len(),
+        });
         Ok((ect, out))
     }
 
@@ -508,36 +509,32 @@ impl<'o> State<'o> {
             while let Some(si) = sis.next()? {
                 signers.push(describe_signer(si, embedded.certs())?);
             }
-            let mut j = Json::obj()
-                .with("layer", "signedData")
-                .with("content_type", oid::name(ect))
-                .with("detached", detached.is_some())
-                .with("content_size", content.len())
-                .with(
-                    "certificates",
-                    Json::Arr(
-                        embedded
-                            .certs()
-                            .iter()
-                            .map(|c| Json::from(c.subject()))
-                            .collect(),
-                    ),
-                )
-                .with("signers", Json::Arr(signers));
+            let mut j = SignedLayer {
+                content_type: oid::name(ect),
+                detached: detached.is_some(),
+                content_size: content.len(),
+                certificates: embedded
+                    .certs()
+                    .iter()
+                    .map(|c| c.subject().to_string())
+                    .collect(),
+                signers,
+                verified: None,
+                verification_error: None,
+            };
             if self.opts.sender.is_none() && self.opts.partners.is_none() {
-                j.set("verified", Json::Null);
                 self.layer("signedData (not verified)".into())?;
             } else {
                 match self.verify_signers(signer_infos, ect, &content, &embedded) {
-                    Ok(()) => j.set("verified", true),
+                    Ok(()) => j.verified = Some(true),
                     Err(e) => {
-                        j.set("verified", false);
-                        j.set("verification_error", e.to_json());
+                        j.verified = Some(false);
+                        j.verification_error = Some((&e).into());
                         self.verification_failed = true;
                     }
                 }
             }
-            self.trace(j);
+            self.trace(Layer::SignedData(j));
             return Ok((ect, content));
         }
         self.verify_signers(signer_infos, ect, &content, &embedded)?;
@@ -755,6 +752,9 @@ impl<'o> State<'o> {
                 ))
             }
         };
+        // Before anything is decrypted: content this large cannot be a document we accept
+        // (compressed content is bounded while it is inflated).
+        self.check_wrapped(ciphertext.len(), "the encrypted content")?;
         let (aad, mac) = if auth {
             let aad = match r.optional(tag::ctx(1))? {
                 Some(a) => {
@@ -771,21 +771,18 @@ impl<'o> State<'o> {
         };
 
         if self.inspecting() {
-            let j = Json::obj()
-                .with(
-                    "layer",
-                    if auth {
-                        "authEnvelopedData"
-                    } else {
-                        "envelopedData"
-                    },
-                )
-                .with("content_encryption", calg.name())
-                .with("content_type", oid::name(&ect))
-                .with("encrypted_size", ciphertext.len())
-                .with("authenticated_attributes", auth && !aad.is_empty())
-                .with("recipients", describe_recipients(ris)?);
-            self.trace(j);
+            let j = EnvelopedLayer {
+                content_encryption: calg.name(),
+                content_type: oid::name(&ect),
+                encrypted_size: ciphertext.len(),
+                authenticated_attributes: auth && !aad.is_empty(),
+                recipients: describe_recipients(ris)?,
+            };
+            self.trace(if auth {
+                Layer::AuthEnvelopedData(j)
+            } else {
+                Layer::EnvelopedData(j)
+            });
         }
         let (cek, how) = self.content_key(ris, params.alg)?;
         self.layer(format!(
@@ -803,7 +800,7 @@ impl<'o> State<'o> {
     }
 
     /// Find the RecipientInfo addressed to us and recover the content key.
-    fn content_key(&self, ris: Tlv, alg: ContentAlg) -> Result<(Vec<u8>, String)> {
+    fn content_key(&self, ris: Tlv, alg: ContentAlg) -> Result<(crypto::Secret, String)> {
         let id = self.opts.recipient;
         let kek = self.opts.kek;
         let mut addressed_to = Vec::new();
@@ -888,7 +885,7 @@ impl<'o> State<'o> {
         ri: Tlv,
         id: Option<&Identity>,
         addressed_to: &mut Vec<String>,
-    ) -> Result<Option<(Vec<u8>, String)>> {
+    ) -> Result<Option<(crypto::Secret, String)>> {
         let mut k = ri.children()?;
         k.expect(tag::INTEGER, "version")?;
         let originator = k
@@ -1030,17 +1027,18 @@ pub(crate) fn decode_pem(text: &[u8]) -> Result<Vec<u8>> {
         .map_err(|_| Error::Malformed("bad base64 in the PEM block".into()))
 }
 
-fn describe_signer(si: Tlv, embedded: &[Certificate]) -> Result<Json> {
+fn describe_signer(si: Tlv, embedded: &[Certificate]) -> Result<Signer> {
     let si = SignerInfo::parse(si)?;
     let signing_time = si.attrs()?.signing_time.map(time::iso8601);
     let cert = embedded.iter().find(|c| si.names(c));
-    Ok(Json::obj()
-        .with("id", describe_rid(si.sid))
-        .with("subject", cert.map(|c| c.subject().to_string()))
-        .with("digest", si.digest_alg.name())
-        .with("signature", si.sig_alg.name())
-        .with("signed_attributes", si.signed_attrs.is_some())
-        .with("signing_time", signing_time))
+    Ok(Signer {
+        id: describe_rid(si.sid),
+        subject: cert.map(|c| c.subject().to_string()),
+        digest: si.digest_alg.name(),
+        signature: si.sig_alg.name(),
+        signed_attributes: si.signed_attrs.is_some(),
+        signing_time,
+    })
 }
 
 /// One SignerInfo of a SignedData.
@@ -1124,7 +1122,7 @@ impl<'a> SignerInfo<'a> {
     }
 }
 
-fn describe_recipients(ris: Tlv) -> Result<Json> {
+fn describe_recipients(ris: Tlv) -> Result<Vec<Recipient>> {
     let mut out = Vec::new();
     let mut rr = ris.children()?;
     while let Some(ri) = rr.next()? {
@@ -1134,10 +1132,10 @@ fn describe_recipients(ris: Tlv) -> Result<Json> {
             tag::SEQUENCE => {
                 let rid = k.req("rid")?;
                 let alg = AlgId::parse(k.req("keyEncryptionAlgorithm")?)?;
-                Json::obj()
-                    .with("type", "key transport")
-                    .with("id", describe_rid(rid))
-                    .with("algorithm", alg.name())
+                Recipient::KeyTransport {
+                    id: describe_rid(rid),
+                    algorithm: alg.name(),
+                }
             }
             t if t == tag::ctx(1) => {
                 k.req("originator")?;
@@ -1148,12 +1146,12 @@ fn describe_recipients(ris: Tlv) -> Result<Json> {
                     .expect(tag::SEQUENCE, "recipientEncryptedKeys")?
                     .children()?;
                 while let Some(rek) = reks.next()? {
-                    ids.push(Json::from(describe_rid(rek.children()?.req("rid")?)));
+                    ids.push(describe_rid(rek.children()?.req("rid")?));
                 }
-                Json::obj()
-                    .with("type", "key agreement")
-                    .with("ids", Json::Arr(ids))
-                    .with("algorithm", alg.name())
+                Recipient::KeyAgreement {
+                    ids,
+                    algorithm: alg.name(),
+                }
             }
             t if t == tag::ctx(2) => {
                 let kekid = k.expect(tag::SEQUENCE, "kekid")?;
@@ -1162,17 +1160,17 @@ fn describe_recipients(ris: Tlv) -> Result<Json> {
                     .expect(tag::OCTET_STRING, "keyIdentifier")?
                     .octets()?;
                 let alg = AlgId::parse(k.req("keyEncryptionAlgorithm")?)?;
-                Json::obj()
-                    .with("type", "key-encryption key")
-                    .with("id", cert::hex(&id))
-                    .with("algorithm", alg.name())
+                Recipient::Kek {
+                    id: cert::hex(&id),
+                    algorithm: alg.name(),
+                }
             }
-            t if t == tag::ctx(3) => Json::obj().with("type", "password"),
-            _ => Json::obj().with("type", "other"),
+            t if t == tag::ctx(3) => Recipient::Password,
+            _ => Recipient::Other,
         };
         out.push(j);
     }
-    Ok(Json::Arr(out))
+    Ok(out)
 }
 
 /// Whether `data` is exactly one DER/BER ContentInfo of a layer type we peel.

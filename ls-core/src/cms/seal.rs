@@ -350,7 +350,7 @@ pub(crate) fn enveloped(
         ContentCipher::Aes256Gcm => ContentAlg::AesGcm(32),
         ContentCipher::Aes256Cbc => ContentAlg::AesCbc(32),
     };
-    let cek = crypto::random(alg.key_len())?;
+    let cek = crypto::random_key(alg.key_len())?;
     let iv = crypto::random(if alg.is_aead() { 12 } else { 16 })?;
     let mut ris = Vec::new();
     let mut any_kari = false;

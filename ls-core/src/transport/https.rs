@@ -94,7 +94,7 @@ impl fmt::Debug for HttpsConfig {
 }
 
 /// The URL with any `user:password@` replaced, for Debug output.
-pub(crate) fn redact_userinfo(url: &str) -> String {
+pub fn redact_userinfo(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
     let end = url[start..]
         .find(['/', '?', '#'])
@@ -185,35 +185,141 @@ impl HttpsTransport {
     fn read_response(&self, resp: ureq::Response) -> Result<HttpResponse> {
         let status = resp.status();
         let content_type = resp.header("content-type").unwrap_or("").to_string();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .take(MAX_KEPT_HEADERS)
+            .filter_map(|n| {
+                let v = resp.header(&n)?.to_string();
+                Some((n.to_ascii_lowercase(), v))
+            })
+            .collect();
         let max = self.max_response_bytes;
+        let hard = max.saturating_mul(OVERSIZED_FACTOR);
         let declared = resp
             .header("content-length")
             .and_then(|v| v.trim().parse::<u64>().ok());
-        if let Some(len) = declared {
-            if len > max {
-                return Err(Error::TooLarge(format!(
-                    "the response of {} declares {len} bytes, more than the {max} allowed",
-                    self.endpoint
-                )));
-            }
-        }
-        let mut body = Vec::with_capacity(declared.unwrap_or(0).min(1 << 20) as usize);
-        resp.into_reader()
-            .take(max.saturating_add(1))
-            .read_to_end(&mut body)
-            .map_err(|e| body_error(&self.endpoint, e))?;
-        if body.len() as u64 > max {
+        if let Some(len) = declared.filter(|&len| len > hard) {
             return Err(Error::TooLarge(format!(
-                "the response of {} is longer than the {max} bytes allowed",
+                "the response of {} declares {len} bytes, far more than the {max} allowed",
                 self.endpoint
             )));
         }
+        let mut reader = resp.into_reader();
+        let mut body = Vec::new();
+        let over = match declared {
+            Some(len) if len > max => true,
+            _ => {
+                body.reserve(declared.unwrap_or(0).min(1 << 20) as usize);
+                (&mut reader)
+                    .take(max.saturating_add(1))
+                    .read_to_end(&mut body)
+                    .map_err(|e| body_error(&self.endpoint, e))?;
+                body.len() as u64 > max
+            }
+        };
+        let oversized = if over {
+            // Read on to the end without keeping it: the caller may still identify (from the
+            // head) and refuse what the body carries, by its length and digest.
+            let mut sha = openssl::sha::Sha256::new();
+            sha.update(&body);
+            let mut length = body.len() as u64;
+            body.truncate(super::OVERSIZED_HEAD);
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match reader.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(body_error(&self.endpoint, e)),
+                };
+                let keep = super::OVERSIZED_HEAD.saturating_sub(body.len()).min(n);
+                body.extend_from_slice(&buf[..keep]);
+                sha.update(&buf[..n]);
+                length += n as u64;
+                if length > hard {
+                    return Err(Error::TooLarge(format!(
+                        "the response of {} is far longer than the {max} bytes allowed",
+                        self.endpoint
+                    )));
+                }
+            }
+            Some(super::Oversized {
+                length,
+                sha256: sha.finish(),
+                limit: max,
+            })
+        } else {
+            None
+        };
         Ok(HttpResponse {
             status,
             content_type,
+            headers,
             body,
+            oversized,
         })
     }
+}
+
+/// Response header fields kept at most.
+const MAX_KEPT_HEADERS: usize = 64;
+/// A response body longer than the limit is still read (and hashed) up to this multiple of it.
+const OVERSIZED_FACTOR: u64 = 16;
+
+/// A response the server sent while we were still uploading (a 413 before the body was read),
+/// as raw bytes: carried out of ureq inside the write error.
+#[derive(Debug)]
+struct EarlyResponse(Vec<u8>);
+
+impl fmt::Display for EarlyResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the server answered before the request was sent whole")
+    }
+}
+
+impl std::error::Error for EarlyResponse {}
+
+/// Parse an early response: status line, header fields, the body (by Content-Length, else
+/// what arrived).
+fn parse_early(endpoint: &str, raw: &[u8]) -> Result<HttpResponse> {
+    let bad = || {
+        Error::BadResponse(format!(
+            "{endpoint} answered before the request was sent, with something that is not HTTP"
+        ))
+    };
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(bad)?;
+    let head = std::str::from_utf8(&raw[..end]).map_err(|_| bad())?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().ok_or_else(bad)?;
+    let mut parts = status_line.splitn(3, ' ');
+    if !parts.next().is_some_and(|v| v.starts_with("HTTP/1.")) {
+        return Err(bad());
+    }
+    let status: u16 = parts
+        .next()
+        .and_then(|c| c.parse().ok())
+        .filter(|c| (100..600).contains(c))
+        .ok_or_else(bad)?;
+    let mut headers = Vec::new();
+    for l in lines.take(MAX_KEPT_HEADERS) {
+        if let Some((n, v)) = l.split_once(':') {
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let mut r = HttpResponse::new(status, "", Vec::new());
+    r.headers = headers;
+    r.content_type = r.header("content-type").unwrap_or("").to_string();
+    let body = &raw[end + 4..];
+    let len = r
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(body.len(), |n| n.min(body.len()));
+    r.body = body[..len].to_vec();
+    Ok(r)
 }
 
 impl Transport for HttpsTransport {
@@ -230,7 +336,12 @@ impl Transport for HttpsTransport {
             .send_bytes(body)
         {
             Ok(resp) | Err(ureq::Error::Status(_, resp)) => self.read_response(resp),
-            Err(ureq::Error::Transport(t)) => Err(transport_error(&self.endpoint, &t)),
+            Err(ureq::Error::Transport(t)) => match find_in_chain::<EarlyResponse>(&t) {
+                // The service refused the upload before reading it (413): its answer, not a
+                // broken pipe.
+                Some(early) => parse_early(&self.endpoint, &early.0),
+                None => Err(transport_error(&self.endpoint, &t)),
+            },
         }
     }
 }
@@ -543,33 +654,115 @@ impl ureq::TlsConnector for OpensslConnector {
         dns_name: &str,
         io: Box<dyn ureq::ReadWrite>,
     ) -> std::result::Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
-        Ok(Box::new(TlsStream(self.handshake(dns_name, io)?)))
+        Ok(Box::new(TlsStream::new(self.handshake(dns_name, io)?)))
     }
 }
 
 /// A TLS connection as ureq sees it; `socket` exposes the TCP stream so ureq can apply its
 /// deadlines and check pooled connections for closure.
+///
+/// While a request body is written, every [`EARLY_CHECK`] bytes it looks (without blocking)
+/// whether the server has answered already, as a server does that refuses a body too large to
+/// read (HTTP 413) and then closes: that answer is read and carried out as [`EarlyResponse`],
+/// so the caller sees the refusal, not the broken pipe the rest of the upload would meet.
 #[derive(Debug)]
-struct TlsStream(SslStream<Box<dyn ureq::ReadWrite>>);
+struct TlsStream {
+    ssl: SslStream<Box<dyn ureq::ReadWrite>>,
+    unchecked: usize,
+}
+
+/// How many request bytes are written between two looks for an early response.
+const EARLY_CHECK: usize = 64 * 1024;
+/// The most of an early response that is read.
+const EARLY_MAX: usize = 64 * 1024;
+
+impl TlsStream {
+    fn new(ssl: SslStream<Box<dyn ureq::ReadWrite>>) -> TlsStream {
+        TlsStream { ssl, unchecked: 0 }
+    }
+
+    fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        match self.ssl.get_ref().socket() {
+            Some(tcp) => tcp.set_nonblocking(on),
+            None => Err(io::ErrorKind::Unsupported.into()),
+        }
+    }
+
+    /// The server's response, if one has arrived (never blocks waiting for one to start).
+    fn early_response(&mut self) -> Option<Vec<u8>> {
+        self.set_nonblocking(true).ok()?;
+        let mut buf = vec![0u8; 16 * 1024];
+        // A TLS 1.3 session ticket is read here too (and gives WouldBlock: no data).
+        let first = self.ssl.read(&mut buf);
+        if self.set_nonblocking(false).is_err() {
+            return None;
+        }
+        let n = match first {
+            Ok(n) if n > 0 => n,
+            _ => return None,
+        };
+        let mut raw = buf[..n].to_vec();
+        // The rest of it, blocking (within the socket's deadlines), up to its end.
+        while raw.len() < EARLY_MAX && !early_complete(&raw) {
+            match self.ssl.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+            }
+        }
+        Some(raw)
+    }
+}
+
+/// Whether `raw` holds a whole response head and as much body as its Content-Length says.
+fn early_complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let len = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    raw.len() >= end + 4 + len
+}
 
 impl Read for TlsStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        self.unchecked = 0;
+        self.ssl.read(buf)
     }
 }
 
 impl Write for TlsStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write(buf)
+        if self.unchecked >= EARLY_CHECK {
+            self.unchecked = 0;
+            if let Some(raw) = self.early_response() {
+                return Err(io::Error::other(EarlyResponse(raw)));
+            }
+        }
+        match self.ssl.write(&buf[..buf.len().min(EARLY_CHECK)]) {
+            Ok(n) => {
+                self.unchecked += n;
+                Ok(n)
+            }
+            // The server may have answered and closed: what did it say?
+            Err(e) if is_connection_lost(e.kind()) => match self.early_response() {
+                Some(raw) => Err(io::Error::other(EarlyResponse(raw))),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
+        self.ssl.flush()
     }
 }
 
 impl ureq::ReadWrite for TlsStream {
     fn socket(&self) -> Option<&TcpStream> {
-        self.0.get_ref().socket()
+        self.ssl.get_ref().socket()
     }
 }
 
@@ -641,6 +834,9 @@ mod tests {
         Mute,
         /// Complete the handshake, read the request, never answer.
         MuteAfterRequest,
+        /// Read the request head only, answer 413 at once, then read and discard for a while
+        /// (as a server does that refuses a body it will not read) and close.
+        RefuseEarly,
     }
 
     #[derive(Clone, Debug, Default)]
@@ -779,6 +975,34 @@ mod tests {
                         None => Box::new(tcp),
                     };
                     let mut r = BufReader::new(stream);
+                    if let Mode::RefuseEarly = mode {
+                        let mut line = String::new();
+                        while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                            line.clear();
+                        }
+                        let body = b"the message is larger than this service accepts \
+                                     (limits.max_message_bytes = 1000)";
+                        let head = format!(
+                            "HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain\r\n\
+                             LayerSec-Max-Message-Bytes: 1000\r\nContent-Length: {}\r\n\
+                             Connection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let w = r.get_mut();
+                        let _ = w.write_all(head.as_bytes());
+                        let _ = w.write_all(body);
+                        let _ = w.flush();
+                        let until = Instant::now() + Duration::from_secs(1);
+                        let mut sink = [0u8; 16 * 1024];
+                        let mut drained = 0;
+                        while Instant::now() < until && drained < 1 << 20 {
+                            match r.read(&mut sink) {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => drained += n,
+                            }
+                        }
+                        return;
+                    }
                     while let Some(rec) = read_request(&mut r) {
                         requests.lock().unwrap().push(rec);
                         match &mode {
@@ -1088,9 +1312,9 @@ mod tests {
     }
 
     #[test]
-    fn oversized_responses_are_too_large() {
+    fn oversized_responses_are_kept_as_their_head_length_and_digest() {
         let (key, cert) = localhost_cert();
-        let big = vec![b'a'; 5000];
+        let big: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
         let declared = response(200, "text/plain", &big);
         let mut chunked =
             b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -1107,13 +1331,48 @@ mod tests {
             let mut c = trusting(&cert, s.url("/"));
             c.max_response_bytes = 4999;
             let t = HttpsTransport::new(c.clone()).unwrap();
-            let e = t.post("text/xml", b"x").unwrap_err();
-            assert_eq!(e.code(), ErrorCode::TooLarge, "{e}");
+            let r = t.post("text/xml", b"x").unwrap();
+            let o = r.oversized.expect("oversized");
+            assert_eq!(o.length, 5000);
+            assert_eq!(o.limit, 4999);
+            assert_eq!(o.sha256, openssl::sha::sha256(&big));
+            assert_eq!(r.body, big, "the head (all of it here)");
+            assert_eq!(r.whole().unwrap_err().code(), ErrorCode::TooLarge);
+            // The connection was read to its end: the next request on it works.
+            assert!(t.post("text/xml", b"y").unwrap().oversized.is_some());
+            assert_eq!(s.accepted.load(Ordering::SeqCst), 1);
             // Exactly at the limit is fine.
             c.max_response_bytes = 5000;
+            let t = HttpsTransport::new(c.clone()).unwrap();
+            assert_eq!(t.post("text/xml", b"x").unwrap().whole().unwrap().body, big);
+            // Far beyond it (16 times) is refused outright.
+            c.max_response_bytes = 300;
             let t = HttpsTransport::new(c).unwrap();
-            assert_eq!(t.post("text/xml", b"x").unwrap().body.len(), 5000);
+            let e = t.post("text/xml", b"x").unwrap_err();
+            assert_eq!(e.code(), ErrorCode::TooLarge, "{e}");
         }
+    }
+
+    #[test]
+    fn an_upload_refused_early_is_the_servers_answer_not_a_broken_pipe() {
+        let (key, cert) = localhost_cert();
+        let s = serve(Some((key, cert.clone())), false, Mode::RefuseEarly);
+        let t = HttpsTransport::new(trusting(&cert, s.url("/"))).unwrap();
+        // Far more than the server drains before it closes.
+        let body = vec![b'x'; 32 << 20];
+        let r = t.post("text/xml", &body).unwrap();
+        assert_eq!(r.status, 413);
+        assert_eq!(r.header("layersec-max-message-bytes"), Some("1000"));
+        assert_eq!(r.content_type, "text/plain");
+        assert!(
+            String::from_utf8_lossy(&r.body).contains("limits.max_message_bytes = 1000"),
+            "{:?}",
+            String::from_utf8_lossy(&r.body)
+        );
+        // A body that fits the socket buffers is answered the ordinary way.
+        let r = t.post("text/xml", b"small").unwrap();
+        assert_eq!(r.status, 413);
+        assert_eq!(r.header("LayerSec-Max-Message-Bytes"), Some("1000"));
     }
 
     #[test]

@@ -20,7 +20,25 @@ pub struct HttpResponse {
     pub status: u16,
     /// Empty when the response had none.
     pub content_type: String,
+    /// The header fields, names in lower case.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Set when the body was longer than the transport accepts: it was read to its end (so the
+    /// connection stays usable and the caller can still identify and refuse what it carried)
+    /// but `body` holds only its first [`OVERSIZED_HEAD`] bytes.
+    pub oversized: Option<Oversized>,
+}
+
+/// How much of an oversized response body is kept.
+pub const OVERSIZED_HEAD: usize = 1 << 20;
+
+/// The whole of a response body that was too long to keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Oversized {
+    pub length: u64,
+    pub sha256: [u8; 32],
+    /// The transport's limit it exceeded.
+    pub limit: u64,
 }
 
 impl HttpResponse {
@@ -28,7 +46,28 @@ impl HttpResponse {
         HttpResponse {
             status,
             content_type: content_type.into(),
+            headers: Vec::new(),
             body: body.into(),
+            oversized: None,
+        }
+    }
+
+    /// The first header field with this name (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The response, unless its body was too long to keep (`TooLarge`).
+    pub fn whole(self) -> Result<HttpResponse> {
+        match self.oversized {
+            None => Ok(self),
+            Some(o) => Err(Error::TooLarge(format!(
+                "the response of {} bytes is longer than the {} bytes allowed",
+                o.length, o.limit
+            ))),
         }
     }
 

@@ -13,8 +13,9 @@ use std::fmt;
 /// Seconds since the Unix epoch.
 pub type Unix = i64;
 
-/// Store failures. `Conflict` and `NotFound` are the caller's fault; `Backend` and `Io` are the
-/// store's and are reported to clients as a transient (HTTP 503) failure.
+/// Store failures. `Conflict`, `NotFound`, `Invalid` and `Refused` are the caller's fault;
+/// `LowSpace`, `Backend` and `Io` are the store's and are reported to clients as a transient
+/// (HTTP 503) failure.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -24,6 +25,20 @@ pub enum StoreError {
     Conflict(String),
     #[error("invalid: {0}")]
     Invalid(String),
+    /// A pushed message the store does not take, for good (see [`Refused`]).
+    #[error("{0}")]
+    Refused(Refused),
+    /// Storing the message would leave less than the free-space reserve: transient (pulls,
+    /// receipts and retention free space).
+    #[error(
+        "storing {needed} bytes would leave less than the free-space reserve of {reserve} bytes \
+         ({available} bytes free)"
+    )]
+    LowSpace {
+        available: u64,
+        needed: u64,
+        reserve: u64,
+    },
     #[error("store: {0}")]
     Backend(String),
     #[error("{context}: {source}")]
@@ -123,6 +138,21 @@ pub struct Party {
     pub mpc: String,
     pub created_at: Unix,
     pub revoked_at: Option<Unix>,
+    /// The largest document the party accepts (its client's `[limits] max_document_bytes`);
+    /// messages to it may be [`ls_core::as4::coordination::message_limit_for`] this.
+    pub max_document_bytes: u64,
+}
+
+/// A party to register, with its first certificate.
+#[derive(Clone, Copy, Debug)]
+pub struct NewParty<'a> {
+    pub subscriber_id: i64,
+    pub key: &'a PartyKey,
+    pub mpc: &'a str,
+    pub cert_der: &'a [u8],
+    /// Hex SHA-256 of `cert_der`.
+    pub fingerprint: &'a str,
+    pub max_document_bytes: u64,
 }
 
 impl Party {
@@ -167,6 +197,171 @@ pub struct NewMessage {
     pub receipt_content_type: String,
     pub receipt: Vec<u8>,
     pub received_at: Unix,
+    /// What makes a re-sent message "the same" (hex SHA-256, see [`content_fingerprint`]): a
+    /// push with this sender and MessageId but another fingerprint is
+    /// [`Refused::MessageIdReused`].
+    pub content_sha256: String,
+    /// Set for a refusal notice: the message it refuses (sent by this message's recipient to
+    /// this message's sender), which becomes `failed` in the same transaction.
+    pub refuses: Option<RefusalOf>,
+}
+
+/// The message a refusal notice refuses, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusalOf {
+    pub message_id: String,
+    /// The notice's failure class (`coordination::FailureClass::as_str`).
+    pub class: String,
+}
+
+/// The fingerprint of what a message says, for telling a retry from a reused MessageId: the
+/// recipient, Service, Action, RefToMessageId, the message properties and the signed digests of
+/// the attachments (digest method and value of each `cid:` reference, sorted). It survives a
+/// byte-identical retry and a gateway that signs the same content again (new timestamp,
+/// signature, MIME boundary or Content-IDs), and changes when any of those differs.
+pub fn content_fingerprint(
+    recipient: &PartyKey,
+    um: &ls_core::as4::model::UserMessage,
+    references: &[ls_core::as4::wss::SignedRef],
+) -> String {
+    let mut fields: Vec<&str> = vec![
+        &recipient.ptype,
+        &recipient.id,
+        um.service.r#type.as_deref().unwrap_or(""),
+        &um.service.value,
+        &um.action,
+        um.info.ref_to_message_id.as_deref().unwrap_or(""),
+    ];
+    let mut props: Vec<(&str, &str, &str)> = um
+        .properties
+        .iter()
+        .map(|p| {
+            (
+                p.name.as_str(),
+                p.r#type.as_deref().unwrap_or(""),
+                p.value.as_str(),
+            )
+        })
+        .collect();
+    props.sort_unstable();
+    let mut digests: Vec<(&str, &str)> = references
+        .iter()
+        .filter(|r| r.uri.starts_with("cid:"))
+        .map(|r| (r.digest_method.as_str(), r.digest_value.as_str()))
+        .collect();
+    digests.sort_unstable();
+    let props_n = props.len().to_string();
+    fields.push(&props_n);
+    for (n, t, v) in &props {
+        fields.push(n);
+        fields.push(t);
+        fields.push(v);
+    }
+    for (m, v) in &digests {
+        fields.push(m);
+        fields.push(v);
+    }
+    // Each field length-prefixed, so no two lists encode alike.
+    let mut h = openssl::sha::Sha256::new();
+    for f in fields {
+        h.update(&(f.len() as u64).to_be_bytes());
+        h.update(f.as_bytes());
+    }
+    h.finish().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What [`Store::accept`] enforces besides duplicates.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AcceptLimits {
+    /// Free bytes the store's file system must keep after the message is stored (0: none).
+    /// Refusal notices are exempt: they free the refused message's body.
+    pub min_free_bytes: u64,
+    /// The most bytes of undelivered messages the parties of one subscriber may have waiting
+    /// (0: no quota). Refusal notices are exempt.
+    pub max_queued_bytes_per_subscriber: u64,
+}
+
+/// Why [`Store::accept`] refuses a message for good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The sender used this MessageId before for another recipient or other content.
+    MessageIdReused { first_recipient: PartyKey },
+    /// Larger than the recipient's registered limit allows.
+    RecipientLimit {
+        recipient: PartyKey,
+        size: u64,
+        max_message_bytes: u64,
+        max_document_bytes: u64,
+    },
+    /// The sender's account would hold more undelivered bytes than its quota.
+    QuotaExceeded {
+        subscriber_id: i64,
+        queued: u64,
+        size: u64,
+        quota: u64,
+    },
+    /// A refusal notice for a message its sender did not receive (no message with that id
+    /// waits or waited for it).
+    RefusedMessageUnknown { message_id: String },
+    /// A refusal notice not addressed to the refused message's sender.
+    RefusedMessageOtherSender {
+        message_id: String,
+        sender: PartyKey,
+    },
+    /// A refusal notice for a message already refused by another notice.
+    AlreadyRefused {
+        message_id: String,
+        notice_id: String,
+    },
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refused::MessageIdReused { first_recipient } => write!(
+                f,
+                "this MessageId was already used by the same sender for a message to \
+                 {first_recipient} with other content; a new message needs a new MessageId"
+            ),
+            Refused::RecipientLimit {
+                recipient,
+                size,
+                max_message_bytes,
+                max_document_bytes,
+            } => write!(
+                f,
+                "the message is {size} bytes; party {recipient} accepts messages of at most \
+                 {max_message_bytes} bytes (documents of at most {max_document_bytes} bytes)"
+            ),
+            Refused::QuotaExceeded {
+                subscriber_id,
+                queued,
+                size,
+                quota,
+            } => write!(
+                f,
+                "the sender's account ({subscriber_id}) has {queued} bytes of undelivered \
+                 messages waiting; this message of {size} bytes would exceed its quota of \
+                 {quota} bytes"
+            ),
+            Refused::RefusedMessageUnknown { message_id } => write!(
+                f,
+                "refusal notice: no message {message_id} was sent to the notice's sender"
+            ),
+            Refused::RefusedMessageOtherSender { message_id, sender } => write!(
+                f,
+                "refusal notice: message {message_id} came from {sender}; the notice must be \
+                 addressed to it"
+            ),
+            Refused::AlreadyRefused {
+                message_id,
+                notice_id,
+            } => write!(
+                f,
+                "refusal notice: message {message_id} was already refused by notice {notice_id}"
+            ),
+        }
+    }
 }
 
 /// What `accept` did.
@@ -174,11 +369,23 @@ pub struct NewMessage {
 pub enum Accepted {
     /// Stored, committed and synced.
     Stored,
+    /// A refusal notice stored, committed and synced, with what became of the message it
+    /// refuses.
+    NoticeStored(NoticeEffect),
     /// The same sender already sent this MessageId: nothing stored, here is the first receipt.
     Duplicate {
         receipt_content_type: String,
         receipt: Vec<u8>,
     },
+}
+
+/// What a refusal notice did to the message it refuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoticeEffect {
+    /// It was waiting, leased or expired: now `failed`, its body removed, never offered again.
+    Failed,
+    /// It was already delivered (receipted): its state stays, the refusal is recorded on it.
+    AfterDelivery,
 }
 
 /// A message handed to a puller.
@@ -212,6 +419,15 @@ pub struct Purged {
     pub expired: u64,
 }
 
+/// Why and when a message was refused by its recipient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefusalRecord {
+    pub class: String,
+    /// The MessageId of the refusal notice.
+    pub notice_id: String,
+    pub at: Unix,
+}
+
 /// Usage of one account in a period (for billing).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
@@ -236,6 +452,9 @@ pub struct MessageRecord {
     pub received_at: Unix,
     pub attempts: u32,
     pub delivered_at: Option<Unix>,
+    /// Set when a refusal notice named the message (state `failed`, or still `delivered` /
+    /// `purged` when the notice came after the receipt).
+    pub refusal: Option<RefusalRecord>,
 }
 
 /// The storage the Messaging Service runs on. Every method is one transaction; methods that
@@ -246,16 +465,11 @@ pub trait Store: Send + Sync {
     fn subscriber(&self, id: i64) -> StoreResult<Option<Subscriber>>;
     fn subscribers(&self) -> StoreResult<Vec<Subscriber>>;
     fn set_account_status(&self, id: i64, status: AccountStatus) -> StoreResult<()>;
-    /// Register a party with its first certificate. `Conflict` when the party exists (even revoked).
-    fn register_party(
-        &self,
-        subscriber_id: i64,
-        key: &PartyKey,
-        mpc: &str,
-        cert_der: &[u8],
-        fingerprint: &str,
-        now: Unix,
-    ) -> StoreResult<Party>;
+    /// Register a party with its first certificate. `Conflict` when the party exists (even
+    /// revoked: see [`Store::reinstate_party`]).
+    fn register_party(&self, p: &NewParty<'_>, now: Unix) -> StoreResult<Party>;
+    /// Change the largest document the party accepts.
+    fn set_party_limit(&self, key: &PartyKey, max_document_bytes: u64) -> StoreResult<()>;
     /// Add a new certificate; the current ones are retired at `overlap_until` (≥ now).
     fn replace_certificate(
         &self,
@@ -266,6 +480,14 @@ pub trait Store: Send + Sync {
         now: Unix,
     ) -> StoreResult<()>;
     fn revoke_party(&self, key: &PartyKey, now: Unix) -> StoreResult<()>;
+    /// Make a revoked party active again. With a certificate (DER, fingerprint), that one
+    /// replaces every earlier certificate at once (they are retired `now`).
+    fn reinstate_party(
+        &self,
+        key: &PartyKey,
+        new_cert: Option<(&[u8], &str)>,
+        now: Unix,
+    ) -> StoreResult<()>;
     fn party(&self, key: &PartyKey) -> StoreResult<Option<Party>>;
     fn party_by_mpc(&self, mpc: &str) -> StoreResult<Option<Party>>;
     /// Parties (any status) that have or had a certificate with this fingerprint.
@@ -275,8 +497,13 @@ pub trait Store: Send + Sync {
     fn parties(&self, subscriber_id: Option<i64>) -> StoreResult<Vec<Party>>;
 
     // --- messages
-    /// Store a pushed message unless the same sender already sent its MessageId.
-    fn accept(&self, m: &NewMessage) -> StoreResult<Accepted>;
+    /// Store a pushed message unless the same sender already sent its MessageId (then
+    /// `Duplicate`, or `Refused::MessageIdReused` when the content differs). Refuses, before
+    /// writing anything, a message larger than its recipient's limit, one that would exceed the
+    /// sender's account quota (`Refused`), or one that would leave less free space than the
+    /// reserve (`LowSpace`). A refusal notice (`m.refuses`) also marks the refused message in
+    /// the same transaction.
+    fn accept(&self, m: &NewMessage, limits: &AcceptLimits) -> StoreResult<Accepted>;
     /// Hand out the oldest message of `mpc` that waits, or whose previous offer was not
     /// receipted before its lease ran out; it is leased until `now + lease_secs`.
     fn claim_next(&self, mpc: &str, now: Unix, lease_secs: i64) -> StoreResult<Option<Claimed>>;
@@ -291,12 +518,86 @@ pub trait Store: Send + Sync {
     /// Remove bodies of messages delivered before `delivered_before`; expire (drop body, keep
     /// record) messages received before `undelivered_before` and still not delivered.
     fn purge(&self, delivered_before: Unix, undelivered_before: Unix) -> StoreResult<Purged>;
+    /// Remove the records of messages that are finished (purged, expired or failed) and were
+    /// received before `received_before`; returns how many. The usage ledger is kept.
+    fn prune_records(&self, received_before: Unix) -> StoreResult<u64>;
     /// The recipients of messages with this MessageId (from any sender) that are still held.
     fn recipients_of(&self, message_id: &str) -> StoreResult<Vec<PartyKey>>;
     /// Messages waiting or leased, per recipient party.
     fn queue_depths(&self) -> StoreResult<Vec<(PartyKey, u64)>>;
+    /// Bytes of messages waiting or leased, per subscriber of their senders (every subscriber,
+    /// 0 when nothing waits).
+    fn queued_bytes(&self) -> StoreResult<Vec<(i64, u64)>>;
+    /// Bytes free for payloads on the store's file system (`None` when the store cannot tell).
+    fn free_bytes(&self) -> StoreResult<Option<u64>>;
     /// Records of messages sent by or to a party, newest first.
     fn messages(&self, party: Option<&PartyKey>, limit: u32) -> StoreResult<Vec<MessageRecord>>;
     /// Usage per account for messages accepted / delivered in `[from, to)`.
     fn usage(&self, from: Unix, to: Unix) -> StoreResult<Vec<Usage>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ls_core::as4::model::Property;
+    use ls_core::as4::wss::SignedRef;
+
+    fn r(uri: &str, digest: &str) -> SignedRef {
+        SignedRef {
+            uri: uri.into(),
+            transforms: Vec::new(),
+            digest_method: "http://www.w3.org/2001/04/xmlenc#sha256".into(),
+            digest_value: digest.into(),
+        }
+    }
+
+    #[test]
+    fn the_content_fingerprint_ignores_how_a_message_was_signed() {
+        let um = ls_core::as4::exchange::user_message("a", "b", "svc", "act", "", "x").unwrap();
+        let to = PartyKey::new("", "b");
+        let base = content_fingerprint(
+            &to,
+            &um,
+            &[
+                r("#messaging", "m1"),
+                r("cid:one", "d1"),
+                r("cid:two", "d2"),
+            ],
+        );
+        assert_eq!(base.len(), 64);
+        // Signed again: other header digests, other Content-IDs, references in another order.
+        let mut again = um.clone();
+        again.info.message_id = "other-timestamp-and-id".into();
+        again.info.timestamp = "2030-01-01T00:00:00Z".into();
+        assert_eq!(
+            content_fingerprint(
+                &to,
+                &again,
+                &[r("cid:B", "d2"), r("#m2", "m2"), r("cid:A", "d1")]
+            ),
+            base
+        );
+        // What the message says changes it.
+        let differs = |to: &PartyKey, um: &ls_core::as4::model::UserMessage, refs: &[SignedRef]| {
+            assert_ne!(content_fingerprint(to, um, refs), base);
+        };
+        let refs = [r("cid:one", "d1"), r("cid:two", "d2")];
+        differs(&to, &um, &[r("cid:one", "d1"), r("cid:two", "d3")]);
+        differs(&to, &um, &[r("cid:one", "d1")]);
+        differs(&PartyKey::new("t", "b"), &um, &refs);
+        let mut u = um.clone();
+        u.action = "other".into();
+        differs(&to, &u, &refs);
+        let mut u = um.clone();
+        u.info.ref_to_message_id = Some("m0".into());
+        differs(&to, &u, &refs);
+        let mut u = um.clone();
+        u.properties.push(Property::new("FailureClass", "policy"));
+        differs(&to, &u, &refs);
+        // Fields are length-prefixed: moving a boundary changes the fingerprint.
+        let mut u = um.clone();
+        u.service.value = "sv".into();
+        u.action = "cact".into();
+        differs(&to, &u, &refs);
+    }
 }

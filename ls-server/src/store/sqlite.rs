@@ -20,6 +20,7 @@
 //! Bodies are never logged; error messages carry SQLite's messages, paths and ids only.
 
 use super::*;
+use ls_core::as4::coordination;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::fs;
@@ -44,7 +45,7 @@ const TMP_EXT: &str = ".tmp";
 
 /// Schema migrations: `MIGRATIONS[i]` takes `PRAGMA user_version` from `i` to `i + 1`. Append
 /// only; never edit a released entry.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 /// The schema version this program writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -141,9 +142,90 @@ CREATE TABLE usage_ledger (
 CREATE INDEX usage_ledger_subscriber_at ON usage_ledger(subscriber_id, at);
 ";
 
+/// Version 2 (issue 9): a document limit per party (existing parties get
+/// `coordination::DEFAULT_MAX_DOCUMENT_BYTES`, 100 MiB, as of this migration); messages get the
+/// state `failed` with the refusal's class, notice and time, and the content fingerprint that
+/// tells a retry from a reused MessageId (NULL for older rows: then only the recipient is
+/// compared). SQLite cannot change a CHECK constraint, so `messages` is copied into a new table
+/// (once; its AUTOINCREMENT counter is carried over, so `usage_ledger.message_seq` never names
+/// two messages).
+const SCHEMA_V2: &str = "
+ALTER TABLE parties ADD COLUMN max_document_bytes INTEGER NOT NULL DEFAULT 104857600
+    CHECK (max_document_bytes > 0);
+
+CREATE TABLE messages_v2 (
+    seq                   INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender_ptype          TEXT    NOT NULL,
+    sender_id             TEXT    NOT NULL,
+    recipient_ptype       TEXT    NOT NULL,
+    recipient_id          TEXT    NOT NULL,
+    mpc                   TEXT    NOT NULL,
+    message_id            TEXT    NOT NULL,
+    conversation_id       TEXT    NOT NULL,
+    service               TEXT    NOT NULL,
+    action                TEXT    NOT NULL,
+    content_type          TEXT    NOT NULL,
+    size                  INTEGER NOT NULL,
+    body                  BLOB,
+    body_file             TEXT,
+    receipt_content_type  TEXT    NOT NULL,
+    receipt               BLOB    NOT NULL,
+    state                 TEXT    NOT NULL
+        CHECK (state IN ('waiting', 'leased', 'delivered', 'expired', 'purged', 'failed')),
+    received_at           INTEGER NOT NULL,
+    lease_until           INTEGER,
+    attempts              INTEGER NOT NULL DEFAULT 0,
+    delivered_at          INTEGER,
+    recipient_receipt     BLOB,
+    content_sha256        TEXT,
+    failure_class         TEXT,
+    failure_notice_id     TEXT,
+    failed_at             INTEGER,
+    CHECK (body IS NULL OR body_file IS NULL),
+    UNIQUE (sender_ptype, sender_id, message_id)
+);
+INSERT INTO messages_v2 (seq, sender_ptype, sender_id, recipient_ptype, recipient_id, mpc,
+    message_id, conversation_id, service, action, content_type, size, body, body_file,
+    receipt_content_type, receipt, state, received_at, lease_until, attempts, delivered_at,
+    recipient_receipt)
+SELECT seq, sender_ptype, sender_id, recipient_ptype, recipient_id, mpc,
+    message_id, conversation_id, service, action, content_type, size, body, body_file,
+    receipt_content_type, receipt, state, received_at, lease_until, attempts, delivered_at,
+    recipient_receipt
+FROM messages ORDER BY seq;
+DELETE FROM sqlite_sequence WHERE name = 'messages_v2';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'messages_v2', seq FROM sqlite_sequence
+    WHERE name = 'messages';
+DROP TABLE messages;
+ALTER TABLE messages_v2 RENAME TO messages;
+
+CREATE INDEX messages_claim ON messages(mpc, seq) WHERE state IN ('waiting', 'leased');
+CREATE INDEX messages_pending_recipient ON messages(recipient_ptype, recipient_id)
+    WHERE state IN ('waiting', 'leased');
+CREATE INDEX messages_recipient ON messages(recipient_ptype, recipient_id, message_id);
+CREATE INDEX messages_message_id ON messages(message_id);
+CREATE INDEX messages_pending_age ON messages(received_at) WHERE state IN ('waiting', 'leased');
+CREATE INDEX messages_delivered_age ON messages(delivered_at) WHERE state = 'delivered';
+CREATE INDEX messages_body_file ON messages(body_file) WHERE body_file IS NOT NULL;
+-- the sender's account quota: undelivered bytes per sending party (covering)
+CREATE INDEX messages_pending_sender ON messages(sender_ptype, sender_id, size)
+    WHERE state IN ('waiting', 'leased');
+-- prune_records
+CREATE INDEX messages_finished_age ON messages(received_at)
+    WHERE state IN ('purged', 'expired', 'failed');
+";
+
+/// Room a stored message needs besides its body: its row, the receipt and WAL pages.
+const ROW_SLACK: u64 = 64 * 1024;
+/// Records removed per transaction by [`Store::prune_records`], so that a large backlog does
+/// not hold the write lock for long.
+const PRUNE_BATCH: i64 = 5000;
+
 /// The embedded [`Store`]. `Send + Sync`; share it behind an `Arc`.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The store's folder (the database).
+    dir: PathBuf,
     payloads: PathBuf,
     inline_max: usize,
 }
@@ -186,6 +268,7 @@ impl SqliteStore {
 
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            dir: dir.to_path_buf(),
             payloads,
             inline_max,
         })
@@ -285,6 +368,35 @@ impl SqliteStore {
                 }
             };
         }
+    }
+
+    /// Refuse (`LowSpace`) a body of `size` bytes that would leave less than `reserve` bytes
+    /// free. An inline body goes through the WAL into the database (twice its size at worst,
+    /// less the database's free pages); a file body needs its size on the payloads' file system.
+    fn check_space(&self, size: u64, inline: bool, reserve: u64) -> StoreResult<()> {
+        if reserve == 0 {
+            return Ok(());
+        }
+        let (available, needed) = if inline {
+            let reusable = self.read(db_free_bytes)?;
+            (
+                fs_available(&self.dir)?.saturating_add(reusable),
+                size.saturating_mul(2).saturating_add(ROW_SLACK),
+            )
+        } else {
+            (
+                fs_available(&self.payloads)?,
+                size.saturating_add(ROW_SLACK),
+            )
+        };
+        if available < needed.saturating_add(reserve) {
+            return Err(StoreError::LowSpace {
+                available,
+                needed,
+                reserve,
+            });
+        }
+        Ok(())
     }
 
     fn remove_payload(&self, name: &str) {
@@ -393,6 +505,20 @@ fn create_private_file(path: &Path) -> StoreResult<()> {
     }
 }
 
+/// Bytes an unprivileged process may still write on the file system of `path`.
+fn fs_available(path: &Path) -> StoreResult<u64> {
+    let st = rustix::fs::statvfs(path)
+        .map_err(|e| io_err(format!("statvfs {}", path.display()), e.into()))?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Bytes of free pages inside the database (reused before the file grows).
+fn db_free_bytes(tx: &Transaction<'_>) -> StoreResult<u64> {
+    let pages: i64 = tx.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+    let size: i64 = tx.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    Ok(to_u64(pages).saturating_mul(to_u64(size)))
+}
+
 fn sync_dir(dir: &Path) -> StoreResult<()> {
     fs::File::open(dir)
         .and_then(|d| d.sync_all())
@@ -492,7 +618,8 @@ fn subscriber_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscriber> {
 }
 
 const PARTY_COLS: &str = "p.ptype, p.pid, p.subscriber_id, p.status, s.status, p.mpc, \
-     p.created_at, p.revoked_at FROM parties p JOIN subscribers s ON s.id = p.subscriber_id";
+     p.created_at, p.revoked_at, p.max_document_bytes \
+     FROM parties p JOIN subscribers s ON s.id = p.subscriber_id";
 
 fn party_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Party> {
     Ok(Party {
@@ -506,6 +633,7 @@ fn party_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Party> {
         mpc: r.get(5)?,
         created_at: r.get(6)?,
         revoked_at: r.get(7)?,
+        max_document_bytes: to_u64(r.get(8)?),
     })
 }
 
@@ -558,19 +686,194 @@ fn add_usage(
     Ok(())
 }
 
-fn find_duplicate(tx: &Transaction<'_>, m: &NewMessage) -> StoreResult<Option<Accepted>> {
-    Ok(tx
+/// A limit as SQLite stores it (INTEGER is signed).
+fn limit_to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Whether `m` may be stored: `Some(Duplicate)` when its sender already sent it (the first
+/// receipt), `None` when it may be stored, or the refusal. Run before the body is written (in a
+/// read transaction) and again in the write transaction that inserts it.
+fn admit(
+    tx: &Transaction<'_>,
+    m: &NewMessage,
+    limits: &AcceptLimits,
+) -> StoreResult<Option<Accepted>> {
+    let first = tx
         .prepare_cached(
-            "SELECT receipt_content_type, receipt FROM messages \
-             WHERE sender_ptype = ?1 AND sender_id = ?2 AND message_id = ?3",
+            "SELECT recipient_ptype, recipient_id, content_sha256, receipt_content_type, receipt \
+             FROM messages WHERE sender_ptype = ?1 AND sender_id = ?2 AND message_id = ?3",
         )?
         .query_row(params![m.sender.ptype, m.sender.id, m.message_id], |r| {
-            Ok(Accepted::Duplicate {
-                receipt_content_type: r.get(0)?,
-                receipt: r.get(1)?,
-            })
+            Ok((
+                PartyKey {
+                    ptype: r.get(0)?,
+                    id: r.get(1)?,
+                },
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Vec<u8>>(4)?,
+            ))
         })
-        .optional()?)
+        .optional()?;
+    if let Some((recipient, content, receipt_content_type, receipt)) = first {
+        // Rows from before schema version 2 have no fingerprint: the recipient must match.
+        let same = recipient == m.recipient
+            && match content.as_deref() {
+                None => true,
+                Some(c) => c.eq_ignore_ascii_case(&m.content_sha256),
+            };
+        if !same {
+            return Err(StoreError::Refused(Refused::MessageIdReused {
+                first_recipient: recipient,
+            }));
+        }
+        return Ok(Some(Accepted::Duplicate {
+            receipt_content_type,
+            receipt,
+        }));
+    }
+    // A MessageId another sender already used for this recipient: a receipt names only the
+    // MessageId, so it could not tell the two apart.
+    let taken: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE recipient_ptype = ?1 \
+             AND recipient_id = ?2 AND message_id = ?3)",
+        )?
+        .query_row(
+            params![m.recipient.ptype, m.recipient.id, m.message_id],
+            |r| r.get(0),
+        )?;
+    if taken {
+        return Err(StoreError::Conflict(format!(
+            "MessageId {} is already used by another sender for this recipient",
+            m.message_id
+        )));
+    }
+    let size = m.body.len() as u64;
+    let max_document_bytes: i64 = tx
+        .prepare_cached("SELECT max_document_bytes FROM parties WHERE ptype = ?1 AND pid = ?2")?
+        .query_row(params![m.recipient.ptype, m.recipient.id], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("recipient party {}", m.recipient)))?;
+    let max_document_bytes = to_u64(max_document_bytes);
+    let max_message_bytes = coordination::message_limit_for(max_document_bytes);
+    if size > max_message_bytes {
+        return Err(StoreError::Refused(Refused::RecipientLimit {
+            recipient: m.recipient.clone(),
+            size,
+            max_message_bytes,
+            max_document_bytes,
+        }));
+    }
+    match &m.refuses {
+        Some(r) => {
+            refused_row(tx, m, r)?;
+        }
+        None if limits.max_queued_bytes_per_subscriber > 0 => {
+            let subscriber = party_subscriber(tx, &m.sender)?
+                .ok_or_else(|| StoreError::NotFound(format!("sender party {}", m.sender)))?;
+            let queued: i64 = tx
+                .prepare_cached(
+                    "SELECT COALESCE(SUM(m.size), 0) FROM parties p JOIN messages m \
+                     ON m.sender_ptype = p.ptype AND m.sender_id = p.pid \
+                     AND m.state IN ('waiting', 'leased') WHERE p.subscriber_id = ?1",
+                )?
+                .query_row([subscriber], |r| r.get(0))?;
+            let queued = to_u64(queued);
+            let quota = limits.max_queued_bytes_per_subscriber;
+            if queued.saturating_add(size) > quota {
+                return Err(StoreError::Refused(Refused::QuotaExceeded {
+                    subscriber_id: subscriber,
+                    queued,
+                    size,
+                    quota,
+                }));
+            }
+        }
+        None => {}
+    }
+    Ok(None)
+}
+
+/// The row a refusal notice `m` refuses (`seq`, state): a message with that id sent by the
+/// notice's recipient to the notice's sender, not yet refused.
+fn refused_row(tx: &Transaction<'_>, m: &NewMessage, r: &RefusalOf) -> StoreResult<(i64, String)> {
+    let row = tx
+        .prepare_cached(
+            "SELECT seq, sender_ptype, sender_id, state, failure_notice_id FROM messages \
+             WHERE recipient_ptype = ?1 AND recipient_id = ?2 AND message_id = ?3",
+        )?
+        .query_row(params![m.sender.ptype, m.sender.id, r.message_id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                PartyKey {
+                    ptype: r.get(1)?,
+                    id: r.get(2)?,
+                },
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })
+        .optional()?;
+    let Some((seq, sender, state, notice)) = row else {
+        return Err(StoreError::Refused(Refused::RefusedMessageUnknown {
+            message_id: r.message_id.clone(),
+        }));
+    };
+    if sender != m.recipient {
+        return Err(StoreError::Refused(Refused::RefusedMessageOtherSender {
+            message_id: r.message_id.clone(),
+            sender,
+        }));
+    }
+    if let Some(notice_id) = notice {
+        return Err(StoreError::Refused(Refused::AlreadyRefused {
+            message_id: r.message_id.clone(),
+            notice_id,
+        }));
+    }
+    Ok((seq, state))
+}
+
+/// Record the refusal `m` (a notice) on the message it refuses: a message not yet delivered
+/// becomes `failed` and loses its body (returned: a payload file to remove after the commit);
+/// a delivered one keeps its state.
+fn mark_refused(
+    tx: &Transaction<'_>,
+    m: &NewMessage,
+    r: &RefusalOf,
+) -> StoreResult<(NoticeEffect, Option<String>)> {
+    let (seq, state) = refused_row(tx, m, r)?;
+    if matches!(state.as_str(), "delivered" | "purged") {
+        tx.prepare_cached(
+            "UPDATE messages SET failure_class = ?2, failure_notice_id = ?3, failed_at = ?4 \
+             WHERE seq = ?1",
+        )?
+        .execute(params![seq, r.class, m.message_id, m.received_at])?;
+        return Ok((NoticeEffect::AfterDelivery, None));
+    }
+    let file: Option<String> = tx
+        .prepare_cached("SELECT body_file FROM messages WHERE seq = ?1")?
+        .query_row([seq], |r| r.get(0))?;
+    tx.prepare_cached(
+        "UPDATE messages SET state = 'failed', body = NULL, body_file = NULL, \
+         lease_until = NULL, failure_class = ?2, failure_notice_id = ?3, failed_at = ?4 \
+         WHERE seq = ?1",
+    )?
+    .execute(params![seq, r.class, m.message_id, m.received_at])?;
+    Ok((NoticeEffect::Failed, file))
+}
+
+/// A party's document limit: at least 1 byte, and what SQLite's INTEGER holds.
+fn check_document_limit(n: u64) -> StoreResult<()> {
+    if n == 0 || i64::try_from(n).is_err() {
+        return Err(StoreError::Invalid(format!(
+            "max_document_bytes = {n}: expected 1 to {}",
+            i64::MAX
+        )));
+    }
+    Ok(())
 }
 
 /// The fingerprint as stored: lower-case hex SHA-256 (the trait's form). Also accepted: upper
@@ -651,15 +954,15 @@ impl Store for SqliteStore {
         })
     }
 
-    fn register_party(
-        &self,
-        subscriber_id: i64,
-        key: &PartyKey,
-        mpc: &str,
-        cert_der: &[u8],
-        fingerprint: &str,
-        now: Unix,
-    ) -> StoreResult<Party> {
+    fn register_party(&self, p: &NewParty<'_>, now: Unix) -> StoreResult<Party> {
+        let NewParty {
+            subscriber_id,
+            key,
+            mpc,
+            cert_der,
+            fingerprint,
+            max_document_bytes,
+        } = *p;
         if key.id.is_empty() {
             return Err(StoreError::Invalid("party id is empty".into()));
         }
@@ -669,6 +972,7 @@ impl Store for SqliteStore {
         if cert_der.is_empty() {
             return Err(StoreError::Invalid("certificate is empty".into()));
         }
+        check_document_limit(max_document_bytes)?;
         let fingerprint = normalize_fingerprint(fingerprint)?;
         self.write(|tx| {
             let subscriber_exists = tx
@@ -677,8 +981,13 @@ impl Store for SqliteStore {
             if !subscriber_exists {
                 return Err(StoreError::NotFound(format!("subscriber {subscriber_id}")));
             }
-            if party_id(tx, key)?.is_some() {
-                return Err(StoreError::Conflict(format!("party {key} exists")));
+            if let Some((_, status)) = party_id(tx, key)? {
+                return Err(StoreError::Conflict(match status {
+                    PartyStatus::Active => format!("party {key} exists"),
+                    PartyStatus::Revoked => format!(
+                        "party {key} exists and is revoked; `party reinstate` makes it active again"
+                    ),
+                }));
             }
             let mpc_taken = tx
                 .prepare_cached("SELECT 1 FROM parties WHERE mpc = ?1")?
@@ -687,8 +996,8 @@ impl Store for SqliteStore {
                 return Err(StoreError::Conflict(format!("MPC {mpc:?} is in use")));
             }
             tx.prepare_cached(
-                "INSERT INTO parties (subscriber_id, ptype, pid, mpc, status, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO parties (subscriber_id, ptype, pid, mpc, status, created_at, \
+                 max_document_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 subscriber_id,
@@ -696,7 +1005,8 @@ impl Store for SqliteStore {
                 key.id,
                 mpc,
                 PartyStatus::Active,
-                now
+                now,
+                limit_to_i64(max_document_bytes)
             ])?;
             let party = tx.last_insert_rowid();
             tx.prepare_cached(
@@ -705,6 +1015,21 @@ impl Store for SqliteStore {
             )?
             .execute(params![party, cert_der, fingerprint, now])?;
             get_party(tx, key)?.ok_or_else(|| StoreError::Backend(format!("party {key} vanished")))
+        })
+    }
+
+    fn set_party_limit(&self, key: &PartyKey, max_document_bytes: u64) -> StoreResult<()> {
+        check_document_limit(max_document_bytes)?;
+        self.write(|tx| {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE parties SET max_document_bytes = ?3 WHERE ptype = ?1 AND pid = ?2",
+                )?
+                .execute(params![key.ptype, key.id, limit_to_i64(max_document_bytes)])?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("party {key}")));
+            }
+            Ok(())
         })
     }
 
@@ -756,6 +1081,41 @@ impl Store for SqliteStore {
             if status == PartyStatus::Active {
                 tx.prepare_cached("UPDATE parties SET status = ?2, revoked_at = ?3 WHERE id = ?1")?
                     .execute(params![party, PartyStatus::Revoked, now])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn reinstate_party(
+        &self,
+        key: &PartyKey,
+        new_cert: Option<(&[u8], &str)>,
+        now: Unix,
+    ) -> StoreResult<()> {
+        let new_cert = match new_cert {
+            Some(([], _)) => return Err(StoreError::Invalid("certificate is empty".into())),
+            Some((der, fp)) => Some((der, normalize_fingerprint(fp)?)),
+            None => None,
+        };
+        self.write(|tx| {
+            let (party, status) =
+                party_id(tx, key)?.ok_or_else(|| StoreError::NotFound(format!("party {key}")))?;
+            if status == PartyStatus::Active {
+                return Err(StoreError::Conflict(format!("party {key} is not revoked")));
+            }
+            tx.prepare_cached("UPDATE parties SET status = ?2, revoked_at = NULL WHERE id = ?1")?
+                .execute(params![party, PartyStatus::Active])?;
+            if let Some((der, fingerprint)) = &new_cert {
+                tx.prepare_cached(
+                    "UPDATE certificates SET retired_at = ?2 \
+                     WHERE party_id = ?1 AND (retired_at IS NULL OR retired_at > ?2)",
+                )?
+                .execute(params![party, now])?;
+                tx.prepare_cached(
+                    "INSERT INTO certificates (party_id, der, fingerprint, registered_at) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![party, der, fingerprint, now])?;
             }
             Ok(())
         })
@@ -818,48 +1178,37 @@ impl Store for SqliteStore {
         })
     }
 
-    fn accept(&self, m: &NewMessage) -> StoreResult<Accepted> {
-        // A body for a file is written and synced before the row is inserted, outside the
-        // lock; a duplicate is looked for first so a resent big message is not written again.
-        let file = if m.body.len() > self.inline_max {
-            if let Some(duplicate) = self.read(|tx| find_duplicate(tx, m))? {
-                return Ok(duplicate);
-            }
+    fn accept(&self, m: &NewMessage, limits: &AcceptLimits) -> StoreResult<Accepted> {
+        // Duplicates and refusals are looked for first, so that nothing is written for them (a
+        // resent big message is not written again); then the free space is checked and a body
+        // for a file is written and synced, outside the lock.
+        if let Some(duplicate) = self.read(|tx| admit(tx, m, limits))? {
+            return Ok(duplicate);
+        }
+        let to_file = m.body.len() > self.inline_max;
+        if m.refuses.is_none() {
+            self.check_space(m.body.len() as u64, !to_file, limits.min_free_bytes)?;
+        }
+        let file = if to_file {
             Some(self.write_payload(&m.body)?)
         } else {
             None
         };
+        let mut freed = None;
         let result = self.write(|tx| {
-            // Checked again inside the write transaction: a concurrent accept of the same
-            // message (this process or another) may have committed meanwhile.
-            if let Some(duplicate) = find_duplicate(tx, m)? {
+            // Checked again inside the write transaction: a concurrent accept (this process or
+            // another) may have committed meanwhile.
+            if let Some(duplicate) = admit(tx, m, limits)? {
                 return Ok(duplicate);
-            }
-            // A MessageId another sender already used for this recipient: a receipt names only
-            // the MessageId, so it could not tell the two apart.
-            let taken: bool = tx
-                .prepare_cached(
-                    "SELECT EXISTS (SELECT 1 FROM messages WHERE recipient_ptype = ?1 \
-                     AND recipient_id = ?2 AND message_id = ?3)",
-                )?
-                .query_row(
-                    params![m.recipient.ptype, m.recipient.id, m.message_id],
-                    |r| r.get(0),
-                )?;
-            if taken {
-                return Err(StoreError::Conflict(format!(
-                    "MessageId {} is already used by another sender for this recipient",
-                    m.message_id
-                )));
             }
             let inline: Option<&[u8]> = if file.is_none() { Some(&m.body) } else { None };
             let size = to_i64(m.body.len());
             tx.prepare_cached(
                 "INSERT INTO messages (sender_ptype, sender_id, recipient_ptype, recipient_id, \
                  mpc, message_id, conversation_id, service, action, content_type, size, body, \
-                 body_file, receipt_content_type, receipt, state, received_at) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 'waiting', \
-                 ?16)",
+                 body_file, receipt_content_type, receipt, state, received_at, content_sha256) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                 'waiting', ?16, ?17)",
             )?
             .execute(params![
                 m.sender.ptype,
@@ -877,16 +1226,28 @@ impl Store for SqliteStore {
                 file,
                 m.receipt_content_type,
                 m.receipt,
-                m.received_at
+                m.received_at,
+                m.content_sha256
             ])?;
             let seq = tx.last_insert_rowid();
             add_usage(tx, &m.sender, "sent", m.received_at, size, seq)?;
-            Ok(Accepted::Stored)
+            match &m.refuses {
+                Some(r) => {
+                    let (effect, file) = mark_refused(tx, m, r)?;
+                    freed = file;
+                    Ok(Accepted::NoticeStored(effect))
+                }
+                None => Ok(Accepted::Stored),
+            }
         });
+        let stored = matches!(result, Ok(Accepted::Stored | Accepted::NoticeStored(_)));
         if let Some(name) = &file {
-            if !matches!(result, Ok(Accepted::Stored)) {
+            if !stored {
                 self.remove_payload(name);
             }
+        }
+        if let (true, Some(name)) = (stored, &freed) {
+            self.remove_payload(name);
         }
         result
     }
@@ -1045,6 +1406,25 @@ impl Store for SqliteStore {
         Ok(purged)
     }
 
+    fn prune_records(&self, received_before: Unix) -> StoreResult<u64> {
+        let mut total = 0u64;
+        loop {
+            let n = self.write(|tx| {
+                Ok(tx
+                    .prepare_cached(
+                        "DELETE FROM messages WHERE seq IN (SELECT seq FROM messages \
+                         WHERE state IN ('purged', 'expired', 'failed') AND received_at < ?1 \
+                         LIMIT ?2)",
+                    )?
+                    .execute(params![received_before, PRUNE_BATCH])?)
+            })?;
+            total += n as u64;
+            if (n as i64) < PRUNE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+
     fn recipients_of(&self, message_id: &str) -> StoreResult<Vec<PartyKey>> {
         // Every recipient whose receipt for this id means something: a first receipt
         // (waiting, leased) or a repeated one (delivered, purged), so that `mark_delivered`
@@ -1090,9 +1470,28 @@ impl Store for SqliteStore {
         })
     }
 
+    fn queued_bytes(&self) -> StoreResult<Vec<(i64, u64)>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT s.id, COALESCE(SUM(m.size), 0) FROM subscribers s \
+                 LEFT JOIN parties p ON p.subscriber_id = s.id \
+                 LEFT JOIN messages m ON m.sender_ptype = p.ptype AND m.sender_id = p.pid \
+                   AND m.state IN ('waiting', 'leased') \
+                 GROUP BY s.id ORDER BY s.id",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, to_u64(r.get(1)?))))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    fn free_bytes(&self) -> StoreResult<Option<u64>> {
+        fs_available(&self.payloads).map(Some)
+    }
+
     fn messages(&self, party: Option<&PartyKey>, limit: u32) -> StoreResult<Vec<MessageRecord>> {
         const COLS: &str = "message_id, sender_ptype, sender_id, recipient_ptype, recipient_id, \
-                            state, size, received_at, attempts, delivered_at FROM messages";
+                            state, size, received_at, attempts, delivered_at, failure_class, \
+                            failure_notice_id, failed_at FROM messages";
         fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRecord> {
             Ok(MessageRecord {
                 message_id: r.get(0)?,
@@ -1109,6 +1508,14 @@ impl Store for SqliteStore {
                 received_at: r.get(7)?,
                 attempts: to_u32(r.get(8)?),
                 delivered_at: r.get(9)?,
+                refusal: match (r.get(10)?, r.get(11)?, r.get(12)?) {
+                    (Some(class), Some(notice_id), Some(at)) => Some(RefusalRecord {
+                        class,
+                        notice_id,
+                        at,
+                    }),
+                    _ => None,
+                },
             })
         }
         self.read(|tx| {
@@ -1192,6 +1599,31 @@ mod tests {
         }
     }
 
+    impl SqliteStore {
+        /// `register_party` with the default document limit.
+        fn register(
+            &self,
+            subscriber_id: i64,
+            key: &PartyKey,
+            mpc: &str,
+            cert_der: &[u8],
+            fingerprint: &str,
+            now: Unix,
+        ) -> StoreResult<Party> {
+            self.register_party(
+                &NewParty {
+                    subscriber_id,
+                    key,
+                    mpc,
+                    cert_der,
+                    fingerprint,
+                    max_document_bytes: coordination::DEFAULT_MAX_DOCUMENT_BYTES,
+                },
+                now,
+            )
+        }
+    }
+
     fn fp(n: u8) -> String {
         format!("{n:02x}").repeat(32)
     }
@@ -1217,10 +1649,10 @@ mod tests {
         let sa = subscriber(store, "alpha");
         let sb = subscriber(store, "beta");
         store
-            .register_party(sa.id, &a, "mpc-a", b"cert-a", &fp(1), 1000)
+            .register(sa.id, &a, "mpc-a", b"cert-a", &fp(1), 1000)
             .unwrap();
         store
-            .register_party(sb.id, &b, "mpc-b", b"cert-b", &fp(2), 1000)
+            .register(sb.id, &b, "mpc-b", b"cert-b", &fp(2), 1000)
             .unwrap();
         (a, b)
     }
@@ -1246,6 +1678,8 @@ mod tests {
             receipt_content_type: "application/soap+xml".into(),
             receipt: format!("receipt for {id}").into_bytes(),
             received_at: at,
+            content_sha256: format!("{:064x}", body.len()),
+            refuses: None,
         }
     }
 
@@ -1332,7 +1766,7 @@ mod tests {
 
         let key = PartyKey::new("t", "p1");
         let party = store
-            .register_party(s.id, &key, "mpc-1", b"der-1", &fp(1), 2000)
+            .register(s.id, &key, "mpc-1", b"der-1", &fp(1), 2000)
             .unwrap();
         assert_eq!(party.key, key);
         assert_eq!(party.subscriber_id, s.id);
@@ -1343,9 +1777,9 @@ mod tests {
         assert!(party.is_usable());
 
         // Conflicts and unknown subscriber.
-        let e = store.register_party(s.id, &key, "mpc-x", b"d", &fp(9), 2000);
+        let e = store.register(s.id, &key, "mpc-x", b"d", &fp(9), 2000);
         assert!(matches!(e, Err(StoreError::Conflict(_))), "{e:?}");
-        let e = store.register_party(
+        let e = store.register(
             s2.id,
             &PartyKey::new("t", "p2"),
             "mpc-1",
@@ -1354,13 +1788,13 @@ mod tests {
             2000,
         );
         assert!(matches!(e, Err(StoreError::Conflict(_))), "{e:?}");
-        let e = store.register_party(999, &PartyKey::new("t", "p3"), "mpc-3", b"d", &fp(9), 2000);
+        let e = store.register(999, &PartyKey::new("t", "p3"), "mpc-3", b"d", &fp(9), 2000);
         assert!(matches!(e, Err(StoreError::NotFound(_))), "{e:?}");
-        let e = store.register_party(s.id, &PartyKey::new("t", "p4"), "mpc-4", b"d", "ABC", 2000);
+        let e = store.register(s.id, &PartyKey::new("t", "p4"), "mpc-4", b"d", "ABC", 2000);
         assert!(matches!(e, Err(StoreError::Invalid(_))), "{e:?}");
         // Same id with another type is another party.
         store
-            .register_party(
+            .register(
                 s2.id,
                 &PartyKey::new("", "p1"),
                 "mpc-2",
@@ -1412,7 +1846,7 @@ mod tests {
         let colons = PartyKey::new("t", "colons");
         let upper = ["AB"; 32].join(":");
         store
-            .register_party(s2.id, &colons, "mpc-c", b"der-c", &upper, 2600)
+            .register(s2.id, &colons, "mpc-c", b"der-c", &upper, 2600)
             .unwrap();
         assert_eq!(
             store.certificates(&colons).unwrap()[0].fingerprint,
@@ -1460,7 +1894,7 @@ mod tests {
         assert_eq!(store.party(&key).unwrap().unwrap().revoked_at, Some(4000));
         let e = store.replace_certificate(&key, b"d", &fp(6), 5000, 5000);
         assert!(matches!(e, Err(StoreError::Conflict(_))), "{e:?}");
-        let e = store.register_party(s.id, &key, "mpc-9", b"d", &fp(6), 5000);
+        let e = store.register(s.id, &key, "mpc-9", b"d", &fp(6), 5000);
         assert!(matches!(e, Err(StoreError::Conflict(_))), "{e:?}");
         assert!(matches!(
             store.revoke_party(&PartyKey::new("t", "zz"), 1),
@@ -1481,17 +1915,28 @@ mod tests {
         let empty: Vec<u8> = Vec::new();
         assert_eq!(
             store
-                .accept(&msg(&a, &b, "mpc-b", "m1", &small, 10))
+                .accept(
+                    &msg(&a, &b, "mpc-b", "m1", &small, 10),
+                    &AcceptLimits::default()
+                )
                 .unwrap(),
             Accepted::Stored
         );
         assert_eq!(
-            store.accept(&msg(&a, &b, "mpc-b", "m2", &big, 11)).unwrap(),
+            store
+                .accept(
+                    &msg(&a, &b, "mpc-b", "m2", &big, 11),
+                    &AcceptLimits::default()
+                )
+                .unwrap(),
             Accepted::Stored
         );
         assert_eq!(
             store
-                .accept(&msg(&a, &b, "mpc-b", "m3", &empty, 12))
+                .accept(
+                    &msg(&a, &b, "mpc-b", "m3", &empty, 12),
+                    &AcceptLimits::default()
+                )
                 .unwrap(),
             Accepted::Stored
         );
@@ -1504,7 +1949,7 @@ mod tests {
             again.receipt = b"another receipt".to_vec();
             again.body.push(1);
             assert_eq!(
-                store.accept(&again).unwrap(),
+                store.accept(&again, &AcceptLimits::default()).unwrap(),
                 Accepted::Duplicate {
                     receipt_content_type: "application/soap+xml".into(),
                     receipt: format!("receipt for {id}").into_bytes(),
@@ -1516,7 +1961,10 @@ mod tests {
         // The same MessageId from another sender is another message.
         assert_eq!(
             store
-                .accept(&msg(&b, &a, "mpc-a", "m1", &small, 13))
+                .accept(
+                    &msg(&b, &a, "mpc-a", "m1", &small, 13),
+                    &AcceptLimits::default()
+                )
                 .unwrap(),
             Accepted::Stored
         );
@@ -1561,10 +2009,16 @@ mod tests {
         // Received-at times out of order: the order of acceptance counts.
         for (i, at) in [(0, 50), (1, 10), (2, 30), (3, 20)] {
             store
-                .accept(&msg(&a, &b, "mpc-b", &format!("b{i}"), b"x", at))
+                .accept(
+                    &msg(&a, &b, "mpc-b", &format!("b{i}"), b"x", at),
+                    &AcceptLimits::default(),
+                )
                 .unwrap();
             store
-                .accept(&msg(&b, &a, "mpc-a", &format!("a{i}"), b"y", at))
+                .accept(
+                    &msg(&b, &a, "mpc-a", &format!("a{i}"), b"y", at),
+                    &AcceptLimits::default(),
+                )
                 .unwrap();
         }
         for i in 0..4 {
@@ -1611,10 +2065,16 @@ mod tests {
         let store = SqliteStore::open(&dir.0, 16).unwrap();
         let (a, b) = setup(&store);
         store
-            .accept(&msg(&a, &b, "mpc-b", "m1", b"one", 10))
+            .accept(
+                &msg(&a, &b, "mpc-b", "m1", b"one", 10),
+                &AcceptLimits::default(),
+            )
             .unwrap();
         store
-            .accept(&msg(&a, &b, "mpc-b", "m2", b"two", 11))
+            .accept(
+                &msg(&a, &b, "mpc-b", "m2", b"two", 11),
+                &AcceptLimits::default(),
+            )
             .unwrap();
 
         let c = store.claim_next("mpc-b", 100, 30).unwrap().unwrap();
@@ -1660,7 +2120,10 @@ mod tests {
                 format!("b{i}")
             };
             store1
-                .accept(&msg(&a, &b, "mpc-b", &format!("m{i}"), body.as_bytes(), 10))
+                .accept(
+                    &msg(&a, &b, "mpc-b", &format!("m{i}"), body.as_bytes(), 10),
+                    &AcceptLimits::default(),
+                )
                 .unwrap();
         }
         let barrier = Arc::new(Barrier::new(4));
@@ -1725,7 +2188,7 @@ mod tests {
                     let barrier = barrier.clone();
                     std::thread::spawn(move || {
                         barrier.wait();
-                        store.accept(&m).unwrap()
+                        store.accept(&m, &AcceptLimits::default()).unwrap()
                     })
                 })
                 .collect();
@@ -1752,10 +2215,16 @@ mod tests {
         let store = SqliteStore::open(&dir.0, 16).unwrap();
         let (a, b) = setup(&store);
         store
-            .accept(&msg(&a, &b, "mpc-b", "m1", b"one", 10))
+            .accept(
+                &msg(&a, &b, "mpc-b", "m1", b"one", 10),
+                &AcceptLimits::default(),
+            )
             .unwrap();
         store
-            .accept(&msg(&a, &b, "mpc-b", "m2", b"two", 11))
+            .accept(
+                &msg(&a, &b, "mpc-b", "m2", b"two", 11),
+                &AcceptLimits::default(),
+            )
             .unwrap();
         store.claim_next("mpc-b", 20, 60).unwrap().unwrap();
 
@@ -1810,7 +2279,10 @@ mod tests {
         );
         // An expired message is not delivered.
         store
-            .accept(&msg(&a, &b, "mpc-b", "m3", b"three", 50))
+            .accept(
+                &msg(&a, &b, "mpc-b", "m3", b"three", 50),
+                &AcceptLimits::default(),
+            )
             .unwrap();
         store.purge(0, 60).unwrap();
         assert_eq!(state_of(&store, "m3"), "expired");
@@ -1828,19 +2300,34 @@ mod tests {
         // d1 (file) and d2 (inline) delivered at 100 and 200; w1 (file) waiting since 50; w2
         // (file) leased since 300; w3 (inline) waiting since 40.
         store
-            .accept(&msg(&a, &b, "mpc-b", "d1", b"delivered one", 10))
+            .accept(
+                &msg(&a, &b, "mpc-b", "d1", b"delivered one", 10),
+                &AcceptLimits::default(),
+            )
             .unwrap();
         store
-            .accept(&msg(&a, &b, "mpc-b", "d2", b"d2", 20))
+            .accept(
+                &msg(&a, &b, "mpc-b", "d2", b"d2", 20),
+                &AcceptLimits::default(),
+            )
             .unwrap();
         store
-            .accept(&msg(&a, &b, "mpc-b", "w3", b"w3", 40))
+            .accept(
+                &msg(&a, &b, "mpc-b", "w3", b"w3", 40),
+                &AcceptLimits::default(),
+            )
             .unwrap();
         store
-            .accept(&msg(&a, &b, "mpc-b", "w1", b"waiting one", 50))
+            .accept(
+                &msg(&a, &b, "mpc-b", "w1", b"waiting one", 50),
+                &AcceptLimits::default(),
+            )
             .unwrap();
         store
-            .accept(&msg(&a, &b, "mpc-b", "w2", b"waiting two", 300))
+            .accept(
+                &msg(&a, &b, "mpc-b", "w2", b"waiting two", 300),
+                &AcceptLimits::default(),
+            )
             .unwrap();
         assert_eq!(
             store.mark_delivered(&b, "d1", b"r", 100).unwrap(),
@@ -1901,7 +2388,10 @@ mod tests {
         assert_eq!(store.messages(None, 100).unwrap().len(), 5);
         assert!(matches!(
             store
-                .accept(&msg(&a, &b, "mpc-b", "d1", b"delivered one", 3000))
+                .accept(
+                    &msg(&a, &b, "mpc-b", "d1", b"delivered one", 3000),
+                    &AcceptLimits::default()
+                )
                 .unwrap(),
             Accepted::Duplicate { .. }
         ));
@@ -1915,7 +2405,10 @@ mod tests {
         let store = SqliteStore::open(&dir.0, 4).unwrap();
         let (a, b) = setup(&store);
         store
-            .accept(&msg(&a, &b, "mpc-b", "m1", b"file body", 10))
+            .accept(
+                &msg(&a, &b, "mpc-b", "m1", b"file body", 10),
+                &AcceptLimits::default(),
+            )
             .unwrap();
         let kept = payload_files(&dir.0)[0].clone();
         let payloads = dir.0.join(PAYLOAD_DIR);
@@ -1962,18 +2455,36 @@ mod tests {
         let c = PartyKey::new("", "C");
         let s = subscriber(&store, "gamma");
         store
-            .register_party(s.id, &c, "mpc-c", b"cert-c", &fp(3), 1000)
+            .register(s.id, &c, "mpc-c", b"cert-c", &fp(3), 1000)
             .unwrap();
         assert!(store.recipients_of("x").unwrap().is_empty());
         // The same MessageId to two recipients; a second sender cannot reuse it for B (a
         // receipt names only the MessageId).
-        store.accept(&msg(&a, &b, "mpc-b", "x", b"1", 10)).unwrap();
+        store
+            .accept(
+                &msg(&a, &b, "mpc-b", "x", b"1", 10),
+                &AcceptLimits::default(),
+            )
+            .unwrap();
         assert!(matches!(
-            store.accept(&msg(&c, &b, "mpc-b", "x", b"2", 10)),
+            store.accept(
+                &msg(&c, &b, "mpc-b", "x", b"2", 10),
+                &AcceptLimits::default()
+            ),
             Err(StoreError::Conflict(_))
         ));
-        store.accept(&msg(&b, &c, "mpc-c", "x", b"3", 10)).unwrap();
-        store.accept(&msg(&a, &b, "mpc-b", "y", b"4", 10)).unwrap();
+        store
+            .accept(
+                &msg(&b, &c, "mpc-c", "x", b"3", 10),
+                &AcceptLimits::default(),
+            )
+            .unwrap();
+        store
+            .accept(
+                &msg(&a, &b, "mpc-b", "y", b"4", 10),
+                &AcceptLimits::default(),
+            )
+            .unwrap();
         assert_eq!(
             store.recipients_of("x").unwrap(),
             vec![b.clone(), c.clone()]
@@ -2001,11 +2512,19 @@ mod tests {
         let (a, b) = setup(&store);
         for i in 0..3 {
             store
-                .accept(&msg(&a, &b, "mpc-b", &format!("m{i}"), b"x", 10))
+                .accept(
+                    &msg(&a, &b, "mpc-b", &format!("m{i}"), b"x", 10),
+                    &AcceptLimits::default(),
+                )
                 .unwrap();
         }
         store.claim_next("mpc-b", 20, 60).unwrap().unwrap(); // leased still counts
-        store.accept(&msg(&b, &a, "mpc-a", "n0", b"x", 10)).unwrap();
+        store
+            .accept(
+                &msg(&b, &a, "mpc-a", "n0", b"x", 10),
+                &AcceptLimits::default(),
+            )
+            .unwrap();
         store.mark_delivered(&a, "n0", b"r", 30).unwrap();
         let depths = store.queue_depths().unwrap();
         let get = |k: &PartyKey| depths.iter().find(|(p, _)| p == k).map(|(_, n)| *n);
@@ -2025,20 +2544,35 @@ mod tests {
         let (a, b) = setup(&store);
         let idle = subscriber(&store, "idle");
         store
-            .accept(&msg(&a, &b, "mpc-b", "m1", &[0; 10], 100))
+            .accept(
+                &msg(&a, &b, "mpc-b", "m1", &[0; 10], 100),
+                &AcceptLimits::default(),
+            )
             .unwrap();
         store
-            .accept(&msg(&a, &b, "mpc-b", "m2", &[0; 200], 150))
+            .accept(
+                &msg(&a, &b, "mpc-b", "m2", &[0; 200], 150),
+                &AcceptLimits::default(),
+            )
             .unwrap();
         store
-            .accept(&msg(&a, &b, "mpc-b", "m3", &[0; 3000], 250))
+            .accept(
+                &msg(&a, &b, "mpc-b", "m3", &[0; 3000], 250),
+                &AcceptLimits::default(),
+            )
             .unwrap();
         store
-            .accept(&msg(&b, &a, "mpc-a", "n1", &[0; 7], 120))
+            .accept(
+                &msg(&b, &a, "mpc-a", "n1", &[0; 7], 120),
+                &AcceptLimits::default(),
+            )
             .unwrap();
         // Duplicates are not counted.
         store
-            .accept(&msg(&a, &b, "mpc-b", "m1", &[0; 10], 160))
+            .accept(
+                &msg(&a, &b, "mpc-b", "m1", &[0; 10], 160),
+                &AcceptLimits::default(),
+            )
             .unwrap();
         store.mark_delivered(&b, "m1", b"r", 180).unwrap();
         store.mark_delivered(&b, "m1", b"r", 181).unwrap(); // repeated: not counted
@@ -2100,9 +2634,17 @@ mod tests {
             store
                 .replace_certificate(&a, b"cert-a2", &fp(5), 5000, 1500)
                 .unwrap();
-            store.accept(&msg(&a, &b, "mpc-b", "m1", &big, 10)).unwrap();
             store
-                .accept(&msg(&a, &b, "mpc-b", "m2", b"small", 11))
+                .accept(
+                    &msg(&a, &b, "mpc-b", "m1", &big, 10),
+                    &AcceptLimits::default(),
+                )
+                .unwrap();
+            store
+                .accept(
+                    &msg(&a, &b, "mpc-b", "m2", b"small", 11),
+                    &AcceptLimits::default(),
+                )
                 .unwrap();
             assert_eq!(
                 store
@@ -2119,7 +2661,12 @@ mod tests {
         assert_eq!(store.party_by_mpc("mpc-b").unwrap().unwrap().key, b);
         assert_eq!(store.certificates(&a).unwrap().len(), 2);
         assert!(matches!(
-            store.accept(&msg(&a, &b, "mpc-b", "m1", &big, 30)).unwrap(),
+            store
+                .accept(
+                    &msg(&a, &b, "mpc-b", "m1", &big, 30),
+                    &AcceptLimits::default()
+                )
+                .unwrap(),
             Accepted::Duplicate { .. }
         ));
         // m1's lease (until 80) still holds after the reopen.
@@ -2142,5 +2689,589 @@ mod tests {
             store.usage(0, 100).unwrap()[1].received_bytes,
             big.len() as u64
         );
+    }
+
+    const NONE: AcceptLimits = AcceptLimits {
+        min_free_bytes: 0,
+        max_queued_bytes_per_subscriber: 0,
+    };
+
+    fn refused(r: StoreResult<Accepted>) -> Refused {
+        match r {
+            Err(StoreError::Refused(r)) => r,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    fn record(store: &SqliteStore, sender: &PartyKey, id: &str) -> MessageRecord {
+        store
+            .messages(None, 10_000)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.message_id == id && r.sender == *sender)
+            .unwrap()
+    }
+
+    fn notice(from: &PartyKey, to: &PartyKey, mpc: &str, id: &str, refused: &str) -> NewMessage {
+        NewMessage {
+            refuses: Some(RefusalOf {
+                message_id: refused.into(),
+                class: "cannot_open".into(),
+            }),
+            ..msg(from, to, mpc, id, b"notice", 500)
+        }
+    }
+
+    /// A database written by schema version 1 is migrated: parties get the default document
+    /// limit, messages keep their rows and sequence numbers, and the new state works.
+    #[test]
+    fn schema_v1_is_migrated() {
+        let dir = TempDir::new("migrate");
+        fs::create_dir_all(&dir.0).unwrap();
+        {
+            let conn = Connection::open(dir.0.join(DB_FILE)).unwrap();
+            conn.execute_batch(SCHEMA_V1).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute_batch(
+                "INSERT INTO subscribers VALUES (1, 'alpha', '', '', '', 'active', 1);
+                 INSERT INTO subscribers VALUES (2, 'beta', '', '', '', 'active', 1);
+                 INSERT INTO parties VALUES (1, 1, '', 'A', 'mpc-a', 'active', 1, NULL);
+                 INSERT INTO parties VALUES (2, 2, '', 'B', 'mpc-b', 'active', 1, NULL);",
+            )
+            .unwrap();
+            for (seq, id, state) in [(1, "old1", "delivered"), (7, "old2", "waiting")] {
+                conn.execute(
+                    "INSERT INTO messages (seq, sender_ptype, sender_id, recipient_ptype, \
+                     recipient_id, mpc, message_id, conversation_id, service, action, \
+                     content_type, size, body, receipt_content_type, receipt, state, \
+                     received_at) VALUES (?1, '', 'A', '', 'B', 'mpc-b', ?2, 'c', 's', 'a', \
+                     'text/plain', 3, X'616263', 'r', X'72', ?3, 10)",
+                    params![seq, id, state],
+                )
+                .unwrap();
+            }
+            // A sequence ahead of the rows (as after rows were removed): kept.
+            conn.execute(
+                "UPDATE sqlite_sequence SET seq = 9 WHERE name = 'messages'",
+                [],
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&dir.0, 16).unwrap();
+        let (a, b) = (PartyKey::new("", "A"), PartyKey::new("", "B"));
+        assert_eq!(
+            store.party(&a).unwrap().unwrap().max_document_bytes,
+            coordination::DEFAULT_MAX_DOCUMENT_BYTES
+        );
+        assert_eq!(state_of(&store, "old1"), "delivered");
+        let c = store.claim_next("mpc-b", 20, 60).unwrap().unwrap();
+        assert_eq!(
+            (c.message_id.as_str(), c.body.as_slice()),
+            ("old2", &b"abc"[..])
+        );
+        // A migrated row has no fingerprint: the same recipient is a duplicate whatever the
+        // content, another recipient is a reused MessageId.
+        assert!(matches!(
+            store.accept(&msg(&a, &b, "mpc-b", "old1", b"other", 30), &NONE),
+            Ok(Accepted::Duplicate { .. })
+        ));
+        assert!(matches!(
+            refused(store.accept(&msg(&a, &a, "mpc-a", "old1", b"abc", 30), &NONE)),
+            Refused::MessageIdReused { .. }
+        ));
+        store
+            .accept(&msg(&a, &b, "mpc-b", "new", b"x", 40), &NONE)
+            .unwrap();
+        let seq: i64 = store
+            .conn()
+            .query_row(
+                "SELECT seq FROM messages WHERE message_id = 'new'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(seq, 10, "the AUTOINCREMENT counter is carried over");
+        // The new state is allowed.
+        store
+            .accept(&notice(&b, &a, "mpc-a", "n1", "old2"), &NONE)
+            .unwrap();
+        assert_eq!(state_of(&store, "old2"), "failed");
+        let version: i64 = store
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
+    /// The default document limit written by the migration is the contract's.
+    #[test]
+    fn migration_default_is_the_contracts() {
+        assert!(SCHEMA_V2.contains(&format!(
+            "DEFAULT {}",
+            coordination::DEFAULT_MAX_DOCUMENT_BYTES
+        )));
+    }
+
+    #[test]
+    fn a_message_above_the_recipients_limit_is_refused_before_it_is_written() {
+        let dir = TempDir::new("limit");
+        let store = SqliteStore::open(&dir.0, 16).unwrap();
+        let (a, b) = setup(&store);
+        assert_eq!(
+            store.party(&b).unwrap().unwrap().max_document_bytes,
+            coordination::DEFAULT_MAX_DOCUMENT_BYTES
+        );
+        // A limit of 1 byte: messages of up to 1 + MESSAGE_OVERHEAD bytes.
+        store.set_party_limit(&b, 1).unwrap();
+        assert_eq!(store.party(&b).unwrap().unwrap().max_document_bytes, 1);
+        let max = coordination::message_limit_for(1) as usize;
+        let r = refused(store.accept(&msg(&a, &b, "mpc-b", "big", &vec![0; max + 1], 10), &NONE));
+        assert_eq!(
+            r,
+            Refused::RecipientLimit {
+                recipient: b.clone(),
+                size: max as u64 + 1,
+                max_message_bytes: max as u64,
+                max_document_bytes: 1,
+            }
+        );
+        let text = r.to_string();
+        assert!(
+            text.contains(&(max + 1).to_string())
+                && text.contains("B")
+                && text.contains(&max.to_string()),
+            "{text}"
+        );
+        assert!(payload_files(&dir.0).is_empty(), "nothing written");
+        assert!(store.messages(None, 10).unwrap().is_empty());
+        assert_eq!(
+            store
+                .accept(&msg(&a, &b, "mpc-b", "fits", &vec![0; max], 10), &NONE)
+                .unwrap(),
+            Accepted::Stored
+        );
+        // Limits are checked per recipient; invalid limits are refused.
+        assert!(matches!(
+            store.set_party_limit(&b, 0),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            store.set_party_limit(&b, u64::MAX),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(matches!(
+            store.set_party_limit(&PartyKey::new("", "nobody"), 5),
+            Err(StoreError::NotFound(_))
+        ));
+        // A message accepted before the limit was lowered is still answered as a duplicate.
+        store.set_party_limit(&a, 1).unwrap();
+        store.set_party_limit(&b, 1 << 30).unwrap();
+        let big = msg(&a, &b, "mpc-b", "before", &vec![1; max + 10], 10);
+        store.accept(&big, &NONE).unwrap();
+        store.set_party_limit(&b, 1).unwrap();
+        assert!(matches!(
+            store.accept(&big, &NONE),
+            Ok(Accepted::Duplicate { .. })
+        ));
+    }
+
+    #[test]
+    fn a_reused_message_id_is_refused_and_a_retry_is_a_duplicate() {
+        let dir = TempDir::new("reuse");
+        let store = SqliteStore::open(&dir.0, 4).unwrap();
+        let (a, b) = setup(&store);
+        let first = msg(&a, &b, "mpc-b", "m1", b"first body", 10);
+        store.accept(&first, &NONE).unwrap();
+        // The same content signed again (other bytes, same fingerprint): a duplicate.
+        let resigned = NewMessage {
+            body: b"first body, signed again".to_vec(),
+            ..first.clone()
+        };
+        assert!(matches!(
+            store.accept(&resigned, &NONE),
+            Ok(Accepted::Duplicate { .. })
+        ));
+        // Other content.
+        let other = NewMessage {
+            content_sha256: "ff".repeat(32),
+            ..first.clone()
+        };
+        assert_eq!(
+            refused(store.accept(&other, &NONE)),
+            Refused::MessageIdReused {
+                first_recipient: b.clone()
+            }
+        );
+        // Another recipient, same content.
+        assert!(matches!(
+            refused(store.accept(&msg(&a, &a, "mpc-a", "m1", b"first body", 10), &NONE)),
+            Refused::MessageIdReused { .. }
+        ));
+        // Nothing was stored or left behind.
+        assert_eq!(store.messages(None, 10).unwrap().len(), 1);
+        assert_eq!(payload_files(&dir.0).len(), 1);
+    }
+
+    #[test]
+    fn the_account_quota_counts_undelivered_bytes_of_all_its_parties() {
+        let dir = TempDir::new("quota");
+        let store = SqliteStore::open(&dir.0, 16).unwrap();
+        let (a, b) = setup(&store);
+        // A second party of alpha's account.
+        let a2 = PartyKey::new("", "A2");
+        let alpha = store.party(&a).unwrap().unwrap().subscriber_id;
+        store
+            .register(alpha, &a2, "mpc-a2", b"cert-a2", &fp(9), 1000)
+            .unwrap();
+        let limits = AcceptLimits {
+            min_free_bytes: 0,
+            max_queued_bytes_per_subscriber: 100,
+        };
+        store
+            .accept(&msg(&a, &b, "mpc-b", "m1", &[0; 60], 10), &limits)
+            .unwrap();
+        store
+            .accept(&msg(&a2, &b, "mpc-b", "m2", &[0; 40], 10), &limits)
+            .unwrap();
+        let r = refused(store.accept(&msg(&a2, &b, "mpc-b", "m3", &[0; 1], 10), &limits));
+        assert_eq!(
+            r,
+            Refused::QuotaExceeded {
+                subscriber_id: alpha,
+                queued: 100,
+                size: 1,
+                quota: 100
+            }
+        );
+        // Other accounts are not concerned; 0 means no quota.
+        store
+            .accept(&msg(&b, &a, "mpc-a", "n1", &[0; 100], 10), &limits)
+            .unwrap();
+        store
+            .accept(&msg(&a, &b, "mpc-b", "m4", &[0; 1000], 10), &NONE)
+            .unwrap();
+        let q = store.queued_bytes().unwrap();
+        let beta = store.party(&b).unwrap().unwrap().subscriber_id;
+        assert_eq!(q, vec![(alpha, 1100), (beta, 100)]);
+        // Delivering (and expiring) frees the quota; leased messages still count.
+        store.claim_next("mpc-b", 20, 60).unwrap().unwrap();
+        store.mark_delivered(&b, "m4", b"r", 30).unwrap();
+        assert!(matches!(
+            refused(store.accept(&msg(&a, &b, "mpc-b", "m5", &[0; 1], 40), &limits)),
+            Refused::QuotaExceeded { queued: 100, .. }
+        ));
+        store.mark_delivered(&b, "m1", b"r", 30).unwrap();
+        store
+            .accept(&msg(&a, &b, "mpc-b", "m5", &[0; 60], 40), &limits)
+            .unwrap();
+        // A refusal notice is exempt: it frees its message's bytes.
+        store
+            .accept(
+                &notice(&b, &a2, "mpc-a2", "n2", "m2"),
+                &AcceptLimits {
+                    min_free_bytes: 0,
+                    max_queued_bytes_per_subscriber: 1,
+                },
+            )
+            .unwrap();
+        assert_eq!(store.queued_bytes().unwrap()[0], (alpha, 60));
+    }
+
+    /// The quota's sum uses the partial covering index, not a scan of all messages.
+    #[test]
+    fn the_quota_sum_uses_the_pending_sender_index() {
+        let dir = TempDir::new("quota-plan");
+        drop(SqliteStore::open(&dir.0, 16).unwrap());
+        let conn = Connection::open(dir.0.join(DB_FILE)).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT COALESCE(SUM(m.size), 0) FROM parties p JOIN \
+                 messages m ON m.sender_ptype = p.ptype AND m.sender_id = p.pid \
+                 AND m.state IN ('waiting', 'leased') WHERE p.subscriber_id = ?1",
+            )
+            .unwrap()
+            .query_map([1], |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect();
+        let plan = plan.join("\n");
+        assert!(plan.contains("messages_pending_sender"), "{plan}");
+    }
+
+    #[test]
+    fn too_little_free_space_refuses_a_push_before_anything_is_written() {
+        let dir = TempDir::new("space");
+        let store = SqliteStore::open(&dir.0, 4).unwrap();
+        let (a, b) = setup(&store);
+        let free = store.free_bytes().unwrap().unwrap();
+        assert!(free > 0);
+        let all = AcceptLimits {
+            min_free_bytes: free.saturating_mul(2),
+            max_queued_bytes_per_subscriber: 0,
+        };
+        for body in [&b"big body for a file"[..], b"tiny"] {
+            match store.accept(&msg(&a, &b, "mpc-b", "m1", body, 10), &all) {
+                Err(StoreError::LowSpace {
+                    available,
+                    needed,
+                    reserve,
+                }) => {
+                    assert!(available > 0 && needed >= body.len() as u64);
+                    assert_eq!(reserve, free * 2);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(payload_files(&dir.0).is_empty());
+        assert!(store.messages(None, 10).unwrap().is_empty());
+        // A modest reserve lets it through; a duplicate is answered even without room.
+        let some = AcceptLimits {
+            min_free_bytes: 1024,
+            ..all
+        };
+        let m = msg(&a, &b, "mpc-b", "m1", b"big body for a file", 10);
+        assert_eq!(store.accept(&m, &some).unwrap(), Accepted::Stored);
+        assert!(matches!(
+            store.accept(&m, &all),
+            Ok(Accepted::Duplicate { .. })
+        ));
+        // Claims and receipts are not held to the reserve.
+        assert!(store.claim_next("mpc-b", 20, 60).unwrap().is_some());
+        assert_eq!(
+            store.mark_delivered(&b, "m1", b"r", 30).unwrap(),
+            Delivery::Delivered
+        );
+    }
+
+    #[test]
+    fn a_refusal_notice_fails_the_refused_message_and_waits_for_its_sender() {
+        let dir = TempDir::new("notice");
+        let store = SqliteStore::open(&dir.0, 8).unwrap(); // "notice" inline, "file body one" not
+        let (a, b) = setup(&store);
+        store
+            .accept(&msg(&a, &b, "mpc-b", "m1", b"file body one", 10), &NONE)
+            .unwrap();
+        store
+            .accept(&msg(&a, &b, "mpc-b", "m2", b"two", 11), &NONE)
+            .unwrap();
+        assert_eq!(payload_files(&dir.0).len(), 1);
+        assert_eq!(
+            store
+                .claim_next("mpc-b", 20, 60)
+                .unwrap()
+                .unwrap()
+                .message_id,
+            "m1"
+        );
+        // B refuses m1 (leased): m1 is failed, its body gone, never offered again; m2 is.
+        assert_eq!(
+            store
+                .accept(&notice(&b, &a, "mpc-a", "n1", "m1"), &NONE)
+                .unwrap(),
+            Accepted::NoticeStored(NoticeEffect::Failed)
+        );
+        let r = record(&store, &a, "m1");
+        assert_eq!(r.state, "failed");
+        assert_eq!(
+            r.refusal,
+            Some(RefusalRecord {
+                class: "cannot_open".into(),
+                notice_id: "n1".into(),
+                at: 500
+            })
+        );
+        assert!(
+            payload_files(&dir.0).is_empty(),
+            "the refused body is removed"
+        );
+        assert_eq!(
+            store
+                .claim_next("mpc-b", 1000, 60)
+                .unwrap()
+                .unwrap()
+                .message_id,
+            "m2"
+        );
+        assert!(store
+            .claim_next("mpc-b", 5000, 60)
+            .unwrap()
+            .is_some_and(|c| c.message_id == "m2"));
+        assert!(store.queue_depths().unwrap().contains(&(b.clone(), 1)));
+        // The notice waits for A like any message.
+        let c = store.claim_next("mpc-a", 20, 60).unwrap().unwrap();
+        assert_eq!(
+            (c.message_id.as_str(), c.body.as_slice()),
+            ("n1", &b"notice"[..])
+        );
+        // A receipt for the failed message changes nothing.
+        assert_eq!(
+            store.mark_delivered(&b, "m1", b"r", 30).unwrap(),
+            Delivery::Unknown
+        );
+        // The same notice again is a duplicate; another one for m1 is refused.
+        assert!(matches!(
+            store.accept(&notice(&b, &a, "mpc-a", "n1", "m1"), &NONE),
+            Ok(Accepted::Duplicate { .. })
+        ));
+        assert_eq!(
+            refused(store.accept(&notice(&b, &a, "mpc-a", "n2", "m1"), &NONE)),
+            Refused::AlreadyRefused {
+                message_id: "m1".into(),
+                notice_id: "n1".into()
+            }
+        );
+        // A notice for a message the notice's sender did not receive, or not to its sender.
+        assert_eq!(
+            refused(store.accept(&notice(&b, &a, "mpc-a", "n3", "nope"), &NONE)),
+            Refused::RefusedMessageUnknown {
+                message_id: "nope".into()
+            }
+        );
+        assert_eq!(
+            refused(store.accept(&notice(&a, &b, "mpc-b", "n4", "m2"), &NONE)),
+            Refused::RefusedMessageUnknown {
+                message_id: "m2".into()
+            }
+        );
+        let c3 = PartyKey::new("", "C");
+        let gamma = subscriber(&store, "gamma");
+        store
+            .register(gamma.id, &c3, "mpc-c", b"cert-c", &fp(3), 1000)
+            .unwrap();
+        assert_eq!(
+            refused(store.accept(&notice(&b, &c3, "mpc-c", "n5", "m2"), &NONE)),
+            Refused::RefusedMessageOtherSender {
+                message_id: "m2".into(),
+                sender: a.clone()
+            }
+        );
+        // After delivery: the state stays, the refusal is recorded, the notice goes to A.
+        assert_eq!(
+            store.mark_delivered(&b, "m2", b"r", 40).unwrap(),
+            Delivery::Delivered
+        );
+        assert_eq!(
+            store
+                .accept(&notice(&b, &a, "mpc-a", "n6", "m2"), &NONE)
+                .unwrap(),
+            Accepted::NoticeStored(NoticeEffect::AfterDelivery)
+        );
+        let r = record(&store, &a, "m2");
+        assert_eq!(r.state, "delivered");
+        assert_eq!(r.refusal.unwrap().notice_id, "n6");
+        // An expired message can be refused too.
+        store
+            .accept(&msg(&a, &b, "mpc-b", "m3", b"three", 50), &NONE)
+            .unwrap();
+        store.purge(0, 60).unwrap();
+        assert_eq!(
+            store
+                .accept(&notice(&b, &a, "mpc-a", "n7", "m3"), &NONE)
+                .unwrap(),
+            Accepted::NoticeStored(NoticeEffect::Failed)
+        );
+        assert_eq!(state_of(&store, "m3"), "failed");
+        // Refusals do not count as received in the usage ledger; notices count as sent.
+        let u = store.usage(0, 1000).unwrap();
+        assert_eq!((u[1].sent_messages, u[1].received_messages), (3, 1));
+    }
+
+    #[test]
+    fn records_of_finished_messages_are_pruned_and_the_ledger_stays() {
+        let dir = TempDir::new("prune");
+        let store = SqliteStore::open(&dir.0, 16).unwrap();
+        let (a, b) = setup(&store);
+        for (id, at) in [
+            ("d1", 10),
+            ("d2", 10),
+            ("x1", 10),
+            ("w1", 10),
+            ("late", 300),
+        ] {
+            store
+                .accept(&msg(&a, &b, "mpc-b", id, b"body", at), &NONE)
+                .unwrap();
+        }
+        store.mark_delivered(&b, "d1", b"r", 20).unwrap();
+        store.mark_delivered(&b, "d2", b"r", 20).unwrap();
+        store.mark_delivered(&b, "late", b"r", 310).unwrap();
+        store
+            .accept(&notice(&b, &a, "mpc-a", "n1", "x1"), &NONE)
+            .unwrap();
+        store.purge(25, 5).unwrap(); // d1, d2 purged; nothing expired
+        let before = store.usage(0, 1000).unwrap();
+        // Records received before 100 and finished go: d1, d2 (purged), x1 (failed). w1 waits,
+        // the notice n1 (received at 500) and late are kept.
+        assert_eq!(store.prune_records(100).unwrap(), 3);
+        let mut left: Vec<String> = store
+            .messages(None, 100)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.message_id)
+            .collect();
+        left.sort();
+        assert_eq!(left, ["late", "n1", "w1"]);
+        assert_eq!(store.usage(0, 1000).unwrap(), before);
+        assert_eq!(store.prune_records(100).unwrap(), 0);
+        // A message re-sent after its record is gone is a new message (documented).
+        assert_eq!(
+            store
+                .accept(&msg(&a, &b, "mpc-b", "d1", b"body", 400), &NONE)
+                .unwrap(),
+            Accepted::Stored
+        );
+        // Batches: more records than one transaction removes.
+        let n = PRUNE_BATCH as usize + 7;
+        {
+            let conn = store.conn();
+            let mut stmt = conn
+                .prepare(
+                    "INSERT INTO messages (sender_ptype, sender_id, recipient_ptype, \
+                     recipient_id, mpc, message_id, conversation_id, service, action, \
+                     content_type, size, receipt_content_type, receipt, state, received_at) \
+                     VALUES ('', 'A', '', 'B', 'mpc-b', ?1, 'c', 's', 'a', 't', 1, 'r', X'00', \
+                     'expired', 1)",
+                )
+                .unwrap();
+            for i in 0..n {
+                stmt.execute([format!("bulk{i}")]).unwrap();
+            }
+        }
+        assert_eq!(store.prune_records(100).unwrap(), n as u64);
+    }
+
+    #[test]
+    fn a_revoked_party_can_be_reinstated() {
+        let dir = TempDir::new("reinstate");
+        let store = SqliteStore::open(&dir.0, 16).unwrap();
+        let (a, _) = setup(&store);
+        assert!(matches!(
+            store.reinstate_party(&a, None, 2000),
+            Err(StoreError::Conflict(_))
+        ));
+        store.revoke_party(&a, 2000).unwrap();
+        let sub = store.party(&a).unwrap().unwrap().subscriber_id;
+        match store.register(sub, &a, "mpc-x", b"d", &fp(7), 2100) {
+            Err(StoreError::Conflict(m)) => assert!(m.contains("reinstate"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        store.reinstate_party(&a, None, 2200).unwrap();
+        let p = store.party(&a).unwrap().unwrap();
+        assert!(p.is_usable());
+        assert_eq!(p.revoked_at, None);
+        assert_eq!(store.certificates(&a).unwrap().len(), 1);
+        // With a new certificate, the old ones end at once.
+        store.revoke_party(&a, 2300).unwrap();
+        store
+            .reinstate_party(&a, Some((b"new-der", &fp(8))), 2400)
+            .unwrap();
+        let certs = store.certificates(&a).unwrap();
+        assert_eq!(certs[0].fingerprint, fp(8));
+        assert_eq!(certs[0].retired_at, None);
+        assert_eq!(certs[1].retired_at, Some(2400));
+        assert!(matches!(
+            store.reinstate_party(&PartyKey::new("", "nobody"), None, 1),
+            Err(StoreError::NotFound(_))
+        ));
     }
 }

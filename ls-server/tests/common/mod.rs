@@ -2,6 +2,9 @@
 //! exchange and HTTPS transport.
 #![allow(dead_code)]
 
+pub mod attack;
+
+use ls_core::as4::coordination::{self, FailureClass, RefusalNotice};
 use ls_core::as4::envelope::SoapVersion;
 use ls_core::as4::exchange::{self, party_mpc, Exchange, Pulled};
 use ls_core::as4::message::{self, Built, Incoming, Outgoing, Payload, ReadOptions};
@@ -79,6 +82,11 @@ impl Server {
 
     /// A subscriber with one party registered under `id` for a new EC identity.
     pub fn party(&self, id: &str) -> Party {
+        self.party_with(id, &[])
+    }
+
+    /// As [`Server::party`], with more arguments for `admin party add`.
+    pub fn party_with(&self, id: &str, extra: &[&str]) -> Party {
         let sub = self.admin(&[
             "subscriber",
             "add",
@@ -93,16 +101,21 @@ impl Server {
         let p = Party::new(id);
         let cert = self.dir.join(format!("{id}.crt"));
         std::fs::write(&cert, p.identity.certificate().to_pem()).unwrap();
-        self.admin(&[
-            "party",
-            "add",
-            "--subscriber",
-            &sub_id.to_string(),
-            "--party",
-            id,
-            "--certificate",
-            cert.to_str().unwrap(),
-        ]);
+        self.admin(
+            &[
+                "party",
+                "add",
+                "--subscriber",
+                &sub_id.to_string(),
+                "--party",
+                id,
+                "--certificate",
+                cert.to_str().unwrap(),
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
+        );
         Party {
             subscriber: sub_id,
             ..p
@@ -138,7 +151,24 @@ impl Party {
     }
 
     pub fn message_signed_by(&self, to: &str, data: &[u8], signer: &Identity) -> Built {
-        let um = exchange::user_message(
+        self.build(to, None, data, "doc@test", signer)
+    }
+
+    /// A message with a chosen MessageId and payload Content-ID, signed by `self` (each call
+    /// signs anew: another timestamp, signature and MIME boundary).
+    pub fn message_with_id(&self, to: &str, id: &str, data: &[u8], content_id: &str) -> Built {
+        self.build(to, Some(id), data, content_id, &self.identity)
+    }
+
+    fn build(
+        &self,
+        to: &str,
+        id: Option<&str>,
+        data: &[u8],
+        content_id: &str,
+        signer: &Identity,
+    ) -> Built {
+        let mut um = exchange::user_message(
             &self.id,
             to,
             "urn:layersec:test",
@@ -147,19 +177,55 @@ impl Party {
             "test.example",
         )
         .unwrap();
+        if let Some(id) = id {
+            um.info.message_id = id.to_string();
+        }
         message::build(Outgoing {
             messaging: Messaging {
                 user_messages: vec![um],
                 signals: Vec::new(),
             },
             payloads: vec![Payload {
-                content_id: "doc@test".into(),
+                content_id: content_id.into(),
                 mime_type: "application/octet-stream".into(),
                 data: data.to_vec(),
                 compress: false,
                 properties: Vec::new(),
             }],
             signer,
+            encrypt_for: None,
+            soap: SoapVersion::Soap12,
+        })
+        .unwrap()
+    }
+
+    /// A signed refusal notice from `self` (the recipient of `refused`) to `to`, its sender.
+    pub fn refusal_notice(&self, to: &str, refused: &str, class: FailureClass) -> Built {
+        self.refusal_notice_with(to, refused, class, |_| {})
+    }
+
+    /// As [`Party::refusal_notice`], with the header changed by `tweak` before it is signed.
+    pub fn refusal_notice_with(
+        &self,
+        to: &str,
+        refused: &str,
+        class: FailureClass,
+        tweak: impl FnOnce(&mut ls_core::as4::model::UserMessage),
+    ) -> Built {
+        let notice = RefusalNotice {
+            message_id: refused.to_string(),
+            payload_sha256: "ab".repeat(32),
+            class,
+        };
+        let mut um = coordination::refusal_notice(&self.id, to, &notice, "test.example").unwrap();
+        tweak(&mut um);
+        message::build(Outgoing {
+            messaging: Messaging {
+                user_messages: vec![um],
+                signals: Vec::new(),
+            },
+            payloads: Vec::new(),
+            signer: &self.identity,
             encrypt_for: None,
             soap: SoapVersion::Soap12,
         })
@@ -201,6 +267,59 @@ impl Party {
         let receipt = message::build_receipt(&inc, &self.identity, "test.example").unwrap();
         (inc, receipt)
     }
+}
+
+/// POST `built` as is and read the service's signed answer (verified against `service`): the
+/// ebMS error it carries. Panics when the answer is not a signed error signal.
+pub fn refusal(
+    t: &dyn Transport,
+    service: &Certificate,
+    content_type: &str,
+    body: &[u8],
+) -> ls_core::as4::model::EbmsError {
+    let r = t.post(content_type, body).unwrap();
+    let inc = message::read(
+        &r.content_type,
+        &r.body,
+        &ReadOptions {
+            recipient: None,
+            policy: VerifyPolicy {
+                signer: Some(service),
+                ..Default::default()
+            },
+            limits: Limits::default(),
+        },
+    )
+    .unwrap_or_else(|e| panic!("not a signed ebMS answer (HTTP {}): {e}", r.status));
+    match &inc.messaging.signals[0].signal {
+        ls_core::as4::model::Signal::Error(e) => e[0].clone(),
+        other => panic!("not an error signal: {other:?}"),
+    }
+}
+
+/// The ebMS error message (short description and description) of a refused exchange.
+pub fn ebms_message(e: &ls_core::Error) -> String {
+    match e {
+        ls_core::Error::EbmsError { message, .. } => message.clone(),
+        other => format!("not an ebMS error: {other}"),
+    }
+}
+
+/// A request to the admin API (plain HTTP on loopback) with the service's token.
+pub fn admin_call(server: &Server, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(&server.admin_addr).unwrap();
+    write!(
+        c,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        server.admin_token(),
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    (status, out.split_once("\r\n\r\n").unwrap().1.to_string())
 }
 
 /// The ebMS code of an error, for asserts.

@@ -4,14 +4,15 @@
 //! answers with real receipts and error signals signed by its own identity.
 
 use super::*;
-use crate::as4::envelope::SoapVersion;
-use crate::as4::exchange::{self, party_mpc};
-use crate::as4::message::Built;
-use crate::as4::model::{EbmsError, Messaging, Signal};
-use crate::as4::xml::Limits;
-use crate::keys::KeyType;
-use crate::transport::{HttpResponse, StubTransport};
 use fsutil::random_hex;
+use ls_core::as4::coordination::FailureClass;
+use ls_core::as4::envelope::SoapVersion;
+use ls_core::as4::exchange::{self, party_mpc};
+use ls_core::as4::message::Built;
+use ls_core::as4::model::{EbmsError, Messaging, Signal};
+use ls_core::as4::xml::Limits;
+use ls_core::keys::KeyType;
+use ls_core::transport::{HttpResponse, StubTransport};
 use std::collections::HashMap;
 use std::fs;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,8 @@ struct Stored {
     receipt: (String, Vec<u8>),
     leased: bool,
     delivered: bool,
+    /// Refused by its recipient (a refusal notice): never offered again.
+    failed: bool,
 }
 
 #[derive(Default)]
@@ -138,6 +141,24 @@ impl FakeService {
         if self.cert_of(&to).is_empty() {
             return self.refuse("EBMS:0003", Some(&mid));
         }
+        // A recipient's refusal notice: the message it names is not offered again.
+        if let Some(n) = ls_core::as4::coordination::read_refusal(&auth.messaging.user_messages[0])
+        {
+            let Ok(n) = n else {
+                return self.refuse("EBMS:0009", Some(&mid));
+            };
+            let mut msgs = self.messages.lock().unwrap();
+            match msgs
+                .iter_mut()
+                .find(|s| s.message_id == n.message_id && s.recipient == from && s.sender == to)
+            {
+                Some(s) => s.failed = true,
+                None => {
+                    drop(msgs);
+                    return self.refuse("EBMS:0004", Some(&mid));
+                }
+            }
+        }
         self.pushes.lock().unwrap().push(mid.clone());
         let answer = {
             let mut msgs = self.messages.lock().unwrap();
@@ -164,6 +185,7 @@ impl FakeService {
                         receipt: receipt.clone(),
                         leased: false,
                         delivered: false,
+                        failed: false,
                     });
                     receipt
                 }
@@ -200,7 +222,7 @@ impl FakeService {
         let mut msgs = self.messages.lock().unwrap();
         if let Some(s) = msgs
             .iter_mut()
-            .find(|s| s.recipient == owner && !s.leased && !s.delivered)
+            .find(|s| s.recipient == owner && !s.leased && !s.delivered && !s.failed)
         {
             s.leased = true;
             let mut body = s.body.clone();
@@ -251,6 +273,14 @@ impl FakeService {
         for s in self.messages.lock().unwrap().iter_mut() {
             s.leased = false;
         }
+    }
+
+    fn failed(&self, message_id: &str) -> bool {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|s| s.message_id == message_id && s.failed)
     }
 
     fn stored(&self) -> usize {
@@ -527,16 +557,16 @@ fn the_sender_keeps_a_readable_copy_and_nothing_leaks_in_the_as4_header() {
     let incoming = message::read(
         &msgs[0].content_type,
         body,
-        &crate::as4::message::ReadOptions {
+        &ls_core::as4::message::ReadOptions {
             recipient: None,
             policy: verify_policy(Some(alice.identity().certificate()), None),
             limits: Limits::default(),
         },
     )
     .unwrap();
-    let opened = crate::open(
+    let opened = ls_core::open(
         &incoming.payloads[0].data,
-        &crate::OpenOptions {
+        &ls_core::OpenOptions {
             recipient: Some(alice.identity()),
             sender: Some(alice.identity().certificate()),
             ..Default::default()
@@ -547,7 +577,7 @@ fn the_sender_keeps_a_readable_copy_and_nothing_leaks_in_the_as4_header() {
     assert_eq!(opened.filename.as_deref(), Some("report.txt"));
 }
 
-use crate::as4::message;
+use ls_core::as4::message;
 
 #[test]
 fn a_push_whose_answer_was_lost_is_repeated_with_the_same_message_id() {
@@ -561,7 +591,7 @@ fn a_push_whose_answer_was_lost_is_repeated_with_the_same_message_id() {
     assert!(!sent.is_delivered());
     assert_eq!(
         sent.last_error.as_ref().unwrap().code,
-        "LS_ERR_CONNECT_FAILED"
+        ErrorCode::ConnectFailed
     );
     assert!(w.files("alice", "sent").is_empty());
     let st = alice.status().unwrap();
@@ -653,7 +683,10 @@ fn transient_failures_back_off_then_succeed_or_give_up() {
         .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
         .unwrap();
     assert!(!sent.is_delivered());
-    assert_eq!(sent.last_error.as_ref().unwrap().code, "LS_ERR_HTTP_STATUS");
+    assert_eq!(
+        sent.last_error.as_ref().unwrap().code,
+        ErrorCode::HttpStatus
+    );
     assert!(sent.last_error.as_ref().unwrap().transient);
     // initial_secs = 10, no jitter.
     let next = sent.next_attempt.unwrap();
@@ -700,7 +733,12 @@ fn transient_failures_back_off_then_succeed_or_give_up() {
     let reason = fs::read_to_string(w.path("alice", "failed/order.xml.reason.txt")).unwrap();
     assert!(reason.contains("Gave up after 4 attempts"), "{reason}");
     assert!(reason.contains("LS_ERR_HTTP_STATUS"), "{reason}");
-    assert!(reason.contains("outbox folder bob/"), "{reason}");
+    // It was handed to a send call: sent again the same way, not from an outbox folder.
+    assert!(
+        reason.contains("layersec send <this file> --to bob"),
+        "{reason}"
+    );
+    assert!(!reason.contains("outbox"), "{reason}");
     assert!(w.all_files("alice", "state/outgoing").is_empty());
 }
 
@@ -720,6 +758,12 @@ fn permanent_failures_go_to_failed_with_a_reason() {
         .unwrap_err();
     assert_eq!(e.code(), ErrorCode::EbmsError, "{e}");
     assert!(e.to_string().contains("EBMS:0003"), "{e}");
+    // The service refused it (not the partner), and the message says so.
+    assert!(
+        e.to_string()
+            .starts_with("the service refused the message: EBMS:0003"),
+        "{e}"
+    );
     assert_eq!(
         w.files("alice", "failed"),
         ["invoice.xml", "invoice.xml.reason.txt"]
@@ -733,6 +777,13 @@ fn permanent_failures_go_to_failed_with_a_reason() {
     assert!(reason.contains("EBMS:0003"), "{reason}");
     assert!(reason.contains("party id"), "{reason}");
     assert!(!reason.contains("<Invoice>"), "{reason}");
+    // Sent by a send call, not from the outbox: the reason says to send it again, and does not
+    // point at an outbox folder it never was in.
+    assert!(
+        reason.contains("`layersec send <this file> --to carol`"),
+        "{reason}"
+    );
+    assert!(!reason.contains("outbox"), "{reason}");
     assert!(w.all_files("alice", "state/outgoing").is_empty());
 
     // Through the API an unknown partner is an error at once, nothing is queued.
@@ -750,9 +801,19 @@ fn permanent_failures_go_to_failed_with_a_reason() {
     let r = alice.process_outbox().unwrap();
     assert_eq!(r.claimed, 1);
     assert_eq!(r.jobs.failed.len(), 1);
-    assert_eq!(r.jobs.failed[0].error.code, "LS_ERR_CERT_NOT_FOUND");
+    assert_eq!(r.jobs.failed[0].error.code, ErrorCode::CertNotFound);
     let reason = fs::read_to_string(w.path("alice", "failed/note.txt.reason.txt")).unwrap();
     assert!(reason.contains("layersec partners add dave"), "{reason}");
+    // It came from the outbox: moving it back there sends it again.
+    let outbox_dir = w.path("alice", "outbox/dave");
+    assert!(
+        reason.contains(&format!(
+            "move the document back to the outbox folder {}",
+            outbox_dir.display()
+        )),
+        "{reason}"
+    );
+    assert!(!reason.contains("layersec send"), "{reason}");
     assert!(!p.exists());
     let st = alice.status().unwrap();
     assert_eq!(st.failed, 2);
@@ -953,7 +1014,7 @@ fn an_unknown_sender_is_not_written_nor_receipted_and_does_not_block_the_queue()
     assert_eq!(r.failed.len(), 1);
     assert_eq!(r.failed[0].sender, "carol");
     assert_eq!(r.failed[0].message_id, from_carol.message_id);
-    assert_eq!(r.failed[0].code, "LS_ERR_UNKNOWN_SIGNER");
+    assert_eq!(r.failed[0].error.code, ErrorCode::UnknownSigner);
     assert_eq!(r.received.len(), 1);
     assert_eq!(
         w.files("bob", "inbox"),
@@ -994,7 +1055,7 @@ fn an_unknown_sender_is_not_written_nor_receipted_and_does_not_block_the_queue()
 }
 
 #[test]
-fn a_tampered_message_is_not_written() {
+fn a_tampered_message_is_refused_with_a_signed_notice_the_sender_records() {
     let w = world();
     let alice = w.client("alice");
     let sent = alice
@@ -1004,23 +1065,47 @@ fn a_tampered_message_is_not_written() {
     let bob = w.client("bob");
     let r = bob.poll(|_| panic!("must not be delivered")).unwrap();
     assert_eq!(r.failed.len(), 1);
+    let f = &r.failed[0];
     assert!(
         [
-            "LS_ERR_DIGEST_MISMATCH",
-            "LS_ERR_BAD_SIGNATURE",
-            "LS_ERR_MALFORMED"
+            ErrorCode::DigestMismatch,
+            ErrorCode::BadSignature,
+            ErrorCode::Malformed
         ]
-        .contains(&r.failed[0].code.as_str()),
-        "{:?}",
-        r.failed[0]
+        .contains(&f.error.code),
+        "{f:?}"
     );
+    assert!(f.refused.is_some() && f.notice_sent, "{f:?}");
     assert!(w.all_files("bob", "inbox").is_empty());
     assert!(w.files("bob", "state/delivered").is_empty());
     assert!(!w.svc.delivered(&sent.message_id));
-    // Untampered on the next offer: accepted.
+    // The service has the notice: the message is not offered again, even after its lease.
+    assert!(w.svc.failed(&sent.message_id));
     w.svc.faults.lock().unwrap().tamper_pulls = false;
     w.svc.expire_leases();
-    assert_eq!(bob.poll(|_| {}).unwrap().received.len(), 1);
+    let again = bob.poll(|_| panic!("not offered again")).unwrap();
+    assert_eq!(again.pulled, 0);
+    // Alice pulls bob's notice, verifies it and records it on her sent document.
+    let ra = alice
+        .poll(|_| panic!("a notice is not a document"))
+        .unwrap();
+    assert_eq!(ra.refused_by_partners.len(), 1, "{ra:?}");
+    let n = &ra.refused_by_partners[0];
+    assert_eq!(n.partner, "bob");
+    assert_eq!(n.message_id, sent.message_id);
+    assert_eq!(n.document.as_deref(), Some("invoice.xml"));
+    // Bob saw other bytes than alice sent.
+    assert_eq!(n.payload_matches, Some(false));
+    let rec: serde_json::Value =
+        serde_json::from_slice(&fs::read(w.path("alice", "sent/invoice.xml.sent.json")).unwrap())
+            .unwrap();
+    assert_eq!(rec["refused"]["partner"], "bob");
+    assert_eq!(rec["refused"]["class"], n.class.as_str());
+    assert!(n.notice_file.is_file());
+    let st = alice.status().unwrap();
+    assert_eq!(st.refused_by_partners.len(), 1);
+    // The notice itself was receipted: offered once.
+    assert_eq!(alice.poll(|_| {}).unwrap().pulled, 0);
 }
 
 #[test]
@@ -1081,7 +1166,12 @@ fn status_serialises_to_json() {
     assert_eq!(v["pending"][0]["name"], "invoice.xml");
     assert_eq!(v["pending"][0]["to"], "bob");
     assert_eq!(v["pending"][0]["attempts"], 1);
-    assert_eq!(v["pending"][0]["last_error_code"], "LS_ERR_HTTP_STATUS");
+    // One error object: the code a number, its name and family beside it.
+    assert_eq!(v["pending"][0]["last_error"]["code"], 603);
+    assert_eq!(v["pending"][0]["last_error"]["name"], "LS_ERR_HTTP_STATUS");
+    assert_eq!(v["pending"][0]["last_error"]["family"], "transport");
+    assert_eq!(v["pending"][0]["last_error"]["transient"], true);
+    assert!(v["pending"][0].get("last_error_code").is_none(), "{v}");
     assert_eq!(v["sent"], 0);
     // No key material or document content anywhere in it.
     let text = st.to_json();
@@ -1177,4 +1267,310 @@ fn a_partner_certificate_put_in_the_folder_by_another_process_is_found() {
     let r = bob.poll(|_| {}).unwrap();
     assert_eq!(r.received.len(), 1, "{r:?}");
     assert_eq!(r.received[0].sender, "carol");
+}
+
+impl World {
+    /// Append settings to `who`'s configuration file.
+    fn configure(&self, who: &str, extra: &str) {
+        let p = self.path(who, "client.toml");
+        let mut text = fs::read_to_string(&p).unwrap();
+        text.push_str(extra);
+        fs::write(p, text).unwrap();
+    }
+}
+
+fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn a_document_that_expands_beyond_the_limit_is_refused_as_too_large_and_not_offered_again() {
+    let w = world();
+    w.configure("bob", "\n[limits]\nmax_document_bytes = 100000\n");
+    let alice = w.client("alice");
+    // 2 MB of text compresses to a few KB: small on the wire, too large once opened.
+    let doc = b"<Line>the same line again</Line>\n".repeat(60_000);
+    let sent = alice
+        .send_bytes("big.xml", &doc, "bob", &SendOptions::default())
+        .unwrap();
+    let ok = alice
+        .send_bytes("small.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let bob = w.client("bob");
+    let r = bob.poll(|_| {}).unwrap();
+    // The refused one does not block the one behind it.
+    assert_eq!(r.received.len(), 1, "{r:?}");
+    assert_eq!(r.received[0].message_id, ok.message_id);
+    assert_eq!(r.failed.len(), 1);
+    let f = &r.failed[0];
+    assert_eq!(f.error.code, ErrorCode::ExpansionTooLarge, "{f:?}");
+    assert_eq!(f.refused, Some(FailureClass::TooLarge));
+    assert!(f.notice_sent);
+    assert!(w.svc.failed(&sent.message_id));
+    w.svc.expire_leases();
+    assert_eq!(bob.poll(|_| {}).unwrap().pulled, 0);
+    let ra = alice.poll(|_| {}).unwrap();
+    let n = &ra.refused_by_partners[0];
+    assert_eq!(n.class, FailureClass::TooLarge);
+    assert_eq!(n.payload_matches, Some(true));
+    assert_eq!(n.document.as_deref(), Some("big.xml"));
+}
+
+#[test]
+fn a_notice_the_service_cannot_take_now_goes_out_at_the_next_poll() {
+    let w = world();
+    w.configure("bob", "\n[limits]\nmax_document_bytes = 2000\n");
+    let alice = w.client("alice");
+    let sent = alice
+        .send_bytes("a.bin", &[7u8; 5000], "bob", &SendOptions::default())
+        .unwrap();
+    let bob = w.client("bob");
+    // The pull and then the notice's push: the push fails (503), after the message was
+    // pulled.
+    let svc = Arc::clone(&w.svc);
+    let flaky = Client::with_transport(
+        &w.cfg("bob"),
+        Box::new(StubTransport::new(move |ct, body| {
+            let m = exchange::peek(ct, body, &Limits::default()).unwrap();
+            if !m.user_messages.is_empty() {
+                return Ok(HttpResponse::new(503, "text/plain", b"busy".to_vec()));
+            }
+            svc.handle(ct, body)
+        })),
+    )
+    .unwrap();
+    let e = flaky.poll(|_| {}).unwrap_err();
+    assert!(e.is_transient(), "{e}");
+    assert!(!w.svc.failed(&sent.message_id));
+    let pending: Vec<String> = w
+        .files("bob", "state/incoming-failed")
+        .into_iter()
+        .filter(|n| n.ends_with(".notice"))
+        .collect();
+    assert_eq!(pending.len(), 1);
+    // The next poll pushes the same notice first.
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.pulled, 0);
+    assert!(w.svc.failed(&sent.message_id));
+    assert!(!w
+        .files("bob", "state/incoming-failed")
+        .iter()
+        .any(|n| n.contains(".notice")));
+    let f = &bob.status().unwrap().incoming_failures[0];
+    assert!(
+        f.notice_sent && f.refused == Some(FailureClass::TooLarge),
+        "{f:?}"
+    );
+}
+
+#[test]
+fn a_message_that_stopped_the_client_three_times_is_quarantined() {
+    let w = world();
+    let alice = w.client("alice");
+    let sent = alice
+        .send_bytes("poison.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let key = incoming::delivery_key("alice", &sent.message_id);
+    // Three lives of bob's client that died while verifying or opening it.
+    for _ in 0..3 {
+        let bob = w.client("bob");
+        fs::write(
+            w.path("bob", "state/incoming-in-flight.json"),
+            format!(
+                "{{\"key\":\"{key}\",\"sender\":\"alice\",\"message_id\":\"{}\",\"pid\":1}}",
+                sent.message_id
+            ),
+        )
+        .unwrap();
+        bob.poll_until(|_| {}, &AtomicBool::new(true)).unwrap();
+    }
+    let bob = w.client("bob");
+    let r = bob.poll(|_| panic!("not opened")).unwrap();
+    let f = &r.failed[0];
+    assert_eq!(f.refused, Some(FailureClass::Quarantined), "{f:?}");
+    assert_eq!(f.crashes, 3);
+    let q = f.quarantined.clone().unwrap();
+    assert!(fs::read(&q).unwrap().starts_with(b"Content-Type: "));
+    assert_eq!(mode_of(&q), 0o600);
+    assert!(w.svc.failed(&sent.message_id));
+    assert_eq!(
+        alice.poll(|_| {}).unwrap().refused_by_partners[0].class,
+        FailureClass::Quarantined
+    );
+}
+
+#[test]
+fn a_poll_stops_at_its_bounds_and_the_next_one_goes_on() {
+    let w = world();
+    w.configure("bob", "\n[limits]\nmax_messages_per_poll = 2\n");
+    let alice = w.client("alice");
+    for i in 0..5 {
+        alice
+            .send_bytes(
+                &format!("d{i}.xml"),
+                INVOICE,
+                "bob",
+                &SendOptions::default(),
+            )
+            .unwrap();
+    }
+    let bob = w.client("bob");
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!((r.received.len(), r.limited), (2, true));
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!((r.received.len(), r.limited), (2, true));
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!((r.received.len(), r.limited), (1, false));
+}
+
+#[test]
+fn documents_and_folders_are_private_unless_a_group_must_read_them() {
+    let w = world();
+    let alice = w.client("alice");
+    alice
+        .send_bytes("a.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let bob = w.client("bob");
+    let got = bob.poll(|_| {}).unwrap().received[0].path.clone();
+    assert_eq!(mode_of(&got), 0o600);
+    assert_eq!(
+        mode_of(&PathBuf::from(format!("{}.meta.json", got.display()))),
+        0o600
+    );
+    assert_eq!(mode_of(&w.path("bob", "inbox")), 0o700);
+    assert_eq!(mode_of(&w.path("alice", "sent/a.xml")), 0o600);
+    assert_eq!(mode_of(&w.path("alice", "sent/a.xml.sent.json")), 0o600);
+    assert_eq!(mode_of(&w.path("alice", "state")), 0o700);
+    // A group that must read them.
+    w.configure("carol", "\n[folders]\ngroup_readable = true\n");
+    let carol = w.client("carol");
+    assert_eq!(mode_of(&w.path("carol", "inbox")), 0o2750);
+    carol
+        .send_bytes("c.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    assert_eq!(mode_of(&w.path("carol", "sent/c.xml")), 0o640);
+}
+
+#[test]
+fn the_journal_forgets_delivered_messages_only_after_the_configured_hours() {
+    let w = world();
+    let alice = w.client("alice");
+    alice
+        .send_bytes("a.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let bob = w.client("bob");
+    bob.poll(|_| {}).unwrap();
+    let entries = w.files("bob", "state/delivered");
+    assert_eq!(entries.len(), 1);
+    let entry = w.path("bob", &format!("state/delivered/{}", entries[0]));
+    // Younger than remember_delivered_hours (1440 by default): kept.
+    age(&entry, 1439 * 3600);
+    let _ = fs::remove_file(w.path("bob", "state/pruned-at"));
+    bob.poll(|_| {}).unwrap();
+    assert!(entry.exists());
+    age(&entry, 1441 * 3600);
+    let _ = fs::remove_file(w.path("bob", "state/pruned-at"));
+    bob.poll(|_| {}).unwrap();
+    assert!(!entry.exists());
+}
+
+#[test]
+fn a_message_that_makes_the_client_panic_is_set_aside_and_the_poll_goes_on() {
+    let w = world();
+    let alice = w.client("alice");
+    let bad = alice
+        .send_bytes("bad.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    alice
+        .send_bytes("good.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let bob = w.client("bob");
+    arm(&bob, "poll:panic");
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.received.len(), 1);
+    assert_eq!(r.received[0].name, "good.xml");
+    assert_eq!(r.failed[0].message_id, bad.message_id);
+    assert_eq!(r.failed[0].refused, Some(FailureClass::Quarantined));
+    assert!(r.failed[0].quarantined.as_ref().unwrap().is_file());
+    assert!(w.svc.failed(&bad.message_id));
+}
+
+#[test]
+fn a_pulled_message_too_large_to_keep_is_identified_from_its_head_and_refused() {
+    let w = world();
+    let alice = w.client("alice");
+    let sent = alice
+        .send_bytes("big.bin", &[9u8; 3000], "bob", &SendOptions::default())
+        .unwrap();
+    // Bob's transport keeps the first 1500 bytes of a pulled message, as the HTTPS transport
+    // does beyond its limit, with the whole body's length and digest.
+    let svc = Arc::clone(&w.svc);
+    let bob = Client::with_transport(
+        &w.cfg("bob"),
+        Box::new(StubTransport::new(move |ct, body| {
+            let mut r = svc.handle(ct, body)?;
+            let m = exchange::peek(&r.content_type, &r.body, &Limits::default());
+            if m.is_ok_and(|m| !m.user_messages.is_empty()) {
+                r.oversized = Some(ls_core::transport::Oversized {
+                    length: r.body.len() as u64,
+                    sha256: openssl::sha::sha256(&r.body),
+                    limit: 1500,
+                });
+                r.body.truncate(r.body.len() - 1000);
+            }
+            Ok(r)
+        })),
+    )
+    .unwrap();
+    let r = bob.poll(|_| panic!("not written")).unwrap();
+    let f = &r.failed[0];
+    assert_eq!(f.message_id, sent.message_id);
+    assert_eq!(f.refused, Some(FailureClass::TooLarge), "{f:?}");
+    assert!(
+        f.error.message.contains("limits.max_document_bytes"),
+        "{f:?}"
+    );
+    assert!(f.notice_sent);
+    assert!(w.svc.failed(&sent.message_id));
+    let n = &alice.poll(|_| {}).unwrap().refused_by_partners[0];
+    assert_eq!(n.class, FailureClass::TooLarge);
+}
+
+#[test]
+fn an_as4_gzip_bomb_is_refused_as_too_large_without_being_expanded() {
+    use ls_core::as4::message::{self, Outgoing, Payload};
+    let w = world();
+    w.configure("bob", "\n[limits]\nmax_document_bytes = 100000\n");
+    let alice = w.client("alice");
+    // A partner's gateway that gzips the payload at the AS4 level: 64 MiB of zeros.
+    let um = exchange::user_message("alice", "bob", "svc", "act", "", "alice.test").unwrap();
+    let id = um.info.message_id.clone();
+    let built = message::build(Outgoing {
+        messaging: Messaging {
+            user_messages: vec![um],
+            signals: Vec::new(),
+        },
+        payloads: vec![Payload {
+            content_id: "bomb@alice.test".into(),
+            mime_type: "application/octet-stream".into(),
+            data: vec![0u8; 64 << 20],
+            compress: true,
+            properties: Vec::new(),
+        }],
+        signer: alice.identity(),
+        encrypt_for: None,
+        soap: SoapVersion::Soap12,
+    })
+    .unwrap();
+    assert!(built.body.len() < 1 << 20, "{}", built.body.len());
+    let r = w.svc.handle(&built.content_type, &built.body).unwrap();
+    assert_eq!(r.status, 200);
+    let bob = w.client("bob");
+    let r = bob.poll(|_| panic!("not written")).unwrap();
+    let f = &r.failed[0];
+    assert_eq!(f.message_id, id);
+    assert_eq!(f.error.code, ErrorCode::ExpansionTooLarge, "{f:?}");
+    assert_eq!(f.refused, Some(FailureClass::TooLarge));
+    assert!(w.svc.failed(&id));
 }

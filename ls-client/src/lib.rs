@@ -39,52 +39,42 @@
 //! message was not receipted, so the service offers it again). A `kill -9` at any point
 //! neither loses nor duplicates a document.
 
+#![forbid(unsafe_code)]
+
 pub mod config;
 mod fsutil;
 mod incoming;
+mod notices;
 mod outgoing;
 #[cfg(test)]
 mod tests;
 
 pub use config::{Config, TemplateOptions};
 pub use incoming::{IncomingFailure, PollReport, Received};
+pub use notices::PartnerRefusal;
 pub use outgoing::{FailedSend, Ignored, JobStatus, JobsReport, OutboxReport, SendOptions, Sent};
 
-use crate::as4::envelope::SoapVersion;
-use crate::as4::exchange::Exchange;
-use crate::as4::wss::VerifyPolicy;
-use crate::as4::xml::Limits;
-use crate::cert::{CertStore, Certificate};
-use crate::error::{Error, ErrorCode, Result};
-use crate::keys::Identity;
-use crate::time;
-use crate::transport::{HttpsConfig, HttpsTransport, Transport};
 use fsutil::{io_err, list_dir, random_unit};
+use ls_core::as4::coordination::message_limit_for;
+use ls_core::as4::envelope::SoapVersion;
+use ls_core::as4::exchange::Exchange;
+use ls_core::as4::wss::VerifyPolicy;
+use ls_core::as4::xml::Limits;
+use ls_core::cert::{CertStore, Certificate};
+use ls_core::error::{Error, ErrorCode, Result};
+use ls_core::keys::Identity;
+use ls_core::time;
+use ls_core::transport::{HttpsConfig, HttpsTransport, Transport};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
-/// An error as reports and events carry it: the code's name and the message.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Problem {
-    /// `LS_ERR_…`.
-    pub code: String,
-    pub message: String,
-    /// Whether trying again later may succeed.
-    pub transient: bool,
-}
-
-impl From<&Error> for Problem {
-    fn from(e: &Error) -> Problem {
-        Problem {
-            code: e.code().to_string(),
-            message: e.to_string(),
-            transient: e.is_transient(),
-        }
-    }
-}
+/// An error as reports and events carry it: the one error object of Layer Security
+/// (`{"code": 601, "name": "LS_ERR_TIMEOUT", "family": "transport", "message": "…",
+/// "transient": true}`), [`ls_core::ErrorReport`].
+pub type Problem = ls_core::error::ErrorReport;
 
 /// A partner certificate in the partners folder.
 #[derive(Clone, Debug, Serialize)]
@@ -137,9 +127,12 @@ pub struct Status {
     pub failed: usize,
     /// Documents in `inbox/` (not yet taken away).
     pub inbox: usize,
-    /// Messages for us that could not be accepted (not receipted; the service offers them
-    /// again).
+    /// Messages for us that could not be accepted: refused for good (`refused`: the class our
+    /// signed notice told the sender; the service no longer offers them) or left with the
+    /// service (unknown senders: offered again until they expire).
     pub incoming_failures: Vec<IncomingFailure>,
+    /// Partners' signed refusals of documents we sent, newest first.
+    pub refused_by_partners: Vec<PartnerRefusal>,
     pub last_poll: Option<PollStatus>,
     /// The most recent problems, newest first.
     pub last_errors: Vec<String>,
@@ -168,6 +161,8 @@ pub enum Event {
     Received(Received),
     /// A message for us that could not be accepted.
     ReceiveFailed(IncomingFailure),
+    /// A partner refused a document we sent (its signed notice).
+    RefusedByPartner(PartnerRefusal),
     /// A file in the outbox that is not in a partner's folder.
     Ignored {
         path: String,
@@ -213,7 +208,7 @@ impl std::fmt::Debug for Client {
             .field("party", &self.cfg.party.id)
             .field(
                 "service",
-                &crate::transport::https::redact_userinfo(&self.cfg.service.url),
+                &ls_core::transport::https::redact_userinfo(&self.cfg.service.url),
             )
             .finish_non_exhaustive()
     }
@@ -243,12 +238,15 @@ impl Client {
             https.client = Some(Identity::load(
                 key,
                 s.client_certificate.as_deref(),
-                password.as_deref(),
+                password.as_deref().map(String::as_str),
             )?);
         }
         https.connect_timeout = Duration::from_secs(s.connect_timeout_secs);
         https.timeout = Duration::from_secs(s.timeout_secs);
         https.allow_plain_http = s.allow_plain_http;
+        // A pulled message is a document of at most our limit, wrapped; a longer response is
+        // read to its end but not kept (the message is refused as too large).
+        https.max_response_bytes = message_limit_for(cfg.limits.max_document_bytes);
         HttpsTransport::new(https).map_err(|e| match e {
             Error::InvalidArgument(m) => {
                 Error::ConfigInvalid(format!("{}: service: {m}", cfg.file.display()))
@@ -266,15 +264,24 @@ impl Client {
     fn build(
         cfg: Config,
         transport: Box<dyn Transport>,
-        password: Option<String>,
+        password: Option<zeroize::Zeroizing<String>>,
     ) -> Result<Client> {
         let me = Identity::load(
             &cfg.identity.key,
             cfg.identity.certificate.as_deref(),
-            password.as_deref(),
+            password.as_deref().map(String::as_str),
         )?;
         let service_cert = Certificate::load(&cfg.service.service_certificate)?;
         let f = &cfg.folders;
+        // Our folders are ours: 0700 (2750 with group_readable) when we create them. Folders
+        // that exist keep the permissions their owner gave them.
+        let dir_mode = if f.group_readable { 0o2750 } else { 0o700 };
+        let state_subs = [
+            outgoing::OUTGOING,
+            incoming::DELIVERED,
+            incoming::FAILED_IN,
+            notices::REFUSED,
+        ];
         for d in [
             &f.outbox,
             &f.sent,
@@ -282,15 +289,19 @@ impl Client {
             &f.inbox,
             &f.state,
             &cfg.partners.dir,
-        ] {
-            std::fs::create_dir_all(d).map_err(|e| io_err("cannot create folder", d, e))?;
-        }
-        for sub in [outgoing::OUTGOING, incoming::DELIVERED, incoming::FAILED_IN] {
-            let d = f.state.join(sub);
-            std::fs::create_dir_all(&d).map_err(|e| io_err("cannot create folder", &d, e))?;
+        ]
+        .into_iter()
+        .cloned()
+        .chain(state_subs.iter().map(|s| f.state.join(s)))
+        {
+            if !d.exists() {
+                std::fs::create_dir_all(&d).map_err(|e| io_err("cannot create folder", &d, e))?;
+                fsutil::set_mode(&d, dir_mode)?;
+            }
         }
         let partners = CertStore::load_dir(&cfg.partners.dir)?;
         let domain = cfg.domain();
+        let cfg_limits = cfg.limits.clone();
         Ok(Client {
             cfg,
             me,
@@ -298,7 +309,10 @@ impl Client {
             partners: RwLock::new(partners),
             transport,
             domain,
-            limits: Limits::default(),
+            limits: Limits {
+                max_part: message_limit_for(cfg_limits.max_document_bytes),
+                ..Limits::default()
+            },
             #[cfg(test)]
             failpoint: std::sync::Mutex::new(None),
         })
@@ -458,21 +472,28 @@ impl Client {
                 .count())
         };
         let incoming_failures = self.incoming_failures()?;
+        let refused_by_partners = self.partner_refusals()?;
         let last_poll: Option<PollStatus> = fsutil::read_json(&self.state(incoming::STATUS))?;
         let mut last: Vec<(i64, String)> = Vec::new();
         for j in &pending {
             if let Some(e) = &j.last_error {
                 last.push((
                     j.last_attempt.unwrap_or(j.created),
-                    format!("sending {} to {}: {e}", j.name, j.to),
+                    format!("sending {} to {}: {}", j.name, j.to, e.message),
                 ));
             }
         }
         for f in &incoming_failures {
             last.push((
                 f.last_seen,
-                format!("message {} from {}: {}", f.message_id, f.sender, f.error),
+                format!(
+                    "message {} from {}: {}",
+                    f.message_id, f.sender, f.error.message
+                ),
             ));
+        }
+        for r in &refused_by_partners {
+            last.push((r.received_at, r.summary()));
         }
         if let Some(p) = &last_poll {
             if let Some(e) = &p.error {
@@ -482,12 +503,13 @@ impl Client {
         last.sort_by_key(|e| std::cmp::Reverse(e.0));
         Ok(Status {
             party_id: self.cfg.party.id.clone(),
-            service_url: crate::transport::https::redact_userinfo(&self.cfg.service.url),
+            service_url: ls_core::transport::https::redact_userinfo(&self.cfg.service.url),
             pending,
             sent: count(&self.cfg.folders.sent, ".sent.json")?,
             failed: count(&self.cfg.folders.failed, ".reason.txt")?,
             inbox: count(&self.cfg.folders.inbox, ".meta.json")?,
             incoming_failures,
+            refused_by_partners,
             last_poll,
             last_errors: last
                 .into_iter()
@@ -559,6 +581,9 @@ impl Client {
                         for f in &report.failed {
                             on_event(&Event::ReceiveFailed(f.clone()));
                         }
+                        for r in &report.refused_by_partners {
+                            on_event(&Event::RefusedByPartner(r.clone()));
+                        }
                         for e in &report.receipt_errors {
                             on_event(&Event::Error {
                                 context: "posting a receipt".into(),
@@ -570,7 +595,12 @@ impl Client {
                         }
                         unreachable = false;
                         poll_failures = 0;
-                        self.jitter(self.cfg.polling.interval_secs)
+                        if report.limited {
+                            // More is waiting: the next poll soon, after the outbox.
+                            1
+                        } else {
+                            self.jitter(self.cfg.polling.interval_secs)
+                        }
                     }
                     Err(e) if e.code() == ErrorCode::StateLocked => {
                         on_event(&Event::Error {

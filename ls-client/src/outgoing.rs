@@ -6,13 +6,14 @@ use super::fsutil::{
     safe_name, sha256_hex, to_json, write_atomic, write_synced, Lock,
 };
 use super::{best_cert, Client, Problem};
-use crate::as4::exchange;
-use crate::as4::message::{self, Built, Outgoing, Payload};
-use crate::as4::model::{AgreementRef, Messaging, Signal};
-use crate::as4::wss::SignedRef;
-use crate::cms::SealOptions;
-use crate::error::{Error, ErrorCode, Result};
-use crate::time;
+use ls_core::as4::coordination;
+use ls_core::as4::exchange;
+use ls_core::as4::message::{self, Built, Outgoing, Payload};
+use ls_core::as4::model::{AgreementRef, Messaging, Signal};
+use ls_core::as4::wss::SignedRef;
+use ls_core::cms::SealOptions;
+use ls_core::error::{Error, ErrorCode, Result};
+use ls_core::time;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io::ErrorKind;
@@ -124,16 +125,38 @@ pub struct JobStatus {
     pub attempts: u32,
     pub next_attempt: i64,
     pub last_attempt: Option<i64>,
-    pub last_error: Option<String>,
-    pub last_error_code: Option<String>,
+    pub last_error: Option<Problem>,
 }
 
+/// A reference our signature covers, as the journal keeps it (a receipt must return it).
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct RefRecord {
+pub(super) struct RefRecord {
     uri: String,
     transforms: Vec<(String, Option<String>)>,
     digest_method: String,
     digest_value: String,
+}
+
+impl From<&SignedRef> for RefRecord {
+    fn from(r: &SignedRef) -> RefRecord {
+        RefRecord {
+            uri: r.uri.clone(),
+            transforms: r.transforms.clone(),
+            digest_method: r.digest_method.clone(),
+            digest_value: r.digest_value.clone(),
+        }
+    }
+}
+
+impl From<&RefRecord> for SignedRef {
+    fn from(r: &RefRecord) -> SignedRef {
+        SignedRef {
+            uri: r.uri.clone(),
+            transforms: r.transforms.clone(),
+            digest_method: r.digest_method.clone(),
+            digest_value: r.digest_value.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -168,6 +191,12 @@ struct JobRecord {
     action: String,
     size: u64,
     sha256: String,
+    /// Of the sealed payload in the message, and of the whole message as pushed (a partner's
+    /// refusal notice names one of them).
+    #[serde(default)]
+    payload_sha256: String,
+    #[serde(default)]
+    message_sha256: String,
     created: i64,
     /// Of the built message in `message.bin`.
     content_type: String,
@@ -176,8 +205,44 @@ struct JobRecord {
     attempts: u32,
     next_attempt: i64,
     last_attempt: Option<i64>,
-    last_error: Option<Problem>,
+    last_error: Option<StoredProblem>,
     outcome: Outcome,
+}
+
+/// An error as `job.json` keeps it (`code` the name, `LS_ERR_…`: the journal's format stays as
+/// older clients wrote and read it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StoredProblem {
+    code: String,
+    message: String,
+    transient: bool,
+}
+
+impl From<&Error> for StoredProblem {
+    fn from(e: &Error) -> StoredProblem {
+        StoredProblem {
+            code: e.code().to_string(),
+            message: e.to_string(),
+            transient: e.is_transient(),
+        }
+    }
+}
+
+impl StoredProblem {
+    fn report(&self) -> Problem {
+        stored_report(&self.code, &self.message, self.transient)
+    }
+}
+
+/// The error object of an error the journal keeps by its code's name.
+fn stored_report(code: &str, message: &str, transient: bool) -> Problem {
+    Problem {
+        transient,
+        ..Problem::new(
+            ErrorCode::from_name(code).unwrap_or(ErrorCode::Internal),
+            message,
+        )
+    }
 }
 
 /// `claim.json`: an outbox file being taken into this job.
@@ -202,6 +267,8 @@ struct SentRecord<'a> {
     action: &'a str,
     size: u64,
     sha256: &'a str,
+    payload_sha256: &'a str,
+    message_sha256: &'a str,
     receipt_message_id: &'a str,
     receipt_time: &'a str,
     receipt_checked_at: String,
@@ -231,26 +298,46 @@ fn new_job_id() -> String {
 /// the message, and a repeat only gets its receipt.
 fn is_final(e: &Error) -> bool {
     match e {
-        Error::EbmsError { .. } => true,
+        Error::EbmsError { .. } | Error::Refused(_) => true,
         Error::HttpStatus { .. } => !e.is_transient(),
         _ => false,
     }
 }
 
 /// What to do about a failure, for the reason file.
-fn advice(e: &Error, to: &str) -> String {
-    let again = format!(
-        "To send it again, move the document back to the outbox folder {to}/ (it gets a new \
-         MessageId)."
-    );
+/// How a document came to be sent, for the advice on sending it again.
+enum Origin<'a> {
+    /// Put in `outbox/<partner>/` (this folder) and taken by `run` or `poll`.
+    Outbox(&'a Path),
+    /// Handed to `layersec send` or the library's send call.
+    Send,
+}
+
+/// What to do about a document that could not be sent, and how to send it again.
+fn advice(e: &Error, to: &str, origin: Origin) -> String {
+    let again = match origin {
+        Origin::Outbox(dir) => format!(
+            "To send it again, move the document back to the outbox folder {} (it gets a new \
+             MessageId).",
+            dir.display()
+        ),
+        Origin::Send => format!(
+            "To send it again, send this document again: `layersec send <this file> --to {to}` \
+             (or the library's send call; it gets a new MessageId)."
+        ),
+    };
+    let named = match origin {
+        Origin::Outbox(_) => "the name of the outbox folder",
+        Origin::Send => "the partner given to send",
+    };
     let what = match e {
         Error::EbmsError { ebms_code, .. } => match ebms_code.as_str() {
             "EBMS:0101" => "The service did not accept our signature: check that our party id \
                             and our current certificate are registered at the service."
                 .to_string(),
             "EBMS:0003" => format!(
-                "The service refused the header: check that \"{to}\" (the name of the outbox \
-                 folder) is the partner's party id at the service."
+                "The service refused the header: check that \"{to}\" ({named}) is the \
+                 partner's party id at the service, registered and not revoked there."
             ),
             "EBMS:0103" => "The service's security policy refused the message: ask the \
                             service's operator which algorithms it requires."
@@ -258,8 +345,24 @@ fn advice(e: &Error, to: &str) -> String {
             "EBMS:0004" => "The service could not process the message: ask its operator; the \
                             detail above says why."
                 .to_string(),
+            c if c == coordination::errors::RECIPIENT_LIMIT => format!(
+                "The document is larger than \"{to}\" accepts (the detail above says how large \
+                 each is): send it in parts, or ask the partner to raise its \
+                 limits.max_document_bytes and the service's operator its registered limit."
+            ),
+            c if c == coordination::errors::QUOTA_EXCEEDED => "Our account holds as many \
+                 undelivered bytes at the service as it may: wait until partners have fetched \
+                 what we sent, or ask the service's operator for a larger quota."
+                .to_string(),
+            c if c == coordination::errors::MESSAGE_ID_REUSED => "The service already holds \
+                 another message of ours with this MessageId."
+                .to_string(),
             other => format!("The service refused the message with {other}."),
         },
+        Error::Refused(_) => "The service refused the message for good (the detail above says \
+                              why; a message larger than the service accepts cannot be sent \
+                              through it)."
+            .to_string(),
         Error::CertNotFound(_) => format!(
             "Add the partner's certificate with `layersec partners add {to} <certificate file>`."
         ),
@@ -315,7 +418,7 @@ impl Client {
                 self.cfg.partners.dir.display()
             ))
         })?;
-        let sealed = crate::seal(
+        let sealed = ls_core::seal(
             data,
             &self.me,
             std::slice::from_ref(rcpt),
@@ -327,6 +430,7 @@ impl Client {
                 ..Default::default()
             },
         )?;
+        let payload_sha256 = sha256_hex(&sealed);
         let d = &self.cfg.defaults;
         let service = opts.service.clone().unwrap_or_else(|| d.service.clone());
         let action = opts.action.clone().unwrap_or_else(|| d.action.clone());
@@ -358,7 +462,7 @@ impl Client {
             }],
             signer: &self.me,
             encrypt_for: None,
-            soap: crate::as4::envelope::SoapVersion::Soap12,
+            soap: ls_core::as4::envelope::SoapVersion::Soap12,
         })?;
         let now = time::now_unix();
         let rec = JobRecord {
@@ -372,18 +476,11 @@ impl Client {
             action,
             size: data.len() as u64,
             sha256: sha256_hex(data),
+            payload_sha256,
+            message_sha256: sha256_hex(&built.body),
             created: now,
             content_type: built.content_type.clone(),
-            references: built
-                .references
-                .iter()
-                .map(|r| RefRecord {
-                    uri: r.uri.clone(),
-                    transforms: r.transforms.clone(),
-                    digest_method: r.digest_method.clone(),
-                    digest_value: r.digest_value.clone(),
-                })
-                .collect(),
+            references: built.references.iter().map(RefRecord::from).collect(),
             attempts: 0,
             next_attempt: now,
             last_attempt: None,
@@ -457,16 +554,7 @@ impl Client {
                     content_type: rec.content_type.clone(),
                     body,
                     message_id: rec.message_id.clone(),
-                    references: rec
-                        .references
-                        .iter()
-                        .map(|r| SignedRef {
-                            uri: r.uri.clone(),
-                            transforms: r.transforms.clone(),
-                            digest_method: r.digest_method.clone(),
-                            digest_value: r.digest_value.clone(),
-                        })
-                        .collect(),
+                    references: rec.references.iter().map(SignedRef::from).collect(),
                 }
             }
         };
@@ -518,12 +606,19 @@ impl Client {
         what_failed: String,
     ) -> Result<Attempt> {
         rec.last_error = Some((&e).into());
+        // A job claimed from the outbox keeps its claim; one from a send call has none.
+        let outbox = self.cfg.folders.outbox.join(&rec.to);
+        let origin = if dir.join(CLAIM).exists() {
+            Origin::Outbox(&outbox)
+        } else {
+            Origin::Send
+        };
         rec.outcome = Outcome::Failed {
             code: e.code().to_string(),
             error: e.to_string(),
             transient: e.is_transient(),
             what_failed,
-            advice: advice(&e, &rec.to),
+            advice: advice(&e, &rec.to, origin),
             at: time::now_unix(),
         };
         write_atomic(&dir.join(JOB), &to_json(&rec))?;
@@ -554,7 +649,7 @@ impl Client {
             receipt_time: rtime,
             path,
             attempts: rec.attempts,
-            last_error: rec.last_error.clone(),
+            last_error: rec.last_error.as_ref().map(StoredProblem::report),
         }
     }
 
@@ -582,6 +677,8 @@ impl Client {
                     action: &rec.action,
                     size: rec.size,
                     sha256: &rec.sha256,
+                    payload_sha256: &rec.payload_sha256,
+                    message_sha256: &rec.message_sha256,
                     receipt_message_id,
                     receipt_time,
                     receipt_checked_at: time::iso8601(*at),
@@ -641,7 +738,14 @@ impl Client {
         for _ in 0..10 {
             name = reserve_name(target_dir, &rec.name, companion, &marker, &content)?;
             match move_no_clobber(&doc, &target_dir.join(&name)) {
-                Ok(()) => break,
+                Ok(()) => {
+                    // The document keeps no permissions it had in the outbox: ours only (or
+                    // the folder's group's).
+                    let mode = self.file_mode();
+                    fsutil::set_mode(&target_dir.join(&name), mode)?;
+                    fsutil::set_mode(&target_dir.join(format!("{name}{companion}")), mode)?;
+                    break;
+                }
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     // Moved by an earlier try that crashed (or by another process): done.
                     break;
@@ -672,11 +776,7 @@ impl Client {
                 transient,
                 ..
             } => {
-                let problem = Problem {
-                    code: code.clone(),
-                    message: error.clone(),
-                    transient: *transient,
-                };
+                let problem = stored_report(code, error, *transient);
                 Attempt::Failed(
                     FailedSend {
                         job: rec.job.clone(),
@@ -813,6 +913,8 @@ impl Client {
                     action: self.cfg.defaults.action.clone(),
                     size: fs::metadata(dir.join(DOCUMENT)).map_or(0, |m| m.len()),
                     sha256: String::new(),
+                    payload_sha256: String::new(),
+                    message_sha256: String::new(),
                     created: time::now_unix(),
                     content_type: String::new(),
                     references: Vec::new(),
@@ -958,8 +1060,7 @@ impl Client {
                         attempts: 0,
                         next_attempt: 0,
                         last_attempt: None,
-                        last_error: Some(e.to_string()),
-                        last_error_code: Some(e.code().to_string()),
+                        last_error: Some((&e).into()),
                     });
                     continue;
                 }
@@ -977,7 +1078,6 @@ impl Client {
                         next_attempt: c.claimed_at,
                         last_attempt: None,
                         last_error: None,
-                        last_error_code: None,
                     });
                 }
                 continue;
@@ -991,8 +1091,7 @@ impl Client {
                 attempts: rec.attempts,
                 next_attempt: rec.next_attempt,
                 last_attempt: rec.last_attempt,
-                last_error: rec.last_error.as_ref().map(|p| p.message.clone()),
-                last_error_code: rec.last_error.map(|p| p.code),
+                last_error: rec.last_error.as_ref().map(StoredProblem::report),
             });
         }
         Ok(v)

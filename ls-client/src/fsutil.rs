@@ -1,9 +1,9 @@
 //! File-system building blocks of the client's journal: synced and atomic writes, no-clobber
 //! moves, unique names, and lock files that a crashed process does not leave behind for good.
 
-use crate::error::{Error, Result};
+use ls_core::error::{Error, Result};
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 pub(crate) fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
@@ -78,6 +78,19 @@ pub(crate) fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
     f.write_all(data)
         .and_then(|_| f.sync_all())
         .map_err(|e| io_err("cannot write", path, e))
+}
+
+/// Set a file's or folder's permission bits (Unix; a no-op elsewhere).
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(|e| io_err("cannot set the permissions of", path, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
 }
 
 /// Replace `path` with `data` atomically: a hidden temporary file in the same folder, synced,
@@ -232,25 +245,15 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A file name reduced to a safe base name: no folders, no control characters, no `:`, no
-/// leading dots, at most 255 bytes. `None` when nothing is left.
+/// A file name made safe ([`ls_core::mime::safe_filename`]) that is never mistaken for one of
+/// the client's own records beside a document (`.meta.json`, `.sent.json`, `.reason.txt` get
+/// `.bin` appended). `None` when nothing is left.
 pub(crate) fn safe_name(name: &str) -> Option<String> {
-    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
-    let clean: String = base
-        .chars()
-        .filter(|c| !c.is_control() && *c != ':')
-        .collect::<String>()
-        .trim()
-        .trim_start_matches('.')
-        .trim()
-        .to_string();
-    if clean.is_empty() || clean.len() > 200 {
-        None
-    } else if clean.ends_with(".meta.json")
+    let clean = ls_core::mime::safe_filename(name)?;
+    if clean.ends_with(".meta.json")
         || clean.ends_with(".sent.json")
         || clean.ends_with(".reason.txt")
     {
-        // Never mistaken for the client's own records beside a document.
         Some(format!("{clean}.bin"))
     } else {
         Some(clean)
@@ -283,63 +286,53 @@ pub(crate) fn list_dir(dir: &Path) -> Result<Vec<(String, PathBuf, fs::Metadata)
 // ---------------------------------------------------------------------------------------------
 // Locks
 
-/// The start time of a process (clock ticks since boot, from `/proc/<pid>/stat`): with the pid
-/// it names a process uniquely, even when pids are reused (a daemon restarted as pid 1).
-fn process_start(pid: u32) -> Option<u64> {
-    let mut s = String::new();
-    File::open(format!("/proc/{pid}/stat"))
-        .ok()?
-        .read_to_string(&mut s)
-        .ok()?;
-    let after = &s[s.rfind(')')? + 1..];
-    // Fields after the command: state (3) … starttime (22).
-    after.split_whitespace().nth(19)?.parse().ok()
+/// Whether `file` is (still) the file at `path`.
+fn is_file_at(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::symlink_metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
-/// Where `/proc` cannot tell whether the holder lives, a lock is stale after this long.
-const STALE_WITHOUT_PROC_SECS: u64 = 6 * 3600;
-
-/// An exclusive lock: a file created with `create_new` holding the owner's pid, its start
-/// time and a random token. Removed on drop. A lock whose owner is gone (on Linux: no process
-/// with that pid and start time; elsewhere: older than six hours) is stale and taken over.
+/// An exclusive lock: `flock` on a lock file (held by the open file, so the kernel releases it
+/// when its holder exits, however it exits: there are no stale locks to detect or take over).
+/// The file holds its owner's pid, for messages, and is removed on drop.
 #[derive(Debug)]
 pub(crate) struct Lock {
     path: PathBuf,
-    token: String,
+    file: File,
 }
 
 impl Lock {
-    /// Take the lock at `path`, `Ok(None)` when a live owner holds it (`holder` tells whom).
+    /// Take the lock at `path`, `Ok(None)` when another holds it (`holder` tells whom).
     pub(crate) fn try_acquire(path: &Path) -> Result<Option<Lock>> {
-        let pid = std::process::id();
-        let token = random_hex(8);
-        let content = format!(
-            "pid={pid}\nstart={}\ntoken={token}\n",
-            process_start(pid).map_or(String::from("?"), |s| s.to_string())
-        );
-        for _ in 0..3 {
-            match OpenOptions::new().write(true).create_new(true).open(path) {
-                Ok(mut f) => {
-                    f.write_all(content.as_bytes())
-                        .map_err(|e| io_err("cannot write", path, e))?;
-                    return Ok(Some(Lock {
-                        path: path.to_path_buf(),
-                        token,
-                    }));
-                }
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    if !Self::is_stale(path) {
-                        return Ok(None);
-                    }
-                    // Take a stale lock over by renaming it away first: of two processes
-                    // that both found it stale, only one renames it.
-                    let away = path.with_extension(format!("stale-{}", random_hex(4)));
-                    if fs::rename(path, &away).is_ok() {
-                        let _ = fs::remove_file(&away);
-                    }
-                }
-                Err(e) => return Err(io_err("cannot create lock", path, e)),
+        for _ in 0..8 {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| io_err("cannot create lock", path, e))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(std::fs::TryLockError::Error(e)) => return Err(io_err("cannot lock", path, e)),
             }
+            // A holder removes the file before it lets go: whoever opened it meanwhile and
+            // locked it then holds a lock on a file that is no longer there. Try again.
+            if !is_file_at(&file, path) {
+                continue;
+            }
+            let mut f = &file;
+            let _ = f
+                .set_len(0)
+                .and_then(|()| f.write_all(format!("pid={}\n", std::process::id()).as_bytes()));
+            return Ok(Some(Lock {
+                path: path.to_path_buf(),
+                file,
+            }));
         }
         Ok(None)
     }
@@ -356,30 +349,6 @@ impl Lock {
             .find_map(|l| l.strip_prefix("pid="))
             .map_or_else(|| "another process".to_string(), |p| format!("process {p}"))
     }
-
-    fn is_stale(path: &Path) -> bool {
-        let Ok(s) = fs::read_to_string(path) else {
-            // Gone meanwhile (released): not stale, just retry.
-            return false;
-        };
-        let field = |k: &str| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(k))
-                .map(str::to_string)
-        };
-        let pid: Option<u32> = field("pid=").and_then(|p| p.parse().ok());
-        let start: Option<u64> = field("start=").and_then(|p| p.parse().ok());
-        if process_start(std::process::id()).is_some() {
-            // /proc works here: the holder lives iff a process with its pid and start time does.
-            return match (pid, start) {
-                (Some(pid), Some(start)) => process_start(pid) != Some(start),
-                (Some(pid), None) => process_start(pid).is_none(),
-                // Half-written by a process that died while creating it.
-                _ => age_secs(path) > 5,
-            };
-        }
-        age_secs(path) > STALE_WITHOUT_PROC_SECS
-    }
 }
 
 pub(crate) fn age_secs(path: &Path) -> u64 {
@@ -392,11 +361,10 @@ pub(crate) fn age_secs(path: &Path) -> u64 {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        // Only remove our own lock (it may have been taken over as stale, or its folder removed).
-        if let Ok(s) = fs::read_to_string(&self.path) {
-            if s.contains(&format!("token={}\n", self.token)) {
-                let _ = fs::remove_file(&self.path);
-            }
+        // Removed while still held (only if it is still ours: its folder may be gone); the
+        // lock itself goes when the file is closed.
+        if is_file_at(&self.file, &self.path) {
+            let _ = fs::remove_file(&self.path);
         }
     }
 }
@@ -418,6 +386,23 @@ mod tests {
         assert_eq!(safe_name("a\nb").as_deref(), Some("ab"));
         assert_eq!(safe_name("x.meta.json").as_deref(), Some("x.meta.json.bin"));
         assert_eq!(safe_name("x.sent.json").as_deref(), Some("x.sent.json.bin"));
+        // Invisible characters that change what is shown are gone.
+        assert_eq!(
+            safe_name("invoice\u{202E}fdp.exe").as_deref(),
+            Some("invoicefdp.exe")
+        );
+        assert_eq!(
+            safe_name("a\u{200B}b\u{2066}c\u{FEFF}.pdf\u{2029}").as_deref(),
+            Some("abc.pdf")
+        );
+        assert_eq!(safe_name("\u{202E}\u{200F}"), None);
+        // Long names are shortened before their extension, on a character boundary.
+        let long = format!("{}.pdf", "é".repeat(150));
+        let s = safe_name(&long).unwrap();
+        assert!(
+            s.len() <= ls_core::mime::MAX_SAFE_FILENAME && s.ends_with(".pdf"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -449,30 +434,44 @@ mod tests {
     }
 
     #[test]
-    fn locks_exclude_and_stale_locks_are_taken_over() {
+    fn locks_exclude_and_are_released_with_their_holder() {
         let dir = std::env::temp_dir().join(format!("ls-lock-{}", random_hex(6)));
         fs::create_dir_all(&dir).unwrap();
         let p = dir.join("x.lock");
         let a = Lock::try_acquire(&p).unwrap().expect("free");
-        assert!(Lock::try_acquire(&p).unwrap().is_none(), "held by us");
+        assert!(Lock::try_acquire(&p).unwrap().is_none(), "held");
         assert!(Lock::holder(&p).contains(&std::process::id().to_string()));
         drop(a);
         assert!(!p.exists());
-        // A lock left by a process that no longer exists.
-        if process_start(std::process::id()).is_some() {
-            fs::write(&p, "pid=4194304\nstart=1\ntoken=abc\n").unwrap();
-            let b = Lock::try_acquire(&p)
-                .unwrap()
-                .expect("stale lock taken over");
-            drop(b);
-            // Our pid but another start time: a previous life of a reused pid.
-            fs::write(
-                &p,
-                format!("pid={}\nstart=1\ntoken=abc\n", std::process::id()),
-            )
-            .unwrap();
-            assert!(Lock::try_acquire(&p).unwrap().is_some());
+        // A file left by a holder that died holds no lock.
+        fs::write(&p, "pid=4194304\n").unwrap();
+        let b = Lock::try_acquire(&p).unwrap().expect("not held by anyone");
+        drop(b);
+        // Many takers at once, each dropping (and removing) the lock file as it goes: never
+        // two holders.
+        let holders = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (p, holders, taken) = (p.clone(), holders.clone(), taken.clone());
+                std::thread::spawn(move || {
+                    use std::sync::atomic::Ordering::SeqCst;
+                    for _ in 0..2000 {
+                        if let Some(l) = Lock::try_acquire(&p).unwrap() {
+                            assert_eq!(holders.fetch_add(1, SeqCst), 0, "two holders");
+                            taken.fetch_add(1, SeqCst);
+                            std::thread::yield_now();
+                            holders.fetch_sub(1, SeqCst);
+                            drop(l);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
         }
+        assert!(taken.load(std::sync::atomic::Ordering::SeqCst) > 0);
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -5,11 +5,12 @@
 //! line is the password. Every problem is reported as [`Error::ConfigInvalid`] with the
 //! message `<file>: <key>: <what is expected>`.
 
-use crate::cms::{Compression, ContentCipher};
-use crate::error::{Error, Result};
+use ls_core::cms::{Compression, ContentCipher};
+use ls_core::error::{Error, Result};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use zeroize::Zeroizing;
 
 /// The default ebMS Service of documents sent by the client.
 pub const DEFAULT_SERVICE: &str = "urn:layersec:service:document";
@@ -38,6 +39,8 @@ pub struct Config {
     pub retry: RetryConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 /// `[party]`: who we are at the service.
@@ -153,6 +156,10 @@ pub struct FoldersConfig {
     pub inbox: PathBuf,
     /// The client's journal.
     pub state: PathBuf,
+    /// Documents are written `0600` in `0700` folders; with this set, `0640` in `2750` folders
+    /// (set-group-ID, so files take the folder's group: `chgrp` the folders to the group that
+    /// must read them).
+    pub group_readable: bool,
 }
 
 impl Default for FoldersConfig {
@@ -163,6 +170,7 @@ impl Default for FoldersConfig {
             failed: "failed".into(),
             inbox: "inbox".into(),
             state: "state".into(),
+            group_readable: false,
         }
     }
 }
@@ -201,6 +209,40 @@ impl Default for RetryConfig {
             initial_secs: 30,
             max_secs: 3600,
             max_attempts: 48,
+        }
+    }
+}
+
+/// `[limits]`: what we take from partners and from the service.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// The largest document we accept, as it is once opened (decompressed). Also our party's
+    /// receive limit in its registration at the service, which then refuses larger messages
+    /// at push time; a pull response may be this plus the message overhead
+    /// ([`ls_core::as4::coordination::MESSAGE_OVERHEAD`]).
+    pub max_document_bytes: u64,
+    /// One poll takes at most this many messages…
+    pub max_messages_per_poll: u32,
+    /// …and at most this many bytes of messages; the rest waits for the next poll.
+    pub max_bytes_per_poll: u64,
+    /// How long the journal remembers a received message (`state/delivered/`), so that one
+    /// offered again is receipted, not written twice. At least the service's
+    /// `expire_undelivered_hours` (720 by default).
+    pub remember_delivered_hours: u64,
+    /// At most this many records of messages we could not accept
+    /// (`state/incoming-failed/`); the oldest go first.
+    pub max_refused_records: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_document_bytes: ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES,
+            max_messages_per_poll: 1000,
+            max_bytes_per_poll: 1 << 30,
+            remember_delivered_hours: 60 * 24,
+            max_refused_records: 10_000,
         }
     }
 }
@@ -517,6 +559,32 @@ impl Config {
         if self.retry.max_attempts == 0 {
             return Err(self.invalid("retry.max_attempts", "at least 1 is expected"));
         }
+        let l = &self.limits;
+        if l.max_document_bytes < 1024 {
+            return Err(self.invalid(
+                "limits.max_document_bytes",
+                "a number of bytes of at least 1024 is expected",
+            ));
+        }
+        if l.max_messages_per_poll == 0 {
+            return Err(self.invalid("limits.max_messages_per_poll", "at least 1 is expected"));
+        }
+        if l.max_bytes_per_poll < l.max_document_bytes {
+            return Err(self.invalid(
+                "limits.max_bytes_per_poll",
+                "a number of bytes no smaller than max_document_bytes is expected",
+            ));
+        }
+        if l.remember_delivered_hours < 24 {
+            return Err(self.invalid(
+                "limits.remember_delivered_hours",
+                "at least 24 hours (and no less than the service's expire_undelivered_hours) \
+                 is expected",
+            ));
+        }
+        if l.max_refused_records == 0 {
+            return Err(self.invalid("limits.max_refused_records", "at least 1 is expected"));
+        }
         let f = &self.folders;
         let named = [
             ("folders.outbox", &f.outbox),
@@ -537,10 +605,11 @@ impl Config {
     }
 
     /// The password of our key: from `password_env` or `password_file`, `None` without either.
-    pub fn password(&self) -> Result<Option<String>> {
+    /// Wiped from memory when dropped.
+    pub fn password(&self) -> Result<Option<Zeroizing<String>>> {
         if let Some(var) = &self.identity.password_env {
             return match std::env::var(var) {
-                Ok(v) => Ok(Some(v)),
+                Ok(v) => Ok(Some(Zeroizing::new(v))),
                 Err(_) => Err(self.invalid(
                     "identity.password_env",
                     format!("the environment variable {var} is expected to hold the password"),
@@ -548,13 +617,15 @@ impl Config {
             };
         }
         if let Some(p) = &self.identity.password_file {
-            let s = std::fs::read_to_string(p).map_err(|e| {
+            let s = Zeroizing::new(std::fs::read_to_string(p).map_err(|e| {
                 self.invalid(
                     "identity.password_file",
                     format!("{} is not readable: {e}", p.display()),
                 )
-            })?;
-            return Ok(Some(s.lines().next().unwrap_or("").to_string()));
+            })?);
+            return Ok(Some(Zeroizing::new(
+                s.lines().next().unwrap_or("").to_string(),
+            )));
         }
         Ok(None)
     }
@@ -596,7 +667,7 @@ impl Config {
             "# Layer Security client ({}).\n\
              # Relative paths are relative to the folder of this file.\n\
              # Passwords are never written here: see [identity].\n\n",
-            crate::VERSION
+            ls_core::VERSION
         ));
         s.push_str(&format!(
             "[party]\n\
@@ -673,7 +744,10 @@ impl Config {
              # Received documents, opened and verified, each with <name>.meta.json.\n\
              inbox = \"inbox\"\n\
              # The client's journal: keep it (and keep it on the same file system as outbox).\n\
-             state = \"state\"\n\n\
+             state = \"state\"\n\
+             # Documents are written readable by us only (0600, folders 0700). With true: also\n\
+             # by the folders' group (0640, folders 2750): chgrp the folders to that group.\n\
+             group_readable = false\n\n\
              [polling]\n\
              # How often to pull documents for us from the service.\n\
              interval_secs = 60\n\
@@ -693,7 +767,20 @@ impl Config {
              # \"never\" or \"always\".\n\
              compress = \"auto\"\n\
              # \"aes-256-gcm\", or \"aes-256-cbc\" for partners that cannot read it.\n\
-             cipher = \"aes-256-gcm\"\n",
+             cipher = \"aes-256-gcm\"\n\n\
+             [limits]\n\
+             # The largest document we accept (as opened, after decompression). Give the same\n\
+             # number to the service's operator: it is part of our registration there, and\n\
+             # the service refuses larger messages for us when they are sent.\n\
+             max_document_bytes = 104857600\n\
+             # One poll takes at most this many messages and bytes; the rest comes next poll.\n\
+             max_messages_per_poll = 1000\n\
+             max_bytes_per_poll = 1073741824\n\
+             # How long received messages are remembered, so that one offered again is not\n\
+             # written twice: at least the service's expire_undelivered_hours.\n\
+             remember_delivered_hours = 1440\n\
+             # Records kept of messages we could not accept (the oldest go first).\n\
+             max_refused_records = 10000\n",
         );
         s
     }
@@ -753,7 +840,7 @@ fn toml_string(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::fsutil::random_hex;
+    use crate::fsutil::random_hex;
     use std::fs;
 
     struct Dir(PathBuf);
@@ -788,7 +875,7 @@ mod tests {
         let p = d.0.join("client.toml");
         fs::write(&p, text).unwrap();
         let e = Config::load(&p).unwrap_err();
-        assert_eq!(e.code(), crate::ErrorCode::ConfigInvalid, "{e}");
+        assert_eq!(e.code(), ls_core::ErrorCode::ConfigInvalid, "{e}");
         let m = e.to_string();
         assert!(m.contains(&p.display().to_string()), "{m}");
         m
@@ -808,16 +895,31 @@ mod tests {
         assert_eq!(c.partners.dir, d.0.join("partners"));
         assert_eq!(c.defaults.service, DEFAULT_SERVICE);
         assert_eq!(c.retry.max_attempts, 48);
+        // The template states the defaults.
+        let d0 = LimitsConfig::default();
+        assert_eq!(c.limits.max_document_bytes, d0.max_document_bytes);
+        assert_eq!(c.limits.max_messages_per_poll, d0.max_messages_per_poll);
+        assert_eq!(c.limits.max_bytes_per_poll, d0.max_bytes_per_poll);
+        assert_eq!(
+            c.limits.remember_delivered_hours,
+            d0.remember_delivered_hours
+        );
+        assert_eq!(c.limits.max_refused_records, d0.max_refused_records);
         assert_eq!(c.policy.compression(), Compression::Auto);
         assert!(!c.policy.accept_legacy_ciphers);
         assert_eq!(c.service.pinned_sha256.as_deref(), Some(&*"ab".repeat(32)));
-        assert_eq!(c.password().unwrap(), None);
+        assert!(c.password().unwrap().is_none());
         assert_eq!(c.domain(), "alice--a.layersec");
         // Minimal file: defaults everywhere.
         fs::write(&p, minimal()).unwrap();
         let c = Config::load(&p).unwrap();
         assert_eq!(c.polling.interval_secs, 60);
         assert_eq!(c.policy.content_cipher(), ContentCipher::Aes256Gcm);
+        assert_eq!(
+            c.limits.max_document_bytes,
+            ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES
+        );
+        assert!(!c.folders.group_readable);
     }
 
     #[test]
@@ -859,6 +961,19 @@ mod tests {
         assert!(m.contains("folders.inbox"), "{m}");
         let m = err(&d, &(minimal() + "\n[policy]\ncipher = \"des\"\n"));
         assert!(m.contains("policy.cipher"), "{m}");
+        let m = err(&d, &(minimal() + "\n[limits]\nmax_document_bytes = 10\n"));
+        assert!(m.contains("limits.max_document_bytes"), "{m}");
+        let m = err(
+            &d,
+            &(minimal()
+                + "\n[limits]\nmax_document_bytes = 2000000\nmax_bytes_per_poll = 1000000\n"),
+        );
+        assert!(m.contains("limits.max_bytes_per_poll"), "{m}");
+        let m = err(
+            &d,
+            &(minimal() + "\n[limits]\nremember_delivered_hours = 1\n"),
+        );
+        assert!(m.contains("limits.remember_delivered_hours"), "{m}");
         let m = err(&d, "[party\nid = 1");
         assert!(m.contains("line"), "{m}");
         let p = d.0.join("missing.toml");
@@ -880,7 +995,10 @@ mod tests {
         let e = c.password().unwrap_err();
         assert!(e.to_string().contains(&var), "{e}");
         std::env::set_var(&var, "s3cret");
-        assert_eq!(c.password().unwrap().as_deref(), Some("s3cret"));
+        assert_eq!(
+            c.password().unwrap().as_deref().map(String::as_str),
+            Some("s3cret")
+        );
         fs::write(d.0.join("pw"), "filepw\nignored\n").unwrap();
         fs::write(
             &p,
@@ -888,6 +1006,9 @@ mod tests {
         )
         .unwrap();
         let c = Config::load(&p).unwrap();
-        assert_eq!(c.password().unwrap().as_deref(), Some("filepw"));
+        assert_eq!(
+            c.password().unwrap().as_deref().map(String::as_str),
+            Some("filepw")
+        );
     }
 }

@@ -1,0 +1,99 @@
+//! `layersec open`: decrypt, verify the expected sender, decompress.
+
+use super::{load_identity, load_partners, DEFAULT_MAX_SIZE};
+use crate::cli::{Cli, OpenArgs};
+use crate::fsio::{is_dash, print_stdout, read_input, usage, write_atomic, write_stdout};
+use crate::output::{cert_json, display, info};
+use ls_core::{Certificate, Error, OpenOptions};
+use serde_json::json;
+
+pub fn run(a: &OpenArgs, cli: &Cli) -> Result<(), Error> {
+    if a.from.is_none() && a.partners.is_none() && !a.allow_unsigned {
+        return Err(usage(
+            "open needs to know whom to expect: give --from SENDER_CERT or --partners DIR \
+             (or --allow-unsigned for a message that is not signed)",
+        ));
+    }
+    let to_stdout = is_dash(&a.output);
+    if to_stdout && cli.json {
+        return Err(usage(
+            "--json prints on stdout, so OUT cannot be `-`; write the document to a file",
+        ));
+    }
+    let identity = match &a.key {
+        Some(k) => Some(load_identity(k, a.cert.as_deref(), &a.pass, "--cert")?),
+        None => None,
+    };
+    let sender = a.from.as_ref().map(Certificate::load).transpose()?;
+    let store = a.partners.as_deref().map(load_partners).transpose()?;
+    let max = a.max_size.unwrap_or(DEFAULT_MAX_SIZE);
+    // A sealed message is at most ~4/3 of its document (base64) plus headers.
+    let input_limit = max.saturating_mul(2).saturating_add(1 << 20);
+    let data = read_input(&a.input, Some(input_limit), "sealed message")?;
+    let opts = OpenOptions {
+        recipient: identity.as_ref(),
+        sender: sender.as_ref(),
+        partners: store.as_ref(),
+        allow_unsigned: a.allow_unsigned,
+        allow_expired: a.allow_expired,
+        allow_legacy_ciphers: !a.reject_legacy,
+        allow_sha1: a.allow_sha1,
+        max_output: max,
+        ..Default::default()
+    };
+    // The core bounds every buffer and the document by `max_output`.
+    let opened = ls_core::open(&data, &opts)?;
+    drop(data);
+    if to_stdout {
+        write_stdout(&opened.document)?;
+    } else {
+        write_atomic(&a.output, &opened.document, 0o600)?;
+    }
+
+    let signing_time = opened.signing_time.map(ls_core::time::iso8601);
+    if cli.json {
+        print_stdout(
+            &serde_json::to_string_pretty(&json!({
+                "output": display(&a.output),
+                "filename": opened.filename,
+                "safe_filename": opened.safe_filename(),
+                "mime_type": opened.mime_type,
+                "size": opened.document.len(),
+                "signer": opened.signer.as_ref().map(cert_json),
+                "signing_time": signing_time,
+                "encrypted": opened.encrypted,
+                "layers": opened.layers,
+            }))
+            .unwrap_or_default(),
+        )?;
+    } else {
+        let who = match &opened.signer {
+            Some(c) => format!(
+                "signed by {}{}",
+                c.subject(),
+                signing_time
+                    .as_deref()
+                    .map(|t| format!(" at {t}"))
+                    .unwrap_or_default()
+            ),
+            None => "NOT signed".into(),
+        };
+        info(
+            cli,
+            &format!(
+                "opened {} ({} bytes, {}), {}, {} -> {}",
+                opened.filename.as_deref().unwrap_or("a document"),
+                opened.document.len(),
+                opened.mime_type,
+                who,
+                if opened.encrypted {
+                    "was encrypted"
+                } else {
+                    "was NOT encrypted"
+                },
+                display(&a.output)
+            ),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! `layersec run`: the daemon — outbox, retries and polls until SIGTERM or SIGINT.
+
+use super::load_client;
+use crate::cli::Cli;
+use crate::fsio::{io_err, print_stdout};
+use crate::output::{iso, printable};
+use ls_client::Event;
+use ls_core::Error;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+fn event_text(ev: &Event) -> String {
+    let err = |p: &Option<ls_client::Problem>| {
+        p.as_ref()
+            .map(|p| format!("[{}] {}", p.code, p.message))
+            .unwrap_or_default()
+    };
+    match ev {
+        Event::Started { party_id } => format!("started: party {party_id}"),
+        Event::Sent(s) => format!(
+            "sent {} to {} (MessageId {}, receipt {} verified)",
+            s.name,
+            s.to,
+            s.message_id,
+            s.receipt_message_id.as_deref().unwrap_or_default()
+        ),
+        Event::Retrying(s) => format!(
+            "not delivered now, retrying: {} to {} (MessageId {}, attempt {}): {}{}",
+            s.name,
+            s.to,
+            s.message_id,
+            s.attempts,
+            err(&s.last_error),
+            s.next_attempt
+                .map(|t| format!("; next attempt at {}", iso(t)))
+                .unwrap_or_default()
+        ),
+        Event::SendFailed(f) => format!(
+            "could not send {} to {} (MessageId {}): [{}] {}; moved to {} (see {})",
+            f.name,
+            f.to,
+            f.message_id,
+            f.error.code,
+            f.error.message,
+            f.path.display(),
+            f.reason_file.display()
+        ),
+        Event::Received(r) => format!(
+            "received {} from {} (MessageId {})",
+            r.path.display(),
+            r.sender,
+            r.message_id
+        ),
+        Event::ReceiveFailed(f) => match f.refused {
+            Some(class) => format!(
+                "refused: message {} from {}: [{}] {}; the sender was told \"{class}\"{}",
+                f.message_id,
+                f.sender,
+                f.error.code,
+                f.error.message,
+                if f.notice_sent {
+                    ""
+                } else {
+                    " (the notice goes out at the next poll)"
+                }
+            ),
+            None => format!(
+                "not accepted: message {} from {}: [{}] {} (attempt {}; offered again later)",
+                f.message_id, f.sender, f.error.code, f.error.message, f.attempts
+            ),
+        },
+        Event::RefusedByPartner(r) => format!(
+            "{}; its signed notice is {}",
+            r.summary(),
+            r.notice_file.display()
+        ),
+        Event::Ignored { path, reason } => format!("ignored {path}: {reason}"),
+        Event::Unreachable {
+            error,
+            retry_in_secs,
+        } => format!(
+            "the service cannot be reached: [{}] {}; next try in {retry_in_secs} s",
+            error.code, error.message
+        ),
+        Event::Reachable => "the service is reachable again".into(),
+        Event::Error { context, error } => {
+            format!("error while {context}: [{}] {}", error.code, error.message)
+        }
+        Event::Stopped => "stopped".into(),
+    }
+}
+
+pub fn run(cli: &Cli) -> Result<(), Error> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    // The handlers first: a signal while the client loads stops it cleanly right after.
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        // The first signal asks for a clean stop; a second one (the flag already set) ends the
+        // process at once, with status 1.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop))
+            .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
+            .map_err(|e| io_err("cannot install the signal handlers", e))?;
+    }
+    let client = load_client(cli)?;
+    let json = cli.json;
+    client.run(&stop, |ev| {
+        let line = if json {
+            serde_json::to_string(ev).unwrap_or_default()
+        } else {
+            format!(
+                "{} {}",
+                iso(ls_core::time::now_unix()),
+                printable(&event_text(ev))
+            )
+        };
+        // Each event is flushed as it happens; a closed stdout does not stop the daemon.
+        let _ = print_stdout(&line);
+    })?;
+    debug_assert!(stop.load(Ordering::Relaxed));
+    Ok(())
+}

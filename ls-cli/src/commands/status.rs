@@ -1,0 +1,107 @@
+//! `layersec status`: pending sends, folders, failures, the last poll.
+
+use super::load_client;
+use crate::cli::Cli;
+use crate::fsio::print_stdout;
+use crate::output::{iso, printable};
+use ls_client::Status;
+use ls_core::Error;
+
+fn status_text(st: &Status) -> String {
+    let mut o = String::new();
+    let mut line = |l: String| {
+        o.push_str(&printable(&l));
+        o.push('\n');
+    };
+    line(format!("party:          {}", st.party_id));
+    line(format!("service:        {}", st.service_url));
+    line(format!(
+        "last poll:      {}",
+        match &st.last_poll {
+            None => "never".to_string(),
+            Some(p) => format!(
+                "{}{}{}",
+                iso(p.at),
+                match &p.error {
+                    Some(e) if !p.ok => format!(", failed: {e}"),
+                    _ => ", ok".to_string(),
+                },
+                match p.last_ok_at {
+                    Some(t) if !p.ok => format!(" (last reached {})", iso(t)),
+                    None if !p.ok => " (never reached)".to_string(),
+                    _ => String::new(),
+                }
+            ),
+        }
+    ));
+    line(format!("queued sends:   {}", st.pending.len()));
+    for j in &st.pending {
+        line(format!(
+            "  {} to {} (MessageId {}): {} attempt(s), next at {}{}",
+            j.name,
+            j.to,
+            j.message_id,
+            j.attempts,
+            iso(j.next_attempt),
+            j.last_error
+                .as_ref()
+                .map(|e| format!("; last error: {}", e.message))
+                .unwrap_or_default()
+        ));
+    }
+    line(format!("sent:           {}", st.sent));
+    line(format!("failed:         {}", st.failed));
+    line(format!("inbox:          {}", st.inbox));
+    line(format!("not accepted:   {}", st.incoming_failures.len()));
+    for f in &st.incoming_failures {
+        line(format!(
+            "  message {} from {}: [{}] {} ({} attempt(s), last {}){}",
+            f.message_id,
+            f.sender,
+            f.error.code,
+            f.error.message,
+            f.attempts,
+            iso(f.last_seen),
+            match f.refused {
+                Some(c) if f.notice_sent => format!("; refused as \"{c}\", the sender was told"),
+                Some(c) => format!("; refused as \"{c}\", the notice is not sent yet"),
+                None => String::new(),
+            }
+        ));
+    }
+    line(format!(
+        "refused by partners: {}",
+        st.refused_by_partners.len()
+    ));
+    for r in &st.refused_by_partners {
+        line(format!(
+            "  {} refused {}{} ({}): {}",
+            r.partner,
+            r.message_id,
+            r.document
+                .as_deref()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default(),
+            r.class,
+            r.reason
+        ));
+    }
+    if !st.last_errors.is_empty() {
+        line("recent problems:".into());
+        for e in &st.last_errors {
+            line(format!("  {e}"));
+        }
+    }
+    o.truncate(o.trim_end().len());
+    o
+}
+
+pub fn run(cli: &Cli) -> Result<(), Error> {
+    let client = load_client(cli)?;
+    let st = client.status()?;
+    if cli.json {
+        print_stdout(&st.to_json())
+    } else {
+        print_stdout(&status_text(&st))
+    }
+}

@@ -1,0 +1,344 @@
+//! One request, once hyper has parsed its head: the checks hyper leaves to us, the body under
+//! its deadline and limit, the handler on the blocking pool, the response.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Method, StatusCode, Version};
+use tokio::sync::Semaphore;
+
+use super::io::{ConnState, Phase};
+use super::MAX_MESSAGE_BYTES_HEADER;
+use super::{bump, Handler, HttpStats, Limits, Request, Response, Shutdown};
+
+/// Bodies are not preallocated beyond this from a declared Content-Length.
+const BODY_PREALLOC: u64 = 1024 * 1024;
+
+/// What every connection of one listener shares.
+pub(super) struct Shared {
+    pub limits: Limits,
+    pub handler: Arc<dyn Handler>,
+    pub stats: Arc<HttpStats>,
+    pub handlers: Arc<Semaphore>,
+    pub shutdown: Shutdown,
+}
+
+/// One connection, as its requests see it.
+pub(super) struct ConnInfo {
+    pub peer: SocketAddr,
+    pub client_cert: Option<Vec<u8>>,
+    pub state: Arc<ConnState>,
+}
+
+pub(super) type HttpResponse = hyper::Response<Full<Bytes>>;
+
+/// Answer one request (never an error: every failure is a response).
+pub(super) async fn respond(
+    req: hyper::Request<Incoming>,
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+) -> Result<HttpResponse, Infallible> {
+    conn.state.set(Phase::Busy);
+    let body_deadline = Instant::now() + shared.limits.body_timeout;
+    let (parts, body) = req.into_parts();
+    let is_head = parts.method == Method::HEAD;
+    let max = shared.limits.max_body_bytes;
+
+    if let Err((status, why)) = check_head(&parts) {
+        return Ok(refuse(&shared, &conn, is_head, status, why));
+    }
+    let declared = body.size_hint().exact();
+    if let Some(n) = declared.filter(|n| *n > max) {
+        return Ok(too_large(&shared, &conn, is_head, Some(n)));
+    }
+
+    let (path, query) = target(&parts);
+    let body =
+        match tokio::time::timeout_at(body_deadline.into(), read_body(body, max, declared)).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(BodyFail::TooLarge)) => return Ok(too_large(&shared, &conn, is_head, None)),
+            Ok(Err(BodyFail::Malformed)) => {
+                return Ok(refuse(
+                    &shared,
+                    &conn,
+                    is_head,
+                    400,
+                    "malformed request body",
+                ))
+            }
+            Ok(Err(BodyFail::Gone)) => {
+                // The client went away: nobody will read an answer.
+                return Ok(closing(
+                    Response::text(400, "incomplete request body\n"),
+                    is_head,
+                    &conn,
+                ));
+            }
+            Err(_) => {
+                bump(&shared.stats.timeouts);
+                conn.state.unread_body.store(true, Ordering::Relaxed);
+                return Ok(closing(
+                    Response::text(408, "request timeout\n"),
+                    is_head,
+                    &conn,
+                ));
+            }
+        };
+
+    let keep_alive_10 = parts.version == Version::HTTP_10 && wants_keep_alive_10(&parts);
+    let request = Request {
+        method: parts.method.as_str().to_string(),
+        path,
+        query,
+        headers: parts
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+        peer: conn.peer,
+        client_cert: conn.client_cert.clone(),
+    };
+    bump(&shared.stats.requests);
+
+    let Ok(permit) = shared.handlers.clone().acquire_owned().await else {
+        return Ok(closing(Response::text(503, "stopping\n"), is_head, &conn));
+    };
+    let handler = shared.handler.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let _turn = permit;
+        handler.handle(request)
+    })
+    .await;
+    let (response, mut close) = match joined {
+        Ok(response) => (response, false),
+        // The panic message went through the process's panic hook.
+        Err(_) => {
+            bump(&shared.stats.handler_panics);
+            (Response::text(500, "internal server error\n"), true)
+        }
+    };
+    // HTTP/1.0 closes unless asked; and a stopping server closes after each response.
+    if shared.shutdown.is_triggered() || (parts.version == Version::HTTP_10 && !keep_alive_10) {
+        close = true;
+    }
+    Ok(finish(
+        response,
+        is_head,
+        close,
+        keep_alive_10 && !close,
+        &conn,
+    ))
+}
+
+/// What hyper accepts but this service does not.
+fn check_head(parts: &Parts) -> Result<(), (u16, &'static str)> {
+    let hosts = parts.headers.get_all(header::HOST).iter().count();
+    if hosts > 1 || (hosts == 0 && parts.version != Version::HTTP_10) {
+        return Err((400, "an HTTP/1.1 request needs exactly one Host"));
+    }
+    let uri = &parts.uri;
+    if uri.path() == "*" && uri.scheme().is_none() {
+        if parts.method != Method::OPTIONS {
+            return Err((400, "'*' target is only for OPTIONS"));
+        }
+    } else if let Some(scheme) = uri.scheme_str() {
+        if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+            return Err((400, "malformed request target"));
+        }
+    } else if !uri.path().starts_with('/') {
+        return Err((400, "malformed request target"));
+    }
+    // hyper frames a body only by a transfer coding list ending in chunked.
+    let mut codings = 0;
+    for value in parts.headers.get_all(header::TRANSFER_ENCODING) {
+        let value = value
+            .to_str()
+            .map_err(|_| (400, "malformed Transfer-Encoding"))?;
+        for coding in value.split(',').map(|c| c.trim_matches([' ', '\t'])) {
+            if !coding.is_empty() {
+                codings += 1;
+                if !coding.eq_ignore_ascii_case("chunked") {
+                    return Err((501, "unsupported transfer coding"));
+                }
+            }
+        }
+    }
+    if codings > 1 {
+        return Err((501, "unsupported transfer coding"));
+    }
+    Ok(())
+}
+
+/// Path and query of the target (`*` stays `*`; the absolute form is reduced to them).
+fn target(parts: &Parts) -> (String, String) {
+    let path = match parts.uri.path() {
+        "" => "/",
+        p => p,
+    };
+    (
+        path.to_string(),
+        parts.uri.query().unwrap_or_default().to_string(),
+    )
+}
+
+/// HTTP/1.0 keeps a connection open only when asked to.
+fn wants_keep_alive_10(parts: &Parts) -> bool {
+    let tokens = || {
+        parts
+            .headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim_matches([' ', '\t']))
+    };
+    !tokens().any(|t| t.eq_ignore_ascii_case("close"))
+        && tokens().any(|t| t.eq_ignore_ascii_case("keep-alive"))
+}
+
+enum BodyFail {
+    TooLarge,
+    Malformed,
+    Gone,
+}
+
+/// The whole body, refused as soon as it grows beyond `max`.
+async fn read_body(
+    mut body: Incoming,
+    max: u64,
+    declared: Option<u64>,
+) -> Result<Vec<u8>, BodyFail> {
+    let mut out = Vec::with_capacity(declared.unwrap_or(0).min(BODY_PREALLOC) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| body_error(&e))?;
+        if let Ok(data) = frame.into_data() {
+            if out.len() as u64 + data.len() as u64 > max {
+                return Err(BodyFail::TooLarge);
+            }
+            out.extend_from_slice(&data);
+        }
+    }
+    Ok(out)
+}
+
+/// A malformed chunked framing, or a client that went away.
+fn body_error(e: &hyper::Error) -> BodyFail {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
+                    BodyFail::Malformed
+                }
+                _ => BodyFail::Gone,
+            };
+        }
+        source = s.source();
+    }
+    if e.is_incomplete_message() || e.is_closed() {
+        BodyFail::Gone
+    } else {
+        BodyFail::Malformed
+    }
+}
+
+/// A refusal by this layer: counted, `Connection: close`, the body left unread.
+fn refuse(shared: &Shared, conn: &ConnInfo, is_head: bool, status: u16, why: &str) -> HttpResponse {
+    bump(&shared.stats.bad_requests);
+    conn.state.unread_body.store(true, Ordering::Relaxed);
+    closing(Response::text(status, &format!("{why}\n")), is_head, conn)
+}
+
+/// 413, stating the limit in its body and in [`MAX_MESSAGE_BYTES_HEADER`].
+fn too_large(shared: &Shared, conn: &ConnInfo, is_head: bool, size: Option<u64>) -> HttpResponse {
+    bump(&shared.stats.too_large);
+    let max = shared.limits.max_body_bytes;
+    let of = size.map(|n| format!(" of {n} bytes")).unwrap_or_default();
+    let mut response = Response::text(
+        413,
+        &format!(
+            "the message{of} is larger than this service accepts (limits.max_message_bytes = {max})\n"
+        ),
+    );
+    response
+        .headers
+        .push((MAX_MESSAGE_BYTES_HEADER.to_string(), max.to_string()));
+    bump(&shared.stats.bad_requests);
+    conn.state.unread_body.store(true, Ordering::Relaxed);
+    closing(response, is_head, conn)
+}
+
+fn closing(response: Response, is_head: bool, conn: &ConnInfo) -> HttpResponse {
+    finish(response, is_head, true, false, conn)
+}
+
+/// The hyper response for `response`; marks the connection as writing it.
+fn finish(
+    response: Response,
+    is_head: bool,
+    close: bool,
+    keep_alive_10: bool,
+    conn: &ConnInfo,
+) -> HttpResponse {
+    let status = StatusCode::from_u16(response.status)
+        .ok()
+        .filter(|s| (200..=599).contains(&s.as_u16()))
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut close = close;
+    let mut headers = hyper::HeaderMap::new();
+    if !response.content_type.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&response.content_type) {
+            headers.insert(header::CONTENT_TYPE, v);
+        }
+    }
+    for (name, value) in &response.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            continue;
+        };
+        if name == header::CONNECTION {
+            close |= value
+                .to_str()
+                .unwrap_or_default()
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"));
+            continue;
+        }
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        headers.append(name, value);
+    }
+    if close {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    } else if keep_alive_10 {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
+    let sends_body = !is_head && !matches!(status.as_u16(), 204 | 304);
+    let len = if sends_body {
+        response.body.len() as u64
+    } else {
+        0
+    };
+    let mut out = hyper::Response::new(Full::new(Bytes::from(response.body)));
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    conn.state.writing(len);
+    out
+}
