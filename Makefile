@@ -9,6 +9,10 @@
 #                   layersec-server; stripped: KEEP_DEBUG=1 keeps the debug info in <file>.debug)
 #   make bench      benchmarks (criterion + the openssl cms comparison script + the service,
 #                   also under 10,000 idle or trickling connections)
+#   make fuzz-long  every fuzz target for 10 million executions or 30 minutes (not in `make test`
+#                   or CI; resumable: run it again after an interruption; `nice -n 19 make
+#                   fuzz-long` on a shared machine); then minimised seeds in fuzz/seeds/<target>.
+#                   See fuzz/README.md. `make test` runs each target for 25 s (test-fuzz).
 
 SHELL   := /bin/bash
 PREFIX  ?= /usr/local
@@ -33,7 +37,7 @@ DBG := $(TARGET_DIR)/debug
 # What the test groups printed, read at the end for the list of skips.
 TEST_LOG ?= $(TARGET_DIR)/make-test.log
 
-.PHONY: all build debug deps lint test test-groups test-rust test-c test-python test-install test-fuzz demo install install-files uninstall bench clean
+.PHONY: all build debug deps lint test test-groups test-rust test-c test-python test-install test-fuzz fuzz-long demo install install-files uninstall bench clean
 
 all: build
 
@@ -82,6 +86,12 @@ test-install: debug
 # short time each on generated and fixture seeds; fails on any crash. FUZZ_SECONDS=N per target.
 test-fuzz: debug
 	bash scripts/fuzz-smoke.sh $(abspath $(DBG))/layersec
+
+# The long fuzzing run: every target for 10 million executions or 30 minutes, corpus kept in
+# fuzz/corpus (ignored), resumable, seeds of fuzz/seeds/<target> refreshed at the end.
+fuzz-long: deps
+	$(CARGO) build -p ls-cli
+	bash scripts/fuzz-long.sh $(abspath $(DBG))/layersec
 
 demo: build
 	@bash scripts/demo.sh $(REL)

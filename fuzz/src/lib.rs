@@ -1,5 +1,6 @@
 //! The bodies of the fuzz targets (one public function per target, called by
-//! `fuzz_targets/<name>.rs`). Each feeds arbitrary bytes to public ls-core APIs and must never
+//! `fuzz_targets/<name>.rs`; `client_config` and `admin_api` are in their own modules). Each
+//! feeds arbitrary bytes to public ls-core (or ls-server) APIs and must never
 //! panic: every hostile input is an `Err`, never a crash. The few `assert!`s check properties the
 //! API promises (limits, round trips); a failed one is a bug like any other panic.
 //!
@@ -12,6 +13,12 @@
 //! - `LS_FUZZ_SENDER`: the partner certificate expected on CMS signatures
 //! - `LS_FUZZ_PARTNERS`: a folder of partner certificates (`CertStore::load_dir`) for AS4
 //!   signatures, so fixture messages verify up to their signature value
+
+mod admin_api;
+mod client_config;
+
+pub use admin_api::admin_api;
+pub use client_config::client_config;
 
 use ls_core::as4::{c14n, wss, xml};
 use ls_core::mime::{self, Entity};
@@ -91,7 +98,10 @@ fn within(whole: &[u8], part: &[u8]) -> bool {
 fn entity(data: &[u8], depth: u32) {
     let _ = mime::looks_like_entity(data);
     let Ok(e) = Entity::parse(data) else { return };
-    assert!(within(data, e.body), "Entity::parse: body outside its input");
+    assert!(
+        within(data, e.body),
+        "Entity::parse: body outside its input"
+    );
     let _ = e.content_type();
     let _ = e.filename();
     let _ = e.header("content-type");
@@ -133,7 +143,10 @@ pub fn mime_entity(data: &[u8]) {
     // Parameter values are file names and boundaries: a short prefix is enough (format_param
     // costs a formatted string per byte, which would dominate on large inputs).
     let text = String::from_utf8_lossy(&data[..data.len().min(256)]);
-    let header = format!("application/octet-stream; {}", mime::format_param("name", &text));
+    let header = format!(
+        "application/octet-stream; {}",
+        mime::format_param("name", &text)
+    );
     assert_eq!(
         mime::param(&header, "name").as_deref(),
         Some(&*text),
@@ -143,10 +156,7 @@ pub fn mime_entity(data: &[u8]) {
 }
 
 /// Elements whose local name is `name`, in any namespace.
-fn named<'a, 'i>(
-    doc: &'a roxmltree::Document<'i>,
-    name: &str,
-) -> Option<roxmltree::Node<'a, 'i>> {
+fn named<'a, 'i>(doc: &'a roxmltree::Document<'i>, name: &str) -> Option<roxmltree::Node<'a, 'i>> {
     doc.descendants()
         .find(|n| n.is_element() && n.tag_name().name() == name)
 }
@@ -170,7 +180,11 @@ pub fn as4_xml(data: &[u8]) {
     ids.extend(["", "body", "_1"]);
     for id in ids {
         if let Ok(Some(n)) = xml::by_id(&doc, id) {
-            assert_eq!(xml::id_of(n), Some(id), "by_id found an element with another Id");
+            assert_eq!(
+                xml::id_of(n),
+                Some(id),
+                "by_id found an element with another Id"
+            );
             let _ = c14n::canonicalize(n, &[]);
         }
     }
