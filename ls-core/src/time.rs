@@ -55,13 +55,24 @@ pub fn iso8601(t: i64) -> String {
 
 // --- parsing: one scanner and one set of field checks for every notation we read.
 
+/// The days of month `m` (1–12) of year `y`.
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
 /// Unix seconds of a date `(year, month, day)` and time `(hour, minute, second)` written with
-/// `offset` seconds east of UTC, when every field is in range: month 1–12, day 1–31, hour 0–23,
-/// minute 0–59, second 0–60 (a leap second), an offset under 24 hours.
+/// `offset` seconds east of UTC, when every field is in range: year 0–9999, month 1–12, a day
+/// the month has, hour 0–23, minute 0–59, second 0–60 (a leap second), an offset under 24 hours.
 fn checked_unix(date: (i64, i64, i64), time: (i64, i64, i64), offset: i64) -> Option<i64> {
     let ((y, mo, d), (h, mi, s)) = (date, time);
-    let ok = (1..=12).contains(&mo)
-        && (1..=31).contains(&d)
+    let ok = (0..=9999).contains(&y)
+        && (1..=12).contains(&mo)
+        && (1..=days_in_month(y, mo)).contains(&d)
         && (0..=23).contains(&h)
         && (0..=59).contains(&mi)
         && (0..=60).contains(&s)
@@ -223,6 +234,20 @@ pub fn encode_signing_time(t: i64) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_the_month_does_not_have_are_refused() {
+        assert_eq!(parse_date("2024-02-29"), Some(1_709_164_800));
+        assert_eq!(parse_date("2023-02-29"), None);
+        assert_eq!(parse_date("2024-02-31"), None);
+        assert_eq!(parse_date("2026-04-31"), None);
+        assert_eq!(parse_date("2000-02-29"), Some(951_782_400));
+        assert_eq!(parse_date("1900-02-29"), None);
+        assert_eq!(parse_date_time("2026-06-31T00:00:00Z"), None);
+        // The admin API's usage period once overflowed on a year of 13 digits (fuzzing).
+        assert_eq!(parse_date("2026666666664-01-01"), None);
+        assert_eq!(parse_date("2026666666664-1-1"), None);
+    }
 
     #[test]
     fn round_trips() {
