@@ -863,12 +863,12 @@ fn shutdown_stops_serve() {
         thread::sleep(Duration::from_millis(10));
     }
     let stopped = handle.join().unwrap().unwrap();
-    assert_eq!(
-        stopped,
-        Stopped {
-            open_at_stop: 2,
-            cut: 0
-        }
+    // The idle connection was open when the stop began; the busy one too unless it finished
+    // (it was released right after the trigger) before the accept loop saw the stop. Nothing
+    // was cut: the request in progress was finished.
+    assert!(
+        (1..=2).contains(&stopped.open_at_stop) && stopped.cut == 0,
+        "{stopped:?}"
     );
     assert!(closed_by_peer(&mut idle), "idle connection closed");
     assert!(TcpStream::connect(server.addr).is_err(), "listener closed");
