@@ -243,6 +243,21 @@ fn class_of_opening_error(e: &Error) -> FailureClass {
     }
 }
 
+/// Whether the message's signature could not be checked because we hold no valid certificate
+/// of its signer (as opposed to a signature that is wrong): a certificate added later may
+/// still accept it, so it is not refused for good.
+fn lacks_the_signers_certificate(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        ErrorCode::SignerMismatch
+            | ErrorCode::UnknownSigner
+            | ErrorCode::CertNotFound
+            | ErrorCode::CertExpired
+            | ErrorCode::CertNotYetValid
+            | ErrorCode::CertUntrusted
+    )
+}
+
 /// What the journal says about the message being handled: `state/incoming-in-flight.json`.
 #[derive(Serialize, Deserialize)]
 struct InFlight {
@@ -481,6 +496,12 @@ impl Client {
         // yet: what it reveals is no oracle; payloads WS-Security-encrypted for us are, and a
         // failure there is told as one class with everything else about opening).
         .map_err(|e| {
+            if lacks_the_signers_certificate(&e) {
+                // Signed by a key we hold no valid certificate for (yet): the partner's new
+                // certificate during a rollover, or ours of it has expired. Like an unknown
+                // sender, left with the service: once the certificate is added it is accepted.
+                return Fault::Skip(e);
+            }
             let class = MessageFailure::of(&e).class();
             Fault::Refuse(e, class)
         })?;

@@ -1627,3 +1627,43 @@ fn aes_cbc_documents_are_opened_only_when_legacy_ciphers_are_accepted() {
     assert_eq!(r.received[0].message_id, ok.message_id);
     assert_eq!(fs::read(&r.received[0].path).unwrap(), INVOICE);
 }
+
+#[test]
+fn a_partners_message_signed_with_a_key_we_do_not_hold_yet_waits_for_its_certificate() {
+    let w = world();
+    // Alice rolls her key over: the service knows the new certificate, bob does not yet.
+    let g = Identity::generate("alice", KeyType::EcP256, 30, None).unwrap();
+    fs::write(w.path("alice", "identity/key.pem"), &*g.key_pem).unwrap();
+    fs::write(w.path("alice", "identity/cert.pem"), &g.cert_pem).unwrap();
+    w.svc
+        .certs
+        .lock()
+        .unwrap()
+        .insert("alice".into(), g.identity.certificate().clone());
+    let alice = w.client("alice");
+    let sent = alice
+        .send_bytes("new-key.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let bob = w.client("bob");
+    let r = bob.poll(|_| panic!("not yet")).unwrap();
+    let f = &r.failed[0];
+    assert!(
+        matches!(
+            f.error.code,
+            ErrorCode::SignerMismatch | ErrorCode::UnknownSigner
+        ),
+        "{f:?}"
+    );
+    // Not refused for good: no notice, the service still holds it.
+    assert_eq!(f.refused, None, "{f:?}");
+    assert!(!w.svc.failed(&sent.message_id));
+    // Once bob has the new certificate, the next offer is accepted.
+    let mut pem = fs::read(w.path("bob", "partners/alice.crt")).unwrap();
+    pem.extend_from_slice(&g.cert_pem);
+    fs::write(w.path("bob", "partners/alice.crt"), pem).unwrap();
+    bob.reload_partners().unwrap();
+    w.svc.expire_leases();
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.received.len(), 1, "{r:?}");
+    assert!(w.svc.delivered(&sent.message_id));
+}
