@@ -78,6 +78,7 @@
 #define LS_ERR_DIGEST_MISMATCH 206
 #define LS_ERR_UNSUPPORTED_ALGORITHM 207
 #define LS_ERR_WEAK_ALGORITHM 208
+#define LS_ERR_RECEIPT_MISMATCH 209
 /* 3xx certificate: certificates and trust */
 #define LS_ERR_CERT_EXPIRED 300
 #define LS_ERR_CERT_NOT_YET_VALID 301

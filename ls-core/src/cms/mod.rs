@@ -4,6 +4,7 @@
 pub(crate) mod crypto;
 pub mod inspect;
 mod open;
+pub mod receipt;
 mod seal;
 
 use crate::cert::{CertStore, Certificate};
@@ -70,6 +71,10 @@ pub struct SealOptions {
     pub encrypt_to_self: bool,
     /// The signing time to state (Unix seconds); now when absent.
     pub signing_time: Option<i64>,
+    /// Ask for a signed receipt (RFC 2634): a ReceiptRequest signed attribute with this
+    /// signedContentIdentifier (unique per document; receipts from all recipients, to the
+    /// signer).
+    pub receipt_request: Option<Vec<u8>>,
 }
 
 impl Default for SealOptions {
@@ -84,6 +89,7 @@ impl Default for SealOptions {
             output: OutputFormat::Der,
             encrypt_to_self: false,
             signing_time: None,
+            receipt_request: None,
         }
     }
 }
@@ -171,6 +177,11 @@ pub struct Opened {
     pub encrypted: bool,
     /// The layers peeled, outermost first, for logs and `inspect`.
     pub layers: Vec<String>,
+    /// The SignedData (ContentInfo, DER, as received) whose signature was verified — the
+    /// innermost one when several were — for a signed receipt ([`receipt::sign_receipt`]).
+    pub signed_data: Option<Vec<u8>>,
+    /// The ReceiptRequest of that signature, if its signer asked for a receipt.
+    pub receipt_request: Option<receipt::ReceiptRequest>,
 }
 
 impl Opened {
@@ -179,6 +190,29 @@ impl Opened {
     pub fn safe_filename(&self) -> Option<String> {
         crate::mime::safe_filename(self.filename.as_deref()?)
     }
+}
+
+/// A sealed document and the evidence a receipt will refer to.
+#[derive(Clone, Debug)]
+pub struct Sealed {
+    /// What [`seal`] returns.
+    pub sealed: Vec<u8>,
+    /// The SignedData (ContentInfo, DER) exactly as signed, inside `sealed`: what the
+    /// recipient's receipt refers to ([`receipt::verify_receipt`]).
+    pub signed_data: Vec<u8>,
+}
+
+/// [`seal`], also returning the SignedData as signed.
+pub fn seal_with_evidence(
+    document: &[u8],
+    signer: &Identity,
+    recipients: &[Certificate],
+    opts: &SealOptions,
+) -> Result<Sealed> {
+    let _ = (document, signer, recipients, opts);
+    Err(crate::Error::Internal(
+        "seal_with_evidence is not implemented yet".into(),
+    ))
 }
 
 /// Seal `document`: MIME-wrap, compress (if it pays), sign with `signer`, encrypt to `recipients`.
