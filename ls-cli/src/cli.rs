@@ -97,6 +97,7 @@ pub enum Command {
     Poll(PollArgs),
     Run(RunArgs),
     Status(StatusArgs),
+    Receipts(ReceiptsArgs),
     Partners(PartnersArgs),
 }
 
@@ -109,6 +110,7 @@ impl Command {
                 | Command::Poll(_)
                 | Command::Run(_)
                 | Command::Status(_)
+                | Command::Receipts(_)
                 | Command::Partners(_)
         )
     }
@@ -548,6 +550,11 @@ pub struct SendArgs {
     /// The ConversationId [default: a new one, the MessageId].
     #[arg(long, value_name = "C")]
     pub conversation: Option<String>,
+
+    /// Do not ask the partner for a signed receipt of this document ([receipts] request asks by
+    /// default).
+    #[arg(long)]
+    pub no_receipt: bool,
 }
 
 /// Receive: finish pending sends, then pull every document waiting for us into inbox/.
@@ -608,6 +615,27 @@ accepted, the last poll, and the most recent problems.",
     ),
 )]
 pub struct StatusArgs {}
+
+/// The partners' signed receipts of what we sent.
+#[derive(Args, Debug)]
+#[command(
+    long_about = "List the documents in sent/ with the state of the partner's signed receipt \
+(RFC 2634): waiting, processed (the partner's end system signed that it received, verified and \
+stored exactly what we sent; the receipt is sent/<name>.receipt.p7m beside our SignedData \
+sent/<name>.signed.p7m), failed (the partner refused it with a signed notice) or not_requested. \
+One line each: `<state>TAB<document>TAB<partner>TAB<message id>`.",
+    after_long_help = concat!(
+        "Examples:\n",
+        "  layersec receipts --waiting\n",
+        "  layersec receipts --json | jq '.receipts[] | select(.state == \"processed\")'\n\n",
+        exit_codes!(),
+    ),
+)]
+pub struct ReceiptsArgs {
+    /// Only the documents whose receipt has not come yet.
+    #[arg(long)]
+    pub waiting: bool,
+}
 
 /// Partner certificates: add one, list them.
 #[derive(Args, Debug)]

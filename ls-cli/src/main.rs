@@ -68,6 +68,7 @@ fn run(cli: &Cli) -> Result<u8, Error> {
         Command::Poll(_) => poll::run(cli).map(|_| 0),
         Command::Run(_) => run::run(cli).map(|_| 0),
         Command::Status(_) => status::run(cli).map(|_| 0),
+        Command::Receipts(a) => receipts::run(a, cli).map(|_| 0),
         Command::Partners(p) => match &p.command {
             PartnersCommand::Add(a) => partners::add(&a.party, &a.cert, cli).map(|_| 0),
             PartnersCommand::List(_) => partners::list(cli).map(|_| 0),

@@ -41,6 +41,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub receipts: ReceiptsConfig,
 }
 
 /// `[party]`: who we are at the service.
@@ -209,6 +211,28 @@ impl Default for RetryConfig {
             initial_secs: 30,
             max_secs: 3600,
             max_attempts: 48,
+        }
+    }
+}
+
+/// `[receipts]`: signed end-to-end receipts (RFC 2634) of what we send.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiptsConfig {
+    /// Ask partners for a signed receipt of each document (`send --no-receipt` for one).
+    pub request: bool,
+    /// `status` counts documents still without a receipt after this many hours.
+    pub warn_after_hours: u64,
+    /// Partners whose software never answers: no receipt is asked of them.
+    pub not_from: Vec<String>,
+}
+
+impl Default for ReceiptsConfig {
+    fn default() -> Self {
+        ReceiptsConfig {
+            request: true,
+            warn_after_hours: 24,
+            not_from: Vec::new(),
         }
     }
 }
@@ -782,7 +806,15 @@ impl Config {
              # written twice: at least the service's expire_undelivered_hours.\n\
              remember_delivered_hours = 1440\n\
              # Records kept of messages we could not accept (the oldest go first).\n\
-             max_refused_records = 10000\n",
+             max_refused_records = 10000\n\n\
+             [receipts]\n\
+             # Ask partners for a signed receipt of each document we send (RFC 2634): their end\n\
+             # system signs that it received, verified and stored exactly what we sent.\n\
+             request = true\n\
+             # `layersec status` counts documents still without a receipt after this long.\n\
+             warn_after_hours = 24\n\
+             # Partners whose software never answers receipts: none is asked of them.\n\
+             not_from = []\n",
         );
         s
     }

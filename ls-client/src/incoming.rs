@@ -170,6 +170,9 @@ pub struct PollReport {
     pub receipt_errors: Vec<Problem>,
     /// Partners' signed refusal notices of messages we sent.
     pub refused_by_partners: Vec<notices::PartnerRefusal>,
+    /// Partners' signed receipts of what we sent (checked; `verified` says whether they were
+    /// taken).
+    pub receipts: Vec<super::receipts::PartnerReceipt>,
     /// The poll stopped at `limits.max_messages_per_poll` or `max_bytes_per_poll`; more may
     /// be waiting.
     pub limited: bool,
@@ -353,6 +356,9 @@ impl Client {
         // Notices a previous poll could not deliver go first: until the service has them, it
         // offers the refused messages again.
         self.flush_notices(&ex)?;
+        for refused in self.flush_receipts(&ex)? {
+            report.receipt_errors.push((&refused).into());
+        }
         let mpc = party_mpc(&self.cfg.party.id);
         let limits = &self.cfg.limits;
         let mut failed_now: HashSet<String> = HashSet::new();
@@ -539,7 +545,8 @@ impl Client {
             // Written before: finish its renames if a crash interrupted them, receipt again.
             self.finish_delivery(key, entry).map_err(Fault::Stop)?;
             report.duplicates += 1;
-            return self.receipt(ex, &incoming, report);
+            self.receipt(ex, &incoming, report)?;
+            return self.send_our_receipt(ex, key, report);
         }
 
         if incoming.payloads.len() != 1 {
@@ -597,6 +604,13 @@ impl Client {
             encrypted: opened.encrypted,
         };
         let stop = Fault::Stop;
+        // 0. Our signed receipt, if the sender asked for one: journalled now, pushed only once
+        // the document is in the inbox. A receipt we cannot make does not hold the document up.
+        match self.journal_receipt(pulled, &incoming, sender, key, &opened, now) {
+            Ok(_) => {}
+            Err(e) if e.code() == ErrorCode::Io => return Err(stop(e)),
+            Err(e) => report.receipt_errors.push((&e).into()),
+        }
         // 1. The document and its metadata under temporary names, synced.
         self.write_private(&self.tmp_doc(key), &opened.document)
             .map_err(stop)?;
@@ -643,8 +657,27 @@ impl Client {
         };
         on_document(&received);
         report.received.push(received);
-        // 4. Only now: the receipt.
-        self.receipt(ex, &incoming, report)
+        // 4. Only now: the receipt to the service, then ours to the sender.
+        self.receipt(ex, &incoming, report)?;
+        self.send_our_receipt(ex, key, report)
+    }
+
+    /// Push our journalled signed receipt of message `key` to its sender (if one was asked for).
+    fn send_our_receipt(
+        &self,
+        ex: &Exchange,
+        key: &str,
+        report: &mut PollReport,
+    ) -> std::result::Result<(), Fault> {
+        if let Some(refused) = self.flush_receipt(ex, key).map_err(Fault::Stop)? {
+            report.receipt_errors.push((&refused).into());
+        }
+        Ok(())
+    }
+
+    /// Whether message `key`'s temporary inbox files are still there (not renamed yet).
+    pub(super) fn inbox_pending(&self, key: &str) -> bool {
+        self.tmp_doc(key).exists() || self.tmp_meta(key).exists()
     }
 
     /// A co-ordination message from a partner, verified: recorded, then receipted.
@@ -667,10 +700,24 @@ impl Client {
             }
             // Not for good: a later version of ours may understand it.
             Some(Err(e)) => Err(Fault::Skip(e)),
-            None => Err(Fault::Skip(Error::InvalidEbms(format!(
-                "a co-ordination message with the unknown action {:?}",
-                um.action
-            )))),
+            None => match coordination::read_receipt(um) {
+                Some(Ok(header)) => {
+                    // Checked against what we sent and recorded — or, when a check fails,
+                    // kept apart with why; either way it is taken off the service (a receipt
+                    // never gets a receipt of its own beyond the service's).
+                    let ess = &incoming.payloads[0].data;
+                    let r = self
+                        .record_partner_receipt(sender, &header, um, ess)
+                        .map_err(Fault::Stop)?;
+                    report.receipts.push(r);
+                    self.receipt(ex, incoming, report)
+                }
+                Some(Err(e)) => Err(Fault::Skip(e)),
+                None => Err(Fault::Skip(Error::InvalidEbms(format!(
+                    "a co-ordination message with the unknown action {:?}",
+                    um.action
+                )))),
+            },
         }
     }
 

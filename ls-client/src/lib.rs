@@ -46,6 +46,7 @@ mod fsutil;
 mod incoming;
 mod notices;
 mod outgoing;
+mod receipts;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +54,7 @@ pub use config::{Config, TemplateOptions};
 pub use incoming::{IncomingFailure, PollReport, Received};
 pub use notices::PartnerRefusal;
 pub use outgoing::{FailedSend, Ignored, JobStatus, JobsReport, OutboxReport, SendOptions, Sent};
+pub use receipts::{PartnerReceipt, ReceiptState};
 
 use fsutil::{io_err, list_dir, random_unit};
 use ls_core::as4::coordination::message_limit_for;
@@ -133,6 +135,10 @@ pub struct Status {
     pub incoming_failures: Vec<IncomingFailure>,
     /// Partners' signed refusals of documents we sent, newest first.
     pub refused_by_partners: Vec<PartnerRefusal>,
+    /// Documents in `sent/` whose partner's signed receipt has not come yet…
+    pub receipts_waiting: usize,
+    /// …of which sent more than `[receipts] warn_after_hours` ago.
+    pub receipts_overdue: usize,
     pub last_poll: Option<PollStatus>,
     /// The most recent problems, newest first.
     pub last_errors: Vec<String>,
@@ -163,6 +169,8 @@ pub enum Event {
     ReceiveFailed(IncomingFailure),
     /// A partner refused a document we sent (its signed notice).
     RefusedByPartner(PartnerRefusal),
+    /// A partner's signed receipt of a document we sent (`verified`: taken; else refused).
+    Receipt(PartnerReceipt),
     /// A file in the outbox that is not in a partner's folder.
     Ignored {
         path: String,
@@ -473,6 +481,13 @@ impl Client {
         };
         let incoming_failures = self.incoming_failures()?;
         let refused_by_partners = self.partner_refusals()?;
+        let waiting = self.receipts(true)?;
+        let overdue_before =
+            time::now_unix() - (self.cfg.receipts.warn_after_hours.saturating_mul(3600) as i64);
+        let receipts_overdue = waiting
+            .iter()
+            .filter(|r| r.sent_at.is_some_and(|t| t < overdue_before))
+            .count();
         let last_poll: Option<PollStatus> = fsutil::read_json(&self.state(incoming::STATUS))?;
         let mut last: Vec<(i64, String)> = Vec::new();
         for j in &pending {
@@ -510,6 +525,8 @@ impl Client {
             inbox: count(&self.cfg.folders.inbox, ".meta.json")?,
             incoming_failures,
             refused_by_partners,
+            receipts_waiting: waiting.len(),
+            receipts_overdue,
             last_poll,
             last_errors: last
                 .into_iter()
@@ -583,6 +600,9 @@ impl Client {
                         }
                         for r in &report.refused_by_partners {
                             on_event(&Event::RefusedByPartner(r.clone()));
+                        }
+                        for r in &report.receipts {
+                            on_event(&Event::Receipt(r.clone()));
                         }
                         for e in &report.receipt_errors {
                             on_event(&Event::Error {

@@ -27,6 +27,11 @@ const JOB: &str = "job.json";
 const CLAIM: &str = "claim.json";
 const DOCUMENT: &str = "document";
 const MESSAGE: &str = "message.bin";
+/// Our SignedData as signed, when a receipt is asked for: what the partner's receipt refers to.
+const SIGNED: &str = "signed.p7m";
+/// Beside a sent document: the evidence of a receipt.
+pub(super) const SIGNED_SUFFIX: &str = ".signed.p7m";
+pub(super) const RECEIPT_SUFFIX: &str = ".receipt.p7m";
 const LOCK: &str = "lock";
 const NEW_PREFIX: &str = ".new-";
 /// An outbox file must not have changed for this long before it is claimed.
@@ -39,6 +44,9 @@ pub struct SendOptions {
     pub action: Option<String>,
     /// The ConversationId (a new one, equal to the MessageId, when absent).
     pub conversation: Option<String>,
+    /// Do not ask the partner for a signed receipt of this document (`[receipts] request`
+    /// asks by default).
+    pub no_receipt: bool,
 }
 
 /// A send: delivered (the service's receipt checked) or waiting for another attempt.
@@ -203,6 +211,12 @@ struct JobRecord {
     content_type: String,
     /// What our signature covers: the receipt must return exactly these.
     references: Vec<RefRecord>,
+    /// A signed receipt was asked of the partner (the SignedData is in `signed.p7m`), quoting
+    /// this signedContentIdentifier.
+    #[serde(default)]
+    receipt_requested: bool,
+    #[serde(default)]
+    content_identifier: String,
     attempts: u32,
     next_attempt: i64,
     last_attempt: Option<i64>,
@@ -274,6 +288,27 @@ struct SentRecord<'a> {
     receipt_time: &'a str,
     receipt_checked_at: String,
     attempts: u32,
+    /// The partner's signed receipt: asked for or not, and (filled in when it comes) what it
+    /// says. See `notices.rs`.
+    partner_receipt: PartnerReceiptState,
+}
+
+/// `partner_receipt` in `<name>.sent.json` as the send writes it.
+#[derive(Serialize)]
+struct PartnerReceiptState {
+    /// `waiting` (asked for, not come yet) or `not_requested`; later `processed` or `failed`.
+    state: &'static str,
+    /// The signedContentIdentifier the receipt must quote (hex text). Our SignedData as signed
+    /// is beside the document, `<name>.signed.p7m`.
+    content_identifier: Option<String>,
+}
+
+/// A document sealed and its message built, not yet journalled.
+struct Prepared {
+    rec: JobRecord,
+    built: Built,
+    /// Our SignedData as signed, kept when a receipt is asked for.
+    signed: Option<Vec<u8>>,
 }
 
 /// What became of a job.
@@ -411,7 +446,7 @@ impl Client {
         data: &[u8],
         to: &str,
         opts: &SendOptions,
-    ) -> Result<(JobRecord, Built)> {
+    ) -> Result<Prepared> {
         let certs = self.partner_certs(to);
         let rcpt = best_cert(&certs).ok_or_else(|| {
             Error::CertNotFound(format!(
@@ -419,7 +454,15 @@ impl Client {
                 self.cfg.partners.dir.display()
             ))
         })?;
-        let sealed = ls_core::seal(
+        let receipt = self.cfg.receipts.request
+            && !opts.no_receipt
+            && !self.cfg.receipts.not_from.iter().any(|p| p == to);
+        // The signedContentIdentifier the partner's receipt quotes: unique per document.
+        let content_identifier = receipt.then(|| random_hex(16));
+        let ls_core::cms::Sealed {
+            sealed,
+            signed_data,
+        } = ls_core::cms::seal_with_evidence(
             data,
             &self.me,
             std::slice::from_ref(rcpt),
@@ -428,6 +471,7 @@ impl Client {
                 compression: self.cfg.policy.compression(),
                 cipher: self.cfg.policy.content_cipher(),
                 encrypt_to_self: true,
+                receipt_request: content_identifier.as_ref().map(|c| c.as_bytes().to_vec()),
                 ..Default::default()
             },
         )?;
@@ -482,20 +526,29 @@ impl Client {
             created: now,
             content_type: built.content_type.clone(),
             references: built.references.iter().map(RefRecord::from).collect(),
+            receipt_requested: content_identifier.is_some(),
+            content_identifier: content_identifier.unwrap_or_default(),
             attempts: 0,
             next_attempt: now,
             last_attempt: None,
             last_error: None,
             outcome: Outcome::Pending,
         };
-        Ok((rec, built))
+        Ok(Prepared {
+            signed: rec.receipt_requested.then_some(signed_data),
+            rec,
+            built,
+        })
     }
 
-    /// Write the built message and then `job.json`: from here on the job is pushed with
-    /// exactly these bytes.
-    fn write_job(&self, dir: &Path, rec: &JobRecord, body: &[u8]) -> Result<()> {
-        write_synced(&dir.join(MESSAGE), body)?;
-        write_atomic(&dir.join(JOB), &to_json(rec))
+    /// Write our SignedData (when a receipt is asked for), the built message and then
+    /// `job.json`: from here on the job is pushed with exactly these bytes.
+    fn write_job(&self, dir: &Path, p: &Prepared) -> Result<()> {
+        if let Some(signed) = &p.signed {
+            write_synced(&dir.join(SIGNED), signed)?;
+        }
+        write_synced(&dir.join(MESSAGE), &p.built.body)?;
+        write_atomic(&dir.join(JOB), &to_json(&p.rec))
     }
 
     /// Send a document now: seal it for partner `to`, push it and check the service's receipt.
@@ -515,14 +568,14 @@ impl Client {
         let name = safe_name(name).ok_or_else(|| {
             Error::InvalidArgument("the document needs a file name (a base name)".into())
         })?;
-        let (mut rec, built) = self.prepare("", &name, data, to, opts)?;
+        let mut p = self.prepare("", &name, data, to, opts)?;
         let (dir, _lock, id) = self.new_job_dir()?;
-        rec.job = id;
+        p.rec.job = id;
         write_synced(&dir.join(DOCUMENT), data)?;
-        self.write_job(&dir, &rec, &built.body)?;
+        self.write_job(&dir, &p)?;
         fsync_dir(&dir)?;
         self.fail_at("send:after-job")?;
-        match self.attempt(&dir, rec, Some(built))? {
+        match self.attempt(&dir, p.rec, Some(p.built))? {
             Attempt::Delivered(s) | Attempt::Retrying(s, _) => Ok(s),
             Attempt::Failed(_, Some(e)) => Err(e),
             Attempt::Failed(f, None) => Err(Error::Internal(f.error.message)),
@@ -684,6 +737,16 @@ impl Client {
                     receipt_time,
                     receipt_checked_at: time::iso8601(*at),
                     attempts: rec.attempts,
+                    partner_receipt: PartnerReceiptState {
+                        state: if rec.receipt_requested {
+                            "waiting"
+                        } else {
+                            "not_requested"
+                        },
+                        content_identifier: rec
+                            .receipt_requested
+                            .then(|| rec.content_identifier.clone()),
+                    },
                 };
                 (
                     &self.cfg.folders.sent,
@@ -757,6 +820,16 @@ impl Client {
                     continue;
                 }
                 Err(e) => return Err(io_err("cannot move", &doc, e)),
+            }
+        }
+        if matches!(rec.outcome, Outcome::Sent { .. }) {
+            // The evidence a receipt will refer to, beside the document.
+            let signed = dir.join(SIGNED);
+            let to = target_dir.join(format!("{name}{SIGNED_SUFFIX}"));
+            match move_no_clobber(&signed, &to) {
+                Ok(()) => fsutil::set_mode(&to, self.file_mode())?,
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("cannot move", &signed, e)),
             }
         }
         self.fail_at("finish:after-move")?;
@@ -898,8 +971,8 @@ impl Client {
                 self.prepare(id, &claim.name, &data, &claim.to, &opts)
             });
         match prepared {
-            Ok((rec, built)) => {
-                self.write_job(dir, &rec, &built.body)?;
+            Ok(p) => {
+                self.write_job(dir, &p)?;
                 Ok(Attempt::Queued)
             }
             Err(e) => {
@@ -919,6 +992,8 @@ impl Client {
                     created: time::now_unix(),
                     content_type: String::new(),
                     references: Vec::new(),
+                    receipt_requested: false,
+                    content_identifier: String::new(),
                     attempts: 0,
                     next_attempt: 0,
                     last_attempt: None,

@@ -58,7 +58,7 @@ pub unsafe extern "C" fn ls_client_new_from_config(
 pub struct ls_send_options {
     /// `sizeof(ls_send_options)` as the caller was compiled.
     pub struct_size: u32,
-    /// No flags are defined yet: 0 (other bits are an error).
+    /// `LS_SEND_NO_RECEIPT`, or 0 (other bits are an error).
     pub flags: u32,
     /// The ebMS Service (nullable: the configuration's `[defaults] service`).
     pub service: *const c_char,
@@ -67,6 +67,10 @@ pub struct ls_send_options {
     /// The ConversationId (nullable: a new conversation, whose id is the MessageId).
     pub conversation: *const c_char,
 }
+
+/// Do not ask the partner for a signed receipt of this document (the configuration's
+/// `[receipts] request` asks by default).
+pub const LS_SEND_NO_RECEIPT: u32 = 1 << 0;
 
 impl ls_send_options {
     const DEFAULT: ls_send_options = ls_send_options {
@@ -93,10 +97,10 @@ impl ls_send_options {
             }
             read_fields!(flags, service, action, conversation);
         }
-        if o.flags != 0 {
+        if o.flags & !LS_SEND_NO_RECEIPT != 0 {
             return Err(Error::InvalidArgument(format!(
                 "opts->flags has unknown bits 0x{:x}",
-                o.flags
+                o.flags & !LS_SEND_NO_RECEIPT
             )));
         }
         let text =
@@ -105,6 +109,7 @@ impl ls_send_options {
             service: text(o.service, "opts->service")?,
             action: text(o.action, "opts->action")?,
             conversation: text(o.conversation, "opts->conversation")?,
+            no_receipt: o.flags & LS_SEND_NO_RECEIPT != 0,
         })
     }
 }

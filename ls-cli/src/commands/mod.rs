@@ -7,6 +7,7 @@ pub mod keygen;
 pub mod open;
 pub mod partners;
 pub mod poll;
+pub mod receipts;
 pub mod run;
 pub mod seal;
 pub mod send;
