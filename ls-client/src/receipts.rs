@@ -323,6 +323,14 @@ impl Client {
         )
     }
 
+    /// The receipt state of the document we sent as `message_id`, while it is in `sent/`.
+    pub fn receipt_state(&self, message_id: &str) -> Result<Option<ReceiptState>> {
+        Ok(self
+            .receipts(false)?
+            .into_iter()
+            .find(|r| r.message_id == message_id))
+    }
+
     /// Sent documents and their receipt state, newest first; `waiting_only` keeps those still
     /// waiting.
     pub fn receipts(&self, waiting_only: bool) -> Result<Vec<ReceiptState>> {
