@@ -22,6 +22,19 @@
 //! failed (it is not offered again) and routes the notice to the sender like any message; the
 //! sender verifies the recipient's signature and records the refusal on its sent document.
 //!
+//! # Signed receipts
+//!
+//! A recipient that verified, opened and stored a document answers it with a *signed receipt*:
+//! an ordinary signed UserMessage from the recipient to the sender, Service [`SERVICE`], Action
+//! [`ACTION_RECEIPT`], `RefToMessageId` the receipted message, the message properties
+//! [`PROP_PAYLOAD_SHA256`], [`PROP_DISPOSITION`] (`processed`) and [`PROP_RECEIVED_AT`], and one
+//! payload, the RFC 2634 (ESS) signed receipt (CMS SignedData, DER,
+//! `application/pkcs7-mime; smime-type=signed-receipt`). The refusal notice is the `failed`
+//! disposition. The service routes it like a refusal notice (it must name a document it holds
+//! or held, sent by the receipt's To party to its From party, not refused) and records on that
+//! document that a receipt went back. Co-ordination messages are at most
+//! [`MAX_COORDINATION_BYTES`].
+//!
 //! # Refusing a message that cannot be read
 //!
 //! Both ends refuse what they cannot read or authenticate — the service a push or a pull, a
@@ -69,6 +82,8 @@ pub mod errors {
     pub const MESSAGE_ID_REUSED: &str = "LS:0003";
     /// The message was refused by its recipient (a refusal notice names the class).
     pub const REFUSED_BY_RECIPIENT: &str = "LS:0004";
+    /// A co-ordination message is larger than [`super::MAX_COORDINATION_BYTES`].
+    pub const COORDINATION_TOO_LARGE: &str = "LS:0005";
 
     /// Whether `code` is one of ours.
     pub fn is_layersec(code: &str) -> bool {
@@ -80,10 +95,23 @@ pub mod errors {
 pub const SERVICE: &str = "urn:layersec:coordination";
 /// The Action of a refusal notice.
 pub const ACTION_REFUSAL: &str = "RefusalNotice";
-/// Message property: hex SHA-256 of the refused message's payload bytes as received.
+/// The Action of a signed receipt (the `processed` disposition).
+pub const ACTION_RECEIPT: &str = "Receipt";
+/// Message property: hex SHA-256 of the refused (or receipted) message's payload bytes as
+/// received.
 pub const PROP_PAYLOAD_SHA256: &str = "PayloadSHA256";
 /// Message property: the [`FailureClass`].
 pub const PROP_FAILURE_CLASS: &str = "FailureClass";
+/// Message property of a signed receipt: its disposition, `processed`.
+pub const PROP_DISPOSITION: &str = "Disposition";
+/// Message property of a signed receipt: when the recipient received the document (an
+/// xsd:dateTime).
+pub const PROP_RECEIVED_AT: &str = "ReceivedAt";
+/// The largest co-ordination message (the whole message, as pushed) the service takes: 256 KiB.
+/// Co-ordination messages are metered apart from documents, so they must not carry documents;
+/// a signed receipt with its certificate chain is a few KB. A larger one is refused at push time
+/// with [`errors::COORDINATION_TOO_LARGE`].
+pub const MAX_COORDINATION_BYTES: u64 = 256 << 10;
 
 /// Why a recipient refused a message for good. The classes say nothing about which
 /// cryptographic step failed: everything from decryption on (key unwrap, content decryption,
