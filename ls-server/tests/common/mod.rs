@@ -232,6 +232,62 @@ impl Party {
         .unwrap()
     }
 
+    /// A signed receipt (a co-ordination message) from `self`, the recipient of `original`, to
+    /// `to`, its sender, carrying `ess` as the ESS signed receipt (the service does not read
+    /// it): the header as the contract says, `processed`, received now.
+    pub fn signed_receipt(&self, to: &str, original: &str, ess: &[u8]) -> Built {
+        self.signed_receipt_with(to, original, ess, |_, _| {})
+    }
+
+    /// As [`Party::signed_receipt`], with the header and payloads changed by `tweak` before it
+    /// is signed.
+    pub fn signed_receipt_with(
+        &self,
+        to: &str,
+        original: &str,
+        ess: &[u8],
+        tweak: impl FnOnce(&mut ls_core::as4::model::UserMessage, &mut Vec<Payload>),
+    ) -> Built {
+        use ls_core::as4::model::Property;
+        let mut um = exchange::user_message(
+            &self.id,
+            to,
+            coordination::SERVICE,
+            coordination::ACTION_RECEIPT,
+            "",
+            "test.example",
+        )
+        .unwrap();
+        um.info.ref_to_message_id = Some(original.to_string());
+        um.properties = vec![
+            Property::new(coordination::PROP_PAYLOAD_SHA256, &"cd".repeat(32)),
+            Property::new(coordination::PROP_DISPOSITION, "processed"),
+            Property::new(
+                coordination::PROP_RECEIVED_AT,
+                &ls_core::time::iso8601(ls_core::time::now_unix()),
+            ),
+        ];
+        let mut payloads = vec![Payload {
+            content_id: "receipt@test".into(),
+            mime_type: "application/pkcs7-mime; smime-type=signed-receipt".into(),
+            data: ess.to_vec(),
+            compress: false,
+            properties: Vec::new(),
+        }];
+        tweak(&mut um, &mut payloads);
+        message::build(Outgoing {
+            messaging: Messaging {
+                user_messages: vec![um],
+                signals: Vec::new(),
+            },
+            payloads,
+            signer: &self.identity,
+            encrypt_for: None,
+            soap: SoapVersion::Soap12,
+        })
+        .unwrap()
+    }
+
     pub fn exchange<'a>(&'a self, t: &'a dyn Transport, service: &'a Certificate) -> Exchange<'a> {
         Exchange {
             transport: t,
