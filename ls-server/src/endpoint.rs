@@ -889,9 +889,23 @@ fn coordination_of(um: &UserMessage, size: u64) -> std::result::Result<Coordinat
                 "not a refusal notice".into(),
             )),
         },
-        coordination::ACTION_RECEIPT => receipt_of(um)
-            .map(|message_id| Coordination::Receipt { message_id })
-            .map_err(|what| ("EBMS:0009", "invalid_receipt", format!("receipt: {what}"))),
+        coordination::ACTION_RECEIPT => match coordination::read_receipt(um) {
+            // The contract's ReceivedAt is an xsd:dateTime (the reader leaves it to the caller).
+            Some(Ok(h)) if ls_core::time::parse_date_time(&h.received_at).is_none() => Err((
+                "EBMS:0009",
+                "invalid_receipt",
+                "receipt: no xsd:dateTime in ReceivedAt".into(),
+            )),
+            Some(Ok(h)) => Ok(Coordination::Receipt {
+                message_id: h.message_id,
+            }),
+            Some(Err(e)) => Err((
+                "EBMS:0009",
+                "invalid_receipt",
+                format!("{}: {e}", e.code().name()),
+            )),
+            None => Err(("EBMS:0009", "invalid_receipt", "not a receipt".into())),
+        },
         _ => Err((
             "EBMS:0001",
             "unknown_coordination_action",
@@ -902,31 +916,6 @@ fn coordination_of(um: &UserMessage, size: u64) -> std::result::Result<Coordinat
             ),
         )),
     }
-}
-
-/// The MessageId a signed receipt's header names, when the header is as the contract says:
-/// a RefToMessageId, a hex SHA-256 in `PayloadSHA256`, `Disposition` `processed`, an
-/// xsd:dateTime in `ReceivedAt`, one payload (the ESS receipt, not read here).
-fn receipt_of(um: &UserMessage) -> std::result::Result<String, &'static str> {
-    let message_id = um
-        .info
-        .ref_to_message_id
-        .clone()
-        .filter(|s| !s.is_empty())
-        .ok_or("no RefToMessageId")?;
-    um.property(coordination::PROP_PAYLOAD_SHA256)
-        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or("no hex SHA-256 in PayloadSHA256")?;
-    if um.property(coordination::PROP_DISPOSITION) != Some("processed") {
-        return Err("the Disposition of a receipt is processed");
-    }
-    um.property(coordination::PROP_RECEIVED_AT)
-        .and_then(ls_core::time::parse_date_time)
-        .ok_or("no xsd:dateTime in ReceivedAt")?;
-    if um.payloads.len() != 1 {
-        return Err("a receipt has one payload, the signed receipt");
-    }
-    Ok(message_id)
 }
 
 /// The RefToMessageId of the (first) signal.

@@ -248,28 +248,16 @@ impl Party {
         ess: &[u8],
         tweak: impl FnOnce(&mut ls_core::as4::model::UserMessage, &mut Vec<Payload>),
     ) -> Built {
-        use ls_core::as4::model::Property;
-        let mut um = exchange::user_message(
-            &self.id,
-            to,
-            coordination::SERVICE,
-            coordination::ACTION_RECEIPT,
-            "",
-            "test.example",
-        )
-        .unwrap();
-        um.info.ref_to_message_id = Some(original.to_string());
-        um.properties = vec![
-            Property::new(coordination::PROP_PAYLOAD_SHA256, &"cd".repeat(32)),
-            Property::new(coordination::PROP_DISPOSITION, "processed"),
-            Property::new(
-                coordination::PROP_RECEIVED_AT,
-                &ls_core::time::iso8601(ls_core::time::now_unix()),
-            ),
-        ];
+        let header = coordination::ReceiptHeader {
+            message_id: original.to_string(),
+            payload_sha256: "cd".repeat(32),
+            disposition: coordination::DISPOSITION_PROCESSED.into(),
+            received_at: ls_core::time::iso8601(ls_core::time::now_unix()),
+        };
+        let mut um = coordination::receipt_message(&self.id, to, &header, "test.example").unwrap();
         let mut payloads = vec![Payload {
             content_id: "receipt@test".into(),
-            mime_type: "application/pkcs7-mime; smime-type=signed-receipt".into(),
+            mime_type: coordination::RECEIPT_CONTENT_TYPE.into(),
             data: ess.to_vec(),
             compress: false,
             properties: Vec::new(),
