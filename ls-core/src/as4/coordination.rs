@@ -22,6 +22,20 @@
 //! failed (it is not offered again) and routes the notice to the sender like any message; the
 //! sender verifies the recipient's signature and records the refusal on its sent document.
 //!
+//! # Signed receipts
+//!
+//! A recipient that verified, opened and stored a document answers it with a *signed receipt*
+//! ([`receipt_message`], [`read_receipt`]): an ordinary signed UserMessage from the recipient
+//! to the sender, Service [`SERVICE`], Action [`ACTION_RECEIPT`], `RefToMessageId` the
+//! receipted message, the message properties [`PROP_PAYLOAD_SHA256`], [`PROP_DISPOSITION`]
+//! (`processed`) and [`PROP_RECEIVED_AT`] (an xsd:dateTime), and one payload, the RFC 2634
+//! (ESS) signed receipt ([`RECEIPT_CONTENT_TYPE`]). The refusal notice is the `failed`
+//! disposition. The service routes it like a refusal notice (it must name a document it holds
+//! or held, sent by the receipt's To party to its From party, neither refused nor receipted
+//! yet) and records on that document that a receipt went back. Co-ordination messages are at
+//! most [`MAX_COORDINATION_BYTES`] as pushed; a larger one is refused with
+//! [`errors::COORDINATION_TOO_LARGE`].
+//!
 //! # Refusing a message that cannot be read
 //!
 //! Both ends refuse what they cannot read or authenticate — the service a push or a pull, a
@@ -69,6 +83,8 @@ pub mod errors {
     pub const MESSAGE_ID_REUSED: &str = "LS:0003";
     /// The message was refused by its recipient (a refusal notice names the class).
     pub const REFUSED_BY_RECIPIENT: &str = "LS:0004";
+    /// A co-ordination message is larger than [`super::MAX_COORDINATION_BYTES`].
+    pub const COORDINATION_TOO_LARGE: &str = "LS:0005";
 
     /// Whether `code` is one of ours.
     pub fn is_layersec(code: &str) -> bool {
