@@ -198,21 +198,22 @@ pub struct Sealed {
     /// What [`seal`] returns.
     pub sealed: Vec<u8>,
     /// The SignedData (ContentInfo, DER) exactly as signed, inside `sealed`: what the
-    /// recipient's receipt refers to ([`receipt::verify_receipt`]).
+    /// recipient's receipt refers to ([`receipt::verify_receipt`]). As large as the signed
+    /// content (the compressed document, or the document when it was not compressed): it is
+    /// the buffer that was signed and then encrypted, kept instead of dropped, so asking for it
+    /// costs no copy and no higher peak, only the memory held until the caller drops it.
     pub signed_data: Vec<u8>,
 }
 
-/// [`seal`], also returning the SignedData as signed.
+/// [`seal`], also returning the SignedData as signed (the sender's evidence, and what a
+/// signed receipt for the document refers to: [`SealOptions::receipt_request`]).
 pub fn seal_with_evidence(
     document: &[u8],
     signer: &Identity,
     recipients: &[Certificate],
     opts: &SealOptions,
 ) -> Result<Sealed> {
-    let _ = (document, signer, recipients, opts);
-    Err(crate::Error::Internal(
-        "seal_with_evidence is not implemented yet".into(),
-    ))
+    seal::seal(document, signer, recipients, opts)
 }
 
 /// Seal `document`: MIME-wrap, compress (if it pays), sign with `signer`, encrypt to `recipients`.
@@ -222,7 +223,7 @@ pub fn seal(
     recipients: &[Certificate],
     opts: &SealOptions,
 ) -> Result<Vec<u8>> {
-    seal::seal(document, signer, recipients, opts)
+    seal_with_evidence(document, signer, recipients, opts).map(|s| s.sealed)
 }
 
 /// Open a sealed object (DER, BER, PEM or S/MIME), verifying its signature(s) against the expected
