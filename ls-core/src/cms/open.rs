@@ -650,11 +650,11 @@ impl<'o> State<'o> {
         while let Some(si) = sis.next()? {
             let rr = SignerInfo::parse(si)
                 .and_then(|si| si.attrs())
-                .ok()
-                .and_then(|a| a.receipt_request);
-            if let Some(rr) = rr {
+                .map(|a| a.receipt_request)
+                .unwrap_or_default();
+            if !rr.is_empty() {
                 if index == verified {
-                    if let Ok(request) = receipt::ReceiptRequest::parse(rr) {
+                    if let Ok(request) = receipt::ReceiptRequest::from_values(&rr) {
                         self.out.receipt_request = Some(request);
                         self.out.signed_data = Some(match ev.ci {
                             Some(ci) => ci.to_vec(),
@@ -1123,10 +1123,11 @@ fn describe_signer(si: Tlv, embedded: &[Certificate]) -> Result<Signer> {
     let si = SignerInfo::parse(si)?;
     let attrs = si.attrs()?;
     let signing_time = attrs.signing_time.map(time::iso8601);
-    let receipt_request = attrs
-        .receipt_request
-        .map(|t| receipt::ReceiptRequest::parse(t).map(|r| (&r).into()))
-        .transpose()?;
+    // Shown when it can be read (what cannot is ignored by `open` too).
+    let receipt_request = (!attrs.receipt_request.is_empty())
+        .then(|| receipt::ReceiptRequest::from_values(&attrs.receipt_request).ok())
+        .flatten()
+        .map(|r| (&r).into());
     let cert = embedded.iter().find(|c| si.names(c));
     Ok(Signer {
         id: describe_rid(si.sid),
@@ -1136,7 +1137,10 @@ fn describe_signer(si: Tlv, embedded: &[Certificate]) -> Result<Signer> {
         signed_attributes: si.signed_attrs.is_some(),
         signing_time,
         receipt_request,
-        msg_sig_digest: attrs.msg_sig_digest.map(|d| crate::bytes::hex(&d)),
+        msg_sig_digest: receipt::single_msg_sig_digest(&attrs.msg_sig_digest)
+            .ok()
+            .flatten()
+            .map(|d| crate::bytes::hex(&d)),
     })
 }
 
@@ -1155,10 +1159,12 @@ pub(super) struct SignedAttrs<'a> {
     pub message_digest: Option<Vec<u8>>,
     pub content_type: Option<&'a [u8]>,
     pub signing_time: Option<i64>,
-    /// ESS msgSigDigest (RFC 2634 2.7), on a signed receipt.
-    pub msg_sig_digest: Option<Vec<u8>>,
-    /// ESS ReceiptRequest (RFC 2634 2.7), not yet parsed.
-    pub receipt_request: Option<Tlv<'a>>,
+    /// The values of ESS msgSigDigest attributes (RFC 2634 2.7; one, on a signed receipt), as
+    /// found: not yet checked.
+    pub msg_sig_digest: Vec<Tlv<'a>>,
+    /// The values of ESS ReceiptRequest attributes (RFC 2634 2.7; one, when a receipt is
+    /// asked for), as found: not yet checked.
+    pub receipt_request: Vec<Tlv<'a>>,
 }
 
 impl<'a> SignerInfo<'a> {
@@ -1188,10 +1194,8 @@ impl<'a> SignerInfo<'a> {
         while let Some(a) = ar.next()? {
             let mut x = a.expect(tag::SEQUENCE, "Attribute")?.children()?;
             let aoid = x.expect(tag::OID, "attrType")?.content;
-            let v = x
-                .expect(tag::SET, "attrValues")?
-                .children()?
-                .req("attribute value")?;
+            let mut values = x.expect(tag::SET, "attrValues")?.children()?;
+            let v = values.req("attribute value")?;
             if aoid == oid::ATTR_MESSAGE_DIGEST {
                 if out.message_digest.is_some() {
                     return Err(Error::Malformed("two message-digest attributes".into()));
@@ -1205,20 +1209,18 @@ impl<'a> SignerInfo<'a> {
                 out.content_type = Some(v.expect(tag::OID, "contentType")?.content);
             } else if aoid == oid::ATTR_SIGNING_TIME {
                 out.signing_time = Some(time::parse_asn1_time(v.tag, v.content)?);
-            } else if aoid == oid::ATTR_MSG_SIG_DIGEST {
-                if out.msg_sig_digest.is_some() {
-                    return Err(Error::Malformed("two msgSigDigest attributes".into()));
+            } else if aoid == oid::ATTR_MSG_SIG_DIGEST || aoid == oid::ATTR_RECEIPT_REQUEST {
+                // Every value, checked only where receipts are made or verified: a document
+                // whose ESS attributes are malformed still opens (no receipt is offered).
+                let to = if aoid == oid::ATTR_MSG_SIG_DIGEST {
+                    &mut out.msg_sig_digest
+                } else {
+                    &mut out.receipt_request
+                };
+                to.push(v);
+                while let Some(more) = values.next()? {
+                    to.push(more);
                 }
-                out.msg_sig_digest = Some(
-                    v.expect(tag::OCTET_STRING, "msgSigDigest")?
-                        .octets()?
-                        .into_owned(),
-                );
-            } else if aoid == oid::ATTR_RECEIPT_REQUEST {
-                if out.receipt_request.is_some() {
-                    return Err(Error::Malformed("two receiptRequest attributes".into()));
-                }
-                out.receipt_request = Some(v.expect(tag::SEQUENCE, "ReceiptRequest")?);
             }
         }
         Ok(out)

@@ -70,7 +70,33 @@ const MAX_RECEIPTS_TO: usize = 16;
 /// The most names we read from a receiptList.
 const MAX_RECEIPTS_FROM: usize = 64;
 
+/// The one msgSigDigest of a signer (`None` without the attribute).
+pub(crate) fn single_msg_sig_digest(values: &[Tlv]) -> Result<Option<Vec<u8>>> {
+    match values {
+        [] => Ok(None),
+        [v] => Ok(Some(
+            v.expect(tag::OCTET_STRING, "msgSigDigest")?
+                .octets()?
+                .into_owned(),
+        )),
+        _ => Err(Error::Malformed(
+            "more than one msgSigDigest attribute value".into(),
+        )),
+    }
+}
+
 impl ReceiptRequest {
+    /// The one ReceiptRequest among the values of a signer's receiptRequest attributes.
+    pub(crate) fn from_values(values: &[Tlv]) -> Result<ReceiptRequest> {
+        match values {
+            [v] => ReceiptRequest::parse(*v),
+            [] => Err(Error::Internal("no ReceiptRequest to read".into())),
+            _ => Err(Error::Malformed(
+                "more than one receiptRequest attribute value".into(),
+            )),
+        }
+    }
+
     /// Read the value of a receiptRequest attribute (BER tolerated).
     pub(crate) fn parse(t: Tlv) -> Result<ReceiptRequest> {
         let mut r = t.expect(tag::SEQUENCE, "ReceiptRequest")?.children()?;
@@ -371,11 +397,12 @@ pub fn sign_receipt(original: &[u8], signer: &Identity, opts: &ReceiptOptions) -
         };
         let si = SignerInfo::parse(t)?;
         let attrs = si.attrs()?;
-        if let Some(rr) = attrs.receipt_request {
+        if !attrs.receipt_request.is_empty() {
+            let rr = ReceiptRequest::from_values(&attrs.receipt_request)?;
             break (si, attrs, rr);
         }
     };
-    let request = ReceiptRequest::parse(rr)?;
+    let request = rr;
     let content_type = oattrs.content_type.ok_or_else(|| {
         Error::Malformed("the signature asking for a receipt states no content type".into())
     })?;
@@ -511,7 +538,7 @@ pub fn verify_receipt(
         key_usage::DIGITAL_SIGNATURE | key_usage::NON_REPUDIATION,
         "signing",
     )?;
-    let msg_sig_digest = attrs.msg_sig_digest.as_deref().ok_or_else(|| {
+    let msg_sig_digest = single_msg_sig_digest(&attrs.msg_sig_digest)?.ok_or_else(|| {
         Error::Malformed("a signed receipt without msgSigDigest (RFC 2634 requires it)".into())
     })?;
     let rct = Receipt::parse(&econtent)?;
@@ -532,20 +559,20 @@ pub fn verify_receipt(
         }
     };
     let oattrs = osi.attrs()?;
-    let Some(rr) = oattrs.receipt_request else {
+    if oattrs.receipt_request.is_empty() {
         return Err(Error::ReceiptMismatch(
             "the original message asked for no signed receipt".into(),
         ));
-    };
-    let request = ReceiptRequest::parse(rr)?;
+    }
+    let request = ReceiptRequest::from_values(&oattrs.receipt_request)?;
     let osa = osi
         .signed_attrs
         .ok_or_else(|| Error::Internal("a ReceiptRequest outside signed attributes".into()))?;
     let oset = attrs_as_set(osa);
     let odigest = Digest::from_oid(osi.digest_alg.oid, true)?;
-    let mut bound = crypto::digest(odigest, &oset)?.as_slice() == msg_sig_digest;
+    let mut bound = crypto::digest(odigest, &oset)? == msg_sig_digest;
     if !bound && odigest != digest {
-        bound = crypto::digest(digest, &oset)?.as_slice() == msg_sig_digest;
+        bound = crypto::digest(digest, &oset)? == msg_sig_digest;
     }
     if !bound {
         return Err(Error::ReceiptMismatch(
@@ -622,7 +649,9 @@ mod tests {
         let honest = sign_receipt(&s.signed_data, &bob, &ReceiptOptions::default()).unwrap();
         let sd = parse_signed_data(&honest, "r").unwrap();
         let si = SignerInfo::parse(sd.signer_infos.children().unwrap().req("si").unwrap()).unwrap();
-        let msg_sig_digest = si.attrs().unwrap().msg_sig_digest.unwrap();
+        let msg_sig_digest = single_msg_sig_digest(&si.attrs().unwrap().msg_sig_digest)
+            .unwrap()
+            .unwrap();
         let econtent = sd.econtent.unwrap().children().unwrap().req("e").unwrap();
         let receipt = Receipt::parse(&econtent.octets().unwrap()).unwrap();
         assert_eq!(receipt.content_identifier, b"doc-1");
@@ -729,6 +758,54 @@ mod tests {
             // The sender's own signature is no receipt from the partner.
             let by_alice = forge(&c.alice, &c.receipt, &c.msg_sig_digest);
             assert_eq!(code(&c, &by_alice), ErrorCode::SignerMismatch);
+        }
+    }
+
+    #[test]
+    fn an_unreadable_request_does_not_stop_the_document() {
+        let alice = Identity::generate("alice", KeyType::EcP256, 2, None)
+            .unwrap()
+            .identity;
+        let good = receipt_request_attribute(b"id", alice.certificate()).unwrap();
+        let broken = seal::attribute(
+            oid::ATTR_RECEIPT_REQUEST,
+            &asn1::seq(&[&asn1::octet_string(b"id")]),
+        );
+        let not_a_sequence = seal::attribute(oid::ATTR_RECEIPT_REQUEST, &asn1::null());
+        for (attrs, offered) in [
+            (vec![good.clone()], true),
+            (vec![broken.clone()], false),
+            (vec![not_a_sequence], false),
+            (vec![good.clone(), good.clone()], false),
+            (vec![good, broken], false),
+        ] {
+            let sd = seal::signed_data(
+                &[b"Content-Type: text/plain\r\n\r\nhello"],
+                &alice,
+                &SignSpec {
+                    econtent_type: oid::DATA,
+                    scheme: SignatureScheme::Pkcs1v15,
+                    signing_time: time::now_unix(),
+                    extra_attrs: attrs,
+                },
+            )
+            .unwrap();
+            let o = open(
+                &sd,
+                &OpenOptions {
+                    sender: Some(alice.certificate()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(o.document, b"hello");
+            assert_eq!(o.receipt_request.is_some(), offered);
+            assert_eq!(o.signed_data.is_some(), offered);
+            let signed = sign_receipt(&sd, &alice, &ReceiptOptions::default());
+            assert_eq!(signed.is_ok(), offered);
+            if !offered {
+                assert_eq!(signed.unwrap_err().code(), ErrorCode::Malformed);
+            }
         }
     }
 
