@@ -782,7 +782,11 @@ fn openssl_receipts_for_our_messages_verify_with_ours() {
 
 #[test]
 fn openssl_receipt_requests_are_read_and_answered() {
-    for kt in [KeyType::Rsa(2048), KeyType::EcP256] {
+    // RSA: receipts from all recipients; EC: from a list naming bob.
+    for (kt, from) in [
+        (KeyType::Rsa(2048), None),
+        (KeyType::EcP256, Some("bob@example.com")),
+    ] {
         let dir = tempdir("receipt-openssl-request");
         let alice = party(&dir, "alice", kt);
         let bob = party(&dir, "bob", kt);
@@ -805,8 +809,11 @@ fn openssl_receipt_requests_are_read_and_answered() {
                 .arg(&alice.cert)
                 .arg("-inkey")
                 .arg(&alice.key)
+                .args(match from {
+                    None => vec!["-receipt_request_all"],
+                    Some(f) => vec!["-receipt_request_from", f],
+                })
                 .args([
-                    "-receipt_request_all",
                     "-receipt_request_to",
                     "alice@example.com",
                     "-outform",
@@ -828,7 +835,13 @@ fn openssl_receipt_requests_are_read_and_answered() {
         let rr = opened
             .receipt_request
             .expect("openssl's ReceiptRequest is read");
-        assert!(rr.from_all, "{rr:?}");
+        match from {
+            None => assert!(rr.from_all && rr.receipts_from.is_empty(), "{rr:?}"),
+            Some(f) => {
+                assert!(!rr.from_all, "{rr:?}");
+                assert_eq!(rr.receipts_from, [format!("email:{f}")]);
+            }
+        }
         assert_eq!(rr.receipts_to, ["email:alice@example.com"]);
         assert_eq!(
             rr.content_identifier.len(),

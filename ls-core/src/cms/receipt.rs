@@ -762,6 +762,62 @@ mod tests {
     }
 
     #[test]
+    fn the_partner_certificate_is_checked_as_open_checks_a_sender() {
+        use crate::keys::builder::{CertPurpose, CertificateBuilder};
+        let c = case(KeyType::EcP256);
+        let now = time::now_unix();
+        let day = 86_400;
+        // bob's receipt signed while his certificate was valid (all values honest) …
+        let bob_at = |nb: i64, na: i64| {
+            CertificateBuilder::new("bob", CertPurpose::Party)
+                .key_type(KeyType::EcP256)
+                .validity(nb, na)
+                .build(None)
+                .unwrap()
+                .identity
+        };
+        let signed_at = |who: &Identity, t: i64| {
+            seal::signed_data(
+                &[&c.receipt.to_der()],
+                who,
+                &SignSpec {
+                    econtent_type: oid::CT_RECEIPT,
+                    scheme: SignatureScheme::Pkcs1v15,
+                    signing_time: t,
+                    extra_attrs: vec![seal::attribute(
+                        oid::ATTR_MSG_SIG_DIGEST,
+                        &asn1::octet_string(&c.msg_sig_digest),
+                    )],
+                },
+            )
+            .unwrap()
+        };
+        // … a certificate that has expired since,
+        let expired = bob_at(now - 10 * day, now - day);
+        let r = signed_at(&expired, now - 2 * day);
+        let e = verify_receipt(&r, &c.original, &[expired.certificate().clone()]).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::CertExpired);
+        // a receipt claiming a time before the certificate was valid,
+        let young = bob_at(now - day, now + day);
+        let r = signed_at(&young, now - 2 * day);
+        let e = verify_receipt(&r, &c.original, &[young.certificate().clone()]).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::CertNotYetValid);
+        // and the same certificate with an honest time passes.
+        let r = signed_at(&young, now);
+        verify_receipt(&r, &c.original, &[young.certificate().clone()]).unwrap();
+        // sign_receipt refuses to state a time its certificate does not cover.
+        let e = sign_receipt(
+            &c.original,
+            &young,
+            &ReceiptOptions {
+                signing_time: Some(now - 2 * day),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::CertNotYetValid);
+    }
+
+    #[test]
     fn an_unreadable_request_does_not_stop_the_document() {
         let alice = Identity::generate("alice", KeyType::EcP256, 2, None)
             .unwrap()
