@@ -1539,6 +1539,11 @@ fn verify_receipt_checks_a_receipt_offline() {
     let cut = write(&t, "cut.p7m", &cut[..cut.len() / 2]);
     let o = layersec(args(&cut, &original, &bob)).expect(6);
     assert_error(&o, "ERR_TRUNCATED");
+    // inspect describes the receipt (and verifies its signature).
+    let v = json(&layersec(["inspect", "--from", &bob, &receipt]).expect(0));
+    assert_eq!(v["verified"], true, "{v}");
+    assert_eq!(v["layers"][1]["layer"], "receipt", "{v}");
+    assert_eq!(v["layers"][1]["content_identifier"], "4d53472d314061636d65");
     // Files missing: exit 3; no --partner, or both from stdin: exit 2.
     layersec(args(&t.s("nope.p7m"), &original, &bob)).expect(3);
     layersec(args(&receipt, &original, &t.s("nope.pem"))).expect(3);
