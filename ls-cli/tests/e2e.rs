@@ -808,3 +808,92 @@ fn limits_meet_through_the_registration() {
         "{st}"
     );
 }
+
+/// A document sent, polled and stored comes back with the partner's signed receipt, recorded as
+/// `processed` on the sender's side; the evidence verifies with `openssl cms -verify_receipt`.
+#[test]
+fn a_signed_receipt_comes_back_and_openssl_verifies_the_evidence() {
+    let svc = start_service("receipt");
+    let alice = svc.party("alice", true);
+    let bob = svc.party("bob", true);
+    alice.trust(&bob);
+    bob.trust(&alice);
+    let doc = alice.dir.join("order.xml");
+    std::fs::write(&doc, b"<Order n=\"7\"/>\n").unwrap();
+    let v = json(&alice.ok(&["send", doc.to_str().unwrap(), "--to", "bob", "--json"]));
+    let id = v["message_id"].as_str().unwrap().to_string();
+    let state = |p: &Party| {
+        let r = json(&p.ok(&["receipts", "--json"]));
+        r["receipts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["message_id"] == id.as_str())
+            .map(|x| x["state"].as_str().unwrap().to_string())
+    };
+    assert_eq!(state(&alice).as_deref(), Some("waiting"));
+    let mut a = alice.spawn_run();
+    let mut b = bob.spawn_run();
+    let arrived = wait_until(Duration::from_secs(60), || {
+        state(&alice).as_deref() == Some("processed")
+    });
+    sigterm(&mut a);
+    sigterm(&mut b);
+    assert!(arrived, "no receipt: {:?}", state(&alice));
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(alice.dir.join("sent/order.xml.sent.json")).unwrap())
+            .unwrap();
+    let r = &rec["partner_receipt"]["receipt"];
+    assert_eq!(r["verified"], true, "{rec}");
+    assert_eq!(r["signer_subject"], "CN=bob");
+    // The auditor's check, with no client state.
+    let receipt = alice.dir.join("sent/order.xml.receipt.p7m");
+    let original = alice.dir.join("sent/order.xml.signed.p7m");
+    let o = Command::new(LAYERSEC)
+        .args([
+            "verify-receipt",
+            "--receipt",
+            receipt.to_str().unwrap(),
+            "--original",
+            original.to_str().unwrap(),
+            "--partner",
+            bob.cert.to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["verified"], true);
+    // And OpenSSL's.
+    let o = Command::new("openssl")
+        .args([
+            "cms",
+            "-verify_receipt",
+            receipt.to_str().unwrap(),
+            "-rctform",
+            "DER",
+            "-in",
+            original.to_str().unwrap(),
+            "-inform",
+            "DER",
+            "-CAfile",
+            bob.cert.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "openssl cms -verify_receipt: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The service metered the receipt apart from the documents.
+    let msgs = svc.admin(&["messages"]);
+    let m = msgs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == id.as_str())
+        .unwrap()
+        .clone();
+    assert!(!m["receipt_returned_at"].is_null(), "{m}");
+}

@@ -12,6 +12,7 @@ pub mod run;
 pub mod seal;
 pub mod send;
 pub mod status;
+pub mod verify_receipt;
 
 use crate::cli::{Cli, PassArgs};
 use crate::fsio::{self, usage};

@@ -72,8 +72,10 @@ pub struct SealOptions {
     /// The signing time to state (Unix seconds); now when absent.
     pub signing_time: Option<i64>,
     /// Ask for a signed receipt (RFC 2634): a ReceiptRequest signed attribute with this
-    /// signedContentIdentifier (unique per document; receipts from all recipients, to the
-    /// signer).
+    /// signedContentIdentifier (1 to 1024 bytes, unique per document; receipts from all
+    /// recipients (allOrFirstTier = allReceipts), to one GeneralNames naming the signer: its
+    /// certificate's subject as directoryName, then the rfc822Names of its subjectAltName).
+    /// The receipt is bound to the signature, not to this identifier alone.
     pub receipt_request: Option<Vec<u8>>,
 }
 
@@ -179,8 +181,18 @@ pub struct Opened {
     pub layers: Vec<String>,
     /// The SignedData (ContentInfo, DER, as received) whose signature was verified — the
     /// innermost one when several were — for a signed receipt ([`receipt::sign_receipt`]).
+    /// Kept only when that signature asks for a receipt (`receipt_request` is `Some`), and
+    /// then copied once: it is as large as the signed content (the compressed document, or
+    /// the document itself when it was not compressed), so opening such a document holds that
+    /// much more memory, up to about twice the document instead of once. For the detached
+    /// signature of a multipart/signed entity it is the signature's ContentInfo alone; for a
+    /// SignedData that came as the bare content of an outer layer, the same wrapped in a
+    /// ContentInfo.
     pub signed_data: Option<Vec<u8>>,
-    /// The ReceiptRequest of that signature, if its signer asked for a receipt.
+    /// The ReceiptRequest of that signature, if its signer asked for a receipt — and the
+    /// receipt would answer it: a receipt answers the first SignerInfo asking for one, so a
+    /// request is reported only when that is the SignerInfo verified. A request that cannot
+    /// be read is ignored (the document opens; no receipt is offered).
     pub receipt_request: Option<receipt::ReceiptRequest>,
 }
 
@@ -198,21 +210,22 @@ pub struct Sealed {
     /// What [`seal`] returns.
     pub sealed: Vec<u8>,
     /// The SignedData (ContentInfo, DER) exactly as signed, inside `sealed`: what the
-    /// recipient's receipt refers to ([`receipt::verify_receipt`]).
+    /// recipient's receipt refers to ([`receipt::verify_receipt`]). As large as the signed
+    /// content (the compressed document, or the document when it was not compressed): it is
+    /// the buffer that was signed and then encrypted, kept instead of dropped, so asking for it
+    /// costs no copy and no higher peak, only the memory held until the caller drops it.
     pub signed_data: Vec<u8>,
 }
 
-/// [`seal`], also returning the SignedData as signed.
+/// [`seal`], also returning the SignedData as signed (the sender's evidence, and what a
+/// signed receipt for the document refers to: [`SealOptions::receipt_request`]).
 pub fn seal_with_evidence(
     document: &[u8],
     signer: &Identity,
     recipients: &[Certificate],
     opts: &SealOptions,
 ) -> Result<Sealed> {
-    let _ = (document, signer, recipients, opts);
-    Err(crate::Error::Internal(
-        "seal_with_evidence is not implemented yet".into(),
-    ))
+    seal::seal(document, signer, recipients, opts)
 }
 
 /// Seal `document`: MIME-wrap, compress (if it pays), sign with `signer`, encrypt to `recipients`.
@@ -222,7 +235,7 @@ pub fn seal(
     recipients: &[Certificate],
     opts: &SealOptions,
 ) -> Result<Vec<u8>> {
-    seal::seal(document, signer, recipients, opts)
+    seal_with_evidence(document, signer, recipients, opts).map(|s| s.sealed)
 }
 
 /// Open a sealed object (DER, BER, PEM or S/MIME), verifying its signature(s) against the expected
