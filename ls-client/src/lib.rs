@@ -486,7 +486,7 @@ impl Client {
             time::now_unix() - (self.cfg.receipts.warn_after_hours.saturating_mul(3600) as i64);
         let receipts_overdue = waiting
             .iter()
-            .filter(|r| r.sent_at.is_some_and(|t| t < overdue_before))
+            .filter(|r| r.sent_at.is_some_and(|t| t <= overdue_before))
             .count();
         let last_poll: Option<PollStatus> = fsutil::read_json(&self.state(incoming::STATUS))?;
         let mut last: Vec<(i64, String)> = Vec::new();

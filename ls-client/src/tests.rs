@@ -451,7 +451,11 @@ fn send_delivers_and_the_partner_receives_it_opened_and_verified() {
     // The document and its record in sent/, the job gone.
     assert_eq!(
         w.files("alice", "sent"),
-        ["invoice.xml", "invoice.xml.sent.json"]
+        [
+            "invoice.xml",
+            "invoice.xml.sent.json",
+            "invoice.xml.signed.p7m"
+        ]
     );
     assert_eq!(
         fs::read(w.path("alice", "sent/invoice.xml")).unwrap(),
@@ -487,8 +491,10 @@ fn send_delivers_and_the_partner_receives_it_opened_and_verified() {
         [
             "invoice-1.xml",
             "invoice-1.xml.sent.json",
+            "invoice-1.xml.signed.p7m",
             "invoice.xml",
-            "invoice.xml.sent.json"
+            "invoice.xml.sent.json",
+            "invoice.xml.signed.p7m"
         ]
     );
 
@@ -624,7 +630,11 @@ fn a_push_whose_answer_was_lost_is_repeated_with_the_same_message_id() {
     assert_eq!(w.svc.stored(), 1);
     assert_eq!(
         w.files("alice", "sent"),
-        ["invoice.xml", "invoice.xml.sent.json"]
+        [
+            "invoice.xml",
+            "invoice.xml.sent.json",
+            "invoice.xml.signed.p7m"
+        ]
     );
     assert!(w.all_files("alice", "state/outgoing").is_empty());
 
@@ -668,7 +678,11 @@ fn a_crash_at_any_step_of_sending_neither_loses_nor_duplicates() {
         assert_eq!(w.svc.stored(), 1, "{point}");
         assert_eq!(
             w.files("alice", "sent"),
-            ["invoice.xml", "invoice.xml.sent.json"],
+            [
+                "invoice.xml",
+                "invoice.xml.sent.json",
+                "invoice.xml.signed.p7m"
+            ],
             "{point}"
         );
         assert_eq!(
@@ -854,7 +868,10 @@ fn the_outbox_takes_settled_files_of_partner_folders_only() {
         left,
         [".hidden.xml", "b.xml.part", "c.TMP", "fresh.xml", "sub"]
     );
-    assert_eq!(w.files("alice", "sent"), ["a.xml", "a.xml.sent.json"]);
+    assert_eq!(
+        w.files("alice", "sent"),
+        ["a.xml", "a.xml.sent.json", "a.xml.signed.p7m"]
+    );
     let rec = w.json("alice", "sent/a.xml.sent.json");
     assert_eq!(rec["to"], "bob");
 
@@ -1914,7 +1931,7 @@ fn forged_mismatched_and_replayed_receipts_are_refused_and_change_nothing() {
         &signed_a,
         bob.identity(),
         &ReceiptOptions {
-            signing_time: Some(ls_core::time::now_unix() - 60),
+            signing_time: Some(ls_core::time::now_unix() + 5),
         },
     )
     .unwrap();
@@ -1982,6 +1999,7 @@ fn a_refused_document_shows_the_failed_disposition_on_the_sent_record() {
         .unwrap();
     w.svc.faults.lock().unwrap().tamper_pulls = true;
     w.client("bob").poll(|_| {}).unwrap();
+    w.svc.faults.lock().unwrap().tamper_pulls = false;
     alice.poll(|_| {}).unwrap();
     let st = alice.receipt_state(&sent.message_id).unwrap().unwrap();
     assert_eq!(st.state, "failed");
