@@ -148,6 +148,8 @@ impl Party {
                 && !n.ends_with(".meta.json")
                 && !n.ends_with(".sent.json")
                 && !n.ends_with(".reason.txt")
+                && !n.ends_with(".signed.p7m")
+                && !n.ends_with(".receipt.p7m")
         });
         v.sort();
         v
@@ -243,7 +245,28 @@ fn documents_of_1_kib_and_20_mib_arrive_opened_and_verified() {
     .unwrap();
     assert_eq!(meta["message_id"], ids[0].as_str());
     assert_eq!(meta["sender"], "alice");
-    // Delivered at the service; nothing more waits.
+    // Delivered at the service; bob's signed receipts wait for alice.
+    let msgs = svc.admin(&["messages"]);
+    let from = |who: &str| {
+        msgs.as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["from"] == who)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(from("alice").iter().all(|m| m["state"] == "delivered"), "{msgs}");
+    assert_eq!(from("bob").len(), 2, "one receipt per document: {msgs}");
+    alice.ok(&["poll"]);
+    let r = json(&alice.ok(&["receipts", "--json"]));
+    assert!(
+        r["receipts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["state"] == "processed"),
+        "{r}"
+    );
     let msgs = svc.admin(&["messages"]);
     assert!(
         msgs.as_array()
@@ -475,8 +498,13 @@ fn every_failure_class() {
         "the message was not offered again"
     );
     let msgs = svc.admin(&["messages", "--party", "bob"]);
-    assert_eq!(msgs[0]["message_id"], queued_id.as_str());
-    assert_eq!(msgs[0]["state"], "delivered");
+    let queued = msgs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == queued_id.as_str())
+        .unwrap_or_else(|| panic!("{msgs}"));
+    assert_eq!(queued["state"], "delivered");
 
     // A bad configuration names the file and the key.
     let bad = alice.dir.join("bad.toml");
@@ -548,8 +576,19 @@ fn kill_9_at_any_moment_loses_nothing_and_duplicates_nothing() {
     // Then let them finish undisturbed.
     let mut a = alice.spawn_run();
     let mut b = bob.spawn_run();
+    let processed = |p: &Party| {
+        let r = json(&p.ok(&["receipts", "--json"]));
+        r["receipts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["state"] == "processed")
+            .count()
+    };
     let done = wait_until(Duration::from_secs(120), || {
-        bob.documents("inbox").len() >= N as usize && alice.documents("sent").len() >= N as usize
+        bob.documents("inbox").len() >= N as usize
+            && alice.documents("sent").len() >= N as usize
+            && processed(&alice) >= N as usize
     });
     sigterm(&mut a);
     sigterm(&mut b);
@@ -575,12 +614,18 @@ fn kill_9_at_any_moment_loses_nothing_and_duplicates_nothing() {
     // The service stored each document once (a re-pushed job keeps its MessageId).
     let msgs = svc.admin(&["messages", "--limit", "1000"]);
     let msgs = msgs.as_array().unwrap();
-    assert_eq!(
-        msgs.len(),
-        N as usize,
-        "each document stored once at the service"
-    );
-    assert!(msgs.iter().all(|m| m["state"] == "delivered"));
+    let documents = msgs.iter().filter(|m| m["from"] == "alice").count();
+    assert_eq!(documents, N as usize, "each document stored once at the service");
+    // And exactly one signed receipt of each came back (the service takes one per document),
+    // every one of them checked and recorded by alice.
+    let receipts = msgs.iter().filter(|m| m["from"] == "bob").count();
+    assert_eq!(receipts, N as usize, "one receipt per document");
+    assert!(msgs
+        .iter()
+        .filter(|m| m["from"] == "alice")
+        .all(|m| !m["receipt_returned_at"].is_null()));
+    assert_eq!(processed(&alice), N as usize);
+    assert!(msgs.iter().all(|m| m["state"] == "delivered"), "{msgs:?}");
     eprintln!(
         "kill -9 test: {kills} rounds of kills ({mid_flight} mid-flight) before the final run"
     );

@@ -476,7 +476,13 @@ impl Client {
         let count = |dir: &Path, companion: &str| -> Result<usize> {
             Ok(list_dir(dir)?
                 .into_iter()
-                .filter(|(n, _, md)| md.is_file() && !n.starts_with('.') && !n.ends_with(companion))
+                .filter(|(n, _, md)| {
+                    md.is_file()
+                        && !n.starts_with('.')
+                        && !n.ends_with(companion)
+                        && !n.ends_with(outgoing::SIGNED_SUFFIX)
+                        && !n.ends_with(outgoing::RECEIPT_SUFFIX)
+                })
                 .count())
         };
         let incoming_failures = self.incoming_failures()?;
