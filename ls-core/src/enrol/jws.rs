@@ -2,7 +2,7 @@
 //! `ES512` with EC keys of the matching curve, `PS256` and `RS256` with RSA keys; a protected
 //! header of exactly `alg`, `typ` and `x5c`; no unprotected header.
 
-use super::MAX_CHAIN;
+use super::{json_error, MAX_CHAIN};
 use crate::bytes;
 use crate::cert::Certificate;
 use crate::cms::crypto::{self, Digest, SigAlg};
@@ -185,7 +185,8 @@ pub(super) enum JwsFailure {
 /// Read a flattened JWS of type `typ` and check its signature with the key of its `x5c[0]`.
 pub(super) fn verify_jws(body: &[u8], typ: &str) -> std::result::Result<Verified, JwsFailure> {
     let m = |s: String| JwsFailure::Malformed(s);
-    let jws: Jws = serde_json::from_slice(body).map_err(|e| m(format!("not a JWS: {e}")))?;
+    let jws: Jws =
+        serde_json::from_slice(body).map_err(|e| m(format!("not a JWS: {}", json_error(&e))))?;
     let header = bytes::base64url_decode(&jws.protected)
         .ok_or_else(|| m("protected: not base64url".into()))?;
     let header: Header =

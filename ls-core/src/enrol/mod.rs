@@ -568,6 +568,24 @@ pub fn refusal_error(status: u16, body: &[u8]) -> Error {
 // ---------------------------------------------------------------------------------------------
 // Requests and answers
 
+/// A JSON error about a request without any value it quotes (a claim may be the code, and
+/// refusals are logged): what is missing or duplicated is said, a value of the wrong type only
+/// where it was.
+pub(crate) fn json_error(e: &serde_json::Error) -> String {
+    let m = e.to_string();
+    if m.starts_with("missing field") || m.starts_with("duplicate field") {
+        m
+    } else if e.is_data() {
+        format!(
+            "a member is not of the expected type (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    } else {
+        format!("not JSON (line {}, column {})", e.line(), e.column())
+    }
+}
+
 /// The request body: `claims` signed with `identity` (the new key), its certificate in `x5c`.
 pub fn build_request(identity: &Identity, claims: &RequestClaims) -> Result<Vec<u8>> {
     let payload = Zeroizing::new(
@@ -604,8 +622,13 @@ pub fn verify_request(body: &[u8], now: i64) -> std::result::Result<VerifiedRequ
             format!("no proof of possession of the certificate's key: {e}"),
         ),
     })?;
-    let claims: RequestClaims = serde_json::from_slice(&Zeroizing::new(v.payload))
-        .map_err(|e| Refused::new(Refusal::Malformed, format!("the claims: {e}")))?;
+    let claims: RequestClaims =
+        serde_json::from_slice(&Zeroizing::new(v.payload)).map_err(|e| {
+            Refused::new(
+                Refusal::Malformed,
+                format!("the claims: {}", json_error(&e)),
+            )
+        })?;
     claims
         .check()
         .map_err(|e| Refused::new(Refusal::Malformed, e))?;

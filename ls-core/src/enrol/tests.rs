@@ -351,3 +351,33 @@ fn service_info_states_its_fingerprint() {
     assert!(ServiceInfo::read(&serde_json::to_vec(&other).unwrap()).is_err());
     assert!(ServiceInfo::read(b"<html>").is_err());
 }
+
+/// Refusal messages are logged by the service: they never quote what the request held.
+#[test]
+fn refusal_messages_quote_no_values() {
+    let me = identity(KeyType::EcP256);
+    let service = identity(KeyType::EcP256);
+    let c = serde_json::to_value(claims(&service)).unwrap();
+    let code = "7K2Q-M9XD-0A1B-CDEF-GHJK-MNPZ";
+    let signed = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut p = c.clone();
+        edit(&mut p);
+        super::jws::sign_jws(&me, REQUEST_TYPE, &serde_json::to_vec(&p).unwrap()).unwrap()
+    };
+    let now = time::now_unix();
+    let body = build_request(&me, &claims(&service)).unwrap();
+    for b in [
+        signed(&|p| p["max_document_bytes"] = code.into()),
+        signed(&|p| p["iat"] = code.into()),
+        signed(&|p| p["code"] = serde_json::json!([code])),
+        signed(&|p| {
+            p.as_object_mut().unwrap().remove("nonce");
+        }),
+        tamper(&body, |h, _| h["alg"] = serde_json::json!([code])),
+        format!(r#"{{"protected": "{code}", "payload": 1, "signature": ""}}"#).into_bytes(),
+    ] {
+        let r = verify_request(&b, now).unwrap_err();
+        assert_eq!(r.reason, Refusal::Malformed, "{}", r.message);
+        assert!(!r.message.contains("M9XD"), "{}", r.message);
+    }
+}
