@@ -255,7 +255,10 @@ fn documents_of_1_kib_and_20_mib_arrive_opened_and_verified() {
             .cloned()
             .collect::<Vec<_>>()
     };
-    assert!(from("alice").iter().all(|m| m["state"] == "delivered"), "{msgs}");
+    assert!(
+        from("alice").iter().all(|m| m["state"] == "delivered"),
+        "{msgs}"
+    );
     assert_eq!(from("bob").len(), 2, "one receipt per document: {msgs}");
     alice.ok(&["poll"]);
     let r = json(&alice.ok(&["receipts", "--json"]));
@@ -615,7 +618,10 @@ fn kill_9_at_any_moment_loses_nothing_and_duplicates_nothing() {
     let msgs = svc.admin(&["messages", "--limit", "1000"]);
     let msgs = msgs.as_array().unwrap();
     let documents = msgs.iter().filter(|m| m["from"] == "alice").count();
-    assert_eq!(documents, N as usize, "each document stored once at the service");
+    assert_eq!(
+        documents, N as usize,
+        "each document stored once at the service"
+    );
     // And exactly one signed receipt of each came back (the service takes one per document),
     // every one of them checked and recorded by alice.
     let receipts = msgs.iter().filter(|m| m["from"] == "bob").count();
