@@ -132,16 +132,14 @@ impl Enroller {
         service_certificate: &Certificate,
     ) -> Result<Enrolled> {
         let body = contract::build_request(identity, claims)?;
-        let r = self.transport.post(contract::CONTENT_TYPE, &body)?.whole()?;
+        let r = self
+            .transport
+            .post(contract::CONTENT_TYPE, &body)?
+            .whole()?;
         if r.status != 200 {
             return Err(contract::refusal_error(r.status, &r.body));
         }
-        contract::verify_response(
-            &r.body,
-            service_certificate,
-            claims,
-            identity.certificate(),
-        )
+        contract::verify_response(&r.body, service_certificate, claims, identity.certificate())
     }
 }
 
