@@ -2,7 +2,8 @@
 //! message records, small bodies and the usage ledger; bodies larger than `inline_max` bytes in
 //! files under `payloads/`.
 //!
-//! Layout of `dir`: `layersec.db` (with its `-wal` and `-shm` files) and `payloads/`. The
+//! Layout of `dir`: `layersec.db` (with its `-wal` and `-shm` files), `payloads/`, and
+//! `enrolment.key` (the key of the enrolment codes' keyed hashes, made on first use). The
 //! directories are created 0700 and the files 0600 (Unix).
 //!
 //! Concurrency: one connection behind a mutex per [`SqliteStore`]; several stores (processes,
