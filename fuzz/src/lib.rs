@@ -336,7 +336,8 @@ pub fn enrol_request(data: &[u8]) {
     if let Ok(s) = std::str::from_utf8(data) {
         if let Some(n) = enrol::normalize_code(s) {
             assert_eq!(n.len(), enrol::CODE_SYMBOLS);
-            assert_eq!(enrol::normalize_code(&enrol::format_code(&n)).as_deref(), Some(&n));
+            let again = enrol::normalize_code(&enrol::format_code(&n));
+            assert_eq!(again.as_deref().map(String::as_str), Some(n.as_str()));
         }
         let _ = enrol::enrolment_url(s);
         if let Some(b) = ls_core::bytes::base64url_decode(s) {
