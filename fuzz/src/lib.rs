@@ -327,9 +327,12 @@ pub fn enrol_request(data: &[u8]) {
         }
         Err(r) => assert!(!r.message.is_empty()),
     }
-    if let Ok(e) =
-        enrol::verify_response(data, k.identity.certificate(), claims, k.identity.certificate())
-    {
+    if let Ok(e) = enrol::verify_response(
+        data,
+        k.identity.certificate(),
+        claims,
+        k.identity.certificate(),
+    ) {
         assert_eq!(e.nonce, claims.nonce);
     }
     let _ = enrol::ServiceInfo::read(data);
