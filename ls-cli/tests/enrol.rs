@@ -247,3 +247,83 @@ fn two_parties_enrol_with_codes_and_exchange_a_document() {
         assert!(!log.contains(&c.replace('-', "")), "{c} in the log:\n{log}");
     }
 }
+
+#[test]
+fn expired_revoked_and_guessed_codes_are_refused_and_leave_nothing() {
+    let bin = server_bin_beside(Path::new(LAYERSEC));
+    let mut svc = RunningService::init(&bin, "cli-enrol-bad", |t| {
+        t.replace(
+            "max_failures_per_account = 20",
+            "max_failures_per_account = 2",
+        )
+        .replace("lockout_secs = 900", "lockout_secs = 3")
+    });
+    svc.serve();
+    let sub = svc.admin(&["subscriber", "add", "--organisation", "Acme"])["id"].to_string();
+
+    // Expired.
+    let old = code(&svc, &sub, "old");
+    rusqlite::Connection::open(svc.dir.join("data/layersec.db"))
+        .unwrap()
+        .execute(
+            "UPDATE enrolment_codes SET expires_at = 1 WHERE pid = 'old'",
+            [],
+        )
+        .unwrap();
+    let dir = svc.dir.join("client-old");
+    let o = init(&svc, "old", &dir, &["--enrol", &old]);
+    assert_eq!(o.status.code(), Some(10), "{}", stderr(&o));
+    assert!(stderr(&o).contains("code_expired"), "{}", stderr(&o));
+    assert!(nothing_in(&dir));
+
+    // Revoked by the operator.
+    let rev = code(&svc, &sub, "rev");
+    let id = svc
+        .admin(&["subscriber", "enrolments", &sub])
+        .as_array()
+        .unwrap()[0]["id"]
+        .to_string();
+    svc.admin(&["subscriber", "enrol", &sub, "--revoke", &id]);
+    let dir = svc.dir.join("client-rev");
+    let o = init(&svc, "rev", &dir, &["--enrol", &rev]);
+    assert_eq!(o.status.code(), Some(10), "{}", stderr(&o));
+    assert!(stderr(&o).contains("code_revoked"), "{}", stderr(&o));
+    assert!(nothing_in(&dir));
+
+    // Guessed: two wrong codes for an account lock it (the failures above were another
+    // account's); then even the right code is refused for now (exit 9, transient, nothing
+    // written), and once the lockout ends the same command works.
+    let other = svc.admin(&["subscriber", "add", "--organisation", "Other"])["id"].to_string();
+    let good = code(&svc, &other, "acme");
+    let dir = svc.dir.join("client-acme");
+    for guess in [
+        "7K2Q-M9XD-0A1B-CDEF-GHJK-MNPZ",
+        "ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZ",
+    ] {
+        let o = init(&svc, "acme", &dir, &["--enrol", guess]);
+        assert_eq!(o.status.code(), Some(10), "{}", stderr(&o));
+    }
+    let o = init(&svc, "acme", &dir, &["--enrol", &good, "--json"]);
+    assert_eq!(o.status.code(), Some(9), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["error"]["transient"], true);
+    let m = v["error"]["message"].as_str().unwrap();
+    assert!(
+        m.contains("locked_out") && m.contains("for this account"),
+        "{m}"
+    );
+    assert!(nothing_in(&dir));
+    let t = std::time::Instant::now();
+    let o = loop {
+        let o = init(&svc, "acme", &dir, &["--enrol", &good]);
+        if o.status.code() != Some(9) || t.elapsed() > std::time::Duration::from_secs(30) {
+            break o;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = svc.logs().join("\n");
+    for c in [&old, &rev, &good] {
+        assert!(!log.contains(c.as_str()), "{c} in the log");
+    }
+}
