@@ -440,7 +440,25 @@ impl Client {
                 }
                 Err(Fault::Skip(e)) => {
                     failed_now.insert(key.clone());
-                    let f = self.record_failure(&ex, &sender, &message_id, &key, &e)?;
+                    let first_seen = prev.as_ref().map_or_else(time::now_unix, |f| f.first_seen);
+                    let f = if self.gives_up_on(&sender, &e, first_seen) {
+                        // A stranger's message, waited for long enough: its sender is told.
+                        let e = Error::UnknownSigner(format!(
+                            "{e} (refused after limits.refuse_unknown_after_hours = {})",
+                            limits.refuse_unknown_after_hours
+                        ));
+                        self.refuse(
+                            &ex,
+                            &pulled,
+                            &sender,
+                            &message_id,
+                            &key,
+                            &e,
+                            FailureClass::NotTrusted,
+                        )?
+                    } else {
+                        self.record_failure(&ex, &sender, &message_id, &key, &e)?
+                    };
                     report.failed.push((&f).into());
                 }
                 Err(Fault::Stop(e)) => return Err(e),
@@ -709,6 +727,7 @@ impl Client {
                     let r = self
                         .record_partner_receipt(sender, &header, um, ess)
                         .map_err(Fault::Stop)?;
+                    self.fail_at("receipt:after-record").map_err(Fault::Stop)?;
                     report.receipts.push(r);
                     self.receipt(ex, incoming, report)
                 }
@@ -858,6 +877,17 @@ impl Client {
             crashes: 0,
             quarantined: None,
         }))
+    }
+
+    /// Whether a message left with the service is now refused for good: it comes from a sender
+    /// that is not our partner (no certificate of it at all, not a key we lack during a
+    /// rollover) and we first saw it `limits.refuse_unknown_after_hours` ago.
+    fn gives_up_on(&self, sender: &str, e: &Error, first_seen: i64) -> bool {
+        let wait = self.cfg.limits.refuse_unknown_after_hours;
+        e.code() == ErrorCode::UnknownSigner
+            && self.partner_certs(sender).is_empty()
+            && time::now_unix().saturating_sub(first_seen)
+                >= i64::try_from(wait.saturating_mul(3600)).unwrap_or(i64::MAX)
     }
 
     /// Record a message left with the service (an unknown sender); after a few attempts tell

@@ -245,6 +245,7 @@ impl Client {
                 let dir = &self.cfg.folders.sent;
                 let file = dir.join(format!("{doc}{RECEIPT_SUFFIX}"));
                 self.write_private(&file, ess)?;
+                self.fail_at("receipt:after-evidence")?;
                 r.receipt_file = Some(file);
                 set_partner_receipt(record, "processed", &r)?;
             }
