@@ -942,3 +942,53 @@ fn a_signed_receipt_comes_back_and_openssl_verifies_the_evidence() {
         .clone();
     assert!(!m["receipt_returned_at"].is_null(), "{m}");
 }
+
+/// A document its recipient refuses (here: it does not know the sender and was told to refuse
+/// strangers at once) comes back to the sender as the `failed` disposition, signed.
+#[test]
+fn a_document_the_recipient_refuses_shows_as_failed_on_the_sent_record() {
+    let svc = start_service("receipt-failed");
+    let alice = svc.party("alice", true);
+    let dave = svc.party("dave", true);
+    alice.trust(&dave);
+    let text = std::fs::read_to_string(&dave.config).unwrap();
+    assert!(text.contains("refuse_unknown_after_hours = 72"));
+    std::fs::write(
+        &dave.config,
+        text.replace(
+            "refuse_unknown_after_hours = 72",
+            "refuse_unknown_after_hours = 0",
+        ),
+    )
+    .unwrap();
+    let doc = alice.dir.join("offer.xml");
+    std::fs::write(&doc, b"<Offer/>\n").unwrap();
+    let v = json(&alice.ok(&["send", doc.to_str().unwrap(), "--to", "dave", "--json"]));
+    let id = v["message_id"].as_str().unwrap().to_string();
+    let o = dave.ok(&["poll", "--json"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["summary"]["failed"][0]["refused"], "not_trusted", "{summary}");
+    assert!(dave.documents("inbox").is_empty());
+    alice.ok(&["poll"]);
+    let r = json(&alice.ok(&["receipts", "--json"]));
+    let mine = r["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["message_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{r}"))
+        .clone();
+    assert_eq!(mine["state"], "failed", "{r}");
+    assert_eq!(mine["class"], "not_trusted", "{r}");
+    // The service offers it no more and says so.
+    let msgs = svc.admin(&["messages", "--party", "dave"]);
+    let m = msgs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{msgs}"))
+        .clone();
+    assert_eq!(m["state"], "failed", "{m}");
+}
