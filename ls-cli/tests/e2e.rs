@@ -255,7 +255,10 @@ fn documents_of_1_kib_and_20_mib_arrive_opened_and_verified() {
             .cloned()
             .collect::<Vec<_>>()
     };
-    assert!(from("alice").iter().all(|m| m["state"] == "delivered"), "{msgs}");
+    assert!(
+        from("alice").iter().all(|m| m["state"] == "delivered"),
+        "{msgs}"
+    );
     assert_eq!(from("bob").len(), 2, "one receipt per document: {msgs}");
     alice.ok(&["poll"]);
     let r = json(&alice.ok(&["receipts", "--json"]));
@@ -615,7 +618,10 @@ fn kill_9_at_any_moment_loses_nothing_and_duplicates_nothing() {
     let msgs = svc.admin(&["messages", "--limit", "1000"]);
     let msgs = msgs.as_array().unwrap();
     let documents = msgs.iter().filter(|m| m["from"] == "alice").count();
-    assert_eq!(documents, N as usize, "each document stored once at the service");
+    assert_eq!(
+        documents, N as usize,
+        "each document stored once at the service"
+    );
     // And exactly one signed receipt of each came back (the service takes one per document),
     // every one of them checked and recorded by alice.
     let receipts = msgs.iter().filter(|m| m["from"] == "bob").count();
@@ -968,7 +974,10 @@ fn a_document_the_recipient_refuses_shows_as_failed_on_the_sent_record() {
     let o = dave.ok(&["poll", "--json"]);
     let out = String::from_utf8_lossy(&o.stdout).to_string();
     let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
-    assert_eq!(summary["summary"]["failed"][0]["refused"], "not_trusted", "{summary}");
+    assert_eq!(
+        summary["summary"]["failed"][0]["refused"], "not_trusted",
+        "{summary}"
+    );
     assert!(dave.documents("inbox").is_empty());
     alice.ok(&["poll"]);
     let r = json(&alice.ok(&["receipts", "--json"]));

@@ -726,7 +726,14 @@ impl Client {
                     let ess = &incoming.payloads[0].data;
                     let r = self
                         .record_partner_receipt(sender, &header, um, ess)
-                        .map_err(Fault::Stop)?;
+                        .map_err(Fault::Stop)?
+                        .ok_or_else(|| {
+                            Fault::Skip(Error::ReceiptMismatch(format!(
+                                "the receipt of {} came before our send of it was finished; \
+                                 it is taken at a later poll",
+                                header.message_id
+                            )))
+                        })?;
                     self.fail_at("receipt:after-record").map_err(Fault::Stop)?;
                     report.receipts.push(r);
                     self.receipt(ex, incoming, report)
@@ -1104,6 +1111,23 @@ impl Client {
             }
         }
         notices::prune(self, keep_secs, max)?;
+        // Receipts of ours whose document never reached the inbox, refused receipts, and the
+        // temporary files a kill left in `sent/` while a record was rewritten.
+        for (dir, age) in [
+            (self.state(super::receipts::RECEIPTS_OUT), keep_secs),
+            (self.state(super::receipts::RECEIPTS_IN), keep_secs),
+        ] {
+            for (_, path, md) in list_dir(&dir)? {
+                if md.is_file() && fsutil::age_secs(&path) > age {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        for (name, path, md) in list_dir(&self.cfg.folders.sent)? {
+            if md.is_file() && name.starts_with(TMP_PREFIX) && fsutil::age_secs(&path) > 3600 {
+                let _ = fs::remove_file(&path);
+            }
+        }
         write_atomic(&mark, b"")
     }
 

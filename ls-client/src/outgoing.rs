@@ -422,6 +422,20 @@ impl Client {
         self.state(OUTGOING)
     }
 
+    /// Whether a job of ours that sent (or sends) `message_id` is not finished yet.
+    pub(super) fn still_sending(&self, message_id: &str) -> Result<bool> {
+        for (_, path, md) in list_dir(&self.outgoing())? {
+            if md.is_dir() {
+                if let Some(rec) = read_json::<JobRecord>(&path.join(JOB)).unwrap_or(None) {
+                    if rec.message_id == message_id {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// A new job folder, created under a hidden name with its lock taken and then renamed into
     /// place, so that no other process sees it without a live lock.
     fn new_job_dir(&self) -> Result<(PathBuf, Lock, String)> {

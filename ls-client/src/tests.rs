@@ -2061,7 +2061,11 @@ fn a_crash_while_taking_a_receipt_records_it_exactly_once() {
         assert_eq!(r.receipts.len(), 1, "{point}: {r:?}");
         assert!(r.receipts[0].verified, "{point}: {r:?}");
         assert_eq!(
-            alice.receipt_state(&sent.message_id).unwrap().unwrap().state,
+            alice
+                .receipt_state(&sent.message_id)
+                .unwrap()
+                .unwrap()
+                .state,
             "processed",
             "{point}"
         );
@@ -2079,4 +2083,33 @@ fn a_crash_while_taking_a_receipt_records_it_exactly_once() {
         w.svc.expire_leases();
         assert_eq!(alice.poll(|_| {}).unwrap().pulled, 0, "{point}");
     }
+}
+
+#[test]
+fn a_receipt_before_our_send_is_finished_waits_for_it() {
+    let w = world();
+    let alice = w.client("alice");
+    // Pushed and its outcome decided, then a crash before the document moved to sent/.
+    arm(&alice, "send:after-outcome");
+    assert!(alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .is_err());
+    w.client("bob").poll(|_| {}).unwrap();
+    // A poll of the restarted sender before its jobs are resumed: the receipt waits.
+    let alice = w.client("alice");
+    let r = alice.poll(|_| {}).unwrap();
+    assert!(r.receipts.is_empty(), "{r:?}");
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    assert!(w.files("alice", "state/receipts-in").is_empty());
+    let sent = alice.resume().unwrap();
+    let id = sent.sent[0].message_id.clone();
+    w.svc.expire_leases();
+    let r = alice.poll(|_| {}).unwrap();
+    assert_eq!(r.receipts.len(), 1, "{r:?}");
+    assert!(r.receipts[0].verified, "{r:?}");
+    assert_eq!(
+        alice.receipt_state(&id).unwrap().unwrap().state,
+        "processed"
+    );
+    assert!(alice.status().unwrap().incoming_failures.is_empty());
 }

@@ -559,7 +559,7 @@ fn client_arguments_are_checked() {
     assert!(msg().contains("struct_size"), "{}", msg());
     assert!(id.is_none());
     unsafe { ls_send_options_init(&mut opts) };
-    opts.flags = 1;
+    opts.flags = 1 << 7;
     let (rc, id) = c.send(b"x", "a.txt", "hal", &opts);
     assert_eq!(rc, INVALID_ARGUMENT, "{}", msg());
     assert!(msg().contains("flags"), "{}", msg());
