@@ -304,6 +304,12 @@ fn send_poll_example_against_a_real_service() {
             "{stdout}"
         );
         assert!(stdout.contains("  sender: alice\n"), "{stdout}");
+        assert!(stdout.contains("receipt: processed\n"), "{stdout}");
+        assert!(alice
+            .dir
+            .join("sent")
+            .join(format!("invoice-{i}.xml.receipt.p7m"))
+            .is_file());
         assert!(
             stdout.contains(&format!("  size: {} bytes\n", content.len())),
             "{stdout}"
