@@ -2113,3 +2113,50 @@ fn a_receipt_before_our_send_is_finished_waits_for_it() {
     );
     assert!(alice.status().unwrap().incoming_failures.is_empty());
 }
+
+#[test]
+fn a_job_scan_never_breaks_a_send_that_is_finishing() {
+    // Another process of ours (a daemon, a poll) scanning the jobs while `send` finishes: the
+    // scan tries each job's lock; it must not leave a file in a folder being removed.
+    let w = world();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let scanner = w.client("alice");
+        let stop = &stop;
+        s.spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = scanner.run_due_jobs();
+            }
+        });
+        let alice = w.client("alice");
+        for i in 0..60 {
+            let r = alice.send_bytes(
+                &format!("d{i}.xml"),
+                INVOICE,
+                "bob",
+                &SendOptions::default(),
+            );
+            if let Err(e) = r {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                panic!("send {i}: {e}");
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(w.svc.stored(), 60);
+    assert!(w.all_files("alice", "state/outgoing").is_empty());
+}
+
+#[test]
+fn the_poll_interval_varies_to_the_millisecond() {
+    let w = world();
+    let mut c = w.client("alice");
+    c.cfg.polling.interval_secs = 1;
+    c.cfg.polling.jitter_percent = 10;
+    let waits: Vec<u128> = (0..200).map(|_| c.poll_wait().as_millis()).collect();
+    assert!(waits.iter().all(|w| (900..=1100).contains(w)), "{waits:?}");
+    let distinct: std::collections::HashSet<_> = waits.iter().collect();
+    assert!(distinct.len() > 20, "{distinct:?}");
+    c.cfg.polling.jitter_percent = 0;
+    assert_eq!(c.poll_wait(), Duration::from_secs(1));
+}
