@@ -78,6 +78,7 @@
 #define LS_ERR_DIGEST_MISMATCH 206
 #define LS_ERR_UNSUPPORTED_ALGORITHM 207
 #define LS_ERR_WEAK_ALGORITHM 208
+#define LS_ERR_RECEIPT_MISMATCH 209
 /* 3xx certificate: certificates and trust */
 #define LS_ERR_CERT_EXPIRED 300
 #define LS_ERR_CERT_NOT_YET_VALID 301
@@ -179,6 +180,40 @@
  * Accept SHA-1 signatures (refused by default).
  */
 #define LS_OPEN_ALLOW_SHA1 (1 << 3)
+
+/**
+ * Do not ask the partner for a signed receipt of this document (the configuration's
+ * `[receipts] request` asks by default).
+ */
+#define LS_SEND_NO_RECEIPT (1 << 0)
+
+/**
+ * `ls_client_receipt_state`: no document sent with this MessageId is in the `sent/` folder
+ * (not sent, not delivered yet, or taken away).
+ */
+#define LS_RECEIPT_UNKNOWN 0
+
+/**
+ * No signed receipt was asked of the partner for this document.
+ */
+#define LS_RECEIPT_NOT_REQUESTED 1
+
+/**
+ * Asked for, not come yet.
+ */
+#define LS_RECEIPT_WAITING 2
+
+/**
+ * The partner's end system signed that it received, verified and stored the document: the
+ * receipt is `sent/<name>.receipt.p7m`, beside our SignedData `sent/<name>.signed.p7m`.
+ */
+#define LS_RECEIPT_PROCESSED 3
+
+/**
+ * The partner refused the document with a signed notice (its class is in the listing of
+ * `ls_client_receipts`).
+ */
+#define LS_RECEIPT_FAILED 4
 
 /**
  * An X.509 certificate (of a partner, a trust anchor or our own). Immutable: may be shared by
@@ -339,7 +374,7 @@ typedef struct ls_send_options {
      */
     uint32_t struct_size;
     /**
-     * No flags are defined yet: 0 (other bits are an error).
+     * `LS_SEND_NO_RECEIPT`, or 0 (other bits are an error).
      */
     uint32_t flags;
     /**
@@ -779,6 +814,26 @@ ls_result ls_client_poll(struct ls_client *c, ls_received_cb cb, void *userdata,
  * queued (see `layersec status`); LS_OK means the journal was processed.
  */
 ls_result ls_client_run_due_jobs(struct ls_client *c, size_t *sent_out);
+
+/**
+ * The state of the partner's signed receipt of the document sent as `message_id` (as
+ * `ls_client_send` returned it): `*state_out` is set to one of the `LS_RECEIPT_*` values
+ * (`LS_RECEIPT_UNKNOWN` first). Receipts arrive with `ls_client_poll` (and the daemon).
+ */
+ls_result ls_client_receipt_state(const struct ls_client *c,
+                                  const char *message_id,
+                                  int32_t *state_out);
+
+/**
+ * The documents in the `sent/` folder with the state of their partner's signed receipt, as
+ * JSON text (`{"receipts": [...]}`, the same as `layersec receipts --json`: `document`, `to`,
+ * `message_id`, `sent_at`, `state`, `class`, and `receipt` with what a receipt says). With
+ * `waiting_only` non-zero, only the documents still waiting. `*json_out` is reset first; free
+ * it with `ls_bytes_free`.
+ */
+ls_result ls_client_receipts(const struct ls_client *c,
+                             int32_t waiting_only,
+                             struct ls_bytes *json_out);
 
 /**
  * Frees a client. NULL is a no-op. Sends queued for retry stay in the journal of the state

@@ -605,3 +605,278 @@ fn signed_then_compressed_then_encrypted_opens() {
         o.layers
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Signed receipts (RFC 2634 ESS) against `openssl cms -sign_receipt` / `-verify_receipt`.
+
+/// `openssl cms -verify_receipt RECEIPT -rctform DER -in ORIGINAL -inform DER -CAfile PARTNER`:
+/// the receipt's signer must chain to PARTNER (its own trust anchor: our test certificates are
+/// self-signed end-entity certificates, accepted as anchors without further flags), and the
+/// receipt must answer ORIGINAL's first signature asking for one.
+fn openssl_verify_receipt(receipt: &Path, original: &Path, partner: &Path) -> std::process::Output {
+    run(openssl()
+        .args(["cms", "-verify_receipt"])
+        .arg(receipt)
+        .args(["-rctform", "DER", "-in"])
+        .arg(original)
+        .args(["-inform", "DER", "-CAfile"])
+        .arg(partner))
+}
+
+fn assert_ok(o: &std::process::Output, what: &str) {
+    assert!(
+        o.status.success()
+            && String::from_utf8_lossy(&o.stderr).contains("Verification successful"),
+        "{what}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// alice seals for bob asking for a receipt; bob opens it and signs the receipt with ours.
+fn ours_receipted(
+    dir: &Path,
+    alice: &Party,
+    bob: &Party,
+    id: &[u8],
+) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
+    let s = cms::seal_with_evidence(
+        &invoice(50_000),
+        &alice.identity,
+        &[bob.identity.certificate().clone()],
+        &SealOptions {
+            filename: Some("invoice.xml".into()),
+            receipt_request: Some(id.to_vec()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let opened = open(
+        &s.sealed,
+        &OpenOptions {
+            recipient: Some(&bob.identity),
+            sender: Some(alice.identity.certificate()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let rr = opened
+        .receipt_request
+        .clone()
+        .expect("a receipt is asked for");
+    assert_eq!(rr.content_identifier, id);
+    let signed = opened.signed_data.expect("the SignedData is kept");
+    assert_eq!(signed, s.signed_data, "kept as received = as signed");
+    let receipt = cms::receipt::sign_receipt(&signed, &bob.identity, &Default::default()).unwrap();
+    let original = dir.join(format!("original-{}.der", ls_core::bytes::hex(id)));
+    let rct = dir.join(format!("receipt-{}.der", ls_core::bytes::hex(id)));
+    std::fs::write(&original, &s.signed_data).unwrap();
+    std::fs::write(&rct, &receipt).unwrap();
+    (original, rct, receipt)
+}
+
+#[test]
+fn our_receipts_verify_with_openssl() {
+    for kt in [KeyType::Rsa(2048), KeyType::EcP256] {
+        let dir = tempdir("receipt-ours-openssl");
+        let alice = party(&dir, "alice", kt);
+        let bob = party(&dir, "bob", kt);
+        let mallory = party(&dir, "mallory", kt);
+        let (original, rct, receipt) = ours_receipted(&dir, &alice, &bob, b"msg-1@alice");
+        assert_ok(
+            &openssl_verify_receipt(&rct, &original, &bob.cert),
+            &format!("{kt:?}: openssl cms -verify_receipt refused our receipt"),
+        );
+        // And ours agrees.
+        let v = cms::receipt::verify_receipt(
+            &receipt,
+            &std::fs::read(&original).unwrap(),
+            &[bob.identity.certificate().clone()],
+        )
+        .unwrap();
+        assert_eq!(v.content_identifier, b"msg-1@alice");
+        assert_eq!(v.signer, *bob.identity.certificate());
+        // openssl reads our ReceiptRequest as we wrote it.
+        let o = run_ok(
+            openssl()
+                .args(["cms", "-verify", "-binary", "-inform", "DER", "-in"])
+                .arg(&original)
+                .arg("-CAfile")
+                .arg(&alice.cert)
+                .args(["-receipt_request_print", "-out"])
+                .arg(dir.join("content")),
+        );
+        let printed = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            printed.contains("Receipts From: All")
+                && printed.contains("DirName:CN = alice")
+                && printed.contains("msg-1@alice"),
+            "{printed}"
+        );
+        // The openssl checks can fail: another trust anchor, another message.
+        let o = openssl_verify_receipt(&rct, &original, &mallory.cert);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("certificate verify error"),
+            "{kt:?}: openssl trusted the wrong signer: {err}"
+        );
+        let (other, _, _) = ours_receipted(&dir, &alice, &bob, b"msg-2@alice");
+        let o = openssl_verify_receipt(&rct, &other, &bob.cert);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("no matching signature"),
+            "{kt:?}: openssl took a receipt for another message: {err}"
+        );
+    }
+}
+
+#[test]
+fn openssl_receipts_for_our_messages_verify_with_ours() {
+    for kt in [KeyType::Rsa(2048), KeyType::EcP256] {
+        let dir = tempdir("receipt-openssl-ours");
+        let alice = party(&dir, "alice", kt);
+        let bob = party(&dir, "bob", kt);
+        let mallory = party(&dir, "mallory", kt);
+        let (original, _, _) = ours_receipted(&dir, &alice, &bob, b"msg-3@alice");
+        let rct = dir.join("openssl-receipt.der");
+        run_ok(
+            openssl()
+                .args(["cms", "-sign_receipt", "-in"])
+                .arg(&original)
+                .args(["-inform", "DER", "-signer"])
+                .arg(&bob.cert)
+                .arg("-inkey")
+                .arg(&bob.key)
+                .args(["-outform", "DER", "-out"])
+                .arg(&rct),
+        );
+        let receipt = std::fs::read(&rct).unwrap();
+        let original_der = std::fs::read(&original).unwrap();
+        let v = cms::receipt::verify_receipt(
+            &receipt,
+            &original_der,
+            &[bob.identity.certificate().clone()],
+        )
+        .unwrap_or_else(|e| panic!("{kt:?}: our verify_receipt refused openssl's receipt: {e}"));
+        assert_eq!(v.content_identifier, b"msg-3@alice");
+        assert!(v.signing_time.is_some());
+        // Pinned: the same receipt is not mallory's.
+        let e = cms::receipt::verify_receipt(
+            &receipt,
+            &original_der,
+            &[mallory.identity.certificate().clone()],
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::SignerMismatch, "{kt:?}");
+        // Nor a receipt for another of our messages.
+        let (other, _, _) = ours_receipted(&dir, &alice, &bob, b"msg-4@alice");
+        let e = cms::receipt::verify_receipt(
+            &receipt,
+            &std::fs::read(other).unwrap(),
+            &[bob.identity.certificate().clone()],
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::ReceiptMismatch, "{kt:?}");
+    }
+}
+
+#[test]
+fn openssl_receipt_requests_are_read_and_answered() {
+    // RSA: receipts from all recipients; EC: from a list naming bob.
+    for (kt, from) in [
+        (KeyType::Rsa(2048), None),
+        (KeyType::EcP256, Some("bob@example.com")),
+    ] {
+        let dir = tempdir("receipt-openssl-request");
+        let alice = party(&dir, "alice", kt);
+        let bob = party(&dir, "bob", kt);
+        let doc = dir.join("doc.txt");
+        std::fs::write(&doc, b"pay 100 EUR").unwrap();
+        let original = dir.join("original.der");
+        run_ok(
+            openssl()
+                .args([
+                    "cms",
+                    "-sign",
+                    "-binary",
+                    "-nodetach",
+                    "-md",
+                    "sha256",
+                    "-in",
+                ])
+                .arg(&doc)
+                .arg("-signer")
+                .arg(&alice.cert)
+                .arg("-inkey")
+                .arg(&alice.key)
+                .args(match from {
+                    None => vec!["-receipt_request_all"],
+                    Some(f) => vec!["-receipt_request_from", f],
+                })
+                .args([
+                    "-receipt_request_to",
+                    "alice@example.com",
+                    "-outform",
+                    "DER",
+                    "-out",
+                ])
+                .arg(&original),
+        );
+        let original_der = std::fs::read(&original).unwrap();
+        let opened = open(
+            &original_der,
+            &OpenOptions {
+                sender: Some(alice.identity.certificate()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(opened.document, b"pay 100 EUR");
+        let rr = opened
+            .receipt_request
+            .expect("openssl's ReceiptRequest is read");
+        match from {
+            None => assert!(rr.from_all && rr.receipts_from.is_empty(), "{rr:?}"),
+            Some(f) => {
+                assert!(!rr.from_all, "{rr:?}");
+                assert_eq!(rr.receipts_from, [format!("email:{f}")]);
+            }
+        }
+        assert_eq!(rr.receipts_to, ["email:alice@example.com"]);
+        assert_eq!(
+            rr.content_identifier.len(),
+            32,
+            "openssl makes a 32-byte random id"
+        );
+        let signed = opened.signed_data.expect("kept for the receipt");
+        assert_eq!(signed, original_der);
+        let receipt =
+            cms::receipt::sign_receipt(&signed, &bob.identity, &Default::default()).unwrap();
+        let rct = dir.join("receipt.der");
+        std::fs::write(&rct, &receipt).unwrap();
+        assert_ok(
+            &openssl_verify_receipt(&rct, &original, &bob.cert),
+            &format!("{kt:?}: openssl cms -verify_receipt refused our receipt for its message"),
+        );
+        // openssl's own receipt for its own message agrees with ours.
+        let theirs = dir.join("openssl-receipt.der");
+        run_ok(
+            openssl()
+                .args(["cms", "-sign_receipt", "-in"])
+                .arg(&original)
+                .args(["-inform", "DER", "-signer"])
+                .arg(&bob.cert)
+                .arg("-inkey")
+                .arg(&bob.key)
+                .args(["-outform", "DER", "-out"])
+                .arg(&theirs),
+        );
+        let v = cms::receipt::verify_receipt(
+            &std::fs::read(&theirs).unwrap(),
+            &original_der,
+            &[bob.identity.certificate().clone()],
+        )
+        .unwrap();
+        assert_eq!(v.content_identifier, rr.content_identifier);
+    }
+}

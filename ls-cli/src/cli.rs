@@ -12,7 +12,8 @@ Exit codes:
   2   usage error, invalid argument or invalid configuration file
   3   I/O error (file missing, unreadable or unwritable; refusing to overwrite)
   4   cryptographic failure (decryption failed, not a recipient, bad signature,
-      signed by someone else, unsigned, digest mismatch, weak/unsupported algorithm)
+      signed by someone else, unsigned, digest mismatch, weak/unsupported algorithm,
+      a signed receipt that does not answer the message)
   5   certificate or trust failure (expired, not yet valid, key usage, unknown
       signer, untrusted, invalid certificate, key does not match certificate)
   6   malformed or hostile input (malformed, truncated, bad MIME, too deep,
@@ -92,11 +93,13 @@ pub enum Command {
     Seal(SealArgs),
     Open(OpenArgs),
     Inspect(InspectArgs),
+    VerifyReceipt(VerifyReceiptArgs),
     Init(InitArgs),
     Send(SendArgs),
     Poll(PollArgs),
     Run(RunArgs),
     Status(StatusArgs),
+    Receipts(ReceiptsArgs),
     Partners(PartnersArgs),
 }
 
@@ -109,6 +112,7 @@ impl Command {
                 | Command::Poll(_)
                 | Command::Run(_)
                 | Command::Status(_)
+                | Command::Receipts(_)
                 | Command::Partners(_)
         )
     }
@@ -346,6 +350,56 @@ pub struct OpenArgs {
     pub output: PathBuf,
 }
 
+/// Check a partner's signed receipt (RFC 2634) against the message it answers, offline.
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Check, offline and without any client state (e.g. for an auditor), that the \
+signed receipt R was signed by the partner certificate CERT and answers the signed message S: \
+the receipt's signature and message digest, the partner certificate's validity (now and at \
+the receipt's signing time) and key usage, and its binding to S: msgSigDigest is the digest \
+of the signed attributes of S's signature, it quotes that signature's value, content type and \
+content identifier, and S asked for a receipt (an ESS ReceiptRequest).\n\n\
+R is an ESS signed receipt (a SignedData of content type id-ct-receipt, as `layersec` and \
+`openssl cms -sign_receipt` make them); S is the SignedData as the sender signed it (the \
+client keeps it as sent/<name>.signed.p7m beside the receipt, sent/<name>.receipt.p7m). Both \
+may be DER, BER, PEM or S/MIME. OpenSSL checks the same binding with `openssl cms \
+-verify_receipt R -rctform DER -in S -inform DER -CAfile CERT` (it trusts CERT as an anchor, \
+where verify-receipt requires the receipt to be signed with CERT itself).\n\n\
+Prints the signer, its certificate's SHA-256 fingerprint, the signing time the receipt \
+states and the content identifier it quotes (with --json: {\"verified\": true, \
+\"signer_subject\", \"signer_sha256\", \"signing_time\", \"content_identifier\"} with the \
+identifier in hex). Exit status as for `open`: 4 for a receipt signed by someone else, a \
+broken signature or a receipt for another message (LS_ERR_RECEIPT_MISMATCH), 5 for a \
+certificate expired or not valid for signing, 6 for malformed input.",
+    after_help = "Example:\n  layersec verify-receipt --receipt sent/invoice.xml.receipt.p7m \\\n      --original sent/invoice.xml.signed.p7m --partner partners/globex.crt",
+    after_long_help = concat!(
+        "Examples:\n",
+        "  layersec verify-receipt --receipt sent/invoice.xml.receipt.p7m \\\n",
+        "      --original sent/invoice.xml.signed.p7m --partner partners/globex.crt\n",
+        "  layersec verify-receipt --json --receipt r.p7m --original s.p7m --partner globex.crt\n\n",
+        exit_codes!(),
+    ),
+)]
+pub struct VerifyReceiptArgs {
+    /// The signed receipt (`-` for stdin).
+    #[arg(long, value_name = "R")]
+    pub receipt: PathBuf,
+
+    /// The signed message it answers, as the sender signed it (a SignedData).
+    #[arg(long, value_name = "S")]
+    pub original: PathBuf,
+
+    /// The certificate of the partner who must have signed the receipt (PEM or DER); give it
+    /// again for each certificate the partner may have used (a rollover).
+    #[arg(long, value_name = "CERT", required = true)]
+    pub partner: Vec<PathBuf>,
+
+    /// Old evidence: accept a partner certificate that has expired since, if it was valid at
+    /// the signing time the receipt states.
+    #[arg(long)]
+    pub allow_expired: bool,
+}
+
 /// Describe a CMS/S-MIME object or an AS4 message as JSON (layers, signers, ebMS headers, parts).
 #[derive(Args, Debug)]
 #[command(
@@ -548,6 +602,11 @@ pub struct SendArgs {
     /// The ConversationId [default: a new one, the MessageId].
     #[arg(long, value_name = "C")]
     pub conversation: Option<String>,
+
+    /// Do not ask the partner for a signed receipt of this document ([receipts] request asks by
+    /// default).
+    #[arg(long)]
+    pub no_receipt: bool,
 }
 
 /// Receive: finish pending sends, then pull every document waiting for us into inbox/.
@@ -608,6 +667,27 @@ accepted, the last poll, and the most recent problems.",
     ),
 )]
 pub struct StatusArgs {}
+
+/// The partners' signed receipts of what we sent.
+#[derive(Args, Debug)]
+#[command(
+    long_about = "List the documents in sent/ with the state of the partner's signed receipt \
+(RFC 2634): waiting, processed (the partner's end system signed that it received, verified and \
+stored exactly what we sent; the receipt is sent/<name>.receipt.p7m beside our SignedData \
+sent/<name>.signed.p7m), failed (the partner refused it with a signed notice) or not_requested. \
+One line each: `<state>TAB<document>TAB<partner>TAB<message id>`.",
+    after_long_help = concat!(
+        "Examples:\n",
+        "  layersec receipts --waiting\n",
+        "  layersec receipts --json | jq '.receipts[] | select(.state == \"processed\")'\n\n",
+        exit_codes!(),
+    ),
+)]
+pub struct ReceiptsArgs {
+    /// Only the documents whose receipt has not come yet.
+    #[arg(long)]
+    pub waiting: bool,
+}
 
 /// Partner certificates: add one, list them.
 #[derive(Args, Debug)]

@@ -1,5 +1,6 @@
 //! `layersec`: the Layer Security command line — generate identities, seal documents for partners,
-//! open what partners sent, inspect any CMS/S-MIME object or AS4 message, and exchange documents
+//! open what partners sent, inspect any CMS/S-MIME object or AS4 message, check a partner's
+//! signed receipt (`verify-receipt`), and exchange documents
 //! through a Messaging Service (`init`, `send`, `poll`, `run`, `status`, `partners`).
 //!
 //! Exit codes, JSON shapes and password sources are documented in `docs/CLI.md` and `--help`.
@@ -63,11 +64,13 @@ fn run(cli: &Cli) -> Result<u8, Error> {
         Command::Seal(a) => seal::run(a, cli).map(|_| 0),
         Command::Open(a) => open::run(a, cli).map(|_| 0),
         Command::Inspect(a) => inspect::run(a, cli),
+        Command::VerifyReceipt(a) => verify_receipt::run(a, cli).map(|_| 0),
         Command::Init(a) => init::run(a, cli).map(|_| 0),
         Command::Send(a) => send::run(a, cli),
         Command::Poll(_) => poll::run(cli).map(|_| 0),
         Command::Run(_) => run::run(cli).map(|_| 0),
         Command::Status(_) => status::run(cli).map(|_| 0),
+        Command::Receipts(a) => receipts::run(a, cli).map(|_| 0),
         Command::Partners(p) => match &p.command {
             PartnersCommand::Add(a) => partners::add(&a.party, &a.cert, cli).map(|_| 0),
             PartnersCommand::List(_) => partners::list(cli).map(|_| 0),

@@ -1423,6 +1423,153 @@ fn partners_folder_accepts_known_and_rejects_unknown_signers() {
     .expect(2);
 }
 
+// ---------------------------------------------------------------------------------------------
+// verify-receipt
+
+/// alice seals for bob asking for a receipt (content identifier `id`); bob opens it and signs
+/// the receipt. Returns the paths of the original SignedData and of the receipt.
+fn receipted(w: &World, t: &TempDir, id: &str) -> (String, String) {
+    use ls_core::cms::{receipt, seal_with_evidence};
+    let alice = ls_core::Identity::load(
+        w.key("alice"),
+        Some(Path::new(&w.cert("alice"))),
+        Some(ALICE_PW),
+    )
+    .unwrap();
+    let bob = ls_core::Identity::load(w.key("bob"), Some(Path::new(&w.cert("bob"))), None).unwrap();
+    let s = seal_with_evidence(
+        &invoice(),
+        &alice,
+        &[bob.certificate().clone()],
+        &ls_core::SealOptions {
+            receipt_request: Some(id.as_bytes().to_vec()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let o = ls_core::open(
+        &s.sealed,
+        &ls_core::OpenOptions {
+            recipient: Some(&bob),
+            sender: Some(alice.certificate()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let r = receipt::sign_receipt(&o.signed_data.unwrap(), &bob, &Default::default()).unwrap();
+    (
+        write(t, &format!("{id}.signed.p7m"), &s.signed_data),
+        write(t, &format!("{id}.receipt.p7m"), &r),
+    )
+}
+
+#[test]
+fn verify_receipt_checks_a_receipt_offline() {
+    let w = World::get();
+    let t = TempDir::new("verify-receipt");
+    let (original, receipt) = receipted(w, &t, "MSG-1@acme");
+    let bob = w.cert("bob");
+    let args = |r: &str, o: &str, partner: &str| {
+        vec![
+            "verify-receipt".to_string(),
+            "--receipt".into(),
+            r.into(),
+            "--original".into(),
+            o.into(),
+            "--partner".into(),
+            partner.into(),
+        ]
+    };
+
+    let o = layersec(args(&receipt, &original, &bob)).expect(0);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("receipt:             verified")
+            && text.contains("signer:              CN=bob")
+            && text.contains("content identifier:  4d53472d314061636d65 (MSG-1@acme)"),
+        "{text}"
+    );
+
+    let mut a = args(&receipt, &original, &bob);
+    a.push("--json".into());
+    let v = json(&layersec(a).expect(0));
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["signer_subject"], "CN=bob");
+    assert_eq!(v["content_identifier"], "4d53472d314061636d65");
+    assert!(is_iso8601(v["signing_time"].as_str().unwrap()), "{v}");
+    let fp = ls_core::Certificate::load(&bob)
+        .unwrap()
+        .sha256_fingerprint();
+    assert_eq!(v["signer_sha256"], fp);
+
+    // The receipt from stdin, and a second certificate of the partner given too.
+    let o = layersec({
+        let mut a = args("-", &original, &w.cert("carol"));
+        a.extend(["--partner".into(), bob.clone()]);
+        a
+    })
+    .stdin(&std::fs::read(&receipt).unwrap())
+    .expect(0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("CN=bob"));
+
+    // Signed by someone else than the partner named: exit 4.
+    let o = layersec(args(&receipt, &original, &w.cert("carol"))).expect(4);
+    assert_error(&o, "ERR_SIGNER_MISMATCH");
+    // A receipt for another message: exit 4, with --json the error object.
+    let (other, _) = receipted(w, &t, "MSG-2@acme");
+    let mut a = args(&receipt, &other, &bob);
+    a.push("--json".into());
+    let o = layersec(a).expect(4);
+    assert_error(&o, "ERR_RECEIPT_MISMATCH");
+    assert_eq!(json(&o)["error"]["name"], "LS_ERR_RECEIPT_MISMATCH");
+    assert_eq!(json(&o)["error"]["exit_code"], 4);
+    // The receipt altered: exit 4.
+    let mut bad = std::fs::read(&receipt).unwrap();
+    let n = bad.len();
+    bad[n - 3] ^= 1;
+    let bad = write(&t, "bad.p7m", &bad);
+    let o = layersec(args(&bad, &original, &bob)).expect(4);
+    assert_error(&o, "ERR_BAD_SIGNATURE");
+    // Not a receipt at all (the original given as the receipt), garbage, truncation: exit 6.
+    let o = layersec(args(&original, &original, &bob)).expect(6);
+    assert_error(&o, "ERR_MALFORMED");
+    let junk = write(&t, "junk.p7m", b"not a receipt");
+    layersec(args(&junk, &original, &bob)).expect(6);
+    let cut = std::fs::read(&receipt).unwrap();
+    let cut = write(&t, "cut.p7m", &cut[..cut.len() / 2]);
+    let o = layersec(args(&cut, &original, &bob)).expect(6);
+    assert_error(&o, "ERR_TRUNCATED");
+    // inspect describes the receipt (and verifies its signature).
+    let v = json(&layersec(["inspect", "--from", &bob, &receipt]).expect(0));
+    assert_eq!(v["verified"], true, "{v}");
+    assert_eq!(v["layers"][1]["layer"], "receipt", "{v}");
+    assert_eq!(v["layers"][1]["content_identifier"], "4d53472d314061636d65");
+    // Files missing: exit 3; no --partner, or both from stdin: exit 2.
+    layersec(args(&t.s("nope.p7m"), &original, &bob)).expect(3);
+    layersec(args(&receipt, &original, &t.s("nope.pem"))).expect(3);
+    layersec([
+        "verify-receipt",
+        "--receipt",
+        &receipt,
+        "--original",
+        &original,
+    ])
+    .expect(2);
+    layersec(args("-", "-", &bob)).expect(2);
+
+    // --allow-expired (old evidence, whose certificate has expired since: see ls-core's
+    // receipt tests) says whether the certificate is valid now.
+    let v = json(
+        &layersec({
+            let mut a = args(&receipt, &original, &bob);
+            a.extend(["--allow-expired".into(), "--json".into()]);
+            a
+        })
+        .expect(0),
+    );
+    assert_eq!(v["certificate_now"], "valid");
+}
+
 #[test]
 fn unsigned_messages_need_allow_unsigned() {
     let w = World::get();
@@ -1726,7 +1873,16 @@ fn help_and_version() {
         assert!(h.contains(needle), "--help lacks {needle:?}");
     }
     for cmd in [
-        "keygen", "seal", "open", "inspect", "init", "send", "poll", "run", "status",
+        "keygen",
+        "seal",
+        "open",
+        "inspect",
+        "verify-receipt",
+        "init",
+        "send",
+        "poll",
+        "run",
+        "status",
     ] {
         let o = layersec([cmd, "--help"]).expect(0);
         let h = String::from_utf8(o.stdout).unwrap();

@@ -148,10 +148,20 @@ impl Party {
                 && !n.ends_with(".meta.json")
                 && !n.ends_with(".sent.json")
                 && !n.ends_with(".reason.txt")
+                && !n.ends_with(".signed.p7m")
+                && !n.ends_with(".receipt.p7m")
         });
         v.sort();
         v
     }
+}
+
+/// The entry of a JSON list (`admin messages`, `receipts --json`) about message `id`.
+fn with_id(list: &serde_json::Value, id: &str) -> serde_json::Value {
+    list.as_array()
+        .and_then(|a| a.iter().find(|m| m["message_id"] == id))
+        .unwrap_or_else(|| panic!("no {id} in {list}"))
+        .clone()
 }
 
 fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
@@ -243,7 +253,31 @@ fn documents_of_1_kib_and_20_mib_arrive_opened_and_verified() {
     .unwrap();
     assert_eq!(meta["message_id"], ids[0].as_str());
     assert_eq!(meta["sender"], "alice");
-    // Delivered at the service; nothing more waits.
+    // Delivered at the service; bob's signed receipts wait for alice.
+    let msgs = svc.admin(&["messages"]);
+    let from = |who: &str| {
+        msgs.as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["from"] == who)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        from("alice").iter().all(|m| m["state"] == "delivered"),
+        "{msgs}"
+    );
+    assert_eq!(from("bob").len(), 2, "one receipt per document: {msgs}");
+    alice.ok(&["poll"]);
+    let r = json(&alice.ok(&["receipts", "--json"]));
+    assert!(
+        r["receipts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["state"] == "processed"),
+        "{r}"
+    );
     let msgs = svc.admin(&["messages"]);
     assert!(
         msgs.as_array()
@@ -475,8 +509,8 @@ fn every_failure_class() {
         "the message was not offered again"
     );
     let msgs = svc.admin(&["messages", "--party", "bob"]);
-    assert_eq!(msgs[0]["message_id"], queued_id.as_str());
-    assert_eq!(msgs[0]["state"], "delivered");
+    let queued = with_id(&msgs, &queued_id);
+    assert_eq!(queued["state"], "delivered");
 
     // A bad configuration names the file and the key.
     let bad = alice.dir.join("bad.toml");
@@ -548,8 +582,19 @@ fn kill_9_at_any_moment_loses_nothing_and_duplicates_nothing() {
     // Then let them finish undisturbed.
     let mut a = alice.spawn_run();
     let mut b = bob.spawn_run();
+    let processed = |p: &Party| {
+        let r = json(&p.ok(&["receipts", "--json"]));
+        r["receipts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["state"] == "processed")
+            .count()
+    };
     let done = wait_until(Duration::from_secs(120), || {
-        bob.documents("inbox").len() >= N as usize && alice.documents("sent").len() >= N as usize
+        bob.documents("inbox").len() >= N as usize
+            && alice.documents("sent").len() >= N as usize
+            && processed(&alice) >= N as usize
     });
     sigterm(&mut a);
     sigterm(&mut b);
@@ -575,12 +620,21 @@ fn kill_9_at_any_moment_loses_nothing_and_duplicates_nothing() {
     // The service stored each document once (a re-pushed job keeps its MessageId).
     let msgs = svc.admin(&["messages", "--limit", "1000"]);
     let msgs = msgs.as_array().unwrap();
+    let documents = msgs.iter().filter(|m| m["from"] == "alice").count();
     assert_eq!(
-        msgs.len(),
-        N as usize,
+        documents, N as usize,
         "each document stored once at the service"
     );
-    assert!(msgs.iter().all(|m| m["state"] == "delivered"));
+    // And exactly one signed receipt of each came back (the service takes one per document),
+    // every one of them checked and recorded by alice.
+    let receipts = msgs.iter().filter(|m| m["from"] == "bob").count();
+    assert_eq!(receipts, N as usize, "one receipt per document");
+    assert!(msgs
+        .iter()
+        .filter(|m| m["from"] == "alice")
+        .all(|m| !m["receipt_returned_at"].is_null()));
+    assert_eq!(processed(&alice), N as usize);
+    assert!(msgs.iter().all(|m| m["state"] == "delivered"), "{msgs:?}");
     eprintln!(
         "kill -9 test: {kills} rounds of kills ({mid_flight} mid-flight) before the final run"
     );
@@ -655,12 +709,7 @@ fn a_decompression_bomb_costs_the_recipient_nothing_and_is_refused_once() {
     // Not offered again, even after the lease (2 s here): the notice made it `failed` at the
     // service (body removed, never claimed again), so the next poll finds nothing.
     let msgs = svc.admin(&["messages"]);
-    let rec = msgs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["message_id"] == message_id.as_str())
-        .unwrap_or_else(|| panic!("{msgs}"));
+    let rec = with_id(&msgs, &message_id);
     assert_eq!(rec["state"], "failed", "{rec}");
     let v = bob.ok(&["poll", "--json"]);
     let summary: serde_json::Value = String::from_utf8_lossy(&v.stdout)
@@ -787,13 +836,7 @@ fn limits_meet_through_the_registration() {
     assert!(stderr.contains("too_large"), "{stderr}");
     assert!(bob.documents("inbox").is_empty());
     let msgs = svc.admin(&["messages"]);
-    let m = msgs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["message_id"] == id.as_str())
-        .unwrap()
-        .clone();
+    let m = with_id(&msgs, &id);
     assert_eq!(m["state"], "failed", "{m}");
     assert_eq!(m["failure_class"], "too_large", "{m}");
     alice.ok(&["poll"]);
@@ -807,4 +850,128 @@ fn limits_meet_through_the_registration() {
         st["refused_by_partners"][0]["payload_matches"], true,
         "{st}"
     );
+}
+
+/// A document sent, polled and stored comes back with the partner's signed receipt, recorded as
+/// `processed` on the sender's side; the evidence verifies with `openssl cms -verify_receipt`.
+#[test]
+fn a_signed_receipt_comes_back_and_openssl_verifies_the_evidence() {
+    let svc = start_service("receipt");
+    let alice = svc.party("alice", true);
+    let bob = svc.party("bob", true);
+    alice.trust(&bob);
+    bob.trust(&alice);
+    let doc = alice.dir.join("order.xml");
+    std::fs::write(&doc, b"<Order n=\"7\"/>\n").unwrap();
+    let v = json(&alice.ok(&["send", doc.to_str().unwrap(), "--to", "bob", "--json"]));
+    let id = v["message_id"].as_str().unwrap().to_string();
+    let state = |p: &Party| {
+        let r = json(&p.ok(&["receipts", "--json"]));
+        r["receipts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["message_id"] == id.as_str())
+            .map(|x| x["state"].as_str().unwrap().to_string())
+    };
+    assert_eq!(state(&alice).as_deref(), Some("waiting"));
+    let mut a = alice.spawn_run();
+    let mut b = bob.spawn_run();
+    let arrived = wait_until(Duration::from_secs(60), || {
+        state(&alice).as_deref() == Some("processed")
+    });
+    sigterm(&mut a);
+    sigterm(&mut b);
+    assert!(arrived, "no receipt: {:?}", state(&alice));
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(alice.dir.join("sent/order.xml.sent.json")).unwrap())
+            .unwrap();
+    let r = &rec["partner_receipt"]["receipt"];
+    assert_eq!(r["verified"], true, "{rec}");
+    assert_eq!(r["signer_subject"], "CN=bob");
+    // The auditor's check, with no client state.
+    let receipt = alice.dir.join("sent/order.xml.receipt.p7m");
+    let original = alice.dir.join("sent/order.xml.signed.p7m");
+    let o = Command::new(LAYERSEC)
+        .args([
+            "verify-receipt",
+            "--receipt",
+            receipt.to_str().unwrap(),
+            "--original",
+            original.to_str().unwrap(),
+            "--partner",
+            bob.cert.to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(json(&o)["verified"], true);
+    // And OpenSSL's.
+    let o = Command::new("openssl")
+        .args([
+            "cms",
+            "-verify_receipt",
+            receipt.to_str().unwrap(),
+            "-rctform",
+            "DER",
+            "-in",
+            original.to_str().unwrap(),
+            "-inform",
+            "DER",
+            "-CAfile",
+            bob.cert.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "openssl cms -verify_receipt: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The service metered the receipt apart from the documents.
+    let msgs = svc.admin(&["messages"]);
+    let m = with_id(&msgs, &id);
+    assert!(!m["receipt_returned_at"].is_null(), "{m}");
+}
+
+/// A document its recipient refuses (here: it does not know the sender and was told to refuse
+/// strangers at once) comes back to the sender as the `failed` disposition, signed.
+#[test]
+fn a_document_the_recipient_refuses_shows_as_failed_on_the_sent_record() {
+    let svc = start_service("receipt-failed");
+    let alice = svc.party("alice", true);
+    let dave = svc.party("dave", true);
+    alice.trust(&dave);
+    let text = std::fs::read_to_string(&dave.config).unwrap();
+    assert!(text.contains("refuse_unknown_after_hours = 72"));
+    std::fs::write(
+        &dave.config,
+        text.replace(
+            "refuse_unknown_after_hours = 72",
+            "refuse_unknown_after_hours = 0",
+        ),
+    )
+    .unwrap();
+    let doc = alice.dir.join("offer.xml");
+    std::fs::write(&doc, b"<Offer/>\n").unwrap();
+    let v = json(&alice.ok(&["send", doc.to_str().unwrap(), "--to", "dave", "--json"]));
+    let id = v["message_id"].as_str().unwrap().to_string();
+    let o = dave.ok(&["poll", "--json"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        summary["summary"]["failed"][0]["refused"], "not_trusted",
+        "{summary}"
+    );
+    assert!(dave.documents("inbox").is_empty());
+    alice.ok(&["poll"]);
+    let r = json(&alice.ok(&["receipts", "--json"]));
+    let mine = with_id(&r["receipts"], &id);
+    assert_eq!(mine["state"], "failed", "{r}");
+    assert_eq!(mine["class"], "not_trusted", "{r}");
+    // The service offers it no more and says so.
+    let msgs = svc.admin(&["messages", "--party", "dave"]);
+    let m = with_id(&msgs, &id);
+    assert_eq!(m["state"], "failed", "{m}");
 }

@@ -41,6 +41,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub receipts: ReceiptsConfig,
 }
 
 /// `[party]`: who we are at the service.
@@ -213,6 +215,28 @@ impl Default for RetryConfig {
     }
 }
 
+/// `[receipts]`: signed end-to-end receipts (RFC 2634) of what we send.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiptsConfig {
+    /// Ask partners for a signed receipt of each document (`send --no-receipt` for one).
+    pub request: bool,
+    /// `status` counts documents still without a receipt after this many hours.
+    pub warn_after_hours: u64,
+    /// Partners whose software never answers: no receipt is asked of them.
+    pub not_from: Vec<String>,
+}
+
+impl Default for ReceiptsConfig {
+    fn default() -> Self {
+        ReceiptsConfig {
+            request: true,
+            warn_after_hours: 24,
+            not_from: Vec::new(),
+        }
+    }
+}
+
 /// `[limits]`: what we take from partners and from the service.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -233,6 +257,12 @@ pub struct LimitsConfig {
     /// At most this many records of messages we could not accept
     /// (`state/incoming-failed/`); the oldest go first.
     pub max_refused_records: u32,
+    /// A message from a sender that is not our partner (no certificate of it) is left with
+    /// the service this long after we first saw it — the partner may be added meanwhile —
+    /// then refused for good with a signed `not_trusted` notice, so that its sender learns it
+    /// will not be delivered. 0: refused at once. A known partner's message signed by a key we
+    /// hold no valid certificate for (a rollover not seen yet) is not refused: it waits.
+    pub refuse_unknown_after_hours: u64,
 }
 
 impl Default for LimitsConfig {
@@ -243,6 +273,7 @@ impl Default for LimitsConfig {
             max_bytes_per_poll: 1 << 30,
             remember_delivered_hours: 60 * 24,
             max_refused_records: 10_000,
+            refuse_unknown_after_hours: 72,
         }
     }
 }
@@ -782,7 +813,19 @@ impl Config {
              # written twice: at least the service's expire_undelivered_hours.\n\
              remember_delivered_hours = 1440\n\
              # Records kept of messages we could not accept (the oldest go first).\n\
-             max_refused_records = 10000\n",
+             max_refused_records = 10000\n\
+             # A message from a sender that is not our partner waits with the service this\n\
+             # long (add the partner meanwhile and it is delivered), then its sender is told,\n\
+             # in a signed refusal notice, that it will not be. 0: at once.\n\
+             refuse_unknown_after_hours = 72\n\n\
+             [receipts]\n\
+             # Ask partners for a signed receipt of each document we send (RFC 2634): their end\n\
+             # system signs that it received, verified and stored exactly what we sent.\n\
+             request = true\n\
+             # `layersec status` counts documents still without a receipt after this long.\n\
+             warn_after_hours = 24\n\
+             # Partners whose software never answers receipts: none is asked of them.\n\
+             not_from = []\n",
         );
         s
     }

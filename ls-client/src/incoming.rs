@@ -170,6 +170,9 @@ pub struct PollReport {
     pub receipt_errors: Vec<Problem>,
     /// Partners' signed refusal notices of messages we sent.
     pub refused_by_partners: Vec<notices::PartnerRefusal>,
+    /// Partners' signed receipts of what we sent (checked; `verified` says whether they were
+    /// taken).
+    pub receipts: Vec<super::receipts::PartnerReceipt>,
     /// The poll stopped at `limits.max_messages_per_poll` or `max_bytes_per_poll`; more may
     /// be waiting.
     pub limited: bool,
@@ -353,6 +356,9 @@ impl Client {
         // Notices a previous poll could not deliver go first: until the service has them, it
         // offers the refused messages again.
         self.flush_notices(&ex)?;
+        for refused in self.flush_receipts(&ex)? {
+            report.receipt_errors.push((&refused).into());
+        }
         let mpc = party_mpc(&self.cfg.party.id);
         let limits = &self.cfg.limits;
         let mut failed_now: HashSet<String> = HashSet::new();
@@ -434,7 +440,25 @@ impl Client {
                 }
                 Err(Fault::Skip(e)) => {
                     failed_now.insert(key.clone());
-                    let f = self.record_failure(&ex, &sender, &message_id, &key, &e)?;
+                    let first_seen = prev.as_ref().map_or_else(time::now_unix, |f| f.first_seen);
+                    let f = if self.gives_up_on(&sender, &e, first_seen) {
+                        // A stranger's message, waited for long enough: its sender is told.
+                        let e = Error::UnknownSigner(format!(
+                            "{e} (refused after limits.refuse_unknown_after_hours = {})",
+                            limits.refuse_unknown_after_hours
+                        ));
+                        self.refuse(
+                            &ex,
+                            &pulled,
+                            &sender,
+                            &message_id,
+                            &key,
+                            &e,
+                            FailureClass::NotTrusted,
+                        )?
+                    } else {
+                        self.record_failure(&ex, &sender, &message_id, &key, &e)?
+                    };
                     report.failed.push((&f).into());
                 }
                 Err(Fault::Stop(e)) => return Err(e),
@@ -539,7 +563,8 @@ impl Client {
             // Written before: finish its renames if a crash interrupted them, receipt again.
             self.finish_delivery(key, entry).map_err(Fault::Stop)?;
             report.duplicates += 1;
-            return self.receipt(ex, &incoming, report);
+            self.receipt(ex, &incoming, report)?;
+            return self.send_our_receipt(ex, key, report);
         }
 
         if incoming.payloads.len() != 1 {
@@ -597,6 +622,13 @@ impl Client {
             encrypted: opened.encrypted,
         };
         let stop = Fault::Stop;
+        // 0. Our signed receipt, if the sender asked for one: journalled now, pushed only once
+        // the document is in the inbox. A receipt we cannot make does not hold the document up.
+        match self.journal_receipt(pulled, &incoming, sender, key, &opened, now) {
+            Ok(_) => {}
+            Err(e) if e.code() == ErrorCode::Io => return Err(stop(e)),
+            Err(e) => report.receipt_errors.push((&e).into()),
+        }
         // 1. The document and its metadata under temporary names, synced.
         self.write_private(&self.tmp_doc(key), &opened.document)
             .map_err(stop)?;
@@ -643,8 +675,27 @@ impl Client {
         };
         on_document(&received);
         report.received.push(received);
-        // 4. Only now: the receipt.
-        self.receipt(ex, &incoming, report)
+        // 4. Only now: the receipt to the service, then ours to the sender.
+        self.receipt(ex, &incoming, report)?;
+        self.send_our_receipt(ex, key, report)
+    }
+
+    /// Push our journalled signed receipt of message `key` to its sender (if one was asked for).
+    fn send_our_receipt(
+        &self,
+        ex: &Exchange,
+        key: &str,
+        report: &mut PollReport,
+    ) -> std::result::Result<(), Fault> {
+        if let Some(refused) = self.flush_receipt(ex, key).map_err(Fault::Stop)? {
+            report.receipt_errors.push((&refused).into());
+        }
+        Ok(())
+    }
+
+    /// Whether message `key`'s temporary inbox files are still there (not renamed yet).
+    pub(super) fn inbox_pending(&self, key: &str) -> bool {
+        self.tmp_doc(key).exists() || self.tmp_meta(key).exists()
     }
 
     /// A co-ordination message from a partner, verified: recorded, then receipted.
@@ -667,10 +718,32 @@ impl Client {
             }
             // Not for good: a later version of ours may understand it.
             Some(Err(e)) => Err(Fault::Skip(e)),
-            None => Err(Fault::Skip(Error::InvalidEbms(format!(
-                "a co-ordination message with the unknown action {:?}",
-                um.action
-            )))),
+            None => match coordination::read_receipt(um) {
+                Some(Ok(header)) => {
+                    // Checked against what we sent and recorded — or, when a check fails,
+                    // kept apart with why; either way it is taken off the service (a receipt
+                    // never gets a receipt of its own beyond the service's).
+                    let ess = &incoming.payloads[0].data;
+                    let r = self
+                        .record_partner_receipt(sender, &header, um, ess)
+                        .map_err(Fault::Stop)?
+                        .ok_or_else(|| {
+                            Fault::Skip(Error::ReceiptMismatch(format!(
+                                "the receipt of {} came before our send of it was finished; \
+                                 it is taken at a later poll",
+                                header.message_id
+                            )))
+                        })?;
+                    self.fail_at("receipt:after-record").map_err(Fault::Stop)?;
+                    report.receipts.push(r);
+                    self.receipt(ex, incoming, report)
+                }
+                Some(Err(e)) => Err(Fault::Skip(e)),
+                None => Err(Fault::Skip(Error::InvalidEbms(format!(
+                    "a co-ordination message with the unknown action {:?}",
+                    um.action
+                )))),
+            },
         }
     }
 
@@ -811,6 +884,17 @@ impl Client {
             crashes: 0,
             quarantined: None,
         }))
+    }
+
+    /// Whether a message left with the service is now refused for good: it comes from a sender
+    /// that is not our partner (no certificate of it at all, not a key we lack during a
+    /// rollover) and we first saw it `limits.refuse_unknown_after_hours` ago.
+    fn gives_up_on(&self, sender: &str, e: &Error, first_seen: i64) -> bool {
+        let wait = self.cfg.limits.refuse_unknown_after_hours;
+        e.code() == ErrorCode::UnknownSigner
+            && self.partner_certs(sender).is_empty()
+            && time::now_unix().saturating_sub(first_seen)
+                >= i64::try_from(wait.saturating_mul(3600)).unwrap_or(i64::MAX)
     }
 
     /// Record a message left with the service (an unknown sender); after a few attempts tell
@@ -1027,6 +1111,23 @@ impl Client {
             }
         }
         notices::prune(self, keep_secs, max)?;
+        // Receipts of ours whose document never reached the inbox, refused receipts, and the
+        // temporary files a kill left in `sent/` while a record was rewritten.
+        for (dir, age) in [
+            (self.state(super::receipts::RECEIPTS_OUT), keep_secs),
+            (self.state(super::receipts::RECEIPTS_IN), keep_secs),
+        ] {
+            for (_, path, md) in list_dir(&dir)? {
+                if md.is_file() && fsutil::age_secs(&path) > age {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        for (name, path, md) in list_dir(&self.cfg.folders.sent)? {
+            if md.is_file() && name.starts_with(TMP_PREFIX) && fsutil::age_secs(&path) > 3600 {
+                let _ = fs::remove_file(&path);
+            }
+        }
         write_atomic(&mark, b"")
     }
 

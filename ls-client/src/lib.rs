@@ -46,6 +46,7 @@ mod fsutil;
 mod incoming;
 mod notices;
 mod outgoing;
+mod receipts;
 #[cfg(test)]
 mod tests;
 
@@ -53,6 +54,7 @@ pub use config::{Config, TemplateOptions};
 pub use incoming::{IncomingFailure, PollReport, Received};
 pub use notices::PartnerRefusal;
 pub use outgoing::{FailedSend, Ignored, JobStatus, JobsReport, OutboxReport, SendOptions, Sent};
+pub use receipts::{PartnerReceipt, ReceiptState};
 
 use fsutil::{io_err, list_dir, random_unit};
 use ls_core::as4::coordination::message_limit_for;
@@ -133,6 +135,10 @@ pub struct Status {
     pub incoming_failures: Vec<IncomingFailure>,
     /// Partners' signed refusals of documents we sent, newest first.
     pub refused_by_partners: Vec<PartnerRefusal>,
+    /// Documents in `sent/` whose partner's signed receipt has not come yet…
+    pub receipts_waiting: usize,
+    /// …of which sent more than `[receipts] warn_after_hours` ago.
+    pub receipts_overdue: usize,
     pub last_poll: Option<PollStatus>,
     /// The most recent problems, newest first.
     pub last_errors: Vec<String>,
@@ -163,6 +169,8 @@ pub enum Event {
     ReceiveFailed(IncomingFailure),
     /// A partner refused a document we sent (its signed notice).
     RefusedByPartner(PartnerRefusal),
+    /// A partner's signed receipt of a document we sent (`verified`: taken; else refused).
+    Receipt(PartnerReceipt),
     /// A file in the outbox that is not in a partner's folder.
     Ignored {
         path: String,
@@ -366,6 +374,16 @@ impl Client {
         ((secs as f64 * f).round() as u64).max(1)
     }
 
+    /// The wait until the next poll: `polling.interval_secs` varied by up to ±
+    /// `polling.jitter_percent`, to the millisecond (so that even a 1 s interval varies, and
+    /// two daemons started together drift apart).
+    fn poll_wait(&self) -> Duration {
+        let j = f64::from(self.cfg.polling.jitter_percent.min(100)) / 100.0;
+        let f = 1.0 + j * (2.0 * random_unit() - 1.0);
+        let ms = (self.cfg.polling.interval_secs as f64 * 1000.0 * f).round() as u64;
+        Duration::from_millis(ms.max(100))
+    }
+
     /// The wait before try number `failures + 1`: `retry.initial_secs` doubling up to
     /// `retry.max_secs`, with jitter.
     fn backoff(&self, failures: u32) -> u64 {
@@ -468,11 +486,24 @@ impl Client {
         let count = |dir: &Path, companion: &str| -> Result<usize> {
             Ok(list_dir(dir)?
                 .into_iter()
-                .filter(|(n, _, md)| md.is_file() && !n.starts_with('.') && !n.ends_with(companion))
+                .filter(|(n, _, md)| {
+                    md.is_file()
+                        && !n.starts_with('.')
+                        && !n.ends_with(companion)
+                        && !n.ends_with(outgoing::SIGNED_SUFFIX)
+                        && !n.ends_with(outgoing::RECEIPT_SUFFIX)
+                })
                 .count())
         };
         let incoming_failures = self.incoming_failures()?;
         let refused_by_partners = self.partner_refusals()?;
+        let waiting = self.receipts(true)?;
+        let overdue_before =
+            time::now_unix() - (self.cfg.receipts.warn_after_hours.saturating_mul(3600) as i64);
+        let receipts_overdue = waiting
+            .iter()
+            .filter(|r| r.sent_at.is_some_and(|t| t <= overdue_before))
+            .count();
         let last_poll: Option<PollStatus> = fsutil::read_json(&self.state(incoming::STATUS))?;
         let mut last: Vec<(i64, String)> = Vec::new();
         for j in &pending {
@@ -510,6 +541,8 @@ impl Client {
             inbox: count(&self.cfg.folders.inbox, ".meta.json")?,
             incoming_failures,
             refused_by_partners,
+            receipts_waiting: waiting.len(),
+            receipts_overdue,
             last_poll,
             last_errors: last
                 .into_iter()
@@ -584,6 +617,9 @@ impl Client {
                         for r in &report.refused_by_partners {
                             on_event(&Event::RefusedByPartner(r.clone()));
                         }
+                        for r in &report.receipts {
+                            on_event(&Event::Receipt(r.clone()));
+                        }
                         for e in &report.receipt_errors {
                             on_event(&Event::Error {
                                 context: "posting a receipt".into(),
@@ -597,9 +633,9 @@ impl Client {
                         poll_failures = 0;
                         if report.limited {
                             // More is waiting: the next poll soon, after the outbox.
-                            1
+                            Duration::from_secs(1)
                         } else {
-                            self.jitter(self.cfg.polling.interval_secs)
+                            self.poll_wait()
                         }
                     }
                     Err(e) if e.code() == ErrorCode::StateLocked => {
@@ -607,7 +643,7 @@ impl Client {
                             context: "polling".into(),
                             error: (&e).into(),
                         });
-                        self.jitter(self.cfg.polling.interval_secs)
+                        self.poll_wait()
                     }
                     Err(e) => {
                         poll_failures += 1;
@@ -624,10 +660,10 @@ impl Client {
                                 error: (&e).into(),
                             });
                         }
-                        wait
+                        Duration::from_secs(wait)
                     }
                 };
-                next_poll = Instant::now() + Duration::from_secs(wait);
+                next_poll = Instant::now() + wait;
             }
             let until = next_outbox.min(next_poll);
             while !stop.load(Ordering::Relaxed) && Instant::now() < until {

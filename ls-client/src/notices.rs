@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 /// `state/refused/`: partners' notices of what we sent.
 pub(super) const REFUSED: &str = "refused";
 
-/// A signed refusal notice built and waiting to be pushed.
+/// A signed co-ordination message (a refusal notice, a receipt) built and waiting to be pushed.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct PendingNotice {
     pub message_id: String,
@@ -39,6 +39,15 @@ pub(super) struct PendingNotice {
 }
 
 impl PendingNotice {
+    pub fn of(built: Built) -> PendingNotice {
+        PendingNotice {
+            message_id: built.message_id,
+            content_type: built.content_type,
+            references: built.references.iter().map(RefRecord::from).collect(),
+            body: built.body,
+        }
+    }
+
     pub fn built(&self) -> Built {
         Built {
             content_type: self.content_type.clone(),
@@ -88,7 +97,7 @@ pub(super) fn remove_pending(path: &Path) -> Result<()> {
 
 /// Hex SHA-256 of the payload as it arrived (the first attachment's bytes), or of the whole
 /// body when it cannot be split into parts.
-fn payload_sha256(client: &Client, pulled: &Pulled) -> String {
+pub(super) fn payload_sha256(client: &Client, pulled: &Pulled) -> String {
     if let Some(o) = pulled.oversized {
         return ls_core::bytes::hex(&o.sha256);
     }
@@ -132,12 +141,7 @@ pub(super) fn build_refusal(
         encrypt_for: None,
         soap: SoapVersion::Soap12,
     })?;
-    Ok(PendingNotice {
-        message_id: built.message_id,
-        content_type: built.content_type,
-        references: built.references.iter().map(RefRecord::from).collect(),
-        body: built.body,
-    })
+    Ok(PendingNotice::of(built))
 }
 
 /// A partner's signed refusal of a message we sent.
@@ -230,6 +234,8 @@ impl Client {
                     write_atomic(path, &to_json(&v))?;
                 }
             }
+            // The `failed` disposition of the document's receipt state.
+            super::receipts::set_partner_receipt(path, "failed", &r)?;
         }
         write_atomic(&record, &to_json(&r))?;
         Ok(r)
@@ -239,13 +245,17 @@ impl Client {
     /// records (of the payload and of the whole message: a recipient that could not split the
     /// message names the latter).
     #[allow(clippy::type_complexity)]
-    fn find_sent(&self, message_id: &str) -> Result<(Option<(String, PathBuf)>, Vec<String>)> {
+    pub(super) fn find_sent(
+        &self,
+        message_id: &str,
+    ) -> Result<(Option<(String, PathBuf)>, Vec<String>)> {
         let needle = serde_json::to_string(message_id).unwrap_or_default();
         for (name, path, md) in list_dir(&self.cfg.folders.sent)? {
             let Some(doc) = name.strip_suffix(".sent.json") else {
                 continue;
             };
-            if !md.is_file() {
+            // Not a temporary file a kill left behind while a record was rewritten.
+            if !md.is_file() || name.starts_with('.') {
                 continue;
             }
             let Some(bytes) = read_opt(&path)? else {

@@ -27,8 +27,17 @@ const JOB: &str = "job.json";
 const CLAIM: &str = "claim.json";
 const DOCUMENT: &str = "document";
 const MESSAGE: &str = "message.bin";
+/// Our SignedData as signed, when a receipt is asked for: what the partner's receipt refers to.
+const SIGNED: &str = "signed.p7m";
+/// Beside a sent document: the evidence of a receipt.
+pub(super) const SIGNED_SUFFIX: &str = ".signed.p7m";
+pub(super) const RECEIPT_SUFFIX: &str = ".receipt.p7m";
 const LOCK: &str = "lock";
 const NEW_PREFIX: &str = ".new-";
+/// A finished job's folder is renamed to this prefix before it is removed: another process
+/// that tries the job's lock meanwhile must not recreate the lock file in a folder being
+/// removed (which then cannot be removed: "Directory not empty").
+const DONE_PREFIX: &str = ".done-";
 /// An outbox file must not have changed for this long before it is claimed.
 const SETTLE: Duration = Duration::from_millis(500);
 
@@ -39,6 +48,9 @@ pub struct SendOptions {
     pub action: Option<String>,
     /// The ConversationId (a new one, equal to the MessageId, when absent).
     pub conversation: Option<String>,
+    /// Do not ask the partner for a signed receipt of this document (`[receipts] request`
+    /// asks by default).
+    pub no_receipt: bool,
 }
 
 /// A send: delivered (the service's receipt checked) or waiting for another attempt.
@@ -203,6 +215,12 @@ struct JobRecord {
     content_type: String,
     /// What our signature covers: the receipt must return exactly these.
     references: Vec<RefRecord>,
+    /// A signed receipt was asked of the partner (the SignedData is in `signed.p7m`), quoting
+    /// this signedContentIdentifier.
+    #[serde(default)]
+    receipt_requested: bool,
+    #[serde(default)]
+    content_identifier: String,
     attempts: u32,
     next_attempt: i64,
     last_attempt: Option<i64>,
@@ -274,6 +292,27 @@ struct SentRecord<'a> {
     receipt_time: &'a str,
     receipt_checked_at: String,
     attempts: u32,
+    /// The partner's signed receipt: asked for or not, and (filled in when it comes) what it
+    /// says. See `notices.rs`.
+    partner_receipt: PartnerReceiptState,
+}
+
+/// `partner_receipt` in `<name>.sent.json` as the send writes it.
+#[derive(Serialize)]
+struct PartnerReceiptState {
+    /// `waiting` (asked for, not come yet) or `not_requested`; later `processed` or `failed`.
+    state: &'static str,
+    /// The signedContentIdentifier the receipt must quote (hex text). Our SignedData as signed
+    /// is beside the document, `<name>.signed.p7m`.
+    content_identifier: Option<String>,
+}
+
+/// A document sealed and its message built, not yet journalled.
+struct Prepared {
+    rec: JobRecord,
+    built: Built,
+    /// Our SignedData as signed, kept when a receipt is asked for.
+    signed: Option<Vec<u8>>,
 }
 
 /// What became of a job.
@@ -387,6 +426,40 @@ impl Client {
         self.state(OUTGOING)
     }
 
+    /// Remove a finished job's folder: renamed out of the jobs' names first (atomically; the
+    /// lock we hold goes with it), then removed. A crash in between leaves a `.done-` folder,
+    /// swept by [`Client::run_jobs`].
+    fn retire_job_folder(&self, dir: &Path) -> Result<()> {
+        let out = self.outgoing();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let done = out.join(format!("{DONE_PREFIX}{name}-{}", random_hex(4)));
+        match fs::rename(dir, &done) {
+            Ok(()) => {}
+            // Retired by an earlier try that crashed (or by another process): done.
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("cannot retire job folder", dir, e)),
+        }
+        fsync_dir(&out)?;
+        remove_tree(&done)
+    }
+
+    /// Whether a job of ours that sent (or sends) `message_id` is not finished yet.
+    pub(super) fn still_sending(&self, message_id: &str) -> Result<bool> {
+        for (_, path, md) in list_dir(&self.outgoing())? {
+            if md.is_dir() {
+                if let Some(rec) = read_json::<JobRecord>(&path.join(JOB)).unwrap_or(None) {
+                    if rec.message_id == message_id {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// A new job folder, created under a hidden name with its lock taken and then renamed into
     /// place, so that no other process sees it without a live lock.
     fn new_job_dir(&self) -> Result<(PathBuf, Lock, String)> {
@@ -411,7 +484,7 @@ impl Client {
         data: &[u8],
         to: &str,
         opts: &SendOptions,
-    ) -> Result<(JobRecord, Built)> {
+    ) -> Result<Prepared> {
         let certs = self.partner_certs(to);
         let rcpt = best_cert(&certs).ok_or_else(|| {
             Error::CertNotFound(format!(
@@ -419,7 +492,15 @@ impl Client {
                 self.cfg.partners.dir.display()
             ))
         })?;
-        let sealed = ls_core::seal(
+        let receipt = self.cfg.receipts.request
+            && !opts.no_receipt
+            && !self.cfg.receipts.not_from.iter().any(|p| p == to);
+        // The signedContentIdentifier the partner's receipt quotes: unique per document.
+        let content_identifier = receipt.then(|| random_hex(16));
+        let ls_core::cms::Sealed {
+            sealed,
+            signed_data,
+        } = ls_core::cms::seal_with_evidence(
             data,
             &self.me,
             std::slice::from_ref(rcpt),
@@ -428,6 +509,7 @@ impl Client {
                 compression: self.cfg.policy.compression(),
                 cipher: self.cfg.policy.content_cipher(),
                 encrypt_to_self: true,
+                receipt_request: content_identifier.as_ref().map(|c| c.as_bytes().to_vec()),
                 ..Default::default()
             },
         )?;
@@ -482,20 +564,29 @@ impl Client {
             created: now,
             content_type: built.content_type.clone(),
             references: built.references.iter().map(RefRecord::from).collect(),
+            receipt_requested: content_identifier.is_some(),
+            content_identifier: content_identifier.unwrap_or_default(),
             attempts: 0,
             next_attempt: now,
             last_attempt: None,
             last_error: None,
             outcome: Outcome::Pending,
         };
-        Ok((rec, built))
+        Ok(Prepared {
+            signed: rec.receipt_requested.then_some(signed_data),
+            rec,
+            built,
+        })
     }
 
-    /// Write the built message and then `job.json`: from here on the job is pushed with
-    /// exactly these bytes.
-    fn write_job(&self, dir: &Path, rec: &JobRecord, body: &[u8]) -> Result<()> {
-        write_synced(&dir.join(MESSAGE), body)?;
-        write_atomic(&dir.join(JOB), &to_json(rec))
+    /// Write our SignedData (when a receipt is asked for), the built message and then
+    /// `job.json`: from here on the job is pushed with exactly these bytes.
+    fn write_job(&self, dir: &Path, p: &Prepared) -> Result<()> {
+        if let Some(signed) = &p.signed {
+            write_synced(&dir.join(SIGNED), signed)?;
+        }
+        write_synced(&dir.join(MESSAGE), &p.built.body)?;
+        write_atomic(&dir.join(JOB), &to_json(&p.rec))
     }
 
     /// Send a document now: seal it for partner `to`, push it and check the service's receipt.
@@ -515,14 +606,14 @@ impl Client {
         let name = safe_name(name).ok_or_else(|| {
             Error::InvalidArgument("the document needs a file name (a base name)".into())
         })?;
-        let (mut rec, built) = self.prepare("", &name, data, to, opts)?;
+        let mut p = self.prepare("", &name, data, to, opts)?;
         let (dir, _lock, id) = self.new_job_dir()?;
-        rec.job = id;
+        p.rec.job = id;
         write_synced(&dir.join(DOCUMENT), data)?;
-        self.write_job(&dir, &rec, &built.body)?;
+        self.write_job(&dir, &p)?;
         fsync_dir(&dir)?;
         self.fail_at("send:after-job")?;
-        match self.attempt(&dir, rec, Some(built))? {
+        match self.attempt(&dir, p.rec, Some(p.built))? {
             Attempt::Delivered(s) | Attempt::Retrying(s, _) => Ok(s),
             Attempt::Failed(_, Some(e)) => Err(e),
             Attempt::Failed(f, None) => Err(Error::Internal(f.error.message)),
@@ -684,6 +775,16 @@ impl Client {
                     receipt_time,
                     receipt_checked_at: time::iso8601(*at),
                     attempts: rec.attempts,
+                    partner_receipt: PartnerReceiptState {
+                        state: if rec.receipt_requested {
+                            "waiting"
+                        } else {
+                            "not_requested"
+                        },
+                        content_identifier: rec
+                            .receipt_requested
+                            .then(|| rec.content_identifier.clone()),
+                    },
                 };
                 (
                     &self.cfg.folders.sent,
@@ -759,15 +860,18 @@ impl Client {
                 Err(e) => return Err(io_err("cannot move", &doc, e)),
             }
         }
-        self.fail_at("finish:after-move")?;
-        fs::remove_dir_all(dir).or_else(|e| {
-            if e.kind() == ErrorKind::NotFound {
-                Ok(())
-            } else {
-                Err(io_err("cannot remove job folder", dir, e))
+        if matches!(rec.outcome, Outcome::Sent { .. }) {
+            // The evidence a receipt will refer to, beside the document.
+            let signed = dir.join(SIGNED);
+            let to = target_dir.join(format!("{name}{SIGNED_SUFFIX}"));
+            match move_no_clobber(&signed, &to) {
+                Ok(()) => fsutil::set_mode(&to, self.file_mode())?,
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("cannot move", &signed, e)),
             }
-        })?;
-        fsync_dir(&self.outgoing())?;
+        }
+        self.fail_at("finish:after-move")?;
+        self.retire_job_folder(dir)?;
         let path = target_dir.join(&name);
         Ok(match &rec.outcome {
             Outcome::Sent { .. } => Attempt::Delivered(self.sent_of(rec, Some(path))),
@@ -898,8 +1002,8 @@ impl Client {
                 self.prepare(id, &claim.name, &data, &claim.to, &opts)
             });
         match prepared {
-            Ok((rec, built)) => {
-                self.write_job(dir, &rec, &built.body)?;
+            Ok(p) => {
+                self.write_job(dir, &p)?;
                 Ok(Attempt::Queued)
             }
             Err(e) => {
@@ -919,6 +1023,8 @@ impl Client {
                     created: time::now_unix(),
                     content_type: String::new(),
                     references: Vec::new(),
+                    receipt_requested: false,
+                    content_identifier: String::new(),
                     attempts: 0,
                     next_attempt: 0,
                     last_attempt: None,
@@ -965,6 +1071,14 @@ impl Client {
                     if let Some(_l) = Lock::try_acquire(&path.join(LOCK))? {
                         let _ = fs::remove_dir_all(&path);
                     }
+                }
+                continue;
+            }
+            if name.starts_with(DONE_PREFIX) {
+                // A finished job whose removal a crash interrupted (a minute's grace: its
+                // finisher may be removing it now).
+                if fsutil::age_secs(&path) > 60 {
+                    remove_tree(&path)?;
                 }
                 continue;
             }
@@ -1106,5 +1220,15 @@ fn settled(md: &fs::Metadata) -> bool {
     match SystemTime::now().duration_since(m) {
         Ok(age) => age >= SETTLE,
         Err(ahead) => ahead.duration() > Duration::from_secs(5),
+    }
+}
+
+/// `remove_dir_all`, where a tree already gone (or going: removed by another process at the
+/// same time) is no error.
+fn remove_tree(path: &Path) -> Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("cannot remove job folder", path, e)),
     }
 }

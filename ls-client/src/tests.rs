@@ -451,7 +451,11 @@ fn send_delivers_and_the_partner_receives_it_opened_and_verified() {
     // The document and its record in sent/, the job gone.
     assert_eq!(
         w.files("alice", "sent"),
-        ["invoice.xml", "invoice.xml.sent.json"]
+        [
+            "invoice.xml",
+            "invoice.xml.sent.json",
+            "invoice.xml.signed.p7m"
+        ]
     );
     assert_eq!(
         fs::read(w.path("alice", "sent/invoice.xml")).unwrap(),
@@ -487,8 +491,10 @@ fn send_delivers_and_the_partner_receives_it_opened_and_verified() {
         [
             "invoice-1.xml",
             "invoice-1.xml.sent.json",
+            "invoice-1.xml.signed.p7m",
             "invoice.xml",
-            "invoice.xml.sent.json"
+            "invoice.xml.sent.json",
+            "invoice.xml.signed.p7m"
         ]
     );
 
@@ -624,7 +630,11 @@ fn a_push_whose_answer_was_lost_is_repeated_with_the_same_message_id() {
     assert_eq!(w.svc.stored(), 1);
     assert_eq!(
         w.files("alice", "sent"),
-        ["invoice.xml", "invoice.xml.sent.json"]
+        [
+            "invoice.xml",
+            "invoice.xml.sent.json",
+            "invoice.xml.signed.p7m"
+        ]
     );
     assert!(w.all_files("alice", "state/outgoing").is_empty());
 
@@ -668,7 +678,11 @@ fn a_crash_at_any_step_of_sending_neither_loses_nor_duplicates() {
         assert_eq!(w.svc.stored(), 1, "{point}");
         assert_eq!(
             w.files("alice", "sent"),
-            ["invoice.xml", "invoice.xml.sent.json"],
+            [
+                "invoice.xml",
+                "invoice.xml.sent.json",
+                "invoice.xml.signed.p7m"
+            ],
             "{point}"
         );
         assert_eq!(
@@ -854,7 +868,10 @@ fn the_outbox_takes_settled_files_of_partner_folders_only() {
         left,
         [".hidden.xml", "b.xml.part", "c.TMP", "fresh.xml", "sub"]
     );
-    assert_eq!(w.files("alice", "sent"), ["a.xml", "a.xml.sent.json"]);
+    assert_eq!(
+        w.files("alice", "sent"),
+        ["a.xml", "a.xml.sent.json", "a.xml.signed.p7m"]
+    );
     let rec = w.json("alice", "sent/a.xml.sent.json");
     assert_eq!(rec["to"], "bob");
 
@@ -1666,4 +1683,480 @@ fn a_partners_message_signed_with_a_key_we_do_not_hold_yet_waits_for_its_certifi
     let r = bob.poll(|_| {}).unwrap();
     assert_eq!(r.received.len(), 1, "{r:?}");
     assert!(w.svc.delivered(&sent.message_id));
+}
+
+// ---- signed receipts (RFC 2634)
+
+/// A receipt message from `from` (signed by its client's key) to `to` about `original`,
+/// carrying `ess`, with `payload_sha256` in its header.
+fn receipt_message(
+    w: &World,
+    from: &str,
+    to: &str,
+    original: &str,
+    payload_sha256: &str,
+    ess: Vec<u8>,
+) -> Built {
+    use ls_core::as4::coordination::{self as co, ReceiptHeader};
+    use ls_core::as4::message::{self, Outgoing, Payload};
+    let signer = w.client(from);
+    let um = co::receipt_message(
+        from,
+        to,
+        &ReceiptHeader {
+            message_id: original.into(),
+            payload_sha256: payload_sha256.into(),
+            disposition: co::DISPOSITION_PROCESSED.into(),
+            received_at: ls_core::time::iso8601(ls_core::time::now_unix()),
+        },
+        "test",
+    )
+    .unwrap();
+    message::build(Outgoing {
+        messaging: Messaging {
+            user_messages: vec![um],
+            signals: Vec::new(),
+        },
+        payloads: vec![Payload {
+            content_id: format!("r{}@test", random_hex(4)),
+            mime_type: co::RECEIPT_CONTENT_TYPE.into(),
+            data: ess,
+            compress: false,
+            properties: Vec::new(),
+        }],
+        signer: signer.identity(),
+        encrypt_for: None,
+        soap: SoapVersion::Soap12,
+    })
+    .unwrap()
+}
+
+fn sent_json(w: &World, who: &str, doc: &str) -> serde_json::Value {
+    w.json(who, &format!("sent/{doc}.sent.json"))
+}
+
+#[test]
+fn a_receipt_comes_back_signed_by_the_partner_and_is_kept_as_evidence() {
+    let w = world();
+    let alice = w.client("alice");
+    let sent = alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    assert_eq!(
+        sent_json(&w, "alice", "invoice.xml")["partner_receipt"]["state"],
+        "waiting"
+    );
+    assert!(w.path("alice", "sent/invoice.xml.signed.p7m").is_file());
+    assert_eq!(
+        alice
+            .receipt_state(&sent.message_id)
+            .unwrap()
+            .unwrap()
+            .state,
+        "waiting"
+    );
+    let bob = w.client("bob");
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.received.len(), 1);
+    assert!(r.receipt_errors.is_empty(), "{r:?}");
+    // Nothing waits on bob's side: the receipt went out after the document was stored.
+    assert!(w.files("bob", "state/receipts-out").is_empty());
+    let ra = alice
+        .poll(|_| panic!("a receipt is not a document"))
+        .unwrap();
+    assert_eq!(ra.receipts.len(), 1, "{ra:?}");
+    let rc = &ra.receipts[0];
+    assert!(rc.verified, "{rc:?}");
+    assert_eq!(rc.partner, "bob");
+    assert_eq!(rc.message_id, sent.message_id);
+    assert_eq!(rc.payload_matches, Some(true));
+    assert_eq!(rc.signer_subject.as_deref(), Some("CN=bob"));
+    let rec = sent_json(&w, "alice", "invoice.xml");
+    assert_eq!(rec["partner_receipt"]["state"], "processed", "{rec}");
+    assert_eq!(rec["partner_receipt"]["receipt"]["verified"], true);
+    let ess = fs::read(w.path("alice", "sent/invoice.xml.receipt.p7m")).unwrap();
+    let original = fs::read(w.path("alice", "sent/invoice.xml.signed.p7m")).unwrap();
+    ls_core::cms::receipt::verify_receipt(&ess, &original, std::slice::from_ref(&w.certs["bob"]))
+        .unwrap();
+    assert_eq!(
+        alice
+            .receipt_state(&sent.message_id)
+            .unwrap()
+            .unwrap()
+            .state,
+        "processed"
+    );
+    assert!(alice.receipts(true).unwrap().is_empty());
+    // A receipt never gets a receipt: nothing more goes either way.
+    assert_eq!(bob.poll(|_| {}).unwrap().pulled, 0);
+    assert_eq!(alice.poll(|_| {}).unwrap().pulled, 0);
+}
+
+#[test]
+fn no_receipt_is_asked_when_switched_off_and_a_silent_partner_shows_as_waiting() {
+    let w = world();
+    w.configure(
+        "alice",
+        "\n[receipts]\nwarn_after_hours = 0\nnot_from = [\"carol\"]\n",
+    );
+    let alice = w.client("alice");
+    let quiet = alice
+        .send_bytes(
+            "quiet.xml",
+            INVOICE,
+            "bob",
+            &SendOptions {
+                no_receipt: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        alice
+            .receipt_state(&quiet.message_id)
+            .unwrap()
+            .unwrap()
+            .state,
+        "not_requested"
+    );
+    assert!(!w.path("alice", "sent/quiet.xml.signed.p7m").exists());
+    let asked = alice
+        .send_bytes("asked.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    // Bob does not poll (his software does not answer): waiting, and overdue at once here.
+    let st = alice.status().unwrap();
+    assert_eq!((st.receipts_waiting, st.receipts_overdue), (1, 1));
+    let waiting = alice.receipts(true).unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].message_id, asked.message_id);
+    // Bob polls: only the asked one is answered.
+    w.client("bob").poll(|_| {}).unwrap();
+    let ra = alice.poll(|_| {}).unwrap();
+    assert_eq!(ra.receipts.len(), 1);
+    assert_eq!(ra.receipts[0].message_id, asked.message_id);
+}
+
+#[test]
+fn forged_mismatched_and_replayed_receipts_are_refused_and_change_nothing() {
+    use ls_core::cms::receipt::{sign_receipt, ReceiptOptions};
+    let w = world();
+    let alice = w.client("alice");
+    let a = alice
+        .send_bytes("a.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let b = alice
+        .send_bytes("b.xml", b"<B/>", "bob", &SendOptions::default())
+        .unwrap();
+    let signed_a = fs::read(w.path("alice", "sent/a.xml.signed.p7m")).unwrap();
+    let rec_a = sent_json(&w, "alice", "a.xml");
+    let sha_a = rec_a["payload_sha256"].as_str().unwrap().to_string();
+    let bob = w.client("bob");
+    let carol = w.client("carol");
+    let push = |m: Built| {
+        let r = w.svc.handle(&m.content_type, &m.body).unwrap();
+        assert_eq!(r.status, 200);
+    };
+    // Signed by a third party (carol's key inside bob's message).
+    let by_carol = sign_receipt(&signed_a, carol.identity(), &ReceiptOptions::default()).unwrap();
+    push(receipt_message(
+        &w,
+        "bob",
+        "alice",
+        &a.message_id,
+        &sha_a,
+        by_carol,
+    ));
+    // Bob's true receipt of a, presented as the receipt of b.
+    let of_a = sign_receipt(&signed_a, bob.identity(), &ReceiptOptions::default()).unwrap();
+    let sha_b = sent_json(&w, "alice", "b.xml")["payload_sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    push(receipt_message(
+        &w,
+        "bob",
+        "alice",
+        &b.message_id,
+        &sha_b,
+        of_a.clone(),
+    ));
+    // Bob's true receipt of a with another payload digest in the header.
+    push(receipt_message(
+        &w,
+        "bob",
+        "alice",
+        &a.message_id,
+        &"00".repeat(32),
+        of_a.clone(),
+    ));
+    let r = alice.poll(|_| {}).unwrap();
+    assert_eq!(r.receipts.len(), 3, "{r:?}");
+    for rc in &r.receipts {
+        assert!(!rc.verified, "{rc:?}");
+    }
+    let codes: Vec<_> = r
+        .receipts
+        .iter()
+        .map(|rc| rc.error.as_ref().unwrap().code)
+        .collect();
+    assert!(
+        codes.contains(&ErrorCode::SignerMismatch) || codes.contains(&ErrorCode::UnknownSigner),
+        "{codes:?}"
+    );
+    assert!(codes.contains(&ErrorCode::ReceiptMismatch), "{codes:?}");
+    for doc in ["a.xml", "b.xml"] {
+        assert_eq!(
+            sent_json(&w, "alice", doc)["partner_receipt"]["state"],
+            "waiting"
+        );
+        assert!(!w.path("alice", &format!("sent/{doc}.receipt.p7m")).exists());
+    }
+    assert_eq!(
+        w.files("alice", "state/receipts-in").len(),
+        6,
+        "kept with why"
+    );
+    // The true receipt is taken; then a second, other one for the same document is a replay.
+    push(receipt_message(
+        &w,
+        "bob",
+        "alice",
+        &a.message_id,
+        &sha_a,
+        of_a,
+    ));
+    let r = alice.poll(|_| {}).unwrap();
+    assert!(r.receipts[0].verified, "{r:?}");
+    let again = sign_receipt(
+        &signed_a,
+        bob.identity(),
+        &ReceiptOptions {
+            signing_time: Some(ls_core::time::now_unix() + 5),
+        },
+    )
+    .unwrap();
+    push(receipt_message(
+        &w,
+        "bob",
+        "alice",
+        &a.message_id,
+        &sha_a,
+        again,
+    ));
+    let r = alice.poll(|_| {}).unwrap();
+    assert!(!r.receipts[0].verified);
+    assert_eq!(
+        r.receipts[0].error.as_ref().unwrap().code,
+        ErrorCode::ReceiptMismatch
+    );
+    assert_eq!(
+        sent_json(&w, "alice", "a.xml")["partner_receipt"]["state"],
+        "processed"
+    );
+}
+
+#[test]
+fn a_crash_between_storing_and_receipting_still_sends_exactly_one_receipt() {
+    let w = world();
+    let alice = w.client("alice");
+    let sent = alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    // Bob stops after the document is in the inbox, before anything is receipted.
+    let bob = w.client("bob");
+    arm(&bob, "poll:after-rename");
+    assert!(bob.poll(|_| {}).is_err());
+    assert_eq!(w.files("bob", "state/receipts-out").len(), 2, "journalled");
+    // A new life: the service offers the message again after its lease.
+    w.svc.expire_leases();
+    let bob = w.client("bob");
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.duplicates, 1, "{r:?}");
+    assert!(w.files("bob", "state/receipts-out").is_empty());
+    let ra = alice.poll(|_| {}).unwrap();
+    assert_eq!(ra.receipts.len(), 1);
+    assert!(ra.receipts[0].verified);
+    // And once only: nothing more comes.
+    w.svc.expire_leases();
+    assert_eq!(bob.poll(|_| {}).unwrap().pulled, 0);
+    assert_eq!(alice.poll(|_| {}).unwrap().pulled, 0);
+    assert_eq!(
+        alice
+            .receipt_state(&sent.message_id)
+            .unwrap()
+            .unwrap()
+            .state,
+        "processed"
+    );
+}
+
+#[test]
+fn a_refused_document_shows_the_failed_disposition_on_the_sent_record() {
+    let w = world();
+    let alice = w.client("alice");
+    let sent = alice
+        .send_bytes("t.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    w.svc.faults.lock().unwrap().tamper_pulls = true;
+    w.client("bob").poll(|_| {}).unwrap();
+    w.svc.faults.lock().unwrap().tamper_pulls = false;
+    alice.poll(|_| {}).unwrap();
+    let st = alice.receipt_state(&sent.message_id).unwrap().unwrap();
+    assert_eq!(st.state, "failed");
+    assert_eq!(st.class.as_deref(), Some("not_trusted"));
+}
+
+#[test]
+fn a_strangers_message_is_refused_after_the_wait_and_its_sender_sees_failed() {
+    let w = world();
+    w.configure("bob", "\n[limits]\nrefuse_unknown_after_hours = 1\n");
+    let carol = w.client("carol");
+    let sent = carol
+        .send_bytes("spam.xml", b"<Spam/>", "bob", &SendOptions::default())
+        .unwrap();
+    // Within the wait: left with the service, carol's record waits.
+    let bob = w.client("bob");
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.failed[0].refused, None, "{r:?}");
+    carol.poll(|_| {}).unwrap();
+    let st = carol.receipt_state(&sent.message_id).unwrap().unwrap();
+    assert_eq!(st.state, "waiting");
+    // An hour later (the record made older): refused for good with a signed notice.
+    let failures = w.files("bob", "state/incoming-failed");
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let rel = format!("state/incoming-failed/{}", failures[0]);
+    let mut f = w.json("bob", &rel);
+    f["first_seen"] = serde_json::json!(time::now_unix() - 3600);
+    fs::write(w.path("bob", &rel), serde_json::to_vec(&f).unwrap()).unwrap();
+    w.svc.expire_leases();
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.failed[0].refused, Some(FailureClass::NotTrusted), "{r:?}");
+    assert!(r.failed[0].notice_sent);
+    assert!(w.files("bob", "inbox").is_empty());
+    // Carol sees the failed disposition on her sent record; the service offers it no more.
+    let rc = carol.poll(|_| {}).unwrap();
+    assert_eq!(rc.refused_by_partners.len(), 1, "{rc:?}");
+    let st = carol.receipt_state(&sent.message_id).unwrap().unwrap();
+    assert_eq!(st.state, "failed");
+    assert_eq!(st.class.as_deref(), Some("not_trusted"));
+    w.svc.expire_leases();
+    assert_eq!(bob.poll(|_| {}).unwrap().pulled, 0);
+}
+
+#[test]
+fn a_crash_while_taking_a_receipt_records_it_exactly_once() {
+    for point in ["receipt:after-evidence", "receipt:after-record"] {
+        let w = world();
+        let alice = w.client("alice");
+        let sent = alice
+            .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+            .unwrap();
+        w.client("bob").poll(|_| {}).unwrap();
+        arm(&alice, point);
+        assert!(alice.poll(|_| {}).is_err(), "{point}");
+        // A new life; the service offers the receipt again after its lease.
+        w.svc.expire_leases();
+        let alice = w.client("alice");
+        let r = alice.poll(|_| {}).unwrap();
+        assert_eq!(r.receipts.len(), 1, "{point}: {r:?}");
+        assert!(r.receipts[0].verified, "{point}: {r:?}");
+        assert_eq!(
+            alice
+                .receipt_state(&sent.message_id)
+                .unwrap()
+                .unwrap()
+                .state,
+            "processed",
+            "{point}"
+        );
+        assert_eq!(
+            w.files("alice", "sent"),
+            [
+                "invoice.xml",
+                "invoice.xml.receipt.p7m",
+                "invoice.xml.sent.json",
+                "invoice.xml.signed.p7m"
+            ],
+            "{point}"
+        );
+        assert!(w.files("alice", "state/receipts-in").is_empty(), "{point}");
+        w.svc.expire_leases();
+        assert_eq!(alice.poll(|_| {}).unwrap().pulled, 0, "{point}");
+    }
+}
+
+#[test]
+fn a_receipt_before_our_send_is_finished_waits_for_it() {
+    let w = world();
+    let alice = w.client("alice");
+    // Pushed and its outcome decided, then a crash before the document moved to sent/.
+    arm(&alice, "send:after-outcome");
+    assert!(alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .is_err());
+    w.client("bob").poll(|_| {}).unwrap();
+    // A poll of the restarted sender before its jobs are resumed: the receipt waits.
+    let alice = w.client("alice");
+    let r = alice.poll(|_| {}).unwrap();
+    assert!(r.receipts.is_empty(), "{r:?}");
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    assert!(w.files("alice", "state/receipts-in").is_empty());
+    let sent = alice.resume().unwrap();
+    let id = sent.sent[0].message_id.clone();
+    w.svc.expire_leases();
+    let r = alice.poll(|_| {}).unwrap();
+    assert_eq!(r.receipts.len(), 1, "{r:?}");
+    assert!(r.receipts[0].verified, "{r:?}");
+    assert_eq!(
+        alice.receipt_state(&id).unwrap().unwrap().state,
+        "processed"
+    );
+    assert!(alice.status().unwrap().incoming_failures.is_empty());
+}
+
+#[test]
+fn a_job_scan_never_breaks_a_send_that_is_finishing() {
+    // Another process of ours (a daemon, a poll) scanning the jobs while `send` finishes: the
+    // scan tries each job's lock; it must not leave a file in a folder being removed.
+    let w = world();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let scanner = w.client("alice");
+        let stop = &stop;
+        s.spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = scanner.run_due_jobs();
+            }
+        });
+        let alice = w.client("alice");
+        for i in 0..60 {
+            let r = alice.send_bytes(
+                &format!("d{i}.xml"),
+                INVOICE,
+                "bob",
+                &SendOptions::default(),
+            );
+            if let Err(e) = r {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                panic!("send {i}: {e}");
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(w.svc.stored(), 60);
+    assert!(w.all_files("alice", "state/outgoing").is_empty());
+}
+
+#[test]
+fn the_poll_interval_varies_to_the_millisecond() {
+    let w = world();
+    let mut c = w.client("alice");
+    c.cfg.polling.interval_secs = 1;
+    c.cfg.polling.jitter_percent = 10;
+    let waits: Vec<u128> = (0..200).map(|_| c.poll_wait().as_millis()).collect();
+    assert!(waits.iter().all(|w| (900..=1100).contains(w)), "{waits:?}");
+    let distinct: std::collections::HashSet<_> = waits.iter().collect();
+    assert!(distinct.len() > 20, "{distinct:?}");
+    c.cfg.polling.jitter_percent = 0;
+    assert_eq!(c.poll_wait(), Duration::from_secs(1));
 }

@@ -137,6 +137,23 @@ impl Certificate {
     pub fn issuer_der(&self) -> &[u8] {
         &self.0.f.issuer
     }
+    /// DER of the subject Name, as it appears in the certificate.
+    pub fn subject_der(&self) -> &[u8] {
+        &self.0.f.subject
+    }
+    /// The e-mail addresses of the subjectAltName extension (rfc822Name), in order.
+    pub fn email_addresses(&self) -> Vec<String> {
+        self.0
+            .x509
+            .subject_alt_names()
+            .map(|names| {
+                names
+                    .iter()
+                    .filter_map(|n| n.email().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
     /// The serial number's magnitude, big-endian, without leading zeros.
     pub fn serial(&self) -> &[u8] {
         &self.0.f.serial
@@ -255,6 +272,7 @@ pub(crate) fn name_to_string(name: &openssl::x509::X509NameRef) -> String {
 
 struct Fields {
     issuer: Vec<u8>,
+    subject: Vec<u8>,
     serial: Vec<u8>,
     ski: Option<Vec<u8>>,
     not_before: i64,
@@ -275,7 +293,7 @@ fn parse_fields(der: &[u8]) -> Result<Fields> {
     let mut v = validity.children()?;
     let nb = v.req("notBefore")?;
     let na = v.req("notAfter")?;
-    t.expect(tag::SEQUENCE, "subject")?;
+    let subject = t.expect(tag::SEQUENCE, "subject")?;
     t.expect(tag::SEQUENCE, "subjectPublicKeyInfo")?;
     let mut ski = None;
     let mut key_usage = None;
@@ -311,6 +329,7 @@ fn parse_fields(der: &[u8]) -> Result<Fields> {
     }
     Ok(Fields {
         issuer: issuer.raw.to_vec(),
+        subject: subject.raw.to_vec(),
         serial: asn1::strip_int(serial.content)?.to_vec(),
         ski,
         not_before: time::parse_asn1_time(nb.tag, nb.content)?,

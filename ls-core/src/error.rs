@@ -26,6 +26,7 @@ pub enum ErrorCode {
     DigestMismatch = 206,
     UnsupportedAlgorithm = 207,
     WeakAlgorithm = 208,
+    ReceiptMismatch = 209,
     // 3xx: certificates and trust
     CertExpired = 300,
     CertNotYetValid = 301,
@@ -83,6 +84,7 @@ impl ErrorCode {
         ErrorCode::DigestMismatch,
         ErrorCode::UnsupportedAlgorithm,
         ErrorCode::WeakAlgorithm,
+        ErrorCode::ReceiptMismatch,
         ErrorCode::CertExpired,
         ErrorCode::CertNotYetValid,
         ErrorCode::CertKeyUsage,
@@ -149,6 +151,7 @@ impl ErrorCode {
             DigestMismatch => "ERR_DIGEST_MISMATCH",
             UnsupportedAlgorithm => "ERR_UNSUPPORTED_ALGORITHM",
             WeakAlgorithm => "ERR_WEAK_ALGORITHM",
+            ReceiptMismatch => "ERR_RECEIPT_MISMATCH",
             CertExpired => "ERR_CERT_EXPIRED",
             CertNotYetValid => "ERR_CERT_NOT_YET_VALID",
             CertKeyUsage => "ERR_CERT_KEY_USAGE",
@@ -243,6 +246,10 @@ pub enum Error {
     UnsupportedAlgorithm(String),
     #[error("algorithm refused by policy: {0}")]
     WeakAlgorithm(String),
+    /// A signed receipt that does not answer the message it is checked against (another
+    /// message's signature, content type or content identifier).
+    #[error("the receipt does not answer this message: {0}")]
+    ReceiptMismatch(String),
     #[error("certificate expired: {0}")]
     CertExpired(String),
     #[error("certificate not yet valid: {0}")]
@@ -348,6 +355,7 @@ impl Error {
             DigestMismatch(_) => ErrorCode::DigestMismatch,
             UnsupportedAlgorithm(_) => ErrorCode::UnsupportedAlgorithm,
             WeakAlgorithm(_) => ErrorCode::WeakAlgorithm,
+            ReceiptMismatch(_) => ErrorCode::ReceiptMismatch,
             CertExpired(_) => ErrorCode::CertExpired,
             CertNotYetValid(_) => ErrorCode::CertNotYetValid,
             CertKeyUsage(_) => ErrorCode::CertKeyUsage,

@@ -16,6 +16,14 @@ pub const AUTH_ENVELOPED_DATA: &[u8] =
 pub const COMPRESSED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0xd, 0x1, 0x9, 0x10, 0x1, 0x9];
 /// 1.2.840.113549.1.9.16.3.8 id-alg-zlibCompress
 pub const ZLIB: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0xd, 0x1, 0x9, 0x10, 0x3, 0x8];
+/// 1.2.840.113549.1.9.16.1.1 id-ct-receipt
+pub const CT_RECEIPT: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0xd, 0x1, 0x9, 0x10, 0x1, 0x1];
+/// 1.2.840.113549.1.9.16.2.1 id-aa-receiptRequest
+pub const ATTR_RECEIPT_REQUEST: &[u8] =
+    &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0xd, 0x1, 0x9, 0x10, 0x2, 0x1];
+/// 1.2.840.113549.1.9.16.2.5 id-aa-msgSigDigest
+pub const ATTR_MSG_SIG_DIGEST: &[u8] =
+    &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0xd, 0x1, 0x9, 0x10, 0x2, 0x5];
 /// 1.2.840.113549.1.9.3 contentType
 pub const ATTR_CONTENT_TYPE: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0xd, 0x1, 0x9, 0x3];
 /// 1.2.840.113549.1.9.4 messageDigest
@@ -145,6 +153,9 @@ pub fn name(oid: &[u8]) -> String {
         (AUTH_ENVELOPED_DATA, "id-ct-authEnvelopedData"),
         (COMPRESSED_DATA, "id-ct-compressedData"),
         (ZLIB, "id-alg-zlibCompress"),
+        (CT_RECEIPT, "id-ct-receipt"),
+        (ATTR_RECEIPT_REQUEST, "id-aa-receiptRequest"),
+        (ATTR_MSG_SIG_DIGEST, "id-aa-msgSigDigest"),
         (ATTR_CONTENT_TYPE, "contentType"),
         (ATTR_MESSAGE_DIGEST, "messageDigest"),
         (ATTR_SIGNING_TIME, "signingTime"),

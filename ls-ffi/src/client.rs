@@ -58,7 +58,7 @@ pub unsafe extern "C" fn ls_client_new_from_config(
 pub struct ls_send_options {
     /// `sizeof(ls_send_options)` as the caller was compiled.
     pub struct_size: u32,
-    /// No flags are defined yet: 0 (other bits are an error).
+    /// `LS_SEND_NO_RECEIPT`, or 0 (other bits are an error).
     pub flags: u32,
     /// The ebMS Service (nullable: the configuration's `[defaults] service`).
     pub service: *const c_char,
@@ -67,6 +67,10 @@ pub struct ls_send_options {
     /// The ConversationId (nullable: a new conversation, whose id is the MessageId).
     pub conversation: *const c_char,
 }
+
+/// Do not ask the partner for a signed receipt of this document (the configuration's
+/// `[receipts] request` asks by default).
+pub const LS_SEND_NO_RECEIPT: u32 = 1 << 0;
 
 impl ls_send_options {
     const DEFAULT: ls_send_options = ls_send_options {
@@ -93,10 +97,10 @@ impl ls_send_options {
             }
             read_fields!(flags, service, action, conversation);
         }
-        if o.flags != 0 {
+        if o.flags & !LS_SEND_NO_RECEIPT != 0 {
             return Err(Error::InvalidArgument(format!(
                 "opts->flags has unknown bits 0x{:x}",
-                o.flags
+                o.flags & !LS_SEND_NO_RECEIPT
             )));
         }
         let text =
@@ -105,6 +109,7 @@ impl ls_send_options {
             service: text(o.service, "opts->service")?,
             action: text(o.action, "opts->action")?,
             conversation: text(o.conversation, "opts->conversation")?,
+            no_receipt: o.flags & LS_SEND_NO_RECEIPT != 0,
         })
     }
 }
@@ -337,6 +342,68 @@ pub unsafe extern "C" fn ls_client_run_due_jobs(
         if !sent_out.is_null() {
             *ptr::out_arg(sent_out, 0, "sent_out")? = sent;
         }
+        Ok(())
+    })
+}
+
+/// `ls_client_receipt_state`: no document sent with this MessageId is in the `sent/` folder
+/// (not sent, not delivered yet, or taken away).
+pub const LS_RECEIPT_UNKNOWN: i32 = 0;
+/// No signed receipt was asked of the partner for this document.
+pub const LS_RECEIPT_NOT_REQUESTED: i32 = 1;
+/// Asked for, not come yet.
+pub const LS_RECEIPT_WAITING: i32 = 2;
+/// The partner's end system signed that it received, verified and stored the document: the
+/// receipt is `sent/<name>.receipt.p7m`, beside our SignedData `sent/<name>.signed.p7m`.
+pub const LS_RECEIPT_PROCESSED: i32 = 3;
+/// The partner refused the document with a signed notice (its class is in the listing of
+/// `ls_client_receipts`).
+pub const LS_RECEIPT_FAILED: i32 = 4;
+
+/// The state of the partner's signed receipt of the document sent as `message_id` (as
+/// `ls_client_send` returned it): `*state_out` is set to one of the `LS_RECEIPT_*` values
+/// (`LS_RECEIPT_UNKNOWN` first). Receipts arrive with `ls_client_poll` (and the daemon).
+#[no_mangle]
+pub unsafe extern "C" fn ls_client_receipt_state(
+    c: *const ls_client,
+    message_id: *const c_char,
+    state_out: *mut i32,
+) -> ls_result {
+    call("ls_client_receipt_state", || {
+        let out = ptr::out_arg(state_out, LS_RECEIPT_UNKNOWN, "state_out")?;
+        let c = ptr::arg_ref(c, "c")?;
+        let id = ptr::arg_str(message_id, "message_id")?;
+        *out = match c.client.receipt_state(id)? {
+            None => LS_RECEIPT_UNKNOWN,
+            Some(r) => match r.state.as_str() {
+                "waiting" => LS_RECEIPT_WAITING,
+                "processed" => LS_RECEIPT_PROCESSED,
+                "failed" => LS_RECEIPT_FAILED,
+                _ => LS_RECEIPT_NOT_REQUESTED,
+            },
+        };
+        Ok(())
+    })
+}
+
+/// The documents in the `sent/` folder with the state of their partner's signed receipt, as
+/// JSON text (`{"receipts": [...]}`, the same as `layersec receipts --json`: `document`, `to`,
+/// `message_id`, `sent_at`, `state`, `class`, and `receipt` with what a receipt says). With
+/// `waiting_only` non-zero, only the documents still waiting. `*json_out` is reset first; free
+/// it with `ls_bytes_free`.
+#[no_mangle]
+pub unsafe extern "C" fn ls_client_receipts(
+    c: *const ls_client,
+    waiting_only: i32,
+    json_out: *mut ls_bytes,
+) -> ls_result {
+    call("ls_client_receipts", || {
+        let out = ptr::out_arg(json_out, ls_bytes::EMPTY, "json_out")?;
+        let c = ptr::arg_ref(c, "c")?;
+        let list = c.client.receipts(waiting_only != 0)?;
+        let json = serde_json::to_vec(&serde_json::json!({ "receipts": list }))
+            .map_err(|e| Error::Internal(format!("cannot write JSON: {e}")))?;
+        *out = ls_bytes::from_vec(json);
         Ok(())
     })
 }

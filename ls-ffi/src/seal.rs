@@ -144,6 +144,7 @@ impl ls_seal_options {
             },
             encrypt_to_self: f & LS_SEAL_ENCRYPT_TO_SELF != 0,
             signing_time: (self.signing_time != 0).then_some(self.signing_time),
+            receipt_request: None,
         })
     }
 }

@@ -144,6 +144,8 @@ pub fn message_json(m: &MessageRecord) -> Value {
         "failure_class": m.refusal.as_ref().map(|r| r.class.clone()),
         "refusal_notice_id": m.refusal.as_ref().map(|r| r.notice_id.clone()),
         "refused_at": m.refusal.as_ref().map(|r| iso8601(r.at)),
+        "receipt_message_id": m.receipt_returned.as_ref().map(|r| r.receipt_id.clone()),
+        "receipt_returned_at": m.receipt_returned.as_ref().map(|r| iso8601(r.at)),
     })
 }
 
@@ -501,17 +503,24 @@ pub fn usage_json(from: i64, to: i64, rows: &[Usage]) -> Value {
             "sent_bytes": u.sent_bytes,
             "received_messages": u.received_messages,
             "received_bytes": u.received_bytes,
+            "coordination_sent_messages": u.coordination_sent_messages,
+            "coordination_sent_bytes": u.coordination_sent_bytes,
+            "coordination_received_messages": u.coordination_received_messages,
+            "coordination_received_bytes": u.coordination_received_bytes,
         })).collect::<Vec<_>>(),
     })
 }
 
+/// The usage report as CSV: the document columns as before, then the co-ordination ones.
 pub fn usage_csv(from: i64, to: i64, rows: &[Usage]) -> String {
     let mut s = String::from(
-        "subscriber_id,organisation,period_from,period_to,sent_messages,sent_bytes,received_messages,received_bytes\n",
+        "subscriber_id,organisation,period_from,period_to,sent_messages,sent_bytes,\
+         received_messages,received_bytes,coordination_sent_messages,coordination_sent_bytes,\
+         coordination_received_messages,coordination_received_bytes\n",
     );
     for u in rows {
         s.push_str(&format!(
-            "{},{},{},{},{},{},{},{}\n",
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
             u.subscriber_id,
             csv_field(&u.organisation),
             iso8601(from),
@@ -519,7 +528,11 @@ pub fn usage_csv(from: i64, to: i64, rows: &[Usage]) -> String {
             u.sent_messages,
             u.sent_bytes,
             u.received_messages,
-            u.received_bytes
+            u.received_bytes,
+            u.coordination_sent_messages,
+            u.coordination_sent_bytes,
+            u.coordination_received_messages,
+            u.coordination_received_bytes
         ));
     }
     s

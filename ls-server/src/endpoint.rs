@@ -14,21 +14,24 @@
 //! only. A request that names no usable party is checked against a decoy certificate nobody
 //! holds the key for, so that it costs the service the same work as one that does.
 //!
-//! A refusal notice (`coordination::SERVICE` / `ACTION_REFUSAL`) from the recipient of a
-//! message held here marks that message failed and goes to its sender like any message.
+//! Co-ordination messages (`coordination::SERVICE`) are at most
+//! `coordination::MAX_COORDINATION_BYTES` (else `LS:0005`) and must name a message held here
+//! (or held: its record is kept) that their sender received from their recipient. A refusal
+//! notice (`ACTION_REFUSAL`) marks that message failed, a signed receipt (`ACTION_RECEIPT`)
+//! records on it that a receipt went back; both go to the message's sender like any message.
 
 use crate::http::{Handler, Request, Response};
 use crate::log::{self, V};
 use crate::metrics::Metrics;
 use crate::store::{
-    content_fingerprint, AcceptLimits, Accepted, Delivery, NewMessage, NoticeEffect, Party,
-    PartyKey, RefusalOf, Refused, Store, StoreError,
+    content_fingerprint, AcceptLimits, Accepted, Coordination, Delivery, NewMessage, NoticeEffect,
+    Party, PartyKey, RefusalOf, Refused, Store, StoreError,
 };
 use ls_core::as4::coordination::{self, errors as ls_errors, MessageFailure};
 use ls_core::as4::envelope::SoapVersion;
 use ls_core::as4::exchange::{self, Authenticated};
 use ls_core::as4::message::Built;
-use ls_core::as4::model::{EbmsError, Messaging, Signal, DEFAULT_MPC};
+use ls_core::as4::model::{EbmsError, Messaging, Signal, UserMessage, DEFAULT_MPC};
 use ls_core::as4::xml::Limits;
 use ls_core::time::now_unix;
 use ls_core::{Certificate, Error, Identity, KeyType};
@@ -419,23 +422,21 @@ impl Service {
                 "the To party has no PartyId".into(),
             )
         })?;
-        let notice = match coordination::read_refusal(um) {
-            None => None,
-            Some(Ok(n)) => Some(n),
-            Some(Err(e)) => {
-                return Err(refuse(
-                    "EBMS:0009",
-                    "invalid_refusal_notice",
-                    format!("{}: {e}", e.code().name()),
-                ))
-            }
+        let size = body.len() as u64;
+        let coordination = if coordination::is_coordination(um) {
+            Some(
+                coordination_of(um, size)
+                    .map_err(|(code, reason, detail)| refuse(code, reason, detail))?,
+            )
+        } else {
+            None
         };
         let recipient = match self.store.party(&to)? {
             Some(p) if p.is_usable() => p,
-            // A refusal notice goes back to the sender of the message it refuses (the store
-            // checks that it is that sender), even when that party has been revoked or
+            // A co-ordination message goes back to the sender of the message it names (the
+            // store checks that it is that sender), even when that party has been revoked or
             // suspended since: it waits there like any message.
-            Some(p) if notice.is_some() => p,
+            Some(p) if coordination.is_some() => p,
             _ => {
                 return Err(refuse(
                     "EBMS:0003",
@@ -461,7 +462,6 @@ impl Service {
             &self.domain,
         )
         .map_err(|e| Failure::Unavailable(format!("cannot sign the receipt: {e}")))?;
-        let size = body.len() as u64;
         let msg = NewMessage {
             sender: from.clone(),
             recipient: to.clone(),
@@ -476,10 +476,7 @@ impl Service {
             receipt: receipt.body.clone(),
             received_at: now_unix(),
             content_sha256: content_fingerprint(&to, um, &auth.verified.references),
-            refuses: notice.as_ref().map(|n| RefusalOf {
-                message_id: n.message_id.clone(),
-                class: n.class.as_str().to_string(),
-            }),
+            coordination,
         };
         let accepted = match self.store.accept(&msg, &self.accept_limits) {
             Err(StoreError::Conflict(detail)) => {
@@ -500,6 +497,11 @@ impl Service {
                     Refused::RefusedMessageUnknown { .. }
                     | Refused::RefusedMessageOtherSender { .. }
                     | Refused::AlreadyRefused { .. } => ("EBMS:0004", "invalid_refusal_notice"),
+                    Refused::ReceiptedMessageUnknown { .. }
+                    | Refused::ReceiptedMessageOtherSender { .. }
+                    | Refused::ReceiptForCoordination { .. }
+                    | Refused::ReceiptForRefused { .. }
+                    | Refused::AlreadyReceipted { .. } => ("EBMS:0004", "invalid_receipt"),
                 };
                 return Err(refuse(code, reason, r.to_string()));
             }
@@ -507,7 +509,7 @@ impl Service {
             other => other?,
         };
         match accepted {
-            Accepted::Stored | Accepted::NoticeStored(_) => {
+            Accepted::Stored | Accepted::NoticeStored(_) | Accepted::ReceiptStored => {
                 self.metrics.accepted.fetch_add(1, Relaxed);
                 self.metrics.bytes_in.fetch_add(size, Relaxed);
                 log::info(
@@ -523,8 +525,13 @@ impl Service {
                         ),
                     ],
                 );
-                if let (Accepted::NoticeStored(effect), Some(n)) = (&accepted, &notice) {
-                    self.metrics.refusal_notice(n.class.as_str());
+                if msg.coordination.is_some() {
+                    self.metrics.coordination(&msg.action);
+                }
+                if let (Accepted::NoticeStored(effect), Some(Coordination::Refusal(n))) =
+                    (&accepted, &msg.coordination)
+                {
+                    self.metrics.refusal_notice(&n.class);
                     log::info(
                         "refused_by_recipient",
                         &[
@@ -532,7 +539,7 @@ impl Service {
                             ("notice_id", V::S(&msg.message_id)),
                             ("recipient", V::S(&from.to_string())),
                             ("sender", V::S(&to.to_string())),
-                            ("class", n.class.as_str().into()),
+                            ("class", V::S(&n.class)),
                             (
                                 "state",
                                 match effect {
@@ -541,6 +548,19 @@ impl Service {
                                 }
                                 .into(),
                             ),
+                        ],
+                    );
+                }
+                if let (Accepted::ReceiptStored, Some(Coordination::Receipt { message_id })) =
+                    (&accepted, &msg.coordination)
+                {
+                    log::info(
+                        "receipt_returned",
+                        &[
+                            ("message_id", V::S(message_id)),
+                            ("receipt_id", V::S(&msg.message_id)),
+                            ("recipient", V::S(&from.to_string())),
+                            ("sender", V::S(&to.to_string())),
                         ],
                     );
                 }
@@ -828,8 +848,74 @@ fn ls_short_description(code: &str) -> Option<&'static str> {
         ls_errors::QUOTA_EXCEEDED => "QuotaExceeded",
         ls_errors::MESSAGE_ID_REUSED => "MessageIdReused",
         ls_errors::REFUSED_BY_RECIPIENT => "RefusedByRecipient",
+        ls_errors::COORDINATION_TOO_LARGE => "CoordinationTooLarge",
         _ => return None,
     })
+}
+
+/// A refusal of a push: the ebMS error, the reason for the metrics, the detail.
+type PushRefusal = (&'static str, &'static str, String);
+
+/// What a co-ordination message of `size` bytes says, from its verified header: refused when
+/// it is larger than [`coordination::MAX_COORDINATION_BYTES`] (`LS:0005`), of an Action this
+/// service does not know (`EBMS:0001`: it would route and meter what it cannot check), or
+/// malformed (`EBMS:0009`). Whether the message it names exists is the store's to say.
+fn coordination_of(um: &UserMessage, size: u64) -> std::result::Result<Coordination, PushRefusal> {
+    if size > coordination::MAX_COORDINATION_BYTES {
+        return Err((
+            ls_errors::COORDINATION_TOO_LARGE,
+            "coordination_too_large",
+            format!(
+                "the co-ordination message is {size} bytes; co-ordination messages are at most \
+                 {} bytes (they must not carry documents)",
+                coordination::MAX_COORDINATION_BYTES
+            ),
+        ));
+    }
+    match um.action.as_str() {
+        coordination::ACTION_REFUSAL => match coordination::read_refusal(um) {
+            Some(Ok(n)) => Ok(Coordination::Refusal(RefusalOf {
+                message_id: n.message_id,
+                class: n.class.as_str().to_string(),
+            })),
+            Some(Err(e)) => Err((
+                "EBMS:0009",
+                "invalid_refusal_notice",
+                format!("{}: {e}", e.code().name()),
+            )),
+            None => Err((
+                "EBMS:0009",
+                "invalid_refusal_notice",
+                "not a refusal notice".into(),
+            )),
+        },
+        coordination::ACTION_RECEIPT => match coordination::read_receipt(um) {
+            // The contract's ReceivedAt is an xsd:dateTime (the reader leaves it to the caller).
+            Some(Ok(h)) if ls_core::time::parse_date_time(&h.received_at).is_none() => Err((
+                "EBMS:0009",
+                "invalid_receipt",
+                "receipt: no xsd:dateTime in ReceivedAt".into(),
+            )),
+            Some(Ok(h)) => Ok(Coordination::Receipt {
+                message_id: h.message_id,
+            }),
+            Some(Err(e)) => Err((
+                "EBMS:0009",
+                "invalid_receipt",
+                format!("{}: {e}", e.code().name()),
+            )),
+            None => Err(("EBMS:0009", "invalid_receipt", "not a receipt".into())),
+        },
+        _ => Err((
+            "EBMS:0001",
+            "unknown_coordination_action",
+            format!(
+                "this service routes the co-ordination Actions {} and {} only",
+                coordination::ACTION_REFUSAL,
+                coordination::ACTION_RECEIPT
+            ),
+        )),
+    }
 }
 
 /// The RefToMessageId of the (first) signal.

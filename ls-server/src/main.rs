@@ -97,8 +97,9 @@ enum AdminOp {
         #[command(subcommand)]
         op: PartyOp,
     },
-    /// Messages and bytes per account in a period, for billing: the days from --from up to,
-    /// not including, --to (UTC).
+    /// Documents and bytes per account in a period, for billing, and co-ordination messages
+    /// (refusal notices, signed receipts) apart: the days from --from up to, not including,
+    /// --to (UTC).
     Usage {
         /// The first day of the period (YYYY-MM-DD, UTC), included.
         #[arg(long)]

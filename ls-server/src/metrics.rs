@@ -31,6 +31,8 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
     /// Refusal notices accepted, by failure class.
     refusal_notices: Mutex<BTreeMap<String, u64>>,
+    /// Co-ordination messages accepted, by Action (only the Actions the service routes).
+    coordination: Mutex<BTreeMap<String, u64>>,
     /// Pushes refused for the account quota, by subscriber id.
     quota_refusals: Mutex<BTreeMap<i64, u64>>,
 }
@@ -54,6 +56,11 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         *r.entry(class.to_string()).or_default() += 1;
+    }
+
+    pub fn coordination(&self, action: &str) {
+        let mut c = self.coordination.lock().unwrap_or_else(|e| e.into_inner());
+        *c.entry(action.to_string()).or_default() += 1;
     }
 
     pub fn quota_refused(&self, subscriber_id: i64) {
@@ -190,6 +197,22 @@ impl Metrics {
                 o,
                 "layersec_refusal_notices_total{{class=\"{}\"}} {n}",
                 esc(class)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP layersec_coordination_messages_total Co-ordination messages accepted (refusal notices, signed receipts), by Action.\n# TYPE layersec_coordination_messages_total counter"
+        );
+        for (action, n) in self
+            .coordination
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                o,
+                "layersec_coordination_messages_total{{action=\"{}\"}} {n}",
+                esc(action)
             );
         }
         if let Some(free) = store.free_bytes {

@@ -40,7 +40,7 @@ import ctypes
 import json
 import os
 import threading
-from ctypes import POINTER, byref, c_size_t, c_uint8
+from ctypes import POINTER, byref, c_int32, c_size_t, c_uint8
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterator, Optional, Sequence, Union
@@ -823,6 +823,7 @@ class Client(_Handle):
         service: Optional[str] = None,
         action: Optional[str] = None,
         conversation: Optional[str] = None,
+        receipt: bool = True,
     ) -> str:
         """Sends ``data`` as the document ``name`` (a base name: the partner's inbox uses it)
         to partner ``to`` (a party id with a certificate in the partners folder): seals it,
@@ -836,7 +837,8 @@ class Client(_Handle):
         :class:`LayerSecError` means nothing is queued — e.g. :class:`CertificateError`
         (LS_ERR_CERT_NOT_FOUND) for a partner without certificate, :class:`ProtocolError`
         (LS_ERR_EBMS_ERROR) when the service refused the message (the document is then in
-        ``failed/`` with the reason)."""
+        ``failed/`` with the reason). With ``receipt=False`` no signed receipt is asked of
+        the partner (the configuration's ``[receipts] request`` asks by default)."""
         data = _bytes(data, "data")
         return self._send(
             lib.ls_client_send,
@@ -844,6 +846,7 @@ class Client(_Handle):
             service,
             action,
             conversation,
+            receipt,
         )
 
     def send_file(
@@ -853,6 +856,7 @@ class Client(_Handle):
         service: Optional[str] = None,
         action: Optional[str] = None,
         conversation: Optional[str] = None,
+        receipt: bool = True,
     ) -> str:
         """:meth:`send` with the content and the base name of the file at ``path`` (which stays
         where it is). A file that cannot be read raises :class:`ArgumentError` (LS_ERR_IO)."""
@@ -862,11 +866,14 @@ class Client(_Handle):
             service,
             action,
             conversation,
+            receipt,
         )
 
-    def _send(self, func, args, service, action, conversation) -> str:
+    def _send(self, func, args, service, action, conversation, receipt=True) -> str:
         opts = _lib.ls_send_options()
         lib.ls_send_options_init(byref(opts))
+        if not receipt:
+            opts.flags |= _lib.LS_SEND_NO_RECEIPT
         opts.service = _cstr(service, "service")
         opts.action = _cstr(action, "action")
         opts.conversation = _cstr(conversation, "conversation")
@@ -928,6 +935,28 @@ class Client(_Handle):
         with self._use_exclusive() as p:
             lib.ls_client_run_due_jobs(p, byref(sent))
         return sent.value
+
+    def receipt_state(self, message_id: str) -> str:
+        """The state of the partner's signed receipt of the document sent as ``message_id``:
+        ``"waiting"``, ``"processed"`` (the partner's end system signed that it received,
+        verified and stored it), ``"failed"`` (the partner refused it), ``"not_requested"``, or
+        ``"unknown"`` (no such document in the sent folder). Receipts arrive with :meth:`poll`."""
+        state = c_int32()
+        with self._use() as p:
+            lib.ls_client_receipt_state(p, _cstr(message_id, "message_id"), byref(state))
+        return {
+            _lib.LS_RECEIPT_NOT_REQUESTED: "not_requested",
+            _lib.LS_RECEIPT_WAITING: "waiting",
+            _lib.LS_RECEIPT_PROCESSED: "processed",
+            _lib.LS_RECEIPT_FAILED: "failed",
+        }.get(state.value, "unknown")
+
+    def receipts(self, waiting: bool = False) -> "list[dict]":
+        """The documents in the sent folder with their receipt state (as ``layersec receipts
+        --json`` lists them); ``waiting=True``: only those still waiting."""
+        with self._use() as p:
+            raw = _take_bytes(lib.ls_client_receipts, p, 1 if waiting else 0)
+        return json.loads(raw)["receipts"]
 
     def __repr__(self) -> str:
         return "<layersec.Client (closed)>" if self.closed else "<layersec.Client>"

@@ -47,6 +47,12 @@ LS_OK = 0
 LS_NO_TIME = -(2**63)  # INT64_MIN
 
 LS_SEAL_NO_COMPRESS = 1 << 0
+LS_SEND_NO_RECEIPT = 1 << 0
+LS_RECEIPT_UNKNOWN = 0
+LS_RECEIPT_NOT_REQUESTED = 1
+LS_RECEIPT_WAITING = 2
+LS_RECEIPT_PROCESSED = 3
+LS_RECEIPT_FAILED = 4
 LS_SEAL_FORCE_COMPRESS = 1 << 1
 LS_SEAL_CBC = 1 << 2
 LS_SEAL_PSS = 1 << 3
@@ -257,6 +263,8 @@ _FUNCTIONS = {
         [POINTER(ls_client), ls_received_cb, c_void_p, POINTER(c_size_t)],
     ),
     "ls_client_run_due_jobs": (_RESULT, [POINTER(ls_client), POINTER(c_size_t)]),
+    "ls_client_receipt_state": (_RESULT, [POINTER(ls_client), c_char_p, POINTER(c_int32)]),
+    "ls_client_receipts": (_RESULT, [POINTER(ls_client), c_int32, POINTER(ls_bytes)]),
     "ls_client_free": (None, [POINTER(ls_client)]),
 }
 

@@ -29,6 +29,7 @@ EXPECTED = {
     "LS_ERR_DIGEST_MISMATCH": layersec.SignatureError,
     "LS_ERR_UNSUPPORTED_ALGORITHM": layersec.UnsupportedAlgorithmError,
     "LS_ERR_WEAK_ALGORITHM": layersec.WeakAlgorithmError,
+    "LS_ERR_RECEIPT_MISMATCH": layersec.CryptoError,
     "LS_ERR_CERT_EXPIRED": layersec.CertificateExpiredError,
     "LS_ERR_CERT_NOT_YET_VALID": layersec.CertificateNotYetValidError,
     "LS_ERR_CERT_KEY_USAGE": layersec.CertificateError,

@@ -7,10 +7,12 @@ pub mod keygen;
 pub mod open;
 pub mod partners;
 pub mod poll;
+pub mod receipts;
 pub mod run;
 pub mod seal;
 pub mod send;
 pub mod status;
+pub mod verify_receipt;
 
 use crate::cli::{Cli, PassArgs};
 use crate::fsio::{self, usage};

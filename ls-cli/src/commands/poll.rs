@@ -137,9 +137,12 @@ pub fn run(cli: &Cli) -> Result<(), Error> {
             r.notice_file.display()
         ));
     }
+    for r in &report.receipts {
+        stderr_line(&format!("layersec: {}", printable(&r.summary())));
+    }
     for e in &report.receipt_errors {
         stderr_line(&format!(
-            "layersec: the service refused a receipt (the document is in the inbox): [{}] {}",
+            "layersec: a receipt could not be sent (the document is in the inbox): [{}] {}",
             e.code,
             printable(&e.message)
         ));
@@ -164,6 +167,12 @@ pub fn run(cli: &Cli) -> Result<(), Error> {
             parts.push(format!(
                 "{} of ours refused by partners",
                 report.refused_by_partners.len()
+            ));
+        }
+        if !report.receipts.is_empty() {
+            parts.push(format!(
+                "{} partner receipt(s) of ours",
+                report.receipts.len()
             ));
         }
         if report.limited {

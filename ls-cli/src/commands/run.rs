@@ -74,6 +74,7 @@ fn event_text(ev: &Event) -> String {
             r.summary(),
             r.notice_file.display()
         ),
+        Event::Receipt(r) => r.summary(),
         Event::Ignored { path, reason } => format!("ignored {path}: {reason}"),
         Event::Unreachable {
             error,

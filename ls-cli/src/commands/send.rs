@@ -79,6 +79,7 @@ pub fn run(a: &SendArgs, cli: &Cli) -> Result<u8, Error> {
         service: a.service.clone(),
         action: a.action.clone(),
         conversation: a.conversation.clone(),
+        no_receipt: a.no_receipt,
     };
     let started = Instant::now();
     let sent = client.send_file(&a.file, &a.to, &opts)?;

@@ -70,6 +70,10 @@ fn status_text(st: &Status) -> String {
         ));
     }
     line(format!(
+        "receipts waiting: {} ({} for longer than [receipts] warn_after_hours)",
+        st.receipts_waiting, st.receipts_overdue
+    ));
+    line(format!(
         "refused by partners: {}",
         st.refused_by_partners.len()
     ));

@@ -22,6 +22,20 @@
 //! failed (it is not offered again) and routes the notice to the sender like any message; the
 //! sender verifies the recipient's signature and records the refusal on its sent document.
 //!
+//! # Signed receipts
+//!
+//! A recipient that verified, opened and stored a document answers it with a *signed receipt*
+//! ([`receipt_message`], [`read_receipt`]): an ordinary signed UserMessage from the recipient
+//! to the sender, Service [`SERVICE`], Action [`ACTION_RECEIPT`], `RefToMessageId` the
+//! receipted message, the message properties [`PROP_PAYLOAD_SHA256`], [`PROP_DISPOSITION`]
+//! (`processed`) and [`PROP_RECEIVED_AT`] (an xsd:dateTime), and one payload, the RFC 2634
+//! (ESS) signed receipt ([`RECEIPT_CONTENT_TYPE`]). The refusal notice is the `failed`
+//! disposition. The service routes it like a refusal notice (it must name a document it holds
+//! or held, sent by the receipt's To party to its From party, neither refused nor receipted
+//! yet) and records on that document that a receipt went back. Co-ordination messages are at
+//! most [`MAX_COORDINATION_BYTES`] as pushed; a larger one is refused with
+//! [`errors::COORDINATION_TOO_LARGE`].
+//!
 //! # Refusing a message that cannot be read
 //!
 //! Both ends refuse what they cannot read or authenticate — the service a push or a pull, a
@@ -69,6 +83,8 @@ pub mod errors {
     pub const MESSAGE_ID_REUSED: &str = "LS:0003";
     /// The message was refused by its recipient (a refusal notice names the class).
     pub const REFUSED_BY_RECIPIENT: &str = "LS:0004";
+    /// A co-ordination message is larger than [`super::MAX_COORDINATION_BYTES`].
+    pub const COORDINATION_TOO_LARGE: &str = "LS:0005";
 
     /// Whether `code` is one of ours.
     pub fn is_layersec(code: &str) -> bool {
@@ -274,6 +290,23 @@ pub fn refusal_notice(
     Ok(um)
 }
 
+/// What every co-ordination message about a message names: its RefToMessageId and the hex
+/// SHA-256 of its payload (the `PayloadSHA256` property), as given.
+fn reference_and_digest<'a>(um: &'a UserMessage, kind: &str) -> Result<(String, &'a str)> {
+    let bad = |what: &str| Error::InvalidEbms(format!("{kind}: {what}"));
+    let message_id = um
+        .info
+        .ref_to_message_id
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| bad("no RefToMessageId"))?;
+    let sha = um
+        .property(PROP_PAYLOAD_SHA256)
+        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| bad("no hex SHA-256 in PayloadSHA256"))?;
+    Ok((message_id, sha))
+}
+
 /// Whether a UserMessage is a co-ordination message (not a document for the inbox).
 pub fn is_coordination(um: &UserMessage) -> bool {
     um.service.value == SERVICE
@@ -287,16 +320,7 @@ pub fn read_refusal(um: &UserMessage) -> Option<Result<RefusalNotice>> {
     }
     Some((|| {
         let bad = |what: &str| Error::InvalidEbms(format!("refusal notice: {what}"));
-        let message_id = um
-            .info
-            .ref_to_message_id
-            .clone()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| bad("no RefToMessageId"))?;
-        let sha = um
-            .property(PROP_PAYLOAD_SHA256)
-            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| bad("no hex SHA-256 in PayloadSHA256"))?;
+        let (message_id, sha) = reference_and_digest(um, "refusal notice")?;
         let class = um
             .property(PROP_FAILURE_CLASS)
             .and_then(FailureClass::parse)
@@ -308,6 +332,79 @@ pub fn read_refusal(um: &UserMessage) -> Option<Result<RefusalNotice>> {
             message_id,
             payload_sha256: sha.to_ascii_lowercase(),
             class,
+        })
+    })())
+}
+
+/// The Action of a signed receipt (RFC 2634 ESS) of a document: one payload, the receipt
+/// (a CMS SignedData of content type id-ct-receipt), Content-Type [`RECEIPT_CONTENT_TYPE`].
+pub const ACTION_RECEIPT: &str = "Receipt";
+/// Message property of a receipt: `processed` (verified, opened and durably stored).
+pub const PROP_DISPOSITION: &str = "Disposition";
+/// Message property of a receipt: when the document was stored (xsd:dateTime).
+pub const PROP_RECEIVED_AT: &str = "ReceivedAt";
+/// The Content-Type of a receipt's payload.
+pub const RECEIPT_CONTENT_TYPE: &str = "application/pkcs7-mime; smime-type=signed-receipt";
+/// The one disposition a receipt carries (a refusal notice is the `failed` one).
+pub const DISPOSITION_PROCESSED: &str = "processed";
+/// The largest co-ordination message (a receipt with its certificates is a few KB): they are
+/// metered apart from documents, so they must not carry documents.
+pub const MAX_COORDINATION_BYTES: u64 = 256 << 10;
+
+/// What a receipt's header says beside the ESS receipt it carries, signed by the recipient with
+/// the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptHeader {
+    /// The original message.
+    pub message_id: String,
+    /// Hex SHA-256 of the original's payload bytes as the recipient received them.
+    pub payload_sha256: String,
+    /// [`DISPOSITION_PROCESSED`].
+    pub disposition: String,
+    /// When the recipient stored the document (xsd:dateTime).
+    pub received_at: String,
+}
+
+/// The header of a signed receipt from `from` (the recipient of the original) to `to` (its
+/// sender). Build it with [`super::message::build`] and the ESS receipt as the one payload.
+pub fn receipt_message(
+    from: &str,
+    to: &str,
+    h: &ReceiptHeader,
+    domain: &str,
+) -> Result<UserMessage> {
+    let mut um = super::exchange::user_message(from, to, SERVICE, ACTION_RECEIPT, "", domain)?;
+    um.info.ref_to_message_id = Some(h.message_id.clone());
+    um.properties = vec![
+        Property::new(PROP_PAYLOAD_SHA256, &h.payload_sha256),
+        Property::new(PROP_DISPOSITION, &h.disposition),
+        Property::new(PROP_RECEIVED_AT, &h.received_at),
+    ];
+    Ok(um)
+}
+
+/// The receipt header a UserMessage carries: `None` when it is not a receipt, `Err` when it
+/// says it is one but is not well formed.
+pub fn read_receipt(um: &UserMessage) -> Option<Result<ReceiptHeader>> {
+    if !is_coordination(um) || um.action != ACTION_RECEIPT {
+        return None;
+    }
+    Some((|| {
+        let bad = |what: &str| Error::InvalidEbms(format!("receipt: {what}"));
+        let (message_id, sha) = reference_and_digest(um, "receipt")?;
+        let disposition = um
+            .property(PROP_DISPOSITION)
+            .filter(|d| *d == DISPOSITION_PROCESSED)
+            .ok_or_else(|| bad("no Disposition \"processed\""))?;
+        let received_at = um.property(PROP_RECEIVED_AT).unwrap_or("");
+        if um.payloads.len() != 1 {
+            return Err(bad("one payload, the signed receipt, is expected"));
+        }
+        Ok(ReceiptHeader {
+            message_id,
+            payload_sha256: sha.to_ascii_lowercase(),
+            disposition: disposition.to_string(),
+            received_at: received_at.to_string(),
         })
     })())
 }
@@ -379,6 +476,30 @@ mod tests {
             f(Error::Malformed(s())),
             ("EBMS:0004", "malformed", K::Malformed)
         );
+    }
+
+    #[test]
+    fn receipt_header_round_trip() {
+        let h = ReceiptHeader {
+            message_id: "m3@example".into(),
+            payload_sha256: "cd".repeat(32),
+            disposition: DISPOSITION_PROCESSED.into(),
+            received_at: "2026-12-07T06:00:00Z".into(),
+        };
+        let mut um = receipt_message("rcpt", "sndr", &h, "example").unwrap();
+        // A receipt without its payload is not one.
+        assert!(read_receipt(&um).unwrap().is_err());
+        um.payloads.push(crate::as4::model::PartInfo {
+            href: Some("cid:r@example".into()),
+            schema: None,
+            properties: Vec::new(),
+            description: None,
+        });
+        assert_eq!(read_receipt(&um).unwrap().unwrap(), h);
+        assert!(read_refusal(&um).is_none());
+        let mut bad = um.clone();
+        bad.properties.retain(|p| p.name != PROP_DISPOSITION);
+        assert!(read_receipt(&bad).unwrap().is_err());
     }
 
     #[test]

@@ -288,12 +288,13 @@ pub fn content_alg_id(alg: ContentAlg, iv: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Encrypt `data` into `out` (appended); returns the AEAD tag (empty for CBC).
+/// Encrypt the concatenation of `data` into `out` (appended); returns the AEAD tag (empty for
+/// CBC).
 pub fn encrypt_content(
     alg: ContentAlg,
     key: &[u8],
     iv: &[u8],
-    data: &[u8],
+    data: &[&[u8]],
     out: &mut Vec<u8>,
 ) -> Result<Vec<u8>> {
     let cipher = alg.cipher();
@@ -343,7 +344,7 @@ pub fn decrypt_content(
         c.pad(true);
     }
     let mut out = Vec::new();
-    run_crypter(&mut c, cipher, data, &mut out).map_err(|_| {
+    run_crypter(&mut c, cipher, &[data], &mut out).map_err(|_| {
         Error::DecryptFailed(if p.alg.is_aead() {
             "the authentication tag does not match".into()
         } else {
@@ -353,12 +354,13 @@ pub fn decrypt_content(
     Ok(out)
 }
 
-fn run_crypter(c: &mut Crypter, cipher: Cipher, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
+fn run_crypter(c: &mut Crypter, cipher: Cipher, data: &[&[u8]], out: &mut Vec<u8>) -> Result<()> {
     let bs = cipher.block_size();
     let start = out.len();
-    out.resize(start + data.len() + bs * 2, 0);
+    let len: usize = data.iter().map(|d| d.len()).sum();
+    out.resize(start + len + bs * 2, 0);
     let mut pos = start;
-    for chunk in data.chunks(CHUNK) {
+    for chunk in data.iter().flat_map(|d| d.chunks(CHUNK)) {
         pos += c.update(chunk, &mut out[pos..])?;
     }
     pos += c.finalize(&mut out[pos..])?;

@@ -80,6 +80,9 @@ pub enum Layer {
     },
     #[serde(rename = "signedData")]
     SignedData(SignedLayer),
+    /// The content of an ESS signed receipt (RFC 2634), last: it answers a signed message.
+    #[serde(rename = "receipt")]
+    Receipt(ReceiptLayer),
     #[serde(rename = "compressedData")]
     CompressedData {
         algorithm: String,
@@ -148,6 +151,48 @@ pub struct Signer {
     pub signed_attributes: bool,
     /// ISO 8601, as the signer stated it.
     pub signing_time: Option<String>,
+    /// The signer asks for a signed receipt (an ESS ReceiptRequest attribute).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipt_request: Option<ReceiptRequestReport>,
+    /// On a signed receipt: the digest of the signed attributes of the signature it answers
+    /// (ESS msgSigDigest), hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub msg_sig_digest: Option<String>,
+}
+
+/// An ESS ReceiptRequest as `inspect` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReceiptRequestReport {
+    /// signedContentIdentifier, hex.
+    pub content_identifier: String,
+    /// `"all"` (allOrFirstTier) or the names of receiptList.
+    pub receipts_from: serde_json::Value,
+    pub receipts_to: Vec<String>,
+}
+
+impl From<&super::receipt::ReceiptRequest> for ReceiptRequestReport {
+    fn from(r: &super::receipt::ReceiptRequest) -> Self {
+        ReceiptRequestReport {
+            content_identifier: crate::bytes::hex(&r.content_identifier),
+            receipts_from: if r.from_all {
+                serde_json::Value::from("all")
+            } else {
+                serde_json::Value::from(r.receipts_from.clone())
+            },
+            receipts_to: r.receipts_to.clone(),
+        }
+    }
+}
+
+/// The content of a signed receipt: which signed message it answers.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReceiptLayer {
+    /// The content type of the message it answers.
+    pub content_type: String,
+    /// signedContentIdentifier, hex.
+    pub content_identifier: String,
+    /// The size of the quoted signature value of the message it answers.
+    pub originator_signature_size: usize,
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 pub(crate) mod crypto;
 pub mod inspect;
 mod open;
+pub mod receipt;
 mod seal;
 
 use crate::cert::{CertStore, Certificate};
@@ -70,6 +71,12 @@ pub struct SealOptions {
     pub encrypt_to_self: bool,
     /// The signing time to state (Unix seconds); now when absent.
     pub signing_time: Option<i64>,
+    /// Ask for a signed receipt (RFC 2634): a ReceiptRequest signed attribute with this
+    /// signedContentIdentifier (1 to 1024 bytes, unique per document; receipts from all
+    /// recipients (allOrFirstTier = allReceipts), to one GeneralNames naming the signer: its
+    /// certificate's subject as directoryName, then the rfc822Names of its subjectAltName).
+    /// The receipt is bound to the signature, not to this identifier alone.
+    pub receipt_request: Option<Vec<u8>>,
 }
 
 impl Default for SealOptions {
@@ -84,6 +91,7 @@ impl Default for SealOptions {
             output: OutputFormat::Der,
             encrypt_to_self: false,
             signing_time: None,
+            receipt_request: None,
         }
     }
 }
@@ -171,6 +179,21 @@ pub struct Opened {
     pub encrypted: bool,
     /// The layers peeled, outermost first, for logs and `inspect`.
     pub layers: Vec<String>,
+    /// The SignedData (ContentInfo, DER, as received) whose signature was verified — the
+    /// innermost one when several were — for a signed receipt ([`receipt::sign_receipt`]).
+    /// Kept only when that signature asks for a receipt (`receipt_request` is `Some`), and
+    /// then copied once: it is as large as the signed content (the compressed document, or
+    /// the document itself when it was not compressed), so opening such a document holds that
+    /// much more memory, up to about twice the document instead of once. For the detached
+    /// signature of a multipart/signed entity it is the signature's ContentInfo alone; for a
+    /// SignedData that came as the bare content of an outer layer, the same wrapped in a
+    /// ContentInfo.
+    pub signed_data: Option<Vec<u8>>,
+    /// The ReceiptRequest of that signature, if its signer asked for a receipt — and the
+    /// receipt would answer it: a receipt answers the first SignerInfo asking for one, so a
+    /// request is reported only when that is the SignerInfo verified. A request that cannot
+    /// be read is ignored (the document opens; no receipt is offered).
+    pub receipt_request: Option<receipt::ReceiptRequest>,
 }
 
 impl Opened {
@@ -181,6 +204,30 @@ impl Opened {
     }
 }
 
+/// A sealed document and the evidence a receipt will refer to.
+#[derive(Clone, Debug)]
+pub struct Sealed {
+    /// What [`seal`] returns.
+    pub sealed: Vec<u8>,
+    /// The SignedData (ContentInfo, DER) exactly as signed, inside `sealed`: what the
+    /// recipient's receipt refers to ([`receipt::verify_receipt`]). As large as the signed
+    /// content (the compressed document, or the document when it was not compressed): it is
+    /// the buffer that was signed and then encrypted, kept instead of dropped, so asking for it
+    /// costs no copy and no higher peak, only the memory held until the caller drops it.
+    pub signed_data: Vec<u8>,
+}
+
+/// [`seal`], also returning the SignedData as signed (the sender's evidence, and what a
+/// signed receipt for the document refers to: [`SealOptions::receipt_request`]).
+pub fn seal_with_evidence(
+    document: &[u8],
+    signer: &Identity,
+    recipients: &[Certificate],
+    opts: &SealOptions,
+) -> Result<Sealed> {
+    seal::seal(document, signer, recipients, opts)
+}
+
 /// Seal `document`: MIME-wrap, compress (if it pays), sign with `signer`, encrypt to `recipients`.
 pub fn seal(
     document: &[u8],
@@ -188,7 +235,7 @@ pub fn seal(
     recipients: &[Certificate],
     opts: &SealOptions,
 ) -> Result<Vec<u8>> {
-    seal::seal(document, signer, recipients, opts)
+    seal_with_evidence(document, signer, recipients, opts).map(|s| s.sealed)
 }
 
 /// Open a sealed object (DER, BER, PEM or S/MIME), verifying its signature(s) against the expected

@@ -3,8 +3,10 @@
 //! signature against the partner the caller expects.
 
 use super::crypto::{self, AlgId, ContentAlg, Digest};
-use super::inspect::{EnvelopedLayer, InspectReport, Layer, Recipient, SignedLayer, Signer};
-use super::{Kek, OpenOptions, Opened};
+use super::inspect::{
+    EnvelopedLayer, InspectReport, Layer, ReceiptLayer, Recipient, SignedLayer, Signer,
+};
+use super::{receipt, Kek, OpenOptions, Opened};
 use crate::asn1::{self, tag, Reader, Tlv};
 use crate::cert::{self, key_usage, Certificate};
 use crate::error::{Error, Result};
@@ -32,6 +34,8 @@ enum ContentType {
     Enveloped,
     AuthEnveloped,
     Compressed,
+    /// An ESS signed receipt's content (RFC 2634): signed, but no document.
+    Receipt,
 }
 
 fn content_type(o: &[u8]) -> Result<ContentType> {
@@ -41,6 +45,7 @@ fn content_type(o: &[u8]) -> Result<ContentType> {
         x if x == oid::ENVELOPED_DATA => ContentType::Enveloped,
         x if x == oid::AUTH_ENVELOPED_DATA => ContentType::AuthEnveloped,
         x if x == oid::COMPRESSED_DATA => ContentType::Compressed,
+        x if x == oid::CT_RECEIPT => ContentType::Receipt,
         x => {
             return Err(Error::UnsupportedAlgorithm(format!(
                 "CMS content type {}",
@@ -272,7 +277,7 @@ impl<'o> State<'o> {
                 let ct = content_type(ct_oid.content)?;
                 let explicit = r.expect(tag::ctx(0), "content")?;
                 let inner = explicit.children()?.req("content")?;
-                self.cms(cur, ct, inner)
+                self.cms(cur, ct, inner, Some(ci.raw))
             }
             Kind::Content(ContentType::Data) => {
                 if mime::looks_like_entity(cur) {
@@ -291,9 +296,10 @@ impl<'o> State<'o> {
                     }))
                 }
             }
+            Kind::Content(ContentType::Receipt) => self.receipt_content(cur),
             Kind::Content(ct) => {
                 let inner = asn1::parse_single(cur)?;
-                self.cms(cur, ct, inner)
+                self.cms(cur, ct, inner, None)
             }
         }
     }
@@ -349,7 +355,7 @@ impl<'o> State<'o> {
                     signed_part_size: parts.content.len(),
                 });
                 self.layer("multipart/signed".into())?;
-                self.signed_data(sd, Some(parts.content))?;
+                self.signed_data(sd, Some(parts.content), Some(sd_ci.raw))?;
                 Ok(Next::Sub(range_in(cur, parts.content), Kind::Mime))
             }
             _ => {
@@ -369,7 +375,9 @@ impl<'o> State<'o> {
         }
     }
 
-    fn cms(&mut self, cur: &[u8], ct: ContentType, inner: Tlv) -> Result<Next> {
+    /// One CMS layer: `inner` is its content, `ci` the whole ContentInfo when the layer came
+    /// as one (not as the bare content of an outer layer).
+    fn cms(&mut self, cur: &[u8], ct: ContentType, inner: Tlv, ci: Option<&[u8]>) -> Result<Next> {
         match ct {
             ContentType::Data => {
                 let o = inner.expect(tag::OCTET_STRING, "data")?;
@@ -382,7 +390,7 @@ impl<'o> State<'o> {
                 }
             }
             ContentType::Signed => {
-                let (ect, content) = self.signed_data(inner, None)?;
+                let (ect, content) = self.signed_data(inner, None, ci)?;
                 let k = Kind::Content(content_type(ect)?);
                 match content {
                     Cow::Borrowed(b) => Ok(Next::Sub(range_in(cur, b), k)),
@@ -405,7 +413,30 @@ impl<'o> State<'o> {
                 let (ect, plain) = self.decompress(inner)?;
                 Ok(Next::Owned(plain, Kind::Content(content_type(&ect)?)))
             }
+            ContentType::Receipt => Err(Error::Malformed(
+                "a Receipt outside the SignedData that signs it".into(),
+            )),
         }
+    }
+
+    /// The content of a signed receipt: described by `inspect`; `open` refuses it, as it holds
+    /// no document.
+    fn receipt_content(&mut self, cur: &[u8]) -> Result<Next> {
+        if !self.inspecting() {
+            return Err(Error::Malformed(
+                "this is a signed receipt (id-ct-receipt), not a document: check it against \
+                 the message it answers (layersec verify-receipt)"
+                    .into(),
+            ));
+        }
+        let r = receipt::Receipt::parse(cur)?;
+        self.layer("receipt".into())?;
+        self.trace(Layer::Receipt(ReceiptLayer {
+            content_type: oid::name(&r.content_type),
+            content_identifier: crate::bytes::hex(&r.content_identifier),
+            originator_signature_size: r.originator_signature.len(),
+        }));
+        Ok(Next::Stop)
     }
 
     fn decompress(&mut self, cd: Tlv) -> Result<(Vec<u8>, Vec<u8>)> {
@@ -456,11 +487,13 @@ impl<'o> State<'o> {
     }
 
     /// Verify a SignedData against the sender policy. Returns the eContentType and the content
-    /// (the encapsulated one, or `detached` for multipart/signed).
+    /// (the encapsulated one, or `detached` for multipart/signed). `ci` is its ContentInfo as
+    /// received, when it came as one.
     fn signed_data<'a>(
         &mut self,
         sd: Tlv<'a>,
         detached: Option<&'a [u8]>,
+        ci: Option<&[u8]>,
     ) -> Result<(&'a [u8], Cow<'a, [u8]>)> {
         let mut r = sd.expect(tag::SEQUENCE, "SignedData")?.children()?;
         r.expect(tag::INTEGER, "version")?;
@@ -525,7 +558,7 @@ impl<'o> State<'o> {
             if self.opts.sender.is_none() && self.opts.partners.is_none() {
                 self.layer("signedData (not verified)".into())?;
             } else {
-                match self.verify_signers(signer_infos, ect, &content, &embedded) {
+                match self.verify_signers(signer_infos, ect, &content, &embedded, None) {
                     Ok(()) => j.verified = Some(true),
                     Err(e) => {
                         j.verified = Some(false);
@@ -537,16 +570,21 @@ impl<'o> State<'o> {
             self.trace(Layer::SignedData(j));
             return Ok((ect, content));
         }
-        self.verify_signers(signer_infos, ect, &content, &embedded)?;
+        let evidence = Evidence { sd: sd.raw, ci };
+        self.verify_signers(signer_infos, ect, &content, &embedded, Some(evidence))?;
         Ok((ect, content))
     }
 
+    /// Verify the SignerInfos: the first one of the expected partner decides. With `evidence`
+    /// (opening, not inspecting), a verified signature that asks for a signed receipt keeps the
+    /// SignedData and its ReceiptRequest in [`Opened`] (the innermost such layer wins).
     fn verify_signers(
         &mut self,
         signer_infos: Tlv,
         ect: &[u8],
         content: &[u8],
         embedded: &Embedded,
+        evidence: Option<Evidence>,
     ) -> Result<()> {
         let mut sis = signer_infos.children()?;
         if signer_infos.children()?.count_all()? > MAX_SIGNERS {
@@ -555,6 +593,7 @@ impl<'o> State<'o> {
 
         let mut seen = Vec::new();
         let mut first_error: Option<Error> = None;
+        let mut index = 0usize;
         while let Some(si) = sis.next()? {
             match self.signer_info(si, ect, content, embedded) {
                 Ok(SignerOutcome::Verified(cert, at, desc)) => {
@@ -562,6 +601,9 @@ impl<'o> State<'o> {
                     if self.out.signer.is_none() {
                         self.out.signer = Some(cert);
                         self.out.signing_time = at;
+                    }
+                    if let Some(ev) = evidence {
+                        self.keep_evidence(signer_infos, index, ev)?;
                     }
                     return Ok(());
                 }
@@ -571,6 +613,7 @@ impl<'o> State<'o> {
                     first_error.get_or_insert(e);
                 }
             }
+            index += 1;
         }
         if let Some(e) = first_error {
             return Err(e);
@@ -591,6 +634,39 @@ impl<'o> State<'o> {
                 "no sender certificate or partner store was given to verify the signature".into(),
             ),
         })
+    }
+
+    /// After SignerInfo number `verified` of this layer verified: keep what a signed receipt
+    /// needs when it asks for one, else forget what an outer layer asked. A receipt answers the
+    /// first SignerInfo that asks for one (as [`receipt::sign_receipt`] and `openssl cms
+    /// -sign_receipt` pick it), so one is offered only when that is the signature verified
+    /// here. A ReceiptRequest we cannot read is ignored (no receipt is offered): the document
+    /// itself is sound. The SignedData is copied once, only when a receipt is asked for.
+    fn keep_evidence(&mut self, signer_infos: Tlv, verified: usize, ev: Evidence) -> Result<()> {
+        self.out.signed_data = None;
+        self.out.receipt_request = None;
+        let mut sis = signer_infos.children()?;
+        let mut index = 0usize;
+        while let Some(si) = sis.next()? {
+            let rr = SignerInfo::parse(si)
+                .and_then(|si| si.attrs())
+                .map(|a| a.receipt_request)
+                .unwrap_or_default();
+            if !rr.is_empty() {
+                if index == verified {
+                    if let Ok(request) = receipt::ReceiptRequest::from_values(&rr) {
+                        self.out.receipt_request = Some(request);
+                        self.out.signed_data = Some(match ev.ci {
+                            Some(ci) => ci.to_vec(),
+                            None => super::seal::content_info(oid::SIGNED_DATA, ev.sd),
+                        });
+                    }
+                }
+                break;
+            }
+            index += 1;
+        }
+        Ok(())
     }
 
     fn signer_info(
@@ -975,12 +1051,20 @@ impl Embedded<'_> {
     }
 }
 
+/// The SignedData a verified signature came in: its DER, and its ContentInfo as received when
+/// it came as one.
+#[derive(Clone, Copy)]
+struct Evidence<'a> {
+    sd: &'a [u8],
+    ci: Option<&'a [u8]>,
+}
+
 enum SignerOutcome {
     Verified(Certificate, Option<i64>, String),
     NotOurPartner(String),
 }
 
-fn not_cms(e: Error) -> Error {
+pub(super) fn not_cms(e: Error) -> Error {
     match e {
         Error::Truncated(m) => Error::Truncated(m),
         Error::TooDeep(m) => Error::TooDeep(m),
@@ -988,7 +1072,7 @@ fn not_cms(e: Error) -> Error {
     }
 }
 
-fn issuer_serial(t: Tlv<'_>) -> Result<(&[u8], &[u8])> {
+pub(super) fn issuer_serial(t: Tlv<'_>) -> Result<(&[u8], &[u8])> {
     let mut r: Reader = t.children()?;
     let issuer = r.expect(tag::SEQUENCE, "issuer")?;
     let serial = r.expect(tag::INTEGER, "serialNumber")?;
@@ -996,7 +1080,7 @@ fn issuer_serial(t: Tlv<'_>) -> Result<(&[u8], &[u8])> {
 }
 
 /// A RecipientIdentifier (issuerAndSerialNumber or [0] subjectKeyIdentifier) naming `cert`.
-fn rid_matches(cert: &Certificate, rid: Tlv) -> Result<bool> {
+pub(super) fn rid_matches(cert: &Certificate, rid: Tlv) -> Result<bool> {
     Ok(match rid.tag {
         tag::SEQUENCE => {
             let (i, s) = issuer_serial(rid)?;
@@ -1037,7 +1121,13 @@ pub(crate) fn decode_pem(text: &[u8]) -> Result<Vec<u8>> {
 
 fn describe_signer(si: Tlv, embedded: &[Certificate]) -> Result<Signer> {
     let si = SignerInfo::parse(si)?;
-    let signing_time = si.attrs()?.signing_time.map(time::iso8601);
+    let attrs = si.attrs()?;
+    let signing_time = attrs.signing_time.map(time::iso8601);
+    // Shown when it can be read (what cannot is ignored by `open` too).
+    let receipt_request = (!attrs.receipt_request.is_empty())
+        .then(|| receipt::ReceiptRequest::from_values(&attrs.receipt_request).ok())
+        .flatten()
+        .map(|r| (&r).into());
     let cert = embedded.iter().find(|c| si.names(c));
     Ok(Signer {
         id: describe_rid(si.sid),
@@ -1046,28 +1136,39 @@ fn describe_signer(si: Tlv, embedded: &[Certificate]) -> Result<Signer> {
         signature: si.sig_alg.name(),
         signed_attributes: si.signed_attrs.is_some(),
         signing_time,
+        receipt_request,
+        msg_sig_digest: receipt::single_msg_sig_digest(&attrs.msg_sig_digest)
+            .ok()
+            .flatten()
+            .map(|d| crate::bytes::hex(&d)),
     })
 }
 
 /// One SignerInfo of a SignedData.
-struct SignerInfo<'a> {
-    sid: Tlv<'a>,
-    digest_alg: AlgId<'a>,
-    signed_attrs: Option<Tlv<'a>>,
-    sig_alg: AlgId<'a>,
-    signature: Cow<'a, [u8]>,
+pub(super) struct SignerInfo<'a> {
+    pub sid: Tlv<'a>,
+    pub digest_alg: AlgId<'a>,
+    pub signed_attrs: Option<Tlv<'a>>,
+    pub sig_alg: AlgId<'a>,
+    pub signature: Cow<'a, [u8]>,
 }
 
 /// The signed attributes we act on.
 #[derive(Default)]
-struct SignedAttrs<'a> {
-    message_digest: Option<Vec<u8>>,
-    content_type: Option<&'a [u8]>,
-    signing_time: Option<i64>,
+pub(super) struct SignedAttrs<'a> {
+    pub message_digest: Option<Vec<u8>>,
+    pub content_type: Option<&'a [u8]>,
+    pub signing_time: Option<i64>,
+    /// The values of ESS msgSigDigest attributes (RFC 2634 2.7; one, on a signed receipt), as
+    /// found: not yet checked.
+    pub msg_sig_digest: Vec<Tlv<'a>>,
+    /// The values of ESS ReceiptRequest attributes (RFC 2634 2.7; one, when a receipt is
+    /// asked for), as found: not yet checked.
+    pub receipt_request: Vec<Tlv<'a>>,
 }
 
 impl<'a> SignerInfo<'a> {
-    fn parse(si: Tlv<'a>) -> Result<SignerInfo<'a>> {
+    pub fn parse(si: Tlv<'a>) -> Result<SignerInfo<'a>> {
         let mut r = si.expect(tag::SEQUENCE, "SignerInfo")?.children()?;
         r.expect(tag::INTEGER, "version")?;
         let sid = r.req("sid")?;
@@ -1084,7 +1185,7 @@ impl<'a> SignerInfo<'a> {
         })
     }
 
-    fn attrs(&self) -> Result<SignedAttrs<'a>> {
+    pub fn attrs(&self) -> Result<SignedAttrs<'a>> {
         let mut out = SignedAttrs::default();
         let Some(sa) = self.signed_attrs else {
             return Ok(out);
@@ -1093,10 +1194,8 @@ impl<'a> SignerInfo<'a> {
         while let Some(a) = ar.next()? {
             let mut x = a.expect(tag::SEQUENCE, "Attribute")?.children()?;
             let aoid = x.expect(tag::OID, "attrType")?.content;
-            let v = x
-                .expect(tag::SET, "attrValues")?
-                .children()?
-                .req("attribute value")?;
+            let mut values = x.expect(tag::SET, "attrValues")?.children()?;
+            let v = values.req("attribute value")?;
             if aoid == oid::ATTR_MESSAGE_DIGEST {
                 if out.message_digest.is_some() {
                     return Err(Error::Malformed("two message-digest attributes".into()));
@@ -1110,19 +1209,31 @@ impl<'a> SignerInfo<'a> {
                 out.content_type = Some(v.expect(tag::OID, "contentType")?.content);
             } else if aoid == oid::ATTR_SIGNING_TIME {
                 out.signing_time = Some(time::parse_asn1_time(v.tag, v.content)?);
+            } else if aoid == oid::ATTR_MSG_SIG_DIGEST || aoid == oid::ATTR_RECEIPT_REQUEST {
+                // Every value, checked only where receipts are made or verified: a document
+                // whose ESS attributes are malformed still opens (no receipt is offered).
+                let to = if aoid == oid::ATTR_MSG_SIG_DIGEST {
+                    &mut out.msg_sig_digest
+                } else {
+                    &mut out.receipt_request
+                };
+                to.push(v);
+                while let Some(more) = values.next()? {
+                    to.push(more);
+                }
             }
         }
         Ok(out)
     }
 
     /// Whether the signer identifier names `cert`.
-    fn names(&self, cert: &Certificate) -> bool {
+    pub fn names(&self, cert: &Certificate) -> bool {
         rid_matches(cert, self.sid).unwrap_or(false)
     }
 
     /// The signer as a person reads it: the subject of its certificate when the message carries
     /// it, else its identifier.
-    fn describe(&self, embedded: &[Certificate]) -> String {
+    pub fn describe(&self, embedded: &[Certificate]) -> String {
         match embedded.iter().find(|c| self.names(c)) {
             Some(c) => c.subject().to_string(),
             None => describe_rid(self.sid),

@@ -2,7 +2,7 @@
 //! carried as a binary `application/pkcs7-mime` entity as S/MIME nests them (RFC 8551).
 
 use super::crypto::{self, alg_id, ContentAlg, Digest, SigAlg};
-use super::{Compression, ContentCipher, OutputFormat, SealOptions, SignatureScheme};
+use super::{Compression, ContentCipher, OutputFormat, SealOptions, Sealed, SignatureScheme};
 use crate::asn1::{self, tag};
 use crate::cert::{key_usage, Certificate};
 use crate::error::{Error, Result};
@@ -10,12 +10,15 @@ use crate::keys::Identity;
 use crate::{mime, oid, time};
 use openssl::pkey::Id;
 
+/// The longest signedContentIdentifier a ReceiptRequest may carry.
+pub(crate) const MAX_CONTENT_IDENTIFIER: usize = 1024;
+
 pub(crate) fn seal(
     document: &[u8],
     signer: &Identity,
     recipients: &[Certificate],
     opts: &SealOptions,
-) -> Result<Vec<u8>> {
+) -> Result<Sealed> {
     if recipients.is_empty() && !opts.encrypt_to_self {
         return Err(Error::InvalidArgument(
             "at least one recipient certificate is needed".into(),
@@ -28,6 +31,20 @@ pub(crate) fn seal(
         // Receivers check the stated time against the certificate too: refuse to make a
         // message every receiver would refuse.
         signer.certificate().check_validity(t)?;
+    }
+    let mut extra_attrs = Vec::new();
+    if let Some(id) = &opts.receipt_request {
+        if id.is_empty() || id.len() > MAX_CONTENT_IDENTIFIER {
+            return Err(Error::InvalidArgument(format!(
+                "a receipt request's content identifier must have 1 to \
+                 {MAX_CONTENT_IDENTIFIER} bytes, not {}",
+                id.len()
+            )));
+        }
+        extra_attrs.push(super::receipt::receipt_request_attribute(
+            id,
+            signer.certificate(),
+        )?);
     }
     let mut all: Vec<&Certificate> = recipients.iter().collect();
     if opts.encrypt_to_self && !all.contains(&signer.certificate()) {
@@ -66,20 +83,24 @@ pub(crate) fn seal(
         [&entity_header, document]
     };
 
-    // 3. Signature, written straight behind the header of its own S/MIME entity.
-    let signed_entity = signed_data(
+    // 3. Signature. The SignedData is kept as signed (the evidence a receipt refers to) and
+    //    encrypted behind the header of its own S/MIME entity without being copied into it.
+    let signed = signed_data(
         &content,
         signer,
-        opts,
-        opts.signing_time.unwrap_or(now),
-        &pkcs7_entity_header("signed-data", "smime.p7m"),
+        &SignSpec {
+            econtent_type: oid::DATA,
+            scheme: opts.signature,
+            signing_time: opts.signing_time.unwrap_or(now),
+            extra_attrs,
+        },
     )?;
 
     // 4. Encryption.
-    let (der, smime_type) = enveloped(&signed_entity, &all, opts.cipher)?;
-    drop(signed_entity);
+    let signed_header = pkcs7_entity_header("signed-data", "smime.p7m");
+    let (der, smime_type) = enveloped(&[&signed_header, &signed], &all, opts.cipher)?;
 
-    Ok(match opts.output {
+    let sealed = match opts.output {
         OutputFormat::Der => der,
         OutputFormat::Pem => mime::pem_encode("CMS", &der),
         OutputFormat::Smime => {
@@ -91,6 +112,10 @@ pub(crate) fn seal(
             out.extend_from_slice(&mime::base64_encode_mime(&der));
             out
         }
+    };
+    Ok(Sealed {
+        sealed,
+        signed_data: signed,
     })
 }
 
@@ -165,7 +190,8 @@ fn worth_compressing(doc: &[u8]) -> bool {
     c.len() * 10 < sample.len() * 9
 }
 
-fn content_info(content_type: &[u8], content: &[u8]) -> Vec<u8> {
+/// ContentInfo of `content_type` around `content` (already DER).
+pub(crate) fn content_info(content_type: &[u8], content: &[u8]) -> Vec<u8> {
     let inner_len = content.len();
     let oid = asn1::oid(content_type);
     let explicit_len = asn1::header_len(inner_len) + inner_len;
@@ -193,22 +219,33 @@ fn issuer_and_serial(cert: &Certificate) -> Vec<u8> {
     asn1::seq(&[cert.issuer_der(), &asn1::uint_bytes(cert.serial())])
 }
 
-fn attribute(attr_oid: &[u8], value: &[u8]) -> Vec<u8> {
+/// A signed attribute with one value.
+pub(crate) fn attribute(attr_oid: &[u8], value: &[u8]) -> Vec<u8> {
     asn1::seq(&[&asn1::oid(attr_oid), &asn1::cons(tag::SET, &[value])])
 }
 
-/// ContentInfo(SignedData) over `content` (id-data, encapsulated).
-/// `prefix`, then ContentInfo(SignedData) encapsulating the concatenation of `content`.
+/// What a SignedData states besides its content.
+pub(crate) struct SignSpec<'a> {
+    /// eContentType, also the value of the contentType signed attribute.
+    pub econtent_type: &'a [u8],
+    /// For RSA keys (EC keys sign with ECDSA).
+    pub scheme: SignatureScheme,
+    pub signing_time: i64,
+    /// Signed attributes besides contentType, signingTime and messageDigest (each a DER
+    /// Attribute); all are DER-sorted together.
+    pub extra_attrs: Vec<Vec<u8>>,
+}
+
+/// ContentInfo(SignedData) encapsulating the concatenation of `content`, signed by `signer`
+/// with SHA-256, its certificate and chain included.
 pub(crate) fn signed_data(
     content: &[&[u8]],
     signer: &Identity,
-    opts: &SealOptions,
-    signing_time: i64,
-    prefix: &[u8],
+    spec: &SignSpec,
 ) -> Result<Vec<u8>> {
     let key = signer.private_key();
     let d = Digest::Sha256;
-    let (sig_alg, sig_alg_id) = match (key.id(), opts.signature) {
+    let (sig_alg, sig_alg_id) = match (key.id(), spec.scheme) {
         (Id::EC, SignatureScheme::RsaPss) => {
             return Err(Error::InvalidArgument(
                 "RSA-PSS was asked for, but the signing key is an EC key".into(),
@@ -235,14 +272,15 @@ pub(crate) fn signed_data(
     };
     let md = crypto::digest_parts(d, content)?;
     let content_len: usize = content.iter().map(|c| c.len()).sum();
-    let attrs = vec![
-        attribute(oid::ATTR_CONTENT_TYPE, &asn1::oid(oid::DATA)),
+    let mut attrs = vec![
+        attribute(oid::ATTR_CONTENT_TYPE, &asn1::oid(spec.econtent_type)),
         attribute(
             oid::ATTR_SIGNING_TIME,
-            &time::encode_signing_time(signing_time),
+            &time::encode_signing_time(spec.signing_time),
         ),
         attribute(oid::ATTR_MESSAGE_DIGEST, &asn1::octet_string(&md)),
     ];
+    attrs.extend(spec.extra_attrs.iter().cloned());
     let signed_attrs_set = asn1::set_of(attrs);
     let signature = crypto::sign(key, sig_alg, d, &signed_attrs_set)?;
     let mut signed_attrs = signed_attrs_set;
@@ -262,11 +300,16 @@ pub(crate) fn signed_data(
     let certs = asn1::cons(tag::ctx(0), &certs);
 
     // encapContentInfo is written around the (possibly large) content without an extra copy.
-    let data_oid = asn1::oid(oid::DATA);
+    let ect_oid = asn1::oid(spec.econtent_type);
     let oct_len = asn1::header_len(content_len) + content_len;
     let explicit_len = asn1::header_len(oct_len) + oct_len;
-    let eci_len = data_oid.len() + explicit_len;
-    let version = asn1::uint(1);
+    let eci_len = ect_oid.len() + explicit_len;
+    // RFC 5652 5.1: version 3 when the eContentType is not id-data.
+    let version = asn1::uint(if spec.econtent_type == oid::DATA {
+        1
+    } else {
+        3
+    });
     let digest_algs = asn1::cons(tag::SET, &[&digest_alg]);
     let signer_infos = asn1::cons(tag::SET, &[&signer_info]);
     let sd_len = version.len()
@@ -278,8 +321,7 @@ pub(crate) fn signed_data(
     let ci_oid = asn1::oid(oid::SIGNED_DATA);
     let ci_inner = asn1::header_len(sd_len) + sd_len;
     let ci_len = ci_oid.len() + asn1::header_len(ci_inner) + ci_inner;
-    let mut out = Vec::with_capacity(prefix.len() + asn1::header_len(ci_len) + ci_len);
-    out.extend_from_slice(prefix);
+    let mut out = Vec::with_capacity(asn1::header_len(ci_len) + ci_len);
     asn1::write_header(&mut out, tag::SEQUENCE, ci_len);
     out.extend_from_slice(&ci_oid);
     asn1::write_header(&mut out, tag::ctx(0), ci_inner);
@@ -287,7 +329,7 @@ pub(crate) fn signed_data(
     out.extend_from_slice(&version);
     out.extend_from_slice(&digest_algs);
     asn1::write_header(&mut out, tag::SEQUENCE, eci_len);
-    out.extend_from_slice(&data_oid);
+    out.extend_from_slice(&ect_oid);
     asn1::write_header(&mut out, tag::ctx(0), oct_len);
     asn1::write_header(&mut out, tag::OCTET_STRING, content_len);
     for c in content {
@@ -340,9 +382,10 @@ fn recipient_info(cert: &Certificate, cek: &[u8], alg: ContentAlg) -> Result<(Ve
     }
 }
 
-/// ContentInfo(AuthEnvelopedData | EnvelopedData) of `content`; also returns the smime-type.
+/// ContentInfo(AuthEnvelopedData | EnvelopedData) of the concatenation of `content`; also
+/// returns the smime-type.
 pub(crate) fn enveloped(
-    content: &[u8],
+    content: &[&[u8]],
     recipients: &[&Certificate],
     cipher: ContentCipher,
 ) -> Result<(Vec<u8>, &'static str)> {
@@ -364,10 +407,11 @@ pub(crate) fn enveloped(
     let data_oid = asn1::oid(oid::DATA);
 
     // Encrypt straight after the headers we can size in advance (ciphertext length is known).
+    let content_len: usize = content.iter().map(|c| c.len()).sum();
     let ct_len = if alg.is_aead() {
-        content.len()
+        content_len
     } else {
-        (content.len() / 16 + 1) * 16
+        (content_len / 16 + 1) * 16
     };
     let eci_len = data_oid.len() + cea.len() + asn1::header_len(ct_len) + ct_len;
     let (version, ct_oid, smime_type) = if alg.is_aead() {

@@ -201,9 +201,30 @@ pub struct NewMessage {
     /// push with this sender and MessageId but another fingerprint is
     /// [`Refused::MessageIdReused`].
     pub content_sha256: String,
-    /// Set for a refusal notice: the message it refuses (sent by this message's recipient to
-    /// this message's sender), which becomes `failed` in the same transaction.
-    pub refuses: Option<RefusalOf>,
+    /// Set for a co-ordination message (Service `coordination::SERVICE`, and only for one): what
+    /// it says about the message it names, which was sent by this message's recipient to this
+    /// message's sender and is marked in the same transaction.
+    pub coordination: Option<Coordination>,
+}
+
+/// What a co-ordination message says about the message it names (its RefToMessageId).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Coordination {
+    /// A refusal notice: the message becomes `failed` (or, delivered, has the refusal recorded).
+    Refusal(RefusalOf),
+    /// A signed receipt: the message records that a receipt went back. Only for a document
+    /// that was not refused and has no receipt yet.
+    Receipt { message_id: String },
+}
+
+impl Coordination {
+    /// The MessageId of the message it names.
+    pub fn message_id(&self) -> &str {
+        match self {
+            Coordination::Refusal(r) => &r.message_id,
+            Coordination::Receipt { message_id } => message_id,
+        }
+    }
 }
 
 /// The message a refusal notice refuses, and why.
@@ -274,10 +295,10 @@ pub fn content_fingerprint(
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AcceptLimits {
     /// Free bytes the store's file system must keep after the message is stored (0: none).
-    /// Refusal notices are exempt: they free the refused message's body.
+    /// Refusal notices are exempt: they free the refused message's body (receipts are not).
     pub min_free_bytes: u64,
     /// The most bytes of undelivered messages the parties of one subscriber may have waiting
-    /// (0: no quota). Refusal notices are exempt.
+    /// (0: no quota). Refusal notices are exempt (receipts are not).
     pub max_queued_bytes_per_subscriber: u64,
 }
 
@@ -312,6 +333,26 @@ pub enum Refused {
     AlreadyRefused {
         message_id: String,
         notice_id: String,
+    },
+    /// A receipt for a message its sender did not receive (no message with that id waits or
+    /// waited for it).
+    ReceiptedMessageUnknown { message_id: String },
+    /// A receipt not addressed to the receipted message's sender.
+    ReceiptedMessageOtherSender {
+        message_id: String,
+        sender: PartyKey,
+    },
+    /// A receipt for a co-ordination message: receipts are for documents (no loops).
+    ReceiptForCoordination { message_id: String },
+    /// A receipt for a message its recipient refused (a refusal notice names it).
+    ReceiptForRefused {
+        message_id: String,
+        notice_id: String,
+    },
+    /// A receipt for a message that already has one (another MessageId).
+    AlreadyReceipted {
+        message_id: String,
+        receipt_id: String,
     },
 }
 
@@ -360,6 +401,34 @@ impl fmt::Display for Refused {
                 f,
                 "refusal notice: message {message_id} was already refused by notice {notice_id}"
             ),
+            Refused::ReceiptedMessageUnknown { message_id } => write!(
+                f,
+                "receipt: no message {message_id} was sent to the receipt's sender"
+            ),
+            Refused::ReceiptedMessageOtherSender { message_id, sender } => write!(
+                f,
+                "receipt: message {message_id} came from {sender}; the receipt must be addressed \
+                 to it"
+            ),
+            Refused::ReceiptForCoordination { message_id } => write!(
+                f,
+                "receipt: message {message_id} is a co-ordination message; receipts are for \
+                 documents"
+            ),
+            Refused::ReceiptForRefused {
+                message_id,
+                notice_id,
+            } => write!(
+                f,
+                "receipt: message {message_id} was refused by its recipient (notice {notice_id})"
+            ),
+            Refused::AlreadyReceipted {
+                message_id,
+                receipt_id,
+            } => write!(
+                f,
+                "receipt: message {message_id} was already receipted by {receipt_id}"
+            ),
         }
     }
 }
@@ -372,6 +441,8 @@ pub enum Accepted {
     /// A refusal notice stored, committed and synced, with what became of the message it
     /// refuses.
     NoticeStored(NoticeEffect),
+    /// A signed receipt stored, committed and synced, and recorded on the receipted message.
+    ReceiptStored,
     /// The same sender already sent this MessageId: nothing stored, here is the first receipt.
     Duplicate {
         receipt_content_type: String,
@@ -428,17 +499,33 @@ pub struct RefusalRecord {
     pub at: Unix,
 }
 
-/// Usage of one account in a period (for billing).
+/// When a signed receipt for a message went back to its sender.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptReturned {
+    /// The MessageId of the receipt (a co-ordination message).
+    pub receipt_id: String,
+    /// When the service accepted it.
+    pub at: Unix,
+}
+
+/// Usage of one account in a period (for billing). Documents and co-ordination messages
+/// (Service `coordination::SERVICE`: refusal notices, receipts) are counted apart.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     pub subscriber_id: i64,
     pub organisation: String,
-    /// Messages accepted from the account's parties, and their bytes.
+    /// Documents accepted from the account's parties, and their bytes.
     pub sent_messages: u64,
     pub sent_bytes: u64,
-    /// Messages delivered to the account's parties (receipted by them), and their bytes.
+    /// Documents delivered to the account's parties (receipted by them), and their bytes.
     pub received_messages: u64,
     pub received_bytes: u64,
+    /// Co-ordination messages accepted from the account's parties, and their bytes.
+    pub coordination_sent_messages: u64,
+    pub coordination_sent_bytes: u64,
+    /// Co-ordination messages delivered to the account's parties, and their bytes.
+    pub coordination_received_messages: u64,
+    pub coordination_received_bytes: u64,
 }
 
 /// A message's record, for administration (no body).
@@ -455,6 +542,8 @@ pub struct MessageRecord {
     /// Set when a refusal notice named the message (state `failed`, or still `delivered` /
     /// `purged` when the notice came after the receipt).
     pub refusal: Option<RefusalRecord>,
+    /// Set when the recipient's signed receipt (a co-ordination message) went back.
+    pub receipt_returned: Option<ReceiptReturned>,
 }
 
 /// The storage the Messaging Service runs on. Every method is one transaction; methods that
@@ -501,8 +590,11 @@ pub trait Store: Send + Sync {
     /// `Duplicate`, or `Refused::MessageIdReused` when the content differs). Refuses, before
     /// writing anything, a message larger than its recipient's limit, one that would exceed the
     /// sender's account quota (`Refused`), or one that would leave less free space than the
-    /// reserve (`LowSpace`). A refusal notice (`m.refuses`) also marks the refused message in
-    /// the same transaction.
+    /// reserve (`LowSpace`). A co-ordination message (`m.coordination`) must name a message its
+    /// recipient sent to its sender (else `Refused`), and marks it in the same transaction: a
+    /// refusal notice fails it, a receipt records itself on it. `Invalid` when
+    /// `m.coordination` is set for a message of another Service, or not set for one of
+    /// `coordination::SERVICE`.
     fn accept(&self, m: &NewMessage, limits: &AcceptLimits) -> StoreResult<Accepted>;
     /// Hand out the oldest message of `mpc` that waits, or whose previous offer was not
     /// receipted before its lease ran out; it is leased until `now + lease_secs`.
@@ -532,7 +624,8 @@ pub trait Store: Send + Sync {
     fn free_bytes(&self) -> StoreResult<Option<u64>>;
     /// Records of messages sent by or to a party, newest first.
     fn messages(&self, party: Option<&PartyKey>, limit: u32) -> StoreResult<Vec<MessageRecord>>;
-    /// Usage per account for messages accepted / delivered in `[from, to)`.
+    /// Usage per account for messages accepted / delivered in `[from, to)`, documents and
+    /// co-ordination messages apart.
     fn usage(&self, from: Unix, to: Unix) -> StoreResult<Vec<Usage>>;
 }
 

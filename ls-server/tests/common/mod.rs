@@ -232,6 +232,50 @@ impl Party {
         .unwrap()
     }
 
+    /// A signed receipt (a co-ordination message) from `self`, the recipient of `original`, to
+    /// `to`, its sender, carrying `ess` as the ESS signed receipt (the service does not read
+    /// it): the header as the contract says, `processed`, received now.
+    pub fn signed_receipt(&self, to: &str, original: &str, ess: &[u8]) -> Built {
+        self.signed_receipt_with(to, original, ess, |_, _| {})
+    }
+
+    /// As [`Party::signed_receipt`], with the header and payloads changed by `tweak` before it
+    /// is signed.
+    pub fn signed_receipt_with(
+        &self,
+        to: &str,
+        original: &str,
+        ess: &[u8],
+        tweak: impl FnOnce(&mut ls_core::as4::model::UserMessage, &mut Vec<Payload>),
+    ) -> Built {
+        let header = coordination::ReceiptHeader {
+            message_id: original.to_string(),
+            payload_sha256: "cd".repeat(32),
+            disposition: coordination::DISPOSITION_PROCESSED.into(),
+            received_at: ls_core::time::iso8601(ls_core::time::now_unix()),
+        };
+        let mut um = coordination::receipt_message(&self.id, to, &header, "test.example").unwrap();
+        let mut payloads = vec![Payload {
+            content_id: "receipt@test".into(),
+            mime_type: coordination::RECEIPT_CONTENT_TYPE.into(),
+            data: ess.to_vec(),
+            compress: false,
+            properties: Vec::new(),
+        }];
+        tweak(&mut um, &mut payloads);
+        message::build(Outgoing {
+            messaging: Messaging {
+                user_messages: vec![um],
+                signals: Vec::new(),
+            },
+            payloads,
+            signer: &self.identity,
+            encrypt_for: None,
+            soap: SoapVersion::Soap12,
+        })
+        .unwrap()
+    }
+
     pub fn exchange<'a>(&'a self, t: &'a dyn Transport, service: &'a Certificate) -> Exchange<'a> {
         Exchange {
             transport: t,

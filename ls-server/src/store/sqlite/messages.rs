@@ -1,6 +1,6 @@
 //! Messages: admission (duplicates, reused MessageIds, the recipient's limit, the account
-//! quota, refusal notices), storing, claiming under a lease, delivery, and what the admin and
-//! the metrics read about them.
+//! quota, co-ordination messages: refusal notices and receipts), storing, claiming under a
+//! lease, delivery, and what the admin and the metrics read about them.
 
 use super::accounts::party_subscriber;
 use super::convert::{to_i64, to_u32, to_u64};
@@ -83,74 +83,134 @@ fn admit(
             max_document_bytes,
         }));
     }
-    match &m.refuses {
-        Some(r) => {
+    // A co-ordination message must name a message between the same parties, the other way.
+    let refusal_notice = match &m.coordination {
+        Some(Coordination::Refusal(r)) => {
             refused_row(tx, m, r)?;
+            true
         }
-        None if limits.max_queued_bytes_per_subscriber > 0 => {
-            let subscriber = party_subscriber(tx, &m.sender)?
-                .ok_or_else(|| StoreError::NotFound(format!("sender party {}", m.sender)))?;
-            let queued: i64 = tx
-                .prepare_cached(
-                    "SELECT COALESCE(SUM(m.size), 0) FROM parties p JOIN messages m \
-                     ON m.sender_ptype = p.ptype AND m.sender_id = p.pid \
-                     AND m.state IN ('waiting', 'leased') WHERE p.subscriber_id = ?1",
-                )?
-                .query_row([subscriber], |r| r.get(0))?;
-            let queued = to_u64(queued);
-            let quota = limits.max_queued_bytes_per_subscriber;
-            if queued.saturating_add(size) > quota {
-                return Err(StoreError::Refused(Refused::QuotaExceeded {
-                    subscriber_id: subscriber,
-                    queued,
-                    size,
-                    quota,
-                }));
-            }
+        Some(Coordination::Receipt { message_id }) => {
+            receipted_row(tx, m, message_id)?;
+            false
         }
-        None => {}
+        None => false,
+    };
+    // Refusal notices are exempt from the quota: they free the refused message's body.
+    if !refusal_notice && limits.max_queued_bytes_per_subscriber > 0 {
+        let subscriber = party_subscriber(tx, &m.sender)?
+            .ok_or_else(|| StoreError::NotFound(format!("sender party {}", m.sender)))?;
+        let queued: i64 = tx
+            .prepare_cached(
+                "SELECT COALESCE(SUM(m.size), 0) FROM parties p JOIN messages m \
+                 ON m.sender_ptype = p.ptype AND m.sender_id = p.pid \
+                 AND m.state IN ('waiting', 'leased') WHERE p.subscriber_id = ?1",
+            )?
+            .query_row([subscriber], |r| r.get(0))?;
+        let queued = to_u64(queued);
+        let quota = limits.max_queued_bytes_per_subscriber;
+        if queued.saturating_add(size) > quota {
+            return Err(StoreError::Refused(Refused::QuotaExceeded {
+                subscriber_id: subscriber,
+                queued,
+                size,
+                quota,
+            }));
+        }
     }
     Ok(None)
+}
+
+/// The record of a message a co-ordination message names.
+struct Named {
+    seq: i64,
+    sender: PartyKey,
+    state: String,
+    service: String,
+    /// The refusal notice that refused it.
+    notice_id: Option<String>,
+    /// The receipt that went back for it.
+    receipt_id: Option<String>,
+}
+
+/// The message with id `message_id` that the co-ordination message `m`'s sender received
+/// (whatever its state, while its record is kept). At most one: `admit` refuses a MessageId
+/// another sender already used for the same recipient.
+fn named_row(tx: &Transaction<'_>, m: &NewMessage, message_id: &str) -> StoreResult<Option<Named>> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT seq, sender_ptype, sender_id, state, service, failure_notice_id, \
+             receipt_message_id FROM messages \
+             WHERE recipient_ptype = ?1 AND recipient_id = ?2 AND message_id = ?3",
+        )?
+        .query_row(params![m.sender.ptype, m.sender.id, message_id], |r| {
+            Ok(Named {
+                seq: r.get(0)?,
+                sender: PartyKey {
+                    ptype: r.get(1)?,
+                    id: r.get(2)?,
+                },
+                state: r.get(3)?,
+                service: r.get(4)?,
+                notice_id: r.get(5)?,
+                receipt_id: r.get(6)?,
+            })
+        })
+        .optional()?)
 }
 
 /// The row a refusal notice `m` refuses (`seq`, state): a message with that id sent by the
 /// notice's recipient to the notice's sender, not yet refused.
 fn refused_row(tx: &Transaction<'_>, m: &NewMessage, r: &RefusalOf) -> StoreResult<(i64, String)> {
-    let row = tx
-        .prepare_cached(
-            "SELECT seq, sender_ptype, sender_id, state, failure_notice_id FROM messages \
-             WHERE recipient_ptype = ?1 AND recipient_id = ?2 AND message_id = ?3",
-        )?
-        .query_row(params![m.sender.ptype, m.sender.id, r.message_id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                PartyKey {
-                    ptype: r.get(1)?,
-                    id: r.get(2)?,
-                },
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-            ))
-        })
-        .optional()?;
-    let Some((seq, sender, state, notice)) = row else {
+    let Some(named) = named_row(tx, m, &r.message_id)? else {
         return Err(StoreError::Refused(Refused::RefusedMessageUnknown {
             message_id: r.message_id.clone(),
         }));
     };
-    if sender != m.recipient {
+    if named.sender != m.recipient {
         return Err(StoreError::Refused(Refused::RefusedMessageOtherSender {
             message_id: r.message_id.clone(),
-            sender,
+            sender: named.sender,
         }));
     }
-    if let Some(notice_id) = notice {
+    if let Some(notice_id) = named.notice_id {
         return Err(StoreError::Refused(Refused::AlreadyRefused {
             message_id: r.message_id.clone(),
             notice_id,
         }));
     }
-    Ok((seq, state))
+    Ok((named.seq, named.state))
+}
+
+/// The row a receipt `m` is for (`seq`): a document with that id sent by the receipt's
+/// recipient to the receipt's sender, neither refused nor receipted yet.
+fn receipted_row(tx: &Transaction<'_>, m: &NewMessage, message_id: &str) -> StoreResult<i64> {
+    let refused = |r| Err(StoreError::Refused(r));
+    let message_id = message_id.to_string();
+    let Some(named) = named_row(tx, m, &message_id)? else {
+        return refused(Refused::ReceiptedMessageUnknown { message_id });
+    };
+    if named.sender != m.recipient {
+        return refused(Refused::ReceiptedMessageOtherSender {
+            message_id,
+            sender: named.sender,
+        });
+    }
+    if named.service == coordination::SERVICE {
+        return refused(Refused::ReceiptForCoordination { message_id });
+    }
+    if let Some(notice_id) = named.notice_id {
+        return refused(Refused::ReceiptForRefused {
+            message_id,
+            notice_id,
+        });
+    }
+    if let Some(receipt_id) = named.receipt_id {
+        return refused(Refused::AlreadyReceipted {
+            message_id,
+            receipt_id,
+        });
+    }
+    Ok(named.seq)
 }
 
 /// Record the refusal `m` (a notice) on the message it refuses: a message not yet delivered
@@ -187,6 +247,15 @@ pub(super) fn accept(
     m: &NewMessage,
     limits: &AcceptLimits,
 ) -> StoreResult<Accepted> {
+    let is_coordination = m.service == coordination::SERVICE;
+    if is_coordination != m.coordination.is_some() {
+        return Err(StoreError::Invalid(format!(
+            "message {}: a co-ordination message (Service {}) says what it is about, and only \
+             one does",
+            m.message_id,
+            coordination::SERVICE
+        )));
+    }
     // Duplicates and refusals are looked for first, so that nothing is written for them (a
     // resent big message is not written again); then the free space is checked and a body
     // for a file is written and synced, outside the lock.
@@ -194,7 +263,7 @@ pub(super) fn accept(
         return Ok(duplicate);
     }
     let to_file = m.body.len() > store.inline_max;
-    if m.refuses.is_none() {
+    if !matches!(m.coordination, Some(Coordination::Refusal(_))) {
         store.check_space(m.body.len() as u64, !to_file, limits.min_free_bytes)?;
     }
     let file = if to_file {
@@ -238,17 +307,37 @@ pub(super) fn accept(
             m.content_sha256
         ])?;
         let seq = tx.last_insert_rowid();
-        add_usage(tx, &m.sender, "sent", m.received_at, size, seq)?;
-        match &m.refuses {
-            Some(r) => {
+        add_usage(
+            tx,
+            &m.sender,
+            "sent",
+            m.received_at,
+            size,
+            seq,
+            is_coordination,
+        )?;
+        match &m.coordination {
+            Some(Coordination::Refusal(r)) => {
                 let (effect, file) = mark_refused(tx, m, r)?;
                 freed = file;
                 Ok(Accepted::NoticeStored(effect))
             }
+            Some(Coordination::Receipt { message_id }) => {
+                let receipted = receipted_row(tx, m, message_id)?;
+                tx.prepare_cached(
+                    "UPDATE messages SET receipt_message_id = ?2, receipt_returned_at = ?3 \
+                     WHERE seq = ?1",
+                )?
+                .execute(params![receipted, m.message_id, m.received_at])?;
+                Ok(Accepted::ReceiptStored)
+            }
             None => Ok(Accepted::Stored),
         }
     });
-    let stored = matches!(result, Ok(Accepted::Stored | Accepted::NoticeStored(_)));
+    let stored = matches!(
+        result,
+        Ok(Accepted::Stored | Accepted::NoticeStored(_) | Accepted::ReceiptStored)
+    );
     if let Some(name) = &file {
         if !stored {
             store.remove_payload(name);
@@ -328,7 +417,7 @@ pub(super) fn mark_delivered(
 ) -> StoreResult<Delivery> {
     store.write_unsynced(|tx| {
         let mut stmt = tx.prepare_cached(
-            "SELECT seq, state, size FROM messages \
+            "SELECT seq, state, size, service FROM messages \
              WHERE recipient_ptype = ?1 AND recipient_id = ?2 AND message_id = ?3",
         )?;
         let found = stmt
@@ -337,13 +426,14 @@ pub(super) fn mark_delivered(
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
                 ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         drop(stmt);
         let mut delivered = 0;
         let mut already = false;
-        for (seq, state, size) in found {
+        for (seq, state, size, service) in found {
             match state.as_str() {
                 // (One row at most: `accept` refuses a MessageId another sender already
                 // used for the same recipient.)
@@ -353,7 +443,8 @@ pub(super) fn mark_delivered(
                          lease_until = NULL, recipient_receipt = ?3 WHERE seq = ?1",
                     )?
                     .execute(params![seq, now, receipt])?;
-                    add_usage(tx, recipient, "received", now, size, seq)?;
+                    let coordination = service == coordination::SERVICE;
+                    add_usage(tx, recipient, "received", now, size, seq, coordination)?;
                     delivered += 1;
                 }
                 "delivered" | "purged" => already = true,
@@ -437,7 +528,8 @@ pub(super) fn messages(
 ) -> StoreResult<Vec<MessageRecord>> {
     const COLS: &str = "message_id, sender_ptype, sender_id, recipient_ptype, recipient_id, \
                         state, size, received_at, attempts, delivered_at, failure_class, \
-                        failure_notice_id, failed_at FROM messages";
+                        failure_notice_id, failed_at, receipt_message_id, receipt_returned_at \
+                        FROM messages";
     fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRecord> {
         Ok(MessageRecord {
             message_id: r.get(0)?,
@@ -460,6 +552,10 @@ pub(super) fn messages(
                     notice_id,
                     at,
                 }),
+                _ => None,
+            },
+            receipt_returned: match (r.get(13)?, r.get(14)?) {
+                (Some(receipt_id), Some(at)) => Some(ReceiptReturned { receipt_id, at }),
                 _ => None,
             },
         })

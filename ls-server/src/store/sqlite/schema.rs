@@ -4,7 +4,7 @@ use super::*;
 
 /// Schema migrations: `MIGRATIONS[i]` takes `PRAGMA user_version` from `i` to `i + 1`. Append
 /// only; never edit a released entry.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /// The schema version this program writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -172,6 +172,21 @@ CREATE INDEX messages_pending_sender ON messages(sender_ptype, sender_id, size)
 -- prune_records
 CREATE INDEX messages_finished_age ON messages(received_at)
     WHERE state IN ('purged', 'expired', 'failed');
+";
+
+/// Version 3 (issue 11): a message records the signed receipt that went back to its sender
+/// (the receipt's MessageId and when the service accepted it), and the usage ledger tells
+/// co-ordination messages (Service `urn:layersec:coordination`: refusal notices, receipts) from
+/// documents. Ledger rows whose message record is still kept are marked from it; rows of
+/// co-ordination messages whose records were already pruned stay counted as documents.
+pub(super) const SCHEMA_V3: &str = "
+ALTER TABLE messages ADD COLUMN receipt_message_id TEXT;
+ALTER TABLE messages ADD COLUMN receipt_returned_at INTEGER;
+
+ALTER TABLE usage_ledger ADD COLUMN coordination INTEGER NOT NULL DEFAULT 0
+    CHECK (coordination IN (0, 1));
+UPDATE usage_ledger SET coordination = 1 WHERE message_seq IN
+    (SELECT seq FROM messages WHERE service = 'urn:layersec:coordination');
 ";
 
 pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {

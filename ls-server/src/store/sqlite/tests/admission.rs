@@ -359,7 +359,194 @@ fn a_refusal_notice_fails_the_refused_message_and_waits_for_its_sender() {
         Accepted::NoticeStored(NoticeEffect::Failed)
     );
     assert_eq!(state_of(&store, "m3"), "failed");
-    // Refusals do not count as received in the usage ledger; notices count as sent.
+    // Refusals do not count as received in the usage ledger; notices count as co-ordination
+    // messages sent, not as documents.
     let u = store.usage(0, 1000).unwrap();
-    assert_eq!((u[1].sent_messages, u[1].received_messages), (3, 1));
+    assert_eq!((u[1].sent_messages, u[1].received_messages), (0, 1));
+    assert_eq!(
+        (
+            u[1].coordination_sent_messages,
+            u[1].coordination_sent_bytes
+        ),
+        (3, 3 * b"notice".len() as u64)
+    );
+}
+
+#[test]
+fn a_receipt_is_recorded_on_the_receipted_document_and_waits_for_its_sender() {
+    let dir = TempDir::new("receipt");
+    let store = SqliteStore::open(&dir.0, 1024).unwrap();
+    let (a, b) = setup(&store);
+    for id in ["m1", "m2", "m3"] {
+        store
+            .accept(&msg(&a, &b, "mpc-b", id, b"document", 10), &NONE)
+            .unwrap();
+    }
+    assert_eq!(record(&store, &a, "m1").receipt_returned, None);
+    // B receipts m1 (still waiting: the receipt does not depend on the AS4 receipt).
+    assert_eq!(
+        store
+            .accept(&receipt(&b, &a, "mpc-a", "r1", "m1", b"ess", 600), &NONE)
+            .unwrap(),
+        Accepted::ReceiptStored
+    );
+    let r = record(&store, &a, "m1");
+    assert_eq!(
+        r.receipt_returned,
+        Some(ReceiptReturned {
+            receipt_id: "r1".into(),
+            at: 600
+        })
+    );
+    assert_eq!(r.state, "waiting");
+    assert_eq!(r.refusal, None);
+    // The receipt waits for A like any message.
+    let c = store.claim_next("mpc-a", 610, 60).unwrap().unwrap();
+    assert_eq!(
+        (c.message_id.as_str(), c.body.as_slice()),
+        ("r1", &b"ess"[..])
+    );
+    // The same receipt again is a duplicate; another one for m1 is refused.
+    assert!(matches!(
+        store.accept(&receipt(&b, &a, "mpc-a", "r1", "m1", b"ess", 620), &NONE),
+        Ok(Accepted::Duplicate { .. })
+    ));
+    assert_eq!(
+        refused(store.accept(&receipt(&b, &a, "mpc-a", "r2", "m1", b"ess", 620), &NONE)),
+        Refused::AlreadyReceipted {
+            message_id: "m1".into(),
+            receipt_id: "r1".into()
+        }
+    );
+    // Only for a document the receipt's sender received from the receipt's recipient.
+    assert_eq!(
+        refused(store.accept(&receipt(&b, &a, "mpc-a", "r3", "nope", b"ess", 620), &NONE)),
+        Refused::ReceiptedMessageUnknown {
+            message_id: "nope".into()
+        }
+    );
+    assert_eq!(
+        refused(store.accept(&receipt(&a, &b, "mpc-b", "r4", "m2", b"ess", 620), &NONE)),
+        Refused::ReceiptedMessageUnknown {
+            message_id: "m2".into()
+        }
+    );
+    let c3 = PartyKey::new("", "C");
+    let gamma = subscriber(&store, "gamma");
+    store
+        .register(gamma.id, &c3, "mpc-c", b"cert-c", &fp(3), 1000)
+        .unwrap();
+    assert_eq!(
+        refused(store.accept(&receipt(&b, &c3, "mpc-c", "r5", "m2", b"ess", 620), &NONE)),
+        Refused::ReceiptedMessageOtherSender {
+            message_id: "m2".into(),
+            sender: a.clone()
+        }
+    );
+    // Not for a co-ordination message (no receipt of a receipt).
+    assert_eq!(
+        refused(store.accept(&receipt(&a, &b, "mpc-b", "r6", "r1", b"ess", 620), &NONE)),
+        Refused::ReceiptForCoordination {
+            message_id: "r1".into()
+        }
+    );
+    // Not for a refused message, delivered before or not.
+    store
+        .accept(&notice(&b, &a, "mpc-a", "n1", "m2"), &NONE)
+        .unwrap();
+    assert_eq!(
+        refused(store.accept(&receipt(&b, &a, "mpc-a", "r7", "m2", b"ess", 620), &NONE)),
+        Refused::ReceiptForRefused {
+            message_id: "m2".into(),
+            notice_id: "n1".into()
+        }
+    );
+    assert_eq!(
+        store.mark_delivered(&b, "m3", b"r", 630).unwrap(),
+        Delivery::Delivered
+    );
+    store
+        .accept(&notice(&b, &a, "mpc-a", "n2", "m3"), &NONE)
+        .unwrap();
+    assert!(matches!(
+        refused(store.accept(&receipt(&b, &a, "mpc-a", "r8", "m3", b"ess", 640), &NONE)),
+        Refused::ReceiptForRefused { .. }
+    ));
+    // A refusal notice after a receipt is recorded and routed as before.
+    assert_eq!(
+        store
+            .accept(&notice(&b, &a, "mpc-a", "n3", "m1"), &NONE)
+            .unwrap(),
+        Accepted::NoticeStored(NoticeEffect::Failed)
+    );
+    let r = record(&store, &a, "m1");
+    assert_eq!(r.state, "failed");
+    assert_eq!(r.receipt_returned.unwrap().receipt_id, "r1");
+    // Nothing refused was stored.
+    let ids: HashSet<String> = store
+        .messages(None, 100)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.message_id)
+        .collect();
+    for id in ["r2", "r3", "r4", "r5", "r6", "r7", "r8"] {
+        assert!(!ids.contains(id), "{id} was stored");
+    }
+}
+
+#[test]
+fn receipts_are_held_to_the_quota_and_the_reserve_and_say_what_they_are() {
+    let dir = TempDir::new("receipt-limits");
+    let store = SqliteStore::open(&dir.0, 1024).unwrap();
+    let (a, b) = setup(&store);
+    store
+        .accept(&msg(&a, &b, "mpc-b", "m1", b"document", 10), &NONE)
+        .unwrap();
+    store
+        .accept(&msg(&b, &a, "mpc-a", "own", &[0; 50], 10), &NONE)
+        .unwrap();
+    // B's account has 50 bytes waiting: a receipt of 60 takes it over a quota of 100.
+    let r1 = receipt(&b, &a, "mpc-a", "r1", "m1", &[1; 60], 20);
+    let quota = AcceptLimits {
+        min_free_bytes: 0,
+        max_queued_bytes_per_subscriber: 100,
+    };
+    assert!(matches!(
+        refused(store.accept(&r1, &quota)),
+        Refused::QuotaExceeded {
+            queued: 50,
+            size: 60,
+            ..
+        }
+    ));
+    let free = store.free_bytes().unwrap().unwrap();
+    assert!(matches!(
+        store.accept(
+            &r1,
+            &AcceptLimits {
+                min_free_bytes: free.saturating_mul(2),
+                max_queued_bytes_per_subscriber: 0,
+            }
+        ),
+        Err(StoreError::LowSpace { .. })
+    ));
+    assert_eq!(record(&store, &a, "m1").receipt_returned, None);
+    // The store takes a co-ordination message only with what it says, and says it only of one.
+    let unsaid = NewMessage {
+        coordination: None,
+        ..r1.clone()
+    };
+    assert!(matches!(
+        store.accept(&unsaid, &NONE),
+        Err(StoreError::Invalid(_))
+    ));
+    let document = NewMessage {
+        service: "svc".into(),
+        ..r1.clone()
+    };
+    assert!(matches!(
+        store.accept(&document, &NONE),
+        Err(StoreError::Invalid(_))
+    ));
+    assert_eq!(store.accept(&r1, &NONE).unwrap(), Accepted::ReceiptStored);
 }

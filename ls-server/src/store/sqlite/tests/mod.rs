@@ -2,7 +2,7 @@
 
 use super::payloads::BODY_EXT;
 use super::retention::PRUNE_BATCH;
-use super::schema::{SCHEMA_V1, SCHEMA_V2};
+use super::schema::{SCHEMA_V1, SCHEMA_V2, SCHEMA_V3};
 use super::*;
 
 use std::collections::HashSet;
@@ -108,7 +108,7 @@ fn msg(from: &PartyKey, to: &PartyKey, mpc: &str, id: &str, body: &[u8], at: Uni
         receipt: format!("receipt for {id}").into_bytes(),
         received_at: at,
         content_sha256: format!("{:064x}", body.len()),
-        refuses: None,
+        coordination: None,
     }
 }
 
@@ -162,11 +162,33 @@ fn record(store: &SqliteStore, sender: &PartyKey, id: &str) -> MessageRecord {
 
 fn notice(from: &PartyKey, to: &PartyKey, mpc: &str, id: &str, refused: &str) -> NewMessage {
     NewMessage {
-        refuses: Some(RefusalOf {
+        service: coordination::SERVICE.into(),
+        action: coordination::ACTION_REFUSAL.into(),
+        coordination: Some(Coordination::Refusal(RefusalOf {
             message_id: refused.into(),
             class: "cannot_open".into(),
-        }),
+        })),
         ..msg(from, to, mpc, id, b"notice", 500)
+    }
+}
+
+/// A signed receipt from `from` (the recipient of `receipted`) to `to`, of `body`, at `at`.
+fn receipt(
+    from: &PartyKey,
+    to: &PartyKey,
+    mpc: &str,
+    id: &str,
+    receipted: &str,
+    body: &[u8],
+    at: Unix,
+) -> NewMessage {
+    NewMessage {
+        service: coordination::SERVICE.into(),
+        action: coordination::ACTION_RECEIPT.into(),
+        coordination: Some(Coordination::Receipt {
+            message_id: receipted.into(),
+        }),
+        ..msg(from, to, mpc, id, body, at)
     }
 }
 

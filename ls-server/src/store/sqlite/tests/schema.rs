@@ -128,3 +128,156 @@ fn migration_default_is_the_contracts() {
         coordination::DEFAULT_MAX_DOCUMENT_BYTES
     )));
 }
+
+/// A database written by schema version 2 is migrated: its usage rows are kept (those of
+/// co-ordination messages whose record is kept count as co-ordination from now on), its
+/// messages have no receipt recorded, and a receipt can be recorded on them.
+#[test]
+fn schema_v2_is_migrated_and_keeps_the_usage_ledger() {
+    let dir = TempDir::new("migrate-v2");
+    fs::create_dir_all(&dir.0).unwrap();
+    {
+        let conn = Connection::open(dir.0.join(DB_FILE)).unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute_batch(SCHEMA_V2).unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        conn.execute_batch(
+            "INSERT INTO subscribers VALUES (1, 'alpha', '', '', '', 'active', 1);
+             INSERT INTO subscribers VALUES (2, 'beta', '', '', '', 'active', 1);
+             INSERT INTO parties VALUES (1, 1, '', 'A', 'mpc-a', 'active', 1, NULL, 1000);
+             INSERT INTO parties VALUES (2, 2, '', 'B', 'mpc-b', 'active', 1, NULL, 1000);",
+        )
+        .unwrap();
+        // A document A → B (delivered), and B's refusal notice for another one.
+        for (seq, from, to, mpc, id, service, state) in [
+            (
+                1,
+                "A",
+                "B",
+                "mpc-b",
+                "doc",
+                "urn:layersec:test",
+                "delivered",
+            ),
+            (
+                2,
+                "A",
+                "B",
+                "mpc-b",
+                "refused",
+                "urn:layersec:test",
+                "failed",
+            ),
+            (
+                3,
+                "B",
+                "A",
+                "mpc-a",
+                "notice",
+                coordination::SERVICE,
+                "waiting",
+            ),
+        ] {
+            conn.execute(
+                "INSERT INTO messages (seq, sender_ptype, sender_id, recipient_ptype, \
+                 recipient_id, mpc, message_id, conversation_id, service, action, \
+                 content_type, size, body, receipt_content_type, receipt, state, \
+                 received_at, content_sha256) VALUES (?1, '', ?2, '', ?3, ?4, ?5, 'c', ?6, \
+                 'a', 'text/plain', 3, X'616263', 'r', X'72', ?7, 10, 'f')",
+                params![seq, from, to, mpc, id, service, state],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            "UPDATE messages SET body = NULL, failure_class = 'policy', \
+             failure_notice_id = 'notice', failed_at = 20 WHERE seq = 2",
+        )
+        .unwrap();
+        // The ledger: the two documents sent, one received, the notice sent, and a notice
+        // whose record was pruned (seq 99): kept, counted as a document.
+        for (sub, party, kind, bytes, seq) in [
+            (1, "A", "sent", 100, 1),
+            (1, "A", "sent", 200, 2),
+            (2, "B", "received", 100, 1),
+            (2, "B", "sent", 7, 3),
+            (2, "B", "sent", 11, 99),
+        ] {
+            conn.execute(
+                "INSERT INTO usage_ledger (subscriber_id, party_ptype, party_id, kind, at, \
+                 bytes, message_seq) VALUES (?1, '', ?2, ?3, 50, ?4, ?5)",
+                params![sub, party, kind, bytes, seq],
+            )
+            .unwrap();
+        }
+    }
+    let store = SqliteStore::open(&dir.0, 16).unwrap();
+    let u = store.usage(0, 100).unwrap();
+    assert_eq!(
+        u[0],
+        Usage {
+            subscriber_id: 1,
+            organisation: "alpha".into(),
+            sent_messages: 2,
+            sent_bytes: 300,
+            ..Usage::default()
+        }
+    );
+    assert_eq!(
+        u[1],
+        Usage {
+            subscriber_id: 2,
+            organisation: "beta".into(),
+            sent_messages: 1,
+            sent_bytes: 11,
+            received_messages: 1,
+            received_bytes: 100,
+            coordination_sent_messages: 1,
+            coordination_sent_bytes: 7,
+            ..Usage::default()
+        }
+    );
+    let ledger_rows: i64 = store
+        .conn()
+        .query_row("SELECT COUNT(*) FROM usage_ledger", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ledger_rows, 5);
+    let (a, b) = (PartyKey::new("", "A"), PartyKey::new("", "B"));
+    assert_eq!(record(&store, &a, "doc").receipt_returned, None);
+    // The new columns work on migrated rows.
+    assert_eq!(
+        store
+            .accept(&receipt(&b, &a, "mpc-a", "r1", "doc", b"ess", 60), &NONE)
+            .unwrap(),
+        Accepted::ReceiptStored
+    );
+    assert_eq!(
+        record(&store, &a, "doc").receipt_returned,
+        Some(ReceiptReturned {
+            receipt_id: "r1".into(),
+            at: 60
+        })
+    );
+    assert!(matches!(
+        refused(store.accept(
+            &receipt(&b, &a, "mpc-a", "r2", "refused", b"ess", 60),
+            &NONE
+        )),
+        Refused::ReceiptForRefused { .. }
+    ));
+    assert_eq!(
+        store.usage(0, 100).unwrap()[1].coordination_sent_messages,
+        2
+    );
+    let version: i64 = store
+        .conn()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 3);
+}
+
+/// The migration marks co-ordination messages by the contract's Service.
+#[test]
+fn migration_marks_the_contracts_service() {
+    assert!(SCHEMA_V3.contains(&format!("service = '{}'", coordination::SERVICE)));
+}

@@ -53,6 +53,7 @@ fn usage_report() {
             sent_bytes: 210,
             received_messages: 1,
             received_bytes: 7,
+            ..Usage::default()
         }
     );
     assert_eq!(
@@ -84,4 +85,62 @@ fn usage_report() {
     store.purge(i64::MAX, i64::MAX).unwrap();
     assert_eq!(store.usage(100, 200).unwrap()[0].sent_bytes, 210);
     assert_eq!(store.usage(0, i64::MAX).unwrap()[1].received_bytes, 3010);
+}
+
+/// Co-ordination messages (receipts, refusal notices) are counted apart from documents, sent at
+/// acceptance and received at their recipient's AS4 receipt, bytes as pushed.
+#[test]
+fn coordination_messages_are_metered_apart() {
+    let dir = TempDir::new("usage-coord");
+    let store = SqliteStore::open(&dir.0, 16).unwrap();
+    let (a, b) = setup(&store);
+    store
+        .accept(&msg(&a, &b, "mpc-b", "m1", &[0; 100], 100), &NONE)
+        .unwrap();
+    store
+        .accept(&msg(&a, &b, "mpc-b", "m2", &[0; 200], 100), &NONE)
+        .unwrap();
+    store.mark_delivered(&b, "m1", b"r", 110).unwrap();
+    store
+        .accept(&receipt(&b, &a, "mpc-a", "r1", "m1", &[1; 33], 120), &NONE)
+        .unwrap();
+    store
+        .accept(&notice(&b, &a, "mpc-a", "n1", "m2"), &NONE) // 6 bytes, at 500
+        .unwrap();
+    store.mark_delivered(&a, "r1", b"r", 130).unwrap();
+    let u = store.usage(0, 1000).unwrap();
+    let alpha = &u[0];
+    let beta = &u[1];
+    assert_eq!(
+        (
+            alpha.sent_messages,
+            alpha.sent_bytes,
+            alpha.received_messages
+        ),
+        (2, 300, 0)
+    );
+    assert_eq!(
+        (
+            alpha.coordination_sent_messages,
+            alpha.coordination_received_messages,
+            alpha.coordination_received_bytes
+        ),
+        (0, 1, 33)
+    );
+    assert_eq!(
+        (
+            beta.sent_messages,
+            beta.received_messages,
+            beta.received_bytes
+        ),
+        (0, 1, 100)
+    );
+    assert_eq!(
+        (
+            beta.coordination_sent_messages,
+            beta.coordination_sent_bytes,
+            beta.coordination_received_messages
+        ),
+        (2, 39, 0)
+    );
 }
