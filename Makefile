@@ -8,7 +8,8 @@
 #   make install    PREFIX=/usr/local DESTDIR=  (library, static lib, header, pkg-config, layersec,
 #                   layersec-server; stripped: KEEP_DEBUG=1 keeps the debug info in <file>.debug)
 #   make bench      benchmarks (criterion + the openssl cms comparison script + the service,
-#                   also under 10,000 idle or trickling connections)
+#                   also under 10,000 idle or trickling connections + the client's latency +
+#                   signed receipts: send-to-receipt latency, throughput with receipts on/off)
 #   make fuzz-long  every fuzz target for 10 million executions or 30 minutes (not in `make test`
 #                   or CI; resumable: run it again after an interruption; `nice -n 19 make
 #                   fuzz-long` on a shared machine); then minimised seeds in fuzz/seeds/<target>.
@@ -100,6 +101,7 @@ bench: deps
 	bash scripts/bench.sh
 	bash scripts/bench-server.sh
 	bash scripts/bench-client.sh
+	bash scripts/bench-receipts.sh
 	bash scripts/bench-lockout.sh
 
 install: build install-files

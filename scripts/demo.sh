@@ -180,6 +180,22 @@ print("byte-identical to what ACME sent")
 PY
 
 say "6. The receipts"
+echo "Globex's client answered the document with a receipt signed by Globex (RFC 2634); ACME polls:"
+run "$LS" poll -c "$WORK/acme/layersec.toml"
+run "$LS" receipts --json -c "$WORK/acme/layersec.toml" > "$WORK/receipts.json"
+python3 - "$WORK/receipts.json" <<'PY'
+import json, sys
+for d in json.load(open(sys.argv[1]))["receipts"]:
+    r = d.get("receipt") or {}
+    print(f"ACME's record of Globex's signed receipt of {d['document']}: {d['state']},"
+          f" signed by {r.get('signer_subject')}, {'verified' if r.get('verified') else 'NOT verified'},"
+          f" Globex stored it at {r.get('received_at')}")
+PY
+echo "The evidence, checked as an auditor would, with no client state (and by OpenSSL):"
+run "$LS" verify-receipt --receipt "$WORK/acme/sent/invoice-2026-0042.xml.receipt.p7m" \
+  --original "$WORK/acme/sent/invoice-2026-0042.xml.signed.p7m" --partner "$WORK/globex/identity/cert.pem"
+run openssl cms -verify_receipt "$WORK/acme/sent/invoice-2026-0042.xml.receipt.p7m" -rctform DER \
+  -in "$WORK/acme/sent/invoice-2026-0042.xml.signed.p7m" -inform DER -CAfile "$WORK/globex/identity/cert.pem"
 python3 - "$WORK/acme/sent" <<'PY'
 import glob, json, sys
 for f in sorted(glob.glob(sys.argv[1] + "/*.sent.json")):
@@ -191,9 +207,16 @@ PY
 run "${ADMIN[@]}" messages > "$WORK/messages.json"
 python3 - "$WORK/messages.json" <<'PY'
 import json, sys
-for m in json.load(open(sys.argv[1])):
-    print(f"at the service: {m['message_id']} {m['from']} -> {m['to']}: {m['state']}"
-          f" (Globex's signed receipt arrived {m['delivered_at']})")
+ms = json.load(open(sys.argv[1]))
+receipts = {m["receipt_message_id"] for m in ms if m.get("receipt_message_id")}
+for m in ms:
+    if m["message_id"] in receipts:
+        print(f"at the service: {m['message_id']} {m['from']} -> {m['to']}: {m['state']}"
+              f" (the end-to-end receipt; pulled by ACME at {m['delivered_at']})")
+    else:
+        print(f"at the service: {m['message_id']} {m['from']} -> {m['to']}: {m['state']}"
+              f" (pulled by Globex at {m['delivered_at']}; Globex's receipt went back at"
+              f" {m['receipt_returned_at']})")
 PY
 
 say "7. The service is stopped"

@@ -393,6 +393,11 @@ pub struct VerifyReceiptArgs {
     /// again for each certificate the partner may have used (a rollover).
     #[arg(long, value_name = "CERT", required = true)]
     pub partner: Vec<PathBuf>,
+
+    /// Old evidence: accept a partner certificate that has expired since, if it was valid at
+    /// the signing time the receipt states.
+    #[arg(long)]
+    pub allow_expired: bool,
 }
 
 /// Describe a CMS/S-MIME object or an AS4 message as JSON (layers, signers, ebMS headers, parts).

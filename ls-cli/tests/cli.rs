@@ -1556,6 +1556,18 @@ fn verify_receipt_checks_a_receipt_offline() {
     ])
     .expect(2);
     layersec(args("-", "-", &bob)).expect(2);
+
+    // --allow-expired (old evidence, whose certificate has expired since: see ls-core's
+    // receipt tests) says whether the certificate is valid now.
+    let v = json(
+        &layersec({
+            let mut a = args(&receipt, &original, &bob);
+            a.extend(["--allow-expired".into(), "--json".into()]);
+            a
+        })
+        .expect(0),
+    );
+    assert_eq!(v["certificate_now"], "valid");
 }
 
 #[test]

@@ -69,6 +69,13 @@ fn the_demo_shows_its_commands_and_the_sealed_payload_and_keeps_its_folder() {
     );
     // Step 5 reads as sentences, not a Python dict.
     assert!(stdout.contains("ACME's record of the service's signed receipt"));
+    assert!(
+        stdout.contains(
+            "ACME's record of Globex's signed receipt of invoice-2026-0042.xml: processed, \
+             signed by CN=globex, verified"
+        ),
+        "{stdout}"
+    );
     assert!(!stdout.contains("{'receipt"), "{stdout}");
     assert!(stdout.contains("Demo complete"), "{stdout}");
 }

@@ -156,6 +156,14 @@ impl Party {
     }
 }
 
+/// The entry of a JSON list (`admin messages`, `receipts --json`) about message `id`.
+fn with_id(list: &serde_json::Value, id: &str) -> serde_json::Value {
+    list.as_array()
+        .and_then(|a| a.iter().find(|m| m["message_id"] == id))
+        .unwrap_or_else(|| panic!("no {id} in {list}"))
+        .clone()
+}
+
 fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let t = Instant::now();
     while t.elapsed() < timeout {
@@ -501,12 +509,7 @@ fn every_failure_class() {
         "the message was not offered again"
     );
     let msgs = svc.admin(&["messages", "--party", "bob"]);
-    let queued = msgs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["message_id"] == queued_id.as_str())
-        .unwrap_or_else(|| panic!("{msgs}"));
+    let queued = with_id(&msgs, &queued_id);
     assert_eq!(queued["state"], "delivered");
 
     // A bad configuration names the file and the key.
@@ -706,12 +709,7 @@ fn a_decompression_bomb_costs_the_recipient_nothing_and_is_refused_once() {
     // Not offered again, even after the lease (2 s here): the notice made it `failed` at the
     // service (body removed, never claimed again), so the next poll finds nothing.
     let msgs = svc.admin(&["messages"]);
-    let rec = msgs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["message_id"] == message_id.as_str())
-        .unwrap_or_else(|| panic!("{msgs}"));
+    let rec = with_id(&msgs, &message_id);
     assert_eq!(rec["state"], "failed", "{rec}");
     let v = bob.ok(&["poll", "--json"]);
     let summary: serde_json::Value = String::from_utf8_lossy(&v.stdout)
@@ -838,13 +836,7 @@ fn limits_meet_through_the_registration() {
     assert!(stderr.contains("too_large"), "{stderr}");
     assert!(bob.documents("inbox").is_empty());
     let msgs = svc.admin(&["messages"]);
-    let m = msgs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["message_id"] == id.as_str())
-        .unwrap()
-        .clone();
+    let m = with_id(&msgs, &id);
     assert_eq!(m["state"], "failed", "{m}");
     assert_eq!(m["failure_class"], "too_large", "{m}");
     alice.ok(&["poll"]);
@@ -939,12 +931,47 @@ fn a_signed_receipt_comes_back_and_openssl_verifies_the_evidence() {
     );
     // The service metered the receipt apart from the documents.
     let msgs = svc.admin(&["messages"]);
-    let m = msgs
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["message_id"] == id.as_str())
-        .unwrap()
-        .clone();
+    let m = with_id(&msgs, &id);
     assert!(!m["receipt_returned_at"].is_null(), "{m}");
+}
+
+/// A document its recipient refuses (here: it does not know the sender and was told to refuse
+/// strangers at once) comes back to the sender as the `failed` disposition, signed.
+#[test]
+fn a_document_the_recipient_refuses_shows_as_failed_on_the_sent_record() {
+    let svc = start_service("receipt-failed");
+    let alice = svc.party("alice", true);
+    let dave = svc.party("dave", true);
+    alice.trust(&dave);
+    let text = std::fs::read_to_string(&dave.config).unwrap();
+    assert!(text.contains("refuse_unknown_after_hours = 72"));
+    std::fs::write(
+        &dave.config,
+        text.replace(
+            "refuse_unknown_after_hours = 72",
+            "refuse_unknown_after_hours = 0",
+        ),
+    )
+    .unwrap();
+    let doc = alice.dir.join("offer.xml");
+    std::fs::write(&doc, b"<Offer/>\n").unwrap();
+    let v = json(&alice.ok(&["send", doc.to_str().unwrap(), "--to", "dave", "--json"]));
+    let id = v["message_id"].as_str().unwrap().to_string();
+    let o = dave.ok(&["poll", "--json"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        summary["summary"]["failed"][0]["refused"], "not_trusted",
+        "{summary}"
+    );
+    assert!(dave.documents("inbox").is_empty());
+    alice.ok(&["poll"]);
+    let r = json(&alice.ok(&["receipts", "--json"]));
+    let mine = with_id(&r["receipts"], &id);
+    assert_eq!(mine["state"], "failed", "{r}");
+    assert_eq!(mine["class"], "not_trusted", "{r}");
+    // The service offers it no more and says so.
+    let msgs = svc.admin(&["messages", "--party", "dave"]);
+    let m = with_id(&msgs, &id);
+    assert_eq!(m["state"], "failed", "{m}");
 }

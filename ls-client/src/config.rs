@@ -257,6 +257,12 @@ pub struct LimitsConfig {
     /// At most this many records of messages we could not accept
     /// (`state/incoming-failed/`); the oldest go first.
     pub max_refused_records: u32,
+    /// A message from a sender that is not our partner (no certificate of it) is left with
+    /// the service this long after we first saw it — the partner may be added meanwhile —
+    /// then refused for good with a signed `not_trusted` notice, so that its sender learns it
+    /// will not be delivered. 0: refused at once. A known partner's message signed by a key we
+    /// hold no valid certificate for (a rollover not seen yet) is not refused: it waits.
+    pub refuse_unknown_after_hours: u64,
 }
 
 impl Default for LimitsConfig {
@@ -267,6 +273,7 @@ impl Default for LimitsConfig {
             max_bytes_per_poll: 1 << 30,
             remember_delivered_hours: 60 * 24,
             max_refused_records: 10_000,
+            refuse_unknown_after_hours: 72,
         }
     }
 }
@@ -806,7 +813,11 @@ impl Config {
              # written twice: at least the service's expire_undelivered_hours.\n\
              remember_delivered_hours = 1440\n\
              # Records kept of messages we could not accept (the oldest go first).\n\
-             max_refused_records = 10000\n\n\
+             max_refused_records = 10000\n\
+             # A message from a sender that is not our partner waits with the service this\n\
+             # long (add the partner meanwhile and it is delivered), then its sender is told,\n\
+             # in a signed refusal notice, that it will not be. 0: at once.\n\
+             refuse_unknown_after_hours = 72\n\n\
              [receipts]\n\
              # Ask partners for a signed receipt of each document we send (RFC 2634): their end\n\
              # system signs that it received, verified and stored exactly what we sent.\n\

@@ -440,7 +440,25 @@ impl Client {
                 }
                 Err(Fault::Skip(e)) => {
                     failed_now.insert(key.clone());
-                    let f = self.record_failure(&ex, &sender, &message_id, &key, &e)?;
+                    let first_seen = prev.as_ref().map_or_else(time::now_unix, |f| f.first_seen);
+                    let f = if self.gives_up_on(&sender, &e, first_seen) {
+                        // A stranger's message, waited for long enough: its sender is told.
+                        let e = Error::UnknownSigner(format!(
+                            "{e} (refused after limits.refuse_unknown_after_hours = {})",
+                            limits.refuse_unknown_after_hours
+                        ));
+                        self.refuse(
+                            &ex,
+                            &pulled,
+                            &sender,
+                            &message_id,
+                            &key,
+                            &e,
+                            FailureClass::NotTrusted,
+                        )?
+                    } else {
+                        self.record_failure(&ex, &sender, &message_id, &key, &e)?
+                    };
                     report.failed.push((&f).into());
                 }
                 Err(Fault::Stop(e)) => return Err(e),
@@ -708,7 +726,15 @@ impl Client {
                     let ess = &incoming.payloads[0].data;
                     let r = self
                         .record_partner_receipt(sender, &header, um, ess)
-                        .map_err(Fault::Stop)?;
+                        .map_err(Fault::Stop)?
+                        .ok_or_else(|| {
+                            Fault::Skip(Error::ReceiptMismatch(format!(
+                                "the receipt of {} came before our send of it was finished; \
+                                 it is taken at a later poll",
+                                header.message_id
+                            )))
+                        })?;
+                    self.fail_at("receipt:after-record").map_err(Fault::Stop)?;
                     report.receipts.push(r);
                     self.receipt(ex, incoming, report)
                 }
@@ -858,6 +884,17 @@ impl Client {
             crashes: 0,
             quarantined: None,
         }))
+    }
+
+    /// Whether a message left with the service is now refused for good: it comes from a sender
+    /// that is not our partner (no certificate of it at all, not a key we lack during a
+    /// rollover) and we first saw it `limits.refuse_unknown_after_hours` ago.
+    fn gives_up_on(&self, sender: &str, e: &Error, first_seen: i64) -> bool {
+        let wait = self.cfg.limits.refuse_unknown_after_hours;
+        e.code() == ErrorCode::UnknownSigner
+            && self.partner_certs(sender).is_empty()
+            && time::now_unix().saturating_sub(first_seen)
+                >= i64::try_from(wait.saturating_mul(3600)).unwrap_or(i64::MAX)
     }
 
     /// Record a message left with the service (an unknown sender); after a few attempts tell
@@ -1074,6 +1111,23 @@ impl Client {
             }
         }
         notices::prune(self, keep_secs, max)?;
+        // Receipts of ours whose document never reached the inbox, refused receipts, and the
+        // temporary files a kill left in `sent/` while a record was rewritten.
+        for (dir, age) in [
+            (self.state(super::receipts::RECEIPTS_OUT), keep_secs),
+            (self.state(super::receipts::RECEIPTS_IN), keep_secs),
+        ] {
+            for (_, path, md) in list_dir(&dir)? {
+                if md.is_file() && fsutil::age_secs(&path) > age {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
+        for (name, path, md) in list_dir(&self.cfg.folders.sent)? {
+            if md.is_file() && name.starts_with(TMP_PREFIX) && fsutil::age_secs(&path) > 3600 {
+                let _ = fs::remove_file(&path);
+            }
+        }
         write_atomic(&mark, b"")
     }
 

@@ -375,6 +375,16 @@ impl Client {
         ((secs as f64 * f).round() as u64).max(1)
     }
 
+    /// The wait until the next poll: `polling.interval_secs` varied by up to ±
+    /// `polling.jitter_percent`, to the millisecond (so that even a 1 s interval varies, and
+    /// two daemons started together drift apart).
+    fn poll_wait(&self) -> Duration {
+        let j = f64::from(self.cfg.polling.jitter_percent.min(100)) / 100.0;
+        let f = 1.0 + j * (2.0 * random_unit() - 1.0);
+        let ms = (self.cfg.polling.interval_secs as f64 * 1000.0 * f).round() as u64;
+        Duration::from_millis(ms.max(100))
+    }
+
     /// The wait before try number `failures + 1`: `retry.initial_secs` doubling up to
     /// `retry.max_secs`, with jitter.
     fn backoff(&self, failures: u32) -> u64 {
@@ -624,9 +634,9 @@ impl Client {
                         poll_failures = 0;
                         if report.limited {
                             // More is waiting: the next poll soon, after the outbox.
-                            1
+                            Duration::from_secs(1)
                         } else {
-                            self.jitter(self.cfg.polling.interval_secs)
+                            self.poll_wait()
                         }
                     }
                     Err(e) if e.code() == ErrorCode::StateLocked => {
@@ -634,7 +644,7 @@ impl Client {
                             context: "polling".into(),
                             error: (&e).into(),
                         });
-                        self.jitter(self.cfg.polling.interval_secs)
+                        self.poll_wait()
                     }
                     Err(e) => {
                         poll_failures += 1;
@@ -651,10 +661,10 @@ impl Client {
                                 error: (&e).into(),
                             });
                         }
-                        wait
+                        Duration::from_secs(wait)
                     }
                 };
-                next_poll = Instant::now() + Duration::from_secs(wait);
+                next_poll = Instant::now() + wait;
             }
             let until = next_outbox.min(next_poll);
             while !stop.load(Ordering::Relaxed) && Instant::now() < until {

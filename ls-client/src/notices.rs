@@ -254,7 +254,8 @@ impl Client {
             let Some(doc) = name.strip_suffix(".sent.json") else {
                 continue;
             };
-            if !md.is_file() {
+            // Not a temporary file a kill left behind while a record was rewritten.
+            if !md.is_file() || name.starts_with('.') {
                 continue;
             }
             let Some(bytes) = read_opt(&path)? else {

@@ -34,6 +34,10 @@ pub(super) const SIGNED_SUFFIX: &str = ".signed.p7m";
 pub(super) const RECEIPT_SUFFIX: &str = ".receipt.p7m";
 const LOCK: &str = "lock";
 const NEW_PREFIX: &str = ".new-";
+/// A finished job's folder is renamed to this prefix before it is removed: another process
+/// that tries the job's lock meanwhile must not recreate the lock file in a folder being
+/// removed (which then cannot be removed: "Directory not empty").
+const DONE_PREFIX: &str = ".done-";
 /// An outbox file must not have changed for this long before it is claimed.
 const SETTLE: Duration = Duration::from_millis(500);
 
@@ -420,6 +424,40 @@ fn advice(e: &Error, to: &str, origin: Origin) -> String {
 impl Client {
     fn outgoing(&self) -> PathBuf {
         self.state(OUTGOING)
+    }
+
+    /// Remove a finished job's folder: renamed out of the jobs' names first (atomically; the
+    /// lock we hold goes with it), then removed. A crash in between leaves a `.done-` folder,
+    /// swept by [`Client::run_jobs`].
+    fn retire_job_folder(&self, dir: &Path) -> Result<()> {
+        let out = self.outgoing();
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let done = out.join(format!("{DONE_PREFIX}{name}-{}", random_hex(4)));
+        match fs::rename(dir, &done) {
+            Ok(()) => {}
+            // Retired by an earlier try that crashed (or by another process): done.
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("cannot retire job folder", dir, e)),
+        }
+        fsync_dir(&out)?;
+        remove_tree(&done)
+    }
+
+    /// Whether a job of ours that sent (or sends) `message_id` is not finished yet.
+    pub(super) fn still_sending(&self, message_id: &str) -> Result<bool> {
+        for (_, path, md) in list_dir(&self.outgoing())? {
+            if md.is_dir() {
+                if let Some(rec) = read_json::<JobRecord>(&path.join(JOB)).unwrap_or(None) {
+                    if rec.message_id == message_id {
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        Ok(false)
     }
 
     /// A new job folder, created under a hidden name with its lock taken and then renamed into
@@ -833,14 +871,7 @@ impl Client {
             }
         }
         self.fail_at("finish:after-move")?;
-        fs::remove_dir_all(dir).or_else(|e| {
-            if e.kind() == ErrorKind::NotFound {
-                Ok(())
-            } else {
-                Err(io_err("cannot remove job folder", dir, e))
-            }
-        })?;
-        fsync_dir(&self.outgoing())?;
+        self.retire_job_folder(dir)?;
         let path = target_dir.join(&name);
         Ok(match &rec.outcome {
             Outcome::Sent { .. } => Attempt::Delivered(self.sent_of(rec, Some(path))),
@@ -1043,6 +1074,14 @@ impl Client {
                 }
                 continue;
             }
+            if name.starts_with(DONE_PREFIX) {
+                // A finished job whose removal a crash interrupted (a minute's grace: its
+                // finisher may be removing it now).
+                if fsutil::age_secs(&path) > 60 {
+                    remove_tree(&path)?;
+                }
+                continue;
+            }
             if name.starts_with('.') {
                 continue;
             }
@@ -1181,5 +1220,15 @@ fn settled(md: &fs::Metadata) -> bool {
     match SystemTime::now().duration_since(m) {
         Ok(age) => age >= SETTLE,
         Err(ahead) => ahead.duration() > Duration::from_secs(5),
+    }
+}
+
+/// `remove_dir_all`, where a tree already gone (or going: removed by another process at the
+/// same time) is no error.
+fn remove_tree(path: &Path) -> Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("cannot remove job folder", path, e)),
     }
 }

@@ -201,14 +201,14 @@ impl Client {
 
     /// A partner's receipt (a verified co-ordination message): checked against what we sent
     /// and recorded. Never `Err` for a bad receipt (it is recorded as refused); `Err` only when
-    /// our disk fails.
+    /// our disk fails. `None` while our send of the document is still being finished.
     pub(super) fn record_partner_receipt(
         &self,
         partner: &str,
         header: &ReceiptHeader,
         um: &UserMessage,
         ess: &[u8],
-    ) -> Result<PartnerReceipt> {
+    ) -> Result<Option<PartnerReceipt>> {
         let now = time::now_unix();
         let mut r = PartnerReceipt {
             partner: partner.to_string(),
@@ -227,6 +227,14 @@ impl Client {
             checked_at: now,
         };
         let (found, shas) = self.find_sent(&header.message_id)?;
+        let evidence = found
+            .as_ref()
+            .map(|(doc, _)| self.cfg.folders.sent.join(format!("{doc}{SIGNED_SUFFIX}")));
+        if !evidence.is_some_and(|p| p.exists()) && self.still_sending(&header.message_id)? {
+            // The receipt came before our send of the document was finished (a crash in
+            // between): it waits with the service until the record and evidence are in place.
+            return Ok(None);
+        }
         let checked = match &found {
             None => Err(Error::ReceiptMismatch(format!(
                 "no document sent as {} is in {} (moved away?): the receipt cannot be checked",
@@ -245,6 +253,7 @@ impl Client {
                 let dir = &self.cfg.folders.sent;
                 let file = dir.join(format!("{doc}{RECEIPT_SUFFIX}"));
                 self.write_private(&file, ess)?;
+                self.fail_at("receipt:after-evidence")?;
                 r.receipt_file = Some(file);
                 set_partner_receipt(record, "processed", &r)?;
             }
@@ -260,7 +269,7 @@ impl Client {
                 write_atomic(&dir.join(format!("{base}.json")), &to_json(&r))?;
             }
         }
-        Ok(r)
+        Ok(Some(r))
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -2005,3 +2005,158 @@ fn a_refused_document_shows_the_failed_disposition_on_the_sent_record() {
     assert_eq!(st.state, "failed");
     assert_eq!(st.class.as_deref(), Some("not_trusted"));
 }
+
+#[test]
+fn a_strangers_message_is_refused_after_the_wait_and_its_sender_sees_failed() {
+    let w = world();
+    w.configure("bob", "\n[limits]\nrefuse_unknown_after_hours = 1\n");
+    let carol = w.client("carol");
+    let sent = carol
+        .send_bytes("spam.xml", b"<Spam/>", "bob", &SendOptions::default())
+        .unwrap();
+    // Within the wait: left with the service, carol's record waits.
+    let bob = w.client("bob");
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.failed[0].refused, None, "{r:?}");
+    carol.poll(|_| {}).unwrap();
+    let st = carol.receipt_state(&sent.message_id).unwrap().unwrap();
+    assert_eq!(st.state, "waiting");
+    // An hour later (the record made older): refused for good with a signed notice.
+    let failures = w.files("bob", "state/incoming-failed");
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let rel = format!("state/incoming-failed/{}", failures[0]);
+    let mut f = w.json("bob", &rel);
+    f["first_seen"] = serde_json::json!(time::now_unix() - 3600);
+    fs::write(w.path("bob", &rel), serde_json::to_vec(&f).unwrap()).unwrap();
+    w.svc.expire_leases();
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.failed[0].refused, Some(FailureClass::NotTrusted), "{r:?}");
+    assert!(r.failed[0].notice_sent);
+    assert!(w.files("bob", "inbox").is_empty());
+    // Carol sees the failed disposition on her sent record; the service offers it no more.
+    let rc = carol.poll(|_| {}).unwrap();
+    assert_eq!(rc.refused_by_partners.len(), 1, "{rc:?}");
+    let st = carol.receipt_state(&sent.message_id).unwrap().unwrap();
+    assert_eq!(st.state, "failed");
+    assert_eq!(st.class.as_deref(), Some("not_trusted"));
+    w.svc.expire_leases();
+    assert_eq!(bob.poll(|_| {}).unwrap().pulled, 0);
+}
+
+#[test]
+fn a_crash_while_taking_a_receipt_records_it_exactly_once() {
+    for point in ["receipt:after-evidence", "receipt:after-record"] {
+        let w = world();
+        let alice = w.client("alice");
+        let sent = alice
+            .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+            .unwrap();
+        w.client("bob").poll(|_| {}).unwrap();
+        arm(&alice, point);
+        assert!(alice.poll(|_| {}).is_err(), "{point}");
+        // A new life; the service offers the receipt again after its lease.
+        w.svc.expire_leases();
+        let alice = w.client("alice");
+        let r = alice.poll(|_| {}).unwrap();
+        assert_eq!(r.receipts.len(), 1, "{point}: {r:?}");
+        assert!(r.receipts[0].verified, "{point}: {r:?}");
+        assert_eq!(
+            alice
+                .receipt_state(&sent.message_id)
+                .unwrap()
+                .unwrap()
+                .state,
+            "processed",
+            "{point}"
+        );
+        assert_eq!(
+            w.files("alice", "sent"),
+            [
+                "invoice.xml",
+                "invoice.xml.receipt.p7m",
+                "invoice.xml.sent.json",
+                "invoice.xml.signed.p7m"
+            ],
+            "{point}"
+        );
+        assert!(w.files("alice", "state/receipts-in").is_empty(), "{point}");
+        w.svc.expire_leases();
+        assert_eq!(alice.poll(|_| {}).unwrap().pulled, 0, "{point}");
+    }
+}
+
+#[test]
+fn a_receipt_before_our_send_is_finished_waits_for_it() {
+    let w = world();
+    let alice = w.client("alice");
+    // Pushed and its outcome decided, then a crash before the document moved to sent/.
+    arm(&alice, "send:after-outcome");
+    assert!(alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .is_err());
+    w.client("bob").poll(|_| {}).unwrap();
+    // A poll of the restarted sender before its jobs are resumed: the receipt waits.
+    let alice = w.client("alice");
+    let r = alice.poll(|_| {}).unwrap();
+    assert!(r.receipts.is_empty(), "{r:?}");
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    assert!(w.files("alice", "state/receipts-in").is_empty());
+    let sent = alice.resume().unwrap();
+    let id = sent.sent[0].message_id.clone();
+    w.svc.expire_leases();
+    let r = alice.poll(|_| {}).unwrap();
+    assert_eq!(r.receipts.len(), 1, "{r:?}");
+    assert!(r.receipts[0].verified, "{r:?}");
+    assert_eq!(
+        alice.receipt_state(&id).unwrap().unwrap().state,
+        "processed"
+    );
+    assert!(alice.status().unwrap().incoming_failures.is_empty());
+}
+
+#[test]
+fn a_job_scan_never_breaks_a_send_that_is_finishing() {
+    // Another process of ours (a daemon, a poll) scanning the jobs while `send` finishes: the
+    // scan tries each job's lock; it must not leave a file in a folder being removed.
+    let w = world();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let scanner = w.client("alice");
+        let stop = &stop;
+        s.spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = scanner.run_due_jobs();
+            }
+        });
+        let alice = w.client("alice");
+        for i in 0..60 {
+            let r = alice.send_bytes(
+                &format!("d{i}.xml"),
+                INVOICE,
+                "bob",
+                &SendOptions::default(),
+            );
+            if let Err(e) = r {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                panic!("send {i}: {e}");
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(w.svc.stored(), 60);
+    assert!(w.all_files("alice", "state/outgoing").is_empty());
+}
+
+#[test]
+fn the_poll_interval_varies_to_the_millisecond() {
+    let w = world();
+    let mut c = w.client("alice");
+    c.cfg.polling.interval_secs = 1;
+    c.cfg.polling.jitter_percent = 10;
+    let waits: Vec<u128> = (0..200).map(|_| c.poll_wait().as_millis()).collect();
+    assert!(waits.iter().all(|w| (900..=1100).contains(w)), "{waits:?}");
+    let distinct: std::collections::HashSet<_> = waits.iter().collect();
+    assert!(distinct.len() > 20, "{distinct:?}");
+    c.cfg.polling.jitter_percent = 0;
+    assert_eq!(c.poll_wait(), Duration::from_secs(1));
+}

@@ -304,6 +304,12 @@ fn send_poll_example_against_a_real_service() {
             "{stdout}"
         );
         assert!(stdout.contains("  sender: alice\n"), "{stdout}");
+        assert!(stdout.contains("receipt: processed\n"), "{stdout}");
+        assert!(alice
+            .dir
+            .join("sent")
+            .join(format!("invoice-{i}.xml.receipt.p7m"))
+            .is_file());
         assert!(
             stdout.contains(&format!("  size: {} bytes\n", content.len())),
             "{stdout}"
@@ -559,7 +565,7 @@ fn client_arguments_are_checked() {
     assert!(msg().contains("struct_size"), "{}", msg());
     assert!(id.is_none());
     unsafe { ls_send_options_init(&mut opts) };
-    opts.flags = 1;
+    opts.flags = 1 << 7;
     let (rc, id) = c.send(b"x", "a.txt", "hal", &opts);
     assert_eq!(rc, INVALID_ARGUMENT, "{}", msg());
     assert!(msg().contains("flags"), "{}", msg());

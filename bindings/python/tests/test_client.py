@@ -154,6 +154,28 @@ def test_send_and_poll_round_trip(parties, tmp_path):
     assert (a.folder / "sent" / "invoice.xml").read_bytes() == doc
 
 
+def test_signed_receipts_come_back_and_can_be_switched_off(parties):
+    a, b = parties
+    with layersec.Client(a.config) as sender, layersec.Client(b.config) as recipient:
+        asked = sender.send(b"<Invoice n='1'/>", "asked.xml", b.id)
+        quiet = sender.send(b"<Invoice n='2'/>", "quiet.xml", b.id, receipt=False)
+        assert sender.receipt_state(asked) == "waiting"
+        assert sender.receipt_state(quiet) == "not_requested"
+        assert sender.receipt_state("no-such-id@nowhere") == "unknown"
+        assert [r["message_id"] for r in sender.receipts(waiting=True)] == [asked]
+        assert len(recipient.poll()) == 2
+        assert sender.poll() == []  # a receipt is no document
+        assert sender.receipt_state(asked) == "processed"
+        assert sender.receipts(waiting=True) == []
+        listed = {r["message_id"]: r for r in sender.receipts()}
+    r = listed[asked]["receipt"]
+    assert r["verified"] is True and r["partner"] == b.id and r["disposition"] == "processed"
+    assert listed[quiet]["state"] == "not_requested"
+    assert (a.folder / "sent" / "asked.xml.receipt.p7m").is_file()
+    assert (a.folder / "sent" / "asked.xml.signed.p7m").is_file()
+    assert not (a.folder / "sent" / "quiet.xml.signed.p7m").exists()
+
+
 def test_unknown_partner_raises_and_queues_nothing(parties):
     a, _ = parties
     with layersec.Client(a.config) as c:

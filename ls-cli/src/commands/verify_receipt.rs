@@ -4,7 +4,7 @@
 use crate::cli::{Cli, VerifyReceiptArgs};
 use crate::fsio::{print_stdout, read_input, usage};
 use crate::output::{display, print_json_pretty, printable};
-use ls_core::cms::receipt::verify_receipt;
+use ls_core::cms::receipt::{verify_receipt_with, VerifyReceiptOptions};
 use ls_core::{bytes, Certificate, Error};
 use serde_json::json;
 
@@ -21,7 +21,20 @@ pub fn run(a: &VerifyReceiptArgs, cli: &Cli) -> Result<(), Error> {
         .collect::<Result<Vec<_>, _>>()?;
     let receipt = read_input(&a.receipt, None, "receipt")?;
     let original = read_input(&a.original, None, "original message")?;
-    let v = verify_receipt(&receipt, &original, &partners)?;
+    let v = verify_receipt_with(
+        &receipt,
+        &original,
+        &partners,
+        &VerifyReceiptOptions {
+            allow_expired: a.allow_expired,
+        },
+    )?;
+    // With --allow-expired: whether the certificate is still valid today (else since when not).
+    let expired_since = v
+        .signer
+        .check_validity(ls_core::time::now_unix())
+        .err()
+        .map(|e| e.to_string());
     let signing_time = v.signing_time.map(ls_core::time::iso8601);
     let id_hex = bytes::hex(&v.content_identifier);
     if cli.json {
@@ -33,6 +46,7 @@ pub fn run(a: &VerifyReceiptArgs, cli: &Cli) -> Result<(), Error> {
             "signer_sha256": v.signer.sha256_fingerprint(),
             "signing_time": signing_time,
             "content_identifier": id_hex,
+            "certificate_now": expired_since.as_deref().unwrap_or("valid"),
         }));
     }
     // The identifier as text too when it is plain ASCII (a MessageId, say).
@@ -41,12 +55,20 @@ pub fn run(a: &VerifyReceiptArgs, cli: &Cli) -> Result<(), Error> {
         .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_graphic() || c == ' '))
         .map(|t| format!(" ({})", printable(t)))
         .unwrap_or_default();
+    let now = expired_since
+        .map(|e| {
+            format!(
+                "\ncertificate now:     {} (valid when it signed)",
+                printable(&e)
+            )
+        })
+        .unwrap_or_default();
     print_stdout(&format!(
         "receipt:             verified\n\
          signer:              {}\n\
          fingerprint:         SHA256 {}\n\
          signing time:        {}\n\
-         content identifier:  {id_hex}{id_text}",
+         content identifier:  {id_hex}{id_text}{now}",
         printable(v.signer.subject()),
         v.signer.sha256_fingerprint(),
         signing_time.as_deref().unwrap_or("(not stated)"),

@@ -290,6 +290,23 @@ pub fn refusal_notice(
     Ok(um)
 }
 
+/// What every co-ordination message about a message names: its RefToMessageId and the hex
+/// SHA-256 of its payload (the `PayloadSHA256` property), as given.
+fn reference_and_digest<'a>(um: &'a UserMessage, kind: &str) -> Result<(String, &'a str)> {
+    let bad = |what: &str| Error::InvalidEbms(format!("{kind}: {what}"));
+    let message_id = um
+        .info
+        .ref_to_message_id
+        .clone()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| bad("no RefToMessageId"))?;
+    let sha = um
+        .property(PROP_PAYLOAD_SHA256)
+        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| bad("no hex SHA-256 in PayloadSHA256"))?;
+    Ok((message_id, sha))
+}
+
 /// Whether a UserMessage is a co-ordination message (not a document for the inbox).
 pub fn is_coordination(um: &UserMessage) -> bool {
     um.service.value == SERVICE
@@ -303,16 +320,7 @@ pub fn read_refusal(um: &UserMessage) -> Option<Result<RefusalNotice>> {
     }
     Some((|| {
         let bad = |what: &str| Error::InvalidEbms(format!("refusal notice: {what}"));
-        let message_id = um
-            .info
-            .ref_to_message_id
-            .clone()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| bad("no RefToMessageId"))?;
-        let sha = um
-            .property(PROP_PAYLOAD_SHA256)
-            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| bad("no hex SHA-256 in PayloadSHA256"))?;
+        let (message_id, sha) = reference_and_digest(um, "refusal notice")?;
         let class = um
             .property(PROP_FAILURE_CLASS)
             .and_then(FailureClass::parse)
@@ -383,16 +391,7 @@ pub fn read_receipt(um: &UserMessage) -> Option<Result<ReceiptHeader>> {
     }
     Some((|| {
         let bad = |what: &str| Error::InvalidEbms(format!("receipt: {what}"));
-        let message_id = um
-            .info
-            .ref_to_message_id
-            .clone()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| bad("no RefToMessageId"))?;
-        let sha = um
-            .property(PROP_PAYLOAD_SHA256)
-            .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
-            .ok_or_else(|| bad("no hex SHA-256 in PayloadSHA256"))?;
+        let (message_id, sha) = reference_and_digest(um, "receipt")?;
         let disposition = um
             .property(PROP_DISPOSITION)
             .filter(|d| *d == DISPOSITION_PROCESSED)

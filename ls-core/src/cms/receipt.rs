@@ -456,6 +456,30 @@ pub fn verify_receipt(
     original: &[u8],
     partners: &[Certificate],
 ) -> Result<VerifiedReceipt> {
+    verify_receipt_with(
+        receipt,
+        original,
+        partners,
+        &VerifyReceiptOptions::default(),
+    )
+}
+
+/// How [`verify_receipt_with`] judges the partner's certificate.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VerifyReceiptOptions {
+    /// Old evidence: the partner's certificate need only have been valid at the signing time
+    /// the receipt states (which it must then state), not now.
+    pub allow_expired: bool,
+}
+
+/// [`verify_receipt`], with `opts`: an auditor checks a receipt years later, when the
+/// partner's certificate has expired, with `allow_expired`.
+pub fn verify_receipt_with(
+    receipt: &[u8],
+    original: &[u8],
+    partners: &[Certificate],
+    opts: &VerifyReceiptOptions,
+) -> Result<VerifiedReceipt> {
     if partners.is_empty() {
         return Err(Error::InvalidArgument(
             "no partner certificate was given to verify the receipt against".into(),
@@ -529,10 +553,21 @@ pub fn verify_receipt(
             partner.subject()
         )));
     }
-    let now = time::now_unix();
-    partner.check_validity(now)?;
-    if let Some(t) = attrs.signing_time {
-        partner.check_validity(t)?;
+    match (opts.allow_expired, attrs.signing_time) {
+        (false, t) => {
+            partner.check_validity(time::now_unix())?;
+            if let Some(t) = t {
+                partner.check_validity(t)?;
+            }
+        }
+        (true, Some(t)) => partner.check_validity(t)?,
+        (true, None) => {
+            return Err(Error::CertExpired(
+                "the receipt states no signing time: whether the partner's certificate was \
+                 valid when it was signed cannot be told (check it without allow-expired)"
+                    .into(),
+            ))
+        }
     }
     partner.check_key_usage(
         key_usage::DIGITAL_SIGNATURE | key_usage::NON_REPUDIATION,
@@ -797,10 +832,25 @@ mod tests {
         let r = signed_at(&expired, now - 2 * day);
         let e = verify_receipt(&r, &c.original, &[expired.certificate().clone()]).unwrap_err();
         assert_eq!(e.code(), ErrorCode::CertExpired);
+        // which an auditor checking old evidence accepts: it was valid when it signed …
+        let old = VerifyReceiptOptions {
+            allow_expired: true,
+        };
+        let v =
+            verify_receipt_with(&r, &c.original, &[expired.certificate().clone()], &old).unwrap();
+        assert_eq!(v.signing_time, Some(now - 2 * day));
+        // … but not a receipt stating a time after it expired,
+        let late = signed_at(&expired, now);
+        let e = verify_receipt_with(&late, &c.original, &[expired.certificate().clone()], &old)
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::CertExpired);
         // a receipt claiming a time before the certificate was valid,
         let young = bob_at(now - day, now + day);
         let r = signed_at(&young, now - 2 * day);
         let e = verify_receipt(&r, &c.original, &[young.certificate().clone()]).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::CertNotYetValid);
+        let e =
+            verify_receipt_with(&r, &c.original, &[young.certificate().clone()], &old).unwrap_err();
         assert_eq!(e.code(), ErrorCode::CertNotYetValid);
         // and the same certificate with an honest time passes.
         let r = signed_at(&young, now);
