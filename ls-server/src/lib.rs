@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod directory;
 pub mod endpoint;
 pub mod http;
 pub mod log;

@@ -446,6 +446,7 @@ fn serve(
         seen: Default::default(),
         accept_limits: c.accept_limits(),
         decoy: Default::default(),
+        directory: ls_server::directory::Directory::new(c.limits.directory_requests_per_minute),
     });
     let mut admin_addr = String::new();
     let mut admin_server = None;
