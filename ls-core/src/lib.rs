@@ -24,6 +24,7 @@ pub mod bytes;
 pub mod cert;
 pub mod cms;
 pub mod enrol;
+pub mod directory;
 pub mod error;
 mod inflate;
 pub mod keys;
