@@ -23,13 +23,14 @@ pub mod asn1;
 pub mod bytes;
 pub mod cert;
 pub mod cms;
-pub mod enrol;
 pub mod directory;
+pub mod enrol;
 pub mod error;
 mod inflate;
 pub mod keys;
 pub mod mime;
 mod oid;
+pub mod rollover;
 pub mod time;
 pub mod transport;
 

@@ -92,6 +92,54 @@ fn multiple_recipients_and_self() {
     }
 }
 
+/// After a key rollover, a document sealed for our old certificate (a partner that had not
+/// taken the new one yet) still opens, with the old key among our earlier identities.
+#[test]
+fn earlier_identities_open_what_was_sealed_for_them() {
+    let (alice, alice_c) = id("alice", KeyType::EcP256);
+    for (old_kt, new_kt) in [
+        (KeyType::Rsa(2048), KeyType::EcP256),
+        (KeyType::EcP256, KeyType::Rsa(2048)),
+    ] {
+        let (old, old_c) = id("bob", old_kt);
+        let (new, new_c) = id("bob", new_kt);
+        let (stranger, _) = id("bob", KeyType::EcP256);
+        let to_old = seal(
+            b"for the old key",
+            &alice,
+            &[old_c],
+            &SealOptions::default(),
+        )
+        .unwrap();
+        let to_new = seal(
+            b"for the new key",
+            &alice,
+            &[new_c],
+            &SealOptions::default(),
+        )
+        .unwrap();
+        let earlier = [stranger.clone(), old.clone()];
+        let o = OpenOptions {
+            earlier_recipients: &earlier,
+            ..opts(&new, &alice_c)
+        };
+        assert_eq!(open(&to_old, &o).unwrap().document, b"for the old key");
+        assert_eq!(open(&to_new, &o).unwrap().document, b"for the new key");
+        // Without the old key: not for us, naming our current identity.
+        let e = open(&to_old, &opts(&new, &alice_c)).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::NotARecipient);
+        let e = open(
+            &to_old,
+            &OpenOptions {
+                earlier_recipients: std::slice::from_ref(&stranger),
+                ..opts(&new, &alice_c)
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::NotARecipient);
+    }
+}
+
 #[test]
 fn rejections_have_their_own_codes() {
     let (alice, alice_c) = id("alice", KeyType::Rsa(2048));

@@ -409,6 +409,179 @@ pub fn read_receipt(um: &UserMessage) -> Option<Result<ReceiptHeader>> {
     })())
 }
 
+/// The Action of a certificate update ([`crate::rollover`]): a party tells a partner its new
+/// certificate. Signed (AS4) by the party's old key; one payload, the statement counter-signed
+/// by the new key ([`crate::rollover::UPDATE_CONTENT_TYPE`]); message properties
+/// [`PROP_NEW_CERTIFICATE_SHA256`] and [`PROP_OLD_VALID_UNTIL`], so that the service can check
+/// the new certificate is the one registered for the party (it does not read the payload).
+pub const ACTION_CERTIFICATE_UPDATE: &str = "CertificateUpdate";
+/// The Action of a partner's answer to a certificate update: no payload, `RefToMessageId` the
+/// update, message properties [`PROP_PAYLOAD_SHA256`] (of the update's payload as received),
+/// [`PROP_NEW_CERTIFICATE_SHA256`], [`PROP_DECISION`] and, when rejected, [`PROP_REASON`].
+pub const ACTION_CERTIFICATE_UPDATE_ANSWER: &str = "CertificateUpdateAnswer";
+/// Message property: hex SHA-256 of the new certificate's DER.
+pub const PROP_NEW_CERTIFICATE_SHA256: &str = "NewCertificateSHA256";
+/// Message property: until when the old certificate stays valid (xsd:dateTime).
+pub const PROP_OLD_VALID_UNTIL: &str = "OldValidUntil";
+/// Message property of an answer: [`DECISION_ACCEPTED`] or [`DECISION_REJECTED`].
+pub const PROP_DECISION: &str = "Decision";
+/// Message property of a rejection: a [`crate::rollover::UpdateReason`].
+pub const PROP_REASON: &str = "Reason";
+/// The update was applied: the new certificate is the party's current one at the partner.
+pub const DECISION_ACCEPTED: &str = "accepted";
+/// The update was not applied: the certificate the partner holds is unchanged.
+pub const DECISION_REJECTED: &str = "rejected";
+
+/// What a certificate update's header says beside its statement.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpdateHeader {
+    pub new_certificate_sha256: String,
+    /// xsd:dateTime.
+    pub old_valid_until: String,
+}
+
+/// The header of a certificate update from `from` (the party rolling over) to `to` (a
+/// partner). Build it with [`super::message::build`], signed by the old key, with the
+/// counter-signed statement as the one payload.
+pub fn certificate_update_message(
+    from: &str,
+    to: &str,
+    h: &UpdateHeader,
+    domain: &str,
+) -> Result<UserMessage> {
+    let mut um =
+        super::exchange::user_message(from, to, SERVICE, ACTION_CERTIFICATE_UPDATE, "", domain)?;
+    um.properties = vec![
+        Property::new(PROP_NEW_CERTIFICATE_SHA256, &h.new_certificate_sha256),
+        Property::new(PROP_OLD_VALID_UNTIL, &h.old_valid_until),
+    ];
+    Ok(um)
+}
+
+fn sha256_property<'a>(um: &'a UserMessage, name: &str, kind: &str) -> Result<&'a str> {
+    um.property(name)
+        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| Error::InvalidEbms(format!("{kind}: no hex SHA-256 in {name}")))
+}
+
+/// The certificate update a UserMessage carries: `None` when it is not one, `Err` when it says
+/// it is one but is not well formed.
+pub fn read_certificate_update(um: &UserMessage) -> Option<Result<UpdateHeader>> {
+    if !is_coordination(um) || um.action != ACTION_CERTIFICATE_UPDATE {
+        return None;
+    }
+    Some((|| {
+        let kind = "certificate update";
+        let sha = sha256_property(um, PROP_NEW_CERTIFICATE_SHA256, kind)?;
+        let until = um
+            .property(PROP_OLD_VALID_UNTIL)
+            .filter(|t| crate::time::parse_date_time(t).is_some())
+            .ok_or_else(|| {
+                Error::InvalidEbms(format!("{kind}: no xsd:dateTime in {PROP_OLD_VALID_UNTIL}"))
+            })?;
+        if um.payloads.len() != 1 {
+            return Err(Error::InvalidEbms(format!(
+                "{kind}: one payload, the counter-signed statement, is expected"
+            )));
+        }
+        Ok(UpdateHeader {
+            new_certificate_sha256: sha.to_ascii_lowercase(),
+            old_valid_until: until.to_string(),
+        })
+    })())
+}
+
+/// A partner's answer to a certificate update.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpdateAnswer {
+    /// The update answered.
+    pub message_id: String,
+    /// Hex SHA-256 of the update's payload as the partner received it.
+    pub payload_sha256: String,
+    pub new_certificate_sha256: String,
+    /// [`DECISION_ACCEPTED`] or [`DECISION_REJECTED`].
+    pub decision: String,
+    /// Why, when rejected (a [`crate::rollover::UpdateReason`]); empty when accepted.
+    pub reason: String,
+}
+
+impl UpdateAnswer {
+    pub fn accepted(&self) -> bool {
+        self.decision == DECISION_ACCEPTED
+    }
+}
+
+/// The header of an answer from `from` (the partner) to `to` (the party that rolls over).
+/// Build it with [`super::message::build`] and no payloads.
+pub fn update_answer_message(
+    from: &str,
+    to: &str,
+    a: &UpdateAnswer,
+    domain: &str,
+) -> Result<UserMessage> {
+    let mut um = super::exchange::user_message(
+        from,
+        to,
+        SERVICE,
+        ACTION_CERTIFICATE_UPDATE_ANSWER,
+        "",
+        domain,
+    )?;
+    um.info.ref_to_message_id = Some(a.message_id.clone());
+    um.properties = vec![
+        Property::new(PROP_PAYLOAD_SHA256, &a.payload_sha256),
+        Property::new(PROP_NEW_CERTIFICATE_SHA256, &a.new_certificate_sha256),
+        Property::new(PROP_DECISION, &a.decision),
+    ];
+    if !a.reason.is_empty() {
+        um.properties.push(Property::new(PROP_REASON, &a.reason));
+    }
+    Ok(um)
+}
+
+/// The answer a UserMessage carries: `None` when it is not one, `Err` when it says it is one
+/// but is not well formed.
+pub fn read_update_answer(um: &UserMessage) -> Option<Result<UpdateAnswer>> {
+    if !is_coordination(um) || um.action != ACTION_CERTIFICATE_UPDATE_ANSWER {
+        return None;
+    }
+    Some((|| {
+        let kind = "certificate update answer";
+        let bad = |what: &str| Error::InvalidEbms(format!("{kind}: {what}"));
+        let (message_id, sha) = reference_and_digest(um, kind)?;
+        let new = sha256_property(um, PROP_NEW_CERTIFICATE_SHA256, kind)?;
+        let decision = um
+            .property(PROP_DECISION)
+            .filter(|d| *d == DECISION_ACCEPTED || *d == DECISION_REJECTED)
+            .ok_or_else(|| bad("no Decision \"accepted\" or \"rejected\""))?;
+        let reason = um.property(PROP_REASON).unwrap_or("");
+        if decision == DECISION_REJECTED && reason.is_empty() {
+            return Err(bad("a rejection names its Reason"));
+        }
+        if reason.len() > 64 || reason.chars().any(|c| c.is_control()) {
+            return Err(bad("Reason: at most 64 characters"));
+        }
+        if !um.payloads.is_empty() {
+            return Err(bad("an answer has no payload"));
+        }
+        Ok(UpdateAnswer {
+            message_id,
+            payload_sha256: sha.to_ascii_lowercase(),
+            new_certificate_sha256: new.to_ascii_lowercase(),
+            decision: decision.to_string(),
+            reason: reason.to_string(),
+        })
+    })())
+}
+
+/// The co-ordination Actions a service routes, and a client reads.
+pub const ACTIONS: &[&str] = &[
+    ACTION_REFUSAL,
+    ACTION_RECEIPT,
+    ACTION_CERTIFICATE_UPDATE,
+    ACTION_CERTIFICATE_UPDATE_ANSWER,
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,6 +673,48 @@ mod tests {
         let mut bad = um.clone();
         bad.properties.retain(|p| p.name != PROP_DISPOSITION);
         assert!(read_receipt(&bad).unwrap().is_err());
+    }
+
+    #[test]
+    fn certificate_update_and_answer_headers_round_trip() {
+        let h = UpdateHeader {
+            new_certificate_sha256: "ab".repeat(32),
+            old_valid_until: "2026-12-14T07:00:00Z".into(),
+        };
+        let mut um = certificate_update_message("acme", "globex", &h, "example").unwrap();
+        assert!(read_certificate_update(&um).unwrap().is_err(), "no payload");
+        um.payloads.push(crate::as4::model::PartInfo {
+            href: Some("cid:u@example".into()),
+            schema: None,
+            properties: Vec::new(),
+            description: None,
+        });
+        assert_eq!(read_certificate_update(&um).unwrap().unwrap(), h);
+        assert!(read_update_answer(&um).is_none() && read_receipt(&um).is_none());
+        let mut bad = um.clone();
+        bad.properties.retain(|p| p.name != PROP_OLD_VALID_UNTIL);
+        assert!(read_certificate_update(&bad).unwrap().is_err());
+
+        let a = UpdateAnswer {
+            message_id: um.info.message_id.clone(),
+            payload_sha256: "cd".repeat(32),
+            new_certificate_sha256: "ab".repeat(32),
+            decision: DECISION_REJECTED.into(),
+            reason: "replayed".into(),
+        };
+        let am = update_answer_message("globex", "acme", &a, "example").unwrap();
+        assert_eq!(read_update_answer(&am).unwrap().unwrap(), a);
+        assert!(!a.accepted());
+        let mut no_reason = am.clone();
+        no_reason.properties.retain(|p| p.name != PROP_REASON);
+        assert!(read_update_answer(&no_reason).unwrap().is_err());
+        let mut maybe = am;
+        for p in &mut maybe.properties {
+            if p.name == PROP_DECISION {
+                p.value = "maybe".into();
+            }
+        }
+        assert!(read_update_answer(&maybe).unwrap().is_err());
     }
 
     #[test]

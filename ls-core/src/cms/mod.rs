@@ -5,7 +5,7 @@ pub(crate) mod crypto;
 pub mod inspect;
 mod open;
 pub mod receipt;
-mod seal;
+pub(crate) mod seal;
 pub mod signed;
 
 use crate::cert::{CertStore, Certificate};
@@ -121,6 +121,9 @@ pub const WRAPPING_ALLOWANCE: u64 = 512 << 10;
 pub struct OpenOptions<'a> {
     /// Our identity, to decrypt. Not needed for signed-only input.
     pub recipient: Option<&'a Identity>,
+    /// Our earlier identities (a key rollover's overlap): content encrypted for one of their
+    /// certificates is opened with its key. Tried after `recipient`.
+    pub earlier_recipients: &'a [Identity],
     /// A pre-shared key-encryption key.
     pub kek: Option<&'a Kek>,
     /// The partner who must have signed. A valid signature by anyone else is rejected.
@@ -152,6 +155,7 @@ impl Default for OpenOptions<'_> {
     fn default() -> Self {
         OpenOptions {
             recipient: None,
+            earlier_recipients: &[],
             kek: None,
             sender: None,
             partners: None,

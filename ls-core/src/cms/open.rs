@@ -883,7 +883,33 @@ impl<'o> State<'o> {
 
     /// Find the RecipientInfo addressed to us and recover the content key.
     fn content_key(&self, ris: Tlv, alg: ContentAlg) -> Result<(crypto::Secret, String)> {
-        let id = self.opts.recipient;
+        if let Some(me) = self.opts.recipient {
+            // The RecipientInfo for one of our earlier certificates, if there is none for the
+            // current one (a document sealed for us before a partner took our new certificate).
+            let ids = std::iter::once(me).chain(self.opts.earlier_recipients.iter());
+            let mut last = None;
+            for (i, id) in ids.enumerate() {
+                match self.content_key_for(ris, alg, Some(id)) {
+                    Err(e @ Error::NotARecipient(_)) => {
+                        if i == 0 {
+                            last = Some(e)
+                        }
+                    }
+                    other => return other,
+                }
+            }
+            return Err(last.expect("the current identity was tried"));
+        }
+        self.content_key_for(ris, alg, None)
+    }
+
+    /// The content key for `id` (or the KEK), from the RecipientInfo addressed to it.
+    fn content_key_for(
+        &self,
+        ris: Tlv,
+        alg: ContentAlg,
+        id: Option<&Identity>,
+    ) -> Result<(crypto::Secret, String)> {
         let kek = self.opts.kek;
         let mut addressed_to = Vec::new();
         let mut rr = ris.children()?;

@@ -1,6 +1,7 @@
 //! The JWS profile of enrolment (RFC 7515, flattened JSON serialisation): `ES256`, `ES384`,
 //! `ES512` with EC keys of the matching curve, `PS256` and `RS256` with RSA keys; a protected
-//! header of exactly `alg`, `typ` and `x5c`; no unprotected header.
+//! header of exactly `alg`, `typ` and `x5c`; no unprotected header. The rollover request
+//! ([`crate::rollover`]) uses the general JSON serialisation with two signatures of that form.
 
 use super::{json_error, MAX_CHAIN};
 use crate::bytes;
@@ -19,6 +20,22 @@ use serde::{Deserialize, Serialize};
 struct Jws {
     protected: String,
     payload: String,
+    signature: String,
+}
+
+/// The general JSON serialisation (RFC 7515 §7.2.1), each signature with a protected header
+/// and no unprotected one.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GeneralJws {
+    payload: String,
+    signatures: Vec<GeneralSignature>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GeneralSignature {
+    protected: String,
     signature: String,
 }
 
@@ -134,7 +151,44 @@ pub fn check_key(cert: &Certificate) -> Result<()> {
 
 /// Sign `payload` as a flattened JWS of type `typ` with `signer`, its certificate and chain in
 /// `x5c`.
-pub(super) fn sign_jws(signer: &Identity, typ: &str, payload: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn sign_jws(signer: &Identity, typ: &str, payload: &[u8]) -> Result<Vec<u8>> {
+    let payload = bytes::base64url_encode(payload);
+    let (protected, signature) = sign_part(signer, typ, &payload)?;
+    serde_json::to_vec(&Jws {
+        protected,
+        payload,
+        signature,
+    })
+    .map_err(|e| Error::Internal(format!("JWS: {e}")))
+}
+
+/// Sign `payload` as a JWS in the general JSON serialisation (RFC 7515 §7.2.1) of type `typ`,
+/// once by each of `signers` in this order, each signature with its own protected header
+/// (`alg`, `typ`, `x5c` of that signer).
+pub(crate) fn sign_jws_general(
+    signers: &[&Identity],
+    typ: &str,
+    payload: &[u8],
+) -> Result<Vec<u8>> {
+    let payload = bytes::base64url_encode(payload);
+    let mut signatures = Vec::with_capacity(signers.len());
+    for s in signers {
+        let (protected, signature) = sign_part(s, typ, &payload)?;
+        signatures.push(GeneralSignature {
+            protected,
+            signature,
+        });
+    }
+    serde_json::to_vec(&GeneralJws {
+        payload,
+        signatures,
+    })
+    .map_err(|e| Error::Internal(format!("JWS: {e}")))
+}
+
+/// One signature over `payload` (base64url): the protected header and the signature, both
+/// base64url.
+fn sign_part(signer: &Identity, typ: &str, payload: &str) -> Result<(String, String)> {
     let key = signer.private_key();
     let alg = Alg::for_key(key)?;
     let x5c = std::iter::once(signer.certificate())
@@ -148,7 +202,6 @@ pub(super) fn sign_jws(signer: &Identity, typ: &str, payload: &[u8]) -> Result<V
     })
     .map_err(|e| Error::Internal(format!("JWS header: {e}")))?;
     let protected = bytes::base64url_encode(&header);
-    let payload = bytes::base64url_encode(payload);
     let input = format!("{protected}.{payload}");
     let sig = crypto::sign(key, alg.sig_alg(), alg.digest(), input.as_bytes())?;
     let sig = match alg.curve() {
@@ -161,34 +214,86 @@ pub(super) fn sign_jws(signer: &Identity, typ: &str, payload: &[u8]) -> Result<V
         }
         None => sig,
     };
-    serde_json::to_vec(&Jws {
-        protected,
-        payload,
-        signature: bytes::base64url_encode(&sig),
-    })
-    .map_err(|e| Error::Internal(format!("JWS: {e}")))
+    Ok((protected, bytes::base64url_encode(&sig)))
 }
 
 /// A JWS whose signature verified: its signer (`x5c[0]`), the rest of `x5c`, the payload.
-pub(super) struct Verified {
+pub(crate) struct Verified {
     pub signer: Certificate,
     pub chain: Vec<Certificate>,
     pub payload: Vec<u8>,
 }
 
 /// Why a JWS does not verify: malformed (the form) or not proven (the signature).
-pub(super) enum JwsFailure {
+pub(crate) enum JwsFailure {
     Malformed(String),
     Signature(Error),
 }
 
 /// Read a flattened JWS of type `typ` and check its signature with the key of its `x5c[0]`.
-pub(super) fn verify_jws(body: &[u8], typ: &str) -> std::result::Result<Verified, JwsFailure> {
+pub(crate) fn verify_jws(body: &[u8], typ: &str) -> std::result::Result<Verified, JwsFailure> {
     let m = |s: String| JwsFailure::Malformed(s);
     let jws: Jws =
         serde_json::from_slice(body).map_err(|e| m(format!("not a JWS: {}", json_error(&e))))?;
-    let header = bytes::base64url_decode(&jws.protected)
-        .ok_or_else(|| m("protected: not base64url".into()))?;
+    let (signer, chain) = verify_part(&jws.protected, &jws.payload, &jws.signature, typ)?;
+    let payload =
+        bytes::base64url_decode(&jws.payload).ok_or_else(|| m("payload: not base64url".into()))?;
+    Ok(Verified {
+        signer,
+        chain,
+        payload,
+    })
+}
+
+/// A JWS in the general JSON serialisation whose signatures all verified.
+pub(crate) struct VerifiedGeneral {
+    /// Each signature's signer (its `x5c[0]`) and the rest of its `x5c`, in order.
+    pub signers: Vec<(Certificate, Vec<Certificate>)>,
+    pub payload: Vec<u8>,
+}
+
+/// Read a JWS in the general JSON serialisation of type `typ` with exactly `count` signatures,
+/// and check each with the key of its own `x5c[0]`. Every signature must verify (RFC 7515
+/// leaves the policy to the application: ours is "all of them").
+pub(crate) fn verify_jws_general(
+    body: &[u8],
+    typ: &str,
+    count: usize,
+) -> std::result::Result<VerifiedGeneral, JwsFailure> {
+    let m = |s: String| JwsFailure::Malformed(s);
+    let jws: GeneralJws =
+        serde_json::from_slice(body).map_err(|e| m(format!("not a JWS: {}", json_error(&e))))?;
+    if jws.signatures.len() != count {
+        return Err(m(format!(
+            "signatures: {count} expected, the JWS has {}",
+            jws.signatures.len()
+        )));
+    }
+    let mut signers = Vec::with_capacity(count);
+    for (i, s) in jws.signatures.iter().enumerate() {
+        let v =
+            verify_part(&s.protected, &jws.payload, &s.signature, typ).map_err(|f| match f {
+                JwsFailure::Malformed(e) => JwsFailure::Malformed(format!("signatures[{i}]: {e}")),
+                other => other,
+            })?;
+        signers.push(v);
+    }
+    let payload =
+        bytes::base64url_decode(&jws.payload).ok_or_else(|| m("payload: not base64url".into()))?;
+    Ok(VerifiedGeneral { signers, payload })
+}
+
+/// Check one signature: its protected header (of type `typ`), the certificates of its `x5c`,
+/// the signature over `protected.payload` with the key of `x5c[0]`.
+fn verify_part(
+    protected: &str,
+    payload: &str,
+    signature: &str,
+    typ: &str,
+) -> std::result::Result<(Certificate, Vec<Certificate>), JwsFailure> {
+    let m = |s: String| JwsFailure::Malformed(s);
+    let header =
+        bytes::base64url_decode(protected).ok_or_else(|| m("protected: not base64url".into()))?;
     let header: Header =
         serde_json::from_slice(&header).map_err(|e| m(format!("the protected header: {e}")))?;
     if header.typ != typ {
@@ -207,10 +312,11 @@ pub(super) fn verify_jws(body: &[u8], typ: &str) -> std::result::Result<Verified
                 .map_err(|e| m(format!("x5c[{i}]: not a certificate: {e}")))?,
         );
     }
-    let payload =
-        bytes::base64url_decode(&jws.payload).ok_or_else(|| m("payload: not base64url".into()))?;
-    let sig = bytes::base64url_decode(&jws.signature)
-        .ok_or_else(|| m("signature: not base64url".into()))?;
+    if bytes::base64url_decode(payload).is_none() {
+        return Err(m("payload: not base64url".into()));
+    }
+    let sig =
+        bytes::base64url_decode(signature).ok_or_else(|| m("signature: not base64url".into()))?;
     let signer = certs.remove(0);
     let alg = Alg::parse(&header.alg).ok_or_else(|| {
         JwsFailure::Signature(Error::UnsupportedAlgorithm(format!(
@@ -220,7 +326,7 @@ pub(super) fn verify_jws(body: &[u8], typ: &str) -> std::result::Result<Verified
     })?;
     let key = signer.public_key().map_err(JwsFailure::Signature)?;
     check_alg_key(alg, &key).map_err(JwsFailure::Signature)?;
-    let input = format!("{}.{}", jws.protected, jws.payload);
+    let input = format!("{protected}.{payload}");
     let sig = match alg.curve() {
         Some((_, n)) => {
             if sig.len() != 2 * n {
@@ -249,11 +355,7 @@ pub(super) fn verify_jws(body: &[u8], typ: &str) -> std::result::Result<Verified
             signer.subject()
         ))));
     }
-    Ok(Verified {
-        signer,
-        chain: certs,
-        payload,
-    })
+    Ok((signer, certs))
 }
 
 /// The algorithm must fit the key: ES256 a P-256 key, …, PS256 and RS256 an RSA key.

@@ -37,7 +37,7 @@
 //! six groups of four (`7K2Q-M9XD-…`). [`normalize_code`] reads it back as people type it:
 //! either case, with or without the dashes or spaces, `O` for `0` and `I`/`L` for `1`.
 
-mod jws;
+pub(crate) mod jws;
 
 pub use jws::check_key;
 
@@ -138,6 +138,12 @@ pub fn normalize_code(typed: &str) -> Option<Zeroizing<String>> {
 /// `https://ls.example:8443/enrol`; `https://h/ls/as4` → `https://h/ls/enrol`; `https://h`
 /// → `https://h/enrol`).
 pub fn enrolment_url(service_url: &str) -> Result<String> {
+    beside_as4(service_url, PATH_SEGMENT)
+}
+
+/// `service_url` (the AS4 URL) with its last path segment replaced by `segment`, query and
+/// fragment dropped: where the service's other endpoints are (`/enrol`, `/rollover`).
+pub(crate) fn beside_as4(service_url: &str, segment: &str) -> Result<String> {
     let url = service_url.trim();
     let start = url
         .find("://")
@@ -155,7 +161,7 @@ pub fn enrolment_url(service_url: &str) -> Result<String> {
     }
     let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
     let dir = if dir.is_empty() { "/" } else { dir };
-    Ok(format!("{}{authority}{dir}{PATH_SEGMENT}", &url[..start]))
+    Ok(format!("{}{authority}{dir}{segment}", &url[..start]))
 }
 
 // ---------------------------------------------------------------------------------------------
