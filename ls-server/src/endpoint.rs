@@ -15,10 +15,14 @@
 //! holds the key for, so that it costs the service the same work as one that does.
 //!
 //! Co-ordination messages (`coordination::SERVICE`) are at most
-//! `coordination::MAX_COORDINATION_BYTES` (else `LS:0005`) and must name a message held here
-//! (or held: its record is kept) that their sender received from their recipient. A refusal
-//! notice (`ACTION_REFUSAL`) marks that message failed, a signed receipt (`ACTION_RECEIPT`)
-//! records on it that a receipt went back; both go to the message's sender like any message.
+//! `coordination::MAX_COORDINATION_BYTES` (else `LS:0005`) and of the Actions in
+//! `coordination::ACTIONS` (else `EBMS:0001`). All but a certificate update must name a
+//! message held here (or held: its record is kept) that their sender received from their
+//! recipient. A refusal notice (`ACTION_REFUSAL`) marks that message failed, a signed receipt
+//! (`ACTION_RECEIPT`) records on it that a receipt went back, an answer to a certificate update
+//! (`ACTION_CERTIFICATE_UPDATE_ANSWER`) that an answer went back; all go to the message's
+//! sender like any message. A certificate update (`ACTION_CERTIFICATE_UPDATE`, a party's
+//! rollover told to a partner) must name a new certificate registered for its sender.
 
 use crate::http::{Handler, Request, Response};
 use crate::log::{self, V};
@@ -50,6 +54,9 @@ pub const AS4_PATH: &str = "/as4";
 /// The enrolment path: `GET` the service certificate, `POST` an enrolment
 /// ([`ls_core::enrol`], `crate::enrol`).
 pub const ENROL_PATH: &str = "/enrol";
+/// The rollover path: `POST` a party's new certificate, signed by its old and its new key
+/// ([`ls_core::rollover`], `crate::rollover`).
+pub const ROLLOVER_PATH: &str = "/rollover";
 
 pub struct Service {
     pub store: Arc<dyn Store>,
@@ -71,6 +78,8 @@ pub struct Service {
     pub enrolment: crate::enrol::Enrolments,
     /// The partner directory's replay memory and rate limits.
     pub directory: crate::directory::Directory,
+    /// The rollover endpoint's nonces.
+    pub rollovers: crate::rollover::Rollovers,
 }
 
 /// A certificate whose private key was thrown away when it was made (on first use): requests
@@ -441,12 +450,41 @@ impl Service {
         } else {
             None
         };
+        if let Some(Coordination::CertificateUpdate) = &coordination {
+            // The new certificate a party tells its partners about is the one it registered
+            // here (`POST /rollover`): the service vouches for no more than that, but a party
+            // cannot announce a certificate it did not register.
+            let named = coordination::read_certificate_update(um)
+                .and_then(Result::ok)
+                .map(|h| h.new_certificate_sha256)
+                .unwrap_or_default();
+            let registered = self
+                .current_certs(&from)?
+                .iter()
+                .any(|c| c.sha256_fingerprint() == named);
+            if !registered {
+                return Err(refuse(
+                    "EBMS:0004",
+                    "certificate_update_unregistered",
+                    format!(
+                        "the certificate update names the certificate {named}, which is not a \
+                         current certificate of {from} at this service (register it first: \
+                         POST /rollover)"
+                    ),
+                ));
+            }
+        }
         let recipient = match self.store.party(&to)? {
             Some(p) if p.is_usable() => p,
             // A co-ordination message goes back to the sender of the message it names (the
             // store checks that it is that sender), even when that party has been revoked or
             // suspended since: it waits there like any message.
-            Some(p) if coordination.is_some() => p,
+            Some(p)
+                if coordination.is_some()
+                    && coordination != Some(Coordination::CertificateUpdate) =>
+            {
+                p
+            }
             _ => {
                 return Err(refuse(
                     "EBMS:0003",
@@ -512,6 +550,9 @@ impl Service {
                     | Refused::ReceiptForCoordination { .. }
                     | Refused::ReceiptForRefused { .. }
                     | Refused::AlreadyReceipted { .. } => ("EBMS:0004", "invalid_receipt"),
+                    Refused::AnsweredUpdateUnknown { .. } | Refused::AlreadyAnswered { .. } => {
+                        ("EBMS:0004", "invalid_update_answer")
+                    }
                 };
                 return Err(refuse(code, reason, r.to_string()));
             }
@@ -916,13 +957,44 @@ fn coordination_of(um: &UserMessage, size: u64) -> std::result::Result<Coordinat
             )),
             None => Err(("EBMS:0009", "invalid_receipt", "not a receipt".into())),
         },
+        coordination::ACTION_CERTIFICATE_UPDATE => {
+            match coordination::read_certificate_update(um) {
+                Some(Ok(_)) => Ok(Coordination::CertificateUpdate),
+                Some(Err(e)) => Err((
+                    "EBMS:0009",
+                    "invalid_certificate_update",
+                    format!("{}: {e}", e.code().name()),
+                )),
+                None => Err((
+                    "EBMS:0009",
+                    "invalid_certificate_update",
+                    "not a certificate update".into(),
+                )),
+            }
+        }
+        coordination::ACTION_CERTIFICATE_UPDATE_ANSWER => {
+            match coordination::read_update_answer(um) {
+                Some(Ok(a)) => Ok(Coordination::UpdateAnswer {
+                    message_id: a.message_id,
+                }),
+                Some(Err(e)) => Err((
+                    "EBMS:0009",
+                    "invalid_update_answer",
+                    format!("{}: {e}", e.code().name()),
+                )),
+                None => Err((
+                    "EBMS:0009",
+                    "invalid_update_answer",
+                    "not a certificate update answer".into(),
+                )),
+            }
+        }
         _ => Err((
             "EBMS:0001",
             "unknown_coordination_action",
             format!(
-                "this service routes the co-ordination Actions {} and {} only",
-                coordination::ACTION_REFUSAL,
-                coordination::ACTION_RECEIPT
+                "this service routes the co-ordination Actions {} only",
+                coordination::ACTIONS.join(", ")
             ),
         )),
     }
@@ -959,6 +1031,12 @@ impl Handler for Service {
                 r.headers.push(("Allow".into(), "GET, POST".into()));
                 r
             }
+            ("POST", ROLLOVER_PATH) => self.rollover(&req),
+            (_, ROLLOVER_PATH) => {
+                let mut r = Response::text(405, "POST signed rollover requests here\n");
+                r.headers.push(("Allow".into(), "POST".into()));
+                r
+            }
             ("POST", p) if p.starts_with(crate::directory::PATH_PREFIX) => self.directory(&req),
             (_, p) if p.starts_with(crate::directory::PATH_PREFIX) => {
                 let mut r = Response::text(405, "POST signed directory requests here\n");
@@ -983,6 +1061,10 @@ impl Handler for Service {
     }
 
     fn max_body_bytes(&self, path: &str) -> Option<u64> {
-        (path == ENROL_PATH).then_some(ls_core::enrol::MAX_REQUEST_BYTES)
+        match path {
+            ENROL_PATH => Some(ls_core::enrol::MAX_REQUEST_BYTES),
+            ROLLOVER_PATH => Some(ls_core::rollover::MAX_REQUEST_BYTES),
+            _ => None,
+        }
     }
 }

@@ -20,4 +20,5 @@ pub mod log;
 pub mod metrics;
 pub mod ratelimit;
 pub mod retention;
+pub mod rollover;
 pub mod store;

@@ -474,6 +474,7 @@ fn serve(
         decoy: Default::default(),
         enrolment: ls_server::enrol::Enrolments::new(&c.enrolment),
         directory: ls_server::directory::Directory::new(c.limits.directory_requests_per_minute),
+        rollovers: Default::default(),
     });
     let mut admin_addr = String::new();
     let mut admin_server = None;

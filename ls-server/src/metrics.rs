@@ -39,6 +39,8 @@ pub struct Metrics {
     quota_refusals: Mutex<BTreeMap<i64, u64>>,
     /// Enrolment attempts, by result (`registered`, `replaced`, `again`, or a refusal reason).
     enrolments: Mutex<BTreeMap<&'static str, u64>>,
+    /// Rollover requests, by result (`registered`, `again`, or a refusal reason).
+    rollovers: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// What the store reports at each scrape.
@@ -64,6 +66,11 @@ impl Metrics {
 
     pub fn enrolment(&self, result: &'static str) {
         let mut e = self.enrolments.lock().unwrap_or_else(|e| e.into_inner());
+        *e.entry(result).or_default() += 1;
+    }
+
+    pub fn rollover(&self, result: &'static str) {
+        let mut e = self.rollovers.lock().unwrap_or_else(|e| e.into_inner());
         *e.entry(result).or_default() += 1;
     }
 
@@ -239,6 +246,18 @@ impl Metrics {
             .iter()
         {
             let _ = writeln!(o, "layersec_enrolments_total{{result=\"{result}\"}} {n}");
+        }
+        let _ = writeln!(
+            o,
+            "# HELP layersec_rollovers_total Key rollovers at POST /rollover, by result (registered, again, or the refusal's reason).\n# TYPE layersec_rollovers_total counter"
+        );
+        for (result, n) in self
+            .rollovers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(o, "layersec_rollovers_total{{result=\"{result}\"}} {n}");
         }
         let _ = writeln!(
             o,

@@ -215,14 +215,24 @@ pub enum Coordination {
     /// A signed receipt: the message records that a receipt went back. Only for a document
     /// that was not refused and has no receipt yet.
     Receipt { message_id: String },
+    /// A certificate update (a party's rollover, to a partner): it names no message; the
+    /// endpoint checked that the new certificate it names is registered for its sender.
+    CertificateUpdate,
+    /// A partner's answer to a certificate update: the update records that an answer went
+    /// back (in the columns of a receipt). Only for an update sent by the answer's recipient
+    /// to its sender, answered once.
+    UpdateAnswer { message_id: String },
 }
 
 impl Coordination {
-    /// The MessageId of the message it names.
-    pub fn message_id(&self) -> &str {
+    /// The MessageId of the message it names, if it names one.
+    pub fn message_id(&self) -> Option<&str> {
         match self {
-            Coordination::Refusal(r) => &r.message_id,
-            Coordination::Receipt { message_id } => message_id,
+            Coordination::Refusal(r) => Some(&r.message_id),
+            Coordination::Receipt { message_id } | Coordination::UpdateAnswer { message_id } => {
+                Some(message_id)
+            }
+            Coordination::CertificateUpdate => None,
         }
     }
 }
@@ -354,6 +364,14 @@ pub enum Refused {
         message_id: String,
         receipt_id: String,
     },
+    /// An answer to a certificate update its sender did not receive from its recipient (no
+    /// such update, or another message).
+    AnsweredUpdateUnknown { message_id: String },
+    /// An answer to an update that was answered already.
+    AlreadyAnswered {
+        message_id: String,
+        answer_id: String,
+    },
 }
 
 impl fmt::Display for Refused {
@@ -428,6 +446,19 @@ impl fmt::Display for Refused {
             } => write!(
                 f,
                 "receipt: message {message_id} was already receipted by {receipt_id}"
+            ),
+            Refused::AnsweredUpdateUnknown { message_id } => write!(
+                f,
+                "certificate update answer: no certificate update {message_id} was sent to the \
+                 answer's sender by its recipient"
+            ),
+            Refused::AlreadyAnswered {
+                message_id,
+                answer_id,
+            } => write!(
+                f,
+                "certificate update answer: update {message_id} was already answered by \
+                 {answer_id}"
             ),
         }
     }

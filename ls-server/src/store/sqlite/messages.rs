@@ -93,7 +93,11 @@ fn admit(
             receipted_row(tx, m, message_id)?;
             false
         }
-        None => false,
+        Some(Coordination::UpdateAnswer { message_id }) => {
+            answered_row(tx, m, message_id)?;
+            false
+        }
+        Some(Coordination::CertificateUpdate) | None => false,
     };
     // Refusal notices are exempt from the quota: they free the refused message's body.
     if !refusal_notice && limits.max_queued_bytes_per_subscriber > 0 {
@@ -126,6 +130,7 @@ struct Named {
     sender: PartyKey,
     state: String,
     service: String,
+    action: String,
     /// The refusal notice that refused it.
     notice_id: Option<String>,
     /// The receipt that went back for it.
@@ -139,7 +144,7 @@ fn named_row(tx: &Transaction<'_>, m: &NewMessage, message_id: &str) -> StoreRes
     Ok(tx
         .prepare_cached(
             "SELECT seq, sender_ptype, sender_id, state, service, failure_notice_id, \
-             receipt_message_id FROM messages \
+             receipt_message_id, action FROM messages \
              WHERE recipient_ptype = ?1 AND recipient_id = ?2 AND message_id = ?3",
         )?
         .query_row(params![m.sender.ptype, m.sender.id, message_id], |r| {
@@ -153,6 +158,7 @@ fn named_row(tx: &Transaction<'_>, m: &NewMessage, message_id: &str) -> StoreRes
                 service: r.get(4)?,
                 notice_id: r.get(5)?,
                 receipt_id: r.get(6)?,
+                action: r.get(7)?,
             })
         })
         .optional()?)
@@ -209,6 +215,30 @@ fn receipted_row(tx: &Transaction<'_>, m: &NewMessage, message_id: &str) -> Stor
             message_id,
             receipt_id,
         });
+    }
+    Ok(named.seq)
+}
+
+/// The update an answer `m` is for (`seq`): a certificate update with that id sent by the
+/// answer's recipient to the answer's sender, not answered yet (an answer is recorded in the
+/// columns of a receipt).
+fn answered_row(tx: &Transaction<'_>, m: &NewMessage, message_id: &str) -> StoreResult<i64> {
+    let message_id = message_id.to_string();
+    let named = named_row(tx, m, &message_id)?.filter(|n| {
+        n.sender == m.recipient
+            && n.service == coordination::SERVICE
+            && n.action == coordination::ACTION_CERTIFICATE_UPDATE
+    });
+    let Some(named) = named else {
+        return Err(StoreError::Refused(Refused::AnsweredUpdateUnknown {
+            message_id,
+        }));
+    };
+    if let Some(answer_id) = named.receipt_id {
+        return Err(StoreError::Refused(Refused::AlreadyAnswered {
+            message_id,
+            answer_id,
+        }));
     }
     Ok(named.seq)
 }
@@ -331,7 +361,16 @@ pub(super) fn accept(
                 .execute(params![receipted, m.message_id, m.received_at])?;
                 Ok(Accepted::ReceiptStored)
             }
-            None => Ok(Accepted::Stored),
+            Some(Coordination::UpdateAnswer { message_id }) => {
+                let answered = answered_row(tx, m, message_id)?;
+                tx.prepare_cached(
+                    "UPDATE messages SET receipt_message_id = ?2, receipt_returned_at = ?3 \
+                     WHERE seq = ?1",
+                )?
+                .execute(params![answered, m.message_id, m.received_at])?;
+                Ok(Accepted::Stored)
+            }
+            Some(Coordination::CertificateUpdate) | None => Ok(Accepted::Stored),
         }
     });
     let stored = matches!(
