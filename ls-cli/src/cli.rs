@@ -104,6 +104,7 @@ pub enum Command {
     Status(StatusArgs),
     Receipts(ReceiptsArgs),
     Partners(PartnersArgs),
+    Rollover(RolloverArgs),
 }
 
 impl Command {
@@ -117,6 +118,7 @@ impl Command {
                 | Command::Status(_)
                 | Command::Receipts(_)
                 | Command::Partners(_)
+                | Command::Rollover(_)
         )
     }
 
@@ -684,6 +686,68 @@ accepted, the last poll, and the most recent problems.",
     ),
 )]
 pub struct StatusArgs {}
+
+/// Roll our key over: a new key and certificate, registered at the service, sent to every
+/// partner.
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Replace our key and certificate without a gap: make a new key and a \
+self-signed certificate (or take a CA-issued one with --cert and --key), register it at the \
+service with a request signed by the current key and by the new one, and send every partner \
+a certificate update signed by the current key and counter-signed by the new one. The old \
+certificate stays valid at the service and at the partners for the overlap (--overlap-hours, \
+default [identity] rollover_overlap_hours, 168). The new key opens documents at once; we sign \
+with the new key once the service and every partner accepted it, or when the overlap is \
+nearly over (a tenth of it, at most an hour, before its end). `layersec status` shows the \
+state per partner (pending, accepted, rejected, offline); `layersec run` (or `poll`) takes \
+the answers and switches. Exit 9 when the service could not be reached: the rollover waits, \
+and the same command (or `run`) continues it.",
+    after_help = "Example:\n  layersec rollover --overlap-hours 48",
+    after_long_help = concat!(
+        "Examples:\n",
+        "  layersec rollover\n",
+        "  layersec rollover --overlap-hours 48 --json\n",
+        "  layersec keygen --party acme --out new --key-type ec   # CSR for the CA: new/acme.csr.pem\n",
+        "  layersec rollover --key new/acme.key.pem --cert acme-2027.crt\n\n",
+        exit_codes!(),
+    ),
+)]
+pub struct RolloverArgs {
+    /// How long the old certificate stays valid, in hours (decimals allowed: 0.5 is 30
+    /// minutes) [default: [identity] rollover_overlap_hours].
+    #[arg(long, value_name = "N", value_parser = parse_hours)]
+    pub overlap_hours: Option<u64>,
+
+    /// A certificate a CA issued for the new key (from `layersec keygen`'s request), PEM or
+    /// DER, with its chain after it; needs --key.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// The new private key (PEM) of --cert (its password: --pass-env/--pass-file; it is
+    /// written encrypted with the configured password).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Validity of the new self-signed certificate, in days [default: 825].
+    #[arg(long, value_name = "N", conflicts_with = "cert", value_parser = clap::value_parser!(u32).range(2..=36500))]
+    pub days: Option<u32>,
+
+    #[command(flatten)]
+    pub pass: PassArgs,
+}
+
+/// Hours as seconds: a non-negative number, decimals allowed, at most 90 days.
+pub fn parse_hours(s: &str) -> Result<u64, String> {
+    let h: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of hours"))?;
+    let max = (ls_core::rollover::MAX_OVERLAP_SECS / 3600) as f64;
+    if !h.is_finite() || !(0.0..=max).contains(&h) {
+        return Err(format!("{s}: 0 to {max} hours (90 days)"));
+    }
+    Ok((h * 3600.0).round() as u64)
+}
 
 /// The partners' signed receipts of what we sent.
 #[derive(Args, Debug)]

@@ -76,5 +76,6 @@ fn run(cli: &Cli) -> Result<u8, Error> {
             PartnersCommand::Fetch(a) => partners::fetch(a, cli),
             PartnersCommand::List(_) => partners::list(cli).map(|_| 0),
         },
+        Command::Rollover(a) => rollover::run(a, cli).map(|_| 0),
     }
 }

@@ -73,6 +73,26 @@ pub struct IdentityConfig {
     /// Only to refuse it with a clear message: passwords are never kept in this file.
     #[serde(default)]
     password: Option<IgnoredAny>,
+    /// `status` warns this many days before our certificate expires (and no rollover is
+    /// under way).
+    #[serde(default = "default_expiry_warning_days")]
+    pub expiry_warning_days: u32,
+    /// `run` starts a rollover by itself this many days before our certificate expires (0:
+    /// never).
+    #[serde(default)]
+    pub auto_rollover_days: u32,
+    /// How long the old certificate stays valid in a rollover (`layersec rollover` without
+    /// `--overlap-hours`, and an automatic one), in hours.
+    #[serde(default = "default_rollover_overlap_hours")]
+    pub rollover_overlap_hours: u64,
+}
+
+fn default_expiry_warning_days() -> u32 {
+    30
+}
+
+fn default_rollover_overlap_hours() -> u64 {
+    ls_core::rollover::DEFAULT_OVERLAP_HOURS
 }
 
 /// `[service]`: the Messaging Service.
@@ -475,6 +495,13 @@ impl Config {
                 ));
             }
         }
+        let max_hours = ls_core::rollover::MAX_OVERLAP_SECS / 3600;
+        if self.identity.rollover_overlap_hours > max_hours {
+            return Err(self.invalid(
+                "identity.rollover_overlap_hours",
+                &format!("0 to {max_hours} hours (90 days) is expected"),
+            ));
+        }
         if self.identity.password.is_some() {
             return Err(self.invalid(
                 "identity.password",
@@ -725,7 +752,14 @@ impl Config {
              # The key's password: the name of an environment variable, or a file whose\n\
              # first line is the password. Leave both out for a key without password.\n\
              {}\
-             # password_file = \"secrets/key-password\"\n\n",
+             # password_file = \"secrets/key-password\"\n\
+             # `layersec status` warns this many days before the certificate expires.\n\
+             # expiry_warning_days = 30\n\
+             # `layersec run` rolls over to a new key by itself this many days before the\n\
+             # certificate expires (0: never; see `layersec rollover`).\n\
+             # auto_rollover_days = 0\n\
+             # How long the old certificate stays valid in a rollover, in hours.\n\
+             # rollover_overlap_hours = 168\n\n",
             q(&t.key),
             q(&t.certificate),
             opt("password_env", &t.password_env, "LAYERSEC_KEY_PASSWORD"),

@@ -48,7 +48,7 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn parent_of(path: &Path) -> &Path {
+pub(crate) fn parent_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -96,6 +96,38 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".tmp-{}-{name}", random_hex(6)));
     if let Err(e) = write_synced(&tmp, data) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err("cannot replace", path, e));
+    }
+    fsync_dir(dir)
+}
+
+/// [`write_atomic`] for a file that must have `mode` from the start (a key): the temporary
+/// file gets it before anything else can read it under the final name.
+pub(crate) fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = parent_of(path);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".tmp-{}-{name}", random_hex(6)));
+    let written = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| io_err("cannot create", &tmp, e))
+        .and_then(|f| {
+            set_mode(&tmp, mode)?;
+            let mut f = f;
+            f.write_all(data)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| io_err("cannot write", &tmp, e))
+        });
+    if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
@@ -324,6 +356,24 @@ impl Lock {
             }));
         }
         Ok(None)
+    }
+
+    /// Take the lock at `path`, waiting up to `wait` for its holder to let go.
+    pub(crate) fn acquire(path: &Path, wait: std::time::Duration) -> Result<Lock> {
+        let until = std::time::Instant::now() + wait;
+        loop {
+            if let Some(l) = Self::try_acquire(path)? {
+                return Ok(l);
+            }
+            if std::time::Instant::now() >= until {
+                return Err(Error::StateLocked(format!(
+                    "{} holds {} (a rollover is being changed by another process)",
+                    Self::holder(path),
+                    path.display()
+                )));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// The lock file was moved along with its folder.

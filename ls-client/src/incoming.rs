@@ -15,6 +15,7 @@ use ls_core::as4::model::EbmsError;
 use ls_core::bytes::sha256_hex;
 use ls_core::cms::OpenOptions;
 use ls_core::error::{Error, ErrorCode, Result};
+use ls_core::keys::Identity;
 use ls_core::time;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -176,6 +177,12 @@ pub struct PollReport {
     /// The poll stopped at `limits.max_messages_per_poll` or `max_bytes_per_poll`; more may
     /// be waiting.
     pub limited: bool,
+    /// Partners' certificate updates (their rollovers), as we judged them.
+    pub certificate_updates: Vec<crate::rollover::UpdateRecord>,
+    /// Partners' answers to our certificate update.
+    pub update_answers: Vec<crate::rollover::PartnerUpdate>,
+    /// We began to sign with our new key in this poll.
+    pub switched: bool,
 }
 
 /// `state/delivered/<key>`: the journal entry of a document written (or being written).
@@ -223,7 +230,7 @@ enum Fault {
 }
 
 /// The journal key of a message: `hex(sha256(sender || 0 || MessageId))`.
-pub(super) fn delivery_key(sender: &str, message_id: &str) -> String {
+pub(crate) fn delivery_key(sender: &str, message_id: &str) -> String {
     let mut b = Vec::with_capacity(sender.len() + 1 + message_id.len());
     b.extend_from_slice(sender.as_bytes());
     b.push(0);
@@ -352,10 +359,15 @@ impl Client {
         report: &mut PollReport,
         stop: &AtomicBool,
     ) -> Result<()> {
-        let ex = self.exchange();
+        // Keys another process changed (a rollover) are read again first.
+        self.refresh_keys(false)?;
+        let me = self.me();
+        let ex = self.exchange_as(&me);
         // Notices a previous poll could not deliver go first: until the service has them, it
         // offers the refused messages again.
         self.flush_notices(&ex)?;
+        // Our rollover and partners' updates: answers and updates that wait, the switch.
+        report.switched = self.rollover_tick(&ex)?;
         for refused in self.flush_receipts(&ex)? {
             report.receipt_errors.push((&refused).into());
         }
@@ -500,6 +512,10 @@ impl Client {
             ));
         }
         let (one, store) = partner_policy(&certs);
+        let me = self.me();
+        let is_update = pulled.messaging.user_messages.first().is_some_and(|u| {
+            coordination::is_coordination(u) && u.action == coordination::ACTION_CERTIFICATE_UPDATE
+        });
         // What follows parses, verifies, decrypts and inflates what a partner sent: the
         // journal names the message meanwhile, so that a crash in there is laid at its door.
         self.mark_in_flight(key, sender, message_id)
@@ -511,7 +527,7 @@ impl Client {
             &pulled.content_type,
             &pulled.body,
             &ReadOptions {
-                recipient: Some(&self.me),
+                recipient: Some(&me),
                 policy: verify_policy(one, store.as_ref()),
                 limits: self.limits.clone(),
             },
@@ -520,7 +536,29 @@ impl Client {
         // yet: what it reveals is no oracle; payloads WS-Security-encrypted for us are, and a
         // failure there is told as one class with everything else about opening).
         .map_err(|e| {
+            if lacks_the_signers_certificate(&e) && is_update {
+                // A certificate update must be signed by the key we hold for the partner: one
+                // signed by its new key alone, or by anyone else, is refused (and recorded).
+                let recorded =
+                    self.record_unauthenticated_update(pulled, sender, message_id, &e.to_string());
+                if let Err(r) = recorded {
+                    return Fault::Stop(r);
+                }
+                return Fault::Refuse(e, FailureClass::NotTrusted);
+            }
             if lacks_the_signers_certificate(&e) {
+                if let Some(until) = self.signed_by_retired(pulled, sender) {
+                    // Signed by a certificate of the partner whose overlap is over (a
+                    // rollover): refused for good, as the service refuses it now.
+                    return Fault::Refuse(
+                        Error::CertUntrusted(format!(
+                            "the message is signed with a certificate of {sender} that was \
+                             replaced and is no longer accepted (since {})",
+                            time::iso8601(until)
+                        )),
+                        FailureClass::NotTrusted,
+                    );
+                }
                 // Signed by a key we hold no valid certificate for (yet): the partner's new
                 // certificate during a rollover, or ours of it has expired. Like an unknown
                 // sender, left with the service: once the certificate is added it is accepted.
@@ -576,18 +614,31 @@ impl Client {
                 FailureClass::Policy,
             ));
         }
-        let opened = ls_core::open(
-            &incoming.payloads[0].data,
-            &OpenOptions {
-                recipient: Some(&self.me),
-                sender: one,
-                partners: store.as_ref(),
-                allow_legacy_ciphers: self.cfg.policy.accept_legacy_ciphers,
-                allow_cbc: self.cfg.policy.accept_legacy_ciphers,
-                max_output: self.cfg.limits.max_document_bytes,
-                ..Default::default()
-            },
-        )
+        let open_with = |me: &Identity, others: &[Identity]| {
+            ls_core::open(
+                &incoming.payloads[0].data,
+                &OpenOptions {
+                    recipient: Some(me),
+                    earlier_recipients: others,
+                    sender: one,
+                    partners: store.as_ref(),
+                    allow_legacy_ciphers: self.cfg.policy.accept_legacy_ciphers,
+                    allow_cbc: self.cfg.policy.accept_legacy_ciphers,
+                    max_output: self.cfg.limits.max_document_bytes,
+                    ..Default::default()
+                },
+            )
+        };
+        let others = self.other_keys();
+        let opened = match open_with(&me, &others) {
+            // Sealed for a key of ours this process has not read yet (a rollover another
+            // process started): read the keys again and try once more.
+            Err(e) if e.code() == ErrorCode::NotARecipient => {
+                self.refresh_keys(true).map_err(Fault::Stop)?;
+                open_with(&self.me(), &self.other_keys())
+            }
+            other => other,
+        }
         .map_err(|e| {
             let class = class_of_opening_error(&e);
             Fault::Refuse(e, class)
@@ -739,11 +790,44 @@ impl Client {
                     self.receipt(ex, incoming, report)
                 }
                 Some(Err(e)) => Err(Fault::Skip(e)),
-                None => Err(Fault::Skip(Error::InvalidEbms(format!(
-                    "a co-ordination message with the unknown action {:?}",
-                    um.action
-                )))),
+                None => self.rollover_message(ex, incoming, sender, report),
             },
+        }
+    }
+
+    /// A certificate update from a partner, or a partner's answer to ours.
+    fn rollover_message(
+        &self,
+        ex: &Exchange,
+        incoming: &Incoming,
+        sender: &str,
+        report: &mut PollReport,
+    ) -> std::result::Result<(), Fault> {
+        let um = &incoming.messaging.user_messages[0];
+        if let Some(h) = coordination::read_certificate_update(um) {
+            h.map_err(|e| Fault::Refuse(e, FailureClass::Malformed))?;
+            let r = self
+                .take_certificate_update(ex, incoming, sender)
+                .map_err(Fault::Stop)?;
+            report.certificate_updates.push(r);
+            return self.receipt(ex, incoming, report);
+        }
+        match coordination::read_update_answer(um) {
+            Some(Ok(a)) => {
+                if let Some((p, switched)) =
+                    self.take_update_answer(sender, &a).map_err(Fault::Stop)?
+                {
+                    report.switched |= switched;
+                    report.update_answers.push(p);
+                }
+                // An answer to no update of ours is taken off the service all the same.
+                self.receipt(ex, incoming, report)
+            }
+            Some(Err(e)) => Err(Fault::Skip(e)),
+            None => Err(Fault::Skip(Error::InvalidEbms(format!(
+                "a co-ordination message with the unknown action {:?}",
+                um.action
+            )))),
         }
     }
 
@@ -754,7 +838,7 @@ impl Client {
         report: &mut PollReport,
     ) -> std::result::Result<(), Fault> {
         let receipt =
-            message::build_receipt(incoming, &self.me, &self.domain).map_err(Fault::Stop)?;
+            message::build_receipt(incoming, &self.me(), &self.domain).map_err(Fault::Stop)?;
         match ex.post_receipt(&receipt) {
             Ok(()) => Ok(()),
             // The service refused the receipt (e.g. already receipted by another client of
@@ -926,7 +1010,7 @@ impl Client {
                 ls_core::as4::envelope::SoapVersion::Soap12,
                 vec![err],
                 Some(message_id),
-                &self.me,
+                &self.me(),
                 &self.domain,
             )
             .and_then(|b| ex.post_receipt(&b));

@@ -49,6 +49,7 @@ mod notices;
 mod outgoing;
 pub mod partners;
 mod receipts;
+mod rollover;
 #[cfg(test)]
 mod tests;
 
@@ -60,6 +61,9 @@ pub use partners::{
     AddOptions, Added, FetchOutcome, Fetched, PartnerEntry, PreviousInfo, Profile, Source,
 };
 pub use receipts::{PartnerReceipt, ReceiptState};
+pub use rollover::{
+    CertificateStatus, PartnerUpdate, Phase, Rollover, RolloverOptions, UpdateRecord,
+};
 
 use fsutil::{io_err, list_dir, random_unit};
 use ls_core::as4::coordination::message_limit_for;
@@ -76,7 +80,7 @@ use partners::PartnerFolder;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 /// An error as reports and events carry it: the one error object of Layer Security
@@ -148,6 +152,12 @@ pub struct Status {
     pub last_poll: Option<PollStatus>,
     /// The most recent problems, newest first.
     pub last_errors: Vec<String>,
+    /// Our certificate: its validity, and whether it is time to roll over.
+    pub certificate: CertificateStatus,
+    /// Our rollover (the last one, until the next), with each partner's part.
+    pub rollover: Option<Rollover>,
+    /// Partners' certificate updates as we judged them, newest first (at most 20).
+    pub partner_updates: Vec<UpdateRecord>,
 }
 
 impl Status {
@@ -177,6 +187,17 @@ pub enum Event {
     RefusedByPartner(PartnerRefusal),
     /// A partner's signed receipt of a document we sent (`verified`: taken; else refused).
     Receipt(PartnerReceipt),
+    /// We started a rollover by ourselves (`[identity] auto_rollover_days`).
+    RolloverStarted(Rollover),
+    /// A partner's certificate update (its rollover), accepted or rejected.
+    CertificateUpdate(UpdateRecord),
+    /// A partner's answer to our certificate update.
+    UpdateAnswer(PartnerUpdate),
+    /// We sign with our new key from now on.
+    Switched {
+        new_certificate_sha256: String,
+        because: String,
+    },
     /// A file in the outbox that is not in a partner's folder.
     Ignored {
         path: String,
@@ -206,7 +227,8 @@ static NEVER: AtomicBool = AtomicBool::new(false);
 /// The client: our identity, our partners, the service and the folders of one configuration.
 pub struct Client {
     cfg: Config,
-    me: Identity,
+    /// Our keys: what we sign with, and what else opens documents (a rollover's).
+    keys: RwLock<rollover::keys::Keys>,
     service_cert: Certificate,
     partners: RwLock<PartnerFolder>,
     transport: Box<dyn Transport>,
@@ -294,10 +316,26 @@ impl Client {
         transport: Box<dyn Transport>,
         password: Option<zeroize::Zeroizing<String>>,
     ) -> Result<Client> {
-        let me = Identity::load(
-            &cfg.identity.key,
-            cfg.identity.certificate.as_deref(),
+        let state_file = cfg.folders.state.join(rollover::STATE);
+        let stamp = rollover::keys::stamp_of(&state_file);
+        let ours: Option<Rollover> = fsutil::read_json(&state_file).unwrap_or(None);
+        if ours.as_ref().is_some_and(|r| r.phase == Phase::Switching) {
+            // A switch to the new key was interrupted: its files are put in place again (the
+            // state is finished at the next poll).
+            let _lock = fsutil::Lock::acquire(
+                &cfg.folders.state.join("rollover.lock"),
+                Duration::from_secs(10),
+            )?;
+            if rollover::keys::pending_paths(&cfg).0.exists() {
+                rollover::keys::install_pending(&cfg)?;
+            }
+        }
+        let pending = ours.as_ref().is_some_and(Rollover::pending);
+        let keys = rollover::keys::load(
+            &cfg,
             password.as_deref().map(String::as_str),
+            pending,
+            stamp,
         )?;
         let service_cert = Certificate::load(&cfg.service.service_certificate)?;
         let f = &cfg.folders;
@@ -332,7 +370,7 @@ impl Client {
         let cfg_limits = cfg.limits.clone();
         Ok(Client {
             cfg,
-            me,
+            keys: RwLock::new(keys),
             service_cert,
             partners: RwLock::new(partners),
             transport,
@@ -354,14 +392,53 @@ impl Client {
         &self.cfg.party.id
     }
 
-    pub fn identity(&self) -> &Identity {
-        &self.me
+    /// What we sign with now (our configured identity; after a rollover's switch, the new one).
+    pub fn identity(&self) -> Arc<Identity> {
+        self.me()
     }
 
-    fn exchange(&self) -> Exchange<'_> {
+    pub(crate) fn me(&self) -> Arc<Identity> {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .signer
+            .clone()
+    }
+
+    /// Our other keys: a rollover's new one before the switch, then previous ones.
+    pub(crate) fn other_keys(&self) -> Arc<Vec<Identity>> {
+        self.keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .others
+            .clone()
+    }
+
+    /// Read our keys again when the rollover state changed on disk (another process rolled
+    /// over or switched), or always with `force`.
+    pub(crate) fn refresh_keys(&self, force: bool) -> Result<()> {
+        let path = self.state(rollover::STATE);
+        let stamp = rollover::keys::stamp_of(&path);
+        if !force && stamp == self.keys.read().unwrap_or_else(|e| e.into_inner()).stamp {
+            return Ok(());
+        }
+        let r: Option<Rollover> = fsutil::read_json(&path)?;
+        let pending = r.as_ref().is_some_and(Rollover::pending);
+        let password = self.cfg.password()?;
+        let keys = rollover::keys::load(
+            &self.cfg,
+            password.as_deref().map(String::as_str),
+            pending,
+            stamp,
+        )?;
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        Ok(())
+    }
+
+    fn exchange_as<'a>(&'a self, me: &'a Identity) -> Exchange<'a> {
         Exchange {
             transport: &*self.transport,
-            me: &self.me,
+            me,
             service: &self.service_cert,
             soap: SoapVersion::Soap12,
             domain: self.domain.clone(),
@@ -500,7 +577,23 @@ impl Client {
             }
         }
         last.sort_by_key(|e| std::cmp::Reverse(e.0));
+        let rollover = self.rollover_state()?;
+        if let Some(r) = &rollover {
+            for p in &r.partners {
+                if let (Some(e), true) = (&p.error, p.state == "sending") {
+                    last.push((
+                        r.started_at,
+                        format!("certificate update to {}: {}", p.partner, e.message),
+                    ));
+                }
+            }
+        }
+        let mut partner_updates = self.partner_updates()?;
+        partner_updates.truncate(20);
         Ok(Status {
+            certificate: self.certificate_status(),
+            rollover,
+            partner_updates,
             party_id: self.cfg.party.id.clone(),
             service_url: ls_core::transport::https::redact_userinfo(&self.cfg.service.url),
             pending,
@@ -576,6 +669,14 @@ impl Client {
                         error: (&e).into(),
                     });
                 }
+                match self.auto_rollover() {
+                    Ok(Some(r)) => on_event(&Event::RolloverStarted(r)),
+                    Ok(None) => {}
+                    Err(e) => on_event(&Event::Error {
+                        context: "starting a rollover ([identity] auto_rollover_days)".into(),
+                        error: (&e).into(),
+                    }),
+                }
                 let result = self.poll_until(|r| on_event(&Event::Received(r.clone())), stop);
                 let wait = match result {
                     Ok(report) => {
@@ -587,6 +688,20 @@ impl Client {
                         }
                         for r in &report.receipts {
                             on_event(&Event::Receipt(r.clone()));
+                        }
+                        for u in &report.certificate_updates {
+                            on_event(&Event::CertificateUpdate(u.clone()));
+                        }
+                        for a in &report.update_answers {
+                            on_event(&Event::UpdateAnswer(a.clone()));
+                        }
+                        if report.switched {
+                            if let Ok(Some(r)) = self.rollover_state() {
+                                on_event(&Event::Switched {
+                                    new_certificate_sha256: r.new_certificate_sha256,
+                                    because: r.switched_because.unwrap_or_default(),
+                                });
+                            }
                         }
                         for e in &report.receipt_errors {
                             on_event(&Event::Error {

@@ -131,13 +131,14 @@ pub(super) fn build_refusal(
             um.to.ids = refused.from.ids.clone();
         }
     }
+    let me = client.me();
     let built = message::build(Outgoing {
         messaging: Messaging {
             user_messages: vec![um],
             signals: Vec::new(),
         },
         payloads: Vec::new(),
-        signer: &client.me,
+        signer: &me,
         encrypt_for: None,
         soap: SoapVersion::Soap12,
     })?;

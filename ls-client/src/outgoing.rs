@@ -495,12 +495,13 @@ impl Client {
         let receipt = !opts.no_receipt && self.partner_wants_receipts(to);
         // The signedContentIdentifier the partner's receipt quotes: unique per document.
         let content_identifier = receipt.then(|| random_hex(16));
+        let me = self.me();
         let ls_core::cms::Sealed {
             sealed,
             signed_data,
         } = ls_core::cms::seal_with_evidence(
             data,
-            &self.me,
+            &me,
             std::slice::from_ref(rcpt),
             &SealOptions {
                 filename: Some(name.to_string()),
@@ -541,7 +542,7 @@ impl Client {
                 compress: false,
                 properties: Vec::new(),
             }],
-            signer: &self.me,
+            signer: &me,
             encrypt_for: None,
             soap: ls_core::as4::envelope::SoapVersion::Soap12,
         })?;
@@ -651,7 +652,8 @@ impl Client {
         let now = time::now_unix();
         rec.attempts += 1;
         rec.last_attempt = Some(now);
-        match self.exchange().push(&built) {
+        let me = self.me();
+        match self.exchange_as(&me).push(&built) {
             Ok(receipt) => {
                 self.fail_at("send:after-push")?;
                 let info = receipt

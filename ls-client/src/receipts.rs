@@ -131,7 +131,8 @@ impl Client {
             return Ok(false);
         };
         let um = &incoming.messaging.user_messages[0];
-        let ess = receipt::sign_receipt(signed, &self.me, &ReceiptOptions::default())?;
+        let me = self.me();
+        let ess = receipt::sign_receipt(signed, &me, &ReceiptOptions::default())?;
         let header = ReceiptHeader {
             message_id: um.info.message_id.clone(),
             payload_sha256: notices::payload_sha256(self, pulled),
@@ -156,7 +157,7 @@ impl Client {
                 compress: false,
                 properties: Vec::new(),
             }],
-            signer: &self.me,
+            signer: &me,
             encrypt_for: None,
             soap: SoapVersion::Soap12,
         })?;

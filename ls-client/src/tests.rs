@@ -581,7 +581,7 @@ fn the_sender_keeps_a_readable_copy_and_nothing_leaks_in_the_as4_header() {
     let opened = ls_core::open(
         &incoming.payloads[0].data,
         &ls_core::OpenOptions {
-            recipient: Some(alice.identity()),
+            recipient: Some(&alice.identity()),
             sender: Some(alice.identity().certificate()),
             ..Default::default()
         },
@@ -1597,7 +1597,7 @@ fn an_as4_gzip_bomb_is_refused_as_too_large_without_being_expanded() {
             compress: true,
             properties: Vec::new(),
         }],
-        signer: alice.identity(),
+        signer: &alice.identity(),
         encrypt_for: None,
         soap: SoapVersion::Soap12,
     })
@@ -1724,7 +1724,7 @@ fn receipt_message(
             compress: false,
             properties: Vec::new(),
         }],
-        signer: signer.identity(),
+        signer: &signer.identity(),
         encrypt_for: None,
         soap: SoapVersion::Soap12,
     })
@@ -1857,7 +1857,7 @@ fn forged_mismatched_and_replayed_receipts_are_refused_and_change_nothing() {
         assert_eq!(r.status, 200);
     };
     // Signed by a third party (carol's key inside bob's message).
-    let by_carol = sign_receipt(&signed_a, carol.identity(), &ReceiptOptions::default()).unwrap();
+    let by_carol = sign_receipt(&signed_a, &carol.identity(), &ReceiptOptions::default()).unwrap();
     push(receipt_message(
         &w,
         "bob",
@@ -1867,7 +1867,7 @@ fn forged_mismatched_and_replayed_receipts_are_refused_and_change_nothing() {
         by_carol,
     ));
     // Bob's true receipt of a, presented as the receipt of b.
-    let of_a = sign_receipt(&signed_a, bob.identity(), &ReceiptOptions::default()).unwrap();
+    let of_a = sign_receipt(&signed_a, &bob.identity(), &ReceiptOptions::default()).unwrap();
     let sha_b = sent_json(&w, "alice", "b.xml")["payload_sha256"]
         .as_str()
         .unwrap()
@@ -1929,7 +1929,7 @@ fn forged_mismatched_and_replayed_receipts_are_refused_and_change_nothing() {
     assert!(r.receipts[0].verified, "{r:?}");
     let again = sign_receipt(
         &signed_a,
-        bob.identity(),
+        &bob.identity(),
         &ReceiptOptions {
             signing_time: Some(ls_core::time::now_unix() + 5),
         },

@@ -207,6 +207,33 @@ impl Identity {
     pub(crate) fn private_key(&self) -> &PKey<Private> {
         &self.key
     }
+    /// The private key as PKCS#8 PEM, encrypted with AES-256-CBC under `password` when one is
+    /// given (as [`Identity::generate`] writes keys). Wiped from memory when dropped.
+    pub fn private_key_pem(&self, password: Option<&str>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let pem = match password {
+            Some(p) if !p.is_empty() => self.key.private_key_to_pem_pkcs8_passphrase(
+                openssl::symm::Cipher::aes_256_cbc(),
+                p.as_bytes(),
+            )?,
+            _ => self.key.private_key_to_pem_pkcs8()?,
+        };
+        Ok(zeroize::Zeroizing::new(pem))
+    }
+
+    /// The key's type, as [`Identity::generate`] makes it (`None` for other keys: EC curves
+    /// but P-256, RSA-PSS keys).
+    pub fn key_type(&self) -> Option<KeyType> {
+        match self.key.id() {
+            Id::RSA => Some(KeyType::Rsa(self.key.bits())),
+            Id::EC => {
+                let p256 = self.key.ec_key().ok().and_then(|k| k.group().curve_name())
+                    == Some(openssl::nid::Nid::X9_62_PRIME256V1);
+                p256.then_some(KeyType::EcP256)
+            }
+            _ => None,
+        }
+    }
+
     pub fn is_ec(&self) -> bool {
         self.key.id() == Id::EC
     }

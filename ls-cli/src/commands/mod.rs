@@ -8,6 +8,7 @@ pub mod open;
 pub mod partners;
 pub mod poll;
 pub mod receipts;
+pub mod rollover;
 pub mod run;
 pub mod seal;
 pub mod send;

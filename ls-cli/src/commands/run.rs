@@ -75,6 +75,42 @@ fn event_text(ev: &Event) -> String {
             r.notice_file.display()
         ),
         Event::Receipt(r) => r.summary(),
+        Event::RolloverStarted(r) => format!(
+            "our certificate expires soon: rolled over to a new key (SHA256 {}), the old one is \
+             valid until {}",
+            r.new_certificate_sha256,
+            iso(r.old_valid_until)
+        ),
+        Event::CertificateUpdate(u) => format!(
+            "{}'s certificate update to SHA256 {}: {}{}",
+            u.partner,
+            u.new_certificate_sha256,
+            u.decision,
+            u.reason
+                .as_deref()
+                .map(|r| format!(" ({r}: {})", u.message))
+                .unwrap_or_default()
+        ),
+        Event::UpdateAnswer(a) => format!(
+            "{} {} our new certificate{}",
+            a.partner,
+            a.state,
+            a.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default()
+        ),
+        Event::Switched {
+            new_certificate_sha256,
+            because,
+        } => format!(
+            "signing with our new key (SHA256 {new_certificate_sha256}) from now on: {}",
+            if because == "accepted" {
+                "the service and every partner accepted it"
+            } else {
+                "the overlap is nearly over"
+            }
+        ),
         Event::Ignored { path, reason } => format!("ignored {path}: {reason}"),
         Event::Unreachable {
             error,

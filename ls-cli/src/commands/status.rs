@@ -3,7 +3,7 @@
 use super::load_client;
 use crate::cli::Cli;
 use crate::fsio::print_stdout;
-use crate::output::{iso, printable};
+use crate::output::{iso, printable, stderr_line};
 use ls_client::Status;
 use ls_core::Error;
 
@@ -34,6 +34,44 @@ fn status_text(st: &Status) -> String {
             ),
         }
     ));
+    let c = &st.certificate;
+    line(format!(
+        "certificate:    SHA256 {}, valid until {} ({} days){}",
+        c.sha256,
+        iso(c.not_after),
+        c.days_left,
+        if c.expiry_warning {
+            " -- WARNING: it expires soon: `layersec rollover`"
+        } else {
+            ""
+        }
+    ));
+    if let Some(r) = &st.rollover {
+        line(format!(
+            "rollover:       started {}{}",
+            iso(r.started_at),
+            if r.automatic { " (automatic)" } else { "" }
+        ));
+        for l in super::rollover::rollover_text(r).lines() {
+            line(format!("  {l}"));
+        }
+    }
+    if !st.partner_updates.is_empty() {
+        line("partners' certificate updates:".into());
+        for u in &st.partner_updates {
+            line(format!(
+                "  {} {} {} SHA256 {}{}",
+                iso(u.received_at),
+                u.partner,
+                u.decision,
+                u.new_certificate_sha256,
+                u.reason
+                    .as_deref()
+                    .map(|r| format!(" ({r}: {})", u.message))
+                    .unwrap_or_default()
+            ));
+        }
+    }
     line(format!("queued sends:   {}", st.pending.len()));
     for j in &st.pending {
         line(format!(
@@ -103,6 +141,24 @@ fn status_text(st: &Status) -> String {
 pub fn run(cli: &Cli) -> Result<(), Error> {
     let client = load_client(cli)?;
     let st = client.status()?;
+    let c = &st.certificate;
+    if c.expiry_warning {
+        // Also with --quiet and --json: a certificate about to expire stops everything.
+        stderr_line(&format!(
+            "layersec: warning: our certificate (SHA256 {}) expires on {}, in {} days \
+             ([identity] expiry_warning_days = {}): roll over to a new key with `layersec \
+             rollover`{}",
+            c.sha256,
+            iso(c.not_after),
+            c.days_left,
+            client.config().identity.expiry_warning_days,
+            if client.config().identity.auto_rollover_days > 0 {
+                " (or let `layersec run` do it: [identity] auto_rollover_days)"
+            } else {
+                ""
+            }
+        ));
+    }
     if cli.json {
         print_stdout(&st.to_json())
     } else {

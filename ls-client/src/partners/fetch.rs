@@ -301,7 +301,7 @@ impl Client {
     pub fn directory_lookup_via(&self, transport: &dyn Transport, party_id: &str) -> Result<Entry> {
         check_party_id(party_id)?;
         let request = Request::new(&self.cfg.party.id, party_id)?;
-        let body = request.sign(&self.me)?;
+        let body = request.sign(&self.me())?;
         let r = transport.post(directory::CONTENT_TYPE, &body)?.whole()?;
         let said = || {
             let t = String::from_utf8_lossy(&r.body[..r.body.len().min(500)]).into_owned();
