@@ -10,7 +10,7 @@ use ls_core::as4::message::{self, Built, Outgoing, Payload};
 use ls_core::as4::model::Messaging;
 use ls_core::as4::xml::Limits;
 use ls_core::rollover::{self as contract, CertificateUpdate};
-use ls_core::transport::{HttpsConfig, HttpsTransport};
+use ls_core::transport::{HttpsConfig, HttpsTransport, Transport};
 use ls_core::{Certificate, Identity};
 use ls_tests::service::{server_bin_beside, RunningService};
 use serde_json::Value;
@@ -175,9 +175,12 @@ impl Party {
         (0..n)
             .map(|i| {
                 let name = format!("{tag}-{}-to-{to}-{i}.txt", self.id);
-                let data = format!("<doc from=\"{}\" to=\"{to}\" n=\"{i}\">{tag}</doc>\n", self.id)
-                    .repeat(40 + i)
-                    .into_bytes();
+                let data = format!(
+                    "<doc from=\"{}\" to=\"{to}\" n=\"{i}\">{tag}</doc>\n",
+                    self.id
+                )
+                .repeat(40 + i)
+                .into_bytes();
                 let tmp = out.join(format!(".{name}.tmp"));
                 std::fs::write(&tmp, &data).unwrap();
                 std::fs::rename(&tmp, out.join(&name)).unwrap();
@@ -330,16 +333,27 @@ fn a_rollover_among_three_parties_with_documents_in_flight() {
     let new_sha = r["new_certificate_sha256"].as_str().unwrap().to_string();
     // The service has both certificates, the old one until the overlap ends.
     let shown = svc.admin(&["party", "show", "acme"]);
-    assert_eq!(shown["certificates"].as_array().unwrap().len(), 2, "{shown}");
+    assert_eq!(
+        shown["certificates"].as_array().unwrap().len(),
+        2,
+        "{shown}"
+    );
     // A second rollover while this one runs is refused.
     let again = acme.cmd(&["rollover"]);
-    assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 
     // globex takes the update and answers; acme still signs with the old key (initech has
     // not answered).
     assert!(
-        wait_until(Duration::from_secs(30), || partner_state(&acme.status(), "globex")
-            == "accepted"),
+        wait_until(Duration::from_secs(30), || partner_state(
+            &acme.status(),
+            "globex"
+        ) == "accepted"),
         "{}",
         acme.status()
     );
@@ -363,20 +377,25 @@ fn a_rollover_among_three_parties_with_documents_in_flight() {
     // acme's old certificate: acme's old key opens it), takes the update, receives.
     let mut i_run = initech.spawn_run();
     assert!(
-        wait_until(Duration::from_secs(30), || partner_state(&acme.status(), "initech")
-            == "accepted"),
+        wait_until(Duration::from_secs(30), || partner_state(
+            &acme.status(),
+            "initech"
+        ) == "accepted"),
         "{}",
         acme.status()
     );
     // Everyone accepted: acme signs with the new key now.
     assert!(
-        wait_until(Duration::from_secs(10), || acme.status()["rollover"]["switched_because"]
+        wait_until(Duration::from_secs(10), || acme.status()["rollover"]
+            ["switched_because"]
             == "accepted"),
         "{}",
         acme.status()
     );
     assert_eq!(
-        Certificate::load(acme.cert_path()).unwrap().sha256_fingerprint(),
+        Certificate::load(acme.cert_path())
+            .unwrap()
+            .sha256_fingerprint(),
         new_sha
     );
     assert!(acme
@@ -402,8 +421,18 @@ fn a_rollover_among_three_parties_with_documents_in_flight() {
     for p in [&acme, &globex, &initech] {
         let st = p.status();
         assert_eq!(st["failed"], 0, "{}: {st}", p.id);
-        assert_eq!(st["incoming_failures"], serde_json::json!([]), "{}: {st}", p.id);
-        assert_eq!(st["refused_by_partners"], serde_json::json!([]), "{}: {st}", p.id);
+        assert_eq!(
+            st["incoming_failures"],
+            serde_json::json!([]),
+            "{}: {st}",
+            p.id
+        );
+        assert_eq!(
+            st["refused_by_partners"],
+            serde_json::json!([]),
+            "{}: {st}",
+            p.id
+        );
         assert!(p.documents("failed").is_empty(), "{}", p.id);
     }
     assert_eq!(acme.documents("inbox").len(), 25);
@@ -412,8 +441,10 @@ fn a_rollover_among_three_parties_with_documents_in_flight() {
     let after_switch = acme.outbox("globex", 2, "after");
     let back = globex.outbox("acme", 2, "after");
     assert!(
-        wait_until(Duration::from_secs(30), || arrived_once(&globex, &after_switch)
-            && arrived_once(&acme, &back)),
+        wait_until(Duration::from_secs(30), || arrived_once(
+            &globex,
+            &after_switch
+        ) && arrived_once(&acme, &back)),
         "{}",
         globex.status()
     );
@@ -457,15 +488,353 @@ fn a_rollover_among_three_parties_with_documents_in_flight() {
     );
     // acme learns of the refusal (its daemon polls), and its rollover is finished.
     assert!(
-        wait_until(Duration::from_secs(30), || acme.status()["refused_by_partners"]
+        wait_until(Duration::from_secs(30), || acme.status()
+            ["refused_by_partners"]
             .as_array()
             .is_some_and(|a| a.len() == 1)),
         "{}",
         acme.status()
     );
     let text = String::from_utf8_lossy(&acme.ok(&["status"]).stdout).into_owned();
-    assert!(text.contains("globex") && text.contains("accepted"), "{text}");
+    assert!(
+        text.contains("globex") && text.contains("accepted"),
+        "{text}"
+    );
     assert!(text.contains("signing with:     the new key"), "{text}");
     assert_eq!(sigterm(&mut a_run), Some(0));
     assert_eq!(sigterm(&mut i_run), Some(0));
+}
+
+/// A certificate update from `from` to `to`: AS4-signed by `signer`, carrying `u` counter-signed
+/// by `counter`, the header naming `named` as the new certificate.
+fn update_message(
+    from: &str,
+    to: &str,
+    signer: &Identity,
+    u: &CertificateUpdate,
+    counter: &Identity,
+    named: &Certificate,
+) -> Built {
+    let h = UpdateHeader {
+        new_certificate_sha256: named.sha256_fingerprint(),
+        old_valid_until: u.old_valid_until.clone(),
+    };
+    let um = coordination::certificate_update_message(from, to, &h, "test.example").unwrap();
+    let statement =
+        ls_core::cms::signed::sign_statement(&serde_json::to_vec(u).unwrap(), counter).unwrap();
+    message::build(Outgoing {
+        messaging: Messaging {
+            user_messages: vec![um],
+            signals: Vec::new(),
+        },
+        payloads: vec![Payload {
+            content_id: "update@test".into(),
+            mime_type: contract::UPDATE_CONTENT_TYPE.into(),
+            data: statement,
+            compress: false,
+            properties: Vec::new(),
+        }],
+        signer,
+        encrypt_for: None,
+        soap: SoapVersion::Soap12,
+    })
+    .unwrap()
+}
+
+/// A certificate for the key of `csr_pem` (a request `layersec keygen` made), issued by a CA:
+/// end entity, may sign and agree keys; PEM, followed by the CA's certificate.
+fn issue_from_csr(csr_pem: &[u8]) -> Vec<u8> {
+    use ls_core::keys::builder::{CertPurpose, CertificateBuilder};
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::{BasicConstraints, KeyUsage};
+    use openssl::x509::{X509Builder, X509Req, X509};
+    let ca = CertificateBuilder::new("Layer Security Test CA", CertPurpose::Ca)
+        .key_type(ls_core::KeyType::EcP256)
+        .build(None)
+        .unwrap();
+    let ca_key = PKey::private_key_from_pem(&ca.key_pem).unwrap();
+    let ca_cert = X509::from_pem(&ca.cert_pem).unwrap();
+    let req = X509Req::from_pem(csr_pem).unwrap();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&BigNum::from_u32(4711).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(req.subject_name()).unwrap();
+    b.set_issuer_name(ca_cert.subject_name()).unwrap();
+    b.set_pubkey(&req.public_key().unwrap()).unwrap();
+    let now = ls_core::time::now_unix();
+    b.set_not_before(&Asn1Time::from_unix(now - 60).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::from_unix(now + 365 * 86400).unwrap())
+        .unwrap();
+    b.append_extension(BasicConstraints::new().critical().build().unwrap())
+        .unwrap();
+    b.append_extension(
+        KeyUsage::new()
+            .critical()
+            .digital_signature()
+            .non_repudiation()
+            .key_agreement()
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    b.sign(&ca_key, MessageDigest::sha256()).unwrap();
+    let mut pem = b.build().to_pem().unwrap();
+    pem.extend_from_slice(&ca.cert_pem);
+    pem
+}
+
+fn updates_of(status: &Value, partner: &str) -> Vec<Value> {
+    let mut v: Vec<Value> = status["partner_updates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["partner"] == partner)
+        .cloned()
+        .collect();
+    v.sort_by_key(|u| u["received_at"].as_i64());
+    v
+}
+
+#[test]
+fn forged_replayed_and_new_key_only_updates_are_refused_and_a_ca_issued_certificate_works() {
+    let svc = start_service("rollover-forged");
+    let acme = party(&svc, "acme", "");
+    let globex = party(&svc, "globex", "");
+    let mallory = party(&svc, "mallory", "");
+    acme.trust(&globex);
+    globex.trust(&acme);
+    globex.trust(&mallory);
+    mallory.trust(&globex);
+    let old = acme.identity();
+    let svc_cert = Certificate::load(svc.service_cert_path()).unwrap();
+    let t = transport(&svc);
+
+    // The new key and a request for a CA (`layersec keygen`), the CA's certificate for it.
+    let new_dir = acme.dir.join("new");
+    let o = Command::new(LAYERSEC)
+        .args([
+            "keygen",
+            "--party",
+            "acme",
+            "--out",
+            new_dir.to_str().unwrap(),
+        ])
+        .args(["--key-type", "ec", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let csr = std::fs::read(new_dir.join("acme.csr.pem")).unwrap();
+    let issued = acme.dir.join("acme-ca.crt");
+    std::fs::write(&issued, issue_from_csr(&csr)).unwrap();
+    let new_key = new_dir.join("acme.key.pem");
+    let x = Identity::load(&new_key, Some(&issued), None).unwrap();
+    assert_eq!(x.chain().len(), 1, "issued by the CA");
+
+    // Before acme's own rollover reaches globex: the new certificate registered at the
+    // service (as `layersec rollover` will do again), and an update signed by the new key
+    // alone on its way to globex.
+    let claims =
+        contract::RequestClaims::new("acme", old.certificate(), x.certificate(), 3600, &svc_cert)
+            .unwrap();
+    let mut c = HttpsConfig::new(contract::rollover_url(&svc.url).unwrap());
+    c.ca_pem = Some(std::fs::read(svc.tls_cert_path()).unwrap());
+    let r = HttpsTransport::new(c)
+        .unwrap()
+        .post(
+            contract::CONTENT_TYPE,
+            &contract::build_request(&old, &x, &claims).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let now = ls_core::time::now_unix();
+    let u = CertificateUpdate::new(
+        "acme",
+        "globex",
+        old.certificate(),
+        x.certificate(),
+        now,
+        now + 3600,
+    )
+    .unwrap();
+    let new_only = update_message("acme", "globex", &x, &u, &x, x.certificate());
+    exchange(&t, &x, &svc_cert).push(&new_only).unwrap();
+    // Another party (a partner of globex) tries to replace acme's certificate with a key of
+    // its own.
+    let mal = mallory.identity();
+    let thief = Identity::generate("acme", ls_core::KeyType::EcP256, 30, None)
+        .unwrap()
+        .identity;
+    let forged = CertificateUpdate::new(
+        "acme",
+        "globex",
+        old.certificate(),
+        thief.certificate(),
+        now,
+        now + 3600,
+    )
+    .unwrap();
+    let forged_msg = update_message(
+        "mallory",
+        "globex",
+        &mal,
+        &forged,
+        &thief,
+        mal.certificate(),
+    );
+    exchange(&t, &mal, &svc_cert).push(&forged_msg).unwrap();
+
+    // acme's rollover to the CA-issued certificate (the service recognises the registration).
+    let o = acme.ok(&[
+        "rollover",
+        "--key",
+        new_key.to_str().unwrap(),
+        "--cert",
+        issued.to_str().unwrap(),
+        "--overlap-hours",
+        "1",
+        "--json",
+    ]);
+    let r = json(&o);
+    assert_eq!(
+        r["new_certificate_sha256"],
+        x.certificate().sha256_fingerprint(),
+        "{r}"
+    );
+    assert_eq!(r["partners"][0]["partner"], "globex", "{r}");
+    assert_eq!(r["partners"][0]["state"], "pending", "{r}");
+
+    // globex judges the three in order: the new-key-only update refused (with a notice),
+    // mallory's refused (wrong party), acme's accepted.
+    globex.ok(&["poll"]);
+    let st = globex.status();
+    let ups = updates_of(&st, "acme");
+    assert_eq!(ups.len(), 2, "{st}");
+    assert_eq!(ups[0]["decision"], "rejected", "{st}");
+    assert_eq!(ups[0]["reason"], "unknown_signer", "{st}");
+    assert_eq!(ups[1]["decision"], "accepted", "{st}");
+    let m = updates_of(&st, "mallory");
+    assert_eq!(m.len(), 1, "{st}");
+    assert_eq!(m[0]["reason"], "wrong_party", "{st}");
+    assert_eq!(
+        Certificate::load(globex.dir.join("partners/mallory.crt")).unwrap(),
+        *mal.certificate(),
+        "mallory's certificate unchanged"
+    );
+    assert_eq!(
+        Certificate::load(globex.dir.join("partners/acme.crt")).unwrap(),
+        *x.certificate()
+    );
+
+    // acme takes the answer, switches to the CA-issued certificate; the refusal of the
+    // update it did not send is recorded as a partner's refusal.
+    acme.ok(&["poll"]);
+    let st = acme.status();
+    assert_eq!(partner_state(&st, "globex"), "accepted", "{st}");
+    assert_eq!(st["rollover"]["switched_because"], "accepted", "{st}");
+    assert_eq!(
+        Certificate::load(acme.cert_path()).unwrap(),
+        *x.certificate()
+    );
+
+    // The accepted update replayed in a new message (acme's old key still valid at the
+    // service): refused, the certificate unchanged.
+    let nonce = ups[1]["nonce"].as_str().unwrap().to_string();
+    let mut replay = u.clone();
+    replay.nonce = nonce;
+    let replayed = update_message("acme", "globex", &old, &replay, &x, x.certificate());
+    exchange(&t, &old, &svc_cert).push(&replayed).unwrap();
+    globex.ok(&["poll"]);
+    let st = globex.status();
+    let ups = updates_of(&st, "acme");
+    assert_eq!(ups.len(), 3, "{st}");
+    assert_eq!(ups[2]["reason"], "replayed", "{st}");
+    assert_eq!(
+        Certificate::load(globex.dir.join("partners/acme.crt")).unwrap(),
+        *x.certificate()
+    );
+    // The answers to updates they did not send change nothing for acme and mallory.
+    acme.ok(&["poll"]);
+    mallory.ok(&["poll"]);
+    assert_eq!(partner_state(&acme.status(), "globex"), "accepted");
+    assert!(mallory.status()["rollover"].is_null());
+
+    // A document with the CA-issued key, both ways.
+    let doc = acme.dir.join("after.xml");
+    std::fs::write(&doc, b"<after/>").unwrap();
+    acme.ok(&["send", doc.to_str().unwrap(), "--to", "globex"]);
+    globex.ok(&["poll"]);
+    assert_eq!(globex.documents("inbox").len(), 1, "{}", globex.status());
+    let back = globex.dir.join("back.xml");
+    std::fs::write(&back, b"<back/>").unwrap();
+    globex.ok(&["send", back.to_str().unwrap(), "--to", "acme"]);
+    acme.ok(&["poll"]);
+    assert_eq!(acme.documents("inbox").len(), 1, "{}", acme.status());
+    // The text of status says what happened at globex.
+    let text = String::from_utf8_lossy(&globex.ok(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains("replayed") && text.contains("unknown_signer"),
+        "{text}"
+    );
+}
+
+#[test]
+fn status_warns_before_expiry_and_the_daemon_rolls_over_by_itself() {
+    let svc = start_service("rollover-auto");
+    // Certificates of 825 days: "expiring within 100000 days" is now.
+    let acme = party(
+        &svc,
+        "acme",
+        "expiry_warning_days = 100000\nauto_rollover_days = 100000\nrollover_overlap_hours = 1\n",
+    );
+    let globex = party(&svc, "globex", "");
+    acme.trust(&globex);
+    globex.trust(&acme);
+    let old = Certificate::load(acme.cert_path()).unwrap();
+    let o = acme.ok(&["status"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning: our certificate") && err.contains("layersec rollover"),
+        "{err}"
+    );
+    let st = acme.status();
+    assert_eq!(st["certificate"]["expiry_warning"], true, "{st}");
+    assert_eq!(st["certificate"]["auto_rollover_due"], true, "{st}");
+    assert!(st["rollover"].is_null());
+    // The daemon starts the rollover, globex accepts, acme switches.
+    let mut a = acme.spawn_run();
+    let mut g = globex.spawn_run();
+    assert!(
+        wait_until(Duration::from_secs(60), || acme.status()["rollover"]
+            ["switched_because"]
+            == "accepted"),
+        "{}",
+        acme.status()
+    );
+    let st = acme.status();
+    assert_eq!(st["rollover"]["automatic"], true, "{st}");
+    assert_ne!(Certificate::load(acme.cert_path()).unwrap(), old);
+    // The new certificate expires within 100000 days too, but one rollover is enough: the
+    // daemon does not start another while this one's overlap runs (two more polls).
+    let switched_at = st["rollover"]["switched_at"].as_i64().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || acme.status()["last_poll"]["at"]
+            .as_i64()
+            .is_some_and(|t| t >= switched_at + 3)),
+        "{}",
+        acme.status()
+    );
+    assert_eq!(sigterm(&mut a), Some(0));
+    assert_eq!(sigterm(&mut g), Some(0));
+    let log = std::fs::read_to_string(acme.dir.join("run.log")).unwrap();
+    assert_eq!(
+        log.matches("\"event\":\"rollover_started\"").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("\"event\":\"switched\""), "{log}");
 }

@@ -641,8 +641,10 @@ impl Client {
         }
         if let Some(r) = self.rollover_state()? {
             let now = time::now_unix();
-            // A rollover the service refused is not tried again for a day.
-            if !r.finished(now) || (r.abandoned() && now - r.started_at < 86_400) {
+            // One at a time: not while the last one's overlap runs; one the service refused is
+            // not tried again for a day.
+            let overlap_runs = !r.abandoned() && now < r.old_valid_until;
+            if !r.finished(now) || overlap_runs || (r.abandoned() && now - r.started_at < 86_400) {
                 return Ok(None);
             }
         }
