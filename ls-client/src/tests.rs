@@ -46,6 +46,8 @@ struct Faults {
 struct FakeService {
     id: Identity,
     certs: Mutex<HashMap<String, Certificate>>,
+    /// Further certificates of a party (a rollover's new one, during the overlap).
+    more_certs: Mutex<HashMap<String, Vec<Certificate>>>,
     messages: Mutex<Vec<Stored>>,
     faults: Mutex<Faults>,
     /// MessageIds of every push that reached the store (repeats included).
@@ -63,6 +65,7 @@ impl FakeService {
                 .unwrap()
                 .identity,
             certs: Mutex::new(HashMap::new()),
+            more_certs: Mutex::new(HashMap::new()),
             messages: Mutex::new(Vec::new()),
             faults: Mutex::new(Faults::default()),
             pushes: Mutex::new(Vec::new()),
@@ -90,13 +93,67 @@ impl FakeService {
     }
 
     fn cert_of(&self, party: &str) -> Vec<Certificate> {
-        self.certs
+        let mut v: Vec<Certificate> = self
+            .certs
             .lock()
             .unwrap()
             .get(party)
             .cloned()
             .into_iter()
-            .collect()
+            .collect();
+        v.extend(
+            self.more_certs
+                .lock()
+                .unwrap()
+                .get(party)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        v
+    }
+
+    /// `POST /rollover`: the request checked as the contract says (both signatures, the old
+    /// certificate registered), the new certificate registered beside the old one.
+    fn rollover(&self, body: &[u8]) -> Result<HttpResponse> {
+        use ls_core::rollover::{self as contract, Refusal, Refused, Registered};
+        let now = time::now_unix();
+        let refuse = |r: Refused| {
+            Ok(HttpResponse::new(
+                r.reason.http_status(),
+                "application/json",
+                serde_json::to_vec(&r.body()).unwrap(),
+            ))
+        };
+        let v = match contract::verify_request(body, now) {
+            Ok(v) => v,
+            Err(r) => return refuse(r),
+        };
+        let party = v.claims.party_id.clone();
+        if !self.cert_of(&party).contains(&v.old_certificate) {
+            return refuse(Refused::new(Refusal::NotRegistered, "not registered"));
+        }
+        self.more_certs
+            .lock()
+            .unwrap()
+            .entry(party.clone())
+            .or_default()
+            .push(v.new_certificate.clone());
+        let r = Registered {
+            party_id: party,
+            party_type: String::new(),
+            old_certificate_sha256: v.claims.old_certificate_sha256.clone(),
+            new_certificate_sha256: v.claims.new_certificate_sha256.clone(),
+            old_valid_until: now + v.claims.overlap_secs as i64,
+            outcome: "registered".into(),
+            registered_at: now,
+            nonce: v.claims.nonce.clone(),
+            service_certificate_sha256: self.id.certificate().sha256_fingerprint(),
+        };
+        Ok(HttpResponse::new(
+            200,
+            "application/json",
+            contract::build_response(&self.id, &r)?,
+        ))
     }
 
     fn handle(&self, ct: &str, body: &[u8]) -> Result<HttpResponse> {
@@ -2428,4 +2485,171 @@ fn the_directory_is_trusted_on_first_use_and_never_silently_after() {
         alice.directory_lookup_via(&t, "../x").unwrap_err().code(),
         ErrorCode::InvalidArgument
     );
+}
+
+// ---- key rollover
+
+/// The fake service's `/rollover`.
+fn rollover_endpoint(w: &World) -> StubTransport {
+    let svc = Arc::clone(&w.svc);
+    StubTransport::new(move |_, body| svc.rollover(body))
+}
+
+fn partner_cert(w: &World, who: &str, whom: &str) -> Certificate {
+    Certificate::load(w.path(who, &format!("partners/{whom}.crt"))).unwrap()
+}
+
+#[test]
+fn a_rollover_is_registered_announced_answered_and_switched() {
+    let w = world();
+    // alice's partners: bob, and carol (who does not answer at first).
+    fs::write(
+        w.path("alice", "partners/carol.crt"),
+        w.certs["carol"].to_pem(),
+    )
+    .unwrap();
+    fs::write(
+        w.path("carol", "partners/alice.crt"),
+        w.certs["alice"].to_pem(),
+    )
+    .unwrap();
+    let alice = w.client("alice");
+    let old = w.certs["alice"].clone();
+    let r = alice
+        .rollover_via(
+            &rollover_endpoint(&w),
+            &RolloverOptions {
+                overlap_secs: Some(3600),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(r.phase, Phase::Announcing);
+    assert_eq!(r.service, "accepted");
+    assert_eq!(r.partners.len(), 2);
+    assert!(r.partners.iter().all(|p| p.state == "pending"), "{r:?}");
+    // The new key waits beside the old one, private.
+    let pending = w.path("alice", "identity/rollover/new.key.pem");
+    assert_eq!(mode_of(&pending) & 0o777, 0o600);
+    assert_eq!(*alice.identity().certificate(), old);
+    // Sealed for alice's old certificate before bob knew better.
+    let bob = w.client("bob");
+    bob.send_bytes("before.xml", INVOICE, "alice", &SendOptions::default())
+        .unwrap();
+    // bob takes the update: alice's new certificate, the old one accepted until the overlap
+    // ends.
+    let rep = bob.poll(|_| {}).unwrap();
+    assert_eq!(rep.certificate_updates.len(), 1, "{rep:?}");
+    assert_eq!(rep.certificate_updates[0].decision, "accepted");
+    let new = partner_cert(&w, "bob", "alice");
+    assert_eq!(new.sha256_fingerprint(), r.new_certificate_sha256);
+    assert_eq!(bob.partner_certs("alice"), vec![new.clone(), old.clone()]);
+    // … so what bob sends now is sealed for the new certificate.
+    bob.send_bytes("after.xml", INVOICE, "alice", &SendOptions::default())
+        .unwrap();
+    // alice opens both (the old key is current, the new one pending), takes bob's answer,
+    // and still signs with the old key: carol has not answered.
+    let rep = alice.poll(|_| {}).unwrap();
+    assert_eq!(rep.received.len(), 2, "{rep:?}");
+    assert!(rep.failed.is_empty(), "{rep:?}");
+    assert_eq!(rep.update_answers.len(), 1, "{rep:?}");
+    assert!(!rep.switched);
+    assert_eq!(*alice.identity().certificate(), old);
+    // carol answers; alice switches.
+    carol_takes(&w);
+    let rep = alice.poll(|_| {}).unwrap();
+    assert!(rep.switched, "{rep:?}");
+    assert_eq!(*alice.identity().certificate(), new);
+    let st = alice.rollover_state().unwrap().unwrap();
+    assert_eq!(st.switched_because.as_deref(), Some("accepted"));
+    assert!(!pending.exists());
+    let prev = w.path(
+        "alice",
+        &format!("identity/previous/{}.key.pem", old.sha256_fingerprint()),
+    );
+    assert_eq!(mode_of(&prev) & 0o777, 0o600);
+    // A partner that still seals for the old certificate: the previous key opens it.
+    fs::write(w.path("bob", "partners/alice.crt"), old.to_pem()).unwrap();
+    fs::remove_file(w.path("bob", "partners/alice.toml")).unwrap();
+    bob.reload_partners().unwrap();
+    bob.send_bytes("late.xml", INVOICE, "alice", &SendOptions::default())
+        .unwrap();
+    let rep = alice.poll(|_| {}).unwrap();
+    assert_eq!(rep.received.len(), 1, "{rep:?}");
+    // A second client process of alice's (a restart) signs with the new key too.
+    assert_eq!(*w.client("alice").identity().certificate(), new);
+    // Status: the rollover, per partner.
+    let s = alice.status().unwrap();
+    let ro = s.rollover.unwrap();
+    assert!(ro.partners.iter().all(|p| p.state == "accepted"), "{ro:?}");
+}
+
+fn carol_takes(w: &World) {
+    let rep = w.client("carol").poll(|_| {}).unwrap();
+    assert_eq!(rep.certificate_updates.len(), 1, "{rep:?}");
+}
+
+#[test]
+fn a_switch_interrupted_by_a_crash_is_finished_at_the_next_start() {
+    let w = world();
+    let alice = w.client("alice");
+    alice
+        .rollover_via(
+            &rollover_endpoint(&w),
+            &RolloverOptions {
+                overlap_secs: Some(3600),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let new = Certificate::load(w.path("alice", "identity/rollover/new.crt.pem")).unwrap();
+    // The crash: the state says "switching", the new key is in place, the certificate not.
+    let mut st = alice.rollover_state().unwrap().unwrap();
+    st.phase = Phase::Switching;
+    fs::write(
+        w.path("alice", "state/rollover.json"),
+        serde_json::to_vec(&st).unwrap(),
+    )
+    .unwrap();
+    let old_key = w.path("alice", "identity/key.pem");
+    rollover::keys::keep_current_as_previous(&w.cfg("alice")).unwrap();
+    fs::copy(w.path("alice", "identity/rollover/new.key.pem"), &old_key).unwrap();
+    drop(alice);
+    let alice = w.client("alice");
+    assert_eq!(*alice.identity().certificate(), new);
+    alice.poll(|_| {}).unwrap();
+    let st = alice.rollover_state().unwrap().unwrap();
+    assert_eq!(st.phase, Phase::Switched);
+    assert!(!w.path("alice", "identity/rollover/new.key.pem").exists());
+}
+
+#[test]
+fn a_rollover_the_service_refuses_leaves_nothing_behind() {
+    let w = world();
+    let alice = w.client("alice");
+    // The service does not know alice's key (as if it were revoked and re-registered).
+    w.svc.certs.lock().unwrap().remove("alice");
+    let e = alice
+        .rollover_via(&rollover_endpoint(&w), &RolloverOptions::default())
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Refused, "{e}");
+    assert!(e.to_string().contains("not_registered"), "{e}");
+    let st = alice.rollover_state().unwrap().unwrap();
+    assert!(st.abandoned());
+    assert!(!w.path("alice", "identity/rollover/new.key.pem").exists());
+    assert_eq!(*alice.identity().certificate(), w.certs["alice"]);
+    // Another try is allowed; while one is under way, a second is not.
+    w.svc
+        .certs
+        .lock()
+        .unwrap()
+        .insert("alice".into(), w.certs["alice"].clone());
+    alice
+        .rollover_via(&rollover_endpoint(&w), &RolloverOptions::default())
+        .unwrap();
+    let e = alice
+        .rollover_via(&rollover_endpoint(&w), &RolloverOptions::default())
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("under way"), "{e}");
 }
