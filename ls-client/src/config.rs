@@ -499,7 +499,7 @@ impl Config {
         if self.identity.rollover_overlap_hours > max_hours {
             return Err(self.invalid(
                 "identity.rollover_overlap_hours",
-                &format!("0 to {max_hours} hours (90 days) is expected"),
+                format!("0 to {max_hours} hours (90 days) is expected"),
             ));
         }
         if self.identity.password.is_some() {

@@ -140,6 +140,32 @@ pub fn run(cli: &Cli) -> Result<(), Error> {
     for r in &report.receipts {
         stderr_line(&format!("layersec: {}", printable(&r.summary())));
     }
+    for u in &report.certificate_updates {
+        stderr_line(&format!(
+            "layersec: {}'s certificate update to SHA256 {}: {}{}",
+            printable(&u.partner),
+            u.new_certificate_sha256,
+            u.decision,
+            u.reason
+                .as_deref()
+                .map(|r| format!(" ({r}: {})", printable(&u.message)))
+                .unwrap_or_default()
+        ));
+    }
+    for a in &report.update_answers {
+        stderr_line(&format!(
+            "layersec: {} {} our new certificate{}",
+            printable(&a.partner),
+            a.state,
+            a.reason
+                .as_deref()
+                .map(|r| format!(" ({})", printable(r)))
+                .unwrap_or_default()
+        ));
+    }
+    if report.switched {
+        stderr_line("layersec: we sign with our new key from now on (see `layersec status`)");
+    }
     for e in &report.receipt_errors {
         stderr_line(&format!(
             "layersec: a receipt could not be sent (the document is in the inbox): [{}] {}",
