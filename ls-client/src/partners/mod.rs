@@ -107,10 +107,6 @@ fn yes() -> bool {
     true
 }
 
-fn is_true(b: &bool) -> bool {
-    *b
-}
-
 /// A partner's record (`<party>.toml`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -119,7 +115,7 @@ pub struct Record {
     pub profile: Profile,
     /// Ask this partner for signed receipts (with `[receipts] request`, and unless `[receipts]
     /// not_from` names it).
-    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    #[serde(default = "yes")]
     pub receipts: bool,
     /// When the current certificate was added (ISO 8601, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
