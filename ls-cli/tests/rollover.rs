@@ -237,6 +237,7 @@ fn exchange<'a>(t: &'a HttpsTransport, me: &'a Identity, svc: &'a Certificate) -
         transport: t,
         me,
         service: svc,
+        service_previous: &[],
         soap: SoapVersion::Soap12,
         domain: "test.example".into(),
         limits: Limits::default(),
@@ -837,4 +838,84 @@ fn status_warns_before_expiry_and_the_daemon_rolls_over_by_itself() {
         "{log}"
     );
     assert!(log.contains("\"event\":\"switched\""), "{log}");
+}
+
+#[test]
+fn the_services_own_key_rolls_over_and_clients_follow() {
+    let svc = start_service("rollover-service");
+    let acme = party(&svc, "acme", "");
+    let globex = party(&svc, "globex", "");
+    acme.trust(&globex);
+    globex.trust(&acme);
+    let old = Certificate::load(svc.service_cert_path()).unwrap();
+    let r = svc.admin(&["service", "rollover", "--overlap-hours", "0.004"]);
+    let new_sha = r["new_certificate_sha256"].as_str().unwrap().to_string();
+    let announced = r["announced"].as_array().unwrap();
+    assert_eq!(announced.len(), 2, "{r}");
+    let switch_at = ls_core::time::parse_date_time(r["switch_at"].as_str().unwrap()).unwrap();
+    // One at a time.
+    let again = svc.admin_raw(&["service", "rollover"]);
+    assert_eq!(
+        again.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    // acme polls during the overlap: it takes the update (signed by the service's old key,
+    // counter-signed by the new one) and now holds the new certificate; receipts still come
+    // signed by the old key, which it accepts for the overlap after the switch.
+    acme.ok(&["poll"]);
+    let st = acme.status();
+    let u = updates_of(&st, "urn:layersec:service");
+    assert_eq!(u.len(), 1, "{st}");
+    assert_eq!(u[0]["decision"], "accepted", "{st}");
+    assert_eq!(
+        Certificate::load(acme.dir.join("service/service.crt"))
+            .unwrap()
+            .sha256_fingerprint(),
+        new_sha
+    );
+    let doc = acme.dir.join("during.xml");
+    std::fs::write(&doc, b"<during/>").unwrap();
+    acme.ok(&["send", doc.to_str().unwrap(), "--to", "globex"]);
+
+    // After the overlap the service signs with the new key (and has put it in its files).
+    assert!(
+        wait_until(Duration::from_secs(60), || ls_core::time::now_unix()
+            > switch_at + 1),
+        "the overlap does not end"
+    );
+    let doc = acme.dir.join("after.xml");
+    std::fs::write(&doc, b"<after/>").unwrap();
+    acme.ok(&["send", doc.to_str().unwrap(), "--to", "globex"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || svc.admin(&["service", "show"])
+            ["certificate_sha256"]
+            == new_sha.as_str()),
+        "{}",
+        svc.admin(&["service", "show"])
+    );
+    assert_ne!(Certificate::load(svc.service_cert_path()).unwrap(), old);
+    // globex was offline all along: its first pull is the update (signed by the old key, which
+    // it holds), then the documents; the answers signed by the new key verify.
+    let o = globex.ok(&["poll", "--json"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let documents = out.lines().filter(|l| !l.contains("\"summary\"")).count();
+    assert_eq!(documents, 2, "{out}");
+    let st = globex.status();
+    assert_eq!(
+        updates_of(&st, "urn:layersec:service")[0]["decision"],
+        "accepted",
+        "{st}"
+    );
+    let back = globex.dir.join("back.xml");
+    std::fs::write(&back, b"<back/>").unwrap();
+    globex.ok(&["send", back.to_str().unwrap(), "--to", "acme"]);
+    acme.ok(&["poll"]);
+    assert_eq!(acme.documents("inbox").len(), 1, "{}", acme.status());
+    assert!(svc
+        .logs()
+        .iter()
+        .any(|l| l.contains("\"service_key_switched\"")));
 }

@@ -361,8 +361,8 @@ impl Client {
     ) -> Result<()> {
         // Keys another process changed (a rollover) are read again first.
         self.refresh_keys(false)?;
-        let me = self.me();
-        let ex = self.exchange_as(&me);
+        let keys = self.keys();
+        let ex = self.exchange_as(&keys);
         // Notices a previous poll could not deliver go first: until the service has them, it
         // offers the refused messages again.
         self.flush_notices(&ex)?;
@@ -380,6 +380,10 @@ impl Client {
                 report.limited = true;
                 break;
             }
+            // Keys and the service's certificates as they are now: a message of this poll may
+            // have changed them (the service's key's rollover, our switch).
+            let keys = self.keys();
+            let ex = self.exchange_as(&keys);
             let Some(pulled) = ex.pull(&mpc)? else { break };
             report.pulled += 1;
             count += 1;
@@ -492,8 +496,14 @@ impl Client {
         report: &mut PollReport,
     ) -> std::result::Result<(), Fault> {
         // Verify first: a receipt needs the verified references, and a forged repeat of a
-        // delivered MessageId must not be receipted.
-        let certs = self.partner_certs(sender);
+        // delivered MessageId must not be receipted. The service itself sends the updates of
+        // its own key, signed with the key we hold for it.
+        let from_service = sender == coordination::SERVICE_PARTY;
+        let certs = if from_service {
+            self.service_certs()
+        } else {
+            self.partner_certs(sender)
+        };
         if certs.is_empty() {
             return Err(Fault::Skip(Error::UnknownSigner(format!(
                 "the message comes from {sender:?}, who is not a known partner (no certificate \
@@ -586,6 +596,14 @@ impl Client {
                     "the message is addressed to {:?}, not to us",
                     um.to.ids.first().map(|p| p.value.as_str()).unwrap_or("")
                 )),
+                FailureClass::Policy,
+            ));
+        }
+        if from_service && coordination::read_certificate_update(um).is_none() {
+            return Err(Fault::Refuse(
+                Error::InvalidEbms(
+                    "the service sends certificate updates of its own key only".into(),
+                ),
                 FailureClass::Policy,
             ));
         }
@@ -806,9 +824,12 @@ impl Client {
         let um = &incoming.messaging.user_messages[0];
         if let Some(h) = coordination::read_certificate_update(um) {
             h.map_err(|e| Fault::Refuse(e, FailureClass::Malformed))?;
-            let r = self
-                .take_certificate_update(ex, incoming, sender)
-                .map_err(Fault::Stop)?;
+            let r = if sender == coordination::SERVICE_PARTY {
+                self.take_service_update(incoming)
+            } else {
+                self.take_certificate_update(ex, incoming, sender)
+            }
+            .map_err(Fault::Stop)?;
             report.certificate_updates.push(r);
             return self.receipt(ex, incoming, report);
         }

@@ -227,9 +227,9 @@ static NEVER: AtomicBool = AtomicBool::new(false);
 /// The client: our identity, our partners, the service and the folders of one configuration.
 pub struct Client {
     cfg: Config,
-    /// Our keys: what we sign with, and what else opens documents (a rollover's).
+    /// Our keys: what we sign with, and what else opens documents (a rollover's); the
+    /// service's certificates.
     keys: RwLock<rollover::keys::Keys>,
-    service_cert: Certificate,
     partners: RwLock<PartnerFolder>,
     transport: Box<dyn Transport>,
     domain: String,
@@ -317,7 +317,7 @@ impl Client {
         password: Option<zeroize::Zeroizing<String>>,
     ) -> Result<Client> {
         let state_file = cfg.folders.state.join(rollover::STATE);
-        let stamp = rollover::keys::stamp_of(&state_file);
+        let stamp = rollover::keys::stamp(&cfg);
         let ours: Option<Rollover> = fsutil::read_json(&state_file).unwrap_or(None);
         if ours.as_ref().is_some_and(|r| r.phase == Phase::Switching) {
             // A switch to the new key was interrupted: its files are put in place again (the
@@ -337,7 +337,6 @@ impl Client {
             pending,
             stamp,
         )?;
-        let service_cert = Certificate::load(&cfg.service.service_certificate)?;
         let f = &cfg.folders;
         // Our folders are ours: 0700 (2750 with group_readable) when we create them. Folders
         // that exist keep the permissions their owner gave them.
@@ -371,7 +370,6 @@ impl Client {
         Ok(Client {
             cfg,
             keys: RwLock::new(keys),
-            service_cert,
             partners: RwLock::new(partners),
             transport,
             domain,
@@ -397,6 +395,19 @@ impl Client {
         self.me()
     }
 
+    /// Our keys and the service's certificates, as they are now.
+    pub(crate) fn keys(&self) -> rollover::keys::Keys {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The service's certificates we accept: the current one first.
+    pub(crate) fn service_certs(&self) -> Vec<Certificate> {
+        let k = self.keys();
+        std::iter::once(k.service)
+            .chain(k.service_previous)
+            .collect()
+    }
+
     pub(crate) fn me(&self) -> Arc<Identity> {
         self.keys
             .read()
@@ -418,7 +429,7 @@ impl Client {
     /// over or switched), or always with `force`.
     pub(crate) fn refresh_keys(&self, force: bool) -> Result<()> {
         let path = self.state(rollover::STATE);
-        let stamp = rollover::keys::stamp_of(&path);
+        let stamp = rollover::keys::stamp(&self.cfg);
         if !force && stamp == self.keys.read().unwrap_or_else(|e| e.into_inner()).stamp {
             return Ok(());
         }
@@ -435,11 +446,12 @@ impl Client {
         Ok(())
     }
 
-    fn exchange_as<'a>(&'a self, me: &'a Identity) -> Exchange<'a> {
+    fn exchange_as<'a>(&'a self, k: &'a rollover::keys::Keys) -> Exchange<'a> {
         Exchange {
             transport: &*self.transport,
-            me,
-            service: &self.service_cert,
+            me: &k.signer,
+            service: &k.service,
+            service_previous: &k.service_previous,
             soap: SoapVersion::Soap12,
             domain: self.domain.clone(),
             limits: self.limits.clone(),

@@ -652,8 +652,8 @@ impl Client {
         let now = time::now_unix();
         rec.attempts += 1;
         rec.last_attempt = Some(now);
-        let me = self.me();
-        match self.exchange_as(&me).push(&built) {
+        let keys = self.keys();
+        match self.exchange_as(&keys).push(&built) {
             Ok(receipt) => {
                 self.fail_at("send:after-push")?;
                 let info = receipt

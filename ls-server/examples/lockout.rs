@@ -61,6 +61,7 @@ fn rounds(
             transport: t,
             me: &me.identity,
             service: svc,
+            service_previous: &[],
             soap: SoapVersion::Soap12,
             domain: "bench.example".into(),
             limits: limits.clone(),

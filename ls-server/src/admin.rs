@@ -285,6 +285,12 @@ impl Admin {
         }
         check_text("party_id", &key.id, 255)?;
         check_text("party_type", &key.ptype, 255)?;
+        if key.id == coordination::SERVICE_PARTY {
+            return Err(bad(format!(
+                "party_id: {} is the service's own name (its key's certificate updates)",
+                coordination::SERVICE_PARTY
+            )));
+        }
         check_limit(r.max_document_bytes)?;
         let cert = check_party_certificate(&r.certificate, r.certificate_policy)?;
         self.not_registered_elsewhere(&cert, key)?;

@@ -323,7 +323,7 @@ impl Service {
         };
         let answer = Answer::new(&request, &cert, registered_at, &previous);
         let body = answer
-            .sign(&self.identity)
+            .sign(&self.identity.get())
             .map_err(|e| Failure::Unavailable(format!("cannot sign the directory answer: {e}")))?;
         log::info(
             "directory_answered",

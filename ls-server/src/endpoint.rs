@@ -60,7 +60,8 @@ pub const ROLLOVER_PATH: &str = "/rollover";
 
 pub struct Service {
     pub store: Arc<dyn Store>,
-    pub identity: Identity,
+    /// What receipts, signals and answers are signed with (a rollover changes it).
+    pub identity: crate::service_key::SigningKey,
     pub domain: String,
     pub limits: Limits,
     pub lease_secs: i64,
@@ -246,7 +247,7 @@ impl Service {
             soap,
             vec![err],
             refusal.ref_to.as_deref(),
-            &self.identity,
+            &self.identity.get(),
             &self.domain,
         ) {
             Ok(b) => built(b),
@@ -506,7 +507,7 @@ impl Service {
             auth.soap,
             &auth.messaging,
             &auth.verified,
-            &self.identity,
+            &self.identity.get(),
             &self.domain,
         )
         .map_err(|e| Failure::Unavailable(format!("cannot sign the receipt: {e}")))?;
@@ -701,7 +702,7 @@ impl Service {
                     auth.soap,
                     vec![err],
                     Some(&request_id),
-                    &self.identity,
+                    &self.identity.get(),
                     &self.domain,
                 ) {
                     Ok(b) => Ok(built(b)),

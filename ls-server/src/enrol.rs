@@ -114,6 +114,12 @@ impl Admin {
         if key.id.trim() != key.id {
             return Err(bad("party_id: no leading or trailing white space".into()));
         }
+        if key.id == ls_core::as4::coordination::SERVICE_PARTY {
+            return Err(bad(format!(
+                "party_id: {} is the service's own name",
+                ls_core::as4::coordination::SERVICE_PARTY
+            )));
+        }
         if !(1..=MAX_EXPIRES_HOURS).contains(&expires_hours) {
             return Err(bad(format!(
                 "expires_hours = {expires_hours}: 1 to {MAX_EXPIRES_HOURS} (default \
@@ -275,7 +281,7 @@ struct Seen {
 impl Service {
     /// `GET /enrol`: the service's signing certificate.
     pub(crate) fn enrol_info(&self) -> Response {
-        let info = ServiceInfo::new(self.identity.certificate());
+        let info = ServiceInfo::new(self.identity.get().certificate());
         Response::new(
             200,
             contract::CONTENT_TYPE,
@@ -379,10 +385,17 @@ impl Service {
                 Count::Address,
             ));
         }
-        let ours = self.identity.certificate().sha256_fingerprint();
+        let signer = self.identity.get();
+        let ours = signer.certificate().sha256_fingerprint();
         let named = ls_core::bytes::parse_sha256(&claims.service_certificate_sha256)
             .map(|d| ls_core::bytes::hex(&d));
-        if named.as_deref() != Some(ours.as_str()) {
+        // During a rollover of the service's key, the next certificate is the service's too.
+        let known = self
+            .identity
+            .certificates()
+            .iter()
+            .any(|c| Some(c.sha256_fingerprint()) == named);
+        if !known {
             return Err(Failure::new(
                 Refusal::WrongService,
                 format!(
@@ -480,7 +493,7 @@ impl Service {
             nonce: claims.nonce.clone(),
             service_certificate_sha256: ours,
         };
-        let body = contract::build_response(&self.identity, &enrolled)
+        let body = contract::build_response(&signer, &enrolled)
             .map_err(|e| Failure::unavailable(format!("cannot sign the answer: {e}")))?;
         Ok((body, enrolled))
     }

@@ -21,4 +21,5 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod retention;
 pub mod rollover;
+pub mod service_key;
 pub mod store;

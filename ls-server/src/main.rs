@@ -112,6 +112,11 @@ enum AdminOp {
         #[arg(long, default_value = "json")]
         format: String,
     },
+    /// The service's own signing key: show it, roll it over.
+    Service {
+        #[command(subcommand)]
+        op: ServiceOp,
+    },
     /// Records of recent messages (no content).
     Messages {
         #[arg(long)]
@@ -122,6 +127,24 @@ enum AdminOp {
         party_type: String,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServiceOp {
+    /// The signing certificate and the state of its rollover.
+    Show,
+    /// A new signing key: every active party is told (a certificate update signed with the
+    /// current key, counter-signed by the new one); the service signs with the new key once
+    /// the overlap is over, and clients accept the old one for another overlap.
+    Rollover {
+        /// How long the service keeps signing with the current key, in hours (decimals
+        /// allowed), at most 2160.
+        #[arg(long, default_value = "168")]
+        overlap_hours: f64,
+        /// ec, rsa2048, rsa3072 or rsa4096 [default: the current key's type].
+        #[arg(long)]
+        key_type: Option<String>,
     },
 }
 
@@ -459,7 +482,12 @@ fn serve(
 
     let service = Arc::new(Service {
         store,
-        identity,
+        identity: ls_server::service_key::SigningKey::new(
+            identity,
+            key_path.clone(),
+            cert_path.clone().unwrap_or_default(),
+            password.clone(),
+        ),
         domain: c.service.domain.clone(),
         limits: ls_core::as4::xml::Limits {
             max_part: c.limits.max_message_bytes,
@@ -790,5 +818,22 @@ fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
             let key = party.map(|p| PartyKey::new(&party_type, &p));
             print_json(&a.messages(key.as_ref(), limit).map_err(fail)?)
         }
+        AdminOp::Service { op } => match op {
+            ServiceOp::Show => print_json(&ls_server::service_key::show(&c).map_err(|e| (3, e))?),
+            ServiceOp::Rollover {
+                overlap_hours,
+                key_type: kt,
+            } => {
+                if !overlap_hours.is_finite() || !(0.0..=2160.0).contains(&overlap_hours) {
+                    return Err((2, "--overlap-hours: 0 to 2160".into()));
+                }
+                let kt = kt.as_deref().map(key_type).transpose()?;
+                let secs = (overlap_hours * 3600.0).round() as u64;
+                print_json(
+                    &ls_server::service_key::start_rollover(&c, &*a.store, secs, kt)
+                        .map_err(|e| (3, e))?,
+                )
+            }
+        },
     }
 }

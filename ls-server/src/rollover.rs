@@ -121,8 +121,15 @@ impl Service {
                 "this request was taken already (its nonce was seen)",
             ));
         }
-        let ours = self.identity.certificate().sha256_fingerprint();
-        if claims.service_certificate_sha256 != ours {
+        let signer = self.identity.get();
+        let ours = signer.certificate().sha256_fingerprint();
+        // During a rollover of the service's key, the next certificate is the service's too.
+        let known = self
+            .identity
+            .certificates()
+            .iter()
+            .any(|c| c.sha256_fingerprint() == claims.service_certificate_sha256);
+        if !known {
             return Err(Refused::new(
                 Refusal::WrongService,
                 format!(
@@ -169,7 +176,7 @@ impl Service {
                 nonce: claims.nonce.clone(),
                 service_certificate_sha256: ours.clone(),
             };
-            contract::build_response(&self.identity, &r)
+            contract::build_response(&signer, &r)
                 .map(|body| (body, r))
                 .map_err(|e| unavailable(&format!("cannot sign the answer: {e}")))
         };

@@ -311,7 +311,19 @@ impl Client {
                 .collect::<String>()
         };
         match r.status {
-            200 => Answer::verify(&r.body, &self.service_cert, &request),
+            200 => {
+                // Signed by the service's current certificate, or (its own key's rollover) by
+                // the one before.
+                let certs = self.service_certs();
+                let mut last = None;
+                for c in &certs {
+                    match Answer::verify(&r.body, c, &request) {
+                        Ok(a) => return Ok(a),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.expect("a service certificate"))
+            }
             404 => Err(Error::CertNotFound(format!(
                 "the service's directory has no party {party_id} (it says: {})",
                 said()

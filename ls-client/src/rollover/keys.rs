@@ -28,14 +28,41 @@ pub(crate) const KEY_MODE: u32 = 0o600;
 /// expired certificate can come any more).
 const KEEP_AFTER_EXPIRY_SECS: i64 = 86_400;
 
-/// The keys a client holds: what it signs with, and what else it opens with.
+/// The keys a client holds: what it signs with, and what else it opens with; and the
+/// service's certificates it accepts.
 #[derive(Clone)]
 pub(crate) struct Keys {
     pub signer: Arc<Identity>,
     /// The new identity before the switch, then our previous ones (newest first).
     pub others: Arc<Vec<Identity>>,
-    /// The rollover state file's modification time when these were read.
-    pub stamp: Option<SystemTime>,
+    /// `[service] service_certificate`.
+    pub service: Certificate,
+    /// The service's earlier certificates still accepted (its key's rollover).
+    pub service_previous: Vec<Certificate>,
+    /// The state files' modification times when these were read.
+    pub stamp: Stamp,
+}
+
+/// The modification times of `state/rollover.json` and `state/service-previous.json`.
+pub(crate) type Stamp = (Option<SystemTime>, Option<SystemTime>);
+
+/// `state/service-previous.json`: the service's earlier certificates and until when.
+pub(crate) const SERVICE_PREVIOUS: &str = "service-previous.json";
+
+/// An earlier certificate of the service, accepted until a time.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ServicePrevious {
+    pub certificate_pem: String,
+    /// Unix seconds.
+    pub until: i64,
+}
+
+/// The stamp of a client's state folder now.
+pub(crate) fn stamp(cfg: &Config) -> Stamp {
+    (
+        stamp_of(&cfg.folders.state.join(super::STATE)),
+        stamp_of(&cfg.folders.state.join(SERVICE_PREVIOUS)),
+    )
 }
 
 /// The folder of `[identity] key`.
@@ -89,7 +116,7 @@ pub(crate) fn load(
     cfg: &Config,
     password: Option<&str>,
     pending: bool,
-    stamp: Option<SystemTime>,
+    stamp: Stamp,
 ) -> Result<Keys> {
     let signer = Identity::load(
         &cfg.identity.key,
@@ -141,9 +168,20 @@ pub(crate) fn load(
     }
     previous.sort_by_key(|i| std::cmp::Reverse(i.certificate().not_after()));
     others.extend(previous);
+    let service = Certificate::load(&cfg.service.service_certificate)?;
+    let prev: Vec<ServicePrevious> =
+        fsutil::read_json(&cfg.folders.state.join(SERVICE_PREVIOUS))?.unwrap_or_default();
+    let service_previous = prev
+        .iter()
+        .filter(|p| now < p.until)
+        .filter_map(|p| Certificate::from_pem(p.certificate_pem.as_bytes()).ok())
+        .filter(|c| *c != service)
+        .collect();
     Ok(Keys {
         signer: Arc::new(signer),
         others: Arc::new(others),
+        service,
+        service_previous,
         stamp,
     })
 }

@@ -349,8 +349,8 @@ impl Client {
         if r.phase == Phase::Registering {
             self.register(transport, &mut r)?;
         }
-        let me = self.me();
-        let ex = self.exchange_as(&me);
+        let keys = self.keys();
+        let ex = self.exchange_as(&keys);
         self.flush_updates(&ex, &mut r)?;
         self.check_switch(&mut r)?;
         Ok(r)
@@ -367,19 +367,29 @@ impl Client {
     fn register(&self, transport: &dyn Transport, r: &mut Rollover) -> Result<()> {
         let me = self.me();
         let new = self.pending_identity()?;
+        let service = self.service_certs();
         let claims = RequestClaims::new(
             &self.cfg.party.id,
             me.certificate(),
             new.certificate(),
             r.overlap_secs,
-            &self.service_cert,
+            &service[0],
         )?;
         let posted = contract::build_request(&me, &new, &claims).and_then(|body| {
             let resp = transport.post(contract::CONTENT_TYPE, &body)?.whole()?;
             if resp.status != 200 {
                 return Err(contract::refusal_error(resp.status, &resp.body));
             }
-            contract::verify_response(&resp.body, &self.service_cert, &claims)
+            // Signed by the service's current certificate, or (its own key's rollover) by the
+            // one before.
+            let mut last = None;
+            for c in &service {
+                match contract::verify_response(&resp.body, c, &claims) {
+                    Ok(reg) => return Ok(reg),
+                    Err(e) => last = Some(e),
+                }
+            }
+            Err(last.expect("a service certificate"))
         });
         let registered = match posted {
             Ok(reg) => reg,

@@ -244,6 +244,116 @@ impl Client {
         Ok(record)
     }
 
+    /// An update of the service's own signing key (from [`coordination::SERVICE_PARTY`]), its
+    /// AS4 signature verified against the service certificate we hold: checked like a
+    /// partner's; accepted, the new certificate becomes `[service] service_certificate` and the
+    /// old one stays accepted (`state/service-previous.json`) until the time the update names.
+    /// Recorded; not answered (the service is no party).
+    pub(crate) fn take_service_update(&self, incoming: &Incoming) -> Result<UpdateRecord> {
+        let sender = coordination::SERVICE_PARTY;
+        let um = &incoming.messaging.user_messages[0];
+        let message_id = um.info.message_id.clone();
+        if let Some(r) = self
+            .update_records(sender)?
+            .into_iter()
+            .find(|r| r.message_id == message_id)
+        {
+            return Ok(r);
+        }
+        let payload = incoming
+            .payloads
+            .first()
+            .map(|p| &p.data[..])
+            .unwrap_or_default();
+        let now = time::now_unix();
+        let peeked = CertificateUpdate::peek(payload).ok();
+        let mut record = UpdateRecord {
+            partner: sender.to_string(),
+            message_id,
+            nonce: peeked.as_ref().map(|u| u.nonce.clone()).unwrap_or_default(),
+            old_certificate_sha256: peeked
+                .as_ref()
+                .map(|u| u.old_certificate_sha256.clone())
+                .unwrap_or_default(),
+            new_certificate_sha256: peeked
+                .as_ref()
+                .map(|u| u.new_certificate_sha256.clone())
+                .unwrap_or_default(),
+            valid_from: peeked
+                .as_ref()
+                .map(|u| u.valid_from.clone())
+                .unwrap_or_default(),
+            old_valid_until: peeked
+                .as_ref()
+                .map(|u| u.old_valid_until.clone())
+                .unwrap_or_default(),
+            decision: coordination::DECISION_REJECTED.into(),
+            reason: None,
+            message: String::new(),
+            received_at: now,
+            answer_message_id: None,
+        };
+        let seen = !record.nonce.is_empty()
+            && self
+                .update_records(sender)?
+                .iter()
+                .any(|r| r.nonce == record.nonce);
+        let current = [self.keys().service];
+        let judged = if seen {
+            Err(UpdateRefused::new(
+                UpdateReason::Replayed,
+                "an update with this nonce was received before".to_string(),
+            ))
+        } else {
+            match incoming.verified.as_ref() {
+                Some(v) => contract::verify_update(
+                    payload,
+                    sender,
+                    &self.cfg.party.id,
+                    &v.signer,
+                    &current,
+                    now,
+                ),
+                None => Err(UpdateRefused::new(
+                    UpdateReason::UnknownSigner,
+                    "the update is not signed".to_string(),
+                )),
+            }
+        };
+        match judged {
+            Ok(v) => {
+                record.decision = coordination::DECISION_ACCEPTED.into();
+                record.message = format!(
+                    "the service's certificate is now {}; the old one {} is accepted until {}",
+                    v.new_certificate.sha256_fingerprint(),
+                    v.update.old_certificate_sha256,
+                    v.update.old_valid_until
+                );
+                self.add_update_record(&record)?;
+                let path = self.state(super::keys::SERVICE_PREVIOUS);
+                let mut prev: Vec<super::keys::ServicePrevious> =
+                    read_json(&path)?.unwrap_or_default();
+                prev.retain(|p| p.until > now);
+                prev.push(super::keys::ServicePrevious {
+                    certificate_pem: String::from_utf8_lossy(&current[0].to_pem()).into_owned(),
+                    until: v.old_valid_until,
+                });
+                write_atomic(&path, &to_json(&prev))?;
+                write_atomic(
+                    &self.cfg.service.service_certificate,
+                    &v.new_certificate.to_pem(),
+                )?;
+                self.refresh_keys(true)?;
+            }
+            Err(refused) => {
+                record.reason = Some(refused.reason.as_str().into());
+                record.message = refused.message;
+                self.add_update_record(&record)?;
+            }
+        }
+        Ok(record)
+    }
+
     /// An update from `sender` whose AS4 signature verifies against no certificate we hold for
     /// it: recorded as rejected (`unknown_signer`); the caller refuses it with a notice.
     pub(crate) fn record_unauthenticated_update(

@@ -574,6 +574,11 @@ pub fn read_update_answer(um: &UserMessage) -> Option<Result<UpdateAnswer>> {
     })())
 }
 
+/// The PartyId (no type) the service names itself with in the certificate updates of its own
+/// signing key ([`ACTION_CERTIFICATE_UPDATE`] from the service to each party; no party of a
+/// service has this id).
+pub const SERVICE_PARTY: &str = "urn:layersec:service";
+
 /// The co-ordination Actions a service routes, and a client reads.
 pub const ACTIONS: &[&str] = &[
     ACTION_REFUSAL,

@@ -400,6 +400,10 @@ pub struct Exchange<'a> {
     pub me: &'a Identity,
     /// The service's signing certificate: its receipts and signals must verify against it.
     pub service: &'a Certificate,
+    /// Earlier certificates of the service still accepted (its key's rollover: it signs with
+    /// the old key until it switches, and a receipt returned again for a duplicate is the
+    /// first one, signed when it was made).
+    pub service_previous: &'a [Certificate],
     pub soap: SoapVersion,
     /// For MessageIds of our signals.
     pub domain: String,
@@ -412,13 +416,21 @@ impl Exchange<'_> {
     fn read_signal(&self, r: HttpResponse, sent: usize, what: &'static str) -> Result<Incoming> {
         let r = &r.whole()?;
         expect_ebms(r, sent)?;
+        let store = (!self.service_previous.is_empty()).then(|| {
+            let mut s = crate::cert::CertStore::new();
+            for c in std::iter::once(self.service).chain(self.service_previous) {
+                s.add_partner(c.clone(), None);
+            }
+            s
+        });
         let incoming = message::read(
             &r.content_type,
             &r.body,
             &ReadOptions {
                 recipient: None,
                 policy: VerifyPolicy {
-                    signer: Some(self.service),
+                    signer: store.is_none().then_some(self.service),
+                    partners: store.as_ref(),
                     ..Default::default()
                 },
                 limits: self.limits.clone(),

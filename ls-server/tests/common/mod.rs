@@ -281,6 +281,7 @@ impl Party {
             transport: t,
             me: &self.identity,
             service,
+            service_previous: &[],
             soap: SoapVersion::Soap12,
             domain: "test.example".into(),
             limits: Limits {

@@ -100,9 +100,13 @@ fn admit(
         Some(Coordination::CertificateUpdate) | None => false,
     };
     // Refusal notices are exempt from the quota: they free the refused message's body.
-    if !refusal_notice && limits.max_queued_bytes_per_subscriber > 0 {
-        let subscriber = party_subscriber(tx, &m.sender)?
-            .ok_or_else(|| StoreError::NotFound(format!("sender party {}", m.sender)))?;
+    // (A sender that is no party is the service itself: its own announcements.)
+    let sender_subscriber = party_subscriber(tx, &m.sender)?;
+    if let (false, true, Some(subscriber)) = (
+        refusal_notice,
+        limits.max_queued_bytes_per_subscriber > 0,
+        sender_subscriber,
+    ) {
         let queued: i64 = tx
             .prepare_cached(
                 "SELECT COALESCE(SUM(m.size), 0) FROM parties p JOIN messages m \
