@@ -445,6 +445,14 @@ impl Client {
                     ))
                 })
             };
+            // The service is no party: a refusal notice could not reach it. What it sent that we
+            // cannot take is left with it (and, after a few offers, an ebMS error tells it).
+            let outcome = match outcome {
+                Err(Fault::Refuse(e, _)) if sender == coordination::SERVICE_PARTY => {
+                    Err(Fault::Skip(e))
+                }
+                other => other,
+            };
             match outcome {
                 Ok(()) => {
                     let _ = fs::remove_file(self.failure_path(&key));
