@@ -2653,3 +2653,54 @@ fn a_rollover_the_service_refuses_leaves_nothing_behind() {
     assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
     assert!(e.to_string().contains("under way"), "{e}");
 }
+
+#[test]
+fn a_partner_silent_for_the_whole_overlap_is_offline_and_we_switch_at_its_end() {
+    let w = world();
+    fs::write(
+        w.path("alice", "partners/carol.crt"),
+        w.certs["carol"].to_pem(),
+    )
+    .unwrap();
+    fs::write(
+        w.path("carol", "partners/alice.crt"),
+        w.certs["alice"].to_pem(),
+    )
+    .unwrap();
+    let alice = w.client("alice");
+    let r = alice
+        .rollover_via(
+            &rollover_endpoint(&w),
+            &RolloverOptions {
+                overlap_secs: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    // bob answers, carol does not.
+    w.client("bob").poll(|_| {}).unwrap();
+    let rep = alice.poll(|_| {}).unwrap();
+    assert_eq!(rep.update_answers.len(), 1);
+    assert!(!rep.switched);
+    let t = std::time::Instant::now();
+    while time::now_unix() <= r.old_valid_until && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rep = alice.poll(|_| {}).unwrap();
+    assert!(rep.switched, "{rep:?}");
+    let st = alice.rollover_state().unwrap().unwrap();
+    assert_eq!(st.switched_because.as_deref(), Some("overlap"));
+    let carol = st.partners.iter().find(|p| p.partner == "carol").unwrap();
+    assert_eq!(carol.state, "offline");
+    assert_eq!(
+        alice.identity().certificate().sha256_fingerprint(),
+        r.new_certificate_sha256
+    );
+    // carol comes back: it takes the update (signed by the key it holds, though its time is
+    // over) and its answer is recorded.
+    w.client("carol").poll(|_| {}).unwrap();
+    let rep = alice.poll(|_| {}).unwrap();
+    assert_eq!(rep.update_answers.len(), 1, "{rep:?}");
+    let st = alice.rollover_state().unwrap().unwrap();
+    assert!(st.partners.iter().all(|p| p.state == "accepted"), "{st:?}");
+}
