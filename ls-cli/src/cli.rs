@@ -50,7 +50,7 @@ exchange them with partners through a Messaging Service",
 signed, then encrypted) and open what partners sent, with proof of who sent it.\n\n\
 Every command that opens a document fails closed: it needs to know which partner is \
 expected (--from or --partners) and writes nothing when anything is wrong.\n\n\
-The client commands (init, send, poll, run, status, partners) exchange documents with \
+The client commands (init, send, poll, run, status, receipts, partners, rollover) exchange documents with \
 partners through a Layer Security Messaging Service, as signed AS4 messages whose receipts \
 are checked, configured by one file (--config).",
     after_help = "Run `layersec <COMMAND> --help` for the options and examples of a command; \
@@ -81,7 +81,7 @@ pub struct Cli {
     #[arg(short, long, global = true)]
     pub quiet: bool,
 
-    /// The client's configuration file (send, poll, run, status, partners)
+    /// The client's configuration file (send, poll, run, status, receipts, partners, rollover)
     /// [default: $LAYERSEC_CONFIG, else ./layersec.toml].
     #[arg(short = 'c', long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,

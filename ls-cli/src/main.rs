@@ -55,7 +55,7 @@ fn run(cli: &Cli) -> Result<u8, Error> {
             "init writes DIR/layersec.toml: give the folder with --dir DIR (--config names the \
              file the other client commands read)"
         } else {
-            "--config applies to the client commands (send, poll, run, status, partners)"
+            "--config applies to the client commands (send, poll, run, status, receipts, partners, rollover)"
         }));
     }
     use commands::*;
