@@ -2704,3 +2704,108 @@ fn a_partner_silent_for_the_whole_overlap_is_offline_and_we_switch_at_its_end() 
     let st = alice.rollover_state().unwrap().unwrap();
     assert!(st.partners.iter().all(|p| p.state == "accepted"), "{st:?}");
 }
+
+#[test]
+fn a_copy_of_an_update_refused_first_does_not_block_the_real_one() {
+    use ls_core::as4::coordination::{self as co, UpdateHeader};
+    use ls_core::as4::message::{self, Outgoing, Payload};
+    use ls_core::rollover::CertificateUpdate;
+    let w = world();
+    let alice = w.client("alice");
+    alice
+        .rollover_via(&rollover_endpoint(&w), &RolloverOptions::default())
+        .unwrap();
+    // Someone with alice's new key alone (registered at the service now) sends bob a copy of
+    // the real update before it arrives: the real one is queued already, so build the copy
+    // from what the journal would send… here, a statement with a nonce of its own first,
+    // then the same nonce as the real one.
+    let new = Identity::load(
+        w.path("alice", "identity/rollover/new.key.pem"),
+        Some(&w.path("alice", "identity/rollover/new.crt.pem")),
+        None,
+    )
+    .unwrap();
+    let old = alice.identity();
+    let now = time::now_unix();
+    let mut u = CertificateUpdate::new(
+        "alice",
+        "bob",
+        old.certificate(),
+        new.certificate(),
+        now,
+        now + 3600,
+    )
+    .unwrap();
+    // The real update's nonce (bob will see it after the copy).
+    let real: Vec<(String, Vec<u8>)> = w
+        .svc
+        .messages
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| m.recipient == "bob")
+        .map(|m| (m.content_type.clone(), m.body.clone()))
+        .collect();
+    let (ct, body) = &real[0];
+    let pkg = ls_core::as4::package::Package::parse(ct, body, &Limits::default()).unwrap();
+    u.nonce = CertificateUpdate::peek(&pkg.attachments[0].data)
+        .unwrap()
+        .nonce;
+    let um = co::certificate_update_message(
+        "alice",
+        "bob",
+        &UpdateHeader {
+            new_certificate_sha256: new.certificate().sha256_fingerprint(),
+            old_valid_until: u.old_valid_until.clone(),
+        },
+        "alice.test",
+    )
+    .unwrap();
+    let copy = message::build(Outgoing {
+        messaging: Messaging {
+            user_messages: vec![um],
+            signals: Vec::new(),
+        },
+        payloads: vec![Payload {
+            content_id: "u@test".into(),
+            mime_type: "application/cms".into(),
+            data: u.sign(&new).unwrap(),
+            compress: false,
+            properties: Vec::new(),
+        }],
+        signer: &new,
+        encrypt_for: None,
+        soap: SoapVersion::Soap12,
+    })
+    .unwrap();
+    // Queued before the real one.
+    w.svc.handle(&copy.content_type, &copy.body).unwrap();
+    {
+        let mut m = w.svc.messages.lock().unwrap();
+        let c = m.pop().unwrap();
+        let at = m.iter().position(|x| x.recipient == "bob").unwrap();
+        m.insert(at, c);
+    }
+    let bob = w.client("bob");
+    let rep = bob.poll(|_| {}).unwrap();
+    // The copy is refused with a notice, the real one accepted.
+    assert_eq!(rep.failed.len(), 1, "{rep:?}");
+    assert_eq!(rep.failed[0].refused, Some(FailureClass::NotTrusted));
+    assert_eq!(rep.certificate_updates.len(), 1, "{rep:?}");
+    assert_eq!(rep.certificate_updates[0].decision, "accepted");
+    let mut d: Vec<_> = bob
+        .partner_updates()
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.decision, r.reason))
+        .collect();
+    d.sort();
+    assert_eq!(
+        d,
+        [
+            ("accepted".to_string(), None),
+            ("rejected".to_string(), Some("unknown_signer".to_string()))
+        ]
+    );
+    assert_eq!(partner_cert(&w, "bob", "alice"), *new.certificate());
+}

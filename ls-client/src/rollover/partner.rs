@@ -4,7 +4,7 @@
 //! partner; [`ls_core::rollover::verify_update`] checks that it was the one we hold as its
 //! current certificate, that the statement names the partner and us and is counter-signed by
 //! the new certificate's key, and that the new certificate is valid. A statement whose nonce
-//! we saw before is a replay. Accepted, the new certificate becomes the partner's current one
+//! was applied before is a replay. Accepted, the new certificate becomes the partner's current one
 //! and the old one stays accepted until the overlap ends (`partners::set_current`, source
 //! `rollover`); rejected, nothing changes. Either way the decision is recorded in
 //! `state/rollover-in/<partner>.json` first, then our signed answer is built and journalled
@@ -146,11 +146,14 @@ impl Client {
             received_at: now,
             answer_message_id: None,
         };
+        // A replay is an update applied before. (Not one refused: whoever holds a key we no
+        // longer take, or the new key alone, could otherwise send a copy of the real update
+        // first and have it refused as a replay.)
         let seen = !record.nonce.is_empty()
             && self
                 .update_records(sender)?
                 .iter()
-                .any(|r| r.nonce == record.nonce);
+                .any(|r| r.nonce == record.nonce && r.decision == coordination::DECISION_ACCEPTED);
         let judged = if seen {
             Err(UpdateRefused::new(
                 UpdateReason::Replayed,
@@ -293,11 +296,14 @@ impl Client {
             received_at: now,
             answer_message_id: None,
         };
+        // A replay is an update applied before. (Not one refused: whoever holds a key we no
+        // longer take, or the new key alone, could otherwise send a copy of the real update
+        // first and have it refused as a replay.)
         let seen = !record.nonce.is_empty()
             && self
                 .update_records(sender)?
                 .iter()
-                .any(|r| r.nonce == record.nonce);
+                .any(|r| r.nonce == record.nonce && r.decision == coordination::DECISION_ACCEPTED);
         let current = [self.keys().service];
         let judged = if seen {
             Err(UpdateRefused::new(
