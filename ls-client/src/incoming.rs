@@ -712,7 +712,14 @@ impl Client {
             Some(Ok(notice)) => {
                 let r = self
                     .record_partner_refusal(sender, &notice, um, raw)
-                    .map_err(Fault::Stop)?;
+                    .map_err(Fault::Stop)?
+                    .ok_or_else(|| {
+                        Fault::Skip(Error::ReceiptMismatch(format!(
+                            "the refusal of {} came before our send of it was finished; it is \
+                             taken at a later poll",
+                            notice.message_id
+                        )))
+                    })?;
                 report.refused_by_partners.push(r);
                 self.receipt(ex, incoming, report)
             }
