@@ -301,3 +301,53 @@ pub fn as4_package(data: &[u8]) {
         }
     }
 }
+
+/// The enrolment contract (`ls_core::enrol`) as both ends read it: the service's
+/// `verify_request` (JWS, header, `x5c` certificates, signature, claims) and the client's
+/// `verify_response` (against our own certificate as the service's, for a request of ours) and
+/// `ServiceInfo::read`; as text, the code, URL and base64url readers.
+pub fn enrol_request(data: &[u8]) {
+    use ls_core::enrol;
+    static CLAIMS: OnceLock<enrol::RequestClaims> = OnceLock::new();
+    let k = keys();
+    let claims = CLAIMS.get_or_init(|| {
+        enrol::RequestClaims::new(
+            "fuzz",
+            "7K2Q-M9XD-0A1B-CDEF-GHJK-MNPZ",
+            k.identity.certificate(),
+            1 << 20,
+        )
+        .expect("claims")
+    });
+    match enrol::verify_request(data, ls_core::time::now_unix()) {
+        Ok(v) => {
+            assert!(data.len() as u64 <= enrol::MAX_REQUEST_BYTES);
+            assert!(enrol::check_key(&v.certificate).is_ok());
+            let _ = enrol::normalize_code(&v.claims.code);
+        }
+        Err(r) => assert!(!r.message.is_empty()),
+    }
+    if let Ok(e) = enrol::verify_response(
+        data,
+        k.identity.certificate(),
+        claims,
+        k.identity.certificate(),
+    ) {
+        assert_eq!(e.nonce, claims.nonce);
+    }
+    let _ = enrol::ServiceInfo::read(data);
+    if let Ok(s) = std::str::from_utf8(data) {
+        if let Some(n) = enrol::normalize_code(s) {
+            assert_eq!(n.len(), enrol::CODE_SYMBOLS);
+            let again = enrol::normalize_code(&enrol::format_code(&n));
+            assert_eq!(again.as_deref().map(String::as_str), Some(n.as_str()));
+        }
+        let _ = enrol::enrolment_url(s);
+        if let Some(b) = ls_core::bytes::base64url_decode(s) {
+            assert_eq!(ls_core::bytes::base64url_encode(&b), s);
+        }
+        if let Some(b) = ls_core::bytes::base64_decode_strict(s) {
+            assert_eq!(ls_core::bytes::base64_encode(&b), s);
+        }
+    }
+}

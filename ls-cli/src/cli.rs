@@ -505,11 +505,19 @@ Prints what the provider needs to register us: the party id, our MPC, the certif
 SHA-256 fingerprint and the certificate itself (PEM). Refuses to replace existing files \
 unless --force is given.\n\n\
 Without --service-cert, put the service's signing certificate at DIR/service/service.crt \
-before `send` or `poll`: every receipt must verify against it.",
-    after_help = "Example:\n  layersec init --party acme --service https://ls.example:8443/as4 --service-cert service.crt",
+before `send` or `poll`: every receipt must verify against it.\n\n\
+With --enrol CODE (a one-time code the provider issued for this party id), no provider step \
+is needed: init fetches the service's signing certificate over TLS (refusing one that differs \
+from --service-cert, else printing its SHA-256 to compare), registers our certificate at the \
+service with a request signed by the new key, and writes the files only once the service's \
+signed answer checked; a refused enrolment writes nothing (exit 10; 9 when the service could \
+not be reached or locked us out for now).",
+    after_help = "Examples:\n  layersec init --party acme --service https://ls.example:8443/as4 --service-cert service.crt\n  layersec init --party acme --service https://ls.example:8443/as4 --enrol 7K2Q-M9XD-0A1B-CDEF-GHJK-MNPZ",
     after_long_help = concat!(
         "Examples:\n",
         "  layersec init --party acme --service https://ls.example:8443/as4 --service-cert service.crt\n",
+        "  # with the code the provider gave, nothing else to do at the provider:\n",
+        "  layersec init --party acme --service https://ls.example:8443/as4 --enrol 7K2Q-M9XD-0A1B-CDEF-GHJK-MNPZ\n",
         "  # in /srv/acme, RSA, the key encrypted, a self-signed service trusted for TLS:\n",
         "  ACME_KEY_PASS=… layersec init --party acme --service https://ls.example:8443/as4 \\\n",
         "      --dir /srv/acme --key-type rsa3072 --pass-env ACME_KEY_PASS \\\n",
@@ -559,6 +567,12 @@ pub struct InitArgs {
     /// Replace an existing configuration, identity and service certificates.
     #[arg(long)]
     pub force: bool,
+
+    /// Register our new certificate at the service with this one-time enrolment code from the
+    /// provider (`-`: read it from the first line of stdin); fetches the service's signing
+    /// certificate too (compared with --service-cert when given).
+    #[arg(long, value_name = "CODE")]
+    pub enrol: Option<String>,
 }
 
 /// Send a document to a partner now: seal, sign, push, check the service's receipt.

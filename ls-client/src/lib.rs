@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod enrol;
 mod fsutil;
 mod incoming;
 mod notices;

@@ -100,6 +100,90 @@ fn decode_escapes(b: &[u8]) -> (Vec<u8>, bool) {
     (out, well_formed)
 }
 
+const B64_STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const B64_URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Base64 (RFC 4648 §4) on one line, with `=` padding: as JSON carries DER (a JWS `x5c`).
+/// (MIME bodies and PEM, in lines, are `mime::base64_encode_mime` and `mime::pem_encode`.)
+pub fn base64_encode(data: &[u8]) -> String {
+    encode64(data, B64_STD, true)
+}
+
+/// Base64url (RFC 4648 §5) without padding, as JOSE (RFC 7515) writes it.
+pub fn base64url_encode(data: &[u8]) -> String {
+    encode64(data, B64_URL, false)
+}
+
+fn encode64(data: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let v = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
+            if i <= c.len() {
+                out.push(alphabet[(v >> shift) as usize & 63] as char);
+            } else if pad {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Strict base64url without padding (RFC 7515 §2): `None` for any other character, padding,
+/// white space, a length no encoding has, or bits left over that an encoder leaves zero — so
+/// that each byte string has exactly one accepted encoding.
+pub fn base64url_decode(s: &str) -> Option<Vec<u8>> {
+    decode64(s, B64_URL, false)
+}
+
+/// Strict base64 with its `=` padding (RFC 4648 §4), on one line: `None` for anything else.
+pub fn base64_decode_strict(s: &str) -> Option<Vec<u8>> {
+    decode64(s, B64_STD, true)
+}
+
+fn decode64(s: &str, alphabet: &[u8; 64], padded: bool) -> Option<Vec<u8>> {
+    let mut b = s.as_bytes();
+    if padded {
+        if b.len() % 4 != 0 {
+            return None;
+        }
+        let pad = b.iter().rev().take_while(|c| **c == b'=').count();
+        if pad > 2 {
+            return None;
+        }
+        b = &b[..b.len() - pad];
+    }
+    if b.len() % 4 == 1 {
+        return None;
+    }
+    let mut table = [255u8; 256];
+    for (i, &c) in alphabet.iter().enumerate() {
+        table[c as usize] = i as u8;
+    }
+    let mut out = Vec::with_capacity(b.len() / 4 * 3 + 2);
+    for chunk in b.chunks(4) {
+        let mut v: u32 = 0;
+        for &c in chunk {
+            let x = table[c as usize];
+            if x == 255 {
+                return None;
+            }
+            v = v << 6 | x as u32;
+        }
+        // Left-align a short final group, then take its whole bytes.
+        v <<= 6 * (4 - chunk.len()) as u32;
+        let bytes = [(v >> 16) as u8, (v >> 8) as u8, v as u8];
+        let n = chunk.len() - 1;
+        // The bits below the last whole byte must be zero (one encoding per byte string).
+        if n < 3 && bytes[n] != 0 {
+            return None;
+        }
+        out.extend_from_slice(&bytes[..n]);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +262,37 @@ mod tests {
         assert!(contains(b"-----BEGIN CERTIFICATE-----", b"BEGIN"));
         assert!(!contains(b"abc", b""));
         assert!(!contains(b"abc", b"abd"));
+    }
+
+    #[test]
+    fn base64_both_alphabets_round_trip_and_decode_strictly() {
+        // RFC 4648 §10 vectors.
+        for (plain, std) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(plain.as_bytes()), std);
+            assert_eq!(base64_decode_strict(std).unwrap(), plain.as_bytes());
+            let url = std.trim_end_matches('=');
+            assert_eq!(base64url_encode(plain.as_bytes()), url);
+            assert_eq!(base64url_decode(url).unwrap(), plain.as_bytes());
+        }
+        let all: Vec<u8> = (0..=255).collect();
+        assert_eq!(base64url_decode(&base64url_encode(&all)).unwrap(), all);
+        assert_eq!(base64_decode_strict(&base64_encode(&all)).unwrap(), all);
+        assert!(base64url_encode(&[0xfb, 0xff]).contains(['-', '_']));
+        for bad in [
+            "Zg==", "Zg=", "Z", "Zh", "Zm9 v", "Zm9v\n", "Zm+v", "Zm/v", "é",
+        ] {
+            assert_eq!(base64url_decode(bad), None, "{bad:?}");
+        }
+        for bad in ["Zg", "Zg=", "Zh==", "Zm9vY===", "Zm9v\n", "Zm-v", " Zm9v"] {
+            assert_eq!(base64_decode_strict(bad), None, "{bad:?}");
+        }
     }
 }

@@ -598,6 +598,17 @@ fn opt_u64(v: &Value, key: &str) -> AdminResult<Option<u64>> {
     }
 }
 
+/// An optional whole number: absent or null is `None`, anything else but a number is refused.
+fn opt_number(v: &Value, key: &str) -> AdminResult<Option<u64>> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(x) => x
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| bad(format!("{key}: a whole number"))),
+    }
+}
+
 /// `allow_ca_certificate` (optional, default false).
 fn cert_policy(v: &Value) -> AdminResult<CertificatePolicy> {
     let allow_ca = match v.get("allow_ca_certificate") {
@@ -707,6 +718,33 @@ impl AdminApi {
                     Some(_) => return Err(bad("certificate_pem: a PEM string")),
                 };
                 a.reinstate(&key_of(&b), pem, cert_policy(&b)?)?
+            }
+            ("POST", "/admin/enrolments") => {
+                let b = body()?;
+                let sub = b
+                    .get("subscriber_id")
+                    .and_then(Value::as_i64)
+                    .ok_or_else(|| bad("subscriber_id: required"))?;
+                let hours =
+                    opt_number(&b, "expires_hours")?.unwrap_or(crate::enrol::DEFAULT_EXPIRES_HOURS);
+                let issued = a.issue_enrolment(sub, &key_of(&b), hours)?;
+                return Ok(json_response(201, &crate::enrol::issued_json(&issued)));
+            }
+            ("GET", "/admin/enrolments") => {
+                let sub = query_param(&req.query, "subscriber")
+                    .ok_or_else(|| bad("subscriber: required"))?
+                    .parse::<i64>()
+                    .map_err(|_| bad("subscriber: a number"))?;
+                a.enrolments(sub)?
+            }
+            ("POST", "/admin/enrolments/revoke") => {
+                let b = body()?;
+                let field = |k: &str| {
+                    b.get(k)
+                        .and_then(Value::as_i64)
+                        .ok_or_else(|| bad(format!("{k}: required")))
+                };
+                a.revoke_enrolment(field("subscriber_id")?, field("id")?)?
             }
             ("GET", "/admin/messages") => {
                 let party = query_param(&req.query, "party").map(|p| {

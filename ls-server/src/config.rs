@@ -19,6 +19,8 @@ pub struct Config {
     pub limits: LimitsSection,
     #[serde(default)]
     pub admin: AdminSection,
+    #[serde(default)]
+    pub enrolment: EnrolmentSection,
     /// The folder of the configuration file; relative paths start there.
     #[serde(skip)]
     pub base: PathBuf,
@@ -218,6 +220,44 @@ impl Default for LimitsSection {
     }
 }
 
+/// Installation with enrolment codes (`POST /enrol` on the AS4 port): how many failed attempts
+/// lock out a client address or an account, and for how long.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolmentSection {
+    /// Failed attempts from one client address (IPv6: its /64) within `lockout_secs` of the
+    /// first; then the address is refused until that time has passed.
+    #[serde(default = "default_enrol_per_address")]
+    pub max_failures_per_address: u32,
+    /// Failed attempts with a wrong, used, expired or revoked code for the party ids of one
+    /// account, from anywhere, within `lockout_secs`; then the account's enrolments are refused
+    /// until that time has passed.
+    #[serde(default = "default_enrol_per_account")]
+    pub max_failures_per_account: u32,
+    #[serde(default = "default_enrol_lockout")]
+    pub lockout_secs: u64,
+}
+
+fn default_enrol_per_address() -> u32 {
+    10
+}
+fn default_enrol_per_account() -> u32 {
+    20
+}
+fn default_enrol_lockout() -> u64 {
+    900
+}
+
+impl Default for EnrolmentSection {
+    fn default() -> Self {
+        EnrolmentSection {
+            max_failures_per_address: default_enrol_per_address(),
+            max_failures_per_account: default_enrol_per_account(),
+            lockout_secs: default_enrol_lockout(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
@@ -263,6 +303,17 @@ impl Config {
         }
         if self.limits.max_connections_per_address == 0 {
             return Err("limits.max_connections_per_address must be at least 1".into());
+        }
+        let e = &self.enrolment;
+        if e.max_failures_per_address == 0 || e.max_failures_per_account == 0 {
+            return Err(
+                "enrolment.max_failures_per_address and max_failures_per_account must be at \
+                 least 1"
+                    .into(),
+            );
+        }
+        if e.lockout_secs == 0 || e.lockout_secs > 7 * 24 * 3600 {
+            return Err("enrolment.lockout_secs: 1 to 604800 (a week)".into());
         }
         if self.delivery.redeliver_after_secs == 0 {
             return Err("delivery.redeliver_after_secs must be at least 1".into());
@@ -391,6 +442,15 @@ idle_timeout_secs = 30
 min_free_bytes = 268435456
 # Undelivered bytes the parties of one subscriber may have waiting (0: no quota).
 max_queued_bytes_per_subscriber = 10737418240
+
+[enrolment]
+# Installation with one-time codes (`admin subscriber enrol`, then `layersec init --enrol`) at
+# POST /enrol on the AS4 port. Failed attempts lock out a client address, or all enrolments of
+# an account (wrong, used, expired codes for its party ids), until lockout_secs have passed
+# since the first failure counted.
+max_failures_per_address = 10
+max_failures_per_account = 20
+lockout_secs = 900
 
 [admin]
 # The admin HTTP API (plain HTTP: keep it on loopback). Every call needs

@@ -47,6 +47,9 @@ pub const UNAUTHENTICATED: &str = "the message could not be authenticated";
 
 /// The AS4 path (`POST /` is accepted too).
 pub const AS4_PATH: &str = "/as4";
+/// The enrolment path: `GET` the service certificate, `POST` an enrolment
+/// ([`ls_core::enrol`], `crate::enrol`).
+pub const ENROL_PATH: &str = "/enrol";
 
 pub struct Service {
     pub store: Arc<dyn Store>,
@@ -64,6 +67,8 @@ pub struct Service {
     pub accept_limits: AcceptLimits,
     /// Whom a request that names no usable party is checked against.
     pub decoy: Decoy,
+    /// The enrolment endpoint's failure counts and nonces.
+    pub enrolment: crate::enrol::Enrolments,
 }
 
 /// A certificate whose private key was thrown away when it was made (on first use): requests
@@ -939,6 +944,16 @@ impl Handler for Service {
     fn handle(&self, req: Request) -> Response {
         match (req.method.as_str(), req.path.as_str()) {
             ("POST", AS4_PATH) | ("POST", "/") => self.as4(req),
+            ("POST", ENROL_PATH) => self.enrol(&req),
+            ("GET", ENROL_PATH) => self.enrol_info(),
+            (_, ENROL_PATH) => {
+                let mut r = Response::text(
+                    405,
+                    "GET the service certificate or POST an enrolment here\n",
+                );
+                r.headers.push(("Allow".into(), "GET, POST".into()));
+                r
+            }
             // A cheap store read; the failure's detail goes to the log, not to the caller.
             ("GET", "/health") => match self.store.subscriber(0) {
                 Ok(_) => Response::text(200, "ok\n"),
@@ -954,5 +969,9 @@ impl Handler for Service {
             }
             _ => Response::text(404, "not found\n"),
         }
+    }
+
+    fn max_body_bytes(&self, path: &str) -> Option<u64> {
+        (path == ENROL_PATH).then_some(ls_core::enrol::MAX_REQUEST_BYTES)
     }
 }

@@ -4,15 +4,19 @@
 //!
 //! Layers: [`http`] (TLS and HTTP/1.1 with limits and timeouts) → [`endpoint`] (the AS4
 //! push / pull / receipt exchange) → [`store`] (accounts, parties, messages). [`admin`] holds
-//! the provider's operations, used by the command line and the admin HTTP API.
+//! the provider's operations, used by the command line and the admin HTTP API. [`enrol`] is
+//! installation with one-time codes: issuing them, and the enrolment endpoint beside the AS4
+//! one.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod config;
 pub mod endpoint;
+pub mod enrol;
 pub mod http;
 pub mod log;
 pub mod metrics;
+pub mod ratelimit;
 pub mod retention;
 pub mod store;

@@ -138,6 +138,32 @@ enum SubscriberOp {
         plan: String,
     },
     List,
+    /// Issue a one-time enrolment code for one party id of the subscriber (a new one, or one
+    /// of its parties to re-install), shown once; or revoke one (--revoke). The installer runs
+    /// `layersec init --party P --service URL --enrol CODE`.
+    Enrol {
+        /// The subscriber (account).
+        id: i64,
+        /// The party id the code enrols (and no other).
+        #[arg(long, required_unless_present = "revoke")]
+        party: Option<String>,
+        /// The PartyId type, if the party's PartyId has one (`layersec` clients use none).
+        #[arg(long, default_value = "")]
+        party_type: String,
+        /// Hours the code is valid (1 to 720).
+        #[arg(long, default_value_t = ls_server::enrol::DEFAULT_EXPIRES_HOURS)]
+        expires_hours: u64,
+        /// Print {"code": …, …} as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Revoke the subscriber's outstanding code with this id (see `enrolments`) instead.
+        #[arg(long, value_name = "CODE_ID", conflicts_with = "party")]
+        revoke: Option<i64>,
+    },
+    /// The subscriber's enrolment codes: state, party, expiry, use (never the codes).
+    Enrolments {
+        id: i64,
+    },
     Suspend {
         id: i64,
     },
@@ -446,6 +472,7 @@ fn serve(
         seen: Default::default(),
         accept_limits: c.accept_limits(),
         decoy: Default::default(),
+        enrolment: ls_server::enrol::Enrolments::new(&c.enrolment),
     });
     let mut admin_addr = String::new();
     let mut admin_server = None;
@@ -642,6 +669,38 @@ fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
                 .map_err(fail)?,
             ),
             SubscriberOp::List => print_json(&a.subscribers().map_err(fail)?),
+            SubscriberOp::Enrol {
+                id,
+                revoke: Some(code_id),
+                ..
+            } => print_json(&a.revoke_enrolment(id, code_id).map_err(fail)?),
+            SubscriberOp::Enrol {
+                id,
+                party,
+                party_type,
+                expires_hours,
+                json,
+                revoke: None,
+            } => {
+                let party = party.unwrap_or_default();
+                let key = PartyKey::new(&party_type, &party);
+                let issued = a.issue_enrolment(id, &key, expires_hours).map_err(fail)?;
+                if json {
+                    print_json(&ls_server::enrol::issued_json(&issued))
+                } else {
+                    print_out(&format!(
+                        "Enrolment code {} for party {key} of subscriber {id}, for one use, valid \
+                         until {}:\n\n    {}\n\nIt is shown only this once. Give it to the \
+                         subscriber's installer by a channel you trust; they run:\n\n    layersec \
+                         init --party {} --service <the service's AS4 URL> --enrol <the code>\n",
+                        issued.record.id,
+                        ls_core::time::iso8601(issued.record.expires_at),
+                        issued.code.as_str(),
+                        key.id,
+                    ))
+                }
+            }
+            SubscriberOp::Enrolments { id } => print_json(&a.enrolments(id).map_err(fail)?),
             SubscriberOp::Suspend { id } => print_json(&a.set_status(id, true).map_err(fail)?),
             SubscriberOp::Resume { id } => print_json(&a.set_status(id, false).map_err(fail)?),
         },

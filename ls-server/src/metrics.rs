@@ -35,6 +35,8 @@ pub struct Metrics {
     coordination: Mutex<BTreeMap<String, u64>>,
     /// Pushes refused for the account quota, by subscriber id.
     quota_refusals: Mutex<BTreeMap<i64, u64>>,
+    /// Enrolment attempts, by result (`registered`, `replaced`, `again`, or a refusal reason).
+    enrolments: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// What the store reports at each scrape.
@@ -56,6 +58,11 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         *r.entry(class.to_string()).or_default() += 1;
+    }
+
+    pub fn enrolment(&self, result: &'static str) {
+        let mut e = self.enrolments.lock().unwrap_or_else(|e| e.into_inner());
+        *e.entry(result).or_default() += 1;
     }
 
     pub fn coordination(&self, action: &str) {
@@ -198,6 +205,18 @@ impl Metrics {
                 "layersec_refusal_notices_total{{class=\"{}\"}} {n}",
                 esc(class)
             );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP layersec_enrolments_total Enrolment attempts at POST /enrol, by result (registered, replaced, again, or the refusal's reason).\n# TYPE layersec_enrolments_total counter"
+        );
+        for (result, n) in self
+            .enrolments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(o, "layersec_enrolments_total{{result=\"{result}\"}} {n}");
         }
         let _ = writeln!(
             o,

@@ -4,10 +4,12 @@ use super::commit_all;
 use crate::cli::{Cli, InitArgs, InitKeyType, PassArgs};
 use crate::fsio::{self, io_err, print_stdout, read_input, usage};
 use crate::output::{info, iso, print_json_pretty, printable, stderr_line};
+use ls_client::enrol::{EnrolTarget, Enroller};
 use ls_client::{Config, TemplateOptions};
 use ls_core::{Certificate, Error, Identity, KeyType};
 use serde_json::json;
 use std::path::Path;
+use zeroize::Zeroizing;
 
 pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
     use std::os::unix::fs::DirBuilderExt;
@@ -38,6 +40,12 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
             ));
         }
     }
+    // The code is checked for its form before anything else (a mistyped code costs no
+    // attempt at the service), and read from stdin for `-`.
+    let code = match a.enrol.as_deref() {
+        Some(typed) => Some(enrolment_code(typed)?),
+        None => None,
+    };
     let password = match &a.pass_env {
         Some(var) => {
             if var.is_empty() || var.contains(['=', '\0']) {
@@ -93,7 +101,7 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
     let service_file = dir.join(&t.service_certificate);
     let ca_file = t.ca_file.as_ref().map(|c| dir.join(c));
     let mut targets = vec![&config_file, &key_file, &cert_file];
-    if service_cert.is_some() {
+    if service_cert.is_some() || code.is_some() {
         targets.push(&service_file);
     }
     targets.extend(ca_file.as_ref());
@@ -104,6 +112,32 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
             }
         }
     }
+    // Enrolling: the service's signing certificate, from the service, before the code is sent.
+    let enroller = match &code {
+        Some(_) => Some(enroller(url, ca_pem.as_deref(), a.pin.as_deref())?),
+        None => None,
+    };
+    let (service_cert, fetched) = match &enroller {
+        Some(e) => {
+            let fetched = e.service_certificate()?;
+            if let Some(given) = &service_cert {
+                if *given != fetched {
+                    return Err(Error::CertUntrusted(format!(
+                        "the service at {} signs with the certificate {} ({}), not with the \
+                         one given with --service-cert ({}, {}): nothing was sent or written; \
+                         check --service and the certificate with the provider",
+                        e.url(),
+                        fetched.subject(),
+                        fetched.sha256_fingerprint(),
+                        given.subject(),
+                        given.sha256_fingerprint()
+                    )));
+                }
+            }
+            (Some(fetched), true)
+        }
+        None => (service_cert, false),
+    };
     let mkdir = |p: &Path, mode: u32| {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -111,6 +145,19 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
             .create(p)
             .map_err(|e| io_err(format!("cannot create the folder {}", p.display()), e))
     };
+    // Folders made here, removed again (when still empty) if the enrolment fails.
+    let mut made: Vec<std::path::PathBuf> = std::iter::once(dir.as_path())
+        .chain(
+            targets
+                .iter()
+                .copied()
+                .chain([&service_file])
+                .filter_map(|p| p.parent()),
+        )
+        .filter(|p| !p.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    made.dedup();
     mkdir(&dir, 0o755)?;
     // The service's certificate goes into its folder now or later.
     for p in targets.iter().copied().chain([&service_file]) {
@@ -163,7 +210,38 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
         false,
         existing,
     )?);
-    commit_all(staged, a.force)?;
+    let enrolled = match (&enroller, &code, &service_cert) {
+        (Some(e), Some(code), Some(service)) => Some(
+            e.enrol(
+                &g.identity,
+                party,
+                code,
+                service,
+                ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES,
+            )
+            .map_err(|err| {
+                drop(std::mem::take(&mut staged));
+                for d in made.iter().rev() {
+                    let _ = std::fs::remove_dir(d);
+                }
+                not_enrolled(err)
+            })?,
+        ),
+        _ => None,
+    };
+    // (A failed enrolment returned above: the staged files are removed when dropped.)
+    commit_all(staged, a.force).map_err(|e| match &enrolled {
+        Some(_) => Error::io(
+            format!(
+                "the service registered our certificate ({}), but the files could not be \
+                 written, so its key is lost: fix the cause below and run init again with a \
+                 new code from the provider",
+                g.identity.certificate().sha256_fingerprint()
+            ),
+            std::io::Error::other(e.to_string()),
+        ),
+        None => e,
+    })?;
     for (f, mode) in [
         ("outbox", 0o755),
         ("sent", 0o755),
@@ -193,6 +271,18 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
          `layersec poll` (ask the provider for it; receipts are checked against it)",
         service_file.display()
     );
+    let service_sha256 = service_cert.as_ref().map(Certificate::sha256_fingerprint);
+    let enrolment = enrolled.as_ref().map(|e| {
+        json!({
+            "url": enroller.as_ref().map(|x| x.url().to_string()),
+            "outcome": e.outcome,
+            "subscriber_id": e.subscriber_id,
+            "registered_at": e.registered_at,
+            "max_document_bytes": e.max_document_bytes,
+            "service_certificate_fetched": fetched,
+            "service_certificate_matches_given": a.service_cert.is_some(),
+        })
+    });
     if cli.json {
         print_json_pretty(&json!({
             "config": config_file.display().to_string(),
@@ -210,7 +300,10 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
             "service": url,
             "service_certificate": service_file.display().to_string(),
             "service_certificate_present": service_present,
+            "service_certificate_sha256": service_sha256,
             "ca_file": ca_file.as_ref().map(|p| p.display().to_string()),
+            "enrolled": enrolled.is_some(),
+            "enrolment": enrolment,
         }))?;
     } else {
         let mut out = format!(
@@ -234,13 +327,34 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
             service_file.display(),
             if service_present { "" } else { " (MISSING)" },
         );
-        out.push_str(&format!(
-            "\nFor the provider, to register party {} (MPC {mpc}, documents up to {} bytes: \
-             [limits] max_document_bytes) with this certificate:\n\n{}",
-            printable(party),
-            ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES,
-            pem.trim_end()
-        ));
+        match (&enrolled, &service_sha256) {
+            (Some(e), Some(fp)) => {
+                out.push_str(&format!(
+                    "service SHA-256:      {fp} ({})\n\
+                     enrolled:             party {} {} at the service (subscriber {}) at {}\n",
+                    if a.service_cert.is_some() {
+                        "from the service, the same as --service-cert"
+                    } else {
+                        "from the service: compare it with the fingerprint the provider gave you"
+                    },
+                    printable(&e.party_id),
+                    match e.outcome.as_str() {
+                        "replaced" => "re-installed (its earlier certificates retired)",
+                        "already_enrolled" => "was enrolled already with this certificate",
+                        _ => "registered",
+                    },
+                    e.subscriber_id,
+                    printable(&e.registered_at),
+                ));
+            }
+            _ => out.push_str(&format!(
+                "\nFor the provider, to register party {} (MPC {mpc}, documents up to {} bytes: \
+                 [limits] max_document_bytes) with this certificate:\n\n{}",
+                printable(party),
+                ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES,
+                pem.trim_end()
+            )),
+        }
         print_stdout(&out)?;
     }
     if !service_present {
@@ -252,9 +366,65 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
             "warning: the private key is not encrypted; use --pass-env VAR to protect it",
         );
     }
-    info(
-        cli,
-        "next: register with the provider, then add partners with `layersec partners add ID CERT`",
-    );
+    if enrolled.is_some() {
+        info(
+            cli,
+            "next: add partners with `layersec partners add ID CERT`; `send` and `poll` work now",
+        );
+    } else {
+        info(
+            cli,
+            "next: register with the provider, then add partners with `layersec partners add ID CERT`",
+        );
+    }
     Ok(())
+}
+
+/// The code of `--enrol` (from stdin for `-`), checked for its form.
+fn enrolment_code(typed: &str) -> Result<Zeroizing<String>, Error> {
+    let typed = if typed == "-" {
+        let mut line = Zeroizing::new(String::new());
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| io_err("cannot read the enrolment code from stdin", e))?;
+        Zeroizing::new(line.trim().to_string())
+    } else {
+        Zeroizing::new(typed.to_string())
+    };
+    if ls_core::enrol::normalize_code(&typed).is_none() {
+        return Err(usage(format!(
+            "--enrol: not an enrolment code: a code is {} letters and digits, in groups of four \
+             (XXXX-XXXX-XXXX-XXXX-XXXX-XXXX) as the provider gave it",
+            ls_core::enrol::CODE_SYMBOLS
+        )));
+    }
+    Ok(typed)
+}
+
+/// The enrolment endpoint of the service at `url`, trusted as the configuration will trust it.
+fn enroller(url: &str, ca_pem: Option<&[u8]>, pin: Option<&str>) -> Result<Enroller, Error> {
+    let mut t = EnrolTarget::new(url);
+    t.ca_pem = ca_pem.map(<[u8]>::to_vec);
+    t.pinned_sha256 = pin.map(str::to_string);
+    Enroller::new(&t)
+}
+
+/// A failed enrolment, saying that nothing was written and that the command can be run again.
+fn not_enrolled(e: Error) -> Error {
+    let again = format!(
+        " (nothing was written: the same command can be run again{})",
+        if e.is_transient() { " later" } else { "" }
+    );
+    match e {
+        Error::Refused(m) => Error::Refused(format!("{m}{again}")),
+        Error::HttpStatus { status, message } => Error::HttpStatus {
+            status,
+            message: format!("{message}{again}"),
+        },
+        Error::ConnectFailed(m) => Error::ConnectFailed(format!("{m}{again}")),
+        Error::Timeout(m) => Error::Timeout(format!("{m}{again}")),
+        Error::BadResponse(m) => Error::BadResponse(format!("{m}{again}")),
+        Error::SignerMismatch(m) => Error::SignerMismatch(format!("{m}{again}")),
+        other => other,
+    }
 }

@@ -319,6 +319,18 @@ fn parse_early(endpoint: &str, raw: &[u8]) -> Result<HttpResponse> {
     Ok(r)
 }
 
+impl HttpsTransport {
+    /// GET the URL: for the small documents a service keeps beside its AS4 endpoint (the
+    /// enrolment information, `crate::enrol`). Any status is returned, as [`Transport::post`]
+    /// returns it.
+    pub fn get(&self) -> Result<HttpResponse> {
+        match self.agent.get(&self.url).call() {
+            Ok(resp) | Err(ureq::Error::Status(_, resp)) => self.read_response(resp),
+            Err(ureq::Error::Transport(t)) => Err(transport_error(&self.endpoint, &t)),
+        }
+    }
+}
+
 impl Transport for HttpsTransport {
     fn post(&self, content_type: &str, body: &[u8]) -> Result<HttpResponse> {
         if content_type.is_empty() || content_type.chars().any(|c| c.is_control()) {

@@ -398,7 +398,7 @@ impl Admission {
 /// Whose connections count together for `max_connections_per_address`: an IPv4 address (also
 /// IPv4-mapped IPv6), or an IPv6 /64 — the smallest network one site gets, whose 2^64 addresses
 /// a client can use at will.
-fn address_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let net = u128::from(v6) & !((1u128 << 64) - 1);

@@ -88,6 +88,7 @@ use std::time::Duration;
 use openssl::ssl::SslAcceptor;
 use tokio::sync::watch;
 
+pub(crate) use listen::address_key;
 pub use ls_core::as4::coordination::MAX_MESSAGE_BYTES_HEADER;
 pub use tls::tls_acceptor;
 
@@ -156,6 +157,13 @@ impl Response {
 /// Answers requests. Called on a blocking thread: it may block (store, signatures).
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: Request) -> Response;
+
+    /// A smaller body limit than the listener's [`Limits::max_body_bytes`] for requests to
+    /// `path` (413 above it, as for the listener's); `None`: the listener's. Called from the
+    /// connection's task before the body is read: it must not block.
+    fn max_body_bytes(&self, _path: &str) -> Option<u64> {
+        None
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -50,21 +50,28 @@ pub(super) async fn respond(
     let body_deadline = Instant::now() + shared.limits.body_timeout;
     let (parts, body) = req.into_parts();
     let is_head = parts.method == Method::HEAD;
-    let max = shared.limits.max_body_bytes;
 
     if let Err((status, why)) = check_head(&parts) {
         return Ok(refuse(&shared, &conn, is_head, status, why));
     }
+    let (path, query) = target(&parts);
+    // The listener's limit, or the handler's smaller one for this path.
+    let limit = match shared.handler.max_body_bytes(&path) {
+        Some(m) if m < shared.limits.max_body_bytes => BodyLimit::Path(m),
+        _ => BodyLimit::Listener(shared.limits.max_body_bytes),
+    };
+    let max = limit.bytes();
     let declared = body.size_hint().exact();
     if let Some(n) = declared.filter(|n| *n > max) {
-        return Ok(too_large(&shared, &conn, is_head, Some(n)));
+        return Ok(too_large(&shared, &conn, is_head, Some(n), limit, &path));
     }
 
-    let (path, query) = target(&parts);
     let body =
         match tokio::time::timeout_at(body_deadline.into(), read_body(body, max, declared)).await {
             Ok(Ok(body)) => body,
-            Ok(Err(BodyFail::TooLarge)) => return Ok(too_large(&shared, &conn, is_head, None)),
+            Ok(Err(BodyFail::TooLarge)) => {
+                return Ok(too_large(&shared, &conn, is_head, None, limit, &path))
+            }
             Ok(Err(BodyFail::Malformed)) => {
                 return Ok(refuse(
                     &shared,
@@ -263,17 +270,44 @@ fn refuse(shared: &Shared, conn: &ConnInfo, is_head: bool, status: u16, why: &st
     closing(Response::text(status, &format!("{why}\n")), is_head, conn)
 }
 
+/// The body limit of a request: the listener's (`limits.max_message_bytes`), or a smaller one
+/// the handler sets for its path.
+#[derive(Clone, Copy)]
+enum BodyLimit {
+    Listener(u64),
+    Path(u64),
+}
+
+impl BodyLimit {
+    fn bytes(self) -> u64 {
+        match self {
+            BodyLimit::Listener(n) | BodyLimit::Path(n) => n,
+        }
+    }
+}
+
 /// 413, stating the limit in its body and in [`MAX_MESSAGE_BYTES_HEADER`].
-fn too_large(shared: &Shared, conn: &ConnInfo, is_head: bool, size: Option<u64>) -> HttpResponse {
+fn too_large(
+    shared: &Shared,
+    conn: &ConnInfo,
+    is_head: bool,
+    size: Option<u64>,
+    limit: BodyLimit,
+    path: &str,
+) -> HttpResponse {
     bump(&shared.stats.too_large);
-    let max = shared.limits.max_body_bytes;
+    let max = limit.bytes();
     let of = size.map(|n| format!(" of {n} bytes")).unwrap_or_default();
-    let mut response = Response::text(
-        413,
-        &format!(
+    let text = match limit {
+        BodyLimit::Listener(_) => format!(
             "the message{of} is larger than this service accepts (limits.max_message_bytes = {max})\n"
         ),
-    );
+        BodyLimit::Path(_) => format!(
+            "the request{of} is larger than this service accepts at {} ({max} bytes)\n",
+            path.chars().filter(|c| !c.is_control()).take(100).collect::<String>()
+        ),
+    };
+    let mut response = Response::text(413, &text);
     response
         .headers
         .push((MAX_MESSAGE_BYTES_HEADER.to_string(), max.to_string()));

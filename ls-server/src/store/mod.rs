@@ -546,6 +546,92 @@ pub struct MessageRecord {
     pub receipt_returned: Option<ReceiptReturned>,
 }
 
+/// An enrolment code to issue: only its keyed hash is stored, never the code.
+#[derive(Clone, Copy, Debug)]
+pub struct NewEnrolment<'a> {
+    pub subscriber_id: i64,
+    /// The one party id the code may enrol.
+    pub key: &'a PartyKey,
+    /// Lower-case hex of the keyed hash of the normalised code.
+    pub code_hash: &'a str,
+    pub expires_at: Unix,
+}
+
+/// An enrolment code, as listed (no hash).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnrolmentRecord {
+    pub id: i64,
+    pub subscriber_id: i64,
+    pub key: PartyKey,
+    pub created_at: Unix,
+    pub expires_at: Unix,
+    pub used_at: Option<Unix>,
+    /// The certificate enrolled with it.
+    pub used_fingerprint: Option<String>,
+    pub revoked_at: Option<Unix>,
+}
+
+impl EnrolmentRecord {
+    /// `used`, `revoked`, `expired` or `outstanding`.
+    pub fn state(&self, now: Unix) -> &'static str {
+        if self.used_at.is_some() {
+            "used"
+        } else if self.revoked_at.is_some() {
+            "revoked"
+        } else if now >= self.expires_at {
+            "expired"
+        } else {
+            "outstanding"
+        }
+    }
+}
+
+/// An enrolment: a code (its keyed hash) and the certificate to register for the party it
+/// names.
+#[derive(Clone, Copy, Debug)]
+pub struct Enrolment<'a> {
+    pub code_hash: &'a str,
+    pub key: &'a PartyKey,
+    pub mpc: &'a str,
+    pub cert_der: &'a [u8],
+    /// Hex SHA-256 of `cert_der`.
+    pub fingerprint: &'a str,
+    /// For a new party; an existing party keeps its limit.
+    pub max_document_bytes: u64,
+}
+
+/// What [`Store::enrol`] did.
+#[derive(Clone, Debug)]
+pub enum EnrolOutcome {
+    /// A new party of the code's account, with the certificate.
+    Registered(Party),
+    /// An existing party of the code's account: the certificate added, its earlier ones
+    /// retired at once.
+    Replaced(Party),
+    /// This code enrolled this very certificate for this party before (a retry): nothing
+    /// changed.
+    Again(Party),
+    /// Nothing changed.
+    Refused(EnrolRefusal),
+}
+
+/// Why [`Store::enrol`] changed nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnrolRefusal {
+    /// No code with that hash for that party (none at all, or one of another party: the same).
+    InvalidCode,
+    CodeUsed,
+    CodeExpired,
+    CodeRevoked,
+    /// The certificate is registered for another party.
+    CertificateInUse {
+        party: PartyKey,
+    },
+    /// The party was revoked, its account suspended, or the party id belongs to another
+    /// account now.
+    PartyNotActive(String),
+}
+
 /// The storage the Messaging Service runs on. Every method is one transaction; methods that
 /// change messages are durable (committed and synced) when they return `Ok`.
 pub trait Store: Send + Sync {
@@ -584,6 +670,33 @@ pub trait Store: Send + Sync {
     /// Every certificate ever registered for the party, newest first.
     fn certificates(&self, key: &PartyKey) -> StoreResult<Vec<PartyCert>>;
     fn parties(&self, subscriber_id: Option<i64>) -> StoreResult<Vec<Party>>;
+
+    // --- enrolment codes (installation by the subscriber)
+    /// Store a code's hash for one party id of a subscriber. `NotFound` for an unknown
+    /// subscriber; `Conflict` when the account is suspended, the party id belongs to another
+    /// account (or has an outstanding code of another account), or the party is revoked. The
+    /// party's earlier outstanding codes are revoked.
+    fn issue_enrolment(&self, e: &NewEnrolment<'_>, now: Unix) -> StoreResult<EnrolmentRecord>;
+    /// A subscriber's codes, newest first.
+    fn enrolments(&self, subscriber_id: i64) -> StoreResult<Vec<EnrolmentRecord>>;
+    /// Revoke a subscriber's outstanding code (`NotFound` when it has no such code,
+    /// `Conflict` when it was used).
+    fn revoke_enrolment(
+        &self,
+        subscriber_id: i64,
+        id: i64,
+        now: Unix,
+    ) -> StoreResult<EnrolmentRecord>;
+    /// The account a party id belongs to, for counting failed enrolments: the party's
+    /// subscriber, or the subscriber of its latest code.
+    fn enrolment_account(&self, key: &PartyKey) -> StoreResult<Option<i64>>;
+    /// In one transaction: check the code for the party, register the certificate (a new
+    /// party, or a new certificate of the account's party retiring the others), mark the code
+    /// used.
+    fn enrol(&self, e: &Enrolment<'_>, now: Unix) -> StoreResult<EnrolOutcome>;
+    /// The secret key of the codes' keyed hashes (32 bytes), made on first use and kept apart
+    /// from the records (the embedded store: a `0600` file beside the database).
+    fn enrolment_key(&self) -> StoreResult<zeroize::Zeroizing<Vec<u8>>>;
 
     // --- messages
     /// Store a pushed message unless the same sender already sent its MessageId (then

@@ -38,7 +38,7 @@ fn party_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Party> {
     })
 }
 
-fn get_party(tx: &Transaction<'_>, key: &PartyKey) -> StoreResult<Option<Party>> {
+pub(super) fn get_party(tx: &Transaction<'_>, key: &PartyKey) -> StoreResult<Option<Party>> {
     let sql = format!("SELECT {PARTY_COLS} WHERE p.ptype = ?1 AND p.pid = ?2");
     Ok(tx
         .prepare_cached(&sql)?
@@ -83,7 +83,7 @@ fn check_document_limit(n: u64) -> StoreResult<()> {
 
 /// Register `der` for the party (row id `party`) from `now`; with `retire_others_at`, the
 /// party's other certificates end then (those that would end later are cut short to it).
-fn add_certificate(
+pub(super) fn add_certificate(
     tx: &Transaction<'_>,
     party: i64,
     der: &[u8],
@@ -109,7 +109,7 @@ fn add_certificate(
 /// The fingerprint as stored: lower-case hex SHA-256 (the trait's form, and what
 /// `Certificate::sha256_fingerprint` gives). Also accepted: upper case and `:`-separated pairs
 /// (`AB:CD:…`, as OpenSSL prints it), through [`ls_core::bytes::parse_sha256`].
-fn normalize_fingerprint(fingerprint: &str) -> StoreResult<String> {
+pub(super) fn normalize_fingerprint(fingerprint: &str) -> StoreResult<String> {
     match ls_core::bytes::parse_sha256(fingerprint) {
         Some(d) => Ok(ls_core::bytes::hex(&d)),
         None => Err(StoreError::Invalid(

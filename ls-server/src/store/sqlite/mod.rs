@@ -2,7 +2,8 @@
 //! message records, small bodies and the usage ledger; bodies larger than `inline_max` bytes in
 //! files under `payloads/`.
 //!
-//! Layout of `dir`: `layersec.db` (with its `-wal` and `-shm` files) and `payloads/`. The
+//! Layout of `dir`: `layersec.db` (with its `-wal` and `-shm` files), `payloads/`, and
+//! `enrolment.key` (the key of the enrolment codes' keyed hashes, made on first use). The
 //! directories are created 0700 and the files 0600 (Unix).
 //!
 //! Concurrency: one connection behind a mutex per [`SqliteStore`]; several stores (processes,
@@ -21,18 +22,19 @@
 //!
 //! Where the pieces are: `schema.rs` (tables, migrations), `accounts.rs` (subscribers, parties,
 //! certificates), `messages.rs` (admission, storing, claiming, delivery), `retention.rs`,
-//! `usage.rs` (the ledger), `payloads.rs` (body files, free space), `convert.rs` (SQLite types).
+//! `usage.rs` (the ledger), `enrolments.rs` (enrolment codes), `payloads.rs` (body files, free space), `convert.rs` (SQLite types).
 
 use super::*;
 use ls_core::as4::coordination;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 mod accounts;
 mod convert;
+mod enrolments;
 mod messages;
 mod payloads;
 mod retention;
@@ -41,6 +43,7 @@ mod schema;
 mod tests;
 mod usage;
 
+pub use enrolments::ENROLMENT_KEY_FILE;
 pub use schema::SCHEMA_VERSION;
 
 use payloads::{create_private_dir, create_private_file, fs_available, sync_dir};
@@ -63,6 +66,8 @@ pub struct SqliteStore {
     dir: PathBuf,
     payloads: PathBuf,
     inline_max: usize,
+    /// The key of the enrolment codes' keyed hashes, once read.
+    enrolment_key: OnceLock<zeroize::Zeroizing<Vec<u8>>>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -106,6 +111,7 @@ impl SqliteStore {
             dir: dir.to_path_buf(),
             payloads,
             inline_max,
+            enrolment_key: OnceLock::new(),
         })
     }
 
@@ -227,6 +233,35 @@ impl Store for SqliteStore {
 
     fn parties(&self, subscriber_id: Option<i64>) -> StoreResult<Vec<Party>> {
         accounts::parties(self, subscriber_id)
+    }
+
+    fn issue_enrolment(&self, e: &NewEnrolment<'_>, now: Unix) -> StoreResult<EnrolmentRecord> {
+        enrolments::issue(self, e, now)
+    }
+
+    fn enrolments(&self, subscriber_id: i64) -> StoreResult<Vec<EnrolmentRecord>> {
+        enrolments::list(self, subscriber_id)
+    }
+
+    fn revoke_enrolment(
+        &self,
+        subscriber_id: i64,
+        id: i64,
+        now: Unix,
+    ) -> StoreResult<EnrolmentRecord> {
+        enrolments::revoke(self, subscriber_id, id, now)
+    }
+
+    fn enrolment_account(&self, key: &PartyKey) -> StoreResult<Option<i64>> {
+        enrolments::account(self, key)
+    }
+
+    fn enrol(&self, e: &Enrolment<'_>, now: Unix) -> StoreResult<EnrolOutcome> {
+        enrolments::enrol(self, e, now)
+    }
+
+    fn enrolment_key(&self) -> StoreResult<zeroize::Zeroizing<Vec<u8>>> {
+        enrolments::key(self)
     }
 
     fn accept(&self, m: &NewMessage, limits: &AcceptLimits) -> StoreResult<Accepted> {

@@ -153,7 +153,7 @@ pub(super) fn create_private_dir(dir: &Path) -> StoreResult<()> {
         .map_err(|e| io_err(format!("create {}", dir.display()), e))
 }
 
-fn new_private_file(path: &Path) -> std::io::Result<fs::File> {
+pub(super) fn new_private_file(path: &Path) -> std::io::Result<fs::File> {
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

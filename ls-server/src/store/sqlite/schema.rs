@@ -4,7 +4,7 @@ use super::*;
 
 /// Schema migrations: `MIGRATIONS[i]` takes `PRAGMA user_version` from `i` to `i + 1`. Append
 /// only; never edit a released entry.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 /// The schema version this program writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -187,6 +187,27 @@ ALTER TABLE usage_ledger ADD COLUMN coordination INTEGER NOT NULL DEFAULT 0
     CHECK (coordination IN (0, 1));
 UPDATE usage_ledger SET coordination = 1 WHERE message_seq IN
     (SELECT seq FROM messages WHERE service = 'urn:layersec:coordination');
+";
+
+/// Version 4 (issue 12): enrolment codes. A code is stored as its keyed hash (never the code),
+/// for one party id of one subscriber, with its expiry, and once used the time and the
+/// certificate it enrolled (a retry with the same certificate is recognised); or revoked.
+pub(super) const SCHEMA_V4: &str = "
+CREATE TABLE enrolment_codes (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    subscriber_id     INTEGER NOT NULL REFERENCES subscribers(id),
+    ptype             TEXT    NOT NULL,
+    pid               TEXT    NOT NULL,
+    code_hash         TEXT    NOT NULL UNIQUE,
+    created_at        INTEGER NOT NULL,
+    expires_at        INTEGER NOT NULL,
+    used_at           INTEGER,
+    used_fingerprint  TEXT,
+    revoked_at        INTEGER,
+    CHECK (used_at IS NULL OR revoked_at IS NULL)
+);
+CREATE INDEX enrolment_codes_party ON enrolment_codes(ptype, pid);
+CREATE INDEX enrolment_codes_subscriber ON enrolment_codes(subscriber_id);
 ";
 
 pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -194,6 +194,7 @@ fn receipt(
 
 mod accounts;
 mod admission;
+mod enrolments;
 mod messages;
 mod retention;
 mod schema;

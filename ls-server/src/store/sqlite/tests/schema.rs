@@ -273,7 +273,7 @@ fn schema_v2_is_migrated_and_keeps_the_usage_ledger() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
 }
 
 /// The migration marks co-ordination messages by the contract's Service.
