@@ -26,6 +26,8 @@ Exit codes:
   10  refused by the service for good (an ebMS error, or a permanent HTTP
       status such as 413: larger than the service accepts)
   11  the client's state folder is busy (another process) or damaged
+  12  partners fetch: the service's directory answers another certificate than
+      the one we have for the partner (ours is kept; see the warning)
   70  internal error (a bug; please report it)
 
 Errors go to stderr as `layersec: error[LS_ERR_…]: message`; with --json they are
@@ -62,6 +64,7 @@ are checked, configured by one file (--config).",
         "      --from partners/acme.pem --json invoice.xml.p7m invoice.xml\n",
         "  layersec inspect invoice.xml.p7m\n",
         "  layersec init --party acme --service https://ls.example:8443/as4 --service-cert service.crt\n",
+        "  layersec partners fetch globex\n",
         "  layersec partners add globex globex.crt\n",
         "  layersec send invoice.xml --to globex\n",
         "  layersec poll\n",
@@ -703,7 +706,7 @@ pub struct ReceiptsArgs {
     pub waiting: bool,
 }
 
-/// Partner certificates: add one, list them.
+/// Partner certificates: fetch one from the service's directory, add one, list them.
 #[derive(Args, Debug)]
 #[command(after_long_help = exit_codes!())]
 pub struct PartnersArgs {
@@ -714,21 +717,26 @@ pub struct PartnersArgs {
 #[derive(Subcommand, Debug)]
 pub enum PartnersCommand {
     Add(PartnersAddArgs),
+    Fetch(PartnersFetchArgs),
     List(PartnersListArgs),
 }
 
 /// Add a partner's certificate (checked, valid now) to the partners folder.
 #[derive(Args, Debug)]
 #[command(
-    long_about = "Check that CERT is a certificate that is valid now and copy it to \
-<partners>/PARTY.crt: documents for PARTY are sealed for it, and what PARTY sends must be \
-signed with it. A new certificate of a known partner is added next to the old one (a \
-rollover: both are accepted, the newest is sealed for).",
+    long_about = "Check that CERT is a certificate that is valid now and make it PARTY's \
+certificate, <partners>/PARTY.crt: documents for PARTY are sealed for it, and what PARTY sends \
+must be signed with it. A partner's certificate never changes silently: when PARTY already \
+has a different one, CERT is refused (exit 5, naming both fingerprints) unless --replace is \
+given — compare the new fingerprint with the partner out of band first. The replaced \
+certificate is kept in <partners>/PARTY.history/ and no longer accepted, unless \
+--keep-previous-hours N (what the partner signed with it before its change is still on its \
+way).",
     after_help = "Example:\n  layersec partners add globex globex.crt",
     after_long_help = concat!(
         "Examples:\n",
         "  layersec partners add globex globex.crt\n",
-        "  layersec partners add globex globex-2027.crt --json\n\n",
+        "  layersec partners add globex globex-2027.crt --replace --keep-previous-hours 48 --json\n\n",
         exit_codes!(),
     ),
 )]
@@ -740,6 +748,47 @@ pub struct PartnersAddArgs {
     /// The partner's certificate (PEM or DER).
     #[arg(value_name = "CERT")]
     pub cert: PathBuf,
+
+    /// Replace the partner's different certificate (an explicit operator action).
+    #[arg(long)]
+    pub replace: bool,
+
+    /// With --replace: keep accepting what the partner signs with the replaced certificate for
+    /// N hours.
+    #[arg(long, value_name = "N", requires = "replace", value_parser = clap::value_parser!(u64).range(1..=87600))]
+    pub keep_previous_hours: Option<u64>,
+}
+
+/// Ask the service's directory for a partner's registered certificate and add it.
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Ask the Messaging Service's partner directory for PARTY's registered \
+certificate (a request signed with our key; the answer is signed by the service and checked \
+against [service] service_certificate), print its SHA-256 fingerprint, subject and validity, \
+and — when we have no certificate of PARTY yet — add it (trust on first use: compare the \
+fingerprint with the partner out of band). On a terminal it asks first, unless --yes; \
+without a terminal (scripts) it adds without asking, since the service is trusted.\n\n\
+A certificate we already have is never changed by the directory: the same one is reported \
+(exit 0); a different one is a warning naming both fingerprints, ours is kept, and the exit \
+status is 12 (JSON: \"changed\": true, \"kept\": <fingerprint>). Replace it on purpose with \
+`layersec partners add PARTY CERT --replace`.",
+    after_help = "Example:\n  layersec partners fetch globex",
+    after_long_help = concat!(
+        "Examples:\n",
+        "  layersec partners fetch globex\n",
+        "  layersec partners fetch globex --yes --json\n",
+        "  layersec partners fetch globex --json | jq -r .certificate_pem > globex-new.crt\n\n",
+        exit_codes!(),
+    ),
+)]
+pub struct PartnersFetchArgs {
+    /// The partner's party id at the service.
+    #[arg(value_name = "PARTY")]
+    pub party: String,
+
+    /// Add a new partner's certificate without asking, also on a terminal.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 /// List the partners and their certificates.

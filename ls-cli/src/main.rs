@@ -72,7 +72,8 @@ fn run(cli: &Cli) -> Result<u8, Error> {
         Command::Status(_) => status::run(cli).map(|_| 0),
         Command::Receipts(a) => receipts::run(a, cli).map(|_| 0),
         Command::Partners(p) => match &p.command {
-            PartnersCommand::Add(a) => partners::add(&a.party, &a.cert, cli).map(|_| 0),
+            PartnersCommand::Add(a) => partners::add(a, cli).map(|_| 0),
+            PartnersCommand::Fetch(a) => partners::fetch(a, cli),
             PartnersCommand::List(_) => partners::list(cli).map(|_| 0),
         },
     }

@@ -2714,7 +2714,64 @@ fn partners_add_and_list() {
         .expect(2);
     s.cmd(&["partners", "add", "nobody", &s.t.s("missing.crt")])
         .expect(3);
-    for sub in ["add", "list"] {
+    // Another certificate for a known partner: refused (both fingerprints named) unless
+    // replaced on purpose; the replaced one is kept in the history.
+    let o = s
+        .cmd(&["partners", "add", "bob", &w.cert("carol")])
+        .expect(5);
+    assert_error(&o, "ERR_CERT_UNTRUSTED");
+    let e = stderr(&o);
+    assert!(e.contains("--replace"), "{e}");
+    s.cmd(&[
+        "partners",
+        "add",
+        "bob",
+        &w.cert("carol"),
+        "--keep-previous-hours",
+        "2",
+    ])
+    .expect(2);
+    let o = s
+        .cmd(&[
+            "partners",
+            "add",
+            "bob",
+            &w.cert("carol"),
+            "--replace",
+            "--keep-previous-hours",
+            "2",
+            "--json",
+        ])
+        .expect(0);
+    let v = json(&o);
+    assert_eq!(v["outcome"], "replaced");
+    assert_eq!(v["subject"], "CN=carol");
+    assert_eq!(v["replaced"].as_array().unwrap().len(), 1);
+    assert!(v["previous_until"].is_string(), "{v}");
+    let v = json(&s.cmd(&["partners", "list", "--json"]).expect(0));
+    let bob = &v["partners"][0];
+    assert_eq!(bob["party_id"], "bob");
+    assert_eq!(bob["subject"], "CN=carol");
+    assert_eq!(bob["profile"], "modern");
+    assert_eq!(bob["receipts"], true);
+    assert_eq!(bob["source"], "file");
+    assert_eq!(bob["previous"][0]["subject"], "CN=bob");
+    assert_eq!(bob["previous"][0]["accepted"], true);
+    let out = String::from_utf8_lossy(&s.cmd(&["partners", "list"]).expect(0).stdout).into_owned();
+    assert!(
+        out.lines()
+            .next()
+            .unwrap()
+            .contains("profile modern\treceipts on\tprevious: "),
+        "{out}"
+    );
+    // A malformed record is a configuration error naming the file and the key.
+    std::fs::write(s.path("partners/bob.toml"), "profile = \"retro\"\n").unwrap();
+    let o = s.cmd(&["partners", "list"]).expect(2);
+    assert_error(&o, "ERR_CONFIG_INVALID");
+    let e = stderr(&o);
+    assert!(e.contains("bob.toml: profile"), "{e}");
+    for sub in ["add", "fetch", "list"] {
         let o = layersec(["partners", sub, "--help"]).expect(0);
         let h = String::from_utf8(o.stdout).unwrap();
         assert!(h.contains("Example") && h.contains("Exit codes:"), "{h}");

@@ -975,3 +975,149 @@ fn a_document_the_recipient_refuses_shows_as_failed_on_the_sent_record() {
     let m = with_id(&msgs, &id);
     assert_eq!(m["state"], "failed", "{m}");
 }
+
+/// The service's partner directory, end to end: `partners fetch` adds a partner's registered
+/// certificate (trust on first use) with the fingerprint the service registered, a document
+/// goes to it; when the operator replaces the partner's certificate at the service, `fetch`
+/// warns (exit 12) and keeps ours, and only `partners add --replace` takes the new one.
+#[test]
+fn partners_fetch_trusts_the_directory_once_and_never_silently_after() {
+    let svc = start_service("directory");
+    let acme = svc.party("acme", true);
+    let globex = svc.party("globex", true);
+    let registered = |id: &str| -> String {
+        let shown = svc.admin(&["party", "show", id]);
+        shown["certificates"][0]["sha256"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{shown}"))
+            .to_string()
+    };
+    let old_fp = registered("globex");
+
+    // First use: added, with the fingerprint the service registered.
+    let o = acme.cmd(&["partners", "fetch", "globex", "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = json(&o);
+    assert_eq!(v["sha256"], old_fp.as_str(), "{v}");
+    assert_eq!(v["outcome"], "added");
+    assert_eq!(
+        (v["added"].as_bool(), v["changed"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert!(acme.dir.join("partners/globex.crt").is_file());
+    let record = std::fs::read_to_string(acme.dir.join("partners/globex.toml")).unwrap();
+    assert!(record.contains("source = \"directory\""), "{record}");
+    // The text form prints the fingerprint as `init` and `partners add` print it.
+    let o = acme.ok(&["partners", "fetch", "globex"]);
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        out.contains(&format!("fingerprint:  SHA256 {old_fp}")),
+        "{out}"
+    );
+    assert!(out.contains("known:"), "{out}");
+
+    // A document to the partner fetched from the directory arrives.
+    globex.ok(&["partners", "fetch", "acme", "--yes"]);
+    let doc = acme.dir.join("order.xml");
+    std::fs::write(&doc, b"<Order>1</Order>\n").unwrap();
+    let v = json(&acme.ok(&["send", doc.to_str().unwrap(), "--to", "globex", "--json"]));
+    assert_eq!(v["delivered"], true);
+    globex.ok(&["poll"]);
+    assert_eq!(globex.documents("inbox").len(), 1);
+
+    // The operator replaces globex's certificate at the service.
+    let keys = svc.dir.join("globex-new");
+    let o = Command::new(LAYERSEC)
+        .args(["keygen", "--party", "globex", "--key-type", "ec", "--out"])
+        .arg(&keys)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let new_cert = keys.join("globex.cert.pem");
+    svc.admin(&[
+        "party",
+        "replace-certificate",
+        "globex",
+        "--certificate",
+        new_cert.to_str().unwrap(),
+    ]);
+    let new_fp = registered("globex");
+    assert_ne!(new_fp, old_fp);
+
+    // The directory now answers the new one: a warning, ours kept, exit 12.
+    let before = std::fs::read(acme.dir.join("partners/globex.crt")).unwrap();
+    let o = acme.cmd(&["partners", "fetch", "globex", "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(12),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = json(&o);
+    assert_eq!(v["changed"], true, "{v}");
+    assert_eq!(v["kept"], old_fp.as_str());
+    assert_eq!(v["sha256"], new_fp.as_str());
+    assert_eq!(v["directory_previous"][0]["sha256"], old_fp.as_str());
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains("warning") && err.contains(&old_fp) && err.contains(&new_fp),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(acme.dir.join("partners/globex.crt")).unwrap(),
+        before
+    );
+    // Text form: the same warning, the same status.
+    let o = acme.cmd(&["partners", "fetch", "globex"]);
+    assert_eq!(o.status.code(), Some(12));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("changed:"));
+    // Documents are still sealed for the certificate we have.
+    let list = json(&acme.ok(&["partners", "list", "--json"]));
+    assert_eq!(list["partners"][0]["sha256"], old_fp.as_str(), "{list}");
+
+    // A plain `partners add` of the new certificate is refused; `--replace` takes it.
+    let o = acme.cmd(&["partners", "add", "globex", new_cert.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = json(&acme.ok(&[
+        "partners",
+        "add",
+        "globex",
+        new_cert.to_str().unwrap(),
+        "--replace",
+        "--json",
+    ]));
+    assert_eq!(v["outcome"], "replaced");
+    assert_eq!(v["replaced"][0], old_fp.as_str());
+    let v = json(&acme.ok(&["partners", "fetch", "globex", "--json"]));
+    assert_eq!(
+        (v["outcome"].as_str(), v["changed"].as_bool()),
+        (Some("known"), Some(false))
+    );
+    let list = json(&acme.ok(&["partners", "list", "--json"]));
+    assert_eq!(list["partners"][0]["sha256"], new_fp.as_str(), "{list}");
+    assert!(acme
+        .dir
+        .join(format!("partners/globex.history/{old_fp}.crt"))
+        .is_file());
+
+    // An unknown party is not in the directory: exit 5, nothing written.
+    let o = acme.cmd(&["partners", "fetch", "initech"]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!acme.dir.join("partners/initech.crt").exists());
+}

@@ -327,6 +327,36 @@ impl PolicyConfig {
     }
 }
 
+/// `text` (read from `path`) as TOML of `T`; an error names the file, the key (with its
+/// table) and the line: `<file>: <key>: <what is wrong> (line N)`. One reading of TOML for the
+/// configuration and the partner records.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, path: &Path) -> Result<T> {
+    let shown = path.display();
+    toml::from_str(text).map_err(|e| {
+        let msg = e.message().trim().to_string();
+        let at = e.span().map(|s| s.start);
+        let key = match (missing_field(&msg), at) {
+            // A missing key: serde points at the table that lacks it.
+            (Some(f), Some(at)) => {
+                let table = key_at(text, at);
+                if table == "(top level)" || table.contains('.') {
+                    f.to_string()
+                } else {
+                    format!("{table}.{f}")
+                }
+            }
+            (Some(f), None) => f.to_string(),
+            (None, Some(at)) => key_at(text, at),
+            (None, None) => "(file)".into(),
+        };
+        let line = at.map(|a| text[..a.min(text.len())].matches('\n').count() + 1);
+        match line {
+            Some(l) => Error::ConfigInvalid(format!("{shown}: {key}: {msg} (line {l})")),
+            None => Error::ConfigInvalid(format!("{shown}: {key}: {msg}")),
+        }
+    })
+}
+
 /// The dotted key (`section.key`) at a byte offset of a TOML text: the key of the line (if it
 /// is a `key = value` line) under the last `[section]` header before it.
 fn key_at(text: &str, offset: usize) -> String {
@@ -379,30 +409,7 @@ impl Config {
 
     /// Parse `text` as if read from `path` (relative paths resolve against its folder).
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
-        let shown = path.display();
-        let mut cfg: Config = toml::from_str(text).map_err(|e| {
-            let msg = e.message().trim().to_string();
-            let at = e.span().map(|s| s.start);
-            let key = match (missing_field(&msg), at) {
-                // A missing key: serde points at the table that lacks it.
-                (Some(f), Some(at)) => {
-                    let table = key_at(text, at);
-                    if table == "(top level)" || table.contains('.') {
-                        f.to_string()
-                    } else {
-                        format!("{table}.{f}")
-                    }
-                }
-                (Some(f), None) => f.to_string(),
-                (None, Some(at)) => key_at(text, at),
-                (None, None) => "(file)".into(),
-            };
-            let line = at.map(|a| text[..a.min(text.len())].matches('\n').count() + 1);
-            match line {
-                Some(l) => Error::ConfigInvalid(format!("{shown}: {key}: {msg} (line {l})")),
-                None => Error::ConfigInvalid(format!("{shown}: {key}: {msg}")),
-            }
-        })?;
+        let mut cfg: Config = parse_toml(text, path)?;
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         cfg.file = abs.clone();
         let base = abs.parent().map(Path::to_path_buf).unwrap_or_default();

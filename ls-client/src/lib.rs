@@ -47,6 +47,7 @@ mod fsutil;
 mod incoming;
 mod notices;
 mod outgoing;
+pub mod partners;
 mod receipts;
 #[cfg(test)]
 mod tests;
@@ -55,6 +56,9 @@ pub use config::{Config, TemplateOptions};
 pub use incoming::{IncomingFailure, PollReport, Received};
 pub use notices::PartnerRefusal;
 pub use outgoing::{FailedSend, Ignored, JobStatus, JobsReport, OutboxReport, SendOptions, Sent};
+pub use partners::{
+    AddOptions, Added, FetchOutcome, Fetched, PartnerEntry, PreviousInfo, Profile, Source,
+};
 pub use receipts::{PartnerReceipt, ReceiptState};
 
 use fsutil::{io_err, list_dir, random_unit};
@@ -68,6 +72,7 @@ use ls_core::error::{Error, ErrorCode, Result};
 use ls_core::keys::Identity;
 use ls_core::time;
 use ls_core::transport::{HttpsConfig, HttpsTransport, Transport};
+use partners::PartnerFolder;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,7 +98,7 @@ pub struct PartnerInfo {
 }
 
 impl PartnerInfo {
-    fn of(party_id: &str, c: &Certificate) -> PartnerInfo {
+    pub(crate) fn of(party_id: &str, c: &Certificate) -> PartnerInfo {
         PartnerInfo {
             party_id: party_id.to_string(),
             subject: c.subject().to_string(),
@@ -203,7 +208,7 @@ pub struct Client {
     cfg: Config,
     me: Identity,
     service_cert: Certificate,
-    partners: RwLock<CertStore>,
+    partners: RwLock<PartnerFolder>,
     transport: Box<dyn Transport>,
     domain: String,
     limits: Limits,
@@ -235,8 +240,24 @@ impl Client {
     /// The HTTPS transport to the service that [`Client::from_config`] sets up, for a caller
     /// that wraps it (a progress display) and hands it to [`Client::with_transport`].
     pub fn https_transport(cfg: &Config) -> Result<HttpsTransport> {
+        // A pulled message is a document of at most our limit, wrapped; a longer response is
+        // read to its end but not kept (the message is refused as too large).
+        Self::https_to(
+            cfg,
+            cfg.service.url.clone(),
+            message_limit_for(cfg.limits.max_document_bytes),
+        )
+    }
+
+    /// HTTPS to `url` of the service (the AS4 URL, the directory), trusted and authenticated
+    /// as `[service]` says, reading responses of at most `max_response_bytes`.
+    pub(crate) fn https_to(
+        cfg: &Config,
+        url: String,
+        max_response_bytes: u64,
+    ) -> Result<HttpsTransport> {
         let s = &cfg.service;
-        let mut https = HttpsConfig::new(s.url.clone());
+        let mut https = HttpsConfig::new(url);
         if let Some(ca) = &s.ca_file {
             https.ca_pem =
                 Some(std::fs::read(ca).map_err(|e| io_err("cannot read ca_file", ca, e))?);
@@ -253,9 +274,7 @@ impl Client {
         https.connect_timeout = Duration::from_secs(s.connect_timeout_secs);
         https.timeout = Duration::from_secs(s.timeout_secs);
         https.allow_plain_http = s.allow_plain_http;
-        // A pulled message is a document of at most our limit, wrapped; a longer response is
-        // read to its end but not kept (the message is refused as too large).
-        https.max_response_bytes = message_limit_for(cfg.limits.max_document_bytes);
+        https.max_response_bytes = max_response_bytes;
         HttpsTransport::new(https).map_err(|e| match e {
             Error::InvalidArgument(m) => {
                 Error::ConfigInvalid(format!("{}: service: {m}", cfg.file.display()))
@@ -308,7 +327,7 @@ impl Client {
                 fsutil::set_mode(&d, dir_mode)?;
             }
         }
-        let partners = CertStore::load_dir(&cfg.partners.dir)?;
+        let partners = PartnerFolder::load(&cfg.partners.dir)?;
         let domain = cfg.domain();
         let cfg_limits = cfg.limits.clone();
         Ok(Client {
@@ -397,85 +416,33 @@ impl Client {
     // -----------------------------------------------------------------------------------------
     // Partners
 
-    /// The certificates of partner `party_id`: those of the files named after it in the
-    /// partners folder (several during a certificate rollover). The subject name is not looked
-    /// at: the file name is the party id.
-    /// For a party not known yet the folder is read again first (added by another process).
+    /// The certificates partner `party_id` may sign with now: its current certificate(s) (the
+    /// files named after it in the partners folder; several after an earlier version's
+    /// rollover) and the previous ones its record still accepts. The subject name is not
+    /// looked at: the file name is the party id. For a party not known yet the folder is read
+    /// again first (added by another process).
     fn partner_certs(&self, party_id: &str) -> Vec<Certificate> {
-        let find = || {
-            let store = self.partners.read().unwrap_or_else(|e| e.into_inner());
-            store
-                .partners()
-                .filter(|(p, _)| *p == Some(party_id))
-                .map(|(_, c)| c.clone())
-                .collect::<Vec<_>>()
-        };
-        let found = find();
-        if found.is_empty() && self.reload_partners().is_ok() {
-            return find();
+        self.partners_with(party_id, |f| f.accepted(party_id, time::now_unix()))
+    }
+
+    /// `f` of the partners folder, read again first when it does not know `party_id`.
+    fn partners_with<T>(&self, party_id: &str, f: impl Fn(&PartnerFolder) -> T) -> T {
+        let known = |p: &PartnerFolder| p.get(party_id).is_some_and(|x| !x.current.is_empty());
+        {
+            let folder = self.partners.read().unwrap_or_else(|e| e.into_inner());
+            if known(&folder) {
+                return f(&folder);
+            }
         }
-        found
+        let _ = self.reload_partners();
+        f(&self.partners.read().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Read the partners folder again (certificates added by another process).
     pub fn reload_partners(&self) -> Result<()> {
-        let store = CertStore::load_dir(&self.cfg.partners.dir)?;
-        *self.partners.write().unwrap_or_else(|e| e.into_inner()) = store;
+        let folder = PartnerFolder::load(&self.cfg.partners.dir)?;
+        *self.partners.write().unwrap_or_else(|e| e.into_inner()) = folder;
         Ok(())
-    }
-
-    /// Add a partner: check that `cert_path` holds a certificate that is valid now and copy it
-    /// to `<partners>/<party_id>.crt` (a different certificate for a known partner is added
-    /// next to the old one, for a rollover).
-    pub fn partners_add(&self, party_id: &str, cert_path: &Path) -> Result<PartnerInfo> {
-        if party_id.is_empty()
-            || party_id.len() > 200
-            || party_id.starts_with('.')
-            || party_id
-                .chars()
-                .any(|c| c.is_control() || c == '/' || c == '\\')
-        {
-            return Err(Error::InvalidArgument(
-                "a partner's party id must be 1 to 200 characters without '/', '\\' or control \
-                 characters, not starting with '.'"
-                    .into(),
-            ));
-        }
-        let cert = Certificate::load(cert_path)?;
-        cert.check_validity(time::now_unix())?;
-        let target = self.cfg.partners.dir.join(format!("{party_id}.crt"));
-        let mut pem = Vec::new();
-        if let Some(existing) = fsutil::read_opt(&target)? {
-            let certs = Certificate::all_from_bytes(&existing)
-                .map_err(|e| Error::CertInvalid(format!("{}: {e}", target.display())))?;
-            if certs.contains(&cert) {
-                self.reload_partners()?;
-                return Ok(PartnerInfo::of(party_id, &cert));
-            }
-            for c in certs {
-                pem.extend_from_slice(&c.to_pem());
-            }
-        }
-        pem.extend_from_slice(&cert.to_pem());
-        fsutil::write_atomic(&target, &pem)?;
-        self.reload_partners()?;
-        Ok(PartnerInfo::of(party_id, &cert))
-    }
-
-    /// The partners and their certificates, as the partners folder holds them now.
-    pub fn partners_list(&self) -> Result<Vec<PartnerInfo>> {
-        self.reload_partners()?;
-        let store = self.partners.read().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<PartnerInfo> = store
-            .partners()
-            .filter_map(|(p, c)| p.map(|p| PartnerInfo::of(p, c)))
-            .collect();
-        v.sort_by(|a, b| {
-            a.party_id
-                .cmp(&b.party_id)
-                .then(a.not_after.cmp(&b.not_after))
-        });
-        Ok(v)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -733,7 +700,7 @@ fn verify_policy<'a>(
 }
 
 /// The partner certificate to seal for: the one valid now that expires last.
-fn best_cert(certs: &[Certificate]) -> Option<&Certificate> {
+pub(crate) fn best_cert(certs: &[Certificate]) -> Option<&Certificate> {
     let now = time::now_unix();
     certs
         .iter()

@@ -485,16 +485,14 @@ impl Client {
         to: &str,
         opts: &SendOptions,
     ) -> Result<Prepared> {
-        let certs = self.partner_certs(to);
+        let certs = self.partner_current(to);
         let rcpt = best_cert(&certs).ok_or_else(|| {
             Error::CertNotFound(format!(
                 "no certificate for partner {to} in {}",
                 self.cfg.partners.dir.display()
             ))
         })?;
-        let receipt = self.cfg.receipts.request
-            && !opts.no_receipt
-            && !self.cfg.receipts.not_from.iter().any(|p| p == to);
+        let receipt = !opts.no_receipt && self.partner_wants_receipts(to);
         // The signedContentIdentifier the partner's receipt quotes: unique per document.
         let content_identifier = receipt.then(|| random_hex(16));
         let ls_core::cms::Sealed {

@@ -2185,3 +2185,272 @@ fn a_refusal_before_our_send_is_finished_waits_for_it() {
     let st = alice.receipt_state(&id).unwrap().unwrap();
     assert_eq!(st.state, "failed");
 }
+
+// ---- partner records and the service's directory
+
+#[test]
+fn a_partner_record_can_switch_receipts_off() {
+    let w = world();
+    fs::write(w.path("alice", "partners/bob.toml"), "receipts = false\n").unwrap();
+    let alice = w.client("alice");
+    assert!(!alice.partner_wants_receipts("bob"));
+    let s = alice
+        .send_bytes("quiet.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let state = alice.receipt_state(&s.message_id).unwrap().unwrap();
+    assert_eq!(state.state, "not_requested");
+    assert!(!w.path("alice", "sent/quiet.xml.signed.p7m").exists());
+    // Back on (the record is read again when it changes on disk).
+    fs::write(w.path("alice", "partners/bob.toml"), "receipts = true\n").unwrap();
+    alice.reload_partners().unwrap();
+    assert!(alice.partner_wants_receipts("bob"));
+    let s = alice
+        .send_bytes("asked.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    assert_eq!(
+        alice.receipt_state(&s.message_id).unwrap().unwrap().state,
+        "waiting"
+    );
+    // `[receipts] not_from` still counts, whatever the record says.
+    w.configure("alice", "\n[receipts]\nnot_from = [\"bob\"]\n");
+    assert!(!w.client("alice").partner_wants_receipts("bob"));
+    // A malformed record is a configuration error naming the file and the key.
+    fs::write(w.path("alice", "partners/bob.toml"), "receipts = \"no\"\n").unwrap();
+    let e = Client::with_transport(
+        &w.cfg("alice"),
+        Box::new(StubTransport::new(|_, _| unreachable!())),
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::ConfigInvalid);
+    assert!(e.to_string().contains("bob.toml: receipts"), "{e}");
+}
+
+/// Alice's key rolls over: the service registers her new certificate, her client signs with
+/// the new key from now on.
+fn roll_over(w: &World, who: &str) -> Certificate {
+    let g = Identity::generate(who, KeyType::EcP256, 30, None).unwrap();
+    fs::write(w.path(who, "identity/key.pem"), &*g.key_pem).unwrap();
+    fs::write(w.path(who, "identity/cert.pem"), &g.cert_pem).unwrap();
+    w.svc
+        .certs
+        .lock()
+        .unwrap()
+        .insert(who.into(), g.identity.certificate().clone());
+    g.identity.certificate().clone()
+}
+
+#[test]
+fn a_different_certificate_replaces_a_partners_only_when_asked() {
+    for keep in [None, Some(1)] {
+        let w = world();
+        // Sent with alice's old key, waiting at the service…
+        let old_sent = w
+            .client("alice")
+            .send_bytes("old.xml", INVOICE, "bob", &SendOptions::default())
+            .unwrap();
+        // … when alice rolls over and tells bob her new certificate.
+        let new = roll_over(&w, "alice");
+        let crt = w.path("bob", "alice-new.pem");
+        fs::write(&crt, new.to_pem()).unwrap();
+        let bob = w.client("bob");
+        let e = bob.partners_add("alice", &crt).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::CertUntrusted);
+        let m = e.to_string();
+        assert!(
+            m.contains(&w.certs["alice"].sha256_fingerprint())
+                && m.contains(&new.sha256_fingerprint())
+                && m.contains("--replace"),
+            "{m}"
+        );
+        assert_eq!(bob.partner_current("alice"), vec![w.certs["alice"].clone()]);
+        // The same certificate again is no change.
+        let same = w.path("bob", "alice-old.pem");
+        fs::write(&same, w.certs["alice"].to_pem()).unwrap();
+        let a = bob
+            .partners_add_with("alice", &same, &AddOptions::default())
+            .unwrap();
+        assert_eq!(a.outcome, "known");
+        let a = bob
+            .partners_add_with(
+                "alice",
+                &crt,
+                &AddOptions {
+                    replace: true,
+                    keep_previous_hours: keep,
+                },
+            )
+            .unwrap();
+        assert_eq!(a.outcome, "replaced");
+        assert_eq!(a.replaced, [w.certs["alice"].sha256_fingerprint()]);
+        assert_eq!(a.previous_until.is_some(), keep.is_some());
+        assert_eq!(bob.partner_current("alice"), vec![new.clone()]);
+        let history = w.path(
+            "bob",
+            &format!(
+                "partners/alice.history/{}.crt",
+                w.certs["alice"].sha256_fingerprint()
+            ),
+        );
+        assert!(history.is_file());
+        let list = bob.partners_list().unwrap();
+        let e = list.iter().find(|p| p.party_id == "alice").unwrap();
+        assert_eq!(e.sha256, new.sha256_fingerprint());
+        assert_eq!(e.source, Some("file"));
+        assert_eq!(e.previous.len(), usize::from(keep.is_some()));
+        // The message signed with the old key: accepted while the old certificate is kept,
+        // else it waits (a partner's unknown key is never refused for good).
+        let r = bob.poll(|_| {}).unwrap();
+        match keep {
+            Some(_) => {
+                assert_eq!(r.received.len(), 1, "{r:?}");
+                assert_eq!(r.received[0].message_id, old_sent.message_id);
+            }
+            None => {
+                assert!(r.received.is_empty(), "{r:?}");
+                assert_eq!(r.failed[0].refused, None, "{r:?}");
+            }
+        }
+        // What alice signs with her new key is accepted either way.
+        let s = w
+            .client("alice")
+            .send_bytes("new.xml", INVOICE, "bob", &SendOptions::default())
+            .unwrap();
+        w.svc.expire_leases();
+        let r = bob.poll(|_| {}).unwrap();
+        assert!(
+            r.received.iter().any(|x| x.message_id == s.message_id),
+            "{r:?}"
+        );
+    }
+}
+
+/// A directory at the fake service: answers requests signed by a party it knows with the
+/// certificate in `answer` (or the status in `status`), signed by `signer`.
+struct FakeDirectory {
+    svc: Arc<FakeService>,
+    answer: Mutex<HashMap<String, Certificate>>,
+    status: Mutex<Option<u16>>,
+    signer: Mutex<Option<Identity>>,
+}
+
+impl FakeDirectory {
+    fn handle(&self, body: &[u8]) -> Result<HttpResponse> {
+        use ls_core::directory::{Answer, Request};
+        if let Some(s) = *self.status.lock().unwrap() {
+            return Ok(HttpResponse::new(s, "text/plain", b"no".to_vec()));
+        }
+        let peeked = Request::peek(body)?;
+        let req = Request::verify(body, &self.svc.cert_of(&peeked.asker))?;
+        let Some(c) = self.answer.lock().unwrap().get(&req.party_id).cloned() else {
+            return Ok(HttpResponse::new(
+                404,
+                "text/plain",
+                b"not in the directory".to_vec(),
+            ));
+        };
+        let signer = self
+            .signer
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or(self.svc.id.clone());
+        let a = Answer::new(&req, &c, time::now_unix() - 60, &[]);
+        Ok(HttpResponse::new(
+            200,
+            ls_core::directory::CONTENT_TYPE,
+            a.sign(&signer)?,
+        ))
+    }
+}
+
+#[test]
+fn the_directory_is_trusted_on_first_use_and_never_silently_after() {
+    let w = world();
+    let dir = Arc::new(FakeDirectory {
+        svc: Arc::clone(&w.svc),
+        answer: Mutex::new(HashMap::from([(
+            "carol".to_string(),
+            w.certs["carol"].clone(),
+        )])),
+        status: Mutex::new(None),
+        signer: Mutex::new(None),
+    });
+    let d = Arc::clone(&dir);
+    let t = StubTransport::new(move |_, body| d.handle(body));
+    let alice = w.client("alice");
+    // Alice does not know carol: the directory's certificate is added, after asking.
+    let e = alice.directory_lookup_via(&t, "carol").unwrap();
+    assert_eq!(e.certificate, w.certs["carol"]);
+    let f = alice.partners_adopt("carol", &e, |_| false).unwrap();
+    assert_eq!(f.outcome, FetchOutcome::Declined);
+    assert!(!w.path("alice", "partners/carol.crt").exists());
+    let f = alice.partners_adopt("carol", &e, |_| true).unwrap();
+    assert_eq!(f.outcome, FetchOutcome::Added);
+    assert!(f.added && !f.changed && f.known.is_empty());
+    assert_eq!(f.certificate.sha256, w.certs["carol"].sha256_fingerprint());
+    let rec = partners::load_record(&w.path("alice", "partners"), "carol")
+        .unwrap()
+        .unwrap();
+    assert_eq!(rec.source, Some(Source::Directory));
+    assert!(rec.added.is_some());
+    assert!(alice
+        .send_bytes("x.xml", b"<X/>", "carol", &SendOptions::default())
+        .unwrap()
+        .is_delivered());
+    // Asked again: the same certificate.
+    let e = alice.directory_lookup_via(&t, "carol").unwrap();
+    let f = alice
+        .partners_adopt("carol", &e, |_| panic!("not asked"))
+        .unwrap();
+    assert_eq!(f.outcome, FetchOutcome::Known);
+    assert!(!f.changed && !f.added);
+    // The directory now answers another certificate: reported, ours kept.
+    let other = Identity::generate("carol", KeyType::EcP256, 30, None)
+        .unwrap()
+        .identity
+        .certificate()
+        .clone();
+    dir.answer
+        .lock()
+        .unwrap()
+        .insert("carol".into(), other.clone());
+    let e = alice.directory_lookup_via(&t, "carol").unwrap();
+    let f = alice
+        .partners_adopt("carol", &e, |_| panic!("not asked"))
+        .unwrap();
+    assert_eq!(f.outcome, FetchOutcome::Changed);
+    assert!(f.changed && !f.added);
+    assert_eq!(f.kept, Some(w.certs["carol"].sha256_fingerprint()));
+    assert_eq!(f.certificate.sha256, other.sha256_fingerprint());
+    assert_eq!(
+        alice.partner_current("carol"),
+        vec![w.certs["carol"].clone()]
+    );
+    // An answer signed by anyone but the service is refused.
+    *dir.signer.lock().unwrap() = Some(
+        Identity::generate("service", KeyType::EcP256, 30, None)
+            .unwrap()
+            .identity,
+    );
+    let e = alice.directory_lookup_via(&t, "carol").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::SignerMismatch, "{e}");
+    *dir.signer.lock().unwrap() = None;
+    // Unknown party, our request refused, asked too often.
+    let e = alice.directory_lookup_via(&t, "dave").unwrap_err();
+    assert_eq!(e.code(), ErrorCode::CertNotFound, "{e}");
+    for (status, code) in [
+        (403, ErrorCode::Refused),
+        (429, ErrorCode::HttpStatus),
+        (503, ErrorCode::HttpStatus),
+    ] {
+        *dir.status.lock().unwrap() = Some(status);
+        let e = alice.directory_lookup_via(&t, "carol").unwrap_err();
+        assert_eq!(e.code(), code, "{status}: {e}");
+        assert_eq!(e.is_transient(), status != 403, "{status}: {e}");
+    }
+    // A bad party id is refused before anything is sent.
+    assert_eq!(
+        alice.directory_lookup_via(&t, "../x").unwrap_err().code(),
+        ErrorCode::InvalidArgument
+    );
+}

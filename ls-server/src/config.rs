@@ -178,6 +178,10 @@ pub struct LimitsSection {
     /// quota); more is refused with the ebMS error LS:0002.
     #[serde(default = "default_max_queued")]
     pub max_queued_bytes_per_subscriber: u64,
+    /// Requests each registered party may make of the partner directory
+    /// (`POST /directory/<party id>`) per minute; more get HTTP 429. 0: no directory.
+    #[serde(default = "default_directory_per_minute")]
+    pub directory_requests_per_minute: u32,
 }
 
 fn default_max_connections() -> usize {
@@ -204,6 +208,9 @@ fn default_min_free() -> u64 {
 fn default_max_queued() -> u64 {
     10 * 1024 * 1024 * 1024
 }
+fn default_directory_per_minute() -> u32 {
+    60
+}
 
 impl Default for LimitsSection {
     fn default() -> Self {
@@ -216,6 +223,7 @@ impl Default for LimitsSection {
             idle_timeout_secs: default_idle_timeout(),
             min_free_bytes: default_min_free(),
             max_queued_bytes_per_subscriber: default_max_queued(),
+            directory_requests_per_minute: default_directory_per_minute(),
         }
     }
 }
@@ -442,6 +450,9 @@ idle_timeout_secs = 30
 min_free_bytes = 268435456
 # Undelivered bytes the parties of one subscriber may have waiting (0: no quota).
 max_queued_bytes_per_subscriber = 10737418240
+# Requests each registered party may make of the partner directory (POST /directory/<party>,
+# `layersec partners fetch`) per minute; more get HTTP 429. 0: no directory.
+directory_requests_per_minute = 60
 
 [enrolment]
 # Installation with one-time codes (`admin subscriber enrol`, then `layersec init --enrol`) at

@@ -69,6 +69,8 @@ pub struct Service {
     pub decoy: Decoy,
     /// The enrolment endpoint's failure counts and nonces.
     pub enrolment: crate::enrol::Enrolments,
+    /// The partner directory's replay memory and rate limits.
+    pub directory: crate::directory::Directory,
 }
 
 /// A certificate whose private key was thrown away when it was made (on first use): requests
@@ -78,7 +80,7 @@ pub struct Service {
 pub struct Decoy(OnceLock<Vec<Certificate>>);
 
 impl Decoy {
-    fn certificates(&self) -> Vec<Certificate> {
+    pub(crate) fn certificates(&self) -> Vec<Certificate> {
         self.0
             .get_or_init(|| {
                 Identity::generate("layersec-decoy", KeyType::EcP256, 1, None)
@@ -98,10 +100,10 @@ const SEEN_MAX: usize = 100_000;
 
 /// Why a request is refused: the ebMS error to answer with and a short reason for the
 /// metrics and the log.
-struct Refusal {
+pub(crate) struct Refusal {
     code: &'static str,
     reason: &'static str,
-    detail: String,
+    pub(crate) detail: String,
     ref_to: Option<String>,
     /// Refused before a signature verified: answered with [`UNAUTHENTICATED`], the detail
     /// only logged.
@@ -132,7 +134,7 @@ impl Refusal {
 }
 
 /// What went wrong while handling a request.
-enum Failure {
+pub(crate) enum Failure {
     Refused(Refusal),
     /// The store (or signing) failed: tell the client to retry.
     Unavailable(String),
@@ -191,7 +193,10 @@ impl Service {
     /// The party's certificates that are current now. Parsed certificates are cached by
     /// fingerprint (a registered certificate never changes; which ones are current is read
     /// from the store every time, so the admin CLI's changes apply at once).
-    fn current_certs(&self, key: &PartyKey) -> std::result::Result<Vec<Certificate>, Failure> {
+    pub(crate) fn current_certs(
+        &self,
+        key: &PartyKey,
+    ) -> std::result::Result<Vec<Certificate>, Failure> {
         let now = now_unix();
         let registered = self.store.certificates(key)?;
         let mut cache = self.cert_cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -954,6 +959,12 @@ impl Handler for Service {
                 r.headers.push(("Allow".into(), "GET, POST".into()));
                 r
             }
+            ("POST", p) if p.starts_with(crate::directory::PATH_PREFIX) => self.directory(&req),
+            (_, p) if p.starts_with(crate::directory::PATH_PREFIX) => {
+                let mut r = Response::text(405, "POST signed directory requests here\n");
+                r.headers.push(("Allow".into(), "POST".into()));
+                r
+            }
             // A cheap store read; the failure's detail goes to the log, not to the caller.
             ("GET", "/health") => match self.store.subscriber(0) {
                 Ok(_) => Response::text(200, "ok\n"),
@@ -971,7 +982,14 @@ impl Handler for Service {
         }
     }
 
+    /// The small endpoints refuse a larger body before reading it (413).
     fn max_body_bytes(&self, path: &str) -> Option<u64> {
-        (path == ENROL_PATH).then_some(ls_core::enrol::MAX_REQUEST_BYTES)
+        if path == ENROL_PATH {
+            Some(ls_core::enrol::MAX_REQUEST_BYTES)
+        } else if path.starts_with(crate::directory::PATH_PREFIX) {
+            Some(ls_core::directory::MAX_REQUEST_BYTES)
+        } else {
+            None
+        }
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod directory;
 pub mod endpoint;
 pub mod enrol;
 pub mod http;

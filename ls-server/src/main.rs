@@ -473,6 +473,7 @@ fn serve(
         accept_limits: c.accept_limits(),
         decoy: Default::default(),
         enrolment: ls_server::enrol::Enrolments::new(&c.enrolment),
+        directory: ls_server::directory::Directory::new(c.limits.directory_requests_per_minute),
     });
     let mut admin_addr = String::new();
     let mut admin_server = None;

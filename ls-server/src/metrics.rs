@@ -29,6 +29,8 @@ pub struct Metrics {
     pub bytes_out: AtomicU64,
     rejected: Mutex<BTreeMap<String, u64>>,
     latency: Mutex<BTreeMap<&'static str, Histogram>>,
+    /// Partner directory requests, by result (`answered` or the refusal's reason).
+    directory: Mutex<BTreeMap<&'static str, u64>>,
     /// Refusal notices accepted, by failure class.
     refusal_notices: Mutex<BTreeMap<String, u64>>,
     /// Co-ordination messages accepted, by Action (only the Actions the service routes).
@@ -76,6 +78,11 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         *r.entry(subscriber_id).or_default() += 1;
+    }
+
+    pub fn directory(&self, result: &'static str) {
+        let mut d = self.directory.lock().unwrap_or_else(|e| e.into_inner());
+        *d.entry(result).or_default() += 1;
     }
 
     pub fn reject(&self, reason: &str) {
@@ -156,6 +163,21 @@ impl Metrics {
                 o,
                 "layersec_messages_rejected_total{{reason=\"{}\"}} {n}",
                 esc(reason)
+            );
+        }
+        let _ = writeln!(
+            o,
+            "# HELP layersec_directory_requests_total Partner directory requests (POST /directory/<party>), by result (answered, or the refusal's reason).\n# TYPE layersec_directory_requests_total counter"
+        );
+        for (result, n) in self
+            .directory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                o,
+                "layersec_directory_requests_total{{result=\"{result}\"}} {n}"
             );
         }
         let _ = writeln!(

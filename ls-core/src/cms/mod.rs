@@ -6,6 +6,7 @@ pub mod inspect;
 mod open;
 pub mod receipt;
 mod seal;
+pub mod signed;
 
 use crate::cert::{CertStore, Certificate};
 use crate::error::Result;

@@ -20,7 +20,7 @@
 //! receipt ([`super::Opened::receipt_request`]) only when that is the signature it verified.
 
 use super::crypto::{self, Digest};
-use super::open::{not_cms, SignerInfo};
+use super::open::{not_cms, SignedAttrs, SignerInfo};
 use super::seal::{self, SignSpec};
 use super::SignatureScheme;
 use crate::asn1::{self, tag, Tlv};
@@ -282,16 +282,16 @@ impl Receipt {
 }
 
 /// A SignedData as read for receipts: nothing is copied, the content is not touched.
-struct SignedDataView<'a> {
-    econtent_type: &'a [u8],
+pub(super) struct SignedDataView<'a> {
+    pub econtent_type: &'a [u8],
     /// The `[0]` around eContent, when encapsulated.
-    econtent: Option<Tlv<'a>>,
-    certs: Vec<&'a [u8]>,
-    signer_infos: Tlv<'a>,
+    pub econtent: Option<Tlv<'a>>,
+    pub certs: Vec<&'a [u8]>,
+    pub signer_infos: Tlv<'a>,
 }
 
 /// DER (or BER) of a CMS object given as DER/BER, PEM or an S/MIME entity.
-fn cms_der<'a>(input: &'a [u8], what: &str) -> Result<Cow<'a, [u8]>> {
+pub(super) fn cms_der<'a>(input: &'a [u8], what: &str) -> Result<Cow<'a, [u8]>> {
     if input.is_empty() {
         return Err(Error::Truncated(format!("{what} is empty")));
     }
@@ -316,7 +316,7 @@ fn cms_der<'a>(input: &'a [u8], what: &str) -> Result<Cow<'a, [u8]>> {
     )))
 }
 
-fn parse_signed_data<'a>(der: &'a [u8], what: &str) -> Result<SignedDataView<'a>> {
+pub(super) fn parse_signed_data<'a>(der: &'a [u8], what: &str) -> Result<SignedDataView<'a>> {
     let ci = asn1::parse_single(der).map_err(not_cms)?;
     let mut r = ci
         .expect(tag::SEQUENCE, "ContentInfo")
@@ -357,6 +357,75 @@ fn parse_signed_data<'a>(der: &'a [u8], what: &str) -> Result<SignedDataView<'a>
         certs,
         signer_infos,
     })
+}
+
+/// The one signature of a SignedData (`what` names it in messages), by one of `expected`
+/// (certificates the SignedData carries are never trusted: `SignerMismatch`): its algorithms
+/// (SHA-1 refused), its signature over its signed attributes (`BadSignature`), its content-type
+/// attribute against the eContentType (`BadSignature`) and its message digest against
+/// `econtent` (`DigestMismatch`). The certificate's validity and key usage are the caller's to
+/// check (receipts of old evidence judge them differently). Returns the certificate that
+/// verified, the signed attributes and the digest algorithm.
+pub(super) fn verify_single_signer<'a, 'c>(
+    sd: &SignedDataView<'a>,
+    econtent: &[u8],
+    expected: &'c [Certificate],
+    what: &str,
+) -> Result<(&'c Certificate, SignedAttrs<'a>, Digest)> {
+    let n = sd.signer_infos.children()?.count_all()?;
+    if n != 1 {
+        return Err(Error::Malformed(format!(
+            "{what} has one signer; this one has {n}"
+        )));
+    }
+    let si = SignerInfo::parse(sd.signer_infos.children()?.req("SignerInfo")?)?;
+    let Some(signer) = expected.iter().find(|c| si.names(c)) else {
+        let embedded: Vec<Certificate> = sd
+            .certs
+            .iter()
+            .filter_map(|d| Certificate::from_der(d).ok())
+            .collect();
+        let names: Vec<&str> = expected.iter().map(|c| c.subject()).collect();
+        return Err(Error::SignerMismatch(format!(
+            "{what} is signed by {}, expected {}",
+            si.describe(&embedded),
+            names.join(" or ")
+        )));
+    };
+    let digest = Digest::from_oid(si.digest_alg.oid, false)?;
+    let sig_alg = crypto::parse_sig_alg(&si.sig_alg)?;
+    if let crypto::SigAlg::RsaPss { hash, mgf, .. } = sig_alg {
+        if hash == Digest::Sha1 || mgf == Digest::Sha1 {
+            return Err(Error::WeakAlgorithm("RSA-PSS with SHA-1".into()));
+        }
+    }
+    let sa = si
+        .signed_attrs
+        .ok_or_else(|| Error::Malformed(format!("{what} has no signed attributes")))?;
+    let key = signer.public_key()?;
+    if !crypto::verify(&key, sig_alg, digest, &attrs_as_set(sa), &si.signature)? {
+        return Err(Error::BadSignature(format!(
+            "{what}: the signature attributed to {} does not verify",
+            signer.subject()
+        )));
+    }
+    let attrs = si.attrs()?;
+    if attrs.content_type != Some(sd.econtent_type) {
+        return Err(Error::BadSignature(format!(
+            "{what}: the signed content-type attribute does not match its content"
+        )));
+    }
+    let md = attrs
+        .message_digest
+        .as_deref()
+        .ok_or_else(|| Error::Malformed("signed attributes without a message digest".into()))?;
+    if md != crypto::digest(digest, econtent)?.as_slice() {
+        return Err(Error::DigestMismatch(format!(
+            "{what} was altered after {} signed it",
+            signer.subject()
+        )));
+    }
+    Ok((signer, attrs, digest))
 }
 
 /// The DER of signed attributes as they are signed and digested: a SET OF.
@@ -500,59 +569,7 @@ pub fn verify_receipt_with(
         .req("eContent")?
         .expect(tag::OCTET_STRING, "eContent")?
         .octets()?;
-    let n = rsd.signer_infos.children()?.count_all()?;
-    if n != 1 {
-        return Err(Error::Malformed(format!(
-            "a signed receipt has one signer; this one has {n}"
-        )));
-    }
-    let si = SignerInfo::parse(rsd.signer_infos.children()?.req("SignerInfo")?)?;
-    let Some(partner) = partners.iter().find(|c| si.names(c)) else {
-        let embedded: Vec<Certificate> = rsd
-            .certs
-            .iter()
-            .filter_map(|d| Certificate::from_der(d).ok())
-            .collect();
-        let expected: Vec<&str> = partners.iter().map(|c| c.subject()).collect();
-        return Err(Error::SignerMismatch(format!(
-            "the receipt is signed by {}, expected {}",
-            si.describe(&embedded),
-            expected.join(" or ")
-        )));
-    };
-    let digest = Digest::from_oid(si.digest_alg.oid, false)?;
-    let sig_alg = crypto::parse_sig_alg(&si.sig_alg)?;
-    if let crypto::SigAlg::RsaPss { hash, mgf, .. } = sig_alg {
-        if hash == Digest::Sha1 || mgf == Digest::Sha1 {
-            return Err(Error::WeakAlgorithm("RSA-PSS with SHA-1".into()));
-        }
-    }
-    let sa = si
-        .signed_attrs
-        .ok_or_else(|| Error::Malformed("a signed receipt without signed attributes".into()))?;
-    let key = partner.public_key()?;
-    if !crypto::verify(&key, sig_alg, digest, &attrs_as_set(sa), &si.signature)? {
-        return Err(Error::BadSignature(format!(
-            "the receipt's signature attributed to {} does not verify",
-            partner.subject()
-        )));
-    }
-    let attrs = si.attrs()?;
-    if attrs.content_type != Some(oid::CT_RECEIPT) {
-        return Err(Error::BadSignature(
-            "the receipt's signed content-type attribute does not match its content".into(),
-        ));
-    }
-    let md = attrs
-        .message_digest
-        .as_deref()
-        .ok_or_else(|| Error::Malformed("signed attributes without a message digest".into()))?;
-    if md != crypto::digest(digest, &econtent)?.as_slice() {
-        return Err(Error::DigestMismatch(format!(
-            "the receipt was altered after {} signed it",
-            partner.subject()
-        )));
-    }
+    let (partner, attrs, digest) = verify_single_signer(&rsd, &econtent, partners, "the receipt")?;
     match (opts.allow_expired, attrs.signing_time) {
         (false, t) => {
             partner.check_validity(time::now_unix())?;
