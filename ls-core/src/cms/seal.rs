@@ -526,10 +526,7 @@ pub(crate) fn enveloped(
         any_kari |= kari;
         ris.push(ri);
     }
-    let ris = asn1::cons(
-        tag::SET,
-        &ris.iter().map(Vec::as_slice).collect::<Vec<_>>(),
-    );
+    let ris = asn1::cons(tag::SET, &ris.iter().map(Vec::as_slice).collect::<Vec<_>>());
     let cea = crypto::content_alg_id(alg, &iv);
     let data_oid = asn1::oid(oid::DATA);
 
