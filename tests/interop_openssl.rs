@@ -917,31 +917,32 @@ fn legacy_as2_opens_with_openssl_cms_and_smime() {
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     let text = invoice(100_000);
-    for (doc, output, inform, key_transport) in [
+    let (pkcs1, oaep1) = (
+        cms::KeyTransport::RsaPkcs1v15,
+        cms::KeyTransport::RsaOaepSha1,
+    );
+    for (doc, output, inform, key_transport, compression) in [
         (
             &text,
             OutputFormat::Smime,
             "SMIME",
-            cms::KeyTransport::RsaPkcs1v15,
+            pkcs1,
+            Compression::Always,
         ),
-        (
-            &noise,
-            OutputFormat::Der,
-            "DER",
-            cms::KeyTransport::RsaPkcs1v15,
-        ),
-        (
-            &text,
-            OutputFormat::Der,
-            "DER",
-            cms::KeyTransport::RsaOaepSha1,
-        ),
+        (&noise, OutputFormat::Der, "DER", pkcs1, Compression::Always),
+        // --no-compress: the document itself is the signed part, in base64.
+        (&noise, OutputFormat::Der, "DER", pkcs1, Compression::Never),
+        (&text, OutputFormat::Der, "DER", oaep1, Compression::Always),
     ] {
-        let what = format!("{} bytes, {inform}, {key_transport:?}", doc.len());
+        let what = format!(
+            "{} bytes, {inform}, {key_transport:?}, {compression:?}",
+            doc.len()
+        );
         let opts = SealOptions {
             filename: Some("doc.bin".into()),
             output,
             key_transport,
+            compression,
             ..cms::Profile::LegacyAs2.seal_options()
         };
         let sealed = seal(

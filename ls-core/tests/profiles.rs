@@ -81,21 +81,26 @@ fn legacy(filename: &str) -> SealOptions {
 #[test]
 fn legacy_as2_opens_with_its_own_policy_and_says_what_it_is() {
     let i = ids();
-    // Text that compresses, bytes that do not (and hold every byte value: bare CR and LF
-    // included, which the canonical form must survive), and an empty document.
+    // Text, bytes that do not compress (and hold every byte value: bare CR and LF included,
+    // which the canonical form must survive) and an empty document; legacy-as2 compresses
+    // them all, --no-compress (Compression::Never) does not.
     let binary = noise(3000);
     for (doc, compressed) in [
         (invoice(20_000), true),
+        (binary.clone(), true),
+        (Vec::new(), true),
         (binary, false),
-        (Vec::new(), false),
+        (invoice(2_000), false),
     ] {
-        let sealed = seal(
-            &doc,
-            &i.alice,
-            &[i.bob.certificate().clone()],
-            &legacy("d.bin"),
-        )
-        .unwrap();
+        let so = SealOptions {
+            compression: if compressed {
+                Compression::Always
+            } else {
+                Compression::Never
+            },
+            ..legacy("d.bin")
+        };
+        let sealed = seal(&doc, &i.alice, &[i.bob.certificate().clone()], &so).unwrap();
         let o = open(
             &sealed,
             &opts(&i.bob, &i.alice, Profile::LegacyAs2.inbound_policy()),

@@ -22,8 +22,8 @@ pub enum Profile {
     /// only, RSA-OAEP or ECDH, opaque SignedData only.
     #[default]
     Modern,
-    /// What AS2-era software reads (pyas2lib, Mendelson, Sterling…): multipart/signed (RSA
-    /// PKCS#1 v1.5 with SHA-256), compressed before signing when it pays, then AES-256-CBC
+    /// What AS2-era software reads (pyas2lib, Mendelson, Sterling…): compressed (always), then
+    /// multipart/signed (RSA PKCS#1 v1.5 with SHA-256), then AES-256-CBC
     /// EnvelopedData with RSA PKCS#1 v1.5 key transport. RSA keys only, ours and the
     /// partner's. Inbound: also AES-CBC, 3DES, RSA PKCS#1 v1.5 key transport and
     /// multipart/signed.
@@ -74,10 +74,16 @@ impl Profile {
         opts.cipher = cipher;
         opts.key_transport = key_transport;
         opts.signature_format = signature_format;
-        // Both sign with RSA PKCS#1 v1.5 (SHA-256) unless told otherwise; AS2 compresses before
-        // signing, as we do, and pyas2lib reads it (docs/CLI.md).
+        // Both sign with RSA PKCS#1 v1.5 (SHA-256) unless told otherwise.
         opts.signature = SignatureScheme::Pkcs1v15;
-        opts.compression = Compression::Auto;
+        opts.compression = match self {
+            Profile::Modern => Compression::Auto,
+            // Always, before signing (RFC 5402; pyas2lib reads both orders): the signed part is
+            // then an application/pkcs7-mime entity in base64, which every reader digests
+            // alike. pyas2lib 1.4.4 digests an application/octet-stream part decoded, so an
+            // uncompressed document of that type in base64 would not verify there.
+            Profile::LegacyAs2 => Compression::Always,
+        };
         opts.profile = Some(self);
     }
 
@@ -246,7 +252,7 @@ mod tests {
         assert_eq!(l.key_transport, KeyTransport::RsaPkcs1v15);
         assert_eq!(l.signature_format, SignatureFormat::MultipartSigned);
         assert_eq!(l.signature, SignatureScheme::Pkcs1v15);
-        assert_eq!(l.compression, Compression::Auto);
+        assert_eq!(l.compression, Compression::Always);
         // Modern is the default of SealOptions, apart from naming the profile.
         let d = SealOptions::default();
         assert_eq!(
