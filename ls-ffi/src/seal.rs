@@ -54,9 +54,9 @@ pub const LS_PROFILE_NONE: u32 = 0;
 /// `ls_seal`: AES-256-GCM AuthEnvelopedData, RSA-OAEP-SHA-256 or ECDH, SignedData with the
 /// content inside. `ls_open`: none of the legacy algorithms or forms.
 pub const LS_PROFILE_MODERN: u32 = 1;
-/// `ls_seal`: multipart/signed, AES-256-CBC EnvelopedData, RSA PKCS#1 v1.5 key transport; RSA
-/// keys only (an EC identity or recipient is `LS_ERR_INVALID_ARGUMENT`). `ls_open`: AES-CBC,
-/// 3DES, RSA PKCS#1 v1.5 key transport and multipart/signed accepted.
+/// `ls_seal`: compressed, then multipart/signed, then AES-256-CBC EnvelopedData with RSA PKCS#1
+/// v1.5 key transport; RSA keys only (an EC identity or recipient is `LS_ERR_INVALID_ARGUMENT`).
+/// `ls_open`: AES-CBC, 3DES, RSA PKCS#1 v1.5 key transport and multipart/signed accepted.
 pub const LS_PROFILE_LEGACY_AS2: u32 = 2;
 
 /// The profile named by an `LS_PROFILE_*` value of `field`.
