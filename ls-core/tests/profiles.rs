@@ -393,3 +393,57 @@ fn tampered_legacy_messages_never_open_as_another_document() {
         }
     }
 }
+
+#[test]
+fn a_bad_pkcs1v15_key_is_not_told_apart_from_bad_content() {
+    // RFC 3218 §2.3.2: a PKCS#1 v1.5 padding failure becomes a random content key, so the
+    // failure is the content's, not the key's (no Bleichenbacher oracle in the error code).
+    // OAEP keeps its own error.
+    let i = ids();
+    let doc = invoice(4000);
+    for (kt, alg_tail, want) in [
+        (
+            KeyTransport::RsaPkcs1v15,
+            &[0x01, 0x01, 0x01, 0x05, 0x00][..],
+            None,
+        ),
+        (
+            KeyTransport::RsaOaepSha1,
+            &[0x01, 0x01, 0x07, 0x30, 0x00][..],
+            Some(ErrorCode::KeyUnwrapFailed),
+        ),
+    ] {
+        let so = SealOptions {
+            key_transport: kt,
+            ..legacy("a.xml")
+        };
+        let sealed = seal(&doc, &i.alice, &[i.bob.certificate().clone()], &so).unwrap();
+        // The encryptedKey: the 256-byte OCTET STRING after the keyEncryptionAlgorithm.
+        let mut pat = alg_tail.to_vec();
+        pat.extend_from_slice(&[0x04, 0x82, 0x01, 0x00]);
+        let at = sealed
+            .windows(pat.len())
+            .position(|w| w == pat.as_slice())
+            .expect("the encrypted key")
+            + pat.len();
+        for flip in [0usize, 1, 100, 255] {
+            let mut t = sealed.clone();
+            t[at + flip] ^= 0x40;
+            let e = open(&t, &opts(&i.bob, &i.alice, InboundPolicy::ANY)).unwrap_err();
+            match want {
+                Some(code) => assert_eq!(e.code(), code, "{kt:?}: {e}"),
+                None => assert!(
+                    e.code() != ErrorCode::KeyUnwrapFailed && e.code() != ErrorCode::Internal,
+                    "{kt:?}: {e}"
+                ),
+            }
+        }
+        // Unaltered, it opens.
+        assert_eq!(
+            open(&sealed, &opts(&i.bob, &i.alice, InboundPolicy::ANY))
+                .unwrap()
+                .document,
+            doc
+        );
+    }
+}

@@ -454,11 +454,18 @@ pub fn rsa_encrypt_key(
     Ok((out, alg))
 }
 
-/// Unwrap a content key sent by RSA key transport.
+/// Unwrap a content key of `key_len` bytes sent by RSA key transport.
+///
+/// With RSA PKCS#1 v1.5, a padding failure (or a key of the wrong length) is not reported:
+/// a random key takes its place and the content fails to decrypt like any other damaged
+/// content (RFC 3218 §2.3.2), so that neither the error nor the work done after it tells an
+/// attacker whether the padding was right (Bleichenbacher's attack). The random key is made
+/// before the decryption, whatever its outcome.
 pub fn rsa_decrypt_key(
     key: &PKeyRef<Private>,
     alg: &AlgId,
     enc: &[u8],
+    key_len: usize,
     accept_pkcs1v15: bool,
 ) -> Result<Secret> {
     if key.id() != Id::RSA {
@@ -490,6 +497,15 @@ pub fn rsa_decrypt_key(
         )));
     }
     let mut out = Secret::default();
+    if alg.oid == oid::RSA_ENCRYPTION {
+        let substitute = random_key(key_len)?;
+        let ok = ctx.decrypt_to_vec(enc, &mut out).is_ok();
+        return Ok(if ok && out.len() == key_len {
+            out
+        } else {
+            substitute
+        });
+    }
     ctx.decrypt_to_vec(enc, &mut out).map_err(|_| {
         Error::KeyUnwrapFailed("RSA decryption of the content key failed (wrong key?)".into())
     })?;

@@ -911,6 +911,7 @@ impl<'o> State<'o> {
                                 me.private_key(),
                                 &kalg,
                                 &ek,
+                                alg.key_len(),
                                 self.opts.policy.accept_rsa_pkcs1v15,
                             )?;
                             return Ok((cek, format!("key transport {}", kalg.name())));
@@ -957,7 +958,6 @@ impl<'o> State<'o> {
                 _ => addressed_to.push("another kind of recipient".into()),
             }
         }
-        let _ = alg;
         let ours = match (id, kek) {
             (Some(me), _) => me.certificate().subject().to_string(),
             (None, Some(k)) => format!("key-encryption key id {}", crate::bytes::hex(&k.id)),
