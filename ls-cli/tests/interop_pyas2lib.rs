@@ -2,8 +2,8 @@
 //! the profile is for, both directions, through the `layersec` executable:
 //! - `layersec seal --profile legacy-as2 --smime` output is decrypted, verified against our
 //!   certificate and decompressed by pyas2lib's `Message.parse` (the partner set up to require
-//!   encryption and signature), the document byte-exact; with `--key-transport rsa-oaep-sha1`
-//!   too. Negative controls: another partner certificate, and the `modern` profile (which
+//!   encryption and signature), the document byte-exact; with `--no-compress`,
+//!   `--key-transport rsa-oaep-sha1` and `--pss` too. Negative controls: another partner certificate, and the `modern` profile (which
 //!   pyas2lib cannot read: why the profile exists), are refused.
 //! - what pyas2lib's `Message.build` sends with its defaults (3DES, RSA PKCS#1 v1.5, SHA-256
 //!   multipart/signed; compressed or not; AES-256-CBC) is opened by `layersec open --profile
@@ -165,6 +165,7 @@ fn pyas2lib_reads_what_layersec_seals_with_legacy_as2() {
             &["--key-transport", "rsa-oaep-sha1"][..],
             "True",
         ),
+        ("RSASSA-PSS signature", invoice(), &["--pss"][..], "True"),
     ] {
         let doc_path = dir.join("doc");
         std::fs::write(&doc_path, &doc).unwrap();
