@@ -162,7 +162,8 @@ fn each_setting_of_the_modern_policy_refuses_its_part_of_legacy_as2() {
     assert_eq!(e.code(), ErrorCode::WeakAlgorithm, "{e}");
 
     // One legacy setting at a time: refused by its own switch, accepted by the others.
-    let cases: [(SealOptions, fn(&mut InboundPolicy), &str); 3] = [
+    type Refuse = fn(&mut InboundPolicy);
+    let cases: [(SealOptions, Refuse, &str); 3] = [
         (
             SealOptions {
                 cipher: ContentCipher::Aes256Cbc,
