@@ -582,8 +582,7 @@ impl Client {
                 recipient: Some(&self.me),
                 sender: one,
                 partners: store.as_ref(),
-                allow_legacy_ciphers: self.cfg.policy.accept_legacy_ciphers,
-                allow_cbc: self.cfg.policy.accept_legacy_ciphers,
+                policy: self.cfg.policy.inbound_policy(),
                 max_output: self.cfg.limits.max_document_bytes,
                 ..Default::default()
             },
