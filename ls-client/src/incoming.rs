@@ -582,7 +582,7 @@ impl Client {
                 recipient: Some(&self.me),
                 sender: one,
                 partners: store.as_ref(),
-                policy: self.cfg.policy.inbound_policy(),
+                policy: self.partner_inbound_policy(sender),
                 max_output: self.cfg.limits.max_document_bytes,
                 ..Default::default()
             },

@@ -138,6 +138,15 @@ impl Client {
         })
     }
 
+    /// What we accept from the partner (its record's profile and `accept_3des` over
+    /// `[policy]`).
+    pub fn partner_inbound_policy(&self, party_id: &str) -> ls_core::cms::InboundPolicy {
+        let global = self.cfg.policy.inbound_policy();
+        self.partners_with(party_id, |f| {
+            f.get(party_id).map_or(global, |p| p.inbound_policy(global))
+        })
+    }
+
     /// Whether documents for the partner ask for a signed receipt: `[receipts] request`, not
     /// named by `[receipts] not_from`, and not switched off by its record (`receipts = false`).
     pub fn partner_wants_receipts(&self, party_id: &str) -> bool {

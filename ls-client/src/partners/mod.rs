@@ -37,6 +37,7 @@ pub use fetch::{
 use crate::config::parse_toml;
 use crate::fsutil::{self, io_err, list_dir};
 use ls_core::cert::Certificate;
+use ls_core::cms::InboundPolicy;
 use ls_core::error::{Error, Result};
 use ls_core::time;
 use serde::{Deserialize, Serialize};
@@ -67,6 +68,14 @@ impl Profile {
         match self {
             Profile::Modern => "modern",
             Profile::LegacyAs2 => "legacy-as2",
+        }
+    }
+
+    /// The document layer's profile of this name (what sealing and opening do with it).
+    pub fn core(self) -> ls_core::cms::Profile {
+        match self {
+            Profile::Modern => ls_core::cms::Profile::Modern,
+            Profile::LegacyAs2 => ls_core::cms::Profile::LegacyAs2,
         }
     }
 }
@@ -117,6 +126,10 @@ pub struct Record {
     /// not_from` names it).
     #[serde(default = "yes")]
     pub receipts: bool,
+    /// Whether 3DES-encrypted documents are accepted from this partner, whatever its profile
+    /// and `[policy]` say (a `legacy-as2` partner set to AES: `false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_3des: Option<bool>,
     /// When the current certificate was added (ISO 8601, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub added: Option<String>,
@@ -131,6 +144,7 @@ impl Default for Record {
         Record {
             profile: Profile::Modern,
             receipts: true,
+            accept_3des: None,
             added: None,
             source: None,
             previous: Vec::new(),
@@ -185,6 +199,19 @@ impl Partner {
 
     pub fn profile(&self) -> Profile {
         self.record.as_ref().map(|r| r.profile).unwrap_or_default()
+    }
+
+    /// What we accept from this partner: a `legacy-as2` partner's profile overrides `global`
+    /// (`[policy]`), a `modern` one follows it; the record's `accept_3des` decides 3DES.
+    pub fn inbound_policy(&self, global: InboundPolicy) -> InboundPolicy {
+        let mut p = match self.profile() {
+            Profile::LegacyAs2 => Profile::LegacyAs2.core().inbound_policy(),
+            Profile::Modern => global,
+        };
+        if let Some(v) = self.record.as_ref().and_then(|r| r.accept_3des) {
+            p.accept_3des = v;
+        }
+        p
     }
 }
 

@@ -49,6 +49,7 @@ fn a_record_is_saved_and_read_back_beside_the_certificate() {
     let r = Record {
         profile: Profile::LegacyAs2,
         receipts: false,
+        accept_3des: None,
         added: Some("2026-12-07T07:00:00Z".into()),
         source: Some(Source::Directory),
         previous: Vec::new(),
@@ -218,4 +219,33 @@ fn an_earlier_versions_certificate_files_still_work_and_are_replaced_whole() {
     let f = PartnerFolder::load(&d.0).unwrap();
     assert_eq!(f.current("globex"), [n]);
     assert_eq!(fs::read_dir(d.0.join("globex.history")).unwrap().count(), 3);
+}
+
+#[test]
+fn a_partners_profile_and_3des_setting_decide_what_we_accept_from_it() {
+    use ls_core::cms::InboundPolicy;
+    let d = folder();
+    fs::write(d.0.join("globex.crt"), cert("globex").to_pem()).unwrap();
+    let global = InboundPolicy::MODERN;
+    let policy = |record: &str| {
+        fs::write(d.0.join("globex.toml"), record).unwrap();
+        PartnerFolder::load(&d.0)
+            .unwrap()
+            .get("globex")
+            .unwrap()
+            .inbound_policy(global)
+    };
+    // modern follows [policy]; legacy-as2 overrides it; accept_3des decides 3DES either way.
+    assert_eq!(policy(""), global);
+    assert_eq!(policy("profile = \"legacy-as2\"\n"), InboundPolicy::ANY);
+    let p = policy("profile = \"legacy-as2\"\naccept_3des = false\n");
+    assert!(p.accept_cbc && p.accept_rsa_pkcs1v15 && !p.accept_3des);
+    let p = policy("accept_3des = true\n");
+    assert!(p.accept_3des && !p.accept_cbc);
+    assert!(config_error_of(&d.0, "accept_3des = \"yes\"\n").contains("accept_3des"));
+}
+
+fn config_error_of(dir: &Path, record: &str) -> String {
+    fs::write(dir.join("globex.toml"), record).unwrap();
+    config_error(dir)
 }
