@@ -1085,6 +1085,21 @@ fn partners_fetch_trusts_the_directory_once_and_never_silently_after() {
     let list = json(&acme.ok(&["partners", "list", "--json"]));
     assert_eq!(list["partners"][0]["sha256"], old_fp.as_str(), "{list}");
 
+    // A party that meets globex now trusts the one certificate whose fingerprint it was shown,
+    // not also the old one the directory lists as still accepted (the overlap).
+    let hooli = svc.party("hooli", true);
+    let v = json(&hooli.ok(&["partners", "fetch", "globex", "--yes", "--json"]));
+    assert_eq!(v["outcome"], "added", "{v}");
+    assert_eq!(v["directory_previous"][0]["sha256"], old_fp.as_str(), "{v}");
+    let list = json(&hooli.ok(&["partners", "list", "--json"]));
+    assert_eq!(list["partners"][0]["sha256"], new_fp.as_str(), "{list}");
+    assert!(
+        list["partners"][0]["previous"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{list}"
+    );
+
     // A plain `partners add` of the new certificate is refused; `--replace` takes it.
     let o = acme.cmd(&["partners", "add", "globex", new_cert.to_str().unwrap()]);
     assert_eq!(

@@ -392,14 +392,9 @@ impl Client {
                 out.file = None;
                 return Ok(out);
             }
-            set_current(
-                dir,
-                party_id,
-                cert,
-                Source::Directory,
-                None,
-                &entry.previous,
-            )?;
+            // Trust on first use covers the one certificate whose fingerprint was shown: never
+            // also the older ones the directory lists (an operator compares one fingerprint).
+            set_current(dir, party_id, cert, Source::Directory, None, &[])?;
             self.reload_partners()?;
             out.outcome = FetchOutcome::Added;
             out.added = true;
