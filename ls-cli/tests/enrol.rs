@@ -93,7 +93,9 @@ fn two_parties_enrol_with_codes_and_exchange_a_document() {
     assert_eq!(v["enrolment"]["service_certificate_matches_given"], false);
     // The fingerprint was shown (on stderr, before the code went out).
     assert!(
-        stderr(&o).contains(&format!("SHA256 {service_fp}: compare it with the fingerprint")),
+        stderr(&o).contains(&format!(
+            "SHA256 {service_fp}: compare it with the fingerprint"
+        )),
         "{}",
         stderr(&o)
     );

@@ -120,8 +120,10 @@ fn yes() -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
-    #[serde(default)]
-    pub profile: Profile,
+    /// The partner's algorithm profile. Absent: `modern` for what we send, `[policy]` for what
+    /// we accept; given (`modern` too), it decides both for this partner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
     /// Ask this partner for signed receipts (with `[receipts] request`, and unless `[receipts]
     /// not_from` names it).
     #[serde(default = "yes")]
@@ -142,7 +144,7 @@ pub struct Record {
 impl Default for Record {
     fn default() -> Self {
         Record {
-            profile: Profile::Modern,
+            profile: None,
             receipts: true,
             accept_3des: None,
             added: None,
@@ -198,15 +200,19 @@ impl Partner {
     }
 
     pub fn profile(&self) -> Profile {
-        self.record.as_ref().map(|r| r.profile).unwrap_or_default()
+        self.record
+            .as_ref()
+            .and_then(|r| r.profile)
+            .unwrap_or_default()
     }
 
-    /// What we accept from this partner: a `legacy-as2` partner's profile overrides `global`
-    /// (`[policy]`), a `modern` one follows it; the record's `accept_3des` decides 3DES.
+    /// What we accept from this partner: the profile its record names overrides `global`
+    /// (`[policy]`) — `modern` accepts nothing legacy, `legacy-as2` what AS2 software sends —,
+    /// a record without one follows `global`; the record's `accept_3des` decides 3DES.
     pub fn inbound_policy(&self, global: InboundPolicy) -> InboundPolicy {
-        let mut p = match self.profile() {
-            Profile::LegacyAs2 => Profile::LegacyAs2.core().inbound_policy(),
-            Profile::Modern => global,
+        let mut p = match self.record.as_ref().and_then(|r| r.profile) {
+            Some(profile) => profile.core().inbound_policy(),
+            None => global,
         };
         if let Some(v) = self.record.as_ref().and_then(|r| r.accept_3des) {
             p.accept_3des = v;

@@ -47,7 +47,7 @@ fn a_record_is_saved_and_read_back_beside_the_certificate() {
     assert!(p.receipts());
     assert_eq!(p.profile(), Profile::Modern);
     let r = Record {
-        profile: Profile::LegacyAs2,
+        profile: Some(Profile::LegacyAs2),
         receipts: false,
         accept_3des: None,
         added: Some("2026-12-07T07:00:00Z".into()),
@@ -73,10 +73,7 @@ fn a_record_is_saved_and_read_back_beside_the_certificate() {
     // Written by hand, with only what differs from the defaults.
     fs::write(d.0.join("globex.toml"), "receipts = false\n").unwrap();
     let r = load_record(&d.0, "globex").unwrap().unwrap();
-    assert_eq!(
-        (r.profile, r.receipts, r.source),
-        (Profile::Modern, false, None)
-    );
+    assert_eq!((r.profile, r.receipts, r.source), (None, false, None));
     // A record alone does not make a partner; temporary files are not read.
     fs::write(d.0.join("initech.toml"), "profile = \"modern\"\n").unwrap();
     fs::write(d.0.join(".tmp-1234-initech.crt"), b"half written").unwrap();
@@ -187,11 +184,11 @@ fn previous_certificates_are_accepted_until_their_time() {
     // The profile and receipts of the record survive replacements.
     let mut r3 = load_record(&d.0, "globex").unwrap().unwrap();
     r3.receipts = false;
-    r3.profile = Profile::LegacyAs2;
+    r3.profile = Some(Profile::LegacyAs2);
     save_record(&d.0, "globex", &r3).unwrap();
     set_current(&d.0, "globex", &old, Source::File, None, &[]).unwrap();
     let r4 = load_record(&d.0, "globex").unwrap().unwrap();
-    assert_eq!((r4.receipts, r4.profile), (false, Profile::LegacyAs2));
+    assert_eq!((r4.receipts, r4.profile), (false, Some(Profile::LegacyAs2)));
     // …and the new current one is not also listed as previous.
     assert!(r4
         .previous
@@ -226,7 +223,8 @@ fn a_partners_profile_and_3des_setting_decide_what_we_accept_from_it() {
     use ls_core::cms::InboundPolicy;
     let d = folder();
     fs::write(d.0.join("globex.crt"), cert("globex").to_pem()).unwrap();
-    let global = InboundPolicy::MODERN;
+    // As `[policy] accept_legacy_ciphers = true` makes it.
+    let global = InboundPolicy::ANY;
     let policy = |record: &str| {
         fs::write(d.0.join("globex.toml"), record).unwrap();
         PartnerFolder::load(&d.0)
@@ -235,12 +233,15 @@ fn a_partners_profile_and_3des_setting_decide_what_we_accept_from_it() {
             .unwrap()
             .inbound_policy(global)
     };
-    // modern follows [policy]; legacy-as2 overrides it; accept_3des decides 3DES either way.
+    // No profile follows [policy]; a named one overrides it; accept_3des decides 3DES.
     assert_eq!(policy(""), global);
+    assert_eq!(policy("profile = \"modern\"\n"), InboundPolicy::MODERN);
     assert_eq!(policy("profile = \"legacy-as2\"\n"), InboundPolicy::ANY);
     let p = policy("profile = \"legacy-as2\"\naccept_3des = false\n");
     assert!(p.accept_cbc && p.accept_rsa_pkcs1v15 && !p.accept_3des);
-    let p = policy("accept_3des = true\n");
+    let p = policy("accept_3des = false\n");
+    assert!(!p.accept_3des && p.accept_cbc);
+    let p = policy("profile = \"modern\"\naccept_3des = true\n");
     assert!(p.accept_3des && !p.accept_cbc);
     assert!(config_error_of(&d.0, "accept_3des = \"yes\"\n").contains("accept_3des"));
 }
