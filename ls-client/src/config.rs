@@ -289,7 +289,7 @@ pub enum CompressChoice {
 }
 
 /// The content cipher of sealed documents.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub enum CipherChoice {
     #[default]
     #[serde(rename = "aes-256-gcm")]

@@ -505,9 +505,8 @@ impl Client {
         // A partner whose record names a profile other than `modern` gets what its software
         // reads (legacy-as2: multipart/signed, AES-256-CBC, RSA PKCS#1 v1.5); `modern` partners
         // get `[policy]`'s choices.
-        let profile = self.partner_profile(to).core();
-        if profile != ls_core::cms::Profile::Modern {
-            profile.apply(&mut seal);
+        if let Some(p) = self.partners_with(to, |f| f.get(to).cloned()) {
+            p.apply_seal(&mut seal);
         }
         seal.receipt_request = content_identifier.as_ref().map(|c| c.as_bytes().to_vec());
         let ls_core::cms::Sealed {

@@ -80,6 +80,28 @@ impl Profile {
     }
 }
 
+/// A record's `key_transport`: how the content key is wrapped for an RSA certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyTransportChoice {
+    #[serde(rename = "rsa-oaep-sha256")]
+    RsaOaepSha256,
+    #[serde(rename = "rsa-oaep-sha1")]
+    RsaOaepSha1,
+    #[serde(rename = "rsa-pkcs1v15")]
+    RsaPkcs1v15,
+}
+
+/// A record's `signature_format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignatureFormatChoice {
+    /// The content inside the SignedData.
+    #[serde(rename = "opaque")]
+    Opaque,
+    /// multipart/signed with a detached signature.
+    #[serde(rename = "multipart-signed")]
+    MultipartSigned,
+}
+
 /// Where a partner's current certificate came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -128,10 +150,23 @@ pub struct Record {
     /// not_from` names it).
     #[serde(default = "yes")]
     pub receipts: bool,
-    /// Whether 3DES-encrypted documents are accepted from this partner, whatever its profile
-    /// and `[policy]` say (a `legacy-as2` partner set to AES: `false`).
+    /// Individual settings over the profile, for what we seal for this partner…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<crate::config::CipherChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_transport: Option<KeyTransportChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_format: Option<SignatureFormatChoice>,
+    /// …and for what we accept from it, whatever its profile and `[policy]` say (a
+    /// `legacy-as2` partner set to AES: `accept_3des = false`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accept_3des: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_cbc: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_rsa_pkcs1v15: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_multipart_signed: Option<bool>,
     /// When the current certificate was added (ISO 8601, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub added: Option<String>,
@@ -146,7 +181,13 @@ impl Default for Record {
         Record {
             profile: None,
             receipts: true,
+            cipher: None,
+            key_transport: None,
+            signature_format: None,
             accept_3des: None,
+            accept_cbc: None,
+            accept_rsa_pkcs1v15: None,
+            accept_multipart_signed: None,
             added: None,
             source: None,
             previous: Vec::new(),
@@ -214,10 +255,49 @@ impl Partner {
             Some(profile) => profile.core().inbound_policy(),
             None => global,
         };
-        if let Some(v) = self.record.as_ref().and_then(|r| r.accept_3des) {
-            p.accept_3des = v;
+        if let Some(r) = &self.record {
+            for (setting, field) in [
+                (r.accept_3des, &mut p.accept_3des),
+                (r.accept_cbc, &mut p.accept_cbc),
+                (r.accept_rsa_pkcs1v15, &mut p.accept_rsa_pkcs1v15),
+                (r.accept_multipart_signed, &mut p.accept_multipart_signed),
+            ] {
+                if let Some(v) = setting {
+                    *field = v;
+                }
+            }
         }
         p
+    }
+
+    /// What we seal this partner's documents with: a profile its record names (other than
+    /// `modern`, whose choices `opts` already has from `[policy]`) over `opts`, then the
+    /// record's individual settings.
+    pub fn apply_seal(&self, opts: &mut ls_core::cms::SealOptions) {
+        use ls_core::cms::{ContentCipher, KeyTransport, SignatureFormat};
+        let Some(r) = &self.record else { return };
+        if let Some(p) = r.profile.filter(|p| *p != Profile::Modern) {
+            p.core().apply(opts);
+        }
+        if let Some(c) = r.cipher {
+            opts.cipher = match c {
+                crate::config::CipherChoice::Aes256Gcm => ContentCipher::Aes256Gcm,
+                crate::config::CipherChoice::Aes256Cbc => ContentCipher::Aes256Cbc,
+            };
+        }
+        if let Some(k) = r.key_transport {
+            opts.key_transport = match k {
+                KeyTransportChoice::RsaOaepSha256 => KeyTransport::RsaOaepSha256,
+                KeyTransportChoice::RsaOaepSha1 => KeyTransport::RsaOaepSha1,
+                KeyTransportChoice::RsaPkcs1v15 => KeyTransport::RsaPkcs1v15,
+            };
+        }
+        if let Some(f) = r.signature_format {
+            opts.signature_format = match f {
+                SignatureFormatChoice::Opaque => SignatureFormat::Opaque,
+                SignatureFormatChoice::MultipartSigned => SignatureFormat::MultipartSigned,
+            };
+        }
     }
 }
 

@@ -49,10 +49,10 @@ fn a_record_is_saved_and_read_back_beside_the_certificate() {
     let r = Record {
         profile: Some(Profile::LegacyAs2),
         receipts: false,
-        accept_3des: None,
         added: Some("2026-12-07T07:00:00Z".into()),
         source: Some(Source::Directory),
         previous: Vec::new(),
+        ..Record::default()
     };
     save_record(&d.0, "globex", &r).unwrap();
     let text = fs::read_to_string(d.0.join("globex.toml")).unwrap();
@@ -243,10 +243,58 @@ fn a_partners_profile_and_3des_setting_decide_what_we_accept_from_it() {
     assert!(!p.accept_3des && p.accept_cbc);
     let p = policy("profile = \"modern\"\naccept_3des = true\n");
     assert!(p.accept_3des && !p.accept_cbc);
+    let p = policy("profile = \"legacy-as2\"\naccept_rsa_pkcs1v15 = false\naccept_cbc = false\n");
+    assert!(!p.accept_rsa_pkcs1v15 && !p.accept_cbc && p.accept_multipart_signed && p.accept_3des);
     assert!(config_error_of(&d.0, "accept_3des = \"yes\"\n").contains("accept_3des"));
 }
 
 fn config_error_of(dir: &Path, record: &str) -> String {
     fs::write(dir.join("globex.toml"), record).unwrap();
     config_error(dir)
+}
+
+#[test]
+fn a_records_individual_settings_decide_what_we_seal_with() {
+    use ls_core::cms::{ContentCipher, KeyTransport, SealOptions, SignatureFormat};
+    let d = folder();
+    fs::write(d.0.join("globex.crt"), cert("globex").to_pem()).unwrap();
+    let sealed_with = |record: &str| {
+        fs::write(d.0.join("globex.toml"), record).unwrap();
+        let mut o = SealOptions::default();
+        PartnerFolder::load(&d.0)
+            .unwrap()
+            .get("globex")
+            .unwrap()
+            .apply_seal(&mut o);
+        (o.cipher, o.key_transport, o.signature_format)
+    };
+    let modern = (
+        ContentCipher::Aes256Gcm,
+        KeyTransport::RsaOaepSha256,
+        SignatureFormat::Opaque,
+    );
+    assert_eq!(sealed_with(""), modern);
+    assert_eq!(sealed_with("profile = \"modern\"\n"), modern);
+    assert_eq!(
+        sealed_with("profile = \"legacy-as2\"\n"),
+        (
+            ContentCipher::Aes256Cbc,
+            KeyTransport::RsaPkcs1v15,
+            SignatureFormat::MultipartSigned
+        )
+    );
+    // legacy-as2 with OAEP-SHA-1 (pyas2lib reads it too), or modern but multipart/signed.
+    assert_eq!(
+        sealed_with("profile = \"legacy-as2\"\nkey_transport = \"rsa-oaep-sha1\"\n").1,
+        KeyTransport::RsaOaepSha1
+    );
+    assert_eq!(
+        sealed_with("signature_format = \"multipart-signed\"\ncipher = \"aes-256-cbc\"\n"),
+        (
+            ContentCipher::Aes256Cbc,
+            KeyTransport::RsaOaepSha256,
+            SignatureFormat::MultipartSigned
+        )
+    );
+    assert!(config_error_of(&d.0, "key_transport = \"rsa-md5\"\n").contains("key_transport"));
 }
