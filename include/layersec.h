@@ -161,6 +161,43 @@
 #define LS_SEAL_ENCRYPT_TO_SELF (1 << 6)
 
 /**
+ * Carry the signature as a `multipart/signed` entity (a detached SignedData beside the
+ * content, as AS2 software reads it) instead of SignedData with the content inside.
+ */
+#define LS_SEAL_MULTIPART_SIGNED (1 << 7)
+
+/**
+ * RSA recipients: RSA PKCS#1 v1.5 key transport instead of RSA-OAEP-SHA-256 (for AS2-era
+ * partners; an EC recipient is then `LS_ERR_INVALID_ARGUMENT`).
+ */
+#define LS_SEAL_RSA_PKCS1V15 (1 << 8)
+
+/**
+ * RSA recipients: RSA-OAEP with SHA-1 (the default OAEP parameters) instead of SHA-256; an EC
+ * recipient is then `LS_ERR_INVALID_ARGUMENT`. Excludes `LS_SEAL_RSA_PKCS1V15`.
+ */
+#define LS_SEAL_RSA_OAEP_SHA1 (1 << 9)
+
+/**
+ * No profile: the defaults (`ls_seal`: those of `LS_PROFILE_MODERN`; `ls_open`: every legacy
+ * algorithm accepted, as before profiles existed) and the flags.
+ */
+#define LS_PROFILE_NONE 0
+
+/**
+ * `ls_seal`: AES-256-GCM AuthEnvelopedData, RSA-OAEP-SHA-256 or ECDH, SignedData with the
+ * content inside. `ls_open`: none of the legacy algorithms or forms.
+ */
+#define LS_PROFILE_MODERN 1
+
+/**
+ * `ls_seal`: compressed, then multipart/signed, then AES-256-CBC EnvelopedData with RSA PKCS#1
+ * v1.5 key transport; RSA keys only (an EC identity or recipient is `LS_ERR_INVALID_ARGUMENT`).
+ * `ls_open`: AES-CBC, 3DES, RSA PKCS#1 v1.5 key transport and multipart/signed accepted.
+ */
+#define LS_PROFILE_LEGACY_AS2 2
+
+/**
  * Accept a document that carries no signature (then `ls_opened_signer` returns NULL). Such input
  * may also be unencrypted (plain MIME or CMS data): check `ls_opened_was_encrypted` if it matters.
  */
@@ -180,6 +217,11 @@
  * Accept SHA-1 signatures (refused by default).
  */
 #define LS_OPEN_ALLOW_SHA1 (1 << 3)
+
+/**
+ * Refuse 3DES content encryption (accepted by default and by `LS_PROFILE_LEGACY_AS2`).
+ */
+#define LS_OPEN_REJECT_3DES (1 << 4)
 
 /**
  * Do not ask the partner for a signed receipt of this document (the configuration's
@@ -286,6 +328,9 @@ typedef uint32_t ls_key_type;
  * `struct_size` to `sizeof(ls_seal_options)`), then change what you need: a zero field means
  * its default. Fields may be appended in later versions; `struct_size` tells the library which
  * ones the caller knows.
+ *
+ * A `profile` sets the algorithms first; the flags then add to it (e.g. `LS_PROFILE_LEGACY_AS2`
+ * with `LS_SEAL_RSA_OAEP_SHA1` for a partner that reads OAEP).
  */
 typedef struct ls_seal_options {
     /**
@@ -313,6 +358,11 @@ typedef struct ls_seal_options {
      * The signing time to state, in Unix seconds; 0 means now.
      */
     int64_t signing_time;
+    /**
+     * What the recipients can read: an `LS_PROFILE_*` value (0, `LS_PROFILE_NONE`: the
+     * defaults and the flags). Appended: an older caller's struct ends before it.
+     */
+    uint32_t profile;
 } ls_seal_options;
 
 /**
@@ -359,6 +409,12 @@ typedef struct ls_open_options {
      */
     const uint8_t *kek;
     size_t kek_len;
+    /**
+     * The legacy algorithms and forms accepted: those of an `LS_PROFILE_*` value (0,
+     * `LS_PROFILE_NONE`: all of them, as before profiles existed), less what the
+     * `LS_OPEN_REJECT_*` flags refuse. Older callers' structs end before it.
+     */
+    uint32_t profile;
 } ls_open_options;
 
 /**
@@ -619,8 +675,9 @@ ls_result ls_certstore_add_anchor(struct ls_certstore *store, const struct ls_ce
 void ls_certstore_free(struct ls_certstore *store);
 
 /**
- * Sets `*opts` to the defaults (DER output, AES-256-GCM, RSA PKCS#1 v1.5 signatures,
- * compression when it pays) with `struct_size = sizeof(ls_seal_options)`. NULL is a no-op.
+ * Sets `*opts` to the defaults (no profile: DER output, AES-256-GCM, RSA-OAEP-SHA-256 or ECDH,
+ * RSA PKCS#1 v1.5 signatures inside SignedData, compression when it pays) with
+ * `struct_size = sizeof(ls_seal_options)`. NULL is a no-op.
  */
 void ls_seal_options_init(struct ls_seal_options *opts);
 

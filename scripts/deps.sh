@@ -29,3 +29,13 @@ if ! "$PY" -c 'import importlib.metadata as m, xmlsec; assert m.version("as4") =
   echo "deps: installing Python AS4 interop packages" >&2
   "$PY" -m pip install -q --disable-pip-version-check 'as4==0.2.0' xmlsec
 fi
+# pyas2lib: the AS2 peer of the legacy-as2 profile's interop tests (ls-cli/tests/interop_pyas2lib.rs).
+# Pinned; the cryptography already installed is kept (pip then picks a pyOpenSSL that fits it).
+if ! "$PY" -c 'import importlib.metadata as m; assert m.version("pyas2lib") == "1.4.4" and m.version("oscrypto") == "1.3.0"' >/dev/null 2>&1; then
+  echo "deps: installing pyas2lib (AS2 interop)" >&2
+  crypto=$("$PY" -c 'import importlib.metadata as m; print(m.version("cryptography"))')
+  "$PY" -m pip install -q --disable-pip-version-check 'pyas2lib==1.4.4' 'oscrypto==1.3.0' "cryptography==$crypto"
+fi
+# oscrypto 1.3.0 cannot read the version of OpenSSL 3.0.10 and later: patch the installed copy
+# (idempotent; fails here, visibly, when the patch no longer applies).
+"$PY" "$(dirname "$0")/patch-oscrypto.py"

@@ -76,16 +76,39 @@ fn mendelson_encrypted_3des_ber() {
     )
     .unwrap_err();
     assert_eq!(e.code(), ErrorCode::Unsigned, "{e}");
-    // Policy can refuse 3DES.
-    let e = open(
+    // Policy can refuse 3DES (and with it, the RSA PKCS#1 v1.5 key transport all of these
+    // use, which is checked after the cipher).
+    for policy in [
+        cms::InboundPolicy {
+            accept_3des: false,
+            ..cms::InboundPolicy::ANY
+        },
+        cms::Profile::Modern.inbound_policy(),
+    ] {
+        let e = open(
+            &msg,
+            &OpenOptions {
+                policy,
+                ..unsigned_ok(&m.receiver)
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::WeakAlgorithm, "{e}");
+        assert!(e.to_string().contains("des-ede3-cbc"), "{e}");
+    }
+    // AES-CBC alone refused: 3DES still opens (its own setting).
+    let o = open(
         &msg,
         &OpenOptions {
-            allow_legacy_ciphers: false,
+            policy: cms::InboundPolicy {
+                accept_cbc: false,
+                ..cms::InboundPolicy::ANY
+            },
             ..unsigned_ok(&m.receiver)
         },
     )
-    .unwrap_err();
-    assert_eq!(e.code(), ErrorCode::WeakAlgorithm, "{e}");
+    .unwrap();
+    assert_eq!(o.document, m.payload);
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! Interoperability with independent implementations, both directions:
 //! - what we seal opens with `openssl cms -decrypt` then `-verify` pinned to the sender, and the
-//!   CompressedData layer inflates with Python asn1crypto, byte-identical;
+//!   CompressedData layer inflates with Python asn1crypto, byte-identical; the legacy-as2
+//!   profile's multipart/signed (in canonical form) verifies with `openssl cms -verify` and
+//!   `openssl smime -verify` without `-binary`, inside AES-256-CBC EnvelopedData with RSA
+//!   PKCS#1 v1.5 or OAEP-SHA-1 key transport;
 //! - what `openssl cms` seals (GCM+OAEP, CBC+PKCS#1 v1.5, ECDH P-256, PSS, ECDSA, S/MIME
 //!   multipart/signed) opens with ours.
 
@@ -878,5 +881,143 @@ fn openssl_receipt_requests_are_read_and_answered() {
         )
         .unwrap();
         assert_eq!(v.content_identifier, rr.content_identifier);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The legacy-as2 profile: multipart/signed inside AES-256-CBC EnvelopedData, RSA PKCS#1 v1.5
+
+/// `openssl <cmd> -verify` of a multipart/signed entity (S/MIME input, no `-binary`: OpenSSL
+/// then turns every line end of the signed part into CRLF, so only a part in canonical form
+/// verifies), pinned to `signer_cert` as above; the signed part lands in `dir/content`.
+fn openssl_verify_multipart(
+    dir: &Path,
+    cmd: &str,
+    entity: &Path,
+    signer_cert: &Path,
+) -> std::process::Output {
+    run(openssl()
+        .args([cmd, "-verify", "-nointern", "-partial_chain", "-in"])
+        .arg(entity)
+        .arg("-certfile")
+        .arg(signer_cert)
+        .arg("-CAfile")
+        .arg(signer_cert)
+        .arg("-out")
+        .arg(dir.join("content")))
+}
+
+#[test]
+fn legacy_as2_opens_with_openssl_cms_and_smime() {
+    let dir = tempdir("legacy-as2-openssl");
+    let alice = party(&dir, "alice", KeyType::Rsa(2048));
+    let bob = party(&dir, "bob", KeyType::Rsa(2048));
+    let mallory = party(&dir, "mallory", KeyType::Rsa(2048));
+    let noise: Vec<u8> = (0..50_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let text = invoice(100_000);
+    let (pkcs1, oaep1) = (
+        cms::KeyTransport::RsaPkcs1v15,
+        cms::KeyTransport::RsaOaepSha1,
+    );
+    for (doc, output, inform, key_transport, compression) in [
+        (
+            &text,
+            OutputFormat::Smime,
+            "SMIME",
+            pkcs1,
+            Compression::Always,
+        ),
+        (&noise, OutputFormat::Der, "DER", pkcs1, Compression::Always),
+        // --no-compress: the document itself is the signed part, in base64.
+        (&noise, OutputFormat::Der, "DER", pkcs1, Compression::Never),
+        (&text, OutputFormat::Der, "DER", oaep1, Compression::Always),
+    ] {
+        let what = format!(
+            "{} bytes, {inform}, {key_transport:?}, {compression:?}",
+            doc.len()
+        );
+        let opts = SealOptions {
+            filename: Some("doc.bin".into()),
+            output,
+            key_transport,
+            compression,
+            ..cms::Profile::LegacyAs2.seal_options()
+        };
+        let sealed = seal(
+            doc,
+            &alice.identity,
+            &[bob.identity.certificate().clone()],
+            &opts,
+        )
+        .unwrap();
+        let path = dir.join("sealed");
+        std::fs::write(&path, &sealed).unwrap();
+
+        // What openssl sees: AES-256-CBC EnvelopedData, the key transport asked for.
+        let printed = run_ok(
+            openssl()
+                .args(["cms", "-cmsout", "-print", "-inform", inform, "-in"])
+                .arg(&path),
+        );
+        let printed = String::from_utf8_lossy(&printed.stdout);
+        assert!(printed.contains("pkcs7-envelopedData"), "{what}: {printed}");
+        assert!(printed.contains("aes-256-cbc"), "{what}: {printed}");
+        let kt = match key_transport {
+            cms::KeyTransport::RsaPkcs1v15 => "algorithm: rsaEncryption",
+            _ => "algorithm: rsaesOaep",
+        };
+        assert!(printed.contains(kt), "{what}: {printed}");
+
+        let inner = dir.join("inner.mime");
+        run_ok(
+            openssl()
+                .args(["cms", "-decrypt", "-inform", inform, "-in"])
+                .arg(&path)
+                .arg("-recip")
+                .arg(&bob.cert)
+                .arg("-inkey")
+                .arg(&bob.key)
+                .arg("-out")
+                .arg(&inner),
+        );
+        assert!(
+            std::fs::read(&inner)
+                .unwrap()
+                .starts_with(b"Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; micalg=sha-256;"),
+            "{what}"
+        );
+        for cmd in ["cms", "smime"] {
+            let o = openssl_verify_multipart(&dir, cmd, &inner, &alice.cert);
+            assert!(
+                o.status.success(),
+                "{what}: openssl {cmd} -verify failed: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            // The signed part: the compressed-data entity or the document, base64.
+            let part = std::fs::read(dir.join("content")).unwrap();
+            let e = mime::Entity::parse(&part).unwrap();
+            assert_eq!(
+                e.header("content-transfer-encoding"),
+                Some("base64"),
+                "{what}"
+            );
+            let body = e.decoded_body().unwrap();
+            let got = if e.content_type() == "application/pkcs7-mime" {
+                let entity = asn1crypto_decompress(&dir, &body);
+                mime_body(&entity).to_vec()
+            } else {
+                body.into_owned()
+            };
+            assert_eq!(&got, doc, "{what}: openssl {cmd}: document differs");
+
+            // Negative control: pinned to someone else, it fails.
+            let o = openssl_verify_multipart(&dir, cmd, &inner, &mallory.cert);
+            assert!(
+                !o.status.success(),
+                "{what}: openssl {cmd} accepted mallory"
+            );
+        }
     }
 }

@@ -148,6 +148,50 @@ pub enum KeyKind {
     Ec,
 }
 
+/// What a partner's software reads (`seal`) and what we accept from it (`open`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProfileArg {
+    /// AES-256-GCM AuthEnvelopedData, RSA-OAEP-SHA-256 or ECDH, SignedData with the content inside
+    Modern,
+    /// AS2-era software: multipart/signed, AES-256-CBC EnvelopedData, RSA PKCS#1 v1.5 key
+    /// transport; RSA keys only
+    #[value(name = "legacy-as2")]
+    LegacyAs2,
+}
+
+impl From<ProfileArg> for ls_core::cms::Profile {
+    fn from(p: ProfileArg) -> Self {
+        match p {
+            ProfileArg::Modern => ls_core::cms::Profile::Modern,
+            ProfileArg::LegacyAs2 => ls_core::cms::Profile::LegacyAs2,
+        }
+    }
+}
+
+/// How the content key reaches an RSA recipient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeyTransportArg {
+    /// RSAES-OAEP with SHA-256 and MGF1-SHA-256 (EC recipients: ECDH)
+    #[value(name = "rsa-oaep-sha256")]
+    RsaOaepSha256,
+    /// RSAES-OAEP with SHA-1 and MGF1-SHA-1 (RSA recipients only)
+    #[value(name = "rsa-oaep-sha1")]
+    RsaOaepSha1,
+    /// RSA PKCS#1 v1.5 (RSA recipients only)
+    #[value(name = "rsa-pkcs1v15")]
+    RsaPkcs1v15,
+}
+
+/// How the signature is carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SignatureFormatArg {
+    /// SignedData with the document inside (application/pkcs7-mime; smime-type=signed-data)
+    Opaque,
+    /// multipart/signed: the document as is, then a detached signature (application/pkcs7-signature)
+    #[value(name = "multipart-signed")]
+    MultipartSigned,
+}
+
 /// Generate a key pair, a self-signed certificate and a certificate request.
 #[derive(Args, Debug)]
 #[command(
@@ -207,6 +251,11 @@ object to OUT: the document is wrapped as a MIME entity (with its file name and 
 compressed when it pays, signed with our key (RSA PKCS#1 v1.5 or PSS, or ECDSA, with \
 SHA-256) and encrypted (AES-256-GCM AuthEnvelopedData, or AES-256-CBC EnvelopedData with \
 --cbc) for every --to certificate.\n\n\
+--profile legacy-as2 seals for AS2-era software (pyas2lib, Mendelson, Sterling…): the \
+signature as multipart/signed (RSA PKCS#1 v1.5, SHA-256), then AES-256-CBC EnvelopedData \
+with RSA PKCS#1 v1.5 key transport; it needs RSA keys, ours and the recipients'. \
+--key-transport, --signature-format, --cbc, --pss and --no-compress change single \
+settings of the profile.\n\n\
 IN and OUT may be `-` for stdin and stdout (write `./-` for a file named `-`). OUT is \
 written atomically: a temporary file in the same folder, synced, then renamed; nothing \
 is left at OUT when sealing fails. The output is DER unless --smime or --pem is given.",
@@ -242,6 +291,12 @@ pub struct SealArgs {
     #[arg(long, value_name = "TYPE")]
     pub mime_type: Option<String>,
 
+    /// What the recipients' software reads: `modern`, or `legacy-as2` for AS2-era software
+    /// (multipart/signed, AES-256-CBC, RSA PKCS#1 v1.5 key transport; RSA keys only). The
+    /// options below change single settings of it.
+    #[arg(long, value_enum, value_name = "PROFILE", default_value_t = ProfileArg::Modern)]
+    pub profile: ProfileArg,
+
     /// Do not compress the document.
     #[arg(long)]
     pub no_compress: bool,
@@ -249,6 +304,14 @@ pub struct SealArgs {
     /// Encrypt with AES-256-CBC (EnvelopedData) for partners that cannot read AES-GCM.
     #[arg(long)]
     pub cbc: bool,
+
+    /// How the content key reaches RSA recipients [default: the profile's].
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub key_transport: Option<KeyTransportArg>,
+
+    /// How the signature is carried [default: the profile's].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub signature_format: Option<SignatureFormatArg>,
 
     /// Sign with RSASSA-PSS instead of PKCS#1 v1.5 (RSA keys only).
     #[arg(long)]
@@ -330,9 +393,19 @@ pub struct OpenArgs {
     #[arg(long)]
     pub allow_expired: bool,
 
+    /// Accept only what this profile's partners send: `modern` refuses AES-CBC, 3DES, RSA
+    /// PKCS#1 v1.5 key transport and multipart/signed; `legacy-as2` accepts them [default:
+    /// all of them accepted, as `legacy-as2`].
+    #[arg(long, value_enum, value_name = "PROFILE")]
+    pub profile: Option<ProfileArg>,
+
     /// Refuse 3DES content encryption and RSA PKCS#1 v1.5 key transport from legacy partners.
     #[arg(long)]
     pub reject_legacy: bool,
+
+    /// Refuse 3DES content encryption.
+    #[arg(long = "reject-3des")]
+    pub reject_3des: bool,
 
     /// Accept SHA-1 signatures.
     #[arg(long)]

@@ -725,6 +725,174 @@ fn smime_pem_and_options_round_trip() {
 }
 
 #[test]
+fn seal_profile_legacy_as2_and_open_profiles() {
+    let w = World::get();
+    let t = TempDir::new("profiles");
+    let doc = invoice();
+    std::fs::write(t.path("invoice.xml"), &doc).unwrap();
+    // alice (RSA) to carol (RSA): what the JSON says, what open finds.
+    let o = w
+        .seal_as_alice(
+            "carol",
+            &["--profile", "legacy-as2", "--smime", "--json"],
+            &t.s("invoice.xml"),
+            &t.s("m.eml"),
+        )
+        .expect(0);
+    let j = json(&o);
+    assert_eq!(j["profile"], "legacy-as2");
+    assert_eq!(j["cipher"], "aes-256-cbc");
+    assert_eq!(j["key_transport"], "rsa-pkcs1v15");
+    assert_eq!(j["signature"], "rsa-pkcs1v15-sha256");
+    assert_eq!(j["signature_format"], "multipart-signed");
+    assert_eq!(j["format"], "smime");
+    let o = w
+        .open_as("carol", "alice", &["--json"], &t.s("m.eml"), &t.s("o1"))
+        .expect(0);
+    assert_eq!(std::fs::read(t.path("o1")).unwrap(), doc);
+    let layers = json(&o)["layers"].to_string();
+    for l in [
+        "envelopedData (aes256-CBC, key transport rsaEncryption)",
+        "multipart/signed",
+        "compressedData",
+    ] {
+        assert!(layers.contains(l), "{l}: {layers}");
+    }
+    w.open_as(
+        "carol",
+        "alice",
+        &["--profile", "legacy-as2"],
+        &t.s("m.eml"),
+        &t.s("o2"),
+    )
+    .expect(0);
+    // The modern policy and --reject-legacy refuse it; nothing is written.
+    for extra in [&["--profile", "modern"][..], &["--reject-legacy"]] {
+        let o = w
+            .open_as("carol", "alice", extra, &t.s("m.eml"), &t.s("no"))
+            .expect(4);
+        assert_error(&o, "ERR_WEAK_ALGORITHM");
+        assert!(!t.path("no").exists());
+    }
+    // inspect describes it.
+    let o = layersec([
+        "inspect",
+        "--key",
+        &w.key("carol"),
+        "--cert",
+        &w.cert("carol"),
+        "--from",
+        &w.cert("alice"),
+        &t.s("m.eml"),
+    ])
+    .expect(0);
+    let r = json(&o);
+    assert_eq!(r["verified"], true, "{r}");
+    let layers = r["layers"].to_string();
+    assert!(
+        layers.contains("\"layer\":\"multipart/signed\""),
+        "{layers}"
+    );
+    assert!(layers.contains("\"micalg\":\"sha-256\""), "{layers}");
+    assert!(
+        layers.contains("\"algorithm\":\"rsaEncryption\""),
+        "{layers}"
+    );
+
+    // Single settings over the modern default: OAEP-SHA-1, multipart/signed.
+    let o = w
+        .seal_as_alice(
+            "carol",
+            &[
+                "--key-transport",
+                "rsa-oaep-sha1",
+                "--signature-format",
+                "multipart-signed",
+                "--json",
+            ],
+            &t.s("invoice.xml"),
+            &t.s("m2"),
+        )
+        .expect(0);
+    let j = json(&o);
+    assert_eq!(j["profile"], "modern");
+    assert_eq!(j["cipher"], "aes-256-gcm");
+    assert_eq!(j["key_transport"], "rsa-oaep-sha1");
+    assert_eq!(j["signature_format"], "multipart-signed");
+    let o = w
+        .open_as("carol", "alice", &["--json"], &t.s("m2"), &t.s("o3"))
+        .expect(0);
+    let layers = json(&o)["layers"].to_string();
+    assert!(
+        layers.contains("authEnvelopedData (aes256-GCM, key transport id-RSAES-OAEP)"),
+        "{layers}"
+    );
+    // multipart/signed is what the modern policy refuses here.
+    let o = w
+        .open_as(
+            "carol",
+            "alice",
+            &["--profile", "modern"],
+            &t.s("m2"),
+            &t.s("no"),
+        )
+        .expect(4);
+    assert!(stderr(&o).contains("multipart/signed"), "{}", stderr(&o));
+
+    // EC keys: legacy-as2 needs RSA, and says which key is not.
+    let o = layersec([
+        "seal",
+        "--profile",
+        "legacy-as2",
+        "--sign-key",
+        &w.key("bob"),
+        "--sign-cert",
+        &w.cert("bob"),
+        "--to",
+        &w.cert("carol"),
+        &t.s("invoice.xml"),
+        &t.s("bad"),
+    ])
+    .expect(2);
+    assert!(
+        stderr(&o).contains("legacy-as2 needs an RSA identity (this one is EC P-256)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = w
+        .seal_as_alice(
+            "bob",
+            &["--profile", "legacy-as2"],
+            &t.s("invoice.xml"),
+            &t.s("bad"),
+        )
+        .expect(2);
+    assert!(
+        stderr(&o).contains("legacy-as2 needs an RSA certificate (the one of CN=bob is EC P-256)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = w
+        .seal_as_alice(
+            "bob",
+            &["--key-transport", "rsa-pkcs1v15"],
+            &t.s("invoice.xml"),
+            &t.s("bad"),
+        )
+        .expect(2);
+    assert!(stderr(&o).contains("RSA PKCS#1 v1.5 key transport needs an RSA certificate"));
+    assert!(!t.path("bad").exists());
+    // Unknown values are usage errors.
+    w.seal_as_alice(
+        "carol",
+        &["--profile", "as2"],
+        &t.s("invoice.xml"),
+        &t.s("bad"),
+    )
+    .expect(2);
+}
+
+#[test]
 fn several_recipients_and_encrypt_to_self() {
     let w = World::get();
     let t = TempDir::new("multi");

@@ -30,12 +30,15 @@ fn start_service(name: &str) -> RunningService {
 
 /// `layersec` clients of the service's parties.
 trait Parties {
-    fn party(&self, id: &str, register: bool) -> Party;
+    fn party(&self, id: &str, register: bool) -> Party {
+        self.party_with(id, register, &[])
+    }
+    fn party_with(&self, id: &str, register: bool, init_args: &[&str]) -> Party;
 }
 
 impl Parties for RunningService {
     /// A party's client: `layersec init`, registered at the service with its certificate.
-    fn party(&self, id: &str, register: bool) -> Party {
+    fn party_with(&self, id: &str, register: bool, init_args: &[&str]) -> Party {
         let dir = self.dir.join(format!("client-{id}"));
         let o = Command::new(LAYERSEC)
             .args([
@@ -52,6 +55,7 @@ impl Parties for RunningService {
                 self.tls_cert_path().to_str().unwrap(),
                 "--json",
             ])
+            .args(init_args)
             .output()
             .unwrap();
         assert!(
@@ -1081,6 +1085,21 @@ fn partners_fetch_trusts_the_directory_once_and_never_silently_after() {
     let list = json(&acme.ok(&["partners", "list", "--json"]));
     assert_eq!(list["partners"][0]["sha256"], old_fp.as_str(), "{list}");
 
+    // A party that meets globex now trusts the one certificate whose fingerprint it was shown,
+    // not also the old one the directory lists as still accepted (the overlap).
+    let hooli = svc.party("hooli", true);
+    let v = json(&hooli.ok(&["partners", "fetch", "globex", "--yes", "--json"]));
+    assert_eq!(v["outcome"], "added", "{v}");
+    assert_eq!(v["directory_previous"][0]["sha256"], old_fp.as_str(), "{v}");
+    let list = json(&hooli.ok(&["partners", "list", "--json"]));
+    assert_eq!(list["partners"][0]["sha256"], new_fp.as_str(), "{list}");
+    assert!(
+        list["partners"][0]["previous"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()),
+        "{list}"
+    );
+
     // A plain `partners add` of the new certificate is refused; `--replace` takes it.
     let o = acme.cmd(&["partners", "add", "globex", new_cert.to_str().unwrap()]);
     assert_eq!(
@@ -1120,4 +1139,95 @@ fn partners_fetch_trusts_the_directory_once_and_never_silently_after() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(!acme.dir.join("partners/initech.crt").exists());
+}
+
+/// A partner whose record says `legacy-as2` gets multipart/signed, AES-256-CBC and RSA PKCS#1
+/// v1.5 from `send`; what it sends back is accepted because its record says so (our
+/// `[policy]` alone refuses it); a signed receipt still comes back.
+#[test]
+fn a_legacy_as2_partner_gets_and_sends_the_legacy_algorithms() {
+    let svc = start_service("legacy-as2");
+    let rsa = ["--key-type", "rsa2048"];
+    let alice = svc.party_with("alice", true, &rsa);
+    let bob = svc.party_with("bob", true, &rsa);
+    alice.trust(&bob);
+    bob.trust(&alice);
+    for (p, other) in [(&alice, "bob"), (&bob, "alice")] {
+        std::fs::write(
+            p.dir.join(format!("partners/{other}.toml")),
+            "profile = \"legacy-as2\"\n",
+        )
+        .unwrap();
+    }
+    let doc = alice.dir.join("old.xml");
+    std::fs::write(&doc, b"<Order kind=\"as2\"/>\n").unwrap();
+    let v = json(&alice.ok(&["send", doc.to_str().unwrap(), "--to", "bob", "--json"]));
+    let id = v["message_id"].as_str().unwrap().to_string();
+    let held = svc.admin(&["messages", "--party", "bob"]);
+    assert_eq!(with_id(&held, &id)["state"], "waiting", "{held}");
+    let o = bob.ok(&["poll", "--json"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(bob.documents("inbox").len() == 1, "{out}");
+    assert_eq!(
+        std::fs::read(bob.dir.join("inbox/old.xml")).unwrap(),
+        b"<Order kind=\"as2\"/>\n"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bob.dir.join("inbox/old.xml.meta.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["sender"], "alice", "{meta}");
+    alice.ok(&["poll"]);
+    let r = json(&alice.ok(&["receipts", "--json"]));
+    assert_eq!(with_id(&r["receipts"], &id)["state"], "processed", "{r}");
+
+    // Bob's record of alice back to modern: her legacy documents are refused (policy).
+    std::fs::write(
+        bob.dir.join("partners/alice.toml"),
+        "profile = \"modern\"\n",
+    )
+    .unwrap();
+    let v = json(&alice.ok(&["send", doc.to_str().unwrap(), "--to", "bob", "--json"]));
+    let id2 = v["message_id"].as_str().unwrap().to_string();
+    let o = bob.ok(&["poll", "--json"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        summary["summary"]["failed"][0]["message_id"],
+        id2.as_str(),
+        "{summary}"
+    );
+    // Refused for good by our policy: AES-256-CBC is what alice sealed with, and not what a
+    // modern partner may send (the notice's class says no more than cannot_open).
+    let f = &summary["summary"]["failed"][0];
+    assert_eq!(f["error"]["name"], "LS_ERR_WEAK_ALGORITHM", "{summary}");
+    assert!(
+        f["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("aes256-CBC"),
+        "{summary}"
+    );
+    assert_eq!(f["refused"], "cannot_open", "{summary}");
+    assert_eq!(bob.documents("inbox").len(), 1);
+
+    // An EC identity cannot speak legacy-as2: said at once, nothing queued.
+    let carol = svc.party("carol", true);
+    carol.trust(&bob);
+    std::fs::write(
+        carol.dir.join("partners/bob.toml"),
+        "profile = \"legacy-as2\"\n",
+    )
+    .unwrap();
+    let o = carol.cmd(&["send", doc.to_str().unwrap(), "--to", "bob"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("legacy-as2 needs an RSA identity"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

@@ -91,6 +91,14 @@ fn two_parties_enrol_with_codes_and_exchange_a_document() {
     assert_eq!(v["enrolment"]["outcome"], "registered");
     assert_eq!(v["enrolment"]["service_certificate_fetched"], true);
     assert_eq!(v["enrolment"]["service_certificate_matches_given"], false);
+    // The fingerprint was shown (on stderr, before the code went out).
+    assert!(
+        stderr(&o).contains(&format!(
+            "SHA256 {service_fp}: compare it with the fingerprint"
+        )),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(v["enrolment"]["subscriber_id"].to_string(), acme);
     assert_eq!(
         std::fs::read(alice.join("service/service.crt")).unwrap(),

@@ -5,7 +5,7 @@
 //! line is the password. Every problem is reported as [`Error::ConfigInvalid`] with the
 //! message `<file>: <key>: <what is expected>`.
 
-use ls_core::cms::{Compression, ContentCipher};
+use ls_core::cms::{Compression, ContentCipher, InboundPolicy};
 use ls_core::error::{Error, Result};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -309,7 +309,7 @@ pub enum CompressChoice {
 }
 
 /// The content cipher of sealed documents.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 pub enum CipherChoice {
     #[default]
     #[serde(rename = "aes-256-gcm")]
@@ -337,6 +337,20 @@ impl PolicyConfig {
             CompressChoice::Auto => Compression::Auto,
             CompressChoice::Never => Compression::Never,
             CompressChoice::Always => Compression::Always,
+        }
+    }
+    /// What is opened from partners: with `accept_legacy_ciphers`, everything legacy
+    /// ([`InboundPolicy::ANY`]); without, only AuthEnvelopedData with RSA-OAEP or ECDH. A
+    /// multipart/signed entity is accepted either way, as it always was here (a partner's
+    /// profile will decide it: `ls_core::cms::Profile::inbound_policy`).
+    pub fn inbound_policy(&self) -> InboundPolicy {
+        if self.accept_legacy_ciphers {
+            InboundPolicy::ANY
+        } else {
+            InboundPolicy {
+                accept_multipart_signed: true,
+                ..InboundPolicy::MODERN
+            }
         }
     }
     pub fn content_cipher(&self) -> ContentCipher {

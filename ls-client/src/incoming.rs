@@ -648,8 +648,7 @@ impl Client {
                     earlier_recipients: others,
                     sender: one,
                     partners: store.as_ref(),
-                    allow_legacy_ciphers: self.cfg.policy.accept_legacy_ciphers,
-                    allow_cbc: self.cfg.policy.accept_legacy_ciphers,
+                    policy: self.partner_inbound_policy(sender),
                     max_output: self.cfg.limits.max_document_bytes,
                     ..Default::default()
                 },
@@ -789,7 +788,14 @@ impl Client {
             Some(Ok(notice)) => {
                 let r = self
                     .record_partner_refusal(sender, &notice, um, raw)
-                    .map_err(Fault::Stop)?;
+                    .map_err(Fault::Stop)?
+                    .ok_or_else(|| {
+                        Fault::Skip(Error::ReceiptMismatch(format!(
+                            "the refusal of {} came before our send of it was finished; it is \
+                             taken at a later poll",
+                            notice.message_id
+                        )))
+                    })?;
                 report.refused_by_partners.push(r);
                 self.receipt(ex, incoming, report)
             }

@@ -196,17 +196,22 @@ impl Client {
         notice: &RefusalNotice,
         um: &UserMessage,
         raw: &[u8],
-    ) -> Result<PartnerRefusal> {
+    ) -> Result<Option<PartnerRefusal>> {
         let dir = self.state(REFUSED);
         fs::create_dir_all(&dir).map_err(|e| io_err("cannot create folder", &dir, e))?;
         let key = super::incoming::delivery_key(partner, &notice.message_id);
         let record = dir.join(format!("{key}.json"));
         if let Some(r) = read_json::<PartnerRefusal>(&record)? {
-            return Ok(r);
+            return Ok(Some(r));
+        }
+        let (document, sent_sha) = self.find_sent(&notice.message_id)?;
+        if document.is_none() && self.still_sending(&notice.message_id)? {
+            // The notice came before our send of the document was finished (a crash in
+            // between): it waits with the service until the record is in place.
+            return Ok(None);
         }
         let notice_file = dir.join(format!("{key}.notice"));
         self.write_private(&notice_file, raw)?;
-        let (document, sent_sha) = self.find_sent(&notice.message_id)?;
         let r = PartnerRefusal {
             partner: partner.to_string(),
             message_id: notice.message_id.clone(),
@@ -239,7 +244,7 @@ impl Client {
             super::receipts::set_partner_receipt(path, "failed", &r)?;
         }
         write_atomic(&record, &to_json(&r))?;
-        Ok(r)
+        Ok(Some(r))
     }
 
     /// The `<name>.sent.json` in `sent/` of our message `message_id`, and the digests it

@@ -496,22 +496,24 @@ impl Client {
         // The signedContentIdentifier the partner's receipt quotes: unique per document.
         let content_identifier = receipt.then(|| random_hex(16));
         let me = self.me();
+        let mut seal = SealOptions {
+            filename: Some(name.to_string()),
+            compression: self.cfg.policy.compression(),
+            cipher: self.cfg.policy.content_cipher(),
+            encrypt_to_self: true,
+            ..Default::default()
+        };
+        // A partner whose record names a profile other than `modern` gets what its software
+        // reads (legacy-as2: multipart/signed, AES-256-CBC, RSA PKCS#1 v1.5); `modern` partners
+        // get `[policy]`'s choices.
+        if let Some(p) = self.partners_with(to, |f| f.get(to).cloned()) {
+            p.apply_seal(&mut seal);
+        }
+        seal.receipt_request = content_identifier.as_ref().map(|c| c.as_bytes().to_vec());
         let ls_core::cms::Sealed {
             sealed,
             signed_data,
-        } = ls_core::cms::seal_with_evidence(
-            data,
-            &me,
-            std::slice::from_ref(rcpt),
-            &SealOptions {
-                filename: Some(name.to_string()),
-                compression: self.cfg.policy.compression(),
-                cipher: self.cfg.policy.content_cipher(),
-                encrypt_to_self: true,
-                receipt_request: content_identifier.as_ref().map(|c| c.as_bytes().to_vec()),
-                ..Default::default()
-            },
-        )?;
+        } = ls_core::cms::seal_with_evidence(data, &me, std::slice::from_ref(rcpt), &seal)?;
         let payload_sha256 = sha256_hex(&sealed);
         let d = &self.cfg.defaults;
         let service = opts.service.clone().unwrap_or_else(|| d.service.clone());

@@ -2218,6 +2218,31 @@ fn the_poll_interval_varies_to_the_millisecond() {
     assert_eq!(c.poll_wait(), Duration::from_secs(1));
 }
 
+#[test]
+fn a_refusal_before_our_send_is_finished_waits_for_it() {
+    let w = world();
+    let alice = w.client("alice");
+    arm(&alice, "send:after-outcome");
+    assert!(alice
+        .send_bytes("t.xml", INVOICE, "bob", &SendOptions::default())
+        .is_err());
+    w.svc.faults.lock().unwrap().tamper_pulls = true;
+    w.client("bob").poll(|_| {}).unwrap();
+    w.svc.faults.lock().unwrap().tamper_pulls = false;
+    // The restarted sender polls before its jobs are resumed: the notice waits.
+    let alice = w.client("alice");
+    let r = alice.poll(|_| {}).unwrap();
+    assert!(r.refused_by_partners.is_empty(), "{r:?}");
+    assert!(w.files("alice", "state/refused").is_empty());
+    let id = alice.resume().unwrap().sent[0].message_id.clone();
+    w.svc.expire_leases();
+    let r = alice.poll(|_| {}).unwrap();
+    assert_eq!(r.refused_by_partners.len(), 1, "{r:?}");
+    assert_eq!(r.refused_by_partners[0].document.as_deref(), Some("t.xml"));
+    let st = alice.receipt_state(&id).unwrap().unwrap();
+    assert_eq!(st.state, "failed");
+}
+
 // ---- partner records and the service's directory
 
 #[test]

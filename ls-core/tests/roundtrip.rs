@@ -331,7 +331,10 @@ fn cbc_is_refused_when_not_allowed_and_gcm_is_not() {
         // Accepted by default.
         assert_eq!(open(&sealed, &opts(&bob, &alice_c)).unwrap().document, doc);
         let strict = OpenOptions {
-            allow_cbc: false,
+            policy: cms::InboundPolicy {
+                accept_cbc: false,
+                ..cms::InboundPolicy::ANY
+            },
             ..opts(&bob, &alice_c)
         };
         match cipher {

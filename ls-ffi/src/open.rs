@@ -18,9 +18,14 @@ pub const LS_OPEN_ALLOW_EXPIRED: u32 = 1 << 1;
 pub const LS_OPEN_REJECT_LEGACY: u32 = 1 << 2;
 /// Accept SHA-1 signatures (refused by default).
 pub const LS_OPEN_ALLOW_SHA1: u32 = 1 << 3;
+/// Refuse 3DES content encryption (accepted by default and by `LS_PROFILE_LEGACY_AS2`).
+pub const LS_OPEN_REJECT_3DES: u32 = 1 << 4;
 
-const OPEN_FLAGS: u32 =
-    LS_OPEN_ALLOW_UNSIGNED | LS_OPEN_ALLOW_EXPIRED | LS_OPEN_REJECT_LEGACY | LS_OPEN_ALLOW_SHA1;
+const OPEN_FLAGS: u32 = LS_OPEN_ALLOW_UNSIGNED
+    | LS_OPEN_ALLOW_EXPIRED
+    | LS_OPEN_REJECT_LEGACY
+    | LS_OPEN_ALLOW_SHA1
+    | LS_OPEN_REJECT_3DES;
 
 /// Options of `ls_open`. Initialise with `ls_open_options_init` (or set every byte to zero and
 /// `struct_size` to `sizeof(ls_open_options)`), then set what you need: a zero field means its
@@ -53,6 +58,10 @@ pub struct ls_open_options {
     /// …and the AES key itself (`kek_len` bytes, nullable). Both or neither.
     pub kek: *const u8,
     pub kek_len: usize,
+    /// The legacy algorithms and forms accepted: those of an `LS_PROFILE_*` value (0,
+    /// `LS_PROFILE_NONE`: all of them, as before profiles existed), less what the
+    /// `LS_OPEN_REJECT_*` flags refuse. Older callers' structs end before it.
+    pub profile: u32,
 }
 
 impl ls_open_options {
@@ -66,6 +75,7 @@ impl ls_open_options {
         kek_id_len: 0,
         kek: std::ptr::null(),
         kek_len: 0,
+        profile: crate::seal::LS_PROFILE_NONE,
     };
 
     /// The caller's options (NULL: defaults), read as far as its `struct_size` reaches.
@@ -82,7 +92,9 @@ impl ls_open_options {
                 }
             )*};
         }
-        read_fields!(flags, max_output, sender, partners, kek_id, kek_id_len, kek, kek_len);
+        read_fields!(
+            flags, max_output, sender, partners, kek_id, kek_id_len, kek, kek_len, profile
+        );
         if o.flags & !OPEN_FLAGS != 0 {
             return Err(Error::InvalidArgument(format!(
                 "opts->flags has unknown bits 0x{:x}",
@@ -152,6 +164,17 @@ pub unsafe extern "C" fn ls_open(
         let o = ls_open_options::read(opts)?;
         let kek = o.kek()?;
         let defaults = OpenOptions::default();
+        let mut policy = match crate::seal::profile(o.profile, "opts->profile")? {
+            Some(p) => p.inbound_policy(),
+            None => defaults.policy,
+        };
+        if o.flags & LS_OPEN_REJECT_LEGACY != 0 {
+            policy.accept_3des = false;
+            policy.accept_rsa_pkcs1v15 = false;
+        }
+        if o.flags & LS_OPEN_REJECT_3DES != 0 {
+            policy.accept_3des = false;
+        }
         let core = OpenOptions {
             recipient: recipient.map(|r| &r.identity),
             kek: kek.as_ref(),
@@ -159,7 +182,7 @@ pub unsafe extern "C" fn ls_open(
             partners: ptr::opt_ref(o.partners).map(|s: &ls_certstore| &s.store),
             allow_unsigned: o.flags & LS_OPEN_ALLOW_UNSIGNED != 0,
             allow_expired: o.flags & LS_OPEN_ALLOW_EXPIRED != 0,
-            allow_legacy_ciphers: o.flags & LS_OPEN_REJECT_LEGACY == 0,
+            policy,
             allow_sha1: o.flags & LS_OPEN_ALLOW_SHA1 != 0,
             max_output: if o.max_output == 0 {
                 defaults.max_output

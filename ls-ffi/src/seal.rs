@@ -5,6 +5,7 @@ use crate::cert::ls_cert;
 use crate::identity::ls_identity;
 use crate::ptr;
 use crate::result::{call, guard, ls_result};
+use ls_core::cms::{KeyTransport, Profile, SignatureFormat};
 use ls_core::{Compression, ContentCipher, Error, OutputFormat, SealOptions, SignatureScheme};
 use std::ffi::c_char;
 use std::mem::{offset_of, size_of};
@@ -26,6 +27,15 @@ pub const LS_SEAL_SMIME: u32 = 1 << 4;
 pub const LS_SEAL_PEM: u32 = 1 << 5;
 /// Also encrypt to the signer's own certificate, so the sender's archive copy stays readable.
 pub const LS_SEAL_ENCRYPT_TO_SELF: u32 = 1 << 6;
+/// Carry the signature as a `multipart/signed` entity (a detached SignedData beside the
+/// content, as AS2 software reads it) instead of SignedData with the content inside.
+pub const LS_SEAL_MULTIPART_SIGNED: u32 = 1 << 7;
+/// RSA recipients: RSA PKCS#1 v1.5 key transport instead of RSA-OAEP-SHA-256 (for AS2-era
+/// partners; an EC recipient is then `LS_ERR_INVALID_ARGUMENT`).
+pub const LS_SEAL_RSA_PKCS1V15: u32 = 1 << 8;
+/// RSA recipients: RSA-OAEP with SHA-1 (the default OAEP parameters) instead of SHA-256; an EC
+/// recipient is then `LS_ERR_INVALID_ARGUMENT`. Excludes `LS_SEAL_RSA_PKCS1V15`.
+pub const LS_SEAL_RSA_OAEP_SHA1: u32 = 1 << 9;
 
 const SEAL_FLAGS: u32 = LS_SEAL_NO_COMPRESS
     | LS_SEAL_FORCE_COMPRESS
@@ -33,12 +43,41 @@ const SEAL_FLAGS: u32 = LS_SEAL_NO_COMPRESS
     | LS_SEAL_PSS
     | LS_SEAL_SMIME
     | LS_SEAL_PEM
-    | LS_SEAL_ENCRYPT_TO_SELF;
+    | LS_SEAL_ENCRYPT_TO_SELF
+    | LS_SEAL_MULTIPART_SIGNED
+    | LS_SEAL_RSA_PKCS1V15
+    | LS_SEAL_RSA_OAEP_SHA1;
+
+/// No profile: the defaults (`ls_seal`: those of `LS_PROFILE_MODERN`; `ls_open`: every legacy
+/// algorithm accepted, as before profiles existed) and the flags.
+pub const LS_PROFILE_NONE: u32 = 0;
+/// `ls_seal`: AES-256-GCM AuthEnvelopedData, RSA-OAEP-SHA-256 or ECDH, SignedData with the
+/// content inside. `ls_open`: none of the legacy algorithms or forms.
+pub const LS_PROFILE_MODERN: u32 = 1;
+/// `ls_seal`: compressed, then multipart/signed, then AES-256-CBC EnvelopedData with RSA PKCS#1
+/// v1.5 key transport; RSA keys only (an EC identity or recipient is `LS_ERR_INVALID_ARGUMENT`).
+/// `ls_open`: AES-CBC, 3DES, RSA PKCS#1 v1.5 key transport and multipart/signed accepted.
+pub const LS_PROFILE_LEGACY_AS2: u32 = 2;
+
+/// The profile named by an `LS_PROFILE_*` value of `field`.
+pub(crate) fn profile(value: u32, field: &str) -> Result<Option<Profile>, Error> {
+    match value {
+        LS_PROFILE_NONE => Ok(None),
+        LS_PROFILE_MODERN => Ok(Some(Profile::Modern)),
+        LS_PROFILE_LEGACY_AS2 => Ok(Some(Profile::LegacyAs2)),
+        v => Err(Error::InvalidArgument(format!(
+            "{field} is {v}, not an LS_PROFILE_* value"
+        ))),
+    }
+}
 
 /// Options of `ls_seal`. Initialise with `ls_seal_options_init` (or set every byte to zero and
 /// `struct_size` to `sizeof(ls_seal_options)`), then change what you need: a zero field means
 /// its default. Fields may be appended in later versions; `struct_size` tells the library which
 /// ones the caller knows.
+///
+/// A `profile` sets the algorithms first; the flags then add to it (e.g. `LS_PROFILE_LEGACY_AS2`
+/// with `LS_SEAL_RSA_OAEP_SHA1` for a partner that reads OAEP).
 #[repr(C)]
 #[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug)]
@@ -56,6 +95,9 @@ pub struct ls_seal_options {
     pub compression_level: u32,
     /// The signing time to state, in Unix seconds; 0 means now.
     pub signing_time: i64,
+    /// What the recipients can read: an `LS_PROFILE_*` value (0, `LS_PROFILE_NONE`: the
+    /// defaults and the flags). Appended: an older caller's struct ends before it.
+    pub profile: u32,
 }
 
 impl ls_seal_options {
@@ -66,6 +108,7 @@ impl ls_seal_options {
         mime_type: std::ptr::null(),
         compression_level: 0,
         signing_time: 0,
+        profile: LS_PROFILE_NONE,
     };
 
     /// The caller's options (NULL: defaults), read as far as its `struct_size` reaches.
@@ -82,7 +125,14 @@ impl ls_seal_options {
                 }
             )*};
         }
-        read_fields!(flags, filename, mime_type, compression_level, signing_time);
+        read_fields!(
+            flags,
+            filename,
+            mime_type,
+            compression_level,
+            signing_time,
+            profile
+        );
         Ok(o)
     }
 
@@ -105,6 +155,11 @@ impl ls_seal_options {
                 "LS_SEAL_SMIME and LS_SEAL_PEM exclude each other".into(),
             ));
         }
+        if both(LS_SEAL_RSA_PKCS1V15, LS_SEAL_RSA_OAEP_SHA1) {
+            return Err(Error::InvalidArgument(
+                "LS_SEAL_RSA_PKCS1V15 and LS_SEAL_RSA_OAEP_SHA1 exclude each other".into(),
+            ));
+        }
         let level = match self.compression_level {
             0 => SealOptions::default().compression_level,
             l @ 1..=9 => l as u8,
@@ -114,43 +169,48 @@ impl ls_seal_options {
                 )))
             }
         };
-        Ok(SealOptions {
-            filename: ptr::opt_str(self.filename, "opts->filename")?.map(str::to_string),
-            mime_type: ptr::opt_str(self.mime_type, "opts->mime_type")?.map(str::to_string),
-            compression: if f & LS_SEAL_NO_COMPRESS != 0 {
-                Compression::Never
-            } else if f & LS_SEAL_FORCE_COMPRESS != 0 {
-                Compression::Always
-            } else {
-                Compression::Auto
-            },
-            compression_level: level,
-            cipher: if f & LS_SEAL_CBC != 0 {
-                ContentCipher::Aes256Cbc
-            } else {
-                ContentCipher::Aes256Gcm
-            },
-            signature: if f & LS_SEAL_PSS != 0 {
-                SignatureScheme::RsaPss
-            } else {
-                SignatureScheme::Pkcs1v15
-            },
-            output: if f & LS_SEAL_SMIME != 0 {
-                OutputFormat::Smime
-            } else if f & LS_SEAL_PEM != 0 {
-                OutputFormat::Pem
-            } else {
-                OutputFormat::Der
-            },
-            encrypt_to_self: f & LS_SEAL_ENCRYPT_TO_SELF != 0,
-            signing_time: (self.signing_time != 0).then_some(self.signing_time),
-            receipt_request: None,
-        })
+        let mut o = match profile(self.profile, "opts->profile")? {
+            Some(p) => p.seal_options(),
+            None => SealOptions::default(),
+        };
+        o.filename = ptr::opt_str(self.filename, "opts->filename")?.map(str::to_string);
+        o.mime_type = ptr::opt_str(self.mime_type, "opts->mime_type")?.map(str::to_string);
+        if f & LS_SEAL_NO_COMPRESS != 0 {
+            o.compression = Compression::Never;
+        } else if f & LS_SEAL_FORCE_COMPRESS != 0 {
+            o.compression = Compression::Always;
+        }
+        o.compression_level = level;
+        if f & LS_SEAL_CBC != 0 {
+            o.cipher = ContentCipher::Aes256Cbc;
+        }
+        if f & LS_SEAL_PSS != 0 {
+            o.signature = SignatureScheme::RsaPss;
+        }
+        if f & LS_SEAL_MULTIPART_SIGNED != 0 {
+            o.signature_format = SignatureFormat::MultipartSigned;
+        }
+        if f & LS_SEAL_RSA_PKCS1V15 != 0 {
+            o.key_transport = KeyTransport::RsaPkcs1v15;
+        } else if f & LS_SEAL_RSA_OAEP_SHA1 != 0 {
+            o.key_transport = KeyTransport::RsaOaepSha1;
+        }
+        o.output = if f & LS_SEAL_SMIME != 0 {
+            OutputFormat::Smime
+        } else if f & LS_SEAL_PEM != 0 {
+            OutputFormat::Pem
+        } else {
+            OutputFormat::Der
+        };
+        o.encrypt_to_self = f & LS_SEAL_ENCRYPT_TO_SELF != 0;
+        o.signing_time = (self.signing_time != 0).then_some(self.signing_time);
+        Ok(o)
     }
 }
 
-/// Sets `*opts` to the defaults (DER output, AES-256-GCM, RSA PKCS#1 v1.5 signatures,
-/// compression when it pays) with `struct_size = sizeof(ls_seal_options)`. NULL is a no-op.
+/// Sets `*opts` to the defaults (no profile: DER output, AES-256-GCM, RSA-OAEP-SHA-256 or ECDH,
+/// RSA PKCS#1 v1.5 signatures inside SignedData, compression when it pays) with
+/// `struct_size = sizeof(ls_seal_options)`. NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn ls_seal_options_init(opts: *mut ls_seal_options) {
     guard("ls_seal_options_init", (), || {

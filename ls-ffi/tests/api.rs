@@ -295,6 +295,108 @@ fn older_smaller_options_structs_are_honoured() {
 }
 
 #[test]
+fn profiles_through_the_c_api() {
+    let alice = Party::new("alice", LS_KEY_RSA_2048);
+    let bob = Party::new("bob", LS_KEY_RSA_2048);
+    let carol = Party::new("carol", LS_KEY_EC_P256);
+    let doc = b"<Invoice>42</Invoice>";
+    let mut so: ls_seal_options = unsafe { std::mem::zeroed() };
+    unsafe { ls_seal_options_init(&mut so) };
+    assert_eq!(so.profile, LS_PROFILE_NONE);
+    so.profile = LS_PROFILE_LEGACY_AS2;
+    let (rc, sealed) = seal(&alice, &bob, doc, &so);
+    assert_eq!(rc, 0, "{}", msg());
+
+    // RSA key transport OIDs in the (DER) EnvelopedData: rsaEncryption, id-RSAES-OAEP.
+    let has = |hay: &[u8], oid_last: u8| {
+        let oid = [
+            0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, oid_last,
+        ];
+        hay.windows(oid.len()).any(|w| w == oid)
+    };
+    assert!(has(&sealed, 0x01) && !has(&sealed, 0x07));
+    let document = |o: *mut ls_opened| -> Vec<u8> {
+        let (mut p, mut n) = (null(), 0);
+        assert_eq!(unsafe { ls_opened_document(o, &mut p, &mut n) }, 0);
+        unsafe { std::slice::from_raw_parts(p, n) }.to_vec()
+    };
+    let mut oo = open_opts(&alice);
+    for (profile, flags, ok) in [
+        (LS_PROFILE_NONE, 0, true),
+        (LS_PROFILE_LEGACY_AS2, 0, true),
+        (LS_PROFILE_LEGACY_AS2, LS_OPEN_REJECT_3DES, true),
+        (LS_PROFILE_MODERN, 0, false),
+        (LS_PROFILE_LEGACY_AS2, LS_OPEN_REJECT_LEGACY, false),
+    ] {
+        oo.profile = profile;
+        oo.flags = flags;
+        let (rc, opened) = open(&bob, &sealed, &oo);
+        if ok {
+            assert_eq!(rc, 0, "{profile} {flags}: {}", msg());
+            assert_eq!(document(opened), doc);
+            unsafe { ls_opened_free(opened) };
+        } else {
+            assert_eq!(rc, 208, "{profile} {flags}: {}", msg()); // LS_ERR_WEAK_ALGORITHM
+        }
+    }
+    oo.profile = 3;
+    oo.flags = 0;
+    assert_eq!(open(&bob, &sealed, &oo).0, INVALID_ARGUMENT);
+    assert!(msg().contains("LS_PROFILE_"), "{}", msg());
+
+    // Flags add single settings: OAEP-SHA-1 over legacy-as2.
+    so.flags = LS_SEAL_RSA_OAEP_SHA1;
+    let (rc, sealed) = seal(&alice, &bob, doc, &so);
+    assert_eq!(rc, 0, "{}", msg());
+    assert!(has(&sealed, 0x07) && !has(&sealed, 0x01));
+    oo.profile = LS_PROFILE_NONE;
+    let (rc, opened) = open(&bob, &sealed, &oo);
+    assert_eq!(rc, 0, "{}", msg());
+    assert_eq!(document(opened), doc);
+    unsafe { ls_opened_free(opened) };
+    so.flags = LS_SEAL_RSA_OAEP_SHA1 | LS_SEAL_RSA_PKCS1V15;
+    assert_eq!(seal(&alice, &bob, doc, &so).0, INVALID_ARGUMENT);
+
+    // EC keys: refused, with the reason.
+    so.flags = 0;
+    let (rc, _) = seal(&alice, &carol, doc, &so);
+    assert_eq!(rc, INVALID_ARGUMENT);
+    assert!(
+        msg().contains("legacy-as2 needs an RSA certificate"),
+        "{}",
+        msg()
+    );
+    let (rc, _) = seal(&carol, &bob, doc, &so);
+    assert_eq!(rc, INVALID_ARGUMENT);
+    assert!(
+        msg().contains("legacy-as2 needs an RSA identity (this one is EC P-256)"),
+        "{}",
+        msg()
+    );
+    so.profile = 7;
+    assert_eq!(seal(&alice, &bob, doc, &so).0, INVALID_ARGUMENT);
+
+    // An older caller's struct ends before `profile`: not read (no profile).
+    so.profile = LS_PROFILE_LEGACY_AS2;
+    so.struct_size = offset_of!(ls_seal_options, profile) as u32;
+    let (rc, sealed) = seal(&alice, &bob, doc, &so);
+    assert_eq!(rc, 0, "{}", msg());
+    oo.profile = LS_PROFILE_MODERN;
+    let (rc, opened) = open(&bob, &sealed, &oo);
+    assert_eq!(rc, 0, "modern output: {}", msg());
+    unsafe { ls_opened_free(opened) };
+    oo.struct_size = offset_of!(ls_open_options, profile) as u32;
+    let (rc, sealed) = {
+        so.struct_size = size_of::<ls_seal_options>() as u32;
+        seal(&alice, &bob, doc, &so)
+    };
+    assert_eq!(rc, 0, "{}", msg());
+    let (rc, opened) = open(&bob, &sealed, &oo);
+    assert_eq!(rc, 0, "the open profile was not read: {}", msg());
+    unsafe { ls_opened_free(opened) };
+}
+
+#[test]
 fn newer_larger_options_structs_need_zero_unknown_fields() {
     let alice = Party::new("alice", LS_KEY_EC_P256);
     let bob = Party::new("bob", LS_KEY_EC_P256);

@@ -1061,10 +1061,14 @@ impl Handler for Service {
         }
     }
 
+    /// The small endpoints refuse a larger body before reading it (413).
     fn max_body_bytes(&self, path: &str) -> Option<u64> {
         match path {
             ENROL_PATH => Some(ls_core::enrol::MAX_REQUEST_BYTES),
             ROLLOVER_PATH => Some(ls_core::rollover::MAX_REQUEST_BYTES),
+            p if p.starts_with(crate::directory::PATH_PREFIX) => {
+                Some(ls_core::directory::MAX_REQUEST_BYTES)
+            }
             _ => None,
         }
     }

@@ -276,6 +276,11 @@ impl Failure {
 struct Seen {
     party: Option<PartyKey>,
     account: Option<i64>,
+    /// The attempt was counted in advance against the address (see
+    /// [`crate::ratelimit::FailureLimiter::reserve`]); the lockout it makes if it fails.
+    address_counted: Option<Option<std::time::Duration>>,
+    /// …and against this account.
+    account_counted: Option<(i64, Option<std::time::Duration>)>,
 }
 
 impl Service {
@@ -303,6 +308,13 @@ impl Service {
             .unwrap_or_default();
         match outcome {
             Ok((body, enrolled)) => {
+                // Not a failure after all: the attempts counted in advance are taken back.
+                if seen.address_counted.is_some() {
+                    self.enrolment.per_address.release(&address);
+                }
+                if let Some((account, _)) = seen.account_counted {
+                    self.enrolment.per_account.release(&account);
+                }
                 self.metrics.enrolment(match enrolled.outcome.as_str() {
                     "replaced" => "replaced",
                     "already_enrolled" => "again",
@@ -321,20 +333,30 @@ impl Service {
                 Response::new(200, contract::CONTENT_TYPE, body)
             }
             Err(f) => {
+                // The attempt was counted in advance; a failure that does not count is taken
+                // back.
                 let e = &self.enrolment;
                 let mut locked = f.retry_after;
-                if matches!(f.count, Count::Address | Count::AddressAndAccount) {
-                    locked = e.per_address.fail(&address).or(locked);
+                if let Some(lock) = seen.address_counted {
+                    if matches!(f.count, Count::Address | Count::AddressAndAccount) {
+                        locked = lock.or(locked);
+                    } else {
+                        e.per_address.release(&address);
+                    }
                 }
-                if let (Count::AddressAndAccount, Some(account)) = (f.count, seen.account) {
-                    if let Some(w) = e.per_account.fail(&account) {
-                        log::warn(
-                            "enrol_account_locked",
-                            &[
-                                ("subscriber", V::N(account.max(0) as u64)),
-                                ("lockout_secs", V::N(w.as_secs())),
-                            ],
-                        );
+                if let Some((account, lock)) = seen.account_counted {
+                    if matches!(f.count, Count::AddressAndAccount) {
+                        if let Some(w) = lock {
+                            log::warn(
+                                "enrol_account_locked",
+                                &[
+                                    ("subscriber", V::N(account.max(0) as u64)),
+                                    ("lockout_secs", V::N(w.as_secs())),
+                                ],
+                            );
+                        }
+                    } else {
+                        e.per_account.release(&account);
                     }
                 }
                 self.metrics.enrolment(f.refused.reason.as_str());
@@ -366,8 +388,11 @@ impl Service {
         seen: &mut Seen,
     ) -> Result<(Vec<u8>, Enrolled), Failure> {
         let e = &self.enrolment;
-        if let Some(wait) = e.per_address.locked(&address) {
-            return Err(Failure::locked(wait, "from this address"));
+        // Counted as a failure before anything is checked (taken back if it is not one), so
+        // that attempts in flight at the same time cannot overshoot the limit.
+        match e.per_address.reserve(&address) {
+            Err(wait) => return Err(Failure::locked(wait, "from this address")),
+            Ok(lock) => seen.address_counted = Some(lock),
         }
         let now = now_unix();
         let v = contract::verify_request(&req.body, now).map_err(|r| Failure {
@@ -417,8 +442,11 @@ impl Service {
             .enrolment_account(&key)
             .map_err(Failure::unavailable)?;
         seen.account = account;
-        if let Some(wait) = account.and_then(|a| e.per_account.locked(&a)) {
-            return Err(Failure::locked(wait, "for this account"));
+        if let Some(a) = account {
+            match e.per_account.reserve(&a) {
+                Err(wait) => return Err(Failure::locked(wait, "for this account")),
+                Ok(lock) => seen.account_counted = Some((a, lock)),
+            }
         }
         let invalid = || {
             Failure::new(

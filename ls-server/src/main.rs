@@ -722,7 +722,9 @@ fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
                         "Enrolment code {} for party {key} of subscriber {id}, for one use, valid \
                          until {}:\n\n    {}\n\nIt is shown only this once. Give it to the \
                          subscriber's installer by a channel you trust; they run:\n\n    layersec \
-                         init --party {} --service <the service's AS4 URL> --enrol <the code>\n",
+                         init --party {} --service <the service's AS4 URL> --enrol -\n\n(`--enrol -` reads the code \
+                         from stdin, so that it stays out of the process list and the shell's \
+                         history.)\n",
                         issued.record.id,
                         ls_core::time::iso8601(issued.record.expires_at),
                         issued.code.as_str(),

@@ -46,17 +46,47 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
         self.fail_at(key, Instant::now())
     }
 
-    fn locked_at(&self, key: &K, now: Instant) -> Option<Duration> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let e = entries.get(key)?;
+    /// Count an attempt of `key` as a failure before it is made, in one step with the check:
+    /// `Err(wait)` when `key` is locked out (nothing counted); `Ok(Some(wait))` when this
+    /// attempt, should it fail, locks it out; `Ok(None)` otherwise. An attempt that succeeds
+    /// (or fails for a reason that does not count) is taken back with [`Self::release`]. So
+    /// attempts made at the same time cannot pass the check together beyond `max`.
+    pub fn reserve(&self, key: &K) -> Result<Option<Duration>, Duration> {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(wait) = entries.get(key).and_then(|e| self.left(e, now)) {
+            return Err(wait);
+        }
+        Ok(self.count(&mut entries, key, now))
+    }
+
+    /// How long an entry keeps its key locked out at `now`.
+    fn left(&self, e: &Entry, now: Instant) -> Option<Duration> {
         let left = self
             .window
             .checked_sub(now.saturating_duration_since(e.since))?;
         (e.failures >= self.max && !left.is_zero()).then_some(left)
     }
 
+    /// Take back an attempt counted by [`Self::reserve`].
+    pub fn release(&self, key: &K) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = entries.get_mut(key) {
+            e.failures = e.failures.saturating_sub(1);
+        }
+    }
+
+    fn locked_at(&self, key: &K, now: Instant) -> Option<Duration> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        self.left(entries.get(key)?, now)
+    }
+
     fn fail_at(&self, key: &K, now: Instant) -> Option<Duration> {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        self.count(&mut entries, key, now)
+    }
+
+    fn count(&self, entries: &mut HashMap<K, Entry>, key: &K, now: Instant) -> Option<Duration> {
         if entries.len() >= MAX_KEYS && !entries.contains_key(key) {
             let window = self.window;
             entries.retain(|_, e| now.saturating_duration_since(e.since) < window);
@@ -134,5 +164,36 @@ mod tests {
         }
         assert!(l.len() <= MAX_KEYS);
         assert!(l.locked_at(&u64::MAX, t0).is_some());
+    }
+
+    #[test]
+    fn attempts_made_at_the_same_time_cannot_pass_the_limit_together() {
+        let l = std::sync::Arc::new(FailureLimiter::<u8>::new(5, Duration::from_secs(60)));
+        let passed = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let threads: Vec<_> = (0..64)
+            .map(|_| {
+                let (l, passed) = (l.clone(), passed.clone());
+                std::thread::spawn(move || {
+                    if l.reserve(&1).is_ok() {
+                        passed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(passed.load(std::sync::atomic::Ordering::Relaxed), 5);
+        assert!(l.locked(&1).is_some());
+        // An attempt that succeeds is taken back: the key may try again.
+        let l = FailureLimiter::<u8>::new(2, Duration::from_secs(60));
+        assert_eq!(l.reserve(&1), Ok(None));
+        l.release(&1);
+        assert_eq!(l.reserve(&1), Ok(None));
+        assert!(
+            l.reserve(&1).unwrap().is_some(),
+            "the second counts to the limit"
+        );
+        assert!(l.reserve(&1).is_err());
     }
 }

@@ -514,6 +514,23 @@ def _check(value, cls, what: str, optional: bool = False) -> None:
 # --- seal / open / inspect --------------------------------------------------------------------
 
 _OUTPUTS = {"der": 0, "smime": _lib.LS_SEAL_SMIME, "pem": _lib.LS_SEAL_PEM}
+_PROFILES = {
+    None: _lib.LS_PROFILE_NONE,
+    "modern": _lib.LS_PROFILE_MODERN,
+    "legacy-as2": _lib.LS_PROFILE_LEGACY_AS2,
+}
+_KEY_TRANSPORTS = {
+    None: 0,
+    "rsa-pkcs1v15": _lib.LS_SEAL_RSA_PKCS1V15,
+    "rsa-oaep-sha1": _lib.LS_SEAL_RSA_OAEP_SHA1,
+}
+
+
+def _profile(profile: Optional[str]) -> int:
+    try:
+        return _PROFILES[profile]
+    except (KeyError, TypeError):
+        raise ValueError(f"profile must be 'modern', 'legacy-as2' or None, not {profile!r}") from None
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -541,6 +558,9 @@ def seal(
     encrypt_to_self: bool = False,
     compression_level: Optional[int] = None,
     signing_time: Optional[Union[datetime, int]] = None,
+    profile: Optional[str] = None,
+    key_transport: Optional[str] = None,
+    multipart_signed: bool = False,
 ) -> bytes:
     """Seals ``document``: MIME-wraps it (with ``filename``/``mime_type``), compresses it
     (``compress``: None when it pays, True always, False never), signs it with ``signer``
@@ -551,7 +571,13 @@ def seal(
     ``output`` is ``"der"``, ``"smime"`` (an ``application/pkcs7-mime`` entity) or ``"pem"``.
     ``compression_level`` is the zlib level 1-9 (None: the library's default);
     ``signing_time`` (aware datetime or Unix seconds; None: now) is the time to state.
-    Returns the sealed message."""
+
+    ``profile`` is what the recipients' software reads: ``"modern"`` (the defaults above) or
+    ``"legacy-as2"`` (compressed, multipart/signed, AES-256-CBC EnvelopedData, RSA PKCS#1 v1.5
+    key transport; RSA keys only, else InvalidArgumentError). The other options add to it:
+    ``key_transport`` ``"rsa-pkcs1v15"`` or ``"rsa-oaep-sha1"`` for RSA recipients (None: the
+    profile's, RSA-OAEP-SHA-256 by default), ``multipart_signed`` for a multipart/signed
+    signature. Returns the sealed message."""
     doc = _bytes(document, "document")
     _check(signer, Identity, "signer")
     if isinstance(recipients, Certificate):
@@ -579,7 +605,16 @@ def seal(
         flags |= _lib.LS_SEAL_PSS
     if encrypt_to_self:
         flags |= _lib.LS_SEAL_ENCRYPT_TO_SELF
+    if multipart_signed:
+        flags |= _lib.LS_SEAL_MULTIPART_SIGNED
+    try:
+        flags |= _KEY_TRANSPORTS[key_transport]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"key_transport must be 'rsa-pkcs1v15', 'rsa-oaep-sha1' or None, not {key_transport!r}"
+        ) from None
     opts.flags = flags
+    opts.profile = _profile(profile)
     opts.filename = _cstr(filename, "filename")
     opts.mime_type = _cstr(mime_type, "mime_type")
     if compression_level is not None:
@@ -644,6 +679,8 @@ def open(  # noqa: A001 - layersec.open, on purpose
     allow_sha1: bool = False,
     max_output: Optional[int] = None,
     kek: Optional[tuple] = None,
+    profile: Optional[str] = None,
+    reject_3des: bool = False,
 ) -> Opened:
     """Opens a sealed message (DER, BER, PEM or S/MIME): decrypts it with ``recipient`` (None
     for a signed-only message), verifies every signature against ``sender`` (the one partner
@@ -652,8 +689,11 @@ def open(  # noqa: A001 - layersec.open, on purpose
 
     Without ``sender`` or ``partners`` a signed message fails with UnknownSignerError.
     ``allow_unsigned`` accepts a message without signature, ``allow_expired`` a signer
-    certificate outside its validity, ``allow_sha1`` SHA-1 signatures; ``reject_legacy`` refuses
-    3DES and RSA PKCS#1 v1.5 key transport. ``max_output`` limits the document's size in bytes
+    certificate outside its validity, ``allow_sha1`` SHA-1 signatures. ``profile`` accepts what
+    that profile's partners send: ``"modern"`` none of AES-CBC, 3DES, RSA PKCS#1 v1.5 key
+    transport and multipart/signed, ``"legacy-as2"`` all of them (None: all of them, as
+    before); ``reject_legacy`` then refuses 3DES and RSA PKCS#1 v1.5 key transport,
+    ``reject_3des`` 3DES. ``max_output`` limits the document's size in bytes
     (None: the library's 1 GiB). ``kek`` is a pre-shared ``(key_id, key)`` pair for
     KEKRecipientInfo."""
     data = _bytes(data, "data")
@@ -672,7 +712,10 @@ def open(  # noqa: A001 - layersec.open, on purpose
         flags |= _lib.LS_OPEN_REJECT_LEGACY
     if allow_sha1:
         flags |= _lib.LS_OPEN_ALLOW_SHA1
+    if reject_3des:
+        flags |= _lib.LS_OPEN_REJECT_3DES
     opts.flags = flags
+    opts.profile = _profile(profile)
     if max_output is not None:
         if isinstance(max_output, bool) or not isinstance(max_output, int):
             raise TypeError("max_output must be an int")

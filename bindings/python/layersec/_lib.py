@@ -59,11 +59,19 @@ LS_SEAL_PSS = 1 << 3
 LS_SEAL_SMIME = 1 << 4
 LS_SEAL_PEM = 1 << 5
 LS_SEAL_ENCRYPT_TO_SELF = 1 << 6
+LS_SEAL_MULTIPART_SIGNED = 1 << 7
+LS_SEAL_RSA_PKCS1V15 = 1 << 8
+LS_SEAL_RSA_OAEP_SHA1 = 1 << 9
+
+LS_PROFILE_NONE = 0
+LS_PROFILE_MODERN = 1
+LS_PROFILE_LEGACY_AS2 = 2
 
 LS_OPEN_ALLOW_UNSIGNED = 1 << 0
 LS_OPEN_ALLOW_EXPIRED = 1 << 1
 LS_OPEN_REJECT_LEGACY = 1 << 2
 LS_OPEN_ALLOW_SHA1 = 1 << 3
+LS_OPEN_REJECT_3DES = 1 << 4
 
 LS_KEY_RSA_2048 = 1
 LS_KEY_RSA_3072 = 2
@@ -117,6 +125,7 @@ class ls_seal_options(Structure):
         ("mime_type", c_char_p),
         ("compression_level", c_uint32),
         ("signing_time", c_int64),
+        ("profile", c_uint32),
     ]
 
 
@@ -134,6 +143,7 @@ class ls_open_options(Structure):
         ("kek_id_len", c_size_t),
         ("kek", c_char_p),
         ("kek_len", c_size_t),
+        ("profile", c_uint32),
     ]
 
 

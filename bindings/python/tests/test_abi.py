@@ -126,9 +126,9 @@ def test_every_header_function_is_declared_with_its_types(header_text):
 
 def test_flag_and_key_constants_match_header(header_text):
     defs = header_defines(header_text)
-    prefixes = ("LS_SEAL_", "LS_OPEN_", "LS_KEY_")
+    prefixes = ("LS_SEAL_", "LS_OPEN_", "LS_KEY_", "LS_PROFILE_")
     wanted = {k: v for k, v in defs.items() if k.startswith(prefixes)}
-    assert len(wanted) == 15
+    assert len(wanted) == 22
     for name, expr in wanted.items():
         assert getattr(_lib, name) == int_define(expr), name
     assert defs["LS_NO_TIME"] == "INT64_MIN"

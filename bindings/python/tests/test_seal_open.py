@@ -310,3 +310,39 @@ def test_opened_repr_hides_the_document(alice_ec, bob_ec):
                            bob_ec, sender=alice_ec.certificate)
     r = repr(opened)
     assert "secret payload" not in r and "<14 bytes>" in r and "CN=alice-ec" in r
+
+
+def test_profiles(alice_rsa, bob_rsa, alice_ec, bob_ec):
+    sealed = layersec.seal(DOC, alice_rsa, [bob_rsa.certificate], profile="legacy-as2")
+    info = layersec.inspect(sealed, bob_rsa, alice_rsa.certificate)
+    names = layer_names(info)
+    assert names[0] == "envelopedData" and "multipart/signed" in names, names
+    assert info["layers"][0]["content_encryption"] == "aes256-CBC"
+    assert info["layers"][0]["recipients"][0]["algorithm"] == "rsaEncryption"
+    assert info["verified"] is True
+    for profile in (None, "legacy-as2"):
+        opened = layersec.open(sealed, bob_rsa, sender=alice_rsa.certificate, profile=profile)
+        assert opened.document == DOC
+    for kw in ({"profile": "modern"}, {"profile": "legacy-as2", "reject_legacy": True}):
+        with pytest.raises(layersec.WeakAlgorithmError):
+            layersec.open(sealed, bob_rsa, sender=alice_rsa.certificate, **kw)
+    # Single settings: OAEP-SHA-1 and multipart/signed over the modern defaults.
+    sealed = layersec.seal(DOC, alice_rsa, [bob_rsa.certificate], key_transport="rsa-oaep-sha1",
+                           multipart_signed=True)
+    info = layersec.inspect(sealed, bob_rsa, alice_rsa.certificate)
+    assert info["layers"][0]["layer"] == "authEnvelopedData"
+    assert info["layers"][0]["recipients"][0]["algorithm"] == "id-RSAES-OAEP"
+    assert "multipart/signed" in layer_names(info)
+    # legacy-as2 needs RSA keys, ours and the recipients'.
+    with pytest.raises(layersec.ArgumentError) as ei:
+        layersec.seal(DOC, alice_ec, [bob_rsa.certificate], profile="legacy-as2")
+    assert "legacy-as2 needs an RSA identity (this one is EC P-256)" in ei.value.message
+    with pytest.raises(layersec.ArgumentError) as ei:
+        layersec.seal(DOC, alice_rsa, [bob_ec.certificate], profile="legacy-as2")
+    assert "legacy-as2 needs an RSA certificate" in ei.value.message
+    with pytest.raises(ValueError):
+        layersec.seal(DOC, alice_rsa, [bob_rsa.certificate], profile="as2")
+    with pytest.raises(ValueError):
+        layersec.seal(DOC, alice_rsa, [bob_rsa.certificate], key_transport="rsa")
+    with pytest.raises(ValueError):
+        layersec.open(sealed, bob_rsa, sender=alice_rsa.certificate, profile="old")

@@ -134,6 +134,19 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
                     )));
                 }
             }
+            if service_cert.is_none() {
+                // Shown before the code is sent, so that a wrong service is noticed in time.
+                crate::output::info(
+                    cli,
+                    &format!(
+                        "the service at {} signs with {}, SHA256 {}: compare it with the \
+                         fingerprint your provider gave you",
+                        e.url(),
+                        printable(fetched.subject()),
+                        fetched.sha256_fingerprint()
+                    ),
+                );
+            }
             (Some(fetched), true)
         }
         None => (service_cert, false),

@@ -4,6 +4,7 @@ use super::{load_identity, load_partners, DEFAULT_MAX_SIZE};
 use crate::cli::{Cli, OpenArgs};
 use crate::fsio::{is_dash, print_stdout, read_input, usage, write_atomic, write_stdout};
 use crate::output::{cert_json, display, info};
+use ls_core::cms::{InboundPolicy, Profile};
 use ls_core::{Certificate, Error, OpenOptions};
 use serde_json::json;
 
@@ -30,13 +31,23 @@ pub fn run(a: &OpenArgs, cli: &Cli) -> Result<(), Error> {
     // A sealed message is at most ~4/3 of its document (base64) plus headers.
     let input_limit = max.saturating_mul(2).saturating_add(1 << 20);
     let data = read_input(&a.input, Some(input_limit), "sealed message")?;
+    let mut policy = a
+        .profile
+        .map_or(InboundPolicy::ANY, |p| Profile::from(p).inbound_policy());
+    if a.reject_legacy {
+        policy.accept_3des = false;
+        policy.accept_rsa_pkcs1v15 = false;
+    }
+    if a.reject_3des {
+        policy.accept_3des = false;
+    }
     let opts = OpenOptions {
         recipient: identity.as_ref(),
         sender: sender.as_ref(),
         partners: store.as_ref(),
         allow_unsigned: a.allow_unsigned,
         allow_expired: a.allow_expired,
-        allow_legacy_ciphers: !a.reject_legacy,
+        policy,
         allow_sha1: a.allow_sha1,
         max_output: max,
         ..Default::default()

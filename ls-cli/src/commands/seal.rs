@@ -1,12 +1,11 @@
 //! `layersec seal`: compress, sign and encrypt a document for its recipients.
 
 use super::load_identity;
-use crate::cli::{Cli, SealArgs};
+use crate::cli::{Cli, KeyTransportArg, SealArgs, SignatureFormatArg};
 use crate::fsio::{is_dash, print_stdout, read_input, usage, write_atomic, write_stdout};
 use crate::output::{cert_json, display, info};
-use ls_core::{
-    Certificate, Compression, ContentCipher, Error, OutputFormat, SealOptions, SignatureScheme,
-};
+use ls_core::cms::{KeyTransport, Profile, SignatureFormat};
+use ls_core::{Certificate, Compression, ContentCipher, Error, OutputFormat, SignatureScheme};
 use serde_json::json;
 use std::io::IsTerminal;
 
@@ -53,28 +52,34 @@ pub fn run(a: &SealArgs, cli: &Cli) -> Result<(), Error> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned()),
     };
-    let opts = SealOptions {
-        filename: filename.clone(),
-        mime_type: a.mime_type.clone(),
-        compression: if a.no_compress {
-            Compression::Never
-        } else {
-            Compression::Auto
-        },
-        cipher: if a.cbc {
-            ContentCipher::Aes256Cbc
-        } else {
-            ContentCipher::Aes256Gcm
-        },
-        signature: if a.pss {
-            SignatureScheme::RsaPss
-        } else {
-            SignatureScheme::Pkcs1v15
-        },
-        output,
-        encrypt_to_self: a.encrypt_to_self,
-        ..Default::default()
-    };
+    let profile = Profile::from(a.profile);
+    let mut opts = profile.seal_options();
+    opts.filename = filename.clone();
+    opts.mime_type = a.mime_type.clone();
+    if a.no_compress {
+        opts.compression = Compression::Never;
+    }
+    if a.cbc {
+        opts.cipher = ContentCipher::Aes256Cbc;
+    }
+    if a.pss {
+        opts.signature = SignatureScheme::RsaPss;
+    }
+    if let Some(k) = a.key_transport {
+        opts.key_transport = match k {
+            KeyTransportArg::RsaOaepSha256 => KeyTransport::RsaOaepSha256,
+            KeyTransportArg::RsaOaepSha1 => KeyTransport::RsaOaepSha1,
+            KeyTransportArg::RsaPkcs1v15 => KeyTransport::RsaPkcs1v15,
+        };
+    }
+    if let Some(f) = a.signature_format {
+        opts.signature_format = match f {
+            SignatureFormatArg::Opaque => SignatureFormat::Opaque,
+            SignatureFormatArg::MultipartSigned => SignatureFormat::MultipartSigned,
+        };
+    }
+    opts.output = output;
+    opts.encrypt_to_self = a.encrypt_to_self;
     let sealed = ls_core::seal(&doc, &id, &recipients, &opts)?;
     if to_stdout {
         write_stdout(&sealed)?;
@@ -98,9 +103,22 @@ pub fn run(a: &SealArgs, cli: &Cli) -> Result<(), Error> {
                     OutputFormat::Smime => "smime",
                     OutputFormat::Pem => "pem",
                 },
-                "cipher": if a.cbc { "aes-256-cbc" } else { "aes-256-gcm" },
+                "profile": profile.name(),
+                "cipher": match opts.cipher {
+                    ContentCipher::Aes256Gcm => "aes-256-gcm",
+                    ContentCipher::Aes256Cbc => "aes-256-cbc",
+                },
+                "key_transport": match opts.key_transport {
+                    KeyTransport::RsaOaepSha256 => "rsa-oaep-sha256",
+                    KeyTransport::RsaOaepSha1 => "rsa-oaep-sha1",
+                    KeyTransport::RsaPkcs1v15 => "rsa-pkcs1v15",
+                },
                 "signature": if id.is_ec() { "ecdsa-sha256" }
                     else if a.pss { "rsassa-pss-sha256" } else { "rsa-pkcs1v15-sha256" },
+                "signature_format": match opts.signature_format {
+                    SignatureFormat::Opaque => "opaque",
+                    SignatureFormat::MultipartSigned => "multipart-signed",
+                },
                 "signer": cert_json(id.certificate()),
                 "recipients": rcpts,
             }))

@@ -138,6 +138,15 @@ impl Client {
         })
     }
 
+    /// What we accept from the partner (its record's profile and `accept_3des` over
+    /// `[policy]`).
+    pub fn partner_inbound_policy(&self, party_id: &str) -> ls_core::cms::InboundPolicy {
+        let global = self.cfg.policy.inbound_policy();
+        self.partners_with(party_id, |f| {
+            f.get(party_id).map_or(global, |p| p.inbound_policy(global))
+        })
+    }
+
     /// Whether documents for the partner ask for a signed receipt: `[receipts] request`, not
     /// named by `[receipts] not_from`, and not switched off by its record (`receipts = false`).
     pub fn partner_wants_receipts(&self, party_id: &str) -> bool {
@@ -395,14 +404,9 @@ impl Client {
                 out.file = None;
                 return Ok(out);
             }
-            set_current(
-                dir,
-                party_id,
-                cert,
-                Source::Directory,
-                None,
-                &entry.previous,
-            )?;
+            // Trust on first use covers the one certificate whose fingerprint was shown: never
+            // also the older ones the directory lists (an operator compares one fingerprint).
+            set_current(dir, party_id, cert, Source::Directory, None, &[])?;
             self.reload_partners()?;
             out.outcome = FetchOutcome::Added;
             out.added = true;

@@ -37,6 +37,7 @@ pub use fetch::{
 use crate::config::parse_toml;
 use crate::fsutil::{self, io_err, list_dir};
 use ls_core::cert::Certificate;
+use ls_core::cms::InboundPolicy;
 use ls_core::error::{Error, Result};
 use ls_core::time;
 use serde::{Deserialize, Serialize};
@@ -69,6 +70,36 @@ impl Profile {
             Profile::LegacyAs2 => "legacy-as2",
         }
     }
+
+    /// The document layer's profile of this name (what sealing and opening do with it).
+    pub fn core(self) -> ls_core::cms::Profile {
+        match self {
+            Profile::Modern => ls_core::cms::Profile::Modern,
+            Profile::LegacyAs2 => ls_core::cms::Profile::LegacyAs2,
+        }
+    }
+}
+
+/// A record's `key_transport`: how the content key is wrapped for an RSA certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyTransportChoice {
+    #[serde(rename = "rsa-oaep-sha256")]
+    RsaOaepSha256,
+    #[serde(rename = "rsa-oaep-sha1")]
+    RsaOaepSha1,
+    #[serde(rename = "rsa-pkcs1v15")]
+    RsaPkcs1v15,
+}
+
+/// A record's `signature_format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SignatureFormatChoice {
+    /// The content inside the SignedData.
+    #[serde(rename = "opaque")]
+    Opaque,
+    /// multipart/signed with a detached signature.
+    #[serde(rename = "multipart-signed")]
+    MultipartSigned,
 }
 
 /// Where a partner's current certificate came from.
@@ -111,12 +142,31 @@ fn yes() -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
-    #[serde(default)]
-    pub profile: Profile,
+    /// The partner's algorithm profile. Absent: `modern` for what we send, `[policy]` for what
+    /// we accept; given (`modern` too), it decides both for this partner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
     /// Ask this partner for signed receipts (with `[receipts] request`, and unless `[receipts]
     /// not_from` names it).
     #[serde(default = "yes")]
     pub receipts: bool,
+    /// Individual settings over the profile, for what we seal for this partner…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher: Option<crate::config::CipherChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_transport: Option<KeyTransportChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_format: Option<SignatureFormatChoice>,
+    /// …and for what we accept from it, whatever its profile and `[policy]` say (a
+    /// `legacy-as2` partner set to AES: `accept_3des = false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_3des: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_cbc: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_rsa_pkcs1v15: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_multipart_signed: Option<bool>,
     /// When the current certificate was added (ISO 8601, UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub added: Option<String>,
@@ -129,8 +179,15 @@ pub struct Record {
 impl Default for Record {
     fn default() -> Self {
         Record {
-            profile: Profile::Modern,
+            profile: None,
             receipts: true,
+            cipher: None,
+            key_transport: None,
+            signature_format: None,
+            accept_3des: None,
+            accept_cbc: None,
+            accept_rsa_pkcs1v15: None,
+            accept_multipart_signed: None,
             added: None,
             source: None,
             previous: Vec::new(),
@@ -184,7 +241,63 @@ impl Partner {
     }
 
     pub fn profile(&self) -> Profile {
-        self.record.as_ref().map(|r| r.profile).unwrap_or_default()
+        self.record
+            .as_ref()
+            .and_then(|r| r.profile)
+            .unwrap_or_default()
+    }
+
+    /// What we accept from this partner: the profile its record names overrides `global`
+    /// (`[policy]`) — `modern` accepts nothing legacy, `legacy-as2` what AS2 software sends —,
+    /// a record without one follows `global`; the record's `accept_3des` decides 3DES.
+    pub fn inbound_policy(&self, global: InboundPolicy) -> InboundPolicy {
+        let mut p = match self.record.as_ref().and_then(|r| r.profile) {
+            Some(profile) => profile.core().inbound_policy(),
+            None => global,
+        };
+        if let Some(r) = &self.record {
+            for (setting, field) in [
+                (r.accept_3des, &mut p.accept_3des),
+                (r.accept_cbc, &mut p.accept_cbc),
+                (r.accept_rsa_pkcs1v15, &mut p.accept_rsa_pkcs1v15),
+                (r.accept_multipart_signed, &mut p.accept_multipart_signed),
+            ] {
+                if let Some(v) = setting {
+                    *field = v;
+                }
+            }
+        }
+        p
+    }
+
+    /// What we seal this partner's documents with: a profile its record names (other than
+    /// `modern`, whose choices `opts` already has from `[policy]`) over `opts`, then the
+    /// record's individual settings.
+    pub fn apply_seal(&self, opts: &mut ls_core::cms::SealOptions) {
+        use ls_core::cms::{ContentCipher, KeyTransport, SignatureFormat};
+        let Some(r) = &self.record else { return };
+        if let Some(p) = r.profile.filter(|p| *p != Profile::Modern) {
+            p.core().apply(opts);
+        }
+        if let Some(c) = r.cipher {
+            opts.cipher = match c {
+                crate::config::CipherChoice::Aes256Gcm => ContentCipher::Aes256Gcm,
+                crate::config::CipherChoice::Aes256Cbc => ContentCipher::Aes256Cbc,
+            };
+        }
+        if let Some(k) = r.key_transport {
+            opts.key_transport = match k {
+                KeyTransportChoice::RsaOaepSha256 => KeyTransport::RsaOaepSha256,
+                KeyTransportChoice::RsaOaepSha1 => KeyTransport::RsaOaepSha1,
+                KeyTransportChoice::RsaPkcs1v15 => KeyTransport::RsaPkcs1v15,
+            };
+        }
+        if let Some(f) = r.signature_format {
+            opts.signature_format = match f {
+                SignatureFormatChoice::Opaque => SignatureFormat::Opaque,
+                SignatureFormatChoice::MultipartSigned => SignatureFormat::MultipartSigned,
+            };
+        }
     }
 }
 

@@ -47,11 +47,12 @@ fn a_record_is_saved_and_read_back_beside_the_certificate() {
     assert!(p.receipts());
     assert_eq!(p.profile(), Profile::Modern);
     let r = Record {
-        profile: Profile::LegacyAs2,
+        profile: Some(Profile::LegacyAs2),
         receipts: false,
         added: Some("2026-12-07T07:00:00Z".into()),
         source: Some(Source::Directory),
         previous: Vec::new(),
+        ..Record::default()
     };
     save_record(&d.0, "globex", &r).unwrap();
     let text = fs::read_to_string(d.0.join("globex.toml")).unwrap();
@@ -72,10 +73,7 @@ fn a_record_is_saved_and_read_back_beside_the_certificate() {
     // Written by hand, with only what differs from the defaults.
     fs::write(d.0.join("globex.toml"), "receipts = false\n").unwrap();
     let r = load_record(&d.0, "globex").unwrap().unwrap();
-    assert_eq!(
-        (r.profile, r.receipts, r.source),
-        (Profile::Modern, false, None)
-    );
+    assert_eq!((r.profile, r.receipts, r.source), (None, false, None));
     // A record alone does not make a partner; temporary files are not read.
     fs::write(d.0.join("initech.toml"), "profile = \"modern\"\n").unwrap();
     fs::write(d.0.join(".tmp-1234-initech.crt"), b"half written").unwrap();
@@ -186,11 +184,11 @@ fn previous_certificates_are_accepted_until_their_time() {
     // The profile and receipts of the record survive replacements.
     let mut r3 = load_record(&d.0, "globex").unwrap().unwrap();
     r3.receipts = false;
-    r3.profile = Profile::LegacyAs2;
+    r3.profile = Some(Profile::LegacyAs2);
     save_record(&d.0, "globex", &r3).unwrap();
     set_current(&d.0, "globex", &old, Source::File, None, &[]).unwrap();
     let r4 = load_record(&d.0, "globex").unwrap().unwrap();
-    assert_eq!((r4.receipts, r4.profile), (false, Profile::LegacyAs2));
+    assert_eq!((r4.receipts, r4.profile), (false, Some(Profile::LegacyAs2)));
     // …and the new current one is not also listed as previous.
     assert!(r4
         .previous
@@ -218,4 +216,85 @@ fn an_earlier_versions_certificate_files_still_work_and_are_replaced_whole() {
     let f = PartnerFolder::load(&d.0).unwrap();
     assert_eq!(f.current("globex"), [n]);
     assert_eq!(fs::read_dir(d.0.join("globex.history")).unwrap().count(), 3);
+}
+
+#[test]
+fn a_partners_profile_and_3des_setting_decide_what_we_accept_from_it() {
+    use ls_core::cms::InboundPolicy;
+    let d = folder();
+    fs::write(d.0.join("globex.crt"), cert("globex").to_pem()).unwrap();
+    // As `[policy] accept_legacy_ciphers = true` makes it.
+    let global = InboundPolicy::ANY;
+    let policy = |record: &str| {
+        fs::write(d.0.join("globex.toml"), record).unwrap();
+        PartnerFolder::load(&d.0)
+            .unwrap()
+            .get("globex")
+            .unwrap()
+            .inbound_policy(global)
+    };
+    // No profile follows [policy]; a named one overrides it; accept_3des decides 3DES.
+    assert_eq!(policy(""), global);
+    assert_eq!(policy("profile = \"modern\"\n"), InboundPolicy::MODERN);
+    assert_eq!(policy("profile = \"legacy-as2\"\n"), InboundPolicy::ANY);
+    let p = policy("profile = \"legacy-as2\"\naccept_3des = false\n");
+    assert!(p.accept_cbc && p.accept_rsa_pkcs1v15 && !p.accept_3des);
+    let p = policy("accept_3des = false\n");
+    assert!(!p.accept_3des && p.accept_cbc);
+    let p = policy("profile = \"modern\"\naccept_3des = true\n");
+    assert!(p.accept_3des && !p.accept_cbc);
+    let p = policy("profile = \"legacy-as2\"\naccept_rsa_pkcs1v15 = false\naccept_cbc = false\n");
+    assert!(!p.accept_rsa_pkcs1v15 && !p.accept_cbc && p.accept_multipart_signed && p.accept_3des);
+    assert!(config_error_of(&d.0, "accept_3des = \"yes\"\n").contains("accept_3des"));
+}
+
+fn config_error_of(dir: &Path, record: &str) -> String {
+    fs::write(dir.join("globex.toml"), record).unwrap();
+    config_error(dir)
+}
+
+#[test]
+fn a_records_individual_settings_decide_what_we_seal_with() {
+    use ls_core::cms::{ContentCipher, KeyTransport, SealOptions, SignatureFormat};
+    let d = folder();
+    fs::write(d.0.join("globex.crt"), cert("globex").to_pem()).unwrap();
+    let sealed_with = |record: &str| {
+        fs::write(d.0.join("globex.toml"), record).unwrap();
+        let mut o = SealOptions::default();
+        PartnerFolder::load(&d.0)
+            .unwrap()
+            .get("globex")
+            .unwrap()
+            .apply_seal(&mut o);
+        (o.cipher, o.key_transport, o.signature_format)
+    };
+    let modern = (
+        ContentCipher::Aes256Gcm,
+        KeyTransport::RsaOaepSha256,
+        SignatureFormat::Opaque,
+    );
+    assert_eq!(sealed_with(""), modern);
+    assert_eq!(sealed_with("profile = \"modern\"\n"), modern);
+    assert_eq!(
+        sealed_with("profile = \"legacy-as2\"\n"),
+        (
+            ContentCipher::Aes256Cbc,
+            KeyTransport::RsaPkcs1v15,
+            SignatureFormat::MultipartSigned
+        )
+    );
+    // legacy-as2 with OAEP-SHA-1 (pyas2lib reads it too), or modern but multipart/signed.
+    assert_eq!(
+        sealed_with("profile = \"legacy-as2\"\nkey_transport = \"rsa-oaep-sha1\"\n").1,
+        KeyTransport::RsaOaepSha1
+    );
+    assert_eq!(
+        sealed_with("signature_format = \"multipart-signed\"\ncipher = \"aes-256-cbc\"\n"),
+        (
+            ContentCipher::Aes256Cbc,
+            KeyTransport::RsaOaepSha256,
+            SignatureFormat::MultipartSigned
+        )
+    );
+    assert!(config_error_of(&d.0, "key_transport = \"rsa-md5\"\n").contains("key_transport"));
 }

@@ -2,6 +2,7 @@
 //! key agreement, key wrap, signatures and digests. Algorithm identifiers are parsed here, so an
 //! algorithm we do not support is reported by name.
 
+use super::KeyTransport;
 use crate::asn1::{self, tag, Tlv};
 use crate::error::{Error, Result};
 use crate::oid;
@@ -419,23 +420,53 @@ fn parse_mgf1(t: Tlv) -> Result<Digest> {
     Digest::from_oid(AlgId::parse(h)?.oid, true)
 }
 
-pub fn rsa_oaep_encrypt(key: &PKeyRef<Public>, cek: &[u8]) -> Result<Vec<u8>> {
+/// Encrypt the content key to an RSA public key: the encrypted key and the
+/// keyEncryptionAlgorithm (DER AlgorithmIdentifier) that says how.
+pub fn rsa_encrypt_key(
+    key: &PKeyRef<Public>,
+    cek: &[u8],
+    how: KeyTransport,
+) -> Result<(Vec<u8>, Vec<u8>)> {
     let mut ctx = PkeyCtx::new(key)?;
     ctx.encrypt_init()?;
-    ctx.set_rsa_padding(Padding::PKCS1_OAEP)?;
-    ctx.set_rsa_oaep_md(Md::sha256())?;
-    ctx.set_rsa_mgf1_md(Md::sha256())?;
+    let alg = match how {
+        KeyTransport::RsaOaepSha256 => {
+            ctx.set_rsa_padding(Padding::PKCS1_OAEP)?;
+            ctx.set_rsa_oaep_md(Md::sha256())?;
+            ctx.set_rsa_mgf1_md(Md::sha256())?;
+            alg_id(oid::RSAES_OAEP, Some(&oaep_params_sha256()))
+        }
+        KeyTransport::RsaOaepSha1 => {
+            ctx.set_rsa_padding(Padding::PKCS1_OAEP)?;
+            ctx.set_rsa_oaep_md(Md::sha1())?;
+            ctx.set_rsa_mgf1_md(Md::sha1())?;
+            // Every parameter at its default (SHA-1, MGF1-SHA-1, empty label): an empty
+            // SEQUENCE, as RFC 4055 §4.1 asks (and OpenSSL writes).
+            alg_id(oid::RSAES_OAEP, Some(&asn1::seq(&[])))
+        }
+        KeyTransport::RsaPkcs1v15 => {
+            ctx.set_rsa_padding(Padding::PKCS1)?;
+            alg_id(oid::RSA_ENCRYPTION, Some(&asn1::null()))
+        }
+    };
     let mut out = Vec::new();
     ctx.encrypt_to_vec(cek, &mut out)?;
-    Ok(out)
+    Ok((out, alg))
 }
 
-/// Unwrap a content key sent by RSA key transport.
+/// Unwrap a content key of `key_len` bytes sent by RSA key transport.
+///
+/// With RSA PKCS#1 v1.5, a padding failure (or a key of the wrong length) is not reported:
+/// a random key takes its place and the content fails to decrypt like any other damaged
+/// content (RFC 3218 §2.3.2), so that neither the error nor the work done after it tells an
+/// attacker whether the padding was right (Bleichenbacher's attack). The random key is made
+/// before the decryption, whatever its outcome.
 pub fn rsa_decrypt_key(
     key: &PKeyRef<Private>,
     alg: &AlgId,
     enc: &[u8],
-    allow_legacy: bool,
+    key_len: usize,
+    accept_pkcs1v15: bool,
 ) -> Result<Secret> {
     if key.id() != Id::RSA {
         return Err(Error::NotARecipient(
@@ -445,7 +476,7 @@ pub fn rsa_decrypt_key(
     let mut ctx = PkeyCtx::new(key)?;
     ctx.decrypt_init()?;
     if alg.oid == oid::RSA_ENCRYPTION {
-        if !allow_legacy {
+        if !accept_pkcs1v15 {
             return Err(Error::WeakAlgorithm(
                 "RSA PKCS#1 v1.5 key transport is refused by policy".into(),
             ));
@@ -466,6 +497,15 @@ pub fn rsa_decrypt_key(
         )));
     }
     let mut out = Secret::default();
+    if alg.oid == oid::RSA_ENCRYPTION {
+        let substitute = random_key(key_len)?;
+        let ok = ctx.decrypt_to_vec(enc, &mut out).is_ok();
+        return Ok(if ok && out.len() == key_len {
+            out
+        } else {
+            substitute
+        });
+    }
     ctx.decrypt_to_vec(enc, &mut out).map_err(|_| {
         Error::KeyUnwrapFailed("RSA decryption of the content key failed (wrong key?)".into())
     })?;

@@ -4,6 +4,7 @@
 pub(crate) mod crypto;
 pub mod inspect;
 mod open;
+mod profile;
 pub mod receipt;
 pub(crate) mod seal;
 pub mod signed;
@@ -13,6 +14,7 @@ use crate::error::Result;
 use crate::keys::Identity;
 
 pub use inspect::{inspect, InspectReport};
+pub use profile::{InboundPolicy, Profile};
 
 /// Whether to compress the document before signing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -44,6 +46,34 @@ pub enum SignatureScheme {
     RsaPss,
 }
 
+/// How the content key is sent to an RSA recipient (EC recipients always get ECDH P-256 key
+/// agreement, which the legacy choices cannot serve: sealing refuses an EC recipient with them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeyTransport {
+    /// RSAES-OAEP with SHA-256 and MGF1-SHA-256 (RFC 8017, RFC 4055 parameters).
+    #[default]
+    RsaOaepSha256,
+    /// RSAES-OAEP with the default parameters, SHA-1 and MGF1-SHA-1 (what AS2-era software that
+    /// does OAEP at all can read, e.g. pyas2lib's `rsaes_oaep`). OAEP with SHA-1 is not broken;
+    /// it is the hash the older libraries hard-code.
+    RsaOaepSha1,
+    /// RSAES-PKCS1-v1_5 (`rsaEncryption`): what every AS2 product reads, and what a receiver can
+    /// only decrypt safely if it never tells a padding failure apart (docs/SECURITY.md).
+    RsaPkcs1v15,
+}
+
+/// How the signature is carried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SignatureFormat {
+    /// SignedData with the content inside it (`application/pkcs7-mime; smime-type=signed-data`).
+    #[default]
+    Opaque,
+    /// A `multipart/signed` MIME entity (RFC 8551 §3.5.3): the content as its first part, byte
+    /// for byte as signed, and a detached SignedData as `application/pkcs7-signature` (RFC 1847);
+    /// what AS2 software reads (RFC 4130).
+    MultipartSigned,
+}
+
 /// The encoding of a sealed object.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum OutputFormat {
@@ -66,7 +96,10 @@ pub struct SealOptions {
     /// zlib level 1 (fastest) to 9; 1 keeps sealing above 100 MB/s on business text.
     pub compression_level: u8,
     pub cipher: ContentCipher,
+    /// For RSA recipients.
+    pub key_transport: KeyTransport,
     pub signature: SignatureScheme,
+    pub signature_format: SignatureFormat,
     pub output: OutputFormat,
     /// Also encrypt to the sender's own certificate, so its archive copy stays readable.
     pub encrypt_to_self: bool,
@@ -78,6 +111,12 @@ pub struct SealOptions {
     /// certificate's subject as directoryName, then the rfc822Names of its subjectAltName).
     /// The receipt is bound to the signature, not to this identifier alone.
     pub receipt_request: Option<Vec<u8>>,
+    /// The profile these options were set from ([`Profile::seal_options`], [`Profile::apply`]),
+    /// if any. It changes no algorithm itself (the fields above are what is used); it states
+    /// what the partner can read that the fields cannot say: with [`Profile::LegacyAs2`],
+    /// sealing refuses an EC signing identity or recipient certificate, since AS2-era software
+    /// verifies and decrypts with RSA only.
+    pub profile: Option<Profile>,
 }
 
 impl Default for SealOptions {
@@ -88,11 +127,14 @@ impl Default for SealOptions {
             compression: Compression::Auto,
             compression_level: 1,
             cipher: ContentCipher::Aes256Gcm,
+            key_transport: KeyTransport::RsaOaepSha256,
             signature: SignatureScheme::Pkcs1v15,
+            signature_format: SignatureFormat::Opaque,
             output: OutputFormat::Der,
             encrypt_to_self: false,
             signing_time: None,
             receipt_request: None,
+            profile: None,
         }
     }
 }
@@ -134,12 +176,10 @@ pub struct OpenOptions<'a> {
     pub allow_unsigned: bool,
     /// Accept a signer certificate outside its validity period.
     pub allow_expired: bool,
-    /// Accept 3DES and RSA PKCS#1 v1.5 key transport from legacy partners (on by default).
-    pub allow_legacy_ciphers: bool,
-    /// Accept content encrypted in CBC mode (EnvelopedData with AES-CBC or 3DES, which has no
-    /// integrity of its own) rather than AuthEnvelopedData (on by default; off: AES-GCM or
-    /// ChaCha20-Poly1305 only, as the client's `accept_legacy_ciphers = false` wants).
-    pub allow_cbc: bool,
+    /// Which legacy algorithms and forms are accepted: a partner's [`Profile::inbound_policy`],
+    /// or set one by one. Default: [`InboundPolicy::ANY`], everything legacy partners send
+    /// (AES-CBC, 3DES, RSA PKCS#1 v1.5 key transport, multipart/signed), as `open` always did.
+    pub policy: InboundPolicy,
     /// Accept SHA-1 signatures (off by default).
     pub allow_sha1: bool,
     /// Limit on the opened document's size. The layers around it may be up to
@@ -161,8 +201,7 @@ impl Default for OpenOptions<'_> {
             partners: None,
             allow_unsigned: false,
             allow_expired: false,
-            allow_legacy_ciphers: true,
-            allow_cbc: true,
+            policy: InboundPolicy::ANY,
             allow_sha1: false,
             max_output: 1 << 30,
             max_depth: 8,
@@ -218,7 +257,9 @@ pub struct Sealed {
     /// recipient's receipt refers to ([`receipt::verify_receipt`]). As large as the signed
     /// content (the compressed document, or the document when it was not compressed): it is
     /// the buffer that was signed and then encrypted, kept instead of dropped, so asking for it
-    /// costs no copy and no higher peak, only the memory held until the caller drops it.
+    /// costs no copy and no higher peak, only the memory held until the caller drops it. With
+    /// [`SignatureFormat::MultipartSigned`] it is the detached signature alone (a few KiB), as
+    /// [`Opened::signed_data`] is on the receiving side.
     pub signed_data: Vec<u8>,
 }
 

@@ -325,6 +325,13 @@ impl<'o> State<'o> {
                 }
             }
             "multipart/signed" => {
+                if !self.opts.policy.accept_multipart_signed {
+                    return Err(Error::WeakAlgorithm(
+                        "a multipart/signed entity (a detached signature, as AS2 software \
+                         sends it) is refused by policy"
+                            .into(),
+                    ));
+                }
                 let parts = mime::split_signed(&e)?;
                 let sig_entity = mime::Entity::parse(parts.signature)?;
                 let sct = sig_entity.content_type();
@@ -802,13 +809,15 @@ impl<'o> State<'o> {
         let ect = e.expect(tag::OID, "contentType")?.content.to_vec();
         let calg = AlgId::parse(e.req("contentEncryptionAlgorithm")?)?;
         let params = crypto::parse_content_alg(&calg)?;
-        if params.alg.is_legacy() && !self.opts.allow_legacy_ciphers {
-            return Err(Error::WeakAlgorithm(format!(
-                "{} is refused by policy",
-                calg.name()
-            )));
-        }
-        if !params.alg.is_aead() && !self.opts.allow_cbc {
+        let policy = &self.opts.policy;
+        if params.alg.is_legacy() {
+            if !policy.accept_3des {
+                return Err(Error::WeakAlgorithm(format!(
+                    "{} is refused by policy",
+                    calg.name()
+                )));
+            }
+        } else if !params.alg.is_aead() && !policy.accept_cbc {
             return Err(Error::WeakAlgorithm(format!(
                 "{} (CBC, without authenticated encryption) is refused by policy",
                 calg.name()
@@ -928,7 +937,8 @@ impl<'o> State<'o> {
                                 me.private_key(),
                                 &kalg,
                                 &ek,
-                                self.opts.allow_legacy_ciphers,
+                                alg.key_len(),
+                                self.opts.policy.accept_rsa_pkcs1v15,
                             )?;
                             return Ok((cek, format!("key transport {}", kalg.name())));
                         }
@@ -974,7 +984,6 @@ impl<'o> State<'o> {
                 _ => addressed_to.push("another kind of recipient".into()),
             }
         }
-        let _ = alg;
         let ours = match (id, kek) {
             (Some(me), _) => me.certificate().subject().to_string(),
             (None, Some(k)) => format!("key-encryption key id {}", crate::bytes::hex(&k.id)),

@@ -1,8 +1,13 @@
-//! Sender side: MIME entity → CompressedData → SignedData → (Auth)EnvelopedData, each inner layer
-//! carried as a binary `application/pkcs7-mime` entity as S/MIME nests them (RFC 8551).
+//! Sender side: MIME entity → CompressedData → SignedData (or multipart/signed) →
+//! (Auth)EnvelopedData, each inner layer carried as a binary `application/pkcs7-mime` entity as
+//! S/MIME nests them (RFC 8551).
 
 use super::crypto::{self, alg_id, ContentAlg, Digest, SigAlg};
-use super::{Compression, ContentCipher, OutputFormat, SealOptions, Sealed, SignatureScheme};
+use super::profile::describe_public_key;
+use super::{
+    Compression, ContentCipher, KeyTransport, OutputFormat, SealOptions, Sealed, SignatureFormat,
+    SignatureScheme,
+};
 use crate::asn1::{self, tag};
 use crate::cert::{key_usage, Certificate};
 use crate::error::{Error, Result};
@@ -50,9 +55,22 @@ pub(crate) fn seal(
     if opts.encrypt_to_self && !all.contains(&signer.certificate()) {
         all.push(signer.certificate());
     }
+    if let Some(profile) = opts.profile {
+        profile.check_keys(signer, &all)?;
+    }
     for r in &all {
         r.check_validity(now)?;
-        let usage = if r.public_key()?.id() == Id::EC {
+        let pk = r.public_key()?;
+        if pk.id() != Id::RSA && opts.key_transport != KeyTransport::RsaOaepSha256 {
+            // Only RSA-OAEP-SHA-256 has an EC counterpart (ECDH) that the partner can read.
+            return Err(Error::InvalidArgument(format!(
+                "{} key transport needs an RSA certificate (the one of {} is {})",
+                key_transport_name(opts.key_transport),
+                r.subject(),
+                describe_public_key(&pk)
+            )));
+        }
+        let usage = if pk.id() == Id::EC {
             key_usage::KEY_AGREEMENT
         } else {
             key_usage::KEY_ENCIPHERMENT
@@ -62,7 +80,7 @@ pub(crate) fn seal(
 
     // 1. The document as a MIME entity: its headers, then the document itself (kept as two
     //    slices so a large document is not copied just to be prefixed).
-    let entity_header = document_entity_header(opts)?;
+    let entity_header = document_entity_header(opts, "binary")?;
 
     // 2. Compression, when it pays.
     let compress = match opts.compression {
@@ -70,35 +88,63 @@ pub(crate) fn seal(
         Compression::Always => true,
         Compression::Auto => worth_compressing(document),
     };
-    let compressed;
-    let compressed_header;
-    let content: [&[u8]; 2] = if compress {
+    let compressed = if compress {
         let mut entity = Vec::with_capacity(entity_header.len() + document.len());
         entity.extend_from_slice(&entity_header);
         entity.extend_from_slice(document);
-        compressed = compressed_data(&entity, opts.compression_level)?;
-        compressed_header = pkcs7_entity_header("compressed-data", "smime.p7z");
-        [&compressed_header, &compressed]
+        Some(compressed_data(&entity, opts.compression_level)?)
     } else {
-        [&entity_header, document]
+        None
     };
 
-    // 3. Signature. The SignedData is kept as signed (the evidence a receipt refers to) and
-    //    encrypted behind the header of its own S/MIME entity without being copied into it.
-    let signed = signed_data(
-        &content,
-        signer,
-        &SignSpec {
-            econtent_type: oid::DATA,
-            scheme: opts.signature,
-            signing_time: opts.signing_time.unwrap_or(now),
-            extra_attrs,
-        },
-    )?;
-
-    // 4. Encryption.
-    let signed_header = pkcs7_entity_header("signed-data", "smime.p7m");
-    let (der, smime_type) = enveloped(&[&signed_header, &signed], &all, opts.cipher)?;
+    // 3. Signature, then 4. encryption.
+    let spec = SignSpec {
+        econtent_type: oid::DATA,
+        scheme: opts.signature,
+        signing_time: opts.signing_time.unwrap_or(now),
+        extra_attrs,
+    };
+    let (signed, (der, smime_type)) = match opts.signature_format {
+        SignatureFormat::Opaque => {
+            let compressed_header;
+            let content: [&[u8]; 2] = match &compressed {
+                Some(c) => {
+                    compressed_header =
+                        pkcs7_entity_header("compressed-data", "smime.p7z", "binary");
+                    [&compressed_header, c]
+                }
+                None => [&entity_header, document],
+            };
+            // The SignedData is kept as signed (the evidence a receipt refers to) and
+            // encrypted behind the header of its own S/MIME entity without being copied.
+            let signed = signed_data(&content, signer, &spec)?;
+            let signed_header = pkcs7_entity_header("signed-data", "smime.p7m", "binary");
+            let env = enveloped(&[&signed_header, &signed], &all, opts)?;
+            (signed, env)
+        }
+        SignatureFormat::MultipartSigned => {
+            // The signed part is signed exactly as it is written, in canonical form (RFC 8551
+            // §3.1): CRLF line ends only, which a base64 body guarantees. Readers of
+            // multipart/signed (OpenSSL's among them) turn every line end of the part into
+            // CRLF before digesting it, so a binary body with a bare LF or CR would not
+            // verify there. The CRLF before the next delimiter belongs to the delimiter.
+            let (part_header, part_body) = match compressed {
+                Some(c) => (
+                    pkcs7_entity_header("compressed-data", "smime.p7z", "base64"),
+                    mime::base64_encode_mime(&c),
+                ),
+                None => (
+                    document_entity_header(opts, "base64")?,
+                    mime::base64_encode_mime(document),
+                ),
+            };
+            let part = [part_header.as_slice(), part_body.as_slice()];
+            let signature = detached_signature(&part, signer, &spec)?;
+            let (head, tail) = multipart_signed(&part, &signature)?;
+            let env = enveloped(&[&head, part[0], part[1], &tail], &all, opts)?;
+            (signature, env)
+        }
+    };
 
     let sealed = match opts.output {
         OutputFormat::Der => der,
@@ -119,7 +165,8 @@ pub(crate) fn seal(
     })
 }
 
-fn document_entity_header(opts: &SealOptions) -> Result<Vec<u8>> {
+/// The headers of the document's MIME entity, with this Content-Transfer-Encoding.
+fn document_entity_header(opts: &SealOptions, cte: &str) -> Result<Vec<u8>> {
     let mime_type = match (&opts.mime_type, &opts.filename) {
         (Some(t), _) => t.clone(),
         (None, Some(f)) => mime::guess_type(f).to_string(),
@@ -149,17 +196,62 @@ fn document_entity_header(opts: &SealOptions) -> Result<Vec<u8>> {
         h.push_str("\r\nContent-Disposition: attachment; ");
         h.push_str(&mime::format_param("filename", f));
     }
-    h.push_str("\r\nContent-Transfer-Encoding: binary\r\n\r\n");
+    h.push_str("\r\nContent-Transfer-Encoding: ");
+    h.push_str(cte);
+    h.push_str("\r\n\r\n");
     Ok(h.into_bytes())
 }
 
-/// The headers of a binary `application/pkcs7-mime` entity around a CMS object.
-fn pkcs7_entity_header(smime_type: &str, name: &str) -> Vec<u8> {
+/// The headers of an `application/pkcs7-mime` entity around a CMS object, with this
+/// Content-Transfer-Encoding.
+fn pkcs7_entity_header(smime_type: &str, name: &str, cte: &str) -> Vec<u8> {
     format!(
         "Content-Type: application/pkcs7-mime; smime-type={smime_type}; name=\"{name}\"\r\n\
-         Content-Transfer-Encoding: binary\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\r\n"
+         Content-Transfer-Encoding: {cte}\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\r\n"
     )
     .into_bytes()
+}
+
+/// The name of a key transport in errors and reports.
+pub(crate) fn key_transport_name(k: KeyTransport) -> &'static str {
+    match k {
+        KeyTransport::RsaOaepSha256 => "RSA-OAEP-SHA-256",
+        KeyTransport::RsaOaepSha1 => "RSA-OAEP-SHA-1",
+        KeyTransport::RsaPkcs1v15 => "RSA PKCS#1 v1.5",
+    }
+}
+
+/// What goes before and after the signed part of a `multipart/signed` entity (RFC 1847,
+/// RFC 8551 §3.5.3): its headers and first delimiter, then the delimiter, the signature part
+/// (`application/pkcs7-signature`, base64) and the close delimiter.
+fn multipart_signed(content: &[&[u8]; 2], signature: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
+    let boundary = loop {
+        let b = format!(
+            "----=_LayerSecurity_{}",
+            crate::bytes::hex(&crypto::random(16)?)
+        );
+        // The part is our headers and base64, which never hold `----=_`; checked all the
+        // same, as the boundary must not occur in it (RFC 2046 §5.1.1).
+        if !content
+            .iter()
+            .any(|c| crate::bytes::find(c, b.as_bytes()).is_some())
+        {
+            break b;
+        }
+    };
+    let head = format!(
+        "Content-Type: multipart/signed; protocol=\"application/pkcs7-signature\"; \
+         micalg=sha-256; boundary=\"{boundary}\"\r\n\r\n--{boundary}\r\n"
+    )
+    .into_bytes();
+    let mut tail = format!(
+        "\r\n--{boundary}\r\nContent-Type: application/pkcs7-signature; name=\"smime.p7s\"\r\n\
+         Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"smime.p7s\"\r\n\r\n"
+    )
+    .into_bytes();
+    tail.extend_from_slice(&mime::base64_encode_mime(signature));
+    tail.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Ok((head, tail))
 }
 
 /// Formats that do not shrink: compressing them costs time and gains nothing.
@@ -243,6 +335,25 @@ pub(crate) fn signed_data(
     signer: &Identity,
     spec: &SignSpec,
 ) -> Result<Vec<u8>> {
+    signed_data_of(content, signer, spec, true)
+}
+
+/// The same without the content (a detached signature, for multipart/signed): the
+/// encapContentInfo states the content type only.
+pub(crate) fn detached_signature(
+    content: &[&[u8]],
+    signer: &Identity,
+    spec: &SignSpec,
+) -> Result<Vec<u8>> {
+    signed_data_of(content, signer, spec, false)
+}
+
+fn signed_data_of(
+    content: &[&[u8]],
+    signer: &Identity,
+    spec: &SignSpec,
+    attached: bool,
+) -> Result<Vec<u8>> {
     let key = signer.private_key();
     let d = Digest::Sha256;
     let (sig_alg, sig_alg_id) = match (key.id(), spec.scheme) {
@@ -271,7 +382,11 @@ pub(crate) fn signed_data(
         }
     };
     let md = crypto::digest_parts(d, content)?;
-    let content_len: usize = content.iter().map(|c| c.len()).sum();
+    let content_len: usize = if attached {
+        content.iter().map(|c| c.len()).sum()
+    } else {
+        0
+    };
     let mut attrs = vec![
         attribute(oid::ATTR_CONTENT_TYPE, &asn1::oid(spec.econtent_type)),
         attribute(
@@ -303,7 +418,7 @@ pub(crate) fn signed_data(
     let ect_oid = asn1::oid(spec.econtent_type);
     let oct_len = asn1::header_len(content_len) + content_len;
     let explicit_len = asn1::header_len(oct_len) + oct_len;
-    let eci_len = ect_oid.len() + explicit_len;
+    let eci_len = ect_oid.len() + if attached { explicit_len } else { 0 };
     // RFC 5652 5.1: version 3 when the eContentType is not id-data.
     let version = asn1::uint(if spec.econtent_type == oid::DATA {
         1
@@ -330,10 +445,12 @@ pub(crate) fn signed_data(
     out.extend_from_slice(&digest_algs);
     asn1::write_header(&mut out, tag::SEQUENCE, eci_len);
     out.extend_from_slice(&ect_oid);
-    asn1::write_header(&mut out, tag::ctx(0), oct_len);
-    asn1::write_header(&mut out, tag::OCTET_STRING, content_len);
-    for c in content {
-        out.extend_from_slice(c);
+    if attached {
+        asn1::write_header(&mut out, tag::ctx(0), oct_len);
+        asn1::write_header(&mut out, tag::OCTET_STRING, content_len);
+        for c in content {
+            out.extend_from_slice(c);
+        }
     }
     out.extend_from_slice(&certs);
     out.extend_from_slice(&signer_infos);
@@ -341,15 +458,20 @@ pub(crate) fn signed_data(
     Ok(out)
 }
 
-fn recipient_info(cert: &Certificate, cek: &[u8], alg: ContentAlg) -> Result<(Vec<u8>, bool)> {
+fn recipient_info(
+    cert: &Certificate,
+    cek: &[u8],
+    alg: ContentAlg,
+    key_transport: KeyTransport,
+) -> Result<(Vec<u8>, bool)> {
     let pk = cert.public_key()?;
     match pk.id() {
         Id::RSA => {
-            let enc = crypto::rsa_oaep_encrypt(&pk, cek)?;
+            let (enc, kalg) = crypto::rsa_encrypt_key(&pk, cek, key_transport)?;
             let ktri = asn1::seq(&[
                 &asn1::uint(0),
                 &issuer_and_serial(cert),
-                &alg_id(oid::RSAES_OAEP, Some(&crypto::oaep_params_sha256())),
+                &kalg,
                 &asn1::octet_string(&enc),
             ]);
             Ok((ktri, false))
@@ -383,13 +505,15 @@ fn recipient_info(cert: &Certificate, cek: &[u8], alg: ContentAlg) -> Result<(Ve
 }
 
 /// ContentInfo(AuthEnvelopedData | EnvelopedData) of the concatenation of `content`; also
-/// returns the smime-type.
+/// returns the smime-type. The RecipientInfos are in the order of `recipients` (a BER SET OF:
+/// some AS2 software, pyas2lib among them, tries only the first, so the partner comes before
+/// our own copy).
 pub(crate) fn enveloped(
     content: &[&[u8]],
     recipients: &[&Certificate],
-    cipher: ContentCipher,
+    opts: &SealOptions,
 ) -> Result<(Vec<u8>, &'static str)> {
-    let alg = match cipher {
+    let alg = match opts.cipher {
         ContentCipher::Aes256Gcm => ContentAlg::AesGcm(32),
         ContentCipher::Aes256Cbc => ContentAlg::AesCbc(32),
     };
@@ -398,11 +522,11 @@ pub(crate) fn enveloped(
     let mut ris = Vec::new();
     let mut any_kari = false;
     for r in recipients {
-        let (ri, kari) = recipient_info(r, &cek, alg)?;
+        let (ri, kari) = recipient_info(r, &cek, alg, opts.key_transport)?;
         any_kari |= kari;
         ris.push(ri);
     }
-    let ris = asn1::set_of(ris);
+    let ris = asn1::cons(tag::SET, &ris.iter().map(Vec::as_slice).collect::<Vec<_>>());
     let cea = crypto::content_alg_id(alg, &iv);
     let data_oid = asn1::oid(oid::DATA);
 

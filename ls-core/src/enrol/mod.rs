@@ -639,7 +639,8 @@ pub fn verify_request(body: &[u8], now: i64) -> std::result::Result<VerifiedRequ
         .check()
         .map_err(|e| Refused::new(Refusal::Malformed, e))?;
     check_key(&v.signer).map_err(|e| Refused::new(Refusal::CertificateRefused, e.to_string()))?;
-    if (claims.iat - now).abs() > FRESHNESS_SECS {
+    // abs_diff: an iat of i64::MIN must neither overflow nor pass.
+    if claims.iat.abs_diff(now) > FRESHNESS_SECS.unsigned_abs() {
         return Err(Refused::new(
             Refusal::Stale,
             format!(
