@@ -55,26 +55,9 @@ pub const VERSION: u32 = 1;
 /// The directory URL of `party_id` for a service whose AS4 endpoint is `service_url`: the
 /// same scheme and authority, `directory/<party id, percent-encoded>` beside the AS4 path.
 pub fn directory_url(service_url: &str, party_id: &str) -> Result<String> {
-    let url = service_url.trim();
-    let start = url
-        .find("://")
-        .map(|i| i + 3)
-        .filter(|_| url.is_ascii())
-        .ok_or_else(|| Error::InvalidArgument(format!("{url:?} is not an http(s) URL")))?;
-    let rest = &url[start..];
-    let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    if authority.is_empty() {
-        return Err(Error::InvalidArgument(format!("{url:?} names no host")));
-    }
-    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
-    let dir = if dir.is_empty() { "/" } else { dir };
     Ok(format!(
-        "{}{authority}{dir}{PATH_SEGMENT}/{}",
-        &url[..start],
+        "{}/{}",
+        crate::enrol::beside_as4(service_url, PATH_SEGMENT)?,
         bytes::percent_encode(party_id, b"-._~")
     ))
 }

@@ -142,7 +142,8 @@ pub fn enrolment_url(service_url: &str) -> Result<String> {
 }
 
 /// `service_url` (the AS4 URL) with its last path segment replaced by `segment`, query and
-/// fragment dropped: where the service's other endpoints are (`/enrol`, `/rollover`).
+/// fragment dropped: where the service's other endpoints are (`/enrol`, `/rollover`,
+/// `/directory`).
 pub(crate) fn beside_as4(service_url: &str, segment: &str) -> Result<String> {
     let url = service_url.trim();
     let start = url
