@@ -2834,3 +2834,32 @@ fn a_copy_of_an_update_refused_first_does_not_block_the_real_one() {
     );
     assert_eq!(partner_cert(&w, "bob", "alice"), *new.certificate());
 }
+
+#[test]
+fn a_crash_between_deciding_and_applying_an_update_still_applies_and_answers_it() {
+    let w = world();
+    let alice = w.client("alice");
+    let r = alice
+        .rollover_via(
+            &rollover_endpoint(&w),
+            &RolloverOptions {
+                overlap_secs: Some(3600),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let bob = w.client("bob");
+    arm(&bob, "update:after-record");
+    assert!(bob.poll(|_| {}).is_err());
+    // Recorded as accepted, not applied yet, no answer: a new life finishes both.
+    let old = w.certs["alice"].clone();
+    assert_eq!(partner_cert(&w, "bob", "alice"), old);
+    w.svc.expire_leases();
+    let bob = w.client("bob");
+    bob.poll(|_| {}).unwrap();
+    let new = partner_cert(&w, "bob", "alice");
+    assert_eq!(new.sha256_fingerprint(), r.new_certificate_sha256);
+    assert_eq!(bob.partner_certs("alice"), vec![new, old]);
+    let rep = alice.poll(|_| {}).unwrap();
+    assert_eq!(rep.update_answers.len(), 1, "{rep:?}");
+}

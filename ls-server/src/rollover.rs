@@ -194,6 +194,12 @@ impl Service {
             }
             return answer("already_registered", old.retired_at.unwrap_or(now));
         }
+        // A new rollover is signed by the party's newest certificate only: one being retired
+        // (in the overlap of an earlier rollover) could otherwise be used — by whoever stole
+        // the old key — to roll the party over again and retire its rightful new key.
+        if old.retired_at.is_some() {
+            return Err(not_registered());
+        }
         let cert = crate::admin::check_party_certificate(
             v.new_certificate.der(),
             crate::admin::CertificatePolicy::default(),

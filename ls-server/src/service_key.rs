@@ -247,8 +247,14 @@ pub fn start_rollover(
             ));
         }
     }
-    if overlap_secs > contract::MAX_OVERLAP_SECS {
-        return Err("--overlap-hours: at most 2160 (90 days)".into());
+    // Clients hear of the new key an overlap before the switch and keep the old one an
+    // overlap after it: twice the overlap must be one they accept (at most 90 days).
+    if overlap_secs > contract::MAX_OVERLAP_SECS / 2 {
+        return Err(
+            "--overlap-hours: at most 1080 (45 days) for the service's key: clients \
+                    accept its old key for twice the overlap"
+                .into(),
+        );
     }
     let password = c.identity_password()?;
     let pw = password.as_deref().map(String::as_str);

@@ -98,6 +98,23 @@ fn a_party_rolls_over_with_both_keys_and_the_old_one_ends_with_the_overlap() {
     assert_eq!(post(&s, &body).status, 200);
     let replay = post(&s, &body);
     assert_eq!((replay.status, reason(&replay)), (400, "replayed".into()));
+    // The old key, still accepted during the overlap, cannot roll the party over again (a
+    // thief of it would retire the rightful new key).
+    let thief = new_key("acme");
+    let c = RequestClaims::new(
+        "acme",
+        acme.identity.certificate(),
+        thief.certificate(),
+        1,
+        &svc,
+    )
+    .unwrap();
+    let r = post(
+        &s,
+        &rollover::build_request(&acme.identity, &thief, &c).unwrap(),
+    );
+    assert_eq!((r.status, reason(&r)), (403, "not_registered".into()));
+    push(&s, &acme, "globex", &new).unwrap();
 
     // After the overlap the old key is refused, the new one works.
     assert!(

@@ -104,20 +104,28 @@ impl Client {
         let um = &incoming.messaging.user_messages[0];
         let message_id = um.info.message_id.clone();
         let key = delivery_key(sender, &message_id);
-        if let Some(r) = self
-            .update_records(sender)?
-            .into_iter()
-            .find(|r| r.message_id == message_id)
-        {
-            // Offered again (our receipt was lost): answered as before.
-            self.flush_answer(ex, &key)?;
-            return Ok(r);
-        }
         let payload = incoming
             .payloads
             .first()
             .map(|p| &p.data[..])
             .unwrap_or_default();
+        if let Some(mut r) = self
+            .update_records(sender)?
+            .into_iter()
+            .find(|r| r.message_id == message_id)
+        {
+            // Offered again (our receipt was lost, or we stopped half-way): what was decided
+            // stands; finish what a crash may have interrupted — applying an accepted update,
+            // journalling the answer — and answer as before.
+            if r.decision == coordination::DECISION_ACCEPTED {
+                self.finish_applying(sender, &r, payload)?;
+            }
+            if r.answer_message_id.is_none() {
+                self.journal_answer(um, sender, &key, payload, &mut r)?;
+            }
+            self.flush_answer(ex, &key)?;
+            return Ok(r);
+        }
         let now = time::now_unix();
         let peeked = CertificateUpdate::peek(payload).ok();
         let mut record = UpdateRecord {
@@ -196,6 +204,7 @@ impl Client {
                 // Recorded before it is applied: a crash in between applies it again when the
                 // update is offered again (setting the same certificate twice is harmless).
                 self.add_update_record(&record)?;
+                self.fail_at("update:after-record")?;
                 partners::set_current(
                     &self.cfg.partners.dir,
                     sender,
@@ -212,6 +221,58 @@ impl Client {
                 self.add_update_record(&record)?;
             }
         }
+        self.journal_answer(um, sender, &key, payload, &mut record)?;
+        self.flush_answer(ex, &key)?;
+        Ok(record)
+    }
+
+    /// Apply an update recorded as accepted whose certificate is not the partner's yet (a
+    /// crash came between recording and applying it): the certificate is the one the update
+    /// carries, checked against the fingerprint recorded when it was verified.
+    fn finish_applying(&self, sender: &str, r: &UpdateRecord, payload: &[u8]) -> Result<()> {
+        let current = self
+            .partners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .current(sender);
+        if current
+            .iter()
+            .any(|c| c.sha256_fingerprint() == r.new_certificate_sha256)
+        {
+            return Ok(());
+        }
+        let (Ok(u), Some(until)) = (
+            CertificateUpdate::peek(payload),
+            time::parse_date_time(&r.old_valid_until),
+        ) else {
+            return Ok(());
+        };
+        let cert = Certificate::from_pem(u.new_certificate_pem.as_bytes())?;
+        if cert.sha256_fingerprint() != r.new_certificate_sha256 {
+            return Ok(());
+        }
+        partners::set_current(
+            &self.cfg.partners.dir,
+            sender,
+            &cert,
+            Source::Rollover,
+            Some(until),
+            &[],
+        )?;
+        self.reload_partners()
+    }
+
+    /// Build our signed answer to an update as `record` decided it, journal it (pushed by
+    /// [`Client::flush_answer`]) and note its MessageId on the record.
+    fn journal_answer(
+        &self,
+        um: &ls_core::as4::model::UserMessage,
+        sender: &str,
+        key: &str,
+        payload: &[u8],
+        record: &mut UpdateRecord,
+    ) -> Result<()> {
+        let message_id = um.info.message_id.clone();
         let answer = UpdateAnswer {
             message_id: message_id.clone(),
             payload_sha256: ls_core::bytes::sha256_hex(payload),
@@ -241,10 +302,8 @@ impl Client {
         })?;
         let pending = PendingNotice::of(built);
         record.answer_message_id = Some(pending.message_id.clone());
-        notices::save_pending(&answer_path(self, &key), &pending)?;
-        self.add_update_record(&record)?;
-        self.flush_answer(ex, &key)?;
-        Ok(record)
+        notices::save_pending(&answer_path(self, key), &pending)?;
+        self.add_update_record(record)
     }
 
     /// An update of the service's own signing key (from [`coordination::SERVICE_PARTY`]), its
@@ -335,7 +394,9 @@ impl Client {
                     v.update.old_certificate_sha256,
                     v.update.old_valid_until
                 );
-                self.add_update_record(&record)?;
+                // Applied first, then recorded: a record says accepted only of what was
+                // applied (a certificate file we cannot write fails the poll, and the update is
+                // taken again at the next).
                 let path = self.state(super::keys::SERVICE_PREVIOUS);
                 let mut prev: Vec<super::keys::ServicePrevious> =
                     read_json(&path)?.unwrap_or_default();
@@ -350,6 +411,20 @@ impl Client {
                     &v.new_certificate.to_pem(),
                 )?;
                 self.refresh_keys(true)?;
+                self.add_update_record(&record)?;
+            }
+            // Applied before a crash kept us from recording it: the service's message is now
+            // signed by a certificate we keep as previous, and ours is the one it names.
+            Err(refused)
+                if refused.reason == UpdateReason::NotCurrent
+                    && record.new_certificate_sha256 == current[0].sha256_fingerprint() =>
+            {
+                record.decision = coordination::DECISION_ACCEPTED.into();
+                record.message = format!(
+                    "the service's certificate is {} already (applied before a restart)",
+                    record.new_certificate_sha256
+                );
+                self.add_update_record(&record)?;
             }
             Err(refused) => {
                 record.reason = Some(refused.reason.as_str().into());

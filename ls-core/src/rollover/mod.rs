@@ -804,8 +804,11 @@ pub fn verify_update(
     };
     let valid_from = parse("valid_from", &u.valid_from)?;
     let old_valid_until = parse("old_valid_until", &u.old_valid_until)?;
+    // The overlap ends within MAX_OVERLAP_SECS of now (not of a valid_from far in the future,
+    // which would keep the old certificate accepted for as long as the sender likes).
     if old_valid_until < valid_from
         || old_valid_until.saturating_sub(valid_from) > MAX_OVERLAP_SECS as i64
+        || old_valid_until > now.saturating_add(MAX_OVERLAP_SECS as i64)
     {
         return refuse(
             UpdateReason::Malformed,

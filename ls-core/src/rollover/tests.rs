@@ -196,6 +196,25 @@ fn an_update_signed_by_the_old_key_and_counter_signed_by_the_new_verifies() {
     assert_eq!(v.update, u);
     assert_eq!(v.new_certificate, *new.certificate());
     assert_eq!(v.old_valid_until - v.valid_from, 3600);
+    // An overlap set far in the future would keep the old certificate for as long as the
+    // sender likes: refused.
+    let later = 300 * 86_400;
+    let far = CertificateUpdate::new(
+        "acme",
+        "globex",
+        old.certificate(),
+        new.certificate(),
+        now + later,
+        now + later + 3600,
+    )
+    .unwrap();
+    let far = far.sign(&new).unwrap();
+    assert_eq!(
+        verify_update(&far, "acme", "globex", old.certificate(), &current, now)
+            .unwrap_err()
+            .reason,
+        UpdateReason::Malformed
+    );
     // Only the new certificate's key counter-signs.
     assert!(u.sign(&old).is_err());
 }
