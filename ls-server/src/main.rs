@@ -451,6 +451,21 @@ fn serve(
     let password = c.identity_password().map_err(cfg_err)?;
     let key_path = c.path(&c.identity.key);
     let cert_path = c.identity.certificate.as_ref().map(|p| c.path(p));
+    // A switch of the service's key that is due, or that a crash interrupted, is finished
+    // before the identity is loaded.
+    if let Some(cert) = &cert_path {
+        ls_server::service_key::switch_if_due(
+            &key_path,
+            cert,
+            password.as_deref().map(String::as_str),
+        )
+        .map_err(|e| {
+            (
+                2,
+                format!("identity: finishing the switch to the new key: {e}"),
+            )
+        })?;
+    }
     let identity = ls_core::Identity::load(
         &key_path,
         cert_path.as_deref(),

@@ -150,56 +150,62 @@ impl SigningKey {
             }
             *c = Some(Instant::now());
         }
-        let dir = identity_dir(&self.key_path);
-        let Some(mut st) = read_state(&dir) else {
-            return;
-        };
-        let now = now_unix();
-        if st.switched_at.is_some() || now < st.switch_at {
-            return;
-        }
-        let next = Identity::load(
-            dir.join(NEXT_KEY),
-            Some(&dir.join(NEXT_CERT)),
-            self.password.as_deref().map(String::as_str),
-        );
-        let next = match next {
-            Ok(n) => n,
+        let password = self.password.as_deref().map(String::as_str);
+        let next = match switch_if_due(&self.key_path, &self.cert_path, password) {
+            Ok(Some(next)) => next,
+            Ok(None) => return,
             Err(e) => {
                 crate::log::error(
                     "service_key_switch_failed",
-                    &[("error", crate::log::V::S(&e.to_string()))],
+                    &[("error", crate::log::V::S(&e))],
                 );
                 return;
             }
         };
-        let installed = std::fs::read(dir.join(NEXT_KEY))
-            .map(Zeroizing::new)
-            .and_then(|k| write_file(&self.key_path, &k, 0o600))
-            .and_then(|()| write_file(&self.cert_path, &next.certificate().to_pem(), 0o644));
-        if let Err(e) = installed {
-            crate::log::error(
-                "service_key_switch_failed",
-                &[("error", crate::log::V::S(&e.to_string()))],
-            );
-            return;
-        }
-        st.switched_at = Some(now);
-        let _ = write_file(
-            &dir.join(STATE),
-            &serde_json::to_vec_pretty(&st).unwrap_or_default(),
-            0o600,
-        );
-        let _ = std::fs::remove_file(dir.join(NEXT_KEY));
-        crate::log::info(
-            "service_key_switched",
-            &[(
-                "certificate_sha256",
-                crate::log::V::S(&next.certificate().sha256_fingerprint()),
-            )],
-        );
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
     }
+}
+
+/// When a rollover of the service's key is due (its overlap is over) and not done yet: put the
+/// new key and certificate into the configured files, mark it done, and return the new
+/// identity. Idempotent, so that start-up finishes a switch a crash interrupted (between the
+/// two files, say: a new key beside the old certificate would not load).
+pub fn switch_if_due(
+    key_path: &Path,
+    cert_path: &Path,
+    password: Option<&str>,
+) -> Result<Option<Identity>, String> {
+    let dir = identity_dir(key_path);
+    let Some(mut st) = read_state(&dir) else {
+        return Ok(None);
+    };
+    let now = now_unix();
+    if st.switched_at.is_some() || now < st.switch_at || !dir.join(NEXT_KEY).exists() {
+        return Ok(None);
+    }
+    let next = Identity::load(dir.join(NEXT_KEY), Some(&dir.join(NEXT_CERT)), password)
+        .map_err(|e| e.to_string())?;
+    std::fs::read(dir.join(NEXT_KEY))
+        .map(Zeroizing::new)
+        .and_then(|k| write_file(key_path, &k, 0o600))
+        .and_then(|()| write_file(cert_path, &next.certificate().to_pem(), 0o644))
+        .map_err(|e| e.to_string())?;
+    st.switched_at = Some(now);
+    write_file(
+        &dir.join(STATE),
+        &serde_json::to_vec_pretty(&st).unwrap_or_default(),
+        0o600,
+    )
+    .map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(dir.join(NEXT_KEY));
+    crate::log::info(
+        "service_key_switched",
+        &[(
+            "certificate_sha256",
+            crate::log::V::S(&next.certificate().sha256_fingerprint()),
+        )],
+    );
+    Ok(Some(next))
 }
 
 /// The state of the service key's rollover, for `admin service show`.

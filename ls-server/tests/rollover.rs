@@ -463,3 +463,26 @@ fn certificate_updates_and_their_answers_are_routed_as_coordination_messages() {
         .unwrap_or_else(|| panic!("{usage}"));
     assert_eq!(acme_usage["coordination_sent_messages"], 2, "{usage}");
 }
+
+/// A switch of the service's key that a crash interrupted (the new key written, the old
+/// certificate still beside it) is finished at the next start.
+#[test]
+fn an_interrupted_switch_of_the_service_key_is_finished_at_start() {
+    let mut s = Server::init("service-key-crash", |c| c);
+    let old = s.service_cert();
+    let r = s.admin(&["service", "rollover", "--overlap-hours", "0.0003"]);
+    let next = s.dir.join("identity/next.crt");
+    let new = ls_core::Certificate::load(&next).unwrap_or_else(|e| panic!("{r}: {e}"));
+    assert_ne!(new, old);
+    std::thread::sleep(Duration::from_secs(2));
+    // The crash: the key file replaced, the certificate not yet.
+    let key = s.dir.join("identity/service.key");
+    std::fs::copy(s.dir.join("identity/next.key"), &key).unwrap();
+    s.serve();
+    assert_eq!(s.service_cert(), new);
+    let shown = s.admin(&["service", "show"]);
+    assert!(
+        shown.to_string().contains(&new.sha256_fingerprint()),
+        "{shown}"
+    );
+}
