@@ -853,14 +853,19 @@ fn the_services_own_key_rolls_over_and_clients_follow() {
     let announced = r["announced"].as_array().unwrap();
     assert_eq!(announced.len(), 2, "{r}");
     let switch_at = ls_core::time::parse_date_time(r["switch_at"].as_str().unwrap()).unwrap();
-    // One at a time.
-    let again = svc.admin_raw(&["service", "rollover"]);
-    assert_eq!(
-        again.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
+    // Run again while under way: one at a time, but a party registered since is told now.
+    let late = party(&svc, "latecomer", "");
+    let again = svc.admin(&["service", "rollover"]);
+    assert_eq!(again["under_way"], true, "{again}");
+    assert_eq!(again["new_certificate_sha256"], new_sha.as_str(), "{again}");
+    let now_told = again["announced_now"].as_array().unwrap();
+    assert_eq!(now_told.len(), 1, "{again}");
+    assert!(
+        now_told[0].as_str().unwrap().contains("latecomer"),
+        "{again}"
     );
+    assert_eq!(again["announced"].as_array().unwrap().len(), 3, "{again}");
+    drop(late);
 
     // acme polls during the overlap: it takes the update (signed by the service's old key,
     // counter-signed by the new one) and now holds the new certificate; receipts still come

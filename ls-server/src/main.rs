@@ -139,7 +139,8 @@ enum ServiceOp {
     /// the overlap is over, and clients accept the old one for another overlap.
     Rollover {
         /// How long the service keeps signing with the current key, in hours (decimals
-        /// allowed), at most 2160.
+        /// allowed), at most 1080. Run again while a rollover is under way (before its switch),
+        /// it tells the parties not told yet (registered since, or whose announcement failed).
         #[arg(long, default_value = "168")]
         overlap_hours: f64,
         /// ec, rsa2048, rsa3072 or rsa4096 [default: the current key's type].

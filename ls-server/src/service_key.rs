@@ -242,7 +242,12 @@ pub fn start_rollover(
         .ok_or("identity.certificate: a rollover writes the key and the certificate apart")?;
     let dir = identity_dir(&key_path);
     let now = now_unix();
-    if let Some(s) = read_state(&dir) {
+    if let Some(mut s) = read_state(&dir) {
+        if s.switched_at.is_none() && now < s.switch_at {
+            // Under way: run again, it tells the parties not told yet — registered since, or
+            // whose announcement failed — and changes nothing else.
+            return announce_missing(c, store, &key_path, &cert_path, &dir, &mut s);
+        }
         if s.switched_at.is_none() || now < s.old_valid_until {
             return Err(format!(
                 "a rollover of the service key is under way (started {}, switch at {}, the old \
@@ -323,6 +328,54 @@ pub fn start_rollover(
 }
 
 /// Queue the certificate update for one party.
+/// Announce a rollover under way to the usable parties not told yet.
+fn announce_missing(
+    c: &Config,
+    store: &dyn Store,
+    key_path: &Path,
+    cert_path: &Path,
+    dir: &Path,
+    st: &mut ServiceRollover,
+) -> Result<Value, String> {
+    let password = c.identity_password()?;
+    let pw = password.as_deref().map(String::as_str);
+    let old = Identity::load(key_path, Some(cert_path), pw)
+        .map_err(|e| format!("identity: {}: {e}", key_path.display()))?;
+    let new = Identity::load(dir.join(NEXT_KEY), Some(&dir.join(NEXT_CERT)), pw)
+        .map_err(|e| format!("the new key: {e}"))?;
+    let parties = store.parties(None).map_err(|e| e.to_string())?;
+    let (mut now_told, mut failed) = (Vec::new(), Vec::new());
+    for p in parties.iter().filter(|p| p.is_usable()) {
+        let name = p.key.to_string();
+        if st.announced.contains(&name) {
+            continue;
+        }
+        match announce(c, store, &old, &new, &p.key, &p.mpc, st.old_valid_until) {
+            Ok(()) => {
+                st.announced.push(name.clone());
+                now_told.push(name);
+            }
+            Err(e) => failed.push(json!({"party": name, "error": e})),
+        }
+    }
+    write_file(
+        &dir.join(STATE),
+        &serde_json::to_vec_pretty(&*st).unwrap_or_default(),
+        0o600,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(json!({
+        "under_way": true,
+        "old_certificate_sha256": st.old_certificate_sha256,
+        "new_certificate_sha256": st.new_certificate_sha256,
+        "switch_at": iso8601(st.switch_at),
+        "old_valid_until": iso8601(st.old_valid_until),
+        "announced_now": now_told,
+        "announced": st.announced,
+        "failed": failed,
+    }))
+}
+
 fn announce(
     c: &Config,
     store: &dyn Store,
