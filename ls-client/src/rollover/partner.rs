@@ -62,6 +62,30 @@ pub struct UpdateRecord {
     pub answer_message_id: Option<String>,
 }
 
+impl UpdateRecord {
+    /// The record of an update not judged yet: what its statement says, read without checking
+    /// (empty where it cannot be read), `rejected` until it is judged.
+    fn of(sender: &str, message_id: String, payload: &[u8], now: i64) -> UpdateRecord {
+        let u = CertificateUpdate::peek(payload).ok();
+        let field =
+            |f: fn(&CertificateUpdate) -> &String| u.as_ref().map(f).cloned().unwrap_or_default();
+        UpdateRecord {
+            partner: sender.to_string(),
+            message_id,
+            nonce: field(|u| &u.nonce),
+            old_certificate_sha256: field(|u| &u.old_certificate_sha256),
+            new_certificate_sha256: field(|u| &u.new_certificate_sha256),
+            valid_from: field(|u| &u.valid_from),
+            old_valid_until: field(|u| &u.old_valid_until),
+            decision: coordination::DECISION_REJECTED.into(),
+            reason: None,
+            message: String::new(),
+            received_at: now,
+            answer_message_id: None,
+        }
+    }
+}
+
 fn records_path(c: &Client, partner: &str) -> PathBuf {
     c.state(IN).join(format!(
         "{}.json",
@@ -76,6 +100,17 @@ fn answer_path(c: &Client, key: &str) -> PathBuf {
 impl Client {
     fn update_records(&self, partner: &str) -> Result<Vec<UpdateRecord>> {
         Ok(read_json(&records_path(self, partner))?.unwrap_or_default())
+    }
+
+    /// Whether an update with this nonce from `sender` was applied before: a replay. (Not one
+    /// refused: whoever holds a key we no longer take, or the new key alone, could otherwise
+    /// send a copy of the real update first and have it refused as a replay.)
+    fn applied_before(&self, sender: &str, nonce: &str) -> Result<bool> {
+        Ok(!nonce.is_empty()
+            && self
+                .update_records(sender)?
+                .iter()
+                .any(|r| r.nonce == nonce && r.decision == coordination::DECISION_ACCEPTED))
     }
 
     fn add_update_record(&self, r: &UpdateRecord) -> Result<()> {
@@ -127,41 +162,8 @@ impl Client {
             return Ok(r);
         }
         let now = time::now_unix();
-        let peeked = CertificateUpdate::peek(payload).ok();
-        let mut record = UpdateRecord {
-            partner: sender.to_string(),
-            message_id: message_id.clone(),
-            nonce: peeked.as_ref().map(|u| u.nonce.clone()).unwrap_or_default(),
-            old_certificate_sha256: peeked
-                .as_ref()
-                .map(|u| u.old_certificate_sha256.clone())
-                .unwrap_or_default(),
-            new_certificate_sha256: peeked
-                .as_ref()
-                .map(|u| u.new_certificate_sha256.clone())
-                .unwrap_or_default(),
-            valid_from: peeked
-                .as_ref()
-                .map(|u| u.valid_from.clone())
-                .unwrap_or_default(),
-            old_valid_until: peeked
-                .as_ref()
-                .map(|u| u.old_valid_until.clone())
-                .unwrap_or_default(),
-            decision: coordination::DECISION_REJECTED.into(),
-            reason: None,
-            message: String::new(),
-            received_at: now,
-            answer_message_id: None,
-        };
-        // A replay is an update applied before. (Not one refused: whoever holds a key we no
-        // longer take, or the new key alone, could otherwise send a copy of the real update
-        // first and have it refused as a replay.)
-        let seen = !record.nonce.is_empty()
-            && self
-                .update_records(sender)?
-                .iter()
-                .any(|r| r.nonce == record.nonce && r.decision == coordination::DECISION_ACCEPTED);
+        let mut record = UpdateRecord::of(sender, message_id.clone(), payload, now);
+        let seen = self.applied_before(sender, &record.nonce)?;
         let judged = if seen {
             Err(UpdateRefused::new(
                 UpdateReason::Replayed,
@@ -328,41 +330,8 @@ impl Client {
             .map(|p| &p.data[..])
             .unwrap_or_default();
         let now = time::now_unix();
-        let peeked = CertificateUpdate::peek(payload).ok();
-        let mut record = UpdateRecord {
-            partner: sender.to_string(),
-            message_id,
-            nonce: peeked.as_ref().map(|u| u.nonce.clone()).unwrap_or_default(),
-            old_certificate_sha256: peeked
-                .as_ref()
-                .map(|u| u.old_certificate_sha256.clone())
-                .unwrap_or_default(),
-            new_certificate_sha256: peeked
-                .as_ref()
-                .map(|u| u.new_certificate_sha256.clone())
-                .unwrap_or_default(),
-            valid_from: peeked
-                .as_ref()
-                .map(|u| u.valid_from.clone())
-                .unwrap_or_default(),
-            old_valid_until: peeked
-                .as_ref()
-                .map(|u| u.old_valid_until.clone())
-                .unwrap_or_default(),
-            decision: coordination::DECISION_REJECTED.into(),
-            reason: None,
-            message: String::new(),
-            received_at: now,
-            answer_message_id: None,
-        };
-        // A replay is an update applied before. (Not one refused: whoever holds a key we no
-        // longer take, or the new key alone, could otherwise send a copy of the real update
-        // first and have it refused as a replay.)
-        let seen = !record.nonce.is_empty()
-            && self
-                .update_records(sender)?
-                .iter()
-                .any(|r| r.nonce == record.nonce && r.decision == coordination::DECISION_ACCEPTED);
+        let mut record = UpdateRecord::of(sender, message_id, payload, now);
+        let seen = self.applied_before(sender, &record.nonce)?;
         let current = [self.keys().service];
         let judged = if seen {
             Err(UpdateRefused::new(

@@ -373,3 +373,35 @@ fn check_alg_key(alg: Alg, key: &PKey<Public>) -> Result<()> {
     }
     Ok(())
 }
+
+/// A JSON answer of the service's (`typ`), as its client checks it: at most `max` bytes, a JWS
+/// that verifies, signed by `service_certificate` itself (its `x5c[0]` must be that very
+/// certificate, never one it merely chains to), and a payload of type `T`. `what` names the
+/// answer in errors ("the enrolment answer").
+pub(crate) fn verify_service_answer<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    typ: &str,
+    max: u64,
+    service_certificate: &Certificate,
+    what: &str,
+) -> Result<T> {
+    if body.len() as u64 > max {
+        return Err(Error::TooLarge(format!(
+            "{what} is larger than {max} bytes"
+        )));
+    }
+    let v = verify_jws(body, typ).map_err(|f| match f {
+        JwsFailure::Malformed(m) => Error::BadResponse(format!("{what} is not valid: {m}")),
+        JwsFailure::Signature(e) => e,
+    })?;
+    if v.signer != *service_certificate {
+        return Err(Error::SignerMismatch(format!(
+            "{what} is signed by {} ({}), not by the service certificate {}",
+            v.signer.subject(),
+            v.signer.sha256_fingerprint(),
+            service_certificate.sha256_fingerprint()
+        )));
+    }
+    serde_json::from_slice(&v.payload)
+        .map_err(|e| Error::BadResponse(format!("{what} is not valid: {e}")))
+}

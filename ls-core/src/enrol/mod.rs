@@ -675,27 +675,13 @@ pub fn verify_response(
     request: &RequestClaims,
     our_certificate: &Certificate,
 ) -> Result<Enrolled> {
-    if body.len() as u64 > MAX_RESPONSE_BYTES {
-        return Err(Error::TooLarge(format!(
-            "the enrolment answer is larger than {MAX_RESPONSE_BYTES} bytes"
-        )));
-    }
-    let v = verify_jws(body, RESPONSE_TYPE).map_err(|f| match f {
-        JwsFailure::Malformed(m) => {
-            Error::BadResponse(format!("the enrolment answer is not valid: {m}"))
-        }
-        JwsFailure::Signature(e) => e,
-    })?;
-    if v.signer != *service_certificate {
-        return Err(Error::SignerMismatch(format!(
-            "the enrolment answer is signed by {} ({}), not by the service certificate {}",
-            v.signer.subject(),
-            v.signer.sha256_fingerprint(),
-            service_certificate.sha256_fingerprint()
-        )));
-    }
-    let e: Enrolled = serde_json::from_slice(&v.payload)
-        .map_err(|e| Error::BadResponse(format!("the enrolment answer is not valid: {e}")))?;
+    let e: Enrolled = crate::enrol::jws::verify_service_answer(
+        body,
+        RESPONSE_TYPE,
+        MAX_RESPONSE_BYTES,
+        service_certificate,
+        "the enrolment answer",
+    )?;
     let mismatch = |what: &str| {
         Err(Error::BadResponse(format!(
             "the enrolment answer names another {what} than our request"

@@ -35,7 +35,7 @@ use crate::bytes;
 use crate::cert::{key_usage, Certificate};
 use crate::cms::crypto;
 use crate::cms::signed::{peek_statement, sign_statement, verify_statement};
-use crate::enrol::jws::{sign_jws, sign_jws_general, verify_jws, verify_jws_general, JwsFailure};
+use crate::enrol::jws::{sign_jws, sign_jws_general, verify_jws_general, JwsFailure};
 use crate::enrol::{beside_as4, check_key, json_error, RefusalBody};
 use crate::error::{Error, ErrorCode, ErrorReport, Result};
 use crate::keys::Identity;
@@ -299,27 +299,13 @@ pub fn verify_response(
     service_certificate: &Certificate,
     request: &RequestClaims,
 ) -> Result<Registered> {
-    if body.len() as u64 > MAX_RESPONSE_BYTES {
-        return Err(Error::TooLarge(format!(
-            "the rollover answer is larger than {MAX_RESPONSE_BYTES} bytes"
-        )));
-    }
-    let v = verify_jws(body, RESPONSE_TYPE).map_err(|f| match f {
-        JwsFailure::Malformed(m) => {
-            Error::BadResponse(format!("the rollover answer is not valid: {m}"))
-        }
-        JwsFailure::Signature(e) => e,
-    })?;
-    if v.signer != *service_certificate {
-        return Err(Error::SignerMismatch(format!(
-            "the rollover answer is signed by {} ({}), not by the service certificate {}",
-            v.signer.subject(),
-            v.signer.sha256_fingerprint(),
-            service_certificate.sha256_fingerprint()
-        )));
-    }
-    let r: Registered = serde_json::from_slice(&v.payload)
-        .map_err(|e| Error::BadResponse(format!("the rollover answer is not valid: {e}")))?;
+    let r: Registered = crate::enrol::jws::verify_service_answer(
+        body,
+        RESPONSE_TYPE,
+        MAX_RESPONSE_BYTES,
+        service_certificate,
+        "the rollover answer",
+    )?;
     let mismatch = |what: &str| {
         Err(Error::BadResponse(format!(
             "the rollover answer names another {what} than our request"
