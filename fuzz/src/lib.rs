@@ -351,3 +351,46 @@ pub fn enrol_request(data: &[u8]) {
         }
     }
 }
+
+/// The contracts of issue 12 that read what others send: a party's rollover request (as the
+/// service reads it) and the service's answer (as the client does), a partner's certificate
+/// update statement, and the directory's request and answer. None may panic; what verifies
+/// must say what was checked.
+pub fn coordination_contracts(data: &[u8]) {
+    use ls_core::{directory, rollover};
+    let k = keys();
+    let now = ls_core::time::now_unix();
+    let cert = k.identity.certificate();
+    match rollover::verify_request(data, now) {
+        Ok(v) => assert!(v.old_certificate != v.new_certificate),
+        Err(r) => assert!(!r.message.is_empty()),
+    }
+    if let Ok(u) = rollover::CertificateUpdate::peek(data) {
+        let _ = u.new_certificate_sha256.len();
+    }
+    match rollover::verify_update(
+        data,
+        "fuzz-sender",
+        "fuzz",
+        &k.sender,
+        &[k.sender.clone()],
+        now,
+    ) {
+        Ok(v) => assert!(v.old_valid_until >= v.valid_from),
+        Err(r) => assert!(!r.message.is_empty()),
+    }
+    let _ = rollover::refusal_error(400, data);
+    if let Ok(req) = directory::Request::peek(data) {
+        let _ = req.check_fresh(now);
+    }
+    let _ = directory::Request::verify(data, std::slice::from_ref(cert));
+    static REQUEST: OnceLock<directory::Request> = OnceLock::new();
+    let request =
+        REQUEST.get_or_init(|| directory::Request::new("fuzz", "globex").expect("request"));
+    let _ = directory::Answer::verify(data, cert, request);
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = directory::party_of_path(s);
+        let _ = directory::check_party_id(s);
+        let _ = rollover::rollover_url(s);
+    }
+}
