@@ -8,6 +8,10 @@ use std::process::{Command, Output};
 #[path = "harness/service.rs"]
 pub mod service;
 
+/// Realistic business text (UBL, EDIFACT, CSV) for compression benchmarks and tests.
+#[path = "business_text/mod.rs"]
+pub mod business_text;
+
 /// `../shared/fixtures` beside the checkout (or `$LS_FIXTURES`), if present.
 pub fn fixtures() -> Option<PathBuf> {
     let p = std::env::var_os("LS_FIXTURES")
