@@ -351,7 +351,7 @@ typedef struct ls_seal_options {
      */
     const char *mime_type;
     /**
-     * zlib level, 1 (fastest, the default) to 9; 0 means the default.
+     * zlib level, 1 (fastest) to 9; 0 means the default, 6.
      */
     uint32_t compression_level;
     /**

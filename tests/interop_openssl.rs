@@ -165,6 +165,94 @@ fn ours_opens_with_openssl_and_asn1crypto() {
     }
 }
 
+/// Python's zlib (the C zlib, an implementation independent of ours) inflates each stream.
+fn python_zlib_inflates(
+    dir: &Path,
+    streams: &[(String, Vec<u8>, Vec<u8>)],
+) -> std::process::Output {
+    let script = "import sys, zlib\nfor i in range(1, len(sys.argv), 2):\n    \
+                  z = open(sys.argv[i], 'rb').read()\n    d = zlib.decompressobj()\n    \
+                  out = d.decompress(z) + d.flush()\n    \
+                  assert d.eof and not d.unused_data, sys.argv[i]\n    \
+                  assert out == open(sys.argv[i + 1], 'rb').read(), sys.argv[i]\n";
+    let mut cmd = Command::new(python());
+    cmd.arg("-c").arg(script);
+    for (name, z, plain) in streams {
+        let zp = dir.join(format!("{name}.z"));
+        let pp = dir.join(format!("{name}.plain"));
+        std::fs::write(&zp, z).unwrap();
+        std::fs::write(&pp, plain).unwrap();
+        cmd.arg(zp).arg(pp);
+    }
+    run(&mut cmd)
+}
+
+#[test]
+fn compressed_streams_around_every_chunk_boundary_inflate_with_python_zlib() {
+    // The compressor's chunks are independent deflate blocks joined into one zlib stream with
+    // one Adler-32 combined from theirs: C zlib must read that as any other stream.
+    let dir = tempdir("zlib-chunks");
+    let chunk = ls_core::deflate::CHUNK;
+    let text = business_text::generate(3, business_text::Mix::Mixed, 3 * chunk + 1);
+    let mut streams = Vec::new();
+    for n in [0, 1, chunk - 1, chunk, chunk + 1, 2 * chunk, 3 * chunk + 1] {
+        for level in [1, 6, 9] {
+            let z = ls_core::deflate::zlib(&[&text[..n]], level).unwrap();
+            streams.push((format!("n{n}-l{level}"), z, text[..n].to_vec()));
+        }
+    }
+    // The same stream, whatever the number of threads, with the input in odd pieces.
+    let mut z = Vec::new();
+    let mut e = ls_core::deflate::ZlibEncoder::with_params(6, chunk, 3);
+    for piece in text.chunks(77_777) {
+        e.update(piece, &mut z).unwrap();
+    }
+    e.finish(&mut z).unwrap();
+    assert_eq!(z, ls_core::deflate::zlib(&[&text], 6).unwrap());
+    let o = python_zlib_inflates(&dir, &streams);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The check must be able to fail: a wrong Adler-32 is refused.
+    let (name, mut z, plain) = streams.pop().unwrap();
+    *z.last_mut().unwrap() ^= 1;
+    let o = python_zlib_inflates(&dir, &[(name, z, plain)]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("incorrect data check"));
+}
+
+#[test]
+fn a_document_of_several_compression_chunks_opens_with_openssl_and_asn1crypto() {
+    let dir = tempdir("ours-to-openssl-chunks");
+    let alice = party(&dir, "alice", KeyType::Rsa(2048));
+    let bob = party(&dir, "bob", KeyType::Rsa(2048));
+    let doc = business_text::generate(
+        5,
+        business_text::Mix::Mixed,
+        3 * ls_core::deflate::CHUNK + 4321,
+    );
+    let opts = SealOptions {
+        filename: Some("export.xml".into()),
+        ..Default::default()
+    };
+    let sealed = seal(
+        &doc,
+        &alice.identity,
+        &[bob.identity.certificate().clone()],
+        &opts,
+    )
+    .unwrap();
+    // Business text at level 6: about a fifth of the document, as gzip -6 makes it.
+    assert!(
+        sealed.len() < doc.len() / 4,
+        "{} of {}",
+        sealed.len(),
+        doc.len()
+    );
+    let path = dir.join("sealed.der");
+    std::fs::write(&path, &sealed).unwrap();
+    let content = openssl_open(&dir, &path, "DER", &bob, &alice);
+    let entity = asn1crypto_decompress(&dir, mime_body(&content));
+    assert_eq!(mime_body(&entity), &doc[..], "document differs");
+}
+
 #[test]
 fn openssl_verify_rejects_a_different_pinned_sender() {
     // The pinned verification above must be able to fail: signed by alice, pinned to mallory.

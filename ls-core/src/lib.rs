@@ -23,6 +23,7 @@ pub mod asn1;
 pub mod bytes;
 pub mod cert;
 pub mod cms;
+pub mod deflate;
 pub mod directory;
 pub mod enrol;
 pub mod error;

@@ -91,7 +91,7 @@ pub struct ls_seal_options {
     /// The document's MIME type (nullable: guessed from `filename`, else
     /// `application/octet-stream`).
     pub mime_type: *const c_char,
-    /// zlib level, 1 (fastest, the default) to 9; 0 means the default.
+    /// zlib level, 1 (fastest) to 9; 0 means the default, 6.
     pub compression_level: u32,
     /// The signing time to state, in Unix seconds; 0 means now.
     pub signing_time: i64,

@@ -89,10 +89,10 @@ pub(crate) fn seal(
         Compression::Auto => worth_compressing(document),
     };
     let compressed = if compress {
-        let mut entity = Vec::with_capacity(entity_header.len() + document.len());
-        entity.extend_from_slice(&entity_header);
-        entity.extend_from_slice(document);
-        Some(compressed_data(&entity, opts.compression_level)?)
+        Some(compressed_data(
+            &[&entity_header, document],
+            opts.compression_level,
+        )?)
     } else {
         None
     };
@@ -278,8 +278,10 @@ fn worth_compressing(doc: &[u8]) -> bool {
     }
     // Trial-compress a sample: keep compression if it saves at least 10%.
     let sample = &doc[..doc.len().min(64 * 1024)];
-    let c = miniz_oxide::deflate::compress_to_vec(sample, 1);
-    c.len() * 10 < sample.len() * 9
+    match crate::deflate::trial_size(sample) {
+        Ok(c) => c * 10 < sample.len() * 9,
+        Err(_) => true,
+    }
 }
 
 /// ContentInfo of `content_type` around `content` (already DER).
@@ -296,9 +298,10 @@ pub(crate) fn content_info(content_type: &[u8], content: &[u8]) -> Vec<u8> {
     out
 }
 
-/// ContentInfo(CompressedData) with zlib (RFC 3274).
-pub(crate) fn compressed_data(entity: &[u8], level: u8) -> Result<Vec<u8>> {
-    let z = miniz_oxide::deflate::compress_to_vec_zlib(entity, level.min(10));
+/// ContentInfo(CompressedData) with zlib (RFC 3274) of the entity written as `parts` (its
+/// header and the document, not copied together), compressed on all cores (`deflate.rs`).
+pub(crate) fn compressed_data(parts: &[&[u8]], level: u8) -> Result<Vec<u8>> {
+    let z = crate::deflate::zlib(parts, level)?;
     let eci = asn1::seq(&[
         &asn1::oid(oid::DATA),
         &asn1::tlv(tag::ctx(0), &asn1::octet_string(&z)),
