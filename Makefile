@@ -7,9 +7,11 @@
 #   make lint       cargo fmt --check and cargo clippy -D warnings (the first step of make test)
 #   make install    PREFIX=/usr/local DESTDIR=  (library, static lib, header, pkg-config, layersec,
 #                   layersec-server; stripped: KEEP_DEBUG=1 keeps the debug info in <file>.debug)
-#   make bench      benchmarks (criterion + the openssl cms comparison script + the service,
-#                   also under 10,000 idle or trickling connections + the client's latency +
-#                   signed receipts: send-to-receipt latency, throughput with receipts on/off)
+#   make bench      benchmarks (criterion + the openssl cms comparison script + compression of
+#                   1 GiB of generated business text beside gzip -6, pigz -6 -p 2 and zstd -3
+#                   (BENCH_COMPRESS_SIZE=256M for less) + the service, also under 10,000 idle or
+#                   trickling connections + the client's latency + signed receipts:
+#                   send-to-receipt latency, throughput with receipts on/off)
 #   make fuzz-long  every fuzz target for 10 million executions or 30 minutes (not in `make test`
 #                   or CI; resumable: run it again after an interruption; `nice -n 19 make
 #                   fuzz-long` on a shared machine); then minimised seeds in fuzz/seeds/<target>.
@@ -99,6 +101,7 @@ demo: build
 
 bench: deps
 	bash scripts/bench.sh
+	bash scripts/bench-compress.sh
 	bash scripts/bench-server.sh
 	bash scripts/bench-client.sh
 	bash scripts/bench-receipts.sh

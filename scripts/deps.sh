@@ -14,6 +14,9 @@ have make || need_apt+=(make)
 have xmlsec1 || need_apt+=(xmlsec1)
 # GNU time: tests bound the peak memory of child processes with it.
 [ -x /usr/bin/time ] || need_apt+=(time)
+# The anchors of the compression benchmark (scripts/bench-compress.sh).
+have pigz || need_apt+=(pigz)
+have zstd || need_apt+=(zstd)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -15,30 +15,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+/// UBL, EDIFACT and CSV as back offices produce them (the generator of the compression
+/// benchmark, `ls_tests::business_text`).
 fn business_text(n: usize) -> Vec<u8> {
-    // XML invoices, EDIFACT and CSV lines with varying numbers, as back offices produce them.
-    let mut v = Vec::with_capacity(n + 512);
-    let mut i: u64 = 0;
-    while v.len() < n {
-        let s = match i % 3 {
-            0 => format!(
-                "<Invoice id=\"INV-{i:09}\"><IssueDate>2026-{:02}-{:02}</IssueDate><Buyer gln=\"{}\">Customer {}</Buyer><Line qty=\"{}\" sku=\"SKU-{:06}\"><Amount currency=\"EUR\">{}.{:02}</Amount></Line></Invoice>\n",
-                i % 12 + 1, i % 28 + 1, 4_000_000_000_000u64 + i * 7919 % 100_000, i % 997, i % 40 + 1, i * 31 % 1_000_000, i * 37 % 100_000, i % 100
-            ),
-            1 => format!(
-                "LIN+{}++{:013}:SRV'QTY+21:{}'PRI+AAA:{}.{:02}'RFF+ON:PO{:08}'\n",
-                i % 500, 5_400_000_000_000u64 + i * 13 % 1_000_000, i % 90 + 1, i * 17 % 10_000, i % 100, i * 101 % 100_000_000
-            ),
-            _ => format!(
-                "{i},2026-11-{:02},ACME-{:05},{}.{:02},EUR,{}\n",
-                i % 28 + 1, i * 7 % 100_000, i * 53 % 100_000, i % 100, if i % 5 == 0 { "PAID" } else { "OPEN" }
-            ),
-        };
-        v.extend_from_slice(s.as_bytes());
-        i += 1;
-    }
-    v.truncate(n);
-    v
+    ls_tests::business_text::generate(1, ls_tests::business_text::Mix::Mixed, n)
 }
 
 struct Fixture {

@@ -6,12 +6,13 @@
 //! - `zlib-rs-L`: zlib-rs at level L as one stream on one thread, what flate2 with its zlib-rs
 //!   backend does (flate2 is a thin wrapper around the same calls);
 //! - `chunked-L/SIZE/T`: `ls_core::deflate::ZlibEncoder` at level L, chunks of SIZE KiB, T threads
-//!   (the chosen scheme: what `seal` does, with T = the machine's cores).
+//!   (the chosen scheme: what `seal` does at level 6 with SIZE = `deflate::CHUNK` and T = the
+//!   machine's cores, at most 8).
 //!
 //! Each line `RESULT name compressed_bytes seconds`; every chunked output is inflated again
 //! (untimed) and compared with the input.
 
-use ls_core::deflate::{default_threads, ZlibEncoder};
+use ls_core::deflate::{default_threads, ZlibEncoder, CHUNK};
 use std::time::Instant;
 
 fn zlib_rs_stream(data: &[u8], level: i32) -> Vec<u8> {
@@ -104,22 +105,26 @@ fn main() {
             false,
         );
     }
+    let k = CHUNK >> 10;
     for level in 1..=6u8 {
         run(
-            format!("chunked-{level}/1024/{threads}"),
-            &|| chunked(&data, level, 1 << 20, threads),
+            format!("chunked-{level}/{k}/{threads}"),
+            &|| chunked(&data, level, CHUNK, threads),
             true,
         );
     }
     if !quick {
+        // Other chunk sizes, and one thread (the same bytes as on all threads).
+        for other in [128 << 10, 1 << 20] {
+            run(
+                format!("chunked-6/{}/{threads}", other >> 10),
+                &|| chunked(&data, 6, other, threads),
+                true,
+            );
+        }
         run(
-            format!("chunked-6/256/{threads}"),
-            &|| chunked(&data, 6, 256 << 10, threads),
-            true,
-        );
-        run(
-            "chunked-6/1024/1".into(),
-            &|| chunked(&data, 6, 1 << 20, 1),
+            format!("chunked-6/{k}/1"),
+            &|| chunked(&data, 6, CHUNK, 1),
             true,
         );
     }
