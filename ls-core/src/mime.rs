@@ -308,6 +308,14 @@ pub fn base64_encode_mime(data: &[u8]) -> Vec<u8> {
         if n > 0 {
             out.extend_from_slice(b"\r\n");
         }
+        base64_append(chunk, &mut out);
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// Base64 of `chunk` appended to `out`, without line breaks.
+pub(crate) fn base64_append(chunk: &[u8], out: &mut Vec<u8>) {
         for c in chunk.chunks(3) {
             let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
             let v = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
@@ -324,9 +332,6 @@ pub fn base64_encode_mime(data: &[u8]) -> Vec<u8> {
                 b'='
             });
         }
-    }
-    out.extend_from_slice(b"\r\n");
-    out
 }
 
 /// PEM: base64 in 64-character lines between BEGIN and END lines.

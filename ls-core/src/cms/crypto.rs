@@ -157,7 +157,7 @@ impl ContentAlg {
             ContentAlg::ChaCha20Poly1305 => 32,
         }
     }
-    fn cipher(self) -> Cipher {
+    pub(crate) fn cipher(self) -> Cipher {
         match self {
             ContentAlg::AesCbc(16) => Cipher::aes_128_cbc(),
             ContentAlg::AesCbc(24) => Cipher::aes_192_cbc(),

@@ -7,6 +7,8 @@ mod open;
 mod profile;
 pub mod receipt;
 pub(crate) mod seal;
+mod seal_stream;
+pub(crate) mod stream;
 pub mod signed;
 
 use crate::cert::{CertStore, Certificate};
@@ -283,6 +285,49 @@ pub fn seal(
     opts: &SealOptions,
 ) -> Result<Vec<u8>> {
     seal_with_evidence(document, signer, recipients, opts).map(|s| s.sealed)
+}
+
+/// What [`seal_stream`] and [`seal_file`] wrote.
+#[derive(Clone, Debug)]
+pub struct SealedStream {
+    /// The document's size, as read.
+    pub document_size: u64,
+    /// The sealed object's size, as written.
+    pub sealed_size: u64,
+    /// The SignedData as signed, without its content (a detached signature over the signed
+    /// content, ContentInfo, DER, a few KiB): what a signed receipt for the document refers to
+    /// ([`receipt::verify_receipt`] and [`receipt::sign_receipt`] take it as they take
+    /// [`Sealed::signed_data`]).
+    pub signed_data: Vec<u8>,
+}
+
+/// [`seal`] in constant memory: the document is read from `input` and the sealed object
+/// written to `output` as it is made, as indefinite-length BER (as `openssl cms -stream`
+/// writes it; every CMS reader reads it), in PEM or S/MIME around it when asked. Memory stays
+/// at a few MiB whatever the document's size (the compressor's chunks in flight, 64 KiB
+/// segments), except with [`SignatureFormat::MultipartSigned`], which reads the document
+/// whole. On error, what was written to `output` is incomplete and must be discarded
+/// ([`seal_file`] does).
+pub fn seal_stream(
+    input: &mut dyn std::io::Read,
+    output: &mut dyn std::io::Write,
+    signer: &Identity,
+    recipients: &[Certificate],
+    opts: &SealOptions,
+) -> Result<SealedStream> {
+    seal_stream::seal_stream(input, output, signer, recipients, opts)
+}
+
+/// [`seal_stream`] from the file `input` to the file `output`, which appears (renamed from a
+/// temporary file beside it) only once complete.
+pub fn seal_file(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    signer: &Identity,
+    recipients: &[Certificate],
+    opts: &SealOptions,
+) -> Result<SealedStream> {
+    seal_stream::seal_file(input, output, signer, recipients, opts)
 }
 
 /// Open a sealed object (DER, BER, PEM or S/MIME), verifying its signature(s) against the expected

@@ -24,59 +24,7 @@ pub(crate) fn seal(
     recipients: &[Certificate],
     opts: &SealOptions,
 ) -> Result<Sealed> {
-    if recipients.is_empty() && !opts.encrypt_to_self {
-        return Err(Error::InvalidArgument(
-            "at least one recipient certificate is needed".into(),
-        ));
-    }
-    let now = time::now_unix();
-    signer.check_can_sign()?;
-    signer.certificate().check_validity(now)?;
-    if let Some(t) = opts.signing_time {
-        // Receivers check the stated time against the certificate too: refuse to make a
-        // message every receiver would refuse.
-        signer.certificate().check_validity(t)?;
-    }
-    let mut extra_attrs = Vec::new();
-    if let Some(id) = &opts.receipt_request {
-        if id.is_empty() || id.len() > MAX_CONTENT_IDENTIFIER {
-            return Err(Error::InvalidArgument(format!(
-                "a receipt request's content identifier must have 1 to \
-                 {MAX_CONTENT_IDENTIFIER} bytes, not {}",
-                id.len()
-            )));
-        }
-        extra_attrs.push(super::receipt::receipt_request_attribute(
-            id,
-            signer.certificate(),
-        )?);
-    }
-    let mut all: Vec<&Certificate> = recipients.iter().collect();
-    if opts.encrypt_to_self && !all.contains(&signer.certificate()) {
-        all.push(signer.certificate());
-    }
-    if let Some(profile) = opts.profile {
-        profile.check_keys(signer, &all)?;
-    }
-    for r in &all {
-        r.check_validity(now)?;
-        let pk = r.public_key()?;
-        if pk.id() != Id::RSA && opts.key_transport != KeyTransport::RsaOaepSha256 {
-            // Only RSA-OAEP-SHA-256 has an EC counterpart (ECDH) that the partner can read.
-            return Err(Error::InvalidArgument(format!(
-                "{} key transport needs an RSA certificate (the one of {} is {})",
-                key_transport_name(opts.key_transport),
-                r.subject(),
-                describe_public_key(&pk)
-            )));
-        }
-        let usage = if pk.id() == Id::EC {
-            key_usage::KEY_AGREEMENT
-        } else {
-            key_usage::KEY_ENCIPHERMENT
-        };
-        r.check_key_usage(usage, "encryption")?;
-    }
+    let (all, extra_attrs, now) = prepare(signer, recipients, opts)?;
 
     // 1. The document as a MIME entity: its headers, then the document itself (kept as two
     //    slices so a large document is not copied just to be prefixed).
@@ -165,8 +113,72 @@ pub(crate) fn seal(
     })
 }
 
+/// The checks every seal makes before it writes anything (the signer, the recipients, the
+/// options) and what they give: every recipient (ourselves last with `encrypt_to_self`), the
+/// extra signed attributes (a ReceiptRequest) and the time now.
+pub(super) fn prepare<'c>(
+    signer: &'c Identity,
+    recipients: &'c [Certificate],
+    opts: &SealOptions,
+) -> Result<(Vec<&'c Certificate>, Vec<Vec<u8>>, i64)> {
+    if recipients.is_empty() && !opts.encrypt_to_self {
+        return Err(Error::InvalidArgument(
+            "at least one recipient certificate is needed".into(),
+        ));
+    }
+    let now = time::now_unix();
+    signer.check_can_sign()?;
+    signer.certificate().check_validity(now)?;
+    if let Some(t) = opts.signing_time {
+        // Receivers check the stated time against the certificate too: refuse to make a
+        // message every receiver would refuse.
+        signer.certificate().check_validity(t)?;
+    }
+    let mut extra_attrs = Vec::new();
+    if let Some(id) = &opts.receipt_request {
+        if id.is_empty() || id.len() > MAX_CONTENT_IDENTIFIER {
+            return Err(Error::InvalidArgument(format!(
+                "a receipt request's content identifier must have 1 to \
+                 {MAX_CONTENT_IDENTIFIER} bytes, not {}",
+                id.len()
+            )));
+        }
+        extra_attrs.push(super::receipt::receipt_request_attribute(
+            id,
+            signer.certificate(),
+        )?);
+    }
+    let mut all: Vec<&Certificate> = recipients.iter().collect();
+    if opts.encrypt_to_self && !all.contains(&signer.certificate()) {
+        all.push(signer.certificate());
+    }
+    if let Some(profile) = opts.profile {
+        profile.check_keys(signer, &all)?;
+    }
+    for r in &all {
+        r.check_validity(now)?;
+        let pk = r.public_key()?;
+        if pk.id() != Id::RSA && opts.key_transport != KeyTransport::RsaOaepSha256 {
+            // Only RSA-OAEP-SHA-256 has an EC counterpart (ECDH) that the partner can read.
+            return Err(Error::InvalidArgument(format!(
+                "{} key transport needs an RSA certificate (the one of {} is {})",
+                key_transport_name(opts.key_transport),
+                r.subject(),
+                describe_public_key(&pk)
+            )));
+        }
+        let usage = if pk.id() == Id::EC {
+            key_usage::KEY_AGREEMENT
+        } else {
+            key_usage::KEY_ENCIPHERMENT
+        };
+        r.check_key_usage(usage, "encryption")?;
+    }
+    Ok((all, extra_attrs, now))
+}
+
 /// The headers of the document's MIME entity, with this Content-Transfer-Encoding.
-fn document_entity_header(opts: &SealOptions, cte: &str) -> Result<Vec<u8>> {
+pub(super) fn document_entity_header(opts: &SealOptions, cte: &str) -> Result<Vec<u8>> {
     let mime_type = match (&opts.mime_type, &opts.filename) {
         (Some(t), _) => t.clone(),
         (None, Some(f)) => mime::guess_type(f).to_string(),
@@ -204,7 +216,7 @@ fn document_entity_header(opts: &SealOptions, cte: &str) -> Result<Vec<u8>> {
 
 /// The headers of an `application/pkcs7-mime` entity around a CMS object, with this
 /// Content-Transfer-Encoding.
-fn pkcs7_entity_header(smime_type: &str, name: &str, cte: &str) -> Vec<u8> {
+pub(super) fn pkcs7_entity_header(smime_type: &str, name: &str, cte: &str) -> Vec<u8> {
     format!(
         "Content-Type: application/pkcs7-mime; smime-type={smime_type}; name=\"{name}\"\r\n\
          Content-Transfer-Encoding: {cte}\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\r\n"
@@ -272,7 +284,7 @@ fn already_compressed(doc: &[u8]) -> bool {
     MAGIC.iter().any(|m| doc.starts_with(m))
 }
 
-fn worth_compressing(doc: &[u8]) -> bool {
+pub(super) fn worth_compressing(doc: &[u8]) -> bool {
     if doc.len() < 256 || already_compressed(doc) {
         return false;
     }
@@ -351,15 +363,10 @@ pub(crate) fn detached_signature(
     signed_data_of(content, signer, spec, false)
 }
 
-fn signed_data_of(
-    content: &[&[u8]],
-    signer: &Identity,
-    spec: &SignSpec,
-    attached: bool,
-) -> Result<Vec<u8>> {
-    let key = signer.private_key();
+/// The signature algorithm for `key` (and its AlgorithmIdentifier).
+fn signature_alg(key: &openssl::pkey::PKeyRef<openssl::pkey::Private>, scheme: SignatureScheme) -> Result<(SigAlg, Vec<u8>)> {
     let d = Digest::Sha256;
-    let (sig_alg, sig_alg_id) = match (key.id(), spec.scheme) {
+    Ok(match (key.id(), scheme) {
         (Id::EC, SignatureScheme::RsaPss) => {
             return Err(Error::InvalidArgument(
                 "RSA-PSS was asked for, but the signing key is an EC key".into(),
@@ -383,20 +390,26 @@ fn signed_data_of(
                 "cannot sign with a {other:?} key"
             )))
         }
-    };
-    let md = crypto::digest_parts(d, content)?;
-    let content_len: usize = if attached {
-        content.iter().map(|c| c.len()).sum()
-    } else {
-        0
-    };
+    })
+}
+
+/// The SignerInfo of `signer` over content whose SHA-256 is `md`, and the certificates field
+/// (`[0]`: its certificate and chain) of the SignedData.
+pub(super) fn signer_info_and_certs(
+    signer: &Identity,
+    spec: &SignSpec,
+    md: &[u8],
+) -> Result<(Vec<u8>, Vec<u8>)> {
+    let key = signer.private_key();
+    let d = Digest::Sha256;
+    let (sig_alg, sig_alg_id) = signature_alg(key, spec.scheme)?;
     let mut attrs = vec![
         attribute(oid::ATTR_CONTENT_TYPE, &asn1::oid(spec.econtent_type)),
         attribute(
             oid::ATTR_SIGNING_TIME,
             &time::encode_signing_time(spec.signing_time),
         ),
-        attribute(oid::ATTR_MESSAGE_DIGEST, &asn1::octet_string(&md)),
+        attribute(oid::ATTR_MESSAGE_DIGEST, &asn1::octet_string(md)),
     ];
     attrs.extend(spec.extra_attrs.iter().cloned());
     let signed_attrs_set = asn1::set_of(attrs);
@@ -404,18 +417,33 @@ fn signed_data_of(
     let mut signed_attrs = signed_attrs_set;
     signed_attrs[0] = tag::ctx(0); // [0] IMPLICIT in the SignerInfo
 
-    let digest_alg = alg_id(oid::SHA256, None);
     let signer_info = asn1::seq(&[
         &asn1::uint(1),
         &issuer_and_serial(signer.certificate()),
-        &digest_alg,
+        &alg_id(oid::SHA256, None),
         &signed_attrs,
         &sig_alg_id,
         &asn1::octet_string(&signature),
     ]);
     let mut certs: Vec<&[u8]> = vec![signer.certificate().der()];
     certs.extend(signer.chain().iter().map(|c| c.der()));
-    let certs = asn1::cons(tag::ctx(0), &certs);
+    Ok((signer_info, asn1::cons(tag::ctx(0), &certs)))
+}
+
+fn signed_data_of(
+    content: &[&[u8]],
+    signer: &Identity,
+    spec: &SignSpec,
+    attached: bool,
+) -> Result<Vec<u8>> {
+    let md = crypto::digest_parts(Digest::Sha256, content)?;
+    let content_len: usize = if attached {
+        content.iter().map(|c| c.len()).sum()
+    } else {
+        0
+    };
+    let (signer_info, certs) = signer_info_and_certs(signer, spec, &md)?;
+    let digest_alg = alg_id(oid::SHA256, None);
 
     // encapContentInfo is written around the (possibly large) content without an extra copy.
     let ect_oid = asn1::oid(spec.econtent_type);
@@ -461,7 +489,7 @@ fn signed_data_of(
     Ok(out)
 }
 
-fn recipient_info(
+pub(super) fn recipient_info(
     cert: &Certificate,
     cek: &[u8],
     alg: ContentAlg,
@@ -507,15 +535,22 @@ fn recipient_info(
     }
 }
 
-/// ContentInfo(AuthEnvelopedData | EnvelopedData) of the concatenation of `content`; also
-/// returns the smime-type. The RecipientInfos are in the order of `recipients` (a BER SET OF:
-/// some AS2 software, pyas2lib among them, tries only the first, so the partner comes before
-/// our own copy).
-pub(crate) fn enveloped(
-    content: &[&[u8]],
-    recipients: &[&Certificate],
-    opts: &SealOptions,
-) -> Result<(Vec<u8>, &'static str)> {
+/// What an (Auth)EnvelopedData states before its content: the content key and IV (random),
+/// the RecipientInfos (in the order of `recipients`: a BER SET OF, as some AS2 software,
+/// pyas2lib among them, tries only the first, so the partner comes before our own copy), the
+/// content-encryption AlgorithmIdentifier, the version, the content type and the smime-type.
+pub(super) struct Envelope {
+    pub alg: ContentAlg,
+    pub cek: crypto::Secret,
+    pub iv: Vec<u8>,
+    pub ris: Vec<u8>,
+    pub cea: Vec<u8>,
+    pub version: Vec<u8>,
+    pub ct_oid: &'static [u8],
+    pub smime_type: &'static str,
+}
+
+pub(super) fn envelope(recipients: &[&Certificate], opts: &SealOptions) -> Result<Envelope> {
     let alg = match opts.cipher {
         ContentCipher::Aes256Gcm => ContentAlg::AesGcm(32),
         ContentCipher::Aes256Cbc => ContentAlg::AesCbc(32),
@@ -531,16 +566,6 @@ pub(crate) fn enveloped(
     }
     let ris = asn1::cons(tag::SET, &ris.iter().map(Vec::as_slice).collect::<Vec<_>>());
     let cea = crypto::content_alg_id(alg, &iv);
-    let data_oid = asn1::oid(oid::DATA);
-
-    // Encrypt straight after the headers we can size in advance (ciphertext length is known).
-    let content_len: usize = content.iter().map(|c| c.len()).sum();
-    let ct_len = if alg.is_aead() {
-        content_len
-    } else {
-        (content_len / 16 + 1) * 16
-    };
-    let eci_len = data_oid.len() + cea.len() + asn1::header_len(ct_len) + ct_len;
     let (version, ct_oid, smime_type) = if alg.is_aead() {
         (
             asn1::uint(0),
@@ -554,6 +579,47 @@ pub(crate) fn enveloped(
             "enveloped-data",
         )
     };
+    Ok(Envelope {
+        alg,
+        cek,
+        iv,
+        ris,
+        cea,
+        version,
+        ct_oid,
+        smime_type,
+    })
+}
+
+/// ContentInfo(AuthEnvelopedData | EnvelopedData) of the concatenation of `content`; also
+/// returns the smime-type. The RecipientInfos are in the order of `recipients` (a BER SET OF:
+/// some AS2 software, pyas2lib among them, tries only the first, so the partner comes before
+/// our own copy).
+pub(crate) fn enveloped(
+    content: &[&[u8]],
+    recipients: &[&Certificate],
+    opts: &SealOptions,
+) -> Result<(Vec<u8>, &'static str)> {
+    let Envelope {
+        alg,
+        cek,
+        iv,
+        ris,
+        cea,
+        version,
+        ct_oid,
+        smime_type,
+    } = envelope(recipients, opts)?;
+    let data_oid = asn1::oid(oid::DATA);
+
+    // Encrypt straight after the headers we can size in advance (ciphertext length is known).
+    let content_len: usize = content.iter().map(|c| c.len()).sum();
+    let ct_len = if alg.is_aead() {
+        content_len
+    } else {
+        (content_len / 16 + 1) * 16
+    };
+    let eci_len = data_oid.len() + cea.len() + asn1::header_len(ct_len) + ct_len;
     let mac_len = if alg.is_aead() { 2 + 16 } else { 0 };
     let body_len = version.len() + ris.len() + asn1::header_len(eci_len) + eci_len + mac_len;
     let ci_oid = asn1::oid(ct_oid);
