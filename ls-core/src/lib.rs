@@ -37,8 +37,9 @@ pub mod transport;
 
 pub use cert::{CertStore, Certificate};
 pub use cms::{
-    inspect, open, seal, Compression, ContentCipher, InspectReport, Kek, OpenOptions, Opened,
-    OutputFormat, SealOptions, SignatureScheme,
+    inspect, open, open_file, open_stream, seal, seal_file, seal_stream, Compression,
+    ContentCipher, InspectReport, Kek, OpenOptions, Opened, OutputFormat, SealOptions,
+    SealedStream, SignatureScheme,
 };
 pub use error::{Error, ErrorCode, ErrorReport, Result};
 pub use keys::builder::{CertPurpose, CertificateBuilder};

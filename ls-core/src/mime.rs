@@ -316,22 +316,22 @@ pub fn base64_encode_mime(data: &[u8]) -> Vec<u8> {
 
 /// Base64 of `chunk` appended to `out`, without line breaks.
 pub(crate) fn base64_append(chunk: &[u8], out: &mut Vec<u8>) {
-        for c in chunk.chunks(3) {
-            let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
-            let v = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-            out.push(B64[(v >> 18) as usize & 63]);
-            out.push(B64[(v >> 12) as usize & 63]);
-            out.push(if c.len() > 1 {
-                B64[(v >> 6) as usize & 63]
-            } else {
-                b'='
-            });
-            out.push(if c.len() > 2 {
-                B64[v as usize & 63]
-            } else {
-                b'='
-            });
-        }
+    for c in chunk.chunks(3) {
+        let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+        let v = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        out.push(B64[(v >> 18) as usize & 63]);
+        out.push(B64[(v >> 12) as usize & 63]);
+        out.push(if c.len() > 1 {
+            B64[(v >> 6) as usize & 63]
+        } else {
+            b'='
+        });
+        out.push(if c.len() > 2 {
+            B64[v as usize & 63]
+        } else {
+            b'='
+        });
+    }
 }
 
 /// PEM: base64 in 64-character lines between BEGIN and END lines.

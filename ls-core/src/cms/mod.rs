@@ -3,13 +3,13 @@
 
 pub(crate) mod crypto;
 pub mod inspect;
-mod open;
+pub(crate) mod open;
 mod profile;
 pub mod receipt;
 pub(crate) mod seal;
 mod seal_stream;
-pub(crate) mod stream;
 pub mod signed;
+pub(crate) mod stream;
 
 use crate::cert::{CertStore, Certificate};
 use crate::error::Result;
@@ -215,7 +215,11 @@ impl Default for OpenOptions<'_> {
 /// An opened document and the proof of who sent it.
 #[derive(Clone, Debug, Default)]
 pub struct Opened {
+    /// The document ([`open`]); empty when it was written to a stream ([`open_stream`],
+    /// [`open_file`]).
     pub document: Vec<u8>,
+    /// The document's size in bytes.
+    pub size: u64,
     pub filename: Option<String>,
     pub mime_type: String,
     /// The verified signer (the partner certificate it was checked against).
@@ -285,6 +289,32 @@ pub fn seal(
     opts: &SealOptions,
 ) -> Result<Vec<u8>> {
     seal_with_evidence(document, signer, recipients, opts).map(|s| s.sealed)
+}
+
+/// [`open`] in constant memory: the layers are peeled as `input` is read and the document is
+/// written to `output` as it appears (the returned [`Opened`] has an empty `document` and its
+/// `size`). **What was written is not authentic until this returns `Ok`**: the signature and
+/// the authentication tag come after the content they cover; on `Err`, discard everything
+/// written ([`open_file`] does). Reads DER and BER (any length forms), PEM and S/MIME; a
+/// `multipart/signed` or quoted-printable entity is read in memory (bounded by
+/// `max_output` plus [`WRAPPING_ALLOWANCE`]). Memory stays at a few hundred KiB otherwise.
+pub fn open_stream(
+    input: &mut dyn std::io::Read,
+    output: &mut dyn std::io::Write,
+    opts: &OpenOptions,
+) -> Result<Opened> {
+    open::open_stream(input, output, opts)
+}
+
+/// [`open_stream`] from the file `input` to the file `output`, which appears (renamed from a
+/// temporary file beside it, mode 0600) only once the document is verified and complete: a
+/// refused document leaves no file behind.
+pub fn open_file(
+    input: &std::path::Path,
+    output: &std::path::Path,
+    opts: &OpenOptions,
+) -> Result<Opened> {
+    open::open_file(input, output, opts)
 }
 
 /// What [`seal_stream`] and [`seal_file`] wrote.

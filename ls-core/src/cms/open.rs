@@ -15,6 +15,9 @@ use crate::{mime, oid, time};
 use std::borrow::Cow;
 use std::ops::Range;
 
+mod stream;
+pub(crate) use stream::{open_file, open_stream};
+
 /// How the bytes at hand are to be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -73,6 +76,30 @@ struct Leaf {
 
 fn wrapped_limit(max_output: u64) -> u64 {
     max_output.saturating_add(super::WRAPPING_ALLOWANCE)
+}
+
+/// What a signature covers: the content itself, or (when it was streamed past) its digests.
+pub(super) enum SignedContent<'a> {
+    Bytes(&'a [u8]),
+    Digests(&'a [(Digest, Vec<u8>)]),
+}
+
+impl SignedContent<'_> {
+    fn digest(&self, d: Digest) -> Result<Vec<u8>> {
+        match self {
+            SignedContent::Bytes(b) => crypto::digest(d, b),
+            SignedContent::Digests(ds) => ds
+                .iter()
+                .find(|(x, _)| *x == d)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| {
+                    Error::Malformed(format!(
+                        "a signer uses a digest ({d:?}) the SignedData does not list in its \
+                         digestAlgorithms"
+                    ))
+                }),
+        }
+    }
 }
 
 /// Most SignerInfos in one SignedData (real messages have one or two).
@@ -175,6 +202,11 @@ impl<'o> State<'o> {
     }
 
     fn walk(&mut self, input: &[u8]) -> Result<()> {
+        self.walk_from(input, Kind::Auto)
+    }
+
+    /// Peel the layers of `input`, read as `kind`.
+    fn walk_from(&mut self, input: &[u8], kind: Kind) -> Result<()> {
         let opts = self.opts;
         let st = self;
         if input.is_empty() {
@@ -182,7 +214,7 @@ impl<'o> State<'o> {
         }
         let mut buf: Cow<[u8]> = Cow::Borrowed(input);
         let mut range = 0..input.len();
-        let mut kind = Kind::Auto;
+        let mut kind = kind;
         let mut steps = 0u32;
         loop {
             steps += 1;
@@ -230,6 +262,7 @@ impl<'o> State<'o> {
                         filename: leaf.filename.clone(),
                         size: doc.len(),
                     });
+                    st.out.size = doc.len() as u64;
                     st.out.document = doc;
                     st.out.filename = leaf.filename;
                     st.out.mime_type = leaf.mime_type;
@@ -565,7 +598,13 @@ impl<'o> State<'o> {
             if self.opts.sender.is_none() && self.opts.partners.is_none() {
                 self.layer("signedData (not verified)".into())?;
             } else {
-                match self.verify_signers(signer_infos, ect, &content, &embedded, None) {
+                match self.verify_signers(
+                    signer_infos,
+                    ect,
+                    &SignedContent::Bytes(&content),
+                    &embedded,
+                    None,
+                ) {
                     Ok(()) => j.verified = Some(true),
                     Err(e) => {
                         j.verified = Some(false);
@@ -578,7 +617,13 @@ impl<'o> State<'o> {
             return Ok((ect, content));
         }
         let evidence = Evidence { sd: sd.raw, ci };
-        self.verify_signers(signer_infos, ect, &content, &embedded, Some(evidence))?;
+        self.verify_signers(
+            signer_infos,
+            ect,
+            &SignedContent::Bytes(&content),
+            &embedded,
+            Some(evidence),
+        )?;
         Ok((ect, content))
     }
 
@@ -589,7 +634,7 @@ impl<'o> State<'o> {
         &mut self,
         signer_infos: Tlv,
         ect: &[u8],
-        content: &[u8],
+        content: &SignedContent,
         embedded: &Embedded,
         evidence: Option<Evidence>,
     ) -> Result<()> {
@@ -680,7 +725,7 @@ impl<'o> State<'o> {
         &self,
         si: Tlv,
         ect: &[u8],
-        content: &[u8],
+        content: &SignedContent,
         embedded: &Embedded,
     ) -> Result<SignerOutcome> {
         let si = SignerInfo::parse(si)?;
@@ -756,7 +801,7 @@ impl<'o> State<'o> {
                         "the signed content-type attribute does not match the content".into(),
                     ));
                 }
-                if found_md != crypto::digest(digest, content)?.as_slice() {
+                if found_md != content.digest(digest)?.as_slice() {
                     return Err(Error::DigestMismatch(format!(
                         "the content was altered after {} signed it",
                         signer.subject()
@@ -770,6 +815,13 @@ impl<'o> State<'o> {
                         "a content type other than data without signed attributes".into(),
                     ));
                 }
+                let SignedContent::Bytes(content) = content else {
+                    return Err(Error::UnsupportedAlgorithm(
+                        "a signature without signed attributes cannot be checked on a \
+                         document opened as a stream"
+                            .into(),
+                    ));
+                };
                 if !crypto::verify(&key, sig_alg, digest, content, &si.signature)? {
                     return Err(not_verified());
                 }
@@ -794,21 +846,13 @@ impl<'o> State<'o> {
         Ok(SignerOutcome::Verified(signer, attrs.signing_time, desc))
     }
 
-    fn decrypt(&mut self, body: Tlv, auth: bool) -> Result<(Vec<u8>, Vec<u8>)> {
-        let what = if auth {
-            "AuthEnvelopedData"
-        } else {
-            "EnvelopedData"
-        };
-        let mut r = body.expect(tag::SEQUENCE, what)?.children()?;
-        r.expect(tag::INTEGER, "version")?;
-        r.optional(tag::ctx(0))?; // originatorInfo
-        let ris = r.expect(tag::SET, "recipientInfos")?;
-        let eci = r.expect(tag::SEQUENCE, "encryptedContentInfo")?;
-        let mut e = eci.children()?;
-        let ect = e.expect(tag::OID, "contentType")?.content.to_vec();
-        let calg = AlgId::parse(e.req("contentEncryptionAlgorithm")?)?;
-        let params = crypto::parse_content_alg(&calg)?;
+    /// The content-encryption algorithm against the policy and the layer's type.
+    fn check_content_alg(
+        &self,
+        calg: &AlgId,
+        params: &crypto::ContentParams,
+        auth: bool,
+    ) -> Result<()> {
         let policy = &self.opts.policy;
         if params.alg.is_legacy() {
             if !policy.accept_3des {
@@ -834,6 +878,25 @@ impl<'o> State<'o> {
                 calg.name()
             )));
         }
+        Ok(())
+    }
+
+    fn decrypt(&mut self, body: Tlv, auth: bool) -> Result<(Vec<u8>, Vec<u8>)> {
+        let what = if auth {
+            "AuthEnvelopedData"
+        } else {
+            "EnvelopedData"
+        };
+        let mut r = body.expect(tag::SEQUENCE, what)?.children()?;
+        r.expect(tag::INTEGER, "version")?;
+        r.optional(tag::ctx(0))?; // originatorInfo
+        let ris = r.expect(tag::SET, "recipientInfos")?;
+        let eci = r.expect(tag::SEQUENCE, "encryptedContentInfo")?;
+        let mut e = eci.children()?;
+        let ect = e.expect(tag::OID, "contentType")?.content.to_vec();
+        let calg = AlgId::parse(e.req("contentEncryptionAlgorithm")?)?;
+        let params = crypto::parse_content_alg(&calg)?;
+        self.check_content_alg(&calg, &params, auth)?;
         let ciphertext: Cow<[u8]> = match e.next()? {
             Some(t) if t.tag & 0x1f == 0 && t.tag & 0xc0 == 0x80 => t.octets()?,
             Some(_) => return Err(Error::Malformed("bad encryptedContent".into())),

@@ -364,7 +364,10 @@ pub(crate) fn detached_signature(
 }
 
 /// The signature algorithm for `key` (and its AlgorithmIdentifier).
-fn signature_alg(key: &openssl::pkey::PKeyRef<openssl::pkey::Private>, scheme: SignatureScheme) -> Result<(SigAlg, Vec<u8>)> {
+fn signature_alg(
+    key: &openssl::pkey::PKeyRef<openssl::pkey::Private>,
+    scheme: SignatureScheme,
+) -> Result<(SigAlg, Vec<u8>)> {
     let d = Digest::Sha256;
     Ok(match (key.id(), scheme) {
         (Id::EC, SignatureScheme::RsaPss) => {

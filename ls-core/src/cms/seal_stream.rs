@@ -50,7 +50,8 @@ impl<W: Write> Encrypting<W> {
         head.extend_from_slice(&asn1::oid(oid::DATA));
         head.extend_from_slice(&env.cea);
         open_indefinite(&mut head, tag::ctx(0)); // [0] IMPLICIT OCTET STRING, constructed
-        out.write_all(&head).map_err(|e| from_io(e, "writing the sealed output"))?;
+        out.write_all(&head)
+            .map_err(|e| from_io(e, "writing the sealed output"))?;
         Ok(Encrypting {
             out,
             crypter,
@@ -135,7 +136,8 @@ impl<W: Write> Signing<W> {
         head.extend_from_slice(&asn1::oid(econtent_type));
         open_indefinite(&mut head, tag::ctx(0));
         open_indefinite(&mut head, 0x24); // OCTET STRING, constructed
-        out.write_all(&head).map_err(|e| from_io(e, "writing the sealed output"))?;
+        out.write_all(&head)
+            .map_err(|e| from_io(e, "writing the sealed output"))?;
         Ok(Signing {
             out,
             hasher: openssl::sha::Sha256::new(),
@@ -214,7 +216,8 @@ impl<W: Write> Compressing<W> {
         head.extend_from_slice(&asn1::oid(oid::DATA));
         open_indefinite(&mut head, tag::ctx(0));
         open_indefinite(&mut head, 0x24);
-        out.write_all(&head).map_err(|e| from_io(e, "writing the sealed output"))?;
+        out.write_all(&head)
+            .map_err(|e| from_io(e, "writing the sealed output"))?;
         Ok(Compressing {
             out,
             enc: crate::deflate::ZlibEncoder::new(level),

@@ -99,11 +99,6 @@ impl<'r> Input<'r> {
         }
     }
 
-    /// How many bytes were consumed.
-    pub fn pos(&self) -> u64 {
-        self.pos
-    }
-
     /// At least `n` bytes (at most the buffer's size) buffered unless the input ends first;
     /// returns what is buffered.
     pub fn peek(&mut self, n: usize) -> Result<&[u8]> {
@@ -129,7 +124,10 @@ impl<'r> Input<'r> {
 
     /// Drop `n` buffered bytes (after [`Self::peek`]).
     pub fn consume(&mut self, n: usize) {
-        assert!(n <= self.end - self.start, "consumed more than was buffered");
+        assert!(
+            n <= self.end - self.start,
+            "consumed more than was buffered"
+        );
         self.start += n;
         self.pos += n as u64;
     }
@@ -164,9 +162,7 @@ impl<'r> Input<'r> {
         } else {
             let n = (l0 & 0x7f) as usize;
             if n > 8 {
-                return Err(Error::Malformed(format!(
-                    "{what}: a length of {n} bytes"
-                )));
+                return Err(Error::Malformed(format!("{what}: a length of {n} bytes")));
             }
             if b.len() < 2 + n {
                 return Err(Error::Truncated(format!("the input ends inside {what}")));
@@ -316,11 +312,6 @@ impl<'r> Input<'r> {
         }
     }
 
-    /// Read and forget the element whose header was just read, at most `limit` bytes.
-    pub fn skip(&mut self, h: &Header, what: &str, limit: usize) -> Result<()> {
-        self.rest_of(h, what, limit).map(drop)
-    }
-
     /// Nothing may follow: the input must end here (zero bytes, which BER producers pad
     /// with, are tolerated, as [`crate::asn1::parse_single`] does).
     pub fn expect_end(&mut self, what: &str) -> Result<()> {
@@ -330,9 +321,7 @@ impl<'r> Input<'r> {
                 return Ok(());
             }
             if b.iter().any(|&x| x != 0) {
-                return Err(Error::Malformed(format!(
-                    "unexpected bytes after {what}"
-                )));
+                return Err(Error::Malformed(format!("unexpected bytes after {what}")));
             }
             let n = b.len();
             self.consume(n);
@@ -482,7 +471,12 @@ impl Read for Octets<'_, '_> {
 }
 
 /// Read everything left of `r` into `out`, at most `limit` bytes (`TooLarge` beyond).
-pub(crate) fn read_bounded(r: &mut dyn Read, out: &mut Vec<u8>, limit: u64, what: &str) -> Result<()> {
+pub(crate) fn read_bounded(
+    r: &mut dyn Read,
+    out: &mut Vec<u8>,
+    limit: u64,
+    what: &str,
+) -> Result<()> {
     let mut chunk = vec![0u8; BUF];
     loop {
         let n = read_retry(r, &mut chunk).map_err(|e| from_io(e, "reading the input"))?;
@@ -673,9 +667,9 @@ pub(crate) fn write_then_rename<T>(
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let io = |context: String| move |source| Error::Io { context, source };
-    let name = path.file_name().ok_or_else(|| {
-        Error::InvalidArgument(format!("{} is not a file name", path.display()))
-    })?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::InvalidArgument(format!("{} is not a file name", path.display())))?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => std::path::Path::new("."),
@@ -695,7 +689,8 @@ pub(crate) fn write_then_rename<T>(
         .map_err(io(format!("creating {}", tmp.display())))?;
     let mut w = io::BufWriter::with_capacity(4 * BUF, file);
     let result = f(&mut w).and_then(|v| {
-        w.flush().map_err(io(format!("writing {}", tmp.display())))?;
+        w.flush()
+            .map_err(io(format!("writing {}", tmp.display())))?;
         w.get_ref()
             .sync_all()
             .map_err(io(format!("writing {}", tmp.display())))?;
@@ -778,7 +773,9 @@ mod tests {
             let mut input = Input::new(&mut src);
             let h = input.header("x").unwrap();
             let mut got = Vec::new();
-            let e = Octets::new(&mut input, &h).read_to_end(&mut got).unwrap_err();
+            let e = Octets::new(&mut input, &h)
+                .read_to_end(&mut got)
+                .unwrap_err();
             let e = from_io(e, "t");
             assert!(matches!(e, Error::Truncated(_)), "cut {cut}: {e:?}");
         }
@@ -787,7 +784,9 @@ mod tests {
     #[test]
     fn elements_are_read_whole_within_limits() {
         // SEQUENCE (indefinite) { INTEGER 1, OCTET STRING (constructed) { "ab" } }
-        let v = [0x30, 0x80, 0x02, 0x01, 0x01, 0x24, 0x80, 0x04, 0x02, b'a', b'b', 0, 0, 0, 0];
+        let v = [
+            0x30, 0x80, 0x02, 0x01, 0x01, 0x24, 0x80, 0x04, 0x02, b'a', b'b', 0, 0, 0, 0,
+        ];
         let mut src: &[u8] = &v;
         let mut input = Input::new(&mut src);
         let (_, raw) = input.element("seq", 100).unwrap();
@@ -795,13 +794,13 @@ mod tests {
         crate::asn1::parse_single(&raw).unwrap();
         let mut src: &[u8] = &v;
         let mut input = Input::new(&mut src);
-        assert!(matches!(
-            input.element("seq", 8),
-            Err(Error::TooLarge(_))
-        ));
+        assert!(matches!(input.element("seq", 8), Err(Error::TooLarge(_))));
         let mut src: &[u8] = &v[..9];
         let mut input = Input::new(&mut src);
-        assert!(matches!(input.element("seq", 100), Err(Error::Truncated(_))));
+        assert!(matches!(
+            input.element("seq", 100),
+            Err(Error::Truncated(_))
+        ));
     }
 
     #[test]
@@ -833,7 +832,10 @@ mod tests {
             }
             s.finish(&mut emit).unwrap();
             assert_eq!(all, data);
-            assert!(seen[..seen.len() - 1].iter().all(|&n| n == SEGMENT), "{piece}");
+            assert!(
+                seen[..seen.len() - 1].iter().all(|&n| n == SEGMENT),
+                "{piece}"
+            );
         }
     }
 }
