@@ -1109,3 +1109,122 @@ fn legacy_as2_opens_with_openssl_cms_and_smime() {
         }
     }
 }
+
+/// What we seal as a stream (indefinite-length BER, 64 KiB segments) opens with `openssl cms`
+/// as our DER does: decrypted, verified pinned to the sender, the CompressedData inflated by
+/// Python asn1crypto; in DER, PEM and S/MIME output.
+#[test]
+fn streamed_seals_open_with_openssl() {
+    let dir = tempdir("streamed-to-openssl");
+    let alice = party(&dir, "alice", KeyType::Rsa(2048));
+    let bob = party(&dir, "bob", KeyType::Rsa(2048));
+    let doc = business_text::generate(7, business_text::Mix::Mixed, 700_000);
+    for compression in [Compression::Never, Compression::Always] {
+        for (output, inform) in [
+            (OutputFormat::Der, "DER"),
+            (OutputFormat::Pem, "PEM"),
+            (OutputFormat::Smime, "SMIME"),
+        ] {
+            let what = format!("{compression:?} {output:?}");
+            let opts = SealOptions {
+                filename: Some("export.xml".into()),
+                compression,
+                output,
+                ..Default::default()
+            };
+            let mut sealed = Vec::new();
+            seal_stream(
+                &mut &doc[..],
+                &mut sealed,
+                &alice.identity,
+                &[bob.identity.certificate().clone()],
+                &opts,
+            )
+            .unwrap();
+            let path = dir.join("streamed.p7m");
+            std::fs::write(&path, &sealed).unwrap();
+            let content = openssl_open(&dir, &path, inform, &bob, &alice);
+            let entity = match compression {
+                Compression::Always => asn1crypto_decompress(&dir, mime_body(&content)),
+                _ => content,
+            };
+            assert!(mime_body(&entity) == &doc[..], "{what}: document differs");
+        }
+    }
+}
+
+/// What `openssl cms -stream` writes (indefinite-length BER in its own segment sizes), signed
+/// then encrypted, in DER, PEM and S/MIME, opens with ours, as a stream and in memory.
+#[test]
+fn openssl_streamed_objects_open_with_ours() {
+    let dir = tempdir("openssl-stream-to-ours");
+    let alice = party(&dir, "alice", KeyType::Rsa(2048));
+    let bob = party(&dir, "bob", KeyType::Rsa(2048));
+    let doc = invoice(300_000);
+    let doc_path = dir.join("doc.xml");
+    std::fs::write(&doc_path, &doc).unwrap();
+    let signed = dir.join("signed.ber");
+    run_ok(
+        openssl()
+            .args([
+                "cms",
+                "-sign",
+                "-stream",
+                "-binary",
+                "-nodetach",
+                "-outform",
+                "DER",
+                "-md",
+                "sha256",
+                "-in",
+            ])
+            .arg(&doc_path)
+            .arg("-signer")
+            .arg(&alice.cert)
+            .arg("-inkey")
+            .arg(&alice.key)
+            .arg("-out")
+            .arg(&signed),
+    );
+    let signed_bytes = std::fs::read(&signed).unwrap();
+    assert_eq!(
+        &signed_bytes[..2],
+        &[0x30, 0x80],
+        "openssl -stream writes BER"
+    );
+    let opts = OpenOptions {
+        recipient: Some(&bob.identity),
+        sender: Some(alice.identity.certificate()),
+        ..Default::default()
+    };
+    for cipher in ["-aes-256-cbc", "-aes-256-gcm"] {
+        for outform in ["DER", "PEM", "SMIME"] {
+            let what = format!("{cipher} {outform}");
+            let env = dir.join("env.p7m");
+            run_ok(
+                openssl()
+                    .args(["cms", "-encrypt", "-stream", "-binary", "-outform", outform])
+                    .arg(cipher)
+                    .arg("-in")
+                    .arg(&signed)
+                    .arg("-out")
+                    .arg(&env)
+                    .arg(&bob.cert),
+            );
+            let sealed = std::fs::read(&env).unwrap();
+            let mut out = Vec::new();
+            let o = open_stream(&mut &sealed[..], &mut out, &opts)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert!(out == doc, "{what}: document differs");
+            assert_eq!(
+                o.signer.as_ref(),
+                Some(alice.identity.certificate()),
+                "{what}"
+            );
+            assert!(
+                open(&sealed, &opts).unwrap().document == doc,
+                "{what}: in memory"
+            );
+        }
+    }
+}

@@ -131,6 +131,22 @@ pub fn stage(
     keep_existing_mode: bool,
     existing: Existing,
 ) -> Result<Staged, Error> {
+    let ctx = || format!("cannot write {}", dest.display());
+    stage_with(dest, mode, keep_existing_mode, existing, |w| {
+        w.write_all(data).map_err(|e| io_err(ctx(), e))
+    })
+    .map(|(s, ())| s)
+}
+
+/// [`stage`] with the content written by `write` as it is made (a document of any size in
+/// constant memory). The temporary file is removed if `write` fails.
+pub fn stage_with<T>(
+    dest: &Path,
+    mode: u32,
+    keep_existing_mode: bool,
+    existing: Existing,
+    write: impl FnOnce(&mut dyn Write) -> Result<T, Error>,
+) -> Result<(Staged, T), Error> {
     let name = dest
         .file_name()
         .ok_or_else(|| usage(format!("{} does not name a file", dest.display())))?;
@@ -151,7 +167,7 @@ pub fn stage(
         Err(_) => {}
     }
     let mut attempt = 0;
-    let (tmp, mut file) = loop {
+    let (tmp, file) = loop {
         let tmp = dir.join(format!(
             ".{}.{}-{}.layersec-tmp",
             name.to_string_lossy(),
@@ -185,9 +201,63 @@ pub fn stage(
         file.set_permissions(fs::Permissions::from_mode(m))
             .map_err(|e| io_err(ctx(), e))?;
     }
-    file.write_all(data).map_err(|e| io_err(ctx(), e))?;
+    let mut w = io::BufWriter::with_capacity(256 * 1024, file);
+    let value = write(&mut w)?;
+    let file = w.into_inner().map_err(|e| io_err(ctx(), e.into_error()))?;
     file.sync_all().map_err(|e| io_err(ctx(), e))?;
-    Ok(staged)
+    Ok((staged, value))
+}
+
+/// The input to read as a stream: the file (not a folder) or standard input for `-`.
+pub fn open_input(path: &Path, what: &str) -> Result<Box<dyn Read>, Error> {
+    if is_dash(path) {
+        return Ok(Box::new(io::stdin()));
+    }
+    let f = File::open(path)
+        .map_err(|e| io_err(format!("cannot open the {what} {}", path.display()), e))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| io_err(format!("cannot read the {what} {}", path.display()), e))?;
+    if meta.is_dir() {
+        return Err(io_err(
+            format!("cannot read the {what} {}", path.display()),
+            io::Error::other("it is a directory"),
+        ));
+    }
+    Ok(Box::new(f))
+}
+
+/// A file of our own (mode 0600, already unlinked) in the temporary folder, for what must not
+/// reach standard output before it is verified.
+pub fn anonymous_file() -> Result<File, Error> {
+    let dir = std::env::temp_dir();
+    for _ in 0..100 {
+        let p = dir.join(format!(
+            ".layersec-{}-{}.tmp",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&p)
+        {
+            Ok(f) => {
+                let _ = fs::remove_file(&p);
+                return Ok(f);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(io_err(
+                    format!("cannot create a temporary file in {}", dir.display()),
+                    e,
+                ))
+            }
+        }
+    }
+    Err(Error::Internal("cannot create a temporary file".into()))
 }
 
 fn already_exists(dest: &Path) -> Error {
@@ -237,12 +307,6 @@ impl Staged {
     pub fn dest(&self) -> &Path {
         &self.dest
     }
-}
-
-/// Write `data` to `dest` atomically: temporary file in the same folder, fsync, rename. A new
-/// file gets `mode` (subject to the umask), a replaced one keeps its permission bits.
-pub fn write_atomic(dest: &Path, data: &[u8], mode: u32) -> Result<(), Error> {
-    stage(dest, data, mode, true, Existing::Replace)?.commit()
 }
 
 pub fn already_exists_error(dest: &Path) -> Error {

@@ -2,7 +2,7 @@
 
 use super::{load_identity, load_partners, DEFAULT_MAX_SIZE};
 use crate::cli::{Cli, OpenArgs};
-use crate::fsio::{is_dash, print_stdout, read_input, usage, write_atomic, write_stdout};
+use crate::fsio::{anonymous_file, is_dash, open_input, print_stdout, stage_with, usage, Existing};
 use crate::output::{cert_json, display, info};
 use ls_core::cms::{InboundPolicy, Profile};
 use ls_core::{Certificate, Error, OpenOptions};
@@ -28,9 +28,9 @@ pub fn run(a: &OpenArgs, cli: &Cli) -> Result<(), Error> {
     let sender = a.from.as_ref().map(Certificate::load).transpose()?;
     let store = a.partners.as_deref().map(load_partners).transpose()?;
     let max = a.max_size.unwrap_or(DEFAULT_MAX_SIZE);
-    // A sealed message is at most ~4/3 of its document (base64) plus headers.
-    let input_limit = max.saturating_mul(2).saturating_add(1 << 20);
-    let data = read_input(&a.input, Some(input_limit), "sealed message")?;
+    // Read as a stream (a file or a pipe): the core bounds every layer and the document by
+    // `max_output` as the bytes pass.
+    let mut input = open_input(&a.input, "sealed message")?;
     let mut policy = a
         .profile
         .map_or(InboundPolicy::ANY, |p| Profile::from(p).inbound_policy());
@@ -52,14 +52,30 @@ pub fn run(a: &OpenArgs, cli: &Cli) -> Result<(), Error> {
         max_output: max,
         ..Default::default()
     };
-    // The core bounds every buffer and the document by `max_output`.
-    let opened = ls_core::open(&data, &opts)?;
-    drop(data);
-    if to_stdout {
-        write_stdout(&opened.document)?;
+    // Nothing reaches OUT before the signature and the authentication tag verified: the
+    // document goes to a temporary file first (renamed into place, or copied to standard
+    // output, once `open_stream` returned Ok).
+    let opened = if to_stdout {
+        let mut tmp = anonymous_file()?;
+        let opened = {
+            let mut w = std::io::BufWriter::with_capacity(256 * 1024, &mut tmp);
+            ls_core::open_stream(&mut input, &mut w, &opts)?
+        };
+        use std::io::{Seek, Write};
+        let ctx = |e| crate::fsio::io_err("cannot write to standard output", e);
+        tmp.seek(std::io::SeekFrom::Start(0)).map_err(ctx)?;
+        let stdout = std::io::stdout();
+        let mut lock = stdout.lock();
+        std::io::copy(&mut tmp, &mut lock).map_err(ctx)?;
+        lock.flush().map_err(ctx)?;
+        opened
     } else {
-        write_atomic(&a.output, &opened.document, 0o600)?;
-    }
+        let (staged, opened) = stage_with(&a.output, 0o600, true, Existing::Replace, |w| {
+            ls_core::open_stream(&mut input, w, &opts)
+        })?;
+        staged.commit()?;
+        opened
+    };
 
     let signing_time = opened.signing_time.map(ls_core::time::iso8601);
     if cli.json {
@@ -69,7 +85,7 @@ pub fn run(a: &OpenArgs, cli: &Cli) -> Result<(), Error> {
                 "filename": opened.filename,
                 "safe_filename": opened.safe_filename(),
                 "mime_type": opened.mime_type,
-                "size": opened.document.len(),
+                "size": opened.size,
                 "signer": opened.signer.as_ref().map(cert_json),
                 "signing_time": signing_time,
                 "encrypted": opened.encrypted,
@@ -94,7 +110,7 @@ pub fn run(a: &OpenArgs, cli: &Cli) -> Result<(), Error> {
             &format!(
                 "opened {} ({} bytes, {}), {}, {} -> {}",
                 opened.filename.as_deref().unwrap_or("a document"),
-                opened.document.len(),
+                opened.size,
                 opened.mime_type,
                 who,
                 if opened.encrypted {

@@ -2,7 +2,7 @@
 
 use super::load_identity;
 use crate::cli::{Cli, KeyTransportArg, SealArgs, SignatureFormatArg};
-use crate::fsio::{is_dash, print_stdout, read_input, usage, write_atomic, write_stdout};
+use crate::fsio::{is_dash, open_input, print_stdout, stage_with, usage, Existing};
 use crate::output::{cert_json, display, info};
 use ls_core::cms::{KeyTransport, Profile, SignatureFormat};
 use ls_core::{Certificate, Compression, ContentCipher, Error, OutputFormat, SignatureScheme};
@@ -43,7 +43,8 @@ pub fn run(a: &SealArgs, cli: &Cli) -> Result<(), Error> {
         a.to.iter()
             .map(Certificate::load)
             .collect::<Result<Vec<_>, _>>()?;
-    let doc = read_input(&a.input, None, "document")?;
+    // The document is read as a stream (a file or a pipe), never whole.
+    let mut input = open_input(&a.input, "document")?;
     let filename = match &a.filename {
         Some(f) => Some(f.clone()),
         None if is_dash(&a.input) => None,
@@ -80,12 +81,17 @@ pub fn run(a: &SealArgs, cli: &Cli) -> Result<(), Error> {
     }
     opts.output = output;
     opts.encrypt_to_self = a.encrypt_to_self;
-    let sealed = ls_core::seal(&doc, &id, &recipients, &opts)?;
-    if to_stdout {
-        write_stdout(&sealed)?;
+    let sealed = if to_stdout {
+        let stdout = std::io::stdout();
+        let mut w = std::io::BufWriter::with_capacity(256 * 1024, stdout.lock());
+        ls_core::seal_stream(&mut input, &mut w, &id, &recipients, &opts)?
     } else {
-        write_atomic(&a.output, &sealed, 0o666)?;
-    }
+        let (staged, sealed) = stage_with(&a.output, 0o666, true, Existing::Replace, |w| {
+            ls_core::seal_stream(&mut input, w, &id, &recipients, &opts)
+        })?;
+        staged.commit()?;
+        sealed
+    };
 
     let mut rcpts: Vec<serde_json::Value> = recipients.iter().map(cert_json).collect();
     if a.encrypt_to_self && !recipients.contains(id.certificate()) {
@@ -95,8 +101,8 @@ pub fn run(a: &SealArgs, cli: &Cli) -> Result<(), Error> {
         print_stdout(
             &serde_json::to_string_pretty(&json!({
                 "output": display(&a.output),
-                "size": sealed.len(),
-                "document_size": doc.len(),
+                "size": sealed.sealed_size,
+                "document_size": sealed.document_size,
                 "filename": filename,
                 "format": match output {
                     OutputFormat::Der => "der",
@@ -131,10 +137,10 @@ pub fn run(a: &SealArgs, cli: &Cli) -> Result<(), Error> {
             &format!(
                 "sealed {} ({} bytes) for {} into {} ({} bytes)",
                 filename.as_deref().unwrap_or("the document"),
-                doc.len(),
+                sealed.document_size,
                 names.join("; "),
                 display(&a.output),
-                sealed.len()
+                sealed.sealed_size
             ),
         );
     }
