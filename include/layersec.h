@@ -418,6 +418,20 @@ typedef struct ls_open_options {
 } ls_open_options;
 
 /**
+ * Reads up to `len` bytes into `buf`: sets `*out_n` to the number read (0 at the end of the
+ * input) and returns 0, or returns an `errno` value (e.g. `EIO`) on failure. Called on the
+ * thread of the `ls_*_stream` call, never after it returns.
+ */
+typedef int (*ls_read_callback)(void *userdata, uint8_t *buf, size_t len, size_t *out_n);
+
+/**
+ * Writes up to `len` bytes from `buf`: sets `*out_n` to the number written (at least 1 when
+ * `len` is not 0) and returns 0, or returns an `errno` value on failure. Called on the thread
+ * of the `ls_*_stream` call, never after it returns.
+ */
+typedef int (*ls_write_callback)(void *userdata, const uint8_t *buf, size_t len, size_t *out_n);
+
+/**
  * Options of `ls_client_send` and `ls_client_send_file`: the ebMS header of one send.
  * Initialise with `ls_send_options_init` (or set every byte to zero and `struct_size` to
  * `sizeof(ls_send_options)`), then set what you need: a NULL field means its default. Fields may
@@ -724,6 +738,13 @@ ls_result ls_open(const struct ls_identity *recipient,
                   struct ls_opened **out);
 
 /**
+ * The opened document's size in bytes (also when it was written to a stream or a file by
+ * `ls_open_stream` / `ls_open_file`, whose `ls_opened_document` is empty); 0 when `opened` is
+ * NULL.
+ */
+uint64_t ls_opened_size(const struct ls_opened *opened);
+
+/**
  * The opened document: `*data` points to `*len` bytes owned by `opened` (valid until
  * `ls_opened_free`; never NULL on success, even for an empty document). Both out-pointers are
  * set to NULL/0 first.
@@ -786,6 +807,70 @@ ls_result ls_inspect(const uint8_t *in,
                      const struct ls_identity *recipient,
                      const struct ls_cert *sender,
                      struct ls_bytes *json_out);
+
+/**
+ * `ls_seal` in constant memory: the document is read through `read_cb(read_userdata, ...)`
+ * and the sealed message written through `write_cb(write_userdata, ...)` as it is made, as
+ * indefinite-length BER (PEM or S/MIME around it with those flags), as `openssl cms -stream`
+ * writes it. With `LS_SEAL_MULTIPART_SIGNED` (the legacy AS2 profile) the document is read
+ * whole. `sealed_size` (nullable) receives the number of bytes written.
+ *
+ * On failure what was written is incomplete: discard it. A callback's `errno` is reported as
+ * `LS_ERR_IO`.
+ */
+ls_result ls_seal_stream(const struct ls_identity *signer,
+                         const struct ls_cert *const *recipients,
+                         size_t n_recipients,
+                         ls_read_callback read_cb,
+                         void *read_userdata,
+                         ls_write_callback write_cb,
+                         void *write_userdata,
+                         const struct ls_seal_options *opts,
+                         uint64_t *sealed_size);
+
+/**
+ * `ls_seal` from the file `in_path` to the file `out_path` in constant memory (see
+ * `ls_seal_stream`). `out_path` appears only once complete (written beside it under a
+ * temporary name, synced, renamed); a failed seal leaves no file.
+ */
+ls_result ls_seal_file(const struct ls_identity *signer,
+                       const struct ls_cert *const *recipients,
+                       size_t n_recipients,
+                       const char *in_path,
+                       const char *out_path,
+                       const struct ls_seal_options *opts);
+
+/**
+ * `ls_open` in constant memory: the sealed message is read through `read_cb` and the
+ * document written through `write_cb` as the layers are peeled.
+ *
+ * **Nothing written through `write_cb` is authentic until this call returns `LS_OK`**: the
+ * signature and the authentication tag follow the content they cover. Write to a place that
+ * nobody uses before then (a temporary file, a staging table) and discard it on any error;
+ * `ls_open_file` does this for files.
+ *
+ * `*out` is set to NULL first, then to the opened document's description (signer, file name,
+ * MIME type, `ls_opened_size`; its `ls_opened_document` is empty), freed with
+ * `ls_opened_free`. Errors as `ls_open`.
+ */
+ls_result ls_open_stream(const struct ls_identity *recipient,
+                         ls_read_callback read_cb,
+                         void *read_userdata,
+                         ls_write_callback write_cb,
+                         void *write_userdata,
+                         const struct ls_open_options *opts,
+                         struct ls_opened **out);
+
+/**
+ * `ls_open` from the file `in_path` to the file `out_path` in constant memory. `out_path`
+ * (mode 0600) appears only once the signature and the authentication tag verified; a refused
+ * message leaves no file behind. `*out` as for `ls_open_stream`.
+ */
+ls_result ls_open_file(const struct ls_identity *recipient,
+                       const char *in_path,
+                       const char *out_path,
+                       const struct ls_open_options *opts,
+                       struct ls_opened **out);
 
 /**
  * Reads the configuration file `config_path` (as `layersec init` writes it; relative paths in

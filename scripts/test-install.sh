@@ -43,7 +43,7 @@ export PKG_CONFIG_PATH="$lib/pkgconfig"
 version=$(pkg-config --modversion layersec)
 cflags=$(pkg-config --cflags layersec)
 libs=$(pkg-config --libs layersec)
-for p in keygen seal open send_poll; do  # send_poll is only built: it needs a service
+for p in keygen seal open stream send_poll; do  # send_poll is only built: it needs a service
   gcc -std=c99 -Wall -Wextra -Werror -pedantic-errors $cflags -o "$tmp/$p" "examples-c/$p.c" examples-c/common.c \
       $libs -Wl,-rpath,"$lib"
 done

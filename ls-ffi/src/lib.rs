@@ -29,6 +29,9 @@ mod seal;
 
 mod open;
 
+// Sealing and opening as streams: file and callback variants.
+mod stream;
+
 mod client;
 
 mod header;
@@ -42,6 +45,7 @@ pub use identity::*;
 pub use open::*;
 pub use result::*;
 pub use seal::*;
+pub use stream::*;
 
 use std::ffi::c_char;
 

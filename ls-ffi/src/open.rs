@@ -159,48 +159,74 @@ pub unsafe extern "C" fn ls_open(
 ) -> ls_result {
     call("ls_open", || {
         let out = ptr::out_arg(out, std::ptr::null_mut(), "out")?;
-        let recipient = ptr::opt_ref(recipient);
         let input = ptr::arg_bytes(r#in, in_len, "in")?;
-        let o = ls_open_options::read(opts)?;
-        let kek = o.kek()?;
-        let defaults = OpenOptions::default();
-        let mut policy = match crate::seal::profile(o.profile, "opts->profile")? {
-            Some(p) => p.inbound_policy(),
-            None => defaults.policy,
-        };
-        if o.flags & LS_OPEN_REJECT_LEGACY != 0 {
-            policy.accept_3des = false;
-            policy.accept_rsa_pkcs1v15 = false;
-        }
-        if o.flags & LS_OPEN_REJECT_3DES != 0 {
-            policy.accept_3des = false;
-        }
-        let core = OpenOptions {
-            recipient: recipient.map(|r| &r.identity),
-            kek: kek.as_ref(),
-            sender: ptr::opt_ref(o.sender).map(|c: &ls_cert| &c.cert),
-            partners: ptr::opt_ref(o.partners).map(|s: &ls_certstore| &s.store),
-            allow_unsigned: o.flags & LS_OPEN_ALLOW_UNSIGNED != 0,
-            allow_expired: o.flags & LS_OPEN_ALLOW_EXPIRED != 0,
-            policy,
-            allow_sha1: o.flags & LS_OPEN_ALLOW_SHA1 != 0,
-            max_output: if o.max_output == 0 {
-                defaults.max_output
-            } else {
-                o.max_output
-            },
-            ..defaults
-        };
-        let mut opened = ls_core::open(input, &core)?;
+        let opened = with_open_options(recipient, opts, |core| ls_core::open(input, core))?;
+        *out = ptr::into_handle(ls_opened::new(opened));
+        Ok(())
+    })
+}
+
+/// Runs `f` with the core's options from `recipient` and the caller's `opts` (borrowed for the
+/// call).
+pub(crate) fn with_open_options<T>(
+    recipient: *const ls_identity,
+    opts: *const ls_open_options,
+    f: impl FnOnce(&OpenOptions) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let recipient = ptr::opt_ref(recipient);
+    let o = ls_open_options::read(opts)?;
+    let kek = o.kek()?;
+    let defaults = OpenOptions::default();
+    let mut policy = match crate::seal::profile(o.profile, "opts->profile")? {
+        Some(p) => p.inbound_policy(),
+        None => defaults.policy,
+    };
+    if o.flags & LS_OPEN_REJECT_LEGACY != 0 {
+        policy.accept_3des = false;
+        policy.accept_rsa_pkcs1v15 = false;
+    }
+    if o.flags & LS_OPEN_REJECT_3DES != 0 {
+        policy.accept_3des = false;
+    }
+    let core = OpenOptions {
+        recipient: recipient.map(|r: &ls_identity| &r.identity),
+        kek: kek.as_ref(),
+        sender: ptr::opt_ref(o.sender).map(|c: &ls_cert| &c.cert),
+        partners: ptr::opt_ref(o.partners).map(|s: &ls_certstore| &s.store),
+        allow_unsigned: o.flags & LS_OPEN_ALLOW_UNSIGNED != 0,
+        allow_expired: o.flags & LS_OPEN_ALLOW_EXPIRED != 0,
+        policy,
+        allow_sha1: o.flags & LS_OPEN_ALLOW_SHA1 != 0,
+        max_output: if o.max_output == 0 {
+            defaults.max_output
+        } else {
+            o.max_output
+        },
+        ..defaults
+    };
+    f(&core)
+}
+
+impl ls_opened {
+    pub(crate) fn new(mut opened: Opened) -> ls_opened {
         let signer = opened.signer.take().map(ls_cert::new);
-        *out = ptr::into_handle(ls_opened {
+        ls_opened {
             filename: opened.filename.as_deref().map(cstring_lossy),
             safe_filename: opened.safe_filename().as_deref().map(cstring_lossy),
             mime_type: cstring_lossy(&opened.mime_type),
             signer,
             opened,
-        });
-        Ok(())
+        }
+    }
+}
+
+/// The opened document's size in bytes (also when it was written to a stream or a file by
+/// `ls_open_stream` / `ls_open_file`, whose `ls_opened_document` is empty); 0 when `opened` is
+/// NULL.
+#[no_mangle]
+pub unsafe extern "C" fn ls_opened_size(opened: *const ls_opened) -> u64 {
+    guard("ls_opened_size", 0, || {
+        ptr::opt_ref(opened).map_or(0, |o: &ls_opened| o.opened.size)
     })
 }
 

@@ -112,7 +112,7 @@ impl ls_seal_options {
     };
 
     /// The caller's options (NULL: defaults), read as far as its `struct_size` reaches.
-    fn read(p: *const ls_seal_options) -> Result<ls_seal_options, Error> {
+    pub(crate) fn read(p: *const ls_seal_options) -> Result<ls_seal_options, Error> {
         let mut o = Self::DEFAULT;
         if p.is_null() {
             return Ok(o);
@@ -136,7 +136,7 @@ impl ls_seal_options {
         Ok(o)
     }
 
-    fn to_core(self) -> Result<SealOptions, Error> {
+    pub(crate) fn to_core(self) -> Result<SealOptions, Error> {
         let f = self.flags;
         if f & !SEAL_FLAGS != 0 {
             return Err(Error::InvalidArgument(format!(

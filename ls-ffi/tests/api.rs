@@ -849,3 +849,178 @@ fn handles_are_shared_across_threads() {
         }
     });
 }
+
+/// A reader over a byte slice, for `ls_read_callback`.
+struct Src<'a> {
+    data: &'a [u8],
+    fail_after: Option<usize>,
+}
+
+unsafe extern "C" fn src_read(
+    userdata: *mut std::ffi::c_void,
+    buf: *mut u8,
+    len: usize,
+    out_n: *mut usize,
+) -> std::ffi::c_int {
+    // SAFETY: the callback contract: userdata is our Src, buf has len bytes, out_n one.
+    unsafe {
+        let src = &mut *(userdata as *mut Src);
+        if let Some(k) = src.fail_after {
+            if src.data.len() <= k {
+                return 5; // EIO
+            }
+        }
+        let n = src.data.len().min(len).min(10_000);
+        std::ptr::copy_nonoverlapping(src.data.as_ptr(), buf, n);
+        src.data = &src.data[n..];
+        *out_n = n;
+    }
+    0
+}
+
+unsafe extern "C" fn sink_write(
+    userdata: *mut std::ffi::c_void,
+    buf: *const u8,
+    len: usize,
+    out_n: *mut usize,
+) -> std::ffi::c_int {
+    // SAFETY: the callback contract: userdata is our Vec, buf has len bytes, out_n one.
+    unsafe {
+        let v = &mut *(userdata as *mut Vec<u8>);
+        let n = len.min(3000);
+        v.extend_from_slice(std::slice::from_raw_parts(buf, n));
+        *out_n = n;
+    }
+    0
+}
+
+#[test]
+fn streams_and_files_through_the_c_api() {
+    let alice = Party::new("alice", LS_KEY_EC_P256);
+    let bob = Party::new("bob", LS_KEY_EC_P256);
+    let doc: Vec<u8> = (0..300_000u32)
+        .flat_map(|i| format!("{i};{}\n", i * 7 % 1000).into_bytes())
+        .collect();
+    let recipients = [bob.cert as *const ls_cert];
+    let mut sealed = Vec::new();
+    let mut src = Src {
+        data: &doc,
+        fail_after: None,
+    };
+    let mut size = 1u64;
+    unsafe {
+        let rc = ls_seal_stream(
+            alice.id,
+            recipients.as_ptr(),
+            1,
+            Some(src_read),
+            &mut src as *mut Src as *mut _,
+            Some(sink_write),
+            &mut sealed as *mut Vec<u8> as *mut _,
+            null(),
+            &mut size,
+        );
+        assert_eq!(rc, 0, "{}", msg());
+    }
+    assert_eq!(size, sealed.len() as u64);
+    let opts = open_opts(&alice);
+    // Through the callbacks.
+    let mut out = Vec::new();
+    let mut src = Src {
+        data: &sealed,
+        fail_after: None,
+    };
+    let mut opened = 1 as *mut ls_opened;
+    unsafe {
+        let rc = ls_open_stream(
+            bob.id,
+            Some(src_read),
+            &mut src as *mut Src as *mut _,
+            Some(sink_write),
+            &mut out as *mut Vec<u8> as *mut _,
+            &opts,
+            &mut opened,
+        );
+        assert_eq!(rc, 0, "{}", msg());
+        assert!(out == doc);
+        assert_eq!(ls_opened_size(opened), doc.len() as u64);
+        assert_eq!(s(ls_cert_subject(ls_opened_signer(opened))), "CN=alice");
+        ls_opened_free(opened);
+    }
+    // A read callback that fails: LS_ERR_IO, *out NULL.
+    let mut src = Src {
+        data: &sealed,
+        fail_after: Some(sealed.len() / 2),
+    };
+    let mut out = Vec::new();
+    let mut opened = 1 as *mut ls_opened;
+    unsafe {
+        let rc = ls_open_stream(
+            bob.id,
+            Some(src_read),
+            &mut src as *mut Src as *mut _,
+            Some(sink_write),
+            &mut out as *mut Vec<u8> as *mut _,
+            &opts,
+            &mut opened,
+        );
+        assert_eq!(rc, 102, "{}", msg()); // LS_ERR_IO
+        assert!(opened.is_null());
+        // No callback: named.
+        let rc = ls_open_stream(
+            bob.id,
+            None,
+            null_mut(),
+            Some(sink_write),
+            null_mut(),
+            &opts,
+            &mut opened,
+        );
+        assert_eq!(rc, NULL_ARGUMENT);
+        assert!(msg().contains("read_cb"), "{}", msg());
+    }
+    // Files.
+    let dir = std::env::temp_dir().join(format!("ls-ffi-stream-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| CString::new(dir.join(n).to_str().unwrap()).unwrap();
+    std::fs::write(dir.join("doc.csv"), &doc).unwrap();
+    unsafe {
+        let rc = ls_seal_file(
+            alice.id,
+            recipients.as_ptr(),
+            1,
+            p("doc.csv").as_ptr(),
+            p("doc.p7m").as_ptr(),
+            null(),
+        );
+        assert_eq!(rc, 0, "{}", msg());
+        let mut opened = null_mut();
+        let rc = ls_open_file(
+            bob.id,
+            p("doc.p7m").as_ptr(),
+            p("out.csv").as_ptr(),
+            &opts,
+            &mut opened,
+        );
+        assert_eq!(rc, 0, "{}", msg());
+        ls_opened_free(opened);
+    }
+    assert!(std::fs::read(dir.join("out.csv")).unwrap() == doc);
+    // A truncated file: refused, no output file.
+    let sealed_file = std::fs::read(dir.join("doc.p7m")).unwrap();
+    std::fs::write(dir.join("cut.p7m"), &sealed_file[..sealed_file.len() - 10]).unwrap();
+    unsafe {
+        let mut opened = 1 as *mut ls_opened;
+        let rc = ls_open_file(
+            bob.id,
+            p("cut.p7m").as_ptr(),
+            p("cut.csv").as_ptr(),
+            &opts,
+            &mut opened,
+        );
+        assert_ne!(rc, 0);
+        assert!(opened.is_null());
+    }
+    assert!(!dir.join("cut.csv").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

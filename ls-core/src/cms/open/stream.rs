@@ -528,6 +528,7 @@ impl Streamer<'_, '_> {
                 crypter: &mut crypter,
                 aead,
                 cbuf: vec![0u8; BUF],
+                carry: 0,
                 pending: Vec::new(),
                 at: 0,
                 finished: false,
@@ -752,6 +753,8 @@ struct Decrypting<'a> {
     crypter: &'a mut Crypter,
     aead: bool,
     cbuf: Vec<u8>,
+    /// Ciphertext read but not yet decrypted (less than a block).
+    carry: usize,
     pending: Vec<u8>,
     at: usize,
     finished: bool,
@@ -784,6 +787,18 @@ impl Decrypting<'_> {
     }
 }
 
+impl Decrypting<'_> {
+    /// Decrypt `self.cbuf[..n]` into `out` (at least `n` + 32 bytes).
+    fn update_into(&mut self, n: usize, out: &mut [u8]) -> io::Result<usize> {
+        let k = self
+            .crypter
+            .update(&self.cbuf[..n], out)
+            .map_err(|e| to_io(e.into()))?;
+        self.count(k)?;
+        Ok(k)
+    }
+}
+
 impl Read for Decrypting<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
@@ -796,42 +811,52 @@ impl Read for Decrypting<'_> {
             if self.finished || out.is_empty() {
                 return Ok(0);
             }
-            let k = self.src.read(&mut self.cbuf)?;
+            let k = self.src.read(&mut self.cbuf[self.carry..])?;
+            let total = self.carry + k;
+            // The cipher is given whole blocks until the last piece (a partial block inside
+            // the stream would take OpenSSL's slower path for every later call).
+            let n = if k == 0 { total } else { total - total % 16 };
             if k == 0 {
                 self.finished = true;
-                if !self.aead {
-                    self.pending.resize(64, 0);
-                    let n = self.crypter.finalize(&mut self.pending).map_err(|_| {
-                        to_io(Error::DecryptFailed(
-                            "bad padding after decryption (wrong key or altered ciphertext)".into(),
-                        ))
-                    })?;
-                    self.pending.truncate(n);
-                    self.at = 0;
-                    self.count(n)?;
-                }
+            }
+            if n == 0 && k != 0 {
+                self.carry = total;
                 continue;
             }
-            if out.len() >= k + 32 {
+            let made = if out.len() >= n + 32 {
                 // Straight into the caller's buffer.
-                let n = self
-                    .crypter
-                    .update(&self.cbuf[..k], out)
-                    .map_err(|e| to_io(e.into()))?;
-                self.count(n)?;
-                if n > 0 {
-                    return Ok(n);
+                self.update_into(n, out)?
+            } else {
+                let mut pending = std::mem::take(&mut self.pending);
+                pending.resize(n + 32, 0);
+                let made = self.update_into(n, &mut pending)?;
+                pending.truncate(made);
+                self.pending = pending;
+                self.at = 0;
+                0
+            };
+            self.cbuf.copy_within(n..total, 0);
+            self.carry = total - n;
+            if self.finished && !self.aead {
+                let mut last = [0u8; 64];
+                let t = self.crypter.finalize(&mut last).map_err(|_| {
+                    to_io(Error::DecryptFailed(
+                        "bad padding after decryption (wrong key or altered ciphertext)".into(),
+                    ))
+                })?;
+                self.count(t)?;
+                if made > 0 {
+                    // Returned after what was decrypted straight into `out`.
+                    self.pending.clear();
+                    self.pending.extend_from_slice(&last[..t]);
+                    self.at = 0;
+                } else {
+                    self.pending.extend_from_slice(&last[..t]);
                 }
-                continue;
             }
-            self.pending.resize(k + 32, 0);
-            let n = self
-                .crypter
-                .update(&self.cbuf[..k], &mut self.pending)
-                .map_err(|e| to_io(e.into()))?;
-            self.pending.truncate(n);
-            self.at = 0;
-            self.count(n)?;
+            if made > 0 {
+                return Ok(made);
+            }
         }
     }
 }
