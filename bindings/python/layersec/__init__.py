@@ -37,10 +37,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import json
 import os
 import threading
-from ctypes import POINTER, byref, c_int32, c_size_t, c_uint8
+from ctypes import POINTER, byref, c_int32, c_size_t, c_uint8, c_uint64
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterator, Optional, Sequence, Union
@@ -85,6 +86,10 @@ __all__ = [
     "CertStore",
     "Opened",
     "seal",
+    "seal_file",
+    "seal_stream",
+    "open_file",
+    "open_stream",
     "Client",
     "Received",
     "ClosedError",
@@ -579,13 +584,53 @@ def seal(
     profile's, RSA-OAEP-SHA-256 by default), ``multipart_signed`` for a multipart/signed
     signature. Returns the sealed message."""
     doc = _bytes(document, "document")
+    recipients = _recipients(signer, recipients)
+    opts = _seal_options(
+        filename=filename,
+        mime_type=mime_type,
+        compress=compress,
+        cbc=cbc,
+        pss=pss,
+        output=output,
+        encrypt_to_self=encrypt_to_self,
+        compression_level=compression_level,
+        signing_time=signing_time,
+        profile=profile,
+        key_transport=key_transport,
+        multipart_signed=multipart_signed,
+    )
+    with contextlib.ExitStack() as stack:
+        sp = stack.enter_context(signer._use())
+        ptrs = [stack.enter_context(r._use()) for r in recipients]
+        arr = (POINTER(_lib.ls_cert) * len(ptrs))(*ptrs) if ptrs else None
+        return _take_bytes(lib.ls_seal, sp, arr, len(ptrs), doc, len(doc), byref(opts))
+
+
+def _recipients(signer, recipients) -> list:
     _check(signer, Identity, "signer")
     if isinstance(recipients, Certificate):
         recipients = [recipients]
     recipients = list(recipients)
     for i, r in enumerate(recipients):
         _check(r, Certificate, f"recipients[{i}]")
+    return recipients
 
+
+def _seal_options(
+    *,
+    filename: Optional[str] = None,
+    mime_type: Optional[str] = None,
+    compress: Optional[bool] = None,
+    cbc: bool = False,
+    pss: bool = False,
+    output: str = "der",
+    encrypt_to_self: bool = False,
+    compression_level: Optional[int] = None,
+    signing_time: Optional[Union[datetime, int]] = None,
+    profile: Optional[str] = None,
+    key_transport: Optional[str] = None,
+    multipart_signed: bool = False,
+):
     opts = _lib.ls_seal_options()
     lib.ls_seal_options_init(byref(opts))
     flags = 0
@@ -631,12 +676,7 @@ def seal(
         if not -(2**63) < t < 2**63:
             raise ValueError("signing_time is out of range")
         opts.signing_time = t
-
-    with contextlib.ExitStack() as stack:
-        sp = stack.enter_context(signer._use())
-        ptrs = [stack.enter_context(r._use()) for r in recipients]
-        arr = (POINTER(_lib.ls_cert) * len(ptrs))(*ptrs) if ptrs else None
-        return _take_bytes(lib.ls_seal, sp, arr, len(ptrs), doc, len(doc), byref(opts))
+    return opts
 
 
 @dataclass(frozen=True, repr=False)
@@ -657,11 +697,15 @@ class Opened:
     signer: Optional[Certificate]
     signing_time: Optional[datetime]
     encrypted: bool
+    #: The document's size in bytes (also from :func:`open_file` and :func:`open_stream`,
+    #: whose ``document`` is empty: the document went to the file or stream).
+    size: int = 0
 
     def __repr__(self) -> str:
         # Not the document itself: it may be large, and confidential in logs.
         return (
-            f"Opened(document=<{len(self.document)} bytes>, filename={self.filename!r}, "
+            f"Opened(document=<{len(self.document)} bytes>, size={self.size}, "
+            f"filename={self.filename!r}, "
             f"mime_type={self.mime_type!r}, signer_subject={self.signer_subject!r}, "
             f"signing_time={self.signing_time!r}, encrypted={self.encrypted!r})"
         )
@@ -697,6 +741,53 @@ def open(  # noqa: A001 - layersec.open, on purpose
     (None: the library's 1 GiB). ``kek`` is a pre-shared ``(key_id, key)`` pair for
     KEKRecipientInfo."""
     data = _bytes(data, "data")
+    opts = _open_options(
+        recipient,
+        sender=sender,
+        partners=partners,
+        allow_unsigned=allow_unsigned,
+        allow_expired=allow_expired,
+        reject_legacy=reject_legacy,
+        allow_sha1=allow_sha1,
+        max_output=max_output,
+        kek=kek,
+        profile=profile,
+        reject_3des=reject_3des,
+    )
+    out = POINTER(_lib.ls_opened)()
+    with contextlib.ExitStack() as stack:
+        rp = _use_open(stack, opts, recipient, sender, partners)
+        lib.ls_open(rp, data, len(data), byref(opts), byref(out))
+    try:
+        return _read_opened(out)
+    finally:
+        lib.ls_opened_free(out)
+
+
+def _use_open(stack, opts, recipient, sender, partners):
+    """Borrows the handles of an open for the call; returns the recipient's pointer."""
+    rp = stack.enter_context(recipient._use()) if recipient is not None else None
+    if sender is not None:
+        opts.sender = stack.enter_context(sender._use())
+    if partners is not None:
+        opts.partners = stack.enter_context(partners._use())
+    return rp
+
+
+def _open_options(
+    recipient,
+    *,
+    sender=None,
+    partners=None,
+    allow_unsigned: bool = False,
+    allow_expired: bool = False,
+    reject_legacy: bool = False,
+    allow_sha1: bool = False,
+    max_output: Optional[int] = None,
+    kek: Optional[tuple] = None,
+    profile: Optional[str] = None,
+    reject_3des: bool = False,
+):
     _check(recipient, Identity, "recipient", optional=True)
     _check(sender, Certificate, "sender", optional=True)
     _check(partners, CertStore, "partners", optional=True)
@@ -732,15 +823,134 @@ def open(  # noqa: A001 - layersec.open, on purpose
         kek_key = _bytes(kek_key, "kek key")
         opts.kek_id, opts.kek_id_len = kek_id, len(kek_id)
         opts.kek, opts.kek_len = kek_key, len(kek_key)
+        # The key bytes must outlive the call: kept on the options object.
+        opts._keep = (kek_id, kek_key)
+    return opts
 
+
+def _fspath(p, what: str) -> bytes:
+    if isinstance(p, (str, bytes)) or hasattr(p, "__fspath__"):
+        return os.fsencode(p)
+    raise TypeError(f"{what} must be a path (str, bytes or os.PathLike)")
+
+
+def seal_file(
+    src, dst, signer: Identity, recipients: Union[Sequence[Certificate], Certificate], **options
+) -> None:
+    """:func:`seal` from the file ``src`` to the file ``dst`` in constant memory: the document
+    is never read whole (indefinite-length BER as ``openssl cms -stream`` writes it). ``dst``
+    appears only once complete; a failed seal leaves no file. ``options`` are those of
+    :func:`seal` (``filename`` defaults to none: pass ``filename=os.path.basename(src)`` to
+    name the document)."""
+    recipients = _recipients(signer, recipients)
+    opts = _seal_options(**options)
+    s, d = _fspath(src, "src"), _fspath(dst, "dst")
+    with contextlib.ExitStack() as stack:
+        sp = stack.enter_context(signer._use())
+        ptrs = [stack.enter_context(r._use()) for r in recipients]
+        arr = (POINTER(_lib.ls_cert) * len(ptrs))(*ptrs) if ptrs else None
+        lib.ls_seal_file(sp, arr, len(ptrs), s, d, byref(opts))
+
+
+def open_file(src, dst, recipient: Optional[Identity] = None, **options) -> Opened:
+    """:func:`open` from the file ``src`` to the file ``dst`` in constant memory. ``dst``
+    (mode 0600) appears only once the signature and the authentication tag verified: a refused
+    message leaves no file. Returns the :class:`Opened` description with an empty
+    ``document`` and its ``size``. ``options`` are those of :func:`open`."""
+    opts = _open_options(recipient, **options)
+    s, d = _fspath(src, "src"), _fspath(dst, "dst")
     out = POINTER(_lib.ls_opened)()
     with contextlib.ExitStack() as stack:
-        rp = stack.enter_context(recipient._use()) if recipient is not None else None
-        if sender is not None:
-            opts.sender = stack.enter_context(sender._use())
-        if partners is not None:
-            opts.partners = stack.enter_context(partners._use())
-        lib.ls_open(rp, data, len(data), byref(opts), byref(out))
+        rp = _use_open(stack, opts, recipient, options.get("sender"), options.get("partners"))
+        lib.ls_open_file(rp, s, d, byref(opts), byref(out))
+    try:
+        return _read_opened(out)
+    finally:
+        lib.ls_opened_free(out)
+
+
+class _Callbacks:
+    """ctypes read/write callbacks over Python file objects; an exception raised by the file
+    is kept and raised again after the library call (the library sees EIO)."""
+
+    def __init__(self, reader, writer):
+        self.error: Optional[BaseException] = None
+        self._reader = reader
+        self._writer = writer
+        self.read = _lib.ls_read_callback(self._read)
+        self.write = _lib.ls_write_callback(self._write)
+
+    def _read(self, _ud, buf, length, out_n):
+        try:
+            chunk = self._reader.read(min(length, 1 << 20))
+            if chunk is None:
+                chunk = b""
+            n = len(chunk)
+            if n > length:
+                raise ValueError("read() returned more bytes than asked for")
+            ctypes.memmove(buf, chunk, n)
+            out_n[0] = n
+            return 0
+        except BaseException as e:  # noqa: BLE001 - re-raised after the call
+            self.error = self.error or e
+            return errno.EIO
+
+    def _write(self, _ud, buf, length, out_n):
+        try:
+            data = ctypes.string_at(buf, length)
+            n = self._writer.write(data)
+            out_n[0] = length if n is None else n
+            return 0
+        except BaseException as e:  # noqa: BLE001 - re-raised after the call
+            self.error = self.error or e
+            return errno.EIO
+
+    def raise_kept(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+
+def seal_stream(
+    reader, writer, signer: Identity, recipients: Union[Sequence[Certificate], Certificate], **options
+) -> int:
+    """:func:`seal` from the binary file object ``reader`` (its ``read(n)``) to ``writer`` (its
+    ``write(b)``) in constant memory. Returns the number of bytes written. On an error what was
+    written is incomplete: discard it. ``options`` are those of :func:`seal`."""
+    recipients = _recipients(signer, recipients)
+    opts = _seal_options(**options)
+    cb = _Callbacks(reader, writer)
+    size = c_uint64()
+    with contextlib.ExitStack() as stack:
+        sp = stack.enter_context(signer._use())
+        ptrs = [stack.enter_context(r._use()) for r in recipients]
+        arr = (POINTER(_lib.ls_cert) * len(ptrs))(*ptrs) if ptrs else None
+        try:
+            lib.ls_seal_stream(
+                sp, arr, len(ptrs), cb.read, None, cb.write, None, byref(opts), byref(size)
+            )
+        except LayerSecError:
+            cb.raise_kept()
+            raise
+    return size.value
+
+
+def open_stream(reader, writer, recipient: Optional[Identity] = None, **options) -> Opened:
+    """:func:`open` from the binary file object ``reader`` to ``writer`` in constant memory.
+
+    **What ``writer`` receives is not authentic until this returns**: the signature and the
+    authentication tag come after the content they cover. Write to a place nobody uses yet
+    (a temporary file) and discard it if this raises; :func:`open_file` does that for files.
+    Returns the :class:`Opened` description with an empty ``document`` and its ``size``."""
+    opts = _open_options(recipient, **options)
+    cb = _Callbacks(reader, writer)
+    out = POINTER(_lib.ls_opened)()
+    with contextlib.ExitStack() as stack:
+        rp = _use_open(stack, opts, recipient, options.get("sender"), options.get("partners"))
+        try:
+            lib.ls_open_stream(rp, cb.read, None, cb.write, None, byref(opts), byref(out))
+        except LayerSecError:
+            cb.raise_kept()
+            raise
     try:
         return _read_opened(out)
     finally:
@@ -773,6 +983,7 @@ def _read_opened(o) -> Opened:
         signer=signer,
         signing_time=signing_time,
         encrypted=bool(lib.ls_opened_was_encrypted(o)),
+        size=int(lib.ls_opened_size(o)),
     )
 
 

@@ -182,6 +182,10 @@ ls_received_cb = CFUNCTYPE(c_int32, c_void_p, POINTER(ls_received))
 _buf = c_char_p
 _str = c_char_p
 
+# The I/O callbacks of ls_seal_stream / ls_open_stream: (userdata, buf, len, out_n) -> errno.
+ls_read_callback = CFUNCTYPE(c_int, c_void_p, POINTER(c_uint8), c_size_t, POINTER(c_size_t))
+ls_write_callback = CFUNCTYPE(c_int, c_void_p, POINTER(c_uint8), c_size_t, POINTER(c_size_t))
+
 # name: (restype, argtypes); _RESULT: returns an ls_result, checked by _errcheck.
 _FUNCTIONS = {
     "ls_version": (c_char_p, []),
@@ -235,6 +239,48 @@ _FUNCTIONS = {
             POINTER(POINTER(ls_opened)),
         ],
     ),
+    "ls_seal_stream": (
+        _RESULT,
+        [
+            POINTER(ls_identity),
+            POINTER(POINTER(ls_cert)),
+            c_size_t,
+            ls_read_callback,
+            c_void_p,
+            ls_write_callback,
+            c_void_p,
+            POINTER(ls_seal_options),
+            POINTER(c_uint64),
+        ],
+    ),
+    "ls_seal_file": (
+        _RESULT,
+        [
+            POINTER(ls_identity),
+            POINTER(POINTER(ls_cert)),
+            c_size_t,
+            _str,
+            _str,
+            POINTER(ls_seal_options),
+        ],
+    ),
+    "ls_open_stream": (
+        _RESULT,
+        [
+            POINTER(ls_identity),
+            ls_read_callback,
+            c_void_p,
+            ls_write_callback,
+            c_void_p,
+            POINTER(ls_open_options),
+            POINTER(POINTER(ls_opened)),
+        ],
+    ),
+    "ls_open_file": (
+        _RESULT,
+        [POINTER(ls_identity), _str, _str, POINTER(ls_open_options), POINTER(POINTER(ls_opened))],
+    ),
+    "ls_opened_size": (c_uint64, [POINTER(ls_opened)]),
     "ls_opened_document": (
         _RESULT,
         [POINTER(ls_opened), POINTER(POINTER(c_uint8)), POINTER(c_size_t)],

@@ -87,6 +87,8 @@ _BASE = {
     "ls_send_options": _lib.ls_send_options,
     "ls_received": _lib.ls_received,
     "ls_received_cb": _lib.ls_received_cb,
+    "ls_read_callback": _lib.ls_read_callback,
+    "ls_write_callback": _lib.ls_write_callback,
 }
 
 
