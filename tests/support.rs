@@ -65,6 +65,27 @@ pub fn skip(why: impl std::fmt::Display) {
     let _ = writeln!(std::io::stderr().lock(), "SKIPPED {test}: {why}");
 }
 
+/// Whether the opt-in test that calls this runs: the environment variable `flag` is `1`. If
+/// not, the test is listed as skipped (`SKIPPED <test>: <why> (opt-in: <flag>=1)`, as
+/// [`skip`] writes it, in every run and in `make test`'s summary) and returns early; this is
+/// not a missing fixture, so CI does not fail on it.
+pub fn opt_in(flag: &str, why: impl std::fmt::Display) -> bool {
+    if std::env::var(flag).is_ok_and(|v| v == "1") {
+        return true;
+    }
+    let thread = std::thread::current();
+    let test = match thread.name() {
+        Some(name) if name != "main" => name,
+        _ => "a test",
+    };
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIPPED {test}: {why} (opt-in: {flag}=1)"
+    );
+    false
+}
+
 /// A temporary folder, removed when dropped. When the test fails (the drop happens while
 /// panicking) the folder is kept for inspection and its path printed.
 pub struct TempDir(Option<tempfile::TempDir>);

@@ -16,7 +16,11 @@ const VALGRIND: &[&str] = &[
     "--errors-for-leak-kinds=definite",
     // A false positive of OpenSSL's AVX AES-GCM when the tag comes after the ciphertext: the
     // file says why it is believed to be one.
-    concat!("--suppressions=", env!("CARGO_MANIFEST_DIR"), "/../examples-c/valgrind.supp"),
+    concat!(
+        "--suppressions=",
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples-c/valgrind.supp"
+    ),
 ];
 
 fn make_run(build: &Path, runner: &[&str]) -> std::process::Output {
