@@ -102,6 +102,7 @@ demo: build
 bench: deps
 	bash scripts/bench.sh
 	bash scripts/bench-compress.sh
+	bash scripts/bench-stream.sh
 	bash scripts/bench-server.sh
 	bash scripts/bench-client.sh
 	bash scripts/bench-receipts.sh
