@@ -15,7 +15,8 @@
 use super::crypto::alg_id;
 use super::seal::{self as sealing, Envelope, SignSpec};
 use super::stream::{
-    close_indefinite, from_io, open_indefinite, segment, to_io, Base64Lines, Segmenter, BUF,
+    close_indefinite, from_io, open_indefinite, segment, to_io, Base64Lines, Digester, Segmenter,
+    BUF,
 };
 use super::{Compression, OutputFormat, SealOptions, SealedStream, SignatureFormat};
 use crate::asn1::{self, tag};
@@ -114,7 +115,7 @@ impl<W: Write> Write for Encrypting<W> {
 /// after it.
 struct Signing<W: Write> {
     out: W,
-    hasher: openssl::sha::Sha256,
+    hasher: Digester<openssl::sha::Sha256>,
     seg: Segmenter,
     version: Vec<u8>,
     digest_algs: Vec<u8>,
@@ -140,7 +141,7 @@ impl<W: Write> Signing<W> {
             .map_err(|e| from_io(e, "writing the sealed output"))?;
         Ok(Signing {
             out,
-            hasher: openssl::sha::Sha256::new(),
+            hasher: Digester::new(openssl::sha::Sha256::new()),
             seg: Segmenter::new(),
             version,
             digest_algs,
@@ -156,13 +157,13 @@ impl<W: Write> Signing<W> {
                 out, hasher, seg, ..
             } = &mut self;
             seg.finish(&mut |c| {
-                hasher.update(c);
+                hasher.update(c).map_err(to_io)?;
                 segment(out, c)
             })
             .map_err(io)?;
         }
         close_indefinite(&mut self.out, 3).map_err(io)?; // OCTET STRING, [0], encapContentInfo
-        let md = self.hasher.finish();
+        let md = self.hasher.finish()?.finish();
         let (signer_info, certs) = sealing::signer_info_and_certs(signer, spec, &md)?;
         let signer_infos = asn1::cons(tag::SET, &[&signer_info]);
         self.out.write_all(&certs).map_err(io)?;
@@ -185,7 +186,7 @@ impl<W: Write> Write for Signing<W> {
             out, hasher, seg, ..
         } = self;
         seg.write(data, &mut |c| {
-            hasher.update(c);
+            hasher.update(c).map_err(to_io)?;
             segment(out, c)
         })
     }

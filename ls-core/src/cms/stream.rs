@@ -657,6 +657,121 @@ impl<W: Write> Write for Base64Lines<W> {
     }
 }
 
+/// A digest state that a [`Digester`] can move to another thread.
+pub(crate) trait DigestState: Send + 'static {
+    fn update(&mut self, data: &[u8]) -> Result<()>;
+}
+
+impl DigestState for openssl::sha::Sha256 {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        openssl::sha::Sha256::update(self, data);
+        Ok(())
+    }
+}
+
+impl DigestState for Vec<(crate::cms::crypto::Digest, openssl::hash::Hasher)> {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        for (_, h) in self.iter_mut() {
+            h.update(data)?;
+        }
+        Ok(())
+    }
+}
+
+/// Content hashed inline up to this size; beyond it, on a thread of its own.
+const INLINE_DIGEST: u64 = 1 << 20;
+/// Pieces of content queued for the hashing thread.
+const DIGEST_QUEUE: usize = 4;
+
+/// Hashes what it is given: inline for the first MiB, then on a thread of its own, so that
+/// hashing (SHA-256 is the slowest step of sealing or opening an incompressible document)
+/// overlaps the encryption and the I/O of the calling thread. The digest does not depend on
+/// where it was computed. Memory: at most [`DIGEST_QUEUE`] + 2 pieces in flight.
+pub(crate) struct Digester<H: DigestState> {
+    state: DigesterState<H>,
+}
+
+enum DigesterState<H: DigestState> {
+    Inline(H, u64),
+    Thread {
+        tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+        spare: std::sync::mpsc::Receiver<Vec<u8>>,
+        handle: std::thread::JoinHandle<Result<H>>,
+    },
+    Gone,
+}
+
+impl<H: DigestState> Digester<H> {
+    pub fn new(h: H) -> Digester<H> {
+        Digester {
+            state: DigesterState::Inline(h, 0),
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) -> Result<()> {
+        if let DigesterState::Inline(h, n) = &mut self.state {
+            if *n + data.len() as u64 <= INLINE_DIGEST {
+                *n += data.len() as u64;
+                return h.update(data);
+            }
+            let DigesterState::Inline(h, _) =
+                std::mem::replace(&mut self.state, DigesterState::Gone)
+            else {
+                unreachable!()
+            };
+            self.state = Self::spawn(h)?;
+        }
+        match &mut self.state {
+            DigesterState::Inline(h, _) => h.update(data),
+            DigesterState::Thread { tx, spare, .. } => {
+                let mut buf = spare.try_recv().unwrap_or_default();
+                buf.clear();
+                buf.extend_from_slice(data);
+                if tx.send(buf).is_err() {
+                    // The thread ended early: its result says why.
+                    return self.finish_thread().map(drop);
+                }
+                Ok(())
+            }
+            DigesterState::Gone => Err(Error::Internal("a digest used after it ended".into())),
+        }
+    }
+
+    fn spawn(mut h: H) -> Result<DigesterState<H>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(DIGEST_QUEUE);
+        let (back, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(DIGEST_QUEUE + 2);
+        let handle = std::thread::Builder::new()
+            .name("ls-digest".into())
+            .spawn(move || {
+                for buf in rx {
+                    h.update(&buf)?;
+                    let _ = back.try_send(buf);
+                }
+                Ok(h)
+            })
+            .map_err(|e| Error::Internal(format!("cannot start a hashing thread: {e}")))?;
+        Ok(DigesterState::Thread { tx, spare, handle })
+    }
+
+    fn finish_thread(&mut self) -> Result<H> {
+        match std::mem::replace(&mut self.state, DigesterState::Gone) {
+            DigesterState::Inline(h, _) => Ok(h),
+            DigesterState::Thread { tx, handle, .. } => {
+                drop(tx);
+                handle
+                    .join()
+                    .map_err(|_| Error::Internal("the hashing thread panicked".into()))?
+            }
+            DigesterState::Gone => Err(Error::Internal("a digest used after it ended".into())),
+        }
+    }
+
+    /// The state with everything given hashed into it.
+    pub fn finish(mut self) -> Result<H> {
+        self.finish_thread()
+    }
+}
+
 /// Write the file `path` through `f`: into a new file beside it (mode 0600: it may hold an
 /// opened document), flushed and synced, renamed into place only when `f` succeeded; on failure
 /// the temporary file is removed and `path` is untouched.

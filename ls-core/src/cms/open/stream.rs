@@ -20,7 +20,7 @@ use super::{
 };
 use crate::asn1::{self, tag};
 use crate::cms::crypto::{self, AlgId, Digest};
-use crate::cms::stream::{from_io, read_bounded, to_io, Input, Octets, BUF};
+use crate::cms::stream::{from_io, read_bounded, to_io, Digester, Input, Octets, BUF};
 use crate::cms::{OpenOptions, Opened};
 use crate::error::{Error, Result};
 use crate::{mime, oid};
@@ -391,7 +391,7 @@ impl Streamer<'_, '_> {
             let mut oct = Octets::new(inp, &ho);
             let mut hashing = Hashing {
                 inner: &mut oct,
-                hashers: &mut hashers,
+                digester: Digester::new(std::mem::take(&mut hashers)),
             };
             self.content(&mut hashing, inner_type, out)?;
             if hashing.drain()? != 0 {
@@ -399,6 +399,7 @@ impl Streamer<'_, '_> {
                     "bytes after the end of the signed content's layer".into(),
                 ));
             }
+            hashers = hashing.digester.finish()?;
         }
         inp.close(end0, "eContent")?;
         inp.close(eend, "encapContentInfo")?;
@@ -719,7 +720,7 @@ fn nested_cms_head(b: &[u8]) -> bool {
 /// Hashes what passes.
 struct Hashing<'a> {
     inner: &'a mut dyn Read,
-    hashers: &'a mut Vec<(Digest, Hasher)>,
+    digester: Digester<Vec<(Digest, Hasher)>>,
 }
 
 impl Hashing<'_> {
@@ -739,9 +740,7 @@ impl Hashing<'_> {
 impl Read for Hashing<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(out)?;
-        for (_, h) in self.hashers.iter_mut() {
-            h.update(&out[..n]).map_err(|e| to_io(e.into()))?;
-        }
+        self.digester.update(&out[..n]).map_err(to_io)?;
         Ok(n)
     }
 }
