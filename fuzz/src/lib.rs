@@ -75,7 +75,8 @@ pub fn cms_open(data: &[u8]) {
         max_output: MAX_OUTPUT,
         ..Default::default()
     };
-    if let Ok(opened) = ls_core::open(data, &opts) {
+    let in_memory = ls_core::open(data, &opts);
+    if let Ok(opened) = &in_memory {
         assert!(
             opened.document.len() as u64 <= MAX_OUTPUT,
             "open returned {} bytes, above max_output",
@@ -84,6 +85,25 @@ pub fn cms_open(data: &[u8]) {
         if let Some(name) = opened.safe_filename() {
             assert!(!name.contains('/') && !name.contains('\\') && !name.is_empty());
         }
+    }
+    // The streaming open decides as the in-memory one: what one accepts the other accepts,
+    // with the same document and signer. (Where the stream refuses what memory accepts, it
+    // says it is a limit of streaming: UnsupportedAlgorithm.)
+    let mut out = Vec::new();
+    let streamed = ls_core::open_stream(&mut &data[..], &mut out, &opts);
+    match (&in_memory, &streamed) {
+        (Ok(m), Ok(s)) => {
+            assert!(m.document == out, "open_stream wrote another document than open");
+            assert_eq!(m.signer, s.signer, "open_stream and open name other signers");
+            assert_eq!(s.size, out.len() as u64);
+        }
+        (Err(_), Ok(_)) => panic!("open_stream accepted what open refused: {in_memory:?}"),
+        (Ok(_), Err(e)) => assert_eq!(
+            e.code(),
+            ls_core::ErrorCode::UnsupportedAlgorithm,
+            "open_stream refused what open accepted: {e}"
+        ),
+        (Err(_), Err(_)) => {}
     }
     let _ = ls_core::inspect(data, &OpenOptions::default()).to_json_pretty();
     let _ = ls_core::inspect(data, &opts).to_json_pretty();

@@ -16,6 +16,8 @@ use std::io::{self, Read, Write};
 pub(crate) const BUF: usize = 64 * 1024;
 /// The size of the OCTET STRING segments written.
 pub(crate) const SEGMENT: usize = 64 * 1024;
+/// Most zero bytes tolerated after a structure (padding by BER producers).
+pub(crate) const MAX_PADDING: usize = 1 << 20;
 /// Most nesting inside one element read whole, or of constructed OCTET STRING segments.
 const MAX_NESTING: usize = 32;
 
@@ -312,18 +314,21 @@ impl<'r> Input<'r> {
         }
     }
 
-    /// Nothing may follow: the input must end here (zero bytes, which BER producers pad
-    /// with, are tolerated, as [`crate::asn1::parse_single`] does).
+    /// Nothing may follow: the input must end here. Zero bytes, which BER producers pad
+    /// with, are tolerated as [`crate::asn1::parse_single`] tolerates them, up to
+    /// [`MAX_PADDING`] (an endless stream of zeros is not padding).
     pub fn expect_end(&mut self, what: &str) -> Result<()> {
+        let mut zeros = 0usize;
         loop {
             let b = self.peek(BUF)?;
             if b.is_empty() {
                 return Ok(());
             }
-            if b.iter().any(|&x| x != 0) {
+            if b.iter().any(|&x| x != 0) || zeros > MAX_PADDING {
                 return Err(Error::Malformed(format!("unexpected bytes after {what}")));
             }
             let n = b.len();
+            zeros += n;
             self.consume(n);
         }
     }

@@ -50,7 +50,17 @@ pub(crate) fn open_stream(
         depth: 0,
         leaf_seen: false,
     };
-    let mut inp = Input::new(input);
+    // However it is framed (segments, base64, padding), a sealed message is at most about
+    // twice the document: reading stops there, whatever the input keeps sending.
+    let input_limit = wrapped_limit(opts.max_output)
+        .saturating_mul(2)
+        .saturating_add(1 << 20);
+    let mut limited = Limited {
+        inner: input,
+        left: input_limit,
+        limit: input_limit,
+    };
+    let mut inp = Input::new(&mut limited);
     let head = inp.peek(BUF)?;
     if head.is_empty() {
         return Err(Error::Truncated("the input is empty".into()));
@@ -715,6 +725,34 @@ fn nested_cms_head(b: &[u8]) -> bool {
             | ContentType::AuthEnveloped
             | ContentType::Compressed)
     )
+}
+
+/// The input, refused beyond `limit` bytes.
+struct Limited<'a> {
+    inner: &'a mut dyn Read,
+    left: u64,
+    limit: u64,
+}
+
+impl Read for Limited<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            // At the limit: anything more is too much; the end of the input is fine.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(to_io(Error::TooLarge(format!(
+                    "the sealed message is larger than {} bytes, more than a document within \
+                     the limit can take",
+                    self.limit
+                )))),
+            };
+        }
+        let n = (out.len() as u64).min(self.left) as usize;
+        let k = self.inner.read(&mut out[..n])?;
+        self.left -= k as u64;
+        Ok(k)
+    }
 }
 
 /// Hashes what passes.
