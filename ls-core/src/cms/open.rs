@@ -1198,22 +1198,17 @@ fn describe_rid(rid: Tlv) -> String {
     }
 }
 
+/// The content of the first PEM block of `text` (what comes before its BEGIN line and after
+/// its END line is not read: explanatory text of test-vector files).
 pub(crate) fn decode_pem(text: &[u8]) -> Result<Vec<u8>> {
-    let s =
-        std::str::from_utf8(text).map_err(|_| Error::Malformed("PEM text is not ASCII".into()))?;
-    let begin = s
-        .find("-----BEGIN")
+    let begin = crate::bytes::find(text, b"-----BEGIN")
         .ok_or_else(|| Error::Malformed("no PEM block".into()))?;
-    let after = &s[begin + 10..];
-    let hdr_end = after
-        .find("-----")
+    let hdr_end = crate::bytes::find(&text[begin + 10..], b"-----")
         .ok_or_else(|| Error::Malformed("bad PEM header".into()))?;
     let body_start = begin + 10 + hdr_end + 5;
-    let end = s[body_start..]
-        .find("-----END")
+    let end = crate::bytes::find(&text[body_start..], b"-----END")
         .ok_or_else(|| Error::Truncated("PEM block without its END line".into()))?;
-    let body = &s[body_start..body_start + end];
-    mime::base64_decode(body.as_bytes())
+    mime::base64_decode(&text[body_start..body_start + end])
         .map_err(|_| Error::Malformed("bad base64 in the PEM block".into()))
 }
 

@@ -243,14 +243,16 @@ impl Streamer<'_, '_> {
     fn mime(&mut self, inp: &mut Input, out: &mut dyn Write) -> Result<()> {
         self.enter()?;
         let head = inp.peek(BUF)?;
-        let Some(hlen) = header_block_len(head) else {
-            return Err(if head.len() < BUF {
-                Error::MalformedMime(
-                    "a MIME entity without the empty line after its headers".into(),
-                )
-            } else {
-                Error::MalformedMime(format!("MIME headers longer than {BUF} bytes"))
-            });
+        let hlen = match header_block_len(head) {
+            Some(n) => n,
+            // The input ends within the headers: an entity without a body, as the in-memory
+            // parser reads it.
+            None if head.len() < BUF => head.len(),
+            None => {
+                return Err(Error::MalformedMime(format!(
+                    "MIME headers longer than {BUF} bytes"
+                )))
+            }
         };
         let headers = head[..hlen].to_vec();
         inp.consume(hlen);
@@ -338,25 +340,36 @@ impl Streamer<'_, '_> {
                 }
             }
         }
-        let b = inp.peek(256)?;
-        let line = b
-            .iter()
-            .position(|&c| c == b'\n')
+        // Past the BEGIN label, as `decode_pem` reads it.
+        inp.consume(10);
+        let b = inp.peek(BUF)?;
+        let hdr_end = crate::bytes::find(b, b"-----")
             .ok_or_else(|| Error::Malformed("bad PEM header".into()))?;
-        if !b[..line].windows(5).skip(5).any(|w| w == b"-----") {
-            return Err(Error::Malformed("bad PEM header".into()));
-        }
-        inp.consume(line + 1);
+        inp.consume(hdr_end + 5);
         let mut dec = Base64Reader::new(inp, true);
-        {
+        let inner_result = {
             let mut inner = Input::new(&mut dec);
-            self.content_info(&mut inner, out)?;
-            inner.expect_end("the PEM block")?;
-        }
-        if !dec.ended_at_dash {
+            self.content_info(&mut inner, out)
+                .and_then(|()| inner.expect_end("the PEM block"))
+        };
+        let ended_at_dash = dec.ended_at_dash;
+        // The END line must follow the base64 (a `-` elsewhere is bad base64, as in memory).
+        if !ended_at_dash {
+            inner_result?;
             return Err(Error::Truncated("PEM block without its END line".into()));
         }
-        Ok(())
+        if !inp.peek(8)?.starts_with(b"-----END") {
+            let rest_has_end = {
+                let b = inp.peek(BUF)?;
+                crate::bytes::find(b, b"-----END").is_some()
+            };
+            return Err(if rest_has_end {
+                Error::Malformed("bad base64 in the PEM block".into())
+            } else {
+                Error::Truncated("PEM block without its END line".into())
+            });
+        }
+        inner_result
     }
 
     fn signed_data(&mut self, inp: &mut Input, out: &mut dyn Write) -> Result<()> {
