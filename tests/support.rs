@@ -86,6 +86,36 @@ pub fn opt_in(flag: &str, why: impl std::fmt::Display) -> bool {
     false
 }
 
+/// Run `cmd` under GNU time: its output and its peak resident memory in KiB (memory, unlike
+/// time, is stable on shared machines: bounds on it may be asserted in tests).
+pub fn peak_rss(cmd: &mut std::process::Command, dir: &Path) -> (std::process::Output, u64) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let report = dir.join(format!(
+        "time-{}-{}.txt",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let o = std::process::Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&report)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .envs(cmd.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .output()
+        .expect("/usr/bin/time (Debian package time; scripts/deps.sh installs it)");
+    let kib = std::fs::read_to_string(&report)
+        .unwrap_or_default()
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("GNU time's %M in {}", report.display()));
+    let _ = std::fs::remove_file(report);
+    (o, kib)
+}
+
 /// A temporary folder, removed when dropped. When the test fails (the drop happens while
 /// panicking) the folder is kept for inspection and its path printed.
 pub struct TempDir(Option<tempfile::TempDir>);

@@ -1,6 +1,7 @@
 //! The whole path through real processes over TLS on loopback: `layersec-server`, and a
 //! `layersec` client per party (init, partners, send, poll, run), with real kill -9.
 
+use ls_tests::peak_rss;
 use ls_tests::service::{server_bin_beside, RunningService};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -642,30 +643,6 @@ fn kill_9_at_any_moment_loses_nothing_and_duplicates_nothing() {
     eprintln!(
         "kill -9 test: {kills} rounds of kills ({mid_flight} mid-flight) before the final run"
     );
-}
-
-/// Run `cmd` under GNU time: its output and its peak resident memory in KiB.
-fn peak_rss(cmd: &mut Command, dir: &Path) -> (Output, u64) {
-    let report = dir.join(format!("time-{}.txt", std::process::id()));
-    let prog = cmd.get_program().to_owned();
-    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
-    let o = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&report)
-        .arg(prog)
-        .args(args)
-        .output()
-        .expect("/usr/bin/time (Debian package time; scripts/deps.sh installs it)");
-    let kib = std::fs::read_to_string(&report)
-        .unwrap()
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("GNU time's %M");
-    let _ = std::fs::remove_file(report);
-    (o, kib)
 }
 
 /// A document compressed 200:1 inside the sealed message (a CMS CompressedData of ~5 MB that

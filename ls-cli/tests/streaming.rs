@@ -4,7 +4,7 @@
 //! file. 256 MiB incompressible and 64 MiB of compressible text in every run, 1 GiB too
 //! (`make test`, CI), 5 GiB (beyond 32-bit lengths) when `LS_TEST_5GIB=1` asks for it.
 
-use ls_tests::{opt_in, tempdir};
+use ls_tests::{opt_in, peak_rss, tempdir};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -16,23 +16,7 @@ const RSS_LIMIT_KIB: u64 = 64 * 1024;
 
 /// Run `layersec args` under GNU time: its output and its peak resident memory in KiB.
 fn run_rss(args: &[&str], dir: &Path) -> (Output, u64) {
-    let report = dir.join("time.txt");
-    let o = Command::new("/usr/bin/time")
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(&report)
-        .arg(BIN)
-        .args(args)
-        .output()
-        .expect("/usr/bin/time (Debian package time; scripts/deps.sh installs it)");
-    let kib = std::fs::read_to_string(&report)
-        .unwrap()
-        .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .expect("GNU time's %M");
-    (o, kib)
+    peak_rss(Command::new(BIN).args(args), dir)
 }
 
 struct Keys {

@@ -561,19 +561,7 @@ impl<'o> State<'o> {
         };
         // Certificates carried in the message only name the signer (or chain it to an anchor):
         // parsed when needed, not on the common path of a pinned partner.
-        let mut raw_certs = Vec::new();
-        if let Some(certs) = r.optional(tag::ctx(0))? {
-            let mut cr = certs.children()?;
-            while let Some(c) = cr.next()? {
-                if c.tag == tag::SEQUENCE {
-                    raw_certs.push(c.raw);
-                }
-            }
-        }
-        let embedded = Embedded {
-            raw: raw_certs,
-            parsed: std::cell::OnceCell::new(),
-        };
+        let embedded = Embedded::of(r.optional(tag::ctx(0))?)?;
         r.optional(tag::ctx(1))?; // CRLs
         let signer_infos = r.expect(tag::SET, "signerInfos")?;
         if self.inspecting() {
@@ -1138,7 +1126,25 @@ struct Embedded<'a> {
     parsed: std::cell::OnceCell<Vec<Certificate>>,
 }
 
-impl Embedded<'_> {
+impl<'a> Embedded<'a> {
+    /// The certificates of a SignedData's `certificates` field (other certificate formats
+    /// are skipped), parsed on first use.
+    fn of(certificates: Option<Tlv<'a>>) -> Result<Embedded<'a>> {
+        let mut raw = Vec::new();
+        if let Some(certs) = certificates {
+            let mut cr = certs.children()?;
+            while let Some(c) = cr.next()? {
+                if c.tag == tag::SEQUENCE {
+                    raw.push(c.raw);
+                }
+            }
+        }
+        Ok(Embedded {
+            raw,
+            parsed: std::cell::OnceCell::new(),
+        })
+    }
+
     fn certs(&self) -> &[Certificate] {
         self.parsed.get_or_init(|| {
             self.raw

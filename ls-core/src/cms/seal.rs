@@ -113,6 +113,9 @@ pub(crate) fn seal(
     })
 }
 
+/// Every recipient, the extra signed attributes and the time now (see [`prepare`]).
+pub(super) type Prepared<'c> = (Vec<&'c Certificate>, Vec<Vec<u8>>, i64);
+
 /// The checks every seal makes before it writes anything (the signer, the recipients, the
 /// options) and what they give: every recipient (ourselves last with `encrypt_to_self`), the
 /// extra signed attributes (a ReceiptRequest) and the time now.
@@ -120,7 +123,7 @@ pub(super) fn prepare<'c>(
     signer: &'c Identity,
     recipients: &'c [Certificate],
     opts: &SealOptions,
-) -> Result<(Vec<&'c Certificate>, Vec<Vec<u8>>, i64)> {
+) -> Result<Prepared<'c>> {
     if recipients.is_empty() && !opts.encrypt_to_self {
         return Err(Error::InvalidArgument(
             "at least one recipient certificate is needed".into(),

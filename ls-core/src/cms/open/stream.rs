@@ -444,23 +444,7 @@ impl Streamer<'_, '_> {
             .into_iter()
             .map(|(d, mut h)| Ok((d, h.finish()?.to_vec())))
             .collect::<Result<_>>()?;
-        let mut raw_certs = Vec::new();
-        let certs_tlv = match &certs {
-            Some(c) => Some(asn1::parse_single(c)?),
-            None => None,
-        };
-        if let Some(c) = &certs_tlv {
-            let mut cr = c.children()?;
-            while let Some(x) = cr.next()? {
-                if x.tag == tag::SEQUENCE {
-                    raw_certs.push(x.raw);
-                }
-            }
-        }
-        let embedded = Embedded {
-            raw: raw_certs,
-            parsed: std::cell::OnceCell::new(),
-        };
+        let embedded = Embedded::of(certs.as_deref().map(asn1::parse_single).transpose()?)?;
         // The SignedData as received without its content: what a signed receipt refers to.
         let mut parts: Vec<&[u8]> = vec![&version, &digest_algs];
         let eci = asn1::seq(&[&ect_raw]);
@@ -670,16 +654,14 @@ impl Streamer<'_, '_> {
             };
             self.content(&mut inf, inner_type, out)?;
             let mut scratch = [0u8; 512];
-            loop {
-                match inf.read(&mut scratch) {
-                    Ok(0) => break,
-                    Ok(_) => {
-                        return Err(Error::Malformed(
-                            "bytes after the end of the compressed content's layer".into(),
-                        ))
-                    }
-                    Err(e) => return Err(from_io(e, "reading the input")),
+            match inf.read(&mut scratch) {
+                Ok(0) => {}
+                Ok(_) => {
+                    return Err(Error::Malformed(
+                        "bytes after the end of the compressed content's layer".into(),
+                    ))
                 }
+                Err(e) => return Err(from_io(e, "reading the input")),
             }
             // Whatever follows the end of the zlib stream is ignored, as the in-memory path
             // ignores it.
