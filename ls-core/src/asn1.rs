@@ -145,11 +145,14 @@ fn read_tlv_at(input: &[u8], depth: usize) -> Result<(Tlv<'_>, &[u8])> {
     Ok((tlv, &input[hdr + len..]))
 }
 
+/// Most zero bytes tolerated after a structure (padding by BER producers): more is not padding.
+pub const MAX_PADDING: usize = 1 << 20;
+
 /// Decode exactly one element spanning the whole input (trailing zero padding from BER
 /// producers is tolerated, anything else is an error).
 pub fn parse_single(input: &[u8]) -> Result<Tlv<'_>> {
     let (t, rest) = read_tlv(input)?;
-    if rest.iter().any(|&b| b != 0) {
+    if rest.len() > MAX_PADDING || rest.iter().any(|&b| b != 0) {
         return Err(Error::Malformed(format!(
             "{} unexpected bytes after the ASN.1 structure",
             rest.len()

@@ -165,7 +165,18 @@ pub unsafe extern "C" fn ls_seal_stream(
         let opts = ls_seal_options::read(opts)?.to_core()?;
         let mut r = reader(read_cb, read_userdata)?;
         let mut w = writer(write_cb, write_userdata)?;
-        let s = ls_core::seal_stream(&mut r, &mut w, &signer.identity, &certs, &opts)?;
+        let s = match ls_core::seal_stream(&mut r, &mut w, &signer.identity, &certs, &opts) {
+            Ok(s) => s,
+            Err(e) => {
+                // Nothing more goes to the caller once the seal failed.
+                let _ = w.into_parts();
+                return Err(e);
+            }
+        };
+        io::Write::flush(&mut w).map_err(|e| Error::Io {
+            context: "writing the sealed message".into(),
+            source: e,
+        })?;
         if !sealed_size.is_null() {
             *ptr::out_arg(sealed_size, 0, "sealed_size")? = s.sealed_size;
         }
@@ -221,13 +232,20 @@ pub unsafe extern "C" fn ls_open_stream(
         let out = ptr::out_arg(out, std::ptr::null_mut(), "out")?;
         let mut r = reader(read_cb, read_userdata)?;
         let mut w = writer(write_cb, write_userdata)?;
-        let opened = with_open_options(recipient, opts, |core| {
-            let o = ls_core::open_stream(&mut r, &mut w, core)?;
-            io::Write::flush(&mut w).map_err(|e| Error::Io {
-                context: "writing the document".into(),
-                source: e,
-            })?;
-            Ok(o)
+        let opened = match with_open_options(recipient, opts, |core| {
+            ls_core::open_stream(&mut r, &mut w, core)
+        }) {
+            Ok(o) => o,
+            Err(e) => {
+                // What is still buffered belongs to a document that was refused: it is dropped,
+                // not handed to the write callback.
+                let _ = w.into_parts();
+                return Err(e);
+            }
+        };
+        io::Write::flush(&mut w).map_err(|e| Error::Io {
+            context: "writing the document".into(),
+            source: e,
         })?;
         *out = ptr::into_handle(ls_opened::new(opened));
         Ok(())

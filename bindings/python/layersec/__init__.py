@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import io
 import json
 import os
 import threading
@@ -884,7 +885,8 @@ class _Callbacks:
         try:
             chunk = self._reader.read(min(length, 1 << 20))
             if chunk is None:
-                chunk = b""
+                # A non-blocking file with nothing yet: not the end of the document.
+                raise BlockingIOError("read() returned None (non-blocking file without data)")
             n = len(chunk)
             if n > length:
                 raise ValueError("read() returned more bytes than asked for")
@@ -899,7 +901,14 @@ class _Callbacks:
         try:
             data = ctypes.string_at(buf, length)
             n = self._writer.write(data)
-            out_n[0] = length if n is None else n
+            if n is None:
+                if isinstance(self._writer, io.RawIOBase):
+                    # A non-blocking raw file that took nothing.
+                    raise BlockingIOError("write() returned None (non-blocking file not ready)")
+                n = length  # a writer that returns nothing took everything
+            if not 0 < n <= length:
+                raise OSError(f"write() reported {n} bytes written of {length}")
+            out_n[0] = n
             return 0
         except BaseException as e:  # noqa: BLE001 - re-raised after the call
             self.error = self.error or e

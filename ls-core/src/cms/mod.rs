@@ -298,6 +298,15 @@ pub fn seal(
 /// written ([`open_file`] does). Reads DER and BER (any length forms), PEM and S/MIME; a
 /// `multipart/signed` or quoted-printable entity is read in memory (bounded by
 /// `max_output` plus [`WRAPPING_ALLOWANCE`]). Memory stays at a few hundred KiB otherwise.
+///
+/// It decides as [`open`] does (the differential fuzz target `cms_open` holds it to that),
+/// with these differences: `layers` lists the SignedData layers in the order they were
+/// verified (innermost first: a signature follows its content); `signed_data` is the
+/// SignedData without its content (what a signed receipt needs); refused with
+/// `UnsupportedAlgorithm` where `open` accepts: AuthEnvelopedData with authenticated
+/// attributes, a signature without signed attributes, a signer's digest that
+/// digestAlgorithms does not list (other than SHA-256); refused with `TooLarge`: a
+/// certificates, CRLs, RecipientInfos or SignerInfos field over 1 MiB.
 pub fn open_stream(
     input: &mut dyn std::io::Read,
     output: &mut dyn std::io::Write,

@@ -93,9 +93,9 @@ impl SignedContent<'_> {
                 .find(|(x, _)| *x == d)
                 .map(|(_, v)| v.clone())
                 .ok_or_else(|| {
-                    Error::Malformed(format!(
+                    Error::UnsupportedAlgorithm(format!(
                         "a signer uses a digest ({d:?}) the SignedData does not list in its \
-                         digestAlgorithms"
+                         digestAlgorithms: a stream is hashed with the listed ones only"
                     ))
                 }),
         }
@@ -309,7 +309,14 @@ impl<'o> State<'o> {
                 let ct_oid = r.expect(tag::OID, "contentType").map_err(not_cms)?;
                 let ct = content_type(ct_oid.content)?;
                 let explicit = r.expect(tag::ctx(0), "content")?;
-                let inner = explicit.children()?.req("content")?;
+                let mut er = explicit.children()?;
+                let inner = er.req("content")?;
+                // Exactly one content, and nothing after it (as the streaming path reads it).
+                if !er.is_empty() || !r.is_empty() {
+                    return Err(Error::Malformed(
+                        "a ContentInfo holds more than its content type and content".into(),
+                    ));
+                }
                 self.cms(cur, ct, inner, Some(ci.raw))
             }
             Kind::Content(ContentType::Data) => {
@@ -1391,31 +1398,51 @@ fn describe_recipients(ris: Tlv) -> Result<Vec<Recipient>> {
     Ok(out)
 }
 
-/// Whether `data` is exactly one DER/BER ContentInfo of a layer type we peel.
-fn is_nested_cms(data: &[u8]) -> bool {
-    if data.first() != Some(&tag::SEQUENCE) {
-        return false;
+/// Whether `data` begins a ContentInfo of a layer type we peel (its SEQUENCE header and
+/// contentType, any BER length form): decided on the first bytes alone, so that the streaming
+/// path, which has only those, decides alike (what follows must then be that ContentInfo).
+pub(super) fn is_nested_cms(data: &[u8]) -> bool {
+    /// An element's header: tag, header length, content length (None: indefinite).
+    fn header(b: &[u8]) -> Option<(u8, usize, Option<usize>)> {
+        let (&t, &l0) = (b.first()?, b.get(1)?);
+        if t & 0x1f == 0x1f {
+            return None;
+        }
+        match l0 {
+            0..=0x7f => Some((t, 2, Some(l0 as usize))),
+            0x80 => Some((t, 2, None)),
+            0x81..=0x88 => {
+                let n = (l0 & 0x7f) as usize;
+                let v = b
+                    .get(2..2 + n)?
+                    .iter()
+                    .try_fold(0usize, |v, &x| v.checked_mul(256).map(|v| v | x as usize))?;
+                Some((t, 2 + n, Some(v)))
+            }
+            _ => None,
+        }
     }
-    let Ok(ci) = asn1::parse_single(data) else {
+    let Some((tag::SEQUENCE, hl, _)) = header(data) else {
         return false;
     };
-    let Ok(mut r) = ci.children() else {
+    let rest = &data[hl..];
+    let Some((tag::OID, ol, Some(len))) = header(rest) else {
         return false;
     };
-    match r.next() {
-        Ok(Some(t)) if t.tag == tag::OID => matches!(
-            content_type(t.content),
-            Ok(ContentType::Signed
-                | ContentType::Enveloped
-                | ContentType::AuthEnveloped
-                | ContentType::Compressed)
-        ),
-        _ => false,
-    }
+    let Some(oid) = rest.get(ol..ol.saturating_add(len)) else {
+        return false;
+    };
+    matches!(
+        content_type(oid),
+        Ok(ContentType::Signed
+            | ContentType::Enveloped
+            | ContentType::AuthEnveloped
+            | ContentType::Compressed)
+    )
 }
 
 /// PEM text, possibly after a few lines of explanatory text (as test-vector files have).
-fn is_pem(data: &[u8]) -> bool {
+pub(super) fn is_pem(data: &[u8]) -> bool {
     let head = &data[..data.len().min(4096)];
     head.is_ascii()
         && crate::bytes::contains(head, b"-----BEGIN ")

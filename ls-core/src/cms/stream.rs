@@ -16,8 +16,7 @@ use std::io::{self, Read, Write};
 pub(crate) const BUF: usize = 64 * 1024;
 /// The size of the OCTET STRING segments written.
 pub(crate) const SEGMENT: usize = 64 * 1024;
-/// Most zero bytes tolerated after a structure (padding by BER producers).
-pub(crate) const MAX_PADDING: usize = 1 << 20;
+use crate::asn1::MAX_PADDING;
 /// Most nesting inside one element read whole, or of constructed OCTET STRING segments.
 const MAX_NESTING: usize = 32;
 
@@ -277,7 +276,7 @@ impl<'r> Input<'r> {
         let too_large = || Error::TooLarge(format!("{what} is larger than {limit} bytes"));
         match h.len {
             Some(n) => {
-                if out.len() as u64 + n > limit as u64 {
+                if n > limit.saturating_sub(out.len()) as u64 {
                     return Err(too_large());
                 }
                 let mut left = n as usize;
@@ -304,7 +303,7 @@ impl<'r> Input<'r> {
                         return Ok(());
                     }
                     let c = self.header(what)?;
-                    if out.len() + c.raw().len() > limit {
+                    if c.raw().len() > limit.saturating_sub(out.len()) {
                         return Err(too_large());
                     }
                     out.extend_from_slice(c.raw());
@@ -324,7 +323,7 @@ impl<'r> Input<'r> {
             if b.is_empty() {
                 return Ok(());
             }
-            if b.iter().any(|&x| x != 0) || zeros > MAX_PADDING {
+            if b.iter().any(|&x| x != 0) || zeros + b.len() > MAX_PADDING {
                 return Err(Error::Malformed(format!("unexpected bytes after {what}")));
             }
             let n = b.len();
@@ -405,14 +404,17 @@ impl<'i, 'r> Octets<'i, 'r> {
                 continue;
             }
             let h = self.input.header("an OCTET STRING segment")?;
+            // What the in-memory reader (`Tlv::octets`) takes as segments: primitive OCTET
+            // STRINGs (or primitive elements of a context-specific tag, as some producers write
+            // them), nested constructed ones.
             match h.tag {
-                0x04 => {
+                t if t & 0x20 == 0 && (t & 0x1f == 0x04 || t & 0xc0 == 0x80) => {
                     self.left = h.len.unwrap_or(0);
                     if self.left > 0 {
                         return Ok(true);
                     }
                 }
-                0x24 => {
+                t if t & 0x20 != 0 => {
                     if self.open.len() >= MAX_NESTING {
                         return Err(Error::TooDeep(
                             "OCTET STRING segments nested too deeply".into(),
@@ -421,11 +423,7 @@ impl<'i, 'r> Octets<'i, 'r> {
                     let end = self.input.end_of(&h);
                     self.open.push(end);
                 }
-                other => {
-                    return Err(Error::Malformed(format!(
-                        "a segment of a constructed OCTET STRING has tag 0x{other:02x}"
-                    )))
-                }
+                _ => return Err(Error::Malformed("a constructed OCTET STRING".into())),
             }
         }
     }
@@ -807,32 +805,38 @@ pub(crate) fn write_then_rename<T>(
     let file = o
         .open(&tmp)
         .map_err(io(format!("creating {}", tmp.display())))?;
-    let mut w = io::BufWriter::with_capacity(4 * BUF, file);
-    let result = f(&mut w).and_then(|v| {
-        w.flush()
-            .map_err(io(format!("writing {}", tmp.display())))?;
-        w.get_ref()
-            .sync_all()
-            .map_err(io(format!("writing {}", tmp.display())))?;
-        Ok(v)
-    });
-    drop(w);
-    match result {
-        Ok(v) => match std::fs::rename(&tmp, path) {
-            Ok(()) => Ok(v),
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(Error::Io {
-                    context: format!("renaming {} to {}", tmp.display(), path.display()),
-                    source: e,
-                })
+    // Removed unless renamed: also when `f` panics (the C ABI turns a panic into an error,
+    // and an opened document that was not verified must not stay behind).
+    struct Guard<'p>(&'p std::path::Path, bool);
+    impl Drop for Guard<'_> {
+        fn drop(&mut self) {
+            if !self.1 {
+                let _ = std::fs::remove_file(self.0);
             }
-        },
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
         }
     }
+    let mut guard = Guard(&tmp, false);
+    let mut w = io::BufWriter::with_capacity(4 * BUF, file);
+    let v = f(&mut w)?;
+    w.flush()
+        .map_err(io(format!("writing {}", tmp.display())))?;
+    let file = w.into_inner().map_err(|e| Error::Io {
+        context: format!("writing {}", tmp.display()),
+        source: e.into_error(),
+    })?;
+    file.sync_all()
+        .map_err(io(format!("writing {}", tmp.display())))?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(|e| Error::Io {
+        context: format!("renaming {} to {}", tmp.display(), path.display()),
+        source: e,
+    })?;
+    guard.1 = true;
+    // The rename is durable once the folder is synced.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(v)
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@ pub(crate) fn open_stream(
         st: &mut st,
         depth: 0,
         leaf_seen: false,
+        inflate_budget: std::rc::Rc::new(std::cell::Cell::new(wrapped_limit(opts.max_output))),
+        evidence_decided: false,
     };
     // However it is framed (segments, base64, padding), a sealed message is at most about
     // twice the document: reading stops there, whatever the input keeps sending.
@@ -107,11 +109,29 @@ struct Streamer<'s, 'o> {
     st: &'s mut State<'o>,
     depth: u32,
     leaf_seen: bool,
+    /// What all compressed layers together may inflate to (the in-memory path's budget:
+    /// `max_output` plus the wrapping allowance, shared by the layers).
+    inflate_budget: std::rc::Rc<std::cell::Cell<u64>>,
+    /// Whether an inner SignedData already decided the receipt evidence: the innermost
+    /// verified layer decides it, as in memory (where it is verified last).
+    evidence_decided: bool,
 }
 
 /// One small element, parsed.
 fn small(inp: &mut Input, what: &str) -> Result<Vec<u8>> {
     Ok(inp.element(what, MAX_SMALL)?.1)
+}
+
+/// A version field: an INTEGER.
+fn version(inp: &mut Input) -> Result<Vec<u8>> {
+    let (h, raw) = inp.element("version", MAX_SMALL)?;
+    if h.tag != tag::INTEGER {
+        return Err(Error::Malformed(format!(
+            "expected version (tag 0x02), found tag 0x{:02x}",
+            h.tag
+        )));
+    }
+    Ok(raw)
 }
 
 fn oid_of(raw: &[u8], what: &str) -> Result<Vec<u8>> {
@@ -184,7 +204,7 @@ impl Streamer<'_, '_> {
         let head = inp.peek(BUF)?;
         if mime::looks_like_entity(head) {
             self.mime(&mut inp, out)
-        } else if nested_cms_head(head) {
+        } else if super::is_nested_cms(head) {
             self.content_info(&mut inp, out)?;
             inp.expect_end("a nested CMS object")
         } else {
@@ -275,7 +295,8 @@ impl Streamer<'_, '_> {
                         inp.expect_end("an S/MIME entity")
                     }
                     "base64" => {
-                        let mut dec = Base64Reader::new(inp, false);
+                        let mut dec =
+                            Base64Reader::new(inp, false, wrapped_limit(self.st.opts.max_output));
                         let mut inner = Input::new(&mut dec);
                         self.content_info(&mut inner, out)?;
                         inner.expect_end("an S/MIME entity")
@@ -289,7 +310,8 @@ impl Streamer<'_, '_> {
                 match cte.as_str() {
                     "" | "binary" | "8bit" | "7bit" => self.leaf(inp, filename, ct, out),
                     "base64" => {
-                        let mut dec = Base64Reader::new(inp, false);
+                        let mut dec =
+                            Base64Reader::new(inp, false, wrapped_limit(self.st.opts.max_output));
                         self.leaf(&mut dec, filename, ct, out)
                     }
                     _ => self.buffered(headers, inp, out),
@@ -314,6 +336,8 @@ impl Streamer<'_, '_> {
         )?;
         self.st.walk_from(&all, Kind::Mime)?;
         drop(all);
+        // A signature verified in there is inner to every layer streamed around it.
+        self.evidence_decided |= self.st.out.signer.is_some();
         let doc = std::mem::take(&mut self.st.out.document);
         out.write_all(&doc)
             .map_err(|e| from_io(e, "writing the document"))?;
@@ -346,7 +370,7 @@ impl Streamer<'_, '_> {
         let hdr_end = crate::bytes::find(b, b"-----")
             .ok_or_else(|| Error::Malformed("bad PEM header".into()))?;
         inp.consume(hdr_end + 5);
-        let mut dec = Base64Reader::new(inp, true);
+        let mut dec = Base64Reader::new(inp, true, wrapped_limit(self.st.opts.max_output));
         let inner_result = {
             let mut inner = Input::new(&mut dec);
             self.content_info(&mut inner, out)
@@ -376,23 +400,30 @@ impl Streamer<'_, '_> {
         self.enter()?;
         let h = inp.expect_header(tag::SEQUENCE, "SignedData")?;
         let end = inp.end_of(&h);
-        let version = small(inp, "version")?;
+        let version = version(inp)?;
         let (dh, digest_algs) = inp.element("digestAlgorithms", MAX_SMALL)?;
         if dh.tag != tag::SET {
             return Err(Error::Malformed(
                 "SignedData without digestAlgorithms".into(),
             ));
         }
-        let mut hashers: Vec<(Digest, Hasher)> = Vec::new();
-        let mut r = asn1::parse_single(&digest_algs)?.children()?;
-        while let Some(a) = r.next()? {
-            // Hashed whatever the policy: the SignerInfo's algorithm is judged when it is
-            // verified. Algorithms we do not know are not hashed (a signer using one fails).
-            if let Ok(d) = Digest::from_oid(AlgId::parse(a)?.oid, true) {
-                if !hashers.iter().any(|(x, _)| *x == d) && hashers.len() < 4 {
-                    hashers.push((d, Hasher::new(d.md())?));
+        // The content is hashed with SHA-256 and with what digestAlgorithms lists (the field
+        // is not signed, and the in-memory path does not read it: entries it cannot read are
+        // skipped), whatever the policy: the SignerInfo's algorithm is judged when it is
+        // verified. A signer using a digest not hashed here is an UnsupportedAlgorithm.
+        let mut listed = vec![Digest::Sha256];
+        if let Ok(mut r) = asn1::parse_single(&digest_algs).and_then(|t| t.children()) {
+            while let Ok(Some(a)) = r.next() {
+                if let Ok(d) = AlgId::parse(a).and_then(|a| Digest::from_oid(a.oid, true)) {
+                    if !listed.contains(&d) {
+                        listed.push(d);
+                    }
                 }
             }
+        }
+        let mut hashers: Vec<(Digest, Hasher)> = Vec::new();
+        for d in listed {
+            hashers.push((d, Hasher::new(d.md())?));
         }
         let he = inp.expect_header(tag::SEQUENCE, "encapContentInfo")?;
         let eend = inp.end_of(&he);
@@ -410,20 +441,32 @@ impl Streamer<'_, '_> {
             return Err(Error::Malformed("eContent is not an OCTET STRING".into()));
         }
         let inner_type = content_type(&ect)?;
-        {
+        // The inner layers' result: on a failure of theirs (not of the input itself) the rest
+        // of the content is still hashed, so that the signature decides first, as in memory,
+        // where it is checked before the content is read.
+        let inner = {
             let mut oct = Octets::new(inp, &ho);
             let mut hashing = Hashing {
                 inner: &mut oct,
                 digester: Digester::new(std::mem::take(&mut hashers)),
+                src_failed: false,
             };
-            self.content(&mut hashing, inner_type, out)?;
-            if hashing.drain()? != 0 {
-                return Err(Error::Malformed(
-                    "bytes after the end of the signed content's layer".into(),
-                ));
-            }
+            let r = match self.content(&mut hashing, inner_type, out) {
+                Ok(()) => match hashing.drain()? {
+                    0 => Ok(()),
+                    _ => Err(Error::Malformed(
+                        "bytes after the end of the signed content's layer".into(),
+                    )),
+                },
+                Err(e) if hashing.src_failed || too_large(&e) => return Err(e),
+                Err(e) => {
+                    hashing.drain()?;
+                    Err(e)
+                }
+            };
             hashers = hashing.digester.finish()?;
-        }
+            r
+        };
         inp.close(end0, "eContent")?;
         inp.close(eend, "encapContentInfo")?;
         let certs = match inp.peek_tag()? {
@@ -458,6 +501,17 @@ impl Streamer<'_, '_> {
         parts.push(&signer_infos);
         let detached = asn1::seq(&parts);
         let si = asn1::parse_single(&signer_infos)?;
+        // Layers are verified innermost first here (outermost first in memory): the outermost
+        // signer is the one reported, the innermost layer's receipt evidence the one kept, as
+        // in memory.
+        self.st.out.signer = None;
+        self.st.out.signing_time = None;
+        let inner_evidence = self.evidence_decided.then(|| {
+            (
+                self.st.out.signed_data.take(),
+                self.st.out.receipt_request.take(),
+            )
+        });
         self.st.verify_signers(
             si,
             &ect,
@@ -467,7 +521,13 @@ impl Streamer<'_, '_> {
                 sd: &detached,
                 ci: None,
             }),
-        )
+        )?;
+        if let Some((sd, rr)) = inner_evidence {
+            self.st.out.signed_data = sd;
+            self.st.out.receipt_request = rr;
+        }
+        self.evidence_decided = true;
+        inner
     }
 
     fn enveloped(&mut self, inp: &mut Input, auth: bool, out: &mut dyn Write) -> Result<()> {
@@ -479,7 +539,7 @@ impl Streamer<'_, '_> {
         };
         let h = inp.expect_header(tag::SEQUENCE, what)?;
         let end = inp.end_of(&h);
-        small(inp, "version")?;
+        version(inp)?;
         if inp.peek_tag()? == Some(tag::ctx(0)) {
             inp.element("originatorInfo", MAX_FIELD)?;
         }
@@ -529,6 +589,9 @@ impl Streamer<'_, '_> {
         let mut crypter = Crypter::new(params.alg.cipher(), Mode::Decrypt, &cek, Some(&params.iv))?;
         crypter.pad(!aead);
         let limit = wrapped_limit(self.st.opts.max_output);
+        // The inner layers' result. On a failure of theirs (not of the input itself) the rest
+        // of the ciphertext is still decrypted: the tag (GCM) or the padding (CBC) then
+        // decides first, as in memory, where the content is decrypted before it is read.
         let inner = {
             let mut oct = Octets::new(inp, &hc);
             let mut dec = Decrypting {
@@ -540,38 +603,22 @@ impl Streamer<'_, '_> {
                 pending: Vec::new(),
                 at: 0,
                 finished: false,
+                src_failed: false,
                 count: 0,
                 limit,
             };
-            let r = self
-                .content(&mut dec, inner_type, out)
-                .and_then(|()| match dec.drain()? {
+            match self.content(&mut dec, inner_type, out) {
+                Ok(()) => match dec.drain()? {
                     0 => Ok(()),
                     _ => Err(Error::Malformed(
                         "bytes after the end of the encrypted content's layer".into(),
                     )),
-                });
-            match r {
-                Ok(()) => Ok(()),
-                // Altered ciphertext shows as whatever the altered plaintext looks like: for
-                // an authenticated cipher, read the rest and let the tag decide, unless the
-                // input itself is too large or ends early.
-                Err(e)
-                    if aead
-                        && !matches!(
-                            e,
-                            Error::TooLarge(_)
-                                | Error::ExpansionTooLarge(_)
-                                | Error::Truncated(_)
-                                | Error::Io { .. }
-                        ) =>
-                {
-                    match dec.drain() {
-                        Ok(_) => Err(e),
-                        Err(other) => Err(other),
-                    }
+                },
+                Err(e) if dec.src_failed || too_large(&e) => return Err(e),
+                Err(e) => {
+                    dec.drain()?;
+                    Err(e)
                 }
-                Err(e) => return Err(e),
             }
         };
         // The end of the layer, and the tag: it decides over what the inner layers said.
@@ -618,7 +665,7 @@ impl Streamer<'_, '_> {
         self.enter()?;
         let h = inp.expect_header(tag::SEQUENCE, "CompressedData")?;
         let end = inp.end_of(&h);
-        small(inp, "version")?;
+        version(inp)?;
         let alg_raw = small(inp, "compressionAlgorithm")?;
         let alg = AlgId::parse(asn1::parse_single(&alg_raw)?)?;
         if alg.oid != oid::ZLIB {
@@ -648,8 +695,7 @@ impl Streamer<'_, '_> {
                 end: 0,
                 src_done: false,
                 done: false,
-                count: 0,
-                limit: wrapped_limit(self.st.opts.max_output),
+                budget: self.inflate_budget.clone(),
                 max_output: self.st.opts.max_output,
             };
             self.content(&mut inf, inner_type, out)?;
@@ -673,6 +719,11 @@ impl Streamer<'_, '_> {
     }
 }
 
+/// Errors after which nothing more is read: the input is too large.
+fn too_large(e: &Error) -> bool {
+    matches!(e, Error::TooLarge(_) | Error::ExpansionTooLarge(_))
+}
+
 /// The length of the header block (through the empty line), if it is complete in `b`.
 fn header_block_len(b: &[u8]) -> Option<usize> {
     if b.starts_with(b"\r\n") {
@@ -694,32 +745,6 @@ fn header_block_len(b: &[u8]) -> Option<usize> {
         i = nl + 1;
     }
     None
-}
-
-/// Whether `b` begins a ContentInfo of a layer type we peel.
-fn nested_cms_head(b: &[u8]) -> bool {
-    if b.first() != Some(&tag::SEQUENCE) || b.len() < 4 {
-        return false;
-    }
-    let hl = match b[1] {
-        0x80 => 2,
-        l if l < 0x80 => 2,
-        l if (0x81..=0x84).contains(&l) => 2 + (l & 0x7f) as usize,
-        _ => return false,
-    };
-    let Some(rest) = b.get(hl..) else {
-        return false;
-    };
-    if rest.len() < 2 || rest[0] != tag::OID || rest[1] as usize + 2 > rest.len() {
-        return false;
-    }
-    matches!(
-        content_type(&rest[2..2 + rest[1] as usize]),
-        Ok(ContentType::Signed
-            | ContentType::Enveloped
-            | ContentType::AuthEnveloped
-            | ContentType::Compressed)
-    )
 }
 
 /// The input, refused beyond `limit` bytes.
@@ -754,6 +779,8 @@ impl Read for Limited<'_> {
 struct Hashing<'a> {
     inner: &'a mut dyn Read,
     digester: Digester<Vec<(Digest, Hasher)>>,
+    /// Whether reading the content failed (the input, not what the content holds).
+    src_failed: bool,
 }
 
 impl Hashing<'_> {
@@ -772,7 +799,10 @@ impl Hashing<'_> {
 
 impl Read for Hashing<'_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(out)?;
+        let n = self
+            .inner
+            .read(out)
+            .inspect_err(|_| self.src_failed = true)?;
         self.digester.update(&out[..n]).map_err(to_io)?;
         Ok(n)
     }
@@ -790,6 +820,8 @@ struct Decrypting<'a> {
     pending: Vec<u8>,
     at: usize,
     finished: bool,
+    /// Whether reading the ciphertext failed (the input, not what it decrypts to).
+    src_failed: bool,
     count: u64,
     limit: u64,
 }
@@ -843,7 +875,10 @@ impl Read for Decrypting<'_> {
             if self.finished || out.is_empty() {
                 return Ok(0);
             }
-            let k = self.src.read(&mut self.cbuf[self.carry..])?;
+            let k = self
+                .src
+                .read(&mut self.cbuf[self.carry..])
+                .inspect_err(|_| self.src_failed = true)?;
             let total = self.carry + k;
             // The cipher is given whole blocks until the last piece (a partial block inside
             // the stream would take OpenSSL's slower path for every later call).
@@ -902,8 +937,8 @@ struct Inflating<'a> {
     end: usize,
     src_done: bool,
     done: bool,
-    count: u64,
-    limit: u64,
+    /// Shared by every compressed layer of the message.
+    budget: std::rc::Rc<std::cell::Cell<u64>>,
     max_output: u64,
 }
 
@@ -933,16 +968,17 @@ impl Read for Inflating<'_> {
                 .z
                 .decompress(&self.inbuf[self.start..self.end], out, flush)
                 .map_err(|e| {
+                    let why = self.z.error_message().unwrap_or(e.as_str());
                     to_io(Error::DecompressFailed(format!(
-                        "corrupt zlib data ({})",
-                        e.as_str()
+                        "corrupt zlib data ({why})"
                     )))
                 })?;
             let used = (self.z.total_in() - in0) as usize;
             let made = (self.z.total_out() - out0) as usize;
             self.start += used;
-            self.count += made as u64;
-            if self.count > self.limit {
+            let left = self.budget.get();
+            self.budget.set(left.saturating_sub(made as u64));
+            if made as u64 > left {
                 return Err(to_io(Error::ExpansionTooLarge(format!(
                     "the compressed content expands beyond the limit of {} bytes \
                      (decompression bomb?)",
@@ -978,11 +1014,17 @@ struct Base64Reader<'i, 'r> {
     out_at: u8,
     done: bool,
     ended_at_dash: bool,
+    /// Decoded bytes so far, and the most the layer may have (as in memory, where a decoded
+    /// layer is bounded by `max_output` plus the wrapping allowance).
+    count: u64,
+    limit: u64,
 }
 
 impl<'i, 'r> Base64Reader<'i, 'r> {
-    fn new(inp: &'i mut Input<'r>, pem: bool) -> Self {
+    fn new(inp: &'i mut Input<'r>, pem: bool, limit: u64) -> Self {
         Base64Reader {
+            count: 0,
+            limit,
             inp,
             pem,
             acc: 0,
@@ -1030,6 +1072,20 @@ static B64: [u8; 256] = b64_table();
 
 impl Read for Base64Reader<'_, '_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.decode(out)?;
+        self.count += n as u64;
+        if self.count > self.limit {
+            return Err(to_io(Error::TooLarge(format!(
+                "a base64 layer cannot hold a document within the limit of {} bytes",
+                self.limit - crate::cms::WRAPPING_ALLOWANCE.min(self.limit)
+            ))));
+        }
+        Ok(n)
+    }
+}
+
+impl Base64Reader<'_, '_> {
+    fn decode(&mut self, out: &mut [u8]) -> io::Result<usize> {
         let mut w = 0;
         while w < out.len() {
             if self.out_at < self.out_len {
@@ -1104,7 +1160,7 @@ impl Read for Base64Reader<'_, '_> {
                     break;
                 }
                 let mut tmp = [0u8; 3];
-                let k = self.read(&mut tmp)?;
+                let k = self.decode(&mut tmp)?;
                 let m = k.min(out.len());
                 out[..m].copy_from_slice(&tmp[..m]);
                 // What did not fit stays for the next read.
@@ -1117,5 +1173,178 @@ impl Read for Base64Reader<'_, '_> {
             }
         }
         Ok(w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The streaming open against the in-memory one on inputs made to tell them apart (found
+    //! by review and by the differential fuzz target `cms_open`).
+    use crate::cms::seal::{self, SignSpec};
+    use crate::cms::{OpenOptions, SealOptions};
+    use crate::error::ErrorCode;
+    use crate::keys::{Identity, KeyType};
+    use crate::oid;
+
+    fn id(name: &str) -> Identity {
+        Identity::generate(name, KeyType::EcP256, 30, None)
+            .unwrap()
+            .identity
+    }
+
+    /// Both opens on `input`: the same outcome (document and signer, or error code).
+    fn both(input: &[u8], o: &OpenOptions) -> Result<crate::cms::Opened, ErrorCode> {
+        let mem = crate::cms::open(input, o);
+        let mut out = Vec::new();
+        let st = super::open_stream(&mut &input[..], &mut out, o);
+        match (mem, st) {
+            (Ok(m), Ok(s)) => {
+                assert!(m.document == out, "different documents");
+                assert_eq!(m.signer, s.signer, "different signers");
+                assert_eq!(m.signing_time, s.signing_time);
+                assert_eq!(m.receipt_request.is_some(), s.receipt_request.is_some());
+                Ok(m)
+            }
+            (Err(a), Err(b)) => {
+                assert_eq!(a.code(), b.code(), "in memory: {a}; streamed: {b}");
+                Err(a.code())
+            }
+            (m, s) => panic!(
+                "in memory {:?}, streamed {:?}",
+                m.map(|o| o.size),
+                s.map(|o| o.size)
+            ),
+        }
+    }
+
+    fn spec(extra: Vec<Vec<u8>>) -> SignSpec<'static> {
+        SignSpec {
+            econtent_type: oid::DATA,
+            scheme: crate::cms::SignatureScheme::Pkcs1v15,
+            signing_time: crate::time::now_unix(),
+            extra_attrs: extra,
+        }
+    }
+
+    #[test]
+    fn an_8_byte_length_is_refused_without_overflow() {
+        let o = OpenOptions {
+            allow_unsigned: true,
+            ..Default::default()
+        };
+        let mut input = vec![
+            0x30, 0x80, 0x06, 0x88, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfa,
+        ];
+        input.extend_from_slice(&[0u8; 64]);
+        let mut out = Vec::new();
+        assert!(super::open_stream(&mut &input[..], &mut out, &o).is_err());
+    }
+
+    #[test]
+    fn nested_signatures_name_the_outer_signer_and_keep_the_inner_evidence() {
+        let (a, b) = (id("a"), id("b"));
+        let inner_attr =
+            crate::cms::receipt::receipt_request_attribute(b"doc-7", a.certificate()).unwrap();
+        let doc = b"Content-Type: text/plain\r\n\r\nthe document\n";
+        let inner = seal::signed_data(&[doc], &a, &spec(vec![inner_attr])).unwrap();
+        let header = seal::pkcs7_entity_header("signed-data", "smime.p7m", "binary");
+        let outer = seal::signed_data(&[&header, &inner], &b, &spec(vec![])).unwrap();
+        let mut store = crate::cert::CertStore::new();
+        store.add_partner(a.certificate().clone(), None);
+        store.add_partner(b.certificate().clone(), None);
+        let o = OpenOptions {
+            partners: Some(&store),
+            ..Default::default()
+        };
+        let opened = both(&outer, &o).unwrap();
+        assert_eq!(opened.signer.as_ref(), Some(b.certificate()));
+        assert!(opened.receipt_request.is_some());
+    }
+
+    #[test]
+    fn nested_compression_shares_one_budget() {
+        let big = vec![b'A'; 1_000_000];
+        // Stored (level 0): the inner layer is as large compressed as inflated.
+        let inner = seal::compressed_data(&[&big], 0).unwrap();
+        // The outer layer's content is the whole inner ContentInfo (CMS nested without MIME):
+        // 2 x 1,000,000 bytes inflated in all.
+        let outer = seal::compressed_data(&[&inner], 6).unwrap();
+        let o = OpenOptions {
+            allow_unsigned: true,
+            max_output: 1_100_000,
+            ..Default::default()
+        };
+        assert_eq!(
+            both(&outer, &o).map(|o| o.size).unwrap_err(),
+            ErrorCode::ExpansionTooLarge
+        );
+        let roomy = OpenOptions {
+            max_output: 4_000_000,
+            ..o
+        };
+        assert_eq!(both(&outer, &roomy).unwrap().document, big);
+    }
+
+    #[test]
+    fn a_version_that_is_not_an_integer_is_refused_by_both() {
+        let a = id("a");
+        let doc = b"Content-Type: text/plain\r\n\r\nx\n";
+        let mut sd = seal::signed_data(&[doc], &a, &spec(vec![])).unwrap();
+        // ContentInfo { OID, [0] { SEQUENCE { INTEGER 1 ... } } }: the version's tag.
+        let at = sd.windows(3).position(|w| w == [0x02, 0x01, 0x01]).unwrap();
+        sd[at] = 0x04;
+        let o = OpenOptions {
+            sender: Some(a.certificate()),
+            ..Default::default()
+        };
+        assert_eq!(
+            both(&sd, &o).map(|o| o.size).unwrap_err(),
+            ErrorCode::Malformed
+        );
+    }
+
+    #[test]
+    fn altered_signed_content_is_a_digest_mismatch_in_both() {
+        let a = id("a");
+        let doc = b"Content-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8gd29ybGQ=\r\n";
+        let mut sd = seal::signed_data(&[doc], &a, &spec(vec![])).unwrap();
+        let at = sd.windows(4).position(|w| w == b"aGVs").unwrap();
+        sd[at] = b'!';
+        let o = OpenOptions {
+            sender: Some(a.certificate()),
+            ..Default::default()
+        };
+        assert_eq!(
+            both(&sd, &o).map(|o| o.size).unwrap_err(),
+            ErrorCode::DigestMismatch
+        );
+    }
+
+    #[test]
+    fn altered_ciphertext_is_a_decryption_failure_in_both() {
+        let (a, b) = (id("a"), id("b"));
+        let doc: Vec<u8> = (0..5000u32)
+            .flat_map(|i| format!("{i};\n").into_bytes())
+            .collect();
+        let opts = SealOptions {
+            compression: crate::cms::Compression::Never,
+            ..Default::default()
+        };
+        let sealed = crate::cms::seal(&doc, &a, &[b.certificate().clone()], &opts).unwrap();
+        let o = OpenOptions {
+            recipient: Some(&b),
+            sender: Some(a.certificate()),
+            ..Default::default()
+        };
+        // Bytes of the ciphertext around the inner layers' headers (the ciphertext ends 18
+        // bytes before the end, where the tag is, and is longer than the document by the
+        // SignedData around it), flipped one at a time.
+        let start = sealed.len() - 18 - doc.len() - 300;
+        for at in (start..start + 1024).step_by(7) {
+            let mut bad = sealed.clone();
+            bad[at] ^= 0x55;
+            let r = both(&bad, &o).map(|o| o.size);
+            assert_eq!(r, Err(ErrorCode::DecryptFailed), "flipped at {at}");
+        }
     }
 }
