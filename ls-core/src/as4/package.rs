@@ -50,7 +50,7 @@ fn bad(msg: impl Into<String>) -> Error {
 type LargestPart = (usize, std::ops::Range<usize>);
 
 /// A Content-ID without white space and angle brackets.
-fn strip_cid(v: &str) -> &str {
+pub(crate) fn strip_cid(v: &str) -> &str {
     let v = v.trim();
     v.strip_prefix('<')
         .and_then(|v| v.strip_suffix('>'))
@@ -67,7 +67,7 @@ pub fn media_type(ct: &str) -> String {
         .to_ascii_lowercase()
 }
 
-fn random_hex(n: usize) -> Result<String> {
+pub(super) fn random_hex(n: usize) -> Result<String> {
     let mut b = vec![0u8; n];
     openssl::rand::rand_bytes(&mut b)?;
     Ok(crate::bytes::hex(&b))
@@ -321,19 +321,7 @@ impl Package {
                 }
                 let data = e.decoded_body()?;
                 check_envelope_size(data.len(), limits)?;
-                let mut mt = e
-                    .header("content-type")
-                    .map(media_type)
-                    .or_else(|| outer_type.clone());
-                if mt.as_deref() == Some("application/xop+xml") {
-                    // MTOM: the envelope's own type is a parameter.
-                    mt = e
-                        .content_type_param("type")
-                        .or_else(|| mime::param(content_type, "start-info"));
-                }
-                let mt = mt
-                    .map(|t| media_type(&t))
-                    .unwrap_or_else(|| "application/soap+xml".into());
+                let mt = soap_type_of(&e, content_type, outer_type.as_deref());
                 soap = Some((data.into_owned(), mt));
                 continue;
             }
@@ -342,7 +330,7 @@ impl Package {
                 return Err(bad(format!("two MIME parts carry the Content-ID {cid}")));
             }
             let data = e.decoded_body()?;
-            check_part_size(data.len(), limits)?;
+            check_part_size(data.len() as u64, limits)?;
             let data = match data {
                 std::borrow::Cow::Borrowed(b) if Some(i) == largest => {
                     let start = b.as_ptr() as usize - body.as_ptr() as usize;
@@ -409,7 +397,24 @@ impl Package {
     }
 }
 
-fn check_envelope_size(n: usize, limits: &Limits) -> Result<()> {
+/// The media type of the SOAP part `e` of a `multipart/related` body of type `content_type`
+/// (whose `type` parameter is `outer_type`, lower case).
+pub(super) fn soap_type_of(e: &Entity, content_type: &str, outer_type: Option<&str>) -> String {
+    let mut mt = e
+        .header("content-type")
+        .map(media_type)
+        .or_else(|| outer_type.map(str::to_string));
+    if mt.as_deref() == Some("application/xop+xml") {
+        // MTOM: the envelope's own type is a parameter.
+        mt = e
+            .content_type_param("type")
+            .or_else(|| mime::param(content_type, "start-info"));
+    }
+    mt.map(|t| media_type(&t))
+        .unwrap_or_else(|| "application/soap+xml".into())
+}
+
+pub(super) fn check_envelope_size(n: usize, limits: &Limits) -> Result<()> {
     if n > limits.max_envelope {
         return Err(Error::TooLarge(format!(
             "SOAP envelope of {n} bytes exceeds the limit of {}",
@@ -419,8 +424,8 @@ fn check_envelope_size(n: usize, limits: &Limits) -> Result<()> {
     Ok(())
 }
 
-fn check_part_size(n: usize, limits: &Limits) -> Result<()> {
-    if n as u64 > limits.max_part {
+pub(super) fn check_part_size(n: u64, limits: &Limits) -> Result<()> {
+    if n > limits.max_part {
         return Err(Error::TooLarge(format!(
             "MIME part of {n} bytes exceeds the limit of {}",
             limits.max_part
