@@ -67,10 +67,15 @@ pub fn media_type(ct: &str) -> String {
         .to_ascii_lowercase()
 }
 
-pub(super) fn random_hex(n: usize) -> Result<String> {
+fn random_hex(n: usize) -> Result<String> {
     let mut b = vec![0u8; n];
     openssl::rand::rand_bytes(&mut b)?;
     Ok(crate::bytes::hex(&b))
+}
+
+/// A new random MIME boundary.
+pub(super) fn new_boundary() -> Result<String> {
+    Ok(format!("----=_Part_{}", random_hex(16)?))
 }
 
 impl Package {
@@ -104,7 +109,7 @@ impl Package {
     /// type=…; start=…`) and the body. The SOAP part comes first; every part is binary with
     /// CRLF line ends in its headers. The boundary is random and checked not to occur in any part.
     pub fn to_mime(&self) -> Result<(String, Vec<u8>)> {
-        let (content_type, body, _) = self.write_mime(None)?;
+        let (content_type, body, _) = self.write_mime(None, None)?;
         Ok((content_type, body))
     }
 
@@ -116,7 +121,7 @@ impl Package {
         else {
             return self.to_mime();
         };
-        let (content_type, frame, at) = self.write_mime(Some(k))?;
+        let (content_type, frame, at) = self.write_mime(Some(k), None)?;
         let mut data = std::mem::take(&mut self.attachments[k].data);
         data.reserve(frame.len());
         data.splice(0..0, frame[..at].iter().copied());
@@ -125,17 +130,30 @@ impl Package {
     }
 
     /// The MIME body without the data of attachment `skip` (if given), and the offset where that
-    /// data belongs.
-    fn write_mime(&self, skip: Option<usize>) -> Result<(String, Vec<u8>, usize)> {
+    /// data belongs. `boundary`: one the caller checked is absent from the skipped data (else
+    /// a random one absent from every part here).
+    pub(super) fn write_mime(
+        &self,
+        skip: Option<usize>,
+        boundary: Option<String>,
+    ) -> Result<(String, Vec<u8>, usize)> {
         let soap_type = if self.soap_content_type.is_empty() {
             "application/soap+xml"
         } else {
             &self.soap_content_type
         };
         let start = format!("soap-{}@layersec", random_hex(8)?);
-        let mut boundary = None;
+        let mut boundary = boundary.filter(|b| {
+            let delim = format!("--{b}");
+            !std::iter::once(&self.soap[..])
+                .chain(self.attachments.iter().map(|a| &a.data[..]))
+                .any(|d| crate::bytes::contains(d, delim.as_bytes()))
+        });
         for _ in 0..8 {
-            let b = format!("----=_Part_{}", random_hex(16)?);
+            if boundary.is_some() {
+                break;
+            }
+            let b = new_boundary()?;
             let delim = format!("--{b}");
             let clash = std::iter::once(&self.soap[..])
                 .chain(self.attachments.iter().map(|a| &a.data[..]))

@@ -19,10 +19,13 @@
 //! (bounded by `Limits::max_part`; AS4 gateways send binary parts).
 
 use super::package::{check_envelope_size, check_part_size, media_type, soap_type_of, strip_cid};
+use super::package::{Attachment, Package};
+use super::wss::PartContent;
 use super::xml::Limits;
 use crate::error::{Error, Result};
 use crate::mime::{self, Entity};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
 
 /// Header blocks of parts longer than this (and the line that crosses it) are refused, as
 /// [`Entity::parse`] refuses them.
@@ -102,6 +105,61 @@ impl SpooledPackage {
                     .and_then(|d| String::from_utf8(d).ok())?;
                 self.attachments.iter().find(|a| a.content_id == decoded)
             })
+    }
+}
+
+impl SpooledPackage {
+    /// The attachments as the signature check takes them: ranges of `spool` with their
+    /// SHA-256, or decoded bytes.
+    pub fn parts<'a>(&'a self, spool: &'a Path) -> Vec<(&'a str, PartContent<'a>)> {
+        self.attachments
+            .iter()
+            .map(|a| {
+                let content = match &a.body {
+                    SpooledBody::File {
+                        offset,
+                        len,
+                        sha256,
+                    } => PartContent::File {
+                        path: spool,
+                        offset: *offset,
+                        len: *len,
+                        sha256: Some(*sha256),
+                    },
+                    SpooledBody::Memory(d) => PartContent::Bytes(d),
+                };
+                (a.content_id.as_str(), content)
+            })
+            .collect()
+    }
+
+    /// The package in memory, its attachments read from `spool` (each at most `max_part`
+    /// bytes, else `TooLarge`).
+    pub fn to_package(&self, spool: &Path, max_part: u64) -> Result<Package> {
+        let mut attachments = Vec::new();
+        for a in &self.attachments {
+            let data = match &a.body {
+                SpooledBody::File { offset, len, .. } => crate::as4::message::PayloadFile {
+                    path: spool.to_path_buf(),
+                    offset: *offset,
+                    len: *len,
+                    sha256: None,
+                }
+                .read_all(max_part)?,
+                SpooledBody::Memory(d) => d.clone(),
+            };
+            attachments.push(Attachment {
+                content_id: a.content_id.clone(),
+                content_type: a.content_type.clone(),
+                headers: a.headers.clone(),
+                data,
+            });
+        }
+        Ok(Package {
+            soap: self.soap.clone(),
+            soap_content_type: self.soap_content_type.clone(),
+            attachments,
+        })
     }
 }
 
