@@ -747,8 +747,11 @@ fn a_decompression_bomb_costs_the_recipient_nothing_and_is_refused_once() {
 fn a_document_over_the_services_limit_fails_at_once_naming_both_sizes() {
     let bin = server_bin_beside(Path::new(LAYERSEC));
     let mut svc = RunningService::init(&bin, "limit", |text| {
+        let default = ls_core::as4::coordination::message_limit_for(
+            ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES,
+        );
         text.replace(
-            "max_message_bytes = 104857600",
+            &format!("max_message_bytes = {default}"),
             "max_message_bytes = 2097152",
         )
     });

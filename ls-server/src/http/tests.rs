@@ -201,7 +201,7 @@ fn far_deadlines() -> Limits {
     Limits {
         handshake_timeout: minute,
         header_timeout: minute,
-        body_timeout: minute,
+        body_idle_timeout: minute,
         idle_timeout: minute,
         write_timeout: minute,
         ..limits()
@@ -216,7 +216,8 @@ fn limits() -> Limits {
         max_body_bytes: 1 << 20,
         handshake_timeout: Duration::from_secs(5),
         header_timeout: Duration::from_secs(5),
-        body_timeout: Duration::from_secs(5),
+        body_idle_timeout: Duration::from_secs(5),
+        min_rate: MinRate::NONE,
         idle_timeout: Duration::from_secs(5),
         write_timeout: Duration::from_secs(5),
         shutdown_grace: Duration::from_secs(5),
@@ -644,7 +645,7 @@ fn slowloris_head_is_cut_at_the_header_deadline() {
 fn body_deadline() {
     let server = TestServer::start(
         Limits {
-            body_timeout: Duration::from_secs(1),
+            body_idle_timeout: Duration::from_secs(1),
             ..limits()
         },
         None,
