@@ -450,6 +450,8 @@ pub struct BuiltFile {
     pub payload_len: u64,
     /// The closing delimiter.
     pub tail: Vec<u8>,
+    /// The payload's SHA-256 (as signed).
+    pub payload_sha256: [u8; 32],
     pub message_id: String,
     pub references: Vec<SignedRef>,
 }
@@ -535,6 +537,7 @@ pub fn build_file(out: OutgoingFile) -> Result<BuiltFile> {
         payload: p.path.to_path_buf(),
         payload_len,
         tail,
+        payload_sha256: sha256,
         message_id,
         references,
     })
