@@ -579,6 +579,15 @@ impl Exchange<'_> {
         let removed = || {
             let _ = std::fs::remove_file(spool);
         };
+        if let Some(o) = r.oversized {
+            // Measured by the transport itself: the body is the head.
+            let mut head = Vec::new();
+            (&mut r.body)
+                .take(crate::transport::OVERSIZED_HEAD as u64)
+                .read_to_end(&mut head)
+                .map_err(read_error)?;
+            return self.oversized_pull(r.content_type, head, o).map(Some);
+        }
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -598,20 +607,9 @@ impl Exchange<'_> {
             Received::Whole(pkg) => pkg,
             Received::Oversized { head, oversized } => {
                 removed();
-                let messaging = peek(&r.content_type, &head, &self.limits)?;
-                if messaging.user_messages.is_empty() {
-                    return Err(Error::TooLarge(format!(
-                        "the service's answer of {} bytes is longer than the {} allowed",
-                        oversized.length, oversized.limit
-                    )));
-                }
-                return Ok(Some(Pulled {
-                    content_type: r.content_type,
-                    body: head,
-                    messaging,
-                    oversized: Some(oversized),
-                    spooled: None,
-                }));
+                return self
+                    .oversized_pull(r.content_type, head, oversized)
+                    .map(Some);
             }
         };
         let in_memory = pkg.length <= KEEP_IN_MEMORY;
@@ -666,6 +664,29 @@ impl Exchange<'_> {
             Err(Error::EbmsError { ebms_code, .. }) if ebms_code == "EBMS:0006" => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// A pulled message too large to keep, known by its head, length and digest.
+    fn oversized_pull(
+        &self,
+        content_type: String,
+        head: Vec<u8>,
+        oversized: Oversized,
+    ) -> Result<Pulled> {
+        let messaging = peek(&content_type, &head, &self.limits)?;
+        if messaging.user_messages.is_empty() {
+            return Err(Error::TooLarge(format!(
+                "the service's answer of {} bytes is longer than the {} allowed",
+                oversized.length, oversized.limit
+            )));
+        }
+        Ok(Pulled {
+            content_type,
+            body: head,
+            messaging,
+            oversized: Some(oversized),
+            spooled: None,
+        })
     }
 
     /// Pull the oldest message waiting in `mpc`; `None` when there is none (EBMS:0006).

@@ -404,6 +404,7 @@ impl Transport for HttpsTransport {
                         headers: r.headers,
                         content_length: Some(r.body.len() as u64),
                         body: Box::new(io::Cursor::new(r.body)),
+                        oversized: None,
                     });
                 }
                 // Our own refusal of a slow upload, or the body failing.
@@ -450,6 +451,7 @@ impl Transport for HttpsTransport {
                 inner: reader,
                 endpoint,
             }),
+            oversized: None,
         })
     }
 }

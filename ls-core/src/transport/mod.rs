@@ -110,6 +110,9 @@ pub struct StreamingResponse {
     pub content_length: Option<u64>,
     /// The body. Its read errors carry the transport's [`Error`] (see [`read_error`]).
     pub body: Box<dyn Read + Send>,
+    /// Set by a transport that read the body itself and found it too long (as
+    /// [`HttpResponse::oversized`]): `body` is then its head.
+    pub oversized: Option<Oversized>,
 }
 
 impl StreamingResponse {
@@ -123,6 +126,12 @@ impl StreamingResponse {
 
     /// The response read whole, its body at most `max` bytes (else `TooLarge`).
     pub fn read_whole(mut self, max: u64) -> Result<HttpResponse> {
+        if let Some(o) = self.oversized {
+            return Err(Error::TooLarge(format!(
+                "the response of {} bytes is longer than the {} bytes allowed",
+                o.length, o.limit
+            )));
+        }
         let mut body = Vec::new();
         (&mut self.body)
             .take(max.saturating_add(1))
@@ -199,13 +208,14 @@ pub trait Transport: Send + Sync {
                 io::ErrorKind::UnexpectedEof.into(),
             ));
         }
-        let r = self.post(content_type, &data)?.whole()?;
+        let r = self.post(content_type, &data)?;
         Ok(StreamingResponse {
             status: r.status,
             content_type: r.content_type,
             headers: r.headers,
             content_length: Some(r.body.len() as u64),
             body: Box::new(io::Cursor::new(r.body)),
+            oversized: r.oversized,
         })
     }
 }
