@@ -47,11 +47,19 @@ fn a_large_document_goes_through_byte_for_byte_with_the_service_in_constant_memo
         "--json",
     ]));
     let send_secs = t.elapsed().as_secs_f64();
-    assert!(o.status.success(), "send: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "send: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let t = std::time::Instant::now();
     let (o, poll_rss) = ls_tests::run_measuring_rss(&bob.cmd(&["poll", "--json"]));
     let poll_secs = t.elapsed().as_secs_f64();
-    assert!(o.status.success(), "poll: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "poll: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let service_rss = svc.peak_rss().expect("the service runs");
     eprintln!(
         "stream-e2e: {n} bytes: send {send_secs:.1} s {} MiB, poll {poll_secs:.1} s {} MiB, \

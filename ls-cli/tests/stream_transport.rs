@@ -110,8 +110,8 @@ fn a_large_payload_is_pushed_and_pulled_in_constant_memory_and_tampering_stores_
 
     // Built around the payload file and written out in pieces.
     let a = Side::of(&alice);
-    let um = exchange::user_message("alice", "bob", "urn:test", "Deliver", "", "stream.test")
-        .unwrap();
+    let um =
+        exchange::user_message("alice", "bob", "urn:test", "Deliver", "", "stream.test").unwrap();
     let built = message::build_file(OutgoingFile {
         messaging: Messaging {
             user_messages: vec![um],
@@ -195,10 +195,7 @@ fn a_large_payload_is_pushed_and_pulled_in_constant_memory_and_tampering_stores_
     let push_secs = t.elapsed().as_secs_f64();
     assert!(!receipt.messaging.signals.is_empty());
     let files = stored_files(&svc);
-    assert!(
-        files.len() == 1 && files[0].ends_with(".body"),
-        "{files:?}"
-    );
+    assert!(files.len() == 1 && files[0].ends_with(".body"), "{files:?}");
     std::fs::remove_file(&msg).unwrap();
     std::fs::remove_file(&payload).unwrap();
 
@@ -239,6 +236,14 @@ fn a_large_payload_is_pushed_and_pulled_in_constant_memory_and_tampering_stores_
         mine / MIB,
         service / MIB
     );
-    assert!(mine <= RSS_MAX, "pushing and pulling peaked at {} MiB", mine / MIB);
-    assert!(service <= RSS_MAX, "the service peaked at {} MiB", service / MIB);
+    assert!(
+        mine <= RSS_MAX,
+        "pushing and pulling peaked at {} MiB",
+        mine / MIB
+    );
+    assert!(
+        service <= RSS_MAX,
+        "the service peaked at {} MiB",
+        service / MIB
+    );
 }

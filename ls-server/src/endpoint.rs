@@ -875,9 +875,7 @@ impl Service {
         match self.store.claim_next(mpc, now_unix(), self.lease_secs)? {
             Some(m) => {
                 self.metrics.pulled.fetch_add(1, Relaxed);
-                self.metrics
-                    .bytes_out
-                    .fetch_add(m.body.len() as u64, Relaxed);
+                self.metrics.bytes_out.fetch_add(m.body.len(), Relaxed);
                 log::info(
                     "pulled",
                     &[

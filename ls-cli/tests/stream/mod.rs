@@ -30,7 +30,8 @@ pub struct Party {
 impl Party {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(LAYERSEC);
-        c.args(args).args(["--config", self.config.to_str().unwrap()]);
+        c.args(args)
+            .args(["--config", self.config.to_str().unwrap()]);
         c
     }
 
@@ -127,4 +128,3 @@ pub fn sha256_file(path: &Path) -> [u8; 32] {
         sha.update(&buf[..n]);
     }
 }
-
