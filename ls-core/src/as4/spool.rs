@@ -466,9 +466,14 @@ impl<W: Write + Read + Seek> Spooler<W> {
                 }
                 None => {
                     if part.headers.len() > MAX_PART_HEADER_BYTES + MAX_HEADER_LINE {
-                        return Err(bad(format!(
+                        // Not kept: the part is refused if it turns out to be one (what
+                        // follows the last delimiter of a body without a close is not).
+                        part.header_error = Some(bad(format!(
                             "MIME headers longer than {MAX_PART_HEADER_BYTES} bytes"
                         )));
+                        part.headers = Vec::new();
+                        part.headers_done = true;
+                        part.role = Role::Encoded;
                     }
                     part.body_offset = at + b.len() as u64;
                     return Ok(());
