@@ -288,3 +288,23 @@ fn large_binary_parts_are_hashed_not_kept() {
     assert_eq!(&body[offset as usize..][..len as usize], &data[..]);
     assert_eq!(sha256, openssl::sha::sha256(&data));
 }
+
+/// The fuzzer's seeds of AS4 packages (fuzz/seeds/as4_package) spool as they parse, in pieces.
+#[test]
+fn the_fuzz_seeds_spool_as_they_parse() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/as4_package");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let data = std::fs::read(entry.path()).unwrap();
+        for ct in [
+            "multipart/related; boundary=b; type=\"application/soap+xml\"; start=\"<soap@x>\"",
+            "application/soap+xml",
+        ] {
+            let n = data.len();
+            agrees(ct, &data, &Limits::default(), &[]);
+            agrees(ct, &data, &Limits::default(), &[n / 3, n / 2, n - n / 5]);
+        }
+        seen += 1;
+    }
+    assert!(seen > 0, "no seeds in {}", dir.display());
+}
