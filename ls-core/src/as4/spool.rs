@@ -643,12 +643,16 @@ impl<W: Write + Read + Seek> Spooler<W> {
                         .map_err(|e| Error::io("cannot read the spool file", e))?;
                     SpooledBody::Memory(Entity::parse(&encoded)?.decoded_body()?.into_owned())
                 }
-                // The header block never ended: no body.
-                Role::Undecided | Role::Soap { .. } => SpooledBody::File {
-                    offset: part.body_offset,
-                    len: 0,
-                    sha256: openssl::sha::sha256(b""),
-                },
+                // The header block never ended: no body (its transfer encoding is still
+                // checked, as `decoded_body` checks it).
+                Role::Undecided | Role::Soap { .. } => {
+                    e.decoded_body()?;
+                    SpooledBody::File {
+                        offset: part.body_offset,
+                        len: 0,
+                        sha256: openssl::sha::sha256(b""),
+                    }
+                }
             };
             check_part_size(body.len(), &self.limits)?;
             attachments.push(SpooledAttachment {

@@ -199,6 +199,11 @@ fn odd_bodies_spool_as_they_parse() {
             "multipart/related; boundary=b",
             b"--b\r\n\r\n<E/>\r\n--b\r\nno colon\r\n\r\n1\r\n--b--",
         ),
+        // Found by the fuzzer: a header block that never ends, in an unknown encoding.
+        (
+            "multipart/related; boundary=b",
+            b"--b\r\n\r\n<E/>\r\n--b\r\nContent-ID: <x>\r\nContent-Transfer-Encoding: bin\r\n--b--",
+        ),
         ("text/plain", b"<E/>"),
         ("", b"<E/>"),
     ];
