@@ -9,7 +9,9 @@
 #                   layersec-server; stripped: KEEP_DEBUG=1 keeps the debug info in <file>.debug)
 #   make bench      benchmarks (criterion + the openssl cms comparison script + compression of
 #                   1 GiB of generated business text beside gzip -6, pigz -6 -p 2 and zstd -3
-#                   (BENCH_COMPRESS_SIZE=256M for less) + the service, also under 10,000 idle or
+#                   (BENCH_COMPRESS_SIZE=256M for less) + 1 GiB through the service end to end,
+#                   time and peak RSS of send, poll and the service (bench-stream-e2e.sh,
+#                   BENCH_STREAM_SIZE for another size) + the service, also under 10,000 idle or
 #                   trickling connections + the client's latency + signed receipts:
 #                   send-to-receipt latency, throughput with receipts on/off)
 #   make fuzz-long  every fuzz target for 10 million executions or 30 minutes (not in `make test`
@@ -103,6 +105,7 @@ bench: deps
 	bash scripts/bench.sh
 	bash scripts/bench-compress.sh
 	bash scripts/bench-stream.sh
+	bash scripts/bench-stream-e2e.sh
 	bash scripts/bench-server.sh
 	bash scripts/bench-client.sh
 	bash scripts/bench-receipts.sh

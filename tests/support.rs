@@ -253,3 +253,40 @@ pub fn invoice(n: usize) -> Vec<u8> {
 pub fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
 }
+
+/// The peak resident memory (`VmHWM` of `/proc/<pid>/status`) of a running process, in bytes.
+pub fn peak_rss_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Run `cmd` under `/usr/bin/time` (installed by `scripts/deps.sh`): its output, and its peak
+/// resident memory in bytes (the child's `ru_maxrss`).
+pub fn run_measuring_rss(cmd: &Command) -> (Output, u64) {
+    let report = std::env::temp_dir().join(format!(
+        "layersec-rss-{}-{:?}.txt",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .args(["-f", "%M", "-o"])
+        .arg(&report)
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    let out = run(&mut timed);
+    let kib: u64 = std::fs::read_to_string(&report)
+        .ok()
+        .and_then(|t| t.lines().last().and_then(|l| l.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("/usr/bin/time reported nothing for {:?}", cmd.get_program()));
+    let _ = std::fs::remove_file(&report);
+    (out, kib * 1024)
+}

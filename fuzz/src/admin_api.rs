@@ -182,6 +182,7 @@ fn request(text: &[u8], certs: &[String]) -> Option<Request> {
         query: query.to_string(),
         headers,
         body,
+        body_stream: None,
         peer: "127.0.0.1:40000".parse().expect("a socket address"),
         client_cert: None,
     })

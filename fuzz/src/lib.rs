@@ -257,6 +257,55 @@ pub fn as4_xml(data: &[u8]) {
 /// What a received AS4 message goes through: a raw HTTP capture or a body with its Content-Type
 /// into a SOAP-with-attachments package, the SOAP envelope (mustUnderstand, one Messaging, one
 /// Security), the ebMS3 header model, gzip, and the whole read (decrypt, verify, payloads).
+/// The spooler (a body received in pieces into a file) reads `data` as `Package::parse` did:
+/// the same package or an error of the same code, in pieces cut where the data says.
+fn spools_alike(
+    ct: &str,
+    data: &[u8],
+    limits: &xml::Limits,
+    parsed: &ls_core::Result<ls_core::as4::package::Package>,
+) {
+    use ls_core::as4::spool::{SpooledBody, Spooler};
+    let cut = |k: usize| match data.get(k) {
+        Some(&b) if !data.is_empty() => (b as usize * 7919) % (data.len() + 1),
+        _ => 0,
+    };
+    let mut cuts = [cut(0), cut(1), cut(2)];
+    cuts.sort_unstable();
+    let spooled = Spooler::new(ct, std::io::Cursor::new(Vec::new()), limits).and_then(|mut s| {
+        let mut at = 0;
+        for &c in cuts.iter().chain(std::iter::once(&data.len())) {
+            s.feed(&data[at..c])?;
+            at = c;
+        }
+        s.finish()
+    });
+    match (parsed, spooled) {
+        (Ok(p), Ok((sp, file))) => {
+            let file = file.into_inner();
+            assert_eq!(file, data, "the spool differs from the body");
+            assert_eq!(sp.soap, p.soap, "spool/parse: SOAP part differs");
+            assert_eq!(sp.attachments.len(), p.attachments.len());
+            for (a, b) in sp.attachments.iter().zip(&p.attachments) {
+                assert_eq!(a.content_id, b.content_id);
+                let bytes = match &a.body {
+                    SpooledBody::File { offset, len, .. } => {
+                        &file[*offset as usize..(*offset + *len) as usize]
+                    }
+                    SpooledBody::Memory(d) => &d[..],
+                };
+                assert_eq!(bytes, &b.data[..], "spool/parse: attachment differs");
+            }
+        }
+        (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "spool/parse: {a} / {b}"),
+        (a, b) => panic!(
+            "spool/parse disagree: parse {:?}, spool {:?}",
+            a.as_ref().map(|_| ()),
+            b.map(|_| ())
+        ),
+    }
+}
+
 pub fn as4_package(data: &[u8]) {
     use ls_core::as4::package::{self, Package};
     use ls_core::as4::{envelope, message, model};
@@ -271,7 +320,9 @@ pub fn as4_package(data: &[u8]) {
         "multipart/related; boundary=b; type=\"application/soap+xml\"; start=\"<soap@x>\"",
         "application/soap+xml",
     ] {
-        if let Ok(p) = Package::parse(ct, data, &limits) {
+        let parsed = Package::parse(ct, data, &limits);
+        spools_alike(ct, data, &limits, &parsed);
+        if let Ok(p) = parsed {
             pkgs.push(p);
         }
     }

@@ -646,13 +646,20 @@ fn kill_9_at_any_moment_loses_nothing_and_duplicates_nothing() {
 }
 
 /// A document compressed 200:1 inside the sealed message (a CMS CompressedData of ~5 MB that
-/// expands to 1 GiB): the recipient refuses it with its default limit while holding next to
-/// nothing, tells the sender once, and is not offered it again.
+/// expands to 1 GiB): the recipient refuses it with a limit of 100 MiB (the default was that
+/// until documents were streamed; it is 4 GiB now) while holding next to nothing, tells the
+/// sender once, and is not offered it again.
 #[test]
 fn a_decompression_bomb_costs_the_recipient_nothing_and_is_refused_once() {
     let svc = start_service("bomb");
     let alice = svc.party("alice", true);
     let bob = svc.party("bob", true);
+    let text = std::fs::read_to_string(&bob.config).unwrap();
+    let text = text.replace(
+        "max_document_bytes = 4294967296",
+        "max_document_bytes = 104857600",
+    );
+    std::fs::write(&bob.config, text).unwrap();
     alice.trust(&bob);
     bob.trust(&alice);
     let bomb = alice.dir.join("zeros.bin");
@@ -724,8 +731,11 @@ fn a_decompression_bomb_costs_the_recipient_nothing_and_is_refused_once() {
 fn a_document_over_the_services_limit_fails_at_once_naming_both_sizes() {
     let bin = server_bin_beside(Path::new(LAYERSEC));
     let mut svc = RunningService::init(&bin, "limit", |text| {
+        let default = ls_core::as4::coordination::message_limit_for(
+            ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES,
+        );
         text.replace(
-            "max_message_bytes = 104857600",
+            &format!("max_message_bytes = {default}"),
             "max_message_bytes = 2097152",
         )
     });
@@ -806,7 +816,7 @@ fn limits_meet_through_the_registration() {
     ]);
     let text = std::fs::read_to_string(&bob.config).unwrap();
     let text = text.replace(
-        "max_document_bytes = 104857600",
+        "max_document_bytes = 4294967296",
         "max_document_bytes = 1048576",
     );
     std::fs::write(&bob.config, text).unwrap();

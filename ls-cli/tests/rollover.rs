@@ -228,7 +228,7 @@ fn sigterm(c: &mut Child) -> Option<i32> {
 fn transport(svc: &RunningService) -> HttpsTransport {
     let mut c = HttpsConfig::new(&svc.url);
     c.ca_pem = Some(std::fs::read(svc.tls_cert_path()).unwrap());
-    c.timeout = Duration::from_secs(60);
+    c.idle_timeout = Duration::from_secs(60);
     HttpsTransport::new(c).unwrap()
 }
 

@@ -119,15 +119,49 @@ pub struct ServiceConfig {
     pub allow_plain_http: bool,
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: u64,
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: u64,
+    /// The idle limit of an exchange with the service: the longest wait for progress (the TLS
+    /// handshake, the service taking more of what we send, its answer starting, more of it).
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+    /// Deprecated: the old name of `idle_timeout_secs` (it bounded a whole request once; a
+    /// 4 GiB document on a slow line would then be cut and sent again whole at every retry).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+    /// The slowest a message may go up or come down, on average, once `min_rate_grace_secs`
+    /// have passed (0: no minimum); slower is a timeout (retried).
+    #[serde(default = "default_min_rate")]
+    pub min_rate_bytes_per_sec: u64,
+    #[serde(default = "default_min_rate_grace")]
+    pub min_rate_grace_secs: u64,
+}
+
+impl ServiceConfig {
+    /// `idle_timeout_secs`, or the deprecated `timeout_secs`, or 60.
+    pub fn idle_timeout_secs(&self) -> u64 {
+        self.idle_timeout_secs
+            .or(self.timeout_secs)
+            .unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS)
+    }
+
+    /// The minimum transfer rate of `[service]`.
+    pub fn min_rate(&self) -> ls_core::transport::MinRate {
+        ls_core::transport::MinRate {
+            bytes_per_sec: self.min_rate_bytes_per_sec,
+            grace: std::time::Duration::from_secs(self.min_rate_grace_secs),
+        }
+    }
 }
 
 fn default_connect_timeout() -> u64 {
     10
 }
-fn default_timeout() -> u64 {
-    300
+/// The default of `[service] idle_timeout_secs`.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+fn default_min_rate() -> u64 {
+    16 * 1024
+}
+fn default_min_rate_grace() -> u64 {
+    30
 }
 
 /// `[partners]`: partner certificates, `<dir>/<party id>.crt` (or `.pem`, `.cer`, `.der`).
@@ -290,7 +324,8 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_document_bytes: ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES,
             max_messages_per_poll: 1000,
-            max_bytes_per_poll: 1 << 30,
+            // Two documents of the default limit.
+            max_bytes_per_poll: 8 << 30,
             remember_delivered_hours: 60 * 24,
             max_refused_records: 10_000,
             refuse_unknown_after_hours: 72,
@@ -595,15 +630,26 @@ impl Config {
             }
             (None, None) => {}
         }
-        if self.service.connect_timeout_secs == 0 || self.service.timeout_secs == 0 {
+        if self.service.connect_timeout_secs == 0 || self.service.idle_timeout_secs() == 0 {
             return Err(self.invalid(
                 if self.service.connect_timeout_secs == 0 {
                     "service.connect_timeout_secs"
+                } else if self.service.idle_timeout_secs.is_some() {
+                    "service.idle_timeout_secs"
                 } else {
                     "service.timeout_secs"
                 },
                 "a number of seconds of at least 1 is expected",
             ));
+        }
+        if let (Some(new), Some(old)) = (self.service.idle_timeout_secs, self.service.timeout_secs)
+        {
+            if new != old {
+                return Err(self.invalid(
+                    "service.timeout_secs",
+                    "the deprecated name of service.idle_timeout_secs: give only one",
+                ));
+            }
         }
         if self.defaults.service.trim().is_empty() {
             return Err(self.invalid("defaults.service", "a non-empty ebMS Service is expected"));
@@ -792,7 +838,13 @@ impl Config {
              # client_certificate = \"tls/client.crt\"\n\
              # client_key = \"tls/client.key\"\n\
              # connect_timeout_secs = 10\n\
-             # timeout_secs = 300\n\n",
+             # Transfers are held to progress, not to a total time: a pause of more than\n\
+             # idle_timeout_secs, or an average below min_rate_bytes_per_sec once\n\
+             # min_rate_grace_secs have passed (0: no minimum), is a timeout (retried).\n\
+             # (timeout_secs, the old name of idle_timeout_secs, is still read.)\n\
+             # idle_timeout_secs = 60\n\
+             # min_rate_bytes_per_sec = 16384\n\
+             # min_rate_grace_secs = 30\n\n",
             q(&t.service_url),
             q(&t.service_certificate),
             opt("ca_file", &t.ca_file, "service/ca.crt"),
@@ -860,10 +912,10 @@ impl Config {
              # The largest document we accept (as opened, after decompression). Give the same\n\
              # number to the service's operator: it is part of our registration there, and\n\
              # the service refuses larger messages for us when they are sent.\n\
-             max_document_bytes = 104857600\n\
+             max_document_bytes = 4294967296\n\
              # One poll takes at most this many messages and bytes; the rest comes next poll.\n\
              max_messages_per_poll = 1000\n\
-             max_bytes_per_poll = 1073741824\n\
+             max_bytes_per_poll = 8589934592\n\
              # How long received messages are remembered, so that one offered again is not\n\
              # written twice: at least the service's expire_undelivered_hours.\n\
              remember_delivered_hours = 1440\n\

@@ -73,7 +73,7 @@ impl Enroller {
         c.ca_pem = target.ca_pem.clone();
         c.pinned_sha256 = target.pinned_sha256.clone();
         c.connect_timeout = target.connect_timeout;
-        c.timeout = target.timeout;
+        c.idle_timeout = target.timeout;
         c.max_response_bytes = contract::MAX_RESPONSE_BYTES;
         Ok(Enroller {
             transport: HttpsTransport::new(c)?,

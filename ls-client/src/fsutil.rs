@@ -73,6 +73,55 @@ pub(crate) fn write_synced(path: &Path, data: &[u8]) -> Result<()> {
         .map_err(|e| io_err("cannot write", path, e))
 }
 
+/// [`write_synced`] for content written by `write` in pieces (never whole in memory); returns
+/// its SHA-256 and length.
+pub(crate) fn write_synced_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<([u8; 32], u64)> {
+    match fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("cannot replace", path, e)),
+    }
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| io_err("cannot create", path, e))?;
+    let mut out = HashingWriter {
+        inner: std::io::BufWriter::with_capacity(256 * 1024, f),
+        sha: openssl::sha::Sha256::new(),
+        len: 0,
+    };
+    write(&mut out)?;
+    let HashingWriter { inner, sha, len } = out;
+    let f = inner
+        .into_inner()
+        .map_err(|e| io_err("cannot write", path, e.into_error()))?;
+    f.sync_all().map_err(|e| io_err("cannot write", path, e))?;
+    Ok((sha.finish(), len))
+}
+
+/// A writer that hashes and counts what passes.
+struct HashingWriter<W> {
+    inner: W,
+    sha: openssl::sha::Sha256,
+    len: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Set a file's or folder's permission bits (Unix; a no-op elsewhere).
 pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<()> {
     #[cfg(unix)]

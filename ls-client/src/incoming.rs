@@ -230,6 +230,20 @@ enum Fault {
 }
 
 /// The journal key of a message: `hex(sha256(sender || 0 || MessageId))`.
+/// The file a pulled message is received into (`state/incoming.spool`) while it is handled.
+pub(crate) const SPOOL: &str = "incoming.spool";
+
+/// Removes a spool file when the message in it has been handled.
+struct SpoolGuard(Option<PathBuf>);
+
+impl Drop for SpoolGuard {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
 pub(crate) fn delivery_key(sender: &str, message_id: &str) -> String {
     let mut b = Vec::with_capacity(sender.len() + 1 + message_id.len());
     b.extend_from_slice(sender.as_bytes());
@@ -384,14 +398,16 @@ impl Client {
             // have changed them (the service's key's rollover, our switch).
             let keys = self.keys();
             let ex = self.exchange_as(&keys);
-            let Some(pulled) = ex.pull(&mpc)? else { break };
+            // A large message is received into this file, never whole into memory; it is
+            // removed when the message has been handled.
+            let spool = self.state(SPOOL);
+            let Some(pulled) = ex.pull_to(&mpc, &spool)? else {
+                break;
+            };
+            let _spooled = SpoolGuard(pulled.spooled.as_ref().map(|s| s.path.clone()));
             report.pulled += 1;
             count += 1;
-            bytes = bytes.saturating_add(
-                pulled
-                    .oversized
-                    .map_or(pulled.body.len() as u64, |o| o.length),
-            );
+            bytes = bytes.saturating_add(pulled.len());
             let um = &pulled.messaging.user_messages[0];
             let sender = um
                 .from
@@ -541,50 +557,53 @@ impl Client {
         if self.fail_at("poll:panic").is_err() {
             panic!("a simulated bug while reading a message");
         }
-        let incoming = message::read(
-            &pulled.content_type,
-            &pulled.body,
-            &ReadOptions {
+        // A spooled message is verified with the attachment digest computed as it arrived;
+        // its payload stays in the spool file.
+        let incoming = pulled
+            .read(&ReadOptions {
                 recipient: Some(&me),
                 policy: verify_policy(one, store.as_ref()),
                 limits: self.limits.clone(),
-            },
-        )
-        // The class of a failure to read the AS4 message (nothing of the document is decrypted
-        // yet: what it reveals is no oracle; payloads WS-Security-encrypted for us are, and a
-        // failure there is told as one class with everything else about opening).
-        .map_err(|e| {
-            if lacks_the_signers_certificate(&e) && is_update {
-                // A certificate update must be signed by the key we hold for the partner: one
-                // signed by its new key alone, or by anyone else, is refused (and recorded).
-                let recorded =
-                    self.record_unauthenticated_update(pulled, sender, message_id, &e.to_string());
-                if let Err(r) = recorded {
-                    return Fault::Stop(r);
-                }
-                return Fault::Refuse(e, FailureClass::NotTrusted);
-            }
-            if lacks_the_signers_certificate(&e) {
-                if let Some(until) = self.signed_by_retired(pulled, sender) {
-                    // Signed by a certificate of the partner whose overlap is over (a
-                    // rollover): refused for good, as the service refuses it now.
-                    return Fault::Refuse(
-                        Error::CertUntrusted(format!(
-                            "the message is signed with a certificate of {sender} that was \
-                             replaced and is no longer accepted (since {})",
-                            time::iso8601(until)
-                        )),
-                        FailureClass::NotTrusted,
+            })
+            // The class of a failure to read the AS4 message (nothing of the document is decrypted
+            // yet: what it reveals is no oracle; payloads WS-Security-encrypted for us are, and a
+            // failure there is told as one class with everything else about opening).
+            .map_err(|e| {
+                if lacks_the_signers_certificate(&e) && is_update {
+                    // A certificate update must be signed by the key we hold for the partner: one
+                    // signed by its new key alone, or by anyone else, is refused (and recorded).
+                    let recorded = self.record_unauthenticated_update(
+                        pulled,
+                        sender,
+                        message_id,
+                        &e.to_string(),
                     );
+                    if let Err(r) = recorded {
+                        return Fault::Stop(r);
+                    }
+                    return Fault::Refuse(e, FailureClass::NotTrusted);
                 }
-                // Signed by a key we hold no valid certificate for (yet): the partner's new
-                // certificate during a rollover, or ours of it has expired. Like an unknown
-                // sender, left with the service: once the certificate is added it is accepted.
-                return Fault::Skip(e);
-            }
-            let class = MessageFailure::of(&e).class();
-            Fault::Refuse(e, class)
-        })?;
+                if lacks_the_signers_certificate(&e) {
+                    if let Some(until) = self.signed_by_retired(pulled, sender) {
+                        // Signed by a certificate of the partner whose overlap is over (a
+                        // rollover): refused for good, as the service refuses it now.
+                        return Fault::Refuse(
+                            Error::CertUntrusted(format!(
+                                "the message is signed with a certificate of {sender} that was \
+                             replaced and is no longer accepted (since {})",
+                                time::iso8601(until)
+                            )),
+                            FailureClass::NotTrusted,
+                        );
+                    }
+                    // Signed by a key we hold no valid certificate for (yet): the partner's new
+                    // certificate during a rollover, or ours of it has expired. Like an unknown
+                    // sender, left with the service: once the certificate is added it is accepted.
+                    return Fault::Skip(e);
+                }
+                let class = MessageFailure::of(&e).class();
+                Fault::Refuse(e, class)
+            })?;
         let um = incoming.messaging.user_messages.first().ok_or_else(|| {
             Fault::Refuse(
                 Error::InvalidEbms("no UserMessage".into()),
@@ -616,6 +635,16 @@ impl Client {
             ));
         }
         if coordination::is_coordination(um) {
+            if pulled.spooled.is_some() {
+                return Err(Fault::Refuse(
+                    Error::TooLarge(format!(
+                        "a co-ordination message of {} bytes (at most {})",
+                        pulled.len(),
+                        coordination::MAX_COORDINATION_BYTES
+                    )),
+                    FailureClass::TooLarge,
+                ));
+            }
             self.clear_in_flight();
             return self.coordination(ex, &incoming, sender, &pulled.body, report);
         }
@@ -641,8 +670,8 @@ impl Client {
             ));
         }
         let open_with = |me: &Identity, others: &[Identity]| {
-            ls_core::open(
-                &incoming.payloads[0].data,
+            self.open_payload(
+                &incoming.payloads[0],
                 &OpenOptions {
                     recipient: Some(me),
                     earlier_recipients: others,
@@ -1080,9 +1109,26 @@ impl Client {
             let dir = self.state(QUARANTINE);
             fs::create_dir_all(&dir).map_err(|e| io_err("cannot create folder", &dir, e))?;
             let path = dir.join(format!("{key}.msg"));
-            let mut raw = format!("Content-Type: {}\r\n\r\n", pulled.content_type).into_bytes();
-            raw.extend_from_slice(&pulled.body);
-            self.write_private(&path, &raw)?;
+            let head = format!("Content-Type: {}\r\n\r\n", pulled.content_type).into_bytes();
+            match &pulled.spooled {
+                None => {
+                    let mut raw = head;
+                    raw.extend_from_slice(&pulled.body);
+                    self.write_private(&path, &raw)?;
+                }
+                // Copied in pieces.
+                Some(s) => {
+                    fsutil::write_synced_with(&path, |out| {
+                        out.write_all(&head)
+                            .and_then(|()| {
+                                let mut f = fs::File::open(&s.path)?;
+                                std::io::copy(&mut f, out).map(|_| ())
+                            })
+                            .map_err(|e| io_err("cannot write", &path, e))
+                    })?;
+                    fsutil::set_mode(&path, self.file_mode())?;
+                }
+            }
             f.quarantined = Some(path);
         }
         let notice = notices::build_refusal(self, pulled, sender, message_id, class)?;
@@ -1091,6 +1137,21 @@ impl Client {
         write_atomic(&self.failure_path(key), &to_json(&f))?;
         self.flush_notice(ex, key)?;
         Ok(read_json(&self.failure_path(key))?.unwrap_or(f))
+    }
+
+    /// Open a received payload (verified, decrypted as the policy says). The one place a
+    /// payload is read for opening: today the CMS layer opens in memory, so a payload in the
+    /// spool file is read into memory (at most the document limit and the CMS layers' share);
+    /// opening from the file replaces this alone.
+    fn open_payload(
+        &self,
+        payload: &ls_core::as4::message::ReceivedPayload,
+        opts: &OpenOptions,
+    ) -> Result<ls_core::cms::Opened> {
+        let limit =
+            ls_core::as4::coordination::message_limit_for(self.cfg.limits.max_document_bytes);
+        let data = payload.bytes(limit)?;
+        ls_core::open(&data, opts)
     }
 
     fn pending_notice_path(&self, key: &str) -> PathBuf {

@@ -294,7 +294,8 @@ impl Client {
             )?);
         }
         https.connect_timeout = Duration::from_secs(s.connect_timeout_secs);
-        https.timeout = Duration::from_secs(s.timeout_secs);
+        https.idle_timeout = Duration::from_secs(s.idle_timeout_secs());
+        https.min_rate = s.min_rate();
         https.allow_plain_http = s.allow_plain_http;
         https.max_response_bytes = max_response_bytes;
         HttpsTransport::new(https).map_err(|e| match e {

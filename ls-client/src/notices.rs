@@ -101,6 +101,23 @@ pub(super) fn payload_sha256(client: &Client, pulled: &Pulled) -> String {
     if let Some(o) = pulled.oversized {
         return ls_core::bytes::hex(&o.sha256);
     }
+    if let Some(s) = &pulled.spooled {
+        // Hashed as it arrived (a part in another transfer encoding: decoded).
+        use ls_core::as4::spool::SpooledBody;
+        return match s.package.attachments.first().map(|a| &a.body) {
+            Some(SpooledBody::File { sha256, .. }) => ls_core::bytes::hex(sha256),
+            Some(SpooledBody::Memory(d)) => ls_core::bytes::sha256_hex(d),
+            None => ls_core::as4::message::PayloadFile {
+                path: s.path.clone(),
+                offset: 0,
+                len: s.package.length,
+                sha256: None,
+            }
+            .sha256()
+            .map(|d| ls_core::bytes::hex(&d))
+            .unwrap_or_default(),
+        };
+    }
     let pkg = Package::parse(&pulled.content_type, &pulled.body, &client.limits).ok();
     let data = pkg
         .as_ref()

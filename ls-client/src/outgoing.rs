@@ -8,7 +8,7 @@ use super::fsutil::{
 use super::{best_cert, Client, Problem};
 use ls_core::as4::coordination;
 use ls_core::as4::exchange;
-use ls_core::as4::message::{self, Built, Outgoing, Payload};
+use ls_core::as4::message::{self, FilePayload, OutgoingFile};
 use ls_core::as4::model::{AgreementRef, Messaging, Signal};
 use ls_core::as4::wss::SignedRef;
 use ls_core::bytes::sha256_hex;
@@ -27,6 +27,9 @@ const JOB: &str = "job.json";
 const CLAIM: &str = "claim.json";
 const DOCUMENT: &str = "document";
 const MESSAGE: &str = "message.bin";
+/// The sealed document while the message around it is built (removed once `message.bin` is
+/// written).
+const PAYLOAD: &str = "payload.p7m";
 /// Our SignedData as signed, when a receipt is asked for: what the partner's receipt refers to.
 const SIGNED: &str = "signed.p7m";
 /// Beside a sent document: the evidence of a receipt.
@@ -310,9 +313,15 @@ struct PartnerReceiptState {
 /// A document sealed and its message built, not yet journalled.
 struct Prepared {
     rec: JobRecord,
-    built: Built,
     /// Our SignedData as signed, kept when a receipt is asked for.
     signed: Option<Vec<u8>>,
+}
+
+/// The sealed payload written into a job folder ([`PAYLOAD`]).
+struct SealedPayload {
+    path: PathBuf,
+    /// Our SignedData as signed (what a partner's signed receipt refers to).
+    signed_data: Vec<u8>,
 }
 
 /// What became of a job.
@@ -327,6 +336,27 @@ enum Attempt {
 }
 
 /// A new job id: sortable by creation time.
+/// Seal `data` for `rcpt` into the file `path` (synced) — the one place a job's payload is
+/// made, so that a sealing that streams from the document file to this file replaces it
+/// alone. Today the CMS layer seals in memory (the document is in memory anyway).
+fn seal_into(
+    path: &Path,
+    data: &[u8],
+    me: &ls_core::Identity,
+    rcpt: &ls_core::Certificate,
+    seal: &SealOptions,
+) -> Result<SealedPayload> {
+    let ls_core::cms::Sealed {
+        sealed,
+        signed_data,
+    } = ls_core::cms::seal_with_evidence(data, me, std::slice::from_ref(rcpt), seal)?;
+    write_synced(path, &sealed)?;
+    Ok(SealedPayload {
+        path: path.to_path_buf(),
+        signed_data,
+    })
+}
+
 fn new_job_id() -> String {
     let (y, mo, d, h, mi, s) = time::parts_from_unix(time::now_unix());
     format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}-{}", random_hex(5))
@@ -476,9 +506,12 @@ impl Client {
         Ok((dir, lock, id))
     }
 
-    /// Seal `data` for `to` and build the signed AS4 message; the job record to go with it.
+    /// Seal `data` for `to` into the job folder `dir` and build the signed AS4 message around
+    /// it there (`message.bin`, written in pieces and synced: what every attempt pushes, read
+    /// in pieces); the job record to go with it.
     fn prepare(
         &self,
+        dir: &Path,
         job: &str,
         name: &str,
         data: &[u8],
@@ -510,11 +543,7 @@ impl Client {
             p.apply_seal(&mut seal);
         }
         seal.receipt_request = content_identifier.as_ref().map(|c| c.as_bytes().to_vec());
-        let ls_core::cms::Sealed {
-            sealed,
-            signed_data,
-        } = ls_core::cms::seal_with_evidence(data, &me, std::slice::from_ref(rcpt), &seal)?;
-        let payload_sha256 = sha256_hex(&sealed);
+        let sealed = seal_into(&dir.join(PAYLOAD), data, &me, rcpt, &seal)?;
         let d = &self.cfg.defaults;
         let service = opts.service.clone().unwrap_or_else(|| d.service.clone());
         let action = opts.action.clone().unwrap_or_else(|| d.action.clone());
@@ -532,22 +561,24 @@ impl Client {
             pmode: None,
         });
         let conversation_id = um.conversation_id.clone();
-        let built = message::build(Outgoing {
+        let built = message::build_file(OutgoingFile {
             messaging: Messaging {
                 user_messages: vec![um],
                 signals: Vec::new(),
             },
-            payloads: vec![Payload {
+            payload: FilePayload {
                 content_id: format!("document@{}", self.domain),
                 mime_type: "application/pkcs7-mime".into(),
-                data: sealed,
-                compress: false,
+                path: &sealed.path,
                 properties: Vec::new(),
-            }],
+            },
             signer: &me,
-            encrypt_for: None,
             soap: ls_core::as4::envelope::SoapVersion::Soap12,
         })?;
+        let (message_sha256, _) =
+            fsutil::write_synced_with(&dir.join(MESSAGE), |out| built.write_to(out).map(|_| ()))?;
+        // The message holds the payload now.
+        let _ = fs::remove_file(&sealed.path);
         let now = time::now_unix();
         let rec = JobRecord {
             version: 1,
@@ -560,8 +591,8 @@ impl Client {
             action,
             size: data.len() as u64,
             sha256: sha256_hex(data),
-            payload_sha256,
-            message_sha256: sha256_hex(&built.body),
+            payload_sha256: ls_core::bytes::hex(&built.payload_sha256),
+            message_sha256: ls_core::bytes::hex(&message_sha256),
             created: now,
             content_type: built.content_type.clone(),
             references: built.references.iter().map(RefRecord::from).collect(),
@@ -574,19 +605,18 @@ impl Client {
             outcome: Outcome::Pending,
         };
         Ok(Prepared {
-            signed: rec.receipt_requested.then_some(signed_data),
+            signed: rec.receipt_requested.then_some(sealed.signed_data),
             rec,
-            built,
         })
     }
 
-    /// Write our SignedData (when a receipt is asked for), the built message and then
-    /// `job.json`: from here on the job is pushed with exactly these bytes.
+    /// Write our SignedData (when a receipt is asked for) and then `job.json` (the built
+    /// message is in `message.bin` already): from here on the job is pushed with exactly these
+    /// bytes.
     fn write_job(&self, dir: &Path, p: &Prepared) -> Result<()> {
         if let Some(signed) = &p.signed {
             write_synced(&dir.join(SIGNED), signed)?;
         }
-        write_synced(&dir.join(MESSAGE), &p.built.body)?;
         write_atomic(&dir.join(JOB), &to_json(&p.rec))
     }
 
@@ -607,14 +637,21 @@ impl Client {
         let name = safe_name(name).ok_or_else(|| {
             Error::InvalidArgument("the document needs a file name (a base name)".into())
         })?;
-        let mut p = self.prepare("", &name, data, to, opts)?;
         let (dir, _lock, id) = self.new_job_dir()?;
-        p.rec.job = id;
-        write_synced(&dir.join(DOCUMENT), data)?;
-        self.write_job(&dir, &p)?;
+        // Nothing is queued unless the message could be built: the folder goes again.
+        let p = write_synced(&dir.join(DOCUMENT), data)
+            .and_then(|()| self.prepare(&dir, &id, &name, data, to, opts))
+            .and_then(|p| self.write_job(&dir, &p).map(|()| p));
+        let p = match p {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = self.retire_job_folder(&dir);
+                return Err(e);
+            }
+        };
         fsync_dir(&dir)?;
         self.fail_at("send:after-job")?;
-        match self.attempt(&dir, p.rec, Some(p.built))? {
+        match self.attempt(&dir, p.rec)? {
             Attempt::Delivered(s) | Attempt::Retrying(s, _) => Ok(s),
             Attempt::Failed(_, Some(e)) => Err(e),
             Attempt::Failed(f, None) => Err(Error::Internal(f.error.message)),
@@ -632,30 +669,31 @@ impl Client {
         self.send_bytes(&name, &data, to, opts)
     }
 
-    /// Push a job's message once and record what became of it.
-    fn attempt(&self, dir: &Path, mut rec: JobRecord, built: Option<Built>) -> Result<Attempt> {
-        let built = match built {
-            Some(b) => b,
-            None => {
-                let body = fs::read(dir.join(MESSAGE)).map_err(|e| {
-                    Error::StateCorrupt(format!(
-                        "{}: the built message is missing: {e}",
-                        dir.display()
-                    ))
-                })?;
-                Built {
-                    content_type: rec.content_type.clone(),
-                    body,
-                    message_id: rec.message_id.clone(),
-                    references: rec.references.iter().map(SignedRef::from).collect(),
-                }
-            }
+    /// Push a job's message once (read in pieces from `message.bin`) and record what became
+    /// of it.
+    fn attempt(&self, dir: &Path, mut rec: JobRecord) -> Result<Attempt> {
+        let path = dir.join(MESSAGE);
+        let missing = |e: std::io::Error| {
+            Error::StateCorrupt(format!(
+                "{}: the built message is missing: {e}",
+                dir.display()
+            ))
         };
+        let mut file = fs::File::open(&path).map_err(missing)?;
+        let len = file.metadata().map_err(missing)?.len();
+        let references: Vec<SignedRef> = rec.references.iter().map(SignedRef::from).collect();
         let now = time::now_unix();
         rec.attempts += 1;
         rec.last_attempt = Some(now);
         let keys = self.keys();
-        match self.exchange_as(&keys).push(&built) {
+        let pushed = self.exchange_as(&keys).push_streaming(
+            &rec.content_type,
+            &mut file,
+            len,
+            &rec.message_id,
+            &references,
+        );
+        match pushed {
             Ok(receipt) => {
                 self.fail_at("send:after-push")?;
                 let info = receipt
@@ -1001,7 +1039,7 @@ impl Client {
             .map_err(|e| io_err("cannot read", &dir.join(DOCUMENT), e))
             .and_then(|data| {
                 let opts = SendOptions::default();
-                self.prepare(id, &claim.name, &data, &claim.to, &opts)
+                self.prepare(dir, id, &claim.name, &data, &claim.to, &opts)
             });
         match prepared {
             Ok(p) => {
@@ -1153,7 +1191,7 @@ impl Client {
         };
         match rec.outcome {
             Outcome::Sent { .. } | Outcome::Failed { .. } => Ok(Some(self.finish(dir, &rec)?)),
-            Outcome::Pending if rec.next_attempt <= now => Ok(Some(self.attempt(dir, rec, None)?)),
+            Outcome::Pending if rec.next_attempt <= now => Ok(Some(self.attempt(dir, rec)?)),
             Outcome::Pending => Ok(None),
         }
     }

@@ -62,7 +62,7 @@ use std::time::{Duration, Instant};
 fn transport(url: &str, ca: &[u8]) -> HttpsTransport {
     let mut c = HttpsConfig::new(url);
     c.ca_pem = Some(ca.to_vec());
-    c.timeout = Duration::from_secs(120);
+    c.idle_timeout = Duration::from_secs(120);
     HttpsTransport::new(c).unwrap()
 }
 

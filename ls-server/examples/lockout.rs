@@ -126,7 +126,7 @@ fn main() {
     let svc = Certificate::load(dir.join("identity/service.crt")).unwrap();
     let mut c = HttpsConfig::new(&url);
     c.ca_pem = Some(ca);
-    c.timeout = Duration::from_secs(120);
+    c.idle_timeout = Duration::from_secs(120);
     let t = HttpsTransport::new(c).unwrap();
     let run = std::process::id();
     let party = |role: &str| {

@@ -166,8 +166,19 @@ pub struct LimitsSection {
     pub max_message_bytes: u64,
     #[serde(default = "default_header_timeout")]
     pub header_timeout_secs: u64,
-    #[serde(default = "default_body_timeout")]
-    pub body_timeout_secs: u64,
+    /// The longest wait for more of a request body (the idle limit of a body).
+    #[serde(default)]
+    pub body_idle_timeout_secs: Option<u64>,
+    /// Deprecated: the name `body_idle_timeout_secs` had before bodies were streamed, when it
+    /// bounded the whole body. Read as `body_idle_timeout_secs` when that is not given.
+    #[serde(default)]
+    pub body_timeout_secs: Option<u64>,
+    /// The slowest a request body may arrive and a response be taken, on average, once
+    /// `min_rate_grace_secs` have passed (0: no minimum).
+    #[serde(default = "default_min_rate")]
+    pub min_rate_bytes_per_sec: u64,
+    #[serde(default = "default_min_rate_grace")]
+    pub min_rate_grace_secs: u64,
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout_secs: u64,
     /// Free bytes the store's file system keeps: a push that would leave less is refused with
@@ -190,14 +201,22 @@ fn default_max_connections() -> usize {
 fn default_max_connections_per_address() -> usize {
     128
 }
-fn default_max_message() -> u64 {
-    100 * 1024 * 1024
+/// A message carrying a document of the clients' default limit: 4 GiB and the overhead.
+pub fn default_max_message() -> u64 {
+    ls_core::as4::coordination::message_limit_for(
+        ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES,
+    )
 }
 fn default_header_timeout() -> u64 {
     10
 }
-fn default_body_timeout() -> u64 {
-    300
+/// The default idle limit of a body (`limits.body_idle_timeout_secs`).
+pub const DEFAULT_BODY_IDLE_TIMEOUT_SECS: u64 = 60;
+fn default_min_rate() -> u64 {
+    16 * 1024
+}
+fn default_min_rate_grace() -> u64 {
+    30
 }
 fn default_idle_timeout() -> u64 {
     30
@@ -212,6 +231,15 @@ fn default_directory_per_minute() -> u32 {
     60
 }
 
+impl LimitsSection {
+    /// `body_idle_timeout_secs`, or the deprecated `body_timeout_secs`, or the default.
+    pub fn body_idle_timeout(&self) -> u64 {
+        self.body_idle_timeout_secs
+            .or(self.body_timeout_secs)
+            .unwrap_or(DEFAULT_BODY_IDLE_TIMEOUT_SECS)
+    }
+}
+
 impl Default for LimitsSection {
     fn default() -> Self {
         LimitsSection {
@@ -219,7 +247,10 @@ impl Default for LimitsSection {
             max_connections_per_address: default_max_connections_per_address(),
             max_message_bytes: default_max_message(),
             header_timeout_secs: default_header_timeout(),
-            body_timeout_secs: default_body_timeout(),
+            body_idle_timeout_secs: None,
+            body_timeout_secs: None,
+            min_rate_bytes_per_sec: default_min_rate(),
+            min_rate_grace_secs: default_min_rate_grace(),
             idle_timeout_secs: default_idle_timeout(),
             min_free_bytes: default_min_free(),
             max_queued_bytes_per_subscriber: default_max_queued(),
@@ -312,6 +343,20 @@ impl Config {
         if self.limits.max_connections_per_address == 0 {
             return Err("limits.max_connections_per_address must be at least 1".into());
         }
+        if let (Some(new), Some(old)) = (
+            self.limits.body_idle_timeout_secs,
+            self.limits.body_timeout_secs,
+        ) {
+            if new != old {
+                return Err(format!(
+                    "limits.body_timeout_secs = {old} is the deprecated name of \
+                     limits.body_idle_timeout_secs = {new}: give only one"
+                ));
+            }
+        }
+        if self.limits.body_idle_timeout() == 0 {
+            return Err("limits.body_idle_timeout_secs must be at least 1".into());
+        }
         let e = &self.enrolment;
         if e.max_failures_per_address == 0 || e.max_failures_per_account == 0 {
             return Err(
@@ -352,7 +397,11 @@ impl Config {
             // The TLS handshake too, as documented.
             handshake_timeout: Duration::from_secs(self.limits.header_timeout_secs),
             header_timeout: Duration::from_secs(self.limits.header_timeout_secs),
-            body_timeout: Duration::from_secs(self.limits.body_timeout_secs),
+            body_idle_timeout: Duration::from_secs(self.limits.body_idle_timeout()),
+            min_rate: crate::http::MinRate {
+                bytes_per_sec: self.limits.min_rate_bytes_per_sec,
+                grace: Duration::from_secs(self.limits.min_rate_grace_secs),
+            },
             idle_timeout: Duration::from_secs(self.limits.idle_timeout_secs),
             shutdown_grace: Duration::from_secs(self.service.shutdown_grace_secs),
             ..Default::default()
@@ -440,10 +489,18 @@ purge_interval_secs = 600
 max_connections = 20000
 # From one client IP address (clients behind one NAT share it).
 max_connections_per_address = 128
-# Larger requests get HTTP 413, which states this limit, before their body is read.
-max_message_bytes = 104857600
+# Larger requests get HTTP 413, which states this limit, before their body is read. The
+# default: a document of the clients' default limit (4 GiB) and the message overhead (1 MiB).
+# Bodies are streamed to the store, never held whole in memory.
+max_message_bytes = {max_message}
 header_timeout_secs = 10
-body_timeout_secs = 300
+# Bodies and responses are held to progress, not to a total time: a pause of more than
+# body_idle_timeout_secs (writing a response: 60 s), or an average below
+# min_rate_bytes_per_sec once min_rate_grace_secs have passed (0: no minimum), ends the
+# request (408). (body_timeout_secs, the old name of body_idle_timeout_secs, is still read.)
+body_idle_timeout_secs = 60
+min_rate_bytes_per_sec = 16384
+min_rate_grace_secs = 30
 idle_timeout_secs = 30
 # Pushes that would leave less than this free on the store's file system get HTTP 503
 # (retry later); pulls and receipts go on.
@@ -468,6 +525,7 @@ lockout_secs = 900
 # "Authorization: Bearer <token>" with the token from token_file.
 listen = "{admin_listen}"
 token_file = "admin.token"
-"#
+"#,
+        max_message = default_max_message()
     )
 }

@@ -28,14 +28,15 @@ use crate::http::{Handler, Request, Response};
 use crate::log::{self, V};
 use crate::metrics::Metrics;
 use crate::store::{
-    content_fingerprint, AcceptLimits, Accepted, Coordination, Delivery, NewMessage, NoticeEffect,
-    Party, PartyKey, RefusalOf, Refused, Store, StoreError,
+    content_fingerprint, AcceptLimits, Accepted, ClaimedBody, Coordination, Delivery, MessageBody,
+    NewMessage, NoticeEffect, Party, PartyKey, RefusalOf, Refused, Spool, Store, StoreError,
 };
 use ls_core::as4::coordination::{self, errors as ls_errors, MessageFailure};
 use ls_core::as4::envelope::SoapVersion;
 use ls_core::as4::exchange::{self, Authenticated};
 use ls_core::as4::message::Built;
 use ls_core::as4::model::{EbmsError, Messaging, Signal, UserMessage, DEFAULT_MPC};
+use ls_core::as4::spool::{SpooledPackage, Spooler};
 use ls_core::as4::xml::Limits;
 use ls_core::time::now_unix;
 use ls_core::{Certificate, Error, Identity, KeyType};
@@ -43,6 +44,64 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
+
+/// AS4 request bodies larger than this (or chunked) are streamed into a spool file of the
+/// store instead of being read whole into memory.
+pub const STREAM_ABOVE: u64 = 4 << 20;
+
+/// While a streamed body of unknown length arrives, the free-space reserve is checked again
+/// every this many bytes.
+const RESERVE_CHECK_EVERY: u64 = 64 << 20;
+
+/// A pushed body: read whole, or in a spool file with its package.
+enum PushBody {
+    Bytes(Vec<u8>),
+    Spooled {
+        spool: Arc<Spool>,
+        package: SpooledPackage,
+    },
+}
+
+/// What a signature is checked over.
+enum Signed<'a> {
+    Bytes {
+        ct: &'a str,
+        body: &'a [u8],
+    },
+    Spooled {
+        package: &'a SpooledPackage,
+        path: &'a std::path::Path,
+    },
+}
+
+/// SOAP 1.1 for `text/xml`, else 1.2 (the version of our answers).
+fn soap_version_of(ct: &str) -> SoapVersion {
+    if ct.to_ascii_lowercase().contains("text/xml") {
+        SoapVersion::Soap11
+    } else {
+        SoapVersion::Soap12
+    }
+}
+
+/// The MessageId of the (first) UserMessage or signal of a header.
+fn request_id_of(messaging: &Messaging) -> Option<String> {
+    messaging
+        .user_messages
+        .first()
+        .map(|u| &u.info)
+        .or(messaging.signals.first().map(|s| &s.info))
+        .map(|i| i.message_id.clone())
+}
+
+/// The (not yet trusted) header of a spooled message.
+fn header_of(package: &SpooledPackage, limits: &Limits) -> ls_core::Result<Messaging> {
+    let doc = ls_core::as4::xml::parse_bytes(&package.soap, limits)?;
+    let env = ls_core::as4::envelope::read(&doc, ls_core::as4::envelope::UNDERSTOOD)?;
+    let node = env
+        .messaging
+        .ok_or_else(|| Error::InvalidEbms("the message has no eb:Messaging header".into()))?;
+    Messaging::parse(node)
+}
 
 /// The ebMS error of every refusal before a signature verifies.
 pub const UNAUTHENTICATED_CODE: &str = "EBMS:0101";
@@ -258,11 +317,7 @@ impl Service {
     fn as4(&self, req: Request) -> Response {
         let started = Instant::now();
         let ct = req.header("content-type").unwrap_or("").to_string();
-        let soap = if ct.to_ascii_lowercase().contains("text/xml") {
-            SoapVersion::Soap11
-        } else {
-            SoapVersion::Soap12
-        };
+        let soap = soap_version_of(&ct);
         // Classify by the (unverified) header, then authenticate against the right party.
         let messaging = match exchange::peek(&ct, &req.body, &self.limits) {
             Ok(m) => m,
@@ -270,15 +325,13 @@ impl Service {
                 return self.refuse(soap, "as4", refusal_of(&e).unauthenticated(None), started)
             }
         };
-        let request_id = messaging
-            .user_messages
-            .first()
-            .map(|u| &u.info)
-            .or(messaging.signals.first().map(|s| &s.info))
-            .map(|i| i.message_id.clone());
+        let request_id = request_id_of(&messaging);
         let request_id = request_id.as_deref();
         let (kind, result) = if !messaging.user_messages.is_empty() {
-            ("push", self.push(&ct, req.body, request_id))
+            (
+                "push",
+                self.push(&ct, PushBody::Bytes(req.body), request_id),
+            )
         } else {
             match messaging.signals.first().map(|s| &s.signal) {
                 Some(Signal::PullRequest { mpc }) => {
@@ -305,6 +358,116 @@ impl Service {
                 ),
             }
         };
+        self.answer(soap, kind, result, started)
+    }
+
+    /// A request whose body arrives as a stream (a push too large to hold, see
+    /// [`STREAM_ABOVE`]): spooled into a file of the store while its attachment digests are
+    /// computed and its SOAP part kept, then authenticated and stored as [`Service::push`]
+    /// does, the body moved into place, never held whole in memory. A body that turns out
+    /// small goes the usual way.
+    fn as4_stream(&self, mut req: Request) -> Response {
+        let started = Instant::now();
+        let ct = req.header("content-type").unwrap_or("").to_string();
+        let soap = soap_version_of(&ct);
+        let mut stream = req.body_stream.take().expect("a streamed request");
+        let refuse =
+            |e: &Error| self.refuse(soap, "as4", refusal_of(e).unauthenticated(None), started);
+        // A declared body that would eat into the free-space reserve is refused unread.
+        if let Some(n) = stream.declared_len() {
+            if let Err(f) = self.reserve_allows(n) {
+                return self.answer(soap, "push", Err(f), started);
+            }
+        }
+        let (mut spool, file) = match self.store.new_spool() {
+            Ok(x) => x,
+            Err(e) => return self.answer(soap, "push", Err(e.into()), started),
+        };
+        let mut spooler = match Spooler::new(&ct, file, &self.limits) {
+            Ok(s) => s,
+            Err(e) => return refuse(&e),
+        };
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut checked = 0u64;
+        loop {
+            let n = match std::io::Read::read(&mut stream, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                // The body failed: the connection layer answers (408, 413, 400).
+                Err(_) => return Response::text(400, "the request body failed\n"),
+            };
+            if let Err(e) = spooler.feed(&buf[..n]) {
+                return refuse(&e);
+            }
+            // A chunked body is held to the reserve as it grows.
+            if spooler.received() - checked >= RESERVE_CHECK_EVERY {
+                checked = spooler.received();
+                if let Err(f) = self.reserve_allows(0) {
+                    return self.answer(soap, "push", Err(f), started);
+                }
+            }
+        }
+        let package = match spooler.finish() {
+            Ok((p, _)) => p,
+            Err(e) => return refuse(&e),
+        };
+        spool.len = package.length;
+        if package.length <= STREAM_ABOVE {
+            req.body = match std::fs::read(&spool.path) {
+                Ok(b) => b,
+                Err(e) => {
+                    let f = Failure::Unavailable(format!("read {}: {e}", spool.path.display()));
+                    return self.answer(soap, "push", Err(f), started);
+                }
+            };
+            drop(spool);
+            return self.as4(req);
+        }
+        let messaging = match header_of(&package, &self.limits) {
+            Ok(m) => m,
+            Err(e) => return refuse(&e),
+        };
+        let request_id = request_id_of(&messaging);
+        if messaging.user_messages.is_empty() {
+            let e = Error::TooLarge(format!(
+                "a signal of {} bytes (signals are small)",
+                package.length
+            ));
+            let r = refusal_of(&e).unauthenticated(request_id.as_deref());
+            return self.refuse(soap, "as4", r, started);
+        }
+        let body = PushBody::Spooled {
+            spool: Arc::new(spool),
+            package,
+        };
+        let result = self.push(&ct, body, request_id.as_deref());
+        self.answer(soap, "push", result, started)
+    }
+
+    /// Whether a push of `n` more bytes leaves the store's free-space reserve.
+    fn reserve_allows(&self, n: u64) -> std::result::Result<(), Failure> {
+        let reserve = self.accept_limits.min_free_bytes;
+        if reserve == 0 {
+            return Ok(());
+        }
+        match self.store.free_bytes()? {
+            Some(free) if free < n.saturating_add(reserve) => Err(Failure::LowSpace(format!(
+                "storing {n} bytes would leave less than the free-space reserve of {reserve} \
+                 bytes ({free} bytes free)"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The response for what handling a request of `kind` came to.
+    fn answer(
+        &self,
+        soap: SoapVersion,
+        kind: &'static str,
+        result: std::result::Result<Response, Failure>,
+        started: Instant,
+    ) -> Response {
         match result {
             Ok(r) => {
                 self.metrics.observe(kind, started.elapsed());
@@ -378,9 +541,22 @@ impl Service {
     where
         F: FnOnce(&Messaging) -> std::result::Result<Vec<Certificate>, Failure>,
     {
+        self.authenticate_body(Signed::Bytes { ct, body }, request_id, trust)
+    }
+
+    /// [`Service::authenticate`] of a body in memory or in a spool.
+    fn authenticate_body<F>(
+        &self,
+        signed: Signed<'_>,
+        request_id: Option<&str>,
+        trust: F,
+    ) -> std::result::Result<Authenticated, Failure>
+    where
+        F: FnOnce(&Messaging) -> std::result::Result<Vec<Certificate>, Failure>,
+    {
         let mut refused = None;
         let mut unavailable = None;
-        let r = exchange::authenticate(ct, body, &self.limits, |m| match trust(m) {
+        let trust = |m: &Messaging| match trust(m) {
             Ok(c) => Ok(c),
             Err(Failure::Refused(r)) => {
                 refused = Some(r);
@@ -390,7 +566,13 @@ impl Service {
                 unavailable = Some(other);
                 Err(Error::UnknownSigner("the store is unavailable".into()))
             }
-        });
+        };
+        let r = match signed {
+            Signed::Bytes { ct, body } => exchange::authenticate(ct, body, &self.limits, trust),
+            Signed::Spooled { package, path } => {
+                exchange::authenticate_spooled(package, path, &self.limits, trust)
+            }
+        };
         if let Some(f) = unavailable {
             return Err(f);
         }
@@ -404,10 +586,17 @@ impl Service {
     fn push(
         &self,
         ct: &str,
-        body: Vec<u8>,
+        body: PushBody,
         request_id: Option<&str>,
     ) -> std::result::Result<Response, Failure> {
-        let auth = self.authenticate(ct, &body, request_id, |m| {
+        let signed = match &body {
+            PushBody::Bytes(b) => Signed::Bytes { ct, body: b },
+            PushBody::Spooled { spool, package } => Signed::Spooled {
+                package,
+                path: &spool.path,
+            },
+        };
+        let auth = self.authenticate_body(signed, request_id, |m| {
             let from = party_key(&m.user_messages[0].from.ids).ok_or_else(|| {
                 Refusal::new(
                     "EBMS:0009",
@@ -442,7 +631,10 @@ impl Service {
                 "the To party has no PartyId".into(),
             )
         })?;
-        let size = body.len() as u64;
+        let size = match &body {
+            PushBody::Bytes(b) => b.len() as u64,
+            PushBody::Spooled { package, .. } => package.length,
+        };
         let coordination = if coordination::is_coordination(um) {
             Some(
                 coordination_of(um, size)
@@ -520,7 +712,10 @@ impl Service {
             service: um.service.value.clone(),
             action: um.action.clone(),
             content_type: ct.to_string(),
-            body,
+            body: match body {
+                PushBody::Bytes(b) => MessageBody::Bytes(b),
+                PushBody::Spooled { spool, .. } => MessageBody::Spooled(spool),
+            },
             receipt_content_type: receipt.content_type.clone(),
             receipt: receipt.body.clone(),
             received_at: now_unix(),
@@ -680,9 +875,7 @@ impl Service {
         match self.store.claim_next(mpc, now_unix(), self.lease_secs)? {
             Some(m) => {
                 self.metrics.pulled.fetch_add(1, Relaxed);
-                self.metrics
-                    .bytes_out
-                    .fetch_add(m.body.len() as u64, Relaxed);
+                self.metrics.bytes_out.fetch_add(m.body.len(), Relaxed);
                 log::info(
                     "pulled",
                     &[
@@ -693,7 +886,12 @@ impl Service {
                         ("size", m.body.len().into()),
                     ],
                 );
-                Ok(Response::new(200, &m.content_type, m.body))
+                Ok(match m.body {
+                    ClaimedBody::Bytes(b) => Response::new(200, &m.content_type, b),
+                    ClaimedBody::File { file, len } => {
+                        Response::file(200, &m.content_type, file, len)
+                    }
+                })
             }
             None => {
                 self.metrics.empty_pulls.fetch_add(1, Relaxed);
@@ -1021,6 +1219,7 @@ fn party_key(ids: &[ls_core::as4::model::PartyId]) -> Option<PartyKey> {
 impl Handler for Service {
     fn handle(&self, req: Request) -> Response {
         match (req.method.as_str(), req.path.as_str()) {
+            ("POST", AS4_PATH) | ("POST", "/") if req.body_stream.is_some() => self.as4_stream(req),
             ("POST", AS4_PATH) | ("POST", "/") => self.as4(req),
             ("POST", ENROL_PATH) => self.enrol(&req),
             ("GET", ENROL_PATH) => self.enrol_info(),
@@ -1071,5 +1270,13 @@ impl Handler for Service {
             }
             _ => None,
         }
+    }
+
+    /// AS4 pushes larger than [`STREAM_ABOVE`] (or of unknown length) are streamed to the
+    /// store ([`Service::as4_stream`]).
+    fn stream_body(&self, method: &str, path: &str, declared: Option<u64>) -> bool {
+        method == "POST"
+            && (path == AS4_PATH || path == "/")
+            && declared.is_none_or(|n| n > STREAM_ABOVE)
     }
 }

@@ -439,7 +439,7 @@ fn announce(
                 action: coordination::ACTION_CERTIFICATE_UPDATE.into(),
                 content_type: built.content_type.clone(),
                 content_sha256: content_fingerprint(to, &fingerprint_header, &built.references),
-                body: built.body,
+                body: built.body.into(),
                 receipt_content_type: String::new(),
                 receipt: Vec::new(),
                 received_at: now,

@@ -13,7 +13,7 @@ use std::time::Duration;
 fn transport_to(s: &Server, party: &str) -> HttpsTransport {
     let mut c = HttpsConfig::new(directory::directory_url(&s.url, party).unwrap());
     c.ca_pem = Some(s.tls_ca());
-    c.timeout = Duration::from_secs(60);
+    c.idle_timeout = Duration::from_secs(60);
     HttpsTransport::new(c).unwrap()
 }
 

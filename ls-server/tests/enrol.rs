@@ -18,7 +18,7 @@ use std::time::Duration;
 fn enrol_transport(s: &Server) -> HttpsTransport {
     let mut c = HttpsConfig::new(enrol::enrolment_url(&s.url).unwrap());
     c.ca_pem = Some(s.tls_ca());
-    c.timeout = Duration::from_secs(60);
+    c.idle_timeout = Duration::from_secs(60);
     HttpsTransport::new(c).unwrap()
 }
 

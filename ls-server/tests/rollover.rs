@@ -18,7 +18,7 @@ use std::time::Duration;
 fn post(s: &Server, body: &[u8]) -> HttpResponse {
     let mut c = HttpsConfig::new(rollover::rollover_url(&s.url).unwrap());
     c.ca_pem = Some(s.tls_ca());
-    c.timeout = Duration::from_secs(60);
+    c.idle_timeout = Duration::from_secs(60);
     HttpsTransport::new(c)
         .unwrap()
         .post(rollover::CONTENT_TYPE, body)

@@ -830,7 +830,13 @@ fn retention_purges_delivered_and_expires_undelivered() {
 #[test]
 fn oversized_requests_are_refused_before_they_are_read() {
     let mut s = Server::init("oversize", |c| {
-        c.replace("max_message_bytes = 104857600", "max_message_bytes = 65536")
+        c.replace(
+            &format!(
+                "max_message_bytes = {}",
+                ls_server::config::default_max_message()
+            ),
+            "max_message_bytes = 65536",
+        )
     });
     s.serve();
     let alice = s.party("alice");

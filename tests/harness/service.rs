@@ -119,6 +119,16 @@ impl RunningService {
         self.child = Some(child);
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The running process's peak resident memory so far (`VmHWM`), in bytes.
+    pub fn peak_rss(&self) -> Option<u64> {
+        crate::peak_rss_of(self.pid()?)
+    }
+
     /// SIGKILL, no goodbye; waits for the process to end. Nothing if not running.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {

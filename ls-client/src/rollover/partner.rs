@@ -482,16 +482,13 @@ impl Client {
             return None;
         }
         let (one, store) = crate::partner_policy(&retired);
-        let read = message::read(
-            &pulled.content_type,
-            &pulled.body,
-            &ReadOptions {
+        let read = pulled
+            .read(&ReadOptions {
                 recipient: None,
                 policy: crate::verify_policy(one, store.as_ref()),
                 limits: self.limits.clone(),
-            },
-        )
-        .ok()?;
+            })
+            .ok()?;
         let signer = read.verified?.signer;
         let folder = self.partners.read().unwrap_or_else(|e| e.into_inner());
         let until = folder

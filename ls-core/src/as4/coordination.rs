@@ -64,9 +64,10 @@ pub fn message_limit_for(max_document_bytes: u64) -> u64 {
 }
 
 /// The default document limit of a client (`[limits] max_document_bytes`), of `layersec open
-/// --max-size`, and of a party registered without one: 100 MiB, the service's default
-/// `limits.max_message_bytes`.
-pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 100 << 20;
+/// --max-size`, and of a party registered without one: 4 GiB. The service's default
+/// `limits.max_message_bytes` is [`message_limit_for`] it, so that the two agree. (Messages
+/// are streamed through the transport and the service: the limit is not an amount of memory.)
+pub const DEFAULT_MAX_DOCUMENT_BYTES: u64 = 4 << 30;
 
 /// ebMS `errorCode`s of Layer Security, for refusals ebMS3 has no code of its own for. They
 /// are failures (severity `failure`) and permanent: sending the same message again cannot

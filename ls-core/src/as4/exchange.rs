@@ -15,12 +15,15 @@ use super::model::{
     SignalMessage, Transform, UserMessage,
 };
 use super::package::{self, Package};
-use super::wss::{self, Covered, Verified, VerifyPolicy};
+use super::spool::{SpooledPackage, Spooler};
+use super::wss::{self, CoveredParts, PartContent, Verified, VerifyPolicy};
 use super::xml::{self, Limits};
 use crate::cert::{CertStore, Certificate};
 use crate::error::{Error, Result};
 use crate::keys::Identity;
-use crate::transport::{HttpResponse, Oversized, Transport};
+use crate::transport::{read_error, HttpResponse, Oversized, Transport};
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 /// The MPC where messages for a party wait at a Layer Security service:
 /// `urn:layersec:mpc:<party id>` (characters outside the URN set percent-encoded).
@@ -107,7 +110,39 @@ where
     F: FnOnce(&Messaging) -> Result<Vec<Certificate>>,
 {
     let pkg = Package::parse(content_type, body, limits)?;
-    let doc = xml::parse_bytes(&pkg.soap, limits)?;
+    let attachments: Vec<(&str, PartContent)> = pkg
+        .attachments
+        .iter()
+        .map(|a| (a.content_id.as_str(), PartContent::Bytes(&a.data)))
+        .collect();
+    authenticate_parts(&pkg.soap, &attachments, limits, trust)
+}
+
+/// [`authenticate`] for a message received into the spool file `spool`
+/// ([`super::spool::Spooler`]): the attachments' digests were computed as the body arrived,
+/// so nothing of them is read again.
+pub fn authenticate_spooled<F>(
+    pkg: &SpooledPackage,
+    spool: &Path,
+    limits: &Limits,
+    trust: F,
+) -> Result<Authenticated>
+where
+    F: FnOnce(&Messaging) -> Result<Vec<Certificate>>,
+{
+    authenticate_parts(&pkg.soap, &pkg.parts(spool), limits, trust)
+}
+
+fn authenticate_parts<F>(
+    soap: &[u8],
+    attachments: &[(&str, PartContent)],
+    limits: &Limits,
+    trust: F,
+) -> Result<Authenticated>
+where
+    F: FnOnce(&Messaging) -> Result<Vec<Certificate>>,
+{
+    let doc = xml::parse_bytes(soap, limits)?;
     let env = envelope::read(&doc, envelope::UNDERSTOOD)?;
     let node = env
         .messaging
@@ -130,22 +165,17 @@ where
     let encrypted = env
         .security
         .is_some_and(|s| xml::child(s, xml::NS_XENC, "EncryptedKey").is_some());
-    let attachments: Vec<(&str, &[u8])> = pkg
-        .attachments
-        .iter()
-        .map(|a| (a.content_id.as_str(), a.data.as_slice()))
-        .collect();
-    let covered = Covered {
+    let covered = CoveredParts {
         messaging: Some(node),
         body: env.body,
-        attachments: if encrypted { &[] } else { &attachments },
+        attachments: if encrypted { &[] } else { attachments },
         partial: encrypted,
     };
-    let verified = wss::verify(&doc, env.security, &covered, &policy)?
+    let verified = wss::verify_parts(&doc, env.security, &covered, &policy)?
         .ok_or_else(|| Error::SignatureRequired("the message is not signed".into()))?;
     if encrypted {
         // Every attachment is named by the signature, and the signature names nothing else.
-        for (cid, _) in &attachments {
+        for (cid, _) in attachments {
             if !verified.unchecked.iter().any(|u| cid_matches(u, cid)) {
                 return Err(Error::UnsignedPart(format!(
                     "attachment {cid} is not covered by the signature"
@@ -391,7 +421,48 @@ pub struct Pulled {
     /// transport's response limit): `body` is then only its head, enough for the header, and
     /// the message can only be refused.
     pub oversized: Option<Oversized>,
+    /// Set when the message was received into a spool file ([`Exchange::pull_to`]) and is
+    /// larger than [`KEEP_IN_MEMORY`]: `body` is then empty and the message is in the file.
+    pub spooled: Option<SpooledMessage>,
 }
+
+/// A pulled message in a spool file.
+#[derive(Clone, Debug)]
+pub struct SpooledMessage {
+    pub path: PathBuf,
+    pub package: SpooledPackage,
+}
+
+impl Pulled {
+    /// The length of the message as received.
+    pub fn len(&self) -> u64 {
+        match (&self.oversized, &self.spooled) {
+            (Some(o), _) => o.length,
+            (None, Some(s)) => s.package.length,
+            (None, None) => self.body.len() as u64,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Read, decrypt and verify the message as [`message::read`] does (a spooled one with
+    /// [`message::read_spooled`]: its payload stays in the file).
+    pub fn read(&self, opts: &ReadOptions) -> Result<Incoming> {
+        match &self.spooled {
+            Some(s) => message::read_spooled(&s.package, &s.path, opts),
+            None => message::read(&self.content_type, &self.body, opts),
+        }
+    }
+}
+
+/// Pulled messages up to this size are kept in memory ([`Pulled::body`]); larger ones stay in
+/// their spool file ([`Pulled::spooled`]).
+pub const KEEP_IN_MEMORY: u64 = 4 << 20;
+
+/// The longest answer to a push or a receipt that is read (a signed receipt or error signal).
+const MAX_SIGNAL_BYTES: u64 = 4 << 20;
 
 /// A client's side of the exchange with one service.
 pub struct Exchange<'a> {
@@ -459,6 +530,165 @@ impl Exchange<'_> {
         Ok(receipt)
     }
 
+    /// Push a built UserMessage of `len` bytes read from `body` (a journalled message file),
+    /// never whole in memory; the service's receipt is checked against `message_id` and the
+    /// `references` we signed, as [`Exchange::push`] checks it.
+    pub fn push_streaming(
+        &self,
+        content_type: &str,
+        body: &mut dyn Read,
+        len: u64,
+        message_id: &str,
+        references: &[wss::SignedRef],
+    ) -> Result<Incoming> {
+        let r = self
+            .transport
+            .post_streaming(content_type, body, len)?
+            .read_whole(MAX_SIGNAL_BYTES)?;
+        let sent = usize::try_from(len).unwrap_or(usize::MAX);
+        let receipt = self.read_signal(r, sent, "the message")?;
+        message::check_receipt_of(&receipt, message_id, references)?;
+        Ok(receipt)
+    }
+
+    /// [`Exchange::pull`], the response received into the file `spool` (created, or
+    /// truncated) as it arrives: a message larger than [`KEEP_IN_MEMORY`] is left there
+    /// ([`Pulled::spooled`], its attachment digests computed on the way), a smaller one is
+    /// read back into [`Pulled::body`] and the file removed. A message larger than
+    /// `limits.max_part` is read to its end and kept as its first MiB, its length and digest
+    /// ([`Pulled::oversized`]). The file is removed unless it holds the returned message.
+    pub fn pull_to(&self, mpc: &str, spool: &Path) -> Result<Option<Pulled>> {
+        let req = pull_request(self.soap, mpc, self.me, &self.domain)?;
+        let mut r = self.transport.post_streaming(
+            &req.content_type,
+            &mut &req.body[..],
+            req.body.len() as u64,
+        )?;
+        let mt = package::media_type(&r.content_type);
+        if !matches!(
+            mt.as_str(),
+            "application/soap+xml" | "text/xml" | "multipart/related"
+        ) {
+            let whole = r.read_whole(MAX_SIGNAL_BYTES)?;
+            return Err(expect_ebms(&whole, req.body.len())
+                .err()
+                .unwrap_or_else(|| {
+                    Error::BadResponse("the service's answer is not an ebMS message".into())
+                }));
+        }
+        let removed = || {
+            let _ = std::fs::remove_file(spool);
+        };
+        if let Some(o) = r.oversized {
+            // Measured by the transport itself: the body is the head.
+            let mut head = Vec::new();
+            (&mut r.body)
+                .take(crate::transport::OVERSIZED_HEAD as u64)
+                .read_to_end(&mut head)
+                .map_err(read_error)?;
+            return self.oversized_pull(r.content_type, head, o).map(Some);
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(spool)
+            .map_err(|e| Error::io(format!("cannot create {}", spool.display()), e))?;
+        let received = receive(&mut r.body, file, &r.content_type, &self.limits);
+        let received = match received {
+            Ok(x) => x,
+            Err(e) => {
+                removed();
+                return Err(e);
+            }
+        };
+        let pkg = match received {
+            Received::Whole(pkg) => pkg,
+            Received::Oversized { head, oversized } => {
+                removed();
+                return self
+                    .oversized_pull(r.content_type, head, oversized)
+                    .map(Some);
+            }
+        };
+        let in_memory = pkg.length <= KEEP_IN_MEMORY;
+        let body = if in_memory {
+            let body = std::fs::read(spool)
+                .map_err(|e| Error::io(format!("cannot read {}", spool.display()), e));
+            removed();
+            body?
+        } else {
+            Vec::new()
+        };
+        let messaging = (|| {
+            let doc = xml::parse_bytes(&pkg.soap, &self.limits)?;
+            let env = envelope::read(&doc, envelope::UNDERSTOOD)?;
+            let node = env.messaging.ok_or_else(|| {
+                Error::InvalidEbms("the message has no eb:Messaging header".into())
+            })?;
+            Messaging::parse(node)
+        })();
+        let messaging = match messaging {
+            Ok(m) => m,
+            Err(e) => {
+                removed();
+                return Err(e);
+            }
+        };
+        if !messaging.user_messages.is_empty() {
+            return Ok(Some(Pulled {
+                content_type: r.content_type,
+                body,
+                messaging,
+                oversized: None,
+                spooled: (!in_memory).then(|| SpooledMessage {
+                    path: spool.to_path_buf(),
+                    package: pkg,
+                }),
+            }));
+        }
+        removed();
+        if !in_memory {
+            return Err(Error::TooLarge(format!(
+                "the service answered the pull request with a signal of {} bytes",
+                pkg.length
+            )));
+        }
+        let mut whole = HttpResponse::new(r.status, r.content_type, body);
+        whole.headers = r.headers;
+        match self.read_signal(whole, req.body.len(), "the pull request") {
+            Ok(_) => Err(Error::InvalidEbms(
+                "the service answered the pull request with neither a message nor an error".into(),
+            )),
+            Err(Error::EbmsError { ebms_code, .. }) if ebms_code == "EBMS:0006" => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A pulled message too large to keep, known by its head, length and digest.
+    fn oversized_pull(
+        &self,
+        content_type: String,
+        head: Vec<u8>,
+        oversized: Oversized,
+    ) -> Result<Pulled> {
+        let messaging = peek(&content_type, &head, &self.limits)?;
+        if messaging.user_messages.is_empty() {
+            return Err(Error::TooLarge(format!(
+                "the service's answer of {} bytes is longer than the {} allowed",
+                oversized.length, oversized.limit
+            )));
+        }
+        Ok(Pulled {
+            content_type,
+            body: head,
+            messaging,
+            oversized: Some(oversized),
+            spooled: None,
+        })
+    }
+
     /// Pull the oldest message waiting in `mpc`; `None` when there is none (EBMS:0006).
     pub fn pull(&self, mpc: &str) -> Result<Option<Pulled>> {
         let req = pull_request(self.soap, mpc, self.me, &self.domain)?;
@@ -473,6 +703,7 @@ impl Exchange<'_> {
                 body: r.body,
                 messaging,
                 oversized: r.oversized,
+                spooled: None,
             }));
         }
         // A signal from the service: it must be signed by it.
@@ -493,6 +724,69 @@ impl Exchange<'_> {
         }
         self.read_signal(r, receipt.body.len(), "the receipt")
             .map(|_| ())
+    }
+}
+
+/// What [`receive`] got.
+enum Received {
+    Whole(SpooledPackage),
+    /// Longer than `limits.max_part`: the first [`crate::transport::OVERSIZED_HEAD`] bytes.
+    Oversized {
+        head: Vec<u8>,
+        oversized: Oversized,
+    },
+}
+
+/// Read a message body from `body` into `file` through a [`Spooler`]; past `limits.max_part`
+/// bytes it is read on to its end (at most 16 times the limit) only to be measured and hashed.
+fn receive(
+    body: &mut dyn Read,
+    file: std::fs::File,
+    content_type: &str,
+    limits: &Limits,
+) -> Result<Received> {
+    use crate::transport::OVERSIZED_HEAD;
+    let mut spooler = Some(Spooler::new(content_type, file, limits)?);
+    let mut head: Vec<u8> = Vec::new();
+    let mut sha = openssl::sha::Sha256::new();
+    let mut length = 0u64;
+    let max = limits.max_part;
+    let hard = max.saturating_mul(16);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e)),
+        };
+        let piece = &buf[..n];
+        length += n as u64;
+        if head.len() < OVERSIZED_HEAD {
+            head.extend_from_slice(&piece[..piece.len().min(OVERSIZED_HEAD - head.len())]);
+        }
+        sha.update(piece);
+        if length > hard {
+            return Err(Error::TooLarge(format!(
+                "the response is far longer than the {max} bytes allowed"
+            )));
+        }
+        match &mut spooler {
+            Some(_) if length > max => spooler = None,
+            Some(s) => s.feed(piece)?,
+            None => {}
+        }
+    }
+    match spooler {
+        Some(s) => Ok(Received::Whole(s.finish()?.0)),
+        None => Ok(Received::Oversized {
+            head,
+            oversized: Oversized {
+                length,
+                sha256: sha.finish(),
+                limit: max,
+            },
+        }),
     }
 }
 

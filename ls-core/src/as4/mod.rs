@@ -17,5 +17,6 @@ pub mod inspect;
 pub mod message;
 pub mod model;
 pub mod package;
+pub mod spool;
 pub mod wss;
 pub mod xml;

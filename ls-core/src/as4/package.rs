@@ -50,7 +50,7 @@ fn bad(msg: impl Into<String>) -> Error {
 type LargestPart = (usize, std::ops::Range<usize>);
 
 /// A Content-ID without white space and angle brackets.
-fn strip_cid(v: &str) -> &str {
+pub(crate) fn strip_cid(v: &str) -> &str {
     let v = v.trim();
     v.strip_prefix('<')
         .and_then(|v| v.strip_suffix('>'))
@@ -71,6 +71,11 @@ fn random_hex(n: usize) -> Result<String> {
     let mut b = vec![0u8; n];
     openssl::rand::rand_bytes(&mut b)?;
     Ok(crate::bytes::hex(&b))
+}
+
+/// A new random MIME boundary.
+pub(super) fn new_boundary() -> Result<String> {
+    Ok(format!("----=_Part_{}", random_hex(16)?))
 }
 
 impl Package {
@@ -104,7 +109,7 @@ impl Package {
     /// type=…; start=…`) and the body. The SOAP part comes first; every part is binary with
     /// CRLF line ends in its headers. The boundary is random and checked not to occur in any part.
     pub fn to_mime(&self) -> Result<(String, Vec<u8>)> {
-        let (content_type, body, _) = self.write_mime(None)?;
+        let (content_type, body, _) = self.write_mime(None, None)?;
         Ok((content_type, body))
     }
 
@@ -116,7 +121,7 @@ impl Package {
         else {
             return self.to_mime();
         };
-        let (content_type, frame, at) = self.write_mime(Some(k))?;
+        let (content_type, frame, at) = self.write_mime(Some(k), None)?;
         let mut data = std::mem::take(&mut self.attachments[k].data);
         data.reserve(frame.len());
         data.splice(0..0, frame[..at].iter().copied());
@@ -125,17 +130,30 @@ impl Package {
     }
 
     /// The MIME body without the data of attachment `skip` (if given), and the offset where that
-    /// data belongs.
-    fn write_mime(&self, skip: Option<usize>) -> Result<(String, Vec<u8>, usize)> {
+    /// data belongs. `boundary`: one the caller checked is absent from the skipped data (else
+    /// a random one absent from every part here).
+    pub(super) fn write_mime(
+        &self,
+        skip: Option<usize>,
+        boundary: Option<String>,
+    ) -> Result<(String, Vec<u8>, usize)> {
         let soap_type = if self.soap_content_type.is_empty() {
             "application/soap+xml"
         } else {
             &self.soap_content_type
         };
         let start = format!("soap-{}@layersec", random_hex(8)?);
-        let mut boundary = None;
+        let mut boundary = boundary.filter(|b| {
+            let delim = format!("--{b}");
+            !std::iter::once(&self.soap[..])
+                .chain(self.attachments.iter().map(|a| &a.data[..]))
+                .any(|d| crate::bytes::contains(d, delim.as_bytes()))
+        });
         for _ in 0..8 {
-            let b = format!("----=_Part_{}", random_hex(16)?);
+            if boundary.is_some() {
+                break;
+            }
+            let b = new_boundary()?;
             let delim = format!("--{b}");
             let clash = std::iter::once(&self.soap[..])
                 .chain(self.attachments.iter().map(|a| &a.data[..]))
@@ -321,19 +339,7 @@ impl Package {
                 }
                 let data = e.decoded_body()?;
                 check_envelope_size(data.len(), limits)?;
-                let mut mt = e
-                    .header("content-type")
-                    .map(media_type)
-                    .or_else(|| outer_type.clone());
-                if mt.as_deref() == Some("application/xop+xml") {
-                    // MTOM: the envelope's own type is a parameter.
-                    mt = e
-                        .content_type_param("type")
-                        .or_else(|| mime::param(content_type, "start-info"));
-                }
-                let mt = mt
-                    .map(|t| media_type(&t))
-                    .unwrap_or_else(|| "application/soap+xml".into());
+                let mt = soap_type_of(&e, content_type, outer_type.as_deref());
                 soap = Some((data.into_owned(), mt));
                 continue;
             }
@@ -342,7 +348,7 @@ impl Package {
                 return Err(bad(format!("two MIME parts carry the Content-ID {cid}")));
             }
             let data = e.decoded_body()?;
-            check_part_size(data.len(), limits)?;
+            check_part_size(data.len() as u64, limits)?;
             let data = match data {
                 std::borrow::Cow::Borrowed(b) if Some(i) == largest => {
                     let start = b.as_ptr() as usize - body.as_ptr() as usize;
@@ -409,7 +415,24 @@ impl Package {
     }
 }
 
-fn check_envelope_size(n: usize, limits: &Limits) -> Result<()> {
+/// The media type of the SOAP part `e` of a `multipart/related` body of type `content_type`
+/// (whose `type` parameter is `outer_type`, lower case).
+pub(super) fn soap_type_of(e: &Entity, content_type: &str, outer_type: Option<&str>) -> String {
+    let mut mt = e
+        .header("content-type")
+        .map(media_type)
+        .or_else(|| outer_type.map(str::to_string));
+    if mt.as_deref() == Some("application/xop+xml") {
+        // MTOM: the envelope's own type is a parameter.
+        mt = e
+            .content_type_param("type")
+            .or_else(|| mime::param(content_type, "start-info"));
+    }
+    mt.map(|t| media_type(&t))
+        .unwrap_or_else(|| "application/soap+xml".into())
+}
+
+pub(super) fn check_envelope_size(n: usize, limits: &Limits) -> Result<()> {
     if n > limits.max_envelope {
         return Err(Error::TooLarge(format!(
             "SOAP envelope of {n} bytes exceeds the limit of {}",
@@ -419,8 +442,8 @@ fn check_envelope_size(n: usize, limits: &Limits) -> Result<()> {
     Ok(())
 }
 
-fn check_part_size(n: usize, limits: &Limits) -> Result<()> {
-    if n as u64 > limits.max_part {
+pub(super) fn check_part_size(n: u64, limits: &Limits) -> Result<()> {
+    if n > limits.max_part {
         return Err(Error::TooLarge(format!(
             "MIME part of {n} bytes exceeds the limit of {}",
             limits.max_part

@@ -99,6 +99,60 @@ pub struct Covered<'a, 'd, 'i> {
     pub partial: bool,
 }
 
+/// The bytes of an attachment a signature covers.
+#[derive(Clone, Copy, Debug)]
+pub enum PartContent<'a> {
+    Bytes(&'a [u8]),
+    /// `offset..offset + len` of a file (a message body received into a spool,
+    /// [`super::spool`]), with its SHA-256 when it was computed as the bytes arrived. Other
+    /// digests are computed by reading the range (in pieces).
+    File {
+        path: &'a std::path::Path,
+        offset: u64,
+        len: u64,
+        sha256: Option<[u8; 32]>,
+    },
+}
+
+impl PartContent<'_> {
+    /// The digest of the content with `md`.
+    pub fn digest(&self, md: MessageDigest) -> Result<Vec<u8>> {
+        match *self {
+            PartContent::Bytes(d) => Ok(openssl::hash::hash(md, d)?.to_vec()),
+            PartContent::File {
+                sha256: Some(d), ..
+            } if md == MessageDigest::sha256() => Ok(d.to_vec()),
+            PartContent::File {
+                path, offset, len, ..
+            } => {
+                use std::io::{Read, Seek, SeekFrom};
+                let io = |e| Error::io(format!("cannot read {}", path.display()), e);
+                let mut f = std::fs::File::open(path).map_err(io)?;
+                f.seek(SeekFrom::Start(offset)).map_err(io)?;
+                let mut h = openssl::hash::Hasher::new(md)?;
+                let mut left = len;
+                let mut buf = vec![0u8; 256 * 1024];
+                while left > 0 {
+                    let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                    f.read_exact(&mut buf[..want]).map_err(io)?;
+                    h.update(&buf[..want])?;
+                    left -= want as u64;
+                }
+                Ok(h.finish()?.to_vec())
+            }
+        }
+    }
+}
+
+/// [`Covered`] with attachments given as [`PartContent`] (bytes, or ranges of a file).
+pub struct CoveredParts<'a, 'd, 'i> {
+    pub messaging: Option<Node<'d, 'i>>,
+    pub body: Node<'d, 'i>,
+    pub attachments: &'a [(&'a str, PartContent<'a>)],
+    /// As [`Covered::partial`].
+    pub partial: bool,
+}
+
 fn digest_alg(uri: &str) -> Result<MessageDigest> {
     Ok(match uri {
         ALG_SHA256 => MessageDigest::sha256(),
@@ -171,6 +225,32 @@ pub fn verify<'d, 'i>(
     covered: &Covered<'_, 'd, 'i>,
     policy: &VerifyPolicy,
 ) -> Result<Option<Verified>> {
+    let attachments: Vec<(&str, PartContent)> = covered
+        .attachments
+        .iter()
+        .map(|(c, d)| (*c, PartContent::Bytes(d)))
+        .collect();
+    verify_parts(
+        doc,
+        security,
+        &CoveredParts {
+            messaging: covered.messaging,
+            body: covered.body,
+            attachments: &attachments,
+            partial: covered.partial,
+        },
+        policy,
+    )
+}
+
+/// [`verify`], with the attachments' bytes given as [`PartContent`]: a signature over a message
+/// received into a spool is verified with the digests computed as it arrived.
+pub fn verify_parts<'d, 'i>(
+    doc: &'d Document<'i>,
+    security: Option<Node<'d, 'i>>,
+    covered: &CoveredParts<'_, 'd, 'i>,
+    policy: &VerifyPolicy,
+) -> Result<Option<Verified>> {
     let Some(sig) = signature_of(security) else {
         if policy.require_signature {
             return Err(Error::SignatureRequired(
@@ -215,7 +295,7 @@ pub fn verify<'d, 'i>(
     let mut saw_messaging = false;
     let mut saw_body = false;
     let mut seen_cids: Vec<&str> = Vec::new();
-    let mut targets: Vec<Option<&[u8]>> = Vec::new(); // attachment bytes for cid: references
+    let mut targets: Vec<Option<PartContent>> = Vec::new(); // attachment bytes for cid: references
     for r in &refs {
         // Unknown or weak algorithms are named before anything else is judged.
         digest_alg(&r.digest_method)?;
@@ -236,7 +316,7 @@ pub fn verify<'d, 'i>(
             match covered.attachments.iter().find(|(c, _)| *c == cid) {
                 Some((name, data)) => {
                     seen_cids.push(name);
-                    targets.push(Some(data));
+                    targets.push(Some(*data));
                 }
                 None if covered.partial => targets.push(None),
                 None => {
@@ -304,7 +384,7 @@ pub fn verify<'d, 'i>(
             unchecked.push(r.uri.clone());
             continue;
         }
-        if reference_digest(doc, r, attachment)? != b64(&r.digest_value)? {
+        if reference_digest_of(doc, r, attachment)? != b64(&r.digest_value)? {
             return Err(Error::DigestMismatch(format!(
                 "the digest of {} does not match (altered in transit?)",
                 r.uri
@@ -349,6 +429,15 @@ pub fn reference_digest(
     r: &SignedRef,
     attachment: Option<&[u8]>,
 ) -> Result<Vec<u8>> {
+    reference_digest_of(doc, r, attachment.map(PartContent::Bytes))
+}
+
+/// [`reference_digest`] with the attachment as [`PartContent`].
+pub fn reference_digest_of(
+    doc: &Document,
+    r: &SignedRef,
+    attachment: Option<PartContent>,
+) -> Result<Vec<u8>> {
     let md = digest_alg(&r.digest_method)?;
     if let Some(id) = r.uri.strip_prefix('#') {
         let mut prefixes = String::new();
@@ -383,7 +472,7 @@ pub fn reference_digest(
         }
         let data =
             attachment.ok_or_else(|| Error::Internal(format!("no bytes given for {}", r.uri)))?;
-        Ok(openssl::hash::hash(md, data)?.to_vec())
+        data.digest(md)
     } else {
         Err(Error::UnsupportedAlgorithm(format!(
             "reference URI {:?}",
@@ -669,6 +758,22 @@ pub fn signature_xml(
     signer: &Identity,
     bst_id: &str,
 ) -> Result<String> {
+    let digests: Vec<(&str, [u8; 32])> = attachments
+        .iter()
+        .map(|(cid, data)| (*cid, openssl::sha::sha256(data)))
+        .collect();
+    signature_xml_digests(doc, ids, &digests, signer, bst_id)
+}
+
+/// [`signature_xml`] with the attachments' SHA-256 digests given (computed while reading a
+/// payload file).
+pub fn signature_xml_digests(
+    doc: &Document,
+    ids: &[&str],
+    attachments: &[(&str, [u8; 32])],
+    signer: &Identity,
+    bst_id: &str,
+) -> Result<String> {
     let cert = signer.certificate();
     cert.check_validity(time::now_unix())?;
     cert.check_key_usage(
@@ -692,12 +797,11 @@ pub fn signature_xml(
             b64_encode(&digest)
         ));
     }
-    for (cid, data) in attachments {
-        let digest = openssl::sha::sha256(data);
+    for (cid, digest) in attachments {
         refs.push_str(&format!(
             "<ds:Reference URI=\"cid:{}\"><ds:Transforms><ds:Transform Algorithm=\"{ALG_ATT_CONTENT}\"/></ds:Transforms><ds:DigestMethod Algorithm=\"{ALG_SHA256}\"/><ds:DigestValue>{}</ds:DigestValue></ds:Reference>",
             xml::escape_attr(cid),
-            b64_encode(&digest)
+            b64_encode(digest)
         ));
     }
     let signed_info = format!(

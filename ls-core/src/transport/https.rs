@@ -13,7 +13,7 @@
 //! TLS 1.2 is the minimum. Client-side session resumption is not done: rust-openssl's
 //! `SslRef::set_session` is `unsafe`, which ls-core forbids; keep-alive makes it rare anyway.
 
-use super::{HttpResponse, Transport};
+use super::{HttpResponse, MinRate, RateReader, StreamingResponse, Transport};
 use crate::error::{Error, Result};
 use crate::keys::Identity;
 use crate::Certificate;
@@ -45,9 +45,14 @@ pub struct HttpsConfig {
     pub client: Option<Identity>,
     /// Limit on the TCP connect (DNS resolution is not bounded by it).
     pub connect_timeout: Duration,
-    /// Limit on the whole request: connect, TLS handshake, sending the body, reading the
-    /// response.
-    pub timeout: Duration,
+    /// The idle limit: the longest wait for progress once connected — in the TLS handshake,
+    /// for the server to take more of the request body, for the response to start, for more of
+    /// its body. (Not a limit on the whole request: a large message on a slow line takes as
+    /// long as it takes while it moves at `min_rate`.)
+    pub idle_timeout: Duration,
+    /// The slowest a request or response body may move on average (after a grace period):
+    /// a peer that trickles fails with `Timeout` ([`MinRate::NONE`]: no minimum).
+    pub min_rate: MinRate,
     /// Longest response body accepted; a longer one fails with `TooLarge`.
     pub max_response_bytes: u64,
     /// Allow `http://` URLs (tests and local demos only). Default false.
@@ -57,8 +62,13 @@ pub struct HttpsConfig {
 impl HttpsConfig {
     /// The default connect timeout (10 s).
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-    /// The default whole-request timeout (300 s: AS4 messages can be large).
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+    /// The default idle limit (60 s).
+    pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// The default minimum rate: 16 KiB/s on average after 30 s.
+    pub const DEFAULT_MIN_RATE: MinRate = MinRate {
+        bytes_per_sec: 16 * 1024,
+        grace: Duration::from_secs(30),
+    };
     /// The default limit on a response body (64 MiB).
     pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 << 20;
 
@@ -71,7 +81,8 @@ impl HttpsConfig {
             pinned_sha256: None,
             client: None,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
-            timeout: Self::DEFAULT_TIMEOUT,
+            idle_timeout: Self::DEFAULT_IDLE_TIMEOUT,
+            min_rate: Self::DEFAULT_MIN_RATE,
             max_response_bytes: Self::DEFAULT_MAX_RESPONSE_BYTES,
             allow_plain_http: false,
         }
@@ -86,7 +97,8 @@ impl fmt::Debug for HttpsConfig {
             .field("pinned_sha256", &self.pinned_sha256)
             .field("client", &self.client)
             .field("connect_timeout", &self.connect_timeout)
-            .field("timeout", &self.timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("min_rate", &self.min_rate)
             .field("max_response_bytes", &self.max_response_bytes)
             .field("allow_plain_http", &self.allow_plain_http)
             .finish()
@@ -113,6 +125,7 @@ pub struct HttpsTransport {
     /// `host:port` of the URL, for messages (never the path, query or user info).
     endpoint: String,
     max_response_bytes: u64,
+    min_rate: MinRate,
 }
 
 impl fmt::Debug for HttpsTransport {
@@ -146,7 +159,7 @@ impl HttpsTransport {
                 "the service URL must start with https://".into(),
             ));
         };
-        if config.timeout.is_zero() || config.connect_timeout.is_zero() {
+        if config.idle_timeout.is_zero() || config.connect_timeout.is_zero() {
             return Err(Error::InvalidArgument(
                 "timeouts must be more than zero".into(),
             ));
@@ -156,7 +169,9 @@ impl HttpsTransport {
             .tls_connector(Arc::new(connector))
             .https_only(!plain)
             .timeout_connect(config.connect_timeout)
-            .timeout(config.timeout)
+            // Deadlines of progress, not of the whole request: each read and write.
+            .timeout_read(config.idle_timeout)
+            .timeout_write(config.idle_timeout)
             // A POST is not replayed to another URL: a 3xx is returned to the caller.
             .redirects(0)
             .max_idle_connections(4)
@@ -174,6 +189,7 @@ impl HttpsTransport {
             url,
             endpoint,
             max_response_bytes: config.max_response_bytes,
+            min_rate: config.min_rate,
         })
     }
 
@@ -205,7 +221,7 @@ impl HttpsTransport {
                 self.endpoint
             )));
         }
-        let mut reader = resp.into_reader();
+        let mut reader = RateReader::new(resp.into_reader(), self.min_rate, "the response");
         let mut body = Vec::new();
         let over = match declared {
             Some(len) if len > max => true,
@@ -352,6 +368,139 @@ impl Transport for HttpsTransport {
                 None => Err(transport_error(&self.endpoint, &t)),
             },
         }
+    }
+
+    fn post_streaming(
+        &self,
+        content_type: &str,
+        body: &mut dyn Read,
+        len: u64,
+    ) -> Result<StreamingResponse> {
+        if content_type.is_empty() || content_type.chars().any(|c| c.is_control()) {
+            return Err(Error::InvalidArgument(
+                "the Content-Type must be non-empty, without control characters".into(),
+            ));
+        }
+        // The body is read as ureq writes it; how fast it is taken is the upload's rate.
+        let exact = Exact {
+            inner: body.take(len),
+            left: len,
+        };
+        let upload = RateReader::new(exact, self.min_rate, "the request body");
+        let sent = self
+            .agent
+            .post(&self.url)
+            .set("Content-Type", content_type)
+            .set("Content-Length", &len.to_string())
+            .send(upload);
+        let resp = match sent {
+            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
+            Err(ureq::Error::Transport(t)) => {
+                if let Some(early) = find_in_chain::<EarlyResponse>(&t) {
+                    let r = parse_early(&self.endpoint, &early.0)?;
+                    return Ok(StreamingResponse {
+                        status: r.status,
+                        content_type: r.content_type,
+                        headers: r.headers,
+                        content_length: Some(r.body.len() as u64),
+                        body: Box::new(io::Cursor::new(r.body)),
+                        oversized: None,
+                    });
+                }
+                // Our own refusal of a slow upload, or the body failing.
+                if let Some(e) = find_in_chain::<Error>(&t) {
+                    return Err(match e {
+                        Error::Timeout(m) => Error::Timeout(m.clone()),
+                        other => Error::io(
+                            "cannot read the message being sent",
+                            io::Error::other(other.to_string()),
+                        ),
+                    });
+                }
+                if let Some(e) = find_in_chain::<ShortBody>(&t) {
+                    return Err(Error::io(
+                        e.to_string(),
+                        io::ErrorKind::UnexpectedEof.into(),
+                    ));
+                }
+                return Err(transport_error(&self.endpoint, &t));
+            }
+        };
+        let status = resp.status();
+        let content_type = resp.header("content-type").unwrap_or("").to_string();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .take(MAX_KEPT_HEADERS)
+            .filter_map(|n| {
+                let v = resp.header(&n)?.to_string();
+                Some((n.to_ascii_lowercase(), v))
+            })
+            .collect();
+        let content_length = resp
+            .header("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let endpoint = self.endpoint.clone();
+        let reader = RateReader::new(resp.into_reader(), self.min_rate, "the response");
+        Ok(StreamingResponse {
+            status,
+            content_type,
+            headers,
+            content_length,
+            body: Box::new(OurErrors {
+                inner: reader,
+                endpoint,
+            }),
+            oversized: None,
+        })
+    }
+}
+
+/// A request body that must give exactly `left` more bytes.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+#[derive(Debug)]
+struct ShortBody(u64);
+
+impl fmt::Display for ShortBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the message ended {} bytes before its length", self.0)
+    }
+}
+
+impl std::error::Error for ShortBody {}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            return Err(io::Error::other(ShortBody(self.left)));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// A response body whose read errors carry our [`Error`] (as [`super::read_error`] reads it).
+struct OurErrors<R> {
+    inner: R,
+    endpoint: String,
+}
+
+impl<R: Read> Read for OurErrors<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            if e.get_ref().is_some_and(|i| i.is::<Error>()) {
+                return e;
+            }
+            io::Error::other(body_error(&self.endpoint, e))
+        })
     }
 }
 
@@ -1017,7 +1166,7 @@ mod tests {
     fn trusting(server_cert: &X509, url: String) -> HttpsConfig {
         let mut c = HttpsConfig::new(url);
         c.ca_pem = Some(server_cert.to_pem().unwrap());
-        c.timeout = Duration::from_secs(10);
+        c.idle_timeout = Duration::from_secs(10);
         c
     }
 
@@ -1158,7 +1307,7 @@ mod tests {
         let (key, cert) = localhost_cert();
         let s = serve(Some((key, cert)), false, Mode::Respond(ok_response()));
         let mut c = HttpsConfig::new(s.url("/"));
-        c.timeout = Duration::from_secs(10);
+        c.idle_timeout = Duration::from_secs(10);
         let t = HttpsTransport::new(c).unwrap();
         let e = t.post("text/xml", b"x").unwrap_err();
         assert_eq!(e.code(), ErrorCode::TlsFailed, "{e}");
@@ -1277,7 +1426,7 @@ mod tests {
         let (key, cert) = localhost_cert();
         let s = serve(Some((key, cert.clone())), false, mode);
         let mut c = trusting(&cert, s.url("/"));
-        c.timeout = Duration::from_secs(1);
+        c.idle_timeout = Duration::from_secs(1);
         let t = HttpsTransport::new(c).unwrap();
         let start = Instant::now();
         let e = t.post("text/xml", b"x").unwrap_err();

@@ -12,6 +12,7 @@ pub use https::{HttpsConfig, HttpsTransport};
 pub use stub::StubTransport;
 
 use crate::error::{Error, Result};
+use std::io::{self, Read};
 use std::sync::Arc;
 
 /// An HTTP response, read whole (bounded).
@@ -98,17 +99,138 @@ impl HttpResponse {
     }
 }
 
+/// A response whose body is read as it arrives (from [`Transport::post_streaming`]).
+pub struct StreamingResponse {
+    pub status: u16,
+    /// Empty when the response had none.
+    pub content_type: String,
+    /// The header fields, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The declared length of the body, when there was one.
+    pub content_length: Option<u64>,
+    /// The body. Its read errors carry the transport's [`Error`] (see [`read_error`]).
+    pub body: Box<dyn Read + Send>,
+    /// Set by a transport that read the body itself and found it too long (as
+    /// [`HttpResponse::oversized`]): `body` is then its head.
+    pub oversized: Option<Oversized>,
+}
+
+impl StreamingResponse {
+    /// The first header field with this name (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The response read whole, its body at most `max` bytes (else `TooLarge`).
+    pub fn read_whole(mut self, max: u64) -> Result<HttpResponse> {
+        if let Some(o) = self.oversized {
+            return Err(Error::TooLarge(format!(
+                "the response of {} bytes is longer than the {} bytes allowed",
+                o.length, o.limit
+            )));
+        }
+        let mut body = Vec::new();
+        (&mut self.body)
+            .take(max.saturating_add(1))
+            .read_to_end(&mut body)
+            .map_err(read_error)?;
+        if body.len() as u64 > max {
+            return Err(Error::TooLarge(format!(
+                "the response is longer than the {max} bytes allowed"
+            )));
+        }
+        Ok(HttpResponse {
+            status: self.status,
+            content_type: self.content_type,
+            headers: self.headers,
+            body,
+            oversized: None,
+        })
+    }
+}
+
+impl std::fmt::Debug for StreamingResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamingResponse")
+            .field("status", &self.status)
+            .field("content_type", &self.content_type)
+            .field("content_length", &self.content_length)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A failure while a streamed body was read or written, as an [`Error`]: the transport's own
+/// error when it put one inside the `io::Error`, else `BadResponse`.
+pub fn read_error(e: io::Error) -> Error {
+    if e.get_ref().is_some_and(|inner| inner.is::<Error>()) {
+        if let Ok(inner) = e.into_inner().expect("checked").downcast::<Error>() {
+            return *inner;
+        }
+        unreachable!("checked: the inner error is an Error");
+    }
+    match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            Error::Timeout(format!("reading the response timed out: {e}"))
+        }
+        io::ErrorKind::UnexpectedEof => {
+            Error::BadResponse("the response is truncated (the connection closed early)".into())
+        }
+        _ => Error::BadResponse(format!("the response could not be read: {e}")),
+    }
+}
+
 /// Something that POSTs a message and returns the synchronous response.
 pub trait Transport: Send + Sync {
     /// POST `body` with `content_type` to the service. A 2xx response is `Ok`; any other status
     /// is returned as `Ok` too, so the caller can read an ebMS error signal in it — but a 5xx
     /// without an ebMS body is the caller's to treat as transient.
     fn post(&self, content_type: &str, body: &[u8]) -> Result<HttpResponse>;
+
+    /// POST the `len` bytes `body` gives, read in pieces as they are sent, and return the
+    /// response with its body still to be read: neither is held whole in memory. Statuses as
+    /// [`Transport::post`]. The default reads both into memory (for stubs).
+    fn post_streaming(
+        &self,
+        content_type: &str,
+        body: &mut dyn Read,
+        len: u64,
+    ) -> Result<StreamingResponse> {
+        let mut data = Vec::new();
+        body.take(len)
+            .read_to_end(&mut data)
+            .map_err(|e| Error::io("cannot read the message", e))?;
+        if data.len() as u64 != len {
+            return Err(Error::io(
+                "the message is shorter than its length",
+                io::ErrorKind::UnexpectedEof.into(),
+            ));
+        }
+        let r = self.post(content_type, &data)?;
+        Ok(StreamingResponse {
+            status: r.status,
+            content_type: r.content_type,
+            headers: r.headers,
+            content_length: Some(r.body.len() as u64),
+            body: Box::new(io::Cursor::new(r.body)),
+            oversized: r.oversized,
+        })
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Arc<T> {
     fn post(&self, content_type: &str, body: &[u8]) -> Result<HttpResponse> {
         (**self).post(content_type, body)
+    }
+    fn post_streaming(
+        &self,
+        content_type: &str,
+        body: &mut dyn Read,
+        len: u64,
+    ) -> Result<StreamingResponse> {
+        (**self).post_streaming(content_type, body, len)
     }
 }
 
@@ -116,10 +238,95 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     fn post(&self, content_type: &str, body: &[u8]) -> Result<HttpResponse> {
         (**self).post(content_type, body)
     }
+    fn post_streaming(
+        &self,
+        content_type: &str,
+        body: &mut dyn Read,
+        len: u64,
+    ) -> Result<StreamingResponse> {
+        (**self).post_streaming(content_type, body, len)
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for &T {
     fn post(&self, content_type: &str, body: &[u8]) -> Result<HttpResponse> {
         (**self).post(content_type, body)
+    }
+    fn post_streaming(
+        &self,
+        content_type: &str,
+        body: &mut dyn Read,
+        len: u64,
+    ) -> Result<StreamingResponse> {
+        (**self).post_streaming(content_type, body, len)
+    }
+}
+
+/// A minimum transfer rate: after `grace`, a transfer must have moved at least `bytes_per_sec`
+/// times the seconds since it started, less the grace (so a slow start is forgiven, a stall is
+/// not). 0 bytes per second: no minimum. Idle limits (no byte at all for a while) are the
+/// socket's deadlines; this catches a peer that trickles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinRate {
+    pub bytes_per_sec: u64,
+    pub grace: std::time::Duration,
+}
+
+impl MinRate {
+    /// No minimum.
+    pub const NONE: MinRate = MinRate {
+        bytes_per_sec: 0,
+        grace: std::time::Duration::ZERO,
+    };
+
+    /// Whether `moved` bytes after `elapsed` are too slow.
+    pub fn too_slow(&self, moved: u64, elapsed: std::time::Duration) -> bool {
+        if self.bytes_per_sec == 0 || elapsed <= self.grace {
+            return false;
+        }
+        let due = (elapsed - self.grace).as_secs_f64() * self.bytes_per_sec as f64;
+        (moved as f64) < due
+    }
+}
+
+/// A reader that fails with `Timeout` when it is read more slowly than a [`MinRate`] allows
+/// (`what` names the transfer in the message).
+pub struct RateReader<R> {
+    inner: R,
+    rate: MinRate,
+    started: std::time::Instant,
+    moved: u64,
+    what: &'static str,
+}
+
+impl<R: Read> RateReader<R> {
+    pub fn new(inner: R, rate: MinRate, what: &'static str) -> RateReader<R> {
+        RateReader {
+            inner,
+            rate,
+            started: std::time::Instant::now(),
+            moved: 0,
+            what,
+        }
+    }
+}
+
+impl<R: Read> Read for RateReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.moved += n as u64;
+        let elapsed = self.started.elapsed();
+        if n > 0 && self.rate.too_slow(self.moved, elapsed) {
+            return Err(io::Error::other(Error::Timeout(format!(
+                "{} moved {} bytes in {} s, slower than the minimum of {} bytes/s (after a \
+                 grace of {} s)",
+                self.what,
+                self.moved,
+                elapsed.as_secs(),
+                self.rate.bytes_per_sec,
+                self.rate.grace.as_secs()
+            ))));
+        }
+        Ok(n)
     }
 }

@@ -33,9 +33,11 @@ pub(super) enum Phase {
     Head(Instant),
     /// The service reads the body (under its own deadline) or the handler runs.
     Busy,
-    /// A response of `len` body bytes is being written, until `deadline`.
+    /// A response of `len` body bytes is being written since `started`; the last write went
+    /// through at `last`.
     Writing {
-        deadline: Instant,
+        started: Instant,
+        last: Instant,
         len: u64,
         written: u64,
     },
@@ -47,6 +49,7 @@ pub(super) struct ConnState {
     header_timeout: Duration,
     idle_timeout: Duration,
     write_timeout: Duration,
+    min_rate: ls_core::transport::MinRate,
     pub stats: Arc<HttpStats>,
     /// A response was sent (or is being sent) while request body bytes remained unread.
     pub unread_body: AtomicBool,
@@ -64,6 +67,7 @@ impl ConnState {
             header_timeout: limits.header_timeout,
             idle_timeout: limits.idle_timeout,
             write_timeout: limits.write_timeout,
+            min_rate: limits.min_rate,
             stats,
             unread_body: AtomicBool::new(false),
         }
@@ -80,8 +84,10 @@ impl ConnState {
 
     /// The service produced a response with `len` body bytes to write.
     pub fn writing(&self, len: u64) {
+        let now = Instant::now();
         self.set(Phase::Writing {
-            deadline: Instant::now() + self.write_timeout,
+            started: now,
+            last: now,
             len,
             written: 0,
         });
@@ -104,8 +110,9 @@ impl ConnState {
     }
 
     fn wrote(&self, n: usize) {
-        if let Phase::Writing { written, .. } = &mut *self.phase() {
+        if let Phase::Writing { written, last, .. } = &mut *self.phase() {
             *written += n as u64;
+            *last = Instant::now();
         }
     }
 
@@ -122,9 +129,26 @@ impl ConnState {
         false
     }
 
+    /// A response may stall `write_timeout` after its last progress, and must have been
+    /// taken at `min_rate` since it started (after the grace).
     fn write_deadline(&self) -> Option<Instant> {
         match *self.phase() {
-            Phase::Writing { deadline, .. } => Some(deadline),
+            Phase::Writing {
+                started,
+                last,
+                written,
+                ..
+            } => {
+                let idle = last + self.write_timeout;
+                let rate = self.min_rate;
+                if rate.bytes_per_sec == 0 {
+                    return Some(idle);
+                }
+                let due = started
+                    + rate.grace
+                    + Duration::from_secs_f64(written as f64 / rate.bytes_per_sec as f64);
+                Some(idle.min(due.max(started + rate.grace)))
+            }
             _ => None,
         }
     }

@@ -24,7 +24,7 @@ use super::io::{ConnState, DeadlineIo, Phase, HEAD_TIMEOUT_REPLY};
 use super::service::{respond, ConnInfo, HttpResponse, Shared};
 use super::{
     bump, Handler, HttpStats, Limits, ListenerGuard, Shutdown, Stopped, MAX_CONCURRENT_HANDLERS,
-    MAX_HEADER_FIELDS,
+    MAX_CONCURRENT_STREAMS, MAX_HEADER_FIELDS,
 };
 
 /// Back-off after an accept error (e.g. out of file descriptors).
@@ -62,6 +62,7 @@ pub(super) async fn run(
         handler,
         stats,
         handlers: Arc::new(Semaphore::new(MAX_CONCURRENT_HANDLERS)),
+        streams: Arc::new(Semaphore::new(MAX_CONCURRENT_STREAMS)),
         shutdown: shutdown.clone(),
     });
     let server = Arc::new(Server {

@@ -29,8 +29,11 @@
 //!   ready (after the handshake); later ones within [`Limits::idle_timeout`] of the previous
 //!   response (an idle kept-alive connection is then closed quietly).
 //! * Request head: [`Limits::header_timeout`] from the request's first byte; then 408.
-//! * Body: [`Limits::body_timeout`] for the whole body, from the end of the head; then 408.
-//! * Each response: [`Limits::write_timeout`].
+//! * Body: progress, not the whole body: at most [`Limits::body_idle_timeout`] between two
+//!   pieces of it, and on average at least [`Limits::min_rate`] after its grace; then 408. A
+//!   4 GiB upload on a slow line is not cut as long as it moves.
+//! * Each response: a write may stall at most [`Limits::write_timeout`], and the response must
+//!   be taken at [`Limits::min_rate`] on average after its grace.
 //!
 //! # HTTP/1.1
 //!
@@ -71,6 +74,7 @@
 //! finished with `Connection: close`, and [`run`] returns when every connection is closed or
 //! [`Limits::shutdown_grace`] has passed (the connections still open are then cut).
 
+mod body;
 mod io;
 mod listen;
 mod service;
@@ -88,13 +92,19 @@ use std::time::Duration;
 use openssl::ssl::SslAcceptor;
 use tokio::sync::watch;
 
+pub use body::BodyStream;
 pub(crate) use listen::address_key;
 pub use ls_core::as4::coordination::MAX_MESSAGE_BYTES_HEADER;
+pub use ls_core::transport::MinRate;
 pub use tls::tls_acceptor;
 
 /// At most this many handler calls run at once per [`run`] (on tokio's blocking pool); more
 /// requests wait for a turn without holding a thread.
 pub const MAX_CONCURRENT_HANDLERS: usize = 64;
+/// At most this many handler calls that read their body as it arrives
+/// ([`Handler::stream_body`]) run at once per [`run`], apart from the others: slow uploads do
+/// not hold up small requests.
+pub const MAX_CONCURRENT_STREAMS: usize = 64;
 /// At most this many header fields in a request head (431 beyond).
 pub const MAX_HEADER_FIELDS: usize = 128;
 /// After a response sent while request bytes remain unread, what the client still sends is
@@ -102,7 +112,7 @@ pub const MAX_HEADER_FIELDS: usize = 128;
 pub const LINGER_TIME: Duration = Duration::from_secs(1);
 pub const LINGER_BYTES: usize = 1024 * 1024;
 
-/// A request, read whole.
+/// A request: its head, and its body read whole or as a stream.
 #[derive(Debug)]
 pub struct Request {
     pub method: String,
@@ -112,7 +122,13 @@ pub struct Request {
     /// Header names lower-cased. The values of a repeated name keep their order; the order
     /// between different names is hyper's `HeaderMap` order, not necessarily the wire order.
     pub headers: Vec<(String, String)>,
+    /// The body, read whole — empty when the handler asked for it as a stream
+    /// ([`Handler::stream_body`]).
     pub body: Vec<u8>,
+    /// The body as it arrives, when the handler asked for it so. A read error means the body
+    /// failed (too large, too slow, malformed, the client gone): the connection layer answers
+    /// for it (413, 408, 400) whatever the handler returns.
+    pub body_stream: Option<BodyStream>,
     pub peer: SocketAddr,
     /// DER of the TLS client certificate, when the client presented one (and it verified).
     pub client_cert: Option<Vec<u8>>,
@@ -134,6 +150,9 @@ pub struct Response {
     pub content_type: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Instead of `body`: this many bytes of this file (from its current position), read and
+    /// sent as the client takes them.
+    pub file: Option<(std::fs::File, u64)>,
 }
 
 impl Response {
@@ -143,6 +162,15 @@ impl Response {
             content_type: content_type.to_string(),
             headers: Vec::new(),
             body,
+            file: None,
+        }
+    }
+
+    /// A response whose body is `len` bytes of `file`, never read whole.
+    pub fn file(status: u16, content_type: &str, file: std::fs::File, len: u64) -> Response {
+        Response {
+            file: Some((file, len)),
+            ..Response::new(status, content_type, Vec::new())
         }
     }
     pub fn text(status: u16, body: &str) -> Response {
@@ -164,6 +192,14 @@ pub trait Handler: Send + Sync + 'static {
     fn max_body_bytes(&self, _path: &str) -> Option<u64> {
         None
     }
+
+    /// Whether this request's body goes to the handler as it arrives ([`Request::body_stream`])
+    /// rather than read whole first: for bodies too large to hold. `declared`: the
+    /// Content-Length (`None`: chunked). Called from the connection's task: it must not block.
+    /// At most [`MAX_CONCURRENT_STREAMS`] such handler calls run at once per listener.
+    fn stream_body(&self, _method: &str, _path: &str, _declared: Option<u64>) -> bool {
+        false
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -179,11 +215,16 @@ pub struct Limits {
     /// From the first byte of a request to the end of its headers (and for the first request
     /// to start, once the connection is ready).
     pub header_timeout: Duration,
-    /// For the whole body once the headers are in.
-    pub body_timeout: Duration,
+    /// The longest wait for more of a request body (the idle limit; not a limit on the whole
+    /// body, which may take as long as it keeps `min_rate`).
+    pub body_idle_timeout: Duration,
+    /// The slowest a request body may arrive, and a response be taken, on average after a
+    /// grace period: a client that trickles is cut (408 for a body).
+    pub min_rate: MinRate,
     /// Waiting for the next request on a kept-alive connection.
     pub idle_timeout: Duration,
-    /// For writing each response.
+    /// The longest a response write may stall (the idle limit of the response; with
+    /// `min_rate`, not a limit on the whole response).
     pub write_timeout: Duration,
     /// After a stop is asked: how long requests in progress may take to finish.
     pub shutdown_grace: Duration,
@@ -198,7 +239,11 @@ impl Default for Limits {
             max_body_bytes: 128 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
             header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(300),
+            body_idle_timeout: Duration::from_secs(60),
+            min_rate: MinRate {
+                bytes_per_sec: 16 * 1024,
+                grace: Duration::from_secs(30),
+            },
             idle_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(30),
@@ -356,7 +401,8 @@ pub struct Stopped {
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .thread_name("ls-http")
-        .max_blocking_threads(2 * MAX_CONCURRENT_HANDLERS + 8)
+        // Per listener: the handlers, the streaming handlers, and the readers of response files.
+        .max_blocking_threads(2 * (MAX_CONCURRENT_HANDLERS + 2 * MAX_CONCURRENT_STREAMS) + 8)
         .enable_all()
         .build()
 }

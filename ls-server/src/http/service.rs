@@ -7,14 +7,15 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use http::request::Parts;
-use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode, Version};
 use tokio::sync::Semaphore;
 
+use super::body::{
+    next_piece, pump, BodyFail, BodyStream, OutBody, Progress, PumpState, IN_FLIGHT,
+};
 use super::io::{ConnState, Phase};
 use super::MAX_MESSAGE_BYTES_HEADER;
 use super::{bump, Handler, HttpStats, Limits, Request, Response, Shutdown};
@@ -28,6 +29,8 @@ pub(super) struct Shared {
     pub handler: Arc<dyn Handler>,
     pub stats: Arc<HttpStats>,
     pub handlers: Arc<Semaphore>,
+    /// Turns of handlers that read their body as it arrives.
+    pub streams: Arc<Semaphore>,
     pub shutdown: Shutdown,
 }
 
@@ -38,7 +41,7 @@ pub(super) struct ConnInfo {
     pub state: Arc<ConnState>,
 }
 
-pub(super) type HttpResponse = hyper::Response<Full<Bytes>>;
+pub(super) type HttpResponse = hyper::Response<OutBody>;
 
 /// Answer one request (never an error: every failure is a response).
 pub(super) async fn respond(
@@ -47,7 +50,6 @@ pub(super) async fn respond(
     conn: Arc<ConnInfo>,
 ) -> Result<HttpResponse, Infallible> {
     conn.state.set(Phase::Busy);
-    let body_deadline = Instant::now() + shared.limits.body_timeout;
     let (parts, body) = req.into_parts();
     let is_head = parts.method == Method::HEAD;
 
@@ -65,45 +67,37 @@ pub(super) async fn respond(
     if let Some(n) = declared.filter(|n| *n > max) {
         return Ok(too_large(&shared, &conn, is_head, Some(n), limit, &path));
     }
+    let progress = Progress {
+        idle: shared.limits.body_idle_timeout,
+        rate: shared.limits.min_rate,
+    };
+    let streamed = !is_head
+        && declared != Some(0)
+        && shared
+            .handler
+            .stream_body(parts.method.as_str(), &path, declared);
 
-    let body =
-        match tokio::time::timeout_at(body_deadline.into(), read_body(body, max, declared)).await {
-            Ok(Ok(body)) => body,
-            Ok(Err(BodyFail::TooLarge)) => {
-                return Ok(too_large(&shared, &conn, is_head, None, limit, &path))
-            }
-            Ok(Err(BodyFail::Malformed)) => {
-                return Ok(refuse(
-                    &shared,
-                    &conn,
-                    is_head,
-                    400,
-                    "malformed request body",
-                ))
-            }
-            Ok(Err(BodyFail::Gone)) => {
-                // The client went away: nobody will read an answer.
-                return Ok(closing(
-                    Response::text(400, "incomplete request body\n"),
-                    is_head,
-                    &conn,
-                ));
-            }
-            Err(_) => {
-                bump(&shared.stats.timeouts);
-                conn.state.unread_body.store(true, Ordering::Relaxed);
-                return Ok(closing(
-                    Response::text(408, "request timeout\n"),
-                    is_head,
-                    &conn,
-                ));
-            }
-        };
+    // A streamed body is pumped to the handler while it runs; another is read whole first.
+    let (body, body_stream, pumped) = if streamed {
+        let (tx, rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
+        let state = Arc::new(PumpState::default());
+        let pump = tokio::spawn(pump(body, tx, max, progress, state.clone()));
+        (
+            Vec::new(),
+            Some(BodyStream::new(rx, declared)),
+            Some((pump, state)),
+        )
+    } else {
+        match read_body(body, max, declared, progress).await {
+            Ok(body) => (body, None, None),
+            Err(fail) => return Ok(body_failed(&shared, &conn, is_head, fail, limit, &path)),
+        }
+    };
 
     let keep_alive_10 = parts.version == Version::HTTP_10 && wants_keep_alive_10(&parts);
     let request = Request {
         method: parts.method.as_str().to_string(),
-        path,
+        path: path.clone(),
         query,
         headers: parts
             .headers
@@ -116,12 +110,18 @@ pub(super) async fn respond(
             })
             .collect(),
         body,
+        body_stream,
         peer: conn.peer,
         client_cert: conn.client_cert.clone(),
     };
     bump(&shared.stats.requests);
 
-    let Ok(permit) = shared.handlers.clone().acquire_owned().await else {
+    let turns = if streamed {
+        &shared.streams
+    } else {
+        &shared.handlers
+    };
+    let Ok(permit) = turns.clone().acquire_owned().await else {
         return Ok(closing(Response::text(503, "stopping\n"), is_head, &conn));
     };
     let handler = shared.handler.clone();
@@ -138,6 +138,19 @@ pub(super) async fn respond(
             (Response::text(500, "internal server error\n"), true)
         }
     };
+    if let Some((pump, state)) = pumped {
+        // A body that failed is answered for here, whatever the handler said about it.
+        if let Some(fail) = state.failure() {
+            pump.abort();
+            return Ok(body_failed(&shared, &conn, is_head, fail, limit, &path));
+        }
+        if !state.complete.load(Ordering::Acquire) {
+            // The handler answered before the body's end: the rest is not read.
+            pump.abort();
+            conn.state.unread_body.store(true, Ordering::Relaxed);
+            close = true;
+        }
+    }
     // HTTP/1.0 closes unless asked; and a stopping server closes after each response.
     if shared.shutdown.is_triggered() || (parts.version == Version::HTTP_10 && !keep_alive_10) {
         close = true;
@@ -149,6 +162,39 @@ pub(super) async fn respond(
         keep_alive_10 && !close,
         &conn,
     ))
+}
+
+/// The answer to a body that could not be read.
+fn body_failed(
+    shared: &Shared,
+    conn: &ConnInfo,
+    is_head: bool,
+    fail: BodyFail,
+    limit: BodyLimit,
+    path: &str,
+) -> HttpResponse {
+    match fail {
+        BodyFail::TooLarge => too_large(shared, conn, is_head, None, limit, path),
+        BodyFail::Malformed => refuse(shared, conn, is_head, 400, "malformed request body"),
+        // The client went away: nobody will read an answer.
+        BodyFail::Gone => closing(
+            Response::text(400, "incomplete request body\n"),
+            is_head,
+            conn,
+        ),
+        BodyFail::Timeout => {
+            bump(&shared.stats.timeouts);
+            conn.state.unread_body.store(true, Ordering::Relaxed);
+            closing(
+                Response::text(
+                    408,
+                    "request timeout (the body stalled or came too slowly)\n",
+                ),
+                is_head,
+                conn,
+            )
+        }
+    }
 }
 
 /// What hyper accepts but this service does not.
@@ -217,50 +263,20 @@ fn wants_keep_alive_10(parts: &Parts) -> bool {
         && tokens().any(|t| t.eq_ignore_ascii_case("keep-alive"))
 }
 
-enum BodyFail {
-    TooLarge,
-    Malformed,
-    Gone,
-}
-
-/// The whole body, refused as soon as it grows beyond `max`.
+/// The whole body, refused as soon as it grows beyond `max` or stops making progress.
 async fn read_body(
     mut body: Incoming,
     max: u64,
     declared: Option<u64>,
+    progress: Progress,
 ) -> Result<Vec<u8>, BodyFail> {
     let mut out = Vec::with_capacity(declared.unwrap_or(0).min(BODY_PREALLOC) as usize);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| body_error(&e))?;
-        if let Ok(data) = frame.into_data() {
-            if out.len() as u64 + data.len() as u64 > max {
-                return Err(BodyFail::TooLarge);
-            }
-            out.extend_from_slice(&data);
-        }
+    let started = Instant::now();
+    let mut received = 0u64;
+    while let Some(data) = next_piece(&mut body, progress, started, &mut received, max).await? {
+        out.extend_from_slice(&data);
     }
     Ok(out)
-}
-
-/// A malformed chunked framing, or a client that went away.
-fn body_error(e: &hyper::Error) -> BodyFail {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return match io.kind() {
-                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
-                    BodyFail::Malformed
-                }
-                _ => BodyFail::Gone,
-            };
-        }
-        source = s.source();
-    }
-    if e.is_incomplete_message() || e.is_closed() {
-        BodyFail::Gone
-    } else {
-        BodyFail::Malformed
-    }
 }
 
 /// A refusal by this layer: counted, `Connection: close`, the body left unread.
@@ -365,12 +381,19 @@ fn finish(
         headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
     }
     let sends_body = !is_head && !matches!(status.as_u16(), 204 | 304);
-    let len = if sends_body {
-        response.body.len() as u64
-    } else {
-        0
+    let (body, len) = match response.file {
+        Some((file, n)) if sends_body => (OutBody::file(file, n), n),
+        Some(_) => (OutBody::bytes(Vec::new()), 0),
+        None => {
+            let n = if sends_body {
+                response.body.len() as u64
+            } else {
+                0
+            };
+            (OutBody::bytes(response.body), n)
+        }
     };
-    let mut out = hyper::Response::new(Full::new(Bytes::from(response.body)));
+    let mut out = hyper::Response::new(body);
     *out.status_mut() = status;
     *out.headers_mut() = headers;
     conn.state.writing(len);

@@ -66,6 +66,10 @@ fn plain_acceptor() -> SslAcceptor {
 struct Echo;
 
 impl Handler for Echo {
+    fn stream_body(&self, _method: &str, path: &str, _declared: Option<u64>) -> bool {
+        Echo::streams(path)
+    }
+
     fn handle(&self, req: Request) -> Response {
         match req.path.as_str() {
             "/panic" => panic!("test handler panic (expected)"),
@@ -94,6 +98,44 @@ impl Handler for Echo {
                 SLOW.enter_and_wait();
                 Response::text(200, "slow")
             }
+            "/stream" => {
+                // The body as it arrives: its length and digest.
+                let mut stream = req.body_stream.expect("streamed");
+                let mut sha = openssl::sha::Sha256::new();
+                let mut buf = vec![0u8; 10_000];
+                let mut n = 0;
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(k) => {
+                            sha.update(&buf[..k]);
+                            n += k;
+                        }
+                        Err(_) => return Response::text(200, "the handler's answer"),
+                    }
+                }
+                let digest = ls_core::bytes::hex(&sha.finish());
+                Response::text(200, &format!("streamed {n} {digest}"))
+            }
+            "/file" => {
+                // A response of `query` bytes from a file.
+                let n: u64 = req.query.parse().unwrap();
+                use std::io::Seek;
+                let path =
+                    std::env::temp_dir().join(format!("ls-http-file-{}-{n}", std::process::id()));
+                let mut f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)
+                    .unwrap();
+                let _ = std::fs::remove_file(&path);
+                let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+                f.write_all(&data).unwrap();
+                f.seek(io::SeekFrom::Start(0)).unwrap();
+                Response::file(200, "application/octet-stream", f, n)
+            }
             _ => {
                 let mut body = format!("{} {} {}\n", req.method, req.path, req.query).into_bytes();
                 body.extend_from_slice(&req.body);
@@ -104,6 +146,12 @@ impl Handler for Echo {
                 r
             }
         }
+    }
+}
+
+impl Echo {
+    fn streams(path: &str) -> bool {
+        path == "/stream"
     }
 }
 
@@ -201,7 +249,7 @@ fn far_deadlines() -> Limits {
     Limits {
         handshake_timeout: minute,
         header_timeout: minute,
-        body_timeout: minute,
+        body_idle_timeout: minute,
         idle_timeout: minute,
         write_timeout: minute,
         ..limits()
@@ -216,7 +264,8 @@ fn limits() -> Limits {
         max_body_bytes: 1 << 20,
         handshake_timeout: Duration::from_secs(5),
         header_timeout: Duration::from_secs(5),
-        body_timeout: Duration::from_secs(5),
+        body_idle_timeout: Duration::from_secs(5),
+        min_rate: MinRate::NONE,
         idle_timeout: Duration::from_secs(5),
         write_timeout: Duration::from_secs(5),
         shutdown_grace: Duration::from_secs(5),
@@ -644,7 +693,7 @@ fn slowloris_head_is_cut_at_the_header_deadline() {
 fn body_deadline() {
     let server = TestServer::start(
         Limits {
-            body_timeout: Duration::from_secs(1),
+            body_idle_timeout: Duration::from_secs(1),
             ..limits()
         },
         None,
@@ -1207,4 +1256,138 @@ fn response_rules() {
     assert_eq!(r.text(), "x");
     assert!(closed_by_peer(&mut c));
     assert_eq!(server.stats().requests, 1);
+}
+
+#[test]
+fn a_body_that_keeps_moving_is_not_cut_however_long_it_takes() {
+    // Idle limit 1 s, no minimum rate: 12 bytes over about 3 s are taken.
+    let server = TestServer::start(
+        Limits {
+            body_idle_timeout: Duration::from_secs(1),
+            ..limits()
+        },
+        None,
+    );
+    let mut c = plain(server.addr);
+    c.write_all(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 12\r\n\r\n")
+        .unwrap();
+    for b in b"hello, world" {
+        std::thread::sleep(Duration::from_millis(250));
+        c.write_all(&[*b]).unwrap();
+    }
+    let mut buf = Vec::new();
+    let r = read_response(&mut c, &mut buf, false).expect("a response");
+    assert_eq!(r.status, 200);
+    assert!(r.body.ends_with(b"hello, world"));
+}
+
+#[test]
+fn a_body_below_the_minimum_rate_is_cut_after_its_grace() {
+    let server = TestServer::start(
+        Limits {
+            body_idle_timeout: Duration::from_secs(5),
+            min_rate: MinRate {
+                bytes_per_sec: 1000,
+                grace: Duration::from_secs(1),
+            },
+            ..limits()
+        },
+        None,
+    );
+    let mut c = plain(server.addr);
+    c.write_all(b"POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    // 50 bytes/s: a byte every 20 ms, never idle, far below the minimum.
+    let r = loop {
+        if c.write_all(&[b'x'; 1]).is_err() {
+            let mut buf = Vec::new();
+            break read_response(&mut c, &mut buf, false);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        c.set_nonblocking(true).unwrap();
+        let mut peek = [0u8; 1];
+        let answered = matches!(c.peek(&mut peek), Ok(n) if n > 0);
+        c.set_nonblocking(false).unwrap();
+        if answered {
+            let mut buf = Vec::new();
+            break read_response(&mut c, &mut buf, false);
+        }
+        assert!(started.elapsed() < Duration::from_secs(8), "not cut");
+    };
+    assert_eq!(r.expect("a response").status, 408);
+    server.wait_for("a timeout", |s| s.timeouts == 1);
+}
+
+#[test]
+fn a_streamed_body_reaches_the_handler_as_it_arrives_under_the_same_limits() {
+    let server = TestServer::start(
+        Limits {
+            max_body_bytes: 3_000_000,
+            ..limits()
+        },
+        None,
+    );
+    // Chunked, in pieces: the handler reads it as a stream.
+    let data: Vec<u8> = (0..2_500_000u32).map(|i| (i % 253) as u8).collect();
+    let mut c = plain(server.addr);
+    c.write_all(b"POST /stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    for piece in data.chunks(70_000) {
+        c.write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+            .unwrap();
+        c.write_all(piece).unwrap();
+        c.write_all(b"\r\n").unwrap();
+    }
+    c.write_all(b"0\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    let r = read_response(&mut c, &mut buf, false).expect("a response");
+    assert_eq!(r.status, 200);
+    let want = format!(
+        "streamed {} {}",
+        data.len(),
+        ls_core::bytes::hex(&openssl::sha::sha256(&data))
+    );
+    assert_eq!(String::from_utf8_lossy(&r.body), want);
+    // Over the limit: the layer's 413, not the handler's answer.
+    let mut c = plain(server.addr);
+    c.write_all(b"POST /stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    let mut r = None;
+    for _ in 0..60 {
+        let piece = [7u8; 60_000];
+        let sent = c
+            .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+            .and_then(|()| c.write_all(&piece))
+            .and_then(|()| c.write_all(b"\r\n"));
+        if sent.is_err() {
+            break;
+        }
+    }
+    let mut buf = Vec::new();
+    if let Some(resp) = read_response(&mut c, &mut buf, false) {
+        r = Some(resp.status);
+    }
+    assert_eq!(r, Some(413));
+}
+
+#[test]
+fn a_file_response_is_sent_as_the_client_takes_it() {
+    let server = TestServer::start(limits(), None);
+    let mut c = plain(server.addr);
+    let n = 3_000_001u64;
+    let r = roundtrip(
+        &mut c,
+        format!("GET /file?{n} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len() as u64, n);
+    assert!(r
+        .body
+        .iter()
+        .enumerate()
+        .all(|(i, b)| *b == (i % 251) as u8));
+    // The connection stays usable.
+    let r = roundtrip(&mut c, b"GET /again HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(r.status, 200);
 }

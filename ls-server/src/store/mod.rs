@@ -179,6 +179,96 @@ impl PartyCert {
     }
 }
 
+/// The body of a pushed message: in memory, or received into a spool file of the store
+/// ([`Store::new_spool`]) and moved into place by [`Store::accept`].
+#[derive(Clone, Debug)]
+pub enum MessageBody {
+    Bytes(Vec<u8>),
+    Spooled(std::sync::Arc<Spool>),
+}
+
+impl MessageBody {
+    pub fn len(&self) -> u64 {
+        match self {
+            MessageBody::Bytes(b) => b.len() as u64,
+            MessageBody::Spooled(s) => s.len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Vec<u8>> for MessageBody {
+    fn from(b: Vec<u8>) -> MessageBody {
+        MessageBody::Bytes(b)
+    }
+}
+
+/// A file a pushed body is received into before the message is accepted, in the store's own
+/// folder so that accepting it is a rename. Removed when dropped, unless `accept` moved it.
+#[derive(Debug)]
+pub struct Spool {
+    pub path: std::path::PathBuf,
+    /// Bytes written (set by the writer once the body is whole).
+    pub len: u64,
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        // After `accept` renamed it, nothing is there any more (names are never reused).
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A claimed message's body: in memory, or a file opened while the claim held it (so that a
+/// purge removing it meanwhile does not take it from the reader).
+#[derive(Debug)]
+pub enum ClaimedBody {
+    Bytes(Vec<u8>),
+    File { file: std::fs::File, len: u64 },
+}
+
+impl ClaimedBody {
+    pub fn len(&self) -> u64 {
+        match self {
+            ClaimedBody::Bytes(b) => b.len() as u64,
+            ClaimedBody::File { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A copy of the body in memory (a file body read whole, without moving its position).
+    pub fn to_vec(&self) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        match self {
+            ClaimedBody::Bytes(b) => Ok(b.clone()),
+            ClaimedBody::File { file, len } => {
+                let mut out = vec![0u8; usize::try_from(*len).unwrap_or(0)];
+                file.read_exact_at(&mut out, 0)?;
+                Ok(out)
+            }
+        }
+    }
+
+    /// The body in memory (a file body read whole).
+    pub fn into_bytes(self) -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        match self {
+            ClaimedBody::Bytes(b) => Ok(b),
+            ClaimedBody::File { file, len } => {
+                let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+                file.take(len).read_to_end(&mut out)?;
+                Ok(out)
+            }
+        }
+    }
+}
+
 /// A message accepted by the push endpoint, with the receipt the service returned for it.
 #[derive(Clone, Debug)]
 pub struct NewMessage {
@@ -192,7 +282,7 @@ pub struct NewMessage {
     pub action: String,
     /// The HTTP Content-Type and body exactly as received (what the sender signed).
     pub content_type: String,
-    pub body: Vec<u8>,
+    pub body: MessageBody,
     /// The signed receipt returned to the sender (returned again for a duplicate).
     pub receipt_content_type: String,
     pub receipt: Vec<u8>,
@@ -491,13 +581,13 @@ pub enum NoticeEffect {
 }
 
 /// A message handed to a puller.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Claimed {
     pub message_id: String,
     pub sender: PartyKey,
     pub recipient: PartyKey,
     pub content_type: String,
-    pub body: Vec<u8>,
+    pub body: ClaimedBody,
     /// 1 for the first offer, 2 when offered again after the lease ran out, …
     pub attempt: u32,
 }
@@ -740,6 +830,10 @@ pub trait Store: Send + Sync {
     /// `m.coordination` is set for a message of another Service, or not set for one of
     /// `coordination::SERVICE`.
     fn accept(&self, m: &NewMessage, limits: &AcceptLimits) -> StoreResult<Accepted>;
+    /// A new, empty file to receive a pushed body into ([`MessageBody::Spooled`]), private to
+    /// the service, on the file system where [`Store::accept`] keeps bodies. (A store that
+    /// keeps bodies elsewhere — PostgreSQL large objects — copies it there in `accept`.)
+    fn new_spool(&self) -> StoreResult<(Spool, std::fs::File)>;
     /// Hand out the oldest message of `mpc` that waits, or whose previous offer was not
     /// receipted before its lease ran out; it is leased until `now + lease_secs`.
     fn claim_next(&self, mpc: &str, now: Unix, lease_secs: i64) -> StoreResult<Option<Claimed>>;

@@ -76,7 +76,7 @@ impl Server {
     pub fn transport(&self) -> HttpsTransport {
         let mut c = HttpsConfig::new(&self.url);
         c.ca_pem = Some(self.tls_ca());
-        c.timeout = Duration::from_secs(60);
+        c.idle_timeout = Duration::from_secs(60);
         HttpsTransport::new(c).unwrap()
     }
 

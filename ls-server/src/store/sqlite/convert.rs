@@ -53,7 +53,7 @@ impl ToSql for PartyStatus {
     }
 }
 
-pub(super) fn to_i64(n: usize) -> i64 {
+pub(super) fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 

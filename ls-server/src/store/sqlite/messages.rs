@@ -67,7 +67,7 @@ fn admit(
             m.message_id
         )));
     }
-    let size = m.body.len() as u64;
+    let size = m.body.len();
     let max_document_bytes: i64 = tx
         .prepare_cached("SELECT max_document_bytes FROM parties WHERE ptype = ?1 AND pid = ?2")?
         .query_row(params![m.recipient.ptype, m.recipient.id], |r| r.get(0))
@@ -296,14 +296,21 @@ pub(super) fn accept(
     if let Some(duplicate) = store.read(|tx| admit(tx, m, limits))? {
         return Ok(duplicate);
     }
-    let to_file = m.body.len() > store.inline_max;
-    if !matches!(m.coordination, Some(Coordination::Refusal(_))) {
-        store.check_space(m.body.len() as u64, !to_file, limits.min_free_bytes)?;
-    }
-    let file = if to_file {
-        Some(store.write_payload(&m.body)?)
-    } else {
-        None
+    // A spooled body is on the disk already (the endpoint checked the reserve before taking
+    // it): it is moved into place, whatever its size.
+    let file = match &m.body {
+        MessageBody::Spooled(spool) => Some(store.keep_spool(spool)?),
+        MessageBody::Bytes(body) => {
+            let to_file = body.len() > store.inline_max;
+            if !matches!(m.coordination, Some(Coordination::Refusal(_))) {
+                store.check_space(body.len() as u64, !to_file, limits.min_free_bytes)?;
+            }
+            if to_file {
+                Some(store.write_payload(body)?)
+            } else {
+                None
+            }
+        }
     };
     let mut freed = None;
     let result = store.write(|tx| {
@@ -312,7 +319,10 @@ pub(super) fn accept(
         if let Some(duplicate) = admit(tx, m, limits)? {
             return Ok(duplicate);
         }
-        let inline: Option<&[u8]> = if file.is_none() { Some(&m.body) } else { None };
+        let inline: Option<&[u8]> = match (&m.body, &file) {
+            (MessageBody::Bytes(b), None) => Some(b),
+            _ => None,
+        };
         let size = to_i64(m.body.len());
         tx.prepare_cached(
             "INSERT INTO messages (sender_ptype, sender_id, recipient_ptype, recipient_id, \
@@ -423,7 +433,9 @@ pub(super) fn claim_next(
                             id: r.get(5)?,
                         },
                         content_type: r.get(6)?,
-                        body: r.get::<_, Option<Vec<u8>>>(7)?.unwrap_or_default(),
+                        body: ClaimedBody::Bytes(
+                            r.get::<_, Option<Vec<u8>>>(7)?.unwrap_or_default(),
+                        ),
                         attempt: 0,
                     },
                     r.get::<_, Option<String>>(8)?,
@@ -435,10 +447,16 @@ pub(super) fn claim_next(
             return Ok(None);
         };
         if let Some(name) = file {
-            // Read inside the transaction: a purge cannot remove the file meanwhile.
+            // Opened inside the transaction: a purge cannot remove the file meanwhile, and
+            // once open it stays readable whatever happens to its name.
             let path = store.payload_path(&name)?;
-            claimed.body =
-                fs::read(&path).map_err(|e| io_err(format!("read {}", path.display()), e))?;
+            let file =
+                fs::File::open(&path).map_err(|e| io_err(format!("open {}", path.display()), e))?;
+            let len = file
+                .metadata()
+                .map_err(|e| io_err(format!("stat {}", path.display()), e))?
+                .len();
+            claimed.body = ClaimedBody::File { file, len };
         }
         let attempt = attempts.saturating_add(1);
         tx.prepare_cached(

@@ -268,6 +268,10 @@ impl Store for SqliteStore {
         messages::accept(self, m, limits)
     }
 
+    fn new_spool(&self) -> StoreResult<(Spool, std::fs::File)> {
+        SqliteStore::new_spool(self)
+    }
+
     fn claim_next(&self, mpc: &str, now: Unix, lease_secs: i64) -> StoreResult<Option<Claimed>> {
         messages::claim_next(self, mpc, now, lease_secs)
     }

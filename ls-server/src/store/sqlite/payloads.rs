@@ -59,6 +59,48 @@ impl SqliteStore {
         }
     }
 
+    /// A new private file in `payloads/` for a body being received (`.tmp`: the orphan sweep
+    /// removes it if a crash leaves it behind; its time stamp moves while it is written).
+    pub(super) fn new_spool(&self) -> StoreResult<(Spool, fs::File)> {
+        let mut attempts = 0;
+        loop {
+            let path = self.payloads.join(format!("{}{TMP_EXT}", payload_name()));
+            match new_private_file(&path) {
+                Ok(f) => return Ok((Spool { path, len: 0 }, f)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 3 => {
+                    attempts += 1;
+                }
+                Err(e) => return Err(io_err(format!("create {}", path.display()), e)),
+            }
+        }
+    }
+
+    /// Move a received spool file into place as a payload file (synced, renamed, the directory
+    /// synced). Returns the file's name.
+    pub(super) fn keep_spool(&self, spool: &Spool) -> StoreResult<String> {
+        let name = format!("{}{BODY_EXT}", payload_name());
+        let fin = self.payloads.join(&name);
+        let sync = fs::OpenOptions::new()
+            .write(true)
+            .open(&spool.path)
+            .and_then(|f| {
+                if f.metadata()?.len() != spool.len {
+                    return Err(std::io::Error::other("its length changed"));
+                }
+                f.sync_all()
+            })
+            .map_err(|e| io_err(format!("sync {}", spool.path.display()), e));
+        sync.and_then(|()| {
+            fs::rename(&spool.path, &fin)
+                .map_err(|e| io_err(format!("rename {}", spool.path.display()), e))
+        })?;
+        if let Err(e) = sync_dir(&self.payloads) {
+            let _ = fs::remove_file(&fin);
+            return Err(e);
+        }
+        Ok(name)
+    }
+
     /// Refuse (`LowSpace`) a body of `size` bytes that would leave less than `reserve` bytes
     /// free. An inline body goes through the WAL into the database (twice its size at worst,
     /// less the database's free pages); a file body needs its size on the payloads' file system.

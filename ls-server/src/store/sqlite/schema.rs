@@ -102,7 +102,7 @@ CREATE INDEX usage_ledger_subscriber_at ON usage_ledger(subscriber_id, at);
 ";
 
 /// Version 2 (issue 9): a document limit per party (existing parties get
-/// `coordination::DEFAULT_MAX_DOCUMENT_BYTES`, 100 MiB, as of this migration); messages get the
+/// 100 MiB, `coordination::DEFAULT_MAX_DOCUMENT_BYTES` as of this migration (4 GiB since)); messages get the
 /// state `failed` with the refusal's class, notice and time, and the content fingerprint that
 /// tells a retry from a reused MessageId (NULL for older rows: then only the recipient is
 /// compared). SQLite cannot change a CHECK constraint, so `messages` is copied into a new table

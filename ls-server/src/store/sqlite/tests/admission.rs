@@ -72,7 +72,7 @@ fn a_reused_message_id_is_refused_and_a_retry_is_a_duplicate() {
     store.accept(&first, &NONE).unwrap();
     // The same content signed again (other bytes, same fingerprint): a duplicate.
     let resigned = NewMessage {
-        body: b"first body, signed again".to_vec(),
+        body: b"first body, signed again".to_vec().into(),
         ..first.clone()
     };
     assert!(matches!(
@@ -288,7 +288,7 @@ fn a_refusal_notice_fails_the_refused_message_and_waits_for_its_sender() {
     // The notice waits for A like any message.
     let c = store.claim_next("mpc-a", 20, 60).unwrap().unwrap();
     assert_eq!(
-        (c.message_id.as_str(), c.body.as_slice()),
+        (c.message_id.as_str(), &c.body.to_vec().unwrap()[..]),
         ("n1", &b"notice"[..])
     );
     // A receipt for the failed message changes nothing.
@@ -403,7 +403,7 @@ fn a_receipt_is_recorded_on_the_receipted_document_and_waits_for_its_sender() {
     // The receipt waits for A like any message.
     let c = store.claim_next("mpc-a", 610, 60).unwrap().unwrap();
     assert_eq!(
-        (c.message_id.as_str(), c.body.as_slice()),
+        (c.message_id.as_str(), &c.body.to_vec().unwrap()[..]),
         ("r1", &b"ess"[..])
     );
     // The same receipt again is a duplicate; another one for m1 is refused.

@@ -43,7 +43,9 @@ fn accept_duplicate_and_roundtrip_inline_and_file() {
     for (id, body) in [("m1", &small), ("m2", &big)] {
         let mut again = msg(&a, &b, "mpc-b", id, body, 20);
         again.receipt = b"another receipt".to_vec();
-        again.body.push(1);
+        let mut changed = body.to_vec();
+        changed.push(1);
+        again.body = changed.into();
         assert_eq!(
             store.accept(&again, &AcceptLimits::default()).unwrap(),
             Accepted::Duplicate {
@@ -67,14 +69,14 @@ fn accept_duplicate_and_roundtrip_inline_and_file() {
 
     let c1 = store.claim_next("mpc-b", 100, 60).unwrap().unwrap();
     assert_eq!(c1.message_id, "m1");
-    assert_eq!(c1.body, small);
+    assert_eq!(c1.body.to_vec().unwrap(), small);
     assert_eq!(c1.sender, a);
     assert_eq!(c1.recipient, b);
     assert_eq!(c1.content_type, "multipart/related; boundary=x");
     assert_eq!(c1.attempt, 1);
     let c2 = store.claim_next("mpc-b", 100, 60).unwrap().unwrap();
     assert_eq!(c2.message_id, "m2");
-    assert!(c2.body == big, "file body differs");
+    assert!(c2.body.to_vec().unwrap() == big, "file body differs");
     let c3 = store.claim_next("mpc-b", 100, 60).unwrap().unwrap();
     assert_eq!(c3.message_id, "m3");
     assert!(c3.body.is_empty());
@@ -182,7 +184,7 @@ fn lease_expiry_offers_again() {
     // Lease of m1 ends at 130.
     let c = store.claim_next("mpc-b", 130, 30).unwrap().unwrap();
     assert_eq!((c.message_id.as_str(), c.attempt), ("m1", 2));
-    assert_eq!(c.body, b"one");
+    assert_eq!(c.body.to_vec().unwrap(), b"one");
     let c = store.claim_next("mpc-b", 140, 30).unwrap().unwrap();
     assert_eq!((c.message_id.as_str(), c.attempt), ("m2", 2));
     // Delivered messages are not offered again.
@@ -242,7 +244,7 @@ fn concurrent_claims_hand_out_each_message_once() {
                     } else {
                         format!("b{i}")
                     };
-                    assert_eq!(c.body, expect.as_bytes());
+                    assert_eq!(c.body.to_vec().unwrap(), expect.as_bytes());
                     got.push(c.message_id);
                 }
                 got
@@ -529,7 +531,7 @@ fn everything_survives_reopen() {
     assert_eq!((c.message_id.as_str(), c.attempt), ("m2", 1));
     let c = store.claim_next("mpc-b", 80, 60).unwrap().unwrap();
     assert_eq!((c.message_id.as_str(), c.attempt), ("m1", 2));
-    assert!(c.body == big);
+    assert!(c.body.to_vec().unwrap() == big);
     assert_eq!(
         store.mark_delivered(&b, "m1", b"r", 90).unwrap(),
         Delivery::Delivered

@@ -103,7 +103,7 @@ fn msg(from: &PartyKey, to: &PartyKey, mpc: &str, id: &str, body: &[u8], at: Uni
         service: "svc".into(),
         action: "act".into(),
         content_type: "multipart/related; boundary=x".into(),
-        body: body.to_vec(),
+        body: body.to_vec().into(),
         receipt_content_type: "application/soap+xml".into(),
         receipt: format!("receipt for {id}").into_bytes(),
         received_at: at,

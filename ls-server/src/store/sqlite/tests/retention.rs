@@ -150,7 +150,13 @@ fn purge_sweeps_old_orphan_files_only() {
     expect.sort();
     assert_eq!(payload_files(&dir.0), expect);
     assert_eq!(
-        store.claim_next("mpc-b", 20, 60).unwrap().unwrap().body,
+        store
+            .claim_next("mpc-b", 20, 60)
+            .unwrap()
+            .unwrap()
+            .body
+            .to_vec()
+            .unwrap(),
         b"file body"
     );
 }

@@ -1,0 +1,315 @@
+//! The spooler reads what `Package::parse` reads, whatever the pieces the body comes in.
+
+use super::*;
+use crate::as4::package::{Attachment, Package};
+use crate::ErrorCode;
+use std::io::Cursor;
+
+/// Spool `body` fed in pieces cut at `cuts` (ascending offsets).
+fn spool(
+    ct: &str,
+    body: &[u8],
+    limits: &Limits,
+    cuts: &[usize],
+) -> Result<(SpooledPackage, Vec<u8>)> {
+    let mut s = Spooler::new(ct, Cursor::new(Vec::new()), limits)?;
+    let mut at = 0;
+    for &c in cuts.iter().chain(std::iter::once(&body.len())) {
+        s.feed(&body[at..c])?;
+        at = c;
+    }
+    assert_eq!(s.received(), body.len() as u64);
+    let (pkg, out) = s.finish()?;
+    Ok((pkg, out.into_inner()))
+}
+
+/// The spooled package as a `Package` (attachment bytes read from the spool).
+fn as_package(p: &SpooledPackage, spooled: &[u8]) -> Package {
+    Package {
+        soap: p.soap.clone(),
+        soap_content_type: p.soap_content_type.clone(),
+        attachments: p
+            .attachments
+            .iter()
+            .map(|a| Attachment {
+                content_id: a.content_id.clone(),
+                content_type: a.content_type.clone(),
+                headers: a.headers.clone(),
+                data: match &a.body {
+                    SpooledBody::File {
+                        offset,
+                        len,
+                        sha256,
+                    } => {
+                        let d = spooled[*offset as usize..(*offset + *len) as usize].to_vec();
+                        assert_eq!(openssl::sha::sha256(&d), *sha256);
+                        d
+                    }
+                    SpooledBody::Memory(d) => d.clone(),
+                },
+            })
+            .collect(),
+    }
+}
+
+/// The spooler's result for `body` in these pieces equals `Package::parse`'s (the same
+/// package, or an error with the same code), and the spool holds the body.
+fn agrees(ct: &str, body: &[u8], limits: &Limits, cuts: &[usize]) {
+    let want = Package::parse(ct, body, limits);
+    let got = spool(ct, body, limits, cuts);
+    match (want, got) {
+        (Ok(w), Ok((g, spooled))) => {
+            assert_eq!(spooled, body);
+            assert_eq!(g.length, body.len() as u64);
+            assert_eq!(as_package(&g, &spooled), w, "cuts {cuts:?}");
+        }
+        (Err(w), Err(g)) => assert_eq!(g.code(), w.code(), "cuts {cuts:?}: {w} / {g}"),
+        (w, g) => panic!(
+            "cuts {cuts:?} of {:?}: parse {:?}, spool {:?}",
+            String::from_utf8_lossy(body),
+            w.map(|_| ()),
+            g.map(|_| ())
+        ),
+    }
+}
+
+/// In one piece, in two at every offset, in three around every offset, byte by byte.
+fn agrees_in_any_pieces(ct: &str, body: &[u8], limits: &Limits) {
+    agrees(ct, body, limits, &[]);
+    for i in 0..=body.len() {
+        agrees(ct, body, limits, &[i]);
+        if i + 1 < body.len() {
+            agrees(ct, body, limits, &[i, i + 1]);
+        }
+    }
+    let bytes: Vec<usize> = (1..body.len()).collect();
+    agrees(ct, body, limits, &bytes);
+}
+
+fn two_parts(boundary: &str, le: &str, data: &[u8]) -> Vec<u8> {
+    let mut b = format!(
+        "--{boundary}{le}Content-Type: application/soap+xml{le}Content-ID: <root>{le}{le}<E/>{le}--{boundary}{le}Content-ID: <att@x>{le}Content-Type: application/octet-stream{le}{le}"
+    )
+    .into_bytes();
+    b.extend_from_slice(data);
+    b.extend_from_slice(format!("{le}--{boundary}--{le}").as_bytes());
+    b
+}
+
+const CT: &str =
+    "multipart/related; boundary=\"bnd\"; type=\"application/soap+xml\"; start=\"<root>\"";
+
+#[test]
+fn packages_written_by_to_mime_spool_in_any_pieces() {
+    let mut att = Attachment::new(
+        "part-1@x",
+        "application/octet-stream",
+        b"\r\n--binary\r\n\0\r".to_vec(),
+    );
+    att.headers
+        .push(("content-description".into(), "Attachment".into()));
+    let p = Package {
+        soap: b"<S12:Envelope/>".to_vec(),
+        soap_content_type: "application/soap+xml".into(),
+        attachments: vec![att, Attachment::new("part-2@x", "text/plain", Vec::new())],
+    };
+    let (ct, body) = p.to_mime().unwrap();
+    agrees_in_any_pieces(&ct, &body, &Limits::default());
+    let (g, spooled) = spool(&ct, &body, &Limits::default(), &[]).unwrap();
+    assert_eq!(
+        as_package(&g, &spooled).attachments[0].data,
+        p.attachments[0].data
+    );
+    assert!(g.attachment("cid:part-2%40x").is_some());
+}
+
+#[test]
+fn data_that_looks_like_a_delimiter_spools_in_any_pieces() {
+    let l = Limits::default();
+    for data in [
+        &b""[..],
+        b"\r",
+        b"\n",
+        b"\r\n",
+        b"\r\n--bn",
+        b"\n--bnd",
+        b"x--bnd\r\n--bndy",
+        b"--bnd",
+        b"a\r\n--bn\r\n-\r\n--",
+        b"\r\r\n\n\r\n\r",
+    ] {
+        for le in ["\r\n", "\n"] {
+            agrees_in_any_pieces(CT, &two_parts("bnd", le, data), &l);
+        }
+    }
+}
+
+#[test]
+fn odd_bodies_spool_as_they_parse() {
+    let l = Limits::default();
+    let cases: Vec<(&str, &[u8])> = vec![
+        // No start: the first part; LF line ends; base64 attachment; no type anywhere.
+        (
+            "Multipart/Related; boundary=b",
+            b"--b\nContent-Type: text/xml\n\n<E/>\n--b\nContent-ID: a1\nContent-Transfer-Encoding: base64\n\naGVsbG8=\n--b--\n",
+        ),
+        // start names the second part.
+        (
+            "multipart/related; boundary=\"b\"; start=\"<root>\"",
+            b"--b\r\nContent-ID: <att>\r\n\r\nDATA\r\n--b\r\nContent-ID: <root>\r\n\r\n<E/>\r\n--b--",
+        ),
+        (
+            "multipart/related; boundary=\"b\"; start=\"<other>\"",
+            b"--b\r\nContent-ID: <att>\r\n\r\nDATA\r\n--b\r\nContent-ID: <root>\r\n\r\n<E/>\r\n--b--",
+        ),
+        // MTOM.
+        (
+            "multipart/related; boundary=b; type=\"application/xop+xml\"; start-info=\"application/soap+xml\"",
+            b"--b\r\nContent-Type: application/xop+xml; charset=UTF-8; type=\"application/soap+xml\"\r\n\r\n<E/>\r\n--b--",
+        ),
+        ("application/soap+xml; charset=UTF-8", b"<E/>"),
+        ("text/xml", b""),
+        // Preamble, epilogue, transport padding, a close delimiter first.
+        (
+            "multipart/related; boundary=b",
+            b"preamble\r\n--b  \r\n\r\n<E/>\r\n--b\r\nContent-ID: <x>\r\n\r\n1\r\n--b--\r\nepilogue\r\n--b\r\nnot a part\r\n",
+        ),
+        ("multipart/related; boundary=b", b"--b--\r\n\r\n<E/>\r\n--b--"),
+        // Headers without a body; a part without an empty line; empty parts.
+        ("multipart/related; boundary=b", b"--b\r\n\r\n<E/>\r\n--b\r\nContent-ID: <x>\r\n--b--"),
+        ("multipart/related; boundary=b", b"--b\r\n\r\n<E/>\r\n--b\r\nContent-ID: <x>\r\n\r\n--b--"),
+        ("multipart/related; boundary=b", b"--b\n--b\n--b--"),
+        // No close delimiter: what follows the last delimiter is not a part.
+        ("multipart/related; boundary=b", b"--b\r\n\r\n<E/>\r\n--b\r\nContent-ID: <x>\r\n\r\nlost"),
+        ("multipart/related; boundary=b", b"--b\r\n\r\n<E/>\r\n--b"),
+        // Refusals.
+        ("multipart/related", b"--b\r\n\r\nx\r\n--b--"),
+        ("multipart/related; boundary=b", b"no parts at all"),
+        ("multipart/related; boundary=b", b"--b\r\n\r\n<E/>"),
+        ("multipart/related; boundary=b", b"--b\r\n\r\n<E/>\r\n--b\r\n\r\nno cid\r\n--b--"),
+        (
+            "multipart/related; boundary=b",
+            b"--b\r\n\r\n<E/>\r\n--b\r\nContent-ID: <x>\r\n\r\n1\r\n--b\r\nContent-ID: x\r\n\r\n2\r\n--b--",
+        ),
+        (
+            "multipart/related; boundary=b",
+            b"--b\r\n\r\n<E/>\r\n--b\r\nContent-ID: <x>\r\nContent-Transfer-Encoding: x-uu\r\n\r\n1\r\n--b--",
+        ),
+        (
+            "multipart/related; boundary=b",
+            b"--b\r\n\r\n<E/>\r\n--b\r\nno colon\r\n\r\n1\r\n--b--",
+        ),
+        // Found by the fuzzer: a header block that never ends, in an unknown encoding.
+        (
+            "multipart/related; boundary=b",
+            b"--b\r\n\r\n<E/>\r\n--b\r\nContent-ID: <x>\r\nContent-Transfer-Encoding: bin\r\n--b--",
+        ),
+        ("text/plain", b"<E/>"),
+        ("", b"<E/>"),
+    ];
+    for (ct, body) in cases {
+        agrees_in_any_pieces(ct, body, &l);
+    }
+}
+
+#[test]
+fn every_truncation_is_read_as_parse_reads_it() {
+    let data: Vec<u8> = (0..300u32).map(|i| (i * 7 % 256) as u8).collect();
+    for le in ["\r\n", "\n"] {
+        let body = two_parts("bnd", le, &data);
+        for cut in 0..=body.len() {
+            agrees(CT, &body[..cut], &Limits::default(), &[]);
+            agrees(CT, &body[..cut], &Limits::default(), &[cut / 2]);
+        }
+    }
+}
+
+#[test]
+fn limits_apply_while_spooling() {
+    let mut body = Vec::new();
+    for i in 0..70 {
+        body.extend_from_slice(format!("--b\r\nContent-ID: <{i}>\r\n\r\nx\r\n").as_bytes());
+    }
+    body.extend_from_slice(b"--b--\r\n");
+    let ct = "multipart/related; boundary=b";
+    agrees(ct, &body, &Limits::default(), &[]);
+    let few = Limits {
+        max_parts: 70,
+        ..Default::default()
+    };
+    agrees(ct, &body, &few, &[]);
+    let small = Limits {
+        max_envelope: 3,
+        max_part: 3,
+        ..Default::default()
+    };
+    agrees("application/soap+xml", b"<E/>", &small, &[2]);
+    agrees(
+        ct,
+        b"--b\r\n\r\n<E>\r\n--b\r\nContent-ID: <a>\r\n\r\n1234\r\n--b--",
+        &small,
+        &[],
+    );
+    agrees(
+        ct,
+        b"--b\r\n\r\n<E/>\r\n--b\r\nContent-ID: <a>\r\n\r\n1234\r\n--b--",
+        &small,
+        &[],
+    );
+    // Too many delimiters are refused while the body still arrives.
+    let mut s = Spooler::new(ct, Cursor::new(Vec::new()), &Limits::default()).unwrap();
+    let e = body
+        .chunks(10)
+        .map(|c| s.feed(c))
+        .find_map(Result::err)
+        .expect("refused before the end");
+    assert_eq!(e.code(), ErrorCode::TooLarge);
+    // Header blocks without an end are not kept, and refused when the part is one.
+    let mut body = b"--b\r\n\r\n<E/>\r\n--b\r\n".to_vec();
+    body.extend_from_slice(&vec![b'a'; 400_000]);
+    agrees(ct, &body, &Limits::default(), &[]);
+    body.extend_from_slice(b"\r\n\r\nbody\r\n--b--");
+    agrees(ct, &body, &Limits::default(), &[100_000]);
+}
+
+#[test]
+fn large_binary_parts_are_hashed_not_kept() {
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let body = two_parts("bnd", "\r\n", &data);
+    let mut s = Spooler::new(CT, Cursor::new(Vec::new()), &Limits::default()).unwrap();
+    for c in body.chunks(65_536) {
+        s.feed(c).unwrap();
+    }
+    let (p, _) = s.finish().unwrap();
+    let SpooledBody::File {
+        offset,
+        len,
+        sha256,
+    } = p.attachments[0].body
+    else {
+        panic!("a binary part stays in the spool");
+    };
+    assert_eq!(len, data.len() as u64);
+    assert_eq!(&body[offset as usize..][..len as usize], &data[..]);
+    assert_eq!(sha256, openssl::sha::sha256(&data));
+}
+
+/// The fuzzer's seeds of AS4 packages (fuzz/seeds/as4_package) spool as they parse, in pieces.
+#[test]
+fn the_fuzz_seeds_spool_as_they_parse() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/as4_package");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let data = std::fs::read(entry.path()).unwrap();
+        for ct in [
+            "multipart/related; boundary=b; type=\"application/soap+xml\"; start=\"<soap@x>\"",
+            "application/soap+xml",
+        ] {
+            let n = data.len();
+            agrees(ct, &data, &Limits::default(), &[]);
+            agrees(ct, &data, &Limits::default(), &[n / 3, n / 2, n - n / 5]);
+        }
+        seen += 1;
+    }
+    assert!(seen > 0, "no seeds in {}", dir.display());
+}
