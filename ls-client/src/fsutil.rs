@@ -79,16 +79,27 @@ pub(crate) fn write_synced_with(
     path: &Path,
     write: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<([u8; 32], u64)> {
+    write_synced_mode_with(path, None, write)
+}
+
+/// [`write_synced_with`] into a file created with `mode` (from the start: no moment in which
+/// others could read it).
+pub(crate) fn write_synced_mode_with(
+    path: &Path,
+    mode: Option<u32>,
+    write: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<([u8; 32], u64)> {
     match fs::remove_file(path) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => return Err(io_err("cannot replace", path, e)),
     }
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| io_err("cannot create", path, e))?;
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    if let Some(m) = mode {
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, m);
+    }
+    let f = o.open(path).map_err(|e| io_err("cannot create", path, e))?;
     let mut out = HashingWriter {
         inner: std::io::BufWriter::with_capacity(256 * 1024, f),
         sha: openssl::sha::Sha256::new(),

@@ -36,6 +36,8 @@ const IN_FLIGHT: &str = "incoming-in-flight.json";
 /// aside in `state/quarantine/` instead of being tried again.
 const QUARANTINE_AFTER: u32 = 3;
 const TMP_PREFIX: &str = ".tmp-";
+/// The suffix of a document being opened (not verified yet): never finished after a crash.
+const OPENING_SUFFIX: &str = ".opening";
 const TMP_META_SUFFIX: &str = ".meta";
 const META_SUFFIX: &str = ".meta.json";
 /// After this many failed attempts at a message, an ebMS error signal about it is posted to
@@ -681,10 +683,11 @@ impl Client {
                     max_output: self.cfg.limits.max_document_bytes,
                     ..Default::default()
                 },
+                key,
             )
         };
         let others = self.other_keys();
-        let opened = match open_with(&me, &others) {
+        let (opened, sha) = match open_with(&me, &others) {
             // Sealed for a key of ours this process has not read yet (a rollover another
             // process started): read the keys again and try once more.
             Err(e) if e.code() == ErrorCode::NotARecipient => {
@@ -705,7 +708,6 @@ impl Client {
             .as_deref()
             .and_then(safe_name)
             .unwrap_or_else(|| format!("document-{}.bin", &key[..16]));
-        let sha = sha256_hex(&opened.document);
         let signer = opened.signer.as_ref();
         let meta = DocumentMeta {
             sender,
@@ -716,7 +718,7 @@ impl Client {
             action: &um.action,
             original_name: opened.filename.as_deref(),
             mime_type: &opened.mime_type,
-            size: opened.document.len() as u64,
+            size: opened.size,
             sha256: &sha,
             signing_time: opened.signing_time.map(time::iso8601),
             signing_time_unix: opened.signing_time,
@@ -734,9 +736,8 @@ impl Client {
             Err(e) if e.code() == ErrorCode::Io => return Err(stop(e)),
             Err(e) => report.receipt_errors.push((&e).into()),
         }
-        // 1. The document and its metadata under temporary names, synced.
-        self.write_private(&self.tmp_doc(key), &opened.document)
-            .map_err(stop)?;
+        // 1. The document (written there as it was opened) and its metadata under temporary
+        // names, synced.
         self.write_private(&self.tmp_meta(key), &to_json(&meta))
             .map_err(stop)?;
         fsync_dir(self.inbox()).map_err(stop)?;
@@ -767,7 +768,7 @@ impl Client {
             path,
             name: entry.name,
             original_name: opened.filename.clone(),
-            size: opened.document.len() as u64,
+            size: opened.size,
             sha256: sha,
             mime_type: opened.mime_type.clone(),
             sender: sender.to_string(),
@@ -990,6 +991,13 @@ impl Client {
             let Some(rest) = name.strip_prefix(TMP_PREFIX) else {
                 continue;
             };
+            if let Some(key) = rest.strip_suffix(OPENING_SUFFIX) {
+                // A document a crash interrupted while it was opened: never verified.
+                if md.is_file() && is_key(key) {
+                    let _ = fs::remove_file(&path);
+                }
+                continue;
+            }
             let key = rest.strip_suffix(TMP_META_SUFFIX).unwrap_or(rest);
             if !md.is_file() || !is_key(key) {
                 continue;
@@ -1143,15 +1151,44 @@ impl Client {
     /// payload is read for opening: today the CMS layer opens in memory, so a payload in the
     /// spool file is read into memory (at most the document limit and the CMS layers' share);
     /// opening from the file replaces this alone.
+    /// Open the payload of message `key` into its temporary inbox file in constant memory:
+    /// the document is written, as the layers are peeled, under a name of its own
+    /// (`.tmp-<key>.opening`, private from the start), renamed to the temporary document only
+    /// once `open_stream` verified it, and removed otherwise. Returns what was opened and the
+    /// document's SHA-256 (hex), taken as it was written.
     fn open_payload(
         &self,
         payload: &ls_core::as4::message::ReceivedPayload,
         opts: &OpenOptions,
-    ) -> Result<ls_core::cms::Opened> {
-        let limit =
-            ls_core::as4::coordination::message_limit_for(self.cfg.limits.max_document_bytes);
-        let data = payload.bytes(limit)?;
-        ls_core::open(&data, opts)
+        key: &str,
+    ) -> Result<(ls_core::cms::Opened, String)> {
+        let mut reader: Box<dyn std::io::Read> = match &payload.file {
+            Some(f) => Box::new(std::io::BufReader::with_capacity(256 * 1024, f.reader()?)),
+            None => Box::new(&payload.data[..]),
+        };
+        let opening = self.opening_doc(key);
+        let mut opened = None;
+        let written = fsutil::write_synced_mode_with(&opening, Some(self.file_mode()), |out| {
+            opened = Some(ls_core::open_stream(&mut reader, out, opts)?);
+            Ok(())
+        });
+        let finish = written.and_then(|(sha, _)| {
+            let opened =
+                opened.ok_or_else(|| Error::Internal("the payload was not opened".into()))?;
+            fs::rename(&opening, self.tmp_doc(key))
+                .map_err(|e| io_err("cannot rename", &opening, e))?;
+            Ok((opened, ls_core::bytes::hex(&sha)))
+        });
+        if finish.is_err() {
+            let _ = fs::remove_file(&opening);
+        }
+        finish
+    }
+
+    /// Where the document of message `key` is written while it is opened (not yet verified).
+    fn opening_doc(&self, key: &str) -> PathBuf {
+        self.inbox()
+            .join(format!("{TMP_PREFIX}{key}{OPENING_SUFFIX}"))
     }
 
     fn pending_notice_path(&self, key: &str) -> PathBuf {

@@ -11,7 +11,6 @@ use ls_core::as4::exchange;
 use ls_core::as4::message::{self, FilePayload, OutgoingFile};
 use ls_core::as4::model::{AgreementRef, Messaging, Signal};
 use ls_core::as4::wss::SignedRef;
-use ls_core::bytes::sha256_hex;
 use ls_core::cms::SealOptions;
 use ls_core::error::{Error, ErrorCode, Result};
 use ls_core::time;
@@ -320,8 +319,12 @@ struct Prepared {
 /// The sealed payload written into a job folder ([`PAYLOAD`]).
 struct SealedPayload {
     path: PathBuf,
-    /// Our SignedData as signed (what a partner's signed receipt refers to).
+    /// Our SignedData as signed, without its content (what a partner's signed receipt refers
+    /// to: a few KiB, whatever the document's size).
     signed_data: Vec<u8>,
+    /// The document's size and SHA-256 (hex), taken as it was sealed.
+    document_size: u64,
+    document_sha256: String,
 }
 
 /// What became of a job.
@@ -336,25 +339,53 @@ enum Attempt {
 }
 
 /// A new job id: sortable by creation time.
-/// Seal `data` for `rcpt` into the file `path` (synced) — the one place a job's payload is
-/// made, so that a sealing that streams from the document file to this file replaces it
-/// alone. Today the CMS layer seals in memory (the document is in memory anyway).
+/// Seal the document file `doc` for `rcpt` into the file `path` (synced), in constant memory:
+/// the document is read and the payload written as it is sealed (`ls_core::seal_stream`), and
+/// the document's SHA-256 is taken on the way. The one place a job's payload is made.
 fn seal_into(
     path: &Path,
-    data: &[u8],
+    doc: &Path,
     me: &ls_core::Identity,
     rcpt: &ls_core::Certificate,
     seal: &SealOptions,
 ) -> Result<SealedPayload> {
-    let ls_core::cms::Sealed {
-        sealed,
-        signed_data,
-    } = ls_core::cms::seal_with_evidence(data, me, std::slice::from_ref(rcpt), seal)?;
-    write_synced(path, &sealed)?;
+    let file = fs::File::open(doc).map_err(|e| io_err("cannot read", doc, e))?;
+    let mut src = HashingReader {
+        inner: std::io::BufReader::with_capacity(256 * 1024, file),
+        sha: openssl::sha::Sha256::new(),
+    };
+    let mut sealed = None;
+    fsutil::write_synced_with(path, |out| {
+        sealed = Some(ls_core::seal_stream(
+            &mut src,
+            out,
+            me,
+            std::slice::from_ref(rcpt),
+            seal,
+        )?);
+        Ok(())
+    })?;
+    let sealed = sealed.ok_or_else(|| Error::Internal("the payload was not sealed".into()))?;
     Ok(SealedPayload {
         path: path.to_path_buf(),
-        signed_data,
+        signed_data: sealed.signed_data,
+        document_size: sealed.document_size,
+        document_sha256: ls_core::bytes::hex(&src.sha.finish()),
     })
+}
+
+/// A reader that hashes what passes (the document, as it is sealed).
+struct HashingReader<R> {
+    inner: R,
+    sha: openssl::sha::Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.sha.update(&buf[..n]);
+        Ok(n)
+    }
 }
 
 fn new_job_id() -> String {
@@ -506,15 +537,15 @@ impl Client {
         Ok((dir, lock, id))
     }
 
-    /// Seal `data` for `to` into the job folder `dir` and build the signed AS4 message around
-    /// it there (`message.bin`, written in pieces and synced: what every attempt pushes, read
-    /// in pieces); the job record to go with it.
+    /// Seal the job's document (`dir/DOCUMENT`) for `to` into the job folder `dir` and build
+    /// the signed AS4 message around it there (`message.bin`, written in pieces and synced:
+    /// what every attempt pushes, read in pieces); the job record to go with it. The document
+    /// is never read whole.
     fn prepare(
         &self,
         dir: &Path,
         job: &str,
         name: &str,
-        data: &[u8],
         to: &str,
         opts: &SendOptions,
     ) -> Result<Prepared> {
@@ -543,7 +574,7 @@ impl Client {
             p.apply_seal(&mut seal);
         }
         seal.receipt_request = content_identifier.as_ref().map(|c| c.as_bytes().to_vec());
-        let sealed = seal_into(&dir.join(PAYLOAD), data, &me, rcpt, &seal)?;
+        let sealed = seal_into(&dir.join(PAYLOAD), &dir.join(DOCUMENT), &me, rcpt, &seal)?;
         let d = &self.cfg.defaults;
         let service = opts.service.clone().unwrap_or_else(|| d.service.clone());
         let action = opts.action.clone().unwrap_or_else(|| d.action.clone());
@@ -589,8 +620,8 @@ impl Client {
             name: name.to_string(),
             service,
             action,
-            size: data.len() as u64,
-            sha256: sha256_hex(data),
+            size: sealed.document_size,
+            sha256: sealed.document_sha256.clone(),
             payload_sha256: ls_core::bytes::hex(&built.payload_sha256),
             message_sha256: ls_core::bytes::hex(&message_sha256),
             created: now,
@@ -634,13 +665,25 @@ impl Client {
         to: &str,
         opts: &SendOptions,
     ) -> Result<Sent> {
+        self.send_with(name, |doc| write_synced(doc, data), to, opts)
+    }
+
+    /// [`Client::send_bytes`] with the document written into the job folder by `put` (a copy
+    /// of a file is made in pieces: a document of any size is sent in constant memory).
+    fn send_with(
+        &self,
+        name: &str,
+        put: impl FnOnce(&Path) -> Result<()>,
+        to: &str,
+        opts: &SendOptions,
+    ) -> Result<Sent> {
         let name = safe_name(name).ok_or_else(|| {
             Error::InvalidArgument("the document needs a file name (a base name)".into())
         })?;
         let (dir, _lock, id) = self.new_job_dir()?;
         // Nothing is queued unless the message could be built: the folder goes again.
-        let p = write_synced(&dir.join(DOCUMENT), data)
-            .and_then(|()| self.prepare(&dir, &id, &name, data, to, opts))
+        let p = put(&dir.join(DOCUMENT))
+            .and_then(|()| self.prepare(&dir, &id, &name, to, opts))
             .and_then(|p| self.write_job(&dir, &p).map(|()| p));
         let p = match p {
             Ok(p) => p,
@@ -661,12 +704,20 @@ impl Client {
 
     /// [`Client::send_bytes`] with the content and name of a file (the file stays where it is).
     pub fn send_file(&self, path: &Path, to: &str, opts: &SendOptions) -> Result<Sent> {
-        let data = fs::read(path).map_err(|e| io_err("cannot read", path, e))?;
+        let mut src = fs::File::open(path).map_err(|e| io_err("cannot read", path, e))?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        self.send_bytes(&name, &data, to, opts)
+        let copy = |doc: &Path| {
+            fsutil::write_synced_with(doc, |out| {
+                std::io::copy(&mut src, out)
+                    .map(drop)
+                    .map_err(|e| io_err("cannot read", path, e))
+            })
+            .map(drop)
+        };
+        self.send_with(&name, copy, to, opts)
     }
 
     /// Push a job's message once (read in pieces from `message.bin`) and record what became
@@ -1035,12 +1086,7 @@ impl Client {
     /// Build the message of a claimed document (it is pushed by the run over due jobs):
     /// `Queued`, or `Failed` when the document cannot be sent.
     fn init_claimed(&self, dir: &Path, id: &str, claim: &ClaimRecord) -> Result<Attempt> {
-        let prepared = fs::read(dir.join(DOCUMENT))
-            .map_err(|e| io_err("cannot read", &dir.join(DOCUMENT), e))
-            .and_then(|data| {
-                let opts = SendOptions::default();
-                self.prepare(dir, id, &claim.name, &data, &claim.to, &opts)
-            });
+        let prepared = self.prepare(dir, id, &claim.name, &claim.to, &SendOptions::default());
         match prepared {
             Ok(p) => {
                 self.write_job(dir, &p)?;

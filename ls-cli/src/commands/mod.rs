@@ -22,7 +22,7 @@ use ls_core::{bytes, CertStore, Error, Identity};
 use std::path::{Path, PathBuf};
 
 /// The default limit on an opened document: the client's default `[limits] max_document_bytes`
-/// (100 MiB), so that `open` takes what `poll` takes.
+/// (4 GiB), so that `open` takes what `poll` takes.
 pub const DEFAULT_MAX_SIZE: u64 = ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES;
 
 /// Our identity from a PEM key (+ certificate) or a PKCS#12 file.
