@@ -601,10 +601,17 @@ def seal(
         multipart_signed=multipart_signed,
     )
     with contextlib.ExitStack() as stack:
-        sp = stack.enter_context(signer._use())
-        ptrs = [stack.enter_context(r._use()) for r in recipients]
-        arr = (POINTER(_lib.ls_cert) * len(ptrs))(*ptrs) if ptrs else None
-        return _take_bytes(lib.ls_seal, sp, arr, len(ptrs), doc, len(doc), byref(opts))
+        sp, arr, n = _use_sealing(stack, signer, recipients)
+        return _take_bytes(lib.ls_seal, sp, arr, n, doc, len(doc), byref(opts))
+
+
+def _use_sealing(stack, signer, recipients):
+    """Borrows the signer and the recipients for a seal call: (signer pointer, array of
+    certificate pointers or None, its length)."""
+    sp = stack.enter_context(signer._use())
+    ptrs = [stack.enter_context(r._use()) for r in recipients]
+    arr = (POINTER(_lib.ls_cert) * len(ptrs))(*ptrs) if ptrs else None
+    return sp, arr, len(ptrs)
 
 
 def _recipients(signer, recipients) -> list:
@@ -847,10 +854,8 @@ def seal_file(
     opts = _seal_options(**options)
     s, d = _fspath(src, "src"), _fspath(dst, "dst")
     with contextlib.ExitStack() as stack:
-        sp = stack.enter_context(signer._use())
-        ptrs = [stack.enter_context(r._use()) for r in recipients]
-        arr = (POINTER(_lib.ls_cert) * len(ptrs))(*ptrs) if ptrs else None
-        lib.ls_seal_file(sp, arr, len(ptrs), s, d, byref(opts))
+        sp, arr, n = _use_sealing(stack, signer, recipients)
+        lib.ls_seal_file(sp, arr, n, s, d, byref(opts))
 
 
 def open_file(src, dst, recipient: Optional[Identity] = None, **options) -> Opened:
@@ -930,12 +935,10 @@ def seal_stream(
     cb = _Callbacks(reader, writer)
     size = c_uint64()
     with contextlib.ExitStack() as stack:
-        sp = stack.enter_context(signer._use())
-        ptrs = [stack.enter_context(r._use()) for r in recipients]
-        arr = (POINTER(_lib.ls_cert) * len(ptrs))(*ptrs) if ptrs else None
+        sp, arr, n = _use_sealing(stack, signer, recipients)
         try:
             lib.ls_seal_stream(
-                sp, arr, len(ptrs), cb.read, None, cb.write, None, byref(opts), byref(size)
+                sp, arr, n, cb.read, None, cb.write, None, byref(opts), byref(size)
             )
         except LayerSecError:
             cb.raise_kept()
