@@ -36,8 +36,12 @@ const IN_FLIGHT: &str = "incoming-in-flight.json";
 /// aside in `state/quarantine/` instead of being tried again.
 const QUARANTINE_AFTER: u32 = 3;
 const TMP_PREFIX: &str = ".tmp-";
-/// The suffix of a document being opened (not verified yet): never finished after a crash.
+/// The suffix of a document being opened (not verified yet) in the inbox: never finished after a
+/// crash.
 const OPENING_SUFFIX: &str = ".opening";
+/// The folder of the state where documents are opened (not verified yet), when it is on the
+/// inbox's file system: never finished after a crash.
+const OPENING_DIR: &str = "opening";
 const TMP_META_SUFFIX: &str = ".meta";
 const META_SUFFIX: &str = ".meta.json";
 /// After this many failed attempts at a message, an ebMS error signal about it is posted to
@@ -987,6 +991,14 @@ impl Client {
     /// Finish the deliveries a crash interrupted: temporary inbox files with a journal entry are
     /// renamed, those without one removed (that message was not receipted and comes again).
     pub(super) fn recover_inbox(&self) -> Result<()> {
+        // Documents a crash interrupted while they were opened: never verified.
+        if let Ok(entries) = list_dir(&self.state(OPENING_DIR)) {
+            for (_, path, md) in entries {
+                if md.is_file() {
+                    let _ = fs::remove_file(&path);
+                }
+            }
+        }
         for (name, path, md) in list_dir(self.inbox())? {
             let Some(rest) = name.strip_prefix(TMP_PREFIX) else {
                 continue;
@@ -1185,10 +1197,24 @@ impl Client {
         finish
     }
 
-    /// Where the document of message `key` is written while it is opened (not yet verified).
+    /// Where the document of message `key` is written while it is opened (not yet verified):
+    /// in the state folder, out of sight of whatever watches the inbox, when that is on the
+    /// inbox's file system (the verified document is renamed from there); else a hidden file of
+    /// the inbox.
     fn opening_doc(&self, key: &str) -> PathBuf {
-        self.inbox()
-            .join(format!("{TMP_PREFIX}{key}{OPENING_SUFFIX}"))
+        use std::os::unix::fs::MetadataExt;
+        let dir = self.state(OPENING_DIR);
+        let same_fs = fs::create_dir_all(&dir).is_ok()
+            && matches!(
+                (fs::metadata(&dir), fs::metadata(self.inbox())),
+                (Ok(a), Ok(b)) if a.dev() == b.dev()
+            );
+        if same_fs {
+            dir.join(key)
+        } else {
+            self.inbox()
+                .join(format!("{TMP_PREFIX}{key}{OPENING_SUFFIX}"))
+        }
     }
 
     fn pending_notice_path(&self, key: &str) -> PathBuf {
