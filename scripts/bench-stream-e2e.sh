@@ -6,8 +6,8 @@
 #                     service in between; a tampered and a truncated push refused first
 #                     (ls-cli/tests/stream_transport.rs)
 #   stream-e2e        `layersec send` -> service -> `layersec poll`, byte for byte
-#                     (ls-cli/tests/stream_e2e.rs); send and poll seal and open the document in
-#                     memory until the CMS layer works from files
+#                     (ls-cli/tests/stream_e2e.rs); send seals from the document file and
+#                     poll opens into the inbox as the bytes pass
 # Targets (issue 13): send, poll and the service at most 64 MiB each for 1 GiB.
 #
 #   BENCH_STREAM_SIZE   bytes of the document (default 1073741824 = 1 GiB); about 5 times this
