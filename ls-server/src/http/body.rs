@@ -110,7 +110,9 @@ impl PumpState {
 
 /// Read `body` into `tx` piece by piece under its limit and deadlines, until its end, a
 /// failure (recorded in `state`, then given to the reader as an error), or the reader going
-/// away.
+/// away. The minimum rate's clock (and its grace) counts only the time spent waiting on the
+/// peer: while the handler is not taking pieces (it waits for its stream slot, or works) the
+/// clock is held, so that an upload is not cut for the service's own delays.
 pub(super) async fn pump(
     mut body: Incoming,
     tx: mpsc::Sender<io::Result<Bytes>>,
@@ -118,14 +120,17 @@ pub(super) async fn pump(
     progress: Progress,
     state: Arc<PumpState>,
 ) {
-    let started = Instant::now();
+    let mut started = Instant::now();
     let mut received = 0u64;
     loop {
         match next_piece(&mut body, progress, started, &mut received, max).await {
             Ok(Some(data)) => {
+                let waiting = Instant::now();
                 if tx.send(Ok(data)).await.is_err() {
                     return; // the handler stopped reading
                 }
+                // Not the peer's time.
+                started += waiting.elapsed();
             }
             Ok(None) => {
                 state.complete.store(true, Ordering::Release);
