@@ -269,3 +269,39 @@ fn a_pulled_message_the_spooler_refuses_is_that_messages_fault() {
         assert!(pulled.spooled.is_none() && !spool.exists());
     }
 }
+
+/// A (not yet verified) header that says gzip or WS-Security encryption does not make the
+/// reader load a large spooled attachment into memory: refused as too large, nothing read.
+#[test]
+fn large_gzipped_or_encrypted_spooled_payloads_are_refused_unread() {
+    let dir = ls_tests::tempdir("as4-spool-transformed");
+    let alice = id("alice");
+    let built = message::build(Outgoing {
+        messaging: messaging("alice", "bob"),
+        payloads: vec![Payload {
+            content_id: "doc@x".into(),
+            mime_type: "application/xml".into(),
+            data: b"<Invoice>42</Invoice>".repeat(20),
+            compress: true,
+            properties: Vec::new(),
+        }],
+        signer: &alice,
+        encrypt_for: None,
+        soap: SoapVersion::Soap12,
+    })
+    .unwrap();
+    let mut pkg = spooled(&built.content_type, &built.body, dir.path(), 777).unwrap();
+    // As if the attachment were 200 MiB of the spool (the file is not that long: reading it
+    // would fail with an I/O error, not TooLarge).
+    let SpooledBody::File { len, .. } = &mut pkg.attachments[0].body else {
+        panic!("a binary attachment stays in the spool");
+    };
+    *len = 200 << 20;
+    let e = message::read_spooled(&pkg, &dir.path().join("spool"), &reads(alice.certificate()))
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::TooLarge, "{e}");
+    assert_eq!(
+        ls_core::as4::coordination::MessageFailure::of(&e).class(),
+        ls_core::as4::coordination::FailureClass::TooLarge
+    );
+}
