@@ -237,7 +237,8 @@ fn a_pulled_message_the_spooler_refuses_is_that_messages_fault() {
         "multipart/related; type=\"application/soap+xml\"; start=\"{start}\"; boundary*=UTF-8''{boundary}%0A"
     );
     // A copy of the SOAP part (Content-ID = start) added as a third part.
-    let soap_end = ls_core::bytes::find(&body[2..], format!("--{boundary}").as_bytes()).unwrap() + 2;
+    let soap_end =
+        ls_core::bytes::find(&body[2..], format!("--{boundary}").as_bytes()).unwrap() + 2;
     let mut twice = body[..soap_end].to_vec();
     twice.extend_from_slice(&body[..soap_end]);
     twice.extend_from_slice(&body[soap_end..]);

@@ -330,7 +330,9 @@ fn peek_leniently(content_type: &str, head: &[u8], limits: &Limits) -> Option<Me
         let at = from + crate::bytes::find(&head[from..], b"Envelope")?;
         let lt = head[..at].iter().rposition(|&c| c == b'<')?;
         let name = &head[lt + 1..at];
-        if name.iter().all(|c| c.is_ascii_alphanumeric() || b"_-.:".contains(c))
+        if name
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_-.:".contains(c))
             && (name.is_empty() || name.ends_with(b":"))
         {
             break (lt, name.to_vec());
@@ -819,7 +821,10 @@ enum Received {
     },
     /// Not a message the spooler reads (its MIME structure, a limit): why, and the first
     /// [`crate::transport::OVERSIZED_HEAD`] bytes (or fewer, if the body ended before).
-    Unreadable { head: Vec<u8>, error: Error },
+    Unreadable {
+        head: Vec<u8>,
+        error: Error,
+    },
 }
 
 /// Read a message body from `body` into `file` through a [`Spooler`]; past `limits.max_part`

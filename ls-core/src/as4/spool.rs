@@ -667,7 +667,13 @@ impl<W: Write + Read + Seek> Spooler<W> {
                     )));
                 }
                 // (A part whose header block never ended has no body.)
-                let identity = !matches!(part.role, Role::Soap { identity: false, .. });
+                let identity = !matches!(
+                    part.role,
+                    Role::Soap {
+                        identity: false,
+                        ..
+                    }
+                );
                 let n = usize::try_from(part.body_len).unwrap_or(usize::MAX);
                 if identity {
                     check_envelope_size(n, &self.limits)?;

@@ -366,15 +366,21 @@ fn a_second_start_part_is_refused_when_it_ends() {
     let mut pieces: Vec<&[u8]> = vec![b"--b\r\nContent-ID: <root>\r\n\r\n<E/>\r\n"];
     for _ in 0..6 {
         pieces.push(b"--b\r\nContent-ID: <root>\r\n\r\n");
-        pieces.extend(std::iter::repeat(&big[..]).take(3));
+        pieces.extend(std::iter::repeat_n(&big[..], 3));
         pieces.push(b"\r\n");
     }
     pieces.push(b"--b--\r\n");
     let (e, n, at_finish) = refused_at(ct, &Limits::default(), pieces.iter().copied());
     assert_eq!(e.code(), ErrorCode::MalformedMime, "{e}");
-    assert!(e.to_string().contains("two MIME parts carry the start"), "{e}");
+    assert!(
+        e.to_string().contains("two MIME parts carry the start"),
+        "{e}"
+    );
     assert!(!at_finish, "refused only at the end ({n} bytes)");
-    assert!(n < 4 << 20, "refused after {n} bytes, not when the second start part ended");
+    assert!(
+        n < 4 << 20,
+        "refused after {n} bytes, not when the second start part ended"
+    );
     // As `Package::parse` refuses it, in any pieces.
     let small = b"--b\r\nContent-ID: <root>\r\n\r\n<E/>\r\n--b\r\nContent-ID: <x>\r\n\r\n1\r\n--b\r\nContent-ID: <root>\r\n\r\n<F/>\r\n--b--";
     agrees_in_any_pieces(ct, small, &Limits::default());
@@ -401,7 +407,7 @@ fn a_soap_part_past_its_limit_is_refused_while_it_arrives() {
         ),
         ("multipart/related; boundary=b", &b"--b\r\n\r\n"[..]),
     ] {
-        let pieces = std::iter::once(head).chain(std::iter::repeat(&line[..]).take(100_000));
+        let pieces = std::iter::once(head).chain(std::iter::repeat_n(&line[..], 100_000));
         let (e, n, at_finish) = refused_at(ct, &small, pieces);
         assert_eq!(e.code(), ErrorCode::TooLarge, "{e}");
         assert!(!at_finish && n < 4000, "refused after {n} bytes");
@@ -432,14 +438,17 @@ fn encoded_attachments_are_bounded_in_all() {
         .collect();
     for h in &heads {
         pieces.push(h.as_bytes());
-        pieces.extend(std::iter::repeat(&chunk[..]).take(20));
+        pieces.extend(std::iter::repeat_n(&chunk[..], 20));
         pieces.push(b"\r\n");
     }
     pieces.push(b"--b--\r\n");
     let (e, n, at_finish) = refused_at(ct, &Limits::default(), pieces.iter().copied());
     assert_eq!(e.code(), ErrorCode::TooLarge, "{e}");
     assert!(!at_finish, "refused only at the end");
-    assert!(n <= MAX_ENCODED_TOTAL + (2 << 20), "refused after {n} bytes");
+    assert!(
+        n <= MAX_ENCODED_TOTAL + (2 << 20),
+        "refused after {n} bytes"
+    );
 }
 
 #[test]
