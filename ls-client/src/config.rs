@@ -642,6 +642,13 @@ impl Config {
                 "a number of seconds of at least 1 is expected",
             ));
         }
+        // Deadlines are instants: an unbounded grace would overflow them.
+        if self.service.min_rate_grace_secs > 86_400 {
+            return Err(self.invalid(
+                "service.min_rate_grace_secs",
+                "at most 86400 seconds (a day) is expected",
+            ));
+        }
         if let (Some(new), Some(old)) = (self.service.idle_timeout_secs, self.service.timeout_secs)
         {
             if new != old {
@@ -1031,6 +1038,22 @@ mod tests {
         let m = e.to_string();
         assert!(m.contains(&p.display().to_string()), "{m}");
         m
+    }
+
+    #[test]
+    fn the_minimum_rates_grace_is_bounded() {
+        let d = setup();
+        let m = err(
+            &d,
+            &format!("{}min_rate_grace_secs = 18446744073709551615\n", minimal()),
+        );
+        assert!(m.contains("min_rate_grace_secs"), "{m}");
+        let p = d.0.join("ok.toml");
+        fs::write(&p, format!("{}min_rate_grace_secs = 86400\n", minimal())).unwrap();
+        assert_eq!(
+            Config::load(&p).unwrap().service.min_rate_grace_secs,
+            86_400
+        );
     }
 
     #[test]

@@ -551,6 +551,15 @@ impl Client {
                 FailureClass::TooLarge,
             ));
         }
+        if let Some(u) = &pulled.unreadable {
+            // Its body is not a message we can read (found by the spooler while it arrived):
+            // refused like any other malformed message of a partner, the poll goes on.
+            let class = match u.code {
+                ErrorCode::TooLarge => FailureClass::TooLarge,
+                _ => FailureClass::Malformed,
+            };
+            return Err(Fault::Refuse(u.error(), class));
+        }
         let (one, store) = partner_policy(&certs);
         let me = self.me();
         let is_update = pulled.messaging.user_messages.first().is_some_and(|u| {

@@ -41,6 +41,9 @@ struct Faults {
     drop_after_store: usize,
     /// Flip a byte of the payload of what is pulled.
     tamper_pulls: bool,
+    /// Answer the next n pulls with the message's boundary parameter in RFC 2231 form with a
+    /// line feed appended (a body the client's MIME readers refuse).
+    mangle_boundary_pulls: usize,
 }
 
 struct FakeService {
@@ -296,7 +299,17 @@ impl FakeService {
                 let i = body.len() - 120;
                 body[i] ^= 0x01;
             }
-            return Ok(HttpResponse::new(200, s.content_type.clone(), body));
+            let mut ct = s.content_type.clone();
+            let mut f = self.faults.lock().unwrap();
+            if f.mangle_boundary_pulls > 0 {
+                f.mangle_boundary_pulls -= 1;
+                let b = ls_core::mime::param(&ct, "boundary").unwrap();
+                ct = format!("multipart/related; boundary*=UTF-8''{b}%0A; {}", {
+                    let start = ls_core::mime::param(&ct, "start").unwrap();
+                    format!("type=\"application/soap+xml\"; start=\"{start}\"")
+                });
+            }
+            return Ok(HttpResponse::new(200, ct, body));
         }
         drop(msgs);
         self.refuse("EBMS:0006", Some(&request_id))
@@ -1197,6 +1210,33 @@ fn a_tampered_message_is_refused_with_a_signed_notice_the_sender_records() {
     assert_eq!(st.refused_by_partners.len(), 1);
     // The notice itself was receipted: offered once.
     assert_eq!(alice.poll(|_| {}).unwrap().pulled, 0);
+}
+
+#[test]
+fn a_pulled_message_whose_mime_cannot_be_read_is_refused_and_the_poll_goes_on() {
+    let w = world();
+    let alice = w.client("alice");
+    let first = alice
+        .send_bytes("a.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let second = alice
+        .send_bytes("b.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    w.svc.faults.lock().unwrap().mangle_boundary_pulls = 1;
+    let bob = w.client("bob");
+    let mut got = Vec::new();
+    let r = bob
+        .poll(|d| got.push(d.message_id.clone()))
+        .expect("one unreadable message does not stop the poll");
+    assert_eq!(r.failed.len(), 1, "{r:?}");
+    let f = &r.failed[0];
+    assert_eq!(f.message_id, first.message_id);
+    assert_eq!(f.error.code, ErrorCode::MalformedMime, "{f:?}");
+    assert!(f.refused.is_some() && f.notice_sent, "{f:?}");
+    // The service has the notice; the next message was delivered in the same poll.
+    assert!(w.svc.failed(&first.message_id));
+    assert_eq!(got, vec![second.message_id.clone()]);
+    assert!(w.svc.delivered(&second.message_id));
 }
 
 #[test]

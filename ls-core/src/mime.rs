@@ -227,12 +227,29 @@ pub struct SignedParts<'a> {
     pub signature: &'a [u8],
 }
 
+/// Refuse (`MalformedMime`) a multipart boundary RFC 2046 does not allow: 1 to 70 of its
+/// `bchars` (digits, letters, `'()+_,-./:=?` and space), not ending in a space. Anything else
+/// (a line end above all, which an RFC 2231 `boundary*=` value can carry) would let readers
+/// of the same body find different parts.
+pub fn check_boundary(boundary: &str) -> Result<()> {
+    let allowed = |c: u8| c.is_ascii_alphanumeric() || b"'()+_,-./:=? ".contains(&c);
+    if boundary.is_empty()
+        || boundary.len() > 70
+        || boundary.ends_with(' ')
+        || !boundary.bytes().all(allowed)
+    {
+        return Err(bad(format!(
+            "invalid multipart boundary {boundary:?} (RFC 2046: 1 to 70 digits, letters or \
+             '()+_,-./:=? and spaces, not last)"
+        )));
+    }
+    Ok(())
+}
+
 /// Split a multipart body on `boundary`. The CRLF (or LF) before each delimiter belongs to the
 /// delimiter (RFC 2046), so the parts are returned exactly as signed.
 pub fn split_multipart<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<&'a [u8]>> {
-    if boundary.is_empty() || boundary.len() > 200 {
-        return Err(bad("missing or invalid multipart boundary"));
-    }
+    check_boundary(boundary)?;
     let delim = format!("--{boundary}");
     let d = delim.as_bytes();
     // Find every delimiter at the start of a line.

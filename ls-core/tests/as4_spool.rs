@@ -218,3 +218,91 @@ fn gzipped_and_base64_payloads_are_read_in_memory_as_before() {
     assert!(inc.payloads[0].file.is_none());
     assert_eq!(inc.payloads[0].data, b"<Invoice>42</Invoice>".repeat(2000));
 }
+
+/// A pulled body the spooler refuses (a boundary with a line end, a second start part) is a
+/// fault of that message, known by the header found in its head — not a failure of the pull
+/// that would stop the client's poll at every offer.
+#[test]
+fn a_pulled_message_the_spooler_refuses_is_that_messages_fault() {
+    use ls_core::transport::{HttpResponse, StubTransport};
+    let dir = ls_tests::tempdir("as4-spool-unreadable");
+    let alice = id("alice");
+    let bob = id("bob");
+    let data = payload_data(10_000);
+    let (b, body) = built(&alice, dir.path(), &data);
+    let boundary = ls_core::mime::param(&b.content_type, "boundary").unwrap();
+    let start = ls_core::mime::param(&b.content_type, "start").unwrap();
+    // The same body under a boundary parameter that decodes to "<boundary>\n".
+    let bad_boundary = format!(
+        "multipart/related; type=\"application/soap+xml\"; start=\"{start}\"; boundary*=UTF-8''{boundary}%0A"
+    );
+    // A copy of the SOAP part (Content-ID = start) added as a third part.
+    let soap_end =
+        ls_core::bytes::find(&body[2..], format!("--{boundary}").as_bytes()).unwrap() + 2;
+    let mut twice = body[..soap_end].to_vec();
+    twice.extend_from_slice(&body[..soap_end]);
+    twice.extend_from_slice(&body[soap_end..]);
+    for (ct, body, code) in [
+        (bad_boundary, body.clone(), ErrorCode::MalformedMime),
+        (b.content_type.clone(), twice, ErrorCode::MalformedMime),
+    ] {
+        let t = StubTransport::new(move |_, _| Ok(HttpResponse::new(200, &ct, body.clone())));
+        let ex = exchange::Exchange {
+            transport: &t,
+            me: &bob,
+            service: bob.certificate(),
+            service_previous: &[],
+            soap: SoapVersion::Soap12,
+            domain: "layersec.test".into(),
+            limits: Limits::default(),
+        };
+        let spool = dir.path().join("incoming.spool");
+        let pulled = ex
+            .pull_to("urn:mpc", &spool)
+            .expect("a fault of the message, not of the pull")
+            .expect("a message");
+        let u = pulled.unreadable.as_ref().expect("marked unreadable");
+        assert_eq!(u.code, code, "{}", u.message);
+        assert_eq!(u.error().code(), code);
+        let um = &pulled.messaging.user_messages[0];
+        assert_eq!(um.info.message_id, b.message_id);
+        assert_eq!(um.from.ids[0].value, "alice");
+        assert!(pulled.spooled.is_none() && !spool.exists());
+    }
+}
+
+/// A (not yet verified) header that says gzip or WS-Security encryption does not make the
+/// reader load a large spooled attachment into memory: refused as too large, nothing read.
+#[test]
+fn large_gzipped_or_encrypted_spooled_payloads_are_refused_unread() {
+    let dir = ls_tests::tempdir("as4-spool-transformed");
+    let alice = id("alice");
+    let built = message::build(Outgoing {
+        messaging: messaging("alice", "bob"),
+        payloads: vec![Payload {
+            content_id: "doc@x".into(),
+            mime_type: "application/xml".into(),
+            data: b"<Invoice>42</Invoice>".repeat(20),
+            compress: true,
+            properties: Vec::new(),
+        }],
+        signer: &alice,
+        encrypt_for: None,
+        soap: SoapVersion::Soap12,
+    })
+    .unwrap();
+    let mut pkg = spooled(&built.content_type, &built.body, dir.path(), 777).unwrap();
+    // As if the attachment were 200 MiB of the spool (the file is not that long: reading it
+    // would fail with an I/O error, not TooLarge).
+    let SpooledBody::File { len, .. } = &mut pkg.attachments[0].body else {
+        panic!("a binary attachment stays in the spool");
+    };
+    *len = 200 << 20;
+    let e = message::read_spooled(&pkg, &dir.path().join("spool"), &reads(alice.certificate()))
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::TooLarge, "{e}");
+    assert_eq!(
+        ls_core::as4::coordination::MessageFailure::of(&e).class(),
+        ls_core::as4::coordination::FailureClass::TooLarge
+    );
+}

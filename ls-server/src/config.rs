@@ -212,6 +212,9 @@ fn default_header_timeout() -> u64 {
 }
 /// The default idle limit of a body (`limits.body_idle_timeout_secs`).
 pub const DEFAULT_BODY_IDLE_TIMEOUT_SECS: u64 = 60;
+/// The largest `limits.min_rate_grace_secs` (a day): deadlines computed from it must not
+/// overflow.
+pub const MAX_MIN_RATE_GRACE_SECS: u64 = 86_400;
 fn default_min_rate() -> u64 {
     16 * 1024
 }
@@ -356,6 +359,12 @@ impl Config {
         }
         if self.limits.body_idle_timeout() == 0 {
             return Err("limits.body_idle_timeout_secs must be at least 1".into());
+        }
+        // Deadlines are instants: an unbounded grace would overflow them.
+        if self.limits.min_rate_grace_secs > MAX_MIN_RATE_GRACE_SECS {
+            return Err(format!(
+                "limits.min_rate_grace_secs: at most {MAX_MIN_RATE_GRACE_SECS} (a day)"
+            ));
         }
         let e = &self.enrolment;
         if e.max_failures_per_address == 0 || e.max_failures_per_account == 0 {
@@ -528,4 +537,37 @@ token_file = "admin.token"
 "#,
         max_message = default_max_message()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(extra_limits: &str) -> Result<(), String> {
+        let text = template("127.0.0.1:0", "127.0.0.1:0", "svc.test").replacen(
+            "[limits]\n",
+            &format!("[limits]\n{extra_limits}\n"),
+            1,
+        );
+        let c: Config = toml::from_str(&text).map_err(|e| e.to_string())?;
+        c.check()
+    }
+
+    #[test]
+    fn the_minimum_rates_grace_is_bounded() {
+        check("").unwrap();
+        let t = template("127.0.0.1:0", "127.0.0.1:0", "svc.test");
+        assert!(
+            t.contains("[limits]\n"),
+            "the template has a [limits] table"
+        );
+        let t = t.replace("min_rate_grace_secs = 30", "min_rate_grace_secs = 86400");
+        toml::from_str::<Config>(&t).unwrap().check().unwrap();
+        let t = t.replace(
+            "min_rate_grace_secs = 86400",
+            "min_rate_grace_secs = 18446744073709551615",
+        );
+        let e = toml::from_str::<Config>(&t).unwrap().check().unwrap_err();
+        assert!(e.contains("min_rate_grace_secs"), "{e}");
+    }
 }

@@ -226,6 +226,20 @@ impl From<StoreError> for Failure {
     }
 }
 
+/// A failure while a message was received into, or read back from, the store's spool: the
+/// service's own I/O (a full disk is [`Failure::LowSpace`], anything else
+/// [`Failure::Unavailable`]: HTTP 503, the client retries), else a refusal of the message
+/// (the uniform unauthenticated one: no signature verified yet).
+fn spool_failure(e: &Error, request_id: Option<&str>) -> Failure {
+    match e {
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
+            Failure::LowSpace(e.to_string())
+        }
+        Error::Io { .. } => Failure::Unavailable(e.to_string()),
+        _ => Failure::Refused(refusal_of(e).unauthenticated(request_id)),
+    }
+}
+
 /// The ebMS error for a failure to read or authenticate a message (the one mapping both ends
 /// use, [`MessageFailure`]); before a signature verifies the answer is the uniform one anyway
 /// ([`Refusal::unauthenticated`]) and this reason goes to the log and the metrics only.
@@ -371,8 +385,10 @@ impl Service {
         let ct = req.header("content-type").unwrap_or("").to_string();
         let soap = soap_version_of(&ct);
         let mut stream = req.body_stream.take().expect("a streamed request");
-        let refuse =
-            |e: &Error| self.refuse(soap, "as4", refusal_of(e).unauthenticated(None), started);
+        let refuse = |e: &Error| match spool_failure(e, None) {
+            Failure::Refused(r) => self.refuse(soap, "as4", r, started),
+            f => self.answer(soap, "push", Err(f), started),
+        };
         // A declared body that would eat into the free-space reserve is refused unread.
         if let Some(n) = stream.declared_len() {
             if let Err(f) = self.reserve_allows(n) {
@@ -579,7 +595,8 @@ impl Service {
         match (r, refused) {
             (_, Some(r)) => Err(Failure::Refused(r.unauthenticated(request_id))),
             (Ok(a), None) => Ok(a),
-            (Err(e), None) => Err(Failure::Refused(refusal_of(&e).unauthenticated(request_id))),
+            // Reading the spool failed (our disk): not the sender's fault.
+            (Err(e), None) => Err(spool_failure(&e, request_id)),
         }
     }
 
@@ -1278,5 +1295,40 @@ impl Handler for Service {
         method == "POST"
             && (path == AS4_PATH || path == "/")
             && declared.is_none_or(|n| n > STREAM_ABOVE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The service's own I/O failures while it spools or reads back a push are transient (503:
+    /// the client retries), never the uniform refusal EBMS:0101, which the client takes as a
+    /// final "the service did not accept our signature".
+    #[test]
+    fn spool_io_failures_are_transient_not_refusals() {
+        let io = |kind: std::io::ErrorKind| Error::io("cannot write the spool", kind.into());
+        assert!(matches!(
+            spool_failure(&io(std::io::ErrorKind::StorageFull), None),
+            Failure::LowSpace(_)
+        ));
+        for kind in [
+            std::io::ErrorKind::Other,
+            std::io::ErrorKind::PermissionDenied,
+            std::io::ErrorKind::UnexpectedEof,
+        ] {
+            assert!(matches!(
+                spool_failure(&io(kind), Some("id")),
+                Failure::Unavailable(_)
+            ));
+        }
+        match spool_failure(&Error::MalformedMime("x".into()), Some("id")) {
+            Failure::Refused(r) => {
+                assert_eq!(r.code, UNAUTHENTICATED_CODE);
+                assert!(r.unauthenticated);
+                assert_eq!(r.ref_to.as_deref(), Some("id"));
+            }
+            _ => panic!("a malformed body is refused"),
+        }
     }
 }

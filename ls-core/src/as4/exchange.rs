@@ -19,7 +19,7 @@ use super::spool::{SpooledPackage, Spooler};
 use super::wss::{self, CoveredParts, PartContent, Verified, VerifyPolicy};
 use super::xml::{self, Limits};
 use crate::cert::{CertStore, Certificate};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::keys::Identity;
 use crate::transport::{read_error, HttpResponse, Oversized, Transport};
 use std::io::Read;
@@ -317,6 +317,38 @@ pub fn peek(content_type: &str, body: &[u8], limits: &Limits) -> Result<Messagin
     Messaging::parse(node)
 }
 
+/// As [`peek`], for a body that cannot be read as a package (a MIME structure the spooler
+/// refuses): the header of the first SOAP envelope found in `head`, if any. It is not
+/// verified; it only names the message to refuse.
+fn peek_leniently(content_type: &str, head: &[u8], limits: &Limits) -> Option<Messaging> {
+    if let Ok(m) = peek(content_type, head, limits) {
+        return Some(m);
+    }
+    // `<x:Envelope` (any prefix) to the end of the matching `</x:Envelope>`.
+    let mut from = 0;
+    let start = loop {
+        let at = from + crate::bytes::find(&head[from..], b"Envelope")?;
+        let lt = head[..at].iter().rposition(|&c| c == b'<')?;
+        let name = &head[lt + 1..at];
+        if name
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_-.:".contains(c))
+            && (name.is_empty() || name.ends_with(b":"))
+        {
+            break (lt, name.to_vec());
+        }
+        from = at + 8;
+    };
+    let (lt, prefix) = start;
+    let mut close = b"</".to_vec();
+    close.extend_from_slice(&prefix);
+    close.extend_from_slice(b"Envelope>");
+    let end = lt + crate::bytes::find(&head[lt..], &close)? + close.len();
+    let doc = xml::parse_bytes(&head[lt..end], limits).ok()?;
+    let env = envelope::read(&doc, envelope::UNDERSTOOD).ok()?;
+    Messaging::parse(env.messaging?).ok()
+}
+
 /// The first failure (or, without one, the first error) of an error signal the service sent in
 /// answer to `refused` (`the message`, `the pull request`, `the receipt`), as an [`Error`].
 pub fn error_of(errors: &[EbmsError], refused: &'static str) -> Error {
@@ -424,6 +456,37 @@ pub struct Pulled {
     /// Set when the message was received into a spool file ([`Exchange::pull_to`]) and is
     /// larger than [`KEEP_IN_MEMORY`]: `body` is then empty and the message is in the file.
     pub spooled: Option<SpooledMessage>,
+    /// Set by [`Exchange::pull_to`] when the body cannot be read as a message (its MIME
+    /// structure, a limit) although its header could be found in its head: `body` is then at
+    /// most its first [`crate::transport::OVERSIZED_HEAD`] bytes, and the message can only be
+    /// refused — a fault of this message, not of the pull.
+    pub unreadable: Option<Unreadable>,
+}
+
+/// Why a pulled message cannot be read ([`Pulled::unreadable`]).
+#[derive(Clone, Debug)]
+pub struct Unreadable {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Unreadable {
+    fn of(e: &Error) -> Unreadable {
+        Unreadable {
+            code: e.code(),
+            message: e.to_string(),
+        }
+    }
+
+    /// The failure as an error of its code's kind.
+    pub fn error(&self) -> Error {
+        let m = self.message.clone();
+        match self.code {
+            ErrorCode::TooLarge => Error::TooLarge(m),
+            ErrorCode::InvalidEbms => Error::InvalidEbms(m),
+            _ => Error::MalformedMime(m),
+        }
+    }
 }
 
 /// A pulled message in a spool file.
@@ -605,6 +668,24 @@ impl Exchange<'_> {
         };
         let pkg = match received {
             Received::Whole(pkg) => pkg,
+            Received::Unreadable { head, error } => {
+                removed();
+                // A fault of this message (it is refused) when its header can be found;
+                // otherwise the pull fails.
+                let Some(messaging) = peek_leniently(&r.content_type, &head, &self.limits)
+                    .filter(|m| !m.user_messages.is_empty())
+                else {
+                    return Err(error);
+                };
+                return Ok(Some(Pulled {
+                    content_type: r.content_type,
+                    body: head,
+                    messaging,
+                    oversized: None,
+                    spooled: None,
+                    unreadable: Some(Unreadable::of(&error)),
+                }));
+            }
             Received::Oversized { head, oversized } => {
                 removed();
                 return self
@@ -646,6 +727,7 @@ impl Exchange<'_> {
                     path: spool.to_path_buf(),
                     package: pkg,
                 }),
+                unreadable: None,
             }));
         }
         removed();
@@ -686,6 +768,7 @@ impl Exchange<'_> {
             messaging,
             oversized: Some(oversized),
             spooled: None,
+            unreadable: None,
         })
     }
 
@@ -704,6 +787,7 @@ impl Exchange<'_> {
                 messaging,
                 oversized: r.oversized,
                 spooled: None,
+                unreadable: None,
             }));
         }
         // A signal from the service: it must be signed by it.
@@ -735,6 +819,12 @@ enum Received {
         head: Vec<u8>,
         oversized: Oversized,
     },
+    /// Not a message the spooler reads (its MIME structure, a limit): why, and the first
+    /// [`crate::transport::OVERSIZED_HEAD`] bytes (or fewer, if the body ended before).
+    Unreadable {
+        head: Vec<u8>,
+        error: Error,
+    },
 }
 
 /// Read a message body from `body` into `file` through a [`Spooler`]; past `limits.max_part`
@@ -746,7 +836,17 @@ fn receive(
     limits: &Limits,
 ) -> Result<Received> {
     use crate::transport::OVERSIZED_HEAD;
-    let mut spooler = Some(Spooler::new(content_type, file, limits)?);
+    // A refusal of the body (not a failure to write the spool) ends the reading once the head
+    // is read: the message is then known by its head only.
+    let refused = |e: &Error| !matches!(e, Error::Io { .. });
+    let mut failed: Option<Error> = None;
+    let mut spooler = match Spooler::new(content_type, file, limits) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            failed = Some(e);
+            None
+        }
+    };
     let mut head: Vec<u8> = Vec::new();
     let mut sha = openssl::sha::Sha256::new();
     let mut length = 0u64;
@@ -771,14 +871,35 @@ fn receive(
                 "the response is far longer than the {max} bytes allowed"
             )));
         }
+        if failed.is_some() {
+            if head.len() >= OVERSIZED_HEAD {
+                break;
+            }
+            continue;
+        }
         match &mut spooler {
             Some(_) if length > max => spooler = None,
-            Some(s) => s.feed(piece)?,
+            Some(s) => {
+                if let Err(e) = s.feed(piece) {
+                    if !refused(&e) {
+                        return Err(e);
+                    }
+                    spooler = None;
+                    failed = Some(e);
+                }
+            }
             None => {}
         }
     }
+    if let Some(error) = failed {
+        return Ok(Received::Unreadable { head, error });
+    }
     match spooler {
-        Some(s) => Ok(Received::Whole(s.finish()?.0)),
+        Some(s) => match s.finish() {
+            Ok((pkg, _)) => Ok(Received::Whole(pkg)),
+            Err(e) if refused(&e) => Ok(Received::Unreadable { head, error: e }),
+            Err(e) => Err(e),
+        },
         None => Ok(Received::Oversized {
             head,
             oversized: Oversized {

@@ -583,12 +583,18 @@ fn scan_payload(path: &Path) -> Result<(String, [u8; 32], u64)> {
     ))
 }
 
+/// The most bytes of WS-Security-encrypted or gzipped attachments [`read_spooled`] reads into
+/// memory to decrypt or decompress them.
+pub const MAX_TRANSFORMED_IN_MEMORY: u64 = 64 << 20;
+
 /// Read a message received into a spool ([`super::spool::Spooler`]) from the file `spool`:
 /// the signature is verified with the attachment digests computed as the body arrived, and a
 /// payload that needs neither decrypting nor decompressing stays in the spool
 /// ([`ReceivedPayload::file`]). A message with WS-Security-encrypted or gzipped payloads is
-/// read as [`read`] reads it, its payloads in memory (at most `limits.max_part` each): Layer
-/// Security's own messages are neither (CMS compresses and encrypts end to end).
+/// read as [`read`] reads it, its payloads in memory — up to [`MAX_TRANSFORMED_IN_MEMORY`]
+/// bytes of attachments in all, larger ones are refused (`TooLarge`) before anything is read:
+/// Layer Security's own messages are neither (CMS compresses and encrypts end to end), and the
+/// header that says so is not verified yet.
 pub fn read_spooled(pkg: &SpooledPackage, spool: &Path, opts: &ReadOptions) -> Result<Incoming> {
     let doc = xml::parse_bytes(&pkg.soap, &opts.limits)?;
     let env = envelope::read(&doc, envelope::UNDERSTOOD)?;
@@ -604,6 +610,21 @@ pub fn read_spooled(pkg: &SpooledPackage, spool: &Path, opts: &ReadOptions) -> R
         .flat_map(|u| &u.payloads)
         .any(PartInfo::is_gzip);
     if encrypted || gzipped {
+        let in_file: u64 = pkg
+            .attachments
+            .iter()
+            .map(|a| match a.body {
+                SpooledBody::File { len, .. } => len,
+                SpooledBody::Memory(_) => 0,
+            })
+            .sum();
+        if in_file > MAX_TRANSFORMED_IN_MEMORY {
+            return Err(Error::TooLarge(format!(
+                "{in_file} bytes of WS-Security-encrypted or gzipped attachments: such payloads \
+                 are decrypted and decompressed in memory, up to {MAX_TRANSFORMED_IN_MEMORY} \
+                 bytes (send large documents CMS-sealed)"
+            )));
+        }
         drop(doc);
         return read_package(pkg.to_package(spool, opts.limits.max_part)?, opts);
     }

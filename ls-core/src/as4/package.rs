@@ -295,6 +295,7 @@ impl Package {
         let boundary = mime::param(content_type, "boundary")
             .filter(|b| !b.is_empty())
             .ok_or_else(|| bad("multipart/related without a boundary"))?;
+        mime::check_boundary(&boundary)?;
         let delimiters = count_delimiters(body, &boundary, limits.max_parts + 2);
         if delimiters > limits.max_parts + 1 {
             return Err(Error::TooLarge(format!(

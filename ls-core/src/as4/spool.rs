@@ -2,7 +2,9 @@
 //!
 //! [`Spooler`] takes the body as it arrives ([`Spooler::feed`], any piece sizes): every byte is
 //! written to the spool unchanged, while a `multipart/related` splitter finds the MIME parts
-//! across piece boundaries. The SOAP part is kept in memory (bounded by `Limits::max_envelope`);
+//! across piece boundaries. The SOAP part is kept in memory (bounded by `Limits::max_envelope`,
+//! or [`encoded_soap_cap`] in another transfer encoding than binary, refused while it arrives
+//! once past it; a second part with the `start` Content-ID is refused when it is complete);
 //! an attachment is only a byte range of the spool, whose SHA-256 is computed as it passes —
 //! the digest the WS-Security signature's Attachment-Content-Signature-Transform covers, so
 //! that a signature is verified without reading the attachment again ([`crate::as4::wss::
@@ -15,8 +17,13 @@
 //! without a close delimiter is not a part. Memory: the SOAP part, the header blocks of the
 //! parts (each at most 64 KiB and a line), a few bytes held back at the end of a piece (a
 //! delimiter may start there) — never an attachment's body, except one in base64 or
-//! quoted-printable transfer encoding, which is decoded from the spool into memory at the end
-//! (bounded by `Limits::max_part`; AS4 gateways send binary parts).
+//! quoted-printable transfer encoding, which is decoded from the spool into memory at the end:
+//! such parts are accepted up to [`MAX_ENCODED_TOTAL`] bytes (as received) in all, and the
+//! message is refused (`TooLarge`) while it arrives once they pass it (AS4 gateways send
+//! binary parts).
+//!
+//! The size refusals while the body arrives apply to the part being received even if no
+//! delimiter follows it (where `Package::parse` would not count it as a part).
 
 use super::package::{check_envelope_size, check_part_size, media_type, soap_type_of, strip_cid};
 use super::package::{Attachment, Package};
@@ -34,6 +41,18 @@ const MAX_PART_HEADER_BYTES: usize = 64 * 1024;
 /// The largest part in base64 or quoted-printable transfer encoding (as received) that is
 /// decoded into memory; larger ones are refused (`TooLarge`): they would have to be held whole.
 pub const MAX_ENCODED_PART: usize = 64 << 20;
+
+/// The most bytes (as received) of attachments in base64 or quoted-printable transfer encoding
+/// in one message: they are decoded into memory, so beyond it the message is refused
+/// (`TooLarge`) while it arrives.
+pub const MAX_ENCODED_TOTAL: u64 = 64 << 20;
+
+/// The most bytes of a SOAP part in another transfer encoding than binary, 8bit or 7bit: what
+/// base64 in lines of 76 characters takes for `Limits::max_envelope` bytes, and a little more
+/// (at most [`MAX_ENCODED_PART`]). Larger ones are refused while they arrive.
+pub fn encoded_soap_cap(max_envelope: usize) -> usize {
+    (max_envelope / 57 * 78 + 1024).min(MAX_ENCODED_PART)
+}
 
 /// The most of a single line that may cross [`MAX_PART_HEADER_BYTES`] before a header block
 /// is refused without waiting for its end.
@@ -167,13 +186,19 @@ impl SpooledPackage {
 enum Role {
     /// Its header block has not ended yet.
     Undecided,
-    /// The SOAP part: its bytes are kept (up to the envelope limit, or for another transfer
-    /// encoding than binary up to [`MAX_ENCODED_PART`]); `body_len` counts them all.
-    Soap { identity: bool },
+    /// The SOAP part: its bytes are kept, up to `cap` (the envelope limit, or for another
+    /// transfer encoding than binary [`encoded_soap_cap`]); more are refused.
+    Soap { identity: bool, cap: usize },
     /// An attachment in an identity transfer encoding: hashed as it passes.
     Hashed(openssl::sha::Sha256),
     /// An attachment in another transfer encoding: decoded from the spool at the end.
     Encoded,
+    /// A part whose header block is refused if it is committed (its `header_error`, raised
+    /// at the end): nothing is kept.
+    Refused,
+    /// A second part with the `start` Content-ID: refused (its `header_error`) as soon as it
+    /// is committed; nothing is kept.
+    SecondStart,
 }
 
 /// A part being received, or received (committed when the next delimiter is found).
@@ -236,6 +261,8 @@ pub struct Spooler<W> {
     parts: Vec<RawPart>,
     /// The lone envelope's bytes (at most the envelope limit).
     single: Vec<u8>,
+    /// Bytes of attachments in an encoding decoded at the end (at most [`MAX_ENCODED_TOTAL`]).
+    encoded: u64,
 }
 
 fn bad(msg: impl Into<String>) -> Error {
@@ -256,9 +283,7 @@ impl<W: Write + Read + Seek> Spooler<W> {
                 let boundary = mime::param(content_type, "boundary")
                     .filter(|b| !b.is_empty())
                     .ok_or_else(|| bad("multipart/related without a boundary"))?;
-                if boundary.len() > 200 {
-                    return Err(bad("missing or invalid multipart boundary"));
-                }
+                mime::check_boundary(&boundary)?;
                 Kind::Multipart {
                     delimiter: format!("--{boundary}").into_bytes(),
                     start: mime::param(content_type, "start")
@@ -290,6 +315,7 @@ impl<W: Write + Read + Seek> Spooler<W> {
             current: None,
             parts: Vec::new(),
             single: Vec::new(),
+            encoded: 0,
         })
     }
 
@@ -403,7 +429,16 @@ impl<W: Write + Read + Seek> Spooler<W> {
         if self.state == State::Epilogue {
             return Ok(());
         }
-        if let Some(part) = self.current.take() {
+        if let Some(mut part) = self.current.take() {
+            if let Role::SecondStart = part.role {
+                // Refused now rather than kept to the end (an error of an earlier part comes
+                // first, as `Package::parse` finds it first).
+                let earlier = self.parts.iter_mut().find_map(|p| p.header_error.take());
+                let own = part.header_error.take();
+                return Err(earlier
+                    .or(own)
+                    .unwrap_or_else(|| bad("a refused MIME part")));
+            }
             self.parts.push(part);
         }
         self.state = if self.delimiters > 1 && closes {
@@ -473,7 +508,7 @@ impl<W: Write + Read + Seek> Spooler<W> {
                         )));
                         part.headers = Vec::new();
                         part.headers_done = true;
-                        part.role = Role::Encoded;
+                        part.role = Role::Refused;
                     }
                     part.body_offset = at + b.len() as u64;
                     return Ok(());
@@ -483,17 +518,31 @@ impl<W: Write + Read + Seek> Spooler<W> {
         let part = self.current.as_mut().expect("a part is open");
         part.body_len += b.len() as u64;
         match &mut part.role {
-            Role::Soap { identity } => {
-                let cap = if *identity {
-                    self.limits.max_envelope
-                } else {
-                    MAX_ENCODED_PART
-                };
-                let room = cap.saturating_sub(part.soap.len());
-                part.soap.extend_from_slice(&b[..b.len().min(room)]);
+            Role::Soap { identity, cap } => {
+                if part.body_len > *cap as u64 {
+                    return Err(if *identity {
+                        Error::TooLarge(format!(
+                            "SOAP envelope of more than {} bytes exceeds the limit of {}",
+                            part.body_len, self.limits.max_envelope
+                        ))
+                    } else {
+                        Error::TooLarge(format!(
+                            "SOAP part of more than {} bytes in base64 or quoted-printable \
+                             transfer encoding: the envelope limit is {} bytes",
+                            part.body_len, self.limits.max_envelope
+                        ))
+                    });
+                }
+                part.soap.extend_from_slice(b);
             }
             Role::Hashed(h) => h.update(b),
-            Role::Encoded | Role::Undecided => {}
+            Role::Encoded => {
+                self.encoded += b.len() as u64;
+                if self.encoded > MAX_ENCODED_TOTAL {
+                    return Err(encoded_too_large(self.encoded));
+                }
+            }
+            Role::Undecided | Role::Refused | Role::SecondStart => {}
         }
         Ok(())
     }
@@ -509,7 +558,7 @@ impl<W: Write + Read + Seek> Spooler<W> {
             Ok(e) => e,
             Err(e) => {
                 part.header_error = Some(e);
-                part.role = Role::Encoded;
+                part.role = Role::Refused;
                 return Ok(());
             }
         };
@@ -528,8 +577,23 @@ impl<W: Write + Read + Seek> Spooler<W> {
                 .as_str(),
             "" | "binary" | "8bit" | "7bit"
         );
-        part.role = if is_soap {
-            Role::Soap { identity }
+        let soap_seen = self
+            .parts
+            .iter()
+            .any(|p| matches!(p.role, Role::Soap { .. }));
+        part.role = if is_soap && soap_seen {
+            part.header_error = Some(bad(format!(
+                "two MIME parts carry the start Content-ID {}",
+                cid.unwrap_or_default()
+            )));
+            Role::SecondStart
+        } else if is_soap {
+            let cap = if identity {
+                self.limits.max_envelope
+            } else {
+                encoded_soap_cap(self.limits.max_envelope)
+            };
+            Role::Soap { identity, cap }
         } else if identity {
             Role::Hashed(openssl::sha::Sha256::new())
         } else {
@@ -603,12 +667,16 @@ impl<W: Write + Read + Seek> Spooler<W> {
                     )));
                 }
                 // (A part whose header block never ended has no body.)
-                let identity = !matches!(part.role, Role::Soap { identity: false });
+                let identity = !matches!(
+                    part.role,
+                    Role::Soap {
+                        identity: false,
+                        ..
+                    }
+                );
                 let n = usize::try_from(part.body_len).unwrap_or(usize::MAX);
                 if identity {
                     check_envelope_size(n, &self.limits)?;
-                } else if n > MAX_ENCODED_PART {
-                    return Err(encoded_too_large(n as u64));
                 }
                 let mut whole = part.headers.clone();
                 whole.extend_from_slice(&part.soap);
@@ -631,9 +699,6 @@ impl<W: Write + Read + Seek> Spooler<W> {
                 Role::Encoded => {
                     // An unknown transfer encoding is refused before anything is read.
                     e.decoded_body()?;
-                    if part.body_len > MAX_ENCODED_PART as u64 {
-                        return Err(encoded_too_large(part.body_len));
-                    }
                     let mut encoded = part.headers.clone();
                     let at = encoded.len();
                     encoded.resize(at + part.body_len as usize, 0);
@@ -645,7 +710,7 @@ impl<W: Write + Read + Seek> Spooler<W> {
                 }
                 // The header block never ended: no body (its transfer encoding is still
                 // checked, as `decoded_body` checks it).
-                Role::Undecided | Role::Soap { .. } => {
+                Role::Undecided | Role::Soap { .. } | Role::Refused | Role::SecondStart => {
                     e.decoded_body()?;
                     SpooledBody::File {
                         offset: part.body_offset,
@@ -683,8 +748,8 @@ impl<W: Write + Read + Seek> Spooler<W> {
 
 fn encoded_too_large(n: u64) -> Error {
     Error::TooLarge(format!(
-        "a MIME part of {n} bytes in base64 or quoted-printable transfer encoding; such parts \
-         are accepted up to {MAX_ENCODED_PART} bytes (send large payloads in binary)"
+        "{n} bytes of MIME parts in base64 or quoted-printable transfer encoding; such parts \
+         are accepted up to {MAX_ENCODED_TOTAL} bytes in all (send large payloads in binary)"
     ))
 }
 

@@ -1,6 +1,6 @@
 //! Bodies that are not held whole: a request body handed to the (blocking) handler as it
 //! arrives ([`BodyStream`], fed by [`pump`] under the body's limits and progress deadlines), and
-//! a response body read from a file on a blocking thread ([`OutBody::File`]).
+//! a response body read from a file in pieces, each by a short blocking task ([`OutBody::File`]).
 //!
 //! Memory per stream: at most [`IN_FLIGHT`] pieces of at most hyper's read buffer (64 KiB) in
 //! the request direction, [`IN_FLIGHT`] pieces of [`FILE_PIECE`] in the response direction.
@@ -110,7 +110,9 @@ impl PumpState {
 
 /// Read `body` into `tx` piece by piece under its limit and deadlines, until its end, a
 /// failure (recorded in `state`, then given to the reader as an error), or the reader going
-/// away.
+/// away. The minimum rate's clock (and its grace) counts only the time spent waiting on the
+/// peer: while the handler is not taking pieces (it waits for its stream slot, or works) the
+/// clock is held, so that an upload is not cut for the service's own delays.
 pub(super) async fn pump(
     mut body: Incoming,
     tx: mpsc::Sender<io::Result<Bytes>>,
@@ -118,14 +120,17 @@ pub(super) async fn pump(
     progress: Progress,
     state: Arc<PumpState>,
 ) {
-    let started = Instant::now();
+    let mut started = Instant::now();
     let mut received = 0u64;
     loop {
         match next_piece(&mut body, progress, started, &mut received, max).await {
             Ok(Some(data)) => {
+                let waiting = Instant::now();
                 if tx.send(Ok(data)).await.is_err() {
                     return; // the handler stopped reading
                 }
+                // Not the peer's time.
+                started += waiting.elapsed();
             }
             Ok(None) => {
                 state.complete.store(true, Ordering::Release);
@@ -211,36 +216,63 @@ impl OutBody {
         OutBody::Bytes((!b.is_empty()).then(|| Bytes::from(b)))
     }
 
-    /// `len` bytes of `file` from its current position, read by a blocking task (which stops
-    /// when the response is dropped).
+    /// `len` bytes of `file` from its current position, read piece by piece, each piece in a
+    /// short blocking task of its own: no thread waits while the client takes the response
+    /// (a slow pull holds a task, not one of the blocking pool's threads). Stops when the
+    /// response is dropped.
     pub fn file(file: std::fs::File, len: u64) -> OutBody {
         let (tx, rx) = mpsc::channel(IN_FLIGHT);
-        tokio::task::spawn_blocking(move || {
-            let mut file = file.take(len);
+        tokio::spawn(async move {
+            let mut file = Some(file);
             let mut left = len;
             while left > 0 {
-                let mut buf =
-                    vec![0u8; FILE_PIECE.min(usize::try_from(left).unwrap_or(FILE_PIECE))];
-                let piece = match file.read(&mut buf) {
-                    Ok(0) => Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the stored body is shorter than its length",
-                    )),
-                    Ok(n) => {
-                        buf.truncate(n);
-                        left -= n as u64;
-                        Ok(Bytes::from(buf))
+                let want = FILE_PIECE.min(usize::try_from(left).unwrap_or(FILE_PIECE));
+                let Some(f) = file.take() else { return };
+                let read = tokio::task::spawn_blocking(move || {
+                    let mut f = f;
+                    let piece = read_piece(&mut f, want);
+                    (f, piece)
+                })
+                .await;
+                let piece = match read {
+                    Ok((f, piece)) => {
+                        file = Some(f);
+                        piece
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => Err(e),
+                    Err(_) => Err(io::Error::other("reading the stored body failed")),
                 };
+                if let Ok(b) = &piece {
+                    left -= b.len() as u64;
+                }
                 let failed = piece.is_err();
-                if tx.blocking_send(piece).is_err() || failed {
+                if tx.send(piece).await.is_err() || failed {
                     return;
                 }
             }
         });
         OutBody::File { rx, len, sent: 0 }
+    }
+}
+
+/// Up to `want` (> 0) bytes of `file`; its end is an error (the stored body is shorter than its
+/// length).
+fn read_piece(file: &mut std::fs::File, want: usize) -> io::Result<Bytes> {
+    let mut buf = vec![0u8; want];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the stored body is shorter than its length",
+                ))
+            }
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Bytes::from(buf));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
     }
 }
 
@@ -286,5 +318,57 @@ impl Body for OutBody {
             OutBody::Bytes(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             OutBody::File { len, .. } => SizeHint::with_exact(*len),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, Write};
+
+    fn temp_file(n: usize) -> std::fs::File {
+        let path = std::env::temp_dir().join(format!(
+            "ls-body-test-{}-{n}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        f.write_all(&data).unwrap();
+        f.seek(io::SeekFrom::Start(0)).unwrap();
+        f
+    }
+
+    /// A file response the client does not take holds no blocking thread: with a pool of one,
+    /// a second file response is still read while the first waits.
+    #[test]
+    fn a_stalled_file_response_parks_no_blocking_thread() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let n = 4 << 20;
+            // Never polled: its reader fills the channel, then waits for the client.
+            let _stalled = OutBody::file(temp_file(n), n as u64);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let other = OutBody::file(temp_file(n), n as u64);
+            let got = tokio::time::timeout(Duration::from_secs(10), other.collect())
+                .await
+                .expect("the second response is read while the first is stalled")
+                .unwrap()
+                .to_bytes();
+            assert_eq!(got.len(), n);
+            assert!(got.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+        });
     }
 }

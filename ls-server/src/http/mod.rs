@@ -401,7 +401,8 @@ pub struct Stopped {
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .thread_name("ls-http")
-        // Per listener: the handlers, the streaming handlers, and the readers of response files.
+        // Per listener: the handlers, the streaming handlers, and the short reads of response
+        // files (one piece each: a slow pull holds no thread).
         .max_blocking_threads(2 * (MAX_CONCURRENT_HANDLERS + 2 * MAX_CONCURRENT_STREAMS) + 8)
         .enable_all()
         .build()

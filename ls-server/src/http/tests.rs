@@ -98,7 +98,11 @@ impl Handler for Echo {
                 SLOW.enter_and_wait();
                 Response::text(200, "slow")
             }
-            "/stream" => {
+            "/stream" | "/stream-late" => {
+                if req.path == "/stream-late" {
+                    // As if it had waited for its turn (a stream slot) before reading.
+                    thread::sleep(Duration::from_millis(req.query.parse().unwrap()));
+                }
                 // The body as it arrives: its length and digest.
                 let mut stream = req.body_stream.expect("streamed");
                 let mut sha = openssl::sha::Sha256::new();
@@ -151,7 +155,7 @@ impl Handler for Echo {
 
 impl Echo {
     fn streams(path: &str) -> bool {
-        path == "/stream"
+        path == "/stream" || path == "/stream-late"
     }
 }
 
@@ -1369,6 +1373,48 @@ fn a_streamed_body_reaches_the_handler_as_it_arrives_under_the_same_limits() {
         r = Some(resp.status);
     }
     assert_eq!(r, Some(413));
+}
+
+/// The minimum rate is the peer's: time the body waits for the handler (its turn, its own
+/// work) is not counted against the client.
+#[test]
+fn a_streamed_body_waiting_for_its_handler_is_not_cut_for_the_rate() {
+    let server = TestServer::start(
+        Limits {
+            max_body_bytes: 8 << 20,
+            min_rate: MinRate {
+                bytes_per_sec: 1 << 20,
+                grace: Duration::from_millis(500),
+            },
+            ..far_deadlines()
+        },
+        None,
+    );
+    let data: Vec<u8> = (0..4_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut c = plain(server.addr);
+    let mut w = c.try_clone().unwrap();
+    let body = data.clone();
+    let writer = thread::spawn(move || {
+        w.write_all(
+            format!(
+                "POST /stream-late?2500 HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )?;
+        w.write_all(&body)
+    });
+    let mut buf = Vec::new();
+    let r = read_response(&mut c, &mut buf, false).expect("a response");
+    let _ = writer.join();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let want = format!(
+        "streamed {} {}",
+        data.len(),
+        ls_core::bytes::hex(&openssl::sha::sha256(&data))
+    );
+    assert_eq!(String::from_utf8_lossy(&r.body), want);
+    assert_eq!(server.stats().timeouts, 0);
 }
 
 #[test]

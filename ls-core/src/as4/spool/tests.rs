@@ -313,3 +313,167 @@ fn the_fuzz_seeds_spool_as_they_parse() {
     }
     assert!(seen > 0, "no seeds in {}", dir.display());
 }
+
+/// A spool that keeps nothing (for bodies too large to hold in a test).
+struct Discard(u64);
+
+impl std::io::Write for Discard {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len() as u64;
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl std::io::Read for Discard {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        Ok(0)
+    }
+}
+
+impl std::io::Seek for Discard {
+    fn seek(&mut self, _: SeekFrom) -> std::io::Result<u64> {
+        Ok(0)
+    }
+}
+
+/// Feed `pieces` (then finish); the error, how many bytes had been fed when it came, and
+/// whether it came from `finish`.
+fn refused_at<'a>(
+    ct: &str,
+    limits: &Limits,
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+) -> (Error, u64, bool) {
+    let mut s = Spooler::new(ct, Discard(0), limits).unwrap();
+    for p in pieces {
+        if let Err(e) = s.feed(p) {
+            return (e, s.received(), false);
+        }
+    }
+    let n = s.received();
+    match s.finish() {
+        Err(e) => (e, n, true),
+        Ok(_) => panic!("accepted"),
+    }
+}
+
+#[test]
+fn a_second_start_part_is_refused_when_it_ends() {
+    let ct = "multipart/related; boundary=b; start=\"<root>\"";
+    let big = vec![b'x'; 1 << 20];
+    let mut pieces: Vec<&[u8]> = vec![b"--b\r\nContent-ID: <root>\r\n\r\n<E/>\r\n"];
+    for _ in 0..6 {
+        pieces.push(b"--b\r\nContent-ID: <root>\r\n\r\n");
+        pieces.extend(std::iter::repeat_n(&big[..], 3));
+        pieces.push(b"\r\n");
+    }
+    pieces.push(b"--b--\r\n");
+    let (e, n, at_finish) = refused_at(ct, &Limits::default(), pieces.iter().copied());
+    assert_eq!(e.code(), ErrorCode::MalformedMime, "{e}");
+    assert!(
+        e.to_string().contains("two MIME parts carry the start"),
+        "{e}"
+    );
+    assert!(!at_finish, "refused only at the end ({n} bytes)");
+    assert!(
+        n < 4 << 20,
+        "refused after {n} bytes, not when the second start part ended"
+    );
+    // As `Package::parse` refuses it, in any pieces.
+    let small = b"--b\r\nContent-ID: <root>\r\n\r\n<E/>\r\n--b\r\nContent-ID: <x>\r\n\r\n1\r\n--b\r\nContent-ID: <root>\r\n\r\n<F/>\r\n--b--";
+    agrees_in_any_pieces(ct, small, &Limits::default());
+    // Not a part (no delimiter follows it), so not refused.
+    let open = b"--b\r\nContent-ID: <root>\r\n\r\n<E/>\r\n--b\r\nContent-ID: <root>\r\n\r\n<F/>";
+    agrees_in_any_pieces(ct, open, &Limits::default());
+}
+
+#[test]
+fn a_soap_part_past_its_limit_is_refused_while_it_arrives() {
+    let small = Limits {
+        max_envelope: 1000,
+        ..Default::default()
+    };
+    let line = b"PEU+PEU+PEU+PEU+PEU+PEU+PEU+PEU+PEU+PEU+PEU+PEU+PEU+PEU+PEU+PEU+PEU+PEU+PEU+\r\n";
+    for (ct, head) in [
+        (
+            "multipart/related; boundary=b; start=\"<root>\"",
+            &b"--b\r\nContent-ID: <root>\r\nContent-Transfer-Encoding: base64\r\n\r\n"[..],
+        ),
+        (
+            "multipart/related; boundary=b",
+            &b"--b\r\nContent-Transfer-Encoding: base64\r\n\r\n"[..],
+        ),
+        ("multipart/related; boundary=b", &b"--b\r\n\r\n"[..]),
+    ] {
+        let pieces = std::iter::once(head).chain(std::iter::repeat_n(&line[..], 100_000));
+        let (e, n, at_finish) = refused_at(ct, &small, pieces);
+        assert_eq!(e.code(), ErrorCode::TooLarge, "{e}");
+        assert!(!at_finish && n < 4000, "refused after {n} bytes");
+    }
+    // Within it, as `Package::parse` reads it.
+    let mut body = b"--b\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+    for _ in 0..9 {
+        body.extend_from_slice(line);
+    }
+    body.extend_from_slice(b"--b--\r\n");
+    agrees("multipart/related; boundary=b", &body, &small, &[]);
+    agrees("multipart/related; boundary=b", &body, &small, &[100, 500]);
+}
+
+#[test]
+fn encoded_attachments_are_bounded_in_all() {
+    let ct = "multipart/related; boundary=b";
+    let mut chunk = Vec::new();
+    while chunk.len() < 1 << 20 {
+        chunk.extend_from_slice(
+            b"QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB\r\n",
+        );
+    }
+    // Parts of 20 MiB each, every one under MAX_ENCODED_PART: their total is bounded.
+    let mut pieces: Vec<&[u8]> = vec![b"--b\r\n\r\n<E/>\r\n"];
+    let heads: Vec<String> = (0..6)
+        .map(|i| format!("--b\r\nContent-ID: <a{i}>\r\nContent-Transfer-Encoding: base64\r\n\r\n"))
+        .collect();
+    for h in &heads {
+        pieces.push(h.as_bytes());
+        pieces.extend(std::iter::repeat_n(&chunk[..], 20));
+        pieces.push(b"\r\n");
+    }
+    pieces.push(b"--b--\r\n");
+    let (e, n, at_finish) = refused_at(ct, &Limits::default(), pieces.iter().copied());
+    assert_eq!(e.code(), ErrorCode::TooLarge, "{e}");
+    assert!(!at_finish, "refused only at the end");
+    assert!(
+        n <= MAX_ENCODED_TOTAL + (2 << 20),
+        "refused after {n} bytes"
+    );
+}
+
+#[test]
+fn boundaries_outside_rfc_2046_are_refused_by_both_readers() {
+    let body = b"--b\r\n\r\n<E/>\r\n--b--\r\n";
+    for ct in [
+        "multipart/related; boundary*=UTF-8''b%0A",
+        "multipart/related; boundary*=UTF-8''b%0D",
+        "multipart/related; boundary*=UTF-8''b%00",
+        "multipart/related; boundary=\"b \"",
+        "multipart/related; boundary=\"b;c\"",
+    ] {
+        let e = Package::parse(ct, body, &Limits::default()).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::MalformedMime, "{ct}: {e}");
+        let e = Spooler::new(ct, Cursor::new(Vec::new()), &Limits::default())
+            .err()
+            .expect("refused");
+        assert_eq!(e.code(), ErrorCode::MalformedMime, "{ct}: {e}");
+    }
+    let long = format!("multipart/related; boundary={}", "x".repeat(71));
+    assert!(Package::parse(&long, body, &Limits::default()).is_err());
+    // RFC 2046's own characters are fine.
+    let b = "09AZaz'()+_,-./:=? x";
+    let ct = format!("multipart/related; boundary=\"{b}\"");
+    let body = format!("--{b}\r\n\r\n<E/>\r\n--{b}--\r\n");
+    assert!(Package::parse(&ct, body.as_bytes(), &Limits::default()).is_ok());
+    agrees_in_any_pieces(&ct, body.as_bytes(), &Limits::default());
+}
