@@ -49,9 +49,9 @@ use std::time::Instant;
 /// store instead of being read whole into memory.
 pub const STREAM_ABOVE: u64 = 4 << 20;
 
-/// While a streamed body of unknown length arrives, the free-space reserve is checked again
-/// every this many bytes.
-const RESERVE_CHECK_EVERY: u64 = 64 << 20;
+/// While a streamed body arrives, the free-space reserve is checked again every this many bytes
+/// (and what a declared body still holds of it is brought down to what is left to come).
+const RESERVE_CHECK_EVERY: u64 = 8 << 20;
 
 /// A pushed body: read whole, or in a spool file with its package.
 enum PushBody {
@@ -140,6 +140,34 @@ pub struct Service {
     pub directory: crate::directory::Directory,
     /// The rollover endpoint's nonces.
     pub rollovers: crate::rollover::Rollovers,
+    /// Bytes that streamed uploads in progress have declared and not yet written: held against
+    /// the free-space reserve, so that many uploads at once cannot each find it free.
+    pub uploads_in_flight: std::sync::atomic::AtomicU64,
+}
+
+/// The part of [`Service::uploads_in_flight`] one upload holds; given back when it ends.
+struct InFlight<'a> {
+    total: &'a std::sync::atomic::AtomicU64,
+    mine: u64,
+}
+
+impl InFlight<'_> {
+    /// Hold `n` bytes (instead of what was held before).
+    fn set(&mut self, n: u64) {
+        use std::sync::atomic::Ordering;
+        if n >= self.mine {
+            self.total.fetch_add(n - self.mine, Ordering::Relaxed);
+        } else {
+            self.total.fetch_sub(self.mine - n, Ordering::Relaxed);
+        }
+        self.mine = n;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.set(0);
+    }
 }
 
 /// A certificate whose private key was thrown away when it was made (on first use): requests
@@ -389,11 +417,18 @@ impl Service {
             Failure::Refused(r) => self.refuse(soap, "as4", r, started),
             f => self.answer(soap, "push", Err(f), started),
         };
-        // A declared body that would eat into the free-space reserve is refused unread.
-        if let Some(n) = stream.declared_len() {
+        // A declared body that would eat into the free-space reserve (beside what the uploads
+        // in progress still bring) is refused unread; the rest of it is held until it is in.
+        let declared = stream.declared_len();
+        let mut in_flight = InFlight {
+            total: &self.uploads_in_flight,
+            mine: 0,
+        };
+        if let Some(n) = declared {
             if let Err(f) = self.reserve_allows(n) {
                 return self.answer(soap, "push", Err(f), started);
             }
+            in_flight.set(n);
         }
         let (mut spool, file) = match self.store.new_spool() {
             Ok(x) => x,
@@ -416,9 +451,11 @@ impl Service {
             if let Err(e) = spooler.feed(&buf[..n]) {
                 return refuse(&e);
             }
-            // A chunked body is held to the reserve as it grows.
+            // A body is held to the reserve as it grows (what it wrote is no longer free; what
+            // a declared one still brings stays held).
             if spooler.received() - checked >= RESERVE_CHECK_EVERY {
                 checked = spooler.received();
+                in_flight.set(declared.map_or(0, |n| n.saturating_sub(checked)));
                 if let Err(f) = self.reserve_allows(0) {
                     return self.answer(soap, "push", Err(f), started);
                 }
@@ -467,11 +504,16 @@ impl Service {
         if reserve == 0 {
             return Ok(());
         }
+        let coming = self
+            .uploads_in_flight
+            .load(std::sync::atomic::Ordering::Relaxed);
         match self.store.free_bytes()? {
-            Some(free) if free < n.saturating_add(reserve) => Err(Failure::LowSpace(format!(
-                "storing {n} bytes would leave less than the free-space reserve of {reserve} \
-                 bytes ({free} bytes free)"
-            ))),
+            Some(free) if free < n.saturating_add(reserve).saturating_add(coming) => {
+                Err(Failure::LowSpace(format!(
+                    "storing {n} bytes would leave less than the free-space reserve of \
+                     {reserve} bytes ({free} bytes free, {coming} more on their way)"
+                )))
+            }
             _ => Ok(()),
         }
     }

@@ -519,6 +519,7 @@ fn serve(
         enrolment: ls_server::enrol::Enrolments::new(&c.enrolment),
         directory: ls_server::directory::Directory::new(c.limits.directory_requests_per_minute),
         rollovers: Default::default(),
+        uploads_in_flight: Default::default(),
     });
     let mut admin_addr = String::new();
     let mut admin_server = None;
