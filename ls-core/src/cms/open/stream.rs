@@ -458,7 +458,7 @@ impl Streamer<'_, '_> {
                         "bytes after the end of the signed content's layer".into(),
                     )),
                 },
-                Err(e) if hashing.src_failed || too_large(&e) => return Err(e),
+                Err(e) if hashing.src_failed || stops_reading(&e) => return Err(e),
                 Err(e) => {
                     hashing.drain()?;
                     Err(e)
@@ -614,7 +614,7 @@ impl Streamer<'_, '_> {
                         "bytes after the end of the encrypted content's layer".into(),
                     )),
                 },
-                Err(e) if dec.src_failed || too_large(&e) => return Err(e),
+                Err(e) if dec.src_failed || stops_reading(&e) => return Err(e),
                 Err(e) => {
                     dec.drain()?;
                     Err(e)
@@ -719,9 +719,13 @@ impl Streamer<'_, '_> {
     }
 }
 
-/// Errors after which nothing more is read: the input is too large.
-fn too_large(e: &Error) -> bool {
-    matches!(e, Error::TooLarge(_) | Error::ExpansionTooLarge(_))
+/// Errors after which nothing more is read: the input is too large, or writing the document
+/// failed (a full disk says nothing about the message).
+fn stops_reading(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::TooLarge(_) | Error::ExpansionTooLarge(_) | Error::Io { .. }
+    )
 }
 
 /// The length of the header block (through the empty line), if it is complete in `b`.
