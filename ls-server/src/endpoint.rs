@@ -72,6 +72,9 @@ enum Signed<'a> {
         package: &'a SpooledPackage,
         path: &'a std::path::Path,
     },
+    /// The SOAP part of a streamed push still arriving: its pre-check
+    /// ([`exchange::precheck_soap_part`]), which refuses early but accepts nothing.
+    SoapPart(&'a [u8]),
 }
 
 /// SOAP 1.1 for `text/xml`, else 1.2 (the version of our answers).
@@ -95,12 +98,31 @@ fn request_id_of(messaging: &Messaging) -> Option<String> {
 
 /// The (not yet trusted) header of a spooled message.
 fn header_of(package: &SpooledPackage, limits: &Limits) -> ls_core::Result<Messaging> {
-    let doc = ls_core::as4::xml::parse_bytes(&package.soap, limits)?;
+    header_of_soap(&package.soap, limits)
+}
+
+/// The (not yet trusted) header of a SOAP part.
+fn header_of_soap(soap: &[u8], limits: &Limits) -> ls_core::Result<Messaging> {
+    let doc = ls_core::as4::xml::parse_bytes(soap, limits)?;
     let env = ls_core::as4::envelope::read(&doc, ls_core::as4::envelope::UNDERSTOOD)?;
     let node = env
         .messaging
         .ok_or_else(|| Error::InvalidEbms("the message has no eb:Messaging header".into()))?;
     Messaging::parse(node)
+}
+
+/// The refusal of a signal of `n` bytes (too large to be one: above [`STREAM_ABOVE`]).
+fn signal_too_large(n: u64, request_id: Option<&str>) -> Failure {
+    let e = Error::TooLarge(format!("a signal of {n} bytes (signals are small)"));
+    Failure::Refused(refusal_of(&e).unauthenticated(request_id))
+}
+
+/// What the pre-check of a streamed push found ([`Service::precheck`]).
+enum Precheck {
+    /// A push whose SOAP part passed: the rest is spooled, then the whole is authenticated.
+    Passed,
+    /// A signal (with its MessageId): refused once the body is larger than a signal may be.
+    Signal(Option<String>),
 }
 
 /// The ebMS error of every refusal before a signature verifies.
@@ -407,7 +429,8 @@ impl Service {
     /// [`STREAM_ABOVE`]): spooled into a file of the store while its attachment digests are
     /// computed and its SOAP part kept, then authenticated and stored as [`Service::push`]
     /// does, the body moved into place, never held whole in memory. A body that turns out
-    /// small goes the usual way.
+    /// small goes the usual way. As soon as the SOAP part is whole it is pre-checked
+    /// ([`Service::precheck`]): a stranger's upload is refused then, not spooled to its end.
     fn as4_stream(&self, mut req: Request) -> Response {
         let started = Instant::now();
         let ct = req.header("content-type").unwrap_or("").to_string();
@@ -440,6 +463,14 @@ impl Service {
         };
         let mut buf = vec![0u8; 64 * 1024];
         let mut checked = 0u64;
+        // The pre-check's outcome once the SOAP part is whole (`Service::precheck`).
+        let mut precheck = None;
+        // A lone envelope (no MIME parts) is whole only at its end: past the envelope limit it
+        // is refused at once, as the spooler refuses it at the end.
+        let lone = matches!(
+            ls_core::as4::package::media_type(&ct).as_str(),
+            "application/soap+xml" | "text/xml"
+        );
         loop {
             let n = match std::io::Read::read(&mut stream, &mut buf) {
                 Ok(0) => break,
@@ -450,6 +481,34 @@ impl Service {
             };
             if let Err(e) = spooler.feed(&buf[..n]) {
                 return refuse(&e);
+            }
+            if lone && spooler.received() > self.limits.max_envelope as u64 {
+                return refuse(&Error::TooLarge(format!(
+                    "SOAP envelope of more than {} bytes exceeds the limit of {}",
+                    spooler.received(),
+                    self.limits.max_envelope
+                )));
+            }
+            // A stranger's upload is refused as soon as its SOAP part is in, not spooled whole
+            // first: dropping `spool` removes what was written.
+            match &precheck {
+                None => {
+                    if let Some(soap_part) = spooler.soap_part() {
+                        let outcome = match soap_part {
+                            Ok(soap_part) => self.precheck(&soap_part, spooler.received()),
+                            Err(e) => Err((spool_failure(&e, None), "as4")),
+                        };
+                        match outcome {
+                            Ok(p) => precheck = Some(p),
+                            Err((f, kind)) => return self.answer(soap, kind, Err(f), started),
+                        }
+                    }
+                }
+                Some(Precheck::Signal(id)) if spooler.received() > STREAM_ABOVE => {
+                    let f = signal_too_large(spooler.received(), id.as_deref());
+                    return self.answer(soap, "as4", Err(f), started);
+                }
+                Some(_) => {}
             }
             // A body is held to the reserve as it grows (what it wrote is no longer free; what
             // a declared one still brings stays held).
@@ -483,12 +542,8 @@ impl Service {
         };
         let request_id = request_id_of(&messaging);
         if messaging.user_messages.is_empty() {
-            let e = Error::TooLarge(format!(
-                "a signal of {} bytes (signals are small)",
-                package.length
-            ));
-            let r = refusal_of(&e).unauthenticated(request_id.as_deref());
-            return self.refuse(soap, "as4", r, started);
+            let f = signal_too_large(package.length, request_id.as_deref());
+            return self.answer(soap, "as4", Err(f), started);
         }
         let body = PushBody::Spooled {
             spool: Arc::new(spool),
@@ -630,6 +685,7 @@ impl Service {
             Signed::Spooled { package, path } => {
                 exchange::authenticate_spooled(package, path, &self.limits, trust)
             }
+            Signed::SoapPart(soap) => exchange::precheck_soap_part(soap, &self.limits, trust),
         };
         if let Some(f) = unavailable {
             return Err(f);
@@ -640,6 +696,52 @@ impl Service {
             // Reading the spool failed (our disk): not the sender's fault.
             (Err(e), None) => Err(spool_failure(&e, request_id)),
         }
+    }
+
+    /// Whom a push's signature is checked against: the registered certificates, current now,
+    /// of the usable party its (first) UserMessage names as From.
+    fn push_signers(&self, m: &Messaging) -> std::result::Result<Vec<Certificate>, Failure> {
+        let from = party_key(&m.user_messages[0].from.ids).ok_or_else(|| {
+            Refusal::new(
+                "EBMS:0009",
+                "invalid_header",
+                "the From party has no PartyId",
+            )
+        })?;
+        self.usable_party(&from)?;
+        self.current_certs(&from)
+    }
+
+    /// The pre-check of a streamed push whose SOAP part is whole while the rest of the body
+    /// is still arriving: refused here (the answer it would have at the end) is what cannot
+    /// pass the full check — a header that does not parse, a signal that is already larger
+    /// than a signal may be ([`Precheck::Signal`]: refused once the body passes
+    /// [`STREAM_ABOVE`]), a From party not registered or not usable, a signature that is not
+    /// its current certificate's or does not verify over SignedInfo, an `eb:Messaging` or Body
+    /// whose digest does not match. The attachment digests are left to the full check at the
+    /// end, which is made as if there had been no pre-check.
+    fn precheck(
+        &self,
+        soap: &[u8],
+        received: u64,
+    ) -> std::result::Result<Precheck, (Failure, &'static str)> {
+        let messaging = match header_of_soap(soap, &self.limits) {
+            Ok(m) => m,
+            Err(e) => return Err((spool_failure(&e, None), "as4")),
+        };
+        let request_id = request_id_of(&messaging);
+        if messaging.user_messages.is_empty() {
+            // A small body goes the usual way (`Service::as4`); a large one is refused.
+            if received > STREAM_ABOVE {
+                return Err((signal_too_large(received, request_id.as_deref()), "as4"));
+            }
+            return Ok(Precheck::Signal(request_id));
+        }
+        self.authenticate_body(Signed::SoapPart(soap), request_id.as_deref(), |m| {
+            self.push_signers(m)
+        })
+        .map_err(|f| (f, "push"))?;
+        Ok(Precheck::Passed)
     }
 
     fn push(
@@ -655,17 +757,7 @@ impl Service {
                 path: &spool.path,
             },
         };
-        let auth = self.authenticate_body(signed, request_id, |m| {
-            let from = party_key(&m.user_messages[0].from.ids).ok_or_else(|| {
-                Refusal::new(
-                    "EBMS:0009",
-                    "invalid_header",
-                    "the From party has no PartyId",
-                )
-            })?;
-            self.usable_party(&from)?;
-            self.current_certs(&from)
-        })?;
+        let auth = self.authenticate_body(signed, request_id, |m| self.push_signers(m))?;
         // Authenticated: from here on refusals say precisely what is wrong.
         let um = &auth.messaging.user_messages[0];
         let ref_to = um.info.message_id.clone();

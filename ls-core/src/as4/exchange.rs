@@ -115,7 +115,7 @@ where
         .iter()
         .map(|a| (a.content_id.as_str(), PartContent::Bytes(&a.data)))
         .collect();
-    authenticate_parts(&pkg.soap, &attachments, limits, trust)
+    authenticate_parts(&pkg.soap, Some(&attachments), limits, trust)
 }
 
 /// [`authenticate`] for a message received into the spool file `spool`
@@ -130,18 +130,36 @@ pub fn authenticate_spooled<F>(
 where
     F: FnOnce(&Messaging) -> Result<Vec<Certificate>>,
 {
-    authenticate_parts(&pkg.soap, &pkg.parts(spool), limits, trust)
+    authenticate_parts(&pkg.soap, Some(&pkg.parts(spool)), limits, trust)
 }
 
+/// The pre-check of a message still arriving, once its SOAP part is whole (a service
+/// refusing a stranger's upload before it is spooled whole, [`Spooler::soap_part`]): the
+/// header is parsed and the signer chosen by `trust` as [`authenticate`] does, and the
+/// signature over SignedInfo and the digests of its same-document references (`eb:Messaging`,
+/// the Body) are verified; the attachment references are left unchecked
+/// (`verified.unchecked`), not accepted — their digests are known only when the body is in.
+/// Every failure here is one [`authenticate_spooled`] would return for the whole message;
+/// success accepts nothing: the whole message must still pass [`authenticate_spooled`].
+pub fn precheck_soap_part<F>(soap: &[u8], limits: &Limits, trust: F) -> Result<Authenticated>
+where
+    F: FnOnce(&Messaging) -> Result<Vec<Certificate>>,
+{
+    authenticate_parts(soap, None, limits, trust)
+}
+
+/// `attachments`: `None` for [`precheck_soap_part`] (the attachment references unchecked).
 fn authenticate_parts<F>(
     soap: &[u8],
-    attachments: &[(&str, PartContent)],
+    attachments: Option<&[(&str, PartContent)]>,
     limits: &Limits,
     trust: F,
 ) -> Result<Authenticated>
 where
     F: FnOnce(&Messaging) -> Result<Vec<Certificate>>,
 {
+    let precheck = attachments.is_none();
+    let attachments = attachments.unwrap_or(&[]);
     let doc = xml::parse_bytes(soap, limits)?;
     let env = envelope::read(&doc, envelope::UNDERSTOOD)?;
     let node = env
@@ -169,11 +187,11 @@ where
         messaging: Some(node),
         body: env.body,
         attachments: if encrypted { &[] } else { attachments },
-        partial: encrypted,
+        partial: encrypted || precheck,
     };
     let verified = wss::verify_parts(&doc, env.security, &covered, &policy)?
         .ok_or_else(|| Error::SignatureRequired("the message is not signed".into()))?;
-    if encrypted {
+    if encrypted && !precheck {
         // Every attachment is named by the signature, and the signature names nothing else.
         for (cid, _) in attachments {
             if !verified.unchecked.iter().any(|u| cid_matches(u, cid)) {

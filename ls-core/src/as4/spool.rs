@@ -324,6 +324,33 @@ impl<W: Write + Read + Seek> Spooler<W> {
         self.received
     }
 
+    /// The SOAP part (decoded, as [`SpooledPackage::soap`] will hold it), once it is whole:
+    /// `None` while it is still arriving or has not begun (and always for a lone envelope,
+    /// which is whole only at the end), `Some(Err)` when it cannot be decoded or is too large
+    /// (the message will be refused). It is the part whose delimiter has been received; the
+    /// message may still be refused at [`Spooler::finish`] (a later part, a second start part),
+    /// but if it is accepted its SOAP part is this one. For a check before the rest of the
+    /// body is received (`exchange::precheck_soap_part`).
+    pub fn soap_part(&self) -> Option<Result<std::borrow::Cow<'_, [u8]>>> {
+        let part = self
+            .parts
+            .iter()
+            .find(|p| matches!(p.role, Role::Soap { .. }))?;
+        let identity = matches!(part.role, Role::Soap { identity: true, .. });
+        if identity {
+            // (At most `max_envelope` bytes: more were refused as they arrived.)
+            return Some(Ok(std::borrow::Cow::Borrowed(&part.soap)));
+        }
+        let decoded = (|| {
+            let mut whole = part.headers.clone();
+            whole.extend_from_slice(&part.soap);
+            let data = Entity::parse(&whole)?.decoded_body()?.into_owned();
+            check_envelope_size(data.len(), &self.limits)?;
+            Ok(std::borrow::Cow::Owned(data))
+        })();
+        Some(decoded)
+    }
+
     /// The next piece of the body.
     pub fn feed(&mut self, piece: &[u8]) -> Result<()> {
         if piece.is_empty() {

@@ -14,12 +14,25 @@ fn spool(
 ) -> Result<(SpooledPackage, Vec<u8>)> {
     let mut s = Spooler::new(ct, Cursor::new(Vec::new()), limits)?;
     let mut at = 0;
+    // The SOAP part as `soap_part` first gives it, while the body is still arriving.
+    let mut early: Option<std::result::Result<Vec<u8>, ErrorCode>> = None;
     for &c in cuts.iter().chain(std::iter::once(&body.len())) {
         s.feed(&body[at..c])?;
         at = c;
+        if early.is_none() {
+            early = s
+                .soap_part()
+                .map(|r| r.map(|c| c.into_owned()).map_err(|e| e.code()));
+        }
     }
     assert_eq!(s.received(), body.len() as u64);
     let (pkg, out) = s.finish()?;
+    // A message accepted at the end has the SOAP part announced early (if any was).
+    match early {
+        Some(Ok(soap)) => assert_eq!(soap, pkg.soap, "cuts {cuts:?}"),
+        Some(Err(e)) => panic!("cuts {cuts:?}: soap_part failed ({e:?}), finish accepted"),
+        None => {}
+    }
     Ok((pkg, out.into_inner()))
 }
 
