@@ -709,9 +709,14 @@ impl Client {
             }
             other => other,
         }
-        .map_err(|e| {
-            let class = class_of_opening_error(&e);
-            Fault::Refuse(e, class)
+        .map_err(|e| match e {
+            // Reading the spool or writing the document failed here (a full disk): nothing is
+            // wrong with the message, which stays with the service and is opened again later.
+            Error::Io { .. } => Fault::Stop(e),
+            e => {
+                let class = class_of_opening_error(&e);
+                Fault::Refuse(e, class)
+            }
         })?;
         self.clear_in_flight();
 
@@ -1191,7 +1196,11 @@ impl Client {
         let mut opened = None;
         let written = fsutil::write_synced_mode_with(&opening, Some(self.file_mode()), |out| {
             opened = Some(ls_core::open_stream(&mut reader, out, opts)?);
-            Ok(())
+            // The tests' stand-in for a full disk while the document is written.
+            self.fail_at("poll:opening").map_err(|e| Error::Io {
+                context: e.to_string(),
+                source: std::io::Error::other("no space left (simulated)"),
+            })
         });
         let finish = written.and_then(|(sha, _)| {
             let opened =

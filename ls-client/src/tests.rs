@@ -1060,6 +1060,42 @@ fn a_crash_at_any_step_of_receiving_neither_loses_nor_duplicates() {
 }
 
 #[test]
+fn a_local_failure_while_opening_stops_the_poll_and_refuses_nothing() {
+    let w = world();
+    let alice = w.client("alice");
+    let sent = alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let bob = w.client("bob");
+    // Writing the opened document fails (a full disk): the message is not at fault.
+    arm(&bob, "poll:opening");
+    let e = bob.poll(|_| {}).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Io, "{e}");
+    assert!(w.all_files("bob", "inbox").is_empty());
+    assert!(
+        fs::read_dir(w.path("bob", "state/opening"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "the document being opened was left behind"
+    );
+    assert!(
+        bob.incoming_failures().unwrap().is_empty(),
+        "recorded as refused"
+    );
+    assert!(!w.svc.delivered(&sent.message_id));
+    // Offered again, it is opened and delivered.
+    w.svc.expire_leases();
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.pulled, 1);
+    assert_eq!(
+        w.all_files("bob", "inbox"),
+        ["invoice.xml", "invoice.xml.meta.json"]
+    );
+    assert!(w.svc.delivered(&sent.message_id));
+}
+
+#[test]
 fn recovery_renames_even_when_the_name_was_taken_meanwhile() {
     let w = world();
     let alice = w.client("alice");
