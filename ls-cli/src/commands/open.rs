@@ -59,7 +59,13 @@ pub fn run(a: &OpenArgs, cli: &Cli) -> Result<(), Error> {
         let mut tmp = anonymous_file()?;
         let opened = {
             let mut w = std::io::BufWriter::with_capacity(256 * 1024, &mut tmp);
-            ls_core::open_stream(&mut input, &mut w, &opts)?
+            let opened = ls_core::open_stream(&mut input, &mut w, &opts)?;
+            // All of it in the temporary file before any of it goes out (a failed flush would
+            // otherwise truncate the document silently).
+            std::io::Write::flush(&mut w).map_err(|e| {
+                crate::fsio::io_err("cannot write the document to a temporary file", e)
+            })?;
+            opened
         };
         use std::io::{Seek, Write};
         let ctx = |e| crate::fsio::io_err("cannot write to standard output", e);
