@@ -49,6 +49,25 @@ fn bad(msg: impl Into<String>) -> Error {
 /// Which attachment is the largest and where its bytes are in the body (for the owned path).
 type LargestPart = (usize, std::ops::Range<usize>);
 
+/// A part's Content-ID (stripped; `None` when absent or empty) and whether it is the SOAP part:
+/// the one named by the package's `start` parameter, else the first. The one rule of both
+/// readers (`Package::parse` and the spooler), which must agree.
+pub(crate) fn part_identity(
+    e: &Entity,
+    index: usize,
+    start: Option<&str>,
+) -> (Option<String>, bool) {
+    let cid = e
+        .header("content-id")
+        .map(|v| strip_cid(v).to_string())
+        .filter(|c| !c.is_empty());
+    let is_soap = match start {
+        Some(s) => cid.as_deref() == Some(s),
+        None => index == 0,
+    };
+    (cid, is_soap)
+}
+
 /// A Content-ID without white space and angle brackets.
 pub(crate) fn strip_cid(v: &str) -> &str {
     let v = v.trim();
@@ -323,14 +342,7 @@ impl Package {
         let mut deferred = None;
         for (i, raw) in parts.iter().enumerate() {
             let e = Entity::parse(raw)?;
-            let cid = e
-                .header("content-id")
-                .map(|v| strip_cid(v).to_string())
-                .filter(|c| !c.is_empty());
-            let is_soap = match &start {
-                Some(s) => cid.as_deref() == Some(s.as_str()),
-                None => i == 0,
-            };
+            let (cid, is_soap) = part_identity(&e, i, start.as_deref());
             if is_soap {
                 if soap.is_some() {
                     return Err(bad(format!(

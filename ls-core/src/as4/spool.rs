@@ -25,7 +25,9 @@
 //! The size refusals while the body arrives apply to the part being received even if no
 //! delimiter follows it (where `Package::parse` would not count it as a part).
 
-use super::package::{check_envelope_size, check_part_size, media_type, soap_type_of, strip_cid};
+use super::package::{
+    check_envelope_size, check_part_size, media_type, part_identity, soap_type_of, strip_cid,
+};
 use super::package::{Attachment, Package};
 use super::wss::PartContent;
 use super::xml::Limits;
@@ -589,14 +591,7 @@ impl<W: Write + Read + Seek> Spooler<W> {
                 return Ok(());
             }
         };
-        let cid = e
-            .header("content-id")
-            .map(|v| strip_cid(v).to_string())
-            .filter(|c| !c.is_empty());
-        let is_soap = match start {
-            Some(s) => cid.as_deref() == Some(s.as_str()),
-            None => index == 0,
-        };
+        let (cid, is_soap) = part_identity(&e, index, start.as_deref());
         let identity = matches!(
             e.header("content-transfer-encoding")
                 .map(|v| v.trim().to_ascii_lowercase())
@@ -678,14 +673,7 @@ impl<W: Write + Read + Seek> Spooler<W> {
                 return Err(e);
             }
             let e = Entity::parse(&part.headers)?;
-            let cid = e
-                .header("content-id")
-                .map(|v| strip_cid(v).to_string())
-                .filter(|c| !c.is_empty());
-            let is_soap = match &start {
-                Some(s) => cid.as_deref() == Some(s.as_str()),
-                None => i == 0,
-            };
+            let (cid, is_soap) = part_identity(&e, i, start.as_deref());
             if is_soap {
                 if soap.is_some() {
                     return Err(bad(format!(
