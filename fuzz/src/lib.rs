@@ -297,6 +297,10 @@ fn spools_alike(
                 assert_eq!(bytes, &b.data[..], "spool/parse: attachment differs");
             }
         }
+        // Both refuse. The codes agree, except that the spooler applies the part-count limit
+        // as delimiters arrive, before it has read the headers of earlier parts, so a body
+        // over the limit with a bad header before may be refused for either reason first.
+        (Err(a), Err(b)) if [&a, &b].iter().any(|e| e.to_string().contains("MIME parts")) => {}
         (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "spool/parse: {a} / {b}"),
         (a, b) => panic!(
             "spool/parse disagree: parse {:?}, spool {:?}",
