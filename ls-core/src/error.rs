@@ -58,6 +58,9 @@ pub enum ErrorCode {
     HttpStatus = 603,
     BadResponse = 604,
     Refused = 605,
+    MailStatus = 606,
+    LoginFailed = 607,
+    ReceiptPending = 608,
     // 7xx store: the client's configuration and local state (journal, folders)
     StateCorrupt = 700,
     ConfigInvalid = 701,
@@ -112,6 +115,9 @@ impl ErrorCode {
         ErrorCode::HttpStatus,
         ErrorCode::BadResponse,
         ErrorCode::Refused,
+        ErrorCode::MailStatus,
+        ErrorCode::LoginFailed,
+        ErrorCode::ReceiptPending,
         ErrorCode::StateCorrupt,
         ErrorCode::ConfigInvalid,
         ErrorCode::StateLocked,
@@ -179,6 +185,9 @@ impl ErrorCode {
             HttpStatus => "ERR_HTTP_STATUS",
             BadResponse => "ERR_BAD_RESPONSE",
             Refused => "ERR_REFUSED",
+            MailStatus => "ERR_MAIL_STATUS",
+            LoginFailed => "ERR_LOGIN_FAILED",
+            ReceiptPending => "ERR_RECEIPT_PENDING",
             StateCorrupt => "ERR_STATE_CORRUPT",
             ConfigInvalid => "ERR_CONFIG_INVALID",
             StateLocked => "ERR_STATE_LOCKED",
@@ -323,6 +332,20 @@ pub enum Error {
     /// succeed.
     #[error("refused for good: {0}")]
     Refused(String),
+    /// A mail server answered with a temporary failure (an SMTP 4xx reply, an IMAP or POP3
+    /// server that is busy or closing): worth a retry. A permanent SMTP refusal (5xx: the size
+    /// limit, an unknown recipient) is [`Error::Refused`].
+    #[error("mail server: {message}")]
+    MailStatus { code: u16, message: String },
+    /// A mail server refused our user name and password (SMTP AUTH, IMAP LOGIN, POP3 PASS).
+    /// Not retried at once: trying again with the same password cannot succeed and may lock
+    /// the account.
+    #[error("login refused: {0}")]
+    LoginFailed(String),
+    /// The message was handed over (by e-mail) and the service's answer has not arrived yet:
+    /// the send completes when it comes (`layersec run`, or the next attempt).
+    #[error("submitted, receipt pending: {0}")]
+    ReceiptPending(String),
     /// A file of the client's journal (its state folder) cannot be read as written.
     #[error("the client's state is damaged: {0}")]
     StateCorrupt(String),
@@ -383,6 +406,9 @@ impl Error {
             HttpStatus { .. } => ErrorCode::HttpStatus,
             BadResponse(_) => ErrorCode::BadResponse,
             Refused(_) => ErrorCode::Refused,
+            MailStatus { .. } => ErrorCode::MailStatus,
+            LoginFailed(_) => ErrorCode::LoginFailed,
+            ReceiptPending(_) => ErrorCode::ReceiptPending,
             StateCorrupt(_) => ErrorCode::StateCorrupt,
             ConfigInvalid(_) => ErrorCode::ConfigInvalid,
             StateLocked(_) => ErrorCode::StateLocked,
@@ -392,7 +418,8 @@ impl Error {
 
     /// Whether retrying the same operation later could succeed. Nothing in the document layer is
     /// transient except I/O; of the transport's failures, `ConnectFailed`, `Timeout` and
-    /// `HttpStatus` for 5xx, 408 and 429 are (`TlsFailed` and `BadResponse` are not).
+    /// `HttpStatus` for 5xx, 408 and 429, `MailStatus` and `ReceiptPending` are (`TlsFailed`,
+    /// `BadResponse` and `LoginFailed` are not).
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Io { source, .. } => matches!(
@@ -401,7 +428,10 @@ impl Error {
                     | std::io::ErrorKind::WouldBlock
                     | std::io::ErrorKind::TimedOut
             ),
-            Error::ConnectFailed(_) | Error::Timeout(_) => true,
+            Error::ConnectFailed(_)
+            | Error::Timeout(_)
+            | Error::MailStatus { .. }
+            | Error::ReceiptPending(_) => true,
             Error::HttpStatus { status, .. } => matches!(status, 500..=599 | 408 | 429),
             _ => false,
         }

@@ -29,6 +29,7 @@ pub mod enrol;
 pub mod error;
 mod inflate;
 pub mod keys;
+pub mod mail;
 pub mod mime;
 mod oid;
 pub mod rollover;
