@@ -13,6 +13,10 @@ use std::path::Path;
 /// The exit status of a document queued for retry by `send` (and of the service unreachable).
 pub const EXIT_UNREACHABLE: u8 = 9;
 
+/// The exit status of a document handed over by e-mail whose receipt has not come within
+/// `[email] receipt_wait_secs` (`layersec run` completes the send when it comes).
+pub const EXIT_RECEIPT_PENDING: u8 = 13;
+
 /// The process exit status for a failure of the given code.
 pub fn exit_code(code: ErrorCode) -> u8 {
     use ErrorCode as C;
@@ -20,11 +24,15 @@ pub fn exit_code(code: ErrorCode) -> u8 {
         // Configuration problems are usage problems.
         C::NullArgument | C::InvalidArgument | C::ConfigInvalid => 2,
         C::Io => 3,
-        C::BadPassword | C::UnsupportedKey => 7,
+        C::BadPassword | C::UnsupportedKey | C::LoginFailed => 7,
         // The service could not be reached or answered with a (possibly passing) failure.
-        C::ConnectFailed | C::Timeout | C::TlsFailed | C::HttpStatus | C::BadResponse => {
-            EXIT_UNREACHABLE
-        }
+        C::ConnectFailed
+        | C::Timeout
+        | C::TlsFailed
+        | C::HttpStatus
+        | C::BadResponse
+        | C::MailStatus => EXIT_UNREACHABLE,
+        C::ReceiptPending => EXIT_RECEIPT_PENDING,
         // Refused by the service or the partner, for good.
         C::EbmsError | C::Refused => 10,
         // The client's journal is busy or damaged.
@@ -200,8 +208,12 @@ mod tests {
                 500..=504 => 8,
                 // the service refused (an ebMS error, or a permanent HTTP status)
                 505 | 605 => 10,
-                // the service unreachable or failing for now
-                600..=604 => 9,
+                // the service unreachable or failing for now (a mail server too)
+                600..=604 | 606 => 9,
+                // the mail server refused our login
+                607 => 7,
+                // handed over by e-mail, the receipt not come yet
+                608 => 13,
                 // the client's state busy or damaged
                 700 | 702 => 11,
                 900 | 901 => 70,

@@ -13,7 +13,6 @@ use ls_core::as4::message::{self, FilePayload, OutgoingFile, ReadOptions};
 use ls_core::as4::model::Messaging;
 use ls_core::as4::wss::VerifyPolicy;
 use ls_core::as4::xml::Limits;
-use ls_core::transport::Transport;
 use ls_core::{Certificate, Error, Identity};
 use ls_tests::service::{server_bin_beside, RunningService};
 use std::io::Read;
@@ -50,7 +49,7 @@ impl Side {
 
     fn exchange(&self) -> Exchange<'_> {
         Exchange {
-            transport: &self.transport as &dyn Transport,
+            transport: &self.transport,
             me: &self.me,
             service: &self.service,
             service_previous: &[],

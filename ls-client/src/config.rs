@@ -43,6 +43,92 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub receipts: ReceiptsConfig,
+    #[serde(default)]
+    pub transport: TransportConfig,
+    /// `[email]`: SOAP over e-mail (with `[transport] kind = "email"`).
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
+}
+
+/// `[transport]`: how messages travel to and from the service.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransportConfig {
+    #[serde(default)]
+    pub kind: TransportKind,
+}
+
+/// `https` (push and pull, the default) or `email` (SMTP out, IMAP or POP3 in).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    #[default]
+    Https,
+    Email,
+}
+
+/// `[email]`: the mail accounts of SOAP over e-mail.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailConfig {
+    /// `smtps://host:port` (TLS from the start) or `smtp://host:port` (STARTTLS required).
+    pub smtp_url: String,
+    /// `imaps://host:port[/folder]`, `imap://…` (STARTTLS required), `pop3s://host:port` or
+    /// `pop3://…` (STLS required).
+    pub mailbox_url: String,
+    /// Our mail address: the sender of our mails, where the service sends us messages.
+    pub address: String,
+    /// The service's mail address, where our messages go.
+    pub service_address: String,
+    /// The login of both accounts (SMTP AUTH and the mailbox).
+    pub username: String,
+    /// The environment variable that holds the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// A file whose first line is the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Only to refuse it with a clear message.
+    #[serde(default)]
+    password: Option<IgnoredAny>,
+    /// Trust these CA certificates for the mail servers' TLS instead of the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Or: the SHA-256 of the mail servers' TLS certificate.
+    #[serde(default)]
+    pub pinned_sha256: Option<String>,
+    /// How long `send` waits for the service's receipt before it exits with
+    /// "submitted, receipt pending" (12); `run` completes the send when the receipt comes.
+    #[serde(default = "default_receipt_wait")]
+    pub receipt_wait_secs: u64,
+    /// A message without the service's answer is submitted again after this long.
+    #[serde(default = "default_resubmit_after")]
+    pub resubmit_after_secs: u64,
+    /// The IMAP folder mails that are not ours are moved to (POP3: they are left and skipped).
+    #[serde(default = "default_set_aside_folder")]
+    pub set_aside_folder: String,
+    /// The longest mail we send or read (a message in base64 is about 4/3 of its size).
+    #[serde(default = "default_max_mail_bytes")]
+    pub max_mail_bytes: u64,
+    /// The connect limit and the longest wait for a mail server's answer.
+    #[serde(default = "default_mail_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_receipt_wait() -> u64 {
+    60
+}
+fn default_resubmit_after() -> u64 {
+    900
+}
+fn default_set_aside_folder() -> String {
+    "layersec-not-ours".into()
+}
+fn default_max_mail_bytes() -> u64 {
+    64 << 20
+}
+fn default_mail_timeout() -> u64 {
+    30
 }
 
 /// `[party]`: who we are at the service.
@@ -99,7 +185,10 @@ fn default_rollover_overlap_hours() -> u64 {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
-    /// `https://host[:port]/as4`.
+    /// `https://host[:port]/as4`. With `[transport] kind = "email"` it may be left out: then
+    /// what only HTTPS does (enrolment, the partner directory, registering a rollover) cannot
+    /// be used.
+    #[serde(default)]
     pub url: String,
     /// The service's signing certificate: its receipts and signals must verify against it.
     pub service_certificate: PathBuf,
@@ -501,6 +590,11 @@ impl Config {
             r(p);
         }
         r(&mut self.service.service_certificate);
+        if let Some(e) = &mut self.email {
+            for p in [&mut e.password_file, &mut e.ca_file].into_iter().flatten() {
+                r(p);
+            }
+        }
         for p in [
             &mut self.service.ca_file,
             &mut self.service.client_certificate,
@@ -550,6 +644,10 @@ impl Config {
                 "identity.rollover_overlap_hours",
                 format!("0 to {max_hours} hours (90 days) is expected"),
             ));
+        }
+        self.check_email()?;
+        if self.service.url.trim().is_empty() && self.transport.kind == TransportKind::Https {
+            return Err(self.invalid("service.url", "https://host[:port]/as4 is expected"));
         }
         if self.identity.password.is_some() {
             return Err(self.invalid(
@@ -734,6 +832,105 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    fn check_email(&self) -> Result<()> {
+        use ls_core::mail::{MailUrl, Scheme};
+        let Some(e) = &self.email else {
+            if self.transport.kind == TransportKind::Email {
+                return Err(self.invalid(
+                    "email",
+                    "an [email] section is expected with [transport] kind = \"email\"",
+                ));
+            }
+            return Ok(());
+        };
+        match MailUrl::parse(&e.smtp_url) {
+            Ok(u) if matches!(u.scheme, Scheme::Smtp | Scheme::Smtps) => {}
+            Ok(_) => {
+                return Err(self.invalid(
+                    "email.smtp_url",
+                    "smtps://host:port or smtp://host:port (STARTTLS) is expected",
+                ))
+            }
+            Err(err) => return Err(self.invalid("email.smtp_url", err)),
+        }
+        match MailUrl::parse(&e.mailbox_url) {
+            Ok(u) if !matches!(u.scheme, Scheme::Smtp | Scheme::Smtps) => {}
+            Ok(_) => {
+                return Err(self.invalid(
+                    "email.mailbox_url",
+                    "imaps://, imap:// (STARTTLS), pop3s:// or pop3:// (STLS) is expected",
+                ))
+            }
+            Err(err) => return Err(self.invalid("email.mailbox_url", err)),
+        }
+        for (key, a) in [
+            ("email.address", &e.address),
+            ("email.service_address", &e.service_address),
+        ] {
+            if !ls_core::mail::layout::is_address(a) {
+                return Err(self.invalid(key, "a mail address local@domain is expected"));
+            }
+        }
+        if e.username.is_empty() || e.username.chars().any(char::is_control) {
+            return Err(self.invalid("email.username", "a user name is expected"));
+        }
+        if e.password.is_some() {
+            return Err(self.invalid(
+                "email.password",
+                "passwords are never kept in the configuration file: name an environment \
+                 variable with password_env or a file with password_file",
+            ));
+        }
+        if e.password_env.is_some() == e.password_file.is_some() {
+            return Err(self.invalid(
+                "email.password_env",
+                "one of password_env or password_file is expected",
+            ));
+        }
+        if e.set_aside_folder.is_empty()
+            || !e.set_aside_folder.is_ascii()
+            || e.set_aside_folder.chars().any(|c| c.is_control())
+        {
+            return Err(self.invalid(
+                "email.set_aside_folder",
+                "a folder name of printable ASCII characters is expected",
+            ));
+        }
+        if e.timeout_secs == 0 || e.max_mail_bytes < 64 * 1024 {
+            return Err(self.invalid(
+                "email.timeout_secs",
+                "timeout_secs above 0 and max_mail_bytes of at least 64 KiB are expected",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The password of the mail accounts (`[email] password_env` or `password_file`).
+    pub fn email_password(&self) -> Result<Zeroizing<String>> {
+        let e = self
+            .email
+            .as_ref()
+            .ok_or_else(|| self.invalid("email", "an [email] section is expected"))?;
+        if let Some(var) = &e.password_env {
+            return std::env::var(var).map(Zeroizing::new).map_err(|_| {
+                self.invalid(
+                    "email.password_env",
+                    format!("the environment variable {var} is expected to hold the password"),
+                )
+            });
+        }
+        let p = e.password_file.as_ref().ok_or_else(|| {
+            self.invalid("email.password_file", "a password file is expected")
+        })?;
+        let s = Zeroizing::new(std::fs::read_to_string(p).map_err(|err| {
+            self.invalid(
+                "email.password_file",
+                format!("{} is not readable: {err}", p.display()),
+            )
+        })?);
+        Ok(Zeroizing::new(s.lines().next().unwrap_or("").to_string()))
     }
 
     /// The password of our key: from `password_env` or `password_file`, `None` without either.

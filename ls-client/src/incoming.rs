@@ -1248,6 +1248,10 @@ impl Client {
             return Ok(());
         };
         let result = ex.push(&notice.built());
+        if matches!(result, Err(Error::ReceiptPending(_))) {
+            // By e-mail: handed over, the service's answer comes later (the next poll).
+            return Ok(());
+        }
         let mut f: Option<FailureRecord> = read_json(&self.failure_path(key))?;
         match result {
             Ok(_) => {

@@ -42,6 +42,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod email;
 pub mod enrol;
 mod fsutil;
 mod incoming;
@@ -75,7 +76,7 @@ use ls_core::cert::{CertStore, Certificate};
 use ls_core::error::{Error, ErrorCode, Result};
 use ls_core::keys::Identity;
 use ls_core::time;
-use ls_core::transport::{HttpsConfig, HttpsTransport, Transport};
+use ls_core::transport::{Carrier, HttpsConfig, HttpsTransport, Transport};
 use partners::PartnerFolder;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -222,7 +223,7 @@ pub enum Event {
 const OUTBOX_SCAN: Duration = Duration::from_secs(2);
 
 /// The stop flag of the operations called on their own.
-static NEVER: AtomicBool = AtomicBool::new(false);
+pub(crate) static NEVER: AtomicBool = AtomicBool::new(false);
 
 /// The client: our identity, our partners, the service and the folders of one configuration.
 pub struct Client {
@@ -231,7 +232,10 @@ pub struct Client {
     /// service's certificates.
     keys: RwLock<rollover::keys::Keys>,
     partners: RwLock<PartnerFolder>,
-    transport: Box<dyn Transport>,
+    /// What carries our messages: HTTPS or e-mail ([`Carrier`]).
+    transport: Arc<dyn Carrier>,
+    /// The e-mail carrier, when it is the one (`[transport] kind = "email"`).
+    mail: Option<Arc<email::MailCarrier>>,
     domain: String,
     limits: Limits,
     #[cfg(test)]
@@ -255,8 +259,11 @@ impl Client {
     /// certificate, sets up HTTPS to the service and creates the folders that are missing.
     pub fn from_config(cfg: &Config) -> Result<Client> {
         let password = cfg.password()?;
+        if cfg.transport.kind == config::TransportKind::Email {
+            return Self::build(cfg.clone(), None, password);
+        }
         let transport = Self::https_transport(cfg)?;
-        Self::build(cfg.clone(), Box::new(transport), password)
+        Self::build(cfg.clone(), Some(Arc::new(transport)), password)
     }
 
     /// The HTTPS transport to the service that [`Client::from_config`] sets up, for a caller
@@ -309,12 +316,20 @@ impl Client {
     /// A client that reaches the service through `transport` (tests, other carriers).
     pub fn with_transport(cfg: &Config, transport: Box<dyn Transport>) -> Result<Client> {
         let password = cfg.password()?;
-        Self::build(cfg.clone(), transport, password)
+        Self::build(cfg.clone(), Some(Arc::new(transport)), password)
     }
 
+    /// A client whose messages go by `carrier` (any implementation of the message-level
+    /// contract).
+    pub fn with_carrier(cfg: &Config, carrier: Arc<dyn Carrier>) -> Result<Client> {
+        let password = cfg.password()?;
+        Self::build(cfg.clone(), Some(carrier), password)
+    }
+
+    /// With `carrier` `None`, the e-mail carrier of `[email]`.
     fn build(
         cfg: Config,
-        transport: Box<dyn Transport>,
+        carrier: Option<Arc<dyn Carrier>>,
         password: Option<zeroize::Zeroizing<String>>,
     ) -> Result<Client> {
         let state_file = cfg.folders.state.join(rollover::STATE);
@@ -367,17 +382,31 @@ impl Client {
         }
         let partners = PartnerFolder::load(&cfg.partners.dir)?;
         let domain = cfg.domain();
-        let cfg_limits = cfg.limits.clone();
+        let limits = Limits {
+            max_part: message_limit_for(cfg.limits.max_document_bytes),
+            ..Limits::default()
+        };
+        let (transport, mail): (Arc<dyn Carrier>, _) = match carrier {
+            Some(c) => (c, None),
+            None => {
+                let mail = Arc::new(email::MailCarrier::new(
+                    &cfg,
+                    std::iter::once(keys.service.clone())
+                        .chain(keys.service_previous.iter().cloned())
+                        .collect(),
+                    limits.clone(),
+                )?);
+                (mail.clone(), Some(mail))
+            }
+        };
         Ok(Client {
             cfg,
             keys: RwLock::new(keys),
             partners: RwLock::new(partners),
             transport,
+            mail,
             domain,
-            limits: Limits {
-                max_part: message_limit_for(cfg_limits.max_document_bytes),
-                ..Limits::default()
-            },
+            limits,
             #[cfg(test)]
             failpoint: std::sync::Mutex::new(None),
         })
@@ -443,6 +472,13 @@ impl Client {
             pending,
             stamp,
         )?;
+        if let Some(m) = &self.mail {
+            m.set_service_certificates(
+                std::iter::once(keys.service.clone())
+                    .chain(keys.service_previous.iter().cloned())
+                    .collect(),
+            );
+        }
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
         Ok(())
     }
@@ -762,7 +798,15 @@ impl Client {
                 next_poll = Instant::now() + wait;
             }
             let until = next_outbox.min(next_poll);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+            // A carrier that can be told of new messages (IMAP IDLE) waits on it: a new one
+            // is received at once, not at the next poll.
+            let left = until.saturating_duration_since(Instant::now());
+            if !left.is_zero() && !stop.load(Ordering::Relaxed) {
+                if let Ok(true) = self.transport.wait(left, stop) {
+                    next_poll = Instant::now();
+                }
+            }
+            while !stop.load(Ordering::Relaxed) && Instant::now() < until.min(next_poll) {
                 std::thread::sleep(
                     until
                         .saturating_duration_since(Instant::now())

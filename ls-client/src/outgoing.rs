@@ -338,6 +338,10 @@ enum Attempt {
     Queued,
 }
 
+/// How soon a job whose message was handed over by e-mail looks again for the service's
+/// answer (a look reads a file; the mailbox is read by the poll).
+const PENDING_RECHECK_SECS: i64 = 2;
+
 /// A new job id: sortable by creation time.
 /// Seal the document file `doc` for `rcpt` into the file `path` (synced), in constant memory:
 /// the document is read and the payload written as it is sealed (`ls_core::seal_stream`), and
@@ -694,7 +698,23 @@ impl Client {
         };
         fsync_dir(&dir)?;
         self.fail_at("send:after-job")?;
-        match self.attempt(&dir, p.rec)? {
+        let mut outcome = self.attempt(&dir, p.rec)?;
+        if let (Attempt::Retrying(s, Error::ReceiptPending(_)), Some(e)) =
+            (&outcome, &self.cfg.email)
+        {
+            // By e-mail the service's receipt comes later: wait for it a while, then the send
+            // is completed now, or by `run`.
+            let wait = Duration::from_secs(e.receipt_wait_secs);
+            if self
+                .transport
+                .await_answer(&s.message_id, wait, &crate::NEVER)?
+            {
+                if let Some(rec) = read_json::<JobRecord>(&dir.join(JOB))? {
+                    outcome = self.attempt(&dir, rec)?;
+                }
+            }
+        }
+        match outcome {
             Attempt::Delivered(s) | Attempt::Retrying(s, _) => Ok(s),
             Attempt::Failed(_, Some(e)) => Err(e),
             Attempt::Failed(f, None) => Err(Error::Internal(f.error.message)),
@@ -734,6 +754,25 @@ impl Client {
         let len = file.metadata().map_err(missing)?.len();
         let references: Vec<SignedRef> = rec.references.iter().map(SignedRef::from).collect();
         let now = time::now_unix();
+        // By e-mail: submitted as often as attempts allow and still unanswered when it would be
+        // submitted again: failed, with a bounce as the reason if one came.
+        let before = self.transport.pending(&rec.message_id);
+        if let Some(p) = before.as_ref().filter(|p| {
+            !p.answered && p.due && p.submissions > 0 && rec.attempts >= self.cfg.retry.max_attempts
+        }) {
+            let e = match &p.bounced {
+                Some(reason) => Error::MailStatus {
+                    code: 0,
+                    message: reason.clone(),
+                },
+                None => Error::Timeout(format!(
+                    "no receipt from the service for {} submissions by e-mail",
+                    p.submissions
+                )),
+            };
+            let what = format!("Gave up after {} attempts.", rec.attempts);
+            return self.fail_job(dir, rec, e, what);
+        }
         rec.attempts += 1;
         rec.last_attempt = Some(now);
         let keys = self.keys();
@@ -763,6 +802,20 @@ impl Client {
                 write_atomic(&dir.join(JOB), &to_json(&rec))?;
                 self.fail_at("send:after-outcome")?;
                 self.finish(dir, &rec)
+            }
+            Err(e @ Error::ReceiptPending(_)) => {
+                // Handed over by e-mail; the answer comes later. Only a submission counts as an
+                // attempt; a look for the answer does not.
+                let after = self.transport.pending(&rec.message_id);
+                let submitted = after.as_ref().map(|p| p.submissions)
+                    != before.as_ref().map(|p| p.submissions);
+                if !submitted {
+                    rec.attempts = rec.attempts.saturating_sub(1);
+                }
+                rec.last_error = Some((&e).into());
+                rec.next_attempt = now + PENDING_RECHECK_SECS;
+                write_atomic(&dir.join(JOB), &to_json(&rec))?;
+                Ok(Attempt::Retrying(self.sent_of(&rec, None), e))
             }
             Err(e) if is_final(&e) || rec.attempts >= self.cfg.retry.max_attempts => {
                 let what = if is_final(&e) {

@@ -180,6 +180,8 @@ impl Client {
         };
         let refused = match ex.push(&p.built()) {
             Ok(_) => None,
+            // By e-mail: handed over, the service's answer comes later (the next poll).
+            Err(Error::ReceiptPending(_)) => return Ok(None),
             Err(e) if e.is_transient() || super::is_unreachable(&e) => return Err(e),
             Err(e) => Some(e),
         };

@@ -110,6 +110,22 @@ pub fn run(a: &SendArgs, cli: &Cli) -> Result<u8, Error> {
         }
         return Ok(0);
     }
+    if let Some(p) = sent
+        .last_error
+        .as_ref()
+        .filter(|p| p.code == ls_core::ErrorCode::ReceiptPending)
+    {
+        stderr_line(&format!(
+            "layersec: submitted, receipt pending: {} to {} (MessageId {}) was handed over by \
+             e-mail; the service's receipt has not come yet ({}); `layersec run` completes the \
+             send when it comes",
+            printable(&sent.name),
+            printable(&sent.to),
+            sent.message_id,
+            printable(&p.message)
+        ));
+        return Ok(crate::output::EXIT_RECEIPT_PENDING);
+    }
     // Queued: the journal keeps the built message and pushes the same bytes again.
     let why = sent
         .last_error

@@ -506,6 +506,8 @@ impl Client {
         };
         match ex.push(&p.built()) {
             Ok(_) => notices::remove_pending(&path),
+            // By e-mail: handed over, the service's answer comes later (the next poll).
+            Err(ls_core::Error::ReceiptPending(_)) => Ok(()),
             Err(e) if e.is_transient() || crate::is_unreachable(&e) => Err(e),
             // Refused for good (the update's record pruned at the service): dropped.
             Err(_) => notices::remove_pending(&path),

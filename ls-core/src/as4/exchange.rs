@@ -21,7 +21,7 @@ use super::xml::{self, Limits};
 use crate::cert::{CertStore, Certificate};
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys::Identity;
-use crate::transport::{read_error, HttpResponse, Oversized, Transport};
+use crate::transport::{read_error, Carrier, HttpResponse, Outbound, Oversized};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -547,7 +547,8 @@ const MAX_SIGNAL_BYTES: u64 = 4 << 20;
 
 /// A client's side of the exchange with one service.
 pub struct Exchange<'a> {
-    pub transport: &'a dyn Transport,
+    /// What carries the messages: HTTPS (any [`Transport`]) or e-mail.
+    pub transport: &'a dyn Carrier,
     /// Our identity: signs pull requests and receipts.
     pub me: &'a Identity,
     /// The service's signing certificate: its receipts and signals must verify against it.
@@ -563,6 +564,11 @@ pub struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
+    /// The answer a carrier returned for a UserMessage (which the service always answers).
+    fn answer_of(&self, r: Option<HttpResponse>) -> Result<HttpResponse> {
+        r.ok_or_else(|| Error::BadResponse("the service gave no answer to the message".into()))
+    }
+
     /// The service's signed answer to a request of ours (`what`: how an error signal names the
     /// request it refuses).
     fn read_signal(&self, r: HttpResponse, sent: usize, what: &'static str) -> Result<Incoming> {
@@ -605,7 +611,13 @@ impl Exchange<'_> {
     /// Push a built UserMessage; returns the service's verified receipt once it has checked
     /// that the receipt acknowledges exactly what we signed.
     pub fn push(&self, built: &Built) -> Result<Incoming> {
-        let r = self.transport.post(&built.content_type, &built.body)?;
+        let r = self.answer_of(self.transport.send(Outbound {
+            content_type: &built.content_type,
+            body: &mut &built.body[..],
+            len: built.body.len() as u64,
+            message_id: &built.message_id,
+            ref_to: None,
+        })?)?;
         let receipt = self.read_signal(r, built.body.len(), "the message")?;
         message::check_receipt(&receipt, built)?;
         Ok(receipt)
@@ -622,10 +634,13 @@ impl Exchange<'_> {
         message_id: &str,
         references: &[wss::SignedRef],
     ) -> Result<Incoming> {
-        let r = self
-            .transport
-            .post_streaming(content_type, body, len)?
-            .read_whole(MAX_SIGNAL_BYTES)?;
+        let r = self.answer_of(self.transport.send(Outbound {
+            content_type,
+            body,
+            len,
+            message_id,
+            ref_to: None,
+        })?)?;
         let sent = usize::try_from(len).unwrap_or(usize::MAX);
         let receipt = self.read_signal(r, sent, "the message")?;
         message::check_receipt_of(&receipt, message_id, references)?;
@@ -639,19 +654,23 @@ impl Exchange<'_> {
     /// `limits.max_part` is read to its end and kept as its first MiB, its length and digest
     /// ([`Pulled::oversized`]). The file is removed unless it holds the returned message.
     pub fn pull_to(&self, mpc: &str, spool: &Path) -> Result<Option<Pulled>> {
-        let req = pull_request(self.soap, mpc, self.me, &self.domain)?;
-        let mut r = self.transport.post_streaming(
-            &req.content_type,
-            &mut &req.body[..],
-            req.body.len() as u64,
-        )?;
+        let sent = std::cell::Cell::new(0usize);
+        let Some(mut r) = self.transport.receive(&|| {
+            let req = pull_request(self.soap, mpc, self.me, &self.domain)?;
+            sent.set(req.body.len());
+            Ok(req)
+        })?
+        else {
+            return Ok(None);
+        };
+        let req_len = sent.get();
         let mt = package::media_type(&r.content_type);
         if !matches!(
             mt.as_str(),
             "application/soap+xml" | "text/xml" | "multipart/related"
         ) {
             let whole = r.read_whole(MAX_SIGNAL_BYTES)?;
-            return Err(expect_ebms(&whole, req.body.len())
+            return Err(expect_ebms(&whole, req_len)
                 .err()
                 .unwrap_or_else(|| {
                     Error::BadResponse("the service's answer is not an ebMS message".into())
@@ -757,7 +776,7 @@ impl Exchange<'_> {
         }
         let mut whole = HttpResponse::new(r.status, r.content_type, body);
         whole.headers = r.headers;
-        match self.read_signal(whole, req.body.len(), "the pull request") {
+        match self.read_signal(whole, req_len, "the pull request") {
             Ok(_) => Err(Error::InvalidEbms(
                 "the service answered the pull request with neither a message nor an error".into(),
             )),
@@ -792,9 +811,18 @@ impl Exchange<'_> {
 
     /// Pull the oldest message waiting in `mpc`; `None` when there is none (EBMS:0006).
     pub fn pull(&self, mpc: &str) -> Result<Option<Pulled>> {
-        let req = pull_request(self.soap, mpc, self.me, &self.domain)?;
-        let r = self.transport.post(&req.content_type, &req.body)?;
-        expect_ebms(&r, req.body.len())?;
+        let sent = std::cell::Cell::new(0usize);
+        let Some(r) = self.transport.receive(&|| {
+            let req = pull_request(self.soap, mpc, self.me, &self.domain)?;
+            sent.set(req.body.len());
+            Ok(req)
+        })?
+        else {
+            return Ok(None);
+        };
+        let req_len = sent.get();
+        let r = r.read_whole_or_head(self.limits.max_part)?;
+        expect_ebms(&r, req_len)?;
         // Of a message too large to keep, the head holds the header (the SOAP part comes
         // first): enough to say who sent what, and to refuse it.
         let messaging = peek(&r.content_type, &r.body, &self.limits)?;
@@ -809,7 +837,7 @@ impl Exchange<'_> {
             }));
         }
         // A signal from the service: it must be signed by it.
-        match self.read_signal(r, req.body.len(), "the pull request") {
+        match self.read_signal(r, req_len, "the pull request") {
             Ok(_) => Err(Error::InvalidEbms(
                 "the service answered the pull request with neither a message nor an error".into(),
             )),
@@ -820,13 +848,34 @@ impl Exchange<'_> {
 
     /// Tell the service (and through it the sender) that a pulled message was received.
     pub fn post_receipt(&self, receipt: &Built) -> Result<()> {
-        let r = self.transport.post(&receipt.content_type, &receipt.body)?;
+        let ref_to = receipt_ref_to(receipt);
+        let Some(r) = self.transport.send(Outbound {
+            content_type: &receipt.content_type,
+            body: &mut &receipt.body[..],
+            len: receipt.body.len() as u64,
+            message_id: &receipt.message_id,
+            ref_to: Some(ref_to.as_deref().unwrap_or("")),
+        })?
+        else {
+            return Ok(());
+        };
         if r.status / 100 == 2 && r.body.is_empty() && r.oversized.is_none() {
             return Ok(());
         }
         self.read_signal(r, receipt.body.len(), "the receipt")
             .map(|_| ())
     }
+}
+
+/// The RefToMessageId of a signal we built (our receipt or error for a pulled message).
+fn receipt_ref_to(b: &Built) -> Option<String> {
+    peek(&b.content_type, &b.body, &Limits::default())
+        .ok()?
+        .signals
+        .first()?
+        .info
+        .ref_to_message_id
+        .clone()
 }
 
 /// What [`receive`] got.

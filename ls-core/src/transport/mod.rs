@@ -152,6 +152,56 @@ impl StreamingResponse {
     }
 }
 
+impl StreamingResponse {
+    /// The response read whole when its body is at most `max` bytes; a longer one is read to
+    /// its end (hashed) and kept as its first [`OVERSIZED_HEAD`] bytes with
+    /// [`HttpResponse::oversized`] set, as [`Transport::post`] returns it.
+    pub fn read_whole_or_head(mut self, max: u64) -> Result<HttpResponse> {
+        let mut body = Vec::new();
+        let mut oversized = self.oversized;
+        if oversized.is_some() {
+            (&mut self.body)
+                .take(OVERSIZED_HEAD as u64)
+                .read_to_end(&mut body)
+                .map_err(read_error)?;
+        } else {
+            (&mut self.body)
+                .take(max.saturating_add(1))
+                .read_to_end(&mut body)
+                .map_err(read_error)?;
+            if body.len() as u64 > max {
+                let mut sha = openssl::sha::Sha256::new();
+                sha.update(&body);
+                let mut length = body.len() as u64;
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = match self.body.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(read_error(e)),
+                    };
+                    sha.update(&buf[..n]);
+                    length += n as u64;
+                }
+                body.truncate(OVERSIZED_HEAD);
+                oversized = Some(Oversized {
+                    length,
+                    sha256: sha.finish(),
+                    limit: max,
+                });
+            }
+        }
+        Ok(HttpResponse {
+            status: self.status,
+            content_type: self.content_type,
+            headers: self.headers,
+            body,
+            oversized,
+        })
+    }
+}
+
 impl std::fmt::Debug for StreamingResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamingResponse")
@@ -328,5 +378,117 @@ impl<R: Read> Read for RateReader<R> {
             ))));
         }
         Ok(n)
+    }
+}
+
+/// A message handed to a [`Carrier`].
+pub struct Outbound<'a> {
+    pub content_type: &'a str,
+    /// The `len` bytes of the message as built (read in pieces).
+    pub body: &'a mut dyn Read,
+    pub len: u64,
+    /// Its eb:MessageId: a carrier whose answers come later finds the answer by it.
+    pub message_id: &'a str,
+    /// For a signal about a message we received (our receipt, our error): that message's id.
+    /// Such a signal is not answered by the service; the carrier may forget the message (a mail
+    /// is deleted from the mailbox once its receipt is handed over).
+    pub ref_to: Option<&'a str>,
+}
+
+/// How a message handed to an e-mail carrier stands ([`Carrier::pending`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// How often it was submitted (a submission without an answer is repeated after a while).
+    pub submissions: u32,
+    /// When it was submitted last (Unix time), if ever.
+    pub last_submitted: Option<i64>,
+    /// Whether the service's answer (receipt or error) has come.
+    pub answered: bool,
+    /// A delivery-status notification for its last submission, if one came: its reason.
+    pub bounced: Option<String>,
+    /// Whether sending it again now would submit it again (never submitted, bounced, or
+    /// unanswered for longer than the carrier waits).
+    pub due: bool,
+}
+
+/// What carries a client's messages to its Messaging Service and the service's messages to it:
+/// the message-level contract of which HTTPS ([`Transport`], through the implementation for
+/// every transport) and e-mail (SMTP out, IMAP or POP3 in; `ls_client`'s mail carrier) are the
+/// two implementations. The journal, receipts and exactly-once guarantees of the client sit
+/// above it and do not depend on which one carries the messages.
+///
+/// Over HTTPS the service answers a pushed message at once (the response); over e-mail its
+/// answer arrives later, by mail. So [`Carrier::send`] of a UserMessage returns the answer if
+/// it is there, and `ReceiptPending` (transient) if it is not yet: callers that journal a message
+/// and send it again until it is answered (every caller does) work unchanged on both; sending
+/// the same message again submits it again only when the carrier decides it is due.
+pub trait Carrier: Send + Sync {
+    /// Hand `out` to the service. A UserMessage: the service's answer (a signed receipt or
+    /// error signal, to be verified by the caller), or `ReceiptPending`. A signal
+    /// (`out.ref_to` set): `Ok(None)` once handed over, or the service's answer if it gave one
+    /// at once (HTTPS: the response to a receipt or error we post, usually empty).
+    fn send(&self, out: Outbound<'_>) -> Result<Option<HttpResponse>>;
+
+    /// The next message the service has for us, as the service's answer to `pull_request`
+    /// (HTTPS: that request is signed and posted, and the response returned, an EBMS:0006
+    /// error signal when nothing waits) or the next message of ours in the mailbox (e-mail:
+    /// `None` when none is left this round; signals and bounces found on the way are
+    /// recorded for [`Carrier::send`], mails that are not ours moved aside).
+    fn receive(
+        &self,
+        pull_request: &dyn Fn() -> Result<crate::as4::message::Built>,
+    ) -> Result<Option<StreamingResponse>>;
+
+    /// How the message `message_id` stands on a carrier whose answers come later; `None` on
+    /// one that answers at once (HTTPS).
+    fn pending(&self, message_id: &str) -> Option<Pending> {
+        let _ = message_id;
+        None
+    }
+
+    /// Wait up to `max` (or until `stop`) for the answer to `message_id`, reading what arrives
+    /// meanwhile (only answers, bounces and mails that are not ours; messages are left for the
+    /// next [`Carrier::receive`]). Whether the answer is there. At once `true` on a carrier
+    /// that answers at once.
+    fn await_answer(
+        &self,
+        message_id: &str,
+        max: std::time::Duration,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Result<bool> {
+        let _ = (message_id, max, stop);
+        Ok(true)
+    }
+
+    /// Wait up to `max` (or until `stop`) for something new to receive, where the carrier can
+    /// be told (IMAP IDLE); whether something came. `Ok(false)` at once where it cannot (the
+    /// caller sleeps as usual).
+    fn wait(&self, max: std::time::Duration, stop: &std::sync::atomic::AtomicBool) -> Result<bool> {
+        let _ = (max, stop);
+        Ok(false)
+    }
+}
+
+/// The longest answer to a pushed message, a receipt or a signal that is read (a signed
+/// receipt or error signal).
+pub const MAX_ANSWER_BYTES: u64 = 4 << 20;
+
+/// HTTPS (or any HTTP-shaped transport) as a carrier: every message is POSTed and the response
+/// is the service's answer.
+impl<T: Transport> Carrier for T {
+    fn send(&self, out: Outbound<'_>) -> Result<Option<HttpResponse>> {
+        let r = self
+            .post_streaming(out.content_type, out.body, out.len)?
+            .read_whole(MAX_ANSWER_BYTES)?;
+        Ok(Some(r))
+    }
+
+    fn receive(
+        &self,
+        pull_request: &dyn Fn() -> Result<crate::as4::message::Built>,
+    ) -> Result<Option<StreamingResponse>> {
+        let req = pull_request()?;
+        self.post_streaming(&req.content_type, &mut &req.body[..], req.body.len() as u64)
+            .map(Some)
     }
 }

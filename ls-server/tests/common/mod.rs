@@ -11,7 +11,7 @@ use ls_core::as4::message::{self, Built, Incoming, Outgoing, Payload, ReadOption
 use ls_core::as4::model::Messaging;
 use ls_core::as4::wss::VerifyPolicy;
 use ls_core::as4::xml::Limits;
-use ls_core::transport::{HttpsConfig, HttpsTransport, Transport};
+use ls_core::transport::{Carrier, HttpsConfig, HttpsTransport, Transport};
 use ls_core::{Certificate, Identity, KeyType};
 use ls_tests::service::RunningService;
 use std::ops::{Deref, DerefMut};
@@ -276,7 +276,7 @@ impl Party {
         .unwrap()
     }
 
-    pub fn exchange<'a>(&'a self, t: &'a dyn Transport, service: &'a Certificate) -> Exchange<'a> {
+    pub fn exchange<'a>(&'a self, t: &'a dyn Carrier, service: &'a Certificate) -> Exchange<'a> {
         Exchange {
             transport: t,
             me: &self.identity,
