@@ -25,12 +25,17 @@
 #
 # Users and addresses: NAME@example.test. The login name (IMAP, POP3, SMTP AUTH) is the full
 # address; the bare NAME works too (Dovecot's auth_default_realm). Mail of NAME is the Maildir
-# DIR/mail/NAME (new/, cur/, tmp/; owned by uid/gid 8, Debian's `mail`). Mail to an unknown
+# DIR/mail/NAME (new/, cur/, tmp/; owned by uid/gid 8, Debian's `mail`). Passwords: one Dovecot
+# passwd-file a user, DIR/dovecot/users.d/NAME@example.test, holding
+# `NAME@example.test:{PLAIN}PW:8:8::DIR/mail/NAME::`. Mail to an unknown
 # NAME@example.test is refused at RCPT TO (550 5.1.1). Any address @bounce.test is accepted from an
 # authenticated sender and then bounced by Postfix: a DSN (multipart/report, RFC 3464) from
 # MAILER-DAEMON@mail.example.test lands in the sender's Maildir when the sender is a local user.
 # DIR/ca.pem signed the server certificate (SAN localhost, 127.0.0.1, ::1); DIR/other-ca.pem is a
 # CA that did not. Logs: DIR/postfix.log, DIR/dovecot.log.
+#
+# Exit status: 0 done; 1 failed; 2 usage; 3 cannot run here (packages missing, not root); 4 a port
+# of start is in use.
 #
 # DIR and every folder above it must be world-traversable (o+x): the mail user, Dovecot's auth and
 # Postfix cross it. `start` makes DIR 0755.
@@ -103,24 +108,34 @@ check_packages() {
     echo "mail-servers: not installed: ${missing[*]} (run scripts/deps.sh)" >&2
     exit 3
   fi
-  [ "$(id -u)" = 0 ] || die "must run as root (Postfix and Dovecot are started as root and drop privileges)"
+  if [ "$(id -u)" != 0 ]; then
+    echo "mail-servers: must run as root (Postfix and Dovecot start as root and drop privileges)" >&2
+    exit 3
+  fi
 }
 
 valid_name() { [[ $1 =~ ^[a-z0-9][a-z0-9._+-]*$ ]] || die "bad user name '$1' (lower-case letters, digits, . _ + -)"; }
 
-# NAME PASSWORD: the passwd-file line of NAME (replaced if present), its Maildir, and Postfix's
+# NAME PASSWORD: the passwd-file of NAME (replaced if present), its Maildir, and Postfix's
 # recipient table (re-read by Postfix on `postfix reload`, done by the caller when running).
+# One passwd-file a user, DIR/dovecot/users.d/NAME@example.test: Dovecot checks a passwd-file for
+# changes at most once a second, so a line added to one shared file could stay unseen for up to a
+# second; a new file is read at its first lookup.
 add_user() {
-  local dir=$1 name=$2 pw=$3 users tmp
+  local dir=$1 name=$2 pw=$3 file tmp
   valid_name "$name"
   [[ $pw != *:* && $pw != *$'\n'* ]] || die "a password may not contain ':' or a newline"
-  users=$dir/dovecot/users
-  tmp=$(mktemp "$dir/dovecot/.users.XXXXXX")
-  { awk -F: -v u="$name@$DOMAIN" '$1 != u' "$users" 2>/dev/null || true
-    echo "$name@$DOMAIN:{PLAIN}$pw:$MAIL_UID:$MAIL_GID::$dir/mail/$name::"
-  } >"$tmp"
+  file=$dir/dovecot/users.d/$name@$DOMAIN
+  tmp=$(mktemp "$dir/dovecot/users.d/.new.XXXXXX")
+  echo "$name@$DOMAIN:{PLAIN}$pw:$MAIL_UID:$MAIL_GID::$dir/mail/$name::" >"$tmp"
   chmod 0644 "$tmp"
-  mv -f "$tmp" "$users"
+  if [ -e "$file" ] && [ -n "${RUNNING:-}" ]; then
+    # A new password for a known user: Dovecot may have read the old file within this second.
+    mv -f "$tmp" "$file"
+    sleep 1.1
+  else
+    mv -f "$tmp" "$file"
+  fi
   install -d -o "$MAIL_UID" -g "$MAIL_GID" -m 0700 "$dir/mail/$name" "$dir/mail/$name/new" "$dir/mail/$name/cur" "$dir/mail/$name/tmp"
   tmp=$(mktemp "$dir/postfix/etc/.vmailbox.XXXXXX")
   { awk -v n="$name/" '$2 != n' "$dir/postfix/etc/vmailbox.regexp" 2>/dev/null || true
@@ -278,8 +293,7 @@ write_dovecot() {
   install -d -m 0755 "$d" "$d/state"
   # A stale base_dir keeps the old anvil penalty state: start clean.
   rm -rf "$d/run"
-  touch "$d/users"
-  chmod 0644 "$d/users"
+  install -d -m 0755 "$d/users.d"
   cat >"$d/dovecot.conf" <<EOF
 # A private Dovecot of scripts/mail-servers.sh; every path in $dir.
 instance_name = ls-mail-$IMAP_PORT
@@ -297,6 +311,7 @@ auth_mechanisms = plain login
 auth_default_realm = $DOMAIN
 auth_failure_delay = 0
 auth_cache_size = 0
+auth_verbose = yes
 first_valid_uid = $MAIL_UID
 last_valid_uid = $MAIL_UID
 first_valid_gid = $MAIL_GID
@@ -305,11 +320,11 @@ pop3_uidl_format = %08Xu%08Xv
 shutdown_clients = yes
 passdb {
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u $d/users
+  args = scheme=PLAIN username_format=%u $d/users.d/%u
 }
 userdb {
   driver = passwd-file
-  args = username_format=%u $d/users
+  args = username_format=%u $d/users.d/%u
 }
 service imap-login {
   inet_listener imap {
@@ -382,7 +397,7 @@ OTHER_CA_PEM=$dir/other-ca.pem
 DOMAIN=$DOMAIN
 BOUNCE_DOMAIN=$BOUNCE_DOMAIN
 MAIL_ROOT=$dir/mail
-USERS_FILE=$dir/dovecot/users
+USERS_DIR=$dir/dovecot/users.d
 SIZE_LIMIT=$(postconf -c "$dir/postfix/etc" -h message_size_limit)
 POSTFIX_LOG=$dir/postfix.log
 DOVECOT_LOG=$dir/dovecot.log
@@ -430,7 +445,7 @@ cmd_start() {
   fi
   for p in "$SMTP_PORT" "$SMTPS_PORT" "$IMAP_PORT" "$IMAPS_PORT" "$POP3_PORT" "$POP3S_PORT"; do
     [[ $p =~ ^[0-9]+$ ]] && [ "$p" -gt 0 ] && [ "$p" -lt 65536 ] || die "bad port '$p'"
-    ! listening "$p" || die "port $p of 127.0.0.1 is already in use"
+    if listening "$p"; then echo "mail-servers: port $p of 127.0.0.1 is already in use" >&2; exit 4; fi
   done
   install -d -o "$MAIL_UID" -g "$MAIL_GID" -m 0755 "$dir/mail"
   make_tls "$dir"
@@ -514,6 +529,7 @@ cmd_adduser() {
   local dir
   dir=$(cd "$1" && pwd -P) || die "no folder $1"
   local name=${2%@"$DOMAIN"}
+  if postfix_pid "$dir" >/dev/null; then RUNNING=1; fi
   add_user "$dir" "$name" "$3"
   if postfix_pid "$dir" >/dev/null; then postfix_reload "$dir"; fi
   echo "ADDRESS=$name@$DOMAIN"
