@@ -110,6 +110,9 @@
 #define LS_ERR_HTTP_STATUS 603
 #define LS_ERR_BAD_RESPONSE 604
 #define LS_ERR_REFUSED 605
+#define LS_ERR_MAIL_STATUS 606
+#define LS_ERR_LOGIN_FAILED 607
+#define LS_ERR_RECEIPT_PENDING 608
 /* 7xx store: the client's configuration and local state */
 #define LS_ERR_STATE_CORRUPT 700
 #define LS_ERR_CONFIG_INVALID 701

@@ -647,7 +647,11 @@ impl Config {
         }
         self.check_email()?;
         if self.service.url.trim().is_empty() && self.transport.kind == TransportKind::Https {
-            return Err(self.invalid("service.url", "https://host[:port]/as4 is expected"));
+            return Err(self.invalid(
+                "service.url",
+                "missing: https://host[:port]/as4 is expected (it may be left out only with \
+                 [transport] kind = \"email\")",
+            ));
         }
         if self.identity.password.is_some() {
             return Err(self.invalid(
@@ -686,7 +690,8 @@ impl Config {
         }
         let url = self.service.url.trim().to_ascii_lowercase();
         if !(url.starts_with("https://")
-            || (url.starts_with("http://") && self.service.allow_plain_http))
+            || (url.starts_with("http://") && self.service.allow_plain_http)
+            || (url.is_empty() && self.transport.kind == TransportKind::Email))
         {
             return Err(self.invalid(
                 "service.url",
@@ -921,9 +926,10 @@ impl Config {
                 )
             });
         }
-        let p = e.password_file.as_ref().ok_or_else(|| {
-            self.invalid("email.password_file", "a password file is expected")
-        })?;
+        let p = e
+            .password_file
+            .as_ref()
+            .ok_or_else(|| self.invalid("email.password_file", "a password file is expected"))?;
         let s = Zeroizing::new(std::fs::read_to_string(p).map_err(|err| {
             self.invalid(
                 "email.password_file",
@@ -1235,6 +1241,75 @@ mod tests {
         let m = e.to_string();
         assert!(m.contains(&p.display().to_string()), "{m}");
         m
+    }
+
+    fn email(extra: &str) -> String {
+        format!(
+            "{}\n[transport]\nkind = \"email\"\n\n[email]\nsmtp_url = \"smtps://127.0.0.1:2465\"\n\
+             mailbox_url = \"imaps://127.0.0.1:1993/INBOX\"\naddress = \"alice@example.test\"\n\
+             service_address = \"service@example.test\"\nusername = \"alice\"\n{extra}",
+            minimal().replace("url = \"https://svc.example/as4\"\n", "")
+        )
+    }
+
+    #[test]
+    fn email_settings_are_checked() {
+        let d = setup();
+        let p = d.0.join("ok.toml");
+        fs::write(
+            &p,
+            email("password_file = \"mail.pw\"\nca_file = \"ca.pem\"\n"),
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.transport.kind, TransportKind::Email);
+        let e = c.email.as_ref().unwrap();
+        assert_eq!(
+            e.password_file.as_deref(),
+            Some(d.0.join("mail.pw").as_path())
+        );
+        assert_eq!(e.ca_file.as_deref(), Some(d.0.join("ca.pem").as_path()));
+        assert_eq!(e.receipt_wait_secs, 60);
+        assert!(c.service.url.is_empty(), "no HTTPS URL is needed by e-mail");
+        for (extra, key) in [
+            ("", "email.password_env"),
+            (
+                "password_env = \"P\"\npassword_file = \"f\"\n",
+                "email.password_env",
+            ),
+            (
+                "password = \"hunter2\"\npassword_env = \"P\"\n",
+                "email.password",
+            ),
+        ] {
+            let m = err(&d, &email(extra));
+            assert!(m.contains(key), "{m}");
+            assert!(!m.contains("hunter2"), "{m}");
+        }
+        let m = err(
+            &d,
+            &email("password_env = \"P\"\n").replace("smtps://", "imaps://"),
+        );
+        assert!(m.contains("email.smtp_url"), "{m}");
+        let m = err(
+            &d,
+            &email("password_env = \"P\"\n").replace("imaps://127.0.0.1:1993/INBOX", "smtp://h"),
+        );
+        assert!(m.contains("email.mailbox_url"), "{m}");
+        let m = err(
+            &d,
+            &email("password_env = \"P\"\n").replace("alice@example.test", "alice"),
+        );
+        assert!(m.contains("email.address"), "{m}");
+        let m = err(
+            &d,
+            &email("password_env = \"P\"\n").replace("smtps://127.0.0.1", "smtps://u:pw@127.0.0.1"),
+        );
+        assert!(m.contains("email.smtp_url") && !m.contains("pw@"), "{m}");
+        let m = err(&d, &(minimal() + "\n[transport]\nkind = \"email\"\n"));
+        assert!(m.contains("email: an [email] section"), "{m}");
+        let m = err(&d, &(minimal() + "\n[transport]\nkind = \"pigeon\"\n"));
+        assert!(m.contains("transport.kind"), "{m}");
     }
 
     #[test]

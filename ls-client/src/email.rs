@@ -135,7 +135,9 @@ impl MailCarrier {
         };
         let trust = MailTrust {
             ca_pem: match &e.ca_file {
-                Some(p) => Some(std::fs::read(p).map_err(|err| io_err("cannot read ca_file", p, err))?),
+                Some(p) => {
+                    Some(std::fs::read(p).map_err(|err| io_err("cannot read ca_file", p, err))?)
+                }
                 None => None,
             },
             pinned_sha256: e.pinned_sha256.clone(),
@@ -204,7 +206,10 @@ impl MailCarrier {
     }
 
     fn is_pop3(&self) -> bool {
-        matches!(self.mailbox_account.url.scheme, Scheme::Pop3 | Scheme::Pop3s)
+        matches!(
+            self.mailbox_account.url.scheme,
+            Scheme::Pop3 | Scheme::Pop3s
+        )
     }
 
     /// Submit `body` to the service by mail.
@@ -380,7 +385,11 @@ impl MailCarrier {
                 };
                 if let Err(e) = self.verify_answer(&content_type, &body) {
                     // Not the service's: it neither completes nor fails anything.
-                    self.set_aside(s, m, &format!("an answer that does not verify ({})", e.code()))?;
+                    self.set_aside(
+                        s,
+                        m,
+                        &format!("an answer that does not verify ({})", e.code()),
+                    )?;
                     return Ok(Kind::Done);
                 }
                 let path = self.answer_path(&to);
@@ -587,8 +596,7 @@ impl Carrier for MailCarrier {
             .ok()
             .flatten()
             .unwrap_or_default();
-        let bounce: Option<BounceRecord> =
-            read_json(&self.bounce_path(message_id)).ok().flatten();
+        let bounce: Option<BounceRecord> = read_json(&self.bounce_path(message_id)).ok().flatten();
         let bounced = bounce.filter(|b| sub.submissions > 0 && b.at >= sub.last);
         Some(Pending {
             submissions: sub.submissions,

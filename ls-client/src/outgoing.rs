@@ -807,8 +807,8 @@ impl Client {
                 // Handed over by e-mail; the answer comes later. Only a submission counts as an
                 // attempt; a look for the answer does not.
                 let after = self.transport.pending(&rec.message_id);
-                let submitted = after.as_ref().map(|p| p.submissions)
-                    != before.as_ref().map(|p| p.submissions);
+                let submitted =
+                    after.as_ref().map(|p| p.submissions) != before.as_ref().map(|p| p.submissions);
                 if !submitted {
                     rec.attempts = rec.attempts.saturating_sub(1);
                 }

@@ -59,6 +59,9 @@ LS_ERR_TLS_FAILED = 602
 LS_ERR_HTTP_STATUS = 603
 LS_ERR_BAD_RESPONSE = 604
 LS_ERR_REFUSED = 605
+LS_ERR_MAIL_STATUS = 606
+LS_ERR_LOGIN_FAILED = 607
+LS_ERR_RECEIPT_PENDING = 608
 LS_ERR_STATE_CORRUPT = 700
 LS_ERR_CONFIG_INVALID = 701
 LS_ERR_STATE_LOCKED = 702
@@ -216,9 +219,13 @@ class ProtocolError(LayerSecError):
 
 class TransportError(LayerSecError):
     """6xx: carrying messages: LS_ERR_CONNECT_FAILED, LS_ERR_TIMEOUT, LS_ERR_TLS_FAILED,
-    LS_ERR_HTTP_STATUS, LS_ERR_BAD_RESPONSE, LS_ERR_REFUSED. Connect failures, timeouts and HTTP
-    5xx/408/429 are worth a retry; TLS failures, bad responses and refusals (a permanent HTTP
-    status such as 413: larger than the service accepts) are not."""
+    LS_ERR_HTTP_STATUS, LS_ERR_BAD_RESPONSE, LS_ERR_REFUSED, and by e-mail LS_ERR_MAIL_STATUS (a
+    mail server's temporary refusal), LS_ERR_LOGIN_FAILED (the mail server refused the user name
+    or password), LS_ERR_RECEIPT_PENDING (handed over by e-mail, the service's receipt not come
+    yet). Connect failures, timeouts, HTTP 5xx/408/429, mail servers' temporary refusals and
+    pending receipts are worth a retry; TLS failures, bad responses, refused logins and refusals
+    (a permanent HTTP status such as 413: larger than the service accepts; a mail server's
+    permanent refusal such as its size limit) are not."""
 
 
 class StoreError(LayerSecError):
