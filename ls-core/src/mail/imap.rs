@@ -251,7 +251,8 @@ enum Arg<'a> {
 }
 
 fn quotable(s: &[u8]) -> bool {
-    s.iter().all(|&b| (1..0x80).contains(&b) && b != b'\r' && b != b'\n')
+    s.iter()
+        .all(|&b| (1..0x80).contains(&b) && b != b'\r' && b != b'\n')
 }
 
 /// A folder name as sent: printable ASCII only (`InvalidArgument` otherwise), `&` as `&-`.
@@ -303,16 +304,17 @@ impl ImapMailbox {
         r.map(|()| mb)
     }
 
-    fn login_and_select(&mut self, account: &Account, tls: &TlsConnector, folder: &str) -> Result<()> {
+    fn login_and_select(
+        &mut self,
+        account: &Account,
+        tls: &TlsConnector,
+        folder: &str,
+    ) -> Result<()> {
         let peer = self.conn.peer.clone();
         let preauth = match self.next(SMALL_LITERAL)? {
             Next::Untagged(u) if u.kw == "OK" => false,
             Next::Untagged(u) if u.kw == "PREAUTH" => true,
-            _ => {
-                return Err(Error::BadResponse(format!(
-                    "{peer} did not greet in IMAP"
-                )))
-            }
+            _ => return Err(Error::BadResponse(format!("{peer} did not greet in IMAP"))),
         };
         if !self.conn.is_tls() {
             if preauth {
@@ -400,11 +402,7 @@ impl ImapMailbox {
     }
 
     fn bad(&self, what: &str, line: &[u8]) -> Error {
-        Error::BadResponse(format!(
-            "{} {what}: {:?}",
-            self.conn.peer,
-            sanitize(line)
-        ))
+        Error::BadResponse(format!("{} {what}: {:?}", self.conn.peer, sanitize(line)))
     }
 
     /// One response, its literals read (each at most `literal_max`: a larger one is read
@@ -464,6 +462,8 @@ impl ImapMailbox {
                 "BAD" => Status::Bad,
                 _ => return Err(self.bad("sent a malformed response", &resp.line)),
             };
+            resp.skip_sp();
+            let text_start = resp.pos;
             let code = resp.code();
             if let Some(c) = &code {
                 if c.first().map(String::as_str) == Some("CAPABILITY") {
@@ -471,7 +471,8 @@ impl ImapMailbox {
                     self.set_caps(words.iter().map(String::as_str));
                 }
             }
-            let text = sanitize(resp.rest());
+            // The text with its code: `[AUTHENTICATIONFAILED] Authentication failed.`
+            let text = sanitize(resp.line.get(text_start..).unwrap_or_default());
             return Ok(Next::Tagged(tag, Tagged { status, code, text }));
         }
         let first = resp.word();
@@ -768,7 +769,8 @@ impl Mailbox for ImapMailbox {
                         ("RFC822.SIZE", Val::Atom(a)) => size = a.parse::<u64>().ok(),
                         ("FLAGS", Val::List(f)) => {
                             deleted = f.iter().any(|f| {
-                                f.atom().is_some_and(|a| a.eq_ignore_ascii_case("\\Deleted"))
+                                f.atom()
+                                    .is_some_and(|a| a.eq_ignore_ascii_case("\\Deleted"))
                             })
                         }
                         _ => {}
@@ -936,9 +938,8 @@ impl ImapMailbox {
         let tag = format!("A{:04}", self.tag);
         self.conn.write_all(format!("{tag} IDLE\r\n").as_bytes())?;
         let mut new = false;
-        let is_new = |u: &Untagged| {
-            u.kw == "EXISTS" || (u.kw == "RECENT" && u.num.unwrap_or(0) > 0)
-        };
+        let is_new =
+            |u: &Untagged| u.kw == "EXISTS" || (u.kw == "RECENT" && u.num.unwrap_or(0) > 0);
         loop {
             match self.next(SMALL_LITERAL)? {
                 Next::Continuation => break,
@@ -1003,5 +1004,303 @@ impl ImapMailbox {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::mail::testing::{account, localhost_cert, self_signed, Fake, FakeConn};
+    use std::thread::sleep;
+
+    /// Reads the next command, checks it is `want` after its tag; returns the tag.
+    fn cmd(f: &mut FakeConn, want: &str) -> String {
+        let line = f.line().unwrap_or_default();
+        let (tag, rest) = line.split_once(' ').unwrap_or((&line, ""));
+        assert_eq!(rest, want, "the fake IMAP server expected {want:?}");
+        tag.to_string()
+    }
+
+    fn ok(f: &mut FakeConn, tag: &str) {
+        f.send(&format!("{tag} OK done"));
+    }
+
+    /// Greeting, STARTTLS (or not), LOGIN, CAPABILITY after it, SELECT.
+    fn open(f: &mut FakeConn, starttls: bool, caps: &str) {
+        f.send("* OK IMAP4rev1 fake ready");
+        if starttls {
+            let t = cmd(f, "CAPABILITY");
+            f.send("* CAPABILITY IMAP4rev1 STARTTLS LOGINDISABLED");
+            ok(f, &t);
+            let t = cmd(f, "STARTTLS");
+            ok(f, &t);
+            f.accept_tls();
+        }
+        let t = cmd(f, "CAPABILITY");
+        f.send("* CAPABILITY IMAP4rev1 AUTH=PLAIN");
+        ok(f, &t);
+        let t = cmd(f, "LOGIN \"user\" \"s3cret pw\"");
+        ok(f, &t);
+        let t = cmd(f, "CAPABILITY");
+        f.send(&format!("* CAPABILITY IMAP4rev1 {caps}"));
+        ok(f, &t);
+        let t = cmd(f, "SELECT \"INBOX\"");
+        f.send("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
+        f.send("* 2 EXISTS");
+        f.send("* 0 RECENT");
+        f.send("* OK [UIDVALIDITY 1700000042] UIDs valid");
+        f.send("* OK [UIDNEXT 9] Predicted next UID");
+        f.send(&format!("{t} OK [READ-WRITE] Select completed"));
+    }
+
+    #[test]
+    fn parses_values_and_literals() {
+        assert_eq!(trailing_literal(b"* 1 FETCH (BODY[] {12}"), Some(12));
+        assert_eq!(trailing_literal(b"A1 LOGIN {5+}"), Some(5));
+        assert_eq!(trailing_literal(b"* OK {x}"), None);
+        assert_eq!(trailing_literal(b"* OK }"), None);
+        let mut r = Resp {
+            line:
+                br#"(UID 7 FLAGS (\Seen $X) BODY[HEADER.FIELDS (A B)] "a\"b\\" X NIL BODY[] {3})"#
+                    .to_vec(),
+            lits: vec![Some(b"abc".to_vec())],
+            ..Resp::default()
+        };
+        let Some(Val::List(v)) = r.value(0) else {
+            panic!("not a list")
+        };
+        assert_eq!(v[1], Val::Atom("7".into()));
+        assert_eq!(
+            v[3],
+            Val::List(vec![Val::Atom("\\Seen".into()), Val::Atom("$X".into())])
+        );
+        assert_eq!(v[4], Val::Atom("BODY[HEADER.FIELDS (A B)]".into()));
+        assert_eq!(v[5], Val::Bytes(b"a\"b\\".to_vec()));
+        assert_eq!(v[7], Val::Nil);
+        assert_eq!(v[9], Val::Bytes(b"abc".to_vec()));
+        // Malformed: no panic, no value.
+        for bad in [&b"(UID 7"[..], b"\"open", b"{3}", b")"] {
+            let mut r = Resp {
+                line: bad.to_vec(),
+                ..Resp::default()
+            };
+            assert_eq!(r.value(0), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert!(folder_name("Junk & Co").unwrap() == "Junk &- Co");
+        assert_eq!(
+            folder_name("Müll").unwrap_err().code(),
+            ErrorCode::InvalidArgument
+        );
+    }
+
+    #[test]
+    fn a_whole_session_with_starttls() {
+        let (key, cert) = localhost_cert();
+        let fake = Fake::spawn(Some((key, cert.clone())), false, |f| {
+            open(f, true, "IDLE UIDPLUS MOVE");
+            // list: untagged responses of all kinds interleaved.
+            let t = cmd(f, "UID FETCH 1:* (UID RFC822.SIZE FLAGS)");
+            f.send("* 1 FETCH (UID 7 RFC822.SIZE 12 FLAGS (\\Seen))");
+            f.send("* 3 EXISTS");
+            f.send("* 2 FETCH (FLAGS (\\Deleted) UID 8 RFC822.SIZE 5)");
+            f.send("* 3 FETCH (RFC822.SIZE 30 UID 9 FLAGS ())");
+            f.send("* 1 RECENT");
+            ok(f, &t);
+            // fetch: the literal arrives in pieces, untagged responses around it.
+            let t = cmd(f, "UID FETCH 7 (BODY.PEEK[])");
+            f.send("* 2 FETCH (FLAGS (\\Seen))");
+            f.send_raw(b"* 1 FETCH (UID 7 BODY[] {13}\r\nHello");
+            sleep(Duration::from_millis(50));
+            f.send_raw(b"\r\n.wor");
+            sleep(Duration::from_millis(50));
+            f.send_raw(b"ld FLAGS (\\Seen))\r\n* 4 EXISTS\r\n");
+            ok(f, &t);
+            // delete
+            let t = cmd(f, "UID STORE 7 +FLAGS.SILENT (\\Deleted)");
+            ok(f, &t);
+            let t = cmd(f, "UID EXPUNGE 7");
+            f.send("* 1 EXPUNGE");
+            ok(f, &t);
+            // set aside
+            let t = cmd(f, "CREATE \"Junk\"");
+            f.send(&format!("{t} NO [ALREADYEXISTS] Mailbox already exists"));
+            let t = cmd(f, "UID MOVE 9 \"Junk\"");
+            f.send("* OK [COPYUID 5 9 1] Moved");
+            f.send("* 2 EXPUNGE");
+            ok(f, &t);
+            // IDLE: a new mail after a while.
+            let t = cmd(f, "IDLE");
+            f.send("+ idling");
+            sleep(Duration::from_millis(600));
+            f.send("* OK Still here");
+            f.send("* 3 EXISTS");
+            f.expect("DONE");
+            ok(f, &t);
+            let t = cmd(f, "LOGOUT");
+            f.send("* BYE Logging out");
+            ok(f, &t);
+        });
+        let mut mb: Box<dyn Mailbox> =
+            Box::new(ImapMailbox::connect(&account("imap", fake.port, Some(&cert))).unwrap());
+        assert_eq!(mb.uidvalidity(), Some(1_700_000_042));
+        assert!(mb.can_idle());
+        let list = mb.list().unwrap();
+        let uids: Vec<(&str, u64)> = list.iter().map(|m| (m.uid.as_str(), m.size)).collect();
+        assert_eq!(uids, [("7", 12), ("9", 30)]);
+        assert_eq!(mb.fetch(&list[0], 100).unwrap(), b"Hello\r\n.world");
+        mb.delete(&list[0]).unwrap();
+        mb.set_aside(&list[1], "Junk").unwrap();
+        let stop = AtomicBool::new(false);
+        let t0 = Instant::now();
+        assert!(mb.wait(Duration::from_secs(20), &stop).unwrap());
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        mb.close().unwrap();
+        let seen = fake.finish();
+        assert!(seen.iter().any(|l| l.contains("LOGIN")));
+    }
+
+    #[test]
+    fn no_starttls_offered_no_login() {
+        let fake = Fake::spawn(None, false, |f| {
+            f.send("* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] fake ready");
+            f.read_rest();
+        });
+        let e = ImapMailbox::connect(&account("imap", fake.port, None)).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::TlsFailed, "{e}");
+        let seen = fake.finish();
+        assert!(seen.is_empty(), "{seen:?}");
+    }
+
+    #[test]
+    fn a_refused_login_is_login_failed() {
+        let (key, cert) = localhost_cert();
+        let fake = Fake::spawn(Some((key, cert.clone())), true, |f| {
+            f.send("* OK fake ready");
+            let t = cmd(f, "CAPABILITY");
+            f.send("* CAPABILITY IMAP4rev1");
+            ok(f, &t);
+            // A password a quoted string cannot carry goes as a literal.
+            let t = cmd(f, "LOGIN \"user\" {7}");
+            f.send("+ go on");
+            assert_eq!(f.bytes(7), "pä\"ss\n".as_bytes());
+            f.expect("");
+            f.send("* OK noise");
+            f.send(&format!(
+                "{t} NO [AUTHENTICATIONFAILED] Authentication failed."
+            ));
+            f.read_rest();
+        });
+        let mut acc = account("imaps", fake.port, Some(&cert));
+        acc.password = Zeroizing::new("pä\"ss\n".into());
+        let e = ImapMailbox::connect(&acc).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::LoginFailed, "{e}");
+        assert!(e.to_string().contains("AUTHENTICATIONFAILED"), "{e}");
+        assert!(!e.to_string().contains("ss"), "{e}");
+        fake.finish();
+    }
+
+    #[test]
+    fn too_large_is_refused_and_the_session_goes_on() {
+        let (key, cert) = localhost_cert();
+        let fake = Fake::spawn(Some((key, cert.clone())), true, |f| {
+            open(f, false, "");
+            // The size it stated was a lie: the literal is read and dropped.
+            let t = cmd(f, "UID FETCH 5 (BODY.PEEK[])");
+            f.send_raw(b"* 1 FETCH (UID 5 BODY[] {100}\r\n");
+            f.send_raw(&[b'x'; 100]);
+            f.send(")");
+            ok(f, &t);
+            // No IDLE: wait says so at once; COPY + delete without MOVE, EXPUNGE without
+            // UIDPLUS.
+            let t = cmd(f, "CREATE \"Junk\"");
+            ok(f, &t);
+            let t = cmd(f, "UID COPY 5 \"Junk\"");
+            ok(f, &t);
+            let t = cmd(f, "UID STORE 5 +FLAGS.SILENT (\\Deleted)");
+            ok(f, &t);
+            let t = cmd(f, "EXPUNGE");
+            ok(f, &t);
+            let t = cmd(f, "LOGOUT");
+            f.send("* BYE");
+            ok(f, &t);
+        });
+        let mut mb = ImapMailbox::connect(&account("imaps", fake.port, Some(&cert))).unwrap();
+        let big = MailRef {
+            uid: "5".into(),
+            size: 1000,
+            seq: 0,
+        };
+        // Stated larger than max: nothing asked.
+        assert_eq!(mb.fetch(&big, 10).unwrap_err().code(), ErrorCode::TooLarge);
+        let lying = MailRef { size: 8, ..big };
+        let e = mb.fetch(&lying, 10).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::TooLarge, "{e}");
+        assert!(!mb.can_idle());
+        assert!(!mb
+            .wait(Duration::from_secs(10), &AtomicBool::new(false))
+            .unwrap());
+        mb.set_aside(&lying, "Junk").unwrap();
+        let bad = MailRef {
+            uid: "5 (BODY[])".into(),
+            size: 1,
+            seq: 0,
+        };
+        assert_eq!(
+            mb.fetch(&bad, 10).unwrap_err().code(),
+            ErrorCode::InvalidArgument
+        );
+        Box::new(mb).close().unwrap();
+        fake.finish();
+    }
+
+    #[test]
+    fn idle_ends_on_stop_and_on_max() {
+        let (key, cert) = localhost_cert();
+        let fake = Fake::spawn(Some((key, cert.clone())), true, |f| {
+            open(f, false, "IDLE");
+            for _ in 0..2 {
+                let t = cmd(f, "IDLE");
+                f.send("+ idling");
+                f.expect("DONE");
+                ok(f, &t);
+            }
+            f.read_rest();
+        });
+        let mut mb = ImapMailbox::connect(&account("imaps", fake.port, Some(&cert))).unwrap();
+        let t0 = Instant::now();
+        assert!(!mb
+            .wait(Duration::from_millis(400), &AtomicBool::new(false))
+            .unwrap());
+        assert!(t0.elapsed() >= Duration::from_millis(400));
+        let stop = AtomicBool::new(true);
+        let t0 = Instant::now();
+        assert!(!mb.wait(Duration::from_secs(60), &stop).unwrap());
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        drop(mb);
+        fake.finish();
+    }
+
+    #[test]
+    fn certificates_refused_say_why() {
+        // A pin of another certificate.
+        let (key, cert) = localhost_cert();
+        let (_, other) = localhost_cert();
+        let fake = Fake::spawn(Some((key, cert)), true, |f| f.read_rest());
+        let mut acc = account("imaps", fake.port, None);
+        acc.trust.pinned_sha256 = Some(crate::bytes::hex(&openssl::sha::sha256(
+            &other.to_der().unwrap(),
+        )));
+        let e = ImapMailbox::connect(&acc).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::TlsFailed, "{e}");
+        assert!(e.to_string().contains("pin mismatch"), "{e}");
+        fake.finish();
+        // A trusted certificate for another host.
+        let (key, cert) = self_signed("other.example", &["other.example"]);
+        let fake = Fake::spawn(Some((key, cert.clone())), true, |f| f.read_rest());
+        let e = ImapMailbox::connect(&account("imaps", fake.port, Some(&cert))).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::TlsFailed, "{e}");
+        assert!(e.to_string().contains("mismatch"), "{e}");
+        fake.finish();
     }
 }

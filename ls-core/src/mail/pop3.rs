@@ -75,15 +75,16 @@ impl Pop3Mailbox {
         }
         if !self.conn.is_tls() {
             let capa = self.capa()?;
-            if capa.as_ref().is_some_and(|c| !c.iter().any(|c| c == "STLS")) {
+            if capa
+                .as_ref()
+                .is_some_and(|c| !c.iter().any(|c| c == "STLS"))
+            {
                 return Err(Error::TlsFailed(format!(
                     "{peer} does not offer STLS: no password is sent in clear"
                 )));
             }
             if let Err(text) = self.command("STLS")? {
-                return Err(Error::TlsFailed(format!(
-                    "{peer} refused STLS: {text}"
-                )));
+                return Err(Error::TlsFailed(format!("{peer} refused STLS: {text}")));
             }
             self.conn.start_tls(tls)?;
         }
@@ -380,5 +381,152 @@ impl Mailbox for Pop3Mailbox {
                 ),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+    use crate::mail::testing::{account, localhost_cert, Fake, FakeConn};
+
+    fn login(f: &mut FakeConn) {
+        f.send("+OK POP3 ready");
+        f.expect("CAPA");
+        f.send("+OK\r\nUSER\r\nSTLS\r\nUIDL\r\n.");
+        f.expect("STLS");
+        f.send("+OK Begin TLS");
+        f.accept_tls();
+        f.expect("USER user");
+        f.send("+OK");
+        f.expect("PASS s3cret pw");
+        f.send("+OK Logged in.");
+    }
+
+    #[test]
+    fn a_whole_session_with_stls() {
+        let (key, cert) = localhost_cert();
+        let fake = Fake::spawn(Some((key, cert.clone())), false, |f| {
+            login(f);
+            f.expect("UIDL");
+            f.send("+OK\r\n1 abc\r\n2 def\r\n.");
+            f.expect("LIST");
+            f.send("+OK 2 messages\r\n1 27\r\n2 5000\r\n.");
+            f.expect("UIDL 1");
+            f.send("+OK 1 abc");
+            f.expect("RETR 1");
+            f.send("+OK 27 octets\r\nSubject: x\r\n\r\n..dot line\r\n..\r\n.");
+            f.expect("UIDL 1");
+            f.send("+OK 1 abc");
+            f.expect("DELE 1");
+            f.send("+OK marked");
+            f.expect("UIDL 2");
+            f.send("+OK 2 zzz");
+            f.expect("QUIT");
+            f.send("+OK bye");
+        });
+        let mut mb: Box<dyn Mailbox> =
+            Box::new(Pop3Mailbox::connect(&account("pop3", fake.port, Some(&cert))).unwrap());
+        let list = mb.list().unwrap();
+        assert_eq!(
+            list,
+            [
+                MailRef {
+                    uid: "abc".into(),
+                    size: 27,
+                    seq: 1
+                },
+                MailRef {
+                    uid: "def".into(),
+                    size: 5000,
+                    seq: 2
+                }
+            ]
+        );
+        assert_eq!(
+            mb.fetch(&list[0], 100).unwrap(),
+            b"Subject: x\r\n\r\n.dot line\r\n.\r\n"
+        );
+        mb.delete(&list[0]).unwrap();
+        assert_eq!(
+            mb.fetch(&list[1], 100).unwrap_err().code(),
+            ErrorCode::TooLarge
+        );
+        // Message 2 is another mail now: not touched.
+        assert_eq!(
+            mb.delete(&list[1]).unwrap_err().code(),
+            ErrorCode::InvalidArgument
+        );
+        assert_eq!(mb.uidvalidity(), None);
+        assert!(!mb.can_idle());
+        mb.set_aside(&list[1], "Junk").unwrap();
+        assert!(!mb
+            .wait(Duration::from_secs(60), &AtomicBool::new(false))
+            .unwrap());
+        mb.close().unwrap();
+        fake.finish();
+    }
+
+    #[test]
+    fn a_mail_past_max_is_dropped_and_the_session_goes_on() {
+        let (key, cert) = localhost_cert();
+        let fake = Fake::spawn(Some((key, cert.clone())), true, |f| {
+            f.send("+OK POP3 ready");
+            f.expect("USER user");
+            f.send("+OK");
+            f.expect("PASS s3cret pw");
+            f.send("+OK");
+            f.expect("UIDL 1");
+            f.send("+OK 1 abc");
+            f.expect("RETR 1");
+            f.send("+OK\r\n0123456789\r\n0123456789\r\n.");
+            f.expect("QUIT");
+            f.send("+OK bye");
+        });
+        let mut mb = Pop3Mailbox::connect(&account("pop3s", fake.port, Some(&cert))).unwrap();
+        let m = MailRef {
+            uid: "abc".into(),
+            size: 10,
+            seq: 1,
+        };
+        let e = mb.fetch(&m, 15).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::TooLarge, "{e}");
+        Box::new(mb).close().unwrap();
+        fake.finish();
+    }
+
+    #[test]
+    fn a_refused_password_is_login_failed() {
+        let (key, cert) = localhost_cert();
+        let fake = Fake::spawn(Some((key, cert.clone())), false, |f| {
+            f.send("+OK POP3 ready");
+            f.expect("CAPA");
+            f.send("-ERR unknown command");
+            f.expect("STLS");
+            f.send("+OK");
+            f.accept_tls();
+            f.expect("USER user");
+            f.send("+OK");
+            f.expect("PASS s3cret pw");
+            f.send("-ERR [AUTH] Authentication failed.");
+            f.read_rest();
+        });
+        let e = Pop3Mailbox::connect(&account("pop3", fake.port, Some(&cert))).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::LoginFailed, "{e}");
+        assert!(!e.to_string().contains("s3cret"));
+        fake.finish();
+    }
+
+    #[test]
+    fn no_stls_offered_no_login() {
+        let fake = Fake::spawn(None, false, |f| {
+            f.send("+OK POP3 ready");
+            f.expect("CAPA");
+            f.send("+OK\r\nUSER\r\nUIDL\r\n.");
+            f.read_rest();
+        });
+        let e = Pop3Mailbox::connect(&account("pop3", fake.port, None)).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::TlsFailed, "{e}");
+        assert_eq!(fake.finish(), ["CAPA"]);
     }
 }

@@ -101,7 +101,9 @@ impl Ehlo {
 
 /// An envelope address: no line breaks, no angle brackets, printable ASCII or UTF-8.
 fn check_address(what: &str, a: &str) -> Result<()> {
-    if a.chars().any(|c| c.is_control() || c == '<' || c == '>' || c == ' ') {
+    if a.chars()
+        .any(|c| c.is_control() || c == '<' || c == '>' || c == ' ')
+    {
         return Err(Error::InvalidArgument(format!(
             "bad {what} address {:?}",
             sanitize(a.as_bytes())
@@ -211,10 +213,7 @@ impl Session<'_> {
                 message: format!("{peer} refused {step} for now: {}", r.text()),
             },
             500..=599 => Error::Refused(format!("{peer} refused {step}: {}", r.text())),
-            _ => Error::BadResponse(format!(
-                "{peer} answered {step} unexpectedly: {}",
-                r.text()
-            )),
+            _ => Error::BadResponse(format!("{peer} answered {step} unexpectedly: {}", r.text())),
         }
     }
 
@@ -285,10 +284,7 @@ impl Session<'_> {
                 "{peer} refused the login of {user:?}: {}",
                 r.text()
             )),
-            _ => Error::BadResponse(format!(
-                "{peer} answered AUTH unexpectedly: {}",
-                r.text()
-            )),
+            _ => Error::BadResponse(format!("{peer} answered AUTH unexpectedly: {}", r.text())),
         }
     }
 
@@ -350,7 +346,11 @@ impl Session<'_> {
             if r.code == 552 {
                 return Err(self.size_refused(len, ehlo.size, &r));
             }
-            self.expect(&format!("the recipient <{}>", sanitize(rcpt.as_bytes())), r, 250)?;
+            self.expect(
+                &format!("the recipient <{}>", sanitize(rcpt.as_bytes())),
+                r,
+                250,
+            )?;
         }
         let r = self.command("DATA")?;
         self.expect("DATA", r, 354)?;
@@ -447,7 +447,9 @@ mod tests {
         f.send("220 go ahead");
         f.accept_tls();
         f.expect("EHLO localhost");
-        f.send(&format!("250-fake\r\n250-AUTH LOGIN PLAIN\r\n250 SIZE {size}"));
+        f.send(&format!(
+            "250-fake\r\n250-AUTH LOGIN PLAIN\r\n250 SIZE {size}"
+        ));
         f.expect_prefix("AUTH PLAIN ");
         for line in after_auth {
             if let Some(reply) = line.strip_prefix('>') {
@@ -492,7 +494,10 @@ mod tests {
         let auth = seen.iter().find(|l| l.starts_with("AUTH PLAIN")).unwrap();
         assert_eq!(
             auth,
-            &format!("AUTH PLAIN {}", crate::bytes::base64_encode(b"\0user\0s3cret pw"))
+            &format!(
+                "AUTH PLAIN {}",
+                crate::bytes::base64_encode(b"\0user\0s3cret pw")
+            )
         );
     }
 
@@ -526,7 +531,15 @@ mod tests {
             ok_server(
                 f,
                 "0",
-                &[">235 ok", "MAIL FROM:", ">250 ok", "RCPT TO:", ">250 ok", "DATA", ">354 go"],
+                &[
+                    ">235 ok",
+                    "MAIL FROM:",
+                    ">250 ok",
+                    "RCPT TO:",
+                    ">250 ok",
+                    "DATA",
+                    ">354 go",
+                ],
             );
             f.read_until_dot();
             f.send("552 5.3.4 Message size exceeds fixed limit\u{7}");
@@ -538,7 +551,10 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code(), ErrorCode::Refused, "{e}");
         let m = e.to_string();
-        assert!(m.contains("552 5.3.4 Message size exceeds fixed limit?"), "{m}");
+        assert!(
+            m.contains("552 5.3.4 Message size exceeds fixed limit?"),
+            "{m}"
+        );
         assert!(m.contains("size limit"), "{m}");
     }
 
@@ -546,7 +562,17 @@ mod tests {
     fn temporary_and_permanent_refusals() {
         let (key, cert) = localhost_cert();
         let fake = Fake::spawn(Some((key.clone(), cert.clone())), false, |f| {
-            ok_server(f, "0", &[">235 ok", "MAIL FROM:", ">451 4.3.0 try later", "QUIT", ">221"]);
+            ok_server(
+                f,
+                "0",
+                &[
+                    ">235 ok",
+                    "MAIL FROM:",
+                    ">451 4.3.0 try later",
+                    "QUIT",
+                    ">221",
+                ],
+            );
         });
         let e = client(fake.port, "smtp", &cert)
             .send("a@x", &["b@y"], b"m")
@@ -574,7 +600,9 @@ mod tests {
             .send("a@x", &["nobody@y"], b"m")
             .unwrap_err();
         assert_eq!(e.code(), ErrorCode::Refused, "{e}");
-        assert!(e.to_string().contains("550 5.1.1 <nobody@y>: Recipient address rejected"));
+        assert!(e
+            .to_string()
+            .contains("550 5.1.1 <nobody@y>: Recipient address rejected"));
         assert!(!e.is_transient());
         fake.finish();
     }
@@ -583,7 +611,11 @@ mod tests {
     fn a_refused_login_is_login_failed_and_never_shows_the_password() {
         let (key, cert) = localhost_cert();
         let fake = Fake::spawn(Some((key, cert.clone())), false, |f| {
-            ok_server(f, "0", &[">535 5.7.8 authentication failed", "QUIT", ">221"]);
+            ok_server(
+                f,
+                "0",
+                &[">535 5.7.8 authentication failed", "QUIT", ">221"],
+            );
         });
         let e = client(fake.port, "smtp", &cert)
             .send("a@x", &["b@y"], b"m")
@@ -637,7 +669,10 @@ mod tests {
         });
         let mut acc = account("smtps", fake.port, None);
         acc.trust.pinned_sha256 = Some(pin);
-        SmtpClient::new(acc).unwrap().send("", &["b@y"], b"m").unwrap();
+        SmtpClient::new(acc)
+            .unwrap()
+            .send("", &["b@y"], b"m")
+            .unwrap();
         fake.finish();
 
         // Another certificate pinned: refused before anything is said.
@@ -645,9 +680,13 @@ mod tests {
         let (_, other) = localhost_cert();
         let fake = Fake::spawn(Some((key, cert)), true, |f| f.read_rest());
         let mut acc = account("smtps", fake.port, None);
-        acc.trust.pinned_sha256 =
-            Some(crate::bytes::hex(&openssl::sha::sha256(&other.to_der().unwrap())));
-        let e = SmtpClient::new(acc).unwrap().send("", &["b@y"], b"m").unwrap_err();
+        acc.trust.pinned_sha256 = Some(crate::bytes::hex(&openssl::sha::sha256(
+            &other.to_der().unwrap(),
+        )));
+        let e = SmtpClient::new(acc)
+            .unwrap()
+            .send("", &["b@y"], b"m")
+            .unwrap_err();
         assert_eq!(e.code(), ErrorCode::TlsFailed, "{e}");
         assert!(e.to_string().contains("pin mismatch"), "{e}");
         assert!(fake.finish().is_empty());
@@ -675,7 +714,9 @@ mod tests {
             assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
         }
         assert_eq!(
-            SmtpClient::new(account("imaps", 1, None)).unwrap_err().code(),
+            SmtpClient::new(account("imaps", 1, None))
+                .unwrap_err()
+                .code(),
             ErrorCode::InvalidArgument
         );
     }

@@ -101,7 +101,11 @@ impl FakeConn {
 
     pub(crate) fn expect(&mut self, want: &str) {
         let got = self.line();
-        assert_eq!(got.as_deref(), Some(want), "the fake server expected {want:?}");
+        assert_eq!(
+            got.as_deref(),
+            Some(want),
+            "the fake server expected {want:?}"
+        );
     }
 
     /// Checks the next line starts with `prefix`; returns it.
