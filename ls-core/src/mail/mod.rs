@@ -20,6 +20,8 @@ mod conn;
 pub mod imap;
 pub mod layout;
 pub mod pop3;
+#[cfg(test)]
+mod real_servers;
 pub mod smtp;
 #[cfg(test)]
 mod testing;
