@@ -1,7 +1,7 @@
 //! The connection the three mail clients share: TCP, then TLS (at once or after
 //! STARTTLS/STLS), read as bounded lines and counted bytes.
 
-use super::tls::{connect_tcp, is_timeout, TlsConnector};
+use super::tls::{connect_tcp, effective_timeout, is_timeout, TlsConnector};
 use super::Account;
 use crate::error::{Error, Result};
 use openssl::ssl::SslStream;
@@ -50,7 +50,7 @@ impl Conn {
             start: 0,
             peer: url.to_string(),
             host: url.host.clone(),
-            timeout: account.timeout,
+            timeout: effective_timeout(account.timeout),
         };
         if url.scheme.implicit_tls() {
             conn.start_tls(tls)?;

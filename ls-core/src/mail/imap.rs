@@ -1,5 +1,5 @@
 //! Reading a mailbox by IMAP4rev1 (RFC 3501): LOGIN inside TLS (STARTTLS required on
-//! `imap://`), `UID SEARCH`, `UID FETCH BODY.PEEK[]`, `UID STORE +FLAGS (\Deleted)` with
+//! `imap://`), `UID FETCH (UID RFC822.SIZE FLAGS)`, `UID FETCH BODY.PEEK[]`, `UID STORE +FLAGS (\Deleted)` with
 //! `UID EXPUNGE` (RFC 4315) or `EXPUNGE`, `UID MOVE` (RFC 6851) or COPY, IDLE (RFC 2177).
 //!
 //! Written by hand: no maintained blocking IMAP crate runs over OpenSSL with the trust

@@ -1,14 +1,14 @@
 //! Submission by SMTP (RFC 6409): STARTTLS required on `smtp://`, TLS from the start on
 //! `smtps://`, AUTH (PLAIN or LOGIN) only inside TLS, the SIZE extension honoured.
 //!
-//! Written by hand over [`super::tls`], not with lettre (0.11), the maintained SMTP crate:
+//! Written by hand over `mail::tls`, not with lettre (0.11), the maintained SMTP crate:
 //! - its only OpenSSL backend goes through native-tls, whose trust knobs are "add a root",
 //!   "no built-in roots", "accept invalid certificates" and "accept invalid host names". A pin
 //!   would need certificate checking switched off and the pin compared after the handshake by
 //!   hand, and a refused certificate comes back as a flattened string; the HTTPS transport
 //!   checks the pin in OpenSSL's verify callback and says why a certificate is refused
 //!   (untrusted, host name, pin mismatch with the SHA-256 seen). Here the same code
-//!   ([`super::tls`]) serves SMTP, IMAP and POP3, so the three cannot drift apart;
+//!   (`mail::tls`) serves SMTP, IMAP and POP3, so the three cannot drift apart;
 //! - its `ServerInfo` keeps only the EHLO keywords it knows (8BITMIME, SMTPUTF8, STARTTLS,
 //!   AUTH): the SIZE limit is dropped, so a mail over it cannot be refused before DATA with the
 //!   limit named;

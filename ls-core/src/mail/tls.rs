@@ -177,14 +177,19 @@ impl TlsConnector {
     }
 }
 
-/// A TCP connection to `host:port`: each resolved address in turn, `timeout` for each
-/// connect, then for every read and write.
-pub(crate) fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
-    let timeout = if timeout.is_zero() {
+/// The account's timeout; 30 s for zero (a socket timeout cannot be zero).
+pub(crate) fn effective_timeout(timeout: Duration) -> Duration {
+    if timeout.is_zero() {
         Duration::from_secs(30)
     } else {
         timeout
-    };
+    }
+}
+
+/// A TCP connection to `host:port`: each resolved address in turn, `timeout` for each
+/// connect, then for every read and write.
+pub(crate) fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
+    let timeout = effective_timeout(timeout);
     let addrs: Vec<_> = (host, port)
         .to_socket_addrs()
         .map_err(|e| Error::ConnectFailed(format!("cannot resolve {host}: {e}")))?
