@@ -126,6 +126,23 @@ pub fn run(a: &SendArgs, cli: &Cli) -> Result<u8, Error> {
         ));
         return Ok(crate::output::EXIT_RECEIPT_PENDING);
     }
+    if let Some(p) = sent
+        .last_error
+        .as_ref()
+        .filter(|p| p.code == ls_core::ErrorCode::LoginFailed)
+    {
+        // Not retried at once: the same password again could lock the account.
+        stderr_line(&format!(
+            "layersec: error[{}]: {}; {} to {} (MessageId {}) is queued: fix the password \
+             ([email] password_env or password_file), then `layersec run` sends it",
+            p.code,
+            printable(&p.message),
+            printable(&sent.name),
+            printable(&sent.to),
+            sent.message_id,
+        ));
+        return Ok(crate::output::exit_code(p.code));
+    }
     // Queued: the journal keeps the built message and pushes the same bytes again.
     let why = sent
         .last_error
