@@ -219,6 +219,30 @@ enum PartyOp {
         /// anyway (some AS4 gateways refuse messages signed with one).
         #[arg(long)]
         allow_ca_certificate: bool,
+        /// The party uses SOAP over e-mail: the service's e-mail gateway submits its messages
+        /// to this address and mails the answers to its pushes there (one address,
+        /// local@domain). Without it, the party pulls over HTTPS.
+        #[arg(long, value_name = "ADDR")]
+        mail_address: Option<String>,
+    },
+    /// Set the mail address the service's e-mail gateway sends the party's messages to, or
+    /// remove it (--none: the party pulls over HTTPS).
+    SetMailAddress {
+        party: String,
+        /// The mail address (local@domain).
+        #[arg(
+            value_name = "ADDR",
+            required_unless_present = "none",
+            conflicts_with = "none"
+        )]
+        address: Option<String>,
+        /// Remove the party's mail address.
+        #[arg(long)]
+        none: bool,
+        /// The PartyId type the party was registered with: a party registered with a type is
+        /// found only with it.
+        #[arg(long, default_value = "")]
+        party_type: String,
     },
     /// Change the largest document a party accepts.
     SetLimit {
@@ -761,6 +785,7 @@ fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
                 certificate,
                 max_document_bytes,
                 allow_ca_certificate,
+                mail_address,
             } => print_json(
                 &a.register_party(&PartyRegistration {
                     subscriber_id: subscriber,
@@ -768,9 +793,22 @@ fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
                     certificate: read(&certificate)?,
                     max_document_bytes,
                     certificate_policy: policy(allow_ca_certificate),
+                    mail_address,
                 })
                 .map_err(fail)?,
             ),
+            PartyOp::SetMailAddress {
+                party,
+                address,
+                none,
+                party_type,
+            } => {
+                let address = if none { None } else { address };
+                print_json(
+                    &a.set_mail_address(&PartyKey::new(&party_type, &party), address.as_deref())
+                        .map_err(fail)?,
+                )
+            }
             PartyOp::SetLimit {
                 party,
                 party_type,
