@@ -544,6 +544,7 @@ fn serve(
         directory: ls_server::directory::Directory::new(c.limits.directory_requests_per_minute),
         rollovers: Default::default(),
         uploads_in_flight: Default::default(),
+        mail_wake: Default::default(),
     });
     let mut admin_addr = String::new();
     let mut admin_server = None;
@@ -585,6 +586,27 @@ fn serve(
         };
         admin_server = Some((al, limits, api));
     }
+    // The e-mail gateway, when configured: its threads stop with the listeners.
+    let gateway = match &c.email {
+        Some(e) => {
+            let (gateway, opener) =
+                ls_server::email::from_config(&c, service.clone()).map_err(|m| {
+                    (2, format!("{}: {m}", cfg_path.display()))
+                })?;
+            let running = ls_server::email::start(gateway, opener)
+                .map_err(|err| (4, format!("email: cannot start the gateway: {err}")))?;
+            log::always(
+                "email_gateway",
+                &[
+                    ("address", V::S(&e.address)),
+                    ("mailbox", V::S(&e.mailbox_url)),
+                    ("smtp", V::S(&e.smtp_url)),
+                ],
+            );
+            Some(running)
+        }
+        None => None,
+    };
     let as4_limits = c.http_limits();
     open_files_limit(
         as4_limits.max_connections + admin_server.as_ref().map_or(0, |a| a.1.max_connections),
@@ -644,6 +666,11 @@ fn serve(
             }
         };
         shutdown.trigger();
+        // The gateway stops taking mails with the listeners; a mail in progress is finished.
+        let gateway_stop = gateway.map(|g| {
+            let grace = std::time::Duration::from_secs(c.service.shutdown_grace_secs);
+            tokio::task::spawn_blocking(move || g.stop(grace))
+        });
         shutdown.listeners_closed().await;
         log::always(
             "stopping",
@@ -659,6 +686,14 @@ fn serve(
         };
         if let Some(admin) = admin {
             let _ = admin.await;
+        }
+        if let Some(g) = gateway_stop {
+            if !matches!(g.await, Ok(true)) {
+                log::warn(
+                    "email_gateway",
+                    &[("detail", "its threads did not stop within the grace".into())],
+                );
+            }
         }
         log::always(
             "stopped",
