@@ -589,10 +589,8 @@ fn serve(
     // The e-mail gateway, when configured: its threads stop with the listeners.
     let gateway = match &c.email {
         Some(e) => {
-            let (gateway, opener) =
-                ls_server::email::from_config(&c, service.clone()).map_err(|m| {
-                    (2, format!("{}: {m}", cfg_path.display()))
-                })?;
+            let (gateway, opener) = ls_server::email::from_config(&c, service.clone())
+                .map_err(|m| (2, format!("{}: {m}", cfg_path.display())))?;
             let running = ls_server::email::start(gateway, opener)
                 .map_err(|err| (4, format!("email: cannot start the gateway: {err}")))?;
             log::always(

@@ -146,7 +146,10 @@ impl GuardedSubmitter {
 impl Submitter for GuardedSubmitter {
     fn submit(&self, from: &str, to: &str, mail: &[u8]) -> ls_core::Result<()> {
         {
-            let at = self.login_failed_at.lock().unwrap_or_else(|e| e.into_inner());
+            let at = self
+                .login_failed_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if let Some(t) = *at {
                 if t.elapsed() < self.backoff {
                     return Err(Error::LoginFailed(format!(
@@ -158,7 +161,10 @@ impl Submitter for GuardedSubmitter {
             }
         }
         let r = self.inner.submit(from, to, mail);
-        let mut at = self.login_failed_at.lock().unwrap_or_else(|e| e.into_inner());
+        let mut at = self
+            .login_failed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         *at = match &r {
             Err(Error::LoginFailed(_)) => Some(Instant::now()),
             _ => None,
@@ -266,16 +272,17 @@ impl MailMetrics {
         let counter = |o: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        let labelled = |o: &mut String,
-                        name: &str,
-                        help: &str,
-                        label: &str,
-                        m: &Mutex<std::collections::BTreeMap<&'static str, u64>>| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
-            for (k, n) in m.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                let _ = writeln!(o, "{name}{{{label}=\"{k}\"}} {n}");
-            }
-        };
+        let labelled =
+            |o: &mut String,
+             name: &str,
+             help: &str,
+             label: &str,
+             m: &Mutex<std::collections::BTreeMap<&'static str, u64>>| {
+                let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
+                for (k, n) in m.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                    let _ = writeln!(o, "{name}{{{label}=\"{k}\"}} {n}");
+                }
+            };
         counter(
             o,
             "layersec_mail_received_total",
@@ -627,7 +634,10 @@ impl Gateway {
                             ("uid", V::S(uid)),
                             ("message_id", V::S(&message_id)),
                             ("status", u64::from(resp.status).into()),
-                            ("detail", "the service's response is not a signed answer".into()),
+                            (
+                                "detail",
+                                "the service's response is not a signed answer".into(),
+                            ),
                         ],
                     );
                     Disposition::SetAside("no_answer")
@@ -725,7 +735,10 @@ impl Gateway {
         } else {
             "error"
         };
-        match self.submitter.submit(&self.settings.address, &address, &mail) {
+        match self
+            .submitter
+            .submit(&self.settings.address, &address, &mail)
+        {
             Ok(()) => {
                 self.metrics().answered.fetch_add(1, Relaxed);
                 log::info(
@@ -894,7 +907,10 @@ impl Gateway {
             }
         };
         drop(body);
-        match self.submitter.submit(&self.settings.address, address, &mail) {
+        match self
+            .submitter
+            .submit(&self.settings.address, address, &mail)
+        {
             Ok(()) => {
                 self.metrics().delivered.fetch_add(1, Relaxed);
                 log::info(
@@ -1068,7 +1084,10 @@ impl Gateway {
                 Err(e) => {
                     log::error(
                         "store_unavailable",
-                        &[("kind", "mail_delivery".into()), ("error", V::S(&e.to_string()))],
+                        &[
+                            ("kind", "mail_delivery".into()),
+                            ("error", V::S(&e.to_string())),
+                        ],
                     );
                     self.settings.poll
                 }

@@ -264,7 +264,7 @@ fn mail_addresses_of_parties() {
     let long = format!(
         "{}@{}.example",
         "a".repeat(64),
-        "b".repeat(63).repeat(1) + "." + &"c".repeat(63) + "." + &"d".repeat(63)
+        "b".repeat(63) + "." + &"c".repeat(63) + "." + &"d".repeat(63)
     );
     assert!(long.len() > MAX_MAIL_ADDRESS);
     assert!(store.set_party_mail_address(&b, Some(&long)).is_err());
