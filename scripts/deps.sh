@@ -23,6 +23,34 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq >/dev/null
   apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+# Postfix and Dovecot: the real mail servers of the SOAP-over-e-mail tests (scripts/mail-servers.sh
+# runs private instances in a folder of the test's own). Installed without prompts and without
+# starting the system's daemons: a temporary policy-rc.d refuses every start (removed afterwards,
+# even on failure) and /etc/postfix gets "No configuration".
+mail_pkgs=()
+for p in postfix dovecot-core dovecot-imapd dovecot-pop3d; do
+  dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || mail_pkgs+=("$p")
+done
+if [ ${#mail_pkgs[@]} -gt 0 ]; then
+  echo "deps: installing ${mail_pkgs[*]}" >&2
+  # An existing policy-rc.d (Docker images ship one) is set aside and put back afterwards.
+  policy=/usr/sbin/policy-rc.d
+  saved=
+  if [ -e "$policy" ]; then saved=$(mktemp /usr/sbin/.policy-rc.d.XXXXXX); cp -p "$policy" "$saved"; fi
+  restore_policy() { if [ -n "$saved" ]; then mv -f "$saved" "$policy"; else rm -f "$policy"; fi; }
+  trap restore_policy EXIT
+  printf '#!/bin/sh\n# scripts/deps.sh: no daemon starts while packages are installed\nexit 101\n' >"$policy"
+  chmod 0755 "$policy"
+  echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
+  export DEBIAN_FRONTEND=noninteractive
+  # The package lists may be missing or stale on a fresh machine: update only when needed.
+  if ! apt-get install -y -qq --no-install-recommends "${mail_pkgs[@]}" >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${mail_pkgs[@]}" >/dev/null
+  fi
+  restore_policy
+  trap - EXIT
+fi
 PY=${PYTHON:-python3}
 if ! "$PY" -c 'import pytest, asn1crypto, cryptography' >/dev/null 2>&1; then
   echo "deps: installing Python test packages" >&2

@@ -8,6 +8,10 @@ use std::process::{Command, Output};
 #[path = "harness/service.rs"]
 pub mod service;
 
+/// Real mail servers (Postfix + Dovecot on loopback) for tests: [`mail::MailServers`].
+#[path = "harness/mail.rs"]
+pub mod mail;
+
 /// Realistic business text (UBL, EDIFACT, CSV) for compression benchmarks and tests.
 #[path = "business_text/mod.rs"]
 pub mod business_text;
