@@ -848,3 +848,45 @@ fn the_threads_run_and_stop() {
     assert!(mailbox.deleted().len() == 1);
     assert!(running.stop(Duration::from_secs(5)), "the threads stop");
 }
+
+/// The same push, laid out by the real layout (docs/EMAIL.md) both ways: the answer is a mail
+/// the layout reads back as the service's receipt, replying to the message's Message-ID.
+#[test]
+fn with_the_mail_layout() {
+    let mut w = World::new();
+    w.gateway.format = Arc::new(CoreLayout);
+    let alice = w.party("alice", Some("alice@a.test"));
+    let _bob = w.party("bob", None);
+    let m = alice.message("bob", b"laid out as a mail");
+    let raw = layout::compose(
+        &m.content_type,
+        &m.body,
+        "alice@a.test",
+        SERVICE_ADDRESS,
+        &Limits::default(),
+    )
+    .unwrap();
+    w.mailbox.deliver(raw);
+    w.mailbox
+        .deliver(b"From: a@x.test\r\nSubject: hi\r\n\r\nhello\r\n".to_vec());
+    let r = w.round();
+    assert_eq!((r.deleted, r.set_aside), (1, 1));
+    assert_eq!(w.state(&m.message_id).as_deref(), Some("waiting"));
+    let sent = w.smtp.take();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, "alice@a.test");
+    let text = String::from_utf8_lossy(&sent[0].mail).into_owned();
+    assert!(
+        text.contains(&m.message_id),
+        "In-Reply-To names the message"
+    );
+    match layout::read(&sent[0].mail, &Limits::default()) {
+        Content::As4 {
+            content_type, body, ..
+        } => {
+            let a = exchange::peek(&content_type, &body, &Limits::default()).unwrap();
+            assert!(matches!(a.signals[0].signal, Signal::Receipt { .. }));
+        }
+        other => panic!("{other:?}"),
+    }
+}
