@@ -187,3 +187,86 @@ fn mail_and_https_parties_exchange_through_the_gateway() {
     assert!(!text.contains("layersec_mail_set_aside_total{"), "{text}");
     server.stop();
 }
+
+/// A party's mail address from the command line and the admin API; a bad one is refused.
+#[test]
+fn mail_addresses_by_the_command_line_and_the_admin_api() {
+    let mut server = Server::init("email-admin", |t| t);
+    let alice = server.party_with("alice", &["--mail-address", "alice@a.test"]);
+    let _ = alice;
+    let shown = server.admin(&["party", "show", "alice"]);
+    assert_eq!(shown["mail_address"], "alice@a.test");
+    let changed = server.admin(&["party", "set-mail-address", "alice", "as4@a.test"]);
+    assert_eq!(changed["mail_address"], "as4@a.test");
+    let cleared = server.admin(&["party", "set-mail-address", "alice", "--none"]);
+    assert!(cleared["mail_address"].is_null());
+    let out = server.admin_raw(&[
+        "party",
+        "set-mail-address",
+        "alice",
+        "a@b.test\r\nBcc: x@y.test",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let out = server.admin_raw(&["party", "set-mail-address", "alice"]);
+    assert_eq!(out.status.code(), Some(2), "ADDR or --none: {out:?}");
+    let out = server.admin_raw(&["party", "set-mail-address", "nobody", "n@b.test"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+
+    server.serve();
+    let (status, body) = admin_call(
+        &server,
+        "POST",
+        "/admin/parties/mail-address",
+        r#"{"party_id": "alice", "mail_address": "api@a.test"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"mail_address\": \"api@a.test\""), "{body}");
+    let (status, body) = admin_call(
+        &server,
+        "POST",
+        "/admin/parties/mail-address",
+        r#"{"party_id": "alice"}"#,
+    );
+    assert_eq!(status, 400, "a missing field never clears: {body}");
+    let (status, body) = admin_call(
+        &server,
+        "POST",
+        "/admin/parties/mail-address",
+        r#"{"party_id": "alice", "mail_address": "not an address"}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = admin_call(
+        &server,
+        "POST",
+        "/admin/parties/mail-address",
+        r#"{"party_id": "alice", "mail_address": null}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"mail_address\": null"), "{body}");
+    let (status, body) = admin_call(&server, "GET", "/admin/parties", "");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"mail_address\""), "{body}");
+    server.stop();
+}
+
+/// POP3 cannot be the intake: `serve` refuses the configuration, naming the key.
+#[test]
+fn a_pop3_intake_is_refused() {
+    let mut server = Server::init("email-pop3", |t| {
+        format!(
+            "{t}\n[email]\nsmtp_url = \"smtp://127.0.0.1:1\"\nmailbox_url = \"pop3s://127.0.0.1:1\"\n\
+             address = \"as4@svc.test\"\nusername = \"as4\"\npassword_env = \"LS_NO_SUCH_VAR\"\n"
+        )
+    });
+    let out = std::process::Command::new(BIN)
+        .args(["serve", "--config", path_str(&server.config)])
+        .output()
+        .unwrap();
+    let (code, _, err) = outcome(&out);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("email.mailbox_url") && err.contains("POP3"),
+        "{err}"
+    );
+    server.stop();
+}
