@@ -985,10 +985,11 @@ impl Gateway {
                     ("idle", V::S(if mb.can_idle() { "yes" } else { "no" })),
                 ],
             );
-            backoff = FIRST_BACKOFF;
             let failed = loop {
                 match self.intake_round(mb.as_mut()) {
                     Ok(r) => {
+                        // A session that works: the next failure starts the back-off again.
+                        backoff = FIRST_BACKOFF;
                         if r.deleted > 0 {
                             // A message or a receipt came in: deliveries may be due.
                             self.service.mail_wake.wake();
