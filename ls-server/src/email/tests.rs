@@ -890,3 +890,39 @@ fn with_the_mail_layout() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A mailbox that refuses the password is not asked again at once (no tight loop), nor is a
+/// server that cannot be reached reconnected faster than the back-off.
+#[test]
+fn a_refused_mailbox_login_backs_off() {
+    struct Refusing(AtomicU64, fn() -> Error);
+    impl MailboxOpener for Refusing {
+        fn open(&self) -> ls_core::Result<Box<dyn Mailbox>> {
+            self.0.fetch_add(1, Relaxed);
+            Err((self.1)())
+        }
+        fn server(&self) -> String {
+            "imaps://127.0.0.1:1".into()
+        }
+    }
+    for (make, max_opens) in [
+        (
+            (|| Error::LoginFailed("NO [AUTHENTICATIONFAILED]".into())) as fn() -> Error,
+            1,
+        ),
+        (|| Error::ConnectFailed("refused".into()), 2),
+    ] {
+        let w = World::new();
+        let opener = Arc::new(Refusing(AtomicU64::new(0), make));
+        let gateway = Arc::new(gateway_for(w.service.clone(), w.smtp.clone()));
+        let running = start(gateway, opener.clone()).unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        let opens = opener.0.load(Relaxed);
+        assert!((1..=max_opens).contains(&opens), "{opens} attempts");
+        assert!(
+            running.stop(Duration::from_secs(5)),
+            "stops during the pause"
+        );
+        assert_eq!(w.service.metrics.mail.mailbox_errors.load(Relaxed), opens);
+    }
+}
