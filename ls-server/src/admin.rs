@@ -96,6 +96,7 @@ pub fn party_json(p: &Party, certs: &[crate::store::PartyCert]) -> Value {
         "revoked_at": p.revoked_at.map(iso8601),
         "max_document_bytes": p.max_document_bytes,
         "max_message_bytes": coordination::message_limit_for(p.max_document_bytes),
+        "mail_address": p.mail_address,
         "certificates": certs.iter().map(|c| {
             let cert = Certificate::from_der(&c.der).ok();
             json!({
@@ -234,6 +235,9 @@ pub struct PartyRegistration {
     pub certificate: Vec<u8>,
     pub max_document_bytes: u64,
     pub certificate_policy: CertificatePolicy,
+    /// Where the service's e-mail gateway sends the party's messages (`None`: it pulls over
+    /// HTTPS).
+    pub mail_address: Option<String>,
 }
 
 pub struct Admin {
@@ -292,6 +296,9 @@ impl Admin {
             )));
         }
         check_limit(r.max_document_bytes)?;
+        if let Some(a) = &r.mail_address {
+            crate::store::check_mail_address(a).map_err(bad)?;
+        }
         let cert = check_party_certificate(&r.certificate, r.certificate_policy)?;
         self.not_registered_elsewhere(&cert, key)?;
         let mpc = party_mpc(&key.id);
@@ -303,6 +310,7 @@ impl Admin {
                 cert_der: cert.der(),
                 fingerprint: &cert.sha256_fingerprint(),
                 max_document_bytes: r.max_document_bytes,
+                mail_address: r.mail_address.as_deref(),
             },
             now_unix(),
         )?;
@@ -348,6 +356,18 @@ impl Admin {
         check_limit(max_document_bytes)?;
         self.hinted(key, || {
             self.store.set_party_limit(key, max_document_bytes)?;
+            self.party(key)
+        })
+    }
+
+    /// Set or clear (`None`) the mail address the service's e-mail gateway sends the party's
+    /// messages to.
+    pub fn set_mail_address(&self, key: &PartyKey, address: Option<&str>) -> AdminResult<Value> {
+        if let Some(a) = address {
+            crate::store::check_mail_address(a).map_err(bad)?;
+        }
+        self.hinted(key, || {
+            self.store.set_party_mail_address(key, address)?;
             self.party(key)
         })
     }
@@ -615,6 +635,15 @@ fn opt_number(v: &Value, key: &str) -> AdminResult<Option<u64>> {
     }
 }
 
+/// `mail_address`: a string, or null / absent (none).
+fn opt_mail_address(v: &Value) -> AdminResult<Option<String>> {
+    match v.get("mail_address") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(a)) => Ok(Some(a.clone())),
+        Some(_) => Err(bad("mail_address: a mail address (local@domain) or null")),
+    }
+}
+
 /// `allow_ca_certificate` (optional, default false).
 fn cert_policy(v: &Value) -> AdminResult<CertificatePolicy> {
     let allow_ca = match v.get("allow_ca_certificate") {
@@ -693,8 +722,20 @@ impl AdminApi {
                         max_document_bytes: opt_u64(&b, "max_document_bytes")?
                             .unwrap_or(DEFAULT_MAX_DOCUMENT_BYTES),
                         certificate_policy: cert_policy(&b)?,
+                        mail_address: opt_mail_address(&b)?,
                     })?,
                 ));
+            }
+            ("POST", "/admin/parties/mail-address") => {
+                let b = body()?;
+                // Present, so that a forgotten field never clears an address: null clears it.
+                if b.get("mail_address").is_none() {
+                    return Err(bad(
+                        "mail_address: required (a mail address, or null to remove it)",
+                    ));
+                }
+                let address = opt_mail_address(&b)?;
+                a.set_mail_address(&key_of(&b), address.as_deref())?
             }
             ("POST", "/admin/parties/certificate") => {
                 let b = body()?;

@@ -21,6 +21,8 @@ pub struct Config {
     pub admin: AdminSection,
     #[serde(default)]
     pub enrolment: EnrolmentSection,
+    /// The e-mail gateway (SOAP over e-mail); absent: none.
+    pub email: Option<EmailSection>,
     /// The folder of the configuration file; relative paths start there.
     #[serde(skip)]
     pub base: PathBuf,
@@ -300,6 +302,163 @@ impl Default for EnrolmentSection {
     }
 }
 
+/// The e-mail gateway: the service reads AS4 messages from its intake mailbox (IMAP) and
+/// handles each as a push, mails the answers, and submits by SMTP the messages waiting for
+/// parties registered with a mail address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSection {
+    /// The submission server: `smtp://host[:port]` (STARTTLS required) or `smtps://`.
+    pub smtp_url: String,
+    /// The intake mailbox: `imap://host[:port][/folder]` (STARTTLS required) or `imaps://`.
+    /// POP3 is refused: the intake needs UIDs and moving mails aside.
+    pub mailbox_url: String,
+    /// The service's own mail address: the From of its mails, where parties send.
+    pub address: String,
+    /// The user name on both servers.
+    pub username: String,
+    /// Environment variable or file holding the password (exactly one; never the password
+    /// itself).
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Trust for both servers' TLS certificates: a CA file (PEM), or the pinned SHA-256 of the
+    /// server's certificate; neither: the system's trust store.
+    pub ca_file: Option<PathBuf>,
+    pub pinned_sha256: Option<String>,
+    /// How often the mailbox is looked at when the server does not announce new mail (IMAP
+    /// IDLE), and how often the deliveries by mail are looked for.
+    #[serde(default = "default_email_poll")]
+    pub poll_secs: u64,
+    /// A message submitted by mail stays leased this long waiting for its recipient's receipt
+    /// mail; then it is submitted again.
+    #[serde(default = "default_email_redeliver")]
+    pub redeliver_after_secs: u64,
+    /// The folder mails that are not AS4 messages (and bounces) are moved to.
+    #[serde(default = "default_set_aside_folder")]
+    pub set_aside_folder: String,
+    /// The largest mail read or sent; default: `limits.max_message_bytes` in base64 (4/3)
+    /// plus 64 KiB.
+    pub max_mail_bytes: Option<u64>,
+}
+
+fn default_email_poll() -> u64 {
+    5
+}
+fn default_email_redeliver() -> u64 {
+    900
+}
+fn default_set_aside_folder() -> String {
+    "layersec-not-as4".into()
+}
+
+/// The longest `email.poll_secs` (an hour).
+pub const MAX_EMAIL_POLL_SECS: u64 = 3600;
+/// The smallest `email.max_mail_bytes`: a signed receipt must fit.
+pub const MIN_MAIL_BYTES: u64 = 64 * 1024;
+
+impl EmailSection {
+    /// Check what can be checked without reading files or the environment. Errors name the
+    /// key: `email.<key>: <what is expected>`.
+    pub fn check(&self) -> Result<(), String> {
+        use ls_core::mail::{MailUrl, Scheme};
+        let smtp = MailUrl::parse(&self.smtp_url)
+            .map_err(|e| format!("email.smtp_url: {}", core_message(&e)))?;
+        if !matches!(smtp.scheme, Scheme::Smtp | Scheme::Smtps) {
+            return Err(format!(
+                "email.smtp_url = {:?}: expected smtp://host[:port] (STARTTLS) or \
+                 smtps://host[:port]",
+                self.smtp_url
+            ));
+        }
+        let mailbox = MailUrl::parse(&self.mailbox_url)
+            .map_err(|e| format!("email.mailbox_url: {}", core_message(&e)))?;
+        match mailbox.scheme {
+            Scheme::Imap | Scheme::Imaps => {}
+            Scheme::Pop3 | Scheme::Pop3s => {
+                return Err(format!(
+                    "email.mailbox_url = {:?}: POP3 cannot be the service's intake (it needs \
+                     IMAP: stable UIDs, and moving mails that are not AS4 messages aside); use \
+                     imap:// or imaps://",
+                    self.mailbox_url
+                ))
+            }
+            Scheme::Smtp | Scheme::Smtps => {
+                return Err(format!(
+                    "email.mailbox_url = {:?}: expected imap://host[:port][/folder] or \
+                     imaps://…",
+                    self.mailbox_url
+                ))
+            }
+        }
+        crate::store::check_mail_address(&self.address)
+            .map_err(|e| format!("email.address: {e}"))?;
+        if self.username.is_empty() || self.username.chars().any(char::is_control) {
+            return Err("email.username: expected the user name on the mail servers".into());
+        }
+        match (&self.password_env, &self.password_file) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "email.password_env, email.password_file: give one of them, not both".into(),
+                )
+            }
+            (None, None) => {
+                return Err("email.password_env or email.password_file: where the mail \
+                            password comes from is required (never the password itself)"
+                    .into())
+            }
+            (Some(v), None) if v.is_empty() => {
+                return Err("email.password_env: expected an environment variable's name".into())
+            }
+            _ => {}
+        }
+        match (&self.ca_file, &self.pinned_sha256) {
+            (Some(_), Some(_)) => {
+                return Err("email.ca_file, email.pinned_sha256: give one of them, not both".into())
+            }
+            (None, Some(pin)) if ls_core::bytes::parse_sha256(pin).is_none() => {
+                return Err(format!(
+                    "email.pinned_sha256 = {pin:?}: expected the hex SHA-256 of the server's \
+                     certificate"
+                ))
+            }
+            _ => {}
+        }
+        if self.poll_secs == 0 || self.poll_secs > MAX_EMAIL_POLL_SECS {
+            return Err(format!("email.poll_secs: 1 to {MAX_EMAIL_POLL_SECS}"));
+        }
+        if self.redeliver_after_secs == 0 {
+            return Err("email.redeliver_after_secs: at least 1".into());
+        }
+        let f = &self.set_aside_folder;
+        if f.trim().is_empty() || f.chars().any(char::is_control) || f.len() > 200 {
+            return Err(
+                "email.set_aside_folder: expected a folder name (no control characters)".into(),
+            );
+        }
+        if matches!(self.max_mail_bytes, Some(n) if n < MIN_MAIL_BYTES) {
+            return Err(format!("email.max_mail_bytes: at least {MIN_MAIL_BYTES}"));
+        }
+        Ok(())
+    }
+
+    /// `max_mail_bytes`, or its default for a service that accepts messages of
+    /// `max_message_bytes`: those in base64 (4/3) and 64 KiB of header.
+    pub fn max_mail_bytes(&self, max_message_bytes: u64) -> u64 {
+        self.max_mail_bytes.unwrap_or_else(|| {
+            let b64 = (u128::from(max_message_bytes) * 4).div_ceil(3) + 64 * 1024;
+            u64::try_from(b64).unwrap_or(u64::MAX)
+        })
+    }
+}
+
+/// The message of a core error without its kind's prefix where it is an argument error.
+fn core_message(e: &ls_core::Error) -> String {
+    match e {
+        ls_core::Error::InvalidArgument(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSection {
@@ -380,6 +539,9 @@ impl Config {
         if self.delivery.redeliver_after_secs == 0 {
             return Err("delivery.redeliver_after_secs must be at least 1".into());
         }
+        if let Some(email) = &self.email {
+            email.check()?;
+        }
         if self.service.domain.is_empty() || self.service.domain.contains(['<', '>', ' ']) {
             return Err(format!(
                 "service.domain = {:?}: expected a domain name",
@@ -446,6 +608,29 @@ impl Config {
             )));
         }
         Ok(None)
+    }
+}
+
+impl Config {
+    /// The mail password, from the environment variable or file `[email]` names.
+    pub fn email_password(&self) -> Result<Zeroizing<String>, String> {
+        let Some(e) = &self.email else {
+            return Err("email: no [email] section".into());
+        };
+        if let Some(var) = &e.password_env {
+            return std::env::var(var).map(Zeroizing::new).map_err(|_| {
+                format!("email.password_env: the environment variable {var} is not set")
+            });
+        }
+        if let Some(f) = &e.password_file {
+            let p = self.path(f);
+            let s = Zeroizing::new(
+                std::fs::read_to_string(&p)
+                    .map_err(|e| format!("email.password_file: {}: {e}", p.display()))?,
+            );
+            return Ok(Zeroizing::new(s.trim_end_matches(['\r', '\n']).to_string()));
+        }
+        Err("email.password_env or email.password_file: required".into())
     }
 }
 
@@ -534,6 +719,22 @@ lockout_secs = 900
 # "Authorization: Bearer <token>" with the token from token_file.
 listen = "{admin_listen}"
 token_file = "admin.token"
+
+# The e-mail gateway (SOAP over e-mail), off without this section: the service reads AS4
+# messages from its intake mailbox (IMAP) and handles each as a push, mails its answers to the
+# sender's registered mail address, and submits by SMTP the messages waiting for parties
+# registered with a mail address (`admin party add --mail-address`).
+# [email]
+# smtp_url = "smtp://mail.example:587"         # STARTTLS required; or smtps://mail.example:465
+# mailbox_url = "imaps://mail.example:993/INBOX"  # IMAP only (imap:// with STARTTLS, or imaps://)
+# address = "as4@ls.example"                  # the service's own address: From of its mails
+# username = "as4@ls.example"
+# password_env = "LAYERSEC_MAIL_PASSWORD"     # or password_file = "mail.password"; never here
+# ca_file = "mail-ca.pem"                     # or pinned_sha256 = "…"; neither: system trust
+# poll_secs = 5                               # IMAP IDLE is used when offered; this re-checks
+# redeliver_after_secs = 900                  # a mailed message waits this long for its receipt
+# set_aside_folder = "layersec-not-as4"       # where mails that are not AS4 messages go
+# max_mail_bytes = …                          # default: limits.max_message_bytes × 4/3 + 64 KiB
 "#,
         max_message = default_max_message()
     )
@@ -569,5 +770,124 @@ mod tests {
         );
         let e = toml::from_str::<Config>(&t).unwrap().check().unwrap_err();
         assert!(e.contains("min_rate_grace_secs"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod email_tests {
+    use super::*;
+
+    const BASE: &str = r#"
+smtp_url = "smtp://mail.test:587"
+mailbox_url = "imaps://mail.test/INBOX"
+address = "as4@svc.test"
+username = "as4"
+password_env = "LS_TEST_MAIL_PASSWORD"
+"#;
+
+    fn with_email(section: &str) -> Result<Config, String> {
+        let text = format!(
+            "{}\n[email]\n{section}",
+            template("127.0.0.1:0", "127.0.0.1:0", "svc.test")
+        );
+        let c: Config = toml::from_str(&text).map_err(|e| e.to_string())?;
+        c.check()?;
+        Ok(c)
+    }
+
+    #[test]
+    fn the_email_section_is_optional_and_checked() {
+        let c =
+            toml::from_str::<Config>(&template("127.0.0.1:0", "127.0.0.1:0", "svc.test")).unwrap();
+        assert!(c.email.is_none());
+        let c = c.check();
+        assert!(c.is_ok());
+        let c = with_email(BASE).unwrap();
+        let e = c.email.as_ref().unwrap();
+        assert_eq!(e.poll_secs, 5);
+        assert_eq!(e.redeliver_after_secs, 900);
+        assert_eq!(e.set_aside_folder, "layersec-not-as4");
+        assert_eq!(e.max_mail_bytes(3 << 20), (4 << 20) + 64 * 1024);
+        assert_eq!(e.max_mail_bytes(u64::MAX), u64::MAX);
+
+        let refused = |section: String, key: &str| {
+            let e = with_email(&section).unwrap_err();
+            assert!(e.contains(key), "{section}: {e}");
+            e
+        };
+        let e = refused(
+            BASE.replace("imaps://mail.test/INBOX", "pop3s://mail.test"),
+            "email.mailbox_url",
+        );
+        assert!(e.contains("POP3"), "{e}");
+        refused(
+            BASE.replace("imaps://mail.test/INBOX", "smtp://mail.test"),
+            "email.mailbox_url",
+        );
+        refused(
+            BASE.replace("smtp://mail.test:587", "imap://mail.test"),
+            "email.smtp_url",
+        );
+        refused(
+            BASE.replace("smtp://mail.test:587", "smtp://u:p@mail.test"),
+            "email.smtp_url",
+        );
+        refused(BASE.replace("as4@svc.test", "as4 svc"), "email.address");
+        refused(
+            BASE.replace("password_env = \"LS_TEST_MAIL_PASSWORD\"", ""),
+            "email.password_env or email.password_file",
+        );
+        refused(
+            format!("{BASE}password_file = \"pw\"\n"),
+            "email.password_env, email.password_file",
+        );
+        refused(
+            format!(
+                "{BASE}ca_file = \"ca.pem\"\npinned_sha256 = \"{}\"\n",
+                "ab".repeat(32)
+            ),
+            "email.ca_file, email.pinned_sha256",
+        );
+        refused(
+            format!("{BASE}pinned_sha256 = \"xyz\"\n"),
+            "email.pinned_sha256",
+        );
+        refused(format!("{BASE}poll_secs = 0\n"), "email.poll_secs");
+        refused(
+            format!("{BASE}redeliver_after_secs = 0\n"),
+            "email.redeliver_after_secs",
+        );
+        refused(
+            format!("{BASE}set_aside_folder = \"\"\n"),
+            "email.set_aside_folder",
+        );
+        refused(
+            format!("{BASE}max_mail_bytes = 10\n"),
+            "email.max_mail_bytes",
+        );
+        // Never the password itself.
+        refused(format!("{BASE}password = \"secret\"\n"), "password");
+        with_email(&format!(
+            "{BASE}pinned_sha256 = \"{}\"\n",
+            "AB:".repeat(31) + "AB"
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn the_password_comes_from_the_environment_or_a_file() {
+        let c = with_email(&BASE.replace("LS_TEST_MAIL_PASSWORD", "LS_TEST_MAIL_PASSWORD_UNSET"))
+            .unwrap();
+        let e = c.email_password().unwrap_err();
+        assert!(e.contains("email.password_env"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pw"), "s3cret\n").unwrap();
+        let mut c = with_email(&BASE.replace(
+            "password_env = \"LS_TEST_MAIL_PASSWORD\"",
+            "password_file = \"pw\"",
+        ))
+        .unwrap();
+        c.base = dir.path().to_path_buf();
+        assert_eq!(c.email_password().unwrap().as_str(), "s3cret");
     }
 }

@@ -165,6 +165,9 @@ pub struct Service {
     /// Bytes that streamed uploads in progress have declared and not yet written: held against
     /// the free-space reserve, so that many uploads at once cannot each find it free.
     pub uploads_in_flight: std::sync::atomic::AtomicU64,
+    /// Woken when a message is accepted for a party registered with a mail address: the e-mail
+    /// gateway's delivery submits it at once ([`crate::email`]).
+    pub mail_wake: Arc<crate::email::Wake>,
 }
 
 /// The part of [`Service::uploads_in_flight`] one upload holds; given back when it ends.
@@ -908,6 +911,9 @@ impl Service {
         };
         match accepted {
             Accepted::Stored | Accepted::NoticeStored(_) | Accepted::ReceiptStored => {
+                if recipient.mail_address.is_some() {
+                    self.mail_wake.wake();
+                }
                 self.metrics.accepted.fetch_add(1, Relaxed);
                 self.metrics.bytes_in.fetch_add(size, Relaxed);
                 log::info(

@@ -6,13 +6,15 @@
 //! push / pull / receipt exchange) → [`store`] (accounts, parties, messages). [`admin`] holds
 //! the provider's operations, used by the command line and the admin HTTP API. [`enrol`] is
 //! installation with one-time codes: issuing them, and the enrolment endpoint beside the AS4
-//! one.
+//! one. [`email`] is the e-mail gateway (SOAP over e-mail): the intake mailbox handled through
+//! the same endpoint, and deliveries by mail to parties registered with a mail address.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
 pub mod config;
 pub mod directory;
+pub mod email;
 pub mod endpoint;
 pub mod enrol;
 pub mod http;

@@ -106,6 +106,9 @@ fn write(level: Level, event: &str, fields: &[(&str, V)]) {
     let _ = writeln!(err, "{line}");
 }
 
+pub fn debug(ev: &str, fields: &[(&str, V)]) {
+    event(Level::Debug, ev, fields)
+}
 pub fn info(ev: &str, fields: &[(&str, V)]) {
     event(Level::Info, ev, fields)
 }

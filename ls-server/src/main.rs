@@ -219,6 +219,30 @@ enum PartyOp {
         /// anyway (some AS4 gateways refuse messages signed with one).
         #[arg(long)]
         allow_ca_certificate: bool,
+        /// The party uses SOAP over e-mail: the service's e-mail gateway submits its messages
+        /// to this address and mails the answers to its pushes there (one address,
+        /// local@domain). Without it, the party pulls over HTTPS.
+        #[arg(long, value_name = "ADDR")]
+        mail_address: Option<String>,
+    },
+    /// Set the mail address the service's e-mail gateway sends the party's messages to, or
+    /// remove it (--none: the party pulls over HTTPS).
+    SetMailAddress {
+        party: String,
+        /// The mail address (local@domain).
+        #[arg(
+            value_name = "ADDR",
+            required_unless_present = "none",
+            conflicts_with = "none"
+        )]
+        address: Option<String>,
+        /// Remove the party's mail address.
+        #[arg(long)]
+        none: bool,
+        /// The PartyId type the party was registered with: a party registered with a type is
+        /// found only with it.
+        #[arg(long, default_value = "")]
+        party_type: String,
     },
     /// Change the largest document a party accepts.
     SetLimit {
@@ -520,6 +544,7 @@ fn serve(
         directory: ls_server::directory::Directory::new(c.limits.directory_requests_per_minute),
         rollovers: Default::default(),
         uploads_in_flight: Default::default(),
+        mail_wake: Default::default(),
     });
     let mut admin_addr = String::new();
     let mut admin_server = None;
@@ -561,6 +586,25 @@ fn serve(
         };
         admin_server = Some((al, limits, api));
     }
+    // The e-mail gateway, when configured: its threads stop with the listeners.
+    let gateway = match &c.email {
+        Some(e) => {
+            let (gateway, opener) = ls_server::email::from_config(&c, service.clone())
+                .map_err(|m| (2, format!("{}: {m}", cfg_path.display())))?;
+            let running = ls_server::email::start(gateway, opener)
+                .map_err(|err| (4, format!("email: cannot start the gateway: {err}")))?;
+            log::always(
+                "email_gateway",
+                &[
+                    ("address", V::S(&e.address)),
+                    ("mailbox", V::S(&e.mailbox_url)),
+                    ("smtp", V::S(&e.smtp_url)),
+                ],
+            );
+            Some(running)
+        }
+        None => None,
+    };
     let as4_limits = c.http_limits();
     open_files_limit(
         as4_limits.max_connections + admin_server.as_ref().map_or(0, |a| a.1.max_connections),
@@ -620,6 +664,11 @@ fn serve(
             }
         };
         shutdown.trigger();
+        // The gateway stops taking mails with the listeners; a mail in progress is finished.
+        let gateway_stop = gateway.map(|g| {
+            let grace = std::time::Duration::from_secs(c.service.shutdown_grace_secs);
+            tokio::task::spawn_blocking(move || g.stop(grace))
+        });
         shutdown.listeners_closed().await;
         log::always(
             "stopping",
@@ -635,6 +684,14 @@ fn serve(
         };
         if let Some(admin) = admin {
             let _ = admin.await;
+        }
+        if let Some(g) = gateway_stop {
+            if !matches!(g.await, Ok(true)) {
+                log::warn(
+                    "email_gateway",
+                    &[("detail", "its threads did not stop within the grace".into())],
+                );
+            }
         }
         log::always(
             "stopped",
@@ -761,6 +818,7 @@ fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
                 certificate,
                 max_document_bytes,
                 allow_ca_certificate,
+                mail_address,
             } => print_json(
                 &a.register_party(&PartyRegistration {
                     subscriber_id: subscriber,
@@ -768,9 +826,22 @@ fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
                     certificate: read(&certificate)?,
                     max_document_bytes,
                     certificate_policy: policy(allow_ca_certificate),
+                    mail_address,
                 })
                 .map_err(fail)?,
             ),
+            PartyOp::SetMailAddress {
+                party,
+                address,
+                none,
+                party_type,
+            } => {
+                let address = if none { None } else { address };
+                print_json(
+                    &a.set_mail_address(&PartyKey::new(&party_type, &party), address.as_deref())
+                        .map_err(fail)?,
+                )
+            }
             PartyOp::SetLimit {
                 party,
                 party_type,

@@ -41,6 +41,8 @@ pub struct Metrics {
     enrolments: Mutex<BTreeMap<&'static str, u64>>,
     /// Rollover requests, by result (`registered`, `again`, or a refusal reason).
     rollovers: Mutex<BTreeMap<&'static str, u64>>,
+    /// The e-mail gateway's counters.
+    pub mail: crate::email::MailMetrics,
 }
 
 /// What the store reports at each scrape.
@@ -275,6 +277,7 @@ impl Metrics {
                 esc(action)
             );
         }
+        self.mail.render(&mut o);
         if let Some(free) = store.free_bytes {
             let _ = writeln!(
                 o,

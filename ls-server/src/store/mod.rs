@@ -141,6 +141,58 @@ pub struct Party {
     /// The largest document the party accepts (its client's `[limits] max_document_bytes`);
     /// messages to it may be [`ls_core::as4::coordination::message_limit_for`] this.
     pub max_document_bytes: u64,
+    /// Where the service's e-mail gateway submits the messages waiting for the party (and its
+    /// answers to the party's pushes by mail); `None`: the party pulls over HTTPS.
+    pub mail_address: Option<String>,
+}
+
+/// The longest mail address (RFC 5321 §4.5.3.1.3: a path of 256 octets with its `<>`).
+pub const MAX_MAIL_ADDRESS: usize = 254;
+
+/// Why `a` is not a mail address a party can be registered with: one addr-spec
+/// `local@domain`, ASCII, at most [`MAX_MAIL_ADDRESS`] characters, no spaces, control
+/// characters, `<`, `>`, `,`, `;`, quotes or brackets (nothing that could smuggle a second
+/// recipient or a header into a mail), a local part of at most 64 characters and a domain of
+/// dot-separated labels.
+pub fn check_mail_address(a: &str) -> std::result::Result<(), String> {
+    let fail = |why: &str| Err(format!("mail address {a:?}: {why}"));
+    if a.is_empty() {
+        return fail("empty");
+    }
+    if a.len() > MAX_MAIL_ADDRESS {
+        return fail(&format!("longer than {MAX_MAIL_ADDRESS} characters"));
+    }
+    if !a.is_ascii() {
+        return fail("only ASCII characters");
+    }
+    if a.bytes()
+        .any(|b| b.is_ascii_control() || b" <>,;:\"\\()[]".contains(&b))
+    {
+        return fail(
+            "one address local@domain, without spaces, control characters, <>, commas, \
+                     semicolons, colons, quotes, brackets or backslashes",
+        );
+    }
+    let Some((local, domain)) = a.rsplit_once('@') else {
+        return fail("expected local@domain");
+    };
+    if local.is_empty() || local.len() > 64 || local.contains('@') {
+        return fail("expected one local part of 1 to 64 characters before the @");
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return fail("the local part neither starts nor ends with a dot nor has two in a row");
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if domain.is_empty() || !domain.split('.').all(label_ok) {
+        return fail("the domain is dot-separated labels of letters, digits and hyphens");
+    }
+    Ok(())
 }
 
 /// A party to register, with its first certificate.
@@ -153,6 +205,8 @@ pub struct NewParty<'a> {
     /// Hex SHA-256 of `cert_der`.
     pub fingerprint: &'a str,
     pub max_document_bytes: u64,
+    /// See [`Party::mail_address`] (checked with [`check_mail_address`]).
+    pub mail_address: Option<&'a str>,
 }
 
 impl Party {
@@ -766,6 +820,13 @@ pub trait Store: Send + Sync {
     fn register_party(&self, p: &NewParty<'_>, now: Unix) -> StoreResult<Party>;
     /// Change the largest document the party accepts.
     fn set_party_limit(&self, key: &PartyKey, max_document_bytes: u64) -> StoreResult<()>;
+    /// Set (checked with [`check_mail_address`], else `Invalid`) or clear the party's mail
+    /// address. `NotFound` for an unknown party.
+    fn set_party_mail_address(&self, key: &PartyKey, mail_address: Option<&str>)
+        -> StoreResult<()>;
+    /// The usable parties (active, of an active account) that have a mail address: those the
+    /// e-mail gateway delivers to.
+    fn mail_parties(&self) -> StoreResult<Vec<Party>>;
     /// Add a new certificate; the current ones are retired at `overlap_until` (≥ now).
     fn replace_certificate(
         &self,
@@ -845,6 +906,10 @@ pub trait Store: Send + Sync {
         receipt: &[u8],
         now: Unix,
     ) -> StoreResult<Delivery>;
+    /// Give up a claim of `message_id` for `recipient` before its lease ends (a submission by
+    /// mail that failed for a while): it may be claimed again from `now`. Nothing happens when
+    /// the message is not leased (delivered meanwhile, or its lease already over).
+    fn release_claim(&self, recipient: &PartyKey, message_id: &str, now: Unix) -> StoreResult<()>;
     /// Remove bodies of messages delivered before `delivered_before`; expire (drop body, keep
     /// record) messages received before `undelivered_before` and still not delivered.
     fn purge(&self, delivered_before: Unix, undelivered_before: Unix) -> StoreResult<Purged>;

@@ -19,7 +19,7 @@ fn subscriber_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Subscriber> {
 }
 
 const PARTY_COLS: &str = "p.ptype, p.pid, p.subscriber_id, p.status, s.status, p.mpc, \
-     p.created_at, p.revoked_at, p.max_document_bytes \
+     p.created_at, p.revoked_at, p.max_document_bytes, p.mail_address \
      FROM parties p JOIN subscribers s ON s.id = p.subscriber_id";
 
 fn party_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Party> {
@@ -35,6 +35,7 @@ fn party_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Party> {
         created_at: r.get(6)?,
         revoked_at: r.get(7)?,
         max_document_bytes: to_u64(r.get(8)?),
+        mail_address: r.get(9)?,
     })
 }
 
@@ -198,6 +199,7 @@ pub(super) fn register_party(
         cert_der,
         fingerprint,
         max_document_bytes,
+        mail_address,
     } = *p;
     if key.id.is_empty() {
         return Err(StoreError::Invalid("party id is empty".into()));
@@ -209,6 +211,9 @@ pub(super) fn register_party(
         return Err(StoreError::Invalid("certificate is empty".into()));
     }
     check_document_limit(max_document_bytes)?;
+    if let Some(a) = mail_address {
+        check_mail_address(a).map_err(StoreError::Invalid)?;
+    }
     let fingerprint = normalize_fingerprint(fingerprint)?;
     store.write(|tx| {
         let subscriber_exists = tx
@@ -233,7 +238,7 @@ pub(super) fn register_party(
         }
         tx.prepare_cached(
             "INSERT INTO parties (subscriber_id, ptype, pid, mpc, status, created_at, \
-             max_document_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             max_document_bytes, mail_address) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?
         .execute(params![
             subscriber_id,
@@ -242,7 +247,8 @@ pub(super) fn register_party(
             mpc,
             PartyStatus::Active,
             now,
-            limit_to_i64(max_document_bytes)
+            limit_to_i64(max_document_bytes),
+            mail_address
         ])?;
         let party = tx.last_insert_rowid();
         add_certificate(tx, party, cert_der, &fingerprint, now, None)?;
@@ -266,6 +272,38 @@ pub(super) fn set_party_limit(
             return Err(StoreError::NotFound(format!("party {key}")));
         }
         Ok(())
+    })
+}
+
+pub(super) fn set_party_mail_address(
+    store: &SqliteStore,
+    key: &PartyKey,
+    mail_address: Option<&str>,
+) -> StoreResult<()> {
+    if let Some(a) = mail_address {
+        check_mail_address(a).map_err(StoreError::Invalid)?;
+    }
+    store.write(|tx| {
+        let n = tx
+            .prepare_cached("UPDATE parties SET mail_address = ?3 WHERE ptype = ?1 AND pid = ?2")?
+            .execute(params![key.ptype, key.id, mail_address])?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("party {key}")));
+        }
+        Ok(())
+    })
+}
+
+/// Usable parties (active, of an active account) that have a mail address.
+pub(super) fn mail_parties(store: &SqliteStore) -> StoreResult<Vec<Party>> {
+    store.read(|tx| {
+        let sql = format!(
+            "SELECT {PARTY_COLS} WHERE p.mail_address IS NOT NULL AND p.status = 'active' \
+             AND s.status = 'active' ORDER BY p.id"
+        );
+        let mut stmt = tx.prepare_cached(&sql)?;
+        let rows = stmt.query_map([], party_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     })
 }
 

@@ -469,6 +469,23 @@ pub(super) fn claim_next(
     })
 }
 
+pub(super) fn release_claim(
+    store: &SqliteStore,
+    recipient: &PartyKey,
+    message_id: &str,
+    now: Unix,
+) -> StoreResult<()> {
+    store.write_unsynced(|tx| {
+        tx.prepare_cached(
+            "UPDATE messages SET lease_until = ?4 WHERE recipient_ptype = ?1 \
+             AND recipient_id = ?2 AND message_id = ?3 AND state = 'leased' \
+             AND lease_until > ?4",
+        )?
+        .execute(params![recipient.ptype, recipient.id, message_id, now])?;
+        Ok(())
+    })
+}
+
 pub(super) fn mark_delivered(
     store: &SqliteStore,
     recipient: &PartyKey,

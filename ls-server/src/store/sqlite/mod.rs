@@ -191,6 +191,18 @@ impl Store for SqliteStore {
         accounts::set_party_limit(self, key, max_document_bytes)
     }
 
+    fn set_party_mail_address(
+        &self,
+        key: &PartyKey,
+        mail_address: Option<&str>,
+    ) -> StoreResult<()> {
+        accounts::set_party_mail_address(self, key, mail_address)
+    }
+
+    fn mail_parties(&self) -> StoreResult<Vec<Party>> {
+        accounts::mail_parties(self)
+    }
+
     fn replace_certificate(
         &self,
         key: &PartyKey,
@@ -284,6 +296,10 @@ impl Store for SqliteStore {
         now: Unix,
     ) -> StoreResult<Delivery> {
         messages::mark_delivered(self, recipient, message_id, receipt, now)
+    }
+
+    fn release_claim(&self, recipient: &PartyKey, message_id: &str, now: Unix) -> StoreResult<()> {
+        messages::release_claim(self, recipient, message_id, now)
     }
 
     fn purge(&self, delivered_before: Unix, undelivered_before: Unix) -> StoreResult<Purged> {

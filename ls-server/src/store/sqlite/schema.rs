@@ -4,7 +4,7 @@ use super::*;
 
 /// Schema migrations: `MIGRATIONS[i]` takes `PRAGMA user_version` from `i` to `i + 1`. Append
 /// only; never edit a released entry.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
 /// The schema version this program writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -208,6 +208,14 @@ CREATE TABLE enrolment_codes (
 );
 CREATE INDEX enrolment_codes_party ON enrolment_codes(ptype, pid);
 CREATE INDEX enrolment_codes_subscriber ON enrolment_codes(subscriber_id);
+";
+
+/// Version 5 (SOAP over e-mail): a party may have a mail address; the service's e-mail gateway
+/// submits the messages waiting for it by SMTP to that address, and mails the answers to its
+/// pushes by mail there. NULL: the party pulls over HTTPS (every party before this version).
+pub(super) const SCHEMA_V5: &str = "
+ALTER TABLE parties ADD COLUMN mail_address TEXT;
+CREATE INDEX parties_mail_address ON parties(mail_address) WHERE mail_address IS NOT NULL;
 ";
 
 pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {

@@ -189,3 +189,111 @@ fn a_revoked_party_can_be_reinstated() {
         Err(StoreError::NotFound(_))
     ));
 }
+
+/// A party's mail address (schema version 5): registered with the party or set later, checked,
+/// cleared; the gateway's list holds the usable parties that have one.
+#[test]
+fn mail_addresses_of_parties() {
+    let dir = TempDir::new("mail");
+    let store = SqliteStore::open(&dir.0, 16).unwrap();
+    let (a, b) = setup(&store);
+    assert_eq!(store.party(&a).unwrap().unwrap().mail_address, None);
+    assert!(store.mail_parties().unwrap().is_empty());
+
+    store
+        .set_party_mail_address(&a, Some("as4@a.example"))
+        .unwrap();
+    assert_eq!(
+        store.party(&a).unwrap().unwrap().mail_address.as_deref(),
+        Some("as4@a.example")
+    );
+    let listed: Vec<PartyKey> = store
+        .mail_parties()
+        .unwrap()
+        .into_iter()
+        .map(|p| p.key)
+        .collect();
+    assert_eq!(listed, vec![a.clone()]);
+
+    // Registered with one.
+    let s = subscriber(&store, "gamma");
+    let c = PartyKey::new("", "C");
+    let p = store
+        .register_party(
+            &NewParty {
+                subscriber_id: s.id,
+                key: &c,
+                mpc: "mpc-c",
+                cert_der: b"cert-c",
+                fingerprint: &fp(3),
+                max_document_bytes: 1000,
+                mail_address: Some("c@c.example"),
+            },
+            1000,
+        )
+        .unwrap();
+    assert_eq!(p.mail_address.as_deref(), Some("c@c.example"));
+    assert_eq!(store.mail_parties().unwrap().len(), 2);
+
+    // Revoked parties and suspended accounts are not delivered to.
+    store.revoke_party(&c, 1001).unwrap();
+    assert_eq!(store.mail_parties().unwrap().len(), 1);
+    store
+        .set_account_status(
+            store.party(&a).unwrap().unwrap().subscriber_id,
+            AccountStatus::Suspended,
+        )
+        .unwrap();
+    assert!(store.mail_parties().unwrap().is_empty());
+
+    // Checked; cleared; unknown party.
+    for bad in [
+        "",
+        "no-at",
+        "a b@c.example",
+        "a@b.example\r\nBcc: x@y",
+        "<a@b.example>",
+        "a@",
+        "@b",
+        "a@b..c",
+        "ä@b.example",
+    ] {
+        let e = store.set_party_mail_address(&b, Some(bad));
+        assert!(matches!(e, Err(StoreError::Invalid(_))), "{bad:?}: {e:?}");
+    }
+    let long = format!(
+        "{}@{}.example",
+        "a".repeat(64),
+        "b".repeat(63) + "." + &"c".repeat(63) + "." + &"d".repeat(63)
+    );
+    assert!(long.len() > MAX_MAIL_ADDRESS);
+    assert!(store.set_party_mail_address(&b, Some(&long)).is_err());
+    store.set_party_mail_address(&a, None).unwrap();
+    assert_eq!(store.party(&a).unwrap().unwrap().mail_address, None);
+    let e = store.set_party_mail_address(&PartyKey::new("", "nobody"), Some("x@y.example"));
+    assert!(matches!(e, Err(StoreError::NotFound(_))), "{e:?}");
+}
+
+/// A claim released before its lease ends can be claimed again at once.
+#[test]
+fn a_released_claim_is_offered_again() {
+    let dir = TempDir::new("release");
+    let store = SqliteStore::open(&dir.0, 16).unwrap();
+    let (a, b) = setup(&store);
+    store
+        .accept(
+            &msg(&a, &b, "mpc-b", "m1", b"body", 1000),
+            &AcceptLimits::default(),
+        )
+        .unwrap();
+    let c = store.claim_next("mpc-b", 1000, 900).unwrap().unwrap();
+    assert_eq!(c.message_id, "m1");
+    assert!(store.claim_next("mpc-b", 1001, 900).unwrap().is_none());
+    store.release_claim(&b, "m1", 1001).unwrap();
+    let again = store.claim_next("mpc-b", 1001, 900).unwrap().unwrap();
+    assert_eq!((again.message_id.as_str(), again.attempt), ("m1", 2));
+    // Not leased any more: nothing to release.
+    store.mark_delivered(&b, "m1", b"r", 1002).unwrap();
+    store.release_claim(&b, "m1", 1003).unwrap();
+    assert!(store.claim_next("mpc-b", 1003, 900).unwrap().is_none());
+}

@@ -2,7 +2,7 @@
 
 use super::payloads::BODY_EXT;
 use super::retention::PRUNE_BATCH;
-use super::schema::{SCHEMA_V1, SCHEMA_V2, SCHEMA_V3};
+use super::schema::{SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4};
 use super::*;
 
 use std::collections::HashSet;
@@ -54,6 +54,7 @@ impl SqliteStore {
                 cert_der,
                 fingerprint,
                 max_document_bytes: coordination::DEFAULT_MAX_DOCUMENT_BYTES,
+                mail_address: None,
             },
             now,
         )

@@ -273,11 +273,45 @@ fn schema_v2_is_migrated_and_keeps_the_usage_ledger() {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
-    assert_eq!(SCHEMA_VERSION, 4);
+    assert_eq!(SCHEMA_VERSION, 5);
 }
 
 /// The migration marks co-ordination messages by the contract's Service.
 #[test]
 fn migration_marks_the_contracts_service() {
     assert!(SCHEMA_V3.contains(&format!("service = '{}'", coordination::SERVICE)));
+}
+
+/// A database of schema version 4 is migrated to 5: its parties have no mail address, and one
+/// can be set.
+#[test]
+fn schema_v4_is_migrated_to_mail_addresses() {
+    let dir = TempDir::new("migrate-v4");
+    fs::create_dir_all(&dir.0).unwrap();
+    {
+        let conn = Connection::open(dir.0.join(DB_FILE)).unwrap();
+        for sql in [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute_batch(
+            "INSERT INTO subscribers VALUES (1, 'alpha', '', '', '', 'active', 1);
+             INSERT INTO parties (id, subscriber_id, ptype, pid, mpc, status, created_at)
+                 VALUES (1, 1, '', 'A', 'mpc-a', 'active', 1);",
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&dir.0, 16).unwrap();
+    let a = PartyKey::new("", "A");
+    assert_eq!(store.party(&a).unwrap().unwrap().mail_address, None);
+    store
+        .set_party_mail_address(&a, Some("a@a.example"))
+        .unwrap();
+    assert_eq!(store.mail_parties().unwrap().len(), 1);
+    drop(store);
+    let conn = Connection::open(dir.0.join(DB_FILE)).unwrap();
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 5);
 }
