@@ -244,8 +244,10 @@ fn document(seed: u64, len: usize) -> Vec<u8> {
 }
 
 fn sent_record(p: &Party, name: &str) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(p.dir.join("sent").join(format!("{name}.sent.json"))).unwrap())
-        .unwrap()
+    serde_json::from_slice(
+        &std::fs::read(p.dir.join("sent").join(format!("{name}.sent.json"))).unwrap(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -278,7 +280,12 @@ fn documents_by_mail_to_mail_and_across_https_both_ways() {
             assert_eq!(v["delivered"], true, "{v}");
             // The service's receipt completed the send: the document is in sent/.
             let rec = sent_record(from, &name);
-            assert!(rec["receipt_message_id"].as_str().is_some_and(|r| !r.is_empty()), "{rec}");
+            assert!(
+                rec["receipt_message_id"]
+                    .as_str()
+                    .is_some_and(|r| !r.is_empty()),
+                "{rec}"
+            );
         }
     }
     for (i, (from, to)) in routes.iter().enumerate() {
@@ -286,9 +293,20 @@ fn documents_by_mail_to_mail_and_across_https_both_ways() {
         let docs = to.poll_until(want, Duration::from_secs(90));
         for (j, data) in [&small, &large].into_iter().enumerate() {
             let p = to.dir.join("inbox").join(format!("doc-{i}-{j}.bin"));
-            let got = std::fs::read(&p)
-                .unwrap_or_else(|e| panic!("{} → {}: {} missing ({e}); inbox {docs:?}", from.id, to.id, p.display()));
-            assert!(got == *data, "{} → {}: document {j} differs", from.id, to.id);
+            let got = std::fs::read(&p).unwrap_or_else(|e| {
+                panic!(
+                    "{} → {}: {} missing ({e}); inbox {docs:?}",
+                    from.id,
+                    to.id,
+                    p.display()
+                )
+            });
+            assert!(
+                got == *data,
+                "{} → {}: document {j} differs",
+                from.id,
+                to.id
+            );
         }
     }
     // The partners' signed receipts come back the same ways.
@@ -316,13 +334,20 @@ fn documents_by_mail_to_mail_and_across_https_both_ways() {
 
 #[test]
 fn foreign_mails_and_duplicates_are_not_documents() {
-    let Some(w) = world("mail-foreign") else { return };
+    let Some(w) = world("mail-foreign") else {
+        return;
+    };
     let alice = w.party("alice", Via::Imap);
     let bob = w.party("bob", Via::Imap);
     alice.trust(&bob);
     bob.trust(&alice);
     let o = alice.send("one.txt", b"the one document", "bob");
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     // The service mails it to bob; a copy of that mail, a person's mail and spam join it.
     let mails = w.mail.wait_for_mail("bob", 1, Duration::from_secs(30));
     assert_eq!(mails.len(), 1, "{mails:?}");
@@ -346,27 +371,48 @@ fn foreign_mails_and_duplicates_are_not_documents() {
     let aside = w.mail.maildir("bob").join(".layersec-not-ours");
     let n = ["new", "cur"]
         .iter()
-        .map(|s| std::fs::read_dir(aside.join(s)).map(|d| d.count()).unwrap_or(0))
+        .map(|s| {
+            std::fs::read_dir(aside.join(s))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        })
         .sum::<usize>();
     assert_eq!(n, 2, "mails set aside in {}", aside.display());
-    assert!(w.mail.messages("bob").is_empty(), "{:?}", w.mail.messages("bob"));
+    assert!(
+        w.mail.messages("bob").is_empty(),
+        "{:?}",
+        w.mail.messages("bob")
+    );
 }
 
 #[test]
 fn a_bounce_is_retried_and_only_then_the_reason() {
-    let Some(w) = world("mail-bounce") else { return };
+    let Some(w) = world("mail-bounce") else {
+        return;
+    };
     let alice = w.party("alice", Via::Imap);
     let bob = w.party("bob", Via::Imap);
     alice.trust(&bob);
     // Alice's mails go to a domain that bounces them.
     let nowhere = format!("service@{}", w.mail.bounce_domain());
     alice.edit_config(|t| {
-        t.replace(&format!("service_address = \"{}\"", w.mail.address("service")), &format!("service_address = \"{nowhere}\""))
-            .replace("receipt_wait_secs = 60", "receipt_wait_secs = 3\nresubmit_after_secs = 1")
-            .replace("max_attempts = 48", "max_attempts = 3")
+        t.replace(
+            &format!("service_address = \"{}\"", w.mail.address("service")),
+            &format!("service_address = \"{nowhere}\""),
+        )
+        .replace(
+            "receipt_wait_secs = 60",
+            "receipt_wait_secs = 3\nresubmit_after_secs = 1",
+        )
+        .replace("max_attempts = 48", "max_attempts = 3")
     });
     let o = alice.send("lost.txt", b"never arrives", "bob");
-    assert_eq!(o.status.code(), Some(13), "submitted, receipt pending: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(13),
+        "submitted, receipt pending: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("receipt pending"));
     // The bounce alone fails nothing: the send is retried until its attempts run out.
     let t = Instant::now();
@@ -379,13 +425,18 @@ fn a_bounce_is_retried_and_only_then_the_reason() {
         std::thread::sleep(Duration::from_millis(500));
     }
     let reason = std::fs::read_to_string(alice.dir.join("failed/lost.txt.reason.txt")).unwrap();
-    assert!(reason.contains("returned undelivered") && reason.contains("5.1.1"), "{reason}");
+    assert!(
+        reason.contains("returned undelivered") && reason.contains("5.1.1"),
+        "{reason}"
+    );
     assert!(reason.contains("3 attempts"), "{reason}");
 }
 
 #[test]
 fn wrong_password_untrusted_server_and_size_limit_are_clear() {
-    let Some(w) = world("mail-refusals") else { return };
+    let Some(w) = world("mail-refusals") else {
+        return;
+    };
     let alice = w.party("alice", Via::Imap);
     let bob = w.party("bob", Via::Pop3);
     alice.trust(&bob);
@@ -393,15 +444,28 @@ fn wrong_password_untrusted_server_and_size_limit_are_clear() {
     std::fs::write(alice.dir.join("mail.pw"), "wrong\n").unwrap();
     let t = Instant::now();
     let o = alice.send("a.txt", b"hello", "bob");
-    assert_eq!(o.status.code(), Some(7), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("LS_ERR_LOGIN_FAILED") && !err.contains("alice-pw"), "{err}");
+    assert!(
+        err.contains("LS_ERR_LOGIN_FAILED") && !err.contains("alice-pw"),
+        "{err}"
+    );
     let o = bob.cmd(&["poll"]);
     assert_eq!(o.status.code(), Some(0));
     std::fs::write(bob.dir.join("mail.pw"), "wrong\n").unwrap();
     let o = bob.cmd(&["poll"]);
-    assert_eq!(o.status.code(), Some(7), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     std::fs::write(bob.dir.join("mail.pw"), "bob-pw\n").unwrap();
     std::fs::write(alice.dir.join("mail.pw"), "alice-pw\n").unwrap();
     // The queued document goes once the password is right.
@@ -413,14 +477,29 @@ fn wrong_password_untrusted_server_and_size_limit_are_clear() {
     }
     // A server whose certificate we do not trust: refused, exit 9 (TLS), nothing sent.
     let other = w.mail.other_ca_path();
-    bob.edit_config(|t| t.replace(&w.mail.ca_pem_path().display().to_string(), &other.display().to_string()));
+    bob.edit_config(|t| {
+        t.replace(
+            &w.mail.ca_pem_path().display().to_string(),
+            &other.display().to_string(),
+        )
+    });
     let o = bob.cmd(&["poll"]);
-    assert_eq!(o.status.code(), Some(9), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("LS_ERR_TLS_FAILED"));
     // The SMTP server's size limit: a permanent refusal naming it, exit 10, failed/.
     w.mail.set_message_size_limit(200_000);
     let o = alice.send("big.bin", &document(3, 1 << 20), "bob");
-    assert_eq!(o.status.code(), Some(10), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(10),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let reason = std::fs::read_to_string(alice.dir.join("failed/big.bin.reason.txt")).unwrap();
     assert!(reason.contains("200000"), "{reason}");
 }
@@ -435,11 +514,13 @@ fn kill_9_during_send_and_receive_loses_nothing_and_writes_nothing_twice() {
     const N: usize = 20;
     let outbox = alice.dir.join("outbox/bob");
     std::fs::create_dir_all(&outbox).unwrap();
-    for i in 0..N {
-        std::fs::write(outbox.join(format!("doc-{i:02}.bin")), document(i as u64 + 10, 2000 + i * 997)).unwrap();
-    }
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    for _round in 0..20 {
+    // Each round a document more joins the outbox while both daemons run, and both are killed
+    // at random moments: while sending, receiving, receipting, or idle.
+    for i in 0..N {
+        let tmp = alice.dir.join(format!("work-{i}"));
+        std::fs::write(&tmp, document(i as u64 + 10, 2000 + i * 997)).unwrap();
+        std::fs::rename(&tmp, outbox.join(format!("doc-{i:02}.bin"))).unwrap();
         let mut a = alice.spawn_run();
         let mut b = bob.spawn_run();
         seed ^= seed << 13;
@@ -468,8 +549,16 @@ fn kill_9_during_send_and_receive_loses_nothing_and_writes_nothing_twice() {
     assert_eq!(inbox.len(), N, "{inbox:?}");
     for i in 0..N {
         let got = std::fs::read(bob.dir.join(format!("inbox/doc-{i:02}.bin"))).unwrap();
-        assert!(got == document(i as u64 + 10, 2000 + i * 997), "doc {i} differs");
+        assert!(
+            got == document(i as u64 + 10, 2000 + i * 997),
+            "doc {i} differs"
+        );
     }
-    assert_eq!(alice.documents("sent").len(), N, "{:?}", alice.documents("sent"));
+    assert_eq!(
+        alice.documents("sent").len(),
+        N,
+        "{:?}",
+        alice.documents("sent")
+    );
     assert!(alice.documents("failed").is_empty());
 }

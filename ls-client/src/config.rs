@@ -113,6 +113,14 @@ pub struct EmailConfig {
     /// The connect limit and the longest wait for a mail server's answer.
     #[serde(default = "default_mail_timeout")]
     pub timeout_secs: u64,
+    /// `run` waits on the mailbox with IMAP IDLE where the server offers it (a new mail is
+    /// received at once); `false`: it lists the mailbox every `[polling] interval_secs` only.
+    #[serde(default = "default_idle")]
+    pub idle: bool,
+}
+
+fn default_idle() -> bool {
+    true
 }
 
 fn default_receipt_wait() -> u64 {

@@ -102,6 +102,7 @@ pub struct MailCarrier {
     resubmit_after: i64,
     set_aside_folder: String,
     max_mail_bytes: u64,
+    idle: bool,
     limits: Limits,
     dir: PathBuf,
     /// The service's certificates (current and previous): its answers must verify.
@@ -168,6 +169,7 @@ impl MailCarrier {
             resubmit_after: e.resubmit_after_secs as i64,
             set_aside_folder: e.set_aside_folder.clone(),
             max_mail_bytes: e.max_mail_bytes,
+            idle: e.idle,
             limits,
             dir,
             service: RwLock::new(service),
@@ -633,7 +635,7 @@ impl Carrier for MailCarrier {
     }
 
     fn wait(&self, max: Duration, stop: &AtomicBool) -> Result<bool> {
-        if self.is_pop3() {
+        if self.is_pop3() || !self.idle {
             return Ok(false);
         }
         self.with_session(|s| {
