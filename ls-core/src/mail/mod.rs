@@ -16,10 +16,15 @@
 //! limit, a refused recipient; the message names the server's reply), `BadResponse` (the server
 //! does not speak the protocol), `TooLarge` (a mail larger than the caller accepts).
 
+mod conn;
 pub mod imap;
 pub mod layout;
 pub mod pop3;
+#[cfg(test)]
+mod real_servers;
 pub mod smtp;
+#[cfg(test)]
+mod testing;
 mod tls;
 
 use crate::error::{Error, Result};
