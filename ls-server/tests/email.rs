@@ -184,8 +184,17 @@ fn mail_and_https_parties_exchange_through_the_gateway() {
         "{text}"
     );
     let logs = server.logs().join("\n");
-    for event in ["email_gateway", "mailbox_open", "mail_answered", "mailed", "delivered"] {
-        assert!(logs.contains(&format!("\"event\":\"{event}\"")), "{event}: {logs}");
+    for event in [
+        "email_gateway",
+        "mailbox_open",
+        "mail_answered",
+        "mailed",
+        "delivered",
+    ] {
+        assert!(
+            logs.contains(&format!("\"event\":\"{event}\"")),
+            "{event}: {logs}"
+        );
     }
     assert!(!logs.contains("svc-pw"), "never the password");
     // Nothing but mails for the service's mailbox went through it: none set aside.
