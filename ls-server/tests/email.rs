@@ -183,9 +183,34 @@ fn mail_and_https_parties_exchange_through_the_gateway() {
         2.0,
         "{text}"
     );
+    let logs = server.logs().join("\n");
+    for event in [
+        "email_gateway",
+        "mailbox_open",
+        "mail_answered",
+        "mailed",
+        "delivered",
+    ] {
+        assert!(
+            logs.contains(&format!("\"event\":\"{event}\"")),
+            "{event}: {logs}"
+        );
+    }
+    assert!(!logs.contains("svc-pw"), "never the password");
     // Nothing but mails for the service's mailbox went through it: none set aside.
     assert!(!text.contains("layersec_mail_set_aside_total{"), "{text}");
-    server.stop();
+
+    // A graceful stop ends the gateway's threads too (the intake waits in IDLE).
+    let t0 = std::time::Instant::now();
+    server.terminate();
+    let status = server.wait_exit(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?} after {:?}\n{}",
+        t0.elapsed(),
+        server.logs().join("\n")
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
 }
 
 /// A party's mail address from the command line and the admin API; a bad one is refused.
