@@ -108,6 +108,7 @@ bench: deps
 	bash scripts/bench-stream-e2e.sh
 	bash scripts/bench-server.sh
 	bash scripts/bench-client.sh
+	bash scripts/bench-email.sh
 	bash scripts/bench-receipts.sh
 	bash scripts/bench-lockout.sh
 

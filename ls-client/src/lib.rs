@@ -820,8 +820,10 @@ impl Client {
 }
 
 /// Failures that mean the service cannot be reached (rather than that it refused something).
+/// (A message handed over by e-mail whose answer has not come is not: the service was
+/// reached.)
 fn is_unreachable(e: &Error) -> bool {
-    e.is_transient()
+    (e.is_transient() && e.code() != ErrorCode::ReceiptPending)
         || matches!(
             e.code(),
             ErrorCode::ConnectFailed | ErrorCode::Timeout | ErrorCode::TlsFailed

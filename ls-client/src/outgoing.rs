@@ -336,6 +336,8 @@ enum Attempt {
     Failed(FailedSend, Option<Error>),
     /// Built, not pushed yet.
     Queued,
+    /// Handed over by e-mail earlier; the service's answer has not come yet (nothing was done).
+    Waiting(Sent),
 }
 
 /// How soon a job whose message was handed over by e-mail looks again for the service's
@@ -715,7 +717,7 @@ impl Client {
             }
         }
         match outcome {
-            Attempt::Delivered(s) | Attempt::Retrying(s, _) => Ok(s),
+            Attempt::Delivered(s) | Attempt::Retrying(s, _) | Attempt::Waiting(s) => Ok(s),
             Attempt::Failed(_, Some(e)) => Err(e),
             Attempt::Failed(f, None) => Err(Error::Internal(f.error.message)),
             Attempt::Queued => Err(Error::Internal("the job was not attempted".into())),
@@ -815,7 +817,12 @@ impl Client {
                 rec.last_error = Some((&e).into());
                 rec.next_attempt = now + PENDING_RECHECK_SECS;
                 write_atomic(&dir.join(JOB), &to_json(&rec))?;
-                Ok(Attempt::Retrying(self.sent_of(&rec, None), e))
+                let sent = self.sent_of(&rec, None);
+                Ok(if submitted {
+                    Attempt::Retrying(sent, e)
+                } else {
+                    Attempt::Waiting(sent)
+                })
             }
             Err(e) if is_final(&e) || rec.attempts >= self.cfg.retry.max_attempts => {
                 let what = if is_final(&e) {
@@ -1242,7 +1249,7 @@ impl Client {
                 Ok(None) => {}
                 Ok(Some(Attempt::Delivered(s))) => report.sent.push(s),
                 Ok(Some(Attempt::Failed(f, _))) => report.failed.push(f),
-                Ok(Some(Attempt::Queued)) => {}
+                Ok(Some(Attempt::Queued | Attempt::Waiting(_))) => {}
                 Ok(Some(Attempt::Retrying(s, e))) => {
                     let stop = super::is_unreachable(&e);
                     report.retrying.push(s);
