@@ -18,16 +18,20 @@ Exit codes:
       signer, untrusted, invalid certificate, key does not match certificate)
   6   malformed or hostile input (malformed, truncated, bad MIME, too deep,
       too large, decompression failed, expands beyond the limit)
-  7   wrong password or unsupported key
+  7   wrong password or unsupported key; the mail server refused our login
   8   an AS4/ebMS message breaks the protocol or the signature policy
   9   the service could not be reached or failed for now (connection, timeout,
-      TLS, HTTP status, bad response); for `send`: the document is queued and
-      `layersec run` (or the next `layersec poll`) sends it
+      TLS, HTTP status, bad response, a mail server's temporary refusal); for
+      `send`: the document is queued and `layersec run` (or the next `layersec
+      poll`) sends it
   10  refused by the service for good (an ebMS error, or a permanent HTTP
-      status such as 413: larger than the service accepts)
+      status such as 413: larger than the service accepts; a mail server's
+      permanent refusal such as its size limit)
   11  the client's state folder is busy (another process) or damaged
   12  partners fetch: the service's directory answers another certificate than
       the one we have for the partner (ours is kept; see the warning)
+  13  send by e-mail: submitted, the service's receipt not come yet (`layersec
+      run` completes the send when it comes)
   70  internal error (a bug; please report it)
 
 Errors go to stderr as `layersec: error[LS_ERR_…]: message`; with --json they are
