@@ -333,12 +333,21 @@ fn documents_by_mail_to_mail_and_across_https_both_ways() {
 }
 
 #[test]
-fn foreign_mails_and_duplicates_are_not_documents() {
+fn foreign_mails_and_duplicates_are_not_documents_imap() {
+    foreign_mails_and_duplicates(Via::Imap);
+}
+
+#[test]
+fn foreign_mails_and_duplicates_are_not_documents_pop3() {
+    foreign_mails_and_duplicates(Via::Pop3);
+}
+
+fn foreign_mails_and_duplicates(via: Via) {
     let Some(w) = world("mail-foreign") else {
         return;
     };
     let alice = w.party("alice", Via::Imap);
-    let bob = w.party("bob", Via::Imap);
+    let bob = w.party("bob", via);
     alice.trust(&bob);
     bob.trust(&alice);
     let o = alice.send("one.txt", b"the one document", "bob");
@@ -367,7 +376,6 @@ fn foreign_mails_and_duplicates_are_not_documents() {
     assert_eq!(docs.len(), 1, "{docs:?}");
     assert_eq!(bob.documents("inbox").len(), 1);
     assert_eq!(std::fs::read(&docs[0]).unwrap(), b"the one document");
-    // The two that are not ours were moved aside; the message mails are gone.
     let aside = w.mail.maildir("bob").join(".layersec-not-ours");
     let n = ["new", "cur"]
         .iter()
@@ -377,12 +385,27 @@ fn foreign_mails_and_duplicates_are_not_documents() {
                 .unwrap_or(0)
         })
         .sum::<usize>();
-    assert_eq!(n, 2, "mails set aside in {}", aside.display());
-    assert!(
-        w.mail.messages("bob").is_empty(),
-        "{:?}",
-        w.mail.messages("bob")
-    );
+    if via == Via::Imap {
+        // The two that are not ours were moved aside; the message mails are gone.
+        assert_eq!(n, 2, "mails set aside in {}", aside.display());
+        assert!(
+            w.mail.messages("bob").is_empty(),
+            "{:?}",
+            w.mail.messages("bob")
+        );
+    } else {
+        // POP3 cannot move them: they are left (and skipped); the message mails are gone.
+        assert_eq!(n, 0);
+        let left = w.mail.messages("bob");
+        assert_eq!(left.len(), 2, "{left:?}");
+        for m in left {
+            let text = std::fs::read_to_string(&m).unwrap();
+            assert!(
+                text.contains("Subject: lunch?") || text.contains("Subject: WIN"),
+                "{text}"
+            );
+        }
+    }
 }
 
 #[test]
