@@ -91,6 +91,18 @@ struct Session {
     listed: bool,
     /// Messages handed out, by eb:MessageId: removed once our receipt or error for them went.
     handed: HashMap<String, MailRef>,
+    /// Mails the server would not fetch or move in this session (a NO): skipped until the
+    /// session ends, so that one of them does not hold back the others.
+    skipped: HashSet<String>,
+}
+
+/// Whether a failure on one mail leaves the session usable (the server refused that command:
+/// the mail is skipped), rather than ending it.
+fn per_mail(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::MailStatus { .. } | Error::InvalidArgument(_) | Error::TooLarge(_)
+    )
 }
 
 /// The client's carrier over e-mail.
@@ -249,6 +261,7 @@ impl MailCarrier {
         s.queue.clear();
         s.listed = false;
         s.handed.clear();
+        s.skipped.clear();
         match s.mailbox.take() {
             Some(m) => m.close(),
             None => Ok(()),
@@ -269,6 +282,7 @@ impl MailCarrier {
             s.queue.clear();
             s.listed = false;
             s.handed.clear();
+            s.skipped.clear();
         }
         r
     }
@@ -302,8 +316,10 @@ impl MailCarrier {
         }
         let not_ours: HashSet<&String> = st.not_ours.iter().collect();
         let known: HashSet<&String> = st.known.iter().collect();
+        let skipped = &s.skipped;
         Ok(all
             .into_iter()
+            .filter(|m| !skipped.contains(&m.uid))
             .filter(|m| {
                 if pop3 {
                     !not_ours.contains(&m.uid) && (!only_new || !known.contains(&m.uid))
@@ -476,7 +492,13 @@ impl MailCarrier {
         self.with_session(|s| {
             let new = self.list(s, true)?;
             for m in new {
-                self.classify(s, &m, true)?;
+                match self.classify(s, &m, true) {
+                    Ok(_) => {}
+                    Err(e) if per_mail(&e) => {
+                        s.skipped.insert(m.uid.clone());
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             if self.is_pop3() {
                 // A POP3 session sees the maildrop as it was at login.
@@ -588,6 +610,13 @@ impl Carrier for MailCarrier {
                     }));
                 }
                 Ok(Kind::Done) => continue,
+                Err(e) if per_mail(&e) => {
+                    // The server would not fetch or move this one: the others go on.
+                    if s.skipped.len() < 10_000 {
+                        s.skipped.insert(m.uid.clone());
+                    }
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         })

@@ -670,11 +670,9 @@ impl Exchange<'_> {
             "application/soap+xml" | "text/xml" | "multipart/related"
         ) {
             let whole = r.read_whole(MAX_SIGNAL_BYTES)?;
-            return Err(expect_ebms(&whole, req_len)
-                .err()
-                .unwrap_or_else(|| {
-                    Error::BadResponse("the service's answer is not an ebMS message".into())
-                }));
+            return Err(expect_ebms(&whole, req_len).err().unwrap_or_else(|| {
+                Error::BadResponse("the service's answer is not an ebMS message".into())
+            }));
         }
         let removed = || {
             let _ = std::fs::remove_file(spool);

@@ -110,10 +110,29 @@ fn is_atext(c: u8) -> bool {
 /// The domain a `Message-ID` gets for an eb:MessageId that has none.
 const NO_DOMAIN: &str = "ebms.invalid";
 
+/// The domain of a `Message-ID` that stands for an eb:MessageId too long for a header line.
+const HASHED_DOMAIN: &str = "ebms-sha256.invalid";
+
+/// The longest `Message-ID` written out as the id itself; a longer one is its SHA-256.
+const MAX_ID_HEADER: usize = 400;
+
 /// The `Message-ID` (with angle brackets) for an eb:MessageId: the id itself where RFC 5322
 /// allows it, its other characters percent-encoded (`%` too), `@ebms.invalid` added to an id
-/// without `@`. [`eb_message_id`] reverses it.
+/// without `@`. [`eb_message_id`] reverses it. An id whose header would be longer than 400
+/// characters (mail servers refuse lines over 998) is `<sha256-hex@ebms-sha256.invalid>`
+/// instead, which names no eb:MessageId ([`eb_message_id`] gives `None`).
 pub fn message_id_header(eb_id: &str) -> String {
+    let h = message_id_header_full(eb_id);
+    if h.len() <= MAX_ID_HEADER {
+        return h;
+    }
+    format!(
+        "<{}@{HASHED_DOMAIN}>",
+        crate::bytes::hex(&openssl::sha::sha256(eb_id.as_bytes()))
+    )
+}
+
+fn message_id_header_full(eb_id: &str) -> String {
     let (left, right) = match eb_id.rsplit_once('@') {
         Some((l, r)) if !l.is_empty() && !r.is_empty() => (l, r),
         _ => (eb_id, NO_DOMAIN),
@@ -145,6 +164,9 @@ pub fn eb_message_id(header: &str) -> Option<String> {
     let v = v.strip_prefix('<').unwrap_or(v);
     let v = v.split('>').next().unwrap_or(v).trim();
     let (left, right) = v.rsplit_once('@')?;
+    if right == HASHED_DOMAIN {
+        return None;
+    }
     let dec = |s: &str| -> Option<String> {
         String::from_utf8(crate::bytes::percent_decode_strict(s)?).ok()
     };
@@ -276,6 +298,13 @@ pub fn compose(
             for (name, value) in &e.headers {
                 if name == "content-transfer-encoding" || name == "content-length" {
                     continue;
+                }
+                // RFC 5322 field names: printable ASCII but the colon (a bare CR in a name
+                // would become a line end on the way).
+                if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+                    return Err(Error::MalformedMime(
+                        "a part header name a mail cannot carry".into(),
+                    ));
                 }
                 field(&mut out, &header_name(name), &one_line(value)?);
             }
@@ -449,6 +478,10 @@ mod tests {
             "<abc@acme.example>",
             "a usual id stays as it is"
         );
+        let long = format!("{}@acme.example", "ü".repeat(300));
+        let h = message_id_header(&long);
+        assert!(h.len() < 100 && h.ends_with("@ebms-sha256.invalid>"), "{h}");
+        assert_eq!(eb_message_id(&h), None);
     }
 
     #[test]
