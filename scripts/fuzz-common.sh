@@ -133,6 +133,9 @@ seed_dirs() {
       mime_entity)
         copy_seeds "$s" \( -path './cms/*' -o -name '*.as4in' -o -name '*.as4out' \)
         cp "$sealed/smime.eml" "$s/" ;;
+      mail_read)
+        copy_seeds "$s" \( -name '*.as4in' -o -name '*.as4out' -o -name '*.eml' \)
+        cp "$sealed/smime.eml" "$s/" ;;
       as4_xml)
         copy_seeds "$s" -path './as4/*' -name '*.xml' ;;
       as4_package)

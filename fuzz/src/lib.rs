@@ -93,8 +93,14 @@ pub fn cms_open(data: &[u8]) {
     let streamed = ls_core::open_stream(&mut &data[..], &mut out, &opts);
     match (&in_memory, &streamed) {
         (Ok(m), Ok(s)) => {
-            assert!(m.document == out, "open_stream wrote another document than open");
-            assert_eq!(m.signer, s.signer, "open_stream and open name other signers");
+            assert!(
+                m.document == out,
+                "open_stream wrote another document than open"
+            );
+            assert_eq!(
+                m.signer, s.signer,
+                "open_stream and open name other signers"
+            );
             assert_eq!(s.size, out.len() as u64);
         }
         (Err(_), Ok(_)) => panic!("open_stream accepted what open refused: {in_memory:?}"),
@@ -300,7 +306,10 @@ fn spools_alike(
         // Both refuse. The codes agree, except that the spooler applies the part-count limit
         // as delimiters arrive, before it has read the headers of earlier parts, so a body
         // over the limit with a bad header before may be refused for either reason first.
-        (Err(a), Err(b)) if [&a, &b].iter().any(|e| e.to_string().contains("MIME parts")) => {}
+        (Err(a), Err(b))
+            if [&a, &b]
+                .iter()
+                .any(|e| e.to_string().contains("MIME parts")) => {}
         (Err(a), Err(b)) => assert_eq!(a.code(), b.code(), "spool/parse: {a} / {b}"),
         (a, b) => panic!(
             "spool/parse disagree: parse {:?}, spool {:?}",
@@ -471,5 +480,32 @@ pub fn coordination_contracts(data: &[u8]) {
         let _ = directory::party_of_path(s);
         let _ = directory::check_party_id(s);
         let _ = rollover::rollover_url(s);
+    }
+}
+
+/// A mail from a mailbox (anyone can send one): read as an AS4 message, a bounce or not ours,
+/// never a panic; what is read as an AS4 message and written again as a mail is read back as
+/// the same message.
+pub fn mail_read(data: &[u8]) {
+    use ls_core::as4::xml::Limits;
+    use ls_core::mail::layout::{self, Content};
+    let limits = Limits::default();
+    if let Content::As4 {
+        content_type, body, ..
+    } = layout::read(data, &limits)
+    {
+        let Ok(mail) = layout::compose(
+            &content_type,
+            &body,
+            "a@example.test",
+            "b@example.test",
+            &limits,
+        ) else {
+            return;
+        };
+        match layout::read(&mail, &limits) {
+            Content::As4 { .. } => {}
+            other => panic!("a mail we wrote is not read back as AS4: {other:?}"),
+        }
     }
 }
