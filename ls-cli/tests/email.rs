@@ -425,7 +425,7 @@ fn a_bounce_is_retried_and_only_then_the_reason() {
         )
         .replace(
             "receipt_wait_secs = 60",
-            "receipt_wait_secs = 3\nresubmit_after_secs = 1",
+            "receipt_wait_secs = 3\nresubmit_after_secs = 60",
         )
         .replace("max_attempts = 48", "max_attempts = 3")
     });
@@ -584,4 +584,49 @@ fn kill_9_during_send_and_receive_loses_nothing_and_writes_nothing_twice() {
         alice.documents("sent")
     );
     assert!(alice.documents("failed").is_empty());
+}
+
+#[test]
+fn a_forged_copy_is_set_aside_unanswered_and_the_real_one_still_arrives() {
+    let Some(w) = world("mail-forged") else {
+        return;
+    };
+    let alice = w.party("alice", Via::Imap);
+    let bob = w.party("bob", Via::Imap);
+    alice.trust(&bob);
+    bob.trust(&alice);
+    let o = alice.send("real.txt", &document(7, 3000), "bob");
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Bob's mail with the real message is taken out of the mailbox; a copy with one payload
+    // character changed (same MessageId, From alice) comes first.
+    let mails = w.mail.wait_for_mail("bob", 1, Duration::from_secs(30));
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let real = std::fs::read(&mails[0]).unwrap();
+    std::fs::remove_file(&mails[0]).unwrap();
+    let mut forged = real.clone();
+    let at = forged.len() - 300;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    w.mail.deliver_raw("bob", &forged);
+    let o = bob.ok(&["poll", "--json"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(bob.documents("inbox").is_empty(), "{out}");
+    assert!(out.contains("\"set_aside\":1"), "{out}");
+    // Not refused: no failure record, no notice to alice.
+    let failed_in = bob.dir.join("state/incoming-failed");
+    let records = std::fs::read_dir(&failed_in)
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(records, 0, "{}", failed_in.display());
+    let log = std::fs::read_to_string(bob.dir.join("state/mail/set-aside.jsonl")).unwrap();
+    assert!(log.contains("from alice"), "{log}");
+    // The real one, offered after, is written.
+    w.mail.deliver_raw("bob", &real);
+    let docs = bob.poll_until(1, Duration::from_secs(30));
+    assert_eq!(docs.len(), 1);
+    assert_eq!(std::fs::read(&docs[0]).unwrap(), document(7, 3000));
 }

@@ -911,6 +911,15 @@ impl Config {
                 "a folder name of printable ASCII characters is expected",
             ));
         }
+        if !(60..=7 * 86_400).contains(&e.resubmit_after_secs) {
+            return Err(self.invalid(
+                "email.resubmit_after_secs",
+                "60 to 604800 seconds (7 days) is expected",
+            ));
+        }
+        if e.receipt_wait_secs > 86_400 {
+            return Err(self.invalid("email.receipt_wait_secs", "0 to 86400 seconds is expected"));
+        }
         if e.timeout_secs == 0 || e.max_mail_bytes < 64 * 1024 {
             return Err(self.invalid(
                 "email.timeout_secs",

@@ -50,6 +50,10 @@ pub(crate) const MAIL: &str = "mail";
 struct Submitted {
     submissions: u32,
     last: i64,
+    /// A bounce of the last submission was reported to the sender of the message (the next
+    /// attempt submits again).
+    #[serde(default)]
+    bounce_reported: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -115,6 +119,9 @@ pub struct MailCarrier {
     set_aside_folder: String,
     max_mail_bytes: u64,
     idle: bool,
+    /// Messages signed longer ago than this are set aside: the journal may have forgotten
+    /// that it took them (a mail can be replayed by anyone who kept a copy).
+    max_age_secs: i64,
     limits: Limits,
     dir: PathBuf,
     /// The service's certificates (current and previous): its answers must verify.
@@ -182,6 +189,10 @@ impl MailCarrier {
             set_aside_folder: e.set_aside_folder.clone(),
             max_mail_bytes: e.max_mail_bytes,
             idle: e.idle,
+            max_age_secs: (cfg.limits.remember_delivered_hours as i64)
+                .saturating_mul(3600)
+                .saturating_sub(86_400)
+                .max(86_400),
             limits,
             dir,
             service: RwLock::new(service),
@@ -365,7 +376,7 @@ impl MailCarrier {
             match mb.fetch(m, max) {
                 Ok(r) => r,
                 Err(Error::TooLarge(_)) => {
-                    self.set_aside(s, m, "larger than [email] max_mail_bytes")?;
+                    self.move_aside(s, m, "larger than [email] max_mail_bytes")?;
                     return Ok(Kind::Done);
                 }
                 Err(e) => return Err(e),
@@ -378,11 +389,20 @@ impl MailCarrier {
                 let messaging = match exchange::peek(&content_type, &body, &self.limits) {
                     Ok(x) => x,
                     Err(_) => {
-                        self.set_aside(s, m, "an unreadable ebMS header")?;
+                        self.move_aside(s, m, "an unreadable ebMS header")?;
                         return Ok(Kind::Done);
                     }
                 };
                 if let Some(um) = messaging.user_messages.first() {
+                    let signed_at = ls_core::time::parse_date_time(&um.info.timestamp);
+                    if signed_at.is_some_and(|t| now_unix().saturating_sub(t) > self.max_age_secs) {
+                        self.move_aside(
+                            s,
+                            m,
+                            "a message signed longer ago than the journal remembers (a replay?)",
+                        )?;
+                        return Ok(Kind::Done);
+                    }
                     self.classified(m, false)?;
                     if only_answers {
                         return Ok(Kind::Done);
@@ -393,17 +413,26 @@ impl MailCarrier {
                         eb_id: um.info.message_id.clone(),
                     });
                 }
-                let answer_to = messaging.signals.first().and_then(|sig| match sig.signal {
-                    Signal::Receipt { .. } | Signal::Error(_) => sig.info.ref_to_message_id.clone(),
-                    Signal::PullRequest { .. } => None,
+                // An answer is a receipt or an error (other than "nothing to pull", which answers
+                // a pull request) for a message we submitted.
+                let answer_to = messaging.signals.first().and_then(|sig| match &sig.signal {
+                    Signal::Receipt { .. } => sig.info.ref_to_message_id.clone(),
+                    Signal::Error(errs) if !errs.iter().any(|e| e.code == "EBMS:0006") => {
+                        sig.info.ref_to_message_id.clone()
+                    }
+                    _ => None,
                 });
-                let Some(to) = answer_to else {
-                    self.set_aside(s, m, "a signal that answers nothing")?;
+                let is_receipt = messaging
+                    .signals
+                    .first()
+                    .is_some_and(|sig| matches!(sig.signal, Signal::Receipt { .. }));
+                let Some(to) = answer_to.filter(|id| self.submitted_path(id).exists()) else {
+                    self.move_aside(s, m, "a signal that answers nothing we sent")?;
                     return Ok(Kind::Done);
                 };
                 if let Err(e) = self.verify_answer(&content_type, &body) {
                     // Not the service's: it neither completes nor fails anything.
-                    self.set_aside(
+                    self.move_aside(
                         s,
                         m,
                         &format!("an answer that does not verify ({})", e.code()),
@@ -411,7 +440,21 @@ impl MailCarrier {
                     return Ok(Kind::Done);
                 }
                 let path = self.answer_path(&to);
-                if !path.exists() {
+                // A receipt takes the place of an error kept before (the job checks a receipt
+                // against what it sent, and discards one that is not its own).
+                let replace = match self.read_answer(&to)? {
+                    None => true,
+                    Some(old) => {
+                        is_receipt
+                            && !exchange::peek(&old.content_type, &old.body, &self.limits)
+                                .is_ok_and(|m| {
+                                    m.signals
+                                        .first()
+                                        .is_some_and(|x| matches!(x.signal, Signal::Receipt { .. }))
+                                })
+                    }
+                };
+                if replace {
                     let mut data = content_type.replace(['\r', '\n'], " ").into_bytes();
                     data.push(b'\n');
                     data.extend_from_slice(&body);
@@ -443,21 +486,46 @@ impl MailCarrier {
                         self.classified(m, false)?;
                         self.mailbox(s)?.delete(m)?;
                     }
-                    None => self.set_aside(s, m, "a bounce of a mail we did not send")?,
+                    None => self.move_aside(s, m, "a bounce of a mail we did not send")?,
                 }
                 Ok(Kind::Done)
             }
             Content::NotOurs(why) => {
-                self.set_aside(s, m, &why)?;
+                self.move_aside(s, m, &why)?;
                 Ok(Kind::Done)
             }
         }
     }
 
-    fn set_aside(&self, s: &mut Session, m: &MailRef, _why: &str) -> Result<()> {
+    fn move_aside(&self, s: &mut Session, m: &MailRef, why: &str) -> Result<()> {
         let folder = self.set_aside_folder.clone();
         self.mailbox(s)?.set_aside(m, &folder)?;
-        self.classified(m, true)
+        self.classified(m, true)?;
+        self.log_set_aside(m, why);
+        Ok(())
+    }
+
+    /// One line per mail set aside in `state/mail/set-aside.jsonl` (the previous MiB kept as
+    /// `.1`): nothing is taken out of the way without a trace.
+    fn log_set_aside(&self, m: &MailRef, why: &str) {
+        use std::io::Write;
+        let path = self.dir.join("set-aside.jsonl");
+        if std::fs::metadata(&path).is_ok_and(|md| md.len() > 1 << 20) {
+            let _ = std::fs::rename(&path, self.dir.join("set-aside.jsonl.1"));
+        }
+        let line = serde_json::json!({
+            "at": ls_core::time::iso8601(now_unix()),
+            "uid": layout::printable(&m.uid),
+            "size": m.size,
+            "why": layout::printable(why),
+        });
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
     }
 
     /// Whether an answer mail is the service's: its signature verifies with the service's
@@ -509,21 +577,28 @@ impl MailCarrier {
     }
 }
 
+/// `MailStatus` code of a delivery-status notification (not an SMTP reply).
+pub(crate) const BOUNCE: u16 = 0;
+
+/// The message to be submitted, at most `max` bytes (a mail in base64 is about 4/3 of it).
+fn read_body(body: &mut dyn Read, len: u64, max: u64) -> Result<Vec<u8>> {
+    if len > max {
+        return Err(Error::Refused(format!(
+            "the message of {len} bytes is larger than e-mail carries here ([email] \
+             max_mail_bytes = {max})"
+        )));
+    }
+    let mut v = Vec::new();
+    body.take(max.saturating_add(1))
+        .read_to_end(&mut v)
+        .map_err(|e| Error::io("cannot read the message", e))?;
+    Ok(v)
+}
+
 impl Carrier for MailCarrier {
     fn send(&self, out: Outbound<'_>) -> Result<Option<HttpResponse>> {
-        let mut body = Vec::new();
-        out.body
-            .take(self.max_mail_bytes.saturating_add(1))
-            .read_to_end(&mut body)
-            .map_err(|e| Error::io("cannot read the message", e))?;
-        if body.len() as u64 > self.max_mail_bytes {
-            return Err(Error::Refused(format!(
-                "the message of {} bytes is larger than e-mail carries here ([email] \
-                 max_mail_bytes = {})",
-                out.len, self.max_mail_bytes
-            )));
-        }
         if let Some(ref_to) = out.ref_to {
+            let body = read_body(out.body, out.len, self.max_mail_bytes)?;
             // Our receipt or error for a message we received: handed over, then that
             // message's mail can go.
             self.submit(out.content_type, &body)?;
@@ -546,6 +621,17 @@ impl Carrier for MailCarrier {
         let now = now_unix();
         let bounce: Option<BounceRecord> = read_json(&self.bounce_path(id))?;
         let bounced = bounce.filter(|b| sub.submissions > 0 && b.at >= sub.last);
+        if let Some(b) = &bounced {
+            if !sub.bounce_reported {
+                // Unsigned, so a hint only: the sender's next attempt submits again.
+                sub.bounce_reported = true;
+                write_atomic(&sub_path, &to_json(&sub))?;
+                return Err(Error::MailStatus {
+                    code: BOUNCE,
+                    message: b.reason.clone(),
+                });
+            }
+        }
         if bounced.is_none()
             && sub.submissions > 0
             && now.saturating_sub(sub.last) < self.resubmit_after
@@ -556,17 +642,13 @@ impl Carrier for MailCarrier {
                 now.saturating_sub(sub.last)
             )));
         }
+        let body = read_body(out.body, out.len, self.max_mail_bytes)?;
         self.submit(out.content_type, &body)?;
         sub.submissions += 1;
         sub.last = now;
+        sub.bounce_reported = false;
         write_atomic(&sub_path, &to_json(&sub))?;
-        if let Some(b) = bounced {
-            let _ = std::fs::remove_file(self.bounce_path(id));
-            return Err(Error::MailStatus {
-                code: 0,
-                message: format!("{} (submitted again)", b.reason),
-            });
-        }
+        let _ = std::fs::remove_file(self.bounce_path(id));
         Err(Error::ReceiptPending(format!(
             "submitted by e-mail to {}; the service's receipt has not come yet",
             self.service_address
@@ -642,6 +724,7 @@ impl Carrier for MailCarrier {
 
     fn await_answer(&self, message_id: &str, max: Duration, stop: &AtomicBool) -> Result<bool> {
         let deadline = Instant::now() + max;
+        let mut pause = Duration::from_secs(1);
         loop {
             if self.answer_path(message_id).exists() {
                 return Ok(true);
@@ -657,9 +740,11 @@ impl Carrier for MailCarrier {
             let left = deadline.saturating_duration_since(Instant::now());
             let woke = self.wait(left.min(Duration::from_secs(5)), stop)?;
             if !woke {
-                let pause = left.min(Duration::from_millis(250));
+                // Without IDLE: a look every 1, 2, 4, 5, 5 … s (a POP3 look is a login).
+                let pause = left.min(pause);
                 std::thread::sleep(pause);
             }
+            pause = (pause * 2).min(Duration::from_secs(5));
         }
     }
 
@@ -668,11 +753,49 @@ impl Carrier for MailCarrier {
             return Ok(false);
         }
         self.with_session(|s| {
-            let mb = self.mailbox(s)?;
+            // Only on a session a poll opened: never a login of its own (a wrong password
+            // would otherwise be tried at every turn of the daemon, past the poll's back-off).
+            let Some(mb) = s.mailbox.as_mut() else {
+                return Ok(false);
+            };
             if !mb.can_idle() {
                 return Ok(false);
             }
             mb.wait(max, stop)
         })
+    }
+
+    fn authenticates_origin(&self) -> bool {
+        false
+    }
+
+    fn set_aside(&self, message_id: &str, why: &str) -> Result<()> {
+        self.with_session(|s| {
+            let Some(m) = s.handed.remove(message_id) else {
+                return Ok(());
+            };
+            self.move_aside(s, &m, why)
+        })
+    }
+
+    fn discard_answer(&self, message_id: &str) {
+        let _ = std::fs::remove_file(self.answer_path(message_id));
+    }
+
+    fn forget(&self, message_id: &str) {
+        for p in [
+            self.answer_path(message_id),
+            self.submitted_path(message_id),
+            self.bounce_path(message_id),
+        ] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    fn end_round(&self) -> Result<()> {
+        if !self.is_pop3() {
+            return Ok(());
+        }
+        self.with_session(|s| self.close(s))
     }
 }

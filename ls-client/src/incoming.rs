@@ -173,6 +173,9 @@ pub struct PollReport {
     pub duplicates: usize,
     /// Messages not accepted (not written, not receipted).
     pub failed: Vec<IncomingFailure>,
+    /// By e-mail: messages whose signature did not verify, set aside unanswered (each with
+    /// its reason in `state/mail/set-aside.jsonl`).
+    pub set_aside: usize,
     /// Receipts the service refused (the documents are in `inbox/`).
     pub receipt_errors: Vec<Problem>,
     /// Partners' signed refusal notices of messages we sent.
@@ -233,6 +236,10 @@ enum Fault {
     Skip(Error),
     /// We are (disk, journal) or the service is at fault: stop the poll.
     Stop(Error),
+    /// On a carrier that does not vouch for where a message comes from (e-mail), a message
+    /// whose signature did not verify: set aside, not answered (a refusal notice would answer
+    /// whoever forged it) and not recorded. The service offers a genuine one again.
+    Aside(Error),
 }
 
 /// The journal key of a message: `hex(sha256(sender || 0 || MessageId))`.
@@ -352,6 +359,8 @@ impl Client {
         self.prune_journal()?;
         let mut report = PollReport::default();
         let result = self.poll_locked(&mut on_document, &mut report, stop);
+        // A POP3 session ends with the poll: its deletions take effect, its lock goes.
+        let result = result.and(self.transport.end_round());
         let now = time::now_unix();
         let prev: Option<PollStatus> = read_json(&self.state(STATUS)).unwrap_or(None);
         let reached = match &result {
@@ -436,6 +445,7 @@ impl Client {
                 continue;
             }
             let crashes = prev.as_ref().map_or(0, |f| f.crashes);
+            let verified = std::cell::Cell::new(false);
             let outcome = if crashes >= QUARANTINE_AFTER {
                 Err(Fault::Refuse(
                     Error::Internal(format!(
@@ -454,6 +464,7 @@ impl Client {
                         &sender,
                         &message_id,
                         &key,
+                        &verified,
                         on_document,
                         report,
                     )
@@ -466,6 +477,15 @@ impl Client {
                         FailureClass::Quarantined,
                     ))
                 })
+            };
+            // By e-mail, what did not verify may come from anyone: set aside, no answer.
+            let outcome = match outcome {
+                Err(Fault::Refuse(e, _) | Fault::Skip(e))
+                    if !verified.get() && !self.transport.authenticates_origin() =>
+                {
+                    Err(Fault::Aside(e))
+                }
+                other => other,
             };
             // The service is no party: a refusal notice could not reach it. What it sent that we
             // cannot take is left with it (and, after a few offers, an ebMS error tells it).
@@ -507,6 +527,12 @@ impl Client {
                     };
                     report.failed.push((&f).into());
                 }
+                Err(Fault::Aside(e)) => {
+                    self.clear_in_flight();
+                    self.transport
+                        .set_aside(&message_id, &format!("from {sender}: {e}"))?;
+                    report.set_aside += 1;
+                }
                 Err(Fault::Stop(e)) => return Err(e),
             }
         }
@@ -522,6 +548,7 @@ impl Client {
         sender: &str,
         message_id: &str,
         key: &str,
+        verified: &std::cell::Cell<bool>,
         on_document: &mut dyn FnMut(&Received),
         report: &mut PollReport,
     ) -> std::result::Result<(), Fault> {
@@ -619,6 +646,7 @@ impl Client {
                 let class = MessageFailure::of(&e).class();
                 Fault::Refuse(e, class)
             })?;
+        verified.set(true);
         let um = incoming.messaging.user_messages.first().ok_or_else(|| {
             Fault::Refuse(
                 Error::InvalidEbms("no UserMessage".into()),

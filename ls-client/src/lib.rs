@@ -823,7 +823,8 @@ impl Client {
 /// (A message handed over by e-mail whose answer has not come is not: the service was
 /// reached.)
 fn is_unreachable(e: &Error) -> bool {
-    (e.is_transient() && e.code() != ErrorCode::ReceiptPending)
+    let bounce = matches!(e, Error::MailStatus { code, .. } if *code == email::BOUNCE);
+    (e.is_transient() && e.code() != ErrorCode::ReceiptPending && !bounce)
         || matches!(
             e.code(),
             ErrorCode::ConnectFailed | ErrorCode::Timeout | ErrorCode::TlsFailed

@@ -342,7 +342,7 @@ enum Attempt {
 
 /// How soon a job whose message was handed over by e-mail looks again for the service's
 /// answer (a look reads a file; the mailbox is read by the poll).
-const PENDING_RECHECK_SECS: i64 = 2;
+const PENDING_RECHECK_SECS: i64 = 5;
 
 /// A new job id: sortable by creation time.
 /// Seal the document file `doc` for `rcpt` into the file `path` (synced), in constant memory:
@@ -707,9 +707,12 @@ impl Client {
             // By e-mail the service's receipt comes later: wait for it a while, then the send
             // is completed now, or by `run`.
             let wait = Duration::from_secs(e.receipt_wait_secs);
+            // The message is submitted and journalled: a mailbox that cannot be read now
+            // leaves it pending (never an error that would make the caller send it again).
             if self
                 .transport
-                .await_answer(&s.message_id, wait, &crate::NEVER)?
+                .await_answer(&s.message_id, wait, &crate::NEVER)
+                .unwrap_or(false)
             {
                 if let Some(rec) = read_json::<JobRecord>(&dir.join(JOB))? {
                     outcome = self.attempt(&dir, rec)?;
@@ -758,10 +761,23 @@ impl Client {
         let now = time::now_unix();
         // By e-mail: submitted as often as attempts allow and still unanswered when it would be
         // submitted again: failed, with a bounce as the reason if one came.
-        let before = self.transport.pending(&rec.message_id);
-        if let Some(p) = before.as_ref().filter(|p| {
-            !p.answered && p.due && p.submissions > 0 && rec.attempts >= self.cfg.retry.max_attempts
-        }) {
+        let mut before = self.transport.pending(&rec.message_id);
+        let gives_up = |p: &Option<ls_core::transport::Pending>| {
+            p.as_ref().is_some_and(|p| {
+                !p.answered
+                    && p.due
+                    && p.submissions > 0
+                    && rec.attempts >= self.cfg.retry.max_attempts
+            })
+        };
+        if gives_up(&before) {
+            // The answer may be in the mailbox, not read yet: a look first.
+            let _ = self
+                .transport
+                .await_answer(&rec.message_id, Duration::ZERO, &crate::NEVER);
+            before = self.transport.pending(&rec.message_id);
+        }
+        if let Some(p) = before.as_ref().filter(|_| gives_up(&before)) {
             let e = match &p.bounced {
                 Some(reason) => Error::MailStatus {
                     code: 0,
@@ -1023,6 +1039,8 @@ impl Client {
         }
         self.fail_at("finish:after-move")?;
         self.retire_job_folder(dir)?;
+        // What the carrier kept for the message (e-mail: its answer, submissions, a bounce).
+        self.transport.forget(&rec.message_id);
         let path = target_dir.join(&name);
         Ok(match &rec.outcome {
             Outcome::Sent { .. } => Attempt::Delivered(self.sent_of(rec, Some(path))),
@@ -1251,7 +1269,9 @@ impl Client {
                 Ok(Some(Attempt::Failed(f, _))) => report.failed.push(f),
                 Ok(Some(Attempt::Queued | Attempt::Waiting(_))) => {}
                 Ok(Some(Attempt::Retrying(s, e))) => {
-                    let stop = super::is_unreachable(&e);
+                    // A refused login too: the same password for the next job would be refused
+                    // again (and count against the account).
+                    let stop = super::is_unreachable(&e) || e.code() == ErrorCode::LoginFailed;
                     report.retrying.push(s);
                     if stop {
                         // The service is unreachable: the other due jobs wait for the next run.

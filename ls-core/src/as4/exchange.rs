@@ -618,9 +618,15 @@ impl Exchange<'_> {
             message_id: &built.message_id,
             ref_to: None,
         })?)?;
-        let receipt = self.read_signal(r, built.body.len(), "the message")?;
-        message::check_receipt(&receipt, built)?;
-        Ok(receipt)
+        let checked = self
+            .read_signal(r, built.body.len(), "the message")
+            .and_then(|receipt| message::check_receipt(&receipt, built).map(|()| receipt));
+        if let Err(e) = &checked {
+            if !matches!(e, Error::EbmsError { .. }) {
+                self.transport.discard_answer(&built.message_id);
+            }
+        }
+        checked
     }
 
     /// Push a built UserMessage of `len` bytes read from `body` (a journalled message file),
@@ -642,9 +648,19 @@ impl Exchange<'_> {
             ref_to: None,
         })?)?;
         let sent = usize::try_from(len).unwrap_or(usize::MAX);
-        let receipt = self.read_signal(r, sent, "the message")?;
-        message::check_receipt_of(&receipt, message_id, references)?;
-        Ok(receipt)
+        let checked = self
+            .read_signal(r, sent, "the message")
+            .and_then(|receipt| {
+                message::check_receipt_of(&receipt, message_id, references).map(|()| receipt)
+            });
+        if let Err(e) = &checked {
+            if !matches!(e, Error::EbmsError { .. }) {
+                // Not the answer to what we sent (a carrier that answers later may have taken
+                // another message's): the next one is looked at.
+                self.transport.discard_answer(message_id);
+            }
+        }
+        checked
     }
 
     /// [`Exchange::pull`], the response received into the file `spool` (created, or

@@ -461,11 +461,44 @@ pub trait Carrier: Send + Sync {
     }
 
     /// Wait up to `max` (or until `stop`) for something new to receive, where the carrier can
-    /// be told (IMAP IDLE); whether something came. `Ok(false)` at once where it cannot (the
-    /// caller sleeps as usual).
+    /// be told (IMAP IDLE) and is connected already (it never logs in for this); whether
+    /// something came. `Ok(false)` at once where it cannot (the caller sleeps as usual).
     fn wait(&self, max: std::time::Duration, stop: &std::sync::atomic::AtomicBool) -> Result<bool> {
         let _ = (max, stop);
         Ok(false)
+    }
+
+    /// Whether where a received message comes from is vouched for by the carrier (HTTPS: the
+    /// service, over TLS, authenticated its sender) or only by the message's own signature
+    /// (e-mail: anyone can send a mail). On the latter, a message whose signature does not
+    /// verify is not refused (a refusal would answer a forger) but set aside.
+    fn authenticates_origin(&self) -> bool {
+        true
+    }
+
+    /// Take the received message `message_id` out of the way without answering it (see
+    /// [`Carrier::authenticates_origin`]); `why` is recorded.
+    fn set_aside(&self, message_id: &str, why: &str) -> Result<()> {
+        let _ = (message_id, why);
+        Ok(())
+    }
+
+    /// The answer returned for `message_id` did not check out (not the receipt of what we
+    /// sent): forget it, so that the next one can be taken.
+    fn discard_answer(&self, message_id: &str) {
+        let _ = message_id;
+    }
+
+    /// The message `message_id` is finished (sent or failed): what the carrier kept for it
+    /// can go.
+    fn forget(&self, message_id: &str) {
+        let _ = message_id;
+    }
+
+    /// A poll is over: end what must not stay open until the next (a POP3 session holds the
+    /// maildrop locked, and its deletions take effect when it ends).
+    fn end_round(&self) -> Result<()> {
+        Ok(())
     }
 }
 
