@@ -336,8 +336,8 @@ pub struct EmailSection {
     /// The folder mails that are not AS4 messages (and bounces) are moved to.
     #[serde(default = "default_set_aside_folder")]
     pub set_aside_folder: String,
-    /// The largest mail read or sent; default: `limits.max_message_bytes` in base64 (4/3)
-    /// plus 64 KiB.
+    /// The largest mail read or sent (a message in base64, 4/3 of its size, and its header);
+    /// default [`DEFAULT_MAIL_BYTES`] (64 MiB), as the client's.
     pub max_mail_bytes: Option<u64>,
 }
 
@@ -355,6 +355,10 @@ fn default_set_aside_folder() -> String {
 pub const MAX_EMAIL_POLL_SECS: u64 = 3600;
 /// The smallest `email.max_mail_bytes`: a signed receipt must fit.
 pub const MIN_MAIL_BYTES: u64 = 64 * 1024;
+/// The default `email.max_mail_bytes` (64 MiB, the client's default too): mail systems rarely
+/// take more, and a mail is held in memory whole. Not derived from `limits.max_message_bytes`
+/// (4 GiB by default: a mail of that size would be read whole, in base64, several times).
+pub const DEFAULT_MAIL_BYTES: u64 = 64 << 20;
 
 impl EmailSection {
     /// Check what can be checked without reading files or the environment. Errors name the
@@ -430,10 +434,19 @@ impl EmailSection {
             return Err("email.redeliver_after_secs: at least 1".into());
         }
         let f = &self.set_aside_folder;
-        if f.trim().is_empty() || f.chars().any(char::is_control) || f.len() > 200 {
-            return Err(
-                "email.set_aside_folder: expected a folder name (no control characters)".into(),
-            );
+        // The IMAP client's own rule (printable ASCII): a name it would refuse at each mail
+        // is refused here, at start.
+        if let Err(e) = ls_core::mail::imap::check_folder_name(f) {
+            return Err(format!(
+                "email.set_aside_folder = {f:?}: {}",
+                core_message(&e)
+            ));
+        }
+        if f.trim().is_empty() || f.len() > 200 {
+            return Err(format!(
+                "email.set_aside_folder = {f:?}: expected a folder name (printable ASCII, at \
+                 most 200 characters)"
+            ));
         }
         if matches!(self.max_mail_bytes, Some(n) if n < MIN_MAIL_BYTES) {
             return Err(format!("email.max_mail_bytes: at least {MIN_MAIL_BYTES}"));
@@ -441,13 +454,9 @@ impl EmailSection {
         Ok(())
     }
 
-    /// `max_mail_bytes`, or its default for a service that accepts messages of
-    /// `max_message_bytes`: those in base64 (4/3) and 64 KiB of header.
-    pub fn max_mail_bytes(&self, max_message_bytes: u64) -> u64 {
-        self.max_mail_bytes.unwrap_or_else(|| {
-            let b64 = (u128::from(max_message_bytes) * 4).div_ceil(3) + 64 * 1024;
-            u64::try_from(b64).unwrap_or(u64::MAX)
-        })
+    /// `max_mail_bytes`, or its default [`DEFAULT_MAIL_BYTES`].
+    pub fn max_mail_bytes(&self) -> u64 {
+        self.max_mail_bytes.unwrap_or(DEFAULT_MAIL_BYTES)
     }
 }
 
@@ -734,7 +743,7 @@ token_file = "admin.token"
 # poll_secs = 5                               # IMAP IDLE is used when offered; this re-checks
 # redeliver_after_secs = 900                  # a mailed message waits this long for its receipt
 # set_aside_folder = "layersec-not-as4"       # where mails that are not AS4 messages go
-# max_mail_bytes = …                          # default: limits.max_message_bytes × 4/3 + 64 KiB
+# max_mail_bytes = 67108864                   # largest mail (message in base64 + header): 64 MiB
 "#,
         max_message = default_max_message()
     )
@@ -807,8 +816,15 @@ password_env = "LS_TEST_MAIL_PASSWORD"
         assert_eq!(e.poll_secs, 5);
         assert_eq!(e.redeliver_after_secs, 900);
         assert_eq!(e.set_aside_folder, "layersec-not-as4");
-        assert_eq!(e.max_mail_bytes(3 << 20), (4 << 20) + 64 * 1024);
-        assert_eq!(e.max_mail_bytes(u64::MAX), u64::MAX);
+        assert_eq!(e.max_mail_bytes(), 64 << 20);
+        assert_eq!(
+            with_email(&format!("{BASE}max_mail_bytes = 1000000\n"))
+                .unwrap()
+                .email
+                .unwrap()
+                .max_mail_bytes(),
+            1_000_000
+        );
 
         let refused = |section: String, key: &str| {
             let e = with_email(&section).unwrap_err();
@@ -861,6 +877,17 @@ password_env = "LS_TEST_MAIL_PASSWORD"
             format!("{BASE}set_aside_folder = \"\"\n"),
             "email.set_aside_folder",
         );
+        // What the IMAP client would refuse at every mail is refused at start.
+        let e = refused(
+            format!("{BASE}set_aside_folder = \"Müll\"\n"),
+            "email.set_aside_folder",
+        );
+        assert!(e.contains("ASCII"), "{e}");
+        refused(
+            format!("{BASE}set_aside_folder = \"a\\tb\"\n"),
+            "email.set_aside_folder",
+        );
+        with_email(&format!("{BASE}set_aside_folder = \"Junk & Co\"\n")).unwrap();
         refused(
             format!("{BASE}max_mail_bytes = 10\n"),
             "email.max_mail_bytes",

@@ -8,10 +8,13 @@ use openssl::ssl::SslStream;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The longest line a server may send (a hostile server cannot make us hold more).
 pub(crate) const MAX_LINE: usize = 64 * 1024;
+/// The read buffer is given back when it grew past this (it only holds lines and the pieces
+/// of a literal not yet taken: large data is read into its own vector).
+const KEEP_BUF: usize = 256 * 1024;
 
 enum Stream {
     Plain(TcpStream),
@@ -28,6 +31,8 @@ pub(crate) struct Conn {
     pub(crate) peer: String,
     host: String,
     timeout: Duration,
+    /// The end of the command in progress (see [`Conn::set_deadline`]).
+    deadline: Option<Instant>,
 }
 
 impl fmt::Debug for Conn {
@@ -51,11 +56,34 @@ impl Conn {
             peer: url.to_string(),
             host: url.host.clone(),
             timeout: effective_timeout(account.timeout),
+            deadline: None,
         };
         if url.scheme.implicit_tls() {
             conn.start_tls(tls)?;
         }
         Ok(conn)
+    }
+
+    /// The answer to a command must be complete within `budget` (besides each read's own
+    /// timeout: a server that sends a byte now and then cannot keep the session forever);
+    /// `None`: no overall limit. A read after the deadline is `Timeout`.
+    pub(crate) fn set_deadline(&mut self, budget: Option<Duration>) {
+        self.deadline = budget.map(|b| Instant::now() + b);
+    }
+
+    /// The timeout of one read (the account's).
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn past_deadline(&self) -> Option<Error> {
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Some(Error::Timeout(format!(
+                "{} did not complete its answer in time",
+                self.peer
+            ))),
+            _ => None,
+        }
     }
 
     pub(crate) fn is_tls(&self) -> bool {
@@ -115,6 +143,9 @@ impl Conn {
             self.buf.drain(..self.start);
             self.start = 0;
         }
+        if self.buf.capacity() > KEEP_BUF && self.buf.len() <= KEEP_BUF / 4 {
+            self.buf.shrink_to(KEEP_BUF / 4);
+        }
         let mut chunk = [0u8; 16 * 1024];
         let n = match &mut self.stream {
             Stream::Plain(t) => t.read(&mut chunk)?,
@@ -126,6 +157,9 @@ impl Conn {
     }
 
     fn fill(&mut self) -> Result<()> {
+        if let Some(e) = self.past_deadline() {
+            return Err(e);
+        }
         match self.fill_raw() {
             Ok(0) => Err(self.io_error(io::ErrorKind::UnexpectedEof.into())),
             Ok(_) => Ok(()),
@@ -170,13 +204,34 @@ impl Conn {
         self.read_line_max(MAX_LINE)
     }
 
-    /// Exactly `n` bytes (an IMAP literal).
+    /// Exactly `n` bytes (an IMAP literal). What the buffer does not hold yet is read
+    /// straight into the result (one copy of a large mail, and the buffer stays small).
     pub(crate) fn read_exact(&mut self, n: usize) -> Result<Vec<u8>> {
-        while self.buf.len() - self.start < n {
-            self.fill()?;
+        let have = (self.buf.len() - self.start).min(n);
+        let mut out = Vec::with_capacity(n);
+        out.extend_from_slice(&self.buf[self.start..self.start + have]);
+        self.start += have;
+        if out.len() == n {
+            return Ok(out);
         }
-        let out = self.buf[self.start..self.start + n].to_vec();
-        self.start += n;
+        out.resize(n, 0);
+        let mut at = have;
+        while at < n {
+            if let Some(e) = self.past_deadline() {
+                return Err(e);
+            }
+            let r = match &mut self.stream {
+                Stream::Plain(t) => t.read(&mut out[at..]),
+                Stream::Tls(s) => s.read(&mut out[at..]),
+                Stream::Gone => Err(io::ErrorKind::NotConnected.into()),
+            };
+            match r {
+                Ok(0) => return Err(self.io_error(io::ErrorKind::UnexpectedEof.into())),
+                Ok(k) => at += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io_error(e)),
+            }
+        }
         Ok(out)
     }
 

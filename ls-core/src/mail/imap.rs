@@ -8,11 +8,22 @@
 //! LOGIN is disabled, SELECT, `UID FETCH 1:* (UID RFC822.SIZE FLAGS)` to list (mails flagged
 //! `\Deleted` left out), `UID FETCH uid (BODY.PEEK[])`, `UID STORE`, `UID EXPUNGE`/`EXPUNGE`,
 //! CREATE, `UID MOVE`/`UID COPY`, IDLE, LOGOUT. Untagged responses are taken whenever they
-//! come (EXISTS and EXPUNGE keep the count; the rest is skipped).
+//! come (EXISTS and EXPUNGE keep the count; the rest is skipped). Only a count that grows is
+//! new mail: a server that repeats `* n EXISTS` (at the start of each IDLE, say) does not wake
+//! [`Mailbox::wait`].
 //!
-//! Bounds against a hostile server: a line is at most 64 KiB, a literal at most the `max` the
-//! caller accepts for a mail (64 KiB elsewhere), at most 64 literals in one response.
+//! Bounds against a hostile server: a line is at most 64 KiB, the literals of one response at
+//! most the `max` the caller accepts for a mail together (64 KiB elsewhere), at most 64
+//! literals in one response, at most [`MAX_LIST`] mails listed, and each command's answer
+//! complete within [`command_budget`] (besides the timeout of each read).
 //! Folder names are ASCII (modified UTF-7 is not done; `&` is written `&-`).
+//!
+//! Errors and the session: a command the server refuses (a tagged NO: `MailStatus`; a tagged
+//! BAD: `BadResponse`), one refused before it is sent (`InvalidArgument`) and a mail too large
+//! (`TooLarge`, read and dropped) leave the session usable: the caller may go on with other
+//! mails ([`leaves_session_usable`]). A lost connection, a timeout, a BYE (`ConnectFailed`,
+//! `Timeout`) and a server out of step with the protocol give the session up: every later call
+//! is `ConnectFailed`.
 
 use super::conn::{sanitize, Conn};
 use super::tls::TlsConnector;
@@ -31,6 +42,37 @@ const MAX_LITERALS: usize = 64;
 const DISCARD_MAX: u64 = 256 * 1024 * 1024;
 /// How often [`Mailbox::wait`] looks at its `stop` flag.
 const IDLE_POLL: Duration = Duration::from_millis(250);
+/// The most mails [`Mailbox::list`] takes from the server (more: `BadResponse`).
+pub const MAX_LIST: usize = 100_000;
+
+/// How long the whole answer to a command may take: ten reads' timeouts, and the time to
+/// receive `literal_max` bytes at 32 KiB/s.
+fn command_budget(timeout: Duration, literal_max: u64) -> Duration {
+    timeout.saturating_mul(10) + Duration::from_secs(literal_max / (32 * 1024))
+}
+
+/// Whether `e`, returned by a call on an [`ImapMailbox`], left the session usable: the
+/// server refused that command (a tagged NO or BAD), the call was refused before anything was
+/// sent (a bad UID or folder name), or the mail was larger than accepted (read and dropped).
+/// The caller may then go on with other mails; otherwise (the connection lost or timed out,
+/// TLS, the server's BYE, the session given up) it must reconnect. A session given up after
+/// a protocol error answers every later call with `ConnectFailed`.
+pub fn leaves_session_usable(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::MailStatus { .. }
+            | Error::BadResponse(_)
+            | Error::InvalidArgument(_)
+            | Error::TooLarge(_)
+            | Error::Refused(_)
+    )
+}
+
+/// Whether `folder` is a folder name this client can send (printable ASCII, not empty):
+/// `InvalidArgument` saying why not.
+pub fn check_folder_name(folder: &str) -> Result<()> {
+    folder_name(folder).map(|_| ())
+}
 
 /// A logged-in IMAP session with its folder selected.
 #[derive(Debug)]
@@ -42,6 +84,8 @@ pub struct ImapMailbox {
     uidvalidity: Option<u64>,
     /// The folder's message count as the server last said.
     exists: u32,
+    /// The count grew since the last [`Mailbox::list`] (a new mail came meanwhile).
+    grown: bool,
     /// Why the session cannot go on (the connection is out of step or lost).
     broken: Option<String>,
     /// LOGOUT sent: a BYE is expected.
@@ -228,10 +272,10 @@ impl Tagged {
     }
 }
 
-/// An untagged response: `* [n] KEYWORD …`, the response kept to parse the rest.
+/// An untagged response: `* [n] KEYWORD …` (the number kept by `next`), the response kept to
+/// parse the rest.
 #[derive(Debug)]
 struct Untagged {
-    num: Option<u32>,
     kw: String,
     resp: Resp,
 }
@@ -294,6 +338,7 @@ impl ImapMailbox {
             caps: Vec::new(),
             uidvalidity: None,
             exists: 0,
+            grown: false,
             broken: None,
             logging_out: false,
         };
@@ -375,6 +420,8 @@ impl ImapMailbox {
             _ => return Err(self.refused("SELECT", t)),
         }
         self.uidvalidity = uidvalidity;
+        // What SELECT counted is listed next, not new.
+        self.grown = false;
         Ok(())
     }
 }
@@ -410,6 +457,8 @@ impl ImapMailbox {
     fn read_response(&mut self, literal_max: u64) -> Result<Resp> {
         let mut resp = Resp::default();
         let mut oversize = None;
+        // The literals kept, together at most `literal_max`.
+        let mut kept = 0u64;
         let mut line = self.conn.read_line()?;
         loop {
             let lit = trailing_literal(&line);
@@ -418,7 +467,7 @@ impl ImapMailbox {
             if resp.lits.len() >= MAX_LITERALS {
                 return Err(self.bad("sent too many literals in one response", &resp.line));
             }
-            if n > literal_max {
+            if kept.saturating_add(n) > literal_max {
                 if n > DISCARD_MAX {
                     self.broken = Some(format!("a literal of {n} bytes"));
                     return Err(Error::TooLarge(format!(
@@ -430,6 +479,7 @@ impl ImapMailbox {
                 oversize = Some(n);
                 resp.lits.push(None);
             } else {
+                kept += n;
                 let n = usize::try_from(n).map_err(|_| self.bad("literal", &line))?;
                 resp.lits.push(Some(self.conn.read_exact(n)?));
             }
@@ -482,7 +532,10 @@ impl ImapMailbox {
         };
         let start = resp.pos;
         match (num, kw.as_str()) {
-            (Some(n), "EXISTS") => self.exists = n,
+            (Some(n), "EXISTS") => {
+                self.grown |= n > self.exists;
+                self.exists = n;
+            }
             (Some(_), "EXPUNGE") => self.exists = self.exists.saturating_sub(1),
             (None, "CAPABILITY") => {
                 let rest = String::from_utf8_lossy(resp.rest()).into_owned();
@@ -497,17 +550,18 @@ impl ImapMailbox {
                 }
             }
             (None, "BYE") if !self.logging_out => {
+                // The server ends the session: the connection is lost, not a command refused.
                 let text = sanitize(resp.rest());
                 self.broken = Some("the server said BYE".into());
-                return Err(Error::MailStatus {
-                    code: 0,
-                    message: format!("{} closed the session: {text}", self.conn.peer),
-                });
+                return Err(Error::ConnectFailed(format!(
+                    "{} closed the session: {text}",
+                    self.conn.peer
+                )));
             }
             _ => {}
         }
         resp.pos = start;
-        Ok(Next::Untagged(Untagged { num, kw, resp }))
+        Ok(Next::Untagged(Untagged { kw, resp }))
     }
 
     /// Runs one command; each untagged response goes to `on`. Failures of the connection
@@ -519,7 +573,10 @@ impl ImapMailbox {
         on: &mut dyn FnMut(&mut Untagged) -> Result<()>,
     ) -> Result<Tagged> {
         self.check_usable()?;
+        let budget = command_budget(self.conn.timeout(), literal_max);
+        self.conn.set_deadline(Some(budget));
         let r = self.run_inner(args, literal_max, on);
+        self.conn.set_deadline(None);
         if let Err(e) = &r {
             if !matches!(e, Error::TooLarge(_) | Error::InvalidArgument(_)) && self.broken.is_none()
             {
@@ -754,7 +811,10 @@ impl Mailbox for ImapMailbox {
                 return Ok(Vec::new());
             }
         }
+        // What grows from now on is announced again at the next wait.
+        self.grown = false;
         let mut mails: Vec<(u64, u64)> = Vec::new();
+        let peer = self.conn.peer.clone();
         let t = self.run(
             &[Arg::Raw("UID FETCH 1:* (UID RFC822.SIZE FLAGS)")],
             SMALL_LITERAL,
@@ -778,6 +838,11 @@ impl Mailbox for ImapMailbox {
                 }
                 // A FETCH without both is a flag update the server sent on its own.
                 if let (Some(uid), Some(size), false) = (uid, size, deleted) {
+                    if mails.len() >= MAX_LIST {
+                        return Err(Error::BadResponse(format!(
+                            "{peer} listed more than {MAX_LIST} mails"
+                        )));
+                    }
                     mails.push((uid, size));
                 }
                 Ok(())
@@ -934,16 +999,20 @@ impl Mailbox for ImapMailbox {
 impl ImapMailbox {
     fn idle(&mut self, max: Duration, stop: &AtomicBool) -> Result<bool> {
         let peer = self.conn.peer.clone();
+        if self.grown {
+            // A mail came after the last list (announced during another command).
+            return Ok(true);
+        }
         self.tag += 1;
         let tag = format!("A{:04}", self.tag);
         self.conn.write_all(format!("{tag} IDLE\r\n").as_bytes())?;
+        // New mail: the count grew (`next` keeps it). A server repeating `* n EXISTS` with
+        // the count it already said, or `* n RECENT` alone, has nothing new.
         let mut new = false;
-        let is_new =
-            |u: &Untagged| u.kw == "EXISTS" || (u.kw == "RECENT" && u.num.unwrap_or(0) > 0);
         loop {
             match self.next(SMALL_LITERAL)? {
                 Next::Continuation => break,
-                Next::Untagged(u) => new |= is_new(&u),
+                Next::Untagged(_) => new |= self.grown,
                 Next::Tagged(t, end) if t == tag => {
                     return if end.status == Status::Ok {
                         Ok(new)
@@ -968,7 +1037,7 @@ impl ImapMailbox {
                 continue;
             }
             match self.next(SMALL_LITERAL)? {
-                Next::Untagged(u) => new |= is_new(&u),
+                Next::Untagged(_) => new |= self.grown,
                 Next::Continuation => {}
                 Next::Tagged(t, end) if t == tag => {
                     // The server ended IDLE by itself.
@@ -988,7 +1057,7 @@ impl ImapMailbox {
         self.conn.write_all(b"DONE\r\n")?;
         loop {
             match self.next(SMALL_LITERAL)? {
-                Next::Untagged(u) => new |= is_new(&u),
+                Next::Untagged(_) => new |= self.grown,
                 Next::Continuation => {}
                 Next::Tagged(t, end) if t == tag => {
                     return if end.status == Status::Ok {
@@ -1129,9 +1198,15 @@ mod tests {
             f.send("* OK [COPYUID 5 9 1] Moved");
             f.send("* 2 EXPUNGE");
             ok(f, &t);
-            // IDLE: a new mail after a while.
+            // A mail came during the fetch (4 EXISTS): no IDLE, listed again at once.
+            let t = cmd(f, "UID FETCH 1:* (UID RFC822.SIZE FLAGS)");
+            f.send("* 2 FETCH (UID 10 RFC822.SIZE 3 FLAGS ())");
+            ok(f, &t);
+            // IDLE: the count said again is nothing new; a new mail after a while is.
             let t = cmd(f, "IDLE");
             f.send("+ idling");
+            f.send("* 2 EXISTS");
+            f.send("* 1 RECENT");
             sleep(Duration::from_millis(600));
             f.send("* OK Still here");
             f.send("* 3 EXISTS");
@@ -1154,7 +1229,15 @@ mod tests {
         let stop = AtomicBool::new(false);
         let t0 = Instant::now();
         assert!(mb.wait(Duration::from_secs(20), &stop).unwrap());
-        assert!(t0.elapsed() < Duration::from_secs(5));
+        assert!(t0.elapsed() < Duration::from_secs(1));
+        assert_eq!(mb.list().unwrap()[0].uid, "10");
+        let t0 = Instant::now();
+        assert!(mb.wait(Duration::from_secs(20), &stop).unwrap());
+        let waited = t0.elapsed();
+        assert!(
+            waited >= Duration::from_millis(500) && waited < Duration::from_secs(5),
+            "{waited:?}"
+        );
         mb.close().unwrap();
         let seen = fake.finish();
         assert!(seen.iter().any(|l| l.contains("LOGIN")));
@@ -1254,6 +1337,56 @@ mod tests {
         fake.finish();
     }
 
+    /// A command the server refuses (NO) leaves the session usable: the caller goes on with
+    /// other mails. The literals of one response count together against `max`. A BYE gives the
+    /// session up (`ConnectFailed`, and so every later call).
+    #[test]
+    fn a_refused_command_leaves_the_session_a_bye_ends_it() {
+        let (key, cert) = localhost_cert();
+        let fake = Fake::spawn(Some((key, cert.clone())), true, |f| {
+            open(f, false, "MOVE");
+            let t = cmd(f, "UID FETCH 5 (BODY.PEEK[])");
+            f.send(&format!("{t} NO [SERVERBUG] cannot read mail 5"));
+            let t = cmd(f, "CREATE \"Junk\"");
+            ok(f, &t);
+            let t = cmd(f, "UID MOVE 5 \"Junk\"");
+            f.send(&format!("{t} NO [CANNOT] no"));
+            // Two literals of 6 bytes each: each under max (10), together over it.
+            let t = cmd(f, "UID FETCH 6 (BODY.PEEK[])");
+            f.send_raw(b"* 2 FETCH (UID 6 BODY[HEADER] {6}\r\nabcdef BODY[] {6}\r\nghijkl)\r\n");
+            ok(f, &t);
+            let t = cmd(f, "UID FETCH 7 (BODY.PEEK[])");
+            f.send_raw(b"* 3 FETCH (UID 7 BODY[] {5}\r\nHello)\r\n");
+            ok(f, &t);
+            let _ = cmd(f, "UID FETCH 8 (BODY.PEEK[])");
+            f.send("* BYE going down");
+            f.read_rest();
+        });
+        let mut mb = ImapMailbox::connect(&account("imaps", fake.port, Some(&cert))).unwrap();
+        let mail = |uid: &str| MailRef {
+            uid: uid.into(),
+            size: 5,
+            seq: 0,
+        };
+        let e = mb.fetch(&mail("5"), 10).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::MailStatus, "{e}");
+        assert!(leaves_session_usable(&e));
+        let e = mb.set_aside(&mail("5"), "Junk").unwrap_err();
+        assert!(leaves_session_usable(&e), "{e}");
+        let e = mb.set_aside(&mail("5"), "Müll").unwrap_err();
+        assert!(leaves_session_usable(&e), "{e}");
+        let e = mb.fetch(&mail("6"), 10).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::TooLarge, "{e}");
+        assert_eq!(mb.fetch(&mail("7"), 10).unwrap(), b"Hello");
+        let e = mb.fetch(&mail("8"), 10).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::ConnectFailed, "{e}");
+        assert!(!leaves_session_usable(&e));
+        let e = mb.list().unwrap_err();
+        assert_eq!(e.code(), ErrorCode::ConnectFailed, "{e}");
+        drop(mb);
+        fake.finish();
+    }
+
     #[test]
     fn idle_ends_on_stop_and_on_max() {
         let (key, cert) = localhost_cert();
@@ -1262,6 +1395,9 @@ mod tests {
             for _ in 0..2 {
                 let t = cmd(f, "IDLE");
                 f.send("+ idling");
+                // The count SELECT said, again: not new mail (no busy loop).
+                f.send("* 2 EXISTS");
+                f.send("* 1 RECENT");
                 f.expect("DONE");
                 ok(f, &t);
             }

@@ -16,8 +16,10 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
-/// The most entries of a UIDL or LIST answer.
-const MAX_ENTRIES: usize = 1_000_000;
+/// The most entries of a UIDL or LIST answer (and lines of a CAPA answer).
+const MAX_ENTRIES: usize = 100_000;
+/// The longest unique-id (RFC 1939: 1 to 70 characters 0x21 to 0x7E).
+const MAX_UIDL: usize = 70;
 /// A mail larger than the caller accepts is read and dropped up to this size (the session
 /// goes on); past it the session is given up.
 const DISCARD_MAX: u64 = 256 * 1024 * 1024;
@@ -169,6 +171,9 @@ impl Pop3Mailbox {
     }
 
     fn command(&mut self, cmd: &str) -> Result<Status> {
+        // The whole answer (a multi-line one too) within ten reads' timeouts.
+        let budget = self.conn.timeout().saturating_mul(10);
+        self.conn.set_deadline(Some(budget));
         self.conn.write_all(format!("{cmd}\r\n").as_bytes())?;
         self.status()
     }
@@ -203,8 +208,14 @@ impl Pop3Mailbox {
         self.multi(|line| {
             let text = String::from_utf8_lossy(line);
             let mut w = text.split_ascii_whitespace();
+            let uidl = cmd == "UIDL";
             match (w.next().and_then(|n| n.parse::<u32>().ok()), w.next()) {
-                (Some(n), Some(v)) if n > 0 => {
+                (Some(n), Some(v))
+                    if n > 0
+                        && (!uidl
+                            || (v.len() <= MAX_UIDL
+                                && v.bytes().all(|b| (0x21..0x7f).contains(&b)))) =>
+                {
                     out.push((n, v.to_string()));
                     Ok(())
                 }
@@ -254,6 +265,10 @@ impl Pop3Mailbox {
                 message: format!("{peer} refused RETR {seq}: {text}"),
             });
         }
+        // A mail of up to `max` bytes: time to receive it at 32 KiB/s besides.
+        let budget = self.conn.timeout().saturating_mul(10)
+            + Duration::from_secs(max.min(DISCARD_MAX) / (32 * 1024));
+        self.conn.set_deadline(Some(budget));
         let mut body = Vec::new();
         loop {
             let room = max.saturating_sub(body.len() as u64);

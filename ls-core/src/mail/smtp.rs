@@ -112,45 +112,80 @@ fn check_address(what: &str, a: &str) -> Result<()> {
     Ok(())
 }
 
-/// The mail as DATA carries it: every line end CRLF, lines starting with `.` doubled, a
-/// final CRLF, then `.` CRLF. With the mail's size as SIZE counts it (RFC 1870: CRLF line
+/// The pieces DATA is written in.
+const DATA_CHUNK: usize = 64 * 1024;
+
+/// The mail as DATA carries it, given to `out` in pieces of about [`DATA_CHUNK`] bytes (no
+/// whole copy of the mail is made): every line end CRLF, lines starting with `.` doubled, a
+/// final CRLF, then `.` CRLF. Returns the mail's size as SIZE counts it (RFC 1870: CRLF line
 /// ends, without the doubled dots and the final `.`).
-fn data_payload(message: &[u8]) -> (Vec<u8>, u64) {
-    let mut stuffed = 0u64;
-    let mut out = Vec::with_capacity(message.len() + message.len() / 50 + 8);
+fn write_data(message: &[u8], out: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<u64> {
+    let mut size = 0u64;
+    let mut piece = Vec::with_capacity(DATA_CHUNK + 8);
     let mut at_line_start = true;
     let mut i = 0;
     while i < message.len() {
         let b = message[i];
         if at_line_start && b == b'.' {
-            out.push(b'.');
-            stuffed += 1;
+            piece.push(b'.');
         }
         match b {
             b'\r' => {
-                out.extend_from_slice(b"\r\n");
+                piece.extend_from_slice(b"\r\n");
+                size += 2;
                 if message.get(i + 1) == Some(&b'\n') {
                     i += 1;
                 }
                 at_line_start = true;
             }
             b'\n' => {
-                out.extend_from_slice(b"\r\n");
+                piece.extend_from_slice(b"\r\n");
+                size += 2;
                 at_line_start = true;
             }
             _ => {
-                out.push(b);
+                piece.push(b);
+                size += 1;
                 at_line_start = false;
             }
         }
         i += 1;
+        if piece.len() >= DATA_CHUNK {
+            out(&piece)?;
+            piece.clear();
+        }
     }
     if !at_line_start {
-        out.extend_from_slice(b"\r\n");
+        piece.extend_from_slice(b"\r\n");
+        size += 2;
     }
-    let size = out.len() as u64 - stuffed;
-    out.extend_from_slice(b".\r\n");
-    (out, size)
+    piece.extend_from_slice(b".\r\n");
+    out(&piece)?;
+    Ok(size)
+}
+
+/// The size SIZE counts (see [`write_data`]), nothing written.
+fn data_size(message: &[u8]) -> u64 {
+    write_data(message, &mut |_| Ok(())).unwrap_or(0)
+}
+
+/// A submission that failed: the error, and whether it was the refusal of a recipient.
+#[derive(Debug)]
+pub struct SendError {
+    pub error: Error,
+    /// The server refused a recipient (its reply to `RCPT TO`, other than the size limit:
+    /// `MailStatus` for a 4xx, `Refused` for a 5xx): the server works, that address does not
+    /// take mail now. Otherwise the session, the login, the sender or the mail failed.
+    pub recipient: bool,
+}
+
+impl From<Error> for SendError {
+    fn from(error: Error) -> SendError {
+        SendError {
+            error,
+            recipient: false,
+        }
+    }
 }
 
 struct Session<'a> {
@@ -298,8 +333,9 @@ impl Session<'_> {
         tls: &TlsConnector,
         from: &str,
         to: &[&str],
-        (data, len): (&[u8], u64),
-    ) -> Result<()> {
+        message: &[u8],
+    ) -> std::result::Result<(), SendError> {
+        let len = data_size(message);
         let peer = self.conn.peer.clone();
         let greeting = self.reply()?;
         self.expect("the connection", greeting, 220)?;
@@ -308,14 +344,14 @@ impl Session<'_> {
             if !ehlo.starttls {
                 return Err(Error::TlsFailed(format!(
                     "{peer} does not offer STARTTLS: no login or mail is sent in clear"
-                )));
+                ))
+                .into());
             }
             let r = self.command("STARTTLS")?;
             if r.code != 220 {
-                return Err(Error::TlsFailed(format!(
-                    "{peer} refused STARTTLS: {}",
-                    r.text()
-                )));
+                return Err(
+                    Error::TlsFailed(format!("{peer} refused STARTTLS: {}", r.text())).into(),
+                );
             }
             self.conn.start_tls(tls)?;
             ehlo = self.ehlo()?;
@@ -325,7 +361,8 @@ impl Session<'_> {
                 return Err(Error::Refused(format!(
                     "the mail ({len} bytes) is larger than the size limit of {peer} \
                      ({limit} bytes, announced in EHLO SIZE)"
-                )));
+                ))
+                .into());
             }
         }
         self.auth(&ehlo)?;
@@ -333,31 +370,36 @@ impl Session<'_> {
         if ehlo.size.is_some() {
             mail_from.push_str(&format!(" SIZE={len}"));
         }
-        if ehlo.eight_bit && data.iter().any(|b| *b >= 0x80) {
+        if ehlo.eight_bit && message.iter().any(|b| *b >= 0x80) {
             mail_from.push_str(" BODY=8BITMIME");
         }
         let r = self.command(&mail_from)?;
         if r.code == 552 {
-            return Err(self.size_refused(len, ehlo.size, &r));
+            return Err(self.size_refused(len, ehlo.size, &r).into());
         }
         self.expect("the sender", r, 250)?;
         for rcpt in to {
             let r = self.command(&format!("RCPT TO:<{rcpt}>"))?;
             if r.code == 552 {
-                return Err(self.size_refused(len, ehlo.size, &r));
+                return Err(self.size_refused(len, ehlo.size, &r).into());
             }
             self.expect(
                 &format!("the recipient <{}>", sanitize(rcpt.as_bytes())),
                 r,
                 250,
-            )?;
+            )
+            .map_err(|error| SendError {
+                recipient: matches!(error, Error::MailStatus { .. } | Error::Refused(_)),
+                error,
+            })?;
         }
         let r = self.command("DATA")?;
         self.expect("DATA", r, 354)?;
-        self.conn.write_all(data)?;
+        let conn = &mut self.conn;
+        write_data(message, &mut |piece| conn.write_all(piece))?;
         let r = self.reply()?;
         if r.code == 552 {
-            return Err(self.size_refused(len, ehlo.size, &r));
+            return Err(self.size_refused(len, ehlo.size, &r).into());
         }
         self.expect("the mail", r, 250)?;
         Ok(())
@@ -396,27 +438,46 @@ impl SmtpClient {
     /// the server announces —, `550`/`553` a recipient) is `Refused` with the server's reply
     /// in the message; a temporary one (4xx) `MailStatus`; AUTH refused `LoginFailed`.
     pub fn send(&self, from: &str, to: &[&str], message: &[u8]) -> Result<()> {
+        self.send_detailed(from, to, message).map_err(|e| e.error)
+    }
+
+    /// [`SmtpClient::send`], telling a refused recipient apart from the other failures
+    /// ([`SendError::recipient`]).
+    pub fn send_detailed(
+        &self,
+        from: &str,
+        to: &[&str],
+        message: &[u8],
+    ) -> std::result::Result<(), SendError> {
         check_address("sender", from)?;
         if to.is_empty() {
-            return Err(Error::InvalidArgument("a mail needs a recipient".into()));
+            return Err(Error::InvalidArgument("a mail needs a recipient".into()).into());
         }
         for t in to {
             if t.is_empty() {
-                return Err(Error::InvalidArgument("an empty recipient address".into()));
+                return Err(Error::InvalidArgument("an empty recipient address".into()).into());
             }
             check_address("recipient", t)?;
         }
-        let (data, len) = data_payload(message);
-        let conn = Conn::open(&self.account, &self.tls)?;
+        let mut conn = Conn::open(&self.account, &self.tls)?;
+        // The whole session within ten reads' timeouts, and the time to send the mail at
+        // 32 KiB/s.
+        conn.set_deadline(Some(
+            conn.timeout().saturating_mul(10)
+                + std::time::Duration::from_secs(message.len() as u64 / (32 * 1024)),
+        ));
         let mut session = Session {
             conn,
             account: &self.account,
         };
-        let r = session.submit(&self.tls, from, to, (&data, len));
+        let r = session.submit(&self.tls, from, to, message);
         // QUIT either way (after a refusal too: the server then forgets the transaction).
         if !matches!(
             r,
-            Err(Error::ConnectFailed(_) | Error::Timeout(_) | Error::TlsFailed(_))
+            Err(SendError {
+                error: Error::ConnectFailed(_) | Error::Timeout(_) | Error::TlsFailed(_),
+                ..
+            })
         ) {
             session.quit();
         }
@@ -430,6 +491,17 @@ mod tests {
     use crate::error::ErrorCode;
     use crate::mail::testing::{account, localhost_cert, Fake, FakeConn};
 
+    /// The DATA `write_data` gives, in one vector.
+    fn data_payload(message: &[u8]) -> (Vec<u8>, u64) {
+        let mut out = Vec::new();
+        let n = write_data(message, &mut |p| {
+            out.extend_from_slice(p);
+            Ok(())
+        })
+        .unwrap();
+        (out, n)
+    }
+
     #[test]
     fn data_is_dot_stuffed_with_crlf() {
         let (d, n) = data_payload(b"a\nb\r\n.c\r.\n..d");
@@ -437,6 +509,24 @@ mod tests {
         assert_eq!(n, 18);
         assert_eq!(data_payload(b""), (b".\r\n".to_vec(), 0));
         assert_eq!(data_payload(b"x\r\n"), (b"x\r\n.\r\n".to_vec(), 3));
+        // A large mail: written in pieces (never a whole stuffed copy), lines and dots across
+        // the pieces' edges as in one.
+        let big = b".ab\n".repeat(50_000);
+        let mut pieces = 0;
+        let mut out = Vec::new();
+        let n = write_data(&big, &mut |p| {
+            assert!(p.len() <= DATA_CHUNK + 8, "{}", p.len());
+            pieces += 1;
+            out.extend_from_slice(p);
+            Ok(())
+        })
+        .unwrap();
+        assert!(pieces > 3, "{pieces}");
+        let mut want = b"..ab\r\n".repeat(50_000);
+        want.extend_from_slice(b".\r\n");
+        assert_eq!(out, want);
+        assert_eq!(n, 5 * 50_000);
+        assert_eq!(data_size(&big), n);
     }
 
     fn ok_server(f: &mut FakeConn, size: &str, after_auth: &[&str]) {
@@ -575,10 +665,38 @@ mod tests {
             );
         });
         let e = client(fake.port, "smtp", &cert)
-            .send("a@x", &["b@y"], b"m")
+            .send_detailed("a@x", &["b@y"], b"m")
             .unwrap_err();
+        assert!(!e.recipient, "a refusal of the sender is the server's");
+        let e = e.error;
         assert!(matches!(e, Error::MailStatus { code: 451, .. }), "{e}");
         assert!(e.is_transient());
+        fake.finish();
+
+        // A 4xx to RCPT TO: that recipient, for now.
+        let fake = Fake::spawn(Some((key.clone(), cert.clone())), false, |f| {
+            ok_server(
+                f,
+                "0",
+                &[
+                    ">235 ok",
+                    "MAIL FROM:",
+                    ">250 ok",
+                    "RCPT TO:<full@y>",
+                    ">452 4.2.2 Mailbox full",
+                    "QUIT",
+                    ">221",
+                ],
+            );
+        });
+        let e = client(fake.port, "smtp", &cert)
+            .send_detailed("a@x", &["full@y"], b"m")
+            .unwrap_err();
+        assert!(e.recipient, "{e:?}");
+        assert!(
+            matches!(e.error, Error::MailStatus { code: 452, .. }),
+            "{e:?}"
+        );
         fake.finish();
 
         let fake = Fake::spawn(Some((key, cert.clone())), false, |f| {
@@ -597,8 +715,10 @@ mod tests {
             );
         });
         let e = client(fake.port, "smtp", &cert)
-            .send("a@x", &["nobody@y"], b"m")
+            .send_detailed("a@x", &["nobody@y"], b"m")
             .unwrap_err();
+        assert!(e.recipient, "{e:?}");
+        let e = e.error;
         assert_eq!(e.code(), ErrorCode::Refused, "{e}");
         assert!(e
             .to_string()

@@ -22,9 +22,14 @@
 //!   lease ends. The push path wakes the delivery when it accepts a message for such a party.
 //!
 //! Failures never spin: a mailbox or SMTP server refusing the password is tried again after
-//! [`LOGIN_BACKOFF`] (and logged as an error), other connection failures after a back-off that
-//! doubles up to [`MAX_BACKOFF`]. Logs carry mail UIDs, MessageIds, parties and addresses, never
-//! bodies or passwords.
+//! [`LOGIN_BACKOFF`] (one [`LoginGuard`] for the account's logins on both servers; after the
+//! back-off one attempt at a time), other connection failures after a back-off that doubles up
+//! to [`MAX_BACKOFF`]. Nor does one mail or party hold up the others: a mail the mailbox server
+//! refuses to hand over or move is skipped for [`SKIP_REFUSED`], a mail whose answer could not
+//! be submitted is handled again after a back-off from [`ANSWER_RETRY`] while the round goes on,
+//! and a party whose address the SMTP server refuses is passed over until the lease of the
+//! refused message ends. Rounds are at least [`MIN_ROUND_GAP`] apart. Logs carry mail UIDs,
+//! MessageIds, parties and addresses, never bodies or passwords.
 
 #[cfg(test)]
 mod tests;
@@ -37,10 +42,12 @@ use crate::store::{Claimed, Party, PartyKey};
 use ls_core::as4::exchange;
 use ls_core::as4::model::{Messaging, Signal};
 use ls_core::as4::xml::Limits;
+use ls_core::mail::imap;
 use ls_core::mail::layout::{self, Content};
-use ls_core::mail::smtp::SmtpClient;
+use ls_core::mail::smtp::{SendError, SmtpClient};
 use ls_core::mail::{Account, MailRef, MailTrust, MailUrl, Mailbox};
 use ls_core::Error;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -59,17 +66,31 @@ pub const MAIL_TIMEOUT: Duration = Duration::from_secs(60);
 pub const MAX_PER_PARTY_ROUND: usize = 64;
 /// Room for a mail's header and MIME structure beside its base64 body.
 const MAIL_OVERHEAD: u64 = 64 * 1024;
+/// The shortest time between two intake rounds (a server announcing new mail all the time
+/// cannot make the intake list the mailbox in a loop).
+pub const MIN_ROUND_GAP: Duration = Duration::from_secs(1);
+/// The longest IMAP IDLE (servers drop an IDLE after 30 minutes, RFC 2177).
+pub const MAX_IDLE: Duration = Duration::from_secs(29 * 60);
+/// A mail the mailbox server refused to fetch, move or remove (its command answered NO, or
+/// the mail cannot be named to it) is looked at again after this long (the others go on).
+pub const SKIP_REFUSED: Duration = Duration::from_secs(3600);
+/// A mail whose answer could not be submitted is handled again after this long, doubling up
+/// to [`MAX_BACKOFF`].
+pub const ANSWER_RETRY: Duration = Duration::from_secs(30);
+/// The most mails remembered as skipped (the oldest-due forgotten first).
+const MAX_SKIPPED: usize = 10_000;
 
 /// Submits mails (SMTP in the service; the tests capture them).
 pub trait Submitter: Send + Sync {
     /// Submit `mail` (a whole RFC 5322 mail) from envelope sender `from` to `to`. Errors as
-    /// [`SmtpClient::send`]'s: `Refused` for good, `LoginFailed`, others transient.
-    fn submit(&self, from: &str, to: &str, mail: &[u8]) -> ls_core::Result<()>;
+    /// [`SmtpClient::send_detailed`]'s: `Refused` for good, `LoginFailed`, others transient;
+    /// [`SendError::recipient`] when the server refused the address `to` (not the session).
+    fn submit(&self, from: &str, to: &str, mail: &[u8]) -> Result<(), SendError>;
 }
 
 impl Submitter for SmtpClient {
-    fn submit(&self, from: &str, to: &str, mail: &[u8]) -> ls_core::Result<()> {
-        self.send(from, &[to], mail)
+    fn submit(&self, from: &str, to: &str, mail: &[u8]) -> Result<(), SendError> {
+        self.send_detailed(from, &[to], mail)
     }
 }
 
@@ -124,52 +145,146 @@ impl MailFormat for CoreLayout {
     }
 }
 
-/// A [`Submitter`] that, once the server refused the password, refuses every submission
-/// without connecting for [`LOGIN_BACKOFF`] (both threads share it: the account is not locked
-/// by retries).
-pub struct GuardedSubmitter {
-    inner: Arc<dyn Submitter>,
-    login_failed_at: Mutex<Option<Instant>>,
+/// The logins of one account (user name): once a server refused the password, no login is
+/// tried for the back-off; then exactly one (the probe) at a time until one succeeds. Shared by
+/// the intake mailbox and the SMTP submissions of both threads when they use the same user
+/// name (`[email]` has one): retries cannot lock the account.
+#[derive(Debug)]
+pub struct LoginGuard {
+    state: Mutex<GuardState>,
+    cv: Condvar,
     backoff: Duration,
 }
 
-impl GuardedSubmitter {
-    pub fn new(inner: Arc<dyn Submitter>, backoff: Duration) -> GuardedSubmitter {
-        GuardedSubmitter {
-            inner,
-            login_failed_at: Mutex::new(None),
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GuardState {
+    /// No refusal known: logins are tried (by both threads at once).
+    Fine,
+    /// The password was refused then: nothing is tried before the back-off.
+    Refused(Instant),
+    /// The back-off is over and one attempt is under way; the others wait for its outcome.
+    Probing,
+}
+
+impl LoginGuard {
+    pub fn new(backoff: Duration) -> LoginGuard {
+        LoginGuard {
+            state: Mutex::new(GuardState::Fine),
+            cv: Condvar::new(),
             backoff,
         }
+    }
+
+    /// May a login be tried now (`what`: the server, for the message)? `Ok(probe)`: yes (it
+    /// is the probe after a refusal if `probe`), and [`LoginGuard::end`] must follow; `Err`:
+    /// not now (`LoginFailed` in the back-off; `MailStatus` if the probe did not end in
+    /// [`MAIL_TIMEOUT`]).
+    pub fn begin(&self, what: &str) -> Result<bool, Error> {
+        let give_up = Instant::now() + MAIL_TIMEOUT;
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match *s {
+                GuardState::Fine => return Ok(false),
+                GuardState::Refused(t) if t.elapsed() < self.backoff => {
+                    return Err(Error::LoginFailed(format!(
+                        "the password of this account was refused less than {} s ago; {what} \
+                         is not tried again yet",
+                        self.backoff.as_secs()
+                    )))
+                }
+                GuardState::Refused(_) => {
+                    *s = GuardState::Probing;
+                    return Ok(true);
+                }
+                GuardState::Probing => {
+                    let now = Instant::now();
+                    if now >= give_up {
+                        return Err(Error::MailStatus {
+                            code: 0,
+                            message: format!(
+                                "another login with this account is under way; {what} is \
+                                 tried later"
+                            ),
+                        });
+                    }
+                    s = match self.cv.wait_timeout(s, give_up - now) {
+                        Ok((g, _)) => g,
+                        Err(e) => e.into_inner().0,
+                    };
+                }
+            }
+        }
+    }
+
+    /// The attempt [`LoginGuard::begin`] allowed is over; `refused`: the server refused the
+    /// password.
+    pub fn end(&self, refused: bool) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        *s = if refused {
+            GuardState::Refused(Instant::now())
+        } else {
+            GuardState::Fine
+        };
+        self.cv.notify_all();
+    }
+}
+
+/// A [`Submitter`] that, once the password was refused, refuses every submission without
+/// connecting for the [`LoginGuard`]'s back-off (both threads share it, and the intake
+/// mailbox with the same user name: the account is not locked by retries).
+pub struct GuardedSubmitter {
+    inner: Arc<dyn Submitter>,
+    guard: Arc<LoginGuard>,
+}
+
+impl GuardedSubmitter {
+    /// With a guard of its own.
+    pub fn new(inner: Arc<dyn Submitter>, backoff: Duration) -> GuardedSubmitter {
+        GuardedSubmitter::with_guard(inner, Arc::new(LoginGuard::new(backoff)))
+    }
+
+    /// With the guard of its account (shared with the mailbox's).
+    pub fn with_guard(inner: Arc<dyn Submitter>, guard: Arc<LoginGuard>) -> GuardedSubmitter {
+        GuardedSubmitter { inner, guard }
     }
 }
 
 impl Submitter for GuardedSubmitter {
-    fn submit(&self, from: &str, to: &str, mail: &[u8]) -> ls_core::Result<()> {
-        {
-            let at = self
-                .login_failed_at
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if let Some(t) = *at {
-                if t.elapsed() < self.backoff {
-                    return Err(Error::LoginFailed(format!(
-                        "the SMTP server refused the password less than {} s ago; not tried \
-                         again yet",
-                        self.backoff.as_secs()
-                    )));
-                }
-            }
-        }
+    fn submit(&self, from: &str, to: &str, mail: &[u8]) -> Result<(), SendError> {
+        self.guard.begin("the SMTP server")?;
         let r = self.inner.submit(from, to, mail);
-        let mut at = self
-            .login_failed_at
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        *at = match &r {
-            Err(Error::LoginFailed(_)) => Some(Instant::now()),
-            _ => None,
-        };
+        self.guard.end(matches!(
+            r,
+            Err(SendError {
+                error: Error::LoginFailed(_),
+                ..
+            })
+        ));
         r
+    }
+}
+
+/// A [`MailboxOpener`] whose logins go through the account's [`LoginGuard`].
+pub struct GuardedOpener {
+    inner: Arc<dyn MailboxOpener>,
+    guard: Arc<LoginGuard>,
+}
+
+impl GuardedOpener {
+    pub fn new(inner: Arc<dyn MailboxOpener>, guard: Arc<LoginGuard>) -> GuardedOpener {
+        GuardedOpener { inner, guard }
+    }
+}
+
+impl MailboxOpener for GuardedOpener {
+    fn open(&self) -> ls_core::Result<Box<dyn Mailbox>> {
+        self.guard.begin("the mailbox")?;
+        let r = self.inner.open();
+        self.guard.end(matches!(r, Err(Error::LoginFailed(_))));
+        r
+    }
+    fn server(&self) -> String {
+        self.inner.server()
     }
 }
 
@@ -241,8 +356,8 @@ pub struct MailMetrics {
     pub answered: AtomicU64,
     /// Messages submitted by mail to their recipients (offers again included).
     pub delivered: AtomicU64,
-    /// Submissions that failed, by reason (`refused`, `login`, `transient`, `too_large`,
-    /// `compose`).
+    /// Submissions that failed, by reason (`refused`, `recipient`: the address refused for
+    /// now, `login`, `transient`, `too_large`, `compose`).
     pub submission_failures: Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// Delivery-status notifications (bounces) found in the intake mailbox.
     pub bounces: AtomicU64,
@@ -250,11 +365,20 @@ pub struct MailMetrics {
     pub deferred: AtomicU64,
     /// Failures to reach or use the intake mailbox (each followed by a reconnection).
     pub mailbox_errors: AtomicU64,
+    /// Mails left in the intake mailbox and skipped for a while after a failure of their own,
+    /// by reason (`mailbox_refused`: the server refused to fetch, move or remove it;
+    /// `answer_later`: its answer could not be submitted).
+    pub skipped: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl MailMetrics {
     fn set_aside(&self, reason: &'static str) {
         let mut m = self.set_aside.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(reason).or_default() += 1;
+    }
+
+    fn skipped(&self, reason: &'static str) {
+        let mut m = self.skipped.lock().unwrap_or_else(|e| e.into_inner());
         *m.entry(reason).or_default() += 1;
     }
 
@@ -333,6 +457,13 @@ impl MailMetrics {
             "Failures to reach or use the intake mailbox.",
             self.mailbox_errors.load(Relaxed),
         );
+        labelled(
+            o,
+            "layersec_mail_skipped_total",
+            "Mails left in the intake mailbox for a while after a failure of their own, by reason.",
+            "reason",
+            &self.skipped,
+        );
     }
 }
 
@@ -358,10 +489,11 @@ pub enum Disposition {
     SetAside(&'static str),
     /// Not handled (the store could not take it): leave it for the next round.
     Leave,
-    /// Handled, but its answer could not be submitted now (SMTP unavailable): leave it, and
-    /// end this round (the next round handles it again: a duplicate, answered with the same
-    /// receipt).
-    LeaveAndPause,
+    /// Handled, but its answer could not be submitted now (SMTP unavailable, or the sender's
+    /// address refused for now): leave it and go on with the other mails; it is handled again
+    /// after a back-off ([`ANSWER_RETRY`], doubling): a duplicate, answered with the same
+    /// receipt.
+    AnswerLater,
 }
 
 /// What an intake round did.
@@ -371,6 +503,8 @@ pub struct IntakeRound {
     pub deleted: usize,
     pub set_aside: usize,
     pub left: usize,
+    /// Left and not looked at: skipped for a while after a failure of their own.
+    pub skipped: usize,
 }
 
 /// What a delivery round did.
@@ -381,6 +515,91 @@ pub struct DeliveryRound {
     pub more: bool,
     /// Submissions failed for a while (SMTP unavailable, login refused): pause.
     pub paused: bool,
+    /// Parties whose address the SMTP server refused in this round (their other messages
+    /// wait).
+    pub refused_parties: usize,
+}
+
+/// A mail of the intake skipped for a while.
+#[derive(Clone, Copy, Debug)]
+struct Skip {
+    until: Instant,
+    failures: u32,
+}
+
+/// What the gateway remembers between rounds (in memory only).
+#[derive(Debug, Default)]
+pub struct GatewayState {
+    intake: Mutex<IntakeMemory>,
+    /// Parties whose address was refused, by MPC: not offered again before this time (unix).
+    refused_until: Mutex<HashMap<String, i64>>,
+}
+
+#[derive(Debug, Default)]
+struct IntakeMemory {
+    /// The UIDVALIDITY the UIDs below belong to.
+    uidvalidity: Option<u64>,
+    skipped: HashMap<String, Skip>,
+    /// Answers are not submitted before this (the SMTP server failed).
+    smtp_until: Option<Instant>,
+    smtp_backoff: Duration,
+}
+
+impl IntakeMemory {
+    /// A new round on a mailbox of `uidvalidity` listing `uids`: what was skipped and is gone
+    /// is forgotten (all of it when the UIDVALIDITY changed).
+    fn begin(&mut self, uidvalidity: Option<u64>, uids: &HashSet<&str>) {
+        if self.uidvalidity != uidvalidity {
+            self.skipped.clear();
+            self.uidvalidity = uidvalidity;
+        }
+        self.skipped.retain(|uid, _| uids.contains(uid.as_str()));
+    }
+
+    fn skipping(&self, uid: &str, now: Instant) -> bool {
+        self.skipped.get(uid).is_some_and(|s| s.until > now)
+    }
+
+    /// Skip `uid` until `pause(failures)` from `now` (at least until `floor`); returns the
+    /// pause.
+    fn skip(
+        &mut self,
+        uid: &str,
+        now: Instant,
+        pause: impl Fn(u32) -> Duration,
+        floor: Option<Instant>,
+    ) -> Duration {
+        let failures = self.skipped.get(uid).map_or(0, |s| s.failures) + 1;
+        let mut until = now + pause(failures);
+        if let Some(f) = floor {
+            until = until.max(f);
+        }
+        if self.skipped.len() >= MAX_SKIPPED && !self.skipped.contains_key(uid) {
+            // Full: the one due first is forgotten (looked at again at once).
+            if let Some(first) = self
+                .skipped
+                .iter()
+                .min_by_key(|(_, s)| s.until)
+                .map(|(u, _)| u.clone())
+            {
+                self.skipped.remove(&first);
+            }
+        }
+        self.skipped
+            .insert(uid.to_string(), Skip { until, failures });
+        until - now
+    }
+
+    fn done(&mut self, uid: &str) {
+        self.skipped.remove(uid);
+    }
+}
+
+/// The pause before the `failures`-th retry: `first`, doubling, at most `max`.
+fn doubling(first: Duration, max: Duration, failures: u32) -> Duration {
+    first
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(max)
 }
 
 /// The e-mail gateway of a service.
@@ -391,6 +610,8 @@ pub struct Gateway {
     pub settings: Settings,
     /// Wakes the intake's pauses (to stop).
     pub intake_wake: Arc<Wake>,
+    /// What is remembered between rounds: mails skipped, answers and parties paused.
+    pub state: GatewayState,
 }
 
 /// The first PartyId of a From/To party.
@@ -449,55 +670,132 @@ impl Gateway {
         &self.service.metrics.mail
     }
 
+    fn memory(&self) -> std::sync::MutexGuard<'_, IntakeMemory> {
+        self.state.intake.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// One look at the mailbox: every mail in it is handled and removed, set aside or left.
-    /// An error of the mailbox itself ends the round (the caller reconnects).
+    /// A mail the server refuses to fetch, move or remove (a command answered NO, a UID or
+    /// folder it cannot be given) is skipped for [`SKIP_REFUSED`] and the round goes on; a
+    /// mail whose answer could not be submitted is skipped for a back-off. Only a failure of
+    /// the session itself (the connection lost, a timeout) ends the round (the caller
+    /// reconnects).
     pub fn intake_round(&self, mb: &mut dyn Mailbox) -> ls_core::Result<IntakeRound> {
         let mut round = IntakeRound::default();
-        for mail in mb.list()? {
+        let list = mb.list()?;
+        {
+            let uids: HashSet<&str> = list.iter().map(|m| m.uid.as_str()).collect();
+            self.memory().begin(mb.uidvalidity(), &uids);
+        }
+        for mail in &list {
             if self.intake_wake.stopped() {
                 break;
             }
             round.mails += 1;
-            let raw = match mb.fetch(&mail, self.settings.max_mail_bytes) {
-                Ok(raw) => raw,
-                Err(Error::TooLarge(_)) => {
+            if self.memory().skipping(&mail.uid, Instant::now()) {
+                round.skipped += 1;
+                continue;
+            }
+            match self.intake_mail(mb, mail) {
+                Ok(d) => {
+                    match d {
+                        Disposition::Delete => round.deleted += 1,
+                        Disposition::SetAside(_) => round.set_aside += 1,
+                        Disposition::Leave => round.left += 1,
+                        Disposition::AnswerLater => {
+                            round.left += 1;
+                            continue;
+                        }
+                    }
+                    self.memory().done(&mail.uid);
+                }
+                Err(e) if imap::leaves_session_usable(&e) => {
+                    // This mail's own failure: the others are not held up by it.
+                    let pause =
+                        self.memory()
+                            .skip(&mail.uid, Instant::now(), |_| SKIP_REFUSED, None);
+                    self.metrics().skipped("mailbox_refused");
                     log::warn(
-                        "mail_set_aside",
+                        "mail_skipped",
                         &[
                             ("uid", V::S(&mail.uid)),
-                            ("reason", "too_large".into()),
-                            ("size", mail.size.into()),
-                            ("max_mail_bytes", self.settings.max_mail_bytes.into()),
+                            ("error", V::S(&short(&e.to_string()))),
+                            ("retry_secs", pause.as_secs().into()),
+                            (
+                                "effect",
+                                "left in the mailbox; the other mails are handled, this one \
+                                 is looked at again later"
+                                    .into(),
+                            ),
                         ],
                     );
-                    self.set_aside(mb, &mail, "too_large")?;
-                    round.set_aside += 1;
-                    continue;
+                    round.skipped += 1;
                 }
                 Err(e) => return Err(e),
-            };
-            self.metrics().received.fetch_add(1, Relaxed);
-            log::debug(
-                "mail_received",
-                &[("uid", V::S(&mail.uid)), ("size", raw.len().into())],
-            );
-            match self.process(&mail.uid, &raw) {
-                Disposition::Delete => {
-                    mb.delete(&mail)?;
-                    round.deleted += 1;
-                }
-                Disposition::SetAside(reason) => {
-                    self.set_aside(mb, &mail, reason)?;
-                    round.set_aside += 1;
-                }
-                Disposition::Leave => round.left += 1,
-                Disposition::LeaveAndPause => {
-                    round.left += 1;
-                    break;
-                }
             }
         }
         Ok(round)
+    }
+
+    /// Fetch, handle and dispose of one mail. `Err`: the mailbox failed (for this mail, or
+    /// the session: see [`imap::leaves_session_usable`]).
+    fn intake_mail(&self, mb: &mut dyn Mailbox, mail: &MailRef) -> ls_core::Result<Disposition> {
+        let raw = match mb.fetch(mail, self.settings.max_mail_bytes) {
+            Ok(raw) => raw,
+            Err(Error::TooLarge(_)) => {
+                log::warn(
+                    "mail_set_aside",
+                    &[
+                        ("uid", V::S(&mail.uid)),
+                        ("reason", "too_large".into()),
+                        ("size", mail.size.into()),
+                        ("max_mail_bytes", self.settings.max_mail_bytes.into()),
+                    ],
+                );
+                self.set_aside(mb, mail, "too_large")?;
+                return Ok(Disposition::SetAside("too_large"));
+            }
+            Err(e) => return Err(e),
+        };
+        self.metrics().received.fetch_add(1, Relaxed);
+        log::debug(
+            "mail_received",
+            &[("uid", V::S(&mail.uid)), ("size", raw.len().into())],
+        );
+        let d = self.process(&mail.uid, &raw);
+        drop(raw);
+        match d {
+            Disposition::Delete => mb.delete(mail)?,
+            Disposition::SetAside(reason) => self.set_aside(mb, mail, reason)?,
+            Disposition::Leave => {}
+            Disposition::AnswerLater => {
+                let mut memory = self.memory();
+                let floor = memory.smtp_until;
+                let pause = memory.skip(
+                    &mail.uid,
+                    Instant::now(),
+                    |n| doubling(ANSWER_RETRY, MAX_BACKOFF, n),
+                    floor,
+                );
+                drop(memory);
+                self.metrics().skipped("answer_later");
+                log::info(
+                    "mail_deferred",
+                    &[
+                        ("uid", V::S(&mail.uid)),
+                        ("reason", "answer_later".into()),
+                        ("retry_secs", pause.as_secs().into()),
+                        (
+                            "effect",
+                            "taken, its answer not submitted: left in the mailbox and handled \
+                             again later (a duplicate, answered with the same receipt)"
+                                .into(),
+                        ),
+                    ],
+                );
+            }
+        }
+        Ok(d)
     }
 
     fn set_aside(
@@ -735,11 +1033,20 @@ impl Gateway {
         } else {
             "error"
         };
+        if self.memory().smtp_until.is_some_and(|t| t > Instant::now()) {
+            // The SMTP server failed a moment ago: not asked again for each mail.
+            return Disposition::AnswerLater;
+        }
         match self
             .submitter
             .submit(&self.settings.address, &address, &mail)
         {
             Ok(()) => {
+                {
+                    let mut m = self.memory();
+                    m.smtp_until = None;
+                    m.smtp_backoff = Duration::ZERO;
+                }
                 self.metrics().answered.fetch_add(1, Relaxed);
                 log::info(
                     "mail_answered",
@@ -753,7 +1060,10 @@ impl Gateway {
                 );
                 Disposition::Delete
             }
-            Err(e @ Error::Refused(_)) => {
+            Err(SendError {
+                error: e @ Error::Refused(_),
+                ..
+            }) => {
                 // For good (the address refused, the size limit): the sender sends again and
                 // is answered with the same receipt.
                 self.metrics().failure("refused");
@@ -768,9 +1078,38 @@ impl Gateway {
                 );
                 Disposition::Delete
             }
-            Err(e) => {
-                self.submission_failed(&e);
-                Disposition::LeaveAndPause
+            Err(SendError {
+                error,
+                recipient: true,
+            }) => {
+                // This address, for now (a 4xx to RCPT TO): the server works, other answers
+                // go on.
+                self.metrics().failure("recipient");
+                log::warn(
+                    "mail_not_answered",
+                    &[
+                        ("uid", V::S(uid)),
+                        ("message_id", V::S(message_id)),
+                        ("to", V::S(&address)),
+                        ("error", V::S(&error.to_string())),
+                        (
+                            "effect",
+                            "the address refused for now: answered later".into(),
+                        ),
+                    ],
+                );
+                Disposition::AnswerLater
+            }
+            Err(SendError { error, .. }) => {
+                self.submission_failed(&error);
+                let mut m = self.memory();
+                m.smtp_backoff = if m.smtp_backoff.is_zero() {
+                    FIRST_BACKOFF
+                } else {
+                    (m.smtp_backoff * 2).min(MAX_BACKOFF)
+                };
+                m.smtp_until = Some(Instant::now() + m.smtp_backoff);
+                Disposition::AnswerLater
             }
         }
     }
@@ -799,13 +1138,33 @@ impl Gateway {
     }
 
     /// One delivery round at time `now`: the waiting messages of every usable party with a
-    /// mail address are claimed and submitted.
+    /// mail address are claimed and submitted. A party whose address the SMTP server refused
+    /// is passed over (its other messages wait) until the refused message's lease ends; the
+    /// other parties go on. A failure of the server itself ends the round (`paused`).
     pub fn delivery_round(&self, now: i64) -> Result<DeliveryRound, crate::store::StoreError> {
         let mut round = DeliveryRound::default();
-        for party in self.service.store.mail_parties()? {
+        let parties = self.service.store.mail_parties()?;
+        {
+            let mut r = self
+                .state
+                .refused_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            r.retain(|mpc, until| *until > now && parties.iter().any(|p| &p.mpc == mpc));
+        }
+        for party in parties {
             let Some(address) = party.mail_address.as_deref() else {
                 continue;
             };
+            let refused = self
+                .state
+                .refused_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(&party.mpc);
+            if refused {
+                continue;
+            }
             let mut n = 0;
             loop {
                 if n == MAX_PER_PARTY_ROUND {
@@ -827,6 +1186,18 @@ impl Gateway {
                 match self.deliver(&party, address, claimed, now) {
                     Delivered::Yes => round.submitted += 1,
                     Delivered::No => {}
+                    Delivered::AddressRefused => {
+                        round.refused_parties += 1;
+                        self.state
+                            .refused_until
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(
+                                party.mpc.clone(),
+                                now.saturating_add(self.settings.redeliver_after_secs),
+                            );
+                        break;
+                    }
                     Delivered::Pause => {
                         round.paused = true;
                         return Ok(round);
@@ -926,7 +1297,38 @@ impl Gateway {
                 );
                 Delivered::Yes
             }
-            Err(e @ Error::Refused(_)) => {
+            Err(SendError {
+                error,
+                recipient: true,
+            }) => {
+                // The party's address (a reply to RCPT TO): the server works. This message
+                // stays leased; the party's others wait until its lease ends; the other
+                // parties go on.
+                let permanent = matches!(error, Error::Refused(_));
+                self.metrics()
+                    .failure(if permanent { "refused" } else { "recipient" });
+                log::warn(
+                    "mail_not_delivered",
+                    &[
+                        ("message_id", V::S(&message_id)),
+                        ("to", V::S(&recipient.to_string())),
+                        ("address", V::S(address)),
+                        ("error", V::S(&error.to_string())),
+                        (
+                            "effect",
+                            "the address refused by the SMTP server: offered again after the \
+                             lease (the party's other messages wait until then), until it \
+                             expires"
+                                .into(),
+                        ),
+                    ],
+                );
+                Delivered::AddressRefused
+            }
+            Err(SendError {
+                error: e @ Error::Refused(_),
+                ..
+            }) => {
                 self.metrics().failure("refused");
                 log::warn(
                     "mail_not_delivered",
@@ -945,8 +1347,8 @@ impl Gateway {
                 );
                 Delivered::No
             }
-            Err(e) => {
-                self.submission_failed(&e);
+            Err(SendError { error, .. }) => {
+                self.submission_failed(&error);
                 self.release(&recipient, &message_id, now);
                 Delivered::Pause
             }
@@ -985,7 +1387,19 @@ impl Gateway {
                     ("idle", V::S(if mb.can_idle() { "yes" } else { "no" })),
                 ],
             );
+            let mut last_round: Option<Instant> = None;
             let failed = loop {
+                if let Some(t) = last_round {
+                    // Not more than a round a second, whatever the server announces.
+                    let since = t.elapsed();
+                    if since < MIN_ROUND_GAP {
+                        wake.wait(wake.generation(), MIN_ROUND_GAP - since);
+                        if wake.stopped() {
+                            break None;
+                        }
+                    }
+                }
+                last_round = Some(Instant::now());
                 match self.intake_round(mb.as_mut()) {
                     Ok(r) => {
                         // A session that works: the next failure starts the back-off again.
@@ -1001,7 +1415,7 @@ impl Gateway {
                     break None;
                 }
                 if mb.can_idle() {
-                    if let Err(e) = mb.wait(self.settings.poll, wake.stop_flag()) {
+                    if let Err(e) = mb.wait(self.settings.poll.min(MAX_IDLE), wake.stop_flag()) {
                         break Some(e);
                     }
                 } else {
@@ -1110,6 +1524,9 @@ enum Delivered {
     Yes,
     /// Not submitted; it stays leased (offered again after the lease).
     No,
+    /// The SMTP server refused the party's address: it stays leased, and the party's other
+    /// messages wait; the round goes on with the other parties.
+    AddressRefused,
     /// Not submitted, the claim given back; stop the round.
     Pause,
 }
@@ -1198,21 +1615,27 @@ pub fn from_config(
     };
     let smtp = SmtpClient::new(account("smtp_url", &e.smtp_url)?)
         .map_err(|err| format!("email.smtp_url: {err}"))?;
-    let opener = AccountMailbox(account("mailbox_url", &e.mailbox_url)?);
+    // One user name on both servers: one guard for its logins.
+    let guard = Arc::new(LoginGuard::new(LOGIN_BACKOFF));
+    let opener = GuardedOpener::new(
+        Arc::new(AccountMailbox(account("mailbox_url", &e.mailbox_url)?)),
+        guard.clone(),
+    );
     let settings = Settings {
         address: e.address.clone(),
         set_aside_folder: e.set_aside_folder.clone(),
-        max_mail_bytes: e.max_mail_bytes(c.limits.max_message_bytes),
+        max_mail_bytes: e.max_mail_bytes(),
         redeliver_after_secs: i64::try_from(e.redeliver_after_secs).unwrap_or(i64::MAX),
         poll: Duration::from_secs(e.poll_secs),
         login_backoff: LOGIN_BACKOFF,
     };
     let gateway = Gateway {
         service,
-        submitter: Arc::new(GuardedSubmitter::new(Arc::new(smtp), LOGIN_BACKOFF)),
+        submitter: Arc::new(GuardedSubmitter::with_guard(Arc::new(smtp), guard)),
         format: Arc::new(CoreLayout),
         settings,
         intake_wake: Arc::new(Wake::default()),
+        state: GatewayState::default(),
     };
     Ok((Arc::new(gateway), Arc::new(opener)))
 }

@@ -72,6 +72,12 @@ struct BoxState {
     mails: Vec<(String, Vec<u8>)>,
     set_aside: Vec<(String, String)>,
     deleted: Vec<String>,
+    /// Failures to give: (operation `fetch`/`set_aside`/`delete`, UID) → the error (each
+    /// time).
+    fail: HashMap<(&'static str, String), fn() -> Error>,
+    /// Calls of fetch, by UID.
+    fetches: Vec<String>,
+    lists: usize,
 }
 
 #[derive(Clone, Default)]
@@ -94,10 +100,23 @@ impl FakeBox {
     fn deleted(&self) -> Vec<String> {
         self.0.lock().unwrap().deleted.clone()
     }
+    fn fail(&self, op: &'static str, uid: &str, e: fn() -> Error) {
+        self.0.lock().unwrap().fail.insert((op, uid.into()), e);
+    }
+    fn failing(&self, op: &'static str, uid: &str) -> ls_core::Result<()> {
+        match self.0.lock().unwrap().fail.get(&(op, uid.to_string())) {
+            Some(e) => Err(e()),
+            None => Ok(()),
+        }
+    }
+    fn fetches(&self) -> Vec<String> {
+        self.0.lock().unwrap().fetches.clone()
+    }
 }
 
 impl Mailbox for FakeBox {
     fn list(&mut self) -> ls_core::Result<Vec<MailRef>> {
+        self.0.lock().unwrap().lists += 1;
         Ok(self
             .0
             .lock()
@@ -112,6 +131,8 @@ impl Mailbox for FakeBox {
             .collect())
     }
     fn fetch(&mut self, mail: &MailRef, max: u64) -> ls_core::Result<Vec<u8>> {
+        self.0.lock().unwrap().fetches.push(mail.uid.clone());
+        self.failing("fetch", &mail.uid)?;
         let s = self.0.lock().unwrap();
         let raw = &s.mails.iter().find(|(u, _)| *u == mail.uid).unwrap().1;
         if raw.len() as u64 > max {
@@ -120,12 +141,14 @@ impl Mailbox for FakeBox {
         Ok(raw.clone())
     }
     fn delete(&mut self, mail: &MailRef) -> ls_core::Result<()> {
+        self.failing("delete", &mail.uid)?;
         let mut s = self.0.lock().unwrap();
         s.mails.retain(|(u, _)| *u != mail.uid);
         s.deleted.push(mail.uid.clone());
         Ok(())
     }
     fn set_aside(&mut self, mail: &MailRef, folder: &str) -> ls_core::Result<()> {
+        self.failing("set_aside", &mail.uid)?;
         let mut s = self.0.lock().unwrap();
         s.mails.retain(|(u, _)| *u != mail.uid);
         s.set_aside.push((mail.uid.clone(), folder.to_string()));
@@ -151,19 +174,30 @@ struct Sent {
     mail: Vec<u8>,
 }
 
-/// Keeps the mails it is given; fails with the errors queued first.
+/// Keeps the mails it is given; fails with the errors queued first, and refuses the
+/// addresses in `refuse` (a 4xx to RCPT TO).
 #[derive(Default)]
 struct FakeSubmitter {
     sent: Mutex<Vec<Sent>>,
-    fail: Mutex<VecDeque<Error>>,
+    fail: Mutex<VecDeque<SendError>>,
+    refuse: Mutex<HashSet<String>>,
     calls: AtomicU64,
 }
 
 impl Submitter for FakeSubmitter {
-    fn submit(&self, from: &str, to: &str, mail: &[u8]) -> ls_core::Result<()> {
+    fn submit(&self, from: &str, to: &str, mail: &[u8]) -> Result<(), SendError> {
         self.calls.fetch_add(1, Relaxed);
         if let Some(e) = self.fail.lock().unwrap().pop_front() {
             return Err(e);
+        }
+        if self.refuse.lock().unwrap().contains(to) {
+            return Err(SendError {
+                error: Error::MailStatus {
+                    code: 452,
+                    message: format!("452 4.2.2 <{to}>: mailbox full"),
+                },
+                recipient: true,
+            });
         }
         self.sent.lock().unwrap().push(Sent {
             from: from.into(),
@@ -289,6 +323,7 @@ fn gateway_for(service: Arc<Service>, smtp: Arc<FakeSubmitter>) -> Gateway {
             login_backoff: Duration::from_secs(300),
         },
         intake_wake: Arc::new(Wake::default()),
+        state: GatewayState::default(),
     }
 }
 
@@ -587,36 +622,182 @@ fn a_sender_without_a_mail_address_is_not_answered() {
     assert!(w.smtp.take().is_empty());
 }
 
-/// The answer cannot be submitted now: the mail stays (the round stops there); the next round
-/// handles it again (a duplicate) and mails the same receipt.
+/// The back-offs of the intake are over (as if their time had passed).
+fn pauses_over(g: &Gateway) {
+    let mut m = g.state.intake.lock().unwrap();
+    let now = Instant::now();
+    for s in m.skipped.values_mut() {
+        s.until = now;
+    }
+    m.smtp_until = None;
+}
+
+/// The (Content-Type, body) of a mail the submitter got.
+fn as4_sent(sent: &Sent) -> (String, Vec<u8>) {
+    match PlainFormat.read(&sent.mail, &Limits::default()) {
+        Content::As4 {
+            content_type, body, ..
+        } => (content_type, body),
+        other => panic!("not an AS4 mail: {other:?}"),
+    }
+}
+
+/// The SMTP server fails: the mail whose answer could not be submitted stays, the round goes
+/// on without asking the server again for each mail (a later message is taken, a receipt
+/// needing no answer is handled); the mails left are not handled again at every round but
+/// after a back-off, then as duplicates answered with the same receipt.
 #[test]
 fn an_answer_that_cannot_be_submitted_leaves_the_mail() {
     let w = World::new();
     let alice = w.party("alice", Some("alice@a.test"));
-    let _bob = w.party("bob", None);
+    let bob = w.party("bob", Some("bob@b.test"));
+    // A message mailed to bob earlier, whose receipt bob mails back.
+    let d = alice.message("bob", b"earlier");
+    assert_eq!(w.push(&d).status, 200);
+    let now = ls_core::time::now_unix();
+    assert_eq!(w.gateway.delivery_round(now).unwrap().submitted, 1);
+    let (ct, body) = as4_sent(&w.smtp.take()[0]);
+    let receipt = bob.receipt_of(&ct, &body, alice.cert());
+    let calls = w.smtp.calls.load(Relaxed);
+
     let m1 = alice.message("bob", b"one");
     let m2 = alice.message("bob", b"two");
     w.mail(&m1, "alice@a.test");
+    w.mail(&receipt, "bob@b.test");
     w.mail(&m2, "alice@a.test");
-    w.smtp.fail.lock().unwrap().push_back(Error::MailStatus {
-        code: 451,
-        message: "try later".into(),
-    });
+    w.smtp.fail.lock().unwrap().push_back(
+        Error::MailStatus {
+            code: 451,
+            message: "try later".into(),
+        }
+        .into(),
+    );
     let r = w.round();
-    assert_eq!((r.mails, r.left, r.deleted), (1, 1, 0));
+    assert_eq!((r.mails, r.left, r.deleted, r.skipped), (3, 2, 1, 0));
+    assert_eq!(
+        w.smtp.calls.load(Relaxed),
+        calls + 1,
+        "the failed server is not asked again in the round"
+    );
     assert_eq!(w.mailbox.len(), 2);
     assert_eq!(w.state(&m1.message_id).as_deref(), Some("waiting"));
+    assert_eq!(w.state(&m2.message_id).as_deref(), Some("waiting"));
+    assert_eq!(w.state(&d.message_id).as_deref(), Some("delivered"));
 
+    // At once again: not handled again (no submission at every poll).
+    let r = w.round();
+    assert_eq!((r.mails, r.skipped, r.deleted), (2, 2, 0));
+    assert_eq!(w.smtp.calls.load(Relaxed), calls + 1);
+
+    // After the back-off: handled again (duplicates), the same receipts mailed.
+    pauses_over(&w.gateway);
     let r = w.round();
     assert_eq!((r.mails, r.deleted), (2, 2));
     let sent = w.smtp.take();
     assert_eq!(sent.len(), 2);
-    assert_eq!(w.service.metrics.duplicates.load(Relaxed), 1);
+    assert_eq!(w.service.metrics.duplicates.load(Relaxed), 2);
     let text = w.service.metrics_text();
     assert!(
         text.contains("layersec_mail_submission_failures_total{reason=\"transient\"} 1"),
         "{text}"
     );
+    assert!(
+        text.contains("layersec_mail_skipped_total{reason=\"answer_later\"} 2"),
+        "{text}"
+    );
+}
+
+/// A sender whose address the SMTP server refuses for now (a 4xx to RCPT TO): its mail stays
+/// for later, and the server is still used for the other senders' answers in the round.
+#[test]
+fn a_refused_answer_address_does_not_hold_up_the_others() {
+    let w = World::new();
+    let alice = w.party("alice", Some("alice@a.test"));
+    let carol = w.party("carol", Some("carol@c.test"));
+    let _bob = w.party("bob", None);
+    w.smtp.refuse.lock().unwrap().insert("alice@a.test".into());
+    let a = alice.message("bob", b"from alice");
+    let c = carol.message("bob", b"from carol");
+    w.mail(&a, "alice@a.test");
+    w.mail(&c, "carol@c.test");
+    let r = w.round();
+    assert_eq!((r.mails, r.left, r.deleted), (2, 1, 1));
+    let sent = w.smtp.take();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, "carol@c.test");
+    assert_eq!(w.round().skipped, 1);
+    w.smtp.refuse.lock().unwrap().clear();
+    pauses_over(&w.gateway);
+    assert_eq!(w.round().deleted, 1);
+    assert_eq!(w.smtp.take()[0].to, "alice@a.test");
+    assert!(w
+        .service
+        .metrics_text()
+        .contains("layersec_mail_submission_failures_total{reason=\"recipient\"} 1"));
+}
+
+/// A mail the mailbox server refuses to hand over or to move (a NO; a folder it cannot be
+/// given) is skipped — logged, left, not asked for again at each round — and the mails after
+/// it are handled. A failure of the session itself ends the round.
+#[test]
+fn a_mail_the_server_refuses_does_not_block_the_others() {
+    let w = World::new();
+    let alice = w.party("alice", Some("alice@a.test"));
+    let _bob = w.party("bob", None);
+    let poison = w
+        .mailbox
+        .deliver(b"X-Content-Type: text/plain\r\n\r\nx".to_vec());
+    let junk = w
+        .mailbox
+        .deliver(b"From: a@x.test\r\nSubject: hi\r\n\r\nhello\r\n".to_vec());
+    let m = alice.message("bob", b"after the poison");
+    w.mail(&m, "alice@a.test");
+    w.mailbox.fail("fetch", &poison, || Error::MailStatus {
+        code: 0,
+        message: "imaps://mail.test:993 refused UID FETCH: NO [SERVERBUG] cannot".into(),
+    });
+    w.mailbox.fail("set_aside", &junk, || {
+        Error::InvalidArgument("the IMAP folder is not a printable ASCII name".into())
+    });
+    let r = w.round();
+    assert_eq!((r.mails, r.skipped, r.deleted, r.set_aside), (3, 2, 1, 0));
+    assert_eq!(w.state(&m.message_id).as_deref(), Some("waiting"));
+    assert_eq!(w.smtp.take().len(), 1);
+    assert_eq!(w.mailbox.len(), 2);
+
+    // Not asked for again at the next round.
+    let r = w.round();
+    assert_eq!((r.mails, r.skipped), (2, 2));
+    assert_eq!(
+        w.mailbox.fetches().iter().filter(|u| **u == poison).count(),
+        1
+    );
+    let text = w.service.metrics_text();
+    assert!(
+        text.contains("layersec_mail_skipped_total{reason=\"mailbox_refused\"} 2"),
+        "{text}"
+    );
+
+    // Later (the server fixed): taken.
+    w.mailbox.0.lock().unwrap().fail.clear();
+    pauses_over(&w.gateway);
+    let r = w.round();
+    assert_eq!((r.mails, r.set_aside), (2, 2));
+
+    // The connection lost: the round ends there (the caller reconnects).
+    let m2 = alice.message("bob", b"two");
+    let m3 = alice.message("bob", b"three");
+    let uid2 = w.mail(&m2, "alice@a.test");
+    w.mail(&m3, "alice@a.test");
+    w.mailbox.fail("fetch", &uid2, || {
+        Error::ConnectFailed("imaps://mail.test:993 closed the connection".into())
+    });
+    let mut mb = w.mailbox.clone();
+    let e = w.gateway.intake_round(&mut mb).unwrap_err();
+    assert_eq!(e.code(), ls_core::ErrorCode::ConnectFailed);
+    assert_eq!(w.state(&m3.message_id), None, "not reached");
+    w.mailbox.0.lock().unwrap().fail.clear();
+    assert_eq!(w.round().deleted, 2, "not skipped: it was the session");
 }
 
 // ---- delivery ----
@@ -711,7 +892,7 @@ fn submission_failures() {
         .fail
         .lock()
         .unwrap()
-        .push_back(Error::ConnectFailed("down".into()));
+        .push_back(Error::ConnectFailed("down".into()).into());
     let r = w.gateway.delivery_round(now).unwrap();
     assert_eq!((r.submitted, r.paused), (0, true));
     assert_eq!(w.gateway.delivery_round(now).unwrap().submitted, 1);
@@ -723,7 +904,7 @@ fn submission_failures() {
         .fail
         .lock()
         .unwrap()
-        .push_back(Error::Refused("552 too large".into()));
+        .push_back(Error::Refused("552 too large".into()).into());
     let r = w.gateway.delivery_round(now).unwrap();
     assert_eq!((r.submitted, r.paused), (0, false));
     assert_eq!(w.state(&m2.message_id).as_deref(), Some("leased"));
@@ -754,6 +935,109 @@ fn a_message_too_large_for_a_mail_is_not_submitted() {
         .contains("layersec_mail_submission_failures_total{reason=\"too_large\"} 1"));
 }
 
+/// A party whose address the SMTP server refuses (a 4xx to RCPT TO) does not hold up the
+/// others: its message stays leased, its other messages wait until that lease ends, and the
+/// other parties' messages are mailed in the same round (no pause of the deliveries).
+#[test]
+fn a_refused_address_does_not_hold_up_the_other_parties() {
+    let w = World::new();
+    let alice = w.party("alice", None);
+    let _bob = w.party("bob", Some("bob@b.test"));
+    let _carol = w.party("carol", Some("carol@c.test"));
+    let b1 = alice.message("bob", b"1");
+    let b2 = alice.message("bob", b"2");
+    let c1 = alice.message("carol", b"3");
+    for m in [&b1, &b2, &c1] {
+        assert_eq!(w.push(m).status, 200);
+    }
+    w.smtp.refuse.lock().unwrap().insert("bob@b.test".into());
+    let now = ls_core::time::now_unix();
+    let r = w.gateway.delivery_round(now).unwrap();
+    assert_eq!(
+        (r.submitted, r.paused, r.more, r.refused_parties),
+        (1, false, false, 1)
+    );
+    let sent = w.smtp.take();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].to, "carol@c.test");
+    let mut states = [w.state(&b1.message_id), w.state(&b2.message_id)];
+    states.sort();
+    assert_eq!(
+        states,
+        [Some("leased".to_string()), Some("waiting".to_string())]
+    );
+    assert_eq!(w.smtp.calls.load(Relaxed), 2);
+
+    // Bob is passed over until the refused message's lease ends.
+    let r = w.gateway.delivery_round(now + 1).unwrap();
+    assert_eq!((r.submitted, r.paused), (0, false));
+    assert_eq!(w.smtp.calls.load(Relaxed), 2);
+    w.smtp.refuse.lock().unwrap().clear();
+    // Bob's two, and carol's again (no receipt from her within the lease).
+    assert_eq!(w.gateway.delivery_round(now + 900).unwrap().submitted, 3);
+    let to_bob = w
+        .smtp
+        .take()
+        .iter()
+        .filter(|s| s.to == "bob@b.test")
+        .count();
+    assert_eq!(to_bob, 2);
+    assert!(w
+        .service
+        .metrics_text()
+        .contains("layersec_mail_submission_failures_total{reason=\"recipient\"} 1"));
+}
+
+/// A server that announces new mail all the time (a count it repeats at each IDLE) cannot
+/// make the intake list the mailbox in a loop: a round a second at most.
+#[test]
+fn rounds_are_a_second_apart_at_least() {
+    #[derive(Clone)]
+    struct Chatty(FakeBox);
+    impl Mailbox for Chatty {
+        fn list(&mut self) -> ls_core::Result<Vec<MailRef>> {
+            self.0.list()
+        }
+        fn fetch(&mut self, mail: &MailRef, max: u64) -> ls_core::Result<Vec<u8>> {
+            self.0.fetch(mail, max)
+        }
+        fn delete(&mut self, mail: &MailRef) -> ls_core::Result<()> {
+            self.0.delete(mail)
+        }
+        fn set_aside(&mut self, mail: &MailRef, folder: &str) -> ls_core::Result<()> {
+            Mailbox::set_aside(&mut self.0, mail, folder)
+        }
+        fn uidvalidity(&self) -> Option<u64> {
+            Some(1)
+        }
+        fn can_idle(&self) -> bool {
+            true
+        }
+        fn wait(&mut self, _max: Duration, _stop: &AtomicBool) -> ls_core::Result<bool> {
+            Ok(true)
+        }
+        fn close(self: Box<Self>) -> ls_core::Result<()> {
+            Ok(())
+        }
+    }
+    struct Opener(Chatty);
+    impl MailboxOpener for Opener {
+        fn open(&self) -> ls_core::Result<Box<dyn Mailbox>> {
+            Ok(Box::new(self.0.clone()))
+        }
+        fn server(&self) -> String {
+            "memory".into()
+        }
+    }
+    let w = World::new();
+    let gateway = Arc::new(gateway_for(w.service.clone(), w.smtp.clone()));
+    let running = start(gateway, Arc::new(Opener(Chatty(w.mailbox.clone())))).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(running.stop(Duration::from_secs(5)));
+    let lists = w.mailbox.0.lock().unwrap().lists;
+    assert!((1..=2).contains(&lists), "{lists} rounds in 1.5 s");
+}
+
 // ---- the pieces ----
 
 #[test]
@@ -763,16 +1047,22 @@ fn a_refused_login_is_not_tried_again_at_once() {
         .fail
         .lock()
         .unwrap()
-        .push_back(Error::LoginFailed("535".into()));
+        .push_back(Error::LoginFailed("535".into()).into());
     let g = GuardedSubmitter::new(inner.clone(), Duration::from_secs(300));
     assert!(matches!(
         g.submit("a@b.c", "d@e.f", b"m"),
-        Err(Error::LoginFailed(_))
+        Err(SendError {
+            error: Error::LoginFailed(_),
+            ..
+        })
     ));
     for _ in 0..5 {
         assert!(matches!(
             g.submit("a@b.c", "d@e.f", b"m"),
-            Err(Error::LoginFailed(_))
+            Err(SendError {
+                error: Error::LoginFailed(_),
+                ..
+            })
         ));
     }
     assert_eq!(
@@ -785,9 +1075,69 @@ fn a_refused_login_is_not_tried_again_at_once() {
         .fail
         .lock()
         .unwrap()
-        .push_back(Error::LoginFailed("535".into()));
+        .push_back(Error::LoginFailed("535".into()).into());
     assert!(g.submit("a@b.c", "d@e.f", b"m").is_err());
     assert!(g.submit("a@b.c", "d@e.f", b"m").is_ok());
+}
+
+/// The mailbox and SMTP share the account's guard: a password the mailbox refused is not
+/// tried by SMTP either; after the back-off exactly one login is tried at a time (the others
+/// wait for its outcome), however many threads want one.
+#[test]
+fn one_login_guard_for_the_mailbox_and_smtp() {
+    struct Refusing(AtomicU64);
+    impl MailboxOpener for Refusing {
+        fn open(&self) -> ls_core::Result<Box<dyn Mailbox>> {
+            self.0.fetch_add(1, Relaxed);
+            Err(Error::LoginFailed("NO [AUTHENTICATIONFAILED]".into()))
+        }
+        fn server(&self) -> String {
+            "imaps://127.0.0.1:1".into()
+        }
+    }
+    /// Refuses the login, slowly.
+    struct SlowRefusing(AtomicU64);
+    impl Submitter for SlowRefusing {
+        fn submit(&self, _: &str, _: &str, _: &[u8]) -> Result<(), SendError> {
+            self.0.fetch_add(1, Relaxed);
+            std::thread::sleep(Duration::from_millis(300));
+            Err(Error::LoginFailed("535".into()).into())
+        }
+    }
+    let guard = Arc::new(LoginGuard::new(Duration::from_millis(400)));
+    let mailbox = Arc::new(Refusing(AtomicU64::new(0)));
+    let opener = GuardedOpener::new(mailbox.clone(), guard.clone());
+    let inner = Arc::new(SlowRefusing(AtomicU64::new(0)));
+    let smtp = Arc::new(GuardedSubmitter::with_guard(inner.clone(), guard.clone()));
+    assert_eq!(
+        opener.open().err().map(|e| e.code()),
+        Some(ls_core::ErrorCode::LoginFailed)
+    );
+    let e = smtp.submit("a@b.c", "d@e.f", b"m").unwrap_err();
+    assert!(matches!(e.error, Error::LoginFailed(_)), "{e:?}");
+    assert_eq!(
+        inner.0.load(Relaxed),
+        0,
+        "SMTP does not try the refused password"
+    );
+    assert!(opener.open().is_err());
+    assert_eq!(mailbox.0.load(Relaxed), 1);
+
+    std::thread::sleep(Duration::from_millis(450));
+    // The back-off is over: three threads want to log in; one probes, the others wait for
+    // its outcome (refused again) and do not try.
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let smtp = smtp.clone();
+            std::thread::spawn(move || smtp.submit("a@b.c", "d@e.f", b"m").unwrap_err())
+        })
+        .collect();
+    for t in threads {
+        assert!(matches!(t.join().unwrap().error, Error::LoginFailed(_)));
+    }
+    assert!(opener.open().is_err());
+    assert_eq!(inner.0.load(Relaxed), 1, "one probe");
+    assert_eq!(mailbox.0.load(Relaxed), 1);
 }
 
 #[test]
