@@ -174,6 +174,8 @@ impl StreamingResponse {
                 sha.update(&body);
                 let mut length = body.len() as u64;
                 let mut buf = vec![0u8; 64 * 1024];
+                // Measured to its end, but not an endless one.
+                let hard = max.saturating_mul(16).max(64 << 20);
                 loop {
                     let n = match self.body.read(&mut buf) {
                         Ok(0) => break,
@@ -183,6 +185,11 @@ impl StreamingResponse {
                     };
                     sha.update(&buf[..n]);
                     length += n as u64;
+                    if length > hard {
+                        return Err(Error::TooLarge(format!(
+                            "the response is far longer than the {max} bytes allowed"
+                        )));
+                    }
                 }
                 body.truncate(OVERSIZED_HEAD);
                 oversized = Some(Oversized {
