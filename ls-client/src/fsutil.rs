@@ -295,35 +295,53 @@ pub(crate) fn reserve_name(
     marker: &str,
     content: &[u8],
 ) -> Result<String> {
-    for n in 0..100_000 {
-        let cand = candidate(name, n);
-        let comp = dir.join(format!("{cand}{companion}"));
-        if let Some(existing) = read_opt(&comp)? {
-            if bytes::contains(&existing, marker.as_bytes()) {
-                write_atomic(&comp, content)?;
-                return Ok(cand);
+    // The companion appears with its content or not at all: written to a file of its own,
+    // then linked to its name (which fails if the name is taken). A companion created empty
+    // (by an earlier version that wrote it in place, killed in between) names no job: taken.
+    let tmp = dir.join(format!(".reserve-{}.tmp", random_hex(8)));
+    write_synced(&tmp, content)?;
+    let result = (|| {
+        for n in 0..100_000 {
+            let cand = candidate(name, n);
+            let comp = dir.join(format!("{cand}{companion}"));
+            if let Some(existing) = read_opt(&comp)? {
+                if existing.is_empty() || bytes::contains(&existing, marker.as_bytes()) {
+                    write_atomic(&comp, content)?;
+                    return Ok(cand);
+                }
+                continue;
             }
-            continue;
-        }
-        if exists(&dir.join(&cand)) {
-            continue;
-        }
-        match OpenOptions::new().write(true).create_new(true).open(&comp) {
-            Ok(mut f) => {
-                f.write_all(content)
-                    .and_then(|_| f.sync_all())
-                    .map_err(|e| io_err("cannot write", &comp, e))?;
-                fsync_dir(dir)?;
-                return Ok(cand);
+            if exists(&dir.join(&cand)) {
+                continue;
             }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io_err("cannot create", &comp, e)),
+            match fs::hard_link(&tmp, &comp) {
+                Ok(()) => {
+                    fsync_dir(dir)?;
+                    return Ok(cand);
+                }
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                // A file system without hard links: created in place (a crash in between
+                // leaves it empty, which the next try takes over, above).
+                Err(_) => match OpenOptions::new().write(true).create_new(true).open(&comp) {
+                    Ok(mut f) => {
+                        f.write_all(content)
+                            .and_then(|_| f.sync_all())
+                            .map_err(|e| io_err("cannot write", &comp, e))?;
+                        fsync_dir(dir)?;
+                        return Ok(cand);
+                    }
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(io_err("cannot create", &comp, e)),
+                },
+            }
         }
-    }
-    Err(Error::Io {
-        context: format!("no free name for {name} in {}", dir.display()),
-        source: std::io::Error::new(ErrorKind::AlreadyExists, "too many files of that name"),
-    })
+        Err(Error::Io {
+            context: format!("no free name for {name} in {}", dir.display()),
+            source: std::io::Error::new(ErrorKind::AlreadyExists, "too many files of that name"),
+        })
+    })();
+    let _ = fs::remove_file(&tmp);
+    result
 }
 
 /// A file name made safe ([`ls_core::mime::safe_filename`]) that is never mistaken for one of
@@ -603,5 +621,45 @@ mod tests {
         );
         move_no_clobber(&src, &dir.join(&n)).unwrap();
         assert!(!src.exists());
+    }
+}
+
+#[cfg(test)]
+mod reserve_tests {
+    use super::*;
+
+    #[test]
+    fn a_companion_appears_whole_and_an_empty_one_is_taken_over() {
+        let d = tempfile::tempdir().unwrap();
+        // What a kill -9 between creating and writing left before: an empty record.
+        fs::write(d.path().join("a.txt.sent.json"), b"").unwrap();
+        let got = reserve_name(
+            d.path(),
+            "a.txt",
+            ".sent.json",
+            "job-1",
+            b"{\"job\":\"job-1\"}",
+        )
+        .unwrap();
+        assert_eq!(got, "a.txt");
+        assert_eq!(
+            fs::read(d.path().join("a.txt.sent.json")).unwrap(),
+            b"{\"job\":\"job-1\"}"
+        );
+        // Another job's record is never taken; no temporary file is left.
+        let got = reserve_name(
+            d.path(),
+            "a.txt",
+            ".sent.json",
+            "job-2",
+            b"{\"job\":\"job-2\"}",
+        )
+        .unwrap();
+        assert_eq!(got, "a-1.txt");
+        let names: Vec<String> = fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
     }
 }

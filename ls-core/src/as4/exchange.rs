@@ -21,7 +21,7 @@ use super::xml::{self, Limits};
 use crate::cert::{CertStore, Certificate};
 use crate::error::{Error, ErrorCode, Result};
 use crate::keys::Identity;
-use crate::transport::{read_error, Carrier, HttpResponse, Outbound, Oversized};
+use crate::transport::{read_error, Carrier, HttpResponse, Outbound, Oversized, StreamingResponse};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -564,6 +564,18 @@ pub struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
+    /// The next message for `mpc` from the carrier (over HTTPS: the answer to a signed pull
+    /// request), with the length of the pull request if one was sent (for messages).
+    fn receive_next(&self, mpc: &str) -> Result<Option<(StreamingResponse, usize)>> {
+        let sent = std::cell::Cell::new(0usize);
+        let r = self.transport.receive(&|| {
+            let req = pull_request(self.soap, mpc, self.me, &self.domain)?;
+            sent.set(req.body.len());
+            Ok(req)
+        })?;
+        Ok(r.map(|r| (r, sent.get())))
+    }
+
     /// The answer a carrier returned for a UserMessage (which the service always answers).
     fn answer_of(&self, r: Option<HttpResponse>) -> Result<HttpResponse> {
         r.ok_or_else(|| Error::BadResponse("the service gave no answer to the message".into()))
@@ -670,16 +682,9 @@ impl Exchange<'_> {
     /// `limits.max_part` is read to its end and kept as its first MiB, its length and digest
     /// ([`Pulled::oversized`]). The file is removed unless it holds the returned message.
     pub fn pull_to(&self, mpc: &str, spool: &Path) -> Result<Option<Pulled>> {
-        let sent = std::cell::Cell::new(0usize);
-        let Some(mut r) = self.transport.receive(&|| {
-            let req = pull_request(self.soap, mpc, self.me, &self.domain)?;
-            sent.set(req.body.len());
-            Ok(req)
-        })?
-        else {
+        let Some((mut r, req_len)) = self.receive_next(mpc)? else {
             return Ok(None);
         };
-        let req_len = sent.get();
         let mt = package::media_type(&r.content_type);
         if !matches!(
             mt.as_str(),
@@ -825,16 +830,9 @@ impl Exchange<'_> {
 
     /// Pull the oldest message waiting in `mpc`; `None` when there is none (EBMS:0006).
     pub fn pull(&self, mpc: &str) -> Result<Option<Pulled>> {
-        let sent = std::cell::Cell::new(0usize);
-        let Some(r) = self.transport.receive(&|| {
-            let req = pull_request(self.soap, mpc, self.me, &self.domain)?;
-            sent.set(req.body.len());
-            Ok(req)
-        })?
-        else {
+        let Some((r, req_len)) = self.receive_next(mpc)? else {
             return Ok(None);
         };
-        let req_len = sent.get();
         let r = r.read_whole_or_head(self.limits.max_part)?;
         expect_ebms(&r, req_len)?;
         // Of a message too large to keep, the head holds the header (the SOAP part comes

@@ -13,78 +13,30 @@
 
 use super::MailTrust;
 use crate::error::{Error, Result};
-use crate::Certificate;
-use openssl::ssl::{
-    ErrorCode as SslErrorCode, HandshakeError, SslConnector, SslMethod, SslStream, SslVerifyMode,
-    SslVersion,
-};
-use openssl::x509::store::X509StoreBuilder;
-use openssl::x509::{X509StoreContextRef, X509VerifyResult};
-use std::fmt;
+use crate::transport::tls::TlsTrust;
+use openssl::ssl::SslStream;
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// An OpenSSL client context built from a [`MailTrust`].
+pub(crate) use crate::transport::tls::is_timeout;
+
+/// An OpenSSL client context built from a [`MailTrust`]: the one trust implementation of
+/// every protocol ([`crate::transport::tls`]).
+#[derive(Debug)]
 pub(crate) struct TlsConnector {
-    connector: SslConnector,
-    /// SHA-256 of the only server certificate accepted.
-    pin: Option<[u8; 32]>,
-    /// Whether the chain must verify (false only when pinned without `ca_pem`).
-    verify_chain: bool,
-}
-
-impl fmt::Debug for TlsConnector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TlsConnector")
-            .field("pinned", &self.pin.is_some())
-            .field("verify_chain", &self.verify_chain)
-            .finish()
-    }
-}
-
-fn leaf_sha256(ctx: &X509StoreContextRef) -> Option<[u8; 32]> {
-    let der = ctx.current_cert()?.to_der().ok()?;
-    Some(openssl::sha::sha256(&der))
-}
-
-pub(crate) fn is_timeout(kind: io::ErrorKind) -> bool {
-    matches!(kind, io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)
+    trust: TlsTrust,
 }
 
 impl TlsConnector {
     /// `InvalidArgument` for a malformed pin; `CertInvalid`/`Malformed` for an unreadable CA.
     pub(crate) fn new(trust: &MailTrust) -> Result<TlsConnector> {
-        let pin = trust
-            .pinned_sha256
-            .as_deref()
-            .map(|p| {
-                crate::bytes::parse_sha256(p).ok_or_else(|| {
-                    Error::InvalidArgument(
-                        "pinned_sha256 must be 64 hex digits (the SHA-256 of the certificate's \
-                         DER)"
-                            .into(),
-                    )
-                })
-            })
-            .transpose()?;
-        let mut b = SslConnector::builder(SslMethod::tls_client())?;
-        b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
-        if let Some(pem) = &trust.ca_pem {
-            let mut store = X509StoreBuilder::new()?;
-            for cert in Certificate::all_from_bytes(pem)? {
-                store.add_cert(cert.x509().clone())?;
-            }
-            b.set_cert_store(store.build());
-        } else if pin.is_some() {
-            // Pinned: the system store plays no part.
-            b.set_cert_store(X509StoreBuilder::new()?.build());
-        }
         Ok(TlsConnector {
-            connector: b.build(),
-            pin,
-            verify_chain: pin.is_none() || trust.ca_pem.is_some(),
+            trust: TlsTrust::new(
+                trust.ca_pem.as_deref(),
+                trust.pinned_sha256.as_deref(),
+                None,
+            )?,
         })
     }
 
@@ -92,88 +44,7 @@ impl TlsConnector {
     /// certificate refused is `TlsFailed` saying why; a timeout `Timeout`; a connection lost
     /// `ConnectFailed`.
     pub(crate) fn handshake(&self, host: &str, tcp: TcpStream) -> Result<SslStream<TcpStream>> {
-        let setup = |e: openssl::error::ErrorStack| Error::TlsFailed(format!("TLS setup: {e}"));
-        let mut conf = self.connector.configure().map_err(setup)?;
-        let pin_mismatch: Arc<Mutex<Option<String>>> = Arc::default();
-        if let Some(pin) = self.pin {
-            conf.set_verify_hostname(false);
-            let seen = Arc::clone(&pin_mismatch);
-            let verify_chain = self.verify_chain;
-            conf.set_verify_callback(SslVerifyMode::PEER, move |preverify_ok, ctx| {
-                let chain_ok = preverify_ok || !verify_chain;
-                if ctx.error_depth() != 0 {
-                    return chain_ok;
-                }
-                match leaf_sha256(ctx) {
-                    Some(got) if got == pin => chain_ok,
-                    got => {
-                        let got =
-                            got.map_or_else(|| "unreadable".into(), |g| crate::bytes::hex(&g));
-                        if let Ok(mut s) = seen.lock() {
-                            *s = Some(got);
-                        }
-                        ctx.set_error(X509VerifyResult::APPLICATION_VERIFICATION);
-                        false
-                    }
-                }
-            });
-        }
-        let domain = host.trim_start_matches('[').trim_end_matches(']');
-        match conf.connect(domain, tcp) {
-            Ok(stream) => {
-                if let Some(pin) = self.pin {
-                    // The callback enforced it already; checked again on the result.
-                    let got = stream
-                        .ssl()
-                        .peer_certificate()
-                        .and_then(|c| c.to_der().ok())
-                        .map(|d| openssl::sha::sha256(&d));
-                    if got != Some(pin) {
-                        return Err(Error::TlsFailed(format!(
-                            "the certificate of {host} does not match the pinned SHA-256"
-                        )));
-                    }
-                }
-                Ok(stream)
-            }
-            Err(HandshakeError::SetupFailure(e)) => Err(setup(e)),
-            Err(HandshakeError::WouldBlock(_)) => Err(Error::Timeout(format!(
-                "the TLS handshake with {host} timed out"
-            ))),
-            Err(HandshakeError::Failure(mid)) => {
-                if let Some(got) = pin_mismatch.lock().ok().and_then(|mut s| s.take()) {
-                    return Err(Error::TlsFailed(format!(
-                        "pin mismatch: the certificate of {host} (SHA-256 {got}) is not the \
-                         pinned one"
-                    )));
-                }
-                let verify = mid.ssl().verify_result();
-                if verify != X509VerifyResult::OK {
-                    return Err(Error::TlsFailed(format!(
-                        "certificate verification of {host} failed: {}",
-                        verify.error_string()
-                    )));
-                }
-                let err = mid.error();
-                if let Some(e) = err.io_error() {
-                    return Err(if is_timeout(e.kind()) {
-                        Error::Timeout(format!("the TLS handshake with {host} timed out"))
-                    } else {
-                        Error::ConnectFailed(format!(
-                            "the connection to {host} was lost during the TLS handshake: {e}"
-                        ))
-                    });
-                }
-                if err.code() == SslErrorCode::SYSCALL && err.ssl_error().is_none() {
-                    return Err(Error::ConnectFailed(format!(
-                        "{host} closed the connection during the TLS handshake"
-                    )));
-                }
-                Err(Error::TlsFailed(format!(
-                    "TLS handshake with {host} failed: {err}"
-                )))
-            }
-        }
+        self.trust.handshake(host, tcp)
     }
 }
 

@@ -16,17 +16,11 @@
 use super::{HttpResponse, MinRate, RateReader, StreamingResponse, Transport};
 use crate::error::{Error, Result};
 use crate::keys::Identity;
-use crate::Certificate;
-use openssl::ssl::{
-    ErrorCode as SslErrorCode, HandshakeError, SslConnector, SslMethod, SslStream, SslVerifyMode,
-    SslVersion,
-};
-use openssl::x509::store::X509StoreBuilder;
-use openssl::x509::{X509StoreContextRef, X509VerifyResult};
+use openssl::ssl::SslStream;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How to reach one Messaging Service over HTTPS. Start from [`HttpsConfig::new`].
@@ -649,57 +643,19 @@ fn transport_error(endpoint: &str, t: &ureq::Transport) -> Error {
     }
 }
 
-/// ureq's TLS hook implemented with rust-openssl.
+/// ureq's TLS hook: the shared OpenSSL trust ([`super::tls::TlsTrust`]).
 struct OpensslConnector {
-    connector: SslConnector,
-    /// SHA-256 of the only server certificate accepted.
-    pin: Option<[u8; 32]>,
-    /// Whether the chain must verify (false only when pinned without `ca_pem`).
-    verify_chain: bool,
-}
-
-fn parse_pin(pin: &str) -> Result<[u8; 32]> {
-    crate::bytes::parse_sha256(pin).ok_or_else(|| {
-        Error::InvalidArgument(
-            "pinned_sha256 must be 64 hex digits (the SHA-256 of the certificate's DER)".into(),
-        )
-    })
-}
-
-fn leaf_sha256(ctx: &X509StoreContextRef) -> Option<[u8; 32]> {
-    let der = ctx.current_cert()?.to_der().ok()?;
-    Some(openssl::sha::sha256(&der))
+    trust: super::tls::TlsTrust,
 }
 
 impl OpensslConnector {
     fn new(config: &HttpsConfig) -> Result<OpensslConnector> {
-        let pin = config.pinned_sha256.as_deref().map(parse_pin).transpose()?;
-        let mut b = SslConnector::builder(SslMethod::tls_client())?;
-        b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
-        if let Some(pem) = &config.ca_pem {
-            let mut store = X509StoreBuilder::new()?;
-            for cert in Certificate::all_from_bytes(pem)? {
-                store.add_cert(cert.x509().clone())?;
-            }
-            b.set_cert_store(store.build());
-        } else if pin.is_some() {
-            // Pinned: the system store plays no part.
-            b.set_cert_store(X509StoreBuilder::new()?.build());
-        }
-        if let Some(id) = &config.client {
-            b.set_certificate(id.certificate().x509())?;
-            b.set_private_key(id.private_key())?;
-            for c in id.chain() {
-                b.add_extra_chain_cert(c.x509().clone())?;
-            }
-            b.check_private_key().map_err(|_| {
-                Error::KeyCertMismatch("the client key does not match its certificate".into())
-            })?;
-        }
         Ok(OpensslConnector {
-            connector: b.build(),
-            pin,
-            verify_chain: pin.is_none() || config.ca_pem.is_some(),
+            trust: super::tls::TlsTrust::new(
+                config.ca_pem.as_deref(),
+                config.pinned_sha256.as_deref(),
+                config.client.as_ref(),
+            )?,
         })
     }
 
@@ -708,90 +664,12 @@ impl OpensslConnector {
         host: &str,
         io: Box<dyn ureq::ReadWrite>,
     ) -> std::result::Result<SslStream<Box<dyn ureq::ReadWrite>>, Failure> {
-        let setup = |e: openssl::error::ErrorStack| Failure::Tls(format!("TLS setup failed: {e}"));
-        let mut conf = self.connector.configure().map_err(setup)?;
-        // What the verify callback saw of a pin mismatch, for the message.
-        let pin_mismatch: Arc<Mutex<Option<String>>> = Arc::default();
-        if let Some(pin) = self.pin {
-            conf.set_verify_hostname(false);
-            let seen = Arc::clone(&pin_mismatch);
-            let verify_chain = self.verify_chain;
-            conf.set_verify_callback(SslVerifyMode::PEER, move |preverify_ok, ctx| {
-                let chain_ok = preverify_ok || !verify_chain;
-                if ctx.error_depth() != 0 {
-                    return chain_ok;
-                }
-                match leaf_sha256(ctx) {
-                    Some(got) if got == pin => chain_ok,
-                    got => {
-                        let got =
-                            got.map_or_else(|| "unreadable".into(), |g| crate::bytes::hex(&g));
-                        if let Ok(mut s) = seen.lock() {
-                            *s = Some(got);
-                        }
-                        ctx.set_error(X509VerifyResult::APPLICATION_VERIFICATION);
-                        false
-                    }
-                }
-            });
-        }
-        // An IPv6 literal comes bracketed from the URL.
-        let domain = host.trim_start_matches('[').trim_end_matches(']');
-        match conf.connect(domain, io) {
-            Ok(stream) => {
-                if let Some(pin) = self.pin {
-                    // The callback already enforced it; checked again on the result.
-                    let got = stream
-                        .ssl()
-                        .peer_certificate()
-                        .and_then(|c| c.to_der().ok())
-                        .map(|d| openssl::sha::sha256(&d));
-                    if got != Some(pin) {
-                        return Err(Failure::Tls(format!(
-                            "the certificate of {host} does not match the pinned SHA-256"
-                        )));
-                    }
-                }
-                Ok(stream)
-            }
-            Err(HandshakeError::SetupFailure(e)) => Err(setup(e)),
-            Err(HandshakeError::WouldBlock(_)) => Err(Failure::Timeout(format!(
-                "the TLS handshake with {host} timed out"
-            ))),
-            Err(HandshakeError::Failure(mid)) => {
-                if let Some(got) = pin_mismatch.lock().ok().and_then(|mut s| s.take()) {
-                    return Err(Failure::Tls(format!(
-                        "pin mismatch: the certificate of {host} (SHA-256 {got}) is not the \
-                         pinned one"
-                    )));
-                }
-                let verify = mid.ssl().verify_result();
-                if verify != X509VerifyResult::OK {
-                    return Err(Failure::Tls(format!(
-                        "certificate verification of {host} failed: {}",
-                        verify.error_string()
-                    )));
-                }
-                let err = mid.error();
-                if let Some(e) = err.io_error() {
-                    return Err(if is_timeout(e.kind()) {
-                        Failure::Timeout(format!("the TLS handshake with {host} timed out"))
-                    } else {
-                        Failure::Connect(format!(
-                            "the connection to {host} was lost during the TLS handshake: {e}"
-                        ))
-                    });
-                }
-                if err.code() == SslErrorCode::SYSCALL && err.ssl_error().is_none() {
-                    return Err(Failure::Connect(format!(
-                        "{host} closed the connection during the TLS handshake"
-                    )));
-                }
-                Err(Failure::Tls(format!(
-                    "TLS handshake with {host} failed: {err}"
-                )))
-            }
-        }
+        self.trust.handshake(host, io).map_err(|e| match e {
+            Error::Timeout(m) => Failure::Timeout(m),
+            Error::ConnectFailed(m) => Failure::Connect(m),
+            Error::TlsFailed(m) => Failure::Tls(m),
+            other => Failure::Tls(other.to_string()),
+        })
     }
 }
 
@@ -917,12 +795,15 @@ impl ureq::ReadWrite for TlsStream {
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
+    use crate::Certificate;
     use openssl::pkey::{PKey, Private};
     use openssl::ssl::SslAcceptor;
+    use openssl::ssl::{SslMethod, SslVerifyMode};
     use openssl::x509::X509;
     use std::io::{BufRead, BufReader};
     use std::net::{SocketAddr, TcpListener};
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
     use std::thread;
     use std::time::Instant;
 

@@ -7,6 +7,7 @@
 
 pub mod https;
 pub mod stub;
+pub(crate) mod tls;
 
 pub use https::{HttpsConfig, HttpsTransport};
 pub use stub::StubTransport;

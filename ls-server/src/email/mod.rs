@@ -67,8 +67,9 @@ pub const MAX_PER_PARTY_ROUND: usize = 64;
 /// Room for a mail's header and MIME structure beside its base64 body.
 const MAIL_OVERHEAD: u64 = 64 * 1024;
 /// The shortest time between two intake rounds (a server announcing new mail all the time
-/// cannot make the intake list the mailbox in a loop).
-pub const MIN_ROUND_GAP: Duration = Duration::from_secs(1);
+/// cannot make the intake list the mailbox in a loop; short enough not to delay a message that
+/// follows another).
+pub const MIN_ROUND_GAP: Duration = Duration::from_millis(200);
 /// The longest IMAP IDLE (servers drop an IDLE after 30 minutes, RFC 2177).
 pub const MAX_IDLE: Duration = Duration::from_secs(29 * 60);
 /// A mail the mailbox server refused to fetch, move or remove (its command answered NO, or
@@ -1390,7 +1391,7 @@ impl Gateway {
             let mut last_round: Option<Instant> = None;
             let failed = loop {
                 if let Some(t) = last_round {
-                    // Not more than a round a second, whatever the server announces.
+                    // Not more than five rounds a second, whatever the server announces.
                     let since = t.elapsed();
                     if since < MIN_ROUND_GAP {
                         wake.wait(wake.generation(), MIN_ROUND_GAP - since);

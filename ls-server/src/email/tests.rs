@@ -989,9 +989,9 @@ fn a_refused_address_does_not_hold_up_the_other_parties() {
 }
 
 /// A server that announces new mail all the time (a count it repeats at each IDLE) cannot
-/// make the intake list the mailbox in a loop: a round a second at most.
+/// make the intake list the mailbox in a loop: a round per MIN_ROUND_GAP at most.
 #[test]
-fn rounds_are_a_second_apart_at_least() {
+fn rounds_are_min_round_gap_apart_at_least() {
     #[derive(Clone)]
     struct Chatty(FakeBox);
     impl Mailbox for Chatty {
@@ -1035,7 +1035,8 @@ fn rounds_are_a_second_apart_at_least() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(running.stop(Duration::from_secs(5)));
     let lists = w.mailbox.0.lock().unwrap().lists;
-    assert!((1..=2).contains(&lists), "{lists} rounds in 1.5 s");
+    // 1.5 s / 200 ms: at most 8 rounds (a busy loop would make thousands).
+    assert!((1..=8).contains(&lists), "{lists} rounds in 1.5 s");
 }
 
 // ---- the pieces ----
