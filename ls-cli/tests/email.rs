@@ -630,3 +630,39 @@ fn a_forged_copy_is_set_aside_unanswered_and_the_real_one_still_arrives() {
     assert_eq!(docs.len(), 1);
     assert_eq!(std::fs::read(&docs[0]).unwrap(), document(7, 3000));
 }
+
+#[test]
+fn a_wrong_password_in_run_is_not_tried_in_a_loop() {
+    let Some(w) = world("mail-lockout") else {
+        return;
+    };
+    let bob = w.party("bob", Via::Imap);
+    // The daemon's back-off as shipped: 30 s at first, then more.
+    bob.edit_config(|t| {
+        t.replace("initial_secs = 1", "initial_secs = 30")
+            .replace("max_secs = 2", "max_secs = 3600")
+    });
+    bob.ok(&["poll"]);
+    std::fs::write(bob.dir.join("mail.pw"), "wrong\n").unwrap();
+    let failures = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains("bob@example.test") && l.contains("auth failed"))
+            .count()
+    };
+    let before = failures(&w.mail.log());
+    let mut run = Command::new(LAYERSEC)
+        .args(["run", "--json", "--config", bob.config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(10));
+    let _ = run.kill();
+    let out = run.wait_with_output().unwrap();
+    let events = String::from_utf8_lossy(&out.stdout);
+    assert!(events.contains("LS_ERR_LOGIN_FAILED"), "{events}");
+    let log = w.mail.log();
+    let n = failures(&log) - before;
+    // One refused login, then the poll's back-off (30 s): nothing else logs in meanwhile.
+    assert!((1..=2).contains(&n), "{n} refused logins in 10 s:\n{log}");
+}
