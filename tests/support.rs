@@ -8,6 +8,10 @@ use std::process::{Command, Output};
 #[path = "harness/service.rs"]
 pub mod service;
 
+/// A `layersec` client of such a service: [`client::Client`].
+#[path = "harness/client.rs"]
+pub mod client;
+
 /// Real mail servers (Postfix + Dovecot on loopback) for tests: [`mail::MailServers`].
 #[path = "harness/mail.rs"]
 pub mod mail;

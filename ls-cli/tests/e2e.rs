@@ -1,23 +1,14 @@
 //! The whole path through real processes over TLS on loopback: `layersec-server`, and a
 //! `layersec` client per party (init, partners, send, poll, run), with real kill -9.
 
+use ls_tests::client::{json, Client};
 use ls_tests::peak_rss;
 use ls_tests::service::{server_bin_beside, RunningService};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const LAYERSEC: &str = env!("CARGO_BIN_EXE_layersec");
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
-}
 
 /// `layersec-server` (beside `layersec`) redelivering after 2 s, started.
 fn start_service(name: &str) -> RunningService {
@@ -40,124 +31,23 @@ trait Parties {
 impl Parties for RunningService {
     /// A party's client: `layersec init`, registered at the service with its certificate.
     fn party_with(&self, id: &str, register: bool, init_args: &[&str]) -> Party {
-        let dir = self.dir.join(format!("client-{id}"));
-        let o = Command::new(LAYERSEC)
-            .args([
-                "init",
-                "--party",
-                id,
-                "--service",
-                &self.url,
-                "--dir",
-                dir.to_str().unwrap(),
-                "--service-cert",
-                self.service_cert_path().to_str().unwrap(),
-                "--ca-file",
-                self.tls_cert_path().to_str().unwrap(),
-                "--json",
-            ])
-            .args(init_args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "init: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let v = json(&o);
-        let cert = PathBuf::from(v["certificate"].as_str().unwrap());
-        let cert = if cert.is_absolute() {
-            cert
-        } else {
-            dir.join(cert)
-        };
-        assert_eq!(v["mpc"], format!("urn:layersec:mpc:{id}"));
-        let config = PathBuf::from(v["config"].as_str().unwrap());
-        // Poll every second, retry soon: the tests wait for deliveries.
-        let text = std::fs::read_to_string(&config).unwrap();
-        let text = text
-            .replace("interval_secs = 60", "interval_secs = 1")
-            .replace("initial_secs = 30", "initial_secs = 1")
-            .replace("max_secs = 3600", "max_secs = 2");
-        std::fs::write(&config, text).unwrap();
+        let c = Client::init(Path::new(LAYERSEC), self, id, init_args);
         if register {
-            let sub = self.admin(&["subscriber", "add", "--organisation", id]);
-            self.admin(&[
-                "party",
-                "add",
-                "--subscriber",
-                &sub["id"].to_string(),
-                "--party",
-                id,
-                "--certificate",
-                cert.to_str().unwrap(),
-            ]);
+            c.register(self, &[]);
         }
-        Party {
-            id: id.to_string(),
-            dir,
-            config,
-            cert,
-        }
+        c
     }
 }
 
-struct Party {
-    id: String,
-    dir: PathBuf,
-    config: PathBuf,
-    cert: PathBuf,
+type Party = Client;
+
+trait Trust {
+    fn trust(&self, other: &Party);
 }
 
-impl Party {
-    fn cmd(&self, args: &[&str]) -> Output {
-        let mut a: Vec<&str> = args.to_vec();
-        a.extend_from_slice(&["--config", self.config.to_str().unwrap()]);
-        Command::new(LAYERSEC).args(&a).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> Output {
-        let o = self.cmd(args);
-        assert!(
-            o.status.success(),
-            "layersec {args:?} ({}): exit {:?}: {}",
-            self.id,
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
-    }
-
+impl Trust for Party {
     fn trust(&self, other: &Party) {
         self.ok(&["partners", "add", &other.id, other.cert.to_str().unwrap()]);
-    }
-
-    fn spawn_run(&self) -> Child {
-        Command::new(LAYERSEC)
-            .args(["run", "--json", "--config", self.config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    }
-
-    /// Documents in a folder (not metadata, records or temporary files).
-    fn documents(&self, folder: &str) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(self.dir.join(folder))
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-            .unwrap_or_default();
-        v.retain(|p| {
-            let n = p.file_name().unwrap().to_string_lossy();
-            p.is_file()
-                && !n.starts_with('.')
-                && !n.ends_with(".meta.json")
-                && !n.ends_with(".sent.json")
-                && !n.ends_with(".reason.txt")
-                && !n.ends_with(".signed.p7m")
-                && !n.ends_with(".receipt.p7m")
-        });
-        v.sort();
-        v
     }
 }
 

@@ -2,23 +2,14 @@
 //! (`ls_tests::mail::MailServers`), a real `layersec-server` with its e-mail gateway, and
 //! `layersec` clients on e-mail (IMAP and POP3) and on HTTPS.
 
+use ls_tests::client::{json, Client};
 use ls_tests::mail::MailServers;
 use ls_tests::service::{server_bin_beside, RunningService};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const LAYERSEC: &str = env!("CARGO_BIN_EXE_layersec");
-
-fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
-}
 
 /// Real mail servers and a service whose gateway reads `service@example.test`.
 struct World {
@@ -58,71 +49,27 @@ enum Via {
     Pop3,
 }
 
-struct Party {
-    id: String,
-    dir: PathBuf,
-    config: PathBuf,
-    cert: PathBuf,
-}
+type Party = Client;
 
 impl World {
     /// A party's client (`layersec init`), registered at the service (with its mail address
     /// unless on HTTPS), configured for `via`.
     fn party(&self, id: &str, via: Via) -> Party {
-        let dir = self.svc.dir.join(format!("client-{id}"));
-        let o = Command::new(LAYERSEC)
-            .args([
-                "init",
-                "--party",
-                id,
-                "--service",
-                &self.svc.url,
-                "--dir",
-                dir.to_str().unwrap(),
-                "--service-cert",
-                self.svc.service_cert_path().to_str().unwrap(),
-                "--ca-file",
-                self.svc.tls_cert_path().to_str().unwrap(),
-                "--json",
-            ])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let v = json(&o);
-        let cert = PathBuf::from(v["certificate"].as_str().unwrap());
-        let cert = if cert.is_absolute() {
-            cert
+        let c = Client::init(Path::new(LAYERSEC), &self.svc, id, &[]);
+        if via == Via::Https {
+            c.register(&self.svc, &[]);
+            return c;
+        }
+        let pw = format!("{id}-pw");
+        let address = self.mail.add_user(id, &pw);
+        std::fs::write(c.dir.join("mail.pw"), format!("{pw}\n")).unwrap();
+        let mailbox = if via == Via::Imap {
+            self.mail.imaps_url()
         } else {
-            dir.join(cert)
+            self.mail.pop3s_url()
         };
-        let config = PathBuf::from(v["config"].as_str().unwrap());
-        let mut text = std::fs::read_to_string(&config)
-            .unwrap()
-            .replace("interval_secs = 60", "interval_secs = 1")
-            .replace("initial_secs = 30", "initial_secs = 1")
-            .replace("max_secs = 3600", "max_secs = 2");
-        let sub = self.svc.admin(&["subscriber", "add", "--organisation", id]);
-        let mut add = vec![
-            "party".to_string(),
-            "add".into(),
-            "--subscriber".into(),
-            sub["id"].to_string(),
-            "--party".into(),
-            id.into(),
-            "--certificate".into(),
-            cert.to_str().unwrap().into(),
-        ];
-        if via != Via::Https {
-            let pw = format!("{id}-pw");
-            let address = self.mail.add_user(id, &pw);
-            add.extend(["--mail-address".to_string(), address.clone()]);
-            std::fs::write(dir.join("mail.pw"), format!("{pw}\n")).unwrap();
-            let mailbox = if via == Via::Imap {
-                self.mail.imaps_url()
-            } else {
-                self.mail.pop3s_url()
-            };
-            text.push_str(&format!(
+        c.edit_config(|t| {
+            t + &format!(
                 "\n[transport]\nkind = \"email\"\n\n[email]\nsmtp_url = \"{}\"\n\
                  mailbox_url = \"{mailbox}\"\naddress = \"{address}\"\n\
                  service_address = \"{}\"\nusername = \"{address}\"\n\
@@ -130,55 +77,23 @@ impl World {
                 self.mail.smtp_url(),
                 self.mail.address("service"),
                 self.mail.ca_pem_path().display()
-            ));
-        }
-        std::fs::write(&config, text).unwrap();
-        let args: Vec<&str> = add.iter().map(String::as_str).collect();
-        self.svc.admin(&args);
-        Party {
-            id: id.to_string(),
-            dir,
-            config,
-            cert,
-        }
+            )
+        });
+        c.register(&self.svc, &["--mail-address", &address]);
+        c
     }
 }
 
-impl Party {
-    fn cmd(&self, args: &[&str]) -> Output {
-        let mut a: Vec<&str> = args.to_vec();
-        a.extend_from_slice(&["--config", self.config.to_str().unwrap()]);
-        Command::new(LAYERSEC).args(&a).output().unwrap()
-    }
+/// What the tests do with a client besides the shared commands.
+trait Ops {
+    fn trust(&self, other: &Party);
+    fn send(&self, name: &str, data: &[u8], to: &str) -> Output;
+    fn poll_until(&self, n: usize, timeout: Duration) -> Vec<PathBuf>;
+}
 
-    fn ok(&self, args: &[&str]) -> Output {
-        let o = self.cmd(args);
-        assert!(
-            o.status.success(),
-            "layersec {args:?} ({}): exit {:?}: {}",
-            self.id,
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
-    }
-
+impl Ops for Party {
     fn trust(&self, other: &Party) {
         self.ok(&["partners", "add", &other.id, other.cert.to_str().unwrap()]);
-    }
-
-    fn edit_config(&self, f: impl FnOnce(String) -> String) {
-        let text = std::fs::read_to_string(&self.config).unwrap();
-        std::fs::write(&self.config, f(text)).unwrap();
-    }
-
-    fn spawn_run(&self) -> Child {
-        Command::new(LAYERSEC)
-            .args(["run", "--json", "--config", self.config.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
     }
 
     /// Write `data` as `name` in a work folder and send it; the command's output.
@@ -188,25 +103,6 @@ impl Party {
         let f = work.join(name);
         std::fs::write(&f, data).unwrap();
         self.cmd(&["send", f.to_str().unwrap(), "--to", to, "--json"])
-    }
-
-    /// Documents in a folder (not metadata, records or temporary files).
-    fn documents(&self, folder: &str) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(self.dir.join(folder))
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-            .unwrap_or_default();
-        v.retain(|p| {
-            let n = p.file_name().unwrap().to_string_lossy();
-            p.is_file()
-                && !n.starts_with('.')
-                && !n.ends_with(".meta.json")
-                && !n.ends_with(".sent.json")
-                && !n.ends_with(".reason.txt")
-                && !n.ends_with(".signed.p7m")
-                && !n.ends_with(".receipt.p7m")
-        });
-        v.sort();
-        v
     }
 
     /// Poll until `n` documents are in the inbox (or `timeout`).

@@ -12,23 +12,14 @@ use ls_core::as4::xml::Limits;
 use ls_core::rollover::{self as contract, CertificateUpdate};
 use ls_core::transport::{HttpsConfig, HttpsTransport, Transport};
 use ls_core::{Certificate, Identity};
+use ls_tests::client::{json, Client};
 use ls_tests::service::{server_bin_beside, RunningService};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const LAYERSEC: &str = env!("CARGO_BIN_EXE_layersec");
-
-fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {}\nstderr: {}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    })
-}
 
 fn start_service(name: &str) -> RunningService {
     let bin = server_bin_beside(Path::new(LAYERSEC));
@@ -39,81 +30,27 @@ fn start_service(name: &str) -> RunningService {
     s
 }
 
-struct Party {
-    id: String,
-    dir: PathBuf,
-    config: PathBuf,
-}
+type Party = Client;
 
-/// `layersec init` for `id`, registered at the service, polling every second.
+/// `layersec init` for `id` (an EC key), registered at the service, polling every second;
+/// `extra_config` goes into its `[identity]` section.
 fn party(svc: &RunningService, id: &str, extra_config: &str) -> Party {
-    let dir = svc.dir.join(format!("client-{id}"));
-    let o = Command::new(LAYERSEC)
-        .args([
-            "init",
-            "--party",
-            id,
-            "--service",
-            &svc.url,
-            "--dir",
-            dir.to_str().unwrap(),
-            "--service-cert",
-            svc.service_cert_path().to_str().unwrap(),
-            "--ca-file",
-            svc.tls_cert_path().to_str().unwrap(),
-            "--key-type",
-            "ec",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v = json(&o);
-    let config = PathBuf::from(v["config"].as_str().unwrap());
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("interval_secs = 60", "interval_secs = 1")
-        .replace("initial_secs = 30", "initial_secs = 1")
-        .replace("max_secs = 3600", "max_secs = 2")
-        .replace("[identity]\n", &format!("[identity]\n{extra_config}"));
-    std::fs::write(&config, text).unwrap();
-    let sub = svc.admin(&["subscriber", "add", "--organisation", id]);
-    svc.admin(&[
-        "party",
-        "add",
-        "--subscriber",
-        &sub["id"].to_string(),
-        "--party",
-        id,
-        "--certificate",
-        v["certificate"].as_str().unwrap(),
-    ]);
-    Party {
-        id: id.into(),
-        dir,
-        config,
-    }
+    let c = Client::init(Path::new(LAYERSEC), svc, id, &["--key-type", "ec"]);
+    c.edit_config(|t| t.replace("[identity]\n", &format!("[identity]\n{extra_config}")));
+    c.register(svc, &[]);
+    c
 }
 
-impl Party {
-    fn cmd(&self, args: &[&str]) -> Output {
-        let mut a: Vec<&str> = args.to_vec();
-        a.extend_from_slice(&["--config", self.config.to_str().unwrap()]);
-        Command::new(LAYERSEC).args(&a).output().unwrap()
-    }
+/// What the rollover tests do with a client besides the shared commands.
+trait Ops {
+    fn cert_path(&self) -> PathBuf;
+    fn trust(&self, other: &Party);
+    fn status(&self) -> Value;
+    fn identity(&self) -> Identity;
+    fn outbox(&self, to: &str, n: usize, tag: &str) -> Vec<(String, Vec<u8>)>;
+}
 
-    fn ok(&self, args: &[&str]) -> Output {
-        let o = self.cmd(args);
-        assert!(
-            o.status.success(),
-            "layersec {args:?} ({}): exit {:?}: {}",
-            self.id,
-            o.status.code(),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
-    }
-
+impl Ops for Party {
     fn cert_path(&self) -> PathBuf {
         self.dir.join("identity/cert.pem")
     }
@@ -123,16 +60,6 @@ impl Party {
         let copy = self.dir.join(format!("{}-initial.crt", other.id));
         std::fs::copy(other.cert_path(), &copy).unwrap();
         self.ok(&["partners", "add", &other.id, copy.to_str().unwrap()]);
-    }
-
-    fn spawn_run(&self) -> Child {
-        let log = std::fs::File::create(self.dir.join("run.log")).unwrap();
-        Command::new(LAYERSEC)
-            .args(["run", "--json", "--config", self.config.to_str().unwrap()])
-            .stdout(log)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
     }
 
     fn status(&self) -> Value {
@@ -147,25 +74,6 @@ impl Party {
             None,
         )
         .unwrap()
-    }
-
-    /// Documents in a folder (not metadata, records or temporary files).
-    fn documents(&self, folder: &str) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(self.dir.join(folder))
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
-            .unwrap_or_default();
-        v.retain(|p| {
-            let n = p.file_name().unwrap().to_string_lossy();
-            p.is_file()
-                && !n.starts_with('.')
-                && !n.ends_with(".meta.json")
-                && !n.ends_with(".sent.json")
-                && !n.ends_with(".reason.txt")
-                && !n.ends_with(".signed.p7m")
-                && !n.ends_with(".receipt.p7m")
-        });
-        v.sort();
-        v
     }
 
     /// Put `n` documents for `to` in the outbox, written under temporary names and renamed.

@@ -286,6 +286,16 @@ enum Next {
     Tagged(String, Tagged),
 }
 
+/// What a response read during IDLE meant.
+enum IdleStep {
+    /// The server's `+`: IDLE is on.
+    Continuation,
+    /// Something else untagged (noted).
+    More,
+    /// The IDLE command ended (by the server, or after our DONE): whether new mail came.
+    Ended(bool),
+}
+
 /// What a command is made of: text as is, or a string (quoted, or a literal if it must be).
 enum Arg<'a> {
     Raw(&'a str),
@@ -997,8 +1007,29 @@ impl Mailbox for ImapMailbox {
 }
 
 impl ImapMailbox {
+    /// One response read while IDLE is under way: `new` notes a count that grew.
+    fn idle_step(&mut self, tag: &str, new: &mut bool) -> Result<IdleStep> {
+        match self.next(SMALL_LITERAL)? {
+            Next::Continuation => Ok(IdleStep::Continuation),
+            Next::Untagged(_) => {
+                *new |= self.grown;
+                Ok(IdleStep::More)
+            }
+            Next::Tagged(t, end) if t == tag => {
+                if end.status == Status::Ok {
+                    Ok(IdleStep::Ended(*new))
+                } else {
+                    Err(self.refused("IDLE", end))
+                }
+            }
+            Next::Tagged(..) => Err(Error::BadResponse(format!(
+                "{} answered with an unknown tag",
+                self.conn.peer
+            ))),
+        }
+    }
+
     fn idle(&mut self, max: Duration, stop: &AtomicBool) -> Result<bool> {
-        let peer = self.conn.peer.clone();
         if self.grown {
             // A mail came after the last list (announced during another command).
             return Ok(true);
@@ -1010,21 +1041,10 @@ impl ImapMailbox {
         // the count it already said, or `* n RECENT` alone, has nothing new.
         let mut new = false;
         loop {
-            match self.next(SMALL_LITERAL)? {
-                Next::Continuation => break,
-                Next::Untagged(_) => new |= self.grown,
-                Next::Tagged(t, end) if t == tag => {
-                    return if end.status == Status::Ok {
-                        Ok(new)
-                    } else {
-                        Err(self.refused("IDLE", end))
-                    };
-                }
-                Next::Tagged(..) => {
-                    return Err(Error::BadResponse(format!(
-                        "{peer} answered with an unknown tag"
-                    )))
-                }
+            match self.idle_step(&tag, &mut new)? {
+                IdleStep::Continuation => break,
+                IdleStep::More => {}
+                IdleStep::Ended(got) => return Ok(got),
             }
         }
         let deadline = Instant::now() + max;
@@ -1036,41 +1056,15 @@ impl ImapMailbox {
             if !self.conn.wait_readable(IDLE_POLL.min(deadline - now))? {
                 continue;
             }
-            match self.next(SMALL_LITERAL)? {
-                Next::Untagged(_) => new |= self.grown,
-                Next::Continuation => {}
-                Next::Tagged(t, end) if t == tag => {
-                    // The server ended IDLE by itself.
-                    return if end.status == Status::Ok {
-                        Ok(new)
-                    } else {
-                        Err(self.refused("IDLE", end))
-                    };
-                }
-                Next::Tagged(..) => {
-                    return Err(Error::BadResponse(format!(
-                        "{peer} answered with an unknown tag"
-                    )))
-                }
+            // The server may end IDLE by itself.
+            if let IdleStep::Ended(got) = self.idle_step(&tag, &mut new)? {
+                return Ok(got);
             }
         }
         self.conn.write_all(b"DONE\r\n")?;
         loop {
-            match self.next(SMALL_LITERAL)? {
-                Next::Untagged(_) => new |= self.grown,
-                Next::Continuation => {}
-                Next::Tagged(t, end) if t == tag => {
-                    return if end.status == Status::Ok {
-                        Ok(new)
-                    } else {
-                        Err(self.refused("IDLE", end))
-                    };
-                }
-                Next::Tagged(..) => {
-                    return Err(Error::BadResponse(format!(
-                        "{peer} answered with an unknown tag"
-                    )))
-                }
+            if let IdleStep::Ended(got) = self.idle_step(&tag, &mut new)? {
+                return Ok(got);
             }
         }
     }
