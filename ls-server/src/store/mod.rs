@@ -6,6 +6,7 @@
 //! at most one puller even when two nodes claim from the same MPC at once (PostgreSQL:
 //! `SELECT … FOR UPDATE SKIP LOCKED`; SQLite: one writer at a time).
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::fmt;

@@ -1,0 +1,430 @@
+//! Messages: admission, storing (bodies inline or in chunks), claiming under a lease with
+//! `FOR UPDATE SKIP LOCKED`, delivery.
+
+use super::accounts::party_subscriber;
+use super::*;
+use ::postgres::GenericClient;
+use std::io::{Read, Seek, Write};
+
+/// The first message of `m`'s sender with `m`'s MessageId, as a duplicate or a refusal.
+fn earlier(c: &mut impl GenericClient, m: &NewMessage) -> StoreResult<Option<Accepted>> {
+    let Some(r) = c.query_opt(
+        "SELECT recipient_ptype, recipient_id, content_sha256, receipt_content_type, receipt \
+         FROM messages WHERE sender_ptype = $1 AND sender_id = $2 AND message_id = $3",
+        &[&m.sender.ptype, &m.sender.id, &m.message_id],
+    )?
+    else {
+        return Ok(None);
+    };
+    let recipient = PartyKey {
+        ptype: r.try_get(0)?,
+        id: r.try_get(1)?,
+    };
+    let content: Option<String> = r.try_get(2)?;
+    let same = recipient == m.recipient
+        && content
+            .as_deref()
+            .is_none_or(|c| c.eq_ignore_ascii_case(&m.content_sha256));
+    if !same {
+        return Err(StoreError::Refused(Refused::MessageIdReused {
+            first_recipient: recipient,
+        }));
+    }
+    Ok(Some(Accepted::Duplicate {
+        receipt_content_type: r.try_get(3)?,
+        receipt: r.try_get(4)?,
+    }))
+}
+
+fn id_taken(m: &NewMessage) -> StoreError {
+    StoreError::Conflict(format!(
+        "MessageId {} is already used by another sender for this recipient",
+        m.message_id
+    ))
+}
+
+/// The checks that need no lock: the recipient's limit. Duplicates are decided by the
+/// INSERT (unique constraints), the quota under the sender's subscriber row lock.
+fn check_limit(c: &mut impl GenericClient, m: &NewMessage) -> StoreResult<()> {
+    let size = m.body.len();
+    let max_document_bytes: i64 = c
+        .query_opt(
+            "SELECT max_document_bytes FROM parties WHERE ptype = $1 AND pid = $2",
+            &[&m.recipient.ptype, &m.recipient.id],
+        )?
+        .ok_or_else(|| StoreError::NotFound(format!("recipient party {}", m.recipient)))?
+        .get(0);
+    let max_document_bytes = to_u64(max_document_bytes);
+    let max_message_bytes = coordination::message_limit_for(max_document_bytes);
+    if size > max_message_bytes {
+        return Err(StoreError::Refused(Refused::RecipientLimit {
+            recipient: m.recipient.clone(),
+            size,
+            max_message_bytes,
+            max_document_bytes,
+        }));
+    }
+    Ok(())
+}
+
+/// The sender's account quota, checked with the subscriber's row locked (`FOR UPDATE`), so two
+/// nodes accepting for one account at once cannot both fit under it. `exclude` is the message
+/// being accepted (already inserted).
+fn check_quota(
+    c: &mut impl GenericClient,
+    m: &NewMessage,
+    limits: &AcceptLimits,
+    exclude: i64,
+) -> StoreResult<()> {
+    if limits.max_queued_bytes_per_subscriber == 0 {
+        return Ok(());
+    }
+    // A sender that is no party is the service itself (its own announcements).
+    let Some(subscriber) = party_subscriber(c, &m.sender)? else {
+        return Ok(());
+    };
+    c.execute(
+        "SELECT 1 FROM subscribers WHERE id = $1 FOR UPDATE",
+        &[&subscriber],
+    )?;
+    let queued: i64 = c
+        .query_one(
+            "SELECT COALESCE(SUM(m.size), 0)::BIGINT FROM parties p JOIN messages m \
+             ON m.sender_ptype = p.ptype AND m.sender_id = p.pid \
+             AND m.state IN ('waiting', 'leased') WHERE p.subscriber_id = $1 AND m.seq <> $2",
+            &[&subscriber, &exclude],
+        )?
+        .get(0);
+    let queued = to_u64(queued);
+    let size = m.body.len();
+    let quota = limits.max_queued_bytes_per_subscriber;
+    if queued.saturating_add(size) > quota {
+        return Err(StoreError::Refused(Refused::QuotaExceeded {
+            subscriber_id: subscriber,
+            queued,
+            size,
+            quota,
+        }));
+    }
+    Ok(())
+}
+
+fn add_usage(
+    c: &mut impl GenericClient,
+    party: &PartyKey,
+    kind: &str,
+    at: Unix,
+    bytes: i64,
+    seq: i64,
+    coordination: bool,
+) -> StoreResult<()> {
+    c.execute(
+        "INSERT INTO usage_ledger (subscriber_id, party_ptype, party_id, kind, at, bytes, \
+         message_seq, coordination) VALUES ((SELECT subscriber_id FROM parties \
+         WHERE ptype = $1 AND pid = $2), $1, $2, $3, $4, $5, $6, $7)",
+        &[&party.ptype, &party.id, &kind, &at, &bytes, &seq, &coordination],
+    )?;
+    Ok(())
+}
+
+/// Write the body of message `seq` into `payload_chunks`, [`CHUNK_BYTES`] at a time.
+fn write_chunks(
+    c: &mut impl GenericClient,
+    seq: i64,
+    mut next: impl FnMut(&mut Vec<u8>) -> StoreResult<()>,
+) -> StoreResult<u64> {
+    let stmt = c.prepare(
+        "INSERT INTO payload_chunks (message_seq, n, data) VALUES ($1, $2, $3)",
+    )?;
+    let mut buf = Vec::with_capacity(CHUNK_BYTES);
+    let mut n: i32 = 0;
+    let mut total = 0u64;
+    loop {
+        buf.clear();
+        next(&mut buf)?;
+        if buf.is_empty() {
+            return Ok(total);
+        }
+        c.execute(&stmt, &[&seq, &n, &buf.as_slice()])?;
+        total += buf.len() as u64;
+        n = n
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Invalid("body too large".into()))?;
+    }
+}
+
+pub(super) fn accept(
+    store: &PostgresStore,
+    m: &NewMessage,
+    limits: &AcceptLimits,
+) -> StoreResult<Accepted> {
+    let is_coordination = m.service == coordination::SERVICE;
+    if is_coordination != m.coordination.is_some() {
+        return Err(StoreError::Invalid(format!(
+            "message {}: a co-ordination message (Service {}) says what it is about, and only \
+             one does",
+            m.message_id,
+            coordination::SERVICE
+        )));
+    }
+    if matches!(
+        m.coordination,
+        Some(Coordination::Refusal(_) | Coordination::Receipt { .. })
+            | Some(Coordination::UpdateAnswer { .. })
+    ) {
+        return not_yet("accept (refusal notices, receipts, update answers)");
+    }
+    // Checked first without writing: a resent big message is not copied again.
+    let pre = store.read(|tx| {
+        if let Some(d) = earlier(tx, m)? {
+            return Ok(Some(d));
+        }
+        check_limit(tx, m)?;
+        check_quota(tx, m, limits, -1)?;
+        Ok(None)
+    });
+    // (The read transaction cannot lock: its FOR UPDATE fails; the real check is below.)
+    match pre {
+        Ok(Some(d)) => return Ok(d),
+        Err(StoreError::Backend(_)) | Ok(None) => {}
+        Err(e) => return Err(e),
+    }
+    let inline = match &m.body {
+        MessageBody::Bytes(b) if b.len() <= store.inline_max => Some(b.as_slice()),
+        _ => None,
+    };
+    store.write(|tx| {
+        let size = to_i64(m.body.len());
+        let row = tx.query_opt(
+            "INSERT INTO messages (sender_ptype, sender_id, recipient_ptype, recipient_id, \
+             mpc, message_id, conversation_id, service, action, content_type, size, body, \
+             chunked, receipt_content_type, receipt, state, received_at, content_sha256) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             'waiting', $16, $17) ON CONFLICT DO NOTHING RETURNING seq",
+            &[
+                &m.sender.ptype,
+                &m.sender.id,
+                &m.recipient.ptype,
+                &m.recipient.id,
+                &m.mpc,
+                &m.message_id,
+                &m.conversation_id,
+                &m.service,
+                &m.action,
+                &m.content_type,
+                &size,
+                &inline,
+                &inline.is_none(),
+                &m.receipt_content_type,
+                &m.receipt,
+                &m.received_at,
+                &m.content_sha256,
+            ],
+        )?;
+        let Some(row) = row else {
+            // A unique constraint said no (after any concurrent insert committed): the
+            // sender's earlier message, or another sender's for this recipient.
+            return match earlier(tx, m)? {
+                Some(d) => Ok(d),
+                None => Err(id_taken(m)),
+            };
+        };
+        let seq: i64 = row.get(0);
+        check_limit(tx, m)?;
+        if inline.is_none() {
+            let written = match &m.body {
+                MessageBody::Bytes(b) => {
+                    let mut rest = b.as_slice();
+                    write_chunks(tx, seq, |buf| {
+                        let n = rest.len().min(CHUNK_BYTES);
+                        buf.extend_from_slice(&rest[..n]);
+                        rest = &rest[n..];
+                        Ok(())
+                    })?
+                }
+                MessageBody::Spooled(spool) => {
+                    let path = &spool.path;
+                    let file = std::fs::File::open(path)
+                        .map_err(|e| io_err(format!("open {}", path.display()), e))?;
+                    let mut file = file.take(spool.len);
+                    write_chunks(tx, seq, |buf| {
+                        (&mut file)
+                            .take(CHUNK_BYTES as u64)
+                            .read_to_end(buf)
+                            .map_err(|e| io_err(format!("read {}", path.display()), e))?;
+                        Ok(())
+                    })?
+                }
+            };
+            if written != m.body.len() {
+                return Err(StoreError::Backend(format!(
+                    "message {}: {written} bytes of a body of {} stored",
+                    m.message_id,
+                    m.body.len()
+                )));
+            }
+        }
+        check_quota(tx, m, limits, seq)?;
+        add_usage(tx, &m.sender, "sent", m.received_at, size, seq, is_coordination)?;
+        Ok(Accepted::Stored)
+    })
+}
+
+pub(super) fn claim_next(
+    store: &PostgresStore,
+    mpc: &str,
+    now: Unix,
+    lease_secs: i64,
+) -> StoreResult<Option<Claimed>> {
+    if lease_secs < 0 {
+        return Err(StoreError::Invalid("negative lease".into()));
+    }
+    store.write_unsynced(|tx| {
+        // The row lock taken here keeps the body's chunks in place until the commit: chunks
+        // are deleted only by transactions that lock their message's row first.
+        let Some(r) = tx.query_opt(
+            "UPDATE messages SET state = 'leased', lease_until = $2, attempts = attempts + 1 \
+             WHERE seq = (SELECT seq FROM messages WHERE mpc = $1 \
+               AND state IN ('waiting', 'leased') \
+               AND (state = 'waiting' OR lease_until <= $3) \
+               ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING seq, message_id, sender_ptype, sender_id, recipient_ptype, \
+               recipient_id, content_type, body, chunked, attempts, size",
+            &[&mpc, &now.saturating_add(lease_secs), &now],
+        )?
+        else {
+            return Ok(None);
+        };
+        let seq: i64 = r.try_get(0)?;
+        let chunked: bool = r.try_get(8)?;
+        let attempts: i32 = r.try_get(9)?;
+        let size: i64 = r.try_get(10)?;
+        let body = if chunked {
+            read_chunks(store, tx, seq, to_u64(size))?
+        } else {
+            ClaimedBody::Bytes(r.try_get::<_, Option<Vec<u8>>>(7)?.unwrap_or_default())
+        };
+        Ok(Some(Claimed {
+            message_id: r.try_get(1)?,
+            sender: PartyKey {
+                ptype: r.try_get(2)?,
+                id: r.try_get(3)?,
+            },
+            recipient: PartyKey {
+                ptype: r.try_get(4)?,
+                id: r.try_get(5)?,
+            },
+            content_type: r.try_get(6)?,
+            body,
+            attempt: u32::try_from(attempts).unwrap_or(0),
+        }))
+    })
+}
+
+/// The chunks of message `seq`, one at a time, into an unlinked file of the spool folder.
+fn read_chunks(
+    store: &PostgresStore,
+    tx: &mut Transaction<'_>,
+    seq: i64,
+    size: u64,
+) -> StoreResult<ClaimedBody> {
+    let (path, mut file) = store.spool_file(".claimed")?;
+    let _ = std::fs::remove_file(&path);
+    let stmt = tx.prepare("SELECT data FROM payload_chunks WHERE message_seq = $1 AND n = $2")?;
+    let mut len = 0u64;
+    let mut n: i32 = 0;
+    while len < size {
+        let Some(r) = tx.query_opt(&stmt, &[&seq, &n])? else {
+            break;
+        };
+        let data: &[u8] = r.try_get(0)?;
+        file.write_all(data)
+            .map_err(|e| io_err("write a claimed body".into(), e))?;
+        len += data.len() as u64;
+        n += 1;
+    }
+    if len != size {
+        return Err(StoreError::Backend(format!(
+            "message {seq}: {len} bytes of a body of {size} found"
+        )));
+    }
+    file.rewind()
+        .map_err(|e| io_err("rewind a claimed body".into(), e))?;
+    Ok(ClaimedBody::File { file, len })
+}
+
+pub(super) fn release_claim(
+    store: &PostgresStore,
+    recipient: &PartyKey,
+    message_id: &str,
+    now: Unix,
+) -> StoreResult<()> {
+    store.write_unsynced(|tx| {
+        tx.execute(
+            "UPDATE messages SET lease_until = $4 WHERE recipient_ptype = $1 \
+             AND recipient_id = $2 AND message_id = $3 AND state = 'leased' \
+             AND lease_until > $4",
+            &[&recipient.ptype, &recipient.id, &message_id, &now],
+        )?;
+        Ok(())
+    })
+}
+
+pub(super) fn mark_delivered(
+    store: &PostgresStore,
+    recipient: &PartyKey,
+    message_id: &str,
+    receipt: &[u8],
+    now: Unix,
+) -> StoreResult<Delivery> {
+    store.write_unsynced(|tx| {
+        // At most one row (messages_recipient_message_id); locked, so two nodes taking the
+        // same receipt count it once.
+        let Some(r) = tx.query_opt(
+            "SELECT seq, state, size, service FROM messages \
+             WHERE recipient_ptype = $1 AND recipient_id = $2 AND message_id = $3 FOR UPDATE",
+            &[&recipient.ptype, &recipient.id, &message_id],
+        )?
+        else {
+            return Ok(Delivery::Unknown);
+        };
+        let seq: i64 = r.try_get(0)?;
+        let state: &str = r.try_get(1)?;
+        let size: i64 = r.try_get(2)?;
+        let service: &str = r.try_get(3)?;
+        Ok(match state {
+            "waiting" | "leased" => {
+                tx.execute(
+                    "UPDATE messages SET state = 'delivered', delivered_at = $2, \
+                     lease_until = NULL, recipient_receipt = $3 WHERE seq = $1",
+                    &[&seq, &now, &receipt],
+                )?;
+                let coordination = service == coordination::SERVICE;
+                add_usage(tx, recipient, "received", now, size, seq, coordination)?;
+                Delivery::Delivered
+            }
+            "delivered" | "purged" => Delivery::AlreadyDelivered,
+            // Expired (or failed) before the receipt came: not delivered.
+            _ => Delivery::Unknown,
+        })
+    })
+}
+
+pub(super) fn recipients_of(store: &PostgresStore, message_id: &str) -> StoreResult<Vec<PartyKey>> {
+    store.read(|tx| {
+        tx.query(
+            "SELECT DISTINCT recipient_ptype, recipient_id FROM messages \
+             WHERE message_id = $1 AND state IN ('waiting', 'leased', 'delivered', 'purged') \
+             ORDER BY recipient_ptype, recipient_id",
+            &[&message_id],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(PartyKey {
+                ptype: r.try_get(0)?,
+                id: r.try_get(1)?,
+            })
+        })
+        .collect()
+    })
+}
