@@ -51,6 +51,43 @@ if [ ${#mail_pkgs[@]} -gt 0 ]; then
   restore_policy
   trap - EXIT
 fi
+# PostgreSQL 15: the database of the distributed Messaging Service's tests (scripts/pg-server.sh
+# runs throwaway clusters in a folder of the test's own). Installed without prompts and without
+# starting anything: the same temporary policy-rc.d, and postgresql-common is told not to create
+# the system's `main` cluster (create_main_cluster = false in createcluster.conf, set after
+# postgresql-common and before postgresql-15 is installed). A `main` cluster that exists already
+# is left alone and stays stopped.
+pg_pkgs=()
+for p in postgresql-15 postgresql-client-15; do
+  dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || pg_pkgs+=("$p")
+done
+if [ ${#pg_pkgs[@]} -gt 0 ]; then
+  echo "deps: installing ${pg_pkgs[*]}" >&2
+  policy=/usr/sbin/policy-rc.d
+  saved=
+  if [ -e "$policy" ]; then saved=$(mktemp /usr/sbin/.policy-rc.d.XXXXXX); cp -p "$policy" "$saved"; fi
+  restore_policy() { if [ -n "$saved" ]; then mv -f "$saved" "$policy"; else rm -f "$policy"; fi; }
+  trap restore_policy EXIT
+  printf '#!/bin/sh\n# scripts/deps.sh: no daemon starts while packages are installed\nexit 101\n' >"$policy"
+  chmod 0755 "$policy"
+  export DEBIAN_FRONTEND=noninteractive
+  apt_install() {
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
+  }
+  dpkg -s postgresql-common 2>/dev/null | grep -q '^Status: install ok installed' || apt_install postgresql-common
+  conf=/etc/postgresql-common/createcluster.conf
+  if ! grep -Eq '^[[:space:]]*create_main_cluster[[:space:]]*=[[:space:]]*(false|off|no)' "$conf" 2>/dev/null; then
+    if grep -Eq '^[[:space:]]*#?[[:space:]]*create_main_cluster' "$conf" 2>/dev/null; then
+      sed -i -E 's/^[[:space:]]*#?[[:space:]]*create_main_cluster.*/create_main_cluster = false/' "$conf"
+    else
+      echo 'create_main_cluster = false' >>"$conf"
+    fi
+  fi
+  apt_install "${pg_pkgs[@]}"
+  restore_policy
+  trap - EXIT
+fi
 PY=${PYTHON:-python3}
 if ! "$PY" -c 'import pytest, asn1crypto, cryptography' >/dev/null 2>&1; then
   echo "deps: installing Python test packages" >&2

@@ -16,6 +16,10 @@ pub mod client;
 #[path = "harness/mail.rs"]
 pub mod mail;
 
+/// A real PostgreSQL 15 cluster (loopback, folder of its own) for tests: [`postgres::PgServer`].
+#[path = "harness/postgres.rs"]
+pub mod postgres;
+
 /// Realistic business text (UBL, EDIFACT, CSV) for compression benchmarks and tests.
 #[path = "business_text/mod.rs"]
 pub mod business_text;
