@@ -1,71 +1,40 @@
 //! The PostgreSQL store against a real PostgreSQL (issue 15), and the same checks against the
 //! SQLite store: the beginning of one conformance suite for both.
 //!
-//! PostgreSQL: `LS_PG_URL` (e.g. `postgres://postgres@127.0.0.1:5433/postgres`, trust auth), a
-//! server on which the test may create databases; each test makes a database of its own.
-//! Absent: the PostgreSQL half is skipped with a message on stderr, or fails under
-//! `LS_REQUIRE_FIXTURES=1`. (To be replaced by `ls_tests::postgres::PgServer` from the
-//! `pg-harness` branch.)
+//! PostgreSQL: a throwaway cluster per test (`ls_tests::postgres::PgServer`), skipped visibly
+//! when PostgreSQL is not installed and failing then under `LS_REQUIRE_FIXTURES=1`.
 
 use ls_server::store::postgres::{PgOptions, PostgresStore, TlsMode, SCHEMA_VERSION};
 use ls_server::store::sqlite::SqliteStore;
 use ls_server::store::*;
+use ls_tests::postgres::PgServer;
 use std::sync::Arc;
 
-fn pg_url() -> Option<String> {
-    match std::env::var("LS_PG_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            if std::env::var("LS_REQUIRE_FIXTURES").as_deref() == Ok("1") {
-                panic!("LS_REQUIRE_FIXTURES=1 but no PostgreSQL (LS_PG_URL) is given");
-            }
-            eprintln!("SKIPPED: no PostgreSQL (set LS_PG_URL) — the PostgreSQL store is not tested");
-            None
-        }
-    }
-}
-
-/// A fresh database on the server of `LS_PG_URL`, and options for it.
-fn fresh_db(url: &str, spool: &std::path::Path) -> PgOptions {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let name = format!(
-        "ls_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-    );
-    let mut admin = ::postgres::Client::connect(url, ::postgres::NoTls).expect("connect");
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .expect("drop database");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create database");
-    let mut cfg: ::postgres::Config = url.parse().unwrap();
-    cfg.dbname(&name);
-    let (host, port) = match (&cfg.get_hosts()[0], cfg.get_ports()[0]) {
-        (::postgres::config::Host::Tcp(h), p) => (h.clone(), p),
-        _ => panic!("LS_PG_URL: a TCP host"),
-    };
-    let user = cfg.get_user().unwrap_or("postgres").to_string();
-    PgOptions {
-        url: format!("postgres://{user}@{host}:{port}/{name}"),
-        password: None,
+/// A PostgreSQL of the test's own (`ls_tests::postgres::PgServer`: `None` when PostgreSQL is
+/// not installed, which it reports; a failure under `LS_REQUIRE_FIXTURES=1`), and options for
+/// its database, connecting as the password role.
+fn pg(spool: &std::path::Path) -> Option<(PgServer, PgOptions)> {
+    let pg = PgServer::start()?;
+    let password = std::fs::read_to_string(pg.password_file()).unwrap();
+    let o = PgOptions {
+        url: pg.url(),
+        password: Some(password.trim_end().to_string().into()),
         tls: TlsMode::Disable,
         ca_file: None,
         max_connections: 8,
         spool_dir: spool.to_path_buf(),
         inline_max: 16 * 1024,
-    }
+    };
+    Some((pg, o))
 }
 
-fn pg_store(url: &str, spool: &std::path::Path) -> (PostgresStore, PgOptions) {
-    let o = fresh_db(url, spool);
+fn migrated(o: &PgOptions) -> PostgresStore {
     // A node refuses a database without the schema, naming the command.
-    let e = PostgresStore::open(&o).unwrap_err().to_string();
+    let e = PostgresStore::open(o).unwrap_err().to_string();
     assert!(e.contains("layersec-server migrate"), "{e}");
-    assert_eq!(PostgresStore::migrate(&o, 1).unwrap(), 0);
-    assert_eq!(PostgresStore::migrate(&o, 2).unwrap(), SCHEMA_VERSION);
-    (PostgresStore::open(&o).unwrap(), o)
+    assert_eq!(PostgresStore::migrate(o, 1).unwrap(), 0);
+    assert_eq!(PostgresStore::migrate(o, 2).unwrap(), SCHEMA_VERSION);
+    PostgresStore::open(o).unwrap()
 }
 
 fn setup(s: &dyn Store, parties: &[&str]) {
@@ -194,18 +163,18 @@ fn round_trip_sqlite() {
 
 #[test]
 fn round_trip_postgres() {
-    let Some(url) = pg_url() else { return };
     let dir = tempfile::tempdir().unwrap();
-    round_trip(&pg_store(&url, dir.path()).0);
+    let Some((_pg, o)) = pg(dir.path()) else { return };
+    round_trip(&migrated(&o));
 }
 
 /// 500 messages claimed by 4 threads (each with a store of its own, like 4 nodes): every one
 /// exactly once.
 #[test]
 fn claims_are_exactly_once_across_nodes() {
-    let Some(url) = pg_url() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let (first, o) = pg_store(&url, dir.path());
+    let Some((_pg, o)) = pg(dir.path()) else { return };
+    let first = migrated(&o);
     setup(&first, &["a", "b"]);
     for i in 0..500 {
         let m = message("a", "b", &format!("m{i}"), vec![i as u8; 100].into());
