@@ -69,12 +69,14 @@ fn check_limit(c: &mut impl GenericClient, m: &NewMessage) -> StoreResult<()> {
 
 /// The sender's account quota, checked with the subscriber's row locked (`FOR UPDATE`), so two
 /// nodes accepting for one account at once cannot both fit under it. `exclude` is the message
-/// being accepted (already inserted).
+/// being accepted (already inserted); `lock: false` for the early check in a read-only
+/// transaction (repeated with the lock before the commit).
 fn check_quota(
     c: &mut impl GenericClient,
     m: &NewMessage,
     limits: &AcceptLimits,
     exclude: i64,
+    lock: bool,
 ) -> StoreResult<()> {
     if limits.max_queued_bytes_per_subscriber == 0 {
         return Ok(());
@@ -83,10 +85,12 @@ fn check_quota(
     let Some(subscriber) = party_subscriber(c, &m.sender)? else {
         return Ok(());
     };
-    c.execute(
-        "SELECT 1 FROM subscribers WHERE id = $1 FOR UPDATE",
-        &[&subscriber],
-    )?;
+    if lock {
+        c.execute(
+            "SELECT 1 FROM subscribers WHERE id = $1 FOR UPDATE",
+            &[&subscriber],
+        )?;
+    }
     let queued: i64 = c
         .query_one(
             "SELECT COALESCE(SUM(m.size), 0)::BIGINT FROM parties p JOIN messages m \
@@ -180,14 +184,11 @@ pub(super) fn accept(
             return Ok(Some(d));
         }
         check_limit(tx, m)?;
-        check_quota(tx, m, limits, -1)?;
+        check_quota(tx, m, limits, -1, false)?;
         Ok(None)
-    });
-    // (The read transaction cannot lock: its FOR UPDATE fails; the real check is below.)
-    match pre {
-        Ok(Some(d)) => return Ok(d),
-        Err(StoreError::Backend(_)) | Ok(None) => {}
-        Err(e) => return Err(e),
+    })?;
+    if let Some(d) = pre {
+        return Ok(d);
     }
     let inline = match &m.body {
         MessageBody::Bytes(b) if b.len() <= store.inline_max => Some(b.as_slice()),
@@ -264,7 +265,7 @@ pub(super) fn accept(
                 )));
             }
         }
-        check_quota(tx, m, limits, seq)?;
+        check_quota(tx, m, limits, seq, true)?;
         add_usage(tx, &m.sender, "sent", m.received_at, size, seq, is_coordination)?;
         Ok(Accepted::Stored)
     })
