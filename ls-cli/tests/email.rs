@@ -359,6 +359,21 @@ fn wrong_password_untrusted_server_and_size_limit_are_clear() {
     let alice = w.party("alice", Via::Imap);
     let bob = w.party("bob", Via::Pop3);
     alice.trust(&bob);
+    let st = json(&bob.ok(&["status", "--json"]));
+    assert_eq!(st["transport"], "email", "{st}");
+    assert!(
+        st["email"]["mailbox"]
+            .as_str()
+            .unwrap()
+            .starts_with("pop3s://"),
+        "{st}"
+    );
+    assert_eq!(st["email"]["address"], "bob@example.test", "{st}");
+    let text = String::from_utf8_lossy(&bob.ok(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains("by e-mail") && !text.contains("bob-pw"),
+        "{text}"
+    );
     // A wrong password: exit 7 at once, the document kept queued.
     std::fs::write(alice.dir.join("mail.pw"), "wrong\n").unwrap();
     let t = Instant::now();
