@@ -84,6 +84,36 @@ impl World {
     }
 }
 
+impl World {
+    /// alice (IMAP) and bob (`bob_via`), each the other's partner.
+    fn pair(&self, bob_via: Via) -> (Party, Party) {
+        let alice = self.party("alice", Via::Imap);
+        let bob = self.party("bob", bob_via);
+        alice.trust(&bob);
+        bob.trust(&alice);
+        (alice, bob)
+    }
+
+    /// `alice` sends `data` to bob; the mail the service makes of it, once in bob's mailbox.
+    fn mailed_to_bob(&self, alice: &Party, name: &str, data: &[u8]) -> PathBuf {
+        let o = alice.send(name, data, "bob");
+        exits(&o, 0);
+        let mails = self.mail.wait_for_mail("bob", 1, Duration::from_secs(30));
+        assert_eq!(mails.len(), 1, "{mails:?}");
+        mails[0].clone()
+    }
+}
+
+/// The command exited with `code` (its stderr shown if not).
+fn exits(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 /// What the tests do with a client besides the shared commands.
 trait Ops {
     fn trust(&self, other: &Party);
@@ -242,21 +272,10 @@ fn foreign_mails_and_duplicates(via: Via) {
     let Some(w) = world("mail-foreign") else {
         return;
     };
-    let alice = w.party("alice", Via::Imap);
-    let bob = w.party("bob", via);
-    alice.trust(&bob);
-    bob.trust(&alice);
-    let o = alice.send("one.txt", b"the one document", "bob");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (alice, bob) = w.pair(via);
     // The service mails it to bob; a copy of that mail, a person's mail and spam join it.
-    let mails = w.mail.wait_for_mail("bob", 1, Duration::from_secs(30));
-    assert_eq!(mails.len(), 1, "{mails:?}");
-    let copy = std::fs::read(&mails[0]).unwrap();
+    let mail = w.mailed_to_bob(&alice, "one.txt", b"the one document");
+    let copy = std::fs::read(&mail).unwrap();
     w.mail.deliver_raw("bob", &copy);
     w.mail.deliver_raw(
         "bob",
@@ -359,32 +378,36 @@ fn wrong_password_untrusted_server_and_size_limit_are_clear() {
     let alice = w.party("alice", Via::Imap);
     let bob = w.party("bob", Via::Pop3);
     alice.trust(&bob);
+    let st = json(&bob.ok(&["status", "--json"]));
+    assert_eq!(st["transport"], "email", "{st}");
+    assert!(
+        st["email"]["mailbox"]
+            .as_str()
+            .unwrap()
+            .starts_with("pop3s://"),
+        "{st}"
+    );
+    assert_eq!(st["email"]["address"], "bob@example.test", "{st}");
+    let text = String::from_utf8_lossy(&bob.ok(&["status"]).stdout).into_owned();
+    assert!(
+        text.contains("by e-mail") && !text.contains("bob-pw"),
+        "{text}"
+    );
     // A wrong password: exit 7 at once, the document kept queued.
     std::fs::write(alice.dir.join("mail.pw"), "wrong\n").unwrap();
     let t = Instant::now();
     let o = alice.send("a.txt", b"hello", "bob");
-    assert_eq!(
-        o.status.code(),
-        Some(7),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    exits(&o, 7);
     assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("LS_ERR_LOGIN_FAILED") && !err.contains("alice-pw"),
         "{err}"
     );
-    let o = bob.cmd(&["poll"]);
-    assert_eq!(o.status.code(), Some(0));
+    exits(&bob.cmd(&["poll"]), 0);
     std::fs::write(bob.dir.join("mail.pw"), "wrong\n").unwrap();
     let o = bob.cmd(&["poll"]);
-    assert_eq!(
-        o.status.code(),
-        Some(7),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    exits(&o, 7);
     std::fs::write(bob.dir.join("mail.pw"), "bob-pw\n").unwrap();
     std::fs::write(alice.dir.join("mail.pw"), "alice-pw\n").unwrap();
     // The queued document goes once the password is right.
@@ -403,22 +426,12 @@ fn wrong_password_untrusted_server_and_size_limit_are_clear() {
         )
     });
     let o = bob.cmd(&["poll"]);
-    assert_eq!(
-        o.status.code(),
-        Some(9),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    exits(&o, 9);
     assert!(String::from_utf8_lossy(&o.stderr).contains("LS_ERR_TLS_FAILED"));
     // The SMTP server's size limit: a permanent refusal naming it, exit 10, failed/.
     w.mail.set_message_size_limit(200_000);
     let o = alice.send("big.bin", &document(3, 1 << 20), "bob");
-    assert_eq!(
-        o.status.code(),
-        Some(10),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    exits(&o, 10);
     let reason = std::fs::read_to_string(alice.dir.join("failed/big.bin.reason.txt")).unwrap();
     assert!(reason.contains("200000"), "{reason}");
 }
@@ -426,10 +439,7 @@ fn wrong_password_untrusted_server_and_size_limit_are_clear() {
 #[test]
 fn kill_9_during_send_and_receive_loses_nothing_and_writes_nothing_twice() {
     let Some(w) = world("mail-kill") else { return };
-    let alice = w.party("alice", Via::Imap);
-    let bob = w.party("bob", Via::Imap);
-    alice.trust(&bob);
-    bob.trust(&alice);
+    let (alice, bob) = w.pair(Via::Imap);
     const N: usize = 20;
     let outbox = alice.dir.join("outbox/bob");
     std::fs::create_dir_all(&outbox).unwrap();
@@ -487,23 +497,12 @@ fn a_forged_copy_is_set_aside_unanswered_and_the_real_one_still_arrives() {
     let Some(w) = world("mail-forged") else {
         return;
     };
-    let alice = w.party("alice", Via::Imap);
-    let bob = w.party("bob", Via::Imap);
-    alice.trust(&bob);
-    bob.trust(&alice);
-    let o = alice.send("real.txt", &document(7, 3000), "bob");
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let (alice, bob) = w.pair(Via::Imap);
     // Bob's mail with the real message is taken out of the mailbox; a copy with one payload
     // character changed (same MessageId, From alice) comes first.
-    let mails = w.mail.wait_for_mail("bob", 1, Duration::from_secs(30));
-    assert_eq!(mails.len(), 1, "{mails:?}");
-    let real = std::fs::read(&mails[0]).unwrap();
-    std::fs::remove_file(&mails[0]).unwrap();
+    let mail = w.mailed_to_bob(&alice, "real.txt", &document(7, 3000));
+    let real = std::fs::read(&mail).unwrap();
+    std::fs::remove_file(&mail).unwrap();
     let mut forged = real.clone();
     let at = forged.len() - 300;
     forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };

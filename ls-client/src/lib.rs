@@ -132,6 +132,10 @@ pub struct PollStatus {
 pub struct Status {
     pub party_id: String,
     pub service_url: String,
+    /// How messages travel: `https`, or `email` with [`Status::email`].
+    pub transport: &'static str,
+    /// By e-mail: our address, the service's, and the servers (never a password).
+    pub email: Option<EmailStatus>,
     /// Sends waiting for a (first or next) attempt.
     pub pending: Vec<JobStatus>,
     /// Documents in `sent/`.
@@ -159,6 +163,15 @@ pub struct Status {
     pub rollover: Option<Rollover>,
     /// Partners' certificate updates as we judged them, newest first (at most 20).
     pub partner_updates: Vec<UpdateRecord>,
+}
+
+/// `status` of the e-mail carrier.
+#[derive(Clone, Debug, Serialize)]
+pub struct EmailStatus {
+    pub address: String,
+    pub service_address: String,
+    pub smtp: String,
+    pub mailbox: String,
 }
 
 impl Status {
@@ -645,6 +658,21 @@ impl Client {
             partner_updates,
             party_id: self.cfg.party.id.clone(),
             service_url: ls_core::transport::https::redact_userinfo(&self.cfg.service.url),
+            transport: match self.cfg.transport.kind {
+                config::TransportKind::Https => "https",
+                config::TransportKind::Email => "email",
+            },
+            email: self
+                .cfg
+                .email
+                .as_ref()
+                .filter(|_| self.mail.is_some())
+                .map(|e| EmailStatus {
+                    address: e.address.clone(),
+                    service_address: e.service_address.clone(),
+                    smtp: e.smtp_url.clone(),
+                    mailbox: e.mailbox_url.clone(),
+                }),
             pending,
             sent: count(&self.cfg.folders.sent, ".sent.json")?,
             failed: count(&self.cfg.folders.failed, ".reason.txt")?,

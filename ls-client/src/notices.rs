@@ -31,6 +31,9 @@ pub(super) const REFUSED: &str = "refused";
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(super) struct PendingNotice {
     pub message_id: String,
+    /// The message it refers to (absent in journals of earlier versions).
+    #[serde(default)]
+    pub ref_to_message_id: Option<String>,
     pub content_type: String,
     /// What our signature covers (the service's receipt must return it).
     pub references: Vec<RefRecord>,
@@ -42,6 +45,7 @@ impl PendingNotice {
     pub fn of(built: Built) -> PendingNotice {
         PendingNotice {
             message_id: built.message_id,
+            ref_to_message_id: built.ref_to_message_id,
             content_type: built.content_type,
             references: built.references.iter().map(RefRecord::from).collect(),
             body: built.body,
@@ -53,6 +57,7 @@ impl PendingNotice {
             content_type: self.content_type.clone(),
             body: self.body.clone(),
             message_id: self.message_id.clone(),
+            ref_to_message_id: self.ref_to_message_id.clone(),
             references: self.references.iter().map(SignedRef::from).collect(),
         }
     }

@@ -780,7 +780,7 @@ impl Client {
         if let Some(p) = before.as_ref().filter(|_| gives_up(&before)) {
             let e = match &p.bounced {
                 Some(reason) => Error::MailStatus {
-                    code: 0,
+                    code: crate::email::BOUNCE,
                     message: reason.clone(),
                 },
                 None => Error::Timeout(format!(

@@ -157,6 +157,11 @@ fn a_receipt_is_one_base64_part_that_replies_to_its_message() {
     let sent = build(&alice, &bob, false, b"hello".to_vec());
     let got = message::read(&sent.content_type, &sent.body, &opts(&alice, &bob)).unwrap();
     let receipt = message::build_receipt(&got, &bob, "bob.example").unwrap();
+    assert_eq!(
+        receipt.ref_to_message_id.as_deref(),
+        Some(sent.message_id.as_str()),
+        "a built receipt names the message it answers"
+    );
     let mail = layout::compose(
         &receipt.content_type,
         &receipt.body,

@@ -159,6 +159,7 @@ fn a_strangers_streamed_push_is_refused_once_its_soap_part_is_in() {
         content_type: "application/soap+xml".into(),
         body: b"<x/>".to_vec(),
         message_id: "lone@test".into(),
+        ref_to_message_id: None,
         references: Vec::new(),
     };
     refused_early(&s, &alice, &lone, b"<x/>", "a lone envelope");

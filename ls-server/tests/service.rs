@@ -109,6 +109,7 @@ fn every_refusal_gets_its_ebms_error_and_nothing_is_stored() {
         content_type: "application/soap+xml".into(),
         body: b"<not-soap/>".to_vec(),
         message_id: "x".into(),
+        ref_to_message_id: None,
         references: Vec::new(),
     };
     assert_eq!(ebms_code(&push(&alice, &junk)), "EBMS:0101");

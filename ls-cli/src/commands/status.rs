@@ -14,7 +14,16 @@ fn status_text(st: &Status) -> String {
         o.push('\n');
     };
     line(format!("party:          {}", st.party_id));
-    line(format!("service:        {}", st.service_url));
+    match &st.email {
+        Some(e) => {
+            line(format!(
+                "service:        {} by e-mail (SMTP {}, mailbox {})",
+                e.service_address, e.smtp, e.mailbox
+            ));
+            line(format!("our address:    {}", e.address));
+        }
+        None => line(format!("service:        {}", st.service_url)),
+    }
     line(format!(
         "last poll:      {}",
         match &st.last_poll {

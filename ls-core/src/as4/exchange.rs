@@ -860,13 +860,12 @@ impl Exchange<'_> {
 
     /// Tell the service (and through it the sender) that a pulled message was received.
     pub fn post_receipt(&self, receipt: &Built) -> Result<()> {
-        let ref_to = receipt_ref_to(receipt);
         let Some(r) = self.transport.send(Outbound {
             content_type: &receipt.content_type,
             body: &mut &receipt.body[..],
             len: receipt.body.len() as u64,
             message_id: &receipt.message_id,
-            ref_to: Some(ref_to.as_deref().unwrap_or("")),
+            ref_to: Some(receipt.ref_to_message_id.as_deref().unwrap_or("")),
         })?
         else {
             return Ok(());
@@ -877,17 +876,6 @@ impl Exchange<'_> {
         self.read_signal(r, receipt.body.len(), "the receipt")
             .map(|_| ())
     }
-}
-
-/// The RefToMessageId of a signal we built (our receipt or error for a pulled message).
-fn receipt_ref_to(b: &Built) -> Option<String> {
-    peek(&b.content_type, &b.body, &Limits::default())
-        .ok()?
-        .signals
-        .first()?
-        .info
-        .ref_to_message_id
-        .clone()
 }
 
 /// What [`receive`] got.

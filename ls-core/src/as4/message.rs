@@ -44,6 +44,8 @@ pub struct Built {
     pub body: Vec<u8>,
     /// The MessageId of the (first) UserMessage or SignalMessage.
     pub message_id: String,
+    /// Its RefToMessageId (a receipt's or an error's: the message it answers).
+    pub ref_to_message_id: Option<String>,
     /// What our signature covers: a receipt for this message must return these.
     pub references: Vec<SignedRef>,
 }
@@ -93,6 +95,17 @@ pub fn build(out: Outgoing) -> Result<Built> {
         attachments.push((p.content_id, wire_type, data));
     }
     let message_id = message_id_of(&messaging)?;
+    let ref_to_message_id = messaging
+        .user_messages
+        .first()
+        .map(|u| u.info.ref_to_message_id.clone())
+        .or_else(|| {
+            messaging
+                .signals
+                .first()
+                .map(|s| s.info.ref_to_message_id.clone())
+        })
+        .flatten();
 
     let digests: Vec<(&str, [u8; 32])> = attachments
         .iter()
@@ -137,6 +150,7 @@ pub fn build(out: Outgoing) -> Result<Built> {
         content_type,
         body,
         message_id,
+        ref_to_message_id,
         references,
     })
 }
