@@ -77,15 +77,34 @@ pub struct IdentitySection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSection {
-    /// "sqlite" (embedded, the default).
+    /// "sqlite" (embedded, the default) or "postgres" (several nodes on one database).
     #[serde(default = "default_store_kind")]
     pub kind: String,
-    /// Folder of the embedded store.
+    /// Folder of the embedded store; with PostgreSQL, the node's local folder for bodies being
+    /// received or handed out (spool files, never the only copy of an accepted message).
     #[serde(default = "default_store_path")]
     pub path: PathBuf,
-    /// Bodies up to this size are kept in the database, larger ones in synced files.
+    /// Bodies up to this size are kept in the message's row, larger ones in synced files
+    /// (SQLite) or in chunks of 1 MiB (PostgreSQL).
     #[serde(default = "default_inline_max")]
     pub inline_max_bytes: usize,
+    /// PostgreSQL: `postgres://user@host:port/database` (or libpq's `host=… user=…`), never
+    /// with a password in it.
+    pub url: Option<String>,
+    /// PostgreSQL: the environment variable or file holding the password (at most one; none:
+    /// a password-less method such as a client certificate or `trust`).
+    pub password_env: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL: "disable", "prefer" (TLS when offered) or "require"; a TLS connection is
+    /// always verified (the server's certificate and host name, as libpq's verify-full).
+    #[serde(default = "default_store_tls")]
+    pub tls: String,
+    /// PostgreSQL: PEM CA certificates the database's certificate must chain to (none: the
+    /// system's trust store).
+    pub ca_file: Option<PathBuf>,
+    /// PostgreSQL: connections this node opens at most.
+    #[serde(default = "default_store_connections")]
+    pub max_connections: usize,
 }
 
 fn default_store_kind() -> String {
@@ -97,6 +116,12 @@ fn default_store_path() -> PathBuf {
 fn default_inline_max() -> usize {
     256 * 1024
 }
+fn default_store_tls() -> String {
+    "prefer".into()
+}
+fn default_store_connections() -> usize {
+    16
+}
 
 impl Default for StoreSection {
     fn default() -> Self {
@@ -104,6 +129,12 @@ impl Default for StoreSection {
             kind: default_store_kind(),
             path: default_store_path(),
             inline_max_bytes: default_inline_max(),
+            url: None,
+            password_env: None,
+            password_file: None,
+            tls: default_store_tls(),
+            ca_file: None,
+            max_connections: default_store_connections(),
         }
     }
 }
@@ -482,23 +513,23 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read the configuration: {e}", path.display()))?;
-        let mut c: Config =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        c.base = path
+        let base = path
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        c.check().map_err(|e| format!("{}: {e}", path.display()))?;
+        Config::parse(&text, &base).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Read and check the text of a configuration file in folder `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, String> {
+        let mut c: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.base = base.to_path_buf();
+        c.check()?;
         Ok(c)
     }
 
     fn check(&self) -> Result<(), String> {
-        if self.store.kind != "sqlite" {
-            return Err(format!(
-                "store.kind = {:?}: only \"sqlite\" is available in this version",
-                self.store.kind
-            ));
-        }
+        self.check_store()?;
         if self.tls.require_client_certificate && self.tls.client_ca.is_none() {
             return Err("tls.require_client_certificate needs tls.client_ca".into());
         }
@@ -621,6 +652,90 @@ impl Config {
 }
 
 impl Config {
+    fn check_store(&self) -> Result<(), String> {
+        let s = &self.store;
+        let pg_keys = [
+            ("url", s.url.is_some()),
+            ("password_env", s.password_env.is_some()),
+            ("password_file", s.password_file.is_some()),
+            ("ca_file", s.ca_file.is_some()),
+        ];
+        match s.kind.as_str() {
+            "sqlite" => {
+                if let Some((k, _)) = pg_keys.iter().find(|(_, set)| *set) {
+                    return Err(format!(
+                        "store.{k}: only for kind = \"postgres\" (this store is \"sqlite\")"
+                    ));
+                }
+                Ok(())
+            }
+            "postgres" => {
+                let Some(url) = s.url.as_deref().filter(|u| !u.trim().is_empty()) else {
+                    return Err("store.url: required for kind = \"postgres\" (postgres://user@host:port/database)".into());
+                };
+                if crate::store::postgres::url_has_password(url)
+                    .map_err(|e| format!("store.url: {e}"))?
+                {
+                    return Err("store.url: holds a password; put it in store.password_env or \
+                                store.password_file instead"
+                        .into());
+                }
+                if s.password_env.is_some() && s.password_file.is_some() {
+                    return Err("store.password_env and store.password_file: name one".into());
+                }
+                if crate::store::postgres::TlsMode::parse(&s.tls).is_none() {
+                    return Err(format!(
+                        "store.tls = {:?}: expected \"disable\", \"prefer\" or \"require\"",
+                        s.tls
+                    ));
+                }
+                if s.max_connections == 0 {
+                    return Err("store.max_connections must be at least 1".into());
+                }
+                Ok(())
+            }
+            other => Err(format!(
+                "store.kind = {other:?}: expected \"sqlite\" or \"postgres\""
+            )),
+        }
+    }
+
+    /// How to reach the PostgreSQL store, its password read (`None` for SQLite).
+    pub fn postgres_options(
+        &self,
+    ) -> Result<Option<crate::store::postgres::PgOptions>, String> {
+        use crate::store::postgres::{PgOptions, TlsMode};
+        let s = &self.store;
+        if s.kind != "postgres" {
+            return Ok(None);
+        }
+        let password = if let Some(var) = &s.password_env {
+            Some(std::env::var(var).map(Zeroizing::new).map_err(|_| {
+                format!("store.password_env: the environment variable {var} is not set")
+            })?)
+        } else if let Some(f) = &s.password_file {
+            let p = self.path(f);
+            let text = Zeroizing::new(
+                std::fs::read_to_string(&p)
+                    .map_err(|e| format!("store.password_file: {}: {e}", p.display()))?,
+            );
+            Some(Zeroizing::new(
+                text.trim_end_matches(['\r', '\n']).to_string(),
+            ))
+        } else {
+            None
+        };
+        Ok(Some(PgOptions {
+            url: s.url.clone().unwrap_or_default(),
+            password,
+            tls: TlsMode::parse(&s.tls).unwrap_or(TlsMode::Require),
+            ca_file: s.ca_file.as_ref().map(|p| self.path(p)),
+            max_connections: s.max_connections,
+            spool_dir: self.path(&s.path),
+            inline_max: s.inline_max_bytes,
+        }))
+    }
+
     /// The mail password, from the environment variable or file `[email]` names.
     pub fn email_password(&self) -> Result<Zeroizing<String>, String> {
         let Some(e) = &self.email else {
@@ -641,6 +756,40 @@ impl Config {
         }
         Err("email.password_env or email.password_file: required".into())
     }
+}
+
+/// `template`'s text with its `[store]` section naming a PostgreSQL database (`init
+/// --store-url`): the password from `password_file` or `password_env`, TLS when the server
+/// offers it.
+pub fn with_postgres(
+    template: &str,
+    url: &str,
+    password_file: Option<&Path>,
+    password_env: Option<&str>,
+) -> String {
+    let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+    let mut section = format!(
+        "[store]\n\
+         # Several service nodes share this PostgreSQL database (docs/SERVER.md, \"A cluster\").\n\
+         kind = \"postgres\"\n\
+         url = {}\n",
+        q(url)
+    );
+    if let Some(f) = password_file {
+        section += &format!("password_file = {}\n", q(&f.display().to_string()));
+    }
+    if let Some(v) = password_env {
+        section += &format!("password_env = {}\n", q(v));
+    }
+    section += "tls = \"prefer\"          # disable | prefer | require (always verified)\n\
+                # ca_file = \"tls/db-ca.pem\"\n\
+                max_connections = 16\n\
+                # This node's folder for bodies in transit (spool files).\n\
+                path = \"data\"\n\
+                inline_max_bytes = 262144  # larger bodies are kept in chunks of 1 MiB\n";
+    let start = template.find("[store]\n").expect("the template has [store]");
+    let end = start + template[start..].find("\n\n[").expect("a section follows [store]") + 1;
+    format!("{}{}{}", &template[..start], section, &template[end..])
 }
 
 /// The commented configuration `init` writes.
@@ -678,6 +827,15 @@ certificate = "identity/service.crt"
 kind = "sqlite"          # the embedded store (SQLite, WAL, synced commits)
 path = "data"
 inline_max_bytes = 262144  # larger bodies are kept in synced files beside the database
+# Several service nodes share one PostgreSQL database instead (docs/SERVER.md, "A cluster"):
+# kind = "postgres"
+# url = "postgres://layersec@db.example:5432/layersec"   # never with the password
+# password_file = "store.password"                        # or password_env = "…"
+# tls = "require"        # disable | prefer | require (always verified, as verify-full)
+# ca_file = "tls/db-ca.pem"
+# max_connections = 16
+# (path is then this node's folder for bodies in transit; the schema is applied by
+#  `layersec-server migrate --config <this file>`)
 
 [delivery]
 redeliver_after_secs = 300       # a pulled message without a receipt is offered again

@@ -14,6 +14,7 @@ use ls_server::endpoint::Service;
 use ls_server::http;
 use ls_server::log::{self, V};
 use ls_server::metrics::Metrics;
+use ls_server::store::postgres::PostgresStore;
 use ls_server::store::sqlite::SqliteStore;
 use ls_server::store::{NewSubscriber, PartyKey, Store};
 use serde_json::Value;
@@ -52,6 +53,13 @@ enum Cmd {
         #[arg(long, default_value = "info")]
         log_level: String,
     },
+    /// Apply the store's schema migrations this program has and the store lacks (PostgreSQL:
+    /// nodes never migrate on their own and refuse an older schema; SQLite migrates when
+    /// opened). Safe to run again and from several nodes at once.
+    Migrate {
+        #[arg(long, short, default_value = "layersec-server.toml")]
+        config: PathBuf,
+    },
     /// Provider operations on the store (works while the service runs).
     Admin {
         #[arg(long, short, default_value = "layersec-server.toml")]
@@ -83,6 +91,18 @@ struct InitArgs {
     /// Replace files that exist.
     #[arg(long)]
     force: bool,
+    /// Keep the store in this PostgreSQL database (`postgres://user@host:port/database`, no
+    /// password) instead of the embedded SQLite store: the configuration says so and the
+    /// schema is applied now.
+    #[arg(long)]
+    store_url: Option<String>,
+    /// With --store-url: the file holding the database password (written into the
+    /// configuration as store.password_file).
+    #[arg(long, requires = "store_url")]
+    store_password_file: Option<PathBuf>,
+    /// With --store-url: the environment variable holding it (store.password_env).
+    #[arg(long, requires = "store_url", conflicts_with = "store_password_file")]
+    store_password_env: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -317,6 +337,7 @@ fn main() -> ExitCode {
             admin_listen,
             log_level,
         } => serve(&config, listen, admin_listen, &log_level),
+        Cmd::Migrate { config } => migrate(&config),
         Cmd::Admin { config, op } => admin_cmd(&config, op),
     };
     match r {
@@ -404,12 +425,25 @@ fn init(a: &InitArgs) -> CliResult {
     let mut token = [0u8; 32];
     openssl::rand::rand_bytes(&mut token).map_err(|e| (4, e.to_string()))?;
     let token = ls_core::bytes::hex(&token);
-    write_file(
-        &cfg_path,
-        config::template(&a.listen, &a.admin_listen, &a.domain).as_bytes(),
-        false,
-        a.force,
-    )?;
+    let mut template = config::template(&a.listen, &a.admin_listen, &a.domain);
+    let mut store_report = None;
+    if let Some(url) = &a.store_url {
+        // Written as an absolute path: the configuration's relative paths start at its folder.
+        let password_file = match &a.store_password_file {
+            Some(f) => Some(std::fs::canonicalize(f).map_err(|e| io_err(f, e))?),
+            None => None,
+        };
+        template = config::with_postgres(
+            &template,
+            url,
+            password_file.as_deref(),
+            a.store_password_env.as_deref(),
+        );
+        // The configuration is checked (and the schema applied) before any file is written.
+        let probe = Config::parse(&template, dir).map_err(cfg_err)?;
+        store_report = Some(migrate_store(&probe)?);
+    }
+    write_file(&cfg_path, template.as_bytes(), false, a.force)?;
     write_file(&dir.join("tls/server.crt"), &tls.cert_pem, false, a.force)?;
     write_file(&dir.join("tls/server.key"), &tls.key_pem, true, a.force)?;
     write_file(
@@ -439,14 +473,55 @@ fn init(a: &InitArgs) -> CliResult {
         "service_certificate": dir.join("identity/service.crt").display().to_string(),
         "service_certificate_sha256": ident.identity.certificate().sha256_fingerprint(),
         "admin_token_file": dir.join("admin.token").display().to_string(),
+        "store": store_report.unwrap_or_else(|| serde_json::json!({"kind": "sqlite"})),
     }))
 }
 
 fn open_store(c: &Config) -> Result<Arc<dyn Store>, (u8, String)> {
+    if let Some(o) = c.postgres_options().map_err(cfg_err)? {
+        let s = PostgresStore::open(&o).map_err(|e| (4, format!("store {}: {e}", o.url)))?;
+        return Ok(Arc::new(s));
+    }
     let path = c.path(&c.store.path);
     let s = SqliteStore::open(&path, c.store.inline_max_bytes)
         .map_err(|e| (4, format!("store {}: {e}", path.display())))?;
     Ok(Arc::new(s))
+}
+
+/// `migrate`: bring the store's schema to this program's version.
+fn migrate(cfg_path: &Path) -> CliResult {
+    let c = Config::load(cfg_path).map_err(cfg_err)?;
+    print_json(&migrate_store(&c)?)
+}
+
+/// Migrate the store `c` names; what was found and done, as JSON.
+fn migrate_store(c: &Config) -> Result<Value, (u8, String)> {
+    let (store, found, now_at) = match c.postgres_options().map_err(cfg_err)? {
+        Some(o) => {
+            let found = PostgresStore::migrate(&o, ls_core::time::now_unix())
+                .map_err(|e| (4, format!("store {}: {e}", o.url)))?;
+            (o.url.clone(), found, ls_server::store::postgres::SCHEMA_VERSION)
+        }
+        None => {
+            let path = c.path(&c.store.path);
+            let found = ls_server::store::sqlite::schema_version(&path)
+                .map_err(|e| (4, format!("store {}: {e}", path.display())))?;
+            SqliteStore::open(&path, c.store.inline_max_bytes)
+                .map_err(|e| (4, format!("store {}: {e}", path.display())))?;
+            (
+                path.display().to_string(),
+                found,
+                ls_server::store::sqlite::SCHEMA_VERSION,
+            )
+        }
+    };
+    Ok(serde_json::json!({
+        "store": store,
+        "kind": c.store.kind,
+        "schema_version_found": found,
+        "schema_version": now_at,
+        "migrated": found < now_at,
+    }))
 }
 
 fn read(p: &Path) -> Result<Vec<u8>, (u8, String)> {

@@ -79,6 +79,17 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
+/// The schema version of the store in `dir` as found (0 when there is none yet), without
+/// changing anything.
+pub fn schema_version(dir: &Path) -> StoreResult<i64> {
+    let db = dir.join(DB_FILE);
+    if !db.exists() {
+        return Ok(0);
+    }
+    let conn = Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}
+
 impl SqliteStore {
     /// Open (creating when needed) the store in `dir`: `dir/layersec.db` and `dir/payloads/`.
     /// Bodies larger than `inline_max` bytes go to files.
