@@ -676,9 +676,11 @@ impl Config {
                 if crate::store::postgres::url_has_password(url)
                     .map_err(|e| format!("store.url: {e}"))?
                 {
-                    return Err("store.url: holds a password; put it in store.password_env or \
+                    return Err(
+                        "store.url: holds a password; put it in store.password_env or \
                                 store.password_file instead"
-                        .into());
+                            .into(),
+                    );
                 }
                 if s.password_env.is_some() && s.password_file.is_some() {
                     return Err("store.password_env and store.password_file: name one".into());
@@ -701,9 +703,7 @@ impl Config {
     }
 
     /// How to reach the PostgreSQL store, its password read (`None` for SQLite).
-    pub fn postgres_options(
-        &self,
-    ) -> Result<Option<crate::store::postgres::PgOptions>, String> {
+    pub fn postgres_options(&self) -> Result<Option<crate::store::postgres::PgOptions>, String> {
         use crate::store::postgres::{PgOptions, TlsMode};
         let s = &self.store;
         if s.kind != "postgres" {
@@ -787,8 +787,14 @@ pub fn with_postgres(
                 # This node's folder for bodies in transit (spool files).\n\
                 path = \"data\"\n\
                 inline_max_bytes = 262144  # larger bodies are kept in chunks of 1 MiB\n";
-    let start = template.find("[store]\n").expect("the template has [store]");
-    let end = start + template[start..].find("\n\n[").expect("a section follows [store]") + 1;
+    let start = template
+        .find("[store]\n")
+        .expect("the template has [store]");
+    let end = start
+        + template[start..]
+            .find("\n\n[")
+            .expect("a section follows [store]")
+        + 1;
     format!("{}{}{}", &template[..start], section, &template[end..])
 }
 

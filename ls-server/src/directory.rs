@@ -8,7 +8,7 @@
 //! over the request (checked against its registered certificates, as a push is); everyone else
 //! gets one uniform 403, after the same work (a request naming no usable party is checked
 //! against the decoy certificate). A request is used once (its nonce is remembered for twice
-//! the freshness window, per process) and must be fresh. Each asking party may ask
+//! the freshness window, by every node of the store) and must be fresh. Each asking party may ask
 //! `limits.directory_requests_per_minute` times a minute (429 beyond, with Retry-After; 0 closes
 //! the directory). A party that is not registered, revoked, of a suspended account, or
 //! registered with a PartyId type (Layer Security clients name parties without one) is "not in
@@ -17,12 +17,11 @@
 use crate::endpoint::{Failure, Service};
 use crate::http::{Request, Response};
 use crate::log::{self, V};
+use crate::store::shared::Scope;
 use crate::store::PartyKey;
 use ls_core::directory::{self as contract, Answer, Request as DirectoryRequest};
 use ls_core::time::now_unix;
 use ls_core::Certificate;
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Instant;
 
 /// The path prefix the service routes here.
@@ -31,54 +30,16 @@ pub const PATH_PREFIX: &str = "/directory/";
 /// The uniform refusal before the asker is authenticated.
 pub const UNAUTHENTICATED: &str = "the directory request could not be authenticated";
 
-/// Entries kept at most in each of the maps below before old ones are dropped.
-const MAX_ENTRIES: usize = 100_000;
-
-/// The directory's state: requests seen (replay) and requests per asker this minute.
+/// The directory's settings; what it remembers (requests seen, requests per asker this
+/// minute) is the store's, shared by every node ([`crate::store::shared`]).
 pub struct Directory {
     per_minute: u32,
-    /// Nonce → when first seen.
-    seen: Mutex<HashMap<String, i64>>,
-    /// Asker → (start of its minute, requests in it).
-    windows: Mutex<HashMap<PartyKey, (i64, u32)>>,
 }
 
 impl Directory {
     /// `per_minute` requests per asking party and minute; 0 closes the directory.
     pub fn new(per_minute: u32) -> Directory {
-        Directory {
-            per_minute,
-            seen: Mutex::new(HashMap::new()),
-            windows: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Count a request of `asker`; `Some(seconds)` to wait when it is over its limit.
-    fn over_limit(&self, asker: &PartyKey, now: i64) -> Option<i64> {
-        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        if w.len() >= MAX_ENTRIES && !w.contains_key(asker) {
-            w.retain(|_, (start, _)| now - *start < 60);
-        }
-        let e = w.entry(asker.clone()).or_insert((now, 0));
-        if now - e.0 >= 60 {
-            *e = (now, 0);
-        }
-        if e.1 >= self.per_minute {
-            return Some((60 - (now - e.0)).max(1));
-        }
-        e.1 += 1;
-        None
-    }
-
-    /// Whether the nonce was seen before (then the request is a replay); remembers it.
-    fn replayed(&self, nonce: &str, now: i64) -> bool {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() >= MAX_ENTRIES {
-            // A request is acceptable for FRESHNESS_SECS either side of its time: a nonce must
-            // be remembered that long after it is first seen, twice over.
-            seen.retain(|_, at| now - *at <= 2 * contract::FRESHNESS_SECS);
-        }
-        seen.insert(nonce.to_string(), now).is_some()
+        Directory { per_minute }
     }
 }
 
@@ -250,7 +211,13 @@ impl Service {
         // Authenticated: from here on, refusals say what is wrong.
         let asker = PartyKey::new("", &request.asker);
         let now = now_unix();
-        if let Some(wait) = self.directory.over_limit(&asker, now) {
+        if let Some(wait) = self.store.shared().over_limit(
+            Scope::DirectoryRate,
+            &asker.to_string(),
+            now,
+            60,
+            self.directory.per_minute,
+        )? {
             return Ok(Err(Refused {
                 retry_after: Some(wait),
                 ..Refused::new(
@@ -274,7 +241,14 @@ impl Service {
         if let Err(e) = request.check_fresh(now) {
             return Ok(Err(Refused::new(400, "stale", e.to_string())));
         }
-        if self.directory.replayed(&request.nonce, now) {
+        // A request is acceptable for FRESHNESS_SECS either side of its time: a nonce is
+        // remembered that long after it is first seen, twice over.
+        if !self.store.shared().first_use(
+            Scope::Directory,
+            &request.nonce,
+            now,
+            2 * contract::FRESHNESS_SECS,
+        )? {
             return Ok(Err(Refused::new(
                 400,
                 "replay",

@@ -27,6 +27,7 @@
 use crate::http::{Handler, Request, Response};
 use crate::log::{self, V};
 use crate::metrics::Metrics;
+use crate::store::shared::Scope;
 use crate::store::{
     content_fingerprint, AcceptLimits, Accepted, ClaimedBody, Coordination, Delivery, MessageBody,
     NewMessage, NoticeEffect, Party, PartyKey, RefusalOf, Refused, Spool, Store, StoreError,
@@ -150,8 +151,6 @@ pub struct Service {
     pub http_stats: Arc<crate::http::HttpStats>,
     /// Parsed registered certificates by fingerprint.
     pub cert_cache: Mutex<HashMap<String, Certificate>>,
-    /// Recent pull request MessageIds (replay detection).
-    pub seen: Mutex<HashMap<String, i64>>,
     /// The free-space reserve and the account quota pushes are held to.
     pub accept_limits: AcceptLimits,
     /// Whom a request that names no usable party is checked against.
@@ -217,8 +216,6 @@ const CERT_CACHE_MAX: usize = 10_000;
 
 /// How far a pull request's Timestamp may be from now (clock skew allowed), in seconds.
 pub const FRESHNESS_SECS: i64 = 600;
-/// Pull request ids remembered for replay detection before old ones are dropped.
-const SEEN_MAX: usize = 100_000;
 
 /// Why a request is refused: the ebMS error to answer with and a short reason for the
 /// metrics and the log.
@@ -1208,13 +1205,13 @@ impl Service {
                 format!("the request's Timestamp is more than {FRESHNESS_SECS} s from the service's clock"),
             )));
         }
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() > SEEN_MAX {
-            // A Timestamp may be up to FRESHNESS_SECS ahead: a request stays acceptable for
-            // twice that after it is first seen, so its id is kept that long.
-            seen.retain(|_, at| now - *at <= 2 * FRESHNESS_SECS);
-        }
-        if seen.insert(message_id.to_string(), now).is_some() {
+        // A Timestamp may be up to FRESHNESS_SECS ahead: a request stays acceptable for twice
+        // that after it is first seen, so its id is kept that long (by every node).
+        if !self
+            .store
+            .shared()
+            .first_use(Scope::Pull, message_id, now, 2 * FRESHNESS_SECS)?
+        {
             return Err(Failure::Refused(Refusal::new(
                 "EBMS:0101",
                 "replay",

@@ -9,7 +9,7 @@
 //! it names, the certificate (as `admin party add` does, CA certificates refused), then the
 //! code and the registration in one store transaction ([`Store::enrol`]). Failed attempts are
 //! counted per client address and, for wrong, used, expired or revoked codes, per account (of
-//! the party id named); too many lock out for `enrolment.lockout_secs` ([`FailureLimiter`]).
+//! the party id named); too many lock out for `enrolment.lockout_secs` (counted by the store for every node: [`crate::store::shared`]).
 //! A wrong code and a code of another party get the same answer (`invalid_code`). The code
 //! never reaches a log or an error message.
 
@@ -17,7 +17,7 @@ use crate::admin::{Admin, AdminError, AdminResult, CertificatePolicy};
 use crate::endpoint::Service;
 use crate::http::{address_key, Request, Response};
 use crate::log::{self, V};
-use crate::ratelimit::FailureLimiter;
+use crate::store::shared::{Lockout, Scope};
 use crate::store::{
     EnrolOutcome, EnrolRefusal, Enrolment, EnrolmentRecord, NewEnrolment, PartyKey, StoreError,
 };
@@ -25,9 +25,7 @@ use ls_core::as4::exchange::party_mpc;
 use ls_core::enrol::{self as contract, Enrolled, Refusal, Refused, ServiceInfo};
 use ls_core::time::{iso8601, now_unix};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
@@ -35,8 +33,6 @@ use zeroize::Zeroizing;
 pub const DEFAULT_EXPIRES_HOURS: u64 = 72;
 /// The longest validity of a code (30 days).
 pub const MAX_EXPIRES_HOURS: u64 = 720;
-/// Nonces remembered (for twice [`contract::FRESHNESS_SECS`]) before old ones are dropped.
-const NONCES_MAX: usize = 100_000;
 
 /// The keyed hash of a normalised code, as stored: lower-case hex HMAC-SHA256.
 pub fn code_hash(key: &[u8], normalized: &str) -> Result<String, openssl::error::ErrorStack> {
@@ -179,34 +175,38 @@ impl Admin {
     }
 }
 
-/// The endpoint's state: failure counts and nonces seen.
+/// The endpoint's lockouts; the failures counted and the nonces seen are the store's,
+/// shared by every node ([`crate::store::shared`]).
 pub struct Enrolments {
-    per_address: FailureLimiter<IpAddr>,
-    per_account: FailureLimiter<i64>,
-    nonces: Mutex<HashMap<String, i64>>,
+    per_address: Lockout,
+    per_account: Lockout,
 }
 
 impl Enrolments {
     pub fn new(c: &crate::config::EnrolmentSection) -> Enrolments {
-        let window = Duration::from_secs(c.lockout_secs);
         Enrolments {
-            per_address: FailureLimiter::new(c.max_failures_per_address, window),
-            per_account: FailureLimiter::new(c.max_failures_per_account, window),
-            nonces: Mutex::new(HashMap::new()),
+            per_address: Lockout {
+                max: c.max_failures_per_address,
+                window_secs: c.lockout_secs,
+            },
+            per_account: Lockout {
+                max: c.max_failures_per_account,
+                window_secs: c.lockout_secs,
+            },
         }
     }
+}
 
-    /// Whether `nonce` is new (and remember it).
-    fn first_use(&self, nonce: &str, now: i64) -> bool {
-        let mut seen = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() >= NONCES_MAX {
-            // A request is fresh for FRESHNESS_SECS either side of its iat.
-            seen.retain(|_, at| now - *at <= 2 * contract::FRESHNESS_SECS);
-            if seen.len() >= NONCES_MAX {
-                seen.clear();
-            }
+impl Service {
+    /// Take back an attempt counted in advance (a store failure is logged: the attempt then
+    /// stays counted, which errs on the side of the lockout).
+    fn release_failure(&self, scope: Scope, key: &str) {
+        if let Err(e) = self.store.shared().release_failure(scope, key) {
+            log::error(
+                "store_unavailable",
+                &[("kind", "enrol".into()), ("error", V::S(&e.to_string()))],
+            );
         }
-        seen.insert(nonce.to_string(), now).is_none()
     }
 }
 
@@ -277,7 +277,7 @@ struct Seen {
     party: Option<PartyKey>,
     account: Option<i64>,
     /// The attempt was counted in advance against the address (see
-    /// [`crate::ratelimit::FailureLimiter::reserve`]); the lockout it makes if it fails.
+    /// [`crate::store::shared::SharedState::reserve_failure`]); the lockout it makes if it fails.
     address_counted: Option<Option<std::time::Duration>>,
     /// …and against this account.
     account_counted: Option<(i64, Option<std::time::Duration>)>,
@@ -310,10 +310,10 @@ impl Service {
             Ok((body, enrolled)) => {
                 // Not a failure after all: the attempts counted in advance are taken back.
                 if seen.address_counted.is_some() {
-                    self.enrolment.per_address.release(&address);
+                    self.release_failure(Scope::EnrolAddress, &address.to_string());
                 }
                 if let Some((account, _)) = seen.account_counted {
-                    self.enrolment.per_account.release(&account);
+                    self.release_failure(Scope::EnrolAccount, &account.to_string());
                 }
                 self.metrics.enrolment(match enrolled.outcome.as_str() {
                     "replaced" => "replaced",
@@ -335,13 +335,12 @@ impl Service {
             Err(f) => {
                 // The attempt was counted in advance; a failure that does not count is taken
                 // back.
-                let e = &self.enrolment;
                 let mut locked = f.retry_after;
                 if let Some(lock) = seen.address_counted {
                     if matches!(f.count, Count::Address | Count::AddressAndAccount) {
                         locked = lock.or(locked);
                     } else {
-                        e.per_address.release(&address);
+                        self.release_failure(Scope::EnrolAddress, &address.to_string());
                     }
                 }
                 if let Some((account, lock)) = seen.account_counted {
@@ -356,7 +355,7 @@ impl Service {
                             );
                         }
                     } else {
-                        e.per_account.release(&account);
+                        self.release_failure(Scope::EnrolAccount, &account.to_string());
                     }
                 }
                 self.metrics.enrolment(f.refused.reason.as_str());
@@ -390,11 +389,21 @@ impl Service {
         let e = &self.enrolment;
         // Counted as a failure before anything is checked (taken back if it is not one), so
         // that attempts in flight at the same time cannot overshoot the limit.
-        match e.per_address.reserve(&address) {
+        let now = now_unix();
+        match self
+            .store
+            .shared()
+            .reserve_failure(
+                Scope::EnrolAddress,
+                &address.to_string(),
+                now,
+                e.per_address,
+            )
+            .map_err(Failure::unavailable)?
+        {
             Err(wait) => return Err(Failure::locked(wait, "from this address")),
             Ok(lock) => seen.address_counted = Some(lock),
         }
-        let now = now_unix();
         let v = contract::verify_request(&req.body, now).map_err(|r| Failure {
             refused: r,
             count: Count::Address,
@@ -403,7 +412,19 @@ impl Service {
         let claims = &v.claims;
         let key = PartyKey::new(&claims.party_type, &claims.party_id);
         seen.party = Some(key.clone());
-        if !e.first_use(&claims.nonce, now) {
+        // A request is fresh for FRESHNESS_SECS either side of its iat: its nonce is kept
+        // twice that.
+        if !self
+            .store
+            .shared()
+            .first_use(
+                Scope::Enrol,
+                &claims.nonce,
+                now,
+                2 * contract::FRESHNESS_SECS,
+            )
+            .map_err(Failure::unavailable)?
+        {
             return Err(Failure::new(
                 Refusal::Replayed,
                 "this request was taken already (its nonce was seen)",
@@ -443,7 +464,12 @@ impl Service {
             .map_err(Failure::unavailable)?;
         seen.account = account;
         if let Some(a) = account {
-            match e.per_account.reserve(&a) {
+            match self
+                .store
+                .shared()
+                .reserve_failure(Scope::EnrolAccount, &a.to_string(), now, e.per_account)
+                .map_err(Failure::unavailable)?
+            {
                 Err(wait) => return Err(Failure::locked(wait, "for this account")),
                 Ok(lock) => seen.account_counted = Some((a, lock)),
             }

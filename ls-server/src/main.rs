@@ -477,9 +477,15 @@ fn init(a: &InitArgs) -> CliResult {
     }))
 }
 
-fn open_store(c: &Config) -> Result<Arc<dyn Store>, (u8, String)> {
+/// The store `c` names; `serving`: a node of the service (with PostgreSQL, it caches the
+/// directory and listens for its changes).
+fn open_store(c: &Config, serving: bool) -> Result<Arc<dyn Store>, (u8, String)> {
     if let Some(o) = c.postgres_options().map_err(cfg_err)? {
         let s = PostgresStore::open(&o).map_err(|e| (4, format!("store {}: {e}", o.url)))?;
+        if serving {
+            s.start_directory_cache()
+                .map_err(|e| (4, format!("store {}: {e}", o.url)))?;
+        }
         return Ok(Arc::new(s));
     }
     let path = c.path(&c.store.path);
@@ -500,7 +506,11 @@ fn migrate_store(c: &Config) -> Result<Value, (u8, String)> {
         Some(o) => {
             let found = PostgresStore::migrate(&o, ls_core::time::now_unix())
                 .map_err(|e| (4, format!("store {}: {e}", o.url)))?;
-            (o.url.clone(), found, ls_server::store::postgres::SCHEMA_VERSION)
+            (
+                o.url.clone(),
+                found,
+                ls_server::store::postgres::SCHEMA_VERSION,
+            )
         }
         None => {
             let path = c.path(&c.store.path);
@@ -547,7 +557,7 @@ fn serve(
     if let Some(l) = admin_listen {
         c.admin.listen = Some(l);
     }
-    let store = open_store(&c)?;
+    let store = open_store(&c, true)?;
     let password = c.identity_password().map_err(cfg_err)?;
     let key_path = c.path(&c.identity.key);
     let cert_path = c.identity.certificate.as_ref().map(|p| c.path(p));
@@ -612,7 +622,6 @@ fn serve(
         metrics,
         http_stats: stats.clone(),
         cert_cache: Default::default(),
-        seen: Default::default(),
         accept_limits: c.accept_limits(),
         decoy: Default::default(),
         enrolment: ls_server::enrol::Enrolments::new(&c.enrolment),
@@ -827,7 +836,7 @@ fn print_json(v: &Value) -> CliResult {
 fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
     let c = Config::load(cfg_path).map_err(cfg_err)?;
     let a = Admin {
-        store: open_store(&c)?,
+        store: open_store(&c, false)?,
     };
     let fail = |e: admin::AdminError| (if e.status >= 500 { 4 } else { 3 }, e.message);
     let policy = |allow_ca: bool| CertificatePolicy { allow_ca };

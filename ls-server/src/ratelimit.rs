@@ -1,7 +1,7 @@
 //! Counting failures and locking out who fails too often: a key (a client address, an account)
 //! that failed `max` times within `window` of its first counted failure is locked out until
-//! that window ends. Kept in memory, per process: a restart forgets it (as the replay
-//! detection of pull requests).
+//! that window ends. Kept in memory: the state of the one node of a SQLite store
+//! ([`crate::store::shared::LocalState`]); nodes on PostgreSQL count in the database.
 
 use std::collections::HashMap;
 use std::hash::Hash;

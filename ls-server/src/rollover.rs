@@ -11,40 +11,21 @@
 //! request names; an unknown, revoked or suspended party and a retired certificate get one
 //! answer (`not_registered`). A request whose new certificate is already the party's is a
 //! retry: answered `already_registered` with the overlap set then, nothing changed. Nonces are
-//! remembered per process (as the enrolment's), and `iat` must be within 10 minutes.
+//! remembered by the store for every node (as the enrolment's), and `iat` must be within 10 minutes.
 
 use crate::endpoint::Service;
 use crate::http::{address_key, Request, Response};
 use crate::log::{self, V};
+use crate::store::shared::Scope;
 use crate::store::PartyKey;
 use ls_core::rollover::{self as contract, Refusal, Refused, Registered};
 use ls_core::time::{iso8601, now_unix};
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Instant;
 
-/// Nonces remembered (for twice [`contract::FRESHNESS_SECS`]) before old ones are dropped.
-const NONCES_MAX: usize = 100_000;
-
-/// The endpoint's state: nonces seen.
+/// The endpoint's state: none of its own (the nonces seen are the store's, shared by every
+/// node: [`crate::store::shared`]).
 #[derive(Default)]
-pub struct Rollovers {
-    nonces: Mutex<HashMap<String, i64>>,
-}
-
-impl Rollovers {
-    /// Whether `nonce` is new (and remember it).
-    fn first_use(&self, nonce: &str, now: i64) -> bool {
-        let mut seen = self.nonces.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() >= NONCES_MAX {
-            seen.retain(|_, at| now - *at <= 2 * contract::FRESHNESS_SECS);
-            if seen.len() >= NONCES_MAX {
-                seen.clear();
-            }
-        }
-        seen.insert(nonce.to_string(), now).is_none()
-    }
-}
+pub struct Rollovers {}
 
 impl Service {
     /// `POST /rollover`: register a party's new certificate, signed by its old and new keys.
@@ -115,7 +96,17 @@ impl Service {
         let claims = &v.claims;
         let key = PartyKey::new(&claims.party_type, &claims.party_id);
         *party = key.to_string();
-        if !self.rollovers.first_use(&claims.nonce, now) {
+        if !self
+            .store
+            .shared()
+            .first_use(
+                Scope::Rollover,
+                &claims.nonce,
+                now,
+                2 * contract::FRESHNESS_SECS,
+            )
+            .map_err(|e| unavailable(&e))?
+        {
             return Err(Refused::new(
                 Refusal::Replayed,
                 "this request was taken already (its nonce was seen)",

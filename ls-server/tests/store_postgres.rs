@@ -91,7 +91,10 @@ fn message(from: &str, to: &str, id: &str, body: MessageBody) -> NewMessage {
 fn round_trip(s: &dyn Store) {
     setup(s, &["a", "b", "c"]);
     let limits = AcceptLimits::default();
-    assert_eq!(s.party(&PartyKey::new("", "b")).unwrap().unwrap().mpc, "mpc:b");
+    assert_eq!(
+        s.party(&PartyKey::new("", "b")).unwrap().unwrap().mpc,
+        "mpc:b"
+    );
     assert_eq!(
         s.party_by_mpc("mpc:a").unwrap().unwrap().key,
         PartyKey::new("", "a")
@@ -138,12 +141,18 @@ fn round_trip(s: &dyn Store) {
     assert!(s.claim_next("mpc:b", 20, 60).unwrap().is_none());
     // Receipts; a repeated one; an unknown one.
     let b = PartyKey::new("", "b");
-    assert_eq!(s.mark_delivered(&b, "m1", b"r", 30).unwrap(), Delivery::Delivered);
+    assert_eq!(
+        s.mark_delivered(&b, "m1", b"r", 30).unwrap(),
+        Delivery::Delivered
+    );
     assert_eq!(
         s.mark_delivered(&b, "m1", b"r", 31).unwrap(),
         Delivery::AlreadyDelivered
     );
-    assert_eq!(s.mark_delivered(&b, "nope", b"r", 31).unwrap(), Delivery::Unknown);
+    assert_eq!(
+        s.mark_delivered(&b, "nope", b"r", 31).unwrap(),
+        Delivery::Unknown
+    );
     assert_eq!(s.recipients_of("m1").unwrap(), vec![b.clone()]);
     // m2's lease runs out at 80: offered again, attempt 2; m3 released early.
     assert!(s.claim_next("mpc:b", 79, 60).unwrap().is_none());
@@ -152,7 +161,10 @@ fn round_trip(s: &dyn Store) {
     assert_eq!((again.message_id.as_str(), again.attempt), ("m2", 2));
     let again = s.claim_next("mpc:b", 80, 60).unwrap().unwrap();
     assert_eq!((again.message_id.as_str(), again.attempt), ("m3", 2));
-    assert_eq!(s.mark_delivered(&b, "m2", b"r", 90).unwrap(), Delivery::Delivered);
+    assert_eq!(
+        s.mark_delivered(&b, "m2", b"r", 90).unwrap(),
+        Delivery::Delivered
+    );
 }
 
 #[test]
@@ -164,7 +176,9 @@ fn round_trip_sqlite() {
 #[test]
 fn round_trip_postgres() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((_pg, o)) = pg(dir.path()) else { return };
+    let Some((_pg, o)) = pg(dir.path()) else {
+        return;
+    };
     round_trip(&migrated(&o));
 }
 
@@ -173,7 +187,9 @@ fn round_trip_postgres() {
 #[test]
 fn claims_are_exactly_once_across_nodes() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((_pg, o)) = pg(dir.path()) else { return };
+    let Some((_pg, o)) = pg(dir.path()) else {
+        return;
+    };
     let first = migrated(&o);
     setup(&first, &["a", "b"]);
     for i in 0..500 {
@@ -199,4 +215,109 @@ fn claims_are_exactly_once_across_nodes() {
     all.sort();
     all.dedup();
     assert_eq!(all.len(), 500, "a message was claimed twice");
+}
+
+/// What the endpoints remember (replays, rate limits, lockouts) behaves on PostgreSQL as in
+/// memory, and is shared: a nonce used through one node is a replay through another, and of
+/// 8 nodes using one nonce at once exactly one is first.
+#[test]
+fn shared_state_is_shared_by_the_nodes() {
+    use ls_server::store::shared::{self, Scope};
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_pg, o)) = pg(dir.path()) else {
+        return;
+    };
+    let a = migrated(&o);
+    shared::check(a.shared());
+    let b = PostgresStore::open(&o).unwrap();
+    let now = ls_core::time::now_unix();
+    assert!(a
+        .shared()
+        .first_use(Scope::Rollover, "n1", now, 600)
+        .unwrap());
+    assert!(!b
+        .shared()
+        .first_use(Scope::Rollover, "n1", now, 600)
+        .unwrap());
+    for t in 0..3 {
+        let over = a
+            .shared()
+            .over_limit(Scope::DirectoryRate, "z", 3000 + t, 60, 3);
+        assert_eq!(over.unwrap(), None);
+    }
+    assert_eq!(
+        b.shared()
+            .over_limit(Scope::DirectoryRate, "z", 3010, 60, 3)
+            .unwrap(),
+        Some(50),
+        "b counts on from a's requests"
+    );
+    let firsts: usize = (0..8)
+        .map(|_| {
+            let o = o.clone();
+            std::thread::spawn(move || {
+                let s = PostgresStore::open(&o).unwrap();
+                usize::from(s.shared().first_use(Scope::Pull, "race", now, 600).unwrap())
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .sum();
+    assert_eq!(firsts, 1);
+}
+
+/// A node's cache of parties and certificates drops what it holds on a change made by anyone
+/// (here plain SQL, as another node's admin command would be), also after the database
+/// restarted (the listener reconnects; while it is down nothing is cached).
+#[test]
+fn the_directory_cache_follows_changes_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((mut pg, o)) = pg(dir.path()) else {
+        return;
+    };
+    let s = migrated(&o);
+    setup(&s, &["a", "b"]);
+    s.start_directory_cache().unwrap();
+    let live = |s: &PostgresStore| {
+        let t = std::time::Instant::now();
+        while !s.directory_cache().is_live() {
+            assert!(t.elapsed().as_secs() < 30, "the listener did not connect");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    };
+    live(&s);
+    let a = PartyKey::new("", "a");
+    // Within a generous bound (the notification comes at commit; the bound is for a slow CI).
+    let wait_until = |s: &PostgresStore, what: &str, f: &dyn Fn(&Party) -> bool| {
+        let t = std::time::Instant::now();
+        loop {
+            if f(&s.party(&a).unwrap().unwrap()) {
+                return t.elapsed();
+            }
+            assert!(t.elapsed().as_secs() < 10, "{what}: not seen within 10 s");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    assert!(s.party(&a).unwrap().unwrap().is_usable());
+    assert!(s.party(&a).unwrap().unwrap().is_usable(), "cached");
+    pg.sql("UPDATE parties SET status = 'revoked' WHERE pid = 'a'");
+    let took = wait_until(&s, "a revoke", &|p| !p.is_usable());
+    eprintln!("revoke seen after {took:?}");
+    assert!(s.directory_cache().notified() >= 1);
+    pg.sql("UPDATE parties SET status = 'active' WHERE pid = 'a'");
+    wait_until(&s, "a reinstatement", &|p| p.is_usable());
+    pg.sql("UPDATE subscribers SET status = 'suspended'");
+    wait_until(&s, "a suspended account", &|p| !p.is_usable());
+    // The database restarts: lookups fail or read it; the listener comes back.
+    pg.restart();
+    let t = std::time::Instant::now();
+    while s.party(&a).is_err() {
+        assert!(t.elapsed().as_secs() < 30, "the store did not reconnect");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    live(&s);
+    assert!(!s.party(&a).unwrap().unwrap().is_usable());
+    pg.sql("UPDATE subscribers SET status = 'active'");
+    wait_until(&s, "a change after the restart", &|p| p.is_usable());
 }

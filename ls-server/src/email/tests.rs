@@ -298,7 +298,6 @@ fn service_on(store: Arc<dyn Store>, accept_limits: AcceptLimits) -> Arc<Service
         metrics: Default::default(),
         http_stats: Default::default(),
         cert_cache: Default::default(),
-        seen: Default::default(),
         accept_limits,
         decoy: Default::default(),
         enrolment: crate::enrol::Enrolments::new(&Default::default()),

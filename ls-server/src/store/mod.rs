@@ -7,6 +7,7 @@
 //! `SELECT … FOR UPDATE SKIP LOCKED`; SQLite: one writer at a time).
 
 pub mod postgres;
+pub mod shared;
 pub mod sqlite;
 
 use std::fmt;
@@ -931,6 +932,10 @@ pub trait Store: Send + Sync {
     /// Usage per account for messages accepted / delivered in `[from, to)`, documents and
     /// co-ordination messages apart.
     fn usage(&self, from: Unix, to: Unix) -> StoreResult<Vec<Usage>>;
+
+    /// What the endpoints remember between requests (replays, rate limits, lockouts), shared
+    /// by every node of this store ([`shared`]).
+    fn shared(&self) -> &dyn shared::SharedState;
 }
 
 #[cfg(test)]

@@ -24,15 +24,17 @@
 //! <method>")` (see [`not_yet`]).
 
 use super::*;
-use ls_core::as4::coordination;
 use ::postgres::{Client, Transaction};
+use ls_core::as4::coordination;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 mod accounts;
+pub mod cache;
 mod messages;
 pub mod pool;
 pub mod schema;
+mod shared;
 
 pub use schema::SCHEMA_VERSION;
 
@@ -102,7 +104,13 @@ pub fn url_has_password(url: &str) -> Result<bool, String> {
 
 impl From<::postgres::Error> for StoreError {
     fn from(e: ::postgres::Error) -> StoreError {
-        StoreError::Backend(format!("postgres: {e}"))
+        // The server's own words (SQLSTATE and message), which `Display` leaves out.
+        match e.as_db_error() {
+            Some(db) => {
+                StoreError::Backend(format!("postgres: {} ({})", db.message(), db.code().code()))
+            }
+            None => StoreError::Backend(format!("postgres: {e}")),
+        }
     }
 }
 
@@ -119,6 +127,9 @@ pub struct PostgresStore {
     spool_dir: PathBuf,
     inline_max: usize,
     enrolment_key: OnceLock<zeroize::Zeroizing<Vec<u8>>>,
+    /// Parties and certificates as last read, dropped on every change anywhere (only once
+    /// [`PostgresStore::start_directory_cache`] was called).
+    cache: std::sync::Arc<cache::DirectoryCache>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -164,7 +175,21 @@ impl PostgresStore {
             spool_dir: o.spool_dir.clone(),
             inline_max: o.inline_max,
             enrolment_key: OnceLock::new(),
+            cache: Default::default(),
         })
+    }
+
+    /// Cache parties and certificates, dropped on every change notified by the database
+    /// ([`cache`]): for a serving node, which reads them on every message.
+    pub fn start_directory_cache(&self) -> StoreResult<()> {
+        self.cache
+            .start(self.pool.connector())
+            .map_err(|e| io_err("start the directory cache's listener".into(), e))
+    }
+
+    /// The directory cache (for tests and metrics).
+    pub fn directory_cache(&self) -> &cache::DirectoryCache {
+        &self.cache
     }
 
     /// Run `f` in one transaction, committed when it succeeds (rolled back otherwise).
@@ -303,11 +328,12 @@ impl Store for PostgresStore {
     }
 
     fn party(&self, key: &PartyKey) -> StoreResult<Option<Party>> {
-        accounts::party(self, key)
+        self.cache.party(key, || accounts::party(self, key))
     }
 
     fn party_by_mpc(&self, mpc: &str) -> StoreResult<Option<Party>> {
-        accounts::party_by_mpc(self, mpc)
+        self.cache
+            .party_by_mpc(mpc, || accounts::party_by_mpc(self, mpc))
     }
 
     fn parties_by_fingerprint(&self, _fingerprint: &str) -> StoreResult<Vec<Party>> {
@@ -315,7 +341,8 @@ impl Store for PostgresStore {
     }
 
     fn certificates(&self, key: &PartyKey) -> StoreResult<Vec<PartyCert>> {
-        accounts::certificates(self, key)
+        self.cache
+            .certificates(key, || accounts::certificates(self, key))
     }
 
     fn parties(&self, subscriber_id: Option<i64>) -> StoreResult<Vec<Party>> {
@@ -412,5 +439,9 @@ impl Store for PostgresStore {
 
     fn usage(&self, _from: Unix, _to: Unix) -> StoreResult<Vec<Usage>> {
         not_yet("usage")
+    }
+
+    fn shared(&self) -> &dyn super::shared::SharedState {
+        self
     }
 }

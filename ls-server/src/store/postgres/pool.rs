@@ -32,7 +32,9 @@ pub struct Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("max", &self.max).finish_non_exhaustive()
+        f.debug_struct("Pool")
+            .field("max", &self.max)
+            .finish_non_exhaustive()
     }
 }
 
@@ -118,6 +120,18 @@ impl Pool {
                 .wait_timeout(slots, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
+        }
+    }
+
+    /// A way to make connections of their own (not counted by the pool), for a thread that
+    /// keeps one (the directory cache's listener).
+    pub fn connector(&self) -> impl Fn() -> StoreResult<Client> + Send + 'static {
+        let config = self.config.clone();
+        let tls = self.tls.clone();
+        move || {
+            config
+                .connect(tls.clone())
+                .map_err(|e| StoreError::Backend(format!("postgres: connect: {e}")))
         }
     }
 

@@ -9,13 +9,51 @@ use super::*;
 
 /// Schema migrations: `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`. Append
 /// only; never edit a released entry.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 /// The schema version this program writes and serves.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The advisory lock key `migrate` holds (an arbitrary constant: "LSMIGRAT").
 pub const MIGRATE_LOCK: i64 = 0x4c53_4d49_4752_4154;
+
+/// Version 2: what nodes share beyond the messages (`store::shared`): keys used once
+/// (`shared_once`: nonces, pull MessageIds) and counts per window (`shared_counts`: requests
+/// per minute, failures towards a lockout); and a notification on the channel
+/// [`super::cache::CHANNEL`] after every statement that changes subscribers, parties or
+/// certificates, on which nodes drop what they cached of them (`postgres::cache`).
+pub(super) const SCHEMA_V2: &str = "
+CREATE TABLE shared_once (
+    scope       TEXT    NOT NULL,
+    key         TEXT    NOT NULL,
+    keep_until  BIGINT  NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX shared_once_keep_until ON shared_once(keep_until);
+
+CREATE TABLE shared_counts (
+    scope        TEXT     NOT NULL,
+    key          TEXT     NOT NULL,
+    since        BIGINT   NOT NULL,
+    window_secs  BIGINT   NOT NULL,
+    n            INTEGER  NOT NULL,
+    PRIMARY KEY (scope, key)
+);
+CREATE INDEX shared_counts_end ON shared_counts((since + window_secs));
+
+CREATE FUNCTION layersec_directory_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('layersec_directory', TG_TABLE_NAME);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER subscribers_changed AFTER INSERT OR UPDATE OR DELETE ON subscribers
+    FOR EACH STATEMENT EXECUTE FUNCTION layersec_directory_changed();
+CREATE TRIGGER parties_changed AFTER INSERT OR UPDATE OR DELETE ON parties
+    FOR EACH STATEMENT EXECUTE FUNCTION layersec_directory_changed();
+CREATE TRIGGER certificates_changed AFTER INSERT OR UPDATE OR DELETE ON certificates
+    FOR EACH STATEMENT EXECUTE FUNCTION layersec_directory_changed();
+";
 
 /// Version 1: the tables of SQLite schema version 5 (see `store/sqlite/schema.rs`), with
 /// PostgreSQL's types, and the decisions SQLite's store makes in code made by constraints:

@@ -68,6 +68,8 @@ pub struct SqliteStore {
     inline_max: usize,
     /// The key of the enrolment codes' keyed hashes, once read.
     enrolment_key: OnceLock<zeroize::Zeroizing<Vec<u8>>>,
+    /// The one node's memory of replays, rate limits and lockouts.
+    shared: super::shared::LocalState,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -123,6 +125,7 @@ impl SqliteStore {
             payloads,
             inline_max,
             enrolment_key: OnceLock::new(),
+            shared: Default::default(),
         })
     }
 
@@ -343,5 +346,9 @@ impl Store for SqliteStore {
 
     fn usage(&self, from: Unix, to: Unix) -> StoreResult<Vec<Usage>> {
         usage::usage(self, from, to)
+    }
+
+    fn shared(&self) -> &dyn super::shared::SharedState {
+        &self.shared
     }
 }
