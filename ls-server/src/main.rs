@@ -14,7 +14,7 @@ use ls_server::endpoint::Service;
 use ls_server::http;
 use ls_server::log::{self, V};
 use ls_server::metrics::Metrics;
-use ls_server::store::sqlite::SqliteStore;
+use ls_server::store::sqlite::{ServiceLock, SqliteStore};
 use ls_server::store::{NewSubscriber, PartyKey, Store};
 use serde_json::Value;
 use std::net::TcpListener;
@@ -52,6 +52,24 @@ enum Cmd {
         #[arg(long, default_value = "info")]
         log_level: String,
     },
+    /// Move an SQLite store into an empty PostgreSQL database: everything, checked, in one
+    /// transaction.
+    ///
+    /// Copies everything the SQLite store in --from holds (subscribers, parties, certificates
+    /// with their history, enrolment codes and key, every message in every state with its
+    /// receipts and refusal records, the bodies, the usage ledger) into the PostgreSQL
+    /// database --to-url, keeping every id. Leased messages become waiting (offered again).
+    ///
+    /// The database gets the schema if it has none (as `migrate`) and must hold no rows:
+    /// nothing is merged. The copy is one transaction, checked before its commit (rows of
+    /// every table, messages per state, body bytes, a SHA-256 over every body read back):
+    /// either all of it is committed or nothing is. The SQLite store is only read; it is
+    /// refused while a service runs on it, and a service refuses to start on it meanwhile.
+    /// Stop the service first; afterwards point the configuration at PostgreSQL.
+    ///
+    /// Exit status: 0 moved, 2 usage, 3 refused (store in use, database not empty, no store
+    /// at --from), 4 database or I/O failure. Nothing is committed unless the status is 0.
+    MigrateStore(MigrateStoreArgs),
     /// Provider operations on the store (works while the service runs).
     Admin {
         #[arg(long, short, default_value = "layersec-server.toml")]
@@ -83,6 +101,33 @@ struct InitArgs {
     /// Replace files that exist.
     #[arg(long)]
     force: bool,
+}
+
+#[derive(Args)]
+struct MigrateStoreArgs {
+    /// The SQLite store's folder (the configuration's store.path).
+    #[arg(long)]
+    from: PathBuf,
+    /// The PostgreSQL database: postgres://user@host:port/db (without a password).
+    #[arg(long)]
+    to_url: String,
+    /// A file holding the database password (alone; a final newline is ignored).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+    /// TLS to the database: require, prefer or disable. Always verified when used (the CA
+    /// of --ca-file, or the system's trust store, and the host name).
+    #[arg(long, default_value = "prefer")]
+    tls: String,
+    /// PEM CA certificates the database server's certificate must chain to.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Bodies up to this size go into the message row, larger ones into chunks (use the
+    /// value the PostgreSQL nodes will run with).
+    #[arg(long, default_value_t = 256 * 1024)]
+    inline_max_bytes: usize,
+    /// The report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -317,6 +362,7 @@ fn main() -> ExitCode {
             admin_listen,
             log_level,
         } => serve(&config, listen, admin_listen, &log_level),
+        Cmd::MigrateStore(a) => migrate_store(&a),
         Cmd::Admin { config, op } => admin_cmd(&config, op),
     };
     match r {
@@ -449,6 +495,50 @@ fn open_store(c: &Config) -> Result<Arc<dyn Store>, (u8, String)> {
     Ok(Arc::new(s))
 }
 
+fn migrate_store(a: &MigrateStoreArgs) -> CliResult {
+    use ls_server::store::postgres::{PgOptions, TlsMode};
+    use ls_server::store::StoreError;
+    let tls = TlsMode::parse(&a.tls).ok_or_else(|| {
+        (
+            2,
+            format!("--tls {}: expected require, prefer or disable", a.tls),
+        )
+    })?;
+    let password = match &a.password_file {
+        Some(p) => {
+            let text =
+                zeroize::Zeroizing::new(std::fs::read_to_string(p).map_err(|e| io_err(p, e))?);
+            let pw = text.strip_suffix('\n').unwrap_or(&text);
+            Some(zeroize::Zeroizing::new(
+                pw.strip_suffix('\r').unwrap_or(pw).to_string(),
+            ))
+        }
+        None => None,
+    };
+    let o = PgOptions {
+        url: a.to_url.clone(),
+        password,
+        tls,
+        ca_file: a.ca_file.clone(),
+        max_connections: 1,
+        spool_dir: std::env::temp_dir(),
+        inline_max: a.inline_max_bytes,
+    };
+    let report = ls_server::store::transfer::transfer(&a.from, &o, ls_core::time::now_unix())
+        .map_err(|e| {
+            let code = match e {
+                StoreError::Conflict(_) | StoreError::NotFound(_) | StoreError::Invalid(_) => 3,
+                _ => 4,
+            };
+            (code, format!("migrate-store: {e}"))
+        })?;
+    if a.json {
+        print_json(&serde_json::to_value(&report).unwrap_or_default())
+    } else {
+        print_out(&report.text())
+    }
+}
+
 fn read(p: &Path) -> Result<Vec<u8>, (u8, String)> {
     std::fs::read(p).map_err(|e| io_err(p, e))
 }
@@ -473,6 +563,9 @@ fn serve(
         c.admin.listen = Some(l);
     }
     let store = open_store(&c)?;
+    // Held while serving: `migrate-store` refuses a store in use (store/sqlite/lock.rs).
+    let _store_lock =
+        ServiceLock::shared(&c.path(&c.store.path)).map_err(|e| (4, e.to_string()))?;
     let password = c.identity_password().map_err(cfg_err)?;
     let key_path = c.path(&c.identity.key);
     let cert_path = c.identity.certificate.as_ref().map(|p| c.path(p));

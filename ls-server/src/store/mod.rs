@@ -8,6 +8,7 @@
 
 pub mod postgres;
 pub mod sqlite;
+pub mod transfer;
 
 use std::fmt;
 

@@ -17,6 +17,10 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// The advisory lock key `migrate` holds (an arbitrary constant: "LSMIGRAT").
 pub const MIGRATE_LOCK: i64 = 0x4c53_4d49_4752_4154;
 
+/// The `service_secrets` row of the enrolment codes' hash key: the one key of every node (the
+/// SQLite store keeps it in its `enrolment.key` file; `migrate-store` copies it here).
+pub const ENROLMENT_KEY_SECRET: &str = "enrolment_key";
+
 /// Version 1: the tables of SQLite schema version 5 (see `store/sqlite/schema.rs`), with
 /// PostgreSQL's types, and the decisions SQLite's store makes in code made by constraints:
 /// a sender's MessageId is unique (`messages_sender_message_id`: duplicates and reused
