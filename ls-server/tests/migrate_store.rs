@@ -246,6 +246,20 @@ fn fill(s: &SqliteStore) -> Waiting {
     accept(message("a", "b", "m3", spooled(s, &big), 15));
     accept(message("c", "b", "m6", mid.clone().into(), 16));
     accept(message("c", "b", "m7", spooled(s, &pattern(1000, 1)), 17));
+    // The highest seq, delivered, purged and its record pruned: SQLite never gives seq 11
+    // again (its usage rows name it), nor must PostgreSQL.
+    accept(message("b", "c", "m8", b"pruned".to_vec().into(), 1));
+    assert_eq!(
+        s.claim_next("mpc:c", 20, 60).unwrap().unwrap().message_id,
+        "m8"
+    );
+    let c = PartyKey::new("", "c");
+    assert_eq!(
+        s.mark_delivered(&c, "m8", b"ack", 21).unwrap(),
+        Delivery::Delivered
+    );
+    assert_eq!(s.purge(22, 0).unwrap().delivered, 1);
+    assert_eq!(s.prune_records(2).unwrap(), 1);
     Waiting { big, mid }
 }
 
@@ -359,8 +373,8 @@ fn sqlite_store_moves_to_postgres_and_its_messages_are_delivered() {
         ),
         "m1|purged|||r1|t|t\nm5|failed|cannot_open|n5||f|t"
     );
-    // Ten messages accepted, two delivered.
-    assert_eq!(pg.sql("SELECT COUNT(*) FROM usage_ledger"), "12");
+    // Eleven messages accepted, three delivered.
+    assert_eq!(pg.sql("SELECT COUNT(*) FROM usage_ledger"), "14");
 
     // Delivery from PostgreSQL: the leased message first (offered again, attempt 2), then
     // the waiting ones in their order, byte for byte.
@@ -409,8 +423,10 @@ fn sqlite_store_moves_to_postgres_and_its_messages_are_delivered() {
         Accepted::Duplicate { receipt, .. } => assert_eq!(receipt, b"receipt of m1"),
         other => panic!("{other:?}"),
     }
-    // New rows get new ids, past every id SQLite gave (usage rows name message seqs).
-    let last_seq: i64 = records.len() as i64;
+    // New rows get new ids, past every id SQLite gave (usage rows name message seqs): m8's
+    // seq 11 was pruned, 12 is next.
+    assert_eq!(records.len(), 10);
+    assert_eq!(report.next_ids["messages"], 12);
     assert_eq!(
         p.accept(
             &message("a", "b", "new", b"after".to_vec().into(), 3_000),
@@ -421,7 +437,7 @@ fn sqlite_store_moves_to_postgres_and_its_messages_are_delivered() {
     );
     assert_eq!(
         pg.sql("SELECT seq FROM messages WHERE message_id = 'new'"),
-        (last_seq + 1).to_string()
+        "12"
     );
     let s4 = p
         .create_subscriber(
@@ -518,4 +534,40 @@ fn a_store_in_use_is_refused() {
     let (code, _, err) = migrate(&[]);
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("not empty (subscribers: 1)"), "{err}");
+}
+
+/// A copy that fails half-way (a payload file is missing) leaves nothing in the database but
+/// the schema, and names the message.
+#[test]
+fn a_failed_copy_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((pg, o)) = pg(&tmp.path().join("spool")) else {
+        return;
+    };
+    let from = tmp.path().join("store");
+    let s = SqliteStore::open(&from, SQLITE_INLINE).unwrap();
+    fill(&s);
+    drop(s);
+    // m7's small file: the last body copied, after every other row.
+    let m7 = dir_listing(&from.join(PAYLOAD_DIR))
+        .into_iter()
+        .map(|n| from.join(PAYLOAD_DIR).join(n))
+        .find(|p| std::fs::metadata(p).unwrap().len() == 1000)
+        .unwrap();
+    let kept = tmp.path().join("m7.body");
+    std::fs::rename(&m7, &kept).unwrap();
+    let e = transfer(&from, &o, 1_000).unwrap_err().to_string();
+    assert!(e.contains(m7.to_str().unwrap()), "{e}");
+    assert_eq!(
+        pg.sql(
+            "SELECT (SELECT COUNT(*) FROM subscribers) + (SELECT COUNT(*) FROM messages) \
+             + (SELECT COUNT(*) FROM payload_chunks) + (SELECT COUNT(*) FROM service_secrets)"
+        ),
+        "0"
+    );
+    // With the file back, the same store moves.
+    std::fs::rename(&kept, &m7).unwrap();
+    let report = transfer(&from, &o, 1_000).unwrap();
+    assert_eq!(report.schema_version_before, 1);
+    assert_eq!(report.destination.bodies, 7);
 }
