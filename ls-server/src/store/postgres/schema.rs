@@ -55,6 +55,10 @@ CREATE TRIGGER certificates_changed AFTER INSERT OR UPDATE OR DELETE ON certific
     FOR EACH STATEMENT EXECUTE FUNCTION layersec_directory_changed();
 ";
 
+/// The `service_secrets` row of the enrolment codes' hash key: the one key of every node (the
+/// SQLite store keeps it in its `enrolment.key` file; `migrate-store` copies it here).
+pub const ENROLMENT_KEY_SECRET: &str = "enrolment_key";
+
 /// Version 1: the tables of SQLite schema version 5 (see `store/sqlite/schema.rs`), with
 /// PostgreSQL's types, and the decisions SQLite's store makes in code made by constraints:
 /// a sender's MessageId is unique (`messages_sender_message_id`: duplicates and reused
