@@ -24,12 +24,13 @@
 //! <method>")` (see [`not_yet`]).
 
 use super::*;
-use ls_core::as4::coordination;
 use ::postgres::{Client, Transaction};
+use ls_core::as4::coordination;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 mod accounts;
+mod enrolments;
 mod messages;
 pub mod pool;
 pub mod schema;
@@ -100,8 +101,13 @@ pub fn url_has_password(url: &str) -> Result<bool, String> {
     Ok(cfg.get_password().is_some())
 }
 
+/// A unique constraint that says no is the caller's `Conflict` (as the SQLite store's);
+/// anything else is the database's failure.
 impl From<::postgres::Error> for StoreError {
     fn from(e: ::postgres::Error) -> StoreError {
+        if e.code() == Some(&::postgres::error::SqlState::UNIQUE_VIOLATION) {
+            return StoreError::Conflict(format!("postgres: {e}"));
+        }
         StoreError::Backend(format!("postgres: {e}"))
     }
 }
@@ -262,44 +268,44 @@ impl Store for PostgresStore {
         accounts::register_party(self, p, now)
     }
 
-    fn set_party_limit(&self, _key: &PartyKey, _max_document_bytes: u64) -> StoreResult<()> {
-        not_yet("set_party_limit")
+    fn set_party_limit(&self, key: &PartyKey, max_document_bytes: u64) -> StoreResult<()> {
+        accounts::set_party_limit(self, key, max_document_bytes)
     }
 
     fn set_party_mail_address(
         &self,
-        _key: &PartyKey,
-        _mail_address: Option<&str>,
+        key: &PartyKey,
+        mail_address: Option<&str>,
     ) -> StoreResult<()> {
-        not_yet("set_party_mail_address")
+        accounts::set_party_mail_address(self, key, mail_address)
     }
 
     fn mail_parties(&self) -> StoreResult<Vec<Party>> {
-        not_yet("mail_parties")
+        accounts::mail_parties(self)
     }
 
     fn replace_certificate(
         &self,
-        _key: &PartyKey,
-        _cert_der: &[u8],
-        _fingerprint: &str,
-        _overlap_until: Unix,
-        _now: Unix,
+        key: &PartyKey,
+        cert_der: &[u8],
+        fingerprint: &str,
+        overlap_until: Unix,
+        now: Unix,
     ) -> StoreResult<()> {
-        not_yet("replace_certificate")
+        accounts::replace_certificate(self, key, cert_der, fingerprint, overlap_until, now)
     }
 
-    fn revoke_party(&self, _key: &PartyKey, _now: Unix) -> StoreResult<()> {
-        not_yet("revoke_party")
+    fn revoke_party(&self, key: &PartyKey, now: Unix) -> StoreResult<()> {
+        accounts::revoke_party(self, key, now)
     }
 
     fn reinstate_party(
         &self,
-        _key: &PartyKey,
-        _new_cert: Option<(&[u8], &str)>,
-        _now: Unix,
+        key: &PartyKey,
+        new_cert: Option<(&[u8], &str)>,
+        now: Unix,
     ) -> StoreResult<()> {
-        not_yet("reinstate_party")
+        accounts::reinstate_party(self, key, new_cert, now)
     }
 
     fn party(&self, key: &PartyKey) -> StoreResult<Option<Party>> {
@@ -310,8 +316,8 @@ impl Store for PostgresStore {
         accounts::party_by_mpc(self, mpc)
     }
 
-    fn parties_by_fingerprint(&self, _fingerprint: &str) -> StoreResult<Vec<Party>> {
-        not_yet("parties_by_fingerprint")
+    fn parties_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Vec<Party>> {
+        accounts::parties_by_fingerprint(self, fingerprint)
     }
 
     fn certificates(&self, key: &PartyKey) -> StoreResult<Vec<PartyCert>> {
@@ -322,36 +328,33 @@ impl Store for PostgresStore {
         accounts::parties(self, subscriber_id)
     }
 
-    fn issue_enrolment(&self, _e: &NewEnrolment<'_>, _now: Unix) -> StoreResult<EnrolmentRecord> {
-        not_yet("issue_enrolment")
+    fn issue_enrolment(&self, e: &NewEnrolment<'_>, now: Unix) -> StoreResult<EnrolmentRecord> {
+        enrolments::issue(self, e, now)
     }
 
-    fn enrolments(&self, _subscriber_id: i64) -> StoreResult<Vec<EnrolmentRecord>> {
-        not_yet("enrolments")
+    fn enrolments(&self, subscriber_id: i64) -> StoreResult<Vec<EnrolmentRecord>> {
+        enrolments::list(self, subscriber_id)
     }
 
     fn revoke_enrolment(
         &self,
-        _subscriber_id: i64,
-        _id: i64,
-        _now: Unix,
+        subscriber_id: i64,
+        id: i64,
+        now: Unix,
     ) -> StoreResult<EnrolmentRecord> {
-        not_yet("revoke_enrolment")
+        enrolments::revoke(self, subscriber_id, id, now)
     }
 
-    fn enrolment_account(&self, _key: &PartyKey) -> StoreResult<Option<i64>> {
-        not_yet("enrolment_account")
+    fn enrolment_account(&self, key: &PartyKey) -> StoreResult<Option<i64>> {
+        enrolments::account(self, key)
     }
 
-    fn enrol(&self, _e: &Enrolment<'_>, _now: Unix) -> StoreResult<EnrolOutcome> {
-        not_yet("enrol")
+    fn enrol(&self, e: &Enrolment<'_>, now: Unix) -> StoreResult<EnrolOutcome> {
+        enrolments::enrol(self, e, now)
     }
 
     fn enrolment_key(&self) -> StoreResult<zeroize::Zeroizing<Vec<u8>>> {
-        if let Some(k) = self.enrolment_key.get() {
-            return Ok(k.clone());
-        }
-        not_yet("enrolment_key")
+        enrolments::key(self)
     }
 
     fn accept(&self, m: &NewMessage, limits: &AcceptLimits) -> StoreResult<Accepted> {
