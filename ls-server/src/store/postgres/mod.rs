@@ -20,8 +20,12 @@
 //! (as the SQLite store's are unsynced): losing one to a crash of the database only offers a
 //! message again.
 //!
-//! Methods not implemented yet answer `StoreError::Backend("not implemented on PostgreSQL yet:
-//! <method>")` (see [`not_yet`]).
+//! Races between nodes are decided by the database: unique constraints (duplicates, MessageId
+//! conflicts, parties, the shared enrolment key), row locks (`FOR UPDATE`: a party changed, a
+//! message receipted, refused or answered, an enrolment code used) and advisory locks
+//! (`migrate`, retention on one node at a time, enrolment checks). Where the pieces are:
+//! `schema.rs`, `accounts.rs`, `enrolments.rs`, `messages.rs` (admission, bodies, claims),
+//! `named.rs` (what co-ordination messages name), `retention.rs`, `reports.rs`, `pool.rs`.
 
 use super::*;
 use ::postgres::{Client, Transaction};
@@ -32,7 +36,10 @@ use std::sync::OnceLock;
 mod accounts;
 mod enrolments;
 mod messages;
+mod named;
 pub mod pool;
+mod reports;
+pub mod retention;
 pub mod schema;
 
 pub use schema::SCHEMA_VERSION;
@@ -110,13 +117,6 @@ impl From<::postgres::Error> for StoreError {
         }
         StoreError::Backend(format!("postgres: {e}"))
     }
-}
-
-/// The answer of a method not written yet: an error, never a panic or a wrong answer.
-pub(super) fn not_yet<T>(method: &str) -> StoreResult<T> {
-    Err(StoreError::Backend(format!(
-        "not implemented on PostgreSQL yet: {method}"
-    )))
 }
 
 /// The PostgreSQL [`Store`]. `Send + Sync`; share it behind an `Arc`.
@@ -384,12 +384,16 @@ impl Store for PostgresStore {
         messages::release_claim(self, recipient, message_id, now)
     }
 
-    fn purge(&self, _delivered_before: Unix, _undelivered_before: Unix) -> StoreResult<Purged> {
-        not_yet("purge")
+    /// Runs on one node at a time: while another node's retention round holds
+    /// [`retention::RETENTION_LOCK`], this one does nothing and returns zeros (see
+    /// `retention.rs`).
+    fn purge(&self, delivered_before: Unix, undelivered_before: Unix) -> StoreResult<Purged> {
+        retention::purge(self, delivered_before, undelivered_before)
     }
 
-    fn prune_records(&self, _received_before: Unix) -> StoreResult<u64> {
-        not_yet("prune_records")
+    /// Runs on one node at a time, as [`Store::purge`]: 0 while another node prunes.
+    fn prune_records(&self, received_before: Unix) -> StoreResult<u64> {
+        retention::prune_records(self, received_before)
     }
 
     fn recipients_of(&self, message_id: &str) -> StoreResult<Vec<PartyKey>> {
@@ -397,11 +401,11 @@ impl Store for PostgresStore {
     }
 
     fn queue_depths(&self) -> StoreResult<Vec<(PartyKey, u64)>> {
-        not_yet("queue_depths")
+        reports::queue_depths(self)
     }
 
     fn queued_bytes(&self) -> StoreResult<Vec<(i64, u64)>> {
-        not_yet("queued_bytes")
+        reports::queued_bytes(self)
     }
 
     /// The database's disk is PostgreSQL's to watch: the store cannot tell.
@@ -409,11 +413,11 @@ impl Store for PostgresStore {
         Ok(None)
     }
 
-    fn messages(&self, _party: Option<&PartyKey>, _limit: u32) -> StoreResult<Vec<MessageRecord>> {
-        not_yet("messages")
+    fn messages(&self, party: Option<&PartyKey>, limit: u32) -> StoreResult<Vec<MessageRecord>> {
+        reports::messages(self, party, limit)
     }
 
-    fn usage(&self, _from: Unix, _to: Unix) -> StoreResult<Vec<Usage>> {
-        not_yet("usage")
+    fn usage(&self, from: Unix, to: Unix) -> StoreResult<Vec<Usage>> {
+        reports::usage(self, from, to)
     }
 }
