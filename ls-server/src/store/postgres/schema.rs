@@ -189,6 +189,9 @@ CREATE TABLE enrolment_codes (
     CHECK (used_at IS NULL OR revoked_at IS NULL)
 );
 CREATE INDEX enrolment_codes_party ON enrolment_codes(ptype, pid);
+-- At most one outstanding (neither used nor revoked) code per party id.
+CREATE UNIQUE INDEX enrolment_codes_outstanding ON enrolment_codes(ptype, pid)
+    WHERE used_at IS NULL AND revoked_at IS NULL;
 CREATE INDEX enrolment_codes_subscriber ON enrolment_codes(subscriber_id);
 
 -- Secrets shared by every node (the enrolment codes' hash key), made once.
