@@ -266,9 +266,11 @@ fn a_revoke_anywhere_is_enforced_by_every_node() {
         let t = Instant::now();
         let mut pending: Vec<&PathBuf> = configs.iter().collect();
         while !pending.is_empty() {
+            // Generous (the notification comes at the commit), yet below the cache's
+            // periodic re-check (10 s): a node that missed the change fails here.
             assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "{what}: still accepted by {pending:?} after 20 s"
+                t.elapsed() < Duration::from_secs(5),
+                "{what}: still accepted by {pending:?} after 5 s"
             );
             pending.retain(|cfg| poll(cfg) == Some(0));
         }
