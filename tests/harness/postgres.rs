@@ -248,6 +248,12 @@ impl PgServer {
         String::from_utf8_lossy(&o.stdout).trim_end().to_string()
     }
 
+    /// [`PgServer::sql`] in database `db` (another than [`DATABASE`]).
+    pub fn sql_in(&self, db: &str, sql: &str) -> String {
+        let o = self.script_cmd(&["sql", sql, db]);
+        String::from_utf8_lossy(&o.stdout).trim_end().to_string()
+    }
+
     /// Fast shutdown, then start again on the same port with the same data (sessions are cut:
     /// clients see their connections fail and must reconnect). Also starts a cluster that was
     /// stopped or killed ([`PgServer::kill9`]: crash recovery). Returns the script's timing,

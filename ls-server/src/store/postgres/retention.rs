@@ -17,7 +17,7 @@ pub const RETENTION_LOCK: i64 = 0x4c53_5245_5441_494e;
 /// Message rows purged or expired per transaction.
 pub const PURGE_BATCH: i64 = 1000;
 /// Records removed per transaction by `prune_records`.
-pub const PRUNE_BATCH: i64 = 5000;
+pub const PRUNE_BATCH: i64 = 1000;
 
 /// Whether this transaction holds the retention lock (until it ends).
 fn retention_lock(tx: &mut Transaction<'_>) -> StoreResult<bool> {
