@@ -380,3 +380,90 @@ fn postgres_restarted_under_load_loses_nothing() {
         .sum();
     eprintln!("{unavailable} requests answered 503 while PostgreSQL restarted");
 }
+
+/// `[service] urls`: the client's further nodes after its `url`.
+fn with_nodes(c: &Client, urls: &[&str]) {
+    let list: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
+    c.edit_config(|t| {
+        let line = t
+            .lines()
+            .find(|l| l.starts_with("url = "))
+            .expect("the configuration names the service's url")
+            .to_string();
+        t.replacen(&line, &format!("{line}\nurls = [{}]", list.join(", ")), 1)
+    });
+}
+
+/// kill -9 of the node both clients use while documents are on their way: the clients fail
+/// over to the other nodes (`[service] urls`), what the killed node had leased is offered
+/// again after its lease, and every document is delivered exactly once with its receipt back.
+#[test]
+fn kill_9_of_a_node_in_flight_loses_nothing_and_clients_fail_over() {
+    let Some(mut cl) = cluster("kill-node", 3) else {
+        return;
+    };
+    let alice = cl.party("alice", 0);
+    let bob = cl.party("bob", 0);
+    trust(&alice, &bob);
+    let (n1, n2) = (cl.nodes[1].url.clone(), cl.nodes[2].url.clone());
+    with_nodes(&alice, &[&n1, &n2]);
+    with_nodes(&bob, &[&n2, &n1]);
+    const N: usize = 40;
+    for k in 0..N {
+        let len = 2048 + k * 40_000;
+        queue(
+            &alice,
+            "bob",
+            &format!("d{k:02}.bin"),
+            &document(500 + k as u64, len),
+        );
+    }
+    let daemons = vec![alice.spawn_run(), bob.spawn_run()];
+    assert!(
+        wait_until(Duration::from_secs(120), || inbox(&bob).len() >= 3),
+        "nothing arrived through node 0"
+    );
+    // SIGKILL: no goodbye, connections cut mid-request.
+    cl.nodes[0].stop();
+    let at_kill = inbox(&bob).len();
+    let done = wait_until(Duration::from_secs(300), || {
+        inbox(&bob).len() >= N && processed(&alice) >= N
+    });
+    stop(daemons);
+    assert!(
+        done,
+        "after the kill (at {at_kill}): inbox {} of {N}, receipts {}",
+        inbox(&bob).len(),
+        processed(&alice)
+    );
+    assert!(
+        at_kill < N,
+        "the kill came after every document had arrived"
+    );
+    for k in 0..N {
+        let len = 2048 + k * 40_000;
+        assert_eq!(
+            std::fs::read(bob.dir.join(format!("inbox/d{k:02}.bin"))).unwrap(),
+            document(500 + k as u64, len),
+            "d{k:02}"
+        );
+    }
+    assert_eq!(inbox(&bob).len(), N);
+    assert_eq!(alice.documents("sent").len(), N);
+    assert!(alice.documents("failed").is_empty());
+    // Stored once each (a push retried on another node is a duplicate), all delivered.
+    let msgs = cl.messages(1);
+    assert_eq!(msgs.iter().filter(|m| m["from"] == "alice").count(), N);
+    assert_eq!(msgs.iter().filter(|m| m["from"] == "bob").count(), N);
+    assert!(msgs.iter().all(|m| m["state"] == "delivered"), "{msgs:?}");
+    // Both clients went on through the other nodes.
+    for c in [&alice, &bob] {
+        let log = std::fs::read_to_string(c.dir.join("run.log")).unwrap_or_default();
+        assert!(
+            log.contains(&n1) || log.contains(&n2),
+            "{}: no other node named in its log:\n{log}",
+            c.id
+        );
+    }
+    eprintln!("node 0 killed with {at_kill} of {N} documents in");
+}
