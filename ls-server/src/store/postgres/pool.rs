@@ -103,7 +103,7 @@ impl Pool {
                     }),
                     Err(e) => {
                         self.forget();
-                        Err(StoreError::Backend(format!("postgres: connect: {e}")))
+                        Err(connect_failed(&e))
                     }
                 };
             }
@@ -128,11 +128,7 @@ impl Pool {
     pub fn connector(&self) -> impl Fn() -> StoreResult<Client> + Send + 'static {
         let config = self.config.clone();
         let tls = self.tls.clone();
-        move || {
-            config
-                .connect(tls.clone())
-                .map_err(|e| StoreError::Backend(format!("postgres: connect: {e}")))
-        }
+        move || config.connect(tls.clone()).map_err(|e| connect_failed(&e))
     }
 
     /// A connection that is gone: its slot is free.
@@ -149,6 +145,18 @@ impl Pool {
         drop(slots);
         self.freed.notify_one();
     }
+}
+
+/// A failed connection attempt, with the causes `Display` leaves out (a TLS handshake's
+/// "certificate verify failed", a refused connection's errno).
+fn connect_failed(e: &::postgres::Error) -> StoreError {
+    let mut text = format!("postgres: connect: {e}");
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text += &format!(": {c}");
+        cause = c.source();
+    }
+    StoreError::Backend(text)
 }
 
 /// A checked-out connection, given back when dropped.
