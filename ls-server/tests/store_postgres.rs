@@ -91,7 +91,10 @@ fn message(from: &str, to: &str, id: &str, body: MessageBody) -> NewMessage {
 fn round_trip(s: &dyn Store) {
     setup(s, &["a", "b", "c"]);
     let limits = AcceptLimits::default();
-    assert_eq!(s.party(&PartyKey::new("", "b")).unwrap().unwrap().mpc, "mpc:b");
+    assert_eq!(
+        s.party(&PartyKey::new("", "b")).unwrap().unwrap().mpc,
+        "mpc:b"
+    );
     assert_eq!(
         s.party_by_mpc("mpc:a").unwrap().unwrap().key,
         PartyKey::new("", "a")
@@ -138,12 +141,18 @@ fn round_trip(s: &dyn Store) {
     assert!(s.claim_next("mpc:b", 20, 60).unwrap().is_none());
     // Receipts; a repeated one; an unknown one.
     let b = PartyKey::new("", "b");
-    assert_eq!(s.mark_delivered(&b, "m1", b"r", 30).unwrap(), Delivery::Delivered);
+    assert_eq!(
+        s.mark_delivered(&b, "m1", b"r", 30).unwrap(),
+        Delivery::Delivered
+    );
     assert_eq!(
         s.mark_delivered(&b, "m1", b"r", 31).unwrap(),
         Delivery::AlreadyDelivered
     );
-    assert_eq!(s.mark_delivered(&b, "nope", b"r", 31).unwrap(), Delivery::Unknown);
+    assert_eq!(
+        s.mark_delivered(&b, "nope", b"r", 31).unwrap(),
+        Delivery::Unknown
+    );
     assert_eq!(s.recipients_of("m1").unwrap(), vec![b.clone()]);
     // m2's lease runs out at 80: offered again, attempt 2; m3 released early.
     assert!(s.claim_next("mpc:b", 79, 60).unwrap().is_none());
@@ -152,7 +161,10 @@ fn round_trip(s: &dyn Store) {
     assert_eq!((again.message_id.as_str(), again.attempt), ("m2", 2));
     let again = s.claim_next("mpc:b", 80, 60).unwrap().unwrap();
     assert_eq!((again.message_id.as_str(), again.attempt), ("m3", 2));
-    assert_eq!(s.mark_delivered(&b, "m2", b"r", 90).unwrap(), Delivery::Delivered);
+    assert_eq!(
+        s.mark_delivered(&b, "m2", b"r", 90).unwrap(),
+        Delivery::Delivered
+    );
 }
 
 #[test]
@@ -164,7 +176,9 @@ fn round_trip_sqlite() {
 #[test]
 fn round_trip_postgres() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((_pg, o)) = pg(dir.path()) else { return };
+    let Some((_pg, o)) = pg(dir.path()) else {
+        return;
+    };
     round_trip(&migrated(&o));
 }
 
@@ -173,7 +187,9 @@ fn round_trip_postgres() {
 #[test]
 fn claims_are_exactly_once_across_nodes() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((_pg, o)) = pg(dir.path()) else { return };
+    let Some((_pg, o)) = pg(dir.path()) else {
+        return;
+    };
     let first = migrated(&o);
     setup(&first, &["a", "b"]);
     for i in 0..500 {

@@ -268,7 +268,10 @@ pub(super) fn certificates(store: &PostgresStore, key: &PartyKey) -> StoreResult
     })
 }
 
-pub(super) fn parties(store: &PostgresStore, subscriber_id: Option<i64>) -> StoreResult<Vec<Party>> {
+pub(super) fn parties(
+    store: &PostgresStore,
+    subscriber_id: Option<i64>,
+) -> StoreResult<Vec<Party>> {
     store.read(|tx| {
         let sql = format!(
             "SELECT {PARTY_COLS} WHERE $1::BIGINT IS NULL OR p.subscriber_id = $1 ORDER BY p.id"

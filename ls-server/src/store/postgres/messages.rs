@@ -126,7 +126,15 @@ fn add_usage(
         "INSERT INTO usage_ledger (subscriber_id, party_ptype, party_id, kind, at, bytes, \
          message_seq, coordination) VALUES ((SELECT subscriber_id FROM parties \
          WHERE ptype = $1 AND pid = $2), $1, $2, $3, $4, $5, $6, $7)",
-        &[&party.ptype, &party.id, &kind, &at, &bytes, &seq, &coordination],
+        &[
+            &party.ptype,
+            &party.id,
+            &kind,
+            &at,
+            &bytes,
+            &seq,
+            &coordination,
+        ],
     )?;
     Ok(())
 }
@@ -137,9 +145,8 @@ fn write_chunks(
     seq: i64,
     mut next: impl FnMut(&mut Vec<u8>) -> StoreResult<()>,
 ) -> StoreResult<u64> {
-    let stmt = c.prepare(
-        "INSERT INTO payload_chunks (message_seq, n, data) VALUES ($1, $2, $3)",
-    )?;
+    let stmt =
+        c.prepare("INSERT INTO payload_chunks (message_seq, n, data) VALUES ($1, $2, $3)")?;
     let mut buf = Vec::with_capacity(CHUNK_BYTES);
     let mut n: i32 = 0;
     let mut total = 0u64;
@@ -266,7 +273,15 @@ pub(super) fn accept(
             }
         }
         check_quota(tx, m, limits, seq, true)?;
-        add_usage(tx, &m.sender, "sent", m.received_at, size, seq, is_coordination)?;
+        add_usage(
+            tx,
+            &m.sender,
+            "sent",
+            m.received_at,
+            size,
+            seq,
+            is_coordination,
+        )?;
         Ok(Accepted::Stored)
     })
 }

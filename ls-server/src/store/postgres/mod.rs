@@ -24,8 +24,8 @@
 //! <method>")` (see [`not_yet`]).
 
 use super::*;
-use ls_core::as4::coordination;
 use ::postgres::{Client, Transaction};
+use ls_core::as4::coordination;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 

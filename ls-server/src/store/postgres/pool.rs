@@ -32,7 +32,9 @@ pub struct Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("max", &self.max).finish_non_exhaustive()
+        f.debug_struct("Pool")
+            .field("max", &self.max)
+            .finish_non_exhaustive()
     }
 }
 
