@@ -308,9 +308,11 @@ mod tests {
     use std::sync::Mutex;
 
     type Calls = Arc<Mutex<Vec<(usize, Vec<u8>)>>>;
+    /// A node's answer: a status, or an error made from a message.
+    type Answer = Result<u16, fn(String) -> Error>;
 
     /// Nodes answering as `answers` says (a status, or an error), recording what each got.
-    fn nodes(answers: Vec<Result<u16, fn(String) -> Error>>) -> (Failover<StubTransport>, Calls) {
+    fn nodes(answers: Vec<Answer>) -> (Failover<StubTransport>, Calls) {
         let calls: Calls = Arc::default();
         let nodes = answers
             .into_iter()
