@@ -58,6 +58,15 @@ fn run(cli: &Cli) -> Result<u8, Error> {
             "--config applies to the client commands (send, poll, run, status, receipts, partners, rollover)"
         }));
     }
+    if cli.command.is_client() && !cli.quiet {
+        // Which node of the service was used or found down, on stderr as it happens.
+        ls_client::observe_service_nodes(std::sync::Arc::new(|ev| {
+            output::stderr_line(&format!(
+                "layersec: {}",
+                output::printable(&commands::node_text(ev))
+            ))
+        }));
+    }
     use commands::*;
     match &cli.command {
         Command::Keygen(a) => keygen::run(a, cli).map(|_| 0),

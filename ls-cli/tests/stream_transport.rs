@@ -24,7 +24,7 @@ const RSS_MAX: u64 = 64 * MIB;
 
 /// A party's side of the exchange, as its `layersec` configuration sets it up.
 struct Side {
-    transport: ls_core::transport::HttpsTransport,
+    transport: ls_client::ServiceNodes,
     me: std::sync::Arc<Identity>,
     service: Certificate,
     limits: Limits,

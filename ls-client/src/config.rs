@@ -198,6 +198,12 @@ pub struct ServiceConfig {
     /// be used.
     #[serde(default)]
     pub url: String,
+    /// Further nodes of the same service (behind the same TLS trust, signing with the same
+    /// service certificate), `https://…` each: the client fails over to the next when one is
+    /// down (`ls_core::transport::failover`). Given without `url`, its first entry is the
+    /// primary (and becomes `url` once loaded).
+    #[serde(default)]
+    pub urls: Vec<String>,
     /// The service's signing certificate: its receipts and signals must verify against it.
     pub service_certificate: PathBuf,
     /// Trust these CA (or self-signed server) certificates for TLS instead of the system's.
@@ -233,6 +239,15 @@ pub struct ServiceConfig {
 }
 
 impl ServiceConfig {
+    /// Every node of the service, the primary (`url`) first, then `urls`; none with
+    /// `[transport] kind = "email"` and no URL.
+    pub fn nodes(&self) -> Vec<&str> {
+        std::iter::once(self.url.as_str())
+            .chain(self.urls.iter().map(String::as_str))
+            .filter(|u| !u.trim().is_empty())
+            .collect()
+    }
+
     /// `idle_timeout_secs`, or the deprecated `timeout_secs`, or 60.
     pub fn idle_timeout_secs(&self) -> u64 {
         self.idle_timeout_secs
@@ -581,6 +596,10 @@ impl Config {
         let base = abs.parent().map(Path::to_path_buf).unwrap_or_default();
         cfg.resolve(&base);
         cfg.check()?;
+        if cfg.service.url.trim().is_empty() && !cfg.service.urls.is_empty() {
+            // `urls` alone: its first entry is the primary.
+            cfg.service.url = cfg.service.urls.remove(0);
+        }
         Ok(cfg)
     }
 
@@ -654,11 +673,14 @@ impl Config {
             ));
         }
         self.check_email()?;
-        if self.service.url.trim().is_empty() && self.transport.kind == TransportKind::Https {
+        if self.service.url.trim().is_empty()
+            && self.service.urls.is_empty()
+            && self.transport.kind == TransportKind::Https
+        {
             return Err(self.invalid(
                 "service.url",
                 "missing: https://host[:port]/as4 is expected (it may be left out only with \
-                 [transport] kind = \"email\")",
+                 [transport] kind = \"email\", or given as the first of service.urls)",
             ));
         }
         if self.identity.password.is_some() {
@@ -697,18 +719,31 @@ impl Config {
             must_exist("identity.password_file", p)?;
         }
         let url = self.service.url.trim().to_ascii_lowercase();
-        if !(url.starts_with("https://")
-            || (url.starts_with("http://") && self.service.allow_plain_http)
-            || (url.is_empty() && self.transport.kind == TransportKind::Email))
-        {
-            return Err(self.invalid(
-                "service.url",
-                if url.starts_with("http://") {
-                    "an https:// URL is expected (http:// only with allow_plain_http = true)"
-                } else {
-                    "an https:// URL is expected"
-                },
-            ));
+        let no_url_needed =
+            self.transport.kind == TransportKind::Email || !self.service.urls.is_empty();
+        if !(url.is_empty() && no_url_needed) {
+            self.check_service_url("service.url", &self.service.url)?;
+        }
+        let mut seen = vec![url];
+        for (i, u) in self.service.urls.iter().enumerate() {
+            let key = format!("service.urls[{i}]");
+            self.check_service_url(&key, u)?;
+            let lower = u.trim().to_ascii_lowercase();
+            if let Some(j) = seen.iter().position(|s| *s == lower) {
+                return Err(self.invalid(
+                    &key,
+                    format!(
+                        "{} is named already (as {}): urls names each further node once",
+                        ls_core::transport::https::redact_userinfo(u.trim()),
+                        if j == 0 {
+                            "service.url".to_string()
+                        } else {
+                            format!("service.urls[{}]", j - 1)
+                        }
+                    ),
+                ));
+            }
+            seen.push(lower);
         }
         must_exist(
             "service.service_certificate",
@@ -843,6 +878,47 @@ impl Config {
                     return Err(self.invalid(k, format!("a folder other than {k2}'s is expected")));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A node's URL (`url`, or an entry of `urls`, named by `key`): `https://` (or `http://`
+    /// with `allow_plain_http`), a host, no password in it. The message never repeats one.
+    fn check_service_url(&self, key: &str, url: &str) -> Result<()> {
+        let u = url.trim();
+        let lower = u.to_ascii_lowercase();
+        let rest = if let Some(r) = lower.strip_prefix("https://") {
+            r
+        } else if let (Some(r), true) =
+            (lower.strip_prefix("http://"), self.service.allow_plain_http)
+        {
+            r
+        } else {
+            return Err(self.invalid(
+                key,
+                if lower.starts_with("http://") {
+                    "an https:// URL is expected (http:// only with allow_plain_http = true)"
+                } else {
+                    "an https:// URL is expected"
+                },
+            ));
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            if userinfo.contains(':') {
+                return Err(self.invalid(
+                    key,
+                    "a password in the URL is refused: passwords are never kept in the \
+                     configuration file",
+                ));
+            }
+        }
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        if host.is_empty() || host.starts_with(':') || u.chars().any(char::is_whitespace) {
+            return Err(self.invalid(
+                key,
+                "https://host[:port]/path is expected (a host, no spaces)",
+            ));
         }
         Ok(())
     }
@@ -1055,6 +1131,9 @@ impl Config {
             "[service]\n\
              # The Messaging Service's AS4 endpoint.\n\
              url = {}\n\
+             # Further nodes of the same service (same TLS trust, same service certificate):\n\
+             # when the node in use is down, the next is tried, round the list.\n\
+             # urls = [\"https://node2.example/as4\", \"https://node3.example/as4\"]\n\
              # The service's signing certificate: its receipts must verify against it.\n\
              service_certificate = {}\n\
              # TLS trust: the CA (or the server's self-signed certificate) to trust instead of\n\
@@ -1327,6 +1406,89 @@ mod tests {
         assert!(m.contains("email: an [email] section"), "{m}");
         let m = err(&d, &(minimal() + "\n[transport]\nkind = \"pigeon\"\n"));
         assert!(m.contains("transport.kind"), "{m}");
+    }
+
+    #[test]
+    fn further_service_nodes_are_checked_like_the_url() {
+        let d = setup();
+        let p = d.0.join("ok.toml");
+        let with =
+            |urls: &str| minimal().replace("[service]\n", &format!("[service]\nurls = {urls}\n"));
+        fs::write(
+            &p,
+            with(r#"["https://b.example/as4", "https://c.example:8443/as4"]"#),
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(
+            c.service.nodes(),
+            [
+                "https://svc.example/as4",
+                "https://b.example/as4",
+                "https://c.example:8443/as4"
+            ]
+        );
+        // Without `urls`: the one node.
+        fs::write(&p, minimal()).unwrap();
+        assert_eq!(
+            Config::load(&p).unwrap().service.nodes(),
+            ["https://svc.example/as4"]
+        );
+        // `urls` alone: its first is the primary.
+        let alone = with(r#"["https://a.example/as4", "https://b.example/as4"]"#)
+            .replace("url = \"https://svc.example/as4\"\n", "");
+        fs::write(&p, &alone).unwrap();
+        let c = Config::load(&p).unwrap();
+        assert_eq!(c.service.url, "https://a.example/as4");
+        assert_eq!(c.service.urls, ["https://b.example/as4"]);
+        assert_eq!(c.service.nodes().len(), 2);
+        for (urls, key, what) in [
+            (
+                r#"["https://b/as4", "http://c/as4"]"#,
+                "service.urls[1]",
+                "an https:// URL",
+            ),
+            (r#"["ftp://b/as4"]"#, "service.urls[0]", "an https:// URL"),
+            (
+                r#"["https://u:hunter2@b/as4"]"#,
+                "service.urls[0]",
+                "password",
+            ),
+            (r#"["https:///as4"]"#, "service.urls[0]", "a host"),
+            (
+                r#"["https://b/as4", "https://B/as4"]"#,
+                "service.urls[1]",
+                "service.urls[0]",
+            ),
+            (
+                r#"["https://svc.example/as4"]"#,
+                "service.urls[0]",
+                "service.url",
+            ),
+            (r#"[""]"#, "service.urls[0]", "an https:// URL"),
+            (r#""https://b/as4""#, "service.urls", "sequence"),
+        ] {
+            let m = err(&d, &with(urls));
+            assert!(
+                m.contains(&format!("{key}:")) && m.contains(what),
+                "{urls}: {m}"
+            );
+            assert!(!m.contains("hunter2"), "{m}");
+        }
+        // The primary is held to the same rules.
+        let m = err(
+            &d,
+            &minimal().replace("https://svc", "https://u:hunter2@svc"),
+        );
+        assert!(m.contains("service.url:") && !m.contains("hunter2"), "{m}");
+        // Plain http only with allow_plain_http, for every node.
+        let plain = with(r#"["http://b/as4"]"#)
+            .replace("[service]\n", "[service]\nallow_plain_http = true\n");
+        fs::write(&p, plain).unwrap();
+        assert_eq!(Config::load(&p).unwrap().service.nodes().len(), 2);
+        // E-mail needs none.
+        fs::write(&p, email("password_env = \"P\"\n")).unwrap();
+        assert!(Config::load(&p).unwrap().service.nodes().is_empty());
     }
 
     #[test]

@@ -17,7 +17,7 @@
 use ls_core::enrol::{self as contract, Enrolled, RequestClaims};
 use ls_core::error::{Error, Result};
 use ls_core::keys::Identity;
-use ls_core::transport::{HttpResponse, HttpsConfig, HttpsTransport, Transport};
+use ls_core::transport::{Failover, HttpResponse, HttpsConfig, HttpsTransport, Transport};
 use ls_core::Certificate;
 use std::time::Duration;
 
@@ -28,6 +28,8 @@ pub struct EnrolTarget {
     /// The AS4 URL (`https://host[:port]/path`); the enrolment URL is derived from it
     /// ([`contract::enrolment_url`]).
     pub service_url: String,
+    /// Further nodes of the same service (`[service] urls`): tried in turn when one is down.
+    pub urls: Vec<String>,
     /// Trust these certificates (PEM) instead of the system's.
     pub ca_pem: Option<Vec<u8>>,
     /// Or: exactly the TLS certificate with this SHA-256.
@@ -47,6 +49,7 @@ impl EnrolTarget {
     pub fn new(service_url: &str) -> EnrolTarget {
         EnrolTarget {
             service_url: service_url.into(),
+            urls: Vec::new(),
             ca_pem: None,
             pinned_sha256: None,
             connect_timeout: HttpsConfig::DEFAULT_CONNECT_TIMEOUT,
@@ -60,7 +63,7 @@ impl EnrolTarget {
 /// Talks to one service's enrolment endpoint.
 #[derive(Debug)]
 pub struct Enroller {
-    transport: HttpsTransport,
+    transport: Failover<HttpsTransport>,
     url: String,
     attempts: u32,
     retry_delay: Duration,
@@ -69,21 +72,25 @@ pub struct Enroller {
 impl Enroller {
     pub fn new(target: &EnrolTarget) -> Result<Enroller> {
         let url = contract::enrolment_url(&target.service_url)?;
-        let mut c = HttpsConfig::new(url.clone());
-        c.ca_pem = target.ca_pem.clone();
-        c.pinned_sha256 = target.pinned_sha256.clone();
-        c.connect_timeout = target.connect_timeout;
-        c.idle_timeout = target.timeout;
-        c.max_response_bytes = contract::MAX_RESPONSE_BYTES;
+        let mut configs = Vec::new();
+        for node in std::iter::once(&target.service_url).chain(&target.urls) {
+            let mut c = HttpsConfig::new(contract::enrolment_url(node)?);
+            c.ca_pem = target.ca_pem.clone();
+            c.pinned_sha256 = target.pinned_sha256.clone();
+            c.connect_timeout = target.connect_timeout;
+            c.idle_timeout = target.timeout;
+            c.max_response_bytes = contract::MAX_RESPONSE_BYTES;
+            configs.push(c);
+        }
         Ok(Enroller {
-            transport: HttpsTransport::new(c)?,
+            transport: Failover::https(configs)?,
             url,
             attempts: target.attempts.max(1),
             retry_delay: target.retry_delay,
         })
     }
 
-    /// The enrolment URL.
+    /// The enrolment URL (of the first node).
     pub fn url(&self) -> &str {
         &self.url
     }

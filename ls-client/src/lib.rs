@@ -46,6 +46,7 @@ mod email;
 pub mod enrol;
 mod fsutil;
 mod incoming;
+mod nodes;
 mod notices;
 mod outgoing;
 pub mod partners;
@@ -56,6 +57,7 @@ mod tests;
 
 pub use config::{Config, TemplateOptions};
 pub use incoming::{IncomingFailure, PollReport, Received};
+pub use nodes::{observe_service_nodes, NodeFailure, NodeStatus, ServiceNodes};
 pub use notices::PartnerRefusal;
 pub use outgoing::{FailedSend, Ignored, JobStatus, JobsReport, OutboxReport, SendOptions, Sent};
 pub use partners::{
@@ -76,7 +78,7 @@ use ls_core::cert::{CertStore, Certificate};
 use ls_core::error::{Error, ErrorCode, Result};
 use ls_core::keys::Identity;
 use ls_core::time;
-use ls_core::transport::{Carrier, HttpsConfig, HttpsTransport, Transport};
+use ls_core::transport::{Carrier, Transport};
 use partners::PartnerFolder;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -155,6 +157,9 @@ pub struct Status {
     /// …of which sent more than `[receipts] warn_after_hours` ago.
     pub receipts_overdue: usize,
     pub last_poll: Option<PollStatus>,
+    /// The nodes of the service (`[service] url`, then `urls`), which is in use and each one's
+    /// last failure; empty by e-mail.
+    pub service_nodes: Vec<NodeStatus>,
     /// The most recent problems, newest first.
     pub last_errors: Vec<String>,
     /// Our certificate: its validity, and whether it is time to roll over.
@@ -279,51 +284,28 @@ impl Client {
         Self::build(cfg.clone(), Some(Arc::new(transport)), password)
     }
 
-    /// The HTTPS transport to the service that [`Client::from_config`] sets up, for a caller
-    /// that wraps it (a progress display) and hands it to [`Client::with_transport`].
-    pub fn https_transport(cfg: &Config) -> Result<HttpsTransport> {
+    /// The HTTPS transport to the service that [`Client::from_config`] sets up (every node of
+    /// `[service]`, failing over between them), for a caller that wraps it (a progress display)
+    /// and hands it to [`Client::with_transport`].
+    pub fn https_transport(cfg: &Config) -> Result<ServiceNodes> {
         // A pulled message is a document of at most our limit, wrapped; a longer response is
         // read to its end but not kept (the message is refused as too large).
-        Self::https_to(
+        nodes::https_nodes(
             cfg,
-            cfg.service.url.clone(),
+            |url| Ok(url.to_string()),
             message_limit_for(cfg.limits.max_document_bytes),
         )
     }
 
-    /// HTTPS to `url` of the service (the AS4 URL, the directory), trusted and authenticated
-    /// as `[service]` says, reading responses of at most `max_response_bytes`.
+    /// HTTPS to what `derive` makes of each node's AS4 URL (a path beside it: the directory,
+    /// the rollover registration), trusted and authenticated as `[service]` says, reading
+    /// responses of at most `max_response_bytes`, failing over between the nodes.
     pub(crate) fn https_to(
         cfg: &Config,
-        url: String,
+        derive: impl Fn(&str) -> Result<String>,
         max_response_bytes: u64,
-    ) -> Result<HttpsTransport> {
-        let s = &cfg.service;
-        let mut https = HttpsConfig::new(url);
-        if let Some(ca) = &s.ca_file {
-            https.ca_pem =
-                Some(std::fs::read(ca).map_err(|e| io_err("cannot read ca_file", ca, e))?);
-        }
-        https.pinned_sha256 = s.pinned_sha256.clone();
-        if let Some(key) = &s.client_key {
-            let password = cfg.password()?;
-            https.client = Some(Identity::load(
-                key,
-                s.client_certificate.as_deref(),
-                password.as_deref().map(String::as_str),
-            )?);
-        }
-        https.connect_timeout = Duration::from_secs(s.connect_timeout_secs);
-        https.idle_timeout = Duration::from_secs(s.idle_timeout_secs());
-        https.min_rate = s.min_rate();
-        https.allow_plain_http = s.allow_plain_http;
-        https.max_response_bytes = max_response_bytes;
-        HttpsTransport::new(https).map_err(|e| match e {
-            Error::InvalidArgument(m) => {
-                Error::ConfigInvalid(format!("{}: service: {m}", cfg.file.display()))
-            }
-            other => other,
-        })
+    ) -> Result<ServiceNodes> {
+        nodes::https_nodes(cfg, derive, max_response_bytes)
     }
 
     /// A client that reaches the service through `transport` (tests, other carriers).
@@ -682,6 +664,10 @@ impl Client {
             receipts_waiting: waiting.len(),
             receipts_overdue,
             last_poll,
+            service_nodes: match self.cfg.transport.kind {
+                config::TransportKind::Https => nodes::status(&self.cfg),
+                config::TransportKind::Email => Vec::new(),
+            },
             last_errors: last
                 .into_iter()
                 .take(20)

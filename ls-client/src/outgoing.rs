@@ -794,12 +794,19 @@ impl Client {
         rec.attempts += 1;
         rec.last_attempt = Some(now);
         let keys = self.keys();
-        let pushed = self.exchange_as(&keys).push_streaming(
+        // The same journalled bytes again, for a carrier that hands them to another node of the
+        // service when one fails part way: the same message, the same MessageId.
+        let reopen = || {
+            fs::File::open(&path)
+                .map(|f| Box::new(std::io::Read::take(f, len)) as Box<dyn std::io::Read>)
+        };
+        let pushed = self.exchange_as(&keys).push_reopenable(
             &rec.content_type,
             &mut file,
             len,
             &rec.message_id,
             &references,
+            Some(&reopen),
         );
         match pushed {
             Ok(receipt) => {

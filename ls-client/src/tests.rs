@@ -714,6 +714,49 @@ fn a_push_whose_answer_was_lost_is_repeated_with_the_same_message_id() {
 }
 
 #[test]
+fn a_push_whose_answer_was_lost_on_one_node_goes_to_the_next_with_the_same_message_id() {
+    use ls_core::transport::Failover;
+    let w = world();
+    // Two nodes of one service (one store): node a stores the push, then its connection drops
+    // before the receipt; node b answers.
+    // What each node got: its name and the bytes.
+    type Got = Mutex<Vec<(char, Vec<u8>)>>;
+    let bodies: Arc<Got> = Arc::default();
+    let node = |name: char, lose_answers: bool| {
+        let svc = Arc::clone(&w.svc);
+        let bodies = Arc::clone(&bodies);
+        StubTransport::new(move |ct, body| {
+            bodies.lock().unwrap().push((name, body.to_vec()));
+            let r = svc.handle(ct, body);
+            if lose_answers {
+                return Err(Error::ConnectFailed(
+                    "the connection to a:443 was lost before a response".into(),
+                ));
+            }
+            r
+        })
+    };
+    let nodes = Failover::new(vec![
+        ("https://a/as4".to_string(), node('a', true)),
+        ("https://b/as4".to_string(), node('b', false)),
+    ])
+    .unwrap();
+    let alice = Client::with_transport(&w.cfg("alice"), Box::new(nodes)).unwrap();
+    let sent = alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    // Delivered in the one attempt: the same message went to b, which answered with the
+    // receipt of the copy a had stored.
+    assert!(sent.is_delivered(), "{sent:?}");
+    assert_eq!(sent.attempts, 1);
+    assert_eq!(w.svc.pushes_of(&sent.message_id), 2);
+    assert_eq!(w.svc.stored(), 1);
+    let b = bodies.lock().unwrap();
+    assert_eq!(b.iter().map(|x| x.0).collect::<String>(), "ab");
+    assert_eq!(b[0].1, b[1].1, "the same signed bytes to both nodes");
+}
+
+#[test]
 fn a_crash_at_any_step_of_sending_neither_loses_nor_duplicates() {
     for point in [
         "send:after-job",

@@ -84,6 +84,17 @@ pub fn load_config(cli: &Cli) -> Result<Config, Error> {
     })
 }
 
+/// A line of what a failover between the service's nodes did.
+pub fn node_text(ev: &ls_core::transport::NodeEvent) -> String {
+    match (&ev.failure, &ev.next) {
+        (None, _) => format!("using service node {} (it answered)", ev.url),
+        (Some(why), Some(next)) => {
+            format!("service node {} is down ({why}); trying {next}", ev.url)
+        }
+        (Some(why), None) => format!("service node {} is down ({why})", ev.url),
+    }
+}
+
 pub fn load_client(cli: &Cli) -> Result<Client, Error> {
     Client::from_config(&load_config(cli)?)
 }

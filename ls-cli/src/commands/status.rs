@@ -22,6 +22,24 @@ fn status_text(st: &Status) -> String {
             ));
             line(format!("our address:    {}", e.address));
         }
+        None if st.service_nodes.len() > 1 => {
+            line(format!(
+                "service:        {} nodes, tried from the one in use on, round the list:",
+                st.service_nodes.len()
+            ));
+            for n in &st.service_nodes {
+                line(format!(
+                    "  {} {}{}{}",
+                    if n.in_use { "*" } else { " " },
+                    n.url,
+                    if n.in_use { " (in use)" } else { "" },
+                    n.last_failure
+                        .as_ref()
+                        .map(|f| format!("; down at {}: {}", iso(f.at), f.error))
+                        .unwrap_or_default()
+                ));
+            }
+        }
         None => line(format!("service:        {}", st.service_url)),
     }
     line(format!(

@@ -301,8 +301,11 @@ impl Client {
     /// is `SignerMismatch`, `BadSignature`, `DigestMismatch` or `Malformed`.
     pub fn directory_lookup(&self, party_id: &str) -> Result<Entry> {
         check_party_id(party_id)?;
-        let url = directory::directory_url(&self.cfg.service.url, party_id)?;
-        let t = Self::https_to(&self.cfg, url, directory::MAX_ANSWER_BYTES)?;
+        let t = Self::https_to(
+            &self.cfg,
+            |url| directory::directory_url(url, party_id),
+            directory::MAX_ANSWER_BYTES,
+        )?;
         self.directory_lookup_via(&t, party_id)
     }
 

@@ -240,8 +240,11 @@ impl Client {
     /// not be reached (transient: the rollover waits, and `layersec rollover`, `run` or `poll`
     /// continues it) or refused (for good: nothing is left of it).
     pub fn rollover(&self, opts: &RolloverOptions) -> Result<Rollover> {
-        let url = contract::rollover_url(&self.cfg.service.url)?;
-        let t = Self::https_to(&self.cfg, url, contract::MAX_RESPONSE_BYTES)?;
+        let t = Self::https_to(
+            &self.cfg,
+            contract::rollover_url,
+            contract::MAX_RESPONSE_BYTES,
+        )?;
         self.rollover_via(&t, opts)
     }
 
@@ -599,8 +602,11 @@ impl Client {
             return Ok(false);
         }
         if r.phase == Phase::Registering {
-            let url = contract::rollover_url(&self.cfg.service.url)?;
-            let t = Self::https_to(&self.cfg, url, contract::MAX_RESPONSE_BYTES)?;
+            let t = Self::https_to(
+                &self.cfg,
+                contract::rollover_url,
+                contract::MAX_RESPONSE_BYTES,
+            )?;
             // Not reached: tried again at the next poll; refused: the state says so. Neither
             // stops the poll.
             if self.register(&t, &mut r).is_err() {

@@ -623,12 +623,14 @@ impl Exchange<'_> {
     /// Push a built UserMessage; returns the service's verified receipt once it has checked
     /// that the receipt acknowledges exactly what we signed.
     pub fn push(&self, built: &Built) -> Result<Incoming> {
+        let again = || Ok(Box::new(&built.body[..]) as Box<dyn Read>);
         let r = self.answer_of(self.transport.send(Outbound {
             content_type: &built.content_type,
             body: &mut &built.body[..],
             len: built.body.len() as u64,
             message_id: &built.message_id,
             ref_to: None,
+            reopen: Some(&again),
         })?)?;
         let checked = self
             .read_signal(r, built.body.len(), "the message")
@@ -652,12 +654,29 @@ impl Exchange<'_> {
         message_id: &str,
         references: &[wss::SignedRef],
     ) -> Result<Incoming> {
+        self.push_reopenable(content_type, body, len, message_id, references, None)
+    }
+
+    /// [`Exchange::push_streaming`] of a message that `reopen` reads again from its start (the
+    /// journalled file opened again): a carrier with several nodes of the service then sends the
+    /// same bytes — the same MessageId — to the next node when one fails after taking some of
+    /// them.
+    pub fn push_reopenable<'a>(
+        &self,
+        content_type: &'a str,
+        body: &'a mut dyn Read,
+        len: u64,
+        message_id: &'a str,
+        references: &[wss::SignedRef],
+        reopen: Option<crate::transport::Reopen<'a>>,
+    ) -> Result<Incoming> {
         let r = self.answer_of(self.transport.send(Outbound {
             content_type,
             body,
             len,
             message_id,
             ref_to: None,
+            reopen,
         })?)?;
         let sent = usize::try_from(len).unwrap_or(usize::MAX);
         let checked = self
@@ -860,12 +879,14 @@ impl Exchange<'_> {
 
     /// Tell the service (and through it the sender) that a pulled message was received.
     pub fn post_receipt(&self, receipt: &Built) -> Result<()> {
+        let again = || Ok(Box::new(&receipt.body[..]) as Box<dyn Read>);
         let Some(r) = self.transport.send(Outbound {
             content_type: &receipt.content_type,
             body: &mut &receipt.body[..],
             len: receipt.body.len() as u64,
             message_id: &receipt.message_id,
             ref_to: Some(receipt.ref_to_message_id.as_deref().unwrap_or("")),
+            reopen: Some(&again),
         })?
         else {
             return Ok(());

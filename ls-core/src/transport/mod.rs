@@ -1,14 +1,17 @@
 //! Carrying built messages to a Messaging Service: the [`Transport`] trait, HTTPS over OpenSSL
-//! ([`https::HttpsTransport`]) and a stub for unit tests ([`stub::StubTransport`]).
+//! ([`https::HttpsTransport`]), failover between the nodes of one service
+//! ([`failover::Failover`]) and a stub for unit tests ([`stub::StubTransport`]).
 //!
 //! Failures of a transport use the 6xx codes: `ConnectFailed`, `Timeout`, `TlsFailed`,
 //! `BadResponse`, and `HttpStatus` for callers that decide a status is an error
 //! ([`HttpResponse::error_for_status`]). [`Error::is_transient`] tells which are worth a retry.
 
+pub mod failover;
 pub mod https;
 pub mod stub;
 pub(crate) mod tls;
 
+pub use failover::{Failover, NodeEvent};
 pub use https::{HttpsConfig, HttpsTransport};
 pub use stub::StubTransport;
 
@@ -276,7 +279,25 @@ pub trait Transport: Send + Sync {
             oversized: r.oversized,
         })
     }
+
+    /// [`Transport::post_streaming`] of a body that `reopen` can read again from its start: a
+    /// transport with several nodes ([`failover::Failover`]) sends it again to the next node
+    /// when one fails after taking some of it. The default ignores `reopen`.
+    fn post_reopenable(
+        &self,
+        content_type: &str,
+        body: &mut dyn Read,
+        len: u64,
+        reopen: Option<Reopen<'_>>,
+    ) -> Result<StreamingResponse> {
+        let _ = reopen;
+        self.post_streaming(content_type, body, len)
+    }
 }
+
+/// Reads a request body again, from its start (the journalled message file opened again, or
+/// bytes in memory).
+pub type Reopen<'a> = &'a dyn Fn() -> io::Result<Box<dyn Read + 'a>>;
 
 impl<T: Transport + ?Sized> Transport for Arc<T> {
     fn post(&self, content_type: &str, body: &[u8]) -> Result<HttpResponse> {
@@ -289,6 +310,15 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
         len: u64,
     ) -> Result<StreamingResponse> {
         (**self).post_streaming(content_type, body, len)
+    }
+    fn post_reopenable(
+        &self,
+        content_type: &str,
+        body: &mut dyn Read,
+        len: u64,
+        reopen: Option<Reopen<'_>>,
+    ) -> Result<StreamingResponse> {
+        (**self).post_reopenable(content_type, body, len, reopen)
     }
 }
 
@@ -304,6 +334,15 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     ) -> Result<StreamingResponse> {
         (**self).post_streaming(content_type, body, len)
     }
+    fn post_reopenable(
+        &self,
+        content_type: &str,
+        body: &mut dyn Read,
+        len: u64,
+        reopen: Option<Reopen<'_>>,
+    ) -> Result<StreamingResponse> {
+        (**self).post_reopenable(content_type, body, len, reopen)
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for &T {
@@ -317,6 +356,15 @@ impl<T: Transport + ?Sized> Transport for &T {
         len: u64,
     ) -> Result<StreamingResponse> {
         (**self).post_streaming(content_type, body, len)
+    }
+    fn post_reopenable(
+        &self,
+        content_type: &str,
+        body: &mut dyn Read,
+        len: u64,
+        reopen: Option<Reopen<'_>>,
+    ) -> Result<StreamingResponse> {
+        (**self).post_reopenable(content_type, body, len, reopen)
     }
 }
 
@@ -401,6 +449,10 @@ pub struct Outbound<'a> {
     /// Such a signal is not answered by the service; the carrier may forget the message (a mail
     /// is deleted from the mailbox once its receipt is handed over).
     pub ref_to: Option<&'a str>,
+    /// The same bytes read again from their start, where the caller can (a journalled file,
+    /// bytes in memory): a carrier with several nodes then hands the message to the next one
+    /// when a node fails after taking some of it.
+    pub reopen: Option<Reopen<'a>>,
 }
 
 /// How a message handed to an e-mail carrier stands ([`Carrier::pending`]).
@@ -519,7 +571,7 @@ pub const MAX_ANSWER_BYTES: u64 = 4 << 20;
 impl<T: Transport> Carrier for T {
     fn send(&self, out: Outbound<'_>) -> Result<Option<HttpResponse>> {
         let r = self
-            .post_streaming(out.content_type, out.body, out.len)?
+            .post_reopenable(out.content_type, out.body, out.len, out.reopen)?
             .read_whole(MAX_ANSWER_BYTES)?;
         Ok(Some(r))
     }
@@ -529,7 +581,14 @@ impl<T: Transport> Carrier for T {
         pull_request: &dyn Fn() -> Result<crate::as4::message::Built>,
     ) -> Result<Option<StreamingResponse>> {
         let req = pull_request()?;
-        self.post_streaming(&req.content_type, &mut &req.body[..], req.body.len() as u64)
-            .map(Some)
+        let bytes = &req.body[..];
+        let again = || Ok(Box::new(bytes) as Box<dyn Read>);
+        self.post_reopenable(
+            &req.content_type,
+            &mut &bytes[..],
+            bytes.len() as u64,
+            Some(&again),
+        )
+        .map(Some)
     }
 }
