@@ -456,12 +456,15 @@ fn kill_9_of_a_node_in_flight_loses_nothing_and_clients_fail_over() {
     assert_eq!(msgs.iter().filter(|m| m["from"] == "alice").count(), N);
     assert_eq!(msgs.iter().filter(|m| m["from"] == "bob").count(), N);
     assert!(msgs.iter().all(|m| m["state"] == "delivered"), "{msgs:?}");
-    // Both clients went on through the other nodes.
+    // Both clients went on through the other nodes (and remember the one in use).
     for c in [&alice, &bob] {
-        let log = std::fs::read_to_string(c.dir.join("run.log")).unwrap_or_default();
+        let st = json(&c.ok(&["status", "--json"]));
+        let nodes = std::fs::read_to_string(c.dir.join("state/service-nodes.json")).unwrap();
+        let nodes: serde_json::Value = serde_json::from_str(&nodes).unwrap();
+        let current = nodes["current"].as_str().unwrap_or_default();
         assert!(
-            log.contains(&n1) || log.contains(&n2),
-            "{}: no other node named in its log:\n{log}",
+            current == n1 || current == n2,
+            "{}: still on {current}: {st}",
             c.id
         );
     }
