@@ -470,3 +470,74 @@ fn kill_9_of_a_node_in_flight_loses_nothing_and_clients_fail_over() {
     }
     eprintln!("node 0 killed with {at_kill} of {N} documents in");
 }
+
+/// A service on SQLite with documents waiting; stopped, its store moved into PostgreSQL
+/// (`migrate-store`), then two nodes on PostgreSQL: the recipient pulls every waiting document
+/// from the second node, byte for byte, and the sender gets its receipts.
+#[test]
+fn a_sqlite_store_moved_into_postgres_delivers_what_was_waiting() {
+    let Some(pg) = PgServer::start() else { return };
+    let bin = server_bin_beside(Path::new(LAYERSEC));
+    let mut svc = RunningService::init(&bin, "moved", |t| t);
+    svc.serve();
+    let alice = Client::init(Path::new(LAYERSEC), &svc, "alice", &[]);
+    alice.register(&svc, &[]);
+    let bob = Client::init(Path::new(LAYERSEC), &svc, "bob", &[]);
+    bob.register(&svc, &[]);
+    trust(&alice, &bob);
+    const N: usize = 6;
+    for k in 0..N {
+        let p = alice.dir.join(format!("doc{k}.txt"));
+        std::fs::write(&p, document(900 + k as u64, 1000 + k * 300_000)).unwrap();
+        alice.ok(&["send", p.to_str().unwrap(), "--to", "bob"]);
+    }
+    let waiting = svc.admin(&["messages", "--limit", "100"]);
+    assert_eq!(waiting.as_array().unwrap().len(), N);
+    svc.stop();
+
+    // The nodes' configuration: the same service, its store in PostgreSQL.
+    let text = std::fs::read_to_string(&svc.config).unwrap();
+    std::fs::write(&svc.config, pg.service_config(&text)).unwrap();
+    let o = Command::new(&bin)
+        .args(["migrate-store", "--json", "--from"])
+        .arg(svc.dir.join("data"))
+        .arg("--config")
+        .arg(&svc.config)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report = json(&o);
+    assert_eq!(
+        report["destination"]["bodies_sha256"],
+        report["source"]["bodies_sha256"]
+    );
+    // The SQLite store is out of the way: the nodes run on PostgreSQL only.
+    std::fs::rename(svc.dir.join("data"), svc.dir.join("data.sqlite-moved")).unwrap();
+    let mut second = svc.another_node("moved-node1");
+    svc.serve();
+    second.serve();
+    let bob = config_for(&bob, 1, &second.url);
+    let o = Command::new(LAYERSEC)
+        .args(["poll", "--config", bob.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let inbox = bob.parent().unwrap().join("inbox");
+    for k in 0..N {
+        assert_eq!(
+            std::fs::read(inbox.join(format!("doc{k}.txt"))).unwrap(),
+            document(900 + k as u64, 1000 + k * 300_000),
+            "doc{k}"
+        );
+    }
+    // bob's signed receipts reach alice through the first node.
+    let done = wait_until(Duration::from_secs(60), || {
+        alice.ok(&["poll"]);
+        processed(&alice) >= N
+    });
+    assert!(done, "receipts processed: {}", processed(&alice));
+    let msgs = second.admin(&["messages", "--limit", "100"]);
+    let msgs = msgs.as_array().unwrap();
+    assert_eq!(msgs.iter().filter(|m| m["from"] == "alice").count(), N);
+    assert!(msgs.iter().all(|m| m["state"] == "delivered"), "{msgs:?}");
+}
