@@ -95,8 +95,10 @@ pub struct StoreSection {
     /// a password-less method such as a client certificate or `trust`).
     pub password_env: Option<String>,
     pub password_file: Option<PathBuf>,
-    /// PostgreSQL: "disable", "prefer" (TLS when offered) or "require"; a TLS connection is
-    /// always verified (the server's certificate and host name, as libpq's verify-full).
+    /// PostgreSQL: "require" (the default), "prefer" (TLS when offered: only for a database on
+    /// this machine, a man in the middle can say it offers none) or "disable"; a TLS
+    /// connection is always verified (the server's certificate and host name, as libpq's
+    /// verify-full).
     #[serde(default = "default_store_tls")]
     pub tls: String,
     /// PostgreSQL: PEM CA certificates the database's certificate must chain to (none: the
@@ -117,7 +119,7 @@ fn default_inline_max() -> usize {
     256 * 1024
 }
 fn default_store_tls() -> String {
-    "prefer".into()
+    "require".into()
 }
 fn default_store_connections() -> usize {
     16
@@ -781,8 +783,16 @@ pub fn with_postgres(
     if let Some(v) = password_env {
         section += &format!("password_env = {}\n", q(v));
     }
-    section += "tls = \"prefer\"          # disable | prefer | require (always verified)\n\
-                # ca_file = \"tls/db-ca.pem\"\n\
+    // TLS required to a database elsewhere (`prefer` falls back to plain text when a man in
+    // the middle says the server has none); on this machine, when the server offers it.
+    let tls = if crate::store::postgres::is_local(url) {
+        "prefer"
+    } else {
+        "require"
+    };
+    section +=
+        &format!("tls = \"{tls}\"          # disable | prefer | require (always verified)\n");
+    section += "# ca_file = \"tls/db-ca.pem\"   # else the system's trust store\n\
                 max_connections = 16\n\
                 # This node's folder for bodies in transit (spool files).\n\
                 path = \"data\"\n\
@@ -837,7 +847,7 @@ inline_max_bytes = 262144  # larger bodies are kept in synced files beside the d
 # kind = "postgres"
 # url = "postgres://layersec@db.example:5432/layersec"   # never with the password
 # password_file = "store.password"                        # or password_env = "…"
-# tls = "require"        # disable | prefer | require (always verified, as verify-full)
+# tls = "require"        # the default; prefer | disable only for a database on this machine
 # ca_file = "tls/db-ca.pem"
 # max_connections = 16
 # (path is then this node's folder for bodies in transit; the schema is applied by

@@ -14,7 +14,7 @@ use ls_server::endpoint::Service;
 use ls_server::http;
 use ls_server::log::{self, V};
 use ls_server::metrics::Metrics;
-use ls_server::store::postgres::PostgresStore;
+use ls_server::store::postgres::{is_local as is_local_db, PostgresStore};
 use ls_server::store::sqlite::{ServiceLock, SqliteStore};
 use ls_server::store::{NewSubscriber, PartyKey, Store};
 use serde_json::Value;
@@ -622,14 +622,32 @@ fn serve(
     if let Some(l) = admin_listen {
         c.admin.listen = Some(l);
     }
-    let store = open_store(&c, true)?;
-    // Held while serving: `migrate-store` refuses an SQLite store in use (store/sqlite/lock.rs).
+    // Held while serving, taken before the store is opened: `migrate-store` refuses an SQLite
+    // store in use (store/sqlite/lock.rs).
     let _store_lock = match c.store.kind.as_str() {
         "sqlite" => {
             Some(ServiceLock::shared(&c.path(&c.store.path)).map_err(|e| (4, e.to_string()))?)
         }
         _ => None,
     };
+    if c.store.kind == "postgres" && c.store.tls != "require" {
+        if let Some(url) = c.store.url.as_deref().filter(|u| !is_local_db(u)) {
+            log::warn(
+                "store_tls_not_required",
+                &[
+                    ("url", V::S(url)),
+                    ("tls", V::S(&c.store.tls)),
+                    (
+                        "why",
+                        "a database on another machine without tls = \"require\": a man in the \
+                         middle can refuse TLS and read the password and every message"
+                            .into(),
+                    ),
+                ],
+            );
+        }
+    }
+    let store = open_store(&c, true)?;
     let password = c.identity_password().map_err(cfg_err)?;
     let key_path = c.path(&c.identity.key);
     let cert_path = c.identity.certificate.as_ref().map(|p| c.path(p));

@@ -540,6 +540,19 @@ fn a_store_in_use_is_refused() {
     let (code, _, err) = migrate(&[]);
     assert_eq!(code, Some(3), "{err}");
     assert!(err.contains("not empty (subscribers: 1)"), "{err}");
+    // The old store is marked: a service (or admin command) started on the old configuration
+    // refuses it instead of taking messages that would never reach PostgreSQL.
+    for args in [&["serve", "--config"][..], &["admin", "--config"][..]] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).arg(&svc.config);
+        if args[0] == "admin" {
+            cmd.args(["subscriber", "list"]);
+        }
+        let o = cmd.output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(4), "{args:?}: {err}");
+        assert!(err.contains("moved to PostgreSQL"), "{err}");
+    }
 }
 
 /// A copy that fails half-way (a payload file is missing) leaves nothing in the database but

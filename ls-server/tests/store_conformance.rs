@@ -549,3 +549,31 @@ fn the_directory_cache_follows_changes_anywhere() {
     pg.sql_in("cache", "UPDATE subscribers SET status = 'active'");
     wait_until(&s, "a change after the restart", &|p| p.is_usable());
 }
+
+/// A restart of the database costs no failed call once it is back: the pooled connections it
+/// dropped are noticed at `BEGIN` and replaced, before anything is done.
+#[test]
+fn a_database_restart_costs_no_failed_call_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mut pg) = PgServer::start() else {
+        return;
+    };
+    let o = fresh_database(&pg, dir.path(), "restart");
+    let s = PostgresStore::open(&o).unwrap();
+    let (a, _) = setup(&s);
+    // Several idle connections in the pool.
+    std::thread::scope(|t| {
+        for _ in 0..4 {
+            t.spawn(|| {
+                for _ in 0..20 {
+                    s.party(&a).unwrap();
+                }
+            });
+        }
+    });
+    pg.restart();
+    for i in 0..10 {
+        let r = s.party(&a);
+        assert!(r.is_ok(), "call {i} after the restart: {:?}", r.err());
+    }
+}

@@ -14,6 +14,12 @@
 //! certificate, or someone between us and it), not a node to route around. Each node is
 //! verified by the same trust.
 //!
+//! Single-use requests are not sent twice: a pull request is built anew for every node it goes
+//! to ([`Transport::post_fresh`]: a node that failed after taking it may have remembered its
+//! MessageId, and the next would refuse the same bytes as a replay); a request signed with a
+//! nonce (`post`: enrolment, rollover, directory) goes on only past a node that could not be
+//! reached, and otherwise fails, its caller's next request starting at the next node.
+//!
 //! Sending the same message to another node is safe: it is the same signed bytes (the same
 //! MessageId) wherever it goes, and the service's store, shared by its nodes, takes it once and
 //! answers a repeat with the first receipt. A body read in pieces goes to the next node only if
@@ -250,8 +256,26 @@ impl Read for Counted<'_> {
 }
 
 impl<T: Transport> Transport for Failover<T> {
+    /// Single-use requests signed with a nonce (enrolment, rollover, directory): another node
+    /// is tried only when this one could not be reached; after a 502/503/504 or a timeout (the
+    /// node may have taken the nonce, and the next node would refuse the same bytes as a
+    /// replay) the failure is returned and the next request, made anew by the caller, starts
+    /// at the next node.
     fn post(&self, content_type: &str, body: &[u8]) -> Result<HttpResponse> {
-        self.each(|_, t| step(t.post(content_type, body), |r| r.status, true))
+        self.each(|_, t| {
+            let r = t.post(content_type, body);
+            let unreached = matches!(r, Err(Error::ConnectFailed(_)));
+            step(r, |r| r.status, unreached)
+        })
+    }
+
+    fn post_fresh(&self, build: super::FreshRequest<'_>) -> Result<StreamingResponse> {
+        self.each(|_, t| {
+            let r = build().and_then(|(content_type, body)| {
+                t.post_streaming(&content_type, &mut &body[..], body.len() as u64)
+            });
+            step(r, |r| r.status, true)
+        })
     }
 
     fn post_streaming(
@@ -352,11 +376,17 @@ mod tests {
             Ok(200),
         ]);
         let seen = events(&f);
-        let r = f.post("text/xml", b"msg").unwrap();
+        // A request built anew for every node (a pull request: single use).
+        let built = std::sync::atomic::AtomicUsize::new(0);
+        let build = || {
+            let n = built.fetch_add(1, Ordering::Relaxed);
+            Ok(("text/xml".to_string(), format!("msg{n}").into_bytes()))
+        };
+        let r = f.post_fresh(&build).unwrap().read_whole(1000).unwrap();
         assert_eq!(r.body, b"node 3");
         assert_eq!(visited(&calls), [0, 1, 2, 3]);
-        // Every node got the same bytes.
-        assert!(calls.lock().unwrap().iter().all(|c| c.1 == b"msg"));
+        let bodies: Vec<Vec<u8>> = calls.lock().unwrap().iter().map(|c| c.1.clone()).collect();
+        assert_eq!(bodies, [&b"msg0"[..], b"msg1", b"msg2", b"msg3"]);
         assert_eq!(f.preferred(), 3);
         let ev = seen.lock().unwrap().clone();
         assert_eq!(ev.len(), 4, "{ev:?}");
@@ -398,19 +428,41 @@ mod tests {
 
     #[test]
     fn round_the_list_and_the_last_failure_when_all_are_down() {
+        let build = || Ok(("a/b".to_string(), b"x".to_vec()));
         let (f, calls) = nodes(vec![Ok(200), Err(Error::ConnectFailed), Ok(504)]);
         f.prefer(1);
-        assert_eq!(f.post("a/b", b"x").unwrap().body, b"node 0");
+        let r = f.post_fresh(&build).unwrap().read_whole(1000).unwrap();
+        assert_eq!(r.body, b"node 0");
         assert_eq!(visited(&calls), [1, 2, 0]);
         assert_eq!(f.preferred(), 0);
         let (f, calls) = nodes(vec![Ok(502), Err(Error::ConnectFailed)]);
-        let e = f.post("a/b", b"x").unwrap_err();
+        let e = f.post_fresh(&build).unwrap_err();
         assert_eq!(e.code(), ErrorCode::ConnectFailed);
         assert!(e.is_transient());
         assert_eq!(visited(&calls), [0, 1]);
         let (f, _) = nodes(vec![Err(Error::ConnectFailed), Ok(503)]);
-        assert_eq!(f.post("a/b", b"x").unwrap().status, 503, "as today: a 503");
+        assert_eq!(f.post_fresh(&build).unwrap().status, 503, "as today: a 503");
         assert_eq!(f.preferred(), 0, "no node answered");
+    }
+
+    /// `post` (requests signed with a nonce, built once by the caller) goes to the next node
+    /// only when a node was not reached; after a 503 or a timeout the failure is returned (the
+    /// node may have taken the nonce) and the caller's next request starts at the next node.
+    #[test]
+    fn single_use_posts_go_on_only_past_nodes_not_reached() {
+        let (f, calls) = nodes(vec![Err(Error::ConnectFailed), Ok(503), Ok(200)]);
+        assert_eq!(f.post("a/b", b"x").unwrap().status, 503);
+        assert_eq!(visited(&calls), [0, 1]);
+        assert_eq!(
+            f.preferred(),
+            2,
+            "the next request starts past the node that failed"
+        );
+        assert_eq!(f.post("a/b", b"y").unwrap().status, 200);
+        let (f, calls) = nodes(vec![Err(Error::Timeout), Ok(200)]);
+        assert_eq!(f.post("a/b", b"x").unwrap_err().code(), ErrorCode::Timeout);
+        assert_eq!(visited(&calls), [0]);
+        assert_eq!(f.preferred(), 1);
     }
 
     #[test]

@@ -293,7 +293,20 @@ pub trait Transport: Send + Sync {
         let _ = reopen;
         self.post_streaming(content_type, body, len)
     }
+
+    /// POST a single-use request (a pull request: its MessageId is taken once), `build` giving
+    /// its content type and bytes. A transport with several nodes ([`failover::Failover`])
+    /// builds it anew for every node it goes to: a node that failed after taking it may have
+    /// remembered it, and another node of the service would refuse the same bytes as a replay.
+    /// The default builds it once.
+    fn post_fresh(&self, build: FreshRequest<'_>) -> Result<StreamingResponse> {
+        let (content_type, body) = build()?;
+        self.post_streaming(&content_type, &mut &body[..], body.len() as u64)
+    }
 }
+
+/// Builds a single-use request: its content type and bytes ([`Transport::post_fresh`]).
+pub type FreshRequest<'a> = &'a dyn Fn() -> Result<(String, Vec<u8>)>;
 
 /// Reads a request body again, from its start (the journalled message file opened again, or
 /// bytes in memory).
@@ -320,6 +333,9 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
     ) -> Result<StreamingResponse> {
         (**self).post_reopenable(content_type, body, len, reopen)
     }
+    fn post_fresh(&self, build: FreshRequest<'_>) -> Result<StreamingResponse> {
+        (**self).post_fresh(build)
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -343,6 +359,9 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     ) -> Result<StreamingResponse> {
         (**self).post_reopenable(content_type, body, len, reopen)
     }
+    fn post_fresh(&self, build: FreshRequest<'_>) -> Result<StreamingResponse> {
+        (**self).post_fresh(build)
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for &T {
@@ -365,6 +384,9 @@ impl<T: Transport + ?Sized> Transport for &T {
         reopen: Option<Reopen<'_>>,
     ) -> Result<StreamingResponse> {
         (**self).post_reopenable(content_type, body, len, reopen)
+    }
+    fn post_fresh(&self, build: FreshRequest<'_>) -> Result<StreamingResponse> {
+        (**self).post_fresh(build)
     }
 }
 
@@ -580,15 +602,11 @@ impl<T: Transport> Carrier for T {
         &self,
         pull_request: &dyn Fn() -> Result<crate::as4::message::Built>,
     ) -> Result<Option<StreamingResponse>> {
-        let req = pull_request()?;
-        let bytes = &req.body[..];
-        let again = || Ok(Box::new(bytes) as Box<dyn Read>);
-        self.post_reopenable(
-            &req.content_type,
-            &mut &bytes[..],
-            bytes.len() as u64,
-            Some(&again),
-        )
-        .map(Some)
+        // A new pull request for every node it goes to (a node may have taken its MessageId).
+        let build = || {
+            let req = pull_request()?;
+            Ok((req.content_type.clone(), req.body.to_vec()))
+        };
+        self.post_fresh(&build).map(Some)
     }
 }

@@ -378,7 +378,14 @@ pub fn transfer(from: &Path, to: &PgOptions, now: Unix) -> StoreResult<Report> {
              found {destination:?}"
         )));
     }
-    tx.commit()?;
+    // The SQLite store is marked moved before the commit (and unmarked if the commit fails):
+    // a service started later on the old configuration refuses it instead of taking messages
+    // that would never reach PostgreSQL.
+    let marker = sqlite::mark_moved(from, &to.url, now)?;
+    if let Err(e) = tx.commit() {
+        let _ = std::fs::remove_file(&marker);
+        return Err(e.into());
+    }
 
     let mut source = source;
     source.bodies_sha256 = copied.source_digest;

@@ -8,7 +8,8 @@
 //! notification: a revoke, a suspended account or a new certificate is enforced by every node
 //! within milliseconds of its commit. Notifications sent while the listening connection is
 //! down are lost, so while it is down nothing is cached (every lookup reads the database), and
-//! when it is up again the cache starts empty. Entries are also read again after
+//! when it is up again the cache starts empty; a connection that has not proved alive (a ping
+//! answered) within 3 s counts as down. Entries are also read again after
 //! [`RECHECK`] whatever happens. A lookup that read the database while a change arrived does
 //! not keep what it read (a generation count).
 //!
@@ -27,7 +28,12 @@ pub const CHANNEL: &str = "layersec_directory";
 pub const RECHECK: Duration = Duration::from_secs(10);
 
 /// How often the listening connection is checked while no notification comes.
-const PING_EVERY: Duration = Duration::from_secs(2);
+const PING_EVERY: Duration = Duration::from_secs(1);
+
+/// The cache is used only while the listening connection proved itself this recently (a ping
+/// answered, a notification read): a connection that hangs (the database's host gone without
+/// a word) must not keep a cache that no longer hears of changes.
+const ALIVE_WITHIN: Duration = Duration::from_secs(3);
 
 /// Entries kept at most per map (then all are dropped).
 const MAX_ENTRIES: usize = 100_000;
@@ -58,6 +64,9 @@ pub struct DirectoryCache {
     live: AtomicBool,
     /// Changes notified since the start (for tests and the log).
     notified: std::sync::atomic::AtomicU64,
+    /// When the listening connection last proved alive, in milliseconds since `epoch`.
+    alive_ms: std::sync::atomic::AtomicU64,
+    epoch: std::sync::OnceLock<Instant>,
 }
 
 impl std::fmt::Debug for DirectoryCache {
@@ -79,7 +88,7 @@ where
     K: std::hash::Hash + Eq + Clone,
     V: Clone,
 {
-    if !cache.live.load(Ordering::Acquire) {
+    if !cache.is_live() {
         return read();
     }
     let generation = {
@@ -93,7 +102,7 @@ where
     };
     let v = read()?;
     let mut m = cache.maps.lock().unwrap_or_else(|e| e.into_inner());
-    if m.generation == generation && cache.live.load(Ordering::Acquire) {
+    if m.generation == generation && cache.is_live() {
         let map = map(&mut m);
         if map.len() >= MAX_ENTRIES {
             map.clear();
@@ -133,9 +142,22 @@ impl DirectoryCache {
         self.maps.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
-    /// Whether entries are kept now (the listener is up).
+    /// Whether entries are kept and used now: the listener is up and proved so lately.
     pub fn is_live(&self) -> bool {
         self.live.load(Ordering::Acquire)
+            && self
+                .now_ms()
+                .saturating_sub(self.alive_ms.load(Ordering::Acquire))
+                < ALIVE_WITHIN.as_millis() as u64
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.get_or_init(Instant::now).elapsed().as_millis() as u64
+    }
+
+    /// The listening connection just proved alive.
+    fn alive(&self) {
+        self.alive_ms.store(self.now_ms(), Ordering::Release);
     }
 
     /// Changes notified since the start.
@@ -173,6 +195,7 @@ fn listen(cache: Weak<DirectoryCache>, connect: impl Fn() -> StoreResult<::postg
         let Some(c) = cache.upgrade() else { return };
         let outcome = connect().and_then(|mut client| {
             client.batch_execute(&format!("LISTEN {CHANNEL}"))?;
+            c.alive();
             c.set_live(true);
             if reported {
                 crate::log::info("store_listening", &[("channel", CHANNEL.into())]);
@@ -223,12 +246,18 @@ fn serve(cache: &Weak<DirectoryCache>, client: &mut ::postgres::Client) -> Store
             Ok(Some(_)) => {
                 c.notified.fetch_add(1, Ordering::Relaxed);
                 c.invalidate();
+                c.alive();
             }
             Err(e) => return Err(e.into()),
             Ok(None) => {
                 if last_ping.elapsed() >= PING_EVERY {
+                    // Dropped while it runs: a hanging ping must not keep the cache alive.
+                    drop(c);
                     client.batch_execute("SELECT 1")?;
                     last_ping = Instant::now();
+                    if let Some(c) = cache.upgrade() {
+                        c.alive();
+                    }
                 }
             }
         }

@@ -101,6 +101,26 @@ impl fmt::Debug for PgOptions {
     }
 }
 
+/// Whether a connection string names only this machine (a Unix socket or a loopback
+/// address): where TLS may be left to `prefer` or `disable` without a warning.
+pub fn is_local(url: &str) -> bool {
+    use ::postgres::config::Host;
+    let Ok(cfg) = url.parse::<::postgres::Config>() else {
+        return false;
+    };
+    !cfg.get_hosts().is_empty()
+        && cfg.get_hosts().iter().all(|h| match h {
+            Host::Unix(_) => true,
+            Host::Tcp(name) => {
+                name == "localhost"
+                    || name
+                        .trim_matches(|c| c == '[' || c == ']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|a| a.is_loopback())
+            }
+        })
+}
+
 /// Whether a connection string carries a password (refused: it belongs in an environment
 /// variable or a file).
 pub fn url_has_password(url: &str) -> Result<bool, String> {
@@ -200,11 +220,39 @@ impl PostgresStore {
 
     /// Run `f` in one transaction, committed when it succeeds (rolled back otherwise).
     fn write<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
-        let mut conn = self.pool.get()?;
-        let mut tx = conn.transaction()?;
-        let v = f(&mut tx)?;
-        tx.commit()?;
-        Ok(v)
+        self.transaction(false, f)
+    }
+
+    /// Run `f` in one transaction (read-only or not). A pooled connection the database
+    /// dropped since its last use (a restart, a failover) fails at `BEGIN`, before anything
+    /// was done: it is thrown away and the transaction begun once more on another.
+    fn transaction<T>(
+        &self,
+        read_only: bool,
+        f: impl FnOnce(&mut Transaction<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut f = Some(f);
+        let mut again = true;
+        loop {
+            let mut conn = self.pool.get()?;
+            let begun = conn.build_transaction().read_only(read_only).start();
+            let e = match begun {
+                Ok(mut tx) => {
+                    let f = f.take().expect("called once: the loop ends here");
+                    let v = f(&mut tx)?;
+                    tx.commit()?;
+                    return Ok(v);
+                }
+                Err(e) => e,
+            };
+            if !(connection_gone(&e) && again) {
+                return Err(e.into());
+            }
+            // The idle ones, as old, are dropped too (this one is given up when it goes out
+            // of scope: it is closed).
+            again = false;
+            self.pool.discard_idle();
+        }
     }
 
     /// As [`Self::write`], committed without waiting for the WAL flush (leases, delivery
@@ -221,11 +269,7 @@ impl PostgresStore {
 
     /// Run `f` in one read-only transaction.
     fn read<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
-        let mut conn = self.pool.get()?;
-        let mut tx = conn.build_transaction().read_only(true).start()?;
-        let v = f(&mut tx)?;
-        tx.commit()?;
-        Ok(v)
+        self.transaction(true, f)
     }
 
     /// A new private file in the spool folder, unique by a random name.
@@ -245,6 +289,15 @@ impl PostgresStore {
             .map_err(|e| io_err(format!("create {}", path.display()), e))?;
         Ok((path, file))
     }
+}
+
+/// Whether `e` says the connection is gone (closed, or ended by the server: a shutdown or
+/// restart, SQLSTATE class 57P; a connection exception, class 08), rather than anything
+/// about the statement.
+fn connection_gone(e: &::postgres::Error) -> bool {
+    e.is_closed()
+        || e.code()
+            .is_some_and(|c| c.code().starts_with("57P") || c.code().starts_with("08"))
 }
 
 fn io_err(context: String, source: std::io::Error) -> StoreError {

@@ -15,6 +15,12 @@ use std::time::{Duration, Instant};
 pub const CHECKOUT_WAIT: Duration = Duration::from_secs(30);
 /// How long making a connection may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long data sent to the database may stay unacknowledged before the connection counts as
+/// lost.
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest statement (the database cancels it; a chunk is 1 MiB, a statement here takes
+/// milliseconds).
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(120);
 
 struct Slots {
     idle: Vec<Client>,
@@ -53,6 +59,20 @@ impl Pool {
             TlsMode::Require => SslMode::Require,
         });
         config.connect_timeout(CONNECT_TIMEOUT);
+        // A database that vanished without closing its connections (a partition, a machine
+        // lost) is noticed in seconds, not at the kernel's TCP timeout: calls fail (HTTP 503)
+        // instead of hanging.
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(10));
+        config.keepalives_interval(Duration::from_secs(5));
+        config.keepalives_retries(3);
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        if config.get_options().is_none() {
+            config.options(&format!(
+                "-c statement_timeout={}",
+                STATEMENT_TIMEOUT.as_millis()
+            ));
+        }
         if config.get_application_name().is_none() {
             config.application_name("layersec-server");
         }
@@ -129,6 +149,17 @@ impl Pool {
         let config = self.config.clone();
         let tls = self.tls.clone();
         move || config.connect(tls.clone()).map_err(|e| connect_failed(&e))
+    }
+
+    /// Close every idle connection (one was found dropped by the database: the others, as
+    /// old, are likely dropped too); the next call makes a new one.
+    pub fn discard_idle(&self) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let n = slots.idle.len();
+        slots.idle.clear();
+        slots.open -= n;
+        drop(slots);
+        self.freed.notify_all();
     }
 
     /// A connection that is gone: its slot is free.

@@ -20,7 +20,11 @@ pub struct ServiceLock {
 impl ServiceLock {
     /// The lock of a service running on the store in `dir` (shared: more services may hold
     /// it). Refused (`Conflict`) while the store is being moved (`migrate-store`).
+    /// The folder is made (0700) if it is not there yet: a first start takes the lock too.
     pub fn shared(dir: &Path) -> StoreResult<ServiceLock> {
+        if !dir.exists() {
+            super::payloads::create_private_dir(dir)?;
+        }
         Self::take(dir, FlockOperation::NonBlockingLockShared).map_err(|e| match e {
             StoreError::Conflict(_) => StoreError::Conflict(format!(
                 "the store {} is being moved to PostgreSQL (`layersec-server migrate-store` \

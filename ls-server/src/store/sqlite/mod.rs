@@ -84,6 +84,29 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
+/// The file `migrate-store` leaves in a store it moved to PostgreSQL.
+pub const MOVED_MARKER: &str = "MOVED-TO-POSTGRESQL";
+
+/// Mark the store in `dir` as moved to the database `url` (no password in it); the marker's
+/// path. [`SqliteStore::open`] refuses a store so marked.
+pub fn mark_moved(dir: &Path, url: &str, now: Unix) -> StoreResult<PathBuf> {
+    let path = dir.join(MOVED_MARKER);
+    let text = format!(
+        "This store was moved to PostgreSQL ({url}) by `layersec-server migrate-store` at {}.\n\
+         Its messages are there now: run the service with [store] kind = \"postgres\".\n\
+         Remove this file only to use the old store again (messages accepted since are not in it).\n",
+        ls_core::time::iso8601(now)
+    );
+    std::fs::write(&path, text)
+        .and_then(|()| std::fs::File::open(&path)?.sync_all())
+        .and_then(|()| std::fs::File::open(dir)?.sync_all())
+        .map_err(|e| StoreError::Io {
+            context: format!("write {}", path.display()),
+            source: e,
+        })?;
+    Ok(path)
+}
+
 /// The schema version of the store in `dir` as found (0 when there is none yet), without
 /// changing anything.
 pub fn schema_version(dir: &Path) -> StoreResult<i64> {
@@ -99,6 +122,13 @@ impl SqliteStore {
     /// Open (creating when needed) the store in `dir`: `dir/layersec.db` and `dir/payloads/`.
     /// Bodies larger than `inline_max` bytes go to files.
     pub fn open(dir: &Path, inline_max: usize) -> StoreResult<SqliteStore> {
+        if dir.join(MOVED_MARKER).exists() {
+            return Err(StoreError::Invalid(format!(
+                "{}: this store was moved to PostgreSQL (see {MOVED_MARKER} in it): set \
+                 [store] kind = \"postgres\" in the configuration",
+                dir.display()
+            )));
+        }
         create_private_dir(dir)?;
         let payloads = dir.join(PAYLOAD_DIR);
         if !payloads.is_dir() {
