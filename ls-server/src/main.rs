@@ -15,7 +15,7 @@ use ls_server::http;
 use ls_server::log::{self, V};
 use ls_server::metrics::Metrics;
 use ls_server::store::postgres::PostgresStore;
-use ls_server::store::sqlite::SqliteStore;
+use ls_server::store::sqlite::{ServiceLock, SqliteStore};
 use ls_server::store::{NewSubscriber, PartyKey, Store};
 use serde_json::Value;
 use std::net::TcpListener;
@@ -60,6 +60,25 @@ enum Cmd {
         #[arg(long, short, default_value = "layersec-server.toml")]
         config: PathBuf,
     },
+    /// Move an SQLite store into an empty PostgreSQL database: everything, checked, in one
+    /// transaction.
+    ///
+    /// Copies everything the SQLite store in --from holds (subscribers, parties, certificates
+    /// with their history, enrolment codes and key, every message in every state with its
+    /// receipts and refusal records, the bodies, the usage ledger) into the PostgreSQL
+    /// database the configuration (--config) names, keeping every id. Leased messages become
+    /// waiting (offered again).
+    ///
+    /// The database gets the schema if it has none (as `migrate`) and must hold no rows:
+    /// nothing is merged. The copy is one transaction, checked before its commit (rows of
+    /// every table, messages per state, body bytes, a SHA-256 over every body read back):
+    /// either all of it is committed or nothing is. The SQLite store is only read; it is
+    /// refused while a service runs on it, and a service refuses to start on it meanwhile.
+    /// Stop the service first; afterwards point the configuration at PostgreSQL.
+    ///
+    /// Exit status: 0 moved, 2 usage, 3 refused (store in use, database not empty, no store
+    /// at --from), 4 database or I/O failure. Nothing is committed unless the status is 0.
+    MigrateStore(MigrateStoreArgs),
     /// Provider operations on the store (works while the service runs).
     Admin {
         #[arg(long, short, default_value = "layersec-server.toml")]
@@ -103,6 +122,20 @@ struct InitArgs {
     /// With --store-url: the environment variable holding it (store.password_env).
     #[arg(long, requires = "store_url", conflicts_with = "store_password_file")]
     store_password_env: Option<String>,
+}
+
+#[derive(Args)]
+struct MigrateStoreArgs {
+    /// The SQLite store's folder (the configuration's store.path).
+    #[arg(long)]
+    from: PathBuf,
+    /// The configuration of the PostgreSQL deployment (its `[store]`: kind = "postgres", url,
+    /// password, TLS, inline_max_bytes).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -338,6 +371,7 @@ fn main() -> ExitCode {
             log_level,
         } => serve(&config, listen, admin_listen, &log_level),
         Cmd::Migrate { config } => migrate(&config),
+        Cmd::MigrateStore(a) => migrate_store(&a),
         Cmd::Admin { config, op } => admin_cmd(&config, op),
     };
     match r {
@@ -441,7 +475,7 @@ fn init(a: &InitArgs) -> CliResult {
         );
         // The configuration is checked (and the schema applied) before any file is written.
         let probe = Config::parse(&template, dir).map_err(cfg_err)?;
-        store_report = Some(migrate_store(&probe)?);
+        store_report = Some(migrate_schema(&probe)?);
     }
     write_file(&cfg_path, template.as_bytes(), false, a.force)?;
     write_file(&dir.join("tls/server.crt"), &tls.cert_pem, false, a.force)?;
@@ -497,11 +531,11 @@ fn open_store(c: &Config, serving: bool) -> Result<Arc<dyn Store>, (u8, String)>
 /// `migrate`: bring the store's schema to this program's version.
 fn migrate(cfg_path: &Path) -> CliResult {
     let c = Config::load(cfg_path).map_err(cfg_err)?;
-    print_json(&migrate_store(&c)?)
+    print_json(&migrate_schema(&c)?)
 }
 
 /// Migrate the store `c` names; what was found and done, as JSON.
-fn migrate_store(c: &Config) -> Result<Value, (u8, String)> {
+fn migrate_schema(c: &Config) -> Result<Value, (u8, String)> {
     let (store, found, now_at) = match c.postgres_options().map_err(cfg_err)? {
         Some(o) => {
             let found = PostgresStore::migrate(&o, ls_core::time::now_unix())
@@ -534,6 +568,37 @@ fn migrate_store(c: &Config) -> Result<Value, (u8, String)> {
     }))
 }
 
+fn migrate_store(a: &MigrateStoreArgs) -> CliResult {
+    use ls_server::store::StoreError;
+    let c = Config::load(&a.config).map_err(cfg_err)?;
+    let Some(mut o) = c.postgres_options().map_err(cfg_err)? else {
+        return Err((
+            2,
+            format!(
+                "{}: store.kind is \"sqlite\": migrate-store moves a store into the PostgreSQL \
+                 database the configuration names (kind = \"postgres\")",
+                a.config.display()
+            ),
+        ));
+    };
+    o.max_connections = 1;
+    // Nothing is spooled: bodies go from the SQLite store to the database chunk by chunk.
+    o.spool_dir = std::env::temp_dir();
+    let report = ls_server::store::transfer::transfer(&a.from, &o, ls_core::time::now_unix())
+        .map_err(|e| {
+            let code = match e {
+                StoreError::Conflict(_) | StoreError::NotFound(_) | StoreError::Invalid(_) => 3,
+                _ => 4,
+            };
+            (code, format!("migrate-store: {e}"))
+        })?;
+    if a.json {
+        print_json(&serde_json::to_value(&report).unwrap_or_default())
+    } else {
+        print_out(&report.text())
+    }
+}
+
 fn read(p: &Path) -> Result<Vec<u8>, (u8, String)> {
     std::fs::read(p).map_err(|e| io_err(p, e))
 }
@@ -558,6 +623,13 @@ fn serve(
         c.admin.listen = Some(l);
     }
     let store = open_store(&c, true)?;
+    // Held while serving: `migrate-store` refuses an SQLite store in use (store/sqlite/lock.rs).
+    let _store_lock = match c.store.kind.as_str() {
+        "sqlite" => {
+            Some(ServiceLock::shared(&c.path(&c.store.path)).map_err(|e| (4, e.to_string()))?)
+        }
+        _ => None,
+    };
     let password = c.identity_password().map_err(cfg_err)?;
     let key_path = c.path(&c.identity.key);
     let cert_path = c.identity.certificate.as_ref().map(|p| c.path(p));

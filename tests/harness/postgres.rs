@@ -164,6 +164,29 @@ impl PgServer {
         )
     }
 
+    /// A `layersec-server` configuration text (as `init` writes it) with its store in this
+    /// database: `[store] kind = "postgres"`, [`PgServer::url`], the password from
+    /// [`PgServer::password_file`], TLS verified against [`PgServer::ca_pem`] for a cluster of
+    /// [`PgServer::start_tls`] (disabled otherwise). The schema is not applied (`migrate`).
+    pub fn service_config(&self, text: &str) -> String {
+        let sqlite =
+            "kind = \"sqlite\"          # the embedded store (SQLite, WAL, synced commits)";
+        assert!(
+            text.contains(sqlite),
+            "not a configuration as init writes it"
+        );
+        let tls = match self.ca_pem() {
+            Some(ca) => format!("tls = \"require\"\nca_file = \"{}\"", ca.display()),
+            None => "tls = \"disable\"".to_string(),
+        };
+        let store = format!(
+            "kind = \"postgres\"\nurl = \"{}\"\npassword_file = \"{}\"\n{tls}",
+            self.url(),
+            self.password_file().display()
+        );
+        text.replace(sqlite, &store)
+    }
+
     /// The file holding the password of [`ROLE`], [`PASSWORD`], alone (no newline).
     pub fn password_file(&self) -> PathBuf {
         self.dir.join("password")

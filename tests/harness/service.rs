@@ -69,6 +69,41 @@ impl RunningService {
         }
     }
 
+    /// Another node of the same service (a store shared by several nodes: PostgreSQL): a
+    /// folder of its own with this one's configuration, signing identity, TLS certificate and
+    /// admin token (all nodes are one service to its clients), not its store folder; loopback
+    /// ports of its own. Not started.
+    pub fn another_node(&self, name: &str) -> RunningService {
+        let tmp = crate::tempdir(name);
+        let dir = tmp.to_path_buf();
+        let copy = |rel: &str| {
+            let to = dir.join(rel);
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(self.dir.join(rel), &to).unwrap_or_else(|e| panic!("copy {rel}: {e}"));
+        };
+        for rel in [
+            "layersec-server.toml",
+            "identity/service.key",
+            "identity/service.crt",
+            "tls/server.crt",
+            "tls/server.key",
+            "admin.token",
+        ] {
+            copy(rel);
+        }
+        RunningService {
+            config: dir.join("layersec-server.toml"),
+            dir,
+            url: String::new(),
+            admin_addr: String::new(),
+            log: Arc::new(Mutex::new(Vec::new())),
+            child: None,
+            bin: self.bin.clone(),
+            listen: None,
+            _tmp: tmp,
+        }
+    }
+
     /// Start `serve` and wait until it listens; fills `url` and `admin_addr`. A restart
     /// listens on the port of the first start, so clients' configurations stay valid.
     pub fn serve(&mut self) {

@@ -9,6 +9,7 @@
 pub mod postgres;
 pub mod shared;
 pub mod sqlite;
+pub mod transfer;
 
 use std::fmt;
 

@@ -1,5 +1,5 @@
-//! Subscribers, parties and their certificates (the part needed by a push → pull → receipt
-//! round trip and by the admin listings so far).
+//! Subscribers, parties and their certificates. A change to a party locks its row
+//! (`FOR UPDATE`), so changes made on two nodes at once apply one after the other.
 
 use super::*;
 use ::postgres::{GenericClient, Row};
@@ -76,7 +76,7 @@ pub(super) fn party_subscriber(
 }
 
 /// Lower-case hex SHA-256, as the SQLite store stores it.
-fn normalize_fingerprint(fingerprint: &str) -> StoreResult<String> {
+pub(super) fn normalize_fingerprint(fingerprint: &str) -> StoreResult<String> {
     match ls_core::bytes::parse_sha256(fingerprint) {
         Some(d) => Ok(ls_core::bytes::hex(&d)),
         None => Err(StoreError::Invalid(
@@ -176,12 +176,7 @@ pub(super) fn register_party(
     if cert_der.is_empty() {
         return Err(StoreError::Invalid("certificate is empty".into()));
     }
-    if max_document_bytes == 0 || i64::try_from(max_document_bytes).is_err() {
-        return Err(StoreError::Invalid(format!(
-            "max_document_bytes = {max_document_bytes}: expected 1 to {}",
-            i64::MAX
-        )));
-    }
+    check_document_limit(max_document_bytes)?;
     if let Some(a) = mail_address {
         check_mail_address(a).map_err(StoreError::Invalid)?;
     }
@@ -225,11 +220,7 @@ pub(super) fn register_party(
             }));
         };
         let party: i64 = row.get(0);
-        tx.execute(
-            "INSERT INTO certificates (party_id, der, fingerprint, registered_at) \
-             VALUES ($1, $2, $3, $4)",
-            &[&party, &cert_der, &fingerprint, &now],
-        )?;
+        add_certificate(tx, party, cert_der, &fingerprint, now, None)?;
         get_party(tx, key)?.ok_or_else(|| StoreError::Backend(format!("party {key} vanished")))
     })
 }
@@ -277,6 +268,195 @@ pub(super) fn parties(
             "SELECT {PARTY_COLS} WHERE $1::BIGINT IS NULL OR p.subscriber_id = $1 ORDER BY p.id"
         );
         tx.query(&sql, &[&subscriber_id])?
+            .iter()
+            .map(party_row)
+            .collect()
+    })
+}
+
+/// The party's row id and status, its row locked (`FOR UPDATE`) until the transaction ends, so
+/// that a revoke, reinstatement or certificate change on another node waits for this one.
+pub(super) fn lock_party(
+    c: &mut impl GenericClient,
+    key: &PartyKey,
+) -> StoreResult<Option<(i64, PartyStatus)>> {
+    c.query_opt(
+        "SELECT id, status FROM parties WHERE ptype = $1 AND pid = $2 FOR UPDATE",
+        &[&key.ptype, &key.id],
+    )?
+    .map(|r| Ok((r.try_get(0)?, party_status(r.try_get(1)?)?)))
+    .transpose()
+}
+
+/// A party's document limit: at least 1 byte, and what a BIGINT holds.
+pub(super) fn check_document_limit(n: u64) -> StoreResult<()> {
+    if n == 0 || i64::try_from(n).is_err() {
+        return Err(StoreError::Invalid(format!(
+            "max_document_bytes = {n}: expected 1 to {}",
+            i64::MAX
+        )));
+    }
+    Ok(())
+}
+
+/// Register `der` for the party (row id `party`) from `now`; with `retire_others_at`, the
+/// party's other certificates end then (those that would end later are cut short to it).
+pub(super) fn add_certificate(
+    c: &mut impl GenericClient,
+    party: i64,
+    der: &[u8],
+    fingerprint: &str,
+    now: Unix,
+    retire_others_at: Option<Unix>,
+) -> StoreResult<()> {
+    if let Some(at) = retire_others_at {
+        c.execute(
+            "UPDATE certificates SET retired_at = $2 \
+             WHERE party_id = $1 AND (retired_at IS NULL OR retired_at > $2)",
+            &[&party, &at],
+        )?;
+    }
+    c.execute(
+        "INSERT INTO certificates (party_id, der, fingerprint, registered_at) \
+         VALUES ($1, $2, $3, $4)",
+        &[&party, &der, &fingerprint, &now],
+    )?;
+    Ok(())
+}
+
+pub(super) fn set_party_limit(
+    store: &PostgresStore,
+    key: &PartyKey,
+    max_document_bytes: u64,
+) -> StoreResult<()> {
+    check_document_limit(max_document_bytes)?;
+    store.write(|tx| {
+        let n = tx.execute(
+            "UPDATE parties SET max_document_bytes = $3 WHERE ptype = $1 AND pid = $2",
+            &[&key.ptype, &key.id, &to_i64(max_document_bytes)],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("party {key}")));
+        }
+        Ok(())
+    })
+}
+
+pub(super) fn set_party_mail_address(
+    store: &PostgresStore,
+    key: &PartyKey,
+    mail_address: Option<&str>,
+) -> StoreResult<()> {
+    if let Some(a) = mail_address {
+        check_mail_address(a).map_err(StoreError::Invalid)?;
+    }
+    store.write(|tx| {
+        let n = tx.execute(
+            "UPDATE parties SET mail_address = $3 WHERE ptype = $1 AND pid = $2",
+            &[&key.ptype, &key.id, &mail_address],
+        )?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("party {key}")));
+        }
+        Ok(())
+    })
+}
+
+/// Usable parties (active, of an active account) that have a mail address.
+pub(super) fn mail_parties(store: &PostgresStore) -> StoreResult<Vec<Party>> {
+    store.read(|tx| {
+        let sql = format!(
+            "SELECT {PARTY_COLS} WHERE p.mail_address IS NOT NULL AND p.status = 'active' \
+             AND s.status = 'active' ORDER BY p.id"
+        );
+        tx.query(&sql, &[])?.iter().map(party_row).collect()
+    })
+}
+
+pub(super) fn replace_certificate(
+    store: &PostgresStore,
+    key: &PartyKey,
+    cert_der: &[u8],
+    fingerprint: &str,
+    overlap_until: Unix,
+    now: Unix,
+) -> StoreResult<()> {
+    if cert_der.is_empty() {
+        return Err(StoreError::Invalid("certificate is empty".into()));
+    }
+    let fingerprint = normalize_fingerprint(fingerprint)?;
+    if overlap_until < now {
+        return Err(StoreError::Invalid(
+            "the overlap must not end before now".into(),
+        ));
+    }
+    store.write(|tx| {
+        let (party, status) =
+            lock_party(tx, key)?.ok_or_else(|| StoreError::NotFound(format!("party {key}")))?;
+        if status == PartyStatus::Revoked {
+            return Err(StoreError::Conflict(format!("party {key} is revoked")));
+        }
+        // Current certificates are retired at the end of the overlap; certificates still in
+        // an earlier, longer overlap are cut short to it too (so an emergency replacement
+        // with `overlap_until = now` ends every older certificate).
+        add_certificate(tx, party, cert_der, &fingerprint, now, Some(overlap_until))
+    })
+}
+
+pub(super) fn revoke_party(store: &PostgresStore, key: &PartyKey, now: Unix) -> StoreResult<()> {
+    store.write(|tx| {
+        let (party, status) =
+            lock_party(tx, key)?.ok_or_else(|| StoreError::NotFound(format!("party {key}")))?;
+        // Revoking again keeps the first revocation time.
+        if status == PartyStatus::Active {
+            tx.execute(
+                "UPDATE parties SET status = 'revoked', revoked_at = $2 WHERE id = $1",
+                &[&party, &now],
+            )?;
+        }
+        Ok(())
+    })
+}
+
+pub(super) fn reinstate_party(
+    store: &PostgresStore,
+    key: &PartyKey,
+    new_cert: Option<(&[u8], &str)>,
+    now: Unix,
+) -> StoreResult<()> {
+    let new_cert = match new_cert {
+        Some(([], _)) => return Err(StoreError::Invalid("certificate is empty".into())),
+        Some((der, fp)) => Some((der, normalize_fingerprint(fp)?)),
+        None => None,
+    };
+    store.write(|tx| {
+        let (party, status) =
+            lock_party(tx, key)?.ok_or_else(|| StoreError::NotFound(format!("party {key}")))?;
+        if status == PartyStatus::Active {
+            return Err(StoreError::Conflict(format!("party {key} is not revoked")));
+        }
+        tx.execute(
+            "UPDATE parties SET status = 'active', revoked_at = NULL WHERE id = $1",
+            &[&party],
+        )?;
+        if let Some((der, fingerprint)) = &new_cert {
+            add_certificate(tx, party, der, fingerprint, now, Some(now))?;
+        }
+        Ok(())
+    })
+}
+
+pub(super) fn parties_by_fingerprint(
+    store: &PostgresStore,
+    fingerprint: &str,
+) -> StoreResult<Vec<Party>> {
+    let fingerprint = normalize_fingerprint(fingerprint)?;
+    store.read(|tx| {
+        let sql = format!(
+            "SELECT {PARTY_COLS} WHERE p.id IN \
+             (SELECT party_id FROM certificates WHERE fingerprint = $1) ORDER BY p.id"
+        );
+        tx.query(&sql, &[&fingerprint])?
             .iter()
             .map(party_row)
             .collect()

@@ -1,7 +1,8 @@
-//! Messages: admission, storing (bodies inline or in chunks), claiming under a lease with
-//! `FOR UPDATE SKIP LOCKED`, delivery.
+//! Messages: admission (co-ordination messages: `named.rs`), storing (bodies inline or in
+//! chunks), claiming under a lease with `FOR UPDATE SKIP LOCKED`, delivery.
 
 use super::accounts::party_subscriber;
+use super::named;
 use super::*;
 use ::postgres::GenericClient;
 use std::io::{Read, Seek, Write};
@@ -78,7 +79,10 @@ fn check_quota(
     exclude: i64,
     lock: bool,
 ) -> StoreResult<()> {
-    if limits.max_queued_bytes_per_subscriber == 0 {
+    // Refusal notices are exempt: they free the refused message's body.
+    if limits.max_queued_bytes_per_subscriber == 0
+        || matches!(m.coordination, Some(Coordination::Refusal(_)))
+    {
         return Ok(());
     }
     // A sender that is no party is the service itself (its own announcements).
@@ -178,19 +182,13 @@ pub(super) fn accept(
             coordination::SERVICE
         )));
     }
-    if matches!(
-        m.coordination,
-        Some(Coordination::Refusal(_) | Coordination::Receipt { .. })
-            | Some(Coordination::UpdateAnswer { .. })
-    ) {
-        return not_yet("accept (refusal notices, receipts, update answers)");
-    }
     // Checked first without writing: a resent big message is not copied again.
     let pre = store.read(|tx| {
         if let Some(d) = earlier(tx, m)? {
             return Ok(Some(d));
         }
         check_limit(tx, m)?;
+        named::check(tx, m, -1, false)?;
         check_quota(tx, m, limits, -1, false)?;
         Ok(None)
     })?;
@@ -239,6 +237,8 @@ pub(super) fn accept(
         };
         let seq: i64 = row.get(0);
         check_limit(tx, m)?;
+        // The message a co-ordination message names: checked again, its row locked.
+        let named = named::check(tx, m, seq, true)?;
         if inline.is_none() {
             let written = match &m.body {
                 MessageBody::Bytes(b) => {
@@ -282,7 +282,10 @@ pub(super) fn accept(
             seq,
             is_coordination,
         )?;
-        Ok(Accepted::Stored)
+        match named {
+            Some(named) => named::mark(tx, m, &named),
+            None => Ok(Accepted::Stored),
+        }
     })
 }
 
@@ -429,9 +432,10 @@ pub(super) fn mark_delivered(
 pub(super) fn recipients_of(store: &PostgresStore, message_id: &str) -> StoreResult<Vec<PartyKey>> {
     store.read(|tx| {
         tx.query(
-            "SELECT DISTINCT recipient_ptype, recipient_id FROM messages \
+            "SELECT recipient_ptype, recipient_id FROM messages \
              WHERE message_id = $1 AND state IN ('waiting', 'leased', 'delivered', 'purged') \
-             ORDER BY recipient_ptype, recipient_id",
+             GROUP BY recipient_ptype, recipient_id \
+             ORDER BY recipient_ptype COLLATE \"C\", recipient_id COLLATE \"C\"",
             &[&message_id],
         )?
         .iter()

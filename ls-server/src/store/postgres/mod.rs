@@ -20,8 +20,12 @@
 //! (as the SQLite store's are unsynced): losing one to a crash of the database only offers a
 //! message again.
 //!
-//! Methods not implemented yet answer `StoreError::Backend("not implemented on PostgreSQL yet:
-//! <method>")` (see [`not_yet`]).
+//! Races between nodes are decided by the database: unique constraints (duplicates, MessageId
+//! conflicts, parties, the shared enrolment key), row locks (`FOR UPDATE`: a party changed, a
+//! message receipted, refused or answered, an enrolment code used) and advisory locks
+//! (`migrate`, retention on one node at a time, enrolment checks). Where the pieces are:
+//! `schema.rs`, `accounts.rs`, `enrolments.rs`, `messages.rs` (admission, bodies, claims),
+//! `named.rs` (what co-ordination messages name), `retention.rs`, `reports.rs`, `pool.rs`.
 
 use super::*;
 use ::postgres::{Client, Transaction};
@@ -31,8 +35,12 @@ use std::sync::OnceLock;
 
 mod accounts;
 pub mod cache;
+mod enrolments;
 mod messages;
+mod named;
 pub mod pool;
+mod reports;
+pub mod retention;
 pub mod schema;
 mod shared;
 
@@ -102,8 +110,13 @@ pub fn url_has_password(url: &str) -> Result<bool, String> {
     Ok(cfg.get_password().is_some())
 }
 
+/// A unique constraint that says no is the caller's `Conflict` (as the SQLite store's);
+/// anything else is the database's failure.
 impl From<::postgres::Error> for StoreError {
     fn from(e: ::postgres::Error) -> StoreError {
+        if e.code() == Some(&::postgres::error::SqlState::UNIQUE_VIOLATION) {
+            return StoreError::Conflict(format!("postgres: {e}"));
+        }
         // The server's own words (SQLSTATE and message), which `Display` leaves out.
         match e.as_db_error() {
             Some(db) => {
@@ -112,13 +125,6 @@ impl From<::postgres::Error> for StoreError {
             None => StoreError::Backend(format!("postgres: {e}")),
         }
     }
-}
-
-/// The answer of a method not written yet: an error, never a panic or a wrong answer.
-pub(super) fn not_yet<T>(method: &str) -> StoreResult<T> {
-    Err(StoreError::Backend(format!(
-        "not implemented on PostgreSQL yet: {method}"
-    )))
 }
 
 /// The PostgreSQL [`Store`]. `Send + Sync`; share it behind an `Arc`.
@@ -287,44 +293,44 @@ impl Store for PostgresStore {
         accounts::register_party(self, p, now)
     }
 
-    fn set_party_limit(&self, _key: &PartyKey, _max_document_bytes: u64) -> StoreResult<()> {
-        not_yet("set_party_limit")
+    fn set_party_limit(&self, key: &PartyKey, max_document_bytes: u64) -> StoreResult<()> {
+        accounts::set_party_limit(self, key, max_document_bytes)
     }
 
     fn set_party_mail_address(
         &self,
-        _key: &PartyKey,
-        _mail_address: Option<&str>,
+        key: &PartyKey,
+        mail_address: Option<&str>,
     ) -> StoreResult<()> {
-        not_yet("set_party_mail_address")
+        accounts::set_party_mail_address(self, key, mail_address)
     }
 
     fn mail_parties(&self) -> StoreResult<Vec<Party>> {
-        not_yet("mail_parties")
+        accounts::mail_parties(self)
     }
 
     fn replace_certificate(
         &self,
-        _key: &PartyKey,
-        _cert_der: &[u8],
-        _fingerprint: &str,
-        _overlap_until: Unix,
-        _now: Unix,
+        key: &PartyKey,
+        cert_der: &[u8],
+        fingerprint: &str,
+        overlap_until: Unix,
+        now: Unix,
     ) -> StoreResult<()> {
-        not_yet("replace_certificate")
+        accounts::replace_certificate(self, key, cert_der, fingerprint, overlap_until, now)
     }
 
-    fn revoke_party(&self, _key: &PartyKey, _now: Unix) -> StoreResult<()> {
-        not_yet("revoke_party")
+    fn revoke_party(&self, key: &PartyKey, now: Unix) -> StoreResult<()> {
+        accounts::revoke_party(self, key, now)
     }
 
     fn reinstate_party(
         &self,
-        _key: &PartyKey,
-        _new_cert: Option<(&[u8], &str)>,
-        _now: Unix,
+        key: &PartyKey,
+        new_cert: Option<(&[u8], &str)>,
+        now: Unix,
     ) -> StoreResult<()> {
-        not_yet("reinstate_party")
+        accounts::reinstate_party(self, key, new_cert, now)
     }
 
     fn party(&self, key: &PartyKey) -> StoreResult<Option<Party>> {
@@ -336,8 +342,8 @@ impl Store for PostgresStore {
             .party_by_mpc(mpc, || accounts::party_by_mpc(self, mpc))
     }
 
-    fn parties_by_fingerprint(&self, _fingerprint: &str) -> StoreResult<Vec<Party>> {
-        not_yet("parties_by_fingerprint")
+    fn parties_by_fingerprint(&self, fingerprint: &str) -> StoreResult<Vec<Party>> {
+        accounts::parties_by_fingerprint(self, fingerprint)
     }
 
     fn certificates(&self, key: &PartyKey) -> StoreResult<Vec<PartyCert>> {
@@ -349,36 +355,33 @@ impl Store for PostgresStore {
         accounts::parties(self, subscriber_id)
     }
 
-    fn issue_enrolment(&self, _e: &NewEnrolment<'_>, _now: Unix) -> StoreResult<EnrolmentRecord> {
-        not_yet("issue_enrolment")
+    fn issue_enrolment(&self, e: &NewEnrolment<'_>, now: Unix) -> StoreResult<EnrolmentRecord> {
+        enrolments::issue(self, e, now)
     }
 
-    fn enrolments(&self, _subscriber_id: i64) -> StoreResult<Vec<EnrolmentRecord>> {
-        not_yet("enrolments")
+    fn enrolments(&self, subscriber_id: i64) -> StoreResult<Vec<EnrolmentRecord>> {
+        enrolments::list(self, subscriber_id)
     }
 
     fn revoke_enrolment(
         &self,
-        _subscriber_id: i64,
-        _id: i64,
-        _now: Unix,
+        subscriber_id: i64,
+        id: i64,
+        now: Unix,
     ) -> StoreResult<EnrolmentRecord> {
-        not_yet("revoke_enrolment")
+        enrolments::revoke(self, subscriber_id, id, now)
     }
 
-    fn enrolment_account(&self, _key: &PartyKey) -> StoreResult<Option<i64>> {
-        not_yet("enrolment_account")
+    fn enrolment_account(&self, key: &PartyKey) -> StoreResult<Option<i64>> {
+        enrolments::account(self, key)
     }
 
-    fn enrol(&self, _e: &Enrolment<'_>, _now: Unix) -> StoreResult<EnrolOutcome> {
-        not_yet("enrol")
+    fn enrol(&self, e: &Enrolment<'_>, now: Unix) -> StoreResult<EnrolOutcome> {
+        enrolments::enrol(self, e, now)
     }
 
     fn enrolment_key(&self) -> StoreResult<zeroize::Zeroizing<Vec<u8>>> {
-        if let Some(k) = self.enrolment_key.get() {
-            return Ok(k.clone());
-        }
-        not_yet("enrolment_key")
+        enrolments::key(self)
     }
 
     fn accept(&self, m: &NewMessage, limits: &AcceptLimits) -> StoreResult<Accepted> {
@@ -408,12 +411,16 @@ impl Store for PostgresStore {
         messages::release_claim(self, recipient, message_id, now)
     }
 
-    fn purge(&self, _delivered_before: Unix, _undelivered_before: Unix) -> StoreResult<Purged> {
-        not_yet("purge")
+    /// Runs on one node at a time: while another node's retention round holds
+    /// [`retention::RETENTION_LOCK`], this one does nothing and returns zeros (see
+    /// `retention.rs`).
+    fn purge(&self, delivered_before: Unix, undelivered_before: Unix) -> StoreResult<Purged> {
+        retention::purge(self, delivered_before, undelivered_before)
     }
 
-    fn prune_records(&self, _received_before: Unix) -> StoreResult<u64> {
-        not_yet("prune_records")
+    /// Runs on one node at a time, as [`Store::purge`]: 0 while another node prunes.
+    fn prune_records(&self, received_before: Unix) -> StoreResult<u64> {
+        retention::prune_records(self, received_before)
     }
 
     fn recipients_of(&self, message_id: &str) -> StoreResult<Vec<PartyKey>> {
@@ -421,11 +428,11 @@ impl Store for PostgresStore {
     }
 
     fn queue_depths(&self) -> StoreResult<Vec<(PartyKey, u64)>> {
-        not_yet("queue_depths")
+        reports::queue_depths(self)
     }
 
     fn queued_bytes(&self) -> StoreResult<Vec<(i64, u64)>> {
-        not_yet("queued_bytes")
+        reports::queued_bytes(self)
     }
 
     /// The database's disk is PostgreSQL's to watch: the store cannot tell.
@@ -433,12 +440,12 @@ impl Store for PostgresStore {
         Ok(None)
     }
 
-    fn messages(&self, _party: Option<&PartyKey>, _limit: u32) -> StoreResult<Vec<MessageRecord>> {
-        not_yet("messages")
+    fn messages(&self, party: Option<&PartyKey>, limit: u32) -> StoreResult<Vec<MessageRecord>> {
+        reports::messages(self, party, limit)
     }
 
-    fn usage(&self, _from: Unix, _to: Unix) -> StoreResult<Vec<Usage>> {
-        not_yet("usage")
+    fn usage(&self, from: Unix, to: Unix) -> StoreResult<Vec<Usage>> {
+        reports::usage(self, from, to)
     }
 
     fn shared(&self) -> &dyn super::shared::SharedState {

@@ -55,6 +55,10 @@ CREATE TRIGGER certificates_changed AFTER INSERT OR UPDATE OR DELETE ON certific
     FOR EACH STATEMENT EXECUTE FUNCTION layersec_directory_changed();
 ";
 
+/// The `service_secrets` row of the enrolment codes' hash key: the one key of every node (the
+/// SQLite store keeps it in its `enrolment.key` file; `migrate-store` copies it here).
+pub const ENROLMENT_KEY_SECRET: &str = "enrolment_key";
+
 /// Version 1: the tables of SQLite schema version 5 (see `store/sqlite/schema.rs`), with
 /// PostgreSQL's types, and the decisions SQLite's store makes in code made by constraints:
 /// a sender's MessageId is unique (`messages_sender_message_id`: duplicates and reused
@@ -185,6 +189,9 @@ CREATE TABLE enrolment_codes (
     CHECK (used_at IS NULL OR revoked_at IS NULL)
 );
 CREATE INDEX enrolment_codes_party ON enrolment_codes(ptype, pid);
+-- At most one outstanding (neither used nor revoked) code per party id.
+CREATE UNIQUE INDEX enrolment_codes_outstanding ON enrolment_codes(ptype, pid)
+    WHERE used_at IS NULL AND revoked_at IS NULL;
 CREATE INDEX enrolment_codes_subscriber ON enrolment_codes(subscriber_id);
 
 -- Secrets shared by every node (the enrolment codes' hash key), made once.

@@ -22,7 +22,8 @@
 //!
 //! Where the pieces are: `schema.rs` (tables, migrations), `accounts.rs` (subscribers, parties,
 //! certificates), `messages.rs` (admission, storing, claiming, delivery), `retention.rs`,
-//! `usage.rs` (the ledger), `enrolments.rs` (enrolment codes), `payloads.rs` (body files, free space), `convert.rs` (SQLite types).
+//! `usage.rs` (the ledger), `enrolments.rs` (enrolment codes), `payloads.rs` (body files, free space), `convert.rs` (SQLite types),
+//! `lock.rs` (the service lock of the folder, which `migrate-store` takes exclusively).
 
 use super::*;
 use ls_core::as4::coordination;
@@ -35,6 +36,7 @@ use std::time::Duration;
 mod accounts;
 mod convert;
 mod enrolments;
+mod lock;
 mod messages;
 mod payloads;
 mod retention;
@@ -44,6 +46,7 @@ mod tests;
 mod usage;
 
 pub use enrolments::ENROLMENT_KEY_FILE;
+pub use lock::ServiceLock;
 pub use schema::SCHEMA_VERSION;
 
 use payloads::{create_private_dir, create_private_file, fs_available, sync_dir};
