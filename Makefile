@@ -13,7 +13,8 @@
 #                   time and peak RSS of send, poll and the service (bench-stream-e2e.sh,
 #                   BENCH_STREAM_SIZE for another size) + the service, also under 10,000 idle or
 #                   trickling connections + the client's latency + signed receipts:
-#                   send-to-receipt latency, throughput with receipts on/off)
+#                   send-to-receipt latency, throughput with receipts on/off) + 1, 2 and 3
+#                   service nodes on one PostgreSQL against the SQLite store (bench-cluster.sh)
 #   make fuzz-long  every fuzz target for 10 million executions or 30 minutes (not in `make test`
 #                   or CI; resumable: run it again after an interruption; `nice -n 19 make
 #                   fuzz-long` on a shared machine); then minimised seeds in fuzz/seeds/<target>.
@@ -111,6 +112,7 @@ bench: deps
 	bash scripts/bench-email.sh
 	bash scripts/bench-receipts.sh
 	bash scripts/bench-lockout.sh
+	bash scripts/bench-cluster.sh
 
 install: build install-files
 

@@ -21,6 +21,11 @@
 #   --port PORT   TCP port on 127.0.0.1   [PG_PORT] (5433)
 #   --tls         TLS: a throwaway CA (DIR/ca.pem) signed the server's certificate (SAN
 #                 localhost, 127.0.0.1); the role `layersec` must then use TLS over TCP
+#   --durable     fsync on and full_page_writes on (PostgreSQL's defaults: a commit is on disk
+#                 before it is acknowledged), for benchmarks; not for the tests
+#   --stats       load pg_stat_statements (shared_preload_libraries) and create the extension in
+#                 the database `layersec`, for benchmarks counting statements
+# --durable and --stats are settings of a new cluster: a DIR started before keeps its own.
 #
 # Roles, database, authentication:
 #   layersec   password `layersec-pw` (scram-sha-256) over TCP, owner of the database `layersec`.
@@ -30,7 +35,8 @@
 #   postgres   the superuser: trust over the unix socket in DIR/run only; refused over TCP.
 #   any other role (made by a test): trust over the socket and over TCP from 127.0.0.1.
 # Settings: fsync off and full_page_writes off (speed only: a crash of PostgreSQL, unlike one of
-# the machine, loses nothing), synchronous_commit on, max_connections 100. Log: DIR/server.log.
+# the machine, loses nothing; --durable turns both on), synchronous_commit on, max_connections
+# 100. Log: DIR/server.log.
 #
 # Exit status: 0 done; 1 failed; 2 usage; 3 cannot run here (packages missing, not root); 4 the
 # port is in use.
@@ -136,8 +142,8 @@ listen_addresses = '127.0.0.1'
 port = $PORT
 unix_socket_directories = '$dir/run'
 max_connections = 100
-fsync = off
-full_page_writes = off
+fsync = $([ -n "$DURABLE" ] && echo on || echo off)
+full_page_writes = $([ -n "$DURABLE" ] && echo on || echo off)
 synchronous_commit = on
 password_encryption = scram-sha-256
 shared_buffers = 64MB
@@ -145,6 +151,12 @@ logging_collector = off
 log_line_prefix = '%m [%p] %q%u@%d '
 log_min_messages = warning
 EOF
+  if [ -n "$STATS" ]; then
+    cat >>"$dir/data/postgresql.conf" <<EOF
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = all
+EOF
+  fi
   if [ -n "$TLS" ]; then
     cat >>"$dir/data/postgresql.conf" <<EOF
 ssl = on
@@ -167,7 +179,7 @@ EOF
   printf '%s' "$PASSWORD" >"$dir/password"
   printf '127.0.0.1:%s:*:%s:%s\nlocalhost:%s:*:%s:%s\n' "$PORT" "$ROLE" "$PASSWORD" "$PORT" "$ROLE" "$PASSWORD" >"$dir/pgpass"
   chmod 0600 "$dir/password" "$dir/pgpass"
-  printf 'PORT=%s\nTLS=%s\n' "$PORT" "$TLS" >"$dir/cluster.env"
+  printf 'PORT=%s\nTLS=%s\nDURABLE=%s\nSTATS=%s\n' "$PORT" "$TLS" "$DURABLE" "$STATS" >"$dir/cluster.env"
 }
 
 psql_su() {
@@ -232,11 +244,15 @@ cmd_start() {
   local dir=$1; shift
   PORT=${PG_PORT:-5433}
   TLS=
+  DURABLE=
+  STATS=
   local port_given=
   while [ $# -gt 0 ]; do
     case $1 in
       --port) PORT=$2; port_given=1; shift 2 ;;
       --tls) TLS=1; shift ;;
+      --durable) DURABLE=1; shift ;;
+      --stats) STATS=1; shift ;;
       *) die "unknown option $1" ;;
     esac
   done
@@ -255,12 +271,15 @@ cmd_start() {
   postmaster_pid "$dir" >/dev/null && die "a cluster already runs in $dir (stop it first)"
   [[ $PORT =~ ^[0-9]+$ ]] && [ "$PORT" -gt 0 ] && [ "$PORT" -lt 65536 ] || die "bad port '$PORT'"
   if [ -s "$dir/data/PG_VERSION" ] && [ -r "$dir/cluster.env" ]; then
-    # Started before: same port and TLS (options that contradict them are an error).
-    local want_port=$PORT want_tls=$TLS
+    # Started before: same port, TLS and settings (options that contradict them are an error).
+    local want_port=$PORT want_tls=$TLS want_durable=$DURABLE want_stats=$STATS
+    DURABLE= STATS=
     # shellcheck disable=SC1091
     . "$dir/cluster.env"
     [ -z "$port_given" ] || [ "$want_port" = "$PORT" ] || die "$dir was made with port $PORT, not $want_port"
     [ -z "$want_tls" ] || [ -n "$TLS" ] || die "$dir was made without --tls"
+    [ -z "$want_durable" ] || [ -n "$DURABLE" ] || die "$dir was made without --durable"
+    [ -z "$want_stats" ] || [ -n "$STATS" ] || die "$dir was made without --stats"
   else
     if listening "$PORT"; then echo "pg-server: port $PORT of 127.0.0.1 is already in use" >&2; exit 4; fi
     rm -rf "$dir/data" "$dir/run"
@@ -272,6 +291,10 @@ cmd_start() {
   if [ -n "$fresh" ]; then
     psql_su "$dir" postgres -c "CREATE ROLE $ROLE LOGIN PASSWORD '$PASSWORD'" -c "CREATE DATABASE $DB OWNER $ROLE" >/dev/null ||
       { cmd_stop "$dir" >/dev/null 2>&1 || true; die "cannot make the role and database"; }
+    if [ -n "$STATS" ]; then
+      psql_su "$dir" "$DB" -c "CREATE EXTENSION pg_stat_statements" >/dev/null ||
+        { cmd_stop "$dir" >/dev/null 2>&1 || true; die "cannot create pg_stat_statements"; }
+    fi
   fi
   print_status "$dir"
   echo "START_MS=$(( $(now_ms) - t0 ))"

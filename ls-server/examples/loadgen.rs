@@ -5,6 +5,14 @@
 //!
 //! usage: loadgen <server binary> <service dir> <as4 url> <payload bytes> <messages> <client pairs> [receipts]
 //!
+//! Several nodes of one service (`scripts/bench-cluster.sh`): `<as4 url>` may be a
+//! comma-separated list; pair `p` then pushes to URL `p mod n` and pulls (and posts its receipts)
+//! from URL `p + 1 mod n`, so each message crosses from one node to another (the anchor goes to
+//! the pushing node). `LOADGEN_ANCHOR=0` skips the anchor (its fields are then null);
+//! `LOADGEN_MARK`, a shell command, is run (and waited for) right before the service's clock
+//! starts, after the parties are registered and the messages built (for a benchmark that
+//! counts the database's work of the measured part only). The receipts mode takes one URL.
+//!
 //! The service dir is the one `layersec-server init` made (for the TLS and service
 //! certificates, and the admin CLI). Parties are registered here, messages are built before
 //! the clock starts (building a message is the sender's work, not the service's).
@@ -70,7 +78,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let receipts = args.len() == 8 && args[7] == "receipts";
     if args.len() != 7 && !receipts {
-        eprintln!("usage: loadgen <layersec-server binary> <service dir> <as4 url> <payload bytes> <messages> <client pairs> [receipts]");
+        eprintln!("usage: loadgen <layersec-server binary> <service dir> <as4 url[,as4 url…]> <payload bytes> <messages> <client pairs> [receipts]");
         std::process::exit(2);
     }
     let server_bin = PathBuf::from(&args[1]);
@@ -86,6 +94,7 @@ fn main() {
         ..Default::default()
     };
     if receipts {
+        assert!(!url.contains(','), "the receipts mode takes one URL");
         receipts_on_off(
             &server_bin,
             &dir,
@@ -118,37 +127,51 @@ fn main() {
         work.push((s, r, r_id, msgs));
     }
     let n: usize = work.iter().map(|w| w.3.len()).sum();
+    // Pair p pushes to node p and pulls from node p + 1 (modulo the nodes).
+    let urls: Vec<&str> = url.split(',').collect();
+    let push_url = |p: usize| urls[p % urls.len()];
+    let pull_url = |p: usize| urls[(p + 1) % urls.len()];
 
     // Anchor: the same bodies POSTed over the same kind of connection, answered with 404
     // by the same server (TLS + HTTP + reading the body, no AS4).
-    let anchor_url = url.replace("/as4", "/anchor");
-    let started = Instant::now();
-    std::thread::scope(|sc| {
-        for (_, _, _, msgs) in &work {
-            let anchor_url = &anchor_url;
-            let ca = &ca;
-            sc.spawn(move || {
-                let t = transport(anchor_url, ca);
-                for m in msgs {
-                    // push + pull: two requests carry the message.
-                    let r = t.post(&m.content_type, &m.body).unwrap();
-                    assert_eq!(r.status, 404);
-                    let r = t.post(&m.content_type, &m.body).unwrap();
-                    assert_eq!(r.status, 404);
-                }
-            });
-        }
+    let anchor = (std::env::var("LOADGEN_ANCHOR").as_deref() != Ok("0")).then(|| {
+        let started = Instant::now();
+        std::thread::scope(|sc| {
+            for (p, (_, _, _, msgs)) in work.iter().enumerate() {
+                let anchor_url = push_url(p).replace("/as4", "/anchor");
+                let ca = &ca;
+                sc.spawn(move || {
+                    let t = transport(&anchor_url, ca);
+                    for m in msgs {
+                        // push + pull: two requests carry the message.
+                        let r = t.post(&m.content_type, &m.body).unwrap();
+                        assert_eq!(r.status, 404);
+                        let r = t.post(&m.content_type, &m.body).unwrap();
+                        assert_eq!(r.status, 404);
+                    }
+                });
+            }
+        });
+        n as f64 / started.elapsed().as_secs_f64()
     });
-    let anchor = n as f64 / started.elapsed().as_secs_f64();
+    if let Ok(mark) = std::env::var("LOADGEN_MARK") {
+        let st = std::process::Command::new("sh")
+            .args(["-c", &mark])
+            .status()
+            .unwrap();
+        assert!(st.success(), "LOADGEN_MARK failed: {st}");
+    }
 
     // The service: each pair pushes its messages and its recipient pulls them as they come.
     let delivered = AtomicUsize::new(0);
+    let empty = AtomicUsize::new(0);
     let started = Instant::now();
     std::thread::scope(|sc| {
-        for (s, r, r_id, msgs) in &work {
-            let (url, ca, svc, limits, delivered) = (&url, &ca, &svc, &limits, &delivered);
+        for (p, (s, r, r_id, msgs)) in work.iter().enumerate() {
+            let (ca, svc, limits, delivered, empty) = (&ca, &svc, &limits, &delivered, &empty);
+            let (push_to, pull_from) = (push_url(p), pull_url(p));
             sc.spawn(move || {
-                let t = transport(url, ca);
+                let t = transport(push_to, ca);
                 let ex = Exchange {
                     transport: &t,
                     me: s,
@@ -163,7 +186,7 @@ fn main() {
                 }
             });
             sc.spawn(move || {
-                let t = transport(url, ca);
+                let t = transport(pull_from, ca);
                 let ex = Exchange {
                     transport: &t,
                     me: r,
@@ -196,7 +219,10 @@ fn main() {
                             got += 1;
                             delivered.fetch_add(1, Ordering::Relaxed);
                         }
-                        None => std::thread::sleep(Duration::from_millis(5)),
+                        None => {
+                            empty.fetch_add(1, Ordering::Relaxed);
+                            std::thread::sleep(Duration::from_millis(5))
+                        }
                     }
                 }
             });
@@ -204,9 +230,14 @@ fn main() {
     });
     let elapsed = started.elapsed().as_secs_f64();
     let rate = delivered.load(Ordering::Relaxed) as f64 / elapsed;
+    let or_null =
+        |v: Option<f64>, digits: usize| v.map_or("null".into(), |v| format!("{v:.digits$}"));
     println!(
-        "{{\"payload_bytes\":{size},\"messages\":{n},\"client_pairs\":{pairs},\"seconds\":{elapsed:.3},\"messages_per_second\":{rate:.1},\"anchor_https_post_pairs_per_second\":{anchor:.1},\"ratio_to_anchor\":{:.3}}}",
-        rate / anchor
+        "{{\"payload_bytes\":{size},\"messages\":{n},\"client_pairs\":{pairs},\"nodes\":{},\"seconds\":{elapsed:.3},\"messages_per_second\":{rate:.1},\"empty_pulls\":{},\"anchor_https_post_pairs_per_second\":{},\"ratio_to_anchor\":{}}}",
+        urls.len(),
+        empty.load(Ordering::Relaxed),
+        or_null(anchor, 1),
+        or_null(anchor.map(|a| rate / a), 3)
     );
 }
 
