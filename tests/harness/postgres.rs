@@ -10,7 +10,7 @@
 //! and `127.0.0.1` signed by [`PgServer::ca_pem`]. fsync is off (speed), synchronous_commit on.
 //!
 //! ```no_run
-//! let Some(pg) = ls_tests::postgres::PgServer::start() else { return };
+//! let Some(mut pg) = ls_tests::postgres::PgServer::start() else { return };
 //! pg.sql("CREATE TABLE t (x int)");
 //! // … a node connects to pg.url() with the password of pg.password_file() …
 //! pg.restart();
