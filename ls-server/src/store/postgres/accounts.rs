@@ -220,13 +220,14 @@ pub(super) fn register_party(
             }));
         };
         let party: i64 = row.get(0);
-        add_certificate(tx, party, cert_der, &fingerprint, now, None)?;
-        get_party(tx, key)?.ok_or_else(|| StoreError::Backend(format!("party {key} vanished")))
+        add_certificate(&mut **tx, party, cert_der, &fingerprint, now, None)?;
+        get_party(&mut **tx, key)?
+            .ok_or_else(|| StoreError::Backend(format!("party {key} vanished")))
     })
 }
 
 pub(super) fn party(store: &PostgresStore, key: &PartyKey) -> StoreResult<Option<Party>> {
-    store.read(|tx| get_party(tx, key))
+    store.read(|tx| get_party(&mut **tx, key))
 }
 
 pub(super) fn party_by_mpc(store: &PostgresStore, mpc: &str) -> StoreResult<Option<Party>> {
@@ -391,22 +392,29 @@ pub(super) fn replace_certificate(
         ));
     }
     store.write(|tx| {
-        let (party, status) =
-            lock_party(tx, key)?.ok_or_else(|| StoreError::NotFound(format!("party {key}")))?;
+        let (party, status) = lock_party(&mut **tx, key)?
+            .ok_or_else(|| StoreError::NotFound(format!("party {key}")))?;
         if status == PartyStatus::Revoked {
             return Err(StoreError::Conflict(format!("party {key} is revoked")));
         }
         // Current certificates are retired at the end of the overlap; certificates still in
         // an earlier, longer overlap are cut short to it too (so an emergency replacement
         // with `overlap_until = now` ends every older certificate).
-        add_certificate(tx, party, cert_der, &fingerprint, now, Some(overlap_until))
+        add_certificate(
+            &mut **tx,
+            party,
+            cert_der,
+            &fingerprint,
+            now,
+            Some(overlap_until),
+        )
     })
 }
 
 pub(super) fn revoke_party(store: &PostgresStore, key: &PartyKey, now: Unix) -> StoreResult<()> {
     store.write(|tx| {
-        let (party, status) =
-            lock_party(tx, key)?.ok_or_else(|| StoreError::NotFound(format!("party {key}")))?;
+        let (party, status) = lock_party(&mut **tx, key)?
+            .ok_or_else(|| StoreError::NotFound(format!("party {key}")))?;
         // Revoking again keeps the first revocation time.
         if status == PartyStatus::Active {
             tx.execute(
@@ -430,8 +438,8 @@ pub(super) fn reinstate_party(
         None => None,
     };
     store.write(|tx| {
-        let (party, status) =
-            lock_party(tx, key)?.ok_or_else(|| StoreError::NotFound(format!("party {key}")))?;
+        let (party, status) = lock_party(&mut **tx, key)?
+            .ok_or_else(|| StoreError::NotFound(format!("party {key}")))?;
         if status == PartyStatus::Active {
             return Err(StoreError::Conflict(format!("party {key} is not revoked")));
         }
@@ -440,7 +448,7 @@ pub(super) fn reinstate_party(
             &[&party],
         )?;
         if let Some((der, fingerprint)) = &new_cert {
-            add_certificate(tx, party, der, fingerprint, now, Some(now))?;
+            add_certificate(&mut **tx, party, der, fingerprint, now, Some(now))?;
         }
         Ok(())
     })

@@ -93,7 +93,7 @@ pub(super) fn issue(
         return Err(StoreError::Invalid("the code must expire after now".into()));
     }
     store.write(|tx| {
-        match account_status_of(tx, e.subscriber_id)? {
+        match account_status_of(&mut **tx, e.subscriber_id)? {
             None => {
                 return Err(StoreError::NotFound(format!(
                     "subscriber {}",
@@ -108,8 +108,8 @@ pub(super) fn issue(
             }
             Some(AccountStatus::Active) => {}
         }
-        lock_party_codes(tx, e.key)?;
-        if let Some(p) = get_party(tx, e.key)? {
+        lock_party_codes(&mut **tx, e.key)?;
+        if let Some(p) = get_party(&mut **tx, e.key)? {
             if p.subscriber_id != e.subscriber_id {
                 return Err(StoreError::Conflict(format!(
                     "party {} belongs to another account (subscriber {})",
@@ -158,7 +158,7 @@ pub(super) fn issue(
                 ],
             )?
             .get(0);
-        record(tx, id)?.ok_or_else(|| StoreError::Backend("the code vanished".into()))
+        record(&mut **tx, id)?.ok_or_else(|| StoreError::Backend("the code vanished".into()))
     })
 }
 
@@ -199,13 +199,13 @@ pub(super) fn revoke(
             "UPDATE enrolment_codes SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
             &[&id, &now],
         )?;
-        record(tx, id)?.ok_or_else(|| StoreError::Backend("the code vanished".into()))
+        record(&mut **tx, id)?.ok_or_else(|| StoreError::Backend("the code vanished".into()))
     })
 }
 
 pub(super) fn account(store: &PostgresStore, key: &PartyKey) -> StoreResult<Option<i64>> {
     store.read(|tx| {
-        if let Some(s) = accounts::party_subscriber(tx, key)? {
+        if let Some(s) = accounts::party_subscriber(&mut **tx, key)? {
             return Ok(Some(s));
         }
         Ok(tx
@@ -234,7 +234,7 @@ pub(super) fn enrol(
     let refused = |r| Ok(EnrolOutcome::Refused(r));
     store.write(|tx| {
         // The party id's lock first (as `issue` takes it), then the code's row.
-        lock_party_codes(tx, e.key)?;
+        lock_party_codes(&mut **tx, e.key)?;
         tx.execute(
             "SELECT pg_advisory_xact_lock($1, hashtext($2))",
             &[&CERT_LOCK, &fingerprint],
@@ -250,7 +250,7 @@ pub(super) fn enrol(
         };
         if code.used_at.is_some() {
             if code.used_fingerprint.as_deref() == Some(fingerprint.as_str()) {
-                if let Some(p) = get_party(tx, e.key)? {
+                if let Some(p) = get_party(&mut **tx, e.key)? {
                     return Ok(EnrolOutcome::Again(p));
                 }
             }
@@ -262,7 +262,7 @@ pub(super) fn enrol(
         if now >= code.expires_at {
             return refused(EnrolRefusal::CodeExpired);
         }
-        if account_status_of(tx, code.subscriber_id)? != Some(AccountStatus::Active) {
+        if account_status_of(&mut **tx, code.subscriber_id)? != Some(AccountStatus::Active) {
             return refused(EnrolRefusal::PartyNotActive(
                 "the account is suspended".into(),
             ));
@@ -282,8 +282,8 @@ pub(super) fn enrol(
             }
         }
         // Locked (when it exists) before it is read: a revoke on another node waits.
-        let locked = lock_party(tx, e.key)?;
-        let replaced = match get_party(tx, e.key)? {
+        let locked = lock_party(&mut **tx, e.key)?;
+        let replaced = match get_party(&mut **tx, e.key)? {
             Some(p) if p.subscriber_id != code.subscriber_id => {
                 return refused(EnrolRefusal::PartyNotActive(
                     "the party id belongs to another account".into(),
@@ -295,7 +295,7 @@ pub(super) fn enrol(
             Some(_) => {
                 let (party, _) =
                     locked.ok_or_else(|| StoreError::Backend("the party vanished".into()))?;
-                add_certificate(tx, party, e.cert_der, &fingerprint, now, Some(now))?;
+                add_certificate(&mut **tx, party, e.cert_der, &fingerprint, now, Some(now))?;
                 true
             }
             None => {
@@ -314,7 +314,7 @@ pub(super) fn enrol(
                     ],
                 )?;
                 let Some(row) = inserted else {
-                    if get_party(tx, e.key)?.is_some() {
+                    if get_party(&mut **tx, e.key)?.is_some() {
                         return Err(StoreError::Conflict(format!(
                             "party {} was registered meanwhile; try again",
                             e.key
@@ -325,7 +325,7 @@ pub(super) fn enrol(
                         e.mpc
                     )));
                 };
-                add_certificate(tx, row.get(0), e.cert_der, &fingerprint, now, None)?;
+                add_certificate(&mut **tx, row.get(0), e.cert_der, &fingerprint, now, None)?;
                 false
             }
         };
@@ -333,7 +333,7 @@ pub(super) fn enrol(
             "UPDATE enrolment_codes SET used_at = $2, used_fingerprint = $3 WHERE id = $1",
             &[&code.id, &now, &fingerprint],
         )?;
-        let p = get_party(tx, e.key)?
+        let p = get_party(&mut **tx, e.key)?
             .ok_or_else(|| StoreError::Backend(format!("party {} vanished", e.key)))?;
         Ok(if replaced {
             EnrolOutcome::Replaced(p)

@@ -8,8 +8,8 @@ use ::postgres::GenericClient;
 use std::io::{Read, Seek, Write};
 
 /// The first message of `m`'s sender with `m`'s MessageId, as a duplicate or a refusal.
-fn earlier(c: &mut impl GenericClient, m: &NewMessage) -> StoreResult<Option<Accepted>> {
-    let Some(r) = c.query_opt(
+fn earlier(c: &mut Tx<'_>, m: &NewMessage) -> StoreResult<Option<Accepted>> {
+    let Some(r) = c.query_opt_p(
         "SELECT recipient_ptype, recipient_id, content_sha256, receipt_content_type, receipt \
          FROM messages WHERE sender_ptype = $1 AND sender_id = $2 AND message_id = $3",
         &[&m.sender.ptype, &m.sender.id, &m.message_id],
@@ -46,10 +46,10 @@ fn id_taken(m: &NewMessage) -> StoreError {
 
 /// The checks that need no lock: the recipient's limit. Duplicates are decided by the
 /// INSERT (unique constraints), the quota under the sender's subscriber row lock.
-fn check_limit(c: &mut impl GenericClient, m: &NewMessage) -> StoreResult<()> {
+fn check_limit(c: &mut Tx<'_>, m: &NewMessage) -> StoreResult<()> {
     let size = m.body.len();
     let max_document_bytes: i64 = c
-        .query_opt(
+        .query_opt_p(
             "SELECT max_document_bytes FROM parties WHERE ptype = $1 AND pid = $2",
             &[&m.recipient.ptype, &m.recipient.id],
         )?
@@ -73,7 +73,7 @@ fn check_limit(c: &mut impl GenericClient, m: &NewMessage) -> StoreResult<()> {
 /// being accepted (already inserted); `lock: false` for the early check in a read-only
 /// transaction (repeated with the lock before the commit).
 fn check_quota(
-    c: &mut impl GenericClient,
+    c: &mut Tx<'_>,
     m: &NewMessage,
     limits: &AcceptLimits,
     exclude: i64,
@@ -86,17 +86,17 @@ fn check_quota(
         return Ok(());
     }
     // A sender that is no party is the service itself (its own announcements).
-    let Some(subscriber) = party_subscriber(c, &m.sender)? else {
+    let Some(subscriber) = party_subscriber(&mut **c, &m.sender)? else {
         return Ok(());
     };
     if lock {
-        c.execute(
+        c.execute_p(
             "SELECT 1 FROM subscribers WHERE id = $1 FOR UPDATE",
             &[&subscriber],
         )?;
     }
     let queued: i64 = c
-        .query_one(
+        .query_one_p(
             "SELECT COALESCE(SUM(m.size), 0)::BIGINT FROM parties p JOIN messages m \
              ON m.sender_ptype = p.ptype AND m.sender_id = p.pid \
              AND m.state IN ('waiting', 'leased') WHERE p.subscriber_id = $1 AND m.seq <> $2",
@@ -118,7 +118,7 @@ fn check_quota(
 }
 
 fn add_usage(
-    c: &mut impl GenericClient,
+    c: &mut Tx<'_>,
     party: &PartyKey,
     kind: &str,
     at: Unix,
@@ -126,7 +126,7 @@ fn add_usage(
     seq: i64,
     coordination: bool,
 ) -> StoreResult<()> {
-    c.execute(
+    c.execute_p(
         "INSERT INTO usage_ledger (subscriber_id, party_ptype, party_id, kind, at, bytes, \
          message_seq, coordination) VALUES ((SELECT subscriber_id FROM parties \
          WHERE ptype = $1 AND pid = $2), $1, $2, $3, $4, $5, $6, $7)",
@@ -196,7 +196,7 @@ pub(super) fn accept(
                 return Ok(Some(d));
             }
             check_limit(tx, m)?;
-            named::check(tx, m, -1, false)?;
+            named::check(&mut **tx, m, -1, false)?;
             check_quota(tx, m, limits, -1, false)?;
             Ok(None)
         })?;
@@ -206,7 +206,7 @@ pub(super) fn accept(
     }
     store.write(|tx| {
         let size = to_i64(m.body.len());
-        let row = tx.query_opt(
+        let row = tx.query_opt_p(
             "INSERT INTO messages (sender_ptype, sender_id, recipient_ptype, recipient_id, \
              mpc, message_id, conversation_id, service, action, content_type, size, body, \
              chunked, receipt_content_type, receipt, state, received_at, content_sha256) \
@@ -243,12 +243,12 @@ pub(super) fn accept(
         let seq: i64 = row.get(0);
         check_limit(tx, m)?;
         // The message a co-ordination message names: checked again, its row locked.
-        let named = named::check(tx, m, seq, true)?;
+        let named = named::check(&mut **tx, m, seq, true)?;
         if inline.is_none() {
             let written = match &m.body {
                 MessageBody::Bytes(b) => {
                     let mut rest = b.as_slice();
-                    write_chunks(tx, seq, |buf| {
+                    write_chunks(&mut **tx, seq, |buf| {
                         let n = rest.len().min(CHUNK_BYTES);
                         buf.extend_from_slice(&rest[..n]);
                         rest = &rest[n..];
@@ -260,7 +260,7 @@ pub(super) fn accept(
                     let file = std::fs::File::open(path)
                         .map_err(|e| io_err(format!("open {}", path.display()), e))?;
                     let mut file = file.take(spool.len);
-                    write_chunks(tx, seq, |buf| {
+                    write_chunks(&mut **tx, seq, |buf| {
                         (&mut file)
                             .take(CHUNK_BYTES as u64)
                             .read_to_end(buf)
@@ -288,7 +288,7 @@ pub(super) fn accept(
             is_coordination,
         )?;
         match named {
-            Some(named) => named::mark(tx, m, &named),
+            Some(named) => named::mark(&mut **tx, m, &named),
             None => Ok(Accepted::Stored),
         }
     })
@@ -306,7 +306,7 @@ pub(super) fn claim_next(
     store.write_unsynced(|tx| {
         // The row lock taken here keeps the body's chunks in place until the commit: chunks
         // are deleted only by transactions that lock their message's row first.
-        let Some(r) = tx.query_opt(
+        let Some(r) = tx.query_opt_p(
             "UPDATE messages SET state = 'leased', lease_until = $2, attempts = attempts + 1 \
              WHERE seq = (SELECT seq FROM messages WHERE mpc = $1 \
                AND state IN ('waiting', 'leased') \
@@ -384,7 +384,7 @@ pub(super) fn release_claim(
     now: Unix,
 ) -> StoreResult<()> {
     store.write_unsynced(|tx| {
-        tx.execute(
+        tx.execute_p(
             "UPDATE messages SET lease_until = $4 WHERE recipient_ptype = $1 \
              AND recipient_id = $2 AND message_id = $3 AND state = 'leased' \
              AND lease_until > $4",
@@ -404,7 +404,7 @@ pub(super) fn mark_delivered(
     store.write_unsynced(|tx| {
         // At most one row (messages_recipient_message_id); locked, so two nodes taking the
         // same receipt count it once.
-        let Some(r) = tx.query_opt(
+        let Some(r) = tx.query_opt_p(
             "SELECT seq, state, size, service FROM messages \
              WHERE recipient_ptype = $1 AND recipient_id = $2 AND message_id = $3 FOR UPDATE",
             &[&recipient.ptype, &recipient.id, &message_id],
@@ -418,7 +418,7 @@ pub(super) fn mark_delivered(
         let service: &str = r.try_get(3)?;
         Ok(match state {
             "waiting" | "leased" => {
-                tx.execute(
+                tx.execute_p(
                     "UPDATE messages SET state = 'delivered', delivered_at = $2, \
                      lease_until = NULL, recipient_receipt = $3 WHERE seq = $1",
                     &[&seq, &now, &receipt],

@@ -218,29 +218,34 @@ impl PostgresStore {
         &self.cache
     }
 
-    /// Run `f` in one transaction, committed when it succeeds (rolled back otherwise).
-    fn write<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
-        self.transaction(false, f)
+    /// Run `f` in one transaction, committed when it succeeds (rolled back otherwise), the
+    /// commit waiting for the WAL flush.
+    fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        self.transaction(false, true, f)
     }
 
-    /// Run `f` in one transaction (read-only or not). A pooled connection the database
-    /// dropped since its last use (a restart, a failover) fails at `BEGIN`, before anything
-    /// was done: it is thrown away and the transaction begun once more on another.
+    /// Run `f` in one transaction (read-only or not, on a synced session or not). A pooled
+    /// connection the database dropped since its last use (a restart, a failover) fails at
+    /// `BEGIN`, before anything was done: it is thrown away (with the other idle ones) and the
+    /// transaction begun once more on a new one.
     fn transaction<T>(
         &self,
         read_only: bool,
-        f: impl FnOnce(&mut Transaction<'_>) -> StoreResult<T>,
+        synced: bool,
+        f: impl FnOnce(&mut Tx<'_>) -> StoreResult<T>,
     ) -> StoreResult<T> {
         let mut f = Some(f);
         let mut again = true;
         loop {
-            let mut conn = self.pool.get()?;
-            let begun = conn.build_transaction().read_only(read_only).start();
+            let mut conn = self.pool.get_for(synced)?;
+            let (client, statements) = conn.parts();
+            let begun = client.build_transaction().read_only(read_only).start();
             let e = match begun {
-                Ok(mut tx) => {
+                Ok(tx) => {
                     let f = f.take().expect("called once: the loop ends here");
+                    let mut tx = Tx { tx, statements };
                     let v = f(&mut tx)?;
-                    tx.commit()?;
+                    tx.tx.commit()?;
                     return Ok(v);
                 }
                 Err(e) => e,
@@ -257,19 +262,48 @@ impl PostgresStore {
 
     /// As [`Self::write`], committed without waiting for the WAL flush (leases, delivery
     /// marks: safe to lose on a database crash, see the module's documentation).
-    fn write_unsynced<T>(
+    fn write_unsynced<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        self.transaction(false, false, f)
+    }
+
+    /// One statement on its own (no transaction around it: committed as it ends, without
+    /// waiting for the WAL flush), prepared once per connection.
+    fn unsynced_statement(
         &self,
-        f: impl FnOnce(&mut Transaction<'_>) -> StoreResult<T>,
-    ) -> StoreResult<T> {
-        self.write(|tx| {
-            tx.batch_execute("SET LOCAL synchronous_commit = off")?;
-            f(tx)
-        })
+        sql: &'static str,
+        params: &[&(dyn ::postgres::types::ToSql + Sync)],
+    ) -> StoreResult<Vec<::postgres::Row>> {
+        let mut again = true;
+        loop {
+            let mut conn = self.pool.get_for(false)?;
+            let (client, statements) = conn.parts();
+            let prepared = match statements.get(sql) {
+                Some(s) => Ok(s.clone()),
+                None => client.prepare(sql),
+            };
+            let e = match prepared {
+                Ok(stmt) => {
+                    statements.entry(sql).or_insert_with(|| stmt.clone());
+                    match client.query(&stmt, params) {
+                        Ok(rows) => return Ok(rows),
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e,
+            };
+            // Retried only when the connection was gone before the statement ran (a cached
+            // statement on a connection the database dropped fails so too).
+            if !(connection_gone(&e) && again) {
+                return Err(e.into());
+            }
+            again = false;
+            self.pool.discard_idle();
+        }
     }
 
     /// Run `f` in one read-only transaction.
-    fn read<T>(&self, f: impl FnOnce(&mut Transaction<'_>) -> StoreResult<T>) -> StoreResult<T> {
-        self.transaction(true, f)
+    fn read<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> StoreResult<T>) -> StoreResult<T> {
+        self.transaction(true, true, f)
     }
 
     /// A new private file in the spool folder, unique by a random name.
@@ -288,6 +322,67 @@ impl PostgresStore {
             .open(&path)
             .map_err(|e| io_err(format!("create {}", path.display()), e))?;
         Ok((path, file))
+    }
+}
+
+/// A transaction of the store, with the statements prepared on its connection
+/// ([`Tx::prepared`]); it is a [`Transaction`] for everything else.
+pub(super) struct Tx<'a> {
+    tx: Transaction<'a>,
+    statements: &'a mut std::collections::HashMap<&'static str, ::postgres::Statement>,
+}
+
+impl<'a> std::ops::Deref for Tx<'a> {
+    type Target = Transaction<'a>;
+    fn deref(&self) -> &Transaction<'a> {
+        &self.tx
+    }
+}
+
+impl<'a> std::ops::DerefMut for Tx<'a> {
+    fn deref_mut(&mut self) -> &mut Transaction<'a> {
+        &mut self.tx
+    }
+}
+
+type Params<'p> = &'p [&'p (dyn ::postgres::types::ToSql + Sync)];
+
+impl Tx<'_> {
+    /// [`Transaction::query_opt`] of `sql` [prepared](Tx::prepared).
+    pub fn query_opt_p(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> StoreResult<Option<::postgres::Row>> {
+        let st = self.prepared(sql)?;
+        Ok(self.tx.query_opt(&st, params)?)
+    }
+
+    /// [`Transaction::query_one`] of `sql` [prepared](Tx::prepared).
+    pub fn query_one_p(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> StoreResult<::postgres::Row> {
+        let st = self.prepared(sql)?;
+        Ok(self.tx.query_one(&st, params)?)
+    }
+
+    /// [`Transaction::execute`] of `sql` [prepared](Tx::prepared).
+    pub fn execute_p(&mut self, sql: &'static str, params: Params<'_>) -> StoreResult<u64> {
+        let st = self.prepared(sql)?;
+        Ok(self.tx.execute(&st, params)?)
+    }
+
+    /// `sql` prepared on this connection (once: parsed and planned by the server once per
+    /// connection, then only bound and executed). For the statements of every message.
+    pub fn prepared(&mut self, sql: &'static str) -> StoreResult<::postgres::Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.tx.prepare(sql)?;
+        self.statements.insert(sql, s.clone());
+        Ok(s)
     }
 }
 

@@ -2,12 +2,20 @@
 //! up to [`CHECKOUT_WAIT`] for a free one, a connection found closed (the database restarted,
 //! the network dropped it) is dropped and a new one made on demand. An idle connection is
 //! taken back only when it is not inside a transaction (a panic mid-transaction drops it).
+//!
+//! Each connection keeps the statements prepared on it ([`Conn::parts`]: parsed and planned
+//! once per connection, not at every call) and its session's `synchronous_commit`: a caller
+//! asks for a synced connection (commits wait for the WAL flush: accepted messages, accounts)
+//! or an unsynced one (leases, delivery marks, the replay memory), so that no transaction
+//! spends a round trip on `SET LOCAL`; an idle connection of the other kind is switched with
+//! one `SET` when none of the kind asked for is idle.
 
 use super::{PgOptions, TlsMode};
 use crate::store::{StoreError, StoreResult};
 use ::postgres::config::SslMode;
-use ::postgres::Client;
+use ::postgres::{Client, Statement};
 use postgres_openssl::MakeTlsConnector;
+use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,14 +30,26 @@ pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 /// milliseconds).
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// A connection and what it keeps.
+pub struct Pooled {
+    client: Client,
+    /// The session's `synchronous_commit` is on.
+    synced: bool,
+    /// Statements prepared on this connection, by their text.
+    statements: HashMap<&'static str, Statement>,
+}
+
 struct Slots {
-    idle: Vec<Client>,
+    idle: Vec<Pooled>,
     /// Connections in existence (idle or checked out).
     open: usize,
 }
 
 pub struct Pool {
+    /// For synced sessions (the database's default `synchronous_commit`, on).
     config: ::postgres::Config,
+    /// For unsynced sessions.
+    config_unsynced: ::postgres::Config,
     tls: MakeTlsConnector,
     max: usize,
     slots: Mutex<Slots>,
@@ -67,12 +87,13 @@ impl Pool {
         config.keepalives_interval(Duration::from_secs(5));
         config.keepalives_retries(3);
         config.tcp_user_timeout(TCP_USER_TIMEOUT);
-        if config.get_options().is_none() {
-            config.options(&format!(
-                "-c statement_timeout={}",
-                STATEMENT_TIMEOUT.as_millis()
-            ));
-        }
+        let options = match config.get_options() {
+            Some(o) => o.to_string(),
+            None => format!("-c statement_timeout={}", STATEMENT_TIMEOUT.as_millis()),
+        };
+        config.options(&options);
+        let mut config_unsynced = config.clone();
+        config_unsynced.options(&format!("{options} -c synchronous_commit=off"));
         if config.get_application_name().is_none() {
             config.application_name("layersec-server");
         }
@@ -88,6 +109,7 @@ impl Pool {
         let tls = MakeTlsConnector::new(b.build());
         Ok(Pool {
             config,
+            config_unsynced,
             tls,
             max: o.max_connections.max(1),
             slots: Mutex::new(Slots {
@@ -101,25 +123,48 @@ impl Pool {
     /// A connection: an idle one, a new one when fewer than the maximum exist, else the
     /// first one given back within [`CHECKOUT_WAIT`].
     pub fn get(&self) -> StoreResult<Conn<'_>> {
+        self.get_for(true)
+    }
+
+    /// A connection whose session commits synced (`synced`) or not; see the module.
+    pub fn get_for(&self, synced: bool) -> StoreResult<Conn<'_>> {
         let deadline = Instant::now() + CHECKOUT_WAIT;
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            while let Some(c) = slots.idle.pop() {
-                if !c.is_closed() {
-                    return Ok(Conn {
-                        pool: self,
-                        client: Some(c),
-                    });
-                }
-                slots.open -= 1;
+            slots.open -= slots.idle.iter().filter(|c| c.client.is_closed()).count();
+            slots.idle.retain(|c| !c.client.is_closed());
+            // The most recently used of the kind asked for, else of the other kind.
+            let found = slots
+                .idle
+                .iter()
+                .rposition(|c| c.synced == synced)
+                .or_else(|| slots.idle.len().checked_sub(1));
+            if let Some(i) = found {
+                let c = slots.idle.swap_remove(i);
+                drop(slots);
+                let mut conn = Conn {
+                    pool: self,
+                    inner: Some(c),
+                };
+                conn.set_synced(synced)?;
+                return Ok(conn);
             }
             if slots.open < self.max {
                 slots.open += 1;
                 drop(slots);
-                return match self.config.connect(self.tls.clone()) {
-                    Ok(c) => Ok(Conn {
+                let config = if synced {
+                    &self.config
+                } else {
+                    &self.config_unsynced
+                };
+                return match config.connect(self.tls.clone()) {
+                    Ok(client) => Ok(Conn {
                         pool: self,
-                        client: Some(c),
+                        inner: Some(Pooled {
+                            client,
+                            synced,
+                            statements: HashMap::new(),
+                        }),
                     }),
                     Err(e) => {
                         self.forget();
@@ -170,7 +215,7 @@ impl Pool {
         self.freed.notify_one();
     }
 
-    fn put(&self, c: Client) {
+    fn put(&self, c: Pooled) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.idle.push(c);
         drop(slots);
@@ -193,27 +238,53 @@ fn connect_failed(e: &::postgres::Error) -> StoreError {
 /// A checked-out connection, given back when dropped.
 pub struct Conn<'a> {
     pool: &'a Pool,
-    client: Option<Client>,
+    inner: Option<Pooled>,
+}
+
+impl Conn<'_> {
+    fn pooled(&mut self) -> &mut Pooled {
+        self.inner.as_mut().expect("present until dropped")
+    }
+
+    /// The client and the statements prepared on it, apart (for a transaction that prepares).
+    pub fn parts(&mut self) -> (&mut Client, &mut HashMap<&'static str, Statement>) {
+        let p = self.pooled();
+        (&mut p.client, &mut p.statements)
+    }
+
+    /// Switch the session's `synchronous_commit` (one statement, when it differs).
+    fn set_synced(&mut self, synced: bool) -> StoreResult<()> {
+        let p = self.pooled();
+        if p.synced != synced {
+            p.client.batch_execute(if synced {
+                "SET synchronous_commit = on"
+            } else {
+                "SET synchronous_commit = off"
+            })?;
+            p.synced = synced;
+        }
+        Ok(())
+    }
 }
 
 impl std::ops::Deref for Conn<'_> {
     type Target = Client;
     fn deref(&self) -> &Client {
-        self.client.as_ref().expect("present until dropped")
+        &self.inner.as_ref().expect("present until dropped").client
     }
 }
 
 impl std::ops::DerefMut for Conn<'_> {
     fn deref_mut(&mut self) -> &mut Client {
-        self.client.as_mut().expect("present until dropped")
+        &mut self.pooled().client
     }
 }
 
 impl Drop for Conn<'_> {
     fn drop(&mut self) {
-        match self.client.take() {
+        match self.inner.take() {
             // A transaction still open (a panic inside one) or a broken connection: dropped.
-            Some(c) if !c.is_closed() && !std::thread::panicking() => self.pool.put(c),
+            Some(c) if !c.client.is_closed() && !std::thread::panicking() => self.pool.put(c),
             _ => self.pool.forget(),
         }
     }

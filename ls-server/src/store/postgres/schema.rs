@@ -17,7 +17,8 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// The advisory lock key `migrate` holds (an arbitrary constant: "LSMIGRAT").
 pub const MIGRATE_LOCK: i64 = 0x4c53_4d49_4752_4154;
 
-/// Version 2: what nodes share beyond the messages (`store::shared`): keys used once
+/// Version 2: chunks stored uncompressed (`STORAGE EXTERNAL`: they are sealed, compressed
+/// documents); what nodes share beyond the messages (`store::shared`): keys used once
 /// (`shared_once`: nonces, pull MessageIds) and counts per window (`shared_counts`: requests
 /// per minute, failures towards a lockout); and a notification on the channel
 /// [`super::cache::CHANNEL`] after every statement that changes subscribers, parties or
@@ -40,6 +41,10 @@ CREATE TABLE shared_counts (
     PRIMARY KEY (scope, key)
 );
 CREATE INDEX shared_counts_end ON shared_counts((since + window_secs));
+
+-- Chunks are compressed already (sealed documents) or not worth it: stored as they are,
+-- without PostgreSQL trying to compress each 1 MiB row.
+ALTER TABLE payload_chunks ALTER COLUMN data SET STORAGE EXTERNAL;
 
 CREATE FUNCTION layersec_directory_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

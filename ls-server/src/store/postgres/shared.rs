@@ -1,7 +1,8 @@
 //! [`SharedState`] in the database (schema v2: `shared_once`, `shared_counts`), so every node
-//! sees the same replays, request counts and lockouts. Each call is one statement (a lockout's
-//! reservation: one transaction holding the key's row); the unique key decides which of two
-//! nodes used a nonce first. Written with `synchronous_commit = off`: a crash of the database
+//! sees the same replays, request counts and lockouts. Each call is one statement on its own,
+//! prepared once per connection (a lockout's reservation: one transaction holding the key's
+//! row); the unique key decides which of two nodes used a nonce first. Written with
+//! `synchronous_commit = off` (an unsynced session of the pool): a crash of the database
 //! may forget the last fraction of a second of them (see docs/SERVER.md, "A cluster").
 //! Expired rows are deleted by every [`CLEAN_EVERY`]th write of a node.
 
@@ -18,10 +19,10 @@ static WRITES: AtomicU64 = AtomicU64::new(0);
 
 impl PostgresStore {
     /// Delete expired rows now and then.
-    fn clean_shared(&self, tx: &mut Transaction<'_>, now: Unix) -> StoreResult<()> {
+    fn clean_shared(&self, now: Unix) -> StoreResult<()> {
         if WRITES.fetch_add(1, Ordering::Relaxed) % CLEAN_EVERY == CLEAN_EVERY - 1 {
-            tx.execute("DELETE FROM shared_once WHERE keep_until < $1", &[&now])?;
-            tx.execute(
+            self.unsynced_statement("DELETE FROM shared_once WHERE keep_until < $1", &[&now])?;
+            self.unsynced_statement(
                 "DELETE FROM shared_counts WHERE since + window_secs < $1",
                 &[&now],
             )?;
@@ -33,19 +34,17 @@ impl PostgresStore {
 impl SharedState for PostgresStore {
     fn first_use(&self, scope: Scope, key: &str, now: Unix, keep_secs: i64) -> StoreResult<bool> {
         let until = now.saturating_add(keep_secs);
-        self.write_unsynced(|tx| {
-            self.clean_shared(tx, now)?;
-            // A row that ran out is taken over (the key is new again); one still kept is not
-            // touched, and no row comes back: a replay.
-            let rows = tx.query(
-                "INSERT INTO shared_once (scope, key, keep_until) VALUES ($1, $2, $3)
-                 ON CONFLICT (scope, key) DO UPDATE SET keep_until = EXCLUDED.keep_until
-                     WHERE shared_once.keep_until < $4
-                 RETURNING 1",
-                &[&scope.as_str(), &key, &until, &now],
-            )?;
-            Ok(!rows.is_empty())
-        })
+        self.clean_shared(now)?;
+        // One statement, no transaction around it. A row that ran out is taken over (the key
+        // is new again); one still kept is not touched, and no row comes back: a replay.
+        let rows = self.unsynced_statement(
+            "INSERT INTO shared_once (scope, key, keep_until) VALUES ($1, $2, $3)
+             ON CONFLICT (scope, key) DO UPDATE SET keep_until = EXCLUDED.keep_until
+                 WHERE shared_once.keep_until < $4
+             RETURNING 1",
+            &[&scope.as_str(), &key, &until, &now],
+        )?;
+        Ok(!rows.is_empty())
     }
 
     fn over_limit(
@@ -56,10 +55,11 @@ impl SharedState for PostgresStore {
         window_secs: i64,
         limit: u32,
     ) -> StoreResult<Option<i64>> {
-        self.write_unsynced(|tx| {
-            self.clean_shared(tx, now)?;
-            // Counted on past the limit (the answer is the same until the window ends).
-            let row = tx.query_one(
+        self.clean_shared(now)?;
+        {
+            // One statement. Counted on past the limit (the answer is the same until the
+            // window ends).
+            let rows = self.unsynced_statement(
                 "INSERT INTO shared_counts (scope, key, since, window_secs, n)
                      VALUES ($1, $2, $3, $4, 1)
                  ON CONFLICT (scope, key) DO UPDATE SET
@@ -71,10 +71,13 @@ impl SharedState for PostgresStore {
                  RETURNING since, n",
                 &[&scope.as_str(), &key, &now, &window_secs],
             )?;
+            let row = rows
+                .first()
+                .ok_or_else(|| StoreError::Backend("the count came back empty".into()))?;
             let since: i64 = row.get(0);
             let n: i32 = row.get(1);
             Ok((i64::from(n) > i64::from(limit)).then(|| (window_secs - (now - since)).max(1)))
-        })
+        }
     }
 
     fn reserve_failure(
@@ -87,8 +90,8 @@ impl SharedState for PostgresStore {
         let window = to_i64(limit.window_secs);
         let max = i64::from(limit.max.max(1));
         let left = |since: i64| Duration::from_secs(to_u64(window - (now - since)));
+        self.clean_shared(now)?;
         self.write_unsynced(|tx| {
-            self.clean_shared(tx, now)?;
             // The row first (two nodes' first failures at once: one inserts, the other
             // waits for it), then held while it is decided.
             tx.execute(
