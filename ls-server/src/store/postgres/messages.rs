@@ -85,16 +85,21 @@ fn check_quota(
     {
         return Ok(());
     }
-    // A sender that is no party is the service itself (its own announcements).
-    let Some(subscriber) = party_subscriber(&mut **c, &m.sender)? else {
+    // A sender that is no party is the service itself (its own announcements). With `lock`,
+    // the account's row is locked in the same statement.
+    let subscriber: Option<i64> = if lock {
+        c.query_opt_p(
+            "SELECT s.id FROM subscribers s JOIN parties p ON p.subscriber_id = s.id \
+             WHERE p.ptype = $1 AND p.pid = $2 FOR UPDATE OF s",
+            &[&m.sender.ptype, &m.sender.id],
+        )?
+        .map(|r| r.get(0))
+    } else {
+        party_subscriber(&mut **c, &m.sender)?
+    };
+    let Some(subscriber) = subscriber else {
         return Ok(());
     };
-    if lock {
-        c.execute_p(
-            "SELECT 1 FROM subscribers WHERE id = $1 FOR UPDATE",
-            &[&subscriber],
-        )?;
-    }
     let queued: i64 = c
         .query_one_p(
             "SELECT COALESCE(SUM(m.size), 0)::BIGINT FROM parties p JOIN messages m \
@@ -402,41 +407,43 @@ pub(super) fn mark_delivered(
     now: Unix,
 ) -> StoreResult<Delivery> {
     store.write_unsynced(|tx| {
-        // At most one row (messages_recipient_message_id); locked, so two nodes taking the
-        // same receipt count it once.
-        let Some(r) = tx.query_opt_p(
-            "SELECT seq, state, size, service FROM messages \
-             WHERE recipient_ptype = $1 AND recipient_id = $2 AND message_id = $3 FOR UPDATE",
-            &[&recipient.ptype, &recipient.id, &message_id],
-        )?
-        else {
-            return Ok(Delivery::Unknown);
-        };
-        let seq: i64 = r.try_get(0)?;
-        let state: &str = r.try_get(1)?;
-        let size: i64 = r.try_get(2)?;
-        let service: &str = r.try_get(3)?;
-        Ok(match state {
-            "waiting" | "leased" => {
-                tx.execute_p(
-                    "UPDATE messages SET state = 'delivered', delivered_at = $2, \
-                     lease_until = NULL, recipient_receipt = $3 WHERE seq = $1",
-                    &[&seq, &now, &receipt],
-                )?;
-                let coordination = service == coordination::SERVICE;
-                add_usage(tx, recipient, "received", now, size, seq, coordination)?;
-                Delivery::Delivered
-            }
-            "delivered" | "purged" => Delivery::AlreadyDelivered,
-            // Expired (or failed) before the receipt came: not delivered.
+        // At most one row (messages_recipient_message_id). The UPDATE locks it and checks its
+        // state after any other node's change committed: of two nodes taking the same receipt
+        // one marks it delivered (and counts it), the other finds it delivered.
+        if let Some(r) = tx.query_opt_p(
+            "UPDATE messages SET state = 'delivered', delivered_at = $4, lease_until = NULL, \
+             recipient_receipt = $5 WHERE recipient_ptype = $1 AND recipient_id = $2 \
+             AND message_id = $3 AND state IN ('waiting', 'leased') \
+             RETURNING seq, size, service",
+            &[&recipient.ptype, &recipient.id, &message_id, &now, &receipt],
+        )? {
+            let seq: i64 = r.try_get(0)?;
+            let size: i64 = r.try_get(1)?;
+            let service: &str = r.try_get(2)?;
+            let coordination = service == coordination::SERVICE;
+            add_usage(tx, recipient, "received", now, size, seq, coordination)?;
+            return Ok(Delivery::Delivered);
+        }
+        let state: Option<String> = tx
+            .query_opt_p(
+                "SELECT state FROM messages \
+                 WHERE recipient_ptype = $1 AND recipient_id = $2 AND message_id = $3",
+                &[&recipient.ptype, &recipient.id, &message_id],
+            )?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        Ok(match state.as_deref() {
+            Some("delivered" | "purged") => Delivery::AlreadyDelivered,
+            // Unknown, or expired (or failed) before the receipt came: not delivered.
             _ => Delivery::Unknown,
         })
     })
 }
 
 pub(super) fn recipients_of(store: &PostgresStore, message_id: &str) -> StoreResult<Vec<PartyKey>> {
-    store.read(|tx| {
-        tx.query(
+    // A statement of every receipt: on its own (no transaction around it), prepared.
+    store
+        .statement(
             "SELECT recipient_ptype, recipient_id FROM messages \
              WHERE message_id = $1 AND state IN ('waiting', 'leased', 'delivered', 'purged') \
              GROUP BY recipient_ptype, recipient_id \
@@ -451,5 +458,4 @@ pub(super) fn recipients_of(store: &PostgresStore, message_id: &str) -> StoreRes
             })
         })
         .collect()
-    })
 }

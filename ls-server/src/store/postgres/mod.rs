@@ -266,9 +266,9 @@ impl PostgresStore {
         self.transaction(false, false, f)
     }
 
-    /// One statement on its own (no transaction around it: committed as it ends, without
-    /// waiting for the WAL flush), prepared once per connection.
-    fn unsynced_statement(
+    /// One statement on its own (no transaction around it: a write is committed as it ends,
+    /// without waiting for the WAL flush: an unsynced session), prepared once per connection.
+    fn statement(
         &self,
         sql: &'static str,
         params: &[&(dyn ::postgres::types::ToSql + Sync)],

@@ -21,8 +21,8 @@ impl PostgresStore {
     /// Delete expired rows now and then.
     fn clean_shared(&self, now: Unix) -> StoreResult<()> {
         if WRITES.fetch_add(1, Ordering::Relaxed) % CLEAN_EVERY == CLEAN_EVERY - 1 {
-            self.unsynced_statement("DELETE FROM shared_once WHERE keep_until < $1", &[&now])?;
-            self.unsynced_statement(
+            self.statement("DELETE FROM shared_once WHERE keep_until < $1", &[&now])?;
+            self.statement(
                 "DELETE FROM shared_counts WHERE since + window_secs < $1",
                 &[&now],
             )?;
@@ -37,7 +37,7 @@ impl SharedState for PostgresStore {
         self.clean_shared(now)?;
         // One statement, no transaction around it. A row that ran out is taken over (the key
         // is new again); one still kept is not touched, and no row comes back: a replay.
-        let rows = self.unsynced_statement(
+        let rows = self.statement(
             "INSERT INTO shared_once (scope, key, keep_until) VALUES ($1, $2, $3)
              ON CONFLICT (scope, key) DO UPDATE SET keep_until = EXCLUDED.keep_until
                  WHERE shared_once.keep_until < $4
@@ -59,7 +59,7 @@ impl SharedState for PostgresStore {
         {
             // One statement. Counted on past the limit (the answer is the same until the
             // window ends).
-            let rows = self.unsynced_statement(
+            let rows = self.statement(
                 "INSERT INTO shared_counts (scope, key, since, window_secs, n)
                      VALUES ($1, $2, $3, $4, 1)
                  ON CONFLICT (scope, key) DO UPDATE SET
