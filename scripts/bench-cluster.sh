@@ -15,6 +15,8 @@
 #     BEGIN/COMMIT/SET counted as statements), transactions committed (pg_stat_database
 #     xact_commit), WAL writes and WAL syncs (pg_stat_wal wal_write, wal_sync: the fsyncs of the
 #     database) and WAL bytes; the statements with the most calls per message;
+#   - how long a revoke made through one node takes to be enforced by another
+#     (ls-server/examples/revoke_delay.rs: the directory cache's notification);
 #   - SQLite: the fsync/fdatasync calls of the server per message, from a second pass of the
 #     same kind under `strace -f --seccomp-bpf -c` (only those calls stop the process; that
 #     pass's rate is printed, the anchor is the pass without strace).
@@ -32,7 +34,7 @@ NODES=${NODES:-1 2 3}
 FSYNC_N10K=${FSYNC_N10K:-$((N10K / 2))}
 FSYNC_N1M=${FSYNC_N1M:-$((N1M / 2))}
 KEY=${KEY:-ec}
-cargo build -q --release -p ls-server --bin layersec-server --example loadgen
+cargo build -q --release -p ls-server --bin layersec-server --example loadgen --example revoke_delay
 T=$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)
 PG=scripts/pg-server.sh
 # Under /tmp: every folder above the cluster's must be traversable by the user postgres.
@@ -236,11 +238,16 @@ for spec in "10240 $N10K $FSYNC_N10K" "1048576 $N1M $FSYNC_N1M"; do
   for k in $NODES; do run postgres "$k" "$size" "$n"; done
   [ "$nf" -gt 0 ] && run sqlite 1 "$size" "$nf" fsync
 done
+# How long a revoke through one node takes to be enforced by another (its directory cache
+# dropped by the notification): REVOKE_ROUNDS revokes, the delay from each commit to the other
+# node's first lookup that sees it.
+"$T/examples/revoke_delay" "$PG_URL" "$PG_PASSWORD_FILE" "${REVOKE_ROUNDS:-100}" | tee "$work/revoke.json"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-python3 - "$results" <<'PY'
+python3 - "$results" "$work/revoke.json" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+revoke = json.loads(open(sys.argv[2]).read())
 print()
 print("Summary (messages/s; ratio to SQLite of the same size and run; per message: statements,")
 print("transactions, WAL writes, WAL syncs = the database's fsyncs; SQLite: fsync calls from the strace pass)")
@@ -271,4 +278,6 @@ if one:
     print("\nStatements with the most calls per message (1 PostgreSQL node, 10 KiB): calls, exec ms, query")
     for t in one["top_statements_per_message"]:
         print(f"  {t['calls']:6.2f} {t['exec_ms']:7.3f}  {t['query']}")
+print(f"\nA revoke through one node enforced by another: p50 {revoke['p50_ms']} ms, p99 {revoke['p99_ms']} ms,"
+      f" max {revoke['max_ms']} ms over {revoke['rounds']} revokes (the cache was live in {revoke['cached_before']})")
 PY
