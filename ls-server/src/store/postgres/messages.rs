@@ -308,46 +308,61 @@ pub(super) fn claim_next(
     if lease_secs < 0 {
         return Err(StoreError::Invalid("negative lease".into()));
     }
-    store.write_unsynced(|tx| {
-        // The row lock taken here keeps the body's chunks in place until the commit: chunks
-        // are deleted only by transactions that lock their message's row first.
-        let Some(r) = tx.query_opt_p(
-            "UPDATE messages SET state = 'leased', lease_until = $2, attempts = attempts + 1 \
-             WHERE seq = (SELECT seq FROM messages WHERE mpc = $1 \
-               AND state IN ('waiting', 'leased') \
-               AND (state = 'waiting' OR lease_until <= $3) \
-               ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING seq, message_id, sender_ptype, sender_id, recipient_ptype, \
-               recipient_id, content_type, body, chunked, attempts, size",
-            &[&mpc, &now.saturating_add(lease_secs), &now],
-        )?
-        else {
-            return Ok(None);
-        };
-        let seq: i64 = r.try_get(0)?;
-        let chunked: bool = r.try_get(8)?;
-        let attempts: i32 = r.try_get(9)?;
-        let size: i64 = r.try_get(10)?;
-        let body = if chunked {
-            read_chunks(store, tx, seq, to_u64(size))?
-        } else {
-            ClaimedBody::Bytes(r.try_get::<_, Option<Vec<u8>>>(7)?.unwrap_or_default())
-        };
-        Ok(Some(Claimed {
-            message_id: r.try_get(1)?,
-            sender: PartyKey {
-                ptype: r.try_get(2)?,
-                id: r.try_get(3)?,
-            },
-            recipient: PartyKey {
-                ptype: r.try_get(4)?,
-                id: r.try_get(5)?,
-            },
-            content_type: r.try_get(6)?,
-            body,
-            attempt: u32::try_from(attempts).unwrap_or(0),
-        }))
-    })
+    // One statement on its own (no transaction around it): the lease is committed as it ends
+    // (unsynced), an empty claim costs one round trip.
+    let rows = store.statement(
+        "UPDATE messages SET state = 'leased', lease_until = $2, attempts = attempts + 1 \
+         WHERE seq = (SELECT seq FROM messages WHERE mpc = $1 \
+           AND state IN ('waiting', 'leased') \
+           AND (state = 'waiting' OR lease_until <= $3) \
+           ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) \
+         RETURNING seq, message_id, sender_ptype, sender_id, recipient_ptype, \
+           recipient_id, content_type, body, chunked, attempts, size",
+        &[&mpc, &now.saturating_add(lease_secs), &now],
+    )?;
+    let Some(r) = rows.first() else {
+        return Ok(None);
+    };
+    let seq: i64 = r.try_get(0)?;
+    let chunked: bool = r.try_get(8)?;
+    let attempts: i32 = r.try_get(9)?;
+    let size: i64 = r.try_get(10)?;
+    let body = if chunked {
+        // The chunks are read with the message's row locked again, still leased by this
+        // claim: chunks are deleted only by transactions that lock their message's row first
+        // and change its state (purged, expired, failed) or delete it (see schema.rs), so a
+        // row still leased by this attempt holds them all. Changed meanwhile (expired, say): a
+        // transient failure, the message as its new state says.
+        store.write_unsynced(|tx| {
+            let held = tx.query_opt_p(
+                "SELECT 1 FROM messages WHERE seq = $1 AND state = 'leased' AND attempts = $2 \
+                 FOR UPDATE",
+                &[&seq, &attempts],
+            )?;
+            if held.is_none() {
+                return Err(StoreError::Backend(format!(
+                    "message {seq} changed while it was being claimed; try again"
+                )));
+            }
+            read_chunks(store, tx, seq, to_u64(size))
+        })?
+    } else {
+        ClaimedBody::Bytes(r.try_get::<_, Option<Vec<u8>>>(7)?.unwrap_or_default())
+    };
+    Ok(Some(Claimed {
+        message_id: r.try_get(1)?,
+        sender: PartyKey {
+            ptype: r.try_get(2)?,
+            id: r.try_get(3)?,
+        },
+        recipient: PartyKey {
+            ptype: r.try_get(4)?,
+            id: r.try_get(5)?,
+        },
+        content_type: r.try_get(6)?,
+        body,
+        attempt: u32::try_from(attempts).unwrap_or(0),
+    }))
 }
 
 /// The chunks of message `seq`, one at a time, into an unlinked file of the spool folder.
@@ -406,37 +421,44 @@ pub(super) fn mark_delivered(
     receipt: &[u8],
     now: Unix,
 ) -> StoreResult<Delivery> {
-    store.write_unsynced(|tx| {
-        // At most one row (messages_recipient_message_id). The UPDATE locks it and checks its
-        // state after any other node's change committed: of two nodes taking the same receipt
-        // one marks it delivered (and counts it), the other finds it delivered.
-        if let Some(r) = tx.query_opt_p(
-            "UPDATE messages SET state = 'delivered', delivered_at = $4, lease_until = NULL, \
-             recipient_receipt = $5 WHERE recipient_ptype = $1 AND recipient_id = $2 \
-             AND message_id = $3 AND state IN ('waiting', 'leased') \
-             RETURNING seq, size, service",
-            &[&recipient.ptype, &recipient.id, &message_id, &now, &receipt],
-        )? {
-            let seq: i64 = r.try_get(0)?;
-            let size: i64 = r.try_get(1)?;
-            let service: &str = r.try_get(2)?;
-            let coordination = service == coordination::SERVICE;
-            add_usage(tx, recipient, "received", now, size, seq, coordination)?;
-            return Ok(Delivery::Delivered);
-        }
-        let state: Option<String> = tx
-            .query_opt_p(
-                "SELECT state FROM messages \
-                 WHERE recipient_ptype = $1 AND recipient_id = $2 AND message_id = $3",
-                &[&recipient.ptype, &recipient.id, &message_id],
-            )?
-            .map(|r| r.try_get(0))
-            .transpose()?;
-        Ok(match state.as_deref() {
-            Some("delivered" | "purged") => Delivery::AlreadyDelivered,
-            // Unknown, or expired (or failed) before the receipt came: not delivered.
-            _ => Delivery::Unknown,
-        })
+    // One statement on its own (unsynced): at most one row (messages_recipient_message_id);
+    // the UPDATE locks it and checks its state after any other node's change committed, so of
+    // two nodes taking the same receipt one marks it delivered and counts it in the ledger
+    // (in the same statement), the other finds it delivered.
+    let marked = store.statement(
+        "WITH d AS (UPDATE messages SET state = 'delivered', delivered_at = $4, \
+           lease_until = NULL, recipient_receipt = $5 WHERE recipient_ptype = $1 \
+           AND recipient_id = $2 AND message_id = $3 AND state IN ('waiting', 'leased') \
+           RETURNING seq, size, service) \
+         INSERT INTO usage_ledger (subscriber_id, party_ptype, party_id, kind, at, bytes, \
+           message_seq, coordination) \
+         SELECT (SELECT subscriber_id FROM parties WHERE ptype = $1 AND pid = $2), $1, $2, \
+           'received', $4, d.size, d.seq, d.service = $6 FROM d RETURNING message_seq",
+        &[
+            &recipient.ptype,
+            &recipient.id,
+            &message_id,
+            &now,
+            &receipt,
+            &coordination::SERVICE,
+        ],
+    )?;
+    if !marked.is_empty() {
+        return Ok(Delivery::Delivered);
+    }
+    let state: Option<String> = store
+        .statement(
+            "SELECT state FROM messages \
+             WHERE recipient_ptype = $1 AND recipient_id = $2 AND message_id = $3",
+            &[&recipient.ptype, &recipient.id, &message_id],
+        )?
+        .first()
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    Ok(match state.as_deref() {
+        Some("delivered" | "purged") => Delivery::AlreadyDelivered,
+        // Unknown, or expired (or failed) before the receipt came: not delivered.
+        _ => Delivery::Unknown,
     })
 }
 
