@@ -142,7 +142,9 @@ impl Admin {
                 now,
             ) {
                 Ok(record) => return Ok(IssuedCode { code, record }),
-                Err(StoreError::Conflict(m)) if m.contains("UNIQUE") => last = Some(m),
+                Err(StoreError::Conflict(m)) if m.to_ascii_lowercase().contains("unique") => {
+                    last = Some(m)
+                }
                 Err(e) => return Err(e.into()),
             }
         }
