@@ -219,6 +219,218 @@ impl Party {
     }
 }
 
+impl NewParty<'_> {
+    /// The checks of a registration that need no store (the same for every store): the
+    /// fingerprint as stored (lower-case hex SHA-256), or why it is refused.
+    pub(crate) fn checked(&self) -> StoreResult<String> {
+        if self.key.id.is_empty() {
+            return Err(StoreError::Invalid("party id is empty".into()));
+        }
+        if self.mpc.is_empty() {
+            return Err(StoreError::Invalid("MPC is empty".into()));
+        }
+        if self.cert_der.is_empty() {
+            return Err(StoreError::Invalid("certificate is empty".into()));
+        }
+        check_document_limit(self.max_document_bytes)?;
+        if let Some(a) = self.mail_address {
+            check_mail_address(a).map_err(StoreError::Invalid)?;
+        }
+        normalize_fingerprint(self.fingerprint)
+    }
+}
+
+impl NewMessage {
+    /// Whether it is a co-ordination message: exactly those of Service
+    /// [`coordination::SERVICE`] say what they are about ([`NewMessage::coordination`]).
+    pub(crate) fn checked_coordination(&self) -> StoreResult<bool> {
+        let is_coordination = self.service == ls_core::as4::coordination::SERVICE;
+        if is_coordination != self.coordination.is_some() {
+            return Err(StoreError::Invalid(format!(
+                "message {}: a co-ordination message (Service {}) says what it is about, and \
+                 only one does",
+                self.message_id,
+                ls_core::as4::coordination::SERVICE
+            )));
+        }
+        Ok(is_coordination)
+    }
+}
+
+impl NewEnrolment<'_> {
+    /// The checks of a new code that need no store.
+    pub(crate) fn check(&self, now: Unix) -> StoreResult<()> {
+        if self.key.id.is_empty() {
+            return Err(StoreError::Invalid("party id is empty".into()));
+        }
+        if self.expires_at <= now {
+            return Err(StoreError::Invalid("the code must expire after now".into()));
+        }
+        Ok(())
+    }
+
+    /// The account the code is for, by its status (`None`: no such subscriber).
+    pub(crate) fn check_account(&self, status: Option<AccountStatus>) -> StoreResult<()> {
+        match status {
+            None => Err(StoreError::NotFound(format!(
+                "subscriber {}",
+                self.subscriber_id
+            ))),
+            Some(AccountStatus::Suspended) => Err(StoreError::Conflict(format!(
+                "subscriber {} is suspended; resume it before issuing enrolment codes",
+                self.subscriber_id
+            ))),
+            Some(AccountStatus::Active) => Ok(()),
+        }
+    }
+
+    /// The party the code is for, if it is registered: of this account and not revoked.
+    pub(crate) fn check_party(&self, party: Option<&Party>) -> StoreResult<()> {
+        let Some(p) = party else { return Ok(()) };
+        if p.subscriber_id != self.subscriber_id {
+            return Err(StoreError::Conflict(format!(
+                "party {} belongs to another account (subscriber {})",
+                self.key, p.subscriber_id
+            )));
+        }
+        if p.status == PartyStatus::Revoked {
+            return Err(StoreError::Conflict(format!(
+                "party {} is revoked; `party reinstate` makes it active again",
+                self.key
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The record of a message a co-ordination message names, as a store reads it; what may name
+/// it is decided here, the same for every store.
+pub(crate) struct Named {
+    pub seq: i64,
+    pub sender: PartyKey,
+    pub state: String,
+    pub service: String,
+    pub action: String,
+    /// The refusal notice that refused it.
+    pub notice_id: Option<String>,
+    /// The receipt (or update answer) that went back for it.
+    pub receipt_id: Option<String>,
+}
+
+impl Named {
+    /// The message a refusal notice `m` refuses (`found`: the record of that id `m`'s sender
+    /// received): sent by the notice's recipient to the notice's sender, not yet refused.
+    pub(crate) fn refused(
+        found: Option<Named>,
+        m: &NewMessage,
+        r: &RefusalOf,
+    ) -> StoreResult<Named> {
+        let Some(named) = found else {
+            return Err(StoreError::Refused(Refused::RefusedMessageUnknown {
+                message_id: r.message_id.clone(),
+            }));
+        };
+        if named.sender != m.recipient {
+            return Err(StoreError::Refused(Refused::RefusedMessageOtherSender {
+                message_id: r.message_id.clone(),
+                sender: named.sender,
+            }));
+        }
+        if let Some(notice_id) = named.notice_id {
+            return Err(StoreError::Refused(Refused::AlreadyRefused {
+                message_id: r.message_id.clone(),
+                notice_id,
+            }));
+        }
+        Ok(named)
+    }
+
+    /// The document a receipt `m` is for: sent by the receipt's recipient to the receipt's
+    /// sender, neither refused nor receipted yet.
+    pub(crate) fn receipted(
+        found: Option<Named>,
+        m: &NewMessage,
+        message_id: &str,
+    ) -> StoreResult<Named> {
+        let refused = |r| Err(StoreError::Refused(r));
+        let message_id = message_id.to_string();
+        let Some(named) = found else {
+            return refused(Refused::ReceiptedMessageUnknown { message_id });
+        };
+        if named.sender != m.recipient {
+            return refused(Refused::ReceiptedMessageOtherSender {
+                message_id,
+                sender: named.sender,
+            });
+        }
+        if named.service == ls_core::as4::coordination::SERVICE {
+            return refused(Refused::ReceiptForCoordination { message_id });
+        }
+        if let Some(notice_id) = named.notice_id {
+            return refused(Refused::ReceiptForRefused {
+                message_id,
+                notice_id,
+            });
+        }
+        if let Some(receipt_id) = named.receipt_id {
+            return refused(Refused::AlreadyReceipted {
+                message_id,
+                receipt_id,
+            });
+        }
+        Ok(named)
+    }
+
+    /// The certificate update an answer `m` is for: sent by the answer's recipient to the
+    /// answer's sender, not answered yet (an answer is recorded in the columns of a receipt).
+    pub(crate) fn answered(
+        found: Option<Named>,
+        m: &NewMessage,
+        message_id: &str,
+    ) -> StoreResult<Named> {
+        use ls_core::as4::coordination;
+        let message_id = message_id.to_string();
+        let named = found.filter(|n| {
+            n.sender == m.recipient
+                && n.service == coordination::SERVICE
+                && n.action == coordination::ACTION_CERTIFICATE_UPDATE
+        });
+        let Some(named) = named else {
+            return Err(StoreError::Refused(Refused::AnsweredUpdateUnknown {
+                message_id,
+            }));
+        };
+        if let Some(answer_id) = named.receipt_id {
+            return Err(StoreError::Refused(Refused::AlreadyAnswered {
+                message_id,
+                answer_id,
+            }));
+        }
+        Ok(named)
+    }
+}
+
+/// A document limit a store can keep (1 to `i64::MAX`).
+pub(crate) fn check_document_limit(n: u64) -> StoreResult<()> {
+    if n == 0 || i64::try_from(n).is_err() {
+        return Err(StoreError::Invalid(format!(
+            "max_document_bytes = {n}: expected 1 to {}",
+            i64::MAX
+        )));
+    }
+    Ok(())
+}
+
+/// Lower-case hex SHA-256, as the stores keep fingerprints.
+pub(crate) fn normalize_fingerprint(fingerprint: &str) -> StoreResult<String> {
+    match ls_core::bytes::parse_sha256(fingerprint) {
+        Some(d) => Ok(ls_core::bytes::hex(&d)),
+        None => Err(StoreError::Invalid(
+            "a certificate fingerprint is the hex SHA-256 of its DER".into(),
+        )),
+    }
+}
+
 /// A certificate registered for a party.
 #[derive(Clone, Debug)]
 pub struct PartyCert {

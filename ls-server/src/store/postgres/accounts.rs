@@ -75,16 +75,6 @@ pub(super) fn party_subscriber(
     .map(|r| r.get(0)))
 }
 
-/// Lower-case hex SHA-256, as the SQLite store stores it.
-pub(super) fn normalize_fingerprint(fingerprint: &str) -> StoreResult<String> {
-    match ls_core::bytes::parse_sha256(fingerprint) {
-        Some(d) => Ok(ls_core::bytes::hex(&d)),
-        None => Err(StoreError::Invalid(
-            "a certificate fingerprint is the hex SHA-256 of its DER".into(),
-        )),
-    }
-}
-
 pub(super) fn create_subscriber(
     store: &PostgresStore,
     s: &NewSubscriber,
@@ -163,24 +153,11 @@ pub(super) fn register_party(
         key,
         mpc,
         cert_der,
-        fingerprint,
+        fingerprint: _,
         max_document_bytes,
         mail_address,
     } = *p;
-    if key.id.is_empty() {
-        return Err(StoreError::Invalid("party id is empty".into()));
-    }
-    if mpc.is_empty() {
-        return Err(StoreError::Invalid("MPC is empty".into()));
-    }
-    if cert_der.is_empty() {
-        return Err(StoreError::Invalid("certificate is empty".into()));
-    }
-    check_document_limit(max_document_bytes)?;
-    if let Some(a) = mail_address {
-        check_mail_address(a).map_err(StoreError::Invalid)?;
-    }
-    let fingerprint = normalize_fingerprint(fingerprint)?;
+    let fingerprint = p.checked()?;
     store.write(|tx| {
         if tx
             .query_opt("SELECT 1 FROM subscribers WHERE id = $1", &[&subscriber_id])?
@@ -287,17 +264,6 @@ pub(super) fn lock_party(
     )?
     .map(|r| Ok((r.try_get(0)?, party_status(r.try_get(1)?)?)))
     .transpose()
-}
-
-/// A party's document limit: at least 1 byte, and what a BIGINT holds.
-pub(super) fn check_document_limit(n: u64) -> StoreResult<()> {
-    if n == 0 || i64::try_from(n).is_err() {
-        return Err(StoreError::Invalid(format!(
-            "max_document_bytes = {n}: expected 1 to {}",
-            i64::MAX
-        )));
-    }
-    Ok(())
 }
 
 /// Register `der` for the party (row id `party`) from `now`; with `retire_others_at`, the

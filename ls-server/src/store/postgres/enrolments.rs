@@ -8,7 +8,7 @@
 //! so the checks "one outstanding code per party" (also a partial unique index) and "a
 //! certificate of one party only" are not read-then-write races.
 
-use super::accounts::{add_certificate, get_party, lock_party, normalize_fingerprint};
+use super::accounts::{add_certificate, get_party, lock_party};
 use super::*;
 use ::postgres::{GenericClient, Row};
 use zeroize::Zeroizing;
@@ -86,43 +86,11 @@ pub(super) fn issue(
     now: Unix,
 ) -> StoreResult<EnrolmentRecord> {
     check_hash(e.code_hash)?;
-    if e.key.id.is_empty() {
-        return Err(StoreError::Invalid("party id is empty".into()));
-    }
-    if e.expires_at <= now {
-        return Err(StoreError::Invalid("the code must expire after now".into()));
-    }
+    e.check(now)?;
     store.write(|tx| {
-        match account_status_of(&mut **tx, e.subscriber_id)? {
-            None => {
-                return Err(StoreError::NotFound(format!(
-                    "subscriber {}",
-                    e.subscriber_id
-                )))
-            }
-            Some(AccountStatus::Suspended) => {
-                return Err(StoreError::Conflict(format!(
-                    "subscriber {} is suspended; resume it before issuing enrolment codes",
-                    e.subscriber_id
-                )))
-            }
-            Some(AccountStatus::Active) => {}
-        }
+        e.check_account(account_status_of(&mut **tx, e.subscriber_id)?)?;
         lock_party_codes(&mut **tx, e.key)?;
-        if let Some(p) = get_party(&mut **tx, e.key)? {
-            if p.subscriber_id != e.subscriber_id {
-                return Err(StoreError::Conflict(format!(
-                    "party {} belongs to another account (subscriber {})",
-                    e.key, p.subscriber_id
-                )));
-            }
-            if p.status == PartyStatus::Revoked {
-                return Err(StoreError::Conflict(format!(
-                    "party {} is revoked; `party reinstate` makes it active again",
-                    e.key
-                )));
-            }
-        }
+        e.check_party(get_party(&mut **tx, e.key)?.as_ref())?;
         let other: Option<i64> = tx
             .query_opt(
                 "SELECT subscriber_id FROM enrolment_codes WHERE ptype = $1 AND pid = $2 \
@@ -229,7 +197,7 @@ pub(super) fn enrol(
             "an enrolment needs a party, an MPC and a certificate".into(),
         ));
     }
-    accounts::check_document_limit(e.max_document_bytes)?;
+    check_document_limit(e.max_document_bytes)?;
     let fingerprint = normalize_fingerprint(e.fingerprint)?;
     let refused = |r| Ok(EnrolOutcome::Refused(r));
     store.write(|tx| {

@@ -178,15 +178,7 @@ pub(super) fn accept(
     m: &NewMessage,
     limits: &AcceptLimits,
 ) -> StoreResult<Accepted> {
-    let is_coordination = m.service == coordination::SERVICE;
-    if is_coordination != m.coordination.is_some() {
-        return Err(StoreError::Invalid(format!(
-            "message {}: a co-ordination message (Service {}) says what it is about, and only \
-             one does",
-            m.message_id,
-            coordination::SERVICE
-        )));
-    }
+    let is_coordination = m.checked_coordination()?;
     let inline = match &m.body {
         MessageBody::Bytes(b) if b.len() <= store.inline_max => Some(b.as_slice()),
         _ => None,

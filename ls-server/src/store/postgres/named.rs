@@ -9,19 +9,6 @@
 use super::*;
 use ::postgres::GenericClient;
 
-/// The record of a message a co-ordination message names.
-pub(super) struct Named {
-    pub seq: i64,
-    sender: PartyKey,
-    state: String,
-    service: String,
-    action: String,
-    /// The refusal notice that refused it.
-    notice_id: Option<String>,
-    /// The receipt (or update answer) that went back for it.
-    receipt_id: Option<String>,
-}
-
 /// The message with id `message_id` that the co-ordination message `m`'s sender received
 /// (whatever its state, while its record is kept; at most one: `messages_recipient_message_id`),
 /// its row locked when `lock` (not in a read-only transaction). `exclude`: `m`'s own row.
@@ -59,103 +46,6 @@ fn named_row(
     .transpose()
 }
 
-/// The row a refusal notice `m` refuses: a message with that id sent by the notice's
-/// recipient to the notice's sender, not yet refused.
-fn refused_row(
-    c: &mut impl GenericClient,
-    m: &NewMessage,
-    r: &RefusalOf,
-    exclude: i64,
-    lock: bool,
-) -> StoreResult<Named> {
-    let Some(named) = named_row(c, m, &r.message_id, exclude, lock)? else {
-        return Err(StoreError::Refused(Refused::RefusedMessageUnknown {
-            message_id: r.message_id.clone(),
-        }));
-    };
-    if named.sender != m.recipient {
-        return Err(StoreError::Refused(Refused::RefusedMessageOtherSender {
-            message_id: r.message_id.clone(),
-            sender: named.sender,
-        }));
-    }
-    if let Some(notice_id) = named.notice_id {
-        return Err(StoreError::Refused(Refused::AlreadyRefused {
-            message_id: r.message_id.clone(),
-            notice_id,
-        }));
-    }
-    Ok(named)
-}
-
-/// The row a receipt `m` is for: a document with that id sent by the receipt's recipient to
-/// the receipt's sender, neither refused nor receipted yet.
-fn receipted_row(
-    c: &mut impl GenericClient,
-    m: &NewMessage,
-    message_id: &str,
-    exclude: i64,
-    lock: bool,
-) -> StoreResult<Named> {
-    let refused = |r| Err(StoreError::Refused(r));
-    let message_id = message_id.to_string();
-    let Some(named) = named_row(c, m, &message_id, exclude, lock)? else {
-        return refused(Refused::ReceiptedMessageUnknown { message_id });
-    };
-    if named.sender != m.recipient {
-        return refused(Refused::ReceiptedMessageOtherSender {
-            message_id,
-            sender: named.sender,
-        });
-    }
-    if named.service == coordination::SERVICE {
-        return refused(Refused::ReceiptForCoordination { message_id });
-    }
-    if let Some(notice_id) = named.notice_id {
-        return refused(Refused::ReceiptForRefused {
-            message_id,
-            notice_id,
-        });
-    }
-    if let Some(receipt_id) = named.receipt_id {
-        return refused(Refused::AlreadyReceipted {
-            message_id,
-            receipt_id,
-        });
-    }
-    Ok(named)
-}
-
-/// The update an answer `m` is for: a certificate update with that id sent by the answer's
-/// recipient to the answer's sender, not answered yet (an answer is recorded in the columns
-/// of a receipt).
-fn answered_row(
-    c: &mut impl GenericClient,
-    m: &NewMessage,
-    message_id: &str,
-    exclude: i64,
-    lock: bool,
-) -> StoreResult<Named> {
-    let message_id = message_id.to_string();
-    let named = named_row(c, m, &message_id, exclude, lock)?.filter(|n| {
-        n.sender == m.recipient
-            && n.service == coordination::SERVICE
-            && n.action == coordination::ACTION_CERTIFICATE_UPDATE
-    });
-    let Some(named) = named else {
-        return Err(StoreError::Refused(Refused::AnsweredUpdateUnknown {
-            message_id,
-        }));
-    };
-    if let Some(answer_id) = named.receipt_id {
-        return Err(StoreError::Refused(Refused::AlreadyAnswered {
-            message_id,
-            answer_id,
-        }));
-    }
-    Ok(named)
-}
-
 /// Check that the co-ordination message `m` (row `seq`, or -1 before it is stored) may be
 /// stored: the message it names exists and may be refused, receipted or answered by it.
 /// With `lock`, the named row stays locked until the transaction ends.
@@ -166,10 +56,14 @@ pub(super) fn check(
     lock: bool,
 ) -> StoreResult<Option<Named>> {
     Ok(Some(match &m.coordination {
-        Some(Coordination::Refusal(r)) => refused_row(c, m, r, seq, lock)?,
-        Some(Coordination::Receipt { message_id }) => receipted_row(c, m, message_id, seq, lock)?,
+        Some(Coordination::Refusal(r)) => {
+            Named::refused(named_row(c, m, &r.message_id, seq, lock)?, m, r)?
+        }
+        Some(Coordination::Receipt { message_id }) => {
+            Named::receipted(named_row(c, m, message_id, seq, lock)?, m, message_id)?
+        }
         Some(Coordination::UpdateAnswer { message_id }) => {
-            answered_row(c, m, message_id, seq, lock)?
+            Named::answered(named_row(c, m, message_id, seq, lock)?, m, message_id)?
         }
         Some(Coordination::CertificateUpdate) | None => return Ok(None),
     }))

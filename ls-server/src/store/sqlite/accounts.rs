@@ -71,17 +71,6 @@ fn limit_to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// A party's document limit: at least 1 byte, and what SQLite's INTEGER holds.
-fn check_document_limit(n: u64) -> StoreResult<()> {
-    if n == 0 || i64::try_from(n).is_err() {
-        return Err(StoreError::Invalid(format!(
-            "max_document_bytes = {n}: expected 1 to {}",
-            i64::MAX
-        )));
-    }
-    Ok(())
-}
-
 /// Register `der` for the party (row id `party`) from `now`; with `retire_others_at`, the
 /// party's other certificates end then (those that would end later are cut short to it).
 pub(super) fn add_certificate(
@@ -105,18 +94,6 @@ pub(super) fn add_certificate(
     )?
     .execute(params![party, der, fingerprint, now])?;
     Ok(())
-}
-
-/// The fingerprint as stored: lower-case hex SHA-256 (the trait's form, and what
-/// `Certificate::sha256_fingerprint` gives). Also accepted: upper case and `:`-separated pairs
-/// (`AB:CD:…`, as OpenSSL prints it), through [`ls_core::bytes::parse_sha256`].
-pub(super) fn normalize_fingerprint(fingerprint: &str) -> StoreResult<String> {
-    match ls_core::bytes::parse_sha256(fingerprint) {
-        Some(d) => Ok(ls_core::bytes::hex(&d)),
-        None => Err(StoreError::Invalid(
-            "a certificate fingerprint is the hex SHA-256 of its DER".into(),
-        )),
-    }
 }
 
 pub(super) fn create_subscriber(
@@ -197,24 +174,11 @@ pub(super) fn register_party(
         key,
         mpc,
         cert_der,
-        fingerprint,
+        fingerprint: _,
         max_document_bytes,
         mail_address,
     } = *p;
-    if key.id.is_empty() {
-        return Err(StoreError::Invalid("party id is empty".into()));
-    }
-    if mpc.is_empty() {
-        return Err(StoreError::Invalid("MPC is empty".into()));
-    }
-    if cert_der.is_empty() {
-        return Err(StoreError::Invalid("certificate is empty".into()));
-    }
-    check_document_limit(max_document_bytes)?;
-    if let Some(a) = mail_address {
-        check_mail_address(a).map_err(StoreError::Invalid)?;
-    }
-    let fingerprint = normalize_fingerprint(fingerprint)?;
+    let fingerprint = p.checked()?;
     store.write(|tx| {
         let subscriber_exists = tx
             .prepare_cached("SELECT 1 FROM subscribers WHERE id = ?1")?

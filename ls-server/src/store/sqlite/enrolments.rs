@@ -1,7 +1,7 @@
 //! Enrolment codes: issued for one party id of a subscriber, stored as a keyed hash, used
 //! once to register the certificate of a new installation.
 
-use super::accounts::{add_certificate, get_party, normalize_fingerprint, party_id};
+use super::accounts::{add_certificate, get_party, party_id};
 use super::payloads::{io_err, new_private_file};
 use super::*;
 use std::io::Write;
@@ -58,46 +58,14 @@ pub(super) fn issue(
     now: Unix,
 ) -> StoreResult<EnrolmentRecord> {
     check_hash(e.code_hash)?;
-    if e.key.id.is_empty() {
-        return Err(StoreError::Invalid("party id is empty".into()));
-    }
-    if e.expires_at <= now {
-        return Err(StoreError::Invalid("the code must expire after now".into()));
-    }
+    e.check(now)?;
     store.write(|tx| {
         let status: Option<AccountStatus> = tx
             .prepare_cached("SELECT status FROM subscribers WHERE id = ?1")?
             .query_row([e.subscriber_id], |r| r.get(0))
             .optional()?;
-        match status {
-            None => {
-                return Err(StoreError::NotFound(format!(
-                    "subscriber {}",
-                    e.subscriber_id
-                )))
-            }
-            Some(AccountStatus::Suspended) => {
-                return Err(StoreError::Conflict(format!(
-                    "subscriber {} is suspended; resume it before issuing enrolment codes",
-                    e.subscriber_id
-                )))
-            }
-            Some(AccountStatus::Active) => {}
-        }
-        if let Some(p) = get_party(tx, e.key)? {
-            if p.subscriber_id != e.subscriber_id {
-                return Err(StoreError::Conflict(format!(
-                    "party {} belongs to another account (subscriber {})",
-                    e.key, p.subscriber_id
-                )));
-            }
-            if p.status == PartyStatus::Revoked {
-                return Err(StoreError::Conflict(format!(
-                    "party {} is revoked; `party reinstate` makes it active again",
-                    e.key
-                )));
-            }
-        }
+        e.check_account(status)?;
+        e.check_party(get_party(tx, e.key)?.as_ref())?;
         let other: Option<i64> = tx
             .prepare_cached(
                 "SELECT subscriber_id FROM enrolment_codes WHERE ptype = ?1 AND pid = ?2 \

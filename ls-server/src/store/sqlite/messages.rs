@@ -86,15 +86,15 @@ fn admit(
     // A co-ordination message must name a message between the same parties, the other way.
     let refusal_notice = match &m.coordination {
         Some(Coordination::Refusal(r)) => {
-            refused_row(tx, m, r)?;
+            Named::refused(named_row(tx, m, &r.message_id)?, m, r)?;
             true
         }
         Some(Coordination::Receipt { message_id }) => {
-            receipted_row(tx, m, message_id)?;
+            Named::receipted(named_row(tx, m, message_id)?, m, message_id)?;
             false
         }
         Some(Coordination::UpdateAnswer { message_id }) => {
-            answered_row(tx, m, message_id)?;
+            Named::answered(named_row(tx, m, message_id)?, m, message_id)?;
             false
         }
         Some(Coordination::CertificateUpdate) | None => false,
@@ -128,19 +128,6 @@ fn admit(
     Ok(None)
 }
 
-/// The record of a message a co-ordination message names.
-struct Named {
-    seq: i64,
-    sender: PartyKey,
-    state: String,
-    service: String,
-    action: String,
-    /// The refusal notice that refused it.
-    notice_id: Option<String>,
-    /// The receipt that went back for it.
-    receipt_id: Option<String>,
-}
-
 /// The message with id `message_id` that the co-ordination message `m`'s sender received
 /// (whatever its state, while its record is kept). At most one: `admit` refuses a MessageId
 /// another sender already used for the same recipient.
@@ -168,85 +155,6 @@ fn named_row(tx: &Transaction<'_>, m: &NewMessage, message_id: &str) -> StoreRes
         .optional()?)
 }
 
-/// The row a refusal notice `m` refuses (`seq`, state): a message with that id sent by the
-/// notice's recipient to the notice's sender, not yet refused.
-fn refused_row(tx: &Transaction<'_>, m: &NewMessage, r: &RefusalOf) -> StoreResult<(i64, String)> {
-    let Some(named) = named_row(tx, m, &r.message_id)? else {
-        return Err(StoreError::Refused(Refused::RefusedMessageUnknown {
-            message_id: r.message_id.clone(),
-        }));
-    };
-    if named.sender != m.recipient {
-        return Err(StoreError::Refused(Refused::RefusedMessageOtherSender {
-            message_id: r.message_id.clone(),
-            sender: named.sender,
-        }));
-    }
-    if let Some(notice_id) = named.notice_id {
-        return Err(StoreError::Refused(Refused::AlreadyRefused {
-            message_id: r.message_id.clone(),
-            notice_id,
-        }));
-    }
-    Ok((named.seq, named.state))
-}
-
-/// The row a receipt `m` is for (`seq`): a document with that id sent by the receipt's
-/// recipient to the receipt's sender, neither refused nor receipted yet.
-fn receipted_row(tx: &Transaction<'_>, m: &NewMessage, message_id: &str) -> StoreResult<i64> {
-    let refused = |r| Err(StoreError::Refused(r));
-    let message_id = message_id.to_string();
-    let Some(named) = named_row(tx, m, &message_id)? else {
-        return refused(Refused::ReceiptedMessageUnknown { message_id });
-    };
-    if named.sender != m.recipient {
-        return refused(Refused::ReceiptedMessageOtherSender {
-            message_id,
-            sender: named.sender,
-        });
-    }
-    if named.service == coordination::SERVICE {
-        return refused(Refused::ReceiptForCoordination { message_id });
-    }
-    if let Some(notice_id) = named.notice_id {
-        return refused(Refused::ReceiptForRefused {
-            message_id,
-            notice_id,
-        });
-    }
-    if let Some(receipt_id) = named.receipt_id {
-        return refused(Refused::AlreadyReceipted {
-            message_id,
-            receipt_id,
-        });
-    }
-    Ok(named.seq)
-}
-
-/// The update an answer `m` is for (`seq`): a certificate update with that id sent by the
-/// answer's recipient to the answer's sender, not answered yet (an answer is recorded in the
-/// columns of a receipt).
-fn answered_row(tx: &Transaction<'_>, m: &NewMessage, message_id: &str) -> StoreResult<i64> {
-    let message_id = message_id.to_string();
-    let named = named_row(tx, m, &message_id)?.filter(|n| {
-        n.sender == m.recipient
-            && n.service == coordination::SERVICE
-            && n.action == coordination::ACTION_CERTIFICATE_UPDATE
-    });
-    let Some(named) = named else {
-        return Err(StoreError::Refused(Refused::AnsweredUpdateUnknown {
-            message_id,
-        }));
-    };
-    if let Some(answer_id) = named.receipt_id {
-        return Err(StoreError::Refused(Refused::AlreadyAnswered {
-            message_id,
-            answer_id,
-        }));
-    }
-    Ok(named.seq)
-}
-
 /// Record the refusal `m` (a notice) on the message it refuses: a message not yet delivered
 /// becomes `failed` and loses its body (returned: a payload file to remove after the commit);
 /// a delivered one keeps its state.
@@ -255,7 +163,8 @@ fn mark_refused(
     m: &NewMessage,
     r: &RefusalOf,
 ) -> StoreResult<(NoticeEffect, Option<String>)> {
-    let (seq, state) = refused_row(tx, m, r)?;
+    let named = Named::refused(named_row(tx, m, &r.message_id)?, m, r)?;
+    let (seq, state) = (named.seq, named.state);
     if matches!(state.as_str(), "delivered" | "purged") {
         tx.prepare_cached(
             "UPDATE messages SET failure_class = ?2, failure_notice_id = ?3, failed_at = ?4 \
@@ -281,15 +190,7 @@ pub(super) fn accept(
     m: &NewMessage,
     limits: &AcceptLimits,
 ) -> StoreResult<Accepted> {
-    let is_coordination = m.service == coordination::SERVICE;
-    if is_coordination != m.coordination.is_some() {
-        return Err(StoreError::Invalid(format!(
-            "message {}: a co-ordination message (Service {}) says what it is about, and only \
-             one does",
-            m.message_id,
-            coordination::SERVICE
-        )));
-    }
+    let is_coordination = m.checked_coordination()?;
     // Duplicates and refusals are looked for first, so that nothing is written for them (a
     // resent big message is not written again); then the free space is checked and a body
     // for a file is written and synced, outside the lock.
@@ -367,7 +268,7 @@ pub(super) fn accept(
                 Ok(Accepted::NoticeStored(effect))
             }
             Some(Coordination::Receipt { message_id }) => {
-                let receipted = receipted_row(tx, m, message_id)?;
+                let receipted = Named::receipted(named_row(tx, m, message_id)?, m, message_id)?.seq;
                 tx.prepare_cached(
                     "UPDATE messages SET receipt_message_id = ?2, receipt_returned_at = ?3 \
                      WHERE seq = ?1",
@@ -376,7 +277,7 @@ pub(super) fn accept(
                 Ok(Accepted::ReceiptStored)
             }
             Some(Coordination::UpdateAnswer { message_id }) => {
-                let answered = answered_row(tx, m, message_id)?;
+                let answered = Named::answered(named_row(tx, m, message_id)?, m, message_id)?.seq;
                 tx.prepare_cached(
                     "UPDATE messages SET receipt_message_id = ?2, receipt_returned_at = ?3 \
                      WHERE seq = ?1",
