@@ -5,7 +5,8 @@
 //! on the blocking pool; rust-postgres drives its connection on a small runtime of its own).
 //! `r2d2_postgres` was not taken: [`pool::Pool`] (bounded connections, a wait for a free one,
 //! a broken connection dropped and a new one made on the next call) is a page of code, and
-//! r2d2 would add `r2d2`, `scheduled-thread-pool`, `parking_lot` and `log`.
+//! r2d2 would add `r2d2`, `scheduled-thread-pool` and `log`, and ours keeps what r2d2 could not:
+//! each connection's prepared statements and its synced or unsynced session.
 //!
 //! Schema: `schema.rs`, applied only by [`PostgresStore::migrate`] (`layersec-server init` /
 //! `migrate`); [`PostgresStore::open`] refuses an older schema.
