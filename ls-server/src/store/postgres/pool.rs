@@ -129,6 +129,7 @@ impl Pool {
     /// A connection whose session commits synced (`synced`) or not; see the module.
     pub fn get_for(&self, synced: bool) -> StoreResult<Conn<'_>> {
         let deadline = Instant::now() + CHECKOUT_WAIT;
+        let mut switches_failed = 0;
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             slots.open -= slots.idle.iter().filter(|c| c.client.is_closed()).count();
@@ -146,8 +147,18 @@ impl Pool {
                     pool: self,
                     inner: Some(c),
                 };
-                conn.set_synced(synced)?;
-                return Ok(conn);
+                match conn.set_synced(synced) {
+                    Ok(()) => return Ok(conn),
+                    // Dropped by the database meanwhile (given up as it is dropped here):
+                    // another idle one, or a new one.
+                    Err(_) if switches_failed < self.max => {
+                        switches_failed += 1;
+                        drop(conn);
+                    }
+                    Err(e) => return Err(e),
+                }
+                slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+                continue;
             }
             if slots.open < self.max {
                 slots.open += 1;
