@@ -225,7 +225,7 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Vec<u8> {
 }
 
 /// Whether two paths name the same file (not following symlinks).
-fn same_file(a: &Path, b: &Path) -> bool {
+pub(crate) fn same_file(a: &Path, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
         (Ok(x), Ok(y)) => x.is_file() && x.dev() == y.dev() && x.ino() == y.ino(),

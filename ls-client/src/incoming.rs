@@ -988,7 +988,12 @@ impl Client {
             if !meta_pending && !doc_pending {
                 return Ok(entry);
             }
-            let clash = (meta_pending && meta.exists()) || (doc_pending && doc.exists());
+            // A name that is the pending file itself (a crash between the link and the unlink
+            // of a move) is no clash: the move finishes it. Taken as a clash, the document would
+            // be delivered a second time under another name.
+            let taken = |tmp: &Path, name: &Path| name.exists() && !fsutil::same_file(tmp, name);
+            let clash =
+                (meta_pending && taken(&tmeta, &meta)) || (doc_pending && taken(&tdoc, &doc));
             if !clash {
                 let r = if meta_pending {
                     move_no_clobber(&tmeta, &meta)

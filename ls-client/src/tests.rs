@@ -1171,6 +1171,61 @@ fn recovery_renames_even_when_the_name_was_taken_meanwhile() {
     assert_eq!(w.all_files("bob", "inbox").len(), 3);
 }
 
+/// A crash inside a move into the inbox, after the new name was linked and before the
+/// temporary name was removed (both names on one file): recovery finishes that move; it must
+/// not take the name as taken and deliver the document a second time under another name
+/// (seen once in the kill -9 end-to-end test: `d07.bin` and `d07-1.bin`).
+#[test]
+fn a_crash_between_linking_and_unlinking_a_document_delivers_it_once() {
+    let w = world();
+    let alice = w.client("alice");
+    alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    let bob = w.client("bob");
+    arm(&bob, "poll:after-journal");
+    assert!(bob.poll(|_| {}).is_err());
+    // The crash's state: the metadata moved, the document linked but its temporary name left.
+    let tmp: Vec<String> = w
+        .all_files("bob", "inbox")
+        .into_iter()
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect();
+    let tmp_meta = tmp
+        .iter()
+        .find(|n| n.ends_with(".meta"))
+        .expect("temporary metadata");
+    let tmp_doc = tmp
+        .iter()
+        .find(|n| !n.ends_with(".meta"))
+        .expect("temporary document");
+    fs::rename(
+        w.path("bob", &format!("inbox/{tmp_meta}")),
+        w.path("bob", "inbox/invoice.xml.meta.json"),
+    )
+    .unwrap();
+    fs::hard_link(
+        w.path("bob", &format!("inbox/{tmp_doc}")),
+        w.path("bob", "inbox/invoice.xml"),
+    )
+    .unwrap();
+    drop(bob);
+    let bob = w.client("bob");
+    bob.resume().unwrap();
+    assert_eq!(
+        w.all_files("bob", "inbox"),
+        ["invoice.xml", "invoice.xml.meta.json"]
+    );
+    assert_eq!(
+        fs::read(w.path("bob", "inbox/invoice.xml")).unwrap(),
+        INVOICE
+    );
+    w.svc.expire_leases();
+    let r = bob.poll(|_| {}).unwrap();
+    assert_eq!(r.duplicates, 1);
+    assert_eq!(w.all_files("bob", "inbox").len(), 2);
+}
+
 #[test]
 fn an_unknown_sender_is_not_written_nor_receipted_and_does_not_block_the_queue() {
     let w = world();
