@@ -577,3 +577,24 @@ fn a_database_restart_costs_no_failed_call_after_it() {
         assert!(r.is_ok(), "call {i} after the restart: {:?}", r.err());
     }
 }
+
+/// The pool's sessions: synced ones commit durably whatever the server's default (an accepted
+/// message is committed before its receipt leaves), unsynced ones do not wait.
+#[test]
+fn synced_sessions_are_synced_whatever_the_servers_default() {
+    use ls_server::store::postgres::pool::Pool;
+    let dir = tempfile::tempdir().unwrap();
+    let Some(pg) = PgServer::start() else { return };
+    let o = fresh_database(&pg, dir.path(), "sessions");
+    pg.sql("ALTER SYSTEM SET synchronous_commit = off");
+    pg.sql("SELECT pg_reload_conf()");
+    let pool = Pool::new(&o).unwrap();
+    let show = |synced: bool| -> String {
+        let mut c = pool.get_for(synced).unwrap();
+        c.query_one("SHOW synchronous_commit", &[]).unwrap().get(0)
+    };
+    assert_eq!(show(true), "on");
+    assert_eq!(show(false), "off");
+    // An idle connection of the other kind is switched when none of the kind asked is idle.
+    assert_eq!(show(true), "on");
+}

@@ -91,8 +91,10 @@ impl Pool {
             Some(o) => o.to_string(),
             None => format!("-c statement_timeout={}", STATEMENT_TIMEOUT.as_millis()),
         };
-        config.options(&options);
+        // Synced sessions say so themselves: a server whose default is `off` must not make an
+        // accepted message's commit return before it is durable.
         let mut config_unsynced = config.clone();
+        config.options(&format!("{options} -c synchronous_commit=on"));
         config_unsynced.options(&format!("{options} -c synchronous_commit=off"));
         if config.get_application_name().is_none() {
             config.application_name("layersec-server");
