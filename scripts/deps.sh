@@ -88,6 +88,22 @@ if [ ${#pg_pkgs[@]} -gt 0 ]; then
   restore_policy
   trap - EXIT
 fi
+# The Java binding (bindings/java): Debian's JDK 17 (javac, jar, the JNI headers) and JUnit 5
+# (its console launcher in /usr/share/java). No Maven or Gradle: the Makefile calls javac and jar.
+java_pkgs=()
+for p in openjdk-17-jdk-headless junit5; do
+  dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || java_pkgs+=("$p")
+done
+if [ ${#java_pkgs[@]} -gt 0 ]; then
+  echo "deps: installing ${java_pkgs[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # Wait for another apt-get (a parallel job on the same machine) rather than fail at once.
+  lock=(-o DPkg::Lock::Timeout=300)
+  if ! apt-get "${lock[@]}" install -y -qq --no-install-recommends "${java_pkgs[@]}" >/dev/null 2>&1; then
+    apt-get "${lock[@]}" update -qq >/dev/null
+    apt-get "${lock[@]}" install -y -qq --no-install-recommends "${java_pkgs[@]}" >/dev/null
+  fi
+fi
 PY=${PYTHON:-python3}
 if ! "$PY" -c 'import pytest, asn1crypto, cryptography' >/dev/null 2>&1; then
   echo "deps: installing Python test packages" >&2
