@@ -5,6 +5,9 @@
 #                   Python, the install, fuzzing smoke), installing what it needs; ends with the
 #                   list of skipped tests (LS_REQUIRE_FIXTURES=1, as in CI: a skip is a failure)
 #   make lint       cargo fmt --check and cargo clippy -D warnings (the first step of make test)
+#   make java       the Java binding: $(TARGET_DIR)/java/layersec.jar (natives inside) and
+#                   liblayersec_jni.so, over the debug build (bindings/java/Makefile)
+#   make test-java  its JUnit 5 tests (Debian's console launcher, -Xcheck:jni); not in make test yet
 #   make install    PREFIX=/usr/local DESTDIR=  (library, static lib, header, pkg-config, layersec,
 #                   layersec-server; stripped: KEEP_DEBUG=1 keeps the debug info in <file>.debug)
 #   make bench      benchmarks (criterion + the openssl cms comparison script + compression of
@@ -43,7 +46,7 @@ DBG := $(TARGET_DIR)/debug
 # What the test groups printed, read at the end for the list of skips.
 TEST_LOG ?= $(TARGET_DIR)/make-test.log
 
-.PHONY: all build debug deps lint test test-groups test-rust test-c test-python test-install test-fuzz fuzz-long demo install install-files uninstall bench clean
+.PHONY: all build debug deps lint test test-groups test-rust test-c test-python test-java java test-install test-fuzz fuzz-long demo install install-files uninstall bench clean
 
 all: build
 
@@ -82,6 +85,17 @@ test-python: debug
 	tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/layersec-pytest.XXXXXX"); \
 	LAYERSEC_LIB=$(abspath $(DBG))/liblayersec.so $(PYTHON) -m pytest -q -rs -p no:cacheprovider \
 	    --basetemp "$$tmp/t" bindings/python/tests; rc=$$?; rm -rf "$$tmp"; exit $$rc
+
+# The Java binding over the debug build of liblayersec (only ls-ffi is needed): javac, jar and
+# gcc, nothing downloaded (scripts/deps.sh installs Debian's JDK 17 and JUnit 5).
+JAVA_MAKE = $(MAKE) --no-print-directory -C bindings/java LIBDIR=$(abspath $(DBG)) OUT=$(abspath $(TARGET_DIR))/java
+
+java: deps
+	$(CARGO) build -p ls-ffi
+	$(JAVA_MAKE) jar
+
+test-java: java
+	$(JAVA_MAKE) test
 
 # Install the debug build into a temporary prefix; build and run the C examples against it
 # through pkg-config.
@@ -149,4 +163,5 @@ uninstall:
 clean:
 	$(CARGO) clean
 	$(MAKE) -C examples-c clean
+	$(MAKE) -C bindings/java OUT=$(abspath $(TARGET_DIR))/java clean
 	rm -rf fuzz/target fuzz/artifacts
