@@ -81,9 +81,11 @@ class ThreadsTest {
                 results.add(pool.submit(task));
             }
             running.await();
-            while (sealed.get() < THREADS) {
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+            while (sealed.get() < THREADS && System.nanoTime() < deadline) {
                 Thread.onSpinWait();
             }
+            assertTrue(sealed.get() >= THREADS, "the threads did not get going");
             f.alice.close(); // freed when the calls in flight return
             pool.shutdown();
             assertTrue(pool.awaitTermination(120, TimeUnit.SECONDS));
