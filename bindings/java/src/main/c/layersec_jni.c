@@ -30,6 +30,9 @@
 
 static jclass g_exception;      /* layersec.LayerSecException (global ref) */
 static jmethodID g_from_native; /* its static fromNative(int, byte[], byte[]) */
+static jmethodID g_queued;      /* its static queued(byte[], LayerSecException) */
+static jmethodID g_sink_received; /* layersec.Client.Sink.received(byte[] x5, long x3) */
+static JavaVM *g_vm;
 
 JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved) {
     JNIEnv *env;
@@ -51,6 +54,21 @@ JNIEXPORT jint JNICALL JNI_OnLoad(JavaVM *vm, void *reserved) {
     if (g_from_native == NULL) {
         return JNI_ERR;
     }
+    g_queued = (*env)->GetStaticMethodID(env, g_exception, "queued",
+                                         "([BLlayersec/LayerSecException;)Llayersec/LayerSecException;");
+    if (g_queued == NULL) {
+        return JNI_ERR;
+    }
+    jclass sink = (*env)->FindClass(env, "layersec/Client$Sink");
+    if (sink == NULL) {
+        return JNI_ERR;
+    }
+    g_sink_received = (*env)->GetMethodID(env, sink, "received", "([B[B[B[B[BJJJ)V");
+    (*env)->DeleteLocalRef(env, sink);
+    if (g_sink_received == NULL) {
+        return JNI_ERR;
+    }
+    g_vm = vm;
     return JNI_VERSION_1_8;
 }
 
@@ -547,4 +565,218 @@ JNIEXPORT void JNICALL Java_layersec_Native_openedFree(JNIEnv *env, jclass cls, 
     (void)env;
     (void)cls;
     ls_opened_free(PTR(ls_opened, opened));
+}
+
+/* ---- the client of a Messaging Service ------------------------------------------------------ */
+
+JNIEXPORT jlong JNICALL Java_layersec_Native_clientNew(JNIEnv *env, jclass cls, jbyteArray path) {
+    (void)cls;
+    buf p;
+    ls_client *out = NULL;
+    if (str_get(env, path, &p, 1, "configPath") != 0) {
+        return 0;
+    }
+    ls_result rc = ls_client_new_from_config((const char *)p.data, &out);
+    buf_free(&p);
+    if (rc != LS_OK) {
+        throw_result(env, rc);
+        return 0;
+    }
+    return HANDLE(out);
+}
+
+JNIEXPORT void JNICALL Java_layersec_Native_clientFree(JNIEnv *env, jclass cls, jlong client) {
+    (void)env;
+    (void)cls;
+    ls_client_free(PTR(ls_client, client));
+}
+
+/* A failed send: the LayerSecException of rc, wrapped by LayerSecException.queued(messageId,
+ * cause) into a QueuedForRetryException when the library still gave a MessageId (queued). */
+static void throw_send(JNIEnv *env, ls_result rc, const ls_bytes *mid) {
+    throw_result(env, rc);
+    if (mid->data == NULL) {
+        return;
+    }
+    jthrowable cause = (*env)->ExceptionOccurred(env);
+    if (cause == NULL || !(*env)->IsInstanceOf(env, cause, g_exception)) {
+        return; /* an OutOfMemoryError or similar: let it through as is */
+    }
+    (*env)->ExceptionClear(env);
+    jbyteArray jmid = new_bytes(env, mid->data, mid->len);
+    if (jmid == NULL) {
+        return;
+    }
+    jobject q = (*env)->CallStaticObjectMethod(env, g_exception, g_queued, jmid, cause);
+    if (q != NULL && !(*env)->ExceptionCheck(env)) {
+        (*env)->Throw(env, (jthrowable)q);
+    } else if (!(*env)->ExceptionCheck(env)) {
+        (*env)->Throw(env, cause);
+    }
+}
+
+/* ls_client_send (data non-null) or ls_client_send_file (path non-null). */
+JNIEXPORT jbyteArray JNICALL Java_layersec_Native_clientSend(JNIEnv *env, jclass cls,
+                                                             jlong client, jbyteArray data,
+                                                             jbyteArray name, jbyteArray path,
+                                                             jbyteArray to, jbyteArray service,
+                                                             jbyteArray action,
+                                                             jbyteArray conversation, jint flags) {
+    (void)cls;
+    buf d = {0}, n = {0}, p = {0}, t = {0}, s = {0}, a = {0}, c = {0};
+    jbyteArray result = NULL;
+    if (buf_get(env, data, &d, 0, "data") != 0 || str_get(env, name, &n, 0, "name") != 0 ||
+        str_get(env, path, &p, 0, "path") != 0 || str_get(env, to, &t, 1, "to") != 0 ||
+        str_get(env, service, &s, 0, "service") != 0 ||
+        str_get(env, action, &a, 0, "action") != 0 ||
+        str_get(env, conversation, &c, 0, "conversation") != 0) {
+        goto out;
+    }
+    ls_send_options opts;
+    ls_send_options_init(&opts);
+    opts.flags = (uint32_t)flags;
+    opts.service = (const char *)s.data;
+    opts.action = (const char *)a.data;
+    opts.conversation = (const char *)c.data;
+    ls_bytes mid = {NULL, 0};
+    ls_result rc;
+    if (p.data != NULL) {
+        rc = ls_client_send_file(PTR(ls_client, client), (const char *)p.data,
+                                 (const char *)t.data, &opts, &mid);
+    } else {
+        rc = ls_client_send(PTR(ls_client, client), d.len > 0 ? d.data : NULL, d.len,
+                            (const char *)n.data, (const char *)t.data, &opts, &mid);
+    }
+    if (rc != LS_OK) {
+        throw_send(env, rc, &mid);
+    } else {
+        result = new_bytes(env, mid.data, mid.len);
+    }
+    ls_bytes_free(&mid);
+out:
+    buf_free(&d);
+    buf_free(&n);
+    buf_free(&p);
+    buf_free(&t);
+    buf_free(&s);
+    buf_free(&a);
+    buf_free(&c);
+    return result;
+}
+
+/* The userdata of ls_client_poll's callback. */
+typedef struct {
+    JNIEnv *env;          /* of the thread that called poll */
+    jobject sink;         /* a layersec.Client.Sink (local ref, valid during the call) */
+    jthrowable thrown;    /* global ref of what the sink threw, or NULL */
+    int lost;             /* it threw, but the exception could not be kept */
+} poll_ctx;
+
+/*
+ * The ls_received_cb. It never lets a Java exception stay pending in the library's code: what
+ * the sink (or an allocation) throws is taken (ExceptionOccurred + ExceptionClear), kept in the
+ * context and rethrown once ls_client_poll has returned; the callback then returns 1, which
+ * stops the poll after this document (its receipt is still posted, as the header says). It is
+ * called on the thread of ls_client_poll; on any other thread it stops the poll untouched.
+ */
+static int32_t on_received(void *userdata, const ls_received *doc) {
+    poll_ctx *ctx = userdata;
+    JNIEnv *env = NULL;
+    if (ctx == NULL || ctx->thrown != NULL || ctx->lost || doc == NULL || g_vm == NULL ||
+        (*g_vm)->GetEnv(g_vm, (void **)&env, JNI_VERSION_1_8) != JNI_OK || env != ctx->env) {
+        return 1;
+    }
+    if ((*env)->PushLocalFrame(env, 8) != 0) {
+        goto caught;
+    }
+    jbyteArray path = cstr_bytes(env, doc->path != NULL ? doc->path : "");
+    jbyteArray name = path ? cstr_bytes(env, doc->name != NULL ? doc->name : "") : NULL;
+    jbyteArray sender = name ? cstr_bytes(env, doc->sender != NULL ? doc->sender : "") : NULL;
+    jbyteArray mid = sender ? cstr_bytes(env, doc->message_id ? doc->message_id : "") : NULL;
+    jbyteArray conv = mid ? cstr_bytes(env, doc->conversation_id ? doc->conversation_id : "")
+                          : NULL;
+    if (conv != NULL) {
+        (*env)->CallVoidMethod(env, ctx->sink, g_sink_received, path, name, sender, mid, conv,
+                               (jlong)doc->size, (jlong)doc->signing_time,
+                               (jlong)doc->received_at);
+    }
+    (*env)->PopLocalFrame(env, NULL);
+    if (!(*env)->ExceptionCheck(env)) {
+        return 0;
+    }
+caught:;
+    jthrowable t = (*env)->ExceptionOccurred(env);
+    (*env)->ExceptionClear(env);
+    if (t != NULL) {
+        ctx->thrown = (*env)->NewGlobalRef(env, t);
+        (*env)->DeleteLocalRef(env, t);
+    }
+    if (ctx->thrown == NULL) {
+        ctx->lost = 1; /* could not even keep it: an OutOfMemoryError after the poll */
+        (*env)->ExceptionClear(env);
+    }
+    return 1;
+}
+
+JNIEXPORT jlong JNICALL Java_layersec_Native_clientPoll(JNIEnv *env, jclass cls, jlong client,
+                                                        jobject sink) {
+    (void)cls;
+    poll_ctx ctx = {env, sink, NULL, 0};
+    size_t count = 0;
+    ls_result rc = ls_client_poll(PTR(ls_client, client), sink != NULL ? on_received : NULL,
+                                  &ctx, &count);
+    /* The sink's exception wins over the library's result: it is why the poll stopped. */
+    if (ctx.thrown != NULL) {
+        (*env)->Throw(env, ctx.thrown);
+        (*env)->DeleteGlobalRef(env, ctx.thrown);
+        return (jlong)count;
+    }
+    if (ctx.lost) {
+        throw_class(env, "java/lang/OutOfMemoryError",
+                    "layersec: the poll callback failed and its exception could not be kept");
+        return (jlong)count;
+    }
+    if (rc != LS_OK) {
+        throw_result(env, rc);
+    }
+    return (jlong)count;
+}
+
+JNIEXPORT jlong JNICALL Java_layersec_Native_clientRunDueJobs(JNIEnv *env, jclass cls,
+                                                              jlong client) {
+    (void)cls;
+    size_t sent = 0;
+    ls_result rc = ls_client_run_due_jobs(PTR(ls_client, client), &sent);
+    if (rc != LS_OK) {
+        throw_result(env, rc);
+        return 0;
+    }
+    return (jlong)sent;
+}
+
+JNIEXPORT jint JNICALL Java_layersec_Native_clientReceiptState(JNIEnv *env, jclass cls,
+                                                               jlong client, jbyteArray mid) {
+    (void)cls;
+    buf m;
+    int32_t state = 0;
+    if (str_get(env, mid, &m, 1, "messageId") != 0) {
+        return 0;
+    }
+    ls_result rc = ls_client_receipt_state(PTR(const ls_client, client), (const char *)m.data,
+                                           &state);
+    buf_free(&m);
+    if (rc != LS_OK) {
+        throw_result(env, rc);
+        return 0;
+    }
+    return (jint)state;
+}
+
+JNIEXPORT jbyteArray JNICALL Java_layersec_Native_clientReceipts(JNIEnv *env, jclass cls,
+                                                                 jlong client,
+                                                                 jboolean waiting_only) {
+    (void)cls;
+    ls_bytes out = {NULL, 0};
+    ls_result rc = ls_client_receipts(PTR(const ls_client, client), waiting_only ? 1 : 0, &out);
+    return take_bytes(env, rc, &out);
 }

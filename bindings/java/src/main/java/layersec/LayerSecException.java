@@ -154,6 +154,11 @@ public class LayerSecException extends Exception {
                 new String(message, StandardCharsets.UTF_8));
     }
 
+    /** Called by the JNI glue when a failed send still gave a MessageId: it is queued. */
+    static LayerSecException queued(byte[] messageId, LayerSecException cause) {
+        return new QueuedForRetryException(new String(messageId, StandardCharsets.UTF_8), cause);
+    }
+
     private static final Pattern HTTP_STATUS = Pattern.compile("HTTP status (\\d{3})");
 
     /** The HTTP status a library message names ("HTTP status 503: ..."), or -1. */

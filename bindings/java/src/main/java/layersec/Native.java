@@ -69,4 +69,25 @@ final class Native {
     static native long openedSize(long opened);
 
     static native void openedFree(long opened);
+
+    static native long clientNew(byte[] configPath) throws LayerSecException;
+
+    static native void clientFree(long client);
+
+    /**
+     * ls_client_send (path null) or ls_client_send_file (path set): the MessageId as UTF-8.
+     * A failure that queued the send throws {@link QueuedForRetryException}.
+     */
+    static native byte[] clientSend(long client, byte[] data, byte[] name, byte[] path, byte[] to,
+            byte[] service, byte[] action, byte[] conversation, int flags)
+            throws LayerSecException;
+
+    /** ls_client_poll with {@code sink} called for each document (null: only counted). */
+    static native long clientPoll(long client, Client.Sink sink) throws LayerSecException;
+
+    static native long clientRunDueJobs(long client) throws LayerSecException;
+
+    static native int clientReceiptState(long client, byte[] messageId) throws LayerSecException;
+
+    static native byte[] clientReceipts(long client, boolean waitingOnly) throws LayerSecException;
 }
