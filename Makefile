@@ -94,7 +94,9 @@ java: deps
 	$(CARGO) build -p ls-ffi
 	$(JAVA_MAKE) jar
 
+# ClientTest needs a real service and `layersec init`: the server and the CLI are built too.
 test-java: java
+	$(CARGO) build -p ls-server -p ls-cli
 	$(JAVA_MAKE) test
 
 # Install the debug build into a temporary prefix; build and run the C examples against it

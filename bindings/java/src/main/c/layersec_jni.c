@@ -599,13 +599,18 @@ static void throw_send(JNIEnv *env, ls_result rc, const ls_bytes *mid) {
         return;
     }
     jthrowable cause = (*env)->ExceptionOccurred(env);
-    if (cause == NULL || !(*env)->IsInstanceOf(env, cause, g_exception)) {
-        return; /* an OutOfMemoryError or similar: let it through as is */
+    if (cause == NULL) {
+        return;
     }
+    /* No JNI call but these with an exception pending: take it first. */
     (*env)->ExceptionClear(env);
+    if (!(*env)->IsInstanceOf(env, cause, g_exception)) {
+        (*env)->Throw(env, cause); /* an OutOfMemoryError or similar: let it through as is */
+        return;
+    }
     jbyteArray jmid = new_bytes(env, mid->data, mid->len);
     if (jmid == NULL) {
-        return;
+        return; /* its OutOfMemoryError is pending */
     }
     jobject q = (*env)->CallStaticObjectMethod(env, g_exception, g_queued, jmid, cause);
     if (q != NULL && !(*env)->ExceptionCheck(env)) {
