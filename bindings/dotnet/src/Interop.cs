@@ -29,8 +29,8 @@ namespace LayerSecurity
                 throw new DllNotFoundException(
                     "liblayersec was not found. The binding imports \"layersec\": under Mono, " +
                     "LayerSec.dll.config beside LayerSec.dll maps it to the SONAME liblayersec.so.0 " +
-                    "(without that file, and under .NET, liblayersec.so is looked for). The dynamic " +
-                    "loader searched LD_LIBRARY_PATH (" +
+                    "(without that file, and under .NET, liblayersec.so is looked for). Mono looked in " +
+                    "LayerSec.dll's folder first; the dynamic loader then searched LD_LIBRARY_PATH (" +
                     (string.IsNullOrEmpty(ldPath) ? "not set" : ldPath) +
                     "), the ld.so cache and the system's library folders. Install the library " +
                     "(make install) or set LD_LIBRARY_PATH to the folder that holds it. (" +
