@@ -18,6 +18,7 @@
 //   └─ InternalException              9xx a bug in the library (please report it)
 
 using System;
+using System.Collections.Generic;
 using System.Text.RegularExpressions;
 
 namespace LayerSecurity
@@ -114,13 +115,21 @@ namespace LayerSecurity
         public string Function { get; }
 
         public LayerSecException(int code, string resultName, string detail, string function = null)
-            : base(Describe(code, resultName, detail))
+            : this(code, resultName, detail, function, null) { }
+
+        public LayerSecException(int code, string resultName, string detail, string function,
+                                 Exception inner)
+            : base(Describe(code, resultName, detail), inner)
         {
             Code = code;
             ResultName = resultName;
             Detail = detail ?? "";
             Function = function;
         }
+
+        /// <summary>Set only by <see cref="Client.Poll"/> when the poll failed part way: the
+        /// documents written to the inbox (and receipted) before the failure. Null otherwise.</summary>
+        public IList<Received> Received { get; internal set; }
 
         /// <summary>The family of <see cref="Code"/>: argument, crypto, certificate, format,
         /// protocol, transport, store or internal.</summary>

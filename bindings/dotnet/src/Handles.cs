@@ -49,4 +49,13 @@ namespace LayerSecurity
             return true;
         }
     }
+
+    internal sealed class ClientHandle : LayerSecHandle
+    {
+        protected override bool ReleaseHandle()
+        {
+            Native.ls_client_free(handle);
+            return true;
+        }
+    }
 }

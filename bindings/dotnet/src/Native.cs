@@ -56,6 +56,37 @@ namespace LayerSecurity
         public uint Profile;
     }
 
+    // ls_send_options, field for field.
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct NativeSendOptions
+    {
+        public uint StructSize;
+        public uint Flags;
+        public IntPtr Service;
+        public IntPtr Action;
+        public IntPtr Conversation;
+    }
+
+    // ls_received, field for field (made by the library; read only the fields listed here,
+    // later versions may append more).
+    [StructLayout(LayoutKind.Sequential)]
+    internal struct NativeReceived
+    {
+        public IntPtr Path;
+        public IntPtr Name;
+        public IntPtr Sender;
+        public IntPtr MessageId;
+        public IntPtr ConversationId;
+        public ulong Size;
+        public long SigningTime;
+        public long ReceivedAt;
+    }
+
+    // ls_received_cb: called on the thread of ls_client_poll. It must never let an exception
+    // out (it would unwind through the library's Rust frames): Client.Poll catches everything.
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate int ReceivedCallback(IntPtr userdata, IntPtr doc);
+
     internal static class Native
     {
         internal const string Lib = "layersec";
@@ -73,6 +104,14 @@ namespace LayerSecurity
         internal const uint LS_SEAL_MULTIPART_SIGNED = 1u << 7;
         internal const uint LS_SEAL_RSA_PKCS1V15 = 1u << 8;
         internal const uint LS_SEAL_RSA_OAEP_SHA1 = 1u << 9;
+
+        internal const uint LS_SEND_NO_RECEIPT = 1u << 0;
+
+        internal const int LS_RECEIPT_UNKNOWN = 0;
+        internal const int LS_RECEIPT_NOT_REQUESTED = 1;
+        internal const int LS_RECEIPT_WAITING = 2;
+        internal const int LS_RECEIPT_PROCESSED = 3;
+        internal const int LS_RECEIPT_FAILED = 4;
 
         internal const uint LS_OPEN_ALLOW_UNSIGNED = 1u << 0;
         internal const uint LS_OPEN_ALLOW_EXPIRED = 1u << 1;
@@ -159,5 +198,34 @@ namespace LayerSecurity
         [DllImport(Lib)] internal static extern long ls_opened_signing_time(OpenedHandle opened);
         [DllImport(Lib)] internal static extern int ls_opened_was_encrypted(OpenedHandle opened);
         [DllImport(Lib)] internal static extern void ls_opened_free(IntPtr opened);
+
+        // --- the client ----------------------------------------------------------------------
+
+        [DllImport(Lib)]
+        internal static extern int ls_client_new_from_config(byte[] configPath, out ClientHandle result);
+
+        [DllImport(Lib)] internal static extern void ls_send_options_init(ref NativeSendOptions opts);
+
+        [DllImport(Lib)]
+        internal static extern int ls_client_send(ClientHandle client, byte[] data, UIntPtr len, byte[] name,
+                                                  byte[] to, ref NativeSendOptions opts, out LsBytes messageId);
+
+        [DllImport(Lib)]
+        internal static extern int ls_client_send_file(ClientHandle client, byte[] path, byte[] to,
+                                                       ref NativeSendOptions opts, out LsBytes messageId);
+
+        [DllImport(Lib)]
+        internal static extern int ls_client_poll(ClientHandle client, ReceivedCallback cb, IntPtr userdata,
+                                                  out UIntPtr count);
+
+        [DllImport(Lib)] internal static extern int ls_client_run_due_jobs(ClientHandle client, out UIntPtr sent);
+
+        [DllImport(Lib)]
+        internal static extern int ls_client_receipt_state(ClientHandle client, byte[] messageId, out int state);
+
+        [DllImport(Lib)]
+        internal static extern int ls_client_receipts(ClientHandle client, int waitingOnly, out LsBytes json);
+
+        [DllImport(Lib)] internal static extern void ls_client_free(IntPtr client);
     }
 }
