@@ -300,6 +300,42 @@ namespace LayerSecurity.Tests
         }
 
         [Test]
+        public void OneClientSharedByEightThreads()
+        {
+            // Calls from several threads on one Client wait for each other (the C client is
+            // used by one thread at a time): every send is delivered, every document arrives.
+            var a = NewParty("threads-a");
+            var b = NewParty("threads-b");
+            a.Trust(b);
+            b.Trust(a);
+            var ids = new System.Collections.Concurrent.ConcurrentBag<string>();
+            var errors = new System.Collections.Concurrent.ConcurrentBag<Exception>();
+            using (var sender = Client.FromConfig(a.Config))
+            {
+                var threads = Enumerable.Range(0, 8).Select(i => new Thread(() =>
+                {
+                    try
+                    {
+                        for (int k = 0; k < 2; k++)
+                            ids.Add(sender.Send(Fixtures.Bytes("<n>" + i + "/" + k + "</n>"), "t" + i + "-" + k + ".xml", b.Id,
+                                                new SendOptions { RequestReceipt = false }));
+                        sender.Poll(); // nothing for a, but a poll between sends of other threads
+                    }
+                    catch (Exception e)
+                    {
+                        errors.Add(e);
+                    }
+                })).ToList();
+                threads.ForEach(t => t.Start());
+                threads.ForEach(t => t.Join());
+            }
+            Assert.IsEmpty(errors, string.Join("\n", errors));
+            Assert.AreEqual(16, ids.Distinct().Count());
+            using (var recipient = Client.FromConfig(b.Config))
+                CollectionAssert.AreEquivalent(ids, recipient.Poll().Select(r => r.MessageId));
+        }
+
+        [Test]
         public void ConfigurationErrorsAndDisposedClient()
         {
             var missing = Path.Combine(Fixtures.TempDir, "missing.toml");
