@@ -1,6 +1,8 @@
 # Layer Security — build, test, demo and install.
 #   make            build the library, header and `layersec` (release)
 #   make demo       the main job: two parties, a document sealed, opened, receipted
+#   make dotnet     the .NET binding (bindings/dotnet, Mono's mcs) into $(TARGET_DIR)/dotnet
+#   make test-dotnet its NUnit 2.6 tests against the debug library (not part of `make test` yet)
 #   make test       formatting and clippy first, then every test (Rust, C examples under valgrind,
 #                   Python, the install, fuzzing smoke), installing what it needs; ends with the
 #                   list of skipped tests (LS_REQUIRE_FIXTURES=1, as in CI: a skip is a failure)
@@ -46,7 +48,7 @@ DBG := $(TARGET_DIR)/debug
 # What the test groups printed, read at the end for the list of skips.
 TEST_LOG ?= $(TARGET_DIR)/make-test.log
 
-.PHONY: all build debug deps lint test test-groups test-rust test-c test-python test-java java test-install test-fuzz fuzz-long demo install install-files uninstall bench clean
+.PHONY: all build debug deps lint test test-groups test-rust test-c test-python test-java java dotnet test-dotnet test-install test-fuzz fuzz-long demo install install-files uninstall bench clean
 
 all: build
 
@@ -67,7 +69,7 @@ test: deps
 	$(MAKE) --no-print-directory test-groups 2>&1 | tee $(TEST_LOG); rc=$$?; \
 	bash scripts/test-summary.sh $(TEST_LOG) $$rc
 
-test-groups: debug test-rust test-c test-python test-install test-fuzz
+test-groups: debug test-rust test-c test-python test-java test-dotnet test-install test-fuzz
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -98,6 +100,16 @@ java: deps
 test-java: java
 	$(CARGO) build -p ls-server -p ls-cli
 	$(JAVA_MAKE) test
+
+# The .NET binding (C# 7 with Mono's mcs) and its NUnit 2.6 tests (nunit-console), built in
+# $(TARGET_DIR)/dotnet; see bindings/dotnet/Makefile for how the tests find the library.
+DOTNET_OUT := $(abspath $(TARGET_DIR))/dotnet
+
+dotnet: deps
+	$(MAKE) -C bindings/dotnet OUT=$(DOTNET_OUT)
+
+test-dotnet: debug
+	$(MAKE) -C bindings/dotnet OUT=$(DOTNET_OUT) LIBDIR=$(abspath $(DBG)) test
 
 # Install the debug build into a temporary prefix; build and run the C examples against it
 # through pkg-config.
@@ -166,4 +178,5 @@ clean:
 	$(CARGO) clean
 	$(MAKE) -C examples-c clean
 	$(MAKE) -C bindings/java OUT=$(abspath $(TARGET_DIR))/java clean
+	$(MAKE) -C bindings/dotnet clean
 	rm -rf fuzz/target fuzz/artifacts

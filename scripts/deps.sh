@@ -104,6 +104,22 @@ if [ ${#java_pkgs[@]} -gt 0 ]; then
     apt-get "${lock[@]}" install -y -qq --no-install-recommends "${java_pkgs[@]}" >/dev/null
   fi
 fi
+# Mono and NUnit 2.6: build and test the .NET binding (bindings/dotnet, `make test-dotnet`):
+# `mcs` (C# 7), the `mono` runtime, `nunit-console` and the NUnit framework assembly. mono-devel
+# is not needed (it would add 115 packages); see ../shared/notes/SERVICES.md.
+mono_pkgs=()
+for p in mono-mcs nunit-console libnunit-cil-dev; do
+  dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || mono_pkgs+=("$p")
+done
+if [ ${#mono_pkgs[@]} -gt 0 ]; then
+  echo "deps: installing ${mono_pkgs[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # The package lists may be missing or stale on a fresh machine: update only when needed.
+  if ! apt-get install -y -qq --no-install-recommends "${mono_pkgs[@]}" >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${mono_pkgs[@]}" >/dev/null
+  fi
+fi
 PY=${PYTHON:-python3}
 if ! "$PY" -c 'import pytest, asn1crypto, cryptography' >/dev/null 2>&1; then
   echo "deps: installing Python test packages" >&2

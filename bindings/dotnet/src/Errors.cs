@@ -1,0 +1,275 @@
+// The exceptions of the binding and the ls_result codes of layersec.h they map from.
+//
+// Every failure the library reports becomes a LayerSecException (or a subclass) with the code
+// (Code, e.g. 203), its macro name (ResultName, from ls_result_name), its family and the
+// library's message (from ls_last_error_message). The class follows the code's family, the
+// hundreds digit, as the Python binding's does; a code this binding does not know (from a newer
+// library) maps by its family, as the header asks.
+//
+//   LayerSecException                 any code; Family "internal" for 9xx and unknown families
+//   ├─ InputException                 1xx argument: arguments, files, passwords
+//   │  └─ BadPasswordException        LS_ERR_BAD_PASSWORD
+//   ├─ VerificationException          2xx crypto: decryption, signatures, the expected signer
+//   ├─ CertificateException           3xx certificates and trust
+//   ├─ MalformedMessageException      4xx format: malformed or hostile input
+//   ├─ ProtocolException              5xx the message protocol (ebMS3/AS4)
+//   ├─ ServiceException               6xx transport: reaching the Messaging Service; IsTransient
+//   ├─ ClientStateException           7xx the client's configuration and state
+//   └─ InternalException              9xx a bug in the library (please report it)
+
+using System;
+using System.Collections.Generic;
+using System.Text.RegularExpressions;
+
+namespace LayerSecurity
+{
+    /// <summary>The stable ls_result codes of layersec.h (append-only there).</summary>
+    public static class ResultCode
+    {
+        public const int Ok = 0;
+        public const int NullArgument = 100;
+        public const int InvalidArgument = 101;
+        public const int IO = 102;
+        public const int BadPassword = 103;
+        public const int UnsupportedKey = 104;
+        public const int DecryptFailed = 200;
+        public const int NotARecipient = 201;
+        public const int KeyUnwrapFailed = 202;
+        public const int BadSignature = 203;
+        public const int SignerMismatch = 204;
+        public const int Unsigned = 205;
+        public const int DigestMismatch = 206;
+        public const int UnsupportedAlgorithm = 207;
+        public const int WeakAlgorithm = 208;
+        public const int ReceiptMismatch = 209;
+        public const int CertExpired = 300;
+        public const int CertNotYetValid = 301;
+        public const int CertKeyUsage = 302;
+        public const int UnknownSigner = 303;
+        public const int CertUntrusted = 304;
+        public const int CertInvalid = 305;
+        public const int KeyCertMismatch = 306;
+        public const int CertNotFound = 307;
+        public const int Malformed = 400;
+        public const int Truncated = 401;
+        public const int MalformedMime = 402;
+        public const int TooDeep = 403;
+        public const int TooLarge = 404;
+        public const int DecompressFailed = 405;
+        public const int ExpansionTooLarge = 406;
+        public const int MustUnderstand = 500;
+        public const int SignatureRequired = 501;
+        public const int SignatureWrapping = 502;
+        public const int UnsignedPart = 503;
+        public const int InvalidEbms = 504;
+        public const int EbmsError = 505;
+        public const int ConnectFailed = 600;
+        public const int Timeout = 601;
+        public const int TlsFailed = 602;
+        public const int HttpStatus = 603;
+        public const int BadResponse = 604;
+        public const int Refused = 605;
+        public const int MailStatus = 606;
+        public const int LoginFailed = 607;
+        public const int ReceiptPending = 608;
+        public const int StateCorrupt = 700;
+        public const int ConfigInvalid = 701;
+        public const int StateLocked = 702;
+        public const int Internal = 900;
+        public const int Panic = 901;
+
+        /// <summary>The family of a code (its hundreds digit) as the library's JSON error
+        /// objects name it: argument, crypto, certificate, format, protocol, transport, store or
+        /// internal.</summary>
+        public static string FamilyOf(int code)
+        {
+            switch (code > 0 ? code / 100 : 0)
+            {
+                case 1: return "argument";
+                case 2: return "crypto";
+                case 3: return "certificate";
+                case 4: return "format";
+                case 5: return "protocol";
+                case 6: return "transport";
+                case 7: return "store";
+                default: return "internal";
+            }
+        }
+    }
+
+    /// <summary>A failure reported by liblayersec. Branch on the type or on <see cref="Code"/>,
+    /// not on the message text.</summary>
+    public class LayerSecException : Exception
+    {
+        /// <summary>The ls_result code, e.g. 203.</summary>
+        public int Code { get; }
+
+        /// <summary>The code's macro name, e.g. "LS_ERR_BAD_SIGNATURE".</summary>
+        public string ResultName { get; }
+
+        /// <summary>The library's explanation (never key material, passwords or document
+        /// content).</summary>
+        public string Detail { get; }
+
+        /// <summary>The C function that failed, or null.</summary>
+        public string Function { get; }
+
+        public LayerSecException(int code, string resultName, string detail, string function = null)
+            : this(code, resultName, detail, function, null) { }
+
+        public LayerSecException(int code, string resultName, string detail, string function,
+                                 Exception inner)
+            : base(Describe(code, resultName, detail), inner)
+        {
+            Code = code;
+            ResultName = resultName;
+            Detail = detail ?? "";
+            Function = function;
+        }
+
+        /// <summary>Set only by <see cref="Client.Poll"/> when the poll failed part way: the
+        /// documents written to the inbox (and receipted) before the failure. Null otherwise.</summary>
+        public IList<Received> Received { get; internal set; }
+
+        /// <summary>The family of <see cref="Code"/>: argument, crypto, certificate, format,
+        /// protocol, transport, store or internal.</summary>
+        public string Family => ResultCode.FamilyOf(Code);
+
+        /// <summary>Whether trying the same operation again later could succeed, by the rule
+        /// of the library's error objects ("transient"): a connection failure, a timeout, an
+        /// HTTP status 5xx, 408 or 429, a mail server's temporary refusal, a pending receipt.
+        /// </summary>
+        public virtual bool IsTransient => false;
+
+        static string Describe(int code, string name, string detail)
+        {
+            var text = $"{name} ({code})";
+            return string.IsNullOrEmpty(detail) ? text : $"{text}: {detail}";
+        }
+
+        /// <summary>The exception for a code: by the code's family (an unknown family gives a
+        /// LayerSecException).</summary>
+        public static LayerSecException FromCode(int code, string resultName, string detail,
+                                                 string function = null)
+        {
+            if (code == ResultCode.BadPassword)
+                return new BadPasswordException(code, resultName, detail, function);
+            switch (code > 0 ? code / 100 : 0)
+            {
+                case 1: return new InputException(code, resultName, detail, function);
+                case 2: return new VerificationException(code, resultName, detail, function);
+                case 3: return new CertificateException(code, resultName, detail, function);
+                case 4: return new MalformedMessageException(code, resultName, detail, function);
+                case 5: return new ProtocolException(code, resultName, detail, function);
+                case 6: return new ServiceException(code, resultName, detail, function);
+                case 7: return new ClientStateException(code, resultName, detail, function);
+                case 9: return new InternalException(code, resultName, detail, function);
+                default: return new LayerSecException(code, resultName, detail, function);
+            }
+        }
+    }
+
+    /// <summary>1xx: the caller's arguments, files and passwords (LS_ERR_IO for a file that
+    /// cannot be read or written).</summary>
+    public class InputException : LayerSecException
+    {
+        public InputException(int code, string resultName, string detail, string function = null)
+            : base(code, resultName, detail, function) { }
+    }
+
+    /// <summary>LS_ERR_BAD_PASSWORD: the password does not decrypt the key or PKCS#12 file.</summary>
+    public class BadPasswordException : InputException
+    {
+        public BadPasswordException(int code, string resultName, string detail, string function = null)
+            : base(code, resultName, detail, function) { }
+    }
+
+    /// <summary>2xx: the message does not decrypt for us or its signature does not verify
+    /// against the partner expected (tampered, not for us, signed by someone else, unsigned,
+    /// or an algorithm refused).</summary>
+    public class VerificationException : LayerSecException
+    {
+        public VerificationException(int code, string resultName, string detail, string function = null)
+            : base(code, resultName, detail, function) { }
+    }
+
+    /// <summary>3xx: certificates and trust (expired, not yet valid, unknown signer…).</summary>
+    public class CertificateException : LayerSecException
+    {
+        public CertificateException(int code, string resultName, string detail, string function = null)
+            : base(code, resultName, detail, function) { }
+    }
+
+    /// <summary>4xx: malformed or hostile input (truncated, too deep, too large…).</summary>
+    public class MalformedMessageException : LayerSecException
+    {
+        public MalformedMessageException(int code, string resultName, string detail, string function = null)
+            : base(code, resultName, detail, function) { }
+    }
+
+    /// <summary>5xx: the message protocol (ebMS3/AS4, SOAP, WS-Security).</summary>
+    public class ProtocolException : LayerSecException
+    {
+        public ProtocolException(int code, string resultName, string detail, string function = null)
+            : base(code, resultName, detail, function) { }
+    }
+
+    /// <summary>6xx: reaching the Messaging Service (connecting, TLS, HTTP, e-mail).
+    /// <see cref="IsTransient"/> says whether a retry may succeed.</summary>
+    public class ServiceException : LayerSecException
+    {
+        static readonly Regex HttpStatusText = new Regex(@"HTTP status (\d{3})");
+
+        public ServiceException(int code, string resultName, string detail, string function = null)
+            : base(code, resultName, detail, function) { }
+
+        /// <summary>The HTTP status of an LS_ERR_HTTP_STATUS, read from the library's message
+        /// ("HTTP status 503: …"), or null.</summary>
+        public int? HttpStatus
+        {
+            get
+            {
+                if (Code != ResultCode.HttpStatus) return null;
+                var m = HttpStatusText.Match(Detail);
+                return m.Success ? int.Parse(m.Groups[1].Value) : (int?)null;
+            }
+        }
+
+        /// <summary>The rule of ls-core's Error::is_transient: connect failures, timeouts, mail
+        /// servers' temporary refusals, pending receipts, and HTTP 5xx, 408 and 429.</summary>
+        public override bool IsTransient
+        {
+            get
+            {
+                switch (Code)
+                {
+                    case ResultCode.ConnectFailed:
+                    case ResultCode.Timeout:
+                    case ResultCode.MailStatus:
+                    case ResultCode.ReceiptPending:
+                        return true;
+                    case ResultCode.HttpStatus:
+                        var s = HttpStatus;
+                        return s.HasValue && (s.Value >= 500 && s.Value <= 599 || s.Value == 408 || s.Value == 429);
+                    default:
+                        return false;
+                }
+            }
+        }
+    }
+
+    /// <summary>7xx: the client's configuration and local state (LS_ERR_CONFIG_INVALID,
+    /// LS_ERR_STATE_CORRUPT, LS_ERR_STATE_LOCKED).</summary>
+    public class ClientStateException : LayerSecException
+    {
+        public ClientStateException(int code, string resultName, string detail, string function = null)
+            : base(code, resultName, detail, function) { }
+    }
+
+    /// <summary>9xx: a bug in the library (please report it).</summary>
+    public class InternalException : LayerSecException
+    {
+        public InternalException(int code, string resultName, string detail, string function = null)
+            : base(code, resultName, detail, function) { }
+    }
+}
