@@ -557,6 +557,18 @@ const char *ls_result_name(ls_result result);
 const char *ls_last_error_message(void);
 
 /**
+ * Whether the last failed call on this thread may succeed when the same call is made again
+ * later, unchanged: 1 for a service or mail server that could not be reached or timed out,
+ * an HTTP 5xx/408/429 answer, a mail server's temporary refusal, a receipt still pending (and a
+ * send queued for retry after such a failure); 0 for everything else (a refusal, a bad
+ * signature, a TLS failure, a bad argument…) and when the last call succeeded. Callers branch
+ * on this, never on the text of `ls_last_error_message()`.
+ *
+ * Set by the same calls as `ls_last_error_message()`, and left alone by the same calls.
+ */
+int ls_last_error_is_transient(void);
+
+/**
  * Frees the bytes and resets `*b` to `{NULL, 0}`, so a second call is harmless. NULL `b` is a
  * no-op.
  */

@@ -502,12 +502,29 @@ fn kill_9_at_any_moment_loses_nothing_and_duplicates_nothing() {
     });
     sigterm(&mut a);
     sigterm(&mut b);
-    assert!(
-        done,
-        "after {kills} kills: inbox {} sent {}",
-        bob.documents("inbox").len(),
-        alice.documents("sent").len()
-    );
+    if !done {
+        let msgs = svc.admin(&["messages", "--limit", "1000"]);
+        let stuck: Vec<_> = msgs
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["state"] != "delivered")
+            .collect();
+        let receipts = json(&alice.ok(&["receipts", "--json"]));
+        let unprocessed: Vec<_> = receipts["receipts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["state"] != "processed")
+            .collect();
+        panic!(
+            "after {kills} kills: inbox {} sent {}, {} messages at the service ({} not delivered: {stuck:?}), alice's receipts not processed: {unprocessed:?}",
+            bob.documents("inbox").len(),
+            alice.documents("sent").len(),
+            msgs.as_array().unwrap().len(),
+            stuck.len()
+        );
+    }
     // Exactly once, byte for byte.
     let inbox = bob.documents("inbox");
     assert_eq!(inbox.len(), N as usize, "{inbox:?}");

@@ -784,7 +784,10 @@ impl Client {
         }
         // 1. The document (written there as it was opened) and its metadata under temporary
         // names, synced.
-        self.write_private(&self.tmp_meta(key), &to_json(&meta))
+        // (A temporary name already, written again after a crash: no second temporary file.)
+        let tmp_meta = self.tmp_meta(key);
+        write_synced(&tmp_meta, &to_json(&meta))
+            .and_then(|()| fsutil::set_mode(&tmp_meta, self.file_mode()))
             .map_err(stop)?;
         fsync_dir(self.inbox()).map_err(stop)?;
         self.fail_at("poll:after-temp").map_err(stop)?;
@@ -1352,11 +1355,12 @@ impl Client {
         Ok(())
     }
 
-    /// Write a file of ours (a document, its metadata, a quarantined message) readable by us
-    /// only, or by the folder's group with `folders.group_readable`.
+    /// Write a file of ours (a receipt, a notice, a quarantined message) readable by us only, or
+    /// by the folder's group with `folders.group_readable`, whole or not at all: a temporary
+    /// name, synced, then renamed, so that a crash never leaves it empty or cut off (an empty
+    /// `sent/<doc>.receipt.p7m` once made the partner's real receipt look like a replay).
     pub(super) fn write_private(&self, path: &Path, data: &[u8]) -> Result<()> {
-        write_synced(path, data)?;
-        fsutil::set_mode(path, self.file_mode())
+        fsutil::write_atomic_mode(path, data, self.file_mode())
     }
 
     pub(super) fn file_mode(&self) -> u32 {

@@ -2316,6 +2316,48 @@ fn a_crash_while_taking_a_receipt_records_it_exactly_once() {
     }
 }
 
+/// kill -9 while the receipt was being written beside the document (seen in the e2e kill -9
+/// test: an empty `.receipt.p7m` made the partner's receipt, offered again, a "replay"): the
+/// file is written whole or not at all, and an empty one left by an earlier version is no
+/// receipt.
+#[test]
+fn a_receipt_cut_off_while_being_written_is_taken_when_offered_again() {
+    let w = world();
+    let alice = w.client("alice");
+    let sent = alice
+        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+        .unwrap();
+    w.client("bob").poll(|_| {}).unwrap();
+    arm(&alice, "receipt:after-evidence");
+    assert!(alice.poll(|_| {}).is_err());
+    // What a write in place cut off by kill -9 leaves.
+    let evidence = w.path("alice", "sent/invoice.xml.receipt.p7m");
+    let ess = fs::read(&evidence).unwrap();
+    assert!(!ess.is_empty());
+    fs::write(&evidence, b"").unwrap();
+    w.svc.expire_leases();
+    let alice = w.client("alice");
+    let r = alice.poll(|_| {}).unwrap();
+    assert_eq!(r.receipts.len(), 1, "{r:?}");
+    assert!(r.receipts[0].verified, "{r:?}");
+    assert_eq!(fs::read(&evidence).unwrap(), ess);
+    assert_eq!(
+        alice
+            .receipt_state(&sent.message_id)
+            .unwrap()
+            .unwrap()
+            .state,
+        "processed"
+    );
+    assert!(w.files("alice", "state/receipts-in").is_empty());
+    let leftovers: Vec<_> = fs::read_dir(w.path("alice", "sent"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[test]
 fn a_receipt_before_our_send_is_finished_waits_for_it() {
     let w = world();

@@ -138,6 +138,7 @@ fn sent(sent: Sent, message_id_out: &mut ls_bytes) -> Result<(), Failure> {
         .last_error
         .as_ref()
         .map_or("the service could not be reached", |p| p.message.as_str());
+    let transient = sent.last_error.as_ref().is_none_or(|p| p.transient);
     let next = sent
         .next_attempt
         .map(|t| format!(", next attempt at {}", ls_core::time::iso8601(t)))
@@ -148,6 +149,7 @@ fn sent(sent: Sent, message_id_out: &mut ls_bytes) -> Result<(), Failure> {
             "not delivered yet, queued for retry as MessageId {} (attempt {}{next}): {why}",
             sent.message_id, sent.attempts
         ),
+        transient,
     ))
 }
 

@@ -3,8 +3,8 @@
 
 use ls_core::{Error, ErrorCode};
 use std::any::Any;
-use std::cell::RefCell;
-use std::ffi::{c_char, CString};
+use std::cell::{Cell, RefCell};
+use std::ffi::{c_char, c_int, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
@@ -22,6 +22,8 @@ pub(crate) const OK: ls_result = 0;
 thread_local! {
     /// The message of the last failed call on this thread (None: the last call succeeded).
     static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+    /// Whether the last failed call on this thread may succeed when tried again later.
+    static LAST_TRANSIENT: Cell<bool> = const { Cell::new(false) };
 }
 
 /// A C string from text that may contain NUL bytes (certificate names and file names come from
@@ -33,9 +35,10 @@ pub(crate) fn cstring_lossy(s: &str) -> CString {
     }
 }
 
-fn set_last_error(msg: Option<&str>) {
+fn set_last_error(msg: Option<&str>, transient: bool) {
     // try_with: during thread teardown the slot may be gone; then there is nobody to tell.
     let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = msg.map(cstring_lossy));
+    let _ = LAST_TRANSIENT.try_with(|t| t.set(transient));
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> &str {
@@ -54,11 +57,16 @@ fn panic_message(payload: &(dyn Any + Send)) -> &str {
 pub(crate) struct Failure {
     code: ErrorCode,
     message: String,
+    transient: bool,
 }
 
 impl Failure {
-    pub(crate) fn new(code: ErrorCode, message: String) -> Failure {
-        Failure { code, message }
+    pub(crate) fn new(code: ErrorCode, message: String, transient: bool) -> Failure {
+        Failure {
+            code,
+            message,
+            transient,
+        }
     }
 }
 
@@ -67,6 +75,7 @@ impl From<Error> for Failure {
         Failure {
             code: e.code(),
             message: e.to_string(),
+            transient: e.is_transient(),
         }
     }
 }
@@ -83,18 +92,21 @@ pub(crate) fn call_failure(
     func: &'static str,
     f: impl FnOnce() -> Result<(), Failure>,
 ) -> ls_result {
-    set_last_error(None);
+    set_last_error(None, false);
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(())) => OK,
         Ok(Err(e)) => {
-            set_last_error(Some(&e.message));
+            set_last_error(Some(&e.message), e.transient);
             e.code.as_i32()
         }
         Err(payload) => {
-            set_last_error(Some(&format!(
-                "internal error (panic) in {func}: {}",
-                panic_message(payload.as_ref())
-            )));
+            set_last_error(
+                Some(&format!(
+                    "internal error (panic) in {func}: {}",
+                    panic_message(payload.as_ref())
+                )),
+                false,
+            );
             ErrorCode::Panic.as_i32()
         }
     }
@@ -106,10 +118,13 @@ pub(crate) fn guard<T>(func: &'static str, fallback: T, f: impl FnOnce() -> T) -
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => v,
         Err(payload) => {
-            set_last_error(Some(&format!(
-                "internal error (panic) in {func}: {}",
-                panic_message(payload.as_ref())
-            )));
+            set_last_error(
+                Some(&format!(
+                    "internal error (panic) in {func}: {}",
+                    panic_message(payload.as_ref())
+                )),
+                false,
+            );
             fallback
         }
     }
@@ -161,6 +176,21 @@ pub extern "C" fn ls_last_error_message() -> *const c_char {
     })
 }
 
+/// Whether the last failed call on this thread may succeed when the same call is made again
+/// later, unchanged: 1 for a service or mail server that could not be reached or timed out,
+/// an HTTP 5xx/408/429 answer, a mail server's temporary refusal, a receipt still pending (and a
+/// send queued for retry after such a failure); 0 for everything else (a refusal, a bad
+/// signature, a TLS failure, a bad argument…) and when the last call succeeded. Callers branch
+/// on this, never on the text of `ls_last_error_message()`.
+///
+/// Set by the same calls as `ls_last_error_message()`, and left alone by the same calls.
+#[no_mangle]
+pub extern "C" fn ls_last_error_is_transient() -> c_int {
+    guard("ls_last_error_is_transient", 0, || {
+        c_int::from(LAST_TRANSIENT.try_with(Cell::get).unwrap_or(false))
+    })
+}
+
 /// The last error message as Rust text (for this crate's tests).
 #[doc(hidden)]
 pub fn last_error_message() -> String {
@@ -204,6 +234,41 @@ mod tests {
             last_error_message(),
             "internal error (panic) in ls_test: boom 42"
         );
+    }
+
+    #[test]
+    fn transience_follows_the_error_and_success_clears_it() {
+        let http = |status| {
+            call("ls_test", move || {
+                Err(Error::HttpStatus {
+                    status,
+                    message: "x".into(),
+                })
+            })
+        };
+        for (status, transient) in [(503, true), (429, true), (408, true), (400, false)] {
+            assert_eq!(http(status), ErrorCode::HttpStatus.as_i32());
+            assert_eq!(ls_last_error_is_transient() == 1, transient, "{status}");
+        }
+        call("ls_test", || Err(Error::ConnectFailed("down".into())));
+        assert_eq!(ls_last_error_is_transient(), 1);
+        // Accessors leave it alone.
+        assert!(!ls_result_name(0).is_null());
+        assert_eq!(ls_last_error_is_transient(), 1);
+        call("ls_test", || Err(Error::BadSignature("x".into())));
+        assert_eq!(ls_last_error_is_transient(), 0);
+        call("ls_test", || Err(Error::ConnectFailed("down".into())));
+        assert_eq!(call("ls_test", || Ok(())), OK);
+        assert_eq!(ls_last_error_is_transient(), 0);
+        assert_eq!(
+            call_failure("ls_test", || Err(Failure::new(
+                ErrorCode::ConnectFailed,
+                "queued".into(),
+                true
+            ))),
+            ErrorCode::ConnectFailed.as_i32()
+        );
+        assert_eq!(ls_last_error_is_transient(), 1);
     }
 
     #[test]

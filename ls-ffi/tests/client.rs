@@ -442,6 +442,8 @@ fn a_send_to_a_service_that_is_down_is_queued_with_its_message_id() {
     assert!(!id.is_empty());
     let m = msg();
     assert!(m.contains("queued for retry") && m.contains(&id), "{m}");
+    // Worth trying again: said by a flag, not only in the text.
+    assert_eq!(ls_last_error_is_transient(), 1);
     // The job waits in the journal.
     let jobs: Vec<_> = std::fs::read_dir(erin.dir.join("state/outgoing"))
         .unwrap()
@@ -473,6 +475,11 @@ fn a_send_to_a_service_that_is_down_is_queued_with_its_message_id() {
     let (rc, id) = c.send(b"doc", "doc.txt", "nobody", null());
     assert_eq!(rc, CERT_NOT_FOUND, "{}", msg());
     assert!(id.is_none());
+    assert_eq!(
+        ls_last_error_is_transient(),
+        0,
+        "a refusal is not transient"
+    );
 
     // send_file: a missing file is LS_ERR_IO, nothing queued.
     let missing = path_cstr(&root.join("missing.txt"));
@@ -492,7 +499,12 @@ fn a_send_to_a_service_that_is_down_is_queued_with_its_message_id() {
     };
     let (rc, n) = poll(&c, &mut col);
     assert_eq!((rc, n), (CONNECT_FAILED, 0), "{}", msg());
+    assert_eq!(ls_last_error_is_transient(), 1);
     assert!(col.seen.is_empty());
+    // A call that succeeds clears it (as it clears the message).
+    let rc = unsafe { ls_client_run_due_jobs(c.0, &mut sent) };
+    assert_eq!(rc, 0, "{}", msg());
+    assert_eq!(ls_last_error_is_transient(), 0);
     drop(c);
 }
 

@@ -77,14 +77,25 @@ class LayerSecError(Exception):
 
     Attributes: ``code`` (the ``ls_result``, e.g. 201), ``name`` (``"LS_ERR_NOT_A_RECIPIENT"``),
     ``message`` (the library's explanation, for humans: branch on the class or the code, not on
-    the text) and ``function`` (the C function that failed, or None).
+    the text), ``function`` (the C function that failed, or None) and ``transient`` (True when
+    the same call may succeed later: the service could not be reached, timed out, answered HTTP
+    5xx/408/429, a mail server refused for now, a receipt is still pending; from
+    ``ls_last_error_is_transient``).
     """
 
-    def __init__(self, code: int, name: str, message: str, function: str | None = None):
+    def __init__(
+        self,
+        code: int,
+        name: str,
+        message: str,
+        function: str | None = None,
+        transient: bool = False,
+    ):
         self.code = code
         self.name = name
         self.message = message
         self.function = function
+        self.transient = transient
         super().__init__(code, name, message)
 
     def __str__(self) -> str:
@@ -117,8 +128,15 @@ class FileError(ArgumentError, OSError):
     A missing file is a :class:`MissingFileError` (a :class:`FileNotFoundError` too), one the
     process may not open a :class:`FilePermissionError` (a :class:`PermissionError` too)."""
 
-    def __init__(self, code: int, name: str, message: str, function: str | None = None):
-        super().__init__(code, name, message, function)
+    def __init__(
+        self,
+        code: int,
+        name: str,
+        message: str,
+        function: str | None = None,
+        transient: bool = False,
+    ):
+        super().__init__(code, name, message, function, transient)
         # OSError's __init__ took (code, name, message) for (errno, strerror, filename).
         self.args = (code, name, message)
         number = _os_errno(message)
@@ -255,7 +273,7 @@ class QueuedForRetry(LayerSecError):
     """
 
     def __init__(self, message_id: str, cause: LayerSecError):
-        super().__init__(cause.code, cause.name, cause.message, cause.function)
+        super().__init__(cause.code, cause.name, cause.message, cause.function, cause.transient)
         self.message_id = message_id
         self.cause = cause
 
@@ -304,12 +322,16 @@ def error_class(code: int) -> type[LayerSecError]:
 
 
 def error_from_code(
-    code: int, name: str, message: str, function: str | None = None
+    code: int,
+    name: str,
+    message: str,
+    function: str | None = None,
+    transient: bool = False,
 ) -> LayerSecError:
     cls = error_class(code)
     if cls is FileError:
         cls = _FILE_ERRORS.get(_os_errno(message), FileError)
-    return cls(code, name, message, function)
+    return cls(code, name, message, function, transient)
 
 
 _FAMILY_NAMES = {
@@ -341,4 +363,4 @@ def error_from_report(report: dict) -> LayerSecError:
         raise ValueError(f"not an error object (its code must be a number): {report!r}")
     if not isinstance(name, str) or not isinstance(message, str):
         raise ValueError(f"not an error object (name and message are text): {report!r}")
-    return error_from_code(code, name, message)
+    return error_from_code(code, name, message, transient=report.get("transient") is True)

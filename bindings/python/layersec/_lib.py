@@ -191,6 +191,7 @@ _FUNCTIONS = {
     "ls_version": (c_char_p, []),
     "ls_result_name": (c_char_p, [ls_result]),
     "ls_last_error_message": (c_char_p, []),
+    "ls_last_error_is_transient": (c_int, []),
     "ls_bytes_free": (None, [POINTER(ls_bytes)]),
     "ls_identity_load": (_RESULT, [_str, _str, _str, POINTER(POINTER(ls_identity))]),
     "ls_identity_from_memory": (
@@ -362,12 +363,14 @@ def _errcheck(result, func, args):
         # thread, and errcheck runs on the calling thread right after the call.
         raw = lib.ls_last_error_message()
         message = raw.decode("utf-8", "replace") if raw else ""
+        transient = bool(lib.ls_last_error_is_transient())
         name = lib.ls_result_name(result)
         error = error_from_code(
             int(result),
             name.decode("ascii", "replace") if name else "LS_UNKNOWN",
             message,
             func.__name__,
+            transient,
         )
         if isinstance(error, OSError):
             # The file: the path argument the message names.

@@ -185,6 +185,7 @@ def test_unknown_partner_raises_and_queues_nothing(parties):
     assert not isinstance(e, layersec.QueuedForRetry)
     assert e.name == "LS_ERR_CERT_NOT_FOUND" and "nobody-knows-me" in e.message
     assert e.function == "ls_client_send"
+    assert e.transient is False
     assert list((a.folder / "state" / "outgoing").iterdir()) == []
 
 
@@ -212,6 +213,7 @@ def test_service_down_queues_for_retry(tmp_path):
         assert (e.code, e.name) == (_errors.LS_ERR_CONNECT_FAILED, "LS_ERR_CONNECT_FAILED")
         assert isinstance(e, layersec.LayerSecError) and not isinstance(e, layersec.TransportError)
         assert e.__cause__ is e.cause
+        assert e.transient is True and e.cause.transient is True
         assert len(list((a.folder / "state" / "outgoing").iterdir())) == 1  # waits there
         assert c.run_due_jobs() == 0  # still down: nothing delivered, still queued
         assert len(list((a.folder / "state" / "outgoing").iterdir())) == 1
@@ -219,6 +221,7 @@ def test_service_down_queues_for_retry(tmp_path):
         with pytest.raises(layersec.TransportError) as pe:
             c.poll()
         assert pe.value.code == _errors.LS_ERR_CONNECT_FAILED
+        assert pe.value.transient is True
         assert pe.value.received == []
 
 
