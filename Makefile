@@ -2,14 +2,19 @@
 #   make            build the library, header and `layersec` (release)
 #   make demo       the main job: two parties, a document sealed, opened, receipted
 #   make dotnet     the .NET binding (bindings/dotnet, Mono's mcs) into $(TARGET_DIR)/dotnet
-#   make test-dotnet its NUnit 2.6 tests against the debug library (not part of `make test` yet)
+#   make test-dotnet its NUnit 2.6 tests against the debug library (in make test)
+#   make example-c | example-python | example-java | example-dotnet
+#                   one binding's examples over the release build: seal/open in memory, then
+#                   send/poll against a throwaway local Messaging Service (scripts/example-service.sh)
+#   make test-cross documents sealed by each binding (C, Python, Java, .NET) opened by every
+#                   other and by openssl cms, and the other way round (bindings/cross; in make test)
 #   make test       formatting and clippy first, then every test (Rust, C examples under valgrind,
 #                   Python, the install, fuzzing smoke), installing what it needs; ends with the
 #                   list of skipped tests (LS_REQUIRE_FIXTURES=1, as in CI: a skip is a failure)
 #   make lint       cargo fmt --check and cargo clippy -D warnings (the first step of make test)
 #   make java       the Java binding: $(TARGET_DIR)/java/layersec.jar (natives inside) and
 #                   liblayersec_jni.so, over the debug build (bindings/java/Makefile)
-#   make test-java  its JUnit 5 tests (Debian's console launcher, -Xcheck:jni); not in make test yet
+#   make test-java  its JUnit 5 tests (Debian's console launcher, -Xcheck:jni; in make test)
 #   make install    PREFIX=/usr/local DESTDIR=  (library, static lib, header, pkg-config, layersec,
 #                   layersec-server; stripped: KEEP_DEBUG=1 keeps the debug info in <file>.debug)
 #   make bench      benchmarks (criterion + the openssl cms comparison script + compression of
@@ -48,7 +53,7 @@ DBG := $(TARGET_DIR)/debug
 # What the test groups printed, read at the end for the list of skips.
 TEST_LOG ?= $(TARGET_DIR)/make-test.log
 
-.PHONY: all build debug deps lint test test-groups test-rust test-c test-python test-java java dotnet test-dotnet test-install test-fuzz fuzz-long demo install install-files uninstall bench clean
+.PHONY: all build debug deps lint test test-groups test-rust test-c test-python test-java java dotnet test-dotnet test-cross test-install test-fuzz fuzz-long demo install install-files uninstall bench clean example-c example-python example-java example-dotnet
 
 all: build
 
@@ -69,7 +74,7 @@ test: deps
 	$(MAKE) --no-print-directory test-groups 2>&1 | tee $(TEST_LOG); rc=$$?; \
 	bash scripts/test-summary.sh $(TEST_LOG) $$rc
 
-test-groups: debug test-rust test-c test-python test-java test-dotnet test-install test-fuzz
+test-groups: debug test-rust test-c test-python test-java test-dotnet test-cross test-install test-fuzz
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -111,6 +116,39 @@ dotnet: deps
 test-dotnet: debug
 	$(MAKE) -C bindings/dotnet OUT=$(DOTNET_OUT) LIBDIR=$(abspath $(DBG)) test
 
+# Every binding's seal/open example program (the C examples, Python's, Java's and .NET's, all
+# with the C examples' command line) sealing for and opening each other's messages, and
+# openssl cms on both sides (bindings/cross/test_cross.py).
+CROSS_OUT := $(abspath $(TARGET_DIR))/cross
+test-cross: debug java
+	$(MAKE) --no-print-directory -C examples-c LIBDIR=$(abspath $(DBG)) BUILD=$(CROSS_OUT)/c all
+	$(JAVA_MAKE) examples
+	$(MAKE) --no-print-directory -C bindings/dotnet OUT=$(DOTNET_OUT) LIBDIR=$(abspath $(DBG)) examples
+	tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/layersec-cross.XXXXXX"); \
+	LS_CROSS_C=$(CROSS_OUT)/c LS_CROSS_JAVA=$(abspath $(TARGET_DIR))/java/examples/seal-open \
+	    LS_CROSS_DOTNET=$(DOTNET_OUT)/examples/seal-open LAYERSEC_LIB=$(abspath $(DBG))/liblayersec.so \
+	    $(PYTHON) -m pytest -q -rs -p no:cacheprovider --basetemp "$$tmp/t" bindings/cross; \
+	rc=$$?; rm -rf "$$tmp"; exit $$rc
+
+# The examples of each binding, for a newcomer: one command each, over the release build (the
+# library, layersec and layersec-server): seal/open in memory, then send/poll against a
+# throwaway Messaging Service with parties alice and bob (scripts/example-service.sh).
+EXAMPLE_DOC := $(abspath bindings/invoice.xml)
+example-c: build
+	$(MAKE) --no-print-directory -C examples-c LIBDIR=$(abspath $(REL)) BUILD=$(abspath $(TARGET_DIR))/examples-c run
+	bash scripts/example-service.sh $(REL) sh -c '$(abspath $(TARGET_DIR))/examples-c/send_poll "$$ALICE_CONFIG" "$$BOB_CONFIG" $(EXAMPLE_DOC) bob'
+
+example-python: build
+	LAYERSEC_LIB=$(abspath $(REL))/liblayersec.so $(PYTHON) bindings/python/examples/seal_open.py
+	LAYERSEC_LIB=$(abspath $(REL))/liblayersec.so bash scripts/example-service.sh $(REL) \
+	    sh -c '$(PYTHON) bindings/python/examples/send_poll.py "$$ALICE_CONFIG" "$$BOB_CONFIG" $(EXAMPLE_DOC) bob'
+
+example-java: build
+	$(MAKE) --no-print-directory -C bindings/java LIBDIR=$(abspath $(REL)) OUT=$(abspath $(TARGET_DIR))/java-release example
+
+example-dotnet: build
+	$(MAKE) --no-print-directory -C bindings/dotnet LIBDIR=$(abspath $(REL)) OUT=$(abspath $(TARGET_DIR))/dotnet-release example
+
 # Install the debug build into a temporary prefix; build and run the C examples against it
 # through pkg-config.
 test-install: debug
@@ -138,6 +176,7 @@ bench: deps
 	bash scripts/bench-server.sh
 	bash scripts/bench-client.sh
 	bash scripts/bench-email.sh
+	bash scripts/bench-bindings.sh
 	bash scripts/bench-receipts.sh
 	bash scripts/bench-lockout.sh
 	bash scripts/bench-cluster.sh
