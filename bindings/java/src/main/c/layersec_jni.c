@@ -687,9 +687,7 @@ static int stream_end(stream_ctx *s, ls_result rc) {
         throw_result(env, rc);
     }
     if (s->thrown != NULL) {
-        if (!bad) {
-            bad = 1; /* cannot happen: a callback that threw returned EIO */
-        }
+        bad = 1; /* the callback that threw returned EIO, so rc failed too */
         (*env)->Throw(env, s->thrown);
         (*env)->DeleteGlobalRef(env, s->thrown);
     }

@@ -7,23 +7,9 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.List;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-class ErrorsTest {
-    static Fixtures f;
-
-    @BeforeAll
-    static void parties() throws LayerSecException {
-        f = new Fixtures();
-    }
-
-    @AfterAll
-    static void close() {
-        f.close();
-    }
-
+class ErrorsTest extends WithParties {
     @Test
     void tamperedMessageIsAVerificationFailureWithItsCode() throws LayerSecException {
         byte[] sealed = LayerSec.seal(Fixtures.doc("pay 100 EUR"), f.alice, List.of(f.bobCert));

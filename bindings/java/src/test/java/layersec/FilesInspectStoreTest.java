@@ -18,25 +18,11 @@ import java.nio.file.Path;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** Files and streams, inspect, the certificate store, and the JSON reader behind them. */
-class FilesInspectStoreTest {
-    static Fixtures f;
-
-    @BeforeAll
-    static void parties() throws LayerSecException {
-        f = new Fixtures();
-    }
-
-    @AfterAll
-    static void close() {
-        f.close();
-    }
-
+class FilesInspectStoreTest extends WithParties {
     /** 300 KiB that do not compress: several chunks of the stream callbacks. */
     static byte[] bigDoc() {
         byte[] b = new byte[300 * 1024];
