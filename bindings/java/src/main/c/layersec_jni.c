@@ -5,9 +5,11 @@
  *
  * - handles travel as jlong; the Java side guarantees they are live for the call;
  * - byte[] inputs are copied into native buffers (args_*: GetByteArrayRegion into malloc'd
- *   memory, all freed together by args_free), so the library never holds a pointer into the
- *   Java heap and no GC is blocked while it works (no GetPrimitiveArrayCritical); a buffer that
- *   held a password or a key is wiped before it is freed;
+ *   memory, all freed together by args_free), so the library holds no pointer into the Java
+ *   heap and the GC is not blocked while it works; a buffer that held a password or a key is
+ *   wiped before it is freed. The one exception: the document of ls_seal and the message of
+ *   ls_open, from 1 MiB on, are used in place (doc_get: GetPrimitiveArrayCritical, no copy);
+ *   the GC then waits until that call returns;
  * - strings come NUL-terminated UTF-8 from Java (layersec.Utf8), never as jstring (JNI's
  *   "modified UTF-8" differs for NUL and characters beyond the BMP), and go back as byte[];
  * - a failed ls_result throws the layersec.LayerSecException of its code (throw_result), made
@@ -298,6 +300,42 @@ static void args_free(args *a) {
     a->n = 0;
 }
 
+/* Documents from this size on are used in place (pinned) instead of copied. */
+#define PIN_FROM (1024 * 1024)
+
+/* A document byte[] for one ls_seal/ls_open call: below PIN_FROM copied like any argument;
+ * from PIN_FROM on used in place with GetPrimitiveArrayCritical, which saves a copy as large as
+ * the document (about 25 ms per 100 MiB here) but makes the GC wait until doc_release. So:
+ * call doc_get after every other args_* call, make the ls_ call, and call doc_release right
+ * after it, with no JNI call in between (the library calls none). */
+typedef struct {
+    jbyteArray arr;
+    void *pinned;
+} doc_ref;
+
+static const uint8_t *doc_get(args *a, doc_ref *d, jbyteArray arr, const char *what,
+                              size_t *len) {
+    d->arr = arr;
+    d->pinned = NULL;
+    *len = 0;
+    if (a->failed || arr == NULL || (*a->env)->GetArrayLength(a->env, arr) < PIN_FROM) {
+        return args_bytes(a, arr, REQUIRED, what, len);
+    }
+    *len = (size_t)(*a->env)->GetArrayLength(a->env, arr);
+    d->pinned = (*a->env)->GetPrimitiveArrayCritical(a->env, arr, NULL);
+    if (d->pinned == NULL) {
+        a->failed = 1; /* an OutOfMemoryError is pending */
+    }
+    return d->pinned;
+}
+
+static void doc_release(JNIEnv *env, doc_ref *d) {
+    if (d->pinned != NULL) {
+        (*env)->ReleasePrimitiveArrayCritical(env, d->arr, d->pinned, JNI_ABORT);
+        d->pinned = NULL;
+    }
+}
+
 /* The ls_seal_options of Native's seal* parameters (flags … profile). */
 static void seal_options(args *a, ls_seal_options *o, jint flags, jbyteArray filename,
                          jbyteArray mime_type, jint compression_level, jlong signing_time,
@@ -506,16 +544,17 @@ JNIEXPORT jbyteArray JNICALL Java_layersec_Native_seal(JNIEnv *env, jclass cls, 
     args a = ARGS(env);
     size_t n, len;
     const ls_cert *const *certs = args_certs(&a, recipients, &n);
-    /* The one native copy of the document (see the file's comment). */
-    const uint8_t *doc = args_bytes(&a, document, REQUIRED, "document", &len);
     ls_seal_options opts;
     seal_options(&a, &opts, flags, filename, mime_type, compression_level, signing_time,
                  profile);
+    doc_ref d;
+    const uint8_t *doc = doc_get(&a, &d, document, "document", &len);
     jbyteArray result = NULL;
     if (!a.failed) {
         ls_bytes sealed = {NULL, 0};
         ls_result rc = ls_seal(PTR(const ls_identity, signer), certs, n, doc, len, &opts,
                                &sealed);
+        doc_release(env, &d);
         result = take_bytes(env, rc, &sealed);
     }
     args_free(&a);
@@ -547,13 +586,15 @@ JNIEXPORT jlong JNICALL Java_layersec_Native_open(JNIEnv *env, jclass cls, jlong
                                                   jlong sender, jlong partners, jint profile) {
     args a = ARGS(env);
     size_t len;
-    const uint8_t *in = args_bytes(&a, data, REQUIRED, "data", &len);
+    doc_ref d;
+    const uint8_t *in = doc_get(&a, &d, data, "data", &len);
     jlong h = 0;
     if (!a.failed) {
         ls_open_options opts;
         open_options(&opts, flags, max_output, sender, partners, profile);
         ls_opened *out = NULL;
         ls_result rc = ls_open(PTR(const ls_identity, recipient), in, len, &opts, &out);
+        doc_release(env, &d);
         h = take_handle(env, rc, out);
     }
     args_free(&a);
@@ -765,22 +806,21 @@ JNIEXPORT jbyteArray JNICALL Java_layersec_Native_openedMimeType(JNIEnv *env, jc
     return cstr_bytes(env, ls_opened_mime_type(PTR(const ls_opened, opened)));
 }
 
-JNIEXPORT jlong JNICALL Java_layersec_Native_openedSignerCopy(JNIEnv *env, jclass cls,
-                                                              jlong opened) {
+/* The verified signer's certificate as PEM (NULL when unsigned): Opened parses it into a
+ * Certificate of its own only when asked (parsing costs as much as a small seal). */
+JNIEXPORT jbyteArray JNICALL Java_layersec_Native_openedSignerPem(JNIEnv *env, jclass cls,
+                                                                  jlong opened) {
     const ls_cert *signer = ls_opened_signer(PTR(const ls_opened, opened));
     if (signer == NULL) {
-        return 0;
+        return NULL;
     }
-    /* The signer is borrowed from the ls_opened: an owned copy through its PEM. */
     ls_bytes pem = {NULL, 0};
-    ls_cert *copy = NULL;
-    ls_result rc = ls_cert_to_pem(signer, &pem);
-    if (rc == LS_OK) {
-        rc = ls_cert_from_memory(pem.data, pem.len, &copy);
-    }
-    jlong h = take_handle(env, rc, copy);
-    ls_bytes_free(&pem);
-    return h;
+    return take_bytes(env, ls_cert_to_pem(signer, &pem), &pem);
+}
+
+JNIEXPORT jbyteArray JNICALL Java_layersec_Native_openedSignerSubject(JNIEnv *env, jclass cls,
+                                                                      jlong opened) {
+    return cstr_bytes(env, ls_cert_subject(ls_opened_signer(PTR(const ls_opened, opened))));
 }
 
 JNIEXPORT jlong JNICALL Java_layersec_Native_openedSigningTime(JNIEnv *env, jclass cls,

@@ -250,26 +250,18 @@ public final class LayerSec {
         } finally {
             releaseAll(borrowed);
         }
-        Certificate signer = null;
         try {
-            long sc = Native.openedSignerCopy(opened);
-            signer = sc == 0 ? null : new Certificate(sc);
             long t = Native.openedSigningTime(opened);
             return new Opened(
                     withDocument ? Native.openedDocument(opened) : new byte[0],
                     Utf8.text(Native.openedFilename(opened)),
                     Utf8.text(Native.openedSafeFilename(opened)),
                     Utf8.text(Native.openedMimeType(opened)),
-                    signer,
-                    signer == null ? null : signer.subject(),
+                    Native.openedSignerPem(opened),
+                    Utf8.text(Native.openedSignerSubject(opened)),
                     t == Long.MIN_VALUE ? null : Instant.ofEpochSecond(t),
                     Native.openedWasEncrypted(opened),
                     Native.openedSize(opened));
-        } catch (LayerSecException | RuntimeException | Error e) {
-            if (signer != null) {
-                signer.close();
-            }
-            throw e;
         } finally {
             Native.openedFree(opened);
         }
@@ -281,10 +273,11 @@ public final class LayerSec {
      * {@link SealOptions#encryptToSelf}). {@code options} is nullable (defaults). Returns the
      * sealed message.
      *
-     * <p>Memory: the JNI glue copies the document once into native memory for the library
-     * (no pointer into the Java heap is held while it works, so the GC is never blocked) and
-     * copies the sealed result once into the new array it returns: no other copy is made on
-     * the Java heap.
+     * <p>Memory: a document under 1 MiB is copied once into native memory for the library; a
+     * larger one is used in place (no copy; the GC waits until the seal returns, so seal very
+     * large documents from many threads with {@link #sealFile} or {@link #sealStream}). The
+     * sealed result is copied once into the new array returned: no other copy is made on the
+     * Java heap. The same holds for the message given to {@link #open}.
      */
     public static byte[] seal(byte[] document, Identity signer, List<Certificate> recipients,
             SealOptions options) throws LayerSecException {

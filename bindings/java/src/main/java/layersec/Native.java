@@ -94,8 +94,11 @@ final class Native {
 
     static native byte[] openedMimeType(long opened);
 
-    /** A new certificate handle copied from the verified signer, or 0 when unsigned. */
-    static native long openedSignerCopy(long opened) throws LayerSecException;
+    /** The verified signer's certificate as PEM, or null when unsigned. */
+    static native byte[] openedSignerPem(long opened) throws LayerSecException;
+
+    /** The verified signer's subject, or null when unsigned. */
+    static native byte[] openedSignerSubject(long opened);
 
     static native long openedSigningTime(long opened);
 

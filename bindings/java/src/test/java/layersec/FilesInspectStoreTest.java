@@ -67,6 +67,20 @@ class FilesInspectStoreTest extends WithParties {
     }
 
     @Test
+    void largeDocumentsAreUsedInPlace() throws Exception {
+        // From 1 MiB on the glue pins the byte[] instead of copying it (under -Xcheck:jni).
+        byte[] doc = new byte[3 * 1024 * 1024 + 5];
+        new Random(11).nextBytes(doc);
+        byte[] sealed = LayerSec.seal(doc, f.alice, List.of(f.bobCert));
+        try (Opened o = LayerSec.open(sealed, f.bob, new OpenOptions().sender(f.aliceCert))) {
+            assertArrayEquals(doc, o.document());
+        }
+        sealed[sealed.length - 1] ^= 1; // the exception is made after the array is released
+        assertThrows(DecryptionException.class,
+                () -> LayerSec.open(sealed, f.bob, new OpenOptions().sender(f.aliceCert)));
+    }
+
+    @Test
     void sealStreamAndOpenStream() throws Exception {
         byte[] doc = bigDoc();
         ByteArrayOutputStream sealed = new ByteArrayOutputStream();
