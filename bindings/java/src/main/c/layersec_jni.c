@@ -336,10 +336,17 @@ static void doc_release(JNIEnv *env, doc_ref *d) {
     }
 }
 
-/* The ls_seal_options of Native's seal* parameters (flags … profile). */
-static void seal_options(args *a, ls_seal_options *o, jint flags, jbyteArray filename,
-                         jbyteArray mime_type, jint compression_level, jlong signing_time,
-                         jint profile) {
+/* The last parameters of Native's seal* functions: the fields of ls_seal_options. */
+#define SEAL_OPTIONS                                                                         \
+    jint flags, jbyteArray filename, jbyteArray mime_type, jint compression_level,           \
+        jlong signing_time, jint profile
+/* The last parameters of Native's open* functions: the fields of ls_open_options. */
+#define OPEN_OPTIONS jint flags, jlong max_output, jlong sender, jlong partners, jint profile
+
+/* The recipients (*n of them) and options of a seal* call. */
+static const ls_cert *const *seal_args(args *a, jlongArray recipients, size_t *n,
+                                       ls_seal_options *o, SEAL_OPTIONS) {
+    const ls_cert *const *certs = args_certs(a, recipients, n);
     ls_seal_options_init(o);
     o->flags = (uint32_t)flags;
     o->filename = args_str(a, filename, OPTIONAL, "filename");
@@ -347,11 +354,11 @@ static void seal_options(args *a, ls_seal_options *o, jint flags, jbyteArray fil
     o->compression_level = (uint32_t)compression_level;
     o->signing_time = (int64_t)signing_time;
     o->profile = (uint32_t)profile;
+    return certs;
 }
 
-/* The ls_open_options of Native's open* parameters (flags … profile). */
-static void open_options(ls_open_options *o, jint flags, jlong max_output, jlong sender,
-                         jlong partners, jint profile) {
+/* The ls_open_options of an open* call. */
+static void open_options(ls_open_options *o, OPEN_OPTIONS) {
     ls_open_options_init(o);
     o->flags = (uint32_t)flags;
     o->max_output = (uint64_t)max_output;
@@ -537,16 +544,12 @@ JNIEXPORT void JNICALL Java_layersec_Native_certstoreFree(JNIEnv *env, jclass cl
 
 JNIEXPORT jbyteArray JNICALL Java_layersec_Native_seal(JNIEnv *env, jclass cls, jlong signer,
                                                        jlongArray recipients, jbyteArray document,
-                                                       jint flags, jbyteArray filename,
-                                                       jbyteArray mime_type,
-                                                       jint compression_level,
-                                                       jlong signing_time, jint profile) {
+                                                       SEAL_OPTIONS) {
     args a = ARGS(env);
     size_t n, len;
-    const ls_cert *const *certs = args_certs(&a, recipients, &n);
     ls_seal_options opts;
-    seal_options(&a, &opts, flags, filename, mime_type, compression_level, signing_time,
-                 profile);
+    const ls_cert *const *certs = seal_args(&a, recipients, &n, &opts, flags, filename,
+                                            mime_type, compression_level, signing_time, profile);
     doc_ref d;
     const uint8_t *doc = doc_get(&a, &d, document, "document", &len);
     jbyteArray result = NULL;
@@ -563,18 +566,14 @@ JNIEXPORT jbyteArray JNICALL Java_layersec_Native_seal(JNIEnv *env, jclass cls, 
 
 JNIEXPORT void JNICALL Java_layersec_Native_sealFile(JNIEnv *env, jclass cls, jlong signer,
                                                      jlongArray recipients, jbyteArray in_path,
-                                                     jbyteArray out_path, jint flags,
-                                                     jbyteArray filename, jbyteArray mime_type,
-                                                     jint compression_level,
-                                                     jlong signing_time, jint profile) {
+                                                     jbyteArray out_path, SEAL_OPTIONS) {
     args a = ARGS(env);
     size_t n;
-    const ls_cert *const *certs = args_certs(&a, recipients, &n);
+    ls_seal_options opts;
+    const ls_cert *const *certs = seal_args(&a, recipients, &n, &opts, flags, filename,
+                                            mime_type, compression_level, signing_time, profile);
     const char *in = args_str(&a, in_path, REQUIRED, "in");
     const char *out = args_str(&a, out_path, REQUIRED, "out");
-    ls_seal_options opts;
-    seal_options(&a, &opts, flags, filename, mime_type, compression_level, signing_time,
-                 profile);
     if (!a.failed) {
         failed(env, ls_seal_file(PTR(const ls_identity, signer), certs, n, in, out, &opts));
     }
@@ -582,8 +581,7 @@ JNIEXPORT void JNICALL Java_layersec_Native_sealFile(JNIEnv *env, jclass cls, jl
 }
 
 JNIEXPORT jlong JNICALL Java_layersec_Native_open(JNIEnv *env, jclass cls, jlong recipient,
-                                                  jbyteArray data, jint flags, jlong max_output,
-                                                  jlong sender, jlong partners, jint profile) {
+                                                  jbyteArray data, OPEN_OPTIONS) {
     args a = ARGS(env);
     size_t len;
     doc_ref d;
@@ -603,8 +601,7 @@ JNIEXPORT jlong JNICALL Java_layersec_Native_open(JNIEnv *env, jclass cls, jlong
 
 JNIEXPORT jlong JNICALL Java_layersec_Native_openFile(JNIEnv *env, jclass cls, jlong recipient,
                                                       jbyteArray in_path, jbyteArray out_path,
-                                                      jint flags, jlong max_output, jlong sender,
-                                                      jlong partners, jint profile) {
+                                                      OPEN_OPTIONS) {
     args a = ARGS(env);
     const char *in = args_str(&a, in_path, REQUIRED, "in");
     const char *outp = args_str(&a, out_path, REQUIRED, "out");
@@ -738,16 +735,12 @@ static int stream_end(stream_ctx *s, ls_result rc) {
 
 JNIEXPORT jlong JNICALL Java_layersec_Native_sealStream(JNIEnv *env, jclass cls, jlong signer,
                                                         jlongArray recipients, jobject in,
-                                                        jobject out, jint flags,
-                                                        jbyteArray filename, jbyteArray mime_type,
-                                                        jint compression_level,
-                                                        jlong signing_time, jint profile) {
+                                                        jobject out, SEAL_OPTIONS) {
     args a = ARGS(env);
     size_t n;
-    const ls_cert *const *certs = args_certs(&a, recipients, &n);
     ls_seal_options opts;
-    seal_options(&a, &opts, flags, filename, mime_type, compression_level, signing_time,
-                 profile);
+    const ls_cert *const *certs = seal_args(&a, recipients, &n, &opts, flags, filename,
+                                            mime_type, compression_level, signing_time, profile);
     stream_ctx s;
     uint64_t size = 0;
     if (!a.failed && stream_begin(&s, env, in, out) == 0) {
@@ -760,9 +753,7 @@ JNIEXPORT jlong JNICALL Java_layersec_Native_sealStream(JNIEnv *env, jclass cls,
 }
 
 JNIEXPORT jlong JNICALL Java_layersec_Native_openStream(JNIEnv *env, jclass cls, jlong recipient,
-                                                        jobject in, jobject out, jint flags,
-                                                        jlong max_output, jlong sender,
-                                                        jlong partners, jint profile) {
+                                                        jobject in, jobject out, OPEN_OPTIONS) {
     stream_ctx s;
     if (stream_begin(&s, env, in, out) != 0) {
         return 0;
