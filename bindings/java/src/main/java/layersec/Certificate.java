@@ -40,12 +40,7 @@ public final class Certificate extends NativeHandle {
 
     /** The certificate as PEM text (ASCII bytes). */
     public byte[] toPem() throws LayerSecException {
-        long p = acquire();
-        try {
-            return Native.certToPem(p);
-        } finally {
-            release();
-        }
+        return use(Native::certToPem);
     }
 
     /** The PEM text as a String. */

@@ -123,18 +123,8 @@ public final class Client extends NativeHandle {
         byte[] action = Utf8.cstr(opts.action, "action");
         byte[] conv = Utf8.cstr(opts.conversation, "conversation");
         int flags = opts.receipt ? 0 : LS_SEND_NO_RECEIPT;
-        lock.lock();
-        try {
-            long p = acquire();
-            try {
-                return Utf8.text(Native.clientSend(p, data, name, path, cto, service, action, conv,
-                        flags));
-            } finally {
-                release();
-            }
-        } finally {
-            lock.unlock();
-        }
+        return exclusive(p -> Utf8.text(
+                Native.clientSend(p, data, name, path, cto, service, action, conv, flags)));
     }
 
     /**
@@ -191,17 +181,7 @@ public final class Client extends NativeHandle {
     public int poll(Consumer<Received> consumer) throws LayerSecException {
         Objects.requireNonNull(consumer, "consumer");
         Sink sink = new Sink(consumer);
-        lock.lock();
-        try {
-            long p = acquire();
-            try {
-                return (int) Native.clientPoll(p, sink);
-            } finally {
-                release();
-            }
-        } finally {
-            lock.unlock();
-        }
+        return exclusive(p -> (int) Native.clientPoll(p, sink));
     }
 
     /**
@@ -211,34 +191,14 @@ public final class Client extends NativeHandle {
      * @return how many were delivered
      */
     public int runDueJobs() throws LayerSecException {
-        lock.lock();
-        try {
-            long p = acquire();
-            try {
-                return (int) Native.clientRunDueJobs(p);
-            } finally {
-                release();
-            }
-        } finally {
-            lock.unlock();
-        }
+        return exclusive(p -> (int) Native.clientRunDueJobs(p));
     }
 
     /** The state of the partner's signed receipt of the document sent as {@code messageId}. */
     public ReceiptState receiptState(String messageId) throws LayerSecException {
         Objects.requireNonNull(messageId, "messageId");
         byte[] mid = Utf8.cstr(messageId, "messageId");
-        lock.lock();
-        try {
-            long p = acquire();
-            try {
-                return ReceiptState.of(Native.clientReceiptState(p, mid));
-            } finally {
-                release();
-            }
-        } finally {
-            lock.unlock();
-        }
+        return exclusive(p -> ReceiptState.of(Native.clientReceiptState(p, mid)));
     }
 
     /**
@@ -247,14 +207,27 @@ public final class Client extends NativeHandle {
      * {@code waitingOnly}, only those still waiting.
      */
     public String receiptsJson(boolean waitingOnly) throws LayerSecException {
+        return exclusive(p -> Utf8.text(Native.clientReceipts(p, waitingOnly)));
+    }
+
+    /**
+     * The documents in the sent folder with the state of their partner's signed receipt, newest
+     * first; with {@code waitingOnly}, only those still waiting.
+     */
+    public List<Receipt> receipts(boolean waitingOnly) throws LayerSecException {
+        return Receipt.listFromJson(receiptsJson(waitingOnly));
+    }
+
+    /** {@link #receipts(boolean)} of every document in the sent folder. */
+    public List<Receipt> receipts() throws LayerSecException {
+        return receipts(false);
+    }
+
+    /** One call at a time (the lock), with the pointer borrowed. */
+    private <T> T exclusive(NativeCall<T> call) throws LayerSecException {
         lock.lock();
         try {
-            long p = acquire();
-            try {
-                return Utf8.text(Native.clientReceipts(p, waitingOnly));
-            } finally {
-                release();
-            }
+            return use(call);
         } finally {
             lock.unlock();
         }

@@ -90,12 +90,7 @@ public final class Identity extends NativeHandle {
      * done with it).
      */
     public Certificate certificate() throws LayerSecException {
-        long p = acquire();
-        try {
-            return new Certificate(Native.identityCert(p));
-        } finally {
-            release();
-        }
+        return use(p -> new Certificate(Native.identityCert(p)));
     }
 
     /**
@@ -103,22 +98,12 @@ public final class Identity extends NativeHandle {
      * to {@link #generate}); an {@link ArgumentException} for a loaded identity.
      */
     public byte[] keyPem() throws LayerSecException {
-        long p = acquire();
-        try {
-            return Native.identityKeyPem(p);
-        } finally {
-            release();
-        }
+        return use(p -> Native.identityKeyPem(p));
     }
 
     /** The certificate signing request (PEM) of a generated identity, to send to a CA. */
     public byte[] csrPem() throws LayerSecException {
-        long p = acquire();
-        try {
-            return Native.identityCsrPem(p);
-        } finally {
-            release();
-        }
+        return use(p -> Native.identityCsrPem(p));
     }
 
     @Override

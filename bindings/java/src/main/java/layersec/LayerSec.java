@@ -3,6 +3,7 @@ package layersec;
 import java.io.File;
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.OutputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.Paths;
@@ -192,15 +193,24 @@ public final class LayerSec {
         return os + "-" + arch;
     }
 
-    /**
-     * Seals {@code document}: MIME-wraps it, compresses it (when it pays), signs it with
-     * {@code signer} and encrypts it to {@code recipients} (may be empty with
-     * {@link SealOptions#encryptToSelf}). {@code options} is nullable (defaults). Returns the
-     * sealed message.
-     */
-    public static byte[] seal(byte[] document, Identity signer, List<Certificate> recipients,
-            SealOptions options) throws LayerSecException {
-        Objects.requireNonNull(document, "document");
+    /** A seal* call of {@link Native} with the borrowed pointers and the options' strings. */
+    @FunctionalInterface
+    private interface SealCall<T, X extends Exception> {
+        T call(long signer, long[] recipients, SealOptions o, byte[] filename, byte[] mimeType)
+                throws LayerSecException, X;
+    }
+
+    /** An open* call of {@link Native} with the borrowed pointers; returns an ls_opened. */
+    @FunctionalInterface
+    private interface OpenCall<X extends Exception> {
+        long call(long recipient, OpenOptions o, long sender, long partners)
+                throws LayerSecException, X;
+    }
+
+    /** Borrows signer and recipients for one seal call (they cannot be freed meanwhile). */
+    private static <T, X extends Exception> T sealing(Identity signer,
+            List<Certificate> recipients, SealOptions options, SealCall<T, X> call)
+            throws LayerSecException, X {
         Objects.requireNonNull(signer, "signer");
         Objects.requireNonNull(recipients, "recipients");
         SealOptions o = options != null ? options : new SealOptions();
@@ -215,11 +225,65 @@ public final class LayerSec {
                 Certificate r = Objects.requireNonNull(recipients.get(i), "recipients[" + i + "]");
                 rp[i] = borrow(r, borrowed);
             }
-            return Native.seal(sp, rp, document, o.flags(), filename, mimeType,
-                    o.compressionLevel, o.signingTime, o.profile.value);
+            return call.call(sp, rp, o, filename, mimeType);
         } finally {
             releaseAll(borrowed);
         }
+    }
+
+    /**
+     * Borrows recipient, sender and partners for one open call, then copies everything out of
+     * the ls_opened (with its document when {@code withDocument}) and frees it.
+     */
+    private static <X extends Exception> Opened opening(Identity recipient,
+            OpenOptions options, boolean withDocument, OpenCall<X> call)
+            throws LayerSecException, X {
+        Objects.requireNonNull(options, "options (an open needs at least a sender)");
+        loadNative();
+        List<NativeHandle> borrowed = new ArrayList<>(3);
+        long opened;
+        try {
+            long rp = recipient == null ? 0 : borrow(recipient, borrowed);
+            long sp = options.sender == null ? 0 : borrow(options.sender, borrowed);
+            long pp = options.partners == null ? 0 : borrow(options.partners, borrowed);
+            opened = call.call(rp, options, sp, pp);
+        } finally {
+            releaseAll(borrowed);
+        }
+        try {
+            long t = Native.openedSigningTime(opened);
+            return new Opened(
+                    withDocument ? Native.openedDocument(opened) : new byte[0],
+                    Utf8.text(Native.openedFilename(opened)),
+                    Utf8.text(Native.openedSafeFilename(opened)),
+                    Utf8.text(Native.openedMimeType(opened)),
+                    Native.openedSignerPem(opened),
+                    Utf8.text(Native.openedSignerSubject(opened)),
+                    t == Long.MIN_VALUE ? null : Instant.ofEpochSecond(t),
+                    Native.openedWasEncrypted(opened),
+                    Native.openedSize(opened));
+        } finally {
+            Native.openedFree(opened);
+        }
+    }
+
+    /**
+     * Seals {@code document}: MIME-wraps it, compresses it (when it pays), signs it with
+     * {@code signer} and encrypts it to {@code recipients} (may be empty with
+     * {@link SealOptions#encryptToSelf}). {@code options} is nullable (defaults). Returns the
+     * sealed message.
+     *
+     * <p>Memory: a document under 1 MiB is copied once into native memory for the library; a
+     * larger one is used in place (no copy; the GC waits until the seal returns, so seal very
+     * large documents from many threads with {@link #sealFile} or {@link #sealStream}). The
+     * sealed result is copied once into the new array returned: no other copy is made on the
+     * Java heap. The same holds for the message given to {@link #open}.
+     */
+    public static byte[] seal(byte[] document, Identity signer, List<Certificate> recipients,
+            SealOptions options) throws LayerSecException {
+        Objects.requireNonNull(document, "document");
+        return sealing(signer, recipients, options, (sp, rp, o, fn, mt) -> Native.seal(sp, rp,
+                document, o.flags, fn, mt, o.compressionLevel, o.signingTime, o.profile.value));
     }
 
     /** {@link #seal(byte[], Identity, List, SealOptions)} with the default options. */
@@ -229,49 +293,104 @@ public final class LayerSec {
     }
 
     /**
+     * {@link #seal(byte[], Identity, List, SealOptions) seal} from the file {@code in} to the
+     * file {@code out} in constant memory (the document is never read whole; indefinite-length
+     * BER as {@code openssl cms -stream} writes it). {@code out} appears only once complete; a
+     * failed seal leaves no file. The document gets no file name unless the options give one.
+     */
+    public static void sealFile(Path in, Path out, Identity signer, List<Certificate> recipients,
+            SealOptions options) throws LayerSecException {
+        byte[] inp = Utf8.path(Objects.requireNonNull(in, "in"), "in");
+        byte[] outp = Utf8.path(Objects.requireNonNull(out, "out"), "out");
+        sealing(signer, recipients, options, (sp, rp, o, fn, mt) -> {
+            Native.sealFile(sp, rp, inp, outp, o.flags, fn, mt, o.compressionLevel,
+                    o.signingTime, o.profile.value);
+            return null;
+        });
+    }
+
+    /**
+     * {@link #seal(byte[], Identity, List, SealOptions) seal} from {@code in} to {@code out} in
+     * constant memory; both are used on this thread only, inside the call, and neither is
+     * closed. Returns the number of bytes written. On an exception what was written is
+     * incomplete: discard it. What a stream throws ({@link IOException} or unchecked) comes out
+     * of this method unchanged, once the library has returned; it never crosses the library.
+     */
+    public static long sealStream(InputStream in, OutputStream out, Identity signer,
+            List<Certificate> recipients, SealOptions options)
+            throws LayerSecException, IOException {
+        Objects.requireNonNull(in, "in");
+        Objects.requireNonNull(out, "out");
+        return sealing(signer, recipients, options, (sp, rp, o, fn, mt) -> Native.sealStream(sp,
+                rp, in, out, o.flags, fn, mt, o.compressionLevel, o.signingTime,
+                o.profile.value));
+    }
+
+    /**
      * Opens a sealed message (DER, BER, PEM or S/MIME, detected): decrypts it with
      * {@code recipient} (nullable for a signed-only message), verifies every signature against
-     * {@link OpenOptions#sender} and undoes compression and MIME. A message that does not verify
-     * throws the {@link VerificationException} (or {@link CertificateException},
-     * {@link FormatException}) of its code.
+     * {@link OpenOptions#sender} (or {@link OpenOptions#partners}) and undoes compression and
+     * MIME. A message that does not verify throws the {@link VerificationException} (or
+     * {@link CertificateException}, {@link FormatException}) of its code.
      */
     public static Opened open(byte[] data, Identity recipient, OpenOptions options)
             throws LayerSecException {
         Objects.requireNonNull(data, "data");
-        Objects.requireNonNull(options, "options (an open needs at least a sender)");
+        return opening(recipient, options, true, (rp, o, sp, pp) -> Native.open(rp, data,
+                o.flags, o.maxOutput, sp, pp, o.profile.value));
+    }
+
+    /**
+     * {@link #open(byte[], Identity, OpenOptions) open} from the file {@code in} to the file
+     * {@code out} in constant memory. {@code out} (mode 0600) appears only once the signature
+     * and the authentication tag verified: a refused message leaves no file. The
+     * {@link Opened} returned describes the document; its {@link Opened#document()} is empty
+     * and {@link Opened#size()} is the size written.
+     */
+    public static Opened openFile(Path in, Path out, Identity recipient, OpenOptions options)
+            throws LayerSecException {
+        byte[] inp = Utf8.path(Objects.requireNonNull(in, "in"), "in");
+        byte[] outp = Utf8.path(Objects.requireNonNull(out, "out"), "out");
+        return opening(recipient, options, false, (rp, o, sp, pp) -> Native.openFile(rp, inp,
+                outp, o.flags, o.maxOutput, sp, pp, o.profile.value));
+    }
+
+    /**
+     * {@link #open(byte[], Identity, OpenOptions) open} from {@code in} to {@code out} in
+     * constant memory (both used on this thread only, inside the call, and not closed).
+     *
+     * <p><b>What {@code out} receives is not authentic until this returns</b>: the signature and
+     * the authentication tag come after the content they cover. Write to a place nobody uses
+     * yet and discard it if this throws; {@link #openFile} does that for files. The
+     * {@link Opened} returned has an empty {@link Opened#document()}. What a stream throws comes
+     * out unchanged, as for {@link #sealStream}.
+     */
+    public static Opened openStream(InputStream in, OutputStream out, Identity recipient,
+            OpenOptions options) throws LayerSecException, IOException {
+        Objects.requireNonNull(in, "in");
+        Objects.requireNonNull(out, "out");
+        return opening(recipient, options, false, (rp, o, sp, pp) -> Native.openStream(rp, in,
+                out, o.flags, o.maxOutput, sp, pp, o.profile.value));
+    }
+
+    /**
+     * Describes any CMS/S-MIME object: its layers, algorithms, recipients and signers, as the
+     * library's JSON ({@link Inspection#json()}). With {@code recipient} (nullable) it also
+     * looks inside layers encrypted for us; with {@code sender} (nullable) it verifies
+     * signatures. Problems with the input do not throw: they end the description and are
+     * reported in its {@code "error"} member ({@link Inspection#error()}).
+     */
+    public static Inspection inspect(byte[] data, Identity recipient, Certificate sender)
+            throws LayerSecException {
+        Objects.requireNonNull(data, "data");
         loadNative();
         List<NativeHandle> borrowed = new ArrayList<>(2);
-        long opened;
         try {
             long rp = recipient == null ? 0 : borrow(recipient, borrowed);
-            long sp = options.sender == null ? 0 : borrow(options.sender, borrowed);
-            opened = Native.open(rp, data, options.flags, options.maxOutput, sp,
-                    options.profile.value);
+            long sp = sender == null ? 0 : borrow(sender, borrowed);
+            return new Inspection(Utf8.text(Native.inspect(data, rp, sp)));
         } finally {
             releaseAll(borrowed);
-        }
-        Certificate signer = null;
-        try {
-            long sc = Native.openedSignerCopy(opened);
-            signer = sc == 0 ? null : new Certificate(sc);
-            long t = Native.openedSigningTime(opened);
-            return new Opened(
-                    Native.openedDocument(opened),
-                    Utf8.text(Native.openedFilename(opened)),
-                    Utf8.text(Native.openedSafeFilename(opened)),
-                    Utf8.text(Native.openedMimeType(opened)),
-                    signer,
-                    signer == null ? null : signer.subject(),
-                    t == Long.MIN_VALUE ? null : Instant.ofEpochSecond(t),
-                    Native.openedWasEncrypted(opened),
-                    Native.openedSize(opened));
-        } catch (LayerSecException | RuntimeException | Error e) {
-            if (signer != null) {
-                signer.close();
-            }
-            throw e;
-        } finally {
-            Native.openedFree(opened);
         }
     }
 

@@ -1,8 +1,6 @@
 package layersec;
 
 import java.nio.charset.StandardCharsets;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
 
 /**
  * A failure reported by liblayersec: the stable {@code ls_result} {@link #code()} (e.g. 201),
@@ -54,11 +52,6 @@ public class LayerSecException extends Exception {
     static final int LS_ERR_TRUNCATED = 401;
     static final int LS_ERR_TOO_LARGE = 404;
     static final int LS_ERR_EXPANSION_TOO_LARGE = 406;
-    static final int LS_ERR_CONNECT_FAILED = 600;
-    static final int LS_ERR_TIMEOUT = 601;
-    static final int LS_ERR_HTTP_STATUS = 603;
-    static final int LS_ERR_MAIL_STATUS = 606;
-    static final int LS_ERR_RECEIPT_PENDING = 608;
 
     private static final String[] FAMILIES = {
         "internal", "argument", "crypto", "certificate", "format", "protocol", "transport", "store",
@@ -67,6 +60,8 @@ public class LayerSecException extends Exception {
     private final int code;
     private final String name;
     private final String libraryMessage;
+    /** Set once, by {@link #of(int, String, String, boolean)}, before the exception is thrown. */
+    private boolean transientFailure;
 
     LayerSecException(int code, String name, String libraryMessage) {
         super(libraryMessage.isEmpty() ? name + " (" + code + ")"
@@ -102,16 +97,25 @@ public class LayerSecException extends Exception {
     }
 
     /**
-     * Whether trying the same operation again later could succeed, as the library's error
-     * objects say ({@code "transient"}): connect failures, timeouts, HTTP 5xx/408/429, a mail
-     * server's temporary refusal and a pending receipt. False for everything else here; see
-     * {@link ServiceException#isTransient()}.
+     * Whether the same call, made again later unchanged, may succeed: the library's own verdict
+     * ({@code ls_last_error_is_transient()}, read by the JNI glue right after the failed call),
+     * never guessed from the message. True for a service or mail server that could not be
+     * reached or timed out, an HTTP 5xx/408/429 answer, a mail server's temporary refusal, a
+     * receipt still pending, and a send {@link QueuedForRetryException queued for retry}; false
+     * for everything else (a refusal, a bad signature, a TLS failure, a bad argument…).
      */
     public boolean isTransient() {
-        return false;
+        return transientFailure;
     }
 
-    /** The exception for a code, by the code, else by its family. */
+    /** The exception for a code (by the code, else by its family) with the transient flag. */
+    static LayerSecException of(int code, String name, String message, boolean transientFailure) {
+        LayerSecException e = of(code, name, message);
+        e.transientFailure = transientFailure;
+        return e;
+    }
+
+    /** The exception for a code, by the code, else by its family; not transient. */
     static LayerSecException of(int code, String name, String message) {
         switch (code) {
             case LS_ERR_IO: return new FileException(code, name, message);
@@ -149,21 +153,14 @@ public class LayerSecException extends Exception {
     }
 
     /** Called by the JNI glue: name and message as the library's UTF-8 bytes. */
-    static LayerSecException fromNative(int code, byte[] name, byte[] message) {
+    static LayerSecException fromNative(int code, byte[] name, byte[] message,
+            boolean transientFailure) {
         return of(code, new String(name, StandardCharsets.UTF_8),
-                new String(message, StandardCharsets.UTF_8));
+                new String(message, StandardCharsets.UTF_8), transientFailure);
     }
 
     /** Called by the JNI glue when a failed send still gave a MessageId: it is queued. */
     static LayerSecException queued(byte[] messageId, LayerSecException cause) {
         return new QueuedForRetryException(new String(messageId, StandardCharsets.UTF_8), cause);
-    }
-
-    private static final Pattern HTTP_STATUS = Pattern.compile("HTTP status (\\d{3})");
-
-    /** The HTTP status a library message names ("HTTP status 503: ..."), or -1. */
-    static int httpStatusOf(String message) {
-        Matcher m = HTTP_STATUS.matcher(message);
-        return m.find() ? Integer.parseInt(m.group(1)) : -1;
     }
 }

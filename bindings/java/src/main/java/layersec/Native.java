@@ -43,13 +43,48 @@ final class Native {
 
     static native void certFree(long cert);
 
+    static native long certstoreNew() throws LayerSecException;
+
+    static native long certstoreLoadDir(byte[] path) throws LayerSecException;
+
+    static native void certstoreAddPartner(long store, long cert, byte[] partyId)
+            throws LayerSecException;
+
+    static native void certstoreAddAnchor(long store, long cert) throws LayerSecException;
+
+    static native void certstoreFree(long store);
+
     static native byte[] seal(long signer, long[] recipients, byte[] document, int flags,
             byte[] filename, byte[] mimeType, int compressionLevel, long signingTime, int profile)
             throws LayerSecException;
 
+    /** ls_seal_file; the options as for {@link #seal}. */
+    static native void sealFile(long signer, long[] recipients, byte[] inPath, byte[] outPath,
+            int flags, byte[] filename, byte[] mimeType, int compressionLevel, long signingTime,
+            int profile) throws LayerSecException;
+
+    /** ls_seal_stream over the streams (read and written on this thread); the sealed size. */
+    static native long sealStream(long signer, long[] recipients, java.io.InputStream in,
+            java.io.OutputStream out, int flags, byte[] filename, byte[] mimeType,
+            int compressionLevel, long signingTime, int profile)
+            throws LayerSecException, java.io.IOException;
+
     /** ls_open: returns an ls_opened pointer the caller frees with {@link #openedFree}. */
     static native long open(long recipient, byte[] data, int flags, long maxOutput, long sender,
-            int profile) throws LayerSecException;
+            long partners, int profile) throws LayerSecException;
+
+    /** ls_open_file; an ls_opened (its document empty) as for {@link #open}. */
+    static native long openFile(long recipient, byte[] inPath, byte[] outPath, int flags,
+            long maxOutput, long sender, long partners, int profile) throws LayerSecException;
+
+    /** ls_open_stream; an ls_opened (its document empty) as for {@link #open}. */
+    static native long openStream(long recipient, java.io.InputStream in,
+            java.io.OutputStream out, int flags, long maxOutput, long sender, long partners,
+            int profile) throws LayerSecException, java.io.IOException;
+
+    /** ls_inspect: the JSON text (UTF-8). */
+    static native byte[] inspect(byte[] data, long recipient, long sender)
+            throws LayerSecException;
 
     static native byte[] openedDocument(long opened) throws LayerSecException;
 
@@ -59,8 +94,11 @@ final class Native {
 
     static native byte[] openedMimeType(long opened);
 
-    /** A new certificate handle copied from the verified signer, or 0 when unsigned. */
-    static native long openedSignerCopy(long opened) throws LayerSecException;
+    /** The verified signer's certificate as PEM, or null when unsigned. */
+    static native byte[] openedSignerPem(long opened) throws LayerSecException;
+
+    /** The verified signer's subject, or null when unsigned. */
+    static native byte[] openedSignerSubject(long opened);
 
     static native long openedSigningTime(long opened);
 

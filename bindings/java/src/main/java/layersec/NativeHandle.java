@@ -100,6 +100,22 @@ public abstract class NativeHandle implements AutoCloseable {
         state.release();
     }
 
+    /** A native call with a borrowed pointer. */
+    @FunctionalInterface
+    interface NativeCall<T> {
+        T call(long ptr) throws LayerSecException;
+    }
+
+    /** Runs {@code call} with the pointer borrowed ({@link #acquire()} … {@link #release()}). */
+    final <T> T use(NativeCall<T> call) throws LayerSecException {
+        long p = acquire();
+        try {
+            return call.call(p);
+        } finally {
+            release();
+        }
+    }
+
     /** Whether {@link #close()} was called (the native object may still be in use by a call). */
     public final boolean isClosed() {
         return state.isClosed();

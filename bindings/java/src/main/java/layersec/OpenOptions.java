@@ -2,10 +2,11 @@ package layersec;
 
 /**
  * Options of {@link LayerSec#open} ({@code ls_open_options}): whom to expect and what to
- * accept. A signed message is opened only when it verifies against the {@link #sender}.
+ * accept. A signed message is opened only when it verifies against the {@link #sender} (or
+ * the {@link #partners}).
  *
- * <p>The sender certificate is borrowed for each open call (it must not be closed before);
- * these options do not own it.
+ * <p>The sender certificate and the partners' store are borrowed for each open call (they must
+ * not be closed before); these options do not own them.
  */
 public final class OpenOptions {
     // LS_OPEN_* of include/layersec.h.
@@ -16,6 +17,7 @@ public final class OpenOptions {
     static final int REJECT_3DES = 1 << 4;
 
     Certificate sender;
+    CertStore partners;
     int flags;
     long maxOutput;
     Profile profile = Profile.NONE;
@@ -26,6 +28,15 @@ public final class OpenOptions {
      */
     public OpenOptions sender(Certificate sender) {
         this.sender = sender;
+        return this;
+    }
+
+    /**
+     * Partners and trust anchors to verify the signer against: any partner of the store, or a
+     * certificate that chains to one of its anchors, may have signed. Borrowed for each open.
+     */
+    public OpenOptions partners(CertStore partners) {
+        this.partners = partners;
         return this;
     }
 

@@ -5,28 +5,31 @@ import java.util.Optional;
 
 /**
  * An opened document with the proof of who sent it. A value: the native {@code ls_opened} was
- * read and freed by {@link LayerSec#open}; only {@link #signer()} holds a native handle, which
- * {@link #close()} closes (else its Cleaner does).
+ * read and freed by {@link LayerSec#open}. The signer's certificate is kept as PEM and made into
+ * a {@link Certificate} (a native handle) only when {@link #signer()} is first called; that one
+ * is closed by {@link #close()} (else by its Cleaner). Thread-safe.
  */
 public final class Opened implements AutoCloseable {
     private final byte[] document;
     private final String filename;
     private final String safeFilename;
     private final String mimeType;
-    private final Certificate signer;
+    private final byte[] signerPem;
     private final String signerSubject;
+    private Certificate signer;
+    private boolean closed;
     private final Instant signingTime;
     private final boolean encrypted;
     private final long size;
 
     Opened(byte[] document, String filename, String safeFilename, String mimeType,
-            Certificate signer, String signerSubject, Instant signingTime, boolean encrypted,
+            byte[] signerPem, String signerSubject, Instant signingTime, boolean encrypted,
             long size) {
         this.document = document;
         this.filename = filename;
         this.safeFilename = safeFilename;
         this.mimeType = mimeType;
-        this.signer = signer;
+        this.signerPem = signerPem;
         this.signerSubject = signerSubject;
         this.signingTime = signingTime;
         this.encrypted = encrypted;
@@ -56,8 +59,22 @@ public final class Opened implements AutoCloseable {
         return mimeType;
     }
 
-    /** The verified signer's certificate (a copy owned by this object), or null if unsigned. */
-    public Certificate signer() {
+    /**
+     * The verified signer's certificate (a copy owned by this object, made on the first call),
+     * or null if unsigned. Throws {@link ClosedException} once this object is closed.
+     */
+    public synchronized Certificate signer() {
+        if (closed) {
+            throw new ClosedException("Opened");
+        }
+        if (signer == null && signerPem != null) {
+            try {
+                signer = Certificate.fromBytes(signerPem);
+            } catch (LayerSecException e) {
+                // The library's own PEM of a certificate it verified: only memory can fail.
+                throw new IllegalStateException("layersec: cannot copy the signer certificate", e);
+            }
+        }
         return signer;
     }
 
@@ -81,9 +98,10 @@ public final class Opened implements AutoCloseable {
         return size;
     }
 
-    /** Closes the signer's certificate. */
+    /** Closes the signer's certificate, if {@link #signer()} made it. */
     @Override
-    public void close() {
+    public synchronized void close() {
+        closed = true;
         if (signer != null) {
             signer.close();
         }

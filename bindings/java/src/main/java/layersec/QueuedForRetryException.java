@@ -16,10 +16,13 @@ public final class QueuedForRetryException extends LayerSecException {
 
     private final String messageId;
 
+    private final boolean transientFailure;
+
     QueuedForRetryException(String messageId, LayerSecException cause) {
         super(cause.code(), cause.name(),
                 "queued for retry as " + messageId + " after: " + cause.libraryMessage());
         this.messageId = messageId;
+        this.transientFailure = cause.isTransient();
         initCause(cause);
     }
 
@@ -34,9 +37,12 @@ public final class QueuedForRetryException extends LayerSecException {
         return (LayerSecException) super.getCause();
     }
 
-    /** True: a queued send is retried. */
+    /**
+     * The library's verdict on the failed attempt, as the cause carries it: true for a send
+     * queued for retry (the C ABI sets it for every queued send).
+     */
     @Override
     public boolean isTransient() {
-        return true;
+        return transientFailure;
     }
 }

@@ -33,15 +33,12 @@ public final class SealOptions {
     static final int PEM = 1 << 5;
     static final int ENCRYPT_TO_SELF = 1 << 6;
     static final int MULTIPART_SIGNED = 1 << 7;
+    static final int RSA_PKCS1V15 = 1 << 8;
+    static final int RSA_OAEP_SHA1 = 1 << 9;
 
     String filename;
     String mimeType;
-    Boolean compress;
-    boolean cbc;
-    boolean pss;
-    Output output = Output.DER;
-    boolean encryptToSelf;
-    boolean multipartSigned;
+    int flags;
     int compressionLevel;
     long signingTime;
     Profile profile = Profile.NONE;
@@ -60,8 +57,8 @@ public final class SealOptions {
 
     /** null: compress when it pays (the default); true: always; false: never. */
     public SealOptions compress(Boolean compress) {
-        this.compress = compress;
-        return this;
+        flag(NO_COMPRESS | FORCE_COMPRESS, false);
+        return compress == null ? this : flag(compress ? FORCE_COMPRESS : NO_COMPRESS, true);
     }
 
     /** zlib level 1 (fastest) to 9; 0 is the library's default, 6. */
@@ -75,32 +72,29 @@ public final class SealOptions {
 
     /** AES-256-CBC EnvelopedData for partners that cannot read AES-256-GCM. */
     public SealOptions cbc(boolean cbc) {
-        this.cbc = cbc;
-        return this;
+        return flag(CBC, cbc);
     }
 
     /** RSASSA-PSS signatures instead of PKCS#1 v1.5 (RSA signing keys only). */
     public SealOptions pss(boolean pss) {
-        this.pss = pss;
-        return this;
+        return flag(PSS, pss);
     }
 
     /** DER (default), S/MIME or PEM. */
     public SealOptions output(Output output) {
-        this.output = Objects.requireNonNull(output, "output");
-        return this;
+        Objects.requireNonNull(output, "output");
+        flag(SMIME | PEM, false);
+        return flag(output == Output.SMIME ? SMIME : output == Output.PEM ? PEM : 0, true);
     }
 
     /** Also encrypt to the signer's own certificate (a readable archive copy). */
     public SealOptions encryptToSelf(boolean encryptToSelf) {
-        this.encryptToSelf = encryptToSelf;
-        return this;
+        return flag(ENCRYPT_TO_SELF, encryptToSelf);
     }
 
     /** A multipart/signed entity (detached signature beside the content, as AS2 reads it). */
     public SealOptions multipartSigned(boolean multipartSigned) {
-        this.multipartSigned = multipartSigned;
-        return this;
+        return flag(MULTIPART_SIGNED, multipartSigned);
     }
 
     /** The signing time to state (null: now). The Unix epoch itself cannot be stated. */
@@ -118,34 +112,27 @@ public final class SealOptions {
         return this;
     }
 
+    /**
+     * RSA recipients: RSA PKCS#1 v1.5 key transport instead of RSA-OAEP-SHA-256 (for AS2-era
+     * partners; an EC recipient is then an {@link ArgumentException}).
+     */
+    public SealOptions rsaPkcs1v15(boolean on) {
+        return flag(RSA_PKCS1V15, on);
+    }
+
+    /** RSA recipients: RSA-OAEP with SHA-1 instead of SHA-256 (excludes rsaPkcs1v15). */
+    public SealOptions rsaOaepSha1(boolean on) {
+        return flag(RSA_OAEP_SHA1, on);
+    }
+
     /** What the recipients' software reads; the other options add to it. */
     public SealOptions profile(Profile profile) {
         this.profile = Objects.requireNonNull(profile, "profile");
         return this;
     }
 
-    int flags() {
-        int f = 0;
-        if (compress != null) {
-            f |= compress ? FORCE_COMPRESS : NO_COMPRESS;
-        }
-        if (cbc) {
-            f |= CBC;
-        }
-        if (pss) {
-            f |= PSS;
-        }
-        if (output == Output.SMIME) {
-            f |= SMIME;
-        } else if (output == Output.PEM) {
-            f |= PEM;
-        }
-        if (encryptToSelf) {
-            f |= ENCRYPT_TO_SELF;
-        }
-        if (multipartSigned) {
-            f |= MULTIPART_SIGNED;
-        }
-        return f;
+    private SealOptions flag(int bits, boolean on) {
+        flags = on ? flags | bits : flags & ~bits;
+        return this;
     }
 }

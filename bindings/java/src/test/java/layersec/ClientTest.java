@@ -198,6 +198,10 @@ class ClientTest {
             String mid2 = sender.sendFile(order, b.id, new Client.SendOptions().action("Order"));
             assertNotEquals(mid, mid2);
             assertEquals(ReceiptState.WAITING, sender.receiptState(mid));
+            Receipt waiting = sender.receipts(true).stream()
+                    .filter(r -> r.messageId().equals(mid)).findFirst().orElseThrow();
+            assertEquals(ReceiptState.WAITING, waiting.state());
+            assertTrue(waiting.receipt().isEmpty());
             assertEquals(ReceiptState.UNKNOWN, sender.receiptState("no-such-id@nowhere"));
             got = recipient.poll();
             assertEquals(List.of(), recipient.poll()); // receipted: not offered again
@@ -229,6 +233,27 @@ class ClientTest {
             assertEquals(ReceiptState.PROCESSED, sender.receiptState(mid));
             assertTrue(sender.receiptsJson(false).contains(mid));
             assertFalse(sender.receiptsJson(true).contains(mid));
+            // The same as typed receipts.
+            List<Receipt> all = sender.receipts();
+            assertEquals(2, all.size());
+            Receipt r = all.stream().filter(x -> x.messageId().equals(mid)).findFirst()
+                    .orElseThrow();
+            assertEquals(ReceiptState.PROCESSED, r.state());
+            assertEquals("invoice.xml", r.document());
+            assertEquals(b.id, r.to());
+            assertTrue(r.refusalClass().isEmpty());
+            assertTrue(Duration.between(r.sentAt().orElseThrow(), Instant.now()).abs()
+                    .toMinutes() < 5);
+            Receipt.Signed signed = r.receipt().orElseThrow();
+            assertEquals(b.id, signed.partner());
+            assertEquals("processed", signed.disposition());
+            assertTrue(signed.verified(), signed.toString());
+            assertTrue(signed.error().isEmpty());
+            assertEquals(Boolean.TRUE, signed.payloadMatches().orElseThrow());
+            assertTrue(signed.signerSubject().orElseThrow().contains(b.id));
+            assertFalse(signed.receiptMessageId().isEmpty());
+            assertTrue(Files.isRegularFile(signed.receiptFile().orElseThrow()));
+            assertTrue(sender.receipts(true).stream().noneMatch(x -> x.messageId().equals(mid)));
         }
         assertArrayEquals(doc, Files.readAllBytes(a.folder.resolve("sent/invoice.xml")));
     }
@@ -290,13 +315,14 @@ class ClientTest {
             assertFalse(mid.isEmpty());
             assertTrue(q.getMessage().contains(mid), q.getMessage());
             assertInstanceOf(ServiceException.class, q.getCause());
-            assertEquals(LayerSecException.LS_ERR_CONNECT_FAILED, q.code());
+            assertEquals(600, q.code());
             assertEquals("LS_ERR_CONNECT_FAILED", q.name());
             assertTrue(q.isTransient() && q.getCause().isTransient());
             assertEquals(1, count(a.folder.resolve("state/outgoing")));
             assertEquals(0, c.runDueJobs()); // still down: still queued
             ServiceException pe = assertThrows(ServiceException.class, c::poll);
-            assertEquals(LayerSecException.LS_ERR_CONNECT_FAILED, pe.code());
+            assertEquals(600, pe.code());
+            assertTrue(pe.isTransient(), "a poll of a service that is down may work later");
         }
         // The service is back (the real URL): the journal delivers it with the same MessageId.
         Thread.sleep(2500); // past the back-off (initial_secs = 1, max_secs = 2)
@@ -329,6 +355,7 @@ class ClientTest {
             CertificateException u = assertThrows(CertificateException.class,
                     () -> c.send(Fixtures.doc("x"), "y.txt", "nobody-knows-me"));
             assertEquals("LS_ERR_CERT_NOT_FOUND", u.name());
+            assertFalse(u.isTransient());
             assertEquals(0, count(a.folder.resolve("state/outgoing")));
         }
         // The unregistered party's own send fails authentication at the service.
@@ -337,6 +364,7 @@ class ClientTest {
             ProtocolException e = assertThrows(ProtocolException.class,
                     () -> g.send(Fixtures.doc("x"), "x.txt", a.id));
             assertEquals("LS_ERR_EBMS_ERROR", e.name());
+            assertFalse(e.isTransient());
             assertEquals(0, count(ghost.folder.resolve("state/outgoing")));
         }
     }

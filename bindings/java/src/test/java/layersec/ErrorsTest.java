@@ -7,23 +7,9 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.List;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
-class ErrorsTest {
-    static Fixtures f;
-
-    @BeforeAll
-    static void parties() throws LayerSecException {
-        f = new Fixtures();
-    }
-
-    @AfterAll
-    static void close() {
-        f.close();
-    }
-
+class ErrorsTest extends WithParties {
     @Test
     void tamperedMessageIsAVerificationFailureWithItsCode() throws LayerSecException {
         byte[] sealed = LayerSec.seal(Fixtures.doc("pay 100 EUR"), f.alice, List.of(f.bobCert));
@@ -78,18 +64,27 @@ class ErrorsTest {
     }
 
     @Test
-    void serviceFailuresSayWhetherToRetry() {
+    void transienceIsTheLibrarysVerdictNotTheMessageText() {
+        // The glue passes ls_last_error_is_transient(); nothing is read from the text.
         ServiceException connect = (ServiceException) LayerSecException.of(600,
-                "LS_ERR_CONNECT_FAILED", "cannot connect");
+                "LS_ERR_CONNECT_FAILED", "cannot connect", true);
         assertTrue(connect.isTransient());
         assertEquals("transport", connect.family());
-        assertTrue(LayerSecException.of(603, "LS_ERR_HTTP_STATUS",
-                "HTTP status 503: unavailable").isTransient());
-        assertTrue(LayerSecException.of(603, "LS_ERR_HTTP_STATUS",
-                "HTTP status 429: slow down").isTransient());
         assertFalse(LayerSecException.of(603, "LS_ERR_HTTP_STATUS",
-                "HTTP status 413: too large").isTransient());
-        assertFalse(LayerSecException.of(602, "LS_ERR_TLS_FAILED", "pin").isTransient());
-        assertFalse(LayerSecException.of(605, "LS_ERR_REFUSED", "no").isTransient());
+                "HTTP status 503: unavailable", false).isTransient());
+        assertTrue(LayerSecException.of(603, "LS_ERR_HTTP_STATUS", "", true).isTransient());
+        assertFalse(LayerSecException.of(602, "LS_ERR_TLS_FAILED", "pin", false).isTransient());
+        // A queued send carries its cause's verdict.
+        assertTrue(new QueuedForRetryException("m@x", connect).isTransient());
+        assertFalse(new QueuedForRetryException("m@x",
+                LayerSecException.of(604, "LS_ERR_BAD_RESPONSE", "", false)).isTransient());
+    }
+
+    @Test
+    void aFailureFromTheLibraryIsNotTransient() throws LayerSecException {
+        // Read from the C ABI right after the failed call (an argument error: never transient).
+        FileException e = assertThrows(FileException.class,
+                () -> Certificate.load(java.nio.file.Paths.get("/nonexistent/cert.pem")));
+        assertFalse(e.isTransient());
     }
 }

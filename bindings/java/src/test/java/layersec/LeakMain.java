@@ -10,7 +10,8 @@ import java.util.List;
 /**
  * The child process of {@link LeakTest}: seals and opens a small document with EC P-256 keys
  * {@code args[0]} times and prints {@code rss <calls> <VmRSS in kB>} (from /proc/self/status)
- * after every {@code args[1]} calls. Every handle is closed explicitly, as a careful caller does.
+ * after every {@code args[1]} calls, each time also copying the signer's certificate
+ * ({@link Opened#signer()}). Every handle is closed explicitly, as a careful caller does.
  * With {@code args[2] = "keep"} (the negative control, run by hand) every {@link Opened} is kept
  * open in a list instead: native memory that grows, which the RSS check must see.
  */
@@ -45,6 +46,11 @@ public final class LeakMain {
                 try {
                     if (!Arrays.equals(doc, o.document())) {
                         throw new AssertionError("round trip " + i + " changed the document");
+                    }
+                    // The signer's certificate, a native handle of the Opened's own (made
+                    // on demand): freed by o.close(), kept alive in the keep mode.
+                    if (!o.signer().subject().equals(o.signerSubject())) {
+                        throw new AssertionError("round trip " + i + ": another signer");
                     }
                 } finally {
                     if (keep) {

@@ -2,6 +2,7 @@ package layersec;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.ArrayList;
@@ -15,7 +16,10 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
 
-/** Identity and Certificate are documented thread-safe: 8 threads share the same ones. */
+/**
+ * Identity, Certificate, a filled CertStore and Opened are documented thread-safe: 8 threads
+ * share the same ones.
+ */
 class ThreadsTest {
     static final int THREADS = 8;
 
@@ -92,6 +96,39 @@ class ThreadsTest {
             for (Future<String> r : results) {
                 assertEquals("closed", r.get());
             }
+        }
+    }
+
+    @Test
+    void eightThreadsOpenWithOneStoreAndShareOneOpened() throws Exception {
+        try (Fixtures f = new Fixtures(); CertStore partners = new CertStore()) {
+            partners.addPartner(f.aliceCert, "alice");
+            byte[] sealed = LayerSec.seal(Fixtures.doc("shared"), f.alice, List.of(f.bobCert));
+            Opened shared = LayerSec.open(sealed, f.bob, new OpenOptions().partners(partners));
+            ExecutorService pool = Executors.newFixedThreadPool(THREADS);
+            CountDownLatch start = new CountDownLatch(1);
+            List<Future<Certificate>> results = new ArrayList<>();
+            for (int t = 0; t < THREADS; t++) {
+                results.add(pool.submit(() -> {
+                    start.await();
+                    for (int i = 0; i < 25; i++) {
+                        try (Opened o = LayerSec.open(sealed, f.bob,
+                                new OpenOptions().partners(partners))) {
+                            assertEquals("CN=alice", o.signer().subject());
+                        }
+                    }
+                    return shared.signer(); // made once, by whichever thread comes first
+                }));
+            }
+            start.countDown();
+            pool.shutdown();
+            assertTrue(pool.awaitTermination(120, TimeUnit.SECONDS));
+            Certificate first = results.get(0).get();
+            for (Future<Certificate> r : results) {
+                assertSame(first, r.get(), "one signer copy per Opened");
+            }
+            shared.close();
+            assertTrue(first.isClosed());
         }
     }
 }
