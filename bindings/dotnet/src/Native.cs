@@ -124,6 +124,7 @@ namespace LayerSecurity
         [DllImport(Lib)] internal static extern IntPtr ls_version();
         [DllImport(Lib)] internal static extern IntPtr ls_result_name(int result);
         [DllImport(Lib)] internal static extern IntPtr ls_last_error_message();
+        [DllImport(Lib)] internal static extern int ls_last_error_is_transient();
         [DllImport(Lib)] internal static extern void ls_bytes_free(ref LsBytes b);
 
         // --- identities ------------------------------------------------------------------------
