@@ -128,95 +128,92 @@ static class SealOpen
         }
     }
 
-    static int Seal(string[] a)
+    /// <summary>Our identity (KEY + CERT, the key not encrypted) and the partner's certificate,
+    /// as the C examples load them; on failure prints why (as "PROG: loading … failed: …") and
+    /// returns false with nothing left open.</summary>
+    static bool Load(string prog, string keyPath, string certPath, string partnerCertPath, string partner,
+                     out Identity me, out Certificate partnerCert)
     {
-        Identity signer;
+        me = null;
+        partnerCert = null;
         try
         {
-            signer = Identity.Load(a[1], a[2]); // no password: the key is not encrypted
+            me = Identity.Load(keyPath, certPath); // no password: the key is not encrypted
         }
         catch (LayerSecException e)
         {
-            return Report("seal", "loading our identity (ls_identity_load)", e);
+            Report(prog, "loading our identity (ls_identity_load)", e);
+            return false;
         }
-        using (signer)
+        try
         {
-            Certificate recipient;
+            partnerCert = Certificate.Load(partnerCertPath);
+            return true;
+        }
+        catch (LayerSecException e)
+        {
+            me.Dispose();
+            me = null;
+            Report(prog, $"loading the {partner}'s certificate (ls_cert_load)", e);
+            return false;
+        }
+    }
+
+    static int Seal(string[] a)
+    {
+        Identity signer;
+        Certificate recipient;
+        if (!Load("seal", a[1], a[2], a[3], "recipient", out signer, out recipient)) return 1;
+        using (signer)
+        using (recipient)
+        {
+            var doc = ReadFile(a[4]);
+            if (doc == null) return 1;
+            byte[] sealedMsg;
             try
             {
-                recipient = Certificate.Load(a[3]);
+                // The defaults: DER, AES-256-GCM, compression when it pays; the MIME type is
+                // guessed from the file name.
+                sealedMsg = LayerSec.Seal(doc, signer, recipient,
+                                          new SealOptions { FileName = a.Length == 7 ? a[6] : null });
             }
             catch (LayerSecException e)
             {
-                return Report("seal", "loading the recipient's certificate (ls_cert_load)", e);
+                return Report("seal", "ls_seal", e);
             }
-            using (recipient)
-            {
-                var doc = ReadFile(a[4]);
-                if (doc == null) return 1;
-                byte[] sealedMsg;
-                try
-                {
-                    // The defaults: DER, AES-256-GCM, compression when it pays; the MIME type
-                    // is guessed from the file name.
-                    sealedMsg = LayerSec.Seal(doc, signer, recipient,
-                                              new SealOptions { FileName = a.Length == 7 ? a[6] : null });
-                }
-                catch (LayerSecException e)
-                {
-                    return Report("seal", "ls_seal", e);
-                }
-                if (!WriteFile(a[5], sealedMsg)) return 1;
-                Console.WriteLine($"sealed {doc.Length} bytes for {recipient.Subject} into {a[5]} ({sealedMsg.Length} bytes)");
-                return 0;
-            }
+            if (!WriteFile(a[5], sealedMsg)) return 1;
+            Console.WriteLine($"sealed {doc.Length} bytes for {recipient.Subject} into {a[5]} ({sealedMsg.Length} bytes)");
+            return 0;
         }
     }
 
     static int Open(string[] a)
     {
         Identity me;
-        try
-        {
-            me = Identity.Load(a[1], a[2]);
-        }
-        catch (LayerSecException e)
-        {
-            return Report("open", "loading our identity (ls_identity_load)", e);
-        }
+        Certificate sender;
+        if (!Load("open", a[1], a[2], a[3], "sender", out me, out sender)) return 1;
         using (me)
+        using (sender)
         {
-            Certificate sender;
+            var input = ReadFile(a[4]);
+            if (input == null) return 1;
+            Opened opened;
             try
             {
-                sender = Certificate.Load(a[3]);
+                // The partner we expect: a valid signature by anyone else is refused.
+                opened = LayerSec.Open(input, me, new OpenOptions { Sender = sender });
             }
             catch (LayerSecException e)
             {
-                return Report("open", "loading the sender's certificate (ls_cert_load)", e);
+                return Report("open", "ls_open", e);
             }
-            using (sender)
+            using (opened.Signer)
             {
-                var input = ReadFile(a[4]);
-                if (input == null) return 1;
-                Opened opened;
-                try
-                {
-                    // The partner we expect: a valid signature by anyone else is refused.
-                    opened = LayerSec.Open(input, me, new OpenOptions { Sender = sender });
-                }
-                catch (LayerSecException e)
-                {
-                    return Report("open", "ls_open", e);
-                }
-                using (opened.Signer)
-                {
-                    // Only now, every check passed, is anything written.
-                    if (!WriteFile(a[5], opened.Document)) return 1;
-                    Print(opened);
-                    Console.WriteLine($"wrote {opened.Document.Length} bytes to {a[5]}");
-                    return 0;
-                }
+                // Only now, every check passed, is anything written.
+                if (!WriteFile(a[5], opened.Document)) return 1;
+                Print(opened);
+                Console.WriteLine($"wrote {opened.Document.Length} bytes to {a[5]}");
+                return 0;
             }
         }
     }

@@ -103,6 +103,17 @@ namespace LayerSecurity
             }
         }
 
+        internal delegate int BytesCall(out LsBytes result);
+
+        /// <summary>Makes a call that fills an ls_bytes, throws its failure, and returns a
+        /// managed copy of the bytes (the library's buffer freed).</summary>
+        internal static byte[] Bytes(string function, BytesCall call)
+        {
+            LsBytes b;
+            Check(call(out b), function);
+            return Take(ref b);
+        }
+
         /// <summary>Throws the exception for <paramref name="code"/> unless it is LS_OK, with
         /// the thread's message and transience flag. Must run on the thread of the failed call,
         /// before any other call that returns an ls_result (both are per thread and reset by

@@ -254,9 +254,8 @@ namespace LayerSecurity
             if (sp != IntPtr.Zero)
             {
                 result.SignerSubject = Interop.FromUtf8(Native.ls_cert_subject(sp));
-                LsBytes pem;
-                Interop.Check(Native.ls_cert_to_pem(sp, out pem), "ls_cert_to_pem");
-                result.Signer = Certificate.FromBytes(Interop.Take(ref pem));
+                var pem = Interop.Bytes("ls_cert_to_pem", (out LsBytes b) => Native.ls_cert_to_pem(sp, out b));
+                result.Signer = Certificate.FromBytes(pem);
             }
             return result;
         }
