@@ -8,7 +8,7 @@
 // loop: ITERATIONS/10 untimed rounds, then ITERATIONS timed rounds of LayerSec.Seal (signed
 // with KEY/CERT for PEER_CERT, default options) and LayerSec.Open as the peer (PEER_KEY/
 // PEER_CERT) requiring CERT as the signer; the opened length is checked (and the bytes in the
-// first round), and the opened signer certificate disposed. seal: one untimed seal, then
+// first round), and the Opened disposed. seal: one untimed seal, then
 // ITERATIONS timed ones, each result dropped. Prints one line:
 //
 //   <mode> size=<SIZE> iterations=<N> seconds=<float> vmhwm_kb=<VmHWM of /proc/self/status>
@@ -54,11 +54,14 @@ static class Bench
 
     // One round each, as methods of their own (not inlined): the sealed result lives only in
     // their frames.
-    // After each seal of the `seal` mode (timed: reclaiming the result is part of its cost): a
-    // full collection from Main's shallow frame. Mono scans thread stacks conservatively, and a
-    // stale slot deeper down (e.g. of the previous SealOnce/Take at the same depth) can keep
-    // the dropped 100 MiB result reachable while the next one is allocated: measured, an
-    // OutOfMemoryException at max-heap-size=264m in 3 runs of 3 without this, none with it.
+    // After each seal of the `seal` mode, a full collection (timed: reclaiming the result is
+    // part of the cost). Mono's collector scans thread stacks and registers conservatively: a
+    // stale word can keep the dropped 100 MiB result of the previous seal reachable while the
+    // next one is allocated, and at max-heap-size=2 × SIZE + 64 MiB that allocation then fails.
+    // Measured over the release library (seal, 100 MiB, 3 iterations): OutOfMemoryException in
+    // 3 runs of 3 without this; with it in 2 runs of 20 at 264m and 0 of 20 at 296m (2 × SIZE
+    // + 96 MiB, where a variant with one extra managed copy of the document still fails every
+    // time). Neither a retry after the exception nor a thread of its own per seal did better.
     // .NET's GC scans stacks precisely; C frees its ls_bytes at once.
     static void Reclaim(int sealedLength)
     {
@@ -74,10 +77,11 @@ static class Bench
     [MethodImpl(MethodImplOptions.NoInlining)]
     static void RoundTrip(byte[] doc, Identity me, Certificate[] to, Identity peer, OpenOptions opts, bool checkBytes)
     {
-        var opened = LayerSec.Open(LayerSec.Seal(doc, me, to), peer, opts);
-        opened.Signer?.Dispose();
-        if (opened.Document.Length != doc.Length || checkBytes && !opened.Document.SequenceEqual(doc))
-            throw new InvalidOperationException("the opened document differs");
+        using (var opened = LayerSec.Open(LayerSec.Seal(doc, me, to), peer, opts))
+        {
+            if (opened.Document.Length != doc.Length || checkBytes && !opened.Document.SequenceEqual(doc))
+                throw new InvalidOperationException("the opened document differs");
+        }
     }
 
     static int Main(string[] args)

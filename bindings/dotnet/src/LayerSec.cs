@@ -249,13 +249,12 @@ namespace LayerSecurity
             };
             long t = Native.ls_opened_signing_time(o);
             if (t != Native.LS_NO_TIME) result.SigningTime = DateTimeOffset.FromUnixTimeSeconds(t);
-            // Borrowed from the opened document: copied into a certificate of its own.
+            // Borrowed from the opened document: copied as PEM (Opened.Signer parses it when asked).
             var sp = Native.ls_opened_signer(o);
             if (sp != IntPtr.Zero)
             {
                 result.SignerSubject = Interop.FromUtf8(Native.ls_cert_subject(sp));
-                var pem = Interop.Bytes("ls_cert_to_pem", (out LsBytes b) => Native.ls_cert_to_pem(sp, out b));
-                result.Signer = Certificate.FromBytes(pem);
+                result.SignerPem = Interop.Bytes("ls_cert_to_pem", (out LsBytes b) => Native.ls_cert_to_pem(sp, out b));
             }
             return result;
         }

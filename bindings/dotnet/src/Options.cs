@@ -88,10 +88,18 @@ namespace LayerSecurity
     }
 
     /// <summary>An opened document with the proof of who sent it, copied out of the library.
-    /// <see cref="Signer"/> is a certificate of its own: dispose it when done (else its
-    /// finalizer frees it).</summary>
-    public sealed class Opened
+    /// The signer's certificate is kept as PEM and becomes a <see cref="Certificate"/> (a
+    /// native object) only when <see cref="Signer"/> is first read: dispose the Opened (or that
+    /// certificate) when done, else a finalizer frees it.</summary>
+    public sealed class Opened : IDisposable
     {
+        readonly object signerLock = new object();
+        Certificate signer;
+        bool disposed;
+
+        /// <summary>The verified signer's certificate as PEM, or null when unsigned.</summary>
+        internal byte[] SignerPem { get; set; }
+
         /// <summary>The document. Empty after <c>LayerSec.Open(Stream, Stream, …)</c> and
         /// <c>LayerSec.OpenFile</c>, which wrote it to their output: <see cref="Size"/> is its
         /// size then.</summary>
@@ -104,14 +112,39 @@ namespace LayerSecurity
         public string MimeType { get; internal set; }
         /// <summary>The verified signer's subject, or null when unsigned (AllowUnsigned).</summary>
         public string SignerSubject { get; internal set; }
-        /// <summary>The verified signer's certificate, or null when unsigned.</summary>
-        public Certificate Signer { get; internal set; }
+        /// <summary>The verified signer's certificate, or null when unsigned. Made on first use
+        /// (parsing a certificate costs about as much as a third of a 1 KiB seal+open) and the
+        /// same object afterwards; disposed with the Opened, after which this throws
+        /// ObjectDisposedException.</summary>
+        public Certificate Signer
+        {
+            get
+            {
+                if (SignerPem == null) return null;
+                lock (signerLock)
+                {
+                    if (disposed) throw new ObjectDisposedException(nameof(Opened));
+                    return signer ?? (signer = Certificate.FromBytes(SignerPem));
+                }
+            }
+        }
         /// <summary>The signing time the signer stated, or null.</summary>
         public DateTimeOffset? SigningTime { get; internal set; }
         /// <summary>True when an encryption layer was removed.</summary>
         public bool WasEncrypted { get; internal set; }
         /// <summary>The document's size in bytes.</summary>
         public long Size { get; internal set; }
+
+        /// <summary>Frees the signer's certificate if <see cref="Signer"/> made one. The
+        /// document and the other properties stay readable. A second Dispose does nothing.</summary>
+        public void Dispose()
+        {
+            lock (signerLock)
+            {
+                disposed = true;
+                signer?.Dispose();
+            }
+        }
 
         // Not the document: it may be large, and confidential in logs.
         public override string ToString() =>
