@@ -56,9 +56,7 @@ namespace LayerSecurity
         public byte[] ToPem()
         {
             ThrowIfDisposed();
-            LsBytes b;
-            Interop.Check(Native.ls_cert_to_pem(Handle, out b), "ls_cert_to_pem");
-            return Interop.Take(ref b);
+            return Interop.Bytes("ls_cert_to_pem", (out LsBytes b) => Native.ls_cert_to_pem(Handle, out b));
         }
 
         /// <summary>True once disposed.</summary>

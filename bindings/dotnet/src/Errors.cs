@@ -1,8 +1,9 @@
 // The exceptions of the binding and the ls_result codes of layersec.h they map from.
 //
 // Every failure the library reports becomes a LayerSecException (or a subclass) with the code
-// (Code, e.g. 203), its macro name (ResultName, from ls_result_name), its family and the
-// library's message (from ls_last_error_message). The class follows the code's family, the
+// (Code, e.g. 203), its macro name (ResultName, from ls_result_name), its family, the
+// library's message (from ls_last_error_message) and whether a retry may succeed (IsTransient,
+// from ls_last_error_is_transient). The class follows the code's family, the
 // hundreds digit, as the Python binding's does; a code this binding does not know (from a newer
 // library) maps by its family, as the header asks.
 //
@@ -13,7 +14,7 @@
 //   ├─ CertificateException           3xx certificates and trust
 //   ├─ MalformedMessageException      4xx format: malformed or hostile input
 //   ├─ ProtocolException              5xx the message protocol (ebMS3/AS4)
-//   ├─ ServiceException               6xx transport: reaching the Messaging Service; IsTransient
+//   ├─ ServiceException               6xx transport: reaching the Messaging Service
 //   ├─ ClientStateException           7xx the client's configuration and state
 //   └─ InternalException              9xx a bug in the library (please report it)
 
@@ -115,7 +116,10 @@ namespace LayerSecurity
         public string Function { get; }
 
         public LayerSecException(int code, string resultName, string detail, string function = null)
-            : this(code, resultName, detail, function, null) { }
+            : this(code, resultName, detail, function, null, false) { }
+
+        public LayerSecException(int code, string resultName, string detail, string function, bool transient)
+            : this(code, resultName, detail, function, null, transient) { }
 
         public LayerSecException(int code, string resultName, string detail, string function,
                                  Exception inner)
@@ -127,6 +131,15 @@ namespace LayerSecurity
             Function = function;
         }
 
+        /// <summary>As the other constructors, with the library's transience flag
+        /// (<see cref="IsTransient"/>).</summary>
+        public LayerSecException(int code, string resultName, string detail, string function,
+                                 Exception inner, bool transient)
+            : this(code, resultName, detail, function, inner)
+        {
+            this.transient = transient;
+        }
+
         /// <summary>Set only by <see cref="Client.Poll"/> when the poll failed part way: the
         /// documents written to the inbox (and receipted) before the failure. Null otherwise.</summary>
         public IList<Received> Received { get; internal set; }
@@ -135,11 +148,15 @@ namespace LayerSecurity
         /// protocol, transport, store or internal.</summary>
         public string Family => ResultCode.FamilyOf(Code);
 
-        /// <summary>Whether trying the same operation again later could succeed, by the rule
-        /// of the library's error objects ("transient"): a connection failure, a timeout, an
-        /// HTTP status 5xx, 408 or 429, a mail server's temporary refusal, a pending receipt.
-        /// </summary>
-        public virtual bool IsTransient => false;
+        /// <summary>Whether the same call may succeed when it is made again later, unchanged, as
+        /// the library judged it (ls_last_error_is_transient, read right after the failed
+        /// call): the service or mail server could not be reached or timed out, answered HTTP
+        /// 5xx, 408 or 429, refused for now, a receipt is still pending, or a send was queued
+        /// for retry after such a failure. False for everything else (a refusal, a bad
+        /// signature, a TLS failure, a bad argument…). Branch on this, not on the text.</summary>
+        public virtual bool IsTransient => transient;
+
+        readonly bool transient;
 
         static string Describe(int code, string name, string detail)
         {
@@ -148,23 +165,25 @@ namespace LayerSecurity
         }
 
         /// <summary>The exception for a code: by the code's family (an unknown family gives a
-        /// LayerSecException).</summary>
+        /// LayerSecException). <paramref name="transient"/>: the library's
+        /// ls_last_error_is_transient for the failed call.</summary>
         public static LayerSecException FromCode(int code, string resultName, string detail,
-                                                 string function = null)
+                                                 string function = null, bool transient = false)
         {
+            var t = transient;
             if (code == ResultCode.BadPassword)
-                return new BadPasswordException(code, resultName, detail, function);
+                return new BadPasswordException(code, resultName, detail, function, t);
             switch (code > 0 ? code / 100 : 0)
             {
-                case 1: return new InputException(code, resultName, detail, function);
-                case 2: return new VerificationException(code, resultName, detail, function);
-                case 3: return new CertificateException(code, resultName, detail, function);
-                case 4: return new MalformedMessageException(code, resultName, detail, function);
-                case 5: return new ProtocolException(code, resultName, detail, function);
-                case 6: return new ServiceException(code, resultName, detail, function);
-                case 7: return new ClientStateException(code, resultName, detail, function);
-                case 9: return new InternalException(code, resultName, detail, function);
-                default: return new LayerSecException(code, resultName, detail, function);
+                case 1: return new InputException(code, resultName, detail, function, t);
+                case 2: return new VerificationException(code, resultName, detail, function, t);
+                case 3: return new CertificateException(code, resultName, detail, function, t);
+                case 4: return new MalformedMessageException(code, resultName, detail, function, t);
+                case 5: return new ProtocolException(code, resultName, detail, function, t);
+                case 6: return new ServiceException(code, resultName, detail, function, t);
+                case 7: return new ClientStateException(code, resultName, detail, function, t);
+                case 9: return new InternalException(code, resultName, detail, function, t);
+                default: return new LayerSecException(code, resultName, detail, function, t);
             }
         }
     }
@@ -173,15 +192,17 @@ namespace LayerSecurity
     /// cannot be read or written).</summary>
     public class InputException : LayerSecException
     {
-        public InputException(int code, string resultName, string detail, string function = null)
-            : base(code, resultName, detail, function) { }
+        public InputException(int code, string resultName, string detail, string function = null,
+                               bool transient = false)
+            : base(code, resultName, detail, function, transient) { }
     }
 
     /// <summary>LS_ERR_BAD_PASSWORD: the password does not decrypt the key or PKCS#12 file.</summary>
     public class BadPasswordException : InputException
     {
-        public BadPasswordException(int code, string resultName, string detail, string function = null)
-            : base(code, resultName, detail, function) { }
+        public BadPasswordException(int code, string resultName, string detail, string function = null,
+                                     bool transient = false)
+            : base(code, resultName, detail, function, transient) { }
     }
 
     /// <summary>2xx: the message does not decrypt for us or its signature does not verify
@@ -189,42 +210,49 @@ namespace LayerSecurity
     /// or an algorithm refused).</summary>
     public class VerificationException : LayerSecException
     {
-        public VerificationException(int code, string resultName, string detail, string function = null)
-            : base(code, resultName, detail, function) { }
+        public VerificationException(int code, string resultName, string detail, string function = null,
+                                      bool transient = false)
+            : base(code, resultName, detail, function, transient) { }
     }
 
     /// <summary>3xx: certificates and trust (expired, not yet valid, unknown signer…).</summary>
     public class CertificateException : LayerSecException
     {
-        public CertificateException(int code, string resultName, string detail, string function = null)
-            : base(code, resultName, detail, function) { }
+        public CertificateException(int code, string resultName, string detail, string function = null,
+                                     bool transient = false)
+            : base(code, resultName, detail, function, transient) { }
     }
 
     /// <summary>4xx: malformed or hostile input (truncated, too deep, too large…).</summary>
     public class MalformedMessageException : LayerSecException
     {
-        public MalformedMessageException(int code, string resultName, string detail, string function = null)
-            : base(code, resultName, detail, function) { }
+        public MalformedMessageException(int code, string resultName, string detail, string function = null,
+                                          bool transient = false)
+            : base(code, resultName, detail, function, transient) { }
     }
 
     /// <summary>5xx: the message protocol (ebMS3/AS4, SOAP, WS-Security).</summary>
     public class ProtocolException : LayerSecException
     {
-        public ProtocolException(int code, string resultName, string detail, string function = null)
-            : base(code, resultName, detail, function) { }
+        public ProtocolException(int code, string resultName, string detail, string function = null,
+                                  bool transient = false)
+            : base(code, resultName, detail, function, transient) { }
     }
 
     /// <summary>6xx: reaching the Messaging Service (connecting, TLS, HTTP, e-mail).
-    /// <see cref="IsTransient"/> says whether a retry may succeed.</summary>
+    /// <see cref="LayerSecException.IsTransient"/> says whether a retry may succeed (the
+    /// library's judgement, not a rule of this binding).</summary>
     public class ServiceException : LayerSecException
     {
         static readonly Regex HttpStatusText = new Regex(@"HTTP status (\d{3})");
 
-        public ServiceException(int code, string resultName, string detail, string function = null)
-            : base(code, resultName, detail, function) { }
+        public ServiceException(int code, string resultName, string detail, string function = null,
+                                 bool transient = false)
+            : base(code, resultName, detail, function, transient) { }
 
         /// <summary>The HTTP status of an LS_ERR_HTTP_STATUS, read from the library's message
-        /// ("HTTP status 503: …"), or null.</summary>
+        /// ("HTTP status 503: …"), or null. For display and logs: whether to retry is
+        /// <see cref="LayerSecException.IsTransient"/>.</summary>
         public int? HttpStatus
         {
             get
@@ -234,42 +262,22 @@ namespace LayerSecurity
                 return m.Success ? int.Parse(m.Groups[1].Value) : (int?)null;
             }
         }
-
-        /// <summary>The rule of ls-core's Error::is_transient: connect failures, timeouts, mail
-        /// servers' temporary refusals, pending receipts, and HTTP 5xx, 408 and 429.</summary>
-        public override bool IsTransient
-        {
-            get
-            {
-                switch (Code)
-                {
-                    case ResultCode.ConnectFailed:
-                    case ResultCode.Timeout:
-                    case ResultCode.MailStatus:
-                    case ResultCode.ReceiptPending:
-                        return true;
-                    case ResultCode.HttpStatus:
-                        var s = HttpStatus;
-                        return s.HasValue && (s.Value >= 500 && s.Value <= 599 || s.Value == 408 || s.Value == 429);
-                    default:
-                        return false;
-                }
-            }
-        }
     }
 
     /// <summary>7xx: the client's configuration and local state (LS_ERR_CONFIG_INVALID,
     /// LS_ERR_STATE_CORRUPT, LS_ERR_STATE_LOCKED).</summary>
     public class ClientStateException : LayerSecException
     {
-        public ClientStateException(int code, string resultName, string detail, string function = null)
-            : base(code, resultName, detail, function) { }
+        public ClientStateException(int code, string resultName, string detail, string function = null,
+                                     bool transient = false)
+            : base(code, resultName, detail, function, transient) { }
     }
 
     /// <summary>9xx: a bug in the library (please report it).</summary>
     public class InternalException : LayerSecException
     {
-        public InternalException(int code, string resultName, string detail, string function = null)
-            : base(code, resultName, detail, function) { }
+        public InternalException(int code, string resultName, string detail, string function = null,
+                                  bool transient = false)
+            : base(code, resultName, detail, function, transient) { }
     }
 }

@@ -108,18 +108,14 @@ namespace LayerSecurity
         public byte[] KeyPem()
         {
             ThrowIfDisposed();
-            LsBytes b;
-            Interop.Check(Native.ls_identity_key_pem(Handle, out b), "ls_identity_key_pem");
-            return Interop.Take(ref b);
+            return Interop.Bytes("ls_identity_key_pem", (out LsBytes b) => Native.ls_identity_key_pem(Handle, out b));
         }
 
         /// <summary>The certificate signing request (PEM) of a generated identity.</summary>
         public byte[] CsrPem()
         {
             ThrowIfDisposed();
-            LsBytes b;
-            Interop.Check(Native.ls_identity_csr_pem(Handle, out b), "ls_identity_csr_pem");
-            return Interop.Take(ref b);
+            return Interop.Bytes("ls_identity_csr_pem", (out LsBytes b) => Native.ls_identity_csr_pem(Handle, out b));
         }
 
         public bool IsDisposed => Handle.IsClosed;

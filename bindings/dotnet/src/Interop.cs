@@ -103,15 +103,28 @@ namespace LayerSecurity
             }
         }
 
-        /// <summary>Throws the exception for <paramref name="code"/> unless it is LS_OK. Must
-        /// run on the thread of the failed call, before any other call (the message is per
-        /// thread).</summary>
+        internal delegate int BytesCall(out LsBytes result);
+
+        /// <summary>Makes a call that fills an ls_bytes, throws its failure, and returns a
+        /// managed copy of the bytes (the library's buffer freed).</summary>
+        internal static byte[] Bytes(string function, BytesCall call)
+        {
+            LsBytes b;
+            Check(call(out b), function);
+            return Take(ref b);
+        }
+
+        /// <summary>Throws the exception for <paramref name="code"/> unless it is LS_OK, with
+        /// the thread's message and transience flag. Must run on the thread of the failed call,
+        /// before any other call that returns an ls_result (both are per thread and reset by
+        /// the next such call).</summary>
         internal static void Check(int code, string function)
         {
             if (code == 0) return;
             var detail = FromUtf8(Native.ls_last_error_message()) ?? "";
+            var transient = Native.ls_last_error_is_transient() != 0;
             var name = FromUtf8(Native.ls_result_name(code)) ?? "LS_UNKNOWN";
-            throw LayerSecException.FromCode(code, name, detail, function);
+            throw LayerSecException.FromCode(code, name, detail, function, transient);
         }
 
         internal static UIntPtr Len(byte[] a) => new UIntPtr(a == null ? 0u : (uint)a.Length);

@@ -1,124 +1,22 @@
+// LayerSec: seal and open byte[] documents, and the preparation of the C options that the
+// Stream and file overloads (LayerSecStreams.cs) share.
+
 using System;
 using System.Collections.Generic;
+using System.Runtime.InteropServices;
 
 namespace LayerSecurity
 {
-    /// <summary>The form of a sealed message.</summary>
-    public enum SealOutput
-    {
-        Der,
-        /// <summary>A complete S/MIME entity (application/pkcs7-mime, base64).</summary>
-        Smime,
-        /// <summary>PEM (-----BEGIN CMS-----).</summary>
-        Pem,
-    }
-
-    /// <summary>What the partners' software reads (LS_PROFILE_*).</summary>
-    public enum Profile : uint
-    {
-        /// <summary>Seal: the defaults (those of Modern) and the flags; open: every legacy
-        /// algorithm accepted.</summary>
-        None = 0,
-        /// <summary>AES-256-GCM, RSA-OAEP-SHA-256 or ECDH, SignedData with the content inside;
-        /// open: none of the legacy algorithms or forms.</summary>
-        Modern = 1,
-        /// <summary>Compressed, multipart/signed, AES-256-CBC, RSA PKCS#1 v1.5 key transport;
-        /// RSA keys only.</summary>
-        LegacyAs2 = 2,
-    }
-
-    /// <summary>RSA key transport to recipients (added to the profile's).</summary>
-    public enum KeyTransport
-    {
-        /// <summary>The profile's (RSA-OAEP-SHA-256 by default).</summary>
-        Default,
-        RsaPkcs1v15,
-        RsaOaepSha1,
-    }
-
-    /// <summary>Options of LayerSec.Seal; every default is the library's.</summary>
-    public sealed class SealOptions
-    {
-        /// <summary>The document's file name, carried in its Content-Disposition.</summary>
-        public string FileName { get; set; }
-        /// <summary>The document's MIME type (null: guessed from FileName, else
-        /// application/octet-stream).</summary>
-        public string MimeType { get; set; }
-        /// <summary>null: compress when it pays; true: always; false: never.</summary>
-        public bool? Compress { get; set; }
-        /// <summary>zlib level 1 to 9 (null: the library's default, 6).</summary>
-        public int? CompressionLevel { get; set; }
-        public SealOutput Output { get; set; } = SealOutput.Der;
-        /// <summary>AES-256-CBC EnvelopedData instead of AES-256-GCM AuthEnvelopedData.</summary>
-        public bool Cbc { get; set; }
-        /// <summary>RSASSA-PSS signatures (RSA signing keys only).</summary>
-        public bool Pss { get; set; }
-        /// <summary>Also encrypt to the signer, so the sender's archive copy stays readable.</summary>
-        public bool EncryptToSelf { get; set; }
-        /// <summary>A multipart/signed signature (as AS2 software reads it).</summary>
-        public bool MultipartSigned { get; set; }
-        /// <summary>The signing time to state (null: now). The Unix epoch itself cannot be
-        /// stated (0 means now to the library).</summary>
-        public DateTimeOffset? SigningTime { get; set; }
-        public Profile Profile { get; set; } = Profile.None;
-        public KeyTransport KeyTransport { get; set; } = KeyTransport.Default;
-    }
-
-    /// <summary>Options of LayerSec.Open. Name whom to expect: Sender (the one
-    /// partner who must have signed) or Partners (any partner of the store, or a certificate
-    /// chaining to its anchors); without either a signed message is refused.</summary>
-    public sealed class OpenOptions
-    {
-        public Certificate Sender { get; set; }
-        public CertStore Partners { get; set; }
-        /// <summary>Accept a message without signature (then Opened.Signer is null).</summary>
-        public bool AllowUnsigned { get; set; }
-        /// <summary>Accept a signer certificate outside its validity period.</summary>
-        public bool AllowExpired { get; set; }
-        /// <summary>Refuse 3DES and RSA PKCS#1 v1.5 key transport.</summary>
-        public bool RejectLegacy { get; set; }
-        /// <summary>Refuse 3DES content encryption.</summary>
-        public bool Reject3Des { get; set; }
-        /// <summary>Accept SHA-1 signatures (refused by default).</summary>
-        public bool AllowSha1 { get; set; }
-        /// <summary>Limit on the opened document's size in bytes (null: the library's 1 GiB).</summary>
-        public long? MaxOutput { get; set; }
-        public Profile Profile { get; set; } = Profile.None;
-    }
-
-    /// <summary>An opened document with the proof of who sent it, copied out of the library.
-    /// <see cref="Signer"/> is a certificate of its own: dispose it when done (else its
-    /// finalizer frees it).</summary>
-    public sealed class Opened
-    {
-        public byte[] Document { get; internal set; }
-        /// <summary>The file name exactly as the sender stated it (may contain directories or
-        /// ".."): to write the document into a folder use <see cref="SafeFileName"/>.</summary>
-        public string FileName { get; internal set; }
-        /// <summary>The file name reduced to a safe base name, or null.</summary>
-        public string SafeFileName { get; internal set; }
-        public string MimeType { get; internal set; }
-        /// <summary>The verified signer's subject, or null when unsigned (AllowUnsigned).</summary>
-        public string SignerSubject { get; internal set; }
-        /// <summary>The verified signer's certificate, or null when unsigned.</summary>
-        public Certificate Signer { get; internal set; }
-        /// <summary>The signing time the signer stated, or null.</summary>
-        public DateTimeOffset? SigningTime { get; internal set; }
-        /// <summary>True when an encryption layer was removed.</summary>
-        public bool WasEncrypted { get; internal set; }
-        /// <summary>The document's size in bytes.</summary>
-        public long Size { get; internal set; }
-
-        // Not the document: it may be large, and confidential in logs.
-        public override string ToString() =>
-            $"Opened(document=<{Document.Length} bytes>, filename={FileName}, mime_type={MimeType}, " +
-            $"signer={SignerSubject}, encrypted={WasEncrypted})";
-    }
-
     /// <summary>Seal documents as S/MIME (CMS) for their recipients, and open what partners
     /// sealed for you with proof of who sent them. Every method may be called from any number
-    /// of threads at once with the same identities, certificates and (filled) stores.</summary>
-    public static class LayerSec
+    /// of threads at once with the same identities, certificates and (filled) stores.
+    ///
+    /// Three forms of each operation: <c>byte[]</c> in and out (<see cref="Seal(byte[], Identity, IEnumerable{Certificate}, SealOptions)"/>,
+    /// <see cref="Open(byte[], Identity, OpenOptions)"/>); <see cref="System.IO.Stream"/> in and
+    /// out, in constant memory; and files (<see cref="SealFile(string, string, Identity, IEnumerable{Certificate}, SealOptions)"/>,
+    /// <see cref="OpenFile"/>), in constant memory, whose output appears only once complete.
+    /// </summary>
+    public static partial class LayerSec
     {
         /// <summary>The version of the loaded liblayersec, e.g. "0.1.0".</summary>
         public static string Version
@@ -133,11 +31,44 @@ namespace LayerSecurity
         /// <summary>Seals <paramref name="document"/>: MIME-wraps it, compresses it (when it
         /// pays), signs it with <paramref name="signer"/> and encrypts it to
         /// <paramref name="recipients"/> (plus the signer with EncryptToSelf). Returns the sealed
-        /// message (DER unless options.Output says otherwise).</summary>
+        /// message (DER unless options.Output says otherwise).
+        ///
+        /// Memory: the document is passed to the library pinned, not copied; the sealed message
+        /// is copied once from the library's buffer into the returned array.</summary>
         public static byte[] Seal(byte[] document, Identity signer, IEnumerable<Certificate> recipients,
                                   SealOptions options = null)
         {
             if (document == null) throw new ArgumentNullException(nameof(document));
+            LsBytes b = default(LsBytes);
+            DoSeal(signer, recipients, options, "ls_seal", null,
+                   (IntPtr[] ptrs, UIntPtr n, ref NativeSealOptions opts) =>
+                       Native.ls_seal(signer.Handle, ptrs, n, document, Interop.Len(document), ref opts, out b));
+            return Interop.Take(ref b);
+        }
+
+        /// <summary><see cref="Seal(byte[], Identity, IEnumerable{Certificate}, SealOptions)"/>
+        /// for one recipient.</summary>
+        public static byte[] Seal(byte[] document, Identity signer, Certificate recipient, SealOptions options = null)
+        {
+            return Seal(document, signer, One(recipient), options);
+        }
+
+        internal static Certificate[] One(Certificate recipient)
+        {
+            if (recipient == null) throw new ArgumentNullException(nameof(recipient));
+            return new[] { recipient };
+        }
+
+        /// <summary>One seal call: gets the recipients' pointers and the C options ready.</summary>
+        internal delegate int SealCall(IntPtr[] recipients, UIntPtr count, ref NativeSealOptions opts);
+
+        /// <summary>Checks the arguments, fills ls_seal_options from <paramref name="options"/>,
+        /// references the signer and the recipients for the call, makes it and throws its
+        /// failure: the exception a <paramref name="bridge"/>'s Stream threw if there is one,
+        /// else the library's.</summary>
+        internal static void DoSeal(Identity signer, IEnumerable<Certificate> recipients, SealOptions options,
+                                    string function, StreamBridge bridge, SealCall call)
+        {
             if (signer == null) throw new ArgumentNullException(nameof(signer));
             if (recipients == null) throw new ArgumentNullException(nameof(recipients));
             var list = new List<Certificate>(recipients);
@@ -174,20 +105,20 @@ namespace LayerSecurity
                 }
                 var ptrs = new IntPtr[list.Count];
                 for (int i = 0; i < list.Count; i++) ptrs[i] = refs.Add(list[i].Handle, nameof(Certificate));
-                LsBytes b;
-                Interop.Check(Native.ls_seal(signer.Handle, ptrs.Length == 0 ? null : ptrs, new UIntPtr((uint)ptrs.Length),
-                                             document, Interop.Len(document), ref opts, out b),
-                              "ls_seal");
-                return Interop.Take(ref b);
+                int rc = call(ptrs.Length == 0 ? null : ptrs, new UIntPtr((uint)ptrs.Length), ref opts);
+                // The library's message first (it is per thread, and nothing has called in since).
+                LayerSecException failure = null;
+                try
+                {
+                    Interop.Check(rc, function);
+                }
+                catch (LayerSecException e)
+                {
+                    failure = e;
+                }
+                bridge?.ThrowKept();
+                if (failure != null) throw failure;
             }
-        }
-
-        /// <summary><see cref="Seal(byte[], Identity, IEnumerable{Certificate}, SealOptions)"/>
-        /// for one recipient.</summary>
-        public static byte[] Seal(byte[] document, Identity signer, Certificate recipient, SealOptions options = null)
-        {
-            if (recipient == null) throw new ArgumentNullException(nameof(recipient));
-            return Seal(document, signer, new[] { recipient }, options);
         }
 
         static uint SealFlags(SealOptions o)
@@ -224,6 +155,21 @@ namespace LayerSecurity
         public static Opened Open(byte[] sealedMessage, Identity recipient, OpenOptions options = null)
         {
             if (sealedMessage == null) throw new ArgumentNullException(nameof(sealedMessage));
+            return DoOpen(recipient, options, "ls_open", null,
+                          (IntPtr rp, ref NativeOpenOptions opts, out OpenedHandle opened) =>
+                              Native.ls_open(rp, sealedMessage, Interop.Len(sealedMessage), ref opts, out opened));
+        }
+
+        /// <summary>One open call with the recipient's pointer (or zero) and the C options ready.</summary>
+        internal delegate int OpenCall(IntPtr recipient, ref NativeOpenOptions opts, out OpenedHandle opened);
+
+        /// <summary>Fills ls_open_options from <paramref name="options"/>, references the
+        /// recipient, the sender and the partners' store for the call (holding the store's read
+        /// lock), makes it, throws its failure (a <paramref name="bridge"/>'s kept exception
+        /// first, as DoSeal) and copies the result out of the ls_opened.</summary>
+        internal static Opened DoOpen(Identity recipient, OpenOptions options, string function, StreamBridge bridge,
+                                      OpenCall call)
+        {
             options = options ?? new OpenOptions();
             Interop.EnsureLoaded();
 
@@ -246,6 +192,7 @@ namespace LayerSecurity
             }
 
             OpenedHandle opened = null;
+            LayerSecException failure = null;
             var partners = options.Partners;
             using (var refs = new HandleRefs())
             {
@@ -258,8 +205,13 @@ namespace LayerSecurity
                 }
                 try
                 {
-                    Interop.Check(Native.ls_open(rp, sealedMessage, Interop.Len(sealedMessage), ref opts, out opened),
-                                  "ls_open");
+                    int rc = call(rp, ref opts, out opened);
+                    // The library's message first (per thread; nothing has called in since).
+                    Interop.Check(rc, function);
+                }
+                catch (LayerSecException e)
+                {
+                    failure = e;
                 }
                 finally
                 {
@@ -268,6 +220,8 @@ namespace LayerSecurity
             }
             using (opened)
             {
+                bridge?.ThrowKept();
+                if (failure != null) throw failure;
                 return Read(opened);
             }
         }
@@ -282,7 +236,7 @@ namespace LayerSecurity
             if (n > int.MaxValue)
                 throw new InternalException(ResultCode.Internal, "LS_ERR_INTERNAL", "the document is larger than a byte[] holds");
             var doc = new byte[(int)n];
-            if (n > 0) System.Runtime.InteropServices.Marshal.Copy(data, doc, 0, (int)n);
+            if (n > 0) Marshal.Copy(data, doc, 0, (int)n);
 
             var result = new Opened
             {
@@ -295,14 +249,12 @@ namespace LayerSecurity
             };
             long t = Native.ls_opened_signing_time(o);
             if (t != Native.LS_NO_TIME) result.SigningTime = DateTimeOffset.FromUnixTimeSeconds(t);
-            // Borrowed from the opened document: copied into a certificate of its own.
+            // Borrowed from the opened document: copied as PEM (Opened.Signer parses it when asked).
             var sp = Native.ls_opened_signer(o);
             if (sp != IntPtr.Zero)
             {
                 result.SignerSubject = Interop.FromUtf8(Native.ls_cert_subject(sp));
-                LsBytes pem;
-                Interop.Check(Native.ls_cert_to_pem(sp, out pem), "ls_cert_to_pem");
-                result.Signer = Certificate.FromBytes(Interop.Take(ref pem));
+                result.SignerPem = Interop.Bytes("ls_cert_to_pem", (out LsBytes b) => Native.ls_cert_to_pem(sp, out b));
             }
             return result;
         }

@@ -87,6 +87,16 @@ namespace LayerSecurity
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     internal delegate int ReceivedCallback(IntPtr userdata, IntPtr doc);
 
+    // ls_read_callback and ls_write_callback: called on the thread of the ls_*_stream call,
+    // never after it returns. Like ReceivedCallback they must never let an exception out
+    // (StreamBridge in LayerSecStreams.cs catches everything and returns EIO). out_n is a
+    // size_t* written with Marshal.WriteIntPtr.
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate int ReadCallback(IntPtr userdata, IntPtr buf, UIntPtr len, IntPtr outN);
+
+    [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+    internal delegate int WriteCallback(IntPtr userdata, IntPtr buf, UIntPtr len, IntPtr outN);
+
     internal static class Native
     {
         internal const string Lib = "layersec";
@@ -124,6 +134,7 @@ namespace LayerSecurity
         [DllImport(Lib)] internal static extern IntPtr ls_version();
         [DllImport(Lib)] internal static extern IntPtr ls_result_name(int result);
         [DllImport(Lib)] internal static extern IntPtr ls_last_error_message();
+        [DllImport(Lib)] internal static extern int ls_last_error_is_transient();
         [DllImport(Lib)] internal static extern void ls_bytes_free(ref LsBytes b);
 
         // --- identities ------------------------------------------------------------------------
@@ -198,6 +209,28 @@ namespace LayerSecurity
         [DllImport(Lib)] internal static extern long ls_opened_signing_time(OpenedHandle opened);
         [DllImport(Lib)] internal static extern int ls_opened_was_encrypted(OpenedHandle opened);
         [DllImport(Lib)] internal static extern void ls_opened_free(IntPtr opened);
+
+        // --- streams and files (constant memory) ----------------------------------------------
+
+        [DllImport(Lib)]
+        internal static extern int ls_seal_stream(IdentityHandle signer, IntPtr[] recipients, UIntPtr nRecipients,
+                                                  ReadCallback readCb, IntPtr readUserdata,
+                                                  WriteCallback writeCb, IntPtr writeUserdata,
+                                                  ref NativeSealOptions opts, out ulong sealedSize);
+
+        [DllImport(Lib)]
+        internal static extern int ls_seal_file(IdentityHandle signer, IntPtr[] recipients, UIntPtr nRecipients,
+                                                byte[] inPath, byte[] outPath, ref NativeSealOptions opts);
+
+        // The recipient is nullable, as for ls_open.
+        [DllImport(Lib)]
+        internal static extern int ls_open_stream(IntPtr recipient, ReadCallback readCb, IntPtr readUserdata,
+                                                  WriteCallback writeCb, IntPtr writeUserdata,
+                                                  ref NativeOpenOptions opts, out OpenedHandle result);
+
+        [DllImport(Lib)]
+        internal static extern int ls_open_file(IntPtr recipient, byte[] inPath, byte[] outPath,
+                                                ref NativeOpenOptions opts, out OpenedHandle result);
 
         // --- the client ----------------------------------------------------------------------
 

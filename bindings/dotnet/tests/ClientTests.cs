@@ -284,7 +284,9 @@ namespace LayerSecurity.Tests
                 Assert.IsInstanceOf<ServiceException>(e.Cause);
                 Assert.AreSame(e.Cause, e.InnerException);
                 Assert.IsNotInstanceOf<ServiceException>(e);
+                // From ls_last_error_is_transient (the binding has no rule of its own).
                 Assert.IsTrue(e.IsTransient);
+                Assert.IsTrue(e.Cause.IsTransient);
                 Assert.AreEqual(1, CountFiles(Path.Combine(a.Dir, "state", "outgoing")), "it waits in the journal");
 
                 Assert.AreEqual(0, c.RunDueJobs(), "still down: nothing delivered");

@@ -32,22 +32,50 @@ namespace LayerSecurity.Tests
             Assert.AreEqual("LS_X (" + code + "): detail", e.Message);
         }
 
-        [TestCase(600, "could not connect", true)]
-        [TestCase(601, "timed out: 30 s", true)]
-        [TestCase(602, "handshake failed", false)]
-        [TestCase(603, "HTTP status 503: busy", true)]
-        [TestCase(603, "HTTP status 429: slow down", true)]
-        [TestCase(603, "HTTP status 408: request timeout", true)]
-        [TestCase(603, "HTTP status 400: bad request", false)]
-        [TestCase(604, "bad response", false)]
-        [TestCase(605, "refused", false)]
-        [TestCase(606, "mail server: 451 try later", true)]
-        [TestCase(607, "login failed", false)]
-        [TestCase(608, "receipt pending", true)]
-        public void ServiceExceptionSaysWhetherARetryMaySucceed(int code, string detail, bool transient)
+        [TestCase(600, true)]
+        [TestCase(603, false)]
+        [TestCase(102, true)] // the flag is the library's, whatever the family
+        [TestCase(200, false)]
+        public void IsTransientIsTheFlagTheLibraryGave(int code, bool transient)
         {
-            var e = (ServiceException)LayerSecException.FromCode(code, "LS_X", detail);
-            Assert.AreEqual(transient, e.IsTransient);
+            Assert.AreEqual(transient, LayerSecException.FromCode(code, "LS_X", "d", "f", transient).IsTransient);
+            Assert.IsFalse(LayerSecException.FromCode(code, "LS_X", "d").IsTransient, "default");
+        }
+
+        [TestCase("HTTP status 503: busy", 503)]
+        [TestCase("HTTP status 400: bad request", 400)]
+        [TestCase("no status here", null)]
+        public void HttpStatusIsReadFromTheMessageForDisplay(string detail, int? status)
+        {
+            var e = (ServiceException)LayerSecException.FromCode(ResultCode.HttpStatus, "LS_ERR_HTTP_STATUS", detail);
+            Assert.AreEqual(status, e.HttpStatus);
+            Assert.IsFalse(e.IsTransient, "not derived from the status: the library's flag only");
+            Assert.IsNull(((ServiceException)LayerSecException.FromCode(600, "LS_X", detail)).HttpStatus);
+        }
+
+        [Test]
+        public void EveryHeaderFunctionIsDeclaredInNative()
+        {
+            var repo = Fixtures.RepoRoot;
+            if (repo == null) Assert.Ignore("LAYERSEC_REPO is not set (make test-dotnet sets it)");
+            var header = File.ReadAllText(Path.Combine(repo, "include", "layersec.h"));
+            var inHeader = new SortedSet<string>();
+            foreach (Match m in Regex.Matches(header, @"^[a-z_0-9 ]+[ *]+(ls_[a-z0-9_]+)\(", RegexOptions.Multiline))
+                inHeader.Add(m.Groups[1].Value);
+            Assert.That(inHeader.Count, Is.GreaterThan(40), "the header was parsed");
+            var native = typeof(LayerSec).Assembly.GetType("LayerSecurity.Native", true);
+            var declared = new SortedSet<string>();
+            foreach (var m in native.GetMethods(BindingFlags.NonPublic | BindingFlags.Static))
+                if (m.GetCustomAttributes(typeof(System.Runtime.InteropServices.DllImportAttribute), false).Length > 0)
+                    declared.Add(m.Name);
+            // Not bound yet, on purpose (say why here when adding one).
+            var notBound = new SortedSet<string> { "ls_inspect" }; // JSON without a JSON library: issue 16, later
+            var missing = new SortedSet<string>(inHeader);
+            missing.ExceptWith(declared);
+            CollectionAssert.AreEquivalent(notBound, missing, "header functions without a DllImport");
+            var unknown = new SortedSet<string>(declared);
+            unknown.ExceptWith(inHeader);
+            CollectionAssert.IsEmpty(unknown, "DllImports the header does not declare");
         }
 
         [Test]
