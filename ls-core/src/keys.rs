@@ -2,7 +2,7 @@
 //! ([`builder`]).
 
 pub mod builder;
-
+pub mod pkcs11;
 pub mod private;
 
 use crate::cert::{self, key_usage, Certificate};
@@ -29,7 +29,7 @@ impl Default for KeyType {
 }
 
 /// A private key, its certificate and the certificates that chain it to a CA. The key is in
-/// memory ([`SoftKey`]) or on a token (PKCS#11); either is used through the
+/// memory ([`SoftKey`]) or on a token ([`pkcs11::Pkcs11Key`]); either is used through the
 /// [`PrivateKey`] seam.
 #[derive(Clone)]
 pub struct Identity {
@@ -188,6 +188,38 @@ impl Identity {
             return Self::from_pkcs12(key, password.unwrap_or(""));
         }
         Self::from_pem(key, cert, password)
+    }
+
+    /// The key `uri` names on a PKCS#11 token (`module` wins over the URI's `module-path`),
+    /// logged in with `pin`, and its certificate: `cert_pem` (with the chain after it), else
+    /// the certificate object on the token with the key's label or id.
+    pub fn from_pkcs11(
+        uri: &str,
+        module: Option<&Path>,
+        pin: Option<&str>,
+        cert_pem: Option<&[u8]>,
+    ) -> Result<Identity> {
+        let key = pkcs11::Pkcs11Key::open(uri, module, pin)?;
+        let mut certs = match cert_pem {
+            Some(pem) => Certificate::all_from_bytes(pem)?,
+            None => vec![key.certificate()?],
+        };
+        let pos = certs
+            .iter()
+            .position(|c| {
+                c.public_key()
+                    .map(|p| key.public_key().public_eq(&p))
+                    .unwrap_or(false)
+            })
+            .ok_or_else(|| {
+                Error::KeyCertMismatch(format!(
+                    "none of the {} certificate(s) given belongs to the key {}",
+                    certs.len(),
+                    key.location()
+                ))
+            })?;
+        let cert = certs.remove(pos);
+        Self::with_key(Arc::new(key), cert, certs)
     }
 
     /// A new key pair with a self-signed certificate for a party (CN = `party_id`, valid

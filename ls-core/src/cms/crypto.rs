@@ -627,7 +627,7 @@ pub fn ec_public_from_point<T: HasPublic>(like: &PKeyRef<T>, point: &[u8]) -> Re
     Ok(PKey::from_ec_key(k)?)
 }
 
-pub fn ec_point_bytes(key: &PKeyRef<Private>) -> Result<Vec<u8>> {
+pub fn ec_point_bytes<T: HasPublic>(key: &PKeyRef<T>) -> Result<Vec<u8>> {
     let ec = key.ec_key()?;
     let mut ctx = openssl::bn::BigNumContext::new()?;
     Ok(ec.public_key().to_bytes(

@@ -1,12 +1,13 @@
 //! The seam between what a private key does and where it lives: [`PrivateKey`], implemented by
 //! [`SoftKey`] (an OpenSSL key in memory, from a PEM or PKCS#12 file) and by
-//! a PKCS#11 key (a key on a token that never leaves it).
+//! [`super::pkcs11::Pkcs11Key`] (a key on a token that never leaves it).
 //!
 //! Every use of our private key goes through this trait — CMS signing and opening, receipts,
 //! signed statements, WS-Security signing and decryption, JWS, certificates and CSRs — except
 //! TLS, whose keys stay in files ([`PrivateKey::in_memory`]).
 
-use crate::cms::crypto::{self, Digest, Secret, SigAlg};
+use crate::cms::crypto;
+pub use crate::cms::crypto::{Digest, Secret, SigAlg};
 use crate::error::{Error, Result};
 use openssl::pkey::{Id, PKey, PKeyRef, Private, Public};
 use openssl::pkey_ctx::PkeyCtx;
