@@ -7,7 +7,7 @@
 use ls_core::cms::KeyTransport;
 use ls_core::keys::pkcs11::{self, Pkcs11Key};
 use ls_core::*;
-use ls_tests::softhsm::{SoftHsm, EC_TOKEN, PIN, PIN_TOKEN, RSA_TOKEN};
+use ls_tests::softhsm::{SoftHsm, EC_TOKEN, PIN, PIN_TOKEN, RELOGIN_TOKEN, RSA_TOKEN};
 use ls_tests::*;
 use std::path::Path;
 use std::process::Command;
@@ -117,6 +117,12 @@ fn ec_keys_on_the_token_sign_and_open_and_reload_from_the_uri() {
     // And it cannot be written to a file.
     let e = alice.private_key_pem(None).unwrap_err();
     assert_eq!(e.code(), ErrorCode::UnsupportedKey);
+}
+
+/// The tests that count calls in the spy's log run one at a time.
+fn spy_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn openssl() -> Command {
@@ -312,6 +318,7 @@ fn a_wrong_pin_is_tried_once_and_sessions_are_reused() {
         skip("OpenSC's pkcs11-spy.so is not installed (apt-get install opensc-pkcs11)");
         return;
     };
+    let _spy = spy_lock();
     // A key on a token no other test logs in to, made through SoftHSM2 directly.
     let uri = hsm.uri(PIN_TOKEN, "henry");
     Pkcs11Key::generate(&uri, Some(hsm.module()), PIN, KeyType::EcP256).unwrap();
@@ -357,6 +364,64 @@ fn a_wrong_pin_is_tried_once_and_sessions_are_reused() {
 }
 
 #[test]
+fn a_lost_login_is_restored_with_one_login_and_a_refused_pin_is_not_tried_again() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    let Some(spy) = hsm.spy() else {
+        skip("OpenSC's pkcs11-spy.so is not installed (apt-get install opensc-pkcs11)");
+        return;
+    };
+    let _spy = spy_lock();
+    use cryptoki::session::UserType;
+    use ls_core::keys::private::{Digest, PrivateKey, SigAlg};
+    let uri = hsm.uri(RELOGIN_TOKEN, "ivy");
+    Pkcs11Key::generate(&uri, Some(hsm.module()), PIN, KeyType::EcP256).unwrap();
+    let key = Pkcs11Key::open(&uri, Some(spy), Some(PIN)).unwrap();
+    key.sign(SigAlg::Ecdsa, Digest::Sha256, b"before").unwrap();
+
+    // Someone logs the process out of the token (as a token removed and put back loses the
+    // login): the next operation logs in once and succeeds.
+    let ctx = pkcs11::module(spy).unwrap();
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == RELOGIN_TOKEN)
+        .unwrap();
+    let admin = ctx.open_rw_session(slot).unwrap();
+    admin.logout().unwrap();
+    let logins = hsm.spy_log().matches("C_Login").count();
+    key.sign(SigAlg::Ecdsa, Digest::Sha256, b"after a logout")
+        .unwrap();
+    assert_eq!(hsm.spy_log().matches("C_Login").count() - logins, 1);
+
+    // The PIN changes on the token and the login goes again: one login with the old PIN,
+    // refused; the next operations do not try again.
+    let new_pin = "9999-changed";
+    admin
+        .set_pin(&PIN.to_string().into(), &new_pin.to_string().into())
+        .unwrap();
+    admin.logout().unwrap();
+    let logins = hsm.spy_log().matches("C_Login").count();
+    for _ in 0..3 {
+        let e = key
+            .sign(SigAlg::Ecdsa, Digest::Sha256, b"stale PIN")
+            .unwrap_err();
+        assert_eq!(e.code(), ErrorCode::PinIncorrect, "{e}");
+    }
+    assert_eq!(
+        hsm.spy_log().matches("C_Login").count() - logins,
+        1,
+        "the old PIN was tried once"
+    );
+    // Loaded again with the new PIN, the key works.
+    let again = Pkcs11Key::open(&uri, Some(spy), Some(new_pin)).unwrap();
+    again
+        .sign(SigAlg::Ecdsa, Digest::Sha256, b"new PIN")
+        .unwrap();
+    let _ = admin.login(UserType::User, Some(&new_pin.to_string().into()));
+}
+
+#[test]
 fn missing_module_token_and_key_have_their_own_codes() {
     let Some(hsm) = SoftHsm::get() else { return };
     let uri = hsm.uri(EC_TOKEN, "nobody");
@@ -390,4 +455,9 @@ fn missing_module_token_and_key_have_their_own_codes() {
         Pkcs11Key::open(&format!("{uri}?pin-value={PIN}"), Some(hsm.module()), None).unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
     assert!(!e.to_string().contains(PIN));
+
+    // SoftHSM2's tokens need a login: no PIN is refused before anything is tried.
+    let e = Pkcs11Key::open(&hsm.uri(EC_TOKEN, "nobody"), Some(hsm.module()), None).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("needs a PIN"), "{e}");
 }

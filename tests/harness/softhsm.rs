@@ -28,6 +28,8 @@ pub const RSA_TOKEN: &str = "ls-rsa";
 /// A token that only the wrong-PIN test logs in to (login state is shared by a process's
 /// sessions: a token logged in already accepts any PIN).
 pub const PIN_TOKEN: &str = "ls-pin";
+/// A token whose login the lost-login test takes away (and whose PIN it changes).
+pub const RELOGIN_TOKEN: &str = "ls-relogin";
 
 /// SoftHSM2 for the tests of this process.
 pub struct SoftHsm {
@@ -89,7 +91,7 @@ impl SoftHsm {
             ),
         )
         .map_err(|e| e.to_string())?;
-        for label in [EC_TOKEN, RSA_TOKEN, PIN_TOKEN] {
+        for label in [EC_TOKEN, RSA_TOKEN, PIN_TOKEN, RELOGIN_TOKEN] {
             let o = Command::new("softhsm2-util")
                 .env("SOFTHSM2_CONF", &conf)
                 .args(["--init-token", "--free", "--label", label, "--pin", PIN])

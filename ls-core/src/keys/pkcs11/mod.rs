@@ -83,11 +83,20 @@ pub fn module(path: &Path) -> Result<Pkcs11> {
 pub struct Pkcs11Key {
     ctx: Pkcs11,
     slot: Slot,
-    handle: ObjectHandle,
     uri: Pkcs11Uri,
     public: PKey<Public>,
-    /// The session that holds the login (never closed while the key lives), then idle ones.
-    sessions: Mutex<Vec<Session>>,
+    /// Kept (wiped when dropped) to log in again once after the token lost the login (removed
+    /// and put back): never to retry a refused PIN.
+    pin: Option<AuthPin>,
+    pool: Mutex<Pool>,
+}
+
+struct Pool {
+    /// The session that holds the login (open while the key lives), then idle ones.
+    sessions: Vec<Session>,
+    handle: ObjectHandle,
+    /// The token refused the PIN when logging in again: never tried again.
+    pin_refused: bool,
 }
 
 impl std::fmt::Debug for Pkcs11Key {
@@ -104,8 +113,19 @@ impl Pkcs11Key {
     pub fn open(uri: &str, module_path: Option<&Path>, pin: Option<&str>) -> Result<Pkcs11Key> {
         let uri = Pkcs11Uri::parse(uri)?;
         let (ctx, slot) = token(&uri, module_path)?;
+        let pin = pin.map(|p| AuthPin::new(p.into()));
+        let needs_pin = ctx
+            .get_token_info(slot)
+            .map_err(|e| ck_error(e, "reading the token's information"))?
+            .login_required();
+        if needs_pin && pin.is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "the token of {} needs a PIN and none was given",
+                uri.describe()
+            )));
+        }
         let session = open_session(&ctx, slot, false)?;
-        if let Some(pin) = pin {
+        if let Some(pin) = &pin {
             login(&session, pin, &uri)?;
         }
         let handle = find_one(&session, ObjectClass::PRIVATE_KEY, &uri)?
@@ -114,10 +134,14 @@ impl Pkcs11Key {
         Ok(Pkcs11Key {
             ctx,
             slot,
-            handle,
             uri,
             public,
-            sessions: Mutex::new(vec![session]),
+            pin,
+            pool: Mutex::new(Pool {
+                sessions: vec![session],
+                handle,
+                pin_refused: false,
+            }),
         })
     }
 
@@ -133,7 +157,7 @@ impl Pkcs11Key {
         let parsed = Pkcs11Uri::parse(uri)?;
         let (ctx, slot) = token(&parsed, module_path)?;
         let session = open_session(&ctx, slot, true)?;
-        login(&session, pin, &parsed)?;
+        login(&session, &AuthPin::new(pin.into()), &parsed)?;
         if find_one(&session, ObjectClass::PRIVATE_KEY, &parsed)?.is_some() {
             return Err(Error::InvalidArgument(format!(
                 "the token holds a key {} already",
@@ -189,7 +213,7 @@ impl Pkcs11Key {
 
     /// The certificate object on the token with the key's label or id.
     pub fn certificate(&self) -> Result<crate::Certificate> {
-        self.with_session(|s| {
+        self.with_session(|s, _| {
             let h = find_one(s, ObjectClass::CERTIFICATE, &self.uri)?.ok_or_else(|| {
                 Error::CertNotFound(format!(
                     "the token holds no certificate {}: give the certificate file",
@@ -214,34 +238,93 @@ impl Pkcs11Key {
         &self.uri
     }
 
-    /// Run `f` on a session of the pool (or a new one, logged in already: the login of the
-    /// first session holds for all of them).
-    fn with_session<T>(&self, f: impl FnOnce(&Session) -> Result<T>) -> Result<T> {
-        let taken = {
-            let mut pool = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.len() > 1 {
-                pool.pop()
-            } else {
-                None
+    fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `f` with the key's handle on a session of the pool (or a new one, logged in
+    /// already: the login of the first session holds for all of them). When the token lost
+    /// the sessions or the login (removed and put back), the key is found again after one
+    /// login with the PIN it was loaded with, and `f` runs once more; a token still absent
+    /// is [`Error::TokenUnavailable`], a PIN refused then [`Error::PinIncorrect`] (and not
+    /// tried again).
+    fn with_session<T>(&self, f: impl Fn(&Session, ObjectHandle) -> Result<T>) -> Result<T> {
+        let (session, handle) = self.take()?;
+        match f(&session, handle) {
+            Err(Error::TokenUnavailable(_)) => {
+                drop(session);
+                self.revive()?;
+                let (session, handle) = self.take()?;
+                let out = f(&session, handle);
+                self.give_back(session, &out);
+                out
             }
-        };
-        let session = match taken {
-            Some(s) => s,
-            None => {
-                // The first session stays in the pool and holds the login; operations on it
-                // from several threads would need its lock, so others get their own.
-                open_session(&self.ctx, self.slot, false)?
-            }
-        };
-        let out = f(&session);
-        let gone = matches!(&out, Err(Error::TokenUnavailable(_)));
-        if !gone {
-            let mut pool = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            if pool.len() <= IDLE_SESSIONS {
-                pool.push(session);
+            out => {
+                self.give_back(session, &out);
+                out
             }
         }
-        out
+    }
+
+    fn take(&self) -> Result<(Session, ObjectHandle)> {
+        let (idle, handle) = {
+            let mut pool = self.pool();
+            let idle = if pool.sessions.len() > 1 {
+                pool.sessions.pop()
+            } else {
+                None
+            };
+            (idle, pool.handle)
+        };
+        // The first session stays in the pool and holds the login; operations on it from
+        // several threads would need its lock, so each gets a session of its own.
+        let session = match idle {
+            Some(s) => s,
+            None => open_session(&self.ctx, self.slot, false)?,
+        };
+        Ok((session, handle))
+    }
+
+    fn give_back<T>(&self, session: Session, out: &Result<T>) {
+        if matches!(out, Err(Error::TokenUnavailable(_))) {
+            return;
+        }
+        let mut pool = self.pool();
+        if pool.sessions.len() <= IDLE_SESSIONS {
+            pool.sessions.push(session);
+        }
+    }
+
+    /// Sessions and login again after the token lost them: one login, the key found again
+    /// and checked to be the same key.
+    fn revive(&self) -> Result<()> {
+        let mut pool = self.pool();
+        if pool.pin_refused {
+            return Err(Error::PinIncorrect(format!(
+                "the token of {} refused the PIN before: load the identity again with the right                  PIN",
+                self.uri.describe()
+            )));
+        }
+        pool.sessions.clear();
+        let session = open_session(&self.ctx, self.slot, false)?;
+        if let Some(pin) = &self.pin {
+            if let Err(e) = login(&session, pin, &self.uri) {
+                pool.pin_refused = matches!(e, Error::PinIncorrect(_));
+                return Err(e);
+            }
+        }
+        let handle = find_one(&session, ObjectClass::PRIVATE_KEY, &self.uri)?.ok_or_else(|| {
+            Error::KeyNotFound(format!("no private key {} any more", self.uri.describe()))
+        })?;
+        if !public_key(&session, handle, &self.uri)?.public_eq(&self.public) {
+            return Err(Error::KeyNotFound(format!(
+                "the key {} on the token is another key now",
+                self.uri.describe()
+            )));
+        }
+        pool.handle = handle;
+        pool.sessions.push(session);
+        Ok(())
     }
 }
 
@@ -278,8 +361,8 @@ impl PrivateKey for Pkcs11Key {
                 ))
             }
         };
-        let sig = self.with_session(|s| {
-            s.sign(&mech, self.handle, &input)
+        let sig = self.with_session(|s, key| {
+            s.sign(&mech, key, &input)
                 .map_err(|e| ck_error(e, "signing"))
         })?;
         match alg {
@@ -305,8 +388,8 @@ impl PrivateKey for Pkcs11Key {
                 Mechanism::RsaPkcsOaep(PkcsOaepParams::new(mech_of(*hash), mgf_of(*mgf), source))
             }
         };
-        self.with_session(|s| {
-            s.decrypt(&mech, self.handle, enc)
+        self.with_session(|s, key| {
+            s.decrypt(&mech, key, enc)
                 .map(Secret::new)
                 .map_err(|e| match e {
                     CkError::Pkcs11(
@@ -339,9 +422,9 @@ impl PrivateKey for Pkcs11Key {
             Attribute::Extractable(true),
             Attribute::ValueLen((field_bytes as u64).into()),
         ];
-        self.with_session(|s| {
+        self.with_session(|s, key| {
             let z = s
-                .derive_key(&Mechanism::Ecdh1Derive(params), self.handle, &template)
+                .derive_key(&Mechanism::Ecdh1Derive(params), key, &template)
                 .map_err(|e| ck_error(e, "ECDH"))?;
             let value = s.get_attributes(z, &[AttributeType::Value]);
             // The secret's object goes whatever happened; a failure to destroy it leaves a
@@ -432,9 +515,8 @@ fn open_session(ctx: &Pkcs11, slot: Slot, read_write: bool) -> Result<Session> {
 }
 
 /// Log in once. A refused PIN is returned at once, never tried again.
-fn login(session: &Session, pin: &str, uri: &Pkcs11Uri) -> Result<()> {
-    let pin = AuthPin::new(pin.into());
-    match session.login(UserType::User, Some(&pin)) {
+fn login(session: &Session, pin: &AuthPin, uri: &Pkcs11Uri) -> Result<()> {
+    match session.login(UserType::User, Some(pin)) {
         Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
         Err(CkError::Pkcs11(
             RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange,
@@ -592,6 +674,11 @@ fn ck_error(e: CkError, doing: &str) -> Error {
             | RvError::SlotIdInvalid => {
                 Error::TokenUnavailable(format!("{doing}: the token is not available ({rv})"))
             }
+            // A key handle is valid while the application is logged in (private objects) and
+            // the token stays: `with_session` finds the key again once.
+            RvError::ObjectHandleInvalid | RvError::KeyHandleInvalid => Error::TokenUnavailable(
+                format!("{doing}: the token no longer knows the key's handle (logged out or put back?) ({rv})"),
+            ),
             RvError::MechanismInvalid | RvError::MechanismParamInvalid => {
                 Error::MechanismUnsupported(format!("{doing}: {rv}"))
             }
@@ -610,8 +697,11 @@ fn ck_error(e: CkError, doing: &str) -> Error {
             RvError::KeyFunctionNotPermitted | RvError::KeyTypeInconsistent => {
                 Error::UnsupportedKey(format!("{doing}: the token's key may not do this ({rv})"))
             }
-            RvError::UserNotLoggedIn => Error::PinIncorrect(format!(
-                "{doing}: the token needs a PIN and none was given or it was logged out ({rv})"
+            // The login went with the token (removed and put back) or another part of the
+            // process logged out: `with_session` logs in again once.
+            RvError::UserNotLoggedIn => Error::TokenUnavailable(format!(
+                "{doing}: the token is not logged in (removed and put back, logged out, or no \
+                 PIN was given) ({rv})"
             )),
             RvError::PinIncorrect | RvError::PinLocked => {
                 Error::PinIncorrect(format!("{doing}: {rv}"))
