@@ -606,6 +606,31 @@ ls_result ls_identity_from_memory(const uint8_t *key,
                                   struct ls_identity **out);
 
 /**
+ * Loads an identity whose private key stays on a PKCS#11 token (an HSM, a smart card,
+ * SoftHSM2). `uri` is an RFC 7512 `pkcs11:` URI naming the token and the key
+ * (`pkcs11:token=…;object=…` and/or `id=…`); a `pin-value` in it is refused.
+ * `module_path` (nullable) is the PKCS#11 module (`.so`); it wins over a `module-path` in the
+ * URI, one of the two is needed. `pin` (nullable: no login) is the user PIN: read it from
+ * an environment variable or a file, never from a configuration. `cert_path` (nullable)
+ * names the PEM certificate of the key (and its chain); NULL takes the certificate object
+ * with the key's label or id from the token.
+ *
+ * The token is logged in once, here; a wrong PIN is not tried again (each attempt counts
+ * towards the token's lock-out). The identity signs and decrypts through the token
+ * (`ls_seal`, `ls_open`, the client); it cannot serve TLS. `*out` is set to NULL first, then
+ * to a new identity the caller frees with `ls_identity_free`. Errors:
+ * `LS_ERR_INVALID_ARGUMENT` (a bad URI, a PIN in it, no module), `LS_ERR_PIN_INCORRECT`,
+ * `LS_ERR_TOKEN_UNAVAILABLE` (the module cannot be loaded, no such token: transient),
+ * `LS_ERR_KEY_NOT_FOUND`, `LS_ERR_IO`, `LS_ERR_CERT_NOT_FOUND`, `LS_ERR_KEY_CERT_MISMATCH`,
+ * `LS_ERR_UNSUPPORTED_KEY`.
+ */
+ls_result ls_identity_load_pkcs11(const char *uri,
+                                  const char *module_path,
+                                  const char *pin,
+                                  const char *cert_path,
+                                  struct ls_identity **out);
+
+/**
  * Generates a new key pair with a self-signed certificate (CN = `party_id`, 1 to 64 printable
  * characters, valid for `days` days from now; 0 makes a certificate that expires at once, for
  * tests) and a certificate signing request for a CA.
