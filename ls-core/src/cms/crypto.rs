@@ -502,12 +502,18 @@ pub fn rsa_decrypt_key(
     };
     if padding == RsaDecryption::Pkcs1v15 {
         let substitute = random_key(key_len)?;
-        // Only a failed decryption is hidden; a token that is gone or refuses the mechanism
-        // says so (nothing an attacker's padding decides).
+        // Every failure is hidden but those of the token itself (gone, PIN, key, mechanism),
+        // which no ciphertext decides; a token's unexpected answer to bad padding is hidden
+        // too.
         return match key.decrypt(&padding, enc) {
             Ok(out) if out.len() == key_len => Ok(out),
-            Ok(_) | Err(Error::KeyUnwrapFailed(_)) => Ok(substitute),
-            Err(e) => Err(e),
+            Err(
+                e @ (Error::TokenUnavailable(_)
+                | Error::PinIncorrect(_)
+                | Error::KeyNotFound(_)
+                | Error::MechanismUnsupported(_)),
+            ) => Err(e),
+            Ok(_) | Err(_) => Ok(substitute),
         };
     }
     key.decrypt(&padding, enc)
