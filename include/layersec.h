@@ -68,6 +68,9 @@
 #define LS_ERR_IO 102
 #define LS_ERR_BAD_PASSWORD 103
 #define LS_ERR_UNSUPPORTED_KEY 104
+#define LS_ERR_PIN_INCORRECT 105
+#define LS_ERR_TOKEN_UNAVAILABLE 106
+#define LS_ERR_KEY_NOT_FOUND 107
 /* 2xx crypto: cryptographic failures */
 #define LS_ERR_DECRYPT_FAILED 200
 #define LS_ERR_NOT_A_RECIPIENT 201
@@ -79,6 +82,7 @@
 #define LS_ERR_UNSUPPORTED_ALGORITHM 207
 #define LS_ERR_WEAK_ALGORITHM 208
 #define LS_ERR_RECEIPT_MISMATCH 209
+#define LS_ERR_MECHANISM_UNSUPPORTED 210
 /* 3xx certificate: certificates and trust */
 #define LS_ERR_CERT_EXPIRED 300
 #define LS_ERR_CERT_NOT_YET_VALID 301
@@ -599,6 +603,31 @@ ls_result ls_identity_from_memory(const uint8_t *key,
                                   const uint8_t *cert,
                                   size_t cert_len,
                                   const char *password,
+                                  struct ls_identity **out);
+
+/**
+ * Loads an identity whose private key stays on a PKCS#11 token (an HSM, a smart card,
+ * SoftHSM2). `uri` is an RFC 7512 `pkcs11:` URI naming the token and the key
+ * (`pkcs11:token=…;object=…` and/or `id=…`); a `pin-value` in it is refused.
+ * `module_path` (nullable) is the PKCS#11 module (`.so`); it wins over a `module-path` in the
+ * URI, one of the two is needed. `pin` (nullable: no login) is the user PIN: read it from
+ * an environment variable or a file, never from a configuration. `cert_path` (nullable)
+ * names the PEM certificate of the key (and its chain); NULL takes the certificate object
+ * with the key's label or id from the token.
+ *
+ * The token is logged in once, here; a wrong PIN is not tried again (each attempt counts
+ * towards the token's lock-out). The identity signs and decrypts through the token
+ * (`ls_seal`, `ls_open`, the client); it cannot serve TLS. `*out` is set to NULL first, then
+ * to a new identity the caller frees with `ls_identity_free`. Errors:
+ * `LS_ERR_INVALID_ARGUMENT` (a bad URI, a PIN in it, no module), `LS_ERR_PIN_INCORRECT`,
+ * `LS_ERR_TOKEN_UNAVAILABLE` (the module cannot be loaded, no such token: transient),
+ * `LS_ERR_KEY_NOT_FOUND`, `LS_ERR_IO`, `LS_ERR_CERT_NOT_FOUND`, `LS_ERR_KEY_CERT_MISMATCH`,
+ * `LS_ERR_UNSUPPORTED_KEY`.
+ */
+ls_result ls_identity_load_pkcs11(const char *uri,
+                                  const char *module_path,
+                                  const char *pin,
+                                  const char *cert_path,
                                   struct ls_identity **out);
 
 /**

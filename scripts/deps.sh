@@ -17,6 +17,10 @@ have xmlsec1 || need_apt+=(xmlsec1)
 # The anchors of the compression benchmark (scripts/bench-compress.sh).
 have pigz || need_apt+=(pigz)
 have zstd || need_apt+=(zstd)
+# Keys on a PKCS#11 token: SoftHSM2 (the token of tests/pkcs11_softhsm.rs, made in a folder of
+# the test's own) and OpenSC's pkcs11-spy.so (counts the PKCS#11 calls: one login, no retry).
+have softhsm2-util || need_apt+=(softhsm2)
+dpkg -s opensc-pkcs11 >/dev/null 2>&1 || need_apt+=(opensc-pkcs11)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -20,6 +20,10 @@ pub mod mail;
 #[path = "harness/postgres.rs"]
 pub mod postgres;
 
+/// SoftHSM2 tokens in a folder of the test process's own: [`softhsm::SoftHsm`].
+#[path = "harness/softhsm.rs"]
+pub mod softhsm;
+
 /// Realistic business text (UBL, EDIFACT, CSV) for compression benchmarks and tests.
 #[path = "business_text/mod.rs"]
 pub mod business_text;

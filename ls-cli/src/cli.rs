@@ -13,12 +13,13 @@ Exit codes:
   3   I/O error (file missing, unreadable or unwritable; refusing to overwrite)
   4   cryptographic failure (decryption failed, not a recipient, bad signature,
       signed by someone else, unsigned, digest mismatch, weak/unsupported algorithm,
-      a signed receipt that does not answer the message)
+      a signed receipt that does not answer the message, a mechanism the token lacks)
   5   certificate or trust failure (expired, not yet valid, key usage, unknown
       signer, untrusted, invalid certificate, key does not match certificate)
   6   malformed or hostile input (malformed, truncated, bad MIME, too deep,
       too large, decompression failed, expands beyond the limit)
-  7   wrong password or unsupported key; the mail server refused our login
+  7   wrong password or PIN, unsupported key, the key's token or the key not
+      found; the mail server refused our login
   8   an AS4/ebMS message breaks the protocol or the signature policy
   9   the service could not be reached or failed for now (connection, timeout,
       TLS, HTTP status, bad response, a mail server's temporary refusal); for

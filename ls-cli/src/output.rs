@@ -24,7 +24,14 @@ pub fn exit_code(code: ErrorCode) -> u8 {
         // Configuration problems are usage problems.
         C::NullArgument | C::InvalidArgument | C::ConfigInvalid => 2,
         C::Io => 3,
-        C::BadPassword | C::UnsupportedKey | C::LoginFailed => 7,
+        // Our key cannot be used: a wrong password or PIN, an unsupported key, a token or key
+        // that is not there (the JSON error's `transient` says whether that may pass).
+        C::BadPassword
+        | C::UnsupportedKey
+        | C::LoginFailed
+        | C::PinIncorrect
+        | C::TokenUnavailable
+        | C::KeyNotFound => 7,
         // The service could not be reached or answered with a (possibly passing) failure.
         C::ConnectFailed
         | C::Timeout
@@ -202,7 +209,9 @@ mod tests {
                 100 | 101 | 701 => 2,
                 102 => 3,
                 103 | 104 => 7,
-                200..=209 => 4,
+                // a PKCS#11 token: wrong PIN, token unavailable, key not found
+                105..=107 => 7,
+                200..=210 => 4,
                 300..=307 => 5,
                 400..=406 => 6,
                 500..=504 => 8,

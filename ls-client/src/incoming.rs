@@ -273,6 +273,16 @@ fn is_key(s: &str) -> bool {
 /// decryption on (key unwrap, content decryption, padding, the inner signature, the format),
 /// so that a sender cannot tell which step failed (no padding or decryption oracle); only a
 /// size over our limit is told apart.
+/// Whether opening failed on our side: the token of our key is gone, refuses our PIN or lost
+/// the key. Nothing is wrong with the message, which stays with the service and is opened
+/// again later; no refusal notice goes to the partner.
+fn our_key_failed(e: &Error) -> bool {
+    matches!(
+        e.code(),
+        ErrorCode::TokenUnavailable | ErrorCode::PinIncorrect | ErrorCode::KeyNotFound
+    )
+}
+
 fn class_of_opening_error(e: &Error) -> FailureClass {
     match e.code() {
         ErrorCode::TooLarge | ErrorCode::ExpansionTooLarge => FailureClass::TooLarge,
@@ -611,6 +621,9 @@ impl Client {
             // yet: what it reveals is no oracle; payloads WS-Security-encrypted for us are, and a
             // failure there is told as one class with everything else about opening).
             .map_err(|e| {
+                if our_key_failed(&e) {
+                    return Fault::Stop(e);
+                }
                 if lacks_the_signers_certificate(&e) && is_update {
                     // A certificate update must be signed by the key we hold for the partner: one
                     // signed by its new key alone, or by anyone else, is refused (and recorded).
@@ -741,6 +754,7 @@ impl Client {
             // Reading the spool or writing the document failed here (a full disk): nothing is
             // wrong with the message, which stays with the service and is opened again later.
             Error::Io { .. } => Fault::Stop(e),
+            e if our_key_failed(&e) => Fault::Stop(e),
             e => {
                 let class = class_of_opening_error(&e);
                 Fault::Refuse(e, class)
@@ -1444,5 +1458,34 @@ impl Client {
         }
         v.sort_by_key(|f| std::cmp::Reverse(f.last_seen));
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_of_our_token_stops_the_poll_instead_of_refusing_the_message() {
+        for e in [
+            Error::TokenUnavailable("removed".into()),
+            Error::PinIncorrect("refused".into()),
+            Error::KeyNotFound("gone".into()),
+        ] {
+            assert!(our_key_failed(&e), "{e}");
+        }
+        // What the message decides is refused as before, with one class.
+        for e in [
+            Error::DecryptFailed("x".into()),
+            Error::KeyUnwrapFailed("x".into()),
+            Error::NotARecipient("x".into()),
+            Error::MechanismUnsupported("x".into()),
+        ] {
+            assert!(!our_key_failed(&e), "{e}");
+            assert!(matches!(
+                class_of_opening_error(&e),
+                FailureClass::CannotOpen
+            ));
+        }
     }
 }

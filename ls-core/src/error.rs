@@ -16,6 +16,9 @@ pub enum ErrorCode {
     Io = 102,
     BadPassword = 103,
     UnsupportedKey = 104,
+    PinIncorrect = 105,
+    TokenUnavailable = 106,
+    KeyNotFound = 107,
     // 2xx: cryptographic failures
     DecryptFailed = 200,
     NotARecipient = 201,
@@ -27,6 +30,7 @@ pub enum ErrorCode {
     UnsupportedAlgorithm = 207,
     WeakAlgorithm = 208,
     ReceiptMismatch = 209,
+    MechanismUnsupported = 210,
     // 3xx: certificates and trust
     CertExpired = 300,
     CertNotYetValid = 301,
@@ -78,6 +82,9 @@ impl ErrorCode {
         ErrorCode::Io,
         ErrorCode::BadPassword,
         ErrorCode::UnsupportedKey,
+        ErrorCode::PinIncorrect,
+        ErrorCode::TokenUnavailable,
+        ErrorCode::KeyNotFound,
         ErrorCode::DecryptFailed,
         ErrorCode::NotARecipient,
         ErrorCode::KeyUnwrapFailed,
@@ -88,6 +95,7 @@ impl ErrorCode {
         ErrorCode::UnsupportedAlgorithm,
         ErrorCode::WeakAlgorithm,
         ErrorCode::ReceiptMismatch,
+        ErrorCode::MechanismUnsupported,
         ErrorCode::CertExpired,
         ErrorCode::CertNotYetValid,
         ErrorCode::CertKeyUsage,
@@ -148,6 +156,9 @@ impl ErrorCode {
             Io => "ERR_IO",
             BadPassword => "ERR_BAD_PASSWORD",
             UnsupportedKey => "ERR_UNSUPPORTED_KEY",
+            PinIncorrect => "ERR_PIN_INCORRECT",
+            TokenUnavailable => "ERR_TOKEN_UNAVAILABLE",
+            KeyNotFound => "ERR_KEY_NOT_FOUND",
             DecryptFailed => "ERR_DECRYPT_FAILED",
             NotARecipient => "ERR_NOT_A_RECIPIENT",
             KeyUnwrapFailed => "ERR_KEY_UNWRAP_FAILED",
@@ -158,6 +169,7 @@ impl ErrorCode {
             UnsupportedAlgorithm => "ERR_UNSUPPORTED_ALGORITHM",
             WeakAlgorithm => "ERR_WEAK_ALGORITHM",
             ReceiptMismatch => "ERR_RECEIPT_MISMATCH",
+            MechanismUnsupported => "ERR_MECHANISM_UNSUPPORTED",
             CertExpired => "ERR_CERT_EXPIRED",
             CertNotYetValid => "ERR_CERT_NOT_YET_VALID",
             CertKeyUsage => "ERR_CERT_KEY_USAGE",
@@ -237,6 +249,18 @@ pub enum Error {
     BadPassword(String),
     #[error("unsupported key: {0}")]
     UnsupportedKey(String),
+    /// A PKCS#11 token refused the PIN (or it is locked). Never retried: each wrong attempt
+    /// counts towards the token's lock-out.
+    #[error("the token refused the PIN: {0}")]
+    PinIncorrect(String),
+    /// The PKCS#11 module cannot be loaded, or the token is absent or was removed: may
+    /// succeed later (a token plugged in, a module installed).
+    #[error("the token is not available: {0}")]
+    TokenUnavailable(String),
+    /// The token holds no private key (or no public key or certificate for it) that matches
+    /// the `pkcs11:` URI.
+    #[error("key not found on the token: {0}")]
+    KeyNotFound(String),
     #[error("decryption failed, the message was altered or damaged: {0}")]
     DecryptFailed(String),
     #[error("this message is not addressed to us: {0}")]
@@ -259,6 +283,10 @@ pub enum Error {
     /// message's signature, content type or content identifier).
     #[error("the receipt does not answer this message: {0}")]
     ReceiptMismatch(String),
+    /// The token cannot do what was asked with its key (a mechanism or its parameters it does
+    /// not support, e.g. RSA-OAEP with SHA-256 on SoftHSM2 2.6).
+    #[error("the token does not support this mechanism: {0}")]
+    MechanismUnsupported(String),
     #[error("certificate expired: {0}")]
     CertExpired(String),
     #[error("certificate not yet valid: {0}")]
@@ -369,6 +397,9 @@ impl Error {
             Io { .. } => ErrorCode::Io,
             BadPassword(_) => ErrorCode::BadPassword,
             UnsupportedKey(_) => ErrorCode::UnsupportedKey,
+            PinIncorrect(_) => ErrorCode::PinIncorrect,
+            TokenUnavailable(_) => ErrorCode::TokenUnavailable,
+            KeyNotFound(_) => ErrorCode::KeyNotFound,
             DecryptFailed(_) => ErrorCode::DecryptFailed,
             NotARecipient(_) => ErrorCode::NotARecipient,
             KeyUnwrapFailed(_) => ErrorCode::KeyUnwrapFailed,
@@ -379,6 +410,7 @@ impl Error {
             UnsupportedAlgorithm(_) => ErrorCode::UnsupportedAlgorithm,
             WeakAlgorithm(_) => ErrorCode::WeakAlgorithm,
             ReceiptMismatch(_) => ErrorCode::ReceiptMismatch,
+            MechanismUnsupported(_) => ErrorCode::MechanismUnsupported,
             CertExpired(_) => ErrorCode::CertExpired,
             CertNotYetValid(_) => ErrorCode::CertNotYetValid,
             CertKeyUsage(_) => ErrorCode::CertKeyUsage,
@@ -419,7 +451,8 @@ impl Error {
     /// Whether retrying the same operation later could succeed. Nothing in the document layer is
     /// transient except I/O; of the transport's failures, `ConnectFailed`, `Timeout` and
     /// `HttpStatus` for 5xx, 408 and 429, `MailStatus` and `ReceiptPending` are (`TlsFailed`,
-    /// `BadResponse` and `LoginFailed` are not).
+    /// `BadResponse` and `LoginFailed` are not); of a PKCS#11 token's, `TokenUnavailable` is
+    /// (`PinIncorrect` is not: retrying it would count towards the token's lock-out).
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Io { source, .. } => matches!(
@@ -431,7 +464,8 @@ impl Error {
             Error::ConnectFailed(_)
             | Error::Timeout(_)
             | Error::MailStatus { .. }
-            | Error::ReceiptPending(_) => true,
+            | Error::ReceiptPending(_)
+            | Error::TokenUnavailable(_) => true,
             Error::HttpStatus { status, .. } => matches!(status, 500..=599 | 408 | 429),
             _ => false,
         }

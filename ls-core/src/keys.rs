@@ -2,13 +2,16 @@
 //! ([`builder`]).
 
 pub mod builder;
+pub mod pkcs11;
+pub mod private;
 
 use crate::cert::{self, key_usage, Certificate};
 use crate::error::{Error, Result};
 use openssl::pkey::{Id, PKey, Private};
+use private::{PrivateKey, SoftKey};
 use std::fmt;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The key algorithm of a new identity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,10 +28,12 @@ impl Default for KeyType {
     }
 }
 
-/// A private key, its certificate and the certificates that chain it to a CA.
+/// A private key, its certificate and the certificates that chain it to a CA. The key is in
+/// memory ([`SoftKey`]) or on a token ([`pkcs11::Pkcs11Key`]); either is used through the
+/// [`PrivateKey`] seam.
 #[derive(Clone)]
 pub struct Identity {
-    key: PKey<Private>,
+    key: Arc<dyn PrivateKey>,
     cert: Certificate,
     chain: Vec<Certificate>,
 }
@@ -46,8 +51,8 @@ impl fmt::Debug for Identity {
 /// A freshly generated identity with the files a user keeps and the CSR for a provider's CA.
 pub struct Generated {
     pub identity: Identity,
-    /// PKCS#8 PEM, encrypted with AES-256-CBC when a password was given. Wiped from memory
-    /// when dropped.
+    /// PKCS#8 PEM, encrypted with AES-256-CBC when a password was given; empty when the key is
+    /// on a token. Wiped from memory when dropped.
     pub key_pem: zeroize::Zeroizing<Vec<u8>>,
     pub cert_pem: Vec<u8>,
     pub csr_pem: Vec<u8>,
@@ -66,14 +71,25 @@ fn legacy_provider() {
 impl Identity {
     /// Build from parts, checking that the key belongs to the certificate.
     pub fn new(key: PKey<Private>, cert: Certificate, chain: Vec<Certificate>) -> Result<Identity> {
+        Self::with_key(Arc::new(SoftKey::new(key)?), cert, chain)
+    }
+
+    /// Build from a key behind the seam (in memory or on a token), checking that it belongs to
+    /// the certificate.
+    pub fn with_key(
+        key: Arc<dyn PrivateKey>,
+        cert: Certificate,
+        chain: Vec<Certificate>,
+    ) -> Result<Identity> {
         let public = cert.public_key()?;
-        if !key.public_eq(&public) {
+        if !key.public_key().public_eq(&public) {
             return Err(Error::KeyCertMismatch(format!(
-                "the private key is not the key of {}",
+                "the private key ({}) is not the key of {}",
+                key.location(),
                 cert.subject()
             )));
         }
-        match key.id() {
+        match key.public_key().id() {
             Id::RSA | Id::EC | Id::RSA_PSS => {}
             other => {
                 return Err(Error::UnsupportedKey(format!(
@@ -174,6 +190,38 @@ impl Identity {
         Self::from_pem(key, cert, password)
     }
 
+    /// The key `uri` names on a PKCS#11 token (`module` wins over the URI's `module-path`),
+    /// logged in with `pin`, and its certificate: `cert_pem` (with the chain after it), else
+    /// the certificate object on the token with the key's label or id.
+    pub fn from_pkcs11(
+        uri: &str,
+        module: Option<&Path>,
+        pin: Option<&str>,
+        cert_pem: Option<&[u8]>,
+    ) -> Result<Identity> {
+        let key = pkcs11::Pkcs11Key::open(uri, module, pin)?;
+        let mut certs = match cert_pem {
+            Some(pem) => Certificate::all_from_bytes(pem)?,
+            None => vec![key.certificate()?],
+        };
+        let pos = certs
+            .iter()
+            .position(|c| {
+                c.public_key()
+                    .map(|p| key.public_key().public_eq(&p))
+                    .unwrap_or(false)
+            })
+            .ok_or_else(|| {
+                Error::KeyCertMismatch(format!(
+                    "none of the {} certificate(s) given belongs to the key {}",
+                    certs.len(),
+                    key.location()
+                ))
+            })?;
+        let cert = certs.remove(pos);
+        Self::with_key(Arc::new(key), cert, certs)
+    }
+
     /// A new key pair with a self-signed certificate for a party (CN = `party_id`, valid
     /// `days`; [`builder::CertPurpose::Party`]) and a CSR.
     pub fn generate(
@@ -204,18 +252,40 @@ impl Identity {
     pub fn chain(&self) -> &[Certificate] {
         &self.chain
     }
-    pub(crate) fn private_key(&self) -> &PKey<Private> {
-        &self.key
+    /// The private key, through the seam.
+    pub fn private_key(&self) -> &dyn PrivateKey {
+        &*self.key
+    }
+    /// The private key, shared (for another identity with the same key, e.g. a new
+    /// certificate).
+    pub fn private_key_arc(&self) -> Arc<dyn PrivateKey> {
+        self.key.clone()
+    }
+    /// The in-memory OpenSSL key, for a TLS context: a key on a token is refused with
+    /// [`Error::UnsupportedKey`] (TLS keys stay in files).
+    pub fn tls_key(&self) -> Result<&PKey<Private>> {
+        self.key.in_memory().ok_or_else(|| {
+            Error::UnsupportedKey(format!(
+                "TLS needs a key in a file; this identity's key is on a token ({})",
+                self.key.location()
+            ))
+        })
     }
     /// The private key as PKCS#8 PEM, encrypted with AES-256-CBC under `password` when one is
     /// given (as [`Identity::generate`] writes keys). Wiped from memory when dropped.
     pub fn private_key_pem(&self, password: Option<&str>) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+        let key = self.key.in_memory().ok_or_else(|| {
+            Error::UnsupportedKey(format!(
+                "the key is on a token ({}) and cannot be written to a file",
+                self.key.location()
+            ))
+        })?;
         let pem = match password {
-            Some(p) if !p.is_empty() => self.key.private_key_to_pem_pkcs8_passphrase(
+            Some(p) if !p.is_empty() => key.private_key_to_pem_pkcs8_passphrase(
                 openssl::symm::Cipher::aes_256_cbc(),
                 p.as_bytes(),
             )?,
-            _ => self.key.private_key_to_pem_pkcs8()?,
+            _ => key.private_key_to_pem_pkcs8()?,
         };
         Ok(zeroize::Zeroizing::new(pem))
     }
@@ -223,10 +293,11 @@ impl Identity {
     /// The key's type, as [`Identity::generate`] makes it (`None` for other keys: EC curves
     /// but P-256, RSA-PSS keys).
     pub fn key_type(&self) -> Option<KeyType> {
-        match self.key.id() {
-            Id::RSA => Some(KeyType::Rsa(self.key.bits())),
+        let key = self.key.public_key();
+        match key.id() {
+            Id::RSA => Some(KeyType::Rsa(key.bits())),
             Id::EC => {
-                let p256 = self.key.ec_key().ok().and_then(|k| k.group().curve_name())
+                let p256 = key.ec_key().ok().and_then(|k| k.group().curve_name())
                     == Some(openssl::nid::Nid::X9_62_PRIME256V1);
                 p256.then_some(KeyType::EcP256)
             }
@@ -235,7 +306,7 @@ impl Identity {
     }
 
     pub fn is_ec(&self) -> bool {
-        self.key.id() == Id::EC
+        self.key.public_key().id() == Id::EC
     }
 
     /// Our certificate must allow signing before we sign with it.

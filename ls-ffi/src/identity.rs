@@ -85,6 +85,54 @@ pub unsafe extern "C" fn ls_identity_from_memory(
     })
 }
 
+/// Loads an identity whose private key stays on a PKCS#11 token (an HSM, a smart card,
+/// SoftHSM2). `uri` is an RFC 7512 `pkcs11:` URI naming the token and the key
+/// (`pkcs11:token=…;object=…` and/or `id=…`); a `pin-value` in it is refused.
+/// `module_path` (nullable) is the PKCS#11 module (`.so`); it wins over a `module-path` in the
+/// URI, one of the two is needed. `pin` (nullable: no login) is the user PIN: read it from
+/// an environment variable or a file, never from a configuration. `cert_path` (nullable)
+/// names the PEM certificate of the key (and its chain); NULL takes the certificate object
+/// with the key's label or id from the token.
+///
+/// The token is logged in once, here; a wrong PIN is not tried again (each attempt counts
+/// towards the token's lock-out). The identity signs and decrypts through the token
+/// (`ls_seal`, `ls_open`, the client); it cannot serve TLS. `*out` is set to NULL first, then
+/// to a new identity the caller frees with `ls_identity_free`. Errors:
+/// `LS_ERR_INVALID_ARGUMENT` (a bad URI, a PIN in it, no module), `LS_ERR_PIN_INCORRECT`,
+/// `LS_ERR_TOKEN_UNAVAILABLE` (the module cannot be loaded, no such token: transient),
+/// `LS_ERR_KEY_NOT_FOUND`, `LS_ERR_IO`, `LS_ERR_CERT_NOT_FOUND`, `LS_ERR_KEY_CERT_MISMATCH`,
+/// `LS_ERR_UNSUPPORTED_KEY`.
+#[no_mangle]
+pub unsafe extern "C" fn ls_identity_load_pkcs11(
+    uri: *const c_char,
+    module_path: *const c_char,
+    pin: *const c_char,
+    cert_path: *const c_char,
+    out: *mut *mut ls_identity,
+) -> ls_result {
+    call("ls_identity_load_pkcs11", || {
+        let out = ptr::out_arg(out, std::ptr::null_mut(), "out")?;
+        let uri = ptr::arg_str(uri, "uri")?;
+        let module_path = ptr::opt_str(module_path, "module_path")?;
+        let pin = ptr::opt_str(pin, "pin")?;
+        let cert_path = ptr::opt_str(cert_path, "cert_path")?;
+        let cert = match cert_path {
+            Some(p) => Some(
+                std::fs::read(p)
+                    .map_err(|e| Error::io(format!("cannot read certificate {p}"), e))?,
+            ),
+            None => None,
+        };
+        let identity =
+            Identity::from_pkcs11(uri, module_path.map(Path::new), pin, cert.as_deref())?;
+        *out = ptr::into_handle(ls_identity {
+            identity,
+            generated: None,
+        });
+        Ok(())
+    })
+}
+
 /// Generates a new key pair with a self-signed certificate (CN = `party_id`, 1 to 64 printable
 /// characters, valid for `days` days from now; 0 makes a certificate that expires at once, for
 /// tests) and a certificate signing request for a CA.

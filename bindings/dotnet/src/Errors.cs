@@ -33,6 +33,9 @@ namespace LayerSecurity
         public const int IO = 102;
         public const int BadPassword = 103;
         public const int UnsupportedKey = 104;
+        public const int PinIncorrect = 105;
+        public const int TokenUnavailable = 106;
+        public const int KeyNotFound = 107;
         public const int DecryptFailed = 200;
         public const int NotARecipient = 201;
         public const int KeyUnwrapFailed = 202;
@@ -43,6 +46,7 @@ namespace LayerSecurity
         public const int UnsupportedAlgorithm = 207;
         public const int WeakAlgorithm = 208;
         public const int ReceiptMismatch = 209;
+        public const int MechanismUnsupported = 210;
         public const int CertExpired = 300;
         public const int CertNotYetValid = 301;
         public const int CertKeyUsage = 302;

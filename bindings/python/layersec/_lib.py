@@ -202,6 +202,10 @@ _FUNCTIONS = {
         _RESULT,
         [_str, ls_key_type, c_uint32, _str, POINTER(POINTER(ls_identity))],
     ),
+    "ls_identity_load_pkcs11": (
+        _RESULT,
+        [_str, _str, _str, _str, POINTER(POINTER(ls_identity))],
+    ),
     "ls_identity_key_pem": (_RESULT, [POINTER(ls_identity), POINTER(ls_bytes)]),
     "ls_identity_csr_pem": (_RESULT, [POINTER(ls_identity), POINTER(ls_bytes)]),
     "ls_identity_cert": (_RESULT, [POINTER(ls_identity), POINTER(POINTER(ls_cert))]),

@@ -4,7 +4,9 @@
 use super::c14n;
 use super::xml::{self, by_id, child, is, text, NS_DS, NS_WSSE, NS_WSU, NS_XENC};
 use crate::cert::{key_usage, CertStore, Certificate};
+use crate::cms::crypto::{Digest, SigAlg};
 use crate::error::{Error, Result};
+use crate::keys::private::RsaDecryption;
 use crate::keys::Identity;
 use crate::{asn1, time};
 use openssl::hash::MessageDigest;
@@ -809,10 +811,15 @@ pub fn signature_xml_digests(
     );
     let si_doc = xml::parse(&signed_info, &xml::Limits::default())?;
     let c = c14n::canonicalize(si_doc.root_element(), &[])?;
-    let mut s = openssl::sign::Signer::new(MessageDigest::sha256(), signer.private_key())?;
-    let mut value = s.sign_oneshot_to_vec(&c)?;
+    let key = signer.private_key();
+    let alg = if is_ec {
+        SigAlg::Ecdsa
+    } else {
+        SigAlg::RsaPkcs1
+    };
+    let mut value = key.sign(alg, Digest::Sha256, &c)?;
     if is_ec {
-        let bits = signer.private_key().bits() as usize;
+        let bits = key.public_key().bits() as usize;
         value = ecdsa_der_to_raw(&value, bits.div_ceil(8))?;
     }
     let str_id = new_id("STR");
@@ -851,22 +858,22 @@ pub struct DecryptedPart {
     pub data: Vec<u8>,
 }
 
-fn oaep_digest(uri: &str) -> Result<&'static openssl::md::MdRef> {
+fn oaep_digest(uri: &str) -> Result<Digest> {
     Ok(match uri {
-        "" | ALG_SHA1 => openssl::md::Md::sha1(),
-        ALG_SHA256 => openssl::md::Md::sha256(),
-        ALG_SHA384 => openssl::md::Md::sha384(),
-        ALG_SHA512 => openssl::md::Md::sha512(),
+        "" | ALG_SHA1 => Digest::Sha1,
+        ALG_SHA256 => Digest::Sha256,
+        ALG_SHA384 => Digest::Sha384,
+        ALG_SHA512 => Digest::Sha512,
         other => return Err(Error::UnsupportedAlgorithm(format!("OAEP digest {other}"))),
     })
 }
 
-fn mgf_digest(uri: &str) -> Result<&'static openssl::md::MdRef> {
+fn mgf_digest(uri: &str) -> Result<Digest> {
     Ok(match uri {
-        "" | ALG_MGF1_SHA1 => openssl::md::Md::sha1(),
-        ALG_MGF1_SHA256 => openssl::md::Md::sha256(),
-        ALG_MGF1_SHA384 => openssl::md::Md::sha384(),
-        ALG_MGF1_SHA512 => openssl::md::Md::sha512(),
+        "" | ALG_MGF1_SHA1 => Digest::Sha1,
+        ALG_MGF1_SHA256 => Digest::Sha256,
+        ALG_MGF1_SHA384 => Digest::Sha384,
+        ALG_MGF1_SHA512 => Digest::Sha512,
         other => return Err(Error::UnsupportedAlgorithm(format!("MGF {other}"))),
     })
 }
@@ -930,7 +937,7 @@ pub fn decrypt_parts(
         ),
         ALG_RSA_OAEP_MGF1P => (
             oaep_digest(child(em, NS_DS, "DigestMethod").map(alg_of).unwrap_or(""))?,
-            openssl::md::Md::sha1(),
+            Digest::Sha1,
         ),
         other => {
             return Err(Error::UnsupportedAlgorithm(format!(
@@ -942,15 +949,20 @@ pub fn decrypt_parts(
         .and_then(|c| child(c, NS_XENC, "CipherValue"))
         .ok_or_else(|| Error::Malformed("EncryptedKey without CipherValue".into()))?;
     let wrapped = b64(&text(cv))?;
-    let mut ctx = openssl::pkey_ctx::PkeyCtx::new(recipient.private_key())?;
-    ctx.decrypt_init()?;
-    ctx.set_rsa_padding(openssl::rsa::Padding::PKCS1_OAEP)?;
-    ctx.set_rsa_oaep_md(md)?;
-    ctx.set_rsa_mgf1_md(mgf)?;
-    let mut cek = Vec::new();
-    ctx.decrypt_to_vec(&wrapped, &mut cek).map_err(|_| {
-        Error::KeyUnwrapFailed("RSA-OAEP decryption of the payload key failed".into())
-    })?;
+    let oaep = RsaDecryption::Oaep {
+        hash: md,
+        mgf,
+        label: Vec::new(),
+    };
+    let cek = recipient
+        .private_key()
+        .decrypt(&oaep, &wrapped)
+        .map_err(|e| match e {
+            Error::KeyUnwrapFailed(_) => {
+                Error::KeyUnwrapFailed("RSA-OAEP decryption of the payload key failed".into())
+            }
+            other => other,
+        })?;
 
     // The EncryptedData the key serves: its ReferenceList, else those whose KeyInfo names it.
     let ek_id = xml::id_of(ek).unwrap_or("");

@@ -5,6 +5,7 @@
 use super::KeyTransport;
 use crate::asn1::{self, tag, Tlv};
 use crate::error::{Error, Result};
+use crate::keys::private::{PrivateKey, RsaDecryption};
 use crate::oid;
 use openssl::hash::{Hasher, MessageDigest};
 use openssl::md::Md;
@@ -87,6 +88,16 @@ impl Digest {
             Digest::Sha256 => MessageDigest::sha256(),
             Digest::Sha384 => MessageDigest::sha384(),
             Digest::Sha512 => MessageDigest::sha512(),
+        }
+    }
+    /// The digest's OID (content octets).
+    pub fn oid(self) -> &'static [u8] {
+        match self {
+            Digest::Sha1 => oid::SHA1,
+            Digest::Sha224 => oid::SHA224,
+            Digest::Sha256 => oid::SHA256,
+            Digest::Sha384 => oid::SHA384,
+            Digest::Sha512 => oid::SHA512,
         }
     }
     pub fn evp(self) -> &'static openssl::md::MdRef {
@@ -462,54 +473,50 @@ pub fn rsa_encrypt_key(
 /// attacker whether the padding was right (Bleichenbacher's attack). The random key is made
 /// before the decryption, whatever its outcome.
 pub fn rsa_decrypt_key(
-    key: &PKeyRef<Private>,
+    key: &dyn PrivateKey,
     alg: &AlgId,
     enc: &[u8],
     key_len: usize,
     accept_pkcs1v15: bool,
 ) -> Result<Secret> {
-    if key.id() != Id::RSA {
+    if key.public_key().id() != Id::RSA {
         return Err(Error::NotARecipient(
             "RSA key transport to a non-RSA key".into(),
         ));
     }
-    let mut ctx = PkeyCtx::new(key)?;
-    ctx.decrypt_init()?;
-    if alg.oid == oid::RSA_ENCRYPTION {
+    let padding = if alg.oid == oid::RSA_ENCRYPTION {
         if !accept_pkcs1v15 {
             return Err(Error::WeakAlgorithm(
                 "RSA PKCS#1 v1.5 key transport is refused by policy".into(),
             ));
         }
-        ctx.set_rsa_padding(Padding::PKCS1)?;
+        RsaDecryption::Pkcs1v15
     } else if alg.oid == oid::RSAES_OAEP {
-        let (h, m, label) = parse_oaep(alg.params)?;
-        ctx.set_rsa_padding(Padding::PKCS1_OAEP)?;
-        ctx.set_rsa_oaep_md(h.evp())?;
-        ctx.set_rsa_mgf1_md(m.evp())?;
-        if !label.is_empty() {
-            ctx.set_rsa_oaep_label(&label)?;
-        }
+        let (hash, mgf, label) = parse_oaep(alg.params)?;
+        RsaDecryption::Oaep { hash, mgf, label }
     } else {
         return Err(Error::UnsupportedAlgorithm(format!(
             "key transport {}",
             alg.name()
         )));
-    }
-    let mut out = Secret::default();
-    if alg.oid == oid::RSA_ENCRYPTION {
+    };
+    if padding == RsaDecryption::Pkcs1v15 {
         let substitute = random_key(key_len)?;
-        let ok = ctx.decrypt_to_vec(enc, &mut out).is_ok();
-        return Ok(if ok && out.len() == key_len {
-            out
-        } else {
-            substitute
-        });
+        // Every failure is hidden but those of the token itself (gone, PIN, key, mechanism),
+        // which no ciphertext decides; a token's unexpected answer to bad padding is hidden
+        // too.
+        return match key.decrypt(&padding, enc) {
+            Ok(out) if out.len() == key_len => Ok(out),
+            Err(
+                e @ (Error::TokenUnavailable(_)
+                | Error::PinIncorrect(_)
+                | Error::KeyNotFound(_)
+                | Error::MechanismUnsupported(_)),
+            ) => Err(e),
+            Ok(_) | Err(_) => Ok(substitute),
+        };
     }
-    ctx.decrypt_to_vec(enc, &mut out).map_err(|_| {
-        Error::KeyUnwrapFailed("RSA decryption of the content key failed (wrong key?)".into())
-    })?;
-    Ok(out)
+    key.decrypt(&padding, enc)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -626,7 +633,7 @@ pub fn ec_public_from_point<T: HasPublic>(like: &PKeyRef<T>, point: &[u8]) -> Re
     Ok(PKey::from_ec_key(k)?)
 }
 
-pub fn ec_point_bytes(key: &PKeyRef<Private>) -> Result<Vec<u8>> {
+pub fn ec_point_bytes<T: HasPublic>(key: &PKeyRef<T>) -> Result<Vec<u8>> {
     let ec = key.ec_key()?;
     let mut ctx = openssl::bn::BigNumContext::new()?;
     Ok(ec.public_key().to_bytes(

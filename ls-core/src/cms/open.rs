@@ -1114,8 +1114,8 @@ impl<'o> State<'o> {
             let mut o = originator.children()?;
             o.req("algorithm")?;
             let point = o.expect(tag::BIT_STRING, "publicKey")?.bit_string_bytes()?;
-            let peer = crypto::ec_public_from_point(me.private_key(), point)?;
-            let z = crypto::ecdh(me.private_key(), &peer)?;
+            let peer = crypto::ec_public_from_point(me.private_key().public_key(), point)?;
+            let z = me.private_key().ecdh(&peer)?;
             let kek = crypto::x963_kdf(scheme.hash, &z, wrap.oid, ukm.as_deref(), klen)?;
             let cek = crypto::aes_unwrap(&kek, &ek)?;
             return Ok(Some((

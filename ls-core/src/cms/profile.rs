@@ -113,7 +113,7 @@ impl Profile {
         if self != Profile::LegacyAs2 {
             return Ok(());
         }
-        let key = signer.private_key();
+        let key = signer.private_key().public_key();
         if key.id() != Id::RSA {
             return Err(Error::InvalidArgument(format!(
                 "{} needs an RSA identity (this one is {})",

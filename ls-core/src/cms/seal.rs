@@ -368,7 +368,7 @@ pub(crate) fn detached_signature(
 
 /// The signature algorithm for `key` (and its AlgorithmIdentifier).
 fn signature_alg(
-    key: &openssl::pkey::PKeyRef<openssl::pkey::Private>,
+    key: &openssl::pkey::PKeyRef<openssl::pkey::Public>,
     scheme: SignatureScheme,
 ) -> Result<(SigAlg, Vec<u8>)> {
     let d = Digest::Sha256;
@@ -408,7 +408,7 @@ pub(super) fn signer_info_and_certs(
 ) -> Result<(Vec<u8>, Vec<u8>)> {
     let key = signer.private_key();
     let d = Digest::Sha256;
-    let (sig_alg, sig_alg_id) = signature_alg(key, spec.scheme)?;
+    let (sig_alg, sig_alg_id) = signature_alg(key.public_key(), spec.scheme)?;
     let mut attrs = vec![
         attribute(oid::ATTR_CONTENT_TYPE, &asn1::oid(spec.econtent_type)),
         attribute(
@@ -419,7 +419,7 @@ pub(super) fn signer_info_and_certs(
     ];
     attrs.extend(spec.extra_attrs.iter().cloned());
     let signed_attrs_set = asn1::set_of(attrs);
-    let signature = crypto::sign(key, sig_alg, d, &signed_attrs_set)?;
+    let signature = key.sign(sig_alg, d, &signed_attrs_set)?;
     let mut signed_attrs = signed_attrs_set;
     signed_attrs[0] = tag::ctx(0); // [0] IMPLICIT in the SignerInfo
 

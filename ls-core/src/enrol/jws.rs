@@ -190,7 +190,7 @@ pub(crate) fn sign_jws_general(
 /// base64url.
 fn sign_part(signer: &Identity, typ: &str, payload: &str) -> Result<(String, String)> {
     let key = signer.private_key();
-    let alg = Alg::for_key(key)?;
+    let alg = Alg::for_key(key.public_key())?;
     let x5c = std::iter::once(signer.certificate())
         .chain(signer.chain().iter().take(MAX_CHAIN - 1))
         .map(|c| bytes::base64_encode(c.der()))
@@ -203,7 +203,7 @@ fn sign_part(signer: &Identity, typ: &str, payload: &str) -> Result<(String, Str
     .map_err(|e| Error::Internal(format!("JWS header: {e}")))?;
     let protected = bytes::base64url_encode(&header);
     let input = format!("{protected}.{payload}");
-    let sig = crypto::sign(key, alg.sig_alg(), alg.digest(), input.as_bytes())?;
+    let sig = key.sign(alg.sig_alg(), alg.digest(), input.as_bytes())?;
     let sig = match alg.curve() {
         // JWS wants R ‖ S, each the curve's size (RFC 7518 §3.4), not DER.
         Some((_, n)) => {

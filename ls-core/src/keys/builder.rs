@@ -3,20 +3,24 @@
 //! certificates (`layersec-server init`), and the certificates tests need (TLS servers and
 //! clients, CAs and what they issue, certificates valid at other times).
 
+use super::private::{PrivateKey, SoftKey};
 use super::{Generated, Identity, KeyType};
+use crate::asn1::{self, tag};
+use crate::cms::crypto::{Digest, SigAlg};
 use crate::error::{Error, Result};
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
 use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
-use openssl::pkey::{Id, PKey, Private};
+use openssl::pkey::{Id, PKey, PKeyRef, Private, Public};
 use openssl::rsa::Rsa;
 use openssl::x509::extension::{
     AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
     SubjectKeyIdentifier,
 };
-use openssl::x509::{X509Builder, X509Name, X509NameBuilder, X509ReqBuilder};
+use openssl::x509::{X509Builder, X509Name, X509NameBuilder, X509Req, X509ReqBuilder, X509};
+use std::sync::{Arc, OnceLock};
 
 /// What a certificate is for: its basic constraints, key usage and extended key usage (all but
 /// the last critical), besides a subject key identifier (and an authority key identifier when
@@ -55,7 +59,9 @@ pub struct CertificateBuilder<'a> {
     organisation: Option<String>,
     purpose: CertPurpose,
     key_type: KeyType,
-    key: Option<PKey<Private>>,
+    key: Option<Arc<dyn PrivateKey>>,
+    /// Set when `key` was given as an OpenSSL key that could not be wrapped.
+    key_error: Option<Error>,
     validity: Validity,
     names: Vec<String>,
     serial: Option<u64>,
@@ -76,6 +82,7 @@ impl<'a> CertificateBuilder<'a> {
             purpose,
             key_type: KeyType::default(),
             key: None,
+            key_error: None,
             validity: Validity::DaysFromNow(365),
             names: Vec::new(),
             serial: None,
@@ -97,6 +104,17 @@ impl<'a> CertificateBuilder<'a> {
 
     /// Certify this key instead of a new one.
     pub fn key(mut self, key: PKey<Private>) -> Self {
+        match SoftKey::new(key) {
+            Ok(k) => self.key = Some(Arc::new(k)),
+            Err(e) => self.key_error = Some(e),
+        }
+        self
+    }
+
+    /// Certify this key behind the seam (e.g. a key on a token) instead of a new one. The
+    /// certificate and the CSR are signed by it, through [`PrivateKey::sign`]; the
+    /// [`Generated::key_pem`] is then empty.
+    pub fn private_key(mut self, key: Arc<dyn PrivateKey>) -> Self {
         self.key = Some(key);
         self
     }
@@ -136,10 +154,14 @@ impl<'a> CertificateBuilder<'a> {
     /// with AES-256-CBC when `password` is given and not empty.
     pub fn build(self, password: Option<&str>) -> Result<Generated> {
         let name = self.subject()?;
-        let key = match self.key {
+        if let Some(e) = self.key_error {
+            return Err(e);
+        }
+        let key: Arc<dyn PrivateKey> = match self.key {
             Some(k) => k,
-            None => new_key(self.key_type)?,
+            None => Arc::new(SoftKey::new(new_key(self.key_type)?)?),
         };
+        let public = key.public_key();
         let (not_before, not_after) = match self.validity {
             Validity::DaysFromNow(days) => {
                 (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(days)?)
@@ -154,9 +176,9 @@ impl<'a> CertificateBuilder<'a> {
                 n
             }
         };
-        let (issuer_cert, signer) = match self.issuer {
+        let (issuer_cert, signer): (_, &dyn PrivateKey) = match self.issuer {
             Some(ca) => (Some(ca.certificate().x509()), ca.private_key()),
-            None => (None, &key),
+            None => (None, &*key),
         };
 
         let mut b = X509Builder::new()?;
@@ -165,10 +187,10 @@ impl<'a> CertificateBuilder<'a> {
         b.set_serial_number(&serial)?;
         b.set_subject_name(&name)?;
         b.set_issuer_name(issuer_cert.map_or(&*name, |c| c.subject_name()))?;
-        b.set_pubkey(&key)?;
+        b.set_pubkey(public)?;
         b.set_not_before(&not_before)?;
         b.set_not_after(&not_after)?;
-        let is_rsa = key.id() == Id::RSA;
+        let is_rsa = public.id() == Id::RSA;
         let mut bc = BasicConstraints::new();
         bc.critical();
         let mut ku = KeyUsage::new();
@@ -226,21 +248,40 @@ impl<'a> CertificateBuilder<'a> {
                 .build(&b.x509v3_context(Some(ca), None))?;
             b.append_extension(aki)?;
         }
-        b.sign(signer, MessageDigest::sha256())?;
-        let x509 = b.build();
+        let x509 = match signer.in_memory() {
+            // OpenSSL signs RSA-PSS keys' certificates with the key's own parameters.
+            Some(k) if k.id() == Id::RSA_PSS => {
+                b.sign(k, MessageDigest::sha256())?;
+                b.build()
+            }
+            _ => {
+                b.sign(&*stand_in(signer.public_key())?, MessageDigest::sha256())?;
+                X509::from_der(&signed_by(&b.build().to_der()?, signer)?)?
+            }
+        };
 
         let mut r = X509ReqBuilder::new()?;
         r.set_subject_name(&name)?;
-        r.set_pubkey(&key)?;
-        r.sign(&key, MessageDigest::sha256())?;
-        let csr_pem = r.build().to_pem()?;
+        r.set_pubkey(public)?;
+        let csr = match key.in_memory() {
+            Some(k) if k.id() == Id::RSA_PSS => {
+                r.sign(k, MessageDigest::sha256())?;
+                r.build()
+            }
+            _ => {
+                r.sign(&*stand_in(public)?, MessageDigest::sha256())?;
+                X509Req::from_der(&signed_by(&r.build().to_der()?, &*key)?)?
+            }
+        };
+        let csr_pem = csr.to_pem()?;
 
-        let key_pem = match password {
-            Some(p) if !p.is_empty() => key.private_key_to_pem_pkcs8_passphrase(
+        let key_pem = match (key.in_memory(), password) {
+            (None, _) => Vec::new(),
+            (Some(k), Some(p)) if !p.is_empty() => k.private_key_to_pem_pkcs8_passphrase(
                 openssl::symm::Cipher::aes_256_cbc(),
                 p.as_bytes(),
             )?,
-            _ => key.private_key_to_pem_pkcs8()?,
+            (Some(k), _) => k.private_key_to_pem_pkcs8()?,
         };
         let cert_pem = x509.to_pem()?;
         let chain = match self.issuer {
@@ -250,7 +291,7 @@ impl<'a> CertificateBuilder<'a> {
                 .collect(),
             None => Vec::new(),
         };
-        let identity = Identity::new(key, crate::Certificate::from_x509(x509)?, chain)?;
+        let identity = Identity::with_key(key, crate::Certificate::from_x509(x509)?, chain)?;
         Ok(Generated {
             identity,
             key_pem: zeroize::Zeroizing::new(key_pem),
@@ -272,6 +313,49 @@ impl<'a> CertificateBuilder<'a> {
         }
         Ok(name.build())
     }
+}
+
+/// A key of the signer's type to let OpenSSL's builders write the TBS part (its signature
+/// algorithm included); [`signed_by`] then replaces the stand-in's signature with the
+/// signer's. A fresh EC key on the signer's curve; one RSA key per process.
+fn stand_in(signer: &PKeyRef<Public>) -> Result<Arc<PKey<Private>>> {
+    static RSA: OnceLock<Arc<PKey<Private>>> = OnceLock::new();
+    match signer.id() {
+        Id::RSA => {
+            if let Some(k) = RSA.get() {
+                return Ok(k.clone());
+            }
+            let k = Arc::new(PKey::from_rsa(Rsa::generate(2048)?)?);
+            Ok(RSA.get_or_init(|| k).clone())
+        }
+        Id::EC => {
+            let group = signer.ec_key()?.group().curve_name().ok_or_else(|| {
+                Error::UnsupportedKey("an EC key on an unnamed curve cannot sign".into())
+            })?;
+            let group = EcGroup::from_curve_name(group)?;
+            Ok(Arc::new(PKey::from_ec_key(EcKey::generate(&group)?)?))
+        }
+        other => Err(Error::UnsupportedKey(format!(
+            "cannot sign certificates with a {other:?} key"
+        ))),
+    }
+}
+
+/// `signed` (a Certificate or CertificationRequest: the part to sign, the signature algorithm,
+/// the signature) signed again, by `signer`, through the seam (SHA-256: RSA PKCS#1 v1.5 or
+/// ECDSA, as the algorithm the stand-in wrote says).
+fn signed_by(signed: &[u8], signer: &dyn PrivateKey) -> Result<Vec<u8>> {
+    let mut r = asn1::parse_single(signed)?
+        .expect(tag::SEQUENCE, "certificate")?
+        .children()?;
+    let tbs = r.req("to-be-signed part")?;
+    let alg = r.req("signature algorithm")?;
+    let sig_alg = match signer.public_key().id() {
+        Id::EC => SigAlg::Ecdsa,
+        _ => SigAlg::RsaPkcs1,
+    };
+    let sig = signer.sign(sig_alg, Digest::Sha256, tbs.raw)?;
+    Ok(asn1::seq(&[tbs.raw, alg.raw, &asn1::bit_string(&sig)]))
 }
 
 /// A new key of `key_type`.
@@ -381,7 +465,7 @@ mod tests {
         let c = g.identity.certificate();
         assert_eq!((c.not_before(), c.not_after()), (from, to));
         assert_eq!(c.serial_hex(), "1092");
-        assert!(g.identity.private_key().public_eq(&key));
+        assert!(g.identity.private_key().public_key().public_eq(&key));
         assert!(String::from_utf8_lossy(&g.key_pem).contains("ENCRYPTED"));
         let e = CertificateBuilder::new("x", CertPurpose::Party)
             .key_type(KeyType::Rsa(1024))

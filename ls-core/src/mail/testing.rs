@@ -21,7 +21,7 @@ pub(crate) fn self_signed(cn: &str, names: &[&str]) -> (PKey<Private>, X509) {
         .build(None)
         .unwrap();
     (
-        g.identity.private_key().clone(),
+        g.identity.tls_key().unwrap().clone(),
         g.identity.certificate().x509().clone(),
     )
 }

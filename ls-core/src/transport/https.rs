@@ -824,7 +824,7 @@ mod tests {
             .build(None)
             .unwrap();
         (
-            g.identity.private_key().clone(),
+            g.identity.tls_key().unwrap().clone(),
             g.identity.certificate().x509().clone(),
         )
     }

@@ -82,7 +82,7 @@ impl TlsTrust {
         }
         if let Some(id) = client {
             b.set_certificate(id.certificate().x509())?;
-            b.set_private_key(id.private_key())?;
+            b.set_private_key(id.tls_key()?)?;
             for c in id.chain() {
                 b.add_extra_chain_cert(c.x509().clone())?;
             }
