@@ -49,6 +49,29 @@ namespace LayerSecurity
             }
         }
 
+        /// <summary>Loads an identity whose private key stays on a PKCS#11 token (an HSM, a
+        /// smart card, SoftHSM2): <paramref name="uri"/> is an RFC 7512 <c>pkcs11:</c> URI naming
+        /// the token and the key (a <c>pin-value</c> in it is refused); <paramref name="modulePath"/>
+        /// (nullable) the PKCS#11 module, which wins over a <c>module-path</c> in the URI;
+        /// <paramref name="pin"/> (nullable: no login) the user PIN, tried once (zeroed after the
+        /// call); <paramref name="certPath"/> (nullable) the PEM certificate, else the token's
+        /// certificate object of the key. Signs and decrypts through the token; see
+        /// <c>ls_identity_load_pkcs11</c> in layersec.h for the errors (a wrong PIN, a token
+        /// absent — transient —, a key not found).</summary>
+        public static Identity LoadPkcs11(string uri, string modulePath = null, char[] pin = null, string certPath = null)
+        {
+            Interop.EnsureLoaded();
+            var u = Interop.Utf8Required(uri, nameof(uri));
+            var m = Interop.Utf8(modulePath, nameof(modulePath));
+            var c = Interop.Utf8(certPath, nameof(certPath));
+            using (var pins = new Pins())
+            {
+                IdentityHandle h;
+                Interop.Check(Native.ls_identity_load_pkcs11(u, m, pins.Password(pin), c, out h), "ls_identity_load_pkcs11");
+                return new Identity(h);
+            }
+        }
+
         /// <summary>Like <see cref="Load"/>, from memory:
         /// <paramref name="key"/> is PKCS#12 DER or a PEM key; <paramref name="certPem"/> (nullable)
         /// the PEM certificate(s) for a PEM key.</summary>

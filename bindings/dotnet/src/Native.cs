@@ -144,6 +144,10 @@ namespace LayerSecurity
                                                     out IdentityHandle result);
 
         [DllImport(Lib)]
+        internal static extern int ls_identity_load_pkcs11(byte[] uri, byte[] modulePath, IntPtr pin,
+                                                           byte[] certPath, out IdentityHandle result);
+
+        [DllImport(Lib)]
         internal static extern int ls_identity_from_memory(byte[] key, UIntPtr keyLen, byte[] cert,
                                                            UIntPtr certLen, IntPtr password,
                                                            out IdentityHandle result);

@@ -50,6 +50,21 @@ namespace LayerSecurity.Tests
         }
 
         [Test]
+        public void Pkcs11IdentityFailuresHaveTheirCodes()
+        {
+            // (Keys on a real token: issue 17's tests with SoftHSM2, in the Rust and C suites.)
+            var gone = Assert.Throws<InputException>(() =>
+                Identity.LoadPkcs11("pkcs11:token=none;object=key", "/nonexistent/pkcs11-module.so", "1234".ToCharArray()));
+            Assert.AreEqual("LS_ERR_TOKEN_UNAVAILABLE", gone.ResultName);
+            Assert.IsTrue(gone.IsTransient, "a module or token that is not there may be later");
+            var pinInUri = Assert.Throws<InputException>(() =>
+                Identity.LoadPkcs11("pkcs11:token=t;object=k;pin-value=1234", "/nonexistent/pkcs11-module.so"));
+            Assert.AreEqual("LS_ERR_INVALID_ARGUMENT", pinInUri.ResultName);
+            Assert.IsFalse(pinInUri.IsTransient);
+            Assert.Throws<ArgumentNullException>(() => Identity.LoadPkcs11(null));
+        }
+
+        [Test]
         public void CertificateFromBytesAndMissingFile()
         {
             using (var c = Certificate.FromBytes(Bob.Certificate.ToPem()))

@@ -713,17 +713,8 @@ pub fn bst_certificates(bst: Node) -> Result<Vec<Certificate>> {
 
 /// XML-DSig ECDSA values are r‖s; OpenSSL wants DER.
 fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>> {
-    if raw.is_empty() || raw.len() % 2 != 0 {
-        return Err(Error::BadSignature(
-            "malformed ECDSA signature value".into(),
-        ));
-    }
-    let (r, s) = raw.split_at(raw.len() / 2);
-    let sig = openssl::ecdsa::EcdsaSig::from_private_components(
-        openssl::bn::BigNum::from_slice(r)?,
-        openssl::bn::BigNum::from_slice(s)?,
-    )?;
-    Ok(sig.to_der()?)
+    crate::cms::crypto::ecdsa_rs_to_der(raw)?
+        .ok_or_else(|| Error::BadSignature("malformed ECDSA signature value".into()))
 }
 
 fn ecdsa_der_to_raw(der: &[u8], field_len: usize) -> Result<Vec<u8>> {

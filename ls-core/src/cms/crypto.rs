@@ -611,6 +611,20 @@ pub fn aes_unwrap(kek: &[u8], wrapped: &[u8]) -> Result<Secret> {
     Ok(out)
 }
 
+/// An ECDSA signature as R ‖ S (XML-DSig, PKCS#11) → DER `Ecdsa-Sig-Value`, as OpenSSL wants it;
+/// `None` when `raw` cannot be one (empty or of odd length).
+pub(crate) fn ecdsa_rs_to_der(raw: &[u8]) -> Result<Option<Vec<u8>>> {
+    if raw.is_empty() || raw.len() % 2 != 0 {
+        return Ok(None);
+    }
+    let (r, s) = raw.split_at(raw.len() / 2);
+    let sig = openssl::ecdsa::EcdsaSig::from_private_components(
+        openssl::bn::BigNum::from_slice(r)?,
+        openssl::bn::BigNum::from_slice(s)?,
+    )?;
+    Ok(Some(sig.to_der()?))
+}
+
 pub fn ecdh(ours: &PKeyRef<Private>, peer: &PKeyRef<Public>) -> Result<Secret> {
     let mut d = openssl::derive::Deriver::new(ours)?;
     d.set_peer(peer)

@@ -742,16 +742,10 @@ fn digest_info(digest: Digest, hash: &[u8]) -> Vec<u8> {
 
 /// An ECDSA signature as R ‖ S (PKCS#11) → DER `Ecdsa-Sig-Value`.
 fn ecdsa_raw_to_der(raw: &[u8]) -> Result<Vec<u8>> {
-    if raw.is_empty() || raw.len() % 2 != 0 {
-        return Err(Error::Internal(format!(
+    crypto::ecdsa_rs_to_der(raw)?.ok_or_else(|| {
+        Error::Internal(format!(
             "the token gave an ECDSA signature of {} bytes",
             raw.len()
-        )));
-    }
-    let (r, s) = raw.split_at(raw.len() / 2);
-    let sig = openssl::ecdsa::EcdsaSig::from_private_components(
-        openssl::bn::BigNum::from_slice(r)?,
-        openssl::bn::BigNum::from_slice(s)?,
-    )?;
-    Ok(sig.to_der()?)
+        ))
+    })
 }
