@@ -561,12 +561,14 @@ const char *ls_result_name(ls_result result);
 const char *ls_last_error_message(void);
 
 /**
- * Whether the last failed call on this thread may succeed when the same call is made again
- * later, unchanged: 1 for a service or mail server that could not be reached or timed out,
- * an HTTP 5xx/408/429 answer, a mail server's temporary refusal, a receipt still pending (and a
- * send queued for retry after such a failure); 0 for everything else (a refusal, a bad
- * signature, a TLS failure, a bad argument…) and when the last call succeeded. Callers branch
- * on this, never on the text of `ls_last_error_message()`.
+ * Whether the last failed call on this thread may succeed later: 1 for a service or mail server
+ * that could not be reached or timed out, an HTTP 5xx/408/429 answer, a mail server's temporary
+ * refusal, a receipt still pending, a token that is not there (the same call, made again
+ * later, may succeed), and for every send queued for retry (`ls_client_send` with
+ * `*message_id_out` set: the client itself retries it with the same MessageId — do not send it
+ * again); 0 for everything else (a refusal, a bad signature, a TLS failure, a bad argument…)
+ * and when the last call succeeded. Callers branch on this, never on the text of
+ * `ls_last_error_message()`.
  *
  * Set by the same calls as `ls_last_error_message()`, and left alone by the same calls.
  */
@@ -954,7 +956,9 @@ void ls_send_options_init(struct ls_send_options *opts);
  *   `LS_ERR_EBMS_ERROR` (the service refused the message: the document is in `failed/` with
  *   the reason), `LS_ERR_IO`, `LS_ERR_STATE_CORRUPT`.
  *
- * So after a failure, `message_id_out->data != NULL` means "queued, not lost". Freeing
+ * So after a failure, `message_id_out->data != NULL` means "queued, not lost": do not send the
+ * document again (that would be a second message with a new MessageId); the client pushes the
+ * queued one. `ls_last_error_is_transient()` is 1 for every queued send, whatever the code. Freeing
  * `*message_id_out` with `ls_bytes_free` is right in every case.
  */
 ls_result ls_client_send(struct ls_client *c,

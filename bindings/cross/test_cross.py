@@ -194,7 +194,7 @@ def test_refusals_are_the_same_everywhere(opener, keys, tmp_path, tmp_path_facto
         ("bob", "carol", sealed, "LS_ERR_SIGNER_MISMATCH"),
         # carol opens bob's message.
         ("carol", "alice", sealed, "LS_ERR_NOT_A_RECIPIENT"),
-        ("bob", "alice", cut, "LS_ERR_"),
+        ("bob", "alice", cut, "LS_ERR_TRUNCATED"),
     ]
     for i, (me, sender, msg, name) in enumerate(cases):
         out = tmp_path / f"out{i}"

@@ -166,8 +166,9 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     fsync_dir(dir)
 }
 
-/// [`write_atomic`] for a file that must have `mode` from the start (a key): the temporary
-/// file gets it before anything else can read it under the final name.
+/// [`write_atomic`] for a file that must have `mode` from the start (a key, a receipt): the
+/// temporary file is created with it (never readable by others for a moment, whatever the
+/// umask and the folder's permissions), then set to exactly it (the umask may have taken bits).
 pub(crate) fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let dir = parent_of(path);
     let name = path
@@ -175,18 +176,11 @@ pub(crate) fn write_atomic_mode(path: &Path, data: &[u8], mode: u32) -> Result<(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".tmp-{}-{name}", random_hex(6)));
-    let written = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| io_err("cannot create", &tmp, e))
-        .and_then(|f| {
-            set_mode(&tmp, mode)?;
-            let mut f = f;
-            f.write_all(data)
-                .and_then(|_| f.sync_all())
-                .map_err(|e| io_err("cannot write", &tmp, e))
-        });
+    let written = write_synced_mode_with(&tmp, Some(mode), |out| {
+        out.write_all(data)
+            .map_err(|e| io_err("cannot write", &tmp, e))
+    })
+    .and_then(|_| set_mode(&tmp, mode));
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         return Err(e);

@@ -800,9 +800,13 @@ impl Client {
         // names, synced.
         // (A temporary name already, written again after a crash: no second temporary file.)
         let tmp_meta = self.tmp_meta(key);
-        write_synced(&tmp_meta, &to_json(&meta))
-            .and_then(|()| fsutil::set_mode(&tmp_meta, self.file_mode()))
-            .map_err(stop)?;
+        let meta_json = to_json(&meta);
+        fsutil::write_synced_mode_with(&tmp_meta, Some(self.file_mode()), |out| {
+            out.write_all(&meta_json)
+                .map_err(|e| io_err("cannot write", &tmp_meta, e))
+        })
+        .and_then(|_| fsutil::set_mode(&tmp_meta, self.file_mode()))
+        .map_err(stop)?;
         fsync_dir(self.inbox()).map_err(stop)?;
         self.fail_at("poll:after-temp").map_err(stop)?;
         // 2. The journal entry with the final name.
@@ -1202,7 +1206,7 @@ impl Client {
                 }
                 // Copied in pieces.
                 Some(s) => {
-                    fsutil::write_synced_with(&path, |out| {
+                    fsutil::write_synced_mode_with(&path, Some(self.file_mode()), |out| {
                         out.write_all(&head)
                             .and_then(|()| {
                                 let mut f = fs::File::open(&s.path)?;

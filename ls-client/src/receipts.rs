@@ -316,11 +316,11 @@ impl Client {
             )));
         }
         // One receipt per document: the same one again is harmless, another is a replay.
-        // An empty file is no receipt: what an earlier version, writing the file in place,
-        // left when it was killed in between.
+        // What is there already counts only if it verifies: an empty or cut-off file (what an
+        // earlier version, writing it in place, left when it was killed in between) is none.
         let seen = self.cfg.folders.sent.join(format!("{doc}{RECEIPT_SUFFIX}"));
         if let Some(prev) = read_opt(&seen)? {
-            if !prev.is_empty() && prev != ess {
+            if prev != ess && receipt::verify_receipt(&prev, &signed, &certs).is_ok() {
                 return Err(Error::ReceiptMismatch(format!(
                     "{doc} has a receipt already; this is another one (a replay?)"
                 )));

@@ -2322,40 +2322,43 @@ fn a_crash_while_taking_a_receipt_records_it_exactly_once() {
 /// receipt.
 #[test]
 fn a_receipt_cut_off_while_being_written_is_taken_when_offered_again() {
-    let w = world();
-    let alice = w.client("alice");
-    let sent = alice
-        .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
-        .unwrap();
-    w.client("bob").poll(|_| {}).unwrap();
-    arm(&alice, "receipt:after-evidence");
-    assert!(alice.poll(|_| {}).is_err());
-    // What a write in place cut off by kill -9 leaves.
-    let evidence = w.path("alice", "sent/invoice.xml.receipt.p7m");
-    let ess = fs::read(&evidence).unwrap();
-    assert!(!ess.is_empty());
-    fs::write(&evidence, b"").unwrap();
-    w.svc.expire_leases();
-    let alice = w.client("alice");
-    let r = alice.poll(|_| {}).unwrap();
-    assert_eq!(r.receipts.len(), 1, "{r:?}");
-    assert!(r.receipts[0].verified, "{r:?}");
-    assert_eq!(fs::read(&evidence).unwrap(), ess);
-    assert_eq!(
-        alice
-            .receipt_state(&sent.message_id)
+    // Empty, or cut off after half of it: what a write in place killed by kill -9 leaves.
+    for keep in [0.0, 0.5] {
+        let w = world();
+        let alice = w.client("alice");
+        let sent = alice
+            .send_bytes("invoice.xml", INVOICE, "bob", &SendOptions::default())
+            .unwrap();
+        w.client("bob").poll(|_| {}).unwrap();
+        arm(&alice, "receipt:after-evidence");
+        assert!(alice.poll(|_| {}).is_err());
+        let evidence = w.path("alice", "sent/invoice.xml.receipt.p7m");
+        let ess = fs::read(&evidence).unwrap();
+        assert!(!ess.is_empty());
+        fs::write(&evidence, &ess[..(ess.len() as f64 * keep) as usize]).unwrap();
+        w.svc.expire_leases();
+        let alice = w.client("alice");
+        let r = alice.poll(|_| {}).unwrap();
+        assert_eq!(r.receipts.len(), 1, "{keep}: {r:?}");
+        assert!(r.receipts[0].verified, "{keep}: {r:?}");
+        assert_eq!(fs::read(&evidence).unwrap(), ess, "{keep}");
+        assert_eq!(
+            alice
+                .receipt_state(&sent.message_id)
+                .unwrap()
+                .unwrap()
+                .state,
+            "processed",
+            "{keep}"
+        );
+        assert!(w.files("alice", "state/receipts-in").is_empty(), "{keep}");
+        let leftovers: Vec<_> = fs::read_dir(w.path("alice", "sent"))
             .unwrap()
-            .unwrap()
-            .state,
-        "processed"
-    );
-    assert!(w.files("alice", "state/receipts-in").is_empty());
-    let leftovers: Vec<_> = fs::read_dir(w.path("alice", "sent"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
 }
 
 #[test]

@@ -138,7 +138,6 @@ fn sent(sent: Sent, message_id_out: &mut ls_bytes) -> Result<(), Failure> {
         .last_error
         .as_ref()
         .map_or("the service could not be reached", |p| p.message.as_str());
-    let transient = sent.last_error.as_ref().is_none_or(|p| p.transient);
     let next = sent
         .next_attempt
         .map(|t| format!(", next attempt at {}", ls_core::time::iso8601(t)))
@@ -149,7 +148,8 @@ fn sent(sent: Sent, message_id_out: &mut ls_bytes) -> Result<(), Failure> {
             "not delivered yet, queued for retry as MessageId {} (attempt {}{next}): {why}",
             sent.message_id, sent.attempts
         ),
-        transient,
+        // Not over: the client retries it (never the caller, which would send it twice).
+        true,
     ))
 }
 
@@ -172,7 +172,9 @@ fn sent(sent: Sent, message_id_out: &mut ls_bytes) -> Result<(), Failure> {
 ///   `LS_ERR_EBMS_ERROR` (the service refused the message: the document is in `failed/` with
 ///   the reason), `LS_ERR_IO`, `LS_ERR_STATE_CORRUPT`.
 ///
-/// So after a failure, `message_id_out->data != NULL` means "queued, not lost". Freeing
+/// So after a failure, `message_id_out->data != NULL` means "queued, not lost": do not send the
+/// document again (that would be a second message with a new MessageId); the client pushes the
+/// queued one. `ls_last_error_is_transient()` is 1 for every queued send, whatever the code. Freeing
 /// `*message_id_out` with `ls_bytes_free` is right in every case.
 #[no_mangle]
 pub unsafe extern "C" fn ls_client_send(

@@ -176,12 +176,14 @@ pub extern "C" fn ls_last_error_message() -> *const c_char {
     })
 }
 
-/// Whether the last failed call on this thread may succeed when the same call is made again
-/// later, unchanged: 1 for a service or mail server that could not be reached or timed out,
-/// an HTTP 5xx/408/429 answer, a mail server's temporary refusal, a receipt still pending (and a
-/// send queued for retry after such a failure); 0 for everything else (a refusal, a bad
-/// signature, a TLS failure, a bad argument…) and when the last call succeeded. Callers branch
-/// on this, never on the text of `ls_last_error_message()`.
+/// Whether the last failed call on this thread may succeed later: 1 for a service or mail server
+/// that could not be reached or timed out, an HTTP 5xx/408/429 answer, a mail server's temporary
+/// refusal, a receipt still pending, a token that is not there (the same call, made again
+/// later, may succeed), and for every send queued for retry (`ls_client_send` with
+/// `*message_id_out` set: the client itself retries it with the same MessageId — do not send it
+/// again); 0 for everything else (a refusal, a bad signature, a TLS failure, a bad argument…)
+/// and when the last call succeeded. Callers branch on this, never on the text of
+/// `ls_last_error_message()`.
 ///
 /// Set by the same calls as `ls_last_error_message()`, and left alone by the same calls.
 #[no_mangle]
