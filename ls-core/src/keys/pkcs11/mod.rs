@@ -542,7 +542,8 @@ impl PrivateKey for Pkcs11Key {
                     e => Step::Done(Err(e)),
                 }
             }
-            // The session may be gone with the token: it is not pooled again.
+            // The session may be gone with the token, or (a token's oddity) still hold the
+            // operation: it is closed, not pooled again. The next operation opens another.
             Err(_) => Step::Close(Err(Error::KeyUnwrapFailed(
                 "RSA decryption of the content key failed on the token".into(),
             ))),
