@@ -7,7 +7,9 @@
 use ls_core::cms::KeyTransport;
 use ls_core::keys::pkcs11::{self, Pkcs11Key};
 use ls_core::*;
-use ls_tests::softhsm::{SoftHsm, EC_TOKEN, PIN, PIN_TOKEN, RELOGIN_TOKEN, RSA_TOKEN};
+use ls_tests::softhsm::{
+    SoftHsm, EC_TOKEN, PIN, PIN_TOKEN, RELOGIN_TOKEN, RSA_TOKEN, SHARED_TOKEN,
+};
 use ls_tests::*;
 use std::path::Path;
 use std::process::Command;
@@ -419,6 +421,144 @@ fn a_lost_login_is_restored_with_one_login_and_a_refused_pin_is_not_tried_again(
         .sign(SigAlg::Ecdsa, Digest::Sha256, b"new PIN")
         .unwrap();
     let _ = admin.login(UserType::User, Some(&new_pin.to_string().into()));
+}
+
+#[test]
+fn the_keys_of_a_process_share_one_login_per_token() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    let Some(spy) = hsm.spy() else {
+        skip("OpenSC's pkcs11-spy.so is not installed (apt-get install opensc-pkcs11)");
+        return;
+    };
+    let _spy = spy_lock();
+    use ls_core::keys::private::{Digest, PrivateKey, SigAlg};
+    let logins = || hsm.spy_log().matches("C_Login").count();
+    let (uri_a, uri_b) = (hsm.uri(SHARED_TOKEN, "jack"), hsm.uri(SHARED_TOKEN, "kate"));
+    Pkcs11Key::generate(&uri_a, Some(hsm.module()), PIN, KeyType::EcP256).unwrap();
+    Pkcs11Key::generate(&uri_b, Some(hsm.module()), PIN, KeyType::EcP256).unwrap();
+    let a = Arc::new(Pkcs11Key::open(&uri_a, Some(spy), Some(PIN)).unwrap());
+
+    // While the token is logged in for the first key, a wrong PIN for the second is refused
+    // without asking the token (it would answer "already logged in" to any PIN).
+    let before = logins();
+    let e = Pkcs11Key::open(&uri_b, Some(spy), Some("0000-wrong")).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::PinIncorrect, "{e}");
+    assert!(!e.to_string().contains("0000-wrong"), "{e}");
+    assert_eq!(logins(), before, "the token was not asked");
+    // The right PIN is taken, with no C_Login either.
+    let b = Arc::new(Pkcs11Key::open(&uri_b, Some(spy), Some(PIN)).unwrap());
+    assert_eq!(logins(), before);
+    for k in [&a, &b] {
+        k.sign(SigAlg::Ecdsa, Digest::Sha256, b"both").unwrap();
+    }
+
+    // The token loses the login (C_Logout): the next operations of both keys, from four
+    // threads each, cost exactly one C_Login.
+    let ctx = pkcs11::module(spy).unwrap();
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == SHARED_TOKEN)
+        .unwrap();
+    let admin = ctx.open_rw_session(slot).unwrap();
+    admin.logout().unwrap();
+    let before = logins();
+    let threads: Vec<_> = (0..8)
+        .map(|i| {
+            let k = if i % 2 == 0 { a.clone() } else { b.clone() };
+            std::thread::spawn(move || k.sign(SigAlg::Ecdsa, Digest::Sha256, &[i]))
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap().unwrap();
+    }
+    assert_eq!(
+        logins() - before,
+        1,
+        "one C_Login for both keys and all threads"
+    );
+
+    // The PIN changes and the login goes again: one C_Login with the old PIN, refused; then
+    // both keys are PIN_INCORRECT without another C_Login.
+    let new_pin = "8888-changed";
+    admin
+        .set_pin(&PIN.to_string().into(), &new_pin.to_string().into())
+        .unwrap();
+    admin.logout().unwrap();
+    let before = logins();
+    for _ in 0..3 {
+        for k in [&a, &b] {
+            let e = k
+                .sign(SigAlg::Ecdsa, Digest::Sha256, b"stale PIN")
+                .unwrap_err();
+            assert_eq!(e.code(), ErrorCode::PinIncorrect, "{e}");
+            assert!(!e.to_string().contains("  "), "a run of spaces: {e}");
+        }
+    }
+    assert_eq!(
+        logins() - before,
+        1,
+        "the old PIN was tried once, for both keys"
+    );
+
+    // The old PIN given again is refused without asking the token; the new one logs in once
+    // and the keys loaded before work again with it.
+    let e = Pkcs11Key::open(&uri_a, Some(spy), Some(PIN)).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::PinIncorrect, "{e}");
+    assert_eq!(logins() - before, 1);
+    let c = Pkcs11Key::open(&uri_a, Some(spy), Some(new_pin)).unwrap();
+    assert_eq!(logins() - before, 2);
+    for k in [&*a, &*b, &c] {
+        k.sign(SigAlg::Ecdsa, Digest::Sha256, b"new PIN").unwrap();
+    }
+    assert_eq!(logins() - before, 2);
+}
+
+#[test]
+fn a_failed_c_decrypt_is_a_failed_unwrap_with_no_login_and_no_second_try() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    let Some(spy) = hsm.spy() else {
+        skip("OpenSC's pkcs11-spy.so is not installed (apt-get install opensc-pkcs11)");
+        return;
+    };
+    let _spy = spy_lock();
+    use ls_core::keys::private::{Digest, PrivateKey, RsaDecryption};
+    // The wrong-PIN test's token: its keys are gone when this test holds the spy's lock.
+    let uri = hsm.uri(PIN_TOKEN, "lena");
+    Pkcs11Key::generate(&uri, Some(hsm.module()), PIN, KeyType::Rsa(2048)).unwrap();
+    let key = Pkcs11Key::open(&uri, Some(spy), Some(PIN)).unwrap();
+    let count = |what: &str| {
+        hsm.spy_log()
+            .lines()
+            .filter(|l| l.trim_end().ends_with(what))
+            .count()
+    };
+    let oaep = RsaDecryption::Oaep {
+        hash: Digest::Sha1,
+        mgf: Digest::Sha1,
+        label: Vec::new(),
+    };
+    for padding in [RsaDecryption::Pkcs1v15, oaep] {
+        let (logins, inits, decrypts) =
+            (count("C_Login"), count("C_DecryptInit"), count("C_Decrypt"));
+        // 256 bytes of garbage (below the modulus): bad padding either way. SoftHSM2 answers
+        // it with CKR_GENERAL_ERROR from the second C_Decrypt (the first asks the length).
+        let e = key.decrypt(&padding, &[0x11; 256]).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::KeyUnwrapFailed, "{e}");
+        assert_eq!(
+            count("C_DecryptInit") - inits,
+            1,
+            "one decryption, not retried"
+        );
+        assert!(
+            count("C_Decrypt") - decrypts <= 2,
+            "the length, then the decryption"
+        );
+        assert_eq!(count("C_Login"), logins);
+        // The ciphertext-independent check: the key is usable.
+        key.usable().unwrap();
+    }
 }
 
 #[test]

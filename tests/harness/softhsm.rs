@@ -26,10 +26,13 @@ pub const EC_TOKEN: &str = "ls-ec";
 /// A token for RSA keys.
 pub const RSA_TOKEN: &str = "ls-rsa";
 /// A token that only the wrong-PIN test logs in to (login state is shared by a process's
-/// sessions: a token logged in already accepts any PIN).
+/// sessions: a key loaded while the token is logged in is not asked to the token).
 pub const PIN_TOKEN: &str = "ls-pin";
 /// A token whose login the lost-login test takes away (and whose PIN it changes).
 pub const RELOGIN_TOKEN: &str = "ls-relogin";
+/// A token with two keys of one process: the shared-login test logs it out and changes its
+/// PIN.
+pub const SHARED_TOKEN: &str = "ls-shared";
 
 /// SoftHSM2 for the tests of this process.
 pub struct SoftHsm {
@@ -91,7 +94,7 @@ impl SoftHsm {
             ),
         )
         .map_err(|e| e.to_string())?;
-        for label in [EC_TOKEN, RSA_TOKEN, PIN_TOKEN, RELOGIN_TOKEN] {
+        for label in [EC_TOKEN, RSA_TOKEN, PIN_TOKEN, RELOGIN_TOKEN, SHARED_TOKEN] {
             let o = Command::new("softhsm2-util")
                 .env("SOFTHSM2_CONF", &conf)
                 .args(["--init-token", "--free", "--label", label, "--pin", PIN])

@@ -945,15 +945,17 @@ pub fn decrypt_parts(
         mgf,
         label: Vec::new(),
     };
-    let cek = recipient
-        .private_key()
-        .decrypt(&oaep, &wrapped)
-        .map_err(|e| match e {
+    // Every failure of the decryption itself looks the same (no padding oracle): see
+    // `crypto::hidden_decrypt_failure`.
+    let key = recipient.private_key();
+    let cek = key.decrypt(&oaep, &wrapped).or_else(|e| {
+        crate::cms::crypto::hidden_decrypt_failure(key, e, None).map_err(|e| match e {
             Error::KeyUnwrapFailed(_) => {
                 Error::KeyUnwrapFailed("RSA-OAEP decryption of the payload key failed".into())
             }
             other => other,
-        })?;
+        })
+    })?;
 
     // The EncryptedData the key serves: its ReferenceList, else those whose KeyInfo names it.
     let ek_id = xml::id_of(ek).unwrap_or("");

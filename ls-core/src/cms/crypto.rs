@@ -500,23 +500,45 @@ pub fn rsa_decrypt_key(
             alg.name()
         )));
     };
-    if padding == RsaDecryption::Pkcs1v15 {
-        let substitute = random_key(key_len)?;
-        // Every failure is hidden but those of the token itself (gone, PIN, key, mechanism),
-        // which no ciphertext decides; a token's unexpected answer to bad padding is hidden
-        // too.
-        return match key.decrypt(&padding, enc) {
-            Ok(out) if out.len() == key_len => Ok(out),
-            Err(
-                e @ (Error::TokenUnavailable(_)
-                | Error::PinIncorrect(_)
-                | Error::KeyNotFound(_)
-                | Error::MechanismUnsupported(_)),
-            ) => Err(e),
-            Ok(_) | Err(_) => Ok(substitute),
-        };
+    // The substitute is made before the decryption, whatever its outcome.
+    let substitute = match padding {
+        RsaDecryption::Pkcs1v15 => Some(random_key(key_len)?),
+        RsaDecryption::Oaep { .. } => None,
+    };
+    let out = key.decrypt(&padding, enc);
+    match (out, substitute) {
+        (Ok(out), Some(_)) if out.len() == key_len => Ok(out),
+        (Ok(out), None) => Ok(out),
+        // A key of the wrong length from good PKCS#1 v1.5 padding: as bad padding.
+        (Ok(_), Some(substitute)) => Ok(substitute),
+        (Err(e), substitute) => hidden_decrypt_failure(key, e, substitute),
     }
-    key.decrypt(&padding, enc)
+}
+
+/// After a failed RSA decryption of a content key: the same outcome whatever the key's error
+/// was (bad padding, or a token's odd answer to it: `CKR_DEVICE_ERROR`, a lost session…), so
+/// that no error tells an attacker about the padding (Bleichenbacher's attack, on PKCS#1 v1.5
+/// and OAEP alike): `KeyUnwrapFailed`, or with PKCS#1 v1.5 the `substitute` key, with which the
+/// content fails to decrypt like any damaged content. Only two failures pass:
+/// - "mechanism not supported", which the token gives when the operation starts (the
+///   algorithm and its parameters, which the sender names openly, decide it; the ciphertext
+///   never reached the token);
+/// - a failure of [`PrivateKey::usable`], asked after the hidden failure without the
+///   ciphertext: our key cannot be used now (token gone, PIN refused, key gone), for this
+///   message and every other. Its outcome depends on the token's state, not on the
+///   ciphertext, so it is no oracle; a token whose state a ciphertext could change (dropping
+///   its sessions on bad padding) would show it to the next operation anyway.
+pub fn hidden_decrypt_failure(
+    key: &dyn PrivateKey,
+    e: Error,
+    substitute: Option<Secret>,
+) -> Result<Secret> {
+    if let Error::MechanismUnsupported(_) = e {
+        return Err(e);
+    }
+    key.usable()?;
+    substitute
+        .ok_or_else(|| Error::KeyUnwrapFailed("RSA decryption of the content key failed".into()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -785,4 +807,90 @@ pub fn verify(
         v.set_rsa_pss_saltlen(RsaPssSaltlen::custom(salt as i32))?;
     }
     Ok(v.verify_oneshot(sig, data).unwrap_or(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A key whose decryption fails as a token might: a token's error (`TokenUnavailable`,
+    /// which `CKR_DEVICE_ERROR` used to become) for one ciphertext, bad padding for another.
+    struct Fake {
+        public: PKey<Public>,
+        gone: AtomicBool,
+    }
+
+    impl PrivateKey for Fake {
+        fn public_key(&self) -> &PKeyRef<Public> {
+            &self.public
+        }
+        fn location(&self) -> String {
+            "a fake token".into()
+        }
+        fn sign(&self, _: SigAlg, _: Digest, _: &[u8]) -> Result<Vec<u8>> {
+            unreachable!()
+        }
+        fn decrypt(&self, _: &RsaDecryption, enc: &[u8]) -> Result<Secret> {
+            match enc {
+                b"device error" => Err(Error::TokenUnavailable("CKR_DEVICE_ERROR".into())),
+                b"pin" => Err(Error::PinIncorrect("CKR_PIN_INCORRECT".into())),
+                _ => Err(Error::KeyUnwrapFailed("bad padding".into())),
+            }
+        }
+        fn ecdh(&self, _: &PKeyRef<Public>) -> Result<Secret> {
+            unreachable!()
+        }
+        fn usable(&self) -> Result<()> {
+            match self.gone.load(Ordering::SeqCst) {
+                true => Err(Error::TokenUnavailable("the token went away".into())),
+                false => Ok(()),
+            }
+        }
+    }
+
+    fn fake() -> Fake {
+        let rsa = openssl::rsa::Rsa::generate(2048).unwrap();
+        let public = PKey::public_key_from_der(&rsa.public_key_to_der().unwrap()).unwrap();
+        Fake {
+            public,
+            gone: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn a_tokens_error_during_decryption_looks_like_bad_padding() {
+        let key = fake();
+        let v15 = AlgId {
+            oid: oid::RSA_ENCRYPTION,
+            params: None,
+        };
+        // PKCS#1 v1.5: the substitute key for each, whatever the error was.
+        for enc in [&b"device error"[..], b"pin", b"bad padding"] {
+            let k = rsa_decrypt_key(&key, &v15, enc, 32, true).unwrap();
+            assert_eq!(k.len(), 32);
+        }
+        // OAEP: the same error for each.
+        let oaep_params = asn1::seq(&[]);
+        let oaep = AlgId {
+            oid: oid::RSAES_OAEP,
+            params: Some(asn1::parse_single(&oaep_params).unwrap()),
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for enc in [&b"device error"[..], b"pin", b"bad padding"] {
+            let e = rsa_decrypt_key(&key, &oaep, enc, 32, true).unwrap_err();
+            assert!(matches!(e, Error::KeyUnwrapFailed(_)), "{e}");
+            seen.insert(e.to_string());
+        }
+        assert_eq!(seen.len(), 1, "one message for all: {seen:?}");
+        // A key that cannot be used at all (asked without the ciphertext) is our failure,
+        // for every ciphertext alike.
+        key.gone.store(true, Ordering::SeqCst);
+        for alg in [&v15, &oaep] {
+            for enc in [&b"device error"[..], b"bad padding"] {
+                let e = rsa_decrypt_key(&key, alg, enc, 32, true).unwrap_err();
+                assert!(matches!(e, Error::TokenUnavailable(_)), "{e}");
+            }
+        }
+    }
 }

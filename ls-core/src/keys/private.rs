@@ -40,8 +40,18 @@ pub trait PrivateKey: Send + Sync {
     fn sign(&self, alg: SigAlg, digest: Digest, data: &[u8]) -> Result<Vec<u8>>;
 
     /// Decrypt `enc`, an RSA-encrypted content key. A failed decryption is
-    /// [`Error::KeyUnwrapFailed`].
+    /// [`Error::KeyUnwrapFailed`]. Callers hide every failure of this call (see
+    /// `cms::crypto::rsa_decrypt_key`) and ask [`PrivateKey::usable`] afterwards.
     fn decrypt(&self, padding: &RsaDecryption, enc: &[u8]) -> Result<Secret>;
+
+    /// Whether the key can be used now, asked without any ciphertext: called after a failed
+    /// [`PrivateKey::decrypt`], whose own error is hidden (it may depend on the ciphertext's
+    /// padding), to tell a failure of our key (token gone, PIN refused, key gone) from a bad
+    /// message. Its outcome depends on the key's state only, never on the ciphertext. A key
+    /// in memory is always usable.
+    fn usable(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// ECDH with `peer` (a public key on our curve): the raw shared secret (the x coordinate),
     /// which the caller feeds to its own KDF.

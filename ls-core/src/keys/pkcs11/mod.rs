@@ -6,11 +6,22 @@
 //!   explicitly (it wins over the URI's `module-path`); the PIN comes from the caller (an
 //!   environment variable or a file at the configuration layer), never from the URI.
 //! - One module is loaded and initialised once per process ([`module`]); each loaded key keeps
-//!   a small pool of sessions on its token, logged in once when the key is loaded (login state
-//!   is shared by an application's sessions), so an operation costs one PKCS#11 call, not an
+//!   a small pool of sessions on its token, so an operation costs one PKCS#11 call, not an
 //!   open/login/close.
+//! - Login state belongs to the process per token (PKCS#11 shares it between all of an
+//!   application's sessions), so it is kept once per (module, slot) in a process-wide
+//!   registry ([`TokenLogin`]): the PIN the token accepted (wiped when dropped), whether the
+//!   token refused it since, and a lock that serialises logging in. A key loaded while the
+//!   token is logged in already must give that PIN (compared in constant time; a different one
+//!   is [`Error::PinIncorrect`] without asking the token, which would answer "already logged
+//!   in" to any PIN). A lost login (token removed and put back, logged out) costs one `C_Login`
+//!   whatever the number of keys and threads; a PIN refused then is refused for every key on
+//!   the token without another `C_Login`.
 //! - A wrong PIN is [`Error::PinIncorrect`] and is never retried: each attempt counts towards
 //!   the token's lock-out.
+//! - Decryption: any failure of `C_Decrypt` itself is [`Error::KeyUnwrapFailed`], never a
+//!   re-login or a second `C_Decrypt` (it may depend on the ciphertext's padding: see
+//!   `cms::crypto::hidden_decrypt_failure` and [`PrivateKey::usable`]).
 //! - ECDH: `CKM_ECDH1_DERIVE` with `CKD_NULL` makes the raw shared secret a session object
 //!   (not sensitive, extractable) whose value we read, feed to our own X9.63 KDF, and destroy:
 //!   tokens rarely implement CMS's KDF with its SharedInfo. The static key stays on the token;
@@ -31,13 +42,14 @@ use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, KeyType as CkKeyType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, UserType};
+use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
 use openssl::pkey::{Id, PKey, PKeyRef, Public};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use zeroize::Zeroizing;
 
 /// Sessions kept open per key beyond the one that holds the login.
 const IDLE_SESSIONS: usize = 4;
@@ -45,6 +57,11 @@ const IDLE_SESSIONS: usize = 4;
 /// The loaded, initialised module at `path` (one per process and path: `C_Initialize` may be
 /// called once; the module stays loaded for the life of the process).
 pub fn module(path: &Path) -> Result<Pkcs11> {
+    module_at(path).map(|(_, m)| m)
+}
+
+/// [`module`] and its canonical path.
+fn module_at(path: &Path) -> Result<(PathBuf, Pkcs11)> {
     static MODULES: OnceLock<Mutex<HashMap<PathBuf, Pkcs11>>> = OnceLock::new();
     let canonical = std::fs::canonicalize(path).map_err(|e| {
         Error::TokenUnavailable(format!(
@@ -57,7 +74,7 @@ pub fn module(path: &Path) -> Result<Pkcs11> {
         .lock()
         .unwrap_or_else(|p| p.into_inner());
     if let Some(m) = modules.get(&canonical) {
-        return Ok(m.clone());
+        return Ok((canonical, m.clone()));
     }
     let m = Pkcs11::new(&canonical).map_err(|e| {
         Error::TokenUnavailable(format!(
@@ -75,8 +92,110 @@ pub fn module(path: &Path) -> Result<Pkcs11> {
             )))
         }
     }
-    modules.insert(canonical, m.clone());
-    Ok(m)
+    modules.insert(canonical.clone(), m.clone());
+    Ok((canonical, m))
+}
+
+/// The login state of one token (module and slot) for the whole process: PKCS#11 keeps the
+/// login per application and token, not per session or key.
+pub struct TokenLogin {
+    state: Mutex<LoginState>,
+}
+
+struct LoginState {
+    /// The PIN the token accepted from this process (wiped when dropped); `None` while no key
+    /// logged in with a PIN here.
+    pin: Option<Zeroizing<String>>,
+    /// The token refused `pin` when logging in again (PIN changed): never tried again.
+    pin_refused: bool,
+}
+
+impl TokenLogin {
+    /// The registry's entry for the token in `slot` of the module at `canonical`.
+    fn of(canonical: &Path, slot: Slot) -> Arc<TokenLogin> {
+        type Logins = HashMap<(PathBuf, u64), Arc<TokenLogin>>;
+        static LOGINS: OnceLock<Mutex<Logins>> = OnceLock::new();
+        LOGINS
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((canonical.to_path_buf(), slot.id()))
+            .or_insert_with(|| {
+                Arc::new(TokenLogin {
+                    state: Mutex::new(LoginState {
+                        pin: None,
+                        pin_refused: false,
+                    }),
+                })
+            })
+            .clone()
+    }
+
+    fn state(&self) -> MutexGuard<'_, LoginState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Log the process in to the token with `pin` (a key being loaded or made), on `session`.
+    ///
+    /// - Logged in already (by an earlier key): `pin` must be the PIN the token accepted then
+    ///   (compared in constant time; only the lengths may show); a different PIN is refused
+    ///   without asking the token, which would answer "already logged in" to any PIN.
+    /// - Logged in already by another part of the process (another library using the same
+    ///   module), with no PIN accepted here: the PIN cannot be checked (`C_Login` would not
+    ///   check it), so it is refused — accepting an unchecked PIN would store it for
+    ///   re-logins, where a wrong one counts towards the lock-out.
+    /// - Not logged in: one `C_Login`, unless the token refused this very PIN before (then
+    ///   refused without asking). A PIN refused here does not change what other keys use.
+    fn log_in(&self, session: &Session, pin: &str, uri: &Pkcs11Uri) -> Result<()> {
+        let mut st = self.state();
+        if !logged_in(session)? {
+            if st.pin_refused && st.pin.as_deref().is_some_and(|p| same_pin(p, pin)) {
+                return Err(refused_before(uri));
+            }
+            // `false`: someone else logged in meanwhile; as below.
+            if login(session, &AuthPin::new(pin.into()), uri)? {
+                st.pin = Some(Zeroizing::new(pin.to_string()));
+                st.pin_refused = false;
+                return Ok(());
+            }
+        }
+        match st.pin.as_deref() {
+            Some(p) if !st.pin_refused && same_pin(p, pin) => Ok(()),
+            Some(_) if !st.pin_refused => Err(Error::PinIncorrect(format!(
+                "the PIN given for {} is not the one the token accepted from this process \
+                 (the token, logged in already, was not asked)",
+                uri.describe()
+            ))),
+            _ => Err(Error::PinIncorrect(format!(
+                "the token of {} is logged in already by another part of this process: the \
+                 PIN given cannot be checked, so it is not used",
+                uri.describe()
+            ))),
+        }
+    }
+}
+
+/// Whether the process is logged in to `session`'s token as the user.
+fn logged_in(session: &Session) -> Result<bool> {
+    let info = session
+        .get_session_info()
+        .map_err(|e| ck_error(e, "reading the session's state"))?;
+    Ok(matches!(
+        info.session_state(),
+        SessionState::RoUser | SessionState::RwUser
+    ))
+}
+
+/// Two PINs compared in constant time (for equal lengths).
+fn same_pin(a: &str, b: &str) -> bool {
+    a.len() == b.len() && openssl::memcmp::eq(a.as_bytes(), b.as_bytes())
+}
+
+fn refused_before(uri: &Pkcs11Uri) -> Error {
+    Error::PinIncorrect(format!(
+        "the token of {} refused the PIN before: load the identity again with the right PIN",
+        uri.describe()
+    ))
 }
 
 /// A private key on a token, used through [`PrivateKey`].
@@ -85,9 +204,8 @@ pub struct Pkcs11Key {
     slot: Slot,
     uri: Pkcs11Uri,
     public: PKey<Public>,
-    /// Kept (wiped when dropped) to log in again once after the token lost the login (removed
-    /// and put back): never to retry a refused PIN.
-    pin: Option<AuthPin>,
+    /// The token's login state, shared by every key of the process on the token.
+    login: Arc<TokenLogin>,
     pool: Mutex<Pool>,
 }
 
@@ -95,8 +213,17 @@ struct Pool {
     /// The session that holds the login (open while the key lives), then idle ones.
     sessions: Vec<Session>,
     handle: ObjectHandle,
-    /// The token refused the PIN when logging in again: never tried again.
-    pin_refused: bool,
+}
+
+/// What an operation on a pooled session came to.
+enum Step<T> {
+    /// Done; the session goes back to the pool.
+    Done(Result<T>),
+    /// Done; the session is closed, not pooled (it may hold something it must not keep).
+    Close(Result<T>),
+    /// The token lost the session, the login or the key's handle before the operation's
+    /// input reached it: log in again once and run once more.
+    Lost(Error),
 }
 
 impl std::fmt::Debug for Pkcs11Key {
@@ -112,8 +239,8 @@ impl Pkcs11Key {
     /// or certificate with the same `CKA_ID` or label).
     pub fn open(uri: &str, module_path: Option<&Path>, pin: Option<&str>) -> Result<Pkcs11Key> {
         let uri = Pkcs11Uri::parse(uri)?;
-        let (ctx, slot) = token(&uri, module_path)?;
-        let pin = pin.map(|p| AuthPin::new(p.into()));
+        let (ctx, slot, canonical) = token(&uri, module_path)?;
+        let login = TokenLogin::of(&canonical, slot);
         let needs_pin = ctx
             .get_token_info(slot)
             .map_err(|e| ck_error(e, "reading the token's information"))?
@@ -125,8 +252,8 @@ impl Pkcs11Key {
             )));
         }
         let session = open_session(&ctx, slot, false)?;
-        if let Some(pin) = &pin {
-            login(&session, pin, &uri)?;
+        if let Some(pin) = pin {
+            login.log_in(&session, pin, &uri)?;
         }
         let handle = find_one(&session, ObjectClass::PRIVATE_KEY, &uri)?
             .ok_or_else(|| Error::KeyNotFound(format!("no private key {}", uri.describe())))?;
@@ -136,11 +263,10 @@ impl Pkcs11Key {
             slot,
             uri,
             public,
-            pin,
+            login,
             pool: Mutex::new(Pool {
                 sessions: vec![session],
                 handle,
-                pin_refused: false,
             }),
         })
     }
@@ -155,9 +281,9 @@ impl Pkcs11Key {
         key_type: super::KeyType,
     ) -> Result<Pkcs11Key> {
         let parsed = Pkcs11Uri::parse(uri)?;
-        let (ctx, slot) = token(&parsed, module_path)?;
+        let (ctx, slot, canonical) = token(&parsed, module_path)?;
         let session = open_session(&ctx, slot, true)?;
-        login(&session, &AuthPin::new(pin.into()), &parsed)?;
+        TokenLogin::of(&canonical, slot).log_in(&session, pin, &parsed)?;
         if find_one(&session, ObjectClass::PRIVATE_KEY, &parsed)?.is_some() {
             return Err(Error::InvalidArgument(format!(
                 "the token holds a key {} already",
@@ -245,24 +371,39 @@ impl Pkcs11Key {
     /// Run `f` with the key's handle on a session of the pool (or a new one, logged in
     /// already: the login of the first session holds for all of them). When the token lost
     /// the sessions or the login (removed and put back), the key is found again after one
-    /// login with the PIN it was loaded with, and `f` runs once more; a token still absent
-    /// is [`Error::TokenUnavailable`], a PIN refused then [`Error::PinIncorrect`] (and not
-    /// tried again).
+    /// login (for all keys on the token: [`TokenLogin`]), and `f` runs once more; a token
+    /// still absent is [`Error::TokenUnavailable`], a PIN refused then
+    /// [`Error::PinIncorrect`] (and not tried again).
     fn with_session<T>(&self, f: impl Fn(&Session, ObjectHandle) -> Result<T>) -> Result<T> {
+        self.run(|s, h| match f(s, h) {
+            Err(e @ Error::TokenUnavailable(_)) => Step::Lost(e),
+            out => Step::Done(out),
+        })
+    }
+
+    /// [`Self::with_session`] with the operation deciding what becomes of the session and
+    /// whether a loss may be repaired and the operation run again.
+    fn run<T>(&self, f: impl Fn(&Session, ObjectHandle) -> Step<T>) -> Result<T> {
         let (session, handle) = self.take()?;
         match f(&session, handle) {
-            Err(Error::TokenUnavailable(_)) => {
+            Step::Lost(_) => {
                 drop(session);
                 self.revive()?;
                 let (session, handle) = self.take()?;
-                let out = f(&session, handle);
-                self.give_back(session, &out);
+                match f(&session, handle) {
+                    Step::Done(out) => {
+                        self.give_back(session);
+                        out
+                    }
+                    Step::Close(out) => out,
+                    Step::Lost(e) => Err(e),
+                }
+            }
+            Step::Done(out) => {
+                self.give_back(session);
                 out
             }
-            out => {
-                self.give_back(session, &out);
-                out
-            }
+            Step::Close(out) => out,
         }
     }
 
@@ -285,32 +426,30 @@ impl Pkcs11Key {
         Ok((session, handle))
     }
 
-    fn give_back<T>(&self, session: Session, out: &Result<T>) {
-        if matches!(out, Err(Error::TokenUnavailable(_))) {
-            return;
-        }
+    fn give_back(&self, session: Session) {
         let mut pool = self.pool();
         if pool.sessions.len() <= IDLE_SESSIONS {
             pool.sessions.push(session);
         }
     }
 
-    /// Sessions and login again after the token lost them: one login, the key found again
+    /// Sessions and login again after the token lost them. Under the token's login lock (one
+    /// re-login at a time in the process): if the token is not logged in (no other key or
+    /// thread logged in again since the loss), one `C_Login` with the PIN the token accepted
+    /// before — none if the token refused it since, for any key —; then the key is found again
     /// and checked to be the same key.
     fn revive(&self) -> Result<()> {
-        let mut pool = self.pool();
-        if pool.pin_refused {
-            return Err(Error::PinIncorrect(format!(
-                "the token of {} refused the PIN before: load the identity again with the right                  PIN",
-                self.uri.describe()
-            )));
+        let mut login = self.login.state();
+        if login.pin_refused {
+            return Err(refused_before(&self.uri));
         }
-        pool.sessions.clear();
         let session = open_session(&self.ctx, self.slot, false)?;
-        if let Some(pin) = &self.pin {
-            if let Err(e) = login(&session, pin, &self.uri) {
-                pool.pin_refused = matches!(e, Error::PinIncorrect(_));
-                return Err(e);
+        if let Some(pin) = login.pin.as_deref().map(|p| p.as_str()) {
+            if !logged_in(&session)? {
+                if let Err(e) = self::login(&session, &AuthPin::new(pin.into()), &self.uri) {
+                    login.pin_refused = matches!(e, Error::PinIncorrect(_));
+                    return Err(e);
+                }
             }
         }
         let handle = find_one(&session, ObjectClass::PRIVATE_KEY, &self.uri)?.ok_or_else(|| {
@@ -322,6 +461,8 @@ impl Pkcs11Key {
                 self.uri.describe()
             )));
         }
+        let mut pool = self.pool();
+        pool.sessions.clear();
         pool.handle = handle;
         pool.sessions.push(session);
         Ok(())
@@ -388,21 +529,39 @@ impl PrivateKey for Pkcs11Key {
                 Mechanism::RsaPkcsOaep(PkcsOaepParams::new(mech_of(*hash), mgf_of(*mgf), source))
             }
         };
+        // Only a failure before the ciphertext reaches the token (`C_DecryptInit`: session,
+        // login, handle, mechanism) may be repaired and retried, or told apart. Anything from
+        // `C_Decrypt` itself may depend on the padding (smart-card middleware answers bad
+        // padding with `CKR_DEVICE_ERROR`, among others): it is `KeyUnwrapFailed`, with no
+        // re-login and no second `C_Decrypt`; the caller asks `usable` afterwards.
+        self.run(|s, key| match s.decrypt(&mech, key, enc) {
+            Ok(v) => Step::Done(Ok(Secret::new(v))),
+            Err(e @ CkError::Pkcs11(_, Function::DecryptInit)) => {
+                match ck_error(e, "starting the decryption of the content key") {
+                    e @ Error::TokenUnavailable(_) => Step::Lost(e),
+                    e => Step::Done(Err(e)),
+                }
+            }
+            // The session may be gone with the token, or (a token's oddity) still hold the
+            // operation: it is closed, not pooled again. The next operation opens another.
+            Err(_) => Step::Close(Err(Error::KeyUnwrapFailed(
+                "RSA decryption of the content key failed on the token".into(),
+            ))),
+        })
+    }
+
+    /// Ciphertext-independent: a session of the pool answers `C_GetSessionInfo` and the key's
+    /// handle its `CKA_KEY_TYPE` (after one re-login if the token lost the login).
+    fn usable(&self) -> Result<()> {
+        if self.login.state().pin_refused {
+            return Err(refused_before(&self.uri));
+        }
         self.with_session(|s, key| {
-            s.decrypt(&mech, key, enc)
-                .map(Secret::new)
-                .map_err(|e| match e {
-                    CkError::Pkcs11(
-                        RvError::EncryptedDataInvalid
-                        | RvError::EncryptedDataLenRange
-                        | RvError::DataLenRange
-                        | RvError::DataInvalid,
-                        Function::Decrypt,
-                    ) => Error::KeyUnwrapFailed(
-                        "RSA decryption of the content key failed on the token (wrong key?)".into(),
-                    ),
-                    e => ck_error(e, "decrypting the content key"),
-                })
+            s.get_session_info()
+                .map_err(|e| ck_error(e, "checking the token after a failed decryption"))?;
+            s.get_attributes(key, &[AttributeType::KeyType])
+                .map_err(|e| ck_error(e, "checking the key after a failed decryption"))?;
+            Ok(())
         })
     }
 
@@ -422,29 +581,40 @@ impl PrivateKey for Pkcs11Key {
             Attribute::Extractable(true),
             Attribute::ValueLen((field_bytes as u64).into()),
         ];
-        self.with_session(|s, key| {
-            let z = s
-                .derive_key(&Mechanism::Ecdh1Derive(params), key, &template)
-                .map_err(|e| ck_error(e, "ECDH"))?;
+        self.run(|s, key| {
+            let z = match s.derive_key(&Mechanism::Ecdh1Derive(params), key, &template) {
+                Ok(z) => z,
+                Err(e) => {
+                    return match ck_error(e, "ECDH") {
+                        e @ Error::TokenUnavailable(_) => Step::Lost(e),
+                        e => Step::Done(Err(e)),
+                    }
+                }
+            };
             let value = s.get_attributes(z, &[AttributeType::Value]);
-            // The secret's object goes whatever happened; a failure to destroy it leaves a
-            // session object that goes with the session.
-            let _ = s.destroy_object(z);
-            match value
-                .map_err(|e| ck_error(e, "reading the ECDH secret"))?
-                .pop()
-            {
-                Some(Attribute::Value(v)) => Ok(Secret::new(v)),
-                _ => Err(Error::MechanismUnsupported(
-                    "the token does not return the ECDH shared secret".into(),
-                )),
+            let out = match value.map_err(|e| ck_error(e, "reading the ECDH secret")) {
+                Ok(mut v) => match v.pop() {
+                    Some(Attribute::Value(v)) => Ok(Secret::new(v)),
+                    _ => Err(Error::MechanismUnsupported(
+                        "the token does not return the ECDH shared secret".into(),
+                    )),
+                },
+                Err(e) => Err(e),
+            };
+            // The secret's object goes whatever happened. If it cannot be destroyed, the
+            // session is closed (a session object goes with its session) instead of going back
+            // to the pool, where the readable secret would live as long as the key. The
+            // secret was read (or not) once: no second derivation.
+            match s.destroy_object(z) {
+                Ok(()) => Step::Done(out),
+                Err(_) => Step::Close(out),
             }
         })
     }
 }
 
 /// The module and the one slot whose token `uri` names.
-fn token(uri: &Pkcs11Uri, module_path: Option<&Path>) -> Result<(Pkcs11, Slot)> {
+fn token(uri: &Pkcs11Uri, module_path: Option<&Path>) -> Result<(Pkcs11, Slot, PathBuf)> {
     let path = match (module_path, &uri.module_path) {
         (Some(p), _) => p.to_path_buf(),
         (None, Some(p)) => PathBuf::from(p),
@@ -454,7 +624,7 @@ fn token(uri: &Pkcs11Uri, module_path: Option<&Path>) -> Result<(Pkcs11, Slot)> 
             ))
         }
     };
-    let ctx = module(&path)?;
+    let (canonical, ctx) = module_at(&path)?;
     let slots = ctx
         .get_slots_with_token()
         .map_err(|e| ck_error(e, "listing the tokens"))?;
@@ -486,7 +656,7 @@ fn token(uri: &Pkcs11Uri, module_path: Option<&Path>) -> Result<(Pkcs11, Slot)> 
         seen.push(label);
     }
     match found.len() {
-        1 => Ok((ctx, found[0])),
+        1 => Ok((ctx, found[0], canonical)),
         0 => Err(Error::TokenUnavailable(format!(
             "no token matches {} in {} (tokens present: {})",
             uri.describe(),
@@ -514,10 +684,12 @@ fn open_session(ctx: &Pkcs11, slot: Slot, read_write: bool) -> Result<Session> {
     s.map_err(|e| ck_error(e, "opening a session"))
 }
 
-/// Log in once. A refused PIN is returned at once, never tried again.
-fn login(session: &Session, pin: &AuthPin, uri: &Pkcs11Uri) -> Result<()> {
+/// One `C_Login`: `true` when the token accepted the PIN, `false` when it was logged in
+/// already (the PIN was not checked). A refused PIN is returned at once, never tried again.
+fn login(session: &Session, pin: &AuthPin, uri: &Pkcs11Uri) -> Result<bool> {
     match session.login(UserType::User, Some(pin)) {
-        Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(()),
+        Ok(()) => Ok(true),
+        Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => Ok(false),
         Err(CkError::Pkcs11(
             RvError::PinIncorrect | RvError::PinInvalid | RvError::PinLenRange,
             _,
