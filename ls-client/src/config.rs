@@ -154,8 +154,26 @@ pub struct PartyConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
-    /// PEM private key, or a PKCS#12 file (then `certificate` is not needed).
+    /// PEM private key, or a PKCS#12 file (then `certificate` is not needed). Empty when the
+    /// key is on a PKCS#11 token (`pkcs11_uri`); then it must be left out.
+    #[serde(default)]
     pub key: PathBuf,
+    /// The key on a PKCS#11 token: an RFC 7512 `pkcs11:` URI (a `pin-value` in it is refused
+    /// by the core). Instead of `key` and the password settings.
+    #[serde(default)]
+    pub pkcs11_uri: Option<String>,
+    /// The PKCS#11 module (wins over a `module-path` in the URI).
+    #[serde(default)]
+    pub module: Option<PathBuf>,
+    /// The environment variable that holds the token's PIN.
+    #[serde(default)]
+    pub pin_env: Option<String>,
+    /// A file whose first line is the token's PIN.
+    #[serde(default)]
+    pub pin_file: Option<PathBuf>,
+    /// Only to refuse it with a clear message: a PIN is never kept in this file.
+    #[serde(default)]
+    pin: Option<IgnoredAny>,
     #[serde(default)]
     pub certificate: Option<PathBuf>,
     /// The environment variable that holds the key's password.
@@ -609,7 +627,15 @@ impl Config {
                 *p = base.join(&*p);
             }
         };
-        r(&mut self.identity.key);
+        if !self.identity.key.as_os_str().is_empty() {
+            r(&mut self.identity.key);
+        }
+        for p in [&mut self.identity.module, &mut self.identity.pin_file]
+            .into_iter()
+            .flatten()
+        {
+            r(p);
+        }
         if let Some(p) = &mut self.identity.certificate {
             r(p);
         }
@@ -711,7 +737,17 @@ impl Config {
                 Err(self.invalid(key, format!("{} is not a readable file", p.display())))
             }
         };
-        must_exist("identity.key", &self.identity.key)?;
+        self.check_token_identity()?;
+        if self.identity.pkcs11_uri.is_none() {
+            if self.identity.key.as_os_str().is_empty() {
+                return Err(self.invalid(
+                    "identity.key",
+                    "missing: a PEM or PKCS#12 key file is expected (or the key on a token \
+                     with pkcs11_uri)",
+                ));
+            }
+            must_exist("identity.key", &self.identity.key)?;
+        }
         if let Some(p) = &self.identity.certificate {
             must_exist("identity.certificate", p)?;
         }
@@ -878,6 +914,103 @@ impl Config {
                     return Err(self.invalid(k, format!("a folder other than {k2}'s is expected")));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// `[identity]` with the key on a PKCS#11 token: `pkcs11_uri` excludes `key` and the
+    /// password settings, the PIN comes from `pin_env` or `pin_file` (never this file), and
+    /// what needs the key in a file (a TLS client key, whose password is the identity's) is
+    /// refused. Without `pkcs11_uri`, the token settings are refused.
+    fn check_token_identity(&self) -> Result<()> {
+        let id = &self.identity;
+        if id.pin.is_some() {
+            return Err(self.invalid(
+                "identity.pin",
+                "a PIN is never kept in the configuration file: name an environment variable \
+                 with pin_env or a file with pin_file",
+            ));
+        }
+        let Some(uri) = &id.pkcs11_uri else {
+            for (key, given) in [
+                ("identity.module", id.module.is_some()),
+                ("identity.pin_env", id.pin_env.is_some()),
+                ("identity.pin_file", id.pin_file.is_some()),
+            ] {
+                if given {
+                    return Err(self.invalid(
+                        key,
+                        "only with pkcs11_uri (the key on a PKCS#11 token); a key file's \
+                         password is given with password_env or password_file",
+                    ));
+                }
+            }
+            return Ok(());
+        };
+        if !uri.trim_start().to_ascii_lowercase().starts_with("pkcs11:") {
+            return Err(self.invalid(
+                "identity.pkcs11_uri",
+                "an RFC 7512 URI starting with \"pkcs11:\" is expected",
+            ));
+        }
+        if !id.key.as_os_str().is_empty() {
+            return Err(self.invalid(
+                "identity.key",
+                "either key (a key file) or pkcs11_uri (the key on a token) is expected, not both",
+            ));
+        }
+        for (key, given) in [
+            ("identity.password_env", id.password_env.is_some()),
+            ("identity.password_file", id.password_file.is_some()),
+        ] {
+            if given {
+                return Err(self.invalid(
+                    key,
+                    "not with pkcs11_uri: the token's PIN is given with pin_env or pin_file",
+                ));
+            }
+        }
+        if id.pin_env.is_some() && id.pin_file.is_some() {
+            return Err(self.invalid(
+                "identity.pin_env",
+                "either pin_env or pin_file is expected, not both",
+            ));
+        }
+        if let Some(v) = &id.pin_env {
+            if v.is_empty() || v.contains('=') || v.contains('\0') {
+                return Err(self.invalid(
+                    "identity.pin_env",
+                    "the name of an environment variable is expected",
+                ));
+            }
+        }
+        for (key, p) in [
+            ("identity.module", &id.module),
+            ("identity.pin_file", &id.pin_file),
+        ] {
+            if let Some(p) = p {
+                if !p.is_file() {
+                    return Err(
+                        self.invalid(key, format!("{} is not a readable file", p.display()))
+                    );
+                }
+            }
+        }
+        if id.auto_rollover_days > 0 {
+            return Err(self.invalid(
+                "identity.auto_rollover_days",
+                "a rollover writes a new key file; with the identity's key on a PKCS#11 token \
+                 (pkcs11_uri) it is not supported: leave auto_rollover_days out or 0",
+            ));
+        }
+        if self.service.client_key.is_some() {
+            return Err(self.invalid(
+                "service.client_key",
+                "a TLS client key needs the identity's key in a file (its password is the \
+                 identity's); with the identity on a PKCS#11 token (pkcs11_uri), TLS client \
+                 keys are not supported (TLS keys stay in files, and OpenSSL's PKCS#11 provider \
+                 is not available)",
+            ));
         }
         Ok(())
     }
@@ -1058,6 +1191,77 @@ impl Config {
         Ok(None)
     }
 
+    /// Whether our key is on a PKCS#11 token (`[identity] pkcs11_uri`).
+    pub fn key_on_token(&self) -> bool {
+        self.identity.pkcs11_uri.is_some()
+    }
+
+    /// Where our key is, for `status`: the key file, or the token URI without its query (no
+    /// module path, never a PIN).
+    pub fn key_location(&self) -> String {
+        match &self.identity.pkcs11_uri {
+            Some(uri) => {
+                let uri = uri.trim();
+                uri.split_once('?')
+                    .map_or(uri, |(path, _)| path)
+                    .to_string()
+            }
+            None => self.identity.key.display().to_string(),
+        }
+    }
+
+    /// The token's PIN: from `pin_env` or `pin_file`, `None` without either (a token that
+    /// needs no login). Wiped from memory when dropped.
+    pub fn pin(&self) -> Result<Option<Zeroizing<String>>> {
+        if let Some(var) = &self.identity.pin_env {
+            return match std::env::var(var) {
+                Ok(v) => Ok(Some(Zeroizing::new(v))),
+                Err(_) => Err(self.invalid(
+                    "identity.pin_env",
+                    format!("the environment variable {var} is expected to hold the token's PIN"),
+                )),
+            };
+        }
+        if let Some(p) = &self.identity.pin_file {
+            let s = Zeroizing::new(std::fs::read_to_string(p).map_err(|e| {
+                self.invalid(
+                    "identity.pin_file",
+                    format!("{} is not readable: {e}", p.display()),
+                )
+            })?);
+            return Ok(Some(Zeroizing::new(
+                s.lines().next().unwrap_or("").to_string(),
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Our identity as configured: the key file (opened with `password`), or the key on the
+    /// PKCS#11 token (logged in with the PIN of `pin_env`/`pin_file`; one login per token for
+    /// the process, the core's registry) with `certificate` or else the token's certificate.
+    pub fn load_identity(&self, password: Option<&str>) -> Result<ls_core::keys::Identity> {
+        let id = &self.identity;
+        let Some(uri) = &id.pkcs11_uri else {
+            return ls_core::keys::Identity::load(&id.key, id.certificate.as_deref(), password);
+        };
+        let pin = self.pin()?;
+        let cert = match &id.certificate {
+            Some(p) => Some(std::fs::read(p).map_err(|e| {
+                self.invalid(
+                    "identity.certificate",
+                    format!("{} is not readable: {e}", p.display()),
+                )
+            })?),
+            None => None,
+        };
+        ls_core::keys::Identity::from_pkcs11(
+            uri.trim(),
+            id.module.as_deref(),
+            pin.as_deref().map(String::as_str),
+            cert.as_deref(),
+        )
+    }
+
     /// The domain of our MessageIds.
     pub fn domain(&self) -> String {
         if let Some(d) = &self.party.domain {
@@ -1116,6 +1320,17 @@ impl Config {
              # first line is the password. Leave both out for a key without password.\n\
              {}\
              # password_file = \"secrets/key-password\"\n\
+             # Or the key on a PKCS#11 token (an HSM, a smart card), instead of key and\n\
+             # the password settings: an RFC 7512 URI (no pin-value in it), the module\n\
+             # (wins over a module-path in the URI), and the token's PIN from an environment\n\
+             # variable or a file's first line, never here. certificate may then be left\n\
+             # out: the token's certificate object with the key's label or id is used. A key\n\
+             # on a token cannot roll over (layersec rollover, auto_rollover_days) and\n\
+             # cannot be used with a TLS client key ([service] client_key).\n\
+             # pkcs11_uri = \"pkcs11:token=layersec;object=signing-key;type=private\"\n\
+             # module = \"/usr/lib/softhsm/libsofthsm2.so\"\n\
+             # pin_env = \"LAYERSEC_TOKEN_PIN\"\n\
+             # pin_file = \"secrets/token-pin\"\n\
              # `layersec status` warns this many days before the certificate expires.\n\
              # expiry_warning_days = 30\n\
              # `layersec run` rolls over to a new key by itself this many days before the\n\
@@ -1628,6 +1843,166 @@ mod tests {
         let p = d.0.join("missing.toml");
         let e = Config::load(&p).unwrap_err();
         assert!(e.to_string().contains("missing.toml"), "{e}");
+    }
+
+    /// `minimal()` with the key on a token: `extra` goes into `[identity]`.
+    fn token(extra: &str) -> String {
+        minimal().replace(
+            "key = \"identity/key.pem\"\n",
+            &format!(
+                "pkcs11_uri = \"pkcs11:token=t1;object=k1;type=private?module-path=/x.so\"\n\
+                 module = \"lib/p11.so\"\n{extra}"
+            ),
+        )
+    }
+
+    #[test]
+    fn identity_on_a_token() {
+        let d = setup();
+        fs::create_dir_all(d.0.join("lib")).unwrap();
+        fs::write(d.0.join("lib/p11.so"), "x").unwrap();
+        let p = d.0.join("client.toml");
+        let var = format!("LS_TEST_PIN_{}", random_hex(4).to_uppercase());
+        fs::write(&p, token(&format!("pin_env = \"{var}\"\n"))).unwrap();
+        let c = Config::load(&p).unwrap();
+        assert!(c.key_on_token());
+        assert!(c.identity.key.as_os_str().is_empty(), "no key file");
+        assert_eq!(
+            c.identity.module.as_deref(),
+            Some(d.0.join("lib/p11.so").as_path())
+        );
+        assert_eq!(c.key_location(), "pkcs11:token=t1;object=k1;type=private");
+        assert!(c.password().unwrap().is_none());
+        // A missing PIN variable: a clear error naming the file, the key and the variable.
+        let e = c.pin().unwrap_err();
+        assert_eq!(e.code(), ls_core::ErrorCode::ConfigInvalid, "{e}");
+        let m = e.to_string();
+        assert!(
+            m.contains(&p.display().to_string())
+                && m.contains("identity.pin_env")
+                && m.contains(&var),
+            "{m}"
+        );
+        // Loading the identity stops at the missing PIN, before the module is opened.
+        let e = c.load_identity(None).unwrap_err();
+        assert!(e.to_string().contains("identity.pin_env"), "{e}");
+        std::env::set_var(&var, "123456");
+        assert_eq!(
+            c.pin().unwrap().as_deref().map(String::as_str),
+            Some("123456")
+        );
+        std::env::remove_var(&var);
+        // The PIN from a file's first line; certificate may be left out.
+        fs::write(d.0.join("pin"), "654321\nignored\n").unwrap();
+        fs::write(
+            &p,
+            token("pin_file = \"pin\"\n").replace("certificate = \"identity/cert.pem\"\n", ""),
+        )
+        .unwrap();
+        let c = Config::load(&p).unwrap();
+        assert!(c.identity.certificate.is_none());
+        assert_eq!(
+            c.pin().unwrap().as_deref().map(String::as_str),
+            Some("654321")
+        );
+        // The file form is unchanged, and says where its key is.
+        fs::write(&p, minimal()).unwrap();
+        let c = Config::load(&p).unwrap();
+        assert!(!c.key_on_token());
+        assert!(c.pin().unwrap().is_none());
+        assert_eq!(
+            c.key_location(),
+            d.0.join("identity/key.pem").display().to_string()
+        );
+    }
+
+    #[test]
+    fn token_settings_are_checked() {
+        let d = setup();
+        fs::create_dir_all(d.0.join("lib")).unwrap();
+        fs::write(d.0.join("lib/p11.so"), "x").unwrap();
+        fs::write(d.0.join("pin"), "1\n").unwrap();
+        for (text, key, says) in [
+            (
+                token("pin_env = \"P\"\nkey = \"identity/key.pem\"\n"),
+                "identity.key:",
+                "not both",
+            ),
+            (
+                token("pin_env = \"P\"\npassword_env = \"PW\"\n"),
+                "identity.password_env:",
+                "pin_env or pin_file",
+            ),
+            (
+                token("pin_env = \"P\"\npassword_file = \"pin\"\n"),
+                "identity.password_file:",
+                "pin_env or pin_file",
+            ),
+            (
+                token("pin_env = \"P\"\npin_file = \"pin\"\n"),
+                "identity.pin_env:",
+                "not both",
+            ),
+            (token("pin = \"hunter2\"\n"), "identity.pin:", "never kept"),
+            (
+                token("pin_env = \"A=B\"\n"),
+                "identity.pin_env:",
+                "environment variable",
+            ),
+            (
+                token("pin_file = \"nope\"\n"),
+                "identity.pin_file:",
+                "not a readable file",
+            ),
+            (
+                token("pin_env = \"P\"\n").replace("lib/p11.so", "lib/nope.so"),
+                "identity.module:",
+                "not a readable file",
+            ),
+            (
+                token("pin_env = \"P\"\n").replace("pkcs11:token", "pkcs12:token"),
+                "identity.pkcs11_uri:",
+                "pkcs11:",
+            ),
+            (
+                token("pin_env = \"P\"\nauto_rollover_days = 30\n"),
+                "identity.auto_rollover_days:",
+                "not supported",
+            ),
+            (
+                token("pin_env = \"P\"\n").replace(
+                    "service_certificate",
+                    "client_certificate = \"identity/cert.pem\"\nclient_key = \
+                     \"identity/key.pem\"\nservice_certificate",
+                ),
+                "service.client_key:",
+                "PKCS#11",
+            ),
+            (
+                minimal().replace("[service]", "pin_env = \"P\"\n[service]"),
+                "identity.pin_env:",
+                "only with pkcs11_uri",
+            ),
+            (
+                minimal().replace("[service]", "module = \"lib/p11.so\"\n[service]"),
+                "identity.module:",
+                "only with pkcs11_uri",
+            ),
+            (
+                minimal().replace("[service]", "pin_file = \"pin\"\n[service]"),
+                "identity.pin_file:",
+                "only with pkcs11_uri",
+            ),
+            (
+                minimal().replace("key = \"identity/key.pem\"\n", ""),
+                "identity.key:",
+                "missing",
+            ),
+        ] {
+            let m = err(&d, &text);
+            assert!(m.contains(key) && m.contains(says), "{key}: {m}");
+            assert!(!m.contains("hunter2"), "{m}");
+        }
     }
 
     #[test]

@@ -134,6 +134,8 @@ pub struct PollStatus {
 pub struct Status {
     pub party_id: String,
     pub service_url: String,
+    /// Where our key is: the key file, or the PKCS#11 URI without its query (never a PIN).
+    pub key_location: String,
     /// How messages travel: `https`, or `email` with [`Status::email`].
     pub transport: &'static str,
     /// By e-mail: our address, the service's, and the servers (never a password).
@@ -639,6 +641,7 @@ impl Client {
             rollover,
             partner_updates,
             party_id: self.cfg.party.id.clone(),
+            key_location: self.cfg.key_location(),
             service_url: ls_core::transport::https::redact_userinfo(&self.cfg.service.url),
             transport: match self.cfg.transport.kind {
                 config::TransportKind::Https => "https",

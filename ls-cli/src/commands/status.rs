@@ -14,6 +14,7 @@ fn status_text(st: &Status) -> String {
         o.push('\n');
     };
     line(format!("party:          {}", st.party_id));
+    line(format!("our key:        {}", st.key_location));
     match &st.email {
         Some(e) => {
             line(format!(

@@ -118,13 +118,11 @@ pub(crate) fn load(
     pending: bool,
     stamp: Stamp,
 ) -> Result<Keys> {
-    let signer = Identity::load(
-        &cfg.identity.key,
-        cfg.identity.certificate.as_deref(),
-        password,
-    )?;
+    let signer = cfg.load_identity(password)?;
     let mut others = Vec::new();
-    if pending {
+    // A key on a token has no rollover (it writes key files) and no previous key files.
+    let on_token = cfg.key_on_token();
+    if pending && !on_token {
         let (k, c) = pending_paths(cfg);
         if k.exists() && c.exists() {
             let id = Identity::load(&k, Some(&c), password)?;
@@ -136,7 +134,12 @@ pub(crate) fn load(
     let now = time::now_unix();
     let dir = previous_dir(cfg);
     let mut previous: Vec<Identity> = Vec::new();
-    for (name, path, md) in list_dir(&dir)? {
+    let listed = if on_token {
+        Vec::new()
+    } else {
+        list_dir(&dir)?
+    };
+    for (name, path, md) in listed {
         let Some(sha) = name.strip_suffix(".key.pem") else {
             continue;
         };

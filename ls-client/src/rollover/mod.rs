@@ -277,6 +277,14 @@ impl Client {
             }
         }
         let id = &self.cfg.identity;
+        if self.cfg.key_on_token() {
+            return Err(Error::ConfigInvalid(format!(
+                "{}: identity.pkcs11_uri: a rollover writes a new key file, and the identity's \
+                 key is on a PKCS#11 token; rolling over a key on a token is not supported yet \
+                 (generate the new key pair on the token and change the configuration)",
+                self.cfg.file.display()
+            )));
+        }
         id.certificate.as_deref().ok_or_else(|| {
             Error::ConfigInvalid(format!(
                 "{}: identity.certificate: a rollover replaces the key and certificate files; a \
