@@ -1,0 +1,216 @@
+//! `layersec` with its key on a PKCS#11 token (SoftHSM2, `ls_tests::softhsm`): two parties whose
+//! EC P-256 keys were generated on tokens as non-extractable send a document each way through a
+//! real `layersec-server` over TLS with `send` / `poll`, the documents arrive byte for byte and
+//! the signed receipts come back; a wrong PIN is exit 7, `LS_ERR_PIN_INCORRECT`, one login.
+
+use ls_core::keys::pkcs11::Pkcs11Key;
+use ls_core::{CertPurpose, CertificateBuilder, KeyType};
+use ls_tests::client::{json, Client};
+use ls_tests::service::{server_bin_beside, RunningService};
+use ls_tests::softhsm::{SoftHsm, EC_TOKEN, PIN, PIN_TOKEN};
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+const LAYERSEC: &str = env!("CARGO_BIN_EXE_layersec");
+/// The environment variable the parties' configurations name for the token's PIN.
+const PIN_ENV: &str = "LS_TEST_TOKEN_PIN";
+
+/// Party `id` of `svc` (`layersec init`), its key then generated on `token` (label `cli-<id>`,
+/// non-extractable) with a self-signed certificate made by the token key, which replaces the
+/// file identity: `[identity]` names the token (with a `module-path` in the URI that `module`
+/// wins over), the PIN comes from [`PIN_ENV`]. Registered
+/// with the service with the token certificate.
+fn token_party(hsm: &SoftHsm, svc: &RunningService, token: &str, id: &str) -> (Client, String) {
+    let c = Client::init(Path::new(LAYERSEC), svc, id, &[]);
+    let uri = hsm.uri(token, &format!("cli-{id}"));
+    let key = Pkcs11Key::generate(&uri, Some(hsm.module()), PIN, KeyType::EcP256)
+        .unwrap_or_else(|e| panic!("generating {id}'s key on {token}: {e}"));
+    let g = CertificateBuilder::new(id, CertPurpose::Party)
+        .private_key(Arc::new(key))
+        .valid_days(30)
+        .build(None)
+        .unwrap();
+    assert!(g.key_pem.is_empty(), "a token key has no PEM");
+    std::fs::write(&c.cert, &g.cert_pem).unwrap();
+    let key_file = c.dir.join("identity/key.pem");
+    std::fs::remove_file(&key_file).unwrap();
+    let module = hsm.module().display().to_string();
+    c.edit_config(|t| {
+        let mut out = String::new();
+        for line in t.lines() {
+            if line.starts_with("key = ") {
+                out.push_str(&format!(
+                    "pkcs11_uri = \"{uri}?module-path=/nonexistent/p11.so\"\n\
+                     module = \"{module}\"\npin_env = \"{PIN_ENV}\"\n"
+                ));
+            } else if !line.starts_with("password_env = ") {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        assert!(out.contains("pkcs11_uri"), "no key line in {t}");
+        out
+    });
+    c.register(svc, &[]);
+    (c, uri)
+}
+
+fn receipt_states(p: &Client) -> Vec<String> {
+    let r = json(&p.ok(&["receipts", "--json"]));
+    r["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["state"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A document from `from` to `to` with `send`, `poll` at `to` (arrives byte for byte, signed
+/// receipt back), `poll` at `from` (the receipt processed).
+fn one_way(from: &Client, to: &Client, name: &str, doc: &[u8]) {
+    let f = from.dir.join(name);
+    std::fs::write(&f, doc).unwrap();
+    let v = json(&from.ok(&["send", f.to_str().unwrap(), "--to", &to.id, "--json"]));
+    assert_eq!(v["delivered"], true, "{v}");
+    let id = v["message_id"].as_str().unwrap().to_string();
+    let o = to.ok(&["poll", "--json"]);
+    let got: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("path").is_some())
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["sender"], from.id.as_str());
+    assert_eq!(got[0]["message_id"], id.as_str());
+    let arrived = std::fs::read(got[0]["path"].as_str().unwrap()).unwrap();
+    assert!(arrived == doc, "{name}: the document differs");
+    assert_eq!(receipt_states(from), ["waiting"], "before the receipt");
+    from.ok(&["poll"]);
+    assert_eq!(receipt_states(from), ["processed"], "the signed receipt");
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(from.dir.join(format!("sent/{name}.sent.json"))).unwrap(),
+    )
+    .unwrap();
+    let r = &rec["partner_receipt"]["receipt"];
+    assert_eq!(r["verified"], true, "{rec}");
+    assert_eq!(r["signer_subject"], format!("CN={}", to.id), "{rec}");
+}
+
+#[test]
+fn both_parties_on_tokens_send_and_poll_through_the_service() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    // Read by the `layersec` processes this test starts (and by nothing else of this one).
+    std::env::set_var(PIN_ENV, PIN);
+    let bin = server_bin_beside(Path::new(LAYERSEC));
+    let mut svc = RunningService::init(&bin, "pkcs11", |t| t.to_string());
+    svc.serve();
+    let (alice, alice_uri) = token_party(hsm, &svc, EC_TOKEN, "alice");
+    let (bob, _) = token_party(hsm, &svc, EC_TOKEN, "bob");
+    alice.ok(&["partners", "add", "bob", bob.cert.to_str().unwrap()]);
+    bob.ok(&["partners", "add", "alice", alice.cert.to_str().unwrap()]);
+
+    // status says where the key is: the URI, no module path, no PIN.
+    let st = json(&alice.ok(&["status", "--json"]));
+    assert_eq!(st["key_location"], alice_uri.as_str(), "{st}");
+    let text = String::from_utf8_lossy(&alice.ok(&["status"]).stdout).to_string();
+    assert!(
+        text.contains(&format!("our key:        {alice_uri}")),
+        "{text}"
+    );
+    assert!(!text.contains(PIN) && !st.to_string().contains(PIN));
+
+    let to_bob: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+    one_way(&alice, &bob, "to-bob.bin", &to_bob);
+    let to_alice = b"<Order n=\"42\">\x00\xff binary too</Order>\n".to_vec();
+    one_way(&bob, &alice, "to-alice.xml", &to_alice);
+
+    // rollover writes a new key file: refused, naming the limitation (no panic).
+    let o = alice.cmd(&["rollover"]);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("identity.pkcs11_uri") && err.contains("token"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_wrong_pin_is_exit_7_and_one_login() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    let bin = server_bin_beside(Path::new(LAYERSEC));
+    let mut svc = RunningService::init(&bin, "pkcs11-pin", |t| t.to_string());
+    svc.serve();
+    // Its own token (no other test logs in to it) and PIN variable.
+    let c = Client::init(Path::new(LAYERSEC), &svc, "carol", &[]);
+    let uri = hsm.uri(PIN_TOKEN, "cli-carol");
+    let key = Pkcs11Key::generate(&uri, Some(hsm.module()), PIN, KeyType::EcP256).unwrap();
+    let g = CertificateBuilder::new("carol", CertPurpose::Party)
+        .private_key(Arc::new(key))
+        .valid_days(30)
+        .build(None)
+        .unwrap();
+    std::fs::write(&c.cert, &g.cert_pem).unwrap();
+    // Through OpenSC's pkcs11-spy when installed, to count the logins.
+    let module = hsm.spy().unwrap_or(hsm.module()).display().to_string();
+    c.edit_config(|t| {
+        t.lines()
+            .map(|l| {
+                if l.starts_with("key = ") {
+                    format!(
+                        "pkcs11_uri = \"{uri}\"\nmodule = \"{module}\"\n\
+                         pin_env = \"LS_TEST_WRONG_PIN\"\n"
+                    )
+                } else if l.starts_with("password_env = ") {
+                    String::new()
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect()
+    });
+    let spy_log = c.dir.join("spy.log");
+    let run = |pin: &str| {
+        Command::new(LAYERSEC)
+            .args(["poll", "--json", "--config", c.config.to_str().unwrap()])
+            .env("LS_TEST_WRONG_PIN", pin)
+            .env("SOFTHSM2_CONF", hsm.dir.join("softhsm2.conf"))
+            .env("PKCS11SPY", hsm.module())
+            .env("PKCS11SPY_OUTPUT", &spy_log)
+            .output()
+            .unwrap()
+    };
+    let o = run("0000-wrong");
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(7), "{stderr}");
+    let v = json(&o);
+    assert_eq!(v["error"]["name"], "LS_ERR_PIN_INCORRECT", "{v}");
+    assert_eq!(v["error"]["exit_code"], 7, "{v}");
+    assert!(
+        !stderr.contains("0000-wrong") && !v.to_string().contains("0000-wrong"),
+        "the PIN is never shown"
+    );
+    match hsm.spy() {
+        Some(_) => {
+            let log = std::fs::read_to_string(&spy_log).unwrap_or_default();
+            assert_eq!(log.matches("C_Login").count(), 1, "one login attempt");
+            assert!(log.contains("CKR_PIN_INCORRECT"), "the spy saw the refusal");
+        }
+        None => ls_tests::skip(
+            "OpenSC's pkcs11-spy.so is not installed (apt-get install opensc-pkcs11): the \
+             logins of a wrong PIN are not counted",
+        ),
+    }
+    // A missing PIN variable: a configuration error naming the key and the variable.
+    let o = Command::new(LAYERSEC)
+        .args(["poll", "--config", c.config.to_str().unwrap()])
+        .env_remove("LS_TEST_WRONG_PIN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("identity.pin_env") && stderr.contains("LS_TEST_WRONG_PIN"),
+        "{stderr}"
+    );
+}
