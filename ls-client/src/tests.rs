@@ -1962,6 +1962,11 @@ fn receipt_message(
     .unwrap()
 }
 
+/// The receipt state of a document we sent, as `layersec receipts` shows it.
+fn receipt_state_of(c: &Client, message_id: &str) -> String {
+    c.receipt_state(message_id).unwrap().unwrap().state
+}
+
 fn sent_json(w: &World, who: &str, doc: &str) -> serde_json::Value {
     w.json(who, &format!("sent/{doc}.sent.json"))
 }
@@ -1978,14 +1983,7 @@ fn a_receipt_comes_back_signed_by_the_partner_and_is_kept_as_evidence() {
         "waiting"
     );
     assert!(w.path("alice", "sent/invoice.xml.signed.p7m").is_file());
-    assert_eq!(
-        alice
-            .receipt_state(&sent.message_id)
-            .unwrap()
-            .unwrap()
-            .state,
-        "waiting"
-    );
+    assert_eq!(receipt_state_of(&alice, &sent.message_id), "waiting");
     let bob = w.client("bob");
     let r = bob.poll(|_| {}).unwrap();
     assert_eq!(r.received.len(), 1);
@@ -2009,14 +2007,7 @@ fn a_receipt_comes_back_signed_by_the_partner_and_is_kept_as_evidence() {
     let original = fs::read(w.path("alice", "sent/invoice.xml.signed.p7m")).unwrap();
     ls_core::cms::receipt::verify_receipt(&ess, &original, std::slice::from_ref(&w.certs["bob"]))
         .unwrap();
-    assert_eq!(
-        alice
-            .receipt_state(&sent.message_id)
-            .unwrap()
-            .unwrap()
-            .state,
-        "processed"
-    );
+    assert_eq!(receipt_state_of(&alice, &sent.message_id), "processed");
     assert!(alice.receipts(true).unwrap().is_empty());
     // A receipt never gets a receipt: nothing more goes either way.
     assert_eq!(bob.poll(|_| {}).unwrap().pulled, 0);
@@ -2211,14 +2202,7 @@ fn a_crash_between_storing_and_receipting_still_sends_exactly_one_receipt() {
     w.svc.expire_leases();
     assert_eq!(bob.poll(|_| {}).unwrap().pulled, 0);
     assert_eq!(alice.poll(|_| {}).unwrap().pulled, 0);
-    assert_eq!(
-        alice
-            .receipt_state(&sent.message_id)
-            .unwrap()
-            .unwrap()
-            .state,
-        "processed"
-    );
+    assert_eq!(receipt_state_of(&alice, &sent.message_id), "processed");
 }
 
 #[test]
@@ -2292,11 +2276,7 @@ fn a_crash_while_taking_a_receipt_records_it_exactly_once() {
         assert_eq!(r.receipts.len(), 1, "{point}: {r:?}");
         assert!(r.receipts[0].verified, "{point}: {r:?}");
         assert_eq!(
-            alice
-                .receipt_state(&sent.message_id)
-                .unwrap()
-                .unwrap()
-                .state,
+            receipt_state_of(&alice, &sent.message_id),
             "processed",
             "{point}"
         );
@@ -2343,11 +2323,7 @@ fn a_receipt_cut_off_while_being_written_is_taken_when_offered_again() {
         assert!(r.receipts[0].verified, "{keep}: {r:?}");
         assert_eq!(fs::read(&evidence).unwrap(), ess, "{keep}");
         assert_eq!(
-            alice
-                .receipt_state(&sent.message_id)
-                .unwrap()
-                .unwrap()
-                .state,
+            receipt_state_of(&alice, &sent.message_id),
             "processed",
             "{keep}"
         );
