@@ -669,6 +669,22 @@ ls_result ls_identity_csr_pem(const struct ls_identity *identity, struct ls_byte
 ls_result ls_identity_cert(const struct ls_identity *identity, struct ls_cert **out);
 
 /**
+ * 1 when the identity's private key is not in this process's memory but on a PKCS#11 token
+ * (`ls_identity_load_pkcs11`), 0 for a key in memory or a NULL `identity`.
+ *
+ * With a key on a token, `ls_seal`, `ls_open` and the client block while the token works: on
+ * the device's I/O, on the identity's session pool, and on a re-login after the token was
+ * taken out and put back. A binding must not hold its runtime's critical regions across such
+ * a call: the Java binding copies the document instead of pinning it with
+ * `GetPrimitiveArrayCritical`, which stalls the JVM's garbage collector until it is released.
+ * For a key in memory it may pin: `ls_seal` and `ls_open` run none of the caller's code (they
+ * take no callbacks, and the library has no process-wide callback such as a logger). A
+ * callback added to the library later (a log callback) must not call back into the library or
+ * into a VM (a JNI env) while it runs: it may run inside such a region.
+ */
+int ls_identity_is_on_token(const struct ls_identity *identity);
+
+/**
  * Frees an identity (and its private key). NULL is a no-op.
  */
 void ls_identity_free(struct ls_identity *identity);

@@ -21,6 +21,8 @@ have zstd || need_apt+=(zstd)
 # the test's own) and OpenSC's pkcs11-spy.so (counts the PKCS#11 calls: one login, no retry).
 have softhsm2-util || need_apt+=(softhsm2)
 dpkg -s opensc-pkcs11 >/dev/null 2>&1 || need_apt+=(opensc-pkcs11)
+# OpenSC's pkcs11-tool: scripts/softhsm-token.sh puts the bindings' test key on a token with it.
+have pkcs11-tool || need_apt+=(opensc)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "deps: installing ${need_apt[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

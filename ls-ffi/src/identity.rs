@@ -5,7 +5,7 @@ use crate::cert::ls_cert;
 use crate::ptr;
 use crate::result::{call, guard, ls_result};
 use ls_core::{Error, Identity, KeyType};
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
 use std::path::Path;
 
 /// The key algorithm of `ls_identity_generate`: one of the `LS_KEY_*` values.
@@ -229,6 +229,27 @@ pub unsafe extern "C" fn ls_identity_cert(
         let id = ptr::arg_ref(identity, "identity")?;
         *out = ptr::into_handle(ls_cert::new(id.identity.certificate().clone()));
         Ok(())
+    })
+}
+
+/// 1 when the identity's private key is not in this process's memory but on a PKCS#11 token
+/// (`ls_identity_load_pkcs11`), 0 for a key in memory or a NULL `identity`.
+///
+/// With a key on a token, `ls_seal`, `ls_open` and the client block while the token works: on
+/// the device's I/O, on the identity's session pool, and on a re-login after the token was
+/// taken out and put back. A binding must not hold its runtime's critical regions across such
+/// a call: the Java binding copies the document instead of pinning it with
+/// `GetPrimitiveArrayCritical`, which stalls the JVM's garbage collector until it is released.
+/// For a key in memory it may pin: `ls_seal` and `ls_open` run none of the caller's code (they
+/// take no callbacks, and the library has no process-wide callback such as a logger). A
+/// callback added to the library later (a log callback) must not call back into the library or
+/// into a VM (a JNI env) while it runs: it may run inside such a region.
+#[no_mangle]
+pub unsafe extern "C" fn ls_identity_is_on_token(identity: *const ls_identity) -> c_int {
+    guard("ls_identity_is_on_token", 0, || {
+        ptr::opt_ref(identity).map_or(0, |id: &ls_identity| {
+            c_int::from(id.identity.private_key().in_memory().is_none())
+        })
     })
 }
 

@@ -1,7 +1,7 @@
 //! `ls_identity_load_pkcs11`: an identity whose key stays on a SoftHSM2 token, through the C
 //! API — a seal/open round trip with the key on the token, the certificate from a file or from
-//! the token, and the errors of a wrong PIN, a missing module, an unknown key and a PIN in the
-//! URI, each with its own code.
+//! the token, `ls_identity_is_on_token`, and the errors of a wrong PIN, a missing module, an
+//! unknown key and a PIN in the URI, each with its own code.
 
 // Out-parameters start as garbage pointers such as `1 as *mut T` on purpose: the library must
 // overwrite them without reading them.
@@ -77,6 +77,16 @@ fn an_identity_on_a_token_seals_and_opens_through_the_c_api() {
     .unwrap_or_else(|rc| panic!("{rc}: {}", msg()));
     let mut cert = null_mut();
     assert_eq!(unsafe { ls_identity_cert(kate, &mut cert) }, 0, "{}", msg());
+    // The key is on the token (bindings copy rather than pin documents for it); a key in
+    // memory and NULL are not.
+    assert_eq!(unsafe { ls_identity_is_on_token(kate) }, 1);
+    assert_eq!(unsafe { ls_identity_is_on_token(null()) }, 0);
+    let mut soft = null_mut();
+    let rc =
+        unsafe { ls_identity_generate(c("soft").as_ptr(), LS_KEY_EC_P256, 1, null(), &mut soft) };
+    assert_eq!(rc, 0, "{}", msg());
+    assert_eq!(unsafe { ls_identity_is_on_token(soft) }, 0);
+    unsafe { ls_identity_free(soft) };
 
     // Sealed by kate (ECDSA on the token) to kate (ECDH on the token), opened by kate.
     let doc = b"<Invoice>token</Invoice>";

@@ -141,6 +141,18 @@ namespace LayerSecurity
             return Interop.Bytes("ls_identity_csr_pem", (out LsBytes b) => Native.ls_identity_csr_pem(Handle, out b));
         }
 
+        /// <summary>Whether the private key is on a PKCS#11 token (<see cref="LoadPkcs11"/>)
+        /// rather than in this process's memory (<c>ls_identity_is_on_token</c>). Sealing and
+        /// opening with such an identity wait on the token.</summary>
+        public bool IsOnToken
+        {
+            get
+            {
+                ThrowIfDisposed();
+                return Native.ls_identity_is_on_token(Handle) == 1;
+            }
+        }
+
         public bool IsDisposed => Handle.IsClosed;
 
         /// <summary>Frees the identity and its private key. The <see cref="Certificate"/> handed

@@ -159,6 +159,7 @@ namespace LayerSecurity
         [DllImport(Lib)] internal static extern int ls_identity_key_pem(IdentityHandle identity, out LsBytes result);
         [DllImport(Lib)] internal static extern int ls_identity_csr_pem(IdentityHandle identity, out LsBytes result);
         [DllImport(Lib)] internal static extern int ls_identity_cert(IdentityHandle identity, out CertHandle result);
+        [DllImport(Lib)] internal static extern int ls_identity_is_on_token(IdentityHandle identity);
         [DllImport(Lib)] internal static extern void ls_identity_free(IntPtr identity);
 
         // --- certificates --------------------------------------------------------------------

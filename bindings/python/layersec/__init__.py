@@ -408,6 +408,46 @@ class Identity(_Handle):
         return cls._adopt(out)
 
     @classmethod
+    def load_pkcs11(
+        cls,
+        uri: str,
+        module: Optional[PathLike] = None,
+        pin: Optional[StrOrBytes] = None,
+        certificate: Optional[PathLike] = None,
+    ) -> "Identity":
+        """An identity whose private key stays on a PKCS#11 token (an HSM, a smart card,
+        SoftHSM2): signing and decryption happen on the token.
+
+        ``uri`` is an RFC 7512 URI naming the token and the key, e.g.
+        ``"pkcs11:token=acme;object=signing;type=private"`` (a ``pin-value`` in it is refused).
+        ``module`` is the token's PKCS#11 module (``.so``); it wins over a ``module-path`` in
+        the URI, one of the two is needed. ``pin`` (str or bytes; None: no login) is the user
+        PIN: read it from an environment variable or a file, never from a configuration.
+        ``certificate`` names the PEM certificate (and chain) of the key; None takes the
+        certificate object stored on the token beside the key.
+
+        The token is logged in once, here; a wrong PIN is never tried again by the library (each
+        try counts towards the token's lock-out). Errors: :class:`ArgumentError` with code
+        ``LS_ERR_PIN_INCORRECT`` (105) for a wrong, locked or expired PIN,
+        :class:`ArgumentError` with ``LS_ERR_TOKEN_UNAVAILABLE`` (106, ``transient`` True) when
+        the module cannot be loaded or the token is absent, ``LS_ERR_KEY_NOT_FOUND`` (107) when
+        no such key is on the token; later, :class:`CryptoError` with
+        ``LS_ERR_MECHANISM_UNSUPPORTED`` (210) when the token cannot do what a document needs.
+        The identity cannot serve TLS. Some tokens (SoftHSM2) read their configuration once per
+        process, when the module is first loaded."""
+        if not isinstance(uri, str):
+            raise TypeError(f"uri must be str, not {type(uri).__name__}")
+        out = POINTER(_lib.ls_identity)()
+        lib.ls_identity_load_pkcs11(
+            _cstr(uri, "uri"),
+            None if module is None else _path(module, "module"),
+            _cstr(pin, "pin"),
+            None if certificate is None else _path(certificate, "certificate"),
+            byref(out),
+        )
+        return cls._adopt(out)
+
+    @classmethod
     def generate(
         cls,
         party_id: str,
@@ -451,6 +491,14 @@ class Identity(_Handle):
                 if self._cert is None or self._cert.closed:
                     self._cert = cert
                 return self._cert
+
+    @property
+    def on_token(self) -> bool:
+        """True when the private key is on a PKCS#11 token (:meth:`load_pkcs11`), False when it
+        is in memory (``ls_identity_is_on_token``). Work with a key on a token waits on the
+        token."""
+        with self._use() as p:
+            return lib.ls_identity_is_on_token(p) == 1
 
     def key_pem(self) -> bytes:
         """The private key as PKCS#8 PEM, encrypted with the password given to

@@ -209,6 +209,7 @@ _FUNCTIONS = {
     "ls_identity_key_pem": (_RESULT, [POINTER(ls_identity), POINTER(ls_bytes)]),
     "ls_identity_csr_pem": (_RESULT, [POINTER(ls_identity), POINTER(ls_bytes)]),
     "ls_identity_cert": (_RESULT, [POINTER(ls_identity), POINTER(POINTER(ls_cert))]),
+    "ls_identity_is_on_token": (c_int, [POINTER(ls_identity)]),
     "ls_identity_free": (None, [POINTER(ls_identity)]),
     "ls_cert_load": (_RESULT, [_str, POINTER(POINTER(ls_cert))]),
     "ls_cert_from_memory": (_RESULT, [_buf, c_size_t, POINTER(POINTER(ls_cert))]),

@@ -98,3 +98,42 @@ def write_identity(identity: layersec.Identity, folder: Path, name: str) -> tupl
     key.write_bytes(identity.key_pem())
     crt.write_bytes(identity.certificate.to_pem())
     return key, crt
+
+
+class SoftHsmToken:
+    """A SoftHSM2 token made by scripts/softhsm-token.sh: one EC P-256 key with its
+    certificate (file and token object)."""
+
+    def __init__(self, values: dict[str, str]):
+        self.conf = values["SOFTHSM2_CONF"]
+        self.module = values["LS_TOKEN_MODULE"]
+        self.pin = values["LS_TOKEN_PIN"]
+        self.uri = values["LS_TOKEN_URI"]
+        self.cert = Path(values["LS_TOKEN_CERT"])
+
+
+_TOKEN_SCRIPT = REPO_ROOT / "scripts" / "softhsm-token.sh"
+
+
+@pytest.fixture(scope="session")
+def softhsm_token(tmp_path_factory) -> SoftHsmToken:
+    """The test process's SoftHSM2 token. SoftHSM2 reads SOFTHSM2_CONF once per process, when
+    the library first loads the module, and the library loads a module once per process: so
+    this fixture sets SOFTHSM2_CONF in this process before any test loads an identity from the
+    token, and every test of the process uses this one token. Missing SoftHSM2 or pkcs11-tool:
+    :func:`skip_or_fail`."""
+    already = os.environ.get("SOFTHSM2_CONF")
+    folder = tmp_path_factory.mktemp("softhsm")
+    p = subprocess.run(["bash", str(_TOKEN_SCRIPT), str(folder)], capture_output=True)
+    if p.returncode == 3:
+        skip_or_fail(p.stderr.decode(errors="replace").strip())
+    if p.returncode != 0:
+        pytest.fail(f"{_TOKEN_SCRIPT} failed: {p.stderr.decode(errors='replace')}")
+    values = dict(line.split("=", 1) for line in p.stdout.decode().splitlines() if "=" in line)
+    token = SoftHsmToken(values)
+    if already is not None and already != token.conf:
+        # Harmless unless SoftHSM2 was loaded before this fixture ran; then it would not see
+        # our token and the tests fail with "no such token" (LS_ERR_TOKEN_UNAVAILABLE).
+        print(f"note: SOFTHSM2_CONF was {already}; replaced by {token.conf}")
+    os.environ["SOFTHSM2_CONF"] = token.conf
+    return token

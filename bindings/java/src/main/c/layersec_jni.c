@@ -9,7 +9,9 @@
  *   heap and the GC is not blocked while it works; a buffer that held a password or a key is
  *   wiped before it is freed. The one exception: the document of ls_seal and the message of
  *   ls_open, from 1 MiB on, are used in place (doc_get: GetPrimitiveArrayCritical, no copy);
- *   the GC then waits until that call returns;
+ *   the GC then waits until that call returns. Not so when the identity of the call (the
+ *   signer of ls_seal, the recipient of ls_open) is on a PKCS#11 token
+ *   (ls_identity_is_on_token): the library then waits on the token, so the document is copied;
  * - strings come NUL-terminated UTF-8 from Java (layersec.Utf8), never as jstring (JNI's
  *   "modified UTF-8" differs for NUL and characters beyond the BMP), and go back as byte[];
  * - a failed ls_result throws the layersec.LayerSecException of its code (throw_result), made
@@ -307,18 +309,25 @@ static void args_free(args *a) {
  * from PIN_FROM on used in place with GetPrimitiveArrayCritical, which saves a copy as large as
  * the document (about 25 ms per 100 MiB here) but makes the GC wait until doc_release. So:
  * call doc_get after every other args_* call, make the ls_ call, and call doc_release right
- * after it, with no JNI call in between (the library calls none). */
+ * after it, with no JNI call in between (ls_seal and ls_open call none: they take no callbacks
+ * and the library has no process-wide one, such as a logger).
+ *
+ * `identity` is the signer (ls_seal) or the recipient (ls_open), nullable. When its key is on a
+ * token (ls_identity_is_on_token) the document is copied whatever its size: the call then
+ * blocks on the token's I/O, on the key's session pool and perhaps on a re-login, and a GC
+ * waiting for all that would stall every allocating thread of the JVM. */
 typedef struct {
     jbyteArray arr;
     void *pinned;
 } doc_ref;
 
-static const uint8_t *doc_get(args *a, doc_ref *d, jbyteArray arr, const char *what,
-                              size_t *len) {
+static const uint8_t *doc_get(args *a, doc_ref *d, const ls_identity *identity,
+                              jbyteArray arr, const char *what, size_t *len) {
     d->arr = arr;
     d->pinned = NULL;
     *len = 0;
-    if (a->failed || arr == NULL || (*a->env)->GetArrayLength(a->env, arr) < PIN_FROM) {
+    if (a->failed || arr == NULL || (*a->env)->GetArrayLength(a->env, arr) < PIN_FROM ||
+        ls_identity_is_on_token(identity)) {
         return args_bytes(a, arr, REQUIRED, what, len);
     }
     *len = (size_t)(*a->env)->GetArrayLength(a->env, arr);
@@ -391,6 +400,31 @@ JNIEXPORT jlong JNICALL Java_layersec_Native_identityLoad(JNIEnv *env, jclass cl
     }
     args_free(&a);
     return h;
+}
+
+JNIEXPORT jlong JNICALL Java_layersec_Native_identityLoadPkcs11(JNIEnv *env, jclass cls,
+                                                                jbyteArray uri,
+                                                                jbyteArray module_path,
+                                                                jbyteArray pin,
+                                                                jbyteArray cert_path) {
+    args a = ARGS(env);
+    const char *u = args_str(&a, uri, REQUIRED, "uri");
+    const char *m = args_str(&a, module_path, OPTIONAL, "module");
+    const char *p = args_str(&a, pin, SECRET, "pin");
+    const char *c = args_str(&a, cert_path, OPTIONAL, "certificate");
+    jlong h = 0;
+    if (!a.failed) {
+        ls_identity *out = NULL;
+        ls_result rc = ls_identity_load_pkcs11(u, m, p, c, &out);
+        h = take_handle(env, rc, out);
+    }
+    args_free(&a);
+    return h;
+}
+
+JNIEXPORT jboolean JNICALL Java_layersec_Native_identityIsOnToken(JNIEnv *env, jclass cls,
+                                                                 jlong identity) {
+    return ls_identity_is_on_token(PTR(const ls_identity, identity)) ? JNI_TRUE : JNI_FALSE;
 }
 
 JNIEXPORT jlong JNICALL Java_layersec_Native_identityFromMemory(JNIEnv *env, jclass cls,
@@ -551,7 +585,8 @@ JNIEXPORT jbyteArray JNICALL Java_layersec_Native_seal(JNIEnv *env, jclass cls, 
     const ls_cert *const *certs = seal_args(&a, recipients, &n, &opts, flags, filename,
                                             mime_type, compression_level, signing_time, profile);
     doc_ref d;
-    const uint8_t *doc = doc_get(&a, &d, document, "document", &len);
+    const uint8_t *doc =
+        doc_get(&a, &d, PTR(const ls_identity, signer), document, "document", &len);
     jbyteArray result = NULL;
     if (!a.failed) {
         ls_bytes sealed = {NULL, 0};
@@ -585,7 +620,7 @@ JNIEXPORT jlong JNICALL Java_layersec_Native_open(JNIEnv *env, jclass cls, jlong
     args a = ARGS(env);
     size_t len;
     doc_ref d;
-    const uint8_t *in = doc_get(&a, &d, data, "data", &len);
+    const uint8_t *in = doc_get(&a, &d, PTR(const ls_identity, recipient), data, "data", &len);
     jlong h = 0;
     if (!a.failed) {
         ls_open_options opts;

@@ -43,6 +43,58 @@ public final class Identity extends NativeHandle {
     }
 
     /**
+     * Loads an identity whose private key stays on a PKCS#11 token (an HSM, a smart card,
+     * SoftHSM2): signing and decryption happen on the token, the key never enters this process.
+     *
+     * <p>{@code uri} is an RFC 7512 URI naming the token and the key, e.g.
+     * {@code pkcs11:token=acme;object=signing;type=private} (a {@code pin-value} in it is
+     * refused). {@code module} (nullable) is the token's PKCS#11 module ({@code .so}); it wins
+     * over a {@code module-path} in the URI, one of the two is needed. {@code pin} (nullable: no
+     * login) is the user PIN, read from an environment variable, a file or a dialog, never from
+     * a configuration; it is handled like the passwords of this class (encoded into an array of
+     * this call's own, wiped before returning; the caller's array is left as it was).
+     * {@code certificate} (nullable) is the PEM certificate (and chain) of the key; null takes
+     * the certificate object stored on the token beside the key.
+     *
+     * <p>The token is logged in once, here; the library never tries a refused PIN again (each
+     * try counts towards the token's lock-out). The identity cannot serve TLS. Some tokens
+     * (SoftHSM2) read their configuration once per process, when the module is first loaded.
+     * Sealing and opening with such an identity wait on the token; large documents are then
+     * copied to native memory rather than pinned, so the garbage collector never waits on it.
+     *
+     * @throws ArgumentException {@code LS_ERR_PIN_INCORRECT} (105) for a wrong, locked or
+     *     expired PIN; {@code LS_ERR_TOKEN_UNAVAILABLE} (106, {@link LayerSecException#isTransient()
+     *     transient}) when the module cannot be loaded or the token is absent;
+     *     {@code LS_ERR_KEY_NOT_FOUND} (107) when the token has no such key;
+     *     {@code LS_ERR_INVALID_ARGUMENT} for a bad URI or no module
+     * @throws LayerSecException other codes: a certificate that cannot be read or does not
+     *     match the key; later, {@code LS_ERR_MECHANISM_UNSUPPORTED} (210) from sealing or
+     *     opening when the token cannot do what a document needs
+     */
+    public static Identity loadPkcs11(String uri, String module, char[] pin, Path certificate)
+            throws LayerSecException {
+        Objects.requireNonNull(uri, "uri");
+        LayerSec.loadNative();
+        byte[] u = Utf8.cstr(uri, "uri");
+        byte[] m = Utf8.cstr(module, "module");
+        byte[] c = Utf8.path(certificate, "certificate");
+        byte[] p = Utf8.password(pin, "pin");
+        try {
+            return new Identity(Native.identityLoadPkcs11(u, m, p, c));
+        } finally {
+            Utf8.wipe(p);
+        }
+    }
+
+    /**
+     * Whether the private key is on a PKCS#11 token ({@link #loadPkcs11}) rather than in this
+     * process's memory ({@code ls_identity_is_on_token}).
+     */
+    public boolean isOnToken() throws LayerSecException {
+        return use(p -> Native.identityIsOnToken(p));
+    }
+
+    /**
      * Like {@link #load(Path, Path, char[])}, from memory: {@code key} is PKCS#12 DER or a PEM
      * key; {@code cert} (nullable) the PEM certificate(s) for a PEM key.
      */

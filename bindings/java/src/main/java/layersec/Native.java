@@ -19,6 +19,11 @@ final class Native {
     static native long identityLoad(byte[] keyPath, byte[] certPath, byte[] password)
             throws LayerSecException;
 
+    static native long identityLoadPkcs11(byte[] uri, byte[] modulePath, byte[] pin,
+            byte[] certPath) throws LayerSecException;
+
+    static native boolean identityIsOnToken(long identity);
+
     static native long identityFromMemory(byte[] key, byte[] cert, byte[] password)
             throws LayerSecException;
 

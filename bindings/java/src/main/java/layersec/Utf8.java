@@ -41,12 +41,17 @@ final class Utf8 {
      * buffer that would leave copies behind. The caller's char[] is not changed.
      */
     static byte[] password(char[] password) {
+        return password(password, "password");
+    }
+
+    /** {@link #password(char[])} for a secret named {@code what} in messages (e.g. "pin"). */
+    static byte[] password(char[] password, String what) {
         if (password == null) {
             return null;
         }
         for (char c : password) {
             if (c == '\0') {
-                throw new IllegalArgumentException("password must not contain a NUL character");
+                throw new IllegalArgumentException(what + " must not contain a NUL character");
             }
         }
         CharsetEncoder enc = StandardCharsets.UTF_8.newEncoder()
@@ -66,7 +71,7 @@ final class Utf8 {
             }
         } catch (CharacterCodingException e) {
             wipe(out);
-            throw new IllegalArgumentException("password is not valid UTF-16 (a lone surrogate)");
+            throw new IllegalArgumentException(what + " is not valid UTF-16 (a lone surrogate)");
         }
         int n = bb.position();
         byte[] exact = Arrays.copyOf(out, n + 1);
