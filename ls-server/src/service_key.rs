@@ -128,6 +128,10 @@ impl SigningKey {
     /// rollover, the next.
     pub fn certificates(&self) -> Vec<Certificate> {
         let mut v = vec![self.get().certificate().clone()];
+        if self.key_path.as_os_str().is_empty() {
+            // A fixed identity (on a token, or in tests): no rollover beside it.
+            return v;
+        }
         let dir = identity_dir(&self.key_path);
         if read_state(&dir).is_some_and(|s| s.switched_at.is_none()) {
             if let Ok(c) = Certificate::load(dir.join(NEXT_CERT)) {
@@ -210,6 +214,9 @@ pub fn switch_if_due(
 
 /// The state of the service key's rollover, for `admin service show`.
 pub fn show(c: &Config) -> Result<Value, String> {
+    if c.key_on_token() {
+        return show_token(c);
+    }
     let key_path = c.path(&c.identity.key);
     let cert = c
         .identity
@@ -219,11 +226,41 @@ pub fn show(c: &Config) -> Result<Value, String> {
         .ok_or("identity.certificate: not set")?;
     let cert = Certificate::load(&cert).map_err(|e| format!("{}: {e}", cert.display()))?;
     Ok(json!({
+        "key_location": c.key_location(),
         "certificate_sha256": cert.sha256_fingerprint(),
         "not_after": iso8601(cert.not_after()),
         "rollover": read_state(&identity_dir(&key_path)),
     }))
 }
+
+/// `show` with the key on a PKCS#11 token: the certificate file, or else the token's
+/// certificate object (which needs the token and its PIN: one login).
+fn show_token(c: &Config) -> Result<Value, String> {
+    let cert = match &c.identity.certificate {
+        Some(p) => {
+            let p = c.path(p);
+            Certificate::load(&p).map_err(|e| format!("{}: {e}", p.display()))?
+        }
+        None => c
+            .load_token_identity()
+            .map_err(|e| e.to_string())?
+            .certificate()
+            .clone(),
+    };
+    Ok(json!({
+        "key_location": c.key_location(),
+        "certificate_sha256": cert.sha256_fingerprint(),
+        "not_after": iso8601(cert.not_after()),
+        "rollover": Value::Null,
+    }))
+}
+
+/// Why `admin service rollover` refuses a signing key on a PKCS#11 token (exit status 2).
+pub const ROLLOVER_ON_TOKEN: &str = "identity.pkcs11_uri: the service's signing key is on a \
+    PKCS#11 token; `admin service rollover` makes the next key in a file and is not supported \
+    for a key on a token. Generate the next key on the token (e.g. with pkcs11-tool), tell the \
+    parties the new certificate, and change identity.pkcs11_uri and identity.certificate \
+    (docs/SERVER.md, \"The signing key on a PKCS#11 token\")";
 
 /// `admin service rollover`: a new signing key, announced to every active party with an update
 /// signed by the old key; the service switches after `overlap_secs`.
@@ -233,6 +270,9 @@ pub fn start_rollover(
     overlap_secs: u64,
     key_type: Option<KeyType>,
 ) -> Result<Value, String> {
+    if c.key_on_token() {
+        return Err(ROLLOVER_ON_TOKEN.into());
+    }
     let key_path = c.path(&c.identity.key);
     let cert_path = c
         .identity
