@@ -1041,6 +1041,11 @@ certificate = "identity/service.crt"
 # For an encrypted key: the password comes from an environment variable or a file, never here.
 # password_env = "LAYERSEC_SERVER_KEY_PASSWORD"
 # password_file = "identity/password"
+# Or the key on a PKCS#11 token (never leaves it), instead of key and the password settings:
+# pkcs11_uri = "pkcs11:token=layersec;object=service;type=private"
+# module = "/usr/lib/softhsm/libsofthsm2.so"  # wins over a module-path in the URI
+# pin_env = "LAYERSEC_SERVER_TOKEN_PIN"        # or pin_file = "token.pin"; never the PIN here
+# (certificate left out: the token's certificate object; `admin service rollover` is refused)
 
 [store]
 kind = "sqlite"          # the embedded store (SQLite, WAL, synced commits)
