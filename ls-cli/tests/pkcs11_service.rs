@@ -2,12 +2,12 @@
 //! an EC P-256 key generated on the token as non-extractable signs the service's receipts; a
 //! client sends, the recipient polls, the sender's receipt verifies against the service
 //! certificate made from the token key, and no private key of the service's identity is in a
-//! file. At `serve` start, a wrong PIN (one login, counted with pkcs11-spy), a missing module,
+//! file; `admin service rollover` makes the next key on the token. At `serve` start, a wrong PIN (one login, counted with pkcs11-spy), a missing module,
 //! a key not on the token and a missing PIN variable each stop the service with exit status 2
 //! and a message naming the configuration key.
 
 use ls_core::keys::pkcs11::Pkcs11Key;
-use ls_core::{CertPurpose, CertificateBuilder, KeyType};
+use ls_core::{CertPurpose, Certificate, CertificateBuilder, KeyType};
 use ls_tests::client::{json, Client};
 use ls_tests::service::{server_bin_beside, RunningService};
 use ls_tests::softhsm::{SoftHsm, EC_TOKEN, PIN, PIN_TOKEN};
@@ -180,16 +180,140 @@ fn the_services_receipts_are_signed_on_its_token() {
     let show = svc.admin(&["service", "show"]);
     assert_eq!(show["key_location"], uri.as_str(), "{show}");
     assert!(!show.to_string().contains(PIN));
-    // admin service rollover: refused, naming identity.pkcs11_uri, exit 2; nothing written.
+    assert_eq!(show["rollover"], serde_json::Value::Null, "{show}");
+}
+
+/// `admin service rollover` with the key on the token: the new key is generated on the same
+/// token (no key file written), announced to the parties, and used after the overlap; a
+/// restart loads it (the certificate file names it) and warns that the configuration names
+/// the old one.
+#[test]
+fn a_rollover_makes_the_next_key_on_the_token() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    let (mut svc, uri, _) = token_service(
+        hsm,
+        "p11-svc-roll",
+        EC_TOKEN,
+        "svc-roll",
+        "pkcs11_uri = \"{uri}\"\nmodule = \"{module}\"\npin_file = \"token.pin\"\n",
+    );
+    std::fs::write(svc.dir.join("token.pin"), format!("{PIN}\n")).unwrap();
+    svc.serve();
+    let alice = Client::init(Path::new(LAYERSEC), &svc, "alice", &[]);
+    let bob = Client::init(Path::new(LAYERSEC), &svc, "bob", &[]);
+    alice.register(&svc, &[]);
+    bob.register(&svc, &[]);
+    alice.ok(&["partners", "add", "bob", bob.cert.to_str().unwrap()]);
+    bob.ok(&["partners", "add", "alice", alice.cert.to_str().unwrap()]);
+    let old = Certificate::load(svc.service_cert_path()).unwrap();
+
+    let r = svc.admin(&["service", "rollover", "--overlap-hours", "0.002"]);
+    let new_sha = r["new_certificate_sha256"].as_str().unwrap().to_string();
+    assert_eq!(r["announced"].as_array().unwrap().len(), 2, "{r}");
+    let switch_at = ls_core::time::parse_date_time(r["switch_at"].as_str().unwrap()).unwrap();
+    // The new key is on the token, no key file is written; its URI is in the state.
+    assert!(!svc.dir.join("identity/next.key").exists());
+    let show = svc.admin(&["service", "show"]);
+    let next_uri = show["rollover"]["next_pkcs11_uri"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{show}"))
+        .to_string();
+    assert!(
+        next_uri.starts_with("pkcs11:token=ls-ec;object=layersec-service-"),
+        "{next_uri}"
+    );
+    assert_eq!(
+        show["key_location"],
+        uri.as_str(),
+        "before the switch: {show}"
+    );
+    let next_cert = Certificate::load(svc.dir.join("identity/next.crt")).unwrap();
+    assert_eq!(next_cert.sha256_fingerprint(), new_sha);
+    let next_key = Pkcs11Key::open(&next_uri, Some(hsm.module()), Some(PIN)).unwrap();
+    assert!(
+        ls_core::keys::private::PrivateKey::public_key(&next_key)
+            .public_eq(&next_cert.public_key().unwrap()),
+        "next.crt is the new token key's"
+    );
+    // Running it again while under way tells nobody new and makes no other key.
+    let again = svc.admin(&["service", "rollover"]);
+    assert_eq!(again["under_way"], true, "{again}");
+    assert_eq!(again["new_certificate_sha256"], new_sha.as_str(), "{again}");
+
+    // alice takes the update during the overlap (signed by the old token key, counter-signed
+    // by the new one).
+    alice.ok(&["poll"]);
+    assert_eq!(
+        Certificate::load(alice.dir.join("service/service.crt"))
+            .unwrap()
+            .sha256_fingerprint(),
+        new_sha
+    );
+    // After the overlap the service signs with the new key.
+    while ls_core::time::now_unix() <= switch_at + 1 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let doc = alice.dir.join("after.xml");
+    std::fs::write(&doc, b"<after/>").unwrap();
+    alice.ok(&["send", doc.to_str().unwrap(), "--to", "bob"]);
+    let show = svc.admin(&["service", "show"]);
+    assert_eq!(show["certificate_sha256"], new_sha.as_str(), "{show}");
+    assert_eq!(show["key_location"], next_uri.as_str(), "{show}");
+    assert_ne!(Certificate::load(svc.service_cert_path()).unwrap(), old);
+    // A client installed now pins the new certificate only: the service's receipt verifies.
+    let carol = Client::init(Path::new(LAYERSEC), &svc, "carol", &[]);
+    carol.register(&svc, &[]);
+    carol.ok(&["partners", "add", "bob", bob.cert.to_str().unwrap()]);
+    let doc = carol.dir.join("new-key.xml");
+    std::fs::write(&doc, b"<new/>").unwrap();
+    let v = json(&carol.ok(&["send", doc.to_str().unwrap(), "--to", "bob", "--json"]));
+    assert_eq!(v["delivered"], true, "{v}");
+
+    // A restart loads the new key (the certificate file is its) and says the configuration
+    // names the old one.
+    svc.stop();
+    svc.serve();
+    let logs = svc.logs().join("\n");
+    assert!(logs.contains("service_key_uri_outdated"), "{logs}");
+    let doc = carol.dir.join("after-restart.xml");
+    std::fs::write(&doc, b"<restart/>").unwrap();
+    let v = json(&carol.ok(&["send", doc.to_str().unwrap(), "--to", "bob", "--json"]));
+    assert_eq!(v["delivered"], true, "{v}");
+    // The next rollover (once the clients' overlap is over) wants the configuration to name
+    // the current key first: the state that names it now is replaced by a rollover.
+    let old_valid_until =
+        ls_core::time::parse_date_time(r["old_valid_until"].as_str().unwrap()).unwrap();
+    while ls_core::time::now_unix() <= old_valid_until + 1 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     let o = svc.admin_raw(&["service", "rollover"]);
     let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(
-        err.contains("identity.pkcs11_uri") && err.contains("token"),
+        err.contains("identity.pkcs11_uri names the key before the last rollover")
+            && err.contains(&next_uri),
         "{err}"
     );
-    assert!(!svc.dir.join("identity/next.key").exists());
-    assert!(!svc.dir.join("identity/service-rollover.json").exists());
+    // Once the configuration names the new key, nothing to warn about.
+    let t = std::fs::read_to_string(&svc.config).unwrap();
+    std::fs::write(&svc.config, t.replace(&uri, &next_uri)).unwrap();
+    svc.stop();
+    let before = svc.logs().len();
+    svc.serve();
+    let logs = svc.logs()[before..].join("\n");
+    assert!(!logs.contains("service_key_uri_outdated"), "{logs}");
+    assert!(logs.contains(&next_uri), "{logs}");
+    for p in files_under(
+        &svc.dir,
+        &["tls", "client-alice", "client-bob", "client-carol"],
+    ) {
+        let text = String::from_utf8_lossy(&std::fs::read(&p).unwrap_or_default()).into_owned();
+        assert!(
+            !text.contains("PRIVATE KEY"),
+            "{} holds a private key",
+            p.display()
+        );
+    }
 }
 
 /// `layersec-server serve` of `svc` as it is configured, with `env` besides; it must stop at

@@ -90,6 +90,14 @@ pub struct IdentitySection {
     pin: Option<serde::de::IgnoredAny>,
 }
 
+/// A `pkcs11:` URI without its query (no module path, never a PIN), for messages.
+pub fn without_query(uri: &str) -> String {
+    let uri = uri.trim();
+    uri.split_once('?')
+        .map_or(uri, |(path, _)| path)
+        .to_string()
+}
+
 /// Why the signing identity on a token could not be loaded.
 #[derive(Debug)]
 pub enum TokenLoadError {
@@ -779,12 +787,7 @@ impl Config {
     /// or the token URI without its query (no module path, never a PIN).
     pub fn key_location(&self) -> String {
         match &self.identity.pkcs11_uri {
-            Some(uri) => {
-                let uri = uri.trim();
-                uri.split_once('?')
-                    .map_or(uri, |(path, _)| path)
-                    .to_string()
-            }
+            Some(uri) => without_query(uri),
             None => self.path(&self.identity.key).display().to_string(),
         }
     }
@@ -820,13 +823,25 @@ impl Config {
     /// object. Errors name the configuration key: `Err((key, message))`, and the core's error
     /// when the token answered (wrong PIN, token absent or module missing, key not found).
     pub fn load_token_identity(&self) -> Result<ls_core::Identity, TokenLoadError> {
-        let id = &self.identity;
-        let uri = id
+        let uri = self
+            .identity
             .pkcs11_uri
             .as_deref()
             .ok_or_else(|| TokenLoadError::Config("identity.pkcs11_uri: not set".into()))?;
+        self.load_token_identity_at(uri, self.identity.certificate.as_deref())
+    }
+
+    /// [`Config::load_token_identity`] with the key at `uri` (the configured module and PIN)
+    /// and the certificate file `certificate` (relative to the configuration's folder; `None`:
+    /// the token's certificate object). A rollover's new key on the token is loaded so.
+    pub fn load_token_identity_at(
+        &self,
+        uri: &str,
+        certificate: Option<&Path>,
+    ) -> Result<ls_core::Identity, TokenLoadError> {
+        let id = &self.identity;
         let pin = self.pin().map_err(TokenLoadError::Config)?;
-        let cert = match &id.certificate {
+        let cert = match certificate {
             Some(p) => {
                 let p = self.path(p);
                 Some(std::fs::read(&p).map_err(|e| {
@@ -849,7 +864,7 @@ impl Config {
             TokenLoadError::Token(
                 format!(
                     "identity.pkcs11_uri {}: {e} (LS_{})",
-                    self.key_location(),
+                    without_query(uri),
                     e.code().name()
                 ),
                 e,
@@ -1045,7 +1060,7 @@ certificate = "identity/service.crt"
 # pkcs11_uri = "pkcs11:token=layersec;object=service;type=private"
 # module = "/usr/lib/softhsm/libsofthsm2.so"  # wins over a module-path in the URI
 # pin_env = "LAYERSEC_SERVER_TOKEN_PIN"        # or pin_file = "token.pin"; never the PIN here
-# (certificate left out: the token's certificate object; `admin service rollover` is refused)
+# (certificate left out: the token's certificate object, and no `admin service rollover`)
 
 [store]
 kind = "sqlite"          # the embedded store (SQLite, WAL, synced commits)

@@ -609,19 +609,54 @@ fn read(p: &Path) -> Result<Vec<u8>, (u8, String)> {
 /// exit status 2 with a message naming the configuration key.
 fn load_signing_key(c: &Config) -> Result<ls_server::service_key::SigningKey, (u8, String)> {
     if c.key_on_token() {
-        let identity = c.load_token_identity().map_err(|e| (2, e.to_string()))?;
+        use ls_server::service_key::{self as sk, SigningKey, TokenAccess};
+        let token = TokenAccess {
+            module: c.identity.module.as_ref().map(|m| c.path(m)),
+            pin: c.pin().map_err(cfg_err)?,
+        };
+        let cert_path = c.identity.certificate.as_ref().map(|p| c.path(p));
+        // A switch to a rollover's new key on the token that is due, or that a crash
+        // interrupted, is finished first, as with a key file.
+        if let Some(cert) = &cert_path {
+            sk::switch_if_due_on_token(cert, &token).map_err(|e| {
+                (
+                    2,
+                    format!("identity: finishing the switch to the new key: {e}"),
+                )
+            })?;
+        }
+        let identity = sk::load_token(c).map_err(|e| (2, e.to_string()))?;
+        let uri = sk::token_uri(c);
         log::info(
             "service_key_on_token",
             &[
-                ("key", V::S(&c.key_location())),
+                ("key", V::S(&config::without_query(&uri))),
                 (
                     "certificate_sha256",
                     V::S(&identity.certificate().sha256_fingerprint()),
                 ),
             ],
         );
-        // No key file: no rollover to switch to (`admin service rollover` refuses).
-        return Ok(ls_server::service_key::SigningKey::fixed(identity));
+        if Some(uri.trim()) != c.identity.pkcs11_uri.as_deref().map(str::trim) {
+            log::warn(
+                "service_key_uri_outdated",
+                &[
+                    ("configured", V::S(&c.key_location())),
+                    ("key", V::S(&config::without_query(&uri))),
+                    (
+                        "why",
+                        "a rollover switched to a new key on the token: change \
+                         identity.pkcs11_uri to name it"
+                            .into(),
+                    ),
+                ],
+            );
+        }
+        return Ok(match cert_path {
+            Some(cert) => SigningKey::on_token(identity, cert, token),
+            // The token's certificate object: no rollover (it needs the certificate file).
+            None => SigningKey::fixed(identity),
+        });
     }
     let password = c.identity_password().map_err(cfg_err)?;
     let key_path = c.path(&c.identity.key);
@@ -1112,9 +1147,6 @@ fn admin_cmd(cfg_path: &Path, op: AdminOp) -> CliResult {
                 overlap_hours,
                 key_type: kt,
             } => {
-                if c.key_on_token() {
-                    return Err((2, ls_server::service_key::ROLLOVER_ON_TOKEN.into()));
-                }
                 if !overlap_hours.is_finite() || !(0.0..=2160.0).contains(&overlap_hours) {
                     return Err((2, "--overlap-hours: 0 to 2160".into()));
                 }
