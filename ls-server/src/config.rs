@@ -66,12 +66,55 @@ pub struct TlsSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentitySection {
-    /// The key and certificate that sign receipts and error signals.
+    /// The key and certificate that sign receipts and error signals. `key` is empty when the
+    /// key is on a PKCS#11 token (`pkcs11_uri`); it must then be left out.
+    #[serde(default)]
     pub key: PathBuf,
+    /// The certificate file; with `pkcs11_uri` it may be left out, and the token's certificate
+    /// object (same label/id as the key) is used.
     pub certificate: Option<PathBuf>,
     /// Environment variable or file holding the key's password (never the password itself).
     pub password_env: Option<String>,
     pub password_file: Option<PathBuf>,
+    /// The key on a PKCS#11 token: an RFC 7512 `pkcs11:` URI (a `pin-value` in it is refused
+    /// by the core). Instead of `key` and the password settings.
+    pub pkcs11_uri: Option<String>,
+    /// The PKCS#11 module (wins over a `module-path` in the URI).
+    pub module: Option<PathBuf>,
+    /// The environment variable that holds the token's PIN.
+    pub pin_env: Option<String>,
+    /// A file whose first line is the token's PIN.
+    pub pin_file: Option<PathBuf>,
+    /// Only to refuse it with a clear message: a PIN is never kept in this file.
+    #[serde(default)]
+    pin: Option<serde::de::IgnoredAny>,
+}
+
+/// A `pkcs11:` URI without its query (no module path, never a PIN), for messages.
+pub fn without_query(uri: &str) -> String {
+    let uri = uri.trim();
+    uri.split_once('?')
+        .map_or(uri, |(path, _)| path)
+        .to_string()
+}
+
+/// Why the signing identity on a token could not be loaded.
+#[derive(Debug)]
+pub enum TokenLoadError {
+    /// The configuration (a PIN variable not set, a file not readable): the message names the
+    /// key.
+    Config(String),
+    /// The token's answer (wrong PIN, token absent or module missing, key not found): the
+    /// message names `identity.pkcs11_uri`, and the core's error.
+    Token(String, ls_core::Error),
+}
+
+impl std::fmt::Display for TokenLoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenLoadError::Config(m) | TokenLoadError::Token(m, _) => f.write_str(m),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -532,6 +575,7 @@ impl Config {
 
     fn check(&self) -> Result<(), String> {
         self.check_store()?;
+        self.check_identity()?;
         if self.tls.require_client_certificate && self.tls.client_ca.is_none() {
             return Err("tls.require_client_certificate needs tls.client_ca".into());
         }
@@ -654,6 +698,180 @@ impl Config {
 }
 
 impl Config {
+    /// `[identity]`: a key file (`key`, with `password_env`/`password_file` when encrypted) or
+    /// a key on a PKCS#11 token (`pkcs11_uri`, `module`, `pin_env`/`pin_file`), never both, and
+    /// never a PIN in this file. The same rules and messages as the client's `[identity]`.
+    fn check_identity(&self) -> Result<(), String> {
+        let id = &self.identity;
+        if id.pin.is_some() {
+            return Err(
+                "identity.pin: a PIN is never kept in the configuration file: name an \
+                        environment variable with pin_env or a file with pin_file"
+                    .into(),
+            );
+        }
+        let Some(uri) = &id.pkcs11_uri else {
+            for (key, given) in [
+                ("identity.module", id.module.is_some()),
+                ("identity.pin_env", id.pin_env.is_some()),
+                ("identity.pin_file", id.pin_file.is_some()),
+            ] {
+                if given {
+                    return Err(format!(
+                        "{key}: only with pkcs11_uri (the key on a PKCS#11 token); a key \
+                         file's password is given with password_env or password_file"
+                    ));
+                }
+            }
+            if id.key.as_os_str().is_empty() {
+                return Err(
+                    "identity.key: missing (a key file, or pkcs11_uri for a key on a token)".into(),
+                );
+            }
+            return Ok(());
+        };
+        if !uri.trim_start().to_ascii_lowercase().starts_with("pkcs11:") {
+            return Err(
+                "identity.pkcs11_uri: an RFC 7512 URI starting with \"pkcs11:\" is expected".into(),
+            );
+        }
+        if !id.key.as_os_str().is_empty() {
+            return Err(
+                "identity.key: either key (a key file) or pkcs11_uri (the key on a \
+                        token) is expected, not both"
+                    .into(),
+            );
+        }
+        for (key, given) in [
+            ("identity.password_env", id.password_env.is_some()),
+            ("identity.password_file", id.password_file.is_some()),
+        ] {
+            if given {
+                return Err(format!(
+                    "{key}: not with pkcs11_uri: the token's PIN is given with pin_env or pin_file"
+                ));
+            }
+        }
+        if id.pin_env.is_some() && id.pin_file.is_some() {
+            return Err(
+                "identity.pin_env: either pin_env or pin_file is expected, not both".into(),
+            );
+        }
+        if let Some(v) = &id.pin_env {
+            if v.is_empty() || v.contains('=') || v.contains('\0') {
+                return Err(
+                    "identity.pin_env: the name of an environment variable is expected".into(),
+                );
+            }
+        }
+        for (key, p) in [
+            ("identity.module", &id.module),
+            ("identity.pin_file", &id.pin_file),
+        ] {
+            if let Some(p) = p {
+                let p = self.path(p);
+                if !p.is_file() {
+                    return Err(format!("{key}: {} is not a readable file", p.display()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the service's signing key is on a PKCS#11 token (`[identity] pkcs11_uri`).
+    pub fn key_on_token(&self) -> bool {
+        self.identity.pkcs11_uri.is_some()
+    }
+
+    /// Where the signing key is, for `admin service show` and the start-up log: the key file,
+    /// or the token URI without its query (no module path, never a PIN).
+    pub fn key_location(&self) -> String {
+        match &self.identity.pkcs11_uri {
+            Some(uri) => without_query(uri),
+            None => self.path(&self.identity.key).display().to_string(),
+        }
+    }
+
+    /// The token's PIN: from `pin_env` or `pin_file` (its first line), `None` without either
+    /// (a token that needs no login). Wiped from memory when dropped.
+    pub fn pin(&self) -> Result<Option<Zeroizing<String>>, String> {
+        if let Some(var) = &self.identity.pin_env {
+            return std::env::var(var)
+                .map(|v| Some(Zeroizing::new(v)))
+                .map_err(|_| {
+                    format!(
+                        "identity.pin_env: the environment variable {var} is expected to hold \
+                         the token's PIN"
+                    )
+                });
+        }
+        if let Some(f) = &self.identity.pin_file {
+            let p = self.path(f);
+            let s =
+                Zeroizing::new(std::fs::read_to_string(&p).map_err(|e| {
+                    format!("identity.pin_file: {} is not readable: {e}", p.display())
+                })?);
+            return Ok(Some(Zeroizing::new(
+                s.lines().next().unwrap_or("").to_string(),
+            )));
+        }
+        Ok(None)
+    }
+
+    /// The signing identity on the token (`pkcs11_uri`), logged in once with the PIN of
+    /// `pin_env`/`pin_file`, with the `certificate` file or else the token's certificate
+    /// object. Errors name the configuration key: `Err((key, message))`, and the core's error
+    /// when the token answered (wrong PIN, token absent or module missing, key not found).
+    pub fn load_token_identity(&self) -> Result<ls_core::Identity, TokenLoadError> {
+        let uri = self
+            .identity
+            .pkcs11_uri
+            .as_deref()
+            .ok_or_else(|| TokenLoadError::Config("identity.pkcs11_uri: not set".into()))?;
+        self.load_token_identity_at(uri, self.identity.certificate.as_deref())
+    }
+
+    /// [`Config::load_token_identity`] with the key at `uri` (the configured module and PIN)
+    /// and the certificate file `certificate` (relative to the configuration's folder; `None`:
+    /// the token's certificate object). A rollover's new key on the token is loaded so.
+    pub fn load_token_identity_at(
+        &self,
+        uri: &str,
+        certificate: Option<&Path>,
+    ) -> Result<ls_core::Identity, TokenLoadError> {
+        let id = &self.identity;
+        let pin = self.pin().map_err(TokenLoadError::Config)?;
+        let cert = match certificate {
+            Some(p) => {
+                let p = self.path(p);
+                Some(std::fs::read(&p).map_err(|e| {
+                    TokenLoadError::Config(format!(
+                        "identity.certificate: {} is not readable: {e}",
+                        p.display()
+                    ))
+                })?)
+            }
+            None => None,
+        };
+        let module = id.module.as_ref().map(|m| self.path(m));
+        ls_core::Identity::from_pkcs11(
+            uri.trim(),
+            module.as_deref(),
+            pin.as_deref().map(String::as_str),
+            cert.as_deref(),
+        )
+        .map_err(|e| {
+            TokenLoadError::Token(
+                format!(
+                    "identity.pkcs11_uri {}: {e} (LS_{})",
+                    without_query(uri),
+                    e.code().name()
+                ),
+                e,
+            )
+        })
+    }
+
     fn check_store(&self) -> Result<(), String> {
         let s = &self.store;
         let pg_keys = [
@@ -838,6 +1056,11 @@ certificate = "identity/service.crt"
 # For an encrypted key: the password comes from an environment variable or a file, never here.
 # password_env = "LAYERSEC_SERVER_KEY_PASSWORD"
 # password_file = "identity/password"
+# Or the key on a PKCS#11 token (never leaves it), instead of key and the password settings:
+# pkcs11_uri = "pkcs11:token=layersec;object=service;type=private"
+# module = "/usr/lib/softhsm/libsofthsm2.so"  # wins over a module-path in the URI
+# pin_env = "LAYERSEC_SERVER_TOKEN_PIN"        # or pin_file = "token.pin"; never the PIN here
+# (certificate left out: the token's certificate object, and no `admin service rollover`)
 
 [store]
 kind = "sqlite"          # the embedded store (SQLite, WAL, synced commits)
@@ -953,6 +1176,137 @@ mod tests {
         );
         let e = toml::from_str::<Config>(&t).unwrap().check().unwrap_err();
         assert!(e.contains("min_rate_grace_secs"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    /// The template's configuration in `base` with its `[identity]` key lines replaced by
+    /// `identity` (the certificate line stays).
+    fn with_identity(base: &Path, identity: &str) -> Result<Config, String> {
+        let t = template("127.0.0.1:0", "127.0.0.1:0", "svc.test");
+        assert!(t.contains("key = \"identity/service.key\"\n"));
+        let t = t.replace("key = \"identity/service.key\"\n", identity);
+        Config::parse(&t, base)
+    }
+
+    const URI: &str = "pkcs11:token=t1;object=svc;type=private";
+
+    fn token(extra: &str) -> String {
+        format!("pkcs11_uri = \"{URI}?module-path=/x/p11.so\"\nmodule = \"lib/p11.so\"\n{extra}")
+    }
+
+    #[test]
+    fn the_signing_key_on_a_token() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("lib")).unwrap();
+        std::fs::write(d.path().join("lib/p11.so"), "x").unwrap();
+        let var = format!("LS_TEST_SVC_PIN_{}", std::process::id());
+        let c = with_identity(d.path(), &token(&format!("pin_env = \"{var}\"\n"))).unwrap();
+        assert!(c.key_on_token());
+        assert!(c.identity.key.as_os_str().is_empty());
+        // Where the key is, for `admin service show`: the URI without its query.
+        assert_eq!(c.key_location(), URI);
+        // A missing PIN variable: an error naming the key and the variable, before any token.
+        let e = c.pin().unwrap_err();
+        assert!(e.contains("identity.pin_env") && e.contains(&var), "{e}");
+        let e = c.load_token_identity().unwrap_err();
+        assert!(matches!(e, TokenLoadError::Config(_)), "{e}");
+        assert!(e.to_string().contains("identity.pin_env"), "{e}");
+        std::env::set_var(&var, "123456");
+        assert_eq!(
+            c.pin().unwrap().as_deref().map(String::as_str),
+            Some("123456")
+        );
+        std::env::remove_var(&var);
+        // The PIN from a file's first line, relative to the configuration's folder.
+        std::fs::write(d.path().join("pin"), "654321\nignored\n").unwrap();
+        let c = with_identity(d.path(), &token("pin_file = \"pin\"\n")).unwrap();
+        assert_eq!(
+            c.pin().unwrap().as_deref().map(String::as_str),
+            Some("654321")
+        );
+        // The file form is unchanged.
+        let c = with_identity(d.path(), "key = \"identity/service.key\"\n").unwrap();
+        assert!(!c.key_on_token());
+        assert!(c.pin().unwrap().is_none());
+        assert_eq!(
+            c.key_location(),
+            d.path().join("identity/service.key").display().to_string()
+        );
+    }
+
+    #[test]
+    fn token_settings_are_checked() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("lib")).unwrap();
+        std::fs::write(d.path().join("lib/p11.so"), "x").unwrap();
+        std::fs::write(d.path().join("pin"), "1\n").unwrap();
+        for (text, key, says) in [
+            (
+                token("pin_env = \"P\"\nkey = \"identity/service.key\"\n"),
+                "identity.key:",
+                "not both",
+            ),
+            (
+                token("pin_env = \"P\"\npassword_env = \"PW\"\n"),
+                "identity.password_env:",
+                "pin_env or pin_file",
+            ),
+            (
+                token("pin_env = \"P\"\npassword_file = \"pin\"\n"),
+                "identity.password_file:",
+                "pin_env or pin_file",
+            ),
+            (
+                token("pin_env = \"P\"\npin_file = \"pin\"\n"),
+                "identity.pin_env:",
+                "not both",
+            ),
+            (token("pin = \"hunter2\"\n"), "identity.pin:", "never kept"),
+            (
+                "key = \"identity/service.key\"\npin = \"hunter2\"\n".to_string(),
+                "identity.pin:",
+                "never kept",
+            ),
+            (
+                token("pin_env = \"A=B\"\n"),
+                "identity.pin_env:",
+                "environment variable",
+            ),
+            (
+                token("pin_file = \"no-such-pin\"\n"),
+                "identity.pin_file:",
+                "not a readable file",
+            ),
+            (
+                token("pin_env = \"P\"\n").replace("lib/p11.so", "lib/missing.so"),
+                "identity.module:",
+                "not a readable file",
+            ),
+            (
+                "pkcs11_uri = \"token=t1\"\npin_env = \"P\"\n".to_string(),
+                "identity.pkcs11_uri:",
+                "pkcs11:",
+            ),
+            (
+                "key = \"identity/service.key\"\npin_env = \"P\"\n".to_string(),
+                "identity.pin_env:",
+                "only with pkcs11_uri",
+            ),
+            (
+                "key = \"identity/service.key\"\nmodule = \"lib/p11.so\"\n".to_string(),
+                "identity.module:",
+                "only with pkcs11_uri",
+            ),
+            (String::new(), "identity.key:", "missing"),
+        ] {
+            let e = with_identity(d.path(), &text).unwrap_err();
+            assert!(e.starts_with(key) && e.contains(says), "{text}: {e}");
+            assert!(!e.contains("hunter2"), "the PIN is never echoed: {e}");
+        }
     }
 }
 

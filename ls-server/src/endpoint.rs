@@ -374,7 +374,16 @@ impl Service {
             &self.domain,
         ) {
             Ok(b) => built(b),
-            Err(e) => Response::text(500, &format!("cannot sign the error signal: {e}")),
+            Err(e) => {
+                // Our signing key is unavailable (a token gone): transient, as for a receipt.
+                log::error("signing_unavailable", &[("error", V::S(&e.to_string()))]);
+                let mut r = Response::text(
+                    503,
+                    "the service cannot sign its answer right now; retry later",
+                );
+                r.headers.push(("Retry-After".into(), "5".into()));
+                r
+            }
         }
     }
 
@@ -589,13 +598,24 @@ impl Service {
             Err(Failure::Refused(r)) => self.refuse(soap, kind, r, started),
             Err(Failure::Unavailable(why)) => {
                 self.metrics.reject("unavailable");
+                // The signing key (on a PKCS#11 token: token gone, LS_ERR_TOKEN_UNAVAILABLE)
+                // fails before anything is stored: the same transient answer, its own event.
+                let signing = why.starts_with("cannot sign");
                 log::error(
-                    "store_unavailable",
+                    if signing {
+                        "signing_unavailable"
+                    } else {
+                        "store_unavailable"
+                    },
                     &[("kind", kind.into()), ("error", V::S(&why))],
                 );
                 let mut r = Response::text(
                     503,
-                    "the service cannot store or read messages right now; retry later",
+                    if signing {
+                        "the service cannot sign its answer right now; retry later"
+                    } else {
+                        "the service cannot store or read messages right now; retry later"
+                    },
                 );
                 r.headers.push(("Retry-After".into(), "5".into()));
                 r

@@ -603,6 +603,93 @@ fn read(p: &Path) -> Result<Vec<u8>, (u8, String)> {
     std::fs::read(p).map_err(|e| io_err(p, e))
 }
 
+/// The service's signing key as configured: a key file (finishing first a switch of a
+/// rollover that is due, or that a crash interrupted), or the key on a PKCS#11 token (one
+/// login, never retried: a wrong PIN counts towards the token's lock-out). Every failure is
+/// exit status 2 with a message naming the configuration key.
+fn load_signing_key(c: &Config) -> Result<ls_server::service_key::SigningKey, (u8, String)> {
+    if c.key_on_token() {
+        use ls_server::service_key::{self as sk, SigningKey, TokenAccess};
+        let token = TokenAccess {
+            module: c.identity.module.as_ref().map(|m| c.path(m)),
+            pin: c.pin().map_err(cfg_err)?,
+        };
+        let cert_path = c.identity.certificate.as_ref().map(|p| c.path(p));
+        // A switch to a rollover's new key on the token that is due, or that a crash
+        // interrupted, is finished first, as with a key file.
+        if let Some(cert) = &cert_path {
+            sk::switch_if_due_on_token(cert, &token).map_err(|e| {
+                (
+                    2,
+                    format!("identity: finishing the switch to the new key: {e}"),
+                )
+            })?;
+        }
+        let identity = sk::load_token(c).map_err(|e| (2, e.to_string()))?;
+        let uri = sk::token_uri(c);
+        log::info(
+            "service_key_on_token",
+            &[
+                ("key", V::S(&config::without_query(&uri))),
+                (
+                    "certificate_sha256",
+                    V::S(&identity.certificate().sha256_fingerprint()),
+                ),
+            ],
+        );
+        if Some(uri.trim()) != c.identity.pkcs11_uri.as_deref().map(str::trim) {
+            log::warn(
+                "service_key_uri_outdated",
+                &[
+                    ("configured", V::S(&c.key_location())),
+                    ("key", V::S(&config::without_query(&uri))),
+                    (
+                        "why",
+                        "a rollover switched to a new key on the token: change \
+                         identity.pkcs11_uri to name it"
+                            .into(),
+                    ),
+                ],
+            );
+        }
+        return Ok(match cert_path {
+            Some(cert) => SigningKey::on_token(identity, cert, token),
+            // The token's certificate object: no rollover (it needs the certificate file).
+            None => SigningKey::fixed(identity),
+        });
+    }
+    let password = c.identity_password().map_err(cfg_err)?;
+    let key_path = c.path(&c.identity.key);
+    let cert_path = c.identity.certificate.as_ref().map(|p| c.path(p));
+    // A switch of the service's key that is due, or that a crash interrupted, is finished
+    // before the identity is loaded.
+    if let Some(cert) = &cert_path {
+        ls_server::service_key::switch_if_due(
+            &key_path,
+            cert,
+            password.as_deref().map(String::as_str),
+        )
+        .map_err(|e| {
+            (
+                2,
+                format!("identity: finishing the switch to the new key: {e}"),
+            )
+        })?;
+    }
+    let identity = ls_core::Identity::load(
+        &key_path,
+        cert_path.as_deref(),
+        password.as_deref().map(String::as_str),
+    )
+    .map_err(|e| (2, format!("identity: {}: {e}", key_path.display())))?;
+    Ok(ls_server::service_key::SigningKey::new(
+        identity,
+        key_path,
+        cert_path.unwrap_or_default(),
+        password,
+    ))
+}
+
 fn serve(
     cfg_path: &Path,
     listen: Option<String>,
@@ -648,30 +735,7 @@ fn serve(
         }
     }
     let store = open_store(&c, true)?;
-    let password = c.identity_password().map_err(cfg_err)?;
-    let key_path = c.path(&c.identity.key);
-    let cert_path = c.identity.certificate.as_ref().map(|p| c.path(p));
-    // A switch of the service's key that is due, or that a crash interrupted, is finished
-    // before the identity is loaded.
-    if let Some(cert) = &cert_path {
-        ls_server::service_key::switch_if_due(
-            &key_path,
-            cert,
-            password.as_deref().map(String::as_str),
-        )
-        .map_err(|e| {
-            (
-                2,
-                format!("identity: finishing the switch to the new key: {e}"),
-            )
-        })?;
-    }
-    let identity = ls_core::Identity::load(
-        &key_path,
-        cert_path.as_deref(),
-        password.as_deref().map(String::as_str),
-    )
-    .map_err(|e| (2, format!("identity: {}: {e}", key_path.display())))?;
+    let signing_key = load_signing_key(&c)?;
     let tls_cert = read(&c.path(&c.tls.certificate))?;
     let tls_key = read(&c.path(&c.tls.key))?;
     let client_ca = match &c.tls.client_ca {
@@ -697,12 +761,7 @@ fn serve(
 
     let service = Arc::new(Service {
         store,
-        identity: ls_server::service_key::SigningKey::new(
-            identity,
-            key_path.clone(),
-            cert_path.clone().unwrap_or_default(),
-            password.clone(),
-        ),
+        identity: signing_key,
         domain: c.service.domain.clone(),
         limits: ls_core::as4::xml::Limits {
             max_part: c.limits.max_message_bytes,

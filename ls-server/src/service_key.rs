@@ -12,6 +12,12 @@
 //! puts the new identity into the configured files and signs with it. Clients keep accepting
 //! the old certificate for another overlap (a duplicate push is answered with the receipt made
 //! when the message was first taken).
+//!
+//! With the signing key on a PKCS#11 token (`[identity] pkcs11_uri`) the new key is generated
+//! on the same token (non-extractable, label `layersec-service-<unix time>`), its URI recorded
+//! in the state (`next_pkcs11_uri`) and only `next.crt` written; at the switch the certificate
+//! file gets the new certificate, and from then on the key whose certificate that file holds is
+//! loaded ([`token_uri`]): the state's new URI until the configuration names it.
 
 use crate::config::Config;
 use crate::store::{content_fingerprint, AcceptLimits, Coordination, NewMessage, PartyKey, Store};
@@ -49,6 +55,10 @@ pub struct ServiceRollover {
     pub announced: Vec<String>,
     /// When the service began to sign with the new key.
     pub switched_at: Option<i64>,
+    /// With the key on a PKCS#11 token: the new key's URI (on the same token; the query of
+    /// the configured URI kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_pkcs11_uri: Option<String>,
 }
 
 fn identity_dir(key_path: &Path) -> PathBuf {
@@ -88,10 +98,20 @@ fn write_file(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
 /// The service's signing identity, which a rollover changes while the service runs.
 pub struct SigningKey {
     current: RwLock<Arc<Identity>>,
+    /// The key file; with the key on a token, the certificate file (its folder holds the
+    /// rollover's files); empty for a fixed identity.
     key_path: PathBuf,
     cert_path: PathBuf,
     password: Option<Zeroizing<String>>,
+    /// With the key on a token: the module and PIN to load the rollover's new key with.
+    token: Option<TokenAccess>,
     checked: Mutex<Option<Instant>>,
+}
+
+/// How the service reaches its token: the configured module and the PIN (wiped when dropped).
+pub struct TokenAccess {
+    pub module: Option<PathBuf>,
+    pub pin: Option<Zeroizing<String>>,
 }
 
 impl SigningKey {
@@ -106,6 +126,20 @@ impl SigningKey {
             key_path,
             cert_path,
             password,
+            token: None,
+            checked: Mutex::new(None),
+        }
+    }
+
+    /// The key on a PKCS#11 token with its certificate file `cert_path` (whose folder holds a
+    /// rollover's files): a rollover's switch loads the new key with `token`.
+    pub fn on_token(identity: Identity, cert_path: PathBuf, token: TokenAccess) -> SigningKey {
+        SigningKey {
+            current: RwLock::new(Arc::new(identity)),
+            key_path: cert_path.clone(),
+            cert_path,
+            password: None,
+            token: Some(token),
             checked: Mutex::new(None),
         }
     }
@@ -128,6 +162,10 @@ impl SigningKey {
     /// rollover, the next.
     pub fn certificates(&self) -> Vec<Certificate> {
         let mut v = vec![self.get().certificate().clone()];
+        if self.key_path.as_os_str().is_empty() {
+            // A fixed identity (on a token, or in tests): no rollover beside it.
+            return v;
+        }
         let dir = identity_dir(&self.key_path);
         if read_state(&dir).is_some_and(|s| s.switched_at.is_none()) {
             if let Ok(c) = Certificate::load(dir.join(NEXT_CERT)) {
@@ -151,7 +189,11 @@ impl SigningKey {
             *c = Some(Instant::now());
         }
         let password = self.password.as_deref().map(String::as_str);
-        let next = match switch_if_due(&self.key_path, &self.cert_path, password) {
+        let switched = match &self.token {
+            Some(t) => switch_if_due_on_token(&self.cert_path, t),
+            None => switch_if_due(&self.key_path, &self.cert_path, password),
+        };
+        let next = match switched {
             Ok(Some(next)) => next,
             Ok(None) => return,
             Err(e) => {
@@ -208,8 +250,120 @@ pub fn switch_if_due(
     Ok(Some(next))
 }
 
+/// [`switch_if_due`] for a key on a PKCS#11 token: the new key is on the token already (its
+/// URI in the state), so only the certificate file changes. Idempotent as well.
+pub fn switch_if_due_on_token(
+    cert_path: &Path,
+    token: &TokenAccess,
+) -> Result<Option<Identity>, String> {
+    let dir = identity_dir(cert_path);
+    let Some(mut st) = read_state(&dir) else {
+        return Ok(None);
+    };
+    let now = now_unix();
+    let Some(uri) = st.next_pkcs11_uri.clone() else {
+        return Ok(None);
+    };
+    if st.switched_at.is_some() || now < st.switch_at {
+        return Ok(None);
+    }
+    let cert = std::fs::read(dir.join(NEXT_CERT))
+        .map_err(|e| format!("{}: {e}", dir.join(NEXT_CERT).display()))?;
+    let next = Identity::from_pkcs11(
+        &uri,
+        token.module.as_deref(),
+        token.pin.as_deref().map(String::as_str),
+        Some(&cert),
+    )
+    .map_err(|e| {
+        format!(
+            "the new key {}: {e} (LS_{})",
+            crate::config::without_query(&uri),
+            e.code().name()
+        )
+    })?;
+    write_file(cert_path, &next.certificate().to_pem(), 0o644).map_err(|e| e.to_string())?;
+    st.switched_at = Some(now);
+    write_file(
+        &dir.join(STATE),
+        &serde_json::to_vec_pretty(&st).unwrap_or_default(),
+        0o600,
+    )
+    .map_err(|e| e.to_string())?;
+    crate::log::info(
+        "service_key_switched",
+        &[
+            (
+                "certificate_sha256",
+                crate::log::V::S(&next.certificate().sha256_fingerprint()),
+            ),
+            ("key", crate::log::V::S(&crate::config::without_query(&uri))),
+        ],
+    );
+    Ok(Some(next))
+}
+
+/// The URI of the service's key on its token: the configured one, or, once a rollover on the
+/// token has switched and the certificate file holds its new certificate, the new key's
+/// (until the configuration is changed to name it; `serve` warns meanwhile).
+pub fn token_uri(c: &Config) -> String {
+    let configured = c.identity.pkcs11_uri.clone().unwrap_or_default();
+    let Some(cert) = &c.identity.certificate else {
+        return configured;
+    };
+    let cert = c.path(cert);
+    let Some(st) = read_state(&identity_dir(&cert)) else {
+        return configured;
+    };
+    match (&st.next_pkcs11_uri, st.switched_at) {
+        (Some(next), Some(_))
+            if Certificate::load(&cert)
+                .is_ok_and(|x| x.sha256_fingerprint() == st.new_certificate_sha256) =>
+        {
+            next.clone()
+        }
+        _ => configured,
+    }
+}
+
+/// The service's key on its token as [`token_uri`] names it, with the certificate file (or the
+/// token's certificate object when none is configured).
+pub fn load_token(c: &Config) -> Result<Identity, crate::config::TokenLoadError> {
+    c.load_token_identity_at(&token_uri(c), c.identity.certificate.as_deref())
+}
+
+/// `uri` (a `pkcs11:` URI) naming the private key labelled `label` on the same token: its
+/// `object` and `id` replaced, its other attributes and its query kept.
+fn uri_with_label(uri: &str, label: &str) -> String {
+    let uri = uri.trim();
+    let (path, query) = match uri.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (uri, None),
+    };
+    let rest = path.get("pkcs11:".len()..).unwrap_or("");
+    let mut attrs: Vec<String> = rest
+        .split(';')
+        .filter(|a| {
+            let name = a.split('=').next().unwrap_or("").to_ascii_lowercase();
+            !a.is_empty() && name != "object" && name != "id" && name != "type"
+        })
+        .map(str::to_string)
+        .collect();
+    attrs.push(format!("object={label}"));
+    attrs.push("type=private".into());
+    let mut out = format!("pkcs11:{}", attrs.join(";"));
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
 /// The state of the service key's rollover, for `admin service show`.
 pub fn show(c: &Config) -> Result<Value, String> {
+    if c.key_on_token() {
+        return show_token(c);
+    }
     let key_path = c.path(&c.identity.key);
     let cert = c
         .identity
@@ -219,10 +373,133 @@ pub fn show(c: &Config) -> Result<Value, String> {
         .ok_or("identity.certificate: not set")?;
     let cert = Certificate::load(&cert).map_err(|e| format!("{}: {e}", cert.display()))?;
     Ok(json!({
+        "key_location": c.key_location(),
         "certificate_sha256": cert.sha256_fingerprint(),
         "not_after": iso8601(cert.not_after()),
         "rollover": read_state(&identity_dir(&key_path)),
     }))
+}
+
+/// `show` with the key on a PKCS#11 token: where the key is (the URI without its query), the
+/// certificate file, or else the token's certificate object (which needs the token and its
+/// PIN: one login), and the rollover.
+fn show_token(c: &Config) -> Result<Value, String> {
+    let (cert, rollover) = match &c.identity.certificate {
+        Some(p) => {
+            let p = c.path(p);
+            let cert = Certificate::load(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            (cert, read_state(&identity_dir(&p)))
+        }
+        None => (
+            c.load_token_identity()
+                .map_err(|e| e.to_string())?
+                .certificate()
+                .clone(),
+            None,
+        ),
+    };
+    Ok(json!({
+        "key_location": crate::config::without_query(&token_uri(c)),
+        "certificate_sha256": cert.sha256_fingerprint(),
+        "not_after": iso8601(cert.not_after()),
+        "rollover": rollover,
+    }))
+}
+
+/// The old and the new identity of a rollover: both from files, or both on the token.
+struct Keys {
+    old: Identity,
+    new: Identity,
+}
+
+/// A new key for a rollover and the files it writes: `next.key` (encrypted like the configured
+/// key) and `next.crt`, or on the token the key (its URI returned) and `next.crt`.
+fn new_key(
+    c: &Config,
+    old: &Identity,
+    key_type: Option<KeyType>,
+    dir: &Path,
+    now: i64,
+) -> Result<(Identity, Option<String>), String> {
+    let kt = key_type
+        .or_else(|| old.key_type())
+        .unwrap_or(KeyType::EcP256);
+    let name = old
+        .certificate()
+        .common_name()
+        .unwrap_or("Layer Security service")
+        .to_string();
+    let builder = ls_core::keys::builder::CertificateBuilder::new(
+        &name,
+        ls_core::keys::builder::CertPurpose::Party,
+    )
+    .key_type(kt)
+    .valid_days(825);
+    if !c.key_on_token() {
+        let password = c.identity_password()?;
+        let pw = password.as_deref().map(String::as_str);
+        let g = builder
+            .build(pw)
+            .map_err(|e| format!("cannot make a key: {e}"))?;
+        write_file(&dir.join(NEXT_KEY), &g.key_pem, 0o600).map_err(|e| e.to_string())?;
+        write_file(&dir.join(NEXT_CERT), &g.cert_pem, 0o644).map_err(|e| e.to_string())?;
+        return Ok((g.identity, None));
+    }
+    // On the same token as the current key, non-extractable; a label of its own. The
+    // configuration must name the current key first (the state of the last rollover, which
+    // names it meanwhile, is replaced now).
+    let current = token_uri(c);
+    if Some(current.trim()) != c.identity.pkcs11_uri.as_deref().map(str::trim) {
+        return Err(format!(
+            "identity.pkcs11_uri names the key before the last rollover; change it to {} \
+             (the key the service signs with) before the next rollover",
+            crate::config::without_query(&current)
+        ));
+    }
+    let pin = c.pin()?.ok_or(
+        "identity.pin_env / identity.pin_file: a rollover on the token needs the token's PIN",
+    )?;
+    let uri = uri_with_label(&current, &format!("layersec-service-{now}"));
+    let module = c.identity.module.as_ref().map(|m| c.path(m));
+    let key = ls_core::keys::pkcs11::Pkcs11Key::generate(&uri, module.as_deref(), &pin, kt)
+        .map_err(|e| {
+            format!(
+                "identity.pkcs11_uri: cannot make the new key {} on the token: {e} (LS_{})",
+                crate::config::without_query(&uri),
+                e.code().name()
+            )
+        })?;
+    let g = builder
+        .private_key(Arc::new(key))
+        .build(None)
+        .map_err(|e| format!("cannot make the new key's certificate: {e}"))?;
+    write_file(&dir.join(NEXT_CERT), &g.cert_pem, 0o644).map_err(|e| e.to_string())?;
+    Ok((g.identity, Some(uri)))
+}
+
+/// The current key and the rollover's new one (`next.key` or the state's URI on the token).
+fn keys_under_way(
+    c: &Config,
+    key_path: &Path,
+    cert_path: &Path,
+    dir: &Path,
+    st: &ServiceRollover,
+) -> Result<Keys, String> {
+    if let Some(uri) = &st.next_pkcs11_uri {
+        let old = load_token(c).map_err(|e| e.to_string())?;
+        let next_cert = dir.join(NEXT_CERT);
+        let new = c
+            .load_token_identity_at(uri, Some(&next_cert))
+            .map_err(|e| format!("the new key: {e}"))?;
+        return Ok(Keys { old, new });
+    }
+    let password = c.identity_password()?;
+    let pw = password.as_deref().map(String::as_str);
+    let old = Identity::load(key_path, Some(cert_path), pw)
+        .map_err(|e| format!("identity: {}: {e}", key_path.display()))?;
+    let new = Identity::load(dir.join(NEXT_KEY), Some(&dir.join(NEXT_CERT)), pw)
+        .map_err(|e| format!("the new key: {e}"))?;
+    Ok(Keys { old, new })
 }
 
 /// `admin service rollover`: a new signing key, announced to every active party with an update
@@ -233,13 +510,19 @@ pub fn start_rollover(
     overlap_secs: u64,
     key_type: Option<KeyType>,
 ) -> Result<Value, String> {
-    let key_path = c.path(&c.identity.key);
     let cert_path = c
         .identity
         .certificate
         .as_ref()
         .map(|p| c.path(p))
         .ok_or("identity.certificate: a rollover writes the key and the certificate apart")?;
+    // The rollover's files go beside the key file, or beside the certificate with the key on
+    // a token.
+    let key_path = if c.key_on_token() {
+        cert_path.clone()
+    } else {
+        c.path(&c.identity.key)
+    };
     let dir = identity_dir(&key_path);
     let now = now_unix();
     if let Some(mut s) = read_state(&dir) {
@@ -267,26 +550,18 @@ pub fn start_rollover(
                 .into(),
         );
     }
-    let password = c.identity_password()?;
-    let pw = password.as_deref().map(String::as_str);
-    let old = Identity::load(&key_path, Some(&cert_path), pw)
-        .map_err(|e| format!("identity: {}: {e}", key_path.display()))?;
-    let kt = key_type
-        .or_else(|| old.key_type())
-        .unwrap_or(KeyType::EcP256);
-    let g = ls_core::keys::builder::CertificateBuilder::new(
-        old.certificate()
-            .common_name()
-            .unwrap_or("Layer Security service"),
-        ls_core::keys::builder::CertPurpose::Party,
-    )
-    .key_type(kt)
-    .valid_days(825)
-    .build(pw)
-    .map_err(|e| format!("cannot make a key: {e}"))?;
-    let new = g.identity;
-    write_file(&dir.join(NEXT_KEY), &g.key_pem, 0o600).map_err(|e| e.to_string())?;
-    write_file(&dir.join(NEXT_CERT), &g.cert_pem, 0o644).map_err(|e| e.to_string())?;
+    let old = if c.key_on_token() {
+        load_token(c).map_err(|e| e.to_string())?
+    } else {
+        let password = c.identity_password()?;
+        Identity::load(
+            &key_path,
+            Some(&cert_path),
+            password.as_deref().map(String::as_str),
+        )
+        .map_err(|e| format!("identity: {}: {e}", key_path.display()))?
+    };
+    let (new, next_pkcs11_uri) = new_key(c, &old, key_type, &dir, now)?;
     let switch_at = now.saturating_add(overlap_secs as i64);
     let old_valid_until = switch_at.saturating_add(overlap_secs as i64);
     let mut st = ServiceRollover {
@@ -297,6 +572,7 @@ pub fn start_rollover(
         old_valid_until,
         announced: Vec::new(),
         switched_at: None,
+        next_pkcs11_uri,
     };
     let save = |st: &ServiceRollover| {
         write_file(
@@ -337,12 +613,7 @@ fn announce_missing(
     dir: &Path,
     st: &mut ServiceRollover,
 ) -> Result<Value, String> {
-    let password = c.identity_password()?;
-    let pw = password.as_deref().map(String::as_str);
-    let old = Identity::load(key_path, Some(cert_path), pw)
-        .map_err(|e| format!("identity: {}: {e}", key_path.display()))?;
-    let new = Identity::load(dir.join(NEXT_KEY), Some(&dir.join(NEXT_CERT)), pw)
-        .map_err(|e| format!("the new key: {e}"))?;
+    let Keys { old, new } = keys_under_way(c, key_path, cert_path, dir, st)?;
     let parties = store.parties(None).map_err(|e| e.to_string())?;
     let (mut now_told, mut failed) = (Vec::new(), Vec::new());
     for p in parties.iter().filter(|p| p.is_usable()) {
@@ -452,4 +723,29 @@ fn announce(
         )
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_new_keys_uri_names_the_same_token_and_a_label_of_its_own() {
+        assert_eq!(
+            uri_with_label(
+                "pkcs11:token=ls;object=svc;type=private",
+                "layersec-service-7"
+            ),
+            "pkcs11:token=ls;object=layersec-service-7;type=private"
+        );
+        // The id and the object go (the id would select the old key), the token's other
+        // attributes and the query stay.
+        assert_eq!(
+            uri_with_label(
+                " pkcs11:model=SoftHSM%20v2;id=%01%02;token=ls;Object=svc?module-path=/x.so ",
+                "n"
+            ),
+            "pkcs11:model=SoftHSM%20v2;token=ls;object=n;type=private?module-path=/x.so"
+        );
+    }
 }

@@ -286,6 +286,14 @@ fn service_on(store: Arc<dyn Store>, accept_limits: AcceptLimits) -> Arc<Service
     let identity = Identity::generate("svc.test", KeyType::EcP256, 2, None)
         .unwrap()
         .identity;
+    service_with(store, accept_limits, identity)
+}
+
+fn service_with(
+    store: Arc<dyn Store>,
+    accept_limits: AcceptLimits,
+    identity: Identity,
+) -> Arc<Service> {
     Arc::new(Service {
         store,
         identity: crate::service_key::SigningKey::fixed(identity),
@@ -1275,4 +1283,107 @@ fn a_refused_mailbox_login_backs_off() {
         );
         assert_eq!(w.service.metrics.mail.mailbox_errors.load(Relaxed), opens);
     }
+}
+
+// ---- the service's signing key unavailable (a PKCS#11 token gone) ----
+
+/// A signing key that fails as a token that went away does (`LS_ERR_TOKEN_UNAVAILABLE`) while
+/// `gone` is set, and signs in memory otherwise.
+struct VanishingKey {
+    inner: ls_core::keys::private::SoftKey,
+    gone: std::sync::atomic::AtomicBool,
+}
+
+impl ls_core::keys::private::PrivateKey for VanishingKey {
+    fn public_key(&self) -> &openssl::pkey::PKeyRef<openssl::pkey::Public> {
+        self.inner.public_key()
+    }
+    fn location(&self) -> String {
+        "pkcs11:token=gone;object=svc".into()
+    }
+    fn sign(
+        &self,
+        alg: ls_core::keys::private::SigAlg,
+        digest: ls_core::keys::private::Digest,
+        data: &[u8],
+    ) -> ls_core::Result<Vec<u8>> {
+        if self.gone.load(Relaxed) {
+            return Err(ls_core::Error::TokenUnavailable(
+                "the token is not present".into(),
+            ));
+        }
+        self.inner.sign(alg, digest, data)
+    }
+    fn decrypt(
+        &self,
+        padding: &ls_core::keys::private::RsaDecryption,
+        enc: &[u8],
+    ) -> ls_core::Result<ls_core::keys::private::Secret> {
+        self.inner.decrypt(padding, enc)
+    }
+    fn ecdh(
+        &self,
+        peer: &openssl::pkey::PKeyRef<openssl::pkey::Public>,
+    ) -> ls_core::Result<ls_core::keys::private::Secret> {
+        self.inner.ecdh(peer)
+    }
+}
+
+/// While the service's signing key is unavailable (its token gone), a push is answered 503
+/// with Retry-After (which the client takes as transient, HttpStatus 5xx) and nothing is
+/// stored: the receipt is signed before the message is accepted, so no message is taken
+/// without its receipt. A mail is left in the mailbox. Once the key is back, the same push
+/// is taken and receipted.
+#[test]
+fn a_push_whose_receipt_cannot_be_signed_is_503_and_not_stored() {
+    let g = Identity::generate("svc.test", KeyType::EcP256, 2, None).unwrap();
+    let pem = openssl::pkey::PKey::private_key_from_pem(&g.key_pem).unwrap();
+    let key = Arc::new(VanishingKey {
+        inner: ls_core::keys::private::SoftKey::new(pem).unwrap(),
+        gone: std::sync::atomic::AtomicBool::new(true),
+    });
+    let identity =
+        Identity::with_key(key.clone(), g.identity.certificate().clone(), Vec::new()).unwrap();
+    let mut w = World::new();
+    w.service = service_with(w.store.clone(), AcceptLimits::default(), identity);
+    w.gateway = gateway_for(w.service.clone(), w.smtp.clone());
+    let alice = w.party("alice", Some("alice@a.test"));
+    let _bob = w.party("bob", None);
+
+    let m = alice.message("bob", b"while the token is gone");
+    let r = w.push(&m);
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert!(
+        r.headers.iter().any(|(k, _)| k == "Retry-After"),
+        "{:?}",
+        r.headers
+    );
+    assert!(String::from_utf8_lossy(&r.body).contains("cannot sign"));
+    assert_eq!(
+        w.state(&m.message_id),
+        None,
+        "nothing accepted without a receipt"
+    );
+    // The client takes a 503 as transient: it keeps the message and tries again.
+    assert!(ls_core::Error::HttpStatus {
+        status: r.status,
+        message: String::new()
+    }
+    .is_transient());
+    // By mail: left in the mailbox for a later round, unanswered.
+    let m2 = alice.message("bob", b"by mail while the token is gone");
+    w.mail(&m2, "alice@a.test");
+    let round = w.round();
+    assert_eq!((round.mails, round.left, round.deleted), (1, 1, 0));
+    assert!(w.smtp.take().is_empty());
+    assert_eq!(w.state(&m2.message_id), None);
+
+    // The token is back: the same push is taken and answered with a receipt.
+    key.gone.store(false, Relaxed);
+    let r = w.push(&m);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(w.state(&m.message_id).as_deref(), Some("waiting"));
+    let round = w.round();
+    assert_eq!(round.deleted, 1);
+    assert_eq!(w.state(&m2.message_id).as_deref(), Some("waiting"));
 }
