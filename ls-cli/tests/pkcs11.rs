@@ -214,3 +214,97 @@ fn a_wrong_pin_is_exit_7_and_one_login() {
         "{stderr}"
     );
 }
+
+/// The `run --json` events of `c` so far whose `event` is `name`.
+fn run_events(c: &Client, name: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(c.dir.join("run.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == name)
+        .collect()
+}
+
+/// Waits up to `secs` for `run --json` of `c` to report `name`.
+fn wait_event(c: &Client, name: &str, secs: u64) -> serde_json::Value {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = run_events(c, name).pop() {
+            return v;
+        }
+        let log = std::fs::read_to_string(c.dir.join("run.log")).unwrap_or_default();
+        assert!(
+            std::time::Instant::now() < until,
+            "no {name} event within {secs} s: {log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_daemon_waits_for_a_token_that_is_not_there_and_goes_on_when_it_comes() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    std::env::set_var(PIN_ENV, PIN);
+    let bin = server_bin_beside(Path::new(LAYERSEC));
+    let mut svc = RunningService::init(&bin, "pkcs11-wait", |t| t.to_string());
+    svc.serve();
+    let erin = Client::init(Path::new(LAYERSEC), &svc, "erin", &[]);
+    erin.register(&svc, &[]);
+    let (dave, uri) = token_party(hsm, &svc, EC_TOKEN, "dave");
+    dave.ok(&["partners", "add", "erin", erin.cert.to_str().unwrap()]);
+    erin.ok(&["partners", "add", "dave", dave.cert.to_str().unwrap()]);
+    // The module only by the URI's module-path, at a place where it is not (yet).
+    let module_link = dave.dir.join("p11-module.so");
+    dave.edit_config(|t| {
+        t.lines()
+            .filter(|l| !l.starts_with("module = "))
+            .map(|l| {
+                if l.starts_with("pkcs11_uri = ") {
+                    format!(
+                        "pkcs11_uri = \"{uri}?module-path={}\"\n",
+                        module_link.display()
+                    )
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect()
+    });
+    // A one-shot command: exit 7, the module named.
+    let o = dave.cmd(&["poll", "--json"]);
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v = json(&o);
+    assert_eq!(v["error"]["name"], "LS_ERR_TOKEN_UNAVAILABLE", "{v}");
+    assert!(v.to_string().contains("p11-module.so"), "{v}");
+
+    // The daemon waits (transient), saying so, instead of ending.
+    std::fs::create_dir_all(dave.dir.join("outbox/erin")).unwrap();
+    std::fs::write(dave.dir.join("outbox/erin/order.txt"), b"order 7").unwrap();
+    let mut child = dave.spawn_run();
+    let w = wait_event(&dave, "waiting_for_token", 20);
+    assert_eq!(w["error"]["name"], "LS_ERR_TOKEN_UNAVAILABLE", "{w}");
+    assert_eq!(w["retry_in_secs"], 5, "{w}");
+    assert!(child.try_wait().unwrap().is_none(), "the daemon ended");
+    assert!(run_events(&dave, "started").is_empty());
+    // The module comes: the daemon starts within the wait and sends the outbox's document.
+    std::os::unix::fs::symlink(hsm.module(), &module_link).unwrap();
+    wait_event(&dave, "started", 30);
+    let sent = wait_event(&dave, "sent", 30);
+    assert_eq!(sent["to"], "erin", "{sent}");
+    // SIGTERM: a clean stop.
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    // Erin has it, signed by dave's token key.
+    let o = erin.ok(&["poll", "--json"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("\"sender\":\"dave\""));
+}

@@ -2,9 +2,10 @@
 //! an EC P-256 key generated on the token as non-extractable signs the service's receipts; a
 //! client sends, the recipient polls, the sender's receipt verifies against the service
 //! certificate made from the token key, and no private key of the service's identity is in a
-//! file; `admin service rollover` makes the next key on the token. At `serve` start, a wrong PIN (one login, counted with pkcs11-spy), a missing module,
-//! a key not on the token and a missing PIN variable each stop the service with exit status 2
-//! and a message naming the configuration key.
+//! file; `admin service rollover` makes the next key on the token. At `serve` start, a wrong
+//! PIN (one login, counted with pkcs11-spy), a key not on the token and a missing PIN variable
+//! each stop the service with exit status 2 and a message naming the configuration key; a
+//! module or token that is not there with 75 (EX_TEMPFAIL: a service manager restarts).
 
 use ls_core::keys::pkcs11::Pkcs11Key;
 use ls_core::{CertPurpose, Certificate, CertificateBuilder, KeyType};
@@ -340,7 +341,7 @@ fn set_identity(svc: &RunningService, identity: &str) {
 }
 
 #[test]
-fn serve_stops_with_exit_2_when_the_token_key_cannot_be_used() {
+fn serve_stops_with_exit_2_or_75_when_the_token_key_cannot_be_used() {
     let Some(hsm) = SoftHsm::get() else { return };
     // PIN_TOKEN: no other test of this process logs in to it (the service is a process of its
     // own, with its own login state, in any case).
@@ -385,7 +386,8 @@ fn serve_stops_with_exit_2_when_the_token_key_cannot_be_used() {
         ),
     }
 
-    // A module that is not there: named by identity.module.
+    // A module that is not there: the token is unavailable, a temporary failure (EX_TEMPFAIL,
+    // 75, which a service manager restarts on), the module named.
     set_identity(
         &svc,
         &format!(
@@ -393,9 +395,11 @@ fn serve_stops_with_exit_2_when_the_token_key_cannot_be_used() {
         ),
     );
     let (code, err) = serve_fails(&svc, &[]);
-    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(code, Some(75), "{err}");
     assert!(
-        err.contains("identity.module") && err.contains("/nonexistent/p11.so"),
+        err.contains("identity.pkcs11_uri")
+            && err.contains("/nonexistent/p11.so")
+            && err.contains("LS_ERR_TOKEN_UNAVAILABLE"),
         "{err}"
     );
     // Only the URI's module-path, not there: the token is unavailable.
@@ -405,8 +409,10 @@ fn serve_stops_with_exit_2_when_the_token_key_cannot_be_used() {
             "pkcs11_uri = \"{uri}?module-path=/nonexistent/p11.so\"\npin_file = \"token.pin\"\n"
         ),
     );
+    // A token that is not there may come back: a temporary failure (EX_TEMPFAIL, 75), which
+    // a service manager restarts on, unlike a configuration error (2).
     let (code, err) = serve_fails(&svc, &[]);
-    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(code, Some(75), "{err}");
     assert!(
         err.contains("identity.pkcs11_uri") && err.contains("LS_ERR_TOKEN_UNAVAILABLE"),
         "{err}"

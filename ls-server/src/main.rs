@@ -603,10 +603,14 @@ fn read(p: &Path) -> Result<Vec<u8>, (u8, String)> {
     std::fs::read(p).map_err(|e| io_err(p, e))
 }
 
+/// sysexits' EX_TEMPFAIL: a temporary failure at start (the service's token not there).
+const EXIT_TEMPFAIL: u8 = 75;
+
 /// The service's signing key as configured: a key file (finishing first a switch of a
 /// rollover that is due, or that a crash interrupted), or the key on a PKCS#11 token (one
 /// login, never retried: a wrong PIN counts towards the token's lock-out). Every failure is
-/// exit status 2 with a message naming the configuration key.
+/// exit status 2 with a message naming the configuration key, but a token that is not there
+/// ([`EXIT_TEMPFAIL`]).
 fn load_signing_key(c: &Config) -> Result<ls_server::service_key::SigningKey, (u8, String)> {
     if c.key_on_token() {
         use ls_server::service_key::{self as sk, SigningKey, TokenAccess};
@@ -625,7 +629,18 @@ fn load_signing_key(c: &Config) -> Result<ls_server::service_key::SigningKey, (u
                 )
             })?;
         }
-        let identity = sk::load_token(c).map_err(|e| (2, e.to_string()))?;
+        // A token that is not there (module not loadable, no such token) may come back: a
+        // temporary failure (EX_TEMPFAIL), which a service manager restarts on; everything
+        // else is the configuration's (exit 2, not restarted).
+        let identity = sk::load_token(c).map_err(|e| {
+            let code = match &e {
+                config::TokenLoadError::Token(_, ls_core::Error::TokenUnavailable(_)) => {
+                    EXIT_TEMPFAIL
+                }
+                _ => 2,
+            };
+            (code, e.to_string())
+        })?;
         let uri = sk::token_uri(c);
         log::info(
             "service_key_on_token",

@@ -8,6 +8,7 @@ use ls_client::Event;
 use ls_core::Error;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 fn event_text(ev: &Event) -> String {
     let err = |p: &Option<ls_client::Problem>| {
@@ -127,6 +128,56 @@ fn event_text(ev: &Event) -> String {
     }
 }
 
+/// The first wait for a token that is not there, doubled after each try up to
+/// [`TOKEN_WAIT_MAX`].
+const TOKEN_WAIT_FIRST: Duration = Duration::from_secs(5);
+const TOKEN_WAIT_MAX: Duration = Duration::from_secs(300);
+
+/// The client, loaded — or, while our key's token is not there (module not loadable, token
+/// removed: `LS_ERR_TOKEN_UNAVAILABLE`, transient), loaded again after a wait that doubles up
+/// to five minutes, each wait reported as an event (`waiting_for_token`). Any other failure
+/// (a wrong PIN among them: never tried again) ends the daemon. `None`: stopped while waiting.
+fn load_client_waiting_for_token(
+    cli: &Cli,
+    stop: &AtomicBool,
+    json: bool,
+) -> Result<Option<ls_client::Client>, Error> {
+    let mut wait = TOKEN_WAIT_FIRST;
+    loop {
+        match load_client(cli) {
+            Ok(c) => return Ok(Some(c)),
+            Err(e @ Error::TokenUnavailable(_)) => {
+                let line = if json {
+                    serde_json::json!({
+                        "event": "waiting_for_token",
+                        "error": ls_core::ErrorReport::from(&e),
+                        "retry_in_secs": wait.as_secs(),
+                    })
+                    .to_string()
+                } else {
+                    format!(
+                        "{} our key's token is not available, trying again in {} s: [{}] {}",
+                        iso(ls_core::time::now_unix()),
+                        wait.as_secs(),
+                        e.code().name(),
+                        printable(&e.to_string())
+                    )
+                };
+                let _ = print_stdout(&line);
+                let until = Instant::now() + wait;
+                while Instant::now() < until {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                wait = (wait * 2).min(TOKEN_WAIT_MAX);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 pub fn run(cli: &Cli) -> Result<(), Error> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     // The handlers first: a signal while the client loads stops it cleanly right after.
@@ -138,8 +189,10 @@ pub fn run(cli: &Cli) -> Result<(), Error> {
             .and_then(|_| signal_hook::flag::register(sig, Arc::clone(&stop)))
             .map_err(|e| io_err("cannot install the signal handlers", e))?;
     }
-    let client = load_client(cli)?;
     let json = cli.json;
+    let Some(client) = load_client_waiting_for_token(cli, &stop, json)? else {
+        return Ok(());
+    };
     client.run(&stop, |ev| {
         let line = if json {
             serde_json::to_string(ev).unwrap_or_default()
