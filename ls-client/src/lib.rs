@@ -55,7 +55,7 @@ mod rollover;
 #[cfg(test)]
 mod tests;
 
-pub use config::{Config, TemplateOptions};
+pub use config::{Config, TemplateOptions, TokenTemplate};
 pub use incoming::{IncomingFailure, PollReport, Received};
 pub use nodes::{observe_service_nodes, NodeFailure, NodeStatus, ServiceNodes};
 pub use notices::PartnerRefusal;

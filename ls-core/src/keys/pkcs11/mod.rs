@@ -467,6 +467,22 @@ impl Pkcs11Key {
         pool.sessions.push(session);
         Ok(())
     }
+
+    /// Remove the key pair from the token: the private key and the public key object with the
+    /// same label/id. For a key just made by [`Self::generate`] whose certificate could not
+    /// be written or registered, so that the same command can be run again; the key cannot
+    /// be used afterwards. Nothing else is removed (a certificate object stays).
+    pub fn destroy(&self) -> Result<()> {
+        let session = open_session(&self.ctx, self.slot, true)?;
+        let private = find_one(&session, ObjectClass::PRIVATE_KEY, &self.uri)?;
+        let public = find_one(&session, ObjectClass::PUBLIC_KEY, &self.uri)?;
+        for h in private.into_iter().chain(public) {
+            session
+                .destroy_object(h)
+                .map_err(|e| ck_error(e, "removing the key from the token"))?;
+        }
+        Ok(())
+    }
 }
 
 impl PrivateKey for Pkcs11Key {
