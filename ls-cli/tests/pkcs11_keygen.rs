@@ -408,3 +408,163 @@ fn init_with_the_key_on_a_token_enrols_and_exchanges_documents() {
     one_way(&alice, &bob, "to-bob.bin", &[7u8; 3000]);
     one_way(&bob, &alice, "to-alice.xml", b"<Order n=\"1\"/>\n");
 }
+
+/// The public key of the private key `label` on `token` (through our own loading).
+fn token_public_key(hsm: &SoftHsm, token: &str, label: &str) -> Option<Vec<u8>> {
+    Pkcs11Key::open(&hsm.uri(token, label), Some(hsm.module()), Some(PIN))
+        .ok()
+        .map(|k| k.public_key().public_key_to_der().unwrap())
+}
+
+fn cert_public_key(path: &Path) -> Vec<u8> {
+    Certificate::load(path)
+        .unwrap()
+        .public_key()
+        .unwrap()
+        .public_key_to_der()
+        .unwrap()
+}
+
+/// Whether the SignedData in `p7m` (detached: the client keeps it for the partner's receipt)
+/// carries `cert` as its signer's certificate (the partner's signed receipt, checked by the
+/// client, binds it to the signature).
+fn signed_by(p7m: &Path, cert: &Path) -> bool {
+    let p7 = openssl::pkcs7::Pkcs7::from_der(&std::fs::read(p7m).unwrap()).unwrap();
+    let want = cert_public_key(cert);
+    let certs = p7.signed().and_then(|s| s.certificates()).unwrap();
+    assert_eq!(certs.len(), 1, "one certificate in the SignedData");
+    certs
+        .iter()
+        .all(|c| c.public_key().unwrap().public_key_to_der().unwrap() == want)
+}
+
+#[test]
+fn rollover_with_the_key_on_a_token() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    std::env::set_var(PIN_ENV, PIN);
+    let bin = server_bin_beside(Path::new(LAYERSEC));
+    let mut svc = RunningService::init(&bin, "pkcs11-rollover", |t| t.to_string());
+    svc.serve();
+    let label = "kg-carol";
+    let uri = hsm.uri(EC_TOKEN, label);
+    let mut args = vec!["--key-type", "ec"];
+    let token = token_args(hsm, &uri);
+    args.extend(strs(&token));
+    let carol = Client::init(Path::new(LAYERSEC), &svc, label, &args);
+    carol.register(&svc, &[]);
+    let dave = Client::init(Path::new(LAYERSEC), &svc, "kg-dave", &["--key-type", "ec"]);
+    dave.register(&svc, &[]);
+    carol.ok(&["partners", "add", "kg-dave", dave.cert.to_str().unwrap()]);
+    dave.ok(&["partners", "add", label, carol.cert.to_str().unwrap()]);
+    let config_before = std::fs::read_to_string(&carol.config).unwrap();
+    let old_cert = carol.dir.join("old-cert.pem");
+    std::fs::copy(&carol.cert, &old_cert).unwrap();
+    let old_key = token_public_key(hsm, EC_TOKEN, label).unwrap();
+
+    // Before: signed with the old token key.
+    one_way(&carol, &dave, "before.txt", b"before the rollover\n");
+    assert!(signed_by(
+        &carol.dir.join("sent/before.txt.signed.p7m"),
+        &old_cert
+    ));
+
+    // A key file cannot replace a key on a token.
+    let o = carol.cmd(&[
+        "rollover",
+        "--key",
+        dave.dir.join("identity/key.pem").to_str().unwrap(),
+        "--cert",
+        dave.cert.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("on a PKCS#11 token") && stderr(&o).contains("--key"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The rollover: the new key made on the same token as <label>.next, non-extractable.
+    let r = json(&carol.ok(&["rollover", "--overlap-hours", "0.01", "--json"]));
+    assert_eq!(r["service"], "accepted", "{r}");
+    assert_eq!(r["phase"], "announcing", "{r}");
+    let next = format!("{label}.next");
+    assert_one_locked_key(hsm, EC_TOKEN, &next);
+    let new_cert = carol.dir.join("identity/rollover/new.crt.pem");
+    assert_eq!(
+        token_public_key(hsm, EC_TOKEN, &next).unwrap(),
+        cert_public_key(&new_cert)
+    );
+    let new_cert_copy = carol.dir.join("new-cert.pem");
+    std::fs::copy(&new_cert, &new_cert_copy).unwrap();
+    assert!(!carol.dir.join("identity/rollover/new.key.pem").exists());
+    let switch_at = r["old_valid_until"].as_i64().unwrap() - 4;
+
+    // dave, who has not polled yet, seals a document for carol's old certificate; then he
+    // polls, takes the announcement (signed by the old token key, counter-signed by the new)
+    // and answers.
+    let f = dave.dir.join("sealed-for-old.txt");
+    std::fs::write(&f, b"sealed for the old certificate\n").unwrap();
+    let v = json(&dave.ok(&["send", f.to_str().unwrap(), "--to", label, "--json"]));
+    assert_eq!(v["delivered"], true, "{v}");
+    dave.ok(&["poll"]);
+    let st = json(&dave.ok(&["status", "--json"]));
+    let upd = &st["partner_updates"][0];
+    assert_eq!(upd["partner"], label, "{st}");
+    assert_eq!(upd["decision"], "accepted", "{st}");
+    assert_eq!(
+        cert_public_key(&dave.dir.join(format!("partners/{label}.crt"))),
+        cert_public_key(&new_cert_copy),
+        "dave holds carol's new certificate"
+    );
+
+    // The overlap is nearly over: carol's next poll switches before it reads what came
+    // (the document sealed for the old certificate, then dave's answer).
+    while ls_core::time::now_unix() < switch_at {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let o = carol.ok(&["poll", "--json"]);
+    let got: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v.get("path").is_some())
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}\n{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(got[0]["path"].as_str().unwrap()).unwrap(),
+        b"sealed for the old certificate\n",
+        "opened with the previous key, still on the token"
+    );
+    let st = json(&carol.ok(&["status", "--json"]));
+    assert!(!st["rollover"]["switched_at"].is_null(), "{st}");
+    assert_eq!(st["key_location"], uri.as_str(), "{st}");
+
+    // On the token: <label> is the new key, the old one is <label>.previous-<sha>, no .next;
+    // the configuration is as it was, the certificate file is the new one.
+    assert_eq!(
+        token_public_key(hsm, EC_TOKEN, label).unwrap(),
+        cert_public_key(&new_cert_copy)
+    );
+    assert!(token_public_key(hsm, EC_TOKEN, &next).is_none());
+    let old_sha = Certificate::load(&old_cert).unwrap().sha256_fingerprint();
+    let previous = format!("{label}.previous-{}", &old_sha[..16]);
+    assert_eq!(token_public_key(hsm, EC_TOKEN, &previous).unwrap(), old_key);
+    assert_one_locked_key(hsm, EC_TOKEN, label);
+    assert_one_locked_key(hsm, EC_TOKEN, &previous);
+    assert_eq!(
+        std::fs::read_to_string(&carol.config).unwrap(),
+        config_before
+    );
+    assert_eq!(
+        cert_public_key(&carol.cert),
+        cert_public_key(&new_cert_copy)
+    );
+
+    // After: signed with the new token key, received by dave.
+    one_way(&carol, &dave, "after.txt", b"after the rollover\n");
+    let signed = carol.dir.join("sent/after.txt.signed.p7m");
+    assert!(
+        signed_by(&signed, &new_cert_copy),
+        "signed with the new key"
+    );
+    assert!(!signed_by(&signed, &old_cert));
+}

@@ -339,7 +339,7 @@ impl Client {
                 &cfg.folders.state.join("rollover.lock"),
                 Duration::from_secs(10),
             )?;
-            if rollover::keys::pending_paths(&cfg).0.exists() {
+            if rollover::keys::pending_exists(&cfg) {
                 rollover::keys::install_pending(&cfg)?;
             }
         }
