@@ -568,3 +568,66 @@ fn rollover_with_the_key_on_a_token() {
     );
     assert!(!signed_by(&signed, &old_cert));
 }
+
+#[test]
+fn a_switch_on_the_token_interrupted_by_a_crash_is_finished_by_the_next_run() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    std::env::set_var(PIN_ENV, PIN);
+    let bin = server_bin_beside(Path::new(LAYERSEC));
+    let mut svc = RunningService::init(&bin, "pkcs11-switch", |t| t.to_string());
+    svc.serve();
+    let label = "kg-erin";
+    let uri = hsm.uri(EC_TOKEN, label);
+    let mut args = vec!["--key-type", "ec"];
+    let token = token_args(hsm, &uri);
+    args.extend(strs(&token));
+    let erin = Client::init(Path::new(LAYERSEC), &svc, label, &args);
+    erin.register(&svc, &[]);
+    let frank = Client::init(Path::new(LAYERSEC), &svc, "kg-frank", &["--key-type", "ec"]);
+    frank.register(&svc, &[]);
+    erin.ok(&["partners", "add", "kg-frank", frank.cert.to_str().unwrap()]);
+    frank.ok(&["partners", "add", label, erin.cert.to_str().unwrap()]);
+    let old_key = token_public_key(hsm, EC_TOKEN, label).unwrap();
+    let old_sha = Certificate::load(&erin.cert).unwrap().sha256_fingerprint();
+
+    let r = json(&erin.ok(&["rollover", "--json"]));
+    assert_eq!(r["phase"], "announcing", "{r}");
+    let new_key = token_public_key(hsm, EC_TOKEN, &format!("{label}.next")).unwrap();
+    frank.ok(&["poll"]);
+
+    // The process switching was killed after it recorded the old key as previous, moved the
+    // old key pair's label and saved the phase, before the new key got the label: the
+    // configured URI names no key now.
+    let previous = format!("{label}.previous-{}", &old_sha[..16]);
+    let prev_dir = erin.dir.join("identity/previous");
+    std::fs::create_dir_all(&prev_dir).unwrap();
+    std::fs::copy(&erin.cert, prev_dir.join(format!("{old_sha}.crt.pem"))).unwrap();
+    std::fs::write(
+        prev_dir.join(format!("{old_sha}.uri")),
+        format!("pkcs11:token={EC_TOKEN};type=private;object={previous}"),
+    )
+    .unwrap();
+    let n = Pkcs11Key::relabel(&uri, Some(hsm.module()), Some(PIN), &previous).unwrap();
+    assert_eq!(n, 2, "the private and the public key object");
+    let state = erin.dir.join("state/rollover.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    assert!(text.contains("\"announcing\""), "{text}");
+    std::fs::write(&state, text.replace("\"announcing\"", "\"switching\"")).unwrap();
+    assert!(token_public_key(hsm, EC_TOKEN, label).is_none());
+
+    // The next run finishes the switch: the new key has the label, the certificate file is
+    // the new certificate, the old key is the previous one.
+    let st = json(&erin.ok(&["status", "--json"]));
+    assert_eq!(token_public_key(hsm, EC_TOKEN, label).unwrap(), new_key, "{st}");
+    assert!(token_public_key(hsm, EC_TOKEN, &format!("{label}.next")).is_none());
+    assert_eq!(token_public_key(hsm, EC_TOKEN, &previous).unwrap(), old_key);
+    assert_eq!(cert_public_key(&erin.cert), new_key);
+    erin.ok(&["poll"]);
+    let st = json(&erin.ok(&["status", "--json"]));
+    assert_eq!(st["rollover"]["phase"], "switched", "{st}");
+    one_way(&erin, &frank, "after-crash.txt", b"signed with the new key\n");
+    assert!(signed_by(
+        &erin.dir.join("sent/after-crash.txt.signed.p7m"),
+        &erin.cert
+    ));
+}

@@ -128,10 +128,22 @@ fn read_uri(path: &Path) -> Result<String> {
         .to_string())
 }
 
-/// The new identity of a rollover under way (`None` when its files are not there).
+/// The new identity of a rollover under way (`None` when its files are not there, or once it
+/// was installed: it has the configured label and certificate then, and no key is left under
+/// its pending URI).
 pub(crate) fn load_pending(cfg: &Config) -> Result<Option<Identity>> {
     let (u, c) = (pending_uri_path(cfg), super::keys::pending_paths(cfg).1);
     if !u.exists() || !c.exists() {
+        return Ok(None);
+    }
+    let installed = cfg
+        .identity
+        .certificate
+        .as_deref()
+        .and_then(|f| Certificate::load(f).ok())
+        .zip(Certificate::load(&c).ok())
+        .is_some_and(|(current, new)| current == new);
+    if installed {
         return Ok(None);
     }
     load(cfg, &read_uri(&u)?, &c).map(Some)
