@@ -454,8 +454,13 @@ fn rollover_with_the_key_on_a_token() {
     carol.register(&svc, &[]);
     let dave = Client::init(Path::new(LAYERSEC), &svc, "kg-dave", &["--key-type", "ec"]);
     dave.register(&svc, &[]);
-    carol.ok(&["partners", "add", "kg-dave", dave.cert.to_str().unwrap()]);
-    dave.ok(&["partners", "add", label, carol.cert.to_str().unwrap()]);
+    // gina is offline during the rollover: she keeps carol's old certificate.
+    let gina = Client::init(Path::new(LAYERSEC), &svc, "kg-gina", &["--key-type", "ec"]);
+    gina.register(&svc, &[]);
+    for p in [&dave, &gina] {
+        carol.ok(&["partners", "add", &p.id, p.cert.to_str().unwrap()]);
+        p.ok(&["partners", "add", label, carol.cert.to_str().unwrap()]);
+    }
     let config_before = std::fs::read_to_string(&carol.config).unwrap();
     let old_cert = carol.dir.join("old-cert.pem");
     std::fs::copy(&carol.cert, &old_cert).unwrap();
@@ -497,15 +502,12 @@ fn rollover_with_the_key_on_a_token() {
     let new_cert_copy = carol.dir.join("new-cert.pem");
     std::fs::copy(&new_cert, &new_cert_copy).unwrap();
     assert!(!carol.dir.join("identity/rollover/new.key.pem").exists());
-    let switch_at = r["old_valid_until"].as_i64().unwrap() - 4;
+    // As the client decides it: a tenth of the overlap (at most an hour) before its end.
+    let margin = (r["overlap_secs"].as_i64().unwrap() / 10).min(3600);
+    let switch_at = r["old_valid_until"].as_i64().unwrap() - margin;
 
-    // dave, who has not polled yet, seals a document for carol's old certificate; then he
-    // polls, takes the announcement (signed by the old token key, counter-signed by the new)
-    // and answers.
-    let f = dave.dir.join("sealed-for-old.txt");
-    std::fs::write(&f, b"sealed for the old certificate\n").unwrap();
-    let v = json(&dave.ok(&["send", f.to_str().unwrap(), "--to", label, "--json"]));
-    assert_eq!(v["delivered"], true, "{v}");
+    // dave polls, takes the announcement (signed by the old token key, counter-signed by the
+    // new) and answers.
     dave.ok(&["poll"]);
     let st = json(&dave.ok(&["status", "--json"]));
     let upd = &st["partner_updates"][0];
@@ -517,11 +519,20 @@ fn rollover_with_the_key_on_a_token() {
         "dave holds carol's new certificate"
     );
 
-    // The overlap is nearly over: carol's next poll switches before it reads what came
-    // (the document sealed for the old certificate, then dave's answer).
+    // gina does not answer: carol switches when the overlap is nearly over.
     while ls_core::time::now_unix() < switch_at {
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
+    carol.ok(&["poll"]);
+    let st = json(&carol.ok(&["status", "--json"]));
+    assert_eq!(st["rollover"]["phase"], "switched", "{st}");
+
+    // gina, still offline for the update, seals a document for carol's old certificate:
+    // carol's previous key, still on the token, opens it.
+    let f = gina.dir.join("sealed-for-old.txt");
+    std::fs::write(&f, b"sealed for the old certificate\n").unwrap();
+    let v = json(&gina.ok(&["send", f.to_str().unwrap(), "--to", label, "--json"]));
+    assert_eq!(v["delivered"], true, "{v}");
     let o = carol.ok(&["poll", "--json"]);
     let got: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
         .lines()
@@ -529,6 +540,7 @@ fn rollover_with_the_key_on_a_token() {
         .filter(|v: &serde_json::Value| v.get("path").is_some())
         .collect();
     assert_eq!(got.len(), 1, "{got:?}\n{}", stderr(&o));
+    assert_eq!(got[0]["sender"], "kg-gina");
     assert_eq!(
         std::fs::read(got[0]["path"].as_str().unwrap()).unwrap(),
         b"sealed for the old certificate\n",
