@@ -830,7 +830,12 @@ with the new key once the service and every partner accepted it, or when the ove
 nearly over (a tenth of it, at most an hour, before its end). `layersec status` shows the \
 state per partner (pending, accepted, rejected, offline); `layersec run` (or `poll`) takes \
 the answers and switches. Exit 9 when the service could not be reached: the rollover waits, \
-and the same command (or `run`) continues it.",
+and the same command (or `run`) continues it.\n\n\
+With [identity] pkcs11_uri (the key on a PKCS#11 token, named by object=), the new key pair is \
+made on the same token (sensitive, never extractable) as <label>.next; at the switch the old \
+key pair becomes <label>.previous-<16 hex digits of its certificate's SHA-256> (it still \
+opens what was sealed for it) and the new one <label>, so the configuration stays as it is. \
+--key/--cert are refused then.",
     after_help = "Example:\n  layersec rollover --overlap-hours 48",
     after_long_help = concat!(
         "Examples:\n",

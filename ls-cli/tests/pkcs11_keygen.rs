@@ -630,14 +630,23 @@ fn a_switch_on_the_token_interrupted_by_a_crash_is_finished_by_the_next_run() {
     // The next run finishes the switch: the new key has the label, the certificate file is
     // the new certificate, the old key is the previous one.
     let st = json(&erin.ok(&["status", "--json"]));
-    assert_eq!(token_public_key(hsm, EC_TOKEN, label).unwrap(), new_key, "{st}");
+    assert_eq!(
+        token_public_key(hsm, EC_TOKEN, label).unwrap(),
+        new_key,
+        "{st}"
+    );
     assert!(token_public_key(hsm, EC_TOKEN, &format!("{label}.next")).is_none());
     assert_eq!(token_public_key(hsm, EC_TOKEN, &previous).unwrap(), old_key);
     assert_eq!(cert_public_key(&erin.cert), new_key);
     erin.ok(&["poll"]);
     let st = json(&erin.ok(&["status", "--json"]));
     assert_eq!(st["rollover"]["phase"], "switched", "{st}");
-    one_way(&erin, &frank, "after-crash.txt", b"signed with the new key\n");
+    one_way(
+        &erin,
+        &frank,
+        "after-crash.txt",
+        b"signed with the new key\n",
+    );
     assert!(signed_by(
         &erin.dir.join("sent/after-crash.txt.signed.p7m"),
         &erin.cert

@@ -999,8 +999,8 @@ impl Config {
         if id.auto_rollover_days > 0 {
             return Err(self.invalid(
                 "identity.auto_rollover_days",
-                "a rollover writes a new key file; with the identity's key on a PKCS#11 token \
-                 (pkcs11_uri) it is not supported: leave auto_rollover_days out or 0",
+                "the daemon does not roll over a key on a PKCS#11 token (pkcs11_uri) by \
+                 itself: leave auto_rollover_days out or 0, and run `layersec rollover`",
             ));
         }
         if self.service.client_key.is_some() {
@@ -1324,9 +1324,10 @@ impl Config {
                  # the password settings: an RFC 7512 URI (no pin-value in it), the module\n\
                  # (wins over a module-path in the URI), and the token's PIN from an environment\n\
                  # variable or a file's first line, never here. certificate may then be left\n\
-                 # out: the token's certificate object with the key's label or id is used. A key\n\
-                 # on a token cannot roll over (layersec rollover, auto_rollover_days) and\n\
-                 # cannot be used with a TLS client key ([service] client_key).\n\
+                 # out: the token's certificate object with the key's label or id is used.\n\
+                 # `layersec rollover` makes the new key on the same token (the URI must name\n\
+                 # the key by object= and certificate be given); auto_rollover_days and a TLS\n\
+                 # client key ([service] client_key) are not available with a token.\n\
                  # pkcs11_uri = \"pkcs11:token=layersec;object=signing-key;type=private\"\n\
                  # module = \"/usr/lib/softhsm/libsofthsm2.so\"\n\
                  # pin_env = \"LAYERSEC_TOKEN_PIN\"\n\
@@ -1344,9 +1345,9 @@ impl Config {
                  module = {}\n\
                  certificate = {}\n\
                  # The token's PIN: the name of an environment variable, or a file whose first\n\
-                 # line is the PIN; never here. A key on a token cannot roll over (layersec\n\
-                 # rollover, auto_rollover_days) and cannot be used with a TLS client key\n\
-                 # ([service] client_key).\n\
+                 # line is the PIN; never here. `layersec rollover` makes the new key on the\n\
+                 # same token and moves the label to it; auto_rollover_days and a TLS client\n\
+                 # key ([service] client_key) are not available with a token.\n\
                  {}{}",
                 q(&k.pkcs11_uri),
                 q(&k.module),
@@ -2006,7 +2007,7 @@ mod tests {
             (
                 token("pin_env = \"P\"\nauto_rollover_days = 30\n"),
                 "identity.auto_rollover_days:",
-                "not supported",
+                "layersec rollover",
             ),
             (
                 token("pin_env = \"P\"\n").replace(
