@@ -145,6 +145,28 @@ pub struct PassArgs {
     pub pass_file: Option<PathBuf>,
 }
 
+/// A key pair made on a PKCS#11 token instead of in a file (`keygen`, `init`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct TokenArgs {
+    /// Make the key pair on a PKCS#11 token (an HSM, a smart card) instead of in a file: the
+    /// RFC 7512 URI of the new key, naming it with object= (label) and/or id=, no pin-value.
+    /// The key is sensitive and never extractable; no key file is written.
+    #[arg(long, value_name = "URI")]
+    pub pkcs11: Option<String>,
+
+    /// With --pkcs11: the token's PKCS#11 module (wins over a module-path in the URI).
+    #[arg(long, value_name = "PATH")]
+    pub module: Option<PathBuf>,
+
+    /// With --pkcs11: read the token's PIN from the environment variable VAR.
+    #[arg(long, value_name = "VAR", conflicts_with = "pin_file")]
+    pub pin_env: Option<String>,
+
+    /// With --pkcs11: read the token's PIN from the first line of FILE.
+    #[arg(long, value_name = "FILE")]
+    pub pin_file: Option<PathBuf>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum KeyKind {
     /// RSA (2048, 3072 or 4096 bits)
@@ -206,12 +228,23 @@ with AES-256 when a password is given, file mode 0600), a self-signed certificat
 Writes DIR/ID.key.pem, DIR/ID.cert.pem and DIR/ID.csr.pem (DIR is created when missing). \
 Refuses to replace existing files unless --force is given. Prints the paths and the \
 certificate's SHA-256 fingerprint (give the fingerprint to your partners out of band, \
-so they can check the certificate you send them).",
+so they can check the certificate you send them).\n\n\
+With --pkcs11 URI --module PATH and --pin-env VAR or --pin-file FILE, the key pair is made \
+on the PKCS#11 token instead (private, sensitive, never extractable; labelled with the \
+URI's object= and id=), and the certificate and the request are signed by it there: only \
+DIR/ID.cert.pem and DIR/ID.csr.pem are written. A key already on the token with that \
+label/id is refused, not replaced (also with --force); --pass-env/--pass-file are refused \
+(the key has no password). A module that cannot be loaded or a wrong PIN is exit 7 (the \
+PIN is tried once).",
     after_help = "Example:\n  ACME_KEY_PASS=… layersec keygen --party acme --out keys --pass-env ACME_KEY_PASS",
     after_long_help = concat!(
         "Examples:\n",
         "  layersec keygen --party acme --out keys --pass-env ACME_KEY_PASS\n",
         "  layersec keygen --party acme --out keys --key-type ec --days 365 --pass-file acme.pass\n",
+        "  # the key on a token (here SoftHSM2), the PIN from $ACME_PIN:\n",
+        "  layersec keygen --party acme --out keys --key-type ec \\\n",
+        "      --pkcs11 'pkcs11:token=layersec;object=acme;type=private' \\\n",
+        "      --module /usr/lib/softhsm/libsofthsm2.so --pin-env ACME_PIN\n",
         "  layersec keygen --party acme --out keys --json --pass-env ACME_KEY_PASS\n\n",
         exit_codes!(),
     ),
@@ -242,6 +275,9 @@ pub struct KeygenArgs {
 
     #[command(flatten)]
     pub pass: PassArgs,
+
+    #[command(flatten)]
+    pub token: TokenArgs,
 
     /// Replace existing key, certificate and request files.
     #[arg(long)]
@@ -594,7 +630,15 @@ is needed: init fetches the service's signing certificate over TLS (refusing one
 from --service-cert, else printing its SHA-256 to compare), registers our certificate at the \
 service with a request signed by the new key, and writes the files only once the service's \
 signed answer checked; a refused enrolment writes nothing (exit 10; 9 when the service could \
-not be reached or locked us out for now).",
+not be reached or locked us out for now).\n\n\
+With --pkcs11 URI --module PATH and --pin-env VAR or --pin-file FILE, the key pair is made \
+on the PKCS#11 token instead of DIR/identity/key.pem (private, sensitive, never \
+extractable; labelled with the URI's object= and id=; a key already there with that \
+label/id is refused), the certificate is signed by it, and layersec.toml's [identity] \
+names it: pkcs11_uri, module, and pin_env or pin_file (the PIN itself is never written). \
+--pass-env is refused with it. A module that cannot be loaded or a wrong PIN is exit 7 (the \
+PIN is tried once). If the command fails after the key was made, the key is removed from \
+the token again.",
     after_help = "Examples:\n  layersec init --party acme --service https://ls.example:8443/as4 --service-cert service.crt\n  layersec init --party acme --service https://ls.example:8443/as4 --enrol 7K2Q-M9XD-0A1B-CDEF-GHJK-MNPZ",
     after_long_help = concat!(
         "Examples:\n",
@@ -604,7 +648,11 @@ not be reached or locked us out for now).",
         "  # in /srv/acme, RSA, the key encrypted, a self-signed service trusted for TLS:\n",
         "  ACME_KEY_PASS=… layersec init --party acme --service https://ls.example:8443/as4 \\\n",
         "      --dir /srv/acme --key-type rsa3072 --pass-env ACME_KEY_PASS \\\n",
-        "      --service-cert service.crt --ca-file service-tls.crt --json\n\n",
+        "      --service-cert service.crt --ca-file service-tls.crt --json\n",
+        "  # the key on a token, the PIN from $ACME_PIN (also when the commands run):\n",
+        "  layersec init --party acme --service https://ls.example:8443/as4 --enrol - \\\n",
+        "      --pkcs11 'pkcs11:token=layersec;object=acme;type=private' \\\n",
+        "      --module /usr/lib/softhsm/libsofthsm2.so --pin-env ACME_PIN\n\n",
         exit_codes!(),
     ),
 )]
@@ -646,6 +694,9 @@ pub struct InitArgs {
     /// VAR (`password_env`), so the commands need it set too.
     #[arg(long, value_name = "VAR")]
     pub pass_env: Option<String>,
+
+    #[command(flatten)]
+    pub token: TokenArgs,
 
     /// Replace an existing configuration, identity and service certificates.
     #[arg(long)]
@@ -779,7 +830,12 @@ with the new key once the service and every partner accepted it, or when the ove
 nearly over (a tenth of it, at most an hour, before its end). `layersec status` shows the \
 state per partner (pending, accepted, rejected, offline); `layersec run` (or `poll`) takes \
 the answers and switches. Exit 9 when the service could not be reached: the rollover waits, \
-and the same command (or `run`) continues it.",
+and the same command (or `run`) continues it.\n\n\
+With [identity] pkcs11_uri (the key on a PKCS#11 token, named by object=), the new key pair is \
+made on the same token (sensitive, never extractable) as <label>.next; at the switch the old \
+key pair becomes <label>.previous-<16 hex digits of its certificate's SHA-256> (it still \
+opens what was sealed for it) and the new one <label>, so the configuration stays as it is. \
+--key/--cert are refused then.",
     after_help = "Example:\n  layersec rollover --overlap-hours 48",
     after_long_help = concat!(
         "Examples:\n",

@@ -998,8 +998,8 @@ impl Config {
         if id.auto_rollover_days > 0 {
             return Err(self.invalid(
                 "identity.auto_rollover_days",
-                "a rollover writes a new key file; with the identity's key on a PKCS#11 token \
-                 (pkcs11_uri) it is not supported: leave auto_rollover_days out or 0",
+                "the daemon does not roll over a key on a PKCS#11 token (pkcs11_uri) by \
+                 itself: leave auto_rollover_days out or 0, and run `layersec rollover`",
             ));
         }
         if self.service.client_key.is_some() {
@@ -1309,27 +1309,55 @@ impl Config {
              # domain = \"example.com\"\n\n",
             q(&t.party_id)
         ));
+        let key_lines = match &t.token {
+            None => format!(
+                "# Our private key (PEM, or a PKCS#12 file without a separate certificate) and\n\
+                 # certificate. They sign what we send and open what partners seal for us.\n\
+                 key = {}\n\
+                 certificate = {}\n\
+                 # The key's password: the name of an environment variable, or a file whose\n\
+                 # first line is the password. Leave both out for a key without password.\n\
+                 {}\
+                 # password_file = \"secrets/key-password\"\n\
+                 # Or the key on a PKCS#11 token (an HSM, a smart card), instead of key and\n\
+                 # the password settings: an RFC 7512 URI (no pin-value in it), the module\n\
+                 # (wins over a module-path in the URI), and the token's PIN from an environment\n\
+                 # variable or a file's first line, never here. certificate may then be left\n\
+                 # out: the token's certificate object with the key's label or id is used.\n\
+                 # `layersec rollover` makes the new key on the same token (the URI must name\n\
+                 # the key by object= and certificate be given); auto_rollover_days and a TLS\n\
+                 # client key ([service] client_key) are not available with a token.\n\
+                 # pkcs11_uri = \"pkcs11:token=layersec;object=signing-key;type=private\"\n\
+                 # module = \"/usr/lib/softhsm/libsofthsm2.so\"\n\
+                 # pin_env = \"LAYERSEC_TOKEN_PIN\"\n\
+                 # pin_file = \"secrets/token-pin\"\n",
+                q(&t.key),
+                q(&t.certificate),
+                opt("password_env", &t.password_env, "LAYERSEC_KEY_PASSWORD"),
+            ),
+            Some(k) => format!(
+                "# Our private key, on a PKCS#11 token (an HSM, a smart card; made there, never\n\
+                 # extractable): its RFC 7512 URI (no pin-value in it) and the token's module\n\
+                 # (wins over a module-path in the URI). With our certificate it signs what we\n\
+                 # send and opens what partners seal for us.\n\
+                 pkcs11_uri = {}\n\
+                 module = {}\n\
+                 certificate = {}\n\
+                 # The token's PIN: the name of an environment variable, or a file whose first\n\
+                 # line is the PIN; never here. `layersec rollover` makes the new key on the\n\
+                 # same token and moves the label to it; auto_rollover_days and a TLS client\n\
+                 # key ([service] client_key) are not available with a token.\n\
+                 {}{}",
+                q(&k.pkcs11_uri),
+                q(&k.module),
+                q(&t.certificate),
+                opt("pin_env", &k.pin_env, "LAYERSEC_TOKEN_PIN"),
+                opt("pin_file", &k.pin_file, "secrets/token-pin"),
+            ),
+        };
         s.push_str(&format!(
             "[identity]\n\
-             # Our private key (PEM, or a PKCS#12 file without a separate certificate) and\n\
-             # certificate. They sign what we send and open what partners seal for us.\n\
-             key = {}\n\
-             certificate = {}\n\
-             # The key's password: the name of an environment variable, or a file whose\n\
-             # first line is the password. Leave both out for a key without password.\n\
-             {}\
-             # password_file = \"secrets/key-password\"\n\
-             # Or the key on a PKCS#11 token (an HSM, a smart card), instead of key and\n\
-             # the password settings: an RFC 7512 URI (no pin-value in it), the module\n\
-             # (wins over a module-path in the URI), and the token's PIN from an environment\n\
-             # variable or a file's first line, never here. certificate may then be left\n\
-             # out: the token's certificate object with the key's label or id is used. A key\n\
-             # on a token cannot roll over (layersec rollover, auto_rollover_days) and\n\
-             # cannot be used with a TLS client key ([service] client_key).\n\
-             # pkcs11_uri = \"pkcs11:token=layersec;object=signing-key;type=private\"\n\
-             # module = \"/usr/lib/softhsm/libsofthsm2.so\"\n\
-             # pin_env = \"LAYERSEC_TOKEN_PIN\"\n\
-             # pin_file = \"secrets/token-pin\"\n\
+             {key_lines}\
              # `layersec status` warns this many days before the certificate expires.\n\
              # expiry_warning_days = 30\n\
              # `layersec run` rolls over to a new key by itself this many days before the\n\
@@ -1337,9 +1365,6 @@ impl Config {
              # auto_rollover_days = 0\n\
              # How long the old certificate stays valid in a rollover, in hours.\n\
              # rollover_overlap_hours = 168\n\n",
-            q(&t.key),
-            q(&t.certificate),
-            opt("password_env", &t.password_env, "LAYERSEC_KEY_PASSWORD"),
         ));
         s.push_str(&format!(
             "[service]\n\
@@ -1470,6 +1495,20 @@ pub struct TemplateOptions {
     pub password_env: Option<String>,
     pub ca_file: Option<String>,
     pub pinned_sha256: Option<String>,
+    /// The key on a PKCS#11 token instead of `key` and `password_env` (`layersec init
+    /// --pkcs11`).
+    pub token: Option<TokenTemplate>,
+}
+
+/// `[identity]` naming a key on a PKCS#11 token, for [`TemplateOptions::token`].
+#[derive(Clone, Debug, Default)]
+pub struct TokenTemplate {
+    pub pkcs11_uri: String,
+    pub module: String,
+    /// The environment variable of the PIN, or else
+    pub pin_env: Option<String>,
+    /// the file whose first line is the PIN.
+    pub pin_file: Option<String>,
 }
 
 impl TemplateOptions {
@@ -1486,6 +1525,7 @@ impl TemplateOptions {
             password_env: None,
             ca_file: None,
             pinned_sha256: None,
+            token: None,
         }
     }
 }
@@ -1961,7 +2001,7 @@ mod tests {
             (
                 token("pin_env = \"P\"\nauto_rollover_days = 30\n"),
                 "identity.auto_rollover_days:",
-                "not supported",
+                "layersec rollover",
             ),
             (
                 token("pin_env = \"P\"\n").replace(

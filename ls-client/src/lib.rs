@@ -55,7 +55,7 @@ mod rollover;
 #[cfg(test)]
 mod tests;
 
-pub use config::{Config, TemplateOptions};
+pub use config::{Config, TemplateOptions, TokenTemplate};
 pub use incoming::{IncomingFailure, PollReport, Received};
 pub use nodes::{observe_service_nodes, NodeFailure, NodeStatus, ServiceNodes};
 pub use notices::PartnerRefusal;
@@ -339,7 +339,7 @@ impl Client {
                 &cfg.folders.state.join("rollover.lock"),
                 Duration::from_secs(10),
             )?;
-            if rollover::keys::pending_paths(&cfg).0.exists() {
+            if rollover::keys::pending_exists(&cfg) {
                 rollover::keys::install_pending(&cfg)?;
             }
         }

@@ -1,11 +1,12 @@
-//! `layersec init`: a client's configuration, identity, service certificates and folders.
+//! `layersec init`: a client's configuration, identity (the key in a file, or made on a
+//! PKCS#11 token with `--pkcs11`), service certificates and folders.
 
-use super::commit_all;
+use super::{commit_all, token};
 use crate::cli::{Cli, InitArgs, InitKeyType, PassArgs};
 use crate::fsio::{self, io_err, print_stdout, read_input, usage};
 use crate::output::{info, iso, print_json_pretty, printable, stderr_line};
 use ls_client::enrol::{EnrolTarget, Enroller};
-use ls_client::{Config, TemplateOptions};
+use ls_client::{Config, TemplateOptions, TokenTemplate};
 use ls_core::{Certificate, Error, Identity, KeyType};
 use serde_json::json;
 use std::path::Path;
@@ -46,6 +47,7 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
         Some(typed) => Some(enrolment_code(typed)?),
         None => None,
     };
+    let token = token::plan(&a.token, a.pass_env.as_ref().map(|_| "--pass-env"))?;
     let password = match &a.pass_env {
         Some(var) => {
             if var.is_empty() || var.contains(['=', '\0']) {
@@ -90,6 +92,12 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
     let mut t = TemplateOptions::new(party, url);
     t.password_env = a.pass_env.clone();
     t.pinned_sha256 = a.pin.clone();
+    t.token = token.as_ref().map(|k| TokenTemplate {
+        pkcs11_uri: k.uri.clone(),
+        module: k.module.display().to_string(),
+        pin_env: k.pin_env.clone(),
+        pin_file: k.pin_file.as_ref().map(|f| f.display().to_string()),
+    });
     if ca_pem.is_some() {
         t.ca_file = Some("service/ca.crt".into());
     }
@@ -100,7 +108,10 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
     let cert_file = dir.join(&t.certificate);
     let service_file = dir.join(&t.service_certificate);
     let ca_file = t.ca_file.as_ref().map(|c| dir.join(c));
-    let mut targets = vec![&config_file, &key_file, &cert_file];
+    let mut targets = vec![&config_file, &cert_file];
+    if token.is_none() {
+        targets.push(&key_file);
+    }
     if service_cert.is_some() || code.is_some() {
         targets.push(&service_file);
     }
@@ -187,12 +198,23 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
         InitKeyType::Rsa3072 => KeyType::Rsa(3072),
         InitKeyType::Rsa4096 => KeyType::Rsa(4096),
     };
-    let g = Identity::generate(
-        party,
-        key_type,
-        a.days,
-        password.as_ref().map(|p| p.as_str()),
-    )?;
+    // A key made on the token is removed again when anything below fails (a refused
+    // enrolment too: the same command can then be run again).
+    let (token_key, g) = match &token {
+        Some(k) => {
+            let (made, g) = k.generate(party, key_type, a.days)?;
+            (Some(made), g)
+        }
+        None => (
+            None,
+            Identity::generate(
+                party,
+                key_type,
+                a.days,
+                password.as_ref().map(|p| p.as_str()),
+            )?,
+        ),
+    };
     let existing = if a.force {
         fsio::Existing::Replace
     } else {
@@ -200,10 +222,17 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
     };
     let template = Config::template(&t);
     // Stage everything, then move it into place, the configuration last; undo on failure.
-    let mut staged = vec![
-        fsio::stage(&key_file, &g.key_pem, 0o600, false, existing)?,
-        fsio::stage(&cert_file, &g.cert_pem, 0o644, false, existing)?,
-    ];
+    let mut staged = Vec::new();
+    if token_key.is_none() {
+        staged.push(fsio::stage(&key_file, &g.key_pem, 0o600, false, existing)?);
+    }
+    staged.push(fsio::stage(
+        &cert_file,
+        &g.cert_pem,
+        0o644,
+        false,
+        existing,
+    )?);
     if let Some(c) = &service_cert {
         staged.push(fsio::stage(
             &service_file,
@@ -255,6 +284,9 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
         ),
         None => e,
     })?;
+    if let Some(m) = token_key {
+        m.keep();
+    }
     for (f, mode) in [
         ("outbox", 0o755),
         ("sent", 0o755),
@@ -296,6 +328,10 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
             "service_certificate_matches_given": a.service_cert.is_some(),
         })
     });
+    let key_shown = match &token {
+        Some(k) => k.describe().to_string(),
+        None => key_file.display().to_string(),
+    };
     if cli.json {
         print_json_pretty(&json!({
             "config": config_file.display().to_string(),
@@ -306,9 +342,13 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
             "certificate_pem": pem,
             "certificate_not_after": iso(cert.not_after()),
             "max_document_bytes": ls_core::as4::coordination::DEFAULT_MAX_DOCUMENT_BYTES,
-            "key": key_file.display().to_string(),
+            "key": key_shown,
             "key_type": kt,
             "key_encrypted": password.is_some(),
+            "key_on_token": token.is_some(),
+            "module": token.as_ref().map(|k| k.module.display().to_string()),
+            "pin_env": token.as_ref().and_then(|k| k.pin_env.clone()),
+            "pin_file": token.as_ref().and_then(|k| k.pin_file.as_ref()).map(|f| f.display().to_string()),
             "password_env": a.pass_env,
             "service": url,
             "service_certificate": service_file.display().to_string(),
@@ -329,10 +369,18 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
              service certificate:  {}{}\n",
             config_file.display(),
             printable(party),
-            key_file.display(),
-            match &a.pass_env {
-                Some(v) => format!("encrypted; password from ${v}"),
-                None => "NOT encrypted".into(),
+            key_shown,
+            match (&token, &a.pass_env) {
+                (Some(k), _) => format!(
+                    "on the token, not extractable; PIN from {}",
+                    match (&k.pin_env, &k.pin_file) {
+                        (Some(v), _) => format!("${v}"),
+                        (None, Some(f)) => f.display().to_string(),
+                        (None, None) => "nowhere".into(),
+                    }
+                ),
+                (None, Some(v)) => format!("encrypted; password from ${v}"),
+                (None, None) => "NOT encrypted".into(),
             },
             cert_file.display(),
             iso(cert.not_after()),
@@ -373,7 +421,7 @@ pub fn run(a: &InitArgs, cli: &Cli) -> Result<(), Error> {
     if !service_present {
         stderr_line(&format!("layersec: note: {missing_note}"));
     }
-    if password.is_none() {
+    if password.is_none() && token.is_none() {
         info(
             cli,
             "warning: the private key is not encrypted; use --pass-env VAR to protect it",

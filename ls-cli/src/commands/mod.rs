@@ -13,6 +13,7 @@ pub mod run;
 pub mod seal;
 pub mod send;
 pub mod status;
+pub mod token;
 pub mod verify_receipt;
 
 use crate::cli::{Cli, PassArgs};

@@ -10,7 +10,8 @@
 //!   before, kept to open documents sealed for them (a partner that had not taken the new
 //!   certificate yet) until their certificate expires; then removed.
 //!
-//! Never logged; encrypted with the configured password when there is one.
+//! Never logged; encrypted with the configured password when there is one. With the key on a
+//! PKCS#11 token the keys stay there and the files name them ([`super::token`]).
 
 use crate::config::Config;
 use crate::fsutil::{self, io_err, list_dir};
@@ -65,13 +66,24 @@ pub(crate) fn stamp(cfg: &Config) -> Stamp {
     )
 }
 
-/// The folder of `[identity] key`.
+/// The folder of `[identity] key` (of `certificate` with the key on a token).
 pub(crate) fn identity_dir(cfg: &Config) -> PathBuf {
-    cfg.identity
-        .key
-        .parent()
+    let file = match (cfg.key_on_token(), &cfg.identity.certificate) {
+        (true, Some(c)) => c.as_path(),
+        _ => cfg.identity.key.as_path(),
+    };
+    file.parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Whether a new identity waits to be installed (its key file, or its key's URI on a token).
+pub(crate) fn pending_exists(cfg: &Config) -> bool {
+    if cfg.key_on_token() {
+        super::token::pending_uri_path(cfg).exists()
+    } else {
+        pending_paths(cfg).0.exists()
+    }
 }
 
 /// Where the new identity waits until the switch: (key, certificate).
@@ -102,7 +114,7 @@ pub(crate) fn write_cert(path: &Path, cert: &Certificate) -> Result<()> {
     fsutil::write_atomic_mode(path, &cert.to_pem(), KEY_MODE)
 }
 
-fn ensure_dir(d: &Path) -> Result<()> {
+pub(crate) fn ensure_dir(d: &Path) -> Result<()> {
     if !d.exists() {
         std::fs::create_dir_all(d).map_err(|e| io_err("cannot create folder", d, e))?;
         fsutil::set_mode(d, 0o700)?;
@@ -120,8 +132,15 @@ pub(crate) fn load(
 ) -> Result<Keys> {
     let signer = cfg.load_identity(password)?;
     let mut others = Vec::new();
-    // A key on a token has no rollover (it writes key files) and no previous key files.
+    // A key on a token: the new and previous keys are on the token too.
     let on_token = cfg.key_on_token();
+    if pending && on_token {
+        if let Some(id) = super::token::load_pending(cfg)? {
+            if id.certificate() != signer.certificate() {
+                others.push(id);
+            }
+        }
+    }
     if pending && !on_token {
         let (k, c) = pending_paths(cfg);
         if k.exists() && c.exists() {
@@ -135,6 +154,11 @@ pub(crate) fn load(
     let dir = previous_dir(cfg);
     let mut previous: Vec<Identity> = Vec::new();
     let listed = if on_token {
+        previous.extend(
+            super::token::load_previous(cfg, now, KEEP_AFTER_EXPIRY_SECS)
+                .into_iter()
+                .filter(|id| id.certificate() != signer.certificate()),
+        );
         Vec::new()
     } else {
         list_dir(&dir)?
@@ -194,6 +218,9 @@ pub(crate) fn keep_current_as_previous(cfg: &Config) -> Result<()> {
     let cert = Certificate::load(cfg.identity.certificate.as_deref().ok_or_else(|| {
         Error::ConfigInvalid("identity.certificate: needed for a rollover".into())
     })?)?;
+    if cfg.key_on_token() {
+        return super::token::keep_current_as_previous(cfg, &cert);
+    }
     let dir = previous_dir(cfg);
     let sha = cert.sha256_fingerprint();
     let key_path = dir.join(format!("{sha}.key.pem"));
@@ -212,6 +239,9 @@ pub(crate) fn keep_current_as_previous(cfg: &Config) -> Result<()> {
 /// Put the pending new identity into the configured files (key first; both atomic). Done
 /// again after a crash in between: the pending files stay until [`drop_pending`].
 pub(crate) fn install_pending(cfg: &Config) -> Result<()> {
+    if cfg.key_on_token() {
+        return super::token::install_pending(cfg);
+    }
     let (k, c) = pending_paths(cfg);
     let key = zeroize::Zeroizing::new(std::fs::read(&k).map_err(|e| io_err("cannot read", &k, e))?);
     let cert = Certificate::load(&c)?;
@@ -224,6 +254,9 @@ pub(crate) fn install_pending(cfg: &Config) -> Result<()> {
 
 /// Remove the pending new identity (after the switch, or when a rollover is abandoned).
 pub(crate) fn drop_pending(cfg: &Config) -> Result<()> {
+    if cfg.key_on_token() {
+        super::token::drop_pending(cfg)?;
+    }
     let (k, c) = pending_paths(cfg);
     for p in [k, c] {
         match std::fs::remove_file(&p) {

@@ -11,7 +11,9 @@
 //! overlap is nearly over (a tenth of it, at most an hour, before its end, so that what we
 //! sign with the old key still reaches the service in time) — then switch: the new identity
 //! goes into the configured files, the old one to `previous/` (it still opens documents sealed
-//! for it). The new key opens documents from the moment it exists.
+//! for it). The new key opens documents from the moment it exists. With the key on a PKCS#11
+//! token the new key is made on the same token and the switch moves the key labels there
+//! ([`token`]); the configuration is not rewritten.
 //!
 //! **A partner's** (`partner.rs`): an update is checked against the certificate we hold for
 //! the partner, applied (the old certificate kept as previous until the overlap ends),
@@ -22,6 +24,7 @@
 
 pub(crate) mod keys;
 mod partner;
+pub(crate) mod token;
 
 pub use partner::UpdateRecord;
 
@@ -277,31 +280,37 @@ impl Client {
             }
         }
         let id = &self.cfg.identity;
-        if self.cfg.key_on_token() {
-            return Err(Error::ConfigInvalid(format!(
-                "{}: identity.pkcs11_uri: a rollover writes a new key file, and the identity's \
-                 key is on a PKCS#11 token; rolling over a key on a token is not supported yet \
-                 (generate the new key pair on the token and change the configuration)",
-                self.cfg.file.display()
-            )));
+        let on_token = self.cfg.key_on_token();
+        if on_token {
+            token::check(&self.cfg)?;
+            if opts.identity.is_some() {
+                return Err(Error::InvalidArgument(
+                    "our key is on a PKCS#11 token: a rollover makes the new key on the same \
+                     token; a key file (--key, --cert) cannot replace it"
+                        .into(),
+                ));
+            }
+        } else {
+            id.certificate.as_deref().ok_or_else(|| {
+                Error::ConfigInvalid(format!(
+                    "{}: identity.certificate: a rollover replaces the key and certificate \
+                     files; a PKCS#12 identity cannot roll over (convert it to a PEM key and \
+                     certificate)",
+                    self.cfg.file.display()
+                ))
+            })?;
+            let key_bytes =
+                std::fs::read(&id.key).map_err(|e| io_err("cannot read", &id.key, e))?;
+            if !key_bytes.starts_with(b"-----")
+                && !ls_core::bytes::contains(&key_bytes, b"-----BEGIN")
+            {
+                return Err(Error::ConfigInvalid(format!(
+                    "{}: identity.key: a rollover replaces the key file; a PKCS#12 identity \
+                     cannot roll over (convert it to a PEM key and certificate)",
+                    self.cfg.file.display()
+                )));
+            }
         }
-        id.certificate.as_deref().ok_or_else(|| {
-            Error::ConfigInvalid(format!(
-                "{}: identity.certificate: a rollover replaces the key and certificate files; a \
-                 PKCS#12 identity cannot roll over (convert it to a PEM key and certificate)",
-                self.cfg.file.display()
-            ))
-        })?;
-        let key_bytes = std::fs::read(&id.key).map_err(|e| io_err("cannot read", &id.key, e))?;
-        if !key_bytes.starts_with(b"-----") && !ls_core::bytes::contains(&key_bytes, b"-----BEGIN")
-        {
-            return Err(Error::ConfigInvalid(format!(
-                "{}: identity.key: a rollover replaces the key file; a PKCS#12 identity cannot \
-                 roll over (convert it to a PEM key and certificate)",
-                self.cfg.file.display()
-            )));
-        }
-        drop(key_bytes);
         let overlap_secs = opts
             .overlap_secs
             .unwrap_or(id.rollover_overlap_hours.saturating_mul(3600));
@@ -316,6 +325,16 @@ impl Client {
         let password = self.cfg.password()?;
         let password = password.as_deref().map(String::as_str);
         let (new, key_pem) = match &opts.identity {
+            // The key stays on the token (`rollover/new.uri` names it): no key file.
+            None if on_token => (
+                token::generate_pending(
+                    &self.cfg,
+                    &self.cfg.party.id,
+                    me.key_type().unwrap_or_default(),
+                    opts.days.unwrap_or(DEFAULT_DAYS),
+                )?,
+                Default::default(),
+            ),
             Some(given) => (given.clone(), given.private_key_pem(password)?),
             None => {
                 let g = Identity::generate(
@@ -327,9 +346,16 @@ impl Client {
                 (g.identity, g.key_pem)
             }
         };
-        check_new_certificate(me.certificate(), new.certificate(), now)?;
+        if let Err(e) = check_new_certificate(me.certificate(), new.certificate(), now) {
+            if on_token {
+                let _ = keys::drop_pending(&self.cfg);
+            }
+            return Err(e);
+        }
         let (kp, cp) = keys::pending_paths(&self.cfg);
-        keys::write_key(&kp, &key_pem)?;
+        if !on_token {
+            keys::write_key(&kp, &key_pem)?;
+        }
         keys::write_cert(&cp, new.certificate())?;
         let r = Rollover {
             phase: Phase::Registering,
@@ -369,6 +395,11 @@ impl Client {
 
     /// The pending identity (the new key and certificate), before the switch.
     fn pending_identity(&self) -> Result<Identity> {
+        if self.cfg.key_on_token() {
+            return token::load_pending(&self.cfg)?.ok_or_else(|| {
+                Error::KeyNotFound("the new key of the rollover is not recorded any more".into())
+            });
+        }
         let (k, c) = keys::pending_paths(&self.cfg);
         let password = self.cfg.password()?;
         Identity::load(&k, Some(&c), password.as_deref().map(String::as_str))
@@ -577,8 +608,7 @@ impl Client {
         }
         // A crash after the files were installed and before the state was saved finds the
         // pending files gone only once the state says Switched.
-        let (kp, _) = keys::pending_paths(&self.cfg);
-        if kp.exists() {
+        if keys::pending_exists(&self.cfg) {
             keys::install_pending(&self.cfg)?;
         }
         r.phase = Phase::Switched;

@@ -467,6 +467,88 @@ impl Pkcs11Key {
         pool.sessions.push(session);
         Ok(())
     }
+
+    /// Remove the key pair from the token: the private key and the public key object with the
+    /// same label/id. For a key just made by [`Self::generate`] whose certificate could not
+    /// be written or registered, so that the same command can be run again; the key cannot
+    /// be used afterwards. Nothing else is removed (a certificate object stays).
+    pub fn destroy(&self) -> Result<()> {
+        let session = open_session(&self.ctx, self.slot, true)?;
+        let private = find_one(&session, ObjectClass::PRIVATE_KEY, &self.uri)?;
+        let public = find_one(&session, ObjectClass::PUBLIC_KEY, &self.uri)?;
+        for h in private.into_iter().chain(public) {
+            session
+                .destroy_object(h)
+                .map_err(|e| ck_error(e, "removing the key from the token"))?;
+        }
+        Ok(())
+    }
+
+    /// Every object `uri` names by its label and id — the private key first, then public
+    /// keys and certificates — gets the label `label`; the number renamed (0: none there). A
+    /// key rollover on the token moves the configured label from the old key pair to the new
+    /// one with it (each step can be repeated after a crash: what was renamed is no longer
+    /// named by `uri`). Logs in with `pin` as [`Self::open`] does.
+    pub fn relabel(
+        uri: &str,
+        module_path: Option<&Path>,
+        pin: Option<&str>,
+        label: &str,
+    ) -> Result<usize> {
+        let parsed = Pkcs11Uri::parse(uri)?;
+        if parsed.object.is_none() {
+            return Err(Error::InvalidArgument(format!(
+                "{}: only a key named by its label (object=) can be renamed",
+                parsed.describe()
+            )));
+        }
+        let session = Self::admin_session(&parsed, module_path, pin)?;
+        let mut n = 0;
+        for class in [
+            ObjectClass::PRIVATE_KEY,
+            ObjectClass::PUBLIC_KEY,
+            ObjectClass::CERTIFICATE,
+        ] {
+            let mut template = vec![Attribute::Class(class)];
+            if let Some(o) = &parsed.object {
+                template.push(Attribute::Label(o.as_bytes().to_vec()));
+            }
+            if let Some(id) = &parsed.id {
+                template.push(Attribute::Id(id.clone()));
+            }
+            let found = session
+                .find_objects(&template)
+                .map_err(|e| ck_error(e, "looking for the key"))?;
+            for h in found {
+                session
+                    .update_attributes(h, &[Attribute::Label(label.as_bytes().to_vec())])
+                    .map_err(|e| ck_error(e, "renaming the key on the token"))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Whether the token holds a private key `uri` names (logged in with `pin`).
+    pub fn exists(uri: &str, module_path: Option<&Path>, pin: Option<&str>) -> Result<bool> {
+        let parsed = Pkcs11Uri::parse(uri)?;
+        let session = Self::admin_session(&parsed, module_path, pin)?;
+        Ok(find_one(&session, ObjectClass::PRIVATE_KEY, &parsed)?.is_some())
+    }
+
+    /// A read-write session on the token of `uri`, logged in with `pin` (once per process).
+    fn admin_session(
+        uri: &Pkcs11Uri,
+        module_path: Option<&Path>,
+        pin: Option<&str>,
+    ) -> Result<Session> {
+        let (ctx, slot, canonical) = token(uri, module_path)?;
+        let session = open_session(&ctx, slot, true)?;
+        if let Some(pin) = pin {
+            TokenLogin::of(&canonical, slot).log_in(&session, pin, uri)?;
+        }
+        Ok(session)
+    }
 }
 
 impl PrivateKey for Pkcs11Key {

@@ -1,0 +1,654 @@
+//! `layersec keygen --pkcs11` and `layersec init --pkcs11` with a real SoftHSM2
+//! (`ls_tests::softhsm`): the key pair is made on the token as sensitive and never
+//! extractable, the certificate and the request are signed by it, no key file is written;
+//! `init --pkcs11 --enrol` registers through a real `layersec-server` with the token key and
+//! the party sends and polls; the refusals (pin-value, a key already there, a password option,
+//! a module that does not load, a wrong PIN: one login).
+//!
+//! Labels of this file start with `kg-`; the wrong-PIN test alone uses `PIN_TOKEN`.
+
+use cryptoki::object::{Attribute, AttributeType, ObjectClass};
+use cryptoki::session::UserType;
+use ls_core::keys::pkcs11::{self, Pkcs11Key};
+use ls_core::keys::private::PrivateKey;
+use ls_core::Certificate;
+use ls_tests::client::{json, Client};
+use ls_tests::service::{server_bin_beside, RunningService};
+use ls_tests::softhsm::{SoftHsm, EC_TOKEN, PIN, PIN_TOKEN, RSA_TOKEN};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const LAYERSEC: &str = env!("CARGO_BIN_EXE_layersec");
+/// The environment variable the commands of this file read the token's PIN from.
+const PIN_ENV: &str = "LS_TEST_KEYGEN_PIN";
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// `layersec keygen --party <party> --out <out> --json` and `args`, with the PIN in
+/// [`PIN_ENV`] (the SoftHSM2 configuration is in the environment the harness set).
+fn keygen(party: &str, out: &Path, args: &[&str]) -> Output {
+    Command::new(LAYERSEC)
+        .args(["keygen", "--party", party, "--out"])
+        .arg(out)
+        .arg("--json")
+        .args(args)
+        .env(PIN_ENV, PIN)
+        .output()
+        .unwrap()
+}
+
+/// `--pkcs11 <uri> --module <SoftHSM2> --pin-env PIN_ENV`.
+fn token_args(hsm: &SoftHsm, uri: &str) -> Vec<String> {
+    vec![
+        "--pkcs11".into(),
+        uri.into(),
+        "--module".into(),
+        hsm.module().display().to_string(),
+        "--pin-env".into(),
+        PIN_ENV.into(),
+    ]
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The private key objects labelled `label` on `token`, through cryptoki directly (not
+/// through our code): each one's Sensitive, Extractable and NeverExtractable attributes, and
+/// whether its CKA_VALUE could be read.
+fn private_keys_on(hsm: &SoftHsm, token: &str, label: &str) -> Vec<(Vec<Attribute>, bool)> {
+    let ctx = pkcs11::module(hsm.module()).unwrap();
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == token)
+        .unwrap();
+    let session = ctx.open_ro_session(slot).unwrap();
+    match session.login(UserType::User, Some(&PIN.to_string().into())) {
+        Ok(())
+        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {
+        }
+        Err(e) => panic!("login: {e}"),
+    }
+    let keys = session
+        .find_objects(&[
+            Attribute::Class(ObjectClass::PRIVATE_KEY),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])
+        .unwrap();
+    keys.iter()
+        .map(|k| {
+            let flags = session
+                .get_attributes(
+                    *k,
+                    &[
+                        AttributeType::Sensitive,
+                        AttributeType::Extractable,
+                        AttributeType::NeverExtractable,
+                    ],
+                )
+                .unwrap();
+            // Refused by the token: an error, or (cryptoki's way with CKR_ATTRIBUTE_SENSITIVE)
+            // no value in the answer.
+            let value = session
+                .get_attributes(*k, &[AttributeType::Value])
+                .ok()
+                .is_some_and(|v| v.iter().any(|a| matches!(a, Attribute::Value(_))));
+            (flags, value)
+        })
+        .collect()
+}
+
+/// Exactly one private key `label` on `token`, sensitive and never extractable, its value
+/// not readable.
+fn assert_one_locked_key(hsm: &SoftHsm, token: &str, label: &str) {
+    let keys = private_keys_on(hsm, token, label);
+    assert_eq!(keys.len(), 1, "private keys {label} on {token}: {keys:?}");
+    let (flags, value) = &keys[0];
+    assert!(flags.contains(&Attribute::Sensitive(true)), "{flags:?}");
+    assert!(flags.contains(&Attribute::Extractable(false)), "{flags:?}");
+    assert!(
+        flags.contains(&Attribute::NeverExtractable(true)),
+        "{flags:?}"
+    );
+    assert!(!value, "the token gave out the private value of {label}");
+}
+
+/// The certificate's public key is the token key's, and the request is signed by that key
+/// and carries it.
+fn assert_certified_by(hsm: &SoftHsm, uri: &str, cert: &Path, csr: &Path) {
+    let key = Pkcs11Key::open(uri, Some(hsm.module()), Some(PIN)).unwrap();
+    let cert = Certificate::load(cert).unwrap();
+    assert!(
+        cert.public_key().unwrap().public_eq(key.public_key()),
+        "the certificate is not for the token key"
+    );
+    assert!(
+        cert.x509().verify(key.public_key()).unwrap(),
+        "the certificate is not signed by the token key"
+    );
+    let req = openssl::x509::X509Req::from_pem(&std::fs::read(csr).unwrap()).unwrap();
+    let req_key = req.public_key().unwrap();
+    assert!(
+        req_key.public_eq(key.public_key()),
+        "the CSR is for another key"
+    );
+    assert!(
+        req.verify(&req_key).unwrap(),
+        "the CSR's signature does not verify"
+    );
+}
+
+#[test]
+fn keygen_makes_the_key_on_the_token_and_certifies_it() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+
+    for (token, label, kind) in [
+        (EC_TOKEN, "kg-ec", &["--key-type", "ec"][..]),
+        (
+            RSA_TOKEN,
+            "kg-rsa",
+            &["--key-type", "rsa", "--rsa-bits", "2048"][..],
+        ),
+    ] {
+        let uri = hsm.uri(token, label);
+        let out = tmp.path().join(label);
+        let mut args = token_args(hsm, &uri);
+        args.extend(kind.iter().map(|s| s.to_string()));
+        let o = keygen(label, &out, &strs(&args));
+        assert!(o.status.success(), "keygen {label}: {}", stderr(&o));
+        let v = json(&o);
+        assert_eq!(v["key"], uri.as_str(), "{v}");
+        assert_eq!(v["key_on_token"], true, "{v}");
+        assert_eq!(v["key_encrypted"], false, "{v}");
+        let (cert, csr) = (
+            out.join(format!("{label}.cert.pem")),
+            out.join(format!("{label}.csr.pem")),
+        );
+        assert_eq!(v["cert"], cert.display().to_string());
+        assert!(
+            !out.join(format!("{label}.key.pem")).exists(),
+            "no key file with a token"
+        );
+        assert!(
+            !stderr(&o).contains("not encrypted") && !stderr(&o).contains(PIN),
+            "{}",
+            stderr(&o)
+        );
+        assert_one_locked_key(hsm, token, label);
+        assert_certified_by(hsm, &uri, &cert, &csr);
+
+        // The same label again: refused, saying so; nothing written, no second key.
+        let again = tmp.path().join(format!("{label}-again"));
+        let o = keygen(label, &again, &strs(&args));
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let e = json(&o);
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("holds a key"),
+            "{e}"
+        );
+        assert!(!again.join(format!("{label}.cert.pem")).exists());
+        assert_one_locked_key(hsm, token, label);
+    }
+}
+
+#[test]
+fn keygen_refusals() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let module = hsm.module().display().to_string();
+    let refused = |args: &[&str], code: i32, name: &str, says: &[&str]| {
+        let o = keygen("kg-refused", &out, args);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {}", stderr(&o));
+        let v = json(&o);
+        assert_eq!(v["error"]["name"], name, "{args:?}: {v}");
+        let m = v["error"]["message"].as_str().unwrap().to_string();
+        for s in says {
+            assert!(m.contains(s), "{args:?}: {m:?} lacks {s:?}");
+        }
+        assert!(!m.contains(PIN), "the PIN is never shown");
+        assert!(!out.exists(), "{args:?}: something was written");
+    };
+    let uri = hsm.uri(EC_TOKEN, "kg-refused");
+    let base = ["--pkcs11", &uri, "--module", &module, "--pin-env", PIN_ENV];
+    // A PIN in the URI.
+    let with_pin = format!("{uri}?pin-value={PIN}");
+    let mut a = base.to_vec();
+    a[1] = &with_pin;
+    refused(&a, 2, "LS_ERR_INVALID_ARGUMENT", &["pin-value"]);
+    // A URI that does not name the new key.
+    let unnamed = format!("pkcs11:token={EC_TOKEN};type=private");
+    let mut a = base.to_vec();
+    a[1] = &unnamed;
+    refused(&a, 2, "LS_ERR_INVALID_ARGUMENT", &["object="]);
+    // A password makes no sense for a key on a token.
+    let pass_file = tmp.path().join("pass");
+    std::fs::write(&pass_file, "secret\n").unwrap();
+    let mut a = base.to_vec();
+    a.extend(["--pass-file", pass_file.to_str().unwrap()]);
+    refused(&a, 2, "LS_ERR_INVALID_ARGUMENT", &["--pass-file", "token"]);
+    // No PIN, no module; token options without --pkcs11.
+    refused(&base[..4], 2, "LS_ERR_INVALID_ARGUMENT", &["--pin-env"]);
+    let mut a = base.to_vec();
+    a.drain(2..4);
+    refused(&a, 2, "LS_ERR_INVALID_ARGUMENT", &["--module"]);
+    refused(
+        &["--module", &module],
+        2,
+        "LS_ERR_INVALID_ARGUMENT",
+        &["--pkcs11"],
+    );
+    // A module that cannot be loaded: the token is unavailable, exit 7.
+    let mut a = base.to_vec();
+    a[3] = "/nonexistent/libp11.so";
+    refused(
+        &a,
+        7,
+        "LS_ERR_TOKEN_UNAVAILABLE",
+        &["/nonexistent/libp11.so"],
+    );
+    let not_a_module = tmp.path().join("not-a-module.so");
+    std::fs::write(&not_a_module, "not a library").unwrap();
+    let mut a = base.to_vec();
+    a[3] = not_a_module.to_str().unwrap();
+    refused(&a, 7, "LS_ERR_TOKEN_UNAVAILABLE", &["cannot be loaded"]);
+    assert!(private_keys_on(hsm, EC_TOKEN, "kg-refused").is_empty());
+}
+
+#[test]
+fn keygen_with_a_wrong_pin_is_exit_7_after_one_login() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let uri = hsm.uri(PIN_TOKEN, "kg-wrong-pin");
+    let spy_log = tmp.path().join("spy.log");
+    let module = hsm.spy().unwrap_or(hsm.module()).display().to_string();
+    let pin_file = tmp.path().join("pin");
+    std::fs::write(&pin_file, "0000-wrong\n").unwrap();
+    let o = Command::new(LAYERSEC)
+        .args(["keygen", "--party", "kg-wrong-pin", "--json", "--out"])
+        .arg(&out)
+        .args(["--key-type", "ec", "--pkcs11", &uri, "--module", &module])
+        .arg("--pin-file")
+        .arg(&pin_file)
+        .env("PKCS11SPY", hsm.module())
+        .env("PKCS11SPY_OUTPUT", &spy_log)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["error"]["name"], "LS_ERR_PIN_INCORRECT", "{v}");
+    assert!(!stderr(&o).contains("0000-wrong"), "the PIN is never shown");
+    assert!(!out.exists(), "nothing written");
+    match hsm.spy() {
+        Some(_) => {
+            let log = std::fs::read_to_string(&spy_log).unwrap_or_default();
+            assert_eq!(log.matches("C_Login").count(), 1, "one login attempt");
+            assert!(log.contains("CKR_PIN_INCORRECT"), "the spy saw the refusal");
+            assert!(!log.contains("C_GenerateKeyPair"), "no key was made");
+        }
+        None => ls_tests::skip(
+            "OpenSC's pkcs11-spy.so is not installed (apt-get install opensc-pkcs11): the \
+             logins of a wrong PIN are not counted",
+        ),
+    }
+}
+
+/// A document from `from` to `to` with `send`, `poll` at `to` (byte for byte), `poll` at
+/// `from` (the signed receipt processed).
+fn one_way(from: &Client, to: &Client, name: &str, doc: &[u8]) {
+    let f = from.dir.join(name);
+    std::fs::write(&f, doc).unwrap();
+    let v = json(&from.ok(&["send", f.to_str().unwrap(), "--to", &to.id, "--json"]));
+    assert_eq!(v["delivered"], true, "{v}");
+    let o = to.ok(&["poll", "--json"]);
+    let got: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("path").is_some())
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["sender"], from.id.as_str());
+    let arrived = std::fs::read(got[0]["path"].as_str().unwrap()).unwrap();
+    assert!(arrived == doc, "{name}: the document differs");
+    from.ok(&["poll"]);
+    let r = json(&from.ok(&["receipts", "--json"]));
+    assert_eq!(r["receipts"][0]["state"], "processed", "{r}");
+}
+
+#[test]
+fn init_with_the_key_on_a_token_enrols_and_exchanges_documents() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    // Read by the `layersec` processes the harness's `Client` starts.
+    std::env::set_var(PIN_ENV, PIN);
+    let bin = server_bin_beside(Path::new(LAYERSEC));
+    let mut svc = RunningService::init(&bin, "pkcs11-init", |t| t.to_string());
+    svc.serve();
+    let sub = svc.admin(&["subscriber", "add", "--organisation", "Acme"])["id"].to_string();
+    let uri = hsm.uri(EC_TOKEN, "kg-alice");
+    let token = token_args(hsm, &uri);
+
+    // A refused enrolment writes nothing and leaves no key on the token: the same command
+    // with a good code then works.
+    let dir: PathBuf = svc.dir.join("client-kg-alice");
+    let o = Command::new(LAYERSEC)
+        .args([
+            "init",
+            "--party",
+            "kg-alice",
+            "--service",
+            &svc.url,
+            "--dir",
+        ])
+        .arg(&dir)
+        .arg("--ca-file")
+        .arg(svc.tls_cert_path())
+        .args(["--enrol", "7K2Q-M9XD-0A1B-CDEF-GHJK-MNPZ"])
+        .args(&token)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(10), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing was written"), "{}", stderr(&o));
+    assert!(
+        private_keys_on(hsm, EC_TOKEN, "kg-alice").is_empty(),
+        "the key made for the refused enrolment was removed"
+    );
+
+    let code = svc.admin(&["subscriber", "enrol", &sub, "--party", "kg-alice", "--json"])["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut args = vec!["--enrol", &code];
+    args.extend(strs(&token));
+    let alice = Client::init(Path::new(LAYERSEC), &svc, "kg-alice", &args);
+    assert_one_locked_key(hsm, EC_TOKEN, "kg-alice");
+    assert!(!dir.join("identity/key.pem").exists(), "no key file");
+    let config = std::fs::read_to_string(&alice.config).unwrap();
+    let module = hsm.module().display().to_string();
+    for line in [
+        format!("pkcs11_uri = \"{uri}\""),
+        format!("module = \"{module}\""),
+        format!("pin_env = \"{PIN_ENV}\""),
+    ] {
+        assert!(
+            config.lines().any(|l| l == line),
+            "{line} lacks in\n{config}"
+        );
+    }
+    assert!(
+        !config
+            .lines()
+            .any(|l| l.starts_with("key = ") || l.starts_with("password_env")),
+        "{config}"
+    );
+    assert!(!config.contains(PIN));
+    let key = Pkcs11Key::open(&uri, Some(hsm.module()), Some(PIN)).unwrap();
+    assert!(Certificate::load(&alice.cert)
+        .unwrap()
+        .public_key()
+        .unwrap()
+        .public_eq(key.public_key()));
+
+    let st = json(&alice.ok(&["status", "--json"]));
+    assert_eq!(st["key_location"], uri.as_str(), "{st}");
+
+    // A partner with its key in a file; documents both ways, receipts signed on the token.
+    let bob = Client::init(Path::new(LAYERSEC), &svc, "kg-bob", &[]);
+    bob.register(&svc, &[]);
+    alice.ok(&["partners", "add", "kg-bob", bob.cert.to_str().unwrap()]);
+    bob.ok(&["partners", "add", "kg-alice", alice.cert.to_str().unwrap()]);
+    one_way(&alice, &bob, "to-bob.bin", &[7u8; 3000]);
+    one_way(&bob, &alice, "to-alice.xml", b"<Order n=\"1\"/>\n");
+}
+
+/// The public key of the private key `label` on `token` (through our own loading).
+fn token_public_key(hsm: &SoftHsm, token: &str, label: &str) -> Option<Vec<u8>> {
+    Pkcs11Key::open(&hsm.uri(token, label), Some(hsm.module()), Some(PIN))
+        .ok()
+        .map(|k| k.public_key().public_key_to_der().unwrap())
+}
+
+fn cert_public_key(path: &Path) -> Vec<u8> {
+    Certificate::load(path)
+        .unwrap()
+        .public_key()
+        .unwrap()
+        .public_key_to_der()
+        .unwrap()
+}
+
+/// Whether the SignedData in `p7m` (detached: the client keeps it for the partner's receipt)
+/// carries `cert` as its signer's certificate (the partner's signed receipt, checked by the
+/// client, binds it to the signature).
+fn signed_by(p7m: &Path, cert: &Path) -> bool {
+    let p7 = openssl::pkcs7::Pkcs7::from_der(&std::fs::read(p7m).unwrap()).unwrap();
+    let want = cert_public_key(cert);
+    let certs = p7.signed().and_then(|s| s.certificates()).unwrap();
+    assert_eq!(certs.len(), 1, "one certificate in the SignedData");
+    certs
+        .iter()
+        .all(|c| c.public_key().unwrap().public_key_to_der().unwrap() == want)
+}
+
+#[test]
+fn rollover_with_the_key_on_a_token() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    std::env::set_var(PIN_ENV, PIN);
+    let bin = server_bin_beside(Path::new(LAYERSEC));
+    let mut svc = RunningService::init(&bin, "pkcs11-rollover", |t| t.to_string());
+    svc.serve();
+    let label = "kg-carol";
+    let uri = hsm.uri(EC_TOKEN, label);
+    let mut args = vec!["--key-type", "ec"];
+    let token = token_args(hsm, &uri);
+    args.extend(strs(&token));
+    let carol = Client::init(Path::new(LAYERSEC), &svc, label, &args);
+    carol.register(&svc, &[]);
+    let dave = Client::init(Path::new(LAYERSEC), &svc, "kg-dave", &["--key-type", "ec"]);
+    dave.register(&svc, &[]);
+    // gina is offline during the rollover: she keeps carol's old certificate.
+    let gina = Client::init(Path::new(LAYERSEC), &svc, "kg-gina", &["--key-type", "ec"]);
+    gina.register(&svc, &[]);
+    for p in [&dave, &gina] {
+        carol.ok(&["partners", "add", &p.id, p.cert.to_str().unwrap()]);
+        p.ok(&["partners", "add", label, carol.cert.to_str().unwrap()]);
+    }
+    let config_before = std::fs::read_to_string(&carol.config).unwrap();
+    let old_cert = carol.dir.join("old-cert.pem");
+    std::fs::copy(&carol.cert, &old_cert).unwrap();
+    let old_key = token_public_key(hsm, EC_TOKEN, label).unwrap();
+
+    // Before: signed with the old token key.
+    one_way(&carol, &dave, "before.txt", b"before the rollover\n");
+    assert!(signed_by(
+        &carol.dir.join("sent/before.txt.signed.p7m"),
+        &old_cert
+    ));
+
+    // A key file cannot replace a key on a token.
+    let o = carol.cmd(&[
+        "rollover",
+        "--key",
+        dave.dir.join("identity/key.pem").to_str().unwrap(),
+        "--cert",
+        dave.cert.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("on a PKCS#11 token") && stderr(&o).contains("--key"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The rollover: the new key made on the same token as <label>.next, non-extractable.
+    let r = json(&carol.ok(&["rollover", "--overlap-hours", "0.01", "--json"]));
+    assert_eq!(r["service"], "accepted", "{r}");
+    assert_eq!(r["phase"], "announcing", "{r}");
+    let next = format!("{label}.next");
+    assert_one_locked_key(hsm, EC_TOKEN, &next);
+    let new_cert = carol.dir.join("identity/rollover/new.crt.pem");
+    assert_eq!(
+        token_public_key(hsm, EC_TOKEN, &next).unwrap(),
+        cert_public_key(&new_cert)
+    );
+    let new_cert_copy = carol.dir.join("new-cert.pem");
+    std::fs::copy(&new_cert, &new_cert_copy).unwrap();
+    assert!(!carol.dir.join("identity/rollover/new.key.pem").exists());
+    // As the client decides it: a tenth of the overlap (at most an hour) before its end.
+    let margin = (r["overlap_secs"].as_i64().unwrap() / 10).min(3600);
+    let switch_at = r["old_valid_until"].as_i64().unwrap() - margin;
+
+    // dave polls, takes the announcement (signed by the old token key, counter-signed by the
+    // new) and answers.
+    dave.ok(&["poll"]);
+    let st = json(&dave.ok(&["status", "--json"]));
+    let upd = &st["partner_updates"][0];
+    assert_eq!(upd["partner"], label, "{st}");
+    assert_eq!(upd["decision"], "accepted", "{st}");
+    assert_eq!(
+        cert_public_key(&dave.dir.join(format!("partners/{label}.crt"))),
+        cert_public_key(&new_cert_copy),
+        "dave holds carol's new certificate"
+    );
+
+    // gina does not answer: carol switches when the overlap is nearly over.
+    while ls_core::time::now_unix() < switch_at {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    carol.ok(&["poll"]);
+    let st = json(&carol.ok(&["status", "--json"]));
+    assert_eq!(st["rollover"]["phase"], "switched", "{st}");
+
+    // gina, still offline for the update, seals a document for carol's old certificate:
+    // carol's previous key, still on the token, opens it.
+    let f = gina.dir.join("sealed-for-old.txt");
+    std::fs::write(&f, b"sealed for the old certificate\n").unwrap();
+    let v = json(&gina.ok(&["send", f.to_str().unwrap(), "--to", label, "--json"]));
+    assert_eq!(v["delivered"], true, "{v}");
+    let o = carol.ok(&["poll", "--json"]);
+    let got: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v.get("path").is_some())
+        .collect();
+    assert_eq!(got.len(), 1, "{got:?}\n{}", stderr(&o));
+    assert_eq!(got[0]["sender"], "kg-gina");
+    assert_eq!(
+        std::fs::read(got[0]["path"].as_str().unwrap()).unwrap(),
+        b"sealed for the old certificate\n",
+        "opened with the previous key, still on the token"
+    );
+    let st = json(&carol.ok(&["status", "--json"]));
+    assert!(!st["rollover"]["switched_at"].is_null(), "{st}");
+    assert_eq!(st["key_location"], uri.as_str(), "{st}");
+
+    // On the token: <label> is the new key, the old one is <label>.previous-<sha>, no .next;
+    // the configuration is as it was, the certificate file is the new one.
+    assert_eq!(
+        token_public_key(hsm, EC_TOKEN, label).unwrap(),
+        cert_public_key(&new_cert_copy)
+    );
+    assert!(token_public_key(hsm, EC_TOKEN, &next).is_none());
+    let old_sha = Certificate::load(&old_cert).unwrap().sha256_fingerprint();
+    let previous = format!("{label}.previous-{}", &old_sha[..16]);
+    assert_eq!(token_public_key(hsm, EC_TOKEN, &previous).unwrap(), old_key);
+    assert_one_locked_key(hsm, EC_TOKEN, label);
+    assert_one_locked_key(hsm, EC_TOKEN, &previous);
+    assert_eq!(
+        std::fs::read_to_string(&carol.config).unwrap(),
+        config_before
+    );
+    assert_eq!(
+        cert_public_key(&carol.cert),
+        cert_public_key(&new_cert_copy)
+    );
+
+    // After: signed with the new token key, received by dave.
+    one_way(&carol, &dave, "after.txt", b"after the rollover\n");
+    let signed = carol.dir.join("sent/after.txt.signed.p7m");
+    assert!(
+        signed_by(&signed, &new_cert_copy),
+        "signed with the new key"
+    );
+    assert!(!signed_by(&signed, &old_cert));
+}
+
+#[test]
+fn a_switch_on_the_token_interrupted_by_a_crash_is_finished_by_the_next_run() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    std::env::set_var(PIN_ENV, PIN);
+    let bin = server_bin_beside(Path::new(LAYERSEC));
+    let mut svc = RunningService::init(&bin, "pkcs11-switch", |t| t.to_string());
+    svc.serve();
+    let label = "kg-erin";
+    let uri = hsm.uri(EC_TOKEN, label);
+    let mut args = vec!["--key-type", "ec"];
+    let token = token_args(hsm, &uri);
+    args.extend(strs(&token));
+    let erin = Client::init(Path::new(LAYERSEC), &svc, label, &args);
+    erin.register(&svc, &[]);
+    let frank = Client::init(Path::new(LAYERSEC), &svc, "kg-frank", &["--key-type", "ec"]);
+    frank.register(&svc, &[]);
+    erin.ok(&["partners", "add", "kg-frank", frank.cert.to_str().unwrap()]);
+    frank.ok(&["partners", "add", label, erin.cert.to_str().unwrap()]);
+    let old_key = token_public_key(hsm, EC_TOKEN, label).unwrap();
+    let old_sha = Certificate::load(&erin.cert).unwrap().sha256_fingerprint();
+
+    let r = json(&erin.ok(&["rollover", "--json"]));
+    assert_eq!(r["phase"], "announcing", "{r}");
+    let new_key = token_public_key(hsm, EC_TOKEN, &format!("{label}.next")).unwrap();
+    frank.ok(&["poll"]);
+
+    // The process switching was killed after it recorded the old key as previous, moved the
+    // old key pair's label and saved the phase, before the new key got the label: the
+    // configured URI names no key now.
+    let previous = format!("{label}.previous-{}", &old_sha[..16]);
+    let prev_dir = erin.dir.join("identity/previous");
+    std::fs::create_dir_all(&prev_dir).unwrap();
+    std::fs::copy(&erin.cert, prev_dir.join(format!("{old_sha}.crt.pem"))).unwrap();
+    std::fs::write(
+        prev_dir.join(format!("{old_sha}.uri")),
+        format!("pkcs11:token={EC_TOKEN};type=private;object={previous}"),
+    )
+    .unwrap();
+    let n = Pkcs11Key::relabel(&uri, Some(hsm.module()), Some(PIN), &previous).unwrap();
+    assert_eq!(n, 2, "the private and the public key object");
+    let state = erin.dir.join("state/rollover.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    assert!(text.contains("\"announcing\""), "{text}");
+    std::fs::write(&state, text.replace("\"announcing\"", "\"switching\"")).unwrap();
+    assert!(token_public_key(hsm, EC_TOKEN, label).is_none());
+
+    // The next run finishes the switch: the new key has the label, the certificate file is
+    // the new certificate, the old key is the previous one.
+    let st = json(&erin.ok(&["status", "--json"]));
+    assert_eq!(
+        token_public_key(hsm, EC_TOKEN, label).unwrap(),
+        new_key,
+        "{st}"
+    );
+    assert!(token_public_key(hsm, EC_TOKEN, &format!("{label}.next")).is_none());
+    assert_eq!(token_public_key(hsm, EC_TOKEN, &previous).unwrap(), old_key);
+    assert_eq!(cert_public_key(&erin.cert), new_key);
+    erin.ok(&["poll"]);
+    let st = json(&erin.ok(&["status", "--json"]));
+    assert_eq!(st["rollover"]["phase"], "switched", "{st}");
+    one_way(
+        &erin,
+        &frank,
+        "after-crash.txt",
+        b"signed with the new key\n",
+    );
+    assert!(signed_by(
+        &erin.dir.join("sent/after-crash.txt.signed.p7m"),
+        &erin.cert
+    ));
+}
