@@ -25,6 +25,8 @@
 #                   trickling connections + the client's latency + signed receipts:
 #                   send-to-receipt latency, throughput with receipts on/off) + 1, 2 and 3
 #                   service nodes on one PostgreSQL against the SQLite store (bench-cluster.sh)
+#                   + keys on a SoftHSM2 token against keys in memory: 1 KiB seal+open, PKCS#11
+#                   calls per round trip, the service's 10 KiB throughput (bench-pkcs11.sh)
 #   make fuzz-long  every fuzz target for 10 million executions or 30 minutes (not in `make test`
 #                   or CI; resumable: run it again after an interruption; `nice -n 19 make
 #                   fuzz-long` on a shared machine); then minimised seeds in fuzz/seeds/<target>.
@@ -180,6 +182,7 @@ bench: deps
 	bash scripts/bench-receipts.sh
 	bash scripts/bench-lockout.sh
 	bash scripts/bench-cluster.sh
+	bash scripts/bench-pkcs11.sh
 
 install: build install-files
 

@@ -84,6 +84,9 @@ run() { # mode → one JSON line
   local url
   url=$(sed -n 's/.*"as4":"\([^"]*\)".*/\1/p' "$d/server.log" | head -1)
   [ -n "$url" ] || { echo "the server ($1) did not start"; cat "$d/server.log"; exit 1; }
+  if [ "$1" != memory ] && ! grep -q '"service_key_on_token"' "$d/server.log"; then
+    echo "the server ($1) does not sign with the token"; cat "$d/server.log"; exit 1
+  fi
   local cpu0 cpu1 out
   cpu0=$(awk '{print $14 + $15}' /proc/$pid/stat)
   if [ "$1" = all-token ]; then
