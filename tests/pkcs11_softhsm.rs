@@ -264,53 +264,7 @@ fn rsa_on_the_token_signs_and_oaep_sha256_is_mechanism_not_supported() {
 fn the_private_key_cannot_be_exported() {
     let Some(hsm) = SoftHsm::get() else { return };
     let (_grace, _) = token_party(hsm, EC_TOKEN, "grace", KeyType::EcP256);
-    use cryptoki::object::{Attribute, AttributeType, ObjectClass};
-    use cryptoki::session::UserType;
-    let ctx = pkcs11::module(hsm.module()).unwrap();
-    let slot = ctx
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == EC_TOKEN)
-        .unwrap();
-    let session = ctx.open_ro_session(slot).unwrap();
-    match session.login(UserType::User, Some(&PIN.to_string().into())) {
-        Ok(())
-        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {
-        }
-        Err(e) => panic!("login: {e}"),
-    }
-    let key = session
-        .find_objects(&[
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::Label(b"grace".to_vec()),
-        ])
-        .unwrap();
-    assert_eq!(key.len(), 1);
-    let flags = session
-        .get_attributes(
-            key[0],
-            &[
-                AttributeType::Sensitive,
-                AttributeType::Extractable,
-                AttributeType::NeverExtractable,
-            ],
-        )
-        .unwrap();
-    assert!(flags.contains(&Attribute::Sensitive(true)), "{flags:?}");
-    assert!(flags.contains(&Attribute::Extractable(false)), "{flags:?}");
-    assert!(
-        flags.contains(&Attribute::NeverExtractable(true)),
-        "{flags:?}"
-    );
-    // Asking for the private value is refused by the token: an error, or (cryptoki's way
-    // with CKR_ATTRIBUTE_SENSITIVE) no value in the answer.
-    let got = session.get_attributes(key[0], &[AttributeType::Value]);
-    let value = got
-        .as_ref()
-        .ok()
-        .and_then(|v| v.iter().find(|a| matches!(a, Attribute::Value(_))));
-    assert!(value.is_none(), "the token gave out the private value");
+    hsm.assert_one_locked_key(EC_TOKEN, "grace");
 }
 
 #[test]

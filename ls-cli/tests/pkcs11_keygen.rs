@@ -7,9 +7,7 @@
 //!
 //! Labels of this file start with `kg-`; the wrong-PIN test alone uses `PIN_TOKEN`.
 
-use cryptoki::object::{Attribute, AttributeType, ObjectClass};
-use cryptoki::session::UserType;
-use ls_core::keys::pkcs11::{self, Pkcs11Key};
+use ls_core::keys::pkcs11::Pkcs11Key;
 use ls_core::keys::private::PrivateKey;
 use ls_core::Certificate;
 use ls_tests::client::{json, Client};
@@ -55,68 +53,6 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-/// The private key objects labelled `label` on `token`, through cryptoki directly (not
-/// through our code): each one's Sensitive, Extractable and NeverExtractable attributes, and
-/// whether its CKA_VALUE could be read.
-fn private_keys_on(hsm: &SoftHsm, token: &str, label: &str) -> Vec<(Vec<Attribute>, bool)> {
-    let ctx = pkcs11::module(hsm.module()).unwrap();
-    let slot = ctx
-        .get_slots_with_token()
-        .unwrap()
-        .into_iter()
-        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == token)
-        .unwrap();
-    let session = ctx.open_ro_session(slot).unwrap();
-    match session.login(UserType::User, Some(&PIN.to_string().into())) {
-        Ok(())
-        | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::UserAlreadyLoggedIn, _)) => {
-        }
-        Err(e) => panic!("login: {e}"),
-    }
-    let keys = session
-        .find_objects(&[
-            Attribute::Class(ObjectClass::PRIVATE_KEY),
-            Attribute::Label(label.as_bytes().to_vec()),
-        ])
-        .unwrap();
-    keys.iter()
-        .map(|k| {
-            let flags = session
-                .get_attributes(
-                    *k,
-                    &[
-                        AttributeType::Sensitive,
-                        AttributeType::Extractable,
-                        AttributeType::NeverExtractable,
-                    ],
-                )
-                .unwrap();
-            // Refused by the token: an error, or (cryptoki's way with CKR_ATTRIBUTE_SENSITIVE)
-            // no value in the answer.
-            let value = session
-                .get_attributes(*k, &[AttributeType::Value])
-                .ok()
-                .is_some_and(|v| v.iter().any(|a| matches!(a, Attribute::Value(_))));
-            (flags, value)
-        })
-        .collect()
-}
-
-/// Exactly one private key `label` on `token`, sensitive and never extractable, its value
-/// not readable.
-fn assert_one_locked_key(hsm: &SoftHsm, token: &str, label: &str) {
-    let keys = private_keys_on(hsm, token, label);
-    assert_eq!(keys.len(), 1, "private keys {label} on {token}: {keys:?}");
-    let (flags, value) = &keys[0];
-    assert!(flags.contains(&Attribute::Sensitive(true)), "{flags:?}");
-    assert!(flags.contains(&Attribute::Extractable(false)), "{flags:?}");
-    assert!(
-        flags.contains(&Attribute::NeverExtractable(true)),
-        "{flags:?}"
-    );
-    assert!(!value, "the token gave out the private value of {label}");
-}
-
 /// The certificate's public key is the token key's, and the request is signed by that key
 /// and carries it.
 fn assert_certified_by(hsm: &SoftHsm, uri: &str, cert: &Path, csr: &Path) {
@@ -145,7 +81,7 @@ fn assert_certified_by(hsm: &SoftHsm, uri: &str, cert: &Path, csr: &Path) {
 #[test]
 fn keygen_makes_the_key_on_the_token_and_certifies_it() {
     let Some(hsm) = SoftHsm::get() else { return };
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = ls_tests::tempdir("p11-keygen");
 
     for (token, label, kind) in [
         (EC_TOKEN, "kg-ec", &["--key-type", "ec"][..]),
@@ -179,7 +115,7 @@ fn keygen_makes_the_key_on_the_token_and_certifies_it() {
             "{}",
             stderr(&o)
         );
-        assert_one_locked_key(hsm, token, label);
+        hsm.assert_one_locked_key(token, label);
         assert_certified_by(hsm, &uri, &cert, &csr);
 
         // The same label again: refused, saying so; nothing written, no second key.
@@ -195,14 +131,14 @@ fn keygen_makes_the_key_on_the_token_and_certifies_it() {
             "{e}"
         );
         assert!(!again.join(format!("{label}.cert.pem")).exists());
-        assert_one_locked_key(hsm, token, label);
+        hsm.assert_one_locked_key(token, label);
     }
 }
 
 #[test]
 fn keygen_refusals() {
     let Some(hsm) = SoftHsm::get() else { return };
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = ls_tests::tempdir("p11-keygen");
     let out = tmp.path().join("out");
     let module = hsm.module().display().to_string();
     let refused = |args: &[&str], code: i32, name: &str, says: &[&str]| {
@@ -260,13 +196,13 @@ fn keygen_refusals() {
     let mut a = base.to_vec();
     a[3] = not_a_module.to_str().unwrap();
     refused(&a, 7, "LS_ERR_TOKEN_UNAVAILABLE", &["cannot be loaded"]);
-    assert!(private_keys_on(hsm, EC_TOKEN, "kg-refused").is_empty());
+    assert!(hsm.private_keys(EC_TOKEN, "kg-refused").is_empty());
 }
 
 #[test]
 fn keygen_with_a_wrong_pin_is_exit_7_after_one_login() {
     let Some(hsm) = SoftHsm::get() else { return };
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = ls_tests::tempdir("p11-keygen");
     let out = tmp.path().join("out");
     let uri = hsm.uri(PIN_TOKEN, "kg-wrong-pin");
     let spy_log = tmp.path().join("spy.log");
@@ -358,7 +294,7 @@ fn init_with_the_key_on_a_token_enrols_and_exchanges_documents() {
     assert_eq!(o.status.code(), Some(10), "{}", stderr(&o));
     assert!(stderr(&o).contains("nothing was written"), "{}", stderr(&o));
     assert!(
-        private_keys_on(hsm, EC_TOKEN, "kg-alice").is_empty(),
+        hsm.private_keys(EC_TOKEN, "kg-alice").is_empty(),
         "the key made for the refused enrolment was removed"
     );
 
@@ -369,7 +305,7 @@ fn init_with_the_key_on_a_token_enrols_and_exchanges_documents() {
     let mut args = vec!["--enrol", &code];
     args.extend(strs(&token));
     let alice = Client::init(Path::new(LAYERSEC), &svc, "kg-alice", &args);
-    assert_one_locked_key(hsm, EC_TOKEN, "kg-alice");
+    hsm.assert_one_locked_key(EC_TOKEN, "kg-alice");
     assert!(!dir.join("identity/key.pem").exists(), "no key file");
     let config = std::fs::read_to_string(&alice.config).unwrap();
     let module = hsm.module().display().to_string();
@@ -493,7 +429,7 @@ fn rollover_with_the_key_on_a_token() {
     assert_eq!(r["service"], "accepted", "{r}");
     assert_eq!(r["phase"], "announcing", "{r}");
     let next = format!("{label}.next");
-    assert_one_locked_key(hsm, EC_TOKEN, &next);
+    hsm.assert_one_locked_key(EC_TOKEN, &next);
     let new_cert = carol.dir.join("identity/rollover/new.crt.pem");
     assert_eq!(
         token_public_key(hsm, EC_TOKEN, &next).unwrap(),
@@ -560,8 +496,8 @@ fn rollover_with_the_key_on_a_token() {
     let old_sha = Certificate::load(&old_cert).unwrap().sha256_fingerprint();
     let previous = format!("{label}.previous-{}", &old_sha[..16]);
     assert_eq!(token_public_key(hsm, EC_TOKEN, &previous).unwrap(), old_key);
-    assert_one_locked_key(hsm, EC_TOKEN, label);
-    assert_one_locked_key(hsm, EC_TOKEN, &previous);
+    hsm.assert_one_locked_key(EC_TOKEN, label);
+    hsm.assert_one_locked_key(EC_TOKEN, &previous);
     assert_eq!(
         std::fs::read_to_string(&carol.config).unwrap(),
         config_before

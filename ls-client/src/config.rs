@@ -924,76 +924,11 @@ impl Config {
     /// refused. Without `pkcs11_uri`, the token settings are refused.
     fn check_token_identity(&self) -> Result<()> {
         let id = &self.identity;
-        if id.pin.is_some() {
-            return Err(self.invalid(
-                "identity.pin",
-                "a PIN is never kept in the configuration file: name an environment variable \
-                 with pin_env or a file with pin_file",
-            ));
-        }
-        let Some(uri) = &id.pkcs11_uri else {
-            for (key, given) in [
-                ("identity.module", id.module.is_some()),
-                ("identity.pin_env", id.pin_env.is_some()),
-                ("identity.pin_file", id.pin_file.is_some()),
-            ] {
-                if given {
-                    return Err(self.invalid(
-                        key,
-                        "only with pkcs11_uri (the key on a PKCS#11 token); a key file's \
-                         password is given with password_env or password_file",
-                    ));
-                }
-            }
+        self.token_settings()
+            .check()
+            .map_err(|e| self.invalid(e.key, e.message))?;
+        if id.pkcs11_uri.is_none() {
             return Ok(());
-        };
-        if !uri.trim_start().to_ascii_lowercase().starts_with("pkcs11:") {
-            return Err(self.invalid(
-                "identity.pkcs11_uri",
-                "an RFC 7512 URI starting with \"pkcs11:\" is expected",
-            ));
-        }
-        if !id.key.as_os_str().is_empty() {
-            return Err(self.invalid(
-                "identity.key",
-                "either key (a key file) or pkcs11_uri (the key on a token) is expected, not both",
-            ));
-        }
-        for (key, given) in [
-            ("identity.password_env", id.password_env.is_some()),
-            ("identity.password_file", id.password_file.is_some()),
-        ] {
-            if given {
-                return Err(self.invalid(
-                    key,
-                    "not with pkcs11_uri: the token's PIN is given with pin_env or pin_file",
-                ));
-            }
-        }
-        if id.pin_env.is_some() && id.pin_file.is_some() {
-            return Err(self.invalid(
-                "identity.pin_env",
-                "either pin_env or pin_file is expected, not both",
-            ));
-        }
-        if let Some(v) = &id.pin_env {
-            if v.is_empty() || v.contains('=') || v.contains('\0') {
-                return Err(self.invalid(
-                    "identity.pin_env",
-                    "the name of an environment variable is expected",
-                ));
-            }
-        }
-        // The module is not checked here: a module that is not there (not installed yet, a
-        // card reader's middleware being updated) is the token being unavailable, a
-        // temporary failure the daemon waits out (`LS_ERR_TOKEN_UNAVAILABLE`, naming it).
-        if let Some(p) = &id.pin_file {
-            if !p.is_file() {
-                return Err(self.invalid(
-                    "identity.pin_file",
-                    format!("{} is not a readable file", p.display()),
-                ));
-            }
         }
         if id.auto_rollover_days > 0 {
             return Err(self.invalid(
@@ -1212,27 +1147,25 @@ impl Config {
     /// The token's PIN: from `pin_env` or `pin_file`, `None` without either (a token that
     /// needs no login). Wiped from memory when dropped.
     pub fn pin(&self) -> Result<Option<Zeroizing<String>>> {
-        if let Some(var) = &self.identity.pin_env {
-            return match std::env::var(var) {
-                Ok(v) => Ok(Some(Zeroizing::new(v))),
-                Err(_) => Err(self.invalid(
-                    "identity.pin_env",
-                    format!("the environment variable {var} is expected to hold the token's PIN"),
-                )),
-            };
+        self.token_settings()
+            .pin()
+            .map_err(|e| self.invalid(e.key, e.message))
+    }
+
+    /// `[identity]`'s settings of a key on a token, for the rules and the PIN the client and
+    /// the service share (`ls_core::keys::pkcs11::TokenSettings`).
+    fn token_settings(&self) -> ls_core::keys::pkcs11::TokenSettings<'_> {
+        let id = &self.identity;
+        ls_core::keys::pkcs11::TokenSettings {
+            pkcs11_uri: id.pkcs11_uri.as_deref(),
+            module: id.module.as_deref(),
+            pin_env: id.pin_env.as_deref(),
+            pin_file: id.pin_file.as_deref(),
+            pin_given: id.pin.is_some(),
+            key_given: !id.key.as_os_str().is_empty(),
+            password_env_given: id.password_env.is_some(),
+            password_file_given: id.password_file.is_some(),
         }
-        if let Some(p) = &self.identity.pin_file {
-            let s = Zeroizing::new(std::fs::read_to_string(p).map_err(|e| {
-                self.invalid(
-                    "identity.pin_file",
-                    format!("{} is not readable: {e}", p.display()),
-                )
-            })?);
-            return Ok(Some(Zeroizing::new(
-                s.lines().next().unwrap_or("").to_string(),
-            )));
-        }
-        Ok(None)
     }
 
     /// Our identity as configured: the key file (opened with `password`), or the key on the
@@ -1957,6 +1890,9 @@ mod tests {
 
     #[test]
     fn token_settings_are_checked() {
+        // The rules shared with the service are ls-core's (`TokenSettings`, tested there);
+        // here, that the client applies them, with paths from its folder and messages naming
+        // the file and key, and its own (rollover, TLS client key).
         let d = setup();
         fs::create_dir_all(d.0.join("lib")).unwrap();
         fs::write(d.0.join("lib/p11.so"), "x").unwrap();
@@ -1967,27 +1903,7 @@ mod tests {
                 "identity.key:",
                 "not both",
             ),
-            (
-                token("pin_env = \"P\"\npassword_env = \"PW\"\n"),
-                "identity.password_env:",
-                "pin_env or pin_file",
-            ),
-            (
-                token("pin_env = \"P\"\npassword_file = \"pin\"\n"),
-                "identity.password_file:",
-                "pin_env or pin_file",
-            ),
-            (
-                token("pin_env = \"P\"\npin_file = \"pin\"\n"),
-                "identity.pin_env:",
-                "not both",
-            ),
             (token("pin = \"hunter2\"\n"), "identity.pin:", "never kept"),
-            (
-                token("pin_env = \"A=B\"\n"),
-                "identity.pin_env:",
-                "environment variable",
-            ),
             (
                 token("pin_file = \"nope\"\n"),
                 "identity.pin_file:",
@@ -2013,18 +1929,8 @@ mod tests {
                 "PKCS#11",
             ),
             (
-                minimal().replace("[service]", "pin_env = \"P\"\n[service]"),
-                "identity.pin_env:",
-                "only with pkcs11_uri",
-            ),
-            (
                 minimal().replace("[service]", "module = \"lib/p11.so\"\n[service]"),
                 "identity.module:",
-                "only with pkcs11_uri",
-            ),
-            (
-                minimal().replace("[service]", "pin_file = \"pin\"\n[service]"),
-                "identity.pin_file:",
                 "only with pkcs11_uri",
             ),
             (

@@ -702,80 +702,36 @@ impl Config {
     /// a key on a PKCS#11 token (`pkcs11_uri`, `module`, `pin_env`/`pin_file`), never both, and
     /// never a PIN in this file. The same rules and messages as the client's `[identity]`.
     fn check_identity(&self) -> Result<(), String> {
-        let id = &self.identity;
-        if id.pin.is_some() {
+        let pin_file = self.identity.pin_file.as_ref().map(|p| self.path(p));
+        self.token_settings(pin_file.as_deref())
+            .check()
+            .map_err(|e| e.to_string())?;
+        if self.identity.pkcs11_uri.is_none() && self.identity.key.as_os_str().is_empty() {
             return Err(
-                "identity.pin: a PIN is never kept in the configuration file: name an \
-                        environment variable with pin_env or a file with pin_file"
-                    .into(),
+                "identity.key: missing (a key file, or pkcs11_uri for a key on a token)".into(),
             );
-        }
-        let Some(uri) = &id.pkcs11_uri else {
-            for (key, given) in [
-                ("identity.module", id.module.is_some()),
-                ("identity.pin_env", id.pin_env.is_some()),
-                ("identity.pin_file", id.pin_file.is_some()),
-            ] {
-                if given {
-                    return Err(format!(
-                        "{key}: only with pkcs11_uri (the key on a PKCS#11 token); a key \
-                         file's password is given with password_env or password_file"
-                    ));
-                }
-            }
-            if id.key.as_os_str().is_empty() {
-                return Err(
-                    "identity.key: missing (a key file, or pkcs11_uri for a key on a token)".into(),
-                );
-            }
-            return Ok(());
-        };
-        if !uri.trim_start().to_ascii_lowercase().starts_with("pkcs11:") {
-            return Err(
-                "identity.pkcs11_uri: an RFC 7512 URI starting with \"pkcs11:\" is expected".into(),
-            );
-        }
-        if !id.key.as_os_str().is_empty() {
-            return Err(
-                "identity.key: either key (a key file) or pkcs11_uri (the key on a \
-                        token) is expected, not both"
-                    .into(),
-            );
-        }
-        for (key, given) in [
-            ("identity.password_env", id.password_env.is_some()),
-            ("identity.password_file", id.password_file.is_some()),
-        ] {
-            if given {
-                return Err(format!(
-                    "{key}: not with pkcs11_uri: the token's PIN is given with pin_env or pin_file"
-                ));
-            }
-        }
-        if id.pin_env.is_some() && id.pin_file.is_some() {
-            return Err(
-                "identity.pin_env: either pin_env or pin_file is expected, not both".into(),
-            );
-        }
-        if let Some(v) = &id.pin_env {
-            if v.is_empty() || v.contains('=') || v.contains('\0') {
-                return Err(
-                    "identity.pin_env: the name of an environment variable is expected".into(),
-                );
-            }
-        }
-        // The module is not checked here: one that is not there is the token being
-        // unavailable (`LS_ERR_TOKEN_UNAVAILABLE` at start, naming it: a temporary failure).
-        if let Some(p) = &id.pin_file {
-            let p = self.path(p);
-            if !p.is_file() {
-                return Err(format!(
-                    "identity.pin_file: {} is not a readable file",
-                    p.display()
-                ));
-            }
         }
         Ok(())
+    }
+
+    /// `[identity]`'s settings of a key on a token (`pin_file` resolved by the caller), for the
+    /// rules and the PIN the service and the client share
+    /// (`ls_core::keys::pkcs11::TokenSettings`).
+    fn token_settings<'a>(
+        &'a self,
+        pin_file: Option<&'a Path>,
+    ) -> ls_core::keys::pkcs11::TokenSettings<'a> {
+        let id = &self.identity;
+        ls_core::keys::pkcs11::TokenSettings {
+            pkcs11_uri: id.pkcs11_uri.as_deref(),
+            module: id.module.as_deref(),
+            pin_env: id.pin_env.as_deref(),
+            pin_file,
+            pin_given: id.pin.is_some(),
+            key_given: !id.key.as_os_str().is_empty(),
+            password_env_given: id.password_env.is_some(),
+            password_file_given: id.password_file.is_some(),
+        }
     }
 
     /// Whether the service's signing key is on a PKCS#11 token (`[identity] pkcs11_uri`).
@@ -795,27 +751,10 @@ impl Config {
     /// The token's PIN: from `pin_env` or `pin_file` (its first line), `None` without either
     /// (a token that needs no login). Wiped from memory when dropped.
     pub fn pin(&self) -> Result<Option<Zeroizing<String>>, String> {
-        if let Some(var) = &self.identity.pin_env {
-            return std::env::var(var)
-                .map(|v| Some(Zeroizing::new(v)))
-                .map_err(|_| {
-                    format!(
-                        "identity.pin_env: the environment variable {var} is expected to hold \
-                         the token's PIN"
-                    )
-                });
-        }
-        if let Some(f) = &self.identity.pin_file {
-            let p = self.path(f);
-            let s =
-                Zeroizing::new(std::fs::read_to_string(&p).map_err(|e| {
-                    format!("identity.pin_file: {} is not readable: {e}", p.display())
-                })?);
-            return Ok(Some(Zeroizing::new(
-                s.lines().next().unwrap_or("").to_string(),
-            )));
-        }
-        Ok(None)
+        let pin_file = self.identity.pin_file.as_ref().map(|p| self.path(p));
+        self.token_settings(pin_file.as_deref())
+            .pin()
+            .map_err(|e| e.to_string())
     }
 
     /// The signing identity on the token (`pkcs11_uri`), logged in once with the PIN of
@@ -1240,6 +1179,8 @@ mod identity_tests {
 
     #[test]
     fn token_settings_are_checked() {
+        // The rules are ls-core's (`TokenSettings`, tested there); here, that the service's
+        // configuration applies them, with paths from its folder and messages naming the key.
         let d = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(d.path().join("lib")).unwrap();
         std::fs::write(d.path().join("lib/p11.so"), "x").unwrap();
@@ -1250,31 +1191,11 @@ mod identity_tests {
                 "identity.key:",
                 "not both",
             ),
-            (
-                token("pin_env = \"P\"\npassword_env = \"PW\"\n"),
-                "identity.password_env:",
-                "pin_env or pin_file",
-            ),
-            (
-                token("pin_env = \"P\"\npassword_file = \"pin\"\n"),
-                "identity.password_file:",
-                "pin_env or pin_file",
-            ),
-            (
-                token("pin_env = \"P\"\npin_file = \"pin\"\n"),
-                "identity.pin_env:",
-                "not both",
-            ),
             (token("pin = \"hunter2\"\n"), "identity.pin:", "never kept"),
             (
                 "key = \"identity/service.key\"\npin = \"hunter2\"\n".to_string(),
                 "identity.pin:",
                 "never kept",
-            ),
-            (
-                token("pin_env = \"A=B\"\n"),
-                "identity.pin_env:",
-                "environment variable",
             ),
             (
                 token("pin_file = \"no-such-pin\"\n"),
@@ -1285,11 +1206,6 @@ mod identity_tests {
                 "pkcs11_uri = \"token=t1\"\npin_env = \"P\"\n".to_string(),
                 "identity.pkcs11_uri:",
                 "pkcs11:",
-            ),
-            (
-                "key = \"identity/service.key\"\npin_env = \"P\"\n".to_string(),
-                "identity.pin_env:",
-                "only with pkcs11_uri",
             ),
             (
                 "key = \"identity/service.key\"\nmodule = \"lib/p11.so\"\n".to_string(),

@@ -13,6 +13,9 @@
 //! initialised until the process ends, so it cannot be removed by the test: the next run
 //! removes the folders of processes that have ended.
 
+use cryptoki::error::RvError;
+use cryptoki::object::{Attribute, AttributeType, ObjectClass};
+use cryptoki::session::UserType;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -136,6 +139,67 @@ impl SoftHsm {
     /// The calls the spy has logged so far.
     pub fn spy_log(&self) -> String {
         std::fs::read_to_string(self.dir.join("spy.log")).unwrap_or_default()
+    }
+
+    /// The private key objects labelled `label` on `token`, read through cryptoki directly
+    /// (not through the code under test): each one's Sensitive, Extractable and
+    /// NeverExtractable attributes, and whether its CKA_VALUE could be read.
+    pub fn private_keys(&self, token: &str, label: &str) -> Vec<(Vec<Attribute>, bool)> {
+        let ctx = ls_core::keys::pkcs11::module(self.module()).unwrap();
+        let slot = ctx
+            .get_slots_with_token()
+            .unwrap()
+            .into_iter()
+            .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == token)
+            .unwrap_or_else(|| panic!("no token {token}"));
+        let session = ctx.open_ro_session(slot).unwrap();
+        match session.login(UserType::User, Some(&PIN.to_string().into())) {
+            Ok(()) | Err(cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+            Err(e) => panic!("login: {e}"),
+        }
+        let keys = session
+            .find_objects(&[
+                Attribute::Class(ObjectClass::PRIVATE_KEY),
+                Attribute::Label(label.as_bytes().to_vec()),
+            ])
+            .unwrap();
+        keys.iter()
+            .map(|k| {
+                let flags = session
+                    .get_attributes(
+                        *k,
+                        &[
+                            AttributeType::Sensitive,
+                            AttributeType::Extractable,
+                            AttributeType::NeverExtractable,
+                        ],
+                    )
+                    .unwrap();
+                // Refused by the token: an error, or (cryptoki's way with
+                // CKR_ATTRIBUTE_SENSITIVE) no value in the answer.
+                let value = session
+                    .get_attributes(*k, &[AttributeType::Value])
+                    .ok()
+                    .is_some_and(|v| v.iter().any(|a| matches!(a, Attribute::Value(_))));
+                (flags, value)
+            })
+            .collect()
+    }
+
+    /// Exactly one private key `label` on `token`, sensitive and never extractable, its value
+    /// not readable (an export attempt fails).
+    #[track_caller]
+    pub fn assert_one_locked_key(&self, token: &str, label: &str) {
+        let keys = self.private_keys(token, label);
+        assert_eq!(keys.len(), 1, "private keys {label} on {token}: {keys:?}");
+        let (flags, value) = &keys[0];
+        assert!(flags.contains(&Attribute::Sensitive(true)), "{flags:?}");
+        assert!(flags.contains(&Attribute::Extractable(false)), "{flags:?}");
+        assert!(
+            flags.contains(&Attribute::NeverExtractable(true)),
+            "{flags:?}"
+        );
+        assert!(!value, "the token gave out the private value of {label}");
     }
 
     /// `pkcs11:token=<token>;object=<label>` (no module, no PIN).

@@ -28,8 +28,10 @@
 //!   the per-message secret passes through our memory (wiped when dropped), as it does with a
 //!   key in memory.
 
+mod settings;
 mod uri;
 
+pub use settings::{SettingError, TokenSettings};
 pub use uri::Pkcs11Uri;
 
 use super::private::{PrivateKey, RsaDecryption};
