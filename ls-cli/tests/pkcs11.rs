@@ -74,12 +74,7 @@ fn one_way(from: &Client, to: &Client, name: &str, doc: &[u8]) {
     let v = json(&from.ok(&["send", f.to_str().unwrap(), "--to", &to.id, "--json"]));
     assert_eq!(v["delivered"], true, "{v}");
     let id = v["message_id"].as_str().unwrap().to_string();
-    let o = to.ok(&["poll", "--json"]);
-    let got: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &serde_json::Value| v.get("path").is_some())
-        .collect();
+    let got = to.poll_received();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["sender"], from.id.as_str());
     assert_eq!(got[0]["message_id"], id.as_str());

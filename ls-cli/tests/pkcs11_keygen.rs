@@ -245,12 +245,7 @@ fn one_way(from: &Client, to: &Client, name: &str, doc: &[u8]) {
     std::fs::write(&f, doc).unwrap();
     let v = json(&from.ok(&["send", f.to_str().unwrap(), "--to", &to.id, "--json"]));
     assert_eq!(v["delivered"], true, "{v}");
-    let o = to.ok(&["poll", "--json"]);
-    let got: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &serde_json::Value| v.get("path").is_some())
-        .collect();
+    let got = to.poll_received();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["sender"], from.id.as_str());
     let arrived = std::fs::read(got[0]["path"].as_str().unwrap()).unwrap();
@@ -469,12 +464,7 @@ fn rollover_with_the_key_on_a_token() {
     std::fs::write(&f, b"sealed for the old certificate\n").unwrap();
     let v = json(&gina.ok(&["send", f.to_str().unwrap(), "--to", label, "--json"]));
     assert_eq!(v["delivered"], true, "{v}");
-    let o = carol.ok(&["poll", "--json"]);
-    let got: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|v: &serde_json::Value| v.get("path").is_some())
-        .collect();
+    let got = carol.poll_received();
     assert_eq!(got.len(), 1, "{got:?}\n{}", stderr(&o));
     assert_eq!(got[0]["sender"], "kg-gina");
     assert_eq!(

@@ -130,12 +130,7 @@ fn the_services_receipts_are_signed_on_its_token() {
         "the service's receipt was taken: {rec}"
     );
     // bob polls (the pull answer and the empty-pull signal are signed on the token too).
-    let o = bob.ok(&["poll", "--json"]);
-    let got: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .filter(|v: &serde_json::Value| v.get("path").is_some())
-        .collect();
+    let got = bob.poll_received();
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["message_id"], id.as_str());
     assert!(std::fs::read(got[0]["path"].as_str().unwrap()).unwrap() == doc);
@@ -386,73 +381,49 @@ fn serve_stops_with_exit_2_or_75_when_the_token_key_cannot_be_used() {
         ),
     }
 
-    // A module that is not there: the token is unavailable, a temporary failure (EX_TEMPFAIL,
-    // 75, which a service manager restarts on), the module named.
-    set_identity(
-        &svc,
-        &format!(
-            "pkcs11_uri = \"{uri}\"\nmodule = \"/nonexistent/p11.so\"\npin_file = \"token.pin\"\n"
-        ),
-    );
-    let (code, err) = serve_fails(&svc, &[]);
-    assert_eq!(code, Some(75), "{err}");
-    assert!(
-        err.contains("identity.pkcs11_uri")
-            && err.contains("/nonexistent/p11.so")
-            && err.contains("LS_ERR_TOKEN_UNAVAILABLE"),
-        "{err}"
-    );
-    // Only the URI's module-path, not there: the token is unavailable.
-    set_identity(
-        &svc,
-        &format!(
-            "pkcs11_uri = \"{uri}?module-path=/nonexistent/p11.so\"\npin_file = \"token.pin\"\n"
-        ),
-    );
-    // A token that is not there may come back: a temporary failure (EX_TEMPFAIL, 75), which
+    // The other failures: (identity settings, exit status, what the message names). A token
+    // or module that is not there may come back: a temporary failure (EX_TEMPFAIL, 75), which
     // a service manager restarts on, unlike a configuration error (2).
-    let (code, err) = serve_fails(&svc, &[]);
-    assert_eq!(code, Some(75), "{err}");
-    assert!(
-        err.contains("identity.pkcs11_uri") && err.contains("LS_ERR_TOKEN_UNAVAILABLE"),
-        "{err}"
-    );
-    // A key that is not on the token (right PIN).
     std::fs::write(svc.dir.join("token.pin"), format!("{PIN}\n")).unwrap();
     let module = hsm.module().display().to_string();
-    set_identity(
-        &svc,
-        &format!(
-            "pkcs11_uri = \"{}\"\nmodule = \"{module}\"\npin_file = \"token.pin\"\n",
-            hsm.uri(EC_TOKEN, "svc-no-such-key")
+    let no_key = hsm.uri(EC_TOKEN, "svc-no-such-key");
+    for (identity, code, names) in [
+        (
+            format!("pkcs11_uri = \"{uri}\"\nmodule = \"/nonexistent/p11.so\"\npin_file = \"token.pin\"\n"),
+            75,
+            &["identity.pkcs11_uri", "/nonexistent/p11.so", "LS_ERR_TOKEN_UNAVAILABLE"][..],
         ),
-    );
-    let (code, err) = serve_fails(&svc, &[]);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(
-        err.contains("identity.pkcs11_uri") && err.contains("LS_ERR_KEY_NOT_FOUND"),
-        "{err}"
-    );
-    // The PIN's variable not set: named with the key.
-    set_identity(
-        &svc,
-        &format!(
-            "pkcs11_uri = \"{uri}\"\nmodule = \"{module}\"\npin_env = \"LS_TEST_SVC_NO_PIN\"\n"
+        // Only the URI's module-path, not there.
+        (
+            format!("pkcs11_uri = \"{uri}?module-path=/nonexistent/p11.so\"\npin_file = \"token.pin\"\n"),
+            75,
+            &["identity.pkcs11_uri", "LS_ERR_TOKEN_UNAVAILABLE"],
         ),
-    );
-    let (code, err) = serve_fails(&svc, &[]);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(
-        err.contains("identity.pin_env") && err.contains("LS_TEST_SVC_NO_PIN"),
-        "{err}"
-    );
-    // A PIN in the file: refused before any token is asked.
-    set_identity(
-        &svc,
-        &format!("pkcs11_uri = \"{uri}\"\nmodule = \"{module}\"\npin = \"{PIN}\"\n"),
-    );
-    let (code, err) = serve_fails(&svc, &[]);
-    assert_eq!(code, Some(2), "{err}");
-    assert!(err.contains("identity.pin:"), "{err}");
-    assert!(!err.contains(PIN), "{err}");
+        // A key that is not on the token (right PIN).
+        (
+            format!("pkcs11_uri = \"{no_key}\"\nmodule = \"{module}\"\npin_file = \"token.pin\"\n"),
+            2,
+            &["identity.pkcs11_uri", "LS_ERR_KEY_NOT_FOUND"],
+        ),
+        // The PIN's variable not set.
+        (
+            format!("pkcs11_uri = \"{uri}\"\nmodule = \"{module}\"\npin_env = \"LS_TEST_SVC_NO_PIN\"\n"),
+            2,
+            &["identity.pin_env", "LS_TEST_SVC_NO_PIN"],
+        ),
+        // A PIN in the file: refused before any token is asked, and not repeated.
+        (
+            format!("pkcs11_uri = \"{uri}\"\nmodule = \"{module}\"\npin = \"{PIN}\"\n"),
+            2,
+            &["identity.pin:"],
+        ),
+    ] {
+        set_identity(&svc, &identity);
+        let (got, err) = serve_fails(&svc, &[]);
+        assert_eq!(got, Some(code), "{identity}: {err}");
+        for n in names {
+            assert!(err.contains(n), "{identity}: {n} not in: {err}");
+        }
+        assert!(!err.contains(PIN), "the PIN is never shown: {err}");
+    }
 }

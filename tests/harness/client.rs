@@ -127,6 +127,17 @@ impl Client {
         o
     }
 
+    /// `layersec poll --json`, which must succeed: the documents received (the lines with a
+    /// `path`).
+    pub fn poll_received(&self) -> Vec<serde_json::Value> {
+        let o = self.ok(&["poll", "--json"]);
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|v: &serde_json::Value| v.get("path").is_some())
+            .collect()
+    }
+
     /// `layersec run --json` in the background, its events in `<dir>/run.log` (of the last
     /// start), stderr thrown away.
     pub fn spawn_run(&self) -> Child {

@@ -346,7 +346,10 @@ impl Client {
                 (g.identity, g.key_pem)
             }
         };
-        if let Err(e) = check_new_certificate(me.certificate(), new.certificate(), now) {
+        // Checked at the time after it was made: the certificate is valid from the second it
+        // was made in, which making the key (an RSA key, a key on a token) can put after `now`.
+        if let Err(e) = check_new_certificate(me.certificate(), new.certificate(), time::now_unix())
+        {
             if on_token {
                 let _ = keys::drop_pending(&self.cfg);
             }
