@@ -19,9 +19,10 @@
 #
 # The key is made by openssl in a file of DIR (mode 0600), imported with pkcs11-tool and the
 # file removed: SoftHSM2 cannot sign a certificate for a key it generated without our library
-# (OpenSSL's PKCS#11 engine/provider is not in Debian 12). `layersec keygen --pkcs11`, once it
-# exists, makes the key on the token and the certificate from it: switch to it then. The
-# key-generation path on a token is tested in Rust (tests/pkcs11_softhsm.rs).
+# (OpenSSL's PKCS#11 engine/provider is not in Debian 12). `layersec keygen --pkcs11` makes the
+# key on the token and the certificate from it, but the bindings' tests do not depend on the
+# command-line binary; generation on a token is tested in Rust (tests/pkcs11_softhsm.rs,
+# ls-cli/tests/pkcs11_keygen.rs).
 set -euo pipefail
 DIR=${1:?usage: softhsm-token.sh DIR [LABEL]}
 LABEL=${2:-token-party}

@@ -288,6 +288,17 @@ fn a_wrong_pin_is_tried_once_and_sessions_are_reused() {
     let log = hsm.spy_log();
     assert_eq!(log.matches("C_Login").count() - before, 1, "C_Login calls");
     assert!(log.contains("CKR_PIN_INCORRECT"), "the spy saw the refusal");
+    // The same wrong PIN again, five times (a caller retrying a load): refused without asking
+    // the token, which counts every wrong PIN towards its lock-out.
+    for _ in 0..5 {
+        let e = Pkcs11Key::open(&uri, Some(spy), Some("0000-wrong")).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::PinIncorrect, "{e}");
+    }
+    assert_eq!(
+        hsm.spy_log().matches("C_Login").count() - before,
+        1,
+        "the same wrong PIN is not sent again"
+    );
 
     // The right PIN then works (not locked), and 20 signatures cost no new login and at most
     // one session beyond the one that holds the login.

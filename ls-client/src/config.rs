@@ -1278,8 +1278,9 @@ impl Config {
                  certificate = {}\n\
                  # The token's PIN: the name of an environment variable, or a file whose first\n\
                  # line is the PIN; never here. `layersec rollover` makes the new key on the\n\
-                 # same token and moves the label to it; auto_rollover_days and a TLS client\n\
-                 # key ([service] client_key) are not available with a token.\n\
+                 # same token and moves the label to it (the URI must name the key by object=);\n\
+                 # auto_rollover_days and a TLS client key ([service] client_key) are not\n\
+                 # available with a token.\n\
                  {}{}",
                 q(&k.pkcs11_uri),
                 q(&k.module),

@@ -606,6 +606,16 @@ fn read(p: &Path) -> Result<Vec<u8>, (u8, String)> {
 /// sysexits' EX_TEMPFAIL: a temporary failure at start (the service's token not there).
 const EXIT_TEMPFAIL: u8 = 75;
 
+/// The exit status of a failure to load the service's key from its token: a token (or module)
+/// that is not there may come back, which a service manager restarts on ([`EXIT_TEMPFAIL`]);
+/// everything else is the configuration's (2, not restarted).
+fn token_exit_status(e: &config::TokenLoadError) -> u8 {
+    match e {
+        config::TokenLoadError::Token(_, ls_core::Error::TokenUnavailable(_)) => EXIT_TEMPFAIL,
+        _ => 2,
+    }
+}
+
 /// The service's signing key as configured: a key file (finishing first a switch of a
 /// rollover that is due, or that a crash interrupted), or the key on a PKCS#11 token (one
 /// login, never retried: a wrong PIN counts towards the token's lock-out). Every failure is
@@ -624,7 +634,7 @@ fn load_signing_key(c: &Config) -> Result<ls_server::service_key::SigningKey, (u
         if let Some(cert) = &cert_path {
             sk::switch_if_due_on_token(cert, &token).map_err(|e| {
                 (
-                    2,
+                    token_exit_status(&e),
                     format!("identity: finishing the switch to the new key: {e}"),
                 )
             })?;
@@ -632,15 +642,7 @@ fn load_signing_key(c: &Config) -> Result<ls_server::service_key::SigningKey, (u
         // A token that is not there (module not loadable, no such token) may come back: a
         // temporary failure (EX_TEMPFAIL), which a service manager restarts on; everything
         // else is the configuration's (exit 2, not restarted).
-        let identity = sk::load_token(c).map_err(|e| {
-            let code = match &e {
-                config::TokenLoadError::Token(_, ls_core::Error::TokenUnavailable(_)) => {
-                    EXIT_TEMPFAIL
-                }
-                _ => 2,
-            };
-            (code, e.to_string())
-        })?;
+        let identity = sk::load_token(c).map_err(|e| (token_exit_status(&e), e.to_string()))?;
         let uri = sk::token_uri(c);
         log::info(
             "service_key_on_token",

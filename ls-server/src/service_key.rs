@@ -39,6 +39,11 @@ use zeroize::Zeroizing;
 const STATE: &str = "service-rollover.json";
 const NEXT_KEY: &str = "next.key";
 const NEXT_CERT: &str = "next.crt";
+/// How often a switch that is due is looked for.
+const SWITCH_CHECK: Duration = Duration::from_secs(1);
+/// After a switch failed: the first wait, doubled after each failure up to the last.
+const SWITCH_RETRY_FIRST: Duration = Duration::from_secs(10);
+const SWITCH_RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// A rollover of the service's key.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -105,7 +110,8 @@ pub struct SigningKey {
     password: Option<Zeroizing<String>>,
     /// With the key on a token: the module and PIN to load the rollover's new key with.
     token: Option<TokenAccess>,
-    checked: Mutex<Option<Instant>>,
+    /// When the switch was last checked, and how long until the next check.
+    checked: Mutex<Option<(Instant, Duration)>>,
 }
 
 /// How the service reaches its token: the configured module and the PIN (wiped when dropped).
@@ -183,23 +189,45 @@ impl SigningKey {
         }
         {
             let mut c = self.checked.lock().unwrap_or_else(|e| e.into_inner());
-            if c.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+            if c.is_some_and(|(t, every)| t.elapsed() < every) {
                 return;
             }
-            *c = Some(Instant::now());
+            let every = c.map_or(SWITCH_CHECK, |(_, every)| every);
+            *c = Some((Instant::now(), every));
         }
         let password = self.password.as_deref().map(String::as_str);
         let switched = match &self.token {
-            Some(t) => switch_if_due_on_token(&self.cert_path, t),
+            Some(t) => switch_if_due_on_token(&self.cert_path, t).map_err(|e| e.to_string()),
             None => switch_if_due(&self.key_path, &self.cert_path, password),
         };
+        // A failed switch (the token away, the new key not loadable) is tried again after
+        // 10 s, doubling up to 5 minutes, and logged at each try: not once a second.
+        let every = match &switched {
+            Ok(_) => SWITCH_CHECK,
+            Err(_) => {
+                let c = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+                let last = c.map_or(SWITCH_CHECK, |(_, every)| every);
+                (last * 2).clamp(SWITCH_RETRY_FIRST, SWITCH_RETRY_MAX)
+            }
+        };
+        if let Some((_, e)) = self
+            .checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            *e = every;
+        }
         let next = match switched {
             Ok(Some(next)) => next,
             Ok(None) => return,
             Err(e) => {
                 crate::log::error(
                     "service_key_switch_failed",
-                    &[("error", crate::log::V::S(&e))],
+                    &[
+                        ("error", crate::log::V::S(&e)),
+                        ("retry_in_secs", crate::log::V::N(every.as_secs())),
+                    ],
                 );
                 return;
             }
@@ -255,7 +283,8 @@ pub fn switch_if_due(
 pub fn switch_if_due_on_token(
     cert_path: &Path,
     token: &TokenAccess,
-) -> Result<Option<Identity>, String> {
+) -> Result<Option<Identity>, crate::config::TokenLoadError> {
+    use crate::config::TokenLoadError;
     let dir = identity_dir(cert_path);
     let Some(mut st) = read_state(&dir) else {
         return Ok(None);
@@ -268,7 +297,7 @@ pub fn switch_if_due_on_token(
         return Ok(None);
     }
     let cert = std::fs::read(dir.join(NEXT_CERT))
-        .map_err(|e| format!("{}: {e}", dir.join(NEXT_CERT).display()))?;
+        .map_err(|e| TokenLoadError::Config(format!("{}: {e}", dir.join(NEXT_CERT).display())))?;
     let next = Identity::from_pkcs11(
         &uri,
         token.module.as_deref(),
@@ -276,20 +305,22 @@ pub fn switch_if_due_on_token(
         Some(&cert),
     )
     .map_err(|e| {
-        format!(
+        let msg = format!(
             "the new key {}: {e} (LS_{})",
             crate::config::without_query(&uri),
             e.code().name()
-        )
+        );
+        TokenLoadError::Token(msg, e)
     })?;
-    write_file(cert_path, &next.certificate().to_pem(), 0o644).map_err(|e| e.to_string())?;
+    write_file(cert_path, &next.certificate().to_pem(), 0o644)
+        .map_err(|e| TokenLoadError::Config(format!("{}: {e}", cert_path.display())))?;
     st.switched_at = Some(now);
     write_file(
         &dir.join(STATE),
         &serde_json::to_vec_pretty(&st).unwrap_or_default(),
         0o600,
     )
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| TokenLoadError::Config(format!("{}: {e}", dir.join(STATE).display())))?;
     crate::log::info(
         "service_key_switched",
         &[

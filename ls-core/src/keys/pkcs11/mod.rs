@@ -110,6 +110,10 @@ struct LoginState {
     pin: Option<Zeroizing<String>>,
     /// The token refused `pin` when logging in again (PIN changed): never tried again.
     pin_refused: bool,
+    /// The last PIN the token refused at a first login (wiped when dropped): not tried again
+    /// by this process, so that a caller loading the same identity again and again (a
+    /// service retrying a key switch, a binding in a loop) cannot use up the token's tries.
+    refused: Option<Zeroizing<String>>,
 }
 
 impl TokenLogin {
@@ -127,6 +131,7 @@ impl TokenLogin {
                     state: Mutex::new(LoginState {
                         pin: None,
                         pin_refused: false,
+                        refused: None,
                     }),
                 })
             })
@@ -146,19 +151,34 @@ impl TokenLogin {
     ///   module), with no PIN accepted here: the PIN cannot be checked (`C_Login` would not
     ///   check it), so it is refused — accepting an unchecked PIN would store it for
     ///   re-logins, where a wrong one counts towards the lock-out.
-    /// - Not logged in: one `C_Login`, unless the token refused this very PIN before (then
-    ///   refused without asking). A PIN refused here does not change what other keys use.
+    /// - Not logged in: one `C_Login`, unless the token refused this very PIN before, at a
+    ///   login of this process (then refused without asking). A PIN refused here does not
+    ///   change what other keys use, but is remembered: the same wrong PIN is never sent twice.
     fn log_in(&self, session: &Session, pin: &str, uri: &Pkcs11Uri) -> Result<()> {
         let mut st = self.state();
         if !logged_in(session)? {
-            if st.pin_refused && st.pin.as_deref().is_some_and(|p| same_pin(p, pin)) {
+            let refused_now = st.refused.as_deref().is_some_and(|p| same_pin(p, pin));
+            if refused_now || st.pin_refused && st.pin.as_deref().is_some_and(|p| same_pin(p, pin))
+            {
                 return Err(refused_before(uri));
             }
             // `false`: someone else logged in meanwhile; as below.
-            if login(session, &AuthPin::new(pin.into()), uri)? {
-                st.pin = Some(Zeroizing::new(pin.to_string()));
-                st.pin_refused = false;
-                return Ok(());
+            match login(session, &AuthPin::new(pin.into()), uri) {
+                Ok(true) => {
+                    st.pin = Some(Zeroizing::new(pin.to_string()));
+                    st.pin_refused = false;
+                    st.refused = None;
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(e @ Error::PinIncorrect(_)) => {
+                    if st.pin.as_deref().is_some_and(|p| same_pin(p, pin)) {
+                        st.pin_refused = true;
+                    }
+                    st.refused = Some(Zeroizing::new(pin.to_string()));
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
             }
         }
         match st.pin.as_deref() {

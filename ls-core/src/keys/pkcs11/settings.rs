@@ -85,6 +85,11 @@ impl TokenSettings<'_> {
                 "an RFC 7512 URI starting with \"pkcs11:\" is expected",
             ));
         }
+        // Parsed here, so that a URI that could not name the key (a pin-value in it, an
+        // attribute misspelt) is the configuration's error, before anything shows the URI.
+        // The parser's messages name attributes, never their values for a PIN.
+        super::Pkcs11Uri::parse(uri.trim())
+            .map_err(|e| SettingError::new("identity.pkcs11_uri", e.to_string()))?;
         if self.key_given {
             return Err(SettingError::new(
                 "identity.key",
@@ -128,20 +133,25 @@ impl TokenSettings<'_> {
     }
 
     /// The token's PIN: the value of `pin_env`'s variable, or the first line of `pin_file`;
-    /// `None` when neither is given (a token that needs no login). The error names the setting
-    /// and never holds the PIN.
+    /// `None` when neither is given (a token that needs no login). An empty PIN (a variable
+    /// set to nothing, a file whose first line is empty) is refused here, not sent to the
+    /// token, where it would count towards the lock-out. The error names the setting and never
+    /// holds the PIN.
     pub fn pin(&self) -> Result<Option<Zeroizing<String>>, SettingError> {
         if let Some(var) = self.pin_env {
-            return std::env::var(var)
-                .map(|v| Some(Zeroizing::new(v)))
-                .map_err(|_| {
-                    SettingError::new(
-                        "identity.pin_env",
-                        format!(
-                            "the environment variable {var} is expected to hold the token's PIN"
-                        ),
-                    )
-                });
+            let pin = std::env::var(var).map(Zeroizing::new).map_err(|_| {
+                SettingError::new(
+                    "identity.pin_env",
+                    format!("the environment variable {var} is expected to hold the token's PIN"),
+                )
+            })?;
+            if pin.is_empty() {
+                return Err(SettingError::new(
+                    "identity.pin_env",
+                    format!("the environment variable {var} is empty: the token's PIN is expected"),
+                ));
+            }
+            return Ok(Some(pin));
         }
         if let Some(p) = self.pin_file {
             let s = Zeroizing::new(std::fs::read_to_string(p).map_err(|e| {
@@ -150,9 +160,17 @@ impl TokenSettings<'_> {
                     format!("{} is not readable: {e}", p.display()),
                 )
             })?);
-            return Ok(Some(Zeroizing::new(
-                s.lines().next().unwrap_or("").to_string(),
-            )));
+            let pin = Zeroizing::new(s.lines().next().unwrap_or("").to_string());
+            if pin.is_empty() {
+                return Err(SettingError::new(
+                    "identity.pin_file",
+                    format!(
+                        "the first line of {} is empty: the token's PIN is expected",
+                        p.display()
+                    ),
+                ));
+            }
+            return Ok(Some(pin));
         }
         Ok(None)
     }
@@ -256,6 +274,30 @@ mod tests {
             ),
             (
                 TokenSettings {
+                    pkcs11_uri: Some("pkcs11:token=t;object=k;pin-value=2468"),
+                    ..token
+                },
+                "identity.pkcs11_uri",
+                "unknown attribute",
+            ),
+            (
+                TokenSettings {
+                    pkcs11_uri: Some("pkcs11:token=t;object=k?pin-value=2468"),
+                    ..token
+                },
+                "identity.pkcs11_uri",
+                "pin-value",
+            ),
+            (
+                TokenSettings {
+                    pkcs11_uri: Some("pkcs11:token=t"),
+                    ..token
+                },
+                "identity.pkcs11_uri",
+                "object=",
+            ),
+            (
+                TokenSettings {
                     module: Some(module),
                     ..file_key
                 },
@@ -282,6 +324,7 @@ mod tests {
             let e = s.check().unwrap_err();
             assert_eq!(e.key, key, "{e}");
             assert!(e.message.contains(says), "{e}");
+            assert!(!e.message.contains("2468"), "a PIN is never shown: {e}");
         }
         // A module that is not there is not the configuration's error.
         assert!(TokenSettings {
@@ -305,5 +348,26 @@ mod tests {
         assert_eq!(e.key, "identity.pin_env");
         assert!(e.message.contains("LS_CORE_TEST_PIN_NOT_SET"), "{e}");
         assert!(TokenSettings::default().pin().unwrap().is_none());
+        // An empty PIN is not sent to the token.
+        let empty = d.path().join("empty-pin");
+        std::fs::write(&empty, "\nsecond line\n").unwrap();
+        let e = TokenSettings {
+            pin_env: None,
+            pin_file: Some(&empty),
+            ..token
+        }
+        .pin()
+        .unwrap_err();
+        assert_eq!(e.key, "identity.pin_file");
+        assert!(e.message.contains("empty"), "{e}");
+        std::env::set_var("LS_CORE_TEST_PIN_EMPTY", "");
+        let e = TokenSettings {
+            pin_env: Some("LS_CORE_TEST_PIN_EMPTY"),
+            ..token
+        }
+        .pin()
+        .unwrap_err();
+        assert_eq!(e.key, "identity.pin_env");
+        assert!(e.message.contains("empty"), "{e}");
     }
 }
