@@ -258,6 +258,52 @@ fn rsa_on_the_token_signs_and_oaep_sha256_is_mechanism_not_supported() {
     let sealed = seal(&doc, &frank, &[erin.certificate().clone()], &opts).unwrap();
     let opened = open(&sealed, &open_opts(&erin, frank.certificate())).unwrap();
     assert_eq!(opened.document, doc);
+
+    // WS-Security on the token: an AS4 message erin signs there verifies; one whose payload
+    // is encrypted for her (RSA-OAEP with SHA-256, the AS4 profile's) reaches the token's
+    // decryption and is "mechanism not supported" on SoftHSM2, like CMS.
+    use ls_core::as4::{envelope::SoapVersion, exchange, message, model::Messaging, wss};
+    let build = |signer: &Identity, to: Option<&Certificate>| {
+        let um =
+            exchange::user_message("erin", "frank", "urn:t", "Deliver", "", "t.example").unwrap();
+        message::build(message::Outgoing {
+            messaging: Messaging {
+                user_messages: vec![um],
+                signals: Vec::new(),
+            },
+            payloads: vec![message::Payload {
+                content_id: "doc@t".into(),
+                mime_type: "application/octet-stream".into(),
+                data: doc.clone(),
+                compress: false,
+                properties: Vec::new(),
+            }],
+            signer,
+            encrypt_for: to,
+            soap: SoapVersion::Soap12,
+        })
+        .unwrap()
+    };
+    let read = |m: &message::Built, me: &Identity, signer: &Certificate| {
+        message::read(
+            &m.content_type,
+            &m.body,
+            &message::ReadOptions {
+                recipient: Some(me),
+                policy: wss::VerifyPolicy {
+                    signer: Some(signer),
+                    ..Default::default()
+                },
+                limits: Default::default(),
+            },
+        )
+    };
+    let signed = build(&erin, None);
+    let got = read(&signed, &frank, erin.certificate()).unwrap();
+    assert_eq!(got.payloads[0].data, doc);
+    let encrypted = build(&frank, Some(erin.certificate()));
+    let e = read(&encrypted, &erin, frank.certificate()).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::MechanismUnsupported, "{e}");
 }
 
 #[test]
