@@ -657,6 +657,7 @@ fn a_switch_without_the_pin_or_without_the_new_key_writes_no_certificate() {
         .collect();
     std::fs::write(&hank.config, without_pin).unwrap();
     let o = hank.cmd(&["status", "--json"]);
+    unchanged("no PIN");
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let v = json(&o);
     assert_eq!(v["error"]["name"], "LS_ERR_CONFIG_INVALID", "{v}");
@@ -664,18 +665,40 @@ fn a_switch_without_the_pin_or_without_the_new_key_writes_no_certificate() {
         v["error"]["message"].as_str().unwrap().contains("PIN"),
         "{v}"
     );
-    unchanged("no PIN");
     assert_eq!(token_public_key(hsm, EC_TOKEN, &next).unwrap(), new_key);
     std::fs::write(&hank.config, &config).unwrap();
 
+    // Another key took the new key's place as <label>.next: nothing is renamed.
+    let next_uri = hsm.uri(EC_TOKEN, &next);
+    let destroy = |u: &str| {
+        Pkcs11Key::open(u, Some(hsm.module()), Some(PIN))
+            .unwrap()
+            .destroy()
+            .unwrap()
+    };
+    destroy(&next_uri);
+    Pkcs11Key::generate(&next_uri, Some(hsm.module()), PIN, ls_core::KeyType::EcP256).unwrap();
+    let impostor = token_public_key(hsm, EC_TOKEN, &next).unwrap();
+    let o = hank.cmd(&["status", "--json"]);
+    unchanged("another key as .next");
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["error"]["name"], "LS_ERR_KEY_NOT_FOUND", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not the key of the new certificate"),
+        "{v}"
+    );
+    assert_eq!(token_public_key(hsm, EC_TOKEN, &next).unwrap(), impostor);
+
     // The new key is removed from the token (by its owner, or another tool): the switch
     // cannot finish; it says so and writes nothing.
-    Pkcs11Key::open(&hsm.uri(EC_TOKEN, &next), Some(hsm.module()), Some(PIN))
-        .unwrap()
-        .destroy()
-        .unwrap();
+    destroy(&next_uri);
     for _ in 0..2 {
         let o = hank.cmd(&["status", "--json"]);
+        unchanged("no new key");
         assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
         let v = json(&o);
         assert_eq!(v["error"]["name"], "LS_ERR_KEY_NOT_FOUND", "{v}");
@@ -685,7 +708,6 @@ fn a_switch_without_the_pin_or_without_the_new_key_writes_no_certificate() {
             "{m}"
         );
         assert!(!m.contains(PIN));
-        unchanged("no new key");
     }
     let previous = Certificate::load(&hank.cert).unwrap().sha256_fingerprint();
     assert!(
