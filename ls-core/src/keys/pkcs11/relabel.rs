@@ -193,3 +193,35 @@ fn ec_signed_by(key: &PKey<Public>, digest: &[u8], sig: &[u8]) -> bool {
         .and_then(|(r, s)| openssl::ecdsa::EcdsaSig::from_private_components(r, s));
     parsed.is_ok_and(|sig| sig.verify(digest, &ec).unwrap_or(false))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ec_signed_by;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::ecdsa::EcdsaSig;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+
+    #[test]
+    fn an_ec_public_key_is_the_signers_only() {
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let public = |k: &EcKey<openssl::pkey::Private>| {
+            PKey::from_ec_key(EcKey::from_public_key(&group, k.public_key()).unwrap()).unwrap()
+        };
+        let signer = EcKey::generate(&group).unwrap();
+        let other = EcKey::generate(&group).unwrap();
+        let digest = [7u8; 32];
+        let sig = EcdsaSig::sign(&digest, &signer).unwrap();
+        // As a token gives it: R ‖ S, each as long as the curve's order.
+        let mut raw = sig.r().to_vec_padded(32).unwrap();
+        raw.extend(sig.s().to_vec_padded(32).unwrap());
+        assert!(ec_signed_by(&public(&signer), &digest, &raw));
+        assert!(!ec_signed_by(&public(&other), &digest, &raw));
+        assert!(!ec_signed_by(&public(&signer), &[8u8; 32], &raw));
+        assert!(!ec_signed_by(&public(&signer), &digest, &raw[1..]));
+        assert!(!ec_signed_by(&public(&signer), &digest, &[]));
+        let rsa = PKey::from_rsa(openssl::rsa::Rsa::generate(2048).unwrap()).unwrap();
+        let rsa_public = PKey::public_key_from_der(&rsa.public_key_to_der().unwrap()).unwrap();
+        assert!(!ec_signed_by(&rsa_public, &digest, &raw));
+    }
+}
