@@ -7,9 +7,12 @@
 //!
 //! Labels of this file start with `kg-`; the wrong-PIN test alone uses `PIN_TOKEN`.
 
+use cryptoki::error::RvError;
+use cryptoki::object::{Attribute, AttributeType, CertificateType, KeyType, ObjectClass};
+use cryptoki::session::{Session, UserType};
 use ls_core::keys::pkcs11::Pkcs11Key;
 use ls_core::keys::private::PrivateKey;
-use ls_core::Certificate;
+use ls_core::{CertPurpose, Certificate, CertificateBuilder};
 use ls_tests::client::{json, Client};
 use ls_tests::service::{server_bin_beside, RunningService};
 use ls_tests::softhsm::{SoftHsm, EC_TOKEN, PIN, PIN_TOKEN, RSA_TOKEN};
@@ -577,4 +580,330 @@ fn a_switch_on_the_token_interrupted_by_a_crash_is_finished_by_the_next_run() {
         &erin.dir.join("sent/after-crash.txt.signed.p7m"),
         &erin.cert
     ));
+}
+
+/// A client `label` with its EC key on the token, registered, with a partner (a key file) that
+/// holds its certificate, and a rollover started (phase `announcing`, the new key
+/// `<label>.next` on the token). The service goes with the test.
+fn client_rolling_over(
+    hsm: &SoftHsm,
+    name: &str,
+    label: &str,
+    partner: &str,
+) -> (RunningService, Client, Client) {
+    std::env::set_var(PIN_ENV, PIN);
+    let bin = server_bin_beside(Path::new(LAYERSEC));
+    let mut svc = RunningService::init(&bin, name, |t| t.to_string());
+    svc.serve();
+    let uri = hsm.uri(EC_TOKEN, label);
+    let mut args = vec!["--key-type", "ec"];
+    let token = token_args(hsm, &uri);
+    args.extend(strs(&token));
+    let me = Client::init(Path::new(LAYERSEC), &svc, label, &args);
+    me.register(&svc, &[]);
+    let other = Client::init(Path::new(LAYERSEC), &svc, partner, &["--key-type", "ec"]);
+    other.register(&svc, &[]);
+    me.ok(&["partners", "add", partner, other.cert.to_str().unwrap()]);
+    other.ok(&["partners", "add", label, me.cert.to_str().unwrap()]);
+    let r = json(&me.ok(&["rollover", "--json"]));
+    assert_eq!(r["phase"], "announcing", "{r}");
+    (svc, me, other)
+}
+
+/// Set the rollover's phase to `switching` (a process was killed in the switch after it saved
+/// the phase).
+fn interrupt_switch(c: &Client) {
+    let state = c.dir.join("state/rollover.json");
+    let text = std::fs::read_to_string(&state).unwrap();
+    assert!(text.contains("\"announcing\""), "{text}");
+    std::fs::write(&state, text.replace("\"announcing\"", "\"switching\"")).unwrap();
+}
+
+#[test]
+fn a_switch_without_the_pin_or_without_the_new_key_writes_no_certificate() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    let label = "kg-hank";
+    let (_svc, hank, _ida) = client_rolling_over(hsm, "pkcs11-lost-next", label, "kg-ida");
+    let uri = hsm.uri(EC_TOKEN, label);
+    let next = format!("{label}.next");
+    let old_pem = std::fs::read(&hank.cert).unwrap();
+    let old_key = token_public_key(hsm, EC_TOKEN, label).unwrap();
+    let new_key = token_public_key(hsm, EC_TOKEN, &next).unwrap();
+    interrupt_switch(&hank);
+    let unchanged = |why: &str| {
+        assert!(
+            std::fs::read(&hank.cert).unwrap() == old_pem,
+            "{why}: the certificate file was replaced"
+        );
+        assert_eq!(
+            token_public_key(hsm, EC_TOKEN, label).unwrap(),
+            old_key,
+            "{why}: the label moved"
+        );
+        // The old key still loads with its certificate (key and certificate match).
+        ls_core::Identity::from_pkcs11(&uri, Some(hsm.module()), Some(PIN), Some(&old_pem))
+            .unwrap_or_else(|e| panic!("{why}: the old key does not load: {e}"));
+    };
+
+    // Without the PIN the token hides its private keys: the switch is refused, not taken
+    // for done.
+    let config = std::fs::read_to_string(&hank.config).unwrap();
+    let pin_line = format!("pin_env = \"{PIN_ENV}\"");
+    assert!(config.lines().any(|l| l == pin_line), "{config}");
+    let without_pin: String = config
+        .lines()
+        .filter(|l| *l != pin_line)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&hank.config, without_pin).unwrap();
+    let o = hank.cmd(&["status", "--json"]);
+    unchanged("no PIN");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["error"]["name"], "LS_ERR_CONFIG_INVALID", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("PIN"),
+        "{v}"
+    );
+    assert_eq!(token_public_key(hsm, EC_TOKEN, &next).unwrap(), new_key);
+    std::fs::write(&hank.config, &config).unwrap();
+
+    // Another key took the new key's place as <label>.next: nothing is renamed.
+    let next_uri = hsm.uri(EC_TOKEN, &next);
+    let destroy = |u: &str| {
+        Pkcs11Key::open(u, Some(hsm.module()), Some(PIN))
+            .unwrap()
+            .destroy()
+            .unwrap()
+    };
+    destroy(&next_uri);
+    Pkcs11Key::generate(&next_uri, Some(hsm.module()), PIN, ls_core::KeyType::EcP256).unwrap();
+    let impostor = token_public_key(hsm, EC_TOKEN, &next).unwrap();
+    let o = hank.cmd(&["status", "--json"]);
+    unchanged("another key as .next");
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    let v = json(&o);
+    assert_eq!(v["error"]["name"], "LS_ERR_KEY_NOT_FOUND", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not the key of the new certificate"),
+        "{v}"
+    );
+    assert_eq!(token_public_key(hsm, EC_TOKEN, &next).unwrap(), impostor);
+
+    // The new key is removed from the token (by its owner, or another tool): the switch
+    // cannot finish; it says so and writes nothing.
+    destroy(&next_uri);
+    for _ in 0..2 {
+        let o = hank.cmd(&["status", "--json"]);
+        unchanged("no new key");
+        assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+        let v = json(&o);
+        assert_eq!(v["error"]["name"], "LS_ERR_KEY_NOT_FOUND", "{v}");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(
+            m.contains("new key") && m.contains("is not on the token") && m.contains(&next),
+            "{m}"
+        );
+        assert!(!m.contains(PIN));
+    }
+    let previous = Certificate::load(&hank.cert).unwrap().sha256_fingerprint();
+    assert!(
+        hsm.private_keys(EC_TOKEN, &format!("{label}.previous-{}", &previous[..16]))
+            .is_empty(),
+        "the old key was not moved"
+    );
+}
+
+/// The objects of `class` labelled `label` on `token`, each one's CKA_ID, read through
+/// cryptoki directly.
+fn objects(token: &str, class: ObjectClass, label: &str) -> Vec<Vec<u8>> {
+    with_session(token, |s| {
+        s.find_objects(&[
+            Attribute::Class(class),
+            Attribute::Label(label.as_bytes().to_vec()),
+        ])
+        .unwrap()
+        .into_iter()
+        .map(
+            |h| match s.get_attributes(h, &[AttributeType::Id]).unwrap().pop() {
+                Some(Attribute::Id(id)) => id,
+                other => panic!("{other:?}"),
+            },
+        )
+        .collect()
+    })
+}
+
+/// `f` with a read-write session on `token`, logged in.
+fn with_session<T>(token: &str, f: impl FnOnce(&Session) -> T) -> T {
+    let hsm = SoftHsm::get().unwrap();
+    let ctx = ls_core::keys::pkcs11::module(hsm.module()).unwrap();
+    let slot = ctx
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| ctx.get_token_info(*s).unwrap().label().trim_end() == token)
+        .unwrap();
+    let s = ctx.open_rw_session(slot).unwrap();
+    match s.login(UserType::User, Some(&PIN.to_string().into())) {
+        Ok(()) | Err(cryptoki::error::Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
+        Err(e) => panic!("login: {e}"),
+    }
+    f(&s)
+}
+
+/// A certificate object `label` with `id` on `token` holding `cert`.
+fn put_certificate(token: &str, label: &str, id: &[u8], cert: &Certificate) {
+    with_session(token, |s| {
+        s.create_object(&[
+            Attribute::Class(ObjectClass::CERTIFICATE),
+            Attribute::CertificateType(CertificateType::X_509),
+            Attribute::Token(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.to_vec()),
+            Attribute::Subject(cert.x509().subject_name().to_der().unwrap()),
+            Attribute::Value(cert.der().to_vec()),
+        ])
+        .unwrap();
+    });
+}
+
+/// An EC P-256 public key object `label` with `id` on `token`: another key's.
+fn put_foreign_ec_public_key(token: &str, label: &str, id: &[u8]) {
+    let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+    let key = openssl::ec::EcKey::generate(&group).unwrap();
+    let mut ctx = openssl::bn::BigNumContext::new().unwrap();
+    let point = key
+        .public_key()
+        .to_bytes(
+            &group,
+            openssl::ec::PointConversionForm::UNCOMPRESSED,
+            &mut ctx,
+        )
+        .unwrap();
+    let mut octets = vec![0x04, point.len() as u8];
+    octets.extend(point);
+    with_session(token, |s| {
+        s.create_object(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::KeyType(KeyType::EC),
+            Attribute::Token(true),
+            Attribute::Label(label.as_bytes().to_vec()),
+            Attribute::Id(id.to_vec()),
+            // prime256v1
+            Attribute::EcParams(vec![
+                0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+            ]),
+            Attribute::EcPoint(octets),
+        ])
+        .unwrap();
+    });
+}
+
+#[test]
+fn relabel_moves_only_the_one_key_pair_it_names() {
+    let Some(hsm) = SoftHsm::get() else { return };
+    let module = Some(hsm.module());
+    let ec = ls_core::KeyType::EcP256;
+
+    // Two private keys labelled alike (the second made under another id): the label does not
+    // name one key; refused, nothing renamed.
+    let twin = hsm.uri(EC_TOKEN, "kg-twin");
+    Pkcs11Key::generate(&twin, module, PIN, ec).unwrap();
+    Pkcs11Key::generate(&format!("{twin};id=%07"), module, PIN, ec).unwrap();
+    let e = Pkcs11Key::relabel(&twin, module, Some(PIN), "kg-twin-moved").unwrap_err();
+    assert_eq!(e.code(), ls_core::ErrorCode::InvalidArgument, "{e}");
+    assert!(e.to_string().contains("2 private keys"), "{e}");
+    assert!(e.to_string().contains("nothing was renamed"), "{e}");
+    for class in [ObjectClass::PRIVATE_KEY, ObjectClass::PUBLIC_KEY] {
+        assert_eq!(objects(EC_TOKEN, class, "kg-twin").len(), 2, "{class}");
+        assert!(
+            objects(EC_TOKEN, class, "kg-twin-moved").is_empty(),
+            "{class}"
+        );
+    }
+    // Named with its id as well, one of them moves (with its public key).
+    let n = Pkcs11Key::relabel(
+        &format!("{twin};id=%07"),
+        module,
+        Some(PIN),
+        "kg-twin-moved",
+    )
+    .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(
+        objects(EC_TOKEN, ObjectClass::PRIVATE_KEY, "kg-twin-moved"),
+        [vec![7u8]]
+    );
+
+    // Our key pair (no id), its certificate object, and another key's public key and
+    // certificate objects with the same label (another id): only ours move.
+    for (token, kind) in [(EC_TOKEN, ec), (RSA_TOKEN, ls_core::KeyType::Rsa(2048))] {
+        let own = hsm.uri(token, "kg-own");
+        let key = std::sync::Arc::new(Pkcs11Key::generate(&own, module, PIN, kind).unwrap());
+        let ours = CertificateBuilder::new("kg-own", CertPurpose::Party)
+            .private_key(key.clone())
+            .valid_days(30)
+            .build(None)
+            .unwrap();
+        put_certificate(token, "kg-own", &[], ours.identity.certificate());
+        let theirs = CertificateBuilder::new("kg-foreign", CertPurpose::Party)
+            .key_type(ec)
+            .valid_days(30)
+            .build(None)
+            .unwrap();
+        put_certificate(token, "kg-own", &[9], theirs.identity.certificate());
+        put_foreign_ec_public_key(token, "kg-own", &[9]);
+        let n = Pkcs11Key::relabel(&own, module, Some(PIN), "kg-own-moved").unwrap();
+        assert_eq!(n, 3, "{token}: the private and public key, the certificate");
+        for class in [
+            ObjectClass::PRIVATE_KEY,
+            ObjectClass::PUBLIC_KEY,
+            ObjectClass::CERTIFICATE,
+        ] {
+            assert_eq!(
+                objects(token, class, "kg-own-moved"),
+                [Vec::<u8>::new()],
+                "{token} {class}: ours moved"
+            );
+        }
+        for class in [ObjectClass::PUBLIC_KEY, ObjectClass::CERTIFICATE] {
+            assert_eq!(
+                objects(token, class, "kg-own"),
+                [vec![9u8]],
+                "{token} {class}: the other key's object stays"
+            );
+        }
+        let moved = Pkcs11Key::open(&hsm.uri(token, "kg-own-moved"), module, Some(PIN)).unwrap();
+        assert!(moved.public_key().public_eq(key.public_key()));
+
+        // Interrupted after the private key moved back: the next run moves the rest of the
+        // pair (not the other key's objects) and nothing twice.
+        with_session(token, |s| {
+            let h = s
+                .find_objects(&[
+                    Attribute::Class(ObjectClass::PRIVATE_KEY),
+                    Attribute::Label(b"kg-own-moved".to_vec()),
+                ])
+                .unwrap();
+            assert_eq!(h.len(), 1);
+            s.update_attributes(h[0], &[Attribute::Label(b"kg-own".to_vec())])
+                .unwrap();
+        });
+        let n = Pkcs11Key::relabel(&hsm.uri(token, "kg-own-moved"), module, Some(PIN), "kg-own")
+            .unwrap();
+        assert_eq!(n, 2, "{token}: the public key and the certificate");
+        for class in [ObjectClass::PUBLIC_KEY, ObjectClass::CERTIFICATE] {
+            let mut ids = objects(token, class, "kg-own");
+            ids.sort();
+            assert_eq!(ids, [vec![], vec![9u8]], "{token} {class}");
+            assert!(objects(token, class, "kg-own-moved").is_empty());
+        }
+        let n = Pkcs11Key::relabel(&hsm.uri(token, "kg-own-moved"), module, Some(PIN), "kg-own")
+            .unwrap();
+        assert_eq!(n, 0, "{token}: done already");
+    }
 }

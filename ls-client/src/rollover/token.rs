@@ -21,6 +21,7 @@ use crate::fsutil::{self, io_err};
 use ls_core::cert::Certificate;
 use ls_core::error::{Error, Result};
 use ls_core::keys::pkcs11::{Pkcs11Key, Pkcs11Uri};
+use ls_core::keys::private::PrivateKey;
 use ls_core::keys::{Identity, KeyType};
 use ls_core::{CertPurpose, CertificateBuilder};
 use std::path::{Path, PathBuf};
@@ -146,7 +147,18 @@ pub(crate) fn load_pending(cfg: &Config) -> Result<Option<Identity>> {
     if installed {
         return Ok(None);
     }
-    load(cfg, &read_uri(&u)?, &c).map(Some)
+    // Fatal, unlike a previous key that cannot be loaded: without the new key a document
+    // sealed for the new certificate would be refused as not ours, for good, when the fault
+    // may be passing.
+    load(cfg, &read_uri(&u)?, &c)
+        .map(Some)
+        .map_err(|e| match e {
+            Error::KeyNotFound(m) => Error::KeyNotFound(format!(
+                "the new key of the rollover under way (recorded in {}): {m}",
+                u.display()
+            )),
+            e => e,
+        })
 }
 
 /// Our previous identities on the token, from `previous/<sha256>.uri` and `.crt.pem`; those
@@ -246,12 +258,17 @@ pub(crate) fn keep_current_as_previous(cfg: &Config, cert: &Certificate) -> Resu
 }
 
 /// The switch on the token, each step decided by what is there (so a crash anywhere is
-/// finished by running it again): while the new key is still `<label>.next`, the objects
-/// labelled `<label>` (the old key pair) become `<label>.previous-…`; then `<label>.next`
-/// becomes `<label>` (the private key first); then the new certificate goes into the
-/// configured file.
+/// finished by running it again): while the new key is still `<label>.next` (and is the new
+/// certificate's key), the old key pair (labelled `<label>`) becomes `<label>.previous-…`;
+/// then `<label>.next` becomes `<label>` (the private key first); then, once the configured
+/// URI names the new certificate's key, the new certificate goes into the configured file.
+///
+/// Needs the PIN: without a login the token hides its private keys, and the new key would
+/// look renamed already. When the configured URI does not name the new key at the end (the
+/// new key was removed from the token), this is [`Error::KeyNotFound`] and the certificate file
+/// is not written: it stays the certificate of the key `<label>` names.
 pub(crate) fn install_pending(cfg: &Config) -> Result<()> {
-    let (uri, _) = configured(cfg)?;
+    let (uri, label) = configured(cfg)?;
     let cert_file = cfg.identity.certificate.clone().unwrap_or_default();
     let new_cert = Certificate::load(super::keys::pending_paths(cfg).1)?;
     let current = Certificate::load(&cert_file)?;
@@ -259,16 +276,53 @@ pub(crate) fn install_pending(cfg: &Config) -> Result<()> {
         return Ok(());
     }
     let next = read_uri(&pending_uri_path(cfg))?;
-    let (_, label) = configured(cfg)?;
     let module = cfg.identity.module.as_deref();
     let pin = cfg.pin()?;
-    let pin = pin.as_deref().map(String::as_str);
-    if Pkcs11Key::exists(&next, module, pin)? {
+    let pin = pin.as_deref().map(String::as_str).ok_or_else(|| {
+        Error::ConfigInvalid(format!(
+            "{}: identity.pin_env: the switch to the new key on the token needs the token's \
+             PIN (pin_env or pin_file); nothing was changed",
+            cfg.file.display()
+        ))
+    })?;
+    let new_key = new_cert.public_key()?;
+    let describe = |u: &str| {
+        Pkcs11Uri::parse(u)
+            .map(|p| p.describe())
+            .unwrap_or_default()
+    };
+    if Pkcs11Key::exists(&next, module, Some(pin))? {
+        let key = Pkcs11Key::open(&next, module, Some(pin))?;
+        if !key.public_key().public_eq(&new_key) {
+            return Err(Error::KeyNotFound(format!(
+                "the key {} on the token is not the key of the new certificate {}: nothing \
+                 was renamed and the certificate file {} is unchanged",
+                describe(&next),
+                super::keys::pending_paths(cfg).1.display(),
+                cert_file.display()
+            )));
+        }
         let previous = previous_uri(cfg, &current.sha256_fingerprint())?;
         let previous_label = Pkcs11Uri::parse(&previous)?.object.unwrap_or_default();
-        Pkcs11Key::relabel(&uri, module, pin, &previous_label)?;
+        Pkcs11Key::relabel(&uri, module, Some(pin), &previous_label)?;
     }
-    Pkcs11Key::relabel(&next, module, pin, &label)?;
+    // 0 renamed: done before this run (a crash after it), or the new key is not there; what
+    // `<label>` names now decides.
+    Pkcs11Key::relabel(&next, module, Some(pin), &label)?;
+    let named = match Pkcs11Key::open(&uri, module, Some(pin)) {
+        Ok(k) => k.public_key().public_eq(&new_key),
+        Err(Error::KeyNotFound(_)) => false,
+        Err(e) => return Err(e),
+    };
+    if !named {
+        return Err(Error::KeyNotFound(format!(
+            "the new key of the rollover ({}, then {}) is not on the token: the switch cannot \
+             finish, and the certificate file {} is left as it was",
+            describe(&next),
+            describe(&uri),
+            cert_file.display()
+        )));
+    }
     fsutil::write_atomic(&cert_file, &new_cert.to_pem())
 }
 

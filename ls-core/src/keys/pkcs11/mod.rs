@@ -28,6 +28,7 @@
 //!   the per-message secret passes through our memory (wiped when dropped), as it does with a
 //!   key in memory.
 
+mod relabel;
 mod settings;
 mod uri;
 
@@ -506,51 +507,6 @@ impl Pkcs11Key {
         Ok(())
     }
 
-    /// Every object `uri` names by its label and id — the private key first, then public
-    /// keys and certificates — gets the label `label`; the number renamed (0: none there). A
-    /// key rollover on the token moves the configured label from the old key pair to the new
-    /// one with it (each step can be repeated after a crash: what was renamed is no longer
-    /// named by `uri`). Logs in with `pin` as [`Self::open`] does.
-    pub fn relabel(
-        uri: &str,
-        module_path: Option<&Path>,
-        pin: Option<&str>,
-        label: &str,
-    ) -> Result<usize> {
-        let parsed = Pkcs11Uri::parse(uri)?;
-        if parsed.object.is_none() {
-            return Err(Error::InvalidArgument(format!(
-                "{}: only a key named by its label (object=) can be renamed",
-                parsed.describe()
-            )));
-        }
-        let session = Self::admin_session(&parsed, module_path, pin)?;
-        let mut n = 0;
-        for class in [
-            ObjectClass::PRIVATE_KEY,
-            ObjectClass::PUBLIC_KEY,
-            ObjectClass::CERTIFICATE,
-        ] {
-            let mut template = vec![Attribute::Class(class)];
-            if let Some(o) = &parsed.object {
-                template.push(Attribute::Label(o.as_bytes().to_vec()));
-            }
-            if let Some(id) = &parsed.id {
-                template.push(Attribute::Id(id.clone()));
-            }
-            let found = session
-                .find_objects(&template)
-                .map_err(|e| ck_error(e, "looking for the key"))?;
-            for h in found {
-                session
-                    .update_attributes(h, &[Attribute::Label(label.as_bytes().to_vec())])
-                    .map_err(|e| ck_error(e, "renaming the key on the token"))?;
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
     /// Whether the token holds a private key `uri` names (logged in with `pin`).
     pub fn exists(uri: &str, module_path: Option<&Path>, pin: Option<&str>) -> Result<bool> {
         let parsed = Pkcs11Uri::parse(uri)?;
@@ -814,12 +770,8 @@ fn login(session: &Session, pin: &AuthPin, uri: &Pkcs11Uri) -> Result<bool> {
     }
 }
 
-/// The one object of `class` that `uri` names, if any.
-fn find_one(
-    session: &Session,
-    class: ObjectClass,
-    uri: &Pkcs11Uri,
-) -> Result<Option<ObjectHandle>> {
+/// Every object of `class` that `uri` names (by its label and id).
+fn find_all(session: &Session, class: ObjectClass, uri: &Pkcs11Uri) -> Result<Vec<ObjectHandle>> {
     let mut template = vec![Attribute::Class(class)];
     if let Some(o) = &uri.object {
         template.push(Attribute::Label(o.as_bytes().to_vec()));
@@ -827,9 +779,18 @@ fn find_one(
     if let Some(id) = &uri.id {
         template.push(Attribute::Id(id.clone()));
     }
-    let found = session
+    session
         .find_objects(&template)
-        .map_err(|e| ck_error(e, "looking for the key"))?;
+        .map_err(|e| ck_error(e, "looking for the key"))
+}
+
+/// The one object of `class` that `uri` names, if any.
+fn find_one(
+    session: &Session,
+    class: ObjectClass,
+    uri: &Pkcs11Uri,
+) -> Result<Option<ObjectHandle>> {
+    let found = find_all(session, class, uri)?;
     match found.len() {
         0 => Ok(None),
         1 => Ok(Some(found[0])),
@@ -854,31 +815,12 @@ fn public_key(session: &Session, handle: ObjectHandle, uri: &Pkcs11Uri) -> Resul
         }
     };
     if key_type == CkKeyType::RSA {
-        let attrs = session
-            .get_attributes(
-                handle,
-                &[AttributeType::Modulus, AttributeType::PublicExponent],
-            )
-            .map_err(|e| ck_error(e, "reading the RSA public key"))?;
-        let (mut n, mut e) = (None, None);
-        for a in attrs {
-            match a {
-                Attribute::Modulus(v) => n = Some(v),
-                Attribute::PublicExponent(v) => e = Some(v),
-                _ => {}
-            }
-        }
-        let (Some(n), Some(e)) = (n, e) else {
-            return Err(Error::KeyNotFound(format!(
+        return rsa_public_of(session, handle)?.ok_or_else(|| {
+            Error::KeyNotFound(format!(
                 "the RSA key {} does not show its public key",
                 uri.describe()
-            )));
-        };
-        let rsa = openssl::rsa::Rsa::from_public_components(
-            openssl::bn::BigNum::from_slice(&n)?,
-            openssl::bn::BigNum::from_slice(&e)?,
-        )?;
-        return Ok(PKey::from_rsa(rsa)?);
+            ))
+        });
     }
     if key_type != CkKeyType::EC {
         return Err(Error::UnsupportedKey(format!(
@@ -887,50 +829,93 @@ fn public_key(session: &Session, handle: ObjectHandle, uri: &Pkcs11Uri) -> Resul
         )));
     }
     if let Some(pubh) = find_one(session, ObjectClass::PUBLIC_KEY, uri)? {
-        let attrs = session
-            .get_attributes(pubh, &[AttributeType::EcParams, AttributeType::EcPoint])
-            .map_err(|e| ck_error(e, "reading the EC public key"))?;
-        let (mut params, mut point) = (None, None);
-        for a in attrs {
-            match a {
-                Attribute::EcParams(v) => params = Some(v),
-                Attribute::EcPoint(v) => point = Some(v),
-                _ => {}
-            }
-        }
-        if let (Some(params), Some(point)) = (params, point) {
-            // CKA_EC_POINT is a DER OCTET STRING (some tokens give the bare point).
-            let bare = match asn1::parse_single(&point) {
-                Ok(t) if t.tag == tag::OCTET_STRING && t.content.first() == Some(&4) => {
-                    t.content.to_vec()
-                }
-                _ => point,
-            };
-            let spki = asn1::seq(&[
-                &asn1::seq(&[&asn1::oid(crate::oid::EC_PUBLIC_KEY), &params]),
-                &asn1::bit_string(&bare),
-            ]);
-            return PKey::public_key_from_der(&spki).map_err(|_| {
-                Error::UnsupportedKey(format!(
-                    "the public key of {} is not one OpenSSL reads",
-                    uri.describe()
-                ))
-            });
+        if let Some(k) = ec_public_of(session, pubh, uri)? {
+            return Ok(k);
         }
     }
     if let Some(certh) = find_one(session, ObjectClass::CERTIFICATE, uri)? {
-        if let Some(Attribute::Value(der)) = session
-            .get_attributes(certh, &[AttributeType::Value])
-            .map_err(|e| ck_error(e, "reading the certificate"))?
-            .pop()
-        {
-            return crate::Certificate::from_der(&der)?.public_key();
+        if let Some(k) = cert_public_of(session, certh)? {
+            return Ok(k);
         }
     }
     Err(Error::KeyNotFound(format!(
         "the token holds no public key or certificate for {}",
         uri.describe()
     )))
+}
+
+/// The RSA public key in the `CKA_MODULUS` and `CKA_PUBLIC_EXPONENT` of the object `h` (an RSA
+/// private or public key); `None` when it does not show them.
+fn rsa_public_of(session: &Session, h: ObjectHandle) -> Result<Option<PKey<Public>>> {
+    let attrs = session
+        .get_attributes(h, &[AttributeType::Modulus, AttributeType::PublicExponent])
+        .map_err(|e| ck_error(e, "reading the RSA public key"))?;
+    let (mut n, mut e) = (None, None);
+    for a in attrs {
+        match a {
+            Attribute::Modulus(v) => n = Some(v),
+            Attribute::PublicExponent(v) => e = Some(v),
+            _ => {}
+        }
+    }
+    let (Some(n), Some(e)) = (n, e) else {
+        return Ok(None);
+    };
+    let rsa = openssl::rsa::Rsa::from_public_components(
+        openssl::bn::BigNum::from_slice(&n)?,
+        openssl::bn::BigNum::from_slice(&e)?,
+    )?;
+    Ok(Some(PKey::from_rsa(rsa)?))
+}
+
+/// The EC public key in the `CKA_EC_PARAMS` and `CKA_EC_POINT` of the public key object `h`;
+/// `None` when it does not show them.
+fn ec_public_of(
+    session: &Session,
+    h: ObjectHandle,
+    uri: &Pkcs11Uri,
+) -> Result<Option<PKey<Public>>> {
+    let attrs = session
+        .get_attributes(h, &[AttributeType::EcParams, AttributeType::EcPoint])
+        .map_err(|e| ck_error(e, "reading the EC public key"))?;
+    let (mut params, mut point) = (None, None);
+    for a in attrs {
+        match a {
+            Attribute::EcParams(v) => params = Some(v),
+            Attribute::EcPoint(v) => point = Some(v),
+            _ => {}
+        }
+    }
+    let (Some(params), Some(point)) = (params, point) else {
+        return Ok(None);
+    };
+    // CKA_EC_POINT is a DER OCTET STRING (some tokens give the bare point).
+    let bare = match asn1::parse_single(&point) {
+        Ok(t) if t.tag == tag::OCTET_STRING && t.content.first() == Some(&4) => t.content.to_vec(),
+        _ => point,
+    };
+    let spki = asn1::seq(&[
+        &asn1::seq(&[&asn1::oid(crate::oid::EC_PUBLIC_KEY), &params]),
+        &asn1::bit_string(&bare),
+    ]);
+    PKey::public_key_from_der(&spki).map(Some).map_err(|_| {
+        Error::UnsupportedKey(format!(
+            "the public key of {} is not one OpenSSL reads",
+            uri.describe()
+        ))
+    })
+}
+
+/// The public key of the certificate object `h`; `None` when it has no value.
+fn cert_public_of(session: &Session, h: ObjectHandle) -> Result<Option<PKey<Public>>> {
+    match session
+        .get_attributes(h, &[AttributeType::Value])
+        .map_err(|e| ck_error(e, "reading the certificate"))?
+        .pop()
+    {
+        Some(Attribute::Value(der)) => crate::Certificate::from_der(&der)?.public_key().map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// A cryptoki failure as ours, with what we were doing.
