@@ -89,6 +89,7 @@ fn receipt_states(p: &Client) -> Vec<String> {
 #[test]
 fn the_services_receipts_are_signed_on_its_token() {
     let Some(hsm) = SoftHsm::get() else { return };
+    let _one = hsm.one_at_a_time();
     let (mut svc, uri, file_cert) = token_service(
         hsm,
         "p11-svc",
@@ -191,6 +192,7 @@ fn the_services_receipts_are_signed_on_its_token() {
 #[test]
 fn a_rollover_makes_the_next_key_on_the_token() {
     let Some(hsm) = SoftHsm::get() else { return };
+    let _one = hsm.one_at_a_time();
     let (mut svc, uri, _) = token_service(
         hsm,
         "p11-svc-roll",
@@ -368,6 +370,7 @@ fn set_identity(svc: &RunningService, identity: &str) {
 #[test]
 fn serve_stops_with_exit_2_or_75_when_the_token_key_cannot_be_used() {
     let Some(hsm) = SoftHsm::get() else { return };
+    let _one = hsm.one_at_a_time();
     // PIN_TOKEN: no other test of this process logs in to it (the service is a process of its
     // own, with its own login state, in any case).
     let (svc, uri, _) = token_service(
@@ -399,17 +402,7 @@ fn serve_stops_with_exit_2_or_75_when_the_token_key_cannot_be_used() {
         "{err}"
     );
     assert!(!err.contains("0000-wrong"), "the PIN is never shown: {err}");
-    match hsm.spy() {
-        Some(_) => {
-            let log = std::fs::read_to_string(&spy_log).unwrap_or_default();
-            assert_eq!(log.matches("C_Login").count(), 1, "one login attempt");
-            assert!(log.contains("CKR_PIN_INCORRECT"), "the spy saw the refusal");
-        }
-        None => ls_tests::skip(
-            "OpenSC's pkcs11-spy.so is not installed (apt-get install opensc-pkcs11): the \
-             logins of a wrong PIN are not counted",
-        ),
-    }
+    hsm.assert_one_refused_login(&spy_log);
 
     // The other failures: (identity settings, exit status, what the message names). A token
     // or module that is not there may come back: a temporary failure (EX_TEMPFAIL, 75), which

@@ -125,6 +125,17 @@ impl SoftHsm {
         Ok(SoftHsm { dir, module, spy })
     }
 
+    /// One test at a time on this process's tokens, for the tests that start processes using
+    /// them (`layersec`, `layersec-server`): hold the guard for the whole test. SoftHSM2's file
+    /// store is not safe for several processes writing one token at once — a process may then
+    /// see the token missing or fail its login with `CKR_GENERAL_ERROR`
+    /// (softhsm/SoftHSMv2#757) —, which real HSMs do not suffer from; in-process tests need
+    /// no guard (the module serialises its own threads).
+    pub fn one_at_a_time(&self) -> std::sync::MutexGuard<'static, ()> {
+        static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        ONE.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// `libsofthsm2.so`.
     pub fn module(&self) -> &Path {
         &self.module
@@ -200,6 +211,25 @@ impl SoftHsm {
             "{flags:?}"
         );
         assert!(!value, "the token gave out the private value of {label}");
+    }
+
+    /// The pkcs11-spy log `spy_log` that a process given a wrong PIN wrote (its module
+    /// [`SoftHsm::spy`], `PKCS11SPY` and `PKCS11SPY_OUTPUT` set): exactly one `C_Login`, which
+    /// the token refused — the PIN was not tried again. Its text, for further checks; `None`
+    /// after a visible skip when OpenSC's pkcs11-spy is not installed.
+    #[track_caller]
+    pub fn assert_one_refused_login(&self, spy_log: &Path) -> Option<String> {
+        if self.spy.is_none() {
+            crate::skip(
+                "OpenSC's pkcs11-spy.so is not installed (apt-get install opensc-pkcs11): the \
+                 logins of a wrong PIN are not counted",
+            );
+            return None;
+        }
+        let log = std::fs::read_to_string(spy_log).unwrap_or_default();
+        assert_eq!(log.matches("C_Login").count(), 1, "one login attempt");
+        assert!(log.contains("CKR_PIN_INCORRECT"), "the spy saw the refusal");
+        Some(log)
     }
 
     /// `pkcs11:token=<token>;object=<label>` (no module, no PIN).
