@@ -761,6 +761,60 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_switch_that_fails_is_tried_again_with_back_off_not_every_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("service.key");
+        let cert = dir.path().join("service.crt");
+        let me = Identity::generate("svc", KeyType::EcP256, 30, None).unwrap();
+        std::fs::write(&key, &me.key_pem).unwrap();
+        std::fs::write(&cert, &me.cert_pem).unwrap();
+        // A switch that is due, whose new key cannot be loaded.
+        std::fs::write(dir.path().join(NEXT_KEY), "not a key").unwrap();
+        std::fs::write(dir.path().join(NEXT_CERT), "not a certificate").unwrap();
+        let now = now_unix();
+        let st = ServiceRollover {
+            old_certificate_sha256: "a".into(),
+            new_certificate_sha256: "b".into(),
+            started_at: now - 100,
+            switch_at: now - 10,
+            old_valid_until: now + 100,
+            announced: Vec::new(),
+            switched_at: None,
+            next_pkcs11_uri: None,
+        };
+        std::fs::write(dir.path().join(STATE), serde_json::to_vec(&st).unwrap()).unwrap();
+        let sk = SigningKey::new(me.identity, key, cert, None);
+        let every = |sk: &SigningKey| sk.checked.lock().unwrap().unwrap().1;
+        let age = |sk: &SigningKey, secs: u64| {
+            let mut c = sk.checked.lock().unwrap();
+            let (t, e) = c.unwrap();
+            *c = Some((t - Duration::from_secs(secs), e));
+        };
+        let old = sk.get().certificate().sha256_fingerprint();
+        assert_eq!(
+            every(&sk),
+            SWITCH_RETRY_FIRST,
+            "the first failure waits 10 s"
+        );
+        // Asked again at once: not tried (the wait stays), the old key still signs.
+        sk.get();
+        assert_eq!(every(&sk), SWITCH_RETRY_FIRST);
+        age(&sk, 11);
+        sk.get();
+        assert_eq!(
+            every(&sk),
+            2 * SWITCH_RETRY_FIRST,
+            "doubled after the second failure"
+        );
+        for _ in 0..10 {
+            age(&sk, 400);
+            sk.get();
+        }
+        assert_eq!(every(&sk), SWITCH_RETRY_MAX, "at most 5 minutes");
+        assert_eq!(sk.get().certificate().sha256_fingerprint(), old);
+    }
+
+    #[test]
     fn the_new_keys_uri_names_the_same_token_and_a_label_of_its_own() {
         assert_eq!(
             uri_with_label(
