@@ -83,10 +83,14 @@ run() { # mode → one JSON line
   for _ in $(seq 100); do grep -q '"listening"' "$d/server.log" 2>/dev/null && break; sleep 0.1; done
   local url
   url=$(sed -n 's/.*"as4":"\([^"]*\)".*/\1/p' "$d/server.log" | head -1)
-  [ -n "$url" ] || { echo "the server ($1) did not start"; cat "$d/server.log"; exit 1; }
-  if [ "$1" != memory ] && ! grep -q '"service_key_on_token"' "$d/server.log"; then
-    echo "the server ($1) does not sign with the token"; cat "$d/server.log"; exit 1
-  fi
+  [ -n "$url" ] || { echo "the server ($1) did not start"; cat "$d/server.log"; kill $pid; exit 1; }
+  local where
+  where=$("$R/layersec-server" admin --config "$d/layersec-server.toml" service show |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["key_location"])')
+  case "$1:$where" in
+    memory:pkcs11:*|service-token:/*|all-token:/*)
+      echo "the server ($1) signs with $where"; kill $pid; exit 1 ;;
+  esac
   local cpu0 cpu1 out
   cpu0=$(awk '{print $14 + $15}' /proc/$pid/stat)
   if [ "$1" = all-token ]; then
@@ -103,7 +107,10 @@ run() { # mode → one JSON line
 }
 for m in memory service-token all-token; do setup $m; done
 results=$work/results.jsonl
-for m in memory service-token all-token all-token service-token memory; do run $m | tee -a "$results" | sed 's/^/  /'; done
+for m in memory service-token all-token all-token service-token memory; do
+  line=$(run $m) || { echo "$line"; exit 1; }
+  echo "$line" | tee -a "$results" | sed 's/^/  /'
+done
 python3 - "$results" <<'EOF'
 import json, sys
 best = {}
