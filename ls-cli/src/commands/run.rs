@@ -147,10 +147,11 @@ fn load_client_waiting_for_token(
         match load_client(cli) {
             Ok(c) => return Ok(Some(c)),
             Err(e @ Error::TokenUnavailable(_)) => {
+                let report = ls_core::ErrorReport::from(&e);
                 let line = if json {
                     serde_json::json!({
                         "event": "waiting_for_token",
-                        "error": ls_core::ErrorReport::from(&e),
+                        "error": report,
                         "retry_in_secs": wait.as_secs(),
                     })
                     .to_string()
@@ -159,8 +160,8 @@ fn load_client_waiting_for_token(
                         "{} our key's token is not available, trying again in {} s: [{}] {}",
                         iso(ls_core::time::now_unix()),
                         wait.as_secs(),
-                        e.code().name(),
-                        printable(&e.to_string())
+                        report.code,
+                        printable(&report.message)
                     )
                 };
                 let _ = print_stdout(&line);
