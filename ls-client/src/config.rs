@@ -1134,12 +1134,7 @@ impl Config {
     /// module path, never a PIN).
     pub fn key_location(&self) -> String {
         match &self.identity.pkcs11_uri {
-            Some(uri) => {
-                let uri = uri.trim();
-                uri.split_once('?')
-                    .map_or(uri, |(path, _)| path)
-                    .to_string()
-            }
+            Some(uri) => ls_core::keys::pkcs11::without_query(uri),
             None => self.identity.key.display().to_string(),
         }
     }

@@ -91,12 +91,7 @@ pub struct IdentitySection {
 }
 
 /// A `pkcs11:` URI without its query (no module path, never a PIN), for messages.
-pub fn without_query(uri: &str) -> String {
-    let uri = uri.trim();
-    uri.split_once('?')
-        .map_or(uri, |(path, _)| path)
-        .to_string()
-}
+pub use ls_core::keys::pkcs11::without_query;
 
 /// Why the signing identity on a token could not be loaded.
 #[derive(Debug)]

@@ -202,22 +202,18 @@ impl SigningKey {
         };
         // A failed switch (the token away, the new key not loadable) is tried again after
         // 10 s, doubling up to 5 minutes, and logged at each try: not once a second.
-        let every = match &switched {
-            Ok(_) => SWITCH_CHECK,
-            Err(_) => {
-                let c = self.checked.lock().unwrap_or_else(|e| e.into_inner());
-                let last = c.map_or(SWITCH_CHECK, |(_, every)| every);
-                (last * 2).clamp(SWITCH_RETRY_FIRST, SWITCH_RETRY_MAX)
+        let every = {
+            let mut c = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+            let last = c.map_or(SWITCH_CHECK, |(_, every)| every);
+            let every = match &switched {
+                Ok(_) => SWITCH_CHECK,
+                Err(_) => (last * 2).clamp(SWITCH_RETRY_FIRST, SWITCH_RETRY_MAX),
+            };
+            if let Some((_, e)) = c.as_mut() {
+                *e = every;
             }
+            every
         };
-        if let Some((_, e)) = self
-            .checked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-        {
-            *e = every;
-        }
         let next = match switched {
             Ok(Some(next)) => next,
             Ok(None) => return,

@@ -68,16 +68,7 @@ fn with_label(uri: &str, label: &str) -> String {
         Some((p, q)) => (p, Some(q)),
         None => (rest, None),
     };
-    let enc: String = label
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let enc = ls_core::bytes::percent_encode(label, b"-._~");
     let mut attrs: Vec<String> = path
         .split(';')
         .filter(|a| !a.is_empty() && !a.starts_with("object="))

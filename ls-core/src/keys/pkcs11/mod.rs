@@ -33,7 +33,7 @@ mod settings;
 mod uri;
 
 pub use settings::{SettingError, TokenSettings};
-pub use uri::Pkcs11Uri;
+pub use uri::{without_query, Pkcs11Uri};
 
 use super::private::{PrivateKey, RsaDecryption};
 use crate::asn1::{self, tag};

@@ -120,6 +120,15 @@ impl Pkcs11Uri {
     }
 }
 
+/// A `pkcs11:` URI as configured, without its query (no module path, never a PIN), trimmed:
+/// for messages and `key_location`.
+pub fn without_query(uri: &str) -> String {
+    let uri = uri.trim();
+    uri.split_once('?')
+        .map_or(uri, |(path, _)| path)
+        .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
